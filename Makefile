@@ -1,0 +1,91 @@
+# Thermocline -- the two commands a newcomer needs:
+#   make demo   install what is missing, build, start Kafka + PostgreSQL, run a live demo
+#   make test   the whole suite: lint, unit tests under ASan+UBSan, integration tests against
+#               real Kafka and PostgreSQL, fuzz smoke
+# Everything else here is a step of those two.
+
+SHELL        := /bin/bash
+BUILD        := build
+BUILD_ASAN   := build-asan
+BUILD_FUZZ   := build-fuzz
+VENV         := .venv
+PY           := $(VENV)/bin/python
+DEV          := scripts/dev-services
+SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+FUZZ_SECONDS ?= 15
+
+.PHONY: all build build-asan build-fuzz deps venv services services-down test unit integration \
+        fuzz-smoke lint format demo bench clean docs
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(VENV)/.ok: tests/requirements.txt
+	@python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+venv: $(VENV)/.ok
+
+build:
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DTC_TESTS=OFF >/dev/null
+	@ninja -C $(BUILD) thermocline
+
+build-asan:
+	@cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_SANITIZE=ON >/dev/null
+	@ninja -C $(BUILD_ASAN)
+
+build-fuzz:
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_SANITIZE=ON \
+	    -DTC_FUZZ=ON -DTC_TESTS=OFF >/dev/null
+	@ninja -C $(BUILD_FUZZ)
+
+services:
+	@$(DEV) up
+
+services-down:
+	@$(DEV) down
+
+# Unit tests (cmocka) under AddressSanitizer + UndefinedBehaviorSanitizer.
+unit: build-asan
+	@cd $(BUILD_ASAN) && ctest --output-on-failure
+
+# Integration tests against the real services, with the sanitized binary.
+integration: build-asan venv services
+	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
+	    THERMOCLINE_TOOLS=$(CURDIR)/$(BUILD_ASAN)/tools \
+	    $(PY) -m pytest -q -W error tests/integration tests/interop
+
+# Every libFuzzer target runs for FUZZ_SECONDS on its committed corpus.
+fuzz-smoke: build-fuzz
+	@set -e; for f in $(BUILD_FUZZ)/tests/fuzz/fuzz_*; do \
+	    name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+	    mkdir -p $$corpus; work=$$(mktemp -d); \
+	    echo "fuzz smoke: $$name for $(FUZZ_SECONDS) s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$work $$corpus 2>$$work.log \
+	        || { tail -50 $$work.log; exit 1; }; \
+	    rm -rf $$work $$work.log; done
+
+test: deps lint unit integration fuzz-smoke
+	@echo "make test: all suites passed"
+
+lint:
+	@scripts/lint
+
+format:
+	@clang-format -i $(SOURCES)
+
+docs: build
+	@$(BUILD)/thermocline config reference > docs/configuration.md
+	@$(BUILD)/thermocline config sample > config/thermocline.sample.yaml
+
+demo: deps build services
+	@scripts/demo
+
+bench: deps build venv services
+	@bench/run-e2e
+
+clean:
+	@rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

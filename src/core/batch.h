@@ -1,0 +1,93 @@
+/*
+ * batch.h -- the columnar batch, the one data type every room of Thermocline speaks.
+ *
+ * Readings are decoded once, straight into columns (a struct of arrays), because both sinks want
+ * columns: Parquet writes them as they are and binary COPY walks them row by row. A batch is
+ * allocated once with a fixed row capacity and reused: tc_batch_reset() forgets the rows and resets
+ * the arena that holds their strings, so the hot path does no malloc per reading.
+ *
+ * Filling a row: the decoder writes the fields of row b->n (tc_batch_row_begin clears it), then the
+ * caller either keeps it with tc_batch_row_commit() or drops it by not committing (a rejected
+ * reading); strings it copied into the arena stay there until the next reset, which is bounded by the
+ * arena cap.
+ */
+#ifndef TC_CORE_BATCH_H
+#define TC_CORE_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+
+/* The metrics the telemetry schema (version 1) names. Order is the column order everywhere. */
+typedef enum tc_metric {
+    TC_M_TEMPERATURE,
+    TC_M_HUMIDITY,
+    TC_M_PRESSURE,
+    TC_M_BATTERY,
+    TC_M_LATITUDE,
+    TC_M_LONGITUDE,
+    TC_METRIC__COUNT
+} tc_metric;
+
+/* Column names of the metrics, indexed by tc_metric ("temperature", ...). */
+extern const char *const tc_metric_names[TC_METRIC__COUNT];
+
+/* Look a metric up by field name; returns -1 when the name is not a metric. */
+int tc_metric_lookup(const char *name, size_t len);
+
+/* A string owned by the batch arena (or by the message it points into); ptr NULL means SQL NULL. */
+typedef struct tc_slice {
+    const char *ptr;
+    uint32_t len;
+} tc_slice;
+
+/* Device ids longer than this are rejected: they are keys, not payloads. */
+#define TC_DEVICE_ID_MAX 256
+
+/* Upper bound on a batch's row capacity; the configured batch size must not exceed it. */
+#define TC_BATCH_ROWS_MAX 1000000
+
+typedef struct tc_batch {
+    size_t cap; /* row capacity */
+    size_t n;   /* committed rows */
+
+    int64_t *time_us;     /* event time, microseconds since 1970-01-01T00:00:00Z */
+    tc_slice *device_id;  /* never NULL in a committed row */
+    double *metric[TC_METRIC__COUNT];
+    uint8_t *present[TC_METRIC__COUNT]; /* 1 = value present, 0 = NULL */
+    tc_slice *tags;       /* JSON object text, or NULL */
+    tc_slice *extra;      /* JSON object text of fields the schema does not name, or NULL */
+    int32_t *partition;   /* source Kafka partition */
+    int64_t *offset;      /* source Kafka offset */
+
+    tc_arena arena; /* strings of the rows above */
+} tc_batch;
+
+/* Allocate a batch for cap rows whose strings may take up to arena_cap bytes (0 = unbounded).
+ * Returns NULL when out of memory or cap is 0 or above TC_BATCH_ROWS_MAX. Free with tc_batch_destroy. */
+tc_batch *tc_batch_new(size_t cap, size_t arena_cap);
+void tc_batch_destroy(tc_batch *b);
+
+/* Forget all rows and their strings. */
+void tc_batch_reset(tc_batch *b);
+
+/* Clear row b->n so a decoder can fill it. Returns TC_ERR_FULL when the batch has no free row. */
+tc_err tc_batch_row_begin(tc_batch *b);
+
+/* Keep the row filled at b->n. */
+void tc_batch_row_commit(tc_batch *b);
+
+/* The next Kafka offset to consume for one partition: what a batch's transaction records. */
+typedef struct tc_partition_offset {
+    int32_t partition;
+    int64_t next_offset;
+} tc_partition_offset;
+
+static inline int tc_batch_full(const tc_batch *b)
+{
+    return b->n >= b->cap;
+}
+
+#endif

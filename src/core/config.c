@@ -1,0 +1,500 @@
+/*
+ * config.c -- the configuration table, its YAML loader and its generated documentation.
+ *
+ * See config.h for the design. The YAML loader uses libyaml's event API with an explicit key stack
+ * (bounded depth), so a hostile config file cannot recurse us into a stack overflow; sequences,
+ * anchors and aliases are refused because no setting needs them.
+ */
+#include "core/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "core/batch.h"
+
+typedef enum tc_conf_type { TC_CT_STRING, TC_CT_INT, TC_CT_DOUBLE, TC_CT_BOOL } tc_conf_type;
+
+typedef struct tc_conf_entry {
+    const char *key;
+    tc_conf_type type;
+    const char *def;
+    double min, max; /* bounds for INT and DOUBLE */
+    const char *env; /* overriding environment variable, or NULL */
+    size_t offset;   /* into tc_config */
+    const char *desc;
+} tc_conf_entry;
+
+#define OFF(field) offsetof(tc_config, field)
+/* Bounds wide enough to mean "any" for a double limit. */
+#define TC_DBL_ANY 1e300
+
+static const tc_conf_entry tc_conf_table[] = {
+    {"kafka.brokers", TC_CT_STRING, "127.0.0.1:9092", 0, 0, "THERMOCLINE_KAFKA_BROKERS",
+     OFF(kafka_brokers), "Kafka bootstrap servers, comma separated."},
+    {"kafka.topic", TC_CT_STRING, "iot-telemetry", 0, 0, "THERMOCLINE_KAFKA_TOPIC",
+     OFF(kafka_topic), "Topic the readings are consumed from (keyed by device_id)."},
+    {"kafka.group", TC_CT_STRING, "thermocline", 0, 0, "THERMOCLINE_KAFKA_GROUP",
+     OFF(kafka_group), "Consumer group id; run more processes with the same id to scale out."},
+    {"kafka.partitions", TC_CT_INT, "6", 1, 10000, NULL, OFF(kafka_partitions),
+     "Partitions of the topic when Thermocline creates it."},
+    {"kafka.replication_factor", TC_CT_INT, "1", 1, 16, NULL, OFF(kafka_replication_factor),
+     "Replication factor of a created topic: 3 in production, 1 on a single dev broker."},
+    {"kafka.retention_ms", TC_CT_INT, "604800000", 60000, 1e15, NULL, OFF(kafka_retention_ms),
+     "retention.ms of a created topic (default 7 days)."},
+    {"kafka.create_topic", TC_CT_BOOL, "true", 0, 0, NULL, OFF(kafka_create_topic),
+     "Create the topic at start when it does not exist."},
+    {"postgres.dsn", TC_CT_STRING, "dbname=thermocline", 0, 0, "THERMOCLINE_PG_DSN",
+     OFF(pg_dsn), "libpq connection string of the operational store."},
+    {"postgres.schema", TC_CT_STRING, "telemetry", 0, 0, NULL, OFF(pg_schema),
+     "Schema that holds Thermocline's tables."},
+    {"postgres.partition_days_ahead", TC_CT_INT, "2", 1, 365, NULL,
+     OFF(pg_partition_days_ahead), "Daily partitions created ahead of the current day."},
+    {"pipeline.batch_size", TC_CT_INT, "1000", 1, TC_BATCH_ROWS_MAX, NULL, OFF(batch_size),
+     "Readings per batch: a batch is written when it holds this many readings..."},
+    {"pipeline.batch_timeout_ms", TC_CT_INT, "100", 1, 60000, NULL, OFF(batch_timeout_ms),
+     "...or when its oldest reading has waited this long."},
+    {"pipeline.max_message_bytes", TC_CT_INT, "1048576", 64, 104857600, NULL,
+     OFF(max_message_bytes), "Messages larger than this are dead letters (too_large)."},
+    {"pipeline.batch_memory_bytes", TC_CT_INT, "67108864", 1048576, 17179869184.0, NULL,
+     OFF(batch_memory_bytes), "Cap on the strings one batch may hold; reaching it writes the batch."},
+    {"validation.temperature_min", TC_CT_DOUBLE, "-50", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.min[TC_M_TEMPERATURE]), "Lowest valid temperature, degrees Celsius."},
+    {"validation.temperature_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.max[TC_M_TEMPERATURE]), "Highest valid temperature, degrees Celsius."},
+    {"validation.humidity_min", TC_CT_DOUBLE, "0", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.min[TC_M_HUMIDITY]), "Lowest valid relative humidity, percent."},
+    {"validation.humidity_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.max[TC_M_HUMIDITY]), "Highest valid relative humidity, percent."},
+    {"validation.pressure_min", TC_CT_DOUBLE, "300", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.min[TC_M_PRESSURE]), "Lowest valid pressure, hPa (Mount Everest is ~314)."},
+    {"validation.pressure_max", TC_CT_DOUBLE, "1100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.max[TC_M_PRESSURE]), "Highest valid pressure, hPa (record high is ~1084)."},
+    {"validation.battery_min", TC_CT_DOUBLE, "0", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.min[TC_M_BATTERY]), "Lowest valid battery level, percent."},
+    {"validation.battery_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.max[TC_M_BATTERY]), "Highest valid battery level, percent."},
+    {"validation.latitude_min", TC_CT_DOUBLE, "-90", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.min[TC_M_LATITUDE]), "Lowest valid latitude, degrees."},
+    {"validation.latitude_max", TC_CT_DOUBLE, "90", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.max[TC_M_LATITUDE]), "Highest valid latitude, degrees."},
+    {"validation.longitude_min", TC_CT_DOUBLE, "-180", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.min[TC_M_LONGITUDE]), "Lowest valid longitude, degrees."},
+    {"validation.longitude_max", TC_CT_DOUBLE, "180", -TC_DBL_ANY, TC_DBL_ANY, NULL,
+     OFF(limits.max[TC_M_LONGITUDE]), "Highest valid longitude, degrees."},
+    {"validation.max_future_s", TC_CT_INT, "300", 0, 31536000, NULL,
+     OFF(limits.max_future_s), "Readings timestamped further ahead than this are refused."},
+    {"validation.max_age_s", TC_CT_INT, "2592000", 60, 3153600000.0, NULL, OFF(limits.max_age_s),
+     "Readings older than this are refused (default 30 days, the operational retention)."},
+    {"lake.dir", TC_CT_STRING, "", 0, 0, "THERMOCLINE_LAKE_DIR", OFF(lake_dir),
+     "Root folder of the Parquet data lake (empty: lake sink off)."},
+    {"log.level", TC_CT_STRING, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
+     "debug, info, warn or error."},
+    {"log.format", TC_CT_STRING, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),
+     "json (JSON lines), human, or auto (human on a terminal, JSON otherwise)."},
+};
+
+#define TC_CONF_COUNT (sizeof(tc_conf_table) / sizeof(tc_conf_table[0]))
+#define TC_RDKAFKA_PREFIX "rdkafka."
+/* YAML nesting deeper than this is not a Thermocline config file. */
+#define TC_CONF_DEPTH_MAX 8
+/* Longest dotted key we accept. */
+#define TC_CONF_KEY_MAX 256
+
+static const tc_conf_entry *tc_conf_find(const char *key)
+{
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        if (strcmp(tc_conf_table[i].key, key) == 0)
+            return &tc_conf_table[i];
+    }
+    return NULL;
+}
+
+static tc_err tc_conf_parse_bool(const char *v, int64_t *out)
+{
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+        !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
+             !strcmp(v, "0"))
+        *out = 0;
+    else
+        return TC_ERR_CONFIG;
+    return TC_OK;
+}
+
+static tc_err tc_conf_set_rdkafka(tc_config *cfg, const char *key, const char *value,
+                                  char *errstr, size_t errstr_size)
+{
+    const char *prop = key + strlen(TC_RDKAFKA_PREFIX);
+    char *v;
+    int i;
+
+    if (!*prop)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "empty rdkafka property name");
+    for (i = 0; i < cfg->rdkafka_count; i++) {
+        if (strcmp(cfg->rdkafka_keys[i], prop) == 0)
+            break;
+    }
+    if (i == TC_CONFIG_RDKAFKA_MAX)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "more than %d rdkafka.* properties", TC_CONFIG_RDKAFKA_MAX);
+    v = strdup(value);
+    if (!v)
+        return TC_ERR_NOMEM;
+    if (i == cfg->rdkafka_count) {
+        cfg->rdkafka_keys[i] = strdup(prop);
+        if (!cfg->rdkafka_keys[i]) {
+            free(v);
+            return TC_ERR_NOMEM;
+        }
+        cfg->rdkafka_count++;
+    } else {
+        free(cfg->rdkafka_values[i]);
+    }
+    cfg->rdkafka_values[i] = v;
+    return TC_OK;
+}
+
+tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *errstr,
+                     size_t errstr_size)
+{
+    const tc_conf_entry *e;
+    char *end, *s;
+    void *field;
+    double d;
+    int64_t b;
+
+    if (strncmp(key, TC_RDKAFKA_PREFIX, strlen(TC_RDKAFKA_PREFIX)) == 0)
+        return tc_conf_set_rdkafka(cfg, key, value, errstr, errstr_size);
+    e = tc_conf_find(key);
+    if (!e)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "unknown configuration key \"%s\" (see docs/configuration.md)", key);
+    field = (char *)cfg + e->offset;
+    switch (e->type) {
+    case TC_CT_STRING:
+        s = strdup(value);
+        if (!s)
+            return TC_ERR_NOMEM;
+        free(*(char **)field);
+        *(char **)field = s;
+        return TC_OK;
+    case TC_CT_INT:
+    case TC_CT_DOUBLE:
+        errno = 0;
+        d = strtod(value, &end);
+        if (end == value || *end || errno == ERANGE || !isfinite(d))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid value for \"%s\": \"%s\" is not a number", key, value);
+        if (e->type == TC_CT_INT && d != floor(d))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid value for \"%s\": \"%s\" is not an integer", key, value);
+        if (d < e->min || d > e->max)
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid value for \"%s\": %s is outside [%.17g, %.17g]", key,
+                              value, e->min, e->max);
+        if (e->type == TC_CT_INT)
+            *(int64_t *)field = (int64_t)d;
+        else
+            *(double *)field = d;
+        return TC_OK;
+    case TC_CT_BOOL:
+        if (tc_conf_parse_bool(value, &b) != TC_OK)
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid value for \"%s\": \"%s\" is not a boolean", key, value);
+        *(int64_t *)field = b;
+        return TC_OK;
+    }
+    return TC_ERR_CONFIG;
+}
+
+tc_config *tc_config_new(void)
+{
+    tc_config *cfg = calloc(1, sizeof(*cfg));
+    char errstr[TC_ERRSTR_MAX];
+
+    if (!cfg)
+        return NULL;
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        if (tc_config_set(cfg, tc_conf_table[i].key, tc_conf_table[i].def, errstr,
+                          sizeof(errstr)) != TC_OK) {
+            tc_config_destroy(cfg);
+            return NULL;
+        }
+    }
+    return cfg;
+}
+
+void tc_config_destroy(tc_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        if (tc_conf_table[i].type == TC_CT_STRING)
+            free(*(char **)((char *)cfg + tc_conf_table[i].offset));
+    }
+    for (int i = 0; i < cfg->rdkafka_count; i++) {
+        free(cfg->rdkafka_keys[i]);
+        free(cfg->rdkafka_values[i]);
+    }
+    free(cfg);
+}
+
+/* Join the key stack into "a.b.c"; returns -1 when the key is too long. */
+static int tc_conf_join(char keys[][TC_CONF_KEY_MAX], int depth, const char *leaf, char *out)
+{
+    size_t pos = 0, n;
+
+    out[0] = '\0';
+    for (int i = 0; i <= depth; i++) {
+        const char *part = i < depth ? keys[i] : leaf;
+        n = strlen(part);
+        if (pos + n + 2 > TC_CONF_KEY_MAX)
+            return -1;
+        if (pos)
+            out[pos++] = '.';
+        memcpy(out + pos, part, n + 1);
+        pos += n;
+    }
+    return 0;
+}
+
+tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const char *origin,
+                           char *errstr, size_t errstr_size)
+{
+    char keys[TC_CONF_DEPTH_MAX][TC_CONF_KEY_MAX], full[TC_CONF_KEY_MAX];
+    char pending[TC_CONF_KEY_MAX];
+    int depth = -1, have_key = 0, done = 0;
+    tc_err err = TC_OK;
+    yaml_parser_t parser;
+    yaml_event_t ev;
+
+    if (!yaml_parser_initialize(&parser))
+        return TC_ERR_NOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    while (!done && err == TC_OK) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                             "could not parse \"%s\": %s at line %zu column %zu", origin,
+                             parser.problem ? parser.problem : "syntax error",
+                             parser.problem_mark.line + 1, parser.problem_mark.column + 1);
+            break;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_STREAM_START_EVENT:
+        case YAML_DOCUMENT_START_EVENT:
+        case YAML_DOCUMENT_END_EVENT:
+            break;
+        case YAML_MAPPING_START_EVENT:
+            if (depth >= 0 && !have_key) {
+                err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                 "\"%s\" line %zu: a mapping cannot be a key", origin,
+                                 ev.start_mark.line + 1);
+            } else if (depth + 1 >= TC_CONF_DEPTH_MAX) {
+                err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                 "\"%s\" line %zu: nesting deeper than %d", origin,
+                                 ev.start_mark.line + 1, TC_CONF_DEPTH_MAX);
+            } else {
+                if (depth >= 0)
+                    memcpy(keys[depth], pending, sizeof(pending));
+                depth++;
+                have_key = 0;
+            }
+            break;
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            have_key = 0;
+            break;
+        case YAML_SCALAR_EVENT: {
+            const char *val = (const char *)ev.data.scalar.value;
+            if (depth < 0) {
+                /* An empty document is a scalar "" with plain style: accept it. */
+                if (ev.data.scalar.length)
+                    err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                     "\"%s\": the top level must be a mapping", origin);
+            } else if (!have_key) {
+                if (ev.data.scalar.length >= TC_CONF_KEY_MAX || strchr(val, '\0') !=
+                                                                    val + ev.data.scalar.length) {
+                    err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                     "\"%s\" line %zu: invalid key", origin,
+                                     ev.start_mark.line + 1);
+                } else {
+                    memcpy(pending, val, ev.data.scalar.length + 1);
+                    have_key = 1;
+                }
+            } else {
+                have_key = 0;
+                if (tc_conf_join(keys, depth, pending, full) < 0)
+                    err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                     "\"%s\" line %zu: key too long", origin,
+                                     ev.start_mark.line + 1);
+                else if (strchr(val, '\0') != val + ev.data.scalar.length)
+                    err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                     "\"%s\" line %zu: NUL byte in value of \"%s\"", origin,
+                                     ev.start_mark.line + 1, full);
+                else
+                    err = tc_config_set(cfg, full, val, errstr, errstr_size);
+            }
+            break;
+        }
+        default:
+            err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                             "\"%s\" line %zu: sequences, anchors and aliases are not supported",
+                             origin, ev.start_mark.line + 1);
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return err;
+}
+
+/* Config files are small; a bigger one is a mistake, not a config. */
+#define TC_CONF_FILE_MAX (1024 * 1024)
+
+tc_err tc_config_load_file(tc_config *cfg, const char *path, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n;
+    tc_err err;
+
+    if (!f)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "could not open configuration file \"%s\": %s", path, strerror(errno));
+    buf = malloc(TC_CONF_FILE_MAX + 1);
+    if (!buf) {
+        fclose(f);
+        return TC_ERR_NOMEM;
+    }
+    n = fread(buf, 1, TC_CONF_FILE_MAX + 1, f);
+    if (ferror(f))
+        err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                         "could not read configuration file \"%s\": %s", path, strerror(errno));
+    else if (n > TC_CONF_FILE_MAX)
+        err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                         "configuration file \"%s\" is larger than %d bytes", path,
+                         TC_CONF_FILE_MAX);
+    else
+        err = tc_config_load_yaml(cfg, buf, n, path, errstr, errstr_size);
+    free(buf);
+    fclose(f);
+    return err;
+}
+
+tc_err tc_config_apply_env(tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX];
+    const char *v;
+    tc_err err;
+
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        if (!tc_conf_table[i].env || !(v = getenv(tc_conf_table[i].env)))
+            continue;
+        err = tc_config_set(cfg, tc_conf_table[i].key, v, inner, sizeof(inner));
+        if (err != TC_OK)
+            return tc_err_set(err, errstr, errstr_size, "environment variable %s: %s",
+                              tc_conf_table[i].env, inner);
+    }
+    return TC_OK;
+}
+
+tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size)
+{
+    tc_config *cfg = tc_config_new();
+
+    if (!cfg) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if ((path && tc_config_load_file(cfg, path, errstr, errstr_size) != TC_OK) ||
+        tc_config_apply_env(cfg, errstr, errstr_size) != TC_OK) {
+        tc_config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static const char *const tc_conf_type_names[] = {"string", "integer", "number", "boolean"};
+
+void tc_config_write_reference(FILE *out)
+{
+    fprintf(out, "# Configuration reference\n\n"
+                 "Generated by `thermocline config reference` from the configuration table in "
+                 "`src/core/config.c`; do not edit by hand.\n\n"
+                 "Precedence, lowest first: default, YAML file (`--config`), environment variable, "
+                 "`--set key=value`. Keys under `rdkafka.` are passed to librdkafka unchanged "
+                 "(see librdkafka's CONFIGURATION.md). Unknown keys are an error.\n\n"
+                 "| key | type | default | bounds | environment | description |\n"
+                 "|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        const tc_conf_entry *e = &tc_conf_table[i];
+        fprintf(out, "| `%s` | %s | `%s` | ", e->key, tc_conf_type_names[e->type], e->def);
+        if ((e->type == TC_CT_INT || e->type == TC_CT_DOUBLE) && e->max < TC_DBL_ANY)
+            fprintf(out, "%.15g .. %.15g", e->min, e->max);
+        fprintf(out, " | %s%s%s | %s |\n", e->env ? "`" : "", e->env ? e->env : "",
+                e->env ? "`" : "", e->desc);
+    }
+}
+
+void tc_config_write_sample(FILE *out)
+{
+    char section[TC_CONF_KEY_MAX] = "";
+
+    fprintf(out, "# Thermocline configuration (generated by `thermocline config sample`).\n"
+                 "# Every setting is shown with its default. Environment variables named below\n"
+                 "# override the file; `--set key=value` overrides both.\n");
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        const tc_conf_entry *e = &tc_conf_table[i];
+        const char *dot = strchr(e->key, '.');
+        size_t slen = (size_t)(dot - e->key);
+        if (strlen(section) != slen || strncmp(section, e->key, slen) != 0) {
+            memcpy(section, e->key, slen);
+            section[slen] = '\0';
+            fprintf(out, "\n%s:\n", section);
+        }
+        fprintf(out, "  # %s%s%s%s\n", e->desc, e->env ? " (env " : "", e->env ? e->env : "",
+                e->env ? ")" : "");
+        if (e->type == TC_CT_STRING)
+            fprintf(out, "  %s: \"%s\"\n", dot + 1, e->def);
+        else
+            fprintf(out, "  %s: %s\n", dot + 1, e->def);
+    }
+    fprintf(out, "\n# librdkafka properties, passed through unchanged:\n"
+                 "rdkafka:\n  # fetch.wait.max.ms: 50\n  # statistics.interval.ms: 0\n");
+}
+
+void tc_config_dump(const tc_config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        const tc_conf_entry *e = &tc_conf_table[i];
+        const void *field = (const char *)cfg + e->offset;
+        switch (e->type) {
+        case TC_CT_STRING:
+            fprintf(out, "%s = %s\n", e->key,
+                    strstr(e->key, "dsn") && strstr(*(char *const *)field, "password")
+                        ? "(contains a password; not shown)"
+                        : *(char *const *)field);
+            break;
+        case TC_CT_INT:
+            fprintf(out, "%s = %lld\n", e->key, (long long)*(const int64_t *)field);
+            break;
+        case TC_CT_DOUBLE:
+            fprintf(out, "%s = %.17g\n", e->key, *(const double *)field);
+            break;
+        case TC_CT_BOOL:
+            fprintf(out, "%s = %s\n", e->key, *(const int64_t *)field ? "true" : "false");
+            break;
+        }
+    }
+    for (int i = 0; i < cfg->rdkafka_count; i++)
+        fprintf(out, "rdkafka.%s = %s\n", cfg->rdkafka_keys[i], cfg->rdkafka_values[i]);
+}

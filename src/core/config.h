@@ -1,0 +1,87 @@
+/*
+ * config.h -- Thermocline's configuration: one table, three sources.
+ *
+ * Every setting is a row of one table (key, type, default, bounds, environment variable, description).
+ * The table is the single source of truth: the YAML loader, the environment overrides, `--set`,
+ * the generated configuration reference (docs/configuration.md) and the sample file all walk it.
+ * Precedence, lowest first: built-in default, YAML file (--config), THERMOCLINE_* environment
+ * variables, command-line --set key=value. Unknown keys are rejected with the list of close names,
+ * except keys under "rdkafka.", which are passed verbatim to librdkafka (which validates them).
+ */
+#ifndef TC_CORE_CONFIG_H
+#define TC_CORE_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+
+/* Pass-through librdkafka properties; more than this many is certainly a mistake. */
+#define TC_CONFIG_RDKAFKA_MAX 64
+
+typedef struct tc_limits {
+    double min[6], max[6];  /* per tc_metric */
+    int64_t max_future_s;   /* event time may be at most this far ahead of now */
+    int64_t max_age_s;      /* event time may be at most this old */
+} tc_limits;
+
+typedef struct tc_config {
+    /* kafka */
+    char *kafka_brokers;
+    char *kafka_topic;
+    char *kafka_group;
+    int64_t kafka_partitions;
+    int64_t kafka_replication_factor;
+    int64_t kafka_retention_ms;
+    int64_t kafka_create_topic;
+    /* postgres */
+    char *pg_dsn;
+    char *pg_schema;
+    int64_t pg_partition_days_ahead;
+    /* pipeline */
+    int64_t batch_size;
+    int64_t batch_timeout_ms;
+    int64_t max_message_bytes;
+    int64_t batch_memory_bytes;
+    /* validation */
+    tc_limits limits;
+    /* lake */
+    char *lake_dir;
+    /* log */
+    char *log_level;
+    char *log_format;
+    /* rdkafka.* pass-through */
+    char *rdkafka_keys[TC_CONFIG_RDKAFKA_MAX];
+    char *rdkafka_values[TC_CONFIG_RDKAFKA_MAX];
+    int rdkafka_count;
+} tc_config;
+
+/* A new configuration holding the built-in defaults; NULL when out of memory. */
+tc_config *tc_config_new(void);
+void tc_config_destroy(tc_config *cfg);
+
+/* Set one key from its text form (as in YAML or --set): parsed, bounds-checked. */
+tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *errstr,
+                     size_t errstr_size);
+
+/* Load a YAML file of nested mappings; keys are joined with '.' (kafka: {brokers: x} -> kafka.brokers). */
+tc_err tc_config_load_file(tc_config *cfg, const char *path, char *errstr, size_t errstr_size);
+
+/* Load YAML from memory (same rules as tc_config_load_file; used by tests and the fuzzer). */
+tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const char *origin,
+                           char *errstr, size_t errstr_size);
+
+/* Apply THERMOCLINE_* environment variables named in the table. */
+tc_err tc_config_apply_env(tc_config *cfg, char *errstr, size_t errstr_size);
+
+/* The usual sequence: defaults, file (if path not NULL), environment. NULL on error. */
+tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
+
+/* Write the configuration reference (markdown table) or a commented sample YAML file. */
+void tc_config_write_reference(FILE *out);
+void tc_config_write_sample(FILE *out);
+
+/* Print the effective configuration (key = value) with secrets in the DSN masked. */
+void tc_config_dump(const tc_config *cfg, FILE *out);
+
+#endif

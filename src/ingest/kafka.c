@@ -1,0 +1,541 @@
+/*
+ * kafka.c -- consumer, producer and topic administration over librdkafka; see kafka.h.
+ */
+#include "ingest/kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+/* How long topic creation may take before we call the broker unreachable. */
+#define TC_ADMIN_TIMEOUT_MS 30000
+/* Back-off bounds while the store cannot tell where an assigned partition resumes. */
+#define TC_ASSIGN_BACKOFF_MIN_MS 100
+#define TC_ASSIGN_BACKOFF_MAX_MS 5000
+
+typedef struct tc_pstate {
+    int64_t start; /* first offset not yet stored, -1 unknown */
+    uint8_t assigned;
+    uint8_t eof;
+} tc_pstate;
+
+struct tc_consumer {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    tc_consumer_hooks hooks;
+    tc_pstate *ps;
+    size_t nps;
+    size_t nassigned;
+    rd_kafka_message_t *rkm[TC_CONSUMER_FETCH_MAX];
+};
+
+struct tc_producer {
+    rd_kafka_t *rk;
+    uint64_t failed;
+    char last_error[TC_ERRSTR_MAX];
+};
+
+static void tc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
+    if (level <= 3)
+        tc_log_error("kafka", "%s: %s", fac, buf);
+    else if (level == 4)
+        tc_log_warn("kafka", "%s: %s", fac, buf);
+    else if (level <= 6)
+        tc_log_info("kafka", "%s: %s", fac, buf);
+    else
+        tc_log_debug("kafka", "%s: %s", fac, buf);
+}
+
+static tc_err tc_kafka_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                           size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX];
+
+    if (rd_kafka_conf_set(conf, k, v, inner, sizeof(inner)) != RD_KAFKA_CONF_OK)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid Kafka setting %s=%s: %s",
+                          k, v, inner);
+    return TC_OK;
+}
+
+/* Base configuration: brokers, logging, then the user's rdkafka.* properties. */
+static rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
+                                          const char *const *forced, char *errstr,
+                                          size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    tc_err err;
+
+    rd_kafka_conf_set_log_cb(conf, tc_kafka_log_cb);
+    err = tc_kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_kafka_set(conf, "client.id", "thermocline", errstr, errstr_size);
+    for (int i = 0; err == TC_OK && defaults && defaults[i]; i += 2)
+        err = tc_kafka_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
+    for (int i = 0; err == TC_OK && i < cfg->rdkafka_count; i++)
+        err = tc_kafka_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
+                           errstr_size);
+    for (int i = 0; err == TC_OK && forced && forced[i]; i += 2)
+        err = tc_kafka_set(conf, forced[i], forced[i + 1], errstr, errstr_size);
+    if (err != TC_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+static tc_pstate *tc_consumer_pstate(tc_consumer *c, int32_t p)
+{
+    tc_pstate *ps;
+    size_t n;
+
+    if (p < 0)
+        return NULL;
+    if ((size_t)p >= c->nps) {
+        n = (size_t)p + 1 > c->nps * 2 ? (size_t)p + 1 : c->nps * 2;
+        ps = realloc(c->ps, n * sizeof(*ps));
+        if (!ps)
+            return NULL;
+        for (size_t i = c->nps; i < n; i++)
+            ps[i] = (tc_pstate){-1, 0, 0};
+        c->ps = ps;
+        c->nps = n;
+    }
+    return &c->ps[p];
+}
+
+static void tc_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    int32_t *ids = calloc((size_t)parts->cnt + 1, sizeof(*ids));
+    int64_t *next = calloc((size_t)parts->cnt + 1, sizeof(*next));
+    long backoff = TC_ASSIGN_BACKOFF_MIN_MS;
+    int cooperative = !strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
+    rd_kafka_error_t *error = NULL;
+    tc_err err;
+
+    if (!ids || !next) {
+        tc_log_error("consumer", "out of memory handling partition assignment");
+        abort();
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        ids[i] = parts->elems[i].partition;
+    /* The store is the truth about where to resume; without it we cannot consume correctly, so
+     * wait for it (the group tolerates this up to max.poll.interval.ms). */
+    while ((err = c->hooks.on_assign(c->hooks.opaque, ids, (size_t)parts->cnt, next)) != TC_OK) {
+        tc_log_warn("consumer", "could not read stored offsets (%s); retrying in %ld ms",
+                    tc_err_name(err), backoff);
+        tc_sleep_ms(backoff);
+        backoff = backoff * 2 > TC_ASSIGN_BACKOFF_MAX_MS ? TC_ASSIGN_BACKOFF_MAX_MS : backoff * 2;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        tc_pstate *ps = tc_consumer_pstate(c, ids[i]);
+        /* Nothing stored yet means start from the beginning: Kafka's committed offset is never
+         * trusted over the store's, because it may run ahead of what was made durable. */
+        parts->elems[i].offset = next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
+        if (ps) {
+            ps->start = next[i];
+            ps->eof = 0;
+            if (!ps->assigned)
+                c->nassigned++;
+            ps->assigned = 1;
+        }
+        tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic,
+                    ids[i], (long long)next[i]);
+    }
+    if (cooperative)
+        error = rd_kafka_incremental_assign(c->rk, parts);
+    else if (rd_kafka_assign(c->rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        tc_log_error("consumer", "could not assign partitions");
+    if (error) {
+        tc_log_error("consumer", "could not assign partitions: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    free(ids);
+    free(next);
+}
+
+static void tc_consumer_on_revoke(tc_consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    int32_t *ids = calloc((size_t)parts->cnt + 1, sizeof(*ids));
+    int lost = rd_kafka_assignment_lost(c->rk);
+    int cooperative = !strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
+    rd_kafka_error_t *error = NULL;
+
+    if (!ids) {
+        tc_log_error("consumer", "out of memory handling partition revocation");
+        abort();
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        ids[i] = parts->elems[i].partition;
+    c->hooks.on_revoke(c->hooks.opaque, ids, (size_t)parts->cnt, lost);
+    for (int i = 0; i < parts->cnt; i++) {
+        tc_pstate *ps = tc_consumer_pstate(c, ids[i]);
+        if (ps && ps->assigned) {
+            ps->assigned = 0;
+            c->nassigned--;
+        }
+        tc_log_info("consumer", "%s %s [%d]", lost ? "lost" : "revoked", parts->elems[i].topic,
+                    ids[i]);
+    }
+    if (cooperative)
+        error = rd_kafka_incremental_unassign(c->rk, parts);
+    else
+        rd_kafka_assign(c->rk, NULL);
+    if (error) {
+        tc_log_error("consumer", "could not unassign: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    free(ids);
+}
+
+static void tc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        tc_consumer_on_assign(opaque, parts);
+    else
+        tc_consumer_on_revoke(opaque, parts);
+}
+
+tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hooks, char *errstr,
+                             size_t errstr_size)
+{
+    static const char *const defaults[] = {
+        "partition.assignment.strategy", "cooperative-sticky",
+        "auto.offset.reset", "earliest",
+        /* Fetch in big chunks; the pipeline's own batching bounds latency. */
+        "fetch.wait.max.ms", "50",
+        "queued.max.messages.kbytes", "65536",
+        "session.timeout.ms", "10000",
+        "heartbeat.interval.ms", "1000",
+        NULL};
+    /* Offsets are the store's business (see kafka.h): these cannot be overridden. */
+    static const char *const forced[] = {
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "enable.partition.eof", "true",
+        NULL};
+    rd_kafka_topic_partition_list_t *topics = NULL;
+    rd_kafka_conf_t *conf;
+    tc_consumer *c;
+    char inner[TC_ERRSTR_MAX];
+    rd_kafka_resp_err_t rerr;
+
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    c->hooks = *hooks;
+    conf = tc_kafka_conf_new(cfg, defaults, forced, errstr, errstr_size);
+    if (!conf)
+        goto fail;
+    if (tc_kafka_set(conf, "group.id", cfg->kafka_group, errstr, errstr_size) != TC_OK) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, tc_rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, inner, sizeof(inner));
+    if (!c->rk) {
+        rd_kafka_conf_destroy(conf);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka consumer: %s",
+                   inner);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    c->queue = rd_kafka_queue_get_consumer(c->rk);
+    topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, cfg->kafka_topic, RD_KAFKA_PARTITION_UA);
+    rerr = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (rerr) {
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not subscribe to \"%s\": %s",
+                   cfg->kafka_topic, rd_kafka_err2str(rerr));
+        goto fail;
+    }
+    return c;
+fail:
+    if (c->queue)
+        rd_kafka_queue_destroy(c->queue);
+    if (c->rk)
+        rd_kafka_destroy(c->rk);
+    free(c);
+    return NULL;
+}
+
+size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t max)
+{
+    ssize_t got;
+    size_t k = 0;
+
+    if (max > TC_CONSUMER_FETCH_MAX)
+        max = TC_CONSUMER_FETCH_MAX;
+    got = rd_kafka_consume_batch_queue(c->queue, timeout_ms, c->rkm, max);
+    for (ssize_t i = 0; i < got; i++) {
+        rd_kafka_message_t *m = c->rkm[i];
+        tc_pstate *ps = tc_consumer_pstate(c, m->partition);
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (ps)
+                ps->eof = 1;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m->err) {
+            tc_log_warn("consumer", "consume error on partition %d: %s", m->partition,
+                        rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        /* Drop what is already stored, and what belongs to a partition revoked while this array
+         * was being filled: its new owner will read it. */
+        if (!ps || !ps->assigned || (ps->start >= 0 && m->offset < ps->start)) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        ps->eof = 0;
+        out[k] = (tc_message){
+            .payload = m->payload,
+            .len = m->len,
+            .key = m->key,
+            .key_len = m->key_len,
+            .partition = m->partition,
+            .offset = m->offset,
+            .timestamp_ms = rd_kafka_message_timestamp(m, NULL),
+            .opaque_ = m,
+        };
+        k++;
+    }
+    return k;
+}
+
+void tc_consumer_release(tc_consumer *c, tc_message *m)
+{
+    (void)c;
+    if (m->opaque_)
+        rd_kafka_message_destroy(m->opaque_);
+    m->opaque_ = NULL;
+}
+
+void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *list;
+    const rd_kafka_topic_partition_list_t *none = NULL;
+    rd_kafka_resp_err_t err;
+    char *topic = NULL;
+
+    if (n == 0)
+        return;
+    (void)none;
+    list = rd_kafka_topic_partition_list_new((int)n);
+    /* The subscription has exactly one topic: read its name from the assignment. */
+    {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        if (rd_kafka_assignment(c->rk, &asg) == RD_KAFKA_RESP_ERR_NO_ERROR && asg->cnt > 0)
+            topic = strdup(asg->elems[0].topic);
+        if (asg)
+            rd_kafka_topic_partition_list_destroy(asg);
+    }
+    if (topic) {
+        for (size_t i = 0; i < n; i++) {
+            tc_pstate *ps = tc_consumer_pstate(c, offs[i].partition);
+            if (ps && ps->assigned)
+                rd_kafka_topic_partition_list_add(list, topic, offs[i].partition)->offset =
+                    offs[i].next_offset;
+        }
+        if (list->cnt > 0 && (err = rd_kafka_commit(c->rk, list, 1)) != 0)
+            tc_log_warn("consumer", "could not commit offsets to Kafka: %s",
+                        rd_kafka_err2str(err));
+    }
+    free(topic);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+int tc_consumer_caught_up(const tc_consumer *c)
+{
+    if (c->nassigned == 0)
+        return 0;
+    for (size_t i = 0; i < c->nps; i++) {
+        if (c->ps[i].assigned && !c->ps[i].eof)
+            return 0;
+    }
+    return 1;
+}
+
+size_t tc_consumer_assigned(const tc_consumer *c)
+{
+    return c->nassigned;
+}
+
+void tc_consumer_destroy(tc_consumer *c)
+{
+    if (!c)
+        return;
+    rd_kafka_consumer_close(c->rk);
+    rd_kafka_queue_destroy(c->queue);
+    rd_kafka_destroy(c->rk);
+    free(c->ps);
+    free(c);
+}
+
+tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX], retention[32];
+    rd_kafka_conf_t *conf = tc_kafka_conf_new(cfg, NULL, NULL, errstr, errstr_size);
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    rd_kafka_t *rk = NULL;
+    tc_err err = TC_OK;
+
+    if (!conf)
+        return TC_ERR_CONFIG;
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s",
+                          inner);
+    }
+    nt = rd_kafka_NewTopic_new(cfg->kafka_topic, (int)cfg->kafka_partitions,
+                               (int)cfg->kafka_replication_factor, inner, sizeof(inner));
+    if (!nt) {
+        err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid topic \"%s\": %s",
+                         cfg->kafka_topic, inner);
+        goto out;
+    }
+    snprintf(retention, sizeof(retention), "%lld", (long long)cfg->kafka_retention_ms);
+    rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, TC_ADMIN_TIMEOUT_MS);
+    if (!ev) {
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                         "could not create topic \"%s\": no answer from %s within %d ms",
+                         cfg->kafka_topic, cfg->kafka_brokers, TC_ADMIN_TIMEOUT_MS);
+    } else if (rd_kafka_event_error(ev)) {
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                         "could not create topic \"%s\": %s", cfg->kafka_topic,
+                         rd_kafka_event_error_string(ev));
+    } else {
+        size_t cnt;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+        rd_kafka_resp_err_t terr = cnt ? rd_kafka_topic_result_error(res[0]) : 0;
+        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR)
+            tc_log_info("kafka", "created topic \"%s\" (%lld partitions, replication %lld)",
+                        cfg->kafka_topic, (long long)cfg->kafka_partitions,
+                        (long long)cfg->kafka_replication_factor);
+        else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
+                             "could not create topic \"%s\": %s", cfg->kafka_topic,
+                             rd_kafka_topic_result_error_string(res[0]));
+    }
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (nt)
+        rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+static void tc_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    tc_producer *p = opaque;
+
+    (void)rk;
+    if (m->err) {
+        p->failed++;
+        snprintf(p->last_error, sizeof(p->last_error), "%s", rd_kafka_err2str(m->err));
+    }
+}
+
+tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    static const char *const defaults[] = {
+        "linger.ms", "20",
+        "batch.size", "1000000",
+        "compression.type", "lz4",
+        "queue.buffering.max.messages", "200000",
+        "enable.idempotence", "true",
+        NULL};
+    rd_kafka_conf_t *conf;
+    tc_producer *p = calloc(1, sizeof(*p));
+    char inner[TC_ERRSTR_MAX];
+
+    if (!p)
+        return NULL;
+    conf = tc_kafka_conf_new(cfg, defaults, NULL, errstr, errstr_size);
+    if (!conf) {
+        free(p);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, tc_producer_dr_cb);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
+    if (!p->rk) {
+        rd_kafka_conf_destroy(conf);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka producer: %s",
+                   inner);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, const void *key,
+                        size_t key_len, const void *value, size_t len, char *errstr,
+                        size_t errstr_size)
+{
+    rd_kafka_resp_err_t err;
+
+    for (;;) {
+        err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        /* Back-pressure: wait for deliveries to free the local queue. */
+        rd_kafka_poll(p->rk, 10);
+    }
+    rd_kafka_poll(p->rk, 0);
+    if (err)
+        return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not produce to \"%s\": %s",
+                          topic, rd_kafka_err2str(err));
+    return TC_OK;
+}
+
+uint64_t tc_producer_flush(tc_producer *p, int timeout_ms)
+{
+    if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        tc_log_warn("producer", "%d messages still undelivered after %d ms",
+                    rd_kafka_outq_len(p->rk), timeout_ms);
+    if (p->failed)
+        tc_log_warn("producer", "%llu deliveries failed, last: %s",
+                    (unsigned long long)p->failed, p->last_error);
+    return p->failed + (uint64_t)rd_kafka_outq_len(p->rk);
+}
+
+void tc_producer_destroy(tc_producer *p)
+{
+    if (!p)
+        return;
+    rd_kafka_destroy(p->rk);
+    free(p);
+}

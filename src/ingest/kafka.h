@@ -1,0 +1,83 @@
+/*
+ * kafka.h -- the Kafka door: a consumer-group member, a producer, and topic administration.
+ *
+ * The consumer is a librdkafka high-level consumer using the cooperative-sticky assignor, with
+ * automatic offset commits off: offsets are committed to Kafka only after the store has made the
+ * batch durable, and then only as a convenience for lag monitoring. Where to start reading a newly
+ * assigned partition is asked of the caller (on_assign), which answers from the store's own offsets
+ * table; messages below that offset are dropped here, so a reading already stored is never handed
+ * out again. Before partitions are taken away, on_revoke lets the caller write what it holds.
+ *
+ * Messages are fetched in arrays (rd_kafka_consume_batch_queue) to amortise the per-call cost; a
+ * tc_message is a view into librdkafka's message and is valid until tc_consumer_release.
+ */
+#ifndef TC_INGEST_KAFKA_H
+#define TC_INGEST_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/batch.h"
+#include "core/config.h"
+#include "core/error.h"
+
+/* Messages fetched per consume call. */
+#define TC_CONSUMER_FETCH_MAX 1024
+
+typedef struct tc_message {
+    const char *payload; /* may be NULL for an empty (tombstone) message */
+    size_t len;
+    const char *key;
+    size_t key_len;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms; /* producer/broker timestamp, -1 when absent */
+    void *opaque_;        /* the rd_kafka_message_t; released by tc_consumer_release */
+} tc_message;
+
+typedef struct tc_consumer_hooks {
+    void *opaque;
+    /* Fill next[i] with the first offset to consume of parts[i], or -1 for "from the beginning of
+     * what Kafka retains". A failure is retried by the consumer (the store may be down). */
+    tc_err (*on_assign)(void *opaque, const int32_t *parts, size_t n, int64_t *next);
+    /* Partitions are about to go (lost: they are already gone and their data must be dropped). */
+    void (*on_revoke)(void *opaque, const int32_t *parts, size_t n, int lost);
+} tc_consumer_hooks;
+
+typedef struct tc_consumer tc_consumer;
+
+/* Create the consumer and subscribe to cfg->kafka_topic. The hooks are copied. */
+tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hooks, char *errstr,
+                             size_t errstr_size);
+
+/* Fetch up to max messages (max <= TC_CONSUMER_FETCH_MAX) waiting at most timeout_ms.
+ * Returns the number of messages stored in out; each must be released. */
+size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t max);
+void tc_consumer_release(tc_consumer *c, tc_message *m);
+
+/* Commit offsets to Kafka (asynchronous; informational, see above). */
+void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n);
+
+/* Nonzero when at least one partition is assigned and every assigned one has reached its end. */
+int tc_consumer_caught_up(const tc_consumer *c);
+size_t tc_consumer_assigned(const tc_consumer *c);
+
+/* Leave the group (serving the final revoke) and free everything. */
+void tc_consumer_destroy(tc_consumer *c);
+
+/* Create the topic if it does not exist. */
+tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size);
+
+typedef struct tc_producer tc_producer;
+
+/* A producer tuned for throughput (linger, lz4 batches, idempotence on). */
+tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size);
+/* Produce one message to topic; blocks (serving delivery reports) while librdkafka's queue is full. */
+tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, const void *key,
+                        size_t key_len, const void *value, size_t len, char *errstr,
+                        size_t errstr_size);
+/* Wait until everything sent is delivered; returns the number of failed deliveries so far. */
+uint64_t tc_producer_flush(tc_producer *p, int timeout_ms);
+void tc_producer_destroy(tc_producer *p);
+
+#endif

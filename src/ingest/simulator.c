@@ -1,0 +1,241 @@
+/*
+ * simulator.c -- the device fleet simulator; see simulator.h.
+ *
+ * Every value is a pure function of (seed, device, step), computed with a counter-based hash
+ * (splitmix64), so reading i can be generated without generating 0..i-1 first, and tests can
+ * recompute any reading.
+ */
+#include "ingest/simulator.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "ingest/kafka.h"
+
+/* Longest reading we format; the valid ones are ~230 bytes. */
+#define TC_SIM_READING_MAX 1024
+/* The kinds of invalid readings, in the order their index is drawn. */
+static const char *const tc_sim_invalid_names[] = {
+    "truncated_json",  "missing_device_id", "missing_timestamp", "temperature_too_high",
+    "humidity_negative", "bad_timestamp",   "future_timestamp",  "wrong_type",
+    "invalid_utf8",    "latitude_out_of_range", "not_an_object", "nan_literal",
+    "ancient_timestamp", "empty_message",
+};
+#define TC_SIM_INVALID_KINDS ((int)(sizeof(tc_sim_invalid_names) / sizeof(tc_sim_invalid_names[0])))
+
+const char *tc_sim_invalid_name(int kind)
+{
+    return kind >= 0 && kind < TC_SIM_INVALID_KINDS ? tc_sim_invalid_names[kind] : NULL;
+}
+
+static uint64_t tc_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* Uniform in [0, 1) from (seed, a, b, salt). */
+static double tc_unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t salt)
+{
+    uint64_t h = tc_mix(seed ^ tc_mix(a * 0x100000001b3ULL ^ tc_mix(b ^ (salt << 56))));
+    return (double)(h >> 11) / 9007199254740992.0;
+}
+
+/* Round to two decimals, the precision a sensor reports. */
+static double tc_round2(double v)
+{
+    return round(v * 100.0) / 100.0;
+}
+
+size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char *buf,
+                     size_t cap, int *invalid_kind)
+{
+    static const char *const sites[] = {"berlin-1", "paris-2", "oslo-1", "lima-3", "pune-1"};
+    uint64_t dev = i % (uint64_t)o->devices, step = i / (uint64_t)o->devices, s = o->seed;
+    double day_frac, temp, hum, pres, batt, lat, lon, jitter_ms;
+    char ts[40], devid[32];
+    int64_t t_us;
+    int n, kind = -1;
+
+    jitter_ms = (tc_unit(s, dev, step, 1) - 0.5) * 0.2 * (double)o->cadence_ms;
+    t_us = start_us + (int64_t)step * o->cadence_ms * 1000 + (int64_t)(jitter_ms * 1000.0) +
+           (int64_t)(tc_unit(s, dev, 0, 2) * (double)o->cadence_ms * 1000.0);
+    t_us -= t_us % 1000; /* milliseconds, as devices send */
+    tc_time_format_rfc3339(t_us, ts, sizeof(ts));
+    day_frac = (double)(t_us % 86400000000LL) / 86400e6;
+    temp = 12.0 + 14.0 * tc_unit(s, dev, 0, 3) +
+           6.0 * sin(2 * M_PI * (day_frac - 0.3)) + (tc_unit(s, dev, step, 4) - 0.5) * 0.4;
+    hum = 35.0 + 30.0 * tc_unit(s, dev, 0, 5) - 10.0 * sin(2 * M_PI * (day_frac - 0.3)) +
+          (tc_unit(s, dev, step, 6) - 0.5) * 2.0;
+    pres = 995.0 + 30.0 * tc_unit(s, dev, 0, 7) + 3.0 * sin(2 * M_PI * (double)step / 5000.0) +
+           (tc_unit(s, dev, step, 8) - 0.5) * 0.6;
+    batt = 100.0 - 40.0 * tc_unit(s, dev, 0, 9) - 0.001 * (double)step;
+    batt = batt < 1.0 ? 1.0 : batt;
+    lat = -60.0 + 130.0 * tc_unit(s, dev, 0, 10) + (tc_unit(s, dev, step, 11) - 0.5) * 1e-4;
+    lon = -170.0 + 340.0 * tc_unit(s, dev, 0, 12) + (tc_unit(s, dev, step, 13) - 0.5) * 1e-4;
+    snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)dev);
+
+    if (o->invalid_ratio > 0 && tc_unit(s, i, 0, 14) < o->invalid_ratio)
+        kind = (int)(tc_unit(s, i, 0, 15) * TC_SIM_INVALID_KINDS);
+    *invalid_kind = kind;
+    switch (kind) {
+    case 1: /* missing device id */
+        n = snprintf(buf, cap, "{\"timestamp\":\"%s\",\"temperature\":%.2f}", ts, temp);
+        break;
+    case 2: /* missing timestamp */
+        n = snprintf(buf, cap, "{\"device_id\":\"%s\",\"temperature\":%.2f}", devid, temp);
+        break;
+    case 3:
+        n = snprintf(buf, cap, "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"temperature\":%.2f}",
+                     devid, ts, 150.0 + temp);
+        break;
+    case 4:
+        n = snprintf(buf, cap, "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"humidity\":%.2f}",
+                     devid, ts, -5.0 - hum);
+        break;
+    case 5:
+        n = snprintf(buf, cap,
+                     "{\"device_id\":\"%s\",\"timestamp\":\"2026-13-45T99:00:00Z\","
+                     "\"temperature\":%.2f}",
+                     devid, temp);
+        break;
+    case 6:
+        n = snprintf(buf, cap,
+                     "{\"device_id\":\"%s\",\"timestamp\":\"2099-01-01T00:00:00Z\","
+                     "\"temperature\":%.2f}",
+                     devid, temp);
+        break;
+    case 7:
+        n = snprintf(buf, cap,
+                     "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"temperature\":\"hot\"}", devid,
+                     ts);
+        break;
+    case 8:
+        n = snprintf(buf, cap, "{\"device_id\":\"bad-\xc3\x28-%s\",\"timestamp\":\"%s\"}", devid,
+                     ts);
+        break;
+    case 9:
+        n = snprintf(buf, cap, "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"latitude\":%.2f}",
+                     devid, ts, 95.0 + fabs(lat) / 100.0);
+        break;
+    case 10:
+        n = snprintf(buf, cap, "[\"%s\",\"%s\",%.2f]", devid, ts, temp);
+        break;
+    case 11:
+        n = snprintf(buf, cap, "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"temperature\":NaN}",
+                     devid, ts);
+        break;
+    case 12:
+        n = snprintf(buf, cap,
+                     "{\"device_id\":\"%s\",\"timestamp\":\"2001-09-09T01:46:40Z\","
+                     "\"temperature\":%.2f}",
+                     devid, temp);
+        break;
+    case 13:
+        n = 0;
+        buf[0] = '\0';
+        break;
+    default: /* valid, or truncated (kind 0) */
+        n = snprintf(buf, cap,
+                     "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"temperature\":%.2f,"
+                     "\"humidity\":%.2f,\"pressure\":%.2f,\"battery\":%.2f,\"latitude\":%.5f,"
+                     "\"longitude\":%.5f,\"tags\":{\"site\":\"%s\",\"fw\":\"1.%d.0\"}}",
+                     devid, ts, tc_round2(temp), tc_round2(hum), tc_round2(pres), tc_round2(batt),
+                     lat, lon, sites[dev % 5], (int)(dev % 7));
+        if (kind == 0 && n > 20)
+            n = 20 + (int)(tc_unit(s, i, 0, 16) * (n - 21));
+        break;
+    }
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= cap)
+        n = (int)cap - 1;
+    return (size_t)n;
+}
+
+static void tc_sim_sleep_until(int64_t t_us)
+{
+    int64_t now = tc_time_now_us();
+    struct timespec ts;
+
+    if (t_us <= now)
+        return;
+    ts.tv_sec = (time_t)((t_us - now) / 1000000);
+    ts.tv_nsec = (long)((t_us - now) % 1000000) * 1000;
+    nanosleep(&ts, NULL);
+}
+
+tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report,
+                   volatile int *stop, char *errstr, size_t errstr_size)
+{
+    uint64_t by_kind[TC_SIM_INVALID_KINDS] = {0}, valid = 0, produced = 0, failed;
+    int64_t t0 = tc_time_now_us(), start_us = opt->start_us, steps, now;
+    char buf[TC_SIM_READING_MAX], key[32];
+    tc_producer *prod;
+    tc_err err = TC_OK;
+    int kind;
+
+    if (opt->devices <= 0)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "--devices must be positive");
+    steps = (int64_t)((opt->count + (uint64_t)opt->devices - 1) / (uint64_t)opt->devices);
+    if (start_us == 0) {
+        /* Live (rated) runs stamp readings as they happen; backfills end a cadence ago. */
+        if (opt->rate > 0)
+            start_us = t0;
+        else
+            start_us = t0 - (steps + 1) * opt->cadence_ms * 1000;
+    }
+    prod = tc_producer_new(cfg, errstr, errstr_size);
+    if (!prod)
+        return TC_ERR_KAFKA;
+    for (uint64_t i = 0; i < opt->count && !(stop && *stop); i++) {
+        size_t len;
+        if (opt->rate > 0)
+            tc_sim_sleep_until(t0 + (int64_t)((double)i * 1e6 / opt->rate));
+        if (opt->rate > 0) {
+            /* Live: the device's step is "now" in event time. */
+            now = tc_time_now_us();
+            len = tc_sim_format(opt, i, now - (int64_t)(i / (uint64_t)opt->devices) *
+                                                  opt->cadence_ms * 1000,
+                                buf, sizeof(buf), &kind);
+        } else {
+            len = tc_sim_format(opt, i, start_us, buf, sizeof(buf), &kind);
+        }
+        snprintf(key, sizeof(key), "sensor-%05llu", (unsigned long long)(i % opt->devices));
+        err = tc_producer_send(prod, cfg->kafka_topic, -1, key, strlen(key), len ? buf : NULL,
+                               len, errstr, errstr_size);
+        if (err != TC_OK)
+            break;
+        produced++;
+        if (kind < 0)
+            valid++;
+        else
+            by_kind[kind]++;
+        if (produced % 100000 == 0)
+            tc_log_info("simulate", "produced %llu", (unsigned long long)produced);
+    }
+    failed = tc_producer_flush(prod, 60000);
+    tc_producer_destroy(prod);
+    if (err == TC_OK && failed)
+        err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "%llu messages were not delivered",
+                         (unsigned long long)failed);
+    now = tc_time_now_us();
+    fprintf(report,
+            "{\"topic\":\"%s\",\"produced\":%llu,\"valid\":%llu,\"invalid\":%llu,"
+            "\"failed\":%llu,\"seconds\":%.3f,\"rate\":%.0f,\"invalid_by_kind\":{",
+            cfg->kafka_topic, (unsigned long long)produced, (unsigned long long)valid,
+            (unsigned long long)(produced - valid), (unsigned long long)failed,
+            (double)(now - t0) / 1e6, (double)produced * 1e6 / (double)(now - t0 + 1));
+    for (int k = 0; k < TC_SIM_INVALID_KINDS; k++)
+        fprintf(report, "%s\"%s\":%llu", k ? "," : "", tc_sim_invalid_names[k],
+                (unsigned long long)by_kind[k]);
+    fprintf(report, "}}\n");
+    fflush(report);
+    return err;
+}

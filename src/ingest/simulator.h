@@ -1,0 +1,42 @@
+/*
+ * simulator.h -- a device fleet that produces realistic readings to Kafka.
+ *
+ * Each simulated device has its own smooth series (a daily sine plus slow drift and small noise for
+ * temperature, humidity and pressure; a battery that drains; a fixed position with GPS jitter) and
+ * reports at a cadence with jitter, keyed by device_id. A chosen share of messages is invalid, of
+ * several kinds (malformed JSON, missing fields, out-of-range values, bad timestamps, invalid
+ * UTF-8, ...), so the dead-letter path is exercised too. The same seed and start time produce the
+ * same bytes.
+ */
+#ifndef TC_INGEST_SIMULATOR_H
+#define TC_INGEST_SIMULATOR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+typedef struct tc_sim_options {
+    int devices;
+    uint64_t count;
+    double rate;          /* readings per second; 0 = as fast as possible */
+    double invalid_ratio; /* 0..1 */
+    uint64_t seed;
+    int64_t start_us;     /* event time of the first round; 0 = derived from now */
+    int64_t cadence_ms;   /* interval between two readings of one device */
+} tc_sim_options;
+
+/* Produce the readings to cfg->kafka_topic and write a JSON summary to report. */
+tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report,
+                   volatile int *stop, char *errstr, size_t errstr_size);
+
+/* Format reading i of the fleet into buf (cap bytes); returns its length and sets *invalid_kind to
+ * -1 for a valid reading or the kind index otherwise. Exposed for tests and benchmarks. */
+size_t tc_sim_format(const tc_sim_options *opt, uint64_t i, int64_t start_us, char *buf,
+                     size_t cap, int *invalid_kind);
+
+/* Name of an invalid kind, e.g. "truncated_json"; NULL past the last one. */
+const char *tc_sim_invalid_name(int kind);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * pipeline.h -- `thermocline run`: Kafka -> decode -> validate -> batch -> PostgreSQL.
+ *
+ * One thread drives the loop; librdkafka fetches in its own threads. Readings are decoded straight
+ * into a columnar batch; refused ones go to the dead-letter batch. A batch is written when it holds
+ * pipeline.batch_size readings, when its oldest reading has waited pipeline.batch_timeout_ms, when
+ * its memory cap is reached, or before partitions are revoked; rows, dead letters and the next
+ * offset per partition go to PostgreSQL in one transaction, and only then are offsets committed to
+ * Kafka. A retriable store failure keeps the batch and retries it with capped exponential back-off
+ * and jitter (consumption waits meanwhile: memory stays bounded by the batch caps).
+ */
+#ifndef TC_PROCESS_PIPELINE_H
+#define TC_PROCESS_PIPELINE_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+typedef struct tc_pipeline tc_pipeline;
+
+typedef struct tc_pipeline_stats {
+    uint64_t consumed;     /* messages taken from Kafka (excluding ones already stored) */
+    uint64_t stored;       /* rows committed to PostgreSQL */
+    uint64_t dead_letters; /* dead letters committed */
+    uint64_t batches;      /* transactions committed */
+    uint64_t retries;      /* failed write attempts that were retried */
+} tc_pipeline_stats;
+
+/* Build the pipeline from a configuration (borrowed; must outlive the pipeline). */
+tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_size);
+
+/* Run until *stop becomes nonzero, or, when exit_when_idle_s > 0, until every assigned partition
+ * has been consumed to its end and nothing new arrived for that many seconds. Returns TC_OK on a
+ * clean stop; a fatal error otherwise (with errstr). */
+tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic_t *stop,
+                       char *errstr, size_t errstr_size);
+
+void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out);
+void tc_pipeline_destroy(tc_pipeline *p);
+
+#endif

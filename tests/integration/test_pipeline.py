@@ -1,0 +1,124 @@
+"""End to end: simulator -> Kafka -> thermocline run -> PostgreSQL, checked against the oracle."""
+
+import os
+import signal
+import subprocess
+import time
+from decimal import Decimal
+
+from confluent_kafka import Consumer, TopicPartition
+
+from oracle import METRICS
+
+COUNT = int(os.environ.get("TC_IT_COUNT", "100000"))
+
+
+def group_lag(tc, ends):
+    c = Consumer({"bootstrap.servers": tc.brokers, "group.id": tc.group, "enable.auto.commit": False})
+    try:
+        committed = c.committed([TopicPartition(tc.topic, p) for p in ends], timeout=30)
+        return sum(ends[tp.partition] - max(tp.offset, 0) for tp in committed)
+    finally:
+        c.close()
+
+
+def assert_store_matches(tc, exp):
+    (count, distinct) = tc.sql("SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM readings")[0]
+    assert count == exp["valid"], f"stored {count} readings, expected {exp['valid']}"
+    assert distinct == count, "a Kafka message was stored twice"
+    for m in METRICS:
+        (total, n) = tc.sql(f"SELECT coalesce(sum({m}::numeric), 0), count({m}) FROM readings")[0]
+        assert n == exp["counts"][m], f"{m}: {n} values, expected {exp['counts'][m]}"
+        assert Decimal(total) == exp["sums"][m], f"sum({m}) = {total}, expected {exp['sums'][m]}"
+    dead = {(p, o): r for (p, o, r) in tc.sql(
+        "SELECT source_partition, source_offset, reason FROM dead_letters")}
+    assert len(dead) == len(exp["dead"]), f"{len(dead)} dead letters, expected {len(exp['dead'])}"
+    assert dead == exp["dead"]
+    offsets = dict(tc.sql("SELECT partition, next_offset FROM ingest_offsets"))
+    assert offsets == {p: e for p, e in exp["ends"].items() if e > 0}
+
+
+def test_100k_readings_exactly_once(tc):
+    tc.migrate()
+    summary = tc.simulate("--devices", "1000", "--count", str(COUNT), "--invalid-ratio", "0.01",
+                          "--seed", "42")
+    assert summary["produced"] == COUNT and summary["failed"] == 0
+    # Every kind of invalid reading the simulator makes was made at least once.
+    assert all(n > 0 for n in summary["invalid_by_kind"].values()), summary
+
+    tc.run(idle=3)
+    exp = tc.oracle().expect()
+    assert exp["total"] == COUNT
+    assert exp["valid"] == summary["valid"]
+    assert_store_matches(tc, exp)
+    assert group_lag(tc, exp["ends"]) == 0
+
+    # Details name the problem, not just its class.
+    details = dict(tc.sql("SELECT reason, min(detail) FROM dead_letters GROUP BY reason"))
+    assert "outside" in details["out_of_range"]
+    assert "future" in details["timestamp_in_future"]
+
+    # A second run over the same topic adds nothing.
+    tc.run(idle=2)
+    assert_store_matches(tc, exp)
+
+
+def test_kill_and_restart_stores_exactly_once(tc):
+    """kill -9 in the middle of a run, then restart: nothing lost, nothing twice."""
+    tc.migrate()
+    tc.simulate("--devices", "500", "--count", "60000", "--invalid-ratio", "0.01", "--seed", "9")
+    for delay in (1.5, 2.5):
+        proc = tc.spawn("run", extra=("pipeline.batch_size=500",))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    tc.run(idle=3)
+    assert_store_matches(tc, tc.oracle().expect())
+
+
+def test_batch_timeout_latency_and_sigterm(tc):
+    """A batch smaller than batch_size is written after batch_timeout_ms; SIGTERM exits 0."""
+    tc.migrate()
+    proc = tc.spawn("run", extra=("pipeline.batch_size=100000", "pipeline.batch_timeout_ms=200"))
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not tc.sql(
+                "SELECT 1 FROM ingest_offsets LIMIT 1") is None:
+            if tc.sql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                      " WHERE n.nspname = current_schema() AND relname = 'readings'")[0][0]:
+                break
+            time.sleep(0.2)
+        time.sleep(5)  # let the consumer join the group
+        t0 = time.time()
+        tc.simulate("--devices", "5", "--count", "5", "--seed", "3")
+        while time.time() - t0 < 30 and tc.sql("SELECT count(*) FROM readings")[0][0] < 5:
+            time.sleep(0.05)
+        latency = time.time() - t0
+        assert tc.sql("SELECT count(*) FROM readings")[0][0] == 5
+        assert latency < 10, f"5 readings took {latency:.1f} s to become visible"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err[-4000:]
+    tc.assert_clean(err)
+
+
+def test_migrate_is_idempotent_and_creates_partitions(tc):
+    tc.migrate()
+    tc.migrate()
+    assert tc.sql("SELECT count(*) FROM schema_migrations")[0][0] == 1
+    parts = [r[0] for r in tc.sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace"
+        " WHERE p.relname = 'readings' AND n.nspname = current_schema()")]
+    # 30 days back plus a margin, today, and two days ahead.
+    assert len(parts) >= 33
+    today = time.strftime("readings_p%Y%m%d", time.gmtime())
+    assert today in parts
+    idx = tc.sql("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+                 " AND tablename = 'readings'")
+    assert any("device_id, \"time\" DESC" in r[0] for r in idx), idx
