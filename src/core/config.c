@@ -264,6 +264,32 @@ static int tc_conf_join(char keys[][TC_CONF_KEY_MAX], int depth, const char *lea
     return 0;
 }
 
+/* A plain empty, "~" or "null" value: YAML's null. */
+static int tc_conf_is_null(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+
+    return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (!*v || !strcmp(v, "~") || !strcmp(v, "null"));
+}
+
+/* A key with a null value leaves the default in place; it must still name a setting or a section
+ * (an empty "rdkafka:" section, say), so that typos are caught. */
+static tc_err tc_conf_check_null(const char *key, char *errstr, size_t errstr_size)
+{
+    size_t n = strlen(key);
+
+    if (!strcmp(key, "rdkafka") || !strncmp(key, TC_RDKAFKA_PREFIX, strlen(TC_RDKAFKA_PREFIX)))
+        return TC_OK;
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        if (!strncmp(tc_conf_table[i].key, key, n) &&
+            (tc_conf_table[i].key[n] == '\0' || tc_conf_table[i].key[n] == '.'))
+            return TC_OK;
+    }
+    return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                      "unknown configuration key \"%s\" (see docs/configuration.md)", key);
+}
+
 tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const char *origin,
                            char *errstr, size_t errstr_size)
 {
@@ -340,6 +366,8 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
                     err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                                      "\"%s\" line %zu: NUL byte in value of \"%s\"", origin,
                                      ev.start_mark.line + 1, full);
+                else if (tc_conf_is_null(&ev))
+                    err = tc_conf_check_null(full, errstr, errstr_size);
                 else
                     err = tc_config_set(cfg, full, val, errstr, errstr_size);
             }
