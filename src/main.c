@@ -92,7 +92,8 @@ static tc_config *tc_common_config(const tc_common *c)
             exit(TC_EXIT_USAGE);
         }
     }
-    if (tc_log_parse_level(cfg->log_level, &level) || tc_log_parse_format(cfg->log_format, &format)) {
+    if (tc_log_parse_level(cfg->log_level, &level) ||
+        tc_log_parse_format(cfg->log_format, &format)) {
         fprintf(stderr, "thermocline: invalid log.level \"%s\" or log.format \"%s\"\n",
                 cfg->log_level, cfg->log_format);
         exit(TC_EXIT_USAGE);
@@ -102,13 +103,16 @@ static tc_config *tc_common_config(const tc_common *c)
 }
 
 #define TC_COMMON_HELP                                                                             \
-    "  -c, --config FILE     YAML configuration file (see `thermocline config sample`)\n"        \
-    "  -s, --set KEY=VALUE   override one setting (repeatable), e.g. --set pipeline.batch_size=5000\n" \
+    "  -c, --config FILE     YAML configuration file (see `thermocline config sample`)\n"          \
+    "  -s, --set KEY=VALUE   override one setting (repeatable), e.g. --set "                       \
+    "pipeline.batch_size=5000\n"                                                                   \
     "  -h, --help            show this help\n"
 
 #define TC_COMMON_LONGOPTS                                                                         \
-    {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},             \
-        {"help", no_argument, NULL, 'h'}
+    {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},               \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
 
 static long tc_parse_long(const char *what, const char *s, long min, long max)
 {
@@ -116,8 +120,8 @@ static long tc_parse_long(const char *what, const char *s, long min, long max)
     long v = strtol(s, &end, 10);
 
     if (end == s || *end || v < min || v > max) {
-        fprintf(stderr, "thermocline: %s must be an integer in [%ld, %ld], got \"%s\"\n", what,
-                min, max, s);
+        fprintf(stderr, "thermocline: %s must be an integer in [%ld, %ld], got \"%s\"\n", what, min,
+                max, s);
         exit(TC_EXIT_USAGE);
     }
     return v;
@@ -164,8 +168,7 @@ static int tc_cmd_migrate(int argc, char **argv)
         fprintf(stderr, "thermocline migrate: %s\n", store ? errstr : "out of memory");
         rc = TC_EXIT_FAILURE;
     } else {
-        tc_log_info("migrate", "database objects are up to date in schema \"%s\"",
-                    cfg->pg_schema);
+        tc_log_info("migrate", "database objects are up to date in schema \"%s\"", cfg->pg_schema);
     }
     tc_store_destroy(store);
     tc_config_destroy(cfg);
@@ -297,8 +300,7 @@ static int tc_cmd_simulate(int argc, char **argv)
         tc_config_destroy(cfg);
         return TC_EXIT_FAILURE;
     }
-    if (tc_simulate(cfg, &o, stdout, (volatile int *)&tc_stop, errstr, sizeof(errstr)) !=
-        TC_OK) {
+    if (tc_simulate(cfg, &o, stdout, (volatile int *)&tc_stop, errstr, sizeof(errstr)) != TC_OK) {
         tc_log_error("simulate", "%s", errstr);
         rc = TC_EXIT_FAILURE;
     }
@@ -341,8 +343,7 @@ static int tc_cmd_config(int argc, char **argv)
            "  reference   the configuration reference as markdown (docs/configuration.md)\n"
            "  sample      a commented YAML file with every setting at its default\n"
            "  show        the effective configuration after file, environment and --set\n");
-    return strcmp(what, "-h") && strcmp(what, "--help") && strcmp(what, "help") ? TC_EXIT_USAGE
-                                                                                 : 0;
+    return strcmp(what, "-h") && strcmp(what, "--help") && strcmp(what, "help") ? TC_EXIT_USAGE : 0;
 }
 
 static int tc_cmd_version(int argc, char **argv)

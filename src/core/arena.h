@@ -3,8 +3,8 @@
  *
  * A batch's strings (device ids, tags, unknown fields) live in one arena that is reset, not freed,
  * once the batch is durable: no malloc per reading on the hot path. The arena grows by whole blocks
- * up to a hard cap (the caller's bound on batch memory); past the cap tc_arena_alloc returns NULL and
- * the caller flushes the batch first. That cap is what keeps memory bounded under load.
+ * up to a hard cap (the caller's bound on batch memory); past the cap tc_arena_alloc returns NULL
+ * and the caller flushes the batch first. That cap is what keeps memory bounded under load.
  */
 #ifndef TC_CORE_ARENA_H
 #define TC_CORE_ARENA_H

@@ -8,8 +8,8 @@
  *
  * Filling a row: the decoder writes the fields of row b->n (tc_batch_row_begin clears it), then the
  * caller either keeps it with tc_batch_row_commit() or drops it by not committing (a rejected
- * reading); strings it copied into the arena stay there until the next reset, which is bounded by the
- * arena cap.
+ * reading); strings it copied into the arena stay there until the next reset, which is bounded by
+ * the arena cap.
  */
 #ifndef TC_CORE_BATCH_H
 #define TC_CORE_BATCH_H
@@ -53,20 +53,21 @@ typedef struct tc_batch {
     size_t cap; /* row capacity */
     size_t n;   /* committed rows */
 
-    int64_t *time_us;     /* event time, microseconds since 1970-01-01T00:00:00Z */
-    tc_slice *device_id;  /* never NULL in a committed row */
+    int64_t *time_us;    /* event time, microseconds since 1970-01-01T00:00:00Z */
+    tc_slice *device_id; /* never NULL in a committed row */
     double *metric[TC_METRIC__COUNT];
     uint8_t *present[TC_METRIC__COUNT]; /* 1 = value present, 0 = NULL */
-    tc_slice *tags;       /* JSON object text, or NULL */
-    tc_slice *extra;      /* JSON object text of fields the schema does not name, or NULL */
-    int32_t *partition;   /* source Kafka partition */
-    int64_t *offset;      /* source Kafka offset */
+    tc_slice *tags;                     /* JSON object text, or NULL */
+    tc_slice *extra;    /* JSON object text of fields the schema does not name, or NULL */
+    int32_t *partition; /* source Kafka partition */
+    int64_t *offset;    /* source Kafka offset */
 
     tc_arena arena; /* strings of the rows above */
 } tc_batch;
 
 /* Allocate a batch for cap rows whose strings may take up to arena_cap bytes (0 = unbounded).
- * Returns NULL when out of memory or cap is 0 or above TC_BATCH_ROWS_MAX. Free with tc_batch_destroy. */
+ * Returns NULL when out of memory or cap is 0 or above TC_BATCH_ROWS_MAX. Free with
+ * tc_batch_destroy. */
 tc_batch *tc_batch_new(size_t cap, size_t arena_cap);
 void tc_batch_destroy(tc_batch *b);
 

@@ -38,8 +38,8 @@ static const tc_conf_entry tc_conf_table[] = {
      OFF(kafka_brokers), "Kafka bootstrap servers, comma separated."},
     {"kafka.topic", TC_CT_STRING, "iot-telemetry", 0, 0, "THERMOCLINE_KAFKA_TOPIC",
      OFF(kafka_topic), "Topic the readings are consumed from (keyed by device_id)."},
-    {"kafka.group", TC_CT_STRING, "thermocline", 0, 0, "THERMOCLINE_KAFKA_GROUP",
-     OFF(kafka_group), "Consumer group id; run more processes with the same id to scale out."},
+    {"kafka.group", TC_CT_STRING, "thermocline", 0, 0, "THERMOCLINE_KAFKA_GROUP", OFF(kafka_group),
+     "Consumer group id; run more processes with the same id to scale out."},
     {"kafka.partitions", TC_CT_INT, "6", 1, 10000, NULL, OFF(kafka_partitions),
      "Partitions of the topic when Thermocline creates it."},
     {"kafka.replication_factor", TC_CT_INT, "1", 1, 16, NULL, OFF(kafka_replication_factor),
@@ -48,12 +48,12 @@ static const tc_conf_entry tc_conf_table[] = {
      "retention.ms of a created topic (default 7 days)."},
     {"kafka.create_topic", TC_CT_BOOL, "true", 0, 0, NULL, OFF(kafka_create_topic),
      "Create the topic at start when it does not exist."},
-    {"postgres.dsn", TC_CT_STRING, "dbname=thermocline", 0, 0, "THERMOCLINE_PG_DSN",
-     OFF(pg_dsn), "libpq connection string of the operational store."},
+    {"postgres.dsn", TC_CT_STRING, "dbname=thermocline", 0, 0, "THERMOCLINE_PG_DSN", OFF(pg_dsn),
+     "libpq connection string of the operational store."},
     {"postgres.schema", TC_CT_STRING, "telemetry", 0, 0, NULL, OFF(pg_schema),
      "Schema that holds Thermocline's tables."},
-    {"postgres.partition_days_ahead", TC_CT_INT, "2", 1, 365, NULL,
-     OFF(pg_partition_days_ahead), "Daily partitions created ahead of the current day."},
+    {"postgres.partition_days_ahead", TC_CT_INT, "2", 1, 365, NULL, OFF(pg_partition_days_ahead),
+     "Daily partitions created ahead of the current day."},
     {"pipeline.batch_size", TC_CT_INT, "1000", 1, TC_BATCH_ROWS_MAX, NULL, OFF(batch_size),
      "Readings per batch: a batch is written when it holds this many readings..."},
     {"pipeline.batch_timeout_ms", TC_CT_INT, "100", 1, 60000, NULL, OFF(batch_timeout_ms),
@@ -61,7 +61,8 @@ static const tc_conf_entry tc_conf_table[] = {
     {"pipeline.max_message_bytes", TC_CT_INT, "1048576", 64, 104857600, NULL,
      OFF(max_message_bytes), "Messages larger than this are dead letters (too_large)."},
     {"pipeline.batch_memory_bytes", TC_CT_INT, "67108864", 1048576, 17179869184.0, NULL,
-     OFF(batch_memory_bytes), "Cap on the strings one batch may hold; reaching it writes the batch."},
+     OFF(batch_memory_bytes),
+     "Cap on the strings one batch may hold; reaching it writes the batch."},
     {"validation.temperature_min", TC_CT_DOUBLE, "-50", -TC_DBL_ANY, TC_DBL_ANY, NULL,
      OFF(limits.min[TC_M_TEMPERATURE]), "Lowest valid temperature, degrees Celsius."},
     {"validation.temperature_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
@@ -86,8 +87,8 @@ static const tc_conf_entry tc_conf_table[] = {
      OFF(limits.min[TC_M_LONGITUDE]), "Lowest valid longitude, degrees."},
     {"validation.longitude_max", TC_CT_DOUBLE, "180", -TC_DBL_ANY, TC_DBL_ANY, NULL,
      OFF(limits.max[TC_M_LONGITUDE]), "Highest valid longitude, degrees."},
-    {"validation.max_future_s", TC_CT_INT, "300", 0, 31536000, NULL,
-     OFF(limits.max_future_s), "Readings timestamped further ahead than this are refused."},
+    {"validation.max_future_s", TC_CT_INT, "300", 0, 31536000, NULL, OFF(limits.max_future_s),
+     "Readings timestamped further ahead than this are refused."},
     {"validation.max_age_s", TC_CT_INT, "2592000", 60, 3153600000.0, NULL, OFF(limits.max_age_s),
      "Readings older than this are refused (default 30 days, the operational retention)."},
     {"lake.dir", TC_CT_STRING, "", 0, 0, "THERMOCLINE_LAKE_DIR", OFF(lake_dir),
@@ -98,7 +99,7 @@ static const tc_conf_entry tc_conf_table[] = {
      "json (JSON lines), human, or auto (human on a terminal, JSON otherwise)."},
 };
 
-#define TC_CONF_COUNT (sizeof(tc_conf_table) / sizeof(tc_conf_table[0]))
+#define TC_CONF_COUNT     (sizeof(tc_conf_table) / sizeof(tc_conf_table[0]))
 #define TC_RDKAFKA_PREFIX "rdkafka."
 /* YAML nesting deeper than this is not a Thermocline config file. */
 #define TC_CONF_DEPTH_MAX 8
@@ -116,8 +117,7 @@ static const tc_conf_entry *tc_conf_find(const char *key)
 
 static tc_err tc_conf_parse_bool(const char *v, int64_t *out)
 {
-    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
-        !strcmp(v, "1"))
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
         *out = 1;
     else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
              !strcmp(v, "0"))
@@ -127,8 +127,8 @@ static tc_err tc_conf_parse_bool(const char *v, int64_t *out)
     return TC_OK;
 }
 
-static tc_err tc_conf_set_rdkafka(tc_config *cfg, const char *key, const char *value,
-                                  char *errstr, size_t errstr_size)
+static tc_err tc_conf_set_rdkafka(tc_config *cfg, const char *key, const char *value, char *errstr,
+                                  size_t errstr_size)
 {
     const char *prop = key + strlen(TC_RDKAFKA_PREFIX);
     char *v;
@@ -141,8 +141,8 @@ static tc_err tc_conf_set_rdkafka(tc_config *cfg, const char *key, const char *v
             break;
     }
     if (i == TC_CONFIG_RDKAFKA_MAX)
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "more than %d rdkafka.* properties", TC_CONFIG_RDKAFKA_MAX);
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "more than %d rdkafka.* properties",
+                          TC_CONFIG_RDKAFKA_MAX);
     v = strdup(value);
     if (!v)
         return TC_ERR_NOMEM;
@@ -196,8 +196,8 @@ tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *e
                               "invalid value for \"%s\": \"%s\" is not an integer", key, value);
         if (d < e->min || d > e->max)
             return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                              "invalid value for \"%s\": %s is outside [%.17g, %.17g]", key,
-                              value, e->min, e->max);
+                              "invalid value for \"%s\": %s is outside [%.17g, %.17g]", key, value,
+                              e->min, e->max);
         if (e->type == TC_CT_INT)
             *(int64_t *)field = (int64_t)d;
         else
@@ -347,11 +347,11 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
                     err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                                      "\"%s\": the top level must be a mapping", origin);
             } else if (!have_key) {
-                if (ev.data.scalar.length >= TC_CONF_KEY_MAX || strchr(val, '\0') !=
-                                                                    val + ev.data.scalar.length) {
-                    err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                                     "\"%s\" line %zu: invalid key", origin,
-                                     ev.start_mark.line + 1);
+                if (ev.data.scalar.length >= TC_CONF_KEY_MAX ||
+                    strchr(val, '\0') != val + ev.data.scalar.length) {
+                    err =
+                        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                   "\"%s\" line %zu: invalid key", origin, ev.start_mark.line + 1);
                 } else {
                     memcpy(pending, val, ev.data.scalar.length + 1);
                     have_key = 1;
@@ -359,9 +359,9 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
             } else {
                 have_key = 0;
                 if (tc_conf_join(keys, depth, pending, full) < 0)
-                    err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                                     "\"%s\" line %zu: key too long", origin,
-                                     ev.start_mark.line + 1);
+                    err =
+                        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                   "\"%s\" line %zu: key too long", origin, ev.start_mark.line + 1);
                 else if (strchr(val, '\0') != val + ev.data.scalar.length)
                     err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                                      "\"%s\" line %zu: NUL byte in value of \"%s\"", origin,
@@ -408,9 +408,9 @@ tc_err tc_config_load_file(tc_config *cfg, const char *path, char *errstr, size_
         err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                          "could not read configuration file \"%s\": %s", path, strerror(errno));
     else if (n > TC_CONF_FILE_MAX)
-        err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                         "configuration file \"%s\" is larger than %d bytes", path,
-                         TC_CONF_FILE_MAX);
+        err =
+            tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                       "configuration file \"%s\" is larger than %d bytes", path, TC_CONF_FILE_MAX);
     else
         err = tc_config_load_yaml(cfg, buf, n, path, errstr, errstr_size);
     free(buf);

@@ -1,12 +1,13 @@
 /*
  * config.h -- Thermocline's configuration: one table, three sources.
  *
- * Every setting is a row of one table (key, type, default, bounds, environment variable, description).
- * The table is the single source of truth: the YAML loader, the environment overrides, `--set`,
- * the generated configuration reference (docs/configuration.md) and the sample file all walk it.
- * Precedence, lowest first: built-in default, YAML file (--config), THERMOCLINE_* environment
- * variables, command-line --set key=value. Unknown keys are rejected with the list of close names,
- * except keys under "rdkafka.", which are passed verbatim to librdkafka (which validates them).
+ * Every setting is a row of one table (key, type, default, bounds, environment variable,
+ * description). The table is the single source of truth: the YAML loader, the environment
+ * overrides, `--set`, the generated configuration reference (docs/configuration.md) and the sample
+ * file all walk it. Precedence, lowest first: built-in default, YAML file (--config), THERMOCLINE_*
+ * environment variables, command-line --set key=value. Unknown keys are rejected with the list of
+ * close names, except keys under "rdkafka.", which are passed verbatim to librdkafka (which
+ * validates them).
  */
 #ifndef TC_CORE_CONFIG_H
 #define TC_CORE_CONFIG_H
@@ -20,9 +21,9 @@
 #define TC_CONFIG_RDKAFKA_MAX 64
 
 typedef struct tc_limits {
-    double min[6], max[6];  /* per tc_metric */
-    int64_t max_future_s;   /* event time may be at most this far ahead of now */
-    int64_t max_age_s;      /* event time may be at most this old */
+    double min[6], max[6]; /* per tc_metric */
+    int64_t max_future_s;  /* event time may be at most this far ahead of now */
+    int64_t max_age_s;     /* event time may be at most this old */
 } tc_limits;
 
 typedef struct tc_config {
@@ -64,7 +65,8 @@ void tc_config_destroy(tc_config *cfg);
 tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *errstr,
                      size_t errstr_size);
 
-/* Load a YAML file of nested mappings; keys are joined with '.' (kafka: {brokers: x} -> kafka.brokers). */
+/* Load a YAML file of nested mappings; keys are joined with '.' (kafka: {brokers: x} ->
+ * kafka.brokers). */
 tc_err tc_config_load_file(tc_config *cfg, const char *path, char *errstr, size_t errstr_size);
 
 /* Load YAML from memory (same rules as tc_config_load_file; used by tests and the fuzzer). */

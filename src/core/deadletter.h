@@ -3,8 +3,8 @@
  *
  * A refused reading is never dropped: it travels beside the columnar batch as a dead letter (raw
  * payload bytes, Kafka key, reason code, detail, source coordinates) and is written in the same
- * transaction as the batch's rows and offsets. Payloads are copied into the dead-letter arena because
- * the Kafka message they came from is released right after decoding.
+ * transaction as the batch's rows and offsets. Payloads are copied into the dead-letter arena
+ * because the Kafka message they came from is released right after decoding.
  */
 #ifndef TC_CORE_DEADLETTER_H
 #define TC_CORE_DEADLETTER_H
@@ -39,7 +39,8 @@ tc_dlq_batch *tc_dlq_batch_new(size_t cap, size_t arena_cap);
 void tc_dlq_batch_destroy(tc_dlq_batch *d);
 void tc_dlq_batch_reset(tc_dlq_batch *d);
 
-/* Append a dead letter, copying payload, key and detail. TC_ERR_FULL when out of room (flush first). */
+/* Append a dead letter, copying payload, key and detail. TC_ERR_FULL when out of room (flush
+ * first). */
 tc_err tc_dlq_batch_add(tc_dlq_batch *d, tc_reject reason, const char *stage, const char *detail,
                         const void *payload, size_t payload_len, const void *key, size_t key_len,
                         int32_t partition, int64_t offset, int64_t received_us);

@@ -1,11 +1,12 @@
 /*
  * error.h -- the one error enum of Thermocline.
  *
- * Every fallible function returns a tc_err and, where it has something to say, fills a caller-provided
- * error string buffer of TC_ERRSTR_MAX bytes (librdkafka's convention: errstr + size). An error is either
- * retriable (the same call may succeed later: a dead database, an unreachable broker, a full disk) or
- * fatal (retrying cannot help: bad configuration, a bug); tc_err_is_retriable() tells which, so the
- * pipeline decides between back-off-and-retry and stop without string matching.
+ * Every fallible function returns a tc_err and, where it has something to say, fills a
+ * caller-provided error string buffer of TC_ERRSTR_MAX bytes (librdkafka's convention: errstr +
+ * size). An error is either retriable (the same call may succeed later: a dead database, an
+ * unreachable broker, a full disk) or fatal (retrying cannot help: bad configuration, a bug);
+ * tc_err_is_retriable() tells which, so the pipeline decides between back-off-and-retry and stop
+ * without string matching.
  */
 #ifndef TC_CORE_ERROR_H
 #define TC_CORE_ERROR_H
@@ -39,7 +40,8 @@ const char *tc_err_name(tc_err err);
 /* Nonzero when the operation that failed with err may succeed if retried later. */
 int tc_err_is_retriable(tc_err err);
 
-/* Format into errstr (size errstr_size, always NUL-terminated when errstr_size > 0); returns err. */
+/* Format into errstr (size errstr_size, always NUL-terminated when errstr_size > 0); returns err.
+ */
 tc_err tc_err_set(tc_err err, char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

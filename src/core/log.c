@@ -1,8 +1,8 @@
 /*
  * log.c -- structured logging; see log.h.
  *
- * The line is assembled in a fixed buffer and written with one fwrite so that lines from librdkafka's
- * threads (which log through us) never interleave mid-line.
+ * The line is assembled in a fixed buffer and written with one fwrite so that lines from
+ * librdkafka's threads (which log through us) never interleave mid-line.
  */
 #include "core/log.h"
 

@@ -1,9 +1,10 @@
 /*
  * log.h -- structured logging.
  *
- * One line per event on stderr: JSON lines when stderr is not a terminal (for log shippers), a short
- * human format when it is. Fields are passed as a printf-style message plus optional key/value pairs
- * already formatted by the caller (tc_log_kv), so the hot path never formats a log line it won't emit.
+ * One line per event on stderr: JSON lines when stderr is not a terminal (for log shippers), a
+ * short human format when it is. Fields are passed as a printf-style message plus optional
+ * key/value pairs already formatted by the caller (tc_log_kv), so the hot path never formats a log
+ * line it won't emit.
  */
 #ifndef TC_CORE_LOG_H
 #define TC_CORE_LOG_H

@@ -58,8 +58,8 @@ static tc_err tc_kafka_set(rd_kafka_conf_t *conf, const char *k, const char *v, 
     char inner[TC_ERRSTR_MAX];
 
     if (rd_kafka_conf_set(conf, k, v, inner, sizeof(inner)) != RD_KAFKA_CONF_OK)
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid Kafka setting %s=%s: %s",
-                          k, v, inner);
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid Kafka setting %s=%s: %s", k,
+                          v, inner);
     return TC_OK;
 }
 
@@ -78,8 +78,7 @@ static rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *cons
     for (int i = 0; err == TC_OK && defaults && defaults[i]; i += 2)
         err = tc_kafka_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
     for (int i = 0; err == TC_OK && i < cfg->rdkafka_count; i++)
-        err = tc_kafka_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
-                           errstr_size);
+        err = tc_kafka_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr, errstr_size);
     for (int i = 0; err == TC_OK && forced && forced[i]; i += 2)
         err = tc_kafka_set(conf, forced[i], forced[i + 1], errstr, errstr_size);
     if (err != TC_OK) {
@@ -150,8 +149,8 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
                 c->nassigned++;
             ps->assigned = 1;
         }
-        tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic,
-                    ids[i], (long long)next[i]);
+        tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic, ids[i],
+                    (long long)next[i]);
     }
     if (cooperative)
         error = rd_kafka_incremental_assign(c->rk, parts);
@@ -213,20 +212,18 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
                              size_t errstr_size)
 {
     static const char *const defaults[] = {
-        "partition.assignment.strategy", "cooperative-sticky",
-        "auto.offset.reset", "earliest",
+        "partition.assignment.strategy", "cooperative-sticky", "auto.offset.reset", "earliest",
         /* Fetch in big chunks; the pipeline's own batching bounds latency. */
-        "fetch.wait.max.ms", "50",
-        "queued.max.messages.kbytes", "65536",
-        "session.timeout.ms", "10000",
-        "heartbeat.interval.ms", "1000",
-        NULL};
+        "fetch.wait.max.ms", "50", "queued.max.messages.kbytes", "65536", "session.timeout.ms",
+        "10000", "heartbeat.interval.ms", "1000", NULL};
     /* Offsets are the store's business (see kafka.h): these cannot be overridden. */
-    static const char *const forced[] = {
-        "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false",
-        "enable.partition.eof", "true",
-        NULL};
+    static const char *const forced[] = {"enable.auto.commit",
+                                         "false",
+                                         "enable.auto.offset.store",
+                                         "false",
+                                         "enable.partition.eof",
+                                         "true",
+                                         NULL};
     rd_kafka_topic_partition_list_t *topics = NULL;
     rd_kafka_conf_t *conf;
     tc_consumer *c;
@@ -251,8 +248,7 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, inner, sizeof(inner));
     if (!c->rk) {
         rd_kafka_conf_destroy(conf);
-        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka consumer: %s",
-                   inner);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka consumer: %s", inner);
         goto fail;
     }
     rd_kafka_poll_set_consumer(c->rk);
@@ -356,8 +352,7 @@ void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t 
                     offs[i].next_offset;
         }
         if (list->cnt > 0 && (err = rd_kafka_commit(c->rk, list, 1)) != 0)
-            tc_log_warn("consumer", "could not commit offsets to Kafka: %s",
-                        rd_kafka_err2str(err));
+            tc_log_warn("consumer", "could not commit offsets to Kafka: %s", rd_kafka_err2str(err));
     }
     free(topic);
     rd_kafka_topic_partition_list_destroy(list);
@@ -425,9 +420,9 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
                          "could not create topic \"%s\": no answer from %s within %d ms",
                          cfg->kafka_topic, cfg->kafka_brokers, TC_ADMIN_TIMEOUT_MS);
     } else if (rd_kafka_event_error(ev)) {
-        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
-                         "could not create topic \"%s\": %s", cfg->kafka_topic,
-                         rd_kafka_event_error_string(ev));
+        err =
+            tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size, "could not create topic \"%s\": %s",
+                       cfg->kafka_topic, rd_kafka_event_error_string(ev));
     } else {
         size_t cnt;
         const rd_kafka_topic_result_t **res =
@@ -438,9 +433,8 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
                         cfg->kafka_topic, (long long)cfg->kafka_partitions,
                         (long long)cfg->kafka_replication_factor);
         else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
-                             "could not create topic \"%s\": %s", cfg->kafka_topic,
-                             rd_kafka_topic_result_error_string(res[0]));
+            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s",
+                             cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]));
     }
 out:
     if (ev)
@@ -466,13 +460,17 @@ static void tc_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
 
 tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    static const char *const defaults[] = {
-        "linger.ms", "20",
-        "batch.size", "1000000",
-        "compression.type", "lz4",
-        "queue.buffering.max.messages", "200000",
-        "enable.idempotence", "true",
-        NULL};
+    static const char *const defaults[] = {"linger.ms",
+                                           "20",
+                                           "batch.size",
+                                           "1000000",
+                                           "compression.type",
+                                           "lz4",
+                                           "queue.buffering.max.messages",
+                                           "200000",
+                                           "enable.idempotence",
+                                           "true",
+                                           NULL};
     rd_kafka_conf_t *conf;
     tc_producer *p = calloc(1, sizeof(*p));
     char inner[TC_ERRSTR_MAX];
@@ -489,8 +487,7 @@ tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);
-        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka producer: %s",
-                   inner);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka producer: %s", inner);
         free(p);
         return NULL;
     }
@@ -527,8 +524,8 @@ uint64_t tc_producer_flush(tc_producer *p, int timeout_ms)
         tc_log_warn("producer", "%d messages still undelivered after %d ms",
                     rd_kafka_outq_len(p->rk), timeout_ms);
     if (p->failed)
-        tc_log_warn("producer", "%llu deliveries failed, last: %s",
-                    (unsigned long long)p->failed, p->last_error);
+        tc_log_warn("producer", "%llu deliveries failed, last: %s", (unsigned long long)p->failed,
+                    p->last_error);
     return p->failed + (uint64_t)rd_kafka_outq_len(p->rk);
 }
 

@@ -72,7 +72,8 @@ typedef struct tc_producer tc_producer;
 
 /* A producer tuned for throughput (linger, lz4 batches, idempotence on). */
 tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size);
-/* Produce one message to topic; blocks (serving delivery reports) while librdkafka's queue is full. */
+/* Produce one message to topic; blocks (serving delivery reports) while librdkafka's queue is full.
+ */
 tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, const void *key,
                         size_t key_len, const void *value, size_t len, char *errstr,
                         size_t errstr_size);

@@ -20,9 +20,9 @@
 #define TC_SIM_READING_MAX 1024
 /* The kinds of invalid readings, in the order their index is drawn. */
 static const char *const tc_sim_invalid_names[] = {
-    "truncated_json",  "missing_device_id", "missing_timestamp", "temperature_too_high",
-    "humidity_negative", "bad_timestamp",   "future_timestamp",  "wrong_type",
-    "invalid_utf8",    "latitude_out_of_range", "not_an_object", "nan_literal",
+    "truncated_json",    "missing_device_id",     "missing_timestamp", "temperature_too_high",
+    "humidity_negative", "bad_timestamp",         "future_timestamp",  "wrong_type",
+    "invalid_utf8",      "latitude_out_of_range", "not_an_object",     "nan_literal",
     "ancient_timestamp", "empty_message",
 };
 #define TC_SIM_INVALID_KINDS ((int)(sizeof(tc_sim_invalid_names) / sizeof(tc_sim_invalid_names[0])))
@@ -53,8 +53,8 @@ static double tc_round2(double v)
     return round(v * 100.0) / 100.0;
 }
 
-size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char *buf,
-                     size_t cap, int *invalid_kind)
+size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char *buf, size_t cap,
+                     int *invalid_kind)
 {
     static const char *const sites[] = {"berlin-1", "paris-2", "oslo-1", "lima-3", "pune-1"};
     uint64_t dev = i % (uint64_t)o->devices, step = i / (uint64_t)o->devices, s = o->seed;
@@ -69,8 +69,8 @@ size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char
     t_us -= t_us % 1000; /* milliseconds, as devices send */
     tc_time_format_rfc3339(t_us, ts, sizeof(ts));
     day_frac = (double)(t_us % 86400000000LL) / 86400e6;
-    temp = 12.0 + 14.0 * tc_unit(s, dev, 0, 3) +
-           6.0 * sin(2 * M_PI * (day_frac - 0.3)) + (tc_unit(s, dev, step, 4) - 0.5) * 0.4;
+    temp = 12.0 + 14.0 * tc_unit(s, dev, 0, 3) + 6.0 * sin(2 * M_PI * (day_frac - 0.3)) +
+           (tc_unit(s, dev, step, 4) - 0.5) * 0.4;
     hum = 35.0 + 30.0 * tc_unit(s, dev, 0, 5) - 10.0 * sin(2 * M_PI * (day_frac - 0.3)) +
           (tc_unit(s, dev, step, 6) - 0.5) * 2.0;
     pres = 995.0 + 30.0 * tc_unit(s, dev, 0, 7) + 3.0 * sin(2 * M_PI * (double)step / 5000.0) +
@@ -201,15 +201,15 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
         if (opt->rate > 0) {
             /* Live: the device's step is "now" in event time. */
             now = tc_time_now_us();
-            len = tc_sim_format(opt, i, now - (int64_t)(i / (uint64_t)opt->devices) *
-                                                  opt->cadence_ms * 1000,
-                                buf, sizeof(buf), &kind);
+            len = tc_sim_format(
+                opt, i, now - (int64_t)(i / (uint64_t)opt->devices) * opt->cadence_ms * 1000, buf,
+                sizeof(buf), &kind);
         } else {
             len = tc_sim_format(opt, i, start_us, buf, sizeof(buf), &kind);
         }
         snprintf(key, sizeof(key), "sensor-%05llu", (unsigned long long)(i % opt->devices));
-        err = tc_producer_send(prod, cfg->kafka_topic, -1, key, strlen(key), len ? buf : NULL,
-                               len, errstr, errstr_size);
+        err = tc_producer_send(prod, cfg->kafka_topic, -1, key, strlen(key), len ? buf : NULL, len,
+                               errstr, errstr_size);
         if (err != TC_OK)
             break;
         produced++;

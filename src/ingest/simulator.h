@@ -23,8 +23,8 @@ typedef struct tc_sim_options {
     double rate;          /* readings per second; 0 = as fast as possible */
     double invalid_ratio; /* 0..1 */
     uint64_t seed;
-    int64_t start_us;     /* event time of the first round; 0 = derived from now */
-    int64_t cadence_ms;   /* interval between two readings of one device */
+    int64_t start_us;   /* event time of the first round; 0 = derived from now */
+    int64_t cadence_ms; /* interval between two readings of one device */
 } tc_sim_options;
 
 /* Produce the readings to cfg->kafka_topic and write a JSON summary to report. */
@@ -33,8 +33,8 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
 
 /* Format reading i of the fleet into buf (cap bytes); returns its length and sets *invalid_kind to
  * -1 for a valid reading or the kind index otherwise. Exposed for tests and benchmarks. */
-size_t tc_sim_format(const tc_sim_options *opt, uint64_t i, int64_t start_us, char *buf,
-                     size_t cap, int *invalid_kind);
+size_t tc_sim_format(const tc_sim_options *opt, uint64_t i, int64_t start_us, char *buf, size_t cap,
+                     int *invalid_kind);
 
 /* Name of an invalid kind, e.g. "truncated_json"; NULL past the last one. */
 const char *tc_sim_invalid_name(int kind);

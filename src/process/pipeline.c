@@ -109,8 +109,8 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->store = tc_store_new(&so);
     p->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
-    p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH, (size_t)cfg->batch_memory_bytes +
-                                                     2 * TC_DLQ_PAYLOAD_MAX);
+    p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
+                              (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
     if (!p->store || !p->batch || !p->dlq) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
@@ -212,8 +212,7 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
 
     if (len > TC_DLQ_PAYLOAD_MAX) {
         snprintf(cut, sizeof(cut), "%.*s (payload of %zu bytes kept to its first %d)",
-                 TC_REJECT_DETAIL_MAX, detail,
-                 m->len, TC_DLQ_PAYLOAD_MAX);
+                 TC_REJECT_DETAIL_MAX, detail, m->len, TC_DLQ_PAYLOAD_MAX);
         detail = cut;
         len = TC_DLQ_PAYLOAD_MAX;
     }
@@ -243,8 +242,8 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
         snprintf(detail, sizeof(detail), "empty message");
     } else if (m->len > (size_t)p->cfg->max_message_bytes) {
         r = TC_REJECT_TOO_LARGE;
-        snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the %lld-byte limit",
-                 m->len, (long long)p->cfg->max_message_bytes);
+        snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the %lld-byte limit", m->len,
+                 (long long)p->cfg->max_message_bytes);
     } else {
         for (int attempt = 0;; attempt++) {
             if (tc_batch_row_begin(p->batch) == TC_ERR_FULL || attempt > 0) {

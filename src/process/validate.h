@@ -3,8 +3,8 @@
  *
  * Decoding checks form (is this JSON, are the fields of the right type); validation checks sense
  * (is the temperature physically plausible, is the timestamp recent). The limits are configuration
- * (tc_limits, validation.* keys). A metric that is absent is not validated; a metric that is present
- * must be finite and within [min, max].
+ * (tc_limits, validation.* keys). A metric that is absent is not validated; a metric that is
+ * present must be finite and within [min, max].
  */
 #ifndef TC_PROCESS_VALIDATE_H
 #define TC_PROCESS_VALIDATE_H

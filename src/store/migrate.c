@@ -82,8 +82,7 @@ static tc_err tc_store_migration_applied(tc_store *s, int version, int *applied,
     PGresult *res;
     tc_err err = TC_OK;
 
-    snprintf(tmpl, sizeof(tmpl), "SELECT 1 FROM @S.schema_migrations WHERE version = %d",
-             version);
+    snprintf(tmpl, sizeof(tmpl), "SELECT 1 FROM @S.schema_migrations WHERE version = %d", version);
     if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
         return TC_ERR_INVALID;
     res = PQexec(s->conn, sql);
@@ -234,8 +233,8 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
     return err;
 }
 
-tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_back,
-                                         char *errstr, size_t errstr_size)
+tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_back, char *errstr,
+                                         size_t errstr_size)
 {
     const int64_t day_us = 86400LL * 1000000LL;
     int64_t today = now_us >= 0 ? now_us / day_us : -((-now_us + day_us - 1) / day_us);

@@ -158,8 +158,8 @@ static tc_err tc_store_copy(tc_store *s, const char *sql, const char *what, char
     tc_err err = TC_OK;
 
     if (s->copy.failed)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
-                          "could not encode %s: out of memory", what);
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "could not encode %s: out of memory",
+                          what);
     res = PQexec(s->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         err = tc_store_classify(s, res);
@@ -399,8 +399,8 @@ tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, i
     res = PQexecParams(s->conn, sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         err = tc_store_classify(s, res);
-        tc_err_set(err, errstr, errstr_size, "could not read offsets of group \"%s\": %s",
-                   s->group, tc_store_pgmsg(s, res, msg, sizeof(msg)));
+        tc_err_set(err, errstr, errstr_size, "could not read offsets of group \"%s\": %s", s->group,
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
         PQclear(res);
         return err;
     }

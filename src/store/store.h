@@ -25,10 +25,10 @@
 typedef struct tc_store tc_store;
 
 typedef struct tc_store_options {
-    const char *dsn;         /* libpq connection string */
-    const char *schema;      /* e.g. "telemetry" */
-    const char *group;       /* consumer group the offsets belong to */
-    const char *topic;       /* source topic */
+    const char *dsn;    /* libpq connection string */
+    const char *schema; /* e.g. "telemetry" */
+    const char *group;  /* consumer group the offsets belong to */
+    const char *topic;  /* source topic */
     int partition_days_ahead;
 } tc_store_options;
 
@@ -43,8 +43,8 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size);
 tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size);
 
 /* Create the daily partitions covering [now - days_back, now + days_ahead]. */
-tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_back,
-                                         char *errstr, size_t errstr_size);
+tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_back, char *errstr,
+                                         size_t errstr_size);
 
 /* For each of n partitions, the stored next offset, or -1 when nothing is stored yet. */
 tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
