@@ -2,8 +2,9 @@
  * config.c -- the configuration table, its YAML loader and its generated documentation.
  *
  * See config.h for the design. The YAML loader uses libyaml's event API with an explicit key stack
- * (bounded depth), so a hostile config file cannot recurse us into a stack overflow; sequences,
- * anchors and aliases are refused because no setting needs them.
+ * (bounded depth), so a hostile config file cannot recurse us into a stack overflow; sequences
+ * and aliases are refused because no setting needs them (an anchor on a scalar is harmless and
+ * ignored).
  */
 #include "core/config.h"
 
@@ -305,10 +306,17 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     while (!done && err == TC_OK) {
         if (!yaml_parser_parse(&parser, &ev)) {
-            err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                             "could not parse \"%s\": %s at line %zu column %zu", origin,
-                             parser.problem ? parser.problem : "syntax error",
-                             parser.problem_mark.line + 1, parser.problem_mark.column + 1);
+            /* The reader (encoding) stage knows a byte offset, not a line. */
+            if (parser.error == YAML_READER_ERROR)
+                err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                 "could not parse \"%s\": %s at byte %zu", origin,
+                                 parser.problem ? parser.problem : "invalid encoding",
+                                 parser.problem_offset);
+            else
+                err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                                 "could not parse \"%s\": %s at line %zu column %zu", origin,
+                                 parser.problem ? parser.problem : "syntax error",
+                                 parser.problem_mark.line + 1, parser.problem_mark.column + 1);
             break;
         }
         switch (ev.type) {
@@ -375,8 +383,8 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
         }
         default:
             err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                             "\"%s\" line %zu: sequences, anchors and aliases are not supported",
-                             origin, ev.start_mark.line + 1);
+                             "\"%s\" line %zu: sequences and aliases are not supported", origin,
+                             ev.start_mark.line + 1);
             break;
         }
         yaml_event_delete(&ev);
@@ -420,7 +428,7 @@ tc_err tc_config_load_file(tc_config *cfg, const char *path, char *errstr, size_
 
 tc_err tc_config_apply_env(tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX];
+    char inner[TC_ERRSTR_MAX] = "out of memory";
     const char *v;
     tc_err err;
 
@@ -500,17 +508,39 @@ void tc_config_write_sample(FILE *out)
                  "rdkafka:\n  # fetch.wait.max.ms: 50\n  # statistics.interval.ms: 0\n");
 }
 
+/* Nonzero when a setting's value must not be printed: passwords and secrets, a libpq DSN with a
+ * password=... keyword or a URI carrying user:password@. */
+static int tc_conf_is_secret(const char *key, const char *value)
+{
+    const char *scheme = strstr(value, "://"), *at, *colon;
+
+    if (strstr(key, "password") || strstr(key, "secret"))
+        return 1;
+    if (!strstr(key, "dsn"))
+        return 0;
+    if (strstr(value, "password"))
+        return 1;
+    if (scheme) {
+        at = strchr(scheme + 3, '@');
+        colon = strchr(scheme + 3, ':');
+        if (at && colon && colon < at)
+            return 1;
+    }
+    return 0;
+}
+
 void tc_config_dump(const tc_config *cfg, FILE *out)
 {
+    static const char hidden[] = "(secret; not shown)";
+
     for (size_t i = 0; i < TC_CONF_COUNT; i++) {
         const tc_conf_entry *e = &tc_conf_table[i];
         const void *field = (const char *)cfg + e->offset;
+        const char *sv;
         switch (e->type) {
         case TC_CT_STRING:
-            fprintf(out, "%s = %s\n", e->key,
-                    strstr(e->key, "dsn") && strstr(*(char *const *)field, "password")
-                        ? "(contains a password; not shown)"
-                        : *(char *const *)field);
+            sv = *(char *const *)field;
+            fprintf(out, "%s = %s\n", e->key, tc_conf_is_secret(e->key, sv) ? hidden : sv);
             break;
         case TC_CT_INT:
             fprintf(out, "%s = %lld\n", e->key, (long long)*(const int64_t *)field);
@@ -524,5 +554,8 @@ void tc_config_dump(const tc_config *cfg, FILE *out)
         }
     }
     for (int i = 0; i < cfg->rdkafka_count; i++)
-        fprintf(out, "rdkafka.%s = %s\n", cfg->rdkafka_keys[i], cfg->rdkafka_values[i]);
+        fprintf(out, "rdkafka.%s = %s\n", cfg->rdkafka_keys[i],
+                tc_conf_is_secret(cfg->rdkafka_keys[i], cfg->rdkafka_values[i])
+                    ? hidden
+                    : cfg->rdkafka_values[i]);
 }

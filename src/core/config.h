@@ -5,8 +5,8 @@
  * description). The table is the single source of truth: the YAML loader, the environment
  * overrides, `--set`, the generated configuration reference (docs/configuration.md) and the sample
  * file all walk it. Precedence, lowest first: built-in default, YAML file (--config), THERMOCLINE_*
- * environment variables, command-line --set key=value. Unknown keys are rejected with the list of
- * close names, except keys under "rdkafka.", which are passed verbatim to librdkafka (which
+ * environment variables, command-line --set key=value. Unknown keys are rejected, naming the key,
+ * except keys under "rdkafka.", which are passed verbatim to librdkafka (which
  * validates them).
  */
 #ifndef TC_CORE_CONFIG_H
