@@ -504,7 +504,8 @@ tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, co
         err = rd_kafka_producev(
             p->rk, RD_KAFKA_V_TOPIC(topic),
             RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
-            RD_KAFKA_V_KEY((void *)(uintptr_t)key, key_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+            RD_KAFKA_V_KEY((void *)(uintptr_t)key, key_len),
+            RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
