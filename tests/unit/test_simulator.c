@@ -39,8 +39,12 @@ static int setup(void **state)
         return -1;
     f->cfg = tc_config_new();
     f->b = tc_batch_new(1, 0);
-    if (!f->cfg || !f->b)
+    if (!f->cfg || !f->b) {
+        tc_config_destroy(f->cfg);
+        tc_batch_destroy(f->b);
+        free(f);
         return -1;
+    }
     f->now_us = tc_time_now_us();
     *state = f;
     return 0;

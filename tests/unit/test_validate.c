@@ -37,8 +37,12 @@ static int setup(void **state)
         return -1;
     f->cfg = tc_config_new();
     f->b = tc_batch_new(4, 0);
-    if (!f->cfg || !f->b)
+    if (!f->cfg || !f->b) {
+        tc_config_destroy(f->cfg);
+        tc_batch_destroy(f->b);
+        free(f);
         return -1;
+    }
     assert_int_equal(tc_batch_row_begin(f->b), TC_OK);
     f->b->time_us[0] = NOW_US;
     *state = f;
