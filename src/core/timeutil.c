@@ -218,3 +218,8 @@ size_t tc_time_format_rfc3339(int64_t us, char *buf, size_t cap)
     buf[n] = '\0';
     return n;
 }
+
+int64_t tc_time_day_of(int64_t us)
+{
+    return us >= 0 ? us / TC_USEC_PER_DAY : -((-us + TC_USEC_PER_DAY - 1) / TC_USEC_PER_DAY);
+}

@@ -374,6 +374,37 @@ size_t tc_consumer_assigned(const tc_consumer *c)
     return c->nassigned;
 }
 
+int tc_consumer_topic_ends(tc_consumer *c, const char *topic, int32_t *parts, int64_t *high,
+                           size_t cap, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, topic, NULL);
+    int n = -1;
+
+    if (!rkt)
+        return -1;
+    if (rd_kafka_metadata(c->rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        n = 0;
+        for (int i = 0; i < md->topics[0].partition_cnt && (size_t)n < cap; i++) {
+            int64_t lo, hi;
+            int32_t p = md->topics[0].partitions[i].id;
+            if (rd_kafka_query_watermark_offsets(c->rk, topic, p, &lo, &hi, timeout_ms) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR) {
+                n = -1;
+                break;
+            }
+            parts[n] = p;
+            high[n] = hi;
+            n++;
+        }
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
 void tc_consumer_destroy(tc_consumer *c)
 {
     if (!c)

@@ -62,6 +62,11 @@ void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t 
 int tc_consumer_caught_up(const tc_consumer *c);
 size_t tc_consumer_assigned(const tc_consumer *c);
 
+/* The end (high watermark) of every partition of the subscribed topic: fills parts[] and high[]
+ * (capacity cap) and returns how many, or -1 when the broker did not answer within timeout_ms. */
+int tc_consumer_topic_ends(tc_consumer *c, const char *topic, int32_t *parts, int64_t *high,
+                           size_t cap, int timeout_ms);
+
 /* Leave the group (serving the final revoke) and free everything. */
 void tc_consumer_destroy(tc_consumer *c);
 

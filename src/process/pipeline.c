@@ -28,6 +28,10 @@
 /* Back-off between attempts to write a batch the store could not take. */
 #define TC_RETRY_MIN_MS 100
 #define TC_RETRY_MAX_MS 10000
+/* How long the broker may take to tell the ends of the topic's partitions (idle check). */
+#define TC_ENDS_TIMEOUT_MS 5000
+/* ...and how often the idle check asks it. */
+#define TC_IDLE_CHECK_INTERVAL_US 1000000LL
 /* Partitions tracked per batch (the topic's partition count bounds it in practice). */
 #define TC_PENDING_MAX 4096
 
@@ -281,6 +285,31 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     return err;
 }
 
+/*
+ * --exit-when-idle: "everything consumed" means the store holds, for every partition of the topic,
+ * a next offset at the partition's end -- whichever group member consumed it. Asking the store
+ * rather than looking at our own assignment matters after a crash: the dead predecessor keeps its
+ * partitions until its session times out, and a restarted member that looked only at itself would
+ * find nothing assigned and leave early.
+ */
+static int tc_pipeline_topic_done(tc_pipeline *p)
+{
+    int32_t parts[TC_PENDING_MAX];
+    int64_t high[TC_PENDING_MAX], next[TC_PENDING_MAX];
+    char errstr[TC_ERRSTR_MAX];
+    int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_PENDING_MAX,
+                                   TC_ENDS_TIMEOUT_MS);
+
+    if (n < 0 ||
+        tc_store_load_offsets(p->store, parts, (size_t)n, next, errstr, sizeof(errstr)) != TC_OK)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        if (high[i] > 0 && next[i] < high[i])
+            return 0;
+    }
+    return 1;
+}
+
 static void tc_pipeline_progress(tc_pipeline *p, int64_t *last_us, uint64_t *last_count)
 {
     double secs = (double)(p->now_us - *last_us) / 1e6;
@@ -300,6 +329,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
                        char *errstr, size_t errstr_size)
 {
     int64_t started = tc_time_now_us(), last_activity = started, last_progress = started;
+    int64_t last_idle_check = 0;
     int64_t deadline_us, idle_us = (int64_t)exit_when_idle_s * 1000000LL;
     uint64_t last_count = 0;
     tc_err err = TC_OK;
@@ -342,7 +372,11 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
         if (idle_us > 0 && p->batch_started_us == 0 && p->now_us - last_activity >= idle_us &&
+            p->now_us - last_idle_check >= TC_IDLE_CHECK_INTERVAL_US &&
             (tc_consumer_caught_up(p->consumer) || tc_consumer_assigned(p->consumer) == 0)) {
+            last_idle_check = p->now_us;
+            if (!tc_pipeline_topic_done(p))
+                continue;
             tc_log_info("pipeline", "idle for %d s with every partition consumed; exiting",
                         exit_when_idle_s);
             break;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 /* Arbitrary but fixed keys of the advisory locks that serialise DDL between pipelines. */
 #define TC_LOCK_MIGRATE    "7311001"
@@ -171,23 +172,14 @@ static void tc_store_day_remember(tc_store *s, int64_t day)
     }
 }
 
-/* Format a day number as YYYY-MM-DD (proleptic Gregorian; Hinnant's civil_from_days). */
-static void tc_store_day_text(int64_t z, char *out, size_t cap, int compact)
+/* Format a day number (days since 1970-01-01) as YYYY-MM-DD, or YYYYMMDD when compact. */
+static void tc_store_day_text(int64_t day, char *out, size_t cap, int compact)
 {
-    int64_t era, doe, yoe, doy, mp, y, m, d;
+    unsigned m, d;
+    int y;
 
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = z - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    y = yoe + era * 400;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    d = doy - (153 * mp + 2) / 5 + 1;
-    m = mp < 10 ? mp + 3 : mp - 9;
-    y += m <= 2;
-    snprintf(out, cap, compact ? "%04lld%02lld%02lld" : "%04lld-%02lld-%02lld", (long long)y,
-             (long long)m, (long long)d);
+    tc_time_civil_from_days(day, &y, &m, &d);
+    snprintf(out, cap, compact ? "%04d%02u%02u" : "%04d-%02u-%02u", y, m, d);
 }
 
 tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errstr,
@@ -236,8 +228,7 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
 tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_back, char *errstr,
                                          size_t errstr_size)
 {
-    const int64_t day_us = 86400LL * 1000000LL;
-    int64_t today = now_us >= 0 ? now_us / day_us : -((-now_us + day_us - 1) / day_us);
+    int64_t today = tc_time_day_of(now_us);
     tc_err err = tc_store_connect(s, errstr, errstr_size);
 
     if (err != TC_OK)

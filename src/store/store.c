@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 /* COPY data is shipped in pieces of this size: big enough to amortise the call, small enough not to
  * balloon libpq's own output buffer. */
@@ -301,13 +302,6 @@ out:
     return err;
 }
 
-/* Days since the Unix epoch of a time in microseconds (floor division). */
-static int64_t tc_day_of(int64_t us)
-{
-    const int64_t day_us = 86400LL * 1000000LL;
-    return us >= 0 ? us / day_us : -((-us + day_us - 1) / day_us);
-}
-
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
                       const tc_partition_offset *offsets, size_t noffsets, char *errstr,
                       size_t errstr_size)
@@ -320,7 +314,7 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
     if (err != TC_OK)
         return err;
     for (size_t i = 0; i < b->n; i++) {
-        d = tc_day_of(b->time_us[i]);
+        d = tc_time_day_of(b->time_us[i]);
         dmin = d < dmin ? d : dmin;
         dmax = d > dmax ? d : dmax;
     }

@@ -317,16 +317,38 @@ static void test_now(void **state)
     assert_true(now - t < 2000000 && t - now < 2000000);
 }
 
+static void test_day_of(void **state)
+{
+    (void)state;
+    assert_int_equal(tc_time_day_of(0), 0);
+    assert_int_equal(tc_time_day_of(TC_USEC_PER_DAY - 1), 0);
+    assert_int_equal(tc_time_day_of(TC_USEC_PER_DAY), 1);
+    /* Floor, not truncation, before the epoch: 1969-12-31T23:59:59.999999Z is day -1. */
+    assert_int_equal(tc_time_day_of(-1), -1);
+    assert_int_equal(tc_time_day_of(-TC_USEC_PER_DAY), -1);
+    assert_int_equal(tc_time_day_of(-TC_USEC_PER_DAY - 1), -2);
+    assert_int_equal(tc_time_day_of(tc_time_days_from_civil(2026, 11, 28) * TC_USEC_PER_DAY + 5),
+                     tc_time_days_from_civil(2026, 11, 28));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_days_known),          cmocka_unit_test(test_days_walk),
-        cmocka_unit_test(test_days_roundtrip),      cmocka_unit_test(test_parse_variants),
-        cmocka_unit_test(test_parse_fractions),     cmocka_unit_test(test_parse_calendar),
-        cmocka_unit_test(test_parse_clock),         cmocka_unit_test(test_parse_syntax),
-        cmocka_unit_test(test_parse_len),           cmocka_unit_test(test_format),
-        cmocka_unit_test(test_format_small_buffer), cmocka_unit_test(test_roundtrip_random),
-        cmocka_unit_test(test_parse_vs_gmtime),     cmocka_unit_test(test_now),
+        cmocka_unit_test(test_days_known),
+        cmocka_unit_test(test_days_walk),
+        cmocka_unit_test(test_days_roundtrip),
+        cmocka_unit_test(test_parse_variants),
+        cmocka_unit_test(test_parse_fractions),
+        cmocka_unit_test(test_parse_calendar),
+        cmocka_unit_test(test_parse_clock),
+        cmocka_unit_test(test_parse_syntax),
+        cmocka_unit_test(test_parse_len),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_small_buffer),
+        cmocka_unit_test(test_roundtrip_random),
+        cmocka_unit_test(test_parse_vs_gmtime),
+        cmocka_unit_test(test_now),
+        cmocka_unit_test(test_day_of),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
