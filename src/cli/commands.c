@@ -1,0 +1,232 @@
+/*
+ * commands.c -- the pipeline's subcommands: run, migrate, simulate, config, version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "ingest/kafka.h"
+#include "ingest/simulator.h"
+#include "process/pipeline.h"
+#include "store/store.h"
+
+int tc_cmd_migrate(int argc, char **argv)
+{
+    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    char errstr[TC_ERRSTR_MAX];
+    tc_cli_common common = {0};
+    tc_store_options so;
+    tc_config *cfg;
+    tc_store *store;
+    int opt, rc = 0;
+
+    while ((opt = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
+        if (tc_cli_common_opt(&common, opt, optarg))
+            continue;
+        printf("usage: thermocline migrate [options]\n\n"
+               "Create or upgrade Thermocline's database objects "
+               "(idempotent).\n\n" TC_CLI_COMMON_HELP);
+        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    }
+    cfg = tc_cli_config(&common);
+    so = (tc_store_options){cfg->pg_dsn, cfg->pg_schema, cfg->kafka_group, cfg->kafka_topic,
+                            (int)cfg->pg_partition_days_ahead};
+    store = tc_store_new(&so);
+    if (!store || tc_store_migrate(store, errstr, sizeof(errstr)) != TC_OK ||
+        tc_store_ensure_partitions_around(store, tc_time_now_us(),
+                                          (int)(cfg->limits.max_age_s / 86400) + 1, errstr,
+                                          sizeof(errstr)) != TC_OK) {
+        fprintf(stderr, "thermocline migrate: %s\n", store ? errstr : "out of memory");
+        rc = TC_EXIT_FAILURE;
+    } else {
+        tc_log_info("migrate", "database objects are up to date in schema \"%s\"", cfg->pg_schema);
+    }
+    tc_store_destroy(store);
+    tc_config_destroy(cfg);
+    return rc;
+}
+
+int tc_cmd_run(int argc, char **argv)
+{
+    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
+                                             {"exit-when-idle", required_argument, NULL, 'i'},
+                                             {NULL, 0, NULL, 0}};
+    char errstr[TC_ERRSTR_MAX];
+    tc_cli_common common = {0};
+    tc_pipeline *p = NULL;
+    tc_pipeline_stats st;
+    tc_config *cfg;
+    int opt, idle = 0, rc = 0;
+    tc_err err;
+
+    while ((opt = getopt_long(argc, argv, "c:s:hi:", longopts, NULL)) != -1) {
+        if (tc_cli_common_opt(&common, opt, optarg))
+            continue;
+        if (opt == 'i') {
+            idle = (int)tc_cli_parse_long("--exit-when-idle", optarg, 1, 86400);
+            continue;
+        }
+        printf(
+            "usage: thermocline run [options]\n\n"
+            "Run the pipeline: consume readings from Kafka, validate them, and store them in\n"
+            "PostgreSQL exactly once, with refused readings as dead letters.\n\n"
+            "  -i, --exit-when-idle SECONDS  exit 0 once every partition is consumed and\n"
+            "                                nothing new arrived for SECONDS\n" TC_CLI_COMMON_HELP);
+        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    }
+    cfg = tc_cli_config(&common);
+    tc_cli_install_signals();
+    if (cfg->kafka_create_topic) {
+        err = tc_kafka_ensure_topic(cfg, errstr, sizeof(errstr));
+        if (err != TC_OK) {
+            tc_log_error("run", "%s", errstr);
+            tc_config_destroy(cfg);
+            return TC_EXIT_FAILURE;
+        }
+    }
+    p = tc_pipeline_new(cfg, errstr, sizeof(errstr));
+    if (!p) {
+        tc_log_error("run", "%s", errstr);
+        tc_config_destroy(cfg);
+        return TC_EXIT_FAILURE;
+    }
+    err = tc_pipeline_run(p, idle, &tc_cli_stop, errstr, sizeof(errstr));
+    if (err != TC_OK) {
+        tc_log_error("run", "%s", errstr);
+        rc = TC_EXIT_FAILURE;
+    }
+    tc_pipeline_get_stats(p, &st);
+    tc_pipeline_destroy(p);
+    tc_log_info("run", "stopped: consumed %llu, stored %llu, dead letters %llu, batches %llu",
+                (unsigned long long)st.consumed, (unsigned long long)st.stored,
+                (unsigned long long)st.dead_letters, (unsigned long long)st.batches);
+    tc_config_destroy(cfg);
+    return rc;
+}
+
+int tc_cmd_simulate(int argc, char **argv)
+{
+    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
+                                             {"devices", required_argument, NULL, 'd'},
+                                             {"count", required_argument, NULL, 'n'},
+                                             {"rate", required_argument, NULL, 'r'},
+                                             {"invalid-ratio", required_argument, NULL, 'x'},
+                                             {"seed", required_argument, NULL, 'S'},
+                                             {"start", required_argument, NULL, 't'},
+                                             {"cadence-ms", required_argument, NULL, 'm'},
+                                             {NULL, 0, NULL, 0}};
+    tc_sim_options o = {.devices = 100, .count = 1000, .seed = 1, .cadence_ms = 10000};
+    char errstr[TC_ERRSTR_MAX];
+    tc_cli_common common = {0};
+    tc_config *cfg;
+    int opt, rc = 0;
+
+    while ((opt = getopt_long(argc, argv, "c:s:hd:n:r:x:S:t:m:", longopts, NULL)) != -1) {
+        if (tc_cli_common_opt(&common, opt, optarg))
+            continue;
+        switch (opt) {
+        case 'd':
+            o.devices = (int)tc_cli_parse_long("--devices", optarg, 1, 10000000);
+            continue;
+        case 'n':
+            o.count = (uint64_t)tc_cli_parse_double("--count", optarg, 0, 1e12);
+            continue;
+        case 'r':
+            o.rate = tc_cli_parse_double("--rate", optarg, 0, 1e9);
+            continue;
+        case 'x':
+            o.invalid_ratio = tc_cli_parse_double("--invalid-ratio", optarg, 0, 1);
+            continue;
+        case 'S':
+            o.seed = (uint64_t)tc_cli_parse_double("--seed", optarg, 0, 1e18);
+            continue;
+        case 'm':
+            o.cadence_ms = tc_cli_parse_long("--cadence-ms", optarg, 1, 86400000);
+            continue;
+        case 't':
+            if (tc_time_parse_rfc3339(optarg, strlen(optarg), &o.start_us) != TC_OK) {
+                fprintf(stderr, "thermocline: --start expects an RFC 3339 time\n");
+                return TC_EXIT_USAGE;
+            }
+            continue;
+        default:
+            break;
+        }
+        printf("usage: thermocline simulate [options]\n\n"
+               "Produce realistic device readings to the Kafka topic, keyed by device_id, and\n"
+               "print a JSON summary of what was produced.\n\n"
+               "  -d, --devices N          simulated devices (default 100)\n"
+               "  -n, --count N            readings to produce (default 1000)\n"
+               "  -r, --rate R             readings per second, 0 = as fast as possible (default)\n"
+               "  -x, --invalid-ratio X    share of invalid readings, 0..1 (default 0)\n"
+               "  -S, --seed S             random seed (default 1)\n"
+               "  -t, --start TIME         event time of the first round (RFC 3339); default:\n"
+               "                           the backfill ends now (or live timestamps with --rate)\n"
+               "  -m, --cadence-ms MS      interval between two readings of a device (10000)\n"
+               "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP);
+        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    }
+    cfg = tc_cli_config(&common);
+    tc_cli_install_signals();
+    if (cfg->kafka_create_topic && tc_kafka_ensure_topic(cfg, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_error("simulate", "%s", errstr);
+        tc_config_destroy(cfg);
+        return TC_EXIT_FAILURE;
+    }
+    if (tc_simulate(cfg, &o, stdout, (volatile int *)&tc_cli_stop, errstr, sizeof(errstr)) !=
+        TC_OK) {
+        tc_log_error("simulate", "%s", errstr);
+        rc = TC_EXIT_FAILURE;
+    }
+    tc_config_destroy(cfg);
+    return rc;
+}
+
+int tc_cmd_config(int argc, char **argv)
+{
+    tc_cli_common common = {0};
+    tc_config *cfg;
+    const char *what = argc > 1 ? argv[1] : "";
+
+    if (!strcmp(what, "reference")) {
+        tc_config_write_reference(stdout);
+        return 0;
+    }
+    if (!strcmp(what, "sample")) {
+        tc_config_write_sample(stdout);
+        return 0;
+    }
+    if (!strcmp(what, "show")) {
+        for (int i = 2; i < argc; i++) {
+            if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
+                common.config_path = argv[++i];
+            else if ((!strcmp(argv[i], "--set") || !strcmp(argv[i], "-s")) && i + 1 < argc &&
+                     common.nsets < TC_SETS_MAX)
+                common.sets[common.nsets++] = argv[++i];
+            else {
+                fprintf(stderr, "thermocline config show: unknown argument \"%s\"\n", argv[i]);
+                return TC_EXIT_USAGE;
+            }
+        }
+        cfg = tc_cli_config(&common);
+        tc_config_dump(cfg, stdout);
+        tc_config_destroy(cfg);
+        return 0;
+    }
+    printf("usage: thermocline config reference|sample|show [--config FILE] [--set K=V]\n\n"
+           "  reference   the configuration reference as markdown (docs/configuration.md)\n"
+           "  sample      a commented YAML file with every setting at its default\n"
+           "  show        the effective configuration after file, environment and --set\n");
+    return strcmp(what, "-h") && strcmp(what, "--help") && strcmp(what, "help") ? TC_EXIT_USAGE : 0;
+}
+
+int tc_cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("thermocline %s\n", TC_VERSION);
+    return 0;
+}
