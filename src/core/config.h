@@ -48,6 +48,11 @@ typedef struct tc_config {
     tc_limits limits;
     /* lake */
     char *lake_dir;
+    int64_t lake_roll_bytes;
+    int64_t lake_roll_seconds;
+    char *lake_codec;
+    int64_t lake_row_group_rows;
+    int64_t lake_row_group_bytes;
     /* log */
     char *log_level;
     char *log_format;

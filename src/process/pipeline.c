@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "ingest/kafka.h"
+#include "lake/sink.h"
 #include "process/validate.h"
 #include "schema/json_reading.h"
 #include "store/store.h"
@@ -35,14 +36,36 @@
 /* Partitions tracked per batch (the topic's partition count bounds it in practice). */
 #define TC_PENDING_MAX 4096
 
+/* Where each sink stands on one partition: the next offset it does not hold (-1: nothing yet). A
+ * message goes to a sink only at or past that sink's mark, so after a crash the sink that is behind
+ * catches up while the other one skips what it already has. */
+typedef struct tc_marks {
+    int64_t store_next;
+    int64_t lake_next;
+    int assigned;
+} tc_marks;
+
+/* Sinks a row is meant for. */
+#define TC_SINK_STORE 1u
+#define TC_SINK_LAKE  2u
+
 struct tc_pipeline {
     const tc_config *cfg;
     tc_consumer *consumer;
     tc_store *store;
+    tc_lake *lake; /* NULL when lake.dir is empty */
     tc_batch *batch;
+    tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
+    uint8_t *sinks;     /* per row of batch: TC_SINK_* */
+    uint8_t *lake_mask; /* per row: 1 if for the lake (tc_lake_append's mask) */
     tc_dlq_batch *dlq;
-    tc_partition_offset pending[TC_PENDING_MAX]; /* next offset per partition in this batch */
+    tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
     size_t npending;
+    tc_partition_offset lake_pending[TC_PENDING_MAX]; /* lake: the same for the lake */
+    size_t nlake_pending;
+    size_t store_rows; /* rows of the batch meant for the store */
+    tc_marks *marks;   /* indexed by partition */
+    size_t nmarks;
     int64_t batch_started_us; /* when the oldest message of the batch arrived, 0 = empty */
     int64_t now_us;
     volatile sig_atomic_t *stop;
@@ -52,15 +75,62 @@ struct tc_pipeline {
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
 };
 
+static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
+{
+    tc_marks *m;
+    size_t n;
+
+    if (partition < 0)
+        return NULL;
+    if ((size_t)partition >= p->nmarks) {
+        n = (size_t)partition + 1 > p->nmarks * 2 ? (size_t)partition + 1 : p->nmarks * 2;
+        m = realloc(p->marks, n * sizeof(*m));
+        if (!m)
+            return NULL;
+        for (size_t i = p->nmarks; i < n; i++)
+            m[i] = (tc_marks){-1, -1, 0};
+        p->marks = m;
+        p->nmarks = n;
+    }
+    return &p->marks[partition];
+}
+
 static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64_t *next)
 {
     tc_pipeline *p = opaque;
     char errstr[TC_ERRSTR_MAX];
+    int64_t *lake_next = NULL;
     tc_err err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
 
-    if (err != TC_OK)
+    if (err == TC_OK && p->lake) {
+        lake_next = calloc(n + 1, sizeof(*lake_next));
+        err = lake_next
+                  ? tc_lake_open_partitions(p->lake, parts, n, lake_next, errstr, sizeof(errstr))
+                  : TC_ERR_NOMEM;
+    }
+    if (err != TC_OK) {
         tc_log_warn("pipeline", "%s", errstr);
-    return err;
+        free(lake_next);
+        return err;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tc_marks *m = tc_pipeline_marks(p, parts[i]);
+        if (!m) {
+            free(lake_next);
+            return TC_ERR_NOMEM;
+        }
+        m->store_next = next[i];
+        m->lake_next = lake_next ? lake_next[i] : -1;
+        m->assigned = 1;
+        /* Start at the lower mark: -1 ("nothing yet") is the lowest of all. */
+        if (lake_next && lake_next[i] < next[i]) {
+            tc_log_info("pipeline", "partition %d: the lake resumes at %lld, the store at %lld",
+                        parts[i], (long long)lake_next[i], (long long)next[i]);
+            next[i] = lake_next[i];
+        }
+    }
+    free(lake_next);
+    return TC_OK;
 }
 
 static tc_err tc_pipeline_flush(tc_pipeline *p);
@@ -70,27 +140,51 @@ static void tc_pipeline_drop(tc_pipeline *p)
     tc_batch_reset(p->batch);
     tc_dlq_batch_reset(p->dlq);
     p->npending = 0;
+    p->nlake_pending = 0;
+    p->store_rows = 0;
     p->batch_started_us = 0;
 }
 
 static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, int lost)
 {
     tc_pipeline *p = opaque;
+    char errstr[TC_ERRSTR_MAX];
+    int written = 0;
 
-    (void)parts;
-    (void)n;
     if (lost) {
         /* Someone else owns these partitions now; what we hold was never committed and will be
-         * read again by the new owner from the store's offsets. */
+         * read again by the new owner from the sinks' marks. */
         tc_log_warn("pipeline", "partitions lost; dropping %zu uncommitted readings",
                     p->batch->n + p->dlq->n);
         tc_pipeline_drop(p);
-        return;
-    }
-    if (tc_pipeline_flush(p) != TC_OK) {
+    } else if (tc_pipeline_flush(p) == TC_OK) {
+        written = 1;
+    } else {
         /* Not written: dropping is safe for the same reason as above. */
         tc_pipeline_drop(p);
     }
+    for (size_t i = 0; i < n; i++) {
+        tc_marks *m = tc_pipeline_marks(p, parts[i]);
+        if (m)
+            m->assigned = 0;
+        if (p->lake &&
+            tc_lake_close_partition(p->lake, parts[i], written, errstr, sizeof(errstr)) != TC_OK)
+            tc_log_error("lake", "%s (partition %d is read again by its next owner)", errstr,
+                         parts[i]);
+    }
+}
+
+static tc_err tc_pipeline_lake_codec(const char *name, tc_parquet_codec *out)
+{
+    if (!strcmp(name, "snappy"))
+        *out = TC_PQ_SNAPPY;
+    else if (!strcmp(name, "zstd"))
+        *out = TC_PQ_ZSTD;
+    else if (!strcmp(name, "none"))
+        *out = TC_PQ_UNCOMPRESSED;
+    else
+        return TC_ERR_CONFIG;
+    return TC_OK;
 }
 
 tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_size)
@@ -112,13 +206,37 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->cfg = cfg;
     p->store = tc_store_new(&so);
     p->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
+    p->filtered = tc_batch_new((size_t)cfg->batch_size, 0);
+    p->sinks = calloc((size_t)cfg->batch_size, 1);
+    p->lake_mask = calloc((size_t)cfg->batch_size, 1);
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
     p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
-    if (!p->store || !p->batch || !p->dlq) {
+    if (!p->store || !p->batch || !p->dlq || !p->filtered || !p->sinks || !p->lake_mask) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
+    }
+    if (cfg->lake_dir && *cfg->lake_dir) {
+        tc_lake_options lo = {
+            .root = cfg->lake_dir,
+            .topic = cfg->kafka_topic,
+            .roll_bytes = (uint64_t)cfg->lake_roll_bytes,
+            .roll_us = cfg->lake_roll_seconds * 1000000LL,
+            .row_group_rows = (size_t)cfg->lake_row_group_rows,
+            .row_group_bytes = (size_t)cfg->lake_row_group_bytes,
+        };
+        if (tc_pipeline_lake_codec(cfg->lake_codec, &lo.codec) != TC_OK) {
+            tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                       "invalid lake.codec \"%s\": expected snappy, zstd or none", cfg->lake_codec);
+            tc_pipeline_destroy(p);
+            return NULL;
+        }
+        p->lake = tc_lake_new(&lo, errstr, errstr_size);
+        if (!p->lake) {
+            tc_pipeline_destroy(p);
+            return NULL;
+        }
     }
     hooks.opaque = p;
     hooks.on_assign = tc_pipeline_on_assign;
@@ -138,7 +256,12 @@ void tc_pipeline_destroy(tc_pipeline *p)
     /* Closing the consumer serves the final revoke, which flushes: the store must still exist. */
     tc_consumer_destroy(p->consumer);
     tc_store_destroy(p->store);
+    tc_lake_destroy(p->lake);
     tc_batch_destroy(p->batch);
+    tc_batch_destroy(p->filtered);
+    free(p->sinks);
+    free(p->lake_mask);
+    free(p->marks);
     tc_dlq_batch_destroy(p->dlq);
     free(p);
 }
@@ -148,17 +271,104 @@ void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out)
     *out = p->stats;
 }
 
-static void tc_pipeline_note_offset(tc_pipeline *p, int32_t partition, int64_t offset)
+static void tc_pipeline_note(tc_partition_offset *pending, size_t *npending, int32_t partition,
+                             int64_t offset)
 {
-    for (size_t i = 0; i < p->npending; i++) {
-        if (p->pending[i].partition == partition) {
-            if (offset + 1 > p->pending[i].next_offset)
-                p->pending[i].next_offset = offset + 1;
+    for (size_t i = 0; i < *npending; i++) {
+        if (pending[i].partition == partition) {
+            if (offset + 1 > pending[i].next_offset)
+                pending[i].next_offset = offset + 1;
             return;
         }
     }
-    if (p->npending < TC_PENDING_MAX)
-        p->pending[p->npending++] = (tc_partition_offset){partition, offset + 1};
+    if (*npending < TC_PENDING_MAX)
+        pending[(*npending)++] = (tc_partition_offset){partition, offset + 1};
+}
+
+/* Which sinks a message at this offset is for (0: both already have it). */
+static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset)
+{
+    tc_marks *m = tc_pipeline_marks(p, partition);
+    unsigned sinks = 0;
+
+    if (!m || m->store_next < 0 || offset >= m->store_next)
+        sinks |= TC_SINK_STORE;
+    if (p->lake && (!m || m->lake_next < 0 || offset >= m->lake_next))
+        sinks |= TC_SINK_LAKE;
+    return sinks;
+}
+
+/* Record the message's offset with the sinks it was meant for. */
+static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition,
+                                    int64_t offset)
+{
+    if (sinks & TC_SINK_STORE)
+        tc_pipeline_note(p->pending, &p->npending, partition, offset);
+    if (sinks & TC_SINK_LAKE)
+        tc_pipeline_note(p->lake_pending, &p->nlake_pending, partition, offset);
+}
+
+/* Tell Kafka how far both sinks are (informational: lag monitoring). */
+static void tc_pipeline_commit_kafka(tc_pipeline *p)
+{
+    tc_partition_offset offs[TC_PENDING_MAX];
+    size_t n = 0;
+
+    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+        tc_marks *m = &p->marks[i];
+        int64_t next = m->store_next;
+        if (!m->assigned)
+            continue;
+        if (p->lake) {
+            int64_t lake = tc_lake_durable(p->lake, (int32_t)i);
+            next = lake < next ? lake : next;
+        }
+        if (next >= 0)
+            offs[n++] = (tc_partition_offset){(int32_t)i, next};
+    }
+    tc_consumer_commit(p->consumer, offs, n);
+}
+
+/* Rows of the batch meant for the store, when some are not (a lake catching up). */
+static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
+{
+    tc_batch *src = p->batch, *dst = p->filtered;
+
+    if (p->store_rows == src->n)
+        return src;
+    tc_batch_reset(dst);
+    for (size_t i = 0; i < src->n; i++) {
+        size_t j = dst->n;
+        if (!(p->sinks[i] & TC_SINK_STORE))
+            continue;
+        dst->time_us[j] = src->time_us[i];
+        dst->device_id[j] = src->device_id[i];
+        dst->tags[j] = src->tags[i];
+        dst->extra[j] = src->extra[i];
+        dst->partition[j] = src->partition[i];
+        dst->offset[j] = src->offset[i];
+        for (int m = 0; m < TC_METRIC__COUNT; m++) {
+            dst->metric[m][j] = src->metric[m][i];
+            dst->present[m][j] = src->present[m][i];
+        }
+        dst->n++;
+    }
+    return dst;
+}
+
+/* The lake's share of a flush: its rows, then how far each partition got, then due commits. */
+static tc_err tc_pipeline_flush_lake(tc_pipeline *p, char *errstr, size_t errstr_size)
+{
+    tc_err err;
+
+    for (size_t i = 0; i < p->batch->n; i++)
+        p->lake_mask[i] = (p->sinks[i] & TC_SINK_LAKE) != 0;
+    err = tc_lake_append(p->lake, p->batch, p->lake_mask, errstr, errstr_size);
+    for (size_t i = 0; err == TC_OK && i < p->nlake_pending; i++)
+        tc_lake_advance(p->lake, p->lake_pending[i].partition, p->lake_pending[i].next_offset);
+    if (err == TC_OK)
+        err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
+    return err;
 }
 
 static void tc_sleep_ms(long ms)
@@ -172,13 +382,17 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
 {
     char errstr[TC_ERRSTR_MAX];
     long backoff = TC_RETRY_MIN_MS, wait;
+    const tc_batch *rows;
     tc_err err;
 
-    if (p->batch->n == 0 && p->dlq->n == 0 && p->npending == 0)
+    if (p->batch->n == 0 && p->dlq->n == 0 && p->npending == 0 && p->nlake_pending == 0)
         return TC_OK;
+    rows = tc_pipeline_store_rows(p);
     for (;;) {
-        err = tc_store_write(p->store, p->batch, p->dlq, p->pending, p->npending, errstr,
-                             sizeof(errstr));
+        err = TC_OK;
+        if (rows->n || p->dlq->n || p->npending)
+            err = tc_store_write(p->store, rows, p->dlq, p->pending, p->npending, errstr,
+                                 sizeof(errstr));
         if (err == TC_OK)
             break;
         if (!tc_err_is_retriable(err)) {
@@ -198,8 +412,21 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
         }
         backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
     }
-    tc_consumer_commit(p->consumer, p->pending, p->npending);
-    p->stats.stored += p->batch->n;
+    for (size_t i = 0; i < p->npending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, p->pending[i].partition);
+        if (m)
+            m->store_next = p->pending[i].next_offset;
+    }
+    /* The store has the batch; the lake follows. A lake failure is fatal for now: nothing it
+     * had not committed is lost, because the lake resumes from its own progress on restart. */
+    if (p->lake && (err = tc_pipeline_flush_lake(p, errstr, sizeof(errstr))) != TC_OK) {
+        tc_log_error("lake", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        return err;
+    }
+    tc_pipeline_commit_kafka(p);
+    p->stats.stored += rows->n;
     p->stats.dead_letters += p->dlq->n;
     p->stats.batches++;
     tc_pipeline_drop(p);
@@ -235,9 +462,12 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
 static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
 {
     char detail[TC_REJECT_DETAIL_MAX];
+    unsigned sinks = tc_pipeline_sinks_for(p, m->partition, m->offset);
     tc_reject r;
     tc_err err;
 
+    if (sinks == 0)
+        return TC_OK; /* both sinks hold it already */
     if (p->batch_started_us == 0)
         p->batch_started_us = p->now_us;
     p->stats.consumed++;
@@ -273,24 +503,40 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
         if (r == TC_REJECT_NONE) {
             p->batch->partition[p->batch->n] = m->partition;
             p->batch->offset[p->batch->n] = m->offset;
+            p->sinks[p->batch->n] = (uint8_t)sinks;
+            p->store_rows += (sinks & TC_SINK_STORE) != 0;
             tc_batch_row_commit(p->batch);
-            tc_pipeline_note_offset(p, m->partition, m->offset);
+            tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
             return TC_OK;
         }
     }
-    err = tc_pipeline_dead_letter(p, m, r, r <= TC_REJECT_NUMBER_RANGE ? "decode" : "validate",
-                                  detail);
+    /* Dead letters live in the store only; the lake just moves past them. */
+    err = TC_OK;
+    if (sinks & TC_SINK_STORE)
+        err = tc_pipeline_dead_letter(p, m, r, r <= TC_REJECT_NUMBER_RANGE ? "decode" : "validate",
+                                      detail);
     if (err == TC_OK)
-        tc_pipeline_note_offset(p, m->partition, m->offset);
+        tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
     return err;
+}
+
+/* How far the lake will be once its open files are committed (they are, at exit). */
+static int64_t tc_lake_durable_or_pending(tc_pipeline *p, int32_t partition)
+{
+    for (size_t i = 0; i < p->nlake_pending; i++) {
+        if (p->lake_pending[i].partition == partition)
+            return p->lake_pending[i].next_offset;
+    }
+    return tc_lake_advanced(p->lake, partition);
 }
 
 /*
  * --exit-when-idle: "everything consumed" means the store holds, for every partition of the topic,
- * a next offset at the partition's end -- whichever group member consumed it. Asking the store
- * rather than looking at our own assignment matters after a crash: the dead predecessor keeps its
- * partitions until its session times out, and a restarted member that looked only at itself would
- * find nothing assigned and leave early.
+ * a next offset at the partition's end -- whichever group member consumed it -- and so does the
+ * lake (committed, or in files this process commits on its way out). Asking the store rather than
+ * looking at our own assignment matters after a crash: the dead predecessor keeps its partitions
+ * until its session times out, and a restarted member that looked only at itself would find nothing
+ * assigned and leave early.
  */
 static int tc_pipeline_topic_done(tc_pipeline *p)
 {
@@ -305,6 +551,9 @@ static int tc_pipeline_topic_done(tc_pipeline *p)
         return 0;
     for (int i = 0; i < n; i++) {
         if (high[i] > 0 && next[i] < high[i])
+            return 0;
+        if (high[i] > 0 && p->lake && tc_lake_progress(p->lake, parts[i]) < high[i] &&
+            tc_lake_durable_or_pending(p, parts[i]) < high[i])
             return 0;
     }
     return 1;
@@ -337,6 +586,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     int timeout_ms;
 
     p->stop = stop;
+    if (errstr_size)
+        errstr[0] = '\0';
     err = tc_store_connect(p->store, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_ensure_partitions_around(
@@ -369,6 +620,12 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
             err = tc_pipeline_flush(p);
         if (err != TC_OK)
             break;
+        if (p->lake && p->batch_started_us == 0) {
+            /* Roll by age even when no batch comes to trigger it. */
+            err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
+            if (err != TC_OK)
+                break;
+        }
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
         if (idle_us > 0 && p->batch_started_us == 0 && p->now_us - last_activity >= idle_us &&
@@ -384,13 +641,18 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     }
     if (err == TC_OK && !p->fatal)
         err = tc_pipeline_flush(p);
+    if (err == TC_OK && !p->fatal && p->lake) {
+        err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size);
+        if (err == TC_OK)
+            tc_pipeline_commit_kafka(p);
+    }
     if (p->fatal) {
         err = p->fatal;
         tc_err_set(err, errstr, errstr_size, "%s", p->fatal_str);
     } else if (err == TC_ERR_STOPPED) {
         /* Stopped while the store was down: the batch is not written and will be read again. */
         err = TC_OK;
-    } else if (err != TC_OK) {
+    } else if (err != TC_OK && errstr[0] == '\0') {
         tc_err_set(err, errstr, errstr_size, "pipeline stopped: %s", tc_err_name(err));
     }
     p->now_us = tc_time_now_us();

@@ -90,7 +90,8 @@ class Thermocline:
     def sql(self, query, params=None):
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(f'SET search_path TO "{self.schema}"')
-            return conn.execute(query, params).fetchall()
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else None
 
     def oracle(self):
         return Oracle(self.brokers, self.topic)

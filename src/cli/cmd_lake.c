@@ -1,0 +1,278 @@
+/*
+ * cmd_lake.c -- `thermocline lake ls|verify`: look at the data lake.
+ *
+ * ls lists days with their files, rows and bytes (rows from each file's footer). verify reads every
+ * file's footer and page headers, decodes every page (lake/parquet_read.h), and checks that the
+ * file agrees with its name: Kafka partition and offset range in the key-value metadata, no more
+ * rows than offsets in the range, and every event time inside the file's day (from the time
+ * column's statistics). Temporary files are reported, not counted: they belong to a commit in
+ * progress or to one that a crash interrupted (the next recovery removes them).
+ */
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "core/path.h"
+#include "core/timeutil.h"
+#include "lake/parquet_read.h"
+
+#define TC_LAKE_CLI_PATH_MAX TC_PATH_MAX
+
+typedef struct tc_lake_walk {
+    int verify;
+    int json;
+    uint64_t files, rows, bytes, bad, temporary;
+    /* per day */
+    uint64_t day_files, day_rows, day_bytes;
+} tc_lake_walk;
+
+static int tc_lake_view_eq(tc_pq_view v, const char *s)
+{
+    return v.n == strlen(s) && memcmp(v.p, s, v.n) == 0;
+}
+
+static const char *tc_lake_kv(const tc_parquet_info *info, const char *key, char *buf, size_t cap)
+{
+    for (size_t i = 0; i < info->nkv; i++) {
+        if (tc_lake_view_eq(info->kv[i].key, key) && info->kv[i].has_value) {
+            snprintf(buf, cap, "%.*s", (int)info->kv[i].value.n, (const char *)info->kv[i].value.p);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* Checks of a lake file against its name and day; returns the number of problems printed. */
+static int tc_lake_check_file(const char *path, const char *name, int64_t day,
+                              const tc_parquet_info *info)
+{
+    char part_s[32], first_s[32], last_s[32], topic[256], expect[512];
+    int problems = 0;
+    int64_t first, last;
+
+    if (!tc_lake_kv(info, "kafka.partition", part_s, sizeof(part_s)) ||
+        !tc_lake_kv(info, "kafka.first_offset", first_s, sizeof(first_s)) ||
+        !tc_lake_kv(info, "kafka.last_offset", last_s, sizeof(last_s)) ||
+        !tc_lake_kv(info, "kafka.topic", topic, sizeof(topic))) {
+        printf("BAD  %s: key-value metadata lacks the Kafka coordinates\n", path);
+        return 1;
+    }
+    first = strtoll(first_s, NULL, 10);
+    last = strtoll(last_s, NULL, 10);
+    tc_path_fmt(expect, sizeof(expect), "part-%s-p%s-%s-%s.parquet", topic, part_s, first_s,
+                last_s);
+    if (strcmp(expect, name) != 0) {
+        printf("BAD  %s: metadata says %s\n", path, expect);
+        problems++;
+    }
+    if (last < first || info->num_rows > last - first + 1) {
+        printf("BAD  %s: %" PRId64 " rows for offsets %" PRId64 "..%" PRId64 "\n", path,
+               info->num_rows, first, last);
+        problems++;
+    }
+    for (size_t g = 0; g < info->nrg; g++) {
+        const tc_parquet_chunk_info *c = &info->rgs[g].cols[0];
+        int64_t lo, hi;
+        if (!c->has_stats || !(c->stats.set & TC_PQ_ST_MIN_VALUE) ||
+            !(c->stats.set & TC_PQ_ST_MAX_VALUE) || c->stats.min_value.n != 8 ||
+            c->stats.max_value.n != 8) {
+            printf("BAD  %s: row group %zu has no time statistics\n", path, g);
+            problems++;
+            continue;
+        }
+        memcpy(&lo, c->stats.min_value.p, 8); /* PLAIN INT64 is little-endian, like x86-64 */
+        memcpy(&hi, c->stats.max_value.p, 8);
+        if (tc_time_day_of(lo) != day || tc_time_day_of(hi) != day) {
+            printf("BAD  %s: row group %zu holds times outside its day\n", path, g);
+            problems++;
+        }
+    }
+    return problems;
+}
+
+static void tc_lake_day(tc_lake_walk *w, const char *dir, int64_t day, const char *label)
+{
+    char path[TC_LAKE_CLI_PATH_MAX], errstr[TC_ERRSTR_MAX];
+    struct dirent *de;
+    DIR *d = opendir(dir);
+
+    w->day_files = w->day_rows = w->day_bytes = 0;
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        tc_parquet_info *info = NULL;
+        size_t n = strlen(de->d_name);
+        struct stat st;
+
+        if (de->d_name[0] == '.' && n > 4 && !strcmp(de->d_name + n - 4, ".tmp")) {
+            w->temporary++;
+            if (w->verify)
+                printf("TMP  %s/%s (a commit in progress, or one a crash interrupted)\n", dir,
+                       de->d_name);
+            continue;
+        }
+        if (de->d_name[0] == '.' || n < 8 || strcmp(de->d_name + n - 8, ".parquet") != 0)
+            continue;
+        tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0)
+            continue;
+        if (tc_parquet_verify_path(path, w->verify ? TC_PQ_VERIFY_DEEP : TC_PQ_VERIFY_FOOTER, &info,
+                                   errstr, sizeof(errstr)) != TC_OK) {
+            printf("BAD  %s: %s\n", path, errstr);
+            w->bad++;
+            continue;
+        }
+        if (w->verify) {
+            int problems = tc_lake_check_file(path, de->d_name, day, info);
+            w->bad += problems ? 1 : 0;
+            if (!problems)
+                printf("OK   %s (%" PRId64 " rows)\n", path, info->num_rows);
+        }
+        w->day_files++;
+        w->day_rows += (uint64_t)info->num_rows;
+        w->day_bytes += (uint64_t)st.st_size;
+        tc_parquet_info_free(info);
+    }
+    closedir(d);
+    w->files += w->day_files;
+    w->rows += w->day_rows;
+    w->bytes += w->day_bytes;
+    if (!w->verify && !w->json)
+        printf("%-12s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", label, w->day_files, w->day_rows,
+               w->day_bytes);
+    else if (w->json)
+        printf("%s{\"day\":\"%s\",\"files\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"bytes\":%" PRIu64
+               "}",
+               w->files == w->day_files ? "" : ",", label, w->day_files, w->day_rows, w->day_bytes);
+}
+
+static int tc_lake_names(const char *dir, const char *prefix, char ***out)
+{
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    char **names = NULL;
+    int n = 0;
+
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        char **nn;
+        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        nn = realloc(names, (size_t)(n + 1) * sizeof(*names));
+        if (!nn)
+            break;
+        names = nn;
+        names[n] = strdup(de->d_name);
+        if (names[n])
+            n++;
+    }
+    closedir(d);
+    *out = names;
+    return n;
+}
+
+static int tc_lake_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void tc_lake_free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Walk year=/month=/day= in order. */
+static void tc_lake_walk_days(tc_lake_walk *w, const char *root)
+{
+    char base[TC_LAKE_CLI_PATH_MAX], ypath[TC_LAKE_CLI_PATH_MAX], mpath[TC_LAKE_CLI_PATH_MAX];
+    char dpath[TC_LAKE_CLI_PATH_MAX], label[16];
+    char **years, **months, **days;
+    int ny, nm, nd;
+
+    tc_path_fmt(base, sizeof(base), "%s/telemetry", root);
+    ny = tc_lake_names(base, "year=", &years);
+    qsort(years, (size_t)ny, sizeof(*years), tc_lake_cmp);
+    for (int y = 0; y < ny; y++) {
+        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, years[y]);
+        nm = tc_lake_names(ypath, "month=", &months);
+        qsort(months, (size_t)nm, sizeof(*months), tc_lake_cmp);
+        for (int m = 0; m < nm; m++) {
+            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, months[m]);
+            nd = tc_lake_names(mpath, "day=", &days);
+            qsort(days, (size_t)nd, sizeof(*days), tc_lake_cmp);
+            for (int d = 0; d < nd; d++) {
+                int yy = atoi(years[y] + 5), mm = atoi(months[m] + 6), dd = atoi(days[d] + 4);
+                tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, days[d]);
+                tc_path_fmt(label, sizeof(label), "%04d-%02d-%02d", yy % 10000, mm % 100, dd % 100);
+                tc_lake_day(w, dpath, tc_time_days_from_civil(yy, (unsigned)mm, (unsigned)dd),
+                            label);
+            }
+            tc_lake_free_names(days, nd);
+        }
+        tc_lake_free_names(months, nm);
+    }
+    tc_lake_free_names(years, ny);
+}
+
+int tc_cmd_lake(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        TC_CLI_COMMON_LONGOPTS, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    tc_cli_common common = {0};
+    tc_lake_walk w = {0};
+    const char *what = "";
+    tc_config *cfg;
+    int opt, usage = 0;
+
+    while ((opt = getopt_long(argc, argv, "c:s:hj", longopts, NULL)) != -1) {
+        if (tc_cli_common_opt(&common, opt, optarg))
+            continue;
+        if (opt == 'j') {
+            w.json = 1;
+            continue;
+        }
+        usage = 1;
+        break;
+    }
+    if (!usage && optind == argc - 1)
+        what = argv[optind];
+    if (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0) {
+        printf("usage: thermocline lake ls [--json] | verify [options]\n\n"
+               "  ls       days of the lake with their files, rows and bytes\n"
+               "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
+               "           against the file name and row count, event times inside the day\n\n"
+               "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
+        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    }
+    cfg = tc_cli_config(&common);
+    if (!cfg->lake_dir || !*cfg->lake_dir) {
+        fprintf(stderr, "thermocline lake: lake.dir is not set (THERMOCLINE_LAKE_DIR)\n");
+        tc_config_destroy(cfg);
+        return TC_EXIT_USAGE;
+    }
+    w.verify = !strcmp(what, "verify");
+    if (w.json)
+        printf("{\"days\":[");
+    else if (!w.verify)
+        printf("%-12s %8s %14s %14s\n", "day", "files", "rows", "bytes");
+    tc_lake_walk_days(&w, cfg->lake_dir);
+    if (w.json)
+        printf("],\"files\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"bad\":%" PRIu64
+               ",\"temporary\":%" PRIu64 "}\n",
+               w.files, w.rows, w.bytes, w.bad, w.temporary);
+    else if (w.verify)
+        printf("%" PRIu64 " files, %" PRIu64 " rows, %" PRIu64 " bad, %" PRIu64 " temporary\n",
+               w.files + w.bad, w.rows, w.bad, w.temporary);
+    else
+        printf("%-12s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", "total", w.files, w.rows,
+               w.bytes);
+    tc_config_destroy(cfg);
+    return w.bad ? TC_EXIT_FAILURE : 0;
+}

@@ -1,0 +1,767 @@
+/*
+ * sink.c -- the lake sink; see sink.h for the layout and the commit protocol.
+ */
+#include "lake/sink.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/path.h"
+#include "core/timeutil.h"
+
+/* Distinct (partition, day) groups handled per pass over a batch; a batch with more (a burst of
+ * late readings over many days) takes more passes. */
+#define TC_LAKE_GROUPS_MAX 64
+/* Path buffers: the root is user configuration, the rest is ours and short. */
+#define TC_LAKE_PATH_MAX TC_PATH_MAX
+
+enum {
+    TC_LC_TIME,
+    TC_LC_DEVICE,
+    TC_LC_METRIC0, /* TC_METRIC__COUNT metric columns follow */
+    TC_LC_TAGS = TC_LC_METRIC0 + TC_METRIC__COUNT,
+    TC_LC_EXTRA,
+    TC_LC_PARTITION,
+    TC_LC_OFFSET,
+    TC_LC__COUNT
+};
+
+static const tc_parquet_column tc_lake_cols[TC_LC__COUNT] = {
+    [TC_LC_TIME] = {"time", TC_PQ_TIMESTAMP_US, 0, TC_PQ_DICT_OFF},
+    [TC_LC_DEVICE] = {"device_id", TC_PQ_STRING, 0, TC_PQ_DICT_ON},
+    [TC_LC_METRIC0 + TC_M_TEMPERATURE] = {"temperature", TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF},
+    [TC_LC_METRIC0 + TC_M_HUMIDITY] = {"humidity", TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF},
+    [TC_LC_METRIC0 + TC_M_PRESSURE] = {"pressure", TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF},
+    [TC_LC_METRIC0 + TC_M_BATTERY] = {"battery", TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF},
+    [TC_LC_METRIC0 + TC_M_LATITUDE] = {"latitude", TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF},
+    [TC_LC_METRIC0 + TC_M_LONGITUDE] = {"longitude", TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF},
+    [TC_LC_TAGS] = {"tags", TC_PQ_STRING, 1, TC_PQ_DICT_ON},
+    [TC_LC_EXTRA] = {"extra", TC_PQ_STRING, 1, TC_PQ_DICT_AUTO},
+    [TC_LC_PARTITION] = {"kafka_partition", TC_PQ_INT32, 0, TC_PQ_DICT_OFF},
+    [TC_LC_OFFSET] = {"kafka_offset", TC_PQ_INT64, 0, TC_PQ_DICT_OFF},
+};
+
+typedef struct tc_lake_open {
+    int64_t day;
+    int fd;
+    tc_parquet_writer *w;
+    char dir[TC_LAKE_PATH_MAX];
+    char tmp[TC_LAKE_PATH_MAX];
+    uint64_t rows;
+    struct tc_lake_open *next;
+} tc_lake_open;
+
+typedef struct tc_lake_part {
+    int32_t partition;
+    int active;
+    int64_t durable_next;  /* committed: progress file */
+    int64_t advanced_next; /* consumed into open files (or past, for non-rows) */
+    int64_t range_first;   /* first offset advanced since the last commit, -1 none */
+    int64_t opened_us;     /* when the first uncommitted offset arrived, 0 none */
+    tc_lake_open *files;
+} tc_lake_part;
+
+struct tc_lake {
+    tc_lake_options opt;
+    char root[TC_LAKE_PATH_MAX];
+    char topic[256];
+    tc_parquet_options pq;
+    tc_lake_part *parts;
+    size_t nparts;
+    tc_lake_committed_fn on_commit;
+    void *on_commit_opaque;
+    /* Gather scratch for one (partition, day) group, grown to the largest batch seen. */
+    size_t scratch_cap;
+    size_t *idx;
+    int64_t *time_us, *offset;
+    int32_t *partition;
+    tc_slice *device, *tags, *extra;
+    double *metric[TC_METRIC__COUNT];
+    uint8_t *present[TC_METRIC__COUNT];
+};
+
+size_t tc_lake_columns(const tc_parquet_column **cols)
+{
+    *cols = tc_lake_cols;
+    return TC_LC__COUNT;
+}
+
+/* mkdir -p, fsyncing each parent whose entry we created so the new directories survive a crash. */
+static tc_err tc_lake_mkdirs(const char *path, char *errstr, size_t errstr_size)
+{
+    char buf[TC_LAKE_PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n >= sizeof(buf))
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "path too long: %s", path);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) == 0) {
+            char *slash = strrchr(buf, '/');
+            if (slash && slash != buf) {
+                *slash = '\0';
+                int dfd = open(buf, O_RDONLY | O_DIRECTORY);
+                if (dfd >= 0) {
+                    fsync(dfd);
+                    close(dfd);
+                }
+                *slash = '/';
+            }
+        } else if (errno != EEXIST) {
+            return tc_err_set(TC_ERR_IO, errstr, errstr_size,
+                              "could not create directory \"%s\": %s", buf, strerror(errno));
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    return TC_OK;
+}
+
+static tc_err tc_lake_fsync_dir(const char *dir, char *errstr, size_t errstr_size)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int rc;
+
+    if (fd < 0)
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not open directory \"%s\": %s",
+                          dir, strerror(errno));
+    rc = fsync(fd);
+    close(fd);
+    if (rc != 0)
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not fsync directory \"%s\": %s",
+                          dir, strerror(errno));
+    return TC_OK;
+}
+
+tc_lake *tc_lake_new(const tc_lake_options *opt, char *errstr, size_t errstr_size)
+{
+    tc_lake *l;
+
+    if (!opt->root || !*opt->root || strlen(opt->root) > TC_LAKE_PATH_MAX - 512 || !opt->topic ||
+        strlen(opt->topic) >= 250) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid lake root or topic");
+        return NULL;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    l->opt = *opt;
+    tc_path_fmt(l->root, sizeof(l->root), "%s", opt->root);
+    tc_path_fmt(l->topic, sizeof(l->topic), "%s", opt->topic);
+    l->opt.root = l->root;
+    l->opt.topic = l->topic;
+    tc_parquet_options_default(&l->pq);
+    l->pq.codec = opt->codec;
+    if (opt->row_group_rows)
+        l->pq.row_group_rows = opt->row_group_rows;
+    if (opt->row_group_bytes)
+        l->pq.row_group_bytes = opt->row_group_bytes;
+    if (tc_lake_mkdirs(l->root, errstr, errstr_size) != TC_OK) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void tc_lake_free_scratch(tc_lake *l)
+{
+    free(l->idx);
+    free(l->time_us);
+    free(l->offset);
+    free(l->partition);
+    free(l->device);
+    free(l->tags);
+    free(l->extra);
+    l->idx = NULL;
+    l->time_us = l->offset = NULL;
+    l->partition = NULL;
+    l->device = l->tags = l->extra = NULL;
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        free(l->metric[m]);
+        free(l->present[m]);
+        l->metric[m] = NULL;
+        l->present[m] = NULL;
+    }
+    l->scratch_cap = 0;
+}
+
+static void tc_lake_discard(tc_lake_part *p)
+{
+    tc_lake_open *f = p->files, *next;
+
+    for (; f; f = next) {
+        next = f->next;
+        tc_parquet_writer_destroy(f->w);
+        close(f->fd);
+        unlink(f->tmp);
+        free(f);
+    }
+    p->files = NULL;
+}
+
+void tc_lake_destroy(tc_lake *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->nparts; i++)
+        tc_lake_discard(&l->parts[i]);
+    free(l->parts);
+    tc_lake_free_scratch(l);
+    free(l);
+}
+
+void tc_lake_on_commit(tc_lake *l, tc_lake_committed_fn fn, void *opaque)
+{
+    l->on_commit = fn;
+    l->on_commit_opaque = opaque;
+}
+
+static tc_lake_part *tc_lake_part_get(tc_lake *l, int32_t partition, int create)
+{
+    tc_lake_part *np;
+
+    for (size_t i = 0; i < l->nparts; i++) {
+        if (l->parts[i].partition == partition)
+            return &l->parts[i];
+    }
+    if (!create)
+        return NULL;
+    np = realloc(l->parts, (l->nparts + 1) * sizeof(*np));
+    if (!np)
+        return NULL;
+    l->parts = np;
+    np = &l->parts[l->nparts++];
+    memset(np, 0, sizeof(*np));
+    np->partition = partition;
+    np->durable_next = np->advanced_next = np->range_first = -1;
+    return np;
+}
+
+static void tc_lake_progress_path(const tc_lake *l, int32_t partition, char *out, size_t cap,
+                                  int dir_only)
+{
+    if (dir_only)
+        tc_path_fmt(out, cap, "%s/_thermocline/progress/%s", l->root, l->topic);
+    else
+        tc_path_fmt(out, cap, "%s/_thermocline/progress/%s/%d", l->root, l->topic, partition);
+}
+
+static int64_t tc_lake_read_progress(const tc_lake *l, int32_t partition)
+{
+    char path[TC_LAKE_PATH_MAX], buf[32];
+    FILE *f;
+    long long v = -1;
+
+    tc_lake_progress_path(l, partition, path, sizeof(path), 0);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    if (fgets(buf, sizeof(buf), f))
+        v = strtoll(buf, NULL, 10);
+    fclose(f);
+    return v >= 0 ? v : -1;
+}
+
+/* Write a small file atomically: temporary name, fsync, rename, fsync of the directory. */
+static tc_err tc_lake_write_atomic(const char *dir, const char *name, const char *text,
+                                   char *errstr, size_t errstr_size)
+{
+    char tmp[TC_LAKE_PATH_MAX], final[TC_LAKE_PATH_MAX];
+    size_t n = strlen(text);
+    int fd;
+
+    tc_path_fmt(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    tc_path_fmt(final, sizeof(final), "%s/%s", dir, name);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not create \"%s\": %s", tmp,
+                          strerror(errno));
+    if (write(fd, text, n) != (ssize_t)n || fsync(fd) != 0) {
+        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not write \"%s\": %s", tmp,
+                   strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return TC_ERR_IO;
+    }
+    close(fd);
+    if (rename(tmp, final) != 0) {
+        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", tmp,
+                   strerror(errno));
+        unlink(tmp);
+        return TC_ERR_IO;
+    }
+    return tc_lake_fsync_dir(dir, errstr, errstr_size);
+}
+
+/* Parse "part-<topic>-p<P>-<first>-<last>.parquet" (or the hidden ".part-...tmp"); 1 if ours. */
+static int tc_lake_parse_name(const tc_lake *l, const char *name, int32_t *partition,
+                              int64_t *first, int *is_tmp)
+{
+    size_t tl = strlen(l->topic);
+    const char *p = name;
+    char *end;
+    long part;
+    long long f;
+
+    *is_tmp = 0;
+    if (*p == '.') {
+        *is_tmp = 1;
+        p++;
+    }
+    if (strncmp(p, "part-", 5) != 0 || strncmp(p + 5, l->topic, tl) != 0 || p[5 + tl] != '-' ||
+        p[6 + tl] != 'p')
+        return 0;
+    p += 7 + tl;
+    part = strtol(p, &end, 10);
+    if (end == p || *end != '-')
+        return 0;
+    p = end + 1;
+    f = strtoll(p, &end, 10);
+    if (end == p || *end != '-')
+        return 0;
+    if (*is_tmp ? !strstr(end, ".tmp") : !strstr(end, ".parquet"))
+        return 0;
+    *partition = (int32_t)part;
+    *first = f;
+    return 1;
+}
+
+/* Remove what an interrupted commit of the given partitions left behind in one day directory. */
+static void tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *parts,
+                              const int64_t *progress, size_t n)
+{
+    char path[TC_LAKE_PATH_MAX];
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    int removed = 0;
+
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        int32_t part;
+        int64_t first;
+        int is_tmp;
+        if (!tc_lake_parse_name(l, de->d_name, &part, &first, &is_tmp))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (parts[i] != part || (!is_tmp && progress[i] >= 0 && first < progress[i]))
+                continue;
+            tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
+            if (unlink(path) == 0) {
+                removed++;
+                tc_log_warn("lake", "removed %s left by an interrupted commit", path);
+            }
+        }
+    }
+    closedir(d);
+    if (removed) {
+        char errstr[TC_ERRSTR_MAX];
+        tc_lake_fsync_dir(dir, errstr, sizeof(errstr));
+    }
+}
+
+/* Walk <root>/telemetry/year=*\/month=*\/day=* calling tc_lake_clean_dir on each day. */
+static void tc_lake_walk_clean(tc_lake *l, const int32_t *parts, const int64_t *progress, size_t n)
+{
+    char base[TC_LAKE_PATH_MAX], ypath[TC_LAKE_PATH_MAX], mpath[TC_LAKE_PATH_MAX];
+    char dpath[TC_LAKE_PATH_MAX];
+    struct dirent *y, *m, *dd;
+    DIR *yd, *md, *ddir;
+
+    tc_path_fmt(base, sizeof(base), "%s/telemetry", l->root);
+    if (!(yd = opendir(base)))
+        return;
+    while ((y = readdir(yd)) != NULL) {
+        if (strncmp(y->d_name, "year=", 5) != 0)
+            continue;
+        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, y->d_name);
+        if (!(md = opendir(ypath)))
+            continue;
+        while ((m = readdir(md)) != NULL) {
+            if (strncmp(m->d_name, "month=", 6) != 0)
+                continue;
+            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, m->d_name);
+            if (!(ddir = opendir(mpath)))
+                continue;
+            while ((dd = readdir(ddir)) != NULL) {
+                if (strncmp(dd->d_name, "day=", 4) != 0)
+                    continue;
+                tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, dd->d_name);
+                tc_lake_clean_dir(l, dpath, parts, progress, n);
+            }
+            closedir(ddir);
+        }
+        closedir(md);
+    }
+    closedir(yd);
+}
+
+tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64_t *next,
+                               char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        tc_lake_part *p = tc_lake_part_get(l, parts[i], 1);
+        if (!p)
+            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        tc_lake_discard(p);
+        next[i] = tc_lake_read_progress(l, parts[i]);
+        p->active = 1;
+        p->durable_next = p->advanced_next = next[i];
+        p->range_first = -1;
+        p->opened_us = 0;
+    }
+    tc_lake_walk_clean(l, parts, next, n);
+    return TC_OK;
+}
+
+int64_t tc_lake_progress(const tc_lake *l, int32_t partition)
+{
+    return tc_lake_read_progress(l, partition);
+}
+
+int64_t tc_lake_advanced(const tc_lake *l, int32_t partition)
+{
+    for (size_t i = 0; i < l->nparts; i++) {
+        if (l->parts[i].partition == partition)
+            return l->parts[i].active ? l->parts[i].advanced_next : -1;
+    }
+    return -1;
+}
+
+int64_t tc_lake_durable(const tc_lake *l, int32_t partition)
+{
+    for (size_t i = 0; i < l->nparts; i++) {
+        if (l->parts[i].partition == partition)
+            return l->parts[i].active ? l->parts[i].durable_next : -1;
+    }
+    return -1;
+}
+
+/* The first offset of the commit in progress: where the last commit ended, or, for a partition
+ * the lake has never held, the first offset it sees. */
+static void tc_lake_start_range(tc_lake_part *p, int64_t first_seen)
+{
+    if (p->range_first >= 0)
+        return;
+    p->range_first = p->advanced_next >= 0 ? p->advanced_next : first_seen;
+    p->opened_us = tc_time_now_us();
+}
+
+void tc_lake_advance(tc_lake *l, int32_t partition, int64_t next_offset)
+{
+    tc_lake_part *p = tc_lake_part_get(l, partition, 1);
+
+    if (!p || next_offset <= p->advanced_next)
+        return;
+    tc_lake_start_range(p, next_offset - 1);
+    p->advanced_next = next_offset;
+}
+
+static tc_err tc_lake_grow_scratch(tc_lake *l, size_t n)
+{
+    if (n <= l->scratch_cap)
+        return TC_OK;
+    tc_lake_free_scratch(l);
+    l->idx = malloc(n * sizeof(*l->idx));
+    l->time_us = malloc(n * sizeof(*l->time_us));
+    l->offset = malloc(n * sizeof(*l->offset));
+    l->partition = malloc(n * sizeof(*l->partition));
+    l->device = malloc(n * sizeof(*l->device));
+    l->tags = malloc(n * sizeof(*l->tags));
+    l->extra = malloc(n * sizeof(*l->extra));
+    int ok = l->idx && l->time_us && l->offset && l->partition && l->device && l->tags && l->extra;
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        l->metric[m] = malloc(n * sizeof(double));
+        l->present[m] = malloc(n);
+        ok = ok && l->metric[m] && l->present[m];
+    }
+    if (!ok)
+        return TC_ERR_NOMEM;
+    l->scratch_cap = n;
+    return TC_OK;
+}
+
+static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, int64_t day, char *errstr,
+                                      size_t errstr_size)
+{
+    tc_lake_open *f;
+    unsigned mo, d;
+    int y;
+
+    for (f = p->files; f; f = f->next) {
+        if (f->day == day)
+            return f;
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    f->day = day;
+    tc_time_civil_from_days(day, &y, &mo, &d);
+    tc_path_fmt(f->dir, sizeof(f->dir), "%s/telemetry/year=%04d/month=%02u/day=%02u", l->root, y,
+                mo, d);
+    tc_path_fmt(f->tmp, sizeof(f->tmp), "%s/.part-%s-p%d-%" PRId64 "-open.tmp", f->dir, l->topic,
+                p->partition, p->range_first);
+    if (tc_lake_mkdirs(f->dir, errstr, errstr_size) != TC_OK) {
+        free(f);
+        return NULL;
+    }
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not create \"%s\": %s", f->tmp,
+                   strerror(errno));
+        free(f);
+        return NULL;
+    }
+    f->w = tc_parquet_writer_new(f->fd, tc_lake_cols, TC_LC__COUNT, &l->pq, errstr, errstr_size);
+    if (!f->w) {
+        close(f->fd);
+        unlink(f->tmp);
+        free(f);
+        return NULL;
+    }
+    f->next = p->files;
+    p->files = f;
+    return f;
+}
+
+/* Gather the rows listed in l->idx[0..n) into the scratch columns and write them to f. */
+static tc_err tc_lake_write_group(tc_lake *l, tc_lake_open *f, const tc_batch *b, size_t n,
+                                  char *errstr, size_t errstr_size)
+{
+    tc_parquet_values v[TC_LC__COUNT];
+
+    for (size_t k = 0; k < n; k++) {
+        size_t i = l->idx[k];
+        l->time_us[k] = b->time_us[i];
+        l->device[k] = b->device_id[i];
+        l->tags[k] = b->tags[i];
+        l->extra[k] = b->extra[i];
+        l->partition[k] = b->partition[i];
+        l->offset[k] = b->offset[i];
+        for (int m = 0; m < TC_METRIC__COUNT; m++) {
+            l->metric[m][k] = b->metric[m][i];
+            l->present[m][k] = b->present[m][i];
+        }
+    }
+    v[TC_LC_TIME] = (tc_parquet_values){l->time_us, NULL};
+    v[TC_LC_DEVICE] = (tc_parquet_values){l->device, NULL};
+    for (int m = 0; m < TC_METRIC__COUNT; m++)
+        v[TC_LC_METRIC0 + m] = (tc_parquet_values){l->metric[m], l->present[m]};
+    v[TC_LC_TAGS] = (tc_parquet_values){l->tags, NULL};
+    v[TC_LC_EXTRA] = (tc_parquet_values){l->extra, NULL};
+    v[TC_LC_PARTITION] = (tc_parquet_values){l->partition, NULL};
+    v[TC_LC_OFFSET] = (tc_parquet_values){l->offset, NULL};
+    f->rows += n;
+    return tc_parquet_write(f->w, v, n, errstr, errstr_size);
+}
+
+tc_err tc_lake_append(tc_lake *l, const tc_batch *b, const uint8_t *mask, char *errstr,
+                      size_t errstr_size)
+{
+    struct {
+        int32_t partition;
+        int64_t day;
+    } groups[TC_LAKE_GROUPS_MAX];
+    uint8_t *done = NULL;
+    size_t remaining = 0;
+    tc_err err = TC_OK;
+
+    if (b->n == 0)
+        return TC_OK;
+    if (tc_lake_grow_scratch(l, b->n) != TC_OK)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    done = calloc(b->n, 1);
+    if (!done)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (size_t i = 0; i < b->n; i++) {
+        if (mask && !mask[i])
+            done[i] = 1;
+        else
+            remaining++;
+    }
+    while (remaining > 0 && err == TC_OK) {
+        size_t ngroups = 0;
+        /* One pass: collect up to TC_LAKE_GROUPS_MAX distinct groups... */
+        for (size_t i = 0; i < b->n && ngroups < TC_LAKE_GROUPS_MAX; i++) {
+            int64_t day = tc_time_day_of(b->time_us[i]);
+            size_t g;
+            if (done[i])
+                continue;
+            for (g = 0; g < ngroups; g++) {
+                if (groups[g].partition == b->partition[i] && groups[g].day == day)
+                    break;
+            }
+            if (g == ngroups) {
+                groups[g].partition = b->partition[i];
+                groups[g].day = day;
+                ngroups++;
+            }
+        }
+        /* ...then write each group's rows, in batch (hence offset) order. */
+        for (size_t g = 0; g < ngroups && err == TC_OK; g++) {
+            tc_lake_part *p = tc_lake_part_get(l, groups[g].partition, 1);
+            tc_lake_open *f;
+            size_t n = 0;
+            for (size_t i = 0; i < b->n; i++) {
+                if (!done[i] && b->partition[i] == groups[g].partition &&
+                    tc_time_day_of(b->time_us[i]) == groups[g].day) {
+                    l->idx[n++] = i;
+                    done[i] = 1;
+                }
+            }
+            remaining -= n;
+            if (!p) {
+                err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+                break;
+            }
+            tc_lake_start_range(p, b->offset[l->idx[0]]);
+            tc_lake_advance(l, p->partition, b->offset[l->idx[n - 1]] + 1);
+            f = tc_lake_file_for(l, p, groups[g].day, errstr, errstr_size);
+            err = f ? tc_lake_write_group(l, f, b, n, errstr, errstr_size) : TC_ERR_IO;
+        }
+    }
+    free(done);
+    return err;
+}
+
+static uint64_t tc_lake_part_bytes(const tc_lake_part *p)
+{
+    uint64_t bytes = 0;
+
+    for (const tc_lake_open *f = p->files; f; f = f->next)
+        bytes += tc_parquet_writer_bytes(f->w) + tc_parquet_writer_buffered(f->w);
+    return bytes;
+}
+
+/* Finish one file: footer, fsync, rename to its final name, fsync of the directory. */
+static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, int64_t last,
+                                  tc_lake_file_info *info, char *errstr, size_t errstr_size)
+{
+    char kv[64];
+    tc_err err;
+
+    tc_path_fmt(info->path, sizeof(info->path), "%s/part-%s-p%d-%" PRId64 "-%" PRId64 ".parquet",
+                f->dir, l->topic, p->partition, p->range_first, last);
+    err = tc_parquet_add_kv(f->w, "thermocline.version", TC_VERSION, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_parquet_add_kv(f->w, "thermocline.schema_version", "1", errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_parquet_add_kv(f->w, "kafka.topic", l->topic, errstr, errstr_size);
+    tc_path_fmt(kv, sizeof(kv), "%d", p->partition);
+    if (err == TC_OK)
+        err = tc_parquet_add_kv(f->w, "kafka.partition", kv, errstr, errstr_size);
+    tc_path_fmt(kv, sizeof(kv), "%" PRId64, p->range_first);
+    if (err == TC_OK)
+        err = tc_parquet_add_kv(f->w, "kafka.first_offset", kv, errstr, errstr_size);
+    tc_path_fmt(kv, sizeof(kv), "%" PRId64, last);
+    if (err == TC_OK)
+        err = tc_parquet_add_kv(f->w, "kafka.last_offset", kv, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_parquet_close(f->w, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    if (fsync(f->fd) != 0)
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not fsync \"%s\": %s", f->tmp,
+                          strerror(errno));
+    if (rename(f->tmp, info->path) != 0)
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", f->tmp,
+                          strerror(errno));
+    info->day = f->day;
+    info->partition = p->partition;
+    info->first_offset = p->range_first;
+    info->last_offset = last;
+    info->rows = f->rows;
+    info->bytes = tc_parquet_writer_bytes(f->w);
+    return tc_lake_fsync_dir(f->dir, errstr, errstr_size);
+}
+
+static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, size_t errstr_size)
+{
+    char dir[TC_LAKE_PATH_MAX], name[32], text[32];
+    tc_lake_file_info *infos = NULL;
+    size_t nfiles = 0, k = 0;
+    tc_err err = TC_OK;
+
+    if (p->advanced_next <= p->durable_next && !p->files)
+        return TC_OK;
+    for (tc_lake_open *f = p->files; f; f = f->next)
+        nfiles++;
+    if (nfiles && !(infos = calloc(nfiles, sizeof(*infos))))
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (tc_lake_open *f = p->files; f && err == TC_OK; f = f->next)
+        err = tc_lake_finish_file(l, p, f, p->advanced_next - 1, &infos[k++], errstr, errstr_size);
+    if (err == TC_OK) {
+        tc_lake_progress_path(l, p->partition, dir, sizeof(dir), 1);
+        tc_path_fmt(name, sizeof(name), "%d", p->partition);
+        tc_path_fmt(text, sizeof(text), "%" PRId64 "\n", p->advanced_next);
+        err = tc_lake_mkdirs(dir, errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_lake_write_atomic(dir, name, text, errstr, errstr_size);
+    }
+    if (err != TC_OK) {
+        /* Nothing is committed without the progress file; the next recovery removes what was
+         * renamed, and the readings are consumed again from the durable offset. */
+        tc_lake_discard(p);
+        free(infos);
+        return err;
+    }
+    tc_lake_discard(p); /* writers are closed and files renamed: only frees */
+    p->durable_next = p->advanced_next;
+    p->range_first = -1;
+    p->opened_us = 0;
+    for (size_t i = 0; i < k; i++) {
+        tc_log_debug("lake", "committed %s (%" PRIu64 " rows)", infos[i].path, infos[i].rows);
+        if (l->on_commit)
+            l->on_commit(l->on_commit_opaque, &infos[i]);
+    }
+    free(infos);
+    return TC_OK;
+}
+
+tc_err tc_lake_commit_due(tc_lake *l, int64_t now_us, int force, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    for (size_t i = 0; i < l->nparts && err == TC_OK; i++) {
+        tc_lake_part *p = &l->parts[i];
+        if (!p->active || p->advanced_next <= p->durable_next)
+            continue;
+        if (force || (p->opened_us && now_us - p->opened_us >= l->opt.roll_us) ||
+            tc_lake_part_bytes(p) >= l->opt.roll_bytes)
+            err = tc_lake_commit_part(l, p, errstr, errstr_size);
+    }
+    return err;
+}
+
+tc_err tc_lake_close_partition(tc_lake *l, int32_t partition, int commit, char *errstr,
+                               size_t errstr_size)
+{
+    tc_lake_part *p = tc_lake_part_get(l, partition, 0);
+    tc_err err = TC_OK;
+
+    if (!p)
+        return TC_OK;
+    if (commit && p->active)
+        err = tc_lake_commit_part(l, p, errstr, errstr_size);
+    tc_lake_discard(p);
+    p->active = 0;
+    return err;
+}
