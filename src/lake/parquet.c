@@ -384,7 +384,8 @@ static void tc_pq_write_stats(tc_parquet_writer *w, tc_thrift_writer *tw, int16_
     uint8_t mn[8], mx[8];
     size_t mnlen = 0, mxlen = 0, lim = w->opt.stats_max_bytes;
     const uint8_t *minp = mn, *maxp = mx;
-    int has_min = s->has, has_max = s->has, min_exact = 1, max_exact = 1;
+    int has_min = s->has, min_exact = 1, max_exact = 1;
+    int has_max = has_min;
 
     if (s->has && c->width == 0) {
         minp = s->bmin.data;

@@ -101,12 +101,13 @@ void tc_thrift_field_header(tc_thrift_writer *w, int16_t id, uint8_t type);
 
 static inline uint32_t tc_thrift_zigzag32(int32_t v)
 {
-    return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31);
+    /* Sign spread without shifting a negative value (implementation-defined in C). */
+    return ((uint32_t)v << 1) ^ (0u - ((uint32_t)v >> 31));
 }
 
 static inline uint64_t tc_thrift_zigzag64(int64_t v)
 {
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    return ((uint64_t)v << 1) ^ (0u - ((uint64_t)v >> 63));
 }
 
 /* ---- reader ---- */
