@@ -49,6 +49,11 @@ static const char *const all_keys[] = {
     "validation.max_future_s",
     "validation.max_age_s",
     "lake.dir",
+    "lake.roll_bytes",
+    "lake.roll_seconds",
+    "lake.codec",
+    "lake.row_group_rows",
+    "lake.row_group_bytes",
     "log.level",
     "log.format",
 };
