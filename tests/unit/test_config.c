@@ -207,8 +207,11 @@ static void test_every_key_settable(void **state)
 
         if (strstr(all_keys[i], "max_age_s") || strstr(all_keys[i], "retention_ms"))
             v = "60000";
-        if (strstr(all_keys[i], "max_message_bytes") || strstr(all_keys[i], "memory_bytes"))
+        if (strstr(all_keys[i], "max_message_bytes") || strstr(all_keys[i], "memory_bytes") ||
+            strstr(all_keys[i], "roll_bytes") || strstr(all_keys[i], "row_group_bytes"))
             v = "2097152";
+        if (strstr(all_keys[i], "row_group_rows"))
+            v = "4096";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }
