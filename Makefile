@@ -52,11 +52,13 @@ services-down:
 unit: build-asan
 	@cd $(BUILD_ASAN) && ctest --output-on-failure
 
-# Integration tests against the real services, with the sanitized binary.
+# Integration tests against the real services, with the sanitized binary; then our Parquet files
+# read by independent readers (pyarrow, DuckDB, parquet-java). Two runs: each folder has its own
+# conftest.
 integration: build-asan venv services
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
-	    THERMOCLINE_TOOLS=$(CURDIR)/$(BUILD_ASAN)/tools \
-	    $(PY) -m pytest -q -W error tests/integration $(wildcard tests/interop)
+	    $(PY) -m pytest -q -W error tests/integration
+	@TC_BUILD_DIR=$(BUILD_ASAN) $(PY) -m pytest -q -W error tests/interop
 
 # Every libFuzzer target runs for FUZZ_SECONDS on its committed corpus.
 fuzz-smoke: build-fuzz
