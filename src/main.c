@@ -22,6 +22,7 @@ static const tc_command tc_commands[] = {
     {"config", tc_cmd_config, "print the configuration reference, a sample, or the effective one"},
     {"version", tc_cmd_version, "print the version"},
     {"lake", tc_cmd_lake, "list and verify the Parquet data lake"},
+    {"retention", tc_cmd_retention, "drop the store's days older than the retention age"},
 };
 
 static void tc_usage(FILE *out)

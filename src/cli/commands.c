@@ -32,11 +32,7 @@ int tc_cmd_migrate(int argc, char **argv)
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
     cfg = tc_cli_config(&common);
-    so = (tc_store_options){.dsn = cfg->pg_dsn,
-                            .schema = cfg->pg_schema,
-                            .group = cfg->kafka_group,
-                            .topic = cfg->kafka_topic,
-                            .partition_days_ahead = (int)cfg->pg_partition_days_ahead};
+    tc_store_options_from_config(&so, cfg);
     store = tc_store_new(&so);
     if (!store || tc_store_migrate(store, errstr, sizeof(errstr)) != TC_OK ||
         tc_store_ensure_partitions_around(store, tc_time_now_us(),

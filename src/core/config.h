@@ -39,6 +39,14 @@ typedef struct tc_config {
     char *pg_dsn;
     char *pg_schema;
     int64_t pg_partition_days_ahead;
+    char *pg_timescaledb;
+    int64_t pg_chunk_interval_s;
+    int64_t pg_compress_after_s;
+    int64_t pg_synchronous_commit;
+    int64_t pg_rollups;
+    /* retention */
+    int64_t retention_max_age_s;
+    int64_t retention_require_lake;
     /* pipeline */
     int64_t batch_size;
     int64_t batch_timeout_ms;

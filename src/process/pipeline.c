@@ -189,13 +189,7 @@ static tc_err tc_pipeline_lake_codec(const char *name, tc_parquet_codec *out)
 
 tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    tc_store_options so = {
-        .dsn = cfg->pg_dsn,
-        .schema = cfg->pg_schema,
-        .group = cfg->kafka_group,
-        .topic = cfg->kafka_topic,
-        .partition_days_ahead = (int)cfg->pg_partition_days_ahead,
-    };
+    tc_store_options so;
     tc_consumer_hooks hooks = {0};
     tc_pipeline *p = calloc(1, sizeof(*p));
 
@@ -204,6 +198,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         return NULL;
     }
     p->cfg = cfg;
+    tc_store_options_from_config(&so, cfg);
     p->store = tc_store_new(&so);
     p->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
     p->filtered = tc_batch_new((size_t)cfg->batch_size, 0);

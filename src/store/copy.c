@@ -181,3 +181,16 @@ void tc_copy_jsonb(tc_copybuf *b, const char *json, size_t len)
     if (len)
         memcpy(p + 5, json, len);
 }
+
+void tc_copy_array_begin(tc_copybuf *b, uint32_t elem_oid, uint32_t n, int has_nulls)
+{
+    unsigned char *p = tc_copy_reserve(b, 20);
+
+    if (!p)
+        return;
+    tc_put_be32(p, 1);
+    tc_put_be32(p + 4, has_nulls ? 1 : 0);
+    tc_put_be32(p + 8, elem_oid);
+    tc_put_be32(p + 12, n);
+    tc_put_be32(p + 16, 1);
+}

@@ -40,4 +40,27 @@ void tc_copy_timestamptz(tc_copybuf *b, int64_t unix_us);
 void tc_copy_text(tc_copybuf *b, const char *s, size_t len); /* text and bytea alike */
 void tc_copy_jsonb(tc_copybuf *b, const char *json, size_t len);
 
+/*
+ * A one-dimensional array in PostgreSQL's binary array format (array_send), for binary query
+ * parameters: int32 ndim (1), int32 flags (1 = may hold NULLs), uint32 element type OID, int32
+ * length, int32 lower bound (1), then the n elements, each an int32 length (-1 for NULL) and the
+ * value -- exactly what the tc_copy_* value functions above append. n must be at least 1 (an
+ * empty array has no dimension at all).
+ */
+void tc_copy_array_begin(tc_copybuf *b, uint32_t elem_oid, uint32_t n, int has_nulls);
+
+/* Element type OIDs (pg_type.h) of the arrays the store sends. */
+#define TC_OID_INT4              23
+#define TC_OID_INT8              20
+#define TC_OID_TEXT              25
+#define TC_OID_FLOAT8            701
+#define TC_OID_TIMESTAMPTZ       1184
+#define TC_OID_JSONB             3802
+#define TC_OID_INT4_ARRAY        1007
+#define TC_OID_INT8_ARRAY        1016
+#define TC_OID_TEXT_ARRAY        1009
+#define TC_OID_FLOAT8_ARRAY      1022
+#define TC_OID_TIMESTAMPTZ_ARRAY 1185
+#define TC_OID_JSONB_ARRAY       3807
+
 #endif

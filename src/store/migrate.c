@@ -1,10 +1,17 @@
 /*
- * migrate.c -- database objects: versioned migrations and daily partitions.
+ * migrate.c -- database objects: the store's mode, versioned migrations and daily partitions.
  *
  * Migrations are numbered SQL steps applied in order, each in its own transaction together with its
  * row in @S.schema_migrations, under a transaction-level advisory lock: running `thermocline
  * migrate` twice, or from two machines at once, applies every step exactly once. A step is never
  * edited after release; a change is a new step.
+ *
+ * Mode. Before the steps, migrate decides the schema's mode once and records it in @S.store_mode:
+ * an existing schema keeps the mode its readings table shows (partitioned: plain); a new one is
+ * TimescaleDB when postgres.timescaledb is "on", or "auto" and the extension is available and
+ * preloaded, and plain otherwise. A step has SQL for both modes and may have SQL for one mode only.
+ * Step 1 of plain mode is the released step 1, unchanged; TimescaleDB mode has its own step 1 whose
+ * readings table is a hypertable (a hypertable cannot be made from a partitioned table).
  */
 #include "store/store_int.h"
 
@@ -19,14 +26,57 @@
 #define TC_LOCK_MIGRATE    "7311001"
 #define TC_LOCK_PARTITIONS "7311002"
 
+/* Oldest TimescaleDB whose API the TimescaleDB steps use (by_range, DML on compressed chunks). */
+#define TC_TIMESCALEDB_MIN_MAJOR 2
+#define TC_TIMESCALEDB_MIN_MINOR 13
+
 typedef struct tc_migration {
     int version;
     const char *what;
-    const char *sql;
+    const char *sql;       /* both modes (run first), or NULL */
+    const char *plain;     /* plain mode only, or NULL */
+    const char *timescale; /* TimescaleDB mode only, or NULL */
 } tc_migration;
 
+/* The metric columns in tc_metric order (tests/unit/test_rollup.c checks the order). */
+#define TC_METRICS_SQL(X) X(temperature) X(humidity) X(pressure) X(battery) X(latitude) X(longitude)
+/* Per metric: rollup table columns, plain-mode view columns, continuous-aggregate columns. */
+#define TC_ROLLUP_COLS(m)                                                                          \
+    ", " #m "_n bigint NOT NULL DEFAULT 0, " #m "_sum double precision NOT NULL DEFAULT 0, " #m    \
+    "_min double precision, " #m "_max double precision"
+#define TC_VIEW_COLS(m)                                                                            \
+    ", " #m "_sum / nullif(" #m "_n, 0) AS " #m "_avg, " #m "_min, " #m "_max, " #m "_n"
+#define TC_CAGG_COLS(m)                                                                            \
+    ", avg(" #m ") AS " #m "_avg, min(" #m ") AS " #m "_min, max(" #m ") AS " #m "_max, count(" #m \
+    ") AS " #m "_n"
+#define TC_METRIC_COLS(m) ", " #m
+#define TC_METRIC_DEFS(m) ", " #m " double precision"
+
+/* Rollup table NAME with buckets of one UNIT, and its view VIEW (plain mode). */
+/* clang-format off */
+#define TC_ROLLUP_TABLE(name, view, unit)                                                          \
+    "CREATE TABLE @S." name " (device_id text NOT NULL, bucket timestamptz NOT NULL,"              \
+    " n bigint NOT NULL" TC_METRICS_SQL(TC_ROLLUP_COLS) ", PRIMARY KEY (device_id, bucket))"       \
+    " WITH (fillfactor = 70);"                                                                     \
+    "CREATE INDEX " name "_bucket_brin ON @S." name " USING brin (bucket);"                        \
+    "COMMENT ON TABLE @S." name " IS 'Readings per device and " unit ", maintained in the"         \
+    " transaction of each batch (plain mode).';"                                                   \
+    "CREATE VIEW @S." view " AS SELECT device_id, bucket, n" TC_METRICS_SQL(TC_VIEW_COLS)          \
+    " FROM @S." name ";"
+
+/* Continuous aggregate VIEW with buckets of WIDTH (TimescaleDB mode) and its refresh policy. */
+#define TC_CAGG(view, width, schedule)                                                             \
+    "CREATE MATERIALIZED VIEW @S." view " WITH (timescaledb.continuous,"                           \
+    " timescaledb.materialized_only = false) AS SELECT device_id, time_bucket(INTERVAL '" width    \
+    "', time) AS bucket, count(*) AS n" TC_METRICS_SQL(TC_CAGG_COLS) " FROM @S.readings"           \
+    " GROUP BY device_id, bucket WITH NO DATA;"                                                    \
+    "SELECT add_continuous_aggregate_policy('@S." view "', start_offset => INTERVAL '@A seconds'," \
+    " end_offset => INTERVAL '" width "', schedule_interval => INTERVAL '" schedule "');"
+/* clang-format on */
+
 static const tc_migration tc_migrations[] = {
-    {1, "readings, dead letters and ingest offsets",
+    {1, "readings, dead letters and ingest offsets", NULL,
+     /* plain: the released step 1, never to be edited */
      "CREATE TABLE @S.readings ("
      "  time timestamptz NOT NULL,"
      "  device_id text NOT NULL,"
@@ -71,7 +121,96 @@ static const tc_migration tc_migrations[] = {
      "  PRIMARY KEY (group_id, topic, partition)"
      ");"
      "COMMENT ON TABLE @S.ingest_offsets IS 'Next Kafka offset to consume per partition, committed"
+     " in the same transaction as the rows: the source of truth for exactly-once.';",
+     /* TimescaleDB: the same objects, with readings a hypertable instead of partitioned */
+     "CREATE TABLE @S.readings ("
+     "  time timestamptz NOT NULL,"
+     "  device_id text NOT NULL,"
+     "  temperature double precision,"
+     "  humidity double precision,"
+     "  pressure double precision,"
+     "  battery double precision,"
+     "  latitude double precision,"
+     "  longitude double precision,"
+     "  tags jsonb,"
+     "  extra jsonb,"
+     "  kafka_partition integer NOT NULL,"
+     "  kafka_offset bigint NOT NULL,"
+     "  ingested_at timestamptz NOT NULL DEFAULT now()"
+     ");"
+     "SELECT create_hypertable('@S.readings', by_range('time', INTERVAL '@C seconds'));"
+     "CREATE INDEX readings_device_time_idx ON @S.readings (device_id, time DESC);"
+     "COMMENT ON TABLE @S.readings IS 'IoT readings, one row per valid reading: a TimescaleDB"
+     " hypertable on event time.';"
+     "CREATE TABLE @S.dead_letters ("
+     "  id bigserial PRIMARY KEY,"
+     "  received_at timestamptz NOT NULL,"
+     "  reason text NOT NULL,"
+     "  detail text NOT NULL,"
+     "  stage text NOT NULL,"
+     "  payload bytea NOT NULL,"
+     "  kafka_key bytea,"
+     "  source_topic text NOT NULL,"
+     "  source_partition integer NOT NULL,"
+     "  source_offset bigint NOT NULL"
+     ");"
+     "CREATE INDEX dead_letters_reason_idx ON @S.dead_letters (reason, received_at);"
+     "CREATE INDEX dead_letters_source_idx ON @S.dead_letters"
+     "  (source_topic, source_partition, source_offset);"
+     "COMMENT ON TABLE @S.dead_letters IS 'Readings that were refused, with the reason; never"
+     " silently lost.';"
+     "CREATE TABLE @S.ingest_offsets ("
+     "  group_id text NOT NULL,"
+     "  topic text NOT NULL,"
+     "  partition integer NOT NULL,"
+     "  next_offset bigint NOT NULL,"
+     "  updated_at timestamptz NOT NULL DEFAULT now(),"
+     "  PRIMARY KEY (group_id, topic, partition)"
+     ");"
+     "COMMENT ON TABLE @S.ingest_offsets IS 'Next Kafka offset to consume per partition, committed"
      " in the same transaction as the rows: the source of truth for exactly-once.';"},
+    /* clang-format off */
+    {2, "lake files, latest reading per device, rollups or continuous aggregates, retention",
+     /* both modes */
+     "CREATE TABLE @S.lake_files ("
+     "  path text PRIMARY KEY,"
+     "  day date NOT NULL,"
+     "  kafka_partition int NOT NULL,"
+     "  first_offset bigint NOT NULL,"
+     "  last_offset bigint NOT NULL,"
+     "  rows bigint NOT NULL,"
+     "  bytes bigint NOT NULL,"
+     "  committed_at timestamptz NOT NULL DEFAULT now()"
+     ");"
+     "CREATE INDEX lake_files_day_idx ON @S.lake_files (day);"
+     "COMMENT ON TABLE @S.lake_files IS 'Parquet files of the data lake; plain-mode retention drops"
+     " a day only when these hold all of its rows.';"
+     "CREATE TABLE @S.latest_state ("
+     "  device_id text PRIMARY KEY,"
+     "  time timestamptz NOT NULL" TC_METRICS_SQL(TC_METRIC_DEFS) ","
+     "  tags jsonb,"
+     "  extra jsonb,"
+     "  kafka_partition integer NOT NULL,"
+     "  kafka_offset bigint NOT NULL,"
+     "  updated_at timestamptz NOT NULL DEFAULT now()"
+     ") WITH (fillfactor = 70);"
+     "COMMENT ON TABLE @S.latest_state IS 'Latest reading per device, upserted (only when newer)"
+     " in the transaction of each batch.';"
+     "CREATE VIEW @S.latest AS SELECT device_id, time" TC_METRICS_SQL(TC_METRIC_COLS)
+     ", tags, extra, kafka_partition, kafka_offset FROM @S.latest_state;",
+     /* plain */
+     "CREATE INDEX readings_time_brin ON @S.readings USING brin (time);"
+     TC_ROLLUP_TABLE("rollup_1m", "readings_1m", "minute")
+     TC_ROLLUP_TABLE("rollup_1h", "readings_1h", "hour"),
+     /* TimescaleDB */
+     "ALTER TABLE @S.readings SET (timescaledb.compress, timescaledb.compress_segmentby ="
+     " 'device_id', timescaledb.compress_orderby = 'time DESC');"
+     "SELECT add_compression_policy('@S.readings', INTERVAL '@Z seconds') WHERE @Z > 0;"
+     "SELECT add_retention_policy('@S.readings', INTERVAL '@R seconds') WHERE @R > 0;"
+     TC_CAGG("readings_1m", "1 minute", "1 minute")
+     TC_CAGG("readings_1h", "1 hour", "30 minutes")
+     "SELECT add_retention_policy('@S.readings_1m', INTERVAL '@R seconds') WHERE @R > 0;"},
+    /* clang-format on */
 };
 
 #define TC_MIGRATION_COUNT (sizeof(tc_migrations) / sizeof(tc_migrations[0]))
@@ -98,9 +237,211 @@ static tc_err tc_store_migration_applied(tc_store *s, int version, int *applied,
     return err;
 }
 
+/* Expand tmpl (see tc_store_sql) into a new string; NULL when out of memory. */
+static char *tc_store_sql_alloc(const tc_store *s, const char *tmpl)
+{
+    size_t cap = strlen(tmpl) + 1;
+    char *out;
+
+    for (const char *p = tmpl; (p = strchr(p, '@')) != NULL; p++)
+        cap += TC_IDENT_MAX + 24;
+    out = malloc(cap);
+    if (out && tc_store_sql(s, tmpl, out, cap) < 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/* Run tmpl (expanded) expecting no rows. */
+static tc_err tc_store_exec_tmpl(tc_store *s, const char *tmpl, const char *what, char *errstr,
+                                 size_t errstr_size)
+{
+    char *sql = tc_store_sql_alloc(s, tmpl);
+    tc_err err;
+
+    if (!sql)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
+    err = tc_store_exec(s, sql, what, errstr, errstr_size);
+    free(sql);
+    return err;
+}
+
+/* Run a query whose answer is one text value (row 0, column col of the result): copied into out;
+ * *found is 0 when there is no row or the value is NULL. */
+static tc_err tc_store_query_value(tc_store *s, const char *tmpl, const char *param, int col,
+                                   char *out, size_t cap, int *found, char *errstr,
+                                   size_t errstr_size)
+{
+    char sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
+    PGresult *res;
+    tc_err err = TC_OK;
+
+    *found = 0;
+    if (cap)
+        out[0] = '\0';
+    if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "statement too long");
+    res = PQexecParams(s->conn, sql, param ? 1 : 0, NULL, param ? &param : NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not query the database: %s",
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    } else if (PQntuples(res) > 0 && PQnfields(res) > col && !PQgetisnull(res, 0, col)) {
+        snprintf(out, cap, "%s", PQgetvalue(res, 0, col));
+        *found = 1;
+    }
+    PQclear(res);
+    return err;
+}
+
+tc_err tc_store_load_state(tc_store *s, char *errstr, size_t errstr_size)
+{
+    char val[64];
+    int found;
+    tc_err err;
+
+    s->mode = TC_STORE_PLAIN;
+    s->version = 0;
+    /* Two digits: does schema_migrations exist, does store_mode exist. */
+    err = tc_store_query_value(
+        s,
+        "SELECT (to_regclass('@S.schema_migrations') IS NOT NULL)::int::text ||"
+        " (to_regclass('@S.store_mode') IS NOT NULL)::int",
+        NULL, 0, val, sizeof(val), &found, errstr, errstr_size);
+    if (err != TC_OK || val[0] != '1')
+        return err;
+    err = tc_store_query_value(s, "SELECT max(version) FROM @S.schema_migrations", NULL, 0, val + 2,
+                               sizeof(val) - 2, &found, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    s->version = found ? atoi(val + 2) : 0;
+    if (val[1] != '1')
+        return TC_OK; /* migrated before the mode table existed: plain */
+    err = tc_store_query_value(s, "SELECT mode FROM @S.store_mode", NULL, 0, val, sizeof(val),
+                               &found, errstr, errstr_size);
+    if (err == TC_OK && found && !strcmp(val, "timescaledb"))
+        s->mode = TC_STORE_TIMESCALEDB;
+    return err;
+}
+
+/* "2.28.3" -> is it at least the version the TimescaleDB steps need? */
+static int tc_store_timescaledb_recent(const char *version)
+{
+    int major = 0, minor = 0;
+
+    if (sscanf(version, "%d.%d", &major, &minor) != 2)
+        return 0;
+    return major > TC_TIMESCALEDB_MIN_MAJOR ||
+           (major == TC_TIMESCALEDB_MIN_MAJOR && minor >= TC_TIMESCALEDB_MIN_MINOR);
+}
+
+/* Can this server run TimescaleDB mode? If not, why not (into why). */
+static tc_err tc_store_timescaledb_usable(tc_store *s, int *usable, char *why, size_t why_size,
+                                          char *errstr, size_t errstr_size)
+{
+    char version[64], preload[512];
+    int found, found2;
+    tc_err err;
+
+    *usable = 0;
+    err = tc_store_query_value(s,
+                               "SELECT coalesce(installed_version, default_version) FROM"
+                               " pg_available_extensions WHERE name = 'timescaledb'",
+                               NULL, 0, version, sizeof(version), &found, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    if (!found) {
+        snprintf(why, why_size, "the timescaledb extension is not installed on the server");
+        return TC_OK;
+    }
+    if (!tc_store_timescaledb_recent(version)) {
+        snprintf(why, why_size, "timescaledb %s is older than %d.%d", version,
+                 TC_TIMESCALEDB_MIN_MAJOR, TC_TIMESCALEDB_MIN_MINOR);
+        return TC_OK;
+    }
+    err = tc_store_query_value(s, "SELECT current_setting('shared_preload_libraries')", NULL, 0,
+                               preload, sizeof(preload), &found2, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    if (!strstr(preload, "timescaledb")) {
+        snprintf(why, why_size, "timescaledb %s is installed but not in shared_preload_libraries",
+                 version);
+        return TC_OK;
+    }
+    *usable = 1;
+    return TC_OK;
+}
+
+/* Decide the schema's mode and record it; called inside the migration lock's transaction. */
+static tc_err tc_store_decide_mode(tc_store *s, char *errstr, size_t errstr_size)
+{
+    char val[64], why[256] = "", sql[TC_SQL_MAX];
+    const char *recorded_by = "recorded in store_mode";
+    int found, usable = 0;
+    tc_store_mode mode;
+    tc_err err;
+
+    err = tc_store_query_value(s, "SELECT mode FROM @S.store_mode", NULL, 0, val, sizeof(val),
+                               &found, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    if (!found) {
+        /* A schema from before the mode table: its readings table says. */
+        recorded_by = "its readings table is partitioned";
+        err = tc_store_query_value(s,
+                                   "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON"
+                                   " n.oid = c.relnamespace WHERE n.nspname = $1 AND"
+                                   " c.relname = 'readings'",
+                                   s->schema_raw, 0, val, sizeof(val), &found, errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+        if (found)
+            snprintf(val, sizeof(val), "%s", strcmp(val, "p") == 0 ? "plain" : "timescaledb");
+    }
+    if (found) {
+        mode = strcmp(val, "timescaledb") == 0 ? TC_STORE_TIMESCALEDB : TC_STORE_PLAIN;
+        if ((mode == TC_STORE_PLAIN && !strcmp(s->want_mode, "on")) ||
+            (mode == TC_STORE_TIMESCALEDB && !strcmp(s->want_mode, "off")))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "schema \"%s\" is in %s mode (%s) and postgres.timescaledb=%s cannot"
+                              " change that; migrate into a new schema instead",
+                              s->schema_raw, tc_store_mode_name(mode), recorded_by, s->want_mode);
+    } else if (!strcmp(s->want_mode, "off")) {
+        mode = TC_STORE_PLAIN;
+    } else {
+        err = tc_store_timescaledb_usable(s, &usable, why, sizeof(why), errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+        if (!usable && !strcmp(s->want_mode, "on"))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "postgres.timescaledb=on but %s",
+                              why);
+        if (!usable)
+            tc_log_info("store", "plain-PostgreSQL mode: %s", why);
+        mode = usable ? TC_STORE_TIMESCALEDB : TC_STORE_PLAIN;
+    }
+    if (mode == TC_STORE_TIMESCALEDB) {
+        err = tc_store_exec(s, "CREATE EXTENSION IF NOT EXISTS timescaledb",
+                            "create the timescaledb extension", errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+    }
+    snprintf(val, sizeof(val), "%s", tc_store_mode_name(mode));
+    snprintf(why, sizeof(why),
+             "INSERT INTO @S.store_mode (mode) VALUES ('%s') ON CONFLICT (id) DO NOTHING", val);
+    if (tc_store_sql(s, why, sql, sizeof(sql)) < 0)
+        return TC_ERR_INVALID;
+    err = tc_store_exec(s, sql, "record the store mode", errstr, errstr_size);
+    if (err == TC_OK && !found)
+        tc_log_info("store", "schema \"%s\": %s mode", s->schema_raw, val);
+    s->mode = mode;
+    return err;
+}
+
 static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], what[128], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX], what[512], inner[TC_ERRSTR_MAX];
+    const char *own = s->mode == TC_STORE_TIMESCALEDB ? m->timescale : m->plain;
     int applied = 0;
     tc_err err;
 
@@ -111,11 +452,10 @@ static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, s
     err = tc_store_migration_applied(s, m->version, &applied, errstr, errstr_size);
     if (err == TC_OK && !applied) {
         snprintf(what, sizeof(what), "apply migration %d (%s)", m->version, m->what);
-        if (tc_store_sql(s, m->sql, sql, sizeof(sql)) < 0)
-            err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "migration %d too long",
-                             m->version);
-        else
-            err = tc_store_exec(s, sql, what, errstr, errstr_size);
+        if (m->sql)
+            err = tc_store_exec_tmpl(s, m->sql, what, errstr, errstr_size);
+        if (err == TC_OK && own)
+            err = tc_store_exec_tmpl(s, own, what, errstr, errstr_size);
         snprintf(what, sizeof(what),
                  "INSERT INTO @S.schema_migrations (version, description) VALUES (%d, '%s')",
                  m->version, m->what);
@@ -132,7 +472,7 @@ static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, s
 
 tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX];
+    char sql[TC_SQL_MAX], inner[TC_ERRSTR_MAX];
     tc_err err;
 
     err = tc_store_connect(s, errstr, errstr_size);
@@ -144,12 +484,31 @@ tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
                      "CREATE SCHEMA IF NOT EXISTS @S;"
                      "CREATE TABLE IF NOT EXISTS @S.schema_migrations ("
                      " version integer PRIMARY KEY, description text NOT NULL,"
-                     " applied_at timestamptz NOT NULL DEFAULT now()); COMMIT",
+                     " applied_at timestamptz NOT NULL DEFAULT now());"
+                     "CREATE TABLE IF NOT EXISTS @S.store_mode ("
+                     " id boolean PRIMARY KEY DEFAULT true CHECK (id),"
+                     " mode text NOT NULL CHECK (mode IN ('plain', 'timescaledb')),"
+                     " decided_at timestamptz NOT NULL DEFAULT now())",
                      sql, sizeof(sql)) < 0)
         return TC_ERR_INVALID;
     err = tc_store_exec(s, sql, "create schema", errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_store_decide_mode(s, errstr, errstr_size);
+    if (err == TC_OK) {
+        err = tc_store_exec(s, "COMMIT", "commit the store mode", errstr, errstr_size);
+    } else if (s->conn && PQstatus(s->conn) == CONNECTION_OK) {
+        tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner));
+        return err;
+    }
     for (size_t i = 0; err == TC_OK && i < TC_MIGRATION_COUNT; i++)
         err = tc_store_apply(s, &tc_migrations[i], errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_store_load_state(s, errstr, errstr_size);
+    /* Statements prepared before the objects existed would be stale. */
+    if (err == TC_OK && s->prepared) {
+        err = tc_store_exec(s, "DEALLOCATE ALL", "forget prepared statements", errstr, errstr_size);
+        s->prepared = 0;
+    }
     return err;
 }
 
@@ -160,6 +519,12 @@ static int tc_store_day_known(const tc_store *s, int64_t day)
             return 1;
     }
     return 0;
+}
+
+void tc_store_forget_days(tc_store *s)
+{
+    s->ndays = 0;
+    s->days_next = 0;
 }
 
 static void tc_store_day_remember(tc_store *s, int64_t day)
@@ -189,6 +554,8 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
     int locked = 0;
     tc_err err = TC_OK;
 
+    if (s->mode == TC_STORE_TIMESCALEDB)
+        return TC_OK; /* the hypertable makes its chunks itself */
     for (int64_t day = first; day <= last && err == TC_OK; day++) {
         if (tc_store_day_known(s, day))
             continue;

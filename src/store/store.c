@@ -3,6 +3,7 @@
  */
 #include "store/store_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ tc_store *tc_store_new(const tc_store_options *opt)
 {
     tc_store *s = calloc(1, sizeof(*s));
     size_t n = strlen(opt->schema);
+    const char *want = opt->timescaledb && *opt->timescaledb ? opt->timescaledb : "auto";
 
     if (!s)
         return NULL;
@@ -25,12 +27,24 @@ tc_store *tc_store_new(const tc_store_options *opt)
     s->group = strdup(opt->group ? opt->group : "");
     s->topic = strdup(opt->topic ? opt->topic : "");
     s->days_ahead = opt->partition_days_ahead;
+    s->chunk_interval_s = opt->chunk_interval_s > 0 ? opt->chunk_interval_s : 86400;
+    s->compress_after_s = opt->compress_after_s ? opt->compress_after_s : 7 * 86400;
+    s->retention_s = opt->retention_s ? opt->retention_s : 30 * 86400;
+    s->synchronous_commit = opt->synchronous_commit >= 0;
+    s->rollups = opt->rollups >= 0;
     tc_copybuf_init(&s->copy);
+    tc_copybuf_init(&s->params);
+    tc_rollup_init(&s->r1m, TC_ROLLUP_1M_US);
+    tc_rollup_init(&s->r1h, TC_ROLLUP_1H_US);
+    tc_rollup_init(&s->rlatest, 0);
+    /* The schema name is quoted as an identifier and also appears inside string literals. */
     if (!s->dsn || !s->group || !s->topic || n == 0 || n + 3 > TC_IDENT_MAX ||
-        strchr(opt->schema, '"')) {
+        strpbrk(opt->schema, "\"'\\") ||
+        (strcmp(want, "auto") && strcmp(want, "on") && strcmp(want, "off"))) {
         tc_store_destroy(s);
         return NULL;
     }
+    snprintf(s->want_mode, sizeof(s->want_mode), "%s", want);
     memcpy(s->schema_raw, opt->schema, n + 1);
     snprintf(s->schema, sizeof(s->schema), "\"%s\"", opt->schema);
     return s;
@@ -43,10 +57,24 @@ void tc_store_destroy(tc_store *s)
     if (s->conn)
         PQfinish(s->conn);
     tc_copybuf_free(&s->copy);
+    tc_copybuf_free(&s->params);
+    tc_rollup_free(&s->r1m);
+    tc_rollup_free(&s->r1h);
+    tc_rollup_free(&s->rlatest);
     free(s->dsn);
     free(s->group);
     free(s->topic);
     free(s);
+}
+
+tc_store_mode tc_store_get_mode(const tc_store *s)
+{
+    return s->mode;
+}
+
+const char *tc_store_mode_name(tc_store_mode mode)
+{
+    return mode == TC_STORE_TIMESCALEDB ? "timescaledb" : "plain";
 }
 
 void tc_store_totals(const tc_store *s, uint64_t *rows, uint64_t *dead_letters)
@@ -55,16 +83,38 @@ void tc_store_totals(const tc_store *s, uint64_t *rows, uint64_t *dead_letters)
     *dead_letters = s->dead_total;
 }
 
+/* The continuous aggregates refresh up to this far back: just short of the retention, so a refresh
+ * never sees a region whose raw chunks the retention policy dropped (it would empty it). */
+static int64_t tc_store_refresh_window_s(const tc_store *s)
+{
+    int64_t r = s->retention_s > 0 ? s->retention_s : 30 * 86400;
+
+    return r - 86400 >= 7200 ? r - 86400 : 7200;
+}
+
 int tc_store_sql(const tc_store *s, const char *tmpl, char *out, size_t cap)
 {
-    size_t pos = 0, slen = strlen(s->schema);
+    size_t pos = 0, slen = strlen(s->schema), n;
+    char num[24];
 
     for (const char *p = tmpl; *p; p++) {
+        const char *sub = NULL;
         if (p[0] == '@' && p[1] == 'S') {
-            if (pos + slen >= cap)
+            sub = s->schema;
+            n = slen;
+        } else if (p[0] == '@' && (p[1] == 'C' || p[1] == 'Z' || p[1] == 'R' || p[1] == 'A')) {
+            int64_t v = p[1] == 'C'   ? s->chunk_interval_s
+                        : p[1] == 'Z' ? s->compress_after_s
+                        : p[1] == 'R' ? s->retention_s
+                                      : tc_store_refresh_window_s(s);
+            n = (size_t)snprintf(num, sizeof(num), "%lld", (long long)v);
+            sub = num;
+        }
+        if (sub) {
+            if (pos + n >= cap)
                 return -1;
-            memcpy(out + pos, s->schema, slen);
-            pos += slen;
+            memcpy(out + pos, sub, n);
+            pos += n;
             p++;
         } else {
             if (pos + 1 >= cap)
@@ -80,6 +130,7 @@ tc_err tc_store_classify(tc_store *s, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+    snprintf(s->sqlstate, sizeof(s->sqlstate), "%s", state ? state : "");
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
         return TC_ERR_DB_CONN;
     if (!state)
@@ -93,8 +144,7 @@ tc_err tc_store_classify(tc_store *s, const PGresult *res)
     return TC_ERR_DB;
 }
 
-/* The server's message without its trailing newline. */
-static const char *tc_store_pgmsg(const tc_store *s, const PGresult *res, char *buf, size_t cap)
+const char *tc_store_pgmsg(const tc_store *s, const PGresult *res, char *buf, size_t cap)
 {
     const char *m = res ? PQresultErrorMessage(res) : NULL;
     size_t n;
@@ -125,9 +175,23 @@ tc_err tc_store_exec(tc_store *s, const char *sql, const char *what, char *errst
     return err;
 }
 
+/* Server notices ("already exists, skipping", TimescaleDB's hints) go to the log, not stderr. */
+static void tc_store_on_notice(void *arg, const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    (void)arg;
+    if (sev && !strcmp(sev, "WARNING"))
+        tc_log_warn("store", "PostgreSQL: %s", msg ? msg : "");
+    else
+        tc_log_debug("store", "PostgreSQL %s: %s", sev ? sev : "notice", msg ? msg : "");
+}
+
 tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
 {
     char msg[TC_ERRSTR_MAX];
+    tc_err err;
 
     if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
         return TC_OK;
@@ -145,9 +209,20 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
         s->conn = NULL;
         return TC_ERR_DB_CONN;
     }
-    /* Times are exchanged in binary (UTC microseconds); the session zone only affects text. */
-    return tc_store_exec(s, "SET TIME ZONE 'UTC'; SET application_name = 'thermocline'",
-                         "configure session", errstr, errstr_size);
+    PQsetNoticeReceiver(s->conn, tc_store_on_notice, NULL);
+    s->prepared = 0; /* prepared statements belong to the connection */
+    /* Times are exchanged in binary (UTC microseconds); the session zone only affects text.
+     * synchronous_commit off: a server crash may lose the last few hundred ms of commits, never
+     * corrupt; the offsets are in the same transactions, so what was lost is consumed again. */
+    err = tc_store_exec(s,
+                        s->synchronous_commit
+                            ? "SET TIME ZONE 'UTC'; SET application_name = 'thermocline'"
+                            : "SET TIME ZONE 'UTC'; SET application_name = 'thermocline';"
+                              " SET synchronous_commit = off",
+                        "configure session", errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_store_load_state(s, errstr, errstr_size);
+    return err;
 }
 
 /* Stream the copy buffer into a COPY ... FROM STDIN started by sql. */
@@ -249,17 +324,112 @@ static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
     tc_copy_end(c);
 }
 
-/* Offsets of all partitions of the batch in one statement: arrays as text parameters. */
+/* Array parameters of one prepared statement, built in s->params. */
+#define TC_PARAMS_MAX 32
+
+typedef struct tc_params {
+    int n;
+    size_t start[TC_PARAMS_MAX];
+    const char *values[TC_PARAMS_MAX];
+    int lengths[TC_PARAMS_MAX];
+    int formats[TC_PARAMS_MAX];
+} tc_params;
+
+static void tc_params_reset(tc_store *s, tc_params *p)
+{
+    tc_copybuf_reset(&s->params);
+    p->n = 0;
+}
+
+/* Start parameter p->n: a binary array, or (text != NULL) a text value. */
+static void tc_params_array(tc_store *s, tc_params *p, uint32_t oid, size_t n, int has_nulls)
+{
+    p->start[p->n] = s->params.len;
+    p->formats[p->n] = 1;
+    p->values[p->n] = NULL;
+    p->n++;
+    tc_copy_array_begin(&s->params, oid, (uint32_t)n, has_nulls);
+}
+
+static void tc_params_text(tc_params *p, const char *text)
+{
+    p->start[p->n] = 0;
+    p->formats[p->n] = 0;
+    p->values[p->n] = text;
+    p->lengths[p->n] = 0;
+    p->n++;
+}
+
+/* Resolve the parameters' pointers once the buffer no longer moves. */
+static int tc_params_finish(tc_store *s, tc_params *p)
+{
+    if (s->params.failed)
+        return -1;
+    for (int i = 0; i < p->n; i++) {
+        size_t end = s->params.len;
+        if (!p->formats[i])
+            continue;
+        for (int j = i + 1; j < p->n; j++) {
+            if (p->formats[j]) {
+                end = p->start[j];
+                break;
+            }
+        }
+        p->values[i] = (const char *)s->params.data + p->start[i];
+        p->lengths[i] = (int)(end - p->start[i]);
+    }
+    return 0;
+}
+
+/* Prepare a statement on this connection unless it already is. */
+static tc_err tc_store_prepare(tc_store *s, unsigned bit, const char *name, const char *sql,
+                               int nparams, const Oid *types, char *errstr, size_t errstr_size)
+{
+    char msg[TC_ERRSTR_MAX];
+    PGresult *res;
+    tc_err err = TC_OK;
+
+    if (s->prepared & bit)
+        return TC_OK;
+    res = PQprepare(s->conn, name, sql, nparams, types);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not prepare %s: %s", name,
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    } else {
+        s->prepared |= bit;
+    }
+    PQclear(res);
+    return err;
+}
+
+static tc_err tc_store_run_prepared(tc_store *s, const char *name, tc_params *p, const char *what,
+                                    char *errstr, size_t errstr_size)
+{
+    char msg[TC_ERRSTR_MAX];
+    PGresult *res;
+    tc_err err = TC_OK;
+
+    if (tc_params_finish(s, p) < 0)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory encoding %s", what);
+    res = PQexecPrepared(s->conn, name, p->n, p->values, p->lengths, p->formats, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not write %s: %s", what,
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    }
+    PQclear(res);
+    return err;
+}
+
+/* Offsets of all partitions of the batch in one prepared statement, arrays in binary. */
 static tc_err tc_store_write_offsets(tc_store *s, const tc_partition_offset *offsets, size_t n,
                                      char *errstr, size_t errstr_size)
 {
-    /* 11 digits of partition and 20 of offset, plus separators, per partition. */
-    enum { TC_OFFSET_TEXT_PER_PART = 34 };
-    char sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX], *parts, *offs;
-    const char *params[4];
-    size_t pp = 0, po = 0, cap = n * TC_OFFSET_TEXT_PER_PART + 3;
-    PGresult *res;
-    tc_err err = TC_OK;
+    static const Oid types[4] = {TC_OID_TEXT, TC_OID_TEXT, TC_OID_INT4_ARRAY, TC_OID_INT8_ARRAY};
+    char sql[TC_SQL_MAX], what[TC_SQL_MAX];
+    tc_params p;
+    tc_err err;
 
     if (n == 0)
         return TC_OK;
@@ -270,36 +440,229 @@ static tc_err tc_store_write_offsets(tc_store *s, const tc_partition_offset *off
                      " SET next_offset = EXCLUDED.next_offset, updated_at = now()",
                      sql, sizeof(sql)) < 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "offsets statement too long");
-    parts = malloc(cap);
-    offs = malloc(cap);
-    if (!parts || !offs) {
-        err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
-        goto out;
+    err = tc_store_prepare(s, TC_PREP_OFFSETS, "tc_offsets", sql, 4, types, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    tc_params_reset(s, &p);
+    tc_params_text(&p, s->group);
+    tc_params_text(&p, s->topic);
+    tc_params_array(s, &p, TC_OID_INT4, n, 0);
+    for (size_t i = 0; i < n; i++)
+        tc_copy_int4(&s->params, offsets[i].partition);
+    tc_params_array(s, &p, TC_OID_INT8, n, 0);
+    for (size_t i = 0; i < n; i++)
+        tc_copy_int8(&s->params, offsets[i].next_offset);
+    snprintf(what, sizeof(what), "offsets of group \"%s\"", s->group);
+    return tc_store_run_prepared(s, "tc_offsets", &p, what, errstr, errstr_size);
+}
+
+/* Append to out (at *pos) with printf; returns -1 when it does not fit. */
+static int tc_sql_append(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int tc_sql_append(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(out + *pos, cap - *pos, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - *pos)
+        return -1;
+    *pos += (size_t)n;
+    return 0;
+}
+
+/* The upsert of one rollup table: 3 + 4 per metric array parameters. */
+static int tc_store_rollup_sql(const tc_store *s, const char *table, char *out, size_t cap)
+{
+    size_t pos = 0;
+    int rc = 0, k = 4;
+
+    rc |= tc_sql_append(out, cap, &pos, "INSERT INTO %s.%s AS t (device_id, bucket, n", s->schema,
+                        table);
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        const char *c = tc_metric_names[m];
+        rc |= tc_sql_append(out, cap, &pos, ", %s_n, %s_sum, %s_min, %s_max", c, c, c, c);
     }
-    parts[pp++] = '{';
-    offs[po++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        pp += (size_t)snprintf(parts + pp, cap - pp, "%s%d", i ? "," : "", offsets[i].partition);
-        po += (size_t)snprintf(offs + po, cap - po, "%s%lld", i ? "," : "",
-                               (long long)offsets[i].next_offset);
+    rc |= tc_sql_append(out, cap, &pos, ") SELECT * FROM unnest($1, $2, $3");
+    for (int m = 0; m < TC_METRIC__COUNT; m++, k += 4)
+        rc |= tc_sql_append(out, cap, &pos, ", $%d, $%d, $%d, $%d", k, k + 1, k + 2, k + 3);
+    rc |= tc_sql_append(out, cap, &pos,
+                        ") ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n");
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        const char *c = tc_metric_names[m];
+        rc |= tc_sql_append(out, cap, &pos,
+                            ", %s_n = t.%s_n + EXCLUDED.%s_n, %s_sum = t.%s_sum + EXCLUDED.%s_sum,"
+                            " %s_min = least(t.%s_min, EXCLUDED.%s_min),"
+                            " %s_max = greatest(t.%s_max, EXCLUDED.%s_max)",
+                            c, c, c, c, c, c, c, c, c, c, c, c);
     }
-    snprintf(parts + pp, cap - pp, "}");
-    snprintf(offs + po, cap - po, "}");
-    params[0] = s->group;
-    params[1] = s->topic;
-    params[2] = parts;
-    params[3] = offs;
-    res = PQexecParams(s->conn, sql, 4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        err = tc_store_classify(s, res);
-        tc_err_set(err, errstr, errstr_size, "could not store offsets of group \"%s\": %s",
-                   s->group, tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    return rc;
+}
+
+/* Add the batch's groups of one rollup to its table (plain mode). */
+static tc_err tc_store_write_rollup(tc_store *s, const tc_batch *b, tc_rollup *r, unsigned bit,
+                                    const char *name, const char *table, char *errstr,
+                                    size_t errstr_size)
+{
+    Oid types[3 + 4 * TC_METRIC__COUNT];
+    char sql[TC_SQL_MAX];
+    tc_params p;
+    size_t g, ng;
+    tc_err err;
+
+    if (tc_rollup_build(r, b) != TC_OK)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory aggregating %s", table);
+    ng = r->ngroups;
+    if (ng == 0)
+        return TC_OK;
+    if (!(s->prepared & bit)) {
+        types[0] = TC_OID_TEXT_ARRAY;
+        types[1] = TC_OID_TIMESTAMPTZ_ARRAY;
+        types[2] = TC_OID_INT8_ARRAY;
+        for (int m = 0; m < TC_METRIC__COUNT; m++) {
+            types[3 + 4 * m] = TC_OID_INT8_ARRAY;
+            types[4 + 4 * m] = TC_OID_FLOAT8_ARRAY;
+            types[5 + 4 * m] = TC_OID_FLOAT8_ARRAY;
+            types[6 + 4 * m] = TC_OID_FLOAT8_ARRAY;
+        }
+        if (tc_store_rollup_sql(s, table, sql, sizeof(sql)) < 0)
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
+        err = tc_store_prepare(s, bit, name, sql, 3 + 4 * TC_METRIC__COUNT, types, errstr,
+                               errstr_size);
+        if (err != TC_OK)
+            return err;
     }
-    PQclear(res);
-out:
-    free(parts);
-    free(offs);
-    return err;
+    tc_params_reset(s, &p);
+    tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
+    for (g = 0; g < ng; g++) {
+        const tc_slice *d = &b->device_id[r->groups[g].row];
+        tc_copy_text(&s->params, d->ptr, d->len);
+    }
+    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, ng, 0);
+    for (g = 0; g < ng; g++)
+        tc_copy_timestamptz(&s->params, r->groups[g].bucket_us);
+    tc_params_array(s, &p, TC_OID_INT8, ng, 0);
+    for (g = 0; g < ng; g++)
+        tc_copy_int8(&s->params, r->groups[g].n);
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        tc_params_array(s, &p, TC_OID_INT8, ng, 0);
+        for (g = 0; g < ng; g++)
+            tc_copy_int8(&s->params, r->groups[g].cnt[m]);
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 0);
+        for (g = 0; g < ng; g++)
+            tc_copy_float8(&s->params, r->groups[g].sum[m]);
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
+        for (g = 0; g < ng; g++) {
+            if (r->groups[g].cnt[m])
+                tc_copy_float8(&s->params, r->groups[g].min[m]);
+            else
+                tc_copy_null(&s->params);
+        }
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
+        for (g = 0; g < ng; g++) {
+            if (r->groups[g].cnt[m])
+                tc_copy_float8(&s->params, r->groups[g].max[m]);
+            else
+                tc_copy_null(&s->params);
+        }
+    }
+    return tc_store_run_prepared(s, name, &p, table, errstr, errstr_size);
+}
+
+/* The latest reading per device of the batch, upserted only over an older one. */
+static tc_err tc_store_write_latest(tc_store *s, const tc_batch *b, char *errstr,
+                                    size_t errstr_size)
+{
+    enum { NP = 6 + TC_METRIC__COUNT };
+    Oid types[NP];
+    char sql[TC_SQL_MAX];
+    size_t pos = 0, g, ng;
+    tc_rollup *r = &s->rlatest;
+    tc_params p;
+    int rc = 0, k;
+    tc_err err;
+
+    if (tc_rollup_build(r, b) != TC_OK)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory finding latest");
+    ng = r->ngroups;
+    if (ng == 0)
+        return TC_OK;
+    if (!(s->prepared & TC_PREP_LATEST)) {
+        types[0] = TC_OID_TEXT_ARRAY;
+        types[1] = TC_OID_TIMESTAMPTZ_ARRAY;
+        for (int m = 0; m < TC_METRIC__COUNT; m++)
+            types[2 + m] = TC_OID_FLOAT8_ARRAY;
+        types[2 + TC_METRIC__COUNT] = TC_OID_JSONB_ARRAY;
+        types[3 + TC_METRIC__COUNT] = TC_OID_JSONB_ARRAY;
+        types[4 + TC_METRIC__COUNT] = TC_OID_INT4_ARRAY;
+        types[5 + TC_METRIC__COUNT] = TC_OID_INT8_ARRAY;
+        rc |= tc_sql_append(sql, sizeof(sql), &pos,
+                            "INSERT INTO %s.latest_state AS l (device_id, time", s->schema);
+        for (int m = 0; m < TC_METRIC__COUNT; m++)
+            rc |= tc_sql_append(sql, sizeof(sql), &pos, ", %s", tc_metric_names[m]);
+        rc |=
+            tc_sql_append(sql, sizeof(sql), &pos,
+                          ", tags, extra, kafka_partition, kafka_offset) SELECT * FROM unnest($1");
+        for (k = 2; k <= NP; k++)
+            rc |= tc_sql_append(sql, sizeof(sql), &pos, ", $%d", k);
+        rc |= tc_sql_append(sql, sizeof(sql), &pos,
+                            ") ON CONFLICT (device_id) DO UPDATE SET time = EXCLUDED.time");
+        for (int m = 0; m < TC_METRIC__COUNT; m++)
+            rc |= tc_sql_append(sql, sizeof(sql), &pos, ", %s = EXCLUDED.%s", tc_metric_names[m],
+                                tc_metric_names[m]);
+        rc |=
+            tc_sql_append(sql, sizeof(sql), &pos,
+                          ", tags = EXCLUDED.tags, extra = EXCLUDED.extra,"
+                          " kafka_partition = EXCLUDED.kafka_partition,"
+                          " kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
+                          " WHERE (EXCLUDED.time, EXCLUDED.kafka_partition, EXCLUDED.kafka_offset)"
+                          " > (l.time, l.kafka_partition, l.kafka_offset)");
+        if (rc < 0)
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "latest statement too long");
+        err = tc_store_prepare(s, TC_PREP_LATEST, "tc_latest", sql, NP, types, errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+    }
+    tc_params_reset(s, &p);
+    tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
+    for (g = 0; g < ng; g++) {
+        const tc_slice *d = &b->device_id[r->groups[g].latest_row];
+        tc_copy_text(&s->params, d->ptr, d->len);
+    }
+    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, ng, 0);
+    for (g = 0; g < ng; g++)
+        tc_copy_timestamptz(&s->params, b->time_us[r->groups[g].latest_row]);
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
+        for (g = 0; g < ng; g++) {
+            size_t i = r->groups[g].latest_row;
+            if (b->present[m][i])
+                tc_copy_float8(&s->params, b->metric[m][i]);
+            else
+                tc_copy_null(&s->params);
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        const tc_slice *col = j == 0 ? b->tags : b->extra;
+        tc_params_array(s, &p, TC_OID_JSONB, ng, 1);
+        for (g = 0; g < ng; g++) {
+            const tc_slice *v = &col[r->groups[g].latest_row];
+            if (v->ptr)
+                tc_copy_jsonb(&s->params, v->ptr, v->len);
+            else
+                tc_copy_null(&s->params);
+        }
+    }
+    tc_params_array(s, &p, TC_OID_INT4, ng, 0);
+    for (g = 0; g < ng; g++)
+        tc_copy_int4(&s->params, b->partition[r->groups[g].latest_row]);
+    tc_params_array(s, &p, TC_OID_INT8, ng, 0);
+    for (g = 0; g < ng; g++)
+        tc_copy_int8(&s->params, b->offset[r->groups[g].latest_row]);
+    return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
 }
 
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
@@ -337,8 +700,27 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
             err = TC_ERR_INVALID;
         else
             err = tc_store_copy(s, sql, where, errstr, errstr_size);
+        if (err != TC_OK && s->mode == TC_STORE_PLAIN && !strcmp(s->sqlstate, "23514")) {
+            /* "no partition of relation found for row": retention dropped a day this store
+             * remembered. Forget the cache; the retry creates the partition again. */
+            tc_store_forget_days(s);
+            err = TC_ERR_DB_CONN;
+        }
         if (err != TC_OK)
             goto fail;
+        if (s->version >= TC_STORE_VERSION_ROLLUPS) {
+            if (s->mode == TC_STORE_PLAIN && s->rollups) {
+                err = tc_store_write_rollup(s, b, &s->r1m, TC_PREP_ROLLUP_1M, "tc_rollup_1m",
+                                            "rollup_1m", errstr, errstr_size);
+                if (err == TC_OK)
+                    err = tc_store_write_rollup(s, b, &s->r1h, TC_PREP_ROLLUP_1H, "tc_rollup_1h",
+                                                "rollup_1h", errstr, errstr_size);
+            }
+            if (err == TC_OK)
+                err = tc_store_write_latest(s, b, errstr, errstr_size);
+            if (err != TC_OK)
+                goto fail;
+        }
     }
     if (dlq && dlq->n) {
         tc_store_encode_dead_letters(s, dlq);

@@ -8,9 +8,16 @@
  * the truth about what is stored: after a crash the pipeline resumes exactly where the last
  * committed transaction ended, so no reading is stored twice or lost.
  *
- * Readings are partitioned by day on their event time (declarative range partitioning); the store
- * creates daily partitions ahead of time and on demand for late readings before the COPY, in their
- * own short transaction under an advisory lock so that concurrent pipelines do not race on DDL.
+ * Two modes, decided once per schema by `migrate` and recorded in @S.store_mode (docs/store.md):
+ * - plain PostgreSQL: readings are partitioned by day on their event time (declarative range
+ *   partitioning); the store creates daily partitions ahead of time and on demand for late readings
+ *   before the COPY, in their own short transaction under an advisory lock so that concurrent
+ *   pipelines do not race on DDL. 1-minute and 1-hour rollups are aggregated from the batch in C
+ *   and upserted in the batch's transaction; retention drops whole days the lake already holds.
+ * - TimescaleDB (where the extension is installed and preloaded): readings is a hypertable with
+ *   compression, retention and continuous-aggregate policies that the extension runs itself.
+ * In both modes the views @S.readings_1m, @S.readings_1h and @S.latest have the same shape, and the
+ * latest reading per device is upserted in the batch's transaction.
  */
 #ifndef TC_STORE_STORE_H
 #define TC_STORE_STORE_H
@@ -19,18 +26,32 @@
 #include <stdint.h>
 
 #include "core/batch.h"
+#include "core/config.h"
 #include "core/deadletter.h"
 #include "core/error.h"
 
 typedef struct tc_store tc_store;
 
+/* Every field added after partition_days_ahead means "the default" when zero or NULL, so an
+ * initializer that names only the first five fields keeps working. */
 typedef struct tc_store_options {
     const char *dsn;    /* libpq connection string */
     const char *schema; /* e.g. "telemetry" */
     const char *group;  /* consumer group the offsets belong to */
     const char *topic;  /* source topic */
     int partition_days_ahead;
+    const char *timescaledb;  /* postgres.timescaledb: "auto" (NULL), "on" or "off" */
+    int64_t chunk_interval_s; /* hypertable chunk interval (0: 1 day) */
+    int64_t compress_after_s; /* compress chunks older than this (0: 7 days; < 0: never) */
+    int64_t retention_s;      /* retention policy in TimescaleDB mode (0: 30 days; < 0: none) */
+    int synchronous_commit;   /* postgres.synchronous_commit: 0 default (on), 1 on, -1 off */
+    int rollups;              /* plain-mode rollups: 0 default (on), 1 on, -1 off */
 } tc_store_options;
+
+typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mode;
+
+/* Fill the options from the configuration (the strings stay the configuration's). */
+void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg);
 
 /* Create a store handle (copies the options; does not connect yet). NULL on OOM. */
 tc_store *tc_store_new(const tc_store_options *opt);
@@ -58,5 +79,51 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
 
 /* Rows and dead letters written since tc_store_new (for progress reports). */
 void tc_store_totals(const tc_store *s, uint64_t *rows, uint64_t *dead_letters);
+
+/* The schema's mode as last read from the database (by connect or migrate), and its name. */
+tc_store_mode tc_store_get_mode(const tc_store *s);
+const char *tc_store_mode_name(tc_store_mode mode);
+
+/*
+ * Retention in plain mode: detach and drop the daily partitions that end at or before
+ * now - max_age (never today's), and the 1-minute rollups of those days. With require_lake, a day
+ * is dropped only when the lake holds it: sum(rows) of @S.lake_files for that day >= the
+ * partition's row count. In TimescaleDB mode the retention policy does this and nothing is done.
+ */
+typedef enum tc_retention_action {
+    TC_RETENTION_DROPPED,    /* detached and dropped */
+    TC_RETENTION_WOULD_DROP, /* dry run: would be dropped */
+    TC_RETENTION_KEPT_LAKE   /* old enough, but the lake does not hold all its rows yet */
+} tc_retention_action;
+
+typedef struct tc_retention_day {
+    int64_t day;       /* days since 1970-01-01 */
+    const char *table; /* partition name, e.g. readings_p20261028 */
+    int64_t rows;      /* rows in the partition, -1 when not counted (require_lake off) */
+    int64_t lake_rows; /* rows the lake holds for the day, -1 when not asked */
+    tc_retention_action action;
+} tc_retention_day;
+
+typedef struct tc_retention_options {
+    int64_t now_us;
+    int64_t max_age_s; /* > 0 */
+    int require_lake;
+    int dry_run;
+    void (*on_day)(void *opaque, const tc_retention_day *d); /* each old day, oldest first */
+    void *opaque;
+} tc_retention_options;
+
+typedef struct tc_retention_result {
+    tc_store_mode mode;
+    size_t dropped, kept; /* days dropped (or that would be), days kept for the lake */
+    char policy[256];     /* TimescaleDB mode: the retention policy job, described */
+} tc_retention_result;
+
+tc_err tc_store_retention(tc_store *s, const tc_retention_options *opt, tc_retention_result *res,
+                          char *errstr, size_t errstr_size);
+
+/* tc_store_retention without a dry run or report. */
+tc_err tc_store_apply_retention(tc_store *s, int64_t now_us, int64_t max_age_s, int require_lake,
+                                char *errstr, size_t errstr_size);
 
 #endif

@@ -43,6 +43,8 @@ class Thermocline:
             "--set", f"postgres.schema={self.schema}",
             "--set", f"kafka.partitions={self.partitions}",
             "--set", "log.format=json",
+            # Plain PostgreSQL unless a test asks for TimescaleDB (which a later --set overrides).
+            "--set", "postgres.timescaledb=off",
         ]
         for kv in extra:
             args += ["--set", kv]

@@ -30,6 +30,13 @@ static const char *const all_keys[] = {
     "postgres.dsn",
     "postgres.schema",
     "postgres.partition_days_ahead",
+    "postgres.timescaledb",
+    "postgres.chunk_interval_s",
+    "postgres.compress_after_s",
+    "postgres.synchronous_commit",
+    "postgres.rollups",
+    "retention.max_age_s",
+    "retention.require_lake",
     "pipeline.batch_size",
     "pipeline.batch_timeout_ms",
     "pipeline.max_message_bytes",
@@ -62,9 +69,9 @@ static const char *const all_keys[] = {
 /* The environment variables of the table; cleared around every test so the host's cannot leak in.
  */
 static const char *const all_env[] = {
-    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC", "THERMOCLINE_KAFKA_GROUP",
-    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",    "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",
+    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
+    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
+    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -203,9 +210,13 @@ static void test_every_key_settable(void **state)
     fixture *f = *state;
 
     for (size_t i = 0; i < NKEYS; i++) {
-        const char *v = strstr(all_keys[i], "create_topic") ? "false" : "7";
+        const char *v = strstr(all_keys[i], "create_topic") || strstr(all_keys[i], "commit") ||
+                                strstr(all_keys[i], "rollups") || strstr(all_keys[i], "require_")
+                            ? "false"
+                            : "7";
 
-        if (strstr(all_keys[i], "max_age_s") || strstr(all_keys[i], "retention_ms"))
+        if (strstr(all_keys[i], "max_age_s") || strstr(all_keys[i], "retention_ms") ||
+            strstr(all_keys[i], "interval_s"))
             v = "60000";
         if (strstr(all_keys[i], "max_message_bytes") || strstr(all_keys[i], "memory_bytes") ||
             strstr(all_keys[i], "roll_bytes") || strstr(all_keys[i], "row_group_bytes"))

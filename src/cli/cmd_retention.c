@@ -1,0 +1,96 @@
+/*
+ * cmd_retention.c -- `thermocline retention [--dry-run]`: drop the operational store's old days.
+ *
+ * Plain mode: detaches and drops the daily partitions older than the retention age, never today's,
+ * and, unless the lake is not required, only the days whose rows the lake's files already hold
+ * (@S.lake_files). TimescaleDB mode: the extension's retention policy does this; the command says
+ * which job and when it runs next. See docs/store.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "store/store.h"
+
+static void tc_retention_print(void *opaque, const tc_retention_day *d)
+{
+    static const char *const what[] = {"dropped", "would drop", "kept (lake incomplete)"};
+    unsigned m, dd;
+    int y;
+
+    (void)opaque;
+    tc_time_civil_from_days(d->day, &y, &m, &dd);
+    printf("%04d-%02u-%02u  %-22s  %s", y, m, dd, what[d->action], d->table);
+    if (d->rows >= 0)
+        printf("  rows %lld, lake %lld", (long long)d->rows, (long long)d->lake_rows);
+    printf("\n");
+}
+
+int tc_cmd_retention(int argc, char **argv)
+{
+    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
+                                             {"dry-run", no_argument, NULL, 'n'},
+                                             {"max-age", required_argument, NULL, 'a'},
+                                             {"no-require-lake", no_argument, NULL, 'L'},
+                                             {NULL, 0, NULL, 0}};
+    char errstr[TC_ERRSTR_MAX];
+    tc_cli_common common = {0};
+    tc_retention_options ro = {0};
+    tc_retention_result res;
+    tc_store_options so;
+    tc_config *cfg;
+    tc_store *store;
+    long max_age = -1;
+    int opt, rc = 0, no_lake = 0;
+
+    while ((opt = getopt_long(argc, argv, "c:s:hna:L", longopts, NULL)) != -1) {
+        if (tc_cli_common_opt(&common, opt, optarg))
+            continue;
+        if (opt == 'n') {
+            ro.dry_run = 1;
+            continue;
+        }
+        if (opt == 'a') {
+            max_age = tc_cli_parse_long("--max-age", optarg, 3600, 3153600000L);
+            continue;
+        }
+        if (opt == 'L') {
+            no_lake = 1;
+            continue;
+        }
+        printf("usage: thermocline retention [options]\n\n"
+               "Drop the operational store's days older than the retention age (plain mode):\n"
+               "whole daily partitions, never today's, and only days the data lake already\n"
+               "holds (sum of lake_files.rows >= the day's rows) unless the lake is not\n"
+               "required. In TimescaleDB mode the retention policy does it; this reports it.\n\n"
+               "  -n, --dry-run          show what would be dropped, drop nothing\n"
+               "  -a, --max-age SECONDS  retention age (default: retention.max_age_s)\n"
+               "  -L, --no-require-lake  drop by age alone (this deployment has no lake)\n"
+               "" TC_CLI_COMMON_HELP);
+        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    }
+    cfg = tc_cli_config(&common);
+    tc_store_options_from_config(&so, cfg);
+    ro.now_us = tc_time_now_us();
+    ro.max_age_s = max_age > 0 ? max_age : cfg->retention_max_age_s;
+    ro.require_lake = !no_lake && cfg->retention_require_lake;
+    ro.on_day = tc_retention_print;
+    store = tc_store_new(&so);
+    if (!store || tc_store_retention(store, &ro, &res, errstr, sizeof(errstr)) != TC_OK) {
+        fprintf(stderr, "thermocline retention: %s\n", store ? errstr : "out of memory");
+        rc = TC_EXIT_FAILURE;
+    } else if (res.mode == TC_STORE_TIMESCALEDB) {
+        printf("TimescaleDB mode: %s\n", res.policy);
+    } else {
+        printf("plain mode, retention %lld s%s: %zu day(s) %s, %zu kept until the lake holds"
+               " them\n",
+               (long long)ro.max_age_s, ro.require_lake ? ", lake required" : "", res.dropped,
+               ro.dry_run ? "would be dropped" : "dropped", res.kept);
+    }
+    tc_store_destroy(store);
+    tc_config_destroy(cfg);
+    return rc;
+}

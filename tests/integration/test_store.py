@@ -1,0 +1,336 @@
+"""The operational store in plain-PostgreSQL mode (forced with postgres.timescaledb=off, so these
+tests mean the same on a machine that has TimescaleDB): daily partitions ahead and on demand, BRIN,
+retention that waits for the lake, rollups and `latest` kept exactly once in the batch's
+transaction, and views equal to the raw-SQL aggregates they stand for."""
+
+import signal
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from oracle import METRICS
+
+PLAIN = "postgres.timescaledb=off"
+
+
+@pytest.fixture
+def plain(tc):
+    """The tc fixture with every command forced into plain mode."""
+    settings = tc.settings
+    tc.settings = lambda extra=(): settings((PLAIN, *extra))
+    return tc
+
+
+def execute(tc, query, params=None):
+    """A statement (or several, without params) that returns no rows, in the test's schema."""
+    with psycopg.connect(tc.dsn, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{tc.schema}"')
+        conn.execute(query, params)
+
+
+def partitions(tc):
+    return {r[0] for r in tc.sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace"
+        " WHERE p.relname = 'readings' AND n.nspname = current_schema()")}
+
+
+def part_name(d):
+    return d.strftime("readings_p%Y%m%d")
+
+
+def utc_today():
+    return datetime.now(timezone.utc).date()
+
+
+def rfc3339(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+# Rollup table vs raw readings, per device and bucket: counts, minima and maxima exactly; sums to
+# 1e-9 relative (both are float8 sums, added in a different order). Returns the mismatching groups.
+def rollup_mismatches(tc, table, width):
+    per_metric_raw = ", ".join(
+        f"count({m}) AS {m}_n, coalesce(sum({m}), 0) AS {m}_sum, min({m}) AS {m}_min,"
+        f" max({m}) AS {m}_max" for m in METRICS)
+    checks = " OR ".join(
+        f"r.{m}_n IS DISTINCT FROM x.{m}_n OR r.{m}_min IS DISTINCT FROM x.{m}_min"
+        f" OR r.{m}_max IS DISTINCT FROM x.{m}_max"
+        f" OR abs(r.{m}_sum - x.{m}_sum) > 1e-9 * greatest(1, abs(r.{m}_sum))" for m in METRICS)
+    return tc.sql(
+        f"WITH raw AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
+        f" AS bucket, count(*) AS n, {per_metric_raw} FROM readings GROUP BY 1, 2)"
+        f" SELECT device_id, bucket, r.n, x.n FROM raw r FULL JOIN {table} x"
+        f" USING (device_id, bucket) WHERE r.n IS DISTINCT FROM x.n OR {checks} LIMIT 5")
+
+
+def view_mismatches(tc, view, width):
+    """The view (plain mode: over the rollup table) against the same aggregate of the raw rows."""
+    raw_cols = ", ".join(
+        f"avg({m}) AS {m}_avg, min({m}) AS {m}_min, max({m}) AS {m}_max, count({m}) AS {m}_n"
+        for m in METRICS)
+    checks = " OR ".join(
+        f"r.{m}_n IS DISTINCT FROM v.{m}_n OR r.{m}_min IS DISTINCT FROM v.{m}_min"
+        f" OR r.{m}_max IS DISTINCT FROM v.{m}_max"
+        f" OR (r.{m}_avg IS NULL) <> (v.{m}_avg IS NULL)"
+        f" OR abs(r.{m}_avg - v.{m}_avg) > 1e-9 * greatest(1, abs(r.{m}_avg))" for m in METRICS)
+    return tc.sql(
+        f"WITH r AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
+        f" AS bucket, count(*) AS n, {raw_cols} FROM readings GROUP BY 1, 2)"
+        f" SELECT device_id, bucket, r.n, v.n FROM r FULL JOIN {view} v USING (device_id, bucket)"
+        f" WHERE r.n IS DISTINCT FROM v.n OR {checks} LIMIT 5")
+
+
+def latest_mismatches(tc):
+    cols = ", ".join(METRICS)
+    return tc.sql(
+        f"WITH r AS (SELECT DISTINCT ON (device_id) device_id, time, {cols}, tags, extra,"
+        f" kafka_partition, kafka_offset FROM readings"
+        f" ORDER BY device_id, time DESC, kafka_partition DESC, kafka_offset DESC)"
+        f" SELECT device_id FROM r FULL JOIN latest l USING (device_id)"
+        f" WHERE (r.time, r.kafka_partition, r.kafka_offset) IS DISTINCT FROM"
+        f" (l.time, l.kafka_partition, l.kafka_offset)"
+        f" OR r.tags IS DISTINCT FROM l.tags OR r.extra IS DISTINCT FROM l.extra OR "
+        + " OR ".join(f"r.{m} IS DISTINCT FROM l.{m}" for m in METRICS) + " LIMIT 5")
+
+
+def assert_derived_exact(tc):
+    (count, distinct) = tc.sql(
+        "SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM readings")[0]
+    assert count > 0 and distinct == count, "a Kafka message was stored twice"
+    assert rollup_mismatches(tc, "rollup_1m", "1 minute") == []
+    assert rollup_mismatches(tc, "rollup_1h", "1 hour") == []
+    assert view_mismatches(tc, "readings_1m", "1 minute") == []
+    assert view_mismatches(tc, "readings_1h", "1 hour") == []
+    assert latest_mismatches(tc) == []
+    (n1m,) = tc.sql("SELECT sum(n) FROM rollup_1m")[0]
+    (n1h,) = tc.sql("SELECT sum(n) FROM rollup_1h")[0]
+    assert n1m == count and n1h == count
+
+
+def test_plain_mode_objects(plain):
+    tc = plain
+    tc.migrate()
+    tc.migrate()
+    assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+    (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = 'readings'::regclass")[0]
+    assert kind == "p"
+    parts = partitions(tc)
+    today = utc_today()
+    for d in range(-31, 3):
+        assert part_name(today + timedelta(days=d)) in parts, d
+    idx = {name: definition for name, definition in tc.sql(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        " AND tablename = 'readings'")}
+    assert "USING brin (\"time\")" in idx["readings_time_brin"], idx
+    assert "device_id, \"time\" DESC" in idx["readings_device_time_idx"], idx
+    # Every partition carries both indexes.
+    (brins,) = tc.sql(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()"
+        " AND tablename LIKE 'readings_p%' AND indexdef LIKE '%USING brin%'")[0]
+    assert brins == len(parts)
+    cols = [r[0] for r in tc.sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'lake_files' ORDER BY ordinal_position")]
+    assert cols == ["path", "day", "kafka_partition", "first_offset", "last_offset", "rows",
+                    "bytes", "committed_at"]
+    for view in ("readings_1m", "readings_1h"):
+        cols = [r[0] for r in tc.sql(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+            (view,))]
+        assert cols[:3] == ["device_id", "bucket", "n"]
+        assert cols[3:] == [f"{m}_{s}" for m in METRICS for s in ("avg", "min", "max", "n")]
+    # Retention in plain mode on a fresh schema: nothing is old enough yet except empty days.
+    out = tc.cmd("retention", "--dry-run").stdout
+    assert "plain mode" in out
+
+
+def test_late_readings_get_a_partition_on_demand(plain):
+    """Readings 20 days old whose day's partition was dropped while the pipeline runs (the
+    pipeline's cache still believes in it): the partition is created again and nothing is lost."""
+    tc = plain
+    tc.migrate()
+    proc = tc.spawn("run", extra=("pipeline.batch_timeout_ms=200",))
+    try:
+        time.sleep(5)  # partitions around today are made at start, then the group is joined
+        late = datetime.now(timezone.utc).replace(hour=6, minute=0, second=0, microsecond=0) \
+            - timedelta(days=20)
+        day = part_name(late.date())
+        assert day in partitions(tc)
+        execute(tc, f'DROP TABLE "{day}"')
+        assert day not in partitions(tc)
+        summary = tc.simulate("--devices", "20", "--count", "400", "--seed", "5", "--start",
+                              rfc3339(late))
+        deadline = time.time() + 60
+        while time.time() < deadline and tc.sql("SELECT count(*) FROM readings")[0][0] < 400:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    tc.assert_clean(err)
+    assert proc.returncode == 0, err[-4000:]
+    assert summary["valid"] == 400
+    assert day in partitions(tc)
+    (n,) = tc.sql(f'SELECT count(*) FROM "{day}"')[0]
+    assert n == 400
+    assert_derived_exact(tc)
+
+
+def _old_day_fixture(tc):
+    """Rows in days 15 and 12 days ago and today, rollups for them, and lake files that hold all
+    of day -15 (in two files) but only part of day -12."""
+    today = utc_today()
+    d15, d12 = today - timedelta(days=15), today - timedelta(days=12)
+    for d, n in ((d15, 3), (d12, 2), (today, 2)):
+        for i in range(n):
+            t = datetime(d.year, d.month, d.day, 0, 30 + i, tzinfo=timezone.utc)
+            execute(tc, "INSERT INTO readings (time, device_id, temperature, kafka_partition,"
+                   " kafka_offset) VALUES (%s, 'dev-1', 20, 0, %s)", (t, i))
+            execute(tc, "INSERT INTO rollup_1m (device_id, bucket, n) VALUES ('dev-1', %s, 1)", (t,))
+    execute(tc, "INSERT INTO lake_files (path, day, kafka_partition, first_offset, last_offset, rows,"
+           " bytes) VALUES ('a.parquet', %s, 0, 0, 1, 2, 100), ('b.parquet', %s, 1, 0, 0, 1, 80),"
+           " ('c.parquet', %s, 0, 0, 0, 1, 90)", (d15, d15, d12))
+    return today, d15, d12
+
+
+def test_retention_drops_only_days_the_lake_holds(plain):
+    tc = plain
+    tc.migrate()
+    today, d15, d12 = _old_day_fixture(tc)
+    before = partitions(tc)
+    ten_days = ("retention.max_age_s=864000",)
+
+    out = tc.cmd("retention", "--dry-run", extra=ten_days).stdout
+    assert f"{d15.isoformat()}  would drop" in out, out
+    assert f"{d12.isoformat()}  kept (lake incomplete)" in out, out
+    assert "rows 2, lake 1" in out and "rows 3, lake 3" in out, out
+    assert partitions(tc) == before, "a dry run dropped something"
+
+    out = tc.cmd("retention", extra=ten_days).stdout
+    after = partitions(tc)
+    assert part_name(d15) not in after
+    assert part_name(d12) in after, "a day the lake does not fully hold was dropped"
+    # Every partition ending 10 days ago or earlier went (empty: the lake holds all 0 rows) except
+    # day -12; the last 10 days, today and the days ahead stay.
+    for d in range(-31, 3):
+        day = today + timedelta(days=d)
+        expect = d > -11 or day == d12
+        assert (part_name(day) in after) == expect, (d, out)
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 4
+    assert tc.sql("SELECT count(*) FROM rollup_1m WHERE bucket < %s",
+                  (datetime(d15.year, d15.month, d15.day, tzinfo=timezone.utc)
+                   + timedelta(days=1),))[0][0] == 0
+    assert tc.sql("SELECT count(*) FROM rollup_1m")[0][0] == 4
+
+    # Once the lake has the rest of day -12, it goes too.
+    execute(tc, "INSERT INTO lake_files (path, day, kafka_partition, first_offset, last_offset, rows,"
+           " bytes) VALUES ('d.parquet', %s, 1, 5, 5, 1, 90)", (d12,))
+    tc.cmd("retention", extra=ten_days)
+    assert part_name(d12) not in partitions(tc)
+
+    # The shortest age never takes today's partition, nor yesterday's before the first hour.
+    tc.cmd("retention", extra=("retention.max_age_s=3600", "retention.require_lake=false"))
+    after = partitions(tc)
+    assert part_name(today) in after
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 2
+
+
+def test_retention_by_age_when_the_lake_is_not_required(plain):
+    tc = plain
+    tc.migrate()
+    today, d15, d12 = _old_day_fixture(tc)
+    out = tc.cmd("retention", extra=("retention.max_age_s=864000",
+                                     "retention.require_lake=false")).stdout
+    after = partitions(tc)
+    assert part_name(d15) not in after and part_name(d12) not in after, out
+    assert part_name(today - timedelta(days=9)) in after and part_name(today) in after
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 2
+    # The store still writes into a day retention just dropped (a pipeline that cached it).
+    assert "plain mode" in out and "lake required" not in out
+
+
+def test_rollups_and_views_exact_after_100k(plain):
+    tc = plain
+    tc.migrate()
+    summary = tc.simulate("--devices", "1000", "--count", "100000", "--invalid-ratio", "0.01",
+                          "--seed", "42")
+    tc.run(idle=3)
+    (count,) = tc.sql("SELECT count(*) FROM readings")[0]
+    assert count == summary["valid"]
+    assert_derived_exact(tc)
+    (devices,) = tc.sql("SELECT count(*) FROM latest")[0]
+    assert devices == tc.sql("SELECT count(DISTINCT device_id) FROM readings")[0][0]
+    # A second run over the same topic adds nothing, to the rollups either.
+    tc.run(idle=2)
+    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == count
+
+
+def test_rollups_exactly_once_after_kill(plain):
+    """kill -9 mid-run, twice, then run to the end: rollups and latest match the raw rows."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--devices", "500", "--count", "60000", "--invalid-ratio", "0.01", "--seed", "9")
+    for delay in (1.5, 2.5):
+        proc = tc.spawn("run", extra=("pipeline.batch_size=500",))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    tc.run(idle=3)
+    exp = tc.oracle().expect()
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == exp["valid"]
+    assert_derived_exact(tc)
+
+
+def test_rollups_off(plain):
+    """postgres.rollups=false: rows and latest are written, the rollup tables stay empty."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--devices", "10", "--count", "500", "--seed", "2")
+    tc.run(idle=2, extra=("postgres.rollups=false", "postgres.synchronous_commit=false"))
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 500
+    assert tc.sql("SELECT count(*) FROM rollup_1m")[0][0] == 0
+    assert tc.sql("SELECT count(*) FROM latest")[0][0] == 10
+    assert latest_mismatches(tc) == []
+
+
+def test_mode_cannot_change(plain):
+    tc = plain
+    tc.migrate()
+    proc = tc.cmd("migrate", extra=("postgres.timescaledb=on",), check=False)
+    assert proc.returncode != 0
+    assert "plain mode" in proc.stderr and "cannot" in proc.stderr, proc.stderr
+
+
+def test_schema_from_before_the_mode_table_stays_plain(plain):
+    """A schema made by release 1 (step 1 only, no store_mode): migrate upgrades it in plain
+    mode whatever postgres.timescaledb says in auto, and the pipeline writes into it."""
+    tc = plain
+    tc.migrate()
+    execute(tc, "DROP TABLE store_mode; DROP VIEW readings_1m, readings_1h, latest;"
+           " DROP TABLE rollup_1m, rollup_1h, latest_state, lake_files;"
+           " DROP INDEX readings_time_brin; DELETE FROM schema_migrations WHERE version = 2")
+    # Before the upgrade the pipeline still writes (no rollups yet).
+    tc.simulate("--devices", "5", "--count", "50", "--seed", "4")
+    tc.run(idle=2, extra=("postgres.timescaledb=auto",))
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
+    tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
+    assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(2,)]
+    tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
+    tc.run(idle=2, extra=("postgres.timescaledb=auto",))
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100
+    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 50  # rollups from the upgrade on
+    assert tc.sql("SELECT count(*) FROM latest")[0][0] == 5
+
+
+def test_lake_files_date_is_a_day(plain):
+    tc = plain
+    tc.migrate()
+    execute(tc, "INSERT INTO lake_files (path, day, kafka_partition, first_offset, last_offset, rows,"
+           " bytes) VALUES ('x', %s, 0, 0, 9, 10, 1000)", (date(2026, 1, 2),))
+    assert tc.sql("SELECT day, committed_at IS NOT NULL FROM lake_files") == [
+        (date(2026, 1, 2), True)]

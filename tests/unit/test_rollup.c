@@ -1,0 +1,286 @@
+/*
+ * test_rollup.c -- the store's per-batch aggregation (src/store/rollup.c) and the binary array
+ * header it ships its groups in (src/store/copy.c).
+ *
+ * Expected values are worked out by hand (small batches) or by a brute-force pass over the rows
+ * (large batches), never by the hash aggregation itself.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/batch.h"
+#include "store/copy.h"
+#include "store/rollup.h"
+
+#define MIN_US  (60LL * 1000000LL)
+#define HOUR_US (3600LL * 1000000LL)
+/* 2026-11-28T12:00:00Z */
+#define T0 1795867200000000LL
+
+/* Append a row: device, time, partition, offset, then the metric values; NAN-free: a metric whose
+ * mask bit is clear is absent. */
+static void add_row(tc_batch *b, const char *dev, int64_t t, int32_t part, int64_t off,
+                    unsigned present_mask, const double *vals)
+{
+    size_t i = b->n;
+
+    assert_int_equal(tc_batch_row_begin(b), 0);
+    b->device_id[i] = (tc_slice){dev, (uint32_t)strlen(dev)};
+    b->time_us[i] = t;
+    b->partition[i] = part;
+    b->offset[i] = off;
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        if (present_mask & (1u << m)) {
+            b->present[m][i] = 1;
+            b->metric[m][i] = vals[m];
+        }
+    }
+    tc_batch_row_commit(b);
+}
+
+static void test_bucket_floor(void **state)
+{
+    (void)state;
+    assert_int_equal(tc_rollup_bucket(T0, MIN_US), T0);
+    assert_int_equal(tc_rollup_bucket(T0 + MIN_US - 1, MIN_US), T0);
+    assert_int_equal(tc_rollup_bucket(T0 + MIN_US, MIN_US), T0 + MIN_US);
+    assert_int_equal(tc_rollup_bucket(T0 + 59 * MIN_US + 5, HOUR_US), T0);
+    /* Before 1970 the floor still goes down, not toward zero. */
+    assert_int_equal(tc_rollup_bucket(-1, MIN_US), -MIN_US);
+    assert_int_equal(tc_rollup_bucket(-MIN_US, MIN_US), -MIN_US);
+    assert_int_equal(tc_rollup_bucket(-MIN_US - 1, MIN_US), -2 * MIN_US);
+    assert_int_equal(tc_rollup_bucket(0, HOUR_US), 0);
+}
+
+static void test_empty_batch(void **state)
+{
+    tc_batch *b = tc_batch_new(4, 0);
+    tc_rollup r;
+
+    (void)state;
+    assert_non_null(b);
+    tc_rollup_init(&r, MIN_US);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(r.ngroups, 0);
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+static void test_groups_by_device_and_minute(void **state)
+{
+    const double v1[TC_METRIC__COUNT] = {20.0, 40.0, 1000.0, 90.0, 52.5, 13.4};
+    const double v2[TC_METRIC__COUNT] = {22.0, 41.0, 1001.0, 89.0, 52.5, 13.4};
+    const double v3[TC_METRIC__COUNT] = {-5.5, 0, 0, 0, 0, 0};
+    const double v4[TC_METRIC__COUNT] = {30.0, 10.0, 0, 0, 0, 0};
+    tc_batch *b = tc_batch_new(16, 0);
+    tc_rollup r;
+    const tc_rollup_group *g;
+
+    (void)state;
+    assert_non_null(b);
+    add_row(b, "dev-a", T0 + 5 * 1000000LL, 0, 10, 0x3f, v1);  /* a, minute 0 */
+    add_row(b, "dev-b", T0 + 7 * 1000000LL, 1, 20, 0x01, v3);  /* b, minute 0, temperature only */
+    add_row(b, "dev-a", T0 + 59 * 1000000LL, 0, 11, 0x3f, v2); /* a, minute 0 */
+    add_row(b, "dev-a", T0 + MIN_US, 0, 12, 0x00, v1);         /* a, minute 1, no metric */
+    add_row(b, "dev-b", T0 + 30 * 1000000LL, 1, 21, 0x03, v4); /* b, minute 0 */
+
+    tc_rollup_init(&r, MIN_US);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(r.ngroups, 3);
+
+    g = &r.groups[0]; /* groups in the order of their first row */
+    assert_int_equal(g->row, 0);
+    assert_int_equal(g->bucket_us, T0);
+    assert_int_equal(g->n, 2);
+    for (int m = 0; m < TC_METRIC__COUNT; m++)
+        assert_int_equal(g->cnt[m], 2);
+    assert_true(g->sum[TC_M_TEMPERATURE] == 42.0);
+    assert_true(g->min[TC_M_TEMPERATURE] == 20.0);
+    assert_true(g->max[TC_M_TEMPERATURE] == 22.0);
+    assert_true(g->min[TC_M_BATTERY] == 89.0);
+    assert_true(g->max[TC_M_BATTERY] == 90.0);
+    assert_true(g->sum[TC_M_LATITUDE] == 105.0);
+
+    g = &r.groups[1];
+    assert_int_equal(g->row, 1);
+    assert_int_equal(g->bucket_us, T0);
+    assert_int_equal(g->n, 2);
+    assert_int_equal(g->cnt[TC_M_TEMPERATURE], 2);
+    assert_int_equal(g->cnt[TC_M_HUMIDITY], 1);
+    assert_int_equal(g->cnt[TC_M_PRESSURE], 0);
+    assert_true(g->sum[TC_M_TEMPERATURE] == 24.5);
+    assert_true(g->min[TC_M_TEMPERATURE] == -5.5);
+    assert_true(g->max[TC_M_TEMPERATURE] == 30.0);
+    assert_true(g->min[TC_M_HUMIDITY] == 10.0 && g->max[TC_M_HUMIDITY] == 10.0);
+    assert_true(g->sum[TC_M_PRESSURE] == 0.0);
+
+    g = &r.groups[2];
+    assert_int_equal(g->row, 3);
+    assert_int_equal(g->bucket_us, T0 + MIN_US);
+    assert_int_equal(g->n, 1);
+    for (int m = 0; m < TC_METRIC__COUNT; m++)
+        assert_int_equal(g->cnt[m], 0);
+
+    /* The same batch by hour: one group per device. Rebuilding forgets the previous groups. */
+    tc_rollup_free(&r);
+    tc_rollup_init(&r, HOUR_US);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(r.ngroups, 2);
+    assert_int_equal(r.groups[0].n, 3);
+    assert_int_equal(r.groups[0].cnt[TC_M_TEMPERATURE], 2);
+    assert_int_equal(r.groups[1].n, 2);
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+static void test_latest_per_device(void **state)
+{
+    const double v[TC_METRIC__COUNT] = {1, 2, 3, 4, 5, 6};
+    tc_batch *b = tc_batch_new(16, 0);
+    tc_rollup r;
+
+    (void)state;
+    assert_non_null(b);
+    add_row(b, "x", T0 + 100, 0, 5, 0x3f, v);
+    add_row(b, "y", T0 + 50, 2, 9, 0x3f, v);
+    add_row(b, "x", T0 + 300, 0, 6, 0x3f, v); /* newest x */
+    add_row(b, "x", T0 + 200, 0, 7, 0x3f, v); /* later offset, older time: not the latest */
+    add_row(b, "y", T0 + 50, 2, 8, 0x3f, v);  /* same time as row 1, lower offset */
+    add_row(b, "y", T0 + HOUR_US * 5, 1, 1, 0x3f, v);
+    add_row(b, "z", T0, 3, 1, 0x3f, v);
+    add_row(b, "z", T0, 3, 2, 0x3f, v); /* same time, higher offset wins */
+
+    tc_rollup_init(&r, 0);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(r.ngroups, 3);
+    assert_int_equal(r.groups[0].latest_row, 2);
+    assert_int_equal(r.groups[0].n, 3);
+    assert_int_equal(r.groups[1].latest_row, 5);
+    assert_int_equal(r.groups[2].latest_row, 7);
+    assert_int_equal(r.groups[0].bucket_us, 0);
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+/* Many devices and buckets (collisions, table growth): every row lands in exactly one group and
+ * each group equals a brute-force aggregate of its rows. */
+static void test_many_groups_match_brute_force(void **state)
+{
+    enum { ROWS = 20000, DEVICES = 3000 };
+    static char names[DEVICES][24];
+    tc_batch *b = tc_batch_new(ROWS, 0);
+    tc_rollup r;
+    uint64_t x = 88172645463325252ULL;
+    int64_t total = 0;
+
+    (void)state;
+    assert_non_null(b);
+    for (int d = 0; d < DEVICES; d++)
+        snprintf(names[d], sizeof(names[d]), "sensor-%05d", d);
+    for (int i = 0; i < ROWS; i++) {
+        double v[TC_METRIC__COUNT];
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for (int m = 0; m < TC_METRIC__COUNT; m++)
+            v[m] = (double)((x >> (m * 8)) & 0xff) / 4.0 - 10.0;
+        add_row(b, names[x % DEVICES], T0 + (int64_t)((x >> 20) % (3 * HOUR_US)), (int32_t)(i % 6),
+                i, (unsigned)(x >> 40) & 0x3f, v);
+    }
+    /* Built twice: the second build reuses the table and must give the same groups. */
+    tc_rollup_init(&r, MIN_US);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(tc_rollup_build(&r, b), 0);
+        total = 0;
+        for (size_t g = 0; g < r.ngroups; g++)
+            total += r.groups[g].n;
+        assert_int_equal(total, ROWS);
+    }
+    /* Check a sample of groups against the rows. */
+    for (size_t g = 0; g < r.ngroups; g += 97) {
+        const tc_rollup_group *gr = &r.groups[g];
+        const tc_slice *dev = &b->device_id[gr->row];
+        int64_t n = 0, cnt[TC_METRIC__COUNT] = {0};
+        double sum[TC_METRIC__COUNT] = {0};
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->device_id[i].len != dev->len ||
+                memcmp(b->device_id[i].ptr, dev->ptr, dev->len) != 0 ||
+                tc_rollup_bucket(b->time_us[i], MIN_US) != gr->bucket_us)
+                continue;
+            assert_true(i >= gr->row);
+            n++;
+            for (int m = 0; m < TC_METRIC__COUNT; m++) {
+                if (!b->present[m][i])
+                    continue;
+                cnt[m]++;
+                sum[m] += b->metric[m][i];
+                assert_true(b->metric[m][i] >= gr->min[m]);
+                assert_true(b->metric[m][i] <= gr->max[m]);
+            }
+        }
+        assert_int_equal(n, gr->n);
+        for (int m = 0; m < TC_METRIC__COUNT; m++) {
+            assert_int_equal(cnt[m], gr->cnt[m]);
+            /* Quarter steps: every partial sum is exact, so the order does not matter. */
+            assert_true(sum[m] == gr->sum[m]);
+        }
+    }
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+/* The rollup tables and views name the metrics in this order (src/store/migrate.c). */
+static void test_metric_order_matches_sql(void **state)
+{
+    static const char *const sql_order[TC_METRIC__COUNT] = {"temperature", "humidity", "pressure",
+                                                            "battery",     "latitude", "longitude"};
+
+    (void)state;
+    for (int m = 0; m < TC_METRIC__COUNT; m++)
+        assert_string_equal(tc_metric_names[m], sql_order[m]);
+}
+
+static void test_array_header(void **state)
+{
+    static const unsigned char want[] = {
+        0,    0,    0,    1,                                  /* ndim */
+        0,    0,    0,    1,                                  /* has nulls */
+        0,    0,    0x02, 0xbd,                               /* float8 = 701 */
+        0,    0,    0,    2,                                  /* length */
+        0,    0,    0,    1,                                  /* lower bound */
+        0,    0,    0,    8,    0x3f, 0xf0, 0, 0, 0, 0, 0, 0, /* 1.0 */
+        0xff, 0xff, 0xff, 0xff,                               /* NULL */
+    };
+    tc_copybuf c;
+
+    (void)state;
+    tc_copybuf_init(&c);
+    tc_copy_array_begin(&c, TC_OID_FLOAT8, 2, 1);
+    tc_copy_float8(&c, 1.0);
+    tc_copy_null(&c);
+    assert_false(c.failed);
+    assert_int_equal(c.len, sizeof(want));
+    assert_memory_equal(c.data, want, sizeof(want));
+    tc_copybuf_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bucket_floor),
+        cmocka_unit_test(test_empty_batch),
+        cmocka_unit_test(test_groups_by_device_and_minute),
+        cmocka_unit_test(test_latest_per_device),
+        cmocka_unit_test(test_many_groups_match_brute_force),
+        cmocka_unit_test(test_metric_order_matches_sql),
+        cmocka_unit_test(test_array_header),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
