@@ -21,6 +21,8 @@ static const tc_command tc_commands[] = {
     {"simulate", tc_cmd_simulate, "produce simulated device readings to Kafka"},
     {"config", tc_cmd_config, "print the configuration reference, a sample, or the effective one"},
     {"version", tc_cmd_version, "print the version"},
+    {"registry", tc_cmd_registry, "serve the Avro schema registry (Confluent-compatible API)"},
+    {"schema", tc_cmd_schema, "register, list, show and check schemas in a registry"},
     {"lake", tc_cmd_lake, "list and verify the Parquet data lake"},
     {"retention", tc_cmd_retention, "drop the store's days older than the retention age"},
 };

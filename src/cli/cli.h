@@ -59,6 +59,8 @@ int tc_cmd_migrate(int argc, char **argv);
 int tc_cmd_simulate(int argc, char **argv);
 int tc_cmd_config(int argc, char **argv);
 int tc_cmd_version(int argc, char **argv);
+int tc_cmd_registry(int argc, char **argv);
+int tc_cmd_schema(int argc, char **argv);
 int tc_cmd_lake(int argc, char **argv);
 int tc_cmd_retention(int argc, char **argv);
 

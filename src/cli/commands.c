@@ -11,6 +11,7 @@
 #include "ingest/kafka.h"
 #include "ingest/simulator.h"
 #include "process/pipeline.h"
+#include "schema/registry.h"
 #include "store/store.h"
 
 int tc_cmd_migrate(int argc, char **argv)
@@ -35,6 +36,7 @@ int tc_cmd_migrate(int argc, char **argv)
     tc_store_options_from_config(&so, cfg);
     store = tc_store_new(&so);
     if (!store || tc_store_migrate(store, errstr, sizeof(errstr)) != TC_OK ||
+        tc_registry_migrate(cfg->pg_dsn, errstr, sizeof(errstr)) != TC_OK ||
         tc_store_ensure_partitions_around(store, tc_time_now_us(),
                                           (int)(cfg->limits.max_age_s / 86400) + 1, errstr,
                                           sizeof(errstr)) != TC_OK) {

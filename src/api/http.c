@@ -1,0 +1,652 @@
+/*
+ * http.c -- HTTP server over libmicrohttpd and its router; see http.h.
+ *
+ * libmicrohttpd calls the access handler several times per request: once when the headers are in
+ * (we check Content-Length there and refuse an oversized body at once), once per piece of body
+ * (appended to a bounded buffer), and once more when the request is complete (we dispatch). The raw
+ * request target, query included, is captured by the URI log callback before libmicrohttpd
+ * unescapes anything, so routing sees exactly what the client sent.
+ */
+#include "api/http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "core/json.h"
+#include "core/log.h"
+
+/* Body bytes read and dropped after a request is known to be too large, before the connection is
+ * cut instead (see the 413 handling in tc_http_access). */
+#define TC_HTTP_DISCARD_MAX (64 * 1024 * 1024)
+/* Path segments a route may have; deeper paths never match. */
+#define TC_HTTP_SEGS_MAX 16
+
+typedef struct tc_http_route_def {
+    char method[16];
+    char *pattern; /* owned copy, '/' replaced by NUL between segments */
+    const char *segs[TC_HTTP_SEGS_MAX];
+    unsigned char is_param[TC_HTTP_SEGS_MAX];
+    size_t nsegs;
+    tc_http_handler fn;
+    void *ctx;
+} tc_http_route_def;
+
+struct tc_http_server {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char listen[128];
+    tc_http_options opt;
+    tc_http_route_def routes[TC_HTTP_ROUTES_MAX];
+    size_t nroutes;
+    struct MHD_Daemon *daemon;
+    unsigned port;
+};
+
+/* Per-request state, from the URI callback to the completion callback. */
+typedef struct tc_http_req_state {
+    char *target;
+    char *body;
+    size_t len, cap;
+    int too_large;
+    int responded;
+    size_t discarded; /* body bytes dropped after it was found too large */
+} tc_http_req_state;
+
+/* ---- responses ---- */
+
+void tc_http_response_clear(tc_http_response *resp)
+{
+    free(resp->body);
+    memset(resp, 0, sizeof(*resp));
+}
+
+void tc_http_respond_owned(tc_http_response *resp, int status, const char *content_type, char *body,
+                           size_t len)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->body = body;
+    resp->body_len = body ? len : 0;
+}
+
+void tc_http_respond(tc_http_response *resp, int status, const char *content_type, const char *body,
+                     size_t len)
+{
+    char *copy = NULL;
+
+    if (body && len) {
+        copy = malloc(len + 1);
+        if (!copy) {
+            tc_http_respond_owned(resp, 500, NULL, NULL, 0);
+            return;
+        }
+        memcpy(copy, body, len);
+        copy[len] = '\0';
+    }
+    tc_http_respond_owned(resp, status, content_type, copy, copy ? len : 0);
+}
+
+void tc_http_respond_error(tc_http_response *resp, int status, const char *content_type, int code,
+                           const char *msg)
+{
+    tc_jbuf b;
+    char *text;
+    size_t len = 0;
+
+    tc_jbuf_init(&b, 64 * 1024);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "error_code");
+    tc_jbuf_int(&b, code);
+    tc_jbuf_key(&b, "message");
+    tc_jbuf_str(&b, msg ? msg : "");
+    tc_jbuf_obj_end(&b);
+    text = tc_jbuf_take(&b, &len);
+    tc_http_respond_owned(resp, status, content_type, text, text ? len : 0);
+}
+
+/* ---- decoding ---- */
+
+static int tc_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long tc_http_pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= n)
+                return -1;
+            hi = tc_hexval(s[i + 1]);
+            lo = tc_hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (c == '\0' || o + 1 >= cap)
+            return -1;
+        out[o++] = c;
+    }
+    if (o >= cap)
+        return -1;
+    out[o] = '\0';
+    return (long)o;
+}
+
+int tc_http_query(const tc_http_request *req, const char *key, char *buf, size_t size)
+{
+    const char *q = req->query ? req->query : "";
+    size_t klen = strlen(key);
+
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t plen = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', plen);
+        size_t nlen = eq ? (size_t)(eq - q) : plen;
+        char name[128];
+        long got = nlen < sizeof(name) ? tc_http_pct_decode(q, nlen, name, sizeof(name)) : -1;
+
+        if (got >= 0 && (size_t)got == klen && !memcmp(name, key, klen)) {
+            long vlen;
+            if (!eq) {
+                if (size)
+                    buf[0] = '\0';
+                return size ? 1 : -1;
+            }
+            vlen = tc_http_pct_decode(eq + 1, plen - nlen - 1, buf, size);
+            if (vlen < 0)
+                return -1;
+            for (long i = 0; i < vlen; i++)
+                if (buf[i] == '+')
+                    buf[i] = ' ';
+            return 1;
+        }
+        q += plen;
+        if (*q == '&')
+            q++;
+    }
+    return 0;
+}
+
+int tc_http_query_bool(const tc_http_request *req, const char *key)
+{
+    char v[16];
+
+    return tc_http_query(req, key, v, sizeof(v)) == 1 && !strcasecmp(v, "true");
+}
+
+/* ---- router ---- */
+
+tc_err tc_http_route(tc_http_server *s, const char *method, const char *pattern, tc_http_handler fn,
+                     void *ctx)
+{
+    tc_http_route_def *r;
+    char *p;
+    size_t nparams = 0;
+
+    if (!s || s->daemon || s->nroutes >= TC_HTTP_ROUTES_MAX || !method || !pattern ||
+        pattern[0] != '/' || strlen(method) >= sizeof(r->method) || !fn)
+        return TC_ERR_INVALID;
+    r = &s->routes[s->nroutes];
+    memset(r, 0, sizeof(*r));
+    r->pattern = strdup(pattern + 1);
+    if (!r->pattern)
+        return TC_ERR_NOMEM;
+    strcpy(r->method, method);
+    r->fn = fn;
+    r->ctx = ctx;
+    p = r->pattern;
+    if (*p) {
+        for (;;) {
+            char *slash = strchr(p, '/');
+            size_t len;
+            if (slash)
+                *slash = '\0';
+            len = strlen(p);
+            if (r->nsegs >= TC_HTTP_SEGS_MAX) {
+                free(r->pattern);
+                r->pattern = NULL;
+                return TC_ERR_INVALID;
+            }
+            r->is_param[r->nsegs] = len >= 2 && p[0] == '{' && p[len - 1] == '}';
+            if (r->is_param[r->nsegs] && ++nparams > TC_HTTP_PARAMS_MAX) {
+                free(r->pattern);
+                r->pattern = NULL;
+                return TC_ERR_INVALID;
+            }
+            r->segs[r->nsegs++] = p;
+            if (!slash)
+                break;
+            p = slash + 1;
+        }
+    }
+    s->nroutes++;
+    return TC_OK;
+}
+
+static const char *tc_http_err_ct(const tc_http_server *s)
+{
+    return s->opt.error_content_type ? s->opt.error_content_type : TC_HTTP_JSON;
+}
+
+void tc_http_dispatch(const tc_http_server *s, const char *method, const char *target,
+                      const char *content_type, const char *body, size_t body_len,
+                      tc_http_response *resp)
+{
+    const char *segs[TC_HTTP_SEGS_MAX];
+    size_t seglen[TC_HTTP_SEGS_MAX];
+    size_t nsegs = 0, path_len;
+    const char *q, *p;
+    char *path = NULL, *decoded = NULL, *body_copy = NULL;
+    size_t dpos = 0;
+    int path_matched = 0;
+    tc_http_request req;
+
+    memset(resp, 0, sizeof(*resp));
+    if (!target || target[0] != '/') {
+        tc_http_respond_error(resp, 400, tc_http_err_ct(s), 400, "Bad request target");
+        return;
+    }
+    q = strchr(target, '?');
+    path_len = q ? (size_t)(q - target) : strlen(target);
+    path = malloc(path_len + 1);
+    decoded = malloc(path_len + TC_HTTP_PARAMS_MAX + 1);
+    body_copy = malloc(body_len + 1);
+    if (!path || !decoded || !body_copy) {
+        free(path);
+        free(decoded);
+        free(body_copy);
+        tc_http_respond_error(resp, 500, tc_http_err_ct(s), 500, "Out of memory");
+        return;
+    }
+    memcpy(path, target, path_len);
+    path[path_len] = '\0';
+    if (body_len)
+        memcpy(body_copy, body, body_len);
+    body_copy[body_len] = '\0';
+
+    /* Split "/a/b/c" into raw segments; "/" alone has none. */
+    p = path + 1;
+    if (*p) {
+        for (;;) {
+            const char *slash = strchr(p, '/');
+            size_t len = slash ? (size_t)(slash - p) : strlen(p);
+            if (nsegs == TC_HTTP_SEGS_MAX) {
+                nsegs = TC_HTTP_SEGS_MAX + 1;
+                break;
+            }
+            segs[nsegs] = p;
+            seglen[nsegs++] = len;
+            if (!slash)
+                break;
+            p = slash + 1;
+        }
+    }
+
+    for (size_t i = 0; i < s->nroutes && nsegs <= TC_HTTP_SEGS_MAX; i++) {
+        const tc_http_route_def *r = &s->routes[i];
+        size_t k;
+        int bad = 0;
+
+        if (r->nsegs != nsegs)
+            continue;
+        for (k = 0; k < nsegs; k++) {
+            if (r->is_param[k]
+                    ? seglen[k] == 0
+                    : (strlen(r->segs[k]) != seglen[k] || memcmp(r->segs[k], segs[k], seglen[k])))
+                break;
+        }
+        if (k < nsegs)
+            continue;
+        path_matched = 1;
+        if (strcmp(r->method, method))
+            continue;
+        memset(&req, 0, sizeof(req));
+        req.method = method;
+        req.path = path;
+        req.query = q ? q + 1 : "";
+        req.content_type = content_type;
+        req.body = body_copy;
+        req.body_len = body_len;
+        dpos = 0;
+        for (k = 0; k < nsegs && !bad; k++) {
+            long n;
+            if (!r->is_param[k])
+                continue;
+            n = tc_http_pct_decode(segs[k], seglen[k], decoded + dpos,
+                                   path_len + TC_HTTP_PARAMS_MAX + 1 - dpos);
+            if (n < 0) {
+                bad = 1;
+                break;
+            }
+            req.params[req.nparams++] = decoded + dpos;
+            dpos += (size_t)n + 1;
+        }
+        if (bad) {
+            tc_http_respond_error(resp, 400, tc_http_err_ct(s), 400,
+                                  "Malformed percent-encoding in the request path");
+        } else {
+            r->fn(r->ctx, &req, resp);
+            if (!resp->status)
+                tc_http_respond_error(resp, 500, tc_http_err_ct(s), 500,
+                                      "The handler gave no response");
+        }
+        free(path);
+        free(decoded);
+        free(body_copy);
+        return;
+    }
+    if (path_matched)
+        tc_http_respond_error(resp, 405, tc_http_err_ct(s), 405, "HTTP 405 Method Not Allowed");
+    else
+        tc_http_respond_error(resp, 404, tc_http_err_ct(s), 404, "HTTP 404 Not Found");
+    free(path);
+    free(decoded);
+    free(body_copy);
+}
+
+/* ---- server ---- */
+
+static tc_err tc_http_parse_addr(tc_http_server *s, const char *listen_addr, char *errstr,
+                                 size_t errstr_size)
+{
+    char host[128], port[16];
+    const char *colon;
+    struct addrinfo hints, *res = NULL;
+    int rc;
+
+    if (!listen_addr || strlen(listen_addr) >= sizeof(host))
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid listen address");
+    if (listen_addr[0] == '[') {
+        const char *close = strchr(listen_addr, ']');
+        if (!close || close[1] != ':')
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid listen address \"%s\" (expected [v6]:port)", listen_addr);
+        memcpy(host, listen_addr + 1, (size_t)(close - listen_addr - 1));
+        host[close - listen_addr - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen_addr, ':');
+        if (!colon)
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid listen address \"%s\" (expected host:port)", listen_addr);
+        memcpy(host, listen_addr, (size_t)(colon - listen_addr));
+        host[colon - listen_addr] = '\0';
+    }
+    if (strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof(port) ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1) || atol(colon + 1) > 65535)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid port in \"%s\"",
+                          listen_addr);
+    strcpy(port, colon + 1);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0 || !res)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "cannot resolve \"%s\": %s",
+                          listen_addr, gai_strerror(rc));
+    memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+    s->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    snprintf(s->listen, sizeof(s->listen), "%s", listen_addr);
+    return TC_OK;
+}
+
+tc_http_server *tc_http_server_new(const char *listen_addr, const tc_http_options *opt,
+                                   char *errstr, size_t errstr_size)
+{
+    tc_http_server *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (opt)
+        s->opt = *opt;
+    if (!s->opt.max_body_bytes)
+        s->opt.max_body_bytes = TC_HTTP_BODY_MAX_DEFAULT;
+    if (!s->opt.threads)
+        s->opt.threads = TC_HTTP_THREADS_DEFAULT;
+    if (!s->opt.max_connections)
+        s->opt.max_connections = TC_HTTP_CONNS_DEFAULT;
+    if (!s->opt.timeout_s)
+        s->opt.timeout_s = TC_HTTP_TIMEOUT_S_DEFAULT;
+    if (listen_addr && tc_http_parse_addr(s, listen_addr, errstr, errstr_size) != TC_OK) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void *tc_http_uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    tc_http_req_state *st = calloc(1, sizeof(*st));
+
+    (void)cls;
+    (void)con;
+    if (st) {
+        st->target = strdup(uri ? uri : "");
+        if (!st->target) {
+            free(st);
+            st = NULL;
+        }
+    }
+    return st;
+}
+
+static void tc_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    tc_http_req_state *st = *con_cls;
+
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (st) {
+        free(st->target);
+        free(st->body);
+        free(st);
+    }
+    *con_cls = NULL;
+}
+
+/* libmicrohttpd must not unescape the target: we route on the raw form (see the file comment). */
+static size_t tc_http_no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+__attribute__((format(printf, 2, 0))) static void tc_http_mhd_log(void *cls, const char *fmt,
+                                                                  va_list ap)
+{
+    char msg[512];
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    tc_log_warn("http", "%s", msg);
+}
+
+static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *resp,
+                                    const char *default_ct)
+{
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+    void *body = resp->body;
+
+    if (!body) {
+        body = malloc(1);
+        if (!body)
+            return MHD_NO;
+    }
+    r = MHD_create_response_from_buffer_with_free_callback(resp->body_len, body, free);
+    if (!r) {
+        if (body != resp->body)
+            free(body);
+        tc_http_response_clear(resp);
+        return MHD_NO;
+    }
+    resp->body = NULL; /* owned by the MHD response now */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            resp->content_type ? resp->content_type : default_ct);
+    ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    tc_http_response_clear(resp);
+    return ret;
+}
+
+static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    tc_http_server *s = cls;
+    tc_http_req_state *st = *con_cls;
+    tc_http_response resp;
+    const char *ct;
+    char msg[128];
+
+    (void)url;
+    (void)version;
+    if (!st)
+        return MHD_NO; /* out of memory in the URI callback */
+    if (st->responded)
+        return MHD_YES;
+    if (!st->body) {
+        /* First call: headers only. Refuse an announced oversized body before reading it. */
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        st->cap = 1024;
+        st->body = malloc(st->cap);
+        if (!st->body)
+            return MHD_NO;
+        st->body[0] = '\0';
+        if (cl && strtoull(cl, NULL, 10) > s->opt.max_body_bytes) {
+            const char *expect =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            st->too_large = 1;
+            /* A client that sends the body before reading the answer would see the connection
+             * reset under it: unless it waits for 100 Continue, read and drop the body first. */
+            if (!expect || strcasecmp(expect, "100-continue"))
+                return MHD_YES;
+            st->responded = 1;
+            snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
+            memset(&resp, 0, sizeof(resp));
+            tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
+            return tc_http_send(c, &resp, tc_http_err_ct(s));
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        st->discarded += st->too_large ? n : 0;
+        if (st->too_large) /* dropped; a client that will not stop is cut off */
+            return st->discarded > TC_HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+        if (st->len + n > s->opt.max_body_bytes) {
+            st->too_large = 1;
+            st->discarded = n;
+            return MHD_YES;
+        }
+        if (st->len + n + 1 > st->cap) {
+            size_t cap = st->cap;
+            char *nb;
+            while (cap < st->len + n + 1)
+                cap *= 2;
+            nb = realloc(st->body, cap);
+            if (!nb)
+                return MHD_NO;
+            st->body = nb;
+            st->cap = cap;
+        }
+        memcpy(st->body + st->len, upload_data, n);
+        st->len += n;
+        st->body[st->len] = '\0';
+        return MHD_YES;
+    }
+    st->responded = 1;
+    if (st->too_large) {
+        snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
+        memset(&resp, 0, sizeof(resp));
+        tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
+        return tc_http_send(c, &resp, tc_http_err_ct(s));
+    }
+    ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    tc_http_dispatch(s, method, st->target, ct, st->body, st->len, &resp);
+    return tc_http_send(c, &resp, TC_HTTP_JSON);
+}
+
+tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    const union MHD_DaemonInfo *info;
+
+    if (!s || s->daemon)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "server already started");
+    if (!s->addrlen)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "no listen address");
+    if (s->addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, tc_http_access, s, MHD_OPTION_EXTERNAL_LOGGER, tc_http_mhd_log,
+        (void *)s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&s->addr, MHD_OPTION_URI_LOG_CALLBACK,
+        tc_http_uri_cb, (void *)s, MHD_OPTION_NOTIFY_COMPLETED, tc_http_completed, (void *)s,
+        MHD_OPTION_UNESCAPE_CALLBACK, tc_http_no_unescape, (void *)s, MHD_OPTION_CONNECTION_LIMIT,
+        s->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        s->opt.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.threads,
+        MHD_OPTION_END);
+    if (!s->daemon)
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "cannot listen on %s: %s", s->listen,
+                          strerror(errno ? errno : EADDRINUSE));
+    info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : 0;
+    return TC_OK;
+}
+
+unsigned tc_http_server_port(const tc_http_server *s)
+{
+    return s && s->daemon ? s->port : 0;
+}
+
+void tc_http_server_stop(tc_http_server *s)
+{
+    if (s && s->daemon) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+    }
+}
+
+void tc_http_server_destroy(tc_http_server *s)
+{
+    if (!s)
+        return;
+    tc_http_server_stop(s);
+    for (size_t i = 0; i < s->nroutes; i++)
+        free(s->routes[i].pattern);
+    free(s);
+}

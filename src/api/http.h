@@ -1,0 +1,125 @@
+/*
+ * http.h -- a thin HTTP/1.1 server over libmicrohttpd, with a router.
+ *
+ * One server per process serves every control-plane endpoint (the schema registry now; /healthz,
+ * /readyz and /metrics later). Routes are a method plus a path pattern whose segments are literals
+ * or {params}: "/subjects/{subject}/versions/{version}". The path of a request is matched segment
+ * by segment on its raw (still percent-encoded) form, so an encoded slash (%2F) stays inside one
+ * parameter; each parameter is then percent-decoded (a decoded NUL or a malformed escape is a 400).
+ * A path that matches a route under another method gets 405, one that matches no route 404; both
+ * with a JSON body.
+ *
+ * Bodies are bounded: a request whose Content-Length (or whose streamed body) is above
+ * max_body_bytes gets 413 without the handler running. Connections, per-connection memory and idle
+ * time are bounded too (see tc_http_options). Responses are JSON unless a handler says otherwise.
+ *
+ * Threads: libmicrohttpd's internal polling thread, or a pool of them (options.threads), calls the
+ * handlers; a handler that shares state across requests locks it. tc_http_server_stop stops
+ * accepting, lets running handlers finish and closes every connection; destroy frees everything.
+ *
+ * tc_http_dispatch runs the router and a handler without any socket: it is what the server calls
+ * for each complete request, and what unit tests and fuzz targets call directly.
+ */
+#ifndef TC_API_HTTP_H
+#define TC_API_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define TC_HTTP_PARAMS_MAX        8
+#define TC_HTTP_ROUTES_MAX        64
+#define TC_HTTP_BODY_MAX_DEFAULT  (1024 * 1024)
+#define TC_HTTP_THREADS_DEFAULT   4
+#define TC_HTTP_CONNS_DEFAULT     256
+#define TC_HTTP_TIMEOUT_S_DEFAULT 30
+/* The JSON content type of responses unless a handler sets another. */
+#define TC_HTTP_JSON "application/json"
+
+typedef struct tc_http_options {
+    size_t max_body_bytes;          /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
+    unsigned threads;               /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    unsigned max_connections;       /* 0 = TC_HTTP_CONNS_DEFAULT */
+    unsigned timeout_s;             /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
+    const char *error_content_type; /* of the server's own 400/404/405/413 bodies; NULL = JSON */
+} tc_http_options;
+
+typedef struct tc_http_request {
+    const char *method;       /* "GET", "POST", ... */
+    const char *path;         /* raw path, without the query */
+    const char *query;        /* raw query string (after '?'), "" when none */
+    const char *content_type; /* Content-Type header or NULL */
+    const char *body;         /* NUL-terminated copy of the body ("" when none) */
+    size_t body_len;
+    const char *params[TC_HTTP_PARAMS_MAX]; /* decoded {param} values, in pattern order */
+    size_t nparams;
+} tc_http_request;
+
+typedef struct tc_http_response {
+    int status;               /* 200 unless set */
+    const char *content_type; /* static string; NULL = TC_HTTP_JSON */
+    char *body;               /* malloc'ed, owned by the response; NUL after body_len bytes */
+    size_t body_len;
+} tc_http_response;
+
+/* A route handler fills resp (tc_http_respond* below). */
+typedef void (*tc_http_handler)(void *ctx, const tc_http_request *req, tc_http_response *resp);
+
+typedef struct tc_http_server tc_http_server;
+
+/* A server that will listen on listen_addr ("127.0.0.1:8081", "[::1]:8081", ":8081" for every
+ * interface; port 0 picks a free port). Nothing is bound until tc_http_server_start. opt may be
+ * NULL. Returns NULL with errstr set on a bad address or out of memory. */
+tc_http_server *tc_http_server_new(const char *listen_addr, const tc_http_options *opt,
+                                   char *errstr, size_t errstr_size);
+
+/* Add a route before start. pattern segments are literals or {name}; at most TC_HTTP_PARAMS_MAX
+ * params. Routes are tried in the order added; the first match wins. */
+tc_err tc_http_route(tc_http_server *s, const char *method, const char *pattern, tc_http_handler fn,
+                     void *ctx);
+
+/* Bind and start serving. TC_ERR_IO when the address cannot be bound. */
+tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size);
+
+/* The bound port once started (useful with port 0), else 0. */
+unsigned tc_http_server_port(const tc_http_server *s);
+
+/* Stop serving: no new connections, running handlers finish, connections close. Idempotent. */
+void tc_http_server_stop(tc_http_server *s);
+
+/* Stop (if needed) and free. NULL is fine. */
+void tc_http_server_destroy(tc_http_server *s);
+
+/* Route one request in-process: target is the raw request target ("/path?query"). Fills resp
+ * (free its body with tc_http_response_clear). Thread-safe once routes are added. */
+void tc_http_dispatch(const tc_http_server *s, const char *method, const char *target,
+                      const char *content_type, const char *body, size_t body_len,
+                      tc_http_response *resp);
+
+void tc_http_response_clear(tc_http_response *resp);
+
+/* Set the response: status and a body (copied and NUL-terminated; NULL/0 = empty), with a
+ * content type. */
+void tc_http_respond(tc_http_response *resp, int status, const char *content_type, const char *body,
+                     size_t len);
+/* Take ownership of a malloc'ed body, which must have a NUL after its len bytes. */
+void tc_http_respond_owned(tc_http_response *resp, int status, const char *content_type, char *body,
+                           size_t len);
+/* {"error_code": code, "message": msg} with HTTP status (content type TC_HTTP_JSON unless given).
+ */
+void tc_http_respond_error(tc_http_response *resp, int status, const char *content_type, int code,
+                           const char *msg);
+
+/* Decoded value of query parameter key into buf (NUL-terminated). Returns 1 when present (a key
+ * without '=' has the value ""), 0 when absent, -1 when malformed or longer than size - 1. */
+int tc_http_query(const tc_http_request *req, const char *key, char *buf, size_t size);
+
+/* Query parameter as a boolean: "true" (any case) is 1, anything else or absent is 0. */
+int tc_http_query_bool(const tc_http_request *req, const char *key);
+
+/* Percent-decode s[0..n) into out (size cap, NUL-terminated); '+' stays '+'. Returns the decoded
+ * length, or -1 on a malformed escape, a decoded NUL or when it does not fit. */
+long tc_http_pct_decode(const char *s, size_t n, char *out, size_t cap);
+
+#endif
