@@ -223,3 +223,10 @@ int64_t tc_time_day_of(int64_t us)
 {
     return us >= 0 ? us / TC_USEC_PER_DAY : -((-us + TC_USEC_PER_DAY - 1) / TC_USEC_PER_DAY);
 }
+
+void tc_time_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}

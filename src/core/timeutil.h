@@ -54,6 +54,9 @@ size_t tc_time_format_rfc3339(int64_t us, char *buf, size_t cap);
 
 /* Days since 1970-01-01 of the proleptic Gregorian date y-m-d (m 1..12, d 1..31; year 0 exists and
  * is a leap year, as in ISO 8601). Out-of-range m or d give a meaningless but defined result. */
+/* Sleep for ms milliseconds (interrupted sleeps are not resumed: callers loop on their own). */
+void tc_time_sleep_ms(long ms);
+
 /* Day number (days since 1970-01-01, floor) of a time in microseconds since the epoch. */
 int64_t tc_time_day_of(int64_t us);
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 /* How long topic creation may take before we call the broker unreachable. */
 #define TC_ADMIN_TIMEOUT_MS 30000
@@ -108,12 +109,6 @@ static tc_pstate *tc_consumer_pstate(tc_consumer *c, int32_t p)
     return &c->ps[p];
 }
 
-static void tc_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_t *parts)
 {
     int32_t *ids = calloc((size_t)parts->cnt + 1, sizeof(*ids));
@@ -134,7 +129,7 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
     while ((err = c->hooks.on_assign(c->hooks.opaque, ids, (size_t)parts->cnt, next)) != TC_OK) {
         tc_log_warn("consumer", "could not read stored offsets (%s); retrying in %ld ms",
                     tc_err_name(err), backoff);
-        tc_sleep_ms(backoff);
+        tc_time_sleep_ms(backoff);
         backoff = backoff * 2 > TC_ASSIGN_BACKOFF_MAX_MS ? TC_ASSIGN_BACKOFF_MAX_MS : backoff * 2;
     }
     for (int i = 0; i < parts->cnt; i++) {

@@ -366,12 +366,6 @@ static tc_err tc_pipeline_flush_lake(tc_pipeline *p, char *errstr, size_t errstr
     return err;
 }
 
-static void tc_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Write the batch, retrying retriable failures until it is written or a stop is requested. */
 static tc_err tc_pipeline_flush(tc_pipeline *p)
 {
@@ -403,7 +397,7 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
         for (long slept = 0; slept < wait; slept += 50) {
             if (*p->stop)
                 return TC_ERR_STOPPED;
-            tc_sleep_ms(50);
+            tc_time_sleep_ms(50);
         }
         backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
     }
