@@ -61,6 +61,8 @@ typedef struct tc_config {
     char *lake_codec;
     int64_t lake_row_group_rows;
     int64_t lake_row_group_bytes;
+    /* http */
+    char *http_listen;
     /* log */
     char *log_level;
     char *log_format;

@@ -127,6 +127,12 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
     /* The store is the truth about where to resume; without it we cannot consume correctly, so
      * wait for it (the group tolerates this up to max.poll.interval.ms). */
     while ((err = c->hooks.on_assign(c->hooks.opaque, ids, (size_t)parts->cnt, next)) != TC_OK) {
+        if (err == TC_ERR_STOPPED) {
+            /* Shutting down: take nothing; closing the consumer hands the partitions back. */
+            free(ids);
+            free(next);
+            return;
+        }
         tc_log_warn("consumer", "could not read stored offsets (%s); retrying in %ld ms",
                     tc_err_name(err), backoff);
         tc_time_sleep_ms(backoff);

@@ -38,7 +38,8 @@ typedef struct tc_message {
 typedef struct tc_consumer_hooks {
     void *opaque;
     /* Fill next[i] with the first offset to consume of parts[i], or -1 for "from the beginning of
-     * what Kafka retains". A failure is retried by the consumer (the store may be down). */
+     * what Kafka retains". A failure is retried by the consumer (the store may be down), except
+     * TC_ERR_STOPPED, which abandons the assignment (the process is shutting down). */
     tc_err (*on_assign)(void *opaque, const int32_t *parts, size_t n, int64_t *next);
     /* Partitions are about to go (lost: they are already gone and their data must be dropped). */
     void (*on_revoke)(void *opaque, const int32_t *parts, size_t n, int lost);

@@ -14,6 +14,7 @@
 #include "core/timeutil.h"
 #include "ingest/kafka.h"
 #include "lake/sink.h"
+#include "process/observe.h"
 #include "process/validate.h"
 #include "schema/json_reading.h"
 #include "store/store.h"
@@ -53,7 +54,11 @@ struct tc_pipeline {
     const tc_config *cfg;
     tc_consumer *consumer;
     tc_store *store;
-    tc_lake *lake; /* NULL when lake.dir is empty */
+    tc_lake *lake;   /* NULL when lake.dir is empty */
+    tc_observe *obs; /* NULL when http.listen is empty */
+    int store_ok;    /* the store's last write (or connection) succeeded */
+    int64_t last_commit_us;
+    char not_ready[TC_OBSERVE_REASON_MAX];
     tc_batch *batch;
     tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
     uint8_t *sinks;     /* per row of batch: TC_SINK_* */
@@ -74,6 +79,8 @@ struct tc_pipeline {
     tc_pipeline_stats stats;
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
 };
+
+static void tc_pipeline_publish(tc_pipeline *p);
 
 static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
 {
@@ -100,7 +107,11 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
     tc_pipeline *p = opaque;
     char errstr[TC_ERRSTR_MAX];
     int64_t *lake_next = NULL;
-    tc_err err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
+    tc_err err;
+
+    if (p->stop && *p->stop)
+        return TC_ERR_STOPPED;
+    err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
 
     if (err == TC_OK && p->lake) {
         lake_next = calloc(n + 1, sizeof(*lake_next));
@@ -110,6 +121,10 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
     }
     if (err != TC_OK) {
         tc_log_warn("pipeline", "%s", errstr);
+        p->store_ok = 0;
+        snprintf(p->not_ready, sizeof(p->not_ready),
+                 "waiting for the sinks' offsets of assigned partitions (%s)", tc_err_name(err));
+        tc_pipeline_publish(p);
         free(lake_next);
         return err;
     }
@@ -250,6 +265,7 @@ void tc_pipeline_destroy(tc_pipeline *p)
         return;
     /* Closing the consumer serves the final revoke, which flushes: the store must still exist. */
     tc_consumer_destroy(p->consumer);
+    tc_observe_destroy(p->obs);
     tc_store_destroy(p->store);
     tc_lake_destroy(p->lake);
     tc_batch_destroy(p->batch);
@@ -366,6 +382,24 @@ static tc_err tc_pipeline_flush_lake(tc_pipeline *p, char *errstr, size_t errstr
     return err;
 }
 
+/* Hand the HTTP threads a fresh snapshot of the pipeline's status. */
+static void tc_pipeline_publish(tc_pipeline *p)
+{
+    tc_observe_status st;
+
+    if (!p->obs)
+        return;
+    memset(&st, 0, sizeof(st));
+    st.stats = p->stats;
+    st.partitions = tc_consumer_assigned(p->consumer);
+    st.store_ok = p->store_ok;
+    st.consuming = st.partitions > 0;
+    st.last_commit_us = p->last_commit_us;
+    snprintf(st.reason, sizeof(st.reason), "%s",
+             !p->store_ok ? p->not_ready : "no Kafka partition assigned (yet)");
+    tc_observe_publish(p->obs, &st);
+}
+
 /* Write the batch, retrying retriable failures until it is written or a stop is requested. */
 static tc_err tc_pipeline_flush(tc_pipeline *p)
 {
@@ -384,6 +418,10 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
                                  sizeof(errstr));
         if (err == TC_OK)
             break;
+        p->store_ok = 0;
+        snprintf(p->not_ready, sizeof(p->not_ready), "the store refused the last write (%s)",
+                 tc_err_name(err));
+        tc_pipeline_publish(p);
         if (!tc_err_is_retriable(err)) {
             tc_log_error("pipeline", "%s", errstr);
             p->fatal = err;
@@ -401,6 +439,8 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
         }
         backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
     }
+    p->store_ok = 1;
+    p->last_commit_us = tc_time_now_us();
     for (size_t i = 0; i < p->npending; i++) {
         tc_marks *m = tc_pipeline_marks(p, p->pending[i].partition);
         if (m)
@@ -577,13 +617,25 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     p->stop = stop;
     if (errstr_size)
         errstr[0] = '\0';
+    if (p->cfg->http_listen && *p->cfg->http_listen) {
+        p->obs = tc_observe_new(p->cfg->http_listen, errstr, errstr_size);
+        if (!p->obs)
+            return TC_ERR_CONFIG;
+        tc_log_info("pipeline", "serving /healthz, /readyz and /metrics on port %u",
+                    tc_observe_port(p->obs));
+    }
     err = tc_store_connect(p->store, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_ensure_partitions_around(
             p->store, started, (int)(p->cfg->limits.max_age_s / 86400) + 1, errstr, errstr_size);
-    if (err != TC_OK)
+    p->store_ok = err == TC_OK;
+    if (err != TC_OK) {
         tc_log_warn("pipeline", "%s (will retry when writing)", errstr);
+        snprintf(p->not_ready, sizeof(p->not_ready), "the store is unreachable (%s)",
+                 tc_err_name(err));
+    }
     err = TC_OK;
+    tc_pipeline_publish(p);
     tc_log_info("pipeline", "consuming \"%s\" from %s as group \"%s\"", p->cfg->kafka_topic,
                 p->cfg->kafka_brokers, p->cfg->kafka_group);
     while (!*stop) {
@@ -615,6 +667,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
             if (err != TC_OK)
                 break;
         }
+        tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
         if (idle_us > 0 && p->batch_started_us == 0 && p->now_us - last_activity >= idle_us &&

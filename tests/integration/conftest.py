@@ -45,6 +45,8 @@ class Thermocline:
             "--set", "log.format=json",
             # Plain PostgreSQL unless a test asks for TimescaleDB (which a later --set overrides).
             "--set", "postgres.timescaledb=off",
+            # Any free port for /healthz and friends: tests run pipelines side by side.
+            "--set", "http.listen=127.0.0.1:0",
         ]
         for kv in extra:
             args += ["--set", kv]

@@ -61,6 +61,7 @@ static const char *const all_keys[] = {
     "lake.codec",
     "lake.row_group_rows",
     "lake.row_group_bytes",
+    "http.listen",
     "log.level",
     "log.format",
 };
@@ -71,7 +72,7 @@ static const char *const all_keys[] = {
 static const char *const all_env[] = {
     "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
     "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB",
+    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 

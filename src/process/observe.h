@@ -1,0 +1,48 @@
+/*
+ * observe.h -- the pipeline seen from outside: /healthz, /readyz and /metrics over HTTP.
+ *
+ * The pipeline thread publishes a snapshot of its status once per loop turn (a copy under a mutex);
+ * the HTTP threads answer from the latest snapshot and never touch the pipeline's own state.
+ *   /healthz  200 while the process runs (liveness).
+ *   /readyz   200 when the store accepted its last write (or connection) and the consumer holds
+ *             partitions; 503 with the reason otherwise (readiness). A member of a group with
+ *             more members than partitions is therefore not ready, which is the truth: it serves
+ *             nothing.
+ *   /metrics  Prometheus text format: counters of readings, dead letters, batches, retries;
+ *             gauges of assigned partitions, readiness and the last commit time.
+ */
+#ifndef TC_PROCESS_OBSERVE_H
+#define TC_PROCESS_OBSERVE_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "process/pipeline.h"
+
+/* Reasons are short sentences for operators. */
+#define TC_OBSERVE_REASON_MAX 256
+
+typedef struct tc_observe_status {
+    tc_pipeline_stats stats;
+    uint64_t partitions;                /* assigned now */
+    int store_ok;                       /* the store's last write or connection succeeded */
+    int consuming;                      /* the consumer holds partitions */
+    int64_t last_commit_us;             /* wall time of the last committed batch, 0 = none yet */
+    char reason[TC_OBSERVE_REASON_MAX]; /* why not ready */
+} tc_observe_status;
+
+typedef struct tc_observe tc_observe;
+
+/* Serve the endpoints on listen_addr ("127.0.0.1:8090"; port 0 = any free port). NULL with errstr
+ * when the address cannot be bound. */
+tc_observe *tc_observe_new(const char *listen_addr, char *errstr, size_t errstr_size);
+
+/* Publish a new snapshot (copied). */
+void tc_observe_publish(tc_observe *o, const tc_observe_status *st);
+
+/* The bound port. */
+unsigned tc_observe_port(const tc_observe *o);
+
+void tc_observe_destroy(tc_observe *o);
+
+#endif
