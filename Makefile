@@ -14,7 +14,7 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all build build-asan build-fuzz deps venv services services-down test unit integration \
+.PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration \
         fuzz-smoke lint format demo bench clean docs
 
 all: build
@@ -72,6 +72,13 @@ fuzz-smoke: build-fuzz
 
 test: deps lint unit integration fuzz-smoke
 	@echo "make test: all suites passed"
+
+# The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), and every fuzz
+# target for 10 minutes.
+test-full: build-asan venv
+	@TC_BUILD_DIR=$(BUILD_ASAN) TC_INTEROP_CASES=1000 TC_INTEROP_JAVA_CASES=200 \
+	    $(PY) -m pytest -q -W error tests/interop
+	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=600
 
 lint:
 	@scripts/lint

@@ -25,6 +25,7 @@ static const tc_command tc_commands[] = {
     {"schema", tc_cmd_schema, "register, list, show and check schemas in a registry"},
     {"lake", tc_cmd_lake, "list and verify the Parquet data lake"},
     {"retention", tc_cmd_retention, "drop the store's days older than the retention age"},
+    {"dlq", tc_cmd_dlq, "list, count, show and redrive dead letters"},
 };
 
 static void tc_usage(FILE *out)

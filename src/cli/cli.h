@@ -63,5 +63,6 @@ int tc_cmd_registry(int argc, char **argv);
 int tc_cmd_schema(int argc, char **argv);
 int tc_cmd_lake(int argc, char **argv);
 int tc_cmd_retention(int argc, char **argv);
+int tc_cmd_dlq(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * cmd_lake.c -- `thermocline lake ls|verify`: look at the data lake.
+ * cmd_lake.c -- `thermocline lake ls|verify|compact`: look at the data lake, and merge its closed
+ * days' small files (lake/compact.h).
  *
  * ls lists days with their files, rows and bytes (rows from each file's footer). verify reads every
  * file's footer and page headers, decodes every page (lake/parquet_read.h), and checks that the
@@ -18,6 +19,7 @@
 #include "cli/cli.h"
 #include "core/path.h"
 #include "core/timeutil.h"
+#include "lake/compact.h"
 #include "lake/parquet_read.h"
 
 #define TC_LAKE_CLI_PATH_MAX TC_PATH_MAX
@@ -46,6 +48,87 @@ static const char *tc_lake_kv(const tc_parquet_info *info, const char *key, char
     return NULL;
 }
 
+/* Every event time of the file inside its day (from the time column's statistics). */
+static int tc_lake_check_times(const char *path, int64_t day, const tc_parquet_info *info)
+{
+    int problems = 0;
+
+    for (size_t g = 0; g < info->nrg; g++) {
+        const tc_parquet_chunk_info *c = &info->rgs[g].cols[0];
+        int64_t lo, hi;
+        if (!c->has_stats || !(c->stats.set & TC_PQ_ST_MIN_VALUE) ||
+            !(c->stats.set & TC_PQ_ST_MAX_VALUE) || c->stats.min_value.n != 8 ||
+            c->stats.max_value.n != 8) {
+            printf("BAD  %s: row group %zu has no time statistics\n", path, g);
+            problems++;
+            continue;
+        }
+        memcpy(&lo, c->stats.min_value.p, 8); /* PLAIN INT64 is little-endian, like x86-64 */
+        memcpy(&hi, c->stats.max_value.p, 8);
+        if (tc_time_day_of(lo) != day || tc_time_day_of(hi) != day) {
+            printf("BAD  %s: row group %zu holds times outside its day\n", path, g);
+            problems++;
+        }
+    }
+    return problems;
+}
+
+/* Checks of a compacted file against its metadata and day. */
+static int tc_lake_check_compact(const char *path, const char *name, int64_t day,
+                                 const tc_parquet_info *info)
+{
+    static char ranges[1 << 20];
+    char rows_s[32], topic[256], prefix[32];
+    int y, problems = 0;
+    unsigned m, d;
+    int64_t offsets = 0;
+    const char *s;
+
+    tc_time_civil_from_days(day, &y, &m, &d);
+    tc_path_fmt(prefix, sizeof(prefix), "compact-%04d%02u%02u-", y, m, d);
+    if (strncmp(name, prefix, strlen(prefix)) != 0) {
+        printf("BAD  %s: a compacted file of another day\n", path);
+        problems++;
+    }
+    if (!tc_lake_kv(info, "thermocline.rows", rows_s, sizeof(rows_s)) ||
+        !tc_lake_kv(info, "kafka.topic", topic, sizeof(topic)) ||
+        !tc_lake_kv(info, "kafka.partitions", ranges, sizeof(ranges))) {
+        printf("BAD  %s: key-value metadata lacks thermocline.rows or the Kafka coordinates\n",
+               path);
+        return problems + 1;
+    }
+    if (strtoll(rows_s, NULL, 10) != info->num_rows) {
+        printf("BAD  %s: metadata says %s rows, the footer %" PRId64 "\n", path, rows_s,
+               info->num_rows);
+        problems++;
+    }
+    for (s = ranges; *s;) {
+        char *end;
+        long long p = strtoll(s, &end, 10), f, l;
+        if (end == s || *end != ':' || p < 0)
+            break;
+        s = end + 1;
+        f = strtoll(s, &end, 10);
+        if (end == s || *end != '-')
+            break;
+        s = end + 1;
+        l = strtoll(s, &end, 10);
+        if (end == s || (*end != ',' && *end) || l < f || f < 0)
+            break;
+        offsets += l - f + 1;
+        s = *end ? end + 1 : end;
+    }
+    if (*s || !*ranges) {
+        printf("BAD  %s: kafka.partitions does not parse\n", path);
+        problems++;
+    } else if (info->num_rows > offsets) {
+        printf("BAD  %s: %" PRId64 " rows for %" PRId64 " offsets\n", path, info->num_rows,
+               offsets);
+        problems++;
+    }
+    return problems + tc_lake_check_times(path, day, info);
+}
+
 /* Checks of a lake file against its name and day; returns the number of problems printed. */
 static int tc_lake_check_file(const char *path, const char *name, int64_t day,
                               const tc_parquet_info *info)
@@ -54,6 +137,8 @@ static int tc_lake_check_file(const char *path, const char *name, int64_t day,
     int problems = 0;
     int64_t first, last;
 
+    if (!strncmp(name, "compact-", 8))
+        return tc_lake_check_compact(path, name, day, info);
     if (!tc_lake_kv(info, "kafka.partition", part_s, sizeof(part_s)) ||
         !tc_lake_kv(info, "kafka.first_offset", first_s, sizeof(first_s)) ||
         !tc_lake_kv(info, "kafka.last_offset", last_s, sizeof(last_s)) ||
@@ -74,24 +159,7 @@ static int tc_lake_check_file(const char *path, const char *name, int64_t day,
                info->num_rows, first, last);
         problems++;
     }
-    for (size_t g = 0; g < info->nrg; g++) {
-        const tc_parquet_chunk_info *c = &info->rgs[g].cols[0];
-        int64_t lo, hi;
-        if (!c->has_stats || !(c->stats.set & TC_PQ_ST_MIN_VALUE) ||
-            !(c->stats.set & TC_PQ_ST_MAX_VALUE) || c->stats.min_value.n != 8 ||
-            c->stats.max_value.n != 8) {
-            printf("BAD  %s: row group %zu has no time statistics\n", path, g);
-            problems++;
-            continue;
-        }
-        memcpy(&lo, c->stats.min_value.p, 8); /* PLAIN INT64 is little-endian, like x86-64 */
-        memcpy(&hi, c->stats.max_value.p, 8);
-        if (tc_time_day_of(lo) != day || tc_time_day_of(hi) != day) {
-            printf("BAD  %s: row group %zu holds times outside its day\n", path, g);
-            problems++;
-        }
-    }
-    return problems;
+    return problems + tc_lake_check_times(path, day, info);
 }
 
 static void tc_lake_day(tc_lake_walk *w, const char *dir, int64_t day, const char *label)
@@ -221,15 +289,92 @@ static void tc_lake_walk_days(tc_lake_walk *w, const char *root)
     tc_lake_free_names(years, ny);
 }
 
+/* Compact one day; prints what happened. Returns 0, or 1 when refused or failed. */
+static int tc_lake_compact_one(const char *root, int y, int m, int d,
+                               const tc_lake_compact_options *o)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_lake_compact_result res;
+    tc_err err = tc_lake_compact_day(root, y, m, d, o, &res, errstr, sizeof(errstr));
+
+    if (err != TC_OK) {
+        printf("SKIP %04d-%02d-%02d: %s\n", y, m, d, errstr);
+        return 1;
+    }
+    if (!res.compacted)
+        printf("--   %04d-%02d-%02d: %s\n", y, m, d, res.note);
+    else
+        printf("%s %04d-%02d-%02d: %zu files (%" PRIu64 " bytes) -> %zu (%" PRIu64
+               " bytes), %" PRIu64 " rows\n",
+               o->dry_run ? "PLAN" : "DONE", y, m, d, res.inputs, res.bytes_in, res.outputs,
+               res.bytes_out, res.rows);
+    return 0;
+}
+
+/* Every day directory of the lake at least min_age_days old. */
+static int tc_lake_compact_closed(const char *root, const tc_lake_compact_options *o)
+{
+    char base[TC_LAKE_CLI_PATH_MAX], ypath[TC_LAKE_CLI_PATH_MAX], mpath[TC_LAKE_CLI_PATH_MAX];
+    char **years, **months, **days;
+    int ny, nm, nd, failed = 0;
+    int64_t today = tc_time_day_of(o->now_us ? o->now_us : tc_time_now_us());
+    int min_age = o->min_age_days < 1 ? 1 : o->min_age_days;
+
+    tc_path_fmt(base, sizeof(base), "%s/telemetry", root);
+    ny = tc_lake_names(base, "year=", &years);
+    qsort(years, (size_t)ny, sizeof(*years), tc_lake_cmp);
+    for (int y = 0; y < ny; y++) {
+        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, years[y]);
+        nm = tc_lake_names(ypath, "month=", &months);
+        qsort(months, (size_t)nm, sizeof(*months), tc_lake_cmp);
+        for (int m = 0; m < nm; m++) {
+            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, months[m]);
+            nd = tc_lake_names(mpath, "day=", &days);
+            qsort(days, (size_t)nd, sizeof(*days), tc_lake_cmp);
+            for (int d = 0; d < nd; d++) {
+                int yy = atoi(years[y] + 5), mm = atoi(months[m] + 6), dd = atoi(days[d] + 4);
+                if (mm < 1 || mm > 12 || dd < 1 || dd > 31 ||
+                    today - tc_time_days_from_civil(yy, (unsigned)mm, (unsigned)dd) < min_age)
+                    continue;
+                failed |= tc_lake_compact_one(root, yy, mm, dd, o);
+            }
+            tc_lake_free_names(days, nd);
+        }
+        tc_lake_free_names(months, nm);
+    }
+    tc_lake_free_names(years, ny);
+    return failed;
+}
+
+enum {
+    TC_LAKE_OPT_DAY = 256,
+    TC_LAKE_OPT_ALL,
+    TC_LAKE_OPT_AGE,
+    TC_LAKE_OPT_DRY,
+    TC_LAKE_OPT_FORCE,
+    TC_LAKE_OPT_TARGET
+};
+
 int tc_cmd_lake(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        TC_CLI_COMMON_LONGOPTS, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+        TC_CLI_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
+        {"day", required_argument, NULL, TC_LAKE_OPT_DAY},
+        {"all-closed", no_argument, NULL, TC_LAKE_OPT_ALL},
+        {"min-age-days", required_argument, NULL, TC_LAKE_OPT_AGE},
+        {"dry-run", no_argument, NULL, TC_LAKE_OPT_DRY},
+        {"force", no_argument, NULL, TC_LAKE_OPT_FORCE},
+        {"target-mb", required_argument, NULL, TC_LAKE_OPT_TARGET},
+        {NULL, 0, NULL, 0}};
     tc_cli_common common = {0};
     tc_lake_walk w = {0};
-    const char *what = "";
+    tc_lake_compact_options co;
+    const char *what = "", *day = NULL;
     tc_config *cfg;
-    int opt, usage = 0;
+    int opt, usage = 0, all_closed = 0, rc;
+
+    tc_lake_compact_options_default(&co);
 
     while ((opt = getopt_long(argc, argv, "c:s:hj", longopts, NULL)) != -1) {
         if (tc_cli_common_opt(&common, opt, optarg))
@@ -238,17 +383,51 @@ int tc_cmd_lake(int argc, char **argv)
             w.json = 1;
             continue;
         }
+        if (opt == TC_LAKE_OPT_DAY) {
+            day = optarg;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_ALL) {
+            all_closed = 1;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_AGE) {
+            co.min_age_days = (int)tc_cli_parse_long("--min-age-days", optarg, 1, 100000);
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_DRY) {
+            co.dry_run = 1;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_FORCE) {
+            co.force = 1;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_TARGET) {
+            co.target_bytes = (uint64_t)tc_cli_parse_long("--target-mb", optarg, 1, 1 << 20) << 20;
+            continue;
+        }
         usage = 1;
         break;
     }
     if (!usage && optind == argc - 1)
         what = argv[optind];
-    if (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0) {
-        printf("usage: thermocline lake ls [--json] | verify [options]\n\n"
-               "  ls       days of the lake with their files, rows and bytes\n"
-               "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
-               "           against the file name and row count, event times inside the day\n\n"
-               "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
+    if (!strcmp(what, "compact") && !day == !all_closed)
+        usage = 1;
+    if (usage ||
+        (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 && strcmp(what, "compact") != 0)) {
+        printf(
+            "usage: thermocline lake ls [--json] | verify [options]\n"
+            "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
+            "\n                [--dry-run] [--force] [--target-mb N] [options]\n\n"
+            "  ls       days of the lake with their files, rows and bytes\n"
+            "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
+            "           against the file name (or a compacted file's metadata) and row count,\n"
+            "           event times inside the day\n"
+            "  compact  merge a closed day's files (at least --min-age-days old, default 2;\n"
+            "           today never without --force) into files of up to --target-mb (512),\n"
+            "           swapped in atomically; --all-closed: every closed day\n\n"
+            "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
     cfg = tc_cli_config(&common);
@@ -256,6 +435,19 @@ int tc_cmd_lake(int argc, char **argv)
         fprintf(stderr, "thermocline lake: lake.dir is not set (THERMOCLINE_LAKE_DIR)\n");
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
+    }
+    if (!strcmp(what, "compact")) {
+        int y, m, d;
+        char tail_c;
+        if (day && (sscanf(day, "%4d-%2d-%2d%c", &y, &m, &d, &tail_c) != 3)) {
+            fprintf(stderr, "thermocline lake compact: --day wants YYYY-MM-DD\n");
+            tc_config_destroy(cfg);
+            return TC_EXIT_USAGE;
+        }
+        rc = day ? tc_lake_compact_one(cfg->lake_dir, y, m, d, &co)
+                 : tc_lake_compact_closed(cfg->lake_dir, &co);
+        tc_config_destroy(cfg);
+        return rc ? TC_EXIT_FAILURE : 0;
     }
     w.verify = !strcmp(what, "verify");
     if (w.json)

@@ -66,6 +66,11 @@ void tc_batch_destroy(tc_batch *b)
         free(b->metric[m]);
         free(b->present[m]);
     }
+    for (size_t d = 0; d < b->ndyn; d++) {
+        free(b->dyn_name[d]);
+        free(b->dyn[d]);
+        free(b->dyn_present[d]);
+    }
     tc_arena_free(&b->arena);
     free(b);
 }
@@ -92,6 +97,10 @@ tc_err tc_batch_row_begin(tc_batch *b)
         b->present[m][i] = 0;
         b->metric[m][i] = 0.0;
     }
+    for (size_t d = 0; d < b->ndyn; d++) {
+        b->dyn_present[d][i] = 0;
+        b->dyn[d][i] = 0.0;
+    }
     return TC_OK;
 }
 
@@ -99,4 +108,53 @@ void tc_batch_row_commit(tc_batch *b)
 {
     if (b->n < b->cap)
         b->n++;
+}
+
+int tc_batch_is_fixed_column(const char *name, size_t len)
+{
+    static const char *const fixed[] = {
+        "time", "device_id", "tags", "extra", "kafka_partition", "kafka_offset", "ingested_at"};
+
+    if (tc_metric_lookup(name, len) >= 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (strlen(fixed[i]) == len && memcmp(fixed[i], name, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int tc_batch_valid_column_name(const char *name, size_t len)
+{
+    if (len == 0 || len > TC_BATCH_DYN_NAME_MAX || (name[0] >= '0' && name[0] <= '9'))
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return 0;
+    }
+    return !tc_batch_is_fixed_column(name, len);
+}
+
+int tc_batch_dyn_column(tc_batch *b, const char *name, size_t len)
+{
+    size_t d;
+
+    for (d = 0; d < b->ndyn; d++) {
+        if (strlen(b->dyn_name[d]) == len && memcmp(b->dyn_name[d], name, len) == 0)
+            return (int)d;
+    }
+    if (b->ndyn >= TC_BATCH_DYN_MAX || !tc_batch_valid_column_name(name, len))
+        return -1;
+    b->dyn_name[d] = strndup(name, len);
+    b->dyn[d] = calloc(b->cap, sizeof(double));
+    b->dyn_present[d] = calloc(b->cap, 1); /* rows already in the batch: NULL */
+    if (!b->dyn_name[d] || !b->dyn[d] || !b->dyn_present[d]) {
+        free(b->dyn_name[d]);
+        free(b->dyn[d]);
+        free(b->dyn_present[d]);
+        return -1;
+    }
+    b->ndyn++;
+    return (int)d;
 }

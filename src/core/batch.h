@@ -46,6 +46,13 @@ typedef struct tc_slice {
 /* Device ids longer than this are rejected: they are keys, not payloads. */
 #define TC_DEVICE_ID_MAX 256
 
+/* Metrics beyond the six of schema version 1 that a batch can carry as columns (see
+ * tc_batch_dyn_column). A stream that keeps inventing new numeric fields gets this many columns,
+ * the rest stay in `extra`: columns are schema, not data. */
+#define TC_BATCH_DYN_MAX 64
+/* Longest name of such a column (PostgreSQL's identifier limit is 63 bytes). */
+#define TC_BATCH_DYN_NAME_MAX 63
+
 /* Upper bound on a batch's row capacity; the configured batch size must not exceed it. */
 #define TC_BATCH_ROWS_MAX 1000000
 
@@ -62,6 +69,14 @@ typedef struct tc_batch {
     int32_t *partition; /* source Kafka partition */
     int64_t *offset;    /* source Kafka offset */
 
+    /* Metrics that appeared in the stream after schema version 1 (schema evolution): numeric
+     * fields the decoder found unknown, promoted to columns. Known columns stay across resets, so
+     * ndyn only grows; a column a row lacks is NULL there. */
+    size_t ndyn;
+    char *dyn_name[TC_BATCH_DYN_MAX];
+    double *dyn[TC_BATCH_DYN_MAX];
+    uint8_t *dyn_present[TC_BATCH_DYN_MAX];
+
     tc_arena arena; /* strings of the rows above */
 } tc_batch;
 
@@ -76,6 +91,15 @@ void tc_batch_reset(tc_batch *b);
 
 /* Clear row b->n so a decoder can fill it. Returns TC_ERR_FULL when the batch has no free row. */
 tc_err tc_batch_row_begin(tc_batch *b);
+
+/* Index of the dynamic column called name (added when new), or -1 when the name is not a valid
+ * column name (lower-case letters, digits and '_', not starting with a digit, at most
+ * TC_BATCH_DYN_NAME_MAX bytes, not a name of the fixed schema), when TC_BATCH_DYN_MAX columns
+ * exist already, or when out of memory. */
+int tc_batch_dyn_column(tc_batch *b, const char *name, size_t len);
+
+/* Nonzero when name is one of the fixed columns of schema version 1. */
+int tc_batch_is_fixed_column(const char *name, size_t len);
 
 /* Keep the row filled at b->n. */
 void tc_batch_row_commit(tc_batch *b);

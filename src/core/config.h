@@ -35,6 +35,8 @@ typedef struct tc_config {
     int64_t kafka_replication_factor;
     int64_t kafka_retention_ms;
     int64_t kafka_create_topic;
+    int64_t kafka_dlq_mirror;
+    char *registry_url;
     /* postgres */
     char *pg_dsn;
     char *pg_schema;

@@ -21,6 +21,8 @@ static const char *const tc_reject_names[TC_REJECT__COUNT] = {
     [TC_REJECT_TIMESTAMP_FUTURE] = "timestamp_in_future",
     [TC_REJECT_TIMESTAMP_TOO_OLD] = "timestamp_too_old",
     [TC_REJECT_STORE_REFUSED] = "store_refused",
+    [TC_REJECT_UNKNOWN_SCHEMA] = "unknown_schema",
+    [TC_REJECT_SCHEMA_MISMATCH] = "schema_mismatch",
 };
 
 const char *tc_reject_name(tc_reject r)

@@ -31,6 +31,8 @@ typedef enum tc_reject {
     TC_REJECT_TIMESTAMP_FUTURE,  /* event time too far in the future */
     TC_REJECT_TIMESTAMP_TOO_OLD, /* event time older than the maximum age */
     TC_REJECT_STORE_REFUSED,     /* the database refused the row (permanent error) */
+    TC_REJECT_UNKNOWN_SCHEMA,    /* Avro: the schema id is not in the registry (or none is set) */
+    TC_REJECT_SCHEMA_MISMATCH,   /* Avro: the writer schema cannot feed a reading */
     TC_REJECT__COUNT
 } tc_reject;
 

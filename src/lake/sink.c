@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/path.h"
 #include "core/timeutil.h"
+#include "lake/compact.h"
 
 /* Distinct (partition, day) groups handled per pass over a batch; a batch with more (a burst of
  * late readings over many days) takes more passes. */
@@ -57,6 +58,7 @@ typedef struct tc_lake_open {
     char dir[TC_LAKE_PATH_MAX];
     char tmp[TC_LAKE_PATH_MAX];
     uint64_t rows;
+    size_t ndyn; /* dynamic metric columns in this file's schema (after the fixed ones) */
     struct tc_lake_open *next;
 } tc_lake_open;
 
@@ -87,6 +89,8 @@ struct tc_lake {
     tc_slice *device, *tags, *extra;
     double *metric[TC_METRIC__COUNT];
     uint8_t *present[TC_METRIC__COUNT];
+    double *dyn[TC_BATCH_DYN_MAX];
+    uint8_t *dyn_present[TC_BATCH_DYN_MAX];
 };
 
 size_t tc_lake_columns(const tc_parquet_column **cols)
@@ -197,6 +201,12 @@ static void tc_lake_free_scratch(tc_lake *l)
         free(l->present[m]);
         l->metric[m] = NULL;
         l->present[m] = NULL;
+    }
+    for (int d = 0; d < TC_BATCH_DYN_MAX; d++) {
+        free(l->dyn[d]);
+        free(l->dyn_present[d]);
+        l->dyn[d] = NULL;
+        l->dyn_present[d] = NULL;
     }
     l->scratch_cap = 0;
 }
@@ -473,8 +483,17 @@ void tc_lake_advance(tc_lake *l, int32_t partition, int64_t next_offset)
     p->advanced_next = next_offset;
 }
 
-static tc_err tc_lake_grow_scratch(tc_lake *l, size_t n)
+/* Scratch columns for n rows, including ndyn dynamic ones. */
+static tc_err tc_lake_grow_scratch(tc_lake *l, size_t n, size_t ndyn)
 {
+    for (size_t d = 0; n <= l->scratch_cap && d < ndyn; d++) {
+        if (!l->dyn[d]) {
+            l->dyn[d] = malloc(l->scratch_cap * sizeof(double));
+            l->dyn_present[d] = malloc(l->scratch_cap);
+            if (!l->dyn[d] || !l->dyn_present[d])
+                return TC_ERR_NOMEM;
+        }
+    }
     if (n <= l->scratch_cap)
         return TC_OK;
     tc_lake_free_scratch(l);
@@ -491,16 +510,23 @@ static tc_err tc_lake_grow_scratch(tc_lake *l, size_t n)
         l->present[m] = malloc(n);
         ok = ok && l->metric[m] && l->present[m];
     }
+    for (size_t d = 0; d < ndyn; d++) {
+        l->dyn[d] = malloc(n * sizeof(double));
+        l->dyn_present[d] = malloc(n);
+        ok = ok && l->dyn[d] && l->dyn_present[d];
+    }
     if (!ok)
         return TC_ERR_NOMEM;
     l->scratch_cap = n;
     return TC_OK;
 }
 
-static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, int64_t day, char *errstr,
-                                      size_t errstr_size)
+static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, const tc_batch *b, int64_t day,
+                                      char *errstr, size_t errstr_size)
 {
+    tc_parquet_column cols[TC_LC__COUNT + TC_BATCH_DYN_MAX];
     tc_lake_open *f;
+    int lock;
     unsigned mo, d;
     int y;
 
@@ -523,14 +549,26 @@ static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, int64_t day, 
         free(f);
         return NULL;
     }
+    /* Compaction swaps whole day directories; the shared day lock keeps it from swapping one
+     * between our creating a file there and our renaming it into place (see compact.h). */
+    lock = tc_lake_day_lock(l->root, day, 0);
     f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (lock >= 0)
+        close(lock);
     if (f->fd < 0) {
         tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not create \"%s\": %s", f->tmp,
                    strerror(errno));
         free(f);
         return NULL;
     }
-    f->w = tc_parquet_writer_new(f->fd, tc_lake_cols, TC_LC__COUNT, &l->pq, errstr, errstr_size);
+    /* The fixed columns, then the metrics schema evolution added so far, as OPTIONAL DOUBLEs:
+     * files written before a metric appeared simply lack its column. */
+    memcpy(cols, tc_lake_cols, sizeof(tc_lake_cols));
+    for (size_t k = 0; k < b->ndyn; k++)
+        cols[TC_LC__COUNT + k] =
+            (tc_parquet_column){b->dyn_name[k], TC_PQ_DOUBLE, 1, TC_PQ_DICT_OFF};
+    f->ndyn = b->ndyn;
+    f->w = tc_parquet_writer_new(f->fd, cols, TC_LC__COUNT + b->ndyn, &l->pq, errstr, errstr_size);
     if (!f->w) {
         close(f->fd);
         unlink(f->tmp);
@@ -546,7 +584,7 @@ static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, int64_t day, 
 static tc_err tc_lake_write_group(tc_lake *l, tc_lake_open *f, const tc_batch *b, size_t n,
                                   char *errstr, size_t errstr_size)
 {
-    tc_parquet_values v[TC_LC__COUNT];
+    tc_parquet_values v[TC_LC__COUNT + TC_BATCH_DYN_MAX];
 
     for (size_t k = 0; k < n; k++) {
         size_t i = l->idx[k];
@@ -560,7 +598,13 @@ static tc_err tc_lake_write_group(tc_lake *l, tc_lake_open *f, const tc_batch *b
             l->metric[m][k] = b->metric[m][i];
             l->present[m][k] = b->present[m][i];
         }
+        for (size_t d = 0; d < f->ndyn; d++) {
+            l->dyn[d][k] = b->dyn[d][i];
+            l->dyn_present[d][k] = b->dyn_present[d][i];
+        }
     }
+    for (size_t d = 0; d < f->ndyn; d++)
+        v[TC_LC__COUNT + d] = (tc_parquet_values){l->dyn[d], l->dyn_present[d]};
     v[TC_LC_TIME] = (tc_parquet_values){l->time_us, NULL};
     v[TC_LC_DEVICE] = (tc_parquet_values){l->device, NULL};
     for (int m = 0; m < TC_METRIC__COUNT; m++)
@@ -572,6 +616,8 @@ static tc_err tc_lake_write_group(tc_lake *l, tc_lake_open *f, const tc_batch *b
     f->rows += n;
     return tc_parquet_write(f->w, v, n, errstr, errstr_size);
 }
+
+static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, size_t errstr_size);
 
 tc_err tc_lake_append(tc_lake *l, const tc_batch *b, const uint8_t *mask, char *errstr,
                       size_t errstr_size)
@@ -586,7 +632,7 @@ tc_err tc_lake_append(tc_lake *l, const tc_batch *b, const uint8_t *mask, char *
 
     if (b->n == 0)
         return TC_OK;
-    if (tc_lake_grow_scratch(l, b->n) != TC_OK)
+    if (tc_lake_grow_scratch(l, b->n, b->ndyn) != TC_OK)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
     done = calloc(b->n, 1);
     if (!done)
@@ -596,6 +642,17 @@ tc_err tc_lake_append(tc_lake *l, const tc_batch *b, const uint8_t *mask, char *
             done[i] = 1;
         else
             remaining++;
+    }
+    /* A metric new to this batch: commit the open files of every partition first, before any of
+     * the batch's rows go in, so that the new files start with the wider schema at a clean
+     * offset boundary. */
+    for (size_t i = 0; i < l->nparts && err == TC_OK; i++) {
+        tc_lake_part *p = &l->parts[i];
+        int narrower = 0;
+        for (tc_lake_open *f = p->files; f; f = f->next)
+            narrower |= f->ndyn < b->ndyn;
+        if (p->active && narrower)
+            err = tc_lake_commit_part(l, p, errstr, errstr_size);
     }
     while (remaining > 0 && err == TC_OK) {
         size_t ngroups = 0;
@@ -634,7 +691,7 @@ tc_err tc_lake_append(tc_lake *l, const tc_batch *b, const uint8_t *mask, char *
             }
             tc_lake_start_range(p, b->offset[l->idx[0]]);
             tc_lake_advance(l, p->partition, b->offset[l->idx[n - 1]] + 1);
-            f = tc_lake_file_for(l, p, groups[g].day, errstr, errstr_size);
+            f = tc_lake_file_for(l, p, b, groups[g].day, errstr, errstr_size);
             err = f ? tc_lake_write_group(l, f, b, n, errstr, errstr_size) : TC_ERR_IO;
         }
     }
@@ -657,6 +714,7 @@ static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, 
 {
     char kv[64];
     tc_err err;
+    int lock;
 
     tc_path_fmt(info->path, sizeof(info->path), "%s/part-%s-p%d-%" PRId64 "-%" PRId64 ".parquet",
                 f->dir, l->topic, p->partition, p->range_first, last);
@@ -681,16 +739,24 @@ static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, 
     if (fsync(f->fd) != 0)
         return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not fsync \"%s\": %s", f->tmp,
                           strerror(errno));
-    if (rename(f->tmp, info->path) != 0)
-        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", f->tmp,
-                          strerror(errno));
+    lock = tc_lake_day_lock(l->root, f->day, 0);
+    if (rename(f->tmp, info->path) != 0) {
+        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", f->tmp,
+                   strerror(errno));
+        if (lock >= 0)
+            close(lock);
+        return TC_ERR_IO;
+    }
     info->day = f->day;
     info->partition = p->partition;
     info->first_offset = p->range_first;
     info->last_offset = last;
     info->rows = f->rows;
     info->bytes = tc_parquet_writer_bytes(f->w);
-    return tc_lake_fsync_dir(f->dir, errstr, errstr_size);
+    err = tc_lake_fsync_dir(f->dir, errstr, errstr_size);
+    if (lock >= 0)
+        close(lock);
+    return err;
 }
 
 static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, size_t errstr_size)

@@ -3,6 +3,7 @@
  */
 #include "process/pipeline.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +11,15 @@
 
 #include "core/batch.h"
 #include "core/deadletter.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "ingest/dlq_mirror.h"
 #include "ingest/kafka.h"
 #include "lake/sink.h"
 #include "process/observe.h"
 #include "process/validate.h"
+#include "schema/avro_reading.h"
 #include "schema/json_reading.h"
 #include "store/store.h"
 
@@ -54,11 +58,15 @@ struct tc_pipeline {
     const tc_config *cfg;
     tc_consumer *consumer;
     tc_store *store;
-    tc_lake *lake;   /* NULL when lake.dir is empty */
-    tc_observe *obs; /* NULL when http.listen is empty */
-    int store_ok;    /* the store's last write (or connection) succeeded */
+    tc_lake *lake;             /* NULL when lake.dir is empty */
+    tc_observe *obs;           /* NULL when http.listen is empty */
+    tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
+    tc_schema_cache *schemas;  /* NULL when registry.url is empty */
+    int store_ok;              /* the store's last write (or connection) succeeded */
     int64_t last_commit_us;
     char not_ready[TC_OBSERVE_REASON_MAX];
+    size_t dyn_logged; /* dynamic columns announced in the log so far */
+    int closing;       /* being destroyed: take no new partitions */
     tc_batch *batch;
     tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
     uint8_t *sinks;     /* per row of batch: TC_SINK_* */
@@ -109,9 +117,16 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
     int64_t *lake_next = NULL;
     tc_err err;
 
-    if (p->stop && *p->stop)
+    if (p->closing || p->fatal || (p->stop && *p->stop))
         return TC_ERR_STOPPED;
     err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
+    if (err != TC_OK && !tc_err_is_retriable(err)) {
+        /* Not a passing outage (say, the tables do not exist): no point waiting for it. */
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        return TC_ERR_STOPPED;
+    }
 
     if (err == TC_OK && p->lake) {
         lake_next = calloc(n + 1, sizeof(*lake_next));
@@ -256,6 +271,20 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         tc_pipeline_destroy(p);
         return NULL;
     }
+    if (cfg->kafka_dlq_mirror) {
+        p->dlq_mirror = tc_dlq_mirror_new(cfg, errstr, errstr_size);
+        if (!p->dlq_mirror) {
+            tc_pipeline_destroy(p);
+            return NULL;
+        }
+    }
+    if (cfg->registry_url && *cfg->registry_url) {
+        p->schemas = tc_schema_cache_new(cfg->registry_url, 0, 0, errstr, errstr_size);
+        if (!p->schemas) {
+            tc_pipeline_destroy(p);
+            return NULL;
+        }
+    }
     return p;
 }
 
@@ -264,7 +293,11 @@ void tc_pipeline_destroy(tc_pipeline *p)
     if (!p)
         return;
     /* Closing the consumer serves the final revoke, which flushes: the store must still exist. */
+    p->closing = 1;
     tc_consumer_destroy(p->consumer);
+    /* After the consumer: its final revoke may still write (and mirror) a batch. */
+    tc_dlq_mirror_destroy(p->dlq_mirror);
+    tc_schema_cache_destroy(p->schemas);
     tc_observe_destroy(p->obs);
     tc_store_destroy(p->store);
     tc_lake_destroy(p->lake);
@@ -348,6 +381,8 @@ static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
     if (p->store_rows == src->n)
         return src;
     tc_batch_reset(dst);
+    for (size_t d = 0; d < src->ndyn; d++)
+        tc_batch_dyn_column(dst, src->dyn_name[d], strlen(src->dyn_name[d]));
     for (size_t i = 0; i < src->n; i++) {
         size_t j = dst->n;
         if (!(p->sinks[i] & TC_SINK_STORE))
@@ -361,6 +396,10 @@ static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
         for (int m = 0; m < TC_METRIC__COUNT; m++) {
             dst->metric[m][j] = src->metric[m][i];
             dst->present[m][j] = src->present[m][i];
+        }
+        for (size_t d = 0; d < src->ndyn && d < dst->ndyn; d++) {
+            dst->dyn[d][j] = src->dyn[d][i];
+            dst->dyn_present[d][j] = src->dyn_present[d][i];
         }
         dst->n++;
     }
@@ -441,6 +480,12 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
     }
     p->store_ok = 1;
     p->last_commit_us = tc_time_now_us();
+    /* The dead letters are durable in PostgreSQL; their Kafka copy is a convenience for
+     * Kafka-native tooling, so a failure to send it is logged, not fatal. */
+    if (p->dlq_mirror && p->dlq->n &&
+        tc_dlq_mirror_send(p->dlq_mirror, p->dlq, p->cfg->kafka_topic, errstr, sizeof(errstr)) !=
+            TC_OK)
+        tc_log_warn("pipeline", "dead-letter mirror: %s", errstr);
     for (size_t i = 0; i < p->npending; i++) {
         tc_marks *m = tc_pipeline_marks(p, p->pending[i].partition);
         if (m)
@@ -488,6 +533,90 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
     return TC_ERR_FULL;
 }
 
+/*
+ * Schema evolution for metrics: a numeric top-level field the schema does not name (it is in the
+ * row's `extra`) becomes a column of its own, in the batch and then in both stores, from this
+ * batch on. It also stays in `extra`, verbatim, so nothing about the reading is lost or rewritten.
+ * Non-numeric unknown fields stay in `extra` only.
+ */
+static void tc_pipeline_promote(tc_pipeline *p, size_t row)
+{
+    const tc_slice *x = &p->batch->extra[row];
+    const tc_json *root;
+    tc_json_doc *doc;
+    char errstr[TC_ERRSTR_MAX];
+
+    if (!x->ptr)
+        return;
+    doc = tc_json_parse(x->ptr, x->len, NULL, NULL, errstr, sizeof(errstr));
+    if (!doc)
+        return; /* the decoder validated it; nothing sensible to do but keep it in extra */
+    root = tc_json_root(doc);
+    for (size_t i = 0; root->type == TC_JSON_OBJECT && i < root->len; i++) {
+        const tc_json_member *mb = &root->u.members[i];
+        int d;
+        if (mb->value->type != TC_JSON_NUMBER || !isfinite(mb->value->u.num.value))
+            continue;
+        d = tc_batch_dyn_column(p->batch, mb->key, mb->key_len);
+        if (d < 0)
+            continue;
+        if ((size_t)d >= p->dyn_logged) {
+            tc_log_info("pipeline", "new metric \"%s\" becomes a column", mb->key);
+            p->dyn_logged = (size_t)d + 1;
+        }
+        p->batch->dyn[d][row] = mb->value->u.num.value;
+        p->batch->dyn_present[d][row] = 1;
+    }
+    tc_json_free(doc);
+}
+
+/* tc_pipeline_decode's answer when a stop was requested while the registry was unreachable. */
+#define TC_PIPELINE_STOPPED ((tc_reject)(TC_REJECT__COUNT + 1))
+
+/*
+ * Decode one message into row b->n: Confluent-framed Avro (magic byte 0, schema id) through the
+ * registry's schema, anything else as JSON. While the registry is unreachable the message is held
+ * and retried with back-off -- consumption waits, nothing is lost; an id the registry does not
+ * know, or a writer schema that cannot make a reading, is a dead letter.
+ */
+static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, char *detail,
+                                    size_t detail_size)
+{
+    const tc_avro_plan *plan;
+    char errstr[TC_ERRSTR_MAX];
+    long backoff = TC_RETRY_MIN_MS;
+    int32_t id;
+    tc_err err;
+
+    if (!tc_avro_frame(m->payload, m->len, &id))
+        return tc_json_reading_decode(p->batch, m->payload, m->len, detail, detail_size);
+    if (!p->schemas) {
+        snprintf(detail, detail_size, "Avro message (schema id %d) but no registry.url is set",
+                 (int)id);
+        return TC_REJECT_UNKNOWN_SCHEMA;
+    }
+    while ((err = tc_schema_cache_get(p->schemas, id, &plan, errstr, sizeof(errstr))) != TC_OK &&
+           tc_err_is_retriable(err)) {
+        tc_log_warn("pipeline", "schema %d: %s; retrying in %ld ms", (int)id, errstr, backoff);
+        for (long slept = 0; slept < backoff; slept += 50) {
+            if (*p->stop)
+                return TC_PIPELINE_STOPPED;
+            tc_time_sleep_ms(50);
+        }
+        backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
+    }
+    if (err == TC_ERR_NOT_FOUND) {
+        snprintf(detail, detail_size, "schema id %d: %.200s", (int)id, errstr);
+        return TC_REJECT_UNKNOWN_SCHEMA;
+    }
+    if (err != TC_OK) {
+        snprintf(detail, detail_size, "schema id %d: %.200s", (int)id, errstr);
+        return TC_REJECT_SCHEMA_MISMATCH;
+    }
+    return tc_avro_reading_decode(p->batch, plan, m->payload + TC_AVRO_FRAME_BYTES,
+                                  m->len - TC_AVRO_FRAME_BYTES, detail, detail_size);
+}
+
 static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
 {
     char detail[TC_REJECT_DETAIL_MAX];
@@ -516,7 +645,9 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
                 p->batch_started_us = p->now_us;
                 tc_batch_row_begin(p->batch);
             }
-            r = tc_json_reading_decode(p->batch, m->payload, m->len, detail, sizeof(detail));
+            r = tc_pipeline_decode(p, m, detail, sizeof(detail));
+            if (r == TC_PIPELINE_STOPPED)
+                return TC_ERR_STOPPED;
             if (r != TC_JSON_BATCH_FULL)
                 break;
             if (attempt > 0) {
@@ -530,6 +661,7 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
             r = tc_validate_row(p->batch, p->batch->n, &p->cfg->limits, p->now_us, detail,
                                 sizeof(detail));
         if (r == TC_REJECT_NONE) {
+            tc_pipeline_promote(p, p->batch->n);
             p->batch->partition[p->batch->n] = m->partition;
             p->batch->offset[p->batch->n] = m->offset;
             p->sinks[p->batch->n] = (uint8_t)sinks;
@@ -542,8 +674,10 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     /* Dead letters live in the store only; the lake just moves past them. */
     err = TC_OK;
     if (sinks & TC_SINK_STORE)
-        err = tc_pipeline_dead_letter(p, m, r, r <= TC_REJECT_NUMBER_RANGE ? "decode" : "validate",
-                                      detail);
+        err = tc_pipeline_dead_letter(
+            p, m, r,
+            r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA ? "decode" : "validate",
+            detail);
     if (err == TC_OK)
         tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
     return err;

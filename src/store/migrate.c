@@ -211,6 +211,12 @@ static const tc_migration tc_migrations[] = {
      TC_CAGG("readings_1h", "1 hour", "30 minutes")
      "SELECT add_retention_policy('@S.readings_1m', INTERVAL '@R seconds') WHERE @R > 0;"},
     /* clang-format on */
+    {3, "dead-letter redrive marks",
+     "ALTER TABLE @S.dead_letters ADD COLUMN IF NOT EXISTS redriven_at timestamptz,"
+     " ADD COLUMN IF NOT EXISTS redrive_count integer NOT NULL DEFAULT 0;"
+     "COMMENT ON COLUMN @S.dead_letters.redriven_at IS 'When `thermocline dlq redrive` last sent"
+     " the payload back to the source topic (NULL: never).';",
+     NULL, NULL},
 };
 
 #define TC_MIGRATION_COUNT (sizeof(tc_migrations) / sizeof(tc_migrations[0]))
@@ -601,4 +607,42 @@ tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_b
     if (err != TC_OK)
         return err;
     return tc_store_ensure_days(s, today - days_back, today + s->days_ahead, errstr, errstr_size);
+}
+
+/*
+ * Schema evolution: a metric new to the stream becomes a nullable double column of readings,
+ * added online. ADD COLUMN of a nullable column without a default only touches the catalog, so the
+ * exclusive lock it takes is held for a moment; it runs in its own short transaction under the
+ * partitions' advisory lock, before the batch's COPY, and IF NOT EXISTS makes concurrent pipelines
+ * (and restarts, which forget what they added) harmless. Columns are only ever added.
+ */
+tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size)
+{
+    char sql[TC_SQL_MAX], tmpl[256], inner[TC_ERRSTR_MAX];
+    tc_err err;
+
+    if (b->ndyn <= s->ncolumns)
+        return TC_OK;
+    err = tc_store_exec(s, "BEGIN; SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")",
+                        "lock columns", errstr, errstr_size);
+    for (size_t d = s->ncolumns; err == TC_OK && d < b->ndyn; d++) {
+        /* Names are checked by tc_batch_dyn_column: [a-z_][a-z0-9_]*, at most 63 bytes. */
+        snprintf(tmpl, sizeof(tmpl),
+                 "ALTER TABLE @S.readings ADD COLUMN IF NOT EXISTS \"%s\" double precision",
+                 b->dyn_name[d]);
+        if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
+            err = TC_ERR_INVALID;
+        else
+            err = tc_store_exec(s, sql, "add a metric column", errstr, errstr_size);
+    }
+    if (err == TC_OK)
+        err = tc_store_exec(s, "COMMIT", "commit new columns", errstr, errstr_size);
+    else if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        tc_store_exec(s, "ROLLBACK", "roll back new columns", inner, sizeof(inner));
+    if (err == TC_OK) {
+        for (size_t d = s->ncolumns; d < b->ndyn; d++)
+            tc_log_info("store", "readings has a new column \"%s\"", b->dyn_name[d]);
+        s->ncolumns = b->ndyn;
+    }
+    return err;
 }

@@ -274,7 +274,7 @@ static void tc_store_encode_rows(tc_store *s, const tc_batch *b)
     tc_copybuf_reset(c);
     tc_copy_begin(c);
     for (size_t i = 0; i < b->n; i++) {
-        tc_copy_tuple(c, 12);
+        tc_copy_tuple(c, (int16_t)(12 + b->ndyn));
         tc_copy_timestamptz(c, b->time_us[i]);
         tc_copy_text(c, b->device_id[i].ptr, b->device_id[i].len);
         for (int m = 0; m < TC_METRIC__COUNT; m++) {
@@ -293,8 +293,33 @@ static void tc_store_encode_rows(tc_store *s, const tc_batch *b)
             tc_copy_null(c);
         tc_copy_int4(c, b->partition[i]);
         tc_copy_int8(c, b->offset[i]);
+        for (size_t d = 0; d < b->ndyn; d++) {
+            if (b->dyn_present[d][i])
+                tc_copy_float8(c, b->dyn[d][i]);
+            else
+                tc_copy_null(c);
+        }
     }
     tc_copy_end(c);
+}
+
+/* The COPY statement for the batch's columns: the fixed ones, then its dynamic metrics. */
+static int tc_store_copy_sql(const tc_store *s, const tc_batch *b, char *out, size_t cap)
+{
+    char tmpl[TC_SQL_MAX];
+    size_t pos;
+
+    pos = (size_t)snprintf(tmpl, sizeof(tmpl), "%s",
+                           "COPY @S.readings (time, device_id, temperature, humidity, pressure,"
+                           " battery, latitude, longitude, tags, extra, kafka_partition,"
+                           " kafka_offset");
+    for (size_t d = 0; d < b->ndyn && pos < sizeof(tmpl); d++)
+        pos += (size_t)snprintf(tmpl + pos, sizeof(tmpl) - pos, ", \"%s\"", b->dyn_name[d]);
+    if (pos >= sizeof(tmpl) ||
+        (size_t)snprintf(tmpl + pos, sizeof(tmpl) - pos, ") FROM STDIN (FORMAT binary)") >=
+            sizeof(tmpl) - pos)
+        return -1;
+    return tc_store_sql(s, tmpl, out, cap);
 }
 
 static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
@@ -683,6 +708,8 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
     }
     if (b->n) {
         err = tc_store_ensure_days(s, dmin, dmax, errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_store_ensure_columns(s, b, errstr, errstr_size);
         if (err != TC_OK)
             return err;
     }
@@ -692,11 +719,7 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
     if (b->n) {
         tc_store_encode_rows(s, b);
         snprintf(where, sizeof(where), "%s.readings", s->schema);
-        if (tc_store_sql(s,
-                         "COPY @S.readings (time, device_id, temperature, humidity, pressure,"
-                         " battery, latitude, longitude, tags, extra, kafka_partition,"
-                         " kafka_offset) FROM STDIN (FORMAT binary)",
-                         sql, sizeof(sql)) < 0)
+        if (tc_store_copy_sql(s, b, sql, sizeof(sql)) < 0)
             err = TC_ERR_INVALID;
         else
             err = tc_store_copy(s, sql, where, errstr, errstr_size);

@@ -38,6 +38,8 @@ struct tc_store {
     int days_ahead;
     int64_t days[TC_STORE_DAYS_CACHE]; /* days (since epoch) with a partition */
     size_t ndays, days_next;
+    size_t
+        ncolumns; /* dynamic columns of the batch known to exist in readings (schema evolution) */
     tc_copybuf copy;
     uint64_t rows_total, dead_total;
     /* options (defaults applied) */
@@ -81,5 +83,9 @@ tc_err tc_store_classify(tc_store *s, const PGresult *res);
 /* Make sure daily partitions exist for days first..last (days since the Unix epoch). */
 tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errstr,
                             size_t errstr_size);
+
+/* Make sure readings has the batch's dynamic metric columns (ALTER TABLE ... ADD COLUMN, online).
+ */
+tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size);
 
 #endif

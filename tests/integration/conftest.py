@@ -6,6 +6,7 @@ see each other's data."""
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import psycopg
@@ -101,8 +102,23 @@ class Thermocline:
         return Oracle(self.brokers, self.topic)
 
     def drop(self):
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        # A TimescaleDB background job (a policy of this schema's hypertable) may run while the
+        # schema goes: the DROP then fails with a deadlock or "tuple concurrently deleted".
+        # Unschedule the schema's jobs first, and retry.
+        for attempt in range(10):
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as conn:
+                    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+                        conn.execute(
+                            "SELECT delete_job(job_id) FROM timescaledb_information.jobs"
+                            " WHERE hypertable_schema = %s OR config::text LIKE %s",
+                            (self.schema, f'%"{self.schema}"%'))
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+                break
+            except psycopg.Error:
+                if attempt == 9:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
         from confluent_kafka.admin import AdminClient
         admin = AdminClient({"bootstrap.servers": self.brokers})
         for fut in admin.delete_topics([self.topic], operation_timeout=30).values():

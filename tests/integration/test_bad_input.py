@@ -101,3 +101,37 @@ def test_each_bad_reading_is_a_dead_letter_with_its_reason(tc):
     assert tc.sql("SELECT count(*) FROM readings WHERE device_id = 'caf\u00e9-\U0001F600'")[0][0] > 0
     # Null metrics are NULL, not zero.
     assert tc.sql("SELECT count(*) FROM readings WHERE device_id = 'dev-104' AND temperature IS NULL")[0][0] > 0
+
+
+def test_dead_letters_are_mirrored_to_the_dlq_topic(tc):
+    from confluent_kafka import Consumer, TopicPartition
+    tc.migrate()
+    tc.partitions = 1
+    tc.simulate("--count", "0")
+    p = Producer({"bootstrap.servers": tc.brokers})
+    sent = BAD[:12]
+    for i, (payload, _) in enumerate(sent):
+        p.produce(tc.topic, value=payload if payload else None, key=f"k{i}".encode())
+        p.produce(tc.topic, value=GOOD[0], key=b"good")
+    assert p.flush(30) == 0
+    tc.run(idle=2, extra=("kafka.partitions=1",))
+
+    c = Consumer({"bootstrap.servers": tc.brokers, "group.id": "dlq-check",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(f"{tc.topic}-dlq", 0, 0)])
+        got = []
+        deadline = time.time() + 30
+        while len(got) < len(sent) and time.time() < deadline:
+            for m in c.consume(100, timeout=1.0):
+                if not m.error():
+                    got.append(m)
+    finally:
+        c.close()
+    assert len(got) == len(sent)
+    for m, (payload, reason) in zip(got, sent):
+        headers = {k: v.decode() for k, v in m.headers()}
+        assert headers["reason"] == reason
+        assert headers["source_topic"] == tc.topic
+        assert int(headers["source_offset"]) % 2 == 0
+        assert (m.value() or b"") == payload

@@ -98,3 +98,11 @@ def _up(port):
             return True
     except OSError:
         return False
+
+
+def test_run_without_migrate_fails_fast(tc):
+    """A store without its tables is not an outage to wait out: run reports it and exits 1.
+    (It used to retry the assignment forever.)"""
+    p = tc.cmd("run", "--exit-when-idle", "1", check=False, timeout=120)
+    assert p.returncode == 1
+    assert "does not exist" in p.stderr

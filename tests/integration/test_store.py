@@ -115,7 +115,7 @@ def test_plain_mode_objects(plain):
     tc.migrate()
     tc.migrate()
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3]
     (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = 'readings'::regclass")[0]
     assert kind == "p"
     parts = partitions(tc)
@@ -312,14 +312,15 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     tc.migrate()
     execute(tc, "DROP TABLE store_mode; DROP VIEW readings_1m, readings_1h, latest;"
            " DROP TABLE rollup_1m, rollup_1h, latest_state, lake_files;"
-           " DROP INDEX readings_time_brin; DELETE FROM schema_migrations WHERE version = 2")
+           " DROP INDEX readings_time_brin; DELETE FROM schema_migrations WHERE version >= 2;"
+           " ALTER TABLE dead_letters DROP COLUMN redriven_at, DROP COLUMN redrive_count")
     # Before the upgrade the pipeline still writes (no rollups yet).
     tc.simulate("--devices", "5", "--count", "50", "--seed", "4")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
     tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(2,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(3,)]
     tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -506,6 +507,48 @@ static void test_err_set(void **state)
     assert_string_equal(buf, "abc ");
 }
 
+static void test_dyn_columns(void **state)
+{
+    tc_batch *b = tc_batch_new(4, 0);
+    char name[80];
+    int d;
+
+    (void)state;
+    assert_non_null(b);
+    assert_int_equal(tc_batch_row_begin(b), TC_OK);
+    tc_batch_row_commit(b); /* a row that predates the column */
+    d = tc_batch_dyn_column(b, "co2", 3);
+    assert_int_equal(d, 0);
+    assert_int_equal(tc_batch_dyn_column(b, "co2", 3), 0); /* found, not added twice */
+    assert_int_equal(b->ndyn, 1);
+    assert_int_equal(b->dyn_present[0][0], 0); /* NULL in the earlier row */
+    assert_int_equal(tc_batch_row_begin(b), TC_OK);
+    b->dyn[0][1] = 415.5;
+    b->dyn_present[0][1] = 1;
+    tc_batch_row_commit(b);
+    tc_batch_reset(b);
+    assert_int_equal(b->ndyn, 1); /* columns outlive batches */
+    assert_int_equal(tc_batch_row_begin(b), TC_OK);
+    assert_int_equal(b->dyn_present[0][0], 0); /* row_begin clears dynamic columns too */
+    /* Names that are not columns: fixed ones, bad characters, too long, leading digit. */
+    assert_int_equal(tc_batch_dyn_column(b, "temperature", 11), -1);
+    assert_int_equal(tc_batch_dyn_column(b, "kafka_offset", 12), -1);
+    assert_int_equal(tc_batch_dyn_column(b, "CO2", 3), -1);
+    assert_int_equal(tc_batch_dyn_column(b, "co-2", 4), -1);
+    assert_int_equal(tc_batch_dyn_column(b, "2co", 3), -1);
+    assert_int_equal(tc_batch_dyn_column(b, "", 0), -1);
+    memset(name, 'a', sizeof(name));
+    assert_int_equal(tc_batch_dyn_column(b, name, TC_BATCH_DYN_NAME_MAX), 1);
+    assert_int_equal(tc_batch_dyn_column(b, name, TC_BATCH_DYN_NAME_MAX + 1), -1);
+    /* The cap. */
+    for (int i = (int)b->ndyn; i < TC_BATCH_DYN_MAX; i++) {
+        snprintf(name, sizeof(name), "m%d", i);
+        assert_int_equal(tc_batch_dyn_column(b, name, strlen(name)), i);
+    }
+    assert_int_equal(tc_batch_dyn_column(b, "one_too_many", 12), -1);
+    tc_batch_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_dlq_full_by_count),
         cmocka_unit_test(test_dlq_full_by_arena),
         cmocka_unit_test(test_metric_lookup),
+        cmocka_unit_test(test_dyn_columns),
         cmocka_unit_test(test_reject_names),
         cmocka_unit_test(test_err_names),
         cmocka_unit_test(test_err_retriable),

@@ -27,6 +27,8 @@ static const char *const all_keys[] = {
     "kafka.replication_factor",
     "kafka.retention_ms",
     "kafka.create_topic",
+    "kafka.dlq_mirror",
+    "registry.url",
     "postgres.dsn",
     "postgres.schema",
     "postgres.partition_days_ahead",
@@ -73,6 +75,7 @@ static const char *const all_env[] = {
     "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
     "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
     "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
+    "THERMOCLINE_REGISTRY_URL",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -212,6 +215,7 @@ static void test_every_key_settable(void **state)
 
     for (size_t i = 0; i < NKEYS; i++) {
         const char *v = strstr(all_keys[i], "create_topic") || strstr(all_keys[i], "commit") ||
+                                strstr(all_keys[i], "dlq_mirror") ||
                                 strstr(all_keys[i], "rollups") || strstr(all_keys[i], "require_")
                             ? "false"
                             : "7";

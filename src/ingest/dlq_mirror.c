@@ -1,0 +1,214 @@
+/*
+ * dlq_mirror.c -- mirror dead letters to "<kafka.topic>-dlq"; see dlq_mirror.h.
+ */
+#include "ingest/dlq_mirror.h"
+
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "ingest/kafka.h"
+
+#define TC_DLQ_TOPIC_MAX 512
+
+struct tc_dlq_mirror {
+    rd_kafka_t *rk;
+    char topic[TC_DLQ_TOPIC_MAX];
+    uint64_t delivered, failed, failed_since_flush;
+    char last_error[TC_ERRSTR_MAX];
+};
+
+static void tc_dlq_mirror_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 3)
+        tc_log_error("dlq-mirror", "%s: %s", fac, buf);
+    else if (level == 4)
+        tc_log_warn("dlq-mirror", "%s: %s", fac, buf);
+    else
+        tc_log_debug("dlq-mirror", "%s: %s", fac, buf);
+}
+
+static void tc_dlq_mirror_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    tc_dlq_mirror *m = opaque;
+
+    (void)rk;
+    if (msg->err) {
+        m->failed++;
+        m->failed_since_flush++;
+        snprintf(m->last_error, sizeof(m->last_error), "%s", rd_kafka_err2str(msg->err));
+    } else {
+        m->delivered++;
+    }
+}
+
+static tc_err tc_dlq_mirror_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                                size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX];
+
+    if (rd_kafka_conf_set(conf, k, v, inner, sizeof(inner)) != RD_KAFKA_CONF_OK)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid Kafka setting %s=%s: %s", k,
+                          v, inner);
+    return TC_OK;
+}
+
+tc_dlq_mirror *tc_dlq_mirror_new(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    /* Few, small messages: a short linger; idempotence is what the delivery promise rests on. */
+    static const char *const defaults[] = {"linger.ms", "5", "compression.type", "lz4", NULL};
+    static const char *const forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
+    char inner[TC_ERRSTR_MAX];
+    rd_kafka_conf_t *conf;
+    tc_dlq_mirror *m;
+    tc_err err;
+
+    if ((size_t)snprintf(NULL, 0, "%s%s", cfg->kafka_topic, TC_DLQ_TOPIC_SUFFIX) >=
+        TC_DLQ_TOPIC_MAX) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "kafka.topic is too long");
+        return NULL;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    snprintf(m->topic, sizeof(m->topic), "%s%s", cfg->kafka_topic, TC_DLQ_TOPIC_SUFFIX);
+    if (cfg->kafka_create_topic) {
+        /* The same topic settings as the source topic, under the mirror's name. */
+        tc_config c = *cfg;
+        c.kafka_topic = m->topic;
+        if (tc_kafka_ensure_topic(&c, errstr, errstr_size) != TC_OK) {
+            free(m);
+            return NULL;
+        }
+    }
+    conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, tc_dlq_mirror_log_cb);
+    err = tc_dlq_mirror_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_dlq_mirror_set(conf, "client.id", "thermocline-dlq", errstr, errstr_size);
+    for (int i = 0; err == TC_OK && defaults[i]; i += 2)
+        err = tc_dlq_mirror_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
+    for (int i = 0; err == TC_OK && i < cfg->rdkafka_count; i++)
+        err = tc_dlq_mirror_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
+                                errstr_size);
+    for (int i = 0; err == TC_OK && forced[i]; i += 2)
+        err = tc_dlq_mirror_set(conf, forced[i], forced[i + 1], errstr, errstr_size);
+    if (err != TC_OK) {
+        rd_kafka_conf_destroy(conf);
+        free(m);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, tc_dlq_mirror_dr_cb);
+    rd_kafka_conf_set_opaque(conf, m);
+    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
+    if (!m->rk) {
+        rd_kafka_conf_destroy(conf);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
+                   "could not create the dead-letter producer: %s", inner);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+const char *tc_dlq_mirror_topic(const tc_dlq_mirror *m)
+{
+    return m->topic;
+}
+
+static tc_err tc_dlq_mirror_one(tc_dlq_mirror *m, const tc_dead_letter *dl,
+                                const char *source_topic, char *errstr, size_t errstr_size)
+{
+    char part[16], off[24], at[TC_TIME_RFC3339_MAX];
+    const char *reason = tc_reject_name(dl->reason);
+    const char *detail = dl->detail ? dl->detail : "";
+    const char *stage = dl->stage ? dl->stage : "";
+    rd_kafka_headers_t *hdrs;
+    rd_kafka_resp_err_t err;
+
+    snprintf(part, sizeof(part), "%" PRId32, dl->partition);
+    snprintf(off, sizeof(off), "%" PRId64, dl->offset);
+    tc_time_format_rfc3339(dl->received_us, at, sizeof(at));
+    for (;;) {
+        hdrs = rd_kafka_headers_new(7);
+        if (!hdrs)
+            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        rd_kafka_header_add(hdrs, "reason", -1, reason, -1);
+        rd_kafka_header_add(hdrs, "detail", -1, detail, -1);
+        rd_kafka_header_add(hdrs, "stage", -1, stage, -1);
+        rd_kafka_header_add(hdrs, "source_topic", -1, source_topic, -1);
+        rd_kafka_header_add(hdrs, "source_partition", -1, part, -1);
+        rd_kafka_header_add(hdrs, "source_offset", -1, off, -1);
+        rd_kafka_header_add(hdrs, "received_at", -1, at, -1);
+        err = rd_kafka_producev(
+            m->rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+            RD_KAFKA_V_KEY((void *)(uintptr_t)dl->key.ptr, dl->key.ptr ? dl->key.len : 0),
+            RD_KAFKA_V_VALUE((void *)(uintptr_t)dl->payload.ptr,
+                             dl->payload.ptr ? dl->payload.len : 0),
+            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return TC_OK; /* librdkafka owns the headers now */
+        rd_kafka_headers_destroy(hdrs);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not produce to \"%s\": %s",
+                              m->topic, rd_kafka_err2str(err));
+        rd_kafka_poll(m->rk, 10); /* back-pressure: let deliveries free the queue */
+    }
+}
+
+tc_err tc_dlq_mirror_send(tc_dlq_mirror *m, const tc_dlq_batch *d, const char *source_topic,
+                          char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    for (size_t i = 0; err == TC_OK && d && i < d->n; i++)
+        err = tc_dlq_mirror_one(m, &d->items[i], source_topic ? source_topic : "", errstr,
+                                errstr_size);
+    rd_kafka_poll(m->rk, 0);
+    return err;
+}
+
+tc_err tc_dlq_mirror_flush(tc_dlq_mirror *m, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    uint64_t failed;
+    int pending;
+
+    rd_kafka_flush(m->rk, timeout_ms);
+    pending = rd_kafka_outq_len(m->rk);
+    failed = m->failed_since_flush;
+    m->failed_since_flush = 0;
+    if (failed)
+        return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
+                          "%" PRIu64 " dead letters were not mirrored to \"%s\": %s", failed,
+                          m->topic, m->last_error);
+    if (pending > 0)
+        return tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                          "%d dead letters still unacknowledged by \"%s\" after %d ms", pending,
+                          m->topic, timeout_ms);
+    return TC_OK;
+}
+
+void tc_dlq_mirror_totals(const tc_dlq_mirror *m, uint64_t *delivered, uint64_t *failed)
+{
+    *delivered = m->delivered;
+    *failed = m->failed;
+}
+
+void tc_dlq_mirror_destroy(tc_dlq_mirror *m)
+{
+    char errstr[TC_ERRSTR_MAX];
+
+    if (!m)
+        return;
+    if (tc_dlq_mirror_flush(m, 10000, errstr, sizeof(errstr)) != TC_OK)
+        tc_log_warn("dlq-mirror", "%s", errstr);
+    rd_kafka_destroy(m->rk);
+    free(m);
+}
