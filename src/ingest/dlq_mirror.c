@@ -22,17 +22,6 @@ struct tc_dlq_mirror {
     char last_error[TC_ERRSTR_MAX];
 };
 
-static void tc_dlq_mirror_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    if (level <= 3)
-        tc_log_error("dlq-mirror", "%s: %s", fac, buf);
-    else if (level == 4)
-        tc_log_warn("dlq-mirror", "%s: %s", fac, buf);
-    else
-        tc_log_debug("dlq-mirror", "%s: %s", fac, buf);
-}
-
 static void tc_dlq_mirror_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     tc_dlq_mirror *m = opaque;
@@ -47,26 +36,15 @@ static void tc_dlq_mirror_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, v
     }
 }
 
-static tc_err tc_dlq_mirror_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
-                                size_t errstr_size)
-{
-    char inner[TC_ERRSTR_MAX];
-
-    if (rd_kafka_conf_set(conf, k, v, inner, sizeof(inner)) != RD_KAFKA_CONF_OK)
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid Kafka setting %s=%s: %s", k,
-                          v, inner);
-    return TC_OK;
-}
-
 tc_dlq_mirror *tc_dlq_mirror_new(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
     /* Few, small messages: a short linger; idempotence is what the delivery promise rests on. */
-    static const char *const defaults[] = {"linger.ms", "5", "compression.type", "lz4", NULL};
+    static const char *const defaults[] = {
+        "client.id", "thermocline-dlq", "linger.ms", "5", "compression.type", "lz4", NULL};
     static const char *const forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     char inner[TC_ERRSTR_MAX];
     rd_kafka_conf_t *conf;
     tc_dlq_mirror *m;
-    tc_err err;
 
     if ((size_t)snprintf(NULL, 0, "%s%s", cfg->kafka_topic, TC_DLQ_TOPIC_SUFFIX) >=
         TC_DLQ_TOPIC_MAX) {
@@ -88,20 +66,8 @@ tc_dlq_mirror *tc_dlq_mirror_new(const tc_config *cfg, char *errstr, size_t errs
             return NULL;
         }
     }
-    conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, tc_dlq_mirror_log_cb);
-    err = tc_dlq_mirror_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr, errstr_size);
-    if (err == TC_OK)
-        err = tc_dlq_mirror_set(conf, "client.id", "thermocline-dlq", errstr, errstr_size);
-    for (int i = 0; err == TC_OK && defaults[i]; i += 2)
-        err = tc_dlq_mirror_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
-    for (int i = 0; err == TC_OK && i < cfg->rdkafka_count; i++)
-        err = tc_dlq_mirror_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
-                                errstr_size);
-    for (int i = 0; err == TC_OK && forced[i]; i += 2)
-        err = tc_dlq_mirror_set(conf, forced[i], forced[i + 1], errstr, errstr_size);
-    if (err != TC_OK) {
-        rd_kafka_conf_destroy(conf);
+    conf = tc_kafka_conf_new(cfg, defaults, forced, errstr, errstr_size);
+    if (!conf) {
         free(m);
         return NULL;
     }

@@ -64,10 +64,8 @@ static tc_err tc_kafka_set(rd_kafka_conf_t *conf, const char *k, const char *v, 
     return TC_OK;
 }
 
-/* Base configuration: brokers, logging, then the user's rdkafka.* properties. */
-static rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
-                                          const char *const *forced, char *errstr,
-                                          size_t errstr_size)
+rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
+                                   const char *const *forced, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     tc_err err;

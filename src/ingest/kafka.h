@@ -14,6 +14,7 @@
 #ifndef TC_INGEST_KAFKA_H
 #define TC_INGEST_KAFKA_H
 
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,13 @@ int tc_consumer_topic_ends(tc_consumer *c, const char *topic, int32_t *parts, in
 
 /* Leave the group (serving the final revoke) and free everything. */
 void tc_consumer_destroy(tc_consumer *c);
+
+/* A librdkafka configuration every client of Thermocline starts from: brokers, client id, logging
+ * through tc_log, then defaults (key, value pairs, NULL-terminated; may be NULL), the user's
+ * rdkafka.* properties, and last the forced pairs that must not be overridden. NULL with errstr on
+ * an invalid property. The caller owns the result (rd_kafka_new takes it over). */
+rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
+                                   const char *const *forced, char *errstr, size_t errstr_size);
 
 /* Create the topic if it does not exist. */
 tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size);
