@@ -2,22 +2,18 @@
  * cmd_registry.c -- `thermocline registry` (the schema registry server) and `thermocline schema`
  * (its command-line client).
  *
- * The client speaks HTTP/1.1 over a plain socket: one request per connection (Connection: close),
- * a bounded response (TC_CLIENT_RESPONSE_MAX), send and receive timeouts. It needs no HTTP library
- * because it only ever talks to a registry on a trusted network.
+ * The client is api/http_client.h: one request per connection, a bounded response
+ * (TC_CLIENT_RESPONSE_MAX), connect, send and receive timeouts.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "api/http.h"
+#include "api/http_client.h"
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -101,259 +97,6 @@ int tc_cmd_registry(int argc, char **argv)
 }
 
 /* ---- the HTTP client ---- */
-
-typedef struct tc_url {
-    char host[256];
-    char port[8];
-    char base[512]; /* path prefix without the trailing slash */
-} tc_url;
-
-static int tc_url_parse(const char *url, tc_url *u)
-{
-    const char *p, *slash, *colon;
-    size_t hl;
-
-    memset(u, 0, sizeof(*u));
-    if (strncasecmp(url, "http://", 7) != 0)
-        return -1;
-    p = url + 7;
-    slash = strchr(p, '/');
-    if (!slash)
-        slash = p + strlen(p);
-    if (*p == '[') {
-        const char *close = memchr(p, ']', (size_t)(slash - p));
-        if (!close)
-            return -1;
-        hl = (size_t)(close - p - 1);
-        if (hl == 0 || hl >= sizeof(u->host))
-            return -1;
-        memcpy(u->host, p + 1, hl);
-        colon = close + 1 < slash && close[1] == ':' ? close + 1 : NULL;
-    } else {
-        colon = memchr(p, ':', (size_t)(slash - p));
-        hl = (size_t)((colon ? colon : slash) - p);
-        if (hl == 0 || hl >= sizeof(u->host))
-            return -1;
-        memcpy(u->host, p, hl);
-    }
-    if (colon) {
-        size_t pl = (size_t)(slash - colon - 1);
-        if (pl == 0 || pl >= sizeof(u->port))
-            return -1;
-        memcpy(u->port, colon + 1, pl);
-        if (strspn(u->port, "0123456789") != pl)
-            return -1;
-    } else {
-        strcpy(u->port, "80");
-    }
-    if (strlen(slash) >= sizeof(u->base))
-        return -1;
-    strcpy(u->base, slash);
-    while (*u->base && u->base[strlen(u->base) - 1] == '/')
-        u->base[strlen(u->base) - 1] = '\0';
-    return 0;
-}
-
-typedef struct tc_http_reply {
-    int status;
-    char *body; /* NUL-terminated */
-    size_t len;
-} tc_http_reply;
-
-static int tc_client_connect(const tc_url *u, char *errstr, size_t size)
-{
-    struct addrinfo hints, *res = NULL, *ai;
-    struct timeval tv = {TC_CLIENT_TIMEOUT_S, 0};
-    int fd = -1, rc;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(u->host, u->port, &hints, &res);
-    if (rc != 0) {
-        snprintf(errstr, size, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-        return -1;
-    }
-    for (ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        rc = errno;
-        close(fd);
-        fd = -1;
-        errno = rc;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        snprintf(errstr, size, "cannot connect to %s:%s: %s", u->host, u->port, strerror(errno));
-    return fd;
-}
-
-static int tc_send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Decode a chunked body in place; -1 when malformed. */
-static long tc_dechunk(char *b, size_t n)
-{
-    size_t in = 0, out = 0;
-
-    for (;;) {
-        char *end;
-        unsigned long sz;
-        char *crlf = NULL;
-        for (size_t i = in; i + 1 < n; i++)
-            if (b[i] == '\r' && b[i + 1] == '\n') {
-                crlf = b + i;
-                break;
-            }
-        if (!crlf)
-            return -1;
-        sz = strtoul(b + in, &end, 16);
-        if (end == b + in)
-            return -1;
-        in = (size_t)(crlf - b) + 2;
-        if (sz == 0)
-            return (long)out;
-        if (sz > n - in || n - in - sz < 2)
-            return -1;
-        memmove(b + out, b + in, sz);
-        out += sz;
-        in += sz + 2;
-    }
-}
-
-static void tc_put(tc_jbuf *b, const char *s)
-{
-    tc_jbuf_append(b, s, strlen(s));
-}
-
-/* One request; the reply body is malloc'ed. Returns 0, or -1 with errstr set. */
-static int tc_client_request(const tc_url *u, const char *method, const char *path,
-                             const char *body, tc_http_reply *reply, char *errstr, size_t size)
-{
-    tc_jbuf req;
-    char *buf = NULL, *hdr_end, *p;
-    size_t len = 0, cap = 0, blen = body ? strlen(body) : 0;
-    long clen = -1;
-    int fd, chunked = 0;
-
-    memset(reply, 0, sizeof(*reply));
-    fd = tc_client_connect(u, errstr, size);
-    if (fd < 0)
-        return -1;
-    tc_jbuf_init(&req, 0);
-    tc_put(&req, method);
-    tc_put(&req, " ");
-    tc_put(&req, u->base);
-    tc_put(&req, path);
-    tc_put(&req, " HTTP/1.1\r\nHost: ");
-    tc_put(&req, strchr(u->host, ':') ? "[" : "");
-    tc_put(&req, u->host);
-    tc_put(&req, strchr(u->host, ':') ? "]:" : ":");
-    tc_put(&req, u->port);
-    tc_put(&req, "\r\nAccept: application/vnd.schemaregistry.v1+json\r\n"
-                 "User-Agent: thermocline/" TC_VERSION "\r\nConnection: close\r\n");
-    if (body) {
-        char cl[64];
-        snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", blen);
-        tc_put(&req, "Content-Type: application/vnd.schemaregistry.v1+json\r\n");
-        tc_put(&req, cl);
-    }
-    tc_put(&req, "\r\n");
-    if (body)
-        tc_jbuf_append(&req, body, blen);
-    if (tc_jbuf_failed(&req) || tc_send_all(fd, req.data, req.len) < 0) {
-        snprintf(errstr, size, "cannot send the request: %s", strerror(errno));
-        tc_jbuf_free(&req);
-        close(fd);
-        return -1;
-    }
-    tc_jbuf_free(&req);
-
-    for (;;) {
-        ssize_t r;
-        if (len + 4096 + 1 > cap) {
-            char *nb;
-            if (cap >= TC_CLIENT_RESPONSE_MAX) {
-                snprintf(errstr, size, "response larger than %d bytes", TC_CLIENT_RESPONSE_MAX);
-                goto fail;
-            }
-            cap = cap ? cap * 2 : 16384;
-            nb = realloc(buf, cap);
-            if (!nb) {
-                snprintf(errstr, size, "out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-        r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(errstr, size, "cannot read the response: %s", strerror(errno));
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    fd = -1;
-    if (!buf) {
-        snprintf(errstr, size, "empty response");
-        goto fail;
-    }
-    buf[len] = '\0';
-    hdr_end = strstr(buf, "\r\n\r\n");
-    if (strncmp(buf, "HTTP/1.", 7) != 0 || !hdr_end || len < 12) {
-        snprintf(errstr, size, "malformed HTTP response");
-        goto fail;
-    }
-    reply->status = atoi(buf + 9);
-    *hdr_end = '\0';
-    for (p = strstr(buf, "\r\n"); p && p < hdr_end; p = strstr(p + 2, "\r\n")) {
-        if (!strncasecmp(p + 2, "Content-Length:", 15))
-            clen = strtol(p + 17, NULL, 10);
-        else if (!strncasecmp(p + 2, "Transfer-Encoding:", 18) && strstr(p + 20, "chunked"))
-            chunked = 1;
-    }
-    p = hdr_end + 4;
-    reply->len = len - (size_t)(p - buf);
-    if (chunked) {
-        long n = tc_dechunk(p, reply->len);
-        if (n < 0) {
-            snprintf(errstr, size, "malformed chunked response");
-            goto fail;
-        }
-        reply->len = (size_t)n;
-    } else if (clen >= 0 && (size_t)clen < reply->len) {
-        reply->len = (size_t)clen;
-    }
-    memmove(buf, p, reply->len);
-    buf[reply->len] = '\0';
-    reply->body = buf;
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return -1;
-}
 
 /* Percent-encode a path segment. */
 static void tc_pct_encode(tc_jbuf *b, const char *s)
@@ -458,8 +201,8 @@ static char *tc_path(const char *prefix, const char *subject, const char *rest)
 }
 
 /* Run one request and parse a JSON reply; returns the document or NULL (reported). */
-static tc_json_doc *tc_call(const tc_url *u, const char *what, const char *method, const char *path,
-                            const char *body, int *status)
+static tc_json_doc *tc_call(const tc_http_url *u, const char *what, const char *method,
+                            const char *path, const char *body, int *status)
 {
     char errstr[TC_ERRSTR_MAX];
     tc_http_reply r;
@@ -469,7 +212,9 @@ static tc_json_doc *tc_call(const tc_url *u, const char *what, const char *metho
         fprintf(stderr, "thermocline schema %s: out of memory\n", what);
         return NULL;
     }
-    if (tc_client_request(u, method, path, body, &r, errstr, sizeof(errstr)) < 0) {
+    if (tc_http_fetch(u, method, path, body ? "application/vnd.schemaregistry.v1+json" : NULL, body,
+                      body ? strlen(body) : 0, TC_CLIENT_TIMEOUT_S * 1000, TC_CLIENT_RESPONSE_MAX,
+                      &r, errstr, sizeof(errstr)) != TC_OK) {
         fprintf(stderr, "thermocline schema %s: %s\n", what, errstr);
         return NULL;
     }
@@ -487,7 +232,7 @@ static tc_json_doc *tc_call(const tc_url *u, const char *what, const char *metho
     return doc;
 }
 
-static int tc_schema_register(const tc_url *u, const char *subject, const char *file)
+static int tc_schema_register(const tc_http_url *u, const char *subject, const char *file)
 {
     char errstr[TC_ERRSTR_MAX];
     char *body = tc_schema_body(file, errstr, sizeof(errstr)), *path;
@@ -518,7 +263,7 @@ static int tc_schema_register(const tc_url *u, const char *subject, const char *
     return 0;
 }
 
-static int tc_schema_ls(const tc_url *u, const char *subject)
+static int tc_schema_ls(const tc_http_url *u, const char *subject)
 {
     char *path =
         subject ? tc_path("/subjects/", subject, "/versions") : tc_path("/subjects", NULL, NULL);
@@ -540,7 +285,7 @@ static int tc_schema_ls(const tc_url *u, const char *subject)
     return 0;
 }
 
-static int tc_schema_show(const tc_url *u, const char *subject, const char *version)
+static int tc_schema_show(const tc_http_url *u, const char *subject, const char *version)
 {
     tc_jbuf rest;
     char *path;
@@ -567,7 +312,7 @@ static int tc_schema_show(const tc_url *u, const char *subject, const char *vers
     return 0;
 }
 
-static int tc_schema_check(const tc_url *u, const char *subject, const char *file)
+static int tc_schema_check(const tc_http_url *u, const char *subject, const char *file)
 {
     char errstr[TC_ERRSTR_MAX];
     char *body = tc_schema_body(file, errstr, sizeof(errstr)), *path;
@@ -619,7 +364,7 @@ int tc_cmd_schema(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     const char *url = getenv("THERMOCLINE_REGISTRY_URL");
     const char *cmd;
-    tc_url u;
+    tc_http_url u;
     int opt, nargs;
 
     if (!url || !*url)
@@ -636,7 +381,7 @@ int tc_cmd_schema(int argc, char **argv)
         tc_schema_usage(stderr);
         return TC_EXIT_USAGE;
     }
-    if (tc_url_parse(url, &u) < 0) {
+    if (tc_http_url_parse(url, &u) < 0) {
         fprintf(stderr,
                 "thermocline schema: invalid registry URL \"%s\" (expected http://host:port)\n",
                 url);

@@ -14,20 +14,16 @@
 #include "schema/avro_reading.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "api/http_client.h"
 #include "core/json.h"
 #include "core/timeutil.h"
 #include "schema/avro_schema.h"
@@ -1140,14 +1136,8 @@ void tc_avro_plan_free(tc_avro_plan *plan)
 
 #define TC_SC_RESPONSE_MAX (4 * 1024 * 1024)
 
-typedef struct tc_sc_url {
-    char host[256];
-    char port[8];
-    char base[512];
-} tc_sc_url;
-
 struct tc_schema_cache {
-    tc_sc_url url;
+    tc_http_url url;
     int timeout_ms;
     size_t max;
     size_t n;
@@ -1167,246 +1157,22 @@ struct tc_schema_cache {
 /* A 404 may be replication lag on the registry side: ask again after this long. */
 #define TC_SC_NOT_FOUND_TTL_US (30 * TC_USEC_PER_SEC)
 
-static int tc_sc_url_parse(const char *url, tc_sc_url *u)
-{
-    const char *p, *slash, *colon;
-    size_t hl;
-
-    memset(u, 0, sizeof(*u));
-    if (!url || strncasecmp(url, "http://", 7) != 0)
-        return -1;
-    p = url + 7;
-    slash = strchr(p, '/');
-    if (!slash)
-        slash = p + strlen(p);
-    if (*p == '[') {
-        const char *close = memchr(p, ']', (size_t)(slash - p));
-        if (!close)
-            return -1;
-        hl = (size_t)(close - p - 1);
-        if (hl == 0 || hl >= sizeof(u->host))
-            return -1;
-        memcpy(u->host, p + 1, hl);
-        colon = close + 1 < slash && close[1] == ':' ? close + 1 : NULL;
-    } else {
-        colon = memchr(p, ':', (size_t)(slash - p));
-        hl = (size_t)((colon ? colon : slash) - p);
-        if (hl == 0 || hl >= sizeof(u->host))
-            return -1;
-        memcpy(u->host, p, hl);
-    }
-    if (colon) {
-        size_t pl = (size_t)(slash - colon - 1);
-        if (pl == 0 || pl >= sizeof(u->port) || strspn(colon + 1, "0123456789") < pl)
-            return -1;
-        memcpy(u->port, colon + 1, pl);
-    } else {
-        strcpy(u->port, "80");
-    }
-    if (strlen(slash) >= sizeof(u->base))
-        return -1;
-    strcpy(u->base, slash);
-    while (*u->base && u->base[strlen(u->base) - 1] == '/')
-        u->base[strlen(u->base) - 1] = '\0';
-    return 0;
-}
-
-static tc_err tc_sc_connect(const tc_schema_cache *c, int *out, char *errstr, size_t n)
-{
-    struct addrinfo hints, *res = NULL, *ai;
-    struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
-    tc_err err = TC_ERR_IO;
-    int fd = -1, rc, e = 0;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(c->url.host, c->url.port, &hints, &res);
-    if (rc != 0)
-        return tc_err_set(TC_ERR_IO, errstr, n, "schema registry: cannot resolve %s: %s",
-                          c->url.host, gai_strerror(rc));
-    for (ai = res; ai; ai = ai->ai_next) {
-        struct pollfd pfd;
-        socklen_t sl = sizeof(e);
-        int flags;
-
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd < 0) {
-            e = errno;
-            continue;
-        }
-        flags = fcntl(fd, F_GETFL);
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-        e = 0;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            e = errno;
-            if (e == EINPROGRESS) {
-                pfd.fd = fd;
-                pfd.events = POLLOUT;
-                do
-                    rc = poll(&pfd, 1, c->timeout_ms);
-                while (rc < 0 && errno == EINTR);
-                if (rc == 0) {
-                    e = ETIMEDOUT;
-                    err = TC_ERR_TIMEOUT;
-                } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0) {
-                    e = errno;
-                }
-            }
-        }
-        if (e == 0) {
-            fcntl(fd, F_SETFL, flags);
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-            break;
-        }
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return tc_err_set(err, errstr, n, "schema registry: cannot connect to %s:%s: %s",
-                          c->url.host, c->url.port, strerror(e));
-    *out = fd;
-    return TC_OK;
-}
-
-/* Decode a chunked body in place; -1 when malformed. */
-static long tc_sc_dechunk(char *b, size_t n)
-{
-    size_t in = 0, out = 0;
-
-    for (;;) {
-        char *end, *crlf = NULL;
-        unsigned long sz;
-
-        for (size_t i = in; i + 1 < n; i++)
-            if (b[i] == '\r' && b[i + 1] == '\n') {
-                crlf = b + i;
-                break;
-            }
-        if (!crlf)
-            return -1;
-        sz = strtoul(b + in, &end, 16);
-        if (end == b + in)
-            return -1;
-        in = (size_t)(crlf - b) + 2;
-        if (sz == 0)
-            return (long)out;
-        if (sz > n - in || n - in - sz < 2)
-            return -1;
-        memmove(b + out, b + in, sz);
-        out += sz;
-        in += sz + 2;
-    }
-}
-
-/* GET path; *body (malloc'ed, NUL-terminated) and *status on TC_OK. */
+/* GET path from the registry; *body (malloc'ed, NUL-terminated) and *status on TC_OK. */
 static tc_err tc_sc_get(tc_schema_cache *c, const char *path, int *status, char **body,
                         size_t *body_len, char *errstr, size_t n)
 {
-    char req[1400], *buf = NULL, *hdr_end, *p;
-    size_t len = 0, cap = 0, reqlen;
-    long clen = -1;
-    int fd = -1, chunked = 0, v6 = strchr(c->url.host, ':') != NULL;
-    tc_err err = tc_sc_connect(c, &fd, errstr, n);
+    char inner[TC_ERRSTR_MAX];
+    tc_http_reply reply;
+    tc_err err = tc_http_fetch(&c->url, "GET", path, NULL, NULL, 0, c->timeout_ms,
+                               TC_SC_RESPONSE_MAX, &reply, inner, sizeof(inner));
 
-    if (err != TC_OK)
-        return err;
     c->fetches++;
-    reqlen =
-        (size_t)snprintf(req, sizeof(req),
-                         "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n"
-                         "Accept: application/vnd.schemaregistry.v1+json\r\n"
-                         "User-Agent: thermocline/" TC_VERSION "\r\nConnection: close\r\n\r\n",
-                         c->url.base, path, v6 ? "[" : "", c->url.host, v6 ? "]" : "", c->url.port);
-    for (size_t off = 0; off < reqlen;) {
-        ssize_t wr = send(fd, req + off, reqlen - off, MSG_NOSIGNAL);
-        if (wr < 0 && errno == EINTR)
-            continue;
-        if (wr <= 0) {
-            err = tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
-                             "schema registry: cannot send the request: %s", strerror(errno));
-            goto fail;
-        }
-        off += (size_t)wr;
-    }
-    for (;;) {
-        ssize_t r;
-
-        if (len + 4096 + 1 > cap) {
-            char *nb;
-
-            if (cap >= TC_SC_RESPONSE_MAX) {
-                err = tc_err_set(TC_ERR_IO, errstr, n,
-                                 "schema registry: response larger than %d bytes",
-                                 TC_SC_RESPONSE_MAX);
-                goto fail;
-            }
-            cap = cap ? cap * 2 : 16384;
-            nb = realloc(buf, cap);
-            if (!nb) {
-                err = tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-        r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            err = tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
-                             "schema registry: cannot read the response: %s", strerror(errno));
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    fd = -1;
-    if (!buf) {
-        err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry: empty response");
-        goto fail;
-    }
-    buf[len] = '\0';
-    hdr_end = strstr(buf, "\r\n\r\n");
-    if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || !hdr_end) {
-        err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry: malformed HTTP response");
-        goto fail;
-    }
-    *status = atoi(buf + 9);
-    *hdr_end = '\0';
-    for (p = strstr(buf, "\r\n"); p && p < hdr_end; p = strstr(p + 2, "\r\n")) {
-        if (!strncasecmp(p + 2, "Content-Length:", 15))
-            clen = strtol(p + 17, NULL, 10);
-        else if (!strncasecmp(p + 2, "Transfer-Encoding:", 18) && strstr(p + 20, "chunked"))
-            chunked = 1;
-    }
-    p = hdr_end + 4;
-    *body_len = len - (size_t)(p - buf);
-    if (chunked) {
-        long k = tc_sc_dechunk(p, *body_len);
-        if (k < 0) {
-            err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry: malformed chunked response");
-            goto fail;
-        }
-        *body_len = (size_t)k;
-    } else if (clen >= 0 && (size_t)clen < *body_len) {
-        *body_len = (size_t)clen;
-    } else if (clen >= 0 && (size_t)clen > *body_len) {
-        err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry: truncated response");
-        goto fail;
-    }
-    memmove(buf, p, *body_len);
-    buf[*body_len] = '\0';
-    *body = buf;
+    if (err != TC_OK)
+        return tc_err_set(err, errstr, n, "schema registry: %s", inner);
+    *status = reply.status;
+    *body = reply.body;
+    *body_len = reply.len;
     return TC_OK;
-fail:
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return err;
 }
 
 /* ---- the cache ---- */
@@ -1463,7 +1229,7 @@ tc_schema_cache *tc_schema_cache_new(const char *registry_url, size_t max_plans,
         tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
         return NULL;
     }
-    if (tc_sc_url_parse(registry_url, &c->url) < 0) {
+    if (tc_http_url_parse(registry_url, &c->url) < 0) {
         tc_err_set(TC_ERR_CONFIG, errstr, n,
                    "invalid schema registry URL \"%s\" (expected http://host:port[/path])",
                    registry_url ? registry_url : "");

@@ -1,0 +1,297 @@
+/*
+ * http_client.c -- see http_client.h.
+ */
+#include "api/http_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+int tc_http_url_parse(const char *url, tc_http_url *u)
+{
+    const char *p, *slash, *colon;
+    size_t hl;
+
+    memset(u, 0, sizeof(*u));
+    if (!url || strncasecmp(url, "http://", 7) != 0)
+        return -1;
+    p = url + 7;
+    slash = strchr(p, '/');
+    if (!slash)
+        slash = p + strlen(p);
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(slash - p));
+        if (!close)
+            return -1;
+        hl = (size_t)(close - p - 1);
+        if (hl == 0 || hl >= sizeof(u->host))
+            return -1;
+        memcpy(u->host, p + 1, hl);
+        colon = close + 1 < slash && close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(slash - p));
+        hl = (size_t)((colon ? colon : slash) - p);
+        if (hl == 0 || hl >= sizeof(u->host))
+            return -1;
+        memcpy(u->host, p, hl);
+    }
+    if (colon) {
+        size_t pl = (size_t)(slash - colon - 1);
+        if (pl == 0 || pl >= sizeof(u->port) || strspn(colon + 1, "0123456789") < pl)
+            return -1;
+        memcpy(u->port, colon + 1, pl);
+    } else {
+        strcpy(u->port, "80");
+    }
+    if (strlen(slash) >= sizeof(u->base))
+        return -1;
+    strcpy(u->base, slash);
+    while (*u->base && u->base[strlen(u->base) - 1] == '/')
+        u->base[strlen(u->base) - 1] = '\0';
+    return 0;
+}
+
+static tc_err tc_http_connect(const tc_http_url *u, int timeout_ms, int *out, char *errstr,
+                              size_t n)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    tc_err err = TC_ERR_IO;
+    int fd = -1, rc, e = 0;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(u->host, u->port, &hints, &res);
+    if (rc != 0)
+        return tc_err_set(TC_ERR_IO, errstr, n, "cannot resolve %s: %s", u->host, gai_strerror(rc));
+    for (ai = res; ai; ai = ai->ai_next) {
+        struct pollfd pfd;
+        socklen_t sl = sizeof(e);
+        int flags;
+
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        flags = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        e = 0;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            e = errno;
+            if (e == EINPROGRESS) {
+                pfd.fd = fd;
+                pfd.events = POLLOUT;
+                do
+                    rc = poll(&pfd, 1, timeout_ms);
+                while (rc < 0 && errno == EINTR);
+                if (rc == 0) {
+                    e = ETIMEDOUT;
+                    err = TC_ERR_TIMEOUT;
+                } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0) {
+                    e = errno;
+                }
+            }
+        }
+        if (e == 0) {
+            fcntl(fd, F_SETFL, flags);
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+            break;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return tc_err_set(err, errstr, n, "cannot connect to %s:%s: %s", u->host, u->port,
+                          strerror(e));
+    *out = fd;
+    return TC_OK;
+}
+
+/* Decode a chunked body in place; -1 when malformed. */
+static long tc_http_dechunk(char *b, size_t n)
+{
+    size_t in = 0, out = 0;
+
+    for (;;) {
+        char *end, *crlf = NULL;
+        unsigned long sz;
+
+        for (size_t i = in; i + 1 < n; i++)
+            if (b[i] == '\r' && b[i + 1] == '\n') {
+                crlf = b + i;
+                break;
+            }
+        if (!crlf)
+            return -1;
+        sz = strtoul(b + in, &end, 16);
+        if (end == b + in)
+            return -1;
+        in = (size_t)(crlf - b) + 2;
+        if (sz == 0)
+            return (long)out;
+        if (sz > n - in || n - in - sz < 2)
+            return -1;
+        memmove(b + out, b + in, sz);
+        out += sz;
+        in += sz + 2;
+    }
+}
+
+/* Build and send the request: headers, then the body. */
+static tc_err tc_http_send(int fd, const tc_http_url *u, const char *method, const char *path,
+                           const char *content_type, const char *body, size_t body_len,
+                           char *errstr, size_t n)
+{
+    int v6 = strchr(u->host, ':') != NULL;
+    size_t cap = 1024 + strlen(u->base) + strlen(path) + body_len, len;
+    char *req = malloc(cap);
+    tc_err err = TC_OK;
+    int k;
+
+    if (!req)
+        return tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
+    k = snprintf(req, cap,
+                 "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n"
+                 "Accept: application/vnd.schemaregistry.v1+json, application/json\r\n"
+                 "User-Agent: thermocline/" TC_VERSION "\r\nConnection: close\r\n",
+                 method, u->base, path, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
+    if (k > 0 && body)
+        k += snprintf(req + k, cap - (size_t)k, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                      content_type ? content_type : "application/json", body_len);
+    if (k > 0)
+        k += snprintf(req + k, cap - (size_t)k, "\r\n");
+    if (k < 0 || (size_t)k + body_len >= cap) {
+        free(req);
+        return tc_err_set(TC_ERR_INVALID, errstr, n, "request too long");
+    }
+    len = (size_t)k;
+    if (body_len)
+        memcpy(req + len, body, body_len);
+    len += body_len;
+    for (size_t off = 0; off < len;) {
+        ssize_t wr = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (wr < 0 && errno == EINTR)
+            continue;
+        if (wr <= 0) {
+            err = tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                             "cannot send the request: %s", strerror(errno));
+            break;
+        }
+        off += (size_t)wr;
+    }
+    free(req);
+    return err;
+}
+
+tc_err tc_http_fetch(const tc_http_url *u, const char *method, const char *path,
+                     const char *content_type, const char *body, size_t body_len, int timeout_ms,
+                     size_t max_response, tc_http_reply *reply, char *errstr, size_t n)
+{
+    char *buf = NULL, *hdr_end, *p;
+    size_t len = 0, cap = 0;
+    long clen = -1;
+    int fd = -1, chunked = 0;
+    tc_err err;
+
+    memset(reply, 0, sizeof(*reply));
+    err = tc_http_connect(u, timeout_ms, &fd, errstr, n);
+    if (err != TC_OK)
+        return err;
+    err = tc_http_send(fd, u, method, path, content_type, body, body_len, errstr, n);
+    if (err != TC_OK)
+        goto fail;
+    for (;;) {
+        ssize_t r;
+
+        if (len + 4096 + 1 > cap) {
+            char *nb;
+
+            if (cap >= max_response) {
+                err = tc_err_set(TC_ERR_IO, errstr, n, "response larger than %zu bytes",
+                                 max_response);
+                goto fail;
+            }
+            cap = cap ? cap * 2 : 16384;
+            nb = realloc(buf, cap);
+            if (!nb) {
+                err = tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
+                goto fail;
+            }
+            buf = nb;
+        }
+        r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            err = tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                             "cannot read the response: %s", strerror(errno));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    fd = -1;
+    if (!buf) {
+        err = tc_err_set(TC_ERR_IO, errstr, n, "empty response");
+        goto fail;
+    }
+    buf[len] = '\0';
+    hdr_end = strstr(buf, "\r\n\r\n");
+    if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || !hdr_end) {
+        err = tc_err_set(TC_ERR_IO, errstr, n, "malformed HTTP response");
+        goto fail;
+    }
+    reply->status = atoi(buf + 9);
+    *hdr_end = '\0';
+    for (p = strstr(buf, "\r\n"); p && p < hdr_end; p = strstr(p + 2, "\r\n")) {
+        if (!strncasecmp(p + 2, "Content-Length:", 15))
+            clen = strtol(p + 17, NULL, 10);
+        else if (!strncasecmp(p + 2, "Transfer-Encoding:", 18) && strstr(p + 20, "chunked"))
+            chunked = 1;
+    }
+    p = hdr_end + 4;
+    reply->len = len - (size_t)(p - buf);
+    if (chunked) {
+        long k = tc_http_dechunk(p, reply->len);
+        if (k < 0) {
+            err = tc_err_set(TC_ERR_IO, errstr, n, "malformed chunked response");
+            goto fail;
+        }
+        reply->len = (size_t)k;
+    } else if (clen >= 0 && (size_t)clen < reply->len) {
+        reply->len = (size_t)clen;
+    } else if (clen >= 0 && (size_t)clen > reply->len) {
+        err = tc_err_set(TC_ERR_IO, errstr, n, "truncated response");
+        goto fail;
+    }
+    memmove(buf, p, reply->len);
+    buf[reply->len] = '\0';
+    reply->body = buf;
+    return TC_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return err;
+}
+
+void tc_http_reply_free(tc_http_reply *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+}

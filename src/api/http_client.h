@@ -1,0 +1,42 @@
+/*
+ * http_client.h -- a minimal HTTP/1.1 client for the control plane (the schema registry).
+ *
+ * One request per connection (Connection: close), so no pooling state; bounded: a connect
+ * timeout, send/receive timeouts, and a cap on the response size. Plain http:// only. Handles
+ * Content-Length, chunked transfer encoding and responses that end with the connection.
+ */
+#ifndef TC_API_HTTP_CLIENT_H
+#define TC_API_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef struct tc_http_url {
+    char host[256]; /* without the brackets of an IPv6 literal */
+    char port[8];
+    char base[512]; /* path prefix, without a trailing slash */
+} tc_http_url;
+
+/* Parse "http://host[:port][/base]" (host may be "[v6]"). Returns 0, or -1 when malformed. */
+int tc_http_url_parse(const char *url, tc_http_url *u);
+
+typedef struct tc_http_reply {
+    int status;
+    char *body; /* malloc'ed, NUL-terminated; free with tc_http_reply_free */
+    size_t len;
+} tc_http_reply;
+
+/*
+ * Send method base+path with an optional body (content_type then required) and read the reply.
+ * Errors: TC_ERR_TIMEOUT (connect or I/O timed out), TC_ERR_IO (unreachable, refused, malformed,
+ * truncated, or larger than max_response), TC_ERR_NOMEM -- all with errstr. An HTTP error status
+ * is not an error here: it is in reply->status.
+ */
+tc_err tc_http_fetch(const tc_http_url *u, const char *method, const char *path,
+                     const char *content_type, const char *body, size_t body_len, int timeout_ms,
+                     size_t max_response, tc_http_reply *reply, char *errstr, size_t errstr_size);
+
+void tc_http_reply_free(tc_http_reply *r);
+
+#endif
