@@ -256,11 +256,14 @@ static void tc_lake_free_names(char **names, int n)
     free(names);
 }
 
-/* Walk year=/month=/day= in order. */
-static void tc_lake_walk_days(tc_lake_walk *w, const char *root)
+/* Called for each day directory of the lake, in date order. */
+typedef void (*tc_lake_day_fn)(void *ctx, const char *dir, int y, int m, int d);
+
+/* Walk <root>/telemetry/year=/month=/day= in date order. */
+static void tc_lake_each_day(const char *root, tc_lake_day_fn fn, void *ctx)
 {
     char base[TC_LAKE_CLI_PATH_MAX], ypath[TC_LAKE_CLI_PATH_MAX], mpath[TC_LAKE_CLI_PATH_MAX];
-    char dpath[TC_LAKE_CLI_PATH_MAX], label[16];
+    char dpath[TC_LAKE_CLI_PATH_MAX];
     char **years, **months, **days;
     int ny, nm, nd;
 
@@ -276,17 +279,22 @@ static void tc_lake_walk_days(tc_lake_walk *w, const char *root)
             nd = tc_lake_names(mpath, "day=", &days);
             qsort(days, (size_t)nd, sizeof(*days), tc_lake_cmp);
             for (int d = 0; d < nd; d++) {
-                int yy = atoi(years[y] + 5), mm = atoi(months[m] + 6), dd = atoi(days[d] + 4);
                 tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, days[d]);
-                tc_path_fmt(label, sizeof(label), "%04d-%02d-%02d", yy % 10000, mm % 100, dd % 100);
-                tc_lake_day(w, dpath, tc_time_days_from_civil(yy, (unsigned)mm, (unsigned)dd),
-                            label);
+                fn(ctx, dpath, atoi(years[y] + 5), atoi(months[m] + 6), atoi(days[d] + 4));
             }
             tc_lake_free_names(days, nd);
         }
         tc_lake_free_names(months, nm);
     }
     tc_lake_free_names(years, ny);
+}
+
+static void tc_lake_list_day(void *ctx, const char *dir, int y, int m, int d)
+{
+    char label[16];
+
+    tc_path_fmt(label, sizeof(label), "%04d-%02d-%02d", y % 10000, m % 100, d % 100);
+    tc_lake_day(ctx, dir, tc_time_days_from_civil(y, (unsigned)m, (unsigned)d), label);
 }
 
 /* Compact one day; prints what happened. Returns 0, or 1 when refused or failed. */
@@ -311,39 +319,37 @@ static int tc_lake_compact_one(const char *root, int y, int m, int d,
     return 0;
 }
 
+typedef struct tc_lake_closed {
+    const char *root;
+    const tc_lake_compact_options *o;
+    int64_t today;
+    int min_age;
+    int failed;
+} tc_lake_closed;
+
+static void tc_lake_compact_if_closed(void *ctx, const char *dir, int y, int m, int d)
+{
+    tc_lake_closed *c = ctx;
+
+    (void)dir;
+    if (m < 1 || m > 12 || d < 1 || d > 31 ||
+        c->today - tc_time_days_from_civil(y, (unsigned)m, (unsigned)d) < c->min_age)
+        return;
+    c->failed |= tc_lake_compact_one(c->root, y, m, d, c->o);
+}
+
 /* Every day directory of the lake at least min_age_days old. */
 static int tc_lake_compact_closed(const char *root, const tc_lake_compact_options *o)
 {
-    char base[TC_LAKE_CLI_PATH_MAX], ypath[TC_LAKE_CLI_PATH_MAX], mpath[TC_LAKE_CLI_PATH_MAX];
-    char **years, **months, **days;
-    int ny, nm, nd, failed = 0;
-    int64_t today = tc_time_day_of(o->now_us ? o->now_us : tc_time_now_us());
-    int min_age = o->min_age_days < 1 ? 1 : o->min_age_days;
+    tc_lake_closed c = {
+        .root = root,
+        .o = o,
+        .today = tc_time_day_of(o->now_us ? o->now_us : tc_time_now_us()),
+        .min_age = o->min_age_days < 1 ? 1 : o->min_age_days,
+    };
 
-    tc_path_fmt(base, sizeof(base), "%s/telemetry", root);
-    ny = tc_lake_names(base, "year=", &years);
-    qsort(years, (size_t)ny, sizeof(*years), tc_lake_cmp);
-    for (int y = 0; y < ny; y++) {
-        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, years[y]);
-        nm = tc_lake_names(ypath, "month=", &months);
-        qsort(months, (size_t)nm, sizeof(*months), tc_lake_cmp);
-        for (int m = 0; m < nm; m++) {
-            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, months[m]);
-            nd = tc_lake_names(mpath, "day=", &days);
-            qsort(days, (size_t)nd, sizeof(*days), tc_lake_cmp);
-            for (int d = 0; d < nd; d++) {
-                int yy = atoi(years[y] + 5), mm = atoi(months[m] + 6), dd = atoi(days[d] + 4);
-                if (mm < 1 || mm > 12 || dd < 1 || dd > 31 ||
-                    today - tc_time_days_from_civil(yy, (unsigned)mm, (unsigned)dd) < min_age)
-                    continue;
-                failed |= tc_lake_compact_one(root, yy, mm, dd, o);
-            }
-            tc_lake_free_names(days, nd);
-        }
-        tc_lake_free_names(months, nm);
-    }
-    tc_lake_free_names(years, ny);
-    return failed;
+    tc_lake_each_day(root, tc_lake_compact_if_closed, &c);
+    return c.failed;
 }
 
 enum {
@@ -454,7 +460,7 @@ int tc_cmd_lake(int argc, char **argv)
         printf("{\"days\":[");
     else if (!w.verify)
         printf("%-12s %8s %14s %14s\n", "day", "files", "rows", "bytes");
-    tc_lake_walk_days(&w, cfg->lake_dir);
+    tc_lake_each_day(cfg->lake_dir, tc_lake_list_day, &w);
     if (w.json)
         printf("],\"files\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"bad\":%" PRIu64
                ",\"temporary\":%" PRIu64 "}\n",
