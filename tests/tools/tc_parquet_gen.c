@@ -33,7 +33,7 @@
  * options make, small enough that 1000 cases run in about a minute. */
 #define GEN_COLS_MAX    12
 #define GEN_ROWS_MAX    60000
-#define GEN_LONG_STRING 100000 /* the "long string" of the brief: 100 KB */
+#define GEN_LONG_STRING 100000 /* a "long string" case: 100 KB */
 #define GEN_SHORT_MAX   24     /* ordinary strings: up to this many characters */
 
 /* ---- random ---- */
