@@ -486,13 +486,15 @@ void tc_lake_advance(tc_lake *l, int32_t partition, int64_t next_offset)
 /* Scratch columns for n rows, including ndyn dynamic ones. */
 static tc_err tc_lake_grow_scratch(tc_lake *l, size_t n, size_t ndyn)
 {
+    /* A column new since the scratch was sized: add its arrays (either may be left over from a
+     * failed earlier attempt). */
     for (size_t d = 0; n <= l->scratch_cap && d < ndyn; d++) {
-        if (!l->dyn[d]) {
+        if (!l->dyn[d])
             l->dyn[d] = malloc(l->scratch_cap * sizeof(double));
+        if (!l->dyn_present[d])
             l->dyn_present[d] = malloc(l->scratch_cap);
-            if (!l->dyn[d] || !l->dyn_present[d])
-                return TC_ERR_NOMEM;
-        }
+        if (!l->dyn[d] || !l->dyn_present[d])
+            return TC_ERR_NOMEM;
     }
     if (n <= l->scratch_cap)
         return TC_OK;
