@@ -121,7 +121,10 @@ class Thermocline:
                 time.sleep(0.5 * (attempt + 1))
         from confluent_kafka.admin import AdminClient
         admin = AdminClient({"bootstrap.servers": self.brokers})
-        for fut in admin.delete_topics([self.topic], operation_timeout=30).values():
+        # The dead-letter mirror creates "<topic>-dlq" on its own: drop it too, or a long-lived dev
+        # broker piles up thousands of partitions and takes minutes to start after an unclean stop.
+        topics = [self.topic, f"{self.topic}-dlq"]
+        for fut in admin.delete_topics(topics, operation_timeout=30).values():
             try:
                 fut.result()
             except Exception:
