@@ -14,8 +14,8 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration \
-        fuzz-smoke lint format demo bench clean docs
+.PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration faults test-faults \
+        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst clean docs
 
 all: build
 
@@ -34,7 +34,7 @@ build:
 	@ninja -C $(BUILD) thermocline
 
 build-asan:
-	@cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_SANITIZE=ON -DTC_TESTS=ON >/dev/null
 	@ninja -C $(BUILD_ASAN)
 
 build-fuzz:
@@ -70,7 +70,19 @@ fuzz-smoke: build-fuzz
 	        || { tail -50 $$work.log; exit 1; }; \
 	    rm -rf $$work $$work.log; done
 
-test: deps lint unit integration fuzz-smoke
+# Fault injection (tests/faults): kill -9 loops, PostgreSQL and broker restarts, a full and read-only
+# lake disk, a group member killed. It runs its own Kafka and PostgreSQL (ports 29092 and 25432,
+# state dir /var/lib/thermocline-faults) because it stops and restarts them. `faults` is the bounded
+# form (60,000 readings, 10 kills); `test-faults` the full one (500,000 readings, 12 kills).
+faults: build-asan venv
+	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=bounded \
+	    $(PY) -m pytest -q -W error tests/faults
+
+test-faults: build-asan venv
+	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=full \
+	    $(PY) -m pytest -q -W error -s tests/faults
+
+test: deps lint unit integration faults fuzz-smoke
 	@echo "make test: all suites passed"
 
 # The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), and every fuzz
@@ -93,8 +105,21 @@ docs: build
 demo: deps build services
 	@scripts/demo
 
+# Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume,
+# produce->visible latency at 20K/s and 50K/s, and a 10x burst. Each run appends a JSON line to
+# bench/results.jsonl; `make bench` then appends their tables to docs/benchmarks.md.
 bench: deps build venv services
+	@start=$$(date -u +%FT%TZ) && bench/run-e2e && bench/run-latency && bench/run-burst && \
+	    bench/report markdown --since $$start --append
+
+bench-e2e: deps build venv services
 	@bench/run-e2e
+
+bench-latency: deps build venv services
+	@bench/run-latency
+
+bench-burst: deps build venv services
+	@bench/run-burst
 
 clean:
 	@rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -26,6 +26,7 @@ static const tc_command tc_commands[] = {
     {"lake", tc_cmd_lake, "list and verify the Parquet data lake"},
     {"retention", tc_cmd_retention, "drop the store's days older than the retention age"},
     {"dlq", tc_cmd_dlq, "list, count, show and redrive dead letters"},
+    {"replay", tc_cmd_replay, "process a range of the topic again into both stores"},
 };
 
 static void tc_usage(FILE *out)

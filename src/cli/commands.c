@@ -1,11 +1,14 @@
 /*
  * commands.c -- the pipeline's subcommands: run, migrate, simulate, config, version.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/http_client.h"
 #include "cli/cli.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "ingest/kafka.h"
@@ -108,6 +111,67 @@ int tc_cmd_run(int argc, char **argv)
     return rc;
 }
 
+/* Bounds of the one registry call of `simulate --format avro`. */
+#define TC_SIM_REGISTRY_TIMEOUT_MS   10000
+#define TC_SIM_REGISTRY_RESPONSE_MAX 65536
+
+/* Register the simulator's Avro writer schema under "<topic>-value" (the subject Confluent's
+ * serializers use) at registry.url and return its id in *id. Registering the same schema again
+ * returns the same id, so reruns on one topic are fine. */
+static tc_err tc_sim_register(const tc_config *cfg, int32_t *id, char *errstr, size_t errstr_size)
+{
+    tc_http_url url;
+    tc_http_reply r = {0};
+    tc_json_doc *doc = NULL;
+    tc_jbuf body, path;
+    char *body_text = NULL, *path_text = NULL;
+    int64_t v = 0;
+    tc_err err = TC_OK;
+
+    if (!cfg->registry_url || !*cfg->registry_url || tc_http_url_parse(cfg->registry_url, &url) < 0)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "--format avro needs registry.url (http://host:port), got \"%s\"",
+                          cfg->registry_url ? cfg->registry_url : "");
+    tc_jbuf_init(&body, 0);
+    tc_jbuf_obj_begin(&body);
+    tc_jbuf_key(&body, "schema");
+    tc_jbuf_str(&body, tc_sim_avro_schema());
+    tc_jbuf_key(&body, "schemaType");
+    tc_jbuf_str(&body, "AVRO");
+    tc_jbuf_obj_end(&body);
+    body_text = tc_jbuf_take(&body, NULL);
+    /* Kafka topic names are [a-zA-Z0-9._-]: nothing to percent-encode. */
+    tc_jbuf_init(&path, 0);
+    tc_jbuf_append(&path, "/subjects/", strlen("/subjects/"));
+    tc_jbuf_append(&path, cfg->kafka_topic, strlen(cfg->kafka_topic));
+    tc_jbuf_append(&path, "-value/versions", strlen("-value/versions"));
+    path_text = tc_jbuf_take(&path, NULL);
+    if (!body_text || !path_text) {
+        err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    err = tc_http_fetch(&url, "POST", path_text, "application/vnd.schemaregistry.v1+json",
+                        body_text, strlen(body_text), TC_SIM_REGISTRY_TIMEOUT_MS,
+                        TC_SIM_REGISTRY_RESPONSE_MAX, &r, errstr, errstr_size);
+    if (err != TC_OK)
+        goto done;
+    doc = r.status == 200 ? tc_json_parse(r.body, r.len, NULL, NULL, NULL, 0) : NULL;
+    if (!doc || !tc_json_int64(tc_json_get(tc_json_root(doc), "id"), &v) || v <= 0 ||
+        v > INT32_MAX) {
+        err = tc_err_set(TC_ERR_IO, errstr, errstr_size,
+                         "registering the reading schema at %s: HTTP %d: %.300s", cfg->registry_url,
+                         r.status, r.body ? r.body : "");
+        goto done;
+    }
+    *id = (int32_t)v;
+done:
+    tc_json_free(doc);
+    tc_http_reply_free(&r);
+    free(body_text);
+    free(path_text);
+    return err;
+}
+
 int tc_cmd_simulate(int argc, char **argv)
 {
     static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
@@ -118,14 +182,15 @@ int tc_cmd_simulate(int argc, char **argv)
                                              {"seed", required_argument, NULL, 'S'},
                                              {"start", required_argument, NULL, 't'},
                                              {"cadence-ms", required_argument, NULL, 'm'},
+                                             {"format", required_argument, NULL, 'f'},
                                              {NULL, 0, NULL, 0}};
     tc_sim_options o = {.devices = 100, .count = 1000, .seed = 1, .cadence_ms = 10000};
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
     tc_config *cfg;
-    int opt, rc = 0;
+    int opt, rc = 0, avro = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hd:n:r:x:S:t:m:", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:s:hd:n:r:x:S:t:m:f:", longopts, NULL)) != -1) {
         if (tc_cli_common_opt(&common, opt, optarg))
             continue;
         switch (opt) {
@@ -147,6 +212,13 @@ int tc_cmd_simulate(int argc, char **argv)
         case 'm':
             o.cadence_ms = tc_cli_parse_long("--cadence-ms", optarg, 1, 86400000);
             continue;
+        case 'f':
+            if (strcmp(optarg, "json") && strcmp(optarg, "avro")) {
+                fprintf(stderr, "thermocline: --format expects json or avro\n");
+                return TC_EXIT_USAGE;
+            }
+            avro = !strcmp(optarg, "avro");
+            continue;
         case 't':
             if (tc_time_parse_rfc3339(optarg, strlen(optarg), &o.start_us) != TC_OK) {
                 fprintf(stderr, "thermocline: --start expects an RFC 3339 time\n");
@@ -167,12 +239,20 @@ int tc_cmd_simulate(int argc, char **argv)
                "  -t, --start TIME         event time of the first round (RFC 3339); default:\n"
                "                           the backfill ends now (or live timestamps with --rate)\n"
                "  -m, --cadence-ms MS      interval between two readings of a device (10000)\n"
+               "  -f, --format FMT         json (default) or avro: valid readings as Confluent-\n"
+               "                           framed Avro, the schema registered as <topic>-value\n"
+               "                           at registry.url; invalid readings stay JSON\n"
                "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP);
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
     if (cfg->kafka_create_topic && tc_kafka_ensure_topic(cfg, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_error("simulate", "%s", errstr);
+        tc_config_destroy(cfg);
+        return TC_EXIT_FAILURE;
+    }
+    if (avro && tc_sim_register(cfg, &o.avro_schema_id, errstr, sizeof(errstr)) != TC_OK) {
         tc_log_error("simulate", "%s", errstr);
         tc_config_destroy(cfg);
         return TC_EXIT_FAILURE;

@@ -38,7 +38,9 @@ tc_batch *tc_batch_new(size_t cap, size_t arena_cap)
     b->extra = calloc(cap, sizeof(*b->extra));
     b->partition = calloc(cap, sizeof(*b->partition));
     b->offset = calloc(cap, sizeof(*b->offset));
-    ok = b->time_us && b->device_id && b->tags && b->extra && b->partition && b->offset;
+    b->schema_version = calloc(cap, sizeof(*b->schema_version));
+    ok = b->time_us && b->device_id && b->tags && b->extra && b->partition && b->offset &&
+         b->schema_version;
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         b->metric[m] = calloc(cap, sizeof(double));
         b->present[m] = calloc(cap, 1);
@@ -62,6 +64,7 @@ void tc_batch_destroy(tc_batch *b)
     free(b->extra);
     free(b->partition);
     free(b->offset);
+    free(b->schema_version);
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         free(b->metric[m]);
         free(b->present[m]);
@@ -93,6 +96,7 @@ tc_err tc_batch_row_begin(tc_batch *b)
     b->extra[i] = (tc_slice){NULL, 0};
     b->partition[i] = -1;
     b->offset[i] = -1;
+    b->schema_version[i] = 0;
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         b->present[m][i] = 0;
         b->metric[m][i] = 0.0;
@@ -112,8 +116,9 @@ void tc_batch_row_commit(tc_batch *b)
 
 int tc_batch_is_fixed_column(const char *name, size_t len)
 {
-    static const char *const fixed[] = {
-        "time", "device_id", "tags", "extra", "kafka_partition", "kafka_offset", "ingested_at"};
+    static const char *const fixed[] = {"time",        "device_id",       "tags",
+                                        "extra",       "kafka_partition", "kafka_offset",
+                                        "ingested_at", "schema_version"};
 
     if (tc_metric_lookup(name, len) >= 0)
         return 1;

@@ -68,6 +68,9 @@ typedef struct tc_batch {
     tc_slice *extra;    /* JSON object text of fields the schema does not name, or NULL */
     int32_t *partition; /* source Kafka partition */
     int64_t *offset;    /* source Kafka offset */
+    /* Registry version of the telemetry subject the reading was read as (the writer schema's for
+     * Avro, the detected one for JSON); 0 = none known, stored as NULL. */
+    int32_t *schema_version;
 
     /* Metrics that appeared in the stream after schema version 1 (schema evolution): numeric
      * fields the decoder found unknown, promoted to columns. Known columns stay across resets, so

@@ -53,6 +53,12 @@ static const tc_conf_entry tc_conf_table[] = {
      "Also send dead letters to the topic <kafka.topic>-dlq (payload, key, reason headers)."},
     {"registry.url", TC_CT_STRING, "", 0, 0, "THERMOCLINE_REGISTRY_URL", OFF(registry_url),
      "Schema registry that Avro readings (Confluent wire format) are decoded with (empty: none)."},
+    {"registry.subject", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_subject),
+     "Subject of the telemetry schema: its versions are what JSON readings are matched against and "
+     "what Avro readings resolve to (empty: <kafka.topic>-value, Confluent's TopicNameStrategy)."},
+    {"registry.refresh_ms", TC_CT_INT, "5000", 100, 3600000, NULL, OFF(registry_refresh_ms),
+     "How often the pipeline asks the registry for new versions of the subject; a new version's "
+     "numeric fields become columns within this delay."},
     {"postgres.dsn", TC_CT_STRING, "dbname=thermocline", 0, 0, "THERMOCLINE_PG_DSN", OFF(pg_dsn),
      "libpq connection string of the operational store."},
     {"postgres.schema", TC_CT_STRING, "telemetry", 0, 0, NULL, OFF(pg_schema),
@@ -69,7 +75,11 @@ static const tc_conf_entry tc_conf_table[] = {
     {"postgres.synchronous_commit", TC_CT_BOOL, "true", 0, 0, NULL, OFF(pg_synchronous_commit),
      "false: a server crash may lose the last commits (consumed again: still exactly once)."},
     {"postgres.rollups", TC_CT_BOOL, "true", 0, 0, NULL, OFF(pg_rollups),
-     "Plain mode: maintain the 1-minute and 1-hour rollups in each batch's transaction."},
+     "Plain mode: maintain the 1-minute and 1-hour rollups (views readings_1m, readings_1h)."},
+    {"postgres.rollup_interval_ms", TC_CT_INT, "0", 0, 600000, NULL, OFF(pg_rollup_interval_ms),
+     "How often the rollups and the latest state per device are written, from everything "
+     "consumed since, in a transaction of their own (exactly once through their own offsets); "
+     "0 writes them in each batch's transaction instead, at several times the cost."},
     {"retention.max_age_s", TC_CT_INT, "2592000", 3600, 3153600000.0, NULL,
      OFF(retention_max_age_s), "Days older than this leave the operational store (30 days)."},
     {"retention.require_lake", TC_CT_BOOL, "true", 0, 0, NULL, OFF(retention_require_lake),

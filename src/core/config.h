@@ -37,6 +37,8 @@ typedef struct tc_config {
     int64_t kafka_create_topic;
     int64_t kafka_dlq_mirror;
     char *registry_url;
+    char *registry_subject;
+    int64_t registry_refresh_ms;
     /* postgres */
     char *pg_dsn;
     char *pg_schema;
@@ -46,6 +48,7 @@ typedef struct tc_config {
     int64_t pg_compress_after_s;
     int64_t pg_synchronous_commit;
     int64_t pg_rollups;
+    int64_t pg_rollup_interval_ms;
     /* retention */
     int64_t retention_max_age_s;
     int64_t retention_require_lake;

@@ -16,9 +16,12 @@
 /* Back-off bounds while the store cannot tell where an assigned partition resumes. */
 #define TC_ASSIGN_BACKOFF_MIN_MS 100
 #define TC_ASSIGN_BACKOFF_MAX_MS 5000
+/* How long a seek may take to be acknowledged by librdkafka's fetcher. */
+#define TC_SEEK_TIMEOUT_MS 10000
 
 typedef struct tc_pstate {
     int64_t start; /* first offset not yet stored, -1 unknown */
+    uint32_t gen;  /* bumped on every assignment and revocation of the partition */
     uint8_t assigned;
     uint8_t eof;
 } tc_pstate;
@@ -26,6 +29,7 @@ typedef struct tc_pstate {
 struct tc_consumer {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
+    char *topic; /* the one subscribed topic */
     tc_consumer_hooks hooks;
     tc_pstate *ps;
     size_t nps;
@@ -100,7 +104,7 @@ static tc_pstate *tc_consumer_pstate(tc_consumer *c, int32_t p)
         if (!ps)
             return NULL;
         for (size_t i = c->nps; i < n; i++)
-            ps[i] = (tc_pstate){-1, 0, 0};
+            ps[i] = (tc_pstate){-1, 0, 0, 0};
         c->ps = ps;
         c->nps = n;
     }
@@ -143,6 +147,7 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
         parts->elems[i].offset = next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
         if (ps) {
             ps->start = next[i];
+            ps->gen++;
             ps->eof = 0;
             if (!ps->assigned)
                 c->nassigned++;
@@ -179,6 +184,8 @@ static void tc_consumer_on_revoke(tc_consumer *c, rd_kafka_topic_partition_list_
     c->hooks.on_revoke(c->hooks.opaque, ids, (size_t)parts->cnt, lost);
     for (int i = 0; i < parts->cnt; i++) {
         tc_pstate *ps = tc_consumer_pstate(c, ids[i]);
+        if (ps)
+            ps->gen++;
         if (ps && ps->assigned) {
             ps->assigned = 0;
             c->nassigned--;
@@ -235,6 +242,11 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
         return NULL;
     }
     c->hooks = *hooks;
+    c->topic = strdup(cfg->kafka_topic);
+    if (!c->topic) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto fail;
+    }
     conf = tc_kafka_conf_new(cfg, defaults, forced, errstr, errstr_size);
     if (!conf)
         goto fail;
@@ -267,21 +279,36 @@ fail:
         rd_kafka_queue_destroy(c->queue);
     if (c->rk)
         rd_kafka_destroy(c->rk);
+    free(c->topic);
     free(c);
     return NULL;
 }
 
+/*
+ * Messages are taken one rd_kafka_consumer_poll at a time, not with rd_kafka_consume_batch_queue:
+ * in librdkafka before 2.1.0 (Debian 12 ships 2.0.2) the batch call skips offsets of a partition
+ * that is paused and resumed under it, which a cooperative rebalance does to every partition the
+ * member keeps -- messages lost without a trace. A rebalance callback may run between two of these
+ * calls; the generation recorded with each message tells afterwards which ones were fetched under
+ * an assignment that has changed since.
+ */
 size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t max)
 {
-    ssize_t got;
-    size_t k = 0;
+    uint32_t gens[TC_CONSUMER_FETCH_MAX];
+    rd_kafka_message_t *m;
+    size_t got = 0, k = 0;
 
     if (max > TC_CONSUMER_FETCH_MAX)
         max = TC_CONSUMER_FETCH_MAX;
-    got = rd_kafka_consume_batch_queue(c->queue, timeout_ms, c->rkm, max);
-    for (ssize_t i = 0; i < got; i++) {
-        rd_kafka_message_t *m = c->rkm[i];
-        tc_pstate *ps = tc_consumer_pstate(c, m->partition);
+    while (got < max && (m = rd_kafka_consumer_poll(c->rk, got ? 0 : timeout_ms)) != NULL) {
+        tc_pstate *ps = m->err ? NULL : tc_consumer_pstate(c, m->partition);
+        gens[got] = ps ? ps->gen : 0;
+        c->rkm[got++] = m;
+    }
+    for (size_t i = 0; i < got; i++) {
+        tc_pstate *ps;
+        m = c->rkm[i];
+        ps = tc_consumer_pstate(c, m->partition);
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (ps)
                 ps->eof = 1;
@@ -296,7 +323,8 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
         }
         /* Drop what is already stored, and what belongs to a partition revoked while this array
          * was being filled: its new owner will read it. */
-        if (!ps || !ps->assigned || (ps->start >= 0 && m->offset < ps->start)) {
+        if (!ps || !ps->assigned || ps->gen != gens[i] ||
+            (ps->start >= 0 && m->offset < ps->start)) {
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -322,6 +350,43 @@ void tc_consumer_release(tc_consumer *c, tc_message *m)
     if (m->opaque_)
         rd_kafka_message_destroy(m->opaque_);
     m->opaque_ = NULL;
+}
+
+tc_err tc_consumer_seek(tc_consumer *c, const tc_partition_offset *offs, size_t n, char *errstr,
+                        size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n + 1);
+    rd_kafka_error_t *error = NULL;
+    tc_err err = TC_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        tc_pstate *ps = tc_consumer_pstate(c, offs[i].partition);
+        if (!ps || !ps->assigned)
+            continue;
+        rd_kafka_topic_partition_list_add(list, c->topic, offs[i].partition)->offset =
+            offs[i].next_offset >= 0 ? offs[i].next_offset : RD_KAFKA_OFFSET_BEGINNING;
+        /* Lower the drop mark with the position, or poll would discard the stretch read again. */
+        ps->start = offs[i].next_offset;
+        ps->eof = 0;
+    }
+    /* librdkafka bumps each partition's fetch version here: messages already fetched from the old
+     * position are discarded, never handed out after the seek. */
+    if (list->cnt > 0)
+        error = rd_kafka_seek_partitions(c->rk, list, TC_SEEK_TIMEOUT_MS);
+    if (error) {
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size, "could not seek \"%s\": %s",
+                         c->topic, rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    for (int i = 0; err == TC_OK && i < list->cnt; i++) {
+        if (list->elems[i].err)
+            err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                             "could not seek \"%s\" [%d] to offset %lld: %s", c->topic,
+                             list->elems[i].partition, (long long)list->elems[i].offset,
+                             rd_kafka_err2str(list->elems[i].err));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return err;
 }
 
 void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n)
@@ -412,6 +477,7 @@ void tc_consumer_destroy(tc_consumer *c)
     rd_kafka_queue_destroy(c->queue);
     rd_kafka_destroy(c->rk);
     free(c->ps);
+    free(c->topic);
     free(c);
 }
 

@@ -8,8 +8,9 @@
  * table; messages below that offset are dropped here, so a reading already stored is never handed
  * out again. Before partitions are taken away, on_revoke lets the caller write what it holds.
  *
- * Messages are fetched in arrays (rd_kafka_consume_batch_queue) to amortise the per-call cost; a
- * tc_message is a view into librdkafka's message and is valid until tc_consumer_release.
+ * Messages are handed out in arrays (filled by rd_kafka_consumer_poll; see tc_consumer_poll for
+ * why not rd_kafka_consume_batch_queue); a tc_message is a view into librdkafka's message and is
+ * valid until tc_consumer_release.
  */
 #ifndef TC_INGEST_KAFKA_H
 #define TC_INGEST_KAFKA_H
@@ -56,6 +57,12 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
  * Returns the number of messages stored in out; each must be released. */
 size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t max);
 void tc_consumer_release(tc_consumer *c, tc_message *m);
+
+/* Move the read position of assigned partitions back (or forward) to offs[i].next_offset (-1: the
+ * beginning of what Kafka retains); messages fetched before the call are not handed out after it.
+ * For a sink that lost what it had not committed and must read a stretch again. */
+tc_err tc_consumer_seek(tc_consumer *c, const tc_partition_offset *offs, size_t n, char *errstr,
+                        size_t errstr_size);
 
 /* Commit offsets to Kafka (asynchronous; informational, see above). */
 void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n);

@@ -16,8 +16,23 @@
 #include "core/timeutil.h"
 #include "ingest/kafka.h"
 
-/* Longest reading we format; the valid ones are ~230 bytes. */
+/* Longest reading we format; the valid ones are ~230 bytes (~120 in Avro). */
 #define TC_SIM_READING_MAX 1024
+/* Bytes of the Confluent frame: magic byte 0 and the big-endian schema id. */
+#define TC_SIM_AVRO_FRAME 5
+/* Longest zigzag varint of a 64-bit long. */
+#define TC_SIM_VARINT_MAX 10
+
+/* The writer schema of valid Avro readings: the telemetry fields with their natural types, in the
+ * order tc_sim_format writes them. */
+static const char tc_sim_avro_schema_text[] =
+    "{\"type\":\"record\",\"name\":\"Reading\",\"namespace\":\"io.thermocline.sim\",\"fields\":["
+    "{\"name\":\"device_id\",\"type\":\"string\"},"
+    "{\"name\":\"timestamp\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
+    "{\"name\":\"temperature\",\"type\":\"double\"},{\"name\":\"humidity\",\"type\":\"double\"},"
+    "{\"name\":\"pressure\",\"type\":\"double\"},{\"name\":\"battery\",\"type\":\"double\"},"
+    "{\"name\":\"latitude\",\"type\":\"double\"},{\"name\":\"longitude\",\"type\":\"double\"},"
+    "{\"name\":\"tags\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}]}";
 /* The kinds of invalid readings, in the order their index is drawn. */
 static const char *const tc_sim_invalid_names[] = {
     "truncated_json",    "missing_device_id",     "missing_timestamp", "temperature_too_high",
@@ -30,6 +45,11 @@ static const char *const tc_sim_invalid_names[] = {
 const char *tc_sim_invalid_name(int kind)
 {
     return kind >= 0 && kind < TC_SIM_INVALID_KINDS ? tc_sim_invalid_names[kind] : NULL;
+}
+
+const char *tc_sim_avro_schema(void)
+{
+    return tc_sim_avro_schema_text;
 }
 
 static uint64_t tc_mix(uint64_t x)
@@ -51,6 +71,58 @@ static double tc_unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t salt)
 static double tc_round2(double v)
 {
     return round(v * 100.0) / 100.0;
+}
+
+/* Bounded writer of Avro binary: a write past cap marks it failed instead of overflowing. */
+typedef struct tc_sim_avro {
+    unsigned char *p;
+    size_t len, cap;
+    int failed;
+} tc_sim_avro;
+
+static void tc_sim_avro_bytes(tc_sim_avro *w, const void *src, size_t n)
+{
+    if (w->failed || n > w->cap - w->len) {
+        w->failed = 1;
+        return;
+    }
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+/* Avro int and long: zigzag, then base-128 varint, low group first. */
+static void tc_sim_avro_long(tc_sim_avro *w, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? UINT64_MAX : 0);
+    unsigned char b[TC_SIM_VARINT_MAX];
+    size_t n = 0;
+
+    while (z >= 0x80) {
+        b[n++] = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    b[n++] = (unsigned char)z;
+    tc_sim_avro_bytes(w, b, n);
+}
+
+static void tc_sim_avro_string(tc_sim_avro *w, const char *s)
+{
+    size_t n = strlen(s);
+
+    tc_sim_avro_long(w, (int64_t)n);
+    tc_sim_avro_bytes(w, s, n);
+}
+
+/* Avro double: IEEE 754 binary64, little-endian whatever the host order. */
+static void tc_sim_avro_double(tc_sim_avro *w, double v)
+{
+    unsigned char b[8];
+    uint64_t bits;
+
+    memcpy(&bits, &v, sizeof(bits));
+    for (int k = 0; k < 8; k++)
+        b[k] = (unsigned char)(bits >> (8 * k));
+    tc_sim_avro_bytes(w, b, sizeof(b));
 }
 
 size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char *buf, size_t cap,
@@ -142,6 +214,33 @@ size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char
         buf[0] = '\0';
         break;
     default: /* valid, or truncated (kind 0) */
+        if (kind < 0 && o->avro_schema_id > 0) {
+            /* The same values as the JSON form, in tc_sim_avro_schema_text's field order. */
+            tc_sim_avro w = {.p = (unsigned char *)buf, .cap = cap};
+            unsigned char frame[TC_SIM_AVRO_FRAME] = {0};
+            char fw[16];
+            uint32_t id = (uint32_t)o->avro_schema_id;
+
+            for (int k = 0; k < 4; k++)
+                frame[1 + k] = (unsigned char)(id >> (24 - 8 * k));
+            snprintf(fw, sizeof(fw), "1.%d.0", (int)(dev % 7));
+            tc_sim_avro_bytes(&w, frame, sizeof(frame));
+            tc_sim_avro_string(&w, devid);
+            tc_sim_avro_long(&w, t_us / 1000);
+            tc_sim_avro_double(&w, tc_round2(temp));
+            tc_sim_avro_double(&w, tc_round2(hum));
+            tc_sim_avro_double(&w, tc_round2(pres));
+            tc_sim_avro_double(&w, tc_round2(batt));
+            tc_sim_avro_double(&w, round(lat * 1e5) / 1e5); /* JSON has 5 decimals */
+            tc_sim_avro_double(&w, round(lon * 1e5) / 1e5);
+            tc_sim_avro_long(&w, 2); /* one map block of two entries, then the end block */
+            tc_sim_avro_string(&w, "site");
+            tc_sim_avro_string(&w, sites[dev % 5]);
+            tc_sim_avro_string(&w, "fw");
+            tc_sim_avro_string(&w, fw);
+            tc_sim_avro_long(&w, 0);
+            return w.failed ? 0 : w.len;
+        }
         n = snprintf(buf, cap,
                      "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"temperature\":%.2f,"
                      "\"humidity\":%.2f,\"pressure\":%.2f,\"battery\":%.2f,\"latitude\":%.5f,"

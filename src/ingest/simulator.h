@@ -7,6 +7,11 @@
  * several kinds (malformed JSON, missing fields, out-of-range values, bad timestamps, invalid
  * UTF-8, ...), so the dead-letter path is exercised too. The same seed and start time produce the
  * same bytes.
+ *
+ * Valid readings are JSON text, or, with avro_schema_id set, Confluent-framed Avro binary written
+ * with tc_sim_avro_schema() (the caller registers that schema and passes its id). Invalid readings
+ * stay JSON in both cases: a topic may carry both encodings, and most invalid kinds (a bad UTF-8
+ * byte, a NaN literal, a truncated object) only exist as text.
  */
 #ifndef TC_INGEST_SIMULATOR_H
 #define TC_INGEST_SIMULATOR_H
@@ -23,16 +28,22 @@ typedef struct tc_sim_options {
     double rate;          /* readings per second; 0 = as fast as possible */
     double invalid_ratio; /* 0..1 */
     uint64_t seed;
-    int64_t start_us;   /* event time of the first round; 0 = derived from now */
-    int64_t cadence_ms; /* interval between two readings of one device */
+    int64_t start_us;       /* event time of the first round; 0 = derived from now */
+    int64_t cadence_ms;     /* interval between two readings of one device */
+    int32_t avro_schema_id; /* > 0: valid readings are Avro with this registry id; 0: JSON */
 } tc_sim_options;
+
+/* The Avro writer schema of valid readings (record io.thermocline.sim.Reading, JSON text). */
+const char *tc_sim_avro_schema(void);
 
 /* Produce the readings to cfg->kafka_topic and write a JSON summary to report. */
 tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report,
                    volatile int *stop, char *errstr, size_t errstr_size);
 
-/* Format reading i of the fleet into buf (cap bytes); returns its length and sets *invalid_kind to
- * -1 for a valid reading or the kind index otherwise. Exposed for tests and benchmarks. */
+/* Format reading i of the fleet into buf (cap bytes): JSON text, or Confluent-framed Avro for a
+ * valid reading when opt->avro_schema_id is set (0 if that does not fit in cap). Returns its length
+ * and sets *invalid_kind to -1 for a valid reading or the kind index otherwise. Exposed for tests
+ * and benchmarks. */
 size_t tc_sim_format(const tc_sim_options *opt, uint64_t i, int64_t start_us, char *buf, size_t cap,
                      int *invalid_kind);
 

@@ -33,6 +33,7 @@ enum {
     TC_LC_EXTRA,
     TC_LC_PARTITION,
     TC_LC_OFFSET,
+    TC_LC_SCHEMA_VERSION,
     TC_LC__COUNT
 };
 
@@ -49,6 +50,8 @@ static const tc_parquet_column tc_lake_cols[TC_LC__COUNT] = {
     [TC_LC_EXTRA] = {"extra", TC_PQ_STRING, 1, TC_PQ_DICT_AUTO},
     [TC_LC_PARTITION] = {"kafka_partition", TC_PQ_INT32, 0, TC_PQ_DICT_OFF},
     [TC_LC_OFFSET] = {"kafka_offset", TC_PQ_INT64, 0, TC_PQ_DICT_OFF},
+    /* OPTIONAL: files written before the column existed lack it, and NULL means "no version". */
+    [TC_LC_SCHEMA_VERSION] = {"schema_version", TC_PQ_INT32, 1, TC_PQ_DICT_ON},
 };
 
 typedef struct tc_lake_open {
@@ -85,7 +88,8 @@ struct tc_lake {
     size_t scratch_cap;
     size_t *idx;
     int64_t *time_us, *offset;
-    int32_t *partition;
+    int32_t *partition, *schema_version;
+    uint8_t *schema_version_present;
     tc_slice *device, *tags, *extra;
     double *metric[TC_METRIC__COUNT];
     uint8_t *present[TC_METRIC__COUNT];
@@ -192,9 +196,12 @@ static void tc_lake_free_scratch(tc_lake *l)
     free(l->device);
     free(l->tags);
     free(l->extra);
+    free(l->schema_version);
+    free(l->schema_version_present);
     l->idx = NULL;
     l->time_us = l->offset = NULL;
-    l->partition = NULL;
+    l->partition = l->schema_version = NULL;
+    l->schema_version_present = NULL;
     l->device = l->tags = l->extra = NULL;
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         free(l->metric[m]);
@@ -272,6 +279,12 @@ static void tc_lake_progress_path(const tc_lake *l, int32_t partition, char *out
         tc_path_fmt(out, cap, "%s/_thermocline/progress/%s/%d", l->root, l->topic, partition);
 }
 
+/* tc_lake_read_progress's answer when the file exists but cannot be read (errno says why). */
+#define TC_LAKE_PROGRESS_UNREADABLE (-2)
+
+/* The partition's committed progress: -1 when it has none, TC_LAKE_PROGRESS_UNREADABLE when it
+ * cannot be read -- never taken for "none", which would make recovery remove every file of the
+ * partition. */
 static int64_t tc_lake_read_progress(const tc_lake *l, int32_t partition)
 {
     char path[TC_LAKE_PATH_MAX], buf[32];
@@ -281,7 +294,7 @@ static int64_t tc_lake_read_progress(const tc_lake *l, int32_t partition)
     tc_lake_progress_path(l, partition, path, sizeof(path), 0);
     f = fopen(path, "r");
     if (!f)
-        return -1;
+        return errno == ENOENT ? -1 : TC_LAKE_PROGRESS_UNREADABLE;
     if (fgets(buf, sizeof(buf), f))
         v = strtoll(buf, NULL, 10);
     fclose(f);
@@ -352,17 +365,20 @@ static int tc_lake_parse_name(const tc_lake *l, const char *name, int32_t *parti
     return 1;
 }
 
-/* Remove what an interrupted commit of the given partitions left behind in one day directory. */
-static void tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *parts,
-                              const int64_t *progress, size_t n)
+/* Remove what an interrupted commit of the given partitions left behind in one day directory. A
+ * file that cannot be removed (a read-only file system) is an error: left in place, a renamed file
+ * beyond the progress would show its readings twice once they are written again. */
+static tc_err tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *parts,
+                                const int64_t *progress, size_t n, char *errstr, size_t errstr_size)
 {
     char path[TC_LAKE_PATH_MAX];
     struct dirent *de;
     DIR *d = opendir(dir);
     int removed = 0;
+    tc_err err = TC_OK;
 
     if (!d)
-        return;
+        return TC_OK;
     while ((de = readdir(d)) != NULL) {
         int32_t part;
         int64_t first;
@@ -376,27 +392,34 @@ static void tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *parts,
             if (unlink(path) == 0) {
                 removed++;
                 tc_log_warn("lake", "removed %s left by an interrupted commit", path);
+            } else if (errno != ENOENT && err == TC_OK) {
+                err = tc_err_set(TC_ERR_IO, errstr, errstr_size,
+                                 "could not remove \"%s\" left by an interrupted commit: %s", path,
+                                 strerror(errno));
             }
         }
     }
     closedir(d);
     if (removed) {
-        char errstr[TC_ERRSTR_MAX];
-        tc_lake_fsync_dir(dir, errstr, sizeof(errstr));
+        char ignored[TC_ERRSTR_MAX];
+        tc_lake_fsync_dir(dir, ignored, sizeof(ignored));
     }
+    return err;
 }
 
 /* Walk <root>/telemetry/year=*\/month=*\/day=* calling tc_lake_clean_dir on each day. */
-static void tc_lake_walk_clean(tc_lake *l, const int32_t *parts, const int64_t *progress, size_t n)
+static tc_err tc_lake_walk_clean(tc_lake *l, const int32_t *parts, const int64_t *progress,
+                                 size_t n, char *errstr, size_t errstr_size)
 {
     char base[TC_LAKE_PATH_MAX], ypath[TC_LAKE_PATH_MAX], mpath[TC_LAKE_PATH_MAX];
     char dpath[TC_LAKE_PATH_MAX];
     struct dirent *y, *m, *dd;
     DIR *yd, *md, *ddir;
+    tc_err err = TC_OK;
 
     tc_path_fmt(base, sizeof(base), "%s/telemetry", l->root);
     if (!(yd = opendir(base)))
-        return;
+        return TC_OK;
     while ((y = readdir(yd)) != NULL) {
         if (strncmp(y->d_name, "year=", 5) != 0)
             continue;
@@ -413,13 +436,15 @@ static void tc_lake_walk_clean(tc_lake *l, const int32_t *parts, const int64_t *
                 if (strncmp(dd->d_name, "day=", 4) != 0)
                     continue;
                 tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, dd->d_name);
-                tc_lake_clean_dir(l, dpath, parts, progress, n);
+                if (tc_lake_clean_dir(l, dpath, parts, progress, n, errstr, errstr_size) != TC_OK)
+                    err = TC_ERR_IO;
             }
             closedir(ddir);
         }
         closedir(md);
     }
     closedir(yd);
+    return err;
 }
 
 tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64_t *next,
@@ -431,18 +456,23 @@ tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64
             return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         tc_lake_discard(p);
         next[i] = tc_lake_read_progress(l, parts[i]);
+        if (next[i] == TC_LAKE_PROGRESS_UNREADABLE)
+            return tc_err_set(TC_ERR_IO, errstr, errstr_size,
+                              "could not read the lake progress of partition %d: %s", parts[i],
+                              strerror(errno));
         p->active = 1;
         p->durable_next = p->advanced_next = next[i];
         p->range_first = -1;
         p->opened_us = 0;
     }
-    tc_lake_walk_clean(l, parts, next, n);
-    return TC_OK;
+    return tc_lake_walk_clean(l, parts, next, n, errstr, errstr_size);
 }
 
 int64_t tc_lake_progress(const tc_lake *l, int32_t partition)
 {
-    return tc_lake_read_progress(l, partition);
+    int64_t v = tc_lake_read_progress(l, partition);
+
+    return v >= 0 ? v : -1;
 }
 
 int64_t tc_lake_advanced(const tc_lake *l, int32_t partition)
@@ -506,7 +536,10 @@ static tc_err tc_lake_grow_scratch(tc_lake *l, size_t n, size_t ndyn)
     l->device = malloc(n * sizeof(*l->device));
     l->tags = malloc(n * sizeof(*l->tags));
     l->extra = malloc(n * sizeof(*l->extra));
-    int ok = l->idx && l->time_us && l->offset && l->partition && l->device && l->tags && l->extra;
+    l->schema_version = malloc(n * sizeof(*l->schema_version));
+    l->schema_version_present = malloc(n);
+    int ok = l->idx && l->time_us && l->offset && l->partition && l->device && l->tags &&
+             l->extra && l->schema_version && l->schema_version_present;
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         l->metric[m] = malloc(n * sizeof(double));
         l->present[m] = malloc(n);
@@ -596,6 +629,8 @@ static tc_err tc_lake_write_group(tc_lake *l, tc_lake_open *f, const tc_batch *b
         l->extra[k] = b->extra[i];
         l->partition[k] = b->partition[i];
         l->offset[k] = b->offset[i];
+        l->schema_version[k] = b->schema_version[i];
+        l->schema_version_present[k] = b->schema_version[i] != 0;
         for (int m = 0; m < TC_METRIC__COUNT; m++) {
             l->metric[m][k] = b->metric[m][i];
             l->present[m][k] = b->present[m][i];
@@ -615,6 +650,7 @@ static tc_err tc_lake_write_group(tc_lake *l, tc_lake_open *f, const tc_batch *b
     v[TC_LC_EXTRA] = (tc_parquet_values){l->extra, NULL};
     v[TC_LC_PARTITION] = (tc_parquet_values){l->partition, NULL};
     v[TC_LC_OFFSET] = (tc_parquet_values){l->offset, NULL};
+    v[TC_LC_SCHEMA_VERSION] = (tc_parquet_values){l->schema_version, l->schema_version_present};
     f->rows += n;
     return tc_parquet_write(f->w, v, n, errstr, errstr_size);
 }

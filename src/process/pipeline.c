@@ -20,6 +20,7 @@
 #include "process/observe.h"
 #include "process/validate.h"
 #include "schema/avro_reading.h"
+#include "schema/catalog.h"
 #include "schema/json_reading.h"
 #include "store/store.h"
 
@@ -38,6 +39,10 @@
 #define TC_ENDS_TIMEOUT_MS 5000
 /* ...and how often the idle check asks it. */
 #define TC_IDLE_CHECK_INTERVAL_US 1000000LL
+/* An Avro writer schema the catalog does not know forces a refresh at most this often. */
+#define TC_CATALOG_FORCE_US 1000000LL
+/* Registry subjects: "<topic>-value" with Kafka's 249-byte topic names, or a configured one. */
+#define TC_PIPELINE_SUBJECT_MAX 1024
 /* Partitions tracked per batch (the topic's partition count bounds it in practice). */
 #define TC_PENDING_MAX 4096
 
@@ -62,11 +67,15 @@ struct tc_pipeline {
     tc_observe *obs;           /* NULL when http.listen is empty */
     tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
     tc_schema_cache *schemas;  /* NULL when registry.url is empty */
+    tc_catalog *catalog;       /* the subject's versions; NULL when registry.url is empty */
+    int64_t catalog_next_us;   /* when to ask the registry for new versions again */
+    int64_t catalog_forced_us; /* last refresh forced by an unknown writer schema id */
     int store_ok;              /* the store's last write (or connection) succeeded */
     int64_t last_commit_us;
     char not_ready[TC_OBSERVE_REASON_MAX];
-    size_t dyn_logged; /* dynamic columns announced in the log so far */
-    int closing;       /* being destroyed: take no new partitions */
+    size_t dyn_logged;   /* dynamic columns announced in the log so far */
+    int closing;         /* being destroyed: take no new partitions */
+    tc_windows *windows; /* a replay's ranges (tc_pipeline_set_windows); NULL in a normal run */
     tc_batch *batch;
     tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
     uint8_t *sinks;     /* per row of batch: TC_SINK_* */
@@ -84,6 +93,10 @@ struct tc_pipeline {
     volatile sig_atomic_t *stop;
     tc_err fatal; /* a fatal error raised inside a callback */
     char fatal_str[TC_ERRSTR_MAX];
+    int lake_broken;                 /* a transient lake failure awaits tc_pipeline_lake_recover */
+    char lake_errstr[TC_ERRSTR_MAX]; /* ...and what it was */
+    long lake_backoff;               /* next wait before recovering, ms (grows until a commit) */
+    int64_t lake_durable_at_fail;    /* tc_pipeline_lake_durable_sum when the lake last failed */
     tc_pipeline_stats stats;
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
 };
@@ -127,6 +140,8 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
         snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
         return TC_ERR_STOPPED;
     }
+    if (err == TC_OK && p->windows)
+        tc_windows_assign(p->windows, parts, n, next);
 
     if (err == TC_OK && p->lake) {
         lake_next = calloc(n + 1, sizeof(*lake_next));
@@ -180,14 +195,22 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
     tc_pipeline *p = opaque;
     char errstr[TC_ERRSTR_MAX];
     int written = 0;
+    int32_t cut = p->windows && !p->closing ? tc_windows_unfinished(p->windows, parts, n) : -1;
 
+    if (cut >= 0 && !p->fatal) {
+        p->fatal = TC_ERR_STOPPED;
+        snprintf(p->fatal_str, sizeof(p->fatal_str),
+                 "partition %d was taken away during the replay: another member joined group "
+                 "\"%s\"",
+                 cut, p->cfg->kafka_group);
+    }
     if (lost) {
         /* Someone else owns these partitions now; what we hold was never committed and will be
          * read again by the new owner from the sinks' marks. */
         tc_log_warn("pipeline", "partitions lost; dropping %zu uncommitted readings",
                     p->batch->n + p->dlq->n);
         tc_pipeline_drop(p);
-    } else if (tc_pipeline_flush(p) == TC_OK) {
+    } else if (tc_pipeline_flush(p) == TC_OK && !p->lake_broken) {
         written = 1;
     } else {
         /* Not written: dropping is safe for the same reason as above. */
@@ -228,6 +251,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         return NULL;
     }
     p->cfg = cfg;
+    p->lake_backoff = TC_RETRY_MIN_MS;
     tc_store_options_from_config(&so, cfg);
     p->store = tc_store_new(&so);
     p->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
@@ -279,8 +303,15 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         }
     }
     if (cfg->registry_url && *cfg->registry_url) {
+        char subject[TC_PIPELINE_SUBJECT_MAX];
+        if (cfg->registry_subject && *cfg->registry_subject)
+            snprintf(subject, sizeof(subject), "%s", cfg->registry_subject);
+        else
+            snprintf(subject, sizeof(subject), "%s-value", cfg->kafka_topic);
         p->schemas = tc_schema_cache_new(cfg->registry_url, 0, 0, errstr, errstr_size);
-        if (!p->schemas) {
+        if (p->schemas)
+            p->catalog = tc_catalog_new(cfg->registry_url, subject, 0, errstr, errstr_size);
+        if (!p->schemas || !p->catalog) {
             tc_pipeline_destroy(p);
             return NULL;
         }
@@ -298,9 +329,11 @@ void tc_pipeline_destroy(tc_pipeline *p)
     /* After the consumer: its final revoke may still write (and mirror) a batch. */
     tc_dlq_mirror_destroy(p->dlq_mirror);
     tc_schema_cache_destroy(p->schemas);
+    tc_catalog_destroy(p->catalog);
     tc_observe_destroy(p->obs);
     tc_store_destroy(p->store);
     tc_lake_destroy(p->lake);
+    tc_windows_destroy(p->windows);
     tc_batch_destroy(p->batch);
     tc_batch_destroy(p->filtered);
     free(p->sinks);
@@ -308,6 +341,14 @@ void tc_pipeline_destroy(tc_pipeline *p)
     free(p->marks);
     tc_dlq_batch_destroy(p->dlq);
     free(p);
+}
+
+tc_err tc_pipeline_set_windows(tc_pipeline *p, const tc_pipeline_window *w, size_t n, char *errstr,
+                               size_t errstr_size)
+{
+    tc_windows_destroy(p->windows);
+    p->windows = tc_windows_new(w, n);
+    return p->windows ? TC_OK : tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
 }
 
 void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out)
@@ -339,6 +380,8 @@ static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t
         sinks |= TC_SINK_STORE;
     if (p->lake && (!m || m->lake_next < 0 || offset >= m->lake_next))
         sinks |= TC_SINK_LAKE;
+    if (p->windows)
+        sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
     return sinks;
 }
 
@@ -346,7 +389,8 @@ static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t
 static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition,
                                     int64_t offset)
 {
-    if (sinks & TC_SINK_STORE)
+    if ((sinks & TC_SINK_STORE) &&
+        !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
         tc_pipeline_note(p->pending, &p->npending, partition, offset);
     if (sinks & TC_SINK_LAKE)
         tc_pipeline_note(p->lake_pending, &p->nlake_pending, partition, offset);
@@ -391,6 +435,7 @@ static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
         dst->device_id[j] = src->device_id[i];
         dst->tags[j] = src->tags[i];
         dst->extra[j] = src->extra[i];
+        dst->schema_version[j] = src->schema_version[i];
         dst->partition[j] = src->partition[i];
         dst->offset[j] = src->offset[i];
         for (int m = 0; m < TC_METRIC__COUNT; m++) {
@@ -437,6 +482,97 @@ static void tc_pipeline_publish(tc_pipeline *p)
     snprintf(st.reason, sizeof(st.reason), "%s",
              !p->store_ok ? p->not_ready : "no Kafka partition assigned (yet)");
     tc_observe_publish(p->obs, &st);
+}
+
+/* How far the lake is, summed over the assigned partitions: it grows with every commit. */
+static int64_t tc_pipeline_lake_durable_sum(tc_pipeline *p)
+{
+    int64_t sum = 0;
+
+    for (size_t i = 0; i < p->nmarks; i++) {
+        if (p->marks[i].assigned)
+            sum += tc_lake_durable(p->lake, (int32_t)i) + 1;
+    }
+    return sum;
+}
+
+/*
+ * The lake could not take a write or a commit. A transient failure (a full or read-only disk) does
+ * not stop the pipeline: what the lake had not committed is gone with its open files, so
+ * tc_pipeline_lake_recover, called by the run loop before its next poll, recovers the lake's
+ * partitions from their last commit and rewinds the consumer there. Until then nothing is
+ * processed. Anything else is fatal.
+ */
+static void tc_pipeline_lake_failed(tc_pipeline *p, tc_err err, const char *errstr)
+{
+    if (!tc_err_is_retriable(err)) {
+        tc_log_error("lake", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        return;
+    }
+    if (!p->lake_broken)
+        p->lake_durable_at_fail = tc_pipeline_lake_durable_sum(p);
+    p->lake_broken = 1;
+    snprintf(p->lake_errstr, sizeof(p->lake_errstr), "%s", errstr);
+}
+
+/* A lake write went through: once a commit has made progress since the last failure, the next
+ * failure starts its back-off afresh. */
+static void tc_pipeline_lake_succeeded(tc_pipeline *p)
+{
+    if (p->lake_backoff > TC_RETRY_MIN_MS &&
+        tc_pipeline_lake_durable_sum(p) > p->lake_durable_at_fail)
+        p->lake_backoff = TC_RETRY_MIN_MS;
+}
+
+/*
+ * After a transient lake failure: wait (capped exponential back-off with full jitter), then recover
+ * every assigned partition of the lake from its progress file -- which also removes files of a
+ * commit that failed half-way -- and move the consumer back to where the lake stands. The stretch
+ * between the lake's and the store's marks is read again for the lake only (the same catch-up as
+ * after a crash). A recovery that fails transiently is tried again on the next call.
+ */
+static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
+{
+    int32_t parts[TC_PENDING_MAX];
+    int64_t next[TC_PENDING_MAX];
+    tc_partition_offset from[TC_PENDING_MAX];
+    char errstr[TC_ERRSTR_MAX];
+    long wait = p->lake_backoff / 2 + rand() % (p->lake_backoff / 2 + 1);
+    size_t n = 0;
+    tc_err err;
+
+    p->stats.retries++;
+    tc_log_warn("lake", "%s; reading again from the lake's last commit, retrying in %ld ms",
+                p->lake_errstr, wait);
+    for (long slept = 0; slept < wait; slept += 50) {
+        if (*p->stop)
+            return TC_ERR_STOPPED;
+        tc_time_sleep_ms(50);
+    }
+    p->lake_backoff = p->lake_backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : p->lake_backoff * 2;
+    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+        if (p->marks[i].assigned)
+            parts[n++] = (int32_t)i;
+    }
+    err = tc_lake_open_partitions(p->lake, parts, n, next, errstr, sizeof(errstr));
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        tc_marks *m = &p->marks[parts[i]];
+        m->lake_next = next[i];
+        /* -1 ("nothing yet") is the lowest of all, as in tc_pipeline_on_assign. */
+        from[i] =
+            (tc_partition_offset){parts[i], next[i] < m->store_next ? next[i] : m->store_next};
+    }
+    if (err == TC_OK)
+        err = tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr));
+    if (err != TC_OK) {
+        tc_pipeline_lake_failed(p, err, errstr);
+        return p->fatal ? p->fatal : TC_OK;
+    }
+    p->lake_broken = 0;
+    tc_log_info("lake", "recovered %zu partitions from their last commit", n);
+    return TC_OK;
 }
 
 /* Write the batch, retrying retriable failures until it is written or a stop is requested. */
@@ -491,18 +627,19 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
         if (m)
             m->store_next = p->pending[i].next_offset;
     }
-    /* The store has the batch; the lake follows. A lake failure is fatal for now: nothing it
-     * had not committed is lost, because the lake resumes from its own progress on restart. */
-    if (p->lake && (err = tc_pipeline_flush_lake(p, errstr, sizeof(errstr))) != TC_OK) {
-        tc_log_error("lake", "%s", errstr);
-        p->fatal = err;
-        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
-        return err;
-    }
-    tc_pipeline_commit_kafka(p);
     p->stats.stored += rows->n;
     p->stats.dead_letters += p->dlq->n;
     p->stats.batches++;
+    /* The store has the batch; the lake follows. When it fails, the batch is done with all the
+     * same (the store must not get it twice): the lake reads its share again from Kafka once it
+     * has recovered. The caller stops processing on the error; the run loop takes it from there. */
+    if (p->lake && (err = tc_pipeline_flush_lake(p, errstr, sizeof(errstr))) != TC_OK) {
+        tc_pipeline_drop(p);
+        tc_pipeline_lake_failed(p, err, errstr);
+        return err;
+    }
+    tc_pipeline_lake_succeeded(p);
+    tc_pipeline_commit_kafka(p);
     tc_pipeline_drop(p);
     return TC_OK;
 }
@@ -533,27 +670,114 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
     return TC_ERR_FULL;
 }
 
-/*
- * Schema evolution for metrics: a numeric top-level field the schema does not name (it is in the
- * row's `extra`) becomes a column of its own, in the batch and then in both stores, from this
- * batch on. It also stays in `extra`, verbatim, so nothing about the reading is lost or rewritten.
- * Non-numeric unknown fields stay in `extra` only. Parsing `extra` allocates, but only for readings
- * that carry unknown fields; the schema-v1 readings of the hot path never get here.
- */
-static void tc_pipeline_promote(tc_pipeline *p, size_t row)
+/* The fixed fields a decoded row has (TC_CATALOG_F_* bits). A JSON null reads as absent: the
+ * decoders store both the same way. */
+static uint32_t tc_pipeline_fixed_mask(const tc_batch *b, size_t row)
 {
-    const tc_slice *x = &p->batch->extra[row];
-    const tc_json *root;
-    tc_json_doc *doc;
-    char errstr[TC_ERRSTR_MAX];
+    uint32_t mask = 1u << TC_CATALOG_F_DEVICE | 1u << TC_CATALOG_F_TIMESTAMP;
 
-    if (!x->ptr)
-        return;
-    doc = tc_json_parse(x->ptr, x->len, NULL, NULL, errstr, sizeof(errstr));
-    if (!doc)
-        return; /* the decoder validated it; nothing sensible to do but keep it in extra */
-    root = tc_json_root(doc);
-    for (size_t i = 0; root->type == TC_JSON_OBJECT && i < root->len; i++) {
+    for (int m = 0; m < TC_METRIC__COUNT; m++)
+        mask |= (uint32_t)(b->present[m][row] != 0) << (TC_CATALOG_F_METRIC0 + m);
+    if (b->tags[row].ptr)
+        mask |= 1u << TC_CATALOG_F_TAGS;
+    return mask;
+}
+
+/* Whether the row has field f: for an Avro row, whether its writer schema has it. */
+static int tc_pipeline_row_has(const tc_catalog_field *f, uint32_t mask, const tc_json *root,
+                               const tc_catalog_version *writer)
+{
+    if (writer)
+        return tc_catalog_has_field(writer, f->name, strlen(f->name));
+    if (f->fixed >= 0)
+        return (mask >> f->fixed) & 1u;
+    return root && tc_json_get(root, f->name) != NULL;
+}
+
+/* Append "name":default to the `extra` being rebuilt in jb: the first call copies the members the
+ * reading has (its text without the closing brace). */
+static void tc_pipeline_extra_add(tc_jbuf *jb, const tc_slice *extra, const tc_catalog_field *f)
+{
+    if (jb->len == 0) {
+        if (extra->ptr && extra->len >= 2 && extra->ptr[extra->len - 1] == '}') {
+            tc_jbuf_append(jb, extra->ptr, extra->len - 1);
+            if (extra->len > 2)
+                tc_jbuf_append(jb, ",", 1);
+        } else {
+            tc_jbuf_append(jb, "{", 1);
+        }
+    } else {
+        tc_jbuf_append(jb, ",", 1);
+    }
+    tc_jbuf_append(jb, "\"", 1);
+    tc_jbuf_escaped(jb, f->name, strlen(f->name));
+    tc_jbuf_append(jb, "\":", 2);
+    tc_jbuf_append(jb, f->default_json, strlen(f->default_json));
+}
+
+/*
+ * Give the row the defaults of the fields of version v it lacks. A metric takes a numeric default
+ * in its column, tags an object default; any other field joins `extra` as if the device had sent
+ * it (and a numeric one becomes a column below, like a sent one). Returns TC_JSON_BATCH_FULL when
+ * the arena cannot hold the new `extra`, TC_REJECT_NONE otherwise. *rewrote is set when `extra`
+ * changed (the caller parses it again).
+ */
+static tc_reject tc_pipeline_defaults(tc_pipeline *p, size_t row, const tc_catalog_version *v,
+                                      const tc_catalog_version *writer, const tc_json *root,
+                                      int *rewrote)
+{
+    tc_batch *b = p->batch;
+    uint32_t mask = tc_pipeline_fixed_mask(b, row);
+    tc_jbuf jb;
+    char *text;
+    size_t len;
+    tc_reject r = TC_REJECT_NONE;
+
+    tc_jbuf_init(&jb, 0);
+    for (size_t i = 0; i < v->nfields; i++) {
+        const tc_catalog_field *f = &v->fields[i];
+        if (!f->default_json || tc_pipeline_row_has(f, mask, root, writer))
+            continue;
+        if (f->fixed >= TC_CATALOG_F_METRIC0 &&
+            f->fixed < TC_CATALOG_F_METRIC0 + TC_METRIC__COUNT) {
+            if (f->default_is_num) {
+                b->metric[f->fixed - TC_CATALOG_F_METRIC0][row] = f->default_num;
+                b->present[f->fixed - TC_CATALOG_F_METRIC0][row] = 1;
+            }
+        } else if (f->fixed == TC_CATALOG_F_TAGS) {
+            if (f->default_json[0] == '{') {
+                char *t = tc_arena_strndup(&b->arena, f->default_json, strlen(f->default_json));
+                if (!t) {
+                    r = TC_JSON_BATCH_FULL;
+                    break;
+                }
+                b->tags[row] = (tc_slice){t, (uint32_t)strlen(t)};
+            }
+        } else if (f->fixed < 0) {
+            tc_pipeline_extra_add(&jb, &b->extra[row], f);
+        }
+    }
+    if (r == TC_REJECT_NONE && jb.len > 0) {
+        tc_jbuf_append(&jb, "}", 1);
+        text = tc_jbuf_failed(&jb) ? NULL : tc_arena_strndup(&b->arena, jb.data, jb.len);
+        len = jb.len;
+        if (!text) {
+            r = TC_JSON_BATCH_FULL;
+        } else {
+            b->extra[row] = (tc_slice){text, (uint32_t)len};
+            *rewrote = 1;
+        }
+    }
+    tc_jbuf_free(&jb);
+    return r;
+}
+
+/* A numeric top-level field the schema-v1 columns do not name becomes a column of its own (in the
+ * batch, then in both stores, from this batch on). It also stays in `extra`, verbatim, so nothing
+ * about the reading is lost or rewritten. Non-numeric unknown fields stay in `extra` only. */
+static void tc_pipeline_promote(tc_pipeline *p, size_t row, const tc_json *root)
+{
+    for (size_t i = 0; root && root->type == TC_JSON_OBJECT && i < root->len; i++) {
         const tc_json_member *mb = &root->u.members[i];
         int d;
         if (mb->value->type != TC_JSON_NUMBER || !isfinite(mb->value->u.num.value))
@@ -568,11 +792,137 @@ static void tc_pipeline_promote(tc_pipeline *p, size_t row)
         p->batch->dyn[d][row] = mb->value->u.num.value;
         p->batch->dyn_present[d][row] = 1;
     }
+}
+
+/*
+ * Schema evolution, per reading: which version of the telemetry subject the row is (writer_id >= 0:
+ * the Avro writer schema's version; otherwise detected from the JSON fields present, see
+ * catalog.h), the defaults of what it lacks (of the newest version for Avro -- the reader schema
+ * -- of the detected one for JSON), then its unknown numeric fields as columns. Parsing `extra`
+ * allocates, but only for readings that carry unknown fields: the schema-v1 readings of the hot
+ * path cost a mask and a table lookup. Returns TC_REJECT_NONE or TC_JSON_BATCH_FULL.
+ */
+static tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id)
+{
+    tc_batch *b = p->batch;
+    const tc_catalog_version *v = NULL, *reader = NULL, *writer = NULL;
+    const char *keys[TC_JSON_EXTRA_FIELDS_MAX];
+    size_t lens[TC_JSON_EXTRA_FIELDS_MAX], nkeys = 0;
+    const tc_json *root = NULL;
+    tc_json_doc *doc = NULL;
+    char errstr[TC_ERRSTR_MAX];
+    int rewrote = 0;
+    tc_reject r = TC_REJECT_NONE;
+
+    if (b->extra[row].ptr) {
+        doc =
+            tc_json_parse(b->extra[row].ptr, b->extra[row].len, NULL, NULL, errstr, sizeof(errstr));
+        root = doc ? tc_json_root(doc) : NULL; /* the decoder validated it: NULL is only ENOMEM */
+        for (size_t i = 0; root && root->type == TC_JSON_OBJECT && i < root->len &&
+                           nkeys < TC_JSON_EXTRA_FIELDS_MAX;
+             i++, nkeys++) {
+            keys[nkeys] = root->u.members[i].key;
+            lens[nkeys] = root->u.members[i].key_len;
+        }
+    }
+    if (p->catalog && writer_id >= 0) {
+        v = writer = tc_catalog_by_id(p->catalog, writer_id);
+        reader = writer ? tc_catalog_latest(p->catalog) : NULL;
+    } else if (p->catalog) {
+        v = reader =
+            tc_catalog_detect(p->catalog, tc_pipeline_fixed_mask(b, row), keys, lens, nkeys);
+    }
+    if (v)
+        b->schema_version[row] = v->version;
+    if (reader)
+        r = tc_pipeline_defaults(p, row, reader, writer, root, &rewrote);
+    if (r == TC_REJECT_NONE && rewrote) {
+        tc_json_free(doc);
+        doc =
+            tc_json_parse(b->extra[row].ptr, b->extra[row].len, NULL, NULL, errstr, sizeof(errstr));
+        root = doc ? tc_json_root(doc) : NULL;
+    }
+    if (r == TC_REJECT_NONE)
+        tc_pipeline_promote(p, row, root);
     tc_json_free(doc);
+    return r;
+}
+
+/*
+ * Keep the catalog of the subject's versions fresh: every registry.refresh_ms, and before the first
+ * JSON reading is matched. A new version's numeric fields become batch columns at once, so the
+ * store and the lake gain them with the next batch, before any reading carries them. An unreachable
+ * registry leaves the catalog as it was (JSON readings go on being matched against it) and is
+ * asked again after the refresh interval.
+ */
+static void tc_pipeline_refresh_catalog(tc_pipeline *p)
+{
+    const tc_catalog_version *latest;
+    char errstr[TC_ERRSTR_MAX];
+    int changed = 0;
+    tc_err err;
+
+    if (!p->catalog || p->now_us < p->catalog_next_us)
+        return;
+    p->catalog_next_us = p->now_us + p->cfg->registry_refresh_ms * 1000LL;
+    err = tc_catalog_refresh(p->catalog, &changed, errstr, sizeof(errstr));
+    if (err != TC_OK) {
+        tc_log_warn("pipeline", "could not refresh the versions of the telemetry schema: %s",
+                    errstr);
+        return;
+    }
+    latest = tc_catalog_latest(p->catalog);
+    if (!changed || !latest)
+        return;
+    tc_log_info("pipeline", "telemetry schema: %zu versions, newest %d (id %d)",
+                tc_catalog_count(p->catalog), (int)latest->version, (int)latest->id);
+    for (size_t i = 0; i < latest->nfields; i++) {
+        const tc_catalog_field *f = &latest->fields[i];
+        int d;
+        if (f->fixed >= 0 || !f->numeric)
+            continue;
+        d = tc_batch_dyn_column(p->batch, f->name, strlen(f->name));
+        if (d >= 0 && (size_t)d >= p->dyn_logged) {
+            tc_log_info("pipeline", "field \"%s\" of schema version %d becomes a column", f->name,
+                        (int)latest->version);
+            p->dyn_logged = (size_t)d + 1;
+        }
+    }
 }
 
 /* tc_pipeline_decode's answer when a stop was requested while the registry was unreachable. */
 #define TC_PIPELINE_STOPPED ((tc_reject)(TC_REJECT__COUNT + 1))
+
+/* Sleep *backoff_ms (doubling it for next time, up to TC_RETRY_MAX_MS); 1 when a stop was asked
+ * meanwhile. */
+static int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms)
+{
+    for (long slept = 0; slept < *backoff_ms; slept += 50) {
+        if (*p->stop)
+            return 1;
+        tc_time_sleep_ms(50);
+    }
+    *backoff_ms = *backoff_ms * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : *backoff_ms * 2;
+    return 0;
+}
+
+/* Wait (with back-off) until the catalog has been read from the registry once: the first
+ * reading's version cannot be known before. 1 when a stop was asked meanwhile. */
+static int tc_pipeline_catalog_wait(tc_pipeline *p)
+{
+    long backoff = TC_RETRY_MIN_MS;
+
+    while (p->catalog && !tc_catalog_loaded(p->catalog)) {
+        p->catalog_next_us = 0;
+        p->now_us = tc_time_now_us();
+        tc_pipeline_refresh_catalog(p);
+        if (tc_catalog_loaded(p->catalog))
+            break;
+        if (tc_pipeline_backoff(p, &backoff))
+            return 1;
+    }
+    return 0;
+}
 
 /*
  * Decode one message into row b->n: Confluent-framed Avro (magic byte 0, schema id) through the
@@ -580,8 +930,8 @@ static void tc_pipeline_promote(tc_pipeline *p, size_t row)
  * and retried with back-off -- consumption waits, nothing is lost; an id the registry does not
  * know, or a writer schema that cannot make a reading, is a dead letter.
  */
-static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, char *detail,
-                                    size_t detail_size)
+static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t *writer_id,
+                                    char *detail, size_t detail_size)
 {
     const tc_avro_plan *plan;
     char errstr[TC_ERRSTR_MAX];
@@ -589,8 +939,13 @@ static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, char *d
     int32_t id;
     tc_err err;
 
-    if (!tc_avro_frame(m->payload, m->len, &id))
+    *writer_id = -1;
+    if (!tc_avro_frame(m->payload, m->len, &id)) {
+        if (tc_pipeline_catalog_wait(p))
+            return TC_PIPELINE_STOPPED;
         return tc_json_reading_decode(p->batch, m->payload, m->len, detail, detail_size);
+    }
+    *writer_id = id;
     if (!p->schemas) {
         snprintf(detail, detail_size, "Avro message (schema id %d) but no registry.url is set",
                  (int)id);
@@ -599,12 +954,8 @@ static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, char *d
     while ((err = tc_schema_cache_get(p->schemas, id, &plan, errstr, sizeof(errstr))) != TC_OK &&
            tc_err_is_retriable(err)) {
         tc_log_warn("pipeline", "schema %d: %s; retrying in %ld ms", (int)id, errstr, backoff);
-        for (long slept = 0; slept < backoff; slept += 50) {
-            if (*p->stop)
-                return TC_PIPELINE_STOPPED;
-            tc_time_sleep_ms(50);
-        }
-        backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
+        if (tc_pipeline_backoff(p, &backoff))
+            return TC_PIPELINE_STOPPED;
     }
     if (err == TC_ERR_NOT_FOUND) {
         snprintf(detail, detail_size, "schema id %d: %.200s", (int)id, errstr);
@@ -614,6 +965,17 @@ static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, char *d
         snprintf(detail, detail_size, "schema id %d: %.200s", (int)id, errstr);
         return TC_REJECT_SCHEMA_MISMATCH;
     }
+    if (tc_pipeline_catalog_wait(p))
+        return TC_PIPELINE_STOPPED;
+    if (!tc_catalog_by_id(p->catalog, id) &&
+        p->now_us - p->catalog_forced_us >= TC_CATALOG_FORCE_US) {
+        /* A writer schema the catalog does not know: perhaps a version registered since the last
+         * refresh. Ask now rather than at the next interval, but not for every such message: ids
+         * of other subjects never appear in this one. */
+        p->catalog_forced_us = p->now_us;
+        p->catalog_next_us = 0;
+        tc_pipeline_refresh_catalog(p);
+    }
     return tc_avro_reading_decode(p->batch, plan, m->payload + TC_AVRO_FRAME_BYTES,
                                   m->len - TC_AVRO_FRAME_BYTES, detail, detail_size);
 }
@@ -622,6 +984,7 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
 {
     char detail[TC_REJECT_DETAIL_MAX];
     unsigned sinks = tc_pipeline_sinks_for(p, m->partition, m->offset);
+    int32_t writer_id;
     tc_reject r;
     tc_err err;
 
@@ -633,6 +996,9 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     if (m->len == 0 || !m->payload) {
         r = TC_REJECT_EMPTY;
         snprintf(detail, sizeof(detail), "empty message");
+    } else if (p->windows && tc_windows_skips(p->windows, m->partition, m->offset)) {
+        r = TC_REJECT_STORE_REFUSED;
+        snprintf(detail, sizeof(detail), "skipped unread by thermocline replay --skip-offset");
     } else if (m->len > (size_t)p->cfg->max_message_bytes) {
         r = TC_REJECT_TOO_LARGE;
         snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the %lld-byte limit", m->len,
@@ -646,7 +1012,9 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
                 p->batch_started_us = p->now_us;
                 tc_batch_row_begin(p->batch);
             }
-            r = tc_pipeline_decode(p, m, detail, sizeof(detail));
+            r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
+            if (r == TC_REJECT_NONE)
+                r = tc_pipeline_shape(p, p->batch->n, writer_id);
             if (r == TC_PIPELINE_STOPPED)
                 return TC_ERR_STOPPED;
             if (r != TC_JSON_BATCH_FULL)
@@ -662,7 +1030,6 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
             r = tc_validate_row(p->batch, p->batch->n, &p->cfg->limits, p->now_us, detail,
                                 sizeof(detail));
         if (r == TC_REJECT_NONE) {
-            tc_pipeline_promote(p, p->batch->n);
             p->batch->partition[p->batch->n] = m->partition;
             p->batch->offset[p->batch->n] = m->offset;
             p->sinks[p->batch->n] = (uint8_t)sinks;
@@ -774,6 +1141,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     tc_log_info("pipeline", "consuming \"%s\" from %s as group \"%s\"", p->cfg->kafka_topic,
                 p->cfg->kafka_brokers, p->cfg->kafka_group);
     while (!*stop) {
+        if (p->lake_broken && (err = tc_pipeline_lake_recover(p)) != TC_OK)
+            break;
         p->now_us = tc_time_now_us();
         timeout_ms = 100;
         if (p->batch_started_us) {
@@ -786,31 +1155,52 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         p->now_us = tc_time_now_us();
         if (n)
             last_activity = p->now_us;
+        /* While the lake is broken nothing is processed: the recovery rewinds to before it. */
         for (size_t i = 0; i < n; i++) {
-            if (err == TC_OK)
+            if (err == TC_OK && !p->lake_broken)
                 err = tc_pipeline_process(p, &p->msgs[i]);
             tc_consumer_release(p->consumer, &p->msgs[i]);
         }
+        if (err == TC_OK && p->windows && tc_windows_done(p->windows))
+            break; /* a replay: every range consumed */
         if (err == TC_OK && p->batch_started_us &&
             p->now_us - p->batch_started_us >= p->cfg->batch_timeout_ms * 1000LL)
             err = tc_pipeline_flush(p);
+        if (err != TC_OK && p->lake_broken && !p->fatal && err != TC_ERR_STOPPED)
+            err = TC_OK; /* the next turn recovers the lake */
         if (err != TC_OK)
             break;
-        if (p->lake && p->batch_started_us == 0) {
+        if (p->lake && !p->lake_broken && p->batch_started_us == 0) {
             /* Roll by age even when no batch comes to trigger it. */
             err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
-            if (err != TC_OK)
-                break;
+            if (err != TC_OK) {
+                tc_pipeline_lake_failed(p, err, errstr);
+                if (p->fatal)
+                    break;
+                err = TC_OK;
+            }
         }
+        tc_pipeline_refresh_catalog(p);
         tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
-        if (idle_us > 0 && p->batch_started_us == 0 && p->now_us - last_activity >= idle_us &&
+        if (idle_us > 0 && !p->lake_broken && p->batch_started_us == 0 &&
+            p->now_us - last_activity >= idle_us &&
             p->now_us - last_idle_check >= TC_IDLE_CHECK_INTERVAL_US &&
             (tc_consumer_caught_up(p->consumer) || tc_consumer_assigned(p->consumer) == 0)) {
             last_idle_check = p->now_us;
             if (!tc_pipeline_topic_done(p))
                 continue;
+            /* Commit the lake here rather than after the loop, so that a transient failure of
+             * this last commit is recovered from like any other instead of ending the run. */
+            if (p->lake &&
+                (err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size)) != TC_OK) {
+                tc_pipeline_lake_failed(p, err, errstr);
+                if (p->fatal)
+                    break;
+                err = TC_OK;
+                continue;
+            }
             tc_log_info("pipeline", "idle for %d s with every partition consumed; exiting",
                         exit_when_idle_s);
             break;
@@ -818,10 +1208,21 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     }
     if (err == TC_OK && !p->fatal)
         err = tc_pipeline_flush(p);
-    if (err == TC_OK && !p->fatal && p->lake) {
+    if (err == TC_OK && !p->fatal && p->lake && !p->lake_broken) {
         err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size);
         if (err == TC_OK)
             tc_pipeline_commit_kafka(p);
+        else
+            tc_pipeline_lake_failed(p, err, errstr);
+    }
+    if (p->lake_broken && !p->fatal) {
+        /* Stopped with the lake behind the store: nothing is lost, the next run resumes the lake
+         * from its last commit. */
+        tc_log_warn("lake",
+                    "%s; stopping with the lake behind its last reads (the next run "
+                    "resumes it from its last commit)",
+                    p->lake_errstr);
+        err = TC_OK;
     }
     if (p->fatal) {
         err = p->fatal;

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "process/window.h"
 
 typedef struct tc_pipeline tc_pipeline;
 
@@ -36,6 +37,12 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
  * clean stop; a fatal error otherwise (with errstr). */
 tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic_t *stop,
                        char *errstr, size_t errstr_size);
+
+/* Make the next tc_pipeline_run a replay over windows[0..n) (copied; see process/window.h): it
+ * processes only those ranges and returns once every window is done. A window's partition taken
+ * away before it is done (another member joined the group) is a fatal error. */
+tc_err tc_pipeline_set_windows(tc_pipeline *p, const tc_pipeline_window *w, size_t n, char *errstr,
+                               size_t errstr_size);
 
 void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out);
 void tc_pipeline_destroy(tc_pipeline *p);

@@ -217,6 +217,13 @@ static const tc_migration tc_migrations[] = {
      "COMMENT ON COLUMN @S.dead_letters.redriven_at IS 'When `thermocline dlq redrive` last sent"
      " the payload back to the source topic (NULL: never).';",
      NULL, NULL},
+    /* A nullable column without a default: a catalog-only change, also on compressed chunks. */
+    {4, "schema version per reading",
+     "ALTER TABLE @S.readings ADD COLUMN IF NOT EXISTS schema_version integer;"
+     "COMMENT ON COLUMN @S.readings.schema_version IS 'Version of the telemetry subject in the"
+     " schema registry the reading was read as: the writer schema of an Avro reading, the version"
+     " detected from the fields of a JSON one (NULL: no registry, or no version matched).';",
+     NULL, NULL},
 };
 
 #define TC_MIGRATION_COUNT (sizeof(tc_migrations) / sizeof(tc_migrations[0]))

@@ -1,17 +1,22 @@
 /*
- * rollup.h -- per-batch aggregation of readings into time buckets, in C.
+ * rollup.h -- aggregation of readings into time buckets, in C, across batches.
  *
- * Plain-PostgreSQL mode keeps 1-minute and 1-hour rollups up to date in the transaction that
- * writes each batch, so they are exactly once like the rows. Instead of making PostgreSQL group
- * the rows, the store groups the columnar batch here, per (device_id, bucket), into a count and,
- * per metric, the count of present values, their sum, minimum and maximum; one upsert per rollup
- * table then adds the groups to what the table holds (n + n, sum + sum, least, greatest).
+ * Plain-PostgreSQL mode keeps 1-minute and 1-hour rollups and both modes keep the latest reading
+ * per device. Instead of making PostgreSQL group the rows, the store groups them here, per
+ * (device_id, bucket), into a count and, per metric, the count of present values, their sum,
+ * minimum and maximum; one upsert per table then adds the groups to what the table holds (n + n,
+ * sum + sum, least, greatest).
  *
- * Grouping is a hash aggregation with open addressing over the batch's own device-id slices (no
- * copy of the strings): O(rows), and the memory is allocated once and reused across batches.
+ * A rollup accumulates: tc_rollup_add merges rows of any number of batches into the groups it
+ * holds, until tc_rollup_clear. The groups own copies of what they keep (the device id; for the
+ * latest state, the strings of the latest reading) in the rollup's arena, so the batches can be
+ * reset meanwhile. Accumulating over many batches is what makes rollups cheap: a device that
+ * reports every second touches its 1-hour bucket 3,600 times an hour, and the table once per flush.
+ *
+ * Grouping is a hash aggregation with open addressing, grown as groups arrive: O(rows).
  *
  * A rollup with width_us == 0 groups per device only and is used for the `latest` state: each
- * group's latest_row is the batch row with the greatest (time, partition, offset) of the device.
+ * group keeps the reading with the greatest (time, partition, offset) of the device.
  */
 #ifndef TC_STORE_ROLLUP_H
 #define TC_STORE_ROLLUP_H
@@ -19,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/batch.h"
 #include "core/error.h"
 
@@ -26,14 +32,20 @@
 #define TC_ROLLUP_1H_US (3600LL * 1000000LL)
 
 typedef struct tc_rollup_group {
-    size_t row;        /* first batch row of the group: its device_id is the group's */
-    size_t latest_row; /* batch row with the greatest (time, partition, offset) */
+    tc_slice device;   /* owned by the rollup's arena */
     int64_t bucket_us; /* start of the bucket (floor of time to width_us); 0 when width is 0 */
     int64_t n;         /* readings */
     int64_t cnt[TC_METRIC__COUNT]; /* present values per metric */
     double sum[TC_METRIC__COUNT];
     double min[TC_METRIC__COUNT]; /* meaningful only when cnt > 0 */
     double max[TC_METRIC__COUNT];
+    /* The reading with the greatest (time, partition, offset) of the group (the latest state). */
+    int64_t time_us;
+    int32_t partition;
+    int64_t offset;
+    double metric[TC_METRIC__COUNT];
+    uint8_t present[TC_METRIC__COUNT];
+    tc_slice tags, extra; /* owned by the arena; ptr NULL = NULL (kept only when width is 0) */
 } tc_rollup_group;
 
 typedef struct tc_rollup {
@@ -42,7 +54,8 @@ typedef struct tc_rollup {
     size_t ngroups, cap;
     uint32_t *slots; /* open addressing: group index + 1, 0 = empty */
     uint32_t *hashes;
-    size_t nslots; /* a power of two, at least twice the rows of the batch */
+    size_t nslots; /* a power of two, at least twice the groups */
+    tc_arena arena;
 } tc_rollup;
 
 /* An empty rollup of buckets width_us wide (0: per device). Allocates nothing yet. */
@@ -52,8 +65,15 @@ void tc_rollup_free(tc_rollup *r);
 /* Start of the bucket of width width_us (> 0) holding t_us (floor, also for times before 1970). */
 int64_t tc_rollup_bucket(int64_t t_us, int64_t width_us);
 
-/* Forget the previous groups and aggregate rows [0, b->n) of b. TC_ERR_NOMEM when out of memory
- * (then the rollup holds no groups). Groups appear in the order of their first row. */
+/* Forget the groups (the memory is kept for reuse). */
+void tc_rollup_clear(tc_rollup *r);
+
+/* Merge rows [0, b->n) of b for which mask[i] is nonzero (mask NULL: all) into the groups. New
+ * groups are appended in the order of their first row. TC_ERR_NOMEM when out of memory: then the
+ * groups hold part of the batch and must be cleared (and the rows read again). */
+tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask);
+
+/* tc_rollup_clear, then tc_rollup_add of every row of b. */
 tc_err tc_rollup_build(tc_rollup *r, const tc_batch *b);
 
 #endif

@@ -25,6 +25,10 @@ tc_store *tc_store_new(const tc_store_options *opt)
         return NULL;
     s->dsn = strdup(opt->dsn);
     s->group = strdup(opt->group ? opt->group : "");
+    s->rollup_group = malloc(strlen(opt->group ? opt->group : "") + sizeof(TC_STORE_ROLLUP_SUFFIX));
+    if (s->rollup_group)
+        sprintf(s->rollup_group, "%s" TC_STORE_ROLLUP_SUFFIX, opt->group ? opt->group : "");
+    s->deferred_rollups = opt->deferred_rollups;
     s->topic = strdup(opt->topic ? opt->topic : "");
     s->days_ahead = opt->partition_days_ahead;
     s->chunk_interval_s = opt->chunk_interval_s > 0 ? opt->chunk_interval_s : 86400;
@@ -38,7 +42,7 @@ tc_store *tc_store_new(const tc_store_options *opt)
     tc_rollup_init(&s->r1h, TC_ROLLUP_1H_US);
     tc_rollup_init(&s->rlatest, 0);
     /* The schema name is quoted as an identifier and also appears inside string literals. */
-    if (!s->dsn || !s->group || !s->topic || n == 0 || n + 3 > TC_IDENT_MAX ||
+    if (!s->dsn || !s->group || !s->rollup_group || !s->topic || n == 0 || n + 3 > TC_IDENT_MAX ||
         strpbrk(opt->schema, "\"'\\") ||
         (strcmp(want, "auto") && strcmp(want, "on") && strcmp(want, "off"))) {
         tc_store_destroy(s);
@@ -63,6 +67,7 @@ void tc_store_destroy(tc_store *s)
     tc_rollup_free(&s->rlatest);
     free(s->dsn);
     free(s->group);
+    free(s->rollup_group);
     free(s->topic);
     free(s);
 }
@@ -274,7 +279,7 @@ static void tc_store_encode_rows(tc_store *s, const tc_batch *b)
     tc_copybuf_reset(c);
     tc_copy_begin(c);
     for (size_t i = 0; i < b->n; i++) {
-        tc_copy_tuple(c, (int16_t)(12 + b->ndyn));
+        tc_copy_tuple(c, (int16_t)(13 + b->ndyn));
         tc_copy_timestamptz(c, b->time_us[i]);
         tc_copy_text(c, b->device_id[i].ptr, b->device_id[i].len);
         for (int m = 0; m < TC_METRIC__COUNT; m++) {
@@ -293,6 +298,10 @@ static void tc_store_encode_rows(tc_store *s, const tc_batch *b)
             tc_copy_null(c);
         tc_copy_int4(c, b->partition[i]);
         tc_copy_int8(c, b->offset[i]);
+        if (b->schema_version[i])
+            tc_copy_int4(c, b->schema_version[i]);
+        else
+            tc_copy_null(c);
         for (size_t d = 0; d < b->ndyn; d++) {
             if (b->dyn_present[d][i])
                 tc_copy_float8(c, b->dyn[d][i]);
@@ -312,7 +321,7 @@ static int tc_store_copy_sql(const tc_store *s, const tc_batch *b, char *out, si
     pos = (size_t)snprintf(tmpl, sizeof(tmpl), "%s",
                            "COPY @S.readings (time, device_id, temperature, humidity, pressure,"
                            " battery, latitude, longitude, tags, extra, kafka_partition,"
-                           " kafka_offset");
+                           " kafka_offset, schema_version");
     for (size_t d = 0; d < b->ndyn && pos < sizeof(tmpl); d++)
         pos += (size_t)snprintf(tmpl + pos, sizeof(tmpl) - pos, ", \"%s\"", b->dyn_name[d]);
     if (pos >= sizeof(tmpl) ||
@@ -448,8 +457,9 @@ static tc_err tc_store_run_prepared(tc_store *s, const char *name, tc_params *p,
 }
 
 /* Offsets of all partitions of the batch in one prepared statement, arrays in binary. */
-static tc_err tc_store_write_offsets(tc_store *s, const tc_partition_offset *offsets, size_t n,
-                                     char *errstr, size_t errstr_size)
+static tc_err tc_store_write_offsets(tc_store *s, const char *group,
+                                     const tc_partition_offset *offsets, size_t n, char *errstr,
+                                     size_t errstr_size)
 {
     static const Oid types[4] = {TC_OID_TEXT, TC_OID_TEXT, TC_OID_INT4_ARRAY, TC_OID_INT8_ARRAY};
     char sql[TC_SQL_MAX], what[TC_SQL_MAX];
@@ -469,7 +479,7 @@ static tc_err tc_store_write_offsets(tc_store *s, const tc_partition_offset *off
     if (err != TC_OK)
         return err;
     tc_params_reset(s, &p);
-    tc_params_text(&p, s->group);
+    tc_params_text(&p, group);
     tc_params_text(&p, s->topic);
     tc_params_array(s, &p, TC_OID_INT4, n, 0);
     for (size_t i = 0; i < n; i++)
@@ -477,7 +487,7 @@ static tc_err tc_store_write_offsets(tc_store *s, const tc_partition_offset *off
     tc_params_array(s, &p, TC_OID_INT8, n, 0);
     for (size_t i = 0; i < n; i++)
         tc_copy_int8(&s->params, offsets[i].next_offset);
-    snprintf(what, sizeof(what), "offsets of group \"%s\"", s->group);
+    snprintf(what, sizeof(what), "offsets of group \"%s\"", group);
     return tc_store_run_prepared(s, "tc_offsets", &p, what, errstr, errstr_size);
 }
 
@@ -527,10 +537,9 @@ static int tc_store_rollup_sql(const tc_store *s, const char *table, char *out, 
     return rc;
 }
 
-/* Add the batch's groups of one rollup to its table (plain mode). */
-static tc_err tc_store_write_rollup(tc_store *s, const tc_batch *b, tc_rollup *r, unsigned bit,
-                                    const char *name, const char *table, char *errstr,
-                                    size_t errstr_size)
+/* Add the groups of one rollup to its table (plain mode). */
+static tc_err tc_store_write_rollup(tc_store *s, const tc_rollup *r, unsigned bit, const char *name,
+                                    const char *table, char *errstr, size_t errstr_size)
 {
     Oid types[3 + 4 * TC_METRIC__COUNT];
     char sql[TC_SQL_MAX];
@@ -538,8 +547,6 @@ static tc_err tc_store_write_rollup(tc_store *s, const tc_batch *b, tc_rollup *r
     size_t g, ng;
     tc_err err;
 
-    if (tc_rollup_build(r, b) != TC_OK)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory aggregating %s", table);
     ng = r->ngroups;
     if (ng == 0)
         return TC_OK;
@@ -562,10 +569,8 @@ static tc_err tc_store_write_rollup(tc_store *s, const tc_batch *b, tc_rollup *r
     }
     tc_params_reset(s, &p);
     tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
-    for (g = 0; g < ng; g++) {
-        const tc_slice *d = &b->device_id[r->groups[g].row];
-        tc_copy_text(&s->params, d->ptr, d->len);
-    }
+    for (g = 0; g < ng; g++)
+        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
     tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, ng, 0);
     for (g = 0; g < ng; g++)
         tc_copy_timestamptz(&s->params, r->groups[g].bucket_us);
@@ -597,21 +602,18 @@ static tc_err tc_store_write_rollup(tc_store *s, const tc_batch *b, tc_rollup *r
     return tc_store_run_prepared(s, name, &p, table, errstr, errstr_size);
 }
 
-/* The latest reading per device of the batch, upserted only over an older one. */
-static tc_err tc_store_write_latest(tc_store *s, const tc_batch *b, char *errstr,
+/* The latest reading per device of the groups, upserted only over an older one. */
+static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errstr,
                                     size_t errstr_size)
 {
     enum { NP = 6 + TC_METRIC__COUNT };
     Oid types[NP];
     char sql[TC_SQL_MAX];
     size_t pos = 0, g, ng;
-    tc_rollup *r = &s->rlatest;
     tc_params p;
     int rc = 0, k;
     tc_err err;
 
-    if (tc_rollup_build(r, b) != TC_OK)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory finding latest");
     ng = r->ngroups;
     if (ng == 0)
         return TC_OK;
@@ -653,28 +655,24 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_batch *b, char *errstr
     }
     tc_params_reset(s, &p);
     tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
-    for (g = 0; g < ng; g++) {
-        const tc_slice *d = &b->device_id[r->groups[g].latest_row];
-        tc_copy_text(&s->params, d->ptr, d->len);
-    }
+    for (g = 0; g < ng; g++)
+        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
     tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, ng, 0);
     for (g = 0; g < ng; g++)
-        tc_copy_timestamptz(&s->params, b->time_us[r->groups[g].latest_row]);
+        tc_copy_timestamptz(&s->params, r->groups[g].time_us);
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
         for (g = 0; g < ng; g++) {
-            size_t i = r->groups[g].latest_row;
-            if (b->present[m][i])
-                tc_copy_float8(&s->params, b->metric[m][i]);
+            if (r->groups[g].present[m])
+                tc_copy_float8(&s->params, r->groups[g].metric[m]);
             else
                 tc_copy_null(&s->params);
         }
     }
     for (int j = 0; j < 2; j++) {
-        const tc_slice *col = j == 0 ? b->tags : b->extra;
         tc_params_array(s, &p, TC_OID_JSONB, ng, 1);
         for (g = 0; g < ng; g++) {
-            const tc_slice *v = &col[r->groups[g].latest_row];
+            const tc_slice *v = j == 0 ? &r->groups[g].tags : &r->groups[g].extra;
             if (v->ptr)
                 tc_copy_jsonb(&s->params, v->ptr, v->len);
             else
@@ -683,11 +681,86 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_batch *b, char *errstr
     }
     tc_params_array(s, &p, TC_OID_INT4, ng, 0);
     for (g = 0; g < ng; g++)
-        tc_copy_int4(&s->params, b->partition[r->groups[g].latest_row]);
+        tc_copy_int4(&s->params, r->groups[g].partition);
     tc_params_array(s, &p, TC_OID_INT8, ng, 0);
     for (g = 0; g < ng; g++)
-        tc_copy_int8(&s->params, b->offset[r->groups[g].latest_row]);
+        tc_copy_int8(&s->params, r->groups[g].offset);
     return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
+}
+
+/* Whether the store keeps rollup tables (plain mode, postgres.rollups on). */
+static int tc_store_has_rollups(const tc_store *s)
+{
+    return s->mode == TC_STORE_PLAIN && s->rollups;
+}
+
+void tc_store_rollups_clear(tc_store *s)
+{
+    tc_rollup_clear(&s->r1m);
+    tc_rollup_clear(&s->r1h);
+    tc_rollup_clear(&s->rlatest);
+}
+
+tc_err tc_store_rollups_add(tc_store *s, const tc_batch *b, const uint8_t *mask)
+{
+    /* TimescaleDB mode has continuous aggregates instead: only the latest state is kept here. */
+    if (tc_store_has_rollups(s) &&
+        (tc_rollup_add(&s->r1m, b, mask) != TC_OK || tc_rollup_add(&s->r1h, b, mask) != TC_OK))
+        return TC_ERR_NOMEM;
+    return tc_rollup_add(&s->rlatest, b, mask);
+}
+
+size_t tc_store_rollups_pending(const tc_store *s)
+{
+    size_t n = s->r1m.ngroups;
+
+    n = s->r1h.ngroups > n ? s->r1h.ngroups : n;
+    return s->rlatest.ngroups > n ? s->rlatest.ngroups : n;
+}
+
+/* Upsert what the aggregates hold into rollup_1m, rollup_1h and latest_state, inside the open
+ * transaction. */
+static tc_err tc_store_write_aggregates(tc_store *s, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    if (s->version < TC_STORE_VERSION_ROLLUPS)
+        return TC_OK;
+    if (tc_store_has_rollups(s)) {
+        err = tc_store_write_rollup(s, &s->r1m, TC_PREP_ROLLUP_1M, "tc_rollup_1m", "rollup_1m",
+                                    errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_store_write_rollup(s, &s->r1h, TC_PREP_ROLLUP_1H, "tc_rollup_1h", "rollup_1h",
+                                        errstr, errstr_size);
+    }
+    if (err == TC_OK)
+        err = tc_store_write_latest(s, &s->rlatest, errstr, errstr_size);
+    return err;
+}
+
+tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
+                              char *errstr, size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX];
+    tc_err err = tc_store_connect(s, errstr, errstr_size);
+
+    if (err != TC_OK)
+        return err;
+    err = tc_store_exec(s, "BEGIN", "begin transaction", errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    err = tc_store_write_aggregates(s, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_store_write_offsets(s, s->rollup_group, marks, nmarks, errstr, errstr_size);
+    if (err != TC_OK) {
+        if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+            tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner));
+        return err;
+    }
+    err = tc_store_exec(s, "COMMIT", "commit rollups", errstr, errstr_size);
+    if (err == TC_OK)
+        tc_store_rollups_clear(s);
+    return err;
 }
 
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
@@ -731,16 +804,13 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
         }
         if (err != TC_OK)
             goto fail;
-        if (s->version >= TC_STORE_VERSION_ROLLUPS) {
-            if (s->mode == TC_STORE_PLAIN && s->rollups) {
-                err = tc_store_write_rollup(s, b, &s->r1m, TC_PREP_ROLLUP_1M, "tc_rollup_1m",
-                                            "rollup_1m", errstr, errstr_size);
-                if (err == TC_OK)
-                    err = tc_store_write_rollup(s, b, &s->r1h, TC_PREP_ROLLUP_1H, "tc_rollup_1h",
-                                                "rollup_1h", errstr, errstr_size);
+        if (!s->deferred_rollups) {
+            tc_store_rollups_clear(s);
+            if (tc_store_rollups_add(s, b, NULL) != TC_OK) {
+                err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory aggregating");
+                goto fail;
             }
-            if (err == TC_OK)
-                err = tc_store_write_latest(s, b, errstr, errstr_size);
+            err = tc_store_write_aggregates(s, errstr, errstr_size);
             if (err != TC_OK)
                 goto fail;
         }
@@ -759,7 +829,7 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
         if (err != TC_OK)
             goto fail;
     }
-    err = tc_store_write_offsets(s, offsets, noffsets, errstr, errstr_size);
+    err = tc_store_write_offsets(s, s->group, offsets, noffsets, errstr, errstr_size);
     if (err != TC_OK)
         goto fail;
     err = tc_store_exec(s, "COMMIT", "commit batch", errstr, errstr_size);
@@ -775,8 +845,25 @@ fail:
     return err;
 }
 
+static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, const int32_t *partitions,
+                                          size_t n, int64_t *next, char *errstr,
+                                          size_t errstr_size);
+
 tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
                              char *errstr, size_t errstr_size)
+{
+    return tc_store_load_group_offsets(s, s->group, partitions, n, next, errstr, errstr_size);
+}
+
+tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
+                                    char *errstr, size_t errstr_size)
+{
+    return tc_store_load_group_offsets(s, s->rollup_group, partitions, n, next, errstr,
+                                       errstr_size);
+}
+
+static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, const int32_t *partitions,
+                                          size_t n, int64_t *next, char *errstr, size_t errstr_size)
 {
     char sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
     const char *params[2];
@@ -793,12 +880,12 @@ tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, i
                      " WHERE group_id = $1 AND topic = $2",
                      sql, sizeof(sql)) < 0)
         return TC_ERR_INVALID;
-    params[0] = s->group;
+    params[0] = group;
     params[1] = s->topic;
     res = PQexecParams(s->conn, sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         err = tc_store_classify(s, res);
-        tc_err_set(err, errstr, errstr_size, "could not read offsets of group \"%s\": %s", s->group,
+        tc_err_set(err, errstr, errstr_size, "could not read offsets of group \"%s\": %s", group,
                    tc_store_pgmsg(s, res, msg, sizeof(msg)));
         PQclear(res);
         return err;

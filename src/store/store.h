@@ -46,6 +46,7 @@ typedef struct tc_store_options {
     int64_t retention_s;      /* retention policy in TimescaleDB mode (0: 30 days; < 0: none) */
     int synchronous_commit;   /* postgres.synchronous_commit: 0 default (on), 1 on, -1 off */
     int rollups;              /* plain-mode rollups: 0 default (on), 1 on, -1 off */
+    int deferred_rollups;     /* see tc_store_rollups_add; 0: in each batch's transaction */
 } tc_store_options;
 
 typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mode;
@@ -66,6 +67,33 @@ tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size);
 /* Create the daily partitions covering [now - days_back, now + days_ahead]. */
 tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_back, char *errstr,
                                          size_t errstr_size);
+
+/*
+ * Deferred rollups (tc_store_options.deferred_rollups). The 1-minute and 1-hour rollups and the
+ * latest state per device cost an upsert per (device, bucket) touched; in each batch's transaction
+ * that is three more writes per device per batch, more than the rows themselves. Deferred, the
+ * caller accumulates the rows of many batches in memory (tc_store_rollups_add) and writes them now
+ * and then (tc_store_rollups_flush), in a transaction of their own that also records how far the
+ * rollups go per partition: the offsets of group "<group>" TC_STORE_ROLLUP_SUFFIX in
+ * ingest_offsets. After a crash the caller reads again from those marks and gives the rollups only
+ * the rows they lack (tc_store_load_rollup_offsets), so they stay exactly once.
+ */
+#define TC_STORE_ROLLUP_SUFFIX "/rollups"
+
+/* Add the rows of b with mask[i] set (mask NULL: all) to the pending aggregates. TC_ERR_NOMEM:
+ * the pending aggregates are unusable; clear them and read the rows again from the marks. */
+tc_err tc_store_rollups_add(tc_store *s, const tc_batch *b, const uint8_t *mask);
+/* Groups pending in the largest aggregate: the caller's bound on their memory. */
+size_t tc_store_rollups_pending(const tc_store *s);
+/* Forget the pending aggregates. */
+void tc_store_rollups_clear(tc_store *s);
+/* Write the pending aggregates and the rollups' marks (the next offset per partition they cover)
+ * in one transaction; clears them on success. Retriable errors keep them for another try. */
+tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
+                              char *errstr, size_t errstr_size);
+/* tc_store_load_offsets for the rollups' marks. */
+tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
+                                    char *errstr, size_t errstr_size);
 
 /* For each of n partitions, the stored next offset, or -1 when nothing is stored yet. */
 tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,

@@ -32,6 +32,7 @@ struct tc_store {
     PGconn *conn;
     char *dsn;
     char *group;
+    char *rollup_group; /* "<group>/rollups": the deferred rollups' marks in ingest_offsets */
     char *topic;
     char schema[TC_IDENT_MAX]; /* quoted identifier, e.g. "telemetry" */
     char schema_raw[TC_IDENT_MAX];
@@ -47,12 +48,14 @@ struct tc_store {
     int64_t chunk_interval_s, compress_after_s, retention_s;
     int synchronous_commit; /* 1 on, 0 off */
     int rollups;            /* 1 on, 0 off */
+    int deferred_rollups;   /* rollups and latest state in transactions of their own */
     /* what the database says, read at connect and after migrate */
     tc_store_mode mode;
     int version; /* highest applied migration, 0 when none */
     unsigned prepared;
     char sqlstate[6]; /* of the last failure classified */
-    /* per-batch aggregation and array parameters, reused */
+    /* aggregation (per batch, or accumulated between tc_store_rollups_flush calls when deferred)
+     * and array parameters, reused */
     tc_rollup r1m, r1h, rlatest;
     tc_copybuf params;
 };

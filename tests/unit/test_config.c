@@ -18,7 +18,7 @@
 #include "core/config.h"
 #include "core/error.h"
 
-/* Every key of the table (31), in table order. */
+/* Every key of the table, in table order. */
 static const char *const all_keys[] = {
     "kafka.brokers",
     "kafka.topic",
@@ -29,6 +29,8 @@ static const char *const all_keys[] = {
     "kafka.create_topic",
     "kafka.dlq_mirror",
     "registry.url",
+    "registry.subject",
+    "registry.refresh_ms",
     "postgres.dsn",
     "postgres.schema",
     "postgres.partition_days_ahead",
@@ -37,6 +39,7 @@ static const char *const all_keys[] = {
     "postgres.compress_after_s",
     "postgres.synchronous_commit",
     "postgres.rollups",
+    "postgres.rollup_interval_ms",
     "retention.max_age_s",
     "retention.require_lake",
     "pipeline.batch_size",
@@ -228,6 +231,8 @@ static void test_every_key_settable(void **state)
             v = "2097152";
         if (strstr(all_keys[i], "row_group_rows"))
             v = "4096";
+        if (strstr(all_keys[i], "refresh_ms"))
+            v = "1000";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }

@@ -44,6 +44,11 @@ static void add_row(tc_batch *b, const char *dev, int64_t t, int32_t part, int64
     tc_batch_row_commit(b);
 }
 
+static int slice_is(const tc_slice *s, const char *text)
+{
+    return s->len == strlen(text) && memcmp(s->ptr, text, s->len) == 0;
+}
+
 static void test_bucket_floor(void **state)
 {
     (void)state;
@@ -95,7 +100,7 @@ static void test_groups_by_device_and_minute(void **state)
     assert_int_equal(r.ngroups, 3);
 
     g = &r.groups[0]; /* groups in the order of their first row */
-    assert_int_equal(g->row, 0);
+    assert_true(slice_is(&g->device, "dev-a"));
     assert_int_equal(g->bucket_us, T0);
     assert_int_equal(g->n, 2);
     for (int m = 0; m < TC_METRIC__COUNT; m++)
@@ -108,7 +113,7 @@ static void test_groups_by_device_and_minute(void **state)
     assert_true(g->sum[TC_M_LATITUDE] == 105.0);
 
     g = &r.groups[1];
-    assert_int_equal(g->row, 1);
+    assert_true(slice_is(&g->device, "dev-b"));
     assert_int_equal(g->bucket_us, T0);
     assert_int_equal(g->n, 2);
     assert_int_equal(g->cnt[TC_M_TEMPERATURE], 2);
@@ -121,7 +126,7 @@ static void test_groups_by_device_and_minute(void **state)
     assert_true(g->sum[TC_M_PRESSURE] == 0.0);
 
     g = &r.groups[2];
-    assert_int_equal(g->row, 3);
+    assert_true(slice_is(&g->device, "dev-a"));
     assert_int_equal(g->bucket_us, T0 + MIN_US);
     assert_int_equal(g->n, 1);
     for (int m = 0; m < TC_METRIC__COUNT; m++)
@@ -160,10 +165,12 @@ static void test_latest_per_device(void **state)
     tc_rollup_init(&r, 0);
     assert_int_equal(tc_rollup_build(&r, b), 0);
     assert_int_equal(r.ngroups, 3);
-    assert_int_equal(r.groups[0].latest_row, 2);
+    assert_int_equal(r.groups[0].offset, 6); /* the rows' offsets identify them */
+    assert_int_equal(r.groups[0].time_us, T0 + 300);
     assert_int_equal(r.groups[0].n, 3);
-    assert_int_equal(r.groups[1].latest_row, 5);
-    assert_int_equal(r.groups[2].latest_row, 7);
+    assert_int_equal(r.groups[1].offset, 1);
+    assert_int_equal(r.groups[1].partition, 1);
+    assert_int_equal(r.groups[2].offset, 2);
     assert_int_equal(r.groups[0].bucket_us, 0);
     tc_rollup_free(&r);
     tc_batch_destroy(b);
@@ -206,7 +213,7 @@ static void test_many_groups_match_brute_force(void **state)
     /* Check a sample of groups against the rows. */
     for (size_t g = 0; g < r.ngroups; g += 97) {
         const tc_rollup_group *gr = &r.groups[g];
-        const tc_slice *dev = &b->device_id[gr->row];
+        const tc_slice *dev = &gr->device;
         int64_t n = 0, cnt[TC_METRIC__COUNT] = {0};
         double sum[TC_METRIC__COUNT] = {0};
         for (size_t i = 0; i < b->n; i++) {
@@ -214,7 +221,6 @@ static void test_many_groups_match_brute_force(void **state)
                 memcmp(b->device_id[i].ptr, dev->ptr, dev->len) != 0 ||
                 tc_rollup_bucket(b->time_us[i], MIN_US) != gr->bucket_us)
                 continue;
-            assert_true(i >= gr->row);
             n++;
             for (int m = 0; m < TC_METRIC__COUNT; m++) {
                 if (!b->present[m][i])
@@ -234,6 +240,68 @@ static void test_many_groups_match_brute_force(void **state)
     }
     tc_rollup_free(&r);
     tc_batch_destroy(b);
+}
+
+/* Accumulating: rows added over several batches (with a mask) give the groups of one batch holding
+ * the selected rows; the groups own their strings, so the batches may change afterwards. */
+static void test_accumulates_across_batches(void **state)
+{
+    enum { ROWS = 3000, DEVICES = 211 };
+    static char names[DEVICES][16];
+    char tags[ROWS][24];
+    tc_batch *all = tc_batch_new(ROWS, 0), *part = tc_batch_new(ROWS / 3, 0);
+    tc_rollup one, acc;
+    uint8_t mask[ROWS / 3];
+
+    (void)state;
+    assert_non_null(all);
+    assert_non_null(part);
+    for (int d = 0; d < DEVICES; d++)
+        snprintf(names[d], sizeof(names[d]), "d%03d", d);
+    tc_rollup_init(&one, 0);
+    tc_rollup_init(&acc, 0);
+    for (int k = 0; k < 3; k++) {
+        tc_batch_reset(part);
+        for (int j = 0; j < ROWS / 3; j++) {
+            int i = k * (ROWS / 3) + j;
+            double v[TC_METRIC__COUNT] = {i * 0.5, 1, 2, 3, 4, 5};
+            snprintf(tags[i], sizeof(tags[i]), "{\"i\":%d}", i);
+            add_row(part, names[(i * 7) % DEVICES], T0 + (i % 500) * 1000000LL, k, i, 0x3f, v);
+            part->tags[j] = (tc_slice){tags[i], (uint32_t)strlen(tags[i])};
+            mask[j] = i % 5 != 0; /* every fifth row is not for the rollup */
+            if (mask[j]) {
+                add_row(all, names[(i * 7) % DEVICES], T0 + (i % 500) * 1000000LL, k, i, 0x3f, v);
+                all->tags[all->n - 1] = part->tags[j];
+            }
+        }
+        assert_int_equal(tc_rollup_add(&acc, part, mask), 0);
+    }
+    memset(tags, 'x', sizeof(tags)); /* the accumulated groups must not point into the batches */
+    assert_int_equal(tc_rollup_build(&one, all), 0);
+    for (size_t i = 0; i < all->n; i++) /* restore the texts the reference batch points to */
+        snprintf(tags[all->offset[i]], sizeof(tags[0]), "{\"i\":%d}", (int)all->offset[i]);
+    assert_int_equal(tc_rollup_build(&one, all), 0);
+    assert_int_equal(acc.ngroups, one.ngroups);
+    for (size_t g = 0; g < one.ngroups; g++) {
+        const tc_rollup_group *a = &acc.groups[g], *o = &one.groups[g];
+        char want[24];
+        assert_int_equal(a->device.len, o->device.len);
+        assert_memory_equal(a->device.ptr, o->device.ptr, a->device.len);
+        assert_int_equal(a->n, o->n);
+        assert_true(a->sum[0] == o->sum[0]);
+        assert_int_equal(a->offset, o->offset);
+        assert_int_equal(a->time_us, o->time_us);
+        snprintf(want, sizeof(want), "{\"i\":%d}", (int)a->offset);
+        assert_true(slice_is(&a->tags, want));
+    }
+    tc_rollup_clear(&acc);
+    assert_int_equal(acc.ngroups, 0);
+    assert_int_equal(tc_rollup_add(&acc, all, NULL), 0);
+    assert_int_equal(acc.ngroups, one.ngroups);
+    tc_rollup_free(&one);
+    tc_rollup_free(&acc);
+    tc_batch_destroy(all);
+    tc_batch_destroy(part);
 }
 
 /* The rollup tables and views name the metrics in this order (src/store/migrate.c). */
@@ -279,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_groups_by_device_and_minute),
         cmocka_unit_test(test_latest_per_device),
         cmocka_unit_test(test_many_groups_match_brute_force),
+        cmocka_unit_test(test_accumulates_across_batches),
         cmocka_unit_test(test_metric_order_matches_sql),
         cmocka_unit_test(test_array_header),
     };

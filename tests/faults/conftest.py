@@ -1,0 +1,35 @@
+"""Fixtures of the fault-injection suite. The suite stops and restarts Kafka and PostgreSQL, so it
+runs against private instances of its own (state directory /var/lib/thermocline-faults, or
+~/.cache/thermocline-faults for a normal user; Kafka on 127.0.0.1:29092, PostgreSQL on :25432),
+never against the shared development services. The session starts them from an empty broker and
+stops them at the end."""
+
+import os
+
+import pytest
+
+from faultlib import SCALE, SCALE_NAME, Pipeline, Services, log
+
+
+@pytest.fixture(scope="session")
+def services():
+    s = Services()
+    log(f"scale {SCALE_NAME}: {SCALE}; private services at {s.brokers} and port {s.pg_port} "
+        f"(state {s.env['THERMOCLINE_STATE_DIR']})")
+    # Leftover topics of an earlier session would only slow the broker's start down.
+    s.dev("reset", "kafka")
+    s.up()
+    yield s
+    if not os.environ.get("TC_FAULTS_KEEP_SERVICES"):
+        s.down()
+
+
+@pytest.fixture
+def pipeline(request, services):
+    tag = request.node.name.split("[")[0].replace("test_", "")[:10].replace("_", "-")
+    p = Pipeline(services, tag)
+    yield p
+    # A scenario that failed half-way may have left a service down: bring it back for the next.
+    services.up()
+    if not os.environ.get("TC_FAULTS_KEEP_DATA"):
+        p.drop()

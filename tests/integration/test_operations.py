@@ -1,0 +1,140 @@
+"""docs/operations.md, "Recovery procedures": every procedure there is a shell block marked
+`<!-- procedure: NAME -->`; these tests break things the way the procedure describes, run the block
+exactly as written (with this test's topic, group, schema and lake) and check the outcome against
+the oracle, so the documentation and the tests cannot drift apart."""
+
+import glob
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from oracle import METRICS, classify
+from test_lake import assert_lake_matches
+from test_pipeline import assert_store_matches
+from conftest import ROOT
+
+DOC = os.path.join(ROOT, "docs", "operations.md")
+
+
+def procedure(name):
+    with open(DOC) as f:
+        text = f.read()
+    m = re.search(r"<!-- procedure: " + re.escape(name) + r" -->\n```sh\n(.*?)```", text, re.S)
+    assert m, f"docs/operations.md has no procedure {name!r}"
+    return m.group(1)
+
+
+def run_procedure(tc, name, tmp_path, lake, env=None, timeout=600):
+    """Run the block with `thermocline` on PATH configured for this test."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    wrapper = bindir / "thermocline"
+    settings = " ".join(shlex.quote(a) for a in tc.settings((f"lake.dir={lake}",)))
+    wrapper.write_text("#!/bin/sh\nsub=$1\nshift\nexec " + shlex.quote(os.path.abspath(tc.bin))
+                       + ' "$sub" ' + settings + ' "$@"\n')
+    wrapper.chmod(0o755)
+    e = tc.env()
+    e.update({"PATH": f"{bindir}:{e['PATH']}", "SCHEMA": tc.schema, "GROUP": tc.group,
+              "TOPIC": tc.topic})
+    e.update(env or {})
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", procedure(name)], cwd=ROOT, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    tc.assert_clean(proc.stderr)
+    return proc
+
+
+def setup(tc, lake, count=4000, seed=51, run=True):
+    tc.partitions = 2
+    tc.migrate()
+    s = tc.simulate("--devices", "40", "--count", str(count), "--invalid-ratio", "0.05", "--seed",
+                    str(seed))
+    assert s["failed"] == 0
+    if run:
+        tc.run(idle=2, extra=(f"lake.dir={lake}",))
+
+
+def lake_bytes(lake):
+    out = {}
+    for f in glob.glob(os.path.join(lake, "telemetry", "*", "*", "*", "*.parquet")):
+        with open(f, "rb") as fh:
+            out[f] = fh.read()
+    return out
+
+
+def test_lost_database(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake)
+    files = lake_bytes(lake)
+    tc.sql(f'DROP SCHEMA "{tc.schema}" CASCADE')
+    out = run_procedure(tc, "lost-database", tmp_path, lake).stdout
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    for p, end in exp["ends"].items():
+        assert f"{p}|{end}" in out
+    # The lake was complete: it was not written again.
+    assert lake_bytes(lake) == files
+    assert_lake_matches(lake, exp, tc)
+
+
+def test_lost_lake_files(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake)
+    victim = sorted(glob.glob(os.path.join(lake, "telemetry", "*", "*", "*", "*-p0-*.parquet")))[0]
+    with open(victim, "r+b") as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    bad = tc.cmd("lake", "verify", extra=(f"lake.dir={lake}",), check=False)
+    assert bad.returncode == 1 and "BAD" in bad.stdout
+    out = run_procedure(tc, "lost-lake-files", tmp_path, lake).stdout
+    assert "0 bad" in out
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
+
+
+def test_poisoned_partition(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake, run=False)
+    p, o = 1, 700
+    run_procedure(tc, "poisoned-partition", tmp_path, lake,
+                  env={"POISON_PARTITION": str(p), "POISON_OFFSET": str(o)})
+    oracle = tc.oracle()
+    exp = oracle.expect()
+    # The skipped message is a dead letter whatever it held.
+    value = next(v for (mp, mo, _k, v) in oracle.messages()[0] if (mp, mo) == (p, o))
+    reason, doc = classify(value, datetime.now(timezone.utc))
+    if reason is None:
+        exp["valid"] -= 1
+        for m in METRICS:
+            if doc.get(m) is not None:
+                exp["sums"][m] -= Decimal(doc[m])
+                exp["counts"][m] -= 1
+    exp["dead"][(p, o)] = "store_refused"
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
+    (detail, payload) = tc.sql("SELECT detail, payload FROM dead_letters WHERE source_partition = %s"
+                               " AND source_offset = %s", (p, o))[0]
+    assert "skipped" in detail and bytes(payload) == value
+
+
+def test_stuck_consumer_group(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake, count=30000, run=False)
+    # A member killed -9 in the middle: it stays in the group until its session times out.
+    proc = tc.spawn("run", extra=(f"lake.dir={lake}", "pipeline.batch_size=500"))
+    deadline = time.time() + 120
+    while time.time() < deadline and not tc.sql(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name = 'readings'") or tc.sql("SELECT count(*) FROM readings")[0][0] == 0:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    run_procedure(tc, "stuck-consumer-group", tmp_path, lake)
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
