@@ -76,10 +76,10 @@ static const tc_conf_entry tc_conf_table[] = {
      "false: a server crash may lose the last commits (consumed again: still exactly once)."},
     {"postgres.rollups", TC_CT_BOOL, "true", 0, 0, NULL, OFF(pg_rollups),
      "Plain mode: maintain the 1-minute and 1-hour rollups (views readings_1m, readings_1h)."},
-    {"postgres.rollup_interval_ms", TC_CT_INT, "0", 0, 600000, NULL, OFF(pg_rollup_interval_ms),
-     "How often the rollups and the latest state per device are written, from everything "
-     "consumed since, in a transaction of their own (exactly once through their own offsets); "
-     "0 writes them in each batch's transaction instead, at several times the cost."},
+    {"postgres.rollup_interval_ms", TC_CT_INT, "1000", 0, 600000, NULL, OFF(pg_rollup_interval_ms),
+     "How often the rollups and the latest state per device are written, from every batch stored "
+     "since, in a transaction of their own with their own offsets (exactly once); 0: after every "
+     "batch."},
     {"retention.max_age_s", TC_CT_INT, "2592000", 3600, 3153600000.0, NULL,
      OFF(retention_max_age_s), "Days older than this leave the operational store (30 days)."},
     {"retention.require_lake", TC_CT_BOOL, "true", 0, 0, NULL, OFF(retention_require_lake),

@@ -53,11 +53,21 @@ typedef struct tc_marks {
     int64_t store_next;
     int64_t lake_next;
     int assigned;
+    /* The rollups (and latest state): rows below rollup_next are in the pending aggregates or
+     * written; rows below rollup_durable are written (tc_store_rollups_flush). */
+    int64_t rollup_next;
+    int64_t rollup_durable;
 } tc_marks;
 
 /* Sinks a row is meant for. */
-#define TC_SINK_STORE 1u
-#define TC_SINK_LAKE  2u
+#define TC_SINK_STORE  1u
+#define TC_SINK_LAKE   2u
+#define TC_SINK_ROLLUP 4u
+
+/* Pending aggregate groups (per rollup table) that force a rollup flush before the interval is
+ * up: each group is a few hundred bytes, so three tables of this many stay near 50 MB, and a
+ * second of 100K readings/s from 10,000 devices makes fewer. */
+#define TC_ROLLUP_GROUPS_MAX 50000
 
 struct tc_pipeline {
     const tc_config *cfg;
@@ -77,9 +87,13 @@ struct tc_pipeline {
     int closing;         /* being destroyed: take no new partitions */
     tc_windows *windows; /* a replay's ranges (tc_pipeline_set_windows); NULL in a normal run */
     tc_batch *batch;
-    tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
-    uint8_t *sinks;     /* per row of batch: TC_SINK_* */
-    uint8_t *lake_mask; /* per row: 1 if for the lake (tc_lake_append's mask) */
+    tc_batch *filtered;   /* the store's rows of a batch that has lake-only rows (rare) */
+    uint8_t *sinks;       /* per row of batch: TC_SINK_* */
+    uint8_t *lake_mask;   /* per row: 1 if for the lake (tc_lake_append's mask) */
+    uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
+    tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: next offset in the batch */
+    size_t nrollup_pending;
+    int64_t rollups_flushed_us; /* when the pending aggregates were last written */
     tc_dlq_batch *dlq;
     tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
     size_t npending;
@@ -102,6 +116,9 @@ struct tc_pipeline {
 };
 
 static void tc_pipeline_publish(tc_pipeline *p);
+static int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms);
+static tc_err tc_pipeline_rollups_flush(tc_pipeline *p, int force);
+static void tc_pipeline_rollups_discard(tc_pipeline *p);
 
 static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
 {
@@ -116,18 +133,39 @@ static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
         if (!m)
             return NULL;
         for (size_t i = p->nmarks; i < n; i++)
-            m[i] = (tc_marks){-1, -1, 0};
+            m[i] = (tc_marks){-1, -1, 0, -1, -1};
         p->marks = m;
         p->nmarks = n;
     }
     return &p->marks[partition];
 }
 
+/*
+ * Where no rollup mark is stored, the rollups are where the store is: a schema written by a release
+ * that kept them in each batch's transaction, or nothing stored yet (-1). That is recorded before
+ * any row is given to them, so that a crash before their first flush finds a mark.
+ */
+static tc_err tc_pipeline_rollups_init_marks(tc_pipeline *p, const int32_t *parts, size_t n,
+                                             const int64_t *store_next, int64_t *rollup_next,
+                                             char *errstr, size_t errstr_size)
+{
+    tc_partition_offset init[TC_PENDING_MAX];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k < TC_PENDING_MAX; i++) {
+        if (rollup_next[i] != TC_STORE_MARK_ABSENT)
+            continue;
+        rollup_next[i] = store_next[i];
+        init[k++] = (tc_partition_offset){parts[i], store_next[i]};
+    }
+    return k ? tc_store_save_rollup_offsets(p->store, init, k, errstr, errstr_size) : TC_OK;
+}
+
 static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64_t *next)
 {
     tc_pipeline *p = opaque;
     char errstr[TC_ERRSTR_MAX];
-    int64_t *lake_next = NULL;
+    int64_t *lake_next = NULL, *rollup_next = NULL;
     tc_err err;
 
     if (p->closing || p->fatal || (p->stop && *p->stop))
@@ -142,6 +180,15 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
     }
     if (err == TC_OK && p->windows)
         tc_windows_assign(p->windows, parts, n, next);
+    if (err == TC_OK && !p->windows) {
+        rollup_next = calloc(n + 1, sizeof(*rollup_next));
+        err = rollup_next ? tc_store_load_rollup_offsets(p->store, parts, n, rollup_next, errstr,
+                                                         sizeof(errstr))
+                          : TC_ERR_NOMEM;
+        if (err == TC_OK)
+            err = tc_pipeline_rollups_init_marks(p, parts, n, next, rollup_next, errstr,
+                                                 sizeof(errstr));
+    }
 
     if (err == TC_OK && p->lake) {
         lake_next = calloc(n + 1, sizeof(*lake_next));
@@ -156,17 +203,26 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
                  "waiting for the sinks' offsets of assigned partitions (%s)", tc_err_name(err));
         tc_pipeline_publish(p);
         free(lake_next);
+        free(rollup_next);
         return err;
     }
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (!m) {
             free(lake_next);
+            free(rollup_next);
             return TC_ERR_NOMEM;
         }
         m->store_next = next[i];
         m->lake_next = lake_next ? lake_next[i] : -1;
         m->assigned = 1;
+        /* A replay keeps the rollups out of the way: it recomputes what its range feeds. */
+        m->rollup_next = m->rollup_durable = rollup_next ? rollup_next[i] : INT64_MAX;
+        if (m->rollup_next < next[i]) {
+            tc_log_info("pipeline", "partition %d: the rollups resume at %lld, the store at %lld",
+                        parts[i], (long long)m->rollup_next, (long long)next[i]);
+            next[i] = m->rollup_next;
+        }
         /* Start at the lower mark: -1 ("nothing yet") is the lowest of all. */
         if (lake_next && lake_next[i] < next[i]) {
             tc_log_info("pipeline", "partition %d: the lake resumes at %lld, the store at %lld",
@@ -175,6 +231,7 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
         }
     }
     free(lake_next);
+    free(rollup_next);
     return TC_OK;
 }
 
@@ -186,6 +243,7 @@ static void tc_pipeline_drop(tc_pipeline *p)
     tc_dlq_batch_reset(p->dlq);
     p->npending = 0;
     p->nlake_pending = 0;
+    p->nrollup_pending = 0;
     p->store_rows = 0;
     p->batch_started_us = 0;
 }
@@ -194,7 +252,7 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
 {
     tc_pipeline *p = opaque;
     char errstr[TC_ERRSTR_MAX];
-    int written = 0;
+    int written = 0, rollups_written;
     int32_t cut = p->windows && !p->closing ? tc_windows_unfinished(p->windows, parts, n) : -1;
 
     if (cut >= 0 && !p->fatal) {
@@ -216,6 +274,9 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
         /* Not written: dropping is safe for the same reason as above. */
         tc_pipeline_drop(p);
     }
+    /* The pending aggregates hold rows of these partitions: written now, or never (their next
+     * owner reads them again from the rollups' marks, and so do we for the partitions we keep). */
+    rollups_written = !lost && tc_pipeline_rollups_flush(p, 1) == TC_OK;
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (m)
@@ -225,6 +286,8 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
             tc_log_error("lake", "%s (partition %d is read again by its next owner)", errstr,
                          parts[i]);
     }
+    if (!rollups_written)
+        tc_pipeline_rollups_discard(p);
 }
 
 static tc_err tc_pipeline_lake_codec(const char *name, tc_parquet_codec *out)
@@ -258,10 +321,12 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->filtered = tc_batch_new((size_t)cfg->batch_size, 0);
     p->sinks = calloc((size_t)cfg->batch_size, 1);
     p->lake_mask = calloc((size_t)cfg->batch_size, 1);
+    p->rollup_mask = calloc((size_t)cfg->batch_size, 1);
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
     p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
-    if (!p->store || !p->batch || !p->dlq || !p->filtered || !p->sinks || !p->lake_mask) {
+    if (!p->store || !p->batch || !p->dlq || !p->filtered || !p->sinks || !p->lake_mask ||
+        !p->rollup_mask) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
@@ -338,6 +403,7 @@ void tc_pipeline_destroy(tc_pipeline *p)
     tc_batch_destroy(p->filtered);
     free(p->sinks);
     free(p->lake_mask);
+    free(p->rollup_mask);
     free(p->marks);
     tc_dlq_batch_destroy(p->dlq);
     free(p);
@@ -380,6 +446,8 @@ static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t
         sinks |= TC_SINK_STORE;
     if (p->lake && (!m || m->lake_next < 0 || offset >= m->lake_next))
         sinks |= TC_SINK_LAKE;
+    if (!p->windows && (!m || m->rollup_next < 0 || offset >= m->rollup_next))
+        sinks |= TC_SINK_ROLLUP;
     if (p->windows)
         sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
     return sinks;
@@ -394,9 +462,11 @@ static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t part
         tc_pipeline_note(p->pending, &p->npending, partition, offset);
     if (sinks & TC_SINK_LAKE)
         tc_pipeline_note(p->lake_pending, &p->nlake_pending, partition, offset);
+    if (sinks & TC_SINK_ROLLUP)
+        tc_pipeline_note(p->rollup_pending, &p->nrollup_pending, partition, offset);
 }
 
-/* Tell Kafka how far both sinks are (informational: lag monitoring). */
+/* Tell Kafka how far every sink is (informational: lag monitoring). */
 static void tc_pipeline_commit_kafka(tc_pipeline *p)
 {
     tc_partition_offset offs[TC_PENDING_MAX];
@@ -411,6 +481,7 @@ static void tc_pipeline_commit_kafka(tc_pipeline *p)
             int64_t lake = tc_lake_durable(p->lake, (int32_t)i);
             next = lake < next ? lake : next;
         }
+        next = m->rollup_durable < next ? m->rollup_durable : next;
         if (next >= 0)
             offs[n++] = (tc_partition_offset){(int32_t)i, next};
     }
@@ -575,6 +646,104 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
     return TC_OK;
 }
 
+/*
+ * The rollups and the latest state per device are a third sink, deferred: the rows of every batch
+ * the store has committed join pending aggregates in memory (grouped per device and bucket, so a
+ * device's bucket costs one upsert per flush, not one per batch), and tc_pipeline_rollups_flush
+ * writes them every postgres.rollup_interval_ms (0: after every batch) in a transaction of their
+ * own that also moves their marks. After a crash the rows between the rollups' marks and the
+ * store's are read again and given to the rollups only, so they stay exactly once.
+ */
+static tc_err tc_pipeline_rollups_take(tc_pipeline *p)
+{
+    for (size_t i = 0; i < p->batch->n; i++)
+        p->rollup_mask[i] = (p->sinks[i] & TC_SINK_ROLLUP) != 0;
+    if (tc_store_rollups_add(p->store, p->batch, p->rollup_mask) != TC_OK) {
+        /* Part of the batch is in the aggregates: only a restart from the marks is exact. */
+        p->fatal = TC_ERR_NOMEM;
+        snprintf(p->fatal_str, sizeof(p->fatal_str),
+                 "out of memory aggregating rollups (the next run resumes them from their marks)");
+        return TC_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < p->nrollup_pending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, p->rollup_pending[i].partition);
+        if (m)
+            m->rollup_next = p->rollup_pending[i].next_offset;
+    }
+    p->nrollup_pending = 0;
+    return TC_OK;
+}
+
+/* Forget the pending aggregates and read their rows again: after the rollups lost partitions they
+ * held rows of, or could not write them before handing partitions over. */
+static void tc_pipeline_rollups_discard(tc_pipeline *p)
+{
+    tc_partition_offset from[TC_PENDING_MAX];
+    char errstr[TC_ERRSTR_MAX];
+    size_t n = 0;
+
+    tc_store_rollups_clear(p->store);
+    for (size_t i = 0; i < p->nmarks; i++) {
+        tc_marks *m = &p->marks[i];
+        if (m->rollup_next == m->rollup_durable)
+            continue;
+        m->rollup_next = m->rollup_durable;
+        if (m->assigned && n < TC_PENDING_MAX)
+            from[n++] = (tc_partition_offset){(int32_t)i, m->rollup_durable};
+    }
+    if (n && tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr)) != TC_OK && !p->fatal) {
+        p->fatal = TC_ERR_KAFKA_TRANS;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+    }
+}
+
+/* Write the pending aggregates with the rollups' marks; retriable failures are retried with
+ * back-off while force is set (a revocation, the end of the run), else left for the next call. */
+static tc_err tc_pipeline_rollups_flush(tc_pipeline *p, int force)
+{
+    tc_partition_offset marks[TC_PENDING_MAX];
+    char errstr[TC_ERRSTR_MAX];
+    long backoff = TC_RETRY_MIN_MS;
+    size_t n = 0;
+    tc_err err;
+
+    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+        tc_marks *m = &p->marks[i];
+        if (m->rollup_next > m->rollup_durable && m->rollup_next != INT64_MAX)
+            marks[n++] = (tc_partition_offset){(int32_t)i, m->rollup_next};
+    }
+    p->rollups_flushed_us = p->now_us;
+    if (n == 0)
+        return TC_OK;
+    while ((err = tc_store_rollups_flush(p->store, marks, n, errstr, sizeof(errstr))) != TC_OK) {
+        if (!tc_err_is_retriable(err)) {
+            tc_log_error("pipeline", "%s", errstr);
+            p->fatal = err;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+            return err;
+        }
+        tc_log_warn("pipeline", "%s; rollups retried %s", errstr,
+                    force ? "with back-off" : "at the next interval");
+        if (!force)
+            return TC_OK;
+        if (tc_pipeline_backoff(p, &backoff))
+            return TC_ERR_STOPPED;
+    }
+    for (size_t i = 0; i < n; i++)
+        p->marks[marks[i].partition].rollup_durable = marks[i].next_offset;
+    tc_pipeline_commit_kafka(p);
+    return TC_OK;
+}
+
+/* Flush the rollups when their interval is up or their aggregates are large. */
+static tc_err tc_pipeline_rollups_due(tc_pipeline *p)
+{
+    if (p->now_us - p->rollups_flushed_us < p->cfg->pg_rollup_interval_ms * 1000LL &&
+        tc_store_rollups_pending(p->store) < TC_ROLLUP_GROUPS_MAX)
+        return TC_OK;
+    return tc_pipeline_rollups_flush(p, 0);
+}
+
 /* Write the batch, retrying retriable failures until it is written or a stop is requested. */
 static tc_err tc_pipeline_flush(tc_pipeline *p)
 {
@@ -583,7 +752,8 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
     const tc_batch *rows;
     tc_err err;
 
-    if (p->batch->n == 0 && p->dlq->n == 0 && p->npending == 0 && p->nlake_pending == 0)
+    if (p->batch->n == 0 && p->dlq->n == 0 && p->npending == 0 && p->nlake_pending == 0 &&
+        p->nrollup_pending == 0)
         return TC_OK;
     rows = tc_pipeline_store_rows(p);
     for (;;) {
@@ -630,6 +800,10 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
     p->stats.stored += rows->n;
     p->stats.dead_letters += p->dlq->n;
     p->stats.batches++;
+    if (tc_pipeline_rollups_take(p) != TC_OK)
+        return p->fatal;
+    if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
+        return err;
     /* The store has the batch; the lake follows. When it fails, the batch is done with all the
      * same (the store must not get it twice): the lake reads its share again from Kafka once it
      * has recovered. The caller stops processing on the error; the run loop takes it from there. */
@@ -1063,25 +1237,33 @@ static int64_t tc_lake_durable_or_pending(tc_pipeline *p, int32_t partition)
 
 /*
  * --exit-when-idle: "everything consumed" means the store holds, for every partition of the topic,
- * a next offset at the partition's end -- whichever group member consumed it -- and so does the
- * lake (committed, or in files this process commits on its way out). Asking the store rather than
- * looking at our own assignment matters after a crash: the dead predecessor keeps its partitions
- * until its session times out, and a restarted member that looked only at itself would find nothing
- * assigned and leave early.
+ * a next offset at the partition's end -- whichever group member consumed it -- and so do the
+ * rollups and the lake (committed, or in files this process commits on its way out). Asking the
+ * store rather than looking at our own assignment matters after a crash: the dead predecessor keeps
+ * its partitions until its session times out, and a restarted member that looked only at itself
+ * would find nothing assigned and leave early.
  */
 static int tc_pipeline_topic_done(tc_pipeline *p)
 {
     int32_t parts[TC_PENDING_MAX];
-    int64_t high[TC_PENDING_MAX], next[TC_PENDING_MAX];
+    int64_t high[TC_PENDING_MAX], next[TC_PENDING_MAX], rollup[TC_PENDING_MAX];
     char errstr[TC_ERRSTR_MAX];
     int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_PENDING_MAX,
                                    TC_ENDS_TIMEOUT_MS);
 
     if (n < 0 ||
-        tc_store_load_offsets(p->store, parts, (size_t)n, next, errstr, sizeof(errstr)) != TC_OK)
+        tc_store_load_offsets(p->store, parts, (size_t)n, next, errstr, sizeof(errstr)) != TC_OK ||
+        (!p->windows && tc_store_load_rollup_offsets(p->store, parts, (size_t)n, rollup, errstr,
+                                                     sizeof(errstr)) != TC_OK))
         return 0;
     for (int i = 0; i < n; i++) {
         if (high[i] > 0 && next[i] < high[i])
+            return 0;
+        /* The rollups: written that far, or pending here (this process writes them at exit). */
+        if (high[i] > 0 && !p->windows && rollup[i] != TC_STORE_MARK_ABSENT &&
+            rollup[i] < high[i] &&
+            !((size_t)parts[i] < p->nmarks && p->marks[parts[i]].assigned &&
+              p->marks[parts[i]].rollup_next >= high[i]))
             return 0;
         if (high[i] > 0 && p->lake && tc_lake_progress(p->lake, parts[i]) < high[i] &&
             tc_lake_durable_or_pending(p, parts[i]) < high[i])
@@ -1180,6 +1362,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
                 err = TC_OK;
             }
         }
+        if (!p->lake_broken && (err = tc_pipeline_rollups_due(p)) != TC_OK)
+            break;
         tc_pipeline_refresh_catalog(p);
         tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
@@ -1208,6 +1392,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     }
     if (err == TC_OK && !p->fatal)
         err = tc_pipeline_flush(p);
+    if (err == TC_OK && !p->fatal)
+        err = tc_pipeline_rollups_flush(p, 1);
     if (err == TC_OK && !p->fatal && p->lake && !p->lake_broken) {
         err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size);
         if (err == TC_OK)

@@ -18,6 +18,5 @@ void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg)
         .retention_s = cfg->retention_max_age_s,
         .synchronous_commit = cfg->pg_synchronous_commit ? 1 : -1,
         .rollups = cfg->pg_rollups ? 1 : -1,
-        .deferred_rollups = cfg->pg_rollup_interval_ms > 0,
     };
 }

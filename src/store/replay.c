@@ -279,8 +279,8 @@ tc_err tc_store_replay_settle(tc_store *s, int32_t partition, int64_t from, int6
             " DELETE FROM @S.dead_letters d USING r WHERE d.id = r.id AND r.id <> r.keep",
             4, params, &twins, "merge the range's repeated dead letters", errstr, errstr_size);
     /* The range's rows are back: recompute what they feed once more, now from all of them. This
-     * makes the rollups exact however the pipeline fed them meanwhile (in each batch's
-     * transaction, or deferred behind marks of their own that a replay does not move). */
+     * makes the rollups exact whatever the pipeline fed them meanwhile (a replay gives them
+     * nothing: they are recomputed here). */
     if (err == TC_OK && derived)
         err = tc_replay_exec(s,
                              "CREATE TEMP TABLE tc_replay_gone ON COMMIT DROP AS SELECT device_id,"
@@ -294,6 +294,20 @@ tc_err tc_store_replay_settle(tc_store *s, int32_t partition, int64_t from, int6
     }
     if (err == TC_OK && derived)
         err = tc_replay_latest(s, NULL, errstr, errstr_size);
+    /* The range's buckets are exact now, and nothing below the range was missing from the rollups
+     * (the replay starts at their mark at the latest): their mark joins the store's. */
+    if (err == TC_OK) {
+        const char *mark_params[4] = {p, s->topic, s->group, s->rollup_group};
+        err = tc_replay_exec(
+            s,
+            "INSERT INTO @S.ingest_offsets AS o (group_id, topic, partition, next_offset)"
+            " SELECT $4, topic, partition, next_offset FROM @S.ingest_offsets"
+            " WHERE group_id = $3 AND topic = $2 AND partition = $1::int"
+            " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+            " SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+            " WHERE o.next_offset <> EXCLUDED.next_offset",
+            4, mark_params, NULL, "move the rollups' mark", errstr, errstr_size);
+    }
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit settling dead letters", errstr, errstr_size);
     if (err != TC_OK) {

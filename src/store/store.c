@@ -28,7 +28,6 @@ tc_store *tc_store_new(const tc_store_options *opt)
     s->rollup_group = malloc(strlen(opt->group ? opt->group : "") + sizeof(TC_STORE_ROLLUP_SUFFIX));
     if (s->rollup_group)
         sprintf(s->rollup_group, "%s" TC_STORE_ROLLUP_SUFFIX, opt->group ? opt->group : "");
-    s->deferred_rollups = opt->deferred_rollups;
     s->topic = strdup(opt->topic ? opt->topic : "");
     s->days_ahead = opt->partition_days_ahead;
     s->chunk_interval_s = opt->chunk_interval_s > 0 ? opt->chunk_interval_s : 86400;
@@ -804,16 +803,6 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
         }
         if (err != TC_OK)
             goto fail;
-        if (!s->deferred_rollups) {
-            tc_store_rollups_clear(s);
-            if (tc_store_rollups_add(s, b, NULL) != TC_OK) {
-                err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory aggregating");
-                goto fail;
-            }
-            err = tc_store_write_aggregates(s, errstr, errstr_size);
-            if (err != TC_OK)
-                goto fail;
-        }
     }
     if (dlq && dlq->n) {
         tc_store_encode_dead_letters(s, dlq);
@@ -845,25 +834,36 @@ fail:
     return err;
 }
 
-static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, const int32_t *partitions,
-                                          size_t n, int64_t *next, char *errstr,
-                                          size_t errstr_size);
+static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, int64_t absent,
+                                          const int32_t *partitions, size_t n, int64_t *next,
+                                          char *errstr, size_t errstr_size);
 
 tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
                              char *errstr, size_t errstr_size)
 {
-    return tc_store_load_group_offsets(s, s->group, partitions, n, next, errstr, errstr_size);
+    return tc_store_load_group_offsets(s, s->group, -1, partitions, n, next, errstr, errstr_size);
 }
 
 tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
                                     char *errstr, size_t errstr_size)
 {
-    return tc_store_load_group_offsets(s, s->rollup_group, partitions, n, next, errstr,
-                                       errstr_size);
+    return tc_store_load_group_offsets(s, s->rollup_group, TC_STORE_MARK_ABSENT, partitions, n,
+                                       next, errstr, errstr_size);
 }
 
-static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, const int32_t *partitions,
-                                          size_t n, int64_t *next, char *errstr, size_t errstr_size)
+tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks, size_t n,
+                                    char *errstr, size_t errstr_size)
+{
+    tc_err err = tc_store_connect(s, errstr, errstr_size);
+
+    if (err == TC_OK)
+        err = tc_store_write_offsets(s, s->rollup_group, marks, n, errstr, errstr_size);
+    return err;
+}
+
+static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, int64_t absent,
+                                          const int32_t *partitions, size_t n, int64_t *next,
+                                          char *errstr, size_t errstr_size)
 {
     char sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
     const char *params[2];
@@ -871,7 +871,7 @@ static tc_err tc_store_load_group_offsets(tc_store *s, const char *group, const 
     tc_err err;
 
     for (size_t i = 0; i < n; i++)
-        next[i] = -1;
+        next[i] = absent;
     err = tc_store_connect(s, errstr, errstr_size);
     if (err != TC_OK)
         return err;

@@ -46,7 +46,6 @@ typedef struct tc_store_options {
     int64_t retention_s;      /* retention policy in TimescaleDB mode (0: 30 days; < 0: none) */
     int synchronous_commit;   /* postgres.synchronous_commit: 0 default (on), 1 on, -1 off */
     int rollups;              /* plain-mode rollups: 0 default (on), 1 on, -1 off */
-    int deferred_rollups;     /* see tc_store_rollups_add; 0: in each batch's transaction */
 } tc_store_options;
 
 typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mode;
@@ -69,9 +68,9 @@ tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_b
                                          size_t errstr_size);
 
 /*
- * Deferred rollups (tc_store_options.deferred_rollups). The 1-minute and 1-hour rollups and the
+ * Rollups. The 1-minute and 1-hour rollups and the
  * latest state per device cost an upsert per (device, bucket) touched; in each batch's transaction
- * that is three more writes per device per batch, more than the rows themselves. Deferred, the
+ * that would be three more writes per device per batch, more than the rows themselves. Instead the
  * caller accumulates the rows of many batches in memory (tc_store_rollups_add) and writes them now
  * and then (tc_store_rollups_flush), in a transaction of their own that also records how far the
  * rollups go per partition: the offsets of group "<group>" TC_STORE_ROLLUP_SUFFIX in
@@ -91,8 +90,14 @@ void tc_store_rollups_clear(tc_store *s);
  * in one transaction; clears them on success. Retriable errors keep them for another try. */
 tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
                               char *errstr, size_t errstr_size);
-/* tc_store_load_offsets for the rollups' marks. */
+/* tc_store_load_offsets for the rollups' marks, with TC_STORE_MARK_ABSENT where none is stored
+ * (-1 is a stored mark: "from the first offset on"). */
+#define TC_STORE_MARK_ABSENT (-2)
 tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
+                                    char *errstr, size_t errstr_size);
+/* Store the rollups' marks alone (autocommit): where no mark is stored yet, the caller records
+ * where the rollups stand before it feeds them, so a crash before their first flush is exact. */
+tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks, size_t n,
                                     char *errstr, size_t errstr_size);
 
 /* For each of n partitions, the stored next offset, or -1 when nothing is stored yet. */

@@ -48,14 +48,12 @@ struct tc_store {
     int64_t chunk_interval_s, compress_after_s, retention_s;
     int synchronous_commit; /* 1 on, 0 off */
     int rollups;            /* 1 on, 0 off */
-    int deferred_rollups;   /* rollups and latest state in transactions of their own */
     /* what the database says, read at connect and after migrate */
     tc_store_mode mode;
     int version; /* highest applied migration, 0 when none */
     unsigned prepared;
     char sqlstate[6]; /* of the last failure classified */
-    /* aggregation (per batch, or accumulated between tc_store_rollups_flush calls when deferred)
-     * and array parameters, reused */
+    /* aggregates pending until tc_store_rollups_flush, and array parameters, reused */
     tc_rollup r1m, r1h, rlatest;
     tc_copybuf params;
 };
