@@ -12,7 +12,7 @@ VENV         := .venv
 PY           := $(VENV)/bin/python
 DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 30
 
 .PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst clean docs

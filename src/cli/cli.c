@@ -10,6 +10,23 @@
 #include "core/log.h"
 
 volatile sig_atomic_t tc_cli_stop;
+volatile sig_atomic_t tc_cli_reload;
+
+static void tc_on_reload(int sig)
+{
+    (void)sig;
+    tc_cli_reload = 1;
+}
+
+void tc_cli_install_reload(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = tc_on_reload;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+}
 
 static void tc_on_signal(int sig)
 {
@@ -78,6 +95,27 @@ tc_config *tc_cli_config(const tc_cli_common *c)
         exit(TC_EXIT_USAGE);
     }
     tc_log_setup(level, format);
+    return cfg;
+}
+
+tc_config *tc_cli_config_reload(const tc_cli_common *c, char *errstr, size_t errstr_size)
+{
+    char key[256], inner[TC_ERRSTR_MAX];
+    tc_config *cfg = tc_config_load(c->config_path, errstr, errstr_size);
+
+    for (int i = 0; cfg && i < c->nsets; i++) {
+        const char *eq = strchr(c->sets[i], '='); /* checked at start */
+        size_t klen = eq ? (size_t)(eq - c->sets[i]) : 0;
+        if (!eq || klen >= sizeof(key))
+            continue;
+        memcpy(key, c->sets[i], klen);
+        key[klen] = '\0';
+        if (tc_config_set(cfg, key, eq + 1, inner, sizeof(inner)) != TC_OK) {
+            tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "--set: %s", inner);
+            tc_config_destroy(cfg);
+            cfg = NULL;
+        }
+    }
     return cfg;
 }
 

@@ -24,6 +24,10 @@
 /* Set by SIGINT/SIGTERM once tc_cli_install_signals() has run. */
 extern volatile sig_atomic_t tc_cli_stop;
 void tc_cli_install_signals(void);
+/* Set by SIGHUP once tc_cli_install_reload() has run (`run` only: elsewhere SIGHUP keeps its
+ * default, ending the command with its terminal). */
+extern volatile sig_atomic_t tc_cli_reload;
+void tc_cli_install_reload(void);
 
 typedef struct tc_cli_common {
     const char *config_path;
@@ -36,6 +40,8 @@ int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg);
 
 /* Load the configuration and set up logging; exits with TC_EXIT_USAGE on error. */
 tc_config *tc_cli_config(const tc_cli_common *c);
+/* The same sequence without exiting or touching the logger: NULL with errstr set on error. */
+tc_config *tc_cli_config_reload(const tc_cli_common *c, char *errstr, size_t errstr_size);
 
 /* Parse a number option or exit with TC_EXIT_USAGE naming the option. */
 long tc_cli_parse_long(const char *what, const char *s, long min, long max);

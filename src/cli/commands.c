@@ -53,6 +53,12 @@ int tc_cmd_migrate(int argc, char **argv)
     return rc;
 }
 
+/* SIGHUP: the configuration from the same sources as at start (file, environment, --set). */
+static tc_config *tc_run_reload(void *opaque, char *errstr, size_t errstr_size)
+{
+    return tc_cli_config_reload(opaque, errstr, errstr_size);
+}
+
 int tc_cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
@@ -76,7 +82,10 @@ int tc_cmd_run(int argc, char **argv)
         printf(
             "usage: thermocline run [options]\n\n"
             "Run the pipeline: consume readings from Kafka, validate them, and store them in\n"
-            "PostgreSQL exactly once, with refused readings as dead letters.\n\n"
+            "PostgreSQL exactly once, with refused readings as dead letters. SIGTERM or SIGINT\n"
+            "stops it cleanly; SIGHUP reloads the configuration (the settings that can change\n"
+            "while running: validation.*, log.level, pipeline.batch_timeout_ms,\n"
+            "postgres.rollup_interval_ms, registry.refresh_ms).\n\n"
             "  -i, --exit-when-idle SECONDS  exit 0 once every partition is consumed and\n"
             "                                nothing new arrived for SECONDS\n" TC_CLI_COMMON_HELP);
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
@@ -97,6 +106,8 @@ int tc_cmd_run(int argc, char **argv)
         tc_config_destroy(cfg);
         return TC_EXIT_FAILURE;
     }
+    tc_cli_install_reload();
+    tc_pipeline_set_reload(p, &tc_cli_reload, cfg, tc_run_reload, &common);
     err = tc_pipeline_run(p, idle, &tc_cli_stop, errstr, sizeof(errstr));
     if (err != TC_OK) {
         tc_log_error("run", "%s", errstr);

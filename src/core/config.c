@@ -572,6 +572,83 @@ static int tc_conf_is_secret(const char *key, const char *value)
     return 0;
 }
 
+static int tc_conf_same(const tc_conf_entry *e, const tc_config *a, const tc_config *b)
+{
+    const char *fa = (const char *)a + e->offset, *fb = (const char *)b + e->offset;
+
+    switch (e->type) {
+    case TC_CT_STRING:
+        return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+    case TC_CT_DOUBLE: {
+        double x, y;
+        memcpy(&x, fa, sizeof(x));
+        memcpy(&y, fb, sizeof(y));
+        return x == y;
+    }
+    default:
+        return memcmp(fa, fb, sizeof(int64_t)) == 0;
+    }
+}
+
+static int tc_conf_same_rdkafka(const tc_config *a, const tc_config *b)
+{
+    if (a->rdkafka_count != b->rdkafka_count)
+        return 0;
+    for (int i = 0; i < a->rdkafka_count; i++) {
+        if (strcmp(a->rdkafka_keys[i], b->rdkafka_keys[i]) ||
+            strcmp(a->rdkafka_values[i], b->rdkafka_values[i]))
+            return 0;
+    }
+    return 1;
+}
+
+size_t tc_config_diff(const tc_config *a, const tc_config *b, const char **keys, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        if (tc_conf_same(&tc_conf_table[i], a, b))
+            continue;
+        if (n < max)
+            keys[n] = tc_conf_table[i].key;
+        n++;
+    }
+    if (!tc_conf_same_rdkafka(a, b)) {
+        if (n < max)
+            keys[n] = "rdkafka.*";
+        n++;
+    }
+    return n;
+}
+
+tc_err tc_config_copy_key(tc_config *dst, const tc_config *src, const char *key)
+{
+    const tc_conf_entry *e = tc_conf_find(key);
+    char *dfield, *copy;
+    const char *sfield;
+
+    if (!e)
+        return TC_ERR_CONFIG;
+    dfield = (char *)dst + e->offset;
+    sfield = (const char *)src + e->offset;
+    switch (e->type) {
+    case TC_CT_STRING:
+        copy = strdup(*(char *const *)sfield);
+        if (!copy)
+            return TC_ERR_NOMEM;
+        free(*(char **)dfield);
+        *(char **)dfield = copy;
+        break;
+    case TC_CT_DOUBLE:
+        memcpy(dfield, sfield, sizeof(double));
+        break;
+    default:
+        memcpy(dfield, sfield, sizeof(int64_t));
+        break;
+    }
+    return TC_OK;
+}
+
 void tc_config_dump(const tc_config *cfg, FILE *out)
 {
     static const char hidden[] = "(secret; not shown)";

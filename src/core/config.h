@@ -103,6 +103,14 @@ tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
 void tc_config_write_reference(FILE *out);
 void tc_config_write_sample(FILE *out);
 
+/* Keys of the table whose values differ between a and b, in table order: up to max of them in
+ * keys (the table's own strings); returns how many differ. The rdkafka.* pass-through counts as
+ * one key, "rdkafka.*". */
+size_t tc_config_diff(const tc_config *a, const tc_config *b, const char **keys, size_t max);
+
+/* Give dst the value src has for key (a key of the table). */
+tc_err tc_config_copy_key(tc_config *dst, const tc_config *src, const char *key);
+
 /* Print the effective configuration (key = value) with secrets in the DSN masked. */
 void tc_config_dump(const tc_config *cfg, FILE *out);
 

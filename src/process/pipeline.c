@@ -64,6 +64,10 @@ typedef struct tc_marks {
 #define TC_SINK_LAKE   2u
 #define TC_SINK_ROLLUP 4u
 
+/* Rows of one batch PostgreSQL may refuse before the run stops: a handful of bad values is data,
+ * more is the schema or a constraint every row breaks (see tc_pipeline_isolate_refused). */
+#define TC_REFUSED_MAX 64
+
 /* Pending aggregate groups (per rollup table) that force a rollup flush before the interval is
  * up: each group is a few hundred bytes, so three tables of this many stay near 50 MB, and a
  * second of 100K readings/s from 10,000 devices makes fewer. */
@@ -91,6 +95,16 @@ struct tc_pipeline {
     uint8_t *sinks;       /* per row of batch: TC_SINK_* */
     uint8_t *lake_mask;   /* per row: 1 if for the lake (tc_lake_append's mask) */
     uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
+    tc_batch *probe;      /* rows of a refused batch, probed to find the refused ones */
+    volatile sig_atomic_t *reload_flag; /* tc_pipeline_set_reload; NULL: no reloads */
+    tc_config *reload_live;
+    tc_pipeline_config_fn reload_load;
+    void *reload_opaque;
+    struct {
+        size_t row; /* index in the store's rows of the batch */
+        char why[TC_REJECT_DETAIL_MAX];
+    } refused[TC_REFUSED_MAX];
+    size_t nrefused;
     tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: next offset in the batch */
     size_t nrollup_pending;
     int64_t rollups_flushed_us; /* when the pending aggregates were last written */
@@ -322,11 +336,12 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->sinks = calloc((size_t)cfg->batch_size, 1);
     p->lake_mask = calloc((size_t)cfg->batch_size, 1);
     p->rollup_mask = calloc((size_t)cfg->batch_size, 1);
+    p->probe = tc_batch_new((size_t)cfg->batch_size, 0);
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
     p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
     if (!p->store || !p->batch || !p->dlq || !p->filtered || !p->sinks || !p->lake_mask ||
-        !p->rollup_mask) {
+        !p->rollup_mask || !p->probe) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
@@ -404,6 +419,7 @@ void tc_pipeline_destroy(tc_pipeline *p)
     free(p->sinks);
     free(p->lake_mask);
     free(p->rollup_mask);
+    tc_batch_destroy(p->probe);
     free(p->marks);
     tc_dlq_batch_destroy(p->dlq);
     free(p);
@@ -488,6 +504,37 @@ static void tc_pipeline_commit_kafka(tc_pipeline *p)
     tc_consumer_commit(p->consumer, offs, n);
 }
 
+/* Append row i of src to dst (which has src's dynamic columns). */
+static void tc_pipeline_copy_row(tc_batch *dst, const tc_batch *src, size_t i)
+{
+    size_t j = dst->n;
+
+    dst->time_us[j] = src->time_us[i];
+    dst->device_id[j] = src->device_id[i];
+    dst->tags[j] = src->tags[i];
+    dst->extra[j] = src->extra[i];
+    dst->schema_version[j] = src->schema_version[i];
+    dst->partition[j] = src->partition[i];
+    dst->offset[j] = src->offset[i];
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        dst->metric[m][j] = src->metric[m][i];
+        dst->present[m][j] = src->present[m][i];
+    }
+    for (size_t d = 0; d < src->ndyn && d < dst->ndyn; d++) {
+        dst->dyn[d][j] = src->dyn[d][i];
+        dst->dyn_present[d][j] = src->dyn_present[d][i];
+    }
+    dst->n++;
+}
+
+/* Start dst empty, with src's dynamic columns. */
+static void tc_pipeline_reset_like(tc_batch *dst, const tc_batch *src)
+{
+    tc_batch_reset(dst);
+    for (size_t d = 0; d < src->ndyn; d++)
+        tc_batch_dyn_column(dst, src->dyn_name[d], strlen(src->dyn_name[d]));
+}
+
 /* Rows of the batch meant for the store, when some are not (a lake catching up). */
 static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
 {
@@ -495,31 +542,126 @@ static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
 
     if (p->store_rows == src->n)
         return src;
-    tc_batch_reset(dst);
-    for (size_t d = 0; d < src->ndyn; d++)
-        tc_batch_dyn_column(dst, src->dyn_name[d], strlen(src->dyn_name[d]));
+    tc_pipeline_reset_like(dst, src);
     for (size_t i = 0; i < src->n; i++) {
-        size_t j = dst->n;
-        if (!(p->sinks[i] & TC_SINK_STORE))
-            continue;
-        dst->time_us[j] = src->time_us[i];
-        dst->device_id[j] = src->device_id[i];
-        dst->tags[j] = src->tags[i];
-        dst->extra[j] = src->extra[i];
-        dst->schema_version[j] = src->schema_version[i];
-        dst->partition[j] = src->partition[i];
-        dst->offset[j] = src->offset[i];
-        for (int m = 0; m < TC_METRIC__COUNT; m++) {
-            dst->metric[m][j] = src->metric[m][i];
-            dst->present[m][j] = src->present[m][i];
-        }
-        for (size_t d = 0; d < src->ndyn && d < dst->ndyn; d++) {
-            dst->dyn[d][j] = src->dyn[d][i];
-            dst->dyn_present[d][j] = src->dyn_present[d][i];
-        }
-        dst->n++;
+        if (p->sinks[i] & TC_SINK_STORE)
+            tc_pipeline_copy_row(dst, src, i);
     }
     return dst;
+}
+
+/*
+ * PostgreSQL refused the batch because of some rows' values (a value too long for a column an
+ * operator narrowed, a CHECK added to readings): find them by bisection -- COPYs of halves in
+ * transactions that are rolled back, O(k log n) for k bad rows -- make each one a dead letter with
+ * PostgreSQL's reason (the payload is the row as JSON; the original is at its Kafka offset), and
+ * let the caller write the batch without them. The lake and the rollups skip them too, so both
+ * stores keep the same readings. More than TC_REFUSED_MAX of them is not some rows but the schema:
+ * that stops the run.
+ */
+static tc_err tc_pipeline_bisect(tc_pipeline *p, const tc_batch *rows, size_t lo, size_t hi)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_err err;
+
+    tc_pipeline_reset_like(p->probe, rows);
+    for (size_t i = lo; i < hi; i++)
+        tc_pipeline_copy_row(p->probe, rows, i);
+    err = tc_store_probe_rows(p->store, p->probe, errstr, sizeof(errstr));
+    if (err == TC_OK || !tc_store_refused_rows(p->store))
+        return err;
+    if (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        err = tc_pipeline_bisect(p, rows, lo, mid);
+        return err == TC_OK ? tc_pipeline_bisect(p, rows, mid, hi) : err;
+    }
+    if (p->nrefused >= TC_REFUSED_MAX)
+        return TC_ERR_INVALID;
+    p->refused[p->nrefused].row = lo;
+    snprintf(p->refused[p->nrefused].why, sizeof(p->refused[0].why), "%.*s",
+             (int)sizeof(p->refused[0].why) - 1, errstr);
+    p->nrefused++;
+    return TC_OK;
+}
+
+/* The row as a JSON document, for the dead letter of a row PostgreSQL refused. */
+static char *tc_pipeline_row_json(const tc_batch *b, size_t i, size_t *len)
+{
+    char ts[40];
+    tc_jbuf jb;
+    char *out;
+
+    tc_jbuf_init(&jb, 0);
+    tc_jbuf_obj_begin(&jb);
+    tc_jbuf_key(&jb, "device_id");
+    tc_jbuf_strn(&jb, b->device_id[i].ptr, b->device_id[i].len);
+    tc_time_format_rfc3339(b->time_us[i], ts, sizeof(ts));
+    tc_jbuf_key(&jb, "timestamp");
+    tc_jbuf_str(&jb, ts);
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        if (!b->present[m][i])
+            continue;
+        tc_jbuf_key(&jb, tc_metric_names[m]);
+        tc_jbuf_double(&jb, b->metric[m][i]);
+    }
+    if (b->tags[i].ptr) {
+        tc_jbuf_key(&jb, "tags");
+        tc_jbuf_raw(&jb, b->tags[i].ptr, b->tags[i].len);
+    }
+    if (b->extra[i].ptr && b->extra[i].len > 2) { /* its members, after the fixed ones */
+        tc_jbuf_append(&jb, ",", 1);
+        tc_jbuf_append(&jb, b->extra[i].ptr + 1, b->extra[i].len - 2);
+    }
+    tc_jbuf_obj_end(&jb);
+    out = tc_jbuf_take(&jb, len);
+    tc_jbuf_free(&jb);
+    return out;
+}
+
+static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, const tc_batch *rows, char *errstr,
+                                          size_t errstr_size)
+{
+    size_t map[TC_REFUSED_MAX];
+    tc_err err;
+
+    p->nrefused = 0;
+    err = tc_pipeline_bisect(p, rows, 0, rows->n);
+    if (err == TC_ERR_INVALID)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "PostgreSQL refuses more than %d rows of one batch of topic \"%s\" "
+                          "(first: %s): stopping rather than dead-lettering the stream",
+                          TC_REFUSED_MAX, p->cfg->kafka_topic, p->refused[0].why);
+    if (err != TC_OK)
+        return tc_err_set(err, errstr, errstr_size, "could not isolate refused rows: %s",
+                          tc_err_name(err));
+    if (p->nrefused == 0) /* refused as a whole, accepted in parts: let the retry decide */
+        return TC_OK;
+    /* Batch rows of the refused store rows (rows may be the store's subset of the batch). */
+    for (size_t k = 0, j = 0, i = 0; i < p->batch->n && k < p->nrefused; i++) {
+        if (!(p->sinks[i] & TC_SINK_STORE))
+            continue;
+        if (j++ == p->refused[k].row)
+            map[k++] = i;
+    }
+    for (size_t k = 0; k < p->nrefused; k++) {
+        size_t i = map[k], len = 0;
+        char *json = tc_pipeline_row_json(p->batch, i, &len);
+        tc_log_warn("pipeline", "topic \"%s\" partition %d offset %lld: %s; dead-lettered",
+                    p->cfg->kafka_topic, p->batch->partition[i], (long long)p->batch->offset[i],
+                    p->refused[k].why);
+        err = json ? tc_dlq_batch_add(p->dlq, TC_REJECT_STORE_REFUSED, "store", p->refused[k].why,
+                                      json, len, p->batch->device_id[i].ptr,
+                                      p->batch->device_id[i].len, p->batch->partition[i],
+                                      p->batch->offset[i], p->now_us)
+                   : TC_ERR_NOMEM;
+        free(json);
+        if (err != TC_OK)
+            return tc_err_set(err, errstr, errstr_size, "could not dead-letter a refused row: %s",
+                              tc_err_name(err));
+        p->sinks[i] = 0;
+        p->store_rows--;
+    }
+    return TC_OK;
 }
 
 /* The lake's share of a flush: its rows, then how far each partition got, then due commits. */
@@ -763,6 +905,16 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
                                  sizeof(errstr));
         if (err == TC_OK)
             break;
+        if (err == TC_ERR_DB && rows->n && tc_store_refused_rows(p->store)) {
+            size_t before = p->dlq->n;
+            err = tc_pipeline_isolate_refused(p, rows, errstr, sizeof(errstr));
+            if (err == TC_OK && p->dlq->n > before) {
+                rows = tc_pipeline_store_rows(p);
+                continue; /* the batch without them */
+            }
+            if (err == TC_OK)
+                err = TC_ERR_DB;
+        }
         p->store_ok = 0;
         snprintf(p->not_ready, sizeof(p->not_ready), "the store refused the last write (%s)",
                  tc_err_name(err));
@@ -1243,6 +1395,68 @@ static int64_t tc_lake_durable_or_pending(tc_pipeline *p, int32_t partition)
  * its partitions until its session times out, and a restarted member that looked only at itself
  * would find nothing assigned and leave early.
  */
+void tc_pipeline_set_reload(tc_pipeline *p, volatile sig_atomic_t *flag, tc_config *live,
+                            tc_pipeline_config_fn load, void *opaque)
+{
+    p->reload_flag = flag;
+    p->reload_live = live;
+    p->reload_load = load;
+    p->reload_opaque = opaque;
+}
+
+/* What the loop reads anew every time it uses it: the validation limits, the flush timings, the
+ * registry's refresh interval, the log level. Everything else is built into connections, batches
+ * or files at start (sizes, addresses, names) and takes a restart. */
+int tc_pipeline_reloadable(const char *key)
+{
+    static const char *const keys[] = {"log.level", "pipeline.batch_timeout_ms",
+                                       "postgres.rollup_interval_ms", "registry.refresh_ms"};
+
+    if (!strncmp(key, "validation.", 11))
+        return 1;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (!strcmp(key, keys[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* Config keys one reload reports on. */
+#define TC_RELOAD_KEYS_MAX 128
+
+static void tc_pipeline_reload(tc_pipeline *p)
+{
+    const char *keys[TC_RELOAD_KEYS_MAX];
+    char errstr[TC_ERRSTR_MAX];
+    tc_config *fresh = p->reload_load(p->reload_opaque, errstr, sizeof(errstr));
+    size_t n, applied = 0, later = 0;
+    tc_log_level level;
+    tc_log_format format;
+
+    if (!fresh) {
+        tc_log_warn("pipeline", "could not reload the configuration: %s; keeping the running one",
+                    errstr);
+        return;
+    }
+    n = tc_config_diff(p->reload_live, fresh, keys, TC_RELOAD_KEYS_MAX);
+    for (size_t i = 0; i < n && i < TC_RELOAD_KEYS_MAX; i++) {
+        if (tc_pipeline_reloadable(keys[i]) &&
+            tc_config_copy_key(p->reload_live, fresh, keys[i]) == TC_OK) {
+            tc_log_info("pipeline", "reload: %s changed", keys[i]);
+            applied++;
+        } else {
+            tc_log_warn("pipeline", "reload: %s changed; it takes effect after a restart", keys[i]);
+            later++;
+        }
+    }
+    if (!tc_log_parse_level(p->reload_live->log_level, &level) &&
+        !tc_log_parse_format(p->reload_live->log_format, &format))
+        tc_log_setup(level, format);
+    tc_config_destroy(fresh);
+    tc_log_info("pipeline", "configuration reloaded: %zu settings applied, %zu need a restart",
+                applied, later);
+}
+
 static int tc_pipeline_topic_done(tc_pipeline *p)
 {
     int32_t parts[TC_PENDING_MAX];
@@ -1364,6 +1578,10 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
         if (!p->lake_broken && (err = tc_pipeline_rollups_due(p)) != TC_OK)
             break;
+        if (p->reload_flag && *p->reload_flag) {
+            *p->reload_flag = 0;
+            tc_pipeline_reload(p);
+        }
         tc_pipeline_refresh_catalog(p);
         tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)

@@ -44,6 +44,19 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
 tc_err tc_pipeline_set_windows(tc_pipeline *p, const tc_pipeline_window *w, size_t n, char *errstr,
                                size_t errstr_size);
 
+/*
+ * Configuration reload (SIGHUP). When *flag is set, the run loop clears it, calls load(opaque) for
+ * a freshly loaded configuration (NULL with errstr: the running one is kept) and copies into live
+ * -- the configuration the pipeline was made with, which the caller owns -- the settings it can
+ * change while running (tc_pipeline_reloadable); others that differ are logged as needing a
+ * restart. The fresh configuration is destroyed.
+ */
+typedef tc_config *(*tc_pipeline_config_fn)(void *opaque, char *errstr, size_t errstr_size);
+void tc_pipeline_set_reload(tc_pipeline *p, volatile sig_atomic_t *flag, tc_config *live,
+                            tc_pipeline_config_fn load, void *opaque);
+/* Nonzero when key can change while the pipeline runs. */
+int tc_pipeline_reloadable(const char *key);
+
 void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out);
 void tc_pipeline_destroy(tc_pipeline *p);
 

@@ -135,6 +135,7 @@ tc_err tc_store_classify(tc_store *s, const PGresult *res)
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
     snprintf(s->sqlstate, sizeof(s->sqlstate), "%s", state ? state : "");
+    s->constraint_named = res && PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) != NULL;
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK)
         return TC_ERR_DB_CONN;
     if (!state)
@@ -687,6 +688,32 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errst
     return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
 }
 
+int tc_store_refused_rows(const tc_store *s)
+{
+    /* Data exceptions (22: a value out of a column's range or length, bad encoding) and integrity
+     * violations (23: a CHECK or NOT NULL an operator added) are caused by some rows; anything
+     * else (a missing table, permissions) would refuse every row alike. */
+    return !strncmp(s->sqlstate, "22", 2) || !strncmp(s->sqlstate, "23", 2);
+}
+
+tc_err tc_store_probe_rows(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size)
+{
+    char sql[TC_SQL_MAX], where[TC_SQL_MAX], inner[TC_ERRSTR_MAX];
+    tc_err err = tc_store_exec(s, "BEGIN", "begin probe", errstr, errstr_size);
+
+    if (err != TC_OK)
+        return err;
+    tc_store_encode_rows(s, b);
+    snprintf(where, sizeof(where), "%s.readings", s->schema);
+    if (tc_store_copy_sql(s, b, sql, sizeof(sql)) < 0)
+        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "COPY statement too long");
+    else
+        err = tc_store_copy(s, sql, where, errstr, errstr_size);
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        tc_store_exec(s, "ROLLBACK", "roll back probe", inner, sizeof(inner));
+    return err;
+}
+
 /* Whether the store keeps rollup tables (plain mode, postgres.rollups on). */
 static int tc_store_has_rollups(const tc_store *s)
 {
@@ -795,7 +822,8 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
             err = TC_ERR_INVALID;
         else
             err = tc_store_copy(s, sql, where, errstr, errstr_size);
-        if (err != TC_OK && s->mode == TC_STORE_PLAIN && !strcmp(s->sqlstate, "23514")) {
+        if (err != TC_OK && s->mode == TC_STORE_PLAIN && !strcmp(s->sqlstate, "23514") &&
+            !s->constraint_named) {
             /* "no partition of relation found for row": retention dropped a day this store
              * remembered. Forget the cache; the retry creates the partition again. */
             tc_store_forget_days(s);

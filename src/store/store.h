@@ -12,12 +12,13 @@
  * - plain PostgreSQL: readings are partitioned by day on their event time (declarative range
  *   partitioning); the store creates daily partitions ahead of time and on demand for late readings
  *   before the COPY, in their own short transaction under an advisory lock so that concurrent
- *   pipelines do not race on DDL. 1-minute and 1-hour rollups are aggregated from the batch in C
- *   and upserted in the batch's transaction; retention drops whole days the lake already holds.
+ *   pipelines do not race on DDL. 1-minute and 1-hour rollups are aggregated in C across batches
+ *   and upserted in transactions of their own (see tc_store_rollups_add); retention drops whole
+ *   days the lake already holds.
  * - TimescaleDB (where the extension is installed and preloaded): readings is a hypertable with
  *   compression, retention and continuous-aggregate policies that the extension runs itself.
  * In both modes the views @S.readings_1m, @S.readings_1h and @S.latest have the same shape, and the
- * latest reading per device is upserted in the batch's transaction.
+ * latest reading per device is upserted with the rollups.
  */
 #ifndef TC_STORE_STORE_H
 #define TC_STORE_STORE_H
@@ -90,6 +91,14 @@ void tc_store_rollups_clear(tc_store *s);
  * in one transaction; clears them on success. Retriable errors keep them for another try. */
 tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
                               char *errstr, size_t errstr_size);
+/* Nonzero when the last failed write was refused because of some of its rows' values (a data
+ * exception or an integrity violation), so that writing the batch without them can succeed. */
+int tc_store_refused_rows(const tc_store *s);
+/* COPY the rows of b into readings and roll back: TC_OK when PostgreSQL takes them all, else the
+ * error of the refusal (tc_store_refused_rows says whether a row caused it). Finds the rows to
+ * isolate; b's dynamic columns must exist already (a failed write has made them). */
+tc_err tc_store_probe_rows(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size);
+
 /* tc_store_load_offsets for the rollups' marks, with TC_STORE_MARK_ABSENT where none is stored
  * (-1 is a stored mark: "from the first offset on"). */
 #define TC_STORE_MARK_ABSENT (-2)

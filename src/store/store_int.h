@@ -52,7 +52,9 @@ struct tc_store {
     tc_store_mode mode;
     int version; /* highest applied migration, 0 when none */
     unsigned prepared;
-    char sqlstate[6]; /* of the last failure classified */
+    char sqlstate[6];     /* of the last failure classified */
+    int constraint_named; /* ...and whether it named a constraint (a CHECK, not partition routing)
+                           */
     /* aggregates pending until tc_store_rollups_flush, and array parameters, reused */
     tc_rollup r1m, r1h, rlatest;
     tc_copybuf params;

@@ -211,6 +211,35 @@ static void test_defaults(void **state)
     assert_int_equal(c->rdkafka_count, 0);
 }
 
+/* tc_config_diff names exactly the keys that differ; tc_config_copy_key makes them equal. */
+static void test_diff_and_copy(void **state)
+{
+    fixture *f = *state;
+    tc_config *other = tc_config_new();
+    const char *keys[8];
+    char err[TC_ERRSTR_MAX];
+
+    assert_non_null(other);
+    assert_int_equal(tc_config_diff(f->cfg, other, keys, 8), 0);
+    assert_int_equal(set(f, "validation.temperature_max", "55.5"), TC_OK);
+    assert_int_equal(set(f, "log.level", "debug"), TC_OK);
+    assert_int_equal(set(f, "pipeline.batch_size", "77"), TC_OK);
+    assert_int_equal(tc_config_set(other, "rdkafka.fetch.wait.max.ms", "5", err, sizeof(err)),
+                     TC_OK);
+    assert_int_equal(tc_config_diff(f->cfg, other, keys, 8), 4);
+    assert_string_equal(keys[0], "pipeline.batch_size"); /* table order */
+    assert_string_equal(keys[3], "rdkafka.*");
+    assert_int_equal(tc_config_diff(f->cfg, other, keys, 1), 4); /* counts past max */
+    assert_int_equal(tc_config_copy_key(other, f->cfg, "validation.temperature_max"), TC_OK);
+    assert_int_equal(tc_config_copy_key(other, f->cfg, "log.level"), TC_OK);
+    assert_int_equal(tc_config_copy_key(other, f->cfg, "pipeline.batch_size"), TC_OK);
+    assert_int_equal(tc_config_copy_key(other, f->cfg, "no.such.key"), TC_ERR_CONFIG);
+    assert_true(other->limits.max[0] /* temperature */ == 55.5);
+    assert_string_equal(other->log_level, "debug");
+    assert_int_equal(tc_config_diff(f->cfg, other, keys, 8), 1);
+    tc_config_destroy(other);
+}
+
 /* Every key of the list can be set (by name, with its default's text form). */
 static void test_every_key_settable(void **state)
 {
@@ -939,6 +968,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_defaults),
         T(test_every_key_settable),
+        T(test_diff_and_copy),
         T(test_unknown_key),
         T(test_int_bounds),
         T(test_double_values),
