@@ -93,6 +93,15 @@ static const tc_conf_entry tc_conf_table[] = {
     {"pipeline.batch_memory_bytes", TC_CT_INT, "67108864", 1048576, 17179869184.0, NULL,
      OFF(batch_memory_bytes),
      "Cap on the strings one batch may hold; reaching it writes the batch."},
+    {"dedupe.window_s", TC_CT_INT, "300", 0, 86400, NULL, OFF(dedupe_window_s),
+     "A device's resend (same device_id, timestamp, and message_id if sent, else same content) "
+     "within this much event time of the original is a duplicate, stored once (0: no dedupe)."},
+    {"dedupe.max_entries", TC_CT_INT, "400000", 2, 100000000, NULL, OFF(dedupe_max_entries),
+     "Memory bound of the dedupe window: readings remembered (24 bytes each, twice over); the "
+     "window is the smaller of dedupe.window_s and max_entries / 2 readings."},
+    {"dedupe.lookback", TC_CT_INT, "20000", 0, 100000000, NULL, OFF(dedupe_lookback),
+     "Messages per partition read again at assignment, before where consumption resumes, to "
+     "rebuild the dedupe window after a restart or a rebalance."},
     {"validation.temperature_min", TC_CT_DOUBLE, "-50", -TC_DBL_ANY, TC_DBL_ANY, NULL,
      OFF(limits.min[TC_M_TEMPERATURE]), "Lowest valid temperature, degrees Celsius."},
     {"validation.temperature_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,

@@ -57,6 +57,9 @@ typedef struct tc_config {
     int64_t batch_timeout_ms;
     int64_t max_message_bytes;
     int64_t batch_memory_bytes;
+    int64_t dedupe_window_s;
+    int64_t dedupe_max_entries;
+    int64_t dedupe_lookback;
     /* validation */
     tc_limits limits;
     /* lake */

@@ -23,6 +23,7 @@ static const char *const tc_reject_names[TC_REJECT__COUNT] = {
     [TC_REJECT_STORE_REFUSED] = "store_refused",
     [TC_REJECT_UNKNOWN_SCHEMA] = "unknown_schema",
     [TC_REJECT_SCHEMA_MISMATCH] = "schema_mismatch",
+    [TC_REJECT_DUPLICATE] = "duplicate",
 };
 
 const char *tc_reject_name(tc_reject r)

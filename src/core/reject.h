@@ -33,6 +33,7 @@ typedef enum tc_reject {
     TC_REJECT_STORE_REFUSED,     /* the database refused the row (permanent error) */
     TC_REJECT_UNKNOWN_SCHEMA,    /* Avro: the schema id is not in the registry (or none is set) */
     TC_REJECT_SCHEMA_MISMATCH,   /* Avro: the writer schema cannot feed a reading */
+    TC_REJECT_DUPLICATE,         /* a device's resend of a reading already taken (dedupe window) */
     TC_REJECT__COUNT
 } tc_reject;
 

@@ -17,6 +17,7 @@
 #include "ingest/dlq_mirror.h"
 #include "ingest/kafka.h"
 #include "lake/sink.h"
+#include "process/dedupe.h"
 #include "process/observe.h"
 #include "process/validate.h"
 #include "schema/avro_reading.h"
@@ -96,6 +97,16 @@ struct tc_pipeline {
     uint8_t *lake_mask;   /* per row: 1 if for the lake (tc_lake_append's mask) */
     uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
     tc_batch *probe;      /* rows of a refused batch, probed to find the refused ones */
+    tc_dedupe *dedupe;    /* NULL when dedupe.window_s is 0 */
+    /* Per partition (indexed like marks): the dedupe lookback's dead-letter offsets, which it
+     * skips. Freed when the lookback is over (tc_pipeline_remember past them). */
+    struct tc_lookback {
+        int64_t *dead;
+        size_t ndead;
+    } * lookback;
+    size_t nlookback;
+    uint64_t row_fp; /* fingerprint of the row being decoded (tc_pipeline_shape) */
+    int row_has_id;  /* ...made from its message_id */
     volatile sig_atomic_t *reload_flag; /* tc_pipeline_set_reload; NULL: no reloads */
     tc_config *reload_live;
     tc_pipeline_config_fn reload_load;
@@ -152,6 +163,62 @@ static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
         p->nmarks = n;
     }
     return &p->marks[partition];
+}
+
+/* The dead letters of [from, to) of a partition, which its dedupe lookback must skip (they were
+ * refused under the configuration of their time, whatever the current one says of them). When they
+ * cannot be read, there is no lookback for the partition: fewer resends are recognised, none is
+ * taken for a new reading. */
+static tc_err tc_pipeline_lookback_prepare(tc_pipeline *p, int32_t partition, int64_t from,
+                                           int64_t to)
+{
+    char errstr[TC_ERRSTR_MAX];
+    size_t cap = (size_t)(to - from), n = 0;
+    int64_t *dead;
+    tc_err err;
+
+    if ((size_t)partition >= p->nlookback) {
+        size_t want = (size_t)partition + 1;
+        struct tc_lookback *grown = realloc(p->lookback, want * sizeof(*grown));
+        if (!grown)
+            return TC_ERR_NOMEM;
+        memset(grown + p->nlookback, 0, (want - p->nlookback) * sizeof(*grown));
+        p->lookback = grown;
+        p->nlookback = want;
+    }
+    dead = malloc(cap * sizeof(*dead));
+    if (!dead)
+        return TC_ERR_NOMEM;
+    err =
+        tc_store_dead_offsets(p->store, partition, from, to, dead, cap, &n, errstr, sizeof(errstr));
+    if (err != TC_OK) {
+        tc_log_warn("pipeline", "partition %d: no dedupe lookback: %s", partition, errstr);
+        free(dead);
+        return err;
+    }
+    free(p->lookback[partition].dead);
+    p->lookback[partition] = (struct tc_lookback){dead, n};
+    return TC_OK;
+}
+
+/* Whether the lookback of partition must skip offset (a dead letter). */
+static int tc_pipeline_lookback_skips(const tc_pipeline *p, int32_t partition, int64_t offset)
+{
+    const struct tc_lookback *lb;
+    size_t lo = 0, hi;
+
+    if (partition < 0 || (size_t)partition >= p->nlookback)
+        return 0;
+    lb = &p->lookback[partition];
+    hi = lb->ndead;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (lb->dead[mid] < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < lb->ndead && lb->dead[lo] == offset;
 }
 
 /*
@@ -246,6 +313,15 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
     }
     free(lake_next);
     free(rollup_next);
+    /* Read the stretch before the resume point again, for the dedupe window only. */
+    for (size_t i = 0; p->dedupe && !p->windows && p->cfg->dedupe_lookback > 0 && i < n; i++) {
+        int64_t from;
+        if (next[i] <= 0)
+            continue;
+        from = next[i] > p->cfg->dedupe_lookback ? next[i] - p->cfg->dedupe_lookback : 0;
+        if (tc_pipeline_lookback_prepare(p, parts[i], from, next[i]) == TC_OK)
+            next[i] = from;
+    }
     return TC_OK;
 }
 
@@ -337,6 +413,15 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->lake_mask = calloc((size_t)cfg->batch_size, 1);
     p->rollup_mask = calloc((size_t)cfg->batch_size, 1);
     p->probe = tc_batch_new((size_t)cfg->batch_size, 0);
+    if (cfg->dedupe_window_s > 0) {
+        p->dedupe =
+            tc_dedupe_new((size_t)cfg->dedupe_max_entries, cfg->dedupe_window_s * 1000000LL);
+        if (!p->dedupe) {
+            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory for the dedupe window");
+            tc_pipeline_destroy(p);
+            return NULL;
+        }
+    }
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
     p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
@@ -420,6 +505,10 @@ void tc_pipeline_destroy(tc_pipeline *p)
     free(p->lake_mask);
     free(p->rollup_mask);
     tc_batch_destroy(p->probe);
+    tc_dedupe_destroy(p->dedupe);
+    for (size_t i = 0; i < p->nlookback; i++)
+        free(p->lookback[i].dead);
+    free(p->lookback);
     free(p->marks);
     tc_dlq_batch_destroy(p->dlq);
     free(p);
@@ -1170,6 +1259,17 @@ static tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id
     }
     if (r == TC_REJECT_NONE)
         tc_pipeline_promote(p, row, root);
+    if (r == TC_REJECT_NONE && p->dedupe) {
+        const tc_json *id = root ? tc_json_get(root, "message_id") : NULL;
+        tc_jbuf jb;
+        tc_jbuf_init(&jb, 0);
+        if (id)
+            tc_jbuf_value(&jb, id);
+        p->row_has_id = id != NULL && !tc_jbuf_failed(&jb);
+        p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? jb.data : NULL,
+                                          p->row_has_id ? jb.len : 0);
+        tc_jbuf_free(&jb);
+    }
     tc_json_free(doc);
     return r;
 }
@@ -1306,6 +1406,38 @@ static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t
                                   m->len - TC_AVRO_FRAME_BYTES, detail, detail_size);
 }
 
+/*
+ * A message every sink holds already, read again only to rebuild the dedupe window (the lookback
+ * after an assignment): decoded and checked like a new one, so that the window ends up as it was
+ * when the message was first taken, then forgotten. Its strings are dropped with it when the batch
+ * is empty (the lookback comes before any new message of the partition).
+ */
+static tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m)
+{
+    char detail[TC_REJECT_DETAIL_MAX];
+    int32_t writer_id;
+    tc_reject r;
+
+    if (m->len == 0 || !m->payload || m->len > (size_t)p->cfg->max_message_bytes ||
+        tc_pipeline_lookback_skips(p, m->partition, m->offset) ||
+        tc_batch_row_begin(p->batch) != TC_OK)
+        return TC_OK;
+    r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
+    if (r == TC_PIPELINE_STOPPED)
+        return TC_ERR_STOPPED;
+    if (r == TC_REJECT_NONE)
+        r = tc_pipeline_shape(p, p->batch->n, writer_id);
+    if (r == TC_REJECT_NONE)
+        r = tc_validate_row(p->batch, p->batch->n, &p->cfg->limits, p->now_us, detail,
+                            sizeof(detail));
+    if (r == TC_REJECT_NONE)
+        tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
+                        p->batch->time_us[p->batch->n]);
+    if (p->batch->n == 0)
+        tc_batch_reset(p->batch);
+    return TC_OK;
+}
+
 static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
 {
     char detail[TC_REJECT_DETAIL_MAX];
@@ -1314,8 +1446,8 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     tc_reject r;
     tc_err err;
 
-    if (sinks == 0)
-        return TC_OK; /* both sinks hold it already */
+    if (sinks == 0) /* every sink holds it already: at most the dedupe window wants it */
+        return p->dedupe ? tc_pipeline_remember(p, m) : TC_OK;
     if (p->batch_started_us == 0)
         p->batch_started_us = p->now_us;
     p->stats.consumed++;
@@ -1355,6 +1487,15 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
         if (r == TC_REJECT_NONE)
             r = tc_validate_row(p->batch, p->batch->n, &p->cfg->limits, p->now_us, detail,
                                 sizeof(detail));
+        if (r == TC_REJECT_NONE && p->dedupe &&
+            tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
+                            p->batch->time_us[p->batch->n])) {
+            r = TC_REJECT_DUPLICATE;
+            snprintf(detail, sizeof(detail),
+                     "a resend of an earlier reading of this partition (same device_id, timestamp "
+                     "and %s)",
+                     p->row_has_id ? "message_id" : "content");
+        }
         if (r == TC_REJECT_NONE) {
             p->batch->partition[p->batch->n] = m->partition;
             p->batch->offset[p->batch->n] = m->offset;
@@ -1368,10 +1509,12 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     /* Dead letters live in the store only; the lake just moves past them. */
     err = TC_OK;
     if (sinks & TC_SINK_STORE)
-        err = tc_pipeline_dead_letter(
-            p, m, r,
-            r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA ? "decode" : "validate",
-            detail);
+        err = tc_pipeline_dead_letter(p, m, r,
+                                      r == TC_REJECT_DUPLICATE ? "dedupe"
+                                      : r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA
+                                          ? "decode"
+                                          : "validate",
+                                      detail);
     if (err == TC_OK)
         tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
     return err;

@@ -688,6 +688,39 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errst
     return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
 }
 
+tc_err tc_store_dead_offsets(tc_store *s, int32_t partition, int64_t from, int64_t to, int64_t *out,
+                             size_t cap, size_t *n, char *errstr, size_t errstr_size)
+{
+    char sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX], pb[16], fb[24], tb[24];
+    const char *params[4] = {s->topic, pb, fb, tb};
+    PGresult *res;
+    tc_err err = tc_store_connect(s, errstr, errstr_size);
+
+    *n = 0;
+    if (err != TC_OK)
+        return err;
+    if (tc_store_sql(s,
+                     "SELECT DISTINCT source_offset FROM @S.dead_letters WHERE source_topic = $1"
+                     " AND source_partition = $2::int AND source_offset >= $3::bigint"
+                     " AND source_offset < $4::bigint ORDER BY 1",
+                     sql, sizeof(sql)) < 0)
+        return TC_ERR_INVALID;
+    snprintf(pb, sizeof(pb), "%d", partition);
+    snprintf(fb, sizeof(fb), "%lld", (long long)from);
+    snprintf(tb, sizeof(tb), "%lld", (long long)to);
+    res = PQexecParams(s->conn, sql, 4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not read the dead letters of partition %d: %s",
+                   partition, tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    } else {
+        for (int r = 0; r < PQntuples(res) && *n < cap; r++)
+            out[(*n)++] = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+    }
+    PQclear(res);
+    return err;
+}
+
 int tc_store_refused_rows(const tc_store *s)
 {
     /* Data exceptions (22: a value out of a column's range or length, bad encoding) and integrity

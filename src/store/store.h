@@ -109,6 +109,12 @@ tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size
 tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks, size_t n,
                                     char *errstr, size_t errstr_size);
 
+/* Offsets of partition in [from, to) that are dead letters of this topic, ascending, into
+ * out[0..cap) (*n: how many; more than cap are cut off). For the dedupe lookback, which must not
+ * take a message that was refused for one that was stored. */
+tc_err tc_store_dead_offsets(tc_store *s, int32_t partition, int64_t from, int64_t to, int64_t *out,
+                             size_t cap, size_t *n, char *errstr, size_t errstr_size);
+
 /* For each of n partitions, the stored next offset, or -1 when nothing is stored yet. */
 tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, int64_t *next,
                              char *errstr, size_t errstr_size);

@@ -83,7 +83,10 @@ def test_each_bad_reading_is_a_dead_letter_with_its_reason(tc):
                   on_delivery=lambda err, msg: err and errors.append(err))
     assert p.flush(30) == 0 and not errors, errors
     # The size cap is configuration: 64 KiB here, so the 200 KiB reading is refused.
-    tc.run(idle=2, extra=("kafka.partitions=1", "pipeline.max_message_bytes=65536"))
+    # The same few good readings go between the bad ones: copies by construction, not a device's
+    # resends, so the dedupe window (tests/integration/test_dedupe.py) is off here.
+    tc.run(idle=2, extra=("kafka.partitions=1", "pipeline.max_message_bytes=65536",
+                          "dedupe.window_s=0"))
 
     dead = tc.sql("SELECT source_offset, reason, detail, payload, kafka_key FROM dead_letters ORDER BY source_offset")
     assert [r[1] for r in dead] == [reason for _, reason in BAD]
@@ -114,7 +117,7 @@ def test_dead_letters_are_mirrored_to_the_dlq_topic(tc):
         p.produce(tc.topic, value=payload if payload else None, key=f"k{i}".encode())
         p.produce(tc.topic, value=GOOD[0], key=b"good")
     assert p.flush(30) == 0
-    tc.run(idle=2, extra=("kafka.partitions=1",))
+    tc.run(idle=2, extra=("kafka.partitions=1", "dedupe.window_s=0"))
 
     c = Consumer({"bootstrap.servers": tc.brokers, "group.id": "dlq-check",
                   "enable.auto.commit": False})

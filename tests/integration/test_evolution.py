@@ -38,10 +38,10 @@ def test_new_metric_becomes_a_column_in_both_stores(tc, tmp_path):
         # Version 2 readings carry co2 (a new metric) and firmware (a new non-numeric field),
         # interleaved with version 1 readings that still arrive.
         p = Producer({"bootstrap.servers": tc.brokers})
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now_ms = int(time.time() * 1000)
         co2_sum = Decimal(0)
         for i in range(3000):
-            doc = {"device_id": f"dev-{i % 40}", "timestamp": ts, "temperature": 20.25}
+            doc = {"device_id": f"dev-{i % 40}", "timestamp": now_ms - i, "temperature": 20.25}
             if i % 3:
                 doc["co2"] = 400 + i % 97 + 0.5
                 doc["firmware"] = f"2.{i % 5}"

@@ -20,10 +20,10 @@ def wait_for(pred, timeout=60):
 
 def produce(tc, tag, n, temperature):
     p = Producer({"bootstrap.servers": tc.brokers})
-    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now_ms = int(time.time() * 1000)
     for i in range(n):
         dev = f"{tag}-{i % 10}"
-        p.produce(tc.topic, json.dumps({"device_id": dev, "timestamp": ts,
+        p.produce(tc.topic, json.dumps({"device_id": dev, "timestamp": now_ms - i,
                                         "temperature": temperature}).encode(), key=dev.encode())
     assert p.flush(30) == 0
 
