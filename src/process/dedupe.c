@@ -15,7 +15,10 @@ typedef struct tc_dedupe_entry {
 typedef struct tc_dedupe_gen {
     tc_dedupe_entry *slots; /* nslots, a power of two, at least twice the entries allowed */
     size_t n;
-    int64_t first_time_us; /* event time of its first insert (INT64_MAX: none) */
+    /* The newest event time seen when it started taking inserts (INT64_MAX: not started). Not its
+     * first reading's time: with late readings, and partitions at different points of event time,
+     * that can be far behind, and the generation would be rotated at every insert. */
+    int64_t start_time_us;
 } tc_dedupe_gen;
 
 struct tc_dedupe {
@@ -95,7 +98,7 @@ tc_dedupe *tc_dedupe_new(size_t max_entries, int64_t window_us)
     d->max_time_us = INT64_MIN;
     for (int g = 0; g < 2; g++) {
         d->gen[g].slots = calloc(nslots, sizeof(tc_dedupe_entry));
-        d->gen[g].first_time_us = INT64_MAX;
+        d->gen[g].start_time_us = INT64_MAX;
         if (!d->gen[g].slots) {
             tc_dedupe_destroy(d);
             return NULL;
@@ -138,7 +141,7 @@ static void tc_dedupe_rotate(tc_dedupe *d)
 
     memset(old->slots, 0, d->nslots * sizeof(tc_dedupe_entry));
     old->n = 0;
-    old->first_time_us = INT64_MAX;
+    old->start_time_us = INT64_MAX;
     d->cur = !d->cur;
 }
 
@@ -159,13 +162,16 @@ int tc_dedupe_check(tc_dedupe *d, uint64_t fp, int32_t partition, int64_t offset
     if (time_us > d->max_time_us)
         d->max_time_us = time_us;
     cur = &d->gen[d->cur];
-    if (cur->n >= d->per_gen || (cur->n > 0 && d->max_time_us - cur->first_time_us > d->window_us))
+    if (cur->start_time_us == INT64_MAX)
+        cur->start_time_us = d->max_time_us;
+    if (cur->n >= d->per_gen ||
+        (cur->n > 0 && d->max_time_us - cur->start_time_us > d->window_us)) {
         tc_dedupe_rotate(d);
-    cur = &d->gen[d->cur];
+        cur = &d->gen[d->cur];
+        cur->start_time_us = d->max_time_us;
+    }
     e = tc_dedupe_slot(d, cur, fp, partition);
     *e = (tc_dedupe_entry){fp, offset, partition};
     cur->n++;
-    if (cur->first_time_us == INT64_MAX)
-        cur->first_time_us = time_us;
     return 0;
 }

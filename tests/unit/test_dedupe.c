@@ -91,12 +91,29 @@ static void test_generations(void **state)
     tc_dedupe_destroy(d);
 }
 
+/* Partitions at different points of event time (a backlog next to live data) must not make the
+ * window rotate at every reading: it did when a generation's start was its first reading's time. */
+static void test_interleaved_times_keep_the_window(void **state)
+{
+    tc_dedupe *d = tc_dedupe_new(22, 300000000); /* 11 per generation, 300 s */
+
+    (void)state;
+    /* Odd fingerprints at t = 1000 s, even ones at t = 0: the insert that finds the generation full
+     * (fp 12) is an old one. */
+    for (uint64_t fp = 1; fp <= 20; fp++)
+        assert_int_equal(tc_dedupe_check(d, fp, 0, (int64_t)fp, fp & 1 ? 1000000000LL : 0), 0);
+    assert_int_equal(tc_dedupe_size(d), 20);
+    assert_int_equal(tc_dedupe_check(d, 1, 0, 500, 0), 1);
+    tc_dedupe_destroy(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_verdict_by_offset),
         cmocka_unit_test(test_generations),
+        cmocka_unit_test(test_interleaved_times_keep_the_window),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
