@@ -119,6 +119,7 @@ struct tc_pipeline {
     tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: next offset in the batch */
     size_t nrollup_pending;
     int64_t rollups_flushed_us; /* when the pending aggregates were last written */
+    int check_ends;             /* a new assignment: compare the marks with the partitions' ends */
     tc_dlq_batch *dlq;
     tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
     size_t npending;
@@ -313,6 +314,7 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
     }
     free(lake_next);
     free(rollup_next);
+    p->check_ends = 1;
     /* Read the stretch before the resume point again, for the dedupe window only. */
     for (size_t i = 0; p->dedupe && !p->windows && p->cfg->dedupe_lookback > 0 && i < n; i++) {
         int64_t from;
@@ -1600,6 +1602,44 @@ static void tc_pipeline_reload(tc_pipeline *p)
                 applied, later);
 }
 
+/*
+ * A mark past the end of its partition means the topic was deleted and created again under the same
+ * name (or the brokers are another cluster) while the store and the lake kept their progress.
+ * Reading on would take every new message below the old marks for one already stored: refuse,
+ * before the first message of the assignment is processed, and say how to start over.
+ */
+static void tc_pipeline_check_ends(tc_pipeline *p)
+{
+    int32_t parts[TC_PENDING_MAX];
+    int64_t high[TC_PENDING_MAX];
+    int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_PENDING_MAX,
+                                   TC_ENDS_TIMEOUT_MS);
+
+    p->check_ends = n < 0; /* the brokers did not answer: ask again before the next messages */
+    for (int i = 0; i < n && !p->fatal; i++) {
+        const tc_marks *m = (size_t)parts[i] < p->nmarks ? &p->marks[parts[i]] : NULL;
+        int64_t mark;
+        if (!m || !m->assigned)
+            continue;
+        mark = m->store_next;
+        if (p->lake && m->lake_next > mark)
+            mark = m->lake_next;
+        if (m->rollup_next != INT64_MAX && m->rollup_next > mark)
+            mark = m->rollup_next;
+        if (mark <= high[i])
+            continue;
+        p->fatal = TC_ERR_CONFIG;
+        snprintf(p->fatal_str, sizeof(p->fatal_str),
+                 "stored progress of topic \"%s\" partition %d (next offset %lld) is past the "
+                 "partition's end (%lld): the topic was deleted and created again, or these are "
+                 "other brokers. Start over with another postgres.schema and lake.dir, or "
+                 "remove group \"%s\" from %s.ingest_offsets and the lake's progress",
+                 p->cfg->kafka_topic, parts[i], (long long)mark, (long long)high[i],
+                 p->cfg->kafka_group, p->cfg->pg_schema);
+        tc_log_error("pipeline", "%s", p->fatal_str);
+    }
+}
+
 static int tc_pipeline_topic_done(tc_pipeline *p)
 {
     int32_t parts[TC_PENDING_MAX];
@@ -1694,6 +1734,14 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         p->now_us = tc_time_now_us();
         if (n)
             last_activity = p->now_us;
+        if (p->check_ends && n) {
+            tc_pipeline_check_ends(p);
+            if (p->fatal) {
+                for (size_t i = 0; i < n; i++)
+                    tc_consumer_release(p->consumer, &p->msgs[i]);
+                break;
+            }
+        }
         /* While the lake is broken nothing is processed: the recovery rewinds to before it. */
         for (size_t i = 0; i < n; i++) {
             if (err == TC_OK && !p->lake_broken)

@@ -1,5 +1,7 @@
 """PostgreSQL and the Kafka broker stop and come back in the middle of a run: the pipeline waits
-and retries with back-off, never exits, and ends with exactly the right data."""
+and retries with back-off, never exits, and ends with exactly the right data. The long PostgreSQL
+outage outlasts the consumer's max.poll.interval.ms, so the broker takes the member's partitions
+away while it waits: it must rejoin once the database is back and still end exact."""
 
 import time
 
@@ -8,10 +10,16 @@ import pytest
 from faultlib import SCALE, assert_exact, log, make_rng, random_delay, wait_caught_up
 
 OUTAGE_S = 5
+# The long outage: past max.poll.interval.ms, which the run sets to this (librdkafka wants it at
+# least session.timeout.ms).
+LONG_OUTAGE_S = 20
+POLL_INTERVAL_MS = 8000
 
 
-@pytest.mark.parametrize("service", ["postgres", "kafka"])
-def test_service_restart_mid_run(pipeline, services, tmp_path, service):
+@pytest.mark.parametrize("service,outage_s", [("postgres", OUTAGE_S), ("kafka", OUTAGE_S),
+                                              ("postgres", LONG_OUTAGE_S)],
+                         ids=["postgres", "kafka", "postgres-long"])
+def test_service_restart_mid_run(pipeline, services, tmp_path, service, outage_s):
     rng = make_rng()
     p = pipeline
     lake = str(tmp_path / "lake")
@@ -20,7 +28,10 @@ def test_service_restart_mid_run(pipeline, services, tmp_path, service):
     sim = p.simulate(n, rate=max(500, n // 20), seed=rng.randrange(1 << 30))
     # A daemon, stopped with SIGTERM once it has everything: with --exit-when-idle it could leave
     # while the simulator's deliveries are still held up by the broker outage.
-    m = p.spawn((f"lake.dir={lake}", "lake.roll_seconds=1"))
+    extra = (f"lake.dir={lake}", "lake.roll_seconds=1")
+    if outage_s > OUTAGE_S:
+        extra += (f"rdkafka.max.poll.interval.ms={POLL_INTERVAL_MS}",)
+    m = p.spawn(extra)
     try:
         m.wait_for(r'"msg":"assigned ', timeout=120)
         deadline = time.time() + 60
@@ -31,7 +42,7 @@ def test_service_restart_mid_run(pipeline, services, tmp_path, service):
         assert 0 < before < n
         mark = len(m.lines)
         down_s = services.down(service)
-        time.sleep(OUTAGE_S)
+        time.sleep(outage_s)
         assert m.alive(), f"the pipeline exited while {service} was down:\n{m.text()[-6000:]}"
         if service == "postgres":
             # It noticed, and backs off rather than spinning or giving up.
@@ -47,8 +58,12 @@ def test_service_restart_mid_run(pipeline, services, tmp_path, service):
     m.assert_clean()
     assert rc == 0, m.text()[-8000:]
     retries = sum(1 for _lvl, _c, msg in m.messages() if "retrying in" in msg)
+    if outage_s > OUTAGE_S:
+        # The broker did take the partitions away, and the member took them back.
+        assert "maximum poll interval" in m.text() and "partitions lost" in m.text(), \
+            m.text()[-6000:]
     exp = assert_exact(p, lake, produced=summary["produced"])
     log(f"{service} restart: down after {before} readings stored (stop took {down_s:.1f} s), "
-        f"{OUTAGE_S} s outage, start took {up_s:.1f} s, {retries} logged retries, caught up "
+        f"{outage_s} s outage, start took {up_s:.1f} s, {retries} logged retries, caught up "
         f"{catch_up_s:.0f} s after the simulator finished; {exp['valid']} valid and "
         f"{len(exp['dead'])} dead letters exactly once, lag 0")
