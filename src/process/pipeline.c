@@ -457,6 +457,16 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     hooks.opaque = p;
     hooks.on_assign = tc_pipeline_on_assign;
     hooks.on_revoke = tc_pipeline_on_revoke;
+    /* The HTTP port first: a taken port is a configuration error to report before the consumer
+     * joins the group (closing librdkafka 2.0's consumer in the middle of its first join can trip
+     * an assertion in its sticky assignor). */
+    if (cfg->http_listen && *cfg->http_listen) {
+        p->obs = tc_observe_new(cfg->http_listen, errstr, errstr_size);
+        if (!p->obs) {
+            tc_pipeline_destroy(p);
+            return NULL;
+        }
+    }
     p->consumer = tc_consumer_new(cfg, &hooks, errstr, errstr_size);
     if (!p->consumer) {
         tc_pipeline_destroy(p);
@@ -647,8 +657,8 @@ static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
  * transactions that are rolled back, O(k log n) for k bad rows -- make each one a dead letter with
  * PostgreSQL's reason (the payload is the row as JSON; the original is at its Kafka offset), and
  * let the caller write the batch without them. The lake and the rollups skip them too, so both
- * stores keep the same readings. More than TC_REFUSED_MAX of them is not some rows but the schema:
- * that stops the run.
+ * stores keep the same readings. More than TC_REFUSED_MAX of them, or every row of a batch of
+ * several, is not some rows but the schema: that stops the run.
  */
 static tc_err tc_pipeline_bisect(tc_pipeline *p, const tc_batch *rows, size_t lo, size_t hi)
 {
@@ -717,11 +727,12 @@ static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, const tc_batch *rows, 
 
     p->nrefused = 0;
     err = tc_pipeline_bisect(p, rows, 0, rows->n);
-    if (err == TC_ERR_INVALID)
+    if (err == TC_ERR_INVALID || (err == TC_OK && rows->n > 1 && p->nrefused == rows->n))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "PostgreSQL refuses more than %d rows of one batch of topic \"%s\" "
+                          "PostgreSQL refuses %s rows of one batch of topic \"%s\" "
                           "(first: %s): stopping rather than dead-lettering the stream",
-                          TC_REFUSED_MAX, p->cfg->kafka_topic, p->refused[0].why);
+                          err == TC_ERR_INVALID ? "more than 64" : "all the", p->cfg->kafka_topic,
+                          p->refused[0].why);
     if (err != TC_OK)
         return tc_err_set(err, errstr, errstr_size, "could not isolate refused rows: %s",
                           tc_err_name(err));
@@ -1698,13 +1709,9 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     p->stop = stop;
     if (errstr_size)
         errstr[0] = '\0';
-    if (p->cfg->http_listen && *p->cfg->http_listen) {
-        p->obs = tc_observe_new(p->cfg->http_listen, errstr, errstr_size);
-        if (!p->obs)
-            return TC_ERR_CONFIG;
+    if (p->obs)
         tc_log_info("pipeline", "serving /healthz, /readyz and /metrics on port %u",
                     tc_observe_port(p->obs));
-    }
     err = tc_store_connect(p->store, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_ensure_partitions_around(

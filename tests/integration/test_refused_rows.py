@@ -64,6 +64,7 @@ def test_a_column_every_row_breaks_stops_the_run(tc):
         conn.execute("ALTER TABLE readings ALTER COLUMN device_id TYPE varchar(3)")
     proc = tc.cmd("run", "--exit-when-idle", "2", check=False, timeout=300)
     assert proc.returncode != 0
-    assert "more than 64 rows" in proc.stderr, proc.stderr[-3000:]
+    assert "stopping rather than dead-lettering the stream" in proc.stderr, proc.stderr[-3000:]
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 0
-    assert tc.sql("SELECT count(*) FROM dead_letters")[0][0] == 0
+    # At most a first batch of a single reading can have been taken for one bad row.
+    assert tc.sql("SELECT count(*) FROM dead_letters")[0][0] <= 1
