@@ -192,6 +192,21 @@ static tc_err tc_replay_latest(tc_store *s, const char *const *params, char *err
                           errstr_size);
 }
 
+/* Recompute what the rows of tc_replay_gone feed: their rollup buckets (plain mode) and their
+ * devices' latest rows (params: the range, whose rows are left out; NULL: none left out). */
+static tc_err tc_replay_derived(tc_store *s, const char *const *params, char *errstr,
+                                size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    if (s->mode == TC_STORE_PLAIN && s->rollups) {
+        err = tc_replay_rollup(s, "rollup_1m", "minute", errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_replay_rollup(s, "rollup_1h", "hour", errstr, errstr_size);
+    }
+    return err == TC_OK ? tc_replay_latest(s, params, errstr, errstr_size) : err;
+}
+
 tc_err tc_store_replay_reset(tc_store *s, int32_t partition, int64_t from, int64_t to,
                              int64_t *deleted, char *errstr, size_t errstr_size)
 {
@@ -221,13 +236,8 @@ tc_err tc_store_replay_reset(tc_store *s, int32_t partition, int64_t from, int64
                            " RETURNING device_id, time)"
                            " INSERT INTO tc_replay_gone SELECT device_id, time FROM d",
                            3, params, deleted, "delete the range's readings", errstr, errstr_size);
-    if (err == TC_OK && derived && s->mode == TC_STORE_PLAIN && s->rollups) {
-        err = tc_replay_rollup(s, "rollup_1m", "minute", errstr, errstr_size);
-        if (err == TC_OK)
-            err = tc_replay_rollup(s, "rollup_1h", "hour", errstr, errstr_size);
-    }
     if (err == TC_OK && derived)
-        err = tc_replay_latest(s, params, errstr, errstr_size);
+        err = tc_replay_derived(s, params, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit the replay's reset", errstr, errstr_size);
     if (err != TC_OK) {
@@ -287,13 +297,8 @@ tc_err tc_store_replay_settle(tc_store *s, int32_t partition, int64_t from, int6
                              " time FROM @S.readings WHERE kafka_partition = $1::int"
                              " AND kafka_offset >= $2::bigint AND kafka_offset < $3::bigint",
                              3, params, NULL, "find the range's readings", errstr, errstr_size);
-    if (err == TC_OK && derived && s->mode == TC_STORE_PLAIN && s->rollups) {
-        err = tc_replay_rollup(s, "rollup_1m", "minute", errstr, errstr_size);
-        if (err == TC_OK)
-            err = tc_replay_rollup(s, "rollup_1h", "hour", errstr, errstr_size);
-    }
     if (err == TC_OK && derived)
-        err = tc_replay_latest(s, NULL, errstr, errstr_size);
+        err = tc_replay_derived(s, NULL, errstr, errstr_size);
     /* The range's buckets are exact now, and nothing below the range was missing from the rollups
      * (the replay starts at their mark at the latest): their mark joins the store's. */
     if (err == TC_OK) {
