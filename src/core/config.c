@@ -76,6 +76,9 @@ static const tc_conf_entry tc_conf_table[] = {
      "false: a server crash may lose the last commits (consumed again: still exactly once)."},
     {"postgres.rollups", TC_CT_BOOL, "true", 0, 0, NULL, OFF(pg_rollups),
      "Plain mode: maintain the 1-minute and 1-hour rollups (views readings_1m, readings_1h)."},
+    {"postgres.writers", TC_CT_INT, "2", 1, 16, NULL, OFF(pg_writers),
+     "Connections that write batches in parallel (COPY in parallel, COMMIT in order); 1 still "
+     "writes one batch while the next is decoded."},
     {"postgres.rollup_interval_ms", TC_CT_INT, "1000", 0, 600000, NULL, OFF(pg_rollup_interval_ms),
      "How often the rollups and the latest state per device are written, from every batch stored "
      "since, in a transaction of their own with their own offsets (exactly once); 0: after every "

@@ -48,6 +48,7 @@ typedef struct tc_config {
     int64_t pg_compress_after_s;
     int64_t pg_synchronous_commit;
     int64_t pg_rollups;
+    int64_t pg_writers;
     int64_t pg_rollup_interval_ms;
     /* retention */
     int64_t retention_max_age_s;

@@ -38,13 +38,26 @@ static uint64_t tc_dedupe_mix(uint64_t h)
     return h ^ (h >> 31);
 }
 
+/* A word at a time (a multiply and a shift per 8 bytes, where FNV-1a spent a multiply per byte:
+ * the fingerprint of a reading with tags and extra was 7% of the pipeline's CPU). Each step is a
+ * bijection of the state, so inputs of the same shape that differ in one word never collide; the
+ * final mix spreads the bits. Byte order does not matter: fingerprints never leave the process. */
 static uint64_t tc_dedupe_bytes(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
+    uint64_t w;
 
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ULL;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, s, n);
+        /* The tail's length too, so that "a" and "a\0" differ. */
+        h = (h ^ w ^ ((uint64_t)n << 56)) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
     }
     return h;
 }
@@ -78,6 +91,14 @@ uint64_t tc_dedupe_fingerprint(const tc_batch *b, size_t i, const char *message_
     }
     h = tc_dedupe_mix(h);
     return h ? h : 1;
+}
+
+void tc_dedupe_prefetch(const tc_dedupe *d, uint64_t fp)
+{
+    size_t pos = (size_t)fp & (d->nslots - 1);
+
+    __builtin_prefetch(&d->gen[0].slots[pos]);
+    __builtin_prefetch(&d->gen[1].slots[pos]);
 }
 
 tc_dedupe *tc_dedupe_new(size_t max_entries, int64_t window_us)

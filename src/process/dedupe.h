@@ -42,6 +42,9 @@ uint64_t tc_dedupe_fingerprint(const tc_batch *b, size_t i, const char *message_
  * partition (a duplicate), 0 otherwise (then (partition, offset) is its first occurrence, or stays
  * the earlier one recorded). time_us (the reading's event time) moves the window along.
  */
+/* Start loading the slots tc_dedupe_check of fp will probe: called as soon as the fingerprint is
+ * known, the cache misses overlap with the row's validation. */
+void tc_dedupe_prefetch(const tc_dedupe *d, uint64_t fp);
 int tc_dedupe_check(tc_dedupe *d, uint64_t fp, int32_t partition, int64_t offset, int64_t time_us);
 
 /* Fingerprints remembered now (both generations). */

@@ -23,6 +23,7 @@
 #include "schema/avro_reading.h"
 #include "schema/catalog.h"
 #include "schema/json_reading.h"
+#include "store/async.h"
 #include "store/store.h"
 
 /* Dead letters per batch before it is written regardless of its row count: a burst of garbage must
@@ -44,6 +45,12 @@
 #define TC_CATALOG_FORCE_US 1000000LL
 /* Registry subjects: "<topic>-value" with Kafka's 249-byte topic names, or a configured one. */
 #define TC_PIPELINE_SUBJECT_MAX 1024
+/* lock_timeout of the writers' sessions when there are several (async.h): long enough for any
+ * lock a batch's transaction waits for in normal operation, short enough to be a hiccup. */
+#define TC_WRITER_LOCK_TIMEOUT_MS 5000
+/* While a batch is in flight the loop polls Kafka at least this often (ms), to settle the batch
+ * soon after the writer is done with it: the latency of a quiet stream depends on it. */
+#define TC_FLIGHT_POLL_MS 5
 /* Partitions tracked per batch (the topic's partition count bounds it in practice). */
 #define TC_PENDING_MAX 4096
 
@@ -70,9 +77,34 @@ typedef struct tc_marks {
 #define TC_REFUSED_MAX 64
 
 /* Pending aggregate groups (per rollup table) that force a rollup flush before the interval is
- * up: each group is a few hundred bytes, so three tables of this many stay near 50 MB, and a
- * second of 100K readings/s from 10,000 devices makes fewer. */
-#define TC_ROLLUP_GROUPS_MAX 50000
+ * up. A group is about 350 bytes and there are two sets of three tables (the one aggregating, the
+ * one the rollups' writer is writing), so this many stay near 40 MB. A backlog read at 130K
+ * readings/s from 10,000 devices covers about 3 minutes of event time per second: some 30,000
+ * one-minute groups, flushed twice a second instead of once -- the same rows, in two upserts. */
+#define TC_ROLLUP_GROUPS_MAX 20000
+
+/*
+ * One batch and what goes with it: its rows, its dead letters, and how far it takes each sink on
+ * each partition. There are two: the pipeline fills one while the writer has the other in flight
+ * (tc_pipeline_dispatch), and settles the one in flight -- the store's marks, the rollups, the
+ * lake, Kafka -- before it hands the writer the next (tc_pipeline_settle), so the sinks take the
+ * batches in the order they were read.
+ */
+typedef struct tc_slot {
+    tc_batch *batch;
+    tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
+    uint8_t *sinks;     /* per row of batch: TC_SINK_* */
+    tc_dlq_batch *dlq;
+    tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
+    size_t npending;
+    tc_partition_offset lake_pending[TC_PENDING_MAX]; /* lake: the same for the lake */
+    size_t nlake_pending;
+    tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: the same for the rollups */
+    size_t nrollup_pending;
+    size_t store_rows;    /* rows of the batch meant for the store */
+    const tc_batch *rows; /* what the writer was given: batch, or filtered */
+    int writer;           /* the writer it is in flight on, -1 when none */
+} tc_slot;
 
 struct tc_pipeline {
     const tc_config *cfg;
@@ -88,12 +120,17 @@ struct tc_pipeline {
     int store_ok;              /* the store's last write (or connection) succeeded */
     int64_t last_commit_us;
     char not_ready[TC_OBSERVE_REASON_MAX];
-    size_t dyn_logged;   /* dynamic columns announced in the log so far */
-    int closing;         /* being destroyed: take no new partitions */
-    tc_windows *windows; /* a replay's ranges (tc_pipeline_set_windows); NULL in a normal run */
-    tc_batch *batch;
-    tc_batch *filtered;   /* the store's rows of a batch that has lake-only rows (rare) */
-    uint8_t *sinks;       /* per row of batch: TC_SINK_* */
+    size_t dyn_logged;       /* dynamic columns announced in the log so far */
+    int closing;             /* being destroyed: take no new partitions */
+    tc_windows *windows;     /* a replay's ranges (tc_pipeline_set_windows); NULL in a normal run */
+    tc_store_async *writers; /* write the batches in flight, on connections of their own */
+    tc_slot *slots;          /* one per writer, and one more */
+    size_t nslots;
+    tc_slot *cur;     /* the batch being filled */
+    tc_slot **flight; /* the batches the writers have, oldest first (a ring of nslots) */
+    size_t flight_head, nflight;
+    int chain_broken;     /* a batch in flight failed: settle all before handing out another */
+    tc_store *wstore;     /* the store of the writer whose batch is being settled */
     uint8_t *lake_mask;   /* per row: 1 if for the lake (tc_lake_append's mask) */
     uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
     tc_batch *probe;      /* rows of a refused batch, probed to find the refused ones */
@@ -116,17 +153,14 @@ struct tc_pipeline {
         char why[TC_REJECT_DETAIL_MAX];
     } refused[TC_REFUSED_MAX];
     size_t nrefused;
-    tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: next offset in the batch */
-    size_t nrollup_pending;
     int64_t rollups_flushed_us; /* when the pending aggregates were last written */
-    int check_ends;             /* a new assignment: compare the marks with the partitions' ends */
-    tc_dlq_batch *dlq;
-    tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
-    size_t npending;
-    tc_partition_offset lake_pending[TC_PENDING_MAX]; /* lake: the same for the lake */
-    size_t nlake_pending;
-    size_t store_rows; /* rows of the batch meant for the store */
-    tc_marks *marks;   /* indexed by partition */
+    /* The rollups' writer's flush (store/async.h): its marks, and whether it failed and holds
+     * the aggregates for another try. */
+    tc_partition_offset rollup_flight[TC_PENDING_MAX];
+    size_t nrollup_flight;
+    int rollup_retry;
+    int check_ends;  /* a new assignment: compare the marks with the partitions' ends */
+    tc_marks *marks; /* indexed by partition */
     size_t nmarks;
     int64_t batch_started_us; /* when the oldest message of the batch arrived, 0 = empty */
     int64_t now_us;
@@ -143,7 +177,7 @@ struct tc_pipeline {
 
 static void tc_pipeline_publish(tc_pipeline *p);
 static int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms);
-static tc_err tc_pipeline_rollups_flush(tc_pipeline *p, int force);
+static tc_err tc_pipeline_rollups_flush(tc_pipeline *p);
 static void tc_pipeline_rollups_discard(tc_pipeline *p);
 
 static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
@@ -328,15 +362,45 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
 }
 
 static tc_err tc_pipeline_flush(tc_pipeline *p);
+static tc_err tc_pipeline_settle(tc_pipeline *p, int lost);
 
+/* Forget a slot's batch: written and settled, or never to be (it is read again). */
+static void tc_pipeline_slot_reset(tc_slot *s)
+{
+    tc_batch_reset(s->batch);
+    tc_dlq_batch_reset(s->dlq);
+    s->npending = 0;
+    s->nlake_pending = 0;
+    s->nrollup_pending = 0;
+    s->store_rows = 0;
+    s->rows = NULL;
+    s->writer = -1;
+}
+
+static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg)
+{
+    s->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
+    s->filtered = tc_batch_new((size_t)cfg->batch_size, 0);
+    s->sinks = calloc((size_t)cfg->batch_size, 1);
+    /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
+    s->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
+                              (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
+    s->writer = -1;
+    return s->batch && s->filtered && s->sinks && s->dlq ? TC_OK : TC_ERR_NOMEM;
+}
+
+static void tc_pipeline_slot_free(tc_slot *s)
+{
+    tc_batch_destroy(s->batch);
+    tc_batch_destroy(s->filtered);
+    free(s->sinks);
+    tc_dlq_batch_destroy(s->dlq);
+}
+
+/* Forget the batch being filled (the one in flight is the writer's until settled). */
 static void tc_pipeline_drop(tc_pipeline *p)
 {
-    tc_batch_reset(p->batch);
-    tc_dlq_batch_reset(p->dlq);
-    p->npending = 0;
-    p->nlake_pending = 0;
-    p->nrollup_pending = 0;
-    p->store_rows = 0;
+    tc_pipeline_slot_reset(p->cur);
     p->batch_started_us = 0;
 }
 
@@ -358,7 +422,8 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
         /* Someone else owns these partitions now; what we hold was never committed and will be
          * read again by the new owner from the sinks' marks. */
         tc_log_warn("pipeline", "partitions lost; dropping %zu uncommitted readings",
-                    p->batch->n + p->dlq->n);
+                    p->cur->batch->n + p->cur->dlq->n);
+        tc_pipeline_settle(p, 1); /* what the writer has is committed, or dropped */
         tc_pipeline_drop(p);
     } else if (tc_pipeline_flush(p) == TC_OK && !p->lake_broken) {
         written = 1;
@@ -368,7 +433,7 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
     }
     /* The pending aggregates hold rows of these partitions: written now, or never (their next
      * owner reads them again from the rollups' marks, and so do we for the partitions we keep). */
-    rollups_written = !lost && tc_pipeline_rollups_flush(p, 1) == TC_OK;
+    rollups_written = !lost && tc_pipeline_rollups_flush(p) == TC_OK;
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (m)
@@ -400,6 +465,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     tc_store_options so;
     tc_consumer_hooks hooks = {0};
     tc_pipeline *p = calloc(1, sizeof(*p));
+    int slots_ok = 1;
 
     if (!p) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
@@ -409,9 +475,21 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->lake_backoff = TC_RETRY_MIN_MS;
     tc_store_options_from_config(&so, cfg);
     p->store = tc_store_new(&so);
-    p->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
-    p->filtered = tc_batch_new((size_t)cfg->batch_size, 0);
-    p->sinks = calloc((size_t)cfg->batch_size, 1);
+    /* Writers wait for their turn to commit with their transaction open: a lock that DDL of
+     * another writer waits for (async.h). The timeout turns that deadlock into a retry. */
+    so.lock_timeout_ms = cfg->pg_writers > 1 ? TC_WRITER_LOCK_TIMEOUT_MS : 0;
+    p->writers = tc_store_async_new(&so, (int)cfg->pg_writers, errstr, errstr_size);
+    so.lock_timeout_ms = 0;
+    p->nslots = (size_t)cfg->pg_writers + 1;
+    p->slots = calloc(p->nslots, sizeof(*p->slots));
+    p->flight = calloc(p->nslots, sizeof(*p->flight));
+    if (!p->writers || !p->slots || !p->flight) {
+        if (p->writers)
+            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
+        tc_pipeline_destroy(p);
+        return NULL;
+    }
+    p->cur = &p->slots[0];
     p->lake_mask = calloc((size_t)cfg->batch_size, 1);
     p->rollup_mask = calloc((size_t)cfg->batch_size, 1);
     p->probe = tc_batch_new((size_t)cfg->batch_size, 0);
@@ -424,11 +502,9 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
             return NULL;
         }
     }
-    /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
-    p->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
-                              (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
-    if (!p->store || !p->batch || !p->dlq || !p->filtered || !p->sinks || !p->lake_mask ||
-        !p->rollup_mask || !p->probe) {
+    for (size_t i = 0; i < p->nslots; i++)
+        slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg) == TC_OK;
+    if (!p->store || !slots_ok || !p->lake_mask || !p->rollup_mask || !p->probe) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
@@ -508,12 +584,14 @@ void tc_pipeline_destroy(tc_pipeline *p)
     tc_schema_cache_destroy(p->schemas);
     tc_catalog_destroy(p->catalog);
     tc_observe_destroy(p->obs);
+    tc_store_async_destroy(p->writers);
     tc_store_destroy(p->store);
     tc_lake_destroy(p->lake);
     tc_windows_destroy(p->windows);
-    tc_batch_destroy(p->batch);
-    tc_batch_destroy(p->filtered);
-    free(p->sinks);
+    for (size_t i = 0; p->slots && i < p->nslots; i++)
+        tc_pipeline_slot_free(&p->slots[i]);
+    free(p->slots);
+    free(p->flight);
     free(p->lake_mask);
     free(p->rollup_mask);
     tc_batch_destroy(p->probe);
@@ -522,7 +600,6 @@ void tc_pipeline_destroy(tc_pipeline *p)
         free(p->lookback[i].dead);
     free(p->lookback);
     free(p->marks);
-    tc_dlq_batch_destroy(p->dlq);
     free(p);
 }
 
@@ -576,11 +653,11 @@ static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t part
 {
     if ((sinks & TC_SINK_STORE) &&
         !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
-        tc_pipeline_note(p->pending, &p->npending, partition, offset);
+        tc_pipeline_note(p->cur->pending, &p->cur->npending, partition, offset);
     if (sinks & TC_SINK_LAKE)
-        tc_pipeline_note(p->lake_pending, &p->nlake_pending, partition, offset);
+        tc_pipeline_note(p->cur->lake_pending, &p->cur->nlake_pending, partition, offset);
     if (sinks & TC_SINK_ROLLUP)
-        tc_pipeline_note(p->rollup_pending, &p->nrollup_pending, partition, offset);
+        tc_pipeline_note(p->cur->rollup_pending, &p->cur->nrollup_pending, partition, offset);
 }
 
 /* Tell Kafka how far every sink is (informational: lag monitoring). */
@@ -637,15 +714,15 @@ static void tc_pipeline_reset_like(tc_batch *dst, const tc_batch *src)
 }
 
 /* Rows of the batch meant for the store, when some are not (a lake catching up). */
-static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
+static const tc_batch *tc_pipeline_store_rows(tc_slot *s)
 {
-    tc_batch *src = p->batch, *dst = p->filtered;
+    tc_batch *src = s->batch, *dst = s->filtered;
 
-    if (p->store_rows == src->n)
+    if (s->store_rows == src->n)
         return src;
     tc_pipeline_reset_like(dst, src);
     for (size_t i = 0; i < src->n; i++) {
-        if (p->sinks[i] & TC_SINK_STORE)
+        if (s->sinks[i] & TC_SINK_STORE)
             tc_pipeline_copy_row(dst, src, i);
     }
     return dst;
@@ -662,14 +739,15 @@ static const tc_batch *tc_pipeline_store_rows(tc_pipeline *p)
  */
 static tc_err tc_pipeline_bisect(tc_pipeline *p, const tc_batch *rows, size_t lo, size_t hi)
 {
+    tc_store *st = p->wstore; /* where the batch failed: idle now */
     char errstr[TC_ERRSTR_MAX];
     tc_err err;
 
     tc_pipeline_reset_like(p->probe, rows);
     for (size_t i = lo; i < hi; i++)
         tc_pipeline_copy_row(p->probe, rows, i);
-    err = tc_store_probe_rows(p->store, p->probe, errstr, sizeof(errstr));
-    if (err == TC_OK || !tc_store_refused_rows(p->store))
+    err = tc_store_probe_rows(st, p->probe, errstr, sizeof(errstr));
+    if (err == TC_OK || !tc_store_refused_rows(st))
         return err;
     if (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
@@ -719,8 +797,8 @@ static char *tc_pipeline_row_json(const tc_batch *b, size_t i, size_t *len)
     return out;
 }
 
-static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, const tc_batch *rows, char *errstr,
-                                          size_t errstr_size)
+static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, tc_slot *s, const tc_batch *rows,
+                                          char *errstr, size_t errstr_size)
 {
     size_t map[TC_REFUSED_MAX];
     tc_err err;
@@ -739,43 +817,43 @@ static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, const tc_batch *rows, 
     if (p->nrefused == 0) /* refused as a whole, accepted in parts: let the retry decide */
         return TC_OK;
     /* Batch rows of the refused store rows (rows may be the store's subset of the batch). */
-    for (size_t k = 0, j = 0, i = 0; i < p->batch->n && k < p->nrefused; i++) {
-        if (!(p->sinks[i] & TC_SINK_STORE))
+    for (size_t k = 0, j = 0, i = 0; i < s->batch->n && k < p->nrefused; i++) {
+        if (!(s->sinks[i] & TC_SINK_STORE))
             continue;
         if (j++ == p->refused[k].row)
             map[k++] = i;
     }
     for (size_t k = 0; k < p->nrefused; k++) {
         size_t i = map[k], len = 0;
-        char *json = tc_pipeline_row_json(p->batch, i, &len);
+        char *json = tc_pipeline_row_json(s->batch, i, &len);
         tc_log_warn("pipeline", "topic \"%s\" partition %d offset %lld: %s; dead-lettered",
-                    p->cfg->kafka_topic, p->batch->partition[i], (long long)p->batch->offset[i],
+                    p->cfg->kafka_topic, s->batch->partition[i], (long long)s->batch->offset[i],
                     p->refused[k].why);
-        err = json ? tc_dlq_batch_add(p->dlq, TC_REJECT_STORE_REFUSED, "store", p->refused[k].why,
-                                      json, len, p->batch->device_id[i].ptr,
-                                      p->batch->device_id[i].len, p->batch->partition[i],
-                                      p->batch->offset[i], p->now_us)
+        err = json ? tc_dlq_batch_add(s->dlq, TC_REJECT_STORE_REFUSED, "store", p->refused[k].why,
+                                      json, len, s->batch->device_id[i].ptr,
+                                      s->batch->device_id[i].len, s->batch->partition[i],
+                                      s->batch->offset[i], p->now_us)
                    : TC_ERR_NOMEM;
         free(json);
         if (err != TC_OK)
             return tc_err_set(err, errstr, errstr_size, "could not dead-letter a refused row: %s",
                               tc_err_name(err));
-        p->sinks[i] = 0;
-        p->store_rows--;
+        s->sinks[i] = 0;
+        s->store_rows--;
     }
     return TC_OK;
 }
 
 /* The lake's share of a flush: its rows, then how far each partition got, then due commits. */
-static tc_err tc_pipeline_flush_lake(tc_pipeline *p, char *errstr, size_t errstr_size)
+static tc_err tc_pipeline_flush_lake(tc_pipeline *p, tc_slot *s, char *errstr, size_t errstr_size)
 {
     tc_err err;
 
-    for (size_t i = 0; i < p->batch->n; i++)
-        p->lake_mask[i] = (p->sinks[i] & TC_SINK_LAKE) != 0;
-    err = tc_lake_append(p->lake, p->batch, p->lake_mask, errstr, errstr_size);
-    for (size_t i = 0; err == TC_OK && i < p->nlake_pending; i++)
-        tc_lake_advance(p->lake, p->lake_pending[i].partition, p->lake_pending[i].next_offset);
+    for (size_t i = 0; i < s->batch->n; i++)
+        p->lake_mask[i] = (s->sinks[i] & TC_SINK_LAKE) != 0;
+    err = tc_lake_append(p->lake, s->batch, p->lake_mask, errstr, errstr_size);
+    for (size_t i = 0; err == TC_OK && i < s->nlake_pending; i++)
+        tc_lake_advance(p->lake, s->lake_pending[i].partition, s->lake_pending[i].next_offset);
     if (err == TC_OK)
         err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
     return err;
@@ -859,6 +937,9 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
     tc_err err;
 
     p->stats.retries++;
+    /* Batches still in flight move the store's marks first: the rewind must not go below them. */
+    if ((err = tc_pipeline_settle(p, 0)) != TC_OK && p->fatal)
+        return p->fatal;
     tc_log_warn("lake", "%s; reading again from the lake's last commit, retrying in %ld ms",
                 p->lake_errstr, wait);
     for (long slept = 0; slept < wait; slept += 50) {
@@ -898,23 +979,74 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
  * own that also moves their marks. After a crash the rows between the rollups' marks and the
  * store's are read again and given to the rollups only, so they stay exactly once.
  */
-static tc_err tc_pipeline_rollups_take(tc_pipeline *p)
+static tc_err tc_pipeline_rollups_take(tc_pipeline *p, tc_slot *s)
 {
-    for (size_t i = 0; i < p->batch->n; i++)
-        p->rollup_mask[i] = (p->sinks[i] & TC_SINK_ROLLUP) != 0;
-    if (tc_store_rollups_add(p->store, p->batch, p->rollup_mask) != TC_OK) {
+    for (size_t i = 0; i < s->batch->n; i++)
+        p->rollup_mask[i] = (s->sinks[i] & TC_SINK_ROLLUP) != 0;
+    if (tc_store_rollups_add(p->store, s->batch, p->rollup_mask) != TC_OK) {
         /* Part of the batch is in the aggregates: only a restart from the marks is exact. */
         p->fatal = TC_ERR_NOMEM;
         snprintf(p->fatal_str, sizeof(p->fatal_str),
                  "out of memory aggregating rollups (the next run resumes them from their marks)");
         return TC_ERR_NOMEM;
     }
-    for (size_t i = 0; i < p->nrollup_pending; i++) {
-        tc_marks *m = tc_pipeline_marks(p, p->rollup_pending[i].partition);
+    for (size_t i = 0; i < s->nrollup_pending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, s->rollup_pending[i].partition);
         if (m)
-            m->rollup_next = p->rollup_pending[i].next_offset;
+            m->rollup_next = s->rollup_pending[i].next_offset;
     }
-    p->nrollup_pending = 0;
+    s->nrollup_pending = 0;
+    return TC_OK;
+}
+
+/* The marks the pending aggregates take the rollups to: their next offset per partition, where it
+ * is past what is written. */
+static size_t tc_pipeline_rollup_marks(tc_pipeline *p, tc_partition_offset *marks)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+        tc_marks *m = &p->marks[i];
+        if (m->rollup_next > m->rollup_durable && m->rollup_next != INT64_MAX)
+            marks[n++] = (tc_partition_offset){(int32_t)i, m->rollup_next};
+    }
+    return n;
+}
+
+/* The rollups' marks of a flush that succeeded become durable. */
+static void tc_pipeline_rollups_durable(tc_pipeline *p, const tc_partition_offset *marks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p->marks[marks[i].partition].rollup_durable = marks[i].next_offset;
+    tc_pipeline_commit_kafka(p);
+}
+
+/*
+ * The outcome of the rollups' writer (store/async.h), when its flush is over or block is set. A
+ * retriable failure leaves the aggregates with the writer, to be tried again (rollup_retry); any
+ * other is fatal.
+ */
+static tc_err tc_pipeline_rollups_collect(tc_pipeline *p, int block)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_err err;
+
+    if (!tc_store_async_rollups_busy(p->writers) ||
+        (!block && !tc_store_async_rollups_done(p->writers)))
+        return TC_OK;
+    err = tc_store_async_rollups_wait(p->writers, errstr, sizeof(errstr));
+    p->rollup_retry = err != TC_OK;
+    if (err == TC_OK) {
+        tc_pipeline_rollups_durable(p, p->rollup_flight, p->nrollup_flight);
+        return TC_OK;
+    }
+    if (!tc_err_is_retriable(err)) {
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        return err;
+    }
+    tc_log_warn("pipeline", "%s; rollups retried at the next interval", errstr);
     return TC_OK;
 }
 
@@ -926,7 +1058,10 @@ static void tc_pipeline_rollups_discard(tc_pipeline *p)
     char errstr[TC_ERRSTR_MAX];
     size_t n = 0;
 
+    tc_pipeline_rollups_collect(p, 1); /* a flush that went through keeps its marks */
     tc_store_rollups_clear(p->store);
+    tc_store_rollups_clear(tc_store_async_rollups_store(p->writers));
+    p->rollup_retry = 0;
     for (size_t i = 0; i < p->nmarks; i++) {
         tc_marks *m = &p->marks[i];
         if (m->rollup_next == m->rollup_durable)
@@ -941,24 +1076,31 @@ static void tc_pipeline_rollups_discard(tc_pipeline *p)
     }
 }
 
-/* Write the pending aggregates with the rollups' marks; retriable failures are retried with
- * back-off while force is set (a revocation, the end of the run), else left for the next call. */
-static tc_err tc_pipeline_rollups_flush(tc_pipeline *p, int force)
+/*
+ * Write every pending aggregate now, retrying with back-off until written or a stop is requested
+ * (a revocation, the end of the run, aggregates too large to wait): first what the rollups' writer
+ * holds, then what has been aggregated since, on the pipeline's own connection.
+ */
+static tc_err tc_pipeline_rollups_flush(tc_pipeline *p)
 {
     tc_partition_offset marks[TC_PENDING_MAX];
     char errstr[TC_ERRSTR_MAX];
     long backoff = TC_RETRY_MIN_MS;
-    size_t n = 0;
+    size_t n;
     tc_err err;
 
-    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
-        tc_marks *m = &p->marks[i];
-        if (m->rollup_next > m->rollup_durable && m->rollup_next != INT64_MAX)
-            marks[n++] = (tc_partition_offset){(int32_t)i, m->rollup_next};
-    }
     p->rollups_flushed_us = p->now_us;
+    while ((err = tc_pipeline_rollups_collect(p, 1)) == TC_OK && p->rollup_retry) {
+        if (tc_pipeline_backoff(p, &backoff))
+            return TC_ERR_STOPPED;
+        tc_store_async_flush_rollups(p->writers, NULL, p->rollup_flight, p->nrollup_flight);
+    }
+    if (err != TC_OK)
+        return err;
+    n = tc_pipeline_rollup_marks(p, marks);
     if (n == 0)
         return TC_OK;
+    backoff = TC_RETRY_MIN_MS;
     while ((err = tc_store_rollups_flush(p->store, marks, n, errstr, sizeof(errstr))) != TC_OK) {
         if (!tc_err_is_retriable(err)) {
             tc_log_error("pipeline", "%s", errstr);
@@ -966,53 +1108,80 @@ static tc_err tc_pipeline_rollups_flush(tc_pipeline *p, int force)
             snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
             return err;
         }
-        tc_log_warn("pipeline", "%s; rollups retried %s", errstr,
-                    force ? "with back-off" : "at the next interval");
-        if (!force)
-            return TC_OK;
+        tc_log_warn("pipeline", "%s; rollups retried with back-off", errstr);
         if (tc_pipeline_backoff(p, &backoff))
             return TC_ERR_STOPPED;
     }
-    for (size_t i = 0; i < n; i++)
-        p->marks[marks[i].partition].rollup_durable = marks[i].next_offset;
-    tc_pipeline_commit_kafka(p);
+    tc_pipeline_rollups_durable(p, marks, n);
     return TC_OK;
 }
 
-/* Flush the rollups when their interval is up or their aggregates are large. */
+/*
+ * Every postgres.rollup_interval_ms (or sooner when the aggregates grow large), hand the pending
+ * aggregates to the rollups' writer and go on: the upserts of a second's aggregates take a good
+ * part of a second, which the pipeline spends decoding instead. At most one flush is in flight; a
+ * failed one is tried again at the next interval, before newer aggregates go. Aggregates that reach
+ * TC_ROLLUP_GROUPS_MAX while the writer is still busy, or failing, are the back-pressure: written
+ * now, waiting.
+ */
 static tc_err tc_pipeline_rollups_due(tc_pipeline *p)
 {
-    if (p->now_us - p->rollups_flushed_us < p->cfg->pg_rollup_interval_ms * 1000LL &&
-        tc_store_rollups_pending(p->store) < TC_ROLLUP_GROUPS_MAX)
+    int full = tc_store_rollups_pending(p->store) >= TC_ROLLUP_GROUPS_MAX;
+    tc_err err = tc_pipeline_rollups_collect(p, 0);
+
+    if (err != TC_OK)
+        return err;
+    if (!full && p->now_us - p->rollups_flushed_us < p->cfg->pg_rollup_interval_ms * 1000LL)
         return TC_OK;
-    return tc_pipeline_rollups_flush(p, 0);
+    if (full && (tc_store_async_rollups_busy(p->writers) || p->rollup_retry))
+        return tc_pipeline_rollups_flush(p);
+    if (tc_store_async_rollups_busy(p->writers))
+        return TC_OK; /* the last flush is still being written: the next interval takes these */
+    p->rollups_flushed_us = p->now_us;
+    if (p->rollup_retry) {
+        tc_store_async_flush_rollups(p->writers, NULL, p->rollup_flight, p->nrollup_flight);
+        return TC_OK;
+    }
+    p->nrollup_flight = tc_pipeline_rollup_marks(p, p->rollup_flight);
+    if (p->nrollup_flight)
+        tc_store_async_flush_rollups(p->writers, p->store, p->rollup_flight, p->nrollup_flight);
+    return TC_OK;
 }
 
-/* Write the batch, retrying retriable failures until it is written or a stop is requested. */
-static tc_err tc_pipeline_flush(tc_pipeline *p)
+/* One attempt at writing a slot's batch on its writer's store (idle: its wait has returned). */
+static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch *rows, char *errstr,
+                                     size_t errstr_size)
 {
-    char errstr[TC_ERRSTR_MAX];
-    long backoff = TC_RETRY_MIN_MS, wait;
-    const tc_batch *rows;
-    tc_err err;
-
-    if (p->batch->n == 0 && p->dlq->n == 0 && p->npending == 0 && p->nlake_pending == 0 &&
-        p->nrollup_pending == 0)
+    if (!rows->n && !s->dlq->n && !s->npending)
         return TC_OK;
-    rows = tc_pipeline_store_rows(p);
-    for (;;) {
-        err = TC_OK;
-        if (rows->n || p->dlq->n || p->npending)
-            err = tc_store_write(p->store, rows, p->dlq, p->pending, p->npending, errstr,
-                                 sizeof(errstr));
-        if (err == TC_OK)
-            break;
-        if (err == TC_ERR_DB && rows->n && tc_store_refused_rows(p->store)) {
-            size_t before = p->dlq->n;
-            err = tc_pipeline_isolate_refused(p, rows, errstr, sizeof(errstr));
-            if (err == TC_OK && p->dlq->n > before) {
-                rows = tc_pipeline_store_rows(p);
-                continue; /* the batch without them */
+    return tc_store_write(p->wstore, rows, s->dlq, s->pending, s->npending, errstr, errstr_size);
+}
+
+/*
+ * A writer's outcome of a slot: retry what failed (refused rows become dead letters, retriable
+ * failures are tried again with back-off until written or a stop is requested; a batch that only
+ * rolled back because one before it failed is written again at once), then what follows a stored
+ * batch -- the store's marks, the rollups, the lake, Kafka's offsets. Every batch before it is
+ * settled, and p->wstore is the idle store of its writer.
+ */
+static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
+                                  char *errstr, size_t errstr_size)
+{
+    const tc_batch *rows = s->rows;
+    long backoff = TC_RETRY_MIN_MS, wait;
+
+    if (p->fatal) /* the run is over: nothing more is written */
+        return p->fatal;
+    if (err != TC_OK && cascaded)
+        err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
+    while (err != TC_OK) {
+        if (err == TC_ERR_DB && rows->n && tc_store_refused_rows(p->wstore)) {
+            size_t before = s->dlq->n;
+            err = tc_pipeline_isolate_refused(p, s, rows, errstr, errstr_size);
+            if (err == TC_OK && s->dlq->n > before) {
+                rows = tc_pipeline_store_rows(s); /* the batch without them */
+                err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
+                continue;
             }
             if (err == TC_OK)
                 err = TC_ERR_DB;
@@ -1037,39 +1206,149 @@ static tc_err tc_pipeline_flush(tc_pipeline *p)
             tc_time_sleep_ms(50);
         }
         backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
+        err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
     }
     p->store_ok = 1;
     p->last_commit_us = tc_time_now_us();
     /* The dead letters are durable in PostgreSQL; their Kafka copy is a convenience for
      * Kafka-native tooling, so a failure to send it is logged, not fatal. */
-    if (p->dlq_mirror && p->dlq->n &&
-        tc_dlq_mirror_send(p->dlq_mirror, p->dlq, p->cfg->kafka_topic, errstr, sizeof(errstr)) !=
+    if (p->dlq_mirror && s->dlq->n &&
+        tc_dlq_mirror_send(p->dlq_mirror, s->dlq, p->cfg->kafka_topic, errstr, errstr_size) !=
             TC_OK)
         tc_log_warn("pipeline", "dead-letter mirror: %s", errstr);
-    for (size_t i = 0; i < p->npending; i++) {
-        tc_marks *m = tc_pipeline_marks(p, p->pending[i].partition);
+    for (size_t i = 0; i < s->npending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
         if (m)
-            m->store_next = p->pending[i].next_offset;
+            m->store_next = s->pending[i].next_offset;
     }
     p->stats.stored += rows->n;
-    p->stats.dead_letters += p->dlq->n;
+    p->stats.dead_letters += s->dlq->n;
     p->stats.batches++;
-    if (tc_pipeline_rollups_take(p) != TC_OK)
+    if (tc_pipeline_rollups_take(p, s) != TC_OK)
         return p->fatal;
     if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
         return err;
     /* The store has the batch; the lake follows. When it fails, the batch is done with all the
      * same (the store must not get it twice): the lake reads its share again from Kafka once it
-     * has recovered. The caller stops processing on the error; the run loop takes it from there. */
-    if (p->lake && (err = tc_pipeline_flush_lake(p, errstr, sizeof(errstr))) != TC_OK) {
-        tc_pipeline_drop(p);
+     * has recovered -- which is also why a lake already broken skips it. The caller stops
+     * processing on the error; the run loop takes it from there. */
+    if (p->lake && !p->lake_broken &&
+        (err = tc_pipeline_flush_lake(p, s, errstr, errstr_size)) != TC_OK) {
         tc_pipeline_lake_failed(p, err, errstr);
         return err;
     }
     tc_pipeline_lake_succeeded(p);
     tc_pipeline_commit_kafka(p);
-    tc_pipeline_drop(p);
     return TC_OK;
+}
+
+/*
+ * Collect the oldest batch in flight and settle it (tc_pipeline_written). With lost set, the
+ * partitions have a new owner already: a batch its writer could not store is dropped, not retried
+ * (the owner reads it again from the marks). A failure also drops the batch being filled: the run
+ * stops, or the lake's recovery rewinds the consumer to before it.
+ */
+static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_slot *s = p->flight[p->flight_head];
+    int cascaded;
+    tc_err err;
+
+    p->flight_head = (p->flight_head + 1) % p->nslots;
+    p->nflight--;
+    err = tc_store_async_wait(p->writers, s->writer, &cascaded, errstr, sizeof(errstr));
+    if (err != TC_OK)
+        p->chain_broken = 1; /* the batches after it roll back: settle them before any other */
+    p->wstore = tc_store_async_store(p->writers, s->writer);
+    if (err == TC_OK || !lost)
+        err = tc_pipeline_written(p, s, err, cascaded, errstr, sizeof(errstr));
+    tc_pipeline_slot_reset(s);
+    if (p->nflight == 0)
+        p->chain_broken = 0;
+    if (err != TC_OK)
+        tc_pipeline_drop(p);
+    return err;
+}
+
+/* Settle every batch in flight, oldest first, even after a failure (a batch committed must have
+ * its marks moved before the lake's recovery rewinds the consumer); the first error is returned. */
+static tc_err tc_pipeline_settle(tc_pipeline *p, int lost)
+{
+    tc_err first = TC_OK, err;
+
+    while (p->nflight) {
+        err = tc_pipeline_settle_oldest(p, lost);
+        if (first == TC_OK)
+            first = err;
+    }
+    return first;
+}
+
+/* Settle the batches in flight the writers are done with, without waiting. */
+static tc_err tc_pipeline_settle_done(tc_pipeline *p)
+{
+    tc_err err = TC_OK;
+
+    while (err == TC_OK && p->nflight &&
+           tc_store_async_done(p->writers, p->flight[p->flight_head]->writer))
+        err = tc_pipeline_settle_oldest(p, 0);
+    return err;
+}
+
+/* A slot neither being filled nor in flight (there is one more slot than writers). */
+static tc_slot *tc_pipeline_free_slot(tc_pipeline *p)
+{
+    for (size_t i = 0; i < p->nslots; i++) {
+        if (&p->slots[i] != p->cur && p->slots[i].writer < 0)
+            return &p->slots[i];
+    }
+    return NULL;
+}
+
+/*
+ * Hand the batch being filled to a free writer and start filling a free slot: the store writes
+ * up to postgres.writers batches while the next is decoded. When every writer has a batch, the
+ * oldest is settled first; after a failure, all of them are.
+ */
+static tc_err tc_pipeline_dispatch(tc_pipeline *p)
+{
+    tc_slot *s = p->cur, *next;
+    tc_err err = p->chain_broken ? tc_pipeline_settle(p, 0) : TC_OK;
+    int w = -1;
+
+    while (err == TC_OK && (w = tc_store_async_free_writer(p->writers)) < 0)
+        err = tc_pipeline_settle_oldest(p, 0);
+    if (err != TC_OK)
+        return err;
+    if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && s->nlake_pending == 0 &&
+        s->nrollup_pending == 0) {
+        p->batch_started_us = 0;
+        return TC_OK;
+    }
+    next = tc_pipeline_free_slot(p);
+    if (!next) /* cannot be: a free writer leaves a slot that is neither filled nor in flight */
+        return TC_ERR_INVALID;
+    s->rows = tc_pipeline_store_rows(s);
+    s->writer = w;
+    /* A batch with nothing for the store (a lake catching up) still goes through a writer, which
+     * commits an empty transaction in its turn: the sinks take the batches in order. */
+    tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending, s->npending);
+    p->flight[(p->flight_head + p->nflight) % p->nslots] = s;
+    p->nflight++;
+    p->cur = next;
+    /* The same dynamic columns in the same order: the store adds them by position. */
+    tc_pipeline_reset_like(p->cur->batch, s->batch);
+    p->batch_started_us = 0;
+    return TC_OK;
+}
+
+/* Write the batch being filled and those in flight, and settle them all. */
+static tc_err tc_pipeline_flush(tc_pipeline *p)
+{
+    tc_err err = tc_pipeline_dispatch(p);
+
+    return err == TC_OK ? tc_pipeline_settle(p, 0) : err;
 }
 
 /* Record a refused reading; flushes first when the dead-letter batch is full. */
@@ -1087,11 +1366,11 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
         len = TC_DLQ_PAYLOAD_MAX;
     }
     for (int attempt = 0; attempt < 2; attempt++) {
-        err = tc_dlq_batch_add(p->dlq, reason, stage, detail, m->payload ? m->payload : "", len,
-                               m->key, m->key_len, m->partition, m->offset, p->now_us);
+        err = tc_dlq_batch_add(p->cur->dlq, reason, stage, detail, m->payload ? m->payload : "",
+                               len, m->key, m->key_len, m->partition, m->offset, p->now_us);
         if (err != TC_ERR_FULL)
             return err;
-        err = tc_pipeline_flush(p);
+        err = tc_pipeline_dispatch(p);
         if (err != TC_OK)
             return err;
     }
@@ -1154,7 +1433,7 @@ static tc_reject tc_pipeline_defaults(tc_pipeline *p, size_t row, const tc_catal
                                       const tc_catalog_version *writer, const tc_json *root,
                                       int *rewrote)
 {
-    tc_batch *b = p->batch;
+    tc_batch *b = p->cur->batch;
     uint32_t mask = tc_pipeline_fixed_mask(b, row);
     tc_jbuf jb;
     char *text;
@@ -1210,15 +1489,15 @@ static void tc_pipeline_promote(tc_pipeline *p, size_t row, const tc_json *root)
         int d;
         if (mb->value->type != TC_JSON_NUMBER || !isfinite(mb->value->u.num.value))
             continue;
-        d = tc_batch_dyn_column(p->batch, mb->key, mb->key_len);
+        d = tc_batch_dyn_column(p->cur->batch, mb->key, mb->key_len);
         if (d < 0)
             continue;
         if ((size_t)d >= p->dyn_logged) {
             tc_log_info("pipeline", "new metric \"%s\" becomes a column", mb->key);
             p->dyn_logged = (size_t)d + 1;
         }
-        p->batch->dyn[d][row] = mb->value->u.num.value;
-        p->batch->dyn_present[d][row] = 1;
+        p->cur->batch->dyn[d][row] = mb->value->u.num.value;
+        p->cur->batch->dyn_present[d][row] = 1;
     }
 }
 
@@ -1232,7 +1511,7 @@ static void tc_pipeline_promote(tc_pipeline *p, size_t row, const tc_json *root)
  */
 static tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id)
 {
-    tc_batch *b = p->batch;
+    tc_batch *b = p->cur->batch;
     const tc_catalog_version *v = NULL, *reader = NULL, *writer = NULL;
     const char *keys[TC_JSON_EXTRA_FIELDS_MAX];
     size_t lens[TC_JSON_EXTRA_FIELDS_MAX], nkeys = 0;
@@ -1281,6 +1560,7 @@ static tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id
         p->row_has_id = id != NULL && !tc_jbuf_failed(&jb);
         p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? jb.data : NULL,
                                           p->row_has_id ? jb.len : 0);
+        tc_dedupe_prefetch(p->dedupe, p->row_fp);
         tc_jbuf_free(&jb);
     }
     tc_json_free(doc);
@@ -1320,7 +1600,7 @@ static void tc_pipeline_refresh_catalog(tc_pipeline *p)
         int d;
         if (f->fixed >= 0 || !f->numeric)
             continue;
-        d = tc_batch_dyn_column(p->batch, f->name, strlen(f->name));
+        d = tc_batch_dyn_column(p->cur->batch, f->name, strlen(f->name));
         if (d >= 0 && (size_t)d >= p->dyn_logged) {
             tc_log_info("pipeline", "field \"%s\" of schema version %d becomes a column", f->name,
                         (int)latest->version);
@@ -1382,7 +1662,7 @@ static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t
     if (!tc_avro_frame(m->payload, m->len, &id)) {
         if (tc_pipeline_catalog_wait(p))
             return TC_PIPELINE_STOPPED;
-        return tc_json_reading_decode(p->batch, m->payload, m->len, detail, detail_size);
+        return tc_json_reading_decode(p->cur->batch, m->payload, m->len, detail, detail_size);
     }
     *writer_id = id;
     if (!p->schemas) {
@@ -1415,7 +1695,7 @@ static tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t
         p->catalog_next_us = 0;
         tc_pipeline_refresh_catalog(p);
     }
-    return tc_avro_reading_decode(p->batch, plan, m->payload + TC_AVRO_FRAME_BYTES,
+    return tc_avro_reading_decode(p->cur->batch, plan, m->payload + TC_AVRO_FRAME_BYTES,
                                   m->len - TC_AVRO_FRAME_BYTES, detail, detail_size);
 }
 
@@ -1433,21 +1713,21 @@ static tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m)
 
     if (m->len == 0 || !m->payload || m->len > (size_t)p->cfg->max_message_bytes ||
         tc_pipeline_lookback_skips(p, m->partition, m->offset) ||
-        tc_batch_row_begin(p->batch) != TC_OK)
+        tc_batch_row_begin(p->cur->batch) != TC_OK)
         return TC_OK;
     r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
     if (r == TC_PIPELINE_STOPPED)
         return TC_ERR_STOPPED;
     if (r == TC_REJECT_NONE)
-        r = tc_pipeline_shape(p, p->batch->n, writer_id);
+        r = tc_pipeline_shape(p, p->cur->batch->n, writer_id);
     if (r == TC_REJECT_NONE)
-        r = tc_validate_row(p->batch, p->batch->n, &p->cfg->limits, p->now_us, detail,
+        r = tc_validate_row(p->cur->batch, p->cur->batch->n, &p->cfg->limits, p->now_us, detail,
                             sizeof(detail));
     if (r == TC_REJECT_NONE)
         tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
-                        p->batch->time_us[p->batch->n]);
-    if (p->batch->n == 0)
-        tc_batch_reset(p->batch);
+                        p->cur->batch->time_us[p->cur->batch->n]);
+    if (p->cur->batch->n == 0)
+        tc_batch_reset(p->cur->batch);
     return TC_OK;
 }
 
@@ -1476,16 +1756,16 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
                  (long long)p->cfg->max_message_bytes);
     } else {
         for (int attempt = 0;; attempt++) {
-            if (tc_batch_row_begin(p->batch) == TC_ERR_FULL || attempt > 0) {
-                err = tc_pipeline_flush(p);
+            if (tc_batch_row_begin(p->cur->batch) == TC_ERR_FULL || attempt > 0) {
+                err = tc_pipeline_dispatch(p);
                 if (err != TC_OK)
                     return err;
                 p->batch_started_us = p->now_us;
-                tc_batch_row_begin(p->batch);
+                tc_batch_row_begin(p->cur->batch);
             }
             r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
             if (r == TC_REJECT_NONE)
-                r = tc_pipeline_shape(p, p->batch->n, writer_id);
+                r = tc_pipeline_shape(p, p->cur->batch->n, writer_id);
             if (r == TC_PIPELINE_STOPPED)
                 return TC_ERR_STOPPED;
             if (r != TC_JSON_BATCH_FULL)
@@ -1498,11 +1778,11 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
             }
         }
         if (r == TC_REJECT_NONE)
-            r = tc_validate_row(p->batch, p->batch->n, &p->cfg->limits, p->now_us, detail,
+            r = tc_validate_row(p->cur->batch, p->cur->batch->n, &p->cfg->limits, p->now_us, detail,
                                 sizeof(detail));
         if (r == TC_REJECT_NONE && p->dedupe &&
             tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
-                            p->batch->time_us[p->batch->n])) {
+                            p->cur->batch->time_us[p->cur->batch->n])) {
             r = TC_REJECT_DUPLICATE;
             snprintf(detail, sizeof(detail),
                      "a resend of an earlier reading of this partition (same device_id, timestamp "
@@ -1510,11 +1790,11 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
                      p->row_has_id ? "message_id" : "content");
         }
         if (r == TC_REJECT_NONE) {
-            p->batch->partition[p->batch->n] = m->partition;
-            p->batch->offset[p->batch->n] = m->offset;
-            p->sinks[p->batch->n] = (uint8_t)sinks;
-            p->store_rows += (sinks & TC_SINK_STORE) != 0;
-            tc_batch_row_commit(p->batch);
+            p->cur->batch->partition[p->cur->batch->n] = m->partition;
+            p->cur->batch->offset[p->cur->batch->n] = m->offset;
+            p->cur->sinks[p->cur->batch->n] = (uint8_t)sinks;
+            p->cur->store_rows += (sinks & TC_SINK_STORE) != 0;
+            tc_batch_row_commit(p->cur->batch);
             tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
             return TC_OK;
         }
@@ -1536,9 +1816,9 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
 /* How far the lake will be once its open files are committed (they are, at exit). */
 static int64_t tc_lake_durable_or_pending(tc_pipeline *p, int32_t partition)
 {
-    for (size_t i = 0; i < p->nlake_pending; i++) {
-        if (p->lake_pending[i].partition == partition)
-            return p->lake_pending[i].next_offset;
+    for (size_t i = 0; i < p->cur->nlake_pending; i++) {
+        if (p->cur->lake_pending[i].partition == partition)
+            return p->cur->lake_pending[i].next_offset;
     }
     return tc_lake_advanced(p->lake, partition);
 }
@@ -1735,6 +2015,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
             deadline_us = p->batch_started_us + p->cfg->batch_timeout_ms * 1000LL;
             timeout_ms = deadline_us <= p->now_us ? 0 : (int)((deadline_us - p->now_us) / 1000);
         }
+        if (p->nflight && timeout_ms > TC_FLIGHT_POLL_MS)
+            timeout_ms = TC_FLIGHT_POLL_MS;
         n = tc_consumer_poll(p->consumer, timeout_ms, p->msgs, TC_CONSUMER_FETCH_MAX);
         if (p->fatal)
             break;
@@ -1759,12 +2041,16 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
             break; /* a replay: every range consumed */
         if (err == TC_OK && p->batch_started_us &&
             p->now_us - p->batch_started_us >= p->cfg->batch_timeout_ms * 1000LL)
-            err = tc_pipeline_flush(p);
+            err = tc_pipeline_dispatch(p);
+        /* The writer is done with the batch in flight: settle it now, not when the next is
+         * full, so that its rollups, lake rows and Kafka offsets follow at once. */
+        if (err == TC_OK)
+            err = tc_pipeline_settle_done(p);
         if (err != TC_OK && p->lake_broken && !p->fatal && err != TC_ERR_STOPPED)
             err = TC_OK; /* the next turn recovers the lake */
         if (err != TC_OK)
             break;
-        if (p->lake && !p->lake_broken && p->batch_started_us == 0) {
+        if (p->lake && !p->lake_broken && p->batch_started_us == 0 && !p->nflight) {
             /* Roll by age even when no batch comes to trigger it. */
             err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
             if (err != TC_OK) {
@@ -1784,7 +2070,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
-        if (idle_us > 0 && !p->lake_broken && p->batch_started_us == 0 &&
+        if (idle_us > 0 && !p->lake_broken && p->batch_started_us == 0 && !p->nflight &&
             p->now_us - last_activity >= idle_us &&
             p->now_us - last_idle_check >= TC_IDLE_CHECK_INTERVAL_US &&
             (tc_consumer_caught_up(p->consumer) || tc_consumer_assigned(p->consumer) == 0)) {
@@ -1809,7 +2095,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     if (err == TC_OK && !p->fatal)
         err = tc_pipeline_flush(p);
     if (err == TC_OK && !p->fatal)
-        err = tc_pipeline_rollups_flush(p, 1);
+        err = tc_pipeline_rollups_flush(p);
     if (err == TC_OK && !p->fatal && p->lake && !p->lake_broken) {
         err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size);
         if (err == TC_OK)

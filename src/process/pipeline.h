@@ -1,13 +1,16 @@
 /*
  * pipeline.h -- `thermocline run`: Kafka -> decode -> validate -> batch -> PostgreSQL.
  *
- * One thread drives the loop; librdkafka fetches in its own threads. Readings are decoded straight
- * into a columnar batch; refused ones go to the dead-letter batch. A batch is written when it holds
- * pipeline.batch_size readings, when its oldest reading has waited pipeline.batch_timeout_ms, when
- * its memory cap is reached, or before partitions are revoked; rows, dead letters and the next
- * offset per partition go to PostgreSQL in one transaction, and only then are offsets committed to
- * Kafka. A retriable store failure keeps the batch and retries it with capped exponential back-off
- * and jitter (consumption waits meanwhile: memory stays bounded by the batch caps).
+ * One thread drives the loop; librdkafka fetches in its own threads, the store's writers write in
+ * theirs (store/async.h). Readings are decoded straight into a columnar batch; refused ones go to
+ * the dead-letter batch. A batch is handed to a writer when it holds pipeline.batch_size readings,
+ * when its oldest reading has waited pipeline.batch_timeout_ms, when its memory cap is reached, or
+ * before partitions are revoked; rows, dead letters and the next offset per partition go to
+ * PostgreSQL in one transaction, and the batches commit in the order they were read. Up to
+ * postgres.writers batches are in flight while the next is decoded; each is settled oldest first
+ * (store marks, rollups, lake), and only then are offsets committed to Kafka. A retriable store
+ * failure keeps the batch and retries it with capped exponential back-off and jitter (consumption
+ * waits meanwhile: memory stays bounded by postgres.writers + 1 batches and their caps).
  */
 #ifndef TC_PROCESS_PIPELINE_H
 #define TC_PROCESS_PIPELINE_H

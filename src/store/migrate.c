@@ -653,3 +653,186 @@ tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, siz
     }
     return err;
 }
+
+/*
+ * Schema evolution of the rollups (plain mode): a dynamic metric gets the four columns a fixed one
+ * has in rollup_1m and rollup_1h, and the views readings_1m / readings_1h show its avg, min, max
+ * and n after the columns they had. Like the fixed ones, "<m>_n" and "<m>_sum" are NOT NULL DEFAULT
+ * 0: a bucket written before the metric existed then holds 0 of it, and the upsert's t.x +
+ * EXCLUDED.x adds to it (NULL + x would lose x). A constant default is stored in the catalog
+ * (PostgreSQL 11+), so the columns are, like readings', a catalog-only change.
+ *
+ * A view can only gain columns at its end (CREATE OR REPLACE VIEW), so its definition is generated
+ * from the metric columns the table really has, in the order they were added: correct whatever
+ * added them (another pipeline, an earlier run) and however many there are. The views are locked
+ * before their tables, as a query over a view locks them (locking the table first could deadlock
+ * with such a query), and with lock_timeout: a long query on a view makes the DDL give up and try
+ * again at the next flush instead of holding up the rollups -- and everything queued behind it.
+ * The partitions' advisory lock serialises the DDL of concurrent pipelines (and with retention).
+ */
+#define TC_ROLLUP_DDL_LOCK_TIMEOUT "2s"
+
+/* Metric columns of a rollup table: the metrics with all of <m>_n, _sum, _min, _max, in the
+ * order their _n columns were added, as the view's select list (", <m>_sum / nullif(<m>_n, 0)
+ * AS <m>_avg, <m>_min, <m>_max, <m>_n" each, quoted where needed by format's %I). */
+#define TC_ROLLUP_VIEW_COLS_SQL(table)                                                             \
+    "SELECT string_agg(format(', %1$I / nullif(%2$I, 0) AS %3$I, %4$I, %5$I, %2$I',"               \
+    " c.m || '_sum', c.m || '_n', c.m || '_avg', c.m || '_min', c.m || '_max'), '' ORDER BY"       \
+    " c.attnum) FROM (SELECT left(a.attname, -2) AS m, a.attnum FROM pg_attribute a WHERE"         \
+    " a.attrelid = '@S." table "'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND"           \
+    " a.attname LIKE '%\\_n') c WHERE (SELECT count(*) FROM pg_attribute b WHERE b.attrelid ="     \
+    " '@S." table "'::regclass AND b.attnum > 0 AND NOT b.attisdropped AND b.attname IN"           \
+    " (c.m || '_sum', c.m || '_min', c.m || '_max')) = 3"
+
+/* Does the view of rollup table t lack a column of rollup r's metrics [from, r->ndyn)? The
+ * columns and the view change in one transaction, so the view having "<m>_n" means all is there:
+ * what a restarted pipeline meets, and then it takes no lock at all. */
+static tc_err tc_store_rollup_view_lacks(tc_store *s, size_t t, const tc_rollup *r, size_t from,
+                                         int *lacks, char *errstr, size_t errstr_size)
+{
+    /* A text[] literal of "<m>_n" names: [a-z0-9_], nothing to escape. */
+    char names[TC_BATCH_DYN_MAX * (TC_BATCH_DYN_NAME_MAX + 4) + 3], tmpl[256], val[24];
+    size_t pos = 1, want = 0;
+    int found = 0;
+    tc_err err;
+
+    *lacks = 0;
+    names[0] = '{';
+    for (size_t d = from; d < r->ndyn; d++) {
+        if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
+            continue;
+        pos += (size_t)snprintf(names + pos, sizeof(names) - pos, "%s%s_n", want ? "," : "",
+                                r->dyn_name[d]);
+        want++;
+    }
+    snprintf(names + pos, sizeof(names) - pos, "}");
+    if (want == 0)
+        return TC_OK;
+    snprintf(tmpl, sizeof(tmpl),
+             "SELECT count(*) FROM pg_attribute WHERE attrelid = '@S.%s'::regclass AND attnum > 0"
+             " AND NOT attisdropped AND attname = ANY($1::text[])",
+             tc_store_rollup_tables[t].view);
+    err = tc_store_query_value(s, tmpl, names, 0, val, sizeof(val), &found, errstr, errstr_size);
+    if (err == TC_OK)
+        *lacks = !found || strtoull(val, NULL, 10) < want;
+    return err;
+}
+
+/* Add the columns of rollup r's metrics [from, r->ndyn) to rollup table t (one ALTER TABLE), then
+ * define its view again; sql is a buffer of TC_ROLLUP_SQL_MAX. */
+static tc_err tc_store_add_rollup_columns(tc_store *s, size_t t, const tc_rollup *r, size_t from,
+                                          char *sql, char *errstr, size_t errstr_size)
+{
+    const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
+    char what[128];
+    size_t pos, hdr;
+    int found = 0, n;
+    tc_err err;
+
+    n = snprintf(sql, TC_ROLLUP_SQL_MAX, "ALTER TABLE %s.%s", s->schema, rt->table);
+    pos = hdr = (size_t)n;
+    for (size_t d = from; d < r->ndyn && pos < TC_ROLLUP_SQL_MAX; d++) {
+        const char *c = r->dyn_name[d];
+        if (!tc_store_rollup_metric_fits(c))
+            continue;
+        n = snprintf(sql + pos, TC_ROLLUP_SQL_MAX - pos,
+                     "%s ADD COLUMN IF NOT EXISTS \"%s_n\" bigint NOT NULL DEFAULT 0,"
+                     " ADD COLUMN IF NOT EXISTS \"%s_sum\" double precision NOT NULL DEFAULT 0,"
+                     " ADD COLUMN IF NOT EXISTS \"%s_min\" double precision,"
+                     " ADD COLUMN IF NOT EXISTS \"%s_max\" double precision",
+                     pos == hdr ? "" : ",", c, c, c, c);
+        pos += n > 0 ? (size_t)n : TC_ROLLUP_SQL_MAX;
+    }
+    if (pos == hdr)
+        return TC_OK;
+    snprintf(what, sizeof(what), "add columns to \"%s\"", rt->table);
+    if (pos >= TC_ROLLUP_SQL_MAX)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not %s: statement too long",
+                          what);
+    err = tc_store_exec(s, sql, what, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    /* The view: device_id, bucket, n, then every metric the table has, fixed ones first. */
+    n = snprintf(sql, TC_ROLLUP_SQL_MAX,
+                 "CREATE OR REPLACE VIEW %s.%s AS SELECT device_id, bucket, n", s->schema,
+                 rt->view);
+    pos = (size_t)n;
+    err = tc_store_query_value(
+        s, t == 0 ? TC_ROLLUP_VIEW_COLS_SQL("rollup_1m") : TC_ROLLUP_VIEW_COLS_SQL("rollup_1h"),
+        NULL, 0, sql + pos, TC_ROLLUP_SQL_MAX - pos, &found, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    pos += strlen(sql + pos);
+    n = snprintf(sql + pos, TC_ROLLUP_SQL_MAX - pos, " FROM %s.%s", s->schema, rt->table);
+    snprintf(what, sizeof(what), "replace view \"%s\"", rt->view);
+    if (!found || n < 0 || (size_t)n >= TC_ROLLUP_SQL_MAX - pos)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not %s: %s", what,
+                          found ? "statement too long" : "no metric columns found");
+    return tc_store_exec(s, sql, what, errstr, errstr_size);
+}
+
+tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_size)
+{
+    char sql[TC_SQL_MAX], inner[TC_ERRSTR_MAX], *buf;
+    int need = 0, lacks[TC_STORE_ROLLUP_TABLES] = {0};
+    tc_err err = TC_OK;
+
+    for (size_t t = 0; err == TC_OK && t < TC_STORE_ROLLUP_TABLES; t++) {
+        const tc_rollup *r = tc_store_rollup_of(s, t);
+        if (r->ndyn > s->rollup_columns[t])
+            err = tc_store_rollup_view_lacks(s, t, r, s->rollup_columns[t], &lacks[t], errstr,
+                                             errstr_size);
+        need |= lacks[t];
+    }
+    if (err != TC_OK)
+        return err;
+    if (!need)
+        goto done;
+    buf = malloc(TC_ROLLUP_SQL_MAX);
+    if (!buf)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
+    if (tc_store_sql(s,
+                     "BEGIN; SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ");"
+                     " SET LOCAL lock_timeout = '" TC_ROLLUP_DDL_LOCK_TIMEOUT "';"
+                     " LOCK TABLE @S.readings_1m, @S.readings_1h IN ACCESS EXCLUSIVE MODE",
+                     sql, sizeof(sql)) < 0)
+        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "statement too long");
+    else
+        err = tc_store_exec(s, sql, "lock the rollup views", errstr, errstr_size);
+    for (size_t t = 0; err == TC_OK && t < TC_STORE_ROLLUP_TABLES; t++) {
+        const tc_rollup *r = tc_store_rollup_of(s, t);
+        if (lacks[t])
+            err = tc_store_add_rollup_columns(s, t, r, s->rollup_columns[t], buf, errstr,
+                                              errstr_size);
+    }
+    if (err == TC_OK)
+        err = tc_store_exec(s, "COMMIT", "commit new rollup columns", errstr, errstr_size);
+    else if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        tc_store_exec(s, "ROLLBACK", "roll back new rollup columns", inner, sizeof(inner));
+    free(buf);
+    /* A lock not granted in time (a long query on a view) is the moment's, not the statement's. */
+    if (err == TC_ERR_DB && !strcmp(s->sqlstate, "55P03"))
+        err = TC_ERR_DB_CONN;
+    if (err != TC_OK)
+        return err;
+done:
+    for (size_t t = 0; t < TC_STORE_ROLLUP_TABLES; t++) {
+        const tc_rollup *r = tc_store_rollup_of(s, t);
+        for (size_t d = s->rollup_columns[t]; d < r->ndyn; d++) {
+            if (!tc_store_rollup_metric_fits(r->dyn_name[d])) {
+                if (t == 0) /* once per metric: both rollups know the same ones */
+                    tc_log_warn("store",
+                                "metric \"%s\" gets no rollup columns: \"%s_sum\" would exceed"
+                                " PostgreSQL's 63-byte identifiers (it stays in readings and the"
+                                " lake)",
+                                r->dyn_name[d], r->dyn_name[d]);
+            } else {
+                tc_log_info("store", "%s and %s have columns for the metric \"%s\"",
+                            tc_store_rollup_tables[t].table, tc_store_rollup_tables[t].view,
+                            r->dyn_name[d]);
+            }
+        }
+        s->rollup_columns[t] = r->ndyn;
+    }
+    return TC_OK;
+}

@@ -21,6 +21,9 @@ void tc_rollup_free(tc_rollup *r)
     free(r->groups);
     free(r->slots);
     free(r->hashes);
+    free(r->dyn);
+    for (size_t d = 0; d < r->ndyn; d++)
+        free(r->dyn_name[d]);
     tc_arena_free(&r->arena);
     tc_rollup_init(r, r->width_us);
 }
@@ -97,6 +100,13 @@ static tc_err tc_rollup_reserve(tc_rollup *r, size_t rows)
         if (!g)
             return TC_ERR_NOMEM;
         r->groups = g;
+        /* Group-major with a stride of ndyn: growing the groups keeps every group's place. */
+        if (r->ndyn) {
+            tc_rollup_dyn *dyn = realloc(r->dyn, cap * r->ndyn * sizeof(*dyn));
+            if (!dyn)
+                return TC_ERR_NOMEM;
+            r->dyn = dyn;
+        }
         r->cap = cap;
     }
     if (want > r->nslots) {
@@ -172,6 +182,8 @@ static tc_err tc_rollup_group_start(tc_rollup *r, tc_rollup_group *g, const tc_b
                                     int64_t bucket)
 {
     memset(g, 0, sizeof(*g));
+    if (r->ndyn)
+        memset(&r->dyn[(size_t)(g - r->groups) * r->ndyn], 0, r->ndyn * sizeof(*r->dyn));
     g->bucket_us = bucket;
     if (tc_rollup_copy(r, &g->device, &b->device_id[i]) != TC_OK)
         return TC_ERR_NOMEM;
@@ -199,11 +211,96 @@ static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_bat
     return g->n > 1 && tc_rollup_newer(g, b, i) ? tc_rollup_take_latest(r, g, b, i) : TC_OK;
 }
 
+/* Index of the rollup's dynamic metric called name, or -1. */
+static int tc_rollup_dyn_find(const tc_rollup *r, const char *name)
+{
+    for (size_t d = 0; d < r->ndyn; d++) {
+        if (strcmp(r->dyn_name[d], name) == 0)
+            return (int)d;
+    }
+    return -1;
+}
+
+/*
+ * Map the batch's dynamic columns to the rollup's metrics (map[k]: the rollup's index of column
+ * k, -1 when it has no room), adopting the names it does not know yet. New metrics widen the
+ * side array, every group getting a zero aggregate for them. Called once per tc_rollup_add, after
+ * tc_rollup_reserve (the array must cover r->cap groups). The rollup is unchanged on failure.
+ */
+static tc_err tc_rollup_dyn_map(tc_rollup *r, const tc_batch *b, int *map)
+{
+    size_t nd = r->ndyn, old = r->ndyn;
+    tc_rollup_dyn *dyn;
+
+    for (size_t k = 0; k < b->ndyn; k++) {
+        /* Columns only get appended, so the batch's order is usually the rollup's. */
+        if (k < old && strcmp(r->dyn_name[k], b->dyn_name[k]) == 0) {
+            map[k] = (int)k;
+            continue;
+        }
+        /* The batch's names are distinct: only the names known before can match. */
+        map[k] = tc_rollup_dyn_find(r, b->dyn_name[k]);
+        if (map[k] < 0 && nd < TC_BATCH_DYN_MAX) {
+            r->dyn_name[nd] = strdup(b->dyn_name[k]);
+            if (!r->dyn_name[nd])
+                goto nomem;
+            map[k] = (int)nd++;
+        }
+    }
+    if (nd == old)
+        return TC_OK;
+    if (r->cap > SIZE_MAX / sizeof(*dyn) / nd)
+        goto nomem;
+    dyn = calloc(r->cap * nd, sizeof(*dyn));
+    if (!dyn)
+        goto nomem;
+    for (size_t g = 0; g < r->ngroups && old; g++)
+        memcpy(&dyn[g * nd], &r->dyn[g * old], old * sizeof(*dyn));
+    free(r->dyn);
+    r->dyn = dyn;
+    r->ndyn = nd;
+    return TC_OK;
+nomem:
+    for (size_t d = old; d < nd; d++)
+        free(r->dyn_name[d]);
+    return TC_ERR_NOMEM;
+}
+
+/* Add the dynamic columns of row i of b to group gi (map from tc_rollup_dyn_map). */
+static void tc_rollup_dyn_add(tc_rollup *r, size_t gi, const tc_batch *b, size_t i, const int *map)
+{
+    tc_rollup_dyn *row = &r->dyn[gi * r->ndyn];
+
+    for (size_t k = 0; k < b->ndyn; k++) {
+        tc_rollup_dyn *a;
+        double v;
+        if (map[k] < 0 || !b->dyn_present[k][i])
+            continue;
+        a = &row[map[k]];
+        v = b->dyn[k][i];
+        if (a->cnt == 0) {
+            a->min = v;
+            a->max = v;
+        } else {
+            a->min = v < a->min ? v : a->min;
+            a->max = v > a->max ? v : a->max;
+        }
+        a->sum += v;
+        a->cnt++;
+    }
+}
+
 tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
 {
+    int map[TC_BATCH_DYN_MAX];
+    /* Only rollups with buckets aggregate dynamic metrics: the latest state keeps `extra`. */
+    int dyn = r->width_us > 0 && b->ndyn > 0;
+
     if (b->n == 0)
         return TC_OK;
     if (tc_rollup_reserve(r, b->n) != TC_OK)
+        return TC_ERR_NOMEM;
+    if (dyn && tc_rollup_dyn_map(r, b, map) != TC_OK)
         return TC_ERR_NOMEM;
     for (size_t i = 0; i < b->n; i++) {
         const tc_slice *dev = &b->device_id[i];
@@ -230,6 +327,8 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
         }
         if (tc_rollup_group_add(r, g, b, i) != TC_OK)
             return TC_ERR_NOMEM;
+        if (dyn)
+            tc_rollup_dyn_add(r, (size_t)(g - r->groups), b, i, map);
     }
     return TC_OK;
 }

@@ -17,6 +17,14 @@
  *
  * A rollup with width_us == 0 groups per device only and is used for the `latest` state: each
  * group keeps the reading with the greatest (time, partition, offset) of the device.
+ *
+ * Dynamic metrics (schema evolution: the batch's dynamic columns, core/batch.h) are aggregated
+ * too, by rollups with buckets (the latest state keeps the whole reading in `extra` instead). They
+ * live in a side array rather than in tc_rollup_group, so that the common case -- no dynamic
+ * column -- keeps its groups as small and its loop as tight as before: the array is allocated only
+ * once a batch has dynamic columns, one tc_rollup_dyn per group and dynamic metric. The rollup
+ * remembers the metrics' names (copied, in the order first seen) and matches a batch's columns to
+ * them by name, so batches whose dynamic columns come in another order still add up right.
  */
 #ifndef TC_STORE_ROLLUP_H
 #define TC_STORE_ROLLUP_H
@@ -48,6 +56,12 @@ typedef struct tc_rollup_group {
     tc_slice tags, extra; /* owned by the arena; ptr NULL = NULL (kept only when width is 0) */
 } tc_rollup_group;
 
+/* Aggregate of one dynamic metric in one group; min and max are meaningful only when cnt > 0. */
+typedef struct tc_rollup_dyn {
+    int64_t cnt;
+    double sum, min, max;
+} tc_rollup_dyn;
+
 typedef struct tc_rollup {
     int64_t width_us; /* bucket width; 0 = one group per device */
     tc_rollup_group *groups;
@@ -56,6 +70,13 @@ typedef struct tc_rollup {
     uint32_t *hashes;
     size_t nslots; /* a power of two, at least twice the groups */
     tc_arena arena;
+    /* Dynamic metrics seen so far (width_us > 0 only): names owned by the rollup, kept across
+     * tc_rollup_clear because columns only ever appear. At most TC_BATCH_DYN_MAX; a batch
+     * bringing more new names than fit has the rest ignored. */
+    size_t ndyn;
+    char *dyn_name[TC_BATCH_DYN_MAX];
+    /* cap x ndyn aggregates, group-major (see tc_rollup_dyn_at); NULL while ndyn is 0. */
+    tc_rollup_dyn *dyn;
 } tc_rollup;
 
 /* An empty rollup of buckets width_us wide (0: per device). Allocates nothing yet. */
@@ -75,5 +96,12 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask);
 
 /* tc_rollup_clear, then tc_rollup_add of every row of b. */
 tc_err tc_rollup_build(tc_rollup *r, const tc_batch *b);
+
+/* Aggregate of dynamic metric d (< r->ndyn, named r->dyn_name[d]) in group g (< r->ngroups). A
+ * group made before the metric appeared has cnt 0 for it. */
+static inline const tc_rollup_dyn *tc_rollup_dyn_at(const tc_rollup *r, size_t g, size_t d)
+{
+    return &r->dyn[g * r->ndyn + d];
+}
 
 #endif

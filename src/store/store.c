@@ -34,6 +34,7 @@ tc_store *tc_store_new(const tc_store_options *opt)
     s->compress_after_s = opt->compress_after_s ? opt->compress_after_s : 7 * 86400;
     s->retention_s = opt->retention_s ? opt->retention_s : 30 * 86400;
     s->synchronous_commit = opt->synchronous_commit >= 0;
+    s->lock_timeout_ms = opt->lock_timeout_ms > 0 ? opt->lock_timeout_ms : 0;
     s->rollups = opt->rollups >= 0;
     tc_copybuf_init(&s->copy);
     tc_copybuf_init(&s->params);
@@ -141,10 +142,11 @@ tc_err tc_store_classify(tc_store *s, const PGresult *res)
     if (!state)
         return TC_ERR_DB_CONN;
     /* Connection exceptions (08), operator intervention such as a shutdown (57P0x), insufficient
-     * resources like a full disk (53), and serialization failures or deadlocks (40) all clear by
-     * themselves or by a retry; anything else is the statement's fault. */
+     * resources like a full disk (53), serialization failures or deadlocks (40) and a lock not
+     * granted within lock_timeout (55P03) all clear by themselves or by a retry; anything else is
+     * the statement's fault. */
     if (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3) || !strncmp(state, "53", 2) ||
-        !strncmp(state, "40", 2))
+        !strncmp(state, "40", 2) || !strcmp(state, "55P03"))
         return TC_ERR_DB_CONN;
     return TC_ERR_DB;
 }
@@ -225,6 +227,11 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
                             : "SET TIME ZONE 'UTC'; SET application_name = 'thermocline';"
                               " SET synchronous_commit = off",
                         "configure session", errstr, errstr_size);
+    if (err == TC_OK && s->lock_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SET lock_timeout = %d", s->lock_timeout_ms);
+        err = tc_store_exec(s, sql, "configure session", errstr, errstr_size);
+    }
     if (err == TC_OK)
         err = tc_store_load_state(s, errstr, errstr_size);
     return err;
@@ -358,8 +365,9 @@ static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
     tc_copy_end(c);
 }
 
-/* Array parameters of one prepared statement, built in s->params. */
-#define TC_PARAMS_MAX 32
+/* Array parameters of one prepared statement, built in s->params. The widest statement is a
+ * rollup upsert: device, bucket, count, then 4 arrays per metric, fixed or dynamic. */
+#define TC_PARAMS_MAX (3 + 4 * (TC_METRIC__COUNT + TC_BATCH_DYN_MAX))
 
 typedef struct tc_params {
     int n;
@@ -509,8 +517,21 @@ static int tc_sql_append(char *out, size_t cap, size_t *pos, const char *fmt, ..
     return 0;
 }
 
-/* The upsert of one rollup table: 3 + 4 per metric array parameters. */
-static int tc_store_rollup_sql(const tc_store *s, const char *table, char *out, size_t cap)
+const tc_store_rollup_table tc_store_rollup_tables[TC_STORE_ROLLUP_TABLES] = {
+    {"rollup_1m", "readings_1m", "tc_rollup_1m", TC_PREP_ROLLUP_1M},
+    {"rollup_1h", "readings_1h", "tc_rollup_1h", TC_PREP_ROLLUP_1H},
+};
+
+int tc_store_rollup_metric_fits(const char *name)
+{
+    return strlen(name) <= TC_ROLLUP_NAME_MAX;
+}
+
+/* The upsert of one rollup table: 3 + 4 per metric array parameters (*nparams), the fixed metrics
+ * then the rollup's first ndyn dynamic ones that get columns (quoted: a metric may be named like
+ * a keyword). */
+static int tc_store_rollup_sql(const tc_store *s, const tc_rollup *r, size_t ndyn,
+                               const char *table, char *out, size_t cap, int *nparams)
 {
     size_t pos = 0;
     int rc = 0, k = 4;
@@ -521,9 +542,21 @@ static int tc_store_rollup_sql(const tc_store *s, const char *table, char *out, 
         const char *c = tc_metric_names[m];
         rc |= tc_sql_append(out, cap, &pos, ", %s_n, %s_sum, %s_min, %s_max", c, c, c, c);
     }
+    for (size_t d = 0; d < ndyn; d++) {
+        const char *c = r->dyn_name[d];
+        if (tc_store_rollup_metric_fits(c))
+            rc |= tc_sql_append(out, cap, &pos, ", \"%s_n\", \"%s_sum\", \"%s_min\", \"%s_max\"", c,
+                                c, c, c);
+    }
     rc |= tc_sql_append(out, cap, &pos, ") SELECT * FROM unnest($1, $2, $3");
     for (int m = 0; m < TC_METRIC__COUNT; m++, k += 4)
         rc |= tc_sql_append(out, cap, &pos, ", $%d, $%d, $%d, $%d", k, k + 1, k + 2, k + 3);
+    for (size_t d = 0; d < ndyn; d++) {
+        if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
+            continue;
+        rc |= tc_sql_append(out, cap, &pos, ", $%d, $%d, $%d, $%d", k, k + 1, k + 2, k + 3);
+        k += 4;
+    }
     rc |= tc_sql_append(out, cap, &pos,
                         ") ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n");
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
@@ -534,15 +567,73 @@ static int tc_store_rollup_sql(const tc_store *s, const char *table, char *out, 
                             " %s_max = greatest(t.%s_max, EXCLUDED.%s_max)",
                             c, c, c, c, c, c, c, c, c, c, c, c);
     }
+    /* The dynamic columns are NOT NULL DEFAULT 0 like the fixed ones (migrate.c), so a row
+     * written before the metric existed adds up from 0, not from NULL. */
+    for (size_t d = 0; d < ndyn; d++) {
+        const char *c = r->dyn_name[d];
+        if (!tc_store_rollup_metric_fits(c))
+            continue;
+        rc |= tc_sql_append(out, cap, &pos,
+                            ", \"%s_n\" = t.\"%s_n\" + EXCLUDED.\"%s_n\","
+                            " \"%s_sum\" = t.\"%s_sum\" + EXCLUDED.\"%s_sum\","
+                            " \"%s_min\" = least(t.\"%s_min\", EXCLUDED.\"%s_min\"),"
+                            " \"%s_max\" = greatest(t.\"%s_max\", EXCLUDED.\"%s_max\")",
+                            c, c, c, c, c, c, c, c, c, c, c, c);
+    }
+    *nparams = k - 1;
     return rc;
 }
 
-/* Add the groups of one rollup to its table (plain mode). */
-static tc_err tc_store_write_rollup(tc_store *s, const tc_rollup *r, unsigned bit, const char *name,
-                                    const char *table, char *errstr, size_t errstr_size)
+/* Prepare the upsert of rollup table t for the first ndyn dynamic metrics of r, replacing one
+ * prepared for fewer: its text names the columns, and they only grow. */
+static tc_err tc_store_prepare_rollup(tc_store *s, size_t t, const tc_rollup *r, size_t ndyn,
+                                      char *errstr, size_t errstr_size)
 {
-    Oid types[3 + 4 * TC_METRIC__COUNT];
-    char sql[TC_SQL_MAX];
+    const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
+    Oid types[TC_PARAMS_MAX];
+    char *sql, dealloc[64];
+    int nparams = 0;
+    tc_err err;
+
+    if ((s->prepared & rt->prep) && s->rollup_prepared[t] == ndyn)
+        return TC_OK;
+    if (s->prepared & rt->prep) {
+        snprintf(dealloc, sizeof(dealloc), "DEALLOCATE %s", rt->stmt);
+        err = tc_store_exec(s, dealloc, "forget the rollup statement", errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+        s->prepared &= ~rt->prep;
+    }
+    sql = malloc(TC_ROLLUP_SQL_MAX);
+    if (!sql)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
+    if (tc_store_rollup_sql(s, r, ndyn, rt->table, sql, TC_ROLLUP_SQL_MAX, &nparams) < 0 ||
+        nparams > TC_PARAMS_MAX) {
+        free(sql);
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
+    }
+    types[0] = TC_OID_TEXT_ARRAY;
+    types[1] = TC_OID_TIMESTAMPTZ_ARRAY;
+    types[2] = TC_OID_INT8_ARRAY;
+    for (int k = 3; k + 3 < nparams; k += 4) {
+        types[k] = TC_OID_INT8_ARRAY;
+        types[k + 1] = TC_OID_FLOAT8_ARRAY;
+        types[k + 2] = TC_OID_FLOAT8_ARRAY;
+        types[k + 3] = TC_OID_FLOAT8_ARRAY;
+    }
+    err = tc_store_prepare(s, rt->prep, rt->stmt, sql, nparams, types, errstr, errstr_size);
+    free(sql);
+    if (err == TC_OK)
+        s->rollup_prepared[t] = ndyn;
+    return err;
+}
+
+/* Add the groups of the rollup of table t to the table (plain mode). */
+static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t errstr_size)
+{
+    const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
+    const tc_rollup *r = tc_store_rollup_of(s, t);
+    const char *name = rt->stmt, *table = rt->table;
     tc_params p;
     size_t g, ng;
     tc_err err;
@@ -550,23 +641,14 @@ static tc_err tc_store_write_rollup(tc_store *s, const tc_rollup *r, unsigned bi
     ng = r->ngroups;
     if (ng == 0)
         return TC_OK;
-    if (!(s->prepared & bit)) {
-        types[0] = TC_OID_TEXT_ARRAY;
-        types[1] = TC_OID_TIMESTAMPTZ_ARRAY;
-        types[2] = TC_OID_INT8_ARRAY;
-        for (int m = 0; m < TC_METRIC__COUNT; m++) {
-            types[3 + 4 * m] = TC_OID_INT8_ARRAY;
-            types[4 + 4 * m] = TC_OID_FLOAT8_ARRAY;
-            types[5 + 4 * m] = TC_OID_FLOAT8_ARRAY;
-            types[6 + 4 * m] = TC_OID_FLOAT8_ARRAY;
-        }
-        if (tc_store_rollup_sql(s, table, sql, sizeof(sql)) < 0)
-            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
-        err = tc_store_prepare(s, bit, name, sql, 3 + 4 * TC_METRIC__COUNT, types, errstr,
-                               errstr_size);
-        if (err != TC_OK)
-            return err;
-    }
+    /* tc_store_ensure_rollup_columns has run: a metric without a column would be lost. */
+    if (r->ndyn > s->rollup_columns[t])
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "%s lacks columns for %zu dynamic metrics", table,
+                          r->ndyn - s->rollup_columns[t]);
+    err = tc_store_prepare_rollup(s, t, r, r->ndyn, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
     tc_params_reset(s, &p);
     tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
     for (g = 0; g < ng; g++)
@@ -595,6 +677,32 @@ static tc_err tc_store_write_rollup(tc_store *s, const tc_rollup *r, unsigned bi
         for (g = 0; g < ng; g++) {
             if (r->groups[g].cnt[m])
                 tc_copy_float8(&s->params, r->groups[g].max[m]);
+            else
+                tc_copy_null(&s->params);
+        }
+    }
+    for (size_t d = 0; d < r->ndyn; d++) {
+        if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
+            continue;
+        tc_params_array(s, &p, TC_OID_INT8, ng, 0);
+        for (g = 0; g < ng; g++)
+            tc_copy_int8(&s->params, tc_rollup_dyn_at(r, g, d)->cnt);
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 0);
+        for (g = 0; g < ng; g++)
+            tc_copy_float8(&s->params, tc_rollup_dyn_at(r, g, d)->sum);
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
+        for (g = 0; g < ng; g++) {
+            const tc_rollup_dyn *a = tc_rollup_dyn_at(r, g, d);
+            if (a->cnt)
+                tc_copy_float8(&s->params, a->min);
+            else
+                tc_copy_null(&s->params);
+        }
+        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
+        for (g = 0; g < ng; g++) {
+            const tc_rollup_dyn *a = tc_rollup_dyn_at(r, g, d);
+            if (a->cnt)
+                tc_copy_float8(&s->params, a->max);
             else
                 tc_copy_null(&s->params);
         }
@@ -769,6 +877,18 @@ tc_err tc_store_rollups_add(tc_store *s, const tc_batch *b, const uint8_t *mask)
     return tc_rollup_add(&s->rlatest, b, mask);
 }
 
+void tc_store_rollups_hand_over(tc_store *from, tc_store *to)
+{
+    tc_rollup r1m = to->r1m, r1h = to->r1h, rlatest = to->rlatest;
+
+    to->r1m = from->r1m;
+    to->r1h = from->r1h;
+    to->rlatest = from->rlatest;
+    from->r1m = r1m;
+    from->r1h = r1h;
+    from->rlatest = rlatest;
+}
+
 size_t tc_store_rollups_pending(const tc_store *s)
 {
     size_t n = s->r1m.ngroups;
@@ -785,13 +905,8 @@ static tc_err tc_store_write_aggregates(tc_store *s, char *errstr, size_t errstr
 
     if (s->version < TC_STORE_VERSION_ROLLUPS)
         return TC_OK;
-    if (tc_store_has_rollups(s)) {
-        err = tc_store_write_rollup(s, &s->r1m, TC_PREP_ROLLUP_1M, "tc_rollup_1m", "rollup_1m",
-                                    errstr, errstr_size);
-        if (err == TC_OK)
-            err = tc_store_write_rollup(s, &s->r1h, TC_PREP_ROLLUP_1H, "tc_rollup_1h", "rollup_1h",
-                                        errstr, errstr_size);
-    }
+    for (size_t t = 0; tc_store_has_rollups(s) && err == TC_OK && t < TC_STORE_ROLLUP_TABLES; t++)
+        err = tc_store_write_rollup(s, t, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_write_latest(s, &s->rlatest, errstr, errstr_size);
     return err;
@@ -805,6 +920,13 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, siz
 
     if (err != TC_OK)
         return err;
+    /* New metrics get their rollup columns first, in a transaction of their own: DDL holds its
+     * exclusive lock until commit, which must not wait on the upserts. */
+    if (s->version >= TC_STORE_VERSION_ROLLUPS && tc_store_has_rollups(s)) {
+        err = tc_store_ensure_rollup_columns(s, errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+    }
     err = tc_store_exec(s, "BEGIN", "begin transaction", errstr, errstr_size);
     if (err != TC_OK)
         return err;
@@ -825,6 +947,14 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, siz
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
                       const tc_partition_offset *offsets, size_t noffsets, char *errstr,
                       size_t errstr_size)
+{
+    return tc_store_write_ordered(s, b, dlq, offsets, noffsets, NULL, NULL, errstr, errstr_size);
+}
+
+tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
+                              const tc_partition_offset *offsets, size_t noffsets,
+                              int (*turn)(void *opaque), void *opaque, char *errstr,
+                              size_t errstr_size)
 {
     char sql[TC_SQL_MAX], where[TC_SQL_MAX], inner[TC_ERRSTR_MAX];
     int64_t dmin = INT64_MAX, dmax = INT64_MIN, d;
@@ -878,6 +1008,13 @@ tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
             err = tc_store_copy(s, sql, where, errstr, errstr_size);
         if (err != TC_OK)
             goto fail;
+    }
+    /* The rows are in; the offsets say so only once every batch before this one has committed. */
+    if (turn && !turn(opaque)) {
+        err = tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
+                         "batch of topic \"%s\" not committed: a batch before it was not written",
+                         s->topic);
+        goto fail;
     }
     err = tc_store_write_offsets(s, s->group, offsets, noffsets, errstr, errstr_size);
     if (err != TC_OK)

@@ -47,6 +47,7 @@ typedef struct tc_store_options {
     int64_t retention_s;      /* retention policy in TimescaleDB mode (0: 30 days; < 0: none) */
     int synchronous_commit;   /* postgres.synchronous_commit: 0 default (on), 1 on, -1 off */
     int rollups;              /* plain-mode rollups: 0 default (on), 1 on, -1 off */
+    int lock_timeout_ms;      /* > 0: lock_timeout of the sessions (store writers, async.h) */
 } tc_store_options;
 
 typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mode;
@@ -83,6 +84,10 @@ tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_b
 /* Add the rows of b with mask[i] set (mask NULL: all) to the pending aggregates. TC_ERR_NOMEM:
  * the pending aggregates are unusable; clear them and read the rows again from the marks. */
 tc_err tc_store_rollups_add(tc_store *s, const tc_batch *b, const uint8_t *mask);
+/* Move the pending aggregates of `from` to `to`, which must have none pending (it gets `from`'s
+ * empty ones in exchange, memory kept): one store aggregates the next rows while the other writes
+ * these (store/async.h). Both stores have the same options. */
+void tc_store_rollups_hand_over(tc_store *from, tc_store *to);
 /* Groups pending in the largest aggregate: the caller's bound on their memory. */
 size_t tc_store_rollups_pending(const tc_store *s);
 /* Forget the pending aggregates. */
@@ -124,6 +129,14 @@ tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, i
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
                       const tc_partition_offset *offsets, size_t noffsets, char *errstr,
                       size_t errstr_size);
+
+/* tc_store_write that calls turn(opaque) after the COPYs, before the offsets and the COMMIT, and
+ * rolls back (a retriable error) when it returns 0: how writers in parallel commit in order
+ * (async.h). turn NULL: tc_store_write. */
+tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
+                              const tc_partition_offset *offsets, size_t noffsets,
+                              int (*turn)(void *opaque), void *opaque, char *errstr,
+                              size_t errstr_size);
 
 /* Rows and dead letters written since tc_store_new (for progress reports). */
 void tc_store_totals(const tc_store *s, uint64_t *rows, uint64_t *dead_letters);

@@ -16,9 +16,26 @@
 #define TC_SQL_MAX 8192
 /* Identifiers (schema names) after quoting. */
 #define TC_IDENT_MAX 130
+/* Rollup upserts and view definitions name every metric column: the fixed metrics and up to
+ * TC_BATCH_DYN_MAX dynamic ones, each name appearing a dozen times (under 1 KiB per metric). */
+#define TC_ROLLUP_SQL_MAX (96 * 1024)
+/* Longest dynamic metric name that gets rollup columns: "<name>_sum" (and _min, _max, the views'
+ * _avg) must fit PostgreSQL's 63-byte identifiers, which it would otherwise truncate -- into one
+ * name for all four. Longer metrics stay in readings and the lake only. */
+#define TC_ROLLUP_NAME_MAX (TC_BATCH_DYN_NAME_MAX - 4)
 
 /* The schema version whose objects the batch write uses beyond step 1: rollups, latest. */
 #define TC_STORE_VERSION_ROLLUPS 2
+
+/* The plain-mode rollup tables: table, view over it, name of its prepared upsert and the upsert's
+ * bit in tc_store.prepared. */
+typedef struct tc_store_rollup_table {
+    const char *table, *view, *stmt;
+    unsigned prep;
+} tc_store_rollup_table;
+
+#define TC_STORE_ROLLUP_TABLES 2
+extern const tc_store_rollup_table tc_store_rollup_tables[TC_STORE_ROLLUP_TABLES];
 
 /* Statements prepared once per connection (bits of tc_store.prepared). */
 enum {
@@ -47,6 +64,7 @@ struct tc_store {
     char want_mode[8]; /* "auto", "on", "off" */
     int64_t chunk_interval_s, compress_after_s, retention_s;
     int synchronous_commit; /* 1 on, 0 off */
+    int lock_timeout_ms;    /* > 0: the session's lock_timeout */
     int rollups;            /* 1 on, 0 off */
     /* what the database says, read at connect and after migrate */
     tc_store_mode mode;
@@ -58,7 +76,21 @@ struct tc_store {
     /* aggregates pending until tc_store_rollups_flush, and array parameters, reused */
     tc_rollup r1m, r1h, rlatest;
     tc_copybuf params;
+    /* Per rollup table (tc_store_rollup_tables): how many dynamic metrics of its rollup (the first
+     * names of tc_store_rollup_of) are known to have columns in the table and its view, and how
+     * many the upsert prepared on this connection names. */
+    size_t rollup_columns[TC_STORE_ROLLUP_TABLES];
+    size_t rollup_prepared[TC_STORE_ROLLUP_TABLES];
 };
+
+/* The rollup tables of plain mode and their views, fed by s->r1m and s->r1h. */
+static inline tc_rollup *tc_store_rollup_of(tc_store *s, size_t t)
+{
+    return t == 0 ? &s->r1m : &s->r1h;
+}
+
+/* Whether a dynamic metric gets rollup columns (see TC_ROLLUP_NAME_MAX). */
+int tc_store_rollup_metric_fits(const char *name);
 
 /*
  * Expand a SQL template into out: "@S" becomes the quoted schema name; "@C", "@Z", "@R" and "@A"
@@ -90,5 +122,9 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
 /* Make sure readings has the batch's dynamic metric columns (ALTER TABLE ... ADD COLUMN, online).
  */
 tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size);
+
+/* Make sure the rollup tables have columns for the dynamic metrics of their rollups, and their
+ * views show them (plain mode); in a short transaction of its own, outside the rollups'. */
+tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_size);
 
 #endif

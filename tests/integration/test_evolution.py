@@ -1,6 +1,7 @@
 """Schema evolution while the pipeline runs: a metric that appears later in the stream becomes a
 column of telemetry.readings (ALTER TABLE, online) and an OPTIONAL column of the lake files written
-from then on; earlier files stay as they are, and readers see one table across all files."""
+from then on; earlier files stay as they are, and readers see one table across all files. In plain
+mode the metric also gets columns in the rollup tables and the views over them."""
 
 import glob
 import json
@@ -10,10 +11,25 @@ import time
 from decimal import Decimal
 
 import duckdb
+import psycopg
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 from confluent_kafka import Producer
+
+from oracle import METRICS
+
+PLAIN = "postgres.timescaledb=off"
+
+
+@pytest.fixture
+def plain(tc):
+    """The tc fixture with every command forced into plain mode (as in test_store.py): the rollup
+    tables are plain mode's; TimescaleDB's continuous aggregates do not gain columns."""
+    settings = tc.settings
+    tc.settings = lambda extra=(): settings((PLAIN, *extra))
+    return tc
 
 
 def wait_for(pred, timeout=90):
@@ -84,3 +100,175 @@ def test_new_metric_becomes_a_column_in_both_stores(tc, tmp_path):
     assert (rows, n_co2) == (5000, 2000)
     ok = tc.cmd("lake", "verify", extra=(f"lake.dir={lake}",))
     assert " 0 bad" in ok.stdout
+
+
+def columns(tc, table):
+    return {r[0]: r[1] for r in tc.sql(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = %s", (table,))}
+
+
+def ordered_columns(tc, table):
+    return [r[0] for r in tc.sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = %s ORDER BY ordinal_position", (table,))]
+
+
+def rollup_table_mismatches(tc, table, width, metrics):
+    """Rollup table vs raw readings per (device_id, bucket): n, and per metric count, min and max
+    exactly, sum to 1e-9 relative (float8 sums added in another order)."""
+    raw = ", ".join(
+        f"count({m}) AS {m}_n, coalesce(sum({m}), 0) AS {m}_sum, min({m}) AS {m}_min,"
+        f" max({m}) AS {m}_max" for m in metrics)
+    checks = " OR ".join(
+        f"r.{m}_n IS DISTINCT FROM x.{m}_n OR r.{m}_min IS DISTINCT FROM x.{m}_min"
+        f" OR r.{m}_max IS DISTINCT FROM x.{m}_max"
+        f" OR abs(r.{m}_sum - x.{m}_sum) > 1e-9 * greatest(1, abs(r.{m}_sum))" for m in metrics)
+    return tc.sql(
+        f"WITH raw AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
+        f" AS bucket, count(*) AS n, {raw} FROM readings GROUP BY 1, 2)"
+        f" SELECT device_id, bucket, r.n, x.n FROM raw r FULL JOIN {table} x"
+        f" USING (device_id, bucket) WHERE r.n IS DISTINCT FROM x.n OR {checks} LIMIT 5")
+
+
+def view_mismatches(tc, view, width, metrics):
+    """The view against the same aggregates of the raw rows: n, and per metric the count, min and
+    max exactly, the average to 1e-9 relative (NULL where no reading had the metric)."""
+    raw = ", ".join(
+        f"avg({m}) AS {m}_avg, min({m}) AS {m}_min, max({m}) AS {m}_max, count({m}) AS {m}_n"
+        for m in metrics)
+    checks = " OR ".join(
+        f"r.{m}_n IS DISTINCT FROM v.{m}_n OR r.{m}_min IS DISTINCT FROM v.{m}_min"
+        f" OR r.{m}_max IS DISTINCT FROM v.{m}_max"
+        f" OR (r.{m}_avg IS NULL) <> (v.{m}_avg IS NULL)"
+        f" OR abs(r.{m}_avg - v.{m}_avg) > 1e-9 * greatest(1, abs(r.{m}_avg))" for m in metrics)
+    return tc.sql(
+        f"WITH r AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
+        f" AS bucket, count(*) AS n, {raw} FROM readings GROUP BY 1, 2)"
+        f" SELECT device_id, bucket, r.n, v.n FROM r FULL JOIN {view} v USING (device_id, bucket)"
+        f" WHERE r.n IS DISTINCT FROM v.n OR {checks} LIMIT 5")
+
+
+def rollups_caught_up(tc, metrics):
+    """Every stored reading, and every value of the metrics, is in both rollup tables."""
+    counts = ", ".join(f"count({m})" for m in metrics)
+    try:
+        want = tc.sql(f"SELECT count(*), {counts} FROM readings")[0]
+        for table in ("rollup_1m", "rollup_1h"):
+            sums = ", ".join(f"sum({m}_n)" for m in metrics)
+            if tc.sql(f"SELECT sum(n), {sums} FROM {table}")[0] != want:
+                return False
+    except psycopg.errors.UndefinedColumn:
+        return False  # the rollups have not reached the metric yet
+    return True
+
+
+def produce(tc, docs):
+    p = Producer({"bootstrap.servers": tc.brokers})
+    for doc in docs:
+        p.produce(tc.topic, json.dumps(doc).encode(), key=doc["device_id"].encode())
+    assert p.flush(30) == 0
+
+
+# 60 bytes: a column of readings, but "<name>_sum" would not fit PostgreSQL's 63-byte identifiers.
+LONG = ("humidity_of_the_second_sensor_on_the_board_" * 2)[:60]
+
+
+def test_new_metrics_reach_the_plain_rollups_and_views(plain):
+    """New metrics arriving while the pipeline runs get rollup columns (rollup_1m, rollup_1h) and
+    view columns (readings_1m, readings_1h) appended online, and every bucket equals the raw
+    readings' aggregates, for the new metrics and an old one; a second new metric later (the
+    prepared upserts widen again), and a restart that meets the columns already there."""
+    tc = plain
+    tc.migrate()
+    assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
+    view_before = ordered_columns(tc, "readings_1m")
+    tc.simulate("--devices", "40", "--count", "2000", "--seed", "17")  # v1 readings, last minutes
+    proc = tc.spawn("run", extra=("pipeline.batch_timeout_ms=200",))
+    now_ms = int(time.time() * 1000)
+    co2 = lambda i: 400 + i % 97 + 0.5 if i % 3 else None
+    try:
+        count = lambda: tc.sql("SELECT count(*) FROM readings")[0][0]
+        assert wait_for(lambda: count() == 2000)
+        assert wait_for(lambda: rollups_caught_up(tc, ["temperature"]))
+        assert "co2_n" not in columns(tc, "rollup_1m")
+        old_buckets = {table: set(tc.sql(f"SELECT device_id, bucket FROM {table}"))
+                       for table in ("rollup_1m", "rollup_1h")}
+
+        # co2 (and a metric too long for rollup columns) for the simulator's devices, over the last
+        # 2.5 hours: buckets made before the columns existed gain co2 there.
+        docs = []
+        for i in range(3000):
+            doc = {"device_id": f"sensor-{i % 40:05d}", "timestamp": now_ms - i * 3000,
+                   "temperature": 15 + (i % 40) * 0.25}
+            if co2(i) is not None:
+                doc["co2"] = co2(i)
+            if i % 5 == 0:
+                doc[LONG] = i * 0.5
+            docs.append(doc)
+        produce(tc, docs)
+        assert wait_for(lambda: count() == 5000)
+        assert wait_for(lambda: rollups_caught_up(tc, ["temperature", "co2"]))
+
+        # Another metric later: the rollups' statements are prepared again, wider.
+        produce(tc, [{"device_id": f"sensor-{i % 40:05d}", "timestamp": now_ms - i * 7000 - 500,
+                      "humidity": 40 + i % 11, "pm25": (i % 13) * 1.25,
+                      **({"co2": 512.5} if i % 2 else {})} for i in range(600)])
+        assert wait_for(lambda: count() == 5600)
+        assert wait_for(lambda: rollups_caught_up(tc, ["temperature", "co2", "pm25"]))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    tc.assert_clean(err)
+    for m in ("co2", "pm25"):
+        for table, view in (("rollup_1m", "readings_1m"), ("rollup_1h", "readings_1h")):
+            assert f'{table} and {view} have columns for the metric \\"{m}\\"' in err, err[-3000:]
+    assert f'metric \\"{LONG}\\" gets no rollup columns' in err, err[-3000:]
+
+    # The tables: four columns per new metric, like the fixed metrics'; none for the long name.
+    for table in ("rollup_1m", "rollup_1h"):
+        cols = columns(tc, table)
+        for m in ("co2", "pm25"):
+            assert cols[f"{m}_n"] == "bigint"
+            assert cols[f"{m}_sum"] == cols[f"{m}_min"] == cols[f"{m}_max"] == "double precision"
+        assert not [c for c in cols if c.startswith(LONG[:40])], cols
+    assert columns(tc, "readings")[LONG] == "double precision"
+
+    # The views: the columns they had, then the new metrics' in the order they appeared.
+    for view in ("readings_1m", "readings_1h"):
+        cols = ordered_columns(tc, view)
+        assert cols[:len(view_before)] == view_before
+        assert cols[len(view_before):] == [
+            f"{m}_{s}" for m in ("co2", "pm25") for s in ("avg", "min", "max", "n")]
+        assert columns(tc, view)["co2_n"] == "bigint"
+
+    metrics = [*METRICS, "co2", "pm25"]
+    (n_co2,) = tc.sql("SELECT count(co2) FROM readings")[0]
+    assert n_co2 == 2000 + 300
+    # Rows the rollups wrote before the columns existed (0 by default) gained co2 by the upsert.
+    for table in ("rollup_1m", "rollup_1h"):
+        with_co2 = set(tc.sql(f"SELECT device_id, bucket FROM {table} WHERE co2_n > 0"))
+        assert with_co2 & old_buckets[table], table
+
+    def exact():
+        assert rollup_table_mismatches(tc, "rollup_1m", "1 minute", metrics) == []
+        assert rollup_table_mismatches(tc, "rollup_1h", "1 hour", metrics) == []
+        assert view_mismatches(tc, "readings_1m", "1 minute", metrics) == []
+        assert view_mismatches(tc, "readings_1h", "1 hour", metrics) == []
+
+    exact()
+
+    # A restart: the new run does not know the columns exist; it meets them (IF NOT EXISTS), defines
+    # the views again with the same columns plus one more metric, and adds to the same buckets.
+    produce(tc, [{"device_id": f"sensor-{i % 40:05d}", "timestamp": now_ms - i * 11000 - 250,
+                  "co2": 450.25 + i, **({"o3": i * 0.125} if i % 4 else {})} for i in range(400)])
+    tc.run(idle=3, extra=("pipeline.batch_timeout_ms=200",))
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 6000
+    for view in ("readings_1m", "readings_1h"):
+        cols = ordered_columns(tc, view)
+        assert cols[len(view_before):] == [
+            f"{m}_{s}" for m in ("co2", "pm25", "o3") for s in ("avg", "min", "max", "n")]
+    metrics.append("o3")
+    assert rollups_caught_up(tc, metrics)
+    exact()

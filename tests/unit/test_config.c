@@ -39,6 +39,7 @@ static const char *const all_keys[] = {
     "postgres.compress_after_s",
     "postgres.synchronous_commit",
     "postgres.rollups",
+    "postgres.writers",
     "postgres.rollup_interval_ms",
     "retention.max_age_s",
     "retention.require_lake",

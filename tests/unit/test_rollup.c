@@ -44,6 +44,40 @@ static void add_row(tc_batch *b, const char *dev, int64_t t, int32_t part, int64
     tc_batch_row_commit(b);
 }
 
+/* Give row i of b the value v of the dynamic column called name (made when new). */
+static void set_dyn(tc_batch *b, size_t i, const char *name, double v)
+{
+    int d = tc_batch_dyn_column(b, name, strlen(name));
+
+    assert_true(d >= 0);
+    b->dyn[d][i] = v;
+    b->dyn_present[d][i] = 1;
+}
+
+/* Index of the rollup's dynamic metric called name; fails the test when there is none. */
+static size_t dyn_index(const tc_rollup *r, const char *name)
+{
+    for (size_t d = 0; d < r->ndyn; d++) {
+        if (strcmp(r->dyn_name[d], name) == 0)
+            return d;
+    }
+    fail_msg("the rollup has no dynamic metric \"%s\"", name);
+    return 0;
+}
+
+static void assert_dyn(const tc_rollup *r, size_t g, const char *name, int64_t cnt, double sum,
+                       double min, double max)
+{
+    const tc_rollup_dyn *a = tc_rollup_dyn_at(r, g, dyn_index(r, name));
+
+    assert_int_equal(a->cnt, cnt);
+    assert_true(a->sum == sum);
+    if (cnt) {
+        assert_true(a->min == min);
+        assert_true(a->max == max);
+    }
+}
+
 static int slice_is(const tc_slice *s, const char *text)
 {
     return s->len == strlen(text) && memcmp(s->ptr, text, s->len) == 0;
@@ -304,6 +338,254 @@ static void test_accumulates_across_batches(void **state)
     tc_batch_destroy(part);
 }
 
+/* Dynamic columns (schema evolution) are aggregated per group like the fixed metrics: values a row
+ * lacks are not counted; the names are the rollup's own copies; the latest state ignores them. */
+static void test_dynamic_metrics(void **state)
+{
+    const double v[TC_METRIC__COUNT] = {20.0, 0, 0, 0, 0, 0};
+    tc_batch *b = tc_batch_new(16, 0);
+    tc_rollup r, latest;
+
+    (void)state;
+    assert_non_null(b);
+    add_row(b, "dev-a", T0 + 1000000LL, 0, 1, 0x01, v); /* a, minute 0 */
+    set_dyn(b, 0, "co2", 410.5);
+    add_row(b, "dev-b", T0 + 2000000LL, 0, 2, 0x01, v); /* b, minute 0: no co2 */
+    add_row(b, "dev-a", T0 + 3000000LL, 0, 3, 0x00, v); /* a, minute 0 */
+    set_dyn(b, 2, "co2", 399.25);
+    add_row(b, "dev-a", T0 + 4000000LL, 0, 4, 0x01, v); /* a, minute 0: co2 absent */
+    add_row(b, "dev-b", T0 + MIN_US, 0, 5, 0x01, v);    /* b, minute 1 */
+    set_dyn(b, 4, "co2", -3.0);
+    assert_int_equal(b->ndyn, 1);
+
+    tc_rollup_init(&r, MIN_US);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(r.ngroups, 3);
+    assert_int_equal(r.ndyn, 1);
+    assert_string_equal(r.dyn_name[0], "co2");
+    assert_true(r.dyn_name[0] != b->dyn_name[0]); /* a copy: the flush outlives the batch */
+    assert_int_equal(r.groups[0].n, 3);
+    assert_int_equal(r.groups[0].cnt[TC_M_TEMPERATURE], 2);
+    assert_dyn(&r, 0, "co2", 2, 809.75, 399.25, 410.5);
+    assert_dyn(&r, 1, "co2", 0, 0.0, 0, 0); /* dev-b, minute 0 never had it */
+    assert_dyn(&r, 2, "co2", 1, -3.0, -3.0, -3.0);
+
+    /* Cleared, the groups go but the metrics stay known: columns only ever appear. */
+    tc_rollup_clear(&r);
+    assert_int_equal(r.ndyn, 1);
+    assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+    assert_dyn(&r, 0, "co2", 2, 809.75, 399.25, 410.5);
+
+    /* The mask leaves rows out of the dynamic metrics too. */
+    {
+        const uint8_t mask[5] = {1, 1, 0, 1, 1};
+        tc_rollup_clear(&r);
+        assert_int_equal(tc_rollup_add(&r, b, mask), 0);
+        assert_dyn(&r, 0, "co2", 1, 410.5, 410.5, 410.5);
+    }
+
+    tc_rollup_init(&latest, 0);
+    assert_int_equal(tc_rollup_build(&latest, b), 0);
+    assert_int_equal(latest.ndyn, 0);
+    assert_null(latest.dyn);
+    tc_rollup_free(&latest);
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+/* A rollup without dynamic columns allocates nothing for them (the hot path stays as it was). */
+static void test_no_dynamic_metrics_no_side_array(void **state)
+{
+    const double v[TC_METRIC__COUNT] = {1, 2, 3, 4, 5, 6};
+    tc_batch *b = tc_batch_new(4, 0);
+    tc_rollup r;
+
+    (void)state;
+    assert_non_null(b);
+    add_row(b, "x", T0, 0, 1, 0x3f, v);
+    tc_rollup_init(&r, MIN_US);
+    assert_int_equal(tc_rollup_build(&r, b), 0);
+    assert_int_equal(r.ndyn, 0);
+    assert_null(r.dyn);
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+/* Accumulating over batches while the stream grows a column: a second batch has one more dynamic
+ * column; groups made before it existed have a zero aggregate for it and keep what they had of
+ * the first one; groups made after have both. */
+static void test_dynamic_column_appears_between_batches(void **state)
+{
+    const double v[TC_METRIC__COUNT] = {0};
+    tc_batch *b = tc_batch_new(8, 0);
+    tc_rollup r;
+    size_t g_old, g_new;
+
+    (void)state;
+    assert_non_null(b);
+    tc_rollup_init(&r, MIN_US);
+    add_row(b, "dev-a", T0, 0, 1, 0, v);
+    set_dyn(b, 0, "co2", 400.0);
+    add_row(b, "dev-b", T0, 0, 2, 0, v);
+    assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+    assert_int_equal(r.ndyn, 1);
+    assert_int_equal(r.ngroups, 2);
+
+    /* The same batch object, reset: known columns stay, "no2" is appended. */
+    tc_batch_reset(b);
+    add_row(b, "dev-a", T0 + 10, 0, 3, 0, v); /* an old group */
+    set_dyn(b, 0, "co2", 401.0);
+    set_dyn(b, 0, "no2", 7.5);
+    add_row(b, "dev-c", T0 + 20, 0, 4, 0, v); /* a new group */
+    set_dyn(b, 1, "no2", 8.0);
+    add_row(b, "dev-b", T0 + 30, 0, 5, 0, v); /* an old group, neither metric */
+    assert_int_equal(b->ndyn, 2);
+    assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+    assert_int_equal(r.ndyn, 2);
+    assert_string_equal(r.dyn_name[1], "no2");
+    assert_int_equal(r.ngroups, 3);
+    g_old = 0;
+    g_new = 2;
+    assert_true(slice_is(&r.groups[g_old].device, "dev-a"));
+    assert_true(slice_is(&r.groups[g_new].device, "dev-c"));
+    assert_int_equal(r.groups[g_old].n, 2);
+    assert_dyn(&r, g_old, "co2", 2, 801.0, 400.0, 401.0);
+    assert_dyn(&r, g_old, "no2", 1, 7.5, 7.5, 7.5);
+    assert_dyn(&r, 1, "co2", 0, 0.0, 0, 0); /* dev-b: made before no2, has neither */
+    assert_dyn(&r, 1, "no2", 0, 0.0, 0, 0);
+    assert_dyn(&r, g_new, "co2", 0, 0.0, 0, 0);
+    assert_dyn(&r, g_new, "no2", 1, 8.0, 8.0, 8.0);
+
+    /* Another batch whose columns come in another order: matched by name, not by position. */
+    {
+        tc_batch *o = tc_batch_new(4, 0);
+        assert_non_null(o);
+        add_row(o, "dev-c", T0 + 40, 1, 1, 0, v);
+        set_dyn(o, 0, "no2", 9.0);
+        set_dyn(o, 0, "so2", 0.25);
+        set_dyn(o, 0, "co2", 1.0);
+        assert_string_equal(o->dyn_name[0], "no2");
+        assert_int_equal(tc_rollup_add(&r, o, NULL), 0);
+        assert_int_equal(r.ndyn, 3);
+        assert_dyn(&r, g_new, "no2", 2, 17.0, 8.0, 9.0);
+        assert_dyn(&r, g_new, "co2", 1, 1.0, 1.0, 1.0);
+        assert_dyn(&r, g_new, "so2", 1, 0.25, 0.25, 0.25);
+        assert_dyn(&r, g_old, "co2", 2, 801.0, 400.0, 401.0);
+        assert_dyn(&r, g_old, "so2", 0, 0.0, 0, 0);
+        tc_batch_destroy(o);
+    }
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+/* Many groups and a column that appears half-way: the groups (and with them the side array) grow
+ * after the column exists, and every group equals a brute-force aggregate of its rows. */
+static void test_dynamic_many_groups_match_brute_force(void **state)
+{
+    enum { ROWS = 6000, DEVICES = 700, BATCH = 500 };
+    static char names[DEVICES][16];
+    static struct {
+        int dev;
+        int64_t t;
+        double co2, pm;
+        int has_co2, has_pm;
+    } rows[ROWS];
+    tc_batch *b = tc_batch_new(BATCH, 0);
+    tc_rollup r;
+    uint64_t x = 2463534242ULL;
+    int64_t total = 0;
+
+    (void)state;
+    assert_non_null(b);
+    for (int d = 0; d < DEVICES; d++)
+        snprintf(names[d], sizeof(names[d]), "s-%04d", d);
+    tc_rollup_init(&r, MIN_US);
+    for (int i = 0; i < ROWS; i++) {
+        const double v[TC_METRIC__COUNT] = {0};
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        rows[i].dev = (int)(x % DEVICES);
+        rows[i].t = T0 + (int64_t)((x >> 16) % (20 * MIN_US));
+        rows[i].co2 = (double)((x >> 8) & 0x3ff) / 8.0;
+        rows[i].pm = (double)((x >> 24) & 0xff) / 4.0 - 30.0;
+        rows[i].has_co2 = (x >> 40) % 3 != 0;
+        rows[i].has_pm = i >= ROWS / 2 && (x >> 44) % 2 == 0; /* pm appears half-way */
+        if (b->n == BATCH) {
+            assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+            tc_batch_reset(b);
+        }
+        add_row(b, names[rows[i].dev], rows[i].t, 0, i, 0, v);
+        if (rows[i].has_co2)
+            set_dyn(b, b->n - 1, "co2", rows[i].co2);
+        if (rows[i].has_pm)
+            set_dyn(b, b->n - 1, "pm", rows[i].pm);
+    }
+    assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+    assert_int_equal(r.ndyn, 2);
+    assert_true(r.ngroups > 64); /* more than the first allocation: the side array grew */
+    for (size_t g = 0; g < r.ngroups; g++) {
+        const tc_rollup_group *gr = &r.groups[g];
+        int64_t n = 0, cnt[2] = {0};
+        double sum[2] = {0}, mn[2] = {0}, mx[2] = {0};
+        for (int i = 0; i < ROWS; i++) {
+            const char *dev = names[rows[i].dev];
+            if (!slice_is(&gr->device, dev) || tc_rollup_bucket(rows[i].t, MIN_US) != gr->bucket_us)
+                continue;
+            n++;
+            for (int k = 0; k < 2; k++) {
+                int has = k == 0 ? rows[i].has_co2 : rows[i].has_pm;
+                double val = k == 0 ? rows[i].co2 : rows[i].pm;
+                if (!has)
+                    continue;
+                mn[k] = cnt[k] == 0 || val < mn[k] ? val : mn[k];
+                mx[k] = cnt[k] == 0 || val > mx[k] ? val : mx[k];
+                sum[k] += val; /* eighths and quarters: exact in any order */
+                cnt[k]++;
+            }
+        }
+        assert_int_equal(n, gr->n);
+        total += n;
+        assert_dyn(&r, g, "co2", cnt[0], sum[0], mn[0], mx[0]);
+        assert_dyn(&r, g, "pm", cnt[1], sum[1], mn[1], mx[1]);
+    }
+    assert_int_equal(total, ROWS);
+    tc_rollup_free(&r);
+    tc_batch_destroy(b);
+}
+
+/* A rollup knows at most TC_BATCH_DYN_MAX metrics: names beyond are ignored, not overflowed. */
+static void test_dynamic_metrics_capped(void **state)
+{
+    const double v[TC_METRIC__COUNT] = {0};
+    tc_batch *a = tc_batch_new(2, 0), *b = tc_batch_new(2, 0);
+    tc_rollup r;
+    char name[16];
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    add_row(a, "x", T0, 0, 1, 0, v);
+    for (int d = 0; d < TC_BATCH_DYN_MAX; d++) {
+        snprintf(name, sizeof(name), "m%02d", d);
+        set_dyn(a, 0, name, d);
+    }
+    add_row(b, "x", T0, 0, 2, 0, v);
+    set_dyn(b, 0, "late", 1.0);
+    set_dyn(b, 0, "m07", 1.0);
+    tc_rollup_init(&r, MIN_US);
+    assert_int_equal(tc_rollup_add(&r, a, NULL), 0);
+    assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+    assert_int_equal(r.ndyn, TC_BATCH_DYN_MAX);
+    assert_int_equal(r.ngroups, 1);
+    assert_dyn(&r, 0, "m07", 2, 8.0, 1.0, 7.0);
+    for (size_t d = 0; d < r.ndyn; d++)
+        assert_string_not_equal(r.dyn_name[d], "late");
+    tc_rollup_free(&r);
+    tc_batch_destroy(a);
+    tc_batch_destroy(b);
+}
+
 /* The rollup tables and views name the metrics in this order (src/store/migrate.c). */
 static void test_metric_order_matches_sql(void **state)
 {
@@ -348,6 +630,11 @@ int main(void)
         cmocka_unit_test(test_latest_per_device),
         cmocka_unit_test(test_many_groups_match_brute_force),
         cmocka_unit_test(test_accumulates_across_batches),
+        cmocka_unit_test(test_dynamic_metrics),
+        cmocka_unit_test(test_no_dynamic_metrics_no_side_array),
+        cmocka_unit_test(test_dynamic_column_appears_between_batches),
+        cmocka_unit_test(test_dynamic_many_groups_match_brute_force),
+        cmocka_unit_test(test_dynamic_metrics_capped),
         cmocka_unit_test(test_metric_order_matches_sql),
         cmocka_unit_test(test_array_header),
     };
