@@ -3,9 +3,13 @@
  */
 #include "store/rollup.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows whose slots are loaded ahead of their turn: a probe of a table of tens of thousands of
+ * groups misses the cache, and a row's own work is too short to hide it. */
+#define TC_ROLLUP_AHEAD 8
 /* Arena blocks for device ids and latest-state strings: a few thousand devices per block. */
 #define TC_ROLLUP_ARENA_BLOCK (64 * 1024)
 
@@ -20,7 +24,6 @@ void tc_rollup_free(tc_rollup *r)
 {
     free(r->groups);
     free(r->slots);
-    free(r->hashes);
     free(r->dyn);
     for (size_t d = 0; d < r->ndyn; d++)
         free(r->dyn_name[d]);
@@ -67,14 +70,14 @@ static size_t tc_rollup_probe(const tc_rollup *r, const tc_slice *dev, int64_t b
     size_t mask = r->nslots - 1;
 
     for (;; pos = (pos + 1) & mask) {
-        uint32_t slot = r->slots[pos];
+        struct tc_rollup_slot slot = r->slots[pos];
         const tc_rollup_group *g;
-        if (slot == 0) {
+        if (slot.group == 0) {
             *found = 0;
             return pos;
         }
-        g = &r->groups[slot - 1];
-        if (r->hashes[pos] == h32 && g->bucket_us == bucket && g->device.len == dev->len &&
+        g = &r->groups[slot.group - 1];
+        if (slot.hash == h32 && g->bucket_us == bucket && g->device.len == dev->len &&
             (dev->len == 0 || memcmp(g->device.ptr, dev->ptr, dev->len) == 0)) {
             *found = 1;
             return pos;
@@ -110,17 +113,11 @@ static tc_err tc_rollup_reserve(tc_rollup *r, size_t rows)
         r->cap = cap;
     }
     if (want > r->nslots) {
-        uint32_t *slots = calloc(want, sizeof(*slots));
-        uint32_t *hashes = malloc(want * sizeof(*hashes));
-        if (!slots || !hashes) {
-            free(slots);
-            free(hashes);
+        struct tc_rollup_slot *slots = calloc(want, sizeof(*slots));
+        if (!slots)
             return TC_ERR_NOMEM;
-        }
         free(r->slots);
-        free(r->hashes);
         r->slots = slots;
-        r->hashes = hashes;
         r->nslots = want;
         for (size_t i = 0; i < r->ngroups; i++) {
             const tc_rollup_group *g = &r->groups[i];
@@ -128,8 +125,7 @@ static tc_err tc_rollup_reserve(tc_rollup *r, size_t rows)
             int found;
             size_t pos = tc_rollup_probe(r, &g->device, g->bucket_us, (uint32_t)(h >> 32),
                                          (size_t)h & (want - 1), &found);
-            r->slots[pos] = (uint32_t)(i + 1);
-            r->hashes[pos] = (uint32_t)(h >> 32);
+            r->slots[pos] = (struct tc_rollup_slot){(uint32_t)(i + 1), (uint32_t)(h >> 32)};
         }
     }
     return TC_OK;
@@ -290,8 +286,19 @@ static void tc_rollup_dyn_add(tc_rollup *r, size_t gi, const tc_batch *b, size_t
     }
 }
 
+/* The hash of row i's group; its slot starts loading. */
+static uint64_t tc_rollup_row_hash(const tc_rollup *r, const tc_batch *b, size_t i)
+{
+    int64_t bucket = r->width_us > 0 ? tc_rollup_bucket(b->time_us[i], r->width_us) : 0;
+    uint64_t h = tc_rollup_hash(&b->device_id[i], bucket);
+
+    __builtin_prefetch(&r->slots[(size_t)h & (r->nslots - 1)]);
+    return h;
+}
+
 tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
 {
+    uint64_t ahead[TC_ROLLUP_AHEAD];
     int map[TC_BATCH_DYN_MAX];
     /* Only rollups with buckets aggregate dynamic metrics: the latest state keeps `extra`. */
     int dyn = r->width_us > 0 && b->ndyn > 0;
@@ -302,28 +309,39 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
         return TC_ERR_NOMEM;
     if (dyn && tc_rollup_dyn_map(r, b, map) != TC_OK)
         return TC_ERR_NOMEM;
+    for (size_t i = 0; i < b->n && i < TC_ROLLUP_AHEAD; i++)
+        ahead[i] = tc_rollup_row_hash(r, b, i);
     for (size_t i = 0; i < b->n; i++) {
         const tc_slice *dev = &b->device_id[i];
         int64_t bucket = r->width_us > 0 ? tc_rollup_bucket(b->time_us[i], r->width_us) : 0;
-        uint64_t h;
+        uint64_t h = ahead[i % TC_ROLLUP_AHEAD];
         size_t pos;
         int found;
         tc_rollup_group *g;
 
+        /* The slot of a row TC_ROLLUP_AHEAD rows on starts loading now; that of a row half as far
+         * on has loaded, and its group starts loading. */
+        if (i + TC_ROLLUP_AHEAD < b->n)
+            ahead[i % TC_ROLLUP_AHEAD] = tc_rollup_row_hash(r, b, i + TC_ROLLUP_AHEAD);
+        if (i + TC_ROLLUP_AHEAD / 2 < b->n) {
+            uint32_t next =
+                r->slots[ahead[(i + TC_ROLLUP_AHEAD / 2) % TC_ROLLUP_AHEAD] & (r->nslots - 1)]
+                    .group;
+            if (next)
+                __builtin_prefetch(&r->groups[next - 1]);
+        }
         if (mask && !mask[i])
             continue;
-        h = tc_rollup_hash(dev, bucket);
         pos = tc_rollup_probe(r, dev, bucket, (uint32_t)(h >> 32), (size_t)h & (r->nslots - 1),
                               &found);
         if (found) {
-            g = &r->groups[r->slots[pos] - 1];
+            g = &r->groups[r->slots[pos].group - 1];
         } else {
             g = &r->groups[r->ngroups];
             if (tc_rollup_group_start(r, g, b, i, bucket) != TC_OK)
                 return TC_ERR_NOMEM;
             r->ngroups++;
-            r->slots[pos] = (uint32_t)r->ngroups;
-            r->hashes[pos] = (uint32_t)(h >> 32);
+            r->slots[pos] = (struct tc_rollup_slot){(uint32_t)r->ngroups, (uint32_t)(h >> 32)};
         }
         if (tc_rollup_group_add(r, g, b, i) != TC_OK)
             return TC_ERR_NOMEM;

@@ -66,8 +66,11 @@ typedef struct tc_rollup {
     int64_t width_us; /* bucket width; 0 = one group per device */
     tc_rollup_group *groups;
     size_t ngroups, cap;
-    uint32_t *slots; /* open addressing: group index + 1, 0 = empty */
-    uint32_t *hashes;
+    /* Open addressing: group index + 1 (0 = empty) next to 32 bits of the group's hash, so that a
+     * probe reads one cache line, not two. */
+    struct tc_rollup_slot {
+        uint32_t group, hash;
+    } * slots;
     size_t nslots; /* a power of two, at least twice the groups */
     tc_arena arena;
     /* Dynamic metrics seen so far (width_us > 0 only): names owned by the rollup, kept across
