@@ -282,9 +282,8 @@ static tc_err tc_store_exec_tmpl(tc_store *s, const char *tmpl, const char *what
 
 /* Run a query whose answer is one text value (row 0, column col of the result): copied into out;
  * *found is 0 when there is no row or the value is NULL. */
-static tc_err tc_store_query_value(tc_store *s, const char *tmpl, const char *param, int col,
-                                   char *out, size_t cap, int *found, char *errstr,
-                                   size_t errstr_size)
+tc_err tc_store_query_value(tc_store *s, const char *tmpl, const char *param, int col, char *out,
+                            size_t cap, int *found, char *errstr, size_t errstr_size)
 {
     char sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
     PGresult *res;

@@ -97,13 +97,28 @@ tc_err tc_store_replay_count(tc_store *s, int32_t partition, int64_t from, int64
 
 /* Recompute the buckets of rollup `table` (width `unit`: minute or hour) that the deleted readings
  * (in tc_replay_gone) fell in. */
+/* Every metric of a rollup table -- fixed, and those schema evolution added: an m with all of m_n,
+ * m_sum, m_min and m_max -- that readings has a column for, in the order the table got them: the
+ * rest of the INSERT's column list, then the SELECT's count and aggregates (one text value). */
+#define TC_REPLAY_METRICS_SQL(table)                                                               \
+    "SELECT coalesce(string_agg(format(', %1$I, %2$I, %3$I, %4$I', c.m || '_n', c.m || '_sum',"    \
+    " c.m || '_min', c.m || '_max'), '' ORDER BY c.attnum), '') || ') SELECT r.device_id,"         \
+    " k.bucket, count(*)' || coalesce(string_agg(format(', count(r.%1$I), coalesce(sum(r.%1$I),"   \
+    " 0), min(r.%1$I), max(r.%1$I)', c.m), '' ORDER BY c.attnum), '') FROM (SELECT"                \
+    " left(a.attname, -2) AS m, a.attnum FROM pg_attribute a WHERE a.attrelid = '@S." table        \
+    "'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\\_n') c WHERE"      \
+    " (SELECT count(*) FROM pg_attribute b WHERE b.attrelid = '@S." table "'::regclass AND"        \
+    " b.attnum > 0 AND NOT b.attisdropped AND b.attname IN (c.m || '_sum', c.m || '_min',"         \
+    " c.m || '_max')) = 3 AND EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid ="             \
+    " '@S.readings'::regclass AND x.attnum > 0 AND NOT x.attisdropped AND x.attname = c.m)"
+
 static tc_err tc_replay_rollup(tc_store *s, const char *table, const char *unit, char *errstr,
                                size_t errstr_size)
 {
-    char tmpl[TC_SQL_MAX], bucket[128];
+    char tmpl[TC_SQL_MAX], bucket[128], *sql;
     size_t pos = 0;
+    int found = 0, w;
     tc_err err;
-    int w;
 
     snprintf(bucket, sizeof(bucket),
              "date_trunc('%s', g.time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'", unit);
@@ -115,35 +130,33 @@ static tc_err tc_replay_rollup(tc_store *s, const char *table, const char *unit,
                          errstr_size);
     if (err != TC_OK)
         return err;
-    w = snprintf(tmpl, sizeof(tmpl), "INSERT INTO @S.%s (device_id, bucket, n", table);
-    pos = w > 0 ? (size_t)w : 0;
-    for (int m = 0; m < TC_METRIC__COUNT && pos < sizeof(tmpl); m++) {
-        const char *c = tc_metric_names[m];
-        w = snprintf(tmpl + pos, sizeof(tmpl) - pos, ", %s_n, %s_sum, %s_min, %s_max", c, c, c, c);
-        pos += w > 0 ? (size_t)w : 0;
-    }
-    if (pos < sizeof(tmpl)) {
-        w = snprintf(tmpl + pos, sizeof(tmpl) - pos, ") SELECT r.device_id, k.bucket, count(*)");
-        pos += w > 0 ? (size_t)w : 0;
-    }
-    for (int m = 0; m < TC_METRIC__COUNT && pos < sizeof(tmpl); m++) {
-        const char *c = tc_metric_names[m];
-        w = snprintf(tmpl + pos, sizeof(tmpl) - pos,
-                     ", count(r.%s), coalesce(sum(r.%s), 0), min(r.%s), max(r.%s)", c, c, c, c);
-        pos += w > 0 ? (size_t)w : 0;
-    }
-    if (pos < sizeof(tmpl)) {
-        w = snprintf(tmpl + pos, sizeof(tmpl) - pos,
+    sql = malloc(TC_ROLLUP_SQL_MAX);
+    if (!sql)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
+    w = snprintf(sql, TC_ROLLUP_SQL_MAX, "INSERT INTO %s.%s (device_id, bucket, n", s->schema,
+                 table);
+    pos = (size_t)w;
+    err = tc_store_query_value(s,
+                               strcmp(table, "rollup_1m") ? TC_REPLAY_METRICS_SQL("rollup_1h")
+                                                          : TC_REPLAY_METRICS_SQL("rollup_1m"),
+                               NULL, 0, sql + pos, TC_ROLLUP_SQL_MAX - pos, &found, errstr,
+                               errstr_size);
+    if (err == TC_OK) {
+        pos += strlen(sql + pos);
+        w = snprintf(sql + pos, TC_ROLLUP_SQL_MAX - pos,
                      " FROM (SELECT DISTINCT g.device_id, %s AS bucket FROM tc_replay_gone g) k"
-                     " JOIN @S.readings r ON r.device_id = k.device_id AND r.time >= k.bucket"
+                     " JOIN %s.readings r ON r.device_id = k.device_id AND r.time >= k.bucket"
                      " AND r.time < k.bucket + INTERVAL '1 %s' GROUP BY r.device_id, k.bucket",
-                     bucket, unit);
-        pos += w > 0 ? (size_t)w : 0;
+                     bucket, s->schema, unit);
+        if (!found || w < 0 || (size_t)w >= TC_ROLLUP_SQL_MAX - pos)
+            err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not recompute \"%s\": %s",
+                             table, found ? "statement too long" : "no metric columns found");
+        else
+            err =
+                tc_store_exec(s, sql, "recompute the range's rollup buckets", errstr, errstr_size);
     }
-    if (pos >= sizeof(tmpl))
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
-    return tc_replay_exec(s, tmpl, 0, NULL, NULL, "recompute the range's rollup buckets", errstr,
-                          errstr_size);
+    free(sql);
+    return err;
 }
 
 /* Put back the latest reading of some devices from the readings: those whose latest row is in the

@@ -89,6 +89,11 @@ static inline tc_rollup *tc_store_rollup_of(tc_store *s, size_t t)
     return t == 0 ? &s->r1m : &s->r1h;
 }
 
+/* Run a query (a template with @S, at most one text parameter) and copy column col of its first
+ * row into out; *found is 0 when there is no row or the value is NULL. */
+tc_err tc_store_query_value(tc_store *s, const char *tmpl, const char *param, int col, char *out,
+                            size_t cap, int *found, char *errstr, size_t errstr_size);
+
 /* Whether a dynamic metric gets rollup columns (see TC_ROLLUP_NAME_MAX). */
 int tc_store_rollup_metric_fits(const char *name);
 
