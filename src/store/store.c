@@ -628,6 +628,15 @@ static tc_err tc_store_prepare_rollup(tc_store *s, size_t t, const tc_rollup *r,
     return err;
 }
 
+/* A minimum or maximum of a group as an array element: NULL where the group had no value. */
+static void tc_params_extreme(tc_store *s, int64_t cnt, double v)
+{
+    if (cnt)
+        tc_copy_float8(&s->params, v);
+    else
+        tc_copy_null(&s->params);
+}
+
 /* Add the groups of the rollup of table t to the table (plain mode). */
 static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t errstr_size)
 {
@@ -667,19 +676,11 @@ static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t 
         for (g = 0; g < ng; g++)
             tc_copy_float8(&s->params, r->groups[g].sum[m]);
         tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++) {
-            if (r->groups[g].cnt[m])
-                tc_copy_float8(&s->params, r->groups[g].min[m]);
-            else
-                tc_copy_null(&s->params);
-        }
+        for (g = 0; g < ng; g++)
+            tc_params_extreme(s, r->groups[g].cnt[m], r->groups[g].min[m]);
         tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++) {
-            if (r->groups[g].cnt[m])
-                tc_copy_float8(&s->params, r->groups[g].max[m]);
-            else
-                tc_copy_null(&s->params);
-        }
+        for (g = 0; g < ng; g++)
+            tc_params_extreme(s, r->groups[g].cnt[m], r->groups[g].max[m]);
     }
     for (size_t d = 0; d < r->ndyn; d++) {
         if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
@@ -691,21 +692,11 @@ static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t 
         for (g = 0; g < ng; g++)
             tc_copy_float8(&s->params, tc_rollup_dyn_at(r, g, d)->sum);
         tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++) {
-            const tc_rollup_dyn *a = tc_rollup_dyn_at(r, g, d);
-            if (a->cnt)
-                tc_copy_float8(&s->params, a->min);
-            else
-                tc_copy_null(&s->params);
-        }
+        for (g = 0; g < ng; g++)
+            tc_params_extreme(s, tc_rollup_dyn_at(r, g, d)->cnt, tc_rollup_dyn_at(r, g, d)->min);
         tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++) {
-            const tc_rollup_dyn *a = tc_rollup_dyn_at(r, g, d);
-            if (a->cnt)
-                tc_copy_float8(&s->params, a->max);
-            else
-                tc_copy_null(&s->params);
-        }
+        for (g = 0; g < ng; g++)
+            tc_params_extreme(s, tc_rollup_dyn_at(r, g, d)->cnt, tc_rollup_dyn_at(r, g, d)->max);
     }
     return tc_store_run_prepared(s, name, &p, table, errstr, errstr_size);
 }

@@ -15,22 +15,10 @@ import psycopg
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-import pytest
 from confluent_kafka import Producer
 
 from oracle import METRICS
-
-PLAIN = "postgres.timescaledb=off"
-
-
-@pytest.fixture
-def plain(tc):
-    """The tc fixture with every command forced into plain mode (as in test_store.py): the rollup
-    tables are plain mode's; TimescaleDB's continuous aggregates do not gain columns."""
-    settings = tc.settings
-    tc.settings = lambda extra=(): settings((PLAIN, *extra))
-    return tc
-
+from test_store import plain, rollup_mismatches, view_mismatches  # noqa: F401 (plain: a fixture)
 
 def wait_for(pred, timeout=90):
     deadline = time.time() + timeout
@@ -112,41 +100,6 @@ def ordered_columns(tc, table):
     return [r[0] for r in tc.sql(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
         " AND table_name = %s ORDER BY ordinal_position", (table,))]
-
-
-def rollup_table_mismatches(tc, table, width, metrics):
-    """Rollup table vs raw readings per (device_id, bucket): n, and per metric count, min and max
-    exactly, sum to 1e-9 relative (float8 sums added in another order)."""
-    raw = ", ".join(
-        f"count({m}) AS {m}_n, coalesce(sum({m}), 0) AS {m}_sum, min({m}) AS {m}_min,"
-        f" max({m}) AS {m}_max" for m in metrics)
-    checks = " OR ".join(
-        f"r.{m}_n IS DISTINCT FROM x.{m}_n OR r.{m}_min IS DISTINCT FROM x.{m}_min"
-        f" OR r.{m}_max IS DISTINCT FROM x.{m}_max"
-        f" OR abs(r.{m}_sum - x.{m}_sum) > 1e-9 * greatest(1, abs(r.{m}_sum))" for m in metrics)
-    return tc.sql(
-        f"WITH raw AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
-        f" AS bucket, count(*) AS n, {raw} FROM readings GROUP BY 1, 2)"
-        f" SELECT device_id, bucket, r.n, x.n FROM raw r FULL JOIN {table} x"
-        f" USING (device_id, bucket) WHERE r.n IS DISTINCT FROM x.n OR {checks} LIMIT 5")
-
-
-def view_mismatches(tc, view, width, metrics):
-    """The view against the same aggregates of the raw rows: n, and per metric the count, min and
-    max exactly, the average to 1e-9 relative (NULL where no reading had the metric)."""
-    raw = ", ".join(
-        f"avg({m}) AS {m}_avg, min({m}) AS {m}_min, max({m}) AS {m}_max, count({m}) AS {m}_n"
-        for m in metrics)
-    checks = " OR ".join(
-        f"r.{m}_n IS DISTINCT FROM v.{m}_n OR r.{m}_min IS DISTINCT FROM v.{m}_min"
-        f" OR r.{m}_max IS DISTINCT FROM v.{m}_max"
-        f" OR (r.{m}_avg IS NULL) <> (v.{m}_avg IS NULL)"
-        f" OR abs(r.{m}_avg - v.{m}_avg) > 1e-9 * greatest(1, abs(r.{m}_avg))" for m in metrics)
-    return tc.sql(
-        f"WITH r AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
-        f" AS bucket, count(*) AS n, {raw} FROM readings GROUP BY 1, 2)"
-        f" SELECT device_id, bucket, r.n, v.n FROM r FULL JOIN {view} v USING (device_id, bucket)"
-        f" WHERE r.n IS DISTINCT FROM v.n OR {checks} LIMIT 5")
 
 
 def rollups_caught_up(tc, metrics):
@@ -252,8 +205,8 @@ def test_new_metrics_reach_the_plain_rollups_and_views(plain):
         assert with_co2 & old_buckets[table], table
 
     def exact():
-        assert rollup_table_mismatches(tc, "rollup_1m", "1 minute", metrics) == []
-        assert rollup_table_mismatches(tc, "rollup_1h", "1 hour", metrics) == []
+        assert rollup_mismatches(tc, "rollup_1m", "1 minute", metrics) == []
+        assert rollup_mismatches(tc, "rollup_1h", "1 hour", metrics) == []
         assert view_mismatches(tc, "readings_1m", "1 minute", metrics) == []
         assert view_mismatches(tc, "readings_1h", "1 hour", metrics) == []
 

@@ -51,14 +51,14 @@ def rfc3339(t):
 
 # Rollup table vs raw readings, per device and bucket: counts, minima and maxima exactly; sums to
 # 1e-9 relative (both are float8 sums, added in a different order). Returns the mismatching groups.
-def rollup_mismatches(tc, table, width):
+def rollup_mismatches(tc, table, width, metrics=METRICS):
     per_metric_raw = ", ".join(
         f"count({m}) AS {m}_n, coalesce(sum({m}), 0) AS {m}_sum, min({m}) AS {m}_min,"
-        f" max({m}) AS {m}_max" for m in METRICS)
+        f" max({m}) AS {m}_max" for m in metrics)
     checks = " OR ".join(
         f"r.{m}_n IS DISTINCT FROM x.{m}_n OR r.{m}_min IS DISTINCT FROM x.{m}_min"
         f" OR r.{m}_max IS DISTINCT FROM x.{m}_max"
-        f" OR abs(r.{m}_sum - x.{m}_sum) > 1e-9 * greatest(1, abs(r.{m}_sum))" for m in METRICS)
+        f" OR abs(r.{m}_sum - x.{m}_sum) > 1e-9 * greatest(1, abs(r.{m}_sum))" for m in metrics)
     return tc.sql(
         f"WITH raw AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
         f" AS bucket, count(*) AS n, {per_metric_raw} FROM readings GROUP BY 1, 2)"
@@ -66,16 +66,16 @@ def rollup_mismatches(tc, table, width):
         f" USING (device_id, bucket) WHERE r.n IS DISTINCT FROM x.n OR {checks} LIMIT 5")
 
 
-def view_mismatches(tc, view, width):
+def view_mismatches(tc, view, width, metrics=METRICS):
     """The view (plain mode: over the rollup table) against the same aggregate of the raw rows."""
     raw_cols = ", ".join(
         f"avg({m}) AS {m}_avg, min({m}) AS {m}_min, max({m}) AS {m}_max, count({m}) AS {m}_n"
-        for m in METRICS)
+        for m in metrics)
     checks = " OR ".join(
         f"r.{m}_n IS DISTINCT FROM v.{m}_n OR r.{m}_min IS DISTINCT FROM v.{m}_min"
         f" OR r.{m}_max IS DISTINCT FROM v.{m}_max"
         f" OR (r.{m}_avg IS NULL) <> (v.{m}_avg IS NULL)"
-        f" OR abs(r.{m}_avg - v.{m}_avg) > 1e-9 * greatest(1, abs(r.{m}_avg))" for m in METRICS)
+        f" OR abs(r.{m}_avg - v.{m}_avg) > 1e-9 * greatest(1, abs(r.{m}_avg))" for m in metrics)
     return tc.sql(
         f"WITH r AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
         f" AS bucket, count(*) AS n, {raw_cols} FROM readings GROUP BY 1, 2)"
