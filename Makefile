@@ -105,12 +105,14 @@ docs: build
 demo: deps build services
 	@scripts/demo
 
-# Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume,
+# Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume
+# (plain mode, JSON and Avro; TimescaleDB mode too, JSON, where the extension is installed),
 # produce->visible latency at 20K/s and 50K/s, and a 10x burst. Each run appends a JSON line to
 # bench/results.jsonl; `make bench` then appends their tables to docs/benchmarks.md.
 bench: deps build venv services
-	@start=$$(date -u +%FT%TZ) && bench/run-e2e && bench/run-latency && bench/run-burst && \
-	    bench/report markdown --since $$start --append
+	@start=$$(date -u +%FT%TZ) && bench/run-e2e && \
+	    TC_BENCH_MODE=timescaledb TC_BENCH_FORMATS=json bench/run-e2e && \
+	    bench/run-latency && bench/run-burst && bench/report markdown --since $$start --append
 
 bench-e2e: deps build venv services
 	@bench/run-e2e

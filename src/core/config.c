@@ -89,6 +89,9 @@ static const tc_conf_entry tc_conf_table[] = {
      "Plain mode: drop a day only once the lake holds its rows (false: no lake here)."},
     {"pipeline.batch_size", TC_CT_INT, "1000", 1, TC_BATCH_ROWS_MAX, NULL, OFF(batch_size),
      "Readings per batch: a batch is written when it holds this many readings..."},
+    {"pipeline.batch_size_max", TC_CT_INT, "10000", 1, TC_BATCH_ROWS_MAX, NULL, OFF(batch_size_max),
+     "...and a writer is free; while every writer is busy it goes on filling up to this many "
+     "(fewer, larger COPYs when the store is behind)."},
     {"pipeline.batch_timeout_ms", TC_CT_INT, "100", 1, 60000, NULL, OFF(batch_timeout_ms),
      "...or when its oldest reading has waited this long."},
     {"pipeline.max_message_bytes", TC_CT_INT, "1048576", 64, 104857600, NULL,

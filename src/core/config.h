@@ -55,6 +55,7 @@ typedef struct tc_config {
     int64_t retention_require_lake;
     /* pipeline */
     int64_t batch_size;
+    int64_t batch_size_max;
     int64_t batch_timeout_ms;
     int64_t max_message_bytes;
     int64_t batch_memory_bytes;

@@ -51,6 +51,10 @@
 /* While a batch is in flight the loop polls Kafka at least this often (ms), to settle the batch
  * soon after the writer is done with it: the latency of a quiet stream depends on it. */
 #define TC_FLIGHT_POLL_MS 5
+
+/* A batch past pipeline.batch_size looks for a free writer every this many rows: settling takes
+ * the writers' lock, which a check per reading would take ten thousand times a batch. */
+#define TC_GROW_CHECK_ROWS 64
 /* Partitions tracked per batch (the topic's partition count bounds it in practice). */
 #define TC_PENDING_MAX 4096
 
@@ -77,11 +81,14 @@ typedef struct tc_marks {
 #define TC_REFUSED_MAX 64
 
 /* Pending aggregate groups (per rollup table) that force a rollup flush before the interval is
- * up. A group is about 350 bytes and there are two sets of three tables (the one aggregating, the
- * one the rollups' writer is writing), so this many stay near 40 MB. A backlog read at 130K
- * readings/s from 10,000 devices covers about 3 minutes of event time per second: some 30,000
- * one-minute groups, flushed twice a second instead of once -- the same rows, in two upserts. */
-#define TC_ROLLUP_GROUPS_MAX 20000
+ * up. While the rollups' writer is busy the aggregates grow, and the larger the set it gets next,
+ * the fewer upserts per reading: a device-hour is written once per flush, whatever the readings
+ * it got. A backlog read at 150K readings/s from 10,000 devices at a 10 s cadence makes some 30,000
+ * one-minute groups a second; at 20,000 the rollups took half of PostgreSQL's CPU in the end-to-end
+ * benchmark, at 40,000 two fifths (the one-hour and latest-state rows are written half as often).
+ * A bucket group is 224 bytes, a latest-state one 336; with the arrays' doubling and two sets (the
+ * one aggregating, the one being written) this many stay under 50 MB. */
+#define TC_ROLLUP_GROUPS_MAX 40000
 
 /*
  * One batch and what goes with it: its rows, its dead letters, and how far it takes each sink on
@@ -130,6 +137,7 @@ struct tc_pipeline {
     tc_slot **flight; /* the batches the writers have, oldest first (a ring of nslots) */
     size_t flight_head, nflight;
     int chain_broken;     /* a batch in flight failed: settle all before handing out another */
+    int backlog;          /* the last poll filled its array: more messages are waiting already */
     tc_store *wstore;     /* the store of the writer whose batch is being settled */
     uint8_t *lake_mask;   /* per row: 1 if for the lake (tc_lake_append's mask) */
     uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
@@ -377,11 +385,19 @@ static void tc_pipeline_slot_reset(tc_slot *s)
     s->writer = -1;
 }
 
+/* Rows a batch can hold: pipeline.batch_size, or more while the writers are busy. */
+static size_t tc_pipeline_batch_cap(const tc_config *cfg)
+{
+    return (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
+}
+
 static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg)
 {
-    s->batch = tc_batch_new((size_t)cfg->batch_size, (size_t)cfg->batch_memory_bytes);
-    s->filtered = tc_batch_new((size_t)cfg->batch_size, 0);
-    s->sinks = calloc((size_t)cfg->batch_size, 1);
+    size_t cap = tc_pipeline_batch_cap(cfg);
+
+    s->batch = tc_batch_new(cap, (size_t)cfg->batch_memory_bytes);
+    s->filtered = tc_batch_new(cap, 0);
+    s->sinks = calloc(cap, 1);
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
     s->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
@@ -490,9 +506,9 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         return NULL;
     }
     p->cur = &p->slots[0];
-    p->lake_mask = calloc((size_t)cfg->batch_size, 1);
-    p->rollup_mask = calloc((size_t)cfg->batch_size, 1);
-    p->probe = tc_batch_new((size_t)cfg->batch_size, 0);
+    p->lake_mask = calloc(tc_pipeline_batch_cap(cfg), 1);
+    p->rollup_mask = calloc(tc_pipeline_batch_cap(cfg), 1);
+    p->probe = tc_batch_new(tc_pipeline_batch_cap(cfg), 0);
     if (cfg->dedupe_window_s > 0) {
         p->dedupe =
             tc_dedupe_new((size_t)cfg->dedupe_max_entries, cfg->dedupe_window_s * 1000000LL);
@@ -1307,6 +1323,30 @@ static tc_slot *tc_pipeline_free_slot(tc_pipeline *p)
 }
 
 /*
+ * Whether the batch being filled goes to a writer now, before it takes another reading: when it is
+ * full, or when it holds pipeline.batch_size readings (or has waited pipeline.batch_timeout_ms,
+ * timed_out) and a writer is free. While every writer is busy it goes on filling instead: a COPY
+ * of ten thousand rows costs PostgreSQL much less than ten of a thousand (each COPY sets up its
+ * partitions' insert buffers afresh), and the pipeline decodes instead of waiting. Finished
+ * writers are settled first, so that they count as free. Checked every TC_GROW_CHECK_ROWS rows.
+ */
+static tc_err tc_pipeline_batch_due(tc_pipeline *p, int timed_out, int *due)
+{
+    const tc_batch *b = p->cur->batch;
+    size_t size = (size_t)p->cfg->batch_size;
+    tc_err err;
+
+    *due = b->n >= b->cap;
+    if (*due || (!timed_out && (b->n < size || (b->n - size) % TC_GROW_CHECK_ROWS != 0)))
+        return TC_OK;
+    if ((err = tc_pipeline_settle_done(p)) != TC_OK)
+        return err;
+    *due = p->chain_broken ||
+           ((timed_out || !p->backlog) && tc_store_async_free_writer(p->writers) >= 0);
+    return TC_OK;
+}
+
+/*
  * Hand the batch being filled to a free writer and start filling a free slot: the store writes
  * up to postgres.writers batches while the next is decoded. When every writer has a batch, the
  * oldest is settled first; after a failure, all of them are.
@@ -1756,7 +1796,11 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
                  (long long)p->cfg->max_message_bytes);
     } else {
         for (int attempt = 0;; attempt++) {
-            if (tc_batch_row_begin(p->cur->batch) == TC_ERR_FULL || attempt > 0) {
+            int due = attempt > 0;
+
+            if (!due && (err = tc_pipeline_batch_due(p, 0, &due)) != TC_OK)
+                return err;
+            if (due || tc_batch_row_begin(p->cur->batch) == TC_ERR_FULL) {
                 err = tc_pipeline_dispatch(p);
                 if (err != TC_OK)
                     return err;
@@ -2017,7 +2061,11 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
         if (p->nflight && timeout_ms > TC_FLIGHT_POLL_MS)
             timeout_ms = TC_FLIGHT_POLL_MS;
+        /* A batch past its time waits for a writer: poll meanwhile, without spinning. */
+        if (timeout_ms == 0 && p->nflight && tc_store_async_free_writer(p->writers) < 0)
+            timeout_ms = 1;
         n = tc_consumer_poll(p->consumer, timeout_ms, p->msgs, TC_CONSUMER_FETCH_MAX);
+        p->backlog = n == TC_CONSUMER_FETCH_MAX;
         if (p->fatal)
             break;
         p->now_us = tc_time_now_us();
@@ -2040,8 +2088,13 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         if (err == TC_OK && p->windows && tc_windows_done(p->windows))
             break; /* a replay: every range consumed */
         if (err == TC_OK && p->batch_started_us &&
-            p->now_us - p->batch_started_us >= p->cfg->batch_timeout_ms * 1000LL)
-            err = tc_pipeline_dispatch(p);
+            p->now_us - p->batch_started_us >= p->cfg->batch_timeout_ms * 1000LL) {
+            int due;
+
+            err = tc_pipeline_batch_due(p, 1, &due);
+            if (err == TC_OK && due)
+                err = tc_pipeline_dispatch(p);
+        }
         /* The writer is done with the batch in flight: settle it now, not when the next is
          * full, so that its rollups, lake rows and Kafka offsets follow at once. */
         if (err == TC_OK)

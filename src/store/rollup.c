@@ -23,6 +23,7 @@ void tc_rollup_init(tc_rollup *r, int64_t width_us)
 void tc_rollup_free(tc_rollup *r)
 {
     free(r->groups);
+    free(r->latest);
     free(r->slots);
     free(r->dyn);
     for (size_t d = 0; d < r->ndyn; d++)
@@ -103,6 +104,12 @@ static tc_err tc_rollup_reserve(tc_rollup *r, size_t rows)
         if (!g)
             return TC_ERR_NOMEM;
         r->groups = g;
+        if (r->width_us == 0) {
+            tc_rollup_latest *l = realloc(r->latest, cap * sizeof(*l));
+            if (!l)
+                return TC_ERR_NOMEM;
+            r->latest = l;
+        }
         /* Group-major with a stride of ndyn: growing the groups keeps every group's place. */
         if (r->ndyn) {
             tc_rollup_dyn *dyn = realloc(r->dyn, cap * r->ndyn * sizeof(*dyn));
@@ -132,7 +139,7 @@ static tc_err tc_rollup_reserve(tc_rollup *r, size_t rows)
 }
 
 /* Is row i of b newer than what group g holds as its latest? Time first, then Kafka position. */
-static int tc_rollup_newer(const tc_rollup_group *g, const tc_batch *b, size_t i)
+static int tc_rollup_newer(const tc_rollup_latest *g, const tc_batch *b, size_t i)
 {
     if (b->time_us[i] != g->time_us)
         return b->time_us[i] > g->time_us;
@@ -157,7 +164,7 @@ static tc_err tc_rollup_copy(tc_rollup *r, tc_slice *dst, const tc_slice *src)
 }
 
 /* Make row i of b the group's latest reading. */
-static tc_err tc_rollup_take_latest(tc_rollup *r, tc_rollup_group *g, const tc_batch *b, size_t i)
+static tc_err tc_rollup_take_latest(tc_rollup *r, tc_rollup_latest *g, const tc_batch *b, size_t i)
 {
     g->time_us = b->time_us[i];
     g->partition = b->partition[i];
@@ -166,8 +173,6 @@ static tc_err tc_rollup_take_latest(tc_rollup *r, tc_rollup_group *g, const tc_b
         g->metric[m] = b->metric[m][i];
         g->present[m] = b->present[m][i];
     }
-    if (r->width_us > 0) /* only the latest state stores the strings */
-        return TC_OK;
     if (tc_rollup_copy(r, &g->tags, &b->tags[i]) != TC_OK ||
         tc_rollup_copy(r, &g->extra, &b->extra[i]) != TC_OK)
         return TC_ERR_NOMEM;
@@ -183,7 +188,7 @@ static tc_err tc_rollup_group_start(tc_rollup *r, tc_rollup_group *g, const tc_b
     g->bucket_us = bucket;
     if (tc_rollup_copy(r, &g->device, &b->device_id[i]) != TC_OK)
         return TC_ERR_NOMEM;
-    return tc_rollup_take_latest(r, g, b, i);
+    return r->latest ? tc_rollup_take_latest(r, &r->latest[g - r->groups], b, i) : TC_OK;
 }
 
 static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_batch *b, size_t i)
@@ -204,7 +209,12 @@ static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_bat
         g->sum[m] += v;
         g->cnt[m]++;
     }
-    return g->n > 1 && tc_rollup_newer(g, b, i) ? tc_rollup_take_latest(r, g, b, i) : TC_OK;
+    if (r->latest && g->n > 1) {
+        tc_rollup_latest *l = &r->latest[g - r->groups];
+        if (tc_rollup_newer(l, b, i))
+            return tc_rollup_take_latest(r, l, b, i);
+    }
+    return TC_OK;
 }
 
 /* Index of the rollup's dynamic metric called name, or -1. */
@@ -305,7 +315,10 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
 
     if (b->n == 0)
         return TC_OK;
-    if (tc_rollup_reserve(r, b->n) != TC_OK)
+    /* Room for one more group now, and more as groups come: reserving the batch's rows up front
+     * would size the arrays for groups that mostly never appear (a batch of 10,000 rows adds a few
+     * hundred groups to the 1-hour rollup), and they stay that large. */
+    if (tc_rollup_reserve(r, 1) != TC_OK)
         return TC_ERR_NOMEM;
     if (dyn && tc_rollup_dyn_map(r, b, map) != TC_OK)
         return TC_ERR_NOMEM;
@@ -334,6 +347,12 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
             continue;
         pos = tc_rollup_probe(r, dev, bucket, (uint32_t)(h >> 32), (size_t)h & (r->nslots - 1),
                               &found);
+        if (!found && (r->ngroups == r->cap || (r->ngroups + 1) * 2 > r->nslots)) {
+            if (tc_rollup_reserve(r, 1) != TC_OK)
+                return TC_ERR_NOMEM;
+            pos = tc_rollup_probe(r, dev, bucket, (uint32_t)(h >> 32), (size_t)h & (r->nslots - 1),
+                                  &found);
+        }
         if (found) {
             g = &r->groups[r->slots[pos].group - 1];
         } else {

@@ -47,14 +47,19 @@ typedef struct tc_rollup_group {
     double sum[TC_METRIC__COUNT];
     double min[TC_METRIC__COUNT]; /* meaningful only when cnt > 0 */
     double max[TC_METRIC__COUNT];
-    /* The reading with the greatest (time, partition, offset) of the group (the latest state). */
+} tc_rollup_group;
+
+/* The reading with the greatest (time, partition, offset) of a group: kept by the rollup without
+ * buckets (the latest state) only, in a side array, so that the groups of the rollups with
+ * buckets -- most of the aggregates' memory -- stay a third smaller. */
+typedef struct tc_rollup_latest {
     int64_t time_us;
     int32_t partition;
     int64_t offset;
     double metric[TC_METRIC__COUNT];
     uint8_t present[TC_METRIC__COUNT];
-    tc_slice tags, extra; /* owned by the arena; ptr NULL = NULL (kept only when width is 0) */
-} tc_rollup_group;
+    tc_slice tags, extra; /* owned by the arena; ptr NULL = NULL */
+} tc_rollup_latest;
 
 /* Aggregate of one dynamic metric in one group; min and max are meaningful only when cnt > 0. */
 typedef struct tc_rollup_dyn {
@@ -65,6 +70,7 @@ typedef struct tc_rollup_dyn {
 typedef struct tc_rollup {
     int64_t width_us; /* bucket width; 0 = one group per device */
     tc_rollup_group *groups;
+    tc_rollup_latest *latest; /* cap entries when width_us is 0, else NULL */
     size_t ngroups, cap;
     /* Open addressing: group index + 1 (0 = empty) next to 32 bits of the group's hash, so that a
      * probe reads one cache line, not two. */
@@ -99,6 +105,12 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask);
 
 /* tc_rollup_clear, then tc_rollup_add of every row of b. */
 tc_err tc_rollup_build(tc_rollup *r, const tc_batch *b);
+
+/* The latest reading of group g (< r->ngroups) of a rollup without buckets. */
+static inline const tc_rollup_latest *tc_rollup_latest_at(const tc_rollup *r, size_t g)
+{
+    return &r->latest[g];
+}
 
 /* Aggregate of dynamic metric d (< r->ndyn, named r->dyn_name[d]) in group g (< r->ngroups). A
  * group made before the metric appeared has cnt 0 for it. */

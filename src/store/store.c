@@ -369,6 +369,11 @@ static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
  * rollup upsert: device, bucket, count, then 4 arrays per metric, fixed or dynamic. */
 #define TC_PARAMS_MAX (3 + 4 * (TC_METRIC__COUNT + TC_BATCH_DYN_MAX))
 
+/* Groups per rollup or latest-state statement. The arrays of one statement are built in memory
+ * (some 330 bytes a group), so a flush of 60,000 groups in one would hold 20 MB; in statements of
+ * this many it holds 5 MB, and PostgreSQL's cost per row is the same. */
+#define TC_ROLLUP_STMT_GROUPS 16384
+
 typedef struct tc_params {
     int n;
     size_t start[TC_PARAMS_MAX];
@@ -637,81 +642,135 @@ static void tc_params_extreme(tc_store *s, int64_t cnt, double v)
         tc_copy_null(&s->params);
 }
 
-/* Add the groups of the rollup of table t to the table (plain mode). */
-static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t errstr_size)
+/* Add groups [g0, g1) of the rollup of table t to the table, in one statement. */
+static tc_err tc_store_write_rollup_range(tc_store *s, size_t t, size_t g0, size_t g1, char *errstr,
+                                          size_t errstr_size)
 {
     const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
     const tc_rollup *r = tc_store_rollup_of(s, t);
-    const char *name = rt->stmt, *table = rt->table;
     tc_params p;
-    size_t g, ng;
-    tc_err err;
+    size_t g;
 
-    ng = r->ngroups;
-    if (ng == 0)
-        return TC_OK;
-    /* tc_store_ensure_rollup_columns has run: a metric without a column would be lost. */
-    if (r->ndyn > s->rollup_columns[t])
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "%s lacks columns for %zu dynamic metrics", table,
-                          r->ndyn - s->rollup_columns[t]);
-    err = tc_store_prepare_rollup(s, t, r, r->ndyn, errstr, errstr_size);
-    if (err != TC_OK)
-        return err;
     tc_params_reset(s, &p);
-    tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
-    for (g = 0; g < ng; g++)
+    tc_params_array(s, &p, TC_OID_TEXT, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
         tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
-    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, ng, 0);
-    for (g = 0; g < ng; g++)
+    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
         tc_copy_timestamptz(&s->params, r->groups[g].bucket_us);
-    tc_params_array(s, &p, TC_OID_INT8, ng, 0);
-    for (g = 0; g < ng; g++)
+    tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
         tc_copy_int8(&s->params, r->groups[g].n);
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
-        tc_params_array(s, &p, TC_OID_INT8, ng, 0);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
+        for (g = g0; g < g1; g++)
             tc_copy_int8(&s->params, r->groups[g].cnt[m]);
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 0);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 0);
+        for (g = g0; g < g1; g++)
             tc_copy_float8(&s->params, r->groups[g].sum[m]);
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
+        for (g = g0; g < g1; g++)
             tc_params_extreme(s, r->groups[g].cnt[m], r->groups[g].min[m]);
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
+        for (g = g0; g < g1; g++)
             tc_params_extreme(s, r->groups[g].cnt[m], r->groups[g].max[m]);
     }
     for (size_t d = 0; d < r->ndyn; d++) {
         if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
             continue;
-        tc_params_array(s, &p, TC_OID_INT8, ng, 0);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
+        for (g = g0; g < g1; g++)
             tc_copy_int8(&s->params, tc_rollup_dyn_at(r, g, d)->cnt);
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 0);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 0);
+        for (g = g0; g < g1; g++)
             tc_copy_float8(&s->params, tc_rollup_dyn_at(r, g, d)->sum);
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
+        for (g = g0; g < g1; g++)
             tc_params_extreme(s, tc_rollup_dyn_at(r, g, d)->cnt, tc_rollup_dyn_at(r, g, d)->min);
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++)
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
+        for (g = g0; g < g1; g++)
             tc_params_extreme(s, tc_rollup_dyn_at(r, g, d)->cnt, tc_rollup_dyn_at(r, g, d)->max);
     }
-    return tc_store_run_prepared(s, name, &p, table, errstr, errstr_size);
+    return tc_store_run_prepared(s, rt->stmt, &p, rt->table, errstr, errstr_size);
+}
+
+/* Add the groups of the rollup of table t to the table (plain mode), at most
+ * TC_ROLLUP_STMT_GROUPS per statement. */
+static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t errstr_size)
+{
+    const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
+    const tc_rollup *r = tc_store_rollup_of(s, t);
+    size_t g0, g1, ng = r->ngroups;
+    tc_err err;
+
+    if (ng == 0)
+        return TC_OK;
+    /* tc_store_ensure_rollup_columns has run: a metric without a column would be lost. */
+    if (r->ndyn > s->rollup_columns[t])
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "%s lacks columns for %zu dynamic metrics", rt->table,
+                          r->ndyn - s->rollup_columns[t]);
+    err = tc_store_prepare_rollup(s, t, r, r->ndyn, errstr, errstr_size);
+    for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
+        g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
+        err = tc_store_write_rollup_range(s, t, g0, g1, errstr, errstr_size);
+    }
+    return err;
 }
 
 /* The latest reading per device of the groups, upserted only over an older one. */
+/* Upsert the latest readings of groups [g0, g1), in one statement (prepared). */
+static tc_err tc_store_write_latest_range(tc_store *s, const tc_rollup *r, size_t g0, size_t g1,
+                                          char *errstr, size_t errstr_size)
+{
+    tc_params p;
+    size_t g;
+
+    tc_params_reset(s, &p);
+    tc_params_array(s, &p, TC_OID_TEXT, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
+        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
+    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
+        tc_copy_timestamptz(&s->params, tc_rollup_latest_at(r, g)->time_us);
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
+        for (g = g0; g < g1; g++) {
+            if (tc_rollup_latest_at(r, g)->present[m])
+                tc_copy_float8(&s->params, tc_rollup_latest_at(r, g)->metric[m]);
+            else
+                tc_copy_null(&s->params);
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        tc_params_array(s, &p, TC_OID_JSONB, g1 - g0, 1);
+        for (g = g0; g < g1; g++) {
+            const tc_slice *v =
+                j == 0 ? &tc_rollup_latest_at(r, g)->tags : &tc_rollup_latest_at(r, g)->extra;
+            if (v->ptr)
+                tc_copy_jsonb(&s->params, v->ptr, v->len);
+            else
+                tc_copy_null(&s->params);
+        }
+    }
+    tc_params_array(s, &p, TC_OID_INT4, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
+        tc_copy_int4(&s->params, tc_rollup_latest_at(r, g)->partition);
+    tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
+    for (g = g0; g < g1; g++)
+        tc_copy_int8(&s->params, tc_rollup_latest_at(r, g)->offset);
+    return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
+}
+
 static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errstr,
                                     size_t errstr_size)
 {
     enum { NP = 6 + TC_METRIC__COUNT };
     Oid types[NP];
     char sql[TC_SQL_MAX];
-    size_t pos = 0, g, ng;
-    tc_params p;
+    size_t pos = 0, g0, g1, ng;
     int rc = 0, k;
-    tc_err err;
+    tc_err err = TC_OK;
 
     ng = r->ngroups;
     if (ng == 0)
@@ -752,39 +811,11 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errst
         if (err != TC_OK)
             return err;
     }
-    tc_params_reset(s, &p);
-    tc_params_array(s, &p, TC_OID_TEXT, ng, 0);
-    for (g = 0; g < ng; g++)
-        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
-    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, ng, 0);
-    for (g = 0; g < ng; g++)
-        tc_copy_timestamptz(&s->params, r->groups[g].time_us);
-    for (int m = 0; m < TC_METRIC__COUNT; m++) {
-        tc_params_array(s, &p, TC_OID_FLOAT8, ng, 1);
-        for (g = 0; g < ng; g++) {
-            if (r->groups[g].present[m])
-                tc_copy_float8(&s->params, r->groups[g].metric[m]);
-            else
-                tc_copy_null(&s->params);
-        }
+    for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
+        g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
+        err = tc_store_write_latest_range(s, r, g0, g1, errstr, errstr_size);
     }
-    for (int j = 0; j < 2; j++) {
-        tc_params_array(s, &p, TC_OID_JSONB, ng, 1);
-        for (g = 0; g < ng; g++) {
-            const tc_slice *v = j == 0 ? &r->groups[g].tags : &r->groups[g].extra;
-            if (v->ptr)
-                tc_copy_jsonb(&s->params, v->ptr, v->len);
-            else
-                tc_copy_null(&s->params);
-        }
-    }
-    tc_params_array(s, &p, TC_OID_INT4, ng, 0);
-    for (g = 0; g < ng; g++)
-        tc_copy_int4(&s->params, r->groups[g].partition);
-    tc_params_array(s, &p, TC_OID_INT8, ng, 0);
-    for (g = 0; g < ng; g++)
-        tc_copy_int8(&s->params, r->groups[g].offset);
-    return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
+    return err;
 }
 
 tc_err tc_store_dead_offsets(tc_store *s, int32_t partition, int64_t from, int64_t to, int64_t *out,

@@ -6,6 +6,7 @@ import subprocess
 import time
 from decimal import Decimal
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from oracle import METRICS
@@ -74,6 +75,25 @@ def test_kill_and_restart_stores_exactly_once(tc):
         proc.communicate()
     tc.run(idle=3)
     assert_store_matches(tc, tc.oracle().expect())
+
+
+@pytest.mark.parametrize("size_max", [200, 4000])
+def test_batches_grow_while_the_writer_is_busy(tc, size_max):
+    """With a backlog and its one writer busy, a batch goes on filling past pipeline.batch_size, up
+    to pipeline.batch_size_max (fewer, larger COPYs); with the two equal it never does."""
+    tc.migrate()
+    tc.simulate("--devices", "200", "--count", "40000", "--seed", "5")
+    tc.run(idle=2, extra=("postgres.writers=1", "pipeline.batch_size=200",
+                          f"pipeline.batch_size_max={size_max}"))
+    # One transaction per batch, and now() is the transaction's start: one ingested_at each.
+    sizes = [r[0] for r in tc.sql("SELECT count(*) FROM readings GROUP BY ingested_at")]
+    assert sum(sizes) == 40000
+    assert max(sizes) <= size_max
+    if size_max == 200:
+        assert len(sizes) >= 40000 // 200
+    else:
+        assert max(sizes) > 200, f"no batch grew past batch_size: {sorted(sizes)[-5:]}"
+        assert len(sizes) < 40000 // 200
 
 
 def test_batch_timeout_latency_and_sigterm(tc):

@@ -57,7 +57,7 @@ def test_failed_batches_commit_in_order(tc, writers):
                      " FOR EACH ROW EXECUTE FUNCTION note_regression()")
     hot = produce_with_hot_rows(tc)
     proc = tc.run(idle=2, extra=(f"postgres.writers={writers}", "pipeline.batch_size=100",
-                                 "dedupe.window_s=0"))
+                                 "pipeline.batch_size_max=100", "dedupe.window_s=0"))
     tc.assert_clean(proc.stderr)
 
     stored = [r[0] for r in tc.sql("SELECT seq FROM readings")]
@@ -85,7 +85,8 @@ def test_kill_with_writers_in_flight_and_restart(tc):
     tc.migrate()
     tc.simulate("--devices", "500", "--count", "60000", "--invalid-ratio", "0.01", "--seed", "19")
     for delay in (1.5, 2.5):
-        proc = tc.spawn("run", extra=("postgres.writers=4", "pipeline.batch_size=200"))
+        proc = tc.spawn("run", extra=("postgres.writers=4", "pipeline.batch_size=200",
+                                      "pipeline.batch_size_max=200"))
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()

@@ -44,6 +44,7 @@ static const char *const all_keys[] = {
     "retention.max_age_s",
     "retention.require_lake",
     "pipeline.batch_size",
+    "pipeline.batch_size_max",
     "pipeline.batch_timeout_ms",
     "pipeline.max_message_bytes",
     "pipeline.batch_memory_bytes",
@@ -198,6 +199,7 @@ static void test_defaults(void **state)
     assert_string_equal(c->pg_schema, "telemetry");
     assert_int_equal(c->pg_partition_days_ahead, 2);
     assert_int_equal(c->batch_size, 1000);
+    assert_int_equal(c->batch_size_max, 10000);
     assert_int_equal(c->batch_timeout_ms, 100);
     assert_int_equal(c->max_message_bytes, 1048576);
     assert_int_equal(c->batch_memory_bytes, 67108864);

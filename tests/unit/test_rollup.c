@@ -111,6 +111,37 @@ static void test_empty_batch(void **state)
     tc_batch_destroy(b);
 }
 
+/* A big batch of few groups leaves the arrays sized for the groups, not for the rows (they were
+ * once reserved for every row of each batch, and stayed that large); only the rollup without
+ * buckets keeps the latest readings. */
+static void test_memory_follows_groups_not_rows(void **state)
+{
+    enum { ROWS = 10000 };
+    static const char *const devs[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    double v[TC_METRIC__COUNT] = {1, 2, 3, 4, 5, 6};
+    tc_batch *b = tc_batch_new(ROWS, 0);
+    tc_rollup hour, latest;
+
+    (void)state;
+    assert_non_null(b);
+    for (int i = 0; i < ROWS; i++)
+        add_row(b, devs[i % 8], T0 + i * 1000LL, 0, i, 0x3f, v);
+    tc_rollup_init(&hour, HOUR_US);
+    tc_rollup_init(&latest, 0);
+    assert_int_equal(tc_rollup_build(&hour, b), 0);
+    assert_int_equal(tc_rollup_build(&latest, b), 0);
+    assert_int_equal(hour.ngroups, 8);
+    assert_int_equal(latest.ngroups, 8);
+    assert_true(hour.cap <= 64 && hour.nslots <= 64);
+    assert_true(latest.cap <= 64 && latest.nslots <= 64);
+    assert_null(hour.latest);
+    assert_non_null(latest.latest);
+    assert_int_equal(tc_rollup_latest_at(&latest, 7)->offset, ROWS - 1);
+    tc_rollup_free(&hour);
+    tc_rollup_free(&latest);
+    tc_batch_destroy(b);
+}
+
 static void test_groups_by_device_and_minute(void **state)
 {
     const double v1[TC_METRIC__COUNT] = {20.0, 40.0, 1000.0, 90.0, 52.5, 13.4};
@@ -199,12 +230,12 @@ static void test_latest_per_device(void **state)
     tc_rollup_init(&r, 0);
     assert_int_equal(tc_rollup_build(&r, b), 0);
     assert_int_equal(r.ngroups, 3);
-    assert_int_equal(r.groups[0].offset, 6); /* the rows' offsets identify them */
-    assert_int_equal(r.groups[0].time_us, T0 + 300);
+    assert_int_equal(tc_rollup_latest_at(&r, 0)->offset, 6); /* the rows' offsets identify them */
+    assert_int_equal(tc_rollup_latest_at(&r, 0)->time_us, T0 + 300);
     assert_int_equal(r.groups[0].n, 3);
-    assert_int_equal(r.groups[1].offset, 1);
-    assert_int_equal(r.groups[1].partition, 1);
-    assert_int_equal(r.groups[2].offset, 2);
+    assert_int_equal(tc_rollup_latest_at(&r, 1)->offset, 1);
+    assert_int_equal(tc_rollup_latest_at(&r, 1)->partition, 1);
+    assert_int_equal(tc_rollup_latest_at(&r, 2)->offset, 2);
     assert_int_equal(r.groups[0].bucket_us, 0);
     tc_rollup_free(&r);
     tc_batch_destroy(b);
@@ -318,15 +349,17 @@ static void test_accumulates_across_batches(void **state)
     assert_int_equal(acc.ngroups, one.ngroups);
     for (size_t g = 0; g < one.ngroups; g++) {
         const tc_rollup_group *a = &acc.groups[g], *o = &one.groups[g];
+        const tc_rollup_latest *al = tc_rollup_latest_at(&acc, g),
+                               *ol = tc_rollup_latest_at(&one, g);
         char want[24];
         assert_int_equal(a->device.len, o->device.len);
         assert_memory_equal(a->device.ptr, o->device.ptr, a->device.len);
         assert_int_equal(a->n, o->n);
         assert_true(a->sum[0] == o->sum[0]);
-        assert_int_equal(a->offset, o->offset);
-        assert_int_equal(a->time_us, o->time_us);
-        snprintf(want, sizeof(want), "{\"i\":%d}", (int)a->offset);
-        assert_true(slice_is(&a->tags, want));
+        assert_int_equal(al->offset, ol->offset);
+        assert_int_equal(al->time_us, ol->time_us);
+        snprintf(want, sizeof(want), "{\"i\":%d}", (int)al->offset);
+        assert_true(slice_is(&al->tags, want));
     }
     tc_rollup_clear(&acc);
     assert_int_equal(acc.ngroups, 0);
@@ -626,6 +659,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_floor),
         cmocka_unit_test(test_empty_batch),
+        cmocka_unit_test(test_memory_follows_groups_not_rows),
         cmocka_unit_test(test_groups_by_device_and_minute),
         cmocka_unit_test(test_latest_per_device),
         cmocka_unit_test(test_many_groups_match_brute_force),
