@@ -182,6 +182,30 @@ void tc_copy_jsonb(tc_copybuf *b, const char *json, size_t len)
         memcpy(p + 5, json, len);
 }
 
+size_t tc_copy_record_begin(tc_copybuf *b, uint32_t ncolumns)
+{
+    size_t start = b->len;
+    unsigned char *p = tc_copy_reserve(b, 8);
+
+    if (p)
+        tc_put_be32(p + 4, ncolumns);
+    return start;
+}
+
+void tc_copy_record_column(tc_copybuf *b, uint32_t type_oid)
+{
+    unsigned char *p = tc_copy_reserve(b, 4);
+
+    if (p)
+        tc_put_be32(p, type_oid);
+}
+
+void tc_copy_record_end(tc_copybuf *b, size_t start)
+{
+    if (!b->failed && b->len >= start + 4)
+        tc_put_be32(b->data + start, (uint32_t)(b->len - start - 4));
+}
+
 void tc_copy_array_begin(tc_copybuf *b, uint32_t elem_oid, uint32_t n, int has_nulls)
 {
     unsigned char *p = tc_copy_reserve(b, 20);

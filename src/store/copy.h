@@ -49,6 +49,15 @@ void tc_copy_jsonb(tc_copybuf *b, const char *json, size_t len);
  */
 void tc_copy_array_begin(tc_copybuf *b, uint32_t elem_oid, uint32_t n, int has_nulls);
 
+/*
+ * A composite value (record_send) as an array element: int32 length, int32 number of columns, then
+ * per column its type OID (tc_copy_record_column) and the value as above. Begin returns where the
+ * element starts; end fills in its length. Every column of the row type must be there, in order.
+ */
+size_t tc_copy_record_begin(tc_copybuf *b, uint32_t ncolumns);
+void tc_copy_record_column(tc_copybuf *b, uint32_t type_oid);
+void tc_copy_record_end(tc_copybuf *b, size_t start);
+
 /* Element type OIDs (pg_type.h) of the arrays the store sends. */
 #define TC_OID_INT4              23
 #define TC_OID_INT8              20

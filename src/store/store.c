@@ -62,6 +62,8 @@ void tc_store_destroy(tc_store *s)
         PQfinish(s->conn);
     tc_copybuf_free(&s->copy);
     tc_copybuf_free(&s->params);
+    for (size_t t = 0; t < TC_STORE_ROLLUP_TABLES; t++)
+        free(s->rollup_cols[t]);
     tc_rollup_free(&s->r1m);
     tc_rollup_free(&s->r1h);
     tc_rollup_free(&s->rlatest);
@@ -532,72 +534,147 @@ int tc_store_rollup_metric_fits(const char *name)
     return strlen(name) <= TC_ROLLUP_NAME_MAX;
 }
 
-/* The upsert of one rollup table: 3 + 4 per metric array parameters (*nparams), the fixed metrics
- * then the rollup's first ndyn dynamic ones that get columns (quoted: a metric may be named like
- * a keyword). */
-static int tc_store_rollup_sql(const tc_store *s, const tc_rollup *r, size_t ndyn,
-                               const char *table, char *out, size_t cap, int *nparams)
-{
-    size_t pos = 0;
-    int rc = 0, k = 4;
+/*
+ * The rollup upserts send their groups as one parameter: an array of the table's own row type,
+ * which the statement unnests. PostgreSQL reads such an array about as fast as rows from a table;
+ * 27 arrays of one column each, unnested side by side, cost it twice as much (each becomes a
+ * tuplestore of its own before the rows are zipped together). The price is that the records must
+ * carry every column of the row type, in the table's order, with its type: the columns are read
+ * from the catalog when the statement is prepared, and each is mapped to what fills it.
+ */
+enum { TC_RCOL_DEVICE, TC_RCOL_BUCKET, TC_RCOL_N, TC_RCOL_FIXED, TC_RCOL_DYN, TC_RCOL_NONE };
+/* tc_rollup_column.metric of a TC_RCOL_NONE column named like a metric's */
+#define TC_RCOL_UNSEEN 0xffff
 
-    rc |= tc_sql_append(out, cap, &pos, "INSERT INTO %s.%s AS t (device_id, bucket, n", s->schema,
-                        table);
+/* The metric column a name ends in: field 0..3 for _n, _sum, _min, _max, and the length of the
+ * metric's name before it; -1 when it is not one. */
+static int tc_store_metric_field(const char *col, size_t *metric_len)
+{
+    static const char *const suffix[] = {"_n", "_sum", "_min", "_max"};
+    size_t len = strlen(col);
+
+    for (int f = 0; f < 4; f++) {
+        size_t sl = strlen(suffix[f]);
+        if (len > sl && strcmp(col + len - sl, suffix[f]) == 0) {
+            *metric_len = len - sl;
+            return f;
+        }
+    }
+    return -1;
+}
+
+/* Map column name (of type oid) of a rollup table to its source in rollup r. */
+static tc_rollup_column tc_store_rollup_column(const tc_rollup *r, const char *name, uint32_t oid)
+{
+    tc_rollup_column c = {oid, TC_RCOL_NONE, 0, 0}; /* not a metric's: NULL */
+    size_t len = 0;
+    int f;
+
+    if (!strcmp(name, "device_id"))
+        c.src = TC_RCOL_DEVICE;
+    else if (!strcmp(name, "bucket"))
+        c.src = TC_RCOL_BUCKET;
+    else if (!strcmp(name, "n"))
+        c.src = TC_RCOL_N;
+    if (c.src != TC_RCOL_NONE || (f = tc_store_metric_field(name, &len)) < 0)
+        return c;
+    c.field = (uint8_t)f;
+    c.metric = TC_RCOL_UNSEEN;
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
-        const char *c = tc_metric_names[m];
-        rc |= tc_sql_append(out, cap, &pos, ", %s_n, %s_sum, %s_min, %s_max", c, c, c, c);
+        if (strlen(tc_metric_names[m]) == len && !strncmp(name, tc_metric_names[m], len)) {
+            c.src = TC_RCOL_FIXED;
+            c.metric = (uint16_t)m;
+            return c;
+        }
     }
-    for (size_t d = 0; d < ndyn; d++) {
-        const char *c = r->dyn_name[d];
-        if (tc_store_rollup_metric_fits(c))
-            rc |= tc_sql_append(out, cap, &pos, ", \"%s_n\", \"%s_sum\", \"%s_min\", \"%s_max\"", c,
-                                c, c, c);
+    for (size_t d = 0; d < r->ndyn; d++) {
+        if (strlen(r->dyn_name[d]) == len && !strncmp(name, r->dyn_name[d], len) &&
+            tc_store_rollup_metric_fits(r->dyn_name[d])) {
+            c.src = TC_RCOL_DYN;
+            c.metric = (uint16_t)d;
+            return c;
+        }
     }
-    rc |= tc_sql_append(out, cap, &pos, ") SELECT * FROM unnest($1, $2, $3");
-    for (int m = 0; m < TC_METRIC__COUNT; m++, k += 4)
-        rc |= tc_sql_append(out, cap, &pos, ", $%d, $%d, $%d, $%d", k, k + 1, k + 2, k + 3);
-    for (size_t d = 0; d < ndyn; d++) {
-        if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
-            continue;
-        rc |= tc_sql_append(out, cap, &pos, ", $%d, $%d, $%d, $%d", k, k + 1, k + 2, k + 3);
-        k += 4;
+    return c; /* a metric this pipeline has not seen (another one added it): 0, or NULL */
+}
+
+/* The SET clause of one metric column: counts and sums add up (they are NOT NULL DEFAULT 0, so a
+ * row written before the metric existed adds up from 0), extremes keep the extreme. */
+static int tc_store_rollup_set(char *sql, size_t *pos, const char *name, int field)
+{
+    if (field < 2)
+        return tc_sql_append(sql, TC_ROLLUP_SQL_MAX, pos, ", \"%s\" = t.\"%s\" + EXCLUDED.\"%s\"",
+                             name, name, name);
+    return tc_sql_append(sql, TC_ROLLUP_SQL_MAX, pos, ", \"%s\" = %s(t.\"%s\", EXCLUDED.\"%s\")",
+                         name, field == 2 ? "least" : "greatest", name, name);
+}
+
+/* Read rollup table t's row type and columns into the store; build its upsert in sql (a buffer
+ * of TC_ROLLUP_SQL_MAX). */
+static tc_err tc_store_rollup_columns(tc_store *s, size_t t, const tc_rollup *r, char *sql,
+                                      char *errstr, size_t errstr_size)
+{
+    char table[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
+    const char *params[1] = {table};
+    tc_rollup_column *cols = NULL;
+    PGresult *res;
+    size_t pos = 0;
+    int rows = 0, rc = 0;
+    tc_err err = TC_OK;
+
+    snprintf(table, sizeof(table), "%s.%s", s->schema, tc_store_rollup_tables[t].table);
+    res = PQexecParams(s->conn,
+                       "SELECT c.reltype, a.attname, a.atttypid FROM pg_attribute a"
+                       " JOIN pg_class c ON c.oid = a.attrelid WHERE a.attrelid = $1::regclass"
+                       " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not read the columns of \"%s\": %s", table,
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+        goto done;
     }
-    rc |= tc_sql_append(out, cap, &pos,
-                        ") ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n");
-    for (int m = 0; m < TC_METRIC__COUNT; m++) {
-        const char *c = tc_metric_names[m];
-        rc |= tc_sql_append(out, cap, &pos,
-                            ", %s_n = t.%s_n + EXCLUDED.%s_n, %s_sum = t.%s_sum + EXCLUDED.%s_sum,"
-                            " %s_min = least(t.%s_min, EXCLUDED.%s_min),"
-                            " %s_max = greatest(t.%s_max, EXCLUDED.%s_max)",
-                            c, c, c, c, c, c, c, c, c, c, c, c);
+    rows = PQntuples(res);
+    if (rows == 0 || !(cols = calloc((size_t)rows, sizeof(*cols)))) {
+        err = tc_err_set(rows ? TC_ERR_NOMEM : TC_ERR_DB, errstr, errstr_size,
+                         "could not read the columns of \"%s\": %s", table,
+                         rows ? "out of memory" : "none");
+        goto done;
     }
-    /* The dynamic columns are NOT NULL DEFAULT 0 like the fixed ones (migrate.c), so a row
-     * written before the metric existed adds up from 0, not from NULL. */
-    for (size_t d = 0; d < ndyn; d++) {
-        const char *c = r->dyn_name[d];
-        if (!tc_store_rollup_metric_fits(c))
-            continue;
-        rc |= tc_sql_append(out, cap, &pos,
-                            ", \"%s_n\" = t.\"%s_n\" + EXCLUDED.\"%s_n\","
-                            " \"%s_sum\" = t.\"%s_sum\" + EXCLUDED.\"%s_sum\","
-                            " \"%s_min\" = least(t.\"%s_min\", EXCLUDED.\"%s_min\"),"
-                            " \"%s_max\" = greatest(t.\"%s_max\", EXCLUDED.\"%s_max\")",
-                            c, c, c, c, c, c, c, c, c, c, c, c);
+    rc |= tc_sql_append(sql, TC_ROLLUP_SQL_MAX, &pos,
+                        "INSERT INTO %s AS t SELECT (x).* FROM unnest($1::%s[]) x"
+                        " ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n",
+                        table, table);
+    for (int i = 0; i < rows; i++) {
+        const char *name = PQgetvalue(res, i, 1);
+        uint32_t oid = (uint32_t)strtoul(PQgetvalue(res, i, 2), NULL, 10);
+        size_t len;
+        cols[i] = tc_store_rollup_column(r, name, oid);
+        if (cols[i].src >= TC_RCOL_FIXED && tc_store_metric_field(name, &len) >= 0)
+            rc |= tc_store_rollup_set(sql, &pos, name, cols[i].field);
     }
-    *nparams = k - 1;
-    return rc;
+    if (rc < 0) {
+        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
+        goto done;
+    }
+    free(s->rollup_cols[t]);
+    s->rollup_cols[t] = cols;
+    s->rollup_ncols[t] = (size_t)rows;
+    s->rollup_rowtype[t] = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    cols = NULL;
+done:
+    free(cols);
+    PQclear(res);
+    return err;
 }
 
 /* Prepare the upsert of rollup table t for the first ndyn dynamic metrics of r, replacing one
- * prepared for fewer: its text names the columns, and they only grow. */
+ * prepared for fewer (their columns were added since: the row type changed). */
 static tc_err tc_store_prepare_rollup(tc_store *s, size_t t, const tc_rollup *r, size_t ndyn,
                                       char *errstr, size_t errstr_size)
 {
     const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
-    Oid types[TC_PARAMS_MAX];
     char *sql, dealloc[64];
-    int nparams = 0;
     tc_err err;
 
     if ((s->prepared & rt->prep) && s->rollup_prepared[t] == ndyn)
@@ -612,28 +689,16 @@ static tc_err tc_store_prepare_rollup(tc_store *s, size_t t, const tc_rollup *r,
     sql = malloc(TC_ROLLUP_SQL_MAX);
     if (!sql)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
-    if (tc_store_rollup_sql(s, r, ndyn, rt->table, sql, TC_ROLLUP_SQL_MAX, &nparams) < 0 ||
-        nparams > TC_PARAMS_MAX) {
-        free(sql);
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
-    }
-    types[0] = TC_OID_TEXT_ARRAY;
-    types[1] = TC_OID_TIMESTAMPTZ_ARRAY;
-    types[2] = TC_OID_INT8_ARRAY;
-    for (int k = 3; k + 3 < nparams; k += 4) {
-        types[k] = TC_OID_INT8_ARRAY;
-        types[k + 1] = TC_OID_FLOAT8_ARRAY;
-        types[k + 2] = TC_OID_FLOAT8_ARRAY;
-        types[k + 3] = TC_OID_FLOAT8_ARRAY;
-    }
-    err = tc_store_prepare(s, rt->prep, rt->stmt, sql, nparams, types, errstr, errstr_size);
+    err = tc_store_rollup_columns(s, t, r, sql, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_store_prepare(s, rt->prep, rt->stmt, sql, 1, NULL, errstr, errstr_size);
     free(sql);
     if (err == TC_OK)
         s->rollup_prepared[t] = ndyn;
     return err;
 }
 
-/* A minimum or maximum of a group as an array element: NULL where the group had no value. */
+/* A minimum or maximum of a group: NULL where the group had no value. */
 static void tc_params_extreme(tc_store *s, int64_t cnt, double v)
 {
     if (cnt)
@@ -642,56 +707,80 @@ static void tc_params_extreme(tc_store *s, int64_t cnt, double v)
         tc_copy_null(&s->params);
 }
 
+/* Column c of group g of rollup r, as a field of its record. */
+static void tc_store_rollup_value(tc_store *s, const tc_rollup *r, size_t g,
+                                  const tc_rollup_column *c)
+{
+    const tc_rollup_group *gr = &r->groups[g];
+    const tc_rollup_dyn *dy;
+    int64_t cnt = 0;
+    double sum = 0, min = 0, max = 0;
+
+    tc_copy_record_column(&s->params, c->oid);
+    switch (c->src) {
+    case TC_RCOL_DEVICE:
+        tc_copy_text(&s->params, gr->device.ptr, gr->device.len);
+        return;
+    case TC_RCOL_BUCKET:
+        tc_copy_timestamptz(&s->params, gr->bucket_us);
+        return;
+    case TC_RCOL_N:
+        tc_copy_int8(&s->params, gr->n);
+        return;
+    case TC_RCOL_FIXED:
+        cnt = gr->cnt[c->metric];
+        sum = gr->sum[c->metric];
+        min = gr->min[c->metric];
+        max = gr->max[c->metric];
+        break;
+    case TC_RCOL_DYN:
+        dy = tc_rollup_dyn_at(r, g, c->metric);
+        cnt = dy->cnt;
+        sum = dy->sum;
+        min = dy->min;
+        max = dy->max;
+        break;
+    default:
+        break;
+    }
+    if (c->src == TC_RCOL_NONE &&
+        (c->metric != TC_RCOL_UNSEEN || c->oid != (c->field == 0 ? TC_OID_INT8 : TC_OID_FLOAT8)))
+        tc_copy_null(&s->params); /* not a metric's column (or not of a metric's type) */
+    else if (c->field == 0)
+        tc_copy_int8(&s->params, cnt);
+    else if (c->field == 1)
+        tc_copy_float8(&s->params, sum);
+    else
+        tc_params_extreme(s, cnt, c->field == 2 ? min : max);
+}
+
 /* Add groups [g0, g1) of the rollup of table t to the table, in one statement. */
 static tc_err tc_store_write_rollup_range(tc_store *s, size_t t, size_t g0, size_t g1, char *errstr,
                                           size_t errstr_size)
 {
     const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
     const tc_rollup *r = tc_store_rollup_of(s, t);
+    const tc_rollup_column *cols = s->rollup_cols[t];
+    size_t ncols = s->rollup_ncols[t];
     tc_params p;
-    size_t g;
+    tc_err err;
 
     tc_params_reset(s, &p);
-    tc_params_array(s, &p, TC_OID_TEXT, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
-    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_timestamptz(&s->params, r->groups[g].bucket_us);
-    tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_int8(&s->params, r->groups[g].n);
-    for (int m = 0; m < TC_METRIC__COUNT; m++) {
-        tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
-        for (g = g0; g < g1; g++)
-            tc_copy_int8(&s->params, r->groups[g].cnt[m]);
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 0);
-        for (g = g0; g < g1; g++)
-            tc_copy_float8(&s->params, r->groups[g].sum[m]);
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
-        for (g = g0; g < g1; g++)
-            tc_params_extreme(s, r->groups[g].cnt[m], r->groups[g].min[m]);
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
-        for (g = g0; g < g1; g++)
-            tc_params_extreme(s, r->groups[g].cnt[m], r->groups[g].max[m]);
+    tc_params_array(s, &p, s->rollup_rowtype[t], g1 - g0, 0);
+    for (size_t g = g0; g < g1; g++) {
+        size_t start = tc_copy_record_begin(&s->params, (uint32_t)ncols);
+        for (size_t c = 0; c < ncols; c++)
+            tc_store_rollup_value(s, r, g, &cols[c]);
+        tc_copy_record_end(&s->params, start);
     }
-    for (size_t d = 0; d < r->ndyn; d++) {
-        if (!tc_store_rollup_metric_fits(r->dyn_name[d]))
-            continue;
-        tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
-        for (g = g0; g < g1; g++)
-            tc_copy_int8(&s->params, tc_rollup_dyn_at(r, g, d)->cnt);
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 0);
-        for (g = g0; g < g1; g++)
-            tc_copy_float8(&s->params, tc_rollup_dyn_at(r, g, d)->sum);
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
-        for (g = g0; g < g1; g++)
-            tc_params_extreme(s, tc_rollup_dyn_at(r, g, d)->cnt, tc_rollup_dyn_at(r, g, d)->min);
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
-        for (g = g0; g < g1; g++)
-            tc_params_extreme(s, tc_rollup_dyn_at(r, g, d)->cnt, tc_rollup_dyn_at(r, g, d)->max);
+    err = tc_store_run_prepared(s, rt->stmt, &p, rt->table, errstr, errstr_size);
+    /* 42804: the row type is no longer the one the records were built for (another pipeline added
+     * a metric's columns). Nothing was written: read the columns again and retry. */
+    if (err != TC_OK && !strcmp(s->sqlstate, "42804")) {
+        s->rollup_prepared[t] = SIZE_MAX; /* prepared for no rollup: deallocated and made again */
+        err = TC_ERR_DB_CONN;
     }
-    return tc_store_run_prepared(s, rt->stmt, &p, rt->table, errstr, errstr_size);
+    return err;
 }
 
 /* Add the groups of the rollup of table t to the table (plain mode), at most

@@ -45,6 +45,14 @@ enum {
     TC_PREP_LATEST = 1 << 3,
 };
 
+/* How a column of a rollup table's row type is filled from a group (store.c). */
+typedef struct tc_rollup_column {
+    uint32_t oid;    /* the column's type */
+    uint8_t src;     /* device, bucket, n, a fixed or dynamic metric, or none */
+    uint8_t field;   /* of a metric: 0 count, 1 sum, 2 min, 3 max */
+    uint16_t metric; /* the fixed metric, or the rollup's dynamic metric */
+} tc_rollup_column;
+
 struct tc_store {
     PGconn *conn;
     char *dsn;
@@ -81,6 +89,10 @@ struct tc_store {
      * many the upsert prepared on this connection names. */
     size_t rollup_columns[TC_STORE_ROLLUP_TABLES];
     size_t rollup_prepared[TC_STORE_ROLLUP_TABLES];
+    /* ...and, for that statement, the table's row type and how each of its columns is filled */
+    uint32_t rollup_rowtype[TC_STORE_ROLLUP_TABLES];
+    tc_rollup_column *rollup_cols[TC_STORE_ROLLUP_TABLES];
+    size_t rollup_ncols[TC_STORE_ROLLUP_TABLES];
 };
 
 /* The rollup tables of plain mode and their views, fed by s->r1m and s->r1h. */

@@ -234,3 +234,35 @@ def test_new_metrics_reach_the_plain_rollups_and_views(plain):
     assert tc.sql("SELECT sum(co2_n) FROM rollup_1h")[0][0] == tc.sql(
         "SELECT count(co2) FROM readings")[0][0]
     exact()
+
+
+def test_rollup_columns_added_by_another_pipeline(plain):
+    """Another pipeline of the group adds a metric's rollup columns while this one runs: the row
+    type its upserts send no longer matches (SQLSTATE 42804). It reads the columns again and
+    retries; the rollups stay exact, the other metric's columns 0 or NULL where it had no values."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--devices", "40", "--count", "2000", "--seed", "17")
+    proc = tc.spawn("run", extra=("pipeline.batch_timeout_ms=200",))
+    count = lambda: tc.sql("SELECT count(*) FROM readings")[0][0]
+    try:
+        assert wait_for(lambda: count() == 2000)
+        assert wait_for(lambda: rollups_caught_up(tc, ["temperature"]))
+        for table in ("rollup_1m", "rollup_1h"):
+            tc.sql(f'ALTER TABLE {table} ADD COLUMN "other_n" bigint NOT NULL DEFAULT 0,'
+                   ' ADD COLUMN "other_sum" double precision NOT NULL DEFAULT 0,'
+                   ' ADD COLUMN "other_min" double precision,'
+                   ' ADD COLUMN "other_max" double precision')
+        tc.simulate("--devices", "40", "--count", "2000", "--seed", "18")
+        assert wait_for(lambda: count() == 4000)
+        assert wait_for(lambda: rollups_caught_up(tc, ["temperature"]))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    tc.assert_clean(err)
+    assert "rollups retried" in err, err[-3000:]
+    for table, width in (("rollup_1m", "1 minute"), ("rollup_1h", "1 hour")):
+        assert rollup_mismatches(tc, table, width) == []
+        assert tc.sql(f"SELECT sum(other_n), sum(other_sum), count(other_min), count(other_max)"
+                      f" FROM {table}") == [(0, 0.0, 0, 0)]

@@ -347,6 +347,33 @@ static void test_free_then_reuse(void **state)
     EXPECT_BYTES(b, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 6);
 }
 
+/* An array of two records (record_send inside array_send): each element's length covers its
+ * column count and its columns, each column its type OID, length and value. */
+static void test_array_of_records(void **state)
+{
+    tc_copybuf *b = *state;
+    size_t start;
+
+    tc_copy_array_begin(b, 16384, 2, 0);
+    start = tc_copy_record_begin(b, 2);
+    assert_int_equal(start, 20);
+    tc_copy_record_column(b, TC_OID_TEXT);
+    tc_copy_text(b, "ab", 2);
+    tc_copy_record_column(b, TC_OID_INT8);
+    tc_copy_int8(b, 7);
+    tc_copy_record_end(b, start);
+    start = tc_copy_record_begin(b, 1);
+    tc_copy_record_column(b, TC_OID_FLOAT8);
+    tc_copy_null(b);
+    tc_copy_record_end(b, start);
+    EXPECT_BYTES(b, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 2, 0, 0, 0, 1, /* header */
+                 0, 0, 0, 30, 0, 0, 0, 2,                                          /* 2 columns */
+                 0, 0, 0, 25, 0, 0, 0, 2, 'a', 'b',                                /* text */
+                 0, 0, 0, 20, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7,                  /* int8 */
+                 0, 0, 0, 12, 0, 0, 0, 1,                                          /* 1 column */
+                 0, 0, 2, 189, 0xff, 0xff, 0xff, 0xff);                            /* NULL */
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -371,6 +398,7 @@ int main(void)
         T(test_reset_keeps_capacity),
         T(test_reset_clears_failed),
         T(test_free_then_reuse),
+        T(test_array_of_records),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
