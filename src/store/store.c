@@ -64,6 +64,7 @@ void tc_store_destroy(tc_store *s)
     tc_copybuf_free(&s->params);
     for (size_t t = 0; t < TC_STORE_ROLLUP_TABLES; t++)
         free(s->rollup_cols[t]);
+    free(s->latest_cols);
     tc_rollup_free(&s->r1m);
     tc_rollup_free(&s->r1h);
     tc_rollup_free(&s->rlatest);
@@ -609,47 +610,60 @@ static int tc_store_rollup_set(char *sql, size_t *pos, const char *name, int fie
                          name, field == 2 ? "least" : "greatest", name, name);
 }
 
+/* The columns of table (qualified) in order, as rows (row type OID, name, type OID) in *res,
+ * and an array of as many tc_rollup_column in *cols for the caller to fill; both the caller's. */
+static tc_err tc_store_row_type(tc_store *s, const char *table, PGresult **res,
+                                tc_rollup_column **cols, char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {table};
+    char msg[TC_ERRSTR_MAX];
+    int rows;
+
+    *cols = NULL;
+    *res = PQexecParams(s->conn,
+                        "SELECT c.reltype, a.attname, a.atttypid FROM pg_attribute a"
+                        " JOIN pg_class c ON c.oid = a.attrelid WHERE a.attrelid = $1::regclass"
+                        " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(*res) != PGRES_TUPLES_OK)
+        return tc_err_set(tc_store_classify(s, *res), errstr, errstr_size,
+                          "could not read the columns of \"%s\": %s", table,
+                          tc_store_pgmsg(s, *res, msg, sizeof(msg)));
+    rows = PQntuples(*res);
+    if (rows == 0)
+        return tc_err_set(TC_ERR_DB, errstr, errstr_size, "\"%s\" has no columns", table);
+    *cols = calloc((size_t)rows, sizeof(**cols));
+    if (!*cols)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (int i = 0; i < rows; i++)
+        (*cols)[i].oid = (uint32_t)strtoul(PQgetvalue(*res, i, 2), NULL, 10);
+    return TC_OK;
+}
+
 /* Read rollup table t's row type and columns into the store; build its upsert in sql (a buffer
  * of TC_ROLLUP_SQL_MAX). */
 static tc_err tc_store_rollup_columns(tc_store *s, size_t t, const tc_rollup *r, char *sql,
                                       char *errstr, size_t errstr_size)
 {
-    char table[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
-    const char *params[1] = {table};
+    char table[TC_SQL_MAX];
     tc_rollup_column *cols = NULL;
-    PGresult *res;
+    PGresult *res = NULL;
     size_t pos = 0;
     int rows = 0, rc = 0;
     tc_err err = TC_OK;
 
     snprintf(table, sizeof(table), "%s.%s", s->schema, tc_store_rollup_tables[t].table);
-    res = PQexecParams(s->conn,
-                       "SELECT c.reltype, a.attname, a.atttypid FROM pg_attribute a"
-                       " JOIN pg_class c ON c.oid = a.attrelid WHERE a.attrelid = $1::regclass"
-                       " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                       1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = tc_store_classify(s, res);
-        tc_err_set(err, errstr, errstr_size, "could not read the columns of \"%s\": %s", table,
-                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    if ((err = tc_store_row_type(s, table, &res, &cols, errstr, errstr_size)) != TC_OK)
         goto done;
-    }
     rows = PQntuples(res);
-    if (rows == 0 || !(cols = calloc((size_t)rows, sizeof(*cols)))) {
-        err = tc_err_set(rows ? TC_ERR_NOMEM : TC_ERR_DB, errstr, errstr_size,
-                         "could not read the columns of \"%s\": %s", table,
-                         rows ? "out of memory" : "none");
-        goto done;
-    }
     rc |= tc_sql_append(sql, TC_ROLLUP_SQL_MAX, &pos,
                         "INSERT INTO %s AS t SELECT (x).* FROM unnest($1::%s[]) x"
                         " ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n",
                         table, table);
     for (int i = 0; i < rows; i++) {
         const char *name = PQgetvalue(res, i, 1);
-        uint32_t oid = (uint32_t)strtoul(PQgetvalue(res, i, 2), NULL, 10);
         size_t len;
-        cols[i] = tc_store_rollup_column(r, name, oid);
+        cols[i] = tc_store_rollup_column(r, name, cols[i].oid);
         if (cols[i].src >= TC_RCOL_FIXED && tc_store_metric_field(name, &len) >= 0)
             rc |= tc_store_rollup_set(sql, &pos, name, cols[i].field);
     }
@@ -807,99 +821,178 @@ static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t 
     return err;
 }
 
-/* The latest reading per device of the groups, upserted only over an older one. */
-/* Upsert the latest readings of groups [g0, g1), in one statement (prepared). */
+/*
+ * The latest state goes the same way as the rollups: one array of latest_state's row type. Its
+ * columns are mapped by name; any the store does not fill (updated_at) go as NULL and the
+ * statement leaves them to their defaults.
+ */
+enum {
+    TC_LCOL_DEVICE,
+    TC_LCOL_TIME,
+    TC_LCOL_METRIC,
+    TC_LCOL_TAGS,
+    TC_LCOL_EXTRA,
+    TC_LCOL_PARTITION,
+    TC_LCOL_OFFSET,
+    TC_LCOL_NONE
+};
+
+static const char *const tc_latest_names[] = {"device_id",       "time",        "", "tags", "extra",
+                                              "kafka_partition", "kafka_offset"};
+
+/* Map column name of latest_state to what fills it. */
+static tc_rollup_column tc_store_latest_column(const char *name, uint32_t oid)
+{
+    tc_rollup_column c = {oid, TC_LCOL_NONE, 0, 0};
+
+    for (int k = 0; k < TC_LCOL_NONE; k++) {
+        if (k != TC_LCOL_METRIC && !strcmp(name, tc_latest_names[k]))
+            c.src = (uint8_t)k;
+    }
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        if (!strcmp(name, tc_metric_names[m])) {
+            c.src = TC_LCOL_METRIC;
+            c.metric = (uint16_t)m;
+        }
+    }
+    return c;
+}
+
+/* Read latest_state's row type and prepare its upsert (only over an older reading). */
+static tc_err tc_store_prepare_latest(tc_store *s, char *errstr, size_t errstr_size)
+{
+    char table[TC_SQL_MAX], sql[TC_SQL_MAX], cols_sql[TC_SQL_MAX], sel[TC_SQL_MAX];
+    tc_rollup_column *cols = NULL;
+    size_t pos = 0, cpos = 0, spos = 0;
+    PGresult *res = NULL;
+    int rc = 0, rows;
+    tc_err err;
+
+    if ((s->prepared & TC_PREP_LATEST) && !s->latest_stale)
+        return TC_OK;
+    if (s->prepared & TC_PREP_LATEST) {
+        err = tc_store_exec(s, "DEALLOCATE tc_latest", "forget the latest-state statement", errstr,
+                            errstr_size);
+        if (err != TC_OK)
+            return err;
+        s->prepared &= ~TC_PREP_LATEST;
+    }
+    snprintf(table, sizeof(table), "%s.latest_state", s->schema);
+    if ((err = tc_store_row_type(s, table, &res, &cols, errstr, errstr_size)) != TC_OK)
+        goto done;
+    rows = PQntuples(res);
+    for (int i = 0; i < rows; i++) {
+        const char *name = PQgetvalue(res, i, 1);
+        cols[i] = tc_store_latest_column(name, cols[i].oid);
+        if (cols[i].src == TC_LCOL_NONE)
+            continue;
+        rc |= tc_sql_append(cols_sql, sizeof(cols_sql), &cpos, "%s\"%s\"", cpos ? ", " : "", name);
+        rc |= tc_sql_append(sel, sizeof(sel), &spos, "%sx.\"%s\"", spos ? ", " : "", name);
+    }
+    rc |= tc_sql_append(sql, sizeof(sql), &pos,
+                        "INSERT INTO %s AS l (%s) SELECT %s FROM unnest($1::%s[]) x"
+                        " ON CONFLICT (device_id) DO UPDATE SET time = EXCLUDED.time",
+                        table, cols_sql, sel, table);
+    for (int m = 0; m < TC_METRIC__COUNT; m++)
+        rc |= tc_sql_append(sql, sizeof(sql), &pos, ", %s = EXCLUDED.%s", tc_metric_names[m],
+                            tc_metric_names[m]);
+    rc |= tc_sql_append(sql, sizeof(sql), &pos,
+                        ", tags = EXCLUDED.tags, extra = EXCLUDED.extra,"
+                        " kafka_partition = EXCLUDED.kafka_partition,"
+                        " kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
+                        " WHERE (EXCLUDED.time, EXCLUDED.kafka_partition, EXCLUDED.kafka_offset)"
+                        " > (l.time, l.kafka_partition, l.kafka_offset)");
+    if (rc < 0) {
+        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "latest statement too long");
+        goto done;
+    }
+    err = tc_store_prepare(s, TC_PREP_LATEST, "tc_latest", sql, 1, NULL, errstr, errstr_size);
+    if (err != TC_OK)
+        goto done;
+    free(s->latest_cols);
+    s->latest_cols = cols;
+    s->latest_ncols = (size_t)rows;
+    s->latest_rowtype = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    s->latest_stale = 0;
+    cols = NULL;
+done:
+    free(cols);
+    PQclear(res);
+    return err;
+}
+
+/* Column c of the latest reading l of a device, as a field of its record. */
+static void tc_store_latest_value(tc_store *s, const tc_rollup_group *g, const tc_rollup_latest *l,
+                                  const tc_rollup_column *c)
+{
+    const tc_slice *js = c->src == TC_LCOL_TAGS ? &l->tags : &l->extra;
+
+    tc_copy_record_column(&s->params, c->oid);
+    switch (c->src) {
+    case TC_LCOL_DEVICE:
+        tc_copy_text(&s->params, g->device.ptr, g->device.len);
+        break;
+    case TC_LCOL_TIME:
+        tc_copy_timestamptz(&s->params, l->time_us);
+        break;
+    case TC_LCOL_METRIC:
+        if (l->present[c->metric])
+            tc_copy_float8(&s->params, l->metric[c->metric]);
+        else
+            tc_copy_null(&s->params);
+        break;
+    case TC_LCOL_TAGS:
+    case TC_LCOL_EXTRA:
+        if (js->ptr)
+            tc_copy_jsonb(&s->params, js->ptr, js->len);
+        else
+            tc_copy_null(&s->params);
+        break;
+    case TC_LCOL_PARTITION:
+        tc_copy_int4(&s->params, l->partition);
+        break;
+    case TC_LCOL_OFFSET:
+        tc_copy_int8(&s->params, l->offset);
+        break;
+    default:
+        tc_copy_null(&s->params);
+        break;
+    }
+}
+
+/* Upsert the latest readings of groups [g0, g1), in one statement. */
 static tc_err tc_store_write_latest_range(tc_store *s, const tc_rollup *r, size_t g0, size_t g1,
                                           char *errstr, size_t errstr_size)
 {
     tc_params p;
-    size_t g;
+    tc_err err;
 
     tc_params_reset(s, &p);
-    tc_params_array(s, &p, TC_OID_TEXT, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
-    tc_params_array(s, &p, TC_OID_TIMESTAMPTZ, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_timestamptz(&s->params, tc_rollup_latest_at(r, g)->time_us);
-    for (int m = 0; m < TC_METRIC__COUNT; m++) {
-        tc_params_array(s, &p, TC_OID_FLOAT8, g1 - g0, 1);
-        for (g = g0; g < g1; g++) {
-            if (tc_rollup_latest_at(r, g)->present[m])
-                tc_copy_float8(&s->params, tc_rollup_latest_at(r, g)->metric[m]);
-            else
-                tc_copy_null(&s->params);
-        }
+    tc_params_array(s, &p, s->latest_rowtype, g1 - g0, 0);
+    for (size_t g = g0; g < g1; g++) {
+        size_t start = tc_copy_record_begin(&s->params, (uint32_t)s->latest_ncols);
+        for (size_t c = 0; c < s->latest_ncols; c++)
+            tc_store_latest_value(s, &r->groups[g], tc_rollup_latest_at(r, g), &s->latest_cols[c]);
+        tc_copy_record_end(&s->params, start);
     }
-    for (int j = 0; j < 2; j++) {
-        tc_params_array(s, &p, TC_OID_JSONB, g1 - g0, 1);
-        for (g = g0; g < g1; g++) {
-            const tc_slice *v =
-                j == 0 ? &tc_rollup_latest_at(r, g)->tags : &tc_rollup_latest_at(r, g)->extra;
-            if (v->ptr)
-                tc_copy_jsonb(&s->params, v->ptr, v->len);
-            else
-                tc_copy_null(&s->params);
-        }
+    err = tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
+    if (err != TC_OK && !strcmp(s->sqlstate, "42804")) { /* see tc_store_write_rollup_range */
+        s->latest_stale = 1;
+        err = TC_ERR_DB_CONN;
     }
-    tc_params_array(s, &p, TC_OID_INT4, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_int4(&s->params, tc_rollup_latest_at(r, g)->partition);
-    tc_params_array(s, &p, TC_OID_INT8, g1 - g0, 0);
-    for (g = g0; g < g1; g++)
-        tc_copy_int8(&s->params, tc_rollup_latest_at(r, g)->offset);
-    return tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
+    return err;
 }
 
+/* The latest reading per device of the groups, upserted only over an older one. */
 static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errstr,
                                     size_t errstr_size)
 {
-    enum { NP = 6 + TC_METRIC__COUNT };
-    Oid types[NP];
-    char sql[TC_SQL_MAX];
-    size_t pos = 0, g0, g1, ng;
-    int rc = 0, k;
-    tc_err err = TC_OK;
+    size_t g0, g1, ng = r->ngroups;
+    tc_err err;
 
-    ng = r->ngroups;
     if (ng == 0)
         return TC_OK;
-    if (!(s->prepared & TC_PREP_LATEST)) {
-        types[0] = TC_OID_TEXT_ARRAY;
-        types[1] = TC_OID_TIMESTAMPTZ_ARRAY;
-        for (int m = 0; m < TC_METRIC__COUNT; m++)
-            types[2 + m] = TC_OID_FLOAT8_ARRAY;
-        types[2 + TC_METRIC__COUNT] = TC_OID_JSONB_ARRAY;
-        types[3 + TC_METRIC__COUNT] = TC_OID_JSONB_ARRAY;
-        types[4 + TC_METRIC__COUNT] = TC_OID_INT4_ARRAY;
-        types[5 + TC_METRIC__COUNT] = TC_OID_INT8_ARRAY;
-        rc |= tc_sql_append(sql, sizeof(sql), &pos,
-                            "INSERT INTO %s.latest_state AS l (device_id, time", s->schema);
-        for (int m = 0; m < TC_METRIC__COUNT; m++)
-            rc |= tc_sql_append(sql, sizeof(sql), &pos, ", %s", tc_metric_names[m]);
-        rc |=
-            tc_sql_append(sql, sizeof(sql), &pos,
-                          ", tags, extra, kafka_partition, kafka_offset) SELECT * FROM unnest($1");
-        for (k = 2; k <= NP; k++)
-            rc |= tc_sql_append(sql, sizeof(sql), &pos, ", $%d", k);
-        rc |= tc_sql_append(sql, sizeof(sql), &pos,
-                            ") ON CONFLICT (device_id) DO UPDATE SET time = EXCLUDED.time");
-        for (int m = 0; m < TC_METRIC__COUNT; m++)
-            rc |= tc_sql_append(sql, sizeof(sql), &pos, ", %s = EXCLUDED.%s", tc_metric_names[m],
-                                tc_metric_names[m]);
-        rc |=
-            tc_sql_append(sql, sizeof(sql), &pos,
-                          ", tags = EXCLUDED.tags, extra = EXCLUDED.extra,"
-                          " kafka_partition = EXCLUDED.kafka_partition,"
-                          " kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
-                          " WHERE (EXCLUDED.time, EXCLUDED.kafka_partition, EXCLUDED.kafka_offset)"
-                          " > (l.time, l.kafka_partition, l.kafka_offset)");
-        if (rc < 0)
-            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "latest statement too long");
-        err = tc_store_prepare(s, TC_PREP_LATEST, "tc_latest", sql, NP, types, errstr, errstr_size);
-        if (err != TC_OK)
-            return err;
-    }
+    err = tc_store_prepare_latest(s, errstr, errstr_size);
     for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
         g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
         err = tc_store_write_latest_range(s, r, g0, g1, errstr, errstr_size);

@@ -93,6 +93,11 @@ struct tc_store {
     uint32_t rollup_rowtype[TC_STORE_ROLLUP_TABLES];
     tc_rollup_column *rollup_cols[TC_STORE_ROLLUP_TABLES];
     size_t rollup_ncols[TC_STORE_ROLLUP_TABLES];
+    /* the same for latest_state's upsert; stale: its row type changed, prepare it again */
+    uint32_t latest_rowtype;
+    tc_rollup_column *latest_cols;
+    size_t latest_ncols;
+    int latest_stale;
 };
 
 /* The rollup tables of plain mode and their views, fed by s->r1m and s->r1h. */

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from oracle import METRICS
-from test_store import plain, rollup_mismatches, view_mismatches  # noqa: F401 (plain: a fixture)
+from test_store import (  # noqa: F401 (plain: a fixture)
+    latest_mismatches, plain, rollup_mismatches, view_mismatches)
 
 def wait_for(pred, timeout=90):
     deadline = time.time() + timeout
@@ -237,9 +238,10 @@ def test_new_metrics_reach_the_plain_rollups_and_views(plain):
 
 
 def test_rollup_columns_added_by_another_pipeline(plain):
-    """Another pipeline of the group adds a metric's rollup columns while this one runs: the row
-    type its upserts send no longer matches (SQLSTATE 42804). It reads the columns again and
-    retries; the rollups stay exact, the other metric's columns 0 or NULL where it had no values."""
+    """Another pipeline of the group adds a metric's rollup columns while this one runs (and an
+    operator a column to latest_state): the row types its upserts send no longer match (SQLSTATE
+    42804). It reads the columns again and retries; the rollups and the latest state stay exact,
+    the other metric's columns 0 or NULL where it had no values."""
     tc = plain
     tc.migrate()
     tc.simulate("--devices", "40", "--count", "2000", "--seed", "17")
@@ -253,6 +255,7 @@ def test_rollup_columns_added_by_another_pipeline(plain):
                    ' ADD COLUMN "other_sum" double precision NOT NULL DEFAULT 0,'
                    ' ADD COLUMN "other_min" double precision,'
                    ' ADD COLUMN "other_max" double precision')
+        tc.sql("ALTER TABLE latest_state ADD COLUMN note text")
         tc.simulate("--devices", "40", "--count", "2000", "--seed", "18")
         assert wait_for(lambda: count() == 4000)
         assert wait_for(lambda: rollups_caught_up(tc, ["temperature"]))
@@ -266,3 +269,5 @@ def test_rollup_columns_added_by_another_pipeline(plain):
         assert rollup_mismatches(tc, table, width) == []
         assert tc.sql(f"SELECT sum(other_n), sum(other_sum), count(other_min), count(other_max)"
                       f" FROM {table}") == [(0, 0.0, 0, 0)]
+    assert latest_mismatches(tc) == []
+    assert tc.sql("SELECT count(*), count(note) FROM latest_state") == [(40, 0)]
