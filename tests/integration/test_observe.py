@@ -71,6 +71,8 @@ def test_not_ready_while_the_store_is_unreachable(tc):
     try:
         assert wait_for(lambda: _up(port))
         assert get(port, "/healthz")[0] == 200
+        # "starting" until the first attempt to reach the store has failed (slower under load).
+        assert wait_for(lambda: json.loads(get(port, "/readyz")[1]).get("reason") != "starting")
         status, body = get(port, "/readyz")
         assert status == 503, body
         reason = json.loads(body)["reason"]
