@@ -1324,11 +1324,13 @@ static tc_slot *tc_pipeline_free_slot(tc_pipeline *p)
 
 /*
  * Whether the batch being filled goes to a writer now, before it takes another reading: when it is
- * full, or when it holds pipeline.batch_size readings (or has waited pipeline.batch_timeout_ms,
- * timed_out) and a writer is free. While every writer is busy it goes on filling instead: a COPY
- * of ten thousand rows costs PostgreSQL much less than ten of a thousand (each COPY sets up its
- * partitions' insert buffers afresh), and the pipeline decodes instead of waiting. Finished
- * writers are settled first, so that they count as free. Checked every TC_GROW_CHECK_ROWS rows.
+ * full (pipeline.batch_size_max); when it holds pipeline.batch_size readings, a writer is free and
+ * no more messages are waiting (the last poll did not fill its array); or, timed_out, when it has
+ * waited pipeline.batch_timeout_ms and a writer is free. Otherwise it goes on filling: a COPY of
+ * ten thousand rows costs PostgreSQL much less than ten of a thousand (each COPY sets up its
+ * partitions' insert buffers afresh), and the pipeline decodes instead of waiting for a writer.
+ * Finished writers are settled first, so that they count as free. Past pipeline.batch_size this
+ * is checked every TC_GROW_CHECK_ROWS rows.
  */
 static tc_err tc_pipeline_batch_due(tc_pipeline *p, int timed_out, int *due)
 {

@@ -368,9 +368,10 @@ static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
     tc_copy_end(c);
 }
 
-/* Array parameters of one prepared statement, built in s->params. The widest statement is a
- * rollup upsert: device, bucket, count, then 4 arrays per metric, fixed or dynamic. */
-#define TC_PARAMS_MAX (3 + 4 * (TC_METRIC__COUNT + TC_BATCH_DYN_MAX))
+/* Parameters of one prepared statement, arrays built in s->params. The widest statement is the
+ * offsets' upsert: group, topic, then the partitions and their offsets; the rollups and the latest
+ * state send one array of records each. */
+#define TC_PARAMS_MAX 4
 
 /* Groups per rollup or latest-state statement. The arrays of one statement are built in memory
  * (some 330 bytes a group), so a flush of 60,000 groups in one would hold 20 MB; in statements of

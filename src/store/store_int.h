@@ -45,11 +45,12 @@ enum {
     TC_PREP_LATEST = 1 << 3,
 };
 
-/* How a column of a rollup table's row type is filled from a group (store.c). */
+/* How a column of a row type the store sends as records (a rollup table's, latest_state's) is
+ * filled from an aggregate group (store.c). */
 typedef struct tc_rollup_column {
     uint32_t oid;    /* the column's type */
-    uint8_t src;     /* device, bucket, n, a fixed or dynamic metric, or none */
-    uint8_t field;   /* of a metric: 0 count, 1 sum, 2 min, 3 max */
+    uint8_t src;     /* what fills it: TC_RCOL_* (rollups) or TC_LCOL_* (latest state) */
+    uint8_t field;   /* of a rollup metric: 0 count, 1 sum, 2 min, 3 max */
     uint16_t metric; /* the fixed metric, or the rollup's dynamic metric */
 } tc_rollup_column;
 
