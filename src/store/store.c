@@ -373,9 +373,10 @@ static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
  * state send one array of records each. */
 #define TC_PARAMS_MAX 4
 
-/* Groups per rollup or latest-state statement. The arrays of one statement are built in memory
- * (some 330 bytes a group), so a flush of 60,000 groups in one would hold 20 MB; in statements of
- * this many it holds 5 MB, and PostgreSQL's cost per row is the same. */
+/* Groups per rollup or latest-state statement. The records of one statement are built in memory
+ * (some 420 bytes a rollup group: each column carries its type and length), so a flush of 60,000
+ * groups in one would hold 25 MB; in statements of this many it holds 7 MB, and PostgreSQL's cost
+ * per row is the same. */
 #define TC_ROLLUP_STMT_GROUPS 16384
 
 typedef struct tc_params {
