@@ -189,6 +189,18 @@ int tc_store_async_free_writer(const tc_store_async *a)
     return -1;
 }
 
+/* Give writer w its offsets and wake it: called with the lock held, which it releases. */
+static void tc_async_queue(tc_store_async *a, tc_async_writer *w,
+                           const tc_partition_offset *offsets, size_t noffsets)
+{
+    w->offsets = offsets;
+    w->noffsets = noffsets;
+    w->inflight = 1;
+    w->state = TC_ASYNC_QUEUED;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+}
+
 void tc_store_async_submit(tc_store_async *a, int w, const tc_batch *rows, const tc_dlq_batch *dlq,
                            const tc_partition_offset *offsets, size_t noffsets)
 {
@@ -205,12 +217,7 @@ void tc_store_async_submit(tc_store_async *a, int w, const tc_batch *rows, const
     wr->seq = a->next_seq++;
     wr->rows = rows;
     wr->dlq = dlq;
-    wr->offsets = offsets;
-    wr->noffsets = noffsets;
-    wr->inflight = 1;
-    wr->state = TC_ASYNC_QUEUED;
-    pthread_cond_broadcast(&a->cond);
-    pthread_mutex_unlock(&a->lock);
+    tc_async_queue(a, wr, offsets, noffsets);
 }
 
 int tc_store_async_done(tc_store_async *a, int w)
@@ -258,12 +265,7 @@ void tc_store_async_flush_rollups(tc_store_async *a, tc_store *from,
     if (from)
         tc_store_rollups_hand_over(from, w->store);
     pthread_mutex_lock(&a->lock);
-    w->offsets = marks;
-    w->noffsets = nmarks;
-    w->inflight = 1;
-    w->state = TC_ASYNC_QUEUED;
-    pthread_cond_broadcast(&a->cond);
-    pthread_mutex_unlock(&a->lock);
+    tc_async_queue(a, w, marks, nmarks);
 }
 
 int tc_store_async_rollups_busy(const tc_store_async *a)

@@ -63,8 +63,8 @@ void tc_store_destroy(tc_store *s)
     tc_copybuf_free(&s->copy);
     tc_copybuf_free(&s->params);
     for (size_t t = 0; t < TC_STORE_ROLLUP_TABLES; t++)
-        free(s->rollup_cols[t]);
-    free(s->latest_cols);
+        free(s->rollup_stmt[t].cols);
+    free(s->latest_stmt.cols);
     tc_rollup_free(&s->r1m);
     tc_rollup_free(&s->r1h);
     tc_rollup_free(&s->rlatest);
@@ -612,16 +612,17 @@ static int tc_store_rollup_set(char *sql, size_t *pos, const char *name, int fie
                          name, field == 2 ? "least" : "greatest", name, name);
 }
 
-/* The columns of table (qualified) in order, as rows (row type OID, name, type OID) in *res,
- * and an array of as many tc_rollup_column in *cols for the caller to fill; both the caller's. */
-static tc_err tc_store_row_type(tc_store *s, const char *table, PGresult **res,
-                                tc_rollup_column **cols, char *errstr, size_t errstr_size)
+/* The columns of table (qualified) in order, as rows (row type OID, name, type OID) in *res (the
+ * caller's to clear), and st's row type and an array of as many columns with their types, for the
+ * caller to map (st->cols is the caller's to free, also on failure). */
+static tc_err tc_store_row_type(tc_store *s, const char *table, PGresult **res, tc_record_stmt *st,
+                                char *errstr, size_t errstr_size)
 {
     const char *params[1] = {table};
     char msg[TC_ERRSTR_MAX];
     int rows;
 
-    *cols = NULL;
+    *st = (tc_record_stmt){0};
     *res = PQexecParams(s->conn,
                         "SELECT c.reltype, a.attname, a.atttypid FROM pg_attribute a"
                         " JOIN pg_class c ON c.oid = a.attrelid WHERE a.attrelid = $1::regclass"
@@ -634,80 +635,140 @@ static tc_err tc_store_row_type(tc_store *s, const char *table, PGresult **res,
     rows = PQntuples(*res);
     if (rows == 0)
         return tc_err_set(TC_ERR_DB, errstr, errstr_size, "\"%s\" has no columns", table);
-    *cols = calloc((size_t)rows, sizeof(**cols));
-    if (!*cols)
+    st->cols = calloc((size_t)rows, sizeof(*st->cols));
+    if (!st->cols)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    st->ncols = (size_t)rows;
+    st->rowtype = (uint32_t)strtoul(PQgetvalue(*res, 0, 0), NULL, 10);
     for (int i = 0; i < rows; i++)
-        (*cols)[i].oid = (uint32_t)strtoul(PQgetvalue(*res, i, 2), NULL, 10);
+        st->cols[i].oid = (uint32_t)strtoul(PQgetvalue(*res, i, 2), NULL, 10);
     return TC_OK;
 }
 
-/* Read rollup table t's row type and columns into the store; build its upsert in sql (a buffer
- * of TC_ROLLUP_SQL_MAX). */
-static tc_err tc_store_rollup_columns(tc_store *s, size_t t, const tc_rollup *r, char *sql,
-                                      char *errstr, size_t errstr_size)
+/* Forget prepared statement name (bit) on this connection, if it is prepared. */
+static tc_err tc_store_unprepare(tc_store *s, unsigned bit, const char *name, char *errstr,
+                                 size_t errstr_size)
 {
-    char table[TC_SQL_MAX];
-    tc_rollup_column *cols = NULL;
-    PGresult *res = NULL;
-    size_t pos = 0;
-    int rows = 0, rc = 0;
+    char sql[64];
+    tc_err err;
+
+    if (!(s->prepared & bit))
+        return TC_OK;
+    snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
+    if ((err = tc_store_exec(s, sql, "forget a prepared statement", errstr, errstr_size)) == TC_OK)
+        s->prepared &= ~bit;
+    return err;
+}
+
+/* Prepare statement name (bit) from sql, sending records as fresh describes; on success fresh
+ * becomes *st (its columns move there), else it is freed. */
+static tc_err tc_store_prepare_records(tc_store *s, tc_record_stmt *st, tc_record_stmt *fresh,
+                                       unsigned bit, const char *name, const char *sql,
+                                       char *errstr, size_t errstr_size)
+{
+    tc_err err = tc_store_prepare(s, bit, name, sql, 1, NULL, errstr, errstr_size);
+
+    if (err != TC_OK) {
+        free(fresh->cols);
+        return err;
+    }
+    free(st->cols);
+    *st = *fresh;
+    return TC_OK;
+}
+
+/* A function that appends column c of group g of rollup r to a record being built. */
+typedef void (*tc_record_value_fn)(tc_store *s, const tc_rollup *r, size_t g,
+                                   const tc_rollup_column *c);
+
+/* Send the groups of r through prepared statement name, which takes them as one array of st's
+ * row type, in statements of at most TC_ROLLUP_STMT_GROUPS groups. */
+static tc_err tc_store_send_records(tc_store *s, tc_record_stmt *st, const char *name,
+                                    const char *what, const tc_rollup *r, tc_record_value_fn value,
+                                    char *errstr, size_t errstr_size)
+{
+    size_t g0, g1, ng = r->ngroups;
+    tc_params p;
     tc_err err = TC_OK;
 
+    for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
+        g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
+        tc_params_reset(s, &p);
+        tc_params_array(s, &p, st->rowtype, g1 - g0, 0);
+        for (size_t g = g0; g < g1; g++) {
+            size_t start = tc_copy_record_begin(&s->params, (uint32_t)st->ncols);
+            for (size_t c = 0; c < st->ncols; c++)
+                value(s, r, g, &st->cols[c]);
+            tc_copy_record_end(&s->params, start);
+        }
+        err = tc_store_run_prepared(s, name, &p, what, errstr, errstr_size);
+    }
+    /* 42804: the row type is no longer the one the records were built for (another pipeline added
+     * a metric's columns). Nothing was written: read the columns again and retry. */
+    if (err != TC_OK && !strcmp(s->sqlstate, "42804")) {
+        st->stale = 1;
+        err = TC_ERR_DB_CONN;
+    }
+    return err;
+}
+
+/* Read rollup table t's row type and columns into fresh, mapped for rollup r; build its upsert in
+ * sql (a buffer of TC_ROLLUP_SQL_MAX). */
+static tc_err tc_store_rollup_columns(tc_store *s, size_t t, const tc_rollup *r,
+                                      tc_record_stmt *fresh, char *sql, char *errstr,
+                                      size_t errstr_size)
+{
+    char table[TC_SQL_MAX];
+    PGresult *res = NULL;
+    size_t pos = 0;
+    int rc = 0;
+    tc_err err;
+
     snprintf(table, sizeof(table), "%s.%s", s->schema, tc_store_rollup_tables[t].table);
-    if ((err = tc_store_row_type(s, table, &res, &cols, errstr, errstr_size)) != TC_OK)
+    if ((err = tc_store_row_type(s, table, &res, fresh, errstr, errstr_size)) != TC_OK)
         goto done;
-    rows = PQntuples(res);
     rc |= tc_sql_append(sql, TC_ROLLUP_SQL_MAX, &pos,
                         "INSERT INTO %s AS t SELECT (x).* FROM unnest($1::%s[]) x"
                         " ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n",
                         table, table);
-    for (int i = 0; i < rows; i++) {
-        const char *name = PQgetvalue(res, i, 1);
+    for (size_t i = 0; i < fresh->ncols; i++) {
+        const char *name = PQgetvalue(res, (int)i, 1);
         size_t len;
-        cols[i] = tc_store_rollup_column(r, name, cols[i].oid);
-        if (cols[i].src >= TC_RCOL_FIXED && tc_store_metric_field(name, &len) >= 0)
-            rc |= tc_store_rollup_set(sql, &pos, name, cols[i].field);
+        fresh->cols[i] = tc_store_rollup_column(r, name, fresh->cols[i].oid);
+        if (fresh->cols[i].src >= TC_RCOL_FIXED && tc_store_metric_field(name, &len) >= 0)
+            rc |= tc_store_rollup_set(sql, &pos, name, fresh->cols[i].field);
     }
-    if (rc < 0) {
+    if (rc < 0)
         err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rollup statement too long");
-        goto done;
-    }
-    free(s->rollup_cols[t]);
-    s->rollup_cols[t] = cols;
-    s->rollup_ncols[t] = (size_t)rows;
-    s->rollup_rowtype[t] = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
-    cols = NULL;
 done:
-    free(cols);
     PQclear(res);
     return err;
 }
 
 /* Prepare the upsert of rollup table t for the first ndyn dynamic metrics of r, replacing one
- * prepared for fewer (their columns were added since: the row type changed). */
+ * prepared for fewer (their columns were added since: the row type changed) or for a row type
+ * that changed under it. */
 static tc_err tc_store_prepare_rollup(tc_store *s, size_t t, const tc_rollup *r, size_t ndyn,
                                       char *errstr, size_t errstr_size)
 {
     const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
-    char *sql, dealloc[64];
+    tc_record_stmt fresh = {0};
+    char *sql;
     tc_err err;
 
-    if ((s->prepared & rt->prep) && s->rollup_prepared[t] == ndyn)
+    if ((s->prepared & rt->prep) && !s->rollup_stmt[t].stale && s->rollup_prepared[t] == ndyn)
         return TC_OK;
-    if (s->prepared & rt->prep) {
-        snprintf(dealloc, sizeof(dealloc), "DEALLOCATE %s", rt->stmt);
-        err = tc_store_exec(s, dealloc, "forget the rollup statement", errstr, errstr_size);
-        if (err != TC_OK)
-            return err;
-        s->prepared &= ~rt->prep;
-    }
+    if ((err = tc_store_unprepare(s, rt->prep, rt->stmt, errstr, errstr_size)) != TC_OK)
+        return err;
     sql = malloc(TC_ROLLUP_SQL_MAX);
     if (!sql)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
-    err = tc_store_rollup_columns(s, t, r, sql, errstr, errstr_size);
+    err = tc_store_rollup_columns(s, t, r, &fresh, sql, errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_store_prepare(s, rt->prep, rt->stmt, sql, 1, NULL, errstr, errstr_size);
+        err = tc_store_prepare_records(s, &s->rollup_stmt[t], &fresh, rt->prep, rt->stmt, sql,
+                                       errstr, errstr_size);
+    else
+        free(fresh.cols);
     free(sql);
     if (err == TC_OK)
         s->rollup_prepared[t] = ndyn;
@@ -770,45 +831,14 @@ static void tc_store_rollup_value(tc_store *s, const tc_rollup *r, size_t g,
         tc_params_extreme(s, cnt, c->field == 2 ? min : max);
 }
 
-/* Add groups [g0, g1) of the rollup of table t to the table, in one statement. */
-static tc_err tc_store_write_rollup_range(tc_store *s, size_t t, size_t g0, size_t g1, char *errstr,
-                                          size_t errstr_size)
-{
-    const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
-    const tc_rollup *r = tc_store_rollup_of(s, t);
-    const tc_rollup_column *cols = s->rollup_cols[t];
-    size_t ncols = s->rollup_ncols[t];
-    tc_params p;
-    tc_err err;
-
-    tc_params_reset(s, &p);
-    tc_params_array(s, &p, s->rollup_rowtype[t], g1 - g0, 0);
-    for (size_t g = g0; g < g1; g++) {
-        size_t start = tc_copy_record_begin(&s->params, (uint32_t)ncols);
-        for (size_t c = 0; c < ncols; c++)
-            tc_store_rollup_value(s, r, g, &cols[c]);
-        tc_copy_record_end(&s->params, start);
-    }
-    err = tc_store_run_prepared(s, rt->stmt, &p, rt->table, errstr, errstr_size);
-    /* 42804: the row type is no longer the one the records were built for (another pipeline added
-     * a metric's columns). Nothing was written: read the columns again and retry. */
-    if (err != TC_OK && !strcmp(s->sqlstate, "42804")) {
-        s->rollup_prepared[t] = SIZE_MAX; /* prepared for no rollup: deallocated and made again */
-        err = TC_ERR_DB_CONN;
-    }
-    return err;
-}
-
-/* Add the groups of the rollup of table t to the table (plain mode), at most
- * TC_ROLLUP_STMT_GROUPS per statement. */
+/* Add the groups of the rollup of table t to the table (plain mode). */
 static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t errstr_size)
 {
     const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
     const tc_rollup *r = tc_store_rollup_of(s, t);
-    size_t g0, g1, ng = r->ngroups;
     tc_err err;
 
-    if (ng == 0)
+    if (r->ngroups == 0)
         return TC_OK;
     /* tc_store_ensure_rollup_columns has run: a metric without a column would be lost. */
     if (r->ndyn > s->rollup_columns[t])
@@ -816,11 +846,9 @@ static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t 
                           "%s lacks columns for %zu dynamic metrics", rt->table,
                           r->ndyn - s->rollup_columns[t]);
     err = tc_store_prepare_rollup(s, t, r, r->ndyn, errstr, errstr_size);
-    for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
-        g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
-        err = tc_store_write_rollup_range(s, t, g0, g1, errstr, errstr_size);
-    }
-    return err;
+    return err != TC_OK ? err
+                        : tc_store_send_records(s, &s->rollup_stmt[t], rt->stmt, rt->table, r,
+                                                tc_store_rollup_value, errstr, errstr_size);
 }
 
 /*
@@ -860,79 +888,78 @@ static tc_rollup_column tc_store_latest_column(const char *name, uint32_t oid)
     return c;
 }
 
-/* Read latest_state's row type and prepare its upsert (only over an older reading). */
-static tc_err tc_store_prepare_latest(tc_store *s, char *errstr, size_t errstr_size)
+/* Read latest_state's row type into fresh and build its upsert (only over an older reading) in
+ * sql (a buffer of TC_SQL_MAX). */
+static tc_err tc_store_latest_columns(tc_store *s, tc_record_stmt *fresh, char *sql, char *errstr,
+                                      size_t errstr_size)
 {
-    char table[TC_SQL_MAX], sql[TC_SQL_MAX], cols_sql[TC_SQL_MAX], sel[TC_SQL_MAX];
-    tc_rollup_column *cols = NULL;
+    char table[TC_SQL_MAX], cols_sql[TC_SQL_MAX], sel[TC_SQL_MAX];
     size_t pos = 0, cpos = 0, spos = 0;
     PGresult *res = NULL;
-    int rc = 0, rows;
+    int rc = 0;
     tc_err err;
 
-    if ((s->prepared & TC_PREP_LATEST) && !s->latest_stale)
-        return TC_OK;
-    if (s->prepared & TC_PREP_LATEST) {
-        err = tc_store_exec(s, "DEALLOCATE tc_latest", "forget the latest-state statement", errstr,
-                            errstr_size);
-        if (err != TC_OK)
-            return err;
-        s->prepared &= ~TC_PREP_LATEST;
-    }
     snprintf(table, sizeof(table), "%s.latest_state", s->schema);
-    if ((err = tc_store_row_type(s, table, &res, &cols, errstr, errstr_size)) != TC_OK)
+    if ((err = tc_store_row_type(s, table, &res, fresh, errstr, errstr_size)) != TC_OK)
         goto done;
-    rows = PQntuples(res);
-    for (int i = 0; i < rows; i++) {
-        const char *name = PQgetvalue(res, i, 1);
-        cols[i] = tc_store_latest_column(name, cols[i].oid);
-        if (cols[i].src == TC_LCOL_NONE)
+    for (size_t i = 0; i < fresh->ncols; i++) {
+        const char *name = PQgetvalue(res, (int)i, 1);
+        fresh->cols[i] = tc_store_latest_column(name, fresh->cols[i].oid);
+        if (fresh->cols[i].src == TC_LCOL_NONE)
             continue;
         rc |= tc_sql_append(cols_sql, sizeof(cols_sql), &cpos, "%s\"%s\"", cpos ? ", " : "", name);
         rc |= tc_sql_append(sel, sizeof(sel), &spos, "%sx.\"%s\"", spos ? ", " : "", name);
     }
-    rc |= tc_sql_append(sql, sizeof(sql), &pos,
+    rc |= tc_sql_append(sql, TC_SQL_MAX, &pos,
                         "INSERT INTO %s AS l (%s) SELECT %s FROM unnest($1::%s[]) x"
                         " ON CONFLICT (device_id) DO UPDATE SET time = EXCLUDED.time",
                         table, cols_sql, sel, table);
     for (int m = 0; m < TC_METRIC__COUNT; m++)
-        rc |= tc_sql_append(sql, sizeof(sql), &pos, ", %s = EXCLUDED.%s", tc_metric_names[m],
+        rc |= tc_sql_append(sql, TC_SQL_MAX, &pos, ", %s = EXCLUDED.%s", tc_metric_names[m],
                             tc_metric_names[m]);
-    rc |= tc_sql_append(sql, sizeof(sql), &pos,
+    rc |= tc_sql_append(sql, TC_SQL_MAX, &pos,
                         ", tags = EXCLUDED.tags, extra = EXCLUDED.extra,"
                         " kafka_partition = EXCLUDED.kafka_partition,"
                         " kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
                         " WHERE (EXCLUDED.time, EXCLUDED.kafka_partition, EXCLUDED.kafka_offset)"
                         " > (l.time, l.kafka_partition, l.kafka_offset)");
-    if (rc < 0) {
+    if (rc < 0)
         err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "latest statement too long");
-        goto done;
-    }
-    err = tc_store_prepare(s, TC_PREP_LATEST, "tc_latest", sql, 1, NULL, errstr, errstr_size);
-    if (err != TC_OK)
-        goto done;
-    free(s->latest_cols);
-    s->latest_cols = cols;
-    s->latest_ncols = (size_t)rows;
-    s->latest_rowtype = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
-    s->latest_stale = 0;
-    cols = NULL;
 done:
-    free(cols);
     PQclear(res);
     return err;
 }
 
-/* Column c of the latest reading l of a device, as a field of its record. */
-static void tc_store_latest_value(tc_store *s, const tc_rollup_group *g, const tc_rollup_latest *l,
+/* Prepare latest_state's upsert, unless it is and its row type has not changed. */
+static tc_err tc_store_prepare_latest(tc_store *s, char *errstr, size_t errstr_size)
+{
+    tc_record_stmt fresh = {0};
+    char sql[TC_SQL_MAX];
+    tc_err err;
+
+    if ((s->prepared & TC_PREP_LATEST) && !s->latest_stmt.stale)
+        return TC_OK;
+    if ((err = tc_store_unprepare(s, TC_PREP_LATEST, "tc_latest", errstr, errstr_size)) != TC_OK)
+        return err;
+    if ((err = tc_store_latest_columns(s, &fresh, sql, errstr, errstr_size)) != TC_OK) {
+        free(fresh.cols);
+        return err;
+    }
+    return tc_store_prepare_records(s, &s->latest_stmt, &fresh, TC_PREP_LATEST, "tc_latest", sql,
+                                    errstr, errstr_size);
+}
+
+/* Column c of the latest reading of group g of rollup r, as a field of its record. */
+static void tc_store_latest_value(tc_store *s, const tc_rollup *r, size_t g,
                                   const tc_rollup_column *c)
 {
+    const tc_rollup_latest *l = tc_rollup_latest_at(r, g);
     const tc_slice *js = c->src == TC_LCOL_TAGS ? &l->tags : &l->extra;
 
     tc_copy_record_column(&s->params, c->oid);
     switch (c->src) {
     case TC_LCOL_DEVICE:
-        tc_copy_text(&s->params, g->device.ptr, g->device.len);
+        tc_copy_text(&s->params, r->groups[g].device.ptr, r->groups[g].device.len);
         break;
     case TC_LCOL_TIME:
         tc_copy_timestamptz(&s->params, l->time_us);
@@ -962,44 +989,18 @@ static void tc_store_latest_value(tc_store *s, const tc_rollup_group *g, const t
     }
 }
 
-/* Upsert the latest readings of groups [g0, g1), in one statement. */
-static tc_err tc_store_write_latest_range(tc_store *s, const tc_rollup *r, size_t g0, size_t g1,
-                                          char *errstr, size_t errstr_size)
-{
-    tc_params p;
-    tc_err err;
-
-    tc_params_reset(s, &p);
-    tc_params_array(s, &p, s->latest_rowtype, g1 - g0, 0);
-    for (size_t g = g0; g < g1; g++) {
-        size_t start = tc_copy_record_begin(&s->params, (uint32_t)s->latest_ncols);
-        for (size_t c = 0; c < s->latest_ncols; c++)
-            tc_store_latest_value(s, &r->groups[g], tc_rollup_latest_at(r, g), &s->latest_cols[c]);
-        tc_copy_record_end(&s->params, start);
-    }
-    err = tc_store_run_prepared(s, "tc_latest", &p, "latest readings", errstr, errstr_size);
-    if (err != TC_OK && !strcmp(s->sqlstate, "42804")) { /* see tc_store_write_rollup_range */
-        s->latest_stale = 1;
-        err = TC_ERR_DB_CONN;
-    }
-    return err;
-}
-
 /* The latest reading per device of the groups, upserted only over an older one. */
 static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errstr,
                                     size_t errstr_size)
 {
-    size_t g0, g1, ng = r->ngroups;
     tc_err err;
 
-    if (ng == 0)
+    if (r->ngroups == 0)
         return TC_OK;
     err = tc_store_prepare_latest(s, errstr, errstr_size);
-    for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
-        g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
-        err = tc_store_write_latest_range(s, r, g0, g1, errstr, errstr_size);
-    }
-    return err;
+    return err != TC_OK ? err
+                        : tc_store_send_records(s, &s->latest_stmt, "tc_latest", "latest readings",
+                                                r, tc_store_latest_value, errstr, errstr_size);
 }
 
 tc_err tc_store_dead_offsets(tc_store *s, int32_t partition, int64_t from, int64_t to, int64_t *out,

@@ -54,6 +54,15 @@ typedef struct tc_rollup_column {
     uint16_t metric; /* the fixed metric, or the rollup's dynamic metric */
 } tc_rollup_column;
 
+/* A statement that takes an aggregate set as one array of a table's row type (store.c): the row
+ * type, how each of its columns is filled, and whether the type changed since it was prepared. */
+typedef struct tc_record_stmt {
+    uint32_t rowtype;
+    tc_rollup_column *cols;
+    size_t ncols;
+    int stale; /* SQLSTATE 42804 on the last use: read the columns and prepare again */
+} tc_record_stmt;
+
 struct tc_store {
     PGconn *conn;
     char *dsn;
@@ -90,15 +99,9 @@ struct tc_store {
      * many the upsert prepared on this connection names. */
     size_t rollup_columns[TC_STORE_ROLLUP_TABLES];
     size_t rollup_prepared[TC_STORE_ROLLUP_TABLES];
-    /* ...and, for that statement, the table's row type and how each of its columns is filled */
-    uint32_t rollup_rowtype[TC_STORE_ROLLUP_TABLES];
-    tc_rollup_column *rollup_cols[TC_STORE_ROLLUP_TABLES];
-    size_t rollup_ncols[TC_STORE_ROLLUP_TABLES];
-    /* the same for latest_state's upsert; stale: its row type changed, prepare it again */
-    uint32_t latest_rowtype;
-    tc_rollup_column *latest_cols;
-    size_t latest_ncols;
-    int latest_stale;
+    /* ...and what that statement sends; the same for latest_state's upsert */
+    tc_record_stmt rollup_stmt[TC_STORE_ROLLUP_TABLES];
+    tc_record_stmt latest_stmt;
 };
 
 /* The rollup tables of plain mode and their views, fed by s->r1m and s->r1h. */
