@@ -51,6 +51,10 @@ static const tc_conf_entry tc_conf_table[] = {
      "Create the topic at start when it does not exist."},
     {"kafka.dlq_mirror", TC_CT_BOOL, "true", 0, 0, NULL, OFF(kafka_dlq_mirror),
      "Also send dead letters to the topic <kafka.topic>-dlq (payload, key, reason headers)."},
+    {"kafka.fetch_nudge_ms", TC_CT_INT, "20", 0, 10000, NULL, OFF(kafka_fetch_nudge_ms),
+     "While the consumer has a backlog, how often to wake librdkafka's fetcher, which otherwise "
+     "waits up to a second to fetch again once its queue was full (librdkafka before 2.3); 0: "
+     "never."},
     {"registry.url", TC_CT_STRING, "", 0, 0, "THERMOCLINE_REGISTRY_URL", OFF(registry_url),
      "Schema registry that Avro readings (Confluent wire format) are decoded with (empty: none)."},
     {"registry.subject", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_subject),
@@ -144,9 +148,12 @@ static const tc_conf_entry tc_conf_table[] = {
      "...or once its oldest uncommitted reading has waited this long."},
     {"lake.codec", TC_CT_STRING, "snappy", 0, 0, NULL, OFF(lake_codec),
      "Parquet page compression: snappy, zstd or none."},
-    {"lake.row_group_rows", TC_CT_INT, "131072", 1024, 16777216, NULL, OFF(lake_row_group_rows),
+    /* An open file holds its row group's pages: with a file per partition and day, the row group
+     * is what the lake costs in memory (6 partitions x 65,536 readings: about 20 MiB; twice that
+     * took 20 MiB more of the 10x burst's peak RSS and saved 0.1 % of the lake's bytes). */
+    {"lake.row_group_rows", TC_CT_INT, "65536", 1024, 16777216, NULL, OFF(lake_row_group_rows),
      "Rows per Parquet row group."},
-    {"lake.row_group_bytes", TC_CT_INT, "16777216", 1048576, 1073741824, NULL,
+    {"lake.row_group_bytes", TC_CT_INT, "8388608", 1048576, 1073741824, NULL,
      OFF(lake_row_group_bytes),
      "Memory bound of one open lake file's row group (files open: partitions x days)."},
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",

@@ -36,6 +36,7 @@ typedef struct tc_config {
     int64_t kafka_retention_ms;
     int64_t kafka_create_topic;
     int64_t kafka_dlq_mirror;
+    int64_t kafka_fetch_nudge_ms;
     char *registry_url;
     char *registry_subject;
     int64_t registry_refresh_ms;

@@ -4,6 +4,7 @@
 #include "ingest/kafka.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,11 @@
 #define TC_ASSIGN_BACKOFF_MAX_MS 5000
 /* How long a seek may take to be acknowledged by librdkafka's fetcher. */
 #define TC_SEEK_TIMEOUT_MS 10000
+/* The fetch nudge (see tc_consumer_nudger): how long its requests may take, how often the leaders
+ * of the assigned partitions are looked up again, and how many leaders it wakes at most. */
+#define TC_NUDGE_TIMEOUT_MS     2000
+#define TC_NUDGE_LEADERS_TTL_US (10 * 1000000LL)
+#define TC_NUDGE_LEADERS_MAX    64
 
 typedef struct tc_pstate {
     int64_t start; /* first offset not yet stored, -1 unknown */
@@ -25,6 +31,23 @@ typedef struct tc_pstate {
     uint8_t assigned;
     uint8_t eof;
 } tc_pstate;
+
+/* The fetch nudge's thread and what it shares with the consumer's (under lock). */
+typedef struct tc_nudger {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int running;
+    int stop;
+    int wanted;
+    uint32_t gen;   /* bumped on every change of the assignment */
+    int32_t *parts; /* the assigned partitions, copied on every change */
+    size_t nparts;
+    int64_t interval_us; /* kafka.fetch_nudge_ms; 0: no nudges */
+    int64_t last_us;     /* when the consumer last asked for one (its own thread only) */
+    size_t min_msgs;     /* queued.min.messages */
+    size_t max_kbytes;   /* queued.max.messages.kbytes */
+} tc_nudger;
 
 struct tc_consumer {
     rd_kafka_t *rk;
@@ -34,6 +57,7 @@ struct tc_consumer {
     tc_pstate *ps;
     size_t nps;
     size_t nassigned;
+    tc_nudger nudge;
     rd_kafka_message_t *rkm[TC_CONSUMER_FETCH_MAX];
 };
 
@@ -111,6 +135,205 @@ static tc_pstate *tc_consumer_pstate(tc_consumer *c, int32_t p)
     return &c->ps[p];
 }
 
+/*
+ * The fetch nudge. librdkafka before 2.3 stops fetching once its queue holds queued.min.messages
+ * (or queued.max.messages.kbytes), and looks at the queue again only when its broker thread is
+ * woken by a request, or up to a second later (librdkafka issue #2879; 2.3.0 made that second
+ * fetch.queue.backoff.ms). A pipeline that drains the queue sooner sits idle for the rest of the
+ * second: in bench/run-e2e, dips to one busy core once a second and 10 to 20 % of the rate. So
+ * while the queue is near either limit (tc_nudger_want), this thread sends, at most every
+ * kafka.fetch_nudge_ms, a ListOffsets request (rd_kafka_query_watermark_offsets) to
+ * the leader of the assigned partitions -- one partition per leader: serving it wakes that
+ * broker's thread, which fetches again if the queue has room, and does nothing otherwise. The
+ * requests are made here so that the consumer's thread never waits for one.
+ */
+static int tc_nudger_has(const int32_t *parts, size_t n, int32_t p)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i] == p)
+            return 1;
+    }
+    return 0;
+}
+
+/* One assigned partition per leader into targets (at most TC_NUDGE_LEADERS_MAX); without metadata,
+ * the first assigned partition. Returns how many. */
+static size_t tc_nudger_targets(tc_consumer *c, const int32_t *parts, size_t nparts,
+                                int32_t *targets)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->topic, NULL);
+    int32_t leaders[TC_NUDGE_LEADERS_MAX];
+    size_t n = 0;
+
+    if (rkt && rd_kafka_metadata(c->rk, 0, rkt, &md, TC_NUDGE_TIMEOUT_MS) == 0 &&
+        md->topic_cnt == 1) {
+        const rd_kafka_metadata_topic_t *t = &md->topics[0];
+        for (int i = 0; i < t->partition_cnt && n < TC_NUDGE_LEADERS_MAX; i++) {
+            const rd_kafka_metadata_partition_t *mp = &t->partitions[i];
+            size_t k = 0;
+            if (!tc_nudger_has(parts, nparts, mp->id))
+                continue;
+            while (k < n && leaders[k] != mp->leader)
+                k++;
+            if (k == n) {
+                leaders[n] = mp->leader;
+                targets[n++] = mp->id;
+            }
+        }
+    }
+    if (n == 0 && nparts > 0)
+        targets[n++] = parts[0];
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+static void *tc_nudger_main(void *arg)
+{
+    tc_consumer *c = arg;
+    tc_nudger *nu = &c->nudge;
+    int32_t targets[TC_NUDGE_LEADERS_MAX];
+    size_t ntargets = 0;
+    uint32_t gen = 0;
+    int64_t looked_up = 0, lo, hi;
+
+    pthread_mutex_lock(&nu->lock);
+    for (;;) {
+        while (!nu->wanted && !nu->stop)
+            pthread_cond_wait(&nu->wake, &nu->lock);
+        if (nu->stop)
+            break;
+        nu->wanted = 0;
+        if (gen != nu->gen || looked_up == 0 ||
+            tc_time_now_us() - looked_up >= TC_NUDGE_LEADERS_TTL_US) {
+            size_t nparts = nu->nparts;
+            int32_t *parts = malloc((nparts + 1) * sizeof(*parts));
+            if (!parts)
+                continue;
+            memcpy(parts, nu->parts, nparts * sizeof(*parts));
+            gen = nu->gen;
+            pthread_mutex_unlock(&nu->lock);
+            ntargets = tc_nudger_targets(c, parts, nparts, targets);
+            looked_up = tc_time_now_us();
+            free(parts);
+            pthread_mutex_lock(&nu->lock);
+        }
+        pthread_mutex_unlock(&nu->lock);
+        for (size_t i = 0; i < ntargets; i++)
+            rd_kafka_query_watermark_offsets(c->rk, c->topic, targets[i], &lo, &hi,
+                                             TC_NUDGE_TIMEOUT_MS);
+        pthread_mutex_lock(&nu->lock);
+    }
+    pthread_mutex_unlock(&nu->lock);
+    return NULL;
+}
+
+/* The assignment changed (consumer's thread): give the nudge the partitions now assigned. */
+static void tc_nudger_assigned(tc_consumer *c)
+{
+    tc_nudger *nu = &c->nudge;
+    int32_t *parts;
+    size_t n = 0;
+
+    if (!nu->running)
+        return;
+    parts = malloc((c->nassigned + 1) * sizeof(*parts));
+    if (!parts)
+        return; /* the nudge goes on with the partitions it knew */
+    for (size_t i = 0; i < c->nps && n < c->nassigned; i++) {
+        if (c->ps[i].assigned)
+            parts[n++] = (int32_t)i;
+    }
+    pthread_mutex_lock(&nu->lock);
+    free(nu->parts);
+    nu->parts = parts;
+    nu->nparts = n;
+    nu->gen++;
+    pthread_mutex_unlock(&nu->lock);
+}
+
+/*
+ * After a poll that took got messages of bytes in all: when the queue held half of either limit or
+ * more before it (the fetcher may have stopped on it), ask for a nudge, at most every
+ * kafka.fetch_nudge_ms. The queue's bytes are estimated from the messages just taken.
+ */
+static void tc_nudger_want(tc_consumer *c, size_t got, size_t bytes)
+{
+    tc_nudger *nu = &c->nudge;
+    size_t queued;
+    int64_t now;
+
+    if (!nu->running || got == 0)
+        return;
+    now = tc_time_now_us();
+    if (now - nu->last_us < nu->interval_us)
+        return;
+    queued = (size_t)rd_kafka_queue_length(c->queue) + got;
+    if (queued < nu->min_msgs / 2 &&
+        (double)queued * ((double)bytes / (double)got) < (double)nu->max_kbytes * 1024.0 / 2.0)
+        return;
+    nu->last_us = now;
+    pthread_mutex_lock(&nu->lock);
+    nu->wanted = 1;
+    pthread_cond_signal(&nu->wake);
+    pthread_mutex_unlock(&nu->lock);
+}
+
+/* The queue limits the fetcher stops at, as configured (librdkafka's defaults otherwise). */
+static void tc_nudger_limits(tc_consumer *c, const rd_kafka_conf_t *conf)
+{
+    char buf[32];
+    size_t size = sizeof(buf);
+
+    c->nudge.min_msgs = 100000;
+    c->nudge.max_kbytes = 65536;
+    if (rd_kafka_conf_get(conf, "queued.min.messages", buf, &size) == RD_KAFKA_CONF_OK)
+        c->nudge.min_msgs = strtoull(buf, NULL, 10);
+    size = sizeof(buf);
+    if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", buf, &size) == RD_KAFKA_CONF_OK)
+        c->nudge.max_kbytes = strtoull(buf, NULL, 10);
+}
+
+static void tc_nudger_start(tc_consumer *c, int64_t interval_ms)
+{
+    tc_nudger *nu = &c->nudge;
+
+    nu->interval_us = interval_ms * 1000;
+    if (interval_ms <= 0)
+        return;
+    pthread_mutex_init(&nu->lock, NULL);
+    pthread_cond_init(&nu->wake, NULL);
+    if (pthread_create(&nu->thread, NULL, tc_nudger_main, c) != 0) {
+        tc_log_warn("consumer", "could not start the fetch nudge (fetching may pause for up to a "
+                                "second whenever the consumer queue is full)");
+        pthread_cond_destroy(&nu->wake);
+        pthread_mutex_destroy(&nu->lock);
+        return;
+    }
+    nu->running = 1;
+}
+
+static void tc_nudger_stop(tc_consumer *c)
+{
+    tc_nudger *nu = &c->nudge;
+
+    if (!nu->running)
+        return;
+    pthread_mutex_lock(&nu->lock);
+    nu->stop = 1;
+    pthread_cond_signal(&nu->wake);
+    pthread_mutex_unlock(&nu->lock);
+    pthread_join(nu->thread, NULL);
+    pthread_cond_destroy(&nu->wake);
+    pthread_mutex_destroy(&nu->lock);
+    free(nu->parts);
+    nu->parts = NULL;
+    nu->running = 0;
+}
+
 static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_t *parts)
 {
     int32_t *ids = calloc((size_t)parts->cnt + 1, sizeof(*ids));
@@ -156,6 +379,7 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
         tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic, ids[i],
                     (long long)next[i]);
     }
+    tc_nudger_assigned(c);
     if (cooperative)
         error = rd_kafka_incremental_assign(c->rk, parts);
     else if (rd_kafka_assign(c->rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -193,6 +417,7 @@ static void tc_consumer_on_revoke(tc_consumer *c, rd_kafka_topic_partition_list_
         tc_log_info("consumer", "%s %s [%d]", lost ? "lost" : "revoked", parts->elems[i].topic,
                     ids[i]);
     }
+    tc_nudger_assigned(c);
     if (cooperative)
         error = rd_kafka_incremental_unassign(c->rk, parts);
     else
@@ -219,12 +444,14 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
 {
     static const char *const defaults[] = {
         "partition.assignment.strategy", "cooperative-sticky", "auto.offset.reset", "earliest",
-        /* Fetch in big chunks; the pipeline's own batching bounds latency. 32 MiB of prefetched
-         * messages is over a second of readings at 130K/s (220 bytes each), plenty to keep the
-         * writers busy; more only adds to the peak RSS (rdkafka.queued.max.messages.kbytes
-         * overrides). */
-        "fetch.wait.max.ms", "50", "queued.max.messages.kbytes", "32768", "session.timeout.ms",
-        "10000", "heartbeat.interval.ms", "1000", NULL};
+        /* Fetch in big chunks; the pipeline's own batching bounds latency. The queue stops the
+         * fetcher at 50,000 messages (a quarter of a second at 200K/s) or 32 MiB: with the fetch
+         * nudge waking the fetcher within kafka.fetch_nudge_ms of the queue going below that, a
+         * larger queue only adds to the peak RSS -- librdkafka keeps about 800 bytes per queued
+         * reading of 220 (100,000: 40 MiB more in bench/run-e2e, no faster). The rdkafka.* keys
+         * override both. */
+        "fetch.wait.max.ms", "50", "queued.min.messages", "50000", "queued.max.messages.kbytes",
+        "32768", "session.timeout.ms", "10000", "heartbeat.interval.ms", "1000", NULL};
     /* Offsets are the store's business (see kafka.h): these cannot be overridden. */
     static const char *const forced[] = {"enable.auto.commit",
                                          "false",
@@ -259,6 +486,7 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
     }
     rd_kafka_conf_set_rebalance_cb(conf, tc_rebalance_cb);
     rd_kafka_conf_set_opaque(conf, c);
+    tc_nudger_limits(c, conf);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, inner, sizeof(inner));
     if (!c->rk) {
         rd_kafka_conf_destroy(conf);
@@ -267,6 +495,7 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
     }
     rd_kafka_poll_set_consumer(c->rk);
     c->queue = rd_kafka_queue_get_consumer(c->rk);
+    tc_nudger_start(c, cfg->kafka_fetch_nudge_ms);
     topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, cfg->kafka_topic, RD_KAFKA_PARTITION_UA);
     rerr = rd_kafka_subscribe(c->rk, topics);
@@ -278,6 +507,7 @@ tc_consumer *tc_consumer_new(const tc_config *cfg, const tc_consumer_hooks *hook
     }
     return c;
 fail:
+    tc_nudger_stop(c);
     if (c->queue)
         rd_kafka_queue_destroy(c->queue);
     if (c->rk)
@@ -299,7 +529,7 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
 {
     uint32_t gens[TC_CONSUMER_FETCH_MAX];
     rd_kafka_message_t *m;
-    size_t got = 0, k = 0;
+    size_t got = 0, k = 0, bytes = 0;
 
     if (max > TC_CONSUMER_FETCH_MAX)
         max = TC_CONSUMER_FETCH_MAX;
@@ -308,6 +538,9 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
         gens[got] = ps ? ps->gen : 0;
         c->rkm[got++] = m;
     }
+    for (size_t i = 0; i < got; i++)
+        bytes += c->rkm[i]->len + c->rkm[i]->key_len;
+    tc_nudger_want(c, got, bytes);
     for (size_t i = 0; i < got; i++) {
         tc_pstate *ps;
         m = c->rkm[i];
@@ -476,6 +709,7 @@ void tc_consumer_destroy(tc_consumer *c)
 {
     if (!c)
         return;
+    tc_nudger_stop(c);
     rd_kafka_consumer_close(c->rk);
     rd_kafka_queue_destroy(c->queue);
     rd_kafka_destroy(c->rk);

@@ -96,6 +96,35 @@ def test_batches_grow_while_the_writer_is_busy(tc, size_max):
         assert len(sizes) < 40000 // 200
 
 
+def consume_span(tc, extra):
+    """Seconds between the first and the last commit of a run over the topic."""
+    tc.run(idle=2, extra=extra)
+    rows, span = tc.sql("SELECT count(*), extract(epoch FROM max(ingested_at) - min(ingested_at))"
+                        " FROM readings")[0]
+    return rows, float(span)
+
+
+def test_fetching_resumes_at_once_after_the_queue_was_full(tc):
+    """librdkafka 2.0 stops fetching while its queue is at queued.min.messages and looks again up
+    to a second later; the fetch nudge (kafka.fetch_nudge_ms) wakes it. With a queue of 100
+    messages and fetches of about 20 readings per partition, 3,000 readings take dozens of those
+    pauses without the nudge (the control run) and next to none with it."""
+    tc.migrate()
+    # Record batches of at most 10 readings: a fetch of 4 KiB per partition takes one or two.
+    tc.cmd("simulate", "--devices", "60", "--count", "3000", "--seed", "11",
+           extra=("rdkafka.batch.num.messages=10",))
+    small = ("rdkafka.queued.min.messages=100", "rdkafka.fetch.message.max.bytes=4096",
+             "pipeline.batch_size=50", "postgres.rollups=false")
+    rows, nudged = consume_span(tc, small)
+    assert rows == 3000
+    tc.sql("TRUNCATE readings, ingest_offsets")
+    rows, paused = consume_span(tc, small + ("kafka.fetch_nudge_ms=0",))
+    assert rows == 3000
+    assert nudged < 10, f"3,000 readings took {nudged:.1f} s with the nudge"
+    assert paused > 2 * nudged and paused > 4, \
+        f"the control run did not pause ({paused:.1f} s against {nudged:.1f} s): the test proves nothing"
+
+
 def test_batch_timeout_latency_and_sigterm(tc):
     """A batch smaller than batch_size is written after batch_timeout_ms; SIGTERM exits 0."""
     tc.migrate()

@@ -28,6 +28,7 @@ static const char *const all_keys[] = {
     "kafka.retention_ms",
     "kafka.create_topic",
     "kafka.dlq_mirror",
+    "kafka.fetch_nudge_ms",
     "registry.url",
     "registry.subject",
     "registry.refresh_ms",
