@@ -28,6 +28,36 @@ bench_build() {
   rm -f "$log"
 }
 
+# CPU seconds used so far by PostgreSQL and by the broker, as "PG BROKER": every postgres
+# process's user + system time plus what exited backends left in the postmaster's children times;
+# the broker is the java process running kafka.Kafka. Neither counts the pipeline or this script.
+bench_cpu() {
+  python3 - <<'PY'
+import os
+hz, pg, broker = os.sysconf("SC_CLK_TCK"), 0, 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        continue
+    name, f = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+    if name == "postgres":
+        pg += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    elif name == "java" and b"kafka.Kafka" in cmd:
+        broker += int(f[11]) + int(f[12])
+print(pg / hz, broker / hz)
+PY
+}
+
+# The difference of two bench_cpu outputs, "PG BROKER" rounded.
+bench_cpu_delta() {
+  python3 -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split()
+print(*(round(float(y) - float(x), 2) for x, y in zip(a, b)))' "$1" "$2"
+}
+
 # A TCP port nobody listens on right now.
 bench_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
