@@ -19,9 +19,10 @@
 #define TC_ASSIGN_BACKOFF_MAX_MS 5000
 /* How long a seek may take to be acknowledged by librdkafka's fetcher. */
 #define TC_SEEK_TIMEOUT_MS 10000
-/* The fetch nudge (see tc_consumer_nudger): how long its requests may take, how often the leaders
- * of the assigned partitions are looked up again, and how many leaders it wakes at most. */
-#define TC_NUDGE_TIMEOUT_MS     2000
+/* The fetch nudge (see tc_nudger_main): how long its requests may take (one slower than that has
+ * missed its moment anyway), how often the leaders of the assigned partitions are looked up again,
+ * and how many leaders it wakes at most. */
+#define TC_NUDGE_TIMEOUT_MS     500
 #define TC_NUDGE_LEADERS_TTL_US (10 * 1000000LL)
 #define TC_NUDGE_LEADERS_MAX    64
 
@@ -221,11 +222,13 @@ static void *tc_nudger_main(void *arg)
             free(parts);
             pthread_mutex_lock(&nu->lock);
         }
-        pthread_mutex_unlock(&nu->lock);
-        for (size_t i = 0; i < ntargets; i++)
+        /* A stop waits for one request at most, not for all of them (the brokers may be down). */
+        for (size_t i = 0; i < ntargets && !nu->stop; i++) {
+            pthread_mutex_unlock(&nu->lock);
             rd_kafka_query_watermark_offsets(c->rk, c->topic, targets[i], &lo, &hi,
                                              TC_NUDGE_TIMEOUT_MS);
-        pthread_mutex_lock(&nu->lock);
+            pthread_mutex_lock(&nu->lock);
+        }
     }
     pthread_mutex_unlock(&nu->lock);
     return NULL;
