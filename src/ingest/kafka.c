@@ -259,14 +259,14 @@ static void tc_nudger_assigned(tc_consumer *c)
 }
 
 /*
- * After a poll that took got messages of bytes in all: when the queue held half of either limit or
- * more before it (the fetcher may have stopped on it), ask for a nudge, at most every
+ * After a poll that took got messages (c->rkm): when the queue held half of either limit or more
+ * before it (the fetcher may have stopped on it), ask for a nudge, at most every
  * kafka.fetch_nudge_ms. The queue's bytes are estimated from the messages just taken.
  */
-static void tc_nudger_want(tc_consumer *c, size_t got, size_t bytes)
+static void tc_nudger_want(tc_consumer *c, size_t got)
 {
     tc_nudger *nu = &c->nudge;
-    size_t queued;
+    size_t queued, bytes = 0;
     int64_t now;
 
     if (!nu->running || got == 0)
@@ -274,7 +274,9 @@ static void tc_nudger_want(tc_consumer *c, size_t got, size_t bytes)
     now = tc_time_now_us();
     if (now - nu->last_us < nu->interval_us)
         return;
-    queued = (size_t)rd_kafka_queue_length(c->queue) + got;
+    queued = rd_kafka_queue_length(c->queue) + got;
+    for (size_t i = 0; i < got; i++)
+        bytes += c->rkm[i]->len + c->rkm[i]->key_len;
     if (queued < nu->min_msgs / 2 &&
         (double)queued * ((double)bytes / (double)got) < (double)nu->max_kbytes * 1024.0 / 2.0)
         return;
@@ -532,7 +534,7 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
 {
     uint32_t gens[TC_CONSUMER_FETCH_MAX];
     rd_kafka_message_t *m;
-    size_t got = 0, k = 0, bytes = 0;
+    size_t got = 0, k = 0;
 
     if (max > TC_CONSUMER_FETCH_MAX)
         max = TC_CONSUMER_FETCH_MAX;
@@ -541,9 +543,7 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
         gens[got] = ps ? ps->gen : 0;
         c->rkm[got++] = m;
     }
-    for (size_t i = 0; i < got; i++)
-        bytes += c->rkm[i]->len + c->rkm[i]->key_len;
-    tc_nudger_want(c, got, bytes);
+    tc_nudger_want(c, got);
     for (size_t i = 0; i < got; i++) {
         tc_pstate *ps;
         m = c->rkm[i];
