@@ -457,8 +457,8 @@ static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, s
     int applied = 0;
     tc_err err;
 
-    err = tc_store_exec(s, "BEGIN; SELECT pg_advisory_xact_lock(" TC_LOCK_MIGRATE ")",
-                        "lock migrations", errstr, errstr_size);
+    err = tc_store_begin(s, "SELECT pg_advisory_xact_lock(" TC_LOCK_MIGRATE ")", "lock migrations",
+                         errstr, errstr_size);
     if (err != TC_OK)
         return err;
     err = tc_store_migration_applied(s, m->version, &applied, errstr, errstr_size);
@@ -562,7 +562,7 @@ static void tc_store_day_text(int64_t day, char *out, size_t cap, int compact)
 tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errstr,
                             size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], tmpl[512], name[16], from[16], to[16], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX], tmpl[512], name[16], from[16], to[16];
     int locked = 0;
     tc_err err = TC_OK;
 
@@ -572,8 +572,8 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
         if (tc_store_day_known(s, day))
             continue;
         if (!locked) {
-            err = tc_store_exec(s, "BEGIN; SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")",
-                                "lock partitions", errstr, errstr_size);
+            err = tc_store_begin(s, "SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")",
+                                 "lock partitions", errstr, errstr_size);
             if (err != TC_OK)
                 return err;
             locked = 1;
@@ -595,7 +595,7 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit partitions", errstr, errstr_size);
     else
-        tc_store_exec(s, "ROLLBACK", "roll back partitions", inner, sizeof(inner));
+        tc_store_rollback(s, "create partitions");
     /* Only after the commit are the partitions real. */
     for (int64_t day = first; err == TC_OK && day <= last; day++) {
         if (!tc_store_day_known(s, day))
@@ -624,13 +624,13 @@ tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_b
  */
 tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], tmpl[256], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX], tmpl[256];
     tc_err err;
 
     if (b->ndyn <= s->ncolumns)
         return TC_OK;
-    err = tc_store_exec(s, "BEGIN; SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")",
-                        "lock columns", errstr, errstr_size);
+    err = tc_store_begin(s, "SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")", "lock columns",
+                         errstr, errstr_size);
     for (size_t d = s->ncolumns; err == TC_OK && d < b->ndyn; d++) {
         /* Names are checked by tc_batch_dyn_column: [a-z_][a-z0-9_]*, at most 63 bytes. */
         snprintf(tmpl, sizeof(tmpl),
@@ -643,8 +643,8 @@ tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, siz
     }
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit new columns", errstr, errstr_size);
-    else if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
-        tc_store_exec(s, "ROLLBACK", "roll back new columns", inner, sizeof(inner));
+    else
+        tc_store_rollback(s, "add a metric column");
     if (err == TC_OK) {
         for (size_t d = s->ncolumns; d < b->ndyn; d++)
             tc_log_info("store", "readings has a new column \"%s\"", b->dyn_name[d]);
@@ -772,7 +772,7 @@ static tc_err tc_store_add_rollup_columns(tc_store *s, size_t t, const tc_rollup
 
 tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], inner[TC_ERRSTR_MAX], *buf;
+    char sql[TC_SQL_MAX], *buf;
     int need = 0, lacks[TC_STORE_ROLLUP_TABLES] = {0};
     tc_err err = TC_OK;
 
@@ -806,8 +806,8 @@ tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_s
     }
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit new rollup columns", errstr, errstr_size);
-    else if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
-        tc_store_exec(s, "ROLLBACK", "roll back new rollup columns", inner, sizeof(inner));
+    else
+        tc_store_rollback(s, "add rollup columns");
     free(buf);
     /* A lock not granted in time (a long query on a view) is the moment's, not the statement's. */
     if (err == TC_ERR_DB && !strcmp(s->sqlstate, "55P03"))

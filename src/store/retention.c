@@ -112,7 +112,7 @@ static void tc_retention_day_text(int64_t day, char *out, size_t cap, int compac
 static tc_err tc_retention_drop(tc_store *s, int64_t day, const char *table, char *errstr,
                                 size_t errstr_size)
 {
-    char tmpl[1024], sql[TC_SQL_MAX], from[16], to[16], rollups[256] = "", inner[TC_ERRSTR_MAX];
+    char tmpl[1024], sql[TC_SQL_MAX], from[16], to[16], rollups[256] = "";
     tc_err err;
 
     tc_retention_day_text(day, from, sizeof(from), 0);
@@ -133,8 +133,8 @@ static tc_err tc_retention_drop(tc_store *s, int64_t day, const char *table, cha
     err = tc_store_exec(s, sql, "drop an old partition", errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit retention", errstr, errstr_size);
-    else if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
-        tc_store_exec(s, "ROLLBACK", "roll back retention", inner, sizeof(inner));
+    else
+        tc_store_rollback(s, "drop an old partition");
     return err;
 }
 

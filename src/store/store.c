@@ -185,6 +185,32 @@ tc_err tc_store_exec(tc_store *s, const char *sql, const char *what, char *errst
     return err;
 }
 
+tc_err tc_store_begin(tc_store *s, const char *sql, const char *what, char *errstr,
+                      size_t errstr_size)
+{
+    char buf[TC_SQL_MAX];
+    tc_err err;
+
+    if ((size_t)snprintf(buf, sizeof(buf), "BEGIN; %s", sql) >= sizeof(buf))
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not %s: statement too long",
+                          what);
+    err = tc_store_exec(s, buf, what, errstr, errstr_size);
+    if (err != TC_OK)
+        tc_store_rollback(s, what);
+    return err;
+}
+
+void tc_store_rollback(tc_store *s, const char *what)
+{
+    char inner[TC_ERRSTR_MAX];
+
+    if (!s->conn || PQstatus(s->conn) != CONNECTION_OK ||
+        PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+        return;
+    if (tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner)) != TC_OK)
+        tc_log_warn("store", "could not roll back after failing to %s: %s", what, inner);
+}
+
 /* Server notices ("already exists, skipping", TimescaleDB's hints) go to the log, not stderr. */
 static void tc_store_on_notice(void *arg, const PGresult *res)
 {
@@ -203,8 +229,15 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
     char msg[TC_ERRSTR_MAX];
     tc_err err;
 
-    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK) {
+        /* Every caller starts an operation of its own: a transaction still open here was left by
+         * a failure on some path, and would make every statement of this one fail too. */
+        if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+            tc_log_warn("store", "rolling back a transaction an earlier failure left open");
+            tc_store_rollback(s, "start a new operation");
+        }
         return TC_OK;
+    }
     if (s->conn) {
         PQfinish(s->conn);
         s->conn = NULL;

@@ -138,6 +138,17 @@ void tc_store_forget_days(tc_store *s);
 tc_err tc_store_exec(tc_store *s, const char *sql, const char *what, char *errstr,
                      size_t errstr_size);
 
+/*
+ * Open a transaction and run sql in it ("BEGIN; <sql>"). When sql fails the transaction is rolled
+ * back here: BEGIN succeeded, so the connection would otherwise stay in an aborted transaction and
+ * every later statement on it -- the retry too -- would fail with "current transaction is aborted".
+ */
+tc_err tc_store_begin(tc_store *s, const char *sql, const char *what, char *errstr,
+                      size_t errstr_size);
+
+/* Roll back the transaction open on the connection, if any (its failure only logged). */
+void tc_store_rollback(tc_store *s, const char *what);
+
 /* Classify the failure of the last command on the connection: DB_CONN or DB. */
 tc_err tc_store_classify(tc_store *s, const PGresult *res);
 

@@ -92,3 +92,29 @@ def test_kill_with_writers_in_flight_and_restart(tc):
         proc.communicate()
     tc.run(idle=3, extra=("postgres.writers=4",))
     assert_store_matches(tc, tc.oracle().expect())
+
+
+def test_a_lock_timeout_is_retried_on_a_clean_connection(tc):
+    """With several writers a session waits at most 5 s for a lock. A lock not granted in time while
+    the partitions are made must leave the connection usable: the retry then succeeds (it failed
+    with "current transaction is aborted" and stopped the run when the transaction was left open)."""
+    tc.migrate()
+    tc.simulate("--count", "0")  # creates the topic
+    proc = tc.spawn("run", "--exit-when-idle", "3", extra=("postgres.writers=2",))
+    head = []
+    for line in proc.stderr:  # the writers make their partitions at their first batch
+        head.append(line)
+        if '"consuming ' in line:
+            break
+    with __import__("psycopg").connect(tc.dsn) as holder:
+        # The partitions' advisory lock, held past the writers' lock_timeout.
+        holder.execute("SELECT pg_advisory_xact_lock(7311002)")
+        tc.simulate("--devices", "50", "--count", "2000", "--seed", "23")
+        time.sleep(7)
+        holder.rollback()
+        out, err = proc.communicate(timeout=300)
+    err = "".join(head) + err
+    assert proc.returncode == 0, err[-8000:]
+    tc.assert_clean(err)
+    assert "lock timeout" in err, "the lock was granted in time: the test proves nothing"
+    assert_store_matches(tc, tc.oracle().expect())
