@@ -53,8 +53,9 @@ static const tc_conf_entry tc_conf_table[] = {
      "Also send dead letters to the topic <kafka.topic>-dlq (payload, key, reason headers)."},
     {"kafka.fetch_nudge_ms", TC_CT_INT, "20", 0, 10000, NULL, OFF(kafka_fetch_nudge_ms),
      "How often, while the consumer queue is near librdkafka's limits (queued.min.messages, "
-     "queued.max.messages.kbytes), to wake its fetcher, which otherwise waits up to a second to "
-     "fetch again once the queue was full (librdkafka before 2.3); 0: never."},
+     "queued.max.messages.kbytes) and for a second after, to wake its fetcher, which otherwise "
+     "waits up to a second to fetch again once the queue was full (librdkafka before 2.3); 0: "
+     "never."},
     {"registry.url", TC_CT_STRING, "", 0, 0, "THERMOCLINE_REGISTRY_URL", OFF(registry_url),
      "Schema registry that Avro readings (Confluent wire format) are decoded with (empty: none)."},
     {"registry.subject", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_subject),

@@ -25,6 +25,9 @@
 #define TC_NUDGE_TIMEOUT_MS     500
 #define TC_NUDGE_LEADERS_TTL_US (10 * 1000000LL)
 #define TC_NUDGE_LEADERS_MAX    64
+/* How long after the queue was last seen near a limit the nudge goes on: the fetcher looks again
+ * by itself within a second, so later nudges would find it fetching already. */
+#define TC_NUDGE_HOLD_US 1000000LL
 
 typedef struct tc_pstate {
     int64_t start; /* first offset not yet stored, -1 unknown */
@@ -46,6 +49,7 @@ typedef struct tc_nudger {
     size_t nparts;
     int64_t interval_us; /* kafka.fetch_nudge_ms; 0: no nudges */
     int64_t last_us;     /* when the consumer last asked for one (its own thread only) */
+    int64_t near_us;     /* when the queue was last seen near a limit (its own thread only) */
     size_t min_msgs;     /* queued.min.messages */
     size_t max_kbytes;   /* queued.max.messages.kbytes */
 } tc_nudger;
@@ -142,9 +146,10 @@ static tc_pstate *tc_consumer_pstate(tc_consumer *c, int32_t p)
  * woken by a request, or up to a second later (librdkafka issue #2879; 2.3.0 made that second
  * fetch.queue.backoff.ms). A pipeline that drains the queue sooner sits idle for the rest of the
  * second: in bench/run-e2e, dips to one busy core once a second and 10 to 20 % of the rate. So
- * while the queue is near either limit (tc_nudger_want), this thread sends, at most every
- * kafka.fetch_nudge_ms, a ListOffsets request (rd_kafka_query_watermark_offsets) to
- * the leader of the assigned partitions -- one partition per leader: serving it wakes that
+ * while the queue is near either limit and for a second after (tc_nudger_want), this thread
+ * sends, at most every kafka.fetch_nudge_ms, a ListOffsets request
+ * (rd_kafka_query_watermark_offsets) to the leader of the assigned partitions -- one partition
+ * per leader: serving it wakes that
  * broker's thread, which fetches again if the queue has room, and does nothing otherwise. The
  * requests are made here so that the consumer's thread never waits for one.
  */
@@ -259,33 +264,58 @@ static void tc_nudger_assigned(tc_consumer *c)
     pthread_mutex_unlock(&nu->lock);
 }
 
+/* Whether the queue held half of either limit or more before a poll took got messages (c->rkm)
+ * from it: the fetcher may have stopped on it. Its bytes are estimated from the messages taken. */
+static int tc_nudger_near_limit(tc_consumer *c, size_t got)
+{
+    size_t queued = rd_kafka_queue_length(c->queue) + got, bytes = 0;
+
+    if (queued >= c->nudge.min_msgs / 2)
+        return 1;
+    for (size_t i = 0; i < got; i++)
+        bytes += c->rkm[i]->len + c->rkm[i]->key_len;
+    return (double)queued * ((double)bytes / (double)got) >=
+           (double)c->nudge.max_kbytes * 1024.0 / 2.0;
+}
+
 /*
- * After a poll that took got messages (c->rkm): when the queue held half of either limit or more
- * before it (the fetcher may have stopped on it), ask for a nudge, at most every
- * kafka.fetch_nudge_ms. The queue's bytes are estimated from the messages just taken.
+ * After a poll that took got messages (maybe none), at most every kafka.fetch_nudge_ms: ask for a
+ * nudge while the queue is near a limit, and for a second after it was last seen so. The nudges
+ * that matter come after it: a pipeline may drain a small queue within one interval, and a nudge
+ * served while the queue was still full does nothing (the consumer polls at that interval
+ * meanwhile, tc_nudger_poll_ms, so the nudge follows the drain even when nothing more comes).
  */
 static void tc_nudger_want(tc_consumer *c, size_t got)
 {
     tc_nudger *nu = &c->nudge;
-    size_t queued, bytes = 0;
     int64_t now;
 
-    if (!nu->running || got == 0)
+    if (!nu->running)
         return;
     now = tc_time_now_us();
     if (now - nu->last_us < nu->interval_us)
         return;
-    queued = rd_kafka_queue_length(c->queue) + got;
-    for (size_t i = 0; i < got; i++)
-        bytes += c->rkm[i]->len + c->rkm[i]->key_len;
-    if (queued < nu->min_msgs / 2 &&
-        (double)queued * ((double)bytes / (double)got) < (double)nu->max_kbytes * 1024.0 / 2.0)
+    if (got && tc_nudger_near_limit(c, got))
+        nu->near_us = now;
+    if (now - nu->near_us >= TC_NUDGE_HOLD_US)
         return;
     nu->last_us = now;
     pthread_mutex_lock(&nu->lock);
     nu->wanted = 1;
     pthread_cond_signal(&nu->wake);
     pthread_mutex_unlock(&nu->lock);
+}
+
+/* A poll's timeout, shortened to the nudge's interval while nudges may be due. */
+static int tc_nudger_poll_ms(const tc_consumer *c, int timeout_ms)
+{
+    const tc_nudger *nu = &c->nudge;
+    int interval_ms = (int)(nu->interval_us / 1000);
+
+    if (!nu->running || timeout_ms <= interval_ms ||
+        tc_time_now_us() - nu->near_us >= TC_NUDGE_HOLD_US)
+        return timeout_ms;
+    return interval_ms;
 }
 
 /* The queue limits the fetcher stops at, as configured (librdkafka's defaults otherwise). */
@@ -539,6 +569,7 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
 
     if (max > TC_CONSUMER_FETCH_MAX)
         max = TC_CONSUMER_FETCH_MAX;
+    timeout_ms = tc_nudger_poll_ms(c, timeout_ms);
     while (got < max && (m = rd_kafka_consumer_poll(c->rk, got ? 0 : timeout_ms)) != NULL) {
         tc_pstate *ps = m->err ? NULL : tc_consumer_pstate(c, m->partition);
         gens[got] = ps ? ps->gen : 0;
