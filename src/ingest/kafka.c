@@ -149,9 +149,9 @@ static tc_pstate *tc_consumer_pstate(tc_consumer *c, int32_t p)
  * while the queue is near either limit and for a second after (tc_nudger_want), this thread
  * sends, at most every kafka.fetch_nudge_ms, a ListOffsets request
  * (rd_kafka_query_watermark_offsets) to the leader of the assigned partitions -- one partition
- * per leader: serving it wakes that
- * broker's thread, which fetches again if the queue has room, and does nothing otherwise. The
- * requests are made here so that the consumer's thread never waits for one.
+ * per leader: serving it wakes that broker's thread, which fetches again if the queue has room,
+ * and does nothing otherwise. The requests are made here so that the consumer's thread never
+ * waits for one.
  */
 static int tc_nudger_has(const int32_t *parts, size_t n, int32_t p)
 {
