@@ -1101,7 +1101,11 @@ static tc_err tc_pipeline_rollups_flush(tc_pipeline *p)
 {
     tc_partition_offset marks[TC_PENDING_MAX];
     char errstr[TC_ERRSTR_MAX];
-    long backoff = TC_RETRY_MIN_MS;
+    /* The first retry goes at once, even when a stop was asked: this flush is often the last one
+     * (a stop's), and its usual failure -- a connection the database closed when it restarted --
+     * is over on a new connection. Given up, it would leave the rollups, and Kafka's committed
+     * offsets, behind the store until the next run. */
+    long backoff = 0;
     size_t n;
     tc_err err;
 
@@ -1116,7 +1120,7 @@ static tc_err tc_pipeline_rollups_flush(tc_pipeline *p)
     n = tc_pipeline_rollup_marks(p, marks);
     if (n == 0)
         return TC_OK;
-    backoff = TC_RETRY_MIN_MS;
+    backoff = 0;
     while ((err = tc_store_rollups_flush(p->store, marks, n, errstr, sizeof(errstr))) != TC_OK) {
         if (!tc_err_is_retriable(err)) {
             tc_log_error("pipeline", "%s", errstr);
@@ -1655,9 +1659,13 @@ static void tc_pipeline_refresh_catalog(tc_pipeline *p)
 #define TC_PIPELINE_STOPPED ((tc_reject)(TC_REJECT__COUNT + 1))
 
 /* Sleep *backoff_ms (doubling it for next time, up to TC_RETRY_MAX_MS); 1 when a stop was asked
- * meanwhile. */
+ * meanwhile. A back-off of 0 is a retry at once, whatever is asked, then TC_RETRY_MIN_MS. */
 static int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms)
 {
+    if (*backoff_ms == 0) {
+        *backoff_ms = TC_RETRY_MIN_MS;
+        return 0;
+    }
     for (long slept = 0; slept < *backoff_ms; slept += 50) {
         if (*p->stop)
             return 1;

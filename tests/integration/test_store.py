@@ -4,6 +4,7 @@ retention that waits for the lake, rollups and `latest` kept exactly once in the
 transaction, and views equal to the raw-SQL aggregates they stand for."""
 
 import signal
+import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -287,6 +288,56 @@ def test_rollups_exactly_once_after_kill(plain, interval_ms):
     exp = tc.oracle().expect()
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == exp["valid"]
     assert_derived_exact(tc)
+
+
+def test_a_stop_retries_the_rollups_on_a_new_connection(plain):
+    """A rollups flush that failed on a connection the database closed (a restart) is tried again
+    at the next interval -- or at once when a stop comes first: the rollups, and Kafka's committed
+    offsets (the lowest of the sinks'), reach the end. The stop gave it up before, and both stayed
+    behind the store until the next run."""
+    from test_pipeline import group_lag
+    tc = plain
+    tc.migrate()
+    tc.simulate("--devices", "50", "--count", "3000", "--seed", "31")
+    proc = tc.spawn("run", extra=("pipeline.batch_size=500", "pipeline.batch_size_max=500"))
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+
+    def wait_for(what, cond, timeout=120):
+        deadline = time.time() + timeout
+        while not cond():
+            assert proc.poll() is None and time.time() < deadline, \
+                f"no {what}:\n" + "".join(lines)[-6000:]
+            time.sleep(0.1)
+
+    try:
+        wait_for("consumer", lambda: any('"consuming ' in s for s in lines))
+        wait_for("rollups", lambda: tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 3000)
+        (closed,) = tc.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE application_name = 'thermocline' AND pid <> pg_backend_pid()")[0]
+        assert closed > 0
+        tc.simulate("--devices", "50", "--count", "500", "--seed", "32")
+        wait_for("failed rollups flush",
+                 lambda: any("rollups retried at the next interval" in s for s in lines))
+        proc.send_signal(signal.SIGTERM)  # before the next interval
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+    err = "".join(lines)
+    assert proc.returncode == 0, err[-6000:]
+    tc.assert_clean(err)
+    stored = tc.sql("SELECT count(*) FROM readings")[0][0]
+    assert 3000 < stored <= 3500
+    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == stored, err[-6000:]
+    assert_derived_exact(tc)
+    if stored == 3500:
+        assert group_lag(tc, tc.oracle().expect()["ends"]) == 0, err[-6000:]
 
 
 def test_rollups_off(plain):
