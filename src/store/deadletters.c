@@ -313,7 +313,6 @@ tc_err tc_store_dlq_redrive(tc_store *s, const tc_dlq_filter *f, size_t page_siz
                             const tc_dlq_redrive_ops *ops, uint64_t *done, char *errstr,
                             size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX];
     int64_t last = f->after_id, *ids = NULL;
     uint64_t left = f->limit > 0 ? (uint64_t)f->limit : UINT64_MAX;
     tc_err err = tc_store_connect(s, errstr, errstr_size);
@@ -362,7 +361,7 @@ tc_err tc_store_dlq_redrive(tc_store *s, const tc_dlq_filter *f, size_t page_siz
         if (err == TC_OK)
             err = tc_store_exec(s, "COMMIT", "commit redrive", errstr, errstr_size);
         else
-            tc_store_exec(s, "ROLLBACK", "roll back redrive", inner, sizeof(inner));
+            tc_store_rollback(s, "the redrive");
         if (err == TC_OK)
             *done += n;
         if (rows < want)

@@ -452,7 +452,7 @@ static tc_err tc_store_decide_mode(tc_store *s, char *errstr, size_t errstr_size
 
 static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], what[512], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX], what[512];
     const char *own = s->mode == TC_STORE_TIMESCALEDB ? m->timescale : m->plain;
     int applied = 0;
     tc_err err;
@@ -478,13 +478,13 @@ static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, s
     }
     if (err == TC_OK)
         return tc_store_exec(s, "COMMIT", "commit migration", errstr, errstr_size);
-    tc_store_exec(s, "ROLLBACK", "roll back migration", inner, sizeof(inner));
+    tc_store_rollback(s, "the migration");
     return err;
 }
 
 tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX];
     tc_err err;
 
     err = tc_store_connect(s, errstr, errstr_size);
@@ -508,8 +508,8 @@ tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
         err = tc_store_decide_mode(s, errstr, errstr_size);
     if (err == TC_OK) {
         err = tc_store_exec(s, "COMMIT", "commit the store mode", errstr, errstr_size);
-    } else if (s->conn && PQstatus(s->conn) == CONNECTION_OK) {
-        tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner));
+    } else {
+        tc_store_rollback(s, "the store mode");
         return err;
     }
     for (size_t i = 0; err == TC_OK && i < TC_MIGRATION_COUNT; i++)
@@ -595,7 +595,7 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit partitions", errstr, errstr_size);
     else
-        tc_store_rollback(s, "create partitions");
+        tc_store_rollback(s, "the new partitions");
     /* Only after the commit are the partitions real. */
     for (int64_t day = first; err == TC_OK && day <= last; day++) {
         if (!tc_store_day_known(s, day))
@@ -644,7 +644,7 @@ tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, siz
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit new columns", errstr, errstr_size);
     else
-        tc_store_rollback(s, "add a metric column");
+        tc_store_rollback(s, "the new columns");
     if (err == TC_OK) {
         for (size_t d = s->ncolumns; d < b->ndyn; d++)
             tc_log_info("store", "readings has a new column \"%s\"", b->dyn_name[d]);
@@ -807,7 +807,7 @@ tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_s
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit new rollup columns", errstr, errstr_size);
     else
-        tc_store_rollback(s, "add rollup columns");
+        tc_store_rollback(s, "the new rollup columns");
     free(buf);
     /* A lock not granted in time (a long query on a view) is the moment's, not the statement's. */
     if (err == TC_ERR_DB && !strcmp(s->sqlstate, "55P03"))

@@ -254,8 +254,7 @@ tc_err tc_store_replay_reset(tc_store *s, int32_t partition, int64_t from, int64
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit the replay's reset", errstr, errstr_size);
     if (err != TC_OK) {
-        char ignored[TC_ERRSTR_MAX];
-        tc_store_exec(s, "ROLLBACK", "roll back", ignored, sizeof(ignored));
+        tc_store_rollback(s, "the replay's reset");
         *deleted = 0;
     }
     return err;
@@ -329,8 +328,7 @@ tc_err tc_store_replay_settle(tc_store *s, int32_t partition, int64_t from, int6
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit settling dead letters", errstr, errstr_size);
     if (err != TC_OK) {
-        char ignored[TC_ERRSTR_MAX];
-        tc_store_exec(s, "ROLLBACK", "roll back", ignored, sizeof(ignored));
+        tc_store_rollback(s, "the settling of dead letters");
         return err;
     }
     *removed = accepted + twins;

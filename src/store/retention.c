@@ -134,7 +134,7 @@ static tc_err tc_retention_drop(tc_store *s, int64_t day, const char *table, cha
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit retention", errstr, errstr_size);
     else
-        tc_store_rollback(s, "drop an old partition");
+        tc_store_rollback(s, "the drop of an old partition");
     return err;
 }
 

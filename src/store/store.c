@@ -196,7 +196,7 @@ tc_err tc_store_begin(tc_store *s, const char *sql, const char *what, char *errs
                           what);
     err = tc_store_exec(s, buf, what, errstr, errstr_size);
     if (err != TC_OK)
-        tc_store_rollback(s, what);
+        tc_store_rollback(s, "a transaction whose first statement failed");
     return err;
 }
 
@@ -208,7 +208,7 @@ void tc_store_rollback(tc_store *s, const char *what)
         PQtransactionStatus(s->conn) == PQTRANS_IDLE)
         return;
     if (tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner)) != TC_OK)
-        tc_log_warn("store", "could not roll back after failing to %s: %s", what, inner);
+        tc_log_warn("store", "could not roll back %s: %s", what, inner);
 }
 
 /* Server notices ("already exists, skipping", TimescaleDB's hints) go to the log, not stderr. */
@@ -234,7 +234,7 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
          * a failure on some path, and would make every statement of this one fail too. */
         if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
             tc_log_warn("store", "rolling back a transaction an earlier failure left open");
-            tc_store_rollback(s, "start a new operation");
+            tc_store_rollback(s, "the transaction left open");
         }
         return TC_OK;
     }
@@ -1079,7 +1079,7 @@ int tc_store_refused_rows(const tc_store *s)
 
 tc_err tc_store_probe_rows(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], where[TC_SQL_MAX], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX], where[TC_SQL_MAX];
     tc_err err = tc_store_exec(s, "BEGIN", "begin probe", errstr, errstr_size);
 
     if (err != TC_OK)
@@ -1090,8 +1090,7 @@ tc_err tc_store_probe_rows(tc_store *s, const tc_batch *b, char *errstr, size_t 
         err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "COPY statement too long");
     else
         err = tc_store_copy(s, sql, where, errstr, errstr_size);
-    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
-        tc_store_exec(s, "ROLLBACK", "roll back probe", inner, sizeof(inner));
+    tc_store_rollback(s, "the probe");
     return err;
 }
 
@@ -1155,7 +1154,6 @@ static tc_err tc_store_write_aggregates(tc_store *s, char *errstr, size_t errstr
 tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
                               char *errstr, size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX];
     tc_err err = tc_store_connect(s, errstr, errstr_size);
 
     if (err != TC_OK)
@@ -1174,8 +1172,7 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, siz
     if (err == TC_OK)
         err = tc_store_write_offsets(s, s->rollup_group, marks, nmarks, errstr, errstr_size);
     if (err != TC_OK) {
-        if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
-            tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner));
+        tc_store_rollback(s, "the rollups");
         return err;
     }
     err = tc_store_exec(s, "COMMIT", "commit rollups", errstr, errstr_size);
@@ -1196,7 +1193,7 @@ tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch
                               int (*turn)(void *opaque), void *opaque, char *errstr,
                               size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], where[TC_SQL_MAX], inner[TC_ERRSTR_MAX];
+    char sql[TC_SQL_MAX], where[TC_SQL_MAX];
     int64_t dmin = INT64_MAX, dmax = INT64_MIN, d;
     tc_err err;
 
@@ -1266,9 +1263,7 @@ tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch
     s->dead_total += dlq ? dlq->n : 0;
     return TC_OK;
 fail:
-    /* Keep the first error; the rollback's own failure (connection gone) adds nothing. */
-    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
-        tc_store_exec(s, "ROLLBACK", "roll back", inner, sizeof(inner));
+    tc_store_rollback(s, "the batch"); /* err stays the first error */
     return err;
 }
 

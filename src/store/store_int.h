@@ -146,7 +146,8 @@ tc_err tc_store_exec(tc_store *s, const char *sql, const char *what, char *errst
 tc_err tc_store_begin(tc_store *s, const char *sql, const char *what, char *errstr,
                       size_t errstr_size);
 
-/* Roll back the transaction open on the connection, if any (its failure only logged). */
+/* Roll back the transaction open on the connection, if any: what names it for the log, where a
+ * failure to roll back only goes (the error that led here is the one to report). */
 void tc_store_rollback(tc_store *s, const char *what);
 
 /* Classify the failure of the last command on the connection: DB_CONN or DB. */
