@@ -663,13 +663,11 @@ tc_err tc_consumer_seek(tc_consumer *c, const tc_partition_offset *offs, size_t 
 void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n)
 {
     rd_kafka_topic_partition_list_t *list;
-    const rd_kafka_topic_partition_list_t *none = NULL;
     rd_kafka_resp_err_t err;
     char *topic = NULL;
 
     if (n == 0)
         return;
-    (void)none;
     list = rd_kafka_topic_partition_list_new((int)n);
     /* The subscription has exactly one topic: read its name from the assignment. */
     {
