@@ -11,8 +11,8 @@
  * Messages are handed out in arrays (filled by rd_kafka_consumer_poll; see tc_consumer_poll for
  * why not rd_kafka_consume_batch_queue); a tc_message is a view into librdkafka's message and is
  * valid until tc_consumer_release. While the queue is near the limits at which librdkafka stops
- * fetching, a thread of the consumer's own wakes the fetcher every kafka.fetch_nudge_ms (see
- * kafka.c: librdkafka before 2.3 otherwise waits up to a second).
+ * fetching, and for a second after, a thread of the consumer's own wakes the fetcher every
+ * kafka.fetch_nudge_ms (see kafka.c: librdkafka before 2.3 otherwise waits up to a second).
  */
 #ifndef TC_INGEST_KAFKA_H
 #define TC_INGEST_KAFKA_H

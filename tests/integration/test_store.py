@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from oracle import METRICS
+from test_pipeline import group_lag
 
 PLAIN = "postgres.timescaledb=off"
 
@@ -295,7 +296,6 @@ def test_a_stop_retries_the_rollups_on_a_new_connection(plain):
     at the next interval -- or at once when a stop comes first: the rollups, and Kafka's committed
     offsets (the lowest of the sinks'), reach the end. The stop gave it up before, and both stayed
     behind the store until the next run."""
-    from test_pipeline import group_lag
     tc = plain
     tc.migrate()
     tc.simulate("--devices", "50", "--count", "3000", "--seed", "31")

@@ -6,6 +6,7 @@ import json
 import signal
 import time
 
+import psycopg
 import pytest
 from confluent_kafka import Producer
 
@@ -39,7 +40,7 @@ def test_failed_batches_commit_in_order(tc, writers):
     roll back and are written again after it, in order. Small batches keep several in flight."""
     tc.migrate()
     tc.simulate("--count", "0")  # creates the topic
-    with __import__("psycopg").connect(tc.dsn, autocommit=True) as conn:
+    with psycopg.connect(tc.dsn, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{tc.schema}"')
         conn.execute("ALTER TABLE readings ADD CONSTRAINT temperature_sane CHECK (temperature < 60)")
         # The invariant that makes a crash at any moment exact: a partition's stored offset never
@@ -106,7 +107,7 @@ def test_a_lock_timeout_is_retried_on_a_clean_connection(tc):
         head.append(line)
         if '"consuming ' in line:
             break
-    with __import__("psycopg").connect(tc.dsn) as holder:
+    with psycopg.connect(tc.dsn) as holder:
         # The partitions' advisory lock, held past the writers' lock_timeout.
         holder.execute("SELECT pg_advisory_xact_lock(7311002)")
         tc.simulate("--devices", "50", "--count", "2000", "--seed", "23")
