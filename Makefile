@@ -22,9 +22,12 @@ all: build
 deps:
 	@scripts/install-deps
 
-$(VENV)/.ok: tests/requirements.txt
+# tests/requirements.txt names the packages; tests/requirements-lock.txt pins every one of them and
+# their dependencies to an exact version, so a release upstream cannot change a run.
+$(VENV)/.ok: tests/requirements.txt tests/requirements-lock.txt
 	@python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt \
+	    -c tests/requirements-lock.txt
 	@touch $@
 
 venv: $(VENV)/.ok
