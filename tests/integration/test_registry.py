@@ -589,7 +589,7 @@ def test_javascript_client(registry):
     node, npm = shutil.which("node"), shutil.which("npm")
     assert node and npm, "node and npm are needed for the JavaScript client test"
     if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "@kafkajs")):
-        p = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-package-lock"], cwd=JS_DIR,
+        p = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, f"npm install failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
     p = subprocess.run([node, "registry_client.js", registry.url, "js-readings-value"], cwd=JS_DIR,
