@@ -19,65 +19,12 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "schema/avro_schema.h"
+#include "schema/registry_internal.h"
 #include "schema/registry_store.h"
-
-/* Parsed schemas kept in memory; the cache is emptied when it reaches this size. */
-#define TC_REG_CACHE_MAX 1024
-/* Caps on a request body's JSON (the schema itself is a string in it, parsed separately). */
-#define TC_REG_BODY_DEPTH 32
-#define TC_REG_BODY_NODES 100000
-
-/* Confluent's error codes. */
-#define TC_REG_SUBJECT_NOT_FOUND           40401
-#define TC_REG_VERSION_NOT_FOUND           40402
-#define TC_REG_SCHEMA_NOT_FOUND            40403
-#define TC_REG_SUBJECT_SOFT_DELETED        40404
-#define TC_REG_SUBJECT_NOT_SOFT_DELETED    40405
-#define TC_REG_VERSION_SOFT_DELETED        40406
-#define TC_REG_VERSION_NOT_SOFT_DELETED    40407
-#define TC_REG_SUBJECT_CONFIG_NOT_FOUND    40408
-#define TC_REG_INCOMPATIBLE                409
-#define TC_REG_INVALID_SCHEMA              42201
-#define TC_REG_INVALID_VERSION             42202
-#define TC_REG_INVALID_COMPATIBILITY_LEVEL 42203
-#define TC_REG_INVALID_SUBJECT             42208
-#define TC_REG_STORE_ERROR                 50001
-
-typedef struct tc_reg_cached {
-    int id;
-    tc_avro_schema *schema;
-} tc_reg_cached;
-
-/* What a route's handler needs: the registry and which operation the route is. */
-typedef struct tc_reg_route_ctx {
-    tc_registry *r;
-    int op; /* tc_reg_op */
-} tc_reg_route_ctx;
-
-/* One context per route (see tc_reg_routes below). */
-#define TC_REG_NROUTES 23
-
-struct tc_registry {
-    tc_reg_store *store;
-    pthread_mutex_t lock;
-    tc_reg_cached *cache;
-    size_t ncache;
-    tc_reg_route_ctx routes[TC_REG_NROUTES];
-};
-
-/* One request being handled. */
-typedef struct tc_reg_req {
-    tc_registry *r;
-    const tc_http_request *http;
-    tc_http_response *resp;
-    char errstr[TC_ERRSTR_MAX];
-    int in_unit;
-} tc_reg_req;
 
 /* ---- responses ---- */
 
-__attribute__((format(printf, 4, 5))) static void tc_reg_error(tc_reg_req *q, int status, int code,
-                                                               const char *fmt, ...)
+void tc_reg_error(tc_reg_req *q, int status, int code, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -88,7 +35,7 @@ __attribute__((format(printf, 4, 5))) static void tc_reg_error(tc_reg_req *q, in
     tc_http_respond_error(q->resp, status, TC_REGISTRY_CT, code, msg);
 }
 
-static void tc_reg_store_error(tc_reg_req *q, tc_err err, const char *what)
+void tc_reg_store_error(tc_reg_req *q, tc_err err, const char *what)
 {
     tc_log_warn("registry", "%s: %s (%s)", what, q->errstr, tc_err_name(err));
     tc_reg_error(q, 500, TC_REG_STORE_ERROR, "Error in the backend data store while %s: %s", what,
@@ -96,7 +43,7 @@ static void tc_reg_store_error(tc_reg_req *q, tc_err err, const char *what)
 }
 
 /* Send the buffer as a 200 (or status) response; b is consumed. */
-static void tc_reg_send(tc_reg_req *q, int status, tc_jbuf *b)
+void tc_reg_send(tc_reg_req *q, int status, tc_jbuf *b)
 {
     size_t len = 0;
     char *text = tc_jbuf_take(b, &len);
@@ -116,7 +63,7 @@ static void tc_reg_text(tc_reg_req *q, const char *json)
 
 /* ---- units of work ---- */
 
-static int tc_reg_begin(tc_reg_req *q, const char *subject, int write)
+int tc_reg_begin(tc_reg_req *q, const char *subject, int write)
 {
     tc_err err = q->r->store->ops->begin(q->r->store, subject, write, q->errstr, sizeof(q->errstr));
 
@@ -131,7 +78,7 @@ static int tc_reg_begin(tc_reg_req *q, const char *subject, int write)
 }
 
 /* End the unit: commit when the response so far is a success, else roll back. */
-static void tc_reg_end(tc_reg_req *q)
+void tc_reg_end(tc_reg_req *q)
 {
     char errstr[TC_ERRSTR_MAX];
     int ok = q->resp->status >= 200 && q->resp->status < 300;
@@ -149,7 +96,7 @@ static void tc_reg_end(tc_reg_req *q)
 
 /* ---- validation of inputs ---- */
 
-static int tc_reg_subject_ok(tc_reg_req *q, const char *subject)
+int tc_reg_subject_ok(tc_reg_req *q, const char *subject)
 {
     size_t n = strlen(subject);
 
@@ -168,7 +115,7 @@ static int tc_reg_subject_ok(tc_reg_req *q, const char *subject)
 }
 
 /* A version: "latest" or -1 (0 returned), or 1..2^31-1. -2 when invalid (response set). */
-static int tc_reg_parse_version(tc_reg_req *q, const char *s)
+int tc_reg_parse_version(tc_reg_req *q, const char *s)
 {
     long long v = 0;
     size_t n = strlen(s);
@@ -188,8 +135,11 @@ static int tc_reg_parse_version(tc_reg_req *q, const char *s)
 
 static int tc_reg_content_type_ok(tc_reg_req *q)
 {
+    /* Confluent's resources consume these; application/octet-stream is what some clients send
+     * for any body. */
     static const char *const ok[] = {"application/vnd.schemaregistry.v1+json",
-                                     "application/vnd.schemaregistry+json", "application/json"};
+                                     "application/vnd.schemaregistry+json", "application/json",
+                                     "application/octet-stream"};
     const char *ct = q->http->content_type;
     size_t n;
 
@@ -206,7 +156,7 @@ static int tc_reg_content_type_ok(tc_reg_req *q)
 }
 
 /* Parse the JSON body (an object). NULL when it is not (response set). */
-static tc_json_doc *tc_reg_body(tc_reg_req *q)
+tc_json_doc *tc_reg_body(tc_reg_req *q)
 {
     tc_json_limits lim = {TC_REGISTRY_BODY_MAX, TC_REG_BODY_DEPTH, TC_REG_BODY_NODES, 0};
     char jerr[TC_ERRSTR_MAX];
@@ -231,115 +181,9 @@ static tc_json_doc *tc_reg_body(tc_reg_req *q)
     return doc;
 }
 
-/*
- * A schema request body ({"schema": "...", "schemaType": "AVRO", "references": []}): parse the
- * schema. On failure the response is set (42201) unless verbose_msg is given, in which case the
- * message goes there and the return is NULL with the response untouched.
- */
-static tc_avro_schema *tc_reg_body_schema(tc_reg_req *q, const char **text_out,
-                                          tc_json_doc **doc_out, char *verbose_msg,
-                                          size_t verbose_size)
-{
-    tc_json_doc *doc = tc_reg_body(q);
-    const tc_json *root, *type, *refs, *schema;
-    tc_avro_schema *s;
-    char perr[TC_ERRSTR_MAX];
-    tc_err err;
-
-    *doc_out = NULL;
-    if (!doc)
-        return NULL;
-    root = tc_json_root(doc);
-    schema = tc_json_get(root, "schema");
-    type = tc_json_get(root, "schemaType");
-    refs = tc_json_get(root, "references");
-    if (!schema || schema->type != TC_JSON_STRING) {
-        snprintf(perr, sizeof(perr), "Empty schema");
-        err = TC_ERR_INVALID;
-        s = NULL;
-    } else if (type && type->type != TC_JSON_NULL &&
-               (type->type != TC_JSON_STRING || strcmp(type->u.str, "AVRO"))) {
-        snprintf(perr, sizeof(perr), "Invalid schema type: only AVRO is supported");
-        err = TC_ERR_INVALID;
-        s = NULL;
-    } else if (refs && refs->type != TC_JSON_NULL &&
-               (refs->type != TC_JSON_ARRAY || refs->len != 0)) {
-        snprintf(perr, sizeof(perr), "Schema references are not supported");
-        err = TC_ERR_INVALID;
-        s = NULL;
-    } else {
-        s = tc_avro_schema_parse(schema->u.str, schema->len, &err, perr, sizeof(perr));
-    }
-    if (!s) {
-        if (err == TC_ERR_NOMEM)
-            tc_reg_error(q, 500, 50000, "Out of memory");
-        else if (verbose_msg)
-            snprintf(verbose_msg, verbose_size, "Invalid schema: %s", perr);
-        else
-            tc_reg_error(q, 422, TC_REG_INVALID_SCHEMA, "Invalid schema: %s", perr);
-        tc_json_free(doc);
-        return NULL;
-    }
-    *text_out = schema->u.str;
-    *doc_out = doc;
-    return s;
-}
-
-/* ---- schema cache ---- */
-
-/* The parsed schema of id (owned by the cache). NULL with the response set on failure. */
-static const tc_avro_schema *tc_reg_schema(tc_reg_req *q, int id)
-{
-    tc_registry *r = q->r;
-    char *text = NULL, perr[256];
-    tc_avro_schema *s;
-    tc_reg_cached *c;
-    tc_err err;
-
-    for (size_t i = 0; i < r->ncache; i++)
-        if (r->cache[i].id == id)
-            return r->cache[i].schema;
-    err = r->store->ops->schema(r->store, id, &text, q->errstr, sizeof(q->errstr));
-    if (err != TC_OK) {
-        if (err == TC_ERR_NOT_FOUND)
-            snprintf(q->errstr, sizeof(q->errstr), "schema %d is missing", id);
-        tc_reg_store_error(q, err, "reading a schema");
-        return NULL;
-    }
-    s = tc_avro_schema_parse(text, strlen(text), &err, perr, sizeof(perr));
-    free(text);
-    if (!s) {
-        snprintf(q->errstr, sizeof(q->errstr), "stored schema %d does not parse: %s", id, perr);
-        tc_reg_store_error(q, TC_ERR_DB, "reading a schema");
-        return NULL;
-    }
-    if (r->ncache == TC_REG_CACHE_MAX) {
-        for (size_t i = 0; i < r->ncache; i++)
-            tc_avro_schema_free(r->cache[i].schema);
-        r->ncache = 0;
-    }
-    if (!r->cache) {
-        r->cache = malloc(TC_REG_CACHE_MAX * sizeof(*r->cache));
-        if (!r->cache) {
-            tc_avro_schema_free(s);
-            tc_reg_error(q, 500, 50000, "Out of memory");
-            return NULL;
-        }
-    }
-    c = &r->cache[r->ncache++];
-    c->id = id;
-    c->schema = s;
-    return s;
-}
-
 /* ---- helpers over versions ---- */
 
-typedef struct tc_reg_vlist {
-    tc_reg_version *v;
-    size_t n;
-} tc_reg_vlist;
-
-static int tc_reg_load_versions(tc_reg_req *q, const char *subject, tc_reg_vlist *vl)
+int tc_reg_load_versions(tc_reg_req *q, const char *subject, tc_reg_vlist *vl)
 {
     tc_err err = q->r->store->ops->versions(q->r->store, subject, &vl->v, &vl->n, q->errstr,
                                             sizeof(q->errstr));
@@ -361,7 +205,7 @@ static size_t tc_reg_live_count(const tc_reg_vlist *vl)
 }
 
 /* The version entry for version (0 = latest) among the visible ones; NULL when none. */
-static const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int include_deleted)
+const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int include_deleted)
 {
     for (size_t i = vl->n; i-- > 0;) {
         const tc_reg_version *v = &vl->v[i];
@@ -463,12 +307,7 @@ static void tc_reg_types(tc_reg_req *q)
     tc_reg_text(q, "[\"AVRO\"]");
 }
 
-static void tc_reg_mode(tc_reg_req *q)
-{
-    tc_reg_text(q, "{\"mode\":\"READWRITE\"}");
-}
-
-static int tc_reg_parse_id(const char *s, int *id)
+int tc_reg_parse_id(const char *s, int *id)
 {
     size_t n = strlen(s);
     long long v;
@@ -482,37 +321,55 @@ static int tc_reg_parse_id(const char *s, int *id)
     return 0;
 }
 
-/* GET /schemas/ids/{id} and /schemas/ids/{id}/schema */
+/* GET /schemas/ids/{id} and /schemas/ids/{id}/schema; format=resolved gives the text with its
+ * references inlined (Confluent's "resolved" format). */
 static void tc_reg_schema_by_id(tc_reg_req *q, int raw)
 {
-    char *text = NULL;
+    tc_reg_schema_text t = {NULL, NULL, NULL, NULL};
+    char format[16], *resolved = NULL;
     tc_jbuf b;
     int id;
     tc_err err;
 
     if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
-        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %.32s not found", q->http->params[0]);
+        /* Confluent's path takes an integer: anything else matches no resource. */
+        tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
         return;
     }
+    if (tc_http_query(q->http, "format", format, sizeof(format)) != 1)
+        format[0] = '\0';
     if (tc_reg_begin(q, NULL, 0) < 0)
         return;
-    err = q->r->store->ops->schema(q->r->store, id, &text, q->errstr, sizeof(q->errstr));
+    err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
     if (err == TC_ERR_NOT_FOUND) {
         tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
-    } else if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading a schema");
-    } else if (raw) {
-        tc_http_respond_owned(q->resp, 200, TC_REGISTRY_CT, text, strlen(text));
-        text = NULL;
-    } else {
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "schema");
-        tc_jbuf_str(&b, text);
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
+        goto out;
     }
-    free(text);
+    if (err != TC_OK) {
+        tc_reg_store_error(q, err, "reading a schema");
+        goto out;
+    }
+    if (!strcasecmp(format, "resolved") && t.references) {
+        resolved = tc_reg_resolved_text(q, &t, 0);
+        if (!resolved)
+            goto out;
+    }
+    if (raw) {
+        const char *text = resolved ? resolved : t.original;
+        tc_http_respond(q->resp, 200, TC_REGISTRY_CT, text, strlen(text));
+        goto out;
+    }
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "schema");
+    tc_jbuf_str(&b, resolved ? resolved : t.original);
+    if (!resolved)
+        tc_reg_write_extras(&b, &t);
+    tc_jbuf_obj_end(&b);
+    tc_reg_send(q, 200, &b);
+out:
+    free(resolved);
+    tc_reg_schema_text_free(&t);
     tc_reg_end(q);
 }
 
@@ -521,20 +378,20 @@ static void tc_reg_schema_refs(tc_reg_req *q, int subjects_only)
 {
     int deleted = tc_http_query_bool(q->http, "deleted");
     tc_reg_ref *refs = NULL;
-    char *text = NULL;
+    tc_reg_schema_text t;
     size_t n = 0;
     tc_jbuf b;
     int id;
     tc_err err;
 
     if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
-        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %.32s not found", q->http->params[0]);
+        tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
         return;
     }
     if (tc_reg_begin(q, NULL, 0) < 0)
         return;
-    err = q->r->store->ops->schema(q->r->store, id, &text, q->errstr, sizeof(q->errstr));
-    free(text);
+    err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
+    tc_reg_schema_text_free(&t);
     if (err == TC_OK)
         err = q->r->store->ops->refs(q->r->store, id, &refs, &n, q->errstr, sizeof(q->errstr));
     if (err == TC_ERR_NOT_FOUND) {
@@ -570,7 +427,7 @@ static void tc_reg_schema_refs(tc_reg_req *q, int subjects_only)
 }
 
 /* offset/limit query parameters (Confluent's pagination); limit < 0 means all. */
-static void tc_reg_page(tc_reg_req *q, long *offset, long *limit)
+void tc_reg_page(tc_reg_req *q, long *offset, long *limit)
 {
     char v[24];
 
@@ -669,7 +526,7 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
     int deleted = tc_http_query_bool(q->http, "deleted");
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *v;
-    char *text = NULL;
+    tc_reg_schema_text t = {NULL, NULL, NULL, NULL};
     int version;
     tc_jbuf b;
     tc_err err;
@@ -692,14 +549,13 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
         tc_reg_error(q, 404, TC_REG_VERSION_NOT_FOUND, "Version %s not found.", q->http->params[1]);
         goto out;
     }
-    err = q->r->store->ops->schema(q->r->store, v->schema_id, &text, q->errstr, sizeof(q->errstr));
+    err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr, sizeof(q->errstr));
     if (err != TC_OK) {
         tc_reg_store_error(q, err, "reading a schema");
         goto out;
     }
     if (raw) {
-        tc_http_respond_owned(q->resp, 200, TC_REGISTRY_CT, text, strlen(text));
-        text = NULL;
+        tc_http_respond(q->resp, 200, TC_REGISTRY_CT, t.original, strlen(t.original));
         goto out;
     }
     tc_jbuf_init(&b, 0);
@@ -711,39 +567,53 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
     tc_jbuf_key(&b, "id");
     tc_jbuf_int(&b, v->schema_id);
     tc_jbuf_key(&b, "schema");
-    tc_jbuf_str(&b, text);
+    tc_jbuf_str(&b, t.original);
+    tc_reg_write_extras(&b, &t);
     tc_jbuf_obj_end(&b);
     tc_reg_send(q, 200, &b);
 out:
-    free(text);
+    tc_reg_schema_text_free(&t);
     free(vl.v);
     tc_reg_end(q);
+}
+
+/* {"id": n} as the answer. */
+static void tc_reg_send_id(tc_reg_req *q, int id)
+{
+    tc_jbuf b;
+
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "id");
+    tc_jbuf_int(&b, id);
+    tc_jbuf_obj_end(&b);
+    tc_reg_send(q, 200, &b);
 }
 
 /* POST /subjects/{subject}/versions */
 static void tc_reg_register(tc_reg_req *q)
 {
     const char *subject = q->http->params[0];
-    const char *text = NULL, *canon;
+    tc_reg_submission sub;
+    tc_reg_schema_text text;
     tc_reg_vlist vl = {NULL, 0};
-    tc_json_doc *doc = NULL;
-    tc_avro_schema *s;
     tc_reg_msgs msgs;
-    tc_jbuf b, mb;
+    tc_jbuf mb;
     int id = 0, max_version = 0, ok;
     tc_err err;
 
+    memset(&sub, 0, sizeof(sub));
     if (!tc_reg_subject_ok(q, subject))
         return;
-    s = tc_reg_body_schema(q, &text, &doc, NULL, 0);
-    if (!s)
-        return;
-    canon = tc_avro_schema_canonical(s, NULL);
     if (tc_reg_begin(q, subject, 1) < 0)
+        return;
+    if (tc_reg_read_only(q, subject) != 0)
+        goto out;
+    if (tc_reg_submission_parse(q, &sub, NULL, 0) < 0)
         goto out;
     if (tc_reg_load_versions(q, subject, &vl) < 0)
         goto out;
-    err = q->r->store->ops->find(q->r->store, canon, &id, q->errstr, sizeof(q->errstr));
+    err = q->r->store->ops->find(q->r->store, sub.identity, &id, q->errstr, sizeof(q->errstr));
     if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
         tc_reg_store_error(q, err, "looking the schema up");
         goto out;
@@ -752,12 +622,7 @@ static void tc_reg_register(tc_reg_req *q)
         for (size_t i = 0; i < vl.n; i++) {
             if (!vl.v[i].deleted && vl.v[i].schema_id == id) {
                 /* Already registered under this subject: same id, nothing new. */
-                tc_jbuf_init(&b, 0);
-                tc_jbuf_obj_begin(&b);
-                tc_jbuf_key(&b, "id");
-                tc_jbuf_int(&b, id);
-                tc_jbuf_obj_end(&b);
-                tc_reg_send(q, 200, &b);
+                tc_reg_send_id(q, id);
                 goto out;
             }
         }
@@ -766,7 +631,7 @@ static void tc_reg_register(tc_reg_req *q)
     tc_jbuf_arr_begin(&mb);
     msgs.b = &mb;
     msgs.n = 0;
-    ok = tc_reg_check(q, subject, s, &vl, NULL, &msgs);
+    ok = tc_reg_check(q, subject, sub.schema, &vl, NULL, &msgs);
     tc_jbuf_arr_end(&mb);
     if (ok <= 0) {
         if (ok == 0)
@@ -779,8 +644,29 @@ static void tc_reg_register(tc_reg_req *q)
     }
     tc_jbuf_free(&mb);
     if (err == TC_ERR_NOT_FOUND) {
-        err = q->r->store->ops->insert_schema(q->r->store, canon, text, &id, q->errstr,
+        tc_jbuf rb, mdb, rsb;
+        tc_jbuf *parts[3] = {&rb, &mdb, &rsb};
+        const tc_json *vals[3] = {sub.refs, sub.metadata, sub.rule_set};
+        char **to[3] = {&text.references, &text.metadata, &text.rule_set};
+
+        memset(&text, 0, sizeof(text));
+        text.original = strdup(sub.normalized ? sub.normalized : sub.text);
+        if (!text.original) {
+            tc_reg_error(q, 500, 50000, "Out of memory");
+            goto out;
+        }
+        for (int i = 0; i < 3; i++) {
+            tc_jbuf_init(parts[i], 0);
+            if (vals[i]) {
+                tc_jbuf_value(parts[i], vals[i]);
+                *to[i] = parts[i]->data;
+            }
+        }
+        err = q->r->store->ops->insert_schema(q->r->store, sub.identity, &text, &id, q->errstr,
                                               sizeof(q->errstr));
+        for (int i = 0; i < 3; i++)
+            tc_jbuf_free(parts[i]);
+        free(text.original);
         if (err != TC_OK) {
             tc_reg_store_error(q, err, "storing the schema");
             goto out;
@@ -800,19 +686,13 @@ static void tc_reg_register(tc_reg_req *q)
         tc_reg_store_error(q, err, "storing the version");
         goto out;
     }
-    tc_jbuf_init(&b, 0);
-    tc_jbuf_obj_begin(&b);
-    tc_jbuf_key(&b, "id");
-    tc_jbuf_int(&b, id);
-    tc_jbuf_obj_end(&b);
-    tc_reg_send(q, 200, &b);
+    tc_reg_send_id(q, id);
     tc_log_info("registry", "registered schema id %d as version %d of \"%s\"", id, max_version + 1,
                 subject);
 out:
     free(vl.v);
     tc_reg_end(q);
-    tc_avro_schema_free(s);
-    tc_json_free(doc);
+    tc_reg_submission_free(&sub);
 }
 
 /* POST /subjects/{subject} */
@@ -820,22 +700,20 @@ static void tc_reg_lookup(tc_reg_req *q)
 {
     const char *subject = q->http->params[0];
     int deleted = tc_http_query_bool(q->http, "deleted");
-    const char *text = NULL;
+    tc_reg_submission sub;
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *hit = NULL;
-    tc_json_doc *doc = NULL;
-    tc_avro_schema *s;
-    char *stored = NULL;
+    tc_reg_schema_text stored = {NULL, NULL, NULL, NULL};
     tc_jbuf b;
     int id = 0;
     tc_err err;
 
+    memset(&sub, 0, sizeof(sub));
     if (!tc_reg_subject_ok(q, subject))
         return;
-    s = tc_reg_body_schema(q, &text, &doc, NULL, 0);
-    if (!s)
-        return;
     if (tc_reg_begin(q, NULL, 0) < 0)
+        return;
+    if (tc_reg_submission_parse(q, &sub, NULL, 0) < 0)
         goto out;
     if (tc_reg_load_versions(q, subject, &vl) < 0)
         goto out;
@@ -843,8 +721,7 @@ static void tc_reg_lookup(tc_reg_req *q)
         tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
         goto out;
     }
-    err = q->r->store->ops->find(q->r->store, tc_avro_schema_canonical(s, NULL), &id, q->errstr,
-                                 sizeof(q->errstr));
+    err = q->r->store->ops->find(q->r->store, sub.identity, &id, q->errstr, sizeof(q->errstr));
     if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
         tc_reg_store_error(q, err, "looking the schema up");
         goto out;
@@ -870,15 +747,15 @@ static void tc_reg_lookup(tc_reg_req *q)
     tc_jbuf_key(&b, "id");
     tc_jbuf_int(&b, id);
     tc_jbuf_key(&b, "schema");
-    tc_jbuf_str(&b, stored);
+    tc_jbuf_str(&b, stored.original);
+    tc_reg_write_extras(&b, &stored);
     tc_jbuf_obj_end(&b);
     tc_reg_send(q, 200, &b);
 out:
-    free(stored);
+    tc_reg_schema_text_free(&stored);
     free(vl.v);
     tc_reg_end(q);
-    tc_avro_schema_free(s);
-    tc_json_free(doc);
+    tc_reg_submission_free(&sub);
 }
 
 /* DELETE /subjects/{subject} */
@@ -912,6 +789,11 @@ static void tc_reg_delete_subject(tc_reg_req *q)
                      subject);
         goto out;
     }
+    if (tc_reg_read_only(q, subject) != 0)
+        goto out;
+    for (size_t i = 0; i < vl.n; i++)
+        if (tc_reg_referenced(q, subject, vl.v[i].version) != 0)
+            goto out;
     err =
         permanent
             ? q->r->store->ops->hard_delete(q->r->store, subject, 0, q->errstr, sizeof(q->errstr))
@@ -982,6 +864,8 @@ static void tc_reg_delete_version(tc_reg_req *q)
                      subject, v->version);
         goto out;
     }
+    if (tc_reg_read_only(q, subject) != 0 || tc_reg_referenced(q, subject, v->version) != 0)
+        goto out;
     err = permanent ? q->r->store->ops->hard_delete(q->r->store, subject, v->version, q->errstr,
                                                     sizeof(q->errstr))
                     : q->r->store->ops->soft_delete(q->r->store, subject, v->version, q->errstr,
@@ -1002,16 +886,15 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
 {
     const char *subject = q->http->params[0];
     int verbose = tc_http_query_bool(q->http, "verbose");
-    const char *text = NULL;
+    tc_reg_submission sub;
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *only = NULL;
-    tc_json_doc *doc = NULL;
-    tc_avro_schema *s = NULL;
     char invalid[TC_ERRSTR_MAX + 32];
     tc_reg_msgs msgs;
     tc_jbuf b, mb;
     int version = 0, ok = 1;
 
+    memset(&sub, 0, sizeof(sub));
     if (!tc_reg_subject_ok(q, subject))
         return;
     if (one_version) {
@@ -1020,10 +903,10 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
             return;
     }
     invalid[0] = '\0';
-    s = tc_reg_body_schema(q, &text, &doc, verbose ? invalid : NULL, sizeof(invalid));
-    if (!s && !invalid[0])
-        return;
     if (tc_reg_begin(q, NULL, 0) < 0)
+        return;
+    if (tc_reg_submission_parse(q, &sub, verbose ? invalid : NULL, sizeof(invalid)) < 0 &&
+        !invalid[0])
         goto out;
     if (tc_reg_load_versions(q, subject, &vl) < 0)
         goto out;
@@ -1039,11 +922,11 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
     tc_jbuf_arr_begin(&mb);
     msgs.b = &mb;
     msgs.n = 0;
-    if (!s) {
+    if (!sub.schema) {
         tc_jbuf_str(&mb, invalid);
         ok = 0;
     } else if (!one_version || only) {
-        ok = tc_reg_check(q, subject, s, &vl, only, &msgs);
+        ok = tc_reg_check(q, subject, sub.schema, &vl, only, &msgs);
     }
     tc_jbuf_arr_end(&mb);
     if (ok >= 0) {
@@ -1065,8 +948,7 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
 out:
     free(vl.v);
     tc_reg_end(q);
-    tc_avro_schema_free(s);
-    tc_json_free(doc);
+    tc_reg_submission_free(&sub);
 }
 
 /* GET /config and /config/{subject} */
@@ -1204,6 +1086,15 @@ typedef enum tc_reg_op {
     TC_OP_GET_SUBJECT_CONFIG,
     TC_OP_PUT_SUBJECT_CONFIG,
     TC_OP_DELETE_SUBJECT_CONFIG,
+    TC_OP_LIST_SCHEMAS,
+    TC_OP_PUT_MODE,
+    TC_OP_DELETE_MODE,
+    TC_OP_GET_SUBJECT_MODE,
+    TC_OP_PUT_SUBJECT_MODE,
+    TC_OP_DELETE_SUBJECT_MODE,
+    TC_OP_ID_REFERENCEDBY,
+    TC_OP_VERSION_REFERENCEDBY,
+    TC_OP_SUBJECT_METADATA,
     TC_OP__COUNT
 } tc_reg_op;
 
@@ -1235,6 +1126,15 @@ static const tc_reg_route tc_reg_routes[TC_OP__COUNT] = {
     {"GET", "/config/{subject}"},
     {"PUT", "/config/{subject}"},
     {"DELETE", "/config/{subject}"},
+    {"GET", "/schemas"},
+    {"PUT", "/mode"},
+    {"DELETE", "/mode"},
+    {"GET", "/mode/{subject}"},
+    {"PUT", "/mode/{subject}"},
+    {"DELETE", "/mode/{subject}"},
+    {"GET", "/schemas/ids/{id}/referencedby"},
+    {"GET", "/subjects/{subject}/versions/{version}/referencedby"},
+    {"GET", "/subjects/{subject}/metadata"},
 };
 
 _Static_assert(TC_OP__COUNT == TC_REG_NROUTES, "one route context per operation");
@@ -1251,7 +1151,26 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         tc_reg_types(q);
         break;
     case TC_OP_MODE:
-        tc_reg_mode(q);
+    case TC_OP_GET_SUBJECT_MODE:
+        tc_reg_get_mode(q, op == TC_OP_GET_SUBJECT_MODE ? p0 : NULL);
+        break;
+    case TC_OP_PUT_MODE:
+    case TC_OP_PUT_SUBJECT_MODE:
+        tc_reg_put_mode(q, op == TC_OP_PUT_SUBJECT_MODE ? p0 : NULL);
+        break;
+    case TC_OP_DELETE_MODE:
+    case TC_OP_DELETE_SUBJECT_MODE:
+        tc_reg_delete_mode(q, op == TC_OP_DELETE_SUBJECT_MODE ? p0 : NULL);
+        break;
+    case TC_OP_LIST_SCHEMAS:
+        tc_reg_list_schemas(q);
+        break;
+    case TC_OP_ID_REFERENCEDBY:
+    case TC_OP_VERSION_REFERENCEDBY:
+        tc_reg_referencedby(q, op == TC_OP_ID_REFERENCEDBY);
+        break;
+    case TC_OP_SUBJECT_METADATA:
+        tc_reg_latest_metadata(q);
         break;
     case TC_OP_SCHEMA_ID:
     case TC_OP_SCHEMA_ID_RAW:
@@ -1309,6 +1228,12 @@ static void tc_reg_handler(void *ctx, const tc_http_request *req, tc_http_respon
     const tc_reg_route_ctx *rc = ctx;
     tc_reg_req q;
 
+    const char *ct = tc_reg_negotiate(req->accept);
+
+    if (!ct) {
+        tc_http_respond_error(resp, 406, TC_REGISTRY_CT, 406, "HTTP 406 Not Acceptable");
+        return;
+    }
     memset(&q, 0, sizeof(q));
     q.r = rc->r;
     q.http = req;
@@ -1317,6 +1242,8 @@ static void tc_reg_handler(void *ctx, const tc_http_request *req, tc_http_respon
     tc_reg_run(&q, (tc_reg_op)rc->op);
     tc_reg_end(&q); /* in case a handler returned inside a unit */
     pthread_mutex_unlock(&rc->r->lock);
+    /* Handlers answer in the registry's own type; the client may have asked for another. */
+    resp->content_type = ct;
 }
 
 tc_err tc_registry_mount(tc_registry *r, tc_http_server *s)
