@@ -65,7 +65,8 @@ typedef struct tc_reg_store_ops {
     /* Store a new schema (or find the existing one with the same identity) and give its id. */
     tc_err (*insert_schema)(tc_reg_store *s, const char *identity, const tc_reg_schema_text *text,
                             int *id, char *errstr, size_t size);
-    /* Ids of the schemas whose references name (subject, version), ascending. */
+    /* Ids of the schemas whose references name (subject, version) and that some version (live
+     * or soft-deleted) still uses, ascending. */
     tc_err (*referrers)(tc_reg_store *s, const char *subject, int version, int **ids, size_t *n,
                         char *errstr, size_t size);
     tc_err (*insert_version)(tc_reg_store *s, const char *subject, int version, int schema_id,

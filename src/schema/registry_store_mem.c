@@ -554,9 +554,13 @@ static tc_err tc_mem_referrers(tc_reg_store *s, const char *subject, int version
     if (!out)
         return tc_mem_nomem(errstr, size);
     /* Schemas are kept in id order. */
-    for (size_t i = 0; i < m->st.nschemas; i++)
-        if (tc_mem_names_ref(m->st.schemas[i].text.references, subject, version))
+    for (size_t i = 0; i < m->st.nschemas; i++) {
+        int used = 0;
+        for (size_t j = 0; j < m->st.nversions && !used; j++)
+            used = m->st.versions[j].schema_id == m->st.schemas[i].id;
+        if (used && tc_mem_names_ref(m->st.schemas[i].text.references, subject, version))
             out[k++] = m->st.schemas[i].id;
+    }
     *ids = out;
     *n = k;
     return TC_OK;

@@ -555,8 +555,10 @@ static tc_err tc_pg_referrers(tc_reg_store *s, const char *subject, int version,
     *n = 0;
     snprintf(v, sizeof(v), "%d", version);
     err = tc_pg_exec(TC_PG(s),
-                     "SELECT id FROM @S.schemas WHERE refs @> jsonb_build_array("
-                     "jsonb_build_object('subject', $1::text, 'version', $2::integer)) ORDER BY id",
+                     "SELECT id FROM @S.schemas s WHERE refs @> jsonb_build_array("
+                     "jsonb_build_object('subject', $1::text, 'version', $2::integer))"
+                     " AND EXISTS (SELECT 1 FROM @S.subject_versions v WHERE v.schema_id = s.id)"
+                     " ORDER BY id",
                      2, params, &res, "read referrers", errstr, size);
     if (err != TC_OK)
         return err;
