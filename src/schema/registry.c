@@ -519,7 +519,7 @@ static void tc_reg_list_versions(tc_reg_req *q)
     tc_reg_end(q);
 }
 
-/* GET /subjects/{subject}/versions/{version} (and .../schema) */
+/* GET /subjects/{subject}/versions/{version} (and .../schema); format=resolved as for ids */
 static void tc_reg_get_version(tc_reg_req *q, int raw)
 {
     const char *subject = q->http->params[0];
@@ -527,6 +527,7 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *v;
     tc_reg_schema_text t = {NULL, NULL, NULL, NULL};
+    char format[16];
     int version;
     tc_jbuf b;
     tc_err err;
@@ -553,6 +554,17 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
     if (err != TC_OK) {
         tc_reg_store_error(q, err, "reading a schema");
         goto out;
+    }
+    if (tc_http_query(q->http, "format", format, sizeof(format)) == 1 &&
+        !strcasecmp(format, "resolved") && t.references) {
+        /* The text with its references inlined, in place of the text as registered. */
+        char *resolved = tc_reg_resolved_text(q, &t, 0);
+        if (!resolved)
+            goto out;
+        free(t.original);
+        free(t.references);
+        t.original = resolved;
+        t.references = NULL;
     }
     if (raw) {
         tc_http_respond(q->resp, 200, TC_REGISTRY_CT, t.original, strlen(t.original));
