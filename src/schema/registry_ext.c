@@ -53,8 +53,7 @@ static const char *tc_reg_refs_invalid(const tc_json *refs)
         int64_t v = 0;
         if (!tc_json_string(tc_json_get(r, "name")) || !tc_json_string(tc_json_get(r, "subject")))
             return "a reference needs a \"name\" and a \"subject\"";
-        if (!tc_json_int64(tc_json_get(r, "version"), &v) || (v < 1 && v != -1) ||
-            v > 2147483647LL)
+        if (!tc_json_int64(tc_json_get(r, "version"), &v) || (v < 1 && v != -1) || v > 2147483647LL)
             return "a reference needs a \"version\" (an integer from 1, or -1 for the latest)";
     }
     return NULL;
@@ -239,23 +238,22 @@ int tc_reg_submission_parse(tc_reg_req *q, tc_reg_submission *sub, char *verbose
             snprintf(jerr, sizeof(jerr), "%s", why);
             snprintf(why, sizeof(why), "schema is not valid JSON: %.400s", jerr);
         }
-    } else if (sub->refs &&
-               tc_reg_refs_resolve(q, sub->refs, 0, &res, why, sizeof(why)) < 0) {
+    } else if (sub->refs && tc_reg_refs_resolve(q, sub->refs, 0, &res, why, sizeof(why)) < 0) {
         if (!why[0]) /* the response is set: a store failure */
             goto fail;
         err = TC_ERR_INVALID;
     } else {
         sub->text = schema->u.str;
-        resolved = sub->refs ? tc_reg_schema_inline(tc_json_root(sdoc), res.named, res.n, NULL,
-                                                    why, sizeof(why))
+        resolved = sub->refs ? tc_reg_schema_inline(tc_json_root(sdoc), res.named, res.n, NULL, why,
+                                                    sizeof(why))
                              : NULL;
         if (!sub->refs || resolved) {
             const char *rt = resolved ? resolved : sub->text;
             sub->schema = tc_avro_schema_parse(rt, strlen(rt), &err, why, sizeof(why));
         }
         if (sub->schema) {
-            sub->identity = tc_reg_identity(tc_json_root(sdoc), normalize, sub->refs,
-                                            sub->metadata, sub->rule_set);
+            sub->identity = tc_reg_identity(tc_json_root(sdoc), normalize, sub->refs, sub->metadata,
+                                            sub->rule_set);
             if (normalize)
                 sub->normalized = tc_reg_schema_form(tc_json_root(sdoc), 1, NULL);
             err = sub->identity && (!normalize || sub->normalized) ? TC_OK : TC_ERR_NOMEM;
@@ -580,8 +578,8 @@ void tc_reg_referencedby(tc_reg_req *q, int by_id)
     for (size_t i = 0; i < nwhere; i++) {
         int *ids = NULL;
         size_t n = 0;
-        err = q->r->store->ops->referrers(q->r->store, where[i].subject, where[i].version, &ids,
-                                          &n, q->errstr, sizeof(q->errstr));
+        err = q->r->store->ops->referrers(q->r->store, where[i].subject, where[i].version, &ids, &n,
+                                          q->errstr, sizeof(q->errstr));
         if (err != TC_OK) {
             tc_jbuf_free(&b);
             tc_reg_store_error(q, err, "reading references");
@@ -623,8 +621,8 @@ static int tc_reg_write_version(tc_reg_req *q, tc_jbuf *b, const char *subject,
                                 const tc_reg_version *v)
 {
     tc_reg_schema_text t;
-    tc_err err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr,
-                                          sizeof(q->errstr));
+    tc_err err =
+        q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr, sizeof(q->errstr));
 
     if (err != TC_OK) {
         tc_reg_store_error(q, err, "reading a schema");
@@ -785,8 +783,7 @@ void tc_reg_latest_metadata(tc_reg_req *q)
         int hit;
         if (v->deleted && !deleted)
             continue;
-        err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr,
-                                       sizeof(q->errstr));
+        err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr, sizeof(q->errstr));
         if (err != TC_OK) {
             tc_reg_store_error(q, err, "reading a schema");
             goto out;

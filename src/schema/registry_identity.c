@@ -28,7 +28,8 @@
 #define TC_RI_REFS_MAX 1024
 
 typedef struct tc_ri_ctx {
-    tc_jbuf *b;
+    tc_jbuf buf;  /* the output */
+    tc_jbuf *b;   /* &buf */
     int qualify;  /* named types by full name, without "namespace" (else relative, as Avro) */
     int collapse; /* {"type": "int"} alone is "int"; a field's "order": "ascending" goes */
     int inline_refs;
@@ -357,21 +358,17 @@ static void tc_ri_type(tc_ri_ctx *c, const tc_json *j, const char *ns)
 
 static char *tc_ri_run(tc_ri_ctx *c, const tc_json *schema, size_t *len)
 {
-    tc_jbuf b;
-    char *out;
-
-    tc_jbuf_init(&b, 0);
-    c->b = &b;
+    tc_jbuf_init(&c->buf, 0);
+    c->b = &c->buf;
     tc_ri_type(c, schema, "");
     for (size_t i = 0; i < c->ndefined; i++)
         free(c->defined[i]);
     free(c->defined);
     if (c->failed) {
-        tc_jbuf_free(&b);
+        tc_jbuf_free(&c->buf);
         return NULL;
     }
-    out = tc_jbuf_take(&b, len);
-    return out;
+    return tc_jbuf_take(&c->buf, len);
 }
 
 char *tc_reg_schema_form(const tc_json *schema, int normalize, size_t *len)
@@ -391,8 +388,7 @@ char *tc_reg_schema_inline(const tc_json *schema, const tc_reg_named *refs, size
     char *out;
 
     if (n > TC_RI_REFS_MAX) {
-        tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "more than %d references",
-                   TC_RI_REFS_MAX);
+        tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "more than %d references", TC_RI_REFS_MAX);
         return NULL;
     }
     memset(&c, 0, sizeof(c));
@@ -412,13 +408,31 @@ char *tc_reg_schema_inline(const tc_json *schema, const tc_reg_named *refs, size
     return out;
 }
 
+/* Append v as sorted compact JSON to b (a text being built with raw appends). -1 when out of
+ * memory. */
+static int tc_ri_append_sorted(tc_jbuf *b, const tc_json *v)
+{
+    tc_jbuf part;
+    size_t n = 0;
+    char *text;
+
+    tc_jbuf_init(&part, 0);
+    tc_reg_json_sorted(&part, v);
+    text = tc_jbuf_take(&part, &n);
+    if (!text)
+        return -1;
+    tc_jbuf_append(b, text, n);
+    free(text);
+    return 0;
+}
+
 char *tc_reg_identity(const tc_json *schema, int normalize, const tc_json *references,
                       const tc_json *metadata, const tc_json *rule_set)
 {
     static const char *const label[3] = {"\nreferences:", "\nmetadata:", "\nruleSet:"};
     const tc_json *part[3] = {references, metadata, rule_set};
     size_t len = 0;
-    char *form = tc_reg_schema_form(schema, normalize, &len), *out;
+    char *form = tc_reg_schema_form(schema, normalize, &len);
     tc_jbuf b;
 
     if (!form)
@@ -431,24 +445,12 @@ char *tc_reg_identity(const tc_json *schema, int normalize, const tc_json *refer
             (part[i]->type == TC_JSON_ARRAY && part[i]->len == 0))
             continue;
         tc_jbuf_append(&b, label[i], strlen(label[i]));
-        /* A fresh nesting level: the writer's commas restart after raw appends. */
-        {
-            tc_jbuf v;
-            char *text;
-            size_t n = 0;
-            tc_jbuf_init(&v, 0);
-            tc_reg_json_sorted(&v, part[i]);
-            text = tc_jbuf_take(&v, &n);
-            if (!text) {
-                tc_jbuf_free(&b);
-                return NULL;
-            }
-            tc_jbuf_append(&b, text, n);
-            free(text);
+        if (tc_ri_append_sorted(&b, part[i]) < 0) {
+            tc_jbuf_free(&b);
+            return NULL;
         }
     }
-    out = tc_jbuf_take(&b, NULL);
-    return out;
+    return tc_jbuf_take(&b, NULL);
 }
 
 char *tc_reg_identity_of_text(const char *text)

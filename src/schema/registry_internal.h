@@ -76,14 +76,14 @@ typedef struct tc_reg_req {
 
 /* A schema as a request submitted it (registration, lookup, compatibility check). */
 typedef struct tc_reg_submission {
-    tc_json_doc *doc;         /* the request body */
-    const char *text;         /* the schema text as sent (in doc) */
-    const tc_json *refs;      /* "references" (NULL when absent, null or empty) */
-    const tc_json *metadata;  /* "metadata" (NULL when absent or null) */
-    const tc_json *rule_set;  /* "ruleSet" (NULL when absent or null) */
-    char *normalized;         /* with normalize=true: the normalised text registered, else NULL */
-    char *identity;           /* registry_identity.h */
-    tc_avro_schema *schema;   /* parsed, references resolved */
+    tc_json_doc *doc;        /* the request body */
+    const char *text;        /* the schema text as sent (in doc) */
+    const tc_json *refs;     /* "references" (NULL when absent, null or empty) */
+    const tc_json *metadata; /* "metadata" (NULL when absent or null) */
+    const tc_json *rule_set; /* "ruleSet" (NULL when absent or null) */
+    char *normalized;        /* with normalize=true: the normalised text registered, else NULL */
+    char *identity;          /* registry_identity.h */
+    tc_avro_schema *schema;  /* parsed, references resolved */
 } tc_reg_submission;
 
 __attribute__((format(printf, 4, 5))) void tc_reg_error(tc_reg_req *q, int status, int code,

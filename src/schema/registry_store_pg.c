@@ -221,8 +221,8 @@ static tc_err tc_pg_rekey(tc_pg_store *p, char *errstr, size_t size)
         free(identity);
     }
     if (rows > 0 && err == TC_OK)
-        tc_log_info("registry",
-                    "re-keyed %d schemas by their full text (ids and texts unchanged)", rows);
+        tc_log_info("registry", "re-keyed %d schemas by their full text (ids and texts unchanged)",
+                    rows);
     PQclear(res);
     return err;
 }
@@ -603,10 +603,11 @@ static tc_err tc_pg_set_mode(tc_reg_store *s, const char *subject, int mode, cha
 {
     const char *params[2] = {subject, tc_reg_mode_name(mode)};
 
-    return tc_pg_exec(TC_PG(s),
-                      "INSERT INTO @S.modes (subject, mode) VALUES ($1, $2)"
-                      " ON CONFLICT (subject) DO UPDATE SET mode = EXCLUDED.mode, updated_at = now()",
-                      2, params, NULL, "write mode", errstr, size);
+    return tc_pg_exec(
+        TC_PG(s),
+        "INSERT INTO @S.modes (subject, mode) VALUES ($1, $2)"
+        " ON CONFLICT (subject) DO UPDATE SET mode = EXCLUDED.mode, updated_at = now()",
+        2, params, NULL, "write mode", errstr, size);
 }
 
 static tc_err tc_pg_delete_mode(tc_reg_store *s, const char *subject, char *errstr, size_t size)
