@@ -58,7 +58,8 @@ typedef struct tc_reg_store_ops {
     /* Every version of subject (deleted ones too), ascending. */
     tc_err (*versions)(tc_reg_store *s, const char *subject, tc_reg_version **out, size_t *n,
                        char *errstr, size_t size);
-    /* The stored schema id (every member malloc'ed). TC_ERR_NOT_FOUND when no such id. */
+    /* The stored schema id (every member malloc'ed). TC_ERR_NOT_FOUND when no such id. *out is
+     * zeroed first, so it can be freed whatever the answer. */
     tc_err (*schema)(tc_reg_store *s, int id, tc_reg_schema_text *out, char *errstr, size_t size);
     /* Id of the schema with this identity (registry_identity.h). TC_ERR_NOT_FOUND when none. */
     tc_err (*find)(tc_reg_store *s, const char *identity, int *id, char *errstr, size_t size);

@@ -219,8 +219,8 @@ static tc_err tc_mem_get_schema(tc_reg_store *s, int id, tc_reg_schema_text *out
 {
     tc_mem_store *m = TC_MEM(s);
 
-    TC_MEM_FAULT(m);
     memset(out, 0, sizeof(*out));
+    TC_MEM_FAULT(m);
     for (size_t i = 0; i < m->st.nschemas; i++) {
         if (m->st.schemas[i].id == id) {
             if (tc_mem_text_copy(out, &m->st.schemas[i].text) == 0)
