@@ -6,8 +6,8 @@
  * then up to FZ_MAX_REQUESTS requests separated by a line "%%". A request is a line
  * "METHOD TARGET [CONTENT-TYPE [ACCEPT]]" followed by the body ("-" for no content type). The
  * content type "avro" means: the body is a bare schema, wrap it as {"schema": "..."} (so the
- * fuzzer mutates schemas directly, not JSON escapes). A fresh registry handles each input, so a sequence builds state (register, then
- * check, delete, look up ...) and ASan sees every leak.
+ * fuzzer mutates schemas directly, not JSON escapes). A fresh registry handles each input, so a
+ * sequence builds state (register, then check, delete, look up ...) and ASan sees every leak.
  *
  * Invariants on every response, on top of "no crash, no UB, no leak":
  *   - the status is one the registry documents (200, 400, 404, 405, 406, 409, 413, 415, 422,
@@ -51,9 +51,10 @@ static int64_t fz_check_response(const char *method, const char *target, const t
     fz_require(s == 200 || s == 400 || s == 404 || s == 405 || s == 406 || s == 409 || s == 413 ||
                    s == 415 || s == 422 || s == 500,
                "documented status", target);
-    fz_require(r->content_type && (!strcmp(r->content_type, TC_REGISTRY_CT) ||
-                                   !strcmp(r->content_type, "application/vnd.schemaregistry+json") ||
-                                   !strcmp(r->content_type, "application/json")),
+    fz_require(r->content_type &&
+                   (!strcmp(r->content_type, TC_REGISTRY_CT) ||
+                    !strcmp(r->content_type, "application/vnd.schemaregistry+json") ||
+                    !strcmp(r->content_type, "application/json")),
                "content type", target);
     fz_require(r->body != NULL && r->body[r->body_len] == '\0', "body NUL-terminated", target);
     doc = tc_json_parse(r->body, r->body_len, NULL, NULL, NULL, 0);

@@ -54,7 +54,8 @@ static const form_case forms[] = {
      "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n\",\"fields\":[{\"name\":\"e\","
      "\"type\":{\"type\":\"enum\",\"name\":\"n.E\",\"symbols\":[\"A\"]}},{\"name\":\"f\","
      "\"type\":\"n.E\"}]}",
-     "{\"fields\":[{\"name\":\"e\",\"type\":{\"name\":\"E\",\"symbols\":[\"A\"],\"type\":\"enum\"}},"
+     "{\"fields\":[{\"name\":\"e\",\"type\":{\"name\":\"E\",\"symbols\":[\"A\"],\"type\":\"enum\"}}"
+     ","
      "{\"name\":\"f\",\"type\":\"E\"}],\"name\":\"R\",\"namespace\":\"n\",\"type\":\"record\"}",
      "{\"fields\":[{\"name\":\"e\",\"type\":{\"name\":\"n.E\",\"symbols\":[\"A\"],\"type\":"
      "\"enum\"}},{\"name\":\"f\",\"type\":\"n.E\"}],\"name\":\"n.R\",\"type\":\"record\"}"},
@@ -63,10 +64,12 @@ static const form_case forms[] = {
      "\"order\":\"ascending\",\"default\":1.50,\"doc\":\"x\"},{\"name\":\"b\",\"type\":\"int\","
      "\"order\":\"descending\",\"x-prop\":{\"z\":1,\"a\":2}}]}",
      "{\"fields\":[{\"default\":1.50,\"doc\":\"x\",\"name\":\"a\",\"type\":\"double\"},{\"name\":"
-     "\"b\",\"order\":\"descending\",\"type\":\"int\",\"x-prop\":{\"a\":2,\"z\":1}}],\"name\":\"R\","
+     "\"b\",\"order\":\"descending\",\"type\":\"int\",\"x-prop\":{\"a\":2,\"z\":1}}],\"name\":"
+     "\"R\","
      "\"type\":\"record\"}",
      "{\"fields\":[{\"default\":1.50,\"doc\":\"x\",\"name\":\"a\",\"type\":\"double\"},{\"name\":"
-     "\"b\",\"order\":\"descending\",\"type\":\"int\",\"x-prop\":{\"a\":2,\"z\":1}}],\"name\":\"R\","
+     "\"b\",\"order\":\"descending\",\"type\":\"int\",\"x-prop\":{\"a\":2,\"z\":1}}],\"name\":"
+     "\"R\","
      "\"type\":\"record\"}"},
     {"arrays, maps and unions keep their order",
      "[\"null\",{\"type\":\"array\",\"items\":{\"type\":\"string\"}},{\"values\":\"long\","
@@ -93,8 +96,8 @@ static void test_forms(void **state)
         assert_non_null(f);
         assert_non_null(n);
         if (strcmp(f, forms[i].form) || strcmp(n, forms[i].normalized))
-            fail_msg("%s:\n form %s\n want %s\n norm %s\n want %s", forms[i].what, f,
-                     forms[i].form, n, forms[i].normalized);
+            fail_msg("%s:\n form %s\n want %s\n norm %s\n want %s", forms[i].what, f, forms[i].form,
+                     n, forms[i].normalized);
         free(f);
         free(n);
         tc_json_free(d);
@@ -117,8 +120,8 @@ static void test_identity_parts(void **state)
     with_m = tc_reg_identity(tc_json_root(s), 0, NULL, tc_json_root(m), NULL);
     with_empty = tc_reg_identity(tc_json_root(s), 0, tc_json_root(empty), NULL, NULL);
     assert_string_equal(plain, "\"string\"");
-    assert_string_equal(with1,
-                        "\"string\"\nreferences:[{\"name\":\"X\",\"subject\":\"s\",\"version\":1}]");
+    assert_string_equal(
+        with1, "\"string\"\nreferences:[{\"name\":\"X\",\"subject\":\"s\",\"version\":1}]");
     assert_string_not_equal(with1, with2);
     assert_string_equal(with_m, "\"string\"\nmetadata:{\"properties\":{\"owner\":\"a\"}}");
     assert_string_equal(with_empty, plain); /* no references is "references": [] */
@@ -159,12 +162,13 @@ static void test_inline(void **state)
     out = tc_reg_schema_inline(tc_json_root(top), refs, 3, NULL, err, sizeof(err));
     assert_non_null(out);
     assert_string_equal(
-        out, "{\"fields\":[{\"name\":\"a\",\"type\":{\"fields\":[{\"name\":\"c\",\"type\":{"
-             "\"fields\":[{\"name\":\"v\",\"type\":\"int\"}],\"name\":\"x.C\",\"type\":\"record\"}}],"
-             "\"name\":\"x.A\",\"type\":\"record\"}},{\"name\":\"b\",\"type\":{\"fields\":[{\"name\":"
-             "\"c\",\"type\":\"x.C\"}],\"name\":\"x.B\",\"type\":\"record\"}},{\"name\":\"a2\","
-             "\"type\":\"x.A\"},{\"name\":\"c\",\"type\":[\"null\",\"x.C\"]}],\"name\":\"other.Top\","
-             "\"type\":\"record\"}");
+        out,
+        "{\"fields\":[{\"name\":\"a\",\"type\":{\"fields\":[{\"name\":\"c\",\"type\":{"
+        "\"fields\":[{\"name\":\"v\",\"type\":\"int\"}],\"name\":\"x.C\",\"type\":\"record\"}}],"
+        "\"name\":\"x.A\",\"type\":\"record\"}},{\"name\":\"b\",\"type\":{\"fields\":[{\"name\":"
+        "\"c\",\"type\":\"x.C\"}],\"name\":\"x.B\",\"type\":\"record\"}},{\"name\":\"a2\","
+        "\"type\":\"x.A\"},{\"name\":\"c\",\"type\":[\"null\",\"x.C\"]}],\"name\":\"other.Top\","
+        "\"type\":\"record\"}");
     free(out);
     tc_json_free(a);
     tc_json_free(b);
@@ -254,10 +258,10 @@ static long long reg(fixture *f, const char *subject, const char *schema, const 
     return id;
 }
 
-#define T_BASE                                                                                     \
-    "{\"type\":\"record\",\"name\":\"t\",\"fields\":[{\"name\":\"ts\",\"type\":\"long\"}]}"
-#define T_WITH(attr)                                                                               \
-    "{\"type\":\"record\",\"name\":\"t\",\"fields\":[{\"name\":\"ts\",\"type\":\"long\"," attr "}]}"
+/* A record with one long field "ts", and the same with attr among the field's attributes. */
+#define T_HEAD       "{\"type\":\"record\",\"name\":\"t\",\"fields\":[{\"name\":\"ts\",\"type\":\"long\""
+#define T_BASE       T_HEAD "}]}"
+#define T_WITH(attr) T_HEAD "," attr "}]}"
 
 static void test_registry_ids(void **state)
 {
@@ -307,8 +311,9 @@ static void test_registry_references_modes_accept(void **state)
     const char *ct = NULL;
     long long id, code;
 
-    reg(f, "loc", "{\"type\":\"record\",\"name\":\"L\",\"namespace\":\"s\",\"fields\":[{\"name\":"
-                  "\"lat\",\"type\":\"double\"}]}",
+    reg(f, "loc",
+        "{\"type\":\"record\",\"name\":\"L\",\"namespace\":\"s\",\"fields\":[{\"name\":"
+        "\"lat\",\"type\":\"double\"}]}",
         NULL);
     id = reg(f, "top",
              "{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\"l\",\"type\":\"s.L\"}]}",
@@ -322,9 +327,9 @@ static void test_registry_references_modes_accept(void **state)
     assert_true(id > 0);
 
     assert_int_equal(req(f, "PUT", "/mode/top", "{\"mode\":\"READONLY\"}", NULL, NULL, NULL), 200);
-    assert_int_equal(req(f, "POST", "/subjects/top/versions", "{\"schema\":\"\\\"int\\\"\"}", NULL,
-                         &code, NULL),
-                     422);
+    assert_int_equal(
+        req(f, "POST", "/subjects/top/versions", "{\"schema\":\"\\\"int\\\"\"}", NULL, &code, NULL),
+        422);
     assert_int_equal(code, 42205);
 
     assert_int_equal(req(f, "GET", "/subjects", NULL, "application/json", NULL, &ct), 200);
