@@ -2,7 +2,9 @@
  * registry.c -- the schema registry's request handling; see registry.h and docs/registry.md.
  *
  * Every handler runs under the registry mutex and as one unit of work on the store (begin ... end),
- * so a request either happens entirely or not at all. Parsed schemas are cached by id: an id names
+ * so a request either happens entirely or not at all. Submitted schemas (references resolved,
+ * identity computed), the parsed-schema cache and the newer endpoints live in registry_ext.c; what
+ * the two files share is registry_internal.h. Parsed schemas are cached by id: an id names
  * one schema text forever (rows of the schemas table are never changed), so the cache never goes
  * stale, even with several registry processes on one database.
  */
