@@ -443,45 +443,58 @@ void tc_reg_page(tc_reg_req *q, long *offset, long *limit)
         *offset = 0;
 }
 
+int tc_reg_subjects_load(tc_reg_req *q, tc_reg_subject_list *l)
+{
+    tc_err err;
+
+    memset(l, 0, sizeof(*l));
+    if (tc_http_query(q->http, "subjectPrefix", l->prefix, sizeof(l->prefix)) != 1)
+        l->prefix[0] = '\0';
+    l->plen = strlen(l->prefix);
+    tc_reg_page(q, &l->offset, &l->limit);
+    if (tc_reg_begin(q, NULL, 0) < 0)
+        return -1;
+    err = q->r->store->ops->subjects(q->r->store, &l->names, &l->live, &l->n, q->errstr,
+                                     sizeof(q->errstr));
+    if (err != TC_OK) {
+        tc_reg_store_error(q, err, "listing subjects");
+        return -1;
+    }
+    return 0;
+}
+
+void tc_reg_subjects_free(tc_reg_subject_list *l)
+{
+    tc_reg_names_free(l->names, l->n);
+    free(l->live);
+    memset(l, 0, sizeof(*l));
+}
+
 /* GET /subjects */
 static void tc_reg_subjects(tc_reg_req *q)
 {
     int deleted = tc_http_query_bool(q->http, "deleted");
     int deleted_only = tc_http_query_bool(q->http, "deleted_only");
-    char prefix[TC_REGISTRY_SUBJECT_MAX + 1];
-    char **names = NULL;
-    int *live = NULL;
-    size_t n = 0, plen = 0;
-    long offset, limit, seen = 0, out = 0;
+    tc_reg_subject_list l;
+    long seen = 0, out = 0;
     tc_jbuf b;
-    tc_err err;
 
-    if (tc_http_query(q->http, "subjectPrefix", prefix, sizeof(prefix)) != 1)
-        prefix[0] = '\0';
-    plen = strlen(prefix);
-    tc_reg_page(q, &offset, &limit);
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    err = q->r->store->ops->subjects(q->r->store, &names, &live, &n, q->errstr, sizeof(q->errstr));
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "listing subjects");
-    } else {
+    if (tc_reg_subjects_load(q, &l) == 0) {
         tc_jbuf_init(&b, 0);
         tc_jbuf_arr_begin(&b);
-        for (size_t i = 0; i < n; i++) {
-            int show = deleted_only ? !live[i] : (live[i] || deleted);
-            if (!show || strncmp(names[i], prefix, plen))
+        for (size_t i = 0; i < l.n; i++) {
+            int show = deleted_only ? !l.live[i] : (l.live[i] || deleted);
+            if (!show || strncmp(l.names[i], l.prefix, l.plen))
                 continue;
-            if (seen++ < offset || (limit >= 0 && out >= limit))
+            if (seen++ < l.offset || (l.limit >= 0 && out >= l.limit))
                 continue;
             out++;
-            tc_jbuf_str(&b, names[i]);
+            tc_jbuf_str(&b, l.names[i]);
         }
         tc_jbuf_arr_end(&b);
         tc_reg_send(q, 200, &b);
     }
-    tc_reg_names_free(names, n);
-    free(live);
+    tc_reg_subjects_free(&l);
     tc_reg_end(q);
 }
 
@@ -965,36 +978,65 @@ out:
     tc_reg_submission_free(&sub);
 }
 
-/* GET /config and /config/{subject} */
-static void tc_reg_get_config(tc_reg_req *q, const char *subject)
+/* The compatibility level and the mode are both a setting per subject with a global one. */
+static const char *tc_reg_level_name(int level)
+{
+    return tc_compat_level_name((tc_compat_level)level);
+}
+
+const tc_reg_setting tc_reg_setting_level = {0,
+                                             "compatibilityLevel",
+                                             "compatibility",
+                                             TC_COMPAT_DEFAULT,
+                                             TC_REG_SUBJECT_CONFIG_NOT_FOUND,
+                                             tc_reg_level_name};
+const tc_reg_setting tc_reg_setting_mode = {
+    1, "mode", "mode", TC_REG_MODE_READWRITE, TC_REG_SUBJECT_NOT_FOUND, tc_reg_mode_name};
+
+static tc_err tc_reg_setting_read(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
+                                  int *value)
+{
+    tc_reg_store *st = q->r->store;
+
+    return set->is_mode ? st->ops->get_mode(st, subject, value, q->errstr, sizeof(q->errstr))
+                        : st->ops->get_config(st, subject, value, q->errstr, sizeof(q->errstr));
+}
+
+void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value)
+{
+    tc_jbuf b;
+
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, member);
+    tc_jbuf_str(&b, set->name(value));
+    tc_jbuf_obj_end(&b);
+    tc_reg_send(q, 200, &b);
+}
+
+/* GET /config, /mode and their /{subject} forms (defaultToGlobal=true: the global one when the
+ * subject has none). */
+void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *subject)
 {
     int to_global = tc_http_query_bool(q->http, "defaultToGlobal");
-    int level = TC_COMPAT_DEFAULT;
-    tc_jbuf b;
+    int value = set->default_value;
     tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
     if (tc_reg_begin(q, NULL, 0) < 0)
         return;
-    err = q->r->store->ops->get_config(q->r->store, subject ? subject : "", &level, q->errstr,
-                                       sizeof(q->errstr));
+    err = tc_reg_setting_read(q, set, subject ? subject : "", &value);
     if (err == TC_ERR_NOT_FOUND && subject && to_global)
-        err = q->r->store->ops->get_config(q->r->store, "", &level, q->errstr, sizeof(q->errstr));
+        err = tc_reg_setting_read(q, set, "", &value);
     if (err == TC_ERR_NOT_FOUND && subject && !to_global) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_CONFIG_NOT_FOUND,
-                     "Subject '%s' does not have subject-level compatibility configured", subject);
+        tc_reg_error(q, 404, set->not_found_code,
+                     "Subject '%s' does not have subject-level %s configured", subject,
+                     set->put_member);
     } else if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
-        tc_reg_store_error(q, err, "reading the compatibility level");
+        tc_reg_store_error(q, err, "reading a setting");
     } else {
-        if (err == TC_ERR_NOT_FOUND)
-            level = TC_COMPAT_DEFAULT;
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "compatibilityLevel");
-        tc_jbuf_str(&b, tc_compat_level_name((tc_compat_level)level));
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
+        tc_reg_setting_send(q, set, set->member, err == TC_OK ? value : set->default_value);
     }
     tc_reg_end(q);
 }
@@ -1042,35 +1084,31 @@ static void tc_reg_put_config(tc_reg_req *q, const char *subject)
     tc_reg_end(q);
 }
 
-/* DELETE /config and /config/{subject}: back to the default (global) or to the global level. */
-static void tc_reg_delete_config(tc_reg_req *q, const char *subject)
+/* DELETE /config, /mode and their /{subject} forms: the subject's setting goes (it follows the
+ * global one again), or the global one goes back to its default; answers with what was removed. */
+void tc_reg_setting_delete(tc_reg_req *q, const tc_reg_setting *set, const char *subject)
 {
-    int level = TC_COMPAT_DEFAULT;
-    tc_jbuf b;
+    tc_reg_store *st = q->r->store;
+    const char *key = subject ? subject : "";
+    int value = set->default_value;
     tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
     if (tc_reg_begin(q, subject, 1) < 0)
         return;
-    err = q->r->store->ops->get_config(q->r->store, subject ? subject : "", &level, q->errstr,
-                                       sizeof(q->errstr));
+    err = tc_reg_setting_read(q, set, key, &value);
     if (err == TC_OK)
-        err = q->r->store->ops->delete_config(q->r->store, subject ? subject : "", q->errstr,
-                                              sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND && subject) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_CONFIG_NOT_FOUND,
-                     "Subject '%s' does not have subject-level compatibility configured", subject);
-    } else if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
-        tc_reg_store_error(q, err, "deleting the compatibility level");
-    } else {
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "compatibilityLevel");
-        tc_jbuf_str(&b, tc_compat_level_name((tc_compat_level)level));
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
-    }
+        err = set->is_mode ? st->ops->delete_mode(st, key, q->errstr, sizeof(q->errstr))
+                           : st->ops->delete_config(st, key, q->errstr, sizeof(q->errstr));
+    if (err == TC_ERR_NOT_FOUND && subject)
+        tc_reg_error(q, 404, set->not_found_code,
+                     "Subject '%s' does not have subject-level %s configured", subject,
+                     set->put_member);
+    else if (err != TC_OK && err != TC_ERR_NOT_FOUND)
+        tc_reg_store_error(q, err, "deleting a setting");
+    else
+        tc_reg_setting_send(q, set, set->member, value);
     tc_reg_end(q);
 }
 
@@ -1166,7 +1204,7 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         break;
     case TC_OP_MODE:
     case TC_OP_GET_SUBJECT_MODE:
-        tc_reg_get_mode(q, op == TC_OP_GET_SUBJECT_MODE ? p0 : NULL);
+        tc_reg_setting_get(q, &tc_reg_setting_mode, op == TC_OP_GET_SUBJECT_MODE ? p0 : NULL);
         break;
     case TC_OP_PUT_MODE:
     case TC_OP_PUT_SUBJECT_MODE:
@@ -1174,7 +1212,7 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         break;
     case TC_OP_DELETE_MODE:
     case TC_OP_DELETE_SUBJECT_MODE:
-        tc_reg_delete_mode(q, op == TC_OP_DELETE_SUBJECT_MODE ? p0 : NULL);
+        tc_reg_setting_delete(q, &tc_reg_setting_mode, op == TC_OP_DELETE_SUBJECT_MODE ? p0 : NULL);
         break;
     case TC_OP_LIST_SCHEMAS:
         tc_reg_list_schemas(q);
@@ -1222,7 +1260,7 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         break;
     case TC_OP_GET_CONFIG:
     case TC_OP_GET_SUBJECT_CONFIG:
-        tc_reg_get_config(q, op == TC_OP_GET_SUBJECT_CONFIG ? p0 : NULL);
+        tc_reg_setting_get(q, &tc_reg_setting_level, op == TC_OP_GET_SUBJECT_CONFIG ? p0 : NULL);
         break;
     case TC_OP_PUT_CONFIG:
     case TC_OP_PUT_SUBJECT_CONFIG:
@@ -1230,7 +1268,8 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         break;
     case TC_OP_DELETE_CONFIG:
     case TC_OP_DELETE_SUBJECT_CONFIG:
-        tc_reg_delete_config(q, op == TC_OP_DELETE_SUBJECT_CONFIG ? p0 : NULL);
+        tc_reg_setting_delete(q, &tc_reg_setting_level,
+                              op == TC_OP_DELETE_SUBJECT_CONFIG ? p0 : NULL);
         break;
     case TC_OP__COUNT:
         break;

@@ -382,45 +382,6 @@ int tc_reg_read_only(tc_reg_req *q, const char *subject)
     return 1;
 }
 
-static void tc_reg_send_mode(tc_reg_req *q, int mode)
-{
-    tc_jbuf b;
-
-    tc_jbuf_init(&b, 0);
-    tc_jbuf_obj_begin(&b);
-    tc_jbuf_key(&b, "mode");
-    tc_jbuf_str(&b, tc_reg_mode_name(mode));
-    tc_jbuf_obj_end(&b);
-    tc_reg_send(q, 200, &b);
-}
-
-/* GET /mode and /mode/{subject}[?defaultToGlobal=true] */
-void tc_reg_get_mode(tc_reg_req *q, const char *subject)
-{
-    int to_global = tc_http_query_bool(q->http, "defaultToGlobal");
-    int mode = TC_REG_MODE_READWRITE;
-    tc_err err;
-
-    if (subject && !tc_reg_subject_ok(q, subject))
-        return;
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    err = q->r->store->ops->get_mode(q->r->store, subject ? subject : "", &mode, q->errstr,
-                                     sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND && subject && !to_global) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND,
-                     "Subject '%s' does not have subject-level mode configured", subject);
-    } else if (err == TC_ERR_NOT_FOUND || err == TC_OK) {
-        if (err == TC_ERR_NOT_FOUND && tc_reg_effective_mode(q, NULL, &mode) < 0)
-            goto out;
-        tc_reg_send_mode(q, mode);
-    } else {
-        tc_reg_store_error(q, err, "reading the mode");
-    }
-out:
-    tc_reg_end(q);
-}
-
 /* PUT /mode and /mode/{subject}: body {"mode": M} */
 void tc_reg_put_mode(tc_reg_req *q, const char *subject)
 {
@@ -456,32 +417,7 @@ void tc_reg_put_mode(tc_reg_req *q, const char *subject)
     if (err != TC_OK)
         tc_reg_store_error(q, err, "writing the mode");
     else
-        tc_reg_send_mode(q, mode);
-    tc_reg_end(q);
-}
-
-/* DELETE /mode and /mode/{subject}: answers with the mode removed. */
-void tc_reg_delete_mode(tc_reg_req *q, const char *subject)
-{
-    int mode = TC_REG_MODE_READWRITE;
-    tc_err err;
-
-    if (subject && !tc_reg_subject_ok(q, subject))
-        return;
-    if (tc_reg_begin(q, subject, 1) < 0)
-        return;
-    err = q->r->store->ops->get_mode(q->r->store, subject ? subject : "", &mode, q->errstr,
-                                     sizeof(q->errstr));
-    if (err == TC_OK)
-        err = q->r->store->ops->delete_mode(q->r->store, subject ? subject : "", q->errstr,
-                                            sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND && subject)
-        tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND,
-                     "Subject '%s' does not have subject-level mode configured", subject);
-    else if (err != TC_OK && err != TC_ERR_NOT_FOUND)
-        tc_reg_store_error(q, err, "deleting the mode");
-    else
-        tc_reg_send_mode(q, mode);
+        tc_reg_setting_send(q, &tc_reg_setting_mode, "mode", mode);
     tc_reg_end(q);
 }
 
@@ -649,33 +585,20 @@ void tc_reg_list_schemas(tc_reg_req *q)
 {
     int deleted = tc_http_query_bool(q->http, "deleted");
     int latest_only = tc_http_query_bool(q->http, "latestOnly");
-    char prefix[TC_REGISTRY_SUBJECT_MAX + 1];
-    char **names = NULL;
-    int *live = NULL;
-    size_t n = 0, plen;
-    long offset, limit, seen = 0, out = 0;
+    tc_reg_subject_list l;
+    long seen = 0, out = 0;
     tc_jbuf b;
-    tc_err err;
 
-    if (tc_http_query(q->http, "subjectPrefix", prefix, sizeof(prefix)) != 1)
-        prefix[0] = '\0';
-    plen = strlen(prefix);
-    tc_reg_page(q, &offset, &limit);
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    err = q->r->store->ops->subjects(q->r->store, &names, &live, &n, q->errstr, sizeof(q->errstr));
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "listing subjects");
+    if (tc_reg_subjects_load(q, &l) < 0)
         goto out;
-    }
     tc_jbuf_init(&b, 0);
     tc_jbuf_arr_begin(&b);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < l.n; i++) {
         tc_reg_vlist vl = {NULL, 0};
         const tc_reg_version *latest;
-        if (strncmp(names[i], prefix, plen) || (!live[i] && !deleted))
+        if (strncmp(l.names[i], l.prefix, l.plen) || (!l.live[i] && !deleted))
             continue;
-        if (tc_reg_load_versions(q, names[i], &vl) < 0) {
+        if (tc_reg_load_versions(q, l.names[i], &vl) < 0) {
             tc_jbuf_free(&b);
             goto out;
         }
@@ -684,10 +607,10 @@ void tc_reg_list_schemas(tc_reg_req *q)
             const tc_reg_version *v = &vl.v[k];
             if ((v->deleted && !deleted) || (latest_only && v != latest))
                 continue;
-            if (seen++ < offset || (limit >= 0 && out >= limit))
+            if (seen++ < l.offset || (l.limit >= 0 && out >= l.limit))
                 continue;
             out++;
-            if (tc_reg_write_version(q, &b, names[i], v) < 0) {
+            if (tc_reg_write_version(q, &b, l.names[i], v) < 0) {
                 free(vl.v);
                 tc_jbuf_free(&b);
                 goto out;
@@ -698,8 +621,7 @@ void tc_reg_list_schemas(tc_reg_req *q)
     tc_jbuf_arr_end(&b);
     tc_reg_send(q, 200, &b);
 out:
-    tc_reg_names_free(names, n);
-    free(live);
+    tc_reg_subjects_free(&l);
     tc_reg_end(q);
 }
 

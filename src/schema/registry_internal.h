@@ -105,6 +105,37 @@ typedef struct tc_reg_vlist {
     size_t n;
 } tc_reg_vlist;
 
+/* The subjects, for a listing: subjectPrefix and offset/limit read from the query. */
+typedef struct tc_reg_subject_list {
+    char prefix[TC_REGISTRY_SUBJECT_MAX + 1];
+    size_t plen;
+    long offset, limit;
+    char **names; /* sorted */
+    int *live;    /* whether names[i] has a live version */
+    size_t n;
+} tc_reg_subject_list;
+
+/* Begin a read unit and load every subject. 0, or -1 with the response set. Free l either way;
+ * the caller ends the unit. */
+int tc_reg_subjects_load(tc_reg_req *q, tc_reg_subject_list *l);
+void tc_reg_subjects_free(tc_reg_subject_list *l);
+
+/* A setting per subject with a global one: the compatibility level, or the mode. */
+typedef struct tc_reg_setting {
+    int is_mode;              /* which store operations */
+    const char *member;       /* its member in GET and DELETE answers */
+    const char *put_member;   /* in PUT answers, and its name in messages */
+    int default_value;        /* when neither the subject nor the registry has one */
+    int not_found_code;       /* a subject without its own */
+    const char *(*name)(int); /* the value as answered */
+} tc_reg_setting;
+
+extern const tc_reg_setting tc_reg_setting_level, tc_reg_setting_mode;
+
+void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
+void tc_reg_setting_delete(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
+void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value);
+
 int tc_reg_load_versions(tc_reg_req *q, const char *subject, tc_reg_vlist *vl);
 const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int include_deleted);
 
@@ -129,9 +160,7 @@ int tc_reg_read_only(tc_reg_req *q, const char *subject);
 int tc_reg_referenced(tc_reg_req *q, const char *subject, int version);
 
 void tc_reg_list_schemas(tc_reg_req *q);
-void tc_reg_get_mode(tc_reg_req *q, const char *subject);
 void tc_reg_put_mode(tc_reg_req *q, const char *subject);
-void tc_reg_delete_mode(tc_reg_req *q, const char *subject);
 void tc_reg_referencedby(tc_reg_req *q, int by_id);
 void tc_reg_latest_metadata(tc_reg_req *q);
 /* Accept negotiation: the content type to answer with, or NULL when none is acceptable. */

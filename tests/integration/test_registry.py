@@ -47,12 +47,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def call(method, url, body=None, ct=CT):
+def call(method, url, body=None, ct=CT, accept=None):
     """One request; returns (status, content type, parsed JSON body or raw bytes)."""
     data = body.encode() if isinstance(body, str) else body
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None and ct:
         req.add_header("Content-Type", ct)
+    if accept is not None:
+        req.add_header("Accept", accept)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             status, rct, raw = r.status, r.headers.get("Content-Type"), r.read()

@@ -230,19 +230,8 @@ def test_migration_splits_merged_ids_without_changing_any(pg_schema, tmp_path): 
     ("application/xml", 406, "application/vnd.schemaregistry.v1+json"),
 ])
 def test_accept_negotiation(registry, accept, want_status, want_ct):
-    import urllib.error
-    import urllib.request
-    req = urllib.request.Request(registry.url + "/subjects")
-    if accept is not None:
-        req.add_header("Accept", accept)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            status, ct, raw = r.status, r.headers.get("Content-Type"), r.read()
-    except urllib.error.HTTPError as e:
-        with e:
-            status, ct, raw = e.code, e.headers.get("Content-Type"), e.read()
-    assert (status, ct) == (want_status, want_ct), raw
-    body = json.loads(raw)
+    status, ct, body = call("GET", registry.url + "/subjects", accept=accept)
+    assert (status, ct) == (want_status, want_ct), body
     if want_status == 406:
         assert body["error_code"] == 406 and body["message"]
     else:
