@@ -375,55 +375,64 @@ out:
     tc_reg_end(q);
 }
 
+int tc_reg_id_versions(tc_reg_req *q, tc_reg_ref **refs, size_t *n)
+{
+    tc_reg_schema_text t;
+    int id;
+    tc_err err;
+
+    *refs = NULL;
+    *n = 0;
+    if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
+        tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
+        return -1;
+    }
+    if (tc_reg_begin(q, NULL, 0) < 0)
+        return -1;
+    err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
+    tc_reg_schema_text_free(&t);
+    if (err == TC_OK)
+        err = q->r->store->ops->refs(q->r->store, id, refs, n, q->errstr, sizeof(q->errstr));
+    if (err == TC_ERR_NOT_FOUND)
+        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
+    else if (err != TC_OK)
+        tc_reg_store_error(q, err, "reading the versions of a schema");
+    return err == TC_OK ? 0 : -1;
+}
+
 /* GET /schemas/ids/{id}/versions and /schemas/ids/{id}/subjects */
 static void tc_reg_schema_refs(tc_reg_req *q, int subjects_only)
 {
     int deleted = tc_http_query_bool(q->http, "deleted");
+    const char *last = NULL;
     tc_reg_ref *refs = NULL;
-    tc_reg_schema_text t;
     size_t n = 0;
     tc_jbuf b;
-    int id;
-    tc_err err;
 
-    if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
-        tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
-        return;
-    }
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
-    tc_reg_schema_text_free(&t);
-    if (err == TC_OK)
-        err = q->r->store->ops->refs(q->r->store, id, &refs, &n, q->errstr, sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND) {
-        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
-    } else if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading the versions of a schema");
-    } else {
-        const char *last = NULL;
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_arr_begin(&b);
-        for (size_t i = 0; i < n; i++) {
-            if (refs[i].deleted && !deleted)
-                continue;
-            if (subjects_only) {
-                /* Sorted by subject: print each once. */
-                if (!last || strcmp(last, refs[i].subject))
-                    tc_jbuf_str(&b, refs[i].subject);
-                last = refs[i].subject;
-                continue;
-            }
-            tc_jbuf_obj_begin(&b);
-            tc_jbuf_key(&b, "subject");
-            tc_jbuf_str(&b, refs[i].subject);
-            tc_jbuf_key(&b, "version");
-            tc_jbuf_int(&b, refs[i].version);
-            tc_jbuf_obj_end(&b);
+    if (tc_reg_id_versions(q, &refs, &n) < 0)
+        goto out;
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_arr_begin(&b);
+    for (size_t i = 0; i < n; i++) {
+        if (refs[i].deleted && !deleted)
+            continue;
+        if (subjects_only) {
+            /* Sorted by subject: print each once. */
+            if (!last || strcmp(last, refs[i].subject))
+                tc_jbuf_str(&b, refs[i].subject);
+            last = refs[i].subject;
+            continue;
         }
-        tc_jbuf_arr_end(&b);
-        tc_reg_send(q, 200, &b);
+        tc_jbuf_obj_begin(&b);
+        tc_jbuf_key(&b, "subject");
+        tc_jbuf_str(&b, refs[i].subject);
+        tc_jbuf_key(&b, "version");
+        tc_jbuf_int(&b, refs[i].version);
+        tc_jbuf_obj_end(&b);
     }
+    tc_jbuf_arr_end(&b);
+    tc_reg_send(q, 200, &b);
+out:
     tc_reg_refs_free(refs, n);
     tc_reg_end(q);
 }
@@ -534,6 +543,29 @@ static void tc_reg_list_versions(tc_reg_req *q)
     tc_reg_end(q);
 }
 
+const tc_reg_version *tc_reg_find_version(tc_reg_req *q, int include_deleted, tc_reg_vlist *vl)
+{
+    const char *subject = q->http->params[0];
+    const tc_reg_version *v;
+    int version;
+
+    vl->v = NULL;
+    vl->n = 0;
+    if (!tc_reg_subject_ok(q, subject))
+        return NULL;
+    version = tc_reg_parse_version(q, q->http->params[1]);
+    if (version < 0 || tc_reg_begin(q, NULL, 0) < 0 || tc_reg_load_versions(q, subject, vl) < 0)
+        return NULL;
+    if (!tc_reg_pick(vl, 0, include_deleted)) {
+        tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
+        return NULL;
+    }
+    v = tc_reg_pick(vl, version, include_deleted);
+    if (!v)
+        tc_reg_error(q, 404, TC_REG_VERSION_NOT_FOUND, "Version %s not found.", q->http->params[1]);
+    return v;
+}
+
 /* GET /subjects/{subject}/versions/{version} (and .../schema); format=resolved as for ids */
 static void tc_reg_get_version(tc_reg_req *q, int raw)
 {
@@ -543,28 +575,12 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
     const tc_reg_version *v;
     tc_reg_schema_text t = {NULL, NULL, NULL, NULL};
     char format[16];
-    int version;
     tc_jbuf b;
     tc_err err;
 
-    if (!tc_reg_subject_ok(q, subject))
-        return;
-    version = tc_reg_parse_version(q, q->http->params[1]);
-    if (version < 0)
-        return;
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    if (tc_reg_load_versions(q, subject, &vl) < 0)
+    v = tc_reg_find_version(q, deleted, &vl);
+    if (!v)
         goto out;
-    if (!tc_reg_pick(&vl, 0, deleted)) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
-        goto out;
-    }
-    v = tc_reg_pick(&vl, version, deleted);
-    if (!v) {
-        tc_reg_error(q, 404, TC_REG_VERSION_NOT_FOUND, "Version %s not found.", q->http->params[1]);
-        goto out;
-    }
     err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr, sizeof(q->errstr));
     if (err != TC_OK) {
         tc_reg_store_error(q, err, "reading a schema");

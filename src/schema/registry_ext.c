@@ -456,46 +456,13 @@ void tc_reg_referencedby(tc_reg_req *q, int by_id)
     tc_err err;
 
     if (by_id) {
-        tc_reg_schema_text t;
-        int id;
-        if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
-            tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
-            return;
-        }
-        if (tc_reg_begin(q, NULL, 0) < 0)
-            return;
-        err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
-        tc_reg_schema_text_free(&t);
-        if (err == TC_OK)
-            err = q->r->store->ops->refs(q->r->store, id, &where, &nwhere, q->errstr,
-                                         sizeof(q->errstr));
-        if (err == TC_ERR_NOT_FOUND) {
-            tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
+        if (tc_reg_id_versions(q, &where, &nwhere) < 0)
             goto out;
-        }
     } else {
         const char *subject = q->http->params[0];
-        const tc_reg_version *v;
-        int version;
-        if (!tc_reg_subject_ok(q, subject))
-            return;
-        version = tc_reg_parse_version(q, q->http->params[1]);
-        if (version < 0)
-            return;
-        if (tc_reg_begin(q, NULL, 0) < 0)
-            return;
-        if (tc_reg_load_versions(q, subject, &vl) < 0)
+        const tc_reg_version *v = tc_reg_find_version(q, 1, &vl);
+        if (!v)
             goto out;
-        if (!tc_reg_pick(&vl, 0, 1)) {
-            tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
-            goto out;
-        }
-        v = tc_reg_pick(&vl, version, 1);
-        if (!v) {
-            tc_reg_error(q, 404, TC_REG_VERSION_NOT_FOUND, "Version %s not found.",
-                         q->http->params[1]);
-            goto out;
-        }
         where = calloc(1, sizeof(*where));
         if (!where || !(where->subject = strdup(subject))) {
             tc_reg_error(q, 500, 50000, "Out of memory");
@@ -503,11 +470,6 @@ void tc_reg_referencedby(tc_reg_req *q, int by_id)
         }
         where->version = v->version;
         nwhere = 1;
-        err = TC_OK;
-    }
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading references");
-        goto out;
     }
     tc_jbuf_init(&b, 0);
     tc_jbuf_arr_begin(&b);

@@ -136,6 +136,15 @@ void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *su
 void tc_reg_setting_delete(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
 void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value);
 
+/* For /schemas/ids/{id}/...: begin a read unit, check the id exists and list the versions that
+ * hold it. 0, or -1 with the response set; free *refs and end the unit either way. */
+int tc_reg_id_versions(tc_reg_req *q, tc_reg_ref **refs, size_t *n);
+
+/* For /subjects/{subject}/versions/{version}/...: check both parameters, begin a read unit and
+ * find the version (soft-deleted ones too when include_deleted). NULL with the response set; free
+ * vl->v and end the unit either way. */
+const tc_reg_version *tc_reg_find_version(tc_reg_req *q, int include_deleted, tc_reg_vlist *vl);
+
 int tc_reg_load_versions(tc_reg_req *q, const char *subject, tc_reg_vlist *vl);
 const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int include_deleted);
 
