@@ -219,23 +219,47 @@ const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int inclu
     return NULL;
 }
 
-static int tc_reg_level(tc_reg_req *q, const char *subject, tc_compat_level *out)
+/* The compatibility level and the mode are both a setting per subject with a global one. */
+static const char *tc_reg_level_name(int level)
 {
-    int level;
-    tc_err err =
-        q->r->store->ops->get_config(q->r->store, subject, &level, q->errstr, sizeof(q->errstr));
+    return tc_compat_level_name((tc_compat_level)level);
+}
 
-    if (err == TC_ERR_NOT_FOUND && subject[0])
-        err = q->r->store->ops->get_config(q->r->store, "", &level, q->errstr, sizeof(q->errstr));
+const tc_reg_setting tc_reg_setting_level = {0,
+                                             "compatibilityLevel",
+                                             "compatibility",
+                                             TC_COMPAT_DEFAULT,
+                                             TC_REG_SUBJECT_CONFIG_NOT_FOUND,
+                                             tc_reg_level_name};
+const tc_reg_setting tc_reg_setting_mode = {
+    1, "mode", "mode", TC_REG_MODE_READWRITE, TC_REG_SUBJECT_NOT_FOUND, tc_reg_mode_name};
+
+static tc_err tc_reg_setting_read(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
+                                  int *value)
+{
+    tc_reg_store *st = q->r->store;
+
+    return set->is_mode ? st->ops->get_mode(st, subject, value, q->errstr, sizeof(q->errstr))
+                        : st->ops->get_config(st, subject, value, q->errstr, sizeof(q->errstr));
+}
+
+int tc_reg_setting_effective(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
+                             int *value)
+{
+    tc_err err = TC_ERR_NOT_FOUND;
+
+    if (subject && subject[0])
+        err = tc_reg_setting_read(q, set, subject, value);
+    if (err == TC_ERR_NOT_FOUND)
+        err = tc_reg_setting_read(q, set, "", value);
     if (err == TC_ERR_NOT_FOUND) {
-        *out = TC_COMPAT_DEFAULT;
+        *value = set->default_value;
         return 0;
     }
     if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading the compatibility level");
+        tc_reg_store_error(q, err, "reading a setting");
         return -1;
     }
-    *out = (tc_compat_level)level;
     return 0;
 }
 
@@ -261,12 +285,13 @@ static int tc_reg_check(tc_reg_req *q, const char *subject, const tc_avro_schema
 {
     const tc_avro_schema **prev;
     const tc_reg_version *latest = tc_reg_pick(vl, 0, 0);
-    int *vers, ok, transitive;
+    int *vers, ok, transitive, value;
     size_t n = 0;
     tc_compat_level level;
 
-    if (tc_reg_level(q, subject, &level) < 0)
+    if (tc_reg_setting_effective(q, &tc_reg_setting_level, subject, &value) < 0)
         return -1;
+    level = (tc_compat_level)value;
     if (level == TC_COMPAT_NONE || !latest)
         return 1;
     transitive = level == TC_COMPAT_BACKWARD_TRANSITIVE || level == TC_COMPAT_FORWARD_TRANSITIVE ||
@@ -992,30 +1017,6 @@ out:
     free(vl.v);
     tc_reg_end(q);
     tc_reg_submission_free(&sub);
-}
-
-/* The compatibility level and the mode are both a setting per subject with a global one. */
-static const char *tc_reg_level_name(int level)
-{
-    return tc_compat_level_name((tc_compat_level)level);
-}
-
-const tc_reg_setting tc_reg_setting_level = {0,
-                                             "compatibilityLevel",
-                                             "compatibility",
-                                             TC_COMPAT_DEFAULT,
-                                             TC_REG_SUBJECT_CONFIG_NOT_FOUND,
-                                             tc_reg_level_name};
-const tc_reg_setting tc_reg_setting_mode = {
-    1, "mode", "mode", TC_REG_MODE_READWRITE, TC_REG_SUBJECT_NOT_FOUND, tc_reg_mode_name};
-
-static tc_err tc_reg_setting_read(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
-                                  int *value)
-{
-    tc_reg_store *st = q->r->store;
-
-    return set->is_mode ? st->ops->get_mode(st, subject, value, q->errstr, sizeof(q->errstr))
-                        : st->ops->get_config(st, subject, value, q->errstr, sizeof(q->errstr));
 }
 
 void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value)

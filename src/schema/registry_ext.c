@@ -349,31 +349,11 @@ void tc_reg_write_extras(tc_jbuf *b, const tc_reg_schema_text *t)
 
 /* ---- modes ---- */
 
-/* The mode of subject, else the global one, else READWRITE. -1 on a store error (response set). */
-static int tc_reg_effective_mode(tc_reg_req *q, const char *subject, int *mode)
-{
-    tc_err err = TC_ERR_NOT_FOUND;
-
-    if (subject)
-        err = q->r->store->ops->get_mode(q->r->store, subject, mode, q->errstr, sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND)
-        err = q->r->store->ops->get_mode(q->r->store, "", mode, q->errstr, sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND) {
-        *mode = TC_REG_MODE_READWRITE;
-        return 0;
-    }
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading the mode");
-        return -1;
-    }
-    return 0;
-}
-
 int tc_reg_read_only(tc_reg_req *q, const char *subject)
 {
     int mode;
 
-    if (tc_reg_effective_mode(q, subject, &mode) < 0)
+    if (tc_reg_setting_effective(q, &tc_reg_setting_mode, subject, &mode) < 0)
         return -1;
     if (mode == TC_REG_MODE_READWRITE)
         return 0;

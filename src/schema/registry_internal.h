@@ -132,6 +132,9 @@ typedef struct tc_reg_setting {
 
 extern const tc_reg_setting tc_reg_setting_level, tc_reg_setting_mode;
 
+/* The subject's setting, else the global one, else the default. -1 with the response set. */
+int tc_reg_setting_effective(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
+                             int *value);
 void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
 void tc_reg_setting_delete(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
 void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value);
