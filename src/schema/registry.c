@@ -1058,14 +1058,29 @@ void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *su
     tc_reg_end(q);
 }
 
+void tc_reg_setting_put(tc_reg_req *q, const tc_reg_setting *set, const char *subject, int value)
+{
+    tc_reg_store *st = q->r->store;
+    const char *key = subject ? subject : "";
+    tc_err err;
+
+    if (tc_reg_begin(q, subject, 1) < 0)
+        return;
+    err = set->is_mode ? st->ops->set_mode(st, key, value, q->errstr, sizeof(q->errstr))
+                       : st->ops->set_config(st, key, value, q->errstr, sizeof(q->errstr));
+    if (err != TC_OK)
+        tc_reg_store_error(q, err, "writing a setting");
+    else
+        tc_reg_setting_send(q, set, set->put_member, value);
+    tc_reg_end(q);
+}
+
 /* PUT /config and /config/{subject} */
 static void tc_reg_put_config(tc_reg_req *q, const char *subject)
 {
     tc_json_doc *doc;
     const tc_json *root, *c;
     tc_compat_level level;
-    tc_jbuf b;
-    tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
@@ -1084,21 +1099,7 @@ static void tc_reg_put_config(tc_reg_req *q, const char *subject)
         return;
     }
     tc_json_free(doc);
-    if (tc_reg_begin(q, subject, 1) < 0)
-        return;
-    err = q->r->store->ops->set_config(q->r->store, subject ? subject : "", (int)level, q->errstr,
-                                       sizeof(q->errstr));
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "writing the compatibility level");
-    } else {
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "compatibility");
-        tc_jbuf_str(&b, tc_compat_level_name(level));
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
-    }
-    tc_reg_end(q);
+    tc_reg_setting_put(q, &tc_reg_setting_level, subject, (int)level);
 }
 
 /* DELETE /config, /mode and their /{subject} forms: the subject's setting goes (it follows the

@@ -368,7 +368,6 @@ void tc_reg_put_mode(tc_reg_req *q, const char *subject)
     tc_json_doc *doc;
     const char *m;
     int mode;
-    tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
@@ -390,15 +389,7 @@ void tc_reg_put_mode(tc_reg_req *q, const char *subject)
         return;
     }
     tc_json_free(doc);
-    if (tc_reg_begin(q, subject, 1) < 0)
-        return;
-    err = q->r->store->ops->set_mode(q->r->store, subject ? subject : "", mode, q->errstr,
-                                     sizeof(q->errstr));
-    if (err != TC_OK)
-        tc_reg_store_error(q, err, "writing the mode");
-    else
-        tc_reg_setting_send(q, &tc_reg_setting_mode, "mode", mode);
-    tc_reg_end(q);
+    tc_reg_setting_put(q, &tc_reg_setting_mode, subject, mode);
 }
 
 /* ---- references ---- */

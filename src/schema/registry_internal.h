@@ -136,6 +136,8 @@ extern const tc_reg_setting tc_reg_setting_level, tc_reg_setting_mode;
 int tc_reg_setting_effective(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
                              int *value);
 void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
+/* Set subject's setting ("" or NULL: the global one) and answer with it. */
+void tc_reg_setting_put(tc_reg_req *q, const tc_reg_setting *set, const char *subject, int value);
 void tc_reg_setting_delete(tc_reg_req *q, const tc_reg_setting *set, const char *subject);
 void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value);
 
