@@ -189,6 +189,26 @@ static const char *tc_ri_relative(const char *full, const char *ns)
     return (size_t)(dot - full) == nl && !strncmp(full, ns, nl) ? dot + 1 : full;
 }
 
+/* Is schema a named type whose full name is full? (A reference is found by its name, which
+ * Confluent's clients set to the type's full name, or by the full name of the type it holds, for
+ * clients that name references otherwise, e.g. by file.) */
+static int tc_ri_root_is(const tc_json *schema, const char *full)
+{
+    const char *t = tc_json_string(tc_json_get(schema, "type"));
+    const char *name = tc_json_string(tc_json_get(schema, "name"));
+    const char *ns = tc_json_string(tc_json_get(schema, "namespace"));
+    size_t nl, sl;
+
+    if (!t || !tc_ri_is_named(t) || !name)
+        return 0;
+    if (strchr(name, '.') || !ns || !ns[0])
+        return !strcmp(name, full);
+    nl = strlen(name);
+    sl = strlen(ns);
+    return strlen(full) == sl + 1 + nl && !strncmp(full, ns, sl) && full[sl] == '.' &&
+           !strcmp(full + sl + 1, name);
+}
+
 /* A type written as a name: a primitive, a named type defined earlier, or a reference. */
 static void tc_ri_name(tc_ri_ctx *c, const char *s, const char *ns)
 {
@@ -205,7 +225,8 @@ static void tc_ri_name(tc_ri_ctx *c, const char *s, const char *ns)
     }
     if (c->inline_refs && !tc_ri_defined(c, full)) {
         for (size_t i = 0; i < c->nrefs; i++) {
-            if (c->ref_used[i] || strcmp(c->refs[i].name, full))
+            if (c->ref_used[i] ||
+                (strcmp(c->refs[i].name, full) && !tc_ri_root_is(c->refs[i].schema, full)))
                 continue;
             c->ref_used[i] = 1;
             tc_ri_type(c, c->refs[i].schema, "");
