@@ -214,10 +214,17 @@ static tc_err tc_pg_rekey(tc_pg_store *p, char *errstr, size_t size)
                              id);
             break;
         }
+        /* A row an older registry process inserted while a newer one already held the same text
+         * under another id keeps its old key (form 3): both ids stay readable, and new
+         * registrations of that text find the newer row. */
         err = tc_pg_exec(p,
                          "UPDATE @S.schemas SET fingerprint = sha256(convert_to($2, 'UTF8')),"
-                         " canonical = $2, form = 2 WHERE id = $1",
+                         " canonical = $2, form = 2 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM"
+                         " @S.schemas o WHERE o.fingerprint = sha256(convert_to($2, 'UTF8')))",
                          2, params, NULL, "re-key schema", errstr, size);
+        if (err == TC_OK)
+            err = tc_pg_exec(p, "UPDATE @S.schemas SET form = 3 WHERE id = $1 AND form = 1", 1,
+                             params, NULL, "re-key schema", errstr, size);
         free(identity);
     }
     if (rows > 0 && err == TC_OK)

@@ -216,6 +216,40 @@ def test_migration_splits_merged_ids_without_changing_any(pg_schema, tmp_path): 
         reg.kill()
 
 
+def test_migration_with_an_older_process_alongside(pg_schema, tmp_path):  # noqa: F811
+    """An older registry process, still running next to a newer one, inserted a row keyed by the
+    canonical form for a text the newer one already holds: the migration keeps both ids readable
+    and does not fail on the duplicate key."""
+    text = {"type": "record", "name": "v", "fields": [{"name": "x", "type": "int"}]}
+    reg = Registry(pg_schema, tmp_path).start()
+    try:
+        new_id = register(reg.url, "new", text)
+    finally:
+        reg.stop()
+        reg.kill()
+    dsn = _env("THERMOCLINE_PG_DSN")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        canon = pcf(text)
+        old_id = conn.execute(
+            f"INSERT INTO {pg_schema}.schemas (fingerprint, canonical, original, form)"
+            " VALUES (sha256(convert_to(%s, 'UTF8')), %s, %s, 1) RETURNING id",
+            (canon, canon, json.dumps(text))).fetchone()[0]
+        conn.execute(f"INSERT INTO {pg_schema}.subject_versions (subject, version, schema_id)"
+                     " VALUES ('old', 1, %s)", (old_id,))
+    reg = Registry(pg_schema, tmp_path, name="after").start()
+    try:
+        for sid in (new_id, old_id):
+            assert call("GET", f"{reg.url}/schemas/ids/{sid}")[2] == {"schema": json.dumps(text)}
+        assert register(reg.url, "third", text) == new_id
+        assert call("GET", f"{reg.url}/subjects/old/versions/1")[2]["id"] == old_id
+    finally:
+        reg.stop()
+        reg.kill()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        forms = dict(conn.execute(f"SELECT id, form FROM {pg_schema}.schemas").fetchall())
+    assert forms == {new_id: 2, old_id: 3}
+
+
 @pytest.mark.parametrize("accept,want_status,want_ct", [
     (None, 200, "application/vnd.schemaregistry.v1+json"),
     ("*/*", 200, "application/vnd.schemaregistry.v1+json"),
