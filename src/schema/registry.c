@@ -723,15 +723,19 @@ static void tc_reg_register(tc_reg_req *q)
             tc_reg_error(q, 500, 50000, "Out of memory");
             goto out;
         }
+        err = TC_OK;
         for (int i = 0; i < 3; i++) {
             tc_jbuf_init(parts[i], 0);
             if (vals[i]) {
                 tc_jbuf_value(parts[i], vals[i]);
                 *to[i] = parts[i]->data;
+                if (tc_jbuf_failed(parts[i]))
+                    err = tc_err_set(TC_ERR_NOMEM, q->errstr, sizeof(q->errstr), "out of memory");
             }
         }
-        err = q->r->store->ops->insert_schema(q->r->store, sub.identity, &text, &id, q->errstr,
-                                              sizeof(q->errstr));
+        if (err == TC_OK)
+            err = q->r->store->ops->insert_schema(q->r->store, sub.identity, &text, &id, q->errstr,
+                                                  sizeof(q->errstr));
         for (int i = 0; i < 3; i++)
             tc_jbuf_free(parts[i]);
         free(text.original);

@@ -30,6 +30,7 @@
 typedef struct tc_reg_resolved {
     tc_reg_named *named;
     tc_json_doc **docs;
+    int *versions; /* the version each reference resolved to (-1, the latest, made a number) */
     size_t n;
 } tc_reg_resolved;
 
@@ -39,6 +40,7 @@ static void tc_reg_resolved_free(tc_reg_resolved *r)
         tc_json_free(r->docs[i]);
     free(r->named);
     free(r->docs);
+    free(r->versions);
     memset(r, 0, sizeof(*r));
 }
 
@@ -73,7 +75,7 @@ static char *tc_reg_resolve_stored(tc_reg_req *q, const tc_reg_schema_text *t, u
     tc_json_limits lim = {TC_AVRO_SCHEMA_MAX_BYTES, TC_AVRO_SCHEMA_MAX_DEPTH,
                           TC_AVRO_SCHEMA_MAX_NODES, 0};
     tc_json_doc *main_doc = NULL, *refs_doc = NULL;
-    tc_reg_resolved res = {NULL, NULL, 0};
+    tc_reg_resolved res = {NULL, NULL, NULL, 0};
     char *out = NULL;
 
     if (!t->references)
@@ -107,7 +109,8 @@ static int tc_reg_refs_resolve(tc_reg_req *q, const tc_json *refs, unsigned dept
     }
     out->named = calloc(refs->len ? refs->len : 1, sizeof(*out->named));
     out->docs = calloc(refs->len ? refs->len : 1, sizeof(*out->docs));
-    if (!out->named || !out->docs) {
+    out->versions = calloc(refs->len ? refs->len : 1, sizeof(*out->versions));
+    if (!out->named || !out->docs || !out->versions) {
         tc_reg_error(q, 500, 50000, "Out of memory");
         return -1;
     }
@@ -132,6 +135,7 @@ static int tc_reg_refs_resolve(tc_reg_req *q, const tc_json *refs, unsigned dept
             free(vl.v);
             return -1;
         }
+        out->versions[i] = v->version;
         err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr, sizeof(q->errstr));
         free(vl.v);
         if (err != TC_OK) {
@@ -184,8 +188,35 @@ void tc_reg_submission_free(tc_reg_submission *sub)
     tc_avro_schema_free(sub->schema);
     free(sub->identity);
     free(sub->normalized);
+    tc_json_free(sub->refs_doc);
     tc_json_free(sub->doc);
     memset(sub, 0, sizeof(*sub));
+}
+
+/* The references as they resolved: each "version" a number, -1 (the latest) replaced by the
+ * version it was, so the identity and the stored references name what was used. The document is
+ * the caller's; NULL when out of memory. */
+static tc_json_doc *tc_reg_refs_pinned(const tc_json *refs, const tc_reg_resolved *res)
+{
+    tc_json_doc *doc;
+    tc_jbuf b;
+
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_arr_begin(&b);
+    for (size_t i = 0; i < refs->len; i++) {
+        tc_jbuf_obj_begin(&b);
+        tc_jbuf_key(&b, "name");
+        tc_jbuf_str(&b, tc_json_string(tc_json_get(refs->u.items[i], "name")));
+        tc_jbuf_key(&b, "subject");
+        tc_jbuf_str(&b, tc_json_string(tc_json_get(refs->u.items[i], "subject")));
+        tc_jbuf_key(&b, "version");
+        tc_jbuf_int(&b, res->versions[i]);
+        tc_jbuf_obj_end(&b);
+    }
+    tc_jbuf_arr_end(&b);
+    doc = tc_jbuf_failed(&b) ? NULL : tc_json_parse(b.data, b.len, NULL, NULL, NULL, 0);
+    tc_jbuf_free(&b);
+    return doc;
 }
 
 /* A member that may be absent or null: NULL then. */
@@ -204,7 +235,7 @@ int tc_reg_submission_parse(tc_reg_req *q, tc_reg_submission *sub, char *verbose
     int normalize = tc_http_query_bool(q->http, "normalize");
     const tc_json *root, *schema, *type;
     tc_json_doc *sdoc = NULL;
-    tc_reg_resolved res = {NULL, NULL, 0};
+    tc_reg_resolved res = {NULL, NULL, NULL, 0};
     char why[TC_ERRSTR_MAX], *resolved = NULL;
     const char *bad;
     tc_err err = TC_ERR_INVALID;
@@ -244,10 +275,16 @@ int tc_reg_submission_parse(tc_reg_req *q, tc_reg_submission *sub, char *verbose
         err = TC_ERR_INVALID;
     } else {
         sub->text = schema->u.str;
+        if (sub->refs) {
+            sub->refs_doc = tc_reg_refs_pinned(sub->refs, &res);
+            sub->refs = sub->refs_doc ? tc_json_root(sub->refs_doc) : NULL;
+        }
         resolved = sub->refs ? tc_reg_schema_inline(tc_json_root(sdoc), res.named, res.n, NULL, why,
                                                     sizeof(why))
                              : NULL;
-        if (!sub->refs || resolved) {
+        if (!sub->refs_doc && res.n) {
+            err = TC_ERR_NOMEM;
+        } else if (!sub->refs || resolved) {
             const char *rt = resolved ? resolved : sub->text;
             sub->schema = tc_avro_schema_parse(rt, strlen(rt), &err, why, sizeof(why));
         }

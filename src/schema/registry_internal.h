@@ -78,7 +78,8 @@ typedef struct tc_reg_req {
 typedef struct tc_reg_submission {
     tc_json_doc *doc;        /* the request body */
     const char *text;        /* the schema text as sent (in doc) */
-    const tc_json *refs;     /* "references" (NULL when absent, null or empty) */
+    const tc_json *refs;     /* "references", versions made numbers (NULL when none) */
+    tc_json_doc *refs_doc;   /* where refs lives once resolved */
     const tc_json *metadata; /* "metadata" (NULL when absent or null) */
     const tc_json *rule_set; /* "ruleSet" (NULL when absent or null) */
     char *normalized;        /* with normalize=true: the normalised text registered, else NULL */

@@ -229,3 +229,24 @@ def test_metadata_and_rule_sets(registry):
     sid = client.register_schema("meta2", Schema(json.dumps(s1), "AVRO", metadata=Metadata(
         None, MetadataProperties({"owner": "team-c"}), None)))
     assert call("GET", u + f"/schemas/ids/{sid}")[2]["metadata"] == {"properties": {"owner": "team-c"}}
+
+
+def test_reference_to_the_latest_version_is_pinned(registry):
+    """A reference to version -1 (the latest) names the version it resolved to: stored and
+    answered so, and part of the identity, so the same text after a new referenced version is a
+    new schema that uses the new version."""
+    u = registry.url
+    latest = [{"name": "io.shared.Location", "subject": "location", "version": -1}]
+    post(u, "/subjects/location/versions", schema_body(LOCATION))
+    status, _, body = post(u, "/subjects/site/versions", schema_body(SITE, references=latest))
+    assert status == 200, body
+    id1 = body["id"]
+    assert call("GET", u + "/subjects/site/versions/1")[2]["references"] == [
+        {"name": "io.shared.Location", "subject": "location", "version": 1}]
+    assert call("GET", u + "/subjects/location/versions/1/referencedby")[2] == [id1]
+    post(u, "/subjects/location/versions", schema_body(LOCATION2))
+    id2 = post(u, "/subjects/site/versions", schema_body(SITE, references=latest))[2]["id"]
+    assert id2 != id1
+    assert call("GET", u + f"/schemas/ids/{id2}")[2]["references"][0]["version"] == 2
+    resolved = json.loads(call("GET", u + f"/schemas/ids/{id2}?format=resolved")[2]["schema"])
+    assert [f["name"] for f in resolved["fields"][1]["type"]["fields"]] == ["lat", "lon", "alt"]
