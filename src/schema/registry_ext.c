@@ -125,6 +125,11 @@ static int tc_reg_refs_resolve(tc_reg_req *q, const tc_json *refs, unsigned dept
         tc_err err;
 
         tc_json_int64(tc_json_get(r, "version"), &version);
+        if (++q->refs_resolved > TC_REG_REF_RESOLVE_MAX) {
+            snprintf(why, why_size, "more than %d references to resolve in one request",
+                     TC_REG_REF_RESOLVE_MAX);
+            return -1;
+        }
         if (tc_reg_load_versions(q, subject, &vl) < 0)
             return -1;
         /* A version a schema references stays resolvable when soft-deleted. */

@@ -42,6 +42,10 @@
 #define TC_REG_STORE_ERROR                 50001
 /* How deep references may chain (a references b references c ...). */
 #define TC_REG_REF_DEPTH_MAX 16
+/* References one request may resolve, counting each time one is met again deeper in a chain:
+ * bounds the work of a hostile graph (a schema that references another twice, which does the
+ * same, ...) that would otherwise grow as 2^depth. */
+#define TC_REG_REF_RESOLVE_MAX 4096
 
 typedef struct tc_reg_cached {
     int id;
@@ -72,6 +76,7 @@ typedef struct tc_reg_req {
     tc_http_response *resp;
     char errstr[TC_ERRSTR_MAX];
     int in_unit;
+    size_t refs_resolved; /* against TC_REG_REF_RESOLVE_MAX */
 } tc_reg_req;
 
 /* A schema as a request submitted it (registration, lookup, compatibility check). */

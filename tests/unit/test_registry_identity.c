@@ -341,6 +341,37 @@ static void test_registry_references_modes_accept(void **state)
     assert_string_equal(ct, TC_REGISTRY_CT);
 }
 
+/* Level k references level k-1 twice: resolving it meets 2^(k+1) - 2 references. The work per
+ * request is capped, so a deep enough chain is refused rather than resolved for ever. */
+static void test_registry_reference_work_is_bounded(void **state)
+{
+    fixture *f = *state;
+    char subject[16], schema[256], refs[256], target[64], body[1024];
+    long long id = 0;
+    int k, status = 200;
+
+    reg(f, "l0", "{\"type\":\"record\",\"name\":\"L0\",\"fields\":[]}", NULL);
+    for (k = 1; k <= 12 && status == 200; k++) {
+        snprintf(subject, sizeof(subject), "l%d", k);
+        snprintf(
+            schema, sizeof(schema),
+            "{\\\"type\\\":\\\"record\\\",\\\"name\\\":\\\"L%d\\\",\\\"fields\\\":[{\\\"name\\\":"
+            "\\\"x\\\",\\\"type\\\":\\\"L%d\\\"}]}",
+            k, k - 1);
+        snprintf(refs, sizeof(refs),
+                 "[{\"name\":\"L%d\",\"subject\":\"l%d\",\"version\":1},{\"name\":\"L%d\","
+                 "\"subject\":\"l%d\",\"version\":1}]",
+                 k - 1, k - 1, k - 1, k - 1);
+        snprintf(target, sizeof(target), "/subjects/%s/versions", subject);
+        snprintf(body, sizeof(body), "{\"schema\":\"%s\",\"references\":%s}", schema, refs);
+        status = req(f, "POST", target, body, NULL, &id, NULL);
+    }
+    /* Levels 1..11 meet at most 4094 references; level 12 would meet 8190. */
+    assert_int_equal(k - 1, 12);
+    assert_int_equal(status, 422);
+    assert_int_equal(id, 42201);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_inline),
         cmocka_unit_test_setup_teardown(test_registry_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_references_modes_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_reference_work_is_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
