@@ -7,8 +7,10 @@ schema_mismatch dead letter with the reason, logged, never a silently wrong valu
 
 import datetime
 import json
+import os
 from decimal import Decimal
 
+import pyarrow.dataset as ds
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaReference
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
@@ -121,8 +123,9 @@ def test_reference_chain_round_trip(registry):
     assert sr_client(registry).get_schema(frame_id(frames[0])).references
 
 
-def test_pipeline_stores_or_dead_letters_exactly(tc, registry):
-    """Timestamps and a reference chain are stored exactly; a decimal is refused with its reason."""
+def test_pipeline_stores_or_dead_letters_exactly(tc, registry, tmp_path):
+    """Timestamps and a reference chain are stored exactly, in PostgreSQL and the lake; a decimal
+    is refused with its reason."""
     tc.migrate()
     tc.simulate("--count", "0")  # creates the topic
     client = sr_client(registry)
@@ -152,7 +155,8 @@ def test_pipeline_stores_or_dead_letters_exactly(tc, registry):
     p.produce(tc.topic, value=dec_frame, key=b"dec-1")
     assert p.flush(30) == 0
 
-    proc = tc.run(idle=2, extra=(f"registry.url={registry.url}",))
+    lake = str(tmp_path / "lake")
+    proc = tc.run(idle=2, extra=(f"registry.url={registry.url}", f"lake.dir={lake}"))
 
     rows = tc.sql("SELECT device_id, time, temperature, extra FROM readings ORDER BY device_id")
     got = {r[0]: r for r in rows}
@@ -161,6 +165,14 @@ def test_pipeline_stores_or_dead_letters_exactly(tc, registry):
         _, at, temp, extra = got[v["device_id"]]
         assert at == v["timestamp"] and temp == v["temperature"]
         assert extra["site"] == v["site"]
+    # The lake: the same times (a Parquet timestamp) and the same referenced values.
+    t = ds.dataset(os.path.join(lake, "telemetry"), format="parquet", partitioning="hive").to_table()
+    lake_rows = {d: (at, temp, json.loads(x)) for d, at, temp, x in zip(
+        *(t.column(c).to_pylist() for c in ("device_id", "time", "temperature", "extra")))}
+    assert set(lake_rows) == set(got)
+    for v in expect:
+        at, temp, extra = lake_rows[v["device_id"]]
+        assert (at, temp, extra["site"]) == (v["timestamp"], v["temperature"], v["site"])
     # The version catalog read the subject's version with its references resolved too.
     assert tc.sql("SELECT DISTINCT schema_version FROM readings") == [(1,)]
     dead = tc.sql("SELECT reason, detail FROM dead_letters")
