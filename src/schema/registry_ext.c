@@ -82,8 +82,8 @@ static char *tc_reg_resolve_stored(tc_reg_req *q, const tc_reg_schema_text *t, u
         return strdup(t->original);
     refs_doc = tc_json_parse(t->references, strlen(t->references), NULL, NULL, NULL, 0);
     main_doc = tc_json_parse(t->original, strlen(t->original), &lim, NULL, NULL, 0);
-    if (!refs_doc || !main_doc) {
-        snprintf(why, why_size, "a stored schema or its references are not JSON");
+    if (!refs_doc || !main_doc || tc_reg_refs_invalid(tc_json_root(refs_doc))) {
+        snprintf(why, why_size, "a stored schema or its references are not what was registered");
         goto out;
     }
     if (tc_reg_refs_resolve(q, tc_json_root(refs_doc), depth, &res, why, why_size) < 0)
