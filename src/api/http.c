@@ -254,6 +254,13 @@ void tc_http_dispatch(const tc_http_server *s, const char *method, const char *t
                       const char *content_type, const char *body, size_t body_len,
                       tc_http_response *resp)
 {
+    tc_http_dispatch_accept(s, method, target, content_type, NULL, body, body_len, resp);
+}
+
+void tc_http_dispatch_accept(const tc_http_server *s, const char *method, const char *target,
+                             const char *content_type, const char *accept, const char *body,
+                             size_t body_len, tc_http_response *resp)
+{
     const char *segs[TC_HTTP_SEGS_MAX];
     size_t seglen[TC_HTTP_SEGS_MAX];
     size_t nsegs = 0, path_len;
@@ -327,6 +334,7 @@ void tc_http_dispatch(const tc_http_server *s, const char *method, const char *t
         req.path = path;
         req.query = q ? q + 1 : "";
         req.content_type = content_type;
+        req.accept = accept;
         req.body = body_copy;
         req.body_len = body_len;
         dpos = 0;
@@ -596,7 +604,9 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
         return tc_http_send(c, &resp, tc_http_err_ct(s));
     }
     ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    tc_http_dispatch(s, method, st->target, ct, st->body, st->len, &resp);
+    tc_http_dispatch_accept(s, method, st->target, ct,
+                            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+                            st->body, st->len, &resp);
     return tc_http_send(c, &resp, TC_HTTP_JSON);
 }
 

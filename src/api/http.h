@@ -50,6 +50,7 @@ typedef struct tc_http_request {
     const char *path;         /* raw path, without the query */
     const char *query;        /* raw query string (after '?'), "" when none */
     const char *content_type; /* Content-Type header or NULL */
+    const char *accept;       /* Accept header or NULL */
     const char *body;         /* NUL-terminated copy of the body ("" when none) */
     size_t body_len;
     const char *params[TC_HTTP_PARAMS_MAX]; /* decoded {param} values, in pattern order */
@@ -96,6 +97,11 @@ void tc_http_server_destroy(tc_http_server *s);
 void tc_http_dispatch(const tc_http_server *s, const char *method, const char *target,
                       const char *content_type, const char *body, size_t body_len,
                       tc_http_response *resp);
+
+/* The same with the request's Accept header (NULL = none). */
+void tc_http_dispatch_accept(const tc_http_server *s, const char *method, const char *target,
+                             const char *content_type, const char *accept, const char *body,
+                             size_t body_len, tc_http_response *resp);
 
 void tc_http_response_clear(tc_http_response *resp);
 

@@ -25,6 +25,7 @@
 
 #include "api/http_client.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/timeutil.h"
 #include "schema/avro_schema.h"
 
@@ -990,6 +991,40 @@ static const tc_json *tc_avro_json_field_type(const tc_json *root, const char *n
     return NULL;
 }
 
+/* A logicalType anywhere in a field's type (its branches, items, values, nested fields) that the
+ * pipeline cannot store as what it means, or NULL. The columns and the extra object hold numbers,
+ * strings and JSON; a decimal's bytes, a date's day count or a time's microseconds would be stored
+ * as their underlying bytes or number, a silently wrong value. A uuid is its string. Bounded by the
+ * schema parser's depth cap. */
+static const char *tc_avro_unstorable_logical(const tc_json *type)
+{
+    const char *lt;
+
+    if (!type)
+        return NULL;
+    if (type->type == TC_JSON_ARRAY) {
+        for (size_t i = 0; i < type->len; i++)
+            if ((lt = tc_avro_unstorable_logical(type->u.items[i])))
+                return lt;
+        return NULL;
+    }
+    if (type->type != TC_JSON_OBJECT)
+        return NULL;
+    lt = tc_json_string(tc_json_get(type, "logicalType"));
+    if (lt && strcmp(lt, "uuid"))
+        return lt;
+    if ((lt = tc_avro_unstorable_logical(tc_json_get(type, "items"))) ||
+        (lt = tc_avro_unstorable_logical(tc_json_get(type, "values"))))
+        return lt;
+    if (tc_json_get(type, "fields") && tc_json_get(type, "fields")->type == TC_JSON_ARRAY) {
+        const tc_json *f = tc_json_get(type, "fields");
+        for (size_t i = 0; i < f->len; i++)
+            if ((lt = tc_avro_unstorable_logical(tc_json_get(f->u.items[i], "type"))))
+                return lt;
+    }
+    return tc_avro_unstorable_logical(tc_json_get(type, "type"));
+}
+
 /* Fill a step's kinds from the field type; allowed is a bit set of TC_AV_* kinds. */
 static int tc_avro_step_kinds(tc_avro_step *s, const tc_avro_node *t, unsigned allowed,
                               const char *want, char *errstr, size_t n)
@@ -1067,6 +1102,17 @@ tc_avro_plan *tc_avro_plan_new(const char *writer_schema_json, size_t len, char 
         s->name = f->name;
         s->name_len = strlen(f->name);
         s->node = f->type;
+        if (strcmp(f->name, "timestamp")) {
+            const char *lt =
+                tc_avro_unstorable_logical(tc_avro_json_field_type(tc_json_root(doc), f->name));
+            if (lt) {
+                tc_err_set(TC_ERR_INVALID, errstr, n,
+                           "field \"%s\" has logicalType %s, which the pipeline cannot store as "
+                           "such yet (it would be stored as its underlying Avro type)",
+                           f->name, lt);
+                goto fail;
+            }
+        }
         if (m >= 0) {
             s->col = TC_AS_METRIC;
             s->metric = (uint8_t)m;
@@ -1287,7 +1333,7 @@ tc_err tc_schema_cache_get(tc_schema_cache *c, int32_t id, const tc_avro_plan **
                            size_t n)
 {
     struct tc_sc_entry *e = tc_sc_find(c, id), ne;
-    char path[48], why[TC_ERRSTR_MAX], *body = NULL;
+    char path[80], why[TC_ERRSTR_MAX], *body = NULL;
     size_t body_len = 0;
     int status = 0;
     tc_json_doc *doc = NULL;
@@ -1302,7 +1348,9 @@ tc_err tc_schema_cache_get(tc_schema_cache *c, int32_t id, const tc_avro_plan **
         e->used = ++c->tick;
         return tc_sc_answer(e, plan, errstr, n);
     }
-    snprintf(path, sizeof(path), "/schemas/ids/%ld", (long)id);
+    /* Resolved: a schema with references comes with the referenced types inlined (Confluent's
+     * format=resolved; a registry without references ignores the parameter). */
+    snprintf(path, sizeof(path), "/schemas/ids/%ld?format=resolved", (long)id);
     err = tc_sc_get(c, path, &status, &body, &body_len, errstr, n);
     if (err != TC_OK)
         return err;
@@ -1357,6 +1405,8 @@ tc_err tc_schema_cache_get(tc_schema_cache *c, int32_t id, const tc_avro_plan **
                          (long)id, body);
         goto out;
     }
+    if (ne.err == TC_ERR_INVALID)
+        tc_log_warn("schema", "%s: its messages become schema_mismatch dead letters", why);
     if (ne.err != TC_OK && !(ne.why = strdup(why))) {
         tc_avro_plan_free(ne.plan);
         err = tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");

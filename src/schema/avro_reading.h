@@ -28,8 +28,10 @@
  * except that a 0x00 byte becomes U+2400 (jsonb cannot hold U+0000; no other byte maps there, so it
  * stays lossless), non-finite doubles and floats as the strings "NaN", "Infinity", "-Infinity". The
  * plan is refused (NULL, errstr says why) when the schema is not valid Avro, its root is not a
- * record, device_id or timestamp is absent, or a named field has a type that cannot be read as its
- * column (e.g. a string temperature).
+ * record, device_id or timestamp is absent, a named field has a type that cannot be read as its
+ * column (e.g. a string temperature), or a field other than timestamp carries a logical type other
+ * than uuid (decimal, date, time-*, timestamp-*, ...): it would be stored as its underlying bytes
+ * or number, a silently wrong value, so its messages are dead letters with that reason instead.
  *
  * Rejections while decoding:
  *   MALFORMED      truncated body, varint longer than 10 bytes (or an int beyond 32 bits), negative

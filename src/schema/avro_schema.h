@@ -9,7 +9,9 @@
  * what everything else works on, because libavro's schema objects do not expose defaults or
  * aliases, and both matter for resolution.
  *
- * Identity: two schemas are the same when their Parsing Canonical Forms (Avro specification,
+ * Parsing Canonical Form (the registry's identity is another, fuller form: registry_identity.h;
+ * this one is kept because it is what "the same schema for reading" means): two schemas read alike
+ * when their Parsing Canonical Forms (Avro specification,
  * "Parsing Canonical Form for Schemas") are byte-equal: primitives in short form, full names,
  * only the attributes that matter for parsing (name, type, fields, symbols, items, values, size) in
  * that order, a named type written in full only the first time, no whitespace. Documentation,

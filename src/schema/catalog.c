@@ -340,7 +340,8 @@ static tc_err tc_catalog_fetch_version(tc_catalog *c, const char *subj, int32_t 
     const char *schema, *type;
     tc_err err;
 
-    snprintf(path, sizeof(path), "/subjects/%s/versions/%d", subj, (int)version);
+    /* Resolved: a version with references comes with the referenced types inlined. */
+    snprintf(path, sizeof(path), "/subjects/%s/versions/%d?format=resolved", subj, (int)version);
     err = tc_catalog_get(c, path, &doc, &status, errstr, n);
     if (err != TC_OK)
         return err;

@@ -2,7 +2,9 @@
  * registry.c -- the schema registry's request handling; see registry.h and docs/registry.md.
  *
  * Every handler runs under the registry mutex and as one unit of work on the store (begin ... end),
- * so a request either happens entirely or not at all. Parsed schemas are cached by id: an id names
+ * so a request either happens entirely or not at all. Submitted schemas (references resolved,
+ * identity computed), the parsed-schema cache and the newer endpoints live in registry_ext.c; what
+ * the two files share is registry_internal.h. Parsed schemas are cached by id: an id names
  * one schema text forever (rows of the schemas table are never changed), so the cache never goes
  * stale, even with several registry processes on one database.
  */
@@ -19,65 +21,12 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "schema/avro_schema.h"
+#include "schema/registry_internal.h"
 #include "schema/registry_store.h"
-
-/* Parsed schemas kept in memory; the cache is emptied when it reaches this size. */
-#define TC_REG_CACHE_MAX 1024
-/* Caps on a request body's JSON (the schema itself is a string in it, parsed separately). */
-#define TC_REG_BODY_DEPTH 32
-#define TC_REG_BODY_NODES 100000
-
-/* Confluent's error codes. */
-#define TC_REG_SUBJECT_NOT_FOUND           40401
-#define TC_REG_VERSION_NOT_FOUND           40402
-#define TC_REG_SCHEMA_NOT_FOUND            40403
-#define TC_REG_SUBJECT_SOFT_DELETED        40404
-#define TC_REG_SUBJECT_NOT_SOFT_DELETED    40405
-#define TC_REG_VERSION_SOFT_DELETED        40406
-#define TC_REG_VERSION_NOT_SOFT_DELETED    40407
-#define TC_REG_SUBJECT_CONFIG_NOT_FOUND    40408
-#define TC_REG_INCOMPATIBLE                409
-#define TC_REG_INVALID_SCHEMA              42201
-#define TC_REG_INVALID_VERSION             42202
-#define TC_REG_INVALID_COMPATIBILITY_LEVEL 42203
-#define TC_REG_INVALID_SUBJECT             42208
-#define TC_REG_STORE_ERROR                 50001
-
-typedef struct tc_reg_cached {
-    int id;
-    tc_avro_schema *schema;
-} tc_reg_cached;
-
-/* What a route's handler needs: the registry and which operation the route is. */
-typedef struct tc_reg_route_ctx {
-    tc_registry *r;
-    int op; /* tc_reg_op */
-} tc_reg_route_ctx;
-
-/* One context per route (see tc_reg_routes below). */
-#define TC_REG_NROUTES 23
-
-struct tc_registry {
-    tc_reg_store *store;
-    pthread_mutex_t lock;
-    tc_reg_cached *cache;
-    size_t ncache;
-    tc_reg_route_ctx routes[TC_REG_NROUTES];
-};
-
-/* One request being handled. */
-typedef struct tc_reg_req {
-    tc_registry *r;
-    const tc_http_request *http;
-    tc_http_response *resp;
-    char errstr[TC_ERRSTR_MAX];
-    int in_unit;
-} tc_reg_req;
 
 /* ---- responses ---- */
 
-__attribute__((format(printf, 4, 5))) static void tc_reg_error(tc_reg_req *q, int status, int code,
-                                                               const char *fmt, ...)
+void tc_reg_error(tc_reg_req *q, int status, int code, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -88,7 +37,7 @@ __attribute__((format(printf, 4, 5))) static void tc_reg_error(tc_reg_req *q, in
     tc_http_respond_error(q->resp, status, TC_REGISTRY_CT, code, msg);
 }
 
-static void tc_reg_store_error(tc_reg_req *q, tc_err err, const char *what)
+void tc_reg_store_error(tc_reg_req *q, tc_err err, const char *what)
 {
     tc_log_warn("registry", "%s: %s (%s)", what, q->errstr, tc_err_name(err));
     tc_reg_error(q, 500, TC_REG_STORE_ERROR, "Error in the backend data store while %s: %s", what,
@@ -96,7 +45,7 @@ static void tc_reg_store_error(tc_reg_req *q, tc_err err, const char *what)
 }
 
 /* Send the buffer as a 200 (or status) response; b is consumed. */
-static void tc_reg_send(tc_reg_req *q, int status, tc_jbuf *b)
+void tc_reg_send(tc_reg_req *q, int status, tc_jbuf *b)
 {
     size_t len = 0;
     char *text = tc_jbuf_take(b, &len);
@@ -116,7 +65,7 @@ static void tc_reg_text(tc_reg_req *q, const char *json)
 
 /* ---- units of work ---- */
 
-static int tc_reg_begin(tc_reg_req *q, const char *subject, int write)
+int tc_reg_begin(tc_reg_req *q, const char *subject, int write)
 {
     tc_err err = q->r->store->ops->begin(q->r->store, subject, write, q->errstr, sizeof(q->errstr));
 
@@ -131,7 +80,7 @@ static int tc_reg_begin(tc_reg_req *q, const char *subject, int write)
 }
 
 /* End the unit: commit when the response so far is a success, else roll back. */
-static void tc_reg_end(tc_reg_req *q)
+void tc_reg_end(tc_reg_req *q)
 {
     char errstr[TC_ERRSTR_MAX];
     int ok = q->resp->status >= 200 && q->resp->status < 300;
@@ -149,7 +98,7 @@ static void tc_reg_end(tc_reg_req *q)
 
 /* ---- validation of inputs ---- */
 
-static int tc_reg_subject_ok(tc_reg_req *q, const char *subject)
+int tc_reg_subject_ok(tc_reg_req *q, const char *subject)
 {
     size_t n = strlen(subject);
 
@@ -168,7 +117,7 @@ static int tc_reg_subject_ok(tc_reg_req *q, const char *subject)
 }
 
 /* A version: "latest" or -1 (0 returned), or 1..2^31-1. -2 when invalid (response set). */
-static int tc_reg_parse_version(tc_reg_req *q, const char *s)
+int tc_reg_parse_version(tc_reg_req *q, const char *s)
 {
     long long v = 0;
     size_t n = strlen(s);
@@ -188,8 +137,11 @@ static int tc_reg_parse_version(tc_reg_req *q, const char *s)
 
 static int tc_reg_content_type_ok(tc_reg_req *q)
 {
+    /* Confluent's resources consume these; application/octet-stream is what some clients send
+     * for any body. */
     static const char *const ok[] = {"application/vnd.schemaregistry.v1+json",
-                                     "application/vnd.schemaregistry+json", "application/json"};
+                                     "application/vnd.schemaregistry+json", "application/json",
+                                     "application/octet-stream"};
     const char *ct = q->http->content_type;
     size_t n;
 
@@ -206,7 +158,7 @@ static int tc_reg_content_type_ok(tc_reg_req *q)
 }
 
 /* Parse the JSON body (an object). NULL when it is not (response set). */
-static tc_json_doc *tc_reg_body(tc_reg_req *q)
+tc_json_doc *tc_reg_body(tc_reg_req *q)
 {
     tc_json_limits lim = {TC_REGISTRY_BODY_MAX, TC_REG_BODY_DEPTH, TC_REG_BODY_NODES, 0};
     char jerr[TC_ERRSTR_MAX];
@@ -231,115 +183,9 @@ static tc_json_doc *tc_reg_body(tc_reg_req *q)
     return doc;
 }
 
-/*
- * A schema request body ({"schema": "...", "schemaType": "AVRO", "references": []}): parse the
- * schema. On failure the response is set (42201) unless verbose_msg is given, in which case the
- * message goes there and the return is NULL with the response untouched.
- */
-static tc_avro_schema *tc_reg_body_schema(tc_reg_req *q, const char **text_out,
-                                          tc_json_doc **doc_out, char *verbose_msg,
-                                          size_t verbose_size)
-{
-    tc_json_doc *doc = tc_reg_body(q);
-    const tc_json *root, *type, *refs, *schema;
-    tc_avro_schema *s;
-    char perr[TC_ERRSTR_MAX];
-    tc_err err;
-
-    *doc_out = NULL;
-    if (!doc)
-        return NULL;
-    root = tc_json_root(doc);
-    schema = tc_json_get(root, "schema");
-    type = tc_json_get(root, "schemaType");
-    refs = tc_json_get(root, "references");
-    if (!schema || schema->type != TC_JSON_STRING) {
-        snprintf(perr, sizeof(perr), "Empty schema");
-        err = TC_ERR_INVALID;
-        s = NULL;
-    } else if (type && type->type != TC_JSON_NULL &&
-               (type->type != TC_JSON_STRING || strcmp(type->u.str, "AVRO"))) {
-        snprintf(perr, sizeof(perr), "Invalid schema type: only AVRO is supported");
-        err = TC_ERR_INVALID;
-        s = NULL;
-    } else if (refs && refs->type != TC_JSON_NULL &&
-               (refs->type != TC_JSON_ARRAY || refs->len != 0)) {
-        snprintf(perr, sizeof(perr), "Schema references are not supported");
-        err = TC_ERR_INVALID;
-        s = NULL;
-    } else {
-        s = tc_avro_schema_parse(schema->u.str, schema->len, &err, perr, sizeof(perr));
-    }
-    if (!s) {
-        if (err == TC_ERR_NOMEM)
-            tc_reg_error(q, 500, 50000, "Out of memory");
-        else if (verbose_msg)
-            snprintf(verbose_msg, verbose_size, "Invalid schema: %s", perr);
-        else
-            tc_reg_error(q, 422, TC_REG_INVALID_SCHEMA, "Invalid schema: %s", perr);
-        tc_json_free(doc);
-        return NULL;
-    }
-    *text_out = schema->u.str;
-    *doc_out = doc;
-    return s;
-}
-
-/* ---- schema cache ---- */
-
-/* The parsed schema of id (owned by the cache). NULL with the response set on failure. */
-static const tc_avro_schema *tc_reg_schema(tc_reg_req *q, int id)
-{
-    tc_registry *r = q->r;
-    char *text = NULL, perr[256];
-    tc_avro_schema *s;
-    tc_reg_cached *c;
-    tc_err err;
-
-    for (size_t i = 0; i < r->ncache; i++)
-        if (r->cache[i].id == id)
-            return r->cache[i].schema;
-    err = r->store->ops->schema(r->store, id, &text, q->errstr, sizeof(q->errstr));
-    if (err != TC_OK) {
-        if (err == TC_ERR_NOT_FOUND)
-            snprintf(q->errstr, sizeof(q->errstr), "schema %d is missing", id);
-        tc_reg_store_error(q, err, "reading a schema");
-        return NULL;
-    }
-    s = tc_avro_schema_parse(text, strlen(text), &err, perr, sizeof(perr));
-    free(text);
-    if (!s) {
-        snprintf(q->errstr, sizeof(q->errstr), "stored schema %d does not parse: %s", id, perr);
-        tc_reg_store_error(q, TC_ERR_DB, "reading a schema");
-        return NULL;
-    }
-    if (r->ncache == TC_REG_CACHE_MAX) {
-        for (size_t i = 0; i < r->ncache; i++)
-            tc_avro_schema_free(r->cache[i].schema);
-        r->ncache = 0;
-    }
-    if (!r->cache) {
-        r->cache = malloc(TC_REG_CACHE_MAX * sizeof(*r->cache));
-        if (!r->cache) {
-            tc_avro_schema_free(s);
-            tc_reg_error(q, 500, 50000, "Out of memory");
-            return NULL;
-        }
-    }
-    c = &r->cache[r->ncache++];
-    c->id = id;
-    c->schema = s;
-    return s;
-}
-
 /* ---- helpers over versions ---- */
 
-typedef struct tc_reg_vlist {
-    tc_reg_version *v;
-    size_t n;
-} tc_reg_vlist;
-
-static int tc_reg_load_versions(tc_reg_req *q, const char *subject, tc_reg_vlist *vl)
+int tc_reg_load_versions(tc_reg_req *q, const char *subject, tc_reg_vlist *vl)
 {
     tc_err err = q->r->store->ops->versions(q->r->store, subject, &vl->v, &vl->n, q->errstr,
                                             sizeof(q->errstr));
@@ -361,7 +207,7 @@ static size_t tc_reg_live_count(const tc_reg_vlist *vl)
 }
 
 /* The version entry for version (0 = latest) among the visible ones; NULL when none. */
-static const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int include_deleted)
+const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, int include_deleted)
 {
     for (size_t i = vl->n; i-- > 0;) {
         const tc_reg_version *v = &vl->v[i];
@@ -373,23 +219,47 @@ static const tc_reg_version *tc_reg_pick(const tc_reg_vlist *vl, int version, in
     return NULL;
 }
 
-static int tc_reg_level(tc_reg_req *q, const char *subject, tc_compat_level *out)
+/* The compatibility level and the mode are both a setting per subject with a global one. */
+static const char *tc_reg_level_name(int level)
 {
-    int level;
-    tc_err err =
-        q->r->store->ops->get_config(q->r->store, subject, &level, q->errstr, sizeof(q->errstr));
+    return tc_compat_level_name((tc_compat_level)level);
+}
 
-    if (err == TC_ERR_NOT_FOUND && subject[0])
-        err = q->r->store->ops->get_config(q->r->store, "", &level, q->errstr, sizeof(q->errstr));
+const tc_reg_setting tc_reg_setting_level = {0,
+                                             "compatibilityLevel",
+                                             "compatibility",
+                                             TC_COMPAT_DEFAULT,
+                                             TC_REG_SUBJECT_CONFIG_NOT_FOUND,
+                                             tc_reg_level_name};
+const tc_reg_setting tc_reg_setting_mode = {
+    1, "mode", "mode", TC_REG_MODE_READWRITE, TC_REG_SUBJECT_NOT_FOUND, tc_reg_mode_name};
+
+static tc_err tc_reg_setting_read(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
+                                  int *value)
+{
+    tc_reg_store *st = q->r->store;
+
+    return set->is_mode ? st->ops->get_mode(st, subject, value, q->errstr, sizeof(q->errstr))
+                        : st->ops->get_config(st, subject, value, q->errstr, sizeof(q->errstr));
+}
+
+int tc_reg_setting_effective(tc_reg_req *q, const tc_reg_setting *set, const char *subject,
+                             int *value)
+{
+    tc_err err = TC_ERR_NOT_FOUND;
+
+    if (subject && subject[0])
+        err = tc_reg_setting_read(q, set, subject, value);
+    if (err == TC_ERR_NOT_FOUND)
+        err = tc_reg_setting_read(q, set, "", value);
     if (err == TC_ERR_NOT_FOUND) {
-        *out = TC_COMPAT_DEFAULT;
+        *value = set->default_value;
         return 0;
     }
     if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading the compatibility level");
+        tc_reg_store_error(q, err, "reading a setting");
         return -1;
     }
-    *out = (tc_compat_level)level;
     return 0;
 }
 
@@ -415,12 +285,13 @@ static int tc_reg_check(tc_reg_req *q, const char *subject, const tc_avro_schema
 {
     const tc_avro_schema **prev;
     const tc_reg_version *latest = tc_reg_pick(vl, 0, 0);
-    int *vers, ok, transitive;
+    int *vers, ok, transitive, value;
     size_t n = 0;
     tc_compat_level level;
 
-    if (tc_reg_level(q, subject, &level) < 0)
+    if (tc_reg_setting_effective(q, &tc_reg_setting_level, subject, &value) < 0)
         return -1;
+    level = (tc_compat_level)value;
     if (level == TC_COMPAT_NONE || !latest)
         return 1;
     transitive = level == TC_COMPAT_BACKWARD_TRANSITIVE || level == TC_COMPAT_FORWARD_TRANSITIVE ||
@@ -463,12 +334,7 @@ static void tc_reg_types(tc_reg_req *q)
     tc_reg_text(q, "[\"AVRO\"]");
 }
 
-static void tc_reg_mode(tc_reg_req *q)
-{
-    tc_reg_text(q, "{\"mode\":\"READWRITE\"}");
-}
-
-static int tc_reg_parse_id(const char *s, int *id)
+int tc_reg_parse_id(const char *s, int *id)
 {
     size_t n = strlen(s);
     long long v;
@@ -482,95 +348,122 @@ static int tc_reg_parse_id(const char *s, int *id)
     return 0;
 }
 
-/* GET /schemas/ids/{id} and /schemas/ids/{id}/schema */
+/* GET /schemas/ids/{id} and /schemas/ids/{id}/schema; format=resolved gives the text with its
+ * references inlined (Confluent's "resolved" format). */
 static void tc_reg_schema_by_id(tc_reg_req *q, int raw)
 {
-    char *text = NULL;
+    tc_reg_schema_text t = {NULL, NULL, NULL, NULL};
+    char format[16], *resolved = NULL;
     tc_jbuf b;
     int id;
     tc_err err;
 
     if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
-        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %.32s not found", q->http->params[0]);
+        /* Confluent's path takes an integer: anything else matches no resource. */
+        tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
         return;
     }
+    if (tc_http_query(q->http, "format", format, sizeof(format)) != 1)
+        format[0] = '\0';
     if (tc_reg_begin(q, NULL, 0) < 0)
         return;
-    err = q->r->store->ops->schema(q->r->store, id, &text, q->errstr, sizeof(q->errstr));
+    err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
     if (err == TC_ERR_NOT_FOUND) {
         tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
-    } else if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading a schema");
-    } else if (raw) {
-        tc_http_respond_owned(q->resp, 200, TC_REGISTRY_CT, text, strlen(text));
-        text = NULL;
-    } else {
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "schema");
-        tc_jbuf_str(&b, text);
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
+        goto out;
     }
-    free(text);
+    if (err != TC_OK) {
+        tc_reg_store_error(q, err, "reading a schema");
+        goto out;
+    }
+    if (!strcasecmp(format, "resolved") && t.references) {
+        resolved = tc_reg_resolved_text(q, &t, 0);
+        if (!resolved)
+            goto out;
+    }
+    if (raw) {
+        const char *text = resolved ? resolved : t.original;
+        tc_http_respond(q->resp, 200, TC_REGISTRY_CT, text, strlen(text));
+        goto out;
+    }
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "schema");
+    tc_jbuf_str(&b, resolved ? resolved : t.original);
+    if (!resolved)
+        tc_reg_write_extras(&b, &t);
+    tc_jbuf_obj_end(&b);
+    tc_reg_send(q, 200, &b);
+out:
+    free(resolved);
+    tc_reg_schema_text_free(&t);
     tc_reg_end(q);
+}
+
+int tc_reg_id_versions(tc_reg_req *q, tc_reg_ref **refs, size_t *n)
+{
+    tc_reg_schema_text t;
+    int id;
+    tc_err err;
+
+    *refs = NULL;
+    *n = 0;
+    if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
+        tc_reg_error(q, 404, 404, "HTTP 404 Not Found");
+        return -1;
+    }
+    if (tc_reg_begin(q, NULL, 0) < 0)
+        return -1;
+    err = q->r->store->ops->schema(q->r->store, id, &t, q->errstr, sizeof(q->errstr));
+    tc_reg_schema_text_free(&t);
+    if (err == TC_OK)
+        err = q->r->store->ops->refs(q->r->store, id, refs, n, q->errstr, sizeof(q->errstr));
+    if (err == TC_ERR_NOT_FOUND)
+        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
+    else if (err != TC_OK)
+        tc_reg_store_error(q, err, "reading the versions of a schema");
+    return err == TC_OK ? 0 : -1;
 }
 
 /* GET /schemas/ids/{id}/versions and /schemas/ids/{id}/subjects */
 static void tc_reg_schema_refs(tc_reg_req *q, int subjects_only)
 {
     int deleted = tc_http_query_bool(q->http, "deleted");
+    const char *last = NULL;
     tc_reg_ref *refs = NULL;
-    char *text = NULL;
     size_t n = 0;
     tc_jbuf b;
-    int id;
-    tc_err err;
 
-    if (tc_reg_parse_id(q->http->params[0], &id) < 0) {
-        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %.32s not found", q->http->params[0]);
-        return;
-    }
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    err = q->r->store->ops->schema(q->r->store, id, &text, q->errstr, sizeof(q->errstr));
-    free(text);
-    if (err == TC_OK)
-        err = q->r->store->ops->refs(q->r->store, id, &refs, &n, q->errstr, sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND) {
-        tc_reg_error(q, 404, TC_REG_SCHEMA_NOT_FOUND, "Schema %d not found", id);
-    } else if (err != TC_OK) {
-        tc_reg_store_error(q, err, "reading the versions of a schema");
-    } else {
-        const char *last = NULL;
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_arr_begin(&b);
-        for (size_t i = 0; i < n; i++) {
-            if (refs[i].deleted && !deleted)
-                continue;
-            if (subjects_only) {
-                /* Sorted by subject: print each once. */
-                if (!last || strcmp(last, refs[i].subject))
-                    tc_jbuf_str(&b, refs[i].subject);
-                last = refs[i].subject;
-                continue;
-            }
-            tc_jbuf_obj_begin(&b);
-            tc_jbuf_key(&b, "subject");
-            tc_jbuf_str(&b, refs[i].subject);
-            tc_jbuf_key(&b, "version");
-            tc_jbuf_int(&b, refs[i].version);
-            tc_jbuf_obj_end(&b);
+    if (tc_reg_id_versions(q, &refs, &n) < 0)
+        goto out;
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_arr_begin(&b);
+    for (size_t i = 0; i < n; i++) {
+        if (refs[i].deleted && !deleted)
+            continue;
+        if (subjects_only) {
+            /* Sorted by subject: print each once. */
+            if (!last || strcmp(last, refs[i].subject))
+                tc_jbuf_str(&b, refs[i].subject);
+            last = refs[i].subject;
+            continue;
         }
-        tc_jbuf_arr_end(&b);
-        tc_reg_send(q, 200, &b);
+        tc_jbuf_obj_begin(&b);
+        tc_jbuf_key(&b, "subject");
+        tc_jbuf_str(&b, refs[i].subject);
+        tc_jbuf_key(&b, "version");
+        tc_jbuf_int(&b, refs[i].version);
+        tc_jbuf_obj_end(&b);
     }
+    tc_jbuf_arr_end(&b);
+    tc_reg_send(q, 200, &b);
+out:
     tc_reg_refs_free(refs, n);
     tc_reg_end(q);
 }
 
 /* offset/limit query parameters (Confluent's pagination); limit < 0 means all. */
-static void tc_reg_page(tc_reg_req *q, long *offset, long *limit)
+void tc_reg_page(tc_reg_req *q, long *offset, long *limit)
 {
     char v[24];
 
@@ -584,45 +477,58 @@ static void tc_reg_page(tc_reg_req *q, long *offset, long *limit)
         *offset = 0;
 }
 
+int tc_reg_subjects_load(tc_reg_req *q, tc_reg_subject_list *l)
+{
+    tc_err err;
+
+    memset(l, 0, sizeof(*l));
+    if (tc_http_query(q->http, "subjectPrefix", l->prefix, sizeof(l->prefix)) != 1)
+        l->prefix[0] = '\0';
+    l->plen = strlen(l->prefix);
+    tc_reg_page(q, &l->offset, &l->limit);
+    if (tc_reg_begin(q, NULL, 0) < 0)
+        return -1;
+    err = q->r->store->ops->subjects(q->r->store, &l->names, &l->live, &l->n, q->errstr,
+                                     sizeof(q->errstr));
+    if (err != TC_OK) {
+        tc_reg_store_error(q, err, "listing subjects");
+        return -1;
+    }
+    return 0;
+}
+
+void tc_reg_subjects_free(tc_reg_subject_list *l)
+{
+    tc_reg_names_free(l->names, l->n);
+    free(l->live);
+    memset(l, 0, sizeof(*l));
+}
+
 /* GET /subjects */
 static void tc_reg_subjects(tc_reg_req *q)
 {
     int deleted = tc_http_query_bool(q->http, "deleted");
     int deleted_only = tc_http_query_bool(q->http, "deleted_only");
-    char prefix[TC_REGISTRY_SUBJECT_MAX + 1];
-    char **names = NULL;
-    int *live = NULL;
-    size_t n = 0, plen = 0;
-    long offset, limit, seen = 0, out = 0;
+    tc_reg_subject_list l;
+    long seen = 0, out = 0;
     tc_jbuf b;
-    tc_err err;
 
-    if (tc_http_query(q->http, "subjectPrefix", prefix, sizeof(prefix)) != 1)
-        prefix[0] = '\0';
-    plen = strlen(prefix);
-    tc_reg_page(q, &offset, &limit);
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    err = q->r->store->ops->subjects(q->r->store, &names, &live, &n, q->errstr, sizeof(q->errstr));
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "listing subjects");
-    } else {
+    if (tc_reg_subjects_load(q, &l) == 0) {
         tc_jbuf_init(&b, 0);
         tc_jbuf_arr_begin(&b);
-        for (size_t i = 0; i < n; i++) {
-            int show = deleted_only ? !live[i] : (live[i] || deleted);
-            if (!show || strncmp(names[i], prefix, plen))
+        for (size_t i = 0; i < l.n; i++) {
+            int show = deleted_only ? !l.live[i] : (l.live[i] || deleted);
+            if (!show || strncmp(l.names[i], l.prefix, l.plen))
                 continue;
-            if (seen++ < offset || (limit >= 0 && out >= limit))
+            if (seen++ < l.offset || (l.limit >= 0 && out >= l.limit))
                 continue;
             out++;
-            tc_jbuf_str(&b, names[i]);
+            tc_jbuf_str(&b, l.names[i]);
         }
         tc_jbuf_arr_end(&b);
         tc_reg_send(q, 200, &b);
     }
-    tc_reg_names_free(names, n);
-    free(live);
+    tc_reg_subjects_free(&l);
     tc_reg_end(q);
 }
 
@@ -662,44 +568,62 @@ static void tc_reg_list_versions(tc_reg_req *q)
     tc_reg_end(q);
 }
 
-/* GET /subjects/{subject}/versions/{version} (and .../schema) */
+const tc_reg_version *tc_reg_find_version(tc_reg_req *q, int include_deleted, tc_reg_vlist *vl)
+{
+    const char *subject = q->http->params[0];
+    const tc_reg_version *v;
+    int version;
+
+    vl->v = NULL;
+    vl->n = 0;
+    if (!tc_reg_subject_ok(q, subject))
+        return NULL;
+    version = tc_reg_parse_version(q, q->http->params[1]);
+    if (version < 0 || tc_reg_begin(q, NULL, 0) < 0 || tc_reg_load_versions(q, subject, vl) < 0)
+        return NULL;
+    if (!tc_reg_pick(vl, 0, include_deleted)) {
+        tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
+        return NULL;
+    }
+    v = tc_reg_pick(vl, version, include_deleted);
+    if (!v)
+        tc_reg_error(q, 404, TC_REG_VERSION_NOT_FOUND, "Version %s not found.", q->http->params[1]);
+    return v;
+}
+
+/* GET /subjects/{subject}/versions/{version} (and .../schema); format=resolved as for ids */
 static void tc_reg_get_version(tc_reg_req *q, int raw)
 {
     const char *subject = q->http->params[0];
     int deleted = tc_http_query_bool(q->http, "deleted");
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *v;
-    char *text = NULL;
-    int version;
+    tc_reg_schema_text t = {NULL, NULL, NULL, NULL};
+    char format[16];
     tc_jbuf b;
     tc_err err;
 
-    if (!tc_reg_subject_ok(q, subject))
-        return;
-    version = tc_reg_parse_version(q, q->http->params[1]);
-    if (version < 0)
-        return;
-    if (tc_reg_begin(q, NULL, 0) < 0)
-        return;
-    if (tc_reg_load_versions(q, subject, &vl) < 0)
+    v = tc_reg_find_version(q, deleted, &vl);
+    if (!v)
         goto out;
-    if (!tc_reg_pick(&vl, 0, deleted)) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
-        goto out;
-    }
-    v = tc_reg_pick(&vl, version, deleted);
-    if (!v) {
-        tc_reg_error(q, 404, TC_REG_VERSION_NOT_FOUND, "Version %s not found.", q->http->params[1]);
-        goto out;
-    }
-    err = q->r->store->ops->schema(q->r->store, v->schema_id, &text, q->errstr, sizeof(q->errstr));
+    err = q->r->store->ops->schema(q->r->store, v->schema_id, &t, q->errstr, sizeof(q->errstr));
     if (err != TC_OK) {
         tc_reg_store_error(q, err, "reading a schema");
         goto out;
     }
+    if (tc_http_query(q->http, "format", format, sizeof(format)) == 1 &&
+        !strcasecmp(format, "resolved") && t.references) {
+        /* The text with its references inlined, in place of the text as registered. */
+        char *resolved = tc_reg_resolved_text(q, &t, 0);
+        if (!resolved)
+            goto out;
+        free(t.original);
+        free(t.references);
+        t.original = resolved;
+        t.references = NULL;
+    }
     if (raw) {
-        tc_http_respond_owned(q->resp, 200, TC_REGISTRY_CT, text, strlen(text));
-        text = NULL;
+        tc_http_respond(q->resp, 200, TC_REGISTRY_CT, t.original, strlen(t.original));
         goto out;
     }
     tc_jbuf_init(&b, 0);
@@ -711,39 +635,53 @@ static void tc_reg_get_version(tc_reg_req *q, int raw)
     tc_jbuf_key(&b, "id");
     tc_jbuf_int(&b, v->schema_id);
     tc_jbuf_key(&b, "schema");
-    tc_jbuf_str(&b, text);
+    tc_jbuf_str(&b, t.original);
+    tc_reg_write_extras(&b, &t);
     tc_jbuf_obj_end(&b);
     tc_reg_send(q, 200, &b);
 out:
-    free(text);
+    tc_reg_schema_text_free(&t);
     free(vl.v);
     tc_reg_end(q);
+}
+
+/* {"id": n} as the answer. */
+static void tc_reg_send_id(tc_reg_req *q, int id)
+{
+    tc_jbuf b;
+
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "id");
+    tc_jbuf_int(&b, id);
+    tc_jbuf_obj_end(&b);
+    tc_reg_send(q, 200, &b);
 }
 
 /* POST /subjects/{subject}/versions */
 static void tc_reg_register(tc_reg_req *q)
 {
     const char *subject = q->http->params[0];
-    const char *text = NULL, *canon;
+    tc_reg_submission sub;
+    tc_reg_schema_text text;
     tc_reg_vlist vl = {NULL, 0};
-    tc_json_doc *doc = NULL;
-    tc_avro_schema *s;
     tc_reg_msgs msgs;
-    tc_jbuf b, mb;
+    tc_jbuf mb;
     int id = 0, max_version = 0, ok;
     tc_err err;
 
+    memset(&sub, 0, sizeof(sub));
     if (!tc_reg_subject_ok(q, subject))
         return;
-    s = tc_reg_body_schema(q, &text, &doc, NULL, 0);
-    if (!s)
-        return;
-    canon = tc_avro_schema_canonical(s, NULL);
     if (tc_reg_begin(q, subject, 1) < 0)
+        return;
+    if (tc_reg_read_only(q, subject) != 0)
+        goto out;
+    if (tc_reg_submission_parse(q, &sub, NULL, 0) < 0)
         goto out;
     if (tc_reg_load_versions(q, subject, &vl) < 0)
         goto out;
-    err = q->r->store->ops->find(q->r->store, canon, &id, q->errstr, sizeof(q->errstr));
+    err = q->r->store->ops->find(q->r->store, sub.identity, &id, q->errstr, sizeof(q->errstr));
     if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
         tc_reg_store_error(q, err, "looking the schema up");
         goto out;
@@ -752,12 +690,7 @@ static void tc_reg_register(tc_reg_req *q)
         for (size_t i = 0; i < vl.n; i++) {
             if (!vl.v[i].deleted && vl.v[i].schema_id == id) {
                 /* Already registered under this subject: same id, nothing new. */
-                tc_jbuf_init(&b, 0);
-                tc_jbuf_obj_begin(&b);
-                tc_jbuf_key(&b, "id");
-                tc_jbuf_int(&b, id);
-                tc_jbuf_obj_end(&b);
-                tc_reg_send(q, 200, &b);
+                tc_reg_send_id(q, id);
                 goto out;
             }
         }
@@ -766,7 +699,7 @@ static void tc_reg_register(tc_reg_req *q)
     tc_jbuf_arr_begin(&mb);
     msgs.b = &mb;
     msgs.n = 0;
-    ok = tc_reg_check(q, subject, s, &vl, NULL, &msgs);
+    ok = tc_reg_check(q, subject, sub.schema, &vl, NULL, &msgs);
     tc_jbuf_arr_end(&mb);
     if (ok <= 0) {
         if (ok == 0)
@@ -779,8 +712,33 @@ static void tc_reg_register(tc_reg_req *q)
     }
     tc_jbuf_free(&mb);
     if (err == TC_ERR_NOT_FOUND) {
-        err = q->r->store->ops->insert_schema(q->r->store, canon, text, &id, q->errstr,
-                                              sizeof(q->errstr));
+        tc_jbuf rb, mdb, rsb;
+        tc_jbuf *parts[3] = {&rb, &mdb, &rsb};
+        const tc_json *vals[3] = {sub.refs, sub.metadata, sub.rule_set};
+        char **to[3] = {&text.references, &text.metadata, &text.rule_set};
+
+        memset(&text, 0, sizeof(text));
+        text.original = strdup(sub.normalized ? sub.normalized : sub.text);
+        if (!text.original) {
+            tc_reg_error(q, 500, 50000, "Out of memory");
+            goto out;
+        }
+        err = TC_OK;
+        for (int i = 0; i < 3; i++) {
+            tc_jbuf_init(parts[i], 0);
+            if (vals[i]) {
+                tc_jbuf_value(parts[i], vals[i]);
+                *to[i] = parts[i]->data;
+                if (tc_jbuf_failed(parts[i]))
+                    err = tc_err_set(TC_ERR_NOMEM, q->errstr, sizeof(q->errstr), "out of memory");
+            }
+        }
+        if (err == TC_OK)
+            err = q->r->store->ops->insert_schema(q->r->store, sub.identity, &text, &id, q->errstr,
+                                                  sizeof(q->errstr));
+        for (int i = 0; i < 3; i++)
+            tc_jbuf_free(parts[i]);
+        free(text.original);
         if (err != TC_OK) {
             tc_reg_store_error(q, err, "storing the schema");
             goto out;
@@ -800,19 +758,13 @@ static void tc_reg_register(tc_reg_req *q)
         tc_reg_store_error(q, err, "storing the version");
         goto out;
     }
-    tc_jbuf_init(&b, 0);
-    tc_jbuf_obj_begin(&b);
-    tc_jbuf_key(&b, "id");
-    tc_jbuf_int(&b, id);
-    tc_jbuf_obj_end(&b);
-    tc_reg_send(q, 200, &b);
+    tc_reg_send_id(q, id);
     tc_log_info("registry", "registered schema id %d as version %d of \"%s\"", id, max_version + 1,
                 subject);
 out:
     free(vl.v);
     tc_reg_end(q);
-    tc_avro_schema_free(s);
-    tc_json_free(doc);
+    tc_reg_submission_free(&sub);
 }
 
 /* POST /subjects/{subject} */
@@ -820,22 +772,20 @@ static void tc_reg_lookup(tc_reg_req *q)
 {
     const char *subject = q->http->params[0];
     int deleted = tc_http_query_bool(q->http, "deleted");
-    const char *text = NULL;
+    tc_reg_submission sub;
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *hit = NULL;
-    tc_json_doc *doc = NULL;
-    tc_avro_schema *s;
-    char *stored = NULL;
+    tc_reg_schema_text stored = {NULL, NULL, NULL, NULL};
     tc_jbuf b;
     int id = 0;
     tc_err err;
 
+    memset(&sub, 0, sizeof(sub));
     if (!tc_reg_subject_ok(q, subject))
         return;
-    s = tc_reg_body_schema(q, &text, &doc, NULL, 0);
-    if (!s)
-        return;
     if (tc_reg_begin(q, NULL, 0) < 0)
+        return;
+    if (tc_reg_submission_parse(q, &sub, NULL, 0) < 0)
         goto out;
     if (tc_reg_load_versions(q, subject, &vl) < 0)
         goto out;
@@ -843,8 +793,7 @@ static void tc_reg_lookup(tc_reg_req *q)
         tc_reg_error(q, 404, TC_REG_SUBJECT_NOT_FOUND, "Subject '%s' not found.", subject);
         goto out;
     }
-    err = q->r->store->ops->find(q->r->store, tc_avro_schema_canonical(s, NULL), &id, q->errstr,
-                                 sizeof(q->errstr));
+    err = q->r->store->ops->find(q->r->store, sub.identity, &id, q->errstr, sizeof(q->errstr));
     if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
         tc_reg_store_error(q, err, "looking the schema up");
         goto out;
@@ -870,15 +819,15 @@ static void tc_reg_lookup(tc_reg_req *q)
     tc_jbuf_key(&b, "id");
     tc_jbuf_int(&b, id);
     tc_jbuf_key(&b, "schema");
-    tc_jbuf_str(&b, stored);
+    tc_jbuf_str(&b, stored.original);
+    tc_reg_write_extras(&b, &stored);
     tc_jbuf_obj_end(&b);
     tc_reg_send(q, 200, &b);
 out:
-    free(stored);
+    tc_reg_schema_text_free(&stored);
     free(vl.v);
     tc_reg_end(q);
-    tc_avro_schema_free(s);
-    tc_json_free(doc);
+    tc_reg_submission_free(&sub);
 }
 
 /* DELETE /subjects/{subject} */
@@ -912,6 +861,11 @@ static void tc_reg_delete_subject(tc_reg_req *q)
                      subject);
         goto out;
     }
+    if (tc_reg_read_only(q, subject) != 0)
+        goto out;
+    for (size_t i = 0; i < vl.n; i++)
+        if (tc_reg_referenced(q, subject, vl.v[i].version) != 0)
+            goto out;
     err =
         permanent
             ? q->r->store->ops->hard_delete(q->r->store, subject, 0, q->errstr, sizeof(q->errstr))
@@ -982,6 +936,8 @@ static void tc_reg_delete_version(tc_reg_req *q)
                      subject, v->version);
         goto out;
     }
+    if (tc_reg_read_only(q, subject) != 0 || tc_reg_referenced(q, subject, v->version) != 0)
+        goto out;
     err = permanent ? q->r->store->ops->hard_delete(q->r->store, subject, v->version, q->errstr,
                                                     sizeof(q->errstr))
                     : q->r->store->ops->soft_delete(q->r->store, subject, v->version, q->errstr,
@@ -1002,16 +958,15 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
 {
     const char *subject = q->http->params[0];
     int verbose = tc_http_query_bool(q->http, "verbose");
-    const char *text = NULL;
+    tc_reg_submission sub;
     tc_reg_vlist vl = {NULL, 0};
     const tc_reg_version *only = NULL;
-    tc_json_doc *doc = NULL;
-    tc_avro_schema *s = NULL;
     char invalid[TC_ERRSTR_MAX + 32];
     tc_reg_msgs msgs;
     tc_jbuf b, mb;
     int version = 0, ok = 1;
 
+    memset(&sub, 0, sizeof(sub));
     if (!tc_reg_subject_ok(q, subject))
         return;
     if (one_version) {
@@ -1020,10 +975,10 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
             return;
     }
     invalid[0] = '\0';
-    s = tc_reg_body_schema(q, &text, &doc, verbose ? invalid : NULL, sizeof(invalid));
-    if (!s && !invalid[0])
-        return;
     if (tc_reg_begin(q, NULL, 0) < 0)
+        return;
+    if (tc_reg_submission_parse(q, &sub, verbose ? invalid : NULL, sizeof(invalid)) < 0 &&
+        !invalid[0])
         goto out;
     if (tc_reg_load_versions(q, subject, &vl) < 0)
         goto out;
@@ -1039,11 +994,11 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
     tc_jbuf_arr_begin(&mb);
     msgs.b = &mb;
     msgs.n = 0;
-    if (!s) {
+    if (!sub.schema) {
         tc_jbuf_str(&mb, invalid);
         ok = 0;
     } else if (!one_version || only) {
-        ok = tc_reg_check(q, subject, s, &vl, only, &msgs);
+        ok = tc_reg_check(q, subject, sub.schema, &vl, only, &msgs);
     }
     tc_jbuf_arr_end(&mb);
     if (ok >= 0) {
@@ -1065,41 +1020,62 @@ static void tc_reg_compat(tc_reg_req *q, int one_version)
 out:
     free(vl.v);
     tc_reg_end(q);
-    tc_avro_schema_free(s);
-    tc_json_free(doc);
+    tc_reg_submission_free(&sub);
 }
 
-/* GET /config and /config/{subject} */
-static void tc_reg_get_config(tc_reg_req *q, const char *subject)
+void tc_reg_setting_send(tc_reg_req *q, const tc_reg_setting *set, const char *member, int value)
+{
+    tc_jbuf b;
+
+    tc_jbuf_init(&b, 0);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, member);
+    tc_jbuf_str(&b, set->name(value));
+    tc_jbuf_obj_end(&b);
+    tc_reg_send(q, 200, &b);
+}
+
+/* GET /config, /mode and their /{subject} forms (defaultToGlobal=true: the global one when the
+ * subject has none). */
+void tc_reg_setting_get(tc_reg_req *q, const tc_reg_setting *set, const char *subject)
 {
     int to_global = tc_http_query_bool(q->http, "defaultToGlobal");
-    int level = TC_COMPAT_DEFAULT;
-    tc_jbuf b;
+    int value = set->default_value;
     tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
     if (tc_reg_begin(q, NULL, 0) < 0)
         return;
-    err = q->r->store->ops->get_config(q->r->store, subject ? subject : "", &level, q->errstr,
-                                       sizeof(q->errstr));
+    err = tc_reg_setting_read(q, set, subject ? subject : "", &value);
     if (err == TC_ERR_NOT_FOUND && subject && to_global)
-        err = q->r->store->ops->get_config(q->r->store, "", &level, q->errstr, sizeof(q->errstr));
+        err = tc_reg_setting_read(q, set, "", &value);
     if (err == TC_ERR_NOT_FOUND && subject && !to_global) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_CONFIG_NOT_FOUND,
-                     "Subject '%s' does not have subject-level compatibility configured", subject);
+        tc_reg_error(q, 404, set->not_found_code,
+                     "Subject '%s' does not have subject-level %s configured", subject,
+                     set->put_member);
     } else if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
-        tc_reg_store_error(q, err, "reading the compatibility level");
+        tc_reg_store_error(q, err, "reading a setting");
     } else {
-        if (err == TC_ERR_NOT_FOUND)
-            level = TC_COMPAT_DEFAULT;
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "compatibilityLevel");
-        tc_jbuf_str(&b, tc_compat_level_name((tc_compat_level)level));
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
+        tc_reg_setting_send(q, set, set->member, err == TC_OK ? value : set->default_value);
     }
+    tc_reg_end(q);
+}
+
+void tc_reg_setting_put(tc_reg_req *q, const tc_reg_setting *set, const char *subject, int value)
+{
+    tc_reg_store *st = q->r->store;
+    const char *key = subject ? subject : "";
+    tc_err err;
+
+    if (tc_reg_begin(q, subject, 1) < 0)
+        return;
+    err = set->is_mode ? st->ops->set_mode(st, key, value, q->errstr, sizeof(q->errstr))
+                       : st->ops->set_config(st, key, value, q->errstr, sizeof(q->errstr));
+    if (err != TC_OK)
+        tc_reg_store_error(q, err, "writing a setting");
+    else
+        tc_reg_setting_send(q, set, set->put_member, value);
     tc_reg_end(q);
 }
 
@@ -1109,8 +1085,6 @@ static void tc_reg_put_config(tc_reg_req *q, const char *subject)
     tc_json_doc *doc;
     const tc_json *root, *c;
     tc_compat_level level;
-    tc_jbuf b;
-    tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
@@ -1129,52 +1103,34 @@ static void tc_reg_put_config(tc_reg_req *q, const char *subject)
         return;
     }
     tc_json_free(doc);
-    if (tc_reg_begin(q, subject, 1) < 0)
-        return;
-    err = q->r->store->ops->set_config(q->r->store, subject ? subject : "", (int)level, q->errstr,
-                                       sizeof(q->errstr));
-    if (err != TC_OK) {
-        tc_reg_store_error(q, err, "writing the compatibility level");
-    } else {
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "compatibility");
-        tc_jbuf_str(&b, tc_compat_level_name(level));
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
-    }
-    tc_reg_end(q);
+    tc_reg_setting_put(q, &tc_reg_setting_level, subject, (int)level);
 }
 
-/* DELETE /config and /config/{subject}: back to the default (global) or to the global level. */
-static void tc_reg_delete_config(tc_reg_req *q, const char *subject)
+/* DELETE /config, /mode and their /{subject} forms: the subject's setting goes (it follows the
+ * global one again), or the global one goes back to its default; answers with what was removed. */
+void tc_reg_setting_delete(tc_reg_req *q, const tc_reg_setting *set, const char *subject)
 {
-    int level = TC_COMPAT_DEFAULT;
-    tc_jbuf b;
+    tc_reg_store *st = q->r->store;
+    const char *key = subject ? subject : "";
+    int value = set->default_value;
     tc_err err;
 
     if (subject && !tc_reg_subject_ok(q, subject))
         return;
     if (tc_reg_begin(q, subject, 1) < 0)
         return;
-    err = q->r->store->ops->get_config(q->r->store, subject ? subject : "", &level, q->errstr,
-                                       sizeof(q->errstr));
+    err = tc_reg_setting_read(q, set, key, &value);
     if (err == TC_OK)
-        err = q->r->store->ops->delete_config(q->r->store, subject ? subject : "", q->errstr,
-                                              sizeof(q->errstr));
-    if (err == TC_ERR_NOT_FOUND && subject) {
-        tc_reg_error(q, 404, TC_REG_SUBJECT_CONFIG_NOT_FOUND,
-                     "Subject '%s' does not have subject-level compatibility configured", subject);
-    } else if (err != TC_OK && err != TC_ERR_NOT_FOUND) {
-        tc_reg_store_error(q, err, "deleting the compatibility level");
-    } else {
-        tc_jbuf_init(&b, 0);
-        tc_jbuf_obj_begin(&b);
-        tc_jbuf_key(&b, "compatibilityLevel");
-        tc_jbuf_str(&b, tc_compat_level_name((tc_compat_level)level));
-        tc_jbuf_obj_end(&b);
-        tc_reg_send(q, 200, &b);
-    }
+        err = set->is_mode ? st->ops->delete_mode(st, key, q->errstr, sizeof(q->errstr))
+                           : st->ops->delete_config(st, key, q->errstr, sizeof(q->errstr));
+    if (err == TC_ERR_NOT_FOUND && subject)
+        tc_reg_error(q, 404, set->not_found_code,
+                     "Subject '%s' does not have subject-level %s configured", subject,
+                     set->put_member);
+    else if (err != TC_OK && err != TC_ERR_NOT_FOUND)
+        tc_reg_store_error(q, err, "deleting a setting");
+    else
+        tc_reg_setting_send(q, set, set->member, value);
     tc_reg_end(q);
 }
 
@@ -1204,6 +1160,15 @@ typedef enum tc_reg_op {
     TC_OP_GET_SUBJECT_CONFIG,
     TC_OP_PUT_SUBJECT_CONFIG,
     TC_OP_DELETE_SUBJECT_CONFIG,
+    TC_OP_LIST_SCHEMAS,
+    TC_OP_PUT_MODE,
+    TC_OP_DELETE_MODE,
+    TC_OP_GET_SUBJECT_MODE,
+    TC_OP_PUT_SUBJECT_MODE,
+    TC_OP_DELETE_SUBJECT_MODE,
+    TC_OP_ID_REFERENCEDBY,
+    TC_OP_VERSION_REFERENCEDBY,
+    TC_OP_SUBJECT_METADATA,
     TC_OP__COUNT
 } tc_reg_op;
 
@@ -1235,6 +1200,15 @@ static const tc_reg_route tc_reg_routes[TC_OP__COUNT] = {
     {"GET", "/config/{subject}"},
     {"PUT", "/config/{subject}"},
     {"DELETE", "/config/{subject}"},
+    {"GET", "/schemas"},
+    {"PUT", "/mode"},
+    {"DELETE", "/mode"},
+    {"GET", "/mode/{subject}"},
+    {"PUT", "/mode/{subject}"},
+    {"DELETE", "/mode/{subject}"},
+    {"GET", "/schemas/ids/{id}/referencedby"},
+    {"GET", "/subjects/{subject}/versions/{version}/referencedby"},
+    {"GET", "/subjects/{subject}/metadata"},
 };
 
 _Static_assert(TC_OP__COUNT == TC_REG_NROUTES, "one route context per operation");
@@ -1251,7 +1225,26 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         tc_reg_types(q);
         break;
     case TC_OP_MODE:
-        tc_reg_mode(q);
+    case TC_OP_GET_SUBJECT_MODE:
+        tc_reg_setting_get(q, &tc_reg_setting_mode, op == TC_OP_GET_SUBJECT_MODE ? p0 : NULL);
+        break;
+    case TC_OP_PUT_MODE:
+    case TC_OP_PUT_SUBJECT_MODE:
+        tc_reg_put_mode(q, op == TC_OP_PUT_SUBJECT_MODE ? p0 : NULL);
+        break;
+    case TC_OP_DELETE_MODE:
+    case TC_OP_DELETE_SUBJECT_MODE:
+        tc_reg_setting_delete(q, &tc_reg_setting_mode, op == TC_OP_DELETE_SUBJECT_MODE ? p0 : NULL);
+        break;
+    case TC_OP_LIST_SCHEMAS:
+        tc_reg_list_schemas(q);
+        break;
+    case TC_OP_ID_REFERENCEDBY:
+    case TC_OP_VERSION_REFERENCEDBY:
+        tc_reg_referencedby(q, op == TC_OP_ID_REFERENCEDBY);
+        break;
+    case TC_OP_SUBJECT_METADATA:
+        tc_reg_latest_metadata(q);
         break;
     case TC_OP_SCHEMA_ID:
     case TC_OP_SCHEMA_ID_RAW:
@@ -1289,7 +1282,7 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         break;
     case TC_OP_GET_CONFIG:
     case TC_OP_GET_SUBJECT_CONFIG:
-        tc_reg_get_config(q, op == TC_OP_GET_SUBJECT_CONFIG ? p0 : NULL);
+        tc_reg_setting_get(q, &tc_reg_setting_level, op == TC_OP_GET_SUBJECT_CONFIG ? p0 : NULL);
         break;
     case TC_OP_PUT_CONFIG:
     case TC_OP_PUT_SUBJECT_CONFIG:
@@ -1297,7 +1290,8 @@ static void tc_reg_run(tc_reg_req *q, tc_reg_op op)
         break;
     case TC_OP_DELETE_CONFIG:
     case TC_OP_DELETE_SUBJECT_CONFIG:
-        tc_reg_delete_config(q, op == TC_OP_DELETE_SUBJECT_CONFIG ? p0 : NULL);
+        tc_reg_setting_delete(q, &tc_reg_setting_level,
+                              op == TC_OP_DELETE_SUBJECT_CONFIG ? p0 : NULL);
         break;
     case TC_OP__COUNT:
         break;
@@ -1309,6 +1303,12 @@ static void tc_reg_handler(void *ctx, const tc_http_request *req, tc_http_respon
     const tc_reg_route_ctx *rc = ctx;
     tc_reg_req q;
 
+    const char *ct = tc_reg_negotiate(req->accept);
+
+    if (!ct) {
+        tc_http_respond_error(resp, 406, TC_REGISTRY_CT, 406, "HTTP 406 Not Acceptable");
+        return;
+    }
     memset(&q, 0, sizeof(q));
     q.r = rc->r;
     q.http = req;
@@ -1317,6 +1317,8 @@ static void tc_reg_handler(void *ctx, const tc_http_request *req, tc_http_respon
     tc_reg_run(&q, (tc_reg_op)rc->op);
     tc_reg_end(&q); /* in case a handler returned inside a unit */
     pthread_mutex_unlock(&rc->r->lock);
+    /* Handlers answer in the registry's own type; the client may have asked for another. */
+    resp->content_type = ct;
 }
 
 tc_err tc_registry_mount(tc_registry *r, tc_http_server *s)

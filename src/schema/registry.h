@@ -4,8 +4,11 @@
  * Speaks the REST API of Confluent Schema Registry that serializers and tools use: subjects and
  * versions, schemas by id, lookup, compatibility checks, global and per-subject compatibility
  * configuration, soft and permanent deletes, with Confluent's error codes (see docs/registry.md).
- * Schemas are Avro only; identity is the Parsing Canonical Form, so the same schema gets the same
- * id under every subject; the original text is kept and returned.
+ * Schemas are Avro only, with references, metadata and rule sets. Identity is the schema's full
+ * text as Confluent identifies it (registry_identity.h: every attribute counts, whitespace and the
+ * order of JSON members do not), so the same schema gets the same id under every subject; the
+ * text first registered is kept and returned. Modes, Accept negotiation and the schema listing are
+ * served too (registry_ext.c).
  *
  * Storage is a tc_reg_store: PostgreSQL in production (durable, safe with several registry
  * processes on one database), memory for tests and fuzzing. The registry serialises its own

@@ -31,6 +31,24 @@ typedef struct tc_reg_ref {
     int deleted;
 } tc_reg_ref;
 
+/* A stored schema: the text first registered under its id, and what else makes its identity.
+ * Every member is malloc'ed (free with tc_reg_schema_text_free); the JSON members are NULL when
+ * the registration had none. */
+typedef struct tc_reg_schema_text {
+    char *original;   /* the schema text */
+    char *references; /* JSON array of {"name", "subject", "version"}, or NULL */
+    char *metadata;   /* JSON object (Confluent's data-contract metadata), or NULL */
+    char *rule_set;   /* JSON object (Confluent's ruleSet), or NULL */
+} tc_reg_schema_text;
+
+/* Schema modes (Confluent's /mode): what a subject, or the registry, accepts. */
+typedef enum tc_reg_mode {
+    TC_REG_MODE_READWRITE,
+    TC_REG_MODE_READONLY,
+    TC_REG_MODE_READONLY_OVERRIDE,
+    TC_REG_MODE__COUNT
+} tc_reg_mode;
+
 typedef struct tc_reg_store_ops {
     /* Start a unit of work. write: it may modify; subject (NULL = none): serialise with every
      * other writer of that subject until end. */
@@ -40,14 +58,18 @@ typedef struct tc_reg_store_ops {
     /* Every version of subject (deleted ones too), ascending. */
     tc_err (*versions)(tc_reg_store *s, const char *subject, tc_reg_version **out, size_t *n,
                        char *errstr, size_t size);
-    /* The original text of schema id (malloc'ed). TC_ERR_NOT_FOUND when no such id. */
-    tc_err (*schema)(tc_reg_store *s, int id, char **original, char *errstr, size_t size);
-    /* Id of the schema with this canonical form. TC_ERR_NOT_FOUND when none. */
-    tc_err (*find)(tc_reg_store *s, const char *canonical, int *id, char *errstr, size_t size);
-    /* Store a new schema (or find the existing one with the same canonical form) and give its id.
-     */
-    tc_err (*insert_schema)(tc_reg_store *s, const char *canonical, const char *original, int *id,
-                            char *errstr, size_t size);
+    /* The stored schema id (every member malloc'ed). TC_ERR_NOT_FOUND when no such id. *out is
+     * zeroed first, so it can be freed whatever the answer. */
+    tc_err (*schema)(tc_reg_store *s, int id, tc_reg_schema_text *out, char *errstr, size_t size);
+    /* Id of the schema with this identity (registry_identity.h). TC_ERR_NOT_FOUND when none. */
+    tc_err (*find)(tc_reg_store *s, const char *identity, int *id, char *errstr, size_t size);
+    /* Store a new schema (or find the existing one with the same identity) and give its id. */
+    tc_err (*insert_schema)(tc_reg_store *s, const char *identity, const tc_reg_schema_text *text,
+                            int *id, char *errstr, size_t size);
+    /* Ids of the schemas whose references name (subject, version) and that some version (live
+     * or soft-deleted) still uses, ascending. */
+    tc_err (*referrers)(tc_reg_store *s, const char *subject, int version, int **ids, size_t *n,
+                        char *errstr, size_t size);
     tc_err (*insert_version)(tc_reg_store *s, const char *subject, int version, int schema_id,
                              char *errstr, size_t size);
     /* Mark one version (or every version, version 0) of subject soft-deleted. */
@@ -69,6 +91,11 @@ typedef struct tc_reg_store_ops {
                          size_t size);
     /* TC_ERR_NOT_FOUND when none was set. */
     tc_err (*delete_config)(tc_reg_store *s, const char *subject, char *errstr, size_t size);
+    /* Mode of subject ("" = the global one). TC_ERR_NOT_FOUND when none is set. */
+    tc_err (*get_mode)(tc_reg_store *s, const char *subject, int *mode, char *errstr, size_t size);
+    tc_err (*set_mode)(tc_reg_store *s, const char *subject, int mode, char *errstr, size_t size);
+    /* TC_ERR_NOT_FOUND when none was set. */
+    tc_err (*delete_mode)(tc_reg_store *s, const char *subject, char *errstr, size_t size);
     void (*destroy)(tc_reg_store *s);
 } tc_reg_store_ops;
 
@@ -78,6 +105,10 @@ struct tc_reg_store {
 };
 
 void tc_reg_refs_free(tc_reg_ref *refs, size_t n);
+void tc_reg_schema_text_free(tc_reg_schema_text *t);
+/* "READWRITE", ... and back (case-insensitive); -1 when unknown. */
+const char *tc_reg_mode_name(int mode);
+int tc_reg_mode_parse(const char *s);
 void tc_reg_names_free(char **names, size_t n);
 
 #endif

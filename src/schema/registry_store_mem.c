@@ -9,13 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "core/json.h"
 #include "schema/registry_store.h"
 
 typedef struct tc_mem_schema {
     int id;
-    char *canonical;
-    char *original;
+    char *canonical; /* the identity */
+    tc_reg_schema_text text;
 } tc_mem_schema;
 
 typedef struct tc_mem_version {
@@ -25,10 +27,15 @@ typedef struct tc_mem_version {
     int deleted;
 } tc_mem_version;
 
+/* A compatibility level or a mode (kind) of a subject. */
 typedef struct tc_mem_config {
     char *subject;
     int level;
+    int kind;
 } tc_mem_config;
+
+#define TC_MEM_KIND_LEVEL 0
+#define TC_MEM_KIND_MODE  1
 
 typedef struct tc_mem_state {
     tc_mem_schema *schemas;
@@ -52,7 +59,7 @@ static void tc_mem_state_free(tc_mem_state *st)
 {
     for (size_t i = 0; i < st->nschemas; i++) {
         free(st->schemas[i].canonical);
-        free(st->schemas[i].original);
+        tc_reg_schema_text_free(&st->schemas[i].text);
     }
     for (size_t i = 0; i < st->nversions; i++)
         free(st->versions[i].subject);
@@ -62,6 +69,20 @@ static void tc_mem_state_free(tc_mem_state *st)
     free(st->versions);
     free(st->configs);
     memset(st, 0, sizeof(*st));
+}
+
+/* A copy of a text (NULL members stay NULL); -1 when out of memory (dst then freeable). */
+static int tc_mem_text_copy(tc_reg_schema_text *dst, const tc_reg_schema_text *src)
+{
+    const char *from[4] = {src->original, src->references, src->metadata, src->rule_set};
+    char **to[4] = {&dst->original, &dst->references, &dst->metadata, &dst->rule_set};
+    int rc = 0;
+
+    memset(dst, 0, sizeof(*dst));
+    for (int i = 0; i < 4; i++)
+        if (from[i] && !(*to[i] = strdup(from[i])))
+            rc = -1;
+    return rc;
 }
 
 static int tc_mem_state_copy(tc_mem_state *dst, const tc_mem_state *src)
@@ -79,9 +100,9 @@ static int tc_mem_state_copy(tc_mem_state *dst, const tc_mem_state *src)
     for (size_t i = 0; i < src->nschemas; i++) {
         dst->schemas[i].id = src->schemas[i].id;
         dst->schemas[i].canonical = strdup(src->schemas[i].canonical);
-        dst->schemas[i].original = strdup(src->schemas[i].original);
         dst->nschemas++;
-        if (!dst->schemas[i].canonical || !dst->schemas[i].original) {
+        if (!dst->schemas[i].canonical ||
+            tc_mem_text_copy(&dst->schemas[i].text, &src->schemas[i].text) < 0) {
             tc_mem_state_free(dst);
             return -1;
         }
@@ -193,15 +214,19 @@ static tc_err tc_mem_versions(tc_reg_store *s, const char *subject, tc_reg_versi
     return TC_OK;
 }
 
-static tc_err tc_mem_get_schema(tc_reg_store *s, int id, char **original, char *errstr, size_t size)
+static tc_err tc_mem_get_schema(tc_reg_store *s, int id, tc_reg_schema_text *out, char *errstr,
+                                size_t size)
 {
     tc_mem_store *m = TC_MEM(s);
 
+    memset(out, 0, sizeof(*out));
     TC_MEM_FAULT(m);
     for (size_t i = 0; i < m->st.nschemas; i++) {
         if (m->st.schemas[i].id == id) {
-            *original = strdup(m->st.schemas[i].original);
-            return *original ? TC_OK : tc_mem_nomem(errstr, size);
+            if (tc_mem_text_copy(out, &m->st.schemas[i].text) == 0)
+                return TC_OK;
+            tc_reg_schema_text_free(out);
+            return tc_mem_nomem(errstr, size);
         }
     }
     return TC_ERR_NOT_FOUND;
@@ -222,8 +247,9 @@ static tc_err tc_mem_find(tc_reg_store *s, const char *canonical, int *id, char 
     return TC_ERR_NOT_FOUND;
 }
 
-static tc_err tc_mem_insert_schema(tc_reg_store *s, const char *canonical, const char *original,
-                                   int *id, char *errstr, size_t size)
+static tc_err tc_mem_insert_schema(tc_reg_store *s, const char *canonical,
+                                   const tc_reg_schema_text *text, int *id, char *errstr,
+                                   size_t size)
 {
     tc_mem_store *m = TC_MEM(s);
     tc_mem_schema *ns;
@@ -238,10 +264,9 @@ static tc_err tc_mem_insert_schema(tc_reg_store *s, const char *canonical, const
     m->st.schemas = ns;
     ns += m->st.nschemas;
     ns->canonical = strdup(canonical);
-    ns->original = strdup(original);
-    if (!ns->canonical || !ns->original) {
+    if (!ns->canonical || tc_mem_text_copy(&ns->text, text) < 0) {
         free(ns->canonical);
-        free(ns->original);
+        tc_reg_schema_text_free(&ns->text);
         return tc_mem_nomem(errstr, size);
     }
     ns->id = ++m->st.next_id;
@@ -400,36 +425,36 @@ static tc_err tc_mem_refs(tc_reg_store *s, int id, tc_reg_ref **out, size_t *n, 
     return TC_OK;
 }
 
-static tc_mem_config *tc_mem_config_find(tc_mem_store *m, const char *subject)
+static tc_mem_config *tc_mem_config_find(tc_mem_store *m, const char *subject, int kind)
 {
     for (size_t i = 0; i < m->st.nconfigs; i++)
-        if (!strcmp(m->st.configs[i].subject, subject))
+        if (m->st.configs[i].kind == kind && !strcmp(m->st.configs[i].subject, subject))
             return &m->st.configs[i];
     return NULL;
 }
 
-static tc_err tc_mem_get_config(tc_reg_store *s, const char *subject, int *level, char *errstr,
-                                size_t size)
+static tc_err tc_mem_get_kind(tc_reg_store *s, const char *subject, int kind, int *level,
+                              char *errstr, size_t size)
 {
     tc_mem_store *m = TC_MEM(s);
     tc_mem_config *c;
 
     TC_MEM_FAULT(m);
-    c = tc_mem_config_find(m, subject);
+    c = tc_mem_config_find(m, subject, kind);
     if (!c)
         return TC_ERR_NOT_FOUND;
     *level = c->level;
     return TC_OK;
 }
 
-static tc_err tc_mem_set_config(tc_reg_store *s, const char *subject, int level, char *errstr,
-                                size_t size)
+static tc_err tc_mem_set_kind(tc_reg_store *s, const char *subject, int kind, int level,
+                              char *errstr, size_t size)
 {
     tc_mem_store *m = TC_MEM(s);
     tc_mem_config *c;
 
     TC_MEM_FAULT(m);
-    c = tc_mem_config_find(m, subject);
+    c = tc_mem_config_find(m, subject, kind);
     if (!c) {
         c = realloc(m->st.configs, (m->st.nconfigs + 1) * sizeof(*c));
         if (!c)
@@ -439,23 +464,105 @@ static tc_err tc_mem_set_config(tc_reg_store *s, const char *subject, int level,
         c->subject = strdup(subject);
         if (!c->subject)
             return tc_mem_nomem(errstr, size);
+        c->kind = kind;
         m->st.nconfigs++;
     }
     c->level = level;
     return TC_OK;
 }
 
-static tc_err tc_mem_delete_config(tc_reg_store *s, const char *subject, char *errstr, size_t size)
+static tc_err tc_mem_delete_kind(tc_reg_store *s, const char *subject, int kind, char *errstr,
+                                 size_t size)
 {
     tc_mem_store *m = TC_MEM(s);
     tc_mem_config *c;
 
     TC_MEM_FAULT(m);
-    c = tc_mem_config_find(m, subject);
+    c = tc_mem_config_find(m, subject, kind);
     if (!c)
         return TC_ERR_NOT_FOUND;
     free(c->subject);
     *c = m->st.configs[--m->st.nconfigs];
+    return TC_OK;
+}
+
+static tc_err tc_mem_get_config(tc_reg_store *s, const char *subject, int *level, char *errstr,
+                                size_t size)
+{
+    return tc_mem_get_kind(s, subject, TC_MEM_KIND_LEVEL, level, errstr, size);
+}
+
+static tc_err tc_mem_set_config(tc_reg_store *s, const char *subject, int level, char *errstr,
+                                size_t size)
+{
+    return tc_mem_set_kind(s, subject, TC_MEM_KIND_LEVEL, level, errstr, size);
+}
+
+static tc_err tc_mem_delete_config(tc_reg_store *s, const char *subject, char *errstr, size_t size)
+{
+    return tc_mem_delete_kind(s, subject, TC_MEM_KIND_LEVEL, errstr, size);
+}
+
+static tc_err tc_mem_get_mode(tc_reg_store *s, const char *subject, int *mode, char *errstr,
+                              size_t size)
+{
+    return tc_mem_get_kind(s, subject, TC_MEM_KIND_MODE, mode, errstr, size);
+}
+
+static tc_err tc_mem_set_mode(tc_reg_store *s, const char *subject, int mode, char *errstr,
+                              size_t size)
+{
+    return tc_mem_set_kind(s, subject, TC_MEM_KIND_MODE, mode, errstr, size);
+}
+
+static tc_err tc_mem_delete_mode(tc_reg_store *s, const char *subject, char *errstr, size_t size)
+{
+    return tc_mem_delete_kind(s, subject, TC_MEM_KIND_MODE, errstr, size);
+}
+
+/* Does the references array text name (subject, version)? */
+static int tc_mem_names_ref(const char *refs, const char *subject, int version)
+{
+    tc_json_doc *doc;
+    const tc_json *a;
+    int hit = 0;
+
+    if (!refs || !(doc = tc_json_parse(refs, strlen(refs), NULL, NULL, NULL, 0)))
+        return 0;
+    a = tc_json_root(doc);
+    for (size_t i = 0; a->type == TC_JSON_ARRAY && i < a->len && !hit; i++) {
+        const char *sub = tc_json_string(tc_json_get(a->u.items[i], "subject"));
+        int64_t v = 0;
+        hit = sub && !strcmp(sub, subject) &&
+              tc_json_int64(tc_json_get(a->u.items[i], "version"), &v) && v == version;
+    }
+    tc_json_free(doc);
+    return hit;
+}
+
+static tc_err tc_mem_referrers(tc_reg_store *s, const char *subject, int version, int **ids,
+                               size_t *n, char *errstr, size_t size)
+{
+    tc_mem_store *m = TC_MEM(s);
+    int *out;
+    size_t k = 0;
+
+    TC_MEM_FAULT(m);
+    *ids = NULL;
+    *n = 0;
+    out = malloc((m->st.nschemas ? m->st.nschemas : 1) * sizeof(*out));
+    if (!out)
+        return tc_mem_nomem(errstr, size);
+    /* Schemas are kept in id order. */
+    for (size_t i = 0; i < m->st.nschemas; i++) {
+        int used = 0;
+        for (size_t j = 0; j < m->st.nversions && !used; j++)
+            used = m->st.versions[j].schema_id == m->st.schemas[i].id;
+        if (used && tc_mem_names_ref(m->st.schemas[i].text.references, subject, version))
+            out[k++] = m->st.schemas[i].id;
+    }
+    *ids = out;
+    *n = k;
     return TC_OK;
 }
 
@@ -469,10 +576,25 @@ static void tc_mem_destroy(tc_reg_store *s)
 }
 
 static const tc_reg_store_ops tc_mem_ops = {
-    tc_mem_begin,       tc_mem_end,           tc_mem_versions,       tc_mem_get_schema,
-    tc_mem_find,        tc_mem_insert_schema, tc_mem_insert_version, tc_mem_soft_delete,
-    tc_mem_hard_delete, tc_mem_subjects,      tc_mem_refs,           tc_mem_get_config,
-    tc_mem_set_config,  tc_mem_delete_config, tc_mem_destroy,
+    .begin = tc_mem_begin,
+    .end = tc_mem_end,
+    .versions = tc_mem_versions,
+    .schema = tc_mem_get_schema,
+    .find = tc_mem_find,
+    .insert_schema = tc_mem_insert_schema,
+    .referrers = tc_mem_referrers,
+    .insert_version = tc_mem_insert_version,
+    .soft_delete = tc_mem_soft_delete,
+    .hard_delete = tc_mem_hard_delete,
+    .subjects = tc_mem_subjects,
+    .refs = tc_mem_refs,
+    .get_config = tc_mem_get_config,
+    .set_config = tc_mem_set_config,
+    .delete_config = tc_mem_delete_config,
+    .get_mode = tc_mem_get_mode,
+    .set_mode = tc_mem_set_mode,
+    .delete_mode = tc_mem_delete_mode,
+    .destroy = tc_mem_destroy,
 };
 
 tc_reg_store *tc_reg_store_mem_new(void)
@@ -502,6 +624,33 @@ void tc_reg_refs_free(tc_reg_ref *refs, size_t n)
     for (size_t i = 0; i < n; i++)
         free(refs[i].subject);
     free(refs);
+}
+
+void tc_reg_schema_text_free(tc_reg_schema_text *t)
+{
+    if (!t)
+        return;
+    free(t->original);
+    free(t->references);
+    free(t->metadata);
+    free(t->rule_set);
+    memset(t, 0, sizeof(*t));
+}
+
+static const char *const tc_reg_mode_names[TC_REG_MODE__COUNT] = {"READWRITE", "READONLY",
+                                                                  "READONLY_OVERRIDE"};
+
+const char *tc_reg_mode_name(int mode)
+{
+    return mode >= 0 && mode < TC_REG_MODE__COUNT ? tc_reg_mode_names[mode] : "READWRITE";
+}
+
+int tc_reg_mode_parse(const char *s)
+{
+    for (int i = 0; i < TC_REG_MODE__COUNT; i++)
+        if (!strcasecmp(s, tc_reg_mode_names[i]))
+            return i;
+    return -1;
 }
 
 void tc_reg_names_free(char **names, size_t n)

@@ -2,11 +2,21 @@
  * registry_store_pg.c -- the registry's PostgreSQL store; see registry_store.h.
  *
  * Tables (in their own schema, "registry" by default):
- *   schemas           (id, schema_type, fingerprint = sha256 of the canonical form, canonical,
- *                      original): ids come from an identity column, the fingerprint is UNIQUE,
- *                      rows are never updated or deleted, so an id means one schema forever;
+ *   schemas           (id, schema_type, fingerprint = sha256 of the identity, canonical = the
+ *                      identity (registry_identity.h), original, refs, metadata, rule_set,
+ *                      form): ids come from an identity column, the fingerprint is UNIQUE, the
+ *                      text of a row is never changed and rows are never deleted, so an id means
+ *                      one schema forever;
  *   subject_versions  (subject, version, schema_id, deleted): PRIMARY KEY (subject, version);
- *   configs           (subject, compatibility): subject '' is the global level.
+ *   configs           (subject, compatibility): subject '' is the global level;
+ *   modes             (subject, mode): subject '' is the global mode.
+ *
+ * Identity forms: rows of form 1 were keyed by Avro's Parsing Canonical Form, which drops
+ * logicalType, defaults, doc and properties and so merged schemas that differ in them. The
+ * migration re-keys every form-1 row by the identity of its own text (form 2). The id and the text
+ * of a row do not change -- a producer may have written the id into Kafka, and the text is what
+ * it was registered with first -- so what was merged comes apart on the next registration of a
+ * differing text, which now gets an id of its own (docs/registry.md, "Identity migration").
  *
  * Concurrency between registry processes: a write unit of work is a READ COMMITTED transaction
  * that first takes a transaction-level advisory lock keyed by the subject, so two registrations
@@ -22,6 +32,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "schema/registry_identity.h"
 #include "schema/registry_store.h"
 
 /* Advisory lock keys (first half of the two-int form): DDL, and per-subject writes. */
@@ -164,12 +175,64 @@ static const char *const tc_pg_ddl =
     "  compatibility text NOT NULL,"
     "  updated_at timestamptz NOT NULL DEFAULT now()"
     ");"
+    "ALTER TABLE @S.schemas ADD COLUMN IF NOT EXISTS refs jsonb,"
+    "  ADD COLUMN IF NOT EXISTS metadata jsonb, ADD COLUMN IF NOT EXISTS rule_set jsonb,"
+    "  ADD COLUMN IF NOT EXISTS form smallint NOT NULL DEFAULT 1;"
+    "CREATE INDEX IF NOT EXISTS schemas_refs_idx ON @S.schemas USING gin (refs jsonb_path_ops);"
+    "CREATE TABLE IF NOT EXISTS @S.modes ("
+    "  subject text PRIMARY KEY,"
+    "  mode text NOT NULL,"
+    "  updated_at timestamptz NOT NULL DEFAULT now()"
+    ");"
     "COMMENT ON TABLE @S.schemas IS 'Schema registry: one row per distinct Avro schema (by"
-    " Parsing Canonical Form); ids are never reused.';"
+    " its full text, references, metadata and rules); ids are never reused.';"
     "COMMENT ON TABLE @S.subject_versions IS 'Schema registry: versions of each subject;"
     " deleted = soft-deleted.';"
     "COMMENT ON TABLE @S.configs IS 'Schema registry: compatibility levels; subject '''' is the"
     " global level.';";
+
+/* Re-key the rows of identity form 1 by the identity of their own text (see the top). Runs inside
+ * the migration's transaction, under its lock. */
+static tc_err tc_pg_rekey(tc_pg_store *p, char *errstr, size_t size)
+{
+    PGresult *res;
+    int rows;
+    tc_err err = tc_pg_exec(p, "SELECT id, original FROM @S.schemas WHERE form = 1 ORDER BY id", 0,
+                            NULL, &res, "read schemas to re-key", errstr, size);
+
+    if (err != TC_OK)
+        return err;
+    rows = PQntuples(res);
+    for (int i = 0; i < rows && err == TC_OK; i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        char *identity = tc_reg_identity_of_text(PQgetvalue(res, i, 1));
+        const char *params[2] = {id, identity};
+
+        if (!identity) {
+            err = tc_err_set(TC_ERR_DB, errstr, size,
+                             "re-keying schema %s: its stored text is not JSON (or out of memory)",
+                             id);
+            break;
+        }
+        /* A row an older registry process inserted while a newer one already held the same text
+         * under another id keeps its old key (form 3): both ids stay readable, and new
+         * registrations of that text find the newer row. */
+        err = tc_pg_exec(p,
+                         "UPDATE @S.schemas SET fingerprint = sha256(convert_to($2, 'UTF8')),"
+                         " canonical = $2, form = 2 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM"
+                         " @S.schemas o WHERE o.fingerprint = sha256(convert_to($2, 'UTF8')))",
+                         2, params, NULL, "re-key schema", errstr, size);
+        if (err == TC_OK)
+            err = tc_pg_exec(p, "UPDATE @S.schemas SET form = 3 WHERE id = $1 AND form = 1", 1,
+                             params, NULL, "re-key schema", errstr, size);
+        free(identity);
+    }
+    if (rows > 0 && err == TC_OK)
+        tc_log_info("registry", "re-keyed %d schemas by their full text (ids and texts unchanged)",
+                    rows);
+    PQclear(res);
+    return err;
+}
 
 static tc_err tc_pg_migrate(tc_pg_store *p, char *errstr, size_t size)
 {
@@ -180,6 +243,8 @@ static tc_err tc_pg_migrate(tc_pg_store *p, char *errstr, size_t size)
     err = tc_pg_exec(p, lock, 0, NULL, NULL, "lock registry migration", errstr, size);
     if (err == TC_OK)
         err = tc_pg_exec(p, tc_pg_ddl, 0, NULL, NULL, "create registry tables", errstr, size);
+    if (err == TC_OK)
+        err = tc_pg_rekey(p, errstr, size);
     if (err == TC_OK)
         err = tc_pg_exec(p, "COMMIT", 0, NULL, NULL, "commit registry migration", errstr, size);
     if (err != TC_OK && p->conn)
@@ -274,25 +339,37 @@ static tc_err tc_pg_versions(tc_reg_store *s, const char *subject, tc_reg_versio
     return TC_OK;
 }
 
-static tc_err tc_pg_schema(tc_reg_store *s, int id, char **original, char *errstr, size_t size)
+static tc_err tc_pg_schema(tc_reg_store *s, int id, tc_reg_schema_text *out, char *errstr,
+                           size_t size)
 {
     char idt[16];
     const char *params[1] = {idt};
+    char **to[4] = {&out->original, &out->references, &out->metadata, &out->rule_set};
     PGresult *res;
     tc_err err;
+    int oom = 0;
 
+    memset(out, 0, sizeof(*out));
     snprintf(idt, sizeof(idt), "%d", id);
-    err = tc_pg_exec(TC_PG(s), "SELECT original FROM @S.schemas WHERE id = $1", 1, params, &res,
-                     "read schema", errstr, size);
+    err = tc_pg_exec(TC_PG(s),
+                     "SELECT original, refs::text, metadata::text, rule_set::text"
+                     " FROM @S.schemas WHERE id = $1",
+                     1, params, &res, "read schema", errstr, size);
     if (err != TC_OK)
         return err;
     if (PQntuples(res) == 0) {
         PQclear(res);
         return TC_ERR_NOT_FOUND;
     }
-    *original = strdup(PQgetvalue(res, 0, 0));
+    for (int c = 0; c < 4; c++)
+        if (!PQgetisnull(res, 0, c) && !(*to[c] = strdup(PQgetvalue(res, 0, c))))
+            oom = 1;
     PQclear(res);
-    return *original ? TC_OK : tc_err_set(TC_ERR_NOMEM, errstr, size, "out of memory");
+    if (oom) {
+        tc_reg_schema_text_free(out);
+        return tc_err_set(TC_ERR_NOMEM, errstr, size, "out of memory");
+    }
+    return TC_OK;
 }
 
 static tc_err tc_pg_find(tc_reg_store *s, const char *canonical, int *id, char *errstr, size_t size)
@@ -315,16 +392,20 @@ static tc_err tc_pg_find(tc_reg_store *s, const char *canonical, int *id, char *
     return TC_OK;
 }
 
-static tc_err tc_pg_insert_schema(tc_reg_store *s, const char *canonical, const char *original,
-                                  int *id, char *errstr, size_t size)
+static tc_err tc_pg_insert_schema(tc_reg_store *s, const char *canonical,
+                                  const tc_reg_schema_text *text, int *id, char *errstr,
+                                  size_t size)
 {
-    const char *params[2] = {canonical, original};
+    const char *params[5] = {canonical, text->original, text->references, text->metadata,
+                             text->rule_set};
     PGresult *res;
     tc_err err = tc_pg_exec(TC_PG(s),
-                            "INSERT INTO @S.schemas (fingerprint, canonical, original)"
-                            " VALUES (sha256(convert_to($1, 'UTF8')), $1, $2)"
+                            "INSERT INTO @S.schemas (fingerprint, canonical, original, refs,"
+                            " metadata, rule_set, form)"
+                            " VALUES (sha256(convert_to($1, 'UTF8')), $1, $2, $3::jsonb, $4::jsonb,"
+                            " $5::jsonb, 2)"
                             " ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
-                            2, params, &res, "insert schema", errstr, size);
+                            5, params, &res, "insert schema", errstr, size);
 
     if (err != TC_OK)
         return err;
@@ -468,6 +549,88 @@ static tc_err tc_pg_refs(tc_reg_store *s, int id, tc_reg_ref **out, size_t *n, c
     return TC_OK;
 }
 
+static tc_err tc_pg_referrers(tc_reg_store *s, const char *subject, int version, int **ids,
+                              size_t *n, char *errstr, size_t size)
+{
+    char v[16];
+    const char *params[2] = {subject, v};
+    PGresult *res;
+    int rows, *out;
+    tc_err err;
+
+    *ids = NULL;
+    *n = 0;
+    snprintf(v, sizeof(v), "%d", version);
+    err = tc_pg_exec(TC_PG(s),
+                     "SELECT id FROM @S.schemas s WHERE refs @> jsonb_build_array("
+                     "jsonb_build_object('subject', $1::text, 'version', $2::integer))"
+                     " AND EXISTS (SELECT 1 FROM @S.subject_versions v WHERE v.schema_id = s.id)"
+                     " ORDER BY id",
+                     2, params, &res, "read referrers", errstr, size);
+    if (err != TC_OK)
+        return err;
+    rows = PQntuples(res);
+    out = malloc((rows ? (size_t)rows : 1) * sizeof(*out));
+    if (!out) {
+        PQclear(res);
+        return tc_err_set(TC_ERR_NOMEM, errstr, size, "out of memory");
+    }
+    for (int i = 0; i < rows; i++)
+        out[i] = atoi(PQgetvalue(res, i, 0));
+    PQclear(res);
+    *ids = out;
+    *n = (size_t)rows;
+    return TC_OK;
+}
+
+static tc_err tc_pg_get_mode(tc_reg_store *s, const char *subject, int *mode, char *errstr,
+                             size_t size)
+{
+    const char *params[1] = {subject};
+    PGresult *res;
+    tc_err err = tc_pg_exec(TC_PG(s), "SELECT mode FROM @S.modes WHERE subject = $1", 1, params,
+                            &res, "read mode", errstr, size);
+
+    if (err != TC_OK)
+        return err;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return TC_ERR_NOT_FOUND;
+    }
+    *mode = tc_reg_mode_parse(PQgetvalue(res, 0, 0));
+    if (*mode < 0)
+        err = tc_err_set(TC_ERR_DB, errstr, size, "unknown mode \"%s\" stored for \"%s\"",
+                         PQgetvalue(res, 0, 0), subject);
+    PQclear(res);
+    return err;
+}
+
+static tc_err tc_pg_set_mode(tc_reg_store *s, const char *subject, int mode, char *errstr,
+                             size_t size)
+{
+    const char *params[2] = {subject, tc_reg_mode_name(mode)};
+
+    return tc_pg_exec(
+        TC_PG(s),
+        "INSERT INTO @S.modes (subject, mode) VALUES ($1, $2)"
+        " ON CONFLICT (subject) DO UPDATE SET mode = EXCLUDED.mode, updated_at = now()",
+        2, params, NULL, "write mode", errstr, size);
+}
+
+static tc_err tc_pg_delete_mode(tc_reg_store *s, const char *subject, char *errstr, size_t size)
+{
+    const char *params[1] = {subject};
+    PGresult *res;
+    tc_err err = tc_pg_exec(TC_PG(s), "DELETE FROM @S.modes WHERE subject = $1 RETURNING 1", 1,
+                            params, &res, "delete mode", errstr, size);
+
+    if (err != TC_OK)
+        return err;
+    err = PQntuples(res) ? TC_OK : TC_ERR_NOT_FOUND;
+    PQclear(res);
+    return err;
+}
+
 /* Levels are stored by name; the numbering is the registry's. */
 static const char *const tc_pg_level_names[] = {
     "NONE", "BACKWARD",       "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
@@ -541,10 +704,25 @@ static void tc_pg_destroy(tc_reg_store *s)
 }
 
 static const tc_reg_store_ops tc_pg_ops = {
-    tc_pg_begin,       tc_pg_end,           tc_pg_versions,       tc_pg_schema,
-    tc_pg_find,        tc_pg_insert_schema, tc_pg_insert_version, tc_pg_soft_delete,
-    tc_pg_hard_delete, tc_pg_subjects,      tc_pg_refs,           tc_pg_get_config,
-    tc_pg_set_config,  tc_pg_delete_config, tc_pg_destroy,
+    .begin = tc_pg_begin,
+    .end = tc_pg_end,
+    .versions = tc_pg_versions,
+    .schema = tc_pg_schema,
+    .find = tc_pg_find,
+    .insert_schema = tc_pg_insert_schema,
+    .referrers = tc_pg_referrers,
+    .insert_version = tc_pg_insert_version,
+    .soft_delete = tc_pg_soft_delete,
+    .hard_delete = tc_pg_hard_delete,
+    .subjects = tc_pg_subjects,
+    .refs = tc_pg_refs,
+    .get_config = tc_pg_get_config,
+    .set_config = tc_pg_set_config,
+    .delete_config = tc_pg_delete_config,
+    .get_mode = tc_pg_get_mode,
+    .set_mode = tc_pg_set_mode,
+    .delete_mode = tc_pg_delete_mode,
+    .destroy = tc_pg_destroy,
 };
 
 static tc_pg_store *tc_pg_new(const char *dsn, const char *pg_schema, char *errstr, size_t size)

@@ -4,14 +4,15 @@
  *
  * Input: one byte of fault injection (0 = none; otherwise the store call that fails, 1..255),
  * then up to FZ_MAX_REQUESTS requests separated by a line "%%". A request is a line
- * "METHOD TARGET [CONTENT-TYPE]" followed by the body. The content type "avro" means: the body is
- * a bare schema, wrap it as {"schema": "..."} (so the fuzzer mutates schemas directly, not JSON
- * escapes). A fresh registry handles each input, so a sequence builds state (register, then
- * check, delete, look up ...) and ASan sees every leak.
+ * "METHOD TARGET [CONTENT-TYPE [ACCEPT]]" followed by the body ("-" for no content type). The
+ * content type "avro" means: the body is a bare schema, wrap it as {"schema": "..."} (so the
+ * fuzzer mutates schemas directly, not JSON escapes). A fresh registry handles each input, so a
+ * sequence builds state (register, then check, delete, look up ...) and ASan sees every leak.
  *
  * Invariants on every response, on top of "no crash, no UB, no leak":
- *   - the status is one the registry documents (200, 400, 404, 405, 409, 413, 415, 422, 500);
- *   - the content type is the registry's;
+ *   - the status is one the registry documents (200, 400, 404, 405, 406, 409, 413, 415, 422,
+ *     500);
+ *   - the content type is one the registry produces (its own, unless Accept chose another);
  *   - the body is valid JSON (the raw-schema endpoints return a stored schema, itself JSON);
  *   - an error has an integer error_code and a string message, and the code belongs to the status
  *     (40401..40408 with 404, 42201..42208 with 422, 409 with 409, 5000x with 500, ...);
@@ -47,10 +48,14 @@ static int64_t fz_check_response(const char *method, const char *target, const t
     int64_t code = 0, id = -1;
     int s = r->status;
 
-    fz_require(s == 200 || s == 400 || s == 404 || s == 405 || s == 409 || s == 413 || s == 415 ||
-                   s == 422 || s == 500,
+    fz_require(s == 200 || s == 400 || s == 404 || s == 405 || s == 406 || s == 409 || s == 413 ||
+                   s == 415 || s == 422 || s == 500,
                "documented status", target);
-    fz_require(r->content_type && !strcmp(r->content_type, TC_REGISTRY_CT), "content type", target);
+    fz_require(r->content_type &&
+                   (!strcmp(r->content_type, TC_REGISTRY_CT) ||
+                    !strcmp(r->content_type, "application/vnd.schemaregistry+json") ||
+                    !strcmp(r->content_type, "application/json")),
+               "content type", target);
     fz_require(r->body != NULL && r->body[r->body_len] == '\0', "body NUL-terminated", target);
     doc = tc_json_parse(r->body, r->body_len, NULL, NULL, NULL, 0);
     fz_require(doc != NULL, "body is JSON", r->body);
@@ -104,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (p < end && nreq++ < FZ_MAX_REQUESTS) {
         const char *sep = NULL, *nl, *body;
         char *wrapped;
-        char line[512], method[16], target[400], ct[80];
+        char line[512], method[16], target[400], ct[80], accept[80];
         size_t llen, blen;
         tc_http_response resp;
         int fields;
@@ -127,7 +132,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         line[llen] = '\0';
         p = sep + (sep < end ? 4 : 0);
         ct[0] = '\0';
-        fields = sscanf(line, "%15s %399s %79s", method, target, ct);
+        accept[0] = '\0';
+        fields = sscanf(line, "%15s %399s %79s %79s", method, target, ct, accept);
+        if (!strcmp(ct, "-"))
+            ct[0] = '\0';
         if (fields < 2)
             continue;
         wrapped = NULL;
@@ -143,7 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             body = wrapped;
             strcpy(ct, "application/json");
         }
-        tc_http_dispatch(server, method, target, ct[0] ? ct : NULL, body, blen, &resp);
+        tc_http_dispatch_accept(server, method, target, ct[0] ? ct : NULL,
+                                accept[0] ? accept : NULL, body, blen, &resp);
         id = fz_check_response(method, target, &resp);
         tc_http_response_clear(&resp);
         if (id > 0 && !data[0]) {

@@ -47,12 +47,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def call(method, url, body=None, ct=CT):
+def call(method, url, body=None, ct=CT, accept=None):
     """One request; returns (status, content type, parsed JSON body or raw bytes)."""
     data = body.encode() if isinstance(body, str) else body
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None and ct:
         req.add_header("Content-Type", ct)
+    if accept is not None:
+        req.add_header("Accept", accept)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             status, rct, raw = r.status, r.headers.get("Content-Type"), r.read()
@@ -244,12 +246,13 @@ def test_confluent_client_round_trip(registry):
 
 
 def test_identity_is_canonical_form(registry):
-    """Whitespace, attribute order, doc and other subjects: one id; the first text is kept."""
+    """Whitespace, attribute order, the spelling of the namespace and other subjects: one id; the
+    first text is kept. (Attributes such as doc make another schema: test_registry_identity.py.)"""
     first = json.dumps(V1)
     variants = [
         json.dumps(V1, indent=4),
         json.dumps({"fields": V1["fields"], "namespace": "io.thermocline", "name": "Reading",
-                    "type": "record", "doc": "the same schema"}),
+                    "type": "record"}),
         json.dumps({**V1, "name": "io.thermocline.Reading", "namespace": "ignored.here"}),
     ]
     status, _, body = call("POST", registry.url + "/subjects/a-value/versions", schema_body(first))
@@ -341,7 +344,7 @@ def test_raw_http_errors_and_content_types(registry):
         ("GET", "/subjects/nobody/versions/latest", None, None, 404, 40401),
         ("GET", "/subjects/r/versions/7", None, None, 404, 40402),
         ("GET", "/schemas/ids/987654", None, None, 404, 40403),
-        ("GET", "/schemas/ids/abc", None, None, 404, 40403),
+        ("GET", "/schemas/ids/abc", None, None, 404, 404),
         ("POST", "/subjects/r", schema_body(V2), CT, 404, 40403),
         ("POST", "/subjects/nobody", schema_body(V1), CT, 404, 40401),
         ("DELETE", "/subjects/r?permanent=true", None, None, 404, 40405),
@@ -356,6 +359,9 @@ def test_raw_http_errors_and_content_types(registry):
         ("POST", "/subjects/r/versions",
          schema_body(V1, references=[{"name": "x", "subject": "y", "version": 1}]), CT, 422,
          42201),
+        ("POST", "/subjects/r/versions", schema_body(V1, references=[{"name": "x"}]), CT, 422,
+         42201),
+        ("POST", "/subjects/r/versions", schema_body(V1, metadata=[1]), CT, 422, 42201),
         ("GET", "/subjects/r/versions/0", None, None, 422, 42202),
         ("GET", "/subjects/r/versions/2147483648", None, None, 422, 42202),
         ("GET", "/subjects/r/versions/one", None, None, 422, 42202),

@@ -641,6 +641,16 @@ static void test_plan_refusals(void **state)
         "\"string\"",
         "{\"type\":\"record\"",
         "",
+        /* Logical types the pipeline would store as their underlying type, a wrong value. */
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"device_id\",\"type\":"
+        "\"string\"},{\"name\":\"timestamp\",\"type\":\"long\"},{\"name\":\"price\",\"type\":"
+        "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":9,\"scale\":4}}]}",
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"device_id\",\"type\":"
+        "\"string\"},{\"name\":\"timestamp\",\"type\":\"long\"},{\"name\":\"seen\",\"type\":"
+        "[\"null\",{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}]}]}",
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"device_id\",\"type\":"
+        "\"string\"},{\"name\":\"timestamp\",\"type\":\"long\"},{\"name\":\"battery\",\"type\":"
+        "{\"type\":\"int\",\"logicalType\":\"date\"}}]}",
     };
     static const char *const why[] = {"no field \"device_id\"",
                                       "no field \"timestamp\"",
@@ -649,7 +659,10 @@ static void test_plan_refusals(void **state)
                                       "tags",
                                       "not a record",
                                       "",
-                                      ""};
+                                      "",
+                                      "field \"price\" has logicalType decimal",
+                                      "field \"seen\" has logicalType timestamp-millis",
+                                      "field \"battery\" has logicalType date"};
     char err[TC_ERRSTR_MAX];
 
     (void)state;
