@@ -3,8 +3,7 @@
  *
  * Layout. Devices live in chunks of TC_QD_CHUNK (device structs, then their series), allocated
  * when the first device of a chunk appears, so a detector sized for a million devices costs what
- * its devices use. An open-addressing table of device indexes (FNV-1a of the id, linear probing,
- * at most half full) finds a device without allocation. Series state is kept in float: the values
+ * its devices use; their ids are interned by a tc_qids (ids.h), whose index is the chunk slot. Series state is kept in float: the values
  * are sensor readings with a few significant digits, and halving the state is what keeps 100,000
  * devices x 6 metrics in tens of megabytes.
  */
@@ -14,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "quality/ids.h"
 
 /* Devices per allocation chunk. */
 #define TC_QD_CHUNK 4096
@@ -57,7 +58,6 @@ typedef struct tc_qd_series {
 } tc_qd_series;
 
 typedef struct tc_qd_device {
-    char *id;
     int64_t last_t;
     int64_t silence_start;
     float interval_s; /* usual interval between readings */
@@ -76,9 +76,7 @@ struct tc_qd {
     size_t ndevices, nchunks;
     tc_qd_device **dev_chunks;
     tc_qd_series **ser_chunks;
-    uint32_t *table; /* device index + 1, 0 = empty */
-    size_t table_mask;
-    size_t id_bytes;
+    tc_qids *ids;
     tc_qd_stats st;
 };
 
@@ -146,13 +144,10 @@ static tc_err tc_qd_check(const tc_qd_options *o, char *errstr, size_t errstr_si
 tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char *errstr,
                  size_t errstr_size)
 {
-    size_t cap = 1;
     tc_qd *d;
 
     if (tc_qd_check(o, errstr, errstr_size) != TC_OK)
         return NULL;
-    while (cap < 2 * o->max_devices)
-        cap <<= 1;
     d = calloc(1, sizeof(*d));
     if (d) {
         d->o = *o;
@@ -165,10 +160,9 @@ tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char 
         d->nchunks = (o->max_devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
         d->dev_chunks = calloc(d->nchunks, sizeof(*d->dev_chunks));
         d->ser_chunks = calloc(d->nchunks, sizeof(*d->ser_chunks));
-        d->table = calloc(cap, sizeof(*d->table));
-        d->table_mask = cap - 1;
+        d->ids = tc_qids_new(o->max_devices);
     }
-    if (!d || !d->dev_chunks || !d->ser_chunks || !d->table) {
+    if (!d || !d->dev_chunks || !d->ser_chunks || !d->ids) {
         tc_qd_destroy(d);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory for %zu devices",
                    o->max_devices);
@@ -181,25 +175,14 @@ void tc_qd_destroy(tc_qd *d)
 {
     if (!d)
         return;
-    for (size_t i = 0; i < d->ndevices; i++)
-        free(d->dev_chunks[i / TC_QD_CHUNK][i % TC_QD_CHUNK].id);
     for (size_t c = 0; d->dev_chunks && c < d->nchunks; c++) {
         free(d->dev_chunks[c]);
         free(d->ser_chunks[c]);
     }
     free(d->dev_chunks);
     free(d->ser_chunks);
-    free(d->table);
+    tc_qids_destroy(d->ids);
     free(d);
-}
-
-static uint64_t tc_qd_hash(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
-    return h;
 }
 
 static tc_qd_device *tc_qd_dev(const tc_qd *d, size_t i)
@@ -215,39 +198,25 @@ static tc_qd_series *tc_qd_ser(const tc_qd *d, size_t i)
 /* Index of device id (len bytes), added when new; -1 when full, too long or out of memory. */
 static long tc_qd_find(tc_qd *d, const char *id, size_t len, int add)
 {
-    size_t slot = (size_t)tc_qd_hash(id, len) & d->table_mask, i, c;
-    tc_qd_device *dev;
+    long i = tc_qids_find(d->ids, id, len, 0);
+    size_t c = d->ndevices / TC_QD_CHUNK;
 
-    for (;; slot = (slot + 1) & d->table_mask) {
-        uint32_t e = d->table[slot];
-        if (!e)
-            break;
-        dev = tc_qd_dev(d, e - 1);
-        if (!memcmp(dev->id, id, len) && dev->id[len] == '\0')
-            return (long)(e - 1);
-    }
-    if (!add || len == 0 || len > TC_QD_DEVICE_ID_MAX || d->ndevices >= d->o.max_devices)
-        return -1;
-    i = d->ndevices;
-    c = i / TC_QD_CHUNK;
+    if (i >= 0 || !add || d->ndevices >= d->o.max_devices)
+        return i;
+    /* The state's chunk first: an id the table knows always has its state. */
     if (!d->dev_chunks[c])
         d->dev_chunks[c] = calloc(TC_QD_CHUNK, sizeof(tc_qd_device));
     if (!d->ser_chunks[c])
         d->ser_chunks[c] = calloc((size_t)TC_QD_CHUNK * (size_t)d->o.metrics, sizeof(tc_qd_series));
     if (!d->dev_chunks[c] || !d->ser_chunks[c])
         return -1; /* retried with the next new device; freed at destroy */
-    dev = tc_qd_dev(d, i);
-    memset(dev, 0, sizeof(*dev));
-    memset(tc_qd_ser(d, i), 0, sizeof(tc_qd_series) * (size_t)d->o.metrics);
-    dev->id = malloc(len + 1);
-    if (!dev->id)
+    i = tc_qids_find(d->ids, id, len, 1);
+    if (i < 0)
         return -1;
-    memcpy(dev->id, id, len);
-    dev->id[len] = '\0';
-    d->id_bytes += len + 1;
-    d->table[slot] = (uint32_t)(i + 1);
+    memset(tc_qd_dev(d, (size_t)i), 0, sizeof(tc_qd_device));
+    memset(tc_qd_ser(d, (size_t)i), 0, sizeof(tc_qd_series) * (size_t)d->o.metrics);
     d->ndevices++;
-    return (long)i;
+    return i;
 }
 
 static void tc_qd_swap(float *a, float *b)
@@ -290,11 +259,11 @@ float tc_qd_median5(const float v[5])
     return c < e ? c : e;
 }
 
-static void tc_qd_report(tc_qd *d, const tc_qd_device *dev, int metric, tc_qd_kind kind,
+static void tc_qd_report(tc_qd *d, const char *id, int metric, tc_qd_kind kind,
                          int64_t start, int64_t end, double score, double observed,
                          double expected)
 {
-    tc_qd_finding f = {dev->id, metric, kind, start, end, score, observed, expected};
+    tc_qd_finding f = {id, metric, kind, start, end, score, observed, expected};
 
     if (end) {
         d->st.resolved[kind]++;
@@ -308,7 +277,7 @@ static void tc_qd_report(tc_qd *d, const tc_qd_device *dev, int metric, tc_qd_ki
 }
 
 /* Open finding kind of series s (once), or raise its peak. */
-static void tc_qd_open(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s, tc_qd_kind kind,
+static void tc_qd_open(tc_qd *d, const char *id, int m, tc_qd_series *s, tc_qd_kind kind,
                        int64_t start, double score, double observed, double expected)
 {
     if (s->open & (1u << kind)) {
@@ -319,17 +288,18 @@ static void tc_qd_open(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s
     s->open |= (uint8_t)(1u << kind);
     s->start[kind] = start;
     s->peak[kind] = (float)score;
-    tc_qd_report(d, dev, m, kind, start, 0, score, observed, expected);
+    tc_qd_report(d, id, m, kind, start, 0, score, observed, expected);
 }
 
-static void tc_qd_resolve(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s,
+static void tc_qd_resolve(tc_qd *d, const char *id, int m, tc_qd_series *s,
                           tc_qd_kind kind, int64_t end, double observed, double expected)
 {
     if (!(s->open & (1u << kind)))
         return;
     s->open &= (uint8_t)~(1u << kind);
-    tc_qd_report(d, dev, m, kind, s->start[kind], end > s->start[kind] ? end : s->start[kind] + 1,
-                 s->peak[kind], observed, expected);
+    /* end_us 0 means open: a condition that held at one instant ends where it started. */
+    end = end > s->start[kind] ? end : s->start[kind];
+    tc_qd_report(d, id, m, kind, s->start[kind], end ? end : 1, s->peak[kind], observed, expected);
 }
 
 static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
@@ -346,7 +316,7 @@ static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
     s->n = 1;
 }
 
-static void tc_qd_stuck(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s, float x,
+static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
                         int64_t t)
 {
     float limit;
@@ -356,7 +326,7 @@ static void tc_qd_stuck(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *
             s->run_len++;
     } else {
         if (s->open & (1u << TC_QD_STUCK)) {
-            tc_qd_resolve(d, dev, m, s, TC_QD_STUCK, s->last_t, x, s->last);
+            tc_qd_resolve(d, id, m, s, TC_QD_STUCK, s->last_t, x, s->last);
         } else {
             /* Only runs that were not stuck teach the usual run: a running mean over the first
              * 1 / TC_QD_RUN_ALPHA runs, an EWMA after. The first run began before we saw it. */
@@ -379,10 +349,10 @@ static void tc_qd_stuck(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *
         limit = (float)d->o.stuck_n;
     if ((float)s->run_len >= limit ||
         (d->o.stuck_s > 0 && (double)(t - s->start[TC_QD_STUCK]) >= d->o.stuck_s * 1e6))
-        tc_qd_open(d, dev, m, s, TC_QD_STUCK, s->start[TC_QD_STUCK], s->run_len, x, s->ewma);
+        tc_qd_open(d, id, m, s, TC_QD_STUCK, s->start[TC_QD_STUCK], s->run_len, x, s->ewma);
 }
 
-static void tc_qd_rate(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s, float x,
+static void tc_qd_rate(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
                        int64_t t)
 {
     double max = d->o.rate_max[m], rate;
@@ -391,13 +361,13 @@ static void tc_qd_rate(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s
         return;
     rate = fabs((double)x - (double)s->last) / ((double)(t - s->last_t) / 1e6);
     if (rate > max)
-        tc_qd_open(d, dev, m, s, TC_QD_RATE, t, rate / max, rate, max);
+        tc_qd_open(d, id, m, s, TC_QD_RATE, t, rate / max, rate, max);
     else if (rate < TC_QD_RATE_CLOSE * max)
-        tc_qd_resolve(d, dev, m, s, TC_QD_RATE, s->last_t, rate, max);
+        tc_qd_resolve(d, id, m, s, TC_QD_RATE, s->last_t, rate, max);
 }
 
 /* Spike candidate logic; returns 1 while x belongs to a candidate (kept out of the baselines). */
-static int tc_qd_spike(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s, float x,
+static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
                        int64_t t, float med, float scale)
 {
     float z;
@@ -406,9 +376,9 @@ static int tc_qd_spike(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s
         z = fabsf(x - s->pend_exp) / scale;
         if (z < (float)d->o.spike_z_close) {
             /* Back to where it was: the candidate was a spike. */
-            tc_qd_open(d, dev, m, s, TC_QD_SPIKE, s->start[TC_QD_SPIKE], s->pend_z, s->pend_obs,
+            tc_qd_open(d, id, m, s, TC_QD_SPIKE, s->start[TC_QD_SPIKE], s->pend_z, s->pend_obs,
                        s->pend_exp);
-            tc_qd_resolve(d, dev, m, s, TC_QD_SPIKE, s->last_t, s->pend_obs, s->pend_exp);
+            tc_qd_resolve(d, id, m, s, TC_QD_SPIKE, s->last_t, s->pend_obs, s->pend_exp);
             s->pend_n = 0;
             return 0;
         }
@@ -438,7 +408,7 @@ static int tc_qd_spike(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s
  * the slope alpha / (1 - alpha) (e1 - e2), so a steady slope (a draining battery, the daily cycle)
  * is predicted without lag and only a change of level or slope leaves a residual. Early on the
  * weight is 1/n (a running mean) until it falls to drift_alpha, so the baseline starts right. */
-static void tc_qd_drift(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s, float x,
+static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
                         int64_t t, float sigma)
 {
     float alpha = (float)d->o.drift_alpha, k = (float)d->o.drift_k, h = (float)d->o.drift_h;
@@ -457,9 +427,9 @@ static void tc_qd_drift(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *
     if ((double)s->n * d->o.drift_alpha >= TC_QD_DRIFT_WARMUP) {
         float sum = fmaxf(s->cusum_hi, s->cusum_lo);
         if (sum > h)
-            tc_qd_open(d, dev, m, s, TC_QD_DRIFT, s->start[TC_QD_DRIFT], sum / h, x, pred);
+            tc_qd_open(d, id, m, s, TC_QD_DRIFT, s->start[TC_QD_DRIFT], sum / h, x, pred);
         else if (sum < h / 4)
-            tc_qd_resolve(d, dev, m, s, TC_QD_DRIFT, t, x, pred);
+            tc_qd_resolve(d, id, m, s, TC_QD_DRIFT, t, x, pred);
     } else {
         s->cusum_hi = s->cusum_lo = 0;
     }
@@ -467,7 +437,7 @@ static void tc_qd_drift(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *
     s->ewma2 += alpha * (s->ewma - s->ewma2);
 }
 
-static void tc_qd_series_observe(tc_qd *d, const tc_qd_device *dev, int m, tc_qd_series *s,
+static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *s,
                                  float x, int64_t t)
 {
     float med, r, res = (float)d->o.resolution[m], scale;
@@ -477,12 +447,12 @@ static void tc_qd_series_observe(tc_qd *d, const tc_qd_device *dev, int m, tc_qd
         tc_qd_first(s, x, t, res);
         return;
     }
-    tc_qd_rate(d, dev, m, s, x, t);
-    tc_qd_stuck(d, dev, m, s, x, t);
+    tc_qd_rate(d, id, m, s, x, t);
+    tc_qd_stuck(d, id, m, s, x, t);
     med = tc_qd_median5(s->win);
     r = fabsf(x - med);
     scale = 1.4826f * (s->mad > res ? s->mad : res);
-    held = tc_qd_spike(d, dev, m, s, x, t, med, scale);
+    held = tc_qd_spike(d, id, m, s, x, t, med, scale);
     if (!held && s->run_len < 3) {
         /* Frugal streaming median of |r|: up or down by a constant factor. */
         if (s->n < (uint32_t)d->o.warmup)
@@ -493,7 +463,7 @@ static void tc_qd_series_observe(tc_qd *d, const tc_qd_device *dev, int m, tc_qd
             s->mad = res / 4;
     }
     if (!held)
-        tc_qd_drift(d, dev, m, s, x, t, scale);
+        tc_qd_drift(d, id, m, s, x, t, scale);
     s->win[s->win_pos] = x;
     s->win_pos = (uint8_t)((s->win_pos + 1) % 5);
     s->last = x;
@@ -505,7 +475,8 @@ static void tc_qd_series_observe(tc_qd *d, const tc_qd_device *dev, int m, tc_qd
 void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const double *values,
                    const uint8_t *present)
 {
-    long i = tc_qd_find(d, device, len, 1);
+    long i = TC_Q_TIME_OK(t_us) ? tc_qd_find(d, device, len, 1) : -1;
+    const char *id;
     tc_qd_device *dev;
     tc_qd_series *s;
 
@@ -515,6 +486,7 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
     }
     dev = tc_qd_dev(d, (size_t)i);
     s = tc_qd_ser(d, (size_t)i);
+    id = tc_qids_id(d->ids, (size_t)i);
     if (dev->n && t_us < dev->last_t)
         return; /* out of order: counted by the metrics, not fed to series built on order */
     if (dev->n && t_us > dev->last_t) {
@@ -532,7 +504,7 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
         d->st.resolved[TC_QD_SILENCE]++;
         d->st.open_now--;
         if (d->emit) {
-            tc_qd_finding f = {dev->id,
+            tc_qd_finding f = {id,
                                -1,
                                TC_QD_SILENCE,
                                dev->silence_start,
@@ -548,11 +520,13 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
         dev->n++;
     for (int m = 0; m < d->o.metrics; m++)
         if ((!present || present[m]) && isfinite(values[m]) && fabs(values[m]) < 3e38)
-            tc_qd_series_observe(d, dev, m, &s[m], (float)values[m], t_us);
+            tc_qd_series_observe(d, id, m, &s[m], (float)values[m], t_us);
 }
 
 void tc_qd_tick(tc_qd *d, int64_t now_us)
 {
+    if (!TC_Q_TIME_OK(now_us))
+        return;
     for (size_t i = 0; i < d->ndevices; i++) {
         tc_qd_device *dev = tc_qd_dev(d, i);
         double quiet, limit;
@@ -570,7 +544,7 @@ void tc_qd_tick(tc_qd *d, int64_t now_us)
         d->st.opened[TC_QD_SILENCE]++;
         d->st.open_now++;
         if (d->emit) {
-            tc_qd_finding f = {dev->id, -1,    TC_QD_SILENCE,   dev->silence_start,
+            tc_qd_finding f = {tc_qids_id(d->ids, i), -1,    TC_QD_SILENCE,   dev->silence_start,
                                0,       quiet / dev->interval_s, quiet,
                                dev->interval_s};
             d->emit(d->opaque, &f);
@@ -588,20 +562,16 @@ size_t tc_qd_memory(const tc_qd *d)
 {
     size_t chunks = (d->ndevices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
 
-    return sizeof(*d) + d->nchunks * 2 * sizeof(void *) + (d->table_mask + 1) * sizeof(uint32_t) +
-           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * d->o.metrics) +
-           d->id_bytes + d->ndevices * 16; /* malloc's overhead per id */
+    return sizeof(*d) + d->nchunks * 2 * sizeof(void *) + tc_qids_memory(d->ids) +
+           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * d->o.metrics);
 }
 
 size_t tc_qd_memory_for(size_t devices, int metrics)
 {
-    size_t cap = 1, chunks = (devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
+    size_t chunks = (devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
 
-    while (cap < 2 * devices)
-        cap <<= 1;
-    return sizeof(struct tc_qd) + cap * sizeof(uint32_t) +
-           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * (size_t)metrics) +
-           devices * (16 + 16);
+    return sizeof(struct tc_qd) + 2 * chunks * sizeof(void *) + tc_qids_memory_for(devices, 15) +
+           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * (size_t)metrics);
 }
 
 /* ---- checkpoint ---- */
@@ -670,9 +640,14 @@ static float tc_qd_get_f(tc_qd_buf *b)
     I(start[2], 8) I(start[3], 8) I(n, 4) I(run_len, 2) I(win_pos, 1) I(pend_n, 1) I(open, 1)      \
     I(runs, 1)
 
+/* FNV-1a 64: the checkpoint's checksum (against torn and corrupted files, not attackers). */
 static uint64_t tc_qd_fnv(const unsigned char *p, size_t n)
 {
-    return tc_qd_hash((const char *)p, n);
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
 }
 
 tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
@@ -687,10 +662,11 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
     tc_qd_put(&b, (uint64_t)sizeof(tc_qd_series), 8);
     for (size_t i = 0; i < d->ndevices; i++) {
         const tc_qd_device *dev = tc_qd_dev(d, i);
-        size_t n = strlen(dev->id);
+        const char *id = tc_qids_id(d->ids, i);
+        size_t n = strlen(id);
         tc_qd_put(&b, n, 2);
         for (size_t k = 0; k < n; k++)
-            tc_qd_put(&b, (unsigned char)dev->id[k], 1);
+            tc_qd_put(&b, (unsigned char)id[k], 1);
         tc_qd_put(&b, (uint64_t)dev->last_t, 8);
         tc_qd_put(&b, (uint64_t)dev->silence_start, 8);
         tc_qd_put_f(&b, dev->interval_s);
@@ -742,7 +718,8 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
     dev->interval_s = tc_qd_get_f(b);
     dev->n = (uint32_t)tc_qd_get(b, 4);
     dev->silent = (uint8_t)tc_qd_get(b, 1);
-    if (dev->silent > 1 || dev->interval_s < 0)
+    if (dev->silent > 1 || dev->interval_s < 0 || !TC_Q_TIME_OK(dev->last_t) ||
+        !TC_Q_TIME_OK(dev->silence_start))
         return 0;
     t->st.open_now += dev->silent;
     for (int m = 0; m < t->o.metrics; m++) {
@@ -753,8 +730,11 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
 #undef TC_QD_F
 #undef TC_QD_I
         if (s->win_pos >= 5 || s->open >= (1u << 4) || s->pend_n > t->o.spike_max_len ||
-            s->mad < 0 || s->cusum_hi < 0 || s->cusum_lo < 0)
+            s->mad < 0 || s->cusum_hi < 0 || s->cusum_lo < 0 || !TC_Q_TIME_OK(s->last_t))
             return 0;
+        for (int k = 0; k < 4; k++)
+            if (!TC_Q_TIME_OK(s->start[k]))
+                return 0;
         for (unsigned k = 0; k < 4; k++)
             t->st.open_now += (s->open >> k) & 1u;
     }

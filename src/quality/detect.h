@@ -60,7 +60,7 @@
 #define TC_QD_DEVICES_MAX 10000000
 /* Bytes of one series' state and one device's (without its id). */
 #define TC_QD_SERIES_BYTES 136
-#define TC_QD_DEVICE_BYTES 40
+#define TC_QD_DEVICE_BYTES 32
 /* Checkpoint format version. */
 #define TC_QD_CHECKPOINT_VERSION 1
 

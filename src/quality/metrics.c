@@ -1,8 +1,7 @@
 /*
  * metrics.c -- the quality metrics' arithmetic; see metrics.h.
  *
- * Devices get an index from an open-addressing table (FNV-1a, linear probing, at most half full);
- * rows come from a fixed pool with a free list and are found through a second table keyed by
+ * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list and are found through a second table keyed by
  * (device index, minute). A flush frees rows, and open addressing cannot delete in place, so the
  * flush rebuilds the row table from the rows left: it runs once a minute, its cost is the pool's.
  */
@@ -12,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quality/ids.h"
+
 /* Weight of an in-order inter-arrival time in a device's usual interval, and the most usual
  * intervals one counts (a gap must not teach "usual"). */
 #define TC_QM_INTERVAL_ALPHA 0.1
@@ -20,7 +21,6 @@
 #define TC_QM_FLEET UINT32_MAX
 
 typedef struct tc_qm_dev {
-    char *id;
     int64_t last_t;
     float interval_s;
     uint32_t n;
@@ -37,10 +37,8 @@ typedef struct tc_qm_slot {
 
 struct tc_qm {
     tc_qm_options o;
-    tc_qm_dev *devs;
-    size_t ndevs;
-    uint32_t *dev_table;
-    size_t dev_mask;
+    tc_qm_dev *devs; /* indexed like ids */
+    tc_qids *ids;
     tc_qm_slot *rows;
     uint32_t free_head;
     size_t nrows;
@@ -125,14 +123,13 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
     q = calloc(1, sizeof(*q));
     if (q) {
         q->o = *o;
-        q->dev_mask = tc_qm_pow2(o->max_devices) - 1;
         q->row_mask = tc_qm_pow2(o->max_rows) - 1;
         q->devs = calloc(o->max_devices, sizeof(*q->devs));
-        q->dev_table = calloc(q->dev_mask + 1, sizeof(*q->dev_table));
+        q->ids = tc_qids_new(o->max_devices);
         q->rows = calloc(o->max_rows, sizeof(*q->rows));
         q->row_table = calloc(q->row_mask + 1, sizeof(*q->row_table));
     }
-    if (!q || !q->devs || !q->dev_table || !q->rows || !q->row_table) {
+    if (!q || !q->devs || !q->ids || !q->rows || !q->row_table) {
         tc_qm_destroy(q);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                    "quality metrics: out of memory for %zu devices and %zu rows", o->max_devices,
@@ -149,10 +146,8 @@ void tc_qm_destroy(tc_qm *q)
 {
     if (!q)
         return;
-    for (size_t i = 0; q->devs && i < q->ndevs; i++)
-        free(q->devs[i].id);
     free(q->devs);
-    free(q->dev_table);
+    tc_qids_destroy(q->ids);
     free(q->rows);
     free(q->row_table);
     free(q);
@@ -165,32 +160,6 @@ static uint64_t tc_qm_fnv(const void *p, size_t n, uint64_t h)
     for (size_t i = 0; i < n; i++)
         h = (h ^ s[i]) * 0x100000001b3ULL;
     return h;
-}
-
-/* Device index of id, added when new; -1 when it cannot be. */
-static long tc_qm_device(tc_qm *q, const char *id, size_t len)
-{
-    size_t slot = (size_t)tc_qm_fnv(id, len, 0xcbf29ce484222325ULL) & q->dev_mask;
-    tc_qm_dev *d;
-
-    for (;; slot = (slot + 1) & q->dev_mask) {
-        uint32_t e = q->dev_table[slot];
-        if (!e)
-            break;
-        d = &q->devs[e - 1];
-        if (!memcmp(d->id, id, len) && d->id[len] == '\0')
-            return (long)(e - 1);
-    }
-    if (len == 0 || len > TC_QM_DEVICE_ID_MAX || q->ndevs >= q->o.max_devices)
-        return -1;
-    d = &q->devs[q->ndevs];
-    d->id = malloc(len + 1);
-    if (!d->id)
-        return -1;
-    memcpy(d->id, id, len);
-    d->id[len] = '\0';
-    q->dev_table[slot] = (uint32_t)(q->ndevs + 1);
-    return (long)q->ndevs++;
 }
 
 static size_t tc_qm_row_hash(const tc_qm *q, uint32_t dev, int64_t minute)
@@ -224,7 +193,7 @@ static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
     r->dev = dev;
     r->used = 1;
     r->row.minute_us = minute;
-    r->row.device = dev == TC_QM_FLEET ? NULL : q->devs[dev].id;
+    r->row.device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
     q->row_table[slot] = k + 1;
     q->nrows++;
     return &r->row;
@@ -257,7 +226,9 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
                    int64_t watermark_us, const double *values, const uint8_t *present,
                    int metrics)
 {
-    long di = tc_qm_device(q, device, len);
+    long di = TC_Q_TIME_OK(event_us) && TC_Q_TIME_OK(ingest_us) && TC_Q_TIME_OK(watermark_us)
+                  ? tc_qids_find(q->ids, device, len, 1)
+                  : -1;
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
     double gap_s = 0;
@@ -358,6 +329,6 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
 void tc_qm_get_totals(const tc_qm *q, tc_qm_totals *t)
 {
     *t = q->t;
-    t->devices = q->ndevs;
+    t->devices = tc_qids_count(q->ids);
     t->rows_held = q->nrows;
 }

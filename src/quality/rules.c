@@ -17,6 +17,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "quality/ids.h"
+
 struct tc_qr_set {
     size_t nrules;
     tc_qr_rule *rules;
@@ -428,11 +430,20 @@ static int qr_rule(qr_parse *p, const yaml_node_t *n, tc_qr_rule *r)
     yaml_node_t *v;
     double sec = 0;
 
-    if (!qr_is_map(p, n, "a rule") || !qr_keys(p, n, "a rule", keys))
+    if (!qr_is_map(p, n, "a rule"))
+        return 0;
+    /* Name the rule in messages about its keys, when it has a plain name. */
+    for (yaml_node_pair_t *a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
+        const char *k = qr_scalar(qr_node(p, a->key)), *name = qr_scalar(qr_node(p, a->value));
+        if (k && name && !strcmp(k, "name") && strlen(name) <= TC_QR_NAME_MAX)
+            p->rule = name;
+    }
+    if (!qr_keys(p, n, "a rule", keys))
         return 0;
     r->line = (int)n->start_mark.line + 1;
     r->column = (int)n->start_mark.column + 1;
     r->min = r->max = NAN;
+    p->rule = NULL; /* a name's own problems are not "rule X" problems */
     if (!(v = qr_get(p, n, "name")))
         return qr_fail(p, n, 0, "a rule needs a name");
     if (!qr_string(p, v, "name", r->name, sizeof(r->name)))
@@ -587,55 +598,52 @@ tc_qr_set *tc_qr_load(const char *path, char *errstr, size_t errstr_size)
 /* ---- evaluation ---- */
 
 typedef struct qr_state {
-    int64_t pending_since; /* 0: not violated */
+    int64_t pending_since; /* when the violation began, while pending */
     int64_t last_t;        /* previous reading with the rule's metric (rate, stuck) */
     int64_t run_start;     /* stuck: first reading of the run of equal values */
     double last;           /* previous value of the rule's metric */
     uint32_t run;          /* stuck: readings in the run */
-    uint8_t firing, scoped, in_scope, seen;
+    uint8_t pending, firing, scoped, in_scope, seen;
 } qr_state;
 
 _Static_assert(sizeof(qr_state) <= TC_QR_STATE_BYTES, "rule state over its stated bound");
 
 typedef struct qr_device {
-    char *id;
+    const char *id; /* the tc_qids copy */
     int64_t last_seen;
-    qr_state *states; /* one per rule */
+    qr_state *states; /* one per rule; NULL until the device's first reading */
 } qr_device;
 
 struct tc_qr_eval {
     const tc_qr_set *set;
     tc_qr_event_fn fn;
     void *opaque;
-    size_t max_devices, ndevices, mask;
-    qr_device *devices;
-    uint32_t *table;
-    uint64_t firing, refused;
+    size_t max_devices;
+    qr_device *devices; /* indexed like ids */
+    tc_qids *ids;
+    uint64_t firing, refused, out_of_order;
 };
 
 tc_qr_eval *tc_qr_eval_new(const tc_qr_set *set, size_t max_devices, tc_qr_event_fn fn,
                            void *opaque, char *errstr, size_t errstr_size)
 {
     tc_qr_eval *e;
-    size_t cap = 1;
 
-    if (max_devices < 1 || max_devices > 10000000) {
-        tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rules: max_devices must be 1..10000000");
+    if (max_devices < 1 || max_devices > TC_QIDS_MAX) {
+        tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "rules: max_devices must be 1..%d",
+                   TC_QIDS_MAX);
         return NULL;
     }
-    while (cap < 2 * max_devices)
-        cap <<= 1;
     e = calloc(1, sizeof(*e));
     if (e) {
         e->set = set;
         e->fn = fn;
         e->opaque = opaque;
         e->max_devices = max_devices;
-        e->mask = cap - 1;
         e->devices = calloc(max_devices, sizeof(*e->devices));
-        e->table = calloc(cap, sizeof(*e->table));
+        e->ids = tc_qids_new(max_devices);
     }
-    if (!e || !e->devices || !e->table) {
+    if (!e || !e->devices || !e->ids) {
         tc_qr_eval_destroy(e);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "rules: out of memory");
         return NULL;
@@ -647,12 +655,10 @@ void tc_qr_eval_destroy(tc_qr_eval *e)
 {
     if (!e)
         return;
-    for (size_t i = 0; e->devices && i < e->ndevices; i++) {
-        free(e->devices[i].id);
+    for (size_t i = 0; e->devices && e->ids && i < tc_qids_count(e->ids); i++)
         free(e->devices[i].states);
-    }
     free(e->devices);
-    free(e->table);
+    tc_qids_destroy(e->ids);
     free(e);
 }
 
@@ -666,35 +672,25 @@ uint64_t tc_qr_eval_refused(const tc_qr_eval *e)
     return e->refused;
 }
 
+uint64_t tc_qr_eval_out_of_order(const tc_qr_eval *e)
+{
+    return e->out_of_order;
+}
+
 static qr_device *qr_device_of(tc_qr_eval *e, const char *id, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    size_t slot;
+    long i = tc_qids_find(e->ids, id, len, 1);
     qr_device *d;
 
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
-    for (slot = (size_t)h & e->mask; e->table[slot]; slot = (slot + 1) & e->mask) {
-        d = &e->devices[e->table[slot] - 1];
-        if (!memcmp(d->id, id, len) && d->id[len] == '\0')
-            return d;
-    }
-    if (!len || len > TC_QR_DEVICE_ID_MAX || memchr(id, '\0', len) ||
-        e->ndevices >= e->max_devices)
+    if (i < 0)
         return NULL;
-    d = &e->devices[e->ndevices];
-    d->id = malloc(len + 1);
-    d->states = calloc(e->set->nrules ? e->set->nrules : 1, sizeof(qr_state));
-    if (!d->id || !d->states) {
-        free(d->id);
-        free(d->states);
-        d->id = NULL;
-        d->states = NULL;
-        return NULL;
+    d = &e->devices[i];
+    if (!d->states) {
+        d->states = calloc(e->set->nrules ? e->set->nrules : 1, sizeof(qr_state));
+        if (!d->states)
+            return NULL; /* the id stays known; its states are tried again next reading */
+        d->id = tc_qids_id(e->ids, (size_t)i);
     }
-    memcpy(d->id, id, len);
-    d->id[len] = '\0';
-    e->table[slot] = (uint32_t)(++e->ndevices);
     return d;
 }
 
@@ -741,13 +737,18 @@ static void qr_judge(tc_qr_eval *e, const tc_qr_rule *r, const qr_device *d, qr_
     if (!violated) {
         if (s->firing) {
             s->firing = 0;
-            qr_emit(e, r, d, 0, s->pending_since, t, observed);
+            /* An interval rule's violation starts after the last reading: a reading just past
+             * it can end the violation before its nominal start. */
+            qr_emit(e, r, d, 0, s->pending_since, t > s->pending_since ? t : s->pending_since,
+                    observed);
         }
-        s->pending_since = 0;
+        s->pending = 0;
         return;
     }
-    if (!s->pending_since)
+    if (!s->pending) {
+        s->pending = 1;
         s->pending_since = since;
+    }
     if (!s->firing && t - s->pending_since >= r->for_us) {
         s->firing = 1;
         qr_emit(e, r, d, 1, s->pending_since, 0, observed);
@@ -756,14 +757,19 @@ static void qr_judge(tc_qr_eval *e, const tc_qr_rule *r, const qr_device *d, qr_
 
 void tc_qr_eval_reading(tc_qr_eval *e, const tc_qr_reading *rd)
 {
-    qr_device *d = qr_device_of(e, rd->device, rd->device_len);
+    qr_device *d = TC_Q_TIME_OK(rd->t_us) ? qr_device_of(e, rd->device, rd->device_len) : NULL;
 
     if (!d) {
         e->refused++;
         return;
     }
-    if (rd->t_us > d->last_seen)
-        d->last_seen = rd->t_us;
+    if (d->last_seen && rd->t_us < d->last_seen) {
+        /* Transitions follow time: an older reading cannot start or end a violation after a
+         * newer one did (the metrics count it as out of order). */
+        e->out_of_order++;
+        return;
+    }
+    d->last_seen = rd->t_us;
     for (size_t i = 0; i < e->set->nrules; i++) {
         const tc_qr_rule *r = &e->set->rules[i];
         qr_state *s = &d->states[i];
@@ -830,8 +836,13 @@ void tc_qr_eval_reading(tc_qr_eval *e, const tc_qr_reading *rd)
 
 void tc_qr_eval_tick(tc_qr_eval *e, int64_t now_us)
 {
-    for (size_t di = 0; di < e->ndevices; di++) {
+    if (!TC_Q_TIME_OK(now_us))
+        return;
+    for (size_t di = 0; di < tc_qids_count(e->ids); di++) {
         qr_device *d = &e->devices[di];
+
+        if (!d->states)
+            continue;
         for (size_t i = 0; i < e->set->nrules; i++) {
             const tc_qr_rule *r = &e->set->rules[i];
             qr_state *s = &d->states[i];

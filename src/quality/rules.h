@@ -30,7 +30,8 @@
  * follows Prometheus: a violation makes the rule pending; still violated `for` later it fires
  * (event firing=1, start = when the violation began); the first reading that satisfies the check
  * resolves it (firing=0, end = that reading's time). A reading the check cannot judge (the metric
- * absent, an expression unknown) changes nothing. `interval` is judged by tc_qr_eval_tick.
+ * absent, an expression unknown) changes nothing, and neither does one older than the device's
+ * latest (out of order). `interval` is judged by tc_qr_eval_tick.
  *
  * Ownership: a tc_qr_set is immutable after parsing and may be shared; an evaluator keeps a
  * pointer to its set, which must outlive it. Events live for the callback only.
@@ -53,7 +54,6 @@
 #define TC_QR_METRICS_MAX    64 /* distinct metric names a rule set refers to */
 #define TC_QR_FILE_MAX       (1024 * 1024)
 #define TC_QR_STATE_BYTES    48
-#define TC_QR_DEVICE_ID_MAX  128
 #define TC_QR_FOR_MAX_S      (7 * 86400)
 
 typedef enum tc_qr_kind {
@@ -150,5 +150,7 @@ void tc_qr_eval_tick(tc_qr_eval *e, int64_t now_us);
 /* Rules firing now, and readings of devices refused (beyond max_devices, ids too long). */
 uint64_t tc_qr_eval_firing(const tc_qr_eval *e);
 uint64_t tc_qr_eval_refused(const tc_qr_eval *e);
+/* Readings older than the device's latest, skipped: transitions follow event time. */
+uint64_t tc_qr_eval_out_of_order(const tc_qr_eval *e);
 
 #endif
