@@ -12,7 +12,7 @@
 
 struct tc_qids {
     size_t max, n, mask, bytes;
-    uint32_t *table; /* index + 1, 0 = empty */
+    uint64_t *table; /* the hash's high half << 32 | index + 1; 0 = empty */
     char **ids;
     size_t *lens;
 };
@@ -68,9 +68,10 @@ long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
         return -1;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+    /* The stored half of the hash settles most probes without touching the id's memory. */
     for (slot = (size_t)h & t->mask; t->table[slot]; slot = (slot + 1) & t->mask) {
-        size_t i = t->table[slot] - 1;
-        if (t->lens[i] == len && !memcmp(t->ids[i], id, len))
+        size_t i = (size_t)(t->table[slot] & 0xffffffffu) - 1;
+        if (t->table[slot] >> 32 == h >> 32 && t->lens[i] == len && !memcmp(t->ids[i], id, len))
             return (long)i;
     }
     if (!add || t->n >= t->max)
@@ -82,7 +83,7 @@ long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
     t->ids[t->n][len] = '\0';
     t->lens[t->n] = len;
     t->bytes += len + 1;
-    t->table[slot] = (uint32_t)(t->n + 1);
+    t->table[slot] = (h >> 32 << 32) | (uint64_t)(t->n + 1);
     return (long)t->n++;
 }
 
@@ -98,12 +99,12 @@ size_t tc_qids_count(const tc_qids *t)
 
 size_t tc_qids_memory(const tc_qids *t)
 {
-    return sizeof(*t) + (t->mask + 1) * sizeof(uint32_t) +
+    return sizeof(*t) + (t->mask + 1) * sizeof(uint64_t) +
            t->max * (sizeof(char *) + sizeof(size_t)) + t->bytes + t->n * TC_QIDS_MALLOC_OVERHEAD;
 }
 
 size_t tc_qids_memory_for(size_t max, size_t id_len)
 {
-    return sizeof(tc_qids) + tc_qids_cap(max) * sizeof(uint32_t) +
+    return sizeof(tc_qids) + tc_qids_cap(max) * sizeof(uint64_t) +
            max * (sizeof(char *) + sizeof(size_t) + id_len + 1 + TC_QIDS_MALLOC_OVERHEAD);
 }

@@ -24,6 +24,7 @@ typedef struct tc_qm_dev {
     int64_t last_t;
     float interval_s;
     uint32_t n;
+    uint32_t row; /* its slot + 1; 0 = none */
 } tc_qm_dev;
 
 _Static_assert(sizeof(tc_qm_dev) <= TC_QM_DEVICE_BYTES, "device state over its stated bound");
@@ -44,6 +45,7 @@ struct tc_qm {
     size_t nrows;
     uint32_t *row_table; /* slot + 1 */
     size_t row_mask;
+    uint32_t fleet_row; /* the fleet's last row: slot + 1, 0 = none */
     tc_qm_totals t;
 };
 
@@ -169,8 +171,8 @@ static size_t tc_qm_row_hash(const tc_qm *q, uint32_t dev, int64_t minute)
     return (size_t)tc_qm_fnv(&minute, sizeof(minute), h) & q->row_mask;
 }
 
-/* The row of (dev, minute), made when new; NULL when the pool is full. */
-static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
+/* The slot of (dev, minute), made when new; NULL when the pool is full. */
+static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
 {
     size_t slot = tc_qm_row_hash(q, dev, minute);
     tc_qm_slot *r;
@@ -182,7 +184,7 @@ static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
             break;
         r = &q->rows[e - 1];
         if (r->dev == dev && r->row.minute_us == minute)
-            return &r->row;
+            return r;
     }
     if (q->free_head >= q->o.max_rows)
         return NULL;
@@ -196,6 +198,21 @@ static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
     r->row.device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
     q->row_table[slot] = k + 1;
     q->nrows++;
+    return r;
+}
+
+/* The row of (dev, minute) through *cache (a slot + 1 that a flush may have freed or reused:
+ * checked), else the table. Nearly every reading falls in its device's current minute. */
+static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute, uint32_t *cache)
+{
+    tc_qm_slot *r = *cache ? &q->rows[*cache - 1] : NULL;
+
+    if (r && r->used && r->dev == dev && r->row.minute_us == minute)
+        return &r->row;
+    r = tc_qm_slot_of(q, dev, minute);
+    if (!r)
+        return NULL;
+    *cache = (uint32_t)(r - q->rows) + 1;
     return &r->row;
 }
 
@@ -260,8 +277,8 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
         d->last_t = event_us;
         d->n += d->n < UINT32_MAX;
     }
-    r = tc_qm_row_of(q, (uint32_t)di, minute);
-    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute);
+    r = tc_qm_row_of(q, (uint32_t)di, minute, &d->row);
+    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute, &q->fleet_row);
     if (!r || !fleet) {
         q->t.rows_refused++;
         return;
