@@ -127,8 +127,8 @@ static void on_finding(void *opaque, const tc_qd_finding *qf)
         return;
     }
     b->f = grow(b->f, &b->capf, b->nf, sizeof(*b->f));
-    b->f[b->nf] = (finding){dev, (int8_t)qf->metric, (uint8_t)qf->kind, qf->start_us, 0,
-                            b->watermark, b->fhead[dev]};
+    b->f[b->nf] = (finding){dev, (int8_t)qf->metric, (uint8_t)qf->kind, qf->start_us,
+                            0,   b->watermark,       b->fhead[dev]};
     b->fhead[dev] = (int32_t)b->nf++;
 }
 
@@ -202,8 +202,8 @@ int main(int argc, char **argv)
     int32_t *thead;
     double cpu = 0;
     int64_t next_tick, next_flush = START_US;
-    uint64_t tp_t[K_SCORED] = {0}, n_t[K_SCORED] = {0}, tp_f[K_SCORED] = {0},
-             n_f[K_SCORED] = {0}, explained = 0, fp_metric[K_SCORED][7] = {{0}};
+    uint64_t tp_t[K_SCORED] = {0}, n_t[K_SCORED] = {0}, tp_f[K_SCORED] = {0}, n_f[K_SCORED] = {0},
+             explained = 0, fp_metric[K_SCORED][7] = {{0}};
     int64_t *delays[K_SCORED];
     size_t nd[K_SCORED] = {0};
 
@@ -222,8 +222,7 @@ int main(int argc, char **argv)
                 perror(argv[a]);
                 return 2;
             }
-        }
-        else {
+        } else {
             fprintf(stderr, "usage: bench_quality [--devices N] [--steps N] [--spec SPEC] "
                             "[--seed S] [--json FILE]\n");
             return 2;
@@ -306,8 +305,9 @@ int main(int argc, char **argv)
                 tc_sim_reading_at(&o, (uint64_t)ep[k].last * (uint64_t)devices + (uint64_t)d,
                                   START_US, &last);
                 t = grow(t, &capt, nt, sizeof(*t));
-                t[nt] = (truth){(uint32_t)d, (int8_t)ep[k].metric, (uint8_t)ep[k].kind,
-                                first.t_us, last.t_us, thead[d]};
+                t[nt] = (truth){(uint32_t)d,         (int8_t)ep[k].metric,
+                                (uint8_t)ep[k].kind, first.t_us,
+                                last.t_us,           thead[d]};
                 thead[d] = (int32_t)nt++;
                 if (ep[k].kind == TC_SIM_A_LATE)
                     late_true += (uint64_t)(ep[k].last - ep[k].first + 1);
@@ -391,8 +391,8 @@ int main(int argc, char **argv)
     double us = cpu * 1e6 / (double)fed;
     printf("bench_quality: %d devices x %lld readings (%llu fed), spec %s, seed %llu\n", devices,
            (long long)steps, (unsigned long long)fed, spec, (unsigned long long)seed);
-    printf("%-8s %7s %7s %9s %9s %6s %12s %12s\n", "kind", "truth", "found", "precision",
-           "recall", "F1", "delay p50 s", "delay p90 s");
+    printf("%-8s %7s %7s %9s %9s %6s %12s %12s\n", "kind", "truth", "found", "precision", "recall",
+           "F1", "delay p50 s", "delay p90 s");
     if (json)
         fprintf(json,
                 "{\"bench\":\"quality\",\"devices\":%d,\"steps\":%lld,\"cadence_s\":%d,"

@@ -271,8 +271,8 @@ int tc_cmd_simulate(int argc, char **argv)
                "  -a, --anomalies SPEC     inject labelled anomalies: KIND=SHARE,... with kinds\n"
                "                           spike, drift, stuck, silent, late, ooo and SHARE the\n"
                "                           share of a device's readings affected, e.g.\n"
-               "                           spike=0.01,drift=0.005,stuck=0.005,silent=0.002,late=0.01\n"
-               "                           (docs/quality.md)\n"
+               "                           spike=0.01,drift=0.005,stuck=0.005,silent=0.002,\n"
+               "                           late=0.01 (docs/quality.md)\n"
                "  -u, --truth FILE         write the injected anomalies as JSON lines (device,\n"
                "                           metric, kind, start, end)\n"
                "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP);

@@ -110,9 +110,8 @@ int tc_sim_episode_of(const tc_sim_anomalies *a, uint64_t seed, uint64_t dev, in
         return 0;
     memset(ep, 0, sizeof(*ep));
     ep->kind = (tc_sim_akind)k;
-    len = tc_sim_len_min[k] +
-          (int64_t)(tc_sim_unit(seed, dev, (uint64_t)epoch, 21) *
-                    (double)(tc_sim_len_max[k] - tc_sim_len_min[k] + 1));
+    len = tc_sim_len_min[k] + (int64_t)(tc_sim_unit(seed, dev, (uint64_t)epoch, 21) *
+                                        (double)(tc_sim_len_max[k] - tc_sim_len_min[k] + 1));
     room = TC_SIM_EPOCH - 2 * TC_SIM_MARGIN - len + 1;
     ep->first = epoch * TC_SIM_EPOCH + TC_SIM_MARGIN +
                 (int64_t)(tc_sim_unit(seed, dev, (uint64_t)epoch, 22) * (double)room);
@@ -214,7 +213,8 @@ void tc_sim_truth_write(FILE *f, const char *device, const tc_sim_episode *ep, i
         fprintf(f, "\"%s\"", tc_sim_metric_names[ep->metric]);
     else
         fputs("null", f);
-    fprintf(f, ",\"kind\":\"%s\",\"start\":\"%s\",\"end\":\"%s\",\"start_us\":%lld,\"end_us\":%lld}\n",
+    fprintf(f,
+            ",\"kind\":\"%s\",\"start\":\"%s\",\"end\":\"%s\",\"start_us\":%lld,\"end_us\":%lld}\n",
             tc_sim_anomaly_names[ep->kind], a, b, (long long)first_us, (long long)last_us);
 }
 

@@ -14,8 +14,8 @@
  * Episodes (all but spike) are placed per device and epoch of TC_SIM_EPOCH readings, at most one
  * per epoch, inside its middle so that detectors see normal readings on both sides; spikes fall
  * outside episodes. A device's first epoch is clean: a fleet has a history before its faults, and
- * detectors (and people) need a baseline to call anything abnormal. Everything is a pure function of (seed, device, step), like the values, so
- * the bench recomputes the truth without the file.
+ * detectors (and people) need a baseline to call anything abnormal. Everything is a pure function
+ * of (seed, device, step), like the values, so the bench recomputes the truth without the file.
  *
  * Truth lines (JSON): {"device":"sensor-00042","metric":"temperature","kind":"drift",
  * "start":"<RFC 3339>","end":"<RFC 3339>","start_us":...,"end_us":...}; metric is null for silent,

@@ -134,8 +134,8 @@ typedef struct tc_sim_ctx {
 /* Event time of (dev, step): the cadence, a fixed phase per device and +-10 % jitter, in ms. */
 static int64_t tc_sim_time(const tc_sim_options *o, uint64_t dev, int64_t step, int64_t start_us)
 {
-    double jitter_ms = (tc_sim_unit(o->seed, dev, (uint64_t)step, 1) - 0.5) * 0.2 *
-                       (double)o->cadence_ms;
+    double jitter_ms =
+        (tc_sim_unit(o->seed, dev, (uint64_t)step, 1) - 0.5) * 0.2 * (double)o->cadence_ms;
     int64_t t_us = start_us + step * o->cadence_ms * 1000 + (int64_t)(jitter_ms * 1000.0) +
                    (int64_t)(tc_sim_unit(o->seed, dev, 0, 2) * (double)o->cadence_ms * 1000.0);
 

@@ -38,9 +38,9 @@ typedef struct tc_sim_options {
 
 /* One reading's values as sent (rounded as the JSON text has them), before formatting. */
 typedef struct tc_sim_reading {
-    uint64_t device; /* index: the id is sensor-%05llu */
-    int64_t step;    /* the device's reading number */
-    int64_t t_us;    /* event time */
+    uint64_t device;  /* index: the id is sensor-%05llu */
+    int64_t step;     /* the device's reading number */
+    int64_t t_us;     /* event time */
     double metric[6]; /* temperature, humidity, pressure, battery, latitude, longitude */
     int invalid_kind; /* -1 for a valid reading */
 } tc_sim_reading;

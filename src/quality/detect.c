@@ -3,13 +3,14 @@
  *
  * Layout. Devices live in chunks of TC_QD_CHUNK (device structs, then their series), allocated
  * when the first device of a chunk appears, so a detector sized for a million devices costs what
- * its devices use; their ids are interned by a tc_qids (ids.h), whose index is the chunk slot. Series state is kept in float: the values
- * are sensor readings with a few significant digits, and halving the state is what keeps 100,000
- * devices x 6 metrics in tens of megabytes.
+ * its devices use; their ids are interned by a tc_qids (ids.h), whose index is the chunk slot.
+ * Series state is kept in float: the values are sensor readings with a few significant digits, and
+ * halving the state is what keeps 100,000 devices x 6 metrics in tens of megabytes.
  */
 #include "quality/detect.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@
 #define TC_QD_DRIFT_WARMUP 2.0
 /* Weight of a finished run's length in the usual run of equal values; runs counted before stuck
  * may fire (a sensor stuck from its first reading is not seen: docs/quality.md). */
-#define TC_QD_RUN_ALPHA 0.05
+#define TC_QD_RUN_ALPHA   0.05
 #define TC_QD_RUNS_WARMUP 3
 /* The usual run times this is the stuck threshold when larger than stuck_n. */
 #define TC_QD_RUN_FACTOR 4.0f
@@ -39,23 +40,29 @@
 #define TC_QD_HEADER_BYTES  28
 #define TC_QD_TRAILER_BYTES 8
 
-/* One (device, metric) series. Bits of `open`: one per tc_qd_kind except silence. */
+/* One (device, metric) series: two cache lines, the first holding everything a reading touches
+ * (the chunk arrays are 64-byte aligned), the second what only findings and spike candidates do.
+ * Bits of `open`: one per tc_qd_kind except silence. */
 typedef struct tc_qd_series {
-    float win[5];             /* last five values, a ring */
+    /* hot: every reading */
+    int64_t last_t;           /* time of the previous value (the newest in win) */
+    float win[5];             /* last five values, a ring; win[win_pos - 1] is the previous */
     float mad;                /* streaming median of |x - median5| */
     float ewma, ewma2;        /* drift baseline: EWMA of x and EWMA of that */
     float cusum_hi, cusum_lo; /* in sigmas */
-    float last;               /* previous value (stuck, rate) */
     float avg_run;            /* usual run of equal values */
-    float peak[4];            /* strongest score of each open finding */
-    float pend_obs, pend_exp, pend_z; /* spike candidate */
-    int64_t last_t;                   /* time of `last` */
-    int64_t start[4]; /* start of each open finding (spike: of the candidate; stuck: of the
-                       * current run of equal values, open or not) */
-    uint32_t n;                       /* readings seen (saturates) */
+    uint32_t run_ms;          /* how long the current run of equal values has lasted */
+    uint16_t n;               /* readings seen (saturates) */
     uint16_t run_len;
     uint8_t win_pos, pend_n, open, runs;
+    /* cold: findings */
+    int64_t start[4];                 /* start of each open finding (spike: of the candidate) */
+    float peak[4];                    /* strongest score of each open finding */
+    float pend_obs, pend_exp, pend_z; /* spike candidate */
+    uint32_t pad;
 } tc_qd_series;
+
+_Static_assert(offsetof(tc_qd_series, start) == 64, "a reading's state is one cache line");
 
 typedef struct tc_qd_device {
     int64_t last_t;
@@ -129,11 +136,12 @@ static tc_err tc_qd_check(const tc_qd_options *o, char *errstr, size_t errstr_si
         o->drift_alpha >= 1 || !(o->drift_k >= 0) || !tc_qd_positive(o->drift_h))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "mad_eta and drift_alpha must be in (0, 1), drift_k >= 0, drift_h > 0");
-    if (o->stuck_n < 2 || o->stuck_n > 65535 || !(o->stuck_s >= 0) ||
-        !(o->silence_factor > 1) || !(o->silence_min_s >= 0) || o->warmup < 5)
+    if (o->stuck_n < 2 || o->stuck_n > 65535 || !(o->stuck_s >= 0) || o->stuck_s > 4e6 ||
+        !(o->silence_factor > 1) || !(o->silence_min_s >= 0) || o->warmup < 5 ||
+        o->warmup > 10000 || o->drift_alpha < 1e-3)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "need stuck_n 2..65535, stuck_s >= 0, silence_factor > 1, "
-                          "silence_min_s >= 0, warmup >= 5");
+                          "need stuck_n 2..65535, stuck_s 0..4e6, silence_factor > 1, "
+                          "silence_min_s >= 0, warmup 5..10000, drift_alpha >= 0.001");
     for (int m = 0; m < o->metrics; m++)
         if (!tc_qd_positive(o->resolution[m]) || !(o->rate_max[m] >= 0))
             return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
@@ -206,8 +214,13 @@ static long tc_qd_find(tc_qd *d, const char *id, size_t len, int add)
     /* The state's chunk first: an id the table knows always has its state. */
     if (!d->dev_chunks[c])
         d->dev_chunks[c] = calloc(TC_QD_CHUNK, sizeof(tc_qd_device));
-    if (!d->ser_chunks[c])
-        d->ser_chunks[c] = calloc((size_t)TC_QD_CHUNK * (size_t)d->o.metrics, sizeof(tc_qd_series));
+    if (!d->ser_chunks[c]) {
+        /* Line-aligned, so each series' reading state is exactly one cache line. */
+        size_t bytes = (size_t)TC_QD_CHUNK * (size_t)d->o.metrics * sizeof(tc_qd_series);
+        d->ser_chunks[c] = aligned_alloc(64, bytes);
+        if (d->ser_chunks[c])
+            memset(d->ser_chunks[c], 0, bytes);
+    }
     if (!d->dev_chunks[c] || !d->ser_chunks[c])
         return -1; /* retried with the next new device; freed at destroy */
     i = tc_qids_find(d->ids, id, len, 1);
@@ -259,9 +272,8 @@ float tc_qd_median5(const float v[5])
     return c < e ? c : e;
 }
 
-static void tc_qd_report(tc_qd *d, const char *id, int metric, tc_qd_kind kind,
-                         int64_t start, int64_t end, double score, double observed,
-                         double expected)
+static void tc_qd_report(tc_qd *d, const char *id, int metric, tc_qd_kind kind, int64_t start,
+                         int64_t end, double score, double observed, double expected)
 {
     tc_qd_finding f = {id, metric, kind, start, end, score, observed, expected};
 
@@ -291,15 +303,21 @@ static void tc_qd_open(tc_qd *d, const char *id, int m, tc_qd_series *s, tc_qd_k
     tc_qd_report(d, id, m, kind, start, 0, score, observed, expected);
 }
 
-static void tc_qd_resolve(tc_qd *d, const char *id, int m, tc_qd_series *s,
-                          tc_qd_kind kind, int64_t end, double observed, double expected)
+static void tc_qd_resolve(tc_qd *d, const char *id, int m, tc_qd_series *s, tc_qd_kind kind,
+                          int64_t end, double observed, double expected)
 {
     if (!(s->open & (1u << kind)))
         return;
-    s->open &= (uint8_t)~(1u << kind);
+    s->open &= (uint8_t) ~(1u << kind);
     /* end_us 0 means open: a condition that held at one instant ends where it started. */
     end = end > s->start[kind] ? end : s->start[kind];
     tc_qd_report(d, id, m, kind, s->start[kind], end ? end : 1, s->peak[kind], observed, expected);
+}
+
+/* The previous value: the newest in the window. */
+static float tc_qd_last(const tc_qd_series *s)
+{
+    return s->win[(s->win_pos + 4) % 5];
 }
 
 static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
@@ -308,25 +326,25 @@ static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
         s->win[k] = x;
     s->ewma = s->ewma2 = x;
     s->mad = (float)res;
-    s->last = x;
     s->last_t = t;
-    s->start[TC_QD_STUCK] = t;
     s->run_len = 1;
     s->avg_run = 1.0f;
     s->n = 1;
 }
 
-static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
-                        int64_t t)
+static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t)
 {
-    float limit;
+    float limit, last = tc_qd_last(s);
 
-    if (x == s->last) {
+    if (x == last) {
+        int64_t ms = (t - s->last_t) / 1000;
         if (s->run_len < UINT16_MAX)
             s->run_len++;
+        if (ms > 0 && (uint64_t)ms < UINT32_MAX - s->run_ms)
+            s->run_ms += (uint32_t)ms;
     } else {
         if (s->open & (1u << TC_QD_STUCK)) {
-            tc_qd_resolve(d, id, m, s, TC_QD_STUCK, s->last_t, x, s->last);
+            tc_qd_resolve(d, id, m, s, TC_QD_STUCK, s->last_t, x, last);
         } else {
             /* Only runs that were not stuck teach the usual run: a running mean over the first
              * 1 / TC_QD_RUN_ALPHA runs, an EWMA after. The first run began before we saw it. */
@@ -339,7 +357,7 @@ static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
                               ((float)s->run_len - s->avg_run);
         }
         s->run_len = 1;
-        s->start[TC_QD_STUCK] = t;
+        s->run_ms = 0;
         return;
     }
     if (s->runs < TC_QD_RUNS_WARMUP)
@@ -347,19 +365,18 @@ static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
     limit = TC_QD_RUN_FACTOR * s->avg_run;
     if (limit < (float)d->o.stuck_n)
         limit = (float)d->o.stuck_n;
-    if ((float)s->run_len >= limit ||
-        (d->o.stuck_s > 0 && (double)(t - s->start[TC_QD_STUCK]) >= d->o.stuck_s * 1e6))
-        tc_qd_open(d, id, m, s, TC_QD_STUCK, s->start[TC_QD_STUCK], s->run_len, x, s->ewma);
+    /* The run's start from its length in milliseconds (readings carry milliseconds). */
+    if ((float)s->run_len >= limit || (d->o.stuck_s > 0 && s->run_ms >= d->o.stuck_s * 1e3))
+        tc_qd_open(d, id, m, s, TC_QD_STUCK, t - (int64_t)s->run_ms * 1000, s->run_len, x, s->ewma);
 }
 
-static void tc_qd_rate(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
-                       int64_t t)
+static void tc_qd_rate(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t)
 {
     double max = d->o.rate_max[m], rate;
 
     if (max <= 0 || t <= s->last_t)
         return;
-    rate = fabs((double)x - (double)s->last) / ((double)(t - s->last_t) / 1e6);
+    rate = fabs((double)x - (double)tc_qd_last(s)) / ((double)(t - s->last_t) / 1e6);
     if (rate > max)
         tc_qd_open(d, id, m, s, TC_QD_RATE, t, rate / max, rate, max);
     else if (rate < TC_QD_RATE_CLOSE * max)
@@ -367,8 +384,8 @@ static void tc_qd_rate(tc_qd *d, const char *id, int m, tc_qd_series *s, float x
 }
 
 /* Spike candidate logic; returns 1 while x belongs to a candidate (kept out of the baselines). */
-static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
-                       int64_t t, float med, float scale)
+static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t,
+                       float med, float scale)
 {
     float z;
 
@@ -408,8 +425,8 @@ static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x
  * the slope alpha / (1 - alpha) (e1 - e2), so a steady slope (a draining battery, the daily cycle)
  * is predicted without lag and only a change of level or slope leaves a residual. Early on the
  * weight is 1/n (a running mean) until it falls to drift_alpha, so the baseline starts right. */
-static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
-                        int64_t t, float sigma)
+static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t,
+                        float sigma)
 {
     float alpha = (float)d->o.drift_alpha, k = (float)d->o.drift_k, h = (float)d->o.drift_h;
     float pred, e;
@@ -417,8 +434,8 @@ static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
 
     if ((float)s->n * alpha < 1.0f)
         alpha = 1.0f / (float)s->n;
-    pred = 2.0f * s->ewma - s->ewma2 + (alpha < 1.0f ? alpha / (1.0f - alpha) : 0.0f) *
-                                            (s->ewma - s->ewma2);
+    pred = 2.0f * s->ewma - s->ewma2 +
+           (alpha < 1.0f ? alpha / (1.0f - alpha) : 0.0f) * (s->ewma - s->ewma2);
     e = (x - pred) / sigma;
     s->cusum_hi = fmaxf(0.0f, s->cusum_hi + e - k);
     s->cusum_lo = fmaxf(0.0f, s->cusum_lo - e - k);
@@ -437,8 +454,8 @@ static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
     s->ewma2 += alpha * (s->ewma - s->ewma2);
 }
 
-static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *s,
-                                 float x, int64_t t)
+static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
+                                 int64_t t)
 {
     float med, r, res = (float)d->o.resolution[m], scale;
     int held;
@@ -466,9 +483,8 @@ static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *
         tc_qd_drift(d, id, m, s, x, t, scale);
     s->win[s->win_pos] = x;
     s->win_pos = (uint8_t)((s->win_pos + 1) % 5);
-    s->last = x;
     s->last_t = t;
-    if (s->n < UINT32_MAX)
+    if (s->n < UINT16_MAX)
         s->n++;
 }
 
@@ -544,9 +560,9 @@ void tc_qd_tick(tc_qd *d, int64_t now_us)
         d->st.opened[TC_QD_SILENCE]++;
         d->st.open_now++;
         if (d->emit) {
-            tc_qd_finding f = {tc_qids_id(d->ids, i), -1,    TC_QD_SILENCE,   dev->silence_start,
-                               0,       quiet / dev->interval_s, quiet,
-                               dev->interval_s};
+            tc_qd_finding f = {
+                tc_qids_id(d->ids, i),   -1,    TC_QD_SILENCE,  dev->silence_start, 0,
+                quiet / dev->interval_s, quiet, dev->interval_s};
             d->emit(d->opaque, &f);
         }
     }
@@ -632,13 +648,14 @@ static float tc_qd_get_f(tc_qd_buf *b)
     return f;
 }
 
+/* clang-format off */
 /* Both directions over one field list, so save and load cannot disagree. */
 #define TC_QD_SERIES_FIELDS(F, I)                                                                  \
-    F(win[0]) F(win[1]) F(win[2]) F(win[3]) F(win[4]) F(mad) F(ewma) F(ewma2) F(cusum_hi)          \
-    F(cusum_lo) F(last) F(avg_run) F(peak[0]) F(peak[1]) F(peak[2]) F(peak[3]) F(pend_obs)         \
-    F(pend_exp) F(pend_z) I(last_t, 8) I(start[0], 8) I(start[1], 8)               \
-    I(start[2], 8) I(start[3], 8) I(n, 4) I(run_len, 2) I(win_pos, 1) I(pend_n, 1) I(open, 1)      \
-    I(runs, 1)
+    I(last_t, 8) F(win[0]) F(win[1]) F(win[2]) F(win[3]) F(win[4]) F(mad) F(ewma) F(ewma2)         \
+    F(cusum_hi) F(cusum_lo) F(avg_run) I(run_ms, 4) I(n, 2) I(run_len, 2) I(win_pos, 1)            \
+    I(pend_n, 1) I(open, 1) I(runs, 1) I(start[0], 8) I(start[1], 8) I(start[2], 8)                \
+    I(start[3], 8) F(peak[0]) F(peak[1]) F(peak[2]) F(peak[3]) F(pend_obs) F(pend_exp) F(pend_z)
+/* clang-format on */
 
 /* FNV-1a 64: the checkpoint's checksum (against torn and corrupted files, not attackers). */
 static uint64_t tc_qd_fnv(const unsigned char *p, size_t n)
@@ -741,8 +758,7 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
     return !b->failed;
 }
 
-tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr,
-                  size_t errstr_size)
+tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size)
 {
     tc_qd_buf b = {(unsigned char *)(uintptr_t)buf, len, len, 0, 0};
     uint64_t magic, version, metrics, ndev, series_size, sum;

@@ -59,7 +59,7 @@
 /* Most devices one detector can watch. */
 #define TC_QD_DEVICES_MAX 10000000
 /* Bytes of one series' state and one device's (without its id). */
-#define TC_QD_SERIES_BYTES 136
+#define TC_QD_SERIES_BYTES 128
 #define TC_QD_DEVICE_BYTES 32
 /* Checkpoint format version. */
 #define TC_QD_CHECKPOINT_VERSION 1
@@ -82,28 +82,29 @@ typedef struct tc_qd_finding {
     tc_qd_kind kind;
     int64_t start_us; /* first reading (or expected reading) in the condition */
     int64_t end_us;   /* 0 while open; last time the condition held once resolved */
-    double score;     /* kind-specific strength: z, CUSUM sum / h, run length, rate / max, gap / usual */
-    double observed;  /* the value (rate, seconds of silence) that opened it, or the peak */
-    double expected;  /* what the series predicted: median, EWMA, usual interval */
+    double
+        score; /* kind-specific strength: z, CUSUM sum / h, run length, rate / max, gap / usual */
+    double observed; /* the value (rate, seconds of silence) that opened it, or the peak */
+    double expected; /* what the series predicted: median, EWMA, usual interval */
 } tc_qd_finding;
 
 typedef void (*tc_qd_emit_fn)(void *opaque, const tc_qd_finding *f);
 
 typedef struct tc_qd_options {
-    int metrics;        /* series per device, 1..TC_QD_METRICS_MAX */
-    size_t max_devices; /* 1..TC_QD_DEVICES_MAX */
-    double spike_z;         /* robust z that opens a spike candidate (default 7) */
-    double spike_z_close;   /* z below which the series is back (default 3.5) */
-    int spike_max_len;      /* readings a spike may last (default 3) */
-    double mad_eta;         /* frugal MAD step (default 0.05) */
-    double drift_alpha;     /* baseline smoothing weight (default 0.01) */
-    double drift_k;         /* CUSUM allowance in sigmas (default 2.5) */
-    double drift_h;         /* CUSUM threshold in sigmas (default 40) */
-    int stuck_n;            /* default 12 */
-    double stuck_s;         /* default 0: off */
-    double silence_factor;  /* default 4 */
-    double silence_min_s;   /* default 1 */
-    int warmup;             /* readings before spikes may fire (default 40) */
+    int metrics;                          /* series per device, 1..TC_QD_METRICS_MAX */
+    size_t max_devices;                   /* 1..TC_QD_DEVICES_MAX */
+    double spike_z;                       /* robust z that opens a spike candidate (default 7) */
+    double spike_z_close;                 /* z below which the series is back (default 3.5) */
+    int spike_max_len;                    /* readings a spike may last (default 3) */
+    double mad_eta;                       /* frugal MAD step (default 0.05) */
+    double drift_alpha;                   /* baseline smoothing weight (default 0.01) */
+    double drift_k;                       /* CUSUM allowance in sigmas (default 2.5) */
+    double drift_h;                       /* CUSUM threshold in sigmas (default 40) */
+    int stuck_n;                          /* default 12 */
+    double stuck_s;                       /* default 0: off */
+    double silence_factor;                /* default 4 */
+    double silence_min_s;                 /* default 1 */
+    int warmup;                           /* readings before spikes may fire (default 40) */
     double resolution[TC_QD_METRICS_MAX]; /* sensor quantum: floor of MAD (default 0.01) */
     double rate_max[TC_QD_METRICS_MAX];   /* implausible change per second; 0 = off */
 } tc_qd_options;
@@ -145,8 +146,7 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
 /* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
  * detector is unchanged. The checkpoint must come from a detector with the same options'
  * metrics count. */
-tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr,
-                  size_t errstr_size);
+tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size);
 
 /* Median of five (exposed for tests). */
 float tc_qd_median5(const float v[5]);

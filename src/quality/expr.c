@@ -52,8 +52,8 @@ typedef struct qx_parser {
 static const struct {
     const char *text;
     int code;
-} qx_cmp_ops[] = {{"<=", QX_LE}, {">=", QX_GE}, {"==", QX_EQ}, {"!=", QX_NE},
-                  {"<", QX_LT},  {">", QX_GT}};
+} qx_cmp_ops[] = {{"<=", QX_LE}, {">=", QX_GE}, {"==", QX_EQ},
+                  {"!=", QX_NE}, {"<", QX_LT},  {">", QX_GT}};
 
 static int qx_fail(qx_parser *p, size_t at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -125,8 +125,9 @@ static int qx_need(qx_parser *p, int type, int want, size_t at, const char *what
     if (!type)
         return 0;
     if (type != want)
-        return qx_fail(p, at, want == 1 ? "%s needs a condition (a comparison), not a number"
-                                        : "%s needs a number, not a condition",
+        return qx_fail(p, at,
+                       want == 1 ? "%s needs a condition (a comparison), not a number"
+                                 : "%s needs a number, not a condition",
                        what);
     return 1;
 }
@@ -195,7 +196,8 @@ static int qx_atom(qx_parser *p)
         return qx_fail(p, start, "%s", "a value was expected before this operator");
     qx_skip(p);
     if (p->pos < p->len && p->s[p->pos] == '(')
-        return qx_fail(p, start, "%s", "unknown function (abs, min and max are the ones there are)");
+        return qx_fail(p, start, "%s",
+                       "unknown function (abs, min and max are the ones there are)");
     if (n > TC_QX_NAME_MAX)
         return qx_fail(p, start, "%s", "metric name longer than 63 bytes");
     {
@@ -329,18 +331,23 @@ static int qx_or(qx_parser *p)
     return type;
 }
 
-tc_err tc_qx_compile(tc_qx *x, const char *src, size_t len, tc_qx_resolve_fn resolve,
-                     void *opaque, size_t *err_offset, char *errstr, size_t errstr_size)
+tc_err tc_qx_compile(tc_qx *x, const char *src, size_t len, tc_qx_resolve_fn resolve, void *opaque,
+                     size_t *err_offset, char *errstr, size_t errstr_size)
 {
-    qx_parser p = {.x = x, .s = src, .len = len, .resolve = resolve, .opaque = opaque,
-                   .errstr = errstr, .errstr_size = errstr_size};
+    qx_parser p = {.x = x,
+                   .s = src,
+                   .len = len,
+                   .resolve = resolve,
+                   .opaque = opaque,
+                   .errstr = errstr,
+                   .errstr_size = errstr_size};
     int type;
 
     memset(x, 0, sizeof(*x));
     *err_offset = 0;
     if (len > TC_QX_SOURCE_MAX)
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "expression longer than %d bytes", TC_QX_SOURCE_MAX);
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "expression longer than %d bytes",
+                          TC_QX_SOURCE_MAX);
     if (memchr(src, '\0', len))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "expression holds a NUL byte");
     type = qx_or(&p);
@@ -408,13 +415,13 @@ double tc_qx_value(const tc_qx *x, const double *values)
             break;
         case QX_AND:
             r = (!isnan(a) && a == 0) || (!isnan(b) && b == 0) ? 0.0
-                : isnan(a) || isnan(b)                        ? NAN
-                                                              : 1.0;
+                : isnan(a) || isnan(b)                         ? NAN
+                                                               : 1.0;
             break;
         case QX_OR:
             r = (!isnan(a) && a != 0) || (!isnan(b) && b != 0) ? 1.0
-                : isnan(a) || isnan(b)                        ? NAN
-                                                              : 0.0;
+                : isnan(a) || isnan(b)                         ? NAN
+                                                               : 0.0;
             break;
         default: /* comparisons */
             if (isnan(a) || isnan(b))

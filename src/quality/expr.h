@@ -4,9 +4,9 @@
  *   expr  := or ;  or := and ("or" and)* ;  and := not ("and" not)* ;  not := "not" not | cmp
  *   cmp   := sum (("<" | "<=" | ">" | ">=" | "==" | "!=") sum)?
  *   sum   := prod (("+" | "-") prod)* ;  prod := unary (("*" | "/") unary)*
- *   unary := "-" unary | atom ;  atom := NUMBER | METRIC | FUNC "(" sum ("," sum)* ")" | "(" expr ")"
- * Functions: abs(x), min(a, b), max(a, b). Nothing else: no assignment, no loops, no calls beyond
- * these, no strings; a compiled expression is a bounded array of stack operations
+ *   unary := "-" unary | atom ;  atom := NUMBER | METRIC | FUNC "(" sum ("," sum)* ")" | "(" expr
+ * ")" Functions: abs(x), min(a, b), max(a, b). Nothing else: no assignment, no loops, no calls
+ * beyond these, no strings; a compiled expression is a bounded array of stack operations
  * (TC_QX_OPS_MAX), evaluated with a stack of TC_QX_STACK_MAX, so evaluation time and memory are
  * bounded whatever the input. A rule's expression must be a condition (a comparison, or
  * and/or/not of conditions): "dew_point <= temperature" states what must hold.
@@ -48,8 +48,8 @@ typedef int (*tc_qx_resolve_fn)(void *opaque, const char *name, size_t len);
 
 /* Compile src (len bytes). On error returns TC_ERR_INVALID, *err_offset is the byte offset in src
  * the message is about, and errstr says what (without a position: the caller adds its own). */
-tc_err tc_qx_compile(tc_qx *x, const char *src, size_t len, tc_qx_resolve_fn resolve,
-                     void *opaque, size_t *err_offset, char *errstr, size_t errstr_size);
+tc_err tc_qx_compile(tc_qx *x, const char *src, size_t len, tc_qx_resolve_fn resolve, void *opaque,
+                     size_t *err_offset, char *errstr, size_t errstr_size);
 
 /* 1 holds, 0 violated, -1 unknown. values[i] is the metric of index i, NaN when absent. */
 int tc_qx_eval(const tc_qx *x, const double *values);

@@ -20,8 +20,8 @@
 #define TC_QIDS_MAX     10000000
 /* Event times the components accept: 0000-01-01 to 9999-12-31 in microseconds (every time the
  * decoders can produce), so differences of two never overflow. Others are ignored. */
-#define TC_Q_TIME_MIN INT64_C(-62167219200000000)
-#define TC_Q_TIME_MAX INT64_C(253402300799999999)
+#define TC_Q_TIME_MIN   INT64_C(-62167219200000000)
+#define TC_Q_TIME_MAX   INT64_C(253402300799999999)
 #define TC_Q_TIME_OK(t) ((t) >= TC_Q_TIME_MIN && (t) <= TC_Q_TIME_MAX)
 
 typedef struct tc_qids tc_qids;

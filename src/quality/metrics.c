@@ -1,9 +1,10 @@
 /*
  * metrics.c -- the quality metrics' arithmetic; see metrics.h.
  *
- * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list and are found through a second table keyed by
- * (device index, minute). A flush frees rows, and open addressing cannot delete in place, so the
- * flush rebuilds the row table from the rows left: it runs once a minute, its cost is the pool's.
+ * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list and are
+ * found through a second table keyed by (device index, minute). A flush frees rows, and open
+ * addressing cannot delete in place, so the flush rebuilds the row table from the rows left: it
+ * runs once a minute, its cost is the pool's.
  */
 #include "quality/metrics.h"
 
@@ -240,8 +241,7 @@ static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, 
 }
 
 void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, int64_t ingest_us,
-                   int64_t watermark_us, const double *values, const uint8_t *present,
-                   int metrics)
+                   int64_t watermark_us, const double *values, const uint8_t *present, int metrics)
 {
     long di = TC_Q_TIME_OK(event_us) && TC_Q_TIME_OK(ingest_us) && TC_Q_TIME_OK(watermark_us)
                   ? tc_qids_find(q->ids, device, len, 1)
@@ -269,9 +269,9 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
         if (d->n == 1)
             d->interval_s = (float)gap_s;
         else
-            d->interval_s += (float)(TC_QM_INTERVAL_ALPHA *
-                                     (fmin(gap_s, TC_QM_INTERVAL_CLIP * d->interval_s) -
-                                      d->interval_s));
+            d->interval_s +=
+                (float)(TC_QM_INTERVAL_ALPHA *
+                        (fmin(gap_s, TC_QM_INTERVAL_CLIP * d->interval_s) - d->interval_s));
     }
     if (!ooo) {
         d->last_t = event_us;

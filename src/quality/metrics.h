@@ -17,8 +17,9 @@
  * buckets per octave, up to 2^((TC_QM_SKETCH_BUCKETS-1)/4) ms (~7.8 hours; longer delays land in
  * the last bucket). A quantile is reported as the geometric middle of its bucket, so its relative
  * error is at most 2^(1/8) - 1 = 9.05 % (exactly: the true value lies within a factor 2^(1/8) of
- * the answer), whatever the distribution; delays under 1 ms read as 0.5 ms. Sketches merge by adding
- * their buckets, so per-device minutes, fleet minutes and pipelines combine without error growth.
+ * the answer), whatever the distribution; delays under 1 ms read as 0.5 ms. Sketches merge by
+ * adding their buckets, so per-device minutes, fleet minutes and pipelines combine without error
+ * growth.
  *
  * Memory: TC_QM_DEVICE_BYTES per device seen plus its id, and one row of sizeof(tc_qm_row) (~480
  * bytes) per (device, minute) with readings not yet flushed, out of a pool of max_rows allocated
@@ -37,14 +38,14 @@
 
 #include "core/error.h"
 
-#define TC_QM_METRICS_MAX     8
-#define TC_QM_SKETCH_BUCKETS  100
-#define TC_QM_SKETCH_PER_OCT  4
-#define TC_QM_DEVICE_ID_MAX   128
-#define TC_QM_DEVICES_MAX     10000000
-#define TC_QM_ROWS_MAX        100000000
-#define TC_QM_DEVICE_BYTES    32
-#define TC_QM_MINUTE_US       INT64_C(60000000)
+#define TC_QM_METRICS_MAX    8
+#define TC_QM_SKETCH_BUCKETS 100
+#define TC_QM_SKETCH_PER_OCT 4
+#define TC_QM_DEVICE_ID_MAX  128
+#define TC_QM_DEVICES_MAX    10000000
+#define TC_QM_ROWS_MAX       100000000
+#define TC_QM_DEVICE_BYTES   32
+#define TC_QM_MINUTE_US      INT64_C(60000000)
 
 typedef struct tc_qm_sketch {
     uint64_t count;
@@ -94,8 +95,7 @@ void tc_qm_destroy(tc_qm *q);
  * (latest event time seen before it, or the caller's), and which of the first `metrics` metrics it
  * carries (present NULL: all; values are not used beyond presence and may be NULL). */
 void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, int64_t ingest_us,
-                   int64_t watermark_us, const double *values, const uint8_t *present,
-                   int metrics);
+                   int64_t watermark_us, const double *values, const uint8_t *present, int metrics);
 
 typedef void (*tc_qm_row_fn)(void *opaque, const tc_qm_row *row);
 /* Hand over and free every row of a minute before before_us (device rows, then the fleet's,

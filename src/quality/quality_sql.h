@@ -13,8 +13,8 @@
  *   anomalies               findings of the detectors and the rules: device, metric, kind, rule,
  *                           severity, start, end, score, observed, expected, and status (open
  *                           while end is NULL), unique per (device, metric, kind, rule, start) so
- *                           a finding re-sent after a restart updates its row instead of adding one;
- *   quality_offsets         the quality sink's own marks (next offset per partition, like the
+ *                           a finding re-sent after a restart updates its row instead of adding
+ * one; quality_offsets         the quality sink's own marks (next offset per partition, like the
  *                           rollups'), with the detectors' checkpoint (tc_qd_save) in the same row
  *                           so state and marks commit together.
  * In TimescaleDB mode quality_1m is a hypertable. One transaction under an advisory lock of its

@@ -120,8 +120,7 @@ static int qr_is_map(qr_parse *p, const yaml_node_t *n, const char *what)
 
 /* Refuse keys of mapping n that are not in allowed (NULL-terminated), non-scalar keys and
  * duplicates. */
-static int qr_keys(qr_parse *p, const yaml_node_t *n, const char *what,
-                   const char *const *allowed)
+static int qr_keys(qr_parse *p, const yaml_node_t *n, const char *what, const char *const *allowed)
 {
     for (yaml_node_pair_t *a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
         const yaml_node_t *kn = qr_node(p, a->key);
@@ -235,8 +234,9 @@ static int qr_metric(qr_parse *p, const yaml_node_t *v, const char *key, int *ou
     const char *s = qr_scalar(v);
     size_t n = s ? strlen(s) : 0;
 
-    if (!s || !n || n > TC_QX_NAME_MAX || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
-                                                    "QRSTUVWXYZ0123456789_") != n ||
+    if (!s || !n || n > TC_QX_NAME_MAX ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                  "QRSTUVWXYZ0123456789_") != n ||
         (s[0] >= '0' && s[0] <= '9'))
         return qr_fail(p, v, 0, "%s must be a metric name (letters, digits, _)", key);
     *out = qr_resolve(p->set, s, n);
@@ -253,8 +253,8 @@ static int qr_scope(qr_parse *p, const yaml_node_t *n, tc_qr_rule *r)
 
     if (!qr_is_map(p, n, "scope") || !qr_keys(p, n, "scope", keys))
         return 0;
-    if ((v = qr_get(p, n, "devices")) && !qr_string(p, v, "devices", r->devices,
-                                                     sizeof(r->devices)))
+    if ((v = qr_get(p, n, "devices")) &&
+        !qr_string(p, v, "devices", r->devices, sizeof(r->devices)))
         return 0;
     if ((v = qr_get(p, n, "schema_version"))) {
         if (!qr_number(p, v, "schema_version", 1, 1000000, &num))
@@ -348,8 +348,7 @@ static int qr_check_interval(qr_parse *p, const yaml_node_t *c, tc_qr_rule *r)
         return qr_fail(p, c, 0, "interval needs expected_s");
     if (!qr_number(p, v, "expected_s", 1e-3, TC_QR_FOR_MAX_S, &r->expected_s))
         return 0;
-    return !(v = qr_get(p, c, "tolerance")) ||
-           qr_number(p, v, "tolerance", 1, 1000, &r->tolerance);
+    return !(v = qr_get(p, c, "tolerance")) || qr_number(p, v, "tolerance", 1, 1000, &r->tolerance);
 }
 
 static int qr_check_stuck(qr_parse *p, const yaml_node_t *c, tc_qr_rule *r)
@@ -403,18 +402,19 @@ static int qr_check_expr(qr_parse *p, const yaml_node_t *c, tc_qr_rule *r)
 
 static int qr_check(qr_parse *p, const yaml_node_t *n, tc_qr_rule *r)
 {
-    static const char *const keys[] = {"range", "rate", "required", "interval", "stuck", "expr",
-                                       NULL};
+    static const char *const keys[] = {"range", "rate", "required", "interval",
+                                       "stuck", "expr", NULL};
     static int (*const parse[])(qr_parse *, const yaml_node_t *, tc_qr_rule *) = {
-        qr_check_range, qr_check_rate, qr_check_required, qr_check_interval, qr_check_stuck,
-        qr_check_expr};
+        qr_check_range,    qr_check_rate,  qr_check_required,
+        qr_check_interval, qr_check_stuck, qr_check_expr};
     const yaml_node_pair_t *a;
 
     if (!qr_is_map(p, n, "check") || !qr_keys(p, n, "check", keys))
         return 0;
     if (n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1)
-        return qr_fail(p, n, 0, "check needs exactly one of range, rate, required, interval, "
-                                "stuck, expr");
+        return qr_fail(p, n, 0,
+                       "check needs exactly one of range, rate, required, interval, "
+                       "stuck, expr");
     a = n->data.mapping.pairs.start;
     for (int k = 0; k < TC_QR_KIND__COUNT; k++)
         if (!strcmp(qr_scalar(qr_node(p, a->key)), keys[k])) {
@@ -537,8 +537,8 @@ tc_qr_set *tc_qr_parse(const char *text, size_t len, const char *name, char *err
     if (!yaml_parser_load(&parser, &doc)) {
         const yaml_mark_t *m = parser.problem ? &parser.problem_mark : &parser.context_mark;
         snprintf(errstr, errstr_size, "%s:%zu:%zu: %s%s%s", name, m->line + 1, m->column + 1,
-                 parser.problem ? parser.problem : "invalid YAML",
-                 parser.context ? " " : "", parser.context ? parser.context : "");
+                 parser.problem ? parser.problem : "invalid YAML", parser.context ? " " : "",
+                 parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
         tc_qr_free(p.set);
         return NULL;
@@ -548,8 +548,8 @@ tc_qr_set *tc_qr_parse(const char *text, size_t len, const char *name, char *err
     if (out) {
         /* A second document would be ignored silently: refuse it. */
         if (!yaml_parser_load(&parser, &extra)) {
-            snprintf(errstr, errstr_size, "%s:%zu:%zu: %s", name,
-                     parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+            snprintf(errstr, errstr_size, "%s:%zu:%zu: %s", name, parser.problem_mark.line + 1,
+                     parser.problem_mark.column + 1,
                      parser.problem ? parser.problem : "invalid YAML");
             out = NULL;
         } else {
@@ -792,8 +792,8 @@ void tc_qr_eval_reading(tc_qr_eval *e, const tc_qr_reading *rd)
             break;
         case TC_QR_RATE:
             if (!isnan(v) && s->seen && rd->t_us > s->last_t)
-                violated = fabs(v - s->last) / ((double)(rd->t_us - s->last_t) / 1e6) >
-                           r->max_per_s;
+                violated =
+                    fabs(v - s->last) / ((double)(rd->t_us - s->last_t) / 1e6) > r->max_per_s;
             break;
         case TC_QR_REQUIRED:
             violated = 0;

@@ -45,16 +45,16 @@
 #include "core/error.h"
 #include "quality/expr.h"
 
-#define TC_QR_RULES_MAX      256
-#define TC_QR_NAME_MAX       63
-#define TC_QR_GLOB_MAX       127
-#define TC_QR_TAGS_MAX       8
-#define TC_QR_TAG_MAX        63
-#define TC_QR_REQUIRED_MAX   16
-#define TC_QR_METRICS_MAX    64 /* distinct metric names a rule set refers to */
-#define TC_QR_FILE_MAX       (1024 * 1024)
-#define TC_QR_STATE_BYTES    48
-#define TC_QR_FOR_MAX_S      (7 * 86400)
+#define TC_QR_RULES_MAX    256
+#define TC_QR_NAME_MAX     63
+#define TC_QR_GLOB_MAX     127
+#define TC_QR_TAGS_MAX     8
+#define TC_QR_TAG_MAX      63
+#define TC_QR_REQUIRED_MAX 16
+#define TC_QR_METRICS_MAX  64 /* distinct metric names a rule set refers to */
+#define TC_QR_FILE_MAX     (1024 * 1024)
+#define TC_QR_STATE_BYTES  48
+#define TC_QR_FOR_MAX_S    (7 * 86400)
 
 typedef enum tc_qr_kind {
     TC_QR_RANGE,

@@ -41,8 +41,7 @@ static void fz_check_set(const tc_qr_set *set)
     fz_require(n <= TC_QR_RULES_MAX, "rule count", NULL);
     fz_require(nm >= 0 && nm <= TC_QR_METRICS_MAX, "metric count", NULL);
     for (int m = 0; m < nm; m++)
-        fz_require(tc_qr_metric_name(set, m) && tc_qr_metric_name(set, m)[0], "metric name",
-                   NULL);
+        fz_require(tc_qr_metric_name(set, m) && tc_qr_metric_name(set, m)[0], "metric name", NULL);
     for (size_t i = 0; i < n; i++) {
         const tc_qr_rule *r = tc_qr_get(set, i);
         fz_require(r->name[0] && strlen(r->name) <= TC_QR_NAME_MAX, "name length", r->name);
@@ -66,8 +65,7 @@ static void fz_check_set(const tc_qr_set *set)
             fz_require(r->nrequired >= 1 && r->nrequired <= TC_QR_REQUIRED_MAX, "required",
                        r->name);
             for (int k = 0; k < r->nrequired; k++)
-                fz_require(r->required[k] >= 0 && r->required[k] < nm, "required index",
-                           r->name);
+                fz_require(r->required[k] >= 0 && r->required[k] < nm, "required index", r->name);
         }
         if (r->kind == TC_QR_INTERVAL)
             fz_require(r->expected_s > 0 && r->tolerance >= 1, "interval", r->name);
@@ -82,8 +80,7 @@ static void fz_on_event(void *opaque, const tc_qr_event *e)
 {
     (void)opaque;
     fz_require(e->rule && e->device && (e->firing == 0 || e->firing == 1), "event", NULL);
-    fz_require(e->firing ? e->end_us == 0 : e->end_us >= e->start_us, "event times",
-               e->rule->name);
+    fz_require(e->firing ? e->end_us == 0 : e->end_us >= e->start_us, "event times", e->rule->name);
 }
 
 static void fz_run(const tc_qr_set *set, const uint8_t *data, size_t size)
@@ -111,8 +108,12 @@ static void fz_run(const tc_qr_set *set, const uint8_t *data, size_t size)
         int k = (int)(i % 5);
         values[i % (size_t)(nm ? nm : 1)] = data[i] == 0xff ? NAN : (double)data[i] - 100.0;
         snprintf(dev, sizeof(dev), "d-%d", k);
-        rd = (tc_qr_reading){dev,    strlen(dev),         (int64_t)i * 1000000 * (1 + data[i] % 4),
-                             values, data[i] & 1 ? tags : NULL, data[i] & 1,
+        rd = (tc_qr_reading){dev,
+                             strlen(dev),
+                             (int64_t)i * 1000000 * (1 + data[i] % 4),
+                             values,
+                             data[i] & 1 ? tags : NULL,
+                             data[i] & 1,
                              data[i] % 3};
         tc_qr_eval_reading(e, &rd);
         if (data[i] % 7 == 0)
@@ -129,11 +130,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t line = 0, col = 0;
 
     if (!set) {
-        fz_require(sscanf(err1, "fuzz.yaml:%zu:%zu: ", &line, &col) == 2 && line >= 1 &&
-                       col >= 1,
+        fz_require(sscanf(err1, "fuzz.yaml:%zu:%zu: ", &line, &col) == 2 && line >= 1 && col >= 1,
                    "error names line and column", err1);
-        fz_require(tc_qr_parse((const char *)data, size, "fuzz.yaml", err2, sizeof(err2)) ==
-                           NULL &&
+        fz_require(tc_qr_parse((const char *)data, size, "fuzz.yaml", err2, sizeof(err2)) == NULL &&
                        !strcmp(err1, err2),
                    "deterministic refusal", err2);
         return 0;

@@ -73,13 +73,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_require(tc_qd_save(d, &before, &nbefore, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
     if (tc_qd_load(d, in, size, errstr, sizeof(errstr)) != TC_OK) {
         fz_require(errstr[0] != '\0', "refusal has a message", NULL);
-        fz_require(tc_qd_save(d, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save",
-                   errstr);
+        fz_require(tc_qd_save(d, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
         fz_require(nafter == nbefore && !memcmp(after, before, nbefore),
                    "a refused checkpoint leaves the state unchanged", NULL);
     } else {
-        fz_require(tc_qd_save(d, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save",
-                   errstr);
+        fz_require(tc_qd_save(d, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
         fz_require(nafter == size && !memcmp(after, in, size),
                    "an accepted checkpoint saves back to the same bytes", NULL);
         for (int i = 0; i < 8; i++) {

@@ -18,9 +18,9 @@
 
 #include "quality/detect.h"
 
-#define LOG_MAX  64
-#define CADENCE  INT64_C(10000000) /* 10 s */
-#define T0       INT64_C(1795824000000000)
+#define LOG_MAX 64
+#define CADENCE INT64_C(10000000) /* 10 s */
+#define T0      INT64_C(1795824000000000)
 
 typedef struct logged {
     char device[32];
@@ -78,8 +78,8 @@ static void feed(tc_qd *d, const char *dev, int i, double v)
 
 static void test_median5(void **state)
 {
-    static const float vals[][5] = {{1, 2, 3, 4, 5}, {1, 1, 2, 2, 3}, {7, 7, 7, 7, 7},
-                                    {-1, 5, 0, 5, 5}, {3, 1, 4, 1, 5}};
+    static const float vals[][5] = {
+        {1, 2, 3, 4, 5}, {1, 1, 2, 2, 3}, {7, 7, 7, 7, 7}, {-1, 5, 0, 5, 5}, {3, 1, 4, 1, 5}};
     (void)state;
     /* Every permutation of each set: the median is the sorted middle whatever the order. */
     for (size_t s = 0; s < sizeof(vals) / sizeof(vals[0]); s++) {
@@ -147,8 +147,7 @@ static void test_level_shift_is_drift_not_spike(void **state)
         if (l.f[k].kind == TC_QD_DRIFT && !l.f[k].end) {
             drift_open++;
             /* The excursion begins once the spike candidate (readings 300..303) is given up. */
-            assert_true(l.f[k].start >= T0 + 300 * CADENCE &&
-                        l.f[k].start <= T0 + 304 * CADENCE);
+            assert_true(l.f[k].start >= T0 + 300 * CADENCE && l.f[k].start <= T0 + 304 * CADENCE);
         }
     }
     assert_int_equal(drift_open, 1);

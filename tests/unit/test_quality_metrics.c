@@ -70,9 +70,9 @@ static void test_sketch_buckets(void **state)
     assert_int_equal(tc_qm_sketch_bucket(NAN), 0);
     assert_int_equal(tc_qm_sketch_bucket(0.999), 0);
     assert_int_equal(tc_qm_sketch_bucket(1.0), 1);
-    assert_int_equal(tc_qm_sketch_bucket(1.18), 1);  /* below 2^(1/4) = 1.1892 */
+    assert_int_equal(tc_qm_sketch_bucket(1.18), 1); /* below 2^(1/4) = 1.1892 */
     assert_int_equal(tc_qm_sketch_bucket(1.19), 2);
-    assert_int_equal(tc_qm_sketch_bucket(2.0), 5);   /* 4 x log2(2) + 1 */
+    assert_int_equal(tc_qm_sketch_bucket(2.0), 5); /* 4 x log2(2) + 1 */
     assert_int_equal(tc_qm_sketch_bucket(1024.0), 41);
     assert_int_equal(tc_qm_sketch_bucket(1e12), TC_QM_SKETCH_BUCKETS - 1);
     {
@@ -128,10 +128,10 @@ static void test_accumulators(void **state)
     static const struct {
         int ev, ing, wm, p0, p1;
     } in[] = {
-        {0, 1, 0, 1, 1},     {10, 11, 10, 1, 1}, {20, 21, 20, 1, 0},
-        {30, 31, 30, 1, 1},  {25, 32, 30, 1, 1}, /* out of order, 5 s behind: not late */
-        {100, 101, 100, 1, 1},                   /* a gap: 70 s > 3 x 10 s */
-        {20, 102, 100, 0, 1},                    /* out of order and late: 80 s > 60 s */
+        {0, 1, 0, 1, 1},       {10, 11, 10, 1, 1}, {20, 21, 20, 1, 0},
+        {30, 31, 30, 1, 1},    {25, 32, 30, 1, 1}, /* out of order, 5 s behind: not late */
+        {100, 101, 100, 1, 1},                     /* a gap: 70 s > 3 x 10 s */
+        {20, 102, 100, 0, 1},                      /* out of order and late: 80 s > 60 s */
     };
 
     (void)state;
@@ -141,8 +141,8 @@ static void test_accumulators(void **state)
     assert_non_null(q);
     for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
         uint8_t present[2] = {(uint8_t)in[i].p0, (uint8_t)in[i].p1};
-        tc_qm_observe(q, "dev-1", 5, in[i].ev * SEC, in[i].ing * SEC, in[i].wm * SEC, NULL,
-                      present, 2);
+        tc_qm_observe(q, "dev-1", 5, in[i].ev * SEC, in[i].ing * SEC, in[i].wm * SEC, NULL, present,
+                      2);
     }
     tc_qm_get_totals(q, &t);
     assert_true(t.readings == 7 && t.late == 1 && t.out_of_order == 2 && t.gaps == 1);
@@ -207,8 +207,10 @@ static void test_caps(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sketch_against_exact), cmocka_unit_test(test_sketch_buckets),
-        cmocka_unit_test(test_sketch_merge),         cmocka_unit_test(test_accumulators),
+        cmocka_unit_test(test_sketch_against_exact),
+        cmocka_unit_test(test_sketch_buckets),
+        cmocka_unit_test(test_sketch_merge),
+        cmocka_unit_test(test_accumulators),
         cmocka_unit_test(test_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

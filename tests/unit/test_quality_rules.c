@@ -180,9 +180,9 @@ static void test_expressions(void **state)
     assert_int_equal(eval("-a * 2 + 3 >= 0", 1, 0), 1);
     assert_int_equal(eval("-a * 2 + 3 >= 0", 2, 0), 0);
     assert_int_equal(eval("(a + b) * 2 == 6", 1, 2), 1);
-    assert_int_equal(eval("a - b - c == -4", 1, 2), 1); /* left-associative: (1 - 2) - 3 */
-    assert_int_equal(eval("a / b / 2 == 1", 8, 4), 1);  /* (8 / 4) / 2 */
-    assert_int_equal(eval("not a > 1", 2, 0), 0);       /* not (a > 1) */
+    assert_int_equal(eval("a - b - c == -4", 1, 2), 1);          /* left-associative: (1 - 2) - 3 */
+    assert_int_equal(eval("a / b / 2 == 1", 8, 4), 1);           /* (8 / 4) / 2 */
+    assert_int_equal(eval("not a > 1", 2, 0), 0);                /* not (a > 1) */
     assert_int_equal(eval("a > 1 or b > 1 and c > 9", 2, 0), 1); /* and binds tighter */
     assert_int_equal(eval("abs(a - b) <= 0.5 and min(a, b) < max(a, b)", 1, 1.4), 1);
     assert_int_equal(eval("1.5e1 == 15 and .5 < 1", 0, 0), 1);
@@ -195,8 +195,9 @@ static void test_expressions(void **state)
     assert_int_equal(eval("a / b < 1", 1, 0), -1);
     /* Compile errors: message and byte offset. */
     compile_error("a <=", 4, "expression ends where a value was expected");
-    compile_error("a + b", 0, "the expression is a number; a rule needs a condition such as "
-                              "\"a <= b\"");
+    compile_error("a + b", 0,
+                  "the expression is a number; a rule needs a condition such as "
+                  "\"a <= b\"");
     compile_error("foo(a) > 1", 0, "unknown function (abs, min and max are the ones there are)");
     compile_error("a > 1 b", 6, "unexpected text after the expression");
     compile_error("a > > 1", 4, "unexpected \">\"");
@@ -215,9 +216,9 @@ static void test_expressions(void **state)
         char errstr[TC_ERRSTR_MAX];
         size_t off;
         tc_qx x;
-        assert_int_equal(tc_qx_compile(&x, deep, strlen(deep), resolve_abc, NULL, &off, errstr,
-                                       sizeof(errstr)),
-                         TC_ERR_INVALID);
+        assert_int_equal(
+            tc_qx_compile(&x, deep, strlen(deep), resolve_abc, NULL, &off, errstr, sizeof(errstr)),
+            TC_ERR_INVALID);
         assert_string_equal(errstr, "expression nests too deeply");
     }
 }
@@ -365,8 +366,8 @@ static void test_scope(void **state)
     tc_qr_tag oslo[1] = {{"site", "oslo"}}, lima[1] = {{"site", "lima"}};
     double v[1] = {20};
     tc_qr_reading r1 = {"oven-1", 6, 0, v, oslo, 1, 1}, r2 = {"fridge-1", 8, 0, v, lima, 1, 1},
-                  r3 = {"fridge-1", 8, SEC, v, oslo, 1, 2}, r4 = {"fridge-1", 8, 2 * SEC, v,
-                                                                   oslo, 1, 1};
+                  r3 = {"fridge-1", 8, SEC, v, oslo, 1, 2},
+                  r4 = {"fridge-1", 8, 2 * SEC, v, oslo, 1, 1};
 
     (void)state;
     tc_qr_eval_reading(e, &r1); /* glob does not match */
@@ -383,9 +384,9 @@ static void test_scope(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_file),    cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_expressions),   cmocka_unit_test(test_for_semantics),
-        cmocka_unit_test(test_check_kinds),   cmocka_unit_test(test_scope),
+        cmocka_unit_test(test_valid_file),  cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_expressions), cmocka_unit_test(test_for_semantics),
+        cmocka_unit_test(test_check_kinds), cmocka_unit_test(test_scope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

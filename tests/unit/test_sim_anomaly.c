@@ -55,8 +55,8 @@ static void test_stream_and_truth(void **state)
 {
     char errstr[TC_ERRSTR_MAX];
     tc_sim_anomalies a;
-    tc_sim_options o = {.devices = DEVICES, .count = (uint64_t)DEVICES * STEPS, .seed = 3,
-                        .cadence_ms = 10000};
+    tc_sim_options o = {
+        .devices = DEVICES, .count = (uint64_t)DEVICES * STEPS, .seed = 3, .cadence_ms = 10000};
     tc_sim_options plain;
     uint64_t n = o.count, i, sent = 0, order = 0;
     uint64_t *when = malloc(n * sizeof(*when));
@@ -122,15 +122,14 @@ static void test_stream_and_truth(void **state)
                         /* A ramp to the magnitude (its sign may flip for humidity's bounds). */
                         double want = fabs(ep[e].magnitude) * (double)(st - ep[e].first + 1) /
                                       (double)(ep[e].last - ep[e].first + 1),
-                               got = fabs(with.metric[ep[e].metric] -
-                                          without.metric[ep[e].metric]);
+                               got = fabs(with.metric[ep[e].metric] - without.metric[ep[e].metric]);
                         assert_true(fabs(got - want) < 0.011);
                         break;
                     }
                     case TC_SIM_A_SPIKE:
-                        assert_true(fabs(fabs(with.metric[ep[e].metric] -
-                                              without.metric[ep[e].metric]) -
-                                         fabs(ep[e].magnitude)) < 0.011);
+                        assert_true(
+                            fabs(fabs(with.metric[ep[e].metric] - without.metric[ep[e].metric]) -
+                                 fabs(ep[e].magnitude)) < 0.011);
                         break;
                     default:
                         break;
