@@ -144,8 +144,11 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
         free(ts);
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality migration: out of memory");
     }
-    err = tc_quality_exec(conn, "BEGIN; SELECT pg_advisory_xact_lock(" TC_QUALITY_LOCK ")", "lock",
-                          errstr, errstr_size);
+    /* "already exists, skipping" notices would fill the log at every start. */
+    err = tc_quality_exec(conn,
+                          "BEGIN; SET LOCAL client_min_messages = warning;"
+                          " SELECT pg_advisory_xact_lock(" TC_QUALITY_LOCK ")",
+                          "lock", errstr, errstr_size);
     if (err == TC_OK)
         err = tc_quality_exec(conn, ddl, "create the quality tables", errstr, errstr_size);
     if (err == TC_OK && ts)
