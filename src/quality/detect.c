@@ -241,6 +241,19 @@ static void tc_qd_swap(float *a, float *b)
     }
 }
 
+/* Put the sorted pair with the smaller minimum first: (a, b) and (c, d) swap when a > c. */
+static void tc_qd_swap_pairs(float *a, float *b, float *c, float *d)
+{
+    if (*a > *c) {
+        float t = *a;
+        *a = *c;
+        *c = t;
+        t = *b;
+        *b = *d;
+        *d = t;
+    }
+}
+
 float tc_qd_median5(const float v[5])
 {
     float a = v[0], b = v[1], c = v[2], e = v[3], f = v[4];
@@ -252,23 +265,9 @@ float tc_qd_median5(const float v[5])
      * data beyond them, no copy of the window. */
     tc_qd_swap(&a, &b);
     tc_qd_swap(&e, &f);
-    if (a > e) {
-        float t = a;
-        a = e;
-        e = t;
-        t = b;
-        b = f;
-        f = t;
-    }
+    tc_qd_swap_pairs(&a, &b, &e, &f);
     tc_qd_swap(&b, &c);
-    if (b > e) {
-        float t = b;
-        b = e;
-        e = t;
-        t = c;
-        c = f;
-        f = t;
-    }
+    tc_qd_swap_pairs(&b, &c, &e, &f);
     return c < e ? c : e;
 }
 

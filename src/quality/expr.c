@@ -208,7 +208,9 @@ static int qx_atom(qx_parser *p)
     }
 }
 
-static int qx_unary(qx_parser *p)
+/* A prefix operator: tok then this level again (an operand of type want), or the next level. */
+static int qx_prefix(qx_parser *p, const char *tok, int want, int code, int (*self)(qx_parser *),
+                     int (*next)(qx_parser *))
 {
     size_t at;
     int type;
@@ -217,14 +219,19 @@ static int qx_unary(qx_parser *p)
         return 0;
     qx_skip(p);
     at = p->pos;
-    if (qx_accept(p, "-")) {
-        type = qx_need(p, qx_unary(p), 2, at, "\"-\"");
-        type = type && qx_emit(p, QX_NEG, 1, 0, 0) ? 2 : 0;
+    if (qx_accept(p, tok)) {
+        type = qx_need(p, self(p), want, at, tok);
+        type = type && qx_emit(p, code, 1, 0, 0) ? want : 0;
     } else {
-        type = qx_atom(p);
+        type = next(p);
     }
     p->depth--;
     return type;
+}
+
+static int qx_unary(qx_parser *p)
+{
+    return qx_prefix(p, "-", 2, QX_NEG, qx_unary, qx_atom);
 }
 
 /* Left-associative binary level: operands from next, operators from ops. */
@@ -293,21 +300,7 @@ static int qx_cmp(qx_parser *p)
 
 static int qx_not(qx_parser *p)
 {
-    size_t at;
-    int type;
-
-    if (!qx_enter(p))
-        return 0;
-    qx_skip(p);
-    at = p->pos;
-    if (qx_accept(p, "not")) {
-        type = qx_need(p, qx_not(p), 1, at, "not");
-        type = type && qx_emit(p, QX_NOT, 1, 0, 0) ? 1 : 0;
-    } else {
-        type = qx_cmp(p);
-    }
-    p->depth--;
-    return type;
+    return qx_prefix(p, "not", 1, QX_NOT, qx_not, qx_cmp);
 }
 
 static int qx_and(qx_parser *p)
