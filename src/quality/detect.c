@@ -271,10 +271,10 @@ float tc_qd_median5(const float v[5])
     return c < e ? c : e;
 }
 
-static void tc_qd_report(tc_qd *d, const char *id, int metric, tc_qd_kind kind, int64_t start,
+static void tc_qd_report(tc_qd *d, size_t di, int metric, tc_qd_kind kind, int64_t start,
                          int64_t end, double score, double observed, double expected)
 {
-    tc_qd_finding f = {id, metric, kind, start, end, score, observed, expected};
+    tc_qd_finding f = {tc_qids_id(d->ids, di), metric, kind, start, end, score, observed, expected};
 
     if (end) {
         d->st.resolved[kind]++;
@@ -288,8 +288,8 @@ static void tc_qd_report(tc_qd *d, const char *id, int metric, tc_qd_kind kind, 
 }
 
 /* Open finding kind of series s (once), or raise its peak. */
-static void tc_qd_open(tc_qd *d, const char *id, int m, tc_qd_series *s, tc_qd_kind kind,
-                       int64_t start, double score, double observed, double expected)
+static void tc_qd_open(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_kind kind, int64_t start,
+                       double score, double observed, double expected)
 {
     if (s->open & (1u << kind)) {
         if (score > s->peak[kind])
@@ -299,18 +299,18 @@ static void tc_qd_open(tc_qd *d, const char *id, int m, tc_qd_series *s, tc_qd_k
     s->open |= (uint8_t)(1u << kind);
     s->start[kind] = start;
     s->peak[kind] = (float)score;
-    tc_qd_report(d, id, m, kind, start, 0, score, observed, expected);
+    tc_qd_report(d, di, m, kind, start, 0, score, observed, expected);
 }
 
-static void tc_qd_resolve(tc_qd *d, const char *id, int m, tc_qd_series *s, tc_qd_kind kind,
-                          int64_t end, double observed, double expected)
+static void tc_qd_resolve(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_kind kind, int64_t end,
+                          double observed, double expected)
 {
     if (!(s->open & (1u << kind)))
         return;
     s->open &= (uint8_t) ~(1u << kind);
     /* end_us 0 means open: a condition that held at one instant ends where it started. */
     end = end > s->start[kind] ? end : s->start[kind];
-    tc_qd_report(d, id, m, kind, s->start[kind], end ? end : 1, s->peak[kind], observed, expected);
+    tc_qd_report(d, di, m, kind, s->start[kind], end ? end : 1, s->peak[kind], observed, expected);
 }
 
 /* The previous value: the newest in the window. */
@@ -331,7 +331,7 @@ static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
     s->n = 1;
 }
 
-static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t)
+static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
 {
     float limit, last = tc_qd_last(s);
 
@@ -343,7 +343,7 @@ static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
             s->run_ms += (uint32_t)ms;
     } else {
         if (s->open & (1u << TC_QD_STUCK)) {
-            tc_qd_resolve(d, id, m, s, TC_QD_STUCK, s->last_t, x, last);
+            tc_qd_resolve(d, di, m, s, TC_QD_STUCK, s->last_t, x, last);
         } else {
             /* Only runs that were not stuck teach the usual run: a running mean over the first
              * 1 / TC_QD_RUN_ALPHA runs, an EWMA after. The first run began before we saw it. */
@@ -366,10 +366,10 @@ static void tc_qd_stuck(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
         limit = (float)d->o.stuck_n;
     /* The run's start from its length in milliseconds (readings carry milliseconds). */
     if ((float)s->run_len >= limit || (d->o.stuck_s > 0 && s->run_ms >= d->o.stuck_s * 1e3))
-        tc_qd_open(d, id, m, s, TC_QD_STUCK, t - (int64_t)s->run_ms * 1000, s->run_len, x, s->ewma);
+        tc_qd_open(d, di, m, s, TC_QD_STUCK, t - (int64_t)s->run_ms * 1000, s->run_len, x, s->ewma);
 }
 
-static void tc_qd_rate(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t)
+static void tc_qd_rate(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
 {
     double max = d->o.rate_max[m], rate;
 
@@ -377,14 +377,14 @@ static void tc_qd_rate(tc_qd *d, const char *id, int m, tc_qd_series *s, float x
         return;
     rate = fabs((double)x - (double)tc_qd_last(s)) / ((double)(t - s->last_t) / 1e6);
     if (rate > max)
-        tc_qd_open(d, id, m, s, TC_QD_RATE, t, rate / max, rate, max);
+        tc_qd_open(d, di, m, s, TC_QD_RATE, t, rate / max, rate, max);
     else if (rate < TC_QD_RATE_CLOSE * max)
-        tc_qd_resolve(d, id, m, s, TC_QD_RATE, s->last_t, rate, max);
+        tc_qd_resolve(d, di, m, s, TC_QD_RATE, s->last_t, rate, max);
 }
 
 /* Spike candidate logic; returns 1 while x belongs to a candidate (kept out of the baselines). */
-static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t,
-                       float med, float scale)
+static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t, float med,
+                       float scale)
 {
     float z;
 
@@ -392,9 +392,9 @@ static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x
         z = fabsf(x - s->pend_exp) / scale;
         if (z < (float)d->o.spike_z_close) {
             /* Back to where it was: the candidate was a spike. */
-            tc_qd_open(d, id, m, s, TC_QD_SPIKE, s->start[TC_QD_SPIKE], s->pend_z, s->pend_obs,
+            tc_qd_open(d, di, m, s, TC_QD_SPIKE, s->start[TC_QD_SPIKE], s->pend_z, s->pend_obs,
                        s->pend_exp);
-            tc_qd_resolve(d, id, m, s, TC_QD_SPIKE, s->last_t, s->pend_obs, s->pend_exp);
+            tc_qd_resolve(d, di, m, s, TC_QD_SPIKE, s->last_t, s->pend_obs, s->pend_exp);
             s->pend_n = 0;
             return 0;
         }
@@ -424,7 +424,7 @@ static int tc_qd_spike(tc_qd *d, const char *id, int m, tc_qd_series *s, float x
  * the slope alpha / (1 - alpha) (e1 - e2), so a steady slope (a draining battery, the daily cycle)
  * is predicted without lag and only a change of level or slope leaves a residual. Early on the
  * weight is 1/n (a running mean) until it falls to drift_alpha, so the baseline starts right. */
-static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float x, int64_t t,
+static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t,
                         float sigma)
 {
     float alpha = (float)d->o.drift_alpha, k = (float)d->o.drift_k, h = (float)d->o.drift_h;
@@ -443,9 +443,9 @@ static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
     if ((double)s->n * d->o.drift_alpha >= TC_QD_DRIFT_WARMUP) {
         float sum = fmaxf(s->cusum_hi, s->cusum_lo);
         if (sum > h)
-            tc_qd_open(d, id, m, s, TC_QD_DRIFT, s->start[TC_QD_DRIFT], sum / h, x, pred);
+            tc_qd_open(d, di, m, s, TC_QD_DRIFT, s->start[TC_QD_DRIFT], sum / h, x, pred);
         else if (sum < h / 4)
-            tc_qd_resolve(d, id, m, s, TC_QD_DRIFT, t, x, pred);
+            tc_qd_resolve(d, di, m, s, TC_QD_DRIFT, t, x, pred);
     } else {
         s->cusum_hi = s->cusum_lo = 0;
     }
@@ -453,8 +453,7 @@ static void tc_qd_drift(tc_qd *d, const char *id, int m, tc_qd_series *s, float 
     s->ewma2 += alpha * (s->ewma - s->ewma2);
 }
 
-static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *s, float x,
-                                 int64_t t)
+static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
 {
     float med, r, res = (float)d->o.resolution[m], scale;
     int held;
@@ -463,12 +462,12 @@ static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *
         tc_qd_first(s, x, t, res);
         return;
     }
-    tc_qd_rate(d, id, m, s, x, t);
-    tc_qd_stuck(d, id, m, s, x, t);
+    tc_qd_rate(d, di, m, s, x, t);
+    tc_qd_stuck(d, di, m, s, x, t);
     med = tc_qd_median5(s->win);
     r = fabsf(x - med);
     scale = 1.4826f * (s->mad > res ? s->mad : res);
-    held = tc_qd_spike(d, id, m, s, x, t, med, scale);
+    held = tc_qd_spike(d, di, m, s, x, t, med, scale);
     if (!held && s->run_len < 3) {
         /* Frugal streaming median of |r|: up or down by a constant factor. */
         if (s->n < (uint32_t)d->o.warmup)
@@ -479,7 +478,7 @@ static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *
             s->mad = res / 4;
     }
     if (!held)
-        tc_qd_drift(d, id, m, s, x, t, scale);
+        tc_qd_drift(d, di, m, s, x, t, scale);
     s->win[s->win_pos] = x;
     s->win_pos = (uint8_t)((s->win_pos + 1) % 5);
     s->last_t = t;
@@ -487,21 +486,13 @@ static void tc_qd_series_observe(tc_qd *d, const char *id, int m, tc_qd_series *
         s->n++;
 }
 
-void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const double *values,
-                   const uint8_t *present)
+/* One reading of the device of index di (looked up by the caller). */
+static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *values,
+                             const uint8_t *present)
 {
-    long i = TC_Q_TIME_OK(t_us) ? tc_qd_find(d, device, len, 1) : -1;
-    const char *id;
-    tc_qd_device *dev;
-    tc_qd_series *s;
+    tc_qd_device *dev = tc_qd_dev(d, di);
+    tc_qd_series *s = tc_qd_ser(d, di);
 
-    if (i < 0) {
-        d->st.devices_refused++;
-        return;
-    }
-    dev = tc_qd_dev(d, (size_t)i);
-    s = tc_qd_ser(d, (size_t)i);
-    id = tc_qids_id(d->ids, (size_t)i);
     if (dev->n && t_us < dev->last_t)
         return; /* out of order: counted by the metrics, not fed to series built on order */
     if (dev->n && t_us > dev->last_t) {
@@ -519,7 +510,7 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
         d->st.resolved[TC_QD_SILENCE]++;
         d->st.open_now--;
         if (d->emit) {
-            tc_qd_finding f = {id,
+            tc_qd_finding f = {tc_qids_id(d->ids, di),
                                -1,
                                TC_QD_SILENCE,
                                dev->silence_start,
@@ -535,7 +526,53 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
         dev->n++;
     for (int m = 0; m < d->o.metrics; m++)
         if ((!present || present[m]) && isfinite(values[m]) && fabs(values[m]) < 3e38)
-            tc_qd_series_observe(d, id, m, &s[m], (float)values[m], t_us);
+            tc_qd_series_observe(d, di, m, &s[m], (float)values[m], t_us);
+}
+
+void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const double *values,
+                   const uint8_t *present)
+{
+    long i = TC_Q_TIME_OK(t_us) ? tc_qd_find(d, device, len, 1) : -1;
+
+    if (i < 0)
+        d->st.devices_refused++;
+    else
+        tc_qd_observe_at(d, (size_t)i, t_us, values, present);
+}
+
+void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
+                         const int64_t *t_us, const double *const *values,
+                         const uint8_t *const *present)
+{
+    long idx[TC_QD_BATCH_GROUP];
+
+    for (size_t g = 0; g < n; g += TC_QD_BATCH_GROUP) {
+        size_t end = n - g < TC_QD_BATCH_GROUP ? n : g + TC_QD_BATCH_GROUP;
+        /* Look the group's devices up and start fetching their state... */
+        for (size_t k = g; k < end; k++) {
+            long i = TC_Q_TIME_OK(t_us[k]) ? tc_qd_find(d, ids[k], lens[k], 1) : -1;
+            idx[k - g] = i;
+            if (i < 0)
+                continue;
+            __builtin_prefetch(tc_qd_dev(d, (size_t)i), 1);
+            for (int m = 0; m < d->o.metrics; m++)
+                __builtin_prefetch(&tc_qd_ser(d, (size_t)i)[m], 1);
+        }
+        /* ... then use it, by when most of it has arrived. */
+        for (size_t k = g; k < end; k++) {
+            double v[TC_QD_METRICS_MAX];
+            uint8_t p[TC_QD_METRICS_MAX];
+            if (idx[k - g] < 0) {
+                d->st.devices_refused++;
+                continue;
+            }
+            for (int m = 0; m < d->o.metrics; m++) {
+                v[m] = values[m][k];
+                p[m] = present ? present[m][k] : 1;
+            }
+            tc_qd_observe_at(d, (size_t)idx[k - g], t_us[k], v, p);
+        }
+    }
 }
 
 void tc_qd_tick(tc_qd *d, int64_t now_us)

@@ -358,6 +358,70 @@ static void test_checkpoint_corruption(void **state)
     tc_qd_destroy(c);
 }
 
+static void test_batch_equals_one_by_one(void **state)
+{
+    enum { ROWS = 3000, DEVS = 7 };
+    static const char *names[DEVS] = {"a", "bb", "ccc", "dddd", "e", "ff", "ggg"};
+    static double col0[ROWS], col1[ROWS];
+    static const char *ids[ROWS];
+    static size_t lens[ROWS];
+    static int64_t t[ROWS];
+    static uint8_t p1[ROWS];
+    const double *cols[2] = {col0, col1};
+    const uint8_t *present[2] = {NULL, p1};
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0};
+    tc_qd_options o;
+    tc_qd *a, *b;
+    unsigned char *sa = NULL, *sb = NULL;
+    size_t na = 0, nb = 0;
+    uint8_t all[ROWS];
+
+    (void)state;
+    memset(all, 1, sizeof(all));
+    present[0] = all;
+    for (int k = 0; k < ROWS; k++) {
+        int dev = k % DEVS, i = k / DEVS;
+        ids[k] = names[dev];
+        lens[k] = strlen(names[dev]);
+        t[k] = T0 + i * CADENCE + dev;
+        /* A spike, a stuck run and a shift among them, and humidity absent now and then. */
+        col0[k] = base(i) + (dev == 1 && i == 200 ? 9.0 : 0) + (dev == 2 && i > 300 ? 4.0 : 0);
+        if (dev == 3 && i >= 100 && i < 140)
+            col0[k] = 20.15;
+        col1[k] = 50 + 0.1 * (i % 5);
+        p1[k] = (uint8_t)(k % 11 != 0);
+    }
+    tc_qd_options_default(&o, 2, 16);
+    a = tc_qd_new(&o, on_finding, &la, errstr, sizeof(errstr));
+    b = tc_qd_new(&o, on_finding, &lb, errstr, sizeof(errstr));
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int k = 0; k < ROWS; k++) {
+        double v[2] = {col0[k], col1[k]};
+        uint8_t pr[2] = {1, p1[k]};
+        tc_qd_observe(a, ids[k], lens[k], t[k], v, pr);
+    }
+    /* Batches of odd sizes, across group boundaries. */
+    for (int at = 0; at < ROWS; at += 333) {
+        size_t n = ROWS - at < 333 ? (size_t)(ROWS - at) : 333;
+        const double *c[2] = {cols[0] + at, cols[1] + at};
+        const uint8_t *pr[2] = {present[0] + at, present[1] + at};
+        tc_qd_observe_batch(b, n, &ids[at], &lens[at], &t[at], c, pr);
+    }
+    assert_true(la.n >= 3); /* the spike, the stuck run, the shift */
+    assert_int_equal(lb.n, la.n);
+    assert_memory_equal(lb.f, la.f, sizeof(logged) * (size_t)la.n);
+    assert_int_equal(tc_qd_save(a, &sa, &na, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save(b, &sb, &nb, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(na, nb);
+    assert_memory_equal(sa, sb, na);
+    free(sa);
+    free(sb);
+    tc_qd_destroy(a);
+    tc_qd_destroy(b);
+}
+
 static void test_memory_bound(void **state)
 {
     size_t per_series = tc_qd_memory_for(100000, 6) / 600000;
@@ -406,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order_ignored),
         cmocka_unit_test(test_checkpoint_restart_mid_finding),
         cmocka_unit_test(test_checkpoint_corruption),
+        cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_memory_bound),
         cmocka_unit_test(test_devices_cap),
     };
