@@ -2,9 +2,10 @@
  * detect.h -- streaming anomaly detectors per (device, metric) series, with bounded memory.
  *
  * A tc_qd holds one state per device (silence) and one per (device, metric) series (spikes,
- * drift, stuck values, implausible rate of change). Readings are fed one at a time, in arrival
- * order (tc_qd_observe); silence is checked against a clock the caller advances (tc_qd_tick, the
- * pipeline's event-time watermark or the wall clock). Nothing allocates after tc_qd_new: devices
+ * drift, stuck values, implausible rate of change). Readings are fed in arrival order, one at a
+ * time (tc_qd_observe) or a columnar batch at a time (tc_qd_observe_batch, the same result,
+ * faster); silence is checked against a clock the caller advances (tc_qd_tick, the pipeline's
+ * event-time watermark or the wall clock). Nothing allocates after tc_qd_new: devices
  * beyond max_devices are counted (tc_qd_stats.devices_refused) and not watched.
  *
  * Detectors (formulas and limits in docs/quality.md):
