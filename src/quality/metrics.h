@@ -21,7 +21,7 @@
  * adding their buckets, so per-device minutes, fleet minutes and pipelines combine without error
  * growth.
  *
- * Memory: TC_QM_DEVICE_BYTES per device seen plus its id, and one row of sizeof(tc_qm_row) (~480
+ * Memory: TC_QM_DEVICE_BYTES per device seen plus its id, and one row of sizeof(tc_qm_row) (~500
  * bytes) per (device, minute) with readings not yet flushed, out of a pool of max_rows allocated
  * at tc_qm_new; a reading whose row does not fit is counted in rows_refused. tc_qm_flush hands
  * over every row of a minute before a given one and frees it: the sink calls it once the
