@@ -510,14 +510,11 @@ static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *va
         d->st.resolved[TC_QD_SILENCE]++;
         d->st.open_now--;
         if (d->emit) {
-            tc_qd_finding f = {tc_qids_id(d->ids, di),
-                               -1,
-                               TC_QD_SILENCE,
-                               dev->silence_start,
-                               t_us,
+            tc_qd_finding f = {tc_qids_id(d->ids, di), -1, TC_QD_SILENCE, dev->silence_start,
+                               /* a device clock behind the watermark: not before the start */
+                               t_us > dev->silence_start ? t_us : dev->silence_start,
                                (double)(t_us - dev->last_t) / 1e6 / dev->interval_s,
-                               (double)(t_us - dev->last_t) / 1e6,
-                               dev->interval_s};
+                               (double)(t_us - dev->last_t) / 1e6, dev->interval_s};
             d->emit(d->opaque, &f);
         }
     }

@@ -224,6 +224,17 @@ static void test_silence(void **state)
     feed(d, "dev-q", 109, base(109));
     assert_int_equal(l.n, 2);
     assert_true(l.f[1].start == last + CADENCE && l.f[1].end == T0 + 109 * CADENCE);
+    /* A device whose clock is behind the watermark: silent at the tick, then its next reading
+     * comes before the silence's nominal start. The finding still ends no earlier than it began
+     * (the table refuses end < start). */
+    l.n = 0;
+    /* The 100 s gap taught the usual interval only 2 x 10 s: 10 + 0.1 x (20 - 10) = 11 s. */
+    tc_qd_tick(d, T0 + 109 * CADENCE + 50000000);
+    assert_int_equal(l.n, 1);
+    assert_true(l.f[0].start == T0 + 109 * CADENCE + 11000000);
+    tc_qd_observe(d, "dev-q", 5, T0 + 109 * CADENCE + 5000000, (double[]){20.0}, NULL);
+    assert_int_equal(l.n, 2);
+    assert_true(l.f[1].start == l.f[0].start && l.f[1].end == l.f[1].start);
     tc_qd_destroy(d);
 }
 
