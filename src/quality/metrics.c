@@ -240,19 +240,24 @@ static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, 
     tc_qm_sketch_add(&r->delay, delay_ms);
 }
 
-void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, int64_t ingest_us,
-                   int64_t watermark_us, const double *values, const uint8_t *present, int metrics)
+/* The device index of a reading, or -1 (refused: its times are out of range, or its id). */
+static long tc_qm_lookup(tc_qm *q, const char *device, size_t len, int64_t event_us,
+                         int64_t ingest_us, int64_t watermark_us)
 {
-    long di = TC_Q_TIME_OK(event_us) && TC_Q_TIME_OK(ingest_us) && TC_Q_TIME_OK(watermark_us)
-                  ? tc_qids_find(q->ids, device, len, 1)
-                  : -1;
+    return TC_Q_TIME_OK(event_us) && TC_Q_TIME_OK(ingest_us) && TC_Q_TIME_OK(watermark_us)
+               ? tc_qids_find(q->ids, device, len, 1)
+               : -1;
+}
+
+static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest_us,
+                             int64_t watermark_us, const uint8_t *present, int metrics)
+{
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
     double gap_s = 0;
     tc_qm_row *r, *fleet;
     tc_qm_dev *d;
 
-    (void)values;
     if (di < 0) {
         q->t.devices_refused++;
         return;
@@ -290,6 +295,51 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
     q->t.late += (uint64_t)late;
     q->t.out_of_order += (uint64_t)ooo;
     q->t.gaps += (uint64_t)gap;
+}
+
+void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, int64_t ingest_us,
+                   int64_t watermark_us, const double *values, const uint8_t *present, int metrics)
+{
+    (void)values;
+    tc_qm_observe_at(q, tc_qm_lookup(q, device, len, event_us, ingest_us, watermark_us), event_us,
+                     ingest_us, watermark_us, present, metrics);
+}
+
+void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_t *lens,
+                         const int64_t *event_us, const int64_t *ingest_us,
+                         const int64_t *watermark_us, const uint8_t *const *present, int metrics)
+{
+    long idx[TC_QM_BATCH_GROUP];
+
+    if (metrics > q->o.metrics)
+        metrics = q->o.metrics;
+    for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
+        size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
+        /* Devices first, fetching their state; then the rows their state names; then use. */
+        for (size_t k = g; k < end; k++) {
+            idx[k - g] =
+                tc_qm_lookup(q, ids[k], lens[k], event_us[k], ingest_us[k], watermark_us[k]);
+            if (idx[k - g] >= 0)
+                __builtin_prefetch(&q->devs[idx[k - g]], 1);
+        }
+        for (size_t k = g; k < end; k++) {
+            const tc_qm_dev *d = idx[k - g] >= 0 ? &q->devs[idx[k - g]] : NULL;
+            if (d && d->row) {
+                const tc_qm_slot *r = &q->rows[d->row - 1];
+                __builtin_prefetch(r, 1);
+                __builtin_prefetch(
+                    &r->row.delay
+                         .b[tc_qm_sketch_bucket((double)(ingest_us[k] - event_us[k]) / 1e3)],
+                    1);
+            }
+        }
+        for (size_t k = g; k < end; k++) {
+            uint8_t p[TC_QM_METRICS_MAX];
+            for (int m = 0; m < metrics; m++)
+                p[m] = present ? present[m][k] : 1;
+            tc_qm_observe_at(q, idx[k - g], event_us[k], ingest_us[k], watermark_us[k], p, metrics);
+        }
+    }
 }
 
 static int tc_qm_slot_order(const void *a, const void *b)

@@ -179,6 +179,78 @@ static void test_accumulators(void **state)
     tc_qm_destroy(q);
 }
 
+static void collect(void *opaque, const tc_qm_row *row)
+{
+    rows *l = opaque;
+
+    if (l->n < 8) {
+        l->r[l->n] = *row;
+        snprintf(l->dev[l->n], sizeof(l->dev[0]), "%s", row->device ? row->device : "*fleet*");
+    }
+    l->n++;
+}
+
+static void test_batch_equals_one_by_one(void **state)
+{
+    enum { ROWS = 2000 };
+    static const char *ids[ROWS];
+    static size_t lens[ROWS];
+    static int64_t ev[ROWS], ing[ROWS], wm[ROWS];
+    static uint8_t p0[ROWS], p1[ROWS];
+    static const char *names[5] = {"a", "b", "c", "d", "e"};
+    const uint8_t *present[2] = {p0, p1};
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    tc_qm *a, *b;
+    tc_qm_totals ta, tb;
+    rows la = {0}, lb = {0};
+    int64_t w = 0;
+
+    (void)state;
+    for (int k = 0; k < ROWS; k++) {
+        ids[k] = names[k % 5];
+        lens[k] = 1;
+        /* Mostly in order, every 17th reading 90 s old (late, out of order), a gap at 1000. */
+        ev[k] = (int64_t)(k / 5) * 10 * SEC + (k % 17 == 0 ? -90 * SEC : 0) +
+                (k >= 1000 ? 600 * SEC : 0);
+        w = ev[k] > w ? ev[k] : w;
+        wm[k] = w;
+        ing[k] = w + (k % 7) * 1000;
+        p0[k] = (uint8_t)(k % 3 != 0);
+        p1[k] = (uint8_t)(k % 4 != 0);
+    }
+    tc_qm_options_default(&o, 8);
+    o.metrics = 2;
+    a = tc_qm_new(&o, errstr, sizeof(errstr));
+    b = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int k = 0; k < ROWS; k++) {
+        uint8_t p[2] = {p0[k], p1[k]};
+        tc_qm_observe(a, ids[k], lens[k], ev[k], ing[k], wm[k], NULL, p, 2);
+    }
+    for (int at = 0; at < ROWS; at += 333) {
+        size_t n = ROWS - at < 333 ? (size_t)(ROWS - at) : 333;
+        const uint8_t *pr[2] = {present[0] + at, present[1] + at};
+        tc_qm_observe_batch(b, n, &ids[at], &lens[at], &ev[at], &ing[at], &wm[at], pr, 2);
+    }
+    tc_qm_get_totals(a, &ta);
+    tc_qm_get_totals(b, &tb);
+    assert_true(ta.late > 0 && ta.out_of_order > 0 && ta.gaps > 0);
+    assert_memory_equal(&ta, &tb, sizeof(ta));
+    /* The same rows, in the same order, with the same figures. */
+    tc_qm_flush(a, INT64_MAX, collect, &la);
+    tc_qm_flush(b, INT64_MAX, collect, &lb);
+    assert_int_equal(la.n, lb.n);
+    for (int k = 0; k < la.n && k < 8; k++) {
+        assert_string_equal(la.dev[k], lb.dev[k]);
+        la.r[k].device = lb.r[k].device = NULL;
+        assert_memory_equal(&la.r[k], &lb.r[k], sizeof(tc_qm_row));
+    }
+    tc_qm_destroy(a);
+    tc_qm_destroy(b);
+}
+
 static void test_caps(void **state)
 {
     char errstr[TC_ERRSTR_MAX], id[16];
@@ -211,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_sketch_buckets),
         cmocka_unit_test(test_sketch_merge),
         cmocka_unit_test(test_accumulators),
+        cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
