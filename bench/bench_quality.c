@@ -83,6 +83,7 @@ typedef struct bench {
 static const char *col_ids[CHUNK];
 static size_t col_lens[CHUNK];
 static int64_t col_t[CHUNK], col_wm[CHUNK];
+static long col_idx[CHUNK];
 static double col_v[6][CHUNK];
 
 static double cpu_now(void)
@@ -252,6 +253,7 @@ int main(int argc, char **argv)
     qd = tc_qd_new(&qo, on_finding, &b, errstr, sizeof(errstr));
     tc_qm_options_default(&mo, (size_t)devices);
     mo.late_after_s = LATE_AFTER_S;
+    mo.ids = qd ? tc_qd_ids(qd) : NULL;
     qm = tc_qm_new(&mo, errstr, sizeof(errstr));
     stream = tc_sim_stream_new(&an, seed, devices, o.count);
     buf = malloc(CHUNK * sizeof(*buf));
@@ -296,9 +298,11 @@ int main(int argc, char **argv)
                     b.watermark = col_t[k];
                 col_wm[k] = b.watermark; /* ingested "now": at the watermark */
             }
-            tc_qm_observe_batch(qm, len, &col_ids[at], &col_lens[at], &col_t[at], &col_wm[at],
-                                &col_wm[at], NULL, 6);
-            tc_qd_observe_batch(qd, len, &col_ids[at], &col_lens[at], &col_t[at], cols, NULL);
+            /* One lookup a reading: the metrics share the detectors' id table. */
+            tc_qd_observe_batch(qd, len, &col_ids[at], &col_lens[at], &col_t[at], cols, NULL,
+                                &col_idx[at]);
+            tc_qm_observe_batch_at(qm, len, &col_idx[at], &col_t[at], &col_wm[at], &col_wm[at],
+                                   NULL, 6);
             if (b.watermark >= next_tick) {
                 tc_qd_tick(qd, b.watermark);
                 next_tick = b.watermark + CADENCE_MS * 1000;

@@ -539,7 +539,7 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
 
 void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
                          const int64_t *t_us, const double *const *values,
-                         const uint8_t *const *present)
+                         const uint8_t *const *present, long *index_out)
 {
     long idx[TC_QD_BATCH_GROUP];
 
@@ -549,6 +549,8 @@ void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_
         for (size_t k = g; k < end; k++) {
             long i = TC_Q_TIME_OK(t_us[k]) ? tc_qd_find(d, ids[k], lens[k], 1) : -1;
             idx[k - g] = i;
+            if (index_out)
+                index_out[k] = i;
             if (i < 0)
                 continue;
             __builtin_prefetch(tc_qd_dev(d, (size_t)i), 1);
@@ -599,6 +601,11 @@ void tc_qd_tick(tc_qd *d, int64_t now_us)
             d->emit(d->opaque, &f);
         }
     }
+}
+
+tc_qids *tc_qd_ids(tc_qd *d)
+{
+    return d->ids;
 }
 
 void tc_qd_get_stats(const tc_qd *d, tc_qd_stats *st)

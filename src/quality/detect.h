@@ -138,10 +138,14 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
 /* n readings of a columnar batch at once: reading k is device ids[k] (lens[k] bytes) at t_us[k],
  * metric m's value values[m][k], counted where present[m][k] != 0 (present NULL: all). The same
  * as n calls of tc_qd_observe, in order, but faster: it looks a group of devices up first and
- * prefetches their state, so the cache misses of different devices overlap. */
+ * prefetches their state, so the cache misses of different devices overlap. index_out (n
+ * entries, or NULL) receives each reading's device index in tc_qd_ids, -1 for one refused: the
+ * quality metrics sharing the table take them instead of looking the devices up again. */
 void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
                          const int64_t *t_us, const double *const *values,
-                         const uint8_t *const *present);
+                         const uint8_t *const *present, long *index_out);
+/* The detector's device id table (owned by it), to share with tc_qm_options.ids. */
+struct tc_qids *tc_qd_ids(tc_qd *d);
 /* Open silence findings for devices quiet past their usual interval at now_us. Cost: one pass
  * over the devices; call it every few seconds, not per reading. */
 void tc_qd_tick(tc_qd *d, int64_t now_us);

@@ -97,6 +97,11 @@ size_t tc_qids_count(const tc_qids *t)
     return t->n;
 }
 
+size_t tc_qids_max(const tc_qids *t)
+{
+    return t->max;
+}
+
 size_t tc_qids_memory(const tc_qids *t)
 {
     return sizeof(*t) + (t->mask + 1) * sizeof(uint64_t) +

@@ -33,6 +33,8 @@ void tc_qids_destroy(tc_qids *t);
 long tc_qids_find(tc_qids *t, const char *id, size_t len, int add);
 const char *tc_qids_id(const tc_qids *t, size_t i);
 size_t tc_qids_count(const tc_qids *t);
+/* The most ids it takes (its max at creation). */
+size_t tc_qids_max(const tc_qids *t);
 /* Bytes held: the table, the id pointers and the ids with malloc's overhead (16 bytes each). */
 size_t tc_qids_memory(const tc_qids *t);
 /* What tc_qids_new(max) with max ids of id_len bytes would hold. */

@@ -40,7 +40,8 @@ typedef struct tc_qm_slot {
 struct tc_qm {
     tc_qm_options o;
     tc_qm_dev *devs; /* indexed like ids */
-    tc_qids *ids;
+    tc_qids *ids;    /* ours, or the detectors' (options.ids) */
+    int own_ids;     /* ids is ours to destroy */
     tc_qm_slot *rows;
     uint32_t free_head;
     size_t nrows;
@@ -116,10 +117,11 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
 
     if (o->max_devices < 1 || o->max_devices > TC_QM_DEVICES_MAX || o->max_rows < 2 ||
         o->max_rows > TC_QM_ROWS_MAX || o->metrics < 1 || o->metrics > TC_QM_METRICS_MAX ||
-        !(o->late_after_s >= 0) || !(o->gap_factor > 1)) {
+        !(o->late_after_s >= 0) || !(o->gap_factor > 1) ||
+        (o->ids && tc_qids_max(o->ids) != o->max_devices)) {
         tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                    "quality metrics: need 1..%d devices, 2..%d rows, 1..%d metrics, "
-                   "late_after_s >= 0 and gap_factor > 1",
+                   "late_after_s >= 0, gap_factor > 1 and a shared id table of max_devices",
                    TC_QM_DEVICES_MAX, TC_QM_ROWS_MAX, TC_QM_METRICS_MAX);
         return NULL;
     }
@@ -128,7 +130,8 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
         q->o = *o;
         q->row_mask = tc_qm_pow2(o->max_rows) - 1;
         q->devs = calloc(o->max_devices, sizeof(*q->devs));
-        q->ids = tc_qids_new(o->max_devices);
+        q->own_ids = !o->ids;
+        q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
         q->rows = calloc(o->max_rows, sizeof(*q->rows));
         q->row_table = calloc(q->row_mask + 1, sizeof(*q->row_table));
     }
@@ -150,7 +153,8 @@ void tc_qm_destroy(tc_qm *q)
     if (!q)
         return;
     free(q->devs);
-    tc_qids_destroy(q->ids);
+    if (q->own_ids)
+        tc_qids_destroy(q->ids);
     free(q->rows);
     free(q->row_table);
     free(q);
@@ -305,6 +309,41 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
                      ingest_us, watermark_us, present, metrics);
 }
 
+/* Prefetch what counting reading k of device di will touch: the device, then the row its state
+ * names (a second pass, once the device has arrived). */
+static void tc_qm_prefetch_device(const tc_qm *q, long di)
+{
+    if (di >= 0)
+        __builtin_prefetch(&q->devs[di], 1);
+}
+
+static void tc_qm_prefetch_row(const tc_qm *q, long di, double delay_ms)
+{
+    const tc_qm_slot *r;
+
+    if (di < 0 || !q->devs[di].row)
+        return;
+    r = &q->rows[q->devs[di].row - 1];
+    __builtin_prefetch(r, 1);
+    __builtin_prefetch(&r->row.delay.b[tc_qm_sketch_bucket(delay_ms)], 1);
+}
+
+/* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g). */
+static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
+                              const int64_t *event_us, const int64_t *ingest_us,
+                              const int64_t *watermark_us, const uint8_t *const *present,
+                              int metrics)
+{
+    for (size_t k = g; k < end; k++)
+        tc_qm_prefetch_row(q, idx[k - g], (double)(ingest_us[k] - event_us[k]) / 1e3);
+    for (size_t k = g; k < end; k++) {
+        uint8_t p[TC_QM_METRICS_MAX];
+        for (int m = 0; m < metrics; m++)
+            p[m] = present ? present[m][k] : 1;
+        tc_qm_observe_at(q, idx[k - g], event_us[k], ingest_us[k], watermark_us[k], p, metrics);
+    }
+}
+
 void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_t *lens,
                          const int64_t *event_us, const int64_t *ingest_us,
                          const int64_t *watermark_us, const uint8_t *const *present, int metrics)
@@ -315,30 +354,34 @@ void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_
         metrics = q->o.metrics;
     for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
         size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
-        /* Devices first, fetching their state; then the rows their state names; then use. */
         for (size_t k = g; k < end; k++) {
             idx[k - g] =
                 tc_qm_lookup(q, ids[k], lens[k], event_us[k], ingest_us[k], watermark_us[k]);
-            if (idx[k - g] >= 0)
-                __builtin_prefetch(&q->devs[idx[k - g]], 1);
+            tc_qm_prefetch_device(q, idx[k - g]);
         }
+        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, metrics);
+    }
+}
+
+void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
+                            const int64_t *ingest_us, const int64_t *watermark_us,
+                            const uint8_t *const *present, int metrics)
+{
+    long idx[TC_QM_BATCH_GROUP];
+
+    if (metrics > q->o.metrics)
+        metrics = q->o.metrics;
+    for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
+        size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
         for (size_t k = g; k < end; k++) {
-            const tc_qm_dev *d = idx[k - g] >= 0 ? &q->devs[idx[k - g]] : NULL;
-            if (d && d->row) {
-                const tc_qm_slot *r = &q->rows[d->row - 1];
-                __builtin_prefetch(r, 1);
-                __builtin_prefetch(
-                    &r->row.delay
-                         .b[tc_qm_sketch_bucket((double)(ingest_us[k] - event_us[k]) / 1e3)],
-                    1);
-            }
+            /* The caller's indexes name devices of the shared table; times as tc_qm_lookup. */
+            int ok = index[k] >= 0 && (size_t)index[k] < q->o.max_devices &&
+                     TC_Q_TIME_OK(event_us[k]) && TC_Q_TIME_OK(ingest_us[k]) &&
+                     TC_Q_TIME_OK(watermark_us[k]);
+            idx[k - g] = ok ? index[k] : -1;
+            tc_qm_prefetch_device(q, idx[k - g]);
         }
-        for (size_t k = g; k < end; k++) {
-            uint8_t p[TC_QM_METRICS_MAX];
-            for (int m = 0; m < metrics; m++)
-                p[m] = present ? present[m][k] : 1;
-            tc_qm_observe_at(q, idx[k - g], event_us[k], ingest_us[k], watermark_us[k], p, metrics);
-        }
+        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, metrics);
     }
 }
 

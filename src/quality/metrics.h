@@ -66,6 +66,9 @@ typedef struct tc_qm_options {
     int metrics;         /* 1..TC_QM_METRICS_MAX (default 6) */
     double late_after_s; /* quality.late_after_s (default 60) */
     double gap_factor;   /* default 3 */
+    /* A device id table to share (tc_qd_ids of the detectors), not owned; its max must equal
+     * max_devices. NULL: the metrics keep their own. */
+    struct tc_qids *ids;
 } tc_qm_options;
 
 void tc_qm_options_default(tc_qm_options *o, size_t max_devices);
@@ -107,6 +110,12 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
 void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_t *lens,
                          const int64_t *event_us, const int64_t *ingest_us,
                          const int64_t *watermark_us, const uint8_t *const *present, int metrics);
+
+/* The same with the devices given as indexes in the shared id table (options.ids), as
+ * tc_qd_observe_batch's index_out has them: -1 is a refused reading. */
+void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
+                            const int64_t *ingest_us, const int64_t *watermark_us,
+                            const uint8_t *const *present, int metrics);
 
 typedef void (*tc_qm_row_fn)(void *opaque, const tc_qm_row *row);
 /* Hand over and free every row of a minute before before_us (device rows, then the fleet's,

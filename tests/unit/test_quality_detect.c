@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "quality/detect.h"
+#include "quality/ids.h"
 
 #define LOG_MAX 64
 #define CADENCE INT64_C(10000000) /* 10 s */
@@ -378,6 +379,7 @@ static void test_batch_equals_one_by_one(void **state)
     static size_t lens[ROWS];
     static int64_t t[ROWS];
     static uint8_t p1[ROWS];
+    static long index[ROWS];
     const double *cols[2] = {col0, col1};
     const uint8_t *present[2] = {NULL, p1};
     char errstr[TC_ERRSTR_MAX];
@@ -418,8 +420,11 @@ static void test_batch_equals_one_by_one(void **state)
         size_t n = ROWS - at < 333 ? (size_t)(ROWS - at) : 333;
         const double *c[2] = {cols[0] + at, cols[1] + at};
         const uint8_t *pr[2] = {present[0] + at, present[1] + at};
-        tc_qd_observe_batch(b, n, &ids[at], &lens[at], &t[at], c, pr);
+        tc_qd_observe_batch(b, n, &ids[at], &lens[at], &t[at], c, pr, &index[at]);
     }
+    /* Each reading's device index, as the shared id table has it. */
+    for (int k = 0; k < ROWS; k++)
+        assert_string_equal(tc_qids_id(tc_qd_ids(b), (size_t)index[k]), ids[k]);
     assert_true(la.n >= 3); /* the spike, the stuck run, the shift */
     assert_int_equal(lb.n, la.n);
     assert_memory_equal(lb.f, la.f, sizeof(logged) * (size_t)la.n);

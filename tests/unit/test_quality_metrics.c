@@ -14,6 +14,7 @@
 #include <math.h>
 #include <cmocka.h>
 
+#include "quality/ids.h"
 #include "quality/metrics.h"
 
 #define SEC INT64_C(1000000)
@@ -238,6 +239,26 @@ static void test_batch_equals_one_by_one(void **state)
     tc_qm_get_totals(b, &tb);
     assert_true(ta.late > 0 && ta.out_of_order > 0 && ta.gaps > 0);
     assert_memory_equal(&ta, &tb, sizeof(ta));
+    /* And by index into a shared id table (the detectors'), one lookup a reading. */
+    {
+        tc_qids *shared = tc_qids_new(8);
+        tc_qm *c;
+        tc_qm_totals tcn;
+        static long index[ROWS];
+        assert_non_null(shared);
+        o.ids = shared;
+        c = tc_qm_new(&o, errstr, sizeof(errstr));
+        assert_non_null(c);
+        for (int k = 0; k < ROWS; k++)
+            index[k] = tc_qids_find(shared, ids[k], lens[k], 1);
+        index[5] = -1; /* a refused reading */
+        tc_qm_observe_batch_at(c, ROWS, index, ev, ing, wm, present, 2);
+        tc_qm_get_totals(c, &tcn);
+        assert_true(tcn.readings == ta.readings - 1 && tcn.devices_refused == 1);
+        tc_qm_destroy(c);
+        tc_qids_destroy(shared); /* not the metrics' to free */
+        o.ids = NULL;
+    }
     /* The same rows, in the same order, with the same figures. */
     tc_qm_flush(a, INT64_MAX, collect, &la);
     tc_qm_flush(b, INT64_MAX, collect, &lb);
