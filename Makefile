@@ -15,7 +15,7 @@ SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
 .PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration faults test-faults \
-        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst clean docs
+        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality clean docs
 
 all: build
 
@@ -110,12 +110,14 @@ demo: deps build services
 
 # Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume
 # (plain mode, JSON and Avro; TimescaleDB mode too, JSON, where the extension is installed),
-# produce->visible latency at 20K/s and 50K/s, and a 10x burst. Each run appends a JSON line to
+# produce->visible latency at 20K/s and 50K/s, a 10x burst, and the quality detectors' detection
+# quality against the simulator's truth (bench/run-quality). Each run appends a JSON line to
 # bench/results.jsonl; `make bench` then appends their tables to docs/benchmarks.md.
 bench: deps build venv services
 	@start=$$(date -u +%FT%TZ) && bench/run-e2e && \
 	    TC_BENCH_MODE=timescaledb TC_BENCH_FORMATS=json bench/run-e2e && \
-	    bench/run-latency && bench/run-burst && bench/report markdown --since $$start --append
+	    bench/run-latency && bench/run-burst && bench/run-quality && \
+	    bench/report markdown --since $$start --append
 
 bench-e2e: deps build venv services
 	@bench/run-e2e
@@ -125,6 +127,10 @@ bench-latency: deps build venv services
 
 bench-burst: deps build venv services
 	@bench/run-burst
+
+# Detection quality of the quality monitor's detectors against the simulator's truth (offline).
+bench-quality: deps build
+	@bench/run-quality
 
 clean:
 	@rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

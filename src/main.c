@@ -27,6 +27,7 @@ static const tc_command tc_commands[] = {
     {"retention", tc_cmd_retention, "drop the store's days older than the retention age"},
     {"dlq", tc_cmd_dlq, "list, count, show and redrive dead letters"},
     {"replay", tc_cmd_replay, "process a range of the topic again into both stores"},
+    {"quality", tc_cmd_quality, "check a data-quality rules file"},
 };
 
 static void tc_usage(FILE *out)

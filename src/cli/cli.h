@@ -71,5 +71,6 @@ int tc_cmd_lake(int argc, char **argv);
 int tc_cmd_retention(int argc, char **argv);
 int tc_cmd_dlq(int argc, char **argv);
 int tc_cmd_replay(int argc, char **argv);
+int tc_cmd_quality(int argc, char **argv);
 
 #endif

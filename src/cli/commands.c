@@ -1,6 +1,7 @@
 /*
  * commands.c -- the pipeline's subcommands: run, migrate, simulate, config, version.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,14 +195,18 @@ int tc_cmd_simulate(int argc, char **argv)
                                              {"start", required_argument, NULL, 't'},
                                              {"cadence-ms", required_argument, NULL, 'm'},
                                              {"format", required_argument, NULL, 'f'},
+                                             {"anomalies", required_argument, NULL, 'a'},
+                                             {"truth", required_argument, NULL, 'u'},
                                              {NULL, 0, NULL, 0}};
     tc_sim_options o = {.devices = 100, .count = 1000, .seed = 1, .cadence_ms = 10000};
+    tc_sim_anomalies anomalies;
+    const char *truth_path = NULL;
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
     tc_config *cfg;
     int opt, rc = 0, avro = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hd:n:r:x:S:t:m:f:", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:s:hd:n:r:x:S:t:m:f:a:u:", longopts, NULL)) != -1) {
         if (tc_cli_common_opt(&common, opt, optarg))
             continue;
         switch (opt) {
@@ -230,6 +235,16 @@ int tc_cmd_simulate(int argc, char **argv)
             }
             avro = !strcmp(optarg, "avro");
             continue;
+        case 'a':
+            if (tc_sim_anomalies_parse(optarg, &anomalies, errstr, sizeof(errstr)) != TC_OK) {
+                fprintf(stderr, "thermocline: %s\n", errstr);
+                return TC_EXIT_USAGE;
+            }
+            o.anomalies = &anomalies;
+            continue;
+        case 'u':
+            truth_path = optarg;
+            continue;
         case 't':
             if (tc_time_parse_rfc3339(optarg, strlen(optarg), &o.start_us) != TC_OK) {
                 fprintf(stderr, "thermocline: --start expects an RFC 3339 time\n");
@@ -253,8 +268,23 @@ int tc_cmd_simulate(int argc, char **argv)
                "  -f, --format FMT         json (default) or avro: valid readings as Confluent-\n"
                "                           framed Avro, the schema registered as <topic>-value\n"
                "                           at registry.url; invalid readings stay JSON\n"
+               "  -a, --anomalies SPEC     inject labelled anomalies: KIND=SHARE,... with kinds\n"
+               "                           spike, drift, stuck, silent, late, ooo and SHARE the\n"
+               "                           share of a device's readings affected, e.g.\n"
+               "                           spike=0.01,drift=0.005,stuck=0.005,silent=0.002,\n"
+               "                           late=0.01 (docs/quality.md)\n"
+               "  -u, --truth FILE         write the injected anomalies as JSON lines (device,\n"
+               "                           metric, kind, start, end)\n"
                "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP);
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    }
+    if (truth_path && !o.anomalies) {
+        fprintf(stderr, "thermocline: --truth needs --anomalies\n");
+        return TC_EXIT_USAGE;
+    }
+    if (truth_path && !(o.truth = fopen(truth_path, "w"))) {
+        fprintf(stderr, "thermocline: --truth %s: %s\n", truth_path, strerror(errno));
+        return TC_EXIT_FAILURE;
     }
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
@@ -271,6 +301,10 @@ int tc_cmd_simulate(int argc, char **argv)
     if (tc_simulate(cfg, &o, stdout, (volatile int *)&tc_cli_stop, errstr, sizeof(errstr)) !=
         TC_OK) {
         tc_log_error("simulate", "%s", errstr);
+        rc = TC_EXIT_FAILURE;
+    }
+    if (o.truth && fclose(o.truth) != 0 && rc == 0) {
+        tc_log_error("simulate", "--truth %s: %s", truth_path, strerror(errno));
         rc = TC_EXIT_FAILURE;
     }
     tc_config_destroy(cfg);

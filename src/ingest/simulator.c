@@ -60,8 +60,7 @@ static uint64_t tc_mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* Uniform in [0, 1) from (seed, a, b, salt). */
-static double tc_unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t salt)
+double tc_sim_unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t salt)
 {
     uint64_t h = tc_mix(seed ^ tc_mix(a * 0x100000001b3ULL ^ tc_mix(b ^ (salt << 56))));
     return (double)(h >> 11) / 9007199254740992.0;
@@ -125,36 +124,100 @@ static void tc_sim_avro_double(tc_sim_avro *w, double v)
     tc_sim_avro_bytes(w, b, sizeof(b));
 }
 
+/* What tc_sim_anomaly_apply needs to recompute a device's smooth metrics at another step. */
+typedef struct tc_sim_ctx {
+    const tc_sim_options *o;
+    uint64_t dev;
+    int64_t start_us;
+} tc_sim_ctx;
+
+/* Event time of (dev, step): the cadence, a fixed phase per device and +-10 % jitter, in ms. */
+static int64_t tc_sim_time(const tc_sim_options *o, uint64_t dev, int64_t step, int64_t start_us)
+{
+    double jitter_ms =
+        (tc_sim_unit(o->seed, dev, (uint64_t)step, 1) - 0.5) * 0.2 * (double)o->cadence_ms;
+    int64_t t_us = start_us + step * o->cadence_ms * 1000 + (int64_t)(jitter_ms * 1000.0) +
+                   (int64_t)(tc_sim_unit(o->seed, dev, 0, 2) * (double)o->cadence_ms * 1000.0);
+
+    return t_us - t_us % 1000; /* milliseconds, as devices send */
+}
+
+/* Temperature, humidity and pressure of (dev, step) before anomalies: a per-device level, a daily
+ * sine (pressure: a slow wave) and uniform noise. */
+static void tc_sim_smooth(const void *ctx, int64_t step, double v[3])
+{
+    const tc_sim_ctx *c = ctx;
+    uint64_t s = c->o->seed, dev = c->dev, st = (uint64_t)step;
+    int64_t t_us = tc_sim_time(c->o, dev, step, c->start_us);
+    double day_frac = (double)(t_us % 86400000000LL) / 86400e6;
+
+    v[0] = 12.0 + 14.0 * tc_sim_unit(s, dev, 0, 3) + 6.0 * sin(2 * M_PI * (day_frac - 0.3)) +
+           (tc_sim_unit(s, dev, st, 4) - 0.5) * 0.4;
+    v[1] = 35.0 + 30.0 * tc_sim_unit(s, dev, 0, 5) - 10.0 * sin(2 * M_PI * (day_frac - 0.3)) +
+           (tc_sim_unit(s, dev, st, 6) - 0.5) * 2.0;
+    v[2] = 995.0 + 30.0 * tc_sim_unit(s, dev, 0, 7) + 3.0 * sin(2 * M_PI * (double)step / 5000.0) +
+           (tc_sim_unit(s, dev, st, 8) - 0.5) * 0.6;
+}
+
+void tc_sim_reading_at(const tc_sim_options *o, uint64_t i, int64_t start_us, tc_sim_reading *r)
+{
+    uint64_t dev = i % (uint64_t)o->devices, s = o->seed;
+    int64_t step = (int64_t)(i / (uint64_t)o->devices);
+    tc_sim_ctx ctx = {o, dev, start_us};
+    double v[3], batt;
+
+    r->device = dev;
+    r->step = step;
+    r->t_us = tc_sim_time(o, dev, step, start_us);
+    tc_sim_smooth(&ctx, step, v);
+    if (o->anomalies)
+        tc_sim_anomaly_apply(o->anomalies, s, dev, step, tc_sim_steps(o), tc_sim_smooth, &ctx, v);
+    batt = 100.0 - 40.0 * tc_sim_unit(s, dev, 0, 9) - 0.001 * (double)step;
+    batt = batt < 1.0 ? 1.0 : batt;
+    r->metric[0] = tc_round2(v[0]);
+    r->metric[1] = tc_round2(v[1]);
+    r->metric[2] = tc_round2(v[2]);
+    r->metric[3] = tc_round2(batt);
+    /* JSON has 5 decimals */
+    r->metric[4] = round((-60.0 + 130.0 * tc_sim_unit(s, dev, 0, 10) +
+                          (tc_sim_unit(s, dev, (uint64_t)step, 11) - 0.5) * 1e-4) *
+                         1e5) /
+                   1e5;
+    r->metric[5] = round((-170.0 + 340.0 * tc_sim_unit(s, dev, 0, 12) +
+                          (tc_sim_unit(s, dev, (uint64_t)step, 13) - 0.5) * 1e-4) *
+                         1e5) /
+                   1e5;
+    r->invalid_kind = -1;
+    if (o->invalid_ratio > 0 && tc_sim_unit(s, i, 0, 14) < o->invalid_ratio)
+        r->invalid_kind = (int)(tc_sim_unit(s, i, 0, 15) * TC_SIM_INVALID_KINDS);
+}
+
+int64_t tc_sim_steps(const tc_sim_options *o)
+{
+    return (int64_t)((o->count + (uint64_t)o->devices - 1) / (uint64_t)o->devices);
+}
+
 size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char *buf, size_t cap,
                      int *invalid_kind)
 {
     static const char *const sites[] = {"berlin-1", "paris-2", "oslo-1", "lima-3", "pune-1"};
-    uint64_t dev = i % (uint64_t)o->devices, step = i / (uint64_t)o->devices, s = o->seed;
-    double day_frac, temp, hum, pres, batt, lat, lon, jitter_ms;
+    uint64_t dev = i % (uint64_t)o->devices, s = o->seed;
+    double temp, hum, pres, batt, lat, lon;
     char ts[40], devid[32];
-    int64_t t_us;
-    int n, kind = -1;
+    tc_sim_reading r;
+    int n, kind;
 
-    jitter_ms = (tc_unit(s, dev, step, 1) - 0.5) * 0.2 * (double)o->cadence_ms;
-    t_us = start_us + (int64_t)step * o->cadence_ms * 1000 + (int64_t)(jitter_ms * 1000.0) +
-           (int64_t)(tc_unit(s, dev, 0, 2) * (double)o->cadence_ms * 1000.0);
-    t_us -= t_us % 1000; /* milliseconds, as devices send */
-    tc_time_format_rfc3339(t_us, ts, sizeof(ts));
-    day_frac = (double)(t_us % 86400000000LL) / 86400e6;
-    temp = 12.0 + 14.0 * tc_unit(s, dev, 0, 3) + 6.0 * sin(2 * M_PI * (day_frac - 0.3)) +
-           (tc_unit(s, dev, step, 4) - 0.5) * 0.4;
-    hum = 35.0 + 30.0 * tc_unit(s, dev, 0, 5) - 10.0 * sin(2 * M_PI * (day_frac - 0.3)) +
-          (tc_unit(s, dev, step, 6) - 0.5) * 2.0;
-    pres = 995.0 + 30.0 * tc_unit(s, dev, 0, 7) + 3.0 * sin(2 * M_PI * (double)step / 5000.0) +
-           (tc_unit(s, dev, step, 8) - 0.5) * 0.6;
-    batt = 100.0 - 40.0 * tc_unit(s, dev, 0, 9) - 0.001 * (double)step;
-    batt = batt < 1.0 ? 1.0 : batt;
-    lat = -60.0 + 130.0 * tc_unit(s, dev, 0, 10) + (tc_unit(s, dev, step, 11) - 0.5) * 1e-4;
-    lon = -170.0 + 340.0 * tc_unit(s, dev, 0, 12) + (tc_unit(s, dev, step, 13) - 0.5) * 1e-4;
+    tc_sim_reading_at(o, i, start_us, &r);
+    tc_time_format_rfc3339(r.t_us, ts, sizeof(ts));
+    temp = r.metric[0];
+    hum = r.metric[1];
+    pres = r.metric[2];
+    batt = r.metric[3];
+    lat = r.metric[4];
+    lon = r.metric[5];
+    kind = r.invalid_kind;
     snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)dev);
 
-    if (o->invalid_ratio > 0 && tc_unit(s, i, 0, 14) < o->invalid_ratio)
-        kind = (int)(tc_unit(s, i, 0, 15) * TC_SIM_INVALID_KINDS);
     *invalid_kind = kind;
     switch (kind) {
     case 1: /* missing device id */
@@ -226,7 +289,7 @@ size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char
             snprintf(fw, sizeof(fw), "1.%d.0", (int)(dev % 7));
             tc_sim_avro_bytes(&w, frame, sizeof(frame));
             tc_sim_avro_string(&w, devid);
-            tc_sim_avro_long(&w, t_us / 1000);
+            tc_sim_avro_long(&w, r.t_us / 1000);
             tc_sim_avro_double(&w, tc_round2(temp));
             tc_sim_avro_double(&w, tc_round2(hum));
             tc_sim_avro_double(&w, tc_round2(pres));
@@ -248,7 +311,7 @@ size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char
                      devid, ts, tc_round2(temp), tc_round2(hum), tc_round2(pres), tc_round2(batt),
                      lat, lon, sites[dev % 5], (int)(dev % 7));
         if (kind == 0 && n > 20)
-            n = 20 + (int)(tc_unit(s, i, 0, 16) * (n - 21));
+            n = 20 + (int)(tc_sim_unit(s, i, 0, 16) * (n - 21));
         break;
     }
     if (n < 0)
@@ -270,19 +333,38 @@ static void tc_sim_sleep_until(int64_t t_us)
     nanosleep(&ts, NULL);
 }
 
+/* Write the truth records that start at reading i. */
+static void tc_sim_truth(const tc_sim_options *o, uint64_t i, int64_t start_us)
+{
+    uint64_t dev = i % (uint64_t)o->devices;
+    int64_t step = (int64_t)(i / (uint64_t)o->devices);
+    tc_sim_episode ep[2];
+    char devid[32];
+    int n = tc_sim_truth_at(o->anomalies, o->seed, dev, step, tc_sim_steps(o), ep);
+
+    snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)dev);
+    for (int k = 0; k < n; k++) {
+        tc_sim_reading first, last;
+        tc_sim_reading_at(o, (uint64_t)ep[k].first * (uint64_t)o->devices + dev, start_us, &first);
+        tc_sim_reading_at(o, (uint64_t)ep[k].last * (uint64_t)o->devices + dev, start_us, &last);
+        tc_sim_truth_write(o->truth, devid, &ep[k], first.t_us, last.t_us);
+    }
+}
+
 tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report,
                    volatile int *stop, char *errstr, size_t errstr_size)
 {
-    uint64_t by_kind[TC_SIM_INVALID_KINDS] = {0}, valid = 0, produced = 0, failed;
+    uint64_t by_kind[TC_SIM_INVALID_KINDS] = {0}, valid = 0, produced = 0, failed, i, seen = 0;
     int64_t t0 = tc_time_now_us(), start_us = opt->start_us, steps, now;
     char buf[TC_SIM_READING_MAX], key[32];
+    tc_sim_stream *stream;
     tc_producer *prod;
     tc_err err = TC_OK;
     int kind;
 
     if (opt->devices <= 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "--devices must be positive");
-    steps = (int64_t)((opt->count + (uint64_t)opt->devices - 1) / (uint64_t)opt->devices);
+    steps = tc_sim_steps(opt);
     if (start_us == 0) {
         /* Live (rated) runs stamp readings as they happen; backfills end a cadence ago. */
         if (opt->rate > 0)
@@ -290,20 +372,32 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
         else
             start_us = t0 - (steps + 1) * opt->cadence_ms * 1000;
     }
+    /* Without anomalies the stream is the natural order; with them it skips and holds back. */
+    stream = tc_sim_stream_new(opt->anomalies, opt->seed, opt->devices, opt->count);
+    if (!stream)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
     prod = tc_producer_new(cfg, errstr, errstr_size);
-    if (!prod)
+    if (!prod) {
+        tc_sim_stream_destroy(stream);
         return TC_ERR_KAFKA;
-    for (uint64_t i = 0; i < opt->count && !(stop && *stop); i++) {
+    }
+    while (!(stop && *stop) && tc_sim_stream_next(stream, &i)) {
         size_t len;
+        if (opt->anomalies && opt->truth) {
+            /* Truth in natural order: every reading up to the stream's cursor has been seen. */
+            for (; seen <= i; seen++)
+                tc_sim_truth(opt, seen, start_us);
+        }
         if (opt->rate > 0)
-            tc_sim_sleep_until(t0 + (int64_t)((double)i * 1e6 / opt->rate));
-        if (opt->rate > 0) {
+            tc_sim_sleep_until(t0 + (int64_t)((double)produced * 1e6 / opt->rate));
+        if (opt->rate > 0 && !opt->anomalies) {
             /* Live: the device's step is "now" in event time. */
             now = tc_time_now_us();
             len = tc_sim_format(
                 opt, i, now - (int64_t)(i / (uint64_t)opt->devices) * opt->cadence_ms * 1000, buf,
                 sizeof(buf), &kind);
         } else {
+            /* Anomalies hold readings back: their event times stay those of their step. */
             len = tc_sim_format(opt, i, start_us, buf, sizeof(buf), &kind);
         }
         snprintf(key, sizeof(key), "sensor-%05llu", (unsigned long long)(i % opt->devices));
@@ -319,8 +413,15 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
         if (produced % 100000 == 0)
             tc_log_info("simulate", "produced %llu", (unsigned long long)produced);
     }
+    if (opt->anomalies && opt->truth && !(stop && *stop) && err == TC_OK) {
+        for (; seen < opt->count; seen++)
+            tc_sim_truth(opt, seen, start_us);
+    }
+    tc_sim_stream_destroy(stream);
     failed = tc_producer_flush(prod, 60000);
     tc_producer_destroy(prod);
+    if (opt->truth && fflush(opt->truth) != 0 && err == TC_OK)
+        err = tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not write the truth file");
     if (err == TC_OK && failed)
         err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "%llu messages were not delivered",
                          (unsigned long long)failed);

@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "ingest/sim_anomaly.h"
 
 typedef struct tc_sim_options {
     int devices;
@@ -31,7 +32,25 @@ typedef struct tc_sim_options {
     int64_t start_us;       /* event time of the first round; 0 = derived from now */
     int64_t cadence_ms;     /* interval between two readings of one device */
     int32_t avro_schema_id; /* > 0: valid readings are Avro with this registry id; 0: JSON */
+    const tc_sim_anomalies *anomalies; /* labelled anomalies to inject (sim_anomaly.h), or NULL */
+    FILE *truth; /* where tc_simulate writes their ground truth as JSON lines, or NULL */
 } tc_sim_options;
+
+/* One reading's values as sent (rounded as the JSON text has them), before formatting. */
+typedef struct tc_sim_reading {
+    uint64_t device;  /* index: the id is sensor-%05llu */
+    int64_t step;     /* the device's reading number */
+    int64_t t_us;     /* event time */
+    double metric[6]; /* temperature, humidity, pressure, battery, latitude, longitude */
+    int invalid_kind; /* -1 for a valid reading */
+} tc_sim_reading;
+
+/* Reading i of the fleet (device i % devices, step i / devices), anomalies applied. */
+void tc_sim_reading_at(const tc_sim_options *opt, uint64_t i, int64_t start_us, tc_sim_reading *r);
+/* Steps of the run: readings per device, rounded up. */
+int64_t tc_sim_steps(const tc_sim_options *opt);
+/* Uniform in [0, 1) from (seed, a, b, salt): the counter-based hash every value comes from. */
+double tc_sim_unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t salt);
 
 /* The Avro writer schema of valid readings (record io.thermocline.sim.Reading, JSON text). */
 const char *tc_sim_avro_schema(void);

@@ -1,0 +1,865 @@
+/*
+ * detect.c -- the streaming anomaly detectors; see detect.h for the model.
+ *
+ * Layout. Devices live in chunks of TC_QD_CHUNK (device structs, then their series), allocated
+ * when the first device of a chunk appears, so a detector sized for a million devices costs what
+ * its devices use; their ids are interned by a tc_qids (ids.h), whose index is the chunk slot.
+ * Series state is kept in float: the values are sensor readings with a few significant digits, and
+ * halving the state is what keeps 100,000 devices x 6 metrics in tens of megabytes.
+ */
+#include "quality/detect.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quality/ids.h"
+
+/* Devices per allocation chunk. */
+#define TC_QD_CHUNK 4096
+/* Weight of a new inter-arrival time in the device's usual interval. */
+#define TC_QD_INTERVAL_ALPHA 0.1
+/* An inter-arrival time counts at most this many usual intervals (a gap must not teach "usual"). */
+#define TC_QD_INTERVAL_CLIP 2.0
+/* Readings before drift may fire, in units of 1 / drift_alpha: the baseline's slope settles. */
+#define TC_QD_DRIFT_WARMUP 2.0
+/* Weight of a finished run's length in the usual run of equal values; runs counted before stuck
+ * may fire (a sensor stuck from its first reading is not seen: docs/quality.md). */
+#define TC_QD_RUN_ALPHA   0.05
+#define TC_QD_RUNS_WARMUP 3
+/* The usual run times this is the stuck threshold when larger than stuck_n. */
+#define TC_QD_RUN_FACTOR 4.0f
+/* A rate finding resolves below this share of rate_max. */
+#define TC_QD_RATE_CLOSE 0.5
+/* The MAD's step while a series warms up: from the sensor's quantum to a noise 50 times larger in
+ * 16 readings, then mad_eta's finer steps. */
+#define TC_QD_MAD_ETA_EARLY 0.25
+/* Checkpoint header and trailer bytes. */
+#define TC_QD_HEADER_BYTES  28
+#define TC_QD_TRAILER_BYTES 8
+
+/* One (device, metric) series: two cache lines, the first holding everything a reading touches
+ * (the chunk arrays are 64-byte aligned), the second what only findings and spike candidates do.
+ * Bits of `open`: one per tc_qd_kind except silence. */
+typedef struct tc_qd_series {
+    /* hot: every reading */
+    int64_t last_t;           /* time of the previous value (the newest in win) */
+    float win[5];             /* last five values, a ring; win[win_pos - 1] is the previous */
+    float mad;                /* streaming median of |x - median5| */
+    float ewma, ewma2;        /* drift baseline: EWMA of x and EWMA of that */
+    float cusum_hi, cusum_lo; /* in sigmas */
+    float avg_run;            /* usual run of equal values */
+    uint32_t run_ms;          /* how long the current run of equal values has lasted */
+    uint16_t n;               /* readings seen (saturates) */
+    uint16_t run_len;
+    uint8_t win_pos, pend_n, open, runs;
+    /* cold: findings */
+    int64_t start[4];                 /* start of each open finding (spike: of the candidate) */
+    float peak[4];                    /* strongest score of each open finding */
+    float pend_obs, pend_exp, pend_z; /* spike candidate */
+    uint32_t pad;
+} tc_qd_series;
+
+_Static_assert(offsetof(tc_qd_series, start) == 64, "a reading's state is one cache line");
+
+typedef struct tc_qd_device {
+    int64_t last_t;
+    int64_t silence_start;
+    float interval_s; /* usual interval between readings */
+    uint32_t n;
+    uint8_t silent; /* a silence finding is open */
+} tc_qd_device;
+
+_Static_assert(sizeof(tc_qd_series) <= TC_QD_SERIES_BYTES, "series state over its stated bound");
+_Static_assert(sizeof(tc_qd_device) <= TC_QD_DEVICE_BYTES, "device state over its stated bound");
+
+struct tc_qd {
+    tc_qd_options o;
+    tc_qd_emit_fn emit;
+    void *opaque;
+    float mad_up, mad_down, mad_up_early, mad_down_early;
+    size_t ndevices, nchunks;
+    tc_qd_device **dev_chunks;
+    tc_qd_series **ser_chunks;
+    tc_qids *ids;
+    tc_qd_stats st;
+};
+
+static const char *const tc_qd_kind_names[TC_QD_KIND__COUNT] = {"spike", "drift", "stuck", "rate",
+                                                                "silence"};
+
+const char *tc_qd_kind_name(tc_qd_kind kind)
+{
+    return (unsigned)kind < TC_QD_KIND__COUNT ? tc_qd_kind_names[kind] : NULL;
+}
+
+void tc_qd_options_default(tc_qd_options *o, int metrics, size_t max_devices)
+{
+    memset(o, 0, sizeof(*o));
+    o->metrics = metrics;
+    o->max_devices = max_devices;
+    o->spike_z = 7.0;
+    o->spike_z_close = 3.5;
+    o->spike_max_len = 3;
+    o->mad_eta = 0.05;
+    o->drift_alpha = 0.01;
+    o->drift_k = 2.5;
+    o->drift_h = 40.0;
+    o->stuck_n = 10;
+    o->silence_factor = 4.0;
+    o->silence_min_s = 1.0;
+    o->warmup = 40;
+    for (int m = 0; m < TC_QD_METRICS_MAX; m++)
+        o->resolution[m] = 0.01;
+}
+
+static int tc_qd_positive(double v)
+{
+    return isfinite(v) && v > 0;
+}
+
+static tc_err tc_qd_check(const tc_qd_options *o, char *errstr, size_t errstr_size)
+{
+    if (o->metrics < 1 || o->metrics > TC_QD_METRICS_MAX)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "metrics must be 1..%d, got %d",
+                          TC_QD_METRICS_MAX, o->metrics);
+    if (o->max_devices < 1 || o->max_devices > TC_QD_DEVICES_MAX)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "max_devices must be 1..%d",
+                          TC_QD_DEVICES_MAX);
+    if (!tc_qd_positive(o->spike_z) || !tc_qd_positive(o->spike_z_close) ||
+        o->spike_z_close >= o->spike_z || o->spike_max_len < 1 || o->spike_max_len > 100)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "spike: need 0 < spike_z_close < spike_z and spike_max_len 1..100");
+    if (!tc_qd_positive(o->mad_eta) || o->mad_eta >= 1 || !tc_qd_positive(o->drift_alpha) ||
+        o->drift_alpha >= 1 || !(o->drift_k >= 0) || !tc_qd_positive(o->drift_h))
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "mad_eta and drift_alpha must be in (0, 1), drift_k >= 0, drift_h > 0");
+    if (o->stuck_n < 2 || o->stuck_n > 65535 || !(o->stuck_s >= 0) || o->stuck_s > 4e6 ||
+        !(o->silence_factor > 1) || !(o->silence_min_s >= 0) || o->warmup < 5 ||
+        o->warmup > 10000 || o->drift_alpha < 1e-3)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "need stuck_n 2..65535, stuck_s 0..4e6, silence_factor > 1, "
+                          "silence_min_s >= 0, warmup 5..10000, drift_alpha >= 0.001");
+    for (int m = 0; m < o->metrics; m++)
+        if (!tc_qd_positive(o->resolution[m]) || !(o->rate_max[m] >= 0))
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                              "metric %d: resolution must be > 0 and rate_max >= 0", m);
+    return TC_OK;
+}
+
+tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char *errstr,
+                 size_t errstr_size)
+{
+    tc_qd *d;
+
+    if (tc_qd_check(o, errstr, errstr_size) != TC_OK)
+        return NULL;
+    d = calloc(1, sizeof(*d));
+    if (d) {
+        d->o = *o;
+        d->emit = emit;
+        d->opaque = opaque;
+        d->mad_up = (float)exp(o->mad_eta);
+        d->mad_down = (float)exp(-o->mad_eta);
+        d->mad_up_early = (float)exp(TC_QD_MAD_ETA_EARLY);
+        d->mad_down_early = (float)exp(-TC_QD_MAD_ETA_EARLY);
+        d->nchunks = (o->max_devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
+        d->dev_chunks = calloc(d->nchunks, sizeof(*d->dev_chunks));
+        d->ser_chunks = calloc(d->nchunks, sizeof(*d->ser_chunks));
+        d->ids = tc_qids_new(o->max_devices);
+    }
+    if (!d || !d->dev_chunks || !d->ser_chunks || !d->ids) {
+        tc_qd_destroy(d);
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory for %zu devices",
+                   o->max_devices);
+        return NULL;
+    }
+    return d;
+}
+
+void tc_qd_destroy(tc_qd *d)
+{
+    if (!d)
+        return;
+    for (size_t c = 0; d->dev_chunks && c < d->nchunks; c++) {
+        free(d->dev_chunks[c]);
+        free(d->ser_chunks[c]);
+    }
+    free(d->dev_chunks);
+    free(d->ser_chunks);
+    tc_qids_destroy(d->ids);
+    free(d);
+}
+
+static tc_qd_device *tc_qd_dev(const tc_qd *d, size_t i)
+{
+    return &d->dev_chunks[i / TC_QD_CHUNK][i % TC_QD_CHUNK];
+}
+
+static tc_qd_series *tc_qd_ser(const tc_qd *d, size_t i)
+{
+    return &d->ser_chunks[i / TC_QD_CHUNK][(i % TC_QD_CHUNK) * (size_t)d->o.metrics];
+}
+
+/* Index of device id (len bytes), added when new; -1 when full, too long or out of memory. */
+static long tc_qd_find(tc_qd *d, const char *id, size_t len, int add)
+{
+    long i = tc_qids_find(d->ids, id, len, 0);
+    size_t c = d->ndevices / TC_QD_CHUNK;
+
+    if (i >= 0 || !add || d->ndevices >= d->o.max_devices)
+        return i;
+    /* The state's chunk first: an id the table knows always has its state. */
+    if (!d->dev_chunks[c])
+        d->dev_chunks[c] = calloc(TC_QD_CHUNK, sizeof(tc_qd_device));
+    if (!d->ser_chunks[c]) {
+        /* Line-aligned, so each series' reading state is exactly one cache line. */
+        size_t bytes = (size_t)TC_QD_CHUNK * (size_t)d->o.metrics * sizeof(tc_qd_series);
+        d->ser_chunks[c] = aligned_alloc(64, bytes);
+        if (d->ser_chunks[c])
+            memset(d->ser_chunks[c], 0, bytes);
+    }
+    if (!d->dev_chunks[c] || !d->ser_chunks[c])
+        return -1; /* retried with the next new device; freed at destroy */
+    i = tc_qids_find(d->ids, id, len, 1);
+    if (i < 0)
+        return -1;
+    memset(tc_qd_dev(d, (size_t)i), 0, sizeof(tc_qd_device));
+    memset(tc_qd_ser(d, (size_t)i), 0, sizeof(tc_qd_series) * (size_t)d->o.metrics);
+    d->ndevices++;
+    return i;
+}
+
+static void tc_qd_swap(float *a, float *b)
+{
+    if (*a > *b) {
+        float t = *a;
+        *a = *b;
+        *b = t;
+    }
+}
+
+/* Put the sorted pair with the smaller minimum first: (a, b) and (c, d) swap when a > c. */
+static void tc_qd_swap_pairs(float *a, float *b, float *c, float *d)
+{
+    if (*a > *c) {
+        float t = *a;
+        *a = *c;
+        *c = t;
+        t = *b;
+        *b = *d;
+        *d = t;
+    }
+}
+
+float tc_qd_median5(const float v[5])
+{
+    float a = v[0], b = v[1], c = v[2], e = v[3], f = v[4];
+
+    /* Sort the pairs (a, b) and (e, f) and put the pair with the smaller minimum first: a is then
+     * below b, e and f, so it ranks first or second of five and is not the median, which is the
+     * second smallest of {b, c, e, f}. The same step once more on (b, c) and (e, f) drops the
+     * smallest of those four, leaving the median as min(c, e). Six comparisons, no branches on
+     * data beyond them, no copy of the window. */
+    tc_qd_swap(&a, &b);
+    tc_qd_swap(&e, &f);
+    tc_qd_swap_pairs(&a, &b, &e, &f);
+    tc_qd_swap(&b, &c);
+    tc_qd_swap_pairs(&b, &c, &e, &f);
+    return c < e ? c : e;
+}
+
+static void tc_qd_report(tc_qd *d, size_t di, int metric, tc_qd_kind kind, int64_t start,
+                         int64_t end, double score, double observed, double expected)
+{
+    tc_qd_finding f = {tc_qids_id(d->ids, di), metric, kind, start, end, score, observed, expected};
+
+    if (end) {
+        d->st.resolved[kind]++;
+        d->st.open_now--;
+    } else {
+        d->st.opened[kind]++;
+        d->st.open_now++;
+    }
+    if (d->emit)
+        d->emit(d->opaque, &f);
+}
+
+/* Open finding kind of series s (once), or raise its peak. */
+static void tc_qd_open(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_kind kind, int64_t start,
+                       double score, double observed, double expected)
+{
+    if (s->open & (1u << kind)) {
+        if (score > s->peak[kind])
+            s->peak[kind] = (float)score;
+        return;
+    }
+    s->open |= (uint8_t)(1u << kind);
+    s->start[kind] = start;
+    s->peak[kind] = (float)score;
+    tc_qd_report(d, di, m, kind, start, 0, score, observed, expected);
+}
+
+static void tc_qd_resolve(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_kind kind, int64_t end,
+                          double observed, double expected)
+{
+    if (!(s->open & (1u << kind)))
+        return;
+    s->open &= (uint8_t) ~(1u << kind);
+    /* end_us 0 means open: a condition that held at one instant ends where it started. */
+    end = end > s->start[kind] ? end : s->start[kind];
+    tc_qd_report(d, di, m, kind, s->start[kind], end ? end : 1, s->peak[kind], observed, expected);
+}
+
+/* The previous value: the newest in the window. */
+static float tc_qd_last(const tc_qd_series *s)
+{
+    return s->win[(s->win_pos + 4) % 5];
+}
+
+static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
+{
+    for (int k = 0; k < 5; k++)
+        s->win[k] = x;
+    s->ewma = s->ewma2 = x;
+    s->mad = (float)res;
+    s->last_t = t;
+    s->run_len = 1;
+    s->avg_run = 1.0f;
+    s->n = 1;
+}
+
+static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
+{
+    float limit, last = tc_qd_last(s);
+
+    if (x == last) {
+        int64_t ms = (t - s->last_t) / 1000;
+        if (s->run_len < UINT16_MAX)
+            s->run_len++;
+        if (ms > 0 && (uint64_t)ms < UINT32_MAX - s->run_ms)
+            s->run_ms += (uint32_t)ms;
+    } else {
+        if (s->open & (1u << TC_QD_STUCK)) {
+            tc_qd_resolve(d, di, m, s, TC_QD_STUCK, s->last_t, x, last);
+        } else {
+            /* Only runs that were not stuck teach the usual run: a running mean over the first
+             * 1 / TC_QD_RUN_ALPHA runs, an EWMA after. The first run began before we saw it. */
+            if (s->runs < UINT8_MAX)
+                s->runs++;
+            if (s->runs == 2)
+                s->avg_run = (float)s->run_len;
+            else if (s->runs > 2)
+                s->avg_run += fmaxf((float)TC_QD_RUN_ALPHA, 1.0f / (float)(s->runs - 1)) *
+                              ((float)s->run_len - s->avg_run);
+        }
+        s->run_len = 1;
+        s->run_ms = 0;
+        return;
+    }
+    if (s->runs < TC_QD_RUNS_WARMUP)
+        return;
+    limit = TC_QD_RUN_FACTOR * s->avg_run;
+    if (limit < (float)d->o.stuck_n)
+        limit = (float)d->o.stuck_n;
+    /* The run's start from its length in milliseconds (readings carry milliseconds). */
+    if ((float)s->run_len >= limit || (d->o.stuck_s > 0 && s->run_ms >= d->o.stuck_s * 1e3))
+        tc_qd_open(d, di, m, s, TC_QD_STUCK, t - (int64_t)s->run_ms * 1000, s->run_len, x, s->ewma);
+}
+
+static void tc_qd_rate(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
+{
+    double max = d->o.rate_max[m], rate;
+
+    if (max <= 0 || t <= s->last_t)
+        return;
+    rate = fabs((double)x - (double)tc_qd_last(s)) / ((double)(t - s->last_t) / 1e6);
+    if (rate > max)
+        tc_qd_open(d, di, m, s, TC_QD_RATE, t, rate / max, rate, max);
+    else if (rate < TC_QD_RATE_CLOSE * max)
+        tc_qd_resolve(d, di, m, s, TC_QD_RATE, s->last_t, rate, max);
+}
+
+/* Spike candidate logic; returns 1 while x belongs to a candidate (kept out of the baselines). */
+static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t, float med,
+                       float scale)
+{
+    float z;
+
+    if (s->pend_n) {
+        z = fabsf(x - s->pend_exp) / scale;
+        if (z < (float)d->o.spike_z_close) {
+            /* Back to where it was: the candidate was a spike. */
+            tc_qd_open(d, di, m, s, TC_QD_SPIKE, s->start[TC_QD_SPIKE], s->pend_z, s->pend_obs,
+                       s->pend_exp);
+            tc_qd_resolve(d, di, m, s, TC_QD_SPIKE, s->last_t, s->pend_obs, s->pend_exp);
+            s->pend_n = 0;
+            return 0;
+        }
+        if (++s->pend_n > d->o.spike_max_len) {
+            s->pend_n = 0; /* it stayed away: a level shift, drift's business */
+            return 0;
+        }
+        if (z > s->pend_z) {
+            s->pend_z = z;
+            s->pend_obs = x;
+        }
+        return 1;
+    }
+    z = fabsf(x - med) / scale;
+    if (z >= (float)d->o.spike_z && s->n >= (uint32_t)d->o.warmup && s->run_len < 3) {
+        s->pend_n = 1;
+        s->pend_z = z;
+        s->pend_obs = x;
+        s->pend_exp = med;
+        s->start[TC_QD_SPIKE] = t;
+        return 1;
+    }
+    return 0;
+}
+
+/* Brown's double exponential smoothing: e1 = EWMA(x), e2 = EWMA(e1); the level is 2 e1 - e2 and
+ * the slope alpha / (1 - alpha) (e1 - e2), so a steady slope (a draining battery, the daily cycle)
+ * is predicted without lag and only a change of level or slope leaves a residual. Early on the
+ * weight is 1/n (a running mean) until it falls to drift_alpha, so the baseline starts right. */
+static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t,
+                        float sigma)
+{
+    float alpha = (float)d->o.drift_alpha, k = (float)d->o.drift_k, h = (float)d->o.drift_h;
+    float pred, e;
+    int was_zero = s->cusum_hi <= 0 && s->cusum_lo <= 0;
+
+    if ((float)s->n * alpha < 1.0f)
+        alpha = 1.0f / (float)s->n;
+    pred = 2.0f * s->ewma - s->ewma2 +
+           (alpha < 1.0f ? alpha / (1.0f - alpha) : 0.0f) * (s->ewma - s->ewma2);
+    e = (x - pred) / sigma;
+    s->cusum_hi = fmaxf(0.0f, s->cusum_hi + e - k);
+    s->cusum_lo = fmaxf(0.0f, s->cusum_lo - e - k);
+    if (was_zero && (s->cusum_hi > 0 || s->cusum_lo > 0) && !(s->open & (1u << TC_QD_DRIFT)))
+        s->start[TC_QD_DRIFT] = t; /* where the excursion began */
+    if ((double)s->n * d->o.drift_alpha >= TC_QD_DRIFT_WARMUP) {
+        float sum = fmaxf(s->cusum_hi, s->cusum_lo);
+        if (sum > h)
+            tc_qd_open(d, di, m, s, TC_QD_DRIFT, s->start[TC_QD_DRIFT], sum / h, x, pred);
+        else if (sum < h / 4)
+            tc_qd_resolve(d, di, m, s, TC_QD_DRIFT, t, x, pred);
+    } else {
+        s->cusum_hi = s->cusum_lo = 0;
+    }
+    s->ewma += alpha * (x - s->ewma);
+    s->ewma2 += alpha * (s->ewma - s->ewma2);
+}
+
+static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
+{
+    float med, r, res = (float)d->o.resolution[m], scale;
+    int held;
+
+    if (!s->n) {
+        tc_qd_first(s, x, t, res);
+        return;
+    }
+    tc_qd_rate(d, di, m, s, x, t);
+    tc_qd_stuck(d, di, m, s, x, t);
+    med = tc_qd_median5(s->win);
+    r = fabsf(x - med);
+    scale = 1.4826f * (s->mad > res ? s->mad : res);
+    held = tc_qd_spike(d, di, m, s, x, t, med, scale);
+    if (!held && s->run_len < 3) {
+        /* Frugal streaming median of |r|: up or down by a constant factor. */
+        if (s->n < (uint32_t)d->o.warmup)
+            s->mad *= r > s->mad ? d->mad_up_early : d->mad_down_early;
+        else
+            s->mad *= r > s->mad ? d->mad_up : d->mad_down;
+        if (s->mad < res / 4)
+            s->mad = res / 4;
+    }
+    if (!held)
+        tc_qd_drift(d, di, m, s, x, t, scale);
+    s->win[s->win_pos] = x;
+    s->win_pos = (uint8_t)((s->win_pos + 1) % 5);
+    s->last_t = t;
+    if (s->n < UINT16_MAX)
+        s->n++;
+}
+
+/* One reading of the device of index di (looked up by the caller). */
+static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *values,
+                             const uint8_t *present)
+{
+    tc_qd_device *dev = tc_qd_dev(d, di);
+    tc_qd_series *s = tc_qd_ser(d, di);
+
+    if (dev->n && t_us < dev->last_t)
+        return; /* out of order: counted by the metrics, not fed to series built on order */
+    if (dev->n && t_us > dev->last_t) {
+        double dt = (double)(t_us - dev->last_t) / 1e6;
+        if (dev->n == 1)
+            dev->interval_s = (float)dt;
+        else {
+            if (dt > TC_QD_INTERVAL_CLIP * dev->interval_s)
+                dt = TC_QD_INTERVAL_CLIP * dev->interval_s;
+            dev->interval_s += (float)(TC_QD_INTERVAL_ALPHA * (dt - dev->interval_s));
+        }
+    }
+    if (dev->silent) {
+        dev->silent = 0;
+        d->st.resolved[TC_QD_SILENCE]++;
+        d->st.open_now--;
+        if (d->emit) {
+            tc_qd_finding f = {tc_qids_id(d->ids, di), -1, TC_QD_SILENCE, dev->silence_start,
+                               /* a device clock behind the watermark: not before the start */
+                               t_us > dev->silence_start ? t_us : dev->silence_start,
+                               (double)(t_us - dev->last_t) / 1e6 / dev->interval_s,
+                               (double)(t_us - dev->last_t) / 1e6, dev->interval_s};
+            d->emit(d->opaque, &f);
+        }
+    }
+    dev->last_t = t_us;
+    if (dev->n < UINT32_MAX)
+        dev->n++;
+    for (int m = 0; m < d->o.metrics; m++)
+        if ((!present || present[m]) && isfinite(values[m]) && fabs(values[m]) < 3e38)
+            tc_qd_series_observe(d, di, m, &s[m], (float)values[m], t_us);
+}
+
+void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const double *values,
+                   const uint8_t *present)
+{
+    long i = TC_Q_TIME_OK(t_us) ? tc_qd_find(d, device, len, 1) : -1;
+
+    if (i < 0)
+        d->st.devices_refused++;
+    else
+        tc_qd_observe_at(d, (size_t)i, t_us, values, present);
+}
+
+void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
+                         const int64_t *t_us, const double *const *values,
+                         const uint8_t *const *present, long *index_out)
+{
+    long idx[TC_QD_BATCH_GROUP];
+
+    for (size_t g = 0; g < n; g += TC_QD_BATCH_GROUP) {
+        size_t end = n - g < TC_QD_BATCH_GROUP ? n : g + TC_QD_BATCH_GROUP;
+        /* Look the group's devices up and start fetching their state... */
+        for (size_t k = g; k < end; k++) {
+            long i = TC_Q_TIME_OK(t_us[k]) ? tc_qd_find(d, ids[k], lens[k], 1) : -1;
+            idx[k - g] = i;
+            if (index_out)
+                index_out[k] = i;
+            if (i < 0)
+                continue;
+            __builtin_prefetch(tc_qd_dev(d, (size_t)i), 1);
+            for (int m = 0; m < d->o.metrics; m++)
+                __builtin_prefetch(&tc_qd_ser(d, (size_t)i)[m], 1);
+        }
+        /* ... then use it, by when most of it has arrived. */
+        for (size_t k = g; k < end; k++) {
+            double v[TC_QD_METRICS_MAX];
+            uint8_t p[TC_QD_METRICS_MAX];
+            if (idx[k - g] < 0) {
+                d->st.devices_refused++;
+                continue;
+            }
+            for (int m = 0; m < d->o.metrics; m++) {
+                v[m] = values[m][k];
+                p[m] = present ? present[m][k] : 1;
+            }
+            tc_qd_observe_at(d, (size_t)idx[k - g], t_us[k], v, p);
+        }
+    }
+}
+
+void tc_qd_tick(tc_qd *d, int64_t now_us)
+{
+    if (!TC_Q_TIME_OK(now_us))
+        return;
+    for (size_t i = 0; i < d->ndevices; i++) {
+        tc_qd_device *dev = tc_qd_dev(d, i);
+        double quiet, limit;
+
+        if (dev->silent || dev->n < 3 || !(dev->interval_s > 0))
+            continue; /* two readings give no usual interval yet */
+        quiet = (double)(now_us - dev->last_t) / 1e6;
+        limit = d->o.silence_factor * dev->interval_s;
+        if (limit < d->o.silence_min_s)
+            limit = d->o.silence_min_s;
+        if (quiet <= limit)
+            continue;
+        dev->silent = 1;
+        dev->silence_start = dev->last_t + (int64_t)(dev->interval_s * 1e6);
+        d->st.opened[TC_QD_SILENCE]++;
+        d->st.open_now++;
+        if (d->emit) {
+            tc_qd_finding f = {
+                tc_qids_id(d->ids, i),   -1,    TC_QD_SILENCE,  dev->silence_start, 0,
+                quiet / dev->interval_s, quiet, dev->interval_s};
+            d->emit(d->opaque, &f);
+        }
+    }
+}
+
+tc_qids *tc_qd_ids(tc_qd *d)
+{
+    return d->ids;
+}
+
+void tc_qd_get_stats(const tc_qd *d, tc_qd_stats *st)
+{
+    *st = d->st;
+    st->devices = d->ndevices;
+}
+
+size_t tc_qd_memory(const tc_qd *d)
+{
+    size_t chunks = (d->ndevices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
+
+    return sizeof(*d) + d->nchunks * 2 * sizeof(void *) + tc_qids_memory(d->ids) +
+           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * d->o.metrics);
+}
+
+size_t tc_qd_memory_for(size_t devices, int metrics)
+{
+    size_t chunks = (devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
+
+    return sizeof(struct tc_qd) + 2 * chunks * sizeof(void *) + tc_qids_memory_for(devices, 15) +
+           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * (size_t)metrics);
+}
+
+/* ---- checkpoint ---- */
+
+typedef struct tc_qd_buf {
+    unsigned char *p;
+    size_t len, cap, pos;
+    int failed;
+} tc_qd_buf;
+
+static void tc_qd_put(tc_qd_buf *b, uint64_t v, int bytes)
+{
+    if (b->failed)
+        return;
+    if (b->cap - b->len < (size_t)bytes) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    for (int k = 0; k < bytes; k++)
+        b->p[b->len++] = (unsigned char)(v >> (8 * k));
+}
+
+static void tc_qd_put_f(tc_qd_buf *b, float f)
+{
+    uint32_t u;
+
+    memcpy(&u, &f, sizeof(u));
+    tc_qd_put(b, u, 4);
+}
+
+static uint64_t tc_qd_get(tc_qd_buf *b, int bytes)
+{
+    uint64_t v = 0;
+
+    if (b->failed || b->len - b->pos < (size_t)bytes) {
+        b->failed = 1;
+        return 0;
+    }
+    for (int k = 0; k < bytes; k++)
+        v |= (uint64_t)b->p[b->pos++] << (8 * k);
+    return v;
+}
+
+static float tc_qd_get_f(tc_qd_buf *b)
+{
+    uint32_t u = (uint32_t)tc_qd_get(b, 4);
+    float f;
+
+    memcpy(&f, &u, sizeof(f));
+    if (!isfinite(f))
+        b->failed = 1;
+    return f;
+}
+
+/* clang-format off */
+/* Both directions over one field list, so save and load cannot disagree. */
+#define TC_QD_SERIES_FIELDS(F, I)                                                                  \
+    I(last_t, 8) F(win[0]) F(win[1]) F(win[2]) F(win[3]) F(win[4]) F(mad) F(ewma) F(ewma2)         \
+    F(cusum_hi) F(cusum_lo) F(avg_run) I(run_ms, 4) I(n, 2) I(run_len, 2) I(win_pos, 1)            \
+    I(pend_n, 1) I(open, 1) I(runs, 1) I(start[0], 8) I(start[1], 8) I(start[2], 8)                \
+    I(start[3], 8) F(peak[0]) F(peak[1]) F(peak[2]) F(peak[3]) F(pend_obs) F(pend_exp) F(pend_z)
+/* clang-format on */
+
+/* FNV-1a 64: the checkpoint's checksum (against torn and corrupted files, not attackers). */
+static uint64_t tc_qd_fnv(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
+                  size_t errstr_size)
+{
+    tc_qd_buf b = {0};
+
+    tc_qd_put(&b, 0x44515443u, 4); /* "TCQD" */
+    tc_qd_put(&b, TC_QD_CHECKPOINT_VERSION, 4);
+    tc_qd_put(&b, (uint64_t)d->o.metrics, 4);
+    tc_qd_put(&b, d->ndevices, 8);
+    tc_qd_put(&b, (uint64_t)sizeof(tc_qd_series), 8);
+    for (size_t i = 0; i < d->ndevices; i++) {
+        const tc_qd_device *dev = tc_qd_dev(d, i);
+        const char *id = tc_qids_id(d->ids, i);
+        size_t n = strlen(id);
+        tc_qd_put(&b, n, 2);
+        for (size_t k = 0; k < n; k++)
+            tc_qd_put(&b, (unsigned char)id[k], 1);
+        tc_qd_put(&b, (uint64_t)dev->last_t, 8);
+        tc_qd_put(&b, (uint64_t)dev->silence_start, 8);
+        tc_qd_put_f(&b, dev->interval_s);
+        tc_qd_put(&b, dev->n, 4);
+        tc_qd_put(&b, dev->silent, 1);
+        for (int m = 0; m < d->o.metrics; m++) {
+            const tc_qd_series *s = &tc_qd_ser(d, i)[m];
+#define TC_QD_F(f)    tc_qd_put_f(&b, s->f);
+#define TC_QD_I(f, w) tc_qd_put(&b, (uint64_t)s->f, w);
+            TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I)
+#undef TC_QD_F
+#undef TC_QD_I
+        }
+    }
+    if (!b.failed)
+        tc_qd_put(&b, tc_qd_fnv(b.p, b.len), 8);
+    if (b.failed) {
+        free(b.p);
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory saving detectors");
+    }
+    *out = b.p;
+    *len = b.len;
+    return TC_OK;
+}
+
+/* Restore one device's state from b into the fresh detector t; 0 when a value is out of range. */
+static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
+{
+    char id[TC_QD_DEVICE_ID_MAX + 1];
+    size_t n = (size_t)tc_qd_get(b, 2);
+    tc_qd_device *dev;
+    tc_qd_series *ser;
+    long i;
+
+    if (b->failed || n == 0 || n > TC_QD_DEVICE_ID_MAX || b->len - b->pos < n)
+        return 0;
+    memcpy(id, b->p + b->pos, n);
+    b->pos += n;
+    id[n] = '\0';
+    if (memchr(id, '\0', n) || tc_qd_find(t, id, n, 0) >= 0)
+        return 0; /* an id with a NUL, or twice */
+    i = tc_qd_find(t, id, n, 1);
+    if (i < 0)
+        return 0;
+    dev = tc_qd_dev(t, (size_t)i);
+    ser = tc_qd_ser(t, (size_t)i);
+    dev->last_t = (int64_t)tc_qd_get(b, 8);
+    dev->silence_start = (int64_t)tc_qd_get(b, 8);
+    dev->interval_s = tc_qd_get_f(b);
+    dev->n = (uint32_t)tc_qd_get(b, 4);
+    dev->silent = (uint8_t)tc_qd_get(b, 1);
+    if (dev->silent > 1 || dev->interval_s < 0 || !TC_Q_TIME_OK(dev->last_t) ||
+        !TC_Q_TIME_OK(dev->silence_start))
+        return 0;
+    t->st.open_now += dev->silent;
+    for (int m = 0; m < t->o.metrics; m++) {
+        tc_qd_series *s = &ser[m];
+#define TC_QD_F(f)    s->f = tc_qd_get_f(b);
+#define TC_QD_I(f, w) s->f = tc_qd_get(b, w);
+        TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I)
+#undef TC_QD_F
+#undef TC_QD_I
+        if (s->win_pos >= 5 || s->open >= (1u << 4) || s->pend_n > t->o.spike_max_len ||
+            s->mad < 0 || s->cusum_hi < 0 || s->cusum_lo < 0 || !TC_Q_TIME_OK(s->last_t))
+            return 0;
+        for (int k = 0; k < 4; k++)
+            if (!TC_Q_TIME_OK(s->start[k]))
+                return 0;
+        for (unsigned k = 0; k < 4; k++)
+            t->st.open_now += (s->open >> k) & 1u;
+    }
+    return !b->failed;
+}
+
+tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size)
+{
+    tc_qd_buf b = {(unsigned char *)(uintptr_t)buf, len, len, 0, 0};
+    uint64_t magic, version, metrics, ndev, series_size, sum;
+    char err2[TC_ERRSTR_MAX];
+    tc_qd *t;
+
+    if (len < TC_QD_HEADER_BYTES + TC_QD_TRAILER_BYTES)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "detector checkpoint: %zu bytes, shorter than a header", len);
+    b.len = len - TC_QD_TRAILER_BYTES;
+    sum = 0;
+    for (int k = 0; k < 8; k++)
+        sum |= (uint64_t)buf[len - TC_QD_TRAILER_BYTES + (size_t)k] << (8 * k);
+    if (sum != tc_qd_fnv(buf, len - TC_QD_TRAILER_BYTES))
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "detector checkpoint: checksum mismatch (%zu bytes)", len);
+    b.pos = 0;
+    magic = tc_qd_get(&b, 4);
+    version = tc_qd_get(&b, 4);
+    metrics = tc_qd_get(&b, 4);
+    ndev = tc_qd_get(&b, 8);
+    series_size = tc_qd_get(&b, 8);
+    if (magic != 0x44515443u || version != TC_QD_CHECKPOINT_VERSION)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "detector checkpoint: not a version %d checkpoint (magic %08llx, "
+                          "version %llu)",
+                          TC_QD_CHECKPOINT_VERSION, (unsigned long long)magic,
+                          (unsigned long long)version);
+    if (metrics != (uint64_t)d->o.metrics || ndev > d->o.max_devices ||
+        series_size != sizeof(tc_qd_series))
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "detector checkpoint: %llu metrics and %llu devices (series of %llu "
+                          "bytes) do not fit this detector (%d metrics, %zu devices)",
+                          (unsigned long long)metrics, (unsigned long long)ndev,
+                          (unsigned long long)series_size, d->o.metrics, d->o.max_devices);
+    t = tc_qd_new(&d->o, d->emit, d->opaque, err2, sizeof(err2));
+    if (!t)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "detector checkpoint: %s", err2);
+    for (uint64_t i = 0; i < ndev; i++) {
+        if (!tc_qd_load_device(t, &b)) {
+            tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                       "detector checkpoint: device %llu near byte %zu is invalid",
+                       (unsigned long long)i, b.pos);
+            tc_qd_destroy(t);
+            return TC_ERR_INVALID;
+        }
+    }
+    if (b.pos != b.len) {
+        tc_qd_destroy(t);
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "detector checkpoint: %zu bytes after the last device", b.len - b.pos);
+    }
+    /* Swap the loaded state in; the statistics of findings stay the running process's. */
+    {
+        tc_qd tmp = *d;
+        uint64_t open_now = t->st.open_now;
+        *d = *t;
+        d->st = tmp.st;
+        d->st.open_now = open_now;
+        *t = tmp;
+        tc_qd_destroy(t);
+    }
+    return TC_OK;
+}

@@ -1,0 +1,169 @@
+/*
+ * detect.h -- streaming anomaly detectors per (device, metric) series, with bounded memory.
+ *
+ * A tc_qd holds one state per device (silence) and one per (device, metric) series (spikes,
+ * drift, stuck values, implausible rate of change). Readings are fed in arrival order, one at a
+ * time (tc_qd_observe) or a columnar batch at a time (tc_qd_observe_batch, the same result,
+ * faster); silence is checked against a clock the caller advances (tc_qd_tick, the pipeline's
+ * event-time watermark or the wall clock). Nothing allocates after tc_qd_new: devices
+ * beyond max_devices are counted (tc_qd_stats.devices_refused) and not watched.
+ *
+ * Detectors (formulas and limits in docs/quality.md):
+ *   spike    robust z = |x - median5| / (1.4826 * MAD), where median5 is the exact median of the
+ *            series' last five values (a fixed window: a 5-element selection network costs a few
+ *            nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate
+ *            of the median of |x - median5|: the "frugal" multiplicative quantile update
+ *            mad *= exp(+-eta), which needs one float instead of a window of residuals. A window
+ *            of MADs would cost 4 bytes a reading kept; the estimate converges in ~1/eta readings.
+ *            A candidate (z >= spike_z) becomes a spike once the series returns (z < spike_z_close)
+ *            within spike_max_len readings; if it stays away it was a level shift, left to drift.
+ *   drift    two-sided CUSUM of (x - slow EWMA) / sigma with allowance drift_k and threshold
+ *            drift_h, sigma = 1.4826 * MAD; opens at h, resolves when both sums fall back below
+ *            h / 4. Covers level shifts (steps) and drifts (ramps) faster than the EWMA follows.
+ *   stuck    the same value (bit-equal after the sensor's quantisation) for stuck_n readings, or
+ *            for stuck_s seconds over at least 2 readings; stuck_n grows to 4 x the series' usual
+ *            run of equal values (an EWMA), so a slow battery that repeats its value is not stuck.
+ *   rate     |x - previous| / seconds between them > rate_max[metric] (0: off).
+ *   silence  per device: now - last reading > silence_factor x the device's usual interval (EWMA
+ *            of inter-arrival times, out-of-order readings excluded), and > silence_min_s.
+ *
+ * Findings. Each (series, kind) is a small state machine: closed -> open (emit, end_us = 0) ->
+ * resolved (emit again with end_us) -> closed, with hysteresis between the open and resolve
+ * conditions, so a condition gives one finding, never one per reading. A finding is opened once:
+ * after a restart from a checkpoint the open ones stay open and are not emitted again.
+ *
+ * Memory (stated and checked by tests/unit/test_quality_detect.c): TC_QD_SERIES_BYTES per series
+ * (two cache lines: the first holds everything a reading touches) and TC_QD_DEVICE_BYTES per device
+ * plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~89 MB.
+ *
+ * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
+ * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
+ * precedes it. tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
+ * the checksum) before it replaces anything: a bad checkpoint is refused and the detector keeps its
+ * state.
+ *
+ * Ownership: the tc_qd owns its state; findings passed to the emit callback live for the call only.
+ * Not thread-safe: one tc_qd per pipeline thread.
+ */
+#ifndef TC_QUALITY_DETECT_H
+#define TC_QUALITY_DETECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* Metrics per series set (the six built-in metrics and two promoted ones). */
+#define TC_QD_METRICS_MAX 8
+/* Longest device id watched (longer ones are refused, counted). */
+#define TC_QD_DEVICE_ID_MAX 128
+/* Most devices one detector can watch. */
+#define TC_QD_DEVICES_MAX 10000000
+/* Bytes of one series' state and one device's (without its id). */
+#define TC_QD_SERIES_BYTES 128
+#define TC_QD_DEVICE_BYTES 32
+/* Checkpoint format version. */
+#define TC_QD_CHECKPOINT_VERSION 1
+
+typedef enum tc_qd_kind {
+    TC_QD_SPIKE,
+    TC_QD_DRIFT,
+    TC_QD_STUCK,
+    TC_QD_RATE,
+    TC_QD_SILENCE,
+    TC_QD_KIND__COUNT
+} tc_qd_kind;
+
+/* "spike", "drift", "stuck", "rate", "silence"; NULL past the last. */
+const char *tc_qd_kind_name(tc_qd_kind kind);
+
+typedef struct tc_qd_finding {
+    const char *device; /* NUL-terminated, valid during the callback */
+    int metric;         /* index into the caller's metrics; -1 for silence */
+    tc_qd_kind kind;
+    int64_t start_us; /* first reading (or expected reading) in the condition */
+    int64_t end_us;   /* 0 while open; last time the condition held once resolved */
+    double
+        score; /* kind-specific strength: z, CUSUM sum / h, run length, rate / max, gap / usual */
+    double observed; /* the value (rate, seconds of silence) that opened it, or the peak */
+    double expected; /* what the series predicted: median, EWMA, usual interval */
+} tc_qd_finding;
+
+typedef void (*tc_qd_emit_fn)(void *opaque, const tc_qd_finding *f);
+
+typedef struct tc_qd_options {
+    int metrics;                          /* series per device, 1..TC_QD_METRICS_MAX */
+    size_t max_devices;                   /* 1..TC_QD_DEVICES_MAX */
+    double spike_z;                       /* robust z that opens a spike candidate (default 7) */
+    double spike_z_close;                 /* z below which the series is back (default 3.5) */
+    int spike_max_len;                    /* readings a spike may last (default 3) */
+    double mad_eta;                       /* frugal MAD step (default 0.05) */
+    double drift_alpha;                   /* baseline smoothing weight (default 0.01) */
+    double drift_k;                       /* CUSUM allowance in sigmas (default 2.5) */
+    double drift_h;                       /* CUSUM threshold in sigmas (default 40) */
+    int stuck_n;                          /* default 12 */
+    double stuck_s;                       /* default 0: off */
+    double silence_factor;                /* default 4 */
+    double silence_min_s;                 /* default 1 */
+    int warmup;                           /* readings before spikes may fire (default 40) */
+    double resolution[TC_QD_METRICS_MAX]; /* sensor quantum: floor of MAD (default 0.01) */
+    double rate_max[TC_QD_METRICS_MAX];   /* implausible change per second; 0 = off */
+} tc_qd_options;
+
+/* The defaults above for `metrics` series per device. */
+void tc_qd_options_default(tc_qd_options *o, int metrics, size_t max_devices);
+
+typedef struct tc_qd_stats {
+    size_t devices;
+    uint64_t devices_refused; /* readings of devices beyond max_devices or with too long ids */
+    uint64_t opened[TC_QD_KIND__COUNT];
+    uint64_t resolved[TC_QD_KIND__COUNT];
+    uint64_t open_now;
+} tc_qd_stats;
+
+typedef struct tc_qd tc_qd;
+
+/* NULL with errstr set on invalid options or out of memory. emit may be NULL. */
+tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char *errstr,
+                 size_t errstr_size);
+void tc_qd_destroy(tc_qd *d);
+
+/* One reading of device (len bytes) at event time t_us: values[m] counts where present[m] != 0
+ * (present may be NULL: all present). Non-finite values are ignored. */
+void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const double *values,
+                   const uint8_t *present);
+/* Readings to look up before any is used in tc_qd_observe_batch. */
+#define TC_QD_BATCH_GROUP 32
+
+/* n readings of a columnar batch at once: reading k is device ids[k] (lens[k] bytes) at t_us[k],
+ * metric m's value values[m][k], counted where present[m][k] != 0 (present NULL: all). The same
+ * as n calls of tc_qd_observe, in order, but faster: it looks a group of devices up first and
+ * prefetches their state, so the cache misses of different devices overlap. index_out (n
+ * entries, or NULL) receives each reading's device index in tc_qd_ids, -1 for one refused: the
+ * quality metrics sharing the table take them instead of looking the devices up again. */
+void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
+                         const int64_t *t_us, const double *const *values,
+                         const uint8_t *const *present, long *index_out);
+/* The detector's device id table (owned by it), to share with tc_qm_options.ids. */
+struct tc_qids *tc_qd_ids(tc_qd *d);
+/* Open silence findings for devices quiet past their usual interval at now_us. Cost: one pass
+ * over the devices; call it every few seconds, not per reading. */
+void tc_qd_tick(tc_qd *d, int64_t now_us);
+
+void tc_qd_get_stats(const tc_qd *d, tc_qd_stats *st);
+/* Bytes the detector holds now, and what devices x metrics would take (ids of 16 bytes). */
+size_t tc_qd_memory(const tc_qd *d);
+size_t tc_qd_memory_for(size_t devices, int metrics);
+
+/* Serialise the state into a new buffer (*out, *len; the caller frees it). */
+tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
+                  size_t errstr_size);
+/* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
+ * detector is unchanged. The checkpoint must come from a detector with the same options'
+ * metrics count. */
+tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size);
+
+/* Median of five (exposed for tests). */
+float tc_qd_median5(const float v[5]);
+
+#endif

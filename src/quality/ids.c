@@ -1,0 +1,115 @@
+/*
+ * ids.c -- device ids interned to dense indexes; see ids.h.
+ */
+#include "quality/ids.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What malloc adds to each id's bytes, for the memory figures. */
+#define TC_QIDS_MALLOC_OVERHEAD 16
+
+struct tc_qids {
+    size_t max, n, mask, bytes;
+    uint64_t *table; /* the hash's high half << 32 | index + 1; 0 = empty */
+    char **ids;
+    size_t *lens;
+};
+
+static size_t tc_qids_cap(size_t max)
+{
+    size_t cap = 1;
+
+    while (cap < 2 * max)
+        cap <<= 1;
+    return cap;
+}
+
+tc_qids *tc_qids_new(size_t max)
+{
+    tc_qids *t;
+
+    if (max < 1 || max > TC_QIDS_MAX)
+        return NULL;
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->max = max;
+    t->mask = tc_qids_cap(max) - 1;
+    t->table = calloc(t->mask + 1, sizeof(*t->table));
+    t->ids = calloc(max, sizeof(*t->ids));
+    t->lens = calloc(max, sizeof(*t->lens));
+    if (!t->table || !t->ids || !t->lens) {
+        tc_qids_destroy(t);
+        return NULL;
+    }
+    return t;
+}
+
+void tc_qids_destroy(tc_qids *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; t->ids && i < t->n; i++)
+        free(t->ids[i]);
+    free(t->table);
+    free(t->ids);
+    free(t->lens);
+    free(t);
+}
+
+long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t slot;
+
+    if (len == 0 || len > TC_QIDS_LEN_MAX || memchr(id, '\0', len))
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+    /* The stored half of the hash settles most probes without touching the id's memory. */
+    for (slot = (size_t)h & t->mask; t->table[slot]; slot = (slot + 1) & t->mask) {
+        size_t i = (size_t)(t->table[slot] & 0xffffffffu) - 1;
+        if (t->table[slot] >> 32 == h >> 32 && t->lens[i] == len && !memcmp(t->ids[i], id, len))
+            return (long)i;
+    }
+    if (!add || t->n >= t->max)
+        return -1;
+    t->ids[t->n] = malloc(len + 1);
+    if (!t->ids[t->n])
+        return -1;
+    memcpy(t->ids[t->n], id, len);
+    t->ids[t->n][len] = '\0';
+    t->lens[t->n] = len;
+    t->bytes += len + 1;
+    t->table[slot] = (h >> 32 << 32) | (uint64_t)(t->n + 1);
+    return (long)t->n++;
+}
+
+const char *tc_qids_id(const tc_qids *t, size_t i)
+{
+    return i < t->n ? t->ids[i] : NULL;
+}
+
+size_t tc_qids_count(const tc_qids *t)
+{
+    return t->n;
+}
+
+size_t tc_qids_max(const tc_qids *t)
+{
+    return t->max;
+}
+
+size_t tc_qids_memory(const tc_qids *t)
+{
+    return sizeof(*t) + (t->mask + 1) * sizeof(uint64_t) +
+           t->max * (sizeof(char *) + sizeof(size_t)) + t->bytes + t->n * TC_QIDS_MALLOC_OVERHEAD;
+}
+
+size_t tc_qids_memory_for(size_t max, size_t id_len)
+{
+    return sizeof(tc_qids) + tc_qids_cap(max) * sizeof(uint64_t) +
+           max * (sizeof(char *) + sizeof(size_t) + id_len + 1 + TC_QIDS_MALLOC_OVERHEAD);
+}

@@ -1,0 +1,444 @@
+/*
+ * metrics.c -- the quality metrics' arithmetic; see metrics.h.
+ *
+ * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list and are
+ * found through a second table keyed by (device index, minute). A flush frees rows, and open
+ * addressing cannot delete in place, so the flush rebuilds the row table from the rows left: it
+ * runs once a minute, its cost is the pool's.
+ */
+#include "quality/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quality/ids.h"
+
+/* Weight of an in-order inter-arrival time in a device's usual interval, and the most usual
+ * intervals one counts (a gap must not teach "usual"). */
+#define TC_QM_INTERVAL_ALPHA 0.1
+#define TC_QM_INTERVAL_CLIP  2.0
+/* The device index of the fleet's rows. */
+#define TC_QM_FLEET UINT32_MAX
+
+typedef struct tc_qm_dev {
+    int64_t last_t;
+    float interval_s;
+    uint32_t n;
+    uint32_t row; /* its slot + 1; 0 = none */
+} tc_qm_dev;
+
+_Static_assert(sizeof(tc_qm_dev) <= TC_QM_DEVICE_BYTES, "device state over its stated bound");
+
+typedef struct tc_qm_slot {
+    tc_qm_row row;
+    uint32_t dev;  /* device index or TC_QM_FLEET */
+    uint32_t next; /* free list */
+    int used;
+} tc_qm_slot;
+
+struct tc_qm {
+    tc_qm_options o;
+    tc_qm_dev *devs; /* indexed like ids */
+    tc_qids *ids;    /* ours, or the detectors' (options.ids) */
+    int own_ids;     /* ids is ours to destroy */
+    tc_qm_slot *rows;
+    uint32_t free_head;
+    size_t nrows;
+    uint32_t *row_table; /* slot + 1 */
+    size_t row_mask;
+    uint32_t fleet_row; /* the fleet's last row: slot + 1, 0 = none */
+    tc_qm_totals t;
+};
+
+int tc_qm_sketch_bucket(double ms)
+{
+    int i;
+
+    if (!(ms >= 1.0))
+        return 0;
+    i = (int)floor(TC_QM_SKETCH_PER_OCT * log2(ms)) + 1;
+    return i < TC_QM_SKETCH_BUCKETS ? i : TC_QM_SKETCH_BUCKETS - 1;
+}
+
+void tc_qm_sketch_add(tc_qm_sketch *s, double ms)
+{
+    s->b[tc_qm_sketch_bucket(ms)]++;
+    s->count++;
+}
+
+void tc_qm_sketch_merge(tc_qm_sketch *into, const tc_qm_sketch *from)
+{
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++)
+        into->b[i] += from->b[i];
+    into->count += from->count;
+}
+
+double tc_qm_sketch_quantile(const tc_qm_sketch *s, double q)
+{
+    uint64_t rank, seen = 0;
+
+    if (!s->count)
+        return 0;
+    q = q < 0 ? 0 : q > 1 ? 1 : q;
+    rank = (uint64_t)ceil(q * (double)s->count);
+    if (rank < 1)
+        rank = 1;
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
+        seen += s->b[i];
+        if (seen >= rank)
+            return i == 0 ? 0.5 : exp2((2.0 * i - 1.0) / (2.0 * TC_QM_SKETCH_PER_OCT));
+    }
+    return exp2((2.0 * TC_QM_SKETCH_BUCKETS - 1.0) / (2.0 * TC_QM_SKETCH_PER_OCT));
+}
+
+void tc_qm_options_default(tc_qm_options *o, size_t max_devices)
+{
+    memset(o, 0, sizeof(*o));
+    o->max_devices = max_devices;
+    o->max_rows = 4 * max_devices + 1024;
+    o->metrics = 6;
+    o->late_after_s = 60;
+    o->gap_factor = 3;
+}
+
+static size_t tc_qm_pow2(size_t n)
+{
+    size_t cap = 1;
+
+    while (cap < 2 * n)
+        cap <<= 1;
+    return cap;
+}
+
+tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
+{
+    tc_qm *q;
+
+    if (o->max_devices < 1 || o->max_devices > TC_QM_DEVICES_MAX || o->max_rows < 2 ||
+        o->max_rows > TC_QM_ROWS_MAX || o->metrics < 1 || o->metrics > TC_QM_METRICS_MAX ||
+        !(o->late_after_s >= 0) || !(o->gap_factor > 1) ||
+        (o->ids && tc_qids_max(o->ids) != o->max_devices)) {
+        tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                   "quality metrics: need 1..%d devices, 2..%d rows, 1..%d metrics, "
+                   "late_after_s >= 0, gap_factor > 1 and a shared id table of max_devices",
+                   TC_QM_DEVICES_MAX, TC_QM_ROWS_MAX, TC_QM_METRICS_MAX);
+        return NULL;
+    }
+    q = calloc(1, sizeof(*q));
+    if (q) {
+        q->o = *o;
+        q->row_mask = tc_qm_pow2(o->max_rows) - 1;
+        q->devs = calloc(o->max_devices, sizeof(*q->devs));
+        q->own_ids = !o->ids;
+        q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
+        q->rows = calloc(o->max_rows, sizeof(*q->rows));
+        q->row_table = calloc(q->row_mask + 1, sizeof(*q->row_table));
+    }
+    if (!q || !q->devs || !q->ids || !q->rows || !q->row_table) {
+        tc_qm_destroy(q);
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
+                   "quality metrics: out of memory for %zu devices and %zu rows", o->max_devices,
+                   o->max_rows);
+        return NULL;
+    }
+    for (size_t i = 0; i < o->max_rows; i++)
+        q->rows[i].next = (uint32_t)(i + 1);
+    q->free_head = 0;
+    return q;
+}
+
+void tc_qm_destroy(tc_qm *q)
+{
+    if (!q)
+        return;
+    free(q->devs);
+    if (q->own_ids)
+        tc_qids_destroy(q->ids);
+    free(q->rows);
+    free(q->row_table);
+    free(q);
+}
+
+static uint64_t tc_qm_fnv(const void *p, size_t n, uint64_t h)
+{
+    const unsigned char *s = p;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static size_t tc_qm_row_hash(const tc_qm *q, uint32_t dev, int64_t minute)
+{
+    uint64_t h = tc_qm_fnv(&dev, sizeof(dev), 0xcbf29ce484222325ULL);
+
+    return (size_t)tc_qm_fnv(&minute, sizeof(minute), h) & q->row_mask;
+}
+
+/* The slot of (dev, minute), made when new; NULL when the pool is full. */
+static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
+{
+    size_t slot = tc_qm_row_hash(q, dev, minute);
+    tc_qm_slot *r;
+    uint32_t k;
+
+    for (;; slot = (slot + 1) & q->row_mask) {
+        uint32_t e = q->row_table[slot];
+        if (!e)
+            break;
+        r = &q->rows[e - 1];
+        if (r->dev == dev && r->row.minute_us == minute)
+            return r;
+    }
+    if (q->free_head >= q->o.max_rows)
+        return NULL;
+    k = q->free_head;
+    r = &q->rows[k];
+    q->free_head = r->next;
+    memset(r, 0, sizeof(*r));
+    r->dev = dev;
+    r->used = 1;
+    r->row.minute_us = minute;
+    r->row.device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
+    q->row_table[slot] = k + 1;
+    q->nrows++;
+    return r;
+}
+
+/* The row of (dev, minute) through *cache (a slot + 1 that a flush may have freed or reused:
+ * checked), else the table. Nearly every reading falls in its device's current minute. */
+static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute, uint32_t *cache)
+{
+    tc_qm_slot *r = *cache ? &q->rows[*cache - 1] : NULL;
+
+    if (r && r->used && r->dev == dev && r->row.minute_us == minute)
+        return &r->row;
+    r = tc_qm_slot_of(q, dev, minute);
+    if (!r)
+        return NULL;
+    *cache = (uint32_t)(r - q->rows) + 1;
+    return &r->row;
+}
+
+static int64_t tc_qm_minute(int64_t t_us)
+{
+    int64_t m = t_us / TC_QM_MINUTE_US;
+
+    if (t_us < 0 && m * TC_QM_MINUTE_US != t_us)
+        m--; /* floor, also before 1970 */
+    return m * TC_QM_MINUTE_US;
+}
+
+static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, double delay_ms,
+                        const uint8_t *present, int metrics)
+{
+    r->readings++;
+    r->late += (uint32_t)late;
+    r->out_of_order += (uint32_t)ooo;
+    r->gaps += (uint32_t)gap;
+    if (gap && gap_s > r->gap_max_s)
+        r->gap_max_s = gap_s;
+    for (int m = 0; m < metrics; m++)
+        r->present[m] += present ? (present[m] != 0) : 1u;
+    tc_qm_sketch_add(&r->delay, delay_ms);
+}
+
+/* The device index of a reading, or -1 (refused: its times are out of range, or its id). */
+static long tc_qm_lookup(tc_qm *q, const char *device, size_t len, int64_t event_us,
+                         int64_t ingest_us, int64_t watermark_us)
+{
+    return TC_Q_TIME_OK(event_us) && TC_Q_TIME_OK(ingest_us) && TC_Q_TIME_OK(watermark_us)
+               ? tc_qids_find(q->ids, device, len, 1)
+               : -1;
+}
+
+static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest_us,
+                             int64_t watermark_us, const uint8_t *present, int metrics)
+{
+    int64_t minute = tc_qm_minute(event_us);
+    int late, ooo, gap = 0;
+    double gap_s = 0;
+    tc_qm_row *r, *fleet;
+    tc_qm_dev *d;
+
+    if (di < 0) {
+        q->t.devices_refused++;
+        return;
+    }
+    if (metrics > q->o.metrics)
+        metrics = q->o.metrics;
+    d = &q->devs[di];
+    late = (double)(watermark_us - event_us) > q->o.late_after_s * 1e6;
+    ooo = d->n > 0 && event_us < d->last_t;
+    if (d->n > 0 && event_us > d->last_t) {
+        gap_s = (double)(event_us - d->last_t) / 1e6;
+        if (d->n >= 3 && gap_s > q->o.gap_factor * d->interval_s)
+            gap = 1;
+        if (d->n == 1)
+            d->interval_s = (float)gap_s;
+        else
+            d->interval_s +=
+                (float)(TC_QM_INTERVAL_ALPHA *
+                        (fmin(gap_s, TC_QM_INTERVAL_CLIP * d->interval_s) - d->interval_s));
+    }
+    if (!ooo) {
+        d->last_t = event_us;
+        d->n += d->n < UINT32_MAX;
+    }
+    r = tc_qm_row_of(q, (uint32_t)di, minute, &d->row);
+    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute, &q->fleet_row);
+    if (!r || !fleet) {
+        q->t.rows_refused++;
+        return;
+    }
+    tc_qm_count(r, late, ooo, gap, gap_s, (double)(ingest_us - event_us) / 1e3, present, metrics);
+    tc_qm_count(fleet, late, ooo, gap, gap_s, (double)(ingest_us - event_us) / 1e3, present,
+                metrics);
+    q->t.readings++;
+    q->t.late += (uint64_t)late;
+    q->t.out_of_order += (uint64_t)ooo;
+    q->t.gaps += (uint64_t)gap;
+}
+
+void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, int64_t ingest_us,
+                   int64_t watermark_us, const double *values, const uint8_t *present, int metrics)
+{
+    (void)values;
+    tc_qm_observe_at(q, tc_qm_lookup(q, device, len, event_us, ingest_us, watermark_us), event_us,
+                     ingest_us, watermark_us, present, metrics);
+}
+
+/* Prefetch what counting reading k of device di will touch: the device, then the row its state
+ * names (a second pass, once the device has arrived). */
+static void tc_qm_prefetch_device(const tc_qm *q, long di)
+{
+    if (di >= 0)
+        __builtin_prefetch(&q->devs[di], 1);
+}
+
+static void tc_qm_prefetch_row(const tc_qm *q, long di, double delay_ms)
+{
+    const tc_qm_slot *r;
+
+    if (di < 0 || !q->devs[di].row)
+        return;
+    r = &q->rows[q->devs[di].row - 1];
+    __builtin_prefetch(r, 1);
+    __builtin_prefetch(&r->row.delay.b[tc_qm_sketch_bucket(delay_ms)], 1);
+}
+
+/* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g). */
+static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
+                              const int64_t *event_us, const int64_t *ingest_us,
+                              const int64_t *watermark_us, const uint8_t *const *present,
+                              int metrics)
+{
+    for (size_t k = g; k < end; k++)
+        tc_qm_prefetch_row(q, idx[k - g], (double)(ingest_us[k] - event_us[k]) / 1e3);
+    for (size_t k = g; k < end; k++) {
+        uint8_t p[TC_QM_METRICS_MAX];
+        for (int m = 0; m < metrics; m++)
+            p[m] = present ? present[m][k] : 1;
+        tc_qm_observe_at(q, idx[k - g], event_us[k], ingest_us[k], watermark_us[k], p, metrics);
+    }
+}
+
+void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_t *lens,
+                         const int64_t *event_us, const int64_t *ingest_us,
+                         const int64_t *watermark_us, const uint8_t *const *present, int metrics)
+{
+    long idx[TC_QM_BATCH_GROUP];
+
+    if (metrics > q->o.metrics)
+        metrics = q->o.metrics;
+    for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
+        size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
+        for (size_t k = g; k < end; k++) {
+            idx[k - g] =
+                tc_qm_lookup(q, ids[k], lens[k], event_us[k], ingest_us[k], watermark_us[k]);
+            tc_qm_prefetch_device(q, idx[k - g]);
+        }
+        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, metrics);
+    }
+}
+
+void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
+                            const int64_t *ingest_us, const int64_t *watermark_us,
+                            const uint8_t *const *present, int metrics)
+{
+    long idx[TC_QM_BATCH_GROUP];
+
+    if (metrics > q->o.metrics)
+        metrics = q->o.metrics;
+    for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
+        size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
+        for (size_t k = g; k < end; k++) {
+            /* The caller's indexes name devices of the shared table; times as tc_qm_lookup. */
+            int ok = index[k] >= 0 && (size_t)index[k] < q->o.max_devices &&
+                     TC_Q_TIME_OK(event_us[k]) && TC_Q_TIME_OK(ingest_us[k]) &&
+                     TC_Q_TIME_OK(watermark_us[k]);
+            idx[k - g] = ok ? index[k] : -1;
+            tc_qm_prefetch_device(q, idx[k - g]);
+        }
+        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, metrics);
+    }
+}
+
+static int tc_qm_slot_order(const void *a, const void *b)
+{
+    const tc_qm_slot *x = *(const tc_qm_slot *const *)a, *y = *(const tc_qm_slot *const *)b;
+    int fx = x->dev == TC_QM_FLEET, fy = y->dev == TC_QM_FLEET;
+
+    if (fx != fy)
+        return fx - fy;
+    if (x->row.minute_us != y->row.minute_us)
+        return x->row.minute_us < y->row.minute_us ? -1 : 1;
+    return (x->dev > y->dev) - (x->dev < y->dev);
+}
+
+void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
+{
+    tc_qm_slot **out = malloc((q->nrows ? q->nrows : 1) * sizeof(*out));
+    size_t n = 0;
+
+    /* Out of memory for the ordering: hand the rows over in pool order rather than not at all. */
+    for (size_t i = 0; i < q->o.max_rows; i++) {
+        tc_qm_slot *s = &q->rows[i];
+        if (!s->used || s->row.minute_us >= before_us)
+            continue;
+        if (out)
+            out[n++] = s;
+        else if (fn)
+            fn(opaque, &s->row);
+    }
+    if (out) {
+        qsort(out, n, sizeof(*out), tc_qm_slot_order);
+        for (size_t k = 0; k < n && fn; k++)
+            fn(opaque, &out[k]->row);
+        free(out);
+    }
+    memset(q->row_table, 0, (q->row_mask + 1) * sizeof(*q->row_table));
+    q->nrows = 0;
+    for (size_t i = 0; i < q->o.max_rows; i++) {
+        tc_qm_slot *s = &q->rows[i];
+        if (s->used && s->row.minute_us < before_us) {
+            s->used = 0;
+            s->next = q->free_head;
+            q->free_head = (uint32_t)i;
+        } else if (s->used) {
+            size_t slot = tc_qm_row_hash(q, s->dev, s->row.minute_us);
+            while (q->row_table[slot])
+                slot = (slot + 1) & q->row_mask;
+            q->row_table[slot] = (uint32_t)(i + 1);
+            q->nrows++;
+        }
+    }
+}
+
+void tc_qm_get_totals(const tc_qm *q, tc_qm_totals *t)
+{
+    *t = q->t;
+    t->devices = tc_qids_count(q->ids);
+    t->rows_held = q->nrows;
+}

@@ -1,0 +1,163 @@
+/*
+ * quality_sql.c -- the quality monitor's DDL and its migration; see quality_sql.h.
+ *
+ * Every statement is CREATE ... IF NOT EXISTS, so the migration is a no-op when the objects are
+ * there and needs no version row of its own; a later change to these objects is a new statement
+ * appended here (ALTER ... ADD COLUMN IF NOT EXISTS), never an edit of an existing one.
+ */
+#include "quality/quality_sql.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Arbitrary but fixed: next to the store's 7311001 (migrations) and 7311002 (partitions). */
+#define TC_QUALITY_LOCK "7311003"
+/* Longest quoted schema name. */
+#define TC_QUALITY_SCHEMA_MAX 256
+
+/* Present-count columns of the built-in metrics. */
+#define TC_Q_METRIC_N                                                                              \
+    " temperature_n bigint NOT NULL DEFAULT 0, humidity_n bigint NOT NULL DEFAULT 0,"              \
+    " pressure_n bigint NOT NULL DEFAULT 0, battery_n bigint NOT NULL DEFAULT 0,"                  \
+    " latitude_n bigint NOT NULL DEFAULT 0, longitude_n bigint NOT NULL DEFAULT 0,"
+#define TC_Q_FIGURES                                                                               \
+    " readings bigint NOT NULL DEFAULT 0," TC_Q_METRIC_N " late bigint NOT NULL DEFAULT 0,"        \
+    " out_of_order bigint NOT NULL DEFAULT 0, gaps bigint NOT NULL DEFAULT 0,"                     \
+    " gap_max_s double precision, dead_letters bigint NOT NULL DEFAULT 0,"                         \
+    " duplicates bigint NOT NULL DEFAULT 0, delay_p50_ms double precision,"                        \
+    " delay_p99_ms double precision, delay_sketch integer[],"
+
+static const char tc_quality_ddl[] =
+    "CREATE TABLE IF NOT EXISTS @S.quality_1m ("
+    " device_id text NOT NULL, bucket timestamptz NOT NULL," TC_Q_FIGURES
+    " PRIMARY KEY (device_id, bucket));"
+    "CREATE INDEX IF NOT EXISTS quality_1m_bucket_idx ON @S.quality_1m (bucket);"
+    "COMMENT ON TABLE @S.quality_1m IS 'Data quality per device and minute of event time"
+    " (docs/quality.md): completeness is <metric>_n / readings; delay_sketch holds the"
+    " event-to-ingest delay histogram (4 buckets per octave of milliseconds), mergeable by"
+    " adding.';"
+    "CREATE TABLE IF NOT EXISTS @S.quality_fleet_1m ("
+    " bucket timestamptz PRIMARY KEY," TC_Q_FIGURES " devices bigint NOT NULL DEFAULT 0);"
+    "COMMENT ON TABLE @S.quality_fleet_1m IS 'Data quality of the whole fleet per minute; delay"
+    " quantiles from the merged sketch.';"
+    "CREATE TABLE IF NOT EXISTS @S.quality_dead_letters_1m ("
+    " bucket timestamptz NOT NULL, reason text NOT NULL, n bigint NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (bucket, reason));"
+    "CREATE TABLE IF NOT EXISTS @S.anomalies ("
+    " id bigserial PRIMARY KEY, device_id text NOT NULL, metric text,"
+    " kind text NOT NULL CHECK (kind IN ('spike', 'drift', 'stuck', 'rate', 'silence', 'range',"
+    " 'required', 'interval', 'expr')),"
+    " rule text, severity text NOT NULL DEFAULT 'warning' CHECK (severity IN ('warning',"
+    " 'critical')),"
+    " start_time timestamptz NOT NULL, end_time timestamptz CHECK (end_time >= start_time),"
+    " score double precision, observed double precision, expected double precision,"
+    " status text GENERATED ALWAYS AS (CASE WHEN end_time IS NULL THEN 'open' ELSE 'resolved'"
+    " END) STORED, updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE UNIQUE INDEX IF NOT EXISTS anomalies_finding_key ON @S.anomalies"
+    " (device_id, coalesce(metric, ''), kind, coalesce(rule, ''), start_time);"
+    "CREATE INDEX IF NOT EXISTS anomalies_open_idx ON @S.anomalies (device_id, start_time)"
+    " WHERE end_time IS NULL;"
+    "CREATE INDEX IF NOT EXISTS anomalies_start_idx ON @S.anomalies (start_time);"
+    "COMMENT ON TABLE @S.anomalies IS 'Findings of the quality detectors and rules: one row per"
+    " finding, opened once and resolved when the condition clears.';"
+    "CREATE TABLE IF NOT EXISTS @S.quality_offsets ("
+    " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
+    " next_offset bigint NOT NULL, detector_state bytea,"
+    " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (group_id, topic, partition));"
+    "COMMENT ON TABLE @S.quality_offsets IS 'The quality sink''s marks: next offset per partition"
+    " and the detectors'' checkpoint, committed together.';";
+
+static const char tc_quality_ddl_timescaledb[] =
+    "SELECT create_hypertable('@S.quality_1m', by_range('bucket', INTERVAL '1 day'),"
+    " if_not_exists => true);";
+
+const char *tc_quality_sql_ddl(void)
+{
+    return tc_quality_ddl;
+}
+
+const char *tc_quality_sql_timescaledb(void)
+{
+    return tc_quality_ddl_timescaledb;
+}
+
+/* tmpl with every "@S" replaced by schema; NULL when out of memory. */
+static char *tc_quality_expand(const char *tmpl, const char *schema)
+{
+    size_t n = 0, slen = strlen(schema), cap = strlen(tmpl) + 1;
+    char *out, *o;
+
+    for (const char *p = tmpl; (p = strstr(p, "@S")) != NULL; p += 2)
+        n++;
+    cap += n * slen;
+    out = malloc(cap);
+    if (!out)
+        return NULL;
+    o = out;
+    for (const char *p = tmpl; *p;) {
+        if (p[0] == '@' && p[1] == 'S') {
+            memcpy(o, schema, slen);
+            o += slen;
+            p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static tc_err tc_quality_exec(PGconn *conn, const char *sql, const char *what, char *errstr,
+                              size_t errstr_size)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    tc_err err = TC_OK;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        err = PQstatus(conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2))
+                  ? TC_ERR_DB_CONN
+                  : TC_ERR_DB;
+        tc_err_set(err, errstr, errstr_size, "quality migration: %s: %s", what,
+                   PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    return err;
+}
+
+tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescaledb, char *errstr,
+                          size_t errstr_size)
+{
+    char *ddl, *ts = NULL;
+    tc_err err;
+
+    if (!schema_quoted || !*schema_quoted || strlen(schema_quoted) > TC_QUALITY_SCHEMA_MAX)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "quality migration: a quoted schema name of 1..%d bytes is needed",
+                          TC_QUALITY_SCHEMA_MAX);
+    ddl = tc_quality_expand(tc_quality_ddl, schema_quoted);
+    if (timescaledb)
+        ts = tc_quality_expand(tc_quality_ddl_timescaledb, schema_quoted);
+    if (!ddl || (timescaledb && !ts)) {
+        free(ddl);
+        free(ts);
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality migration: out of memory");
+    }
+    /* "already exists, skipping" notices would fill the log at every start. */
+    err = tc_quality_exec(conn,
+                          "BEGIN; SET LOCAL client_min_messages = warning;"
+                          " SELECT pg_advisory_xact_lock(" TC_QUALITY_LOCK ")",
+                          "lock", errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_quality_exec(conn, ddl, "create the quality tables", errstr, errstr_size);
+    if (err == TC_OK && ts)
+        err = tc_quality_exec(conn, ts, "make quality_1m a hypertable", errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_quality_exec(conn, "COMMIT", "commit", errstr, errstr_size);
+    else
+        PQclear(PQexec(conn, "ROLLBACK"));
+    free(ddl);
+    free(ts);
+    return err;
+}

@@ -1,0 +1,40 @@
+/*
+ * quality_sql.h -- the quality monitor's database objects, as a migration ready to be called.
+ *
+ * tc_quality_migrate creates, idempotently, in the pipeline's schema:
+ *   quality_1m              per device and minute of event time: readings, present count per
+ *                           built-in metric (completeness = <m>_n / readings), late, out of order,
+ *                           gaps and the longest, dead letters and duplicates dropped, delay
+ *                           p50/p99 and the delay sketch's buckets (integer[], mergeable);
+ *   quality_fleet_1m        the same per minute for the whole fleet (its quantiles come from the
+ *                           merged sketch, not from the devices' quantiles);
+ *   quality_dead_letters_1m dead letters per minute and reason (a refused reading may have no
+ *                           device id);
+ *   anomalies               findings of the detectors and the rules: device, metric, kind, rule,
+ *                           severity, start, end, score, observed, expected, and status (open
+ *                           while end is NULL), unique per (device, metric, kind, rule, start) so
+ *                           a finding re-sent after a restart updates its row instead of adding
+ * one; quality_offsets         the quality sink's own marks (next offset per partition, like the
+ *                           rollups'), with the detectors' checkpoint (tc_qd_save) in the same row
+ *                           so state and marks commit together.
+ * In TimescaleDB mode quality_1m is a hypertable. One transaction under an advisory lock of its
+ * own, so concurrent pipelines can all call it.
+ */
+#ifndef TC_QUALITY_QUALITY_SQL_H
+#define TC_QUALITY_QUALITY_SQL_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "core/error.h"
+
+/* The DDL with "@S" where the schema goes (exposed for tests and the docs). */
+const char *tc_quality_sql_ddl(void);
+const char *tc_quality_sql_timescaledb(void);
+
+/* Run the DDL on conn (idle, no transaction open) in schema_quoted (a quoted identifier, e.g.
+ * "telemetry"); timescaledb nonzero makes quality_1m a hypertable. */
+tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescaledb, char *errstr,
+                          size_t errstr_size);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * fuzz_quality_state.c -- libFuzzer target for tc_qd_load, the anomaly detectors' checkpoint
+ * loader (a file the process reads back after a restart, so it must survive any bytes).
+ *
+ * The checksum would stop almost every mutation at the door, so when the first byte is odd the
+ * target rewrites the last 8 bytes with the right FNV-1a 64 of the rest: the fuzzer then reaches
+ * the field-by-field validation behind it. Invariants:
+ *   - a refused checkpoint leaves the detector as it was: its saved bytes before and after are
+ *     identical, and the refusal has a message;
+ *   - an accepted checkpoint saves back to exactly the same bytes (the format is canonical and
+ *     nothing is lost), and the detector goes on working: readings and a tick on top of it, and
+ *     its open-findings count never underflows.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quality/detect.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FZ_METRICS 2
+#define FZ_DEVICES 16
+
+static void fz_require(int ok, const char *what, const char *detail)
+{
+    if (!ok) {
+        fprintf(stderr, "invariant violated: %s (%s)\n", what, detail ? detail : "");
+        abort();
+    }
+}
+
+static tc_qd *fz_new(void)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qd_options o;
+    tc_qd *d;
+
+    tc_qd_options_default(&o, FZ_METRICS, FZ_DEVICES);
+    d = tc_qd_new(&o, NULL, NULL, errstr, sizeof(errstr));
+    fz_require(d != NULL, "detector", errstr);
+    return d;
+}
+
+/* A detector with some state of its own, so "unchanged" means something. */
+static void fz_seed(tc_qd *d)
+{
+    for (int i = 0; i < 30; i++) {
+        double v[FZ_METRICS] = {20.0 + (i % 3) * 0.1, 50.0};
+        tc_qd_observe(d, "seed-device", 11, (int64_t)i * 10000000, v, NULL);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    unsigned char *in = malloc(size ? size : 1), *before = NULL, *after = NULL;
+    size_t nbefore = 0, nafter = 0;
+    char errstr[TC_ERRSTR_MAX] = "";
+    tc_qd *d = fz_new();
+    tc_qd_stats st;
+
+    fz_require(in != NULL, "memory", NULL);
+    memcpy(in, data, size);
+    if (size > 8 && (in[0] & 1)) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (size_t i = 0; i < size - 8; i++)
+            h = (h ^ in[i]) * 0x100000001b3ULL;
+        for (int k = 0; k < 8; k++)
+            in[size - 8 + (size_t)k] = (unsigned char)(h >> (8 * k));
+    }
+    fz_seed(d);
+    fz_require(tc_qd_save(d, &before, &nbefore, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
+    if (tc_qd_load(d, in, size, errstr, sizeof(errstr)) != TC_OK) {
+        fz_require(errstr[0] != '\0', "refusal has a message", NULL);
+        fz_require(tc_qd_save(d, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
+        fz_require(nafter == nbefore && !memcmp(after, before, nbefore),
+                   "a refused checkpoint leaves the state unchanged", NULL);
+    } else {
+        fz_require(tc_qd_save(d, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
+        fz_require(nafter == size && !memcmp(after, in, size),
+                   "an accepted checkpoint saves back to the same bytes", NULL);
+        for (int i = 0; i < 8; i++) {
+            double v[FZ_METRICS] = {(double)i, -(double)i};
+            tc_qd_observe(d, "seed-device", 11, INT64_C(1) << 50, v, NULL);
+            tc_qd_observe(d, "another", 7, (int64_t)i * 1000000, v, NULL);
+        }
+        tc_qd_tick(d, INT64_C(1) << 52);
+        tc_qd_get_stats(d, &st);
+        fz_require(st.open_now < (uint64_t)FZ_DEVICES * 5 + 1, "open findings bounded", NULL);
+    }
+    free(before);
+    free(after);
+    free(in);
+    tc_qd_destroy(d);
+    return 0;
+}

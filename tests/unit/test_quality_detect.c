@@ -1,0 +1,494 @@
+/*
+ * test_quality_detect.c -- the streaming anomaly detectors (quality/detect.h) on synthetic series
+ * whose answers are worked out here: where each finding starts and ends, what it observed and
+ * expected, and that a condition gives one finding, not one per reading. Then the checkpoint:
+ * a restart in the middle of an open finding neither loses nor repeats it, and every corrupted,
+ * truncated or foreign checkpoint is refused with the state left as it was. And the memory bound
+ * the header states.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "quality/detect.h"
+#include "quality/ids.h"
+
+#define LOG_MAX 64
+#define CADENCE INT64_C(10000000) /* 10 s */
+#define T0      INT64_C(1795824000000000)
+
+typedef struct logged {
+    char device[32];
+    int metric;
+    tc_qd_kind kind;
+    int64_t start, end;
+    double score, observed, expected;
+} logged;
+
+typedef struct log_t {
+    logged f[LOG_MAX];
+    int n;
+} log_t;
+
+static void on_finding(void *opaque, const tc_qd_finding *f)
+{
+    log_t *l = opaque;
+
+    assert_true(l->n < LOG_MAX);
+    snprintf(l->f[l->n].device, sizeof(l->f[l->n].device), "%s", f->device);
+    l->f[l->n].metric = f->metric;
+    l->f[l->n].kind = f->kind;
+    l->f[l->n].start = f->start_us;
+    l->f[l->n].end = f->end_us;
+    l->f[l->n].score = f->score;
+    l->f[l->n].observed = f->observed;
+    l->f[l->n].expected = f->expected;
+    l->n++;
+}
+
+static tc_qd *new_detector(log_t *l, int metrics)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qd_options o;
+    tc_qd *d;
+
+    tc_qd_options_default(&o, metrics, 16);
+    d = tc_qd_new(&o, on_finding, l, errstr, sizeof(errstr));
+    assert_non_null(d);
+    return d;
+}
+
+/* A quiet series: 20.0, 20.1, 20.2, 20.1, ... (a period of four, never two equal in a row). */
+static double base(int i)
+{
+    static const double pattern[4] = {20.0, 20.1, 20.2, 20.1};
+
+    return pattern[i % 4] + 0.003 * (i % 3);
+}
+
+static void feed(tc_qd *d, const char *dev, int i, double v)
+{
+    tc_qd_observe(d, dev, strlen(dev), T0 + i * CADENCE, &v, NULL);
+}
+
+static void test_median5(void **state)
+{
+    static const float vals[][5] = {
+        {1, 2, 3, 4, 5}, {1, 1, 2, 2, 3}, {7, 7, 7, 7, 7}, {-1, 5, 0, 5, 5}, {3, 1, 4, 1, 5}};
+    (void)state;
+    /* Every permutation of each set: the median is the sorted middle whatever the order. */
+    for (size_t s = 0; s < sizeof(vals) / sizeof(vals[0]); s++) {
+        float sorted[5];
+        memcpy(sorted, vals[s], sizeof(sorted));
+        for (int a = 0; a < 5; a++)
+            for (int b = a + 1; b < 5; b++)
+                if (sorted[b] < sorted[a]) {
+                    float t = sorted[a];
+                    sorted[a] = sorted[b];
+                    sorted[b] = t;
+                }
+        for (int p = 0; p < 120; p++) {
+            int idx[5] = {0, 1, 2, 3, 4}, r = p;
+            float v[5];
+            for (int k = 5; k > 1; k--) { /* the p-th permutation (factorial number system) */
+                int j = r % k, t = idx[k - 1];
+                r /= k;
+                idx[k - 1] = idx[j];
+                idx[j] = t;
+            }
+            for (int k = 0; k < 5; k++)
+                v[k] = vals[s][idx[k]];
+            assert_true(tc_qd_median5(v) == sorted[2]);
+        }
+    }
+}
+
+static void test_spike_once(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+
+    (void)state;
+    for (int i = 0; i < 200; i++)
+        feed(d, "dev-a", i, i == 100 ? 25.0 : base(i));
+    /* One spike, opened and resolved when the series came back at reading 101. */
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.f[0].kind, TC_QD_SPIKE);
+    assert_string_equal(l.f[0].device, "dev-a");
+    assert_int_equal(l.f[0].metric, 0);
+    assert_true(l.f[0].start == T0 + 100 * CADENCE && l.f[0].end == 0);
+    assert_true(fabs(l.f[0].observed - 25.0) < 1e-4);
+    /* Expected: the median of readings 95..99 = {20.1, 20.0, 20.1, 20.2, 20.1} (+ the small
+     * term 0.003 x (i mod 3): 95 -> 20.106, 96 -> 20.0, 97 -> 20.103, 98 -> 20.206, 99 ->
+     * 20.1): 20.103. */
+    assert_true(fabs(l.f[0].expected - 20.103) < 1e-4);
+    assert_true(l.f[0].score >= 7.0);
+    assert_int_equal(l.f[1].kind, TC_QD_SPIKE);
+    assert_true(l.f[1].start == T0 + 100 * CADENCE && l.f[1].end == T0 + 100 * CADENCE);
+    tc_qd_destroy(d);
+}
+
+static void test_level_shift_is_drift_not_spike(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+    int drift_open = 0;
+
+    (void)state;
+    for (int i = 0; i < 400; i++)
+        feed(d, "dev-b", i, base(i) + (i >= 300 ? 5.0 : 0.0));
+    for (int k = 0; k < l.n; k++) {
+        assert_int_not_equal(l.f[k].kind, TC_QD_SPIKE); /* a step is not a spike */
+        if (l.f[k].kind == TC_QD_DRIFT && !l.f[k].end) {
+            drift_open++;
+            /* The excursion begins once the spike candidate (readings 300..303) is given up. */
+            assert_true(l.f[k].start >= T0 + 300 * CADENCE && l.f[k].start <= T0 + 304 * CADENCE);
+        }
+    }
+    assert_int_equal(drift_open, 1);
+    tc_qd_destroy(d);
+}
+
+static void test_steady_slope_is_not_drift(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+
+    (void)state;
+    /* A draining battery: -0.001 a reading, quantised to 0.01 (runs of ten equal values). */
+    for (int i = 0; i < 3000; i++)
+        feed(d, "battery", i, round((90.0 - 0.001 * i) * 100.0) / 100.0);
+    assert_int_equal(l.n, 0);
+    tc_qd_destroy(d);
+}
+
+static void test_ramp_is_drift(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+
+    (void)state;
+    for (int i = 0; i < 600; i++)
+        feed(d, "dev-r", i, base(i) + (i >= 400 ? 0.05 * (i - 400) : 0.0));
+    assert_true(l.n >= 1);
+    assert_int_equal(l.f[0].kind, TC_QD_DRIFT);
+    assert_true(l.f[0].end == 0 && l.f[0].start >= T0 + 400 * CADENCE);
+    tc_qd_destroy(d);
+}
+
+static void test_stuck(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+
+    (void)state;
+    for (int i = 0; i < 300; i++)
+        feed(d, "dev-s", i, i >= 200 && i < 230 ? 20.15 : base(i));
+    /* Threshold: max(stuck_n = 10, 4 x the usual run of 1) = 10 equal readings: opened at
+     * reading 209, starting at 200; resolved by reading 230, ending at 229. */
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.f[0].kind, TC_QD_STUCK);
+    assert_true(l.f[0].start == T0 + 200 * CADENCE && l.f[0].end == 0);
+    assert_true(l.f[0].score == 10.0 && fabs(l.f[0].observed - 20.15) < 1e-4);
+    assert_int_equal(l.f[1].kind, TC_QD_STUCK);
+    assert_true(l.f[1].start == T0 + 200 * CADENCE && l.f[1].end == T0 + 229 * CADENCE);
+    assert_true(l.f[1].score == 30.0); /* the peak: the whole run */
+    tc_qd_destroy(d);
+}
+
+static void test_silence(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+    int64_t last = T0 + 99 * CADENCE;
+
+    (void)state;
+    for (int i = 0; i < 100; i++)
+        feed(d, "dev-q", i, base(i));
+    /* Usual interval 10 s exactly; silence_factor 4: 40 s of quiet is not yet silence. */
+    tc_qd_tick(d, last + 40000000);
+    assert_int_equal(l.n, 0);
+    tc_qd_tick(d, last + 41000000);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.f[0].kind, TC_QD_SILENCE);
+    assert_int_equal(l.f[0].metric, -1);
+    assert_true(l.f[0].start == last + CADENCE && l.f[0].end == 0);
+    assert_true(fabs(l.f[0].observed - 41.0) < 1e-9 && fabs(l.f[0].expected - 10.0) < 1e-9);
+    tc_qd_tick(d, last + 60000000); /* still silent: nothing new */
+    assert_int_equal(l.n, 1);
+    feed(d, "dev-q", 109, base(109));
+    assert_int_equal(l.n, 2);
+    assert_true(l.f[1].start == last + CADENCE && l.f[1].end == T0 + 109 * CADENCE);
+    /* A device whose clock is behind the watermark: silent at the tick, then its next reading
+     * comes before the silence's nominal start. The finding still ends no earlier than it began
+     * (the table refuses end < start). */
+    l.n = 0;
+    /* The 100 s gap taught the usual interval only 2 x 10 s: 10 + 0.1 x (20 - 10) = 11 s. */
+    tc_qd_tick(d, T0 + 109 * CADENCE + 50000000);
+    assert_int_equal(l.n, 1);
+    assert_true(l.f[0].start == T0 + 109 * CADENCE + 11000000);
+    tc_qd_observe(d, "dev-q", 5, T0 + 109 * CADENCE + 5000000, (double[]){20.0}, NULL);
+    assert_int_equal(l.n, 2);
+    assert_true(l.f[1].start == l.f[0].start && l.f[1].end == l.f[1].start);
+    tc_qd_destroy(d);
+}
+
+static void test_rate(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t l = {0};
+    tc_qd_options o;
+    tc_qd *d;
+
+    (void)state;
+    tc_qd_options_default(&o, 1, 4);
+    o.rate_max[0] = 0.1; /* per second: 1.0 per 10 s reading */
+    d = tc_qd_new(&o, on_finding, &l, errstr, sizeof(errstr));
+    assert_non_null(d);
+    for (int i = 0; i < 60; i++)
+        feed(d, "dev-v", i, i < 50 ? base(i) : base(i) + 3.0 * (i - 49));
+    /* Readings 50..59 climb 3.0 per 10 s = 0.3/s: open at 50 (score 0.3 / 0.1 = 3, up to
+     * rounding of the base pattern), once. */
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.f[0].kind, TC_QD_RATE);
+    assert_true(l.f[0].start == T0 + 50 * CADENCE);
+    assert_true(l.f[0].observed > 0.28 && l.f[0].observed < 0.33);
+    feed(d, "dev-v", 60, base(60) + 3.0 * 10); /* flat: rate ~0 < 0.05 resolves */
+    assert_int_equal(l.n, 2);
+    assert_true(l.f[1].end == T0 + 59 * CADENCE);
+    tc_qd_destroy(d);
+}
+
+static void test_out_of_order_ignored(void **state)
+{
+    log_t l = {0};
+    tc_qd *d = new_detector(&l, 1);
+
+    (void)state;
+    for (int i = 0; i < 100; i++)
+        feed(d, "dev-o", i, base(i));
+    feed(d, "dev-o", 50, 99.0); /* old and wild: not fed to series built on order */
+    for (int i = 100; i < 110; i++)
+        feed(d, "dev-o", i, base(i));
+    assert_int_equal(l.n, 0);
+    tc_qd_destroy(d);
+}
+
+/* Feed readings [from, to) of three devices; dev-2 is stuck from 150 on. */
+static void feed_fleet(tc_qd *d, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        feed(d, "dev-0", i, base(i));
+        feed(d, "dev-1", i, base(i) + 5);
+        feed(d, "dev-2", i, i >= 150 ? 20.15 : base(i));
+    }
+}
+
+static void test_checkpoint_restart_mid_finding(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0};
+    tc_qd *a = new_detector(&la, 1), *b = new_detector(&lb, 1);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+
+    (void)state;
+    feed_fleet(a, 0, 200);
+    assert_int_equal(la.n, 1); /* dev-2 stuck, open */
+    assert_int_equal(la.f[0].kind, TC_QD_STUCK);
+    assert_int_equal(tc_qd_save(a, &buf, &len, errstr, sizeof(errstr)), TC_OK);
+    /* "Restart": a fresh detector loads the checkpoint; loading emits nothing. */
+    assert_int_equal(tc_qd_load(b, buf, len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(lb.n, 0);
+    la.n = 0;
+    feed_fleet(a, 200, 260);
+    feed(a, "dev-2", 260, base(260));
+    feed_fleet(b, 200, 260);
+    feed(b, "dev-2", 260, base(260));
+    /* Both go on identically: no second open, one resolve ending at 259. */
+    assert_int_equal(lb.n, la.n);
+    assert_int_equal(lb.n, 1);
+    assert_memory_equal(&lb.f[0], &la.f[0], sizeof(logged));
+    assert_int_equal(lb.f[0].kind, TC_QD_STUCK);
+    assert_true(lb.f[0].start == T0 + 150 * CADENCE && lb.f[0].end == T0 + 259 * CADENCE);
+    free(buf);
+    tc_qd_destroy(a);
+    tc_qd_destroy(b);
+}
+
+static void test_checkpoint_corruption(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0};
+    tc_qd *a = new_detector(&la, 1), *b = new_detector(&lb, 1), *c;
+    unsigned char *good = NULL, *mine = NULL, *again = NULL, *bad;
+    size_t len = 0, mlen = 0, alen = 0;
+    tc_qd_options o;
+
+    (void)state;
+    feed_fleet(a, 0, 100);
+    feed(b, "other", 0, 1.0);
+    assert_int_equal(tc_qd_save(a, &good, &len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save(b, &mine, &mlen, errstr, sizeof(errstr)), TC_OK);
+    bad = malloc(len);
+    assert_non_null(bad);
+    /* Every single-byte change is refused (the checksum, or a field check), and b keeps its
+     * own state byte for byte. */
+    for (size_t i = 0; i < len; i++) {
+        memcpy(bad, good, len);
+        bad[i] ^= 0x5a;
+        errstr[0] = '\0';
+        assert_int_equal(tc_qd_load(b, bad, len, errstr, sizeof(errstr)), TC_ERR_INVALID);
+        assert_true(errstr[0] != '\0');
+    }
+    /* Every truncation too. */
+    for (size_t n = 0; n < len; n += (n < 64 ? 1 : 37))
+        assert_int_equal(tc_qd_load(b, good, n, errstr, sizeof(errstr)), TC_ERR_INVALID);
+    assert_int_equal(tc_qd_save(b, &again, &alen, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(alen, mlen);
+    assert_memory_equal(again, mine, mlen);
+    /* A checkpoint of another shape (two metrics) is refused even with a good checksum. */
+    tc_qd_options_default(&o, 2, 16);
+    c = tc_qd_new(&o, NULL, NULL, errstr, sizeof(errstr));
+    assert_non_null(c);
+    assert_int_equal(tc_qd_load(c, good, len, errstr, sizeof(errstr)), TC_ERR_INVALID);
+    assert_non_null(strstr(errstr, "metrics"));
+    /* And the intact one loads. */
+    assert_int_equal(tc_qd_load(b, good, len, errstr, sizeof(errstr)), TC_OK);
+    free(good);
+    free(mine);
+    free(again);
+    free(bad);
+    tc_qd_destroy(a);
+    tc_qd_destroy(b);
+    tc_qd_destroy(c);
+}
+
+static void test_batch_equals_one_by_one(void **state)
+{
+    enum { ROWS = 3000, DEVS = 7 };
+    static const char *names[DEVS] = {"a", "bb", "ccc", "dddd", "e", "ff", "ggg"};
+    static double col0[ROWS], col1[ROWS];
+    static const char *ids[ROWS];
+    static size_t lens[ROWS];
+    static int64_t t[ROWS];
+    static uint8_t p1[ROWS];
+    static long index[ROWS];
+    const double *cols[2] = {col0, col1};
+    const uint8_t *present[2] = {NULL, p1};
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0};
+    tc_qd_options o;
+    tc_qd *a, *b;
+    unsigned char *sa = NULL, *sb = NULL;
+    size_t na = 0, nb = 0;
+    uint8_t all[ROWS];
+
+    (void)state;
+    memset(all, 1, sizeof(all));
+    present[0] = all;
+    for (int k = 0; k < ROWS; k++) {
+        int dev = k % DEVS, i = k / DEVS;
+        ids[k] = names[dev];
+        lens[k] = strlen(names[dev]);
+        t[k] = T0 + i * CADENCE + dev;
+        /* A spike, a stuck run and a shift among them, and humidity absent now and then. */
+        col0[k] = base(i) + (dev == 1 && i == 200 ? 9.0 : 0) + (dev == 2 && i > 300 ? 4.0 : 0);
+        if (dev == 3 && i >= 100 && i < 140)
+            col0[k] = 20.15;
+        col1[k] = 50 + 0.1 * (i % 5);
+        p1[k] = (uint8_t)(k % 11 != 0);
+    }
+    tc_qd_options_default(&o, 2, 16);
+    a = tc_qd_new(&o, on_finding, &la, errstr, sizeof(errstr));
+    b = tc_qd_new(&o, on_finding, &lb, errstr, sizeof(errstr));
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int k = 0; k < ROWS; k++) {
+        double v[2] = {col0[k], col1[k]};
+        uint8_t pr[2] = {1, p1[k]};
+        tc_qd_observe(a, ids[k], lens[k], t[k], v, pr);
+    }
+    /* Batches of odd sizes, across group boundaries. */
+    for (int at = 0; at < ROWS; at += 333) {
+        size_t n = ROWS - at < 333 ? (size_t)(ROWS - at) : 333;
+        const double *c[2] = {cols[0] + at, cols[1] + at};
+        const uint8_t *pr[2] = {present[0] + at, present[1] + at};
+        tc_qd_observe_batch(b, n, &ids[at], &lens[at], &t[at], c, pr, &index[at]);
+    }
+    /* Each reading's device index, as the shared id table has it. */
+    for (int k = 0; k < ROWS; k++)
+        assert_string_equal(tc_qids_id(tc_qd_ids(b), (size_t)index[k]), ids[k]);
+    assert_true(la.n >= 3); /* the spike, the stuck run, the shift */
+    assert_int_equal(lb.n, la.n);
+    assert_memory_equal(lb.f, la.f, sizeof(logged) * (size_t)la.n);
+    assert_int_equal(tc_qd_save(a, &sa, &na, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save(b, &sb, &nb, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(na, nb);
+    assert_memory_equal(sa, sb, na);
+    free(sa);
+    free(sb);
+    tc_qd_destroy(a);
+    tc_qd_destroy(b);
+}
+
+static void test_memory_bound(void **state)
+{
+    size_t per_series = tc_qd_memory_for(100000, 6) / 600000;
+
+    (void)state;
+    /* The stated budget: under 200 bytes a series, device and id overhead included. */
+    assert_true(TC_QD_SERIES_BYTES < 200);
+    assert_true(per_series < 200);
+}
+
+static void test_devices_cap(void **state)
+{
+    char errstr[TC_ERRSTR_MAX], id[16];
+    log_t l = {0};
+    tc_qd_options o;
+    tc_qd_stats st;
+    tc_qd *d;
+    double v = 1;
+
+    (void)state;
+    tc_qd_options_default(&o, 1, 3);
+    d = tc_qd_new(&o, on_finding, &l, errstr, sizeof(errstr));
+    assert_non_null(d);
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "d%d", i);
+        tc_qd_observe(d, id, strlen(id), T0, &v, NULL);
+    }
+    tc_qd_observe(d, "with\0nul", 8, T0, &v, NULL);
+    tc_qd_get_stats(d, &st);
+    assert_int_equal(st.devices, 3);
+    assert_int_equal(st.devices_refused, 3);
+    tc_qd_destroy(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_median5),
+        cmocka_unit_test(test_spike_once),
+        cmocka_unit_test(test_level_shift_is_drift_not_spike),
+        cmocka_unit_test(test_steady_slope_is_not_drift),
+        cmocka_unit_test(test_ramp_is_drift),
+        cmocka_unit_test(test_stuck),
+        cmocka_unit_test(test_silence),
+        cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_out_of_order_ignored),
+        cmocka_unit_test(test_checkpoint_restart_mid_finding),
+        cmocka_unit_test(test_checkpoint_corruption),
+        cmocka_unit_test(test_batch_equals_one_by_one),
+        cmocka_unit_test(test_memory_bound),
+        cmocka_unit_test(test_devices_cap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,311 @@
+/*
+ * test_quality_metrics.c -- the quality metrics' arithmetic (quality/metrics.h): the delay sketch
+ * against exact quantiles of the same data (within the stated factor 2^(1/8)), its bucket edges
+ * and merging; and the per-(device, minute) accumulators on a reading sequence whose late,
+ * out-of-order, gap and completeness counts are worked out by hand.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "quality/ids.h"
+#include "quality/metrics.h"
+
+#define SEC INT64_C(1000000)
+#define N   20000
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* A log-normal delay in ms (median e^5 ~ 148 ms) from a fixed linear congruential stream. */
+static double next_delay(uint64_t *s)
+{
+    double u1, u2;
+
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    u1 = ((double)(*s >> 11) + 0.5) / 9007199254740992.0;
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    u2 = ((double)(*s >> 11) + 0.5) / 9007199254740992.0;
+    return exp(5.0 + 1.5 * sqrt(-2.0 * log(u1)) * cos(2 * M_PI * u2));
+}
+
+static void test_sketch_against_exact(void **state)
+{
+    static const double qs[] = {0.01, 0.25, 0.5, 0.9, 0.99, 0.999};
+    double *v = malloc(N * sizeof(double)), bound = exp2(1.0 / 8.0) * (1 + 1e-12);
+    tc_qm_sketch s = {0};
+    uint64_t seed = 42;
+
+    (void)state;
+    assert_non_null(v);
+    for (int i = 0; i < N; i++) {
+        v[i] = next_delay(&seed);
+        tc_qm_sketch_add(&s, v[i]);
+    }
+    qsort(v, N, sizeof(double), cmp_double);
+    for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
+        /* The same rank definition: the ceil(q n)-th smallest value. */
+        double exact = v[(size_t)ceil(qs[k] * N) - 1], got = tc_qm_sketch_quantile(&s, qs[k]);
+        if (exact >= 1.0) {
+            assert_true(got / exact <= bound);
+            assert_true(exact / got <= bound);
+        }
+    }
+    free(v);
+}
+
+static void test_sketch_buckets(void **state)
+{
+    (void)state;
+    assert_int_equal(tc_qm_sketch_bucket(-5), 0);
+    assert_int_equal(tc_qm_sketch_bucket(NAN), 0);
+    assert_int_equal(tc_qm_sketch_bucket(0.999), 0);
+    assert_int_equal(tc_qm_sketch_bucket(1.0), 1);
+    assert_int_equal(tc_qm_sketch_bucket(1.18), 1); /* below 2^(1/4) = 1.1892 */
+    assert_int_equal(tc_qm_sketch_bucket(1.19), 2);
+    assert_int_equal(tc_qm_sketch_bucket(2.0), 5); /* 4 x log2(2) + 1 */
+    assert_int_equal(tc_qm_sketch_bucket(1024.0), 41);
+    assert_int_equal(tc_qm_sketch_bucket(1e12), TC_QM_SKETCH_BUCKETS - 1);
+    {
+        tc_qm_sketch s = {0};
+        assert_true(tc_qm_sketch_quantile(&s, 0.5) == 0);
+        tc_qm_sketch_add(&s, 0.2);
+        assert_true(tc_qm_sketch_quantile(&s, 0.5) == 0.5); /* under 1 ms reads 0.5 ms */
+        tc_qm_sketch_add(&s, 1024.0);
+        /* Bucket 41 holds [2^10, 2^10.25): its geometric middle is 2^10.125. */
+        assert_true(fabs(tc_qm_sketch_quantile(&s, 1.0) - exp2(10.125)) < 1e-9);
+    }
+}
+
+static void test_sketch_merge(void **state)
+{
+    tc_qm_sketch a = {0}, b = {0}, all = {0};
+    uint64_t seed = 7;
+
+    (void)state;
+    for (int i = 0; i < 1000; i++) {
+        double d = next_delay(&seed);
+        tc_qm_sketch_add(i % 3 ? &a : &b, d);
+        tc_qm_sketch_add(&all, d);
+    }
+    tc_qm_sketch_merge(&a, &b);
+    assert_memory_equal(&a, &all, sizeof(a));
+}
+
+typedef struct rows {
+    tc_qm_row r[8];
+    char dev[8][16];
+    int n;
+} rows;
+
+static void on_row(void *opaque, const tc_qm_row *row)
+{
+    rows *l = opaque;
+
+    assert_true(l->n < 8);
+    l->r[l->n] = *row;
+    snprintf(l->dev[l->n], sizeof(l->dev[0]), "%s", row->device ? row->device : "*fleet*");
+    l->n++;
+}
+
+static void test_accumulators(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    tc_qm_totals t;
+    rows l = {0};
+    tc_qm *q;
+    /* (event s, ingest s, watermark s, temperature present, humidity present) */
+    static const struct {
+        int ev, ing, wm, p0, p1;
+    } in[] = {
+        {0, 1, 0, 1, 1},       {10, 11, 10, 1, 1}, {20, 21, 20, 1, 0},
+        {30, 31, 30, 1, 1},    {25, 32, 30, 1, 1}, /* out of order, 5 s behind: not late */
+        {100, 101, 100, 1, 1},                     /* a gap: 70 s > 3 x 10 s */
+        {20, 102, 100, 0, 1},                      /* out of order and late: 80 s > 60 s */
+    };
+
+    (void)state;
+    tc_qm_options_default(&o, 4);
+    o.metrics = 2;
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        uint8_t present[2] = {(uint8_t)in[i].p0, (uint8_t)in[i].p1};
+        tc_qm_observe(q, "dev-1", 5, in[i].ev * SEC, in[i].ing * SEC, in[i].wm * SEC, NULL, present,
+                      2);
+    }
+    tc_qm_get_totals(q, &t);
+    assert_true(t.readings == 7 && t.late == 1 && t.out_of_order == 2 && t.gaps == 1);
+    assert_int_equal(t.rows_held, 4); /* (dev-1, 0), (dev-1, 60 s), fleet x 2 */
+    /* Only minutes before 60 s: dev-1's minute 0, then the fleet's. */
+    tc_qm_flush(q, 60 * SEC, on_row, &l);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.dev[0], "dev-1");
+    assert_string_equal(l.dev[1], "*fleet*");
+    for (int k = 0; k < 2; k++) {
+        const tc_qm_row *r = &l.r[k];
+        assert_true(r->minute_us == 0);
+        /* Readings at 0, 10, 20, 30, 25 and the late 20. */
+        assert_int_equal(r->readings, 6);
+        assert_int_equal(r->present[0], 5);
+        assert_int_equal(r->present[1], 5);
+        assert_int_equal(r->late, 1);
+        assert_int_equal(r->out_of_order, 2);
+        assert_int_equal(r->gaps, 0);
+        /* Delays 1, 1, 1, 1, 7, 82 s: p50 is the 3rd smallest, 1000 ms, within 2^(1/8). */
+        assert_true(r->delay.count == 6);
+        assert_true(fabs(log2(tc_qm_sketch_quantile(&r->delay, 0.5) / 1000.0)) <= 0.125);
+        assert_true(fabs(log2(tc_qm_sketch_quantile(&r->delay, 0.99) / 82000.0)) <= 0.125);
+    }
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_held, 2);
+    l.n = 0;
+    tc_qm_flush(q, INT64_MAX, on_row, &l);
+    assert_int_equal(l.n, 2);
+    assert_true(l.r[0].minute_us == 60 * SEC && l.r[0].readings == 1 && l.r[0].gaps == 1);
+    assert_true(l.r[0].gap_max_s == 70.0);
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_held, 0);
+    tc_qm_destroy(q);
+}
+
+static void collect(void *opaque, const tc_qm_row *row)
+{
+    rows *l = opaque;
+
+    if (l->n < 8) {
+        l->r[l->n] = *row;
+        snprintf(l->dev[l->n], sizeof(l->dev[0]), "%s", row->device ? row->device : "*fleet*");
+    }
+    l->n++;
+}
+
+static void test_batch_equals_one_by_one(void **state)
+{
+    enum { ROWS = 2000 };
+    static const char *ids[ROWS];
+    static size_t lens[ROWS];
+    static int64_t ev[ROWS], ing[ROWS], wm[ROWS];
+    static uint8_t p0[ROWS], p1[ROWS];
+    static const char *names[5] = {"a", "b", "c", "d", "e"};
+    const uint8_t *present[2] = {p0, p1};
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    tc_qm *a, *b;
+    tc_qm_totals ta, tb;
+    rows la = {0}, lb = {0};
+    int64_t w = 0;
+
+    (void)state;
+    for (int k = 0; k < ROWS; k++) {
+        ids[k] = names[k % 5];
+        lens[k] = 1;
+        /* Mostly in order, every 17th reading 90 s old (late, out of order), a gap at 1000. */
+        ev[k] = (int64_t)(k / 5) * 10 * SEC + (k % 17 == 0 ? -90 * SEC : 0) +
+                (k >= 1000 ? 600 * SEC : 0);
+        w = ev[k] > w ? ev[k] : w;
+        wm[k] = w;
+        ing[k] = w + (k % 7) * 1000;
+        p0[k] = (uint8_t)(k % 3 != 0);
+        p1[k] = (uint8_t)(k % 4 != 0);
+    }
+    tc_qm_options_default(&o, 8);
+    o.metrics = 2;
+    a = tc_qm_new(&o, errstr, sizeof(errstr));
+    b = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int k = 0; k < ROWS; k++) {
+        uint8_t p[2] = {p0[k], p1[k]};
+        tc_qm_observe(a, ids[k], lens[k], ev[k], ing[k], wm[k], NULL, p, 2);
+    }
+    for (int at = 0; at < ROWS; at += 333) {
+        size_t n = ROWS - at < 333 ? (size_t)(ROWS - at) : 333;
+        const uint8_t *pr[2] = {present[0] + at, present[1] + at};
+        tc_qm_observe_batch(b, n, &ids[at], &lens[at], &ev[at], &ing[at], &wm[at], pr, 2);
+    }
+    tc_qm_get_totals(a, &ta);
+    tc_qm_get_totals(b, &tb);
+    assert_true(ta.late > 0 && ta.out_of_order > 0 && ta.gaps > 0);
+    assert_memory_equal(&ta, &tb, sizeof(ta));
+    /* And by index into a shared id table (the detectors'), one lookup a reading. */
+    {
+        tc_qids *shared = tc_qids_new(8);
+        tc_qm *c;
+        tc_qm_totals tcn;
+        static long index[ROWS];
+        assert_non_null(shared);
+        o.ids = shared;
+        c = tc_qm_new(&o, errstr, sizeof(errstr));
+        assert_non_null(c);
+        for (int k = 0; k < ROWS; k++)
+            index[k] = tc_qids_find(shared, ids[k], lens[k], 1);
+        index[5] = -1; /* a refused reading */
+        tc_qm_observe_batch_at(c, ROWS, index, ev, ing, wm, present, 2);
+        tc_qm_get_totals(c, &tcn);
+        assert_true(tcn.readings == ta.readings - 1 && tcn.devices_refused == 1);
+        tc_qm_destroy(c);
+        tc_qids_destroy(shared); /* not the metrics' to free */
+        o.ids = NULL;
+    }
+    /* The same rows, in the same order, with the same figures. */
+    tc_qm_flush(a, INT64_MAX, collect, &la);
+    tc_qm_flush(b, INT64_MAX, collect, &lb);
+    assert_int_equal(la.n, lb.n);
+    for (int k = 0; k < la.n && k < 8; k++) {
+        assert_string_equal(la.dev[k], lb.dev[k]);
+        la.r[k].device = lb.r[k].device = NULL;
+        assert_memory_equal(&la.r[k], &lb.r[k], sizeof(tc_qm_row));
+    }
+    tc_qm_destroy(a);
+    tc_qm_destroy(b);
+}
+
+static void test_caps(void **state)
+{
+    char errstr[TC_ERRSTR_MAX], id[16];
+    tc_qm_options o;
+    tc_qm_totals t;
+    tc_qm *q;
+
+    (void)state;
+    tc_qm_options_default(&o, 2);
+    o.max_rows = 3;
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "d%d", i);
+        tc_qm_observe(q, id, strlen(id), 0, 0, 0, NULL, NULL, 6);
+    }
+    /* d0's row and the fleet's, d1's row: the pool of 3 is full; d2 is a third device. */
+    tc_qm_get_totals(q, &t);
+    assert_true(t.readings == 2 && t.rows_refused == 0 && t.devices_refused == 1);
+    tc_qm_observe(q, "d0", 2, 61 * SEC, 61 * SEC, 61 * SEC, NULL, NULL, 6);
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_refused, 1);
+    tc_qm_destroy(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sketch_against_exact),
+        cmocka_unit_test(test_sketch_buckets),
+        cmocka_unit_test(test_sketch_merge),
+        cmocka_unit_test(test_accumulators),
+        cmocka_unit_test(test_batch_equals_one_by_one),
+        cmocka_unit_test(test_caps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
