@@ -363,7 +363,8 @@ enum {
     TC_LAKE_OPT_TO,
     TC_LAKE_OPT_CHECKSUM,
     TC_LAKE_OPT_INTERVAL,
-    TC_LAKE_OPT_LISTEN
+    TC_LAKE_OPT_LISTEN,
+    TC_LAKE_OPT_MAX_MB
 };
 
 int tc_cmd_lake(int argc, char **argv)
@@ -381,6 +382,7 @@ int tc_cmd_lake(int argc, char **argv)
         {"checksum", no_argument, NULL, TC_LAKE_OPT_CHECKSUM},
         {"interval", required_argument, NULL, TC_LAKE_OPT_INTERVAL},
         {"listen", required_argument, NULL, TC_LAKE_OPT_LISTEN},
+        {"max-mb-per-s", required_argument, NULL, TC_LAKE_OPT_MAX_MB},
         {NULL, 0, NULL, 0}};
     tc_lake_replicate_cli_options ro = {0};
     tc_cli_common common = {0};
@@ -439,6 +441,10 @@ int tc_cmd_lake(int argc, char **argv)
             ro.listen = optarg;
             continue;
         }
+        if (opt == TC_LAKE_OPT_MAX_MB) {
+            ro.max_mb_per_s = tc_cli_parse_double("--max-mb-per-s", optarg, 0.001, 1e6);
+            continue;
+        }
         usage = 1;
         break;
     }
@@ -454,8 +460,8 @@ int tc_cmd_lake(int argc, char **argv)
             "usage: thermocline lake ls [--json] | verify [options]\n"
             "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
             "\n                [--dry-run] [--force] [--target-mb N] [options]\n"
-            "       thermocline lake replicate --to DIR [--checksum] [--interval S [--listen ADDR]]"
-            "\n                [options]\n\n"
+            "       thermocline lake replicate --to DIR [--checksum] [--max-mb-per-s N]\n"
+            "                [--interval S [--listen ADDR]] [options]\n\n"
             "  ls       days of the lake with their files, rows and bytes\n"
             "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
             "           against the file name (or a compacted file's metadata) and row count,\n"
@@ -466,8 +472,8 @@ int tc_cmd_lake(int argc, char **argv)
             "  replicate  copy new and changed files and the progress to DIR (another disk),\n"
             "           each copy verified by CRC-32C read back from the disk; resumable; files\n"
             "           the lake no longer has are removed from DIR; --checksum compares every\n"
-            "           file by checksum; --interval S repeats every S seconds, serving the lag\n"
-            "           on /metrics at --listen ADDR\n\n"
+            "           file by checksum; --max-mb-per-s caps the bandwidth; --interval S\n"
+            "           repeats every S seconds, serving the lag on /metrics at --listen ADDR\n\n"
             "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }

@@ -98,12 +98,40 @@ static void tc_replica_healthz(void *ctx, const tc_http_request *req, tc_http_re
     tc_http_respond(resp, 200, TC_HTTP_JSON, "{\"status\":\"ok\"}", 15);
 }
 
+/* The bandwidth cap: after each file, sleep until the run's average is back under the cap. A
+ * file is the unit (files are at most lake.roll_bytes), so the cap holds over a run, not each
+ * second. */
+typedef struct tc_replica_throttle {
+    double bytes_per_us;
+    int64_t start_us;
+    uint64_t bytes;
+} tc_replica_throttle;
+
+static void tc_replica_throttle_copied(void *opaque, const char *relpath, uint64_t bytes)
+{
+    tc_replica_throttle *t = opaque;
+    int64_t due;
+
+    (void)relpath;
+    t->bytes += bytes;
+    due = t->start_us + (int64_t)((double)t->bytes / t->bytes_per_us);
+    while (!tc_cli_stop && tc_time_now_us() < due)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+}
+
 static int tc_replica_once(tc_replica_service *s, const tc_lake_replicate_options *o)
 {
     char errstr[TC_ERRSTR_MAX];
     tc_lake_replicate_result res;
     int64_t t0 = tc_time_now_us();
-    tc_err err = tc_lake_replicate(s->src, s->dst, o, &res, errstr, sizeof(errstr));
+    tc_replica_throttle *t = o->opaque;
+    tc_err err;
+
+    if (t) {
+        t->start_us = t0;
+        t->bytes = 0;
+    }
+    err = tc_lake_replicate(s->src, s->dst, o, &res, errstr, sizeof(errstr));
     double secs = (double)(tc_time_now_us() - t0) / 1e6;
 
     pthread_mutex_lock(&s->lock);
@@ -133,12 +161,17 @@ int tc_lake_replicate_cli(const char *lake_dir, const tc_lake_replicate_cli_opti
 {
     tc_replica_service s = {.src = lake_dir, .dst = co->to};
     tc_lake_replicate_options o = {.checksum_all = co->checksum, .stop = &tc_cli_stop};
+    tc_replica_throttle throttle = {.bytes_per_us = co->max_mb_per_s};
     tc_http_server *http = NULL;
     char errstr[TC_ERRSTR_MAX];
     int rc = 0;
 
     pthread_mutex_init(&s.lock, NULL);
     tc_cli_install_signals();
+    if (co->max_mb_per_s > 0) { /* MB/s is bytes per microsecond */
+        o.on_copied = tc_replica_throttle_copied;
+        o.opaque = &throttle;
+    }
     if (co->interval_s <= 0) {
         rc = tc_replica_once(&s, &o);
         pthread_mutex_destroy(&s.lock);
