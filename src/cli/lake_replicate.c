@@ -5,9 +5,10 @@
  *
  * Why a service of its own rather than a thread of `run`: the replica is another disk (another
  * region later), whose slowness or failure must never hold up ingestion, and a separate process can
- * be scheduled, restarted and monitored on its own (deploy/systemd/thermocline-lake-replica.service).
- * The lag is computed at each scrape from the lake's progress files and the replica's state file,
- * so it grows while a replication is stuck, not only when one finishes.
+ * be scheduled, restarted and monitored on its own
+ * (deploy/systemd/thermocline-lake-replica.service). The lag is computed at each scrape from the
+ * lake's progress files and the replica's state file, so it grows while a replication is stuck, not
+ * only when one finishes.
  */
 #include "cli/lake_replicate.h"
 
@@ -30,8 +31,7 @@
 typedef struct tc_replica_service {
     const char *src, *dst;
     pthread_mutex_t lock;
-    uint64_t runs, failures, files_copied, bytes_copied, files_deleted;
-    int64_t last_success_us;
+    uint64_t runs, failures, files_copied, bytes_copied; /* since the service started */
 } tc_replica_service;
 
 static void tc_replica_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
@@ -78,8 +78,7 @@ static void tc_replica_metrics(void *ctx, const tc_http_request *req, tc_http_re
         "# HELP thermocline_lake_replica_bytes_copied_total Bytes copied and verified.\n"
         "# TYPE thermocline_lake_replica_bytes_copied_total counter\n"
         "thermocline_lake_replica_bytes_copied_total %" PRIu64 "\n",
-        behind,
-        have && lag.snapshot_us ? (double)(now - lag.snapshot_us) / 1e6 : NAN,
+        behind, have && lag.snapshot_us ? (double)(now - lag.snapshot_us) / 1e6 : NAN,
         have ? (double)lag.finished_us / 1e6 : 0.0, s->runs, s->failures, s->files_copied,
         s->bytes_copied);
     pthread_mutex_unlock(&s->lock);
@@ -139,8 +138,6 @@ static int tc_replica_once(tc_replica_service *s, const tc_lake_replicate_option
     s->failures += err != TC_OK;
     s->files_copied += res.files_copied;
     s->bytes_copied += res.bytes_copied;
-    if (err == TC_OK)
-        s->last_success_us = res.finished_us;
     pthread_mutex_unlock(&s->lock);
     if (err != TC_OK) {
         fprintf(stderr, "thermocline lake replicate: %s\n", errstr);

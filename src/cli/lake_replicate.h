@@ -6,10 +6,10 @@
 #define TC_CLI_LAKE_REPLICATE_H
 
 typedef struct tc_lake_replicate_cli_options {
-    const char *to;     /* the replica's root */
-    int checksum;       /* compare files present on both sides by checksum */
-    long interval_s;    /* 0: replicate once; else every interval_s seconds until SIGTERM */
-    const char *listen; /* with interval_s: serve /metrics and /healthz here; NULL or "": not */
+    const char *to;      /* the replica's root */
+    int checksum;        /* compare files present on both sides by checksum */
+    long interval_s;     /* 0: replicate once; else every interval_s seconds until SIGTERM */
+    const char *listen;  /* with interval_s: serve /metrics and /healthz here; NULL or "": not */
     double max_mb_per_s; /* bandwidth cap (the link to another region is shared); 0 = none */
 } tc_lake_replicate_cli_options;
 

@@ -181,8 +181,8 @@ static tc_err tc_replica_copy(tc_replica_run *r, const char *src_path, const cha
     out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0) {
         close(in);
-        return tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size, "could not create \"%s\": %s",
-                          tmp, strerror(errno));
+        return tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size, "could not create \"%s\": %s", tmp,
+                          strerror(errno));
     }
     for (;;) {
         ssize_t got = read(in, r->buf, TC_REPLICA_CHUNK);
@@ -348,8 +348,7 @@ static tc_err tc_replica_read_progress(tc_replica_run *r, const char *root)
                                             "could not list \"%s\": %s", base, strerror(errno));
     while (err == TC_OK && (te = readdir(d)) != NULL) {
         if (te->d_name[0] == '.' || strlen(te->d_name) >= TC_LAKE_REPLICA_TOPIC_MAX ||
-            tc_path_fmt(tdir, sizeof(tdir), "%s/%s", base, te->d_name) < 0 ||
-            !(td = opendir(tdir)))
+            tc_path_fmt(tdir, sizeof(tdir), "%s/%s", base, te->d_name) < 0 || !(td = opendir(tdir)))
             continue;
         while (err == TC_OK && (pe = readdir(td)) != NULL) {
             char *end;
@@ -472,8 +471,12 @@ tc_err tc_lake_replicate(const char *src, const char *dst, const tc_lake_replica
                          tc_lake_replicate_result *res, char *errstr, size_t errstr_size)
 {
     static const tc_lake_replicate_options none = {0};
-    tc_replica_run r = {.src = src, .dst = dst, .o = o ? o : &none, .res = res,
-                        .errstr = errstr, .errstr_size = errstr_size};
+    tc_replica_run r = {.src = src,
+                        .dst = dst,
+                        .o = o ? o : &none,
+                        .res = res,
+                        .errstr = errstr,
+                        .errstr_size = errstr_size};
     tc_err err;
     int lock;
 

@@ -8,11 +8,11 @@
  *
  * Order, which is what keeps the replica consistent at every instant:
  *   1. the source's progress files are read first (the snapshot);
- *   2. each data file missing from the replica, or whose size or modification time differ (or, with
- *      checksum_all, whose checksum differs), is copied to a hidden temporary name next to its final
- *      place while its CRC-32C is computed, fsynced, dropped from the page cache and read back from
- *      the disk; only when both checksums agree is it renamed to its final name (mtime set to the
- *      source's) and the directory fsynced;
+ *   2. each data file missing from the replica, or whose size or mtime differ (or, with
+ *      checksum_all, whose checksum differs), is copied to a hidden temporary name next to its
+ *      final place while its CRC-32C is computed, fsynced, dropped from the page cache and read
+ *      back from the disk; only when both checksums agree is it renamed to its final name (mtime
+ *      set to the source's) and the directory fsynced;
  *   3. replica files the source no longer has (merged by `lake compact`, removed by recovery) are
  *      deleted;
  *   4. the snapshot's progress is written to the replica (temporary name, fsync, rename), then the
@@ -50,7 +50,8 @@ typedef struct tc_lake_replicate_options {
     /* Called after each copied file (tests use it to be killed mid-way); may be NULL. */
     void (*on_copied)(void *opaque, const char *relpath, uint64_t bytes);
     void *opaque;
-    const volatile sig_atomic_t *stop; /* nonzero: stop between files (TC_ERR_STOPPED); may be NULL */
+    const volatile sig_atomic_t
+        *stop; /* nonzero: stop between files (TC_ERR_STOPPED); may be NULL */
 } tc_lake_replicate_options;
 
 typedef struct tc_lake_replicate_result {
