@@ -415,7 +415,44 @@ static tc_err tc_replica_commit(tc_replica_run *r)
     return err;
 }
 
-/* Refuse a replica that is the source or lies inside it (it would copy itself). */
+/* The absolute, symlink-free form of path, which need not exist yet: realpath of its longest
+ * existing prefix, then the rest as written. 0, or -1 with errno. */
+static int tc_replica_resolve(const char *path, char *out)
+{
+    char head[TC_PATH_MAX], real[TC_PATH_MAX];
+    const char *sep;
+    size_t cut;
+
+    if (strlen(path) >= sizeof(head)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(head, path);
+    for (;;) {
+        char *slash;
+        if (realpath(head[0] ? head : ".", real)) {
+            cut = strlen(head);
+            break;
+        }
+        if (errno != ENOENT)
+            return -1;
+        slash = strrchr(head, '/');
+        if (slash == head) { /* only "/" is left, and it exists */
+            head[1] = '\0';
+            continue;
+        }
+        if (slash)
+            *slash = '\0';
+        else
+            head[0] = '\0';
+    }
+    /* path[cut..] is the part that does not exist yet ("/a/b" or "a/b" after a relative head). */
+    sep = path[cut] == '/' || path[cut] == '\0' || real[strlen(real) - 1] == '/' ? "" : "/";
+    return tc_path_fmt(out, TC_PATH_MAX, "%s%s%s", real, sep, path + cut) < 0 ? -1 : 0;
+}
+
+/* Refuse a replica that is the source or lies inside it (it would copy itself), before anything
+ * is created. */
 static tc_err tc_replica_check_places(const char *src, const char *dst, char *errstr,
                                       size_t errstr_size)
 {
@@ -428,7 +465,7 @@ static tc_err tc_replica_check_places(const char *src, const char *dst, char *er
          (tc_path_fmt(probe, sizeof(probe), "%s/_thermocline", src) < 0 || stat(probe, &st) != 0)))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "no lake at \"%s\" (neither telemetry/ nor _thermocline/)", src);
-    if (!realpath(dst, d))
+    if (tc_replica_resolve(dst, d) != 0)
         return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not resolve \"%s\": %s", dst,
                           strerror(errno));
     n = strlen(s);
@@ -481,8 +518,8 @@ tc_err tc_lake_replicate(const char *src, const char *dst, const tc_lake_replica
     int lock;
 
     memset(res, 0, sizeof(*res));
-    if ((err = tc_durable_mkdirs(dst, errstr, errstr_size)) != TC_OK ||
-        (err = tc_replica_check_places(src, dst, errstr, errstr_size)) != TC_OK)
+    if ((err = tc_replica_check_places(src, dst, errstr, errstr_size)) != TC_OK ||
+        (err = tc_durable_mkdirs(dst, errstr, errstr_size)) != TC_OK)
         return err;
     if ((lock = tc_replica_lock(dst, errstr, errstr_size)) < 0)
         return TC_ERR_INVALID;

@@ -156,8 +156,10 @@ def test_replicate_refuses_itself_and_a_second_replication(tc, tmp_path):
     lake = str(tmp_path / "lake")
     tc.migrate()
     ingest(tc, lake, 2000, 65, days=1)
-    proc, _ = replicate(tc, lake, os.path.join(lake, "telemetry", "copy"), check=False)
+    proc, _ = replicate(tc, lake, os.path.join(lake, "telemetry", "copy", "x"), check=False)
     assert proc.returncode == 1 and "inside it" in proc.stderr
+    # Refused before anything was created in the lake.
+    assert not os.path.exists(os.path.join(lake, "telemetry", "copy"))
     proc, _ = replicate(tc, lake, lake, check=False)
     assert proc.returncode == 1 and "inside it" in proc.stderr
     replica = str(tmp_path / "replica")
