@@ -24,6 +24,7 @@
 #include "core/durable.h"
 #include "core/path.h"
 #include "core/timeutil.h"
+#include "lake/compact.h"
 
 /* Read and write in pieces of this size (a copy streams; it never holds a whole file). */
 #define TC_REPLICA_CHUNK ((size_t)1 << 20)
@@ -57,6 +58,25 @@ static int tc_replica_stopped(const tc_replica_run *r)
     return r->o->stop && *r->o->stop;
 }
 
+/* The source's lock of the day directory rel ("telemetry/year=Y/month=M/day=D"), shared: `lake
+ * compact` holds it exclusively while it swaps the day, so a day is never listed half swapped
+ * (its part files copied, then pruned because the source has only the compacted file now, and
+ * the compacted file not seen). The sink holds it shared too. Returns the fd to close, or -1. */
+static int tc_replica_day_lock(tc_replica_run *r, const char *rel)
+{
+    int y, m, d, fd;
+
+    if (sscanf(rel, "telemetry/year=%d/month=%d/day=%d", &y, &m, &d) != 3 || m < 1 || m > 12 ||
+        d < 1 || d > 31)
+        return -2; /* not a day of ours: nothing to lock, nothing in it is copied */
+    fd = tc_lake_day_lock(r->src, tc_time_days_from_civil(y, (unsigned)m, (unsigned)d), 0);
+    if (fd < 0)
+        tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size,
+                   "could not take the lock of day %04d-%02d-%02d in \"%s\": %s", y, m, d, r->src,
+                   strerror(errno));
+    return fd;
+}
+
 /* Visit every entry of every day directory under <root>/telemetry. */
 static tc_err tc_replica_walk(tc_replica_run *r, const char *root, const char *rel, int level,
                               tc_replica_day_fn fn)
@@ -65,16 +85,22 @@ static tc_err tc_replica_walk(tc_replica_run *r, const char *root, const char *r
     char dir[TC_PATH_MAX], sub[TC_PATH_MAX];
     struct dirent *de;
     tc_err err = TC_OK;
+    int lock = -1;
     DIR *d;
 
     if (tc_path_fmt(dir, sizeof(dir), "%s/%s", root, rel) < 0)
         return tc_err_set(TC_ERR_INVALID, r->errstr, r->errstr_size, "path too long: %s/%s", root,
                           rel);
+    if (level == 3 && (lock = tc_replica_day_lock(r, rel)) == -1)
+        return TC_ERR_IO;
     d = opendir(dir);
-    if (!d)
+    if (!d) {
+        if (lock >= 0)
+            close(lock);
         return errno == ENOENT ? TC_OK
                                : tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size,
                                             "could not list \"%s\": %s", dir, strerror(errno));
+    }
     while (err == TC_OK && (de = readdir(d)) != NULL) {
         if (tc_replica_stopped(r)) {
             err = tc_err_set(TC_ERR_STOPPED, r->errstr, r->errstr_size, "stopped");
@@ -91,6 +117,8 @@ static tc_err tc_replica_walk(tc_replica_run *r, const char *root, const char *r
         err = tc_replica_walk(r, root, sub, level + 1, fn);
     }
     closedir(d);
+    if (lock >= 0)
+        close(lock);
     return err;
 }
 

@@ -27,6 +27,10 @@
  * skips what was copied (same size and mtime) and goes on. Two replications into one replica
  * exclude each other (flock on <dst>/_thermocline/replica/lock; the second fails at once).
  *
+ * Each day directory of the source is walked under its day lock, taken shared
+ * (tc_lake_day_lock): `lake compact` holds it exclusively while it swaps a day, so a replication
+ * never lists a day half swapped; it waits for the compaction to finish.
+ *
  * Readers of the replica see no partial file. Between steps 2 and 3 after a compaction, a reader
  * of the replica may see a day's compacted file next to the part files it replaced (the source's
  * swap is atomic, the replica's is not); the next step removes them.

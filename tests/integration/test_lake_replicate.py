@@ -223,3 +223,32 @@ def test_replicate_service_reports_lag(tc, tmp_path):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     tc.assert_clean(err)
+
+
+def waiting_for_a_lock(pid):
+    with open("/proc/locks") as f:
+        return any(" -> FLOCK" in line and f" {pid} " in line for line in f)
+
+
+def test_replicate_waits_for_a_compaction_of_the_day(tc, tmp_path):
+    """`lake compact` holds the day's lock while it swaps the day; a replication waits for it
+    rather than list a day half swapped."""
+    lake, replica = str(tmp_path / "lake"), str(tmp_path / "replica")
+    tc.partitions = 2
+    tc.migrate()
+    ingest(tc, lake, 3000, 68, days=2)
+    day = sorted(glob.glob(os.path.join(lake, "telemetry", "*", "*", "*")))[0]
+    y, m, d = (int(part.split("=")[1]) for part in day.split(os.sep)[-3:])
+    lock = os.path.join(lake, "_thermocline", "locks", f"day-{y:04d}-{m:02d}-{d:02d}.lock")
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        proc = tc.spawn("lake", "replicate", "--to", replica, extra=(f"lake.dir={lake}",))
+        deadline = time.time() + 60
+        while not waiting_for_a_lock(proc.pid):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the replication never waited for the day's lock"
+            time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert_replica_is_lake(tc, lake, replica, tc.oracle().expect())
