@@ -10,12 +10,14 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
 
 from oracle import METRICS, classify
 from test_lake import assert_lake_matches
+from test_observe import free_port
 from test_pipeline import assert_store_matches
 from conftest import ROOT
 
@@ -168,3 +170,32 @@ def test_lost_lake_disk(tc, tmp_path):
             assert a.read() == b.read(), rel
     # And the replica is up to date again.
     assert_lake_matches(replica, exp)
+
+
+def test_wedged_process(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake, count=30000, run=False)
+    port = free_port()
+    # A short session: the broker gives the wedged member's partitions away 6 s after it died.
+    proc = tc.spawn("run", extra=(f"lake.dir={lake}", "pipeline.batch_size=500",
+                                  f"http.listen=127.0.0.1:{port}", "rdkafka.session.timeout.ms=6000"))
+    # Reaped as soon as it dies, as a supervisor would, so `kill -0` in the procedure sees it gone.
+    reaper = threading.Thread(target=proc.communicate, daemon=True)
+    reaper.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and not tc.sql(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name = 'readings'") or tc.sql("SELECT count(*) FROM readings")[0][0] == 0:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGSTOP)  # wedged: holds its partitions, answers nothing
+    stored = tc.sql("SELECT count(*) FROM readings")[0][0]
+    assert 0 < stored < 30000
+    out = run_procedure(tc, "wedged-process", tmp_path, lake,
+                        env={"WEDGED_PID": str(proc.pid), "HTTP_PORT": str(port),
+                             "STOP_TIMEOUT": "3"}).stdout
+    assert "healthz does not answer" in out and "killed with SIGKILL" in out, out
+    reaper.join(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
