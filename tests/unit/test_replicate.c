@@ -83,9 +83,13 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    snprintf(f->root, sizeof(f->root), "/tmp/tc-test-replicate-XXXXXX");
-    if (!mkdtemp(f->root))
+    if (!f)
         return -1;
+    snprintf(f->root, sizeof(f->root), "/tmp/tc-test-replicate-XXXXXX");
+    if (!mkdtemp(f->root)) {
+        free(f);
+        return -1;
+    }
     snprintf(f->src, sizeof(f->src), "%s/lake", f->root);
     snprintf(f->dst, sizeof(f->dst), "%s/replica", f->root);
     put(f->src, DAY "/part-t-p0-0-9.parquet", "p0 0..9");
