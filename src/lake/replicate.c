@@ -70,6 +70,8 @@ static int tc_replica_day_lock(tc_replica_run *r, const char *rel)
         d < 1 || d > 31)
         return -2; /* not a day of ours: nothing to lock, nothing in it is copied */
     fd = tc_lake_day_lock(r->src, tc_time_days_from_civil(y, (unsigned)m, (unsigned)d), 0);
+    if (fd < 0 && errno == EROFS)
+        return -2; /* a read-only lake (a replica copied back) is compacted by no one */
     if (fd < 0)
         tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size,
                    "could not take the lock of day %04d-%02d-%02d in \"%s\": %s", y, m, d, r->src,
@@ -95,11 +97,12 @@ static tc_err tc_replica_walk(tc_replica_run *r, const char *root, const char *r
         return TC_ERR_IO;
     d = opendir(dir);
     if (!d) {
+        int saved = errno;
         if (lock >= 0)
             close(lock);
-        return errno == ENOENT ? TC_OK
+        return saved == ENOENT ? TC_OK
                                : tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size,
-                                            "could not list \"%s\": %s", dir, strerror(errno));
+                                            "could not list \"%s\": %s", dir, strerror(saved));
     }
     while (err == TC_OK && (de = readdir(d)) != NULL) {
         if (tc_replica_stopped(r)) {
