@@ -16,7 +16,6 @@ backup" (docs/operations.md) as written, and checks:
 The restore and the catch-up are timed and logged (bench/restore-drill does it for 10 M readings).
 """
 
-import glob
 import os
 import re
 import shlex
@@ -26,6 +25,7 @@ import time
 import pytest
 
 from faultlib import ROOT, SCALE, SCALE_NAME, assert_exact, log
+from test_lake_replicate import files_of
 from test_store import latest_mismatches, rollup_mismatches
 
 BACKUP = os.path.join(ROOT, "scripts", "backup")
@@ -101,14 +101,6 @@ def run_procedure(p, name, bindir, env):
     return time.time() - t0, proc
 
 
-def lake_files(lake):
-    out = {}
-    for f in glob.glob(os.path.join(lake, "telemetry", "*", "*", "*", "*.parquet")):
-        with open(f, "rb") as fh:
-            out[f] = fh.read()
-    return out
-
-
 def ingest(p, n, seed):
     p.simulate(n, seed=seed, devices=500, invalid=0.02).wait()
     p.run(p.lake_settings, idle=2)
@@ -145,7 +137,7 @@ def test_restore_drill(pipeline, drill, tmp_path, target):
     ingest(p, n, 73)                                    # C
     # Everything C committed is archived: a restore to the latest state would hold it.
     drill("check")
-    files = lake_files(lake)
+    files = files_of(lake)
     assert store_state(p)[0] > at_b[0]
 
     drill("destroy")
@@ -170,4 +162,4 @@ def test_restore_drill(pipeline, drill, tmp_path, target):
     assert latest_mismatches(p) == []
     assert p.sql("SELECT sum(n) FROM rollup_1m")[0][0] == p.sql("SELECT count(*) FROM readings")[0][0]
     # The lake was complete before the disaster: not one file was written again or added.
-    assert lake_files(lake) == files
+    assert files_of(lake) == files
