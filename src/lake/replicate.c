@@ -247,6 +247,8 @@ static tc_err tc_replica_copy(tc_replica_run *r, const char *src_path, const cha
         /* Read back what the disk holds, not what the page cache still has. */
         posix_fadvise(out, 0, 0, POSIX_FADV_DONTNEED);
         close(out);
+        if (r->o->on_written)
+            r->o->on_written(r->o->opaque, tmp);
         out = open(tmp, O_RDONLY | O_CLOEXEC);
         crc_back = out >= 0 ? tc_replica_crc_fd(r, out, &back) : (back = -1, 0);
         if (back != copied || crc_back != crc_src)

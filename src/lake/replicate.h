@@ -53,6 +53,9 @@ typedef struct tc_lake_replicate_options {
     int checksum_all; /* compare every file present on both sides by checksum, not size + mtime */
     /* Called after each copied file (tests use it to be killed mid-way); may be NULL. */
     void (*on_copied)(void *opaque, const char *relpath, uint64_t bytes);
+    /* Called when a copy is written and fsynced, before it is read back: fault injection for the
+     * tests (a disk that returns other bytes than it was given); NULL in the command. */
+    void (*on_written)(void *opaque, const char *tmp_path);
     void *opaque;
     const volatile sig_atomic_t
         *stop; /* nonzero: stop between files (TC_ERR_STOPPED); may be NULL */

@@ -243,6 +243,43 @@ static void test_stop_leaves_a_consistent_replica(void **state)
     assert_string_equal(get(f->dst, "_thermocline/progress/t/0"), "20\n");
 }
 
+/* The disk gives back other bytes than it was written: the copy is refused, its temporary file
+ * removed, and the replica keeps what it had (no file, no progress); the next run copies it. */
+static void corrupt_once(void *opaque, const char *tmp_path)
+{
+    int *left = opaque;
+    FILE *f;
+
+    if (*left == 0)
+        return;
+    --*left;
+    f = fopen(tmp_path, "r+");
+    assert_non_null(f);
+    fputc('#', f);
+    fclose(f);
+}
+
+static void test_a_bad_copy_is_refused(void **state)
+{
+    fixture *f = *state;
+    char errstr[TC_ERRSTR_MAX];
+    int left = 1;
+    tc_lake_replicate_options o = {.on_written = corrupt_once, .opaque = &left};
+    tc_lake_replicate_result res;
+
+    assert_int_equal(tc_lake_replicate(f->src, f->dst, &o, &res, errstr, sizeof(errstr)),
+                     TC_ERR_IO);
+    assert_non_null(strstr(errstr, "checksum mismatch"));
+    assert_int_equal(res.files_copied, 0);
+    assert_false(exists(f->dst, DAY "/part-t-p0-0-9.parquet"));
+    assert_false(exists(f->dst, DAY "/part-t-p1-0-4.parquet"));
+    assert_false(exists(f->dst, DAY2 "/part-t-p0-10-19.parquet"));
+    assert_false(exists(f->dst, "_thermocline/progress/t/0"));
+    res = replicate_ok(f, &o);
+    assert_int_equal(res.files_copied, 3);
+    assert_string_equal(get(f->dst, DAY "/part-t-p0-0-9.parquet"), "p0 0..9");
+}
+
 static void test_lag(void **state)
 {
     fixture *f = *state;
@@ -294,6 +331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prunes_what_the_lake_lost_and_leftovers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stop_leaves_a_consistent_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_bad_copy_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
     };
