@@ -74,7 +74,8 @@ fuzz-smoke: build-fuzz
 	    rm -rf $$work $$work.log; done
 
 # Fault injection (tests/faults): kill -9 loops, PostgreSQL and broker restarts, a full and read-only
-# lake disk, a group member killed. It runs its own Kafka and PostgreSQL (ports 29092 and 25432,
+# lake disk, a group member killed, the store's cluster destroyed and restored with pgBackRest (on
+# scripts/backup's drill cluster, port 25532, /var/lib/thermocline-faults-drill). It runs its own Kafka and PostgreSQL (ports 29092 and 25432,
 # state dir /var/lib/thermocline-faults) because it stops and restarts them. `faults` is the bounded
 # form (60,000 readings, 10 kills); `test-faults` the full one (500,000 readings, 12 kills).
 faults: build-asan venv

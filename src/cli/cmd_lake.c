@@ -1,6 +1,6 @@
 /*
- * cmd_lake.c -- `thermocline lake ls|verify|compact`: look at the data lake, and merge its closed
- * days' small files (lake/compact.h).
+ * cmd_lake.c -- `thermocline lake ls|verify|compact|replicate`: look at the data lake, merge its
+ * closed days' small files (lake/compact.h), copy it to a replica (cli/lake_replicate.h).
  *
  * ls lists days with their files, rows and bytes (rows from each file's footer). verify reads every
  * file's footer and page headers, decodes every page (lake/parquet_read.h), and checks that the
@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/lake_replicate.h"
 #include "core/path.h"
 #include "core/timeutil.h"
 #include "lake/compact.h"
@@ -358,7 +359,12 @@ enum {
     TC_LAKE_OPT_AGE,
     TC_LAKE_OPT_DRY,
     TC_LAKE_OPT_FORCE,
-    TC_LAKE_OPT_TARGET
+    TC_LAKE_OPT_TARGET,
+    TC_LAKE_OPT_TO,
+    TC_LAKE_OPT_CHECKSUM,
+    TC_LAKE_OPT_INTERVAL,
+    TC_LAKE_OPT_LISTEN,
+    TC_LAKE_OPT_MAX_MB
 };
 
 int tc_cmd_lake(int argc, char **argv)
@@ -372,7 +378,13 @@ int tc_cmd_lake(int argc, char **argv)
         {"dry-run", no_argument, NULL, TC_LAKE_OPT_DRY},
         {"force", no_argument, NULL, TC_LAKE_OPT_FORCE},
         {"target-mb", required_argument, NULL, TC_LAKE_OPT_TARGET},
+        {"to", required_argument, NULL, TC_LAKE_OPT_TO},
+        {"checksum", no_argument, NULL, TC_LAKE_OPT_CHECKSUM},
+        {"interval", required_argument, NULL, TC_LAKE_OPT_INTERVAL},
+        {"listen", required_argument, NULL, TC_LAKE_OPT_LISTEN},
+        {"max-mb-per-s", required_argument, NULL, TC_LAKE_OPT_MAX_MB},
         {NULL, 0, NULL, 0}};
+    tc_lake_replicate_cli_options ro = {0};
     tc_cli_common common = {0};
     tc_lake_walk w = {0};
     tc_lake_compact_options co;
@@ -413,6 +425,26 @@ int tc_cmd_lake(int argc, char **argv)
             co.target_bytes = (uint64_t)tc_cli_parse_long("--target-mb", optarg, 1, 1 << 20) << 20;
             continue;
         }
+        if (opt == TC_LAKE_OPT_TO) {
+            ro.to = optarg;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_CHECKSUM) {
+            ro.checksum = 1;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_INTERVAL) {
+            ro.interval_s = tc_cli_parse_long("--interval", optarg, 1, 7 * 86400);
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_LISTEN) {
+            ro.listen = optarg;
+            continue;
+        }
+        if (opt == TC_LAKE_OPT_MAX_MB) {
+            ro.max_mb_per_s = tc_cli_parse_double("--max-mb-per-s", optarg, 0.001, 1e6);
+            continue;
+        }
         usage = 1;
         break;
     }
@@ -420,19 +452,28 @@ int tc_cmd_lake(int argc, char **argv)
         what = argv[optind];
     if (!strcmp(what, "compact") && !day == !all_closed)
         usage = 1;
-    if (usage ||
-        (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 && strcmp(what, "compact") != 0)) {
+    if (!strcmp(what, "replicate") != !!ro.to)
+        usage = 1;
+    if (usage || (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 &&
+                  strcmp(what, "compact") != 0 && strcmp(what, "replicate") != 0)) {
         printf(
             "usage: thermocline lake ls [--json] | verify [options]\n"
             "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
-            "\n                [--dry-run] [--force] [--target-mb N] [options]\n\n"
+            "\n                [--dry-run] [--force] [--target-mb N] [options]\n"
+            "       thermocline lake replicate --to DIR [--checksum] [--max-mb-per-s N]\n"
+            "                [--interval S [--listen ADDR]] [options]\n\n"
             "  ls       days of the lake with their files, rows and bytes\n"
             "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
             "           against the file name (or a compacted file's metadata) and row count,\n"
             "           event times inside the day\n"
             "  compact  merge a closed day's files (at least --min-age-days old, default 2;\n"
             "           today never without --force) into files of up to --target-mb (512),\n"
-            "           swapped in atomically; --all-closed: every closed day\n\n"
+            "           swapped in atomically; --all-closed: every closed day\n"
+            "  replicate  copy new and changed files and the progress to DIR (another disk),\n"
+            "           each copy verified by CRC-32C read back from the disk; resumable; files\n"
+            "           the lake no longer has are removed from DIR; --checksum compares every\n"
+            "           file by checksum; --max-mb-per-s caps the bandwidth; --interval S\n"
+            "           repeats every S seconds, serving the lag on /metrics at --listen ADDR\n\n"
             "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
         return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
@@ -441,6 +482,11 @@ int tc_cmd_lake(int argc, char **argv)
         fprintf(stderr, "thermocline lake: lake.dir is not set (THERMOCLINE_LAKE_DIR)\n");
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
+    }
+    if (!strcmp(what, "replicate")) {
+        rc = tc_lake_replicate_cli(cfg->lake_dir, &ro);
+        tc_config_destroy(cfg);
+        return rc;
     }
     if (!strcmp(what, "compact")) {
         int y, m, d;

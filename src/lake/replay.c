@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/durable.h"
 #include "core/path.h"
 #include "lake/parquet_read.h"
 
@@ -191,39 +192,11 @@ static tc_err tc_rewind_walk(tc_rewind_scan *sc, const char *root)
 static tc_err tc_rewind_write_progress(const char *dir, int32_t partition, int64_t next,
                                        char *errstr, size_t errstr_size)
 {
-    char tmp[TC_PATH_MAX], final[TC_PATH_MAX], text[32];
-    int fd, dfd, n = snprintf(text, sizeof(text), "%" PRId64 "\n", next);
+    char name[16], text[32];
 
-    tc_path_fmt(tmp, sizeof(tmp), "%s/.%d.tmp", dir, partition);
-    tc_path_fmt(final, sizeof(final), "%s/%d", dir, partition);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not create \"%s\": %s", tmp,
-                          strerror(errno));
-    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
-        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not write \"%s\": %s", tmp,
-                   strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return TC_ERR_IO;
-    }
-    close(fd);
-    if (rename(tmp, final) != 0) {
-        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", tmp,
-                   strerror(errno));
-        unlink(tmp);
-        return TC_ERR_IO;
-    }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not fsync directory \"%s\": %s", dir,
-                   strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
-        return TC_ERR_IO;
-    }
-    close(dfd);
-    return TC_OK;
+    snprintf(name, sizeof(name), "%d", partition);
+    snprintf(text, sizeof(text), "%" PRId64 "\n", next);
+    return tc_durable_replace(dir, name, text, errstr, errstr_size);
 }
 
 tc_err tc_lake_rewind_partition(const char *root, const char *topic, int32_t partition,

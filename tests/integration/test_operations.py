@@ -7,14 +7,17 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
 
 from oracle import METRICS, classify
 from test_lake import assert_lake_matches
+from test_observe import free_port
 from test_pipeline import assert_store_matches
 from conftest import ROOT
 
@@ -135,6 +138,64 @@ def test_stuck_consumer_group(tc, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     run_procedure(tc, "stuck-consumer-group", tmp_path, lake)
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
+
+
+def test_lost_lake_disk(tc, tmp_path):
+    lake, replica = str(tmp_path / "lake"), str(tmp_path / "replica")
+    setup(tc, lake)
+    tc.cmd("lake", "replicate", "--to", replica, extra=(f"lake.dir={lake}",))
+    # More readings after the last replication: the replica is behind the lake and the store.
+    s = tc.simulate("--devices", "40", "--count", "3000", "--invalid-ratio", "0.05", "--seed", "52")
+    assert s["failed"] == 0
+    tc.run(idle=2, extra=(f"lake.dir={lake}",))
+    in_replica = set(os.path.relpath(f, replica) for f in glob.glob(
+        os.path.join(replica, "telemetry", "*", "*", "*", "*.parquet")))
+    assert in_replica and in_replica != set(os.path.relpath(f, lake) for f in glob.glob(
+        os.path.join(lake, "telemetry", "*", "*", "*", "*.parquet")))
+    # The disk is lost; a new, empty one is mounted in its place.
+    shutil.rmtree(lake)
+    os.makedirs(lake)
+    out = run_procedure(tc, "lost-lake-disk", tmp_path, lake,
+                        env={"LAKE_DIR": lake, "REPLICA_DIR": replica}).stdout
+    assert out.count("0 bad, 0 temporary") == 2, out
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
+    # The files the replica had came back byte for byte (not written again from Kafka).
+    for rel in in_replica:
+        with open(os.path.join(lake, rel), "rb") as a, open(os.path.join(replica, rel), "rb") as b:
+            assert a.read() == b.read(), rel
+    # And the replica is up to date again.
+    assert_lake_matches(replica, exp)
+
+
+def test_wedged_process(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake, count=30000, run=False)
+    port = free_port()
+    # A short session: the broker gives the wedged member's partitions away 6 s after it died.
+    proc = tc.spawn("run", extra=(f"lake.dir={lake}", "pipeline.batch_size=500",
+                                  f"http.listen=127.0.0.1:{port}", "rdkafka.session.timeout.ms=6000"))
+    # Reaped as soon as it dies, as a supervisor would, so `kill -0` in the procedure sees it gone.
+    reaper = threading.Thread(target=proc.communicate, daemon=True)
+    reaper.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and not tc.sql(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name = 'readings'") or tc.sql("SELECT count(*) FROM readings")[0][0] == 0:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGSTOP)  # wedged: holds its partitions, answers nothing
+    stored = tc.sql("SELECT count(*) FROM readings")[0][0]
+    assert 0 < stored < 30000
+    out = run_procedure(tc, "wedged-process", tmp_path, lake,
+                        env={"WEDGED_PID": str(proc.pid), "HTTP_PORT": str(port),
+                             "STOP_TIMEOUT": "3"}).stdout
+    assert "healthz does not answer" in out and "killed with SIGKILL" in out, out
+    reaper.join(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
     exp = tc.oracle().expect()
     assert_store_matches(tc, exp)
     assert_lake_matches(lake, exp, tc)
