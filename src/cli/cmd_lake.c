@@ -364,7 +364,6 @@ enum {
 int tc_cmd_lake(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        TC_CLI_COMMON_LONGOPTS,
         {"json", no_argument, NULL, 'j'},
         {"day", required_argument, NULL, TC_LAKE_OPT_DAY},
         {"all-closed", no_argument, NULL, TC_LAKE_OPT_ALL},
@@ -373,72 +372,62 @@ int tc_cmd_lake(int argc, char **argv)
         {"force", no_argument, NULL, TC_LAKE_OPT_FORCE},
         {"target-mb", required_argument, NULL, TC_LAKE_OPT_TARGET},
         {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "lake",
+        .help = "usage: thermocline lake ls [--json] | verify [options]\n"
+                "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
+                "\n                [--dry-run] [--force] [--target-mb N] [options]\n\n"
+                "  ls       days of the lake with their files, rows and bytes\n"
+                "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
+                "           against the file name (or a compacted file's metadata) and row count,\n"
+                "           event times inside the day\n"
+                "  compact  merge a closed day's files (at least --min-age-days old, default 2;\n"
+                "           today never without --force) into files of up to --target-mb (512),\n"
+                "           swapped in atomically; --all-closed: every closed day\n\n"
+                "The lake root is lake.dir (THERMOCLINE_LAKE_DIR; `scripts/dev-services env`\n"
+                "sets it to the dev services' lake, the demo's).\n" TC_CLI_COMMON_HELP,
+        .shortopts = "j",
+        .longopts = longopts,
+        .min_args = 1,
+        .max_args = 1,
+    };
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_lake_walk w = {0};
     tc_lake_compact_options co;
-    const char *what = "", *day = NULL;
+    const char *what, *day = NULL;
     tc_config *cfg;
-    int opt, usage = 0, all_closed = 0, rc;
+    int opt, all_closed = 0, rc;
 
     tc_lake_compact_options_default(&co);
 
-    while ((opt = getopt_long(argc, argv, "c:s:hj", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'j') {
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
+        if (opt == 'j')
             w.json = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_DAY) {
+        else if (opt == TC_LAKE_OPT_DAY)
             day = optarg;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_ALL) {
+        else if (opt == TC_LAKE_OPT_ALL)
             all_closed = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_AGE) {
+        else if (opt == TC_LAKE_OPT_AGE)
             co.min_age_days = (int)tc_cli_parse_long("--min-age-days", optarg, 1, 100000);
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_DRY) {
+        else if (opt == TC_LAKE_OPT_DRY)
             co.dry_run = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_FORCE) {
+        else if (opt == TC_LAKE_OPT_FORCE)
             co.force = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_TARGET) {
+        else if (opt == TC_LAKE_OPT_TARGET)
             co.target_bytes = (uint64_t)tc_cli_parse_long("--target-mb", optarg, 1, 1 << 20) << 20;
-            continue;
-        }
-        usage = 1;
-        break;
     }
-    if (!usage && optind == argc - 1)
-        what = argv[optind];
+    what = argv[tc_cli_args(&ps)];
+    if (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 && strcmp(what, "compact") != 0)
+        tc_cli_usage_error(&spec, "unknown subcommand \"%s\"", what);
     if (!strcmp(what, "compact") && !day == !all_closed)
-        usage = 1;
-    if (usage ||
-        (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 && strcmp(what, "compact") != 0)) {
-        printf(
-            "usage: thermocline lake ls [--json] | verify [options]\n"
-            "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
-            "\n                [--dry-run] [--force] [--target-mb N] [options]\n\n"
-            "  ls       days of the lake with their files, rows and bytes\n"
-            "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
-            "           against the file name (or a compacted file's metadata) and row count,\n"
-            "           event times inside the day\n"
-            "  compact  merge a closed day's files (at least --min-age-days old, default 2;\n"
-            "           today never without --force) into files of up to --target-mb (512),\n"
-            "           swapped in atomically; --all-closed: every closed day\n\n"
-            "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
-    }
+        tc_cli_usage_error(&spec, "compact wants one of --day and --all-closed");
     cfg = tc_cli_config(&common);
     if (!cfg->lake_dir || !*cfg->lake_dir) {
-        fprintf(stderr, "thermocline lake: lake.dir is not set (THERMOCLINE_LAKE_DIR)\n");
+        fprintf(stderr, "thermocline lake: lake.dir is not set: set THERMOCLINE_LAKE_DIR or --set "
+                        "lake.dir=DIR (with the dev services: eval \"$(scripts/dev-services "
+                        "env)\")\n");
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
     }
