@@ -426,8 +426,10 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
         case YAML_STREAM_END_EVENT:
             done = 1;
             break;
-        case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_START_EVENT:
+            nseen = 0; /* keys are unique within a document; later documents apply in order */
+            break;
+        case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_END_EVENT:
             break;
         case YAML_MAPPING_START_EVENT:
