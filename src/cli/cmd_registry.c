@@ -28,13 +28,25 @@
 
 int tc_cmd_registry(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"listen", required_argument, NULL, 'l'},
+    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                              {"schema", required_argument, NULL, 'S'},
                                              {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "registry",
+        .help = "usage: thermocline registry [options]\n\n"
+                "Serve a Confluent-compatible schema registry (Avro) over HTTP, stored in\n"
+                "PostgreSQL (postgres.dsn). Runs until SIGINT or SIGTERM.\n\n"
+                "  -l, --listen ADDR      address to listen on (default " TC_REGISTRY_LISTEN_DEFAULT
+                ")\n"
+                "  -S, --schema NAME      PostgreSQL schema of the registry's tables (default "
+                "\"" TC_REGISTRY_PG_SCHEMA "\")\n" TC_CLI_COMMON_HELP,
+        .shortopts = "l:S:",
+        .longopts = longopts,
+    };
     const char *listen_addr = TC_REGISTRY_LISTEN_DEFAULT, *pg_schema = TC_REGISTRY_PG_SCHEMA;
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_http_options hopt;
     tc_http_server *server = NULL;
     tc_registry *reg = NULL;
@@ -42,30 +54,14 @@ int tc_cmd_registry(int argc, char **argv)
     tc_config *cfg;
     int opt, rc = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hl:S:", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'l') {
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
+        if (opt == 'l')
             listen_addr = optarg;
-            continue;
-        }
-        if (opt == 'S') {
+        else if (opt == 'S')
             pg_schema = optarg;
-            continue;
-        }
-        printf("usage: thermocline registry [options]\n\n"
-               "Serve a Confluent-compatible schema registry (Avro) over HTTP, stored in\n"
-               "PostgreSQL (postgres.dsn). Runs until SIGINT or SIGTERM.\n\n"
-               "  -l, --listen ADDR      address to listen on (default " TC_REGISTRY_LISTEN_DEFAULT
-               ")\n"
-               "  -S, --schema NAME      PostgreSQL schema of the registry's tables (default "
-               "\"" TC_REGISTRY_PG_SCHEMA "\")\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
-    if (optind < argc) {
-        fprintf(stderr, "thermocline registry: unexpected argument \"%s\"\n", argv[optind]);
-        return TC_EXIT_USAGE;
-    }
+    tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
     tc_registry_http_options(&hopt);
