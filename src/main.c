@@ -43,8 +43,7 @@ static void tc_usage(FILE *out)
     for (size_t i = 0; i < sizeof(tc_commands) / sizeof(tc_commands[0]); i++) {
         const tc_command *c = &tc_commands[i];
         char name[64];
-        snprintf(name, sizeof(name), "%s%s%s", c->name, *c->subcommands ? " " : "",
-                 c->subcommands);
+        snprintf(name, sizeof(name), "%s%s%s", c->name, *c->subcommands ? " " : "", c->subcommands);
         fprintf(out, "  %-32s %s\n", name, c->summary);
     }
     fprintf(out, "\nEvery command takes --help, --config FILE and --set KEY=VALUE;\n"

@@ -109,8 +109,7 @@ void tc_cli_begin(tc_cli_parser *ps, const tc_cli_spec *spec, tc_cli_common *com
     for (const struct option *o = spec->longopts; o && o->name; o++) {
         if (n >= TC_CLI_OPTS_MAX + 3) {
             /* A programming error, caught by the test that runs every --help. */
-            fprintf(stderr, "thermocline %s: more than %d options\n", spec->name,
-                    TC_CLI_OPTS_MAX);
+            fprintf(stderr, "thermocline %s: more than %d options\n", spec->name, TC_CLI_OPTS_MAX);
             exit(TC_EXIT_FAILURE);
         }
         ps->longopts[n++] = *o;
@@ -120,7 +119,8 @@ void tc_cli_begin(tc_cli_parser *ps, const tc_cli_spec *spec, tc_cli_common *com
         fprintf(stderr, "thermocline %s: too many short options\n", spec->name);
         exit(TC_EXIT_FAILURE);
     }
-    snprintf(ps->shortopts, sizeof(ps->shortopts), ":c:s:h%s", spec->shortopts ? spec->shortopts : "");
+    snprintf(ps->shortopts, sizeof(ps->shortopts), ":c:s:h%s",
+             spec->shortopts ? spec->shortopts : "");
     /* 0 makes glibc's getopt start over (a command is parsed once, but tests may parse twice). */
     optind = 0;
     opterr = 0;

@@ -36,7 +36,6 @@ typedef struct tc_dlq_cli {
     char errstr[TC_ERRSTR_MAX];
 } tc_dlq_cli;
 
-
 /* RFC 3339, or an age ("90s", "30m", "12h", "7d") back from now. */
 static int tc_dlq_parse_since(const char *s, int64_t *out_us)
 {
@@ -326,31 +325,31 @@ static int tc_dlq_redrive(tc_dlq_cli *c, tc_store *store, const tc_config *cfg,
     return 0;
 }
 
-#define TC_DLQ_STR_(x) #x
-#define TC_DLQ_STR(x)  TC_DLQ_STR_(x)
-#define TC_DLQ_HELP                                                                                \
-    "usage: thermocline dlq ls [--reason R] [--since T] [--limit N] [--after ID] [--json]\n"       \
-    "       thermocline dlq show ID [--json]\n"                                                    \
-    "       thermocline dlq count [--reason R] [--since T] [--json]\n"                             \
-    "       thermocline dlq redrive [--reason R] [--since T] [--id ID] [--limit N]\n"              \
-    "                               [--again] [--dry-run]\n\n"                                     \
-    "Dead letters are the readings the pipeline refused (telemetry.dead_letters).\n"              \
-    "  ls       list them, oldest first (default limit " TC_DLQ_STR(TC_DLQ_LS_DEFAULT_LIMIT) ")\n" \
-    "  show     one dead letter with its detail, Kafka coordinates and payload\n"                 \
-    "  count    how many there are per reason\n"                                                  \
-    "  redrive  produce their payloads (with their keys) to kafka.topic again and mark\n"         \
-    "           them redriven; the pipeline stores what is valid now and turns what is\n"        \
-    "           still invalid into new dead letters\n\n"                                         \
-    "  -r, --reason R   only this reason code (e.g. out_of_range)\n"                              \
-    "  -t, --since T    received at or after T: RFC 3339, or an age such as 90s, 30m,\n"         \
-    "                   12h, 7d\n"                                                                \
-    "  -n, --limit N    at most N rows (ls: default " TC_DLQ_STR(TC_DLQ_LS_DEFAULT_LIMIT)          \
-    ", 0 = all; redrive: default all)\n"                                                          \
-    "  -a, --after ID   ls: rows with an id above ID (paging)\n"                                  \
-    "  -i, --id ID      redrive: this dead letter only\n"                                         \
-    "  -A, --again      redrive: include rows already redriven\n"                                 \
-    "  -d, --dry-run    redrive: list what would be redriven, send nothing\n"                     \
-    "  -j, --json       machine-readable output\n" TC_CLI_COMMON_HELP
+/* The help names the default limit as text. */
+_Static_assert(TC_DLQ_LS_DEFAULT_LIMIT == 100, "the dlq help says the default limit is 100");
+
+static const char tc_dlq_help[] =
+    "usage: thermocline dlq ls [--reason R] [--since T] [--limit N] [--after ID] [--json]\n"
+    "       thermocline dlq show ID [--json]\n"
+    "       thermocline dlq count [--reason R] [--since T] [--json]\n"
+    "       thermocline dlq redrive [--reason R] [--since T] [--id ID] [--limit N]\n"
+    "                               [--again] [--dry-run]\n\n"
+    "Dead letters are the readings the pipeline refused (telemetry.dead_letters).\n"
+    "  ls       list them, oldest first (default limit 100)\n"
+    "  show     one dead letter with its detail, Kafka coordinates and payload\n"
+    "  count    how many there are per reason\n"
+    "  redrive  produce their payloads (with their keys) to kafka.topic again and mark\n"
+    "           them redriven; the pipeline stores what is valid now and turns what is\n"
+    "           still invalid into new dead letters\n\n"
+    "  -r, --reason R   only this reason code (e.g. out_of_range)\n"
+    "  -t, --since T    received at or after T: RFC 3339, or an age such as 90s, 30m,\n"
+    "                   12h, 7d\n"
+    "  -n, --limit N    at most N rows (ls: default 100, 0 = all; redrive: default all)\n"
+    "  -a, --after ID   ls: rows with an id above ID (paging)\n"
+    "  -i, --id ID      redrive: this dead letter only\n"
+    "  -A, --again      redrive: include rows already redriven\n"
+    "  -d, --dry-run    redrive: list what would be redriven, send nothing\n"
+    "  -j, --json       machine-readable output\n" TC_CLI_COMMON_HELP;
 
 int tc_cmd_dlq(int argc, char **argv)
 {
@@ -365,7 +364,7 @@ int tc_cmd_dlq(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     static const tc_cli_spec spec = {
         .name = "dlq",
-        .help = TC_DLQ_HELP,
+        .help = tc_dlq_help,
         .shortopts = "r:t:n:a:i:Adj",
         .longopts = longopts,
         .min_args = 1,
@@ -392,8 +391,9 @@ int tc_cmd_dlq(int argc, char **argv)
             break;
         case 't':
             if (tc_dlq_parse_since(optarg, &f.since_us) != 0)
-                tc_cli_usage_error(&spec, "--since expects an RFC 3339 time or an age such as 30m, "
-                                          "12h or 7d, got \"%s\"",
+                tc_cli_usage_error(&spec,
+                                   "--since expects an RFC 3339 time or an age such as 30m, "
+                                   "12h or 7d, got \"%s\"",
                                    optarg);
             break;
         case 'n':

@@ -374,18 +374,19 @@ int tc_cmd_lake(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     static const tc_cli_spec spec = {
         .name = "lake",
-        .help = "usage: thermocline lake ls [--json] | verify [options]\n"
-                "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
-                "\n                [--dry-run] [--force] [--target-mb N] [options]\n\n"
-                "  ls       days of the lake with their files, rows and bytes\n"
-                "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
-                "           against the file name (or a compacted file's metadata) and row count,\n"
-                "           event times inside the day\n"
-                "  compact  merge a closed day's files (at least --min-age-days old, default 2;\n"
-                "           today never without --force) into files of up to --target-mb (512),\n"
-                "           swapped in atomically; --all-closed: every closed day\n\n"
-                "The lake root is lake.dir (THERMOCLINE_LAKE_DIR; `scripts/dev-services env`\n"
-                "sets it to the dev services' lake, the demo's).\n" TC_CLI_COMMON_HELP,
+        .help =
+            "usage: thermocline lake ls [--json] | verify [options]\n"
+            "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
+            "\n                [--dry-run] [--force] [--target-mb N] [options]\n\n"
+            "  ls       days of the lake with their files, rows and bytes\n"
+            "  verify   check every file: footer, page headers, pages decoded, Kafka offsets\n"
+            "           against the file name (or a compacted file's metadata) and row count,\n"
+            "           event times inside the day\n"
+            "  compact  merge a closed day's files (at least --min-age-days old, default 2;\n"
+            "           today never without --force) into files of up to --target-mb (512),\n"
+            "           swapped in atomically; --all-closed: every closed day\n\n"
+            "The lake root is lake.dir (THERMOCLINE_LAKE_DIR; `scripts/dev-services env`\n"
+            "sets it to the dev services' lake, the demo's).\n" TC_CLI_COMMON_HELP,
         .shortopts = "j",
         .longopts = longopts,
         .min_args = 1,

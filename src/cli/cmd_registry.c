@@ -340,19 +340,20 @@ static int tc_schema_check(const tc_http_url *u, const char *subject, const char
 
 static const tc_cli_spec tc_schema_spec = {
     .name = "schema",
-    .help = "usage: thermocline schema register|ls|show|check ARGS... [--registry URL] [options]\n\n"
-            "Talk to a schema registry (thermocline registry, or Confluent's).\n\n"
-            "  register SUBJECT FILE   register the Avro schema in FILE under SUBJECT\n"
-            "  ls [SUBJECT]            list the subjects, or the versions of SUBJECT\n"
-            "  show SUBJECT [VERSION]  print a version (default: latest) with its id\n"
-            "  check SUBJECT FILE      test FILE against SUBJECT's compatibility level;\n"
-            "                          exit 0 when compatible, 1 when not\n\n"
-            "  -r, --registry URL      registry base URL (default: registry.url, i.e.\n"
-            "                          $THERMOCLINE_REGISTRY_URL, else " TC_REGISTRY_URL_DEFAULT ")\n"
-            "" TC_CLI_COMMON_HELP,
+    .help =
+        "usage: thermocline schema register|ls|show|check ARGS... [--registry URL] [options]\n\n"
+        "Talk to a schema registry (thermocline registry, or Confluent's).\n\n"
+        "  register SUBJECT FILE   register the Avro schema in FILE under SUBJECT\n"
+        "  ls [SUBJECT]            list the subjects, or the versions of SUBJECT\n"
+        "  show SUBJECT [VERSION]  print a version (default: latest) with its id\n"
+        "  check SUBJECT FILE      test FILE against SUBJECT's compatibility level;\n"
+        "                          exit 0 when compatible, 1 when not\n\n"
+        "  -r, --registry URL      registry base URL (default: registry.url, i.e.\n"
+        "                          $THERMOCLINE_REGISTRY_URL, else " TC_REGISTRY_URL_DEFAULT ")\n"
+        "" TC_CLI_COMMON_HELP,
     .shortopts = "r:",
-    .longopts = (const struct option[]){{"registry", required_argument, NULL, 'r'},
-                                        {NULL, 0, NULL, 0}},
+    .longopts =
+        (const struct option[]){{"registry", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}},
     .min_args = 1,
     .max_args = 3,
 };

@@ -97,25 +97,26 @@ static const struct option tc_replay_longopts[] = {
 
 static const tc_cli_spec tc_replay_spec = {
     .name = "replay",
-    .help = "usage: thermocline replay (--from-offset P:O ... | --from-time T) [--to-offset P:O "
-            "... | --to-time T]\n"
-            "                          [--partition P ...] [--skip-offset P:O ...] [--dry-run] "
-            "[options]\n\n"
-            "Process a range of the topic again into PostgreSQL and the lake: the range's\n"
-            "readings are replaced, its dead letters replaced or confirmed, the lake's files from\n"
-            "the first one that reaches the range rewritten. Running the same replay twice\n"
-            "changes nothing; an interrupted replay is completed by running it again. Refused\n"
-            "while the consumer group has members (stop `thermocline run` first).\n\n"
-            "  --from-offset P:O   replay partition P from offset O (repeatable)\n"
-            "  --from-time T       replay every partition (or those of --partition) from the first\n"
-            "                      message whose Kafka timestamp is at or after T (RFC 3339 or\n"
-            "                      epoch milliseconds)\n"
-            "  --to-offset P:O     end of partition P's range, exclusive (default: its end now)\n"
-            "  --to-time T         end of every range: the first message at or after T\n"
-            "  --partition P       with --from-time: only partition P (repeatable)\n"
-            "  --skip-offset P:O   dead-letter the message at P:O without decoding it (a poisoned\n"
-            "                      message; it must lie in the range)\n"
-            "  -n, --dry-run       print the plan and change nothing\n" TC_CLI_COMMON_HELP,
+    .help =
+        "usage: thermocline replay (--from-offset P:O ... | --from-time T) [--to-offset P:O "
+        "... | --to-time T]\n"
+        "                          [--partition P ...] [--skip-offset P:O ...] [--dry-run] "
+        "[options]\n\n"
+        "Process a range of the topic again into PostgreSQL and the lake: the range's\n"
+        "readings are replaced, its dead letters replaced or confirmed, the lake's files from\n"
+        "the first one that reaches the range rewritten. Running the same replay twice\n"
+        "changes nothing; an interrupted replay is completed by running it again. Refused\n"
+        "while the consumer group has members (stop `thermocline run` first).\n\n"
+        "  --from-offset P:O   replay partition P from offset O (repeatable)\n"
+        "  --from-time T       replay every partition (or those of --partition) from the first\n"
+        "                      message whose Kafka timestamp is at or after T (RFC 3339 or\n"
+        "                      epoch milliseconds)\n"
+        "  --to-offset P:O     end of partition P's range, exclusive (default: its end now)\n"
+        "  --to-time T         end of every range: the first message at or after T\n"
+        "  --partition P       with --from-time: only partition P (repeatable)\n"
+        "  --skip-offset P:O   dead-letter the message at P:O without decoding it (a poisoned\n"
+        "                      message; it must lie in the range)\n"
+        "  -n, --dry-run       print the plan and change nothing\n" TC_CLI_COMMON_HELP,
     .shortopts = "n",
     .longopts = tc_replay_longopts,
 };

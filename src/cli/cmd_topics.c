@@ -37,12 +37,13 @@ int tc_cmd_topics(int argc, char **argv)
 {
     static const tc_cli_spec spec = {
         .name = "topics",
-        .help = "usage: thermocline topics create|ls [options]\n\n"
-                "  create   create kafka.topic with kafka.partitions, kafka.replication_factor and\n"
-                "           kafka.retention_ms, unless it exists (idempotent); devices may produce\n"
-                "           to it before the first `thermocline run`\n"
-                "  ls       kafka.topic and its dead-letter mirror <kafka.topic>-dlq, with their\n"
-                "           partitions and replication, or \"missing\"\n\n" TC_CLI_COMMON_HELP,
+        .help =
+            "usage: thermocline topics create|ls [options]\n\n"
+            "  create   create kafka.topic with kafka.partitions, kafka.replication_factor and\n"
+            "           kafka.retention_ms, unless it exists (idempotent); devices may produce\n"
+            "           to it before the first `thermocline run`\n"
+            "  ls       kafka.topic and its dead-letter mirror <kafka.topic>-dlq, with their\n"
+            "           partitions and replication, or \"missing\"\n\n" TC_CLI_COMMON_HELP,
         .min_args = 1,
         .max_args = 1,
     };

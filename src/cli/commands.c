@@ -21,9 +21,10 @@ int tc_cmd_migrate(int argc, char **argv)
 {
     static const tc_cli_spec spec = {
         .name = "migrate",
-        .help = "usage: thermocline migrate [options]\n\n"
-                "Create or upgrade Thermocline's database objects (idempotent). The Kafka topic is\n"
-                "`thermocline topics create`'s (or `run`'s, at its start).\n\n" TC_CLI_COMMON_HELP,
+        .help =
+            "usage: thermocline migrate [options]\n\n"
+            "Create or upgrade Thermocline's database objects (idempotent). The Kafka topic is\n"
+            "`thermocline topics create`'s (or `run`'s, at its start).\n\n" TC_CLI_COMMON_HELP,
     };
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
@@ -198,21 +199,22 @@ int tc_cmd_simulate(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     static const tc_cli_spec spec = {
         .name = "simulate",
-        .help = "usage: thermocline simulate [options]\n\n"
-                "Produce realistic device readings to the Kafka topic, keyed by device_id, and\n"
-                "print a JSON summary of what was produced.\n\n"
-                "  -d, --devices N          simulated devices (default 100)\n"
-                "  -n, --count N            readings to produce (default 1000)\n"
-                "  -r, --rate R             readings per second, 0 = as fast as possible (default)\n"
-                "  -x, --invalid-ratio X    share of invalid readings, 0..1 (default 0)\n"
-                "  -S, --seed S             random seed (default 1)\n"
-                "  -t, --start TIME         event time of the first round (RFC 3339); default:\n"
-                "                           the backfill ends now (or live timestamps with --rate)\n"
-                "  -m, --cadence-ms MS      interval between two readings of a device (10000)\n"
-                "  -f, --format FMT         json (default) or avro: valid readings as Confluent-\n"
-                "                           framed Avro, the schema registered as <topic>-value\n"
-                "                           at registry.url; invalid readings stay JSON\n"
-                "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP,
+        .help =
+            "usage: thermocline simulate [options]\n\n"
+            "Produce realistic device readings to the Kafka topic, keyed by device_id, and\n"
+            "print a JSON summary of what was produced.\n\n"
+            "  -d, --devices N          simulated devices (default 100)\n"
+            "  -n, --count N            readings to produce (default 1000)\n"
+            "  -r, --rate R             readings per second, 0 = as fast as possible (default)\n"
+            "  -x, --invalid-ratio X    share of invalid readings, 0..1 (default 0)\n"
+            "  -S, --seed S             random seed (default 1)\n"
+            "  -t, --start TIME         event time of the first round (RFC 3339); default:\n"
+            "                           the backfill ends now (or live timestamps with --rate)\n"
+            "  -m, --cadence-ms MS      interval between two readings of a device (10000)\n"
+            "  -f, --format FMT         json (default) or avro: valid readings as Confluent-\n"
+            "                           framed Avro, the schema registered as <topic>-value\n"
+            "                           at registry.url; invalid readings stay JSON\n"
+            "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP,
         .shortopts = "d:n:r:x:S:t:m:f:",
         .longopts = longopts,
     };

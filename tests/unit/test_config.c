@@ -973,7 +973,8 @@ static void test_yaml_duplicate_keys(void **state)
 {
     fixture *f = *state;
 
-    LOAD_BAD(f, "kafka:\n  topic: a\n  topic: b\n", "line 3 column 3: duplicated key \"kafka.topic\"");
+    LOAD_BAD(f, "kafka:\n  topic: a\n  topic: b\n",
+             "line 3 column 3: duplicated key \"kafka.topic\"");
     LOAD_BAD(f, "kafka:\n  topic: a\n  topic: b\n", "first at line 2 column 3");
     /* A section given twice is a duplicate too, even with different keys under it. */
     LOAD_BAD(f, "kafka:\n  topic: a\nlog:\n  level: info\nkafka:\n  group: g\n",
@@ -1024,8 +1025,8 @@ static void test_check_log_settings(void **state)
 
     assert_int_equal(set(f, "log.level", "verbose"), TC_OK);
     assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
-    assert_string_equal(f->err,
-                        "invalid value for \"log.level\": \"verbose\" (debug, info, warn or error)");
+    assert_string_equal(
+        f->err, "invalid value for \"log.level\": \"verbose\" (debug, info, warn or error)");
     assert_int_equal(set(f, "log.level", "debug"), TC_OK);
     assert_int_equal(set(f, "log.format", "xml"), TC_OK);
     assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);

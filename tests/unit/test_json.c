@@ -465,8 +465,8 @@ static void test_equal(void **state)
 /* tc_fmt_double: the shortest of 15, 16, 17 digits that reads back as the same double. */
 static void test_fmt_double(void **state)
 {
-    static const double v[] = {161.55, 0.1, 1e-300, -2.5, 100.00000000000001, 1.0 / 3.0, 5e-324,
-                               1.7976931348623157e308};
+    static const double v[] = {
+        161.55, 0.1, 1e-300, -2.5, 100.00000000000001, 1.0 / 3.0, 5e-324, 1.7976931348623157e308};
     char buf[TC_FMT_DOUBLE_MAX];
 
     (void)state;
