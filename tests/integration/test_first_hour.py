@@ -44,8 +44,11 @@ def test_topics_create_before_the_first_run(tc):
                     "--set", "kafka.create_topic=false")
     assert s["failed"] == 0 and s["produced"] == 600, s
     tc.migrate()
-    tc.run(idle=2, extra=("kafka.create_topic=false",))
+    r = tc.run(idle=2, extra=("kafka.create_topic=false",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 600
+    # A partition with nothing stored is read from the start, and the log says so in words.
+    assert "from the start (nothing stored yet)" in r.stderr
+    assert "offset -1" not in r.stderr and "at -1" not in r.stderr
     p = tc.cmd("topics", "ls")
     assert re.search(rf"^{re.escape(tc.topic)} +3 partitions", p.stdout, re.M), p.stdout
 
