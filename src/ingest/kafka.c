@@ -790,27 +790,38 @@ static void tc_admin_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
     snprintf(w->last, sizeof(w->last), "%s", reason);
 }
 
-tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
+/* A one-shot client for admin requests, its brokers' errors collected in *watch. */
+static rd_kafka_t *tc_admin_client_new(const tc_config *cfg, tc_admin_watch *watch, char *errstr,
+                                       size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX], retention[32];
+    char inner[TC_ERRSTR_MAX];
     rd_kafka_conf_t *conf = tc_kafka_conf_new(cfg, NULL, NULL, errstr, errstr_size);
-    rd_kafka_NewTopic_t *nt = NULL;
-    rd_kafka_queue_t *q = NULL;
-    rd_kafka_event_t *ev = NULL;
-    rd_kafka_t *rk = NULL;
-    tc_admin_watch watch = {0};
-    tc_err err = TC_OK;
+    rd_kafka_t *rk;
 
     if (!conf)
-        return TC_ERR_CONFIG;
+        return NULL;
     rd_kafka_conf_set_error_cb(conf, tc_admin_error_cb);
-    rd_kafka_conf_set_opaque(conf, &watch);
+    rd_kafka_conf_set_opaque(conf, watch);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s",
-                          inner);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s", inner);
     }
+    return rk;
+}
+
+tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX], retention[32];
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    tc_admin_watch watch = {0};
+    rd_kafka_t *rk = tc_admin_client_new(cfg, &watch, errstr, errstr_size);
+    tc_err err = TC_OK;
+
+    if (!rk)
+        return TC_ERR_KAFKA;
     nt = rd_kafka_NewTopic_new(cfg->kafka_topic, (int)cfg->kafka_partitions,
                                (int)cfg->kafka_replication_factor, inner, sizeof(inner));
     if (!nt) {
@@ -874,21 +885,15 @@ out:
 tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *partitions,
                                int *replicas, char *errstr, size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX];
-    rd_kafka_conf_t *conf = tc_kafka_conf_new(cfg, NULL, NULL, errstr, errstr_size);
     const struct rd_kafka_metadata *md = NULL;
+    tc_admin_watch watch = {0};
     rd_kafka_resp_err_t kerr;
     rd_kafka_t *rk;
 
     *partitions = *replicas = 0;
-    if (!conf)
-        return TC_ERR_CONFIG;
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s",
-                          inner);
-    }
+    rk = tc_admin_client_new(cfg, &watch, errstr, errstr_size);
+    if (!rk)
+        return TC_ERR_KAFKA;
     /* Every topic's metadata, not the one topic's: asking for a topic by name may create it on a
      * broker that auto-creates topics. */
     kerr = rd_kafka_metadata(rk, 1, NULL, &md, TC_ADMIN_UNREACHABLE_MS * 2);
