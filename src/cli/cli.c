@@ -48,8 +48,8 @@ void tc_cli_install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* Handle an option shared by all subcommands; returns 1 if it was one. */
-int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg)
+/* Handle -c/--config and -s/--set; returns 1 if opt was one of them. */
+static int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg)
 {
     if (opt == 'c') {
         c->config_path = arg;

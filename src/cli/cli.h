@@ -38,10 +38,6 @@ typedef struct tc_cli_common {
     int nsets;
 } tc_cli_common;
 
-/* Handle -c/--config and -s/--set; returns 1 if opt was one of them. (tc_cli_next calls it; a
- * command parsing with getopt_long itself must call it too.) */
-int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg);
-
 /* Own options of one command (besides --config, --set, --help). */
 #define TC_CLI_OPTS_MAX 32
 
@@ -98,12 +94,6 @@ double tc_cli_parse_double(const char *what, const char *s, double min, double m
     "  -s, --set KEY=VALUE   override one setting (repeatable), e.g. --set "                       \
     "pipeline.batch_size=5000\n"                                                                   \
     "  -h, --help            show this help\n"
-
-#define TC_CLI_COMMON_LONGOPTS                                                                     \
-    {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},               \
-    {                                                                                              \
-        "help", no_argument, NULL, 'h'                                                             \
-    }
 
 /* The subcommands. */
 int tc_cmd_run(int argc, char **argv);
