@@ -76,14 +76,27 @@ struct tc_producer {
     char last_error[TC_ERRSTR_MAX];
 };
 
+/* What to check, for librdkafka's complaints that mean a wrong kafka.brokers ("" otherwise). */
+static const char *tc_kafka_hint(const char *msg)
+{
+    /* A PostgreSQL or HTTP server answers Kafka's first request with what reads as a huge size. */
+    if (strstr(msg, "receive.message.max.bytes") || strstr(msg, "Invalid response size"))
+        return " (something other than a Kafka broker answered: check kafka.brokers, "
+               "THERMOCLINE_KAFKA_BROKERS; with the dev services: " TC_KAFKA_ENV_HINT ")";
+    if (strstr(msg, "Connection refused") || strstr(msg, "Failed to resolve"))
+        return " (check kafka.brokers, THERMOCLINE_KAFKA_BROKERS, and that Kafka runs; with the "
+               "dev services: " TC_KAFKA_ENV_HINT ")";
+    return "";
+}
+
 static void tc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
     if (level <= 3)
-        tc_log_error("kafka", "%s: %s", fac, buf);
+        tc_log_error("kafka", "%s: %s%s", fac, buf, tc_kafka_hint(buf));
     else if (level == 4)
-        tc_log_warn("kafka", "%s: %s", fac, buf);
+        tc_log_warn("kafka", "%s: %s%s", fac, buf, tc_kafka_hint(buf));
     else if (level <= 6)
         tc_log_info("kafka", "%s: %s", fac, buf);
     else
