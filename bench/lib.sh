@@ -11,6 +11,7 @@ BIN=${THERMOCLINE_BIN:-build/thermocline}
 BENCH_CONSUME=${TC_BENCH_CONSUME:-build/bench/bench_consume}
 PY=${TC_BENCH_PYTHON:-.venv/bin/python}
 eval "$(scripts/dev-services env)"
+unset THERMOCLINE_LAKE_DIR # the dev lake (the demo's); a benchmark says where its lake is
 
 # Build the Release binary and bench_consume (the benches measure the Release build only).
 # TC_BENCH_BUILD=0 uses the binaries as they are.

@@ -3,6 +3,10 @@
  *
  * Each subcommand lives in src/cli/ and shares option handling and configuration loading through
  * cli.h. Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+ *
+ * The table names each command's subcommands too: `thermocline --help` lists them, and the test
+ * that runs every command's and subcommand's --help reads that list, so a new command or
+ * subcommand is covered by it as soon as it is in the table.
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,31 +15,41 @@
 
 typedef struct tc_command {
     const char *name;
+    const char *subcommands; /* "ls|verify|compact", or "" */
     int (*fn)(int argc, char **argv);
     const char *summary;
 } tc_command;
 
 static const tc_command tc_commands[] = {
-    {"run", tc_cmd_run, "run the pipeline (Kafka -> validate -> PostgreSQL)"},
-    {"migrate", tc_cmd_migrate, "create or upgrade the database objects"},
-    {"simulate", tc_cmd_simulate, "produce simulated device readings to Kafka"},
-    {"config", tc_cmd_config, "print the configuration reference, a sample, or the effective one"},
-    {"version", tc_cmd_version, "print the version"},
-    {"registry", tc_cmd_registry, "serve the Avro schema registry (Confluent-compatible API)"},
-    {"schema", tc_cmd_schema, "register, list, show and check schemas in a registry"},
-    {"lake", tc_cmd_lake, "list and verify the Parquet data lake"},
-    {"retention", tc_cmd_retention, "drop the store's days older than the retention age"},
-    {"dlq", tc_cmd_dlq, "list, count, show and redrive dead letters"},
-    {"replay", tc_cmd_replay, "process a range of the topic again into both stores"},
-    {"quality", tc_cmd_quality, "check a data-quality rules file"},
+    {"run", "", tc_cmd_run, "run the pipeline (Kafka -> validate -> PostgreSQL)"},
+    {"migrate", "", tc_cmd_migrate, "create or upgrade the database objects"},
+    {"topics", "create|ls", tc_cmd_topics, "create the Kafka topic before the first run; list it"},
+    {"simulate", "", tc_cmd_simulate, "produce simulated device readings to Kafka"},
+    {"config", "reference|sample|show", tc_cmd_config,
+     "print the configuration reference, a sample, or the effective one"},
+    {"version", "", tc_cmd_version, "print the version"},
+    {"registry", "", tc_cmd_registry, "serve the Avro schema registry (Confluent-compatible API)"},
+    {"schema", "register|ls|show|check", tc_cmd_schema,
+     "register, list, show and check schemas in a registry"},
+    {"lake", "ls|verify|compact|replicate", tc_cmd_lake,
+     "list, verify, compact and replicate the Parquet data lake"},
+    {"retention", "", tc_cmd_retention, "drop the store's days older than the retention age"},
+    {"dlq", "ls|show|count|redrive", tc_cmd_dlq, "list, count, show and redrive dead letters"},
+    {"replay", "", tc_cmd_replay, "process a range of the topic again into both stores"},
+    {"quality", "check-rules", tc_cmd_quality, "check a data-quality rules file"},
 };
 
 static void tc_usage(FILE *out)
 {
-    fprintf(out, "usage: thermocline COMMAND [options]\n\nCommands:\n");
-    for (size_t i = 0; i < sizeof(tc_commands) / sizeof(tc_commands[0]); i++)
-        fprintf(out, "  %-10s %s\n", tc_commands[i].name, tc_commands[i].summary);
-    fprintf(out, "\n`thermocline COMMAND --help` describes a command.\n");
+    fprintf(out, "usage: thermocline COMMAND [SUBCOMMAND] [options]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof(tc_commands) / sizeof(tc_commands[0]); i++) {
+        const tc_command *c = &tc_commands[i];
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s%s", c->name, *c->subcommands ? " " : "", c->subcommands);
+        fprintf(out, "  %-32s %s\n", name, c->summary);
+    }
+    fprintf(out, "\nEvery command takes --help, --config FILE and --set KEY=VALUE;\n"
+                 "`thermocline COMMAND --help` describes a command.\n");
 }
 
 int main(int argc, char **argv)
@@ -46,7 +60,7 @@ int main(int argc, char **argv)
         return argc < 2 ? TC_EXIT_USAGE : 0;
     }
     if (!strcmp(argv[1], "--version"))
-        return tc_cmd_version(argc, argv);
+        return tc_cmd_version(1, argv + 1);
     for (size_t i = 0; i < sizeof(tc_commands) / sizeof(tc_commands[0]); i++) {
         if (!strcmp(argv[1], tc_commands[i].name))
             return tc_commands[i].fn(argc - 1, argv + 1);

@@ -3,6 +3,8 @@
  */
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +48,8 @@ void tc_cli_install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* Handle an option shared by all subcommands; returns 1 if it was one. */
-int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg)
+/* Handle -c/--config and -s/--set; returns 1 if opt was one of them. */
+static int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg)
 {
     if (opt == 'c') {
         c->config_path = arg;
@@ -62,6 +64,106 @@ int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg)
         return 1;
     }
     return 0;
+}
+
+/* The usage lines: the help up to its first empty line. */
+static void tc_cli_print_usage(const tc_cli_spec *spec)
+{
+    const char *end = strstr(spec->help, "\n\n");
+    int n = end ? (int)(end - spec->help) : (int)strlen(spec->help);
+
+    fprintf(stderr, "%.*s\n(`thermocline %s --help` describes every option)\n", n, spec->help,
+            spec->name);
+}
+
+_Noreturn void tc_cli_usage_error(const tc_cli_spec *spec, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "thermocline %s: ", spec->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    tc_cli_print_usage(spec);
+    exit(TC_EXIT_USAGE);
+}
+
+void tc_cli_begin(tc_cli_parser *ps, const tc_cli_spec *spec, tc_cli_common *common, int argc,
+                  char **argv)
+{
+    static const struct option shared[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+    };
+    size_t n = 0, own = spec->shortopts ? strlen(spec->shortopts) : 0;
+
+    memset(ps, 0, sizeof(*ps));
+    ps->spec = spec;
+    ps->common = common;
+    ps->argc = argc;
+    ps->argv = argv;
+    for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
+        ps->longopts[n++] = shared[i];
+    for (const struct option *o = spec->longopts; o && o->name; o++) {
+        if (n >= TC_CLI_OPTS_MAX + 3) {
+            /* A programming error, caught by the test that runs every --help. */
+            fprintf(stderr, "thermocline %s: more than %d options\n", spec->name, TC_CLI_OPTS_MAX);
+            exit(TC_EXIT_FAILURE);
+        }
+        ps->longopts[n++] = *o;
+    }
+    /* ':' first: a missing value is reported as such, not as an unknown option. */
+    if (own + 8 > sizeof(ps->shortopts)) {
+        fprintf(stderr, "thermocline %s: too many short options\n", spec->name);
+        exit(TC_EXIT_FAILURE);
+    }
+    snprintf(ps->shortopts, sizeof(ps->shortopts), ":c:s:h%s",
+             spec->shortopts ? spec->shortopts : "");
+    /* 0 makes glibc's getopt start over (a command is parsed once, but tests may parse twice). */
+    optind = 0;
+    opterr = 0;
+}
+
+int tc_cli_next(tc_cli_parser *ps)
+{
+    int opt;
+
+    for (;;) {
+        opt = getopt_long(ps->argc, ps->argv, ps->shortopts, ps->longopts, NULL);
+        if (opt == -1)
+            return -1;
+        if (opt == 'h') {
+            fputs(ps->spec->help, stdout);
+            exit(0);
+        }
+        if (opt == '?' || opt == ':') {
+            const char *arg = ps->argv[optind - 1];
+            if (opt == ':')
+                tc_cli_usage_error(ps->spec, "option \"%s\" needs a value", arg);
+            if (optopt && strncmp(arg, "--", 2) != 0)
+                tc_cli_usage_error(ps->spec, "unknown option \"-%c\"", optopt);
+            tc_cli_usage_error(ps->spec, "unknown option \"%s\"", arg);
+        }
+        if (!tc_cli_common_opt(ps->common, opt, optarg))
+            return opt;
+    }
+}
+
+int tc_cli_args(tc_cli_parser *ps)
+{
+    int n = ps->argc - optind;
+
+    if (n > ps->spec->max_args) {
+        if (ps->spec->max_args == 0)
+            tc_cli_usage_error(ps->spec, "unexpected argument \"%s\"", ps->argv[optind]);
+        tc_cli_usage_error(ps->spec, "unexpected argument \"%s\" (at most %d)",
+                           ps->argv[optind + ps->spec->max_args], ps->spec->max_args);
+    }
+    if (n < ps->spec->min_args)
+        tc_cli_usage_error(ps->spec, "%s", n ? "missing arguments" : "missing a subcommand");
+    return optind;
 }
 
 tc_config *tc_cli_config(const tc_cli_common *c)
@@ -88,12 +190,12 @@ tc_config *tc_cli_config(const tc_cli_common *c)
             exit(TC_EXIT_USAGE);
         }
     }
-    if (tc_log_parse_level(cfg->log_level, &level) ||
-        tc_log_parse_format(cfg->log_format, &format)) {
-        fprintf(stderr, "thermocline: invalid log.level \"%s\" or log.format \"%s\"\n",
-                cfg->log_level, cfg->log_format);
+    if (tc_config_check(cfg, errstr, sizeof(errstr)) != TC_OK) {
+        fprintf(stderr, "thermocline: %s\n", errstr);
         exit(TC_EXIT_USAGE);
     }
+    tc_log_parse_level(cfg->log_level, &level); /* both checked above */
+    tc_log_parse_format(cfg->log_format, &format);
     tc_log_setup(level, format);
     return cfg;
 }
@@ -116,15 +218,21 @@ tc_config *tc_cli_config_reload(const tc_cli_common *c, char *errstr, size_t err
             cfg = NULL;
         }
     }
+    if (cfg && tc_config_check(cfg, errstr, errstr_size) != TC_OK) {
+        tc_config_destroy(cfg);
+        cfg = NULL;
+    }
     return cfg;
 }
 
 long tc_cli_parse_long(const char *what, const char *s, long min, long max)
 {
     char *end;
-    long v = strtol(s, &end, 10);
+    long v;
 
-    if (end == s || *end || v < min || v > max) {
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (end == s || *end || errno == ERANGE || v < min || v > max) {
         fprintf(stderr, "thermocline: %s must be an integer in [%ld, %ld], got \"%s\"\n", what, min,
                 max, s);
         exit(TC_EXIT_USAGE);

@@ -3,10 +3,13 @@
  * signals, number parsing, exit codes.
  *
  * A subcommand is a function `int tc_cmd_NAME(int argc, char **argv)` (argv[0] is its name),
- * declared below and listed in main.c's command table. It parses its own options with
- * getopt_long, passing every option it does not know to tc_cli_common_opt first, and loads the
- * configuration with tc_cli_config: defaults, then --config FILE, then THERMOCLINE_* environment
- * variables, then --set key=value.
+ * declared below and listed in main.c's command table. It describes itself in a tc_cli_spec (help
+ * text, its own options, how many positional arguments) and parses its argv with one parser,
+ * tc_cli_begin / tc_cli_next / tc_cli_args, so every command behaves alike: --help prints the help
+ * and exits 0 before anything else happens (no service is contacted), --config and --set are
+ * taken everywhere, and an unknown option, a missing value or a stray positional argument exits
+ * 2 with the usage line. Then it loads the configuration with tc_cli_config: defaults, then
+ * --config FILE, then THERMOCLINE_* environment variables, then --set key=value.
  */
 #ifndef TC_CLI_CLI_H
 #define TC_CLI_CLI_H
@@ -35,15 +38,54 @@ typedef struct tc_cli_common {
     int nsets;
 } tc_cli_common;
 
-/* Handle -c/--config and -s/--set; returns 1 if opt was one of them. */
-int tc_cli_common_opt(tc_cli_common *c, int opt, const char *arg);
+/* Own options of one command (besides --config, --set, --help). */
+#define TC_CLI_OPTS_MAX 32
+
+/* What a command accepts. `help` is printed on stdout by --help; it starts with the usage lines
+ * ("usage: thermocline NAME ..."), which end at its first empty line and are what a usage error
+ * repeats on stderr. A subcommand name ("lake ls") counts as a positional argument. */
+typedef struct tc_cli_spec {
+    const char *name;              /* "lake": error messages say "thermocline lake: ..." */
+    const char *help;              /* the whole help text */
+    const char *shortopts;         /* own short options in getopt syntax ("j" "n:"), or NULL */
+    const struct option *longopts; /* own long options, {NULL,0,NULL,0}-terminated, or NULL */
+    int min_args, max_args;        /* positional arguments accepted */
+} tc_cli_spec;
+
+/* One parse of argv; on the caller's stack, nothing to free. */
+typedef struct tc_cli_parser {
+    const tc_cli_spec *spec;
+    tc_cli_common *common;
+    int argc;
+    char **argv;
+    struct option longopts[TC_CLI_OPTS_MAX + 4];
+    char shortopts[3 * TC_CLI_OPTS_MAX + 8];
+} tc_cli_parser;
+
+/* Start parsing argv (argv[0] is the command's name) for spec; common receives --config/--set. */
+void tc_cli_begin(tc_cli_parser *ps, const tc_cli_spec *spec, tc_cli_common *common, int argc,
+                  char **argv);
+/* The next of the command's own options (its value in optarg), or -1 once they are all read.
+ * --help prints the help on stdout and exits 0; an unknown option or a missing value exits 2
+ * with the usage lines on stderr. */
+int tc_cli_next(tc_cli_parser *ps);
+/* After the options: check the number of positional arguments (exit 2 when it is outside
+ * [min_args, max_args]) and return the index of the first one in argv (GNU getopt moves them to
+ * the end, so they may be given before, between or after options). */
+int tc_cli_args(tc_cli_parser *ps);
+/* A usage error found by the command itself: "thermocline NAME: <message>", the usage lines, exit
+ * 2. */
+_Noreturn void tc_cli_usage_error(const tc_cli_spec *spec, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Load the configuration and set up logging; exits with TC_EXIT_USAGE on error. */
 tc_config *tc_cli_config(const tc_cli_common *c);
 /* The same sequence without exiting or touching the logger: NULL with errstr set on error. */
 tc_config *tc_cli_config_reload(const tc_cli_common *c, char *errstr, size_t errstr_size);
 
-/* Parse a number option or exit with TC_EXIT_USAGE naming the option. */
+/* Parse a number option or exit with TC_EXIT_USAGE naming the option. The whole text must be the
+ * number: "1.5" is not an integer, "1e3" neither (strict, so that a typo never runs with a
+ * different value). */
 long tc_cli_parse_long(const char *what, const char *s, long min, long max);
 double tc_cli_parse_double(const char *what, const char *s, double min, double max);
 
@@ -52,12 +94,6 @@ double tc_cli_parse_double(const char *what, const char *s, double min, double m
     "  -s, --set KEY=VALUE   override one setting (repeatable), e.g. --set "                       \
     "pipeline.batch_size=5000\n"                                                                   \
     "  -h, --help            show this help\n"
-
-#define TC_CLI_COMMON_LONGOPTS                                                                     \
-    {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},               \
-    {                                                                                              \
-        "help", no_argument, NULL, 'h'                                                             \
-    }
 
 /* The subcommands. */
 int tc_cmd_run(int argc, char **argv);
@@ -72,5 +108,6 @@ int tc_cmd_retention(int argc, char **argv);
 int tc_cmd_dlq(int argc, char **argv);
 int tc_cmd_replay(int argc, char **argv);
 int tc_cmd_quality(int argc, char **argv);
+int tc_cmd_topics(int argc, char **argv);
 
 #endif

@@ -36,33 +36,6 @@ typedef struct tc_dlq_cli {
     char errstr[TC_ERRSTR_MAX];
 } tc_dlq_cli;
 
-static void tc_dlq_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: thermocline dlq ls [--reason R] [--since T] [--limit N] [--after ID] [--json]\n"
-            "       thermocline dlq show ID [--json]\n"
-            "       thermocline dlq count [--reason R] [--since T] [--json]\n"
-            "       thermocline dlq redrive [--reason R] [--since T] [--id ID] [--limit N]\n"
-            "                               [--again] [--dry-run]\n\n"
-            "Dead letters are the readings the pipeline refused (telemetry.dead_letters).\n"
-            "  ls       list them, oldest first (default limit %d)\n"
-            "  show     one dead letter with its detail, Kafka coordinates and payload\n"
-            "  count    how many there are per reason\n"
-            "  redrive  produce their payloads (with their keys) to kafka.topic again and mark\n"
-            "           them redriven; the pipeline stores what is valid now and turns what is\n"
-            "           still invalid into new dead letters\n\n"
-            "  -r, --reason R   only this reason code (e.g. out_of_range)\n"
-            "  -t, --since T    received at or after T: RFC 3339, or an age such as 90s, 30m,\n"
-            "                   12h, 7d\n"
-            "  -n, --limit N    at most N rows (ls: default %d, 0 = all; redrive: default all)\n"
-            "  -a, --after ID   ls: rows with an id above ID (paging)\n"
-            "  -i, --id ID      redrive: this dead letter only\n"
-            "  -A, --again      redrive: include rows already redriven\n"
-            "  -d, --dry-run    redrive: list what would be redriven, send nothing\n"
-            "  -j, --json       machine-readable output\n" TC_CLI_COMMON_HELP,
-            TC_DLQ_LS_DEFAULT_LIMIT, TC_DLQ_LS_DEFAULT_LIMIT);
-}
-
 /* RFC 3339, or an age ("90s", "30m", "12h", "7d") back from now. */
 static int tc_dlq_parse_since(const char *s, int64_t *out_us)
 {
@@ -352,10 +325,35 @@ static int tc_dlq_redrive(tc_dlq_cli *c, tc_store *store, const tc_config *cfg,
     return 0;
 }
 
+/* The help names the default limit as text. */
+_Static_assert(TC_DLQ_LS_DEFAULT_LIMIT == 100, "the dlq help says the default limit is 100");
+
+static const char tc_dlq_help[] =
+    "usage: thermocline dlq ls [--reason R] [--since T] [--limit N] [--after ID] [--json]\n"
+    "       thermocline dlq show ID [--json]\n"
+    "       thermocline dlq count [--reason R] [--since T] [--json]\n"
+    "       thermocline dlq redrive [--reason R] [--since T] [--id ID] [--limit N]\n"
+    "                               [--again] [--dry-run]\n\n"
+    "Dead letters are the readings the pipeline refused (telemetry.dead_letters).\n"
+    "  ls       list them, oldest first (default limit 100)\n"
+    "  show     one dead letter with its detail, Kafka coordinates and payload\n"
+    "  count    how many there are per reason\n"
+    "  redrive  produce their payloads (with their keys) to kafka.topic again and mark\n"
+    "           them redriven; the pipeline stores what is valid now and turns what is\n"
+    "           still invalid into new dead letters\n\n"
+    "  -r, --reason R   only this reason code (e.g. out_of_range)\n"
+    "  -t, --since T    received at or after T: RFC 3339, or an age such as 90s, 30m,\n"
+    "                   12h, 7d\n"
+    "  -n, --limit N    at most N rows (ls: default 100, 0 = all; redrive: default all)\n"
+    "  -a, --after ID   ls: rows with an id above ID (paging)\n"
+    "  -i, --id ID      redrive: this dead letter only\n"
+    "  -A, --again      redrive: include rows already redriven\n"
+    "  -d, --dry-run    redrive: list what would be redriven, send nothing\n"
+    "  -j, --json       machine-readable output\n" TC_CLI_COMMON_HELP;
+
 int tc_cmd_dlq(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"reason", required_argument, NULL, 'r'},
+    static const struct option longopts[] = {{"reason", required_argument, NULL, 'r'},
                                              {"since", required_argument, NULL, 't'},
                                              {"limit", required_argument, NULL, 'n'},
                                              {"after", required_argument, NULL, 'a'},
@@ -364,72 +362,73 @@ int tc_cmd_dlq(int argc, char **argv)
                                              {"dry-run", no_argument, NULL, 'd'},
                                              {"json", no_argument, NULL, 'j'},
                                              {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "dlq",
+        .help = tc_dlq_help,
+        .shortopts = "r:t:n:a:i:Adj",
+        .longopts = longopts,
+        .min_args = 1,
+        .max_args = 2,
+    };
     char errstr[TC_ERRSTR_MAX] = "";
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_dlq_filter f = {0};
     tc_dlq_cli c = {0};
     tc_store_options so;
     const char *sub;
     tc_config *cfg;
     tc_store *store;
-    int opt, rc = 0, limit_set = 0;
+    int opt, first, rc = 0, limit_set = 0;
     int64_t id = 0;
     tc_err err = TC_OK;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hr:t:n:a:i:Adj", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
         switch (opt) {
         case 'r':
             f.reason = optarg;
-            continue;
+            break;
         case 't':
-            if (tc_dlq_parse_since(optarg, &f.since_us) != 0) {
-                fprintf(stderr, "thermocline dlq: --since expects an RFC 3339 time or an age such"
-                                " as 30m, 12h or 7d\n");
-                return TC_EXIT_USAGE;
-            }
-            continue;
+            if (tc_dlq_parse_since(optarg, &f.since_us) != 0)
+                tc_cli_usage_error(&spec,
+                                   "--since expects an RFC 3339 time or an age such as 30m, "
+                                   "12h or 7d, got \"%s\"",
+                                   optarg);
+            break;
         case 'n':
             f.limit = tc_cli_parse_long("--limit", optarg, 0, 1000000000L);
             limit_set = 1;
-            continue;
+            break;
         case 'a':
             f.after_id = tc_cli_parse_long("--after", optarg, 0, INT64_MAX);
-            continue;
+            break;
         case 'i':
             f.id = tc_cli_parse_long("--id", optarg, 1, INT64_MAX);
-            continue;
+            break;
         case 'A':
             c.again = 1;
-            continue;
+            break;
         case 'd':
             c.dry_run = 1;
-            continue;
+            break;
         case 'j':
             c.json = 1;
-            continue;
+            break;
         default:
             break;
         }
-        tc_dlq_usage(opt == 'h' ? stdout : stderr);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
-    sub = optind < argc ? argv[optind] : "";
+    first = tc_cli_args(&ps);
+    sub = argv[first];
     if (!strcmp(sub, "show")) {
-        if (optind + 2 != argc) {
-            fprintf(stderr, "thermocline dlq show: expects one dead-letter ID\n");
-            return TC_EXIT_USAGE;
-        }
-        id = tc_cli_parse_long("ID", argv[optind + 1], 1, INT64_MAX);
+        if (first + 2 != argc)
+            tc_cli_usage_error(&spec, "show expects one dead-letter ID");
+        id = tc_cli_parse_long("ID", argv[first + 1], 1, INT64_MAX);
     } else if (strcmp(sub, "ls") && strcmp(sub, "count") && strcmp(sub, "redrive")) {
-        if (*sub)
-            fprintf(stderr, "thermocline dlq: unknown subcommand \"%s\"\n\n", sub);
-        tc_dlq_usage(stderr);
-        return TC_EXIT_USAGE;
-    } else if (optind + 1 != argc) {
-        fprintf(stderr, "thermocline dlq %s: unexpected argument \"%s\"\n", sub, argv[optind + 1]);
-        return TC_EXIT_USAGE;
+        tc_cli_usage_error(&spec, "unknown subcommand \"%s\"", sub);
+    } else if (first + 1 != argc) {
+        tc_cli_usage_error(&spec, "%s: unexpected argument \"%s\"", sub, argv[first + 1]);
     }
     if (!strcmp(sub, "ls") && !limit_set)
         f.limit = TC_DLQ_LS_DEFAULT_LIMIT;

@@ -370,7 +370,6 @@ enum {
 int tc_cmd_lake(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        TC_CLI_COMMON_LONGOPTS,
         {"json", no_argument, NULL, 'j'},
         {"day", required_argument, NULL, TC_LAKE_OPT_DAY},
         {"all-closed", no_argument, NULL, TC_LAKE_OPT_ALL},
@@ -384,79 +383,9 @@ int tc_cmd_lake(int argc, char **argv)
         {"listen", required_argument, NULL, TC_LAKE_OPT_LISTEN},
         {"max-mb-per-s", required_argument, NULL, TC_LAKE_OPT_MAX_MB},
         {NULL, 0, NULL, 0}};
-    tc_lake_replicate_cli_options ro = {0};
-    tc_cli_common common = {0};
-    tc_lake_walk w = {0};
-    tc_lake_compact_options co;
-    const char *what = "", *day = NULL;
-    tc_config *cfg;
-    int opt, usage = 0, all_closed = 0, rc;
-
-    tc_lake_compact_options_default(&co);
-
-    while ((opt = getopt_long(argc, argv, "c:s:hj", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'j') {
-            w.json = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_DAY) {
-            day = optarg;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_ALL) {
-            all_closed = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_AGE) {
-            co.min_age_days = (int)tc_cli_parse_long("--min-age-days", optarg, 1, 100000);
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_DRY) {
-            co.dry_run = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_FORCE) {
-            co.force = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_TARGET) {
-            co.target_bytes = (uint64_t)tc_cli_parse_long("--target-mb", optarg, 1, 1 << 20) << 20;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_TO) {
-            ro.to = optarg;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_CHECKSUM) {
-            ro.checksum = 1;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_INTERVAL) {
-            ro.interval_s = tc_cli_parse_long("--interval", optarg, 1, 7 * 86400);
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_LISTEN) {
-            ro.listen = optarg;
-            continue;
-        }
-        if (opt == TC_LAKE_OPT_MAX_MB) {
-            ro.max_mb_per_s = tc_cli_parse_double("--max-mb-per-s", optarg, 0.001, 1e6);
-            continue;
-        }
-        usage = 1;
-        break;
-    }
-    if (!usage && optind == argc - 1)
-        what = argv[optind];
-    if (!strcmp(what, "compact") && !day == !all_closed)
-        usage = 1;
-    if (!strcmp(what, "replicate") != !!ro.to)
-        usage = 1;
-    if (usage || (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 &&
-                  strcmp(what, "compact") != 0 && strcmp(what, "replicate") != 0)) {
-        printf(
+    static const tc_cli_spec spec = {
+        .name = "lake",
+        .help =
             "usage: thermocline lake ls [--json] | verify [options]\n"
             "       thermocline lake compact (--day YYYY-MM-DD | --all-closed) [--min-age-days N]"
             "\n                [--dry-run] [--force] [--target-mb N] [options]\n"
@@ -474,12 +403,68 @@ int tc_cmd_lake(int argc, char **argv)
             "           the lake no longer has are removed from DIR; --checksum compares every\n"
             "           file by checksum; --max-mb-per-s caps the bandwidth; --interval S\n"
             "           repeats every S seconds, serving the lag on /metrics at --listen ADDR\n\n"
-            "The lake root is lake.dir (THERMOCLINE_LAKE_DIR).\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+            "The lake root is lake.dir (THERMOCLINE_LAKE_DIR; `scripts/dev-services env`\n"
+            "sets it to the dev services' lake, the demo's).\n" TC_CLI_COMMON_HELP,
+        .shortopts = "j",
+        .longopts = longopts,
+        .min_args = 1,
+        .max_args = 1,
+    };
+    tc_lake_replicate_cli_options ro = {0};
+    tc_cli_common common = {0};
+    tc_cli_parser ps;
+    tc_lake_walk w = {0};
+    tc_lake_compact_options co;
+    const char *what, *day = NULL;
+    tc_config *cfg;
+    int opt, all_closed = 0, rc;
+
+    tc_lake_compact_options_default(&co);
+
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
+        if (opt == 'j')
+            w.json = 1;
+        else if (opt == TC_LAKE_OPT_DAY)
+            day = optarg;
+        else if (opt == TC_LAKE_OPT_ALL)
+            all_closed = 1;
+        else if (opt == TC_LAKE_OPT_AGE)
+            co.min_age_days = (int)tc_cli_parse_long("--min-age-days", optarg, 1, 100000);
+        else if (opt == TC_LAKE_OPT_DRY)
+            co.dry_run = 1;
+        else if (opt == TC_LAKE_OPT_FORCE)
+            co.force = 1;
+        else if (opt == TC_LAKE_OPT_TARGET)
+            co.target_bytes = (uint64_t)tc_cli_parse_long("--target-mb", optarg, 1, 1 << 20) << 20;
+        else if (opt == TC_LAKE_OPT_TO)
+            ro.to = optarg;
+        else if (opt == TC_LAKE_OPT_CHECKSUM)
+            ro.checksum = 1;
+        else if (opt == TC_LAKE_OPT_INTERVAL)
+            ro.interval_s = tc_cli_parse_long("--interval", optarg, 1, 7 * 86400);
+        else if (opt == TC_LAKE_OPT_LISTEN)
+            ro.listen = optarg;
+        else if (opt == TC_LAKE_OPT_MAX_MB)
+            ro.max_mb_per_s = tc_cli_parse_double("--max-mb-per-s", optarg, 0.001, 1e6);
     }
+    what = argv[tc_cli_args(&ps)];
+    if (strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 && strcmp(what, "compact") != 0 &&
+        strcmp(what, "replicate") != 0)
+        tc_cli_usage_error(&spec, "unknown subcommand \"%s\"", what);
+    if (!strcmp(what, "compact") && !day == !all_closed)
+        tc_cli_usage_error(&spec, "compact wants one of --day and --all-closed");
+    if (!strcmp(what, "replicate") && !ro.to)
+        tc_cli_usage_error(&spec, "replicate wants --to DIR");
+    if (strcmp(what, "replicate") != 0 &&
+        (ro.to || ro.checksum || ro.interval_s || ro.listen || ro.max_mb_per_s > 0))
+        tc_cli_usage_error(&spec, "--to, --checksum, --interval, --listen and --max-mb-per-s are "
+                                  "options of replicate");
     cfg = tc_cli_config(&common);
     if (!cfg->lake_dir || !*cfg->lake_dir) {
-        fprintf(stderr, "thermocline lake: lake.dir is not set (THERMOCLINE_LAKE_DIR)\n");
+        fprintf(stderr, "thermocline lake: lake.dir is not set: set THERMOCLINE_LAKE_DIR or --set "
+                        "lake.dir=DIR (with the dev services: eval \"$(scripts/dev-services "
+                        "env)\")\n");
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
     }

@@ -35,34 +35,38 @@ static void tc_quality_summary(const char *path, const tc_qr_set *set)
 
 int tc_cmd_quality(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "quality",
+        .help = "usage: thermocline quality check-rules FILE [options]\n\n"
+                "  check-rules FILE  parse a data-quality rules file (docs/quality.md): print a\n"
+                "                    summary and exit 0, or print FILE:LINE:COL: message and\n"
+                "                    exit 1\n" TC_CLI_COMMON_HELP,
+        .min_args = 2,
+        .max_args = 2,
+    };
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_qr_set *set;
     tc_config *cfg;
-    int opt, usage = 0;
+    const char *path;
+    int first;
 
-    while ((opt = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        usage = 1;
-        break;
-    }
-    if (usage || optind != argc - 2 || strcmp(argv[optind], "check-rules") != 0) {
-        printf("usage: thermocline quality check-rules FILE [options]\n\n"
-               "  check-rules FILE  parse a data-quality rules file (docs/quality.md): print a\n"
-               "                    summary and exit 0, or print FILE:LINE:COL: message and\n"
-               "                    exit 1\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
-    }
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while (tc_cli_next(&ps) != -1)
+        ;
+    first = tc_cli_args(&ps);
+    if (strcmp(argv[first], "check-rules") != 0)
+        tc_cli_usage_error(&spec, "unknown subcommand \"%s\"", argv[first]);
+    path = argv[first + 1];
     cfg = tc_cli_config(&common);
-    set = tc_qr_load(argv[optind + 1], errstr, sizeof(errstr));
+    set = tc_qr_load(path, errstr, sizeof(errstr));
     if (!set) {
         fprintf(stderr, "%s\n", errstr);
         tc_config_destroy(cfg);
         return TC_EXIT_FAILURE;
     }
-    tc_quality_summary(argv[optind + 1], set);
+    tc_quality_summary(path, set);
     tc_qr_free(set);
     tc_config_destroy(cfg);
     return 0;

@@ -28,13 +28,25 @@
 
 int tc_cmd_registry(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"listen", required_argument, NULL, 'l'},
+    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                              {"schema", required_argument, NULL, 'S'},
                                              {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "registry",
+        .help = "usage: thermocline registry [options]\n\n"
+                "Serve a Confluent-compatible schema registry (Avro) over HTTP, stored in\n"
+                "PostgreSQL (postgres.dsn). Runs until SIGINT or SIGTERM.\n\n"
+                "  -l, --listen ADDR      address to listen on (default " TC_REGISTRY_LISTEN_DEFAULT
+                ")\n"
+                "  -S, --schema NAME      PostgreSQL schema of the registry's tables (default "
+                "\"" TC_REGISTRY_PG_SCHEMA "\")\n" TC_CLI_COMMON_HELP,
+        .shortopts = "l:S:",
+        .longopts = longopts,
+    };
     const char *listen_addr = TC_REGISTRY_LISTEN_DEFAULT, *pg_schema = TC_REGISTRY_PG_SCHEMA;
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_http_options hopt;
     tc_http_server *server = NULL;
     tc_registry *reg = NULL;
@@ -42,30 +54,14 @@ int tc_cmd_registry(int argc, char **argv)
     tc_config *cfg;
     int opt, rc = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hl:S:", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'l') {
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
+        if (opt == 'l')
             listen_addr = optarg;
-            continue;
-        }
-        if (opt == 'S') {
+        else if (opt == 'S')
             pg_schema = optarg;
-            continue;
-        }
-        printf("usage: thermocline registry [options]\n\n"
-               "Serve a Confluent-compatible schema registry (Avro) over HTTP, stored in\n"
-               "PostgreSQL (postgres.dsn). Runs until SIGINT or SIGTERM.\n\n"
-               "  -l, --listen ADDR      address to listen on (default " TC_REGISTRY_LISTEN_DEFAULT
-               ")\n"
-               "  -S, --schema NAME      PostgreSQL schema of the registry's tables (default "
-               "\"" TC_REGISTRY_PG_SCHEMA "\")\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
-    if (optind < argc) {
-        fprintf(stderr, "thermocline registry: unexpected argument \"%s\"\n", argv[optind]);
-        return TC_EXIT_USAGE;
-    }
+    tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
     tc_registry_http_options(&hopt);
@@ -342,66 +338,72 @@ static int tc_schema_check(const tc_http_url *u, const char *subject, const char
     return compatible ? 0 : TC_EXIT_FAILURE;
 }
 
-static void tc_schema_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: thermocline schema [--registry URL] COMMAND ...\n\n"
-            "Talk to a schema registry (thermocline registry, or Confluent's).\n\n"
-            "  register SUBJECT FILE   register the Avro schema in FILE under SUBJECT\n"
-            "  ls [SUBJECT]            list the subjects, or the versions of SUBJECT\n"
-            "  show SUBJECT [VERSION]  print a version (default: latest) with its id\n"
-            "  check SUBJECT FILE      test FILE against SUBJECT's compatibility level;\n"
-            "                          exit 0 when compatible, 1 when not\n\n"
-            "  -r, --registry URL      registry base URL (default: $THERMOCLINE_REGISTRY_URL,\n"
-            "                          else " TC_REGISTRY_URL_DEFAULT ")\n"
-            "  -h, --help              show this help\n");
-}
+static const tc_cli_spec tc_schema_spec = {
+    .name = "schema",
+    .help =
+        "usage: thermocline schema register|ls|show|check ARGS... [--registry URL] [options]\n\n"
+        "Talk to a schema registry (thermocline registry, or Confluent's).\n\n"
+        "  register SUBJECT FILE   register the Avro schema in FILE under SUBJECT\n"
+        "  ls [SUBJECT]            list the subjects, or the versions of SUBJECT\n"
+        "  show SUBJECT [VERSION]  print a version (default: latest) with its id\n"
+        "  check SUBJECT FILE      test FILE against SUBJECT's compatibility level;\n"
+        "                          exit 0 when compatible, 1 when not\n\n"
+        "  -r, --registry URL      registry base URL (default: registry.url, i.e.\n"
+        "                          $THERMOCLINE_REGISTRY_URL, else " TC_REGISTRY_URL_DEFAULT ")\n"
+        "" TC_CLI_COMMON_HELP,
+    .shortopts = "r:",
+    .longopts =
+        (const struct option[]){{"registry", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}},
+    .min_args = 1,
+    .max_args = 3,
+};
 
 int tc_cmd_schema(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"registry", required_argument, NULL, 'r'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *url = getenv("THERMOCLINE_REGISTRY_URL");
-    const char *cmd;
+    const char *url = NULL, *cmd;
+    tc_cli_common common = {0};
+    tc_cli_parser ps;
+    tc_config *cfg;
     tc_http_url u;
-    int opt, nargs;
+    int first, nargs, rc;
 
-    if (!url || !*url)
-        url = TC_REGISTRY_URL_DEFAULT;
-    while ((opt = getopt_long(argc, argv, "+r:h", longopts, NULL)) != -1) {
-        if (opt == 'r') {
-            url = optarg;
-            continue;
-        }
-        tc_schema_usage(opt == 'h' ? stdout : stderr);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
+    tc_cli_begin(&ps, &tc_schema_spec, &common, argc, argv);
+    while (tc_cli_next(&ps) == 'r')
+        url = optarg;
+    first = tc_cli_args(&ps);
+    cmd = argv[first];
+    nargs = argc - first - 1;
+    if (!strcmp(cmd, "help")) {
+        fputs(tc_schema_spec.help, stdout);
+        return 0;
     }
-    if (optind >= argc) {
-        tc_schema_usage(stderr);
-        return TC_EXIT_USAGE;
+    if (!((!strcmp(cmd, "register") && nargs == 2) || (!strcmp(cmd, "ls") && nargs <= 1) ||
+          (!strcmp(cmd, "show") && (nargs == 1 || nargs == 2)) ||
+          (!strcmp(cmd, "check") && nargs == 2))) {
+        if (strcmp(cmd, "register") && strcmp(cmd, "ls") && strcmp(cmd, "show") &&
+            strcmp(cmd, "check"))
+            tc_cli_usage_error(&tc_schema_spec, "unknown subcommand \"%s\"", cmd);
+        tc_cli_usage_error(&tc_schema_spec, "%s: wrong number of arguments", cmd);
     }
+    cfg = tc_cli_config(&common);
+    if (!url)
+        url = cfg->registry_url && *cfg->registry_url ? cfg->registry_url : TC_REGISTRY_URL_DEFAULT;
     if (tc_http_url_parse(url, &u) < 0) {
         fprintf(stderr,
                 "thermocline schema: invalid registry URL \"%s\" (expected http://host:port)\n",
                 url);
+        tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
     }
     signal(SIGPIPE, SIG_IGN);
-    cmd = argv[optind];
-    nargs = argc - optind - 1;
-    if (!strcmp(cmd, "register") && nargs == 2)
-        return tc_schema_register(&u, argv[optind + 1], argv[optind + 2]);
-    if (!strcmp(cmd, "ls") && nargs <= 1)
-        return tc_schema_ls(&u, nargs ? argv[optind + 1] : NULL);
-    if (!strcmp(cmd, "show") && (nargs == 1 || nargs == 2))
-        return tc_schema_show(&u, argv[optind + 1], nargs == 2 ? argv[optind + 2] : NULL);
-    if (!strcmp(cmd, "check") && nargs == 2)
-        return tc_schema_check(&u, argv[optind + 1], argv[optind + 2]);
-    if (!strcmp(cmd, "help")) {
-        tc_schema_usage(stdout);
-        return 0;
-    }
-    tc_schema_usage(stderr);
-    return TC_EXIT_USAGE;
+    if (!strcmp(cmd, "register"))
+        rc = tc_schema_register(&u, argv[first + 1], argv[first + 2]);
+    else if (!strcmp(cmd, "ls"))
+        rc = tc_schema_ls(&u, nargs ? argv[first + 1] : NULL);
+    else if (!strcmp(cmd, "show"))
+        rc = tc_schema_show(&u, argv[first + 1], nargs == 2 ? argv[first + 2] : NULL);
+    else
+        rc = tc_schema_check(&u, argv[first + 1], argv[first + 2]);
+    tc_config_destroy(cfg);
+    return rc;
 }

@@ -89,10 +89,15 @@ typedef struct tc_replay_part {
     int64_t readings_before, dead_before, readings_after, dead_after, deleted, settled;
 } tc_replay_part;
 
-static void tc_replay_usage(FILE *out)
-{
-    fprintf(
-        out,
+static const struct option tc_replay_longopts[] = {
+    {"from-offset", required_argument, NULL, 'f'}, {"from-time", required_argument, NULL, 'F'},
+    {"to-offset", required_argument, NULL, 't'},   {"to-time", required_argument, NULL, 'T'},
+    {"partition", required_argument, NULL, 'p'},   {"skip-offset", required_argument, NULL, 'k'},
+    {"dry-run", no_argument, NULL, 'n'},           {NULL, 0, NULL, 0}};
+
+static const tc_cli_spec tc_replay_spec = {
+    .name = "replay",
+    .help =
         "usage: thermocline replay (--from-offset P:O ... | --from-time T) [--to-offset P:O "
         "... | --to-time T]\n"
         "                          [--partition P ...] [--skip-offset P:O ...] [--dry-run] "
@@ -111,8 +116,10 @@ static void tc_replay_usage(FILE *out)
         "  --partition P       with --from-time: only partition P (repeatable)\n"
         "  --skip-offset P:O   dead-letter the message at P:O without decoding it (a poisoned\n"
         "                      message; it must lie in the range)\n"
-        "  -n, --dry-run       print the plan and change nothing\n" TC_CLI_COMMON_HELP);
-}
+        "  -n, --dry-run       print the plan and change nothing\n" TC_CLI_COMMON_HELP,
+    .shortopts = "n",
+    .longopts = tc_replay_longopts,
+};
 
 static void tc_replay_parse_po(const char *what, const char *arg, tc_replay_po *out, size_t *n)
 {
@@ -154,21 +161,12 @@ static int64_t tc_replay_parse_time(const char *what, const char *arg)
 
 static void tc_replay_options(tc_replay_cli *o, tc_cli_common *common, int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"from-offset", required_argument, NULL, 'f'},
-                                             {"from-time", required_argument, NULL, 'F'},
-                                             {"to-offset", required_argument, NULL, 't'},
-                                             {"to-time", required_argument, NULL, 'T'},
-                                             {"partition", required_argument, NULL, 'p'},
-                                             {"skip-offset", required_argument, NULL, 'k'},
-                                             {"dry-run", no_argument, NULL, 'n'},
-                                             {NULL, 0, NULL, 0}};
+    tc_cli_parser ps;
     int opt;
 
     o->from_ms = o->to_ms = -1;
-    while ((opt = getopt_long(argc, argv, "c:s:hn", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(common, opt, optarg))
-            continue;
+    tc_cli_begin(&ps, &tc_replay_spec, common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
         switch (opt) {
         case 'f':
             tc_replay_parse_po("--from-offset", optarg, o->from, &o->nfrom);
@@ -183,10 +181,9 @@ static void tc_replay_options(tc_replay_cli *o, tc_cli_common *common, int argc,
             o->to_ms = tc_replay_parse_time("--to-time", optarg);
             break;
         case 'p':
-            if (o->nonly >= TC_REPLAY_OPTS_MAX) {
-                fprintf(stderr, "thermocline replay: too many --partition options\n");
-                exit(TC_EXIT_USAGE);
-            }
+            if (o->nonly >= TC_REPLAY_OPTS_MAX)
+                tc_cli_usage_error(&tc_replay_spec, "too many --partition options (at most %d)",
+                                   TC_REPLAY_OPTS_MAX);
             o->only[o->nonly++] = (int32_t)tc_cli_parse_long("--partition", optarg, 0, INT32_MAX);
             break;
         case 'k':
@@ -196,17 +193,15 @@ static void tc_replay_options(tc_replay_cli *o, tc_cli_common *common, int argc,
             o->dry_run = 1;
             break;
         default:
-            tc_replay_usage(opt == 'h' ? stdout : stderr);
-            exit(opt == 'h' ? 0 : TC_EXIT_USAGE);
+            break;
         }
     }
-    if (optind < argc || (o->nfrom > 0) == (o->from_ms >= 0) || (o->nto > 0 && o->to_ms >= 0) ||
-        (o->nonly > 0 && o->nfrom > 0)) {
-        fprintf(stderr, "thermocline replay: give either --from-offset or --from-time (with "
-                        "--partition), and at most one of --to-offset and --to-time\n\n");
-        tc_replay_usage(stderr);
-        exit(TC_EXIT_USAGE);
-    }
+    tc_cli_args(&ps);
+    if ((o->nfrom > 0) == (o->from_ms >= 0) || (o->nto > 0 && o->to_ms >= 0) ||
+        (o->nonly > 0 && o->nfrom > 0))
+        tc_cli_usage_error(&tc_replay_spec,
+                           "give either --from-offset or --from-time (with --partition), and at "
+                           "most one of --to-offset and --to-time");
 }
 
 /* The partitions to replay, with their Kafka bounds and requested ranges. */

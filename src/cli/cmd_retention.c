@@ -31,13 +31,27 @@ static void tc_retention_print(void *opaque, const tc_retention_day *d)
 
 int tc_cmd_retention(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"dry-run", no_argument, NULL, 'n'},
+    static const struct option longopts[] = {{"dry-run", no_argument, NULL, 'n'},
                                              {"max-age", required_argument, NULL, 'a'},
                                              {"no-require-lake", no_argument, NULL, 'L'},
                                              {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "retention",
+        .help = "usage: thermocline retention [options]\n\n"
+                "Drop the operational store's days older than the retention age (plain mode):\n"
+                "whole daily partitions, never today's, and only days the data lake already\n"
+                "holds (sum of lake_files.rows >= the day's rows) unless the lake is not\n"
+                "required. In TimescaleDB mode the retention policy does it; this reports it.\n\n"
+                "  -n, --dry-run          show what would be dropped, drop nothing\n"
+                "  -a, --max-age SECONDS  retention age (default: retention.max_age_s)\n"
+                "  -L, --no-require-lake  drop by age alone (this deployment has no lake)\n"
+                "" TC_CLI_COMMON_HELP,
+        .shortopts = "na:L",
+        .longopts = longopts,
+    };
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_retention_options ro = {0};
     tc_retention_result res;
     tc_store_options so;
@@ -46,32 +60,16 @@ int tc_cmd_retention(int argc, char **argv)
     long max_age = -1;
     int opt, rc = 0, no_lake = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hna:L", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'n') {
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
+        if (opt == 'n')
             ro.dry_run = 1;
-            continue;
-        }
-        if (opt == 'a') {
+        else if (opt == 'a')
             max_age = tc_cli_parse_long("--max-age", optarg, 3600, 3153600000L);
-            continue;
-        }
-        if (opt == 'L') {
+        else if (opt == 'L')
             no_lake = 1;
-            continue;
-        }
-        printf("usage: thermocline retention [options]\n\n"
-               "Drop the operational store's days older than the retention age (plain mode):\n"
-               "whole daily partitions, never today's, and only days the data lake already\n"
-               "holds (sum of lake_files.rows >= the day's rows) unless the lake is not\n"
-               "required. In TimescaleDB mode the retention policy does it; this reports it.\n\n"
-               "  -n, --dry-run          show what would be dropped, drop nothing\n"
-               "  -a, --max-age SECONDS  retention age (default: retention.max_age_s)\n"
-               "  -L, --no-require-lake  drop by age alone (this deployment has no lake)\n"
-               "" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
+    tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     tc_store_options_from_config(&so, cfg);
     ro.now_us = tc_time_now_us();

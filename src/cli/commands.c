@@ -20,22 +20,25 @@
 
 int tc_cmd_migrate(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "migrate",
+        .help =
+            "usage: thermocline migrate [options]\n\n"
+            "Create or upgrade Thermocline's database objects (idempotent). The Kafka topic is\n"
+            "`thermocline topics create`'s (or `run`'s, at its start).\n\n" TC_CLI_COMMON_HELP,
+    };
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_store_options so;
     tc_config *cfg;
     tc_store *store;
-    int opt, rc = 0;
+    int rc = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        printf("usage: thermocline migrate [options]\n\n"
-               "Create or upgrade Thermocline's database objects "
-               "(idempotent).\n\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
-    }
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while (tc_cli_next(&ps) != -1)
+        ;
+    tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     tc_store_options_from_config(&so, cfg);
     store = tc_store_new(&so);
@@ -62,25 +65,11 @@ static tc_config *tc_run_reload(void *opaque, char *errstr, size_t errstr_size)
 
 int tc_cmd_run(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"exit-when-idle", required_argument, NULL, 'i'},
+    static const struct option longopts[] = {{"exit-when-idle", required_argument, NULL, 'i'},
                                              {NULL, 0, NULL, 0}};
-    char errstr[TC_ERRSTR_MAX];
-    tc_cli_common common = {0};
-    tc_pipeline *p = NULL;
-    tc_pipeline_stats st;
-    tc_config *cfg;
-    int opt, idle = 0, rc = 0;
-    tc_err err;
-
-    while ((opt = getopt_long(argc, argv, "c:s:hi:", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'i') {
-            idle = (int)tc_cli_parse_long("--exit-when-idle", optarg, 1, 86400);
-            continue;
-        }
-        printf(
+    static const tc_cli_spec spec = {
+        .name = "run",
+        .help =
             "usage: thermocline run [options]\n\n"
             "Run the pipeline: consume readings from Kafka, validate them, and store them in\n"
             "PostgreSQL exactly once, with refused readings as dead letters. SIGTERM or SIGINT\n"
@@ -88,9 +77,23 @@ int tc_cmd_run(int argc, char **argv)
             "while running: validation.*, log.level, pipeline.batch_timeout_ms,\n"
             "postgres.rollup_interval_ms, registry.refresh_ms).\n\n"
             "  -i, --exit-when-idle SECONDS  exit 0 once every partition is consumed and\n"
-            "                                nothing new arrived for SECONDS\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
-    }
+            "                                nothing new arrived for SECONDS\n" TC_CLI_COMMON_HELP,
+        .shortopts = "i:",
+        .longopts = longopts,
+    };
+    char errstr[TC_ERRSTR_MAX];
+    tc_cli_common common = {0};
+    tc_cli_parser ps;
+    tc_pipeline *p = NULL;
+    tc_pipeline_stats st;
+    tc_config *cfg;
+    int idle = 0, rc = 0;
+    tc_err err;
+
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while (tc_cli_next(&ps) == 'i')
+        idle = (int)tc_cli_parse_long("--exit-when-idle", optarg, 1, 86400);
+    tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
     if (cfg->kafka_create_topic) {
@@ -186,8 +189,7 @@ done:
 
 int tc_cmd_simulate(int argc, char **argv)
 {
-    static const struct option longopts[] = {TC_CLI_COMMON_LONGOPTS,
-                                             {"devices", required_argument, NULL, 'd'},
+    static const struct option longopts[] = {{"devices", required_argument, NULL, 'd'},
                                              {"count", required_argument, NULL, 'n'},
                                              {"rate", required_argument, NULL, 'r'},
                                              {"invalid-ratio", required_argument, NULL, 'x'},
@@ -198,90 +200,88 @@ int tc_cmd_simulate(int argc, char **argv)
                                              {"anomalies", required_argument, NULL, 'a'},
                                              {"truth", required_argument, NULL, 'u'},
                                              {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "simulate",
+        .help =
+            "usage: thermocline simulate [options]\n\n"
+            "Produce realistic device readings to the Kafka topic, keyed by device_id, and\n"
+            "print a JSON summary of what was produced.\n\n"
+            "  -d, --devices N          simulated devices (default 100)\n"
+            "  -n, --count N            readings to produce (default 1000)\n"
+            "  -r, --rate R             readings per second, 0 = as fast as possible (default)\n"
+            "  -x, --invalid-ratio X    share of invalid readings, 0..1 (default 0)\n"
+            "  -S, --seed S             random seed (default 1)\n"
+            "  -t, --start TIME         event time of the first round (RFC 3339); default:\n"
+            "                           the backfill ends now (or live timestamps with --rate)\n"
+            "  -m, --cadence-ms MS      interval between two readings of a device (10000)\n"
+            "  -f, --format FMT         json (default) or avro: valid readings as Confluent-\n"
+            "                           framed Avro, the schema registered as <topic>-value\n"
+            "                           at registry.url; invalid readings stay JSON\n"
+            "  -a, --anomalies SPEC     inject labelled anomalies: KIND=SHARE,... with kinds\n"
+            "                           spike, drift, stuck, silent, late, ooo and SHARE the\n"
+            "                           share of a device's readings affected, e.g.\n"
+            "                           spike=0.01,drift=0.005,stuck=0.005,silent=0.002,\n"
+            "                           late=0.01 (docs/quality.md)\n"
+            "  -u, --truth FILE         write the injected anomalies as JSON lines (device,\n"
+            "                           metric, kind, start, end)\n"
+            "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP,
+        .shortopts = "d:n:r:x:S:t:m:f:a:u:",
+        .longopts = longopts,
+    };
     tc_sim_options o = {.devices = 100, .count = 1000, .seed = 1, .cadence_ms = 10000};
     tc_sim_anomalies anomalies;
     const char *truth_path = NULL;
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_config *cfg;
     int opt, rc = 0, avro = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hd:n:r:x:S:t:m:f:a:u:", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while ((opt = tc_cli_next(&ps)) != -1) {
         switch (opt) {
         case 'd':
             o.devices = (int)tc_cli_parse_long("--devices", optarg, 1, 10000000);
-            continue;
+            break;
         case 'n':
-            o.count = (uint64_t)tc_cli_parse_double("--count", optarg, 0, 1e12);
-            continue;
+            o.count = (uint64_t)tc_cli_parse_long("--count", optarg, 0, 1000000000000L);
+            break;
         case 'r':
             o.rate = tc_cli_parse_double("--rate", optarg, 0, 1e9);
-            continue;
+            break;
         case 'x':
             o.invalid_ratio = tc_cli_parse_double("--invalid-ratio", optarg, 0, 1);
-            continue;
+            break;
         case 'S':
-            o.seed = (uint64_t)tc_cli_parse_double("--seed", optarg, 0, 1e18);
-            continue;
+            o.seed = (uint64_t)tc_cli_parse_long("--seed", optarg, 0, 1000000000000000000L);
+            break;
         case 'm':
             o.cadence_ms = tc_cli_parse_long("--cadence-ms", optarg, 1, 86400000);
-            continue;
+            break;
         case 'f':
-            if (strcmp(optarg, "json") && strcmp(optarg, "avro")) {
-                fprintf(stderr, "thermocline: --format expects json or avro\n");
-                return TC_EXIT_USAGE;
-            }
+            if (strcmp(optarg, "json") && strcmp(optarg, "avro"))
+                tc_cli_usage_error(&spec, "--format expects json or avro, got \"%s\"", optarg);
             avro = !strcmp(optarg, "avro");
-            continue;
+            break;
         case 'a':
-            if (tc_sim_anomalies_parse(optarg, &anomalies, errstr, sizeof(errstr)) != TC_OK) {
-                fprintf(stderr, "thermocline: %s\n", errstr);
-                return TC_EXIT_USAGE;
-            }
+            if (tc_sim_anomalies_parse(optarg, &anomalies, errstr, sizeof(errstr)) != TC_OK)
+                tc_cli_usage_error(&spec, "--anomalies: %s", errstr);
             o.anomalies = &anomalies;
-            continue;
+            break;
         case 'u':
             truth_path = optarg;
-            continue;
+            break;
         case 't':
-            if (tc_time_parse_rfc3339(optarg, strlen(optarg), &o.start_us) != TC_OK) {
-                fprintf(stderr, "thermocline: --start expects an RFC 3339 time\n");
-                return TC_EXIT_USAGE;
-            }
-            continue;
+            if (tc_time_parse_rfc3339(optarg, strlen(optarg), &o.start_us) != TC_OK)
+                tc_cli_usage_error(&spec, "--start expects an RFC 3339 time, got \"%s\"", optarg);
+            break;
         default:
             break;
         }
-        printf("usage: thermocline simulate [options]\n\n"
-               "Produce realistic device readings to the Kafka topic, keyed by device_id, and\n"
-               "print a JSON summary of what was produced.\n\n"
-               "  -d, --devices N          simulated devices (default 100)\n"
-               "  -n, --count N            readings to produce (default 1000)\n"
-               "  -r, --rate R             readings per second, 0 = as fast as possible (default)\n"
-               "  -x, --invalid-ratio X    share of invalid readings, 0..1 (default 0)\n"
-               "  -S, --seed S             random seed (default 1)\n"
-               "  -t, --start TIME         event time of the first round (RFC 3339); default:\n"
-               "                           the backfill ends now (or live timestamps with --rate)\n"
-               "  -m, --cadence-ms MS      interval between two readings of a device (10000)\n"
-               "  -f, --format FMT         json (default) or avro: valid readings as Confluent-\n"
-               "                           framed Avro, the schema registered as <topic>-value\n"
-               "                           at registry.url; invalid readings stay JSON\n"
-               "  -a, --anomalies SPEC     inject labelled anomalies: KIND=SHARE,... with kinds\n"
-               "                           spike, drift, stuck, silent, late, ooo and SHARE the\n"
-               "                           share of a device's readings affected, e.g.\n"
-               "                           spike=0.01,drift=0.005,stuck=0.005,silent=0.002,\n"
-               "                           late=0.01 (docs/quality.md)\n"
-               "  -u, --truth FILE         write the injected anomalies as JSON lines (device,\n"
-               "                           metric, kind, start, end)\n"
-               "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP);
-        return opt == 'h' ? 0 : TC_EXIT_USAGE;
     }
-    if (truth_path && !o.anomalies) {
-        fprintf(stderr, "thermocline: --truth needs --anomalies\n");
-        return TC_EXIT_USAGE;
-    }
+    tc_cli_args(&ps);
+    if (truth_path && !o.anomalies)
+        tc_cli_usage_error(&spec, "--truth needs --anomalies");
     if (truth_path && !(o.truth = fopen(truth_path, "w"))) {
         fprintf(stderr, "thermocline: --truth %s: %s\n", truth_path, strerror(errno));
         return TC_EXIT_FAILURE;
@@ -313,46 +313,61 @@ int tc_cmd_simulate(int argc, char **argv)
 
 int tc_cmd_config(int argc, char **argv)
 {
+    static const tc_cli_spec spec = {
+        .name = "config",
+        .help = "usage: thermocline config reference|sample|show [options]\n\n"
+                "  reference   the configuration reference as markdown (docs/configuration.md)\n"
+                "  sample      a commented YAML file with every setting at its default\n"
+                "  show        the effective configuration after file, environment and --set\n\n"
+                "The configuration (with --config and --set) is checked for every one of them.\n"
+                "" TC_CLI_COMMON_HELP,
+        .min_args = 1,
+        .max_args = 1,
+    };
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_config *cfg;
-    const char *what = argc > 1 ? argv[1] : "";
+    const char *what;
 
-    if (!strcmp(what, "reference")) {
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while (tc_cli_next(&ps) != -1)
+        ;
+    what = argv[tc_cli_args(&ps)];
+    if (!strcmp(what, "help")) {
+        fputs(spec.help, stdout);
+        return 0;
+    }
+    if (strcmp(what, "reference") && strcmp(what, "sample") && strcmp(what, "show"))
+        tc_cli_usage_error(&spec, "unknown subcommand \"%s\"", what);
+    /* --config and --set are refused where they are wrong, not ignored. */
+    cfg = tc_cli_config(&common);
+    if (!strcmp(what, "reference"))
         tc_config_write_reference(stdout);
-        return 0;
-    }
-    if (!strcmp(what, "sample")) {
+    else if (!strcmp(what, "sample"))
         tc_config_write_sample(stdout);
-        return 0;
-    }
-    if (!strcmp(what, "show")) {
-        for (int i = 2; i < argc; i++) {
-            if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
-                common.config_path = argv[++i];
-            else if ((!strcmp(argv[i], "--set") || !strcmp(argv[i], "-s")) && i + 1 < argc &&
-                     common.nsets < TC_SETS_MAX)
-                common.sets[common.nsets++] = argv[++i];
-            else {
-                fprintf(stderr, "thermocline config show: unknown argument \"%s\"\n", argv[i]);
-                return TC_EXIT_USAGE;
-            }
-        }
-        cfg = tc_cli_config(&common);
+    else
         tc_config_dump(cfg, stdout);
-        tc_config_destroy(cfg);
-        return 0;
-    }
-    printf("usage: thermocline config reference|sample|show [--config FILE] [--set K=V]\n\n"
-           "  reference   the configuration reference as markdown (docs/configuration.md)\n"
-           "  sample      a commented YAML file with every setting at its default\n"
-           "  show        the effective configuration after file, environment and --set\n");
-    return strcmp(what, "-h") && strcmp(what, "--help") && strcmp(what, "help") ? TC_EXIT_USAGE : 0;
+    tc_config_destroy(cfg);
+    return 0;
 }
 
 int tc_cmd_version(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    static const tc_cli_spec spec = {
+        .name = "version",
+        .help = "usage: thermocline version [options]\n\n"
+                "Print the version. A --config file and --set values are checked.\n\n"
+                "" TC_CLI_COMMON_HELP,
+    };
+    tc_cli_common common = {0};
+    tc_cli_parser ps;
+
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while (tc_cli_next(&ps) != -1)
+        ;
+    tc_cli_args(&ps);
+    if (common.config_path || common.nsets)
+        tc_config_destroy(tc_cli_config(&common));
     printf("thermocline %s\n", TC_VERSION);
     return 0;
 }

@@ -17,6 +17,8 @@
 #include <yaml.h>
 
 #include "core/batch.h"
+#include "core/json.h"
+#include "core/log.h"
 
 typedef enum tc_conf_type { TC_CT_STRING, TC_CT_INT, TC_CT_DOUBLE, TC_CT_BOOL } tc_conf_type;
 
@@ -168,6 +170,8 @@ static const tc_conf_entry tc_conf_table[] = {
 
 #define TC_CONF_COUNT     (sizeof(tc_conf_table) / sizeof(tc_conf_table[0]))
 #define TC_RDKAFKA_PREFIX "rdkafka."
+/* Keys (settings and sections) one config file may hold: a duplicate is found among them. */
+#define TC_CONF_KEYS_MAX 1024
 /* YAML nesting deeper than this is not a Thermocline config file. */
 #define TC_CONF_DEPTH_MAX 8
 /* Longest dotted key we accept. */
@@ -357,6 +361,35 @@ static tc_err tc_conf_check_null(const char *key, char *errstr, size_t errstr_si
                       "unknown configuration key \"%s\" (see docs/configuration.md)", key);
 }
 
+/* The keys of one file seen so far, with where: YAML says keys are unique, libyaml does not check,
+ * and a repeated key silently taking the last value hides a mistake. */
+typedef struct tc_conf_seen {
+    char key[TC_CONF_KEY_MAX];
+    size_t line, column;
+} tc_conf_seen;
+
+static tc_err tc_conf_check_dup(tc_conf_seen *seen, size_t *nseen, const char *key,
+                                const yaml_mark_t *mark, const char *origin, char *errstr,
+                                size_t errstr_size)
+{
+    for (size_t i = 0; i < *nseen; i++) {
+        if (!strcmp(seen[i].key, key))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "\"%s\" line %zu column %zu: duplicated key \"%s\" (first at line "
+                              "%zu column %zu)",
+                              origin, mark->line + 1, mark->column + 1, key, seen[i].line,
+                              seen[i].column);
+    }
+    if (*nseen >= TC_CONF_KEYS_MAX)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "\"%s\": more than %d keys", origin,
+                          TC_CONF_KEYS_MAX);
+    snprintf(seen[*nseen].key, sizeof(seen[*nseen].key), "%s", key);
+    seen[*nseen].line = mark->line + 1;
+    seen[*nseen].column = mark->column + 1;
+    (*nseen)++;
+    return TC_OK;
+}
+
 tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const char *origin,
                            char *errstr, size_t errstr_size)
 {
@@ -366,9 +399,13 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
     tc_err err = TC_OK;
     yaml_parser_t parser;
     yaml_event_t ev;
+    tc_conf_seen *seen = malloc(TC_CONF_KEYS_MAX * sizeof(*seen));
+    size_t nseen = 0;
 
-    if (!yaml_parser_initialize(&parser))
+    if (!seen || !yaml_parser_initialize(&parser)) {
+        free(seen);
         return TC_ERR_NOMEM;
+    }
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     while (!done && err == TC_OK) {
         if (!yaml_parser_parse(&parser, &ev)) {
@@ -389,8 +426,10 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
         case YAML_STREAM_END_EVENT:
             done = 1;
             break;
-        case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_START_EVENT:
+            nseen = 0; /* keys are unique within a document; later documents apply in order */
+            break;
+        case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_END_EVENT:
             break;
         case YAML_MAPPING_START_EVENT:
@@ -429,6 +468,9 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
                 } else {
                     memcpy(pending, val, ev.data.scalar.length + 1);
                     have_key = 1;
+                    if (tc_conf_join(keys, depth, pending, full) == 0)
+                        err = tc_conf_check_dup(seen, &nseen, full, &ev.start_mark, origin, errstr,
+                                                errstr_size);
                 }
             } else {
                 have_key = 0;
@@ -456,6 +498,7 @@ tc_err tc_config_load_yaml(tc_config *cfg, const char *buf, size_t len, const ch
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&parser);
+    free(seen);
     return err;
 }
 
@@ -523,6 +566,54 @@ tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size)
         return NULL;
     }
     return cfg;
+}
+
+/* The entry of key's other bound: "X_min" for "X_max"; NULL when key is not an X_max with one. */
+static const tc_conf_entry *tc_conf_min_of(const char *key)
+{
+    char lo[TC_CONF_KEY_MAX];
+    size_t n = strlen(key);
+
+    if (n < 4 || n >= sizeof(lo) || strcmp(key + n - 4, "_max") != 0)
+        return NULL;
+    memcpy(lo, key, n - 4);
+    memcpy(lo + n - 4, "_min", 5);
+    return tc_conf_find(lo);
+}
+
+static double tc_conf_number(const tc_config *cfg, const tc_conf_entry *e)
+{
+    const void *field = (const char *)cfg + e->offset;
+
+    return e->type == TC_CT_DOUBLE ? *(const double *)field : (double)*(const int64_t *)field;
+}
+
+tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    tc_log_level level;
+    tc_log_format format;
+
+    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
+        const tc_conf_entry *hi = &tc_conf_table[i], *lo = tc_conf_min_of(hi->key);
+        char a[TC_FMT_DOUBLE_MAX], b[TC_FMT_DOUBLE_MAX];
+        if (!lo || (hi->type != TC_CT_INT && hi->type != TC_CT_DOUBLE) || lo->type != hi->type ||
+            tc_conf_number(cfg, lo) <= tc_conf_number(cfg, hi))
+            continue;
+        tc_fmt_double(a, sizeof(a), tc_conf_number(cfg, lo));
+        tc_fmt_double(b, sizeof(b), tc_conf_number(cfg, hi));
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "%s (%s) is above %s (%s): no value could be valid", lo->key, a, hi->key,
+                          b);
+    }
+    if (tc_log_parse_level(cfg->log_level, &level))
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "invalid value for \"log.level\": \"%s\" (debug, info, warn or error)",
+                          cfg->log_level);
+    if (tc_log_parse_format(cfg->log_format, &format))
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "invalid value for \"log.format\": \"%s\" (json, human or auto)",
+                          cfg->log_format);
+    return TC_OK;
 }
 
 static const char *const tc_conf_type_names[] = {"string", "integer", "number", "boolean"};
@@ -674,6 +765,7 @@ tc_err tc_config_copy_key(tc_config *dst, const tc_config *src, const char *key)
 
 void tc_config_dump(const tc_config *cfg, FILE *out)
 {
+    char num[TC_FMT_DOUBLE_MAX];
     static const char hidden[] = "(secret; not shown)";
 
     for (size_t i = 0; i < TC_CONF_COUNT; i++) {
@@ -689,7 +781,8 @@ void tc_config_dump(const tc_config *cfg, FILE *out)
             fprintf(out, "%s = %lld\n", e->key, (long long)*(const int64_t *)field);
             break;
         case TC_CT_DOUBLE:
-            fprintf(out, "%s = %.17g\n", e->key, *(const double *)field);
+            tc_fmt_double(num, sizeof(num), *(const double *)field);
+            fprintf(out, "%s = %s\n", e->key, num);
             break;
         case TC_CT_BOOL:
             fprintf(out, "%s = %s\n", e->key, *(const int64_t *)field ? "true" : "false");

@@ -105,6 +105,11 @@ tc_err tc_config_apply_env(tc_config *cfg, char *errstr, size_t errstr_size);
 /* The usual sequence: defaults, file (if path not NULL), environment. NULL on error. */
 tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
 
+/* The checks that span settings, run once every source is applied (file, environment, --set):
+ * every X_min at most its X_max, log.level and log.format known. TC_ERR_CONFIG with errstr
+ * naming the setting at fault. */
+tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size);
+
 /* Write the configuration reference (markdown table) or a commented sample YAML file. */
 void tc_config_write_reference(FILE *out);
 void tc_config_write_sample(FILE *out);

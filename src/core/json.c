@@ -903,20 +903,30 @@ void tc_jbuf_int(tc_jbuf *b, int64_t v)
     tc_jbuf_append(b, tmp, (size_t)n);
 }
 
+int tc_fmt_double(char *buf, size_t cap, double v)
+{
+    int n = 0;
+
+    /* 17 significant digits always round-trip; 15 or 16 usually do, and are what was written
+     * (161.55, not 161.55000000000001). */
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, cap, "%.*g", prec, v);
+        if (!isfinite(v) || strtod(buf, NULL) == v)
+            break;
+    }
+    return n;
+}
+
 void tc_jbuf_double(tc_jbuf *b, double v)
 {
-    char tmp[40];
-    int n = 0;
+    char tmp[TC_FMT_DOUBLE_MAX];
+    int n;
 
     if (!isfinite(v)) {
         tc_jbuf_null(b);
         return;
     }
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v)
-            break;
-    }
+    n = tc_fmt_double(tmp, sizeof(tmp), v);
     tc_jbuf_sep(b);
     tc_jbuf_append(b, tmp, (size_t)n);
 }

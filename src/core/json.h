@@ -149,6 +149,12 @@ void tc_jbuf_str(tc_jbuf *b, const char *s);
 void tc_jbuf_strn(tc_jbuf *b, const char *s, size_t n);
 void tc_jbuf_int(tc_jbuf *b, int64_t v);
 void tc_jbuf_double(tc_jbuf *b, double v); /* finite: shortest round-trip form; else null */
+
+/* Room for any double in tc_fmt_double's form ("-1.2345678901234567e-308"). */
+#define TC_FMT_DOUBLE_MAX 32
+/* v in the shortest of %.15g, %.16g and %.17g that reads back as v (161.55 stays "161.55");
+ * "nan", "inf" as %g writes them. Returns snprintf's count. */
+int tc_fmt_double(char *buf, size_t cap, double v);
 void tc_jbuf_bool(tc_jbuf *b, int v);
 void tc_jbuf_null(tc_jbuf *b);
 /* A value that is already JSON text (trusted: not checked). */

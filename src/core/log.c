@@ -75,6 +75,30 @@ static size_t tc_log_json_escape(char *buf, size_t pos, size_t cap, const char *
     return pos;
 }
 
+/* One log record is one line: a multi-line message (PostgreSQL's "ERROR: ...\nDETAIL: ...\n\t...")
+ * has each run of line breaks and tabs, with the spaces around it, made one space, so that it
+ * reads as a sentence in both formats instead of "\u000a\u0009" noise in JSON. */
+void tc_log_flatten(char *msg)
+{
+    char *w = msg;
+
+    for (const char *r = msg; *r;) {
+        const char *run = r;
+        int breaks = 0;
+        while (*r == ' ' || *r == '\n' || *r == '\r' || *r == '\t')
+            breaks |= *r++ != ' ';
+        if (r == run) {
+            *w++ = *r++;
+        } else if (!breaks) {
+            while (run < r)
+                *w++ = *run++;
+        } else if (*r && w != msg) {
+            *w++ = ' ';
+        }
+    }
+    *w = '\0';
+}
+
 void tc_log(tc_log_level level, const char *comp, const char *fmt, ...)
 {
     char msg[TC_LOG_LINE_MAX], line[TC_LOG_LINE_MAX + 128], ts[80];
@@ -88,6 +112,7 @@ void tc_log(tc_log_level level, const char *comp, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    tc_log_flatten(msg);
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);

@@ -16,6 +16,9 @@ void tc_log_setup(tc_log_level level, tc_log_format format);
 int tc_log_parse_level(const char *s, tc_log_level *out);
 int tc_log_parse_format(const char *s, tc_log_format *out);
 int tc_log_enabled(tc_log_level level);
+/* Make msg one line in place: each run of line breaks and tabs (with the spaces around it) becomes
+ * one space, a trailing one goes. tc_log does it to every message. */
+void tc_log_flatten(char *msg);
 
 /* Log a message from component comp ("pipeline", "store", ...). */
 void tc_log(tc_log_level level, const char *comp, const char *fmt, ...)

@@ -14,6 +14,10 @@
 
 /* How long topic creation may take before we call the broker unreachable. */
 #define TC_ADMIN_TIMEOUT_MS 30000
+/* How long brokers that refuse connections are given (a broker just starting) before an admin
+ * request gives up, and the slices its wait is cut into. */
+#define TC_ADMIN_UNREACHABLE_MS 5000
+#define TC_ADMIN_SLICE_MS       100
 /* Back-off bounds while the store cannot tell where an assigned partition resumes. */
 #define TC_ASSIGN_BACKOFF_MIN_MS 100
 #define TC_ASSIGN_BACKOFF_MAX_MS 5000
@@ -72,14 +76,27 @@ struct tc_producer {
     char last_error[TC_ERRSTR_MAX];
 };
 
+/* What to check, for librdkafka's complaints that mean a wrong kafka.brokers ("" otherwise). */
+static const char *tc_kafka_hint(const char *msg)
+{
+    /* A PostgreSQL or HTTP server answers Kafka's first request with what reads as a huge size. */
+    if (strstr(msg, "receive.message.max.bytes") || strstr(msg, "Invalid response size"))
+        return " (something other than a Kafka broker answered: check kafka.brokers, "
+               "THERMOCLINE_KAFKA_BROKERS; with the dev services: " TC_KAFKA_ENV_HINT ")";
+    if (strstr(msg, "Connection refused") || strstr(msg, "Failed to resolve"))
+        return " (check kafka.brokers, THERMOCLINE_KAFKA_BROKERS, and that Kafka runs; with the "
+               "dev services: " TC_KAFKA_ENV_HINT ")";
+    return "";
+}
+
 static void tc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
     if (level <= 3)
-        tc_log_error("kafka", "%s: %s", fac, buf);
+        tc_log_error("kafka", "%s: %s%s", fac, buf, tc_kafka_hint(buf));
     else if (level == 4)
-        tc_log_warn("kafka", "%s: %s", fac, buf);
+        tc_log_warn("kafka", "%s: %s%s", fac, buf, tc_kafka_hint(buf));
     else if (level <= 6)
         tc_log_info("kafka", "%s: %s", fac, buf);
     else
@@ -100,9 +117,17 @@ static tc_err tc_kafka_set(rd_kafka_conf_t *conf, const char *k, const char *v, 
 rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
                                    const char *const *forced, char *errstr, size_t errstr_size)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf;
     tc_err err;
 
+    /* An empty address would make librdkafka wait for brokers that can never come. */
+    if (!cfg->kafka_brokers || !*cfg->kafka_brokers) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "kafka.brokers is empty: set THERMOCLINE_KAFKA_BROKERS or kafka.brokers to "
+                   "host:port (with the dev services: " TC_KAFKA_ENV_HINT ")");
+        return NULL;
+    }
+    conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, tc_kafka_log_cb);
     err = tc_kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr, errstr_size);
     if (err == TC_OK)
@@ -412,8 +437,12 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
                 c->nassigned++;
             ps->assigned = 1;
         }
-        tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic, ids[i],
-                    (long long)next[i]);
+        if (next[i] >= 0)
+            tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic,
+                        ids[i], (long long)next[i]);
+        else
+            tc_log_info("consumer", "assigned %s [%d] from the start (nothing stored yet)",
+                        parts->elems[i].topic, ids[i]);
     }
     tc_nudger_assigned(c);
     if (cooperative)
@@ -751,24 +780,61 @@ void tc_consumer_destroy(tc_consumer *c)
     free(c);
 }
 
-tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
+/* What the brokers of a one-shot admin client said (its error callback), so that a wrong
+ * kafka.brokers ends early with what to fix instead of a bare timeout. */
+typedef struct tc_admin_watch {
+    int non_kafka;   /* something answered, but not in Kafka's protocol */
+    int unreachable; /* connections refused, or the name did not resolve */
+    char last[256];
+} tc_admin_watch;
+
+static void tc_admin_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    char inner[TC_ERRSTR_MAX], retention[32];
+    tc_admin_watch *w = opaque;
+
+    (void)rk;
+    /* A PostgreSQL or HTTP server answers a Kafka request with bytes librdkafka reads as a huge
+     * response size ("Invalid response size ...: increase receive.message.max.bytes"). */
+    if (strstr(reason, "receive.message.max.bytes") || strstr(reason, "Invalid response size"))
+        w->non_kafka = 1;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+        err == RD_KAFKA_RESP_ERR__RESOLVE)
+        w->unreachable = 1;
+    snprintf(w->last, sizeof(w->last), "%s", reason);
+}
+
+/* A one-shot client for admin requests, its brokers' errors collected in *watch. */
+static rd_kafka_t *tc_admin_client_new(const tc_config *cfg, tc_admin_watch *watch, char *errstr,
+                                       size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX];
     rd_kafka_conf_t *conf = tc_kafka_conf_new(cfg, NULL, NULL, errstr, errstr_size);
-    rd_kafka_NewTopic_t *nt = NULL;
-    rd_kafka_queue_t *q = NULL;
-    rd_kafka_event_t *ev = NULL;
-    rd_kafka_t *rk = NULL;
-    tc_err err = TC_OK;
+    rd_kafka_t *rk;
 
     if (!conf)
-        return TC_ERR_CONFIG;
+        return NULL;
+    rd_kafka_conf_set_error_cb(conf, tc_admin_error_cb);
+    rd_kafka_conf_set_opaque(conf, watch);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s",
-                          inner);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s", inner);
     }
+    return rk;
+}
+
+tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    char inner[TC_ERRSTR_MAX], retention[32];
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    tc_admin_watch watch = {0};
+    rd_kafka_t *rk = tc_admin_client_new(cfg, &watch, errstr, errstr_size);
+    tc_err err = TC_OK;
+
+    if (!rk)
+        return TC_ERR_KAFKA;
     nt = rd_kafka_NewTopic_new(cfg->kafka_topic, (int)cfg->kafka_partitions,
                                (int)cfg->kafka_replication_factor, inner, sizeof(inner));
     if (!nt) {
@@ -780,11 +846,27 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
     rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
     q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    ev = rd_kafka_queue_poll(q, TC_ADMIN_TIMEOUT_MS);
-    if (!ev) {
+    /* Wait in slices, serving the error callback between them: a non-Kafka answer ends the wait
+     * at once, brokers that refuse connections after TC_ADMIN_UNREACHABLE_MS. */
+    for (int waited = 0; !ev && waited < TC_ADMIN_TIMEOUT_MS; waited += TC_ADMIN_SLICE_MS) {
+        ev = rd_kafka_queue_poll(q, TC_ADMIN_SLICE_MS);
+        rd_kafka_poll(rk, 0);
+        if (!ev && (watch.non_kafka || (watch.unreachable && waited >= TC_ADMIN_UNREACHABLE_MS)))
+            break;
+    }
+    if (!ev && watch.non_kafka) {
         err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
-                         "could not create topic \"%s\": no answer from %s within %d ms",
-                         cfg->kafka_topic, cfg->kafka_brokers, TC_ADMIN_TIMEOUT_MS);
+                         "could not create topic \"%s\": kafka.brokers \"%s\" answered, but not "
+                         "as a Kafka broker (a PostgreSQL or HTTP port?); check kafka.brokers "
+                         "(THERMOCLINE_KAFKA_BROKERS); with the dev services: " TC_KAFKA_ENV_HINT,
+                         cfg->kafka_topic, cfg->kafka_brokers);
+    } else if (!ev) {
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                         "could not create topic \"%s\": no Kafka broker answered at kafka.brokers "
+                         "\"%s\" (%s); check kafka.brokers (THERMOCLINE_KAFKA_BROKERS) and that "
+                         "Kafka runs; with the dev services: " TC_KAFKA_ENV_HINT,
+                         cfg->kafka_topic, cfg->kafka_brokers,
+                         *watch.last ? watch.last : "no answer");
     } else if (rd_kafka_event_error(ev)) {
         err =
             tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size, "could not create topic \"%s\": %s",
@@ -811,6 +893,40 @@ out:
         rd_kafka_NewTopic_destroy(nt);
     rd_kafka_destroy(rk);
     return err;
+}
+
+tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *partitions,
+                               int *replicas, char *errstr, size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    tc_admin_watch watch = {0};
+    rd_kafka_resp_err_t kerr;
+    rd_kafka_t *rk;
+
+    *partitions = *replicas = 0;
+    rk = tc_admin_client_new(cfg, &watch, errstr, errstr_size);
+    if (!rk)
+        return TC_ERR_KAFKA;
+    /* Every topic's metadata, not the one topic's: asking for a topic by name may create it on a
+     * broker that auto-creates topics. */
+    kerr = rd_kafka_metadata(rk, 1, NULL, &md, TC_ADMIN_UNREACHABLE_MS * 2);
+    if (kerr) {
+        rd_kafka_destroy(rk);
+        return tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                          "could not list the topics at kafka.brokers \"%s\": %s; check "
+                          "kafka.brokers (THERMOCLINE_KAFKA_BROKERS); with the dev services: "
+                          "" TC_KAFKA_ENV_HINT,
+                          cfg->kafka_brokers, rd_kafka_err2str(kerr));
+    }
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (strcmp(md->topics[i].topic, topic) != 0 || md->topics[i].err)
+            continue;
+        *partitions = md->topics[i].partition_cnt;
+        *replicas = md->topics[i].partition_cnt ? md->topics[i].partitions[0].replica_cnt : 0;
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return TC_OK;
 }
 
 static void tc_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)

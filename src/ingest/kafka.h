@@ -88,8 +88,16 @@ void tc_consumer_destroy(tc_consumer *c);
 rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
                                    const char *const *forced, char *errstr, size_t errstr_size);
 
-/* Create the topic if it does not exist. */
+/* What a user of the dev services runs to point Thermocline at them, for error messages. */
+#define TC_KAFKA_ENV_HINT "eval \"$(scripts/dev-services env)\""
+
+/* Create the topic if it does not exist (kafka.partitions, kafka.replication_factor,
+ * kafka.retention_ms). A wrong kafka.brokers fails within seconds, with a message naming it. */
 tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size);
+
+/* The partitions and replicas (of its first partition) of topic; both 0 when it does not exist. */
+tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *partitions,
+                               int *replicas, char *errstr, size_t errstr_size);
 
 typedef struct tc_producer tc_producer;
 

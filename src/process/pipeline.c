@@ -343,14 +343,25 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
         /* A replay keeps the rollups out of the way: it recomputes what its range feeds. */
         m->rollup_next = m->rollup_durable = rollup_next ? rollup_next[i] : INT64_MAX;
         if (m->rollup_next < next[i]) {
-            tc_log_info("pipeline", "partition %d: the rollups resume at %lld, the store at %lld",
-                        parts[i], (long long)m->rollup_next, (long long)next[i]);
+            if (m->rollup_next < 0)
+                tc_log_info("pipeline",
+                            "partition %d: the rollups resume from the start, the store at %lld",
+                            parts[i], (long long)next[i]);
+            else
+                tc_log_info("pipeline",
+                            "partition %d: the rollups resume at %lld, the store at %lld", parts[i],
+                            (long long)m->rollup_next, (long long)next[i]);
             next[i] = m->rollup_next;
         }
         /* Start at the lower mark: -1 ("nothing yet") is the lowest of all. */
         if (lake_next && lake_next[i] < next[i]) {
-            tc_log_info("pipeline", "partition %d: the lake resumes at %lld, the store at %lld",
-                        parts[i], (long long)lake_next[i], (long long)next[i]);
+            if (lake_next[i] < 0)
+                tc_log_info("pipeline",
+                            "partition %d: the lake resumes from the start, the store at %lld",
+                            parts[i], (long long)next[i]);
+            else
+                tc_log_info("pipeline", "partition %d: the lake resumes at %lld, the store at %lld",
+                            parts[i], (long long)lake_next[i], (long long)next[i]);
             next[i] = lake_next[i];
         }
     }

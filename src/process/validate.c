@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "core/json.h"
+
 tc_reject tc_validate_row(const tc_batch *b, size_t row, const tc_limits *lim, int64_t now_us,
                           char *detail, size_t detail_size)
 {
@@ -26,7 +28,9 @@ tc_reject tc_validate_row(const tc_batch *b, size_t row, const tc_limits *lim, i
         if (!b->present[m][row])
             continue;
         if (!isfinite(v) || v < lim->min[m] || v > lim->max[m]) {
-            snprintf(detail, detail_size, "%s %.17g is outside [%g, %g]", tc_metric_names[m], v,
+            char text[TC_FMT_DOUBLE_MAX];
+            tc_fmt_double(text, sizeof(text), v);
+            snprintf(detail, detail_size, "%s %s is outside [%g, %g]", tc_metric_names[m], text,
                      lim->min[m], lim->max[m]);
             return TC_REJECT_OUT_OF_RANGE;
         }

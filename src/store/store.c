@@ -165,6 +165,8 @@ const char *tc_store_pgmsg(const tc_store *s, const PGresult *res, char *buf, si
     n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = '\0';
+    /* libpq's "...failed: Connection refused\n\tIs the server running...?" as one line. */
+    tc_log_flatten(buf);
     return buf;
 }
 
@@ -246,8 +248,14 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
     if (!s->conn)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory connecting");
     if (PQstatus(s->conn) != CONNECTION_OK) {
-        tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size, "could not connect to PostgreSQL: %s",
-                   tc_store_pgmsg(s, NULL, msg, sizeof(msg)));
+        /* Where it tried (never the whole DSN: it may hold a password) and what to check. */
+        tc_store_pgmsg(s, NULL, msg, sizeof(msg));
+        tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
+                   "could not connect to PostgreSQL (host %s, port %s, database %s): %s; check "
+                   "postgres.dsn (THERMOCLINE_PG_DSN); with the dev services: eval "
+                   "\"$(scripts/dev-services env)\"",
+                   PQhost(s->conn) ? PQhost(s->conn) : "?", PQport(s->conn) ? PQport(s->conn) : "?",
+                   PQdb(s->conn) ? PQdb(s->conn) : "?", msg);
         PQfinish(s->conn);
         s->conn = NULL;
         return TC_ERR_DB_CONN;

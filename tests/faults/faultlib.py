@@ -69,7 +69,7 @@ class Services:
         })
         # Never the shared instances' addresses, whatever the calling shell exported.
         for k in ("THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_PG_DSN", "PGHOST", "PGPORT",
-                  "THERMOCLINE_KAFKA_CONTROLLER_PORT"):
+                  "THERMOCLINE_KAFKA_CONTROLLER_PORT", "THERMOCLINE_LAKE_DIR"):
             self.env.pop(k, None)
         self.brokers = f"127.0.0.1:{self.kafka_port}"
         self.dsn = (f"host=127.0.0.1 port={self.pg_port} dbname=thermocline user=postgres"

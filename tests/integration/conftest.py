@@ -55,6 +55,9 @@ class Thermocline:
 
     def env(self):
         env = dict(os.environ)
+        # `scripts/dev-services env` names the dev services' lake (the demo's): a test writes a
+        # lake only where it says so (lake.dir), never into that shared one.
+        env.pop("THERMOCLINE_LAKE_DIR", None)
         # LeakSanitizer reports leaks inside librdkafka's and OpenSSL's global state at exit that
         # are not ours; ASan's other checks stay on.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

@@ -66,26 +66,28 @@ static tc_err add_letter(tc_dlq_batch *d, int i)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        TC_CLI_COMMON_LONGOPTS, {"count", required_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"count", required_argument, NULL, 'n'},
+                                             {NULL, 0, NULL, 0}};
+    static const tc_cli_spec spec = {
+        .name = "tc_dlq_mirror_send",
+        .help =
+            "usage: tc_dlq_mirror_send [--set KEY=VALUE ...] [--count N]\n\n" TC_CLI_COMMON_HELP,
+        .shortopts = "n:",
+        .longopts = longopts,
+    };
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};
+    tc_cli_parser ps;
     tc_dlq_mirror *m;
     tc_dlq_batch *d;
     tc_config *cfg;
-    int opt, count = 9, rc = 0;
+    int count = 9, rc = 0;
     tc_err err = TC_OK;
 
-    while ((opt = getopt_long(argc, argv, "c:s:hn:", longopts, NULL)) != -1) {
-        if (tc_cli_common_opt(&common, opt, optarg))
-            continue;
-        if (opt == 'n') {
-            count = (int)tc_cli_parse_long("--count", optarg, 0, 100000);
-            continue;
-        }
-        fprintf(stderr, "usage: tc_dlq_mirror_send [--set KEY=VALUE ...] [--count N]\n");
-        return 2;
-    }
+    tc_cli_begin(&ps, &spec, &common, argc, argv);
+    while (tc_cli_next(&ps) == 'n')
+        count = (int)tc_cli_parse_long("--count", optarg, 0, 100000);
+    tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     d = tc_dlq_batch_new((size_t)count + 1, 0);
     m = d ? tc_dlq_mirror_new(cfg, errstr, sizeof(errstr)) : NULL;

@@ -968,6 +968,86 @@ static void test_dump_masks_password(void **state)
     free(out);
 }
 
+/* YAML says a mapping's keys are unique; a repeated one is refused with where both are. */
+static void test_yaml_duplicate_keys(void **state)
+{
+    fixture *f = *state;
+
+    LOAD_BAD(f, "kafka:\n  topic: a\n  topic: b\n",
+             "line 3 column 3: duplicated key \"kafka.topic\"");
+    LOAD_BAD(f, "kafka:\n  topic: a\n  topic: b\n", "first at line 2 column 3");
+    /* A section given twice is a duplicate too, even with different keys under it. */
+    LOAD_BAD(f, "kafka:\n  topic: a\nlog:\n  level: info\nkafka:\n  group: g\n",
+             "line 5 column 1: duplicated key \"kafka\"");
+    /* The same leaf name under two sections is not a duplicate. */
+    assert_int_equal(load(f, "kafka:\n  topic: a\nlog:\n  level: warn\nlake:\n  dir: /x\n"), TC_OK);
+    /* A dotted key and a nested one name the same setting. */
+    LOAD_BAD(f, "kafka.topic: a\nkafka:\n  topic: b\n", "duplicated key \"kafka.topic\"");
+    /* Each document of a stream has keys of its own. */
+    assert_int_equal(load(f, "kafka: {topic: one}\n---\nkafka: {topic: two}\n"), TC_OK);
+}
+
+/* Every X_min/X_max pair is checked once all sources are applied, naming both keys. */
+static void test_check_min_max(void **state)
+{
+    fixture *f = *state;
+    static const char *const metrics[] = {"temperature", "humidity", "pressure",
+                                          "battery",     "latitude", "longitude"};
+
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
+        char lo[64], hi[64];
+        tc_config *c = tc_config_new();
+        assert_non_null(c);
+        snprintf(lo, sizeof(lo), "validation.%s_min", metrics[i]);
+        snprintf(hi, sizeof(hi), "validation.%s_max", metrics[i]);
+        assert_int_equal(tc_config_set(c, lo, "1000", f->err, sizeof(f->err)), TC_OK);
+        assert_int_equal(tc_config_set(c, hi, "-1000", f->err, sizeof(f->err)), TC_OK);
+        assert_int_equal(tc_config_check(c, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+        assert_non_null(strstr(f->err, lo));
+        assert_non_null(strstr(f->err, hi));
+        /* Equal bounds accept exactly one value: allowed. */
+        assert_int_equal(tc_config_set(c, hi, "1000", f->err, sizeof(f->err)), TC_OK);
+        assert_int_equal(tc_config_check(c, f->err, sizeof(f->err)), TC_OK);
+        tc_config_destroy(c);
+    }
+    assert_int_equal(set(f, "validation.temperature_min", "100"), TC_OK);
+    assert_int_equal(set(f, "validation.temperature_max", "-50"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_string_equal(f->err, "validation.temperature_min (100) is above "
+                                "validation.temperature_max (-50): no value could be valid");
+}
+
+/* A wrong log.level or log.format is named alone, with the values allowed. */
+static void test_check_log_settings(void **state)
+{
+    fixture *f = *state;
+
+    assert_int_equal(set(f, "log.level", "verbose"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_string_equal(
+        f->err, "invalid value for \"log.level\": \"verbose\" (debug, info, warn or error)");
+    assert_int_equal(set(f, "log.level", "debug"), TC_OK);
+    assert_int_equal(set(f, "log.format", "xml"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_non_null(strstr(f->err, "\"log.format\": \"xml\" (json, human or auto)"));
+    assert_null(strstr(f->err, "log.level"));
+}
+
+/* A double setting is shown as written, not with 17 digits. */
+static void test_dump_shortest_doubles(void **state)
+{
+    fixture *f = *state;
+    char *out;
+
+    assert_int_equal(set(f, "validation.temperature_max", "161.55"), TC_OK);
+    assert_int_equal(set(f, "validation.humidity_max", "0.1"), TC_OK);
+    out = dump(f->cfg);
+    assert_non_null(strstr(out, "validation.temperature_max = 161.55\n"));
+    assert_non_null(strstr(out, "validation.humidity_max = 0.1\n"));
+    free(out);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1008,6 +1088,10 @@ int main(void)
         T(test_sample_round_trip),
         T(test_dump),
         T(test_dump_masks_password),
+        T(test_yaml_duplicate_keys),
+        T(test_check_min_max),
+        T(test_check_log_settings),
+        T(test_dump_shortest_doubles),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

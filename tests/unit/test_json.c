@@ -462,6 +462,29 @@ static void test_equal(void **state)
     tc_json_free(c);
 }
 
+/* tc_fmt_double: the shortest of 15, 16, 17 digits that reads back as the same double. */
+static void test_fmt_double(void **state)
+{
+    static const double v[] = {
+        161.55, 0.1, 1e-300, -2.5, 100.00000000000001, 1.0 / 3.0, 5e-324, 1.7976931348623157e308};
+    char buf[TC_FMT_DOUBLE_MAX];
+
+    (void)state;
+    tc_fmt_double(buf, sizeof(buf), 161.55);
+    assert_string_equal(buf, "161.55");
+    tc_fmt_double(buf, sizeof(buf), 0.1);
+    assert_string_equal(buf, "0.1");
+    tc_fmt_double(buf, sizeof(buf), 0.1 + 0.2);
+    assert_string_equal(buf, "0.30000000000000004"); /* needs all 17 */
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int n = tc_fmt_double(buf, sizeof(buf), v[i]);
+        assert_true(n > 0 && (size_t)n < sizeof(buf));
+        assert_true(strtod(buf, NULL) == v[i]);
+    }
+    tc_fmt_double(buf, sizeof(buf), NAN);
+    assert_string_equal(buf, "nan");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_escapes_decode),
         cmocka_unit_test(test_allow_nul),
         cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_fmt_double),
         cmocka_unit_test(test_error_offsets),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_escape_all_bytes),

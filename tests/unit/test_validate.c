@@ -218,6 +218,15 @@ static void test_detail_text(void **state)
     assert_int_equal(check_metric(f, TC_M_PRESSURE, NAN), TC_REJECT_OUT_OF_RANGE);
     assert_non_null(strstr(f->detail, "pressure"));
     assert_non_null(strstr(f->detail, "nan"));
+    /* The number as the device wrote it: the shortest form that reads back as the same double
+     * (161.55, not %.17g's 161.55000000000001), and all 17 digits where they are needed. */
+    assert_int_equal(check_metric(f, TC_M_TEMPERATURE, 161.55), TC_REJECT_OUT_OF_RANGE);
+    assert_string_equal(f->detail, "temperature 161.55 is outside [-50, 100]");
+    assert_int_equal(check_metric(f, TC_M_TEMPERATURE, 100.1), TC_REJECT_OUT_OF_RANGE);
+    assert_string_equal(f->detail, "temperature 100.1 is outside [-50, 100]");
+    assert_int_equal(check_metric(f, TC_M_TEMPERATURE, nextafter(100.0, 200.0)),
+                     TC_REJECT_OUT_OF_RANGE);
+    assert_string_equal(f->detail, "temperature 100.00000000000001 is outside [-50, 100]");
 }
 
 /* The limits come from the struct, not from constants in the validator. */
