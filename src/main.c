@@ -46,7 +46,7 @@ static void tc_usage(FILE *out)
         const tc_command *c = &tc_commands[i];
         char name[64];
         snprintf(name, sizeof(name), "%s%s%s", c->name, *c->subcommands ? " " : "", c->subcommands);
-        fprintf(out, "  %-32s %s\n", name, c->summary);
+        fprintf(out, "  %-34s %s\n", name, c->summary);
     }
     fprintf(out, "\nEvery command takes --help, --config FILE and --set KEY=VALUE;\n"
                  "`thermocline COMMAND --help` describes a command.\n");

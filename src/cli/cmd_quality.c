@@ -41,7 +41,7 @@ int tc_cmd_quality(int argc, char **argv)
                 "  check-rules FILE  parse a data-quality rules file (docs/quality.md): print a\n"
                 "                    summary and exit 0, or print FILE:LINE:COL: message and\n"
                 "                    exit 1\n" TC_CLI_COMMON_HELP,
-        .min_args = 2,
+        .min_args = 1,
         .max_args = 2,
     };
     char errstr[TC_ERRSTR_MAX];
@@ -58,6 +58,8 @@ int tc_cmd_quality(int argc, char **argv)
     first = tc_cli_args(&ps);
     if (strcmp(argv[first], "check-rules") != 0)
         tc_cli_usage_error(&spec, "unknown subcommand \"%s\"", argv[first]);
+    if (first + 1 >= argc)
+        tc_cli_usage_error(&spec, "check-rules wants the rules FILE");
     path = argv[first + 1];
     cfg = tc_cli_config(&common);
     set = tc_qr_load(path, errstr, sizeof(errstr));
