@@ -402,9 +402,10 @@ static void tc_store_encode_dead_letters(tc_store *s, const tc_dlq_batch *d)
 }
 
 /* Parameters of one prepared statement, arrays built in s->params. The widest statement is the
- * offsets' upsert: group, topic, then the partitions and their offsets; the rollups and the latest
- * state send one array of records each. */
-#define TC_PARAMS_MAX 4
+ * offsets' fenced update: group, topic, the partitions, their new offsets, the offsets they move
+ * from and the value that says "no row yet"; the rollups and the latest state send one array of
+ * records each. */
+#define TC_PARAMS_MAX 6
 
 /* Groups per rollup or latest-state statement. The records of one statement are built in memory
  * (some 420 bytes a rollup group: each column carries its type and length), so a flush of 60,000
@@ -507,26 +508,50 @@ static tc_err tc_store_run_prepared(tc_store *s, const char *name, tc_params *p,
     return err;
 }
 
-/* Offsets of all partitions of the batch in one prepared statement, arrays in binary. */
+/*
+ * Offsets of all partitions of the batch in one prepared statement, arrays in binary.
+ *
+ * Fencing: with from set, partition i moves to offsets[i] only from from[i], the offset the
+ * writer last saw stored (`absent`: no row yet, which only an insert may fill). A member that
+ * lost its partitions while it waited (evicted from the group during a long stall) finds them
+ * moved on by their next owner, or its next owner finds them moved on by it: in either case the
+ * update matches no row, and the statement answers which partitions it could not move. The
+ * caller rolls back: the rows of the batch are not written twice. PostgreSQL re-checks the WHERE
+ * of an UPDATE that waited for a concurrent one on the row's newest version (READ COMMITTED), so
+ * two writers from the same offset cannot both succeed. with from NULL the offsets are set as
+ * they are (a replay, which keeps the marks where they are or moves them itself).
+ */
 static tc_err tc_store_write_offsets(tc_store *s, const char *group,
-                                     const tc_partition_offset *offsets, size_t n, char *errstr,
-                                     size_t errstr_size)
+                                     const tc_partition_offset *offsets, const int64_t *from,
+                                     int64_t absent, size_t n, char *errstr, size_t errstr_size)
 {
-    static const Oid types[4] = {TC_OID_TEXT, TC_OID_TEXT, TC_OID_INT4_ARRAY, TC_OID_INT8_ARRAY};
-    char sql[TC_SQL_MAX], what[TC_SQL_MAX];
+    static const Oid types[6] = {TC_OID_TEXT,       TC_OID_TEXT,       TC_OID_INT4_ARRAY,
+                                 TC_OID_INT8_ARRAY, TC_OID_INT8_ARRAY, TC_OID_INT8};
+    char sql[TC_SQL_MAX], what[TC_SQL_MAX], msg[TC_ERRSTR_MAX], absent_text[24];
+    PGresult *res;
     tc_params p;
     tc_err err;
 
     if (n == 0)
         return TC_OK;
-    if (tc_store_sql(s,
-                     "INSERT INTO @S.ingest_offsets AS o (group_id, topic, partition, next_offset)"
-                     " SELECT $1, $2, p, x FROM unnest($3::int[], $4::bigint[]) AS u(p, x)"
-                     " ON CONFLICT (group_id, topic, partition) DO UPDATE"
-                     " SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                     sql, sizeof(sql)) < 0)
+    if (tc_store_sql(
+            s,
+            "WITH u AS (SELECT * FROM unnest($3::int[], $4::bigint[], $5::bigint[])"
+            " AS u(p, x, f)),"
+            " i AS (INSERT INTO @S.ingest_offsets (group_id, topic, partition, next_offset)"
+            " SELECT $1, $2, p, x FROM u WHERE f = $6 OR $6 IS NULL"
+            " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+            " SET next_offset = EXCLUDED.next_offset, updated_at = now() WHERE $6 IS NULL"
+            " RETURNING partition),"
+            " d AS (UPDATE @S.ingest_offsets AS o SET next_offset = u.x, updated_at = now()"
+            " FROM u WHERE $6 IS NOT NULL AND u.f <> $6 AND o.group_id = $1"
+            " AND o.topic = $2 AND o.partition = u.p AND o.next_offset = u.f"
+            " RETURNING o.partition)"
+            " SELECT u.p, u.f FROM u WHERE u.p NOT IN"
+            " (SELECT partition FROM i UNION ALL SELECT partition FROM d)",
+            sql, sizeof(sql)) < 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "offsets statement too long");
-    err = tc_store_prepare(s, TC_PREP_OFFSETS, "tc_offsets", sql, 4, types, errstr, errstr_size);
+    err = tc_store_prepare(s, TC_PREP_OFFSETS, "tc_offsets", sql, 6, types, errstr, errstr_size);
     if (err != TC_OK)
         return err;
     tc_params_reset(s, &p);
@@ -538,8 +563,29 @@ static tc_err tc_store_write_offsets(tc_store *s, const char *group,
     tc_params_array(s, &p, TC_OID_INT8, n, 0);
     for (size_t i = 0; i < n; i++)
         tc_copy_int8(&s->params, offsets[i].next_offset);
+    tc_params_array(s, &p, TC_OID_INT8, n, 0);
+    for (size_t i = 0; i < n; i++)
+        tc_copy_int8(&s->params, from ? from[i] : absent);
+    snprintf(absent_text, sizeof(absent_text), "%lld", (long long)absent);
+    tc_params_text(&p, from ? absent_text : NULL); /* NULL: SQL NULL, unconditional */
     snprintf(what, sizeof(what), "offsets of group \"%s\"", group);
-    return tc_store_run_prepared(s, "tc_offsets", &p, what, errstr, errstr_size);
+    if (tc_params_finish(s, &p) < 0)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory encoding %s", what);
+    res = PQexecPrepared(s->conn, "tc_offsets", p.n, p.values, p.lengths, p.formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not write %s: %s", what,
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    } else if (PQntuples(res) > 0) {
+        err = tc_err_set(TC_ERR_FENCED, errstr, errstr_size,
+                         "%s of topic \"%s\" partition %s: the stored next offset is no longer "
+                         "%s, where this write started (%d partitions moved on): another member "
+                         "owns them now",
+                         what, s->topic, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                         PQntuples(res));
+    }
+    PQclear(res);
+    return err;
 }
 
 /* Append to out (at *pos) with printf; returns -1 when it does not fit. */
@@ -1151,8 +1197,8 @@ static tc_err tc_store_write_aggregates(tc_store *s, char *errstr, size_t errstr
     return err;
 }
 
-tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
-                              char *errstr, size_t errstr_size)
+tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, const int64_t *from,
+                              size_t nmarks, char *errstr, size_t errstr_size)
 {
     tc_err err = tc_store_connect(s, errstr, errstr_size);
 
@@ -1170,7 +1216,8 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, siz
         return err;
     err = tc_store_write_aggregates(s, errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_store_write_offsets(s, s->rollup_group, marks, nmarks, errstr, errstr_size);
+        err = tc_store_write_offsets(s, s->rollup_group, marks, from, TC_STORE_MARK_ABSENT, nmarks,
+                                     errstr, errstr_size);
     if (err != TC_OK) {
         tc_store_rollback(s, "the rollups");
         return err;
@@ -1182,16 +1229,17 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, siz
 }
 
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
-                      const tc_partition_offset *offsets, size_t noffsets, char *errstr,
-                      size_t errstr_size)
+                      const tc_partition_offset *offsets, const int64_t *from, size_t noffsets,
+                      char *errstr, size_t errstr_size)
 {
-    return tc_store_write_ordered(s, b, dlq, offsets, noffsets, NULL, NULL, errstr, errstr_size);
+    return tc_store_write_ordered(s, b, dlq, offsets, from, noffsets, NULL, NULL, errstr,
+                                  errstr_size);
 }
 
 tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
-                              const tc_partition_offset *offsets, size_t noffsets,
-                              int (*turn)(void *opaque), void *opaque, char *errstr,
-                              size_t errstr_size)
+                              const tc_partition_offset *offsets, const int64_t *from,
+                              size_t noffsets, int (*turn)(void *opaque), void *opaque,
+                              char *errstr, size_t errstr_size)
 {
     char sql[TC_SQL_MAX], where[TC_SQL_MAX];
     int64_t dmin = INT64_MAX, dmax = INT64_MIN, d;
@@ -1253,7 +1301,7 @@ tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch
                          s->topic);
         goto fail;
     }
-    err = tc_store_write_offsets(s, s->group, offsets, noffsets, errstr, errstr_size);
+    err = tc_store_write_offsets(s, s->group, offsets, from, -1, noffsets, errstr, errstr_size);
     if (err != TC_OK)
         goto fail;
     err = tc_store_exec(s, "COMMIT", "commit batch", errstr, errstr_size);
@@ -1284,13 +1332,14 @@ tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size
                                        next, errstr, errstr_size);
 }
 
-tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks, size_t n,
-                                    char *errstr, size_t errstr_size)
+tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks,
+                                    const int64_t *from, size_t n, char *errstr, size_t errstr_size)
 {
     tc_err err = tc_store_connect(s, errstr, errstr_size);
 
     if (err == TC_OK)
-        err = tc_store_write_offsets(s, s->rollup_group, marks, n, errstr, errstr_size);
+        err = tc_store_write_offsets(s, s->rollup_group, marks, from, TC_STORE_MARK_ABSENT, n,
+                                     errstr, errstr_size);
     return err;
 }
 
