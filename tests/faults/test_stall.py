@@ -4,9 +4,9 @@ twice in the store, the rollups or the lake.
 
 - `stall`: the member goes on serving the consumer while its writers wait (its partitions paused),
   so the group keeps it and nothing moves; it must not be evicted.
-- `stall-stop`: the member is also frozen (SIGSTOP) while its writers wait, so the group does evict
+- `stall-stop`: the member is also frozen (SIGSTOP) while its writer waits, so the group does evict
   it and the other member takes its partitions over; both members' transactions then wait on the
-  same locked rows. When the lock goes, the first to commit wins and the other is fenced (its
+  same locked rows (one writer each: no lock_timeout). When the lock goes, the first to commit wins and the other is fenced (its
   offsets no longer move from where it read them): it rolls back and resumes from what is stored.
 """
 
@@ -53,6 +53,9 @@ def test_offsets_locked_past_max_poll(pipeline, tmp_path, freeze):
     sim = p.simulate(n, rate=rate, seed=rng.randrange(1 << 30))
     extra = (f"lake.dir={lake}", "lake.roll_seconds=1", "pipeline.batch_size=500",
              "postgres.rollup_interval_ms=200", f"rdkafka.max.poll.interval.ms={MAX_POLL_MS}")
+    if freeze:
+        # One writer: no lock_timeout (async.h), so both members' transactions queue on the rows.
+        extra += ("postgres.writers=1",)
     a = p.spawn(extra, idle=5)
     b = p.spawn(extra, idle=5)
     locker = None
@@ -82,9 +85,9 @@ def test_offsets_locked_past_max_poll(pipeline, tmp_path, freeze):
                 for q in held:
                     b.wait_for(rf'"msg":"assigned {p.topic} \[{q}\]', timeout=120, start=mark_b)
                 took_over = time.time() - t_lock
-                # The new owner's writes of those partitions wait on the same rows (the frozen
-                # member's statement has hit its lock_timeout by now).
-                _wait(lambda: _lock_waiters(p) > 0, 60, "the new owner waiting for the lock")
+                # The new owner's writes of those partitions wait on the same rows, behind the
+                # frozen member's.
+                _wait(lambda: _lock_waiters(p) > 1, 60, "the new owner waiting for the lock")
             finally:
                 a.proc.send_signal(signal.SIGCONT)
         left = LOCK_S - (time.time() - t_lock)
@@ -113,11 +116,15 @@ def test_offsets_locked_past_max_poll(pipeline, tmp_path, freeze):
     evicted = [msg for _l, comp, msg in a.messages()[mark_a:released_a] if comp == "consumer"
                and re.match(r"(lost|revoked) ", msg)]
     fenced = sum("fenced" in msg for m in (a, b) for _l, _c, msg in m.messages())
-    if not freeze:
-        assert not evicted, f"the stalled member lost its partitions: {evicted}"
     exp = assert_exact(p, lake, produced=summary["produced"])
     assert _rollup_total(p) == [exp["valid"], exp["valid"]], \
         f"rollups count {_rollup_total(p)} readings, expected {exp['valid']}"
+    if not freeze:
+        assert not evicted, f"the stalled member lost its partitions: {evicted}"
+    else:
+        # Both members' offsets updates were queued on the same rows from the same offsets: the
+        # second to get them found them moved on.
+        assert fenced > 0, "no write was fenced"
     log(f"stall{'-stop' if freeze else ''}: locked {len(locked)} offset rows of partitions "
         f"{held} for {lock_s:.1f} s (max.poll.interval.ms {MAX_POLL_MS})"
         + (f", the other member took them over after {took_over:.1f} s" if freeze else "")
