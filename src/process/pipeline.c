@@ -3,7 +3,6 @@
  */
 #include "process/pipeline.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "schema/avro_reading.h"
 #include "schema/catalog.h"
 #include "schema/json_reading.h"
+#include "schema/shape.h"
 #include "store/async.h"
 #include "store/store.h"
 
@@ -425,14 +425,14 @@ static tc_err tc_pipeline_rollups_init_marks(tc_pipeline *p, const int32_t *part
         rollup_next[i] = store_next[i];
         absent[k] = TC_STORE_MARK_ABSENT; /* fenced: only where still none is stored */
         init[k++] = (tc_partition_offset){parts[i], store_next[i]};
-        if (k == TC_PENDING_MAX || i == n - 1) {
+        if (k == TC_PENDING_MAX) {
             err = tc_store_save_rollup_offsets(p->store, init, absent, k, errstr, errstr_size);
             if (err != TC_OK)
                 return err;
             k = 0;
         }
     }
-    return TC_OK;
+    return k ? tc_store_save_rollup_offsets(p->store, init, absent, k, errstr, errstr_size) : TC_OK;
 }
 
 static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next);
@@ -1736,193 +1736,23 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
     return TC_ERR_FULL;
 }
 
-/* The fixed fields a decoded row has (TC_CATALOG_F_* bits). A JSON null reads as absent: the
- * decoders store both the same way. */
-static uint32_t tc_pipeline_fixed_mask(const tc_batch *b, size_t row)
-{
-    uint32_t mask = 1u << TC_CATALOG_F_DEVICE | 1u << TC_CATALOG_F_TIMESTAMP;
-
-    for (int m = 0; m < TC_METRIC__COUNT; m++)
-        mask |= (uint32_t)(b->present[m][row] != 0) << (TC_CATALOG_F_METRIC0 + m);
-    if (b->tags[row].ptr)
-        mask |= 1u << TC_CATALOG_F_TAGS;
-    return mask;
-}
-
-/* Whether the row has field f: for an Avro row, whether its writer schema has it. */
-static int tc_pipeline_row_has(const tc_catalog_field *f, uint32_t mask, const tc_json *root,
-                               const tc_catalog_version *writer)
-{
-    if (writer)
-        return tc_catalog_has_field(writer, f->name, strlen(f->name));
-    if (f->fixed >= 0)
-        return (mask >> f->fixed) & 1u;
-    return root && tc_json_get(root, f->name) != NULL;
-}
-
-/* Append "name":default to the `extra` being rebuilt in jb: the first call copies the members the
- * reading has (its text without the closing brace). */
-static void tc_pipeline_extra_add(tc_jbuf *jb, const tc_slice *extra, const tc_catalog_field *f)
-{
-    if (jb->len == 0) {
-        if (extra->ptr && extra->len >= 2 && extra->ptr[extra->len - 1] == '}') {
-            tc_jbuf_append(jb, extra->ptr, extra->len - 1);
-            if (extra->len > 2)
-                tc_jbuf_append(jb, ",", 1);
-        } else {
-            tc_jbuf_append(jb, "{", 1);
-        }
-    } else {
-        tc_jbuf_append(jb, ",", 1);
-    }
-    tc_jbuf_append(jb, "\"", 1);
-    tc_jbuf_escaped(jb, f->name, strlen(f->name));
-    tc_jbuf_append(jb, "\":", 2);
-    tc_jbuf_append(jb, f->default_json, strlen(f->default_json));
-}
-
-/*
- * Give the row the defaults of the fields of version v it lacks. A metric takes a numeric default
- * in its column, tags an object default; any other field joins `extra` as if the device had sent
- * it (and a numeric one becomes a column below, like a sent one). Returns TC_JSON_BATCH_FULL when
- * the arena cannot hold the new `extra`, TC_REJECT_NONE otherwise. *rewrote is set when `extra`
- * changed (the caller parses it again).
- */
-static tc_reject tc_pipeline_defaults(tc_pipeline *p, size_t row, const tc_catalog_version *v,
-                                      const tc_catalog_version *writer, const tc_json *root,
-                                      int *rewrote)
-{
-    tc_batch *b = p->cur->batch;
-    uint32_t mask = tc_pipeline_fixed_mask(b, row);
-    tc_jbuf jb;
-    char *text;
-    size_t len;
-    tc_reject r = TC_REJECT_NONE;
-
-    tc_jbuf_init(&jb, 0);
-    for (size_t i = 0; i < v->nfields; i++) {
-        const tc_catalog_field *f = &v->fields[i];
-        if (!f->default_json || tc_pipeline_row_has(f, mask, root, writer))
-            continue;
-        if (f->fixed >= TC_CATALOG_F_METRIC0 &&
-            f->fixed < TC_CATALOG_F_METRIC0 + TC_METRIC__COUNT) {
-            if (f->default_is_num) {
-                b->metric[f->fixed - TC_CATALOG_F_METRIC0][row] = f->default_num;
-                b->present[f->fixed - TC_CATALOG_F_METRIC0][row] = 1;
-            }
-        } else if (f->fixed == TC_CATALOG_F_TAGS) {
-            if (f->default_json[0] == '{') {
-                char *t = tc_arena_strndup(&b->arena, f->default_json, strlen(f->default_json));
-                if (!t) {
-                    r = TC_JSON_BATCH_FULL;
-                    break;
-                }
-                b->tags[row] = (tc_slice){t, (uint32_t)strlen(t)};
-            }
-        } else if (f->fixed < 0) {
-            tc_pipeline_extra_add(&jb, &b->extra[row], f);
-        }
-    }
-    if (r == TC_REJECT_NONE && jb.len > 0) {
-        tc_jbuf_append(&jb, "}", 1);
-        text = tc_jbuf_failed(&jb) ? NULL : tc_arena_strndup(&b->arena, jb.data, jb.len);
-        len = jb.len;
-        if (!text) {
-            r = TC_JSON_BATCH_FULL;
-        } else {
-            b->extra[row] = (tc_slice){text, (uint32_t)len};
-            *rewrote = 1;
-        }
-    }
-    tc_jbuf_free(&jb);
-    return r;
-}
-
-/* A numeric top-level field the schema-v1 columns do not name becomes a column of its own (in the
- * batch, then in both stores, from this batch on). It also stays in `extra`, verbatim, so nothing
- * about the reading is lost or rewritten. Non-numeric unknown fields stay in `extra` only. */
-static void tc_pipeline_promote(tc_pipeline *p, size_t row, const tc_json *root)
-{
-    for (size_t i = 0; root && root->type == TC_JSON_OBJECT && i < root->len; i++) {
-        const tc_json_member *mb = &root->u.members[i];
-        int d;
-        if (mb->value->type != TC_JSON_NUMBER || !isfinite(mb->value->u.num.value))
-            continue;
-        d = tc_batch_dyn_column(p->cur->batch, mb->key, mb->key_len);
-        if (d < 0)
-            continue;
-        if ((size_t)d >= p->dyn_logged) {
-            tc_log_info("pipeline", "new metric \"%s\" becomes a column", mb->key);
-            p->dyn_logged = (size_t)d + 1;
-        }
-        p->cur->batch->dyn[d][row] = mb->value->u.num.value;
-        p->cur->batch->dyn_present[d][row] = 1;
-    }
-}
-
-/*
- * Schema evolution, per reading: which version of the telemetry subject the row is (writer_id >= 0:
- * the Avro writer schema's version; otherwise detected from the JSON fields present, see
- * catalog.h), the defaults of what it lacks (of the newest version for Avro -- the reader schema
- * -- of the detected one for JSON), then its unknown numeric fields as columns. Parsing `extra`
- * allocates, but only for readings that carry unknown fields: the schema-v1 readings of the hot
- * path cost a mask and a table lookup. Returns TC_REJECT_NONE or TC_JSON_BATCH_FULL.
- */
+/* Schema evolution of the row being decoded (schema/shape.h), then its fingerprint for the dedupe
+ * window, made from its message_id when it has one. */
 static tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id)
 {
     tc_batch *b = p->cur->batch;
-    const tc_catalog_version *v = NULL, *reader = NULL, *writer = NULL;
-    const char *keys[TC_JSON_EXTRA_FIELDS_MAX];
-    size_t lens[TC_JSON_EXTRA_FIELDS_MAX], nkeys = 0;
-    const tc_json *root = NULL;
-    tc_json_doc *doc = NULL;
-    char errstr[TC_ERRSTR_MAX];
-    int rewrote = 0;
-    tc_reject r = TC_REJECT_NONE;
+    tc_jbuf id;
+    tc_reject r;
 
-    if (b->extra[row].ptr) {
-        doc =
-            tc_json_parse(b->extra[row].ptr, b->extra[row].len, NULL, NULL, errstr, sizeof(errstr));
-        root = doc ? tc_json_root(doc) : NULL; /* the decoder validated it: NULL is only ENOMEM */
-        for (size_t i = 0; root && root->type == TC_JSON_OBJECT && i < root->len &&
-                           nkeys < TC_JSON_EXTRA_FIELDS_MAX;
-             i++, nkeys++) {
-            keys[nkeys] = root->u.members[i].key;
-            lens[nkeys] = root->u.members[i].key_len;
-        }
-    }
-    if (p->catalog && writer_id >= 0) {
-        v = writer = tc_catalog_by_id(p->catalog, writer_id);
-        reader = writer ? tc_catalog_latest(p->catalog) : NULL;
-    } else if (p->catalog) {
-        v = reader =
-            tc_catalog_detect(p->catalog, tc_pipeline_fixed_mask(b, row), keys, lens, nkeys);
-    }
-    if (v)
-        b->schema_version[row] = v->version;
-    if (reader)
-        r = tc_pipeline_defaults(p, row, reader, writer, root, &rewrote);
-    if (r == TC_REJECT_NONE && rewrote) {
-        tc_json_free(doc);
-        doc =
-            tc_json_parse(b->extra[row].ptr, b->extra[row].len, NULL, NULL, errstr, sizeof(errstr));
-        root = doc ? tc_json_root(doc) : NULL;
-    }
-    if (r == TC_REJECT_NONE)
-        tc_pipeline_promote(p, row, root);
+    tc_jbuf_init(&id, 0);
+    r = tc_shape_row(b, row, p->catalog, writer_id, &p->dyn_logged, p->dedupe ? &id : NULL,
+                     &p->row_has_id);
     if (r == TC_REJECT_NONE && p->dedupe) {
-        const tc_json *id = root ? tc_json_get(root, "message_id") : NULL;
-        tc_jbuf jb;
-        tc_jbuf_init(&jb, 0);
-        if (id)
-            tc_jbuf_value(&jb, id);
-        p->row_has_id = id != NULL && !tc_jbuf_failed(&jb);
-        p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? jb.data : NULL,
-                                          p->row_has_id ? jb.len : 0);
+        p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? id.data : NULL,
+                                          p->row_has_id ? id.len : 0);
         tc_dedupe_prefetch(p->dedupe, p->row_fp);
-        tc_jbuf_free(&jb);
     }
-    tc_json_free(doc);
+    tc_jbuf_free(&id);
     return r;
 }
 
