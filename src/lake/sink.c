@@ -188,7 +188,9 @@ static void tc_lake_member_start(tc_lake *l)
     if (tc_lake_mkdirs(dir, ignored, sizeof(ignored)) != TC_OK)
         return;
     tc_lake_member_path(l, l->member, strlen(l->member), path, sizeof(path));
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* Read-only: a file open for writing would keep the lake's file system from being remounted
+     * read-only (an operator's way out of a full disk); flock needs no write access. */
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
         l->member_fd = fd;
     else if (fd >= 0)
@@ -206,7 +208,7 @@ static int tc_lake_member_alive(const tc_lake *l, const char *member, size_t len
         (len == strlen(l->member) && !strncmp(member, l->member, len)))
         return 0;
     tc_lake_member_path(l, member, len, path, sizeof(path));
-    fd = open(path, O_RDWR | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     alive = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
@@ -363,7 +365,7 @@ static int tc_lake_progress_lock(const tc_lake *l, int32_t partition, char *errs
     if (tc_lake_mkdirs(dir, errstr, errstr_size) != TC_OK)
         return -1;
     tc_path_fmt(path, sizeof(path), "%s/.%d.lock", dir, partition);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644); /* read-only: see tc_lake_member_start */
     if (fd < 0 || flock(fd, LOCK_EX) != 0) {
         tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not lock \"%s\": %s", path,
                    strerror(errno));
