@@ -2117,6 +2117,10 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
     p->rollup_retry = 0;
     for (size_t i = 0; err == TC_OK && i < p->nmarks; i++) {
         p->marks[i].rewind = TC_NO_REWIND;
+        /* The aggregates are gone: no partition's rollups are past what is written, those taken
+         * away meanwhile included (a later flush would move their marks over rows it lacks). */
+        if (p->marks[i].rollup_next != INT64_MAX)
+            p->marks[i].rollup_next = p->marks[i].rollup_durable;
         if (p->marks[i].assigned)
             parts[n++] = (int32_t)i;
     }
