@@ -101,6 +101,9 @@ static const tc_conf_entry tc_conf_table[] = {
      "(fewer, larger COPYs when the store is behind)."},
     {"pipeline.batch_timeout_ms", TC_CT_INT, "100", 1, 60000, NULL, OFF(batch_timeout_ms),
      "...or when its oldest reading has waited this long."},
+    {"pipeline.partitions_per_batch", TC_CT_INT, "4096", 1, 4096, NULL, OFF(partitions_per_batch),
+     "Kafka partitions one batch may hold readings of: a reading of one more partition goes into "
+     "the next batch, and this one is written first."},
     {"pipeline.max_message_bytes", TC_CT_INT, "1048576", 64, 104857600, NULL,
      OFF(max_message_bytes), "Messages larger than this are dead letters (too_large)."},
     {"pipeline.batch_memory_bytes", TC_CT_INT, "67108864", 1048576, 17179869184.0, NULL,

@@ -58,6 +58,7 @@ typedef struct tc_config {
     int64_t batch_size;
     int64_t batch_size_max;
     int64_t batch_timeout_ms;
+    int64_t partitions_per_batch;
     int64_t max_message_bytes;
     int64_t batch_memory_bytes;
     int64_t dedupe_window_s;

@@ -19,6 +19,7 @@ static const char *const tc_err_names[TC_ERR__COUNT] = {
     [TC_ERR_FULL] = "full",
     [TC_ERR_NOT_FOUND] = "not_found",
     [TC_ERR_STOPPED] = "stopped",
+    [TC_ERR_FENCED] = "fenced",
 };
 
 const char *tc_err_name(tc_err err)

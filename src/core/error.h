@@ -31,6 +31,9 @@ typedef enum tc_err {
     TC_ERR_FULL,        /* a bounded buffer is full: flush first (retriable) */
     TC_ERR_NOT_FOUND,   /* the thing asked for does not exist */
     TC_ERR_STOPPED,     /* shutdown requested */
+    TC_ERR_FENCED,      /* a durable write found its partition moved on by another owner: not
+                         * retried, the writer gives the partition's batch up and resumes from
+                         * what is stored (fencing, docs/design.md) */
     TC_ERR__COUNT
 } tc_err;
 

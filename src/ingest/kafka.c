@@ -689,6 +689,23 @@ tc_err tc_consumer_seek(tc_consumer *c, const tc_partition_offset *offs, size_t 
     return err;
 }
 
+tc_err tc_consumer_pause(tc_consumer *c, int pause, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *asg = NULL;
+    rd_kafka_resp_err_t rerr = rd_kafka_assignment(c->rk, &asg);
+
+    if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && asg->cnt > 0)
+        rerr =
+            pause ? rd_kafka_pause_partitions(c->rk, asg) : rd_kafka_resume_partitions(c->rk, asg);
+    if (asg)
+        rd_kafka_topic_partition_list_destroy(asg);
+    if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size, "could not %s \"%s\": %s",
+                          pause ? "pause" : "resume", c->topic ? c->topic : "?",
+                          rd_kafka_err2str(rerr));
+    return TC_OK;
+}
+
 void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n)
 {
     rd_kafka_topic_partition_list_t *list;

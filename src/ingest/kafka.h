@@ -66,6 +66,11 @@ void tc_consumer_release(tc_consumer *c, tc_message *m);
 tc_err tc_consumer_seek(tc_consumer *c, const tc_partition_offset *offs, size_t n, char *errstr,
                         size_t errstr_size);
 
+/* Pause (pause != 0) or resume fetching every assigned partition. While a sink waits for a slow
+ * store, the caller goes on polling (so the group does not evict it after max.poll.interval.ms)
+ * with its partitions paused: messages fetched before the pause are not handed out, and a resumed
+ * partition is fetched again from the position after the last message handed out. */
+tc_err tc_consumer_pause(tc_consumer *c, int pause, char *errstr, size_t errstr_size);
 /* Commit offsets to Kafka (asynchronous; informational, see above). */
 void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n);
 

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -24,6 +26,8 @@
 #define TC_LAKE_GROUPS_MAX 64
 /* Path buffers: the root is user configuration, the rest is ours and short. */
 #define TC_LAKE_PATH_MAX TC_PATH_MAX
+/* "<pid>-<random hex>": the member part of an open file's name (see sink.h, Fencing). */
+#define TC_LAKE_MEMBER_MAX 32
 
 enum {
     TC_LC_TIME,
@@ -77,6 +81,8 @@ typedef struct tc_lake_part {
 
 struct tc_lake {
     tc_lake_options opt;
+    char member[TC_LAKE_MEMBER_MAX]; /* in the names of this sink's open files */
+    int member_fd;                   /* its member lock, held while the sink lives (-1: none) */
     char root[TC_LAKE_PATH_MAX];
     char topic[256];
     tc_parquet_options pq;
@@ -155,6 +161,63 @@ static tc_err tc_lake_fsync_dir(const char *dir, char *errstr, size_t errstr_siz
     return TC_OK;
 }
 
+static void tc_lake_member_path(const tc_lake *l, const char *member, size_t len, char *out,
+                                size_t cap)
+{
+    tc_path_fmt(out, cap, "%s/_thermocline/members/%.*s.lock", l->root, (int)len, member);
+}
+
+/*
+ * Name this sink among the members writing the lake (pid and a random number), and hold its member
+ * lock while it lives: another member's recovery removes the open files of a partition only when
+ * their member is gone (tc_lake_member_alive), never the open files of a member still writing
+ * them. Without the lock (an unwritable lake) the files count as a dead member's.
+ */
+static void tc_lake_member_start(tc_lake *l)
+{
+    char dir[TC_LAKE_PATH_MAX], path[TC_LAKE_PATH_MAX], ignored[TC_ERRSTR_MAX];
+    struct timespec ts;
+    unsigned r;
+    int fd;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r = (unsigned)ts.tv_nsec ^ ((unsigned)ts.tv_sec << 7) ^ ((unsigned)getpid() << 16);
+    snprintf(l->member, sizeof(l->member), "%ld-%08x", (long)getpid(), r);
+    l->member_fd = -1;
+    tc_path_fmt(dir, sizeof(dir), "%s/_thermocline/members", l->root);
+    if (tc_lake_mkdirs(dir, ignored, sizeof(ignored)) != TC_OK)
+        return;
+    tc_lake_member_path(l, l->member, strlen(l->member), path, sizeof(path));
+    /* Read-only: a file open for writing would keep the lake's file system from being remounted
+     * read-only (an operator's way out of a full disk); flock needs no write access. */
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        l->member_fd = fd;
+    else if (fd >= 0)
+        close(fd);
+}
+
+/* Whether the member that named an open file (its name's "-open-<member>.tmp") still lives: its
+ * member lock is held. This sink's own files are never another's to keep. */
+static int tc_lake_member_alive(const tc_lake *l, const char *member, size_t len)
+{
+    char path[TC_LAKE_PATH_MAX];
+    int fd, alive;
+
+    if (len == 0 || len >= TC_LAKE_MEMBER_MAX ||
+        (len == strlen(l->member) && !strncmp(member, l->member, len)))
+        return 0;
+    tc_lake_member_path(l, member, len, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    alive = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    if (!alive)
+        unlink(path); /* a member that died: its lock file goes with its files */
+    close(fd);
+    return alive;
+}
+
 tc_lake *tc_lake_new(const tc_lake_options *opt, char *errstr, size_t errstr_size)
 {
     tc_lake *l;
@@ -184,6 +247,7 @@ tc_lake *tc_lake_new(const tc_lake_options *opt, char *errstr, size_t errstr_siz
         free(l);
         return NULL;
     }
+    tc_lake_member_start(l);
     return l;
 }
 
@@ -240,6 +304,12 @@ void tc_lake_destroy(tc_lake *l)
         tc_lake_discard(&l->parts[i]);
     free(l->parts);
     tc_lake_free_scratch(l);
+    if (l->member_fd >= 0) {
+        char path[TC_LAKE_PATH_MAX];
+        tc_lake_member_path(l, l->member, strlen(l->member), path, sizeof(path));
+        unlink(path);
+        close(l->member_fd);
+    }
     free(l);
 }
 
@@ -277,6 +347,33 @@ static void tc_lake_progress_path(const tc_lake *l, int32_t partition, char *out
         tc_path_fmt(out, cap, "%s/_thermocline/progress/%s", l->root, l->topic);
     else
         tc_path_fmt(out, cap, "%s/_thermocline/progress/%s/%d", l->root, l->topic, partition);
+}
+
+/*
+ * The partition's progress lock (an flock on "<progress dir>/.<P>.lock"), exclusive: held from
+ * reading the progress to writing it in a commit, and from reading it to removing what lies past it
+ * in a recovery, so that a member's recovery never removes the files of another member's commit
+ * that is under way. The lock's fd (close it to release), or -1 with errstr.
+ */
+static int tc_lake_progress_lock(const tc_lake *l, int32_t partition, char *errstr,
+                                 size_t errstr_size)
+{
+    char dir[TC_LAKE_PATH_MAX], path[TC_LAKE_PATH_MAX];
+    int fd;
+
+    tc_lake_progress_path(l, partition, dir, sizeof(dir), 1);
+    if (tc_lake_mkdirs(dir, errstr, errstr_size) != TC_OK)
+        return -1;
+    tc_path_fmt(path, sizeof(path), "%s/.%d.lock", dir, partition);
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644); /* read-only: see tc_lake_member_start */
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not lock \"%s\": %s", path,
+                   strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* tc_lake_read_progress's answer when the file exists but cannot be read (errno says why). */
@@ -386,7 +483,12 @@ static tc_err tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *part
         if (!tc_lake_parse_name(l, de->d_name, &part, &first, &is_tmp))
             continue;
         for (size_t i = 0; i < n; i++) {
+            const char *member = is_tmp ? strstr(de->d_name, "-open-") : NULL;
             if (parts[i] != part || (!is_tmp && progress[i] >= 0 && first < progress[i]))
+                continue;
+            /* Another member's open file, while it lives: it owned the partition until now and
+             * cannot commit it any more (fenced), but it deletes its files itself. */
+            if (member && tc_lake_member_alive(l, member + 6, strcspn(member + 6, ".")))
                 continue;
             tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
             if (unlink(path) == 0) {
@@ -447,25 +549,79 @@ static tc_err tc_lake_walk_clean(tc_lake *l, const int32_t *parts, const int64_t
     return err;
 }
 
-tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64_t *next,
-                               char *errstr, size_t errstr_size)
+/* Partitions recovered under their progress locks at once (one walk of the days each). */
+#define TC_LAKE_LOCK_CHUNK 64
+
+static int tc_lake_cmp_part(const void *a, const void *b)
 {
-    for (size_t i = 0; i < n; i++) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Recover parts[0..n) (at most TC_LAKE_LOCK_CHUNK, ascending: every member takes the locks in the
+ * same order, so two recoveries cannot wait for each other) under their progress locks. */
+static tc_err tc_lake_open_chunk(tc_lake *l, const int32_t *parts, size_t n, int64_t *progress,
+                                 char *errstr, size_t errstr_size)
+{
+    int locks[TC_LAKE_LOCK_CHUNK];
+    size_t nlocks = 0;
+    tc_err err = TC_OK;
+
+    for (size_t i = 0; i < n && err == TC_OK; i++) {
         tc_lake_part *p = tc_lake_part_get(l, parts[i], 1);
-        if (!p)
-            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        if (!p) {
+            err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+            break;
+        }
+        if ((locks[nlocks] = tc_lake_progress_lock(l, parts[i], errstr, errstr_size)) < 0) {
+            err = TC_ERR_IO;
+            break;
+        }
+        nlocks++;
         tc_lake_discard(p);
-        next[i] = tc_lake_read_progress(l, parts[i]);
-        if (next[i] == TC_LAKE_PROGRESS_UNREADABLE)
-            return tc_err_set(TC_ERR_IO, errstr, errstr_size,
-                              "could not read the lake progress of partition %d: %s", parts[i],
-                              strerror(errno));
+        progress[i] = tc_lake_read_progress(l, parts[i]);
+        if (progress[i] == TC_LAKE_PROGRESS_UNREADABLE) {
+            err = tc_err_set(TC_ERR_IO, errstr, errstr_size,
+                             "could not read the lake progress of partition %d: %s", parts[i],
+                             strerror(errno));
+            break;
+        }
         p->active = 1;
-        p->durable_next = p->advanced_next = next[i];
+        p->durable_next = p->advanced_next = progress[i];
         p->range_first = -1;
         p->opened_us = 0;
     }
-    return tc_lake_walk_clean(l, parts, next, n, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_lake_walk_clean(l, parts, progress, n, errstr, errstr_size);
+    for (size_t i = 0; i < nlocks; i++)
+        close(locks[i]);
+    return err;
+}
+
+tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64_t *next,
+                               char *errstr, size_t errstr_size)
+{
+    int32_t *sorted = malloc((n + 1) * sizeof(*sorted));
+    int64_t *progress = malloc((n + 1) * sizeof(*progress));
+    tc_err err = sorted && progress ? TC_OK : TC_ERR_NOMEM;
+
+    if (err == TC_OK) {
+        memcpy(sorted, parts, n * sizeof(*sorted));
+        qsort(sorted, n, sizeof(*sorted), tc_lake_cmp_part);
+    }
+    for (size_t at = 0; at < n && err == TC_OK; at += TC_LAKE_LOCK_CHUNK)
+        err = tc_lake_open_chunk(l, sorted + at,
+                                 n - at < TC_LAKE_LOCK_CHUNK ? n - at : TC_LAKE_LOCK_CHUNK,
+                                 progress + at, errstr, errstr_size);
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        const int32_t *hit = bsearch(&parts[i], sorted, n, sizeof(*sorted), tc_lake_cmp_part);
+        next[i] = progress[hit - sorted];
+    }
+    if (err == TC_ERR_NOMEM)
+        tc_err_set(err, errstr, errstr_size, "out of memory");
+    free(sorted);
+    free(progress);
+    return err;
 }
 
 int64_t tc_lake_progress(const tc_lake *l, int32_t partition)
@@ -578,8 +734,8 @@ static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, const tc_batc
     tc_time_civil_from_days(day, &y, &mo, &d);
     tc_path_fmt(f->dir, sizeof(f->dir), "%s/telemetry/year=%04d/month=%02u/day=%02u", l->root, y,
                 mo, d);
-    tc_path_fmt(f->tmp, sizeof(f->tmp), "%s/.part-%s-p%d-%" PRId64 "-open.tmp", f->dir, l->topic,
-                p->partition, p->range_first);
+    tc_path_fmt(f->tmp, sizeof(f->tmp), "%s/.part-%s-p%d-%" PRId64 "-open-%s.tmp", f->dir, l->topic,
+                p->partition, p->range_first, l->member);
     if (tc_lake_mkdirs(f->dir, errstr, errstr_size) != TC_OK) {
         free(f);
         return NULL;
@@ -778,7 +934,19 @@ static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, 
         return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not fsync \"%s\": %s", f->tmp,
                           strerror(errno));
     lock = tc_lake_day_lock(l->root, f->day, 0);
-    if (rename(f->tmp, info->path) != 0) {
+    /* Never over a file of the same name: that is another member's commit of the same range
+     * (fenced). link fails on an existing name where rename would replace it. */
+    if (link(f->tmp, info->path) == 0) {
+        unlink(f->tmp);
+    } else if (errno == EEXIST) {
+        tc_err_set(TC_ERR_FENCED, errstr, errstr_size,
+                   "lake partition %d: \"%s\" exists already: another member committed it",
+                   p->partition, info->path);
+        if (lock >= 0)
+            close(lock);
+        return TC_ERR_FENCED;
+    } else if ((errno != EPERM && errno != ENOTSUP && errno != EXDEV) ||
+               rename(f->tmp, info->path) != 0) { /* a file system without hard links */
         tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", f->tmp,
                    strerror(errno));
         if (lock >= 0)
@@ -797,12 +965,21 @@ static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, 
     return err;
 }
 
+/*
+ * Fencing: a commit holds the partition's progress lock, and goes on only while the progress is
+ * where this sink read or wrote it last. Otherwise another member has committed the partition
+ * since (it owns it now, or owned it while this one stalled): the open files are discarded, the
+ * files this commit renamed already are removed, and TC_ERR_FENCED tells the caller to read the
+ * progress again.
+ */
 static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, size_t errstr_size)
 {
     char dir[TC_LAKE_PATH_MAX], name[32], text[32];
     tc_lake_file_info *infos = NULL;
     size_t nfiles = 0, k = 0;
     tc_err err = TC_OK;
+    int64_t stored;
+    int lock;
 
     if (p->advanced_next <= p->durable_next && !p->files)
         return TC_OK;
@@ -810,8 +987,21 @@ static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, siz
         nfiles++;
     if (nfiles && !(infos = calloc(nfiles, sizeof(*infos))))
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
-    for (tc_lake_open *f = p->files; f && err == TC_OK; f = f->next)
-        err = tc_lake_finish_file(l, p, f, p->advanced_next - 1, &infos[k++], errstr, errstr_size);
+    if ((lock = tc_lake_progress_lock(l, p->partition, errstr, errstr_size)) < 0) {
+        free(infos);
+        return TC_ERR_IO;
+    }
+    stored = tc_lake_read_progress(l, p->partition);
+    if (stored != p->durable_next)
+        err = tc_err_set(stored == TC_LAKE_PROGRESS_UNREADABLE ? TC_ERR_IO : TC_ERR_FENCED, errstr,
+                         errstr_size,
+                         "lake partition %d: the progress is %lld, not %lld where this member "
+                         "read it: another member committed it",
+                         p->partition, (long long)stored, (long long)p->durable_next);
+    for (tc_lake_open *f = p->files; f && err == TC_OK; f = f->next) {
+        err = tc_lake_finish_file(l, p, f, p->advanced_next - 1, &infos[k], errstr, errstr_size);
+        k += err == TC_OK;
+    }
     if (err == TC_OK) {
         tc_lake_progress_path(l, p->partition, dir, sizeof(dir), 1);
         tc_path_fmt(name, sizeof(name), "%d", p->partition);
@@ -820,6 +1010,12 @@ static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, siz
         if (err == TC_OK)
             err = tc_lake_write_atomic(dir, name, text, errstr, errstr_size);
     }
+    if (err == TC_ERR_FENCED) {
+        for (size_t i = 0; i < k; i++) /* ours (link does not replace): not committed */
+            unlink(infos[i].path);
+        tc_log_warn("lake", "%s; dropping its open files", errstr);
+    }
+    close(lock);
     if (err != TC_OK) {
         /* Nothing is committed without the progress file; the next recovery removes what was
          * renamed, and the readings are consumed again from the durable offset. */

@@ -20,6 +20,18 @@
  * lists the directory during such a crash window may see a complete file that recovery then
  * removes and writes again; it never sees a row twice or half a file.)
  *
+ * Fencing (several members writing one lake). A commit holds the partition's progress lock (an
+ * flock on <root>/_thermocline/progress/<topic>/.<P>.lock) and goes on only while the progress
+ * file says what this sink last read or wrote: otherwise another member has committed the
+ * partition since (it owns it now, or owned it while this one stalled), and the commit removes
+ * what it renamed, discards its open files and fails with TC_ERR_FENCED (read the progress again:
+ * tc_lake_open_partitions). Files are renamed into place without replacing one of the same name
+ * (link, then unlink). Recovery reads the progress and removes what lies past it under the same
+ * locks, so it never removes the files of a commit under way. Open files are named per member
+ * (.part-<topic>-p<P>-<first>-open-<pid>-<random>.tmp); each member holds an flock on
+ * <root>/_thermocline/members/<pid>-<random>.lock while it lives, and a recovery removes another
+ * member's open files only once that lock is free (the member is gone).
+ *
  * Not thread-safe; one sink belongs to the pipeline thread.
  */
 #ifndef TC_LAKE_SINK_H

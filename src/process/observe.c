@@ -81,6 +81,14 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         "# HELP thermocline_store_retries_total Batch writes retried after a retriable error.\n"
         "# TYPE thermocline_store_retries_total counter\n"
         "thermocline_store_retries_total %llu\n"
+        "# HELP thermocline_batches_partition_cap_total Batches written early: a reading of one "
+        "Kafka partition more than pipeline.partitions_per_batch.\n"
+        "# TYPE thermocline_batches_partition_cap_total counter\n"
+        "thermocline_batches_partition_cap_total %llu\n"
+        "# HELP thermocline_fenced_writes_total Writes given up because another member had moved "
+        "their partition on (it owns it now); the partitions resume from what is stored.\n"
+        "# TYPE thermocline_fenced_writes_total counter\n"
+        "thermocline_fenced_writes_total %llu\n"
         "# HELP thermocline_partitions_assigned Kafka partitions this process holds.\n"
         "# TYPE thermocline_partitions_assigned gauge\n"
         "thermocline_partitions_assigned %llu\n"
@@ -92,7 +100,8 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         "thermocline_last_commit_timestamp_seconds %.3f\n",
         (unsigned long long)st.stats.consumed, (unsigned long long)st.stats.stored,
         (unsigned long long)st.stats.dead_letters, (unsigned long long)st.stats.batches,
-        (unsigned long long)st.stats.retries, (unsigned long long)st.partitions,
+        (unsigned long long)st.stats.retries, (unsigned long long)st.stats.partition_flushes,
+        (unsigned long long)st.stats.fenced, (unsigned long long)st.partitions,
         st.store_ok && st.consuming, (double)st.last_commit_us / 1e6);
     if (n < 0 || n >= TC_METRICS_MAX) {
         free(body);

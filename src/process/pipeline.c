@@ -3,7 +3,6 @@
  */
 #include "process/pipeline.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "schema/avro_reading.h"
 #include "schema/catalog.h"
 #include "schema/json_reading.h"
+#include "schema/shape.h"
 #include "store/async.h"
 #include "store/store.h"
 
@@ -55,8 +55,21 @@
 /* A batch past pipeline.batch_size looks for a free writer every this many rows: settling takes
  * the writers' lock, which a check per reading would take ten thousand times a batch. */
 #define TC_GROW_CHECK_ROWS 64
-/* Partitions tracked per batch (the topic's partition count bounds it in practice). */
+/* Partitions tracked per batch: a message of one more partition goes into the next batch (see
+ * tc_pipeline_room_for; pipeline.partitions_per_batch may lower it). */
 #define TC_PENDING_MAX 4096
+/* Partitions a pipeline tracks (ids 0 .. TC_TRACKED_MAX - 1; kafka.partitions allows 10,000): an
+ * assignment of a partition past them is refused, loudly, rather than half tracked. */
+#define TC_TRACKED_MAX 16384
+
+/* A sink that has waited this long for a store serves the consumer meanwhile, in slices of this
+ * much (tc_pipeline_serve): the group evicts a member that does not poll for
+ * max.poll.interval.ms, and an evicted member's batch would be written after its partitions'
+ * next owner has read them. */
+#define TC_SERVE_AFTER_MS 1000
+#define TC_SERVE_SLICE_MS 100
+/* Messages one poll while serving takes (they are read again after the wait). */
+#define TC_SERVE_FETCH_MAX 64
 
 /* Where each sink stands on one partition: the next offset it does not hold (-1: nothing yet). A
  * message goes to a sink only at or past that sink's mark, so after a crash the sink that is behind
@@ -69,7 +82,16 @@ typedef struct tc_marks {
      * written; rows below rollup_durable are written (tc_store_rollups_flush). */
     int64_t rollup_next;
     int64_t rollup_durable;
+    /* Fencing (store.h): the store's next offset once the batches handed to writers are
+     * committed, valid while sent_gen is the pipeline's flight_gen. The next batch's offsets move
+     * from there. */
+    int64_t store_sent;
+    uint32_t sent_gen;
+    int64_t rewind; /* the first offset a poll handed out while serving: read again (or none) */
 } tc_marks;
+
+/* tc_marks.rewind when there is nothing to read again. */
+#define TC_NO_REWIND (-2)
 
 /* Sinks a row is meant for. */
 #define TC_SINK_STORE  1u
@@ -103,6 +125,7 @@ typedef struct tc_slot {
     uint8_t *sinks;     /* per row of batch: TC_SINK_* */
     tc_dlq_batch *dlq;
     tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
+    int64_t pending_from[TC_PENDING_MAX];        /* ...and the stored one it moves from (fencing) */
     size_t npending;
     tc_partition_offset lake_pending[TC_PENDING_MAX]; /* lake: the same for the lake */
     size_t nlake_pending;
@@ -164,7 +187,11 @@ struct tc_pipeline {
     int64_t rollups_flushed_us; /* when the pending aggregates were last written */
     /* The rollups' writer's flush (store/async.h): its marks, and whether it failed and holds
      * the aggregates for another try. */
-    tc_partition_offset rollup_flight[TC_PENDING_MAX];
+    tc_partition_offset rollup_flight[TC_TRACKED_MAX];
+    int64_t rollup_flight_from[TC_TRACKED_MAX]; /* the durable marks they move from (fencing) */
+    tc_partition_offset rollup_sync[TC_TRACKED_MAX]; /* tc_pipeline_rollups_flush's own marks */
+    int64_t rollup_sync_from[TC_TRACKED_MAX];
+    tc_partition_offset kafka_offs[TC_TRACKED_MAX]; /* tc_pipeline_commit_kafka's */
     size_t nrollup_flight;
     int rollup_retry;
     int check_ends;  /* a new assignment: compare the marks with the partitions' ends */
@@ -175,12 +202,22 @@ struct tc_pipeline {
     volatile sig_atomic_t *stop;
     tc_err fatal; /* a fatal error raised inside a callback */
     char fatal_str[TC_ERRSTR_MAX];
-    int lake_broken;                 /* a transient lake failure awaits tc_pipeline_lake_recover */
+    /* A write was fenced (another member moved a partition on) or partitions were revoked while
+     * a sink was waiting: what this member holds is dropped and tc_pipeline_resume reads the
+     * sinks' marks of its partitions again before anything more is processed. */
+    int fenced;
+    int serving;         /* in tc_pipeline_serve: a revocation only sets fenced */
+    int in_rebalance;    /* in a rebalance callback, which must not poll */
+    int paused;          /* tc_pipeline_serve paused the partitions: the loop resumes them */
+    int rewinds;         /* some marks have a rewind */
+    uint32_t flight_gen; /* bumped when a batch goes to an idle pool (tc_marks.store_sent) */
+    int lake_broken;     /* a transient lake failure awaits tc_pipeline_lake_recover */
     char lake_errstr[TC_ERRSTR_MAX]; /* ...and what it was */
     long lake_backoff;               /* next wait before recovering, ms (grows until a commit) */
     int64_t lake_durable_at_fail;    /* tc_pipeline_lake_durable_sum when the lake last failed */
     tc_pipeline_stats stats;
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
+    tc_message serve_msgs[TC_SERVE_FETCH_MAX]; /* what a poll while serving hands out anyway */
 };
 
 static void tc_pipeline_publish(tc_pipeline *p);
@@ -193,7 +230,7 @@ static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
     tc_marks *m;
     size_t n;
 
-    if (partition < 0)
+    if (partition < 0 || partition >= TC_TRACKED_MAX)
         return NULL;
     if ((size_t)partition >= p->nmarks) {
         n = (size_t)partition + 1 > p->nmarks * 2 ? (size_t)partition + 1 : p->nmarks * 2;
@@ -201,11 +238,115 @@ static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
         if (!m)
             return NULL;
         for (size_t i = p->nmarks; i < n; i++)
-            m[i] = (tc_marks){-1, -1, 0, -1, -1};
+            m[i] = (tc_marks){.store_next = -1,
+                              .lake_next = -1,
+                              .rollup_next = -1,
+                              .rollup_durable = -1,
+                              .store_sent = -1,
+                              .rewind = TC_NO_REWIND};
         p->marks = m;
         p->nmarks = n;
     }
     return &p->marks[partition];
+}
+
+/*
+ * Keep the group membership while a sink waits (a writer held up by a lock, a back-off): poll
+ * Kafka for up to ms with the partitions paused, so that max.poll.interval.ms does not run out, and
+ * serve the rebalances that come meanwhile (a revocation then only sets p->fenced; see
+ * tc_pipeline_on_revoke). A message a poll hands out all the same (fetched before the pause, or of
+ * a partition assigned since) is not processed now: its partition is read again from it when the
+ * loop resumes the partitions (tc_pipeline_unpause). Inside a rebalance callback, which must not
+ * poll, and before the run, it only sleeps.
+ */
+static void tc_pipeline_serve(tc_pipeline *p, int ms)
+{
+    char errstr[TC_ERRSTR_MAX];
+    size_t n;
+
+    if (p->in_rebalance || p->serving || !p->stop) {
+        tc_time_sleep_ms(ms);
+        return;
+    }
+    p->serving = 1;
+    if (!p->paused) {
+        if (tc_consumer_pause(p->consumer, 1, errstr, sizeof(errstr)) != TC_OK)
+            tc_log_warn("pipeline", "%s", errstr);
+        p->paused = 1;
+    }
+    n = tc_consumer_poll(p->consumer, ms, p->serve_msgs, TC_SERVE_FETCH_MAX);
+    for (size_t i = 0; i < n; i++) {
+        tc_marks *m = tc_pipeline_marks(p, p->serve_msgs[i].partition);
+        if (m && (m->rewind == TC_NO_REWIND || p->serve_msgs[i].offset < m->rewind))
+            m->rewind = p->serve_msgs[i].offset;
+        p->rewinds = 1;
+        tc_consumer_release(p->consumer, &p->serve_msgs[i]);
+    }
+    p->serving = 0;
+}
+
+/* After a wait that served the consumer: resume the partitions, and read again what its polls
+ * handed out. */
+static void tc_pipeline_unpause(tc_pipeline *p)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_partition_offset one;
+
+    if (!p->paused)
+        return;
+    p->paused = 0;
+    if (tc_consumer_pause(p->consumer, 0, errstr, sizeof(errstr)) != TC_OK)
+        tc_log_warn("pipeline", "%s", errstr);
+    for (size_t i = 0; p->rewinds && i < p->nmarks; i++) {
+        if (p->marks[i].rewind == TC_NO_REWIND)
+            continue;
+        one = (tc_partition_offset){(int32_t)i, p->marks[i].rewind};
+        p->marks[i].rewind = TC_NO_REWIND;
+        if (p->marks[i].assigned &&
+            tc_consumer_seek(p->consumer, &one, 1, errstr, sizeof(errstr)) != TC_OK && !p->fatal) {
+            p->fatal = TC_ERR_KAFKA_TRANS;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        }
+    }
+    p->rewinds = 0;
+}
+
+/* Wait for writer w (-1: the rollups' writer) to be done, serving the consumer after a while. */
+static void tc_pipeline_await(tc_pipeline *p, int w)
+{
+    int waited = 0;
+
+    while (!(w >= 0 ? tc_store_async_await(p->writers, w, TC_SERVE_SLICE_MS)
+                    : tc_store_async_rollups_await(p->writers, TC_SERVE_SLICE_MS))) {
+        waited += TC_SERVE_SLICE_MS;
+        if (waited >= TC_SERVE_AFTER_MS)
+            tc_pipeline_serve(p, 0);
+    }
+}
+
+/* Sleep ms (a back-off) serving the consumer, in slices that check for a stop. 1 when a stop was
+ * asked, or with fence set when the pipeline was fenced meanwhile. */
+static int tc_pipeline_wait(tc_pipeline *p, long ms, int fence)
+{
+    for (long slept = 0; slept < ms; slept += 50) {
+        if ((p->stop && *p->stop) || (fence && p->fenced))
+            return 1;
+        tc_pipeline_serve(p, 50);
+    }
+    return 0;
+}
+
+/* A durable write found a partition moved on by another member (store.h, sink.h): log it and drop
+ * what this member holds; tc_pipeline_resume reads the sinks' marks again. */
+static tc_err tc_pipeline_fence(tc_pipeline *p, const char *why)
+{
+    tc_log_warn("pipeline",
+                "fenced: %s; this member drops what it holds of its partitions and resumes them "
+                "from what is stored",
+                why);
+    p->fenced = 1;
+    p->stats.fenced++;
+    return TC_ERR_FENCED;
 }
 
 /* The dead letters of [from, to) of a partition, which its dedupe lookback must skip (they were
@@ -274,26 +415,57 @@ static tc_err tc_pipeline_rollups_init_marks(tc_pipeline *p, const int32_t *part
                                              char *errstr, size_t errstr_size)
 {
     tc_partition_offset init[TC_PENDING_MAX];
+    int64_t absent[TC_PENDING_MAX];
     size_t k = 0;
+    tc_err err;
 
-    for (size_t i = 0; i < n && k < TC_PENDING_MAX; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (rollup_next[i] != TC_STORE_MARK_ABSENT)
             continue;
         rollup_next[i] = store_next[i];
+        absent[k] = TC_STORE_MARK_ABSENT; /* fenced: only where still none is stored */
         init[k++] = (tc_partition_offset){parts[i], store_next[i]};
+        if (k == TC_PENDING_MAX) {
+            err = tc_store_save_rollup_offsets(p->store, init, absent, k, errstr, errstr_size);
+            if (err != TC_OK)
+                return err;
+            k = 0;
+        }
     }
-    return k ? tc_store_save_rollup_offsets(p->store, init, k, errstr, errstr_size) : TC_OK;
+    return k ? tc_store_save_rollup_offsets(p->store, init, absent, k, errstr, errstr_size) : TC_OK;
 }
+
+static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next);
 
 static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64_t *next)
 {
     tc_pipeline *p = opaque;
-    char errstr[TC_ERRSTR_MAX];
-    int64_t *lake_next = NULL, *rollup_next = NULL;
     tc_err err;
 
     if (p->closing || p->fatal || (p->stop && *p->stop))
         return TC_ERR_STOPPED;
+    p->in_rebalance = 1;
+    err = tc_pipeline_assign(p, parts, n, next);
+    p->in_rebalance = 0;
+    return err;
+}
+
+static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next)
+{
+    char errstr[TC_ERRSTR_MAX];
+    int64_t *lake_next = NULL, *rollup_next = NULL;
+    tc_err err;
+
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i] >= 0 && parts[i] < TC_TRACKED_MAX)
+            continue;
+        p->fatal = TC_ERR_CONFIG;
+        snprintf(p->fatal_str, sizeof(p->fatal_str),
+                 "topic \"%s\" partition %d: a pipeline tracks partitions 0 to %d only",
+                 p->cfg->kafka_topic, parts[i], TC_TRACKED_MAX - 1);
+        tc_log_error("pipeline", "%s", p->fatal_str);
+        return TC_ERR_STOPPED;
+    }
     err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
     if (err != TC_OK && !tc_err_is_retriable(err)) {
         /* Not a passing outage (say, the tables do not exist): no point waiting for it. */
@@ -338,6 +510,8 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
             return TC_ERR_NOMEM;
         }
         m->store_next = next[i];
+        m->sent_gen = 0; /* the batches in flight have none of it: the next moves from here */
+        m->rewind = TC_NO_REWIND;
         m->lake_next = lake_next ? lake_next[i] : -1;
         m->assigned = 1;
         /* A replay keeps the rollups out of the way: it recomputes what its range feeds. */
@@ -431,9 +605,48 @@ static void tc_pipeline_drop(tc_pipeline *p)
     p->batch_started_us = 0;
 }
 
+static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, int lost);
+
+/*
+ * Partitions taken away while a sink waits for the store (tc_pipeline_serve) cannot be flushed
+ * first: the store is what is slow. What this member holds of them is dropped -- nothing of it is
+ * committed, or it is committed from the offsets this member saw, and its next owner's writes are
+ * fenced against it -- and tc_pipeline_resume reads the marks of the partitions it keeps again.
+ */
+static void tc_pipeline_revoke_waiting(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
+{
+    char errstr[TC_ERRSTR_MAX];
+
+    tc_log_warn("pipeline",
+                "%zu partitions %s while waiting for the store; dropping %zu uncommitted readings",
+                n, lost ? "lost" : "revoked", p->cur->batch->n + p->cur->dlq->n);
+    for (size_t i = 0; i < n; i++) {
+        tc_marks *m = tc_pipeline_marks(p, parts[i]);
+        if (m)
+            m->assigned = 0;
+        if (p->lake &&
+            tc_lake_close_partition(p->lake, parts[i], 0, errstr, sizeof(errstr)) != TC_OK)
+            tc_log_error("lake", "%s (partition %d is read again by its next owner)", errstr,
+                         parts[i]);
+    }
+    p->fenced = 1;
+}
+
 static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, int lost)
 {
     tc_pipeline *p = opaque;
+
+    if (p->serving) {
+        tc_pipeline_revoke_waiting(p, parts, n, lost);
+        return;
+    }
+    p->in_rebalance = 1;
+    tc_pipeline_revoke(p, parts, n, lost);
+    p->in_rebalance = 0;
+}
+
+static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
+{
     char errstr[TC_ERRSTR_MAX];
     int written = 0, rollups_written;
     int32_t cut = p->windows && !p->closing ? tc_windows_unfinished(p->windows, parts, n) : -1;
@@ -643,6 +856,8 @@ void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out)
     *out = p->stats;
 }
 
+static tc_err tc_pipeline_dispatch(tc_pipeline *p);
+
 static void tc_pipeline_note(tc_partition_offset *pending, size_t *npending, int32_t partition,
                              int64_t offset)
 {
@@ -653,8 +868,48 @@ static void tc_pipeline_note(tc_partition_offset *pending, size_t *npending, int
             return;
         }
     }
+    /* tc_pipeline_room_for has made room: a batch never holds rows of a partition it has no
+     * offset for (written, its offset would not move, and a restart would write them again). */
     if (*npending < TC_PENDING_MAX)
         pending[(*npending)++] = (tc_partition_offset){partition, offset + 1};
+}
+
+static int tc_pipeline_pending_has(const tc_partition_offset *pending, size_t n, size_t cap,
+                                   int32_t partition)
+{
+    if (n < cap)
+        return 1; /* room for one more anyway */
+    for (size_t i = 0; i < n; i++) {
+        if (pending[i].partition == partition)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Whether the batch being filled can take a message of this partition: it tracks the offsets of
+ * at most pipeline.partitions_per_batch partitions (TC_PENDING_MAX at most) per sink. A message of
+ * one more partition makes the batch go to a writer first, and starts the next one: with a topic
+ * of more partitions than that, batches are smaller, never cut short of an offset.
+ */
+static tc_err tc_pipeline_room_for(tc_pipeline *p, int32_t partition)
+{
+    size_t cap = (size_t)p->cfg->partitions_per_batch;
+    const tc_slot *s = p->cur;
+
+    if (cap > TC_PENDING_MAX)
+        cap = TC_PENDING_MAX;
+    if (tc_pipeline_pending_has(s->pending, s->npending, cap, partition) &&
+        tc_pipeline_pending_has(s->lake_pending, s->nlake_pending, cap, partition) &&
+        tc_pipeline_pending_has(s->rollup_pending, s->nrollup_pending, cap, partition))
+        return TC_OK;
+    if (p->stats.partition_flushes++ == 0)
+        tc_log_info("pipeline",
+                    "a batch holds readings of %zu partitions (pipeline.partitions_per_batch): "
+                    "written early, before a reading of partition %d (logged once; see "
+                    "thermocline_batches_partition_cap_total)",
+                    cap, partition);
+    return tc_pipeline_dispatch(p);
 }
 
 /* Which sinks a message at this offset is for (0: both already have it). */
@@ -690,10 +945,10 @@ static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t part
 /* Tell Kafka how far every sink is (informational: lag monitoring). */
 static void tc_pipeline_commit_kafka(tc_pipeline *p)
 {
-    tc_partition_offset offs[TC_PENDING_MAX];
+    tc_partition_offset *offs = p->kafka_offs;
     size_t n = 0;
 
-    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+    for (size_t i = 0; i < p->nmarks; i++) {
         tc_marks *m = &p->marks[i];
         int64_t next = m->store_next;
         if (!m->assigned)
@@ -925,7 +1180,9 @@ static int64_t tc_pipeline_lake_durable_sum(tc_pipeline *p)
  */
 static void tc_pipeline_lake_failed(tc_pipeline *p, tc_err err, const char *errstr)
 {
-    if (!tc_err_is_retriable(err)) {
+    /* Fenced (another member committed the partition's progress): recovered from it like a
+     * transient failure, by reading the progress files again. */
+    if (!tc_err_is_retriable(err) && err != TC_ERR_FENCED) {
         tc_log_error("lake", "%s", errstr);
         p->fatal = err;
         snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
@@ -955,9 +1212,9 @@ static void tc_pipeline_lake_succeeded(tc_pipeline *p)
  */
 static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
 {
-    int32_t parts[TC_PENDING_MAX];
-    int64_t next[TC_PENDING_MAX];
-    tc_partition_offset from[TC_PENDING_MAX];
+    int32_t *parts;
+    int64_t *next;
+    tc_partition_offset *from;
     char errstr[TC_ERRSTR_MAX];
     long wait = p->lake_backoff / 2 + rand() % (p->lake_backoff / 2 + 1);
     size_t n = 0;
@@ -969,17 +1226,19 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
         return p->fatal;
     tc_log_warn("lake", "%s; reading again from the lake's last commit, retrying in %ld ms",
                 p->lake_errstr, wait);
-    for (long slept = 0; slept < wait; slept += 50) {
-        if (*p->stop)
-            return TC_ERR_STOPPED;
-        tc_time_sleep_ms(50);
-    }
+    if (tc_pipeline_wait(p, wait, 0))
+        return TC_ERR_STOPPED;
     p->lake_backoff = p->lake_backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : p->lake_backoff * 2;
-    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+    parts = malloc((p->nmarks + 1) * sizeof(*parts));
+    next = malloc((p->nmarks + 1) * sizeof(*next));
+    from = malloc((p->nmarks + 1) * sizeof(*from));
+    for (size_t i = 0; parts && i < p->nmarks; i++) {
         if (p->marks[i].assigned)
             parts[n++] = (int32_t)i;
     }
-    err = tc_lake_open_partitions(p->lake, parts, n, next, errstr, sizeof(errstr));
+    err = parts && next && from
+              ? tc_lake_open_partitions(p->lake, parts, n, next, errstr, sizeof(errstr))
+              : tc_err_set(TC_ERR_NOMEM, errstr, sizeof(errstr), "out of memory");
     for (size_t i = 0; err == TC_OK && i < n; i++) {
         tc_marks *m = &p->marks[parts[i]];
         m->lake_next = next[i];
@@ -989,6 +1248,9 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
     }
     if (err == TC_OK)
         err = tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr));
+    free(parts);
+    free(next);
+    free(from);
     if (err != TC_OK) {
         tc_pipeline_lake_failed(p, err, errstr);
         return p->fatal ? p->fatal : TC_OK;
@@ -1028,14 +1290,16 @@ static tc_err tc_pipeline_rollups_take(tc_pipeline *p, tc_slot *s)
 
 /* The marks the pending aggregates take the rollups to: their next offset per partition, where it
  * is past what is written. */
-static size_t tc_pipeline_rollup_marks(tc_pipeline *p, tc_partition_offset *marks)
+static size_t tc_pipeline_rollup_marks(tc_pipeline *p, tc_partition_offset *marks, int64_t *from)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < p->nmarks && n < TC_PENDING_MAX; i++) {
+    for (size_t i = 0; i < p->nmarks; i++) {
         tc_marks *m = &p->marks[i];
-        if (m->rollup_next > m->rollup_durable && m->rollup_next != INT64_MAX)
+        if (m->rollup_next > m->rollup_durable && m->rollup_next != INT64_MAX) {
+            from[n] = m->rollup_durable; /* fencing: stored where this member last saw it */
             marks[n++] = (tc_partition_offset){(int32_t)i, m->rollup_next};
+        }
     }
     return n;
 }
@@ -1061,11 +1325,16 @@ static tc_err tc_pipeline_rollups_collect(tc_pipeline *p, int block)
     if (!tc_store_async_rollups_busy(p->writers) ||
         (!block && !tc_store_async_rollups_done(p->writers)))
         return TC_OK;
+    tc_pipeline_await(p, -1);
     err = tc_store_async_rollups_wait(p->writers, errstr, sizeof(errstr));
     p->rollup_retry = err != TC_OK;
     if (err == TC_OK) {
         tc_pipeline_rollups_durable(p, p->rollup_flight, p->nrollup_flight);
         return TC_OK;
+    }
+    if (err == TC_ERR_FENCED) {
+        p->rollup_retry = 0; /* its aggregates go: tc_pipeline_resume reads their rows again */
+        return tc_pipeline_fence(p, errstr);
     }
     if (!tc_err_is_retriable(err)) {
         tc_log_error("pipeline", "%s", errstr);
@@ -1081,7 +1350,7 @@ static tc_err tc_pipeline_rollups_collect(tc_pipeline *p, int block)
  * held rows of, or could not write them before handing partitions over. */
 static void tc_pipeline_rollups_discard(tc_pipeline *p)
 {
-    tc_partition_offset from[TC_PENDING_MAX];
+    tc_partition_offset *from = malloc((p->nmarks + 1) * sizeof(*from));
     char errstr[TC_ERRSTR_MAX];
     size_t n = 0;
 
@@ -1094,13 +1363,18 @@ static void tc_pipeline_rollups_discard(tc_pipeline *p)
         if (m->rollup_next == m->rollup_durable)
             continue;
         m->rollup_next = m->rollup_durable;
-        if (m->assigned && n < TC_PENDING_MAX)
+        if (m->assigned && from)
             from[n++] = (tc_partition_offset){(int32_t)i, m->rollup_durable};
+    }
+    if (!from && !p->fatal) { /* the marks are lowered: only reading again keeps them exact */
+        p->fatal = TC_ERR_NOMEM;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "out of memory reading the rollups again");
     }
     if (n && tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr)) != TC_OK && !p->fatal) {
         p->fatal = TC_ERR_KAFKA_TRANS;
         snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
     }
+    free(from);
 }
 
 /*
@@ -1110,7 +1384,8 @@ static void tc_pipeline_rollups_discard(tc_pipeline *p)
  */
 static tc_err tc_pipeline_rollups_flush(tc_pipeline *p)
 {
-    tc_partition_offset marks[TC_PENDING_MAX];
+    tc_partition_offset *marks = p->rollup_sync;
+    int64_t *from = p->rollup_sync_from;
     char errstr[TC_ERRSTR_MAX];
     /* The first retry goes at once, even when a stop was asked: this flush is often the last one
      * (a stop's), and its usual failure -- a connection the database closed when it restarted --
@@ -1124,15 +1399,21 @@ static tc_err tc_pipeline_rollups_flush(tc_pipeline *p)
     while ((err = tc_pipeline_rollups_collect(p, 1)) == TC_OK && p->rollup_retry) {
         if (tc_pipeline_backoff(p, &backoff))
             return TC_ERR_STOPPED;
-        tc_store_async_flush_rollups(p->writers, NULL, p->rollup_flight, p->nrollup_flight);
+        tc_store_async_flush_rollups(p->writers, NULL, p->rollup_flight, p->rollup_flight_from,
+                                     p->nrollup_flight);
     }
     if (err != TC_OK)
         return err;
-    n = tc_pipeline_rollup_marks(p, marks);
+    n = tc_pipeline_rollup_marks(p, marks, from);
     if (n == 0)
         return TC_OK;
     backoff = 0;
-    while ((err = tc_store_rollups_flush(p->store, marks, n, errstr, sizeof(errstr))) != TC_OK) {
+    while ((err = tc_store_rollups_flush(p->store, marks, from, n, errstr, sizeof(errstr))) !=
+           TC_OK) {
+        if (err == TC_ERR_FENCED) {
+            tc_store_rollups_clear(p->store);
+            return tc_pipeline_fence(p, errstr);
+        }
         if (!tc_err_is_retriable(err)) {
             tc_log_error("pipeline", "%s", errstr);
             p->fatal = err;
@@ -1170,12 +1451,14 @@ static tc_err tc_pipeline_rollups_due(tc_pipeline *p)
         return TC_OK; /* the last flush is still being written: the next interval takes these */
     p->rollups_flushed_us = p->now_us;
     if (p->rollup_retry) {
-        tc_store_async_flush_rollups(p->writers, NULL, p->rollup_flight, p->nrollup_flight);
+        tc_store_async_flush_rollups(p->writers, NULL, p->rollup_flight, p->rollup_flight_from,
+                                     p->nrollup_flight);
         return TC_OK;
     }
-    p->nrollup_flight = tc_pipeline_rollup_marks(p, p->rollup_flight);
+    p->nrollup_flight = tc_pipeline_rollup_marks(p, p->rollup_flight, p->rollup_flight_from);
     if (p->nrollup_flight)
-        tc_store_async_flush_rollups(p->writers, p->store, p->rollup_flight, p->nrollup_flight);
+        tc_store_async_flush_rollups(p->writers, p->store, p->rollup_flight, p->rollup_flight_from,
+                                     p->nrollup_flight);
     return TC_OK;
 }
 
@@ -1185,7 +1468,8 @@ static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch 
 {
     if (!rows->n && !s->dlq->n && !s->npending)
         return TC_OK;
-    return tc_store_write(p->wstore, rows, s->dlq, s->pending, s->npending, errstr, errstr_size);
+    return tc_store_write(p->wstore, rows, s->dlq, s->pending, p->windows ? NULL : s->pending_from,
+                          s->npending, errstr, errstr_size);
 }
 
 /*
@@ -1203,9 +1487,13 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
 
     if (p->fatal) /* the run is over: nothing more is written */
         return p->fatal;
+    if (p->fenced) /* read again from the stored marks (tc_pipeline_resume), committed or not */
+        return TC_ERR_FENCED;
     if (err != TC_OK && cascaded)
         err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
     while (err != TC_OK) {
+        if (err == TC_ERR_FENCED)
+            return tc_pipeline_fence(p, errstr);
         if (err == TC_ERR_DB && rows->n && tc_store_refused_rows(p->wstore)) {
             size_t before = s->dlq->n;
             err = tc_pipeline_isolate_refused(p, s, rows, errstr, errstr_size);
@@ -1231,11 +1519,8 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
         /* Full jitter on a capped exponential: concurrent pipelines do not retry in lockstep. */
         wait = backoff / 2 + rand() % (backoff / 2 + 1);
         tc_log_warn("pipeline", "%s; retrying in %ld ms", errstr, wait);
-        for (long slept = 0; slept < wait; slept += 50) {
-            if (*p->stop)
-                return TC_ERR_STOPPED;
-            tc_time_sleep_ms(50);
-        }
+        if (tc_pipeline_wait(p, wait, 1))
+            return *p->stop ? TC_ERR_STOPPED : TC_ERR_FENCED;
         backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
         err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
     }
@@ -1288,6 +1573,7 @@ static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
 
     p->flight_head = (p->flight_head + 1) % p->nslots;
     p->nflight--;
+    tc_pipeline_await(p, s->writer);
     err = tc_store_async_wait(p->writers, s->writer, &cascaded, errstr, sizeof(errstr));
     if (err != TC_OK)
         p->chain_broken = 1; /* the batches after it roll back: settle them before any other */
@@ -1364,6 +1650,26 @@ static tc_err tc_pipeline_batch_due(tc_pipeline *p, int timed_out, int *due)
 }
 
 /*
+ * Fencing: the stored offset each partition of the slot's batch moves from -- where the batches
+ * before it in flight take it, or, when none has it, where the store stands.
+ */
+static void tc_pipeline_fence_from(tc_pipeline *p, tc_slot *s)
+{
+    if (p->nflight == 0 && ++p->flight_gen == 0) /* 0: "none" in tc_marks.sent_gen */
+        p->flight_gen = 1;
+    for (size_t i = 0; i < s->npending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
+        if (!m) { /* cannot be: assigned partitions have marks */
+            s->pending_from[i] = -1;
+            continue;
+        }
+        s->pending_from[i] = m->sent_gen == p->flight_gen ? m->store_sent : m->store_next;
+        m->store_sent = s->pending[i].next_offset;
+        m->sent_gen = p->flight_gen;
+    }
+}
+
+/*
  * Hand the batch being filled to a free writer and start filling a free slot: the store writes
  * up to postgres.writers batches while the next is decoded. When every writer has a batch, the
  * oldest is settled first; after a failure, all of them are.
@@ -1371,9 +1677,14 @@ static tc_err tc_pipeline_batch_due(tc_pipeline *p, int timed_out, int *due)
 static tc_err tc_pipeline_dispatch(tc_pipeline *p)
 {
     tc_slot *s = p->cur, *next;
-    tc_err err = p->chain_broken ? tc_pipeline_settle(p, 0) : TC_OK;
+    tc_err err;
     int w = -1;
 
+    if (p->fenced) { /* read again after tc_pipeline_resume */
+        tc_pipeline_drop(p);
+        return TC_ERR_FENCED;
+    }
+    err = p->chain_broken ? tc_pipeline_settle(p, 0) : TC_OK;
     while (err == TC_OK && (w = tc_store_async_free_writer(p->writers)) < 0)
         err = tc_pipeline_settle_oldest(p, 0);
     if (err != TC_OK)
@@ -1388,9 +1699,11 @@ static tc_err tc_pipeline_dispatch(tc_pipeline *p)
         return TC_ERR_INVALID;
     s->rows = tc_pipeline_store_rows(s);
     s->writer = w;
+    tc_pipeline_fence_from(p, s);
     /* A batch with nothing for the store (a lake catching up) still goes through a writer, which
      * commits an empty transaction in its turn: the sinks take the batches in order. */
-    tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending, s->npending);
+    tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending,
+                          p->windows ? NULL : s->pending_from, s->npending);
     p->flight[(p->flight_head + p->nflight) % p->nslots] = s;
     p->nflight++;
     p->cur = next;
@@ -1434,193 +1747,23 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
     return TC_ERR_FULL;
 }
 
-/* The fixed fields a decoded row has (TC_CATALOG_F_* bits). A JSON null reads as absent: the
- * decoders store both the same way. */
-static uint32_t tc_pipeline_fixed_mask(const tc_batch *b, size_t row)
-{
-    uint32_t mask = 1u << TC_CATALOG_F_DEVICE | 1u << TC_CATALOG_F_TIMESTAMP;
-
-    for (int m = 0; m < TC_METRIC__COUNT; m++)
-        mask |= (uint32_t)(b->present[m][row] != 0) << (TC_CATALOG_F_METRIC0 + m);
-    if (b->tags[row].ptr)
-        mask |= 1u << TC_CATALOG_F_TAGS;
-    return mask;
-}
-
-/* Whether the row has field f: for an Avro row, whether its writer schema has it. */
-static int tc_pipeline_row_has(const tc_catalog_field *f, uint32_t mask, const tc_json *root,
-                               const tc_catalog_version *writer)
-{
-    if (writer)
-        return tc_catalog_has_field(writer, f->name, strlen(f->name));
-    if (f->fixed >= 0)
-        return (mask >> f->fixed) & 1u;
-    return root && tc_json_get(root, f->name) != NULL;
-}
-
-/* Append "name":default to the `extra` being rebuilt in jb: the first call copies the members the
- * reading has (its text without the closing brace). */
-static void tc_pipeline_extra_add(tc_jbuf *jb, const tc_slice *extra, const tc_catalog_field *f)
-{
-    if (jb->len == 0) {
-        if (extra->ptr && extra->len >= 2 && extra->ptr[extra->len - 1] == '}') {
-            tc_jbuf_append(jb, extra->ptr, extra->len - 1);
-            if (extra->len > 2)
-                tc_jbuf_append(jb, ",", 1);
-        } else {
-            tc_jbuf_append(jb, "{", 1);
-        }
-    } else {
-        tc_jbuf_append(jb, ",", 1);
-    }
-    tc_jbuf_append(jb, "\"", 1);
-    tc_jbuf_escaped(jb, f->name, strlen(f->name));
-    tc_jbuf_append(jb, "\":", 2);
-    tc_jbuf_append(jb, f->default_json, strlen(f->default_json));
-}
-
-/*
- * Give the row the defaults of the fields of version v it lacks. A metric takes a numeric default
- * in its column, tags an object default; any other field joins `extra` as if the device had sent
- * it (and a numeric one becomes a column below, like a sent one). Returns TC_JSON_BATCH_FULL when
- * the arena cannot hold the new `extra`, TC_REJECT_NONE otherwise. *rewrote is set when `extra`
- * changed (the caller parses it again).
- */
-static tc_reject tc_pipeline_defaults(tc_pipeline *p, size_t row, const tc_catalog_version *v,
-                                      const tc_catalog_version *writer, const tc_json *root,
-                                      int *rewrote)
-{
-    tc_batch *b = p->cur->batch;
-    uint32_t mask = tc_pipeline_fixed_mask(b, row);
-    tc_jbuf jb;
-    char *text;
-    size_t len;
-    tc_reject r = TC_REJECT_NONE;
-
-    tc_jbuf_init(&jb, 0);
-    for (size_t i = 0; i < v->nfields; i++) {
-        const tc_catalog_field *f = &v->fields[i];
-        if (!f->default_json || tc_pipeline_row_has(f, mask, root, writer))
-            continue;
-        if (f->fixed >= TC_CATALOG_F_METRIC0 &&
-            f->fixed < TC_CATALOG_F_METRIC0 + TC_METRIC__COUNT) {
-            if (f->default_is_num) {
-                b->metric[f->fixed - TC_CATALOG_F_METRIC0][row] = f->default_num;
-                b->present[f->fixed - TC_CATALOG_F_METRIC0][row] = 1;
-            }
-        } else if (f->fixed == TC_CATALOG_F_TAGS) {
-            if (f->default_json[0] == '{') {
-                char *t = tc_arena_strndup(&b->arena, f->default_json, strlen(f->default_json));
-                if (!t) {
-                    r = TC_JSON_BATCH_FULL;
-                    break;
-                }
-                b->tags[row] = (tc_slice){t, (uint32_t)strlen(t)};
-            }
-        } else if (f->fixed < 0) {
-            tc_pipeline_extra_add(&jb, &b->extra[row], f);
-        }
-    }
-    if (r == TC_REJECT_NONE && jb.len > 0) {
-        tc_jbuf_append(&jb, "}", 1);
-        text = tc_jbuf_failed(&jb) ? NULL : tc_arena_strndup(&b->arena, jb.data, jb.len);
-        len = jb.len;
-        if (!text) {
-            r = TC_JSON_BATCH_FULL;
-        } else {
-            b->extra[row] = (tc_slice){text, (uint32_t)len};
-            *rewrote = 1;
-        }
-    }
-    tc_jbuf_free(&jb);
-    return r;
-}
-
-/* A numeric top-level field the schema-v1 columns do not name becomes a column of its own (in the
- * batch, then in both stores, from this batch on). It also stays in `extra`, verbatim, so nothing
- * about the reading is lost or rewritten. Non-numeric unknown fields stay in `extra` only. */
-static void tc_pipeline_promote(tc_pipeline *p, size_t row, const tc_json *root)
-{
-    for (size_t i = 0; root && root->type == TC_JSON_OBJECT && i < root->len; i++) {
-        const tc_json_member *mb = &root->u.members[i];
-        int d;
-        if (mb->value->type != TC_JSON_NUMBER || !isfinite(mb->value->u.num.value))
-            continue;
-        d = tc_batch_dyn_column(p->cur->batch, mb->key, mb->key_len);
-        if (d < 0)
-            continue;
-        if ((size_t)d >= p->dyn_logged) {
-            tc_log_info("pipeline", "new metric \"%s\" becomes a column", mb->key);
-            p->dyn_logged = (size_t)d + 1;
-        }
-        p->cur->batch->dyn[d][row] = mb->value->u.num.value;
-        p->cur->batch->dyn_present[d][row] = 1;
-    }
-}
-
-/*
- * Schema evolution, per reading: which version of the telemetry subject the row is (writer_id >= 0:
- * the Avro writer schema's version; otherwise detected from the JSON fields present, see
- * catalog.h), the defaults of what it lacks (of the newest version for Avro -- the reader schema
- * -- of the detected one for JSON), then its unknown numeric fields as columns. Parsing `extra`
- * allocates, but only for readings that carry unknown fields: the schema-v1 readings of the hot
- * path cost a mask and a table lookup. Returns TC_REJECT_NONE or TC_JSON_BATCH_FULL.
- */
+/* Schema evolution of the row being decoded (schema/shape.h), then its fingerprint for the dedupe
+ * window, made from its message_id when it has one. */
 static tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id)
 {
     tc_batch *b = p->cur->batch;
-    const tc_catalog_version *v = NULL, *reader = NULL, *writer = NULL;
-    const char *keys[TC_JSON_EXTRA_FIELDS_MAX];
-    size_t lens[TC_JSON_EXTRA_FIELDS_MAX], nkeys = 0;
-    const tc_json *root = NULL;
-    tc_json_doc *doc = NULL;
-    char errstr[TC_ERRSTR_MAX];
-    int rewrote = 0;
-    tc_reject r = TC_REJECT_NONE;
+    tc_jbuf id;
+    tc_reject r;
 
-    if (b->extra[row].ptr) {
-        doc =
-            tc_json_parse(b->extra[row].ptr, b->extra[row].len, NULL, NULL, errstr, sizeof(errstr));
-        root = doc ? tc_json_root(doc) : NULL; /* the decoder validated it: NULL is only ENOMEM */
-        for (size_t i = 0; root && root->type == TC_JSON_OBJECT && i < root->len &&
-                           nkeys < TC_JSON_EXTRA_FIELDS_MAX;
-             i++, nkeys++) {
-            keys[nkeys] = root->u.members[i].key;
-            lens[nkeys] = root->u.members[i].key_len;
-        }
-    }
-    if (p->catalog && writer_id >= 0) {
-        v = writer = tc_catalog_by_id(p->catalog, writer_id);
-        reader = writer ? tc_catalog_latest(p->catalog) : NULL;
-    } else if (p->catalog) {
-        v = reader =
-            tc_catalog_detect(p->catalog, tc_pipeline_fixed_mask(b, row), keys, lens, nkeys);
-    }
-    if (v)
-        b->schema_version[row] = v->version;
-    if (reader)
-        r = tc_pipeline_defaults(p, row, reader, writer, root, &rewrote);
-    if (r == TC_REJECT_NONE && rewrote) {
-        tc_json_free(doc);
-        doc =
-            tc_json_parse(b->extra[row].ptr, b->extra[row].len, NULL, NULL, errstr, sizeof(errstr));
-        root = doc ? tc_json_root(doc) : NULL;
-    }
-    if (r == TC_REJECT_NONE)
-        tc_pipeline_promote(p, row, root);
+    tc_jbuf_init(&id, 0);
+    r = tc_shape_row(b, row, p->catalog, writer_id, &p->dyn_logged, p->dedupe ? &id : NULL,
+                     &p->row_has_id);
     if (r == TC_REJECT_NONE && p->dedupe) {
-        const tc_json *id = root ? tc_json_get(root, "message_id") : NULL;
-        tc_jbuf jb;
-        tc_jbuf_init(&jb, 0);
-        if (id)
-            tc_jbuf_value(&jb, id);
-        p->row_has_id = id != NULL && !tc_jbuf_failed(&jb);
-        p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? jb.data : NULL,
-                                          p->row_has_id ? jb.len : 0);
+        p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? id.data : NULL,
+                                          p->row_has_id ? id.len : 0);
         tc_dedupe_prefetch(p->dedupe, p->row_fp);
-        tc_jbuf_free(&jb);
     }
-    tc_json_free(doc);
+    tc_jbuf_free(&id);
     return r;
 }
 
@@ -1677,11 +1820,8 @@ static int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms)
         *backoff_ms = TC_RETRY_MIN_MS;
         return 0;
     }
-    for (long slept = 0; slept < *backoff_ms; slept += 50) {
-        if (*p->stop)
-            return 1;
-        tc_time_sleep_ms(50);
-    }
+    if (tc_pipeline_wait(p, *backoff_ms, 0))
+        return 1;
     *backoff_ms = *backoff_ms * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : *backoff_ms * 2;
     return 0;
 }
@@ -1800,6 +1940,10 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     tc_reject r;
     tc_err err;
 
+    if (p->fenced)
+        return TC_ERR_FENCED;
+    if (sinks && (err = tc_pipeline_room_for(p, m->partition)) != TC_OK)
+        return err;
     if (sinks == 0) /* every sink holds it already: at most the dedupe window wants it */
         return p->dedupe ? tc_pipeline_remember(p, m) : TC_OK;
     if (p->batch_started_us == 0)
@@ -1959,6 +2103,81 @@ static void tc_pipeline_reload(tc_pipeline *p)
 }
 
 /*
+ * After a fenced write, or partitions taken away while a sink waited: drop every batch this member
+ * holds (in flight, being filled, the pending aggregates; the lake keeps what it has in files, and
+ * its mark), read the store's and the rollups' marks of the partitions it still has again, and
+ * move the consumer back to the lowest mark of each, as after an assignment. A batch that did
+ * commit is not lost: the marks read say so. When the marks cannot be read the next turn of the
+ * loop tries again; nothing is processed meanwhile.
+ */
+static tc_err tc_pipeline_resume(tc_pipeline *p)
+{
+    char errstr[TC_ERRSTR_MAX];
+    int32_t *parts = malloc((p->nmarks + 1) * sizeof(*parts));
+    int64_t *next = malloc((p->nmarks + 1) * sizeof(*next));
+    int64_t *rnext = malloc((p->nmarks + 1) * sizeof(*rnext));
+    tc_partition_offset *from = malloc((p->nmarks + 1) * sizeof(*from));
+    size_t n = 0;
+    tc_err err = parts && next && rnext && from ? TC_OK : TC_ERR_NOMEM;
+
+    tc_pipeline_settle(p, 1);
+    tc_pipeline_drop(p);
+    tc_pipeline_rollups_collect(p, 1); /* a flush that went through keeps its marks */
+    tc_store_rollups_clear(p->store);
+    tc_store_rollups_clear(tc_store_async_rollups_store(p->writers));
+    p->rollup_retry = 0;
+    for (size_t i = 0; err == TC_OK && i < p->nmarks; i++) {
+        p->marks[i].rewind = TC_NO_REWIND;
+        /* The aggregates are gone: no partition's rollups are past what is written, those taken
+         * away meanwhile included (a later flush would move their marks over rows it lacks). */
+        if (p->marks[i].rollup_next != INT64_MAX)
+            p->marks[i].rollup_next = p->marks[i].rollup_durable;
+        if (p->marks[i].assigned)
+            parts[n++] = (int32_t)i;
+    }
+    p->rewinds = 0;
+    if (err == TC_OK)
+        err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
+    if (err == TC_OK && !p->windows)
+        err = tc_store_load_rollup_offsets(p->store, parts, n, rnext, errstr, sizeof(errstr));
+    if (err == TC_OK && !p->windows)
+        err = tc_pipeline_rollups_init_marks(p, parts, n, next, rnext, errstr, sizeof(errstr));
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        tc_marks *m = &p->marks[parts[i]];
+        int64_t low = next[i];
+        m->store_next = next[i];
+        m->sent_gen = 0;
+        if (!p->windows)
+            m->rollup_next = m->rollup_durable = rnext[i];
+        if (m->rollup_next < low)
+            low = m->rollup_next;
+        if (p->lake && !p->lake_broken) {
+            m->lake_next = tc_lake_advanced(p->lake, parts[i]);
+            low = m->lake_next < low ? m->lake_next : low; /* -1, nothing yet, is the lowest */
+        }
+        from[i] = (tc_partition_offset){parts[i], low};
+    }
+    if (err == TC_OK)
+        err = tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr));
+    if (err == TC_OK) {
+        p->fenced = 0;
+        tc_log_info("pipeline", "resumed %zu partitions from what the sinks hold", n);
+    } else if (err == TC_ERR_NOMEM || !tc_err_is_retriable(err)) {
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s",
+                 err == TC_ERR_NOMEM ? "out of memory resuming after a fenced write" : errstr);
+    } else {
+        tc_log_warn("pipeline", "%s; reading the marks again shortly", errstr);
+        tc_pipeline_wait(p, TC_RETRY_MIN_MS, 0);
+    }
+    free(parts);
+    free(next);
+    free(rnext);
+    free(from);
+    return p->fatal ? p->fatal : TC_OK;
+}
+
+/*
  * A mark past the end of its partition means the topic was deleted and created again under the same
  * name (or the brokers are another cluster) while the store and the lake kept their progress.
  * Reading on would take every new message below the old marks for one already stored: refuse,
@@ -1966,10 +2185,11 @@ static void tc_pipeline_reload(tc_pipeline *p)
  */
 static void tc_pipeline_check_ends(tc_pipeline *p)
 {
-    int32_t parts[TC_PENDING_MAX];
-    int64_t high[TC_PENDING_MAX];
-    int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_PENDING_MAX,
-                                   TC_ENDS_TIMEOUT_MS);
+    int32_t *parts = malloc(TC_TRACKED_MAX * sizeof(*parts));
+    int64_t *high = malloc(TC_TRACKED_MAX * sizeof(*high));
+    int n = parts && high ? tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high,
+                                                   TC_TRACKED_MAX, TC_ENDS_TIMEOUT_MS)
+                          : -1;
 
     p->check_ends = n < 0; /* the brokers did not answer: ask again before the next messages */
     for (int i = 0; i < n && !p->fatal; i++) {
@@ -1994,14 +2214,35 @@ static void tc_pipeline_check_ends(tc_pipeline *p)
                  p->cfg->kafka_group, p->cfg->pg_schema);
         tc_log_error("pipeline", "%s", p->fatal_str);
     }
+    free(parts);
+    free(high);
 }
+
+static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *high, int64_t *next,
+                                     int64_t *rollup);
 
 static int tc_pipeline_topic_done(tc_pipeline *p)
 {
-    int32_t parts[TC_PENDING_MAX];
-    int64_t high[TC_PENDING_MAX], next[TC_PENDING_MAX], rollup[TC_PENDING_MAX];
+    int32_t *parts = malloc(TC_TRACKED_MAX * sizeof(*parts));
+    int64_t *high = malloc(TC_TRACKED_MAX * sizeof(*high));
+    int64_t *next = malloc(TC_TRACKED_MAX * sizeof(*next));
+    int64_t *rollup = malloc(TC_TRACKED_MAX * sizeof(*rollup));
+    int done =
+        parts && high && next && rollup && tc_pipeline_topic_done_in(p, parts, high, next, rollup);
+
+    free(parts);
+    free(high);
+    free(next);
+    free(rollup);
+    return done;
+}
+
+/* tc_pipeline_topic_done with its arrays (TC_TRACKED_MAX each). */
+static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *high, int64_t *next,
+                                     int64_t *rollup)
+{
     char errstr[TC_ERRSTR_MAX];
-    int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_PENDING_MAX,
+    int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_TRACKED_MAX,
                                    TC_ENDS_TIMEOUT_MS);
 
     if (n < 0 ||
@@ -2072,6 +2313,9 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     tc_log_info("pipeline", "consuming \"%s\" from %s as group \"%s\"", p->cfg->kafka_topic,
                 p->cfg->kafka_brokers, p->cfg->kafka_group);
     while (!*stop) {
+        tc_pipeline_unpause(p);
+        if (p->fenced && (err = tc_pipeline_resume(p)) != TC_OK)
+            break;
         if (p->lake_broken && (err = tc_pipeline_lake_recover(p)) != TC_OK)
             break;
         p->now_us = tc_time_now_us();
@@ -2102,7 +2346,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
         /* While the lake is broken nothing is processed: the recovery rewinds to before it. */
         for (size_t i = 0; i < n; i++) {
-            if (err == TC_OK && !p->lake_broken)
+            if (err == TC_OK && !p->lake_broken && !p->fenced)
                 err = tc_pipeline_process(p, &p->msgs[i]);
             tc_consumer_release(p->consumer, &p->msgs[i]);
         }
@@ -2120,8 +2364,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
          * full, so that its rollups, lake rows and Kafka offsets follow at once. */
         if (err == TC_OK)
             err = tc_pipeline_settle_done(p);
-        if (err != TC_OK && p->lake_broken && !p->fatal && err != TC_ERR_STOPPED)
-            err = TC_OK; /* the next turn recovers the lake */
+        if (err != TC_OK && (p->lake_broken || p->fenced) && !p->fatal && err != TC_ERR_STOPPED)
+            err = TC_OK; /* the next turn recovers the lake, or resumes from the stored marks */
         if (err != TC_OK)
             break;
         if (p->lake && !p->lake_broken && p->batch_started_us == 0 && !p->nflight) {
@@ -2144,8 +2388,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
-        if (idle_us > 0 && !p->lake_broken && p->batch_started_us == 0 && !p->nflight &&
-            p->now_us - last_activity >= idle_us &&
+        if (idle_us > 0 && !p->lake_broken && !p->fenced && p->batch_started_us == 0 &&
+            !p->nflight && p->now_us - last_activity >= idle_us &&
             p->now_us - last_idle_check >= TC_IDLE_CHECK_INTERVAL_US &&
             (tc_consumer_caught_up(p->consumer) || tc_consumer_assigned(p->consumer) == 0)) {
             last_idle_check = p->now_us;
@@ -2189,6 +2433,11 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     if (p->fatal) {
         err = p->fatal;
         tc_err_set(err, errstr, errstr_size, "%s", p->fatal_str);
+    } else if (err == TC_ERR_FENCED || (err == TC_OK && p->fenced)) {
+        /* Another member moved our partitions on: what is left is theirs, or read again. */
+        tc_log_warn("pipeline", "stopping with what this member held dropped (fenced); the "
+                                "partitions' owners resume from what is stored");
+        err = TC_OK;
     } else if (err == TC_ERR_STOPPED) {
         /* Stopped while the store was down: the batch is not written and will be read again. */
         err = TC_OK;

@@ -25,11 +25,13 @@
 typedef struct tc_pipeline tc_pipeline;
 
 typedef struct tc_pipeline_stats {
-    uint64_t consumed;     /* messages taken from Kafka (excluding ones already stored) */
-    uint64_t stored;       /* rows committed to PostgreSQL */
-    uint64_t dead_letters; /* dead letters committed */
-    uint64_t batches;      /* transactions committed */
-    uint64_t retries;      /* failed write attempts that were retried */
+    uint64_t consumed;          /* messages taken from Kafka (excluding ones already stored) */
+    uint64_t stored;            /* rows committed to PostgreSQL */
+    uint64_t dead_letters;      /* dead letters committed */
+    uint64_t batches;           /* transactions committed */
+    uint64_t retries;           /* failed write attempts that were retried */
+    uint64_t partition_flushes; /* batches written early: a reading of one partition too many */
+    uint64_t fenced;            /* writes fenced: another member had moved a partition on */
 } tc_pipeline_stats;
 
 /* Build the pipeline from a configuration (borrowed; must outlive the pipeline). */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef enum tc_async_state { TC_ASYNC_IDLE, TC_ASYNC_QUEUED, TC_ASYNC_DONE } tc_async_state;
 
@@ -36,6 +37,7 @@ typedef struct tc_async_writer {
     const tc_batch *rows;
     const tc_dlq_batch *dlq;
     const tc_partition_offset *offsets;
+    const int64_t *from; /* fencing: where each partition's offset moves from (store.h) */
     size_t noffsets;
     int turn_taken, cascaded;
     tc_err err;
@@ -89,7 +91,7 @@ static void *tc_async_main(void *opaque)
         /* The caller leaves the store and the batch alone until DONE: no lock while writing. */
         w->errstr[0] = '\0';
         if (w->rollups) {
-            w->err = tc_store_rollups_flush(w->store, w->offsets, w->noffsets, w->errstr,
+            w->err = tc_store_rollups_flush(w->store, w->offsets, w->from, w->noffsets, w->errstr,
                                             sizeof(w->errstr));
             pthread_mutex_lock(&a->lock);
             w->state = TC_ASYNC_DONE;
@@ -97,7 +99,7 @@ static void *tc_async_main(void *opaque)
             continue;
         }
         w->turn_taken = w->cascaded = 0;
-        w->err = tc_store_write_ordered(w->store, w->rows, w->dlq, w->offsets, w->noffsets,
+        w->err = tc_store_write_ordered(w->store, w->rows, w->dlq, w->offsets, w->from, w->noffsets,
                                         tc_async_turn, w, w->errstr, sizeof(w->errstr));
         pthread_mutex_lock(&a->lock);
         /* Failed before its turn: it still finishes in its place. */
@@ -191,9 +193,10 @@ int tc_store_async_free_writer(const tc_store_async *a)
 
 /* Give writer w its offsets and wake it: called with the lock held, which it releases. */
 static void tc_async_queue(tc_store_async *a, tc_async_writer *w,
-                           const tc_partition_offset *offsets, size_t noffsets)
+                           const tc_partition_offset *offsets, const int64_t *from, size_t noffsets)
 {
     w->offsets = offsets;
+    w->from = from;
     w->noffsets = noffsets;
     w->inflight = 1;
     w->state = TC_ASYNC_QUEUED;
@@ -202,7 +205,7 @@ static void tc_async_queue(tc_store_async *a, tc_async_writer *w,
 }
 
 void tc_store_async_submit(tc_store_async *a, int w, const tc_batch *rows, const tc_dlq_batch *dlq,
-                           const tc_partition_offset *offsets, size_t noffsets)
+                           const tc_partition_offset *offsets, const int64_t *from, size_t noffsets)
 {
     tc_async_writer *wr = &a->w[w];
     int idle = 1;
@@ -217,7 +220,7 @@ void tc_store_async_submit(tc_store_async *a, int w, const tc_batch *rows, const
     wr->seq = a->next_seq++;
     wr->rows = rows;
     wr->dlq = dlq;
-    tc_async_queue(a, wr, offsets, noffsets);
+    tc_async_queue(a, wr, offsets, from, noffsets);
 }
 
 int tc_store_async_done(tc_store_async *a, int w)
@@ -228,6 +231,32 @@ int tc_store_async_done(tc_store_async *a, int w)
     done = a->w[w].state != TC_ASYNC_QUEUED;
     pthread_mutex_unlock(&a->lock);
     return done;
+}
+
+int tc_store_async_await(tc_store_async *a, int w, int timeout_ms)
+{
+    struct timespec until;
+    int done;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->lock);
+    while (a->w[w].state == TC_ASYNC_QUEUED &&
+           pthread_cond_timedwait(&a->cond, &a->lock, &until) == 0)
+        ;
+    done = a->w[w].state != TC_ASYNC_QUEUED;
+    pthread_mutex_unlock(&a->lock);
+    return done;
+}
+
+int tc_store_async_rollups_await(tc_store_async *a, int timeout_ms)
+{
+    return tc_store_async_await(a, a->n, timeout_ms);
 }
 
 tc_err tc_store_async_wait(tc_store_async *a, int w, int *cascaded, char *errstr,
@@ -258,14 +287,15 @@ tc_store *tc_store_async_store(tc_store_async *a, int w)
 }
 
 void tc_store_async_flush_rollups(tc_store_async *a, tc_store *from,
-                                  const tc_partition_offset *marks, size_t nmarks)
+                                  const tc_partition_offset *marks, const int64_t *marks_from,
+                                  size_t nmarks)
 {
     tc_async_writer *w = TC_ROLLUPS(a);
 
     if (from)
         tc_store_rollups_hand_over(from, w->store);
     pthread_mutex_lock(&a->lock);
-    tc_async_queue(a, w, marks, nmarks);
+    tc_async_queue(a, w, marks, marks_from, nmarks);
 }
 
 int tc_store_async_rollups_busy(const tc_store_async *a)

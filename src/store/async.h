@@ -56,11 +56,15 @@ int tc_store_async_writers(const tc_store_async *a);
 int tc_store_async_free_writer(const tc_store_async *a);
 
 /* Start the transaction of rows, dead letters and offsets on free writer w; it commits after the
- * batches submitted before it. */
+ * batches submitted before it. from: fencing, as tc_store_write (the caller's until the wait). */
 void tc_store_async_submit(tc_store_async *a, int w, const tc_batch *rows, const tc_dlq_batch *dlq,
-                           const tc_partition_offset *offsets, size_t noffsets);
+                           const tc_partition_offset *offsets, const int64_t *from,
+                           size_t noffsets);
 /* 1 when writer w's batch is committed (or failed): wait will not block. */
 int tc_store_async_done(tc_store_async *a, int w);
+/* Wait up to timeout_ms for writer w's batch to be done: 1 when it is (wait will not block). For
+ * a caller that must do something else now and then while it waits (serve the consumer). */
+int tc_store_async_await(tc_store_async *a, int w, int timeout_ms);
 /* Block until writer w's batch is done and free the writer: TC_OK when committed, else the error
  * with errstr filled, and *cascaded set when the batch only rolled back because one submitted
  * before it failed (it was fine itself: write it again). TC_OK when w has no batch. */
@@ -80,13 +84,17 @@ tc_store *tc_store_async_store(tc_store_async *a, int w);
  * tc_store_async_flush_rollups moves the pending aggregates of `from` to the writer's store
  * (tc_store_rollups_hand_over: the writer must hold none, i.e. its last flush succeeded) and
  * starts tc_store_rollups_flush of them with marks; with from NULL it tries again the aggregates
- * it holds after a failed flush. marks stay the caller's until the wait. One flush at a time.
+ * it holds after a failed flush. marks (and marks_from, the fencing of tc_store_rollups_flush)
+ * stay the caller's until the wait. One flush at a time.
  */
 void tc_store_async_flush_rollups(tc_store_async *a, tc_store *from,
-                                  const tc_partition_offset *marks, size_t nmarks);
+                                  const tc_partition_offset *marks, const int64_t *marks_from,
+                                  size_t nmarks);
 int tc_store_async_rollups_busy(const tc_store_async *a);
 /* 1 when the flush is over: wait will not block. */
 int tc_store_async_rollups_done(tc_store_async *a);
+/* tc_store_async_await for the rollups' writer. */
+int tc_store_async_rollups_await(tc_store_async *a, int timeout_ms);
 /* Block until the flush is over: its result (TC_OK when none is in flight). On failure the
  * writer's store keeps the aggregates for another try. */
 tc_err tc_store_async_rollups_wait(tc_store_async *a, char *errstr, size_t errstr_size);

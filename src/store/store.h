@@ -93,9 +93,11 @@ size_t tc_store_rollups_pending(const tc_store *s);
 /* Forget the pending aggregates. */
 void tc_store_rollups_clear(tc_store *s);
 /* Write the pending aggregates and the rollups' marks (the next offset per partition they cover)
- * in one transaction; clears them on success. Retriable errors keep them for another try. */
-tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, size_t nmarks,
-                              char *errstr, size_t errstr_size);
+ * in one transaction; clears them on success. Retriable errors keep them for another try. Fenced
+ * like tc_store_write: with from set, marks[i] is written only over a stored from[i]
+ * (TC_STORE_MARK_ABSENT: none stored), else TC_ERR_FENCED and nothing is written. */
+tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, const int64_t *from,
+                              size_t nmarks, char *errstr, size_t errstr_size);
 /* Nonzero when the last failed write was refused because of some of its rows' values (a data
  * exception or an integrity violation), so that writing the batch without them can succeed. */
 int tc_store_refused_rows(const tc_store *s);
@@ -111,8 +113,9 @@ tc_err tc_store_load_rollup_offsets(tc_store *s, const int32_t *partitions, size
                                     char *errstr, size_t errstr_size);
 /* Store the rollups' marks alone (autocommit): where no mark is stored yet, the caller records
  * where the rollups stand before it feeds them, so a crash before their first flush is exact. */
-tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks, size_t n,
-                                    char *errstr, size_t errstr_size);
+tc_err tc_store_save_rollup_offsets(tc_store *s, const tc_partition_offset *marks,
+                                    const int64_t *from, size_t n, char *errstr,
+                                    size_t errstr_size);
 
 /* Offsets of partition in [from, to) that are dead letters of this topic, ascending, into
  * out[0..cap) (*n: how many; more than cap are cut off). For the dedupe lookback, which must not
@@ -125,18 +128,24 @@ tc_err tc_store_load_offsets(tc_store *s, const int32_t *partitions, size_t n, i
                              char *errstr, size_t errstr_size);
 
 /* Write rows, dead letters and offsets in one transaction. On a retriable error nothing was
- * written and the caller may call again with the same arguments. */
+ * written and the caller may call again with the same arguments.
+ *
+ * Fencing: with from set (noffsets values, the stored next offset each partition's rows start
+ * from; -1: nothing stored yet), the offsets move only from there. When another member moved one
+ * of them meanwhile (it owns the partition now, or owned it while this one was stalled), the
+ * transaction rolls back and TC_ERR_FENCED says which: the caller must not write the batch again,
+ * but read the stored offsets anew. from NULL: the offsets are set unconditionally. */
 tc_err tc_store_write(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
-                      const tc_partition_offset *offsets, size_t noffsets, char *errstr,
-                      size_t errstr_size);
+                      const tc_partition_offset *offsets, const int64_t *from, size_t noffsets,
+                      char *errstr, size_t errstr_size);
 
 /* tc_store_write that calls turn(opaque) after the COPYs, before the offsets and the COMMIT, and
  * rolls back (a retriable error) when it returns 0: how writers in parallel commit in order
  * (async.h). turn NULL: tc_store_write. */
 tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch *dlq,
-                              const tc_partition_offset *offsets, size_t noffsets,
-                              int (*turn)(void *opaque), void *opaque, char *errstr,
-                              size_t errstr_size);
+                              const tc_partition_offset *offsets, const int64_t *from,
+                              size_t noffsets, int (*turn)(void *opaque), void *opaque,
+                              char *errstr, size_t errstr_size);
 
 /* Rows and dead letters written since tc_store_new (for progress reports). */
 void tc_store_totals(const tc_store *s, uint64_t *rows, uint64_t *dead_letters);

@@ -165,4 +165,40 @@ tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, siz
  * views show them (plain mode); in a short transaction of its own, outside the rollups'. */
 tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_size);
 
+/* Parameters of one prepared statement, arrays built in s->params. The widest statement is the
+ * offsets' fenced update: group, topic, the partitions, their new offsets, the offsets they move
+ * from and the value that says "no row yet"; the rollups and the latest state send one array of
+ * records each. */
+#define TC_PARAMS_MAX 6
+
+typedef struct tc_params {
+    int n;
+    size_t start[TC_PARAMS_MAX];
+    const char *values[TC_PARAMS_MAX];
+    int lengths[TC_PARAMS_MAX];
+    int formats[TC_PARAMS_MAX];
+} tc_params;
+
+/* Start building the parameters of a statement (s->params is reset). */
+void tc_params_reset(tc_store *s, tc_params *p);
+/* Start parameter p->n: a binary array of n elements of oid (its elements follow in s->params). */
+void tc_params_array(tc_store *s, tc_params *p, uint32_t oid, size_t n, int has_nulls);
+/* Parameter p->n: a text value (NULL: SQL NULL). */
+void tc_params_text(tc_params *p, const char *text);
+/* Resolve the parameters' pointers once the buffer no longer moves; -1 when it failed to grow. */
+int tc_params_finish(tc_store *s, tc_params *p);
+
+/* Prepare a statement on this connection unless it already is (bit of s->prepared). */
+tc_err tc_store_prepare(tc_store *s, unsigned bit, const char *name, const char *sql, int nparams,
+                        const Oid *types, char *errstr, size_t errstr_size);
+/* Run a prepared statement that returns no rows; what names it in errstr. */
+tc_err tc_store_run_prepared(tc_store *s, const char *name, tc_params *p, const char *what,
+                             char *errstr, size_t errstr_size);
+
+/* Move the marks of group's partitions to offsets[0..n), fenced from from[] (store.h; absent: no
+ * row stored; from NULL: unconditionally), inside the open transaction. */
+tc_err tc_store_write_offsets(tc_store *s, const char *group, const tc_partition_offset *offsets,
+                              const int64_t *from, int64_t absent, size_t n, char *errstr,
+                              size_t errstr_size);
+
 #endif

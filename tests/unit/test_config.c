@@ -47,6 +47,7 @@ static const char *const all_keys[] = {
     "pipeline.batch_size",
     "pipeline.batch_size_max",
     "pipeline.batch_timeout_ms",
+    "pipeline.partitions_per_batch",
     "pipeline.max_message_bytes",
     "pipeline.batch_memory_bytes",
     "dedupe.window_s",
