@@ -751,9 +751,42 @@ void tc_consumer_destroy(tc_consumer *c)
     free(c);
 }
 
+tc_topic_plan tc_kafka_topic_plan(int64_t want_rf, int64_t want_isr, int brokers)
+{
+    tc_topic_plan plan = {0};
+    int64_t rf = want_rf < 1 ? 1 : want_rf, isr = want_isr < 1 ? 1 : want_isr;
+
+    if (brokers >= 1 && rf > brokers) {
+        rf = brokers;
+        plan.rf_capped = 1;
+    }
+    if (isr > rf) {
+        isr = rf;
+        plan.isr_capped = 1;
+    }
+    plan.replication_factor = (int)rf;
+    plan.min_insync_replicas = (int)isr;
+    return plan;
+}
+
+/* The number of brokers in the cluster, or -1 when it did not answer within timeout_ms. */
+static int tc_kafka_broker_count(rd_kafka_t *rk, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+
+    if (rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->broker_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return n;
+}
+
 tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX], retention[32];
+    char inner[TC_ERRSTR_MAX], retention[32], isr[16];
+    tc_topic_plan plan;
+    int brokers;
     rd_kafka_conf_t *conf = tc_kafka_conf_new(cfg, NULL, NULL, errstr, errstr_size);
     rd_kafka_NewTopic_t *nt = NULL;
     rd_kafka_queue_t *q = NULL;
@@ -769,8 +802,17 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
         return tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka client: %s",
                           inner);
     }
+    brokers = tc_kafka_broker_count(rk, TC_ADMIN_TIMEOUT_MS);
+    if (brokers < 0) {
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                         "could not create topic \"%s\": no metadata from %s within %d ms",
+                         cfg->kafka_topic, cfg->kafka_brokers, TC_ADMIN_TIMEOUT_MS);
+        goto out;
+    }
+    plan = tc_kafka_topic_plan(cfg->kafka_replication_factor, cfg->kafka_min_insync_replicas,
+                               brokers);
     nt = rd_kafka_NewTopic_new(cfg->kafka_topic, (int)cfg->kafka_partitions,
-                               (int)cfg->kafka_replication_factor, inner, sizeof(inner));
+                               plan.replication_factor, inner, sizeof(inner));
     if (!nt) {
         err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid topic \"%s\": %s",
                          cfg->kafka_topic, inner);
@@ -778,6 +820,8 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     snprintf(retention, sizeof(retention), "%lld", (long long)cfg->kafka_retention_ms);
     rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
+    snprintf(isr, sizeof(isr), "%d", plan.min_insync_replicas);
+    rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", isr);
     q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, TC_ADMIN_TIMEOUT_MS);
@@ -794,11 +838,25 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
         const rd_kafka_topic_result_t **res =
             rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
         rd_kafka_resp_err_t terr = cnt ? rd_kafka_topic_result_error(res[0]) : 0;
-        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR)
-            tc_log_info("kafka", "created topic \"%s\" (%lld partitions, replication %lld)",
+        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (plan.rf_capped)
+                tc_log_warn("kafka",
+                            "topic \"%s\": kafka.replication_factor is %lld but the cluster has "
+                            "%d broker(s): created with replication %d",
+                            cfg->kafka_topic, (long long)cfg->kafka_replication_factor, brokers,
+                            plan.replication_factor);
+            if (plan.isr_capped)
+                tc_log_warn("kafka",
+                            "topic \"%s\": kafka.min_insync_replicas is %lld, above the "
+                            "replication %d: created with min.insync.replicas %d",
+                            cfg->kafka_topic, (long long)cfg->kafka_min_insync_replicas,
+                            plan.replication_factor, plan.min_insync_replicas);
+            tc_log_info("kafka",
+                        "created topic \"%s\" (%lld partitions, replication %d, "
+                        "min.insync.replicas %d, retention.ms %s)",
                         cfg->kafka_topic, (long long)cfg->kafka_partitions,
-                        (long long)cfg->kafka_replication_factor);
-        else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                        plan.replication_factor, plan.min_insync_replicas, retention);
+        } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
             err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s",
                              cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]));
     }
@@ -834,16 +892,17 @@ tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_s
                                            "lz4",
                                            "queue.buffering.max.messages",
                                            "200000",
-                                           "enable.idempotence",
-                                           "true",
                                            NULL};
+    /* Not overridable: what the simulator and a redrive send must survive the loss of a broker
+     * (acks=all, with min.insync.replicas on the topic) and must not be doubled by a retry. */
+    static const char *const forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     rd_kafka_conf_t *conf;
     tc_producer *p = calloc(1, sizeof(*p));
     char inner[TC_ERRSTR_MAX];
 
     if (!p)
         return NULL;
-    conf = tc_kafka_conf_new(cfg, defaults, NULL, errstr, errstr_size);
+    conf = tc_kafka_conf_new(cfg, defaults, forced, errstr, errstr_size);
     if (!conf) {
         free(p);
         return NULL;
