@@ -809,8 +809,8 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
                          cfg->kafka_topic, cfg->kafka_brokers, TC_ADMIN_TIMEOUT_MS);
         goto out;
     }
-    plan = tc_kafka_topic_plan(cfg->kafka_replication_factor, cfg->kafka_min_insync_replicas,
-                               brokers);
+    plan =
+        tc_kafka_topic_plan(cfg->kafka_replication_factor, cfg->kafka_min_insync_replicas, brokers);
     nt = rd_kafka_NewTopic_new(cfg->kafka_topic, (int)cfg->kafka_partitions,
                                plan.replication_factor, inner, sizeof(inner));
     if (!nt) {
@@ -854,8 +854,8 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
             tc_log_info("kafka",
                         "created topic \"%s\" (%lld partitions, replication %d, "
                         "min.insync.replicas %d, retention.ms %s)",
-                        cfg->kafka_topic, (long long)cfg->kafka_partitions,
-                        plan.replication_factor, plan.min_insync_replicas, retention);
+                        cfg->kafka_topic, (long long)cfg->kafka_partitions, plan.replication_factor,
+                        plan.min_insync_replicas, retention);
         } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
             err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s",
                              cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]));
