@@ -4,11 +4,15 @@ runs against private instances of its own (state directory /var/lib/thermocline-
 never against the shared development services. The session starts them from an empty broker and
 stops them at the end."""
 
+import fcntl
 import os
 
 import pytest
 
-from faultlib import SCALE, SCALE_NAME, Pipeline, Services, log
+from faultlib import SCALE, SCALE_NAME, Cluster, Pipeline, Services, log
+
+# Whoever holds this lock owns the three-broker cluster (it is shared by everyone on the machine).
+CLUSTER_LOCK = "/tmp/tc-cluster.lock"
 
 
 @pytest.fixture(scope="session")
@@ -31,5 +35,33 @@ def pipeline(request, services):
     yield p
     # A scenario that failed half-way may have left a service down: bring it back for the next.
     services.up()
+    if not os.environ.get("TC_FAULTS_KEEP_DATA"):
+        p.drop()
+
+
+@pytest.fixture(scope="session")
+def cluster(services):
+    """The three-broker cluster, started from empty data under /tmp/tc-cluster.lock and stopped
+    (all three JVMs) at the end: it is too heavy for 2 cores to leave running."""
+    with open(CLUSTER_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = Cluster(services)
+        c.dev("reset")
+        up_s = c.up()
+        log(f"cluster {c.brokers} started in {up_s:.1f} s")
+        try:
+            yield c
+        finally:
+            if not os.environ.get("TC_FAULTS_KEEP_SERVICES"):
+                c.down()
+
+
+@pytest.fixture
+def cluster_pipeline(request, cluster):
+    tag = request.node.name.split("[")[0].replace("test_", "")[:10].replace("_", "-")
+    p = Pipeline(cluster, tag)
+    yield p
+    # A scenario that failed half-way may have left brokers down: bring them back for the next.
+    cluster.up()
     if not os.environ.get("TC_FAULTS_KEEP_DATA"):
         p.drop()
