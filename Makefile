@@ -14,7 +14,7 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration faults test-faults \
+.PHONY: all build build-asan build-fuzz deb deps venv services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst clean docs
 
 all: build
@@ -42,6 +42,10 @@ build-fuzz:
 	    -DTC_FUZZ=ON -DTC_TESTS=OFF >/dev/null
 	@ninja -C $(BUILD_FUZZ)
 
+# The Debian package (CPack, deploy/CMakeLists.txt) of the Release build: build/thermocline_<v>_<arch>.deb.
+deb: build
+	@cd $(BUILD) && cpack -G DEB >/dev/null && ls $(CURDIR)/$(BUILD)/thermocline_*.deb
+
 services:
 	@$(DEV) up
 
@@ -52,11 +56,13 @@ services-down:
 unit: build-asan
 	@cd $(BUILD_ASAN) && ctest --output-on-failure
 
-# Integration tests against the real services, with the sanitized binary; then our Parquet files
+# Integration tests against the real services, with the sanitized binary (and the Debian package
+# installed and run by tests/integration/test_package.py); then our Parquet files
 # read by independent readers (pyarrow, DuckDB, parquet-java). Two runs: each folder has its own
 # conftest.
-integration: build-asan venv services
+integration: build-asan venv services deb
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
+	    THERMOCLINE_DEB=$$(ls $(CURDIR)/$(BUILD)/thermocline_*.deb | tail -n 1) \
 	    $(PY) -m pytest -q -W error tests/integration
 	@TC_BUILD_DIR=$(BUILD_ASAN) $(PY) -m pytest -q -W error tests/interop
 
