@@ -14,7 +14,7 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz deb deps venv services services-down test test-full unit integration faults test-faults \
+.PHONY: all build build-asan build-fuzz deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst clean docs
 
 all: build
@@ -76,9 +76,16 @@ fuzz-smoke: build-fuzz
 	        || { tail -50 $$work.log; exit 1; }; \
 	    rm -rf $$work $$work.log; done
 
+# The Kubernetes manifests (deploy/kubernetes/) through kubeconform -strict, against pinned schemas
+# (see scripts/check-kubernetes), and the invalid ones of tests/kubernetes/invalid/ refused.
+kubernetes: venv
+	@scripts/check-kubernetes
+
 # Fault injection (tests/faults): kill -9 loops, PostgreSQL and broker restarts, a full and read-only
-# lake disk, a group member killed. It runs its own Kafka and PostgreSQL (ports 29092 and 25432,
-# state dir /var/lib/thermocline-faults) because it stops and restarts them. `faults` is the bounded
+# lake disk, group members killed at random, brokers of a three-broker cluster lost. It runs its own
+# Kafka and PostgreSQL (ports 29092 and 25432, state dir /var/lib/thermocline-faults) because it
+# stops and restarts them, and the three-broker cluster of `dev-services --cluster` (39092-39094,
+# held under /tmp/tc-cluster.lock). `faults` is the bounded
 # form (60,000 readings, 10 kills); `test-faults` the full one (500,000 readings, 12 kills).
 faults: build-asan venv
 	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=bounded \
@@ -88,7 +95,7 @@ test-faults: build-asan venv
 	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=full \
 	    $(PY) -m pytest -q -W error -s tests/faults
 
-test: deps lint unit integration faults fuzz-smoke
+test: deps lint unit integration faults fuzz-smoke kubernetes
 	@echo "make test: all suites passed"
 
 # The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), and every fuzz
