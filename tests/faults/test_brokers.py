@@ -3,13 +3,17 @@ min.insync.replicas 2 (Thermocline's defaults) and every producer of ours uses a
 idempotence. With one broker down, leadership moves and ingestion goes on: nothing is lost or
 duplicated. With two down, no write can reach two replicas and the controller quorum is gone:
 the simulator's deliveries and the pipeline wait, neither gives up, and both resume when the
-brokers return. The end state is exact in the store and the lake."""
+brokers return. The end state is exact in the store and the lake. Last, the runbook for a lost
+broker (docs/operations.md) is run as written while a broker is down."""
 
+import subprocess
 import time
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from faultlib import SCALE, SCALE_NAME, assert_exact, log, make_rng, random_delay, wait_caught_up
+from faultlib import (ROOT, SCALE, SCALE_NAME, assert_exact, log, make_rng, random_delay,
+                      wait_caught_up)
+from procedures import procedure
 
 # Seconds with one broker down, then with two down, in each round.
 ONE_DOWN_S = 6
@@ -103,3 +107,56 @@ def test_brokers_lost_mid_run(cluster_pipeline, cluster, tmp_path):
     log(f"brokers lost: {ROUNDS} round(s), {n} readings at {rate}/s, caught up {catch_up_s:.0f} s "
         f"after the simulator finished; {exp['valid']} valid and {len(exp['dead'])} dead letters "
         f"exactly once in store and lake, lag 0")
+
+
+def test_broker_lost_runbook(cluster_pipeline, cluster, tmp_path):
+    """docs/operations.md "Broker lost", run as written while a broker is down and the pipeline
+    and the simulator go on: it must show the under-replicated partitions and no unavailable one,
+    bring the broker back and wait until every replica is in sync again; the run ends exact."""
+    rng = make_rng()
+    p = cluster_pipeline
+    lake = str(tmp_path / "lake")
+    n = SCALE["readings"]
+    p.migrate()
+    sim = p.simulate(n, rate=max(300, n // 30), seed=rng.randrange(1 << 30))
+    m = p.spawn((f"lake.dir={lake}", "lake.roll_seconds=1"))
+    lost = rng.randrange(1, cluster.NODES + 1)
+    try:
+        m.wait_for(r'"msg":"assigned ', timeout=120)
+        wait_growth(p, m, 0, 60)
+        cluster.down(lost)
+        during = wait_growth(p, m, p.stored(), 60)
+        env = dict(cluster.env, TOPIC=p.topic, GROUP=p.group, SCHEMA=p.schema,
+                   BROKER=f"kafka{lost}")
+        t0 = time.time()
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", procedure("broker-lost")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        runbook_s = time.time() - t0
+        assert proc.returncode == 0, f"broker-lost exited {proc.returncode}\n{proc.stdout[-4000:]}" \
+                                     f"\n{proc.stderr[-6000:]}"
+        summary = sim.wait()
+        catch_up_s = wait_caught_up(p, m, lake, timeout=300)
+        rc = m.stop()
+    finally:
+        if m.alive():
+            m.kill()
+        cluster.up()
+    m.assert_clean()
+    assert rc == 0, m.text()[-8000:]
+    # Before the broker came back its partitions were listed as under-replicated (with the lost
+    # broker out of their in-sync replicas), and the group's offsets were printed at the end.
+    lines = proc.stdout.splitlines()
+    urp = [line for line in lines if "Isr:" in line]
+    assert urp and all(str(lost) not in line.split("Isr:")[1].split()[0].split(",")
+                       for line in urp), proc.stdout[-4000:]
+    assert p.group in proc.stdout, proc.stdout[-4000:]
+    # Every replica is in sync again.
+    admin = AdminClient({"bootstrap.servers": p.brokers})
+    md = admin.list_topics(p.topic, timeout=30).topics[p.topic]
+    assert all(len(pm.isrs) == 3 for pm in md.partitions.values()), \
+        {q: pm.isrs for q, pm in md.partitions.items()}
+    assert summary["produced"] == n and summary["failed"] == 0, summary
+    exp = assert_exact(p, lake, produced=n)
+    log(f"broker lost (runbook): kafka{lost} down with {during} stored and ingestion going on; "
+        f"the procedure took {runbook_s:.0f} s; caught up {catch_up_s:.0f} s after the simulator "
+        f"finished; {exp['valid']} valid and {len(exp['dead'])} dead letters exactly once")
