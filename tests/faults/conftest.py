@@ -28,15 +28,21 @@ def services():
         s.down()
 
 
-@pytest.fixture
-def pipeline(request, services):
+def _isolated(request, where):
+    """A Pipeline of this test on `where` (Services or Cluster), dropped after it."""
     tag = request.node.name.split("[")[0].replace("test_", "")[:10].replace("_", "-")
-    p = Pipeline(services, tag)
+    p = Pipeline(where, tag)
     yield p
-    # A scenario that failed half-way may have left a service down: bring it back for the next.
-    services.up()
+    # A scenario that failed half-way may have left a service or a broker down: bring it back
+    # for the next.
+    where.up()
     if not os.environ.get("TC_FAULTS_KEEP_DATA"):
         p.drop()
+
+
+@pytest.fixture
+def pipeline(request, services):
+    yield from _isolated(request, services)
 
 
 @pytest.fixture(scope="session")
@@ -58,10 +64,4 @@ def cluster(services):
 
 @pytest.fixture
 def cluster_pipeline(request, cluster):
-    tag = request.node.name.split("[")[0].replace("test_", "")[:10].replace("_", "-")
-    p = Pipeline(cluster, tag)
-    yield p
-    # A scenario that failed half-way may have left brokers down: bring them back for the next.
-    cluster.up()
-    if not os.environ.get("TC_FAULTS_KEEP_DATA"):
-        p.drop()
+    yield from _isolated(request, cluster)

@@ -34,6 +34,18 @@ def wait_growth(p, m, before, timeout):
         time.sleep(0.2)
 
 
+def settle(p, m, sim, lake, n):
+    """The simulator finishes with every reading delivered, the pipeline catches up and stops
+    cleanly; returns how long the catching up took after the simulator was done."""
+    summary = sim.wait()
+    assert summary["produced"] == n and summary["failed"] == 0, summary
+    catch_up_s = wait_caught_up(p, m, lake, timeout=300)
+    rc = m.stop()
+    m.assert_clean()
+    assert rc == 0, m.text()[-8000:]
+    return catch_up_s
+
+
 def assert_replicated(brokers, topic):
     """The topic Thermocline created has 3 replicas per partition and min.insync.replicas 2."""
     admin = AdminClient({"bootstrap.servers": brokers})
@@ -92,16 +104,11 @@ def test_brokers_lost_mid_run(cluster_pipeline, cluster, tmp_path):
                           f"{second} down after {before_two} (stop {down2_s:.1f} s), {at_two} "
                           f"after {TWO_DOWN_S} s with two down, both back in {up_s:.1f} s, "
                           f"{resumed} stored after")
-        summary = sim.wait()
-        catch_up_s = wait_caught_up(p, m, lake, timeout=300)
-        rc = m.stop()
+        catch_up_s = settle(p, m, sim, lake, n)
     finally:
         if m.alive():
             m.kill()
         cluster.up()
-    m.assert_clean()
-    assert rc == 0, m.text()[-8000:]
-    assert summary["produced"] == n and summary["failed"] == 0, summary
     exp = assert_exact(p, lake, produced=n)
     for line in report:
         log(line)
@@ -135,15 +142,11 @@ def test_broker_lost_runbook(cluster_pipeline, cluster, tmp_path):
         runbook_s = time.time() - t0
         assert proc.returncode == 0, f"broker-lost exited {proc.returncode}\n{proc.stdout[-4000:]}" \
                                      f"\n{proc.stderr[-6000:]}"
-        summary = sim.wait()
-        catch_up_s = wait_caught_up(p, m, lake, timeout=300)
-        rc = m.stop()
+        catch_up_s = settle(p, m, sim, lake, n)
     finally:
         if m.alive():
             m.kill()
         cluster.up()
-    m.assert_clean()
-    assert rc == 0, m.text()[-8000:]
     # Before the broker came back its partitions were listed as under-replicated (with the lost
     # broker out of their in-sync replicas), and the group's offsets were printed at the end.
     lines = proc.stdout.splitlines()
@@ -156,7 +159,6 @@ def test_broker_lost_runbook(cluster_pipeline, cluster, tmp_path):
     md = admin.list_topics(p.topic, timeout=30).topics[p.topic]
     assert all(len(pm.isrs) == 3 for pm in md.partitions.values()), \
         {q: pm.isrs for q, pm in md.partitions.items()}
-    assert summary["produced"] == n and summary["failed"] == 0, summary
     exp = assert_exact(p, lake, produced=n)
     log(f"broker lost (runbook): kafka{lost} down with {during} stored and ingestion going on; "
         f"the procedure took {runbook_s:.0f} s; caught up {catch_up_s:.0f} s after the simulator "
