@@ -45,10 +45,11 @@ def pipeline(request, services):
     yield from _isolated(request, services)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(services):
     """The three-broker cluster, started from empty data under /tmp/tc-cluster.lock and stopped
-    (all three JVMs) at the end: it is too heavy for 2 cores to leave running."""
+    (all three JVMs) after the module that uses it: it is too heavy for 2 cores to leave
+    running while other scenarios run."""
     with open(CLUSTER_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         c = Cluster(services)
