@@ -127,7 +127,9 @@ def installed():
     deb = deb_path()
     with open("/tmp/tc-deb.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = subprocess.run(["dpkg", "-i", deb], capture_output=True, text=True, timeout=300)
+        # --force-confnew: a run that died before its purge left a modified conffile behind.
+        proc = subprocess.run(["dpkg", "-i", "--force-confnew", deb], capture_output=True,
+                              text=True, timeout=300, stdin=subprocess.DEVNULL)
         assert proc.returncode == 0, f"dpkg -i {deb}:\n{proc.stdout}\n{proc.stderr}"
         try:
             yield deb
