@@ -84,7 +84,7 @@ kubernetes: venv
 # Fault injection (tests/faults): kill -9 loops, PostgreSQL and broker restarts, a full and read-only
 # lake disk, group members killed at random, brokers of a three-broker cluster lost. It runs its own
 # Kafka and PostgreSQL (ports 29092 and 25432, state dir /var/lib/thermocline-faults) because it
-# stops and restarts them, and the three-broker cluster of `dev-services --cluster` (39092-39094,
+# stops and restarts them, and the three-broker cluster of `dev-services --cluster` (31092-31094,
 # held under /tmp/tc-cluster.lock). `faults` is the bounded
 # form (60,000 readings, 10 kills); `test-faults` the full one (500,000 readings, 12 kills).
 faults: build-asan venv

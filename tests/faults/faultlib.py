@@ -92,15 +92,15 @@ class Services:
 
 
 class Cluster:
-    """The three-broker KRaft cluster of `scripts/dev-services --cluster` (brokers 127.0.0.1:39092
-    to 39094 unless TC_CLUSTER_PORT says otherwise), in front of the suite's private PostgreSQL.
+    """The three-broker KRaft cluster of `scripts/dev-services --cluster` (brokers 127.0.0.1:31092
+    to 31094 unless TC_CLUSTER_PORT says otherwise), in front of the suite's private PostgreSQL.
     Other scenarios and engineers use it too, one at a time: the holder of /tmp/tc-cluster.lock
     owns it. The brokers are stopped and started one by one (`down --cluster kafka2`)."""
 
     NODES = 3
 
     def __init__(self, services):
-        self.port = int(os.environ.get("TC_CLUSTER_PORT", "39092"))
+        self.port = int(os.environ.get("TC_CLUSTER_PORT", "31092"))
         self.env = dict(services.env)
         self.env.pop("THERMOCLINE_STATE_DIR", None)
         self.env["THERMOCLINE_CLUSTER_PORT"] = str(self.port)
