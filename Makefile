@@ -14,7 +14,7 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz deps venv services services-down test test-full unit integration faults test-faults \
+.PHONY: all build build-asan build-fuzz deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality clean docs
 
 all: build
@@ -45,6 +45,10 @@ build-fuzz:
 	    -DTC_FUZZ=ON -DTC_TESTS=OFF >/dev/null
 	@ninja -C $(BUILD_FUZZ)
 
+# The Debian package (CPack, deploy/CMakeLists.txt) of the Release build: build/thermocline_<v>_<arch>.deb.
+deb: build
+	@cd $(BUILD) && cpack -G DEB >/dev/null && ls $(CURDIR)/$(BUILD)/thermocline_*.deb
+
 services:
 	@$(DEV) up
 
@@ -55,11 +59,13 @@ services-down:
 unit: build-asan
 	@cd $(BUILD_ASAN) && ctest --output-on-failure
 
-# Integration tests against the real services, with the sanitized binary; then our Parquet files
+# Integration tests against the real services, with the sanitized binary (and the Debian package
+# installed and run by tests/integration/test_package.py); then our Parquet files
 # read by independent readers (pyarrow, DuckDB, parquet-java). Two runs: each folder has its own
 # conftest.
-integration: build-asan venv services
+integration: build-asan venv services deb
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
+	    THERMOCLINE_DEB=$$(ls $(CURDIR)/$(BUILD)/thermocline_*.deb | tail -n 1) \
 	    $(PY) -m pytest -q -W error tests/integration
 	@TC_BUILD_DIR=$(BUILD_ASAN) $(PY) -m pytest -q -W error tests/interop
 
@@ -73,10 +79,17 @@ fuzz-smoke: build-fuzz
 	        || { tail -50 $$work.log; exit 1; }; \
 	    rm -rf $$work $$work.log; done
 
+# The Kubernetes manifests (deploy/kubernetes/) through kubeconform -strict, against pinned schemas
+# (see scripts/check-kubernetes), and the invalid ones of tests/kubernetes/invalid/ refused.
+kubernetes: venv
+	@scripts/check-kubernetes
+
 # Fault injection (tests/faults): kill -9 loops, PostgreSQL and broker restarts, a full and read-only
-# lake disk, a group member killed, the store's cluster destroyed and restored with pgBackRest (on
-# scripts/backup's drill cluster, port 25532, /var/lib/thermocline-faults-drill). It runs its own Kafka and PostgreSQL (ports 29092 and 25432,
-# state dir /var/lib/thermocline-faults) because it stops and restarts them. `faults` is the bounded
+# lake disk, group members killed at random, brokers of a three-broker cluster lost, the store's
+# cluster destroyed and restored with pgBackRest (on scripts/backup's drill cluster, port 25532,
+# /var/lib/thermocline-faults-drill). It runs its own Kafka and PostgreSQL (ports 29092 and 25432,
+# state dir /var/lib/thermocline-faults) because it stops and restarts them, and the three-broker
+# cluster of `dev-services --cluster` (31092-31094, held under /tmp/tc-cluster.lock). `faults` is the bounded
 # form (60,000 readings, 10 kills); `test-faults` the full one (500,000 readings, 12 kills).
 faults: build-asan venv
 	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=bounded \
@@ -86,7 +99,7 @@ test-faults: build-asan venv
 	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=full \
 	    $(PY) -m pytest -q -W error -s tests/faults
 
-test: deps lint unit integration faults fuzz-smoke
+test: deps lint unit integration faults fuzz-smoke kubernetes
 	@echo "make test: all suites passed"
 
 # The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), and every fuzz

@@ -45,8 +45,13 @@ static const tc_conf_entry tc_conf_table[] = {
      "Consumer group id; run more processes with the same id to scale out."},
     {"kafka.partitions", TC_CT_INT, "6", 1, 10000, NULL, OFF(kafka_partitions),
      "Partitions of the topic when Thermocline creates it."},
-    {"kafka.replication_factor", TC_CT_INT, "1", 1, 16, NULL, OFF(kafka_replication_factor),
-     "Replication factor of a created topic: 3 in production, 1 on a single dev broker."},
+    {"kafka.replication_factor", TC_CT_INT, "3", 1, 16, NULL, OFF(kafka_replication_factor),
+     "Replication factor of a created topic (and of its -dlq mirror); capped, with a warning, by "
+     "the number of brokers the cluster has (1 on a single development broker)."},
+    {"kafka.min_insync_replicas", TC_CT_INT, "2", 1, 16, NULL, OFF(kafka_min_insync_replicas),
+     "min.insync.replicas of a created topic: how many replicas must hold a message before a "
+     "producer with acks=all (all of ours) is told it is written; capped by the replication "
+     "factor. With 3 replicas and 2, one broker may be lost without losing or refusing writes."},
     {"kafka.retention_ms", TC_CT_INT, "604800000", 60000, 1e15, NULL, OFF(kafka_retention_ms),
      "retention.ms of a created topic (default 7 days)."},
     {"kafka.create_topic", TC_CT_BOOL, "true", 0, 0, NULL, OFF(kafka_create_topic),

@@ -33,6 +33,7 @@ typedef struct tc_config {
     char *kafka_group;
     int64_t kafka_partitions;
     int64_t kafka_replication_factor;
+    int64_t kafka_min_insync_replicas;
     int64_t kafka_retention_ms;
     int64_t kafka_create_topic;
     int64_t kafka_dlq_mirror;

@@ -18,6 +18,8 @@
  * request gives up, and the slices its wait is cut into. */
 #define TC_ADMIN_UNREACHABLE_MS 5000
 #define TC_ADMIN_SLICE_MS       100
+/* The slice of a metadata request's wait: rd_kafka_metadata cannot be polled, only retried. */
+#define TC_ADMIN_METADATA_SLICE_MS 500
 /* Back-off bounds while the store cannot tell where an assigned partition resumes. */
 #define TC_ASSIGN_BACKOFF_MIN_MS 100
 #define TC_ASSIGN_BACKOFF_MAX_MS 5000
@@ -820,6 +822,13 @@ static void tc_admin_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
     snprintf(w->last, sizeof(w->last), "%s", reason);
 }
 
+/* Whether an admin wait that has lasted waited_ms should give up now: a non-Kafka answer at
+ * once, brokers that refuse connections after TC_ADMIN_UNREACHABLE_MS. */
+static int tc_admin_hopeless(const tc_admin_watch *w, int waited_ms)
+{
+    return w->non_kafka || (w->unreachable && waited_ms >= TC_ADMIN_UNREACHABLE_MS);
+}
+
 /* A one-shot client for admin requests, its brokers' errors collected in *watch. */
 static rd_kafka_t *tc_admin_client_new(const tc_config *cfg, tc_admin_watch *watch, char *errstr,
                                        size_t errstr_size)
@@ -840,20 +849,67 @@ static rd_kafka_t *tc_admin_client_new(const tc_config *cfg, tc_admin_watch *wat
     return rk;
 }
 
+tc_topic_plan tc_kafka_topic_plan(int64_t want_rf, int64_t want_isr, int brokers)
+{
+    tc_topic_plan plan = {0};
+    int64_t rf = want_rf < 1 ? 1 : want_rf, isr = want_isr < 1 ? 1 : want_isr;
+
+    if (brokers >= 1 && rf > brokers) {
+        rf = brokers;
+        plan.rf_capped = 1;
+    }
+    if (isr > rf) {
+        isr = rf;
+        plan.isr_capped = 1;
+    }
+    plan.replication_factor = (int)rf;
+    plan.min_insync_replicas = (int)isr;
+    return plan;
+}
+
+/* The number of brokers in the cluster, or -1 when it did not answer: asked in slices, so that a
+ * wrong kafka.brokers gives up as early as topic creation does (tc_admin_hopeless). */
+static int tc_admin_broker_count(rd_kafka_t *rk, const tc_admin_watch *watch)
+{
+    for (int waited = 0; waited < TC_ADMIN_TIMEOUT_MS; waited += TC_ADMIN_METADATA_SLICE_MS) {
+        const struct rd_kafka_metadata *md = NULL;
+        int n = -1;
+
+        if (rd_kafka_metadata(rk, 0, NULL, &md, TC_ADMIN_METADATA_SLICE_MS) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+            n = md->broker_cnt;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (n >= 0)
+            return n;
+        rd_kafka_poll(rk, 0);
+        if (tc_admin_hopeless(watch, waited))
+            break;
+    }
+    return -1;
+}
+
 tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    char inner[TC_ERRSTR_MAX], retention[32];
+    char inner[TC_ERRSTR_MAX], retention[32], isr[16];
     rd_kafka_NewTopic_t *nt = NULL;
     rd_kafka_queue_t *q = NULL;
     rd_kafka_event_t *ev = NULL;
     tc_admin_watch watch = {0};
     rd_kafka_t *rk = tc_admin_client_new(cfg, &watch, errstr, errstr_size);
+    tc_topic_plan plan;
+    int brokers;
     tc_err err = TC_OK;
 
     if (!rk)
         return TC_ERR_KAFKA;
+    brokers = tc_admin_broker_count(rk, &watch);
+    plan =
+        tc_kafka_topic_plan(cfg->kafka_replication_factor, cfg->kafka_min_insync_replicas, brokers);
+    if (brokers < 0)
+        goto unanswered;
     nt = rd_kafka_NewTopic_new(cfg->kafka_topic, (int)cfg->kafka_partitions,
-                               (int)cfg->kafka_replication_factor, inner, sizeof(inner));
+                               plan.replication_factor, inner, sizeof(inner));
     if (!nt) {
         err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid topic \"%s\": %s",
                          cfg->kafka_topic, inner);
@@ -861,16 +917,18 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     snprintf(retention, sizeof(retention), "%lld", (long long)cfg->kafka_retention_ms);
     rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
+    snprintf(isr, sizeof(isr), "%d", plan.min_insync_replicas);
+    rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", isr);
     q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    /* Wait in slices, serving the error callback between them: a non-Kafka answer ends the wait
-     * at once, brokers that refuse connections after TC_ADMIN_UNREACHABLE_MS. */
+    /* Wait in slices, serving the error callback between them (tc_admin_hopeless). */
     for (int waited = 0; !ev && waited < TC_ADMIN_TIMEOUT_MS; waited += TC_ADMIN_SLICE_MS) {
         ev = rd_kafka_queue_poll(q, TC_ADMIN_SLICE_MS);
         rd_kafka_poll(rk, 0);
-        if (!ev && (watch.non_kafka || (watch.unreachable && waited >= TC_ADMIN_UNREACHABLE_MS)))
+        if (!ev && tc_admin_hopeless(&watch, waited))
             break;
     }
+unanswered:
     if (!ev && watch.non_kafka) {
         err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
                          "could not create topic \"%s\": kafka.brokers \"%s\" answered, but not "
@@ -893,11 +951,25 @@ tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_s
         const rd_kafka_topic_result_t **res =
             rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
         rd_kafka_resp_err_t terr = cnt ? rd_kafka_topic_result_error(res[0]) : 0;
-        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR)
-            tc_log_info("kafka", "created topic \"%s\" (%lld partitions, replication %lld)",
-                        cfg->kafka_topic, (long long)cfg->kafka_partitions,
-                        (long long)cfg->kafka_replication_factor);
-        else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (plan.rf_capped)
+                tc_log_warn("kafka",
+                            "topic \"%s\": kafka.replication_factor is %lld but the cluster has "
+                            "%d broker(s): created with replication %d",
+                            cfg->kafka_topic, (long long)cfg->kafka_replication_factor, brokers,
+                            plan.replication_factor);
+            if (plan.isr_capped)
+                tc_log_warn("kafka",
+                            "topic \"%s\": kafka.min_insync_replicas is %lld, above the "
+                            "replication %d: created with min.insync.replicas %d",
+                            cfg->kafka_topic, (long long)cfg->kafka_min_insync_replicas,
+                            plan.replication_factor, plan.min_insync_replicas);
+            tc_log_info("kafka",
+                        "created topic \"%s\" (%lld partitions, replication %d, "
+                        "min.insync.replicas %d, retention.ms %s)",
+                        cfg->kafka_topic, (long long)cfg->kafka_partitions, plan.replication_factor,
+                        plan.min_insync_replicas, retention);
+        } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
             err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s",
                              cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]));
     }
@@ -967,16 +1039,17 @@ tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_s
                                            "lz4",
                                            "queue.buffering.max.messages",
                                            "200000",
-                                           "enable.idempotence",
-                                           "true",
                                            NULL};
+    /* Not overridable: what the simulator and a redrive send must survive the loss of a broker
+     * (acks=all, with min.insync.replicas on the topic) and must not be doubled by a retry. */
+    static const char *const forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     rd_kafka_conf_t *conf;
     tc_producer *p = calloc(1, sizeof(*p));
     char inner[TC_ERRSTR_MAX];
 
     if (!p)
         return NULL;
-    conf = tc_kafka_conf_new(cfg, defaults, NULL, errstr, errstr_size);
+    conf = tc_kafka_conf_new(cfg, defaults, forced, errstr, errstr_size);
     if (!conf) {
         free(p);
         return NULL;

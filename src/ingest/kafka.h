@@ -96,8 +96,23 @@ rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defa
 /* What a user of the dev services runs to point Thermocline at them, for error messages. */
 #define TC_KAFKA_ENV_HINT "eval \"$(scripts/dev-services env)\""
 
-/* Create the topic if it does not exist (kafka.partitions, kafka.replication_factor,
- * kafka.retention_ms). A wrong kafka.brokers fails within seconds, with a message naming it. */
+/* The replication of a topic about to be created: what the configuration asks for, within what
+ * the cluster can hold. A replication factor above the number of brokers would make CreateTopics
+ * fail, so it is lowered to that number; min.insync.replicas above the replication factor would
+ * make every acks=all write fail, so it is lowered to the replication factor. */
+typedef struct tc_topic_plan {
+    int replication_factor;
+    int min_insync_replicas;
+    int rf_capped;  /* nonzero: fewer brokers than kafka.replication_factor */
+    int isr_capped; /* nonzero: kafka.min_insync_replicas was above the replication factor */
+} tc_topic_plan;
+
+/* Pure: want_rf and want_isr from the configuration (>= 1), brokers as the cluster reports. */
+tc_topic_plan tc_kafka_topic_plan(int64_t want_rf, int64_t want_isr, int brokers);
+
+/* Create the topic if it does not exist, replicated as tc_kafka_topic_plan says for the brokers
+ * the cluster has now (a warning names a cap), with kafka.retention_ms. A wrong kafka.brokers fails
+ * within seconds, with a message naming it. */
 tc_err tc_kafka_ensure_topic(const tc_config *cfg, char *errstr, size_t errstr_size);
 
 /* The partitions and replicas (of its first partition) of topic; both 0 when it does not exist. */
@@ -106,7 +121,8 @@ tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *par
 
 typedef struct tc_producer tc_producer;
 
-/* A producer tuned for throughput (linger, lz4 batches, idempotence on). */
+/* A producer tuned for throughput (linger, lz4 batches); acks=all and idempotence are forced, so a
+ * delivered message is on min.insync.replicas brokers and a retried send is never written twice. */
 tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size);
 /* Produce one message to topic; blocks (serving delivery reports) while librdkafka's queue is full.
  */

@@ -4,11 +4,15 @@ runs against private instances of its own (state directory /var/lib/thermocline-
 never against the shared development services. The session starts them from an empty broker and
 stops them at the end."""
 
+import fcntl
 import os
 
 import pytest
 
-from faultlib import SCALE, SCALE_NAME, Pipeline, Services, log
+from faultlib import SCALE, SCALE_NAME, Cluster, Pipeline, Services, log
+
+# Whoever holds this lock owns the three-broker cluster (it is shared by everyone on the machine).
+CLUSTER_LOCK = "/tmp/tc-cluster.lock"
 
 
 @pytest.fixture(scope="session")
@@ -24,12 +28,41 @@ def services():
         s.down()
 
 
-@pytest.fixture
-def pipeline(request, services):
+def _isolated(request, where):
+    """A Pipeline of this test on `where` (Services or Cluster), dropped after it."""
     tag = request.node.name.split("[")[0].replace("test_", "")[:10].replace("_", "-")
-    p = Pipeline(services, tag)
+    p = Pipeline(where, tag)
     yield p
-    # A scenario that failed half-way may have left a service down: bring it back for the next.
-    services.up()
+    # A scenario that failed half-way may have left a service or a broker down: bring it back
+    # for the next.
+    where.up()
     if not os.environ.get("TC_FAULTS_KEEP_DATA"):
         p.drop()
+
+
+@pytest.fixture
+def pipeline(request, services):
+    yield from _isolated(request, services)
+
+
+@pytest.fixture(scope="module")
+def cluster(services):
+    """The three-broker cluster, started from empty data under /tmp/tc-cluster.lock and stopped
+    (all three JVMs) after the module that uses it: it is too heavy for 2 cores to leave
+    running while other scenarios run."""
+    with open(CLUSTER_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = Cluster(services)
+        c.dev("reset")
+        up_s = c.up()
+        log(f"cluster {c.brokers} started in {up_s:.1f} s")
+        try:
+            yield c
+        finally:
+            if not os.environ.get("TC_FAULTS_KEEP_SERVICES"):
+                c.down()
+
+
+@pytest.fixture
+def cluster_pipeline(request, cluster):
+    yield from _isolated(request, cluster)

@@ -34,8 +34,8 @@ DEV = os.path.join(ROOT, "scripts", "dev-services")
 # Sizes: the bounded form runs in `make test`, the full form in `make test-faults`. Each figure can
 # be overridden on its own (TC_FAULTS_KILL_READINGS=... and so on).
 SCALES = {
-    "bounded": {"kill_readings": 60_000, "kills": 10, "readings": 20_000},
-    "full": {"kill_readings": 500_000, "kills": 12, "readings": 100_000},
+    "bounded": {"kill_readings": 60_000, "kills": 10, "readings": 20_000, "group_kills": 6},
+    "full": {"kill_readings": 500_000, "kills": 12, "readings": 100_000, "group_kills": 20},
 }
 SCALE_NAME = os.environ.get("TC_FAULTS", "bounded")
 if SCALE_NAME not in SCALES:
@@ -89,6 +89,41 @@ class Services:
 
     def down(self, svc=None):
         return self.dev("down", *([svc] if svc else []))
+
+
+class Cluster:
+    """The three-broker KRaft cluster of `scripts/dev-services --cluster` (brokers 127.0.0.1:31092
+    to 31094 unless TC_CLUSTER_PORT says otherwise), in front of the suite's private PostgreSQL.
+    Other scenarios and engineers use it too, one at a time: the holder of /tmp/tc-cluster.lock
+    owns it. The brokers are stopped and started one by one (`down --cluster kafka2`)."""
+
+    NODES = 3
+
+    def __init__(self, services):
+        self.port = int(os.environ.get("TC_CLUSTER_PORT", "31092"))
+        self.env = dict(services.env)
+        self.env.pop("THERMOCLINE_STATE_DIR", None)
+        self.env["THERMOCLINE_CLUSTER_PORT"] = str(self.port)
+        if os.environ.get("TC_CLUSTER_STATE_DIR"):
+            self.env["THERMOCLINE_STATE_DIR"] = os.environ["TC_CLUSTER_STATE_DIR"]
+        self.brokers = ",".join(f"127.0.0.1:{self.port + i}" for i in range(self.NODES))
+        self.dsn = services.dsn
+
+    def dev(self, *args, timeout=600):
+        t0 = time.time()
+        proc = subprocess.run([DEV, "--cluster", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(f"dev-services --cluster {' '.join(args)} exited "
+                                 f"{proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return time.time() - t0
+
+    def up(self, node=None):
+        """Start the named node (1..3), or every stopped one."""
+        return self.dev("up", *([f"kafka{node}"] if node else []))
+
+    def down(self, node=None):
+        return self.dev("down", *([f"kafka{node}"] if node else []))
 
 
 class Member:

@@ -16,20 +16,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from oracle import METRICS, classify
+from procedures import procedure
 from test_lake import assert_lake_matches
-from test_observe import free_port
 from test_pipeline import assert_store_matches
 from conftest import ROOT
-
-DOC = os.path.join(ROOT, "docs", "operations.md")
-
-
-def procedure(name):
-    with open(DOC) as f:
-        text = f.read()
-    m = re.search(r"<!-- procedure: " + re.escape(name) + r" -->\n```sh\n(.*?)```", text, re.S)
-    assert m, f"docs/operations.md has no procedure {name!r}"
-    return m.group(1)
 
 
 def run_procedure(tc, name, tmp_path, lake, env=None, timeout=600):
@@ -172,30 +162,86 @@ def test_lost_lake_disk(tc, tmp_path):
     assert_lake_matches(replica, exp)
 
 
-def test_wedged_process(tc, tmp_path):
+def test_process_wedged(tc, tmp_path):
     lake = str(tmp_path / "lake")
     setup(tc, lake, count=30000, run=False)
-    port = free_port()
-    # A short session: the broker gives the wedged member's partitions away 6 s after it died.
+    # A member that is alive, holds its partitions and does nothing: stopped with SIGSTOP in the
+    # middle of the topic. A short session timeout, so that the procedure's wait for the group to
+    # drop it after the kill is short too.
     proc = tc.spawn("run", extra=(f"lake.dir={lake}", "pipeline.batch_size=500",
-                                  f"http.listen=127.0.0.1:{port}", "rdkafka.session.timeout.ms=6000"))
-    # Reaped as soon as it dies, as a supervisor would, so `kill -0` in the procedure sees it gone.
-    reaper = threading.Thread(target=proc.communicate, daemon=True)
-    reaper.start()
+                                  "rdkafka.session.timeout.ms=6000"))
     deadline = time.time() + 120
     while time.time() < deadline and not tc.sql(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
             " AND table_name = 'readings'") or tc.sql("SELECT count(*) FROM readings")[0][0] == 0:
+        assert proc.poll() is None, proc.communicate()[1][-4000:]
         time.sleep(0.1)
-    proc.send_signal(signal.SIGSTOP)  # wedged: holds its partitions, answers nothing
-    stored = tc.sql("SELECT count(*) FROM readings")[0][0]
-    assert 0 < stored < 30000
-    out = run_procedure(tc, "wedged-process", tmp_path, lake,
-                        env={"WEDGED_PID": str(proc.pid), "HTTP_PORT": str(port),
-                             "STOP_TIMEOUT": "3"}).stdout
-    assert "healthz does not answer" in out and "killed with SIGKILL" in out, out
-    reaper.join(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        (held,) = tc.sql("SELECT coalesce(sum(next_offset), 0) FROM ingest_offsets"
+                         " WHERE group_id = %s", (tc.group,))[0]
+        assert held < 30000, "the run finished before it was wedged"
+        out = run_procedure(tc, "process-wedged", tmp_path, lake,
+                            env={"WEDGED_PID": str(proc.pid)}).stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, proc.returncode
+    tc.assert_clean(err)
+    # The procedure saw no progress, and the marks it saw were those of the wedged process.
+    m = re.search(r"store marks: (\d+) -> (\d+) in 10 s", out)
+    assert m and m.group(1) == m.group(2) == str(held), out
+    exp = tc.oracle().expect()
+    assert_store_matches(tc, exp)
+    assert_lake_matches(lake, exp, tc)
+    for p, end in exp["ends"].items():
+        assert f"{p}|{end}" in out
+
+
+def test_bad_deploy_rolled_back(tc, tmp_path):
+    lake = str(tmp_path / "lake")
+    setup(tc, lake, count=2000, seed=61)
+    good = tmp_path / "previous.yaml"
+    good.write_text("log:\n  level: info\n")
+    config = tmp_path / "thermocline.yaml"
+    # The bad version: a limit that refuses nearly every good reading.
+    config.write_text("validation:\n  temperature_max: 0\n")
+    deployed_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    bad = tc.spawn("run", "--config", str(config), extra=(f"lake.dir={lake}",))
+    # Reaped as soon as it exits (as systemd would), or the procedure's `kill -0` would go on
+    # seeing a zombie; its output is drained meanwhile.
+    result = {}
+    reaper = threading.Thread(target=lambda: result.update(zip(("out", "err"), bad.communicate())),
+                              daemon=True)
+    reaper.start()
+    try:
+        s = tc.simulate("--devices", "40", "--count", "3000", "--invalid-ratio", "0.05", "--seed",
+                        "62")
+        assert s["failed"] == 0
+        ends = tc.oracle().expect()["ends"]
+        deadline = time.time() + 180
+        while dict(tc.sql("SELECT partition, next_offset FROM ingest_offsets")) != \
+                {p: e for p, e in ends.items() if e > 0}:
+            assert bad.poll() is None, f"the bad version exited {bad.returncode}"
+            assert time.time() < deadline, "the bad version did not reach the end of the topic"
+            time.sleep(0.2)
+        (refused,) = tc.sql("SELECT count(*) FROM dead_letters WHERE reason = 'out_of_range'")[0]
+        assert refused > 1000, refused
+        out = run_procedure(tc, "bad-deploy-rolled-back", tmp_path, lake, env={
+            "DEPLOYED_AT": deployed_at, "BAD_PIDS": str(bad.pid), "CONFIG": str(config),
+            "PREVIOUS_CONFIG": str(good)}).stdout
+    finally:
+        if bad.poll() is None:
+            bad.kill()
+        reaper.join(60)
+    err = result.get("err", "")
+    assert bad.returncode == 0, err[-4000:]
+    tc.assert_clean(err)
+    assert config.read_text() == good.read_text()
+    assert "out_of_range" in out
+    # Every reading the bad version refused is stored now, once, in both stores; the dead letters
+    # are exactly what the previous version refuses.
     exp = tc.oracle().expect()
     assert_store_matches(tc, exp)
     assert_lake_matches(lake, exp, tc)

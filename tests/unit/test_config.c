@@ -25,6 +25,7 @@ static const char *const all_keys[] = {
     "kafka.group",
     "kafka.partitions",
     "kafka.replication_factor",
+    "kafka.min_insync_replicas",
     "kafka.retention_ms",
     "kafka.create_topic",
     "kafka.dlq_mirror",
@@ -194,7 +195,8 @@ static void test_defaults(void **state)
     assert_string_equal(c->kafka_topic, "iot-telemetry");
     assert_string_equal(c->kafka_group, "thermocline");
     assert_int_equal(c->kafka_partitions, 6);
-    assert_int_equal(c->kafka_replication_factor, 1);
+    assert_int_equal(c->kafka_replication_factor, 3);
+    assert_int_equal(c->kafka_min_insync_replicas, 2);
     assert_int_equal(c->kafka_retention_ms, 604800000);
     assert_int_equal(c->kafka_create_topic, 1);
     assert_string_equal(c->pg_dsn, "dbname=thermocline");
@@ -330,6 +332,8 @@ static void test_int_bounds(void **state)
     assert_int_equal(set(f, "validation.max_future_s", "-1"), TC_ERR_CONFIG);
     assert_int_equal(set(f, "kafka.replication_factor", "16"), TC_OK);
     assert_int_equal(set(f, "kafka.replication_factor", "17"), TC_ERR_CONFIG);
+    assert_int_equal(set(f, "kafka.min_insync_replicas", "0"), TC_ERR_CONFIG);
+    assert_int_equal(set(f, "kafka.min_insync_replicas", "16"), TC_OK);
     assert_int_equal(set(f, "pipeline.max_message_bytes", "63"), TC_ERR_CONFIG);
     assert_int_equal(set(f, "pipeline.max_message_bytes", "104857600"), TC_OK);
     assert_int_equal(set(f, "pipeline.max_message_bytes", "104857601"), TC_ERR_CONFIG);
