@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/durable.h"
 #include "core/log.h"
 #include "core/path.h"
 #include "core/timeutil.h"
@@ -142,22 +143,6 @@ static tc_err tc_lake_mkdirs(const char *path, char *errstr, size_t errstr_size)
         if (c == '\0')
             break;
     }
-    return TC_OK;
-}
-
-static tc_err tc_lake_fsync_dir(const char *dir, char *errstr, size_t errstr_size)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    int rc;
-
-    if (fd < 0)
-        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not open directory \"%s\": %s",
-                          dir, strerror(errno));
-    rc = fsync(fd);
-    close(fd);
-    if (rc != 0)
-        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not fsync directory \"%s\": %s",
-                          dir, strerror(errno));
     return TC_OK;
 }
 
@@ -398,37 +383,6 @@ static int64_t tc_lake_read_progress(const tc_lake *l, int32_t partition)
     return v >= 0 ? v : -1;
 }
 
-/* Write a small file atomically: temporary name, fsync, rename, fsync of the directory. */
-static tc_err tc_lake_write_atomic(const char *dir, const char *name, const char *text,
-                                   char *errstr, size_t errstr_size)
-{
-    char tmp[TC_LAKE_PATH_MAX], final[TC_LAKE_PATH_MAX];
-    size_t n = strlen(text);
-    int fd;
-
-    tc_path_fmt(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
-    tc_path_fmt(final, sizeof(final), "%s/%s", dir, name);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not create \"%s\": %s", tmp,
-                          strerror(errno));
-    if (write(fd, text, n) != (ssize_t)n || fsync(fd) != 0) {
-        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not write \"%s\": %s", tmp,
-                   strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return TC_ERR_IO;
-    }
-    close(fd);
-    if (rename(tmp, final) != 0) {
-        tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not rename \"%s\": %s", tmp,
-                   strerror(errno));
-        unlink(tmp);
-        return TC_ERR_IO;
-    }
-    return tc_lake_fsync_dir(dir, errstr, errstr_size);
-}
-
 /* Parse "part-<topic>-p<P>-<first>-<last>.parquet" (or the hidden ".part-...tmp"); 1 if ours. */
 static int tc_lake_parse_name(const tc_lake *l, const char *name, int32_t *partition,
                               int64_t *first, int *is_tmp)
@@ -504,7 +458,7 @@ static tc_err tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *part
     closedir(d);
     if (removed) {
         char ignored[TC_ERRSTR_MAX];
-        tc_lake_fsync_dir(dir, ignored, sizeof(ignored));
+        tc_durable_sync_dir(dir, ignored, sizeof(ignored));
     }
     return err;
 }
@@ -959,7 +913,7 @@ static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, 
     info->last_offset = last;
     info->rows = f->rows;
     info->bytes = tc_parquet_writer_bytes(f->w);
-    err = tc_lake_fsync_dir(f->dir, errstr, errstr_size);
+    err = tc_durable_sync_dir(f->dir, errstr, errstr_size);
     if (lock >= 0)
         close(lock);
     return err;
@@ -1008,7 +962,7 @@ static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, siz
         tc_path_fmt(text, sizeof(text), "%" PRId64 "\n", p->advanced_next);
         err = tc_lake_mkdirs(dir, errstr, errstr_size);
         if (err == TC_OK)
-            err = tc_lake_write_atomic(dir, name, text, errstr, errstr_size);
+            err = tc_durable_replace(dir, name, text, errstr, errstr_size);
     }
     if (err == TC_ERR_FENCED) {
         for (size_t i = 0; i < k; i++) /* ours (link does not replace): not committed */
