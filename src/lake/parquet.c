@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lake/parquet_crypt.h"
 #include "lake/parquet_encode.h"
 #include "lake/parquet_format.h"
 #include "lake/parquet_stats.h"
@@ -77,6 +78,8 @@ typedef struct tc_pq_col {
     int64_t chunk_unc; /* uncompressed size of the data pages, headers included */
     uint32_t pages_dict, pages_plain;
 
+    int slot; /* encryption key slot (TC_PQC_KEY_*), -1 in plain files */
+
     /* set by the row-group flush for the metadata */
     int64_t dict_off, data_off, total_unc, total_comp;
 } tc_pq_col;
@@ -94,6 +97,9 @@ struct tc_parquet_writer {
     tc_pq_buf hdr;    /* page header */
     tc_pq_buf tmp;    /* truncated statistics values */
     tc_pq_buf rgmeta; /* serialised RowGroup structs of the row groups written */
+    tc_pq_fcrypt *fc; /* data keys of this file; NULL: a plain file */
+    tc_pq_buf ebuf;   /* an encrypted module */
+    tc_pq_buf cmeta;  /* a ColumnMetaData serialised apart, to be encrypted */
     uint32_t nrg;
     size_t rg_rows;
     size_t buffered; /* bytes of pages held for the row group in progress */
@@ -184,7 +190,27 @@ static tc_err tc_pq_start(tc_parquet_writer *w, char *errstr, size_t errstr_size
     if (w->started)
         return TC_OK;
     w->started = 1;
-    return tc_pq_out(w, TC_PQF_MAGIC, TC_PQF_MAGIC_LEN, errstr, errstr_size);
+    return tc_pq_out(w, w->fc ? TC_PQC_MAGIC : TC_PQF_MAGIC, TC_PQF_MAGIC_LEN, errstr, errstr_size);
+}
+
+/* ---- encryption ---- */
+
+/* Seal pt[0..n) as a module of column c (type and ordinals per the spec) into w->ebuf. */
+static tc_err tc_pq_seal(tc_parquet_writer *w, const tc_pq_col *c, int type, int page,
+                         const uint8_t *pt, size_t n, char *errstr, size_t errstr_size)
+{
+    int col = (int)(c - w->cols);
+
+    if (page > TC_PQC_ORDINAL_MAX || w->nrg > TC_PQC_ORDINAL_MAX)
+        return tc_pq_fail(w, TC_ERR_INVALID, errstr, errstr_size,
+                          "parquet: column %s: an encrypted file holds at most %d row groups of "
+                          "%d pages a column (AAD ordinals are 16-bit)",
+                          c->name, TC_PQC_ORDINAL_MAX + 1, TC_PQC_ORDINAL_MAX + 1);
+    tc_pq_buf_clear(&w->ebuf);
+    if (tc_pq_fcrypt_seal(w->fc, c->slot, type, (int)w->nrg, col, page, pt, n, &w->ebuf) != 0)
+        return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size,
+                          "parquet: column %s: encryption failed", c->name);
+    return TC_OK;
 }
 
 /* ---- page builder ---- */
@@ -283,6 +309,16 @@ static tc_err tc_pq_finish_page(tc_parquet_writer *w, tc_pq_col *c, char *errstr
         payload = w->zbuf.data;
         paylen = w->zbuf.len;
     }
+    if (w->fc) {
+        /* compressed_page_size is the module's size: readers skip pages by it. */
+        tc_err e = tc_pq_seal(w, c, TC_PQC_DATA_PAGE, (int)(c->pages_dict + c->pages_plain),
+                              payload, paylen, errstr, errstr_size);
+        if (e != TC_OK)
+            return e;
+        tc_pq_buf_swap(&w->ebuf, &w->zbuf);
+        payload = w->zbuf.data;
+        paylen = w->zbuf.len;
+    }
     if (paylen > INT32_MAX)
         return tc_pq_fail(w, TC_ERR_INVALID, errstr, errstr_size,
                           "parquet: column %s: compressed page exceeds the format's limit",
@@ -304,6 +340,13 @@ static tc_err tc_pq_finish_page(tc_parquet_writer *w, tc_pq_col *c, char *errstr
     tc_thrift_struct_end(&tw);
     if (tc_thrift_writer_failed(&tw))
         return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: out of memory");
+    if (w->fc) {
+        tc_err e = tc_pq_seal(w, c, TC_PQC_DATA_PAGE_HEADER, (int)(c->pages_dict + c->pages_plain),
+                              w->hdr.data, w->hdr.len, errstr, errstr_size);
+        if (e != TC_OK)
+            return e;
+        tc_pq_buf_swap(&w->ebuf, &w->hdr);
+    }
 
     tc_pq_buf_put(&c->pages, w->hdr.data, w->hdr.len);
     if (paylen)
@@ -611,7 +654,8 @@ static tc_err tc_pq_col_write(tc_parquet_writer *w, tc_pq_col *c, const tc_parqu
 
 /* ---- row group ---- */
 
-static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, const tc_pq_col *c)
+/* The fields of c's ColumnMetaData (the caller opens and closes the struct). */
+static void tc_pq_write_col_meta(tc_parquet_writer *w, tc_thrift_writer *tw, const tc_pq_col *c)
 {
     int has_dict = c->dict_off >= 0;
     int has_plain = has_dict || c->pages_plain > 0;
@@ -624,9 +668,6 @@ static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, c
                            ? (int64_t)c->dict.n
                            : -1;
 
-    tc_thrift_struct_begin(tw);          /* ColumnChunk */
-    tc_thrift_field_i64(tw, 2, 0);       /* file_offset: deprecated, 0 when no external metadata */
-    tc_thrift_field_struct_begin(tw, 3); /* ColumnMetaData */
     tc_thrift_field_i32(tw, 1, c->phys);
     tc_thrift_field_list_begin(tw, 2, TC_THRIFT_I32, nenc);
     if (has_plain)
@@ -666,8 +707,54 @@ static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, c
         tc_thrift_field_i32(tw, 3, (int32_t)c->pages_plain);
         tc_thrift_struct_end(tw);
     }
-    tc_thrift_struct_end(tw); /* ColumnMetaData */
+}
+
+/* c's ColumnChunk. In an encrypted file (encrypted footer mode) it also carries crypto_metadata;
+ * a column under its own key has its ColumnMetaData (statistics included) serialised apart,
+ * encrypted with that key, in encrypted_column_metadata instead of meta_data. */
+static tc_err tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, const tc_pq_col *c,
+                                     char *errstr, size_t errstr_size)
+{
+    int own_key = w->fc && c->slot != TC_PQC_KEY_FOOTER;
+
+    tc_thrift_struct_begin(tw);    /* ColumnChunk */
+    tc_thrift_field_i64(tw, 2, 0); /* file_offset: deprecated, 0 when no external metadata */
+    if (!own_key) {
+        tc_thrift_field_struct_begin(tw, 3); /* ColumnMetaData */
+        tc_pq_write_col_meta(w, tw, c);
+        tc_thrift_struct_end(tw);
+    }
+    if (w->fc) {
+        tc_thrift_field_struct_begin(tw, 8); /* ColumnCryptoMetaData */
+        if (!own_key) {
+            tc_thrift_field_struct_begin(tw, 1); /* ENCRYPTION_WITH_FOOTER_KEY */
+        } else {
+            const char *meta = tc_pq_fcrypt_key_metadata(w->fc, c->slot);
+            tc_thrift_field_struct_begin(tw, 2); /* ENCRYPTION_WITH_COLUMN_KEY */
+            tc_thrift_field_list_begin(tw, 1, TC_THRIFT_BINARY, 1);
+            tc_thrift_elem_binary(tw, c->name, strlen(c->name));
+            tc_thrift_field_binary(tw, 2, meta, strlen(meta));
+        }
+        tc_thrift_struct_end(tw);
+        tc_thrift_struct_end(tw);
+    }
+    if (own_key) {
+        tc_thrift_writer cw;
+        tc_err err;
+        tc_pq_buf_clear(&w->cmeta);
+        tc_thrift_writer_init(&cw, &w->cmeta);
+        tc_thrift_struct_begin(&cw);
+        tc_pq_write_col_meta(w, &cw, c);
+        tc_thrift_struct_end(&cw);
+        if (tc_thrift_writer_failed(&cw))
+            return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: out of memory");
+        if ((err = tc_pq_seal(w, c, TC_PQC_COLUMN_META, -1, w->cmeta.data, w->cmeta.len, errstr,
+                              errstr_size)) != TC_OK)
+            return err;
+        tc_thrift_field_binary(tw, 9, w->ebuf.data, w->ebuf.len);
+    }
     tc_thrift_struct_end(tw); /* ColumnChunk */
+    return TC_OK;
 }
 
 /* Write the dictionary page of c (header + compressed PLAIN entries). */
@@ -691,6 +778,14 @@ static tc_err tc_pq_write_dict_page(tc_parquet_writer *w, tc_pq_col *c, char *er
         payload = w->zbuf.data;
         paylen = w->zbuf.len;
     }
+    if (w->fc) {
+        if ((err = tc_pq_seal(w, c, TC_PQC_DICT_PAGE, -1, payload, paylen, errstr, errstr_size)) !=
+            TC_OK)
+            return err;
+        tc_pq_buf_swap(&w->ebuf, &w->zbuf);
+        payload = w->zbuf.data;
+        paylen = w->zbuf.len;
+    }
     tc_pq_buf_clear(&w->hdr);
     tc_thrift_writer_init(&tw, &w->hdr);
     tc_thrift_struct_begin(&tw); /* PageHeader */
@@ -705,6 +800,12 @@ static tc_err tc_pq_write_dict_page(tc_parquet_writer *w, tc_pq_col *c, char *er
     tc_thrift_struct_end(&tw);
     if (tc_thrift_writer_failed(&tw))
         return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: out of memory");
+    if (w->fc) {
+        if ((err = tc_pq_seal(w, c, TC_PQC_DICT_PAGE_HEADER, -1, w->hdr.data, w->hdr.len, errstr,
+                              errstr_size)) != TC_OK)
+            return err;
+        tc_pq_buf_swap(&w->ebuf, &w->hdr);
+    }
     c->dict_off = (int64_t)w->pos;
     if ((err = tc_pq_out(w, w->hdr.data, w->hdr.len, errstr, errstr_size)) != TC_OK)
         return err;
@@ -765,7 +866,8 @@ static tc_err tc_pq_flush(tc_parquet_writer *w, char *errstr, size_t errstr_size
     tc_thrift_struct_begin(&tw);
     tc_thrift_field_list_begin(&tw, 1, TC_THRIFT_STRUCT, (uint32_t)w->ncols);
     for (size_t i = 0; i < w->ncols; i++)
-        tc_pq_write_chunk_meta(w, &tw, &w->cols[i]);
+        if ((err = tc_pq_write_chunk_meta(w, &tw, &w->cols[i], errstr, errstr_size)) != TC_OK)
+            return err;
     tc_thrift_field_i64(&tw, 2, total_unc);
     tc_thrift_field_i64(&tw, 3, (int64_t)w->rg_rows);
     tc_thrift_field_i64(&tw, 5, rg_start);
@@ -833,6 +935,34 @@ static void tc_pq_write_schema(tc_parquet_writer *w, tc_thrift_writer *tw)
     }
 }
 
+/* Encrypted footer mode: w->body (the FileMetaData) becomes FileCryptoMetaData followed by the
+ * FileMetaData sealed with the footer key. */
+static tc_err tc_pq_encrypt_footer(tc_parquet_writer *w, char *errstr, size_t errstr_size)
+{
+    tc_thrift_writer tw;
+    size_t aadlen;
+    const uint8_t *aad = tc_pq_fcrypt_file_aad(w->fc, &aadlen);
+    const char *meta = tc_pq_fcrypt_key_metadata(w->fc, TC_PQC_KEY_FOOTER);
+
+    tc_pq_buf_clear(&w->ebuf);
+    tc_thrift_writer_init(&tw, &w->ebuf);
+    tc_thrift_struct_begin(&tw);          /* FileCryptoMetaData */
+    tc_thrift_field_struct_begin(&tw, 1); /* EncryptionAlgorithm */
+    tc_thrift_field_struct_begin(&tw, 1); /* AES_GCM_V1 */
+    tc_thrift_field_binary(&tw, 2, aad, aadlen);
+    tc_thrift_struct_end(&tw);
+    tc_thrift_struct_end(&tw);
+    tc_thrift_field_binary(&tw, 2, meta, strlen(meta));
+    tc_thrift_struct_end(&tw);
+    if (tc_thrift_writer_failed(&tw) ||
+        tc_pq_fcrypt_seal(w->fc, TC_PQC_KEY_FOOTER, TC_PQC_FOOTER, -1, -1, -1, w->body.data,
+                          w->body.len, &w->ebuf) != 0)
+        return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size,
+                          "parquet: cannot encrypt the footer");
+    tc_pq_buf_swap(&w->ebuf, &w->body);
+    return TC_OK;
+}
+
 static tc_err tc_pq_write_footer(tc_parquet_writer *w, char *errstr, size_t errstr_size)
 {
     tc_thrift_writer tw;
@@ -872,8 +1002,12 @@ static tc_err tc_pq_write_footer(tc_parquet_writer *w, char *errstr, size_t errs
     if (tc_thrift_writer_failed(&tw) || b->len > UINT32_MAX)
         return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size,
                           "parquet: out of memory for the footer");
+    if (w->fc && (err = tc_pq_encrypt_footer(w, errstr, errstr_size)) != TC_OK)
+        return err;
+    if (b->len > UINT32_MAX)
+        return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: footer too large");
     tc_pq_store_le32(tail, (uint32_t)b->len);
-    memcpy(tail + 4, TC_PQF_MAGIC, TC_PQF_MAGIC_LEN);
+    memcpy(tail + 4, w->fc ? TC_PQC_MAGIC : TC_PQF_MAGIC, TC_PQF_MAGIC_LEN);
     if ((err = tc_pq_out(w, b->data, b->len, errstr, errstr_size)) != TC_OK)
         return err;
     return tc_pq_out(w, tail, sizeof(tail), errstr, errstr_size);
@@ -899,6 +1033,7 @@ void tc_parquet_options_default(tc_parquet_options *o)
     o->dict_max_entries = TC_PQ_DEF_DICT_ENTRIES;
     o->dictionary_numbers = 0;
     o->stats_max_bytes = TC_PQ_DEF_STATS_BYTES;
+    o->crypt = tc_pq_crypt_installed();
 }
 
 static tc_err tc_pq_check_options(const tc_parquet_options *o, char *errstr, size_t errstr_size)
@@ -954,6 +1089,7 @@ static tc_err tc_pq_col_init(tc_parquet_writer *w, tc_pq_col *c, const tc_parque
     size_t rows = w->opt.page_rows;
 
     memset(c, 0, sizeof(*c));
+    c->slot = -1;
     tc_pq_buf_init(&c->plain, 0);
     tc_pq_buf_init(&c->pages, 0);
     tc_pq_stats_init(&c->ps);
@@ -1030,6 +1166,8 @@ tc_parquet_writer *tc_parquet_writer_new_sink(tc_parquet_sink_fn sink, void *ctx
     tc_pq_buf_init(&w->hdr, 0);
     tc_pq_buf_init(&w->tmp, 0);
     tc_pq_buf_init(&w->rgmeta, 0);
+    tc_pq_buf_init(&w->ebuf, 0);
+    tc_pq_buf_init(&w->cmeta, 0);
     if (opt)
         w->opt = *opt;
     else
@@ -1056,6 +1194,12 @@ tc_parquet_writer *tc_parquet_writer_new_sink(tc_parquet_sink_fn sink, void *ctx
                 goto fail;
             }
         }
+    }
+    if (w->opt.crypt) {
+        if (!(w->fc = tc_pq_fcrypt_new_write(w->opt.crypt, errstr, errstr_size)))
+            goto fail;
+        for (size_t i = 0; i < ncols; i++)
+            w->cols[i].slot = tc_pq_fcrypt_slot_of(w->fc, w->cols[i].name);
     }
     return w;
 fail:
@@ -1246,6 +1390,9 @@ void tc_parquet_writer_destroy(tc_parquet_writer *w)
     tc_pq_buf_free(&w->hdr);
     tc_pq_buf_free(&w->tmp);
     tc_pq_buf_free(&w->rgmeta);
+    tc_pq_buf_free(&w->ebuf);
+    tc_pq_buf_free(&w->cmeta);
+    tc_pq_fcrypt_destroy(w->fc);
     free(w);
 }
 

@@ -105,6 +105,10 @@ typedef struct tc_parquet_options {
     size_t dict_max_entries; /* dictionary entry bound; default 262,144 (1 MiB of int32) */
     int dictionary_numbers;  /* TC_PQ_DICT_AUTO columns of numeric types use a dictionary too */
     size_t stats_max_bytes;  /* STRING/BYTES min/max longer than this are truncated; default 64 */
+    /* Parquet modular encryption (parquet_crypt.h): NULL writes a plain file. The default is the
+     * process's lake encryption (tc_pq_crypt_installed), so every writer of lake files encrypts
+     * once it is configured. Not owned: must outlive the writer. */
+    const struct tc_pq_crypt *crypt;
 } tc_parquet_options;
 
 /* Bounds of the options (checked by tc_parquet_writer_new). */
