@@ -871,3 +871,156 @@ tc_err tc_pq_fcrypt_open(const tc_pq_fcrypt *f, int slot, int type, int rg, int 
     return tc_pq_gcm_open(f->slots[slot].key, f->slots[slot].len, m, len, aad, aadlen, out,
                           type >= 0 && type <= 5 ? what[type] : "module", errstr, errstr_size);
 }
+
+/* ---- reading the crypto structures ---- */
+
+/* AesGcmV1: aad_prefix (1), aad_file_unique (2), supply_aad_prefix (3). */
+static int tc_pq_parse_gcm(tc_thrift_reader *r, uint8_t *aad, size_t *aadlen)
+{
+    const uint8_t *pre = NULL, *uniq = NULL;
+    uint32_t npre = 0, nuniq = 0;
+    int16_t last = 0, id;
+    uint8_t t;
+    int rc, supply = 0;
+
+    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
+        int ok;
+        if (id == 1 || id == 2) {
+            if (tc_thrift_expect(r, t, TC_THRIFT_BINARY) != 0)
+                return -1;
+            ok = id == 1 ? tc_thrift_read_binary(r, &pre, &npre)
+                         : tc_thrift_read_binary(r, &uniq, &nuniq);
+        } else if (id == 3) {
+            supply = t == TC_THRIFT_BOOL_TRUE;
+            ok = t == TC_THRIFT_BOOL_TRUE || t == TC_THRIFT_BOOL_FALSE
+                     ? 0
+                     : tc_thrift_reader_fail(r, "supply_aad_prefix is not a bool");
+        } else {
+            ok = tc_thrift_skip(r, t);
+        }
+        if (ok != 0)
+            return -1;
+    }
+    if (rc != 0)
+        return -1;
+    if (supply)
+        return tc_thrift_reader_fail(r, "the file needs an AAD prefix supplied (unsupported)");
+    if ((size_t)npre + nuniq > TC_PQC_FILE_AAD_MAX)
+        return tc_thrift_reader_fail(r, "file AAD too long");
+    if (npre)
+        memcpy(aad, pre, npre);
+    if (nuniq)
+        memcpy(aad + npre, uniq, nuniq);
+    *aadlen = (size_t)npre + nuniq;
+    return 0;
+}
+
+tc_pq_fcrypt *tc_pq_fcrypt_from_footer(const uint8_t *footer, size_t len, size_t *crypto_len,
+                                       tc_err *err, char *errstr, size_t errstr_size)
+{
+    tc_thrift_reader r;
+    uint8_t aad[TC_PQC_FILE_AAD_MAX];
+    size_t aadlen = 0;
+    const uint8_t *meta = NULL;
+    uint32_t metalen = 0;
+    int16_t last = 0, id;
+    uint8_t t;
+    int rc, have_alg = 0;
+    tc_pq_fcrypt *f;
+
+    tc_thrift_reader_init(&r, footer, len);
+    while ((rc = tc_thrift_read_field(&r, &last, &t, &id)) == 1) {
+        int ok;
+        if (id == 1) { /* EncryptionAlgorithm: a union */
+            int16_t ulast = 0, uid;
+            uint8_t ut;
+            ok = tc_thrift_expect(&r, t, TC_THRIFT_STRUCT);
+            while (ok == 0 && (rc = tc_thrift_read_field(&r, &ulast, &ut, &uid)) == 1) {
+                if (uid != 1) {
+                    ok = tc_thrift_reader_fail(&r, "encryption algorithm is not AES_GCM_V1 "
+                                                   "(AES_GCM_CTR_V1 is unsupported)");
+                    break;
+                }
+                ok = tc_thrift_expect(&r, ut, TC_THRIFT_STRUCT);
+                if (ok == 0)
+                    ok = tc_pq_parse_gcm(&r, aad, &aadlen);
+                have_alg = 1;
+            }
+            if (ok == 0 && rc != 0)
+                ok = -1;
+        } else if (id == 2) {
+            ok = tc_thrift_expect(&r, t, TC_THRIFT_BINARY);
+            if (ok == 0)
+                ok = tc_thrift_read_binary(&r, &meta, &metalen);
+        } else {
+            ok = tc_thrift_skip(&r, t);
+        }
+        if (ok != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && !have_alg)
+        rc = tc_thrift_reader_fail(&r, "FileCryptoMetaData without an encryption algorithm");
+    if (rc != 0) {
+        *err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "parquet: FileCryptoMetaData: %s at byte %zu", r.err ? r.err : "corrupt",
+                          r.err_at);
+        return NULL;
+    }
+    *crypto_len = tc_thrift_reader_pos(&r);
+    f = tc_pq_fcrypt_new_read(tc_pq_crypt_installed(), aad, aadlen, meta, metalen, errstr,
+                              errstr_size);
+    if (!f)
+        *err = tc_pq_crypt_installed() ? TC_ERR_INVALID : TC_ERR_CONFIG;
+    return f;
+}
+
+int tc_pq_fcrypt_parse_column(tc_pq_fcrypt *f, tc_thrift_reader *r, tc_err *err, char *errstr,
+                              size_t errstr_size)
+{
+    int16_t last = 0, id;
+    uint8_t t;
+    int rc, slot = -1;
+
+    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
+        if (tc_thrift_expect(r, t, TC_THRIFT_STRUCT) != 0)
+            return -1;
+        if (id == 1) { /* ENCRYPTION_WITH_FOOTER_KEY */
+            if (tc_thrift_skip(r, t) != 0)
+                return -1;
+            slot = TC_PQC_KEY_FOOTER;
+        } else if (id == 2) { /* ENCRYPTION_WITH_COLUMN_KEY: path (1), key_metadata (2) */
+            const uint8_t *meta = NULL;
+            uint32_t metalen = 0;
+            int16_t klast = 0, kid;
+            uint8_t kt;
+            while ((rc = tc_thrift_read_field(r, &klast, &kt, &kid)) == 1) {
+                int ok;
+                if (kid == 2) {
+                    ok = tc_thrift_expect(r, kt, TC_THRIFT_BINARY);
+                    if (ok == 0)
+                        ok = tc_thrift_read_binary(r, &meta, &metalen);
+                } else {
+                    ok = tc_thrift_skip(r, kt);
+                }
+                if (ok != 0)
+                    return -1;
+            }
+            if (rc != 0)
+                return -1;
+            slot = tc_pq_fcrypt_column_slot(f, meta, metalen, errstr, errstr_size);
+            if (slot < 0) {
+                *err = TC_ERR_INVALID;
+                return -1;
+            }
+        } else if (tc_thrift_skip(r, t) != 0) {
+            return -1;
+        }
+    }
+    if (rc != 0)
+        return -1;
+    if (slot < 0)
+        return tc_thrift_reader_fail(r, "ColumnCryptoMetaData names no key");
+    return slot;
+}

@@ -43,6 +43,7 @@
 
 #include "core/error.h"
 #include "lake/parquet_buf.h"
+#include "lake/thrift_compact.h"
 
 /* Module types of the AAD suffix (Encryption.md, section 4.4). */
 enum {
@@ -141,6 +142,18 @@ tc_pq_fcrypt *tc_pq_fcrypt_new_read(const tc_pq_crypt *c, const uint8_t *file_aa
                                     const uint8_t *key_meta, size_t metalen, char *errstr,
                                     size_t errstr_size);
 void tc_pq_fcrypt_destroy(tc_pq_fcrypt *f);
+
+/* Reading an encrypted-footer file: parse the FileCryptoMetaData at the start of footer[0..len)
+ * and set up the file's keys from the installed tc_pq_crypt. *crypto_len receives the
+ * structure's length (the footer module follows it). NULL with *err and errstr on failure
+ * (TC_ERR_CONFIG when the keys are not to be had, TC_ERR_INVALID for a bad structure). */
+tc_pq_fcrypt *tc_pq_fcrypt_from_footer(const uint8_t *footer, size_t len, size_t *crypto_len,
+                                       tc_err *err, char *errstr, size_t errstr_size);
+
+/* Parse a ColumnCryptoMetaData struct (r is at its first field) and return the key slot of the
+ * column, or -1: a parse error is recorded in r, anything else in *err and errstr. */
+int tc_pq_fcrypt_parse_column(tc_pq_fcrypt *f, tc_thrift_reader *r, tc_err *err, char *errstr,
+                              size_t errstr_size);
 
 /* Writing: the slot of a column (TC_PQC_KEY_COLUMN for the personal-data columns). */
 int tc_pq_fcrypt_slot_of(const tc_pq_fcrypt *f, const char *column);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lake/parquet_buf.h"
+#include "lake/parquet_crypt.h"
 #include "lake/parquet_encode.h"
 #include "lake/parquet_format.h"
 #include "lake/thrift_compact.h"
@@ -80,6 +81,7 @@ typedef struct tc_pq_ctx {
     char *errstr;
     size_t errstr_size;
     tc_err err;
+    size_t rg_at, col_at; /* ordinals of the chunk being parsed (AADs of encrypted metadata) */
 } tc_pq_ctx;
 
 static int tc_pq_bad(tc_pq_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -379,12 +381,46 @@ static int tc_pq_parse_col_meta(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_ch
     return rc;
 }
 
+/* A column under its own key: its ColumnMetaData is a module of its own. The plaintext goes into
+ * the arena, since the chunk's views point into it. */
+static int tc_pq_parse_enc_col_meta(tc_pq_ctx *x, tc_parquet_chunk_info *ck, tc_pq_view enc)
+{
+    char msg[TC_ERRSTR_MAX];
+    tc_thrift_reader cr;
+    tc_pq_buf plain;
+    uint8_t *copy;
+    tc_err err;
+
+    tc_pq_buf_init(&plain, TC_PQ_FOOTER_MAX);
+    err = tc_pq_fcrypt_open(x->info->fc, ck->crypt_slot, TC_PQC_COLUMN_META, (int)x->rg_at,
+                            (int)x->col_at, -1, enc.p, enc.n, &plain, msg, sizeof(msg));
+    if (err != TC_OK) {
+        tc_pq_buf_free(&plain);
+        tc_pq_bad(x, "row group %zu column %zu: %s", x->rg_at, x->col_at, msg);
+        x->err = err;
+        return -1;
+    }
+    copy = tc_pq_alloc(x, plain.len, 1);
+    if (copy && plain.len)
+        memcpy(copy, plain.data, plain.len);
+    tc_thrift_reader_init(&cr, copy, copy ? plain.len : 0);
+    tc_pq_buf_free(&plain);
+    if (!copy)
+        return tc_pq_bad(x, "metadata too large");
+    if (tc_pq_parse_col_meta(x, &cr, ck) != 0)
+        return tc_pq_bad(x, "row group %zu column %zu: encrypted column metadata: %s at byte %zu",
+                         x->rg_at, x->col_at, cr.err ? cr.err : "corrupt", cr.err_at);
+    return 0;
+}
+
 static int tc_pq_parse_chunk(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_chunk_info *ck)
 {
     int16_t last = 0, id;
     uint8_t t;
-    int rc, have_meta = 0;
+    int rc, have_meta = 0, have_enc = 0;
+    tc_pq_view enc = {0};
 
+    ck->crypt_slot = -1;
     ck->dictionary_page_offset = -1;
     ck->dict_entries = -1;
     ck->nulls_counted = -1;
@@ -402,13 +438,30 @@ static int tc_pq_parse_chunk(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_chunk
             have_meta = 1;
             break;
         case 8:
+            if (!x->info->fc)
+                return tc_thrift_reader_fail(r, "encrypted column in a file with a plaintext "
+                                                "footer (unsupported)");
+            TC_PQ_EXPECT(r, t, TC_THRIFT_STRUCT);
+            ck->crypt_slot =
+                tc_pq_fcrypt_parse_column(x->info->fc, r, &x->err, x->errstr, x->errstr_size);
+            ok = ck->crypt_slot < 0 ? -1 : 0;
+            break;
         case 9:
-            return tc_thrift_reader_fail(r, "encrypted column (unsupported)");
+            ok = tc_pq_read_view(r, t, &enc);
+            have_enc = 1;
+            break;
         default:
             ok = tc_thrift_skip(r, t);
         }
         if (ok != 0)
             return -1;
+    }
+    if (rc == 0 && have_enc && !have_meta) {
+        if (ck->crypt_slot < 0)
+            return tc_thrift_reader_fail(r, "encrypted_column_metadata without crypto_metadata");
+        if (tc_pq_parse_enc_col_meta(x, ck, enc) != 0)
+            return -1;
+        have_meta = 1;
     }
     if (rc == 0 && !have_meta)
         return tc_thrift_reader_fail(r, "ColumnChunk without meta_data");
@@ -437,8 +490,10 @@ static int tc_pq_parse_rg(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_rg_info 
             if (!rg->cols)
                 return tc_thrift_reader_fail(r, "metadata too large");
             rg->ncols = n;
-            for (uint32_t i = 0; i < n && ok == 0; i++)
+            for (uint32_t i = 0; i < n && ok == 0; i++) {
+                x->col_at = i;
                 ok = tc_pq_parse_chunk(x, r, &rg->cols[i]);
+            }
             seen |= 1;
             break;
         case 2:
@@ -535,8 +590,10 @@ static int tc_pq_parse_file_meta(tc_pq_ctx *x, tc_thrift_reader *r)
             if (!info->rgs)
                 return tc_thrift_reader_fail(r, "metadata too large");
             info->nrg = n;
-            for (uint32_t i = 0; i < n && ok == 0; i++)
+            for (uint32_t i = 0; i < n && ok == 0; i++) {
+                x->rg_at = i;
                 ok = tc_pq_parse_rg(x, r, &info->rgs[i]);
+            }
             seen |= 8;
             break;
         case 5:
@@ -779,6 +836,68 @@ tc_err tc_parquet_parse_page_header(const void *data, size_t len, tc_parquet_pag
     return TC_OK;
 }
 
+/* The length of the module at p, checked against the bytes there are. */
+static tc_err tc_pq_module_at(const uint8_t *p, size_t avail, size_t *len, char *errstr,
+                              size_t errstr_size)
+{
+    uint64_t n = tc_pq_module_len(p, avail);
+
+    if (n < TC_PQC_OVERHEAD || n > avail)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "encrypted module of %llu bytes does not fit the %zu bytes left",
+                          (unsigned long long)n, avail);
+    *len = (size_t)n;
+    return TC_OK;
+}
+
+tc_err tc_parquet_chunk_page_header(const tc_parquet_info *info, const tc_parquet_chunk_info *ck,
+                                    size_t g, size_t c, int is_dict, uint32_t ordinal,
+                                    const uint8_t *p, size_t avail, tc_parquet_page_header *h,
+                                    size_t *used, tc_pq_buf *scratch, char *errstr,
+                                    size_t errstr_size)
+{
+    size_t mlen, hlen;
+    tc_err err;
+
+    if (ck->crypt_slot < 0 || !info->fc)
+        return tc_parquet_parse_page_header(p, avail, h, used, errstr, errstr_size);
+    if ((err = tc_pq_module_at(p, avail, &mlen, errstr, errstr_size)) != TC_OK)
+        return err;
+    err = tc_pq_fcrypt_open(info->fc, ck->crypt_slot,
+                            is_dict ? TC_PQC_DICT_PAGE_HEADER : TC_PQC_DATA_PAGE_HEADER, (int)g,
+                            (int)c, (int)ordinal, p, mlen, scratch, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    err = tc_parquet_parse_page_header(scratch->data, scratch->len, h, &hlen, errstr, errstr_size);
+    if (err == TC_OK && hlen != scratch->len)
+        err =
+            tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                       "encrypted page header has %zu bytes after the header", scratch->len - hlen);
+    *used = mlen;
+    return err;
+}
+
+tc_err tc_parquet_chunk_page_body(const tc_parquet_info *info, const tc_parquet_chunk_info *ck,
+                                  size_t g, size_t c, int is_dict, uint32_t ordinal,
+                                  const uint8_t *p, size_t len, tc_pq_buf *out,
+                                  const uint8_t **body, size_t *blen, char *errstr,
+                                  size_t errstr_size)
+{
+    tc_err err;
+
+    *body = p;
+    *blen = len;
+    if (ck->crypt_slot < 0 || !info->fc)
+        return TC_OK;
+    err = tc_pq_fcrypt_open(info->fc, ck->crypt_slot, is_dict ? TC_PQC_DICT_PAGE : TC_PQC_DATA_PAGE,
+                            (int)g, (int)c, (int)ordinal, p, len, out, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    *body = out->data ? out->data : (const uint8_t *)"";
+    *blen = out->len;
+    return TC_OK;
+}
+
 /* ---- schema ---- */
 
 static int tc_pq_walk_schema(tc_pq_ctx *x)
@@ -858,7 +977,8 @@ static int tc_pq_view_eq(tc_pq_view a, tc_pq_view b)
 
 typedef struct tc_pq_walk {
     tc_pq_src *src;
-    tc_pq_buf body;  /* compressed page (fd source) */
+    tc_pq_buf body;  /* decrypted page (encrypted chunks) */
+    tc_pq_buf hdr;   /* decrypted page header (encrypted chunks) */
     tc_pq_buf plain; /* decompressed page */
     uint32_t *idx;   /* decoded levels / indices */
     size_t idx_cap;
@@ -1017,13 +1137,38 @@ static int tc_pq_walk_chunk(tc_pq_ctx *x, tc_pq_walk *wk, unsigned flags, size_t
     while (pos < end) {
         tc_parquet_page_header h;
         tc_thrift_reader r;
-        size_t window = TC_PQ_HEADER_WINDOW, hlen;
+        size_t window = TC_PQ_HEADER_WINDOW, hlen = 0;
         const uint8_t *p;
+        uint32_t ordinal;
+        int is_dict;
         char pwhere[160];
 
         snprintf(pwhere, sizeof(pwhere), "%s page at offset %llu", where, (unsigned long long)pos);
+        is_dict = pos == start && ck->dictionary_page_offset >= 0;
+        ordinal = ck->data_pages;
+        if (ck->crypt_slot >= 0) {
+            /* An encrypted header is a module: its length prefix says how much to read. */
+            char msg[TC_ERRSTR_MAX];
+            size_t mlen = end - pos < 4 ? 0 : 4;
+            p = mlen ? tc_pq_src_get(wk->src, pos, 4) : NULL;
+            if (p) {
+                uint64_t n = tc_pq_module_len(p, 4);
+                mlen =
+                    n <= end - pos && n <= TC_PQ_PAGE_HEADER_MAX ? (size_t)n : (size_t)(end - pos);
+                p = tc_pq_src_get(wk->src, pos, mlen);
+            }
+            if (!p)
+                return tc_pq_bad(x, "%s: encrypted page header runs past the chunk", pwhere);
+            tc_err e = tc_parquet_chunk_page_header(x->info, ck, rgi, ci, is_dict, ordinal, p, mlen,
+                                                    &h, &hlen, &wk->hdr, msg, sizeof(msg));
+            if (e != TC_OK) {
+                tc_pq_bad(x, "%s: %s", pwhere, msg);
+                x->err = e;
+                return -1;
+            }
+        }
         /* Parse the header from a window that grows until it holds the whole header. */
-        for (;;) {
+        for (; ck->crypt_slot < 0;) {
             size_t avail = end - pos < window ? (size_t)(end - pos) : window;
             p = tc_pq_src_get(wk->src, pos, avail);
             if (!p) {
@@ -1039,8 +1184,10 @@ static int tc_pq_walk_chunk(tc_pq_ctx *x, tc_pq_walk *wk, unsigned flags, size_t
                 return tc_pq_bad(x, "%s: page header: %s at byte %zu", pwhere,
                                  r.err ? r.err : "corrupt", r.err_at);
             window *= 2;
+            hlen = 0;
         }
-        hlen = tc_thrift_reader_pos(&r);
+        if (ck->crypt_slot < 0)
+            hlen = tc_thrift_reader_pos(&r);
         if ((uint64_t)h.compressed_size > end - pos - hlen)
             return tc_pq_bad(x, "%s: page (%d bytes) runs past the column chunk", pwhere,
                              h.compressed_size);
@@ -1073,6 +1220,17 @@ static int tc_pq_walk_chunk(tc_pq_ctx *x, tc_pq_walk *wk, unsigned flags, size_t
                 tc_err_set(TC_ERR_IO, x->errstr, x->errstr_size, "%s: read: %s", pwhere,
                            strerror(errno));
                 return -1;
+            }
+            if (ck->crypt_slot >= 0) {
+                char msg[TC_ERRSTR_MAX];
+                tc_err e =
+                    tc_parquet_chunk_page_body(x->info, ck, rgi, ci, is_dict, ordinal, body, clen,
+                                               &wk->body, &body, &clen, msg, sizeof(msg));
+                if (e != TC_OK) {
+                    tc_pq_bad(x, "%s: %s", pwhere, msg);
+                    x->err = e;
+                    return -1;
+                }
             }
             if (h.type == TC_PQF_DATA_PAGE_V2)
                 lvl = (size_t)h.def_len + (size_t)h.rep_len; /* levels are never compressed */
@@ -1145,7 +1303,8 @@ static int tc_pq_verify_meta(tc_pq_ctx *x, tc_pq_src *src, unsigned flags, uint6
         return tc_pq_bad(x, "negative num_rows");
     memset(&wk, 0, sizeof(wk));
     wk.src = src;
-    tc_pq_buf_init(&wk.body, 0);
+    tc_pq_buf_init(&wk.body, TC_PQ_VERIFY_PAGE_MAX + 1);
+    tc_pq_buf_init(&wk.hdr, TC_PQ_PAGE_HEADER_MAX + 1);
     tc_pq_buf_init(&wk.plain, TC_PQ_VERIFY_PAGE_MAX + 1);
     for (size_t g = 0; g < info->nrg && rc == 0; g++) {
         tc_parquet_rg_info *rg = &info->rgs[g];
@@ -1211,6 +1370,7 @@ static int tc_pq_verify_meta(tc_pq_ctx *x, tc_pq_src *src, unsigned flags, uint6
         rc = tc_pq_bad(x, "row groups hold %lld rows, num_rows says %lld", (long long)rows,
                        (long long)info->num_rows);
     tc_pq_buf_free(&wk.body);
+    tc_pq_buf_free(&wk.hdr);
     tc_pq_buf_free(&wk.plain);
     free(wk.idx);
     return rc;
@@ -1242,20 +1402,24 @@ void tc_parquet_info_free(tc_parquet_info *info)
     if (!info)
         return;
     tc_arena_free(&info->arena);
+    tc_pq_fcrypt_destroy(info->fc);
     free(info->footer);
     free(info);
 }
 
 /* Parse the footer bytes into a new info; on failure the error is in x. */
-static tc_parquet_info *tc_pq_parse(tc_pq_ctx *x, const uint8_t *footer, size_t len)
+static tc_parquet_info *tc_pq_parse(tc_pq_ctx *x, const uint8_t *footer, size_t len,
+                                    tc_pq_fcrypt *fc)
 {
     tc_thrift_reader r;
     tc_parquet_info *info = tc_pq_info_new(footer, len);
 
     if (!info) {
+        tc_pq_fcrypt_destroy(fc);
         x->err = tc_err_set(TC_ERR_NOMEM, x->errstr, x->errstr_size, "parquet: out of memory");
         return NULL;
     }
+    info->fc = fc; /* owned from here on, also on failure */
     x->info = info;
     tc_thrift_reader_init(&r, info->footer, len);
     if (tc_pq_parse_file_meta(x, &r) != 0) {
@@ -1276,7 +1440,7 @@ tc_err tc_parquet_parse_footer(const void *footer, size_t len, tc_parquet_info *
 
     if (len > TC_PQ_FOOTER_MAX)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "footer too large");
-    info = tc_pq_parse(&x, footer, len);
+    info = tc_pq_parse(&x, footer, len, NULL);
     if (!info)
         return x.err;
     if (tc_pq_walk_schema(&x) != 0) {
@@ -1290,6 +1454,30 @@ tc_err tc_parquet_parse_footer(const void *footer, size_t len, tc_parquet_info *
     return TC_OK;
 }
 
+/* Encrypted footer mode: FileCryptoMetaData, then the FileMetaData as a module. */
+static tc_parquet_info *tc_pq_parse_encrypted(tc_pq_ctx *x, const uint8_t *footer, size_t len)
+{
+    tc_pq_fcrypt *fc;
+    tc_parquet_info *info;
+    tc_pq_buf plain;
+    size_t clen = 0;
+
+    fc = tc_pq_fcrypt_from_footer(footer, len, &clen, &x->err, x->errstr, x->errstr_size);
+    if (!fc)
+        return NULL;
+    tc_pq_buf_init(&plain, TC_PQ_FOOTER_MAX + 1);
+    x->err = tc_pq_fcrypt_open(fc, TC_PQC_KEY_FOOTER, TC_PQC_FOOTER, -1, -1, -1, footer + clen,
+                               len - clen, &plain, x->errstr, x->errstr_size);
+    if (x->err != TC_OK) {
+        tc_pq_fcrypt_destroy(fc);
+        tc_pq_buf_free(&plain);
+        return NULL;
+    }
+    info = tc_pq_parse(x, plain.data ? plain.data : (const uint8_t *)"", plain.len, fc);
+    tc_pq_buf_free(&plain);
+    return info;
+}
+
 static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info **out, char *errstr,
                                size_t errstr_size)
 {
@@ -1299,6 +1487,7 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     uint32_t flen;
     uint64_t data_end;
     tc_parquet_info *info;
+    int encrypted;
 
     if (out)
         *out = NULL;
@@ -1312,12 +1501,10 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     if (!(p = tc_pq_src_get(src, src->size - 8, 8)))
         goto io;
     memcpy(tail, p, 8);
-    if (memcmp(head, TC_PQF_MAGIC, 4) != 0)
+    encrypted = memcmp(head, TC_PQC_MAGIC, 4) == 0;
+    if (!encrypted && memcmp(head, TC_PQF_MAGIC, 4) != 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "not a Parquet file: bad magic");
-    if (memcmp(tail + 4, "PARE", 4) == 0)
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "encrypted Parquet footer (unsupported)");
-    if (memcmp(tail + 4, TC_PQF_MAGIC, 4) != 0)
+    if (memcmp(tail + 4, encrypted ? TC_PQC_MAGIC : TC_PQF_MAGIC, 4) != 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "bad trailing magic (truncated file?)");
     flen = tc_pq_load_le32(tail);
@@ -1328,7 +1515,10 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     data_end = src->size - 8 - flen;
     if (!(p = tc_pq_src_get(src, data_end, flen)))
         goto io;
-    info = tc_pq_parse(&x, p, flen);
+    if (encrypted)
+        info = tc_pq_parse_encrypted(&x, p, flen);
+    else
+        info = tc_pq_parse(&x, p, flen, NULL);
     if (!info)
         return x.err;
     info->file_size = src->size;
