@@ -1504,9 +1504,14 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     encrypted = memcmp(head, TC_PQC_MAGIC, 4) == 0;
     if (!encrypted && memcmp(head, TC_PQF_MAGIC, 4) != 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "not a Parquet file: bad magic");
-    if (memcmp(tail + 4, encrypted ? TC_PQC_MAGIC : TC_PQF_MAGIC, 4) != 0)
+    if (memcmp(tail + 4, encrypted ? TC_PQC_MAGIC : TC_PQF_MAGIC, 4) != 0) {
+        if (encrypted || memcmp(tail + 4, TC_PQC_MAGIC, 4) == 0)
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                              "bad trailing magic: one end of the file has the encrypted-footer "
+                              "magic PARE, the other not (truncated file?)");
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "bad trailing magic (truncated file?)");
+    }
     flen = tc_pq_load_le32(tail);
     if (flen == 0 || flen > src->size - TC_PQF_MIN_FILE || flen > TC_PQ_FOOTER_MAX)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
