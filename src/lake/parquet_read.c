@@ -856,7 +856,7 @@ tc_err tc_parquet_chunk_page_header(const tc_parquet_info *info, const tc_parque
                                     size_t *used, tc_pq_buf *scratch, char *errstr,
                                     size_t errstr_size)
 {
-    size_t mlen, hlen;
+    size_t mlen = 0, hlen = 0;
     tc_err err;
 
     if (ck->crypt_slot < 0 || !info->fc)
