@@ -29,6 +29,11 @@
  * prefix, cut at a UTF-8 boundary for STRING; max: a prefix with its last byte incremented, an
  * ASCII byte for STRING) and marked inexact; when no valid shorter max exists, max is omitted.
  *
+ * Encryption: with options.crypt (by default the process's lake encryption, see parquet_crypt.h)
+ * the file uses Parquet modular encryption: "PARE" magic, every page and page header a GCM module,
+ * the footer encrypted behind a FileCryptoMetaData, the configured columns under a key of their
+ * own. Pages are sealed as they are cut, so the row group buffer holds ciphertext only.
+ *
  * Errors: every call returns a tc_err and fills errstr. I/O errors (a full disk included) are
  * TC_ERR_IO with the errno text; they, and out-of-memory, are sticky: the writer refuses further
  * work and the output must be discarded (the lake sink writes to a temporary file and renames only
