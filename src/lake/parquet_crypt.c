@@ -679,6 +679,8 @@ tc_pq_fcrypt *tc_pq_fcrypt_new_write(const tc_pq_crypt *c, char *errstr, size_t 
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "lake encryption: out of memory");
         return NULL;
     }
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
     f->c = c;
     f->aadlen = TC_PQC_FILE_AAD;
     f->nslots = 2;
