@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -28,6 +31,8 @@
 
 extern char **environ;
 
+/* How long a key command may take (a KMS round trip is well under a second). */
+#define TC_PQC_CMD_TIMEOUT_MS 30000
 /* Bytes a key command may print (a base64 key and a newline need ~45). */
 #define TC_PQC_CMD_OUT_MAX 4096
 /* Longest key file (a few hundred keys of ~60 bytes a line). */
@@ -380,6 +385,14 @@ void tc_pq_keyring_destroy(tc_pq_keyring *k)
     free(k);
 }
 
+static int64_t tc_pq_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Run the key command for id; its stdout into out[0..cap). Returns the bytes read or -1. */
 static long tc_pq_run_command(const tc_pq_keyring *k, const char *id, char *out, size_t cap,
                               char *errstr, size_t errstr_size)
@@ -387,7 +400,8 @@ static long tc_pq_run_command(const tc_pq_keyring *k, const char *id, char *out,
     static char sh[] = "/bin/sh", dash_c[] = "-c", arg0[] = "sh";
     char *script = NULL, *idcopy;
     size_t sl = strlen(k->command) + sizeof(" \"$1\"");
-    int fds[2], status = 0, rc;
+    int fds[2], status = 0, rc, timed_out = 0;
+    int64_t deadline;
     size_t got = 0;
     pid_t pid;
     posix_spawn_file_actions_t fa;
@@ -409,6 +423,9 @@ static long tc_pq_run_command(const tc_pq_keyring *k, const char *id, char *out,
                    strerror(errno));
         return -1;
     }
+    /* not inherited by what other threads spawn meanwhile (the child's dup2 clears it on stdout) */
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
     char *argv[] = {sh, dash_c, script, arg0, idcopy, NULL};
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
@@ -425,8 +442,19 @@ static long tc_pq_run_command(const tc_pq_keyring *k, const char *id, char *out,
                    strerror(rc));
         return -1;
     }
+    /* A KMS that does not answer must not hang the start for ever: the command gets a deadline,
+     * then is killed. */
+    deadline = tc_pq_now_ms() + TC_PQC_CMD_TIMEOUT_MS;
     for (;;) {
-        ssize_t r = read(fds[0], out + got, cap - got);
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int64_t left = deadline - tc_pq_now_ms();
+        ssize_t r;
+        if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+            timed_out = 1;
+            kill(pid, SIGKILL);
+            break;
+        }
+        r = read(fds[0], out + got, cap - got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -438,6 +466,12 @@ static long tc_pq_run_command(const tc_pq_keyring *k, const char *id, char *out,
     close(fds[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (timed_out) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "lake.encryption.key_command did not answer within %d s for key %s",
+                   TC_PQC_CMD_TIMEOUT_MS / 1000, id);
+        return -1;
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                    "lake.encryption.key_command failed for key %s (exit status %d)", id,
