@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "lake/parquet_crypt.h"
 
 volatile sig_atomic_t tc_cli_stop;
 volatile sig_atomic_t tc_cli_reload;
@@ -166,6 +167,33 @@ int tc_cli_args(tc_cli_parser *ps)
     return optind;
 }
 
+/* lake.encryption.*: the keys every lake writer and reader of this process uses (installed once,
+ * for the life of the process: a reload does not change keys, a restart does). */
+static tc_err tc_cli_lake_encryption(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    tc_pq_keyring *keys;
+    tc_pq_crypt *crypt;
+    int has_file = cfg->lake_enc_key_file && *cfg->lake_enc_key_file;
+    int has_cmd = cfg->lake_enc_key_command && *cfg->lake_enc_key_command;
+
+    if (!cfg->lake_enc_enabled)
+        return TC_OK;
+    if (has_file == has_cmd)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "lake.encryption.enabled needs exactly one of lake.encryption.key_file "
+                          "and lake.encryption.key_command");
+    keys =
+        tc_pq_keyring_new(cfg->lake_enc_key_file, cfg->lake_enc_key_command, errstr, errstr_size);
+    if (!keys)
+        return TC_ERR_CONFIG;
+    crypt = tc_pq_crypt_new(keys, cfg->lake_enc_footer_key, cfg->lake_enc_column_key,
+                            cfg->lake_enc_columns, errstr, errstr_size);
+    if (!crypt)
+        return TC_ERR_CONFIG;
+    tc_pq_crypt_install(crypt);
+    return TC_OK;
+}
+
 tc_config *tc_cli_config(const tc_cli_common *c)
 {
     char errstr[TC_ERRSTR_MAX], key[256];
@@ -190,7 +218,8 @@ tc_config *tc_cli_config(const tc_cli_common *c)
             exit(TC_EXIT_USAGE);
         }
     }
-    if (tc_config_check(cfg, errstr, sizeof(errstr)) != TC_OK) {
+    if (tc_config_check(cfg, errstr, sizeof(errstr)) != TC_OK ||
+        tc_cli_lake_encryption(cfg, errstr, sizeof(errstr)) != TC_OK) {
         fprintf(stderr, "thermocline: %s\n", errstr);
         exit(TC_EXIT_USAGE);
     }

@@ -167,6 +167,24 @@ static const tc_conf_entry tc_conf_table[] = {
     {"lake.row_group_bytes", TC_CT_INT, "8388608", 1048576, 1073741824, NULL,
      OFF(lake_row_group_bytes),
      "Memory bound of one open lake file's row group (files open: partitions x days)."},
+    /* Parquet modular encryption of the lake (docs/security.md, "Encryption at rest"). Off by
+     * default: it needs master keys only the operator can supply, and a made-up default key would
+     * be encryption in name only. */
+    {"lake.encryption.enabled", TC_CT_BOOL, "false", 0, 0, NULL, OFF(lake_enc_enabled),
+     "Encrypt the lake's Parquet files (AES-GCM, encrypted footer); also what lake readers need."},
+    {"lake.encryption.key_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_LAKE_KEY_FILE",
+     OFF(lake_enc_key_file),
+     "File of master keys, lines \"KEY_ID: BASE64\" (16, 24 or 32 bytes), mode 600."},
+    {"lake.encryption.key_command", TC_CT_STRING, "", 0, 0, NULL, OFF(lake_enc_key_command),
+     "Instead of key_file: command run with a key id as its last argument; prints the key in "
+     "base64 (a KMS hook)."},
+    {"lake.encryption.footer_key_id", TC_CT_STRING, "lake-footer", 0, 0, NULL,
+     OFF(lake_enc_footer_key), "Master key of the footers and of the columns not listed below."},
+    {"lake.encryption.column_key_id", TC_CT_STRING, "lake-personal", 0, 0, NULL,
+     OFF(lake_enc_column_key), "Master key of the personal-data columns."},
+    {"lake.encryption.column_key_columns", TC_CT_STRING, "latitude,longitude", 0, 0, NULL,
+     OFF(lake_enc_columns),
+     "Personal-data columns (comma-separated), encrypted under column_key_id."},
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},

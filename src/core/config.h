@@ -74,6 +74,12 @@ typedef struct tc_config {
     char *lake_codec;
     int64_t lake_row_group_rows;
     int64_t lake_row_group_bytes;
+    int64_t lake_enc_enabled;
+    char *lake_enc_key_file;
+    char *lake_enc_key_command;
+    char *lake_enc_footer_key;
+    char *lake_enc_column_key;
+    char *lake_enc_columns;
     /* http */
     char *http_listen;
     /* log */

@@ -1,7 +1,7 @@
 /*
  * parquet.c -- the Parquet writer; see parquet.h for the design.
  *
- * Layout of this file: statistics, the per-column page builder (append values, cut a page), the
+ * Layout of this file: the per-column page builder (append values, cut a page), the
  * row-group flush (dictionary page, data pages, RowGroup metadata), the footer, and the public API.
  */
 #include "lake/parquet.h"
@@ -14,8 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lake/parquet_crypt.h"
 #include "lake/parquet_encode.h"
 #include "lake/parquet_format.h"
+#include "lake/parquet_stats.h"
 #include "lake/thrift_compact.h"
 
 #ifndef TC_VERSION
@@ -48,27 +50,16 @@
 #define TC_PQ_DEF_DICT_ENTRIES    262144
 #define TC_PQ_DEF_STATS_BYTES     64
 
-/* Statistics of a page or a column chunk. Integers (and booleans) in i*, FLOAT/DOUBLE in d* (a
- * float widens to double exactly), BYTE_ARRAY bounds copied into b* (the caller's arrays do not
- * outlive the write call). */
-typedef struct tc_pq_stats {
-    int has; /* min/max hold a value */
-    int64_t imin, imax;
-    double dmin, dmax;
-    tc_pq_buf bmin, bmax;
-    int64_t nulls;
-    int64_t nans;
-} tc_pq_stats;
-
 typedef struct tc_pq_col {
     char *name;
     tc_parquet_type type;
     int optional;
-    int phys;        /* TC_PQF_* physical type */
-    int width;       /* PLAIN bytes per value: 4 or 8; 0 = BYTE_ARRAY; 1 = BOOLEAN (bits) */
-    int dict_wanted; /* start every chunk with a dictionary */
-    int dict_mode;   /* the chunk in progress is still dictionary-encoding */
-    int fallback;    /* the dictionary just overflowed: cut the page, go PLAIN */
+    int phys;           /* TC_PQF_* physical type */
+    int width;          /* PLAIN bytes per value: 4 or 8; 0 = BYTE_ARRAY; 1 = BOOLEAN (bits) */
+    tc_pq_stats_col sc; /* phys and type again, for the statistics writer */
+    int dict_wanted;    /* start every chunk with a dictionary */
+    int dict_mode;      /* the chunk in progress is still dictionary-encoding */
+    int fallback;       /* the dictionary just overflowed: cut the page, go PLAIN */
     tc_pq_dict dict;
 
     /* page in progress */
@@ -87,6 +78,8 @@ typedef struct tc_pq_col {
     int64_t chunk_unc; /* uncompressed size of the data pages, headers included */
     uint32_t pages_dict, pages_plain;
 
+    int slot; /* encryption key slot (TC_PQC_KEY_*), -1 in plain files */
+
     /* set by the row-group flush for the metadata */
     int64_t dict_off, data_off, total_unc, total_comp;
 } tc_pq_col;
@@ -104,6 +97,9 @@ struct tc_parquet_writer {
     tc_pq_buf hdr;    /* page header */
     tc_pq_buf tmp;    /* truncated statistics values */
     tc_pq_buf rgmeta; /* serialised RowGroup structs of the row groups written */
+    tc_pq_fcrypt *fc; /* data keys of this file; NULL: a plain file */
+    tc_pq_buf ebuf;   /* an encrypted module */
+    tc_pq_buf cmeta;  /* a ColumnMetaData serialised apart, to be encrypted */
     uint32_t nrg;
     size_t rg_rows;
     size_t buffered; /* bytes of pages held for the row group in progress */
@@ -194,254 +190,27 @@ static tc_err tc_pq_start(tc_parquet_writer *w, char *errstr, size_t errstr_size
     if (w->started)
         return TC_OK;
     w->started = 1;
-    return tc_pq_out(w, TC_PQF_MAGIC, TC_PQF_MAGIC_LEN, errstr, errstr_size);
+    return tc_pq_out(w, w->fc ? TC_PQC_MAGIC : TC_PQF_MAGIC, TC_PQF_MAGIC_LEN, errstr, errstr_size);
 }
 
-/* ---- statistics ---- */
+/* ---- encryption ---- */
 
-static void tc_pq_stats_init(tc_pq_stats *s)
+/* Seal pt[0..n) as a module of column c (type and ordinals per the spec) into w->ebuf. */
+static tc_err tc_pq_seal(tc_parquet_writer *w, const tc_pq_col *c, int type, int page,
+                         const uint8_t *pt, size_t n, char *errstr, size_t errstr_size)
 {
-    memset(s, 0, sizeof(*s));
-    tc_pq_buf_init(&s->bmin, 0);
-    tc_pq_buf_init(&s->bmax, 0);
-}
+    int col = (int)(c - w->cols);
 
-static void tc_pq_stats_reset(tc_pq_stats *s)
-{
-    s->has = 0;
-    s->nulls = 0;
-    s->nans = 0;
-    tc_pq_buf_clear(&s->bmin);
-    tc_pq_buf_clear(&s->bmax);
-}
-
-static void tc_pq_stats_free(tc_pq_stats *s)
-{
-    tc_pq_buf_free(&s->bmin);
-    tc_pq_buf_free(&s->bmax);
-}
-
-static inline void tc_pq_stats_int(tc_pq_stats *s, int64_t mn, int64_t mx)
-{
-    if (!s->has) {
-        s->imin = mn;
-        s->imax = mx;
-        s->has = 1;
-        return;
-    }
-    if (mn < s->imin)
-        s->imin = mn;
-    if (mx > s->imax)
-        s->imax = mx;
-}
-
-static inline void tc_pq_stats_dbl(tc_pq_stats *s, double mn, double mx)
-{
-    if (!s->has) {
-        s->dmin = mn;
-        s->dmax = mx;
-        s->has = 1;
-        return;
-    }
-    if (mn < s->dmin)
-        s->dmin = mn;
-    if (mx > s->dmax)
-        s->dmax = mx;
-}
-
-/* Unsigned byte-wise order, shorter first on a common prefix (BYTE_ARRAY's type-defined order). */
-static inline int tc_pq_bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
-static inline void tc_pq_buf_set(tc_pq_buf *b, const void *p, size_t n)
-{
-    tc_pq_buf_clear(b);
-    if (n)
-        tc_pq_buf_put(b, p, n);
-    else
-        tc_pq_buf_reserve(b, 1); /* an empty min is a value: keep data non-NULL */
-}
-
-static inline void tc_pq_stats_bytes(tc_pq_stats *s, const uint8_t *p, size_t n)
-{
-    if (!s->has) {
-        tc_pq_buf_set(&s->bmin, p, n);
-        tc_pq_buf_set(&s->bmax, p, n);
-        s->has = 1;
-        return;
-    }
-    if (tc_pq_bytes_cmp(p, n, s->bmin.data, s->bmin.len) < 0)
-        tc_pq_buf_set(&s->bmin, p, n);
-    else if (tc_pq_bytes_cmp(p, n, s->bmax.data, s->bmax.len) > 0)
-        tc_pq_buf_set(&s->bmax, p, n);
-}
-
-/* Fold page statistics into the chunk's. */
-static void tc_pq_stats_merge(tc_pq_stats *into, const tc_pq_stats *from, int width)
-{
-    into->nulls += from->nulls;
-    into->nans += from->nans;
-    if (!from->has)
-        return;
-    if (width == 0) {
-        if (!into->has) {
-            tc_pq_buf_set(&into->bmin, from->bmin.data, from->bmin.len);
-            tc_pq_buf_set(&into->bmax, from->bmax.data, from->bmax.len);
-            into->has = 1;
-            return;
-        }
-        if (tc_pq_bytes_cmp(from->bmin.data, from->bmin.len, into->bmin.data, into->bmin.len) < 0)
-            tc_pq_buf_set(&into->bmin, from->bmin.data, from->bmin.len);
-        if (tc_pq_bytes_cmp(from->bmax.data, from->bmax.len, into->bmax.data, into->bmax.len) > 0)
-            tc_pq_buf_set(&into->bmax, from->bmax.data, from->bmax.len);
-        return;
-    }
-    if (!into->has) {
-        into->imin = from->imin;
-        into->imax = from->imax;
-        into->dmin = from->dmin;
-        into->dmax = from->dmax;
-        into->has = 1;
-        return;
-    }
-    tc_pq_stats_int(into, from->imin, from->imax);
-    tc_pq_stats_dbl(into, from->dmin, from->dmax);
-}
-
-static int tc_pq_stats_failed(const tc_pq_stats *s)
-{
-    return s->bmin.failed || s->bmax.failed;
-}
-
-/* Encode a fixed-width bound as PLAIN bytes into out[8]; returns its length. */
-static size_t tc_pq_stat_plain(const tc_pq_col *c, const tc_pq_stats *s, int is_max, uint8_t *out)
-{
-    int64_t i = is_max ? s->imax : s->imin;
-    double d = is_max ? s->dmax : s->dmin;
-    uint32_t u32;
-    uint64_t u64;
-    float f;
-
-    switch (c->phys) {
-    case TC_PQF_BOOLEAN:
-        out[0] = (uint8_t)(i != 0);
-        return 1;
-    case TC_PQF_INT32:
-        tc_pq_store_le32(out, (uint32_t)(int32_t)i);
-        return 4;
-    case TC_PQF_INT64:
-        u64 = (uint64_t)i;
-        for (int k = 0; k < 8; k++)
-            out[k] = (uint8_t)(u64 >> (8 * k));
-        return 8;
-    case TC_PQF_FLOAT:
-    case TC_PQF_DOUBLE:
-        /* The spec's TYPE_ORDER rule: a zero bound is written -0.0 as min and +0.0 as max, so a
-         * reader pruning on it never drops the other zero. */
-        if (d == 0.0)
-            d = is_max ? 0.0 : -0.0;
-        if (c->phys == TC_PQF_FLOAT) {
-            f = (float)d;
-            memcpy(&u32, &f, 4);
-            tc_pq_store_le32(out, u32);
-            return 4;
-        }
-        memcpy(&u64, &d, 8);
-        for (int k = 0; k < 8; k++)
-            out[k] = (uint8_t)(u64 >> (8 * k));
-        return 8;
-    default:
-        return 0;
-    }
-}
-
-/* Length of the longest prefix of p[0..n) that is at most max bytes and, for STRING, does not split
- * a UTF-8 sequence (the cut must not land before a continuation byte). */
-static size_t tc_pq_prefix_len(const tc_pq_col *c, const uint8_t *p, size_t n, size_t max)
-{
-    size_t cut;
-
-    if (n <= max)
-        return n;
-    cut = max;
-    if (c->type == TC_PQ_STRING)
-        while (cut > 0 && (p[cut] & 0xC0) == 0x80)
-            cut--;
-    return cut;
-}
-
-/* Write a Statistics struct as field `id`. distinct < 0 = unknown. */
-static void tc_pq_write_stats(tc_parquet_writer *w, tc_thrift_writer *tw, int16_t id,
-                              const tc_pq_col *c, const tc_pq_stats *s, int64_t distinct)
-{
-    uint8_t mn[8], mx[8];
-    size_t mnlen = 0, mxlen = 0, lim = w->opt.stats_max_bytes;
-    const uint8_t *minp = mn, *maxp = mx;
-    int has_min = s->has, min_exact = 1, max_exact = 1;
-    int has_max = has_min;
-
-    if (s->has && c->width == 0) {
-        minp = s->bmin.data;
-        mnlen = s->bmin.len;
-        maxp = s->bmax.data;
-        mxlen = s->bmax.len;
-        if (lim && mnlen > lim) {
-            /* A prefix sorts before the value: still a lower bound. */
-            mnlen = tc_pq_prefix_len(c, minp, mnlen, lim);
-            min_exact = 0;
-        }
-        if (lim && mxlen > lim) {
-            /* Upper bound: a prefix with its last byte incremented sorts after the value. For
-             * STRING only an ASCII byte below 0x7F may be incremented (the result stays valid
-             * UTF-8); for BYTES any byte below 0xFF. Without such a byte there is no shorter upper
-             * bound and max is omitted. */
-            size_t k = tc_pq_prefix_len(c, maxp, mxlen, lim);
-            uint8_t top = c->type == TC_PQ_STRING ? 0x7F : 0xFF;
-            while (k > 0 && maxp[k - 1] >= top)
-                k--;
-            tc_pq_buf_clear(&w->tmp);
-            if (k > 0) {
-                tc_pq_buf_put(&w->tmp, maxp, k);
-                if (!w->tmp.failed)
-                    w->tmp.data[k - 1]++;
-            }
-            has_max = k > 0 && !w->tmp.failed;
-            maxp = w->tmp.data;
-            mxlen = k;
-            max_exact = 0;
-        }
-    } else if (s->has) {
-        mnlen = tc_pq_stat_plain(c, s, 0, mn);
-        mxlen = tc_pq_stat_plain(c, s, 1, mx);
-    }
-
-    tc_thrift_field_struct_begin(tw, id);
-    if (s->has && c->width != 0) {
-        /* Legacy signed-order min/max: for these types signed order is the type's order. */
-        tc_thrift_field_binary(tw, 1, mx, mxlen);
-        tc_thrift_field_binary(tw, 2, mn, mnlen);
-    }
-    tc_thrift_field_i64(tw, 3, s->nulls);
-    if (distinct >= 0)
-        tc_thrift_field_i64(tw, 4, distinct);
-    if (has_max)
-        tc_thrift_field_binary(tw, 5, maxp, mxlen);
-    if (has_min)
-        tc_thrift_field_binary(tw, 6, minp, mnlen);
-    if (has_max)
-        tc_thrift_field_bool(tw, 7, max_exact);
-    if (has_min)
-        tc_thrift_field_bool(tw, 8, min_exact);
-    if (c->phys == TC_PQF_FLOAT || c->phys == TC_PQF_DOUBLE)
-        tc_thrift_field_i64(tw, 9, s->nans); /* TYPE_ORDER floats: nan_count must be set */
-    tc_thrift_struct_end(tw);
+    if (page > TC_PQC_ORDINAL_MAX || w->nrg > TC_PQC_ORDINAL_MAX)
+        return tc_pq_fail(w, TC_ERR_INVALID, errstr, errstr_size,
+                          "parquet: column %s: an encrypted file holds at most %d row groups of "
+                          "%d pages a column (AAD ordinals are 16-bit)",
+                          c->name, TC_PQC_ORDINAL_MAX + 1, TC_PQC_ORDINAL_MAX + 1);
+    tc_pq_buf_clear(&w->ebuf);
+    if (tc_pq_fcrypt_seal(w->fc, c->slot, type, (int)w->nrg, col, page, pt, n, &w->ebuf) != 0)
+        return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size,
+                          "parquet: column %s: encryption failed", c->name);
+    return TC_OK;
 }
 
 /* ---- page builder ---- */
@@ -540,6 +309,16 @@ static tc_err tc_pq_finish_page(tc_parquet_writer *w, tc_pq_col *c, char *errstr
         payload = w->zbuf.data;
         paylen = w->zbuf.len;
     }
+    if (w->fc) {
+        /* compressed_page_size is the module's size: readers skip pages by it. */
+        tc_err e = tc_pq_seal(w, c, TC_PQC_DATA_PAGE, (int)(c->pages_dict + c->pages_plain),
+                              payload, paylen, errstr, errstr_size);
+        if (e != TC_OK)
+            return e;
+        tc_pq_buf_swap(&w->ebuf, &w->zbuf);
+        payload = w->zbuf.data;
+        paylen = w->zbuf.len;
+    }
     if (paylen > INT32_MAX)
         return tc_pq_fail(w, TC_ERR_INVALID, errstr, errstr_size,
                           "parquet: column %s: compressed page exceeds the format's limit",
@@ -556,11 +335,18 @@ static tc_err tc_pq_finish_page(tc_parquet_writer *w, tc_pq_col *c, char *errstr
     tc_thrift_field_i32(&tw, 2, encoding);
     tc_thrift_field_i32(&tw, 3, TC_PQF_ENC_RLE);
     tc_thrift_field_i32(&tw, 4, TC_PQF_ENC_RLE);
-    tc_pq_write_stats(w, &tw, 5, c, &c->ps, -1);
+    tc_pq_write_stats(&tw, 5, &c->sc, &c->ps, -1, w->opt.stats_max_bytes, &w->tmp);
     tc_thrift_struct_end(&tw);
     tc_thrift_struct_end(&tw);
     if (tc_thrift_writer_failed(&tw))
         return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: out of memory");
+    if (w->fc) {
+        tc_err e = tc_pq_seal(w, c, TC_PQC_DATA_PAGE_HEADER, (int)(c->pages_dict + c->pages_plain),
+                              w->hdr.data, w->hdr.len, errstr, errstr_size);
+        if (e != TC_OK)
+            return e;
+        tc_pq_buf_swap(&w->ebuf, &w->hdr);
+    }
 
     tc_pq_buf_put(&c->pages, w->hdr.data, w->hdr.len);
     if (paylen)
@@ -868,7 +654,8 @@ static tc_err tc_pq_col_write(tc_parquet_writer *w, tc_pq_col *c, const tc_parqu
 
 /* ---- row group ---- */
 
-static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, const tc_pq_col *c)
+/* The fields of c's ColumnMetaData (the caller opens and closes the struct). */
+static void tc_pq_write_col_meta(tc_parquet_writer *w, tc_thrift_writer *tw, const tc_pq_col *c)
 {
     int has_dict = c->dict_off >= 0;
     int has_plain = has_dict || c->pages_plain > 0;
@@ -881,9 +668,6 @@ static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, c
                            ? (int64_t)c->dict.n
                            : -1;
 
-    tc_thrift_struct_begin(tw);          /* ColumnChunk */
-    tc_thrift_field_i64(tw, 2, 0);       /* file_offset: deprecated, 0 when no external metadata */
-    tc_thrift_field_struct_begin(tw, 3); /* ColumnMetaData */
     tc_thrift_field_i32(tw, 1, c->phys);
     tc_thrift_field_list_begin(tw, 2, TC_THRIFT_I32, nenc);
     if (has_plain)
@@ -900,7 +684,7 @@ static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, c
     tc_thrift_field_i64(tw, 9, c->data_off);
     if (has_dict)
         tc_thrift_field_i64(tw, 11, c->dict_off);
-    tc_pq_write_stats(w, tw, 12, c, &c->cs, distinct);
+    tc_pq_write_stats(tw, 12, &c->sc, &c->cs, distinct, w->opt.stats_max_bytes, &w->tmp);
     tc_thrift_field_list_begin(tw, 13, TC_THRIFT_STRUCT, nstats); /* encoding_stats */
     if (has_dict) {
         tc_thrift_struct_begin(tw);
@@ -923,8 +707,54 @@ static void tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, c
         tc_thrift_field_i32(tw, 3, (int32_t)c->pages_plain);
         tc_thrift_struct_end(tw);
     }
-    tc_thrift_struct_end(tw); /* ColumnMetaData */
+}
+
+/* c's ColumnChunk. In an encrypted file (encrypted footer mode) it also carries crypto_metadata;
+ * a column under its own key has its ColumnMetaData (statistics included) serialised apart,
+ * encrypted with that key, in encrypted_column_metadata instead of meta_data. */
+static tc_err tc_pq_write_chunk_meta(tc_parquet_writer *w, tc_thrift_writer *tw, const tc_pq_col *c,
+                                     char *errstr, size_t errstr_size)
+{
+    int own_key = w->fc && c->slot != TC_PQC_KEY_FOOTER;
+
+    tc_thrift_struct_begin(tw);    /* ColumnChunk */
+    tc_thrift_field_i64(tw, 2, 0); /* file_offset: deprecated, 0 when no external metadata */
+    if (!own_key) {
+        tc_thrift_field_struct_begin(tw, 3); /* ColumnMetaData */
+        tc_pq_write_col_meta(w, tw, c);
+        tc_thrift_struct_end(tw);
+    }
+    if (w->fc) {
+        tc_thrift_field_struct_begin(tw, 8); /* ColumnCryptoMetaData */
+        if (!own_key) {
+            tc_thrift_field_struct_begin(tw, 1); /* ENCRYPTION_WITH_FOOTER_KEY */
+        } else {
+            const char *meta = tc_pq_fcrypt_key_metadata(w->fc, c->slot);
+            tc_thrift_field_struct_begin(tw, 2); /* ENCRYPTION_WITH_COLUMN_KEY */
+            tc_thrift_field_list_begin(tw, 1, TC_THRIFT_BINARY, 1);
+            tc_thrift_elem_binary(tw, c->name, strlen(c->name));
+            tc_thrift_field_binary(tw, 2, meta, strlen(meta));
+        }
+        tc_thrift_struct_end(tw);
+        tc_thrift_struct_end(tw);
+    }
+    if (own_key) {
+        tc_thrift_writer cw;
+        tc_err err;
+        tc_pq_buf_clear(&w->cmeta);
+        tc_thrift_writer_init(&cw, &w->cmeta);
+        tc_thrift_struct_begin(&cw);
+        tc_pq_write_col_meta(w, &cw, c);
+        tc_thrift_struct_end(&cw);
+        if (tc_thrift_writer_failed(&cw))
+            return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: out of memory");
+        if ((err = tc_pq_seal(w, c, TC_PQC_COLUMN_META, -1, w->cmeta.data, w->cmeta.len, errstr,
+                              errstr_size)) != TC_OK)
+            return err;
+        tc_thrift_field_binary(tw, 9, w->ebuf.data, w->ebuf.len);
+    }
     tc_thrift_struct_end(tw); /* ColumnChunk */
+    return TC_OK;
 }
 
 /* Write the dictionary page of c (header + compressed PLAIN entries). */
@@ -948,6 +778,14 @@ static tc_err tc_pq_write_dict_page(tc_parquet_writer *w, tc_pq_col *c, char *er
         payload = w->zbuf.data;
         paylen = w->zbuf.len;
     }
+    if (w->fc) {
+        if ((err = tc_pq_seal(w, c, TC_PQC_DICT_PAGE, -1, payload, paylen, errstr, errstr_size)) !=
+            TC_OK)
+            return err;
+        tc_pq_buf_swap(&w->ebuf, &w->zbuf);
+        payload = w->zbuf.data;
+        paylen = w->zbuf.len;
+    }
     tc_pq_buf_clear(&w->hdr);
     tc_thrift_writer_init(&tw, &w->hdr);
     tc_thrift_struct_begin(&tw); /* PageHeader */
@@ -962,6 +800,12 @@ static tc_err tc_pq_write_dict_page(tc_parquet_writer *w, tc_pq_col *c, char *er
     tc_thrift_struct_end(&tw);
     if (tc_thrift_writer_failed(&tw))
         return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: out of memory");
+    if (w->fc) {
+        if ((err = tc_pq_seal(w, c, TC_PQC_DICT_PAGE_HEADER, -1, w->hdr.data, w->hdr.len, errstr,
+                              errstr_size)) != TC_OK)
+            return err;
+        tc_pq_buf_swap(&w->ebuf, &w->hdr);
+    }
     c->dict_off = (int64_t)w->pos;
     if ((err = tc_pq_out(w, w->hdr.data, w->hdr.len, errstr, errstr_size)) != TC_OK)
         return err;
@@ -1022,7 +866,8 @@ static tc_err tc_pq_flush(tc_parquet_writer *w, char *errstr, size_t errstr_size
     tc_thrift_struct_begin(&tw);
     tc_thrift_field_list_begin(&tw, 1, TC_THRIFT_STRUCT, (uint32_t)w->ncols);
     for (size_t i = 0; i < w->ncols; i++)
-        tc_pq_write_chunk_meta(w, &tw, &w->cols[i]);
+        if ((err = tc_pq_write_chunk_meta(w, &tw, &w->cols[i], errstr, errstr_size)) != TC_OK)
+            return err;
     tc_thrift_field_i64(&tw, 2, total_unc);
     tc_thrift_field_i64(&tw, 3, (int64_t)w->rg_rows);
     tc_thrift_field_i64(&tw, 5, rg_start);
@@ -1090,6 +935,34 @@ static void tc_pq_write_schema(tc_parquet_writer *w, tc_thrift_writer *tw)
     }
 }
 
+/* Encrypted footer mode: w->body (the FileMetaData) becomes FileCryptoMetaData followed by the
+ * FileMetaData sealed with the footer key. */
+static tc_err tc_pq_encrypt_footer(tc_parquet_writer *w, char *errstr, size_t errstr_size)
+{
+    tc_thrift_writer tw;
+    size_t aadlen;
+    const uint8_t *aad = tc_pq_fcrypt_file_aad(w->fc, &aadlen);
+    const char *meta = tc_pq_fcrypt_key_metadata(w->fc, TC_PQC_KEY_FOOTER);
+
+    tc_pq_buf_clear(&w->ebuf);
+    tc_thrift_writer_init(&tw, &w->ebuf);
+    tc_thrift_struct_begin(&tw);          /* FileCryptoMetaData */
+    tc_thrift_field_struct_begin(&tw, 1); /* EncryptionAlgorithm */
+    tc_thrift_field_struct_begin(&tw, 1); /* AES_GCM_V1 */
+    tc_thrift_field_binary(&tw, 2, aad, aadlen);
+    tc_thrift_struct_end(&tw);
+    tc_thrift_struct_end(&tw);
+    tc_thrift_field_binary(&tw, 2, meta, strlen(meta));
+    tc_thrift_struct_end(&tw);
+    if (tc_thrift_writer_failed(&tw) ||
+        tc_pq_fcrypt_seal(w->fc, TC_PQC_KEY_FOOTER, TC_PQC_FOOTER, -1, -1, -1, w->body.data,
+                          w->body.len, &w->ebuf) != 0)
+        return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size,
+                          "parquet: cannot encrypt the footer");
+    tc_pq_buf_swap(&w->ebuf, &w->body);
+    return TC_OK;
+}
+
 static tc_err tc_pq_write_footer(tc_parquet_writer *w, char *errstr, size_t errstr_size)
 {
     tc_thrift_writer tw;
@@ -1129,8 +1002,12 @@ static tc_err tc_pq_write_footer(tc_parquet_writer *w, char *errstr, size_t errs
     if (tc_thrift_writer_failed(&tw) || b->len > UINT32_MAX)
         return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size,
                           "parquet: out of memory for the footer");
+    if (w->fc && (err = tc_pq_encrypt_footer(w, errstr, errstr_size)) != TC_OK)
+        return err;
+    if (b->len > UINT32_MAX)
+        return tc_pq_fail(w, TC_ERR_NOMEM, errstr, errstr_size, "parquet: footer too large");
     tc_pq_store_le32(tail, (uint32_t)b->len);
-    memcpy(tail + 4, TC_PQF_MAGIC, TC_PQF_MAGIC_LEN);
+    memcpy(tail + 4, w->fc ? TC_PQC_MAGIC : TC_PQF_MAGIC, TC_PQF_MAGIC_LEN);
     if ((err = tc_pq_out(w, b->data, b->len, errstr, errstr_size)) != TC_OK)
         return err;
     return tc_pq_out(w, tail, sizeof(tail), errstr, errstr_size);
@@ -1156,6 +1033,7 @@ void tc_parquet_options_default(tc_parquet_options *o)
     o->dict_max_entries = TC_PQ_DEF_DICT_ENTRIES;
     o->dictionary_numbers = 0;
     o->stats_max_bytes = TC_PQ_DEF_STATS_BYTES;
+    o->crypt = tc_pq_crypt_installed();
 }
 
 static tc_err tc_pq_check_options(const tc_parquet_options *o, char *errstr, size_t errstr_size)
@@ -1211,6 +1089,7 @@ static tc_err tc_pq_col_init(tc_parquet_writer *w, tc_pq_col *c, const tc_parque
     size_t rows = w->opt.page_rows;
 
     memset(c, 0, sizeof(*c));
+    c->slot = -1;
     tc_pq_buf_init(&c->plain, 0);
     tc_pq_buf_init(&c->pages, 0);
     tc_pq_stats_init(&c->ps);
@@ -1226,6 +1105,7 @@ static tc_err tc_pq_col_init(tc_parquet_writer *w, tc_pq_col *c, const tc_parque
     c->optional = def->optional != 0;
     c->phys = phys[def->type];
     c->width = width[def->type];
+    c->sc = (tc_pq_stats_col){c->phys, c->type};
     switch (def->dictionary) {
     case TC_PQ_DICT_ON:
         c->dict_wanted = 1;
@@ -1286,6 +1166,8 @@ tc_parquet_writer *tc_parquet_writer_new_sink(tc_parquet_sink_fn sink, void *ctx
     tc_pq_buf_init(&w->hdr, 0);
     tc_pq_buf_init(&w->tmp, 0);
     tc_pq_buf_init(&w->rgmeta, 0);
+    tc_pq_buf_init(&w->ebuf, 0);
+    tc_pq_buf_init(&w->cmeta, 0);
     if (opt)
         w->opt = *opt;
     else
@@ -1312,6 +1194,12 @@ tc_parquet_writer *tc_parquet_writer_new_sink(tc_parquet_sink_fn sink, void *ctx
                 goto fail;
             }
         }
+    }
+    if (w->opt.crypt) {
+        if (!(w->fc = tc_pq_fcrypt_new_write(w->opt.crypt, errstr, errstr_size)))
+            goto fail;
+        for (size_t i = 0; i < ncols; i++)
+            w->cols[i].slot = tc_pq_fcrypt_slot_of(w->fc, w->cols[i].name);
     }
     return w;
 fail:
@@ -1502,6 +1390,9 @@ void tc_parquet_writer_destroy(tc_parquet_writer *w)
     tc_pq_buf_free(&w->hdr);
     tc_pq_buf_free(&w->tmp);
     tc_pq_buf_free(&w->rgmeta);
+    tc_pq_buf_free(&w->ebuf);
+    tc_pq_buf_free(&w->cmeta);
+    tc_pq_fcrypt_destroy(w->fc);
     free(w);
 }
 

@@ -29,6 +29,11 @@
  * prefix, cut at a UTF-8 boundary for STRING; max: a prefix with its last byte incremented, an
  * ASCII byte for STRING) and marked inexact; when no valid shorter max exists, max is omitted.
  *
+ * Encryption: with options.crypt (by default the process's lake encryption, see parquet_crypt.h)
+ * the file uses Parquet modular encryption: "PARE" magic, every page and page header a GCM module,
+ * the footer encrypted behind a FileCryptoMetaData, the configured columns under a key of their
+ * own. Pages are sealed as they are cut, so the row group buffer holds ciphertext only.
+ *
  * Errors: every call returns a tc_err and fills errstr. I/O errors (a full disk included) are
  * TC_ERR_IO with the errno text; they, and out-of-memory, are sticky: the writer refuses further
  * work and the output must be discarded (the lake sink writes to a temporary file and renames only
@@ -105,6 +110,10 @@ typedef struct tc_parquet_options {
     size_t dict_max_entries; /* dictionary entry bound; default 262,144 (1 MiB of int32) */
     int dictionary_numbers;  /* TC_PQ_DICT_AUTO columns of numeric types use a dictionary too */
     size_t stats_max_bytes;  /* STRING/BYTES min/max longer than this are truncated; default 64 */
+    /* Parquet modular encryption (parquet_crypt.h): NULL writes a plain file. The default is the
+     * process's lake encryption (tc_pq_crypt_installed), so every writer of lake files encrypts
+     * once it is configured. Not owned: must outlive the writer. */
+    const struct tc_pq_crypt *crypt;
 } tc_parquet_options;
 
 /* Bounds of the options (checked by tc_parquet_writer_new). */

@@ -43,6 +43,15 @@ static inline void tc_pq_buf_clear(tc_pq_buf *b)
     b->failed = 0;
 }
 
+/* Exchange the contents of two buffers (a filter's output becomes the input of the next step
+ * without a copy). */
+static inline void tc_pq_buf_swap(tc_pq_buf *a, tc_pq_buf *b)
+{
+    tc_pq_buf t = *a;
+    *a = *b;
+    *b = t;
+}
+
 /* Slow path of tc_pq_buf_reserve: grow so that extra more bytes fit. Returns 0, or -1 (and sets
  * failed) when memory or the limit says no. */
 int tc_pq_buf_grow(tc_pq_buf *b, size_t extra);

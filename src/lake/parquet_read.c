@@ -1,10 +1,12 @@
 /*
  * parquet_read.c -- Parquet footer/page-header reader and verifier; see parquet_read.h.
  *
- * Structure: a byte source (memory or pread on an fd), the Thrift struct parsers (one function per
- * struct, unknown fields skipped), the schema tree walk, and the verification of row groups and
- * their pages. Parsers return 0 or -1; the first error is described in the reader (r->err) or, for
- * semantic checks, in the verification context, and turned into one errstr at the top.
+ * Structure: a byte source (memory or pread on an fd), the Thrift struct parsers of the footer (one
+ * function per struct, unknown fields skipped; page headers and Statistics are parsed in
+ * parquet_pages.c), the encrypted footer and column metadata, the schema tree walk, and the
+ * verification of row groups and their pages. Parsers return 0 or -1; the first error is described
+ * in the reader (r->err) or, for semantic checks, in the verification context, and turned into one
+ * errstr at the top.
  */
 #include "lake/parquet_read.h"
 
@@ -18,8 +20,10 @@
 #include <unistd.h>
 
 #include "lake/parquet_buf.h"
+#include "lake/parquet_crypt.h"
 #include "lake/parquet_encode.h"
 #include "lake/parquet_format.h"
+#include "lake/parquet_read_thrift.h"
 #include "lake/thrift_compact.h"
 
 /* First window read for a page header; doubled (up to TC_PQ_PAGE_HEADER_MAX) while the header does
@@ -80,6 +84,7 @@ typedef struct tc_pq_ctx {
     char *errstr;
     size_t errstr_size;
     tc_err err;
+    size_t rg_at, col_at; /* ordinals of the chunk being parsed (AADs of encrypted metadata) */
 } tc_pq_ctx;
 
 static int tc_pq_bad(tc_pq_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -114,88 +119,7 @@ static void *tc_pq_alloc(tc_pq_ctx *x, size_t n, size_t size)
     return p;
 }
 
-/* ---- Thrift struct parsers ---- */
-
-#define TC_PQ_EXPECT(r, t, want)                                                                   \
-    do {                                                                                           \
-        if (tc_thrift_expect((r), (t), (want)) != 0)                                               \
-            return -1;                                                                             \
-    } while (0)
-
-static int tc_pq_read_view(tc_thrift_reader *r, uint8_t t, tc_pq_view *v)
-{
-    TC_PQ_EXPECT(r, t, TC_THRIFT_BINARY);
-    return tc_thrift_read_binary(r, &v->p, &v->n);
-}
-
-static int tc_pq_read_i32f(tc_thrift_reader *r, uint8_t t, int32_t *v)
-{
-    TC_PQ_EXPECT(r, t, TC_THRIFT_I32);
-    return tc_thrift_read_i32(r, v);
-}
-
-static int tc_pq_read_i64f(tc_thrift_reader *r, uint8_t t, int64_t *v)
-{
-    TC_PQ_EXPECT(r, t, TC_THRIFT_I64);
-    return tc_thrift_read_i64(r, v);
-}
-
-static int tc_pq_parse_stats(tc_thrift_reader *r, tc_parquet_stats_info *st)
-{
-    int16_t last = 0, id;
-    uint8_t t;
-    int rc;
-
-    memset(st, 0, sizeof(*st));
-    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
-        int ok;
-        switch (id) {
-        case 1:
-            ok = tc_pq_read_view(r, t, &st->max);
-            st->set |= TC_PQ_ST_MAX;
-            break;
-        case 2:
-            ok = tc_pq_read_view(r, t, &st->min);
-            st->set |= TC_PQ_ST_MIN;
-            break;
-        case 3:
-            ok = tc_pq_read_i64f(r, t, &st->null_count);
-            st->set |= TC_PQ_ST_NULL_COUNT;
-            break;
-        case 4:
-            ok = tc_pq_read_i64f(r, t, &st->distinct_count);
-            st->set |= TC_PQ_ST_DISTINCT;
-            break;
-        case 5:
-            ok = tc_pq_read_view(r, t, &st->max_value);
-            st->set |= TC_PQ_ST_MAX_VALUE;
-            break;
-        case 6:
-            ok = tc_pq_read_view(r, t, &st->min_value);
-            st->set |= TC_PQ_ST_MIN_VALUE;
-            break;
-        case 7:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_BOOL_TRUE);
-            st->max_exact = t == TC_THRIFT_BOOL_TRUE;
-            st->set |= TC_PQ_ST_MAX_EXACT;
-            break;
-        case 8:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_BOOL_TRUE);
-            st->min_exact = t == TC_THRIFT_BOOL_TRUE;
-            st->set |= TC_PQ_ST_MIN_EXACT;
-            break;
-        case 9:
-            ok = tc_pq_read_i64f(r, t, &st->nan_count);
-            st->set |= TC_PQ_ST_NAN_COUNT;
-            break;
-        default:
-            ok = tc_thrift_skip(r, t);
-        }
-        if (ok != 0)
-            return -1;
-    }
-    return rc;
-}
+/* ---- Thrift struct parsers (the helpers and Statistics: parquet_read_thrift.h) ---- */
 
 /* Parse a struct whose fields we ignore, except that we want to know it is well formed. */
 static int tc_pq_skip_struct(tc_thrift_reader *r, uint8_t t)
@@ -379,12 +303,46 @@ static int tc_pq_parse_col_meta(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_ch
     return rc;
 }
 
+/* A column under its own key: its ColumnMetaData is a module of its own. The plaintext goes into
+ * the arena, since the chunk's views point into it. */
+static int tc_pq_parse_enc_col_meta(tc_pq_ctx *x, tc_parquet_chunk_info *ck, tc_pq_view enc)
+{
+    char msg[TC_ERRSTR_MAX];
+    tc_thrift_reader cr;
+    tc_pq_buf plain;
+    uint8_t *copy;
+    tc_err err;
+
+    tc_pq_buf_init(&plain, TC_PQ_FOOTER_MAX);
+    err = tc_pq_fcrypt_open(x->info->fc, ck->crypt_slot, TC_PQC_COLUMN_META, (int)x->rg_at,
+                            (int)x->col_at, -1, enc.p, enc.n, &plain, msg, sizeof(msg));
+    if (err != TC_OK) {
+        tc_pq_buf_free(&plain);
+        tc_pq_bad(x, "row group %zu column %zu: %s", x->rg_at, x->col_at, msg);
+        x->err = err;
+        return -1;
+    }
+    copy = tc_pq_alloc(x, plain.len, 1);
+    if (copy && plain.len)
+        memcpy(copy, plain.data, plain.len);
+    tc_thrift_reader_init(&cr, copy, copy ? plain.len : 0);
+    tc_pq_buf_free(&plain);
+    if (!copy)
+        return tc_pq_bad(x, "metadata too large");
+    if (tc_pq_parse_col_meta(x, &cr, ck) != 0)
+        return tc_pq_bad(x, "row group %zu column %zu: encrypted column metadata: %s at byte %zu",
+                         x->rg_at, x->col_at, cr.err ? cr.err : "corrupt", cr.err_at);
+    return 0;
+}
+
 static int tc_pq_parse_chunk(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_chunk_info *ck)
 {
     int16_t last = 0, id;
     uint8_t t;
-    int rc, have_meta = 0;
+    int rc, have_meta = 0, have_enc = 0;
+    tc_pq_view enc = {0};
 
+    ck->crypt_slot = -1;
     ck->dictionary_page_offset = -1;
     ck->dict_entries = -1;
     ck->nulls_counted = -1;
@@ -402,13 +360,30 @@ static int tc_pq_parse_chunk(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_chunk
             have_meta = 1;
             break;
         case 8:
+            if (!x->info->fc)
+                return tc_thrift_reader_fail(r, "encrypted column in a file with a plaintext "
+                                                "footer (unsupported)");
+            TC_PQ_EXPECT(r, t, TC_THRIFT_STRUCT);
+            ck->crypt_slot =
+                tc_pq_fcrypt_parse_column(x->info->fc, r, &x->err, x->errstr, x->errstr_size);
+            ok = ck->crypt_slot < 0 ? -1 : 0;
+            break;
         case 9:
-            return tc_thrift_reader_fail(r, "encrypted column (unsupported)");
+            ok = tc_pq_read_view(r, t, &enc);
+            have_enc = 1;
+            break;
         default:
             ok = tc_thrift_skip(r, t);
         }
         if (ok != 0)
             return -1;
+    }
+    if (rc == 0 && have_enc && !have_meta) {
+        if (ck->crypt_slot < 0)
+            return tc_thrift_reader_fail(r, "encrypted_column_metadata without crypto_metadata");
+        if (tc_pq_parse_enc_col_meta(x, ck, enc) != 0)
+            return -1;
+        have_meta = 1;
     }
     if (rc == 0 && !have_meta)
         return tc_thrift_reader_fail(r, "ColumnChunk without meta_data");
@@ -437,8 +412,10 @@ static int tc_pq_parse_rg(tc_pq_ctx *x, tc_thrift_reader *r, tc_parquet_rg_info 
             if (!rg->cols)
                 return tc_thrift_reader_fail(r, "metadata too large");
             rg->ncols = n;
-            for (uint32_t i = 0; i < n && ok == 0; i++)
+            for (uint32_t i = 0; i < n && ok == 0; i++) {
+                x->col_at = i;
                 ok = tc_pq_parse_chunk(x, r, &rg->cols[i]);
+            }
             seen |= 1;
             break;
         case 2:
@@ -535,8 +512,10 @@ static int tc_pq_parse_file_meta(tc_pq_ctx *x, tc_thrift_reader *r)
             if (!info->rgs)
                 return tc_thrift_reader_fail(r, "metadata too large");
             info->nrg = n;
-            for (uint32_t i = 0; i < n && ok == 0; i++)
+            for (uint32_t i = 0; i < n && ok == 0; i++) {
+                x->rg_at = i;
                 ok = tc_pq_parse_rg(x, r, &info->rgs[i]);
+            }
             seen |= 8;
             break;
         case 5:
@@ -577,206 +556,6 @@ static int tc_pq_parse_file_meta(tc_pq_ctx *x, tc_thrift_reader *r)
     if (rc == 0 && seen != 15)
         return tc_thrift_reader_fail(r, "FileMetaData misses a required field");
     return rc;
-}
-
-/* ---- page headers ---- */
-
-static int tc_pq_parse_dph(tc_thrift_reader *r, tc_parquet_page_header *h)
-{
-    int16_t last = 0, id;
-    uint8_t t;
-    int rc, seen = 0;
-
-    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
-        int ok;
-        switch (id) {
-        case 1:
-            ok = tc_pq_read_i32f(r, t, &h->num_values);
-            seen |= 1;
-            break;
-        case 2:
-            ok = tc_pq_read_i32f(r, t, &h->encoding);
-            seen |= 2;
-            break;
-        case 3:
-            ok = tc_pq_read_i32f(r, t, &h->def_encoding);
-            seen |= 4;
-            break;
-        case 4:
-            ok = tc_pq_read_i32f(r, t, &h->rep_encoding);
-            seen |= 8;
-            break;
-        case 5:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_STRUCT);
-            if (ok == 0)
-                ok = tc_pq_parse_stats(r, &h->stats);
-            h->has_stats = 1;
-            break;
-        default:
-            ok = tc_thrift_skip(r, t);
-        }
-        if (ok != 0)
-            return -1;
-    }
-    if (rc == 0 && seen != 15)
-        return tc_thrift_reader_fail(r, "DataPageHeader misses a required field");
-    return rc;
-}
-
-static int tc_pq_parse_dict_ph(tc_thrift_reader *r, tc_parquet_page_header *h)
-{
-    int16_t last = 0, id;
-    uint8_t t;
-    int rc, seen = 0;
-
-    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
-        int ok;
-        if (id == 1) {
-            ok = tc_pq_read_i32f(r, t, &h->num_values);
-            seen |= 1;
-        } else if (id == 2) {
-            ok = tc_pq_read_i32f(r, t, &h->encoding);
-            seen |= 2;
-        } else {
-            ok = tc_thrift_skip(r, t);
-        }
-        if (ok != 0)
-            return -1;
-    }
-    if (rc == 0 && seen != 3)
-        return tc_thrift_reader_fail(r, "DictionaryPageHeader misses a required field");
-    return rc;
-}
-
-static int tc_pq_parse_dph2(tc_thrift_reader *r, tc_parquet_page_header *h)
-{
-    int16_t last = 0, id;
-    uint8_t t;
-    int rc, seen = 0;
-
-    h->is_compressed = 1;
-    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
-        int ok;
-        switch (id) {
-        case 1:
-            ok = tc_pq_read_i32f(r, t, &h->num_values);
-            break;
-        case 2:
-            ok = tc_pq_read_i32f(r, t, &h->num_nulls);
-            break;
-        case 3:
-            ok = tc_pq_read_i32f(r, t, &h->num_rows);
-            break;
-        case 4:
-            ok = tc_pq_read_i32f(r, t, &h->encoding);
-            break;
-        case 5:
-            ok = tc_pq_read_i32f(r, t, &h->def_len);
-            break;
-        case 6:
-            ok = tc_pq_read_i32f(r, t, &h->rep_len);
-            break;
-        case 7:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_BOOL_TRUE);
-            h->is_compressed = t == TC_THRIFT_BOOL_TRUE;
-            break;
-        case 8:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_STRUCT);
-            if (ok == 0)
-                ok = tc_pq_parse_stats(r, &h->stats);
-            h->has_stats = 1;
-            break;
-        default:
-            ok = tc_thrift_skip(r, t);
-        }
-        if (ok != 0)
-            return -1;
-        if (id >= 1 && id <= 6)
-            seen |= 1 << id;
-    }
-    if (rc == 0 && seen != 0x7E)
-        return tc_thrift_reader_fail(r, "DataPageHeaderV2 misses a required field");
-    return rc;
-}
-
-static int tc_pq_parse_ph(tc_thrift_reader *r, tc_parquet_page_header *h)
-{
-    int16_t last = 0, id;
-    uint8_t t;
-    int rc, seen = 0, sub = 0;
-
-    memset(h, 0, sizeof(*h));
-    while ((rc = tc_thrift_read_field(r, &last, &t, &id)) == 1) {
-        int ok;
-        switch (id) {
-        case 1:
-            ok = tc_pq_read_i32f(r, t, &h->type);
-            seen |= 1;
-            break;
-        case 2:
-            ok = tc_pq_read_i32f(r, t, &h->uncompressed_size);
-            seen |= 2;
-            break;
-        case 3:
-            ok = tc_pq_read_i32f(r, t, &h->compressed_size);
-            seen |= 4;
-            break;
-        case 5:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_STRUCT);
-            if (ok == 0)
-                ok = tc_pq_parse_dph(r, h);
-            sub |= 1 << TC_PQF_DATA_PAGE;
-            break;
-        case 7:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_STRUCT);
-            if (ok == 0)
-                ok = tc_pq_parse_dict_ph(r, h);
-            sub |= 1 << TC_PQF_DICTIONARY_PAGE;
-            break;
-        case 8:
-            ok = tc_thrift_expect(r, t, TC_THRIFT_STRUCT);
-            if (ok == 0)
-                ok = tc_pq_parse_dph2(r, h);
-            sub |= 1 << TC_PQF_DATA_PAGE_V2;
-            break;
-        default:
-            ok = tc_thrift_skip(r, t);
-        }
-        if (ok != 0)
-            return -1;
-    }
-    if (rc != 0)
-        return rc;
-    if (seen != 7)
-        return tc_thrift_reader_fail(r, "PageHeader misses a required field");
-    if (h->uncompressed_size < 0 || h->compressed_size < 0)
-        return tc_thrift_reader_fail(r, "page header with a negative size");
-    if (h->type == TC_PQF_DATA_PAGE || h->type == TC_PQF_DICTIONARY_PAGE ||
-        h->type == TC_PQF_DATA_PAGE_V2) {
-        if (sub != 1 << h->type)
-            return tc_thrift_reader_fail(r, "page header's sub-header does not match its type");
-        if (h->num_values < 0)
-            return tc_thrift_reader_fail(r, "page header with a negative value count");
-    }
-    if (h->type == TC_PQF_DATA_PAGE_V2 &&
-        (h->num_nulls < 0 || h->num_rows < 0 || h->def_len < 0 || h->rep_len < 0 ||
-         h->num_nulls > h->num_values || (int64_t)h->def_len + h->rep_len > h->uncompressed_size ||
-         (int64_t)h->def_len + h->rep_len > h->compressed_size))
-        return tc_thrift_reader_fail(r, "inconsistent v2 page header");
-    return 0;
-}
-
-tc_err tc_parquet_parse_page_header(const void *data, size_t len, tc_parquet_page_header *h,
-                                    size_t *used, char *errstr, size_t errstr_size)
-{
-    tc_thrift_reader r;
-
-    tc_thrift_reader_init(&r, data, len);
-    if (tc_pq_parse_ph(&r, h) != 0)
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "page header: %s at byte %zu",
-                          r.err ? r.err : "corrupt", r.err_at);
-    *used = tc_thrift_reader_pos(&r);
-    return TC_OK;
 }
 
 /* ---- schema ---- */
@@ -858,7 +637,8 @@ static int tc_pq_view_eq(tc_pq_view a, tc_pq_view b)
 
 typedef struct tc_pq_walk {
     tc_pq_src *src;
-    tc_pq_buf body;  /* compressed page (fd source) */
+    tc_pq_buf body;  /* decrypted page (encrypted chunks) */
+    tc_pq_buf hdr;   /* decrypted page header (encrypted chunks) */
     tc_pq_buf plain; /* decompressed page */
     uint32_t *idx;   /* decoded levels / indices */
     size_t idx_cap;
@@ -1017,13 +797,38 @@ static int tc_pq_walk_chunk(tc_pq_ctx *x, tc_pq_walk *wk, unsigned flags, size_t
     while (pos < end) {
         tc_parquet_page_header h;
         tc_thrift_reader r;
-        size_t window = TC_PQ_HEADER_WINDOW, hlen;
+        size_t window = TC_PQ_HEADER_WINDOW, hlen = 0;
         const uint8_t *p;
+        uint32_t ordinal;
+        int is_dict;
         char pwhere[160];
 
         snprintf(pwhere, sizeof(pwhere), "%s page at offset %llu", where, (unsigned long long)pos);
+        is_dict = pos == start && ck->dictionary_page_offset >= 0;
+        ordinal = ck->data_pages;
+        if (ck->crypt_slot >= 0) {
+            /* An encrypted header is a module: its length prefix says how much to read. */
+            char msg[TC_ERRSTR_MAX];
+            size_t mlen = end - pos < 4 ? 0 : 4;
+            p = mlen ? tc_pq_src_get(wk->src, pos, 4) : NULL;
+            if (p) {
+                uint64_t n = tc_pq_module_len(p, 4);
+                mlen =
+                    n <= end - pos && n <= TC_PQ_PAGE_HEADER_MAX ? (size_t)n : (size_t)(end - pos);
+                p = tc_pq_src_get(wk->src, pos, mlen);
+            }
+            if (!p)
+                return tc_pq_bad(x, "%s: encrypted page header runs past the chunk", pwhere);
+            tc_err e = tc_parquet_chunk_page_header(x->info, ck, rgi, ci, is_dict, ordinal, p, mlen,
+                                                    &h, &hlen, &wk->hdr, msg, sizeof(msg));
+            if (e != TC_OK) {
+                tc_pq_bad(x, "%s: %s", pwhere, msg);
+                x->err = e;
+                return -1;
+            }
+        }
         /* Parse the header from a window that grows until it holds the whole header. */
-        for (;;) {
+        for (; ck->crypt_slot < 0;) {
             size_t avail = end - pos < window ? (size_t)(end - pos) : window;
             p = tc_pq_src_get(wk->src, pos, avail);
             if (!p) {
@@ -1039,8 +844,10 @@ static int tc_pq_walk_chunk(tc_pq_ctx *x, tc_pq_walk *wk, unsigned flags, size_t
                 return tc_pq_bad(x, "%s: page header: %s at byte %zu", pwhere,
                                  r.err ? r.err : "corrupt", r.err_at);
             window *= 2;
+            hlen = 0;
         }
-        hlen = tc_thrift_reader_pos(&r);
+        if (ck->crypt_slot < 0)
+            hlen = tc_thrift_reader_pos(&r);
         if ((uint64_t)h.compressed_size > end - pos - hlen)
             return tc_pq_bad(x, "%s: page (%d bytes) runs past the column chunk", pwhere,
                              h.compressed_size);
@@ -1073,6 +880,17 @@ static int tc_pq_walk_chunk(tc_pq_ctx *x, tc_pq_walk *wk, unsigned flags, size_t
                 tc_err_set(TC_ERR_IO, x->errstr, x->errstr_size, "%s: read: %s", pwhere,
                            strerror(errno));
                 return -1;
+            }
+            if (ck->crypt_slot >= 0) {
+                char msg[TC_ERRSTR_MAX];
+                tc_err e =
+                    tc_parquet_chunk_page_body(x->info, ck, rgi, ci, is_dict, ordinal, body, clen,
+                                               &wk->body, &body, &clen, msg, sizeof(msg));
+                if (e != TC_OK) {
+                    tc_pq_bad(x, "%s: %s", pwhere, msg);
+                    x->err = e;
+                    return -1;
+                }
             }
             if (h.type == TC_PQF_DATA_PAGE_V2)
                 lvl = (size_t)h.def_len + (size_t)h.rep_len; /* levels are never compressed */
@@ -1145,7 +963,8 @@ static int tc_pq_verify_meta(tc_pq_ctx *x, tc_pq_src *src, unsigned flags, uint6
         return tc_pq_bad(x, "negative num_rows");
     memset(&wk, 0, sizeof(wk));
     wk.src = src;
-    tc_pq_buf_init(&wk.body, 0);
+    tc_pq_buf_init(&wk.body, TC_PQ_VERIFY_PAGE_MAX + 1);
+    tc_pq_buf_init(&wk.hdr, TC_PQ_PAGE_HEADER_MAX + 1);
     tc_pq_buf_init(&wk.plain, TC_PQ_VERIFY_PAGE_MAX + 1);
     for (size_t g = 0; g < info->nrg && rc == 0; g++) {
         tc_parquet_rg_info *rg = &info->rgs[g];
@@ -1211,6 +1030,7 @@ static int tc_pq_verify_meta(tc_pq_ctx *x, tc_pq_src *src, unsigned flags, uint6
         rc = tc_pq_bad(x, "row groups hold %lld rows, num_rows says %lld", (long long)rows,
                        (long long)info->num_rows);
     tc_pq_buf_free(&wk.body);
+    tc_pq_buf_free(&wk.hdr);
     tc_pq_buf_free(&wk.plain);
     free(wk.idx);
     return rc;
@@ -1242,20 +1062,24 @@ void tc_parquet_info_free(tc_parquet_info *info)
     if (!info)
         return;
     tc_arena_free(&info->arena);
+    tc_pq_fcrypt_destroy(info->fc);
     free(info->footer);
     free(info);
 }
 
 /* Parse the footer bytes into a new info; on failure the error is in x. */
-static tc_parquet_info *tc_pq_parse(tc_pq_ctx *x, const uint8_t *footer, size_t len)
+static tc_parquet_info *tc_pq_parse(tc_pq_ctx *x, const uint8_t *footer, size_t len,
+                                    tc_pq_fcrypt *fc)
 {
     tc_thrift_reader r;
     tc_parquet_info *info = tc_pq_info_new(footer, len);
 
     if (!info) {
+        tc_pq_fcrypt_destroy(fc);
         x->err = tc_err_set(TC_ERR_NOMEM, x->errstr, x->errstr_size, "parquet: out of memory");
         return NULL;
     }
+    info->fc = fc; /* owned from here on, also on failure */
     x->info = info;
     tc_thrift_reader_init(&r, info->footer, len);
     if (tc_pq_parse_file_meta(x, &r) != 0) {
@@ -1276,7 +1100,7 @@ tc_err tc_parquet_parse_footer(const void *footer, size_t len, tc_parquet_info *
 
     if (len > TC_PQ_FOOTER_MAX)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "footer too large");
-    info = tc_pq_parse(&x, footer, len);
+    info = tc_pq_parse(&x, footer, len, NULL);
     if (!info)
         return x.err;
     if (tc_pq_walk_schema(&x) != 0) {
@@ -1290,6 +1114,30 @@ tc_err tc_parquet_parse_footer(const void *footer, size_t len, tc_parquet_info *
     return TC_OK;
 }
 
+/* Encrypted footer mode: FileCryptoMetaData, then the FileMetaData as a module. */
+static tc_parquet_info *tc_pq_parse_encrypted(tc_pq_ctx *x, const uint8_t *footer, size_t len)
+{
+    tc_pq_fcrypt *fc;
+    tc_parquet_info *info;
+    tc_pq_buf plain;
+    size_t clen = 0;
+
+    fc = tc_pq_fcrypt_from_footer(footer, len, &clen, &x->err, x->errstr, x->errstr_size);
+    if (!fc)
+        return NULL;
+    tc_pq_buf_init(&plain, TC_PQ_FOOTER_MAX + 1);
+    x->err = tc_pq_fcrypt_open(fc, TC_PQC_KEY_FOOTER, TC_PQC_FOOTER, -1, -1, -1, footer + clen,
+                               len - clen, &plain, x->errstr, x->errstr_size);
+    if (x->err != TC_OK) {
+        tc_pq_fcrypt_destroy(fc);
+        tc_pq_buf_free(&plain);
+        return NULL;
+    }
+    info = tc_pq_parse(x, plain.data ? plain.data : (const uint8_t *)"", plain.len, fc);
+    tc_pq_buf_free(&plain);
+    return info;
+}
+
 static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info **out, char *errstr,
                                size_t errstr_size)
 {
@@ -1299,6 +1147,7 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     uint32_t flen;
     uint64_t data_end;
     tc_parquet_info *info;
+    int encrypted;
 
     if (out)
         *out = NULL;
@@ -1312,14 +1161,17 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     if (!(p = tc_pq_src_get(src, src->size - 8, 8)))
         goto io;
     memcpy(tail, p, 8);
-    if (memcmp(head, TC_PQF_MAGIC, 4) != 0)
+    encrypted = memcmp(head, TC_PQC_MAGIC, 4) == 0;
+    if (!encrypted && memcmp(head, TC_PQF_MAGIC, 4) != 0)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "not a Parquet file: bad magic");
-    if (memcmp(tail + 4, "PARE", 4) == 0)
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "encrypted Parquet footer (unsupported)");
-    if (memcmp(tail + 4, TC_PQF_MAGIC, 4) != 0)
+    if (memcmp(tail + 4, encrypted ? TC_PQC_MAGIC : TC_PQF_MAGIC, 4) != 0) {
+        if (encrypted || memcmp(tail + 4, TC_PQC_MAGIC, 4) == 0)
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                              "bad trailing magic: one end of the file has the encrypted-footer "
+                              "magic PARE, the other not (truncated file?)");
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "bad trailing magic (truncated file?)");
+    }
     flen = tc_pq_load_le32(tail);
     if (flen == 0 || flen > src->size - TC_PQF_MIN_FILE || flen > TC_PQ_FOOTER_MAX)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
@@ -1328,7 +1180,10 @@ static tc_err tc_pq_verify_src(tc_pq_src *src, unsigned flags, tc_parquet_info *
     data_end = src->size - 8 - flen;
     if (!(p = tc_pq_src_get(src, data_end, flen)))
         goto io;
-    info = tc_pq_parse(&x, p, flen);
+    if (encrypted)
+        info = tc_pq_parse_encrypted(&x, p, flen);
+    else
+        info = tc_pq_parse(&x, p, flen, NULL);
     if (!info)
         return x.err;
     info->file_size = src->size;

@@ -15,8 +15,14 @@
  * use, list counts are bounded by the bytes that would hold them, and all memory for the parsed
  * metadata comes from one arena capped at a multiple of the footer size. Page headers are read from
  * a window that grows up to TC_PQ_PAGE_HEADER_MAX; page bodies (deep mode) up to
- * TC_PQ_VERIFY_PAGE_MAX. Not supported (reported as errors): encrypted footers, column chunks in
- * other files.
+ * TC_PQ_VERIFY_PAGE_MAX.
+ *
+ * Encrypted files (Parquet modular encryption, encrypted footer mode, AES_GCM_V1; see
+ * parquet_crypt.h) are read with the keys of the installed tc_pq_crypt: the footer, the column
+ * metadata of columns under their own key, every page header and (deep mode) every page are
+ * decrypted, and a module that does not authenticate -- a wrong key, or any byte changed -- fails
+ * the verification. Not supported (reported as errors): plaintext-footer encryption, AAD prefixes
+ * the reader must supply, AES_GCM_CTR_V1, column chunks in other files.
  *
  * Ownership: tc_parquet_info and everything it points to belong to it (the footer bytes are copied
  * into it); free with tc_parquet_info_free.
@@ -29,6 +35,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "lake/parquet_buf.h"
 
 /* Largest page header accepted (headers carry statistics, which other writers do not truncate). */
 #define TC_PQ_PAGE_HEADER_MAX ((size_t)16 << 20)
@@ -108,6 +115,7 @@ typedef struct tc_parquet_chunk_info {
     int64_t dictionary_page_offset; /* -1 if unset */
     int has_stats;
     tc_parquet_stats_info stats;
+    int crypt_slot; /* key slot of an encrypted column (parquet_crypt.h), -1 when plain */
     /* from the page walk */
     uint32_t dict_pages, data_pages;
     int64_t dict_entries;  /* num_values of the dictionary page, -1 without one */
@@ -146,6 +154,8 @@ typedef struct tc_parquet_info {
     tc_pq_view created_by;
     size_t ncolumn_orders;
     uint64_t pages; /* page headers walked */
+
+    struct tc_pq_fcrypt *fc; /* the file's keys when it is encrypted, else NULL; owned */
 
     tc_arena arena;  /* everything above */
     uint8_t *footer; /* copy of the footer bytes the views point into */
@@ -186,6 +196,24 @@ typedef struct tc_parquet_page_header {
  * and the sub-header matching the page type is present. */
 tc_err tc_parquet_parse_page_header(const void *data, size_t len, tc_parquet_page_header *h,
                                     size_t *used, char *errstr, size_t errstr_size);
+
+/* The page header at p[0..avail) of chunk ck (row group g, column c of info). In an encrypted
+ * chunk the header is a module: it is decrypted into *scratch first (is_dict: the chunk's
+ * dictionary page header; ordinal: the data pages before it). *used receives the bytes the
+ * header takes in the file. h's statistics views point into p or *scratch. */
+tc_err tc_parquet_chunk_page_header(const tc_parquet_info *info, const tc_parquet_chunk_info *ck,
+                                    size_t g, size_t c, int is_dict, uint32_t ordinal,
+                                    const uint8_t *p, size_t avail, tc_parquet_page_header *h,
+                                    size_t *used, tc_pq_buf *scratch, char *errstr,
+                                    size_t errstr_size);
+
+/* The page body at p[0..len) as stored: in an encrypted chunk it is decrypted into *out and
+ * *body / *blen point there; otherwise they are p and len. */
+tc_err tc_parquet_chunk_page_body(const tc_parquet_info *info, const tc_parquet_chunk_info *ck,
+                                  size_t g, size_t c, int is_dict, uint32_t ordinal,
+                                  const uint8_t *p, size_t len, tc_pq_buf *out,
+                                  const uint8_t **body, size_t *blen, char *errstr,
+                                  size_t errstr_size);
 
 /* Free an info (NULL is a no-op). */
 void tc_parquet_info_free(tc_parquet_info *info);

@@ -37,6 +37,7 @@ struct tc_parquet_reader {
     tc_parquet_values *out;
     tc_arena arena; /* string bytes of the current row group */
     tc_pq_buf chunk, page;
+    tc_pq_buf dec; /* a decrypted page or page header (encrypted files) */
     uint32_t *tmp; /* levels / indices */
     size_t tmp_cap;
     tc_slice *dict;            /* dictionary entries (BYTE_ARRAY) */
@@ -168,6 +169,7 @@ tc_err tc_parquet_reader_open_fd(int fd, tc_parquet_reader **out, char *errstr, 
     tc_arena_init(&r->arena, (size_t)1 << 20, TC_PQ_VALUES_ARENA_MAX);
     tc_pq_buf_init(&r->chunk, TC_PQ_VALUES_CHUNK_MAX);
     tc_pq_buf_init(&r->page, TC_PQ_VERIFY_PAGE_MAX + 1);
+    tc_pq_buf_init(&r->dec, TC_PQ_VERIFY_PAGE_MAX + 1);
     err = tc_parquet_verify_fd(fd, TC_PQ_VERIFY_PAGES, &r->info, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_pqv_schema(r, errstr, errstr_size);
@@ -238,6 +240,7 @@ void tc_parquet_reader_close(tc_parquet_reader *r)
     tc_arena_free(&r->arena);
     tc_pq_buf_free(&r->chunk);
     tc_pq_buf_free(&r->page);
+    tc_pq_buf_free(&r->dec);
     tc_parquet_info_free(r->info);
     if (r->own_fd)
         close(r->fd);
@@ -468,6 +471,7 @@ static tc_err tc_pqv_chunk(tc_pqv_col *k)
     uint64_t start = ck->dictionary_page_offset >= 0 ? (uint64_t)ck->dictionary_page_offset
                                                      : (uint64_t)ck->data_page_offset;
     size_t size = (size_t)ck->total_compressed_size, got = 0, pos = 0;
+    uint32_t ordinal = 0;
     int codec = ck->codec;
     tc_err err;
 
@@ -494,14 +498,16 @@ static tc_err tc_pqv_chunk(tc_pqv_col *k)
         tc_parquet_page_header h;
         size_t used, clen, ulen, lvl = 0;
         const uint8_t *body;
-        int pc;
+        int pc, is_dict = pos == 0 && ck->dictionary_page_offset >= 0;
 
-        err = tc_parquet_parse_page_header(r->chunk.data + pos, size - pos, &h, &used, k->errstr,
-                                           k->n);
+        /* Encrypted chunks: header and body are modules, decrypted here (AADs need the row
+         * group, column and data page ordinals). */
+        err = tc_parquet_chunk_page_header(r->info, ck, k->g, k->c, is_dict, ordinal,
+                                           r->chunk.data + pos, size - pos, &h, &used, &r->dec,
+                                           k->errstr, k->n);
         if (err != TC_OK)
             return err;
         clen = (size_t)h.compressed_size;
-        ulen = (size_t)h.uncompressed_size;
         if (clen > size - pos - used)
             return tc_pqv_bad(k, "page runs past the column chunk");
         body = r->chunk.data + pos + used;
@@ -509,6 +515,12 @@ static tc_err tc_pqv_chunk(tc_pqv_col *k)
         if (h.type != TC_PQF_DICTIONARY_PAGE && h.type != TC_PQF_DATA_PAGE &&
             h.type != TC_PQF_DATA_PAGE_V2)
             continue;
+        err = tc_parquet_chunk_page_body(r->info, ck, k->g, k->c, is_dict, ordinal, body, clen,
+                                         &r->dec, &body, &clen, k->errstr, k->n);
+        if (err != TC_OK)
+            return err;
+        ordinal += h.type != TC_PQF_DICTIONARY_PAGE;
+        ulen = (size_t)h.uncompressed_size;
         if (ulen > TC_PQ_VERIFY_PAGE_MAX)
             return tc_pqv_bad(k, "page too large");
         pc = codec;

@@ -69,11 +69,11 @@ CODECS = {"snappy": "SNAPPY", "zstd": "ZSTD", "uncompressed": "UNCOMPRESSED"}
 # ---- helpers ----
 
 
-def generate(gen_tool, tmp_path, seed):
+def generate(gen_tool, tmp_path, seed, extra=()):
     pq_path = tmp_path / f"case{seed}.parquet"
     js_path = tmp_path / f"case{seed}.json"
     res = subprocess.run(
-        [str(gen_tool), "--seed", str(seed), "--out", str(pq_path), "--expect", str(js_path), "--verify"],
+        [str(gen_tool), "--seed", str(seed), "--out", str(pq_path), "--expect", str(js_path), "--verify", *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -192,19 +192,19 @@ def check_stats(seed, exp, col, cm, rows):
         assert st.distinct_count == len(set(present)), f"{where}: distinct_count {st.distinct_count}"
 
 
-def read_pyarrow(path):
+def read_pyarrow(path, decryption_properties=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = pq.read_table(path)
-        pf = pq.ParquetFile(path)
+        table = pq.read_table(path, decryption_properties=decryption_properties)
+        pf = pq.ParquetFile(path, decryption_properties=decryption_properties)
         md = pf.metadata
         schema = pf.schema_arrow
     assert not caught, f"pyarrow warned: {[str(w.message) for w in caught]}"
     return table, md, schema
 
 
-def check_pyarrow(seed, path, exp):
-    table, md, schema = read_pyarrow(path)
+def check_pyarrow(seed, path, exp, decryption_properties=None):
+    table, md, schema = read_pyarrow(path, decryption_properties)
     cols = exp["columns"]
     nrows = exp["nrows"]
     assert table.num_rows == nrows and md.num_rows == nrows

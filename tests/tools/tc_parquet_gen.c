@@ -1,7 +1,7 @@
 /*
  * tc_parquet_gen -- write a random Parquet case and the values it should read back as.
  *
- *   tc_parquet_gen --seed N --out FILE.parquet --expect FILE.json [--verify]
+ *   tc_parquet_gen --seed N --out FILE.parquet --expect FILE.json [--verify] [--key-file KEYS]
  *
  * From the seed alone it draws a schema (1..12 columns of every type, REQUIRED or OPTIONAL,
  * dictionary on/off/auto), writer options (codec, page/row-group/dictionary bounds small enough to
@@ -14,7 +14,10 @@
  * (numbers exact: %.17g, NaN/Infinity as the tokens Python's json accepts, -0.0 kept; STRING as
  * UTF-8 text; BYTES as hex). tests/interop/test_parquet_interop.py compares what pyarrow, DuckDB
  * and parquet-java read against it. --verify also runs the deep verifier of parquet_read.h on the
- * file. Exit status: 0 ok, 1 writer/verify failure, 2 usage.
+ * file. --key-file writes the file with Parquet modular encryption (parquet_crypt.h): master keys
+ * from KEYS, the footer and the even columns under "footer_key", the odd columns (0-based) under
+ * "column_key"; the case then has at most 3000 rows (AAD ordinals are 16-bit: pages of one row
+ * must not pass 32767 a chunk). Exit status: 0 ok, 1 writer/verify failure, 2 usage.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +30,7 @@
 
 #include "core/batch.h"
 #include "lake/parquet.h"
+#include "lake/parquet_crypt.h"
 #include "lake/parquet_read.h"
 
 /* Bounds of a random case: enough columns and rows to cross every page/row-group boundary the
@@ -375,7 +379,7 @@ static const char *dict_name(tc_parquet_dict d)
 static void usage(void)
 {
     fprintf(stderr, "usage: tc_parquet_gen --seed N --out FILE.parquet --expect FILE.json "
-                    "[--verify]\n");
+                    "[--verify] [--key-file KEYS]\n");
     exit(2);
 }
 
@@ -386,7 +390,8 @@ static const char *const kv_words[] = {
 
 int main(int argc, char **argv)
 {
-    const char *out = NULL, *expect = NULL;
+    const char *out = NULL, *expect = NULL, *key_file = NULL;
+    tc_pq_crypt *crypt = NULL;
     uint64_t seed = 0;
     int have_seed = 0, verify = 0;
     char errstr[TC_ERRSTR_MAX];
@@ -410,6 +415,8 @@ int main(int argc, char **argv)
             out = argv[++i];
         } else if (strcmp(argv[i], "--expect") == 0 && i + 1 < argc) {
             expect = argv[++i];
+        } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
+            key_file = argv[++i];
         } else if (strcmp(argv[i], "--verify") == 0) {
             verify = 1;
         } else {
@@ -440,6 +447,8 @@ int main(int argc, char **argv)
     default:
         nrows = 20 + rndn(3000);
     }
+    if (key_file && nrows > 3000)
+        nrows = 3000;
     long_ok = chance(10) && nrows < 2000;
 
     tc_parquet_options_default(&opt);
@@ -499,6 +508,23 @@ int main(int argc, char **argv)
         defs[c] = g->def;
         vals[c].values = g->values;
         vals[c].present = g->present;
+    }
+
+    if (key_file) {
+        char list[GEN_COLS_MAX * 64] = "";
+        tc_pq_keyring *keys = tc_pq_keyring_new(key_file, NULL, errstr, sizeof(errstr));
+        for (size_t c = 1; c < ncols; c += 2)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", c > 1 ? "," : "",
+                     cols[c].name);
+        crypt =
+            keys ? tc_pq_crypt_new(keys, "footer_key", "column_key", list, errstr, sizeof(errstr))
+                 : NULL;
+        if (!crypt) {
+            fprintf(stderr, "tc_parquet_gen: %s\n", errstr);
+            return 1;
+        }
+        opt.crypt = crypt;
+        tc_pq_crypt_install(crypt); /* for --verify's reader */
     }
 
     nkv = rndn(4);
@@ -636,5 +662,7 @@ int main(int argc, char **argv)
         free(cols[c].present);
     }
     tc_arena_free(&arena);
+    tc_pq_crypt_install(NULL);
+    tc_pq_crypt_destroy(crypt);
     return 0;
 }

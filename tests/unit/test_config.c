@@ -74,6 +74,12 @@ static const char *const all_keys[] = {
     "lake.codec",
     "lake.row_group_rows",
     "lake.row_group_bytes",
+    "lake.encryption.enabled",
+    "lake.encryption.key_file",
+    "lake.encryption.key_command",
+    "lake.encryption.footer_key_id",
+    "lake.encryption.column_key_id",
+    "lake.encryption.column_key_columns",
     "http.listen",
     "log.level",
     "log.format",
@@ -86,7 +92,7 @@ static const char *const all_env[] = {
     "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
     "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
     "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
-    "THERMOCLINE_REGISTRY_URL",
+    "THERMOCLINE_REGISTRY_URL",  "THERMOCLINE_LAKE_KEY_FILE",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -258,7 +264,8 @@ static void test_every_key_settable(void **state)
     for (size_t i = 0; i < NKEYS; i++) {
         const char *v = strstr(all_keys[i], "create_topic") || strstr(all_keys[i], "commit") ||
                                 strstr(all_keys[i], "dlq_mirror") ||
-                                strstr(all_keys[i], "rollups") || strstr(all_keys[i], "require_")
+                                strstr(all_keys[i], "rollups") || strstr(all_keys[i], "require_") ||
+                                strstr(all_keys[i], "encryption.enabled")
                             ? "false"
                             : "7";
 
