@@ -93,9 +93,9 @@ int tc_cmd_retention(int argc, char **argv)
         ro.lake_progress = tc_retention_lake_progress;
         ro.lake_opaque = cfg;
     }
-    store = tc_store_new(&so);
+    store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store || tc_store_retention(store, &ro, &res, errstr, sizeof(errstr)) != TC_OK) {
-        fprintf(stderr, "thermocline retention: %s\n", store ? errstr : "out of memory");
+        fprintf(stderr, "thermocline retention: %s\n", errstr);
         rc = TC_EXIT_FAILURE;
     } else if (res.mode == TC_STORE_TIMESCALEDB) {
         printf("TimescaleDB mode: %s\n", res.policy);

@@ -55,8 +55,9 @@ typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mod
 /* Fill the options from the configuration (the strings stay the configuration's). */
 void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg);
 
-/* Create a store handle (copies the options; does not connect yet). NULL on OOM. */
-tc_store *tc_store_new(const tc_store_options *opt);
+/* Create a store handle (copies the options; does not connect yet). NULL with errstr naming the
+ * setting at fault (postgres.schema, postgres.timescaledb) or saying "out of memory". */
+tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_size);
 void tc_store_destroy(tc_store *s);
 
 /* Connect if not connected (or reconnect after a loss). TC_ERR_DB_CONN when unreachable. */
