@@ -18,7 +18,7 @@ tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_
 {
     tc_store *s;
     size_t n = strlen(opt->schema);
-    const char *want = opt->timescaledb && *opt->timescaledb ? opt->timescaledb : "auto";
+    const char *want = opt->timescaledb ? opt->timescaledb : "";
 
     /* The schema name is quoted as an identifier and also appears inside string literals. */
     if (n == 0 || n + 3 > TC_IDENT_MAX || strpbrk(opt->schema, "\"'\\")) {
@@ -34,6 +34,12 @@ tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_
                    "invalid postgres.timescaledb \"%s\" (allowed: auto, on, off)", want);
         return NULL;
     }
+    if (opt->chunk_interval_s <= 0) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "invalid postgres.chunk_interval_s %lld: must be positive",
+                   (long long)opt->chunk_interval_s);
+        return NULL;
+    }
     s = calloc(1, sizeof(*s));
     if (!s) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
@@ -46,12 +52,12 @@ tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_
         sprintf(s->rollup_group, "%s" TC_STORE_ROLLUP_SUFFIX, opt->group ? opt->group : "");
     s->topic = strdup(opt->topic ? opt->topic : "");
     s->days_ahead = opt->partition_days_ahead;
-    s->chunk_interval_s = opt->chunk_interval_s > 0 ? opt->chunk_interval_s : 86400;
-    s->compress_after_s = opt->compress_after_s ? opt->compress_after_s : 7 * 86400;
-    s->retention_s = opt->retention_s ? opt->retention_s : 30 * 86400;
-    s->synchronous_commit = opt->synchronous_commit >= 0;
+    s->chunk_interval_s = opt->chunk_interval_s;
+    s->compress_after_s = opt->compress_after_s;
+    s->retention_s = opt->retention_s;
+    s->synchronous_commit = opt->synchronous_commit != 0;
     s->lock_timeout_ms = opt->lock_timeout_ms > 0 ? opt->lock_timeout_ms : 0;
-    s->rollups = opt->rollups >= 0;
+    s->rollups = opt->rollups != 0;
     tc_copybuf_init(&s->copy);
     tc_copybuf_init(&s->params);
     tc_rollup_init(&s->r1m, TC_ROLLUP_1M_US);

@@ -33,20 +33,20 @@
 
 typedef struct tc_store tc_store;
 
-/* Every field added after partition_days_ahead means "the default" when zero or NULL, so an
- * initializer that names only the first five fields keeps working. */
+/* Filled by tc_store_options_from_config: the configuration table holds the defaults, and the
+ * store has none of its own. */
 typedef struct tc_store_options {
     const char *dsn;    /* libpq connection string */
     const char *schema; /* e.g. "telemetry" */
     const char *group;  /* consumer group the offsets belong to */
     const char *topic;  /* source topic */
     int partition_days_ahead;
-    const char *timescaledb;  /* postgres.timescaledb: "auto" (NULL), "on" or "off" */
-    int64_t chunk_interval_s; /* hypertable chunk interval (0: 1 day) */
-    int64_t compress_after_s; /* compress chunks older than this (0: 7 days; < 0: never) */
-    int64_t retention_s;      /* retention policy in TimescaleDB mode (0: 30 days; < 0: none) */
-    int synchronous_commit;   /* postgres.synchronous_commit: 0 default (on), 1 on, -1 off */
-    int rollups;              /* plain-mode rollups: 0 default (on), 1 on, -1 off */
+    const char *timescaledb;  /* postgres.timescaledb: "auto", "on" or "off" */
+    int64_t chunk_interval_s; /* hypertable chunk interval (> 0) */
+    int64_t compress_after_s; /* compress chunks older than this (<= 0: never) */
+    int64_t retention_s;      /* retention policy in TimescaleDB mode (<= 0: none) */
+    int synchronous_commit;   /* postgres.synchronous_commit */
+    int rollups;              /* plain-mode rollups */
     int lock_timeout_ms;      /* > 0: lock_timeout of the sessions (store writers, async.h) */
 } tc_store_options;
 
