@@ -328,16 +328,15 @@ tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *e
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                           "unknown configuration key \"%s\" (see docs/configuration.md)", key);
     field = (char *)cfg + e->offset;
+    if (e->type == TC_CT_ENUM && !tc_conf_is_choice(e, value)) {
+        char allowed[TC_CONF_CHOICES_MAX];
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "invalid value for \"%s\": \"%s\" (allowed: %s)", key, value,
+                          tc_conf_choices_text(e, allowed, sizeof(allowed)));
+    }
     switch (e->type) {
-    case TC_CT_ENUM:
-        if (!tc_conf_is_choice(e, value)) {
-            char allowed[TC_CONF_CHOICES_MAX];
-            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                              "invalid value for \"%s\": \"%s\" (allowed: %s)", key, value,
-                              tc_conf_choices_text(e, allowed, sizeof(allowed)));
-        }
-        /* fall through */
     case TC_CT_STRING:
+    case TC_CT_ENUM:
         s = strdup(value);
         if (!s)
             return TC_ERR_NOMEM;
