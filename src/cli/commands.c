@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/http_client.h"
+#include "core/http_client.h"
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/log.h"

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/http_client.h"
+#include "core/http_client.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/http_client.h"
+#include "core/http_client.h"
 #include "core/batch.h"
 #include "core/json.h"
 
