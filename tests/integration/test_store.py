@@ -5,7 +5,6 @@ transaction, and views equal to the raw-SQL aggregates they stand for."""
 
 import os
 import signal
-import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -15,6 +14,7 @@ import pytest
 
 from oracle import METRICS
 from test_pipeline import group_lag
+from waits import LogLines, wait_for, wait_for_rows
 
 PLAIN = "postgres.timescaledb=off"
 
@@ -159,8 +159,10 @@ def test_late_readings_get_a_partition_on_demand(plain):
     tc = plain
     tc.migrate()
     proc = tc.spawn("run", extra=("pipeline.batch_timeout_ms=200",))
+    log = LogLines(proc.stderr)
     try:
-        time.sleep(5)  # partitions around today are made at start, then the group is joined
+        # Partitions around today are made at start, then the group is joined.
+        log.wait('"consuming ', proc=proc)
         late = datetime.now(timezone.utc).replace(hour=6, minute=0, second=0, microsecond=0) \
             - timedelta(days=20)
         day = part_name(late.date())
@@ -169,12 +171,14 @@ def test_late_readings_get_a_partition_on_demand(plain):
         assert day not in partitions(tc)
         summary = tc.simulate("--devices", "20", "--count", "400", "--seed", "5", "--start",
                               rfc3339(late))
-        deadline = time.time() + 60
-        while time.time() < deadline and tc.sql("SELECT count(*) FROM readings")[0][0] < 400:
-            time.sleep(0.2)
+        wait_for_rows(tc, "SELECT count(*) FROM readings", 400, proc=proc, log=log)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    err = log.text()
     tc.assert_clean(err)
     assert proc.returncode == 0, err[-4000:]
     assert summary["valid"] == 400
@@ -363,36 +367,27 @@ def test_a_stop_retries_the_rollups_on_a_new_connection(plain):
     tc.migrate()
     tc.simulate("--devices", "50", "--count", "3000", "--seed", "31")
     proc = tc.spawn("run", extra=("pipeline.batch_size=500", "pipeline.batch_size_max=500"))
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-
-    def wait_for(what, cond, timeout=120):
-        deadline = time.time() + timeout
-        while not cond():
-            assert proc.poll() is None and time.time() < deadline, \
-                f"no {what}:\n" + "".join(lines)[-6000:]
-            time.sleep(0.1)
+    log = LogLines(proc.stderr)
 
     try:
-        wait_for("consumer", lambda: any('"consuming ' in s for s in lines))
-        wait_for("rollups", lambda: tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 3000)
+        log.wait('"consuming ', proc=proc)
+        wait_for(lambda: tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 3000, timeout=120,
+                 what="rollups of 3000 readings", proc=proc, log=log)
         (closed,) = tc.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                            " WHERE application_name = 'thermocline' AND pid <> pg_backend_pid()")[0]
         assert closed > 0
         tc.simulate("--devices", "50", "--count", "500", "--seed", "32")
-        wait_for("failed rollups flush",
-                 lambda: any("rollups retried at the next interval" in s for s in lines))
+        log.wait("rollups retried at the next interval", proc=proc)
         proc.send_signal(signal.SIGTERM)  # before the next interval
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        reader.join(timeout=30)
+        log.join()
         proc.stdout.close()
         proc.stderr.close()
-    err = "".join(lines)
+    err = log.text()
     assert proc.returncode == 0, err[-6000:]
     tc.assert_clean(err)
     stored = tc.sql("SELECT count(*) FROM readings")[0][0]
