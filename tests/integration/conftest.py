@@ -82,7 +82,7 @@ class Thermocline:
 
     @staticmethod
     def assert_clean(stderr):
-        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer", "ThreadSanitizer"):
             assert marker not in stderr, f"sanitizer finding:\n{stderr[-8000:]}"
 
     def migrate(self):
