@@ -888,6 +888,7 @@ static void test_cache(void **state)
     close(f.fd);
 
     assert_null(tc_schema_cache_new("https://x", 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "\"https://x\" in registry.url"));
     assert_null(tc_schema_cache_new("http://:80", 0, 0, err, sizeof(err)));
 }
 
