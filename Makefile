@@ -43,21 +43,26 @@ build-asan:
 
 # ThreadSanitizer (it cannot be combined with ASan): the pipeline's writer threads, the rollups'
 # writer, the fetch thread, and librdkafka's and libmicrohttpd's threads.
+# tests/tsan/c11_threads.c (uninstrumented, preloaded into the processes under test) gives
+# librdkafka's C11 threads and locks to the runtime as pthreads: see the file.
 build-tsan:
 	@cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_TSAN=ON -DTC_TESTS=ON >/dev/null
 	@ninja -C $(BUILD_TSAN)
+	@$(CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -shared -O1 -Wall -Wextra -Werror \
+	    -o $(BUILD_TSAN)/libtc_c11_threads.so tests/tsan/c11_threads.c -lpthread
 
 # The unit tests and a bounded set of integration tests (parallel writers, health endpoints,
 # SIGHUP, the lake sink) under ThreadSanitizer: any report fails the run (halt_on_error, and the
-# integration tests look for ThreadSanitizer in every process's stderr). tests/tsan.supp names
+# integration tests look for ThreadSanitizer in every process's stderr). tests/tsan/suppressions names
 # what is suppressed and why.
-TSAN_OPTIONS_RUN := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp
+TSAN_OPTIONS_RUN := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan/suppressions
 TSAN_INTEGRATION := tests/integration/test_writers.py tests/integration/test_observe.py \
                     tests/integration/test_reload.py \
                     tests/integration/test_lake.py::test_lake_catches_up_when_behind_the_store
 test-tsan: build-tsan venv services
 	@cd $(BUILD_TSAN) && TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" ctest --output-on-failure
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_TSAN)/thermocline \
+	    THERMOCLINE_PRELOAD=$(CURDIR)/$(BUILD_TSAN)/libtc_c11_threads.so \
 	    TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" $(PY) -m pytest -q -W error $(TSAN_INTEGRATION)
 
 build-fuzz:
