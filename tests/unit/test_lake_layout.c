@@ -2,9 +2,11 @@
  * test_lake_layout.c -- the lake's file-name codec, progress files and day walk (lake/layout.h),
  * and the sink's recovery on a temporary lake shared by two topics whose names overlap.
  *
- * Recovery only looks at names, so the planted files are not Parquet: a file's survival is what
- * the tests assert. The topic pair is the one that lost a lake: `amb` and `amb-p1-900000`, whose
- * files a left-to-right parser reads as partition 1 of `amb` from offset 900000.
+ * Recovery and the replay's rewind only look at names (a rewind counts rows from footers, and
+ * counts 0 for a file that is not Parquet), so the planted files are not Parquet: a file's
+ * survival, and where a rewind puts the progress, is what the tests assert. The topic pair is the
+ * one that lost a lake: `amb` and `amb-p1-900000`, whose files a left-to-right parser reads as
+ * partition 1 of `amb` from offset 900000.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,7 @@
 #include "core/durable.h"
 #include "core/path.h"
 #include "lake/layout.h"
+#include "lake/replay.h"
 #include "lake/sink.h"
 
 #define DAYREL "telemetry/year=2026/month=11/day=28"
@@ -298,6 +301,51 @@ static void test_recovery_refuses_a_damaged_progress(void **state)
     tc_lake_destroy(l);
 }
 
+/* The replay window: a rewind goes back to the start of the first commit that reaches its offset,
+ * among the files of its own topic and partition only, and never forward. */
+static void test_rewind_window(void **state)
+{
+    lake_dir *d = *state;
+    char errstr[TC_ERRSTR_MAX] = "";
+    tc_lake_rewind rw;
+    int64_t next;
+
+    plant(d->root, DAYREL "/part-t-p0-0-9.parquet", "");
+    plant(d->root, DAYREL "/part-t-p0-10-19.parquet", "");
+    plant(d->root, "telemetry/year=2026/month=11/day=29/part-t-p0-10-19.parquet", "");
+    plant(d->root, DAYREL "/part-t-p0-20-29.parquet", "");
+    plant(d->root, DAYREL "/part-t-p1-0-99.parquet", "");      /* another partition */
+    plant(d->root, DAYREL "/part-t-p0-9-p0-5-30.parquet", ""); /* topic t-p0-9 */
+    plant(d->root, "_thermocline/progress/t/0", "30\n");
+
+    /* Offset 12 lies in the commit 10..19 (two days): the lake resumes at 10. */
+    assert_int_equal(tc_lake_rewind_partition(d->root, "t", 0, 12, 0, &rw, errstr, sizeof(errstr)),
+                     TC_OK);
+    assert_int_equal(rw.progress, 30);
+    assert_int_equal(rw.from, 10);
+    assert_int_equal(rw.files, 3);
+    /* Planned only: the progress is unchanged. */
+    assert_int_equal(tc_lake_progress_read(d->root, "t", 0, &next, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(next, 30);
+    /* Offset 7 of topic t-p0-9's file (5..30) is not t's: the rewind goes to 0, not 5. */
+    assert_int_equal(tc_lake_rewind_partition(d->root, "t", 0, 7, 1, &rw, errstr, sizeof(errstr)),
+                     TC_OK);
+    assert_int_equal(rw.from, 0);
+    assert_int_equal(tc_lake_progress_read(d->root, "t", 0, &next, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(next, 0);
+    /* Never forward: from past the progress leaves it. */
+    plant(d->root, "_thermocline/progress/t/0", "30\n");
+    assert_int_equal(tc_lake_rewind_partition(d->root, "t", 0, 50, 1, &rw, errstr, sizeof(errstr)),
+                     TC_OK);
+    assert_int_equal(rw.from, 30);
+    assert_int_equal(rw.files, 0);
+    /* A damaged progress is an error, not "nothing to rewind". */
+    plant(d->root, "_thermocline/progress/t/0", "thirty\n");
+    assert_int_equal(tc_lake_rewind_partition(d->root, "t", 0, 12, 1, &rw, errstr, sizeof(errstr)),
+                     TC_ERR_IO);
+    assert_non_null(strstr(errstr, "_thermocline/progress/t/0"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_leaves_a_topic_with_an_overlapping_name,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_refuses_a_damaged_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewind_window, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
