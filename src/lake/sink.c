@@ -170,9 +170,17 @@ tc_lake *tc_lake_new(const tc_lake_options *opt, char *errstr, size_t errstr_siz
 {
     tc_lake *l;
 
-    if (!opt->root || !*opt->root || strlen(opt->root) > TC_LAKE_PATH_MAX - 512 || !opt->topic ||
-        strlen(opt->topic) >= 250) {
-        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid lake root or topic");
+    /* The root leaves room for the day directories and file names below it. */
+    if (!opt->root || !*opt->root || strlen(opt->root) > TC_LAKE_PATH_MAX - 512) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid lake.dir \"%.200s\": %s",
+                   opt->root ? opt->root : "", opt->root && *opt->root ? "too long" : "empty");
+        return NULL;
+    }
+    if (!opt->topic || !*opt->topic || strlen(opt->topic) >= 250 || strchr(opt->topic, '/')) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "invalid kafka.topic \"%.300s\" for the lake: empty, longer than Kafka's 249 "
+                   "characters, or with a '/'",
+                   opt->topic ? opt->topic : "");
         return NULL;
     }
     l = calloc(1, sizeof(*l));

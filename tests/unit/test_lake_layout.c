@@ -346,6 +346,21 @@ static void test_rewind_window(void **state)
     assert_non_null(strstr(errstr, "_thermocline/progress/t/0"));
 }
 
+/* The sink's constructor names the setting at fault. */
+static void test_sink_refusals_name_the_setting(void **state)
+{
+    lake_dir *d = *state;
+    char errstr[TC_ERRSTR_MAX] = "";
+    tc_lake_options o = {.root = "", .topic = "t", .roll_bytes = 1 << 20, .roll_us = 1000000};
+
+    assert_null(tc_lake_new(&o, errstr, sizeof(errstr)));
+    assert_string_equal(errstr, "invalid lake.dir \"\": empty");
+    o.root = d->root;
+    o.topic = "a/b";
+    assert_null(tc_lake_new(&o, errstr, sizeof(errstr)));
+    assert_non_null(strstr(errstr, "invalid kafka.topic \"a/b\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +373,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_refuses_a_damaged_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewind_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_refusals_name_the_setting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
