@@ -33,30 +33,6 @@ typedef struct fixture {
     tc_batch *b;
 } fixture;
 
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    char errstr[TC_ERRSTR_MAX];
-    tc_lake_options o = {.roll_bytes = 1 << 20, .roll_us = 1000000, .codec = TC_PQ_SNAPPY};
-    int32_t parts[2] = {0, 1};
-    int64_t next[2];
-
-    if (!f)
-        return -1;
-    snprintf(f->root, sizeof(f->root), "/tmp/tc-test-lake-sink-XXXXXX");
-    if (!mkdtemp(f->root))
-        return -1;
-    o.root = f->root;
-    o.topic = "t";
-    f->lake = tc_lake_new(&o, errstr, sizeof(errstr));
-    f->b = tc_batch_new(64, 0);
-    if (!f->lake || !f->b ||
-        tc_lake_open_partitions(f->lake, parts, 2, next, errstr, sizeof(errstr)) != TC_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -69,6 +45,34 @@ static int teardown(void **state)
     rc = system(cmd);
     free(f);
     return rc == 0 ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    char errstr[TC_ERRSTR_MAX];
+    tc_lake_options o = {.roll_bytes = 1 << 20, .roll_us = 1000000, .codec = TC_PQ_SNAPPY};
+    int32_t parts[2] = {0, 1};
+    int64_t next[2];
+
+    if (!f)
+        return -1;
+    snprintf(f->root, sizeof(f->root), "/tmp/tc-test-lake-sink-XXXXXX");
+    *state = f; /* a failing setup undoes itself through teardown (cmocka will not call it) */
+    if (!mkdtemp(f->root)) {
+        free(f);
+        return -1;
+    }
+    o.root = f->root;
+    o.topic = "t";
+    f->lake = tc_lake_new(&o, errstr, sizeof(errstr));
+    f->b = tc_batch_new(64, 0);
+    if (!f->lake || !f->b ||
+        tc_lake_open_partitions(f->lake, parts, 2, next, errstr, sizeof(errstr)) != TC_OK) {
+        teardown(state);
+        return -1;
+    }
+    return 0;
 }
 
 /* Append readings of partition p at offsets [first, last] (one second apart from noon), then
