@@ -8,13 +8,14 @@ SHELL        := /bin/bash
 BUILD        := build
 BUILD_ASAN   := build-asan
 BUILD_FUZZ   := build-fuzz
+BUILD_TSAN   := build-tsan
 VENV         := .venv
 PY           := $(VENV)/bin/python
 DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
+.PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality clean docs
 
 all: build
@@ -39,6 +40,30 @@ build:
 build-asan:
 	@cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_SANITIZE=ON -DTC_TESTS=ON >/dev/null
 	@ninja -C $(BUILD_ASAN)
+
+# ThreadSanitizer (it cannot be combined with ASan): the pipeline's writer threads, the rollups'
+# writer, the fetch thread, and librdkafka's and libmicrohttpd's threads.
+# tests/tsan/c11_threads.c (uninstrumented, preloaded into the processes under test) gives
+# librdkafka's C11 threads and locks to the runtime as pthreads: see the file.
+build-tsan:
+	@cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_TSAN=ON -DTC_TESTS=ON >/dev/null
+	@ninja -C $(BUILD_TSAN)
+	@$(CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -shared -O1 -Wall -Wextra -Werror \
+	    -o $(BUILD_TSAN)/libtc_c11_threads.so tests/tsan/c11_threads.c -lpthread
+
+# The unit tests and a bounded set of integration tests (parallel writers, health endpoints,
+# SIGHUP, the lake sink) under ThreadSanitizer: any report fails the run (halt_on_error, and the
+# integration tests look for ThreadSanitizer in every process's stderr). tests/tsan/suppressions names
+# what is suppressed and why.
+TSAN_OPTIONS_RUN := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan/suppressions
+TSAN_INTEGRATION := tests/integration/test_writers.py tests/integration/test_observe.py \
+                    tests/integration/test_reload.py \
+                    tests/integration/test_lake.py::test_lake_catches_up_when_behind_the_store
+test-tsan: build-tsan venv services
+	@cd $(BUILD_TSAN) && TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" ctest --output-on-failure
+	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_TSAN)/thermocline \
+	    THERMOCLINE_PRELOAD=$(CURDIR)/$(BUILD_TSAN)/libtc_c11_threads.so \
+	    TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" $(PY) -m pytest -q -W error $(TSAN_INTEGRATION)
 
 build-fuzz:
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTC_SANITIZE=ON \
@@ -102,12 +127,13 @@ test-faults: build-asan venv
 test: deps lint unit integration faults fuzz-smoke kubernetes
 	@echo "make test: all suites passed"
 
-# The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), and every fuzz
-# target for 10 minutes.
+# The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), every fuzz
+# target for 10 minutes, and the ThreadSanitizer run.
 test-full: build-asan venv
 	@TC_BUILD_DIR=$(BUILD_ASAN) TC_INTEROP_CASES=1000 TC_INTEROP_JAVA_CASES=200 \
 	    $(PY) -m pytest -q -W error tests/interop
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=600
+	@$(MAKE) --no-print-directory test-tsan
 
 lint:
 	@scripts/lint

@@ -137,6 +137,8 @@ int tc_cli_next(tc_cli_parser *ps)
             return -1;
         if (opt == 'h') {
             fputs(ps->spec->help, stdout);
+            if (ps->spec->help_more)
+                ps->spec->help_more(stdout);
             exit(0);
         }
         if (opt == '?' || opt == ':') {

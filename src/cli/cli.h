@@ -50,6 +50,7 @@ typedef struct tc_cli_spec {
     const char *shortopts;         /* own short options in getopt syntax ("j" "n:"), or NULL */
     const struct option *longopts; /* own long options, {NULL,0,NULL,0}-terminated, or NULL */
     int min_args, max_args;        /* positional arguments accepted */
+    void (*help_more)(FILE *out);  /* NULL, or prints what follows help (generated text) */
 } tc_cli_spec;
 
 /* One parse of argv; on the caller's stack, nothing to free. */

@@ -436,9 +436,9 @@ int tc_cmd_dlq(int argc, char **argv)
         f.redriven = -1;
     cfg = tc_cli_config(&common);
     tc_store_options_from_config(&so, cfg);
-    store = tc_store_new(&so);
+    store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store) {
-        fprintf(stderr, "thermocline dlq: out of memory\n");
+        fprintf(stderr, "thermocline dlq: %s\n", errstr);
         tc_config_destroy(cfg);
         return TC_EXIT_FAILURE;
     }

@@ -21,6 +21,7 @@
 #include "core/path.h"
 #include "core/timeutil.h"
 #include "lake/compact.h"
+#include "lake/layout.h"
 #include "lake/parquet_read.h"
 
 #define TC_LAKE_CLI_PATH_MAX TC_PATH_MAX
@@ -32,22 +33,6 @@ typedef struct tc_lake_walk {
     /* per day */
     uint64_t day_files, day_rows, day_bytes;
 } tc_lake_walk;
-
-static int tc_lake_view_eq(tc_pq_view v, const char *s)
-{
-    return v.n == strlen(s) && memcmp(v.p, s, v.n) == 0;
-}
-
-static const char *tc_lake_kv(const tc_parquet_info *info, const char *key, char *buf, size_t cap)
-{
-    for (size_t i = 0; i < info->nkv; i++) {
-        if (tc_lake_view_eq(info->kv[i].key, key) && info->kv[i].has_value) {
-            snprintf(buf, cap, "%.*s", (int)info->kv[i].value.n, (const char *)info->kv[i].value.p);
-            return buf;
-        }
-    }
-    return NULL;
-}
 
 /* Every event time of the file inside its day (from the time column's statistics). */
 static int tc_lake_check_times(const char *path, int64_t day, const tc_parquet_info *info)
@@ -91,9 +76,9 @@ static int tc_lake_check_compact(const char *path, const char *name, int64_t day
         printf("BAD  %s: a compacted file of another day\n", path);
         problems++;
     }
-    if (!tc_lake_kv(info, "thermocline.rows", rows_s, sizeof(rows_s)) ||
-        !tc_lake_kv(info, "kafka.topic", topic, sizeof(topic)) ||
-        !tc_lake_kv(info, "kafka.partitions", ranges, sizeof(ranges))) {
+    if (!tc_lake_kv_get(info, TC_LAKE_KV_ROWS, rows_s, sizeof(rows_s)) ||
+        !tc_lake_kv_get(info, TC_LAKE_KV_TOPIC, topic, sizeof(topic)) ||
+        !tc_lake_kv_get(info, TC_LAKE_KV_PARTITIONS, ranges, sizeof(ranges))) {
         printf("BAD  %s: key-value metadata lacks thermocline.rows or the Kafka coordinates\n",
                path);
         return problems + 1;
@@ -134,23 +119,24 @@ static int tc_lake_check_compact(const char *path, const char *name, int64_t day
 static int tc_lake_check_file(const char *path, const char *name, int64_t day,
                               const tc_parquet_info *info)
 {
-    char part_s[32], first_s[32], last_s[32], topic[256], expect[512];
+    char part_s[32], first_s[32], last_s[32], topic[TC_LAKE_TOPIC_MAX], expect[TC_LAKE_NAME_MAX];
+    tc_lake_name nm;
     int problems = 0;
     int64_t first, last;
 
-    if (!strncmp(name, "compact-", 8))
+    if (tc_lake_name_parse(name, &nm) == TC_LAKE_FILE_COMPACT)
         return tc_lake_check_compact(path, name, day, info);
-    if (!tc_lake_kv(info, "kafka.partition", part_s, sizeof(part_s)) ||
-        !tc_lake_kv(info, "kafka.first_offset", first_s, sizeof(first_s)) ||
-        !tc_lake_kv(info, "kafka.last_offset", last_s, sizeof(last_s)) ||
-        !tc_lake_kv(info, "kafka.topic", topic, sizeof(topic))) {
+    if (!tc_lake_kv_get(info, TC_LAKE_KV_PARTITION, part_s, sizeof(part_s)) ||
+        !tc_lake_kv_get(info, TC_LAKE_KV_FIRST_OFFSET, first_s, sizeof(first_s)) ||
+        !tc_lake_kv_get(info, TC_LAKE_KV_LAST_OFFSET, last_s, sizeof(last_s)) ||
+        !tc_lake_kv_get(info, TC_LAKE_KV_TOPIC, topic, sizeof(topic))) {
         printf("BAD  %s: key-value metadata lacks the Kafka coordinates\n", path);
         return 1;
     }
     first = strtoll(first_s, NULL, 10);
     last = strtoll(last_s, NULL, 10);
-    tc_path_fmt(expect, sizeof(expect), "part-%s-p%s-%s-%s.parquet", topic, part_s, first_s,
-                last_s);
+    tc_lake_name_part(expect, sizeof(expect), topic, (int32_t)strtol(part_s, NULL, 10), first,
+                      last);
     if (strcmp(expect, name) != 0) {
         printf("BAD  %s: metadata says %s\n", path, expect);
         problems++;
@@ -219,83 +205,18 @@ static void tc_lake_day(tc_lake_walk *w, const char *dir, int64_t day, const cha
                w->files == w->day_files ? "" : ",", label, w->day_files, w->day_rows, w->day_bytes);
 }
 
-static int tc_lake_names(const char *dir, const char *prefix, char ***out)
-{
-    struct dirent *de;
-    DIR *d = opendir(dir);
-    char **names = NULL;
-    int n = 0;
-
-    if (!d)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        char **nn;
-        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        nn = realloc(names, (size_t)(n + 1) * sizeof(*names));
-        if (!nn)
-            break;
-        names = nn;
-        names[n] = strdup(de->d_name);
-        if (names[n])
-            n++;
-    }
-    closedir(d);
-    *out = names;
-    return n;
-}
-
-static int tc_lake_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void tc_lake_free_names(char **names, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
-/* Called for each day directory of the lake, in date order. */
-typedef void (*tc_lake_day_fn)(void *ctx, const char *dir, int y, int m, int d);
-
-/* Walk <root>/telemetry/year=/month=/day= in date order. */
-static void tc_lake_each_day(const char *root, tc_lake_day_fn fn, void *ctx)
-{
-    char base[TC_LAKE_CLI_PATH_MAX], ypath[TC_LAKE_CLI_PATH_MAX], mpath[TC_LAKE_CLI_PATH_MAX];
-    char dpath[TC_LAKE_CLI_PATH_MAX];
-    char **years, **months, **days;
-    int ny, nm, nd;
-
-    tc_path_fmt(base, sizeof(base), "%s/telemetry", root);
-    ny = tc_lake_names(base, "year=", &years);
-    qsort(years, (size_t)ny, sizeof(*years), tc_lake_cmp);
-    for (int y = 0; y < ny; y++) {
-        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, years[y]);
-        nm = tc_lake_names(ypath, "month=", &months);
-        qsort(months, (size_t)nm, sizeof(*months), tc_lake_cmp);
-        for (int m = 0; m < nm; m++) {
-            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, months[m]);
-            nd = tc_lake_names(mpath, "day=", &days);
-            qsort(days, (size_t)nd, sizeof(*days), tc_lake_cmp);
-            for (int d = 0; d < nd; d++) {
-                tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, days[d]);
-                fn(ctx, dpath, atoi(years[y] + 5), atoi(months[m] + 6), atoi(days[d] + 4));
-            }
-            tc_lake_free_names(days, nd);
-        }
-        tc_lake_free_names(months, nm);
-    }
-    tc_lake_free_names(years, ny);
-}
-
-static void tc_lake_list_day(void *ctx, const char *dir, int y, int m, int d)
+static tc_err tc_lake_list_day(void *ctx, const char *dir, int64_t day)
 {
     char label[16];
+    int y;
+    unsigned m, d;
 
-    tc_path_fmt(label, sizeof(label), "%04d-%02d-%02d", y % 10000, m % 100, d % 100);
-    tc_lake_day(ctx, dir, tc_time_days_from_civil(y, (unsigned)m, (unsigned)d), label);
+    if (day < 0)
+        return TC_OK; /* not a day=NN directory under year=/month= */
+    tc_time_civil_from_days(day, &y, &m, &d);
+    tc_path_fmt(label, sizeof(label), "%04d-%02u-%02u", y % 10000, m % 100, d % 100);
+    tc_lake_day(ctx, dir, day, label);
+    return TC_OK;
 }
 
 /* Compact one day; prints what happened. Returns 0, or 1 when refused or failed. */
@@ -328,15 +249,18 @@ typedef struct tc_lake_closed {
     int failed;
 } tc_lake_closed;
 
-static void tc_lake_compact_if_closed(void *ctx, const char *dir, int y, int m, int d)
+static tc_err tc_lake_compact_if_closed(void *ctx, const char *dir, int64_t day)
 {
     tc_lake_closed *c = ctx;
+    int y;
+    unsigned m, d;
 
     (void)dir;
-    if (m < 1 || m > 12 || d < 1 || d > 31 ||
-        c->today - tc_time_days_from_civil(y, (unsigned)m, (unsigned)d) < c->min_age)
-        return;
-    c->failed |= tc_lake_compact_one(c->root, y, m, d, c->o);
+    if (day < 0 || c->today - day < c->min_age)
+        return TC_OK;
+    tc_time_civil_from_days(day, &y, &m, &d);
+    c->failed |= tc_lake_compact_one(c->root, y, (int)m, (int)d, c->o);
+    return TC_OK;
 }
 
 /* Every day directory of the lake at least min_age_days old. */
@@ -349,7 +273,7 @@ static int tc_lake_compact_closed(const char *root, const tc_lake_compact_option
         .min_age = o->min_age_days < 1 ? 1 : o->min_age_days,
     };
 
-    tc_lake_each_day(root, tc_lake_compact_if_closed, &c);
+    tc_lake_walk_days(root, tc_lake_compact_if_closed, &c);
     return c.failed;
 }
 
@@ -491,7 +415,7 @@ int tc_cmd_lake(int argc, char **argv)
         printf("{\"days\":[");
     else if (!w.verify)
         printf("%-12s %8s %14s %14s\n", "day", "files", "rows", "bytes");
-    tc_lake_each_day(cfg->lake_dir, tc_lake_list_day, &w);
+    tc_lake_walk_days(cfg->lake_dir, tc_lake_list_day, &w);
     if (w.json)
         printf("],\"files\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"bad\":%" PRIu64
                ",\"temporary\":%" PRIu64 "}\n",

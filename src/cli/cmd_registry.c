@@ -2,7 +2,7 @@
  * cmd_registry.c -- `thermocline registry` (the schema registry server) and `thermocline schema`
  * (its command-line client).
  *
- * The client is api/http_client.h: one request per connection, a bounded response
+ * The client is core/http_client.h: one request per connection, a bounded response
  * (TC_CLIENT_RESPONSE_MAX), connect, send and receive timeouts.
  */
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "api/http.h"
-#include "api/http_client.h"
+#include "core/http_client.h"
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/log.h"

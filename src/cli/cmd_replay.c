@@ -393,9 +393,9 @@ int tc_cmd_replay(int argc, char **argv)
     if (err != TC_OK)
         goto out;
     tc_store_options_from_config(&so, cfg);
-    store = tc_store_new(&so);
+    store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store) {
-        err = tc_err_set(TC_ERR_NOMEM, errstr, sizeof(errstr), "out of memory");
+        err = TC_ERR_CONFIG;
         goto out;
     }
     err = tc_store_replay_lock(store, &held, errstr, sizeof(errstr));

@@ -2,9 +2,10 @@
  * cmd_retention.c -- `thermocline retention [--dry-run]`: drop the operational store's old days.
  *
  * Plain mode: detaches and drops the daily partitions older than the retention age, never today's,
- * and, unless the lake is not required, only the days whose rows the lake's files already hold
- * (@S.lake_files). TimescaleDB mode: the extension's retention policy does this; the command says
- * which job and when it runs next. See docs/store.md.
+ * and, unless the lake is not required, only the days whose rows the lake already holds: the lake's
+ * progress files (lake/layout.h) are read here, where lake.dir is known, and handed to the store.
+ * TimescaleDB mode: the extension's retention policy does this; the command says which job and when
+ * it runs next. See docs/store.md.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,18 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "lake/layout.h"
 #include "store/store.h"
+
+/* The lake's progress of a partition of the configured topic, for the store's retention. */
+static tc_err tc_retention_lake_progress(void *opaque, int32_t partition, int64_t *next,
+                                         char *errstr, size_t errstr_size)
+{
+    const tc_config *cfg = opaque;
+
+    return tc_lake_progress_read(cfg->lake_dir, cfg->kafka_topic, partition, next, errstr,
+                                 errstr_size);
+}
 
 static void tc_retention_print(void *opaque, const tc_retention_day *d)
 {
@@ -40,8 +52,9 @@ int tc_cmd_retention(int argc, char **argv)
         .help = "usage: thermocline retention [options]\n\n"
                 "Drop the operational store's days older than the retention age (plain mode):\n"
                 "whole daily partitions, never today's, and only days the data lake already\n"
-                "holds (sum of lake_files.rows >= the day's rows) unless the lake is not\n"
-                "required. In TimescaleDB mode the retention policy does it; this reports it.\n\n"
+                "holds (its progress past every offset of the day's readings) unless the\n"
+                "lake is not required. In TimescaleDB mode the retention policy does it;\n"
+                "this reports it.\n\n"
                 "  -n, --dry-run          show what would be dropped, drop nothing\n"
                 "  -a, --max-age SECONDS  retention age (default: retention.max_age_s)\n"
                 "  -L, --no-require-lake  drop by age alone (this deployment has no lake)\n"
@@ -76,9 +89,13 @@ int tc_cmd_retention(int argc, char **argv)
     ro.max_age_s = max_age > 0 ? max_age : cfg->retention_max_age_s;
     ro.require_lake = !no_lake && cfg->retention_require_lake;
     ro.on_day = tc_retention_print;
-    store = tc_store_new(&so);
+    if (cfg->lake_dir && *cfg->lake_dir) {
+        ro.lake_progress = tc_retention_lake_progress;
+        ro.lake_opaque = cfg;
+    }
+    store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store || tc_store_retention(store, &ro, &res, errstr, sizeof(errstr)) != TC_OK) {
-        fprintf(stderr, "thermocline retention: %s\n", store ? errstr : "out of memory");
+        fprintf(stderr, "thermocline retention: %s\n", errstr);
         rc = TC_EXIT_FAILURE;
     } else if (res.mode == TC_STORE_TIMESCALEDB) {
         printf("TimescaleDB mode: %s\n", res.policy);
@@ -87,6 +104,9 @@ int tc_cmd_retention(int argc, char **argv)
                " them\n",
                (long long)ro.max_age_s, ro.require_lake ? ", lake required" : "", res.dropped,
                ro.dry_run ? "would be dropped" : "dropped", res.kept);
+        if (ro.require_lake && !ro.lake_progress && res.kept)
+            printf("lake.dir is not set, so no day shows as held by the lake; --no-require-lake "
+                   "drops by age alone\n");
     }
     tc_store_destroy(store);
     tc_config_destroy(cfg);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/http_client.h"
+#include "core/http_client.h"
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -17,6 +17,9 @@
 #include "process/pipeline.h"
 #include "schema/registry.h"
 #include "store/store.h"
+
+/* The reloadable keys of the configuration, written out for `run --help`. */
+#define TC_RUN_RELOAD_KEYS_MAX 2048
 
 int tc_cmd_migrate(int argc, char **argv)
 {
@@ -41,13 +44,13 @@ int tc_cmd_migrate(int argc, char **argv)
     tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
     tc_store_options_from_config(&so, cfg);
-    store = tc_store_new(&so);
+    store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store || tc_store_migrate(store, errstr, sizeof(errstr)) != TC_OK ||
         tc_registry_migrate(cfg->pg_dsn, errstr, sizeof(errstr)) != TC_OK ||
         tc_store_ensure_partitions_around(store, tc_time_now_us(),
                                           (int)(cfg->limits.max_age_s / 86400) + 1, errstr,
                                           sizeof(errstr)) != TC_OK) {
-        fprintf(stderr, "thermocline migrate: %s\n", store ? errstr : "out of memory");
+        fprintf(stderr, "thermocline migrate: %s\n", errstr);
         rc = TC_EXIT_FAILURE;
     } else {
         tc_log_info("migrate", "database objects are up to date in schema \"%s\"", cfg->pg_schema);
@@ -63,6 +66,26 @@ static tc_config *tc_run_reload(void *opaque, char *errstr, size_t errstr_size)
     return tc_cli_config_reload(opaque, errstr, errstr_size);
 }
 
+/* The end of `run --help`: the settings SIGHUP reloads, from the configuration table's flag, in
+ * lines of at most 80 columns. */
+static void tc_run_help_reload(FILE *out)
+{
+    char keys[TC_RUN_RELOAD_KEYS_MAX];
+    size_t col = 0;
+
+    tc_config_reloadable_keys(keys, sizeof(keys));
+    fputs("\nSettings SIGHUP reloads:\n", out);
+    for (char *k = strtok(keys, " "); k; k = strtok(NULL, " ")) {
+        size_t n = strlen(k);
+        if (col && col + 1 + n > 80) {
+            fputc('\n', out);
+            col = 0;
+        }
+        col += (size_t)fprintf(out, "%s%s", col ? " " : "  ", k);
+    }
+    fputc('\n', out);
+}
+
 int tc_cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {{"exit-when-idle", required_argument, NULL, 'i'},
@@ -74,12 +97,12 @@ int tc_cmd_run(int argc, char **argv)
             "Run the pipeline: consume readings from Kafka, validate them, and store them in\n"
             "PostgreSQL exactly once, with refused readings as dead letters. SIGTERM or SIGINT\n"
             "stops it cleanly; SIGHUP reloads the configuration (the settings that can change\n"
-            "while running: validation.*, log.level, pipeline.batch_timeout_ms,\n"
-            "postgres.rollup_interval_ms, registry.refresh_ms).\n\n"
+            "while running are listed at the end; the others take effect at the next start).\n\n"
             "  -i, --exit-when-idle SECONDS  exit 0 once every partition is consumed and\n"
             "                                nothing new arrived for SECONDS\n" TC_CLI_COMMON_HELP,
         .shortopts = "i:",
         .longopts = longopts,
+        .help_more = tc_run_help_reload,
     };
     char errstr[TC_ERRSTR_MAX];
     tc_cli_common common = {0};

@@ -20,22 +20,39 @@
 #include "core/json.h"
 #include "core/log.h"
 
-typedef enum tc_conf_type { TC_CT_STRING, TC_CT_INT, TC_CT_DOUBLE, TC_CT_BOOL } tc_conf_type;
+/* ENUM is a string that must be one of the entry's choices (checked wherever it is set). */
+typedef enum tc_conf_type {
+    TC_CT_STRING,
+    TC_CT_INT,
+    TC_CT_DOUBLE,
+    TC_CT_BOOL,
+    TC_CT_ENUM
+} tc_conf_type;
 
+/* An entry's flags. */
+#define TC_CF_RELOAD 1 /* SIGHUP applies it to a running pipeline (tc_config_reloadable) */
+
+/* The last two fields come after the description so that an entry without them (most) needs
+ * neither: they are zero. */
 typedef struct tc_conf_entry {
     const char *key;
     tc_conf_type type;
-    const char *def;
+    const char *def; /* the default: defaults live here and nowhere else */
     double min, max; /* bounds for INT and DOUBLE */
     const char *env; /* overriding environment variable, or NULL */
     size_t offset;   /* into tc_config */
     const char *desc;
+    unsigned flags;      /* TC_CF_* */
+    const char *choices; /* ENUM: the allowed values, comma separated */
 } tc_conf_entry;
 
 #define OFF(field) offsetof(tc_config, field)
 /* Bounds wide enough to mean "any" for a double limit. */
 #define TC_DBL_ANY 1e300
 
+/* Entries leave out their trailing flags and choices when those are zero (see tc_conf_entry). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const tc_conf_entry tc_conf_table[] = {
     {"kafka.brokers", TC_CT_STRING, "127.0.0.1:9092", 0, 0, "THERMOCLINE_KAFKA_BROKERS",
      OFF(kafka_brokers), "Kafka bootstrap servers, comma separated."},
@@ -70,16 +87,18 @@ static const tc_conf_entry tc_conf_table[] = {
      "what Avro readings resolve to (empty: <kafka.topic>-value, Confluent's TopicNameStrategy)."},
     {"registry.refresh_ms", TC_CT_INT, "5000", 100, 3600000, NULL, OFF(registry_refresh_ms),
      "How often the pipeline asks the registry for new versions of the subject; a new version's "
-     "numeric fields become columns within this delay."},
+     "numeric fields become columns within this delay.",
+     TC_CF_RELOAD},
     {"postgres.dsn", TC_CT_STRING, "dbname=thermocline", 0, 0, "THERMOCLINE_PG_DSN", OFF(pg_dsn),
      "libpq connection string of the operational store."},
     {"postgres.schema", TC_CT_STRING, "telemetry", 0, 0, NULL, OFF(pg_schema),
      "Schema that holds Thermocline's tables."},
     {"postgres.partition_days_ahead", TC_CT_INT, "2", 1, 365, NULL, OFF(pg_partition_days_ahead),
      "Daily partitions created ahead of the current day."},
-    {"postgres.timescaledb", TC_CT_STRING, "auto", 0, 0, "THERMOCLINE_PG_TIMESCALEDB",
+    {"postgres.timescaledb", TC_CT_ENUM, "auto", 0, 0, "THERMOCLINE_PG_TIMESCALEDB",
      OFF(pg_timescaledb),
-     "Mode of a new schema: auto (TimescaleDB when installed and preloaded), on, or off (plain)."},
+     "Mode of a new schema: auto (TimescaleDB when installed and preloaded), on, or off (plain).",
+     0, "auto,on,off"},
     {"postgres.chunk_interval_s", TC_CT_INT, "86400", 3600, 31536000, NULL,
      OFF(pg_chunk_interval_s), "TimescaleDB mode: time span of one hypertable chunk (1 day)."},
     {"postgres.compress_after_s", TC_CT_INT, "604800", 0, 3153600000.0, NULL,
@@ -94,7 +113,8 @@ static const tc_conf_entry tc_conf_table[] = {
     {"postgres.rollup_interval_ms", TC_CT_INT, "1000", 0, 600000, NULL, OFF(pg_rollup_interval_ms),
      "How often the rollups and the latest state per device are written, from every batch stored "
      "since, in a transaction of their own with their own offsets (exactly once); 0: after every "
-     "batch."},
+     "batch.",
+     TC_CF_RELOAD},
     {"retention.max_age_s", TC_CT_INT, "2592000", 3600, 3153600000.0, NULL,
      OFF(retention_max_age_s), "Days older than this leave the operational store (30 days)."},
     {"retention.require_lake", TC_CT_BOOL, "true", 0, 0, NULL, OFF(retention_require_lake),
@@ -105,7 +125,7 @@ static const tc_conf_entry tc_conf_table[] = {
      "...and a writer is free; while every writer is busy it goes on filling up to this many "
      "(fewer, larger COPYs when the store is behind)."},
     {"pipeline.batch_timeout_ms", TC_CT_INT, "100", 1, 60000, NULL, OFF(batch_timeout_ms),
-     "...or when its oldest reading has waited this long."},
+     "...or when its oldest reading has waited this long.", TC_CF_RELOAD},
     {"pipeline.partitions_per_batch", TC_CT_INT, "4096", 1, 4096, NULL, OFF(partitions_per_batch),
      "Kafka partitions one batch may hold readings of: a reading of one more partition goes into "
      "the next batch, and this one is written first."},
@@ -124,41 +144,45 @@ static const tc_conf_entry tc_conf_table[] = {
      "Messages per partition read again at assignment, before where consumption resumes, to "
      "rebuild the dedupe window after a restart or a rebalance."},
     {"validation.temperature_min", TC_CT_DOUBLE, "-50", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.min[TC_M_TEMPERATURE]), "Lowest valid temperature, degrees Celsius."},
+     OFF(limits.min[TC_M_TEMPERATURE]), "Lowest valid temperature, degrees Celsius.", TC_CF_RELOAD},
     {"validation.temperature_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.max[TC_M_TEMPERATURE]), "Highest valid temperature, degrees Celsius."},
+     OFF(limits.max[TC_M_TEMPERATURE]), "Highest valid temperature, degrees Celsius.",
+     TC_CF_RELOAD},
     {"validation.humidity_min", TC_CT_DOUBLE, "0", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.min[TC_M_HUMIDITY]), "Lowest valid relative humidity, percent."},
+     OFF(limits.min[TC_M_HUMIDITY]), "Lowest valid relative humidity, percent.", TC_CF_RELOAD},
     {"validation.humidity_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.max[TC_M_HUMIDITY]), "Highest valid relative humidity, percent."},
+     OFF(limits.max[TC_M_HUMIDITY]), "Highest valid relative humidity, percent.", TC_CF_RELOAD},
     {"validation.pressure_min", TC_CT_DOUBLE, "300", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.min[TC_M_PRESSURE]), "Lowest valid pressure, hPa (Mount Everest is ~314)."},
+     OFF(limits.min[TC_M_PRESSURE]), "Lowest valid pressure, hPa (Mount Everest is ~314).",
+     TC_CF_RELOAD},
     {"validation.pressure_max", TC_CT_DOUBLE, "1100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.max[TC_M_PRESSURE]), "Highest valid pressure, hPa (record high is ~1084)."},
+     OFF(limits.max[TC_M_PRESSURE]), "Highest valid pressure, hPa (record high is ~1084).",
+     TC_CF_RELOAD},
     {"validation.battery_min", TC_CT_DOUBLE, "0", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.min[TC_M_BATTERY]), "Lowest valid battery level, percent."},
+     OFF(limits.min[TC_M_BATTERY]), "Lowest valid battery level, percent.", TC_CF_RELOAD},
     {"validation.battery_max", TC_CT_DOUBLE, "100", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.max[TC_M_BATTERY]), "Highest valid battery level, percent."},
+     OFF(limits.max[TC_M_BATTERY]), "Highest valid battery level, percent.", TC_CF_RELOAD},
     {"validation.latitude_min", TC_CT_DOUBLE, "-90", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.min[TC_M_LATITUDE]), "Lowest valid latitude, degrees."},
+     OFF(limits.min[TC_M_LATITUDE]), "Lowest valid latitude, degrees.", TC_CF_RELOAD},
     {"validation.latitude_max", TC_CT_DOUBLE, "90", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.max[TC_M_LATITUDE]), "Highest valid latitude, degrees."},
+     OFF(limits.max[TC_M_LATITUDE]), "Highest valid latitude, degrees.", TC_CF_RELOAD},
     {"validation.longitude_min", TC_CT_DOUBLE, "-180", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.min[TC_M_LONGITUDE]), "Lowest valid longitude, degrees."},
+     OFF(limits.min[TC_M_LONGITUDE]), "Lowest valid longitude, degrees.", TC_CF_RELOAD},
     {"validation.longitude_max", TC_CT_DOUBLE, "180", -TC_DBL_ANY, TC_DBL_ANY, NULL,
-     OFF(limits.max[TC_M_LONGITUDE]), "Highest valid longitude, degrees."},
+     OFF(limits.max[TC_M_LONGITUDE]), "Highest valid longitude, degrees.", TC_CF_RELOAD},
     {"validation.max_future_s", TC_CT_INT, "300", 0, 31536000, NULL, OFF(limits.max_future_s),
-     "Readings timestamped further ahead than this are refused."},
+     "Readings timestamped further ahead than this are refused.", TC_CF_RELOAD},
     {"validation.max_age_s", TC_CT_INT, "2592000", 60, 3153600000.0, NULL, OFF(limits.max_age_s),
-     "Readings older than this are refused (default 30 days, the operational retention)."},
+     "Readings older than this are refused (default 30 days, the operational retention).",
+     TC_CF_RELOAD},
     {"lake.dir", TC_CT_STRING, "", 0, 0, "THERMOCLINE_LAKE_DIR", OFF(lake_dir),
      "Root folder of the Parquet data lake (empty: lake sink off)."},
     {"lake.roll_bytes", TC_CT_INT, "134217728", 1048576, 68719476736.0, NULL, OFF(lake_roll_bytes),
      "A partition's lake files are committed once one of them reaches this size..."},
     {"lake.roll_seconds", TC_CT_INT, "60", 1, 86400, NULL, OFF(lake_roll_seconds),
      "...or once its oldest uncommitted reading has waited this long."},
-    {"lake.codec", TC_CT_STRING, "snappy", 0, 0, NULL, OFF(lake_codec),
-     "Parquet page compression: snappy, zstd or none."},
+    {"lake.codec", TC_CT_ENUM, "snappy", 0, 0, NULL, OFF(lake_codec),
+     "Parquet page compression: snappy, zstd or none.", 0, "snappy,zstd,none"},
     /* An open file holds its row group's pages: with a file per partition and day, the row group
      * is what the lake costs in memory (6 partitions x 65,536 readings: about 20 MiB; twice that
      * took 20 MiB more of the 10x burst's peak RSS and saved 0.1 % of the lake's bytes). */
@@ -188,11 +212,13 @@ static const tc_conf_entry tc_conf_table[] = {
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},
-    {"log.level", TC_CT_STRING, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
-     "debug, info, warn or error."},
-    {"log.format", TC_CT_STRING, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),
-     "json (JSON lines), human, or auto (human on a terminal, JSON otherwise)."},
+    {"log.level", TC_CT_ENUM, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
+     "debug, info, warn or error.", TC_CF_RELOAD, "debug,info,warn,error"},
+    {"log.format", TC_CT_ENUM, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),
+     "json (JSON lines), human, or auto (human on a terminal, JSON otherwise).", 0,
+     "json,human,auto"},
 };
+#pragma GCC diagnostic pop
 
 #define TC_CONF_COUNT     (sizeof(tc_conf_table) / sizeof(tc_conf_table[0]))
 #define TC_RDKAFKA_PREFIX "rdkafka."
@@ -202,6 +228,8 @@ static const tc_conf_entry tc_conf_table[] = {
 #define TC_CONF_DEPTH_MAX 8
 /* Longest dotted key we accept. */
 #define TC_CONF_KEY_MAX 256
+/* An ENUM's choices written out for a message or the reference. */
+#define TC_CONF_CHOICES_MAX 256
 
 static const tc_conf_entry *tc_conf_find(const char *key)
 {
@@ -257,6 +285,51 @@ static tc_err tc_conf_set_rdkafka(tc_config *cfg, const char *key, const char *v
     return TC_OK;
 }
 
+/* Whether value is one of an ENUM entry's choices (exactly, case included). */
+static int tc_conf_is_choice(const tc_conf_entry *e, const char *value)
+{
+    size_t n = strlen(value);
+
+    for (const char *c = e->choices; c && *c;) {
+        size_t len = strcspn(c, ",");
+        if (len == n && !strncmp(c, value, n))
+            return 1;
+        c += len + (c[len] == ',');
+    }
+    return 0;
+}
+
+/* An ENUM entry's choices for people: "auto, on, off". */
+static const char *tc_conf_choices_text(const tc_conf_entry *e, char *out, size_t cap)
+{
+    size_t k = 0;
+
+    out[0] = '\0';
+    for (const char *c = e->choices; c && *c && k + 1 < cap; c++)
+        k += (size_t)snprintf(out + k, cap - k, *c == ',' ? ", " : "%c", *c);
+    return out;
+}
+
+int tc_config_reloadable(const char *key)
+{
+    const tc_conf_entry *e = tc_conf_find(key);
+
+    return e && (e->flags & TC_CF_RELOAD);
+}
+
+size_t tc_config_reloadable_keys(char *out, size_t cap)
+{
+    size_t k = 0;
+
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < TC_CONF_COUNT && k < cap; i++) {
+        if (tc_conf_table[i].flags & TC_CF_RELOAD)
+            k += (size_t)snprintf(out + k, cap - k, "%s%s", k ? ", " : "", tc_conf_table[i].key);
+    }
+    return k < cap ? k : (cap ? cap - 1 : 0); /* truncated: what fits */
+}
+
 tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *errstr,
                      size_t errstr_size)
 {
@@ -273,8 +346,15 @@ tc_err tc_config_set(tc_config *cfg, const char *key, const char *value, char *e
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                           "unknown configuration key \"%s\" (see docs/configuration.md)", key);
     field = (char *)cfg + e->offset;
+    if (e->type == TC_CT_ENUM && !tc_conf_is_choice(e, value)) {
+        char allowed[TC_CONF_CHOICES_MAX];
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "invalid value for \"%s\": \"%s\" (allowed: %s)", key, value,
+                          tc_conf_choices_text(e, allowed, sizeof(allowed)));
+    }
     switch (e->type) {
     case TC_CT_STRING:
+    case TC_CT_ENUM:
         s = strdup(value);
         if (!s)
             return TC_ERR_NOMEM;
@@ -332,7 +412,7 @@ void tc_config_destroy(tc_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < TC_CONF_COUNT; i++) {
-        if (tc_conf_table[i].type == TC_CT_STRING)
+        if (tc_conf_table[i].type == TC_CT_STRING || tc_conf_table[i].type == TC_CT_ENUM)
             free(*(char **)((char *)cfg + tc_conf_table[i].offset));
     }
     for (int i = 0; i < cfg->rdkafka_count; i++) {
@@ -616,9 +696,6 @@ static double tc_conf_number(const tc_config *cfg, const tc_conf_entry *e)
 
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    tc_log_level level;
-    tc_log_format format;
-
     for (size_t i = 0; i < TC_CONF_COUNT; i++) {
         const tc_conf_entry *hi = &tc_conf_table[i], *lo = tc_conf_min_of(hi->key);
         char a[TC_FMT_DOUBLE_MAX], b[TC_FMT_DOUBLE_MAX];
@@ -631,36 +708,34 @@ tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size)
                           "%s (%s) is above %s (%s): no value could be valid", lo->key, a, hi->key,
                           b);
     }
-    if (tc_log_parse_level(cfg->log_level, &level))
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "invalid value for \"log.level\": \"%s\" (debug, info, warn or error)",
-                          cfg->log_level);
-    if (tc_log_parse_format(cfg->log_format, &format))
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "invalid value for \"log.format\": \"%s\" (json, human or auto)",
-                          cfg->log_format);
     return TC_OK;
 }
 
-static const char *const tc_conf_type_names[] = {"string", "integer", "number", "boolean"};
+static const char *const tc_conf_type_names[] = {"string", "integer", "number", "boolean", "enum"};
 
 void tc_config_write_reference(FILE *out)
 {
-    fprintf(out, "# Configuration reference\n\n"
-                 "Generated by `thermocline config reference` from the configuration table in "
-                 "`src/core/config.c`; do not edit by hand.\n\n"
-                 "Precedence, lowest first: default, YAML file (`--config`), environment variable, "
-                 "`--set key=value`. Keys under `rdkafka.` are passed to librdkafka unchanged "
-                 "(see librdkafka's CONFIGURATION.md). Unknown keys are an error.\n\n"
-                 "| key | type | default | bounds | environment | description |\n"
-                 "|---|---|---|---|---|---|\n");
+    fprintf(out,
+            "# Configuration reference\n\n"
+            "Generated by `thermocline config reference` from the configuration table in "
+            "`src/core/config.c`; do not edit by hand.\n\n"
+            "Precedence, lowest first: default, YAML file (`--config`), environment variable, "
+            "`--set key=value`. Keys under `rdkafka.` are passed to librdkafka unchanged "
+            "(see librdkafka's CONFIGURATION.md). Unknown keys are an error.\n\n"
+            "The **reload** column marks the settings that SIGHUP applies to a running "
+            "`thermocline run`; the others take effect at the next start.\n\n"
+            "| key | type | default | bounds or values | environment | reload | description |\n"
+            "|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < TC_CONF_COUNT; i++) {
         const tc_conf_entry *e = &tc_conf_table[i];
+        char allowed[TC_CONF_CHOICES_MAX];
         fprintf(out, "| `%s` | %s | `%s` | ", e->key, tc_conf_type_names[e->type], e->def);
         if ((e->type == TC_CT_INT || e->type == TC_CT_DOUBLE) && e->max < TC_DBL_ANY)
             fprintf(out, "%.15g .. %.15g", e->min, e->max);
-        fprintf(out, " | %s%s%s | %s |\n", e->env ? "`" : "", e->env ? e->env : "",
-                e->env ? "`" : "", e->desc);
+        else if (e->type == TC_CT_ENUM)
+            fprintf(out, "%s", tc_conf_choices_text(e, allowed, sizeof(allowed)));
+        fprintf(out, " | %s%s%s | %s | %s |\n", e->env ? "`" : "", e->env ? e->env : "",
+                e->env ? "`" : "", e->flags & TC_CF_RELOAD ? "yes" : "", e->desc);
     }
 }
 
@@ -682,7 +757,7 @@ void tc_config_write_sample(FILE *out)
         }
         fprintf(out, "  # %s%s%s%s\n", e->desc, e->env ? " (env " : "", e->env ? e->env : "",
                 e->env ? ")" : "");
-        if (e->type == TC_CT_STRING)
+        if (e->type == TC_CT_STRING || e->type == TC_CT_ENUM)
             fprintf(out, "  %s: \"%s\"\n", dot + 1, e->def);
         else
             fprintf(out, "  %s: %s\n", dot + 1, e->def);
@@ -718,6 +793,7 @@ static int tc_conf_same(const tc_conf_entry *e, const tc_config *a, const tc_con
 
     switch (e->type) {
     case TC_CT_STRING:
+    case TC_CT_ENUM:
         return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
     case TC_CT_DOUBLE: {
         double x, y;
@@ -773,6 +849,7 @@ tc_err tc_config_copy_key(tc_config *dst, const tc_config *src, const char *key)
     sfield = (const char *)src + e->offset;
     switch (e->type) {
     case TC_CT_STRING:
+    case TC_CT_ENUM:
         copy = strdup(*(char *const *)sfield);
         if (!copy)
             return TC_ERR_NOMEM;
@@ -800,6 +877,7 @@ void tc_config_dump(const tc_config *cfg, FILE *out)
         const char *sv;
         switch (e->type) {
         case TC_CT_STRING:
+        case TC_CT_ENUM:
             sv = *(char *const *)field;
             fprintf(out, "%s = %s\n", e->key, tc_conf_is_secret(e->key, sv) ? hidden : sv);
             break;

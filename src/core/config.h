@@ -1,13 +1,13 @@
 /*
  * config.h -- Thermocline's configuration: one table, three sources.
  *
- * Every setting is a row of one table (key, type, default, bounds, environment variable,
- * description). The table is the single source of truth: the YAML loader, the environment
- * overrides, `--set`, the generated configuration reference (docs/configuration.md) and the sample
- * file all walk it. Precedence, lowest first: built-in default, YAML file (--config), THERMOCLINE_*
- * environment variables, command-line --set key=value. Unknown keys are rejected, naming the key,
- * except keys under "rdkafka.", which are passed verbatim to librdkafka (which
- * validates them).
+ * Every setting is a row of one table (key, type, default, bounds or allowed values, environment
+ * variable, description, whether SIGHUP reloads it). The table is the single source of truth: the
+ * YAML loader, the environment overrides, `--set`, the generated configuration reference
+ * (docs/configuration.md) and the sample file all walk it. Precedence, lowest first: built-in
+ * default, YAML file (--config), THERMOCLINE_* environment variables, command-line --set key=value.
+ * Unknown keys are rejected, naming the key, except keys under "rdkafka.", which are passed
+ * verbatim to librdkafka (which validates them).
  */
 #ifndef TC_CORE_CONFIG_H
 #define TC_CORE_CONFIG_H
@@ -114,9 +114,15 @@ tc_err tc_config_apply_env(tc_config *cfg, char *errstr, size_t errstr_size);
 tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
 
 /* The checks that span settings, run once every source is applied (file, environment, --set):
- * every X_min at most its X_max, log.level and log.format known. TC_ERR_CONFIG with errstr
- * naming the setting at fault. */
+ * every X_min at most its X_max. (An enumerated setting is checked as it is set.) TC_ERR_CONFIG
+ * with errstr naming the setting at fault. */
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size);
+
+/* Whether SIGHUP applies key to a running pipeline (the table's reload flag). */
+int tc_config_reloadable(const char *key);
+
+/* The reloadable keys, ", "-separated, into out (truncated to cap); returns the length written. */
+size_t tc_config_reloadable_keys(char *out, size_t cap);
 
 /* Write the configuration reference (markdown table) or a commented sample YAML file. */
 void tc_config_write_reference(FILE *out);

@@ -18,6 +18,7 @@
 
 #include "core/path.h"
 #include "core/timeutil.h"
+#include "lake/layout.h"
 #include "lake/parquet_values.h"
 
 #ifndef RENAME_EXCHANGE
@@ -96,25 +97,6 @@ typedef struct tc_cpt {
     size_t n;
 } tc_cpt;
 
-static int tc_cpt_view_is(tc_pq_view v, const char *s)
-{
-    return v.n == strlen(s) && memcmp(v.p, s, v.n) == 0;
-}
-
-static int tc_cpt_kv(const tc_parquet_info *info, const char *key, char *buf, size_t cap)
-{
-    for (size_t i = 0; i < info->nkv; i++) {
-        if (tc_cpt_view_is(info->kv[i].key, key) && info->kv[i].has_value) {
-            if (info->kv[i].value.n >= cap)
-                return -1;
-            memcpy(buf, info->kv[i].value.p, info->kv[i].value.n);
-            buf[info->kv[i].value.n] = '\0';
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static int tc_cpt_add_range(tc_cpt_input *in, int32_t p, int64_t first, int64_t last)
 {
     tc_cpt_range *r;
@@ -151,25 +133,6 @@ static int tc_cpt_parse_ranges(tc_cpt_input *in, const char *s)
         s = *end ? end + 1 : end;
     }
     return in->nranges ? 0 : -1;
-}
-
-/* Next offset of a partition not yet committed to the lake, or -1 when there is no progress. */
-static int64_t tc_cpt_progress(const char *root, const char *topic, int32_t p)
-{
-    char path[TC_CPT_PATH_MAX], buf[32];
-    ssize_t k;
-    int fd;
-
-    tc_path_fmt(path, sizeof(path), "%s/_thermocline/progress/%s/%d", root, topic, p);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    k = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (k <= 0)
-        return -1;
-    buf[k] = '\0';
-    return strtoll(buf, NULL, 10);
 }
 
 static void tc_cpt_free_inputs(tc_cpt *c)
@@ -215,6 +178,8 @@ static tc_err tc_cpt_list(tc_cpt *c)
                    : tc_err_set(TC_ERR_IO, c->errstr, c->n, "%s: %s", c->daydir, strerror(errno));
     while ((de = readdir(d)) != NULL && err == TC_OK) {
         const char *nm = de->d_name;
+        tc_lake_name parsed;
+        tc_lake_file_kind kind;
         tc_cpt_input *in;
         if (!strcmp(nm, ".") || !strcmp(nm, ".."))
             continue;
@@ -225,8 +190,8 @@ static tc_err tc_cpt_list(tc_cpt *c)
                              c->daydir, nm);
             break;
         }
-        if ((strncmp(nm, "part-", 5) != 0 && strncmp(nm, "compact-", 8) != 0) ||
-            !tc_cpt_ends(nm, ".parquet")) {
+        kind = tc_lake_name_parse(nm, &parsed);
+        if (kind != TC_LAKE_FILE_PART && kind != TC_LAKE_FILE_COMPACT) {
             err = tc_err_set(TC_ERR_INVALID, c->errstr, c->n,
                              "%s: unexpected file %s: not compacting a day with files it does "
                              "not know",
@@ -336,12 +301,12 @@ static tc_err tc_cpt_check_inputs(tc_cpt *c)
         in->rows = info->num_rows;
         if (stat(path, &st) == 0)
             in->bytes = (uint64_t)st.st_size;
-        if (i == 0 && tc_cpt_kv(info, "thermocline.schema_version", c->schema_version,
-                                sizeof(c->schema_version)) != 0)
+        if (i == 0 && !tc_lake_kv_get(info, TC_LAKE_KV_SCHEMA_VERSION, c->schema_version,
+                                      sizeof(c->schema_version)))
             snprintf(c->schema_version, sizeof(c->schema_version), "1");
         if (err == TC_OK)
             err = tc_cpt_merge_schema(c, path, cols, ncols);
-        if (err == TC_OK && tc_cpt_kv(info, "kafka.topic", topic, sizeof(topic)) != 0)
+        if (err == TC_OK && !tc_lake_kv_get(info, TC_LAKE_KV_TOPIC, topic, sizeof(topic)))
             err = tc_err_set(TC_ERR_INVALID, c->errstr, c->n, "%s: no kafka.topic metadata", path);
         if (err == TC_OK && i == 0)
             snprintf(c->topic, sizeof(c->topic), "%s", topic);
@@ -352,16 +317,19 @@ static tc_err tc_cpt_check_inputs(tc_cpt *c)
             char ps[32], fs[32], ls[32];
             long long p, f, l;
             int64_t progress;
-            if (tc_cpt_kv(info, "kafka.partition", ps, sizeof(ps)) != 0 ||
-                tc_cpt_kv(info, "kafka.first_offset", fs, sizeof(fs)) != 0 ||
-                tc_cpt_kv(info, "kafka.last_offset", ls, sizeof(ls)) != 0) {
+            if (!tc_lake_kv_get(info, TC_LAKE_KV_PARTITION, ps, sizeof(ps)) ||
+                !tc_lake_kv_get(info, TC_LAKE_KV_FIRST_OFFSET, fs, sizeof(fs)) ||
+                !tc_lake_kv_get(info, TC_LAKE_KV_LAST_OFFSET, ls, sizeof(ls))) {
                 err = tc_err_set(TC_ERR_INVALID, c->errstr, c->n,
                                  "%s: no Kafka coordinates in the metadata", path);
             } else {
                 p = strtoll(ps, NULL, 10);
                 f = strtoll(fs, NULL, 10);
                 l = strtoll(ls, NULL, 10);
-                progress = tc_cpt_progress(c->root, topic, (int32_t)p);
+                if (p < 0 || p > INT32_MAX ||
+                    tc_lake_progress_read(c->root, topic, (int32_t)p, &progress, c->errstr, c->n) !=
+                        TC_OK)
+                    progress = -1;
                 if (p < 0 || p > INT32_MAX || l < f)
                     err = tc_err_set(TC_ERR_INVALID, c->errstr, c->n, "%s: bad Kafka coordinates",
                                      path);
@@ -374,7 +342,7 @@ static tc_err tc_cpt_check_inputs(tc_cpt *c)
                     err = tc_err_set(TC_ERR_NOMEM, c->errstr, c->n, "out of memory");
             }
         } else if (err == TC_OK) {
-            if (tc_cpt_kv(info, "kafka.partitions", buf, sizeof(buf)) != 0 ||
+            if (!tc_lake_kv_get(info, TC_LAKE_KV_PARTITIONS, buf, sizeof(buf)) ||
                 tc_cpt_parse_ranges(in, buf) != 0)
                 err = tc_err_set(TC_ERR_INVALID, c->errstr, c->n,
                                  "%s: bad kafka.partitions metadata", path);
@@ -548,20 +516,19 @@ static tc_err tc_cpt_write(tc_cpt *c, const tc_lake_compact_options *o, size_t a
     if (err == TC_OK && !(ranges = tc_cpt_ranges_text(c, a, b)))
         err = tc_err_set(TC_ERR_NOMEM, c->errstr, c->n, "out of memory");
     if (err == TC_OK)
-        err = tc_parquet_add_kv(w, "thermocline.version", TC_VERSION, c->errstr, c->n);
+        err = tc_parquet_add_kv(w, TC_LAKE_KV_VERSION, TC_VERSION, c->errstr, c->n);
     if (err == TC_OK)
-        err =
-            tc_parquet_add_kv(w, "thermocline.schema_version", c->schema_version, c->errstr, c->n);
+        err = tc_parquet_add_kv(w, TC_LAKE_KV_SCHEMA_VERSION, c->schema_version, c->errstr, c->n);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(w, "kafka.topic", c->topic, c->errstr, c->n);
+        err = tc_parquet_add_kv(w, TC_LAKE_KV_TOPIC, c->topic, c->errstr, c->n);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(w, "kafka.partitions", ranges, c->errstr, c->n);
+        err = tc_parquet_add_kv(w, TC_LAKE_KV_PARTITIONS, ranges, c->errstr, c->n);
     snprintf(num, sizeof(num), "%" PRIu64, rows);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(w, "thermocline.rows", num, c->errstr, c->n);
+        err = tc_parquet_add_kv(w, TC_LAKE_KV_ROWS, num, c->errstr, c->n);
     snprintf(num, sizeof(num), "%zu", b - a);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(w, "thermocline.compacted_files", num, c->errstr, c->n);
+        err = tc_parquet_add_kv(w, TC_LAKE_KV_COMPACTED_FILES, num, c->errstr, c->n);
     if (err == TC_OK)
         err = tc_parquet_close(w, c->errstr, c->n);
     if (err == TC_OK && fsync(fd) != 0)
@@ -692,8 +659,9 @@ tc_err tc_lake_compact_day(const char *root, int y, int m, int d, const tc_lake_
                 }
                 built = 1;
             }
-            tc_path_fmt(name, sizeof(name), "compact-%04d%02d%02d-%zu-%lld.parquet", y, m, d, outn,
-                        (long long)(now_us / 1000000));
+            tc_lake_name_compact(name, sizeof(name),
+                                 tc_time_days_from_civil(y, (unsigned)m, (unsigned)d), outn,
+                                 (long long)(now_us / 1000000));
             if ((err = tc_cpt_write(&c, o, a, b, name, res)) != TC_OK)
                 goto out;
         } else {

@@ -15,6 +15,7 @@
 
 #include "core/durable.h"
 #include "core/path.h"
+#include "lake/layout.h"
 #include "lake/parquet_read.h"
 
 /* A file of the partition found in the lake. */
@@ -32,58 +33,6 @@ typedef struct tc_rewind_scan {
     char compact_path[TC_PATH_MAX];
 } tc_rewind_scan;
 
-static int64_t tc_rewind_read_progress(const char *path)
-{
-    char buf[32];
-    long long v = -1;
-    FILE *f = fopen(path, "r");
-
-    if (!f)
-        return -1;
-    if (fgets(buf, sizeof(buf), f))
-        v = strtoll(buf, NULL, 10);
-    fclose(f);
-    return v >= 0 ? v : -1;
-}
-
-/* "part-<topic>-p<P>-<first>-<last>.parquet" of our partition: 1 with the range. */
-static int tc_rewind_parse(const tc_rewind_scan *sc, const char *name, int64_t *first,
-                           int64_t *last)
-{
-    size_t tl = strlen(sc->topic);
-    const char *p = name;
-    char *end;
-    long part;
-
-    if (strncmp(p, "part-", 5) != 0 || strncmp(p + 5, sc->topic, tl) != 0 || p[5 + tl] != '-' ||
-        p[6 + tl] != 'p')
-        return 0;
-    p += 7 + tl;
-    part = strtol(p, &end, 10);
-    if (end == p || *end != '-' || part != sc->partition)
-        return 0;
-    p = end + 1;
-    *first = strtoll(p, &end, 10);
-    if (end == p || *end != '-')
-        return 0;
-    p = end + 1;
-    *last = strtoll(p, &end, 10);
-    return end != p && !strcmp(end, ".parquet");
-}
-
-/* A key-value of a file's footer, or NULL. */
-static const char *tc_rewind_kv(const tc_parquet_info *info, const char *key, char *buf, size_t cap)
-{
-    for (size_t i = 0; i < info->nkv; i++) {
-        const tc_parquet_kv_info *kv = &info->kv[i];
-        if (kv->has_value && kv->key.n == strlen(key) && !memcmp(kv->key.p, key, kv->key.n)) {
-            snprintf(buf, cap, "%.*s", (int)kv->value.n, (const char *)kv->value.p);
-            return buf;
-        }
-    }
-    return NULL;
-}
-
 /* A compacted file: note the highest offset of our partition in it ("P:first-last,..."). */
 static void tc_rewind_compacted(tc_rewind_scan *sc, const char *path)
 {
@@ -93,8 +42,8 @@ static void tc_rewind_compacted(tc_rewind_scan *sc, const char *path)
 
     if (tc_parquet_verify_path(path, TC_PQ_VERIFY_FOOTER, &info, errstr, sizeof(errstr)) != TC_OK)
         return;
-    if (tc_rewind_kv(info, "kafka.topic", topic, sizeof(topic)) && !strcmp(topic, sc->topic) &&
-        (p = tc_rewind_kv(info, "kafka.partitions", parts, sizeof(parts))) != NULL) {
+    if (tc_lake_kv_get(info, TC_LAKE_KV_TOPIC, topic, sizeof(topic)) && !strcmp(topic, sc->topic) &&
+        (p = tc_lake_kv_get(info, TC_LAKE_KV_PARTITIONS, parts, sizeof(parts))) != NULL) {
         while (*p) {
             long long part, first, last;
             int used = 0;
@@ -112,23 +61,27 @@ static void tc_rewind_compacted(tc_rewind_scan *sc, const char *path)
     tc_parquet_info_free(info);
 }
 
-static tc_err tc_rewind_day(tc_rewind_scan *sc, const char *dir)
+static tc_err tc_rewind_day(void *opaque, const char *dir, int64_t day)
 {
+    tc_rewind_scan *sc = opaque;
     char path[TC_PATH_MAX], errstr[TC_ERRSTR_MAX];
     struct dirent *de;
     DIR *d = opendir(dir);
 
+    (void)day;
     if (!d)
         return TC_OK;
     while ((de = readdir(d)) != NULL) {
         tc_parquet_info *info = NULL;
-        int64_t first, last;
+        tc_lake_name nm;
+        tc_lake_file_kind kind = tc_lake_name_parse(de->d_name, &nm);
         tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (!strncmp(de->d_name, "compact-", 8)) {
+        if (kind == TC_LAKE_FILE_COMPACT) {
             tc_rewind_compacted(sc, path);
             continue;
         }
-        if (!tc_rewind_parse(sc, de->d_name, &first, &last))
+        if (kind != TC_LAKE_FILE_PART || strcmp(nm.topic, sc->topic) != 0 ||
+            nm.partition != sc->partition)
             continue;
         if (sc->n == sc->cap) {
             size_t cap = sc->cap ? sc->cap * 2 : 64;
@@ -140,7 +93,7 @@ static tc_err tc_rewind_day(tc_rewind_scan *sc, const char *dir)
             sc->files = f;
             sc->cap = cap;
         }
-        sc->files[sc->n] = (tc_rewind_file){first, last, 0};
+        sc->files[sc->n] = (tc_rewind_file){nm.first, nm.last, 0};
         if (tc_parquet_verify_path(path, TC_PQ_VERIFY_FOOTER, &info, errstr, sizeof(errstr)) ==
             TC_OK)
             sc->files[sc->n].rows = (uint64_t)info->num_rows;
@@ -151,71 +104,22 @@ static tc_err tc_rewind_day(tc_rewind_scan *sc, const char *dir)
     return TC_OK;
 }
 
-/* Every day directory: <root>/telemetry/year=Y/month=M/day=D. */
-static tc_err tc_rewind_walk(tc_rewind_scan *sc, const char *root)
-{
-    char base[TC_PATH_MAX], ypath[TC_PATH_MAX], mpath[TC_PATH_MAX], dpath[TC_PATH_MAX];
-    struct dirent *y, *m, *dd;
-    DIR *yd, *md, *ddir;
-    tc_err err = TC_OK;
-
-    tc_path_fmt(base, sizeof(base), "%s/telemetry", root);
-    if (!(yd = opendir(base)))
-        return TC_OK;
-    while (err == TC_OK && (y = readdir(yd)) != NULL) {
-        if (strncmp(y->d_name, "year=", 5) != 0)
-            continue;
-        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, y->d_name);
-        if (!(md = opendir(ypath)))
-            continue;
-        while (err == TC_OK && (m = readdir(md)) != NULL) {
-            if (strncmp(m->d_name, "month=", 6) != 0)
-                continue;
-            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, m->d_name);
-            if (!(ddir = opendir(mpath)))
-                continue;
-            while (err == TC_OK && (dd = readdir(ddir)) != NULL) {
-                if (strncmp(dd->d_name, "day=", 4) != 0)
-                    continue;
-                tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, dd->d_name);
-                err = tc_rewind_day(sc, dpath);
-            }
-            closedir(ddir);
-        }
-        closedir(md);
-    }
-    closedir(yd);
-    return err;
-}
-
-/* Write the progress file atomically: temporary name, fsync, rename, fsync of the directory. */
-static tc_err tc_rewind_write_progress(const char *dir, int32_t partition, int64_t next,
-                                       char *errstr, size_t errstr_size)
-{
-    char name[16], text[32];
-
-    snprintf(name, sizeof(name), "%d", partition);
-    snprintf(text, sizeof(text), "%" PRId64 "\n", next);
-    return tc_durable_replace(dir, name, text, errstr, errstr_size);
-}
-
 tc_err tc_lake_rewind_partition(const char *root, const char *topic, int32_t partition,
                                 int64_t from, int apply, tc_lake_rewind *out, char *errstr,
                                 size_t errstr_size)
 {
-    char dir[TC_PATH_MAX], path[TC_PATH_MAX];
     tc_rewind_scan sc = {.topic = topic, .partition = partition, .compact_last = -1};
     int64_t start;
     tc_err err;
 
     memset(out, 0, sizeof(*out));
-    tc_path_fmt(dir, sizeof(dir), "%s/_thermocline/progress/%s", root, topic);
-    tc_path_fmt(path, sizeof(path), "%s/%d", dir, partition);
-    out->progress = tc_rewind_read_progress(path);
+    err = tc_lake_progress_read(root, topic, partition, &out->progress, errstr, errstr_size);
     out->from = out->progress;
+    if (err != TC_OK)
+        return err;
     if (out->progress < 0)
         return TC_OK; /* nothing committed: the lake takes whatever is consumed */
-    err = tc_rewind_walk(&sc, root);
+    err = tc_lake_walk_days(root, tc_rewind_day, &sc);
     if (err != TC_OK) {
         free(sc.files);
         return tc_err_set(err, errstr, errstr_size, "out of memory listing the lake");
@@ -246,5 +150,5 @@ tc_err tc_lake_rewind_partition(const char *root, const char *topic, int32_t par
     out->from = start;
     if (!apply || start >= out->progress)
         return TC_OK;
-    return tc_rewind_write_progress(dir, partition, start, errstr, errstr_size);
+    return tc_lake_progress_write(root, topic, partition, start, errstr, errstr_size);
 }

@@ -25,6 +25,7 @@
 #include "core/path.h"
 #include "core/timeutil.h"
 #include "lake/compact.h"
+#include "lake/layout.h"
 
 /* Read and write in pieces of this size (a copy streams; it never holds a whole file). */
 #define TC_REPLICA_CHUNK ((size_t)1 << 20)
@@ -367,7 +368,7 @@ static tc_err tc_replica_add_progress(tc_replica_run *r, const char *topic, int3
 /* Read every <root>/_thermocline/progress/<topic>/<P> into r->snap. */
 static tc_err tc_replica_read_progress(tc_replica_run *r, const char *root)
 {
-    char base[TC_PATH_MAX], tdir[TC_PATH_MAX], path[TC_PATH_MAX], line[32];
+    char base[TC_PATH_MAX], tdir[TC_PATH_MAX], path[TC_PATH_MAX];
     struct dirent *te, *pe;
     tc_err err = TC_OK;
     DIR *d, *td;
@@ -386,24 +387,15 @@ static tc_err tc_replica_read_progress(tc_replica_run *r, const char *root)
         while (err == TC_OK && (pe = readdir(td)) != NULL) {
             char *end;
             long part = strtol(pe->d_name, &end, 10);
-            long long next = -1;
-            FILE *f;
+            int64_t next = -1;
             if (pe->d_name[0] < '0' || pe->d_name[0] > '9' || *end || part > INT32_MAX ||
                 tc_path_fmt(path, sizeof(path), "%s/%s", tdir, pe->d_name) < 0)
                 continue;
-            f = fopen(path, "r");
-            if (!f) {
-                err = tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size, "could not read \"%s\": %s",
-                                 path, strerror(errno));
-                break;
-            }
-            if (fgets(line, sizeof(line), f))
-                next = strtoll(line, NULL, 10);
-            fclose(f);
-            if (next < 0)
+            err = tc_lake_progress_read_path(path, &next, r->errstr, r->errstr_size);
+            if (err == TC_OK && next < 0)
                 err = tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size,
-                                 "progress file \"%s\" holds no offset", path);
-            else
+                                 "progress file \"%s\" went away while copying", path);
+            if (err == TC_OK)
                 err = tc_replica_add_progress(r, te->d_name, (int32_t)part, next);
         }
         closedir(td);
@@ -415,7 +407,7 @@ static tc_err tc_replica_read_progress(tc_replica_run *r, const char *root)
 /* Step 4: the snapshot's progress, then the state file. */
 static tc_err tc_replica_commit(tc_replica_run *r)
 {
-    char dir[TC_PATH_MAX], name[32], text[32];
+    char dir[TC_PATH_MAX];
     char *state = malloc(TC_REPLICA_STATE_MAX);
     size_t used;
     tc_err err = TC_OK;
@@ -424,12 +416,8 @@ static tc_err tc_replica_commit(tc_replica_run *r)
         return tc_err_set(TC_ERR_NOMEM, r->errstr, r->errstr_size, "out of memory");
     for (size_t i = 0; i < r->nsnap && err == TC_OK; i++) {
         const tc_replica_progress *p = &r->snap[i];
-        tc_path_fmt(dir, sizeof(dir), "%s/_thermocline/progress/%s", r->dst, p->topic);
-        snprintf(name, sizeof(name), "%d", (int)p->partition);
-        snprintf(text, sizeof(text), "%" PRId64 "\n", p->next);
-        err = tc_durable_mkdirs(dir, r->errstr, r->errstr_size);
-        if (err == TC_OK)
-            err = tc_durable_replace(dir, name, text, r->errstr, r->errstr_size);
+        err = tc_lake_progress_write(r->dst, p->topic, p->partition, p->next, r->errstr,
+                                     r->errstr_size);
     }
     r->res->finished_us = tc_time_now_us();
     used = (size_t)snprintf(state, TC_REPLICA_STATE_MAX,

@@ -21,14 +21,13 @@
 #include "core/path.h"
 #include "core/timeutil.h"
 #include "lake/compact.h"
+#include "lake/layout.h"
 
 /* Distinct (partition, day) groups handled per pass over a batch; a batch with more (a burst of
  * late readings over many days) takes more passes. */
 #define TC_LAKE_GROUPS_MAX 64
 /* Path buffers: the root is user configuration, the rest is ours and short. */
 #define TC_LAKE_PATH_MAX TC_PATH_MAX
-/* "<pid>-<random hex>": the member part of an open file's name (see sink.h, Fencing). */
-#define TC_LAKE_MEMBER_MAX 32
 
 enum {
     TC_LC_TIME,
@@ -85,7 +84,7 @@ struct tc_lake {
     char member[TC_LAKE_MEMBER_MAX]; /* in the names of this sink's open files */
     int member_fd;                   /* its member lock, held while the sink lives (-1: none) */
     char root[TC_LAKE_PATH_MAX];
-    char topic[256];
+    char topic[TC_LAKE_TOPIC_MAX];
     tc_parquet_options pq;
     tc_lake_part *parts;
     size_t nparts;
@@ -108,42 +107,6 @@ size_t tc_lake_columns(const tc_parquet_column **cols)
 {
     *cols = tc_lake_cols;
     return TC_LC__COUNT;
-}
-
-/* mkdir -p, fsyncing each parent whose entry we created so the new directories survive a crash. */
-static tc_err tc_lake_mkdirs(const char *path, char *errstr, size_t errstr_size)
-{
-    char buf[TC_LAKE_PATH_MAX];
-    size_t n = strlen(path);
-
-    if (n >= sizeof(buf))
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "path too long: %s", path);
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(buf, 0755) == 0) {
-            char *slash = strrchr(buf, '/');
-            if (slash && slash != buf) {
-                *slash = '\0';
-                int dfd = open(buf, O_RDONLY | O_DIRECTORY);
-                if (dfd >= 0) {
-                    fsync(dfd);
-                    close(dfd);
-                }
-                *slash = '/';
-            }
-        } else if (errno != EEXIST) {
-            return tc_err_set(TC_ERR_IO, errstr, errstr_size,
-                              "could not create directory \"%s\": %s", buf, strerror(errno));
-        }
-        *p = c;
-        if (c == '\0')
-            break;
-    }
-    return TC_OK;
 }
 
 static void tc_lake_member_path(const tc_lake *l, const char *member, size_t len, char *out,
@@ -170,7 +133,7 @@ static void tc_lake_member_start(tc_lake *l)
     snprintf(l->member, sizeof(l->member), "%ld-%08x", (long)getpid(), r);
     l->member_fd = -1;
     tc_path_fmt(dir, sizeof(dir), "%s/_thermocline/members", l->root);
-    if (tc_lake_mkdirs(dir, ignored, sizeof(ignored)) != TC_OK)
+    if (tc_durable_mkdirs(dir, ignored, sizeof(ignored)) != TC_OK)
         return;
     tc_lake_member_path(l, l->member, strlen(l->member), path, sizeof(path));
     /* Read-only: a file open for writing would keep the lake's file system from being remounted
@@ -207,9 +170,17 @@ tc_lake *tc_lake_new(const tc_lake_options *opt, char *errstr, size_t errstr_siz
 {
     tc_lake *l;
 
-    if (!opt->root || !*opt->root || strlen(opt->root) > TC_LAKE_PATH_MAX - 512 || !opt->topic ||
-        strlen(opt->topic) >= 250) {
-        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid lake root or topic");
+    /* The root leaves room for the day directories and file names below it. */
+    if (!opt->root || !*opt->root || strlen(opt->root) > TC_LAKE_PATH_MAX - 512) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid lake.dir \"%.200s\": %s",
+                   opt->root ? opt->root : "", opt->root && *opt->root ? "too long" : "empty");
+        return NULL;
+    }
+    if (!opt->topic || !*opt->topic || strlen(opt->topic) >= 250 || strchr(opt->topic, '/')) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "invalid kafka.topic \"%.300s\" for the lake: empty, longer than Kafka's 249 "
+                   "characters, or with a '/'",
+                   opt->topic ? opt->topic : "");
         return NULL;
     }
     l = calloc(1, sizeof(*l));
@@ -228,7 +199,7 @@ tc_lake *tc_lake_new(const tc_lake_options *opt, char *errstr, size_t errstr_siz
         l->pq.row_group_rows = opt->row_group_rows;
     if (opt->row_group_bytes)
         l->pq.row_group_bytes = opt->row_group_bytes;
-    if (tc_lake_mkdirs(l->root, errstr, errstr_size) != TC_OK) {
+    if (tc_durable_mkdirs(l->root, errstr, errstr_size) != TC_OK) {
         free(l);
         return NULL;
     }
@@ -325,15 +296,6 @@ static tc_lake_part *tc_lake_part_get(tc_lake *l, int32_t partition, int create)
     return np;
 }
 
-static void tc_lake_progress_path(const tc_lake *l, int32_t partition, char *out, size_t cap,
-                                  int dir_only)
-{
-    if (dir_only)
-        tc_path_fmt(out, cap, "%s/_thermocline/progress/%s", l->root, l->topic);
-    else
-        tc_path_fmt(out, cap, "%s/_thermocline/progress/%s/%d", l->root, l->topic, partition);
-}
-
 /*
  * The partition's progress lock (an flock on "<progress dir>/.<P>.lock"), exclusive: held from
  * reading the progress to writing it in a commit, and from reading it to removing what lies past it
@@ -346,8 +308,8 @@ static int tc_lake_progress_lock(const tc_lake *l, int32_t partition, char *errs
     char dir[TC_LAKE_PATH_MAX], path[TC_LAKE_PATH_MAX];
     int fd;
 
-    tc_lake_progress_path(l, partition, dir, sizeof(dir), 1);
-    if (tc_lake_mkdirs(dir, errstr, errstr_size) != TC_OK)
+    tc_lake_progress_dir(dir, sizeof(dir), l->root, l->topic);
+    if (tc_durable_mkdirs(dir, errstr, errstr_size) != TC_OK)
         return -1;
     tc_path_fmt(path, sizeof(path), "%s/.%d.lock", dir, partition);
     fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644); /* read-only: see tc_lake_member_start */
@@ -361,97 +323,69 @@ static int tc_lake_progress_lock(const tc_lake *l, int32_t partition, char *errs
     return fd;
 }
 
-/* tc_lake_read_progress's answer when the file exists but cannot be read (errno says why). */
+/* tc_lake_read_progress's answer when the file exists but cannot be read (errstr says why). */
 #define TC_LAKE_PROGRESS_UNREADABLE (-2)
 
-/* The partition's committed progress: -1 when it has none, TC_LAKE_PROGRESS_UNREADABLE when it
- * cannot be read -- never taken for "none", which would make recovery remove every file of the
- * partition. */
-static int64_t tc_lake_read_progress(const tc_lake *l, int32_t partition)
+/* The partition's committed progress: -1 when it has none, TC_LAKE_PROGRESS_UNREADABLE (errstr
+ * filled) when it cannot be read -- never taken for "none" (see layout.h). */
+static int64_t tc_lake_read_progress(const tc_lake *l, int32_t partition, char *errstr,
+                                     size_t errstr_size)
 {
-    char path[TC_LAKE_PATH_MAX], buf[32];
-    FILE *f;
-    long long v = -1;
+    int64_t next;
 
-    tc_lake_progress_path(l, partition, path, sizeof(path), 0);
-    f = fopen(path, "r");
-    if (!f)
-        return errno == ENOENT ? -1 : TC_LAKE_PROGRESS_UNREADABLE;
-    if (fgets(buf, sizeof(buf), f))
-        v = strtoll(buf, NULL, 10);
-    fclose(f);
-    return v >= 0 ? v : -1;
+    if (tc_lake_progress_read(l->root, l->topic, partition, &next, errstr, errstr_size) != TC_OK)
+        return TC_LAKE_PROGRESS_UNREADABLE;
+    return next;
 }
 
-/* Parse "part-<topic>-p<P>-<first>-<last>.parquet" (or the hidden ".part-...tmp"); 1 if ours. */
-static int tc_lake_parse_name(const tc_lake *l, const char *name, int32_t *partition,
-                              int64_t *first, int *is_tmp)
-{
-    size_t tl = strlen(l->topic);
-    const char *p = name;
-    char *end;
-    long part;
-    long long f;
-
-    *is_tmp = 0;
-    if (*p == '.') {
-        *is_tmp = 1;
-        p++;
-    }
-    if (strncmp(p, "part-", 5) != 0 || strncmp(p + 5, l->topic, tl) != 0 || p[5 + tl] != '-' ||
-        p[6 + tl] != 'p')
-        return 0;
-    p += 7 + tl;
-    part = strtol(p, &end, 10);
-    if (end == p || *end != '-')
-        return 0;
-    p = end + 1;
-    f = strtoll(p, &end, 10);
-    if (end == p || *end != '-')
-        return 0;
-    if (*is_tmp ? !strstr(end, ".tmp") : !strstr(end, ".parquet"))
-        return 0;
-    *partition = (int32_t)part;
-    *first = f;
-    return 1;
-}
+/* What a recovery removes: the partitions being recovered and their progress. */
+typedef struct tc_lake_clean {
+    tc_lake *l;
+    const int32_t *parts;
+    const int64_t *progress;
+    size_t n;
+    char *errstr;
+    size_t errstr_size;
+    tc_err err;
+} tc_lake_clean;
 
 /* Remove what an interrupted commit of the given partitions left behind in one day directory. A
  * file that cannot be removed (a read-only file system) is an error: left in place, a renamed file
- * beyond the progress would show its readings twice once they are written again. */
-static tc_err tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *parts,
-                                const int64_t *progress, size_t n, char *errstr, size_t errstr_size)
+ * beyond the progress would show its readings twice once they are written again. Names are decoded
+ * by lake/layout.h, so a file of another topic whose name merely starts with ours is never
+ * taken for one of ours. */
+static tc_err tc_lake_clean_dir(void *opaque, const char *dir, int64_t day)
 {
+    tc_lake_clean *c = opaque;
     char path[TC_LAKE_PATH_MAX];
     struct dirent *de;
     DIR *d = opendir(dir);
     int removed = 0;
-    tc_err err = TC_OK;
 
+    (void)day;
     if (!d)
         return TC_OK;
     while ((de = readdir(d)) != NULL) {
-        int32_t part;
-        int64_t first;
-        int is_tmp;
-        if (!tc_lake_parse_name(l, de->d_name, &part, &first, &is_tmp))
+        tc_lake_name nm;
+        if (!tc_lake_name_is_topic(de->d_name, c->l->topic, &nm))
             continue;
-        for (size_t i = 0; i < n; i++) {
-            const char *member = is_tmp ? strstr(de->d_name, "-open-") : NULL;
-            if (parts[i] != part || (!is_tmp && progress[i] >= 0 && first < progress[i]))
+        for (size_t i = 0; i < c->n; i++) {
+            int is_tmp = nm.kind == TC_LAKE_FILE_OPEN;
+            if (c->parts[i] != nm.partition ||
+                (!is_tmp && c->progress[i] >= 0 && nm.first < c->progress[i]))
                 continue;
             /* Another member's open file, while it lives: it owned the partition until now and
              * cannot commit it any more (fenced), but it deletes its files itself. */
-            if (member && tc_lake_member_alive(l, member + 6, strcspn(member + 6, ".")))
+            if (is_tmp && tc_lake_member_alive(c->l, nm.member, strlen(nm.member)))
                 continue;
             tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
             if (unlink(path) == 0) {
                 removed++;
                 tc_log_warn("lake", "removed %s left by an interrupted commit", path);
-            } else if (errno != ENOENT && err == TC_OK) {
-                err = tc_err_set(TC_ERR_IO, errstr, errstr_size,
-                                 "could not remove \"%s\" left by an interrupted commit: %s", path,
-                                 strerror(errno));
+            } else if (errno != ENOENT && c->err == TC_OK) {
+                c->err = tc_err_set(TC_ERR_IO, c->errstr, c->errstr_size,
+                                    "could not remove \"%s\" left by an interrupted commit: %s",
+                                    path, strerror(errno));
             }
         }
     }
@@ -460,47 +394,20 @@ static tc_err tc_lake_clean_dir(tc_lake *l, const char *dir, const int32_t *part
         char ignored[TC_ERRSTR_MAX];
         tc_durable_sync_dir(dir, ignored, sizeof(ignored));
     }
-    return err;
+    return TC_OK; /* every day is cleaned; c->err keeps the first failure */
 }
 
-/* Walk <root>/telemetry/year=*\/month=*\/day=* calling tc_lake_clean_dir on each day. */
+/* Clean every day of the lake for the recovered partitions. */
 static tc_err tc_lake_walk_clean(tc_lake *l, const int32_t *parts, const int64_t *progress,
                                  size_t n, char *errstr, size_t errstr_size)
 {
-    char base[TC_LAKE_PATH_MAX], ypath[TC_LAKE_PATH_MAX], mpath[TC_LAKE_PATH_MAX];
-    char dpath[TC_LAKE_PATH_MAX];
-    struct dirent *y, *m, *dd;
-    DIR *yd, *md, *ddir;
-    tc_err err = TC_OK;
+    tc_lake_clean c = {l, parts, progress, n, errstr, errstr_size, TC_OK};
+    tc_err err = tc_lake_walk_days(l->root, tc_lake_clean_dir, &c);
 
-    tc_path_fmt(base, sizeof(base), "%s/telemetry", l->root);
-    if (!(yd = opendir(base)))
-        return TC_OK;
-    while ((y = readdir(yd)) != NULL) {
-        if (strncmp(y->d_name, "year=", 5) != 0)
-            continue;
-        tc_path_fmt(ypath, sizeof(ypath), "%s/%s", base, y->d_name);
-        if (!(md = opendir(ypath)))
-            continue;
-        while ((m = readdir(md)) != NULL) {
-            if (strncmp(m->d_name, "month=", 6) != 0)
-                continue;
-            tc_path_fmt(mpath, sizeof(mpath), "%s/%s", ypath, m->d_name);
-            if (!(ddir = opendir(mpath)))
-                continue;
-            while ((dd = readdir(ddir)) != NULL) {
-                if (strncmp(dd->d_name, "day=", 4) != 0)
-                    continue;
-                tc_path_fmt(dpath, sizeof(dpath), "%s/%s", mpath, dd->d_name);
-                if (tc_lake_clean_dir(l, dpath, parts, progress, n, errstr, errstr_size) != TC_OK)
-                    err = TC_ERR_IO;
-            }
-            closedir(ddir);
-        }
-        closedir(md);
-    }
-    closedir(yd);
-    return err;
+    if (err != TC_OK && c.err == TC_OK)
+        return tc_err_set(err, errstr, errstr_size, "could not list the days of the lake \"%s\"",
+                          l->root);
+    return c.err;
 }
 
 /* Partitions recovered under their progress locks at once (one walk of the days each). */
@@ -533,11 +440,9 @@ static tc_err tc_lake_open_chunk(tc_lake *l, const int32_t *parts, size_t n, int
         }
         nlocks++;
         tc_lake_discard(p);
-        progress[i] = tc_lake_read_progress(l, parts[i]);
+        progress[i] = tc_lake_read_progress(l, parts[i], errstr, errstr_size);
         if (progress[i] == TC_LAKE_PROGRESS_UNREADABLE) {
-            err = tc_err_set(TC_ERR_IO, errstr, errstr_size,
-                             "could not read the lake progress of partition %d: %s", parts[i],
-                             strerror(errno));
+            err = TC_ERR_IO;
             break;
         }
         p->active = 1;
@@ -580,7 +485,8 @@ tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64
 
 int64_t tc_lake_progress(const tc_lake *l, int32_t partition)
 {
-    int64_t v = tc_lake_read_progress(l, partition);
+    char ignored[TC_ERRSTR_MAX];
+    int64_t v = tc_lake_read_progress(l, partition, ignored, sizeof(ignored));
 
     return v >= 0 ? v : -1;
 }
@@ -672,8 +578,7 @@ static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, const tc_batc
     tc_parquet_column cols[TC_LC__COUNT + TC_BATCH_DYN_MAX];
     tc_lake_open *f;
     int lock;
-    unsigned mo, d;
-    int y;
+    char name[TC_LAKE_NAME_MAX];
 
     for (f = p->files; f; f = f->next) {
         if (f->day == day)
@@ -685,12 +590,10 @@ static tc_lake_open *tc_lake_file_for(tc_lake *l, tc_lake_part *p, const tc_batc
         return NULL;
     }
     f->day = day;
-    tc_time_civil_from_days(day, &y, &mo, &d);
-    tc_path_fmt(f->dir, sizeof(f->dir), "%s/telemetry/year=%04d/month=%02u/day=%02u", l->root, y,
-                mo, d);
-    tc_path_fmt(f->tmp, sizeof(f->tmp), "%s/.part-%s-p%d-%" PRId64 "-open-%s.tmp", f->dir, l->topic,
-                p->partition, p->range_first, l->member);
-    if (tc_lake_mkdirs(f->dir, errstr, errstr_size) != TC_OK) {
+    tc_lake_day_dir(f->dir, sizeof(f->dir), l->root, day);
+    tc_lake_name_open(name, sizeof(name), l->topic, p->partition, p->range_first, l->member);
+    tc_path_fmt(f->tmp, sizeof(f->tmp), "%s/%s", f->dir, name);
+    if (tc_durable_mkdirs(f->dir, errstr, errstr_size) != TC_OK) {
         free(f);
         return NULL;
     }
@@ -860,26 +763,26 @@ static uint64_t tc_lake_part_bytes(const tc_lake_part *p)
 static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, int64_t last,
                                   tc_lake_file_info *info, char *errstr, size_t errstr_size)
 {
-    char kv[64];
+    char kv[64], name[TC_LAKE_NAME_MAX];
     tc_err err;
     int lock;
 
-    tc_path_fmt(info->path, sizeof(info->path), "%s/part-%s-p%d-%" PRId64 "-%" PRId64 ".parquet",
-                f->dir, l->topic, p->partition, p->range_first, last);
-    err = tc_parquet_add_kv(f->w, "thermocline.version", TC_VERSION, errstr, errstr_size);
+    tc_lake_name_part(name, sizeof(name), l->topic, p->partition, p->range_first, last);
+    tc_path_fmt(info->path, sizeof(info->path), "%s/%s", f->dir, name);
+    err = tc_parquet_add_kv(f->w, TC_LAKE_KV_VERSION, TC_VERSION, errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(f->w, "thermocline.schema_version", "1", errstr, errstr_size);
+        err = tc_parquet_add_kv(f->w, TC_LAKE_KV_SCHEMA_VERSION, "1", errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(f->w, "kafka.topic", l->topic, errstr, errstr_size);
+        err = tc_parquet_add_kv(f->w, TC_LAKE_KV_TOPIC, l->topic, errstr, errstr_size);
     tc_path_fmt(kv, sizeof(kv), "%d", p->partition);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(f->w, "kafka.partition", kv, errstr, errstr_size);
+        err = tc_parquet_add_kv(f->w, TC_LAKE_KV_PARTITION, kv, errstr, errstr_size);
     tc_path_fmt(kv, sizeof(kv), "%" PRId64, p->range_first);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(f->w, "kafka.first_offset", kv, errstr, errstr_size);
+        err = tc_parquet_add_kv(f->w, TC_LAKE_KV_FIRST_OFFSET, kv, errstr, errstr_size);
     tc_path_fmt(kv, sizeof(kv), "%" PRId64, last);
     if (err == TC_OK)
-        err = tc_parquet_add_kv(f->w, "kafka.last_offset", kv, errstr, errstr_size);
+        err = tc_parquet_add_kv(f->w, TC_LAKE_KV_LAST_OFFSET, kv, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_parquet_close(f->w, errstr, errstr_size);
     if (err != TC_OK)
@@ -928,7 +831,6 @@ static tc_err tc_lake_finish_file(tc_lake *l, tc_lake_part *p, tc_lake_open *f, 
  */
 static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, size_t errstr_size)
 {
-    char dir[TC_LAKE_PATH_MAX], name[32], text[32];
     tc_lake_file_info *infos = NULL;
     size_t nfiles = 0, k = 0;
     tc_err err = TC_OK;
@@ -945,10 +847,11 @@ static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, siz
         free(infos);
         return TC_ERR_IO;
     }
-    stored = tc_lake_read_progress(l, p->partition);
-    if (stored != p->durable_next)
-        err = tc_err_set(stored == TC_LAKE_PROGRESS_UNREADABLE ? TC_ERR_IO : TC_ERR_FENCED, errstr,
-                         errstr_size,
+    stored = tc_lake_read_progress(l, p->partition, errstr, errstr_size);
+    if (stored == TC_LAKE_PROGRESS_UNREADABLE)
+        err = TC_ERR_IO;
+    else if (stored != p->durable_next)
+        err = tc_err_set(TC_ERR_FENCED, errstr, errstr_size,
                          "lake partition %d: the progress is %lld, not %lld where this member "
                          "read it: another member committed it",
                          p->partition, (long long)stored, (long long)p->durable_next);
@@ -956,14 +859,9 @@ static tc_err tc_lake_commit_part(tc_lake *l, tc_lake_part *p, char *errstr, siz
         err = tc_lake_finish_file(l, p, f, p->advanced_next - 1, &infos[k], errstr, errstr_size);
         k += err == TC_OK;
     }
-    if (err == TC_OK) {
-        tc_lake_progress_path(l, p->partition, dir, sizeof(dir), 1);
-        tc_path_fmt(name, sizeof(name), "%d", p->partition);
-        tc_path_fmt(text, sizeof(text), "%" PRId64 "\n", p->advanced_next);
-        err = tc_lake_mkdirs(dir, errstr, errstr_size);
-        if (err == TC_OK)
-            err = tc_durable_replace(dir, name, text, errstr, errstr_size);
-    }
+    if (err == TC_OK)
+        err = tc_lake_progress_write(l->root, l->topic, p->partition, p->advanced_next, errstr,
+                                     errstr_size);
     if (err == TC_ERR_FENCED) {
         for (size_t i = 0; i < k; i++) /* ours (link does not replace): not committed */
             unlink(infos[i].path);

@@ -4,7 +4,8 @@
  * Layout: <root>/telemetry/year=YYYY/month=MM/day=DD/part-<topic>-p<P>-<first>-<last>.parquet,
  * partitioned by the reading's event time in UTC (a late reading goes to its own day). Each Kafka
  * partition has its own open files, one per day it has readings for, written under a hidden
- * temporary name (.part-...tmp) that readers skip.
+ * temporary name (.part-...tmp) that readers skip. Names, paths and progress files are
+ * lake/layout.h's.
  *
  * Commit (per Kafka partition, when its open files reach lake.roll_bytes or lake.roll_seconds, on
  * revocation and at shutdown): every open file is finished, fsynced, renamed to its final name and

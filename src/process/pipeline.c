@@ -714,7 +714,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     p->cfg = cfg;
     p->lake_backoff = TC_RETRY_MIN_MS;
     tc_store_options_from_config(&so, cfg);
-    p->store = tc_store_new(&so);
+    p->store = tc_store_new(&so, errstr, errstr_size);
     /* Writers wait for their turn to commit with their transaction open: a lock that DDL of
      * another writer waits for (async.h). The timeout turns that deadlock into a retry. */
     so.lock_timeout_ms = cfg->pg_writers > 1 ? TC_WRITER_LOCK_TIMEOUT_MS : 0;
@@ -2054,16 +2054,7 @@ void tc_pipeline_set_reload(tc_pipeline *p, volatile sig_atomic_t *flag, tc_conf
  * or files at start (sizes, addresses, names) and takes a restart. */
 int tc_pipeline_reloadable(const char *key)
 {
-    static const char *const keys[] = {"log.level", "pipeline.batch_timeout_ms",
-                                       "postgres.rollup_interval_ms", "registry.refresh_ms"};
-
-    if (!strncmp(key, "validation.", 11))
-        return 1;
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (!strcmp(key, keys[i]))
-            return 1;
-    }
-    return 0;
+    return tc_config_reloadable(key);
 }
 
 /* Config keys one reload reports on. */

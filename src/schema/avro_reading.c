@@ -23,11 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/http_client.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "schema/avro_schema.h"
+#include "schema/registry_client.h"
 
 /* Event-time bounds (years 1..9999), in microseconds, as the JSON decoder applies them. */
 #define TC_AVRO_US_MAX INT64_C(253402300799999000)
@@ -1178,16 +1178,13 @@ void tc_avro_plan_free(tc_avro_plan *plan)
     free(plan);
 }
 
-/* ---- a minimal HTTP/1.1 GET (one request per connection, bounded, with timeouts) ---- */
-
-#define TC_SC_RESPONSE_MAX (4 * 1024 * 1024)
+/* ---- the schema cache: ids from the registry (registry_client.h) ---- */
 
 struct tc_schema_cache {
-    tc_http_url url;
-    int timeout_ms;
+    tc_registry_client registry;
     size_t max;
     size_t n;
-    unsigned long tick, fetches;
+    unsigned long tick;
     struct tc_sc_entry {
         int32_t id;
         tc_err err;         /* TC_OK, TC_ERR_INVALID (refused plan) or TC_ERR_NOT_FOUND */
@@ -1207,14 +1204,11 @@ struct tc_schema_cache {
 static tc_err tc_sc_get(tc_schema_cache *c, const char *path, int *status, char **body,
                         size_t *body_len, char *errstr, size_t n)
 {
-    char inner[TC_ERRSTR_MAX];
     tc_http_reply reply;
-    tc_err err = tc_http_fetch(&c->url, "GET", path, NULL, NULL, 0, c->timeout_ms,
-                               TC_SC_RESPONSE_MAX, &reply, inner, sizeof(inner));
+    tc_err err = tc_registry_client_get(&c->registry, path, &reply, errstr, n);
 
-    c->fetches++;
     if (err != TC_OK)
-        return tc_err_set(err, errstr, n, "schema registry: %s", inner);
+        return err;
     *status = reply.status;
     *body = reply.body;
     *body_len = reply.len;
@@ -1275,17 +1269,15 @@ tc_schema_cache *tc_schema_cache_new(const char *registry_url, size_t max_plans,
         tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
         return NULL;
     }
-    if (tc_http_url_parse(registry_url, &c->url) < 0) {
-        tc_err_set(TC_ERR_CONFIG, errstr, n,
-                   "invalid schema registry URL \"%s\" (expected http://host:port[/path])",
-                   registry_url ? registry_url : "");
+    if (tc_registry_client_init(&c->registry, registry_url,
+                                timeout_ms > 0 ? timeout_ms : TC_SCHEMA_CACHE_TIMEOUT_DEFAULT,
+                                errstr, n) != TC_OK) {
         free(c);
         return NULL;
     }
     c->max = max_plans ? max_plans : TC_SCHEMA_CACHE_MAX_DEFAULT;
     if (c->max > (1u << 24))
         c->max = 1u << 24;
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : TC_SCHEMA_CACHE_TIMEOUT_DEFAULT;
     for (c->index_cap = 16; c->index_cap < 2 * c->max;)
         c->index_cap *= 2;
     c->e = calloc(c->max, sizeof(*c->e));
@@ -1316,7 +1308,7 @@ size_t tc_schema_cache_size(const tc_schema_cache *c)
 
 unsigned long tc_schema_cache_fetches(const tc_schema_cache *c)
 {
-    return c->fetches;
+    return c->registry.requests;
 }
 
 static tc_err tc_sc_answer(const struct tc_sc_entry *e, const tc_avro_plan **plan, char *errstr,

@@ -13,13 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/http_client.h"
 #include "core/batch.h"
 #include "core/json.h"
+#include "schema/registry_client.h"
 
-/* A registry answer about one subject: a list of numbers or one schema. Schemas of telemetry are a
- * few KB; 4 MiB leaves room for anything a registry would accept. */
-#define TC_CATALOG_RESPONSE_MAX (4 * 1024 * 1024)
 /* Subject names as the registry accepts them (it refuses longer ones). */
 #define TC_CATALOG_SUBJECT_MAX 1024
 /* Memo of detection results, one slot per combination of fixed fields present. */
@@ -27,8 +24,7 @@
 
 struct tc_catalog {
     int remote;
-    tc_http_url url;
-    int timeout_ms;
+    tc_registry_client registry; /* when remote */
     char subject[TC_CATALOG_SUBJECT_MAX];
     int loaded;
     size_t n; /* versions, ascending by number */
@@ -58,11 +54,8 @@ tc_catalog *tc_catalog_new(const char *registry_url, const char *subject, int ti
         tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
         return NULL;
     }
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     if (registry_url && *registry_url) {
-        if (tc_http_url_parse(registry_url, &c->url) < 0) {
-            tc_err_set(TC_ERR_CONFIG, errstr, n, "invalid schema registry URL \"%s\"",
-                       registry_url);
+        if (tc_registry_client_init(&c->registry, registry_url, timeout_ms, errstr, n) != TC_OK) {
             free(c);
             return NULL;
         }
@@ -298,12 +291,11 @@ static tc_err tc_catalog_get(tc_catalog *c, const char *path, tc_json_doc **doc,
 {
     char inner[TC_ERRSTR_MAX];
     tc_http_reply reply;
-    tc_err err = tc_http_fetch(&c->url, "GET", path, NULL, NULL, 0, c->timeout_ms,
-                               TC_CATALOG_RESPONSE_MAX, &reply, inner, sizeof(inner));
+    tc_err err = tc_registry_client_get(&c->registry, path, &reply, errstr, n);
 
     *doc = NULL;
     if (err != TC_OK)
-        return tc_err_set(err, errstr, n, "schema registry: %s", inner);
+        return err;
     *status = reply.status;
     if (reply.status >= 500 || reply.status == 429) {
         err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry answered %d to GET %s",

@@ -141,9 +141,8 @@ tc_store_async *tc_store_async_new(const tc_store_options *opt, int writers, cha
         w->rollups = i == writers;
         if (!w->rollups)
             a->n++;
-        w->store = tc_store_new(opt);
+        w->store = tc_store_new(opt, errstr, errstr_size);
         if (!w->store) {
-            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory for the store's writers");
             tc_store_async_destroy(a);
             return NULL;
         }

@@ -13,10 +13,9 @@ void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg)
         .partition_days_ahead = (int)cfg->pg_partition_days_ahead,
         .timescaledb = cfg->pg_timescaledb,
         .chunk_interval_s = cfg->pg_chunk_interval_s,
-        /* In the options 0 means "the default" and a negative value "never". */
-        .compress_after_s = cfg->pg_compress_after_s ? cfg->pg_compress_after_s : -1,
+        .compress_after_s = cfg->pg_compress_after_s, /* 0: never, in both */
         .retention_s = cfg->retention_max_age_s,
-        .synchronous_commit = cfg->pg_synchronous_commit ? 1 : -1,
-        .rollups = cfg->pg_rollups ? 1 : -1,
+        .synchronous_commit = cfg->pg_synchronous_commit != 0,
+        .rollups = cfg->pg_rollups != 0,
     };
 }

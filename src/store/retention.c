@@ -2,8 +2,10 @@
  * retention.c -- dropping old days in plain mode; see tc_store_retention in store.h.
  *
  * A day's partition goes when it ends at or before now - max_age (and is not today's), and, when
- * the lake is required, when the lake's files for that day hold at least as many rows as the
- * partition. The count is taken without blocking writers; the drop itself (DETACH, DROP, and the
+ * the lake is required, when the lake's progress of every Kafka partition in it is past the
+ * highest offset of its readings there (one GROUP BY over the day; the lake's progress comes from
+ * the caller, so the store knows nothing of the lake's files). The counts are taken without
+ * blocking writers; the drop itself (DETACH, DROP, and the
  * day's 1-minute rollups) is one short transaction under the partitions' advisory lock with a lock
  * timeout. A late reading for that day validated meanwhile finds no partition: the store then
  * forgets its partition cache and retries, which creates the partition again, so nothing is lost.
@@ -168,10 +170,60 @@ static tc_err tc_retention_policy(tc_store *s, tc_retention_result *res, char *e
     return err;
 }
 
+/* Rows of the day's partition (d->rows) and how many of them the lake holds (d->lake_rows): per
+ * Kafka partition, all of them when the lake's progress is past their highest offset, else those
+ * below the progress (counted only then: the day is kept anyway, the count is for the report). */
+static tc_err tc_retention_lake_rows(tc_store *s, const tc_retention_options *opt,
+                                     tc_retention_day *d, char *errstr, size_t errstr_size)
+{
+    char tmpl[256], sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX], param[48];
+    PGresult *res;
+    tc_err err = TC_OK;
+
+    snprintf(tmpl, sizeof(tmpl),
+             "SELECT kafka_partition, count(*), max(kafka_offset) FROM @S.%s GROUP BY 1", d->table);
+    if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
+        return TC_ERR_INVALID;
+    res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size, "could not count the rows of %s: %s", d->table,
+                   tc_store_pgmsg(s, res, msg, sizeof(msg)));
+        PQclear(res);
+        return err;
+    }
+    d->rows = d->lake_rows = 0;
+    for (int r = 0; r < PQntuples(res) && err == TC_OK; r++) {
+        int32_t part = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
+        int64_t n = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        int64_t max = strtoll(PQgetvalue(res, r, 2), NULL, 10), next = -1, below = 0;
+        d->rows += n;
+        if (opt->lake_progress)
+            err = opt->lake_progress(opt->lake_opaque, part, &next, errstr, errstr_size);
+        if (err != TC_OK || next < 0)
+            continue;
+        if (next > max) {
+            d->lake_rows += n;
+            continue;
+        }
+        snprintf(tmpl, sizeof(tmpl),
+                 "SELECT count(*) FROM @S.%s WHERE kafka_partition = %d AND kafka_offset < $1",
+                 d->table, (int)part);
+        snprintf(param, sizeof(param), "%lld", (long long)next);
+        if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
+            err = TC_ERR_INVALID;
+        else
+            err = tc_retention_count(s, sql, param, &below, errstr, errstr_size);
+        d->lake_rows += below;
+    }
+    PQclear(res);
+    return err;
+}
+
 tc_err tc_store_retention(tc_store *s, const tc_retention_options *opt, tc_retention_result *res,
                           char *errstr, size_t errstr_size)
 {
-    char table[32], sql[TC_SQL_MAX], tmpl[256], dayparam[16];
+    char table[32], dayparam[16];
     int64_t *days, today, cutoff_us, cutoff_day;
     tc_retention_day d;
     size_t n = 0;
@@ -204,25 +256,9 @@ tc_err tc_store_retention(tc_store *s, const tc_retention_options *opt, tc_reten
         d.table = table;
         d.rows = -1;
         d.lake_rows = -1;
-        if (opt->require_lake) {
-            snprintf(tmpl, sizeof(tmpl), "SELECT count(*) FROM @S.%s", table);
-            if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0) {
-                err = TC_ERR_INVALID;
-                break;
-            }
-            err = tc_retention_count(s, sql, NULL, &d.rows, errstr, errstr_size);
-            if (err != TC_OK)
-                break;
-            tc_retention_day_text(days[i], dayparam, sizeof(dayparam), 0);
-            if (tc_store_sql(s, "SELECT coalesce(sum(rows), 0) FROM @S.lake_files WHERE day = $1",
-                             sql, sizeof(sql)) < 0) {
-                err = TC_ERR_INVALID;
-                break;
-            }
-            err = tc_retention_count(s, sql, dayparam, &d.lake_rows, errstr, errstr_size);
-            if (err != TC_OK)
-                break;
-        }
+        if (opt->require_lake &&
+            (err = tc_retention_lake_rows(s, opt, &d, errstr, errstr_size)) != TC_OK)
+            break;
         if (opt->require_lake && d.lake_rows < d.rows) {
             d.action = TC_RETENTION_KEPT_LAKE;
             res->kept++;
@@ -245,14 +281,4 @@ tc_err tc_store_retention(tc_store *s, const tc_retention_options *opt, tc_reten
     if (res->dropped && !opt->dry_run)
         tc_store_forget_days(s);
     return err;
-}
-
-tc_err tc_store_apply_retention(tc_store *s, int64_t now_us, int64_t max_age_s, int require_lake,
-                                char *errstr, size_t errstr_size)
-{
-    tc_retention_options opt = {
-        .now_us = now_us, .max_age_s = max_age_s, .require_lake = require_lake};
-    tc_retention_result res;
-
-    return tc_store_retention(s, &opt, &res, errstr, errstr_size);
 }

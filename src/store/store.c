@@ -14,14 +14,37 @@
  * balloon libpq's own output buffer. */
 #define TC_COPY_CHUNK (256 * 1024)
 
-tc_store *tc_store_new(const tc_store_options *opt)
+tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_size)
 {
-    tc_store *s = calloc(1, sizeof(*s));
+    tc_store *s;
     size_t n = strlen(opt->schema);
-    const char *want = opt->timescaledb && *opt->timescaledb ? opt->timescaledb : "auto";
+    const char *want = opt->timescaledb ? opt->timescaledb : "";
 
-    if (!s)
+    /* The schema name is quoted as an identifier and also appears inside string literals. */
+    if (n == 0 || n + 3 > TC_IDENT_MAX || strpbrk(opt->schema, "\"'\\")) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid postgres.schema \"%s\": %s",
+                   opt->schema,
+                   n == 0                 ? "empty"
+                   : n + 3 > TC_IDENT_MAX ? "longer than PostgreSQL's identifiers"
+                                          : "a quote or a backslash is not allowed in it");
         return NULL;
+    }
+    if (strcmp(want, "auto") && strcmp(want, "on") && strcmp(want, "off")) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "invalid postgres.timescaledb \"%s\" (allowed: auto, on, off)", want);
+        return NULL;
+    }
+    if (opt->chunk_interval_s <= 0) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "invalid postgres.chunk_interval_s %lld: must be positive",
+                   (long long)opt->chunk_interval_s);
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
     s->dsn = strdup(opt->dsn);
     s->group = strdup(opt->group ? opt->group : "");
     s->rollup_group = malloc(strlen(opt->group ? opt->group : "") + sizeof(TC_STORE_ROLLUP_SUFFIX));
@@ -29,21 +52,19 @@ tc_store *tc_store_new(const tc_store_options *opt)
         sprintf(s->rollup_group, "%s" TC_STORE_ROLLUP_SUFFIX, opt->group ? opt->group : "");
     s->topic = strdup(opt->topic ? opt->topic : "");
     s->days_ahead = opt->partition_days_ahead;
-    s->chunk_interval_s = opt->chunk_interval_s > 0 ? opt->chunk_interval_s : 86400;
-    s->compress_after_s = opt->compress_after_s ? opt->compress_after_s : 7 * 86400;
-    s->retention_s = opt->retention_s ? opt->retention_s : 30 * 86400;
-    s->synchronous_commit = opt->synchronous_commit >= 0;
+    s->chunk_interval_s = opt->chunk_interval_s;
+    s->compress_after_s = opt->compress_after_s;
+    s->retention_s = opt->retention_s;
+    s->synchronous_commit = opt->synchronous_commit != 0;
     s->lock_timeout_ms = opt->lock_timeout_ms > 0 ? opt->lock_timeout_ms : 0;
-    s->rollups = opt->rollups >= 0;
+    s->rollups = opt->rollups != 0;
     tc_copybuf_init(&s->copy);
     tc_copybuf_init(&s->params);
     tc_rollup_init(&s->r1m, TC_ROLLUP_1M_US);
     tc_rollup_init(&s->r1h, TC_ROLLUP_1H_US);
     tc_rollup_init(&s->rlatest, 0);
-    /* The schema name is quoted as an identifier and also appears inside string literals. */
-    if (!s->dsn || !s->group || !s->rollup_group || !s->topic || n == 0 || n + 3 > TC_IDENT_MAX ||
-        strpbrk(opt->schema, "\"'\\") ||
-        (strcmp(want, "auto") && strcmp(want, "on") && strcmp(want, "off"))) {
+    if (!s->dsn || !s->group || !s->rollup_group || !s->topic) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         tc_store_destroy(s);
         return NULL;
     }

@@ -33,20 +33,20 @@
 
 typedef struct tc_store tc_store;
 
-/* Every field added after partition_days_ahead means "the default" when zero or NULL, so an
- * initializer that names only the first five fields keeps working. */
+/* Filled by tc_store_options_from_config: the configuration table holds the defaults, and the
+ * store has none of its own. */
 typedef struct tc_store_options {
     const char *dsn;    /* libpq connection string */
     const char *schema; /* e.g. "telemetry" */
     const char *group;  /* consumer group the offsets belong to */
     const char *topic;  /* source topic */
     int partition_days_ahead;
-    const char *timescaledb;  /* postgres.timescaledb: "auto" (NULL), "on" or "off" */
-    int64_t chunk_interval_s; /* hypertable chunk interval (0: 1 day) */
-    int64_t compress_after_s; /* compress chunks older than this (0: 7 days; < 0: never) */
-    int64_t retention_s;      /* retention policy in TimescaleDB mode (0: 30 days; < 0: none) */
-    int synchronous_commit;   /* postgres.synchronous_commit: 0 default (on), 1 on, -1 off */
-    int rollups;              /* plain-mode rollups: 0 default (on), 1 on, -1 off */
+    const char *timescaledb;  /* postgres.timescaledb: "auto", "on" or "off" */
+    int64_t chunk_interval_s; /* hypertable chunk interval (> 0) */
+    int64_t compress_after_s; /* compress chunks older than this (<= 0: never) */
+    int64_t retention_s;      /* retention policy in TimescaleDB mode (<= 0: none) */
+    int synchronous_commit;   /* postgres.synchronous_commit */
+    int rollups;              /* plain-mode rollups */
     int lock_timeout_ms;      /* > 0: lock_timeout of the sessions (store writers, async.h) */
 } tc_store_options;
 
@@ -55,8 +55,9 @@ typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mod
 /* Fill the options from the configuration (the strings stay the configuration's). */
 void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg);
 
-/* Create a store handle (copies the options; does not connect yet). NULL on OOM. */
-tc_store *tc_store_new(const tc_store_options *opt);
+/* Create a store handle (copies the options; does not connect yet). NULL with errstr naming the
+ * setting at fault (postgres.schema, postgres.timescaledb) or saying "out of memory". */
+tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_size);
 void tc_store_destroy(tc_store *s);
 
 /* Connect if not connected (or reconnect after a loss). TC_ERR_DB_CONN when unreachable. */
@@ -157,9 +158,17 @@ const char *tc_store_mode_name(tc_store_mode mode);
 /*
  * Retention in plain mode: detach and drop the daily partitions that end at or before
  * now - max_age (never today's), and the 1-minute rollups of those days. With require_lake, a day
- * is dropped only when the lake holds it: sum(rows) of @S.lake_files for that day >= the
- * partition's row count. In TimescaleDB mode the retention policy does this and nothing is done.
+ * is dropped only when the lake holds it: for every Kafka partition of the day's readings, the
+ * lake's committed progress (lake_progress: the next offset the lake does not hold) is past the
+ * highest offset of those readings. The progress is the lake's own commit point, so nothing has to
+ * be written elsewhere for retention to see a commit, and a replay that lowers it makes retention
+ * wait for the rewrite. In TimescaleDB mode the retention policy does this and nothing is done.
  */
+/* The lake's next offset of a Kafka partition (-1: the lake holds none of it); an error (errstr
+ * filled) when it cannot be read, which stops the run before anything is dropped. */
+typedef tc_err (*tc_retention_lake_fn)(void *lake_opaque, int32_t partition, int64_t *next,
+                                       char *errstr, size_t errstr_size);
+
 typedef enum tc_retention_action {
     TC_RETENTION_DROPPED,    /* detached and dropped */
     TC_RETENTION_WOULD_DROP, /* dry run: would be dropped */
@@ -170,7 +179,7 @@ typedef struct tc_retention_day {
     int64_t day;       /* days since 1970-01-01 */
     const char *table; /* partition name, e.g. readings_p20261028 */
     int64_t rows;      /* rows in the partition, -1 when not counted (require_lake off) */
-    int64_t lake_rows; /* rows the lake holds for the day, -1 when not asked */
+    int64_t lake_rows; /* of those, rows the lake holds (offset below its progress), -1 not asked */
     tc_retention_action action;
 } tc_retention_day;
 
@@ -178,6 +187,8 @@ typedef struct tc_retention_options {
     int64_t now_us;
     int64_t max_age_s; /* > 0 */
     int require_lake;
+    tc_retention_lake_fn lake_progress; /* required by require_lake; NULL: the lake holds nothing */
+    void *lake_opaque;
     int dry_run;
     void (*on_day)(void *opaque, const tc_retention_day *d); /* each old day, oldest first */
     void *opaque;
@@ -191,9 +202,5 @@ typedef struct tc_retention_result {
 
 tc_err tc_store_retention(tc_store *s, const tc_retention_options *opt, tc_retention_result *res,
                           char *errstr, size_t errstr_size);
-
-/* tc_store_retention without a dry run or report. */
-tc_err tc_store_apply_retention(tc_store *s, int64_t now_us, int64_t max_age_s, int require_lake,
-                                char *errstr, size_t errstr_size);
 
 #endif

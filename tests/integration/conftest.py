@@ -62,6 +62,9 @@ class Thermocline:
         # are not ours; ASan's other checks stay on.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        # make test-tsan: a library for the processes under test only (tests/tsan/c11_threads.c).
+        if os.environ.get("THERMOCLINE_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["THERMOCLINE_PRELOAD"]
         return env
 
     def cmd(self, sub, *args, extra=(), check=True, timeout=600, **kw):
@@ -82,7 +85,7 @@ class Thermocline:
 
     @staticmethod
     def assert_clean(stderr):
-        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer", "ThreadSanitizer"):
             assert marker not in stderr, f"sanitizer finding:\n{stderr[-8000:]}"
 
     def migrate(self):

@@ -192,7 +192,7 @@ def test_config_cross_checks_and_duplicated_keys(tmp_path):
     assert 'line 4 column 3: duplicated key "kafka.topic" (first at line 2 column 3)' in p.stderr
     p = run("config", "show", "--set", "log.level=verbose")
     assert p.returncode == 2
-    assert 'invalid value for "log.level": "verbose" (debug, info, warn or error)' in p.stderr
+    assert 'invalid value for "log.level": "verbose" (allowed: debug, info, warn, error)' in p.stderr
     assert "log.format" not in p.stderr
 
 
@@ -247,3 +247,35 @@ def test_config_keys_named_in_docs_exist():
             if first in sections or last in leaves:
                 bad.append(f"{os.path.relpath(path, ROOT)}: `{tok}`")
     assert not bad, "configuration keys in the docs that do not exist:\n" + "\n".join(bad)
+
+
+def test_enumerated_settings_refuse_nonsense():
+    """An enumerated setting takes one of its values, checked as it is loaded: the message names
+    the key and the values allowed, and nothing else runs."""
+    for key, bad, allowed in (("postgres.timescaledb", "maybe", "auto, on, off"),
+                              ("lake.codec", "lz4", "snappy, zstd, none"),
+                              ("log.format", "xml", "json, human, auto")):
+        p = run("migrate", "--set", f"{key}={bad}", "--set", "postgres.dsn=host=127.0.0.1 port=1")
+        assert p.returncode == 2, (key, p.stdout, p.stderr)
+        assert f'invalid value for "{key}": "{bad}" (allowed: {allowed})' in p.stderr, p.stderr
+        assert "out of memory" not in p.stderr and "could not connect" not in p.stderr
+    p = run("run", "--help")
+    reload_list = p.stdout.split("Settings SIGHUP reloads:", 1)[1]
+    assert "validation.max_age_s" in reload_list and "log.level" in reload_list
+    assert "kafka.brokers" not in reload_list
+
+
+def test_a_bad_schema_name_is_named_not_out_of_memory():
+    p = run("migrate", "--set", "postgres.schema=tele'metry",
+            "--set", "postgres.dsn=host=127.0.0.1 port=1 connect_timeout=2")
+    assert p.returncode == 1, p.stderr
+    assert "postgres.schema" in p.stderr and "quote" in p.stderr, p.stderr
+    assert "out of memory" not in p.stderr
+
+
+def test_a_bad_lake_codec_is_refused_before_the_topic_is_created(tc):
+    from confluent_kafka.admin import AdminClient
+    p = tc.cmd("run", "--exit-when-idle", "1", extra=("lake.codec=lz4",), check=False)
+    assert p.returncode == 2 and '"lake.codec": "lz4"' in p.stderr, p.stderr
+    topics = AdminClient({"bootstrap.servers": tc.brokers}).list_topics(timeout=30).topics
+    assert tc.topic not in topics, "run created the topic before refusing its configuration"

@@ -11,6 +11,7 @@ import duckdb
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from conftest import Thermocline
 from oracle import METRICS
 from test_pipeline import assert_store_matches
 
@@ -139,3 +140,38 @@ def test_lake_ls_and_verify(tc, tmp_path):
     bad = tc.cmd("lake", "verify", extra=(f"lake.dir={lake}",), check=False)
     assert bad.returncode == 1
     assert bad.stdout.count("BAD") == 2, bad.stdout
+
+
+def test_topics_with_overlapping_names_share_a_lake(tc, tmp_path):
+    """Topics `T` and `T-p1-900000` in one lake root: a file of the second,
+    part-T-p1-900000-p<P>-<first>-<last>.parquet, once read as partition 1 of `T` from offset
+    900000, and T's recovery removed every file of the other topic. Restarting T's pipeline now
+    touches none of them, and each topic's files hold its readings exactly."""
+    lake = str(tmp_path / "lake")
+    other = Thermocline("lake-amb")
+    other.topic = f"{tc.topic}-p1-900000"
+    try:
+        for t, seed in ((other, 31), (tc, 32)):
+            t.migrate()
+            t.simulate("--devices", "50", "--count", "2000", "--seed", str(seed))
+        other.run(idle=2, extra=(f"lake.dir={lake}",))
+        theirs = sorted(glob.glob(os.path.join(lake, "telemetry", "*", "*", "*",
+                                               f"part-{other.topic}-p*.parquet")))
+        assert theirs
+        before = {f: os.stat(f).st_ino for f in theirs}
+        # T's pipeline, twice: its first start recovers every partition with no progress, the
+        # restart recovers from its own progress.
+        for _ in range(2):
+            tc.run(idle=2, extra=(f"lake.dir={lake}",))
+            now = sorted(glob.glob(os.path.join(lake, "telemetry", "*", "*", "*",
+                                                f"part-{other.topic}-p*.parquet")))
+            assert now == theirs, f"files of {other.topic} changed: {set(theirs) ^ set(now)}"
+            assert {f: os.stat(f).st_ino for f in now} == before
+        t = lake_table(lake)
+        for topic, n in ((tc.topic, 2000), (other.topic, 2000)):
+            files = [f for f in glob.glob(os.path.join(lake, "telemetry", "*", "*", "*", "*.parquet"))
+                     if pq.ParquetFile(f).metadata.metadata[b"kafka.topic"].decode() == topic]
+            assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == n, topic
+        assert t.num_rows == 4000
+    finally:
+        other.drop()

@@ -8,14 +8,7 @@ import time
 
 from confluent_kafka import Producer
 
-
-def wait_for(pred, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
+from waits import LogLines, wait_for
 
 
 def produce(tc, tag, n, temperature):
@@ -34,27 +27,35 @@ def test_sighup_applies_what_can_change_and_reports_the_rest(tc, tmp_path):
     tc.migrate()
     tc.simulate("--count", "0")
     proc = tc.spawn("run", "--config", str(conf))
+    log = LogLines(proc.stderr)
     try:
         count = lambda q: tc.sql(q)[0][0]
         produce(tc, "before", 100, 55.5)
-        assert wait_for(lambda: count("SELECT count(*) FROM dead_letters") == 100)
+        wait_for(lambda: count("SELECT count(*) FROM dead_letters") == 100, what="100 dead letters",
+                 proc=proc, log=log)
         assert count("SELECT count(*) FROM dead_letters WHERE reason <> 'out_of_range'") == 0
 
         conf.write_text("validation:\n  temperature_max: 100\npipeline:\n  batch_size: 7\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
+        log.wait("configuration reloaded: ", proc=proc)  # applied before the next readings
         produce(tc, "after", 100, 55.5)
-        assert wait_for(lambda: count("SELECT count(*) FROM readings") == 100)
+        wait_for(lambda: count("SELECT count(*) FROM readings") == 100, what="100 readings",
+                 proc=proc, log=log)
 
         conf.write_text("validation: [this is not a mapping\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
+        log.wait("could not reload the configuration", proc=proc)
         produce(tc, "still", 50, 55.5)  # the limits of the last good configuration hold
-        assert wait_for(lambda: count("SELECT count(*) FROM readings") == 150)
+        wait_for(lambda: count("SELECT count(*) FROM readings") == 150, what="150 readings",
+                 proc=proc, log=log)
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    err = log.text()
     assert proc.returncode == 0, err[-3000:]
     tc.assert_clean(err)
     assert "reload: validation.temperature_max changed" in err

@@ -3,16 +3,18 @@ tests mean the same on a machine that has TimescaleDB): daily partitions ahead a
 retention that waits for the lake, rollups and `latest` kept exactly once in the batch's
 transaction, and views equal to the raw-SQL aggregates they stand for."""
 
+import os
 import signal
-import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
 import psycopg
+import pyarrow.dataset as ds
 import pytest
 
 from oracle import METRICS
 from test_pipeline import group_lag
+from waits import LogLines, wait_for, wait_for_rows
 
 PLAIN = "postgres.timescaledb=off"
 
@@ -157,8 +159,10 @@ def test_late_readings_get_a_partition_on_demand(plain):
     tc = plain
     tc.migrate()
     proc = tc.spawn("run", extra=("pipeline.batch_timeout_ms=200",))
+    log = LogLines(proc.stderr)
     try:
-        time.sleep(5)  # partitions around today are made at start, then the group is joined
+        # Partitions around today are made at start, then the group is joined.
+        log.wait('"consuming ', proc=proc)
         late = datetime.now(timezone.utc).replace(hour=6, minute=0, second=0, microsecond=0) \
             - timedelta(days=20)
         day = part_name(late.date())
@@ -167,12 +171,14 @@ def test_late_readings_get_a_partition_on_demand(plain):
         assert day not in partitions(tc)
         summary = tc.simulate("--devices", "20", "--count", "400", "--seed", "5", "--start",
                               rfc3339(late))
-        deadline = time.time() + 60
-        while time.time() < deadline and tc.sql("SELECT count(*) FROM readings")[0][0] < 400:
-            time.sleep(0.2)
+        wait_for_rows(tc, "SELECT count(*) FROM readings", 400, proc=proc, log=log)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    err = log.text()
     tc.assert_clean(err)
     assert proc.returncode == 0, err[-4000:]
     assert summary["valid"] == 400
@@ -182,29 +188,40 @@ def test_late_readings_get_a_partition_on_demand(plain):
     assert_derived_exact(tc)
 
 
-def _old_day_fixture(tc):
-    """Rows in days 15 and 12 days ago and today, rollups for them, and lake files that hold all
-    of day -15 (in two files) but only part of day -12."""
+def lake_progress(lake, topic, partition, next_offset):
+    """Write a lake progress file by hand (the lake's commit point, which retention reads)."""
+    d = os.path.join(lake, "_thermocline", "progress", topic)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, str(partition)), "w") as f:
+        f.write(f"{next_offset}\n")
+
+
+def _old_day_fixture(tc, lake=None):
+    """Rows in days 15 and 12 days ago and today, rollups for them, and a lake whose progress
+    holds all of day -15 (partitions 0 and 1) but only part of day -12 (its partition-1 row is at
+    the lake's progress, not below it)."""
     today = utc_today()
     d15, d12 = today - timedelta(days=15), today - timedelta(days=12)
-    for d, n in ((d15, 3), (d12, 2), (today, 2)):
-        for i in range(n):
-            t = datetime(d.year, d.month, d.day, 0, 30 + i, tzinfo=timezone.utc)
-            execute(tc, "INSERT INTO readings (time, device_id, temperature, kafka_partition,"
-                   " kafka_offset) VALUES (%s, 'dev-1', 20, 0, %s)", (t, i))
-            execute(tc, "INSERT INTO rollup_1m (device_id, bucket, n) VALUES ('dev-1', %s, 1)", (t,))
-    execute(tc, "INSERT INTO lake_files (path, day, kafka_partition, first_offset, last_offset, rows,"
-           " bytes) VALUES ('a.parquet', %s, 0, 0, 1, 2, 100), ('b.parquet', %s, 1, 0, 0, 1, 80),"
-           " ('c.parquet', %s, 0, 0, 0, 1, 90)", (d15, d15, d12))
+    rows = ((d15, 0, 0), (d15, 0, 1), (d15, 1, 0), (d12, 0, 2), (d12, 1, 1), (today, 0, 3),
+            (today, 0, 4))
+    for i, (d, part, offset) in enumerate(rows):
+        t = datetime(d.year, d.month, d.day, 0, 30 + i, tzinfo=timezone.utc)
+        execute(tc, "INSERT INTO readings (time, device_id, temperature, kafka_partition,"
+               " kafka_offset) VALUES (%s, 'dev-1', 20, %s, %s)", (t, part, offset))
+        execute(tc, "INSERT INTO rollup_1m (device_id, bucket, n) VALUES ('dev-1', %s, 1)", (t,))
+    if lake:
+        lake_progress(lake, tc.topic, 0, 3)
+        lake_progress(lake, tc.topic, 1, 1)
     return today, d15, d12
 
 
-def test_retention_drops_only_days_the_lake_holds(plain):
+def test_retention_drops_only_days_the_lake_holds(plain, tmp_path):
     tc = plain
     tc.migrate()
-    today, d15, d12 = _old_day_fixture(tc)
+    lake = str(tmp_path / "lake")
+    today, d15, d12 = _old_day_fixture(tc, lake)
     before = partitions(tc)
-    ten_days = ("retention.max_age_s=864000",)
+    ten_days = ("retention.max_age_s=864000", f"lake.dir={lake}")
 
     out = tc.cmd("retention", "--dry-run", extra=ten_days).stdout
     assert f"{d15.isoformat()}  would drop" in out, out
@@ -228,9 +245,8 @@ def test_retention_drops_only_days_the_lake_holds(plain):
                    + timedelta(days=1),))[0][0] == 0
     assert tc.sql("SELECT count(*) FROM rollup_1m")[0][0] == 4
 
-    # Once the lake has the rest of day -12, it goes too.
-    execute(tc, "INSERT INTO lake_files (path, day, kafka_partition, first_offset, last_offset, rows,"
-           " bytes) VALUES ('d.parquet', %s, 1, 5, 5, 1, 90)", (d12,))
+    # Once the lake has committed the rest of day -12, it goes too.
+    lake_progress(lake, tc.topic, 1, 2)
     tc.cmd("retention", extra=ten_days)
     assert part_name(d12) not in partitions(tc)
 
@@ -239,6 +255,57 @@ def test_retention_drops_only_days_the_lake_holds(plain):
     after = partitions(tc)
     assert part_name(today) in after
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 2
+
+
+def test_retention_refuses_a_damaged_lake_progress(plain, tmp_path):
+    """A progress file that does not hold an offset stops retention before anything is dropped,
+    naming the file; it is never read as "the lake holds nothing" or as "everything"."""
+    tc = plain
+    tc.migrate()
+    lake = str(tmp_path / "lake")
+    _today, d15, _d12 = _old_day_fixture(tc, lake)
+    with open(os.path.join(lake, "_thermocline", "progress", tc.topic, "0"), "w") as f:
+        f.write("9x\n")
+    before = partitions(tc)
+    proc = tc.cmd("retention", extra=("retention.max_age_s=864000", f"lake.dir={lake}"),
+                  check=False)
+    assert proc.returncode != 0
+    assert f"_thermocline/progress/{tc.topic}/0" in proc.stderr, proc.stderr
+    assert part_name(d15) in partitions(tc) and partitions(tc) <= before
+
+
+def test_retention_waits_for_the_lakes_commits(plain, tmp_path):
+    """End to end, nothing by hand: readings 15 days old written to the store by a pipeline without
+    a lake are kept by a 10-day retention while the lake lacks them; once a pipeline with the lake
+    has committed them (catching up from Kafka), the same retention drops their day."""
+    tc = plain
+    tc.migrate()
+    lake = str(tmp_path / "lake")
+    old = datetime.now(timezone.utc).replace(hour=6, minute=0, second=0, microsecond=0) \
+        - timedelta(days=15)
+    day = part_name(old.date())
+    summary = tc.simulate("--devices", "30", "--count", "3000", "--seed", "21", "--start",
+                          rfc3339(old))
+    assert summary["valid"] == 3000
+    tc.run(idle=2)
+    assert tc.sql(f'SELECT count(*) FROM "{day}"')[0][0] == 3000
+    ten_days = ("retention.max_age_s=864000", f"lake.dir={lake}")
+
+    out = tc.cmd("retention", extra=ten_days).stdout
+    assert f"{old.date().isoformat()}  kept (lake incomplete)" in out, out
+    assert "rows 3000, lake 0" in out, out
+    assert day in partitions(tc)
+
+    tc.run(idle=2, extra=(f"lake.dir={lake}",))
+    lake_rows = ds.dataset(os.path.join(lake, "telemetry"), format="parquet",
+                           partitioning="hive").count_rows()
+    assert lake_rows == 3000
+
+    out = tc.cmd("retention", extra=ten_days).stdout
+    assert f"{old.date().isoformat()}  dropped" in out and "rows 3000, lake 3000" in out, out
+    assert day not in partitions(tc)
+    assert tc.sql("SELECT count(*) FROM readings WHERE time < %s",
+                  (old + timedelta(days=1),))[0][0] == 0
 
 
 def test_retention_by_age_when_the_lake_is_not_required(plain):
@@ -300,36 +367,27 @@ def test_a_stop_retries_the_rollups_on_a_new_connection(plain):
     tc.migrate()
     tc.simulate("--devices", "50", "--count", "3000", "--seed", "31")
     proc = tc.spawn("run", extra=("pipeline.batch_size=500", "pipeline.batch_size_max=500"))
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-
-    def wait_for(what, cond, timeout=120):
-        deadline = time.time() + timeout
-        while not cond():
-            assert proc.poll() is None and time.time() < deadline, \
-                f"no {what}:\n" + "".join(lines)[-6000:]
-            time.sleep(0.1)
+    log = LogLines(proc.stderr)
 
     try:
-        wait_for("consumer", lambda: any('"consuming ' in s for s in lines))
-        wait_for("rollups", lambda: tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 3000)
+        log.wait('"consuming ', proc=proc)
+        wait_for(lambda: tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 3000, timeout=120,
+                 what="rollups of 3000 readings", proc=proc, log=log)
         (closed,) = tc.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                            " WHERE application_name = 'thermocline' AND pid <> pg_backend_pid()")[0]
         assert closed > 0
         tc.simulate("--devices", "50", "--count", "500", "--seed", "32")
-        wait_for("failed rollups flush",
-                 lambda: any("rollups retried at the next interval" in s for s in lines))
+        log.wait("rollups retried at the next interval", proc=proc)
         proc.send_signal(signal.SIGTERM)  # before the next interval
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        reader.join(timeout=30)
+        log.join()
         proc.stdout.close()
         proc.stderr.close()
-    err = "".join(lines)
+    err = log.text()
     assert proc.returncode == 0, err[-6000:]
     tc.assert_clean(err)
     stored = tc.sql("SELECT count(*) FROM readings")[0][0]

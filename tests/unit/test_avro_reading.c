@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -721,7 +722,7 @@ static void test_batch_full(void **state)
 typedef struct fake {
     int fd;
     int port;
-    volatile int stop;
+    atomic_int stop; /* set by the test, read by the server thread */
     int requests;
     pthread_t th;
 } fake;
@@ -743,7 +744,7 @@ static void *fake_main(void *arg)
 {
     fake *f = arg;
 
-    while (!f->stop) {
+    while (!atomic_load(&f->stop)) {
         struct pollfd pfd = {f->fd, POLLIN, 0};
         char req[2048];
         size_t len = 0;
@@ -862,7 +863,7 @@ static void test_cache(void **state)
     assert_non_null(strstr(err, "PROTOBUF"));
     assert_int_equal(tc_schema_cache_get(c, 9, &p, err, sizeof(err)), TC_ERR_IO);
 
-    f.stop = 1;
+    atomic_store(&f.stop, 1);
     pthread_join(f.th, NULL);
     close(f.fd);
     tc_schema_cache_destroy(c);
@@ -887,6 +888,7 @@ static void test_cache(void **state)
     close(f.fd);
 
     assert_null(tc_schema_cache_new("https://x", 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "\"https://x\" in registry.url"));
     assert_null(tc_schema_cache_new("http://:80", 0, 0, err, sizeof(err)));
 }
 

@@ -166,6 +166,9 @@ static void test_empty_and_bad(void **state)
     assert_int_equal(tc_catalog_latest(c)->id, 6);
     tc_catalog_destroy(c);
     assert_null(tc_catalog_new("ftp://x", "s", 0, err, sizeof(err)));
+    /* The registry client's message, the same as the Avro schema cache's: it names the setting. */
+    assert_string_equal(err, "invalid schema registry URL \"ftp://x\" in registry.url (expected "
+                             "http://host[:port][/path])");
     assert_null(tc_catalog_new(NULL, "", 0, err, sizeof(err)));
 }
 

@@ -279,6 +279,15 @@ static void test_every_key_settable(void **state)
             v = "4096";
         if (strstr(all_keys[i], "refresh_ms"))
             v = "1000";
+        /* Enumerated settings take one of their values. */
+        if (!strcmp(all_keys[i], "postgres.timescaledb"))
+            v = "on";
+        if (!strcmp(all_keys[i], "lake.codec"))
+            v = "zstd";
+        if (!strcmp(all_keys[i], "log.level"))
+            v = "warn";
+        if (!strcmp(all_keys[i], "log.format"))
+            v = "human";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }
@@ -862,6 +871,13 @@ static void test_reference(void **state)
     assert_non_null(strstr(ref, "| `kafka.topic` | string | `iot-telemetry` |"));
     assert_non_null(strstr(ref, "| `kafka.create_topic` | boolean | `true` |"));
     assert_non_null(strstr(ref, "| `validation.temperature_min` | number | `-50` |"));
+    /* Enumerated settings list their values; reloadable ones are marked. */
+    assert_non_null(strstr(ref, "| `postgres.timescaledb` | enum | `auto` | auto, on, off |"));
+    assert_non_null(strstr(ref, "| `lake.codec` | enum | `snappy` | snappy, zstd, none |  |  |"));
+    assert_non_null(strstr(ref, "| `log.level` | enum | `info` | debug, info, warn, error | "
+                                "`THERMOCLINE_LOG_LEVEL` | yes |"));
+    assert_non_null(strstr(ref, "| `validation.max_age_s` | integer | `2592000` | 60 .. "
+                                "3153600000 |  | yes |"));
     assert_non_null(strstr(ref, "rdkafka."));
     free(ref);
 }
@@ -1030,20 +1046,60 @@ static void test_check_min_max(void **state)
                                 "validation.temperature_max (-50): no value could be valid");
 }
 
-/* A wrong log.level or log.format is named alone, with the values allowed. */
-static void test_check_log_settings(void **state)
+/* An enumerated setting refuses anything but its values wherever it is set (file, environment,
+ * --set), naming the key and the values allowed, and keeps the value it had. */
+static void test_enum_settings_refuse_other_values(void **state)
 {
+    static const struct {
+        const char *key, *bad, *allowed, *good;
+    } cases[] = {
+        {"postgres.timescaledb", "maybe", "auto, on, off", "off"},
+        {"lake.codec", "lz4", "snappy, zstd, none", "zstd"},
+        {"log.level", "verbose", "debug, info, warn, error", "debug"},
+        {"log.format", "xml", "json, human, auto", "human"},
+    };
     fixture *f = *state;
+    char want[256];
 
-    assert_int_equal(set(f, "log.level", "verbose"), TC_OK);
-    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
-    assert_string_equal(
-        f->err, "invalid value for \"log.level\": \"verbose\" (debug, info, warn or error)");
-    assert_int_equal(set(f, "log.level", "debug"), TC_OK);
-    assert_int_equal(set(f, "log.format", "xml"), TC_OK);
-    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
-    assert_non_null(strstr(f->err, "\"log.format\": \"xml\" (json, human or auto)"));
-    assert_null(strstr(f->err, "log.level"));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(set(f, cases[i].key, cases[i].bad), TC_ERR_CONFIG);
+        snprintf(want, sizeof(want), "invalid value for \"%s\": \"%s\" (allowed: %s)", cases[i].key,
+                 cases[i].bad, cases[i].allowed);
+        assert_string_equal(f->err, want);
+        assert_int_equal(set(f, cases[i].key, cases[i].good), TC_OK);
+    }
+    assert_string_equal(f->cfg->pg_timescaledb, "off");
+    /* Case matters: the code compares exactly. */
+    assert_int_equal(set(f, "postgres.timescaledb", "ON"), TC_ERR_CONFIG);
+    assert_string_equal(f->cfg->pg_timescaledb, "off");
+    /* From a file and from the environment alike. */
+    assert_int_equal(load(f, "lake:\n  codec: brotli\n"), TC_ERR_CONFIG);
+    assert_non_null(strstr(f->err, "\"lake.codec\": \"brotli\" (allowed: snappy, zstd, none)"));
+    setenv("THERMOCLINE_PG_TIMESCALEDB", "maybe", 1);
+    assert_int_equal(tc_config_apply_env(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_non_null(strstr(f->err, "THERMOCLINE_PG_TIMESCALEDB"));
+    assert_non_null(strstr(f->err, "(allowed: auto, on, off)"));
+}
+
+/* The reload flag: what SIGHUP applies, listed for `run --help`. */
+static void test_reloadable_flag(void **state)
+{
+    char keys[2048];
+
+    (void)state;
+    assert_true(tc_config_reloadable("validation.max_age_s"));
+    assert_true(tc_config_reloadable("validation.temperature_min"));
+    assert_true(tc_config_reloadable("log.level"));
+    assert_true(tc_config_reloadable("pipeline.batch_timeout_ms"));
+    assert_false(tc_config_reloadable("kafka.brokers"));
+    assert_false(tc_config_reloadable("log.format"));
+    assert_false(tc_config_reloadable("no.such_key"));
+    assert_true(tc_config_reloadable_keys(keys, sizeof(keys)) > 0);
+    assert_non_null(strstr(keys, "registry.refresh_ms"));
+    assert_null(strstr(keys, "postgres.dsn"));
+    /* Truncation stays inside the buffer. */
+    assert_true(tc_config_reloadable_keys(keys, 8) <= 8);
+    assert_true(strlen(keys) < 8);
 }
 
 /* A double setting is shown as written, not with 17 digits. */
@@ -1102,7 +1158,8 @@ int main(void)
         T(test_dump_masks_password),
         T(test_yaml_duplicate_keys),
         T(test_check_min_max),
-        T(test_check_log_settings),
+        T(test_enum_settings_refuse_other_values),
+        T(test_reloadable_flag),
         T(test_dump_shortest_doubles),
     };
 

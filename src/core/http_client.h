@@ -5,8 +5,8 @@
  * timeout, send/receive timeouts, and a cap on the response size. Plain http:// only. Handles
  * Content-Length, chunked transfer encoding and responses that end with the connection.
  */
-#ifndef TC_API_HTTP_CLIENT_H
-#define TC_API_HTTP_CLIENT_H
+#ifndef TC_CORE_HTTP_CLIENT_H
+#define TC_CORE_HTTP_CLIENT_H
 
 #include <stddef.h>
 
@@ -36,6 +36,15 @@ typedef struct tc_http_reply {
 tc_err tc_http_fetch(const tc_http_url *u, const char *method, const char *path,
                      const char *content_type, const char *body, size_t body_len, int timeout_ms,
                      size_t max_response, tc_http_reply *reply, char *errstr, size_t errstr_size);
+
+/*
+ * Parse a whole response held in buf[0..len) (buf[len] must be writable: the body is
+ * NUL-terminated in place). On TC_OK the body is moved to the front of buf and reply->body is buf
+ * (the reply owns it now); otherwise TC_ERR_IO with errstr, and buf stays the caller's. Exposed for
+ * the unit tests and the fuzz target.
+ */
+tc_err tc_http_parse_reply(char *buf, size_t len, tc_http_reply *reply, char *errstr,
+                           size_t errstr_size);
 
 void tc_http_reply_free(tc_http_reply *r);
 
