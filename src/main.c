@@ -28,6 +28,7 @@ static const tc_command tc_commands[] = {
     {"config", "reference|sample|show", tc_cmd_config,
      "print the configuration reference, a sample, or the effective one"},
     {"version", "", tc_cmd_version, "print the version"},
+    {"serve", "", tc_cmd_serve, "serve the REST API over the api schema (docs/api.md)"},
     {"registry", "", tc_cmd_registry, "serve the Avro schema registry (Confluent-compatible API)"},
     {"schema", "register|ls|show|check", tc_cmd_schema,
      "register, list, show and check schemas in a registry"},

@@ -76,6 +76,15 @@ typedef struct tc_config {
     int64_t lake_row_group_bytes;
     /* http */
     char *http_listen;
+    /* api */
+    char *api_listen;
+    char *api_jwt_secret;
+    char *api_jwks_file;
+    char *api_keys_file;
+    char *api_cursor_secret;
+    int64_t api_pool_size;
+    double api_rate_per_s;
+    int64_t api_rate_burst;
     /* log */
     char *log_level;
     char *log_format;

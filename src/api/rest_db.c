@@ -1,0 +1,270 @@
+/*
+ * rest_db.c -- the REST API's connection pool, request transactions and audit; see rest_db.h.
+ *
+ * The pool is a fixed array of slots under one mutex and a condition variable: a slot is free
+ * (with or without an open connection) or lent. Connections are opened when first needed and
+ * reset when a request finds one broken, so a database restart costs the requests in flight, not
+ * the server.
+ */
+#include "api/rest_db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+
+/* Log a failing audit write at most this often. */
+#define TC_REST_AUDIT_WARN_US (60 * 1000000LL)
+
+typedef struct tc_rest_slot {
+    PGconn *conn;
+    int lent;
+} tc_rest_slot;
+
+struct tc_rest_pool {
+    char *dsn;
+    size_t size;
+    tc_rest_slot *slots;
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    int64_t audit_warned_us;
+};
+
+static PGconn *tc_rest_connect(const char *dsn, char *errstr, size_t errstr_size)
+{
+    PGconn *c = PQconnectdb(dsn);
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size, "cannot connect to PostgreSQL: %s",
+                   c ? PQerrorMessage(c) : "out of memory");
+        tc_log_flatten(errstr);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, char *errstr, size_t errstr_size)
+{
+    tc_rest_pool *p = calloc(1, sizeof(*p));
+
+    if (size == 0 || size > TC_REST_POOL_MAX)
+        size = size ? TC_REST_POOL_MAX : 1;
+    if (!p || !(p->dsn = strdup(dsn)) || !(p->slots = calloc(size, sizeof(*p->slots)))) {
+        if (p)
+            free(p->dsn);
+        free(p);
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    p->size = size;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    p->slots[0].conn = tc_rest_connect(dsn, errstr, errstr_size);
+    if (!p->slots[0].conn) {
+        tc_rest_pool_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+void tc_rest_pool_destroy(tc_rest_pool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->size; i++)
+        PQfinish(p->slots[i].conn);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->freed);
+    free(p->slots);
+    free(p->dsn);
+    free(p);
+}
+
+PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb)
+{
+    struct timespec deadline;
+    tc_rest_slot *slot = NULL;
+    char errstr[TC_ERRSTR_MAX];
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += TC_REST_POOL_WAIT_MS / 1000;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        /* An open idle connection first, then an unopened slot. */
+        for (size_t i = 0; i < p->size && !slot; i++)
+            if (!p->slots[i].lent && p->slots[i].conn)
+                slot = &p->slots[i];
+        for (size_t i = 0; i < p->size && !slot; i++)
+            if (!p->slots[i].lent)
+                slot = &p->slots[i];
+        if (slot || pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (slot)
+        slot->lent = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (!slot) {
+        tc_rest_problem_set(pb, 503, NULL, "every database connection of the API is busy");
+        return NULL;
+    }
+    if (slot->conn && PQstatus(slot->conn) != CONNECTION_OK)
+        PQreset(slot->conn);
+    if (!slot->conn || PQstatus(slot->conn) != CONNECTION_OK) {
+        PQfinish(slot->conn);
+        slot->conn = tc_rest_connect(p->dsn, errstr, sizeof(errstr));
+    }
+    if (!slot->conn) {
+        tc_log_warn("serve", "%s", errstr);
+        pthread_mutex_lock(&p->lock);
+        slot->lent = 0;
+        pthread_cond_signal(&p->freed);
+        pthread_mutex_unlock(&p->lock);
+        tc_rest_problem_set(pb, 503, NULL, "the database is unreachable");
+        return NULL;
+    }
+    return slot->conn;
+}
+
+void tc_rest_pool_put(tc_rest_pool *p, PGconn *c)
+{
+    if (!c)
+        return;
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PGresult *r;
+        /* A request that stopped midway (client gone, error) left work on the wire. */
+        while ((r = PQgetResult(c)))
+            PQclear(r);
+        if (PQtransactionStatus(c) != PQTRANS_IDLE)
+            PQclear(PQexec(c, "ROLLBACK"));
+    }
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->size; i++) {
+        if (p->slots[i].conn == c) {
+            p->slots[i].lent = 0;
+            break;
+        }
+    }
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- transactions ---- */
+
+int tc_rest_db_problem(const PGresult *r, const char *what, tc_rest_problem *pb)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (state && !strcmp(state, "42501"))
+        return tc_rest_problem_set(pb, 403, NULL, "your role may not do this (%s)", what);
+    if (state && !strncmp(state, "22", 2))
+        return tc_rest_problem_set(pb, 400, NULL, "%s: %s", what, msg ? msg : "invalid value");
+    if (state && !strcmp(state, "57014"))
+        return tc_rest_problem_set(pb, 503, NULL, "%s took longer than %d ms", what,
+                                   TC_REST_STATEMENT_TIMEOUT_MS);
+    tc_log_error("serve", "%s failed: SQLSTATE %s: %s", what, state ? state : "?",
+                 msg ? msg : "(no message)");
+    return tc_rest_problem_set(pb, 500, NULL, "%s failed (the server log has the details)", what);
+}
+
+static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
+                        const char *what, tc_rest_problem *pb)
+{
+    /* Without parameters, the simple protocol: it takes several statements at once. */
+    PGresult *r =
+        nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = tc_rest_db_problem(r, what, pb);
+    PQclear(r);
+    return rc;
+}
+
+int tc_rest_db_begin(PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+{
+    char sql[256];
+    const char *params[1] = {who->claims};
+
+    /* The role is one of four fixed names (rest_auth.c), never text from the request. */
+    snprintf(sql, sizeof(sql),
+             "BEGIN; SET LOCAL ROLE %s; SET LOCAL TimeZone = 'UTC';"
+             " SET LOCAL statement_timeout = %d",
+             tc_rest_role_name(who->role), TC_REST_STATEMENT_TIMEOUT_MS);
+    if (tc_rest_exec(c, sql, 0, NULL, "starting the request's transaction", pb))
+        return pb->status;
+    if (tc_rest_exec(c, "SELECT set_config('request.jwt.claims', $1, true)", 1, params,
+                     "passing the claims", pb)) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return pb->status;
+    }
+    return 0;
+}
+
+int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
+{
+    if (!ok) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return 0;
+    }
+    return tc_rest_exec(c, "COMMIT", 0, NULL, "committing", pb);
+}
+
+/* ---- audit ---- */
+
+void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
+{
+    tc_jbuf b;
+    char *detail;
+    size_t len = 0;
+    char rows[32];
+    const char *params[5];
+    PGresult *r;
+
+    tc_jbuf_init(&b, TC_REST_AUDIT_PATH_MAX + TC_REST_AUDIT_PARAMS_MAX + 512);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "method");
+    tc_jbuf_str(&b, ev->method);
+    tc_jbuf_key(&b, "path");
+    tc_jbuf_strn(&b, ev->path, strnlen(ev->path, TC_REST_AUDIT_PATH_MAX));
+    tc_jbuf_key(&b, "query");
+    tc_jbuf_strn(&b, ev->query, strnlen(ev->query, TC_REST_AUDIT_PARAMS_MAX));
+    tc_jbuf_key(&b, "status");
+    tc_jbuf_int(&b, ev->status);
+    tc_jbuf_key(&b, "duration_ms");
+    tc_jbuf_double(&b, (double)ev->duration_us / 1000.0);
+    tc_jbuf_obj_end(&b);
+    detail = tc_jbuf_take(&b, &len);
+    snprintf(rows, sizeof(rows), "%lld", (long long)ev->rows);
+    params[0] = ev->subject;
+    params[1] = ev->role;
+    params[2] = "api.request";
+    params[3] = detail ? detail : "{}";
+    params[4] = ev->rows >= 0 ? rows : NULL;
+    r = PQexecParams(c,
+                     "SELECT audit.record($1::text, $2::text, $3::text, $4::jsonb,"
+                     " $5::bigint)",
+                     5, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int64_t now = tc_time_now_us();
+        pthread_mutex_lock(&p->lock);
+        if (now - p->audit_warned_us > TC_REST_AUDIT_WARN_US) {
+            p->audit_warned_us = now;
+            pthread_mutex_unlock(&p->lock);
+            tc_log_warn("serve", "cannot write the audit record of %s %s: %s", ev->method, ev->path,
+                        PQresultErrorMessage(r));
+        } else {
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    PQclear(r);
+    free(detail);
+}
