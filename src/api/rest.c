@@ -74,7 +74,9 @@ tc_rest *tc_rest_new(const tc_rest_options *opt, char *errstr, size_t errstr_siz
     }
     r->openapi = tc_rest_openapi(&r->openapi_len);
     r->auth = r->openapi ? tc_rest_auth_new(&ao, errstr, errstr_size) : NULL;
-    r->pool = r->auth ? tc_rest_pool_new(opt->pg_dsn, opt->pool_size, errstr, errstr_size) : NULL;
+    r->pool = r->auth ? tc_rest_pool_new(opt->pg_dsn, opt->pool_size, opt->api_schema,
+                                         opt->audit_schema, errstr, errstr_size)
+                      : NULL;
     if (!r->pool) {
         if (!r->openapi)
             tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
@@ -442,7 +444,7 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     conn = tc_rest_pool_get(r->pool, &pb);
     if (!conn)
         return tc_rest_fail(r, NULL, &lg, resp, &pb);
-    if (tc_rest_db_begin(conn, &who, &pb))
+    if (tc_rest_db_begin(r->pool, conn, &who, &pb))
         goto fail;
     if (fmt != TC_REST_FMT_JSON) {
         if (!PQsendQueryParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0) ||

@@ -25,6 +25,8 @@
 
 typedef struct tc_rest_options {
     const char *pg_dsn;
+    const char *api_schema;   /* the views and functions read */
+    const char *audit_schema; /* where record() is */
     size_t pool_size;
     const char *jwt_secret;    /* HS256 */
     const char *jwks_file;     /* RS256 / ES256 */

@@ -27,8 +27,13 @@ typedef struct tc_rest_slot {
     int lent;
 } tc_rest_slot;
 
+/* Longest schema name (PostgreSQL's identifiers: 63 bytes), quoted. */
+#define TC_REST_IDENT_MAX 160
+
 struct tc_rest_pool {
     char *dsn;
+    char api_ident[TC_REST_IDENT_MAX]; /* quoted */
+    char audit_sql[TC_REST_IDENT_MAX + 128];
     size_t size;
     tc_rest_slot *slots;
     pthread_mutex_t lock;
@@ -50,9 +55,31 @@ static PGconn *tc_rest_connect(const char *dsn, char *errstr, size_t errstr_size
     return c;
 }
 
-tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, char *errstr, size_t errstr_size)
+/* "name" with its quotes doubled, into out. */
+static int tc_rest_quote_ident(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    if (!*name || strlen(name) > 63)
+        return -1;
+    out[o++] = '"';
+    for (const char *c = name; *c; c++) {
+        if (o + 4 > cap)
+            return -1;
+        if (*c == '"')
+            out[o++] = '"';
+        out[o++] = *c;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return 0;
+}
+
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
+                               const char *audit_schema, char *errstr, size_t errstr_size)
 {
     tc_rest_pool *p = calloc(1, sizeof(*p));
+    char audit_ident[TC_REST_IDENT_MAX];
 
     if (size == 0 || size > TC_REST_POOL_MAX)
         size = size ? TC_REST_POOL_MAX : 1;
@@ -66,6 +93,15 @@ tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, char *errstr, size_
     p->size = size;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->freed, NULL);
+    if (tc_rest_quote_ident(api_schema, p->api_ident, sizeof(p->api_ident)) ||
+        tc_rest_quote_ident(audit_schema, audit_ident, sizeof(audit_ident))) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "api.schema and audit.schema: 1 to 63 bytes");
+        tc_rest_pool_destroy(p);
+        return NULL;
+    }
+    snprintf(p->audit_sql, sizeof(p->audit_sql),
+             "SELECT %s.record($1::text, $2::text, $3::text, $4::jsonb, $5::bigint)", audit_ident);
     p->slots[0].conn = tc_rest_connect(dsn, errstr, errstr_size);
     if (!p->slots[0].conn) {
         tc_rest_pool_destroy(p);
@@ -189,16 +225,16 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
     return rc;
 }
 
-int tc_rest_db_begin(PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
 {
-    char sql[256];
+    char sql[512];
     const char *params[1] = {who->claims};
 
     /* The role is one of four fixed names (rest_auth.c), never text from the request. */
     snprintf(sql, sizeof(sql),
-             "BEGIN; SET LOCAL ROLE %s; SET LOCAL TimeZone = 'UTC';"
+             "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s; SET LOCAL TimeZone = 'UTC';"
              " SET LOCAL statement_timeout = %d",
-             tc_rest_role_name(who->role), TC_REST_STATEMENT_TIMEOUT_MS);
+             tc_rest_role_name(who->role), p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS);
     if (tc_rest_exec(c, sql, 0, NULL, "starting the request's transaction", pb))
         return pb->status;
     if (tc_rest_exec(c, "SELECT set_config('request.jwt.claims', $1, true)", 1, params,
@@ -249,10 +285,7 @@ void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
     params[2] = "api.request";
     params[3] = detail ? detail : "{}";
     params[4] = ev->rows >= 0 ? rows : NULL;
-    r = PQexecParams(c,
-                     "SELECT audit.record($1::text, $2::text, $3::text, $4::jsonb,"
-                     " $5::bigint)",
-                     5, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(c, p->audit_sql, 5, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int64_t now = tc_time_now_us();
         pthread_mutex_lock(&p->lock);

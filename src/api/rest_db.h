@@ -4,14 +4,15 @@
  *
  * Each request borrows one connection (waiting up to TC_REST_POOL_WAIT_MS for a free one, then
  * 503) and runs in one transaction opened by tc_rest_db_begin, the way PostgREST does it:
- *     BEGIN; SET LOCAL ROLE <role>; SELECT set_config('request.jwt.claims', <claims>, true);
+ *     BEGIN; SET LOCAL ROLE <role>; SET LOCAL search_path = <api schema>;
+ *     SELECT set_config('request.jwt.claims', <claims>, true);
  * so the views, functions and row-level security of the `api` schema see the caller, and nothing
  * of it outlives the transaction: a connection goes back to the pool as the service's own login.
  * The role name comes from the fixed list of rest_auth.h, and the claims are a bound parameter;
  * no text of a request is ever spliced into SQL.
  *
  * The audit record is written after the request's transaction, as the service's login, through
- * the database's audit function (audit.record), so that a role that may not write the
+ * the database's audit function (record() of audit.schema), so that a role that may not write the
  * audit log still has its reads recorded, and a failed request is recorded too.
  */
 #ifndef TC_API_REST_DB_H
@@ -38,8 +39,10 @@
 typedef struct tc_rest_pool tc_rest_pool;
 
 /* size connections to dsn, opened lazily (the first is opened now, to fail early on a bad DSN).
- * NULL with errstr set. */
-tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, char *errstr, size_t errstr_size);
+ * api_schema is the search_path of every request; audit_schema holds record(). NULL with errstr
+ * set. */
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
+                               const char *audit_schema, char *errstr, size_t errstr_size);
 void tc_rest_pool_destroy(tc_rest_pool *p);
 
 /* A connection for one request, or NULL (none free in time, or the database unreachable) with pb
@@ -49,7 +52,7 @@ PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb);
 void tc_rest_pool_put(tc_rest_pool *p, PGconn *c);
 
 /* Open the request's transaction as who (see the file comment). 0, or an HTTP status with pb. */
-int tc_rest_db_begin(PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb);
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb);
 /* COMMIT (ok) or ROLLBACK; 0 or 500 with pb. */
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb);
 

@@ -2,7 +2,9 @@
  * rest_routes.c -- the /v1 routes: their parameters and the one SQL statement each runs.
  *
  * Every statement reads the `api` schema only (views and functions; the storage tables behind
- * them are not the API's business), and takes every value from the request as a bound parameter
+ * them are not the API's business): names are unqualified, and the request's transaction sets
+ * search_path to that schema alone (api.schema; rest_db.c), and takes every value from the request
+ * as a bound parameter
  * ($n), so no parameter can change what the statement is. A NULL parameter means "no filter":
  * "($1::text IS NULL OR ...)". JSON pages are cut with "key > cursor ORDER BY key LIMIT n+1"
  * (keyset pagination: no OFFSET, so a page costs the same wherever it is, and rows that arrive
@@ -188,7 +190,7 @@ static const tc_rest_param_def tc_p_range[] = {P_FROM, P_TO, P_LIMIT, P_CURSOR, 
 
 static int tc_b_devices(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    q->text = "SELECT * FROM api.devices WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
+    q->text = "SELECT * FROM devices WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
               " AND ($3::text IS NULL OR device_id LIKE $3)"
               " AND ($4::text IS NULL OR device_id > $4) ORDER BY device_id LIMIT $5";
     tc_rest_bind_tag(q, &c->vals[0]);
@@ -201,7 +203,7 @@ static int tc_b_devices(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *
 
 static int tc_b_latest_all(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    q->text = "SELECT * FROM api.latest WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
+    q->text = "SELECT * FROM latest WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
               " AND ($3::text IS NULL OR device_id LIKE $3)"
               " AND ($4::text IS NULL OR device_id > $4) ORDER BY device_id LIMIT $5";
     tc_rest_bind_tag(q, &c->vals[0]);
@@ -215,7 +217,7 @@ static int tc_b_latest_all(const tc_rest_call *c, tc_rest_sql *q, tc_rest_proble
 static int tc_b_device(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     (void)pb;
-    q->text = "SELECT * FROM api.devices WHERE device_id = $1";
+    q->text = "SELECT * FROM devices WHERE device_id = $1";
     tc_rest_bind(q, c->path_params[0]);
     return 0;
 }
@@ -223,14 +225,14 @@ static int tc_b_device(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *p
 static int tc_b_latest(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     (void)pb;
-    q->text = "SELECT * FROM api.latest WHERE device_id = $1";
+    q->text = "SELECT * FROM latest WHERE device_id = $1";
     tc_rest_bind(q, c->path_params[0]);
     return 0;
 }
 
 static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    q->text = "SELECT * FROM api.readings($1, to_timestamp($2::double precision),"
+    q->text = "SELECT * FROM readings($1, to_timestamp($2::double precision),"
               " to_timestamp($3::double precision), $4) r"
               " WHERE ($5::timestamptz IS NULL OR r.time > $5) ORDER BY r.time LIMIT $6";
     tc_rest_bind(q, c->path_params[0]);
@@ -243,7 +245,7 @@ static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem 
 
 static int tc_b_fleet(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    q->text = "SELECT * FROM api.fleet($1, $2, to_timestamp($3::double precision),"
+    q->text = "SELECT * FROM fleet($1, $2, to_timestamp($3::double precision),"
               " to_timestamp($4::double precision), $5) f"
               " WHERE ($6::timestamptz IS NULL OR f.time > $6) ORDER BY f.time LIMIT $7";
     tc_rest_bind_tag(q, &c->vals[0]);
@@ -257,7 +259,7 @@ static int tc_b_fleet(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb
 static int tc_b_dead(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     (void)pb;
-    q->text = "SELECT * FROM api.dead_letters WHERE ($1::text IS NULL OR reason = $1)"
+    q->text = "SELECT * FROM dead_letters WHERE ($1::text IS NULL OR reason = $1)"
               " AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3";
     tc_rest_bind(q, tc_rest_val(c, 0));
     tc_rest_bind(q, c->after);
@@ -268,7 +270,7 @@ static int tc_b_dead(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 static int tc_b_redrive(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     (void)pb;
-    q->text = "SELECT api.request_redrive(string_to_array($1, ',')::bigint[]) AS requested";
+    q->text = "SELECT request_redrive(string_to_array($1, ',')::bigint[]) AS requested";
     tc_rest_bind(q, c->vals[0].text);
     return 0;
 }
@@ -277,7 +279,7 @@ static int tc_b_quality(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *
 {
     int64_t span = 0;
 
-    q->text = "SELECT * FROM api.quality WHERE time >= to_timestamp($1::double precision)"
+    q->text = "SELECT * FROM quality WHERE time >= to_timestamp($1::double precision)"
               " AND time < to_timestamp($2::double precision)"
               " AND ($3::timestamptz IS NULL OR time > $3) ORDER BY time LIMIT $4";
     if (tc_rest_bind_span(c, 0, 1, q, &span, pb))
@@ -291,7 +293,7 @@ static int tc_b_anomalies(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem
 {
     int64_t span = 0;
 
-    q->text = "SELECT * FROM api.anomalies WHERE time >= to_timestamp($1::double precision)"
+    q->text = "SELECT * FROM anomalies WHERE time >= to_timestamp($1::double precision)"
               " AND time < to_timestamp($2::double precision)"
               " AND ($3::timestamptz IS NULL OR time > $3) ORDER BY time LIMIT $4";
     if (tc_rest_bind_span(c, 0, 1, q, &span, pb))

@@ -56,6 +56,8 @@ int tc_cmd_serve(int argc, char **argv)
         return TC_EXIT_USAGE;
     }
     ro = (tc_rest_options){.pg_dsn = cfg->pg_dsn,
+                           .api_schema = cfg->api_schema,
+                           .audit_schema = cfg->audit_schema,
                            .pool_size = (size_t)cfg->api_pool_size,
                            .jwt_secret = cfg->api_jwt_secret,
                            .jwks_file = cfg->api_jwks_file,

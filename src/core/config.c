@@ -170,6 +170,12 @@ static const tc_conf_entry tc_conf_table[] = {
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},
+    {"api.schema", TC_CT_STRING, "api", 0, 0, NULL, OFF(api_schema),
+     "Schema of the curated SQL interface (views and functions over postgres.schema) that BI "
+     "tools, the REST API and GraphQL read; created by `migrate` (docs/api.md)."},
+    {"audit.schema", TC_CT_STRING, "audit", 0, 0, NULL, OFF(audit_schema),
+     "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
+     "verify`)."},
     /* The REST API of `thermocline serve` (docs/api.md). */
     {"api.listen", TC_CT_STRING, "127.0.0.1:8070", 0, 0, "THERMOCLINE_API_LISTEN", OFF(api_listen),
      "Address the REST API of `serve` listens on (port 0: any free port)."},

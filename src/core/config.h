@@ -76,7 +76,9 @@ typedef struct tc_config {
     int64_t lake_row_group_bytes;
     /* http */
     char *http_listen;
-    /* api */
+    /* api, audit */
+    char *api_schema;
+    char *audit_schema;
     char *api_listen;
     char *api_jwt_secret;
     char *api_jwks_file;
