@@ -37,7 +37,8 @@ def api(tmp_path_factory):
     (d / "jwks.json").write_text(json.dumps(jwks))
     (d / "keys").write_text("# service keys\n"
                             f"{hashlib.sha256(b'svc-key-1').hexdigest()} operator ingest-bot\n")
-    a = Api(extra=[f"api.jwks_file={d / 'jwks.json'}", f"api.keys_file={d / 'keys'}"])
+    a = Api(extra=[f"api.jwks_file={d / 'jwks.json'}", f"api.keys_file={d / 'keys'}",
+                   "api.rate_per_s=100000", "api.rate_burst=100000"])
     a.rsa_key, a.ec_key = rsa_key, ec_key
     yield a
     assert a.close() == 0
