@@ -76,6 +76,13 @@ typedef struct tc_config {
     int64_t lake_row_group_bytes;
     /* http */
     char *http_listen;
+    /* api, audit */
+    char *api_schema;
+    char *api_tenant_tag;
+    char *api_personal_columns;
+    int64_t api_personal_digits;
+    char *api_personal_viewer;
+    char *audit_schema;
     /* log */
     char *log_level;
     char *log_format;
