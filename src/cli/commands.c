@@ -29,6 +29,7 @@ static tc_err tc_migrate_api(const tc_config *cfg, int timescaledb, char *errstr
         .store_schema = cfg->pg_schema,
         .api_schema = cfg->api_schema,
         .audit_schema = cfg->audit_schema,
+        .registry_schema = TC_REGISTRY_PG_SCHEMA,
         .tenant_tag = cfg->api_tenant_tag,
         .personal_columns = cfg->api_personal_columns,
         .personal_digits = (int)cfg->api_personal_digits,
@@ -95,6 +96,16 @@ int tc_cmd_migrate(int argc, char **argv)
         fprintf(stderr, "thermocline migrate: %s\n", store ? errstr : "out of memory");
         rc = TC_EXIT_FAILURE;
     } else {
+        tc_jbuf params;
+        tc_jbuf_init(&params, 1024);
+        tc_jbuf_obj_begin(&params);
+        tc_jbuf_key(&params, "api_schema");
+        tc_jbuf_str(&params, cfg->api_schema);
+        tc_jbuf_key(&params, "api_version");
+        tc_jbuf_str(&params, TC_API_VERSION);
+        tc_jbuf_obj_end(&params);
+        rc = tc_cli_audit(cfg, "migrate", cfg->pg_schema, &params, -1, 0, NULL, 0);
+        tc_jbuf_free(&params);
         tc_log_info("migrate", "database objects are up to date in schema \"%s\"", cfg->pg_schema);
     }
     tc_store_destroy(store);

@@ -23,7 +23,8 @@
  * the contract that is not an addition is a new TC_API_VERSION, whose migration drops the old
  * objects first.
  *
- * Templates: @S, @A and @U are the store's, the api's and the audit's schemas (quoted), @T the
+ * Templates: @S, @A and @U are the store's, the api's and the audit's schemas (quoted; @UL the
+ * last as a literal), @R the schema registry's schema (a literal), @T the
  * tenant tag (a literal), @Q the personal columns (a text[] literal), @V what a viewer sees of
  * them (1 rounded, 0 hidden), @P{alias.column} the column as the caller may see it: itself, or
  * masked when the column (its name without _avg, _min or _max) is personal; @M{expr} masked.
@@ -154,6 +155,24 @@ static const char tc_api_audit_sql[] =
     "  FROM @U.events e) x"
     " WHERE x.prev_hash IS DISTINCT FROM x.before OR x.hash IS DISTINCT FROM x.want"
     " ORDER BY x.id $$;"
+    /* Changes to the schema registry, whichever path made them (its REST API, psql). */
+    "CREATE OR REPLACE FUNCTION @U.registry_change() RETURNS trigger LANGUAGE plpgsql"
+    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$"
+    " BEGIN"
+    "  PERFORM @U.record('registry.' || TG_TABLE_NAME || '.' || lower(TG_OP),"
+    "   coalesce(to_jsonb(NEW), to_jsonb(OLD))->>'subject',"
+    "   jsonb_build_object('new', to_jsonb(NEW), 'old', to_jsonb(OLD)), 1, 'ok', NULL);"
+    "  RETURN NULL;"
+    " END $$;"
+    "DO $reg$ DECLARE t text; BEGIN"
+    " FOREACH t IN ARRAY ARRAY['subject_versions', 'configs', 'modes'] LOOP"
+    "  IF to_regclass(format('%I.%I', @R, t)) IS NOT NULL THEN"
+    "   EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I"
+    " FOR EACH ROW EXECUTE FUNCTION %s.registry_change()', 'audit_' || left(md5(@UL), 20), @R, t,"
+    " @UL);"
+    "  END IF;"
+    " END LOOP;"
+    " END $reg$;"
     "REVOKE ALL ON SCHEMA @U FROM PUBLIC;"
     "REVOKE ALL ON ALL TABLES IN SCHEMA @U FROM PUBLIC;"
     "REVOKE ALL ON ALL SEQUENCES IN SCHEMA @U FROM PUBLIC;"
@@ -500,7 +519,8 @@ tc_err tc_api_sql_check(const tc_api_sql_options *o, char *errstr, size_t errstr
         const char *key, *value;
     } names[] = {{"postgres.schema", o->store_schema},
                  {"api.schema", o->api_schema},
-                 {"audit.schema", o->audit_schema}};
+                 {"audit.schema", o->audit_schema},
+                 {"the registry's schema", o->registry_schema}};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (!tc_api_name_ok(names[i].value))
@@ -561,6 +581,13 @@ static void tc_api_expand(tc_api_buf *b, const char *tmpl, const tc_api_sql_opti
         case 'S':
         case 'A':
         case 'U':
+            if (p[0] == 'U' && p[1] == 'L') { /* the quoted audit schema as a literal */
+                tc_api_puts(b, "'\"");
+                tc_api_puts(b, o->audit_schema);
+                tc_api_puts(b, "\"'");
+                p += 2;
+                break;
+            }
             tc_api_puts(b, "\"");
             tc_api_puts(b, *p == 'S'   ? o->store_schema
                            : *p == 'A' ? o->api_schema
@@ -572,6 +599,12 @@ static void tc_api_expand(tc_api_buf *b, const char *tmpl, const tc_api_sql_opti
             tc_api_puts(b, "'");
             for (const char *t = o->tenant_tag; *t; t++)
                 tc_api_put(b, *t == '\'' ? "''" : t, *t == '\'' ? 2 : 1);
+            tc_api_puts(b, "'");
+            p++;
+            break;
+        case 'R':
+            tc_api_puts(b, "'");
+            tc_api_puts(b, o->registry_schema);
             tc_api_puts(b, "'");
             p++;
             break;

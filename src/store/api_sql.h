@@ -16,7 +16,9 @@
  *     store's tables stay private to their owner and thermocline_ingest;
  *   - schema audit (audit.schema): events, append-only for every role (privileges revoked, and
  *     triggers that refuse UPDATE, DELETE and TRUNCATE even to the owner), each row chained to the
- *     previous one by sha256; record() appends, verify() finds the first broken row.
+ *     previous one by sha256; record() appends, verify() finds the first broken row; triggers on
+ *     the schema registry's tables (when they exist) record every change to subjects, versions,
+ *     compatibility and modes.
  * The contract (names, columns, arguments) is versioned: api.version() answers TC_API_VERSION; a
  * change that is not an addition is a new major version (docs/api.md).
  *
@@ -40,6 +42,7 @@ typedef struct tc_api_sql_options {
     const char *store_schema;     /* postgres.schema, unquoted */
     const char *api_schema;       /* api.schema, unquoted */
     const char *audit_schema;     /* audit.schema, unquoted */
+    const char *registry_schema;  /* the schema registry's tables, whose changes are audited */
     const char *tenant_tag;       /* api.tenant_tag */
     const char *personal_columns; /* api.personal_columns: comma-separated fixed metrics */
     int personal_digits;          /* api.personal_digits, 0..6 */
