@@ -38,6 +38,7 @@ static const tc_command tc_commands[] = {
     {"dlq", "ls|show|count|redrive", tc_cmd_dlq, "list, count, show and redrive dead letters"},
     {"replay", "", tc_cmd_replay, "process a range of the topic again into both stores"},
     {"quality", "check-rules", tc_cmd_quality, "check a data-quality rules file"},
+    {"audit", "verify", tc_cmd_audit, "verify the audit log's hash chain"},
 };
 
 static void tc_usage(FILE *out)

@@ -173,6 +173,20 @@ static const tc_conf_entry tc_conf_table[] = {
     {"api.schema", TC_CT_STRING, "api", 0, 0, NULL, OFF(api_schema),
      "Schema of the curated SQL interface (views and functions over postgres.schema) that BI "
      "tools, the REST API and GraphQL read; created by `migrate` (docs/api.md)."},
+    {"api.tenant_tag", TC_CT_STRING, "site", 0, 0, NULL, OFF(api_tenant_tag),
+     "Device tag whose value is a device's tenant or site: row-level security lets a role see the "
+     "devices of the sites it is granted (JWT claim \"sites\", or api.site_access)."},
+    {"api.personal_columns", TC_CT_STRING, "latitude,longitude", 0, 0, NULL,
+     OFF(api_personal_columns),
+     "Reading columns holding personal data, comma separated (of temperature, humidity, pressure, "
+     "battery, latitude, longitude; empty: none): exact for thermocline_analyst and above, "
+     "masked (api.personal_viewer) for thermocline_viewer."},
+    {"api.personal_digits", TC_CT_INT, "2", 0, 6, NULL, OFF(api_personal_digits),
+     "Decimals a personal column is rounded to for thermocline_viewer (2: about 1 km of "
+     "latitude)."},
+    {"api.personal_viewer", TC_CT_STRING, "coarsen", 0, 0, NULL, OFF(api_personal_viewer),
+     "What thermocline_viewer sees of a personal column: coarsen (rounded to "
+     "api.personal_digits) or hide (NULL)."},
     {"audit.schema", TC_CT_STRING, "audit", 0, 0, NULL, OFF(audit_schema),
      "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
      "verify`)."},

@@ -78,7 +78,12 @@ typedef struct tc_config {
     char *http_listen;
     /* api, audit */
     char *api_schema;
+    char *api_tenant_tag;
+    char *api_personal_columns;
+    int64_t api_personal_digits;
+    char *api_personal_viewer;
     char *audit_schema;
+    /* serve (the REST API) */
     char *api_listen;
     char *api_jwt_secret;
     char *api_jwks_file;
