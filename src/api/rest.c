@@ -34,6 +34,8 @@
 /* Routes one API holds (the table is smaller; the bound is the HTTP router's). */
 #define TC_REST_ROUTES_MAX 32
 #define TC_REST_PROBLEM_CT "application/problem+json"
+/* Ids one write takes (the redrive route's `ids` parameter allows fewer). */
+#define TC_REST_ACTION_IDS_MAX 1000
 
 typedef struct tc_rest_binding {
     tc_rest *rest;
@@ -41,6 +43,7 @@ typedef struct tc_rest_binding {
 } tc_rest_binding;
 
 struct tc_rest {
+    tc_rest_options opt; /* the hooks; its strings are not kept */
     tc_rest_auth *auth;
     tc_rest_pool *pool;
     tc_rest_cursor_key ck;
@@ -59,6 +62,7 @@ tc_rest *tc_rest_new(const tc_rest_options *opt, char *errstr, size_t errstr_siz
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         return NULL;
     }
+    r->opt = *opt;
     if (opt->cursor_secret && *opt->cursor_secret) {
         r->ck.secret_len = strlen(opt->cursor_secret);
         if (r->ck.secret_len > sizeof(r->ck.secret))
@@ -122,8 +126,7 @@ typedef struct tc_rest_req_log {
 
 static void tc_rest_audit_fill(tc_rest_audit *ev, const tc_rest_req_log *lg, int status)
 {
-    ev->subject = lg->who ? lg->who->subject : NULL;
-    ev->role = lg->who ? tc_rest_role_name(lg->who->role) : NULL;
+    ev->who = lg->who;
     ev->method = lg->req->method;
     ev->path = lg->req->path;
     ev->query = lg->req->query;
@@ -335,7 +338,9 @@ static void tc_rest_json_answer(tc_rest *r, const tc_rest_route *rt, const PGres
     tc_jbuf_init(&b, TC_REST_JSON_MAX);
     if (rt->kind == TC_RK_LIST) {
         int key = PQfnumber(res, rt->key_col);
+        int key2 = rt->key_col2 ? PQfnumber(res, rt->key_col2) : -1;
         int more = page > 0 && nrows > page;
+        char kt[TC_REST_CURSOR_KEY_MAX];
         shown = more ? (int)page : nrows;
         tc_jbuf_obj_begin(&b);
         tc_jbuf_key(&b, "data");
@@ -344,9 +349,11 @@ static void tc_rest_json_answer(tc_rest *r, const tc_rest_route *rt, const PGres
             tc_rest_json_row(&b, res, i);
         tc_jbuf_arr_end(&b);
         tc_jbuf_key(&b, "next");
-        if (more && key >= 0 &&
-            tc_rest_cursor_make(&r->ck, rt->id, PQgetvalue(res, shown - 1, key), cursor,
-                                sizeof(cursor)) == TC_OK)
+        if (more && key >= 0)
+            snprintf(kt, sizeof(kt), "%s%c%s", PQgetvalue(res, shown - 1, key), TC_REST_KEY_SEP,
+                     key2 >= 0 ? PQgetvalue(res, shown - 1, key2) : "");
+        if (more && key >= 0 && (!rt->key_col2 || key2 >= 0) &&
+            tc_rest_cursor_make(&r->ck, rt->id, kt, cursor, sizeof(cursor)) == TC_OK)
             tc_jbuf_str(&b, cursor);
         else
             tc_jbuf_null(&b);
@@ -367,6 +374,41 @@ static void tc_rest_json_answer(tc_rest *r, const tc_rest_route *rt, const PGres
         return;
     }
     tc_http_respond_owned(resp, 200, TC_HTTP_JSON, text, len);
+}
+
+/* ---- writes ---- */
+
+/* Redrive: res holds the ids the caller's role could read; they are committed as read, then sent
+ * by the hook. The answer says how many were asked for, found and sent. */
+static void tc_rest_action(tc_rest *r, PGconn *conn, const PGresult *res, tc_rest_req_log *lg,
+                           tc_http_response *resp, tc_rest_problem *pb)
+{
+    int64_t ids[TC_REST_ACTION_IDS_MAX];
+    size_t n = 0;
+    uint64_t done = 0;
+    char errstr[TC_ERRSTR_MAX], body[128];
+    int len;
+
+    for (int i = 0; i < PQntuples(res) && n < TC_REST_ACTION_IDS_MAX; i++)
+        ids[n++] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    if (tc_rest_db_end(conn, 1, pb))
+        return;
+    if (!r->opt.redrive) {
+        tc_rest_problem_set(pb, 503, NULL, "redrive is not available on this server");
+        return;
+    }
+    if (n && r->opt.redrive(r->opt.redrive_ctx, ids, n, &done, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_error("serve", "redrive: %s", errstr);
+        tc_rest_problem_set(pb, 503, NULL,
+                            "redrive failed after %llu of %zu dead letters (the server log has "
+                            "the details)",
+                            (unsigned long long)done, n);
+        return;
+    }
+    lg->rows = (int64_t)done;
+    len = snprintf(body, sizeof(body), "{\"found\":%zu,\"redriven\":%llu}", n,
+                   (unsigned long long)done);
+    tc_http_respond(resp, 200, TC_HTTP_JSON, body, (size_t)len);
 }
 
 /* ---- the pipeline ---- */
@@ -434,7 +476,17 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
         call.path_params[i] = req->params[i];
     call.vals = vals;
     call.now_us = tc_time_now_us();
-    call.after = ci >= 0 && vals[ci].present ? vals[ci].text : NULL;
+    if (ci >= 0 && vals[ci].present) {
+        /* "key<SEP>key2": a cursor made by tc_rest_json_answer, its MAC checked already. */
+        char *sep = strchr(vals[ci].text, TC_REST_KEY_SEP);
+        if (!sep) {
+            tc_rest_problem_set(&pb, 400, "cursor", "cursor: not a cursor of this endpoint");
+            return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        }
+        *sep = '\0';
+        call.after = vals[ci].text;
+        call.after2 = sep + 1;
+    }
     if (li >= 0 && vals[li].present)
         call.limit = vals[li].num + (fmt == TC_REST_FMT_JSON);
     else if (rt->kind == TC_RK_LIST && fmt == TC_REST_FMT_JSON)
@@ -462,6 +514,15 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
         tc_rest_db_problem(res, rt->id, &pb);
         PQclear(res);
         goto fail;
+    }
+    if (rt->kind == TC_RK_ACTION) {
+        tc_rest_action(r, conn, res, &lg, resp, &pb);
+        PQclear(res);
+        if (pb.status)
+            goto fail;
+        tc_rest_audit_now(r, conn, &lg, 200);
+        tc_rest_pool_put(r->pool, conn);
+        return;
     }
     tc_rest_json_answer(r, rt, res,
                         li >= 0 && vals[li].present ? vals[li].num

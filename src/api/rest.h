@@ -34,6 +34,12 @@ typedef struct tc_rest_options {
     const char *cursor_secret; /* NULL or "": random */
     double rate_per_s;
     int64_t rate_burst;
+    /* Send the dead letters ids[0..n) back to the topic (`serve` gives one over the store and a
+     * Kafka producer); *done counts those sent. NULL: redrive answers 503. Called after the
+     * caller's role was checked and the ids read as that role, from any server thread. */
+    tc_err (*redrive)(void *ctx, const int64_t *ids, size_t n, uint64_t *done, char *errstr,
+                      size_t errstr_size);
+    void *redrive_ctx;
 } tc_rest_options;
 
 typedef struct tc_rest tc_rest;

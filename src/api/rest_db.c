@@ -101,7 +101,9 @@ tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_sch
         return NULL;
     }
     snprintf(p->audit_sql, sizeof(p->audit_sql),
-             "SELECT %s.record($1::text, $2::text, $3::text, $4::jsonb, $5::bigint)", audit_ident);
+             "SELECT %s.record($1::text, $2::text, $3::jsonb, $4::bigint, $5::text,"
+             " $6::double precision)",
+             audit_ident);
     p->slots[0].conn = tc_rest_connect(dsn, errstr, errstr_size);
     if (!p->slots[0].conn) {
         tc_rest_pool_destroy(p);
@@ -256,48 +258,70 @@ int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
 
 /* ---- audit ---- */
 
+static void tc_rest_audit_failed(tc_rest_pool *p, const tc_rest_audit *ev, const char *why)
+{
+    int64_t now = tc_time_now_us();
+    int say;
+
+    pthread_mutex_lock(&p->lock);
+    say = now - p->audit_warned_us > TC_REST_AUDIT_WARN_US;
+    if (say)
+        p->audit_warned_us = now;
+    pthread_mutex_unlock(&p->lock);
+    if (say)
+        tc_log_warn("serve", "cannot write the audit record of %s %s: %s", ev->method, ev->path,
+                    why);
+}
+
 void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
 {
+    char sql[128], rows[32], dur[32], target[TC_REST_AUDIT_PATH_MAX + 16];
+    const char *params[6], *claims[1];
     tc_jbuf b;
     char *detail;
     size_t len = 0;
-    char rows[32];
-    const char *params[5];
     PGresult *r;
+    int ok;
 
-    tc_jbuf_init(&b, TC_REST_AUDIT_PATH_MAX + TC_REST_AUDIT_PARAMS_MAX + 512);
+    tc_jbuf_init(&b, TC_REST_AUDIT_PARAMS_MAX + 256);
     tc_jbuf_obj_begin(&b);
-    tc_jbuf_key(&b, "method");
-    tc_jbuf_str(&b, ev->method);
-    tc_jbuf_key(&b, "path");
-    tc_jbuf_strn(&b, ev->path, strnlen(ev->path, TC_REST_AUDIT_PATH_MAX));
     tc_jbuf_key(&b, "query");
     tc_jbuf_strn(&b, ev->query, strnlen(ev->query, TC_REST_AUDIT_PARAMS_MAX));
-    tc_jbuf_key(&b, "status");
+    tc_jbuf_key(&b, "http_status");
     tc_jbuf_int(&b, ev->status);
-    tc_jbuf_key(&b, "duration_ms");
-    tc_jbuf_double(&b, (double)ev->duration_us / 1000.0);
     tc_jbuf_obj_end(&b);
     detail = tc_jbuf_take(&b, &len);
+    snprintf(target, sizeof(target), "%s %.*s", ev->method, TC_REST_AUDIT_PATH_MAX, ev->path);
     snprintf(rows, sizeof(rows), "%lld", (long long)ev->rows);
-    params[0] = ev->subject;
-    params[1] = ev->role;
-    params[2] = "api.request";
-    params[3] = detail ? detail : "{}";
-    params[4] = ev->rows >= 0 ? rows : NULL;
-    r = PQexecParams(c, p->audit_sql, 5, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        int64_t now = tc_time_now_us();
-        pthread_mutex_lock(&p->lock);
-        if (now - p->audit_warned_us > TC_REST_AUDIT_WARN_US) {
-            p->audit_warned_us = now;
-            pthread_mutex_unlock(&p->lock);
-            tc_log_warn("serve", "cannot write the audit record of %s %s: %s", ev->method, ev->path,
-                        PQresultErrorMessage(r));
-        } else {
-            pthread_mutex_unlock(&p->lock);
-        }
-    }
+    snprintf(dur, sizeof(dur), "%.3f", (double)ev->duration_us / 1000.0);
+    params[0] = "api.request";
+    params[1] = target;
+    params[2] = detail ? detail : "{}";
+    params[3] = ev->rows >= 0 ? rows : NULL;
+    params[4] = ev->status < 400 ? "ok" : ev->status < 500 ? "refused" : "failed";
+    params[5] = dur;
+    claims[0] = ev->who ? ev->who->claims : NULL;
+    /* A fixed role name: one of rest_auth.h's, or the servers' own. */
+    snprintf(sql, sizeof(sql), "BEGIN; SET LOCAL ROLE %s",
+             ev->who ? tc_rest_role_name(ev->who->role) : "thermocline_authenticator");
+    r = PQexec(c, sql);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
+    if (ok) {
+        r = PQexecParams(c, "SELECT set_config('request.jwt.claims', coalesce($1, ''), true)", 1,
+                         NULL, claims, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    if (ok) {
+        r = PQexecParams(c, p->audit_sql, 6, NULL, params, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            tc_rest_audit_failed(p, ev, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        tc_rest_audit_failed(p, ev, PQerrorMessage(c));
+    }
+    PQclear(PQexec(c, ok ? "COMMIT" : "ROLLBACK"));
     free(detail);
 }

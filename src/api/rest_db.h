@@ -11,9 +11,8 @@
  * The role name comes from the fixed list of rest_auth.h, and the claims are a bound parameter;
  * no text of a request is ever spliced into SQL.
  *
- * The audit record is written after the request's transaction, as the service's login, through
- * the database's audit function (record() of audit.schema), so that a role that may not write the
- * audit log still has its reads recorded, and a failed request is recorded too.
+ * The audit record is written after the request's transaction, in one of its own, so a failed
+ * request is recorded too, and a request's rows are counted once they are all sent.
  */
 #ifndef TC_API_REST_DB_H
 #define TC_API_REST_DB_H
@@ -63,18 +62,19 @@ int tc_rest_db_problem(const PGresult *r, const char *what, tc_rest_problem *pb)
 
 /* One request's audit record. */
 typedef struct tc_rest_audit {
-    const char *subject; /* NULL when unauthenticated */
-    const char *role;    /* NULL when unauthenticated */
+    const tc_rest_principal *who; /* NULL when unauthenticated */
     const char *method;
     const char *path;
     const char *query; /* raw query string */
     int64_t rows;      /* rows returned, -1 when none were read */
-    int status;
+    int status;        /* HTTP */
     int64_t duration_us;
 } tc_rest_audit;
 
-/* Record ev (its own statement, outside any request transaction). Failures are logged (at most
- * once a minute) and do not change the response, which may already be sent. */
+/* Record ev through record() of the audit schema, in a transaction of its own run as the caller's
+ * role with its claims (record() takes who and which role from there), or as
+ * thermocline_authenticator when the caller is unknown. Failures are logged (at most once a
+ * minute) and do not change the response, which may already be sent. */
 void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev);
 
 #endif

@@ -13,6 +13,9 @@
 #include "api/rest_encode.h"
 #include "api/rest_params.h"
 
+/* Between the two parts of a two-column cursor key (a timestamp never holds it). */
+#define TC_REST_KEY_SEP '\x1f'
+
 /* Bound parameters of one statement, and room for the texts computed for them. */
 #define TC_REST_SQL_PARAMS_MAX 10
 #define TC_REST_SQL_TEXT_MAX   272 /* a tag key (256) and its NUL */
@@ -29,6 +32,7 @@ typedef struct tc_rest_call {
     const char *path_params[4];    /* decoded {params} in pattern order */
     const tc_rest_param_val *vals; /* in the route's params order */
     const char *after;             /* the key of the cursor, or NULL */
+    const char *after2;            /* its second part (routes with key_col2), or NULL */
     int64_t limit;                 /* rows of a JSON page + 1 (to know there is more), or 0 */
     int64_t now_us;
 } tc_rest_call;
@@ -51,8 +55,9 @@ typedef struct tc_rest_route {
     tc_rest_role min_role; /* weaker roles get 403 before any SQL runs */
     const tc_rest_param_def *params;
     size_t nparams;
-    int streams;         /* answers CSV, NDJSON and Parquet too */
-    const char *key_col; /* TC_RK_LIST: the column the pages are ordered and cut by */
+    int streams;          /* answers CSV, NDJSON and Parquet too */
+    const char *key_col;  /* TC_RK_LIST: the column the pages are ordered and cut by... */
+    const char *key_col2; /* ...and a second one when the first is not unique, or NULL */
     tc_rest_build_fn build;
 } tc_rest_route;
 

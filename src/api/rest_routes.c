@@ -113,18 +113,16 @@ static int tc_rest_bind_span(const tc_rest_call *call, size_t from_i, size_t to_
     return 0;
 }
 
-/* The range and the resolution (auto: by the range's length), three parameters. */
+/* The range and the resolution ("auto" is the api schema's choice: raw up to a day, per minute
+ * up to a week, per hour beyond), three parameters. */
 static int tc_rest_bind_range(const tc_rest_call *call, size_t from_i, size_t to_i, size_t res_i,
                               tc_rest_sql *q, tc_rest_problem *pb)
 {
-    static const char *const names[] = {"auto", "raw", "1m", "1h"};
-    int64_t res = call->vals[res_i].present ? call->vals[res_i].num : 0, span = 0;
+    int64_t span = 0;
 
     if (tc_rest_bind_span(call, from_i, to_i, q, &span, pb))
         return pb->status;
-    if (res == 0)
-        res = span <= TC_REST_RAW_MAX_US ? 1 : span <= TC_REST_MINUTE_MAX_US ? 2 : 3;
-    tc_rest_bind(q, names[res]);
+    tc_rest_bind(q, call->vals[res_i].present ? call->vals[res_i].text : "auto");
     return 0;
 }
 
@@ -169,10 +167,12 @@ static const tc_rest_param_def tc_p_none[1] = {{"-", TC_RP_STRING, 0, 0, 0, NULL
 static const tc_rest_param_def tc_p_devices[] = {P_TAG, P_GLOB, P_LIMIT, P_CURSOR, P_FORMAT};
 static const tc_rest_param_def tc_p_readings[] = {P_FROM, P_TO, P_RES, P_LIMIT, P_CURSOR, P_FORMAT};
 static const tc_rest_param_def tc_p_fleet[] = {
-    {"tag", TC_RP_TAG, 1, 0, 0, NULL, "the fleet: devices with this tag, KEY:VALUE"},
+    {"tag", TC_RP_STRING, 1, 0, 63, NULL, "the tag whose values group the devices (site, ...)"},
+    {"value", TC_RP_STRING, 0, 0, 200, NULL, "only the fleet with this value of the tag"},
     P_FROM,
     P_TO,
-    P_RES,
+    {"resolution", TC_RP_ENUM, 0, 0, 0, "auto|1m|1h",
+     "per minute or per hour (auto: per minute up to 7 days)"},
     P_LIMIT,
     P_CURSOR,
     P_FORMAT};
@@ -184,7 +184,13 @@ static const tc_rest_param_def tc_p_dead[] = {
 static const tc_rest_param_def tc_p_redrive[] = {
     {"ids", TC_RP_IDS, 1, 0, TC_REST_REDRIVE_MAX, NULL,
      "ids of the dead letters to send back to the topic, comma separated"}};
-static const tc_rest_param_def tc_p_range[] = {P_FROM, P_TO, P_LIMIT, P_CURSOR, P_FORMAT};
+static const tc_rest_param_def tc_p_range[] = {
+    {"device_id", TC_RP_STRING, 0, 0, 256, NULL, "only this device"},
+    P_FROM,
+    P_TO,
+    P_LIMIT,
+    P_CURSOR,
+    P_FORMAT};
 
 /* ---- statements ---- */
 
@@ -245,13 +251,17 @@ static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem 
 
 static int tc_b_fleet(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    q->text = "SELECT * FROM fleet($1, $2, to_timestamp($3::double precision),"
-              " to_timestamp($4::double precision), $5) f"
-              " WHERE ($6::timestamptz IS NULL OR f.time > $6) ORDER BY f.time LIMIT $7";
-    tc_rest_bind_tag(q, &c->vals[0]);
-    if (tc_rest_bind_range(c, 1, 2, 3, q, pb))
+    q->text = "SELECT * FROM fleet($1, to_timestamp($2::double precision),"
+              " to_timestamp($3::double precision), $4) f"
+              " WHERE ($5::text IS NULL OR f.tag_value = $5)"
+              " AND ($6::timestamptz IS NULL OR (f.bucket, f.tag_value) > ($6, $7))"
+              " ORDER BY f.bucket, f.tag_value LIMIT $8";
+    tc_rest_bind(q, tc_rest_val(c, 0));
+    if (tc_rest_bind_range(c, 2, 3, 4, q, pb))
         return pb->status;
+    tc_rest_bind(q, tc_rest_val(c, 1));
     tc_rest_bind(q, c->after);
+    tc_rest_bind(q, c->after2);
     tc_rest_bind_limit(q, c->limit);
     return 0;
 }
@@ -270,7 +280,8 @@ static int tc_b_dead(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 static int tc_b_redrive(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     (void)pb;
-    q->text = "SELECT request_redrive(string_to_array($1, ',')::bigint[]) AS requested";
+    q->text = "SELECT id FROM dead_letters WHERE id = ANY (string_to_array($1, ',')::bigint[])"
+              " ORDER BY id";
     tc_rest_bind(q, c->vals[0].text);
     return 0;
 }
@@ -279,12 +290,16 @@ static int tc_b_quality(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *
 {
     int64_t span = 0;
 
-    q->text = "SELECT * FROM quality WHERE time >= to_timestamp($1::double precision)"
-              " AND time < to_timestamp($2::double precision)"
-              " AND ($3::timestamptz IS NULL OR time > $3) ORDER BY time LIMIT $4";
-    if (tc_rest_bind_span(c, 0, 1, q, &span, pb))
+    q->text = "SELECT * FROM quality WHERE ($1::text IS NULL OR device_id = $1)"
+              " AND bucket >= to_timestamp($2::double precision)"
+              " AND bucket < to_timestamp($3::double precision)"
+              " AND ($4::timestamptz IS NULL OR (bucket, device_id) > ($4, $5))"
+              " ORDER BY bucket, device_id LIMIT $6";
+    tc_rest_bind(q, tc_rest_val(c, 0));
+    if (tc_rest_bind_span(c, 1, 2, q, &span, pb))
         return pb->status;
     tc_rest_bind(q, c->after);
+    tc_rest_bind(q, c->after2);
     tc_rest_bind_limit(q, c->limit);
     return 0;
 }
@@ -293,10 +308,12 @@ static int tc_b_anomalies(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem
 {
     int64_t span = 0;
 
-    q->text = "SELECT * FROM anomalies WHERE time >= to_timestamp($1::double precision)"
-              " AND time < to_timestamp($2::double precision)"
-              " AND ($3::timestamptz IS NULL OR time > $3) ORDER BY time LIMIT $4";
-    if (tc_rest_bind_span(c, 0, 1, q, &span, pb))
+    q->text = "SELECT * FROM anomalies WHERE ($1::text IS NULL OR device_id = $1)"
+              " AND start_time >= to_timestamp($2::double precision)"
+              " AND start_time < to_timestamp($3::double precision)"
+              " AND ($4::bigint IS NULL OR id > $4) ORDER BY id LIMIT $5";
+    tc_rest_bind(q, tc_rest_val(c, 0));
+    if (tc_rest_bind_span(c, 1, 2, q, &span, pb))
         return pb->status;
     tc_rest_bind(q, c->after);
     tc_rest_bind_limit(q, c->limit);
@@ -307,28 +324,28 @@ static int tc_b_anomalies(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem
 
 const tc_rest_route tc_rest_routes[] = {
     {"GET", "/v1/openapi.json", "openapi", "this document", TC_RK_DOC, TC_ROLE_VIEWER, tc_p_none, 0,
-     0, NULL, NULL},
+     0, NULL, NULL, NULL},
     {"GET", "/v1/devices", "listDevices", "devices, with tags, first and last seen", TC_RK_LIST,
-     TC_ROLE_VIEWER, tc_p_devices, N(tc_p_devices), 1, "device_id", tc_b_devices},
+     TC_ROLE_VIEWER, tc_p_devices, N(tc_p_devices), 1, "device_id", NULL, tc_b_devices},
     {"GET", "/v1/devices/{device_id}", "getDevice", "one device", TC_RK_ONE, TC_ROLE_VIEWER,
-     tc_p_none, 0, 0, NULL, tc_b_device},
+     tc_p_none, 0, 0, NULL, NULL, tc_b_device},
     {"GET", "/v1/devices/{device_id}/latest", "getLatest", "a device's latest reading", TC_RK_ONE,
-     TC_ROLE_VIEWER, tc_p_none, 0, 0, NULL, tc_b_latest},
+     TC_ROLE_VIEWER, tc_p_none, 0, 0, NULL, NULL, tc_b_latest},
     {"GET", "/v1/devices/{device_id}/readings", "getReadings",
      "a device's readings over a range, raw or downsampled", TC_RK_LIST, TC_ROLE_VIEWER,
-     tc_p_readings, N(tc_p_readings), 1, "time", tc_b_readings},
+     tc_p_readings, N(tc_p_readings), 1, "time", NULL, tc_b_readings},
     {"GET", "/v1/latest", "listLatest", "the latest reading of every device", TC_RK_LIST,
-     TC_ROLE_VIEWER, tc_p_devices, N(tc_p_devices), 1, "device_id", tc_b_latest_all},
-    {"GET", "/v1/fleet", "getFleet", "aggregates over the devices with a tag, per bucket",
-     TC_RK_LIST, TC_ROLE_VIEWER, tc_p_fleet, N(tc_p_fleet), 1, "time", tc_b_fleet},
-    {"GET", "/v1/dead-letters", "listDeadLetters", "refused readings and why", TC_RK_LIST,
-     TC_ROLE_VIEWER, tc_p_dead, N(tc_p_dead), 1, "id", tc_b_dead},
+     TC_ROLE_VIEWER, tc_p_devices, N(tc_p_devices), 1, "device_id", NULL, tc_b_latest_all},
+    {"GET", "/v1/fleet", "getFleet", "aggregates of the devices grouped by a tag, per bucket",
+     TC_RK_LIST, TC_ROLE_VIEWER, tc_p_fleet, N(tc_p_fleet), 1, "bucket", "tag_value", tc_b_fleet},
+    {"GET", "/v1/dead-letters", "listDeadLetters", "refused readings and why (operator)",
+     TC_RK_LIST, TC_ROLE_VIEWER, tc_p_dead, N(tc_p_dead), 1, "id", NULL, tc_b_dead},
     {"POST", "/v1/dead-letters/redrive", "redriveDeadLetters",
      "send dead letters back to the topic (operator)", TC_RK_ACTION, TC_ROLE_OPERATOR, tc_p_redrive,
-     N(tc_p_redrive), 0, NULL, tc_b_redrive},
-    {"GET", "/v1/quality", "getQuality", "data-quality figures per minute", TC_RK_LIST,
-     TC_ROLE_VIEWER, tc_p_range, N(tc_p_range), 1, "time", tc_b_quality},
+     N(tc_p_redrive), 0, NULL, NULL, tc_b_redrive},
+    {"GET", "/v1/quality", "getQuality", "data-quality figures per device and minute", TC_RK_LIST,
+     TC_ROLE_VIEWER, tc_p_range, N(tc_p_range), 1, "bucket", "device_id", tc_b_quality},
     {"GET", "/v1/anomalies", "listAnomalies", "anomalies the quality monitor found", TC_RK_LIST,
-     TC_ROLE_VIEWER, tc_p_range, N(tc_p_range), 1, "time", tc_b_anomalies},
+     TC_ROLE_VIEWER, tc_p_range, N(tc_p_range), 1, "id", NULL, tc_b_anomalies},
 };
 const size_t tc_rest_nroutes = N(tc_rest_routes);

@@ -5,6 +5,7 @@
  * The server's threads answer requests; this thread only waits for the signal, then stops the
  * server (running requests finish, streams are cut) before the API's connections are closed.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -12,6 +13,78 @@
 #include "api/rest.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "ingest/kafka.h"
+#include "store/deadletters.h"
+#include "store/store.h"
+
+/* Dead letters read per page of a redrive, and how long delivery may take. */
+#define TC_SERVE_REDRIVE_PAGE     500
+#define TC_SERVE_REDRIVE_FLUSH_MS 30000
+
+/* What a redrive through the API needs: the store (opened at the first redrive), a producer per
+ * request, one redrive at a time (the store handle is not shared between threads). */
+typedef struct tc_serve_redrive {
+    const tc_config *cfg;
+    pthread_mutex_t lock;
+    tc_store *store;
+    tc_producer *producer;
+    uint64_t failed_before;
+    char errstr[TC_ERRSTR_MAX];
+} tc_serve_redrive;
+
+static tc_err tc_serve_send(void *opaque, const tc_dlq_row *r)
+{
+    tc_serve_redrive *rd = opaque;
+
+    return tc_producer_send(rd->producer, rd->cfg->kafka_topic, -1, r->key, r->key ? r->key_len : 0,
+                            r->payload, r->payload ? r->payload_len : 0, rd->errstr,
+                            sizeof(rd->errstr));
+}
+
+static tc_err tc_serve_flush(void *opaque)
+{
+    tc_serve_redrive *rd = opaque;
+    uint64_t failed = tc_producer_flush(rd->producer, TC_SERVE_REDRIVE_FLUSH_MS);
+
+    if (failed != rd->failed_before)
+        return tc_err_set(TC_ERR_KAFKA, rd->errstr, sizeof(rd->errstr),
+                          "%llu redriven messages were not delivered",
+                          (unsigned long long)(failed - rd->failed_before));
+    return TC_OK;
+}
+
+static tc_err tc_serve_redrive_ids(void *ctx, const int64_t *ids, size_t n, uint64_t *done,
+                                   char *errstr, size_t errstr_size)
+{
+    tc_serve_redrive *rd = ctx;
+    tc_dlq_redrive_ops ops = {.opaque = rd, .send = tc_serve_send, .flush = tc_serve_flush};
+    tc_err err = TC_OK;
+
+    pthread_mutex_lock(&rd->lock);
+    if (!rd->store) {
+        tc_store_options so;
+        tc_store_options_from_config(&so, rd->cfg);
+        rd->store = tc_store_new(&so);
+    }
+    rd->producer = rd->store ? tc_producer_new(rd->cfg, errstr, errstr_size) : NULL;
+    if (!rd->producer) {
+        err = rd->store ? TC_ERR_KAFKA : tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "no store");
+    } else {
+        rd->failed_before = tc_producer_flush(rd->producer, 0);
+        for (size_t i = 0; i < n && err == TC_OK; i++) {
+            /* Asked by id: redriven again even when it was before. */
+            tc_dlq_filter f = {.id = ids[i]};
+            uint64_t one = 0;
+            err = tc_store_dlq_redrive(rd->store, &f, TC_SERVE_REDRIVE_PAGE, &ops, &one, errstr,
+                                       errstr_size);
+            *done += one;
+        }
+        tc_producer_destroy(rd->producer);
+        rd->producer = NULL;
+    }
+    pthread_mutex_unlock(&rd->lock);
+    return err;
+}
 
 int tc_cmd_serve(int argc, char **argv)
 {
@@ -37,6 +110,7 @@ int tc_cmd_serve(int argc, char **argv)
     tc_http_server *server = NULL;
     tc_rest_options ro;
     tc_rest *rest = NULL;
+    tc_serve_redrive rd = {0};
     tc_config *cfg;
     int opt, rc = 0;
 
@@ -64,7 +138,11 @@ int tc_cmd_serve(int argc, char **argv)
                            .keys_file = cfg->api_keys_file,
                            .cursor_secret = cfg->api_cursor_secret,
                            .rate_per_s = cfg->api_rate_per_s,
-                           .rate_burst = cfg->api_rate_burst};
+                           .rate_burst = cfg->api_rate_burst,
+                           .redrive = tc_serve_redrive_ids,
+                           .redrive_ctx = &rd};
+    rd.cfg = cfg;
+    pthread_mutex_init(&rd.lock, NULL);
     rest = tc_rest_new(&ro, errstr, sizeof(errstr));
     if (!rest || tc_rest_mount(rest, server) != TC_OK ||
         tc_http_server_start(server, errstr, sizeof(errstr)) != TC_OK) {
@@ -81,6 +159,8 @@ int tc_cmd_serve(int argc, char **argv)
     }
     tc_http_server_destroy(server);
     tc_rest_destroy(rest);
+    tc_store_destroy(rd.store);
+    pthread_mutex_destroy(&rd.lock);
     tc_config_destroy(cfg);
     return rc;
 }
