@@ -169,7 +169,7 @@ typedef struct tc_rest_stream {
     tc_jbuf out;
     size_t out_pos;
     tc_rest_pq *pq;
-    int started, finished, failed;
+    int started, finished, failed, audited;
     tc_rest_req_log lg;
     tc_rest_principal who;
     tc_http_request req; /* its strings copied below */
@@ -189,9 +189,11 @@ static void tc_rest_stream_free(void *ctx)
             PQfreeCancel(cancel);
         }
     }
-    /* Committed already when finished; else drained and rolled back on the way to the pool. */
+    /* Committed with its audit record when finished; else drained and rolled back on the way to
+     * the pool, and recorded as cut short (499) or failed (500). */
     tc_rest_pool_put(st->rest->pool, st->conn);
-    tc_rest_audit_now(st->rest, NULL, &st->lg, status);
+    if (!st->audited)
+        tc_rest_audit_now(st->rest, NULL, &st->lg, status);
     tc_rest_pq_destroy(st->pq);
     tc_jbuf_free(&st->out);
     free(st->strings);
@@ -256,9 +258,13 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
 
         if (!res) {
             tc_rest_problem pb;
+            tc_rest_audit ev;
+            /* Every row is out: the audit record with their count, in the same transaction. */
             st->finished = 1;
-            if (tc_rest_db_end(st->conn, 1, &pb))
+            tc_rest_audit_fill(&ev, &st->lg, 200);
+            if (tc_rest_db_audit_commit(st->rest->pool, st->conn, &ev, &pb))
                 st->failed = 1;
+            st->audited = !st->failed;
             break;
         }
         if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK) {
@@ -433,6 +439,7 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     tc_rest_sql q;
     tc_rest_format fmt = TC_REST_FMT_JSON;
     tc_rest_req_log lg = {req, NULL, tc_time_now_us(), -1};
+    tc_rest_audit ev;
     PGconn *conn = NULL;
     PGresult *res;
     long retry = 0;
@@ -530,9 +537,14 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
                                                     : 0,
                         &lg, resp, &pb);
     PQclear(res);
-    if (pb.status || tc_rest_db_end(conn, 1, &pb))
+    if (pb.status)
         goto fail;
-    tc_rest_audit_now(r, conn, &lg, 200);
+    tc_rest_audit_fill(&ev, &lg, 200);
+    if (tc_rest_db_audit_commit(r->pool, conn, &ev, &pb)) {
+        tc_rest_pool_put(r->pool, conn);
+        tc_rest_respond_problem(resp, &pb, req->path);
+        return;
+    }
     tc_rest_pool_put(r->pool, conn);
     return;
 fail:

@@ -32,8 +32,8 @@ typedef struct tc_rest_slot {
 
 struct tc_rest_pool {
     char *dsn;
-    char api_ident[TC_REST_IDENT_MAX]; /* quoted */
-    char audit_sql[TC_REST_IDENT_MAX + 128];
+    char api_ident[TC_REST_IDENT_MAX];   /* quoted */
+    char audit_ident[TC_REST_IDENT_MAX]; /* quoted */
     size_t size;
     tc_rest_slot *slots;
     pthread_mutex_t lock;
@@ -100,10 +100,7 @@ tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_sch
         tc_rest_pool_destroy(p);
         return NULL;
     }
-    snprintf(p->audit_sql, sizeof(p->audit_sql),
-             "SELECT %s.record($1::text, $2::text, $3::jsonb, $4::bigint, $5::text,"
-             " $6::double precision)",
-             audit_ident);
+    memcpy(p->audit_ident, audit_ident, sizeof(audit_ident));
     p->slots[0].conn = tc_rest_connect(dsn, errstr, errstr_size);
     if (!p->slots[0].conn) {
         tc_rest_pool_destroy(p);
@@ -227,24 +224,38 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
     return rc;
 }
 
+/* "BEGIN; SET LOCAL ROLE ...; ...; SELECT set_config('request.jwt.claims', '...', true)" for
+ * role (a fixed name: one of rest_auth.h's, or the servers' own) and claims (NULL: none), as one
+ * string for one round trip: the claims go in as a literal quoted by libpq. NULL when out of
+ * memory. */
+static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims)
+{
+    char *lit = PQescapeLiteral(c, claims ? claims : "", strlen(claims ? claims : ""));
+    size_t cap = (lit ? strlen(lit) : 0) + 512;
+    char *sql = lit ? malloc(cap) : NULL;
+
+    if (sql)
+        snprintf(sql, cap,
+                 "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
+                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;"
+                 " SELECT set_config('request.jwt.claims', %s, true)",
+                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS, lit);
+    PQfreemem(lit);
+    return sql;
+}
+
 int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
 {
-    char sql[512];
-    const char *params[1] = {who->claims};
+    char *sql = tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims);
+    int rc;
 
-    /* The role is one of four fixed names (rest_auth.c), never text from the request. */
-    snprintf(sql, sizeof(sql),
-             "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s; SET LOCAL TimeZone = 'UTC';"
-             " SET LOCAL statement_timeout = %d",
-             tc_rest_role_name(who->role), p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS);
-    if (tc_rest_exec(c, sql, 0, NULL, "starting the request's transaction", pb))
-        return pb->status;
-    if (tc_rest_exec(c, "SELECT set_config('request.jwt.claims', $1, true)", 1, params,
-                     "passing the claims", pb)) {
+    if (!sql)
+        return tc_rest_problem_set(pb, 500, NULL, "out of memory");
+    rc = tc_rest_exec(c, sql, 0, NULL, "starting the request's transaction", pb);
+    free(sql);
+    if (rc)
         PQclear(PQexec(c, "ROLLBACK"));
-        return pb->status;
-    }
-    return 0;
+    return rc;
 }
 
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
@@ -273,15 +284,15 @@ static void tc_rest_audit_failed(tc_rest_pool *p, const tc_rest_audit *ev, const
                     why);
 }
 
-void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
+/* "SELECT <audit>.record(...)" of ev with every value a literal quoted by libpq; NULL when out
+ * of memory. */
+static char *tc_rest_audit_sql(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
 {
-    char sql[128], rows[32], dur[32], target[TC_REST_AUDIT_PATH_MAX + 16];
-    const char *params[6], *claims[1];
+    char rows[32], dur[32], target[TC_REST_AUDIT_PATH_MAX + 16];
+    const char *status = ev->status < 400 ? "ok" : ev->status < 500 ? "refused" : "failed";
+    char *detail, *lt = NULL, *lp = NULL, *sql = NULL;
+    size_t len = 0, cap;
     tc_jbuf b;
-    char *detail;
-    size_t len = 0;
-    PGresult *r;
-    int ok;
 
     tc_jbuf_init(&b, TC_REST_AUDIT_PARAMS_MAX + 256);
     tc_jbuf_obj_begin(&b);
@@ -294,34 +305,57 @@ void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
     snprintf(target, sizeof(target), "%s %.*s", ev->method, TC_REST_AUDIT_PATH_MAX, ev->path);
     snprintf(rows, sizeof(rows), "%lld", (long long)ev->rows);
     snprintf(dur, sizeof(dur), "%.3f", (double)ev->duration_us / 1000.0);
-    params[0] = "api.request";
-    params[1] = target;
-    params[2] = detail ? detail : "{}";
-    params[3] = ev->rows >= 0 ? rows : NULL;
-    params[4] = ev->status < 400 ? "ok" : ev->status < 500 ? "refused" : "failed";
-    params[5] = dur;
-    claims[0] = ev->who ? ev->who->claims : NULL;
-    /* A fixed role name: one of rest_auth.h's, or the servers' own. */
-    snprintf(sql, sizeof(sql), "BEGIN; SET LOCAL ROLE %s",
-             ev->who ? tc_rest_role_name(ev->who->role) : "thermocline_authenticator");
-    r = PQexec(c, sql);
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (ok) {
-        r = PQexecParams(c, "SELECT set_config('request.jwt.claims', coalesce($1, ''), true)", 1,
-                         NULL, claims, NULL, NULL, 0);
-        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-        PQclear(r);
-    }
-    if (ok) {
-        r = PQexecParams(c, p->audit_sql, 6, NULL, params, NULL, NULL, 0);
-        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (!ok)
-            tc_rest_audit_failed(p, ev, PQresultErrorMessage(r));
-        PQclear(r);
-    } else {
-        tc_rest_audit_failed(p, ev, PQerrorMessage(c));
-    }
-    PQclear(PQexec(c, ok ? "COMMIT" : "ROLLBACK"));
+    lt = detail ? PQescapeLiteral(c, target, strlen(target)) : NULL;
+    lp = lt ? PQescapeLiteral(c, detail, len) : NULL;
+    cap = lp ? strlen(lt) + strlen(lp) + 256 : 0;
+    if (cap && (sql = malloc(cap)))
+        snprintf(sql, cap, "SELECT %s.record('api.request', %s, %s::jsonb, %s, '%s', %s)",
+                 p->audit_ident, lt, lp, ev->rows >= 0 ? rows : "NULL", status, dur);
+    PQfreemem(lt);
+    PQfreemem(lp);
     free(detail);
+    return sql;
+}
+
+int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
+                            tc_rest_problem *pb)
+{
+    char *sql = tc_rest_audit_sql(p, c, ev), *all = NULL;
+    int rc;
+
+    if (sql && (all = malloc(strlen(sql) + 16)))
+        sprintf(all, "%s; COMMIT", sql);
+    free(sql);
+    if (!all)
+        return tc_rest_problem_set(pb, 500, NULL, "out of memory");
+    rc = tc_rest_exec(c, all, 0, NULL, "writing the audit record", pb);
+    free(all);
+    if (rc)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
+}
+
+void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
+{
+    char *begin = tc_rest_begin_sql(
+        p, c, ev->who ? tc_rest_role_name(ev->who->role) : "thermocline_authenticator",
+        ev->who ? ev->who->claims : NULL);
+    char *rec = begin ? tc_rest_audit_sql(p, c, ev) : NULL, *all = NULL;
+    PGresult *r;
+
+    if (rec && (all = malloc(strlen(begin) + strlen(rec) + 16)))
+        sprintf(all, "%s; %s; COMMIT", begin, rec);
+    free(begin);
+    free(rec);
+    if (!all) {
+        tc_rest_audit_failed(p, ev, "out of memory");
+        return;
+    }
+    r = PQexec(c, all);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        tc_rest_audit_failed(p, ev, PQresultErrorMessage(r));
+        PQclear(PQexec(c, "ROLLBACK"));
+    }
+    PQclear(r);
+    free(all);
 }

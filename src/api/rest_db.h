@@ -71,6 +71,12 @@ typedef struct tc_rest_audit {
     int64_t duration_us;
 } tc_rest_audit;
 
+/* Record ev through record() of the audit schema inside the request's transaction (which has the
+ * caller's role and claims), then COMMIT: one round trip at the end of a request that went well.
+ * 0, or 500 with pb (rolled back). */
+int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
+                            tc_rest_problem *pb);
+
 /* Record ev through record() of the audit schema, in a transaction of its own run as the caller's
  * role with its claims (record() takes who and which role from there), or as
  * thermocline_authenticator when the caller is unknown. Failures are logged (at most once a
