@@ -64,6 +64,7 @@ typedef struct tc_rest_apikey {
     char digest[65];
     tc_rest_role role;
     char name[64];
+    char sites[256]; /* "*", "a,b", or "" (none) */
 } tc_rest_apikey;
 
 typedef struct tc_rest_bucket {
@@ -254,22 +255,24 @@ static tc_err tc_rest_load_keys(tc_rest_auth *a, const char *path, char *errstr,
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
     }
     for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char digest[80], role[64], name[64];
+        char digest[80], role[64], name[64], sites[256] = "";
+        int got;
         lineno++;
         line += strspn(line, " \t\r");
         if (!*line || *line == '#')
             continue;
-        if (sscanf(line, "%79s %63s %63s", digest, role, name) != 3 || strlen(digest) != 64 ||
-            strspn(digest, "0123456789abcdef") != 64 ||
+        got = sscanf(line, "%79s %63s %63s %255s", digest, role, name, sites);
+        if (got < 3 || strlen(digest) != 64 || strspn(digest, "0123456789abcdef") != 64 ||
             tc_rest_role_parse(role, &a->keys[a->nkeys].role) || a->nkeys == TC_REST_APIKEYS_MAX) {
             free(text);
             return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                              "api.keys_file %s:%d: expected `sha256-hex role name` with a role "
-                              "of viewer, analyst, operator or admin (at most %d keys)",
+                              "api.keys_file %s:%d: expected `sha256-hex role name [sites]` with "
+                              "a role of viewer, analyst, operator or admin (at most %d keys)",
                               path, lineno, TC_REST_APIKEYS_MAX);
         }
         memcpy(a->keys[a->nkeys].digest, digest, 65);
         snprintf(a->keys[a->nkeys].name, sizeof(a->keys[a->nkeys].name), "%s", name);
+        memcpy(a->keys[a->nkeys].sites, sites, sizeof(sites));
         a->nkeys++;
     }
     free(text);
@@ -351,6 +354,19 @@ static int tc_rest_by_key(tc_rest_auth *a, const char *key, tc_rest_principal *o
         tc_jbuf_str(&b, out->subject);
         tc_jbuf_key(&b, "role");
         tc_jbuf_str(&b, tc_rest_role_name(out->role));
+        tc_jbuf_key(&b, "sites");
+        if (!strcmp(a->keys[i].sites, "*")) {
+            tc_jbuf_str(&b, "*");
+        } else {
+            tc_jbuf_arr_begin(&b);
+            for (const char *p = a->keys[i].sites; *p;) {
+                size_t l = strcspn(p, ",");
+                if (l)
+                    tc_jbuf_strn(&b, p, l);
+                p += l + (p[l] == ',');
+            }
+            tc_jbuf_arr_end(&b);
+        }
         tc_jbuf_obj_end(&b);
         claims = tc_jbuf_take(&b, &len);
         snprintf(out->claims, sizeof(out->claims), "%s", claims ? claims : "{}");

@@ -15,7 +15,8 @@
  * present; the role comes from the "role" claim and must be one of the API's roles.
  *
  * API keys are stored hashed: the keys file holds SHA-256 hex digests, never the keys, one line
- * "digest role name" each ('#' comments).
+ * "digest role name [sites]" each ('#' comments), sites "*" or "a,b" (the key's "sites" claim;
+ * none when left out).
  *
  * Rate limits: a token bucket per principal (subject or key name), api.rate_per_s refill and
  * api.rate_burst size, in a fixed table of TC_REST_RATE_SLOTS buckets (the least recently used one

@@ -198,7 +198,8 @@ static const tc_conf_entry tc_conf_table[] = {
     {"api.jwks_file", TC_CT_STRING, "", 0, 0, NULL, OFF(api_jwks_file),
      "JWKS file with the public keys (RSA, EC P-256) of RS256 and ES256 tokens, found by kid."},
     {"api.keys_file", TC_CT_STRING, "", 0, 0, NULL, OFF(api_keys_file),
-     "File of service API keys: lines `sha256-hex-of-key role name` (empty: no API keys)."},
+     "File of service API keys: lines `sha256-hex-of-key role name [sites]` (empty: no API "
+     "keys)."},
     {"api.cursor_secret", TC_CT_STRING, "", 0, 0, "THERMOCLINE_API_CURSOR_SECRET",
      OFF(api_cursor_secret),
      "Key of the HMAC that signs pagination cursors (empty: a random one, cursors end with the "

@@ -39,7 +39,8 @@ def api(tmp_path_factory):
                      json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())) | {"kid": "e1"}]}
     (d / "jwks.json").write_text(json.dumps(jwks))
     (d / "keys").write_text("# service keys\n"
-                            f"{hashlib.sha256(b'svc-key-1').hexdigest()} operator ingest-bot\n")
+                            f"{hashlib.sha256(b'svc-key-1').hexdigest()} operator ingest-bot *\n"
+                            f"{hashlib.sha256(b'svc-key-2').hexdigest()} viewer s1-bot s1\n")
     a = Api(extra=[f"api.jwks_file={d / 'jwks.json'}", f"api.keys_file={d / 'keys'}",
                    "api.rate_per_s=100000", "api.rate_burst=100000"])
     a.rsa_key, a.ec_key = rsa_key, ec_key
@@ -102,8 +103,10 @@ def test_good_tokens_and_keys(api):
                                                  headers={"kid": "r1"})).status == 200
     assert api.request("/v1/devices", tok=token("analyst", key=api.ec_key, alg="ES256",
                                                  headers={"kid": "e1"})).status == 200
-    assert api.request("/v1/devices", key="svc-key-1").status == 200
-    assert api.request("/v1/devices", key="svc-key-2").status == 401
+    assert len(api.request("/v1/devices", key="svc-key-1").json()["data"]) == 25
+    s1 = api.request("/v1/devices", key="svc-key-2").json()["data"]
+    assert s1 and {d["site"] for d in s1} == {"s1"}
+    assert api.request("/v1/devices", key="svc-key-3").status == 401
     assert api.request("/v1/devices", tok=token("viewer"), key="svc-key-1").status == 401
     # A valid token whose role is not one of the API's: 403, not 401.
     r = api.request("/v1/devices", tok=token("superuser"))
