@@ -15,7 +15,7 @@ SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
 .PHONY: all build build-asan build-fuzz deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
-        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality clean docs
+        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api clean docs
 
 all: build
 
@@ -130,7 +130,7 @@ demo: deps build services
 bench: deps build venv services
 	@start=$$(date -u +%FT%TZ) && bench/run-e2e && \
 	    TC_BENCH_MODE=timescaledb TC_BENCH_FORMATS=json bench/run-e2e && \
-	    bench/run-latency && bench/run-burst && bench/run-quality && \
+	    bench/run-latency && bench/run-burst && bench/run-quality && bench/run-api && \
 	    bench/report markdown --since $$start --append
 
 bench-e2e: deps build venv services
@@ -141,6 +141,10 @@ bench-latency: deps build venv services
 
 bench-burst: deps build venv services
 	@bench/run-burst
+
+# The REST API's latency at 200 requests/s on a large store while the pipeline ingests.
+bench-api: deps build venv services
+	@bench/run-api
 
 # Detection quality of the quality monitor's detectors against the simulator's truth (offline).
 bench-quality: deps build
