@@ -87,16 +87,25 @@ tc_err tc_http_add_header(tc_http_response *resp, const char *name, const char *
     return TC_OK;
 }
 
+/* Forget what resp held (body or stream) and set its status and content type. */
+static void tc_http_reset_body(tc_http_response *resp, int status, const char *content_type)
+{
+    free(resp->body);
+    if (resp->stream_free)
+        resp->stream_free(resp->stream_ctx);
+    resp->body = NULL;
+    resp->body_len = 0;
+    resp->stream = NULL;
+    resp->stream_ctx = NULL;
+    resp->stream_free = NULL;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
 void tc_http_respond_stream(tc_http_response *resp, int status, const char *content_type,
                             tc_http_stream_fn fn, void *ctx, void (*free_fn)(void *ctx))
 {
-    free(resp->body);
-    resp->body = NULL;
-    resp->body_len = 0;
-    if (resp->stream_free)
-        resp->stream_free(resp->stream_ctx);
-    resp->status = status;
-    resp->content_type = content_type;
+    tc_http_reset_body(resp, status, content_type);
     resp->stream = fn;
     resp->stream_ctx = ctx;
     resp->stream_free = free_fn;
@@ -105,14 +114,7 @@ void tc_http_respond_stream(tc_http_response *resp, int status, const char *cont
 void tc_http_respond_owned(tc_http_response *resp, int status, const char *content_type, char *body,
                            size_t len)
 {
-    free(resp->body);
-    if (resp->stream_free)
-        resp->stream_free(resp->stream_ctx);
-    resp->stream = NULL;
-    resp->stream_ctx = NULL;
-    resp->stream_free = NULL;
-    resp->status = status;
-    resp->content_type = content_type;
+    tc_http_reset_body(resp, status, content_type);
     resp->body = body;
     resp->body_len = body ? len : 0;
 }
@@ -574,6 +576,21 @@ static void tc_http_stream_done(void *cls)
     free(held);
 }
 
+/* Headers of resp on r, queue it, drop our reference. */
+static enum MHD_Result tc_http_queue(struct MHD_Connection *c, struct MHD_Response *r,
+                                     const tc_http_response *resp, const char *default_ct)
+{
+    enum MHD_Result ret;
+
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            resp->content_type ? resp->content_type : default_ct);
+    for (size_t i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
+    ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *resp,
                                     const char *default_ct)
 {
@@ -597,13 +614,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
             tc_http_stream_done(held);
             return MHD_NO;
         }
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                held->content_type ? held->content_type : default_ct);
-        for (size_t i = 0; i < held->nheaders; i++)
-            MHD_add_response_header(r, held->headers[i].name, held->headers[i].value);
-        ret = MHD_queue_response(c, (unsigned)held->status, r);
-        MHD_destroy_response(r);
-        return ret;
+        return tc_http_queue(c, r, held, default_ct);
     }
     if (!body) {
         body = malloc(1);
@@ -618,12 +629,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
         return MHD_NO;
     }
     resp->body = NULL; /* owned by the MHD response now */
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            resp->content_type ? resp->content_type : default_ct);
-    for (size_t i = 0; i < resp->nheaders; i++)
-        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
-    ret = MHD_queue_response(c, (unsigned)resp->status, r);
-    MHD_destroy_response(r);
+    ret = tc_http_queue(c, r, resp, default_ct);
     tc_http_response_clear(resp);
     return ret;
 }

@@ -244,18 +244,25 @@ static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, con
     return sql;
 }
 
-int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+/* Run sql (taken and freed; NULL: out of memory) in the open transaction, rolled back when it
+ * fails. 0, or an HTTP status with pb. */
+static int tc_rest_exec_owned(PGconn *c, char *sql, const char *what, tc_rest_problem *pb)
 {
-    char *sql = tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims);
     int rc;
 
     if (!sql)
         return tc_rest_problem_set(pb, 500, NULL, "out of memory");
-    rc = tc_rest_exec(c, sql, 0, NULL, "starting the request's transaction", pb);
+    rc = tc_rest_exec(c, sql, 0, NULL, what, pb);
     free(sql);
     if (rc)
         PQclear(PQexec(c, "ROLLBACK"));
     return rc;
+}
+
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+{
+    return tc_rest_exec_owned(c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims),
+                              "starting the request's transaction", pb);
 }
 
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
@@ -321,18 +328,11 @@ int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
                             tc_rest_problem *pb)
 {
     char *sql = tc_rest_audit_sql(p, c, ev), *all = NULL;
-    int rc;
 
     if (sql && (all = malloc(strlen(sql) + 16)))
         sprintf(all, "%s; COMMIT", sql);
     free(sql);
-    if (!all)
-        return tc_rest_problem_set(pb, 500, NULL, "out of memory");
-    rc = tc_rest_exec(c, all, 0, NULL, "writing the audit record", pb);
-    free(all);
-    if (rc)
-        PQclear(PQexec(c, "ROLLBACK"));
-    return rc;
+    return tc_rest_exec_owned(c, all, "writing the audit record", pb);
 }
 
 void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)

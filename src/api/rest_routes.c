@@ -194,11 +194,9 @@ static const tc_rest_param_def tc_p_range[] = {
 
 /* ---- statements ---- */
 
-static int tc_b_devices(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
+/* tag, glob, the cursor's device and the limit: the filters of /v1/devices and /v1/latest. */
+static int tc_rest_bind_devices(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    q->text = "SELECT * FROM devices WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
-              " AND ($3::text IS NULL OR device_id LIKE $3)"
-              " AND ($4::text IS NULL OR device_id > $4) ORDER BY device_id LIMIT $5";
     tc_rest_bind_tag(q, &c->vals[0]);
     if (tc_rest_bind_glob(q, &c->vals[1], pb))
         return pb->status;
@@ -207,17 +205,20 @@ static int tc_b_devices(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *
     return 0;
 }
 
+static int tc_b_devices(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
+{
+    q->text = "SELECT * FROM devices WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
+              " AND ($3::text IS NULL OR device_id LIKE $3)"
+              " AND ($4::text IS NULL OR device_id > $4) ORDER BY device_id LIMIT $5";
+    return tc_rest_bind_devices(c, q, pb);
+}
+
 static int tc_b_latest_all(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     q->text = "SELECT * FROM latest WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
               " AND ($3::text IS NULL OR device_id LIKE $3)"
               " AND ($4::text IS NULL OR device_id > $4) ORDER BY device_id LIMIT $5";
-    tc_rest_bind_tag(q, &c->vals[0]);
-    if (tc_rest_bind_glob(q, &c->vals[1], pb))
-        return pb->status;
-    tc_rest_bind(q, c->after);
-    tc_rest_bind_limit(q, c->limit);
-    return 0;
+    return tc_rest_bind_devices(c, q, pb);
 }
 
 static int tc_b_device(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
@@ -286,38 +287,39 @@ static int tc_b_redrive(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *
     return 0;
 }
 
-static int tc_b_quality(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
+/* device_id, from, to, the cursor's one or two parts and the limit: /v1/quality, /v1/anomalies. */
+static int tc_rest_bind_device_span(const tc_rest_call *c, int two_keys, tc_rest_sql *q,
+                                    tc_rest_problem *pb)
 {
     int64_t span = 0;
 
+    tc_rest_bind(q, tc_rest_val(c, 0));
+    if (tc_rest_bind_span(c, 1, 2, q, &span, pb))
+        return pb->status;
+    tc_rest_bind(q, c->after);
+    if (two_keys)
+        tc_rest_bind(q, c->after2);
+    tc_rest_bind_limit(q, c->limit);
+    return 0;
+}
+
+static int tc_b_quality(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
+{
     q->text = "SELECT * FROM quality WHERE ($1::text IS NULL OR device_id = $1)"
               " AND bucket >= to_timestamp($2::double precision)"
               " AND bucket < to_timestamp($3::double precision)"
               " AND ($4::timestamptz IS NULL OR (bucket, device_id) > ($4, $5))"
               " ORDER BY bucket, device_id LIMIT $6";
-    tc_rest_bind(q, tc_rest_val(c, 0));
-    if (tc_rest_bind_span(c, 1, 2, q, &span, pb))
-        return pb->status;
-    tc_rest_bind(q, c->after);
-    tc_rest_bind(q, c->after2);
-    tc_rest_bind_limit(q, c->limit);
-    return 0;
+    return tc_rest_bind_device_span(c, 1, q, pb);
 }
 
 static int tc_b_anomalies(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
-    int64_t span = 0;
-
     q->text = "SELECT * FROM anomalies WHERE ($1::text IS NULL OR device_id = $1)"
               " AND start_time >= to_timestamp($2::double precision)"
               " AND start_time < to_timestamp($3::double precision)"
               " AND ($4::bigint IS NULL OR id > $4) ORDER BY id LIMIT $5";
-    tc_rest_bind(q, tc_rest_val(c, 0));
-    if (tc_rest_bind_span(c, 1, 2, q, &span, pb))
-        return pb->status;
-    tc_rest_bind(q, c->after);
-    tc_rest_bind_limit(q, c->limit);
-    return 0;
+    return tc_rest_bind_device_span(c, 0, q, pb);
 }
 
 #define N(a) (sizeof(a) / sizeof(a[0]))

@@ -187,9 +187,6 @@ static const tc_conf_entry tc_conf_table[] = {
     {"api.personal_viewer", TC_CT_STRING, "coarsen", 0, 0, NULL, OFF(api_personal_viewer),
      "What thermocline_viewer sees of a personal column: coarsen (rounded to "
      "api.personal_digits) or hide (NULL)."},
-    {"audit.schema", TC_CT_STRING, "audit", 0, 0, NULL, OFF(audit_schema),
-     "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
-     "verify`)."},
     /* The REST API of `thermocline serve` (docs/api.md). */
     {"api.listen", TC_CT_STRING, "127.0.0.1:8070", 0, 0, "THERMOCLINE_API_LISTEN", OFF(api_listen),
      "Address the REST API of `serve` listens on (port 0: any free port)."},
@@ -210,6 +207,9 @@ static const tc_conf_entry tc_conf_table[] = {
      "Requests per second each token subject or API key may make (token bucket)..."},
     {"api.rate_burst", TC_CT_INT, "200", 1, 1000000, NULL, OFF(api_rate_burst),
      "...and the bucket's size: requests beyond get 429 with Retry-After."},
+    {"audit.schema", TC_CT_STRING, "audit", 0, 0, NULL, OFF(audit_schema),
+     "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
+     "verify`)."},
     {"log.level", TC_CT_STRING, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error."},
     {"log.format", TC_CT_STRING, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),

@@ -75,6 +75,20 @@ static const char *const all_keys[] = {
     "lake.row_group_rows",
     "lake.row_group_bytes",
     "http.listen",
+    "api.schema",
+    "api.tenant_tag",
+    "api.personal_columns",
+    "api.personal_digits",
+    "api.personal_viewer",
+    "api.listen",
+    "api.jwt_secret",
+    "api.jwks_file",
+    "api.keys_file",
+    "api.cursor_secret",
+    "api.pool_size",
+    "api.rate_per_s",
+    "api.rate_burst",
+    "audit.schema",
     "log.level",
     "log.format",
 };
@@ -83,10 +97,13 @@ static const char *const all_keys[] = {
 /* The environment variables of the table; cleared around every test so the host's cannot leak in.
  */
 static const char *const all_env[] = {
-    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
-    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
-    "THERMOCLINE_REGISTRY_URL",
+    "THERMOCLINE_KAFKA_BROKERS",     "THERMOCLINE_KAFKA_TOPIC",
+    "THERMOCLINE_KAFKA_GROUP",       "THERMOCLINE_PG_DSN",
+    "THERMOCLINE_LAKE_DIR",          "THERMOCLINE_LOG_LEVEL",
+    "THERMOCLINE_LOG_FORMAT",        "THERMOCLINE_PG_TIMESCALEDB",
+    "THERMOCLINE_HTTP_LISTEN",       "THERMOCLINE_REGISTRY_URL",
+    "THERMOCLINE_API_LISTEN",        "THERMOCLINE_API_JWT_SECRET",
+    "THERMOCLINE_API_CURSOR_SECRET",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -272,6 +289,8 @@ static void test_every_key_settable(void **state)
             v = "4096";
         if (strstr(all_keys[i], "refresh_ms"))
             v = "1000";
+        if (strstr(all_keys[i], "personal_digits"))
+            v = "6";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }
