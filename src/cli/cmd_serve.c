@@ -108,6 +108,7 @@ int tc_cmd_serve(int argc, char **argv)
     tc_cli_common common = {0};
     tc_cli_parser ps;
     tc_http_server *server = NULL;
+    tc_http_options hopt;
     tc_rest_options ro;
     tc_rest *rest = NULL;
     tc_serve_redrive rd = {0};
@@ -123,7 +124,10 @@ int tc_cmd_serve(int argc, char **argv)
     if (!listen_addr)
         listen_addr = cfg->api_listen;
     tc_cli_install_signals();
-    server = tc_http_server_new(listen_addr, NULL, errstr, sizeof(errstr));
+    /* A handler waits on PostgreSQL in the server's thread, and so does a stream between chunks:
+     * as many threads as connections, so a slow query holds up only its own requests. */
+    hopt = (tc_http_options){.threads = (unsigned)cfg->api_pool_size};
+    server = tc_http_server_new(listen_addr, &hopt, errstr, sizeof(errstr));
     if (!server) {
         fprintf(stderr, "thermocline serve: api.listen: %s\n", errstr);
         tc_config_destroy(cfg);
