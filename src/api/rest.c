@@ -170,6 +170,7 @@ typedef struct tc_rest_stream {
     size_t out_pos;
     tc_rest_pq *pq;
     int started, finished, failed, audited;
+    PGresult *first; /* the query's first result, read by the handler, not yet encoded */
     tc_rest_req_log lg;
     tc_rest_principal who;
     tc_http_request req; /* its strings copied below */
@@ -194,6 +195,7 @@ static void tc_rest_stream_free(void *ctx)
     tc_rest_pool_put(st->rest->pool, st->conn);
     if (!st->audited)
         tc_rest_audit_now(st->rest, NULL, &st->lg, status);
+    PQclear(st->first);
     tc_rest_pq_destroy(st->pq);
     tc_jbuf_free(&st->out);
     free(st->strings);
@@ -252,9 +254,11 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
     size_t n;
 
     while (!st->finished && st->out.len - st->out_pos < TC_REST_STREAM_CHUNK) {
-        PGresult *res = PQgetResult(st->conn);
+        PGresult *res = st->first ? st->first : PQgetResult(st->conn);
         ExecStatusType s = res ? PQresultStatus(res) : PGRES_COMMAND_OK;
         int bad = 0;
+
+        st->first = NULL;
 
         if (!res) {
             tc_rest_problem pb;
@@ -297,8 +301,9 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
     return (long)n;
 }
 
-/* Hand the running query over to a stream; on failure the caller still owns conn. */
-static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, tc_rest_format fmt,
+/* Hand the running query, whose first result is `first` (a row or the end), over to a stream;
+ * on failure the caller still owns conn and first. */
+static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, PGresult *first, tc_rest_format fmt,
                                 const tc_rest_req_log *lg, tc_http_response *resp)
 {
     tc_rest_stream *st = calloc(1, sizeof(*st));
@@ -311,6 +316,7 @@ static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, tc_rest_format fmt,
     }
     st->rest = r;
     st->conn = conn;
+    st->first = first;
     st->fmt = fmt;
     tc_jbuf_init(&st->out, TC_REST_JSON_MAX);
     st->who = *lg->who;
@@ -511,8 +517,17 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
             tc_rest_db_problem(NULL, "sending the query", &pb);
             goto fail;
         }
-        if (tc_rest_stream_begin(r, conn, fmt, &lg, resp) == 0)
-            return; /* the stream owns conn now */
+        /* The first result before the status goes out: a query PostgreSQL refuses (a role
+         * without the right, a bad value) is a 403 or 400 like in JSON, not a cut stream. */
+        res = PQgetResult(conn);
+        if (PQresultStatus(res) != PGRES_SINGLE_TUPLE && PQresultStatus(res) != PGRES_TUPLES_OK) {
+            tc_rest_db_problem(res, rt->id, &pb);
+            PQclear(res);
+            goto fail;
+        }
+        if (tc_rest_stream_begin(r, conn, res, fmt, &lg, resp) == 0)
+            return; /* the stream owns conn and res now */
+        PQclear(res);
         tc_rest_problem_set(&pb, 500, NULL, "out of memory");
         goto fail;
     }

@@ -267,7 +267,12 @@ int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, t
 
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
 {
+    PGresult *r;
+
     if (!ok) {
+        /* A query sent in single-row mode may still have results on the wire. */
+        while ((r = PQgetResult(c)))
+            PQclear(r);
         PQclear(PQexec(c, "ROLLBACK"));
         return 0;
     }

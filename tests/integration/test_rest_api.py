@@ -137,6 +137,11 @@ def test_dead_letters_and_redrive_need_the_operator_role(api):
     api.t.cmd("topics", "create")
     for role in ROLES:
         listed = api.get("/v1/dead-letters?limit=5", role=role)
+        # Refused before the first byte in a streamed format too, not a stream cut short.
+        csv_r = api.get("/v1/dead-letters?format=csv", role=role)
+        assert csv_r.status == listed.status, (role, csv_r.status)
+        assert csv_r.ctype == ("text/csv; charset=utf-8" if listed.status == 200
+                               else "application/problem+json")
         r = api.get("/v1/dead-letters/redrive?ids=1,2,3,999", role=role, method="POST")
         if role in ("operator", "admin"):
             assert listed.status == 200 and len(listed.json()["data"]) == 5
