@@ -102,22 +102,29 @@ function authenticate(req) {
   } catch (e) {
     return { status: 401, why: `the token is not valid (${e.message})` };
   }
-  if (typeof claims !== 'object' || !ROLES.has(claims.role))
-    return { status: 403, why: 'the token\'s role is not one of the api\'s roles' };
-  return { claims };
+  if (typeof claims !== 'object' || claims === null)
+    return { status: 401, why: 'the token holds no claims' };
+  if (!ROLES.has(claims.role))
+    return { status: 403, why: 'the token\'s role is not one of the api\'s roles', claims };
+  return { claims, role: claims.role };
 }
 
-async function audit(claims, body, status, ms) {
+// role: the api role the request ran as, or undefined (refused: recorded as the authenticator).
+async function audit(role, claims, body, status, ms) {
   let client;
   try {
     client = await auditPool.connect();
     await client.query('BEGIN');
     await client.query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-      [claims ? claims.role : 'thermocline_authenticator', claims ? JSON.stringify(claims) : '']);
-    const params = body && typeof body === 'object'
-      ? { operationName: body.operationName || null, query: String(body.query || '').slice(0, 4000),
-          variables: body.variables || null }
-      : null;
+      [role || 'thermocline_authenticator', claims ? JSON.stringify(claims) : '']);
+    let params = null;
+    if (body && typeof body === 'object') {
+      const query = String(body.query || '');
+      // The operation's name: given, or the first named operation of the document.
+      const named = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/.exec(query);
+      params = { operationName: body.operationName || (named ? named[1] : null),
+                 query: query.slice(0, 4000), variables: body.variables || null };
+    }
     await client.query(`SELECT "${auditSchema}".record('graphql', $1, $2::jsonb, NULL, $3, $4)`,
       [params && params.operationName, params && JSON.stringify(params), String(status), ms]);
     await client.query('COMMIT');
@@ -129,7 +136,36 @@ async function audit(claims, body, status, ms) {
   }
 }
 
+// GraphQL answers a refused argument with HTTP 200 and an error, like a failure: say which it is
+// (extensions.code, Apollo's convention) so that clients -- and the property tests -- can tell.
+// PostgreSQL's data exceptions (class 22: a bad date, a bad resolution) and PostGraphile's own
+// argument checks are the caller's; privileges refused are FORBIDDEN; anything else (a lost
+// connection, a JavaScript fault) is ours.
+function classify(e) {
+  const orig = e.originalError;
+  const state = orig && typeof orig.code === 'string' && /^[0-9A-Z]{5}$/.test(orig.code) ? orig.code : null;
+  if (state === '42501') return 'FORBIDDEN';
+  if (state) return /^(22|23|2F|P0001)/.test(state) ? 'BAD_USER_INPUT' : 'INTERNAL_SERVER_ERROR';
+  if (!orig) return 'GRAPHQL_VALIDATION_FAILED';
+  if (orig instanceof TypeError || orig instanceof ReferenceError || orig instanceof RangeError ||
+      orig instanceof SyntaxError || (orig.code && /^E[A-Z]/.test(orig.code)))
+    return 'INTERNAL_SERVER_ERROR';
+  return 'BAD_USER_INPUT';
+}
+
+function handleErrors(errors) {
+  return errors.map((e) => {
+    const code = classify(e);
+    const out = { message: code === 'INTERNAL_SERVER_ERROR' ? 'internal error' : e.message,
+                  locations: e.locations, path: e.path, extensions: { code } };
+    if (code === 'INTERNAL_SERVER_ERROR')
+      process.stderr.write(`thermocline graphql: ${e.stack || e.message}\n`);
+    return out;
+  });
+}
+
 const middleware = postgraphile(pool, [apiSchema], {
+  handleErrors,
   appendPlugins: [ConnectionFilterPlugin],
   graphileBuildOptions: { connectionFilterRelations: false, connectionFilterComputedColumns: false },
   pgSettings: (req) => ({
@@ -137,14 +173,13 @@ const middleware = postgraphile(pool, [apiSchema], {
     'request.jwt.claims': JSON.stringify(req.tcClaims),
   }),
   ignoreRBAC: false,
-  ignoreIndexes: false,
+  ignoreIndexes: true, // views have no indexes of their own; their tables do
   dynamicJson: true,
   setofFunctionsContainNulls: false,
   disableDefaultMutations: true,
   enableQueryBatching: false,
   graphiql: false,
   disableQueryLog: true,
-  extendedErrors: ['errcode'],
   showErrorStack: false,
   bodySizeLimit: '256kB',
   retryOnInitFail: true,
@@ -181,7 +216,7 @@ const server = http.createServer((req, res) => {
     }
     const finish = (status) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      audit(auth.claims, body, status, ms);
+      audit(auth.role, auth.claims, body, status, ms);
     };
     if (auth.status) {
       problem(res, auth.status, auth.status === 401 ? 'unauthorized' : 'forbidden', auth.why);
