@@ -31,6 +31,8 @@
  */
 #include "store/api_sql.h"
 
+#include "store/store_int.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,11 +669,10 @@ static void tc_api_expand(tc_api_buf *b, const char *tmpl, const tc_api_sql_opti
     }
 }
 
-char *tc_api_sql_build(PGconn *conn, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
+char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_size)
 {
     tc_api_buf b = {0};
 
-    (void)conn; /* names are checked, so quoting needs no connection */
     if (tc_api_sql_check(o, errstr, errstr_size) != TC_OK)
         return NULL;
     tc_api_expand(&b, tc_api_roles_sql, o);
@@ -689,44 +690,27 @@ char *tc_api_sql_build(PGconn *conn, const tc_api_sql_options *o, char *errstr, 
     return b.p;
 }
 
-static tc_err tc_api_exec(PGconn *conn, const char *sql, const char *what, char *errstr,
-                          size_t errstr_size)
+tc_err tc_api_migrate(tc_store *s, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
 {
-    PGresult *res = PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-    tc_err err = TC_OK;
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        err = PQstatus(conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2))
-                  ? TC_ERR_DB_CONN
-                  : TC_ERR_DB;
-        tc_err_set(err, errstr, errstr_size, "api migration: %s: %s", what,
-                   PQresultErrorMessage(res));
-    }
-    PQclear(res);
-    return err;
-}
-
-tc_err tc_api_migrate(PGconn *conn, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
-{
-    char *sql = tc_api_sql_build(conn, o, errstr, errstr_size);
+    char *sql = tc_api_sql_build(o, errstr, errstr_size);
     tc_err err;
 
     if (!sql)
-        return errstr && strstr(errstr, "out of memory") ? TC_ERR_NOMEM : TC_ERR_CONFIG;
+        return strstr(errstr, "out of memory") ? TC_ERR_NOMEM : TC_ERR_CONFIG;
+    err = tc_store_connect(s, errstr, errstr_size);
     /* "already a member", "already exists" notices would fill the log at every migrate. */
-    err = tc_api_exec(conn,
-                      "BEGIN; SET LOCAL client_min_messages = warning;"
-                      " SELECT pg_advisory_xact_lock(" TC_API_LOCK ")",
-                      "lock", errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_api_exec(conn, sql, "create the api, its roles and the audit log", errstr,
-                          errstr_size);
+        err = tc_store_exec(s,
+                            "BEGIN; SET LOCAL client_min_messages = warning;"
+                            " SELECT pg_advisory_xact_lock(" TC_API_LOCK ")",
+                            "lock the api migration", errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_api_exec(conn, "COMMIT", "commit", errstr, errstr_size);
+        err = tc_store_exec(s, sql, "create the api, its roles and the audit log", errstr,
+                            errstr_size);
+    if (err == TC_OK)
+        err = tc_store_exec(s, "COMMIT", "commit the api migration", errstr, errstr_size);
     else
-        PQclear(PQexec(conn, "ROLLBACK"));
+        tc_store_rollback(s, "the api migration");
     free(sql);
     return err;
 }

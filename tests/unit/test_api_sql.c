@@ -45,7 +45,7 @@ static void test_default_masks_location_only(void **state)
     char *sql;
 
     (void)state;
-    sql = tc_api_sql_build(NULL, &o, errstr, sizeof(errstr));
+    sql = tc_api_sql_build(&o, errstr, sizeof(errstr));
     assert_non_null(sql);
     /* latest and readings_raw: the raw column; the rollups: avg, min, max. */
     assert_int_equal(count(sql, "round(r.latitude::numeric, 2)"), 2);
@@ -74,7 +74,7 @@ static void test_configured_columns_digits_and_hiding(void **state)
     o.personal_columns = " battery , latitude";
     o.personal_digits = 4;
     o.viewer_hidden = 1;
-    sql = tc_api_sql_build(NULL, &o, errstr, sizeof(errstr));
+    sql = tc_api_sql_build(&o, errstr, sizeof(errstr));
     assert_non_null(sql);
     assert_int_equal(count(sql, "round(r.battery::numeric, 4)"), 2);
     assert_int_equal(count(sql, "round(r.latitude::numeric, 4)"), 2);
@@ -82,7 +82,7 @@ static void test_configured_columns_digits_and_hiding(void **state)
     assert_non_null(strstr(sql, "'USAGE') THEN 0 ELSE 0 END"));
     free(sql);
     o.personal_columns = "";
-    sql = tc_api_sql_build(NULL, &o, errstr, sizeof(errstr));
+    sql = tc_api_sql_build(&o, errstr, sizeof(errstr));
     assert_non_null(sql);
     assert_int_equal(count(sql, "round(r."), 0);
     assert_non_null(strstr(sql, "ARRAY['']::text[]"));
@@ -97,7 +97,7 @@ static void test_tenant_tag_is_a_quoted_literal(void **state)
 
     (void)state;
     o.tenant_tag = "it's";
-    sql = tc_api_sql_build(NULL, &o, errstr, sizeof(errstr));
+    sql = tc_api_sql_build(&o, errstr, sizeof(errstr));
     assert_non_null(sql);
     assert_non_null(strstr(sql, "tags->>'it''s'"));
     assert_null(strstr(sql, "tags->>'it's'"));
@@ -114,7 +114,7 @@ static void test_schema_names_in_quotes(void **state)
     o.store_schema = "T_1";
     o.api_schema = "T_1_api";
     o.audit_schema = "T_1_audit";
-    sql = tc_api_sql_build(NULL, &o, errstr, sizeof(errstr));
+    sql = tc_api_sql_build(&o, errstr, sizeof(errstr));
     assert_non_null(sql);
     assert_non_null(strstr(sql, "FROM \"T_1\".readings r"));
     assert_non_null(strstr(sql, "CREATE OR REPLACE VIEW \"T_1_api\".devices"));
@@ -123,7 +123,7 @@ static void test_schema_names_in_quotes(void **state)
     assert_non_null(strstr(sql, "ON \"T_1\".rollup_1m"));
     free(sql);
     o.timescaledb = 1; /* no rollup tables to grant */
-    sql = tc_api_sql_build(NULL, &o, errstr, sizeof(errstr));
+    sql = tc_api_sql_build(&o, errstr, sizeof(errstr));
     assert_non_null(sql);
     assert_null(strstr(sql, "rollup_1m"));
     free(sql);
@@ -168,7 +168,7 @@ static void test_bad_options_refused_with_the_setting(void **state)
         assert_int_equal(tc_api_sql_check(&o, errstr, sizeof(errstr)), TC_ERR_CONFIG);
         if (!strstr(errstr, bad[i].why))
             fail_msg("case %zu: \"%s\" does not say \"%s\"", i, errstr, bad[i].why);
-        assert_null(tc_api_sql_build(NULL, &o, errstr, sizeof(errstr)));
+        assert_null(tc_api_sql_build(&o, errstr, sizeof(errstr)));
     }
 }
 
