@@ -72,9 +72,11 @@ static const char tc_api_roles_sql[] =
     "   EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;"
     "  END IF;"
     " END LOOP;"
+    /* A server's login role must not get the rights of every role it may switch to. Only when
+     * needed: the row of a role updated by two migrates at once fails one of them. */
+    " IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'thermocline_authenticator' AND"
+    "  rolinherit) THEN ALTER ROLE thermocline_authenticator NOINHERIT; END IF;"
     " END $roles$;"
-    /* A server's login role must not get the rights of every role it may switch to. */
-    "ALTER ROLE thermocline_authenticator NOINHERIT;"
     "GRANT thermocline_viewer TO thermocline_analyst;"
     "GRANT thermocline_analyst TO thermocline_operator;"
     "GRANT thermocline_operator TO thermocline_admin;"

@@ -5,6 +5,8 @@ wrongly signed token is refused, an SQL-injection corpus in the arguments change
 nothing, requests are audited, and schemathesis' GraphQL mode finds no 5xx."""
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import selectors
@@ -73,10 +75,14 @@ def gql():
 
 
 @contextlib.contextmanager
-def serve(tc, user):
+def serve(tc, user, key_file=None):
     env = dict(os.environ, THERMOCLINE_PG_DSN=f"{tc.dsn} user={user}",
                THERMOCLINE_API_SCHEMA=tc.api_schema, THERMOCLINE_AUDIT_SCHEMA=tc.audit_schema,
-               THERMOCLINE_GRAPHQL_LISTEN="127.0.0.1:0", THERMOCLINE_GRAPHQL_JWT_SECRET=SECRET)
+               THERMOCLINE_GRAPHQL_LISTEN="127.0.0.1:0")
+    if key_file:
+        env["THERMOCLINE_GRAPHQL_JWT_PUBLIC_KEY"] = key_file
+    else:
+        env["THERMOCLINE_GRAPHQL_JWT_SECRET"] = SECRET
     proc = subprocess.Popen(["node", os.path.join(GRAPHQL_DIR, "server.js")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -93,10 +99,10 @@ def serve(tc, user):
         assert url, f"the GraphQL server did not start: {proc.stderr.read() if proc.poll() is not None else ''}"
         server = Server(proc, url)
         server.tc = tc
-        # Ready once the schema is built: the first query answers.
+        # Ready once the schema is built: the first query answers (with any token, or 401).
         while time.monotonic() < deadline:
-            status, _ = server.post("{ __typename }", tok=token())
-            if status == 200:
+            status, _ = server.post("{ __typename }", tok=None if key_file else token())
+            if status in (200, 401):
                 break
             time.sleep(0.2)
         yield server
@@ -280,3 +286,34 @@ def test_schemathesis_graphql_no_server_errors(gql, role, tmp_path):
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert "passed" in proc.stdout.lower()
+
+
+def test_public_key_tokens(gql, tmp_path):
+    """With a public key (ES256 here), tokens signed by its private key pass, and the HS256
+    secret -- or the public key itself used as an HMAC secret -- does not."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "jwt.pub").write_bytes(pem)
+    with login_role(gql.tc, "thermocline_authenticator", noinherit=True) as user:
+        with serve(gql.tc, user, key_file=str(tmp_path / "jwt.pub")) as server:
+            deadline = time.monotonic() + 60
+            good = token("thermocline_analyst", "*", key=key, algorithm="ES256")
+            status, body = server.post(DEVICES_Q, tok=good)
+            while status != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status, body = server.post(DEVICES_Q, tok=good)
+            assert status == 200 and len(body["data"]["allDevices"]["nodes"]) == len(SITES), body
+            assert server.post(DEVICES_Q, tok=token())[0] == 401
+            # Algorithm confusion: HS256 with the public key as the HMAC secret (made by hand:
+            # PyJWT itself refuses to).
+            b64 = jwt.utils.base64url_encode
+            signing = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"." + b64(json.dumps(
+                {"role": "thermocline_admin", "sites": "*", "exp": int(time.time()) + 600}).encode())
+            confused = signing + b"." + b64(hmac.new(pem, signing, hashlib.sha256).digest())
+            assert server.post(DEVICES_Q, tok=confused.decode())[0] == 401
+            other = ec.generate_private_key(ec.SECP256R1())
+            assert server.post(DEVICES_Q, tok=token(key=other, algorithm="ES256"))[0] == 401
