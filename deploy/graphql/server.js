@@ -122,11 +122,14 @@ async function audit(role, claims, body, status, ms) {
       const query = String(body.query || '');
       // The operation's name: given, or the first named operation of the document.
       const named = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/.exec(query);
-      params = { operationName: body.operationName || (named ? named[1] : null),
+      const op = body.operationName || (named ? named[1] : null);
+      params = { operationName: typeof op === 'string' ? op.replace(/\u0000/g, '\ufffd').slice(0, 200) : null,
                  query: query.slice(0, 4000), variables: body.variables || null };
     }
     await client.query(`SELECT "${auditSchema}".record('graphql', $1, $2::jsonb, NULL, $3, $4)`,
-      [params && params.operationName, params && JSON.stringify(params), String(status), ms]);
+      // jsonb refuses \u0000: a request carrying one is recorded with U+FFFD in its place.
+      [params && params.operationName,
+       params && JSON.stringify(params).replace(/(?<!\\)\\u0000/g, '\\ufffd'), String(status), ms]);
     await client.query('COMMIT');
   } catch (e) {
     process.stderr.write(`thermocline graphql: could not record the request in the audit log: ${e.message}\n`);
