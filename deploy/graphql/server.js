@@ -12,7 +12,7 @@
  * PostGraphile sees it (a missing, forged, expired, not-yet-valid or wrongly signed token, or one
  * signed with an algorithm we do not take); a valid one whose role is not one of the api's roles
  * gets 403. Every request is then recorded in the audit log (who, role, operation, variables,
- * status, duration), on a connection of its own, after the response.
+ * rows returned, status, duration), on a connection of its own, after the response.
  *
  * Environment:
  *   THERMOCLINE_PG_DSN                      libpq-style DSN or URL of the store; the login role
@@ -109,8 +109,48 @@ function authenticate(req) {
   return { claims, role: claims.role };
 }
 
+// Rows a response returned: the entries of its connections (nodes or edges), not looking inside
+// them; null when it has none (a scalar, an error) or was too large to keep.
+function rowsOf(text) {
+  let data;
+  try {
+    data = text ? JSON.parse(text).data : null;
+  } catch (e) {
+    return null;
+  }
+  let rows = null;
+  const walk = (v) => {
+    if (!v || typeof v !== 'object') return;
+    if (Array.isArray(v)) return v.forEach(walk);
+    for (const [k, x] of Object.entries(v)) {
+      if ((k === 'nodes' || k === 'edges') && Array.isArray(x)) rows = (rows || 0) + x.length;
+      else walk(x);
+    }
+  };
+  walk(data);
+  return rows;
+}
+
+// The response's text, kept up to RESPONSE_KEEP bytes for rowsOf (null beyond).
+const RESPONSE_KEEP = 8 * 1024 * 1024;
+function keepResponse(res) {
+  const chunks = [];
+  let size = 0;
+  const write = res.write.bind(res);
+  const end = res.end.bind(res);
+  const keep = (c, enc) => {
+    if (c == null || typeof c === 'function') return;
+    const b = Buffer.isBuffer(c) ? c : Buffer.from(c, typeof enc === 'string' ? enc : 'utf8');
+    size += b.length;
+    if (size <= RESPONSE_KEEP) chunks.push(b);
+  };
+  res.write = (c, enc, cb) => { keep(c, enc); return write(c, enc, cb); };
+  res.end = (c, enc, cb) => { keep(c, enc); return end(c, enc, cb); };
+  return () => (size <= RESPONSE_KEEP ? Buffer.concat(chunks).toString('utf8') : null);
+}
+
 // role: the api role the request ran as, or undefined (refused: recorded as the authenticator).
-async function audit(role, claims, body, status, ms) {
+async function audit(role, claims, body, status, ms, rows) {
   let client;
   try {
     client = await auditPool.connect();
@@ -126,10 +166,11 @@ async function audit(role, claims, body, status, ms) {
       params = { operationName: typeof op === 'string' ? op.replace(/\u0000/g, '\ufffd').slice(0, 200) : null,
                  query: query.slice(0, 4000), variables: body.variables || null };
     }
-    await client.query(`SELECT "${auditSchema}".record('graphql', $1, $2::jsonb, NULL, $3, $4)`,
+    await client.query(`SELECT "${auditSchema}".record('graphql', $1, $2::jsonb, $5, $3, $4)`,
       // jsonb refuses \u0000: a request carrying one is recorded with U+FFFD in its place.
       [params && params.operationName,
-       params && JSON.stringify(params).replace(/(?<!\\)\\u0000/g, '\\ufffd'), String(status), ms]);
+       params && JSON.stringify(params).replace(/(?<!\\)\\u0000/g, '\\ufffd'), String(status), ms,
+       rows === undefined ? null : rows]);
     await client.query('COMMIT');
   } catch (e) {
     process.stderr.write(`thermocline graphql: could not record the request in the audit log: ${e.message}\n`);
@@ -217,9 +258,10 @@ const server = http.createServer((req, res) => {
     } catch (e) {
       body = null;
     }
+    let response = null;
     const finish = (status) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      audit(auth.role, auth.claims, body, status, ms);
+      audit(auth.role, auth.claims, body, status, ms, response ? rowsOf(response()) : null);
     };
     if (auth.status) {
       problem(res, auth.status, auth.status === 401 ? 'unauthorized' : 'forbidden', auth.why);
@@ -240,6 +282,7 @@ const server = http.createServer((req, res) => {
     // PostGraphile takes a body already parsed from req.body.
     req.body = body;
     req._body = true; // body-parser's mark: already read
+    response = keepResponse(res);
     res.on('finish', () => finish(res.statusCode));
     middleware(req, res);
   });

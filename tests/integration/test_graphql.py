@@ -267,12 +267,15 @@ def test_injection_in_arguments_changes_and_leaks_nothing(gql):
 
 
 def test_requests_are_audited(gql):
-    gql.data("query Probe { allDevices { totalCount } }", tok=token("thermocline_analyst", ("munich",)))
+    gql.data("query Probe { allDevices { nodes { deviceId } } allLatests { totalCount } }",
+             tok=token("thermocline_analyst", ("munich",)))
     got = audited(gql.tc, "target = 'Probe'", lambda rows: len(rows) >= 1)
     assert len(got) == 1
     actor, role, sub, _, status, ms = got[0]
     assert actor.startswith("tc_it_") and role == "thermocline_analyst" and sub == "it-thermocline_analyst"
     assert status == "200" and ms > 0
+    # The rows it returned: the one device of munich.
+    assert gql.tc.sql(f"SELECT row_count FROM \"{gql.tc.audit_schema}\".events WHERE target = 'Probe'") == [(1,)]
     assert gql.tc.cmd("audit", "verify").returncode == 0
 
 
