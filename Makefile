@@ -14,7 +14,7 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
+.PHONY: all build build-asan build-fuzz deb deps venv graphql kubernetes services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api clean docs
 
 all: build
@@ -31,6 +31,14 @@ $(VENV)/.ok: tests/requirements.txt tests/requirements-lock.txt
 	@touch $@
 
 venv: $(VENV)/.ok
+
+# The GraphQL server's Node packages (PostGraphile 4), exactly as deploy/graphql/package-lock.json
+# pins them.
+deploy/graphql/node_modules/.ok: deploy/graphql/package.json deploy/graphql/package-lock.json
+	@cd deploy/graphql && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+graphql: deploy/graphql/node_modules/.ok
 
 build:
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DTC_TESTS=OFF >/dev/null
@@ -63,7 +71,7 @@ unit: build-asan
 # installed and run by tests/integration/test_package.py); then our Parquet files
 # read by independent readers (pyarrow, DuckDB, parquet-java). Two runs: each folder has its own
 # conftest.
-integration: build-asan venv services deb
+integration: build-asan venv graphql services deb
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
 	    THERMOCLINE_DEB=$$(ls $(CURDIR)/$(BUILD)/thermocline_*.deb | tail -n 1) \
 	    $(PY) -m pytest -q -W error tests/integration
@@ -119,7 +127,7 @@ docs: build
 	@$(BUILD)/thermocline config reference > docs/configuration.md
 	@$(BUILD)/thermocline config sample > config/thermocline.sample.yaml
 
-demo: deps build services
+demo: deps build graphql services
 	@scripts/demo
 
 # Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume

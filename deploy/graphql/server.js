@@ -12,7 +12,7 @@
  * PostGraphile sees it (a missing, forged, expired, not-yet-valid or wrongly signed token, or one
  * signed with an algorithm we do not take); a valid one whose role is not one of the api's roles
  * gets 403. Every request is then recorded in the audit log (who, role, operation, variables,
- * status, duration), on a connection of its own, after the response.
+ * rows returned, status, duration), on a connection of its own, after the response.
  *
  * Environment:
  *   THERMOCLINE_PG_DSN                      libpq-style DSN or URL of the store; the login role
@@ -102,24 +102,75 @@ function authenticate(req) {
   } catch (e) {
     return { status: 401, why: `the token is not valid (${e.message})` };
   }
-  if (typeof claims !== 'object' || !ROLES.has(claims.role))
-    return { status: 403, why: 'the token\'s role is not one of the api\'s roles' };
-  return { claims };
+  if (typeof claims !== 'object' || claims === null)
+    return { status: 401, why: 'the token holds no claims' };
+  if (!ROLES.has(claims.role))
+    return { status: 403, why: 'the token\'s role is not one of the api\'s roles', claims };
+  return { claims, role: claims.role };
 }
 
-async function audit(claims, body, status, ms) {
+// Rows a response returned: the entries of its connections (nodes or edges), not looking inside
+// them; null when it has none (a scalar, an error) or was too large to keep.
+function rowsOf(text) {
+  let data;
+  try {
+    data = text ? JSON.parse(text).data : null;
+  } catch (e) {
+    return null;
+  }
+  let rows = null;
+  const walk = (v) => {
+    if (!v || typeof v !== 'object') return;
+    if (Array.isArray(v)) return v.forEach(walk);
+    for (const [k, x] of Object.entries(v)) {
+      if ((k === 'nodes' || k === 'edges') && Array.isArray(x)) rows = (rows || 0) + x.length;
+      else walk(x);
+    }
+  };
+  walk(data);
+  return rows;
+}
+
+// The response's text, kept up to RESPONSE_KEEP bytes for rowsOf (null beyond).
+const RESPONSE_KEEP = 8 * 1024 * 1024;
+function keepResponse(res) {
+  const chunks = [];
+  let size = 0;
+  const write = res.write.bind(res);
+  const end = res.end.bind(res);
+  const keep = (c, enc) => {
+    if (c == null || typeof c === 'function') return;
+    const b = Buffer.isBuffer(c) ? c : Buffer.from(c, typeof enc === 'string' ? enc : 'utf8');
+    size += b.length;
+    if (size <= RESPONSE_KEEP) chunks.push(b);
+  };
+  res.write = (c, enc, cb) => { keep(c, enc); return write(c, enc, cb); };
+  res.end = (c, enc, cb) => { keep(c, enc); return end(c, enc, cb); };
+  return () => (size <= RESPONSE_KEEP ? Buffer.concat(chunks).toString('utf8') : null);
+}
+
+// role: the api role the request ran as, or undefined (refused: recorded as the authenticator).
+async function audit(role, claims, body, status, ms, rows) {
   let client;
   try {
     client = await auditPool.connect();
     await client.query('BEGIN');
     await client.query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-      [claims ? claims.role : 'thermocline_authenticator', claims ? JSON.stringify(claims) : '']);
-    const params = body && typeof body === 'object'
-      ? { operationName: body.operationName || null, query: String(body.query || '').slice(0, 4000),
-          variables: body.variables || null }
-      : null;
-    await client.query(`SELECT "${auditSchema}".record('graphql', $1, $2::jsonb, NULL, $3, $4)`,
-      [params && params.operationName, params && JSON.stringify(params), String(status), ms]);
+      [role || 'thermocline_authenticator', claims ? JSON.stringify(claims) : '']);
+    let params = null;
+    if (body && typeof body === 'object') {
+      const query = String(body.query || '');
+      // The operation's name: given, or the first named operation of the document.
+      const named = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/.exec(query);
+      const op = body.operationName || (named ? named[1] : null);
+      params = { operationName: typeof op === 'string' ? op.replace(/\u0000/g, '\ufffd').slice(0, 200) : null,
+                 query: query.slice(0, 4000), variables: body.variables || null };
+    }
+    await client.query(`SELECT "${auditSchema}".record('graphql', $1, $2::jsonb, $5, $3, $4)`,
+      // jsonb refuses \u0000: a request carrying one is recorded with U+FFFD in its place.
+      [params && params.operationName,
+       params && JSON.stringify(params).replace(/(?<!\\)\\u0000/g, '\\ufffd'), String(status), ms,
+       rows === undefined ? null : rows]);
     await client.query('COMMIT');
   } catch (e) {
     process.stderr.write(`thermocline graphql: could not record the request in the audit log: ${e.message}\n`);
@@ -129,7 +180,36 @@ async function audit(claims, body, status, ms) {
   }
 }
 
+// GraphQL answers a refused argument with HTTP 200 and an error, like a failure: say which it is
+// (extensions.code, Apollo's convention) so that clients -- and the property tests -- can tell.
+// PostgreSQL's data exceptions (class 22: a bad date, a bad resolution) and PostGraphile's own
+// argument checks are the caller's; privileges refused are FORBIDDEN; anything else (a lost
+// connection, a JavaScript fault) is ours.
+function classify(e) {
+  const orig = e.originalError;
+  const state = orig && typeof orig.code === 'string' && /^[0-9A-Z]{5}$/.test(orig.code) ? orig.code : null;
+  if (state === '42501') return 'FORBIDDEN';
+  if (state) return /^(22|23|2F|P0001)/.test(state) ? 'BAD_USER_INPUT' : 'INTERNAL_SERVER_ERROR';
+  if (!orig) return 'GRAPHQL_VALIDATION_FAILED';
+  if (orig instanceof TypeError || orig instanceof ReferenceError || orig instanceof RangeError ||
+      orig instanceof SyntaxError || (orig.code && /^E[A-Z]/.test(orig.code)))
+    return 'INTERNAL_SERVER_ERROR';
+  return 'BAD_USER_INPUT';
+}
+
+function handleErrors(errors) {
+  return errors.map((e) => {
+    const code = classify(e);
+    const out = { message: code === 'INTERNAL_SERVER_ERROR' ? 'internal error' : e.message,
+                  locations: e.locations, path: e.path, extensions: { code } };
+    if (code === 'INTERNAL_SERVER_ERROR')
+      process.stderr.write(`thermocline graphql: ${e.stack || e.message}\n`);
+    return out;
+  });
+}
+
 const middleware = postgraphile(pool, [apiSchema], {
+  handleErrors,
   appendPlugins: [ConnectionFilterPlugin],
   graphileBuildOptions: { connectionFilterRelations: false, connectionFilterComputedColumns: false },
   pgSettings: (req) => ({
@@ -137,14 +217,13 @@ const middleware = postgraphile(pool, [apiSchema], {
     'request.jwt.claims': JSON.stringify(req.tcClaims),
   }),
   ignoreRBAC: false,
-  ignoreIndexes: false,
+  ignoreIndexes: true, // views have no indexes of their own; their tables do
   dynamicJson: true,
   setofFunctionsContainNulls: false,
   disableDefaultMutations: true,
   enableQueryBatching: false,
   graphiql: false,
   disableQueryLog: true,
-  extendedErrors: ['errcode'],
   showErrorStack: false,
   bodySizeLimit: '256kB',
   retryOnInitFail: true,
@@ -179,9 +258,10 @@ const server = http.createServer((req, res) => {
     } catch (e) {
       body = null;
     }
+    let response = null;
     const finish = (status) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      audit(auth.claims, body, status, ms);
+      audit(auth.role, auth.claims, body, status, ms, response ? rowsOf(response()) : null);
     };
     if (auth.status) {
       problem(res, auth.status, auth.status === 401 ? 'unauthorized' : 'forbidden', auth.why);
@@ -202,6 +282,7 @@ const server = http.createServer((req, res) => {
     // PostGraphile takes a body already parsed from req.body.
     req.body = body;
     req._body = true; // body-parser's mark: already read
+    response = keepResponse(res);
     res.on('finish', () => finish(res.statusCode));
     middleware(req, res);
   });

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 
 #include "api/http_client.h"
 #include "cli/cli.h"
@@ -20,11 +21,12 @@
 #include "store/api_sql.h"
 #include "store/store.h"
 
-/* The quality monitor's tables, then the api schema over them, its roles and the audit log,
- * on a connection of their own. */
-static tc_err tc_migrate_api(const tc_config *cfg, int timescaledb, char *errstr,
+/* The quality monitor's tables (on a connection of their own), then the api schema over them,
+ * its roles and the audit log. */
+static tc_err tc_migrate_api(tc_store *store, const tc_config *cfg, char *errstr,
                              size_t errstr_size)
 {
+    int timescaledb = tc_store_get_mode(store) == TC_STORE_TIMESCALEDB;
     tc_api_sql_options ao = {
         .store_schema = cfg->pg_schema,
         .api_schema = cfg->api_schema,
@@ -56,10 +58,8 @@ static tc_err tc_migrate_api(const tc_config *cfg, int timescaledb, char *errstr
     }
     snprintf(quoted, sizeof(quoted), "\"%s\"", cfg->pg_schema);
     err = tc_quality_migrate(conn, quoted, timescaledb, errstr, errstr_size);
-    if (err == TC_OK)
-        err = tc_api_migrate(conn, &ao, errstr, errstr_size);
     PQfinish(conn);
-    return err;
+    return err == TC_OK ? tc_api_migrate(store, &ao, errstr, errstr_size) : err;
 }
 
 int tc_cmd_migrate(int argc, char **argv)
@@ -91,8 +91,7 @@ int tc_cmd_migrate(int argc, char **argv)
         tc_store_ensure_partitions_around(store, tc_time_now_us(),
                                           (int)(cfg->limits.max_age_s / 86400) + 1, errstr,
                                           sizeof(errstr)) != TC_OK ||
-        tc_migrate_api(cfg, tc_store_get_mode(store) == TC_STORE_TIMESCALEDB, errstr,
-                       sizeof(errstr)) != TC_OK) {
+        tc_migrate_api(store, cfg, errstr, sizeof(errstr)) != TC_OK) {
         fprintf(stderr, "thermocline migrate: %s\n", store ? errstr : "out of memory");
         rc = TC_EXIT_FAILURE;
     } else {

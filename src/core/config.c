@@ -170,9 +170,10 @@ static const tc_conf_entry tc_conf_table[] = {
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},
-    {"api.schema", TC_CT_STRING, "api", 0, 0, NULL, OFF(api_schema),
+    {"api.schema", TC_CT_STRING, "", 0, 0, NULL, OFF(api_schema),
      "Schema of the curated SQL interface (views and functions over postgres.schema) that BI "
-     "tools, the REST API and GraphQL read; created by `migrate` (docs/api.md)."},
+     "tools, the REST API and GraphQL read; created by `migrate` (docs/api.md). Empty: api beside "
+     "the schema telemetry, <postgres.schema>_api beside any other."},
     {"api.tenant_tag", TC_CT_STRING, "site", 0, 0, NULL, OFF(api_tenant_tag),
      "Device tag whose value is a device's tenant or site: row-level security lets a role see the "
      "devices of the sites it is granted (JWT claim \"sites\", or api.site_access)."},
@@ -207,9 +208,10 @@ static const tc_conf_entry tc_conf_table[] = {
      "Requests per second each token subject or API key may make (token bucket)..."},
     {"api.rate_burst", TC_CT_INT, "200", 1, 1000000, NULL, OFF(api_rate_burst),
      "...and the bucket's size: requests beyond get 429 with Retry-After."},
-    {"audit.schema", TC_CT_STRING, "audit", 0, 0, NULL, OFF(audit_schema),
+    {"audit.schema", TC_CT_STRING, "", 0, 0, NULL, OFF(audit_schema),
      "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
-     "verify`)."},
+     "verify`). Empty: audit beside the schema telemetry, <postgres.schema>_audit beside any "
+     "other."},
     {"log.level", TC_CT_STRING, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error."},
     {"log.format", TC_CT_STRING, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),
@@ -634,6 +636,31 @@ static double tc_conf_number(const tc_config *cfg, const tc_conf_entry *e)
     const void *field = (const char *)cfg + e->offset;
 
     return e->type == TC_CT_DOUBLE ? *(const double *)field : (double)*(const int64_t *)field;
+}
+
+/* A schema named after postgres.schema: base beside "telemetry", <postgres.schema>_<base>
+ * otherwise, so that two stores in one database never share their api or audit log. */
+static tc_err tc_config_derive_schema(tc_config *cfg, const char *key, const char *base,
+                                      char *errstr, size_t errstr_size)
+{
+    char name[TC_CONF_KEY_MAX];
+
+    if (!strcmp(cfg->pg_schema, "telemetry"))
+        snprintf(name, sizeof(name), "%s", base);
+    else
+        snprintf(name, sizeof(name), "%s_%s", cfg->pg_schema, base);
+    return tc_config_set(cfg, key, name, errstr, errstr_size);
+}
+
+tc_err tc_config_derive(tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    if (!*cfg->api_schema)
+        err = tc_config_derive_schema(cfg, "api.schema", "api", errstr, errstr_size);
+    if (err == TC_OK && !*cfg->audit_schema)
+        err = tc_config_derive_schema(cfg, "audit.schema", "audit", errstr, errstr_size);
+    return err;
 }
 
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size)

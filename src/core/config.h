@@ -126,6 +126,9 @@ tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
 /* The checks that span settings, run once every source is applied (file, environment, --set):
  * every X_min at most its X_max, log.level and log.format known. TC_ERR_CONFIG with errstr
  * naming the setting at fault. */
+/* Fill the settings whose default follows from others (api.schema, audit.schema from
+ * postgres.schema); after every source is applied, before tc_config_check. */
+tc_err tc_config_derive(tc_config *cfg, char *errstr, size_t errstr_size);
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size);
 
 /* Write the configuration reference (markdown table) or a commented sample YAML file. */

@@ -31,6 +31,8 @@
  */
 #include "store/api_sql.h"
 
+#include "store/store_int.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,25 +61,23 @@ static const char *const tc_api_metrics[TC_API_METRIC_COUNT] = {
     " EXISTS (SELECT 1 FROM @S.latest_state s_ WHERE s_.device_id = " dev                          \
     " AND ((SELECT @A._sites()) IS NULL OR s_.tags->>@T = ANY ((SELECT @A._sites())::text[])))"
 
+/* clang-format off */
 /* ---- roles (cluster-wide) ---- */
 static const char tc_api_roles_sql[] =
-    "DO $roles$ DECLARE r text; BEGIN"
-    " FOREACH r IN ARRAY ARRAY['thermocline_viewer', 'thermocline_analyst',"
-    " 'thermocline_operator', 'thermocline_admin', 'thermocline_ingest',"
-    " 'thermocline_authenticator'] LOOP"
-    "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN"
-    "   BEGIN EXECUTE format('CREATE ROLE %I NOLOGIN', r);"
-    "   EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;"
-    "  END IF;"
-    " END LOOP;"
-    " END $roles$;"
-    /* A server's login role must not get the rights of every role it may switch to. */
-    "ALTER ROLE thermocline_authenticator NOINHERIT;"
+    "DO $roles$ DECLARE r text; BEGIN FOREACH r IN ARRAY ARRAY['thermocline_viewer',"
+    " 'thermocline_analyst', 'thermocline_operator', 'thermocline_admin',"
+    " 'thermocline_ingest', 'thermocline_authenticator'] LOOP  IF NOT EXISTS (SELECT 1 FROM"
+    " pg_roles WHERE rolname = r) THEN   BEGIN EXECUTE format('CREATE ROLE %I NOLOGIN', r);  "
+    " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;  END IF; END LOOP;"
+    /* A server's login role must not get the rights of every role it may switch to. Only when
+     * needed: the row of a role updated by two migrates at once fails one of them. */
+    " IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'thermocline_authenticator' AND "
+    " rolinherit) THEN ALTER ROLE thermocline_authenticator NOINHERIT; END IF; END $roles$;"
     "GRANT thermocline_viewer TO thermocline_analyst;"
     "GRANT thermocline_analyst TO thermocline_operator;"
     "GRANT thermocline_operator TO thermocline_admin;"
-    "GRANT thermocline_viewer, thermocline_analyst, thermocline_operator, thermocline_admin"
-    " TO thermocline_authenticator;";
+    "GRANT thermocline_viewer, thermocline_analyst, thermocline_operator, thermocline_admin TO"
+    " thermocline_authenticator;";
 
 /* ---- the pipeline's role: every grant of thermocline_ingest is in this block ---- */
 static const char tc_api_ingest_sql[] =
@@ -87,8 +87,8 @@ static const char tc_api_ingest_sql[] =
     " @S.quality_offsets TO thermocline_ingest;"
     "GRANT INSERT ON @S.readings, @S.dead_letters TO thermocline_ingest;"
     "GRANT USAGE ON ALL SEQUENCES IN SCHEMA @S TO thermocline_ingest;"
-    "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision)"
-    " TO thermocline_ingest;";
+    "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"
+    " thermocline_ingest;";
 /* Plain mode's rollup tables (TimescaleDB's continuous aggregates are the extension's). */
 static const char tc_api_ingest_plain_sql[] =
     "GRANT SELECT, INSERT, UPDATE ON @S.rollup_1m, @S.rollup_1h TO thermocline_ingest;";
@@ -96,91 +96,73 @@ static const char tc_api_ingest_plain_sql[] =
 /* ---- audit ---- */
 static const char tc_api_audit_sql[] =
     "CREATE SCHEMA IF NOT EXISTS @U;"
-    "CREATE TABLE IF NOT EXISTS @U.events ("
-    " id bigserial PRIMARY KEY, at timestamptz NOT NULL, actor text NOT NULL, role text NOT NULL,"
-    " claims jsonb, action text NOT NULL, target text, params jsonb, row_count bigint,"
-    " status text NOT NULL, duration_ms double precision, prev_hash bytea, hash bytea NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS @U.events ( id bigserial PRIMARY KEY, at timestamptz NOT NULL,"
+    " actor text NOT NULL, role text NOT NULL, claims jsonb, action text NOT NULL, target"
+    " text, params jsonb, row_count bigint, status text NOT NULL, duration_ms double"
+    " precision, prev_hash bytea, hash bytea NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_at_idx ON @U.events (at);"
     "COMMENT ON TABLE @U.events IS 'Audit log: every API request and every change made by a"
-    " command, append-only; hash = sha256(prev_hash || canonical(row)) chains each row to the one"
-    " before (thermocline audit verify).';"
+    " command, append-only; hash = sha256(prev_hash || canonical(row)) chains each row to the"
+    " one before (thermocline audit verify).';"
     /* The text a row's hash covers: a JSON array of its fields (jsonb's text is canonical). */
     "CREATE OR REPLACE FUNCTION @U.canonical(e @U.events) RETURNS text LANGUAGE sql IMMUTABLE"
     " AS $$ SELECT jsonb_build_array(e.id, to_char(e.at AT TIME ZONE 'UTC',"
     " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.actor, e.role, e.claims, e.action, e.target,"
     " e.params, e.row_count, e.status, e.duration_ms)::text $$;"
     "CREATE OR REPLACE FUNCTION @U.record(action text, target text DEFAULT NULL, params jsonb"
-    " DEFAULT NULL, row_count bigint DEFAULT NULL, status text DEFAULT 'ok', duration_ms double"
-    " precision DEFAULT NULL) RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER"
-    " SET search_path = pg_catalog, pg_temp AS $$"
-    " DECLARE e @U.events; c text;"
-    " BEGIN"
-    "  IF $1 IS NULL OR $1 = '' THEN"
-    "   RAISE EXCEPTION 'audit record: an action is required' USING ERRCODE = '22004';"
-    "  END IF;"
+    " DEFAULT NULL, row_count bigint DEFAULT NULL, status text DEFAULT 'ok', duration_ms"
+    " double precision DEFAULT NULL) RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER"
+    " SET search_path = pg_catalog, pg_temp AS $$ DECLARE e @U.events; c text; BEGIN  IF $1 IS"
+    " NULL OR $1 = '' THEN   RAISE EXCEPTION 'audit record: an action is required' USING"
+    " ERRCODE = '22004';  END IF;"
     /* One writer at a time: each row must see the one before it committed. */
-    "  PERFORM pg_advisory_xact_lock(" TC_API_LOCK ", hashtext('@U'));"
-    "  SELECT ev.hash INTO e.prev_hash FROM @U.events ev ORDER BY ev.id DESC LIMIT 1;"
-    "  e.id := nextval(pg_get_serial_sequence('@U.events', 'id'));"
-    "  e.at := clock_timestamp();"
-    "  e.actor := session_user;"
+    "  PERFORM pg_advisory_xact_lock(" TC_API_LOCK ", hashtext('@U'));  SELECT ev.hash INTO"
+    " e.prev_hash FROM @U.events ev ORDER BY ev.id DESC LIMIT 1;  e.id :="
+    " nextval(pg_get_serial_sequence('@U.events', 'id'));  e.at := clock_timestamp();  e.actor"
+    " := session_user;"
     /* In a SECURITY DEFINER function current_user is the owner; the caller's SET ROLE is here. */
-    "  e.role := CASE current_setting('role') WHEN 'none' THEN session_user::text"
-    "   ELSE current_setting('role') END;"
-    "  c := nullif(current_setting('request.jwt.claims', true), '');"
-    "  BEGIN e.claims := c::jsonb; EXCEPTION WHEN others THEN e.claims := to_jsonb(c); END;"
-    "  e.action := $1; e.target := $2; e.params := $3; e.row_count := $4;"
-    "  e.status := coalesce($5, 'ok'); e.duration_ms := $6;"
-    "  e.hash := sha256(coalesce(e.prev_hash, '\\x'::bytea) || convert_to(@U.canonical(e),"
-    " 'UTF8'));"
-    "  INSERT INTO @U.events SELECT e.*;"
-    "  RETURN e.id;"
-    " END $$;"
+    "  e.role := CASE current_setting('role') WHEN 'none' THEN session_user::text   ELSE"
+    " current_setting('role') END;  c := nullif(current_setting('request.jwt.claims', true),"
+    " '');  BEGIN e.claims := c::jsonb; EXCEPTION WHEN others THEN e.claims := to_jsonb(c);"
+    " END;  e.action := $1; e.target := $2; e.params := $3; e.row_count := $4;  e.status :="
+    " coalesce($5, 'ok'); e.duration_ms := $6;  e.hash := sha256(coalesce(e.prev_hash,"
+    " '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8'));  INSERT INTO @U.events SELECT"
+    " e.*;  RETURN e.id; END $$;"
     "CREATE OR REPLACE FUNCTION @U.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP"
-    " USING ERRCODE = '42501'; END $$;"
-    "CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON @U.events"
-    " FOR EACH ROW EXECUTE FUNCTION @U.refuse_change();"
-    "CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON @U.events"
-    " FOR EACH STATEMENT EXECUTE FUNCTION @U.refuse_change();"
+    " BEGIN RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP USING ERRCODE ="
+    " '42501'; END $$;"
+    "CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON @U.events FOR"
+    " EACH ROW EXECUTE FUNCTION @U.refuse_change();"
+    "CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON @U.events FOR EACH"
+    " STATEMENT EXECUTE FUNCTION @U.refuse_change();"
     /* Every row whose chain is broken, oldest first: the first is where tampering began. */
-    "CREATE OR REPLACE FUNCTION @U.verify() RETURNS TABLE (id bigint, problem text)"
-    " LANGUAGE sql STABLE AS $$"
-    " SELECT x.id, CASE WHEN x.prev_hash IS DISTINCT FROM x.before"
-    "  THEN 'its prev_hash is not the hash of the event before it (an event was removed,"
-    " inserted or rehashed)'"
-    "  ELSE 'its hash does not match its content (the event was changed)' END"
-    " FROM (SELECT e.id, e.hash, e.prev_hash, lag(e.hash) OVER (ORDER BY e.id) AS before,"
-    "  sha256(coalesce(e.prev_hash, '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8')) AS want"
-    "  FROM @U.events e) x"
-    " WHERE x.prev_hash IS DISTINCT FROM x.before OR x.hash IS DISTINCT FROM x.want"
-    " ORDER BY x.id $$;"
+    "CREATE OR REPLACE FUNCTION @U.verify() RETURNS TABLE (id bigint, problem text) LANGUAGE"
+    " sql STABLE AS $$ SELECT x.id, CASE WHEN x.prev_hash IS DISTINCT FROM x.before  THEN 'its"
+    " prev_hash is not the hash of the event before it (an event was removed, inserted or"
+    " rehashed)'  ELSE 'its hash does not match its content (the event was changed)' END FROM"
+    " (SELECT e.id, e.hash, e.prev_hash, lag(e.hash) OVER (ORDER BY e.id) AS before, "
+    " sha256(coalesce(e.prev_hash, '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8')) AS"
+    " want  FROM @U.events e) x WHERE x.prev_hash IS DISTINCT FROM x.before OR x.hash IS"
+    " DISTINCT FROM x.want ORDER BY x.id $$;"
     /* Changes to the schema registry, whichever path made them (its REST API, psql). */
-    "CREATE OR REPLACE FUNCTION @U.registry_change() RETURNS trigger LANGUAGE plpgsql"
-    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$"
-    " BEGIN"
-    "  PERFORM @U.record('registry.' || TG_TABLE_NAME || '.' || lower(TG_OP),"
-    "   coalesce(to_jsonb(NEW), to_jsonb(OLD))->>'subject',"
-    "   jsonb_build_object('new', to_jsonb(NEW), 'old', to_jsonb(OLD)), 1, 'ok', NULL);"
-    "  RETURN NULL;"
-    " END $$;"
-    "DO $reg$ DECLARE t text; BEGIN"
-    " FOREACH t IN ARRAY ARRAY['subject_versions', 'configs', 'modes'] LOOP"
-    "  IF to_regclass(format('%I.%I', @R, t)) IS NOT NULL THEN"
-    "   EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I"
-    " FOR EACH ROW EXECUTE FUNCTION %s.registry_change()', 'audit_' || left(md5(@UL), 20), @R, t,"
-    " @UL);"
-    "  END IF;"
-    " END LOOP;"
-    " END $reg$;"
+    "CREATE OR REPLACE FUNCTION @U.registry_change() RETURNS trigger LANGUAGE plpgsql SECURITY"
+    " DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN  PERFORM @U.record('registry.'"
+    " || TG_TABLE_NAME || '.' || lower(TG_OP),   coalesce(to_jsonb(NEW),"
+    " to_jsonb(OLD))->>'subject',   jsonb_build_object('new', to_jsonb(NEW), 'old',"
+    " to_jsonb(OLD)), 1, 'ok', NULL);  RETURN NULL; END $$;"
+    "DO $reg$ DECLARE t text; BEGIN FOREACH t IN ARRAY ARRAY['subject_versions', 'configs',"
+    " 'modes'] LOOP  IF to_regclass(format('%I.%I', @R, t)) IS NOT NULL THEN   EXECUTE"
+    " format('CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I FOR EACH"
+    " ROW EXECUTE FUNCTION %s.registry_change()', 'audit_' || left(md5(@UL), 20), @R, t, @UL);"
+    "  END IF; END LOOP; END $reg$;"
     "REVOKE ALL ON SCHEMA @U FROM PUBLIC;"
     "REVOKE ALL ON ALL TABLES IN SCHEMA @U FROM PUBLIC;"
     "REVOKE ALL ON ALL SEQUENCES IN SCHEMA @U FROM PUBLIC;"
     "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @U FROM PUBLIC;"
     "GRANT USAGE ON SCHEMA @U TO thermocline_viewer, thermocline_ingest,"
     " thermocline_authenticator;"
-    "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision)"
-    " TO thermocline_viewer, thermocline_authenticator;"
+    "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"
+    " thermocline_viewer, thermocline_authenticator;"
     "GRANT SELECT ON @U.events TO thermocline_admin;"
     "GRANT EXECUTE ON FUNCTION @U.verify(), @U.canonical(@U.events) TO thermocline_admin;";
 
@@ -191,55 +173,42 @@ static const char tc_api_helpers_sql[] =
     " (docs/api.md).';"
     "CREATE TABLE IF NOT EXISTS @A.site_access (grantee name NOT NULL, site text NOT NULL,"
     " PRIMARY KEY (grantee, site));"
-    "COMMENT ON TABLE @A.site_access IS E'@omit\\nSites a login role sees through the api when it"
-    " connects directly (not through a server): site ''*'' means all.';"
-    "CREATE OR REPLACE FUNCTION @A.version() RETURNS text LANGUAGE sql IMMUTABLE"
-    " AS $$ SELECT '" TC_API_VERSION "'::text $$;"
+    "COMMENT ON TABLE @A.site_access IS E'@omit\\nSites a login role sees through the api when"
+    " it connects directly (not through a server): site ''*'' means all.';"
+    "CREATE OR REPLACE FUNCTION @A.version() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT '"
+    TC_API_VERSION "'::text $$;"
     "COMMENT ON FUNCTION @A.version() IS 'Version of the api schema''s contract.';"
-    "CREATE OR REPLACE FUNCTION @A._claims() RETURNS jsonb LANGUAGE plpgsql STABLE AS $$"
-    " BEGIN RETURN nullif(current_setting('request.jwt.claims', true), '')::jsonb;"
-    " EXCEPTION WHEN others THEN RETURN NULL; END $$;"
+    "CREATE OR REPLACE FUNCTION @A._claims() RETURNS jsonb LANGUAGE plpgsql STABLE AS $$ BEGIN"
+    " RETURN nullif(current_setting('request.jwt.claims', true), '')::jsonb; EXCEPTION WHEN"
+    " others THEN RETURN NULL; END $$;"
     /* session_user is the login role even inside SECURITY DEFINER. */
     "CREATE OR REPLACE FUNCTION @A._granted_sites() RETURNS text[] LANGUAGE sql STABLE"
-    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$"
-    " SELECT CASE WHEN bool_or(a.site = '*') THEN NULL ELSE coalesce(array_agg(a.site), '{}')"
-    " END FROM @A.site_access a WHERE a.grantee = session_user $$;"
+    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT CASE WHEN"
+    " bool_or(a.site = '*') THEN NULL ELSE coalesce(array_agg(a.site), '{}') END FROM"
+    " @A.site_access a WHERE a.grantee = session_user $$;"
     /* NULL: every site. */
     "CREATE OR REPLACE FUNCTION @A._sites() RETURNS text[] LANGUAGE plpgsql STABLE AS $$"
-    " DECLARE s jsonb; out text[];"
-    " BEGIN"
-    "  IF pg_has_role(current_user, 'thermocline_admin', 'USAGE') THEN RETURN NULL; END IF;"
-    "  IF NOT pg_has_role(session_user, 'thermocline_authenticator', 'MEMBER') THEN"
-    "   RETURN @A._granted_sites();"
-    "  END IF;"
-    "  s := @A._claims() -> 'sites';"
-    "  IF jsonb_typeof(s) = 'string' THEN s := jsonb_build_array(s); END IF;"
-    "  IF jsonb_typeof(s) IS DISTINCT FROM 'array' THEN RETURN '{}'; END IF;"
-    "  SELECT coalesce(array_agg(v), '{}') INTO out FROM jsonb_array_elements_text(s) v;"
-    "  RETURN CASE WHEN '*' = ANY (out) THEN NULL ELSE out END;"
-    " END $$;"
+    " DECLARE s jsonb; out text[]; BEGIN  IF pg_has_role(current_user, 'thermocline_admin',"
+    " 'USAGE') THEN RETURN NULL; END IF;  IF NOT pg_has_role(session_user,"
+    " 'thermocline_authenticator', 'MEMBER') THEN   RETURN @A._granted_sites();  END IF;  s :="
+    " @A._claims() -> 'sites';  IF jsonb_typeof(s) = 'string' THEN s := jsonb_build_array(s);"
+    " END IF;  IF jsonb_typeof(s) IS DISTINCT FROM 'array' THEN RETURN '{}'; END IF;  SELECT"
+    " coalesce(array_agg(v), '{}') INTO out FROM jsonb_array_elements_text(s) v;  RETURN CASE"
+    " WHEN '*' = ANY (out) THEN NULL ELSE out END; END $$;"
     /* 2: exact, 1: coarsened, 0: hidden. */
-    "CREATE OR REPLACE FUNCTION @A._level() RETURNS integer LANGUAGE sql STABLE AS $$"
-    " SELECT CASE WHEN pg_has_role(current_user, 'thermocline_analyst', 'USAGE') THEN 2"
-    " WHEN pg_has_role(current_user, 'thermocline_viewer', 'USAGE') THEN @V ELSE 0 END $$;"
+    "CREATE OR REPLACE FUNCTION @A._level() RETURNS integer LANGUAGE sql STABLE AS $$ SELECT"
+    " CASE WHEN pg_has_role(current_user, 'thermocline_analyst', 'USAGE') THEN 2 WHEN"
+    " pg_has_role(current_user, 'thermocline_viewer', 'USAGE') THEN @V ELSE 0 END $$;"
     "CREATE OR REPLACE FUNCTION @A._resolution(\"from\" timestamptz, \"to\" timestamptz,"
-    " resolution text, raw_ok boolean) RETURNS text LANGUAGE plpgsql STABLE AS $$"
-    " BEGIN"
-    "  IF $1 IS NULL OR $2 IS NULL THEN"
-    "   RAISE EXCEPTION 'from and to are both required' USING ERRCODE = '22004';"
-    "  END IF;"
-    "  IF $2 < $1 THEN"
-    "   RAISE EXCEPTION 'to (%) is before from (%)', $2, $1 USING ERRCODE = '22023';"
-    "  END IF;"
-    "  IF $3 IS NULL OR $3 = 'auto' THEN"
-    "   RETURN CASE WHEN $4 AND $2 - $1 <= INTERVAL '1 day' THEN 'raw'"
-    "    WHEN $2 - $1 <= INTERVAL '7 days' THEN '1m' ELSE '1h' END;"
-    "  END IF;"
-    "  IF ($4 AND $3 = 'raw') OR $3 IN ('1m', '1h') THEN RETURN $3; END IF;"
-    "  RAISE EXCEPTION 'resolution must be one of %, not \"%\"',"
-    "   CASE WHEN $4 THEN 'auto, raw, 1m, 1h' ELSE 'auto, 1m, 1h' END, left($3, 40)"
-    "   USING ERRCODE = '22023';"
-    " END $$;"
+    " resolution text, raw_ok boolean) RETURNS text LANGUAGE plpgsql STABLE AS $$ BEGIN  IF $1"
+    " IS NULL OR $2 IS NULL THEN   RAISE EXCEPTION 'from and to are both required' USING"
+    " ERRCODE = '22004';  END IF;  IF $2 < $1 THEN   RAISE EXCEPTION 'to (%) is before from"
+    " (%)', $2, $1 USING ERRCODE = '22023';  END IF;  IF $3 IS NULL OR $3 = 'auto' THEN  "
+    " RETURN CASE WHEN $4 AND $2 - $1 <= INTERVAL '1 day' THEN 'raw'    WHEN $2 - $1 <="
+    " INTERVAL '7 days' THEN '1m' ELSE '1h' END;  END IF;  IF ($4 AND $3 = 'raw') OR $3 IN"
+    " ('1m', '1h') THEN RETURN $3; END IF;  RAISE EXCEPTION 'resolution must be one of %, not"
+    " \"%\"',   CASE WHEN $4 THEN 'auto, raw, 1m, 1h' ELSE 'auto, 1m, 1h' END, left($3, 40)  "
+    " USING ERRCODE = '22023'; END $$;"
     "COMMENT ON FUNCTION @A._claims() IS '@omit';"
     "COMMENT ON FUNCTION @A._granted_sites() IS '@omit';"
     "COMMENT ON FUNCTION @A._sites() IS '@omit';"
@@ -248,198 +217,114 @@ static const char tc_api_helpers_sql[] =
 
 /* ---- api: the contract ---- */
 static const char tc_api_views_sql[] =
-    "CREATE OR REPLACE VIEW @A.devices WITH (security_barrier) AS"
-    " SELECT l.device_id, l.tags->>@T AS site, l.tags,"
-    " (SELECT r.time FROM @S.readings r WHERE r.device_id = l.device_id ORDER BY r.time"
-    " LIMIT 1) AS first_seen, l.time AS last_seen,"
-    " (SELECT r.schema_version FROM @S.readings r WHERE r.device_id = l.device_id"
-    " ORDER BY r.time DESC LIMIT 1) AS schema_version"
-    " FROM @S.latest_state l"
-    " WHERE (SELECT @A._sites()) IS NULL OR l.tags->>@T = ANY ((SELECT @A._sites())::text[]);"
+    "CREATE OR REPLACE VIEW @A.devices WITH (security_barrier) AS SELECT l.device_id,"
+    " l.tags->>@T AS site, l.tags, (SELECT r.time FROM @S.readings r WHERE r.device_id ="
+    " l.device_id ORDER BY r.time LIMIT 1) AS first_seen, l.time AS last_seen, (SELECT"
+    " r.schema_version FROM @S.readings r WHERE r.device_id = l.device_id ORDER BY r.time DESC"
+    " LIMIT 1) AS schema_version FROM @S.latest_state l WHERE (SELECT @A._sites()) IS NULL OR"
+    " l.tags->>@T = ANY ((SELECT @A._sites())::text[]);"
     "COMMENT ON VIEW @A.devices IS E'@primaryKey device_id\\nDevices the caller may see: tags,"
     " site, first and last reading held, schema version of the last reading.';"
-    "CREATE OR REPLACE VIEW @A.latest WITH (security_barrier) AS"
-    " SELECT r.device_id, r.tags->>@T AS site, r.time" TC_API_METRICS(
-        TC_API_RAW) ", r.tags"
-                    " FROM @S.latest_state r"
-                    " WHERE (SELECT @A._sites()) IS NULL OR r.tags->>@T = ANY ((SELECT "
-                    "@A._sites())::text[]);"
-                    "COMMENT ON VIEW @A.latest IS E'@primaryKey device_id\\nThe latest reading of "
-                    "each device.';"
-                    "CREATE OR REPLACE VIEW @A.readings_raw WITH (security_barrier) AS"
-                    " SELECT r.device_id, r.time" TC_API_METRICS(TC_API_RAW) ", r.schema_version"
-                                                                             " FROM @S.readings r "
-                                                                             "WHERE" TC_API_SITE_OK(
-                                                                                 "r.device_id") ";"
-                                                                                                "CO"
-                                                                                                "MM"
-                                                                                                "EN"
-                                                                                                "T "
-                                                                                                "ON"
-                                                                                                " V"
-                                                                                                "IE"
-                                                                                                "W "
-                                                                                                "@A"
-                                                                                                ".r"
-                                                                                                "ea"
-                                                                                                "di"
-                                                                                                "ng"
-                                                                                                "s_"
-                                                                                                "ra"
-                                                                                                "w "
-                                                                                                "IS"
-                                                                                                " '"
-                                                                                                "Ev"
-                                                                                                "er"
-                                                                                                "y "
-                                                                                                "re"
-                                                                                                "ad"
-                                                                                                "in"
-                                                                                                "g "
-                                                                                                "he"
-                                                                                                "ld"
-                                                                                                " i"
-                                                                                                "n "
-                                                                                                "th"
-                                                                                                "e "
-                                                                                                "st"
-                                                                                                "or"
-                                                                                                "e."
-                                                                                                "';"
-                                                                                                "CR"
-                                                                                                "EA"
-                                                                                                "TE"
-                                                                                                " O"
-                                                                                                "R "
-                                                                                                "RE"
-                                                                                                "PL"
-                                                                                                "AC"
-                                                                                                "E "
-                                                                                                "VI"
-                                                                                                "EW"
-                                                                                                " @"
-                                                                                                "A."
-                                                                                                "re"
-                                                                                                "ad"
-                                                                                                "in"
-                                                                                                "gs"
-                                                                                                "_1"
-                                                                                                "m "
-                                                                                                "WI"
-                                                                                                "TH"
-                                                                                                " ("
-                                                                                                "se"
-                                                                                                "cu"
-                                                                                                "ri"
-                                                                                                "ty"
-                                                                                                "_b"
-                                                                                                "ar"
-                                                                                                "ri"
-                                                                                                "er"
-                                                                                                ") "
-                                                                                                "AS"
-                                                                                                " S"
-                                                                                                "EL"
-                                                                                                "EC"
-                                                                                                "T "
-                                                                                                "x."
-                                                                                                "de"
-                                                                                                "vi"
-                                                                                                "ce"
-                                                                                                "_i"
-                                                                                                "d,"
-                                                                                                " x"
-                                                                                                ".b"
-                                                                                                "uc"
-                                                                                                "ke"
-                                                                                                "t,"
-                                                                                                " x"
-                                                                                                "."
-                                                                                                "n" TC_API_METRICS(TC_API_AGG) " FROM @S.readings_1m x WHERE" TC_API_SITE_OK(
-                                                                                                    "x.device_id") ";"
-                                                                                                                   "COMMENT ON VIEW @A.readings_1m IS E'@primaryKey device_id,bucket\\nReadings per device"
-                                                                                                                   " and minute: count, and per metric mean, min, max and count.';"
-                                                                                                                   "CREATE OR REPLACE VIEW @A.readings_1h WITH (security_barrier) AS"
-                                                                                                                   " SELECT x.device_id, x.bucket, x.n" TC_API_METRICS(TC_API_AGG) " FROM @S.readings_1h x WHERE" TC_API_SITE_OK("x.device_id") ";"
-                                                                                                                                                                                                                                                "COMMENT ON VIEW @A.readings_1h IS E'@primaryKey device_id,bucket\\nReadings per device"
-                                                                                                                                                                                                                                                " and hour: count, and per metric mean, min, max and count.';"
-                                                                                                                                                                                                                                                "CREATE OR REPLACE VIEW @A.quality WITH (security_barrier) AS"
-                                                                                                                                                                                                                                                " SELECT q.device_id, q.bucket, q.readings, q.temperature_n, q.humidity_n, q.pressure_n,"
-                                                                                                                                                                                                                                                " q.battery_n, q.latitude_n, q.longitude_n, q.late, q.out_of_order, q.gaps, q.gap_max_s,"
-                                                                                                                                                                                                                                                " q.dead_letters, q.duplicates, q.delay_p50_ms, q.delay_p99_ms FROM @S.quality_1m q"
-                                                                                                                                                                                                                                                " WHERE" TC_API_SITE_OK("q.device_id") ";"
-                                                                                                                                                                                                                                                                                       "COMMENT ON VIEW @A.quality IS E'@primaryKey device_id,bucket\\nData quality per device"
-                                                                                                                                                                                                                                                                                       " and minute (completeness of a metric: <metric>_n / readings).';"
-                                                                                                                                                                                                                                                                                       /* The whole fleet's figures span every site: only for a caller who sees every site. */
-                                                                                                                                                                                                                                                                                       "CREATE OR REPLACE VIEW @A.quality_fleet WITH (security_barrier) AS"
-                                                                                                                                                                                                                                                                                       " SELECT q.bucket, q.devices, q.readings, q.late, q.out_of_order, q.gaps, q.gap_max_s,"
-                                                                                                                                                                                                                                                                                       " q.dead_letters, q.duplicates, q.delay_p50_ms, q.delay_p99_ms FROM @S.quality_fleet_1m q"
-                                                                                                                                                                                                                                                                                       " WHERE (SELECT @A._sites()) IS NULL;"
-                                                                                                                                                                                                                                                                                       "COMMENT ON VIEW @A.quality_fleet IS E'@primaryKey bucket\\nData quality of the whole fleet"
-                                                                                                                                                                                                                                                                                       " per minute (for callers who see every site).';"
-                                                                                                                                                                                                                                                                                       "CREATE OR REPLACE VIEW @A.anomalies WITH (security_barrier) AS"
-                                                                                                                                                                                                                                                                                       " SELECT a.id, a.device_id, a.metric, a.kind, a.rule, a.severity, a.start_time, a.end_time,"
-                                                                                                                                                                                                                                                                                       " a.score, CASE WHEN a.metric = ANY (@Q) THEN @M{a.observed} ELSE a.observed END"
-                                                                                                                                                                                                                                                                                       " AS observed, CASE WHEN a.metric = ANY (@Q) THEN @M{a.expected} ELSE a.expected"
-                                                                                                                                                                                                                                                                                       " END AS expected, a.status FROM @S.anomalies a WHERE" TC_API_SITE_OK("a.device_id") ";"
-                                                                                                                                                                                                                                                                                                                                                                            "COMMENT ON VIEW @A.anomalies IS E'@primaryKey id\\nFindings of the quality detectors and"
-                                                                                                                                                                                                                                                                                                                                                                            " rules (observed and expected masked as the metric is).';"
-                                                                                                                                                                                                                                                                                                                                                                            "CREATE OR REPLACE VIEW @A.dead_letters WITH (security_barrier) AS"
-                                                                                                                                                                                                                                                                                                                                                                            " SELECT d.id, d.received_at, d.reason, d.detail, d.stage, encode(d.payload, 'escape') AS"
-                                                                                                                                                                                                                                                                                                                                                                            " payload, encode(d.kafka_key, 'escape') AS kafka_key, d.source_topic, d.source_partition,"
-                                                                                                                                                                                                                                                                                                                                                                            " d.source_offset, d.redriven_at, d.redrive_count FROM @S.dead_letters d;"
-                                                                                                                                                                                                                                                                                                                                                                            "COMMENT ON VIEW @A.dead_letters IS E'@primaryKey id\\nRefused readings with their payload"
-                                                                                                                                                                                                                                                                                                                                                                            " (thermocline_operator and above).';"
-                                                                                                                                                                                                                                                                                                                                                                            "CREATE OR REPLACE FUNCTION @A.dead_letter_counts(\"from\" timestamptz, \"to\" timestamptz)"
-                                                                                                                                                                                                                                                                                                                                                                            " RETURNS TABLE (reason text, n bigint) LANGUAGE sql STABLE SECURITY DEFINER"
-                                                                                                                                                                                                                                                                                                                                                                            " SET search_path = pg_catalog, pg_temp AS $$"
-                                                                                                                                                                                                                                                                                                                                                                            " SELECT d.reason, count(*) FROM @S.dead_letters d WHERE d.received_at >= $1"
-                                                                                                                                                                                                                                                                                                                                                                            " AND d.received_at < $2 GROUP BY d.reason ORDER BY d.reason $$;"
-                                                                                                                                                                                                                                                                                                                                                                            "COMMENT ON FUNCTION @A.dead_letter_counts(timestamptz, timestamptz) IS 'Dead letters"
-                                                                                                                                                                                                                                                                                                                                                                            " received in [from, to) per reason (counts only: for every role).';"
-                                                                                                                                                                                                                                                                                                                                                                            "CREATE OR REPLACE FUNCTION @A.readings(device text, \"from\" timestamptz, \"to\""
-                                                                                                                                                                                                                                                                                                                                                                            " timestamptz, resolution text DEFAULT 'auto') RETURNS TABLE (device_id text, \"time\""
-                                                                                                                                                                                                                                                                                                                                                                            " timestamptz, step text, n bigint" TC_API_METRICS(TC_API_OUT) ")"
-                                                                                                                                                                                                                                                                                                                                                                                                                                           " LANGUAGE sql STABLE AS $$"
-                                                                                                                                                                                                                                                                                                                                                                                                                                           " SELECT r.device_id, r.time, 'raw'::text, 1::bigint" TC_API_METRICS(TC_API_RAWX) " FROM @A.readings_raw r WHERE (SELECT @A._resolution($2, $3, $4, true)) = 'raw'"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                             " AND r.device_id = $1 AND r.time >= $2 AND r.time < $3"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                             " UNION ALL"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                             " SELECT x.device_id, x.bucket, '1m'::text, x.n" TC_API_METRICS(TC_API_AGGX) " FROM @A.readings_1m x WHERE (SELECT @A._resolution($2, $3, $4, true)) = '1m'"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                          " AND x.device_id = $1 AND x.bucket >= $2 AND x.bucket < $3"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                          " UNION ALL"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                          " SELECT x.device_id, x.bucket, '1h'::text, x.n" TC_API_METRICS(TC_API_AGGX) " FROM @A.readings_1h x WHERE (SELECT @A._resolution($2, $3, $4, true)) = '1h'"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       " AND x.device_id = $1 AND x.bucket >= $2 AND x.bucket < $3"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       " ORDER BY 2 $$;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       "COMMENT ON FUNCTION @A.readings(text, timestamptz, timestamptz, text) IS 'A device''s"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       " readings in [from, to): raw, or the mean per minute or hour (step); resolution auto picks"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       " raw up to a day, 1m up to 7 days, 1h beyond.';"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       "CREATE OR REPLACE FUNCTION @A.fleet(tag text, \"from\" timestamptz, \"to\" timestamptz,"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       " resolution text DEFAULT 'auto') RETURNS TABLE (tag_value text, bucket timestamptz, step"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       " text, devices bigint, n bigint" TC_API_METRICS(
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                           TC_API_OUTA) ")"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                        " LANGUAGE sql STABLE AS $$"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                        " SELECT d.tags->>$1, x.bucket, '1m'::text, count(DISTINCT x.device_id), sum(x.n)::bigint" TC_API_METRICS(TC_API_MEAN) " FROM @A.readings_1m x JOIN @A.latest d ON d.device_id ="
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               " x.device_id WHERE (SELECT @A._resolution($2, $3, $4, false)) = '1m' AND x.bucket >= $2"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               " AND x.bucket < $3 GROUP BY 1, 2"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               " UNION ALL"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               " SELECT d.tags->>$1, x.bucket, '1h'::text, count(DISTINCT x.device_id), sum(x.n)::bigint" TC_API_METRICS(
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                   TC_API_MEAN) " FROM @A.readings_1h x JOIN @A.latest d ON d.device_id ="
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                " x.device_id WHERE (SELECT @A._resolution($2, $3, $4, false)) = '1h' AND x.bucket >= $2"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                " AND x.bucket < $3 GROUP BY 1, 2"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                " ORDER BY 2, 1 $$;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text) IS 'The devices the"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                " caller sees, grouped by the value of one of their tags, per minute or hour of [from, to):"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                " devices, readings and the mean of each metric; auto picks 1m up to 7 days, 1h beyond.';"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                /* Grants: nothing to PUBLIC; every role has the viewer's rights and more. */
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "REVOKE ALL ON SCHEMA @A FROM PUBLIC;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "REVOKE ALL ON ALL TABLES IN SCHEMA @A FROM PUBLIC;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @A FROM PUBLIC;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "GRANT USAGE ON SCHEMA @A TO thermocline_viewer, thermocline_authenticator;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "GRANT SELECT ON @A.devices, @A.latest, @A.readings_raw, @A.readings_1m, @A.readings_1h,"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                " @A.quality, @A.quality_fleet, @A.anomalies TO thermocline_viewer;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "GRANT SELECT ON @A.dead_letters TO thermocline_operator;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "GRANT SELECT, INSERT, UPDATE, DELETE ON @A.site_access TO thermocline_admin;"
-                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA @A TO thermocline_viewer;";
+    "CREATE OR REPLACE VIEW @A.latest WITH (security_barrier) AS SELECT r.device_id,"
+    " r.tags->>@T AS site, r.time" TC_API_METRICS(
+    TC_API_RAW) ", r.tags FROM"
+    " @S.latest_state r WHERE (SELECT @A._sites()) IS NULL OR r.tags->>@T = ANY ((SELECT"
+    " @A._sites())::text[]);"
+    "COMMENT ON VIEW @A.latest IS E'@primaryKey device_id\\nThe latest reading of each"
+    " device.';"
+    "CREATE OR REPLACE VIEW @A.readings_raw WITH (security_barrier) AS SELECT r.device_id,"
+    " r.time" TC_API_METRICS(TC_API_RAW) ", r.schema_version FROM @S.readings r WHERE"
+    TC_API_SITE_OK(
+    "r.device_id") ";"
+    "COMMENT ON VIEW @A.readings_raw IS 'Every reading held in the store.';"
+    "CREATE OR REPLACE VIEW @A.readings_1m WITH (security_barrier) AS SELECT x.device_id,"
+    " x.bucket, x.n" TC_API_METRICS(TC_API_AGG) " FROM @S.readings_1m x WHERE"
+    TC_API_SITE_OK(
+    "x.device_id") ";"
+    "COMMENT ON VIEW @A.readings_1m IS E'@primaryKey device_id,bucket\\nReadings per device"
+    " and minute: count, and per metric mean, min, max and count.';"
+    "CREATE OR REPLACE VIEW @A.readings_1h WITH (security_barrier) AS SELECT x.device_id,"
+    " x.bucket, x.n" TC_API_METRICS(TC_API_AGG) " FROM @S.readings_1h x WHERE"
+    TC_API_SITE_OK("x.device_id") ";"
+    "COMMENT ON VIEW @A.readings_1h IS E'@primaryKey device_id,bucket\\nReadings per device"
+    " and hour: count, and per metric mean, min, max and count.';"
+    "CREATE OR REPLACE VIEW @A.quality WITH (security_barrier) AS SELECT q.device_id,"
+    " q.bucket, q.readings, q.temperature_n, q.humidity_n, q.pressure_n, q.battery_n,"
+    " q.latitude_n, q.longitude_n, q.late, q.out_of_order, q.gaps, q.gap_max_s,"
+    " q.dead_letters, q.duplicates, q.delay_p50_ms, q.delay_p99_ms FROM @S.quality_1m q WHERE"
+    TC_API_SITE_OK("q.device_id") ";"
+    "COMMENT ON VIEW @A.quality IS E'@primaryKey device_id,bucket\\nData quality per device"
+    " and minute (completeness of a metric: <metric>_n / readings).';"
+    /* The whole fleet's figures span every site: only for a caller who sees every site. */
+    "CREATE OR REPLACE VIEW @A.quality_fleet WITH (security_barrier) AS SELECT q.bucket,"
+    " q.devices, q.readings, q.late, q.out_of_order, q.gaps, q.gap_max_s, q.dead_letters,"
+    " q.duplicates, q.delay_p50_ms, q.delay_p99_ms FROM @S.quality_fleet_1m q WHERE (SELECT"
+    " @A._sites()) IS NULL;"
+    "COMMENT ON VIEW @A.quality_fleet IS E'@primaryKey bucket\\nData quality of the whole"
+    " fleet per minute (for callers who see every site).';"
+    "CREATE OR REPLACE VIEW @A.anomalies WITH (security_barrier) AS SELECT a.id, a.device_id,"
+    " a.metric, a.kind, a.rule, a.severity, a.start_time, a.end_time, a.score, CASE WHEN"
+    " a.metric = ANY (@Q) THEN @M{a.observed} ELSE a.observed END AS observed, CASE WHEN"
+    " a.metric = ANY (@Q) THEN @M{a.expected} ELSE a.expected END AS expected, a.status FROM"
+    " @S.anomalies a WHERE" TC_API_SITE_OK("a.device_id") ";"
+    "COMMENT ON VIEW @A.anomalies IS E'@primaryKey id\\nFindings of the quality detectors and"
+    " rules (observed and expected masked as the metric is).';"
+    "CREATE OR REPLACE VIEW @A.dead_letters WITH (security_barrier) AS SELECT d.id,"
+    " d.received_at, d.reason, d.detail, d.stage, encode(d.payload, 'escape') AS payload,"
+    " encode(d.kafka_key, 'escape') AS kafka_key, d.source_topic, d.source_partition,"
+    " d.source_offset, d.redriven_at, d.redrive_count FROM @S.dead_letters d;"
+    "COMMENT ON VIEW @A.dead_letters IS E'@primaryKey id\\nRefused readings with their payload"
+    " (thermocline_operator and above).';"
+    "CREATE OR REPLACE FUNCTION @A.dead_letter_counts(\"from\" timestamptz, \"to\""
+    " timestamptz) RETURNS TABLE (reason text, n bigint) LANGUAGE sql STABLE SECURITY DEFINER"
+    " SET search_path = pg_catalog, pg_temp AS $$ SELECT d.reason, count(*) FROM"
+    " @S.dead_letters d WHERE d.received_at >= $1 AND d.received_at < $2 GROUP BY d.reason"
+    " ORDER BY d.reason $$;"
+    "COMMENT ON FUNCTION @A.dead_letter_counts(timestamptz, timestamptz) IS 'Dead letters"
+    " received in [from, to) per reason (counts only: for every role).';"
+    "CREATE OR REPLACE FUNCTION @A.readings(device text, \"from\" timestamptz, \"to\""
+    " timestamptz, resolution text DEFAULT 'auto') RETURNS TABLE (device_id text, \"time\""
+    " timestamptz, step text, n bigint" TC_API_METRICS(TC_API_OUT) ") LANGUAGE sql STABLE AS"
+    " $$ SELECT r.device_id, r.time, 'raw'::text, 1::bigint" TC_API_METRICS(TC_API_RAWX)
+    " FROM @A.readings_raw r WHERE (SELECT @A._resolution($2, $3, $4, true)) = 'raw' AND"
+    " r.device_id = $1 AND r.time >= $2 AND r.time < $3 UNION ALL SELECT x.device_id,"
+    " x.bucket, '1m'::text, x.n" TC_API_METRICS(TC_API_AGGX) " FROM @A.readings_1m x WHERE"
+    " (SELECT @A._resolution($2, $3, $4, true)) = '1m' AND x.device_id = $1 AND x.bucket >= $2"
+    " AND x.bucket < $3 UNION ALL SELECT x.device_id, x.bucket, '1h'::text, x.n"
+    TC_API_METRICS(TC_API_AGGX) " FROM @A.readings_1h x WHERE (SELECT @A._resolution($2, $3,"
+    " $4, true)) = '1h' AND x.device_id = $1 AND x.bucket >= $2 AND x.bucket < $3 ORDER BY 2"
+    " $$;"
+    "COMMENT ON FUNCTION @A.readings(text, timestamptz, timestamptz, text) IS 'A device''s"
+    " readings in [from, to): raw, or the mean per minute or hour (step); resolution auto"
+    " picks raw up to a day, 1m up to 7 days, 1h beyond.';"
+    "CREATE OR REPLACE FUNCTION @A.fleet(tag text, \"from\" timestamptz, \"to\" timestamptz,"
+    " resolution text DEFAULT 'auto') RETURNS TABLE (tag_value text, bucket timestamptz, step"
+    " text, devices bigint, n bigint" TC_API_METRICS(
+    TC_API_OUTA)
+    ") LANGUAGE sql STABLE AS $$ SELECT d.tags->>$1, x.bucket, '1m'::text, count(DISTINCT"
+    " x.device_id), sum(x.n)::bigint" TC_API_METRICS(TC_API_MEAN) " FROM @A.readings_1m x JOIN"
+    " @A.latest d ON d.device_id = x.device_id WHERE (SELECT @A._resolution($2, $3, $4,"
+    " false)) = '1m' AND x.bucket >= $2 AND x.bucket < $3 GROUP BY 1, 2 UNION ALL SELECT"
+    " d.tags->>$1, x.bucket, '1h'::text, count(DISTINCT x.device_id), sum(x.n)::bigint"
+    TC_API_METRICS(
+    TC_API_MEAN) " FROM @A.readings_1h x JOIN @A.latest d ON d.device_id ="
+    " x.device_id WHERE (SELECT @A._resolution($2, $3, $4, false)) = '1h' AND x.bucket >= $2"
+    " AND x.bucket < $3 GROUP BY 1, 2 ORDER BY 2, 1 $$;"
+    "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text) IS 'The devices the"
+    " caller sees, grouped by the value of one of their tags, per minute or hour of [from,"
+    " to): devices, readings and the mean of each metric; auto picks 1m up to 7 days, 1h"
+    " beyond.';"
+    /* Grants: nothing to PUBLIC; every role has the viewer's rights and more. */
+    "REVOKE ALL ON SCHEMA @A FROM PUBLIC;"
+    "REVOKE ALL ON ALL TABLES IN SCHEMA @A FROM PUBLIC;"
+    "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @A FROM PUBLIC;"
+    "GRANT USAGE ON SCHEMA @A TO thermocline_viewer, thermocline_authenticator;"
+    "GRANT SELECT ON @A.devices, @A.latest, @A.readings_raw, @A.readings_1m, @A.readings_1h,"
+    " @A.quality, @A.quality_fleet, @A.anomalies TO thermocline_viewer;"
+    "GRANT SELECT ON @A.dead_letters TO thermocline_operator;"
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON @A.site_access TO thermocline_admin;"
+    "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA @A TO thermocline_viewer;";
+/* clang-format on */
 
 /* ---- template expansion ---- */
 
@@ -667,11 +552,10 @@ static void tc_api_expand(tc_api_buf *b, const char *tmpl, const tc_api_sql_opti
     }
 }
 
-char *tc_api_sql_build(PGconn *conn, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
+char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_size)
 {
     tc_api_buf b = {0};
 
-    (void)conn; /* names are checked, so quoting needs no connection */
     if (tc_api_sql_check(o, errstr, errstr_size) != TC_OK)
         return NULL;
     tc_api_expand(&b, tc_api_roles_sql, o);
@@ -689,44 +573,27 @@ char *tc_api_sql_build(PGconn *conn, const tc_api_sql_options *o, char *errstr, 
     return b.p;
 }
 
-static tc_err tc_api_exec(PGconn *conn, const char *sql, const char *what, char *errstr,
-                          size_t errstr_size)
+tc_err tc_api_migrate(tc_store *s, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
 {
-    PGresult *res = PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-    tc_err err = TC_OK;
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        err = PQstatus(conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2))
-                  ? TC_ERR_DB_CONN
-                  : TC_ERR_DB;
-        tc_err_set(err, errstr, errstr_size, "api migration: %s: %s", what,
-                   PQresultErrorMessage(res));
-    }
-    PQclear(res);
-    return err;
-}
-
-tc_err tc_api_migrate(PGconn *conn, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
-{
-    char *sql = tc_api_sql_build(conn, o, errstr, errstr_size);
+    char *sql = tc_api_sql_build(o, errstr, errstr_size);
     tc_err err;
 
     if (!sql)
-        return errstr && strstr(errstr, "out of memory") ? TC_ERR_NOMEM : TC_ERR_CONFIG;
+        return strstr(errstr, "out of memory") ? TC_ERR_NOMEM : TC_ERR_CONFIG;
+    err = tc_store_connect(s, errstr, errstr_size);
     /* "already a member", "already exists" notices would fill the log at every migrate. */
-    err = tc_api_exec(conn,
-                      "BEGIN; SET LOCAL client_min_messages = warning;"
-                      " SELECT pg_advisory_xact_lock(" TC_API_LOCK ")",
-                      "lock", errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_api_exec(conn, sql, "create the api, its roles and the audit log", errstr,
-                          errstr_size);
+        err = tc_store_exec(s,
+                            "BEGIN; SET LOCAL client_min_messages = warning;"
+                            " SELECT pg_advisory_xact_lock(" TC_API_LOCK ")",
+                            "lock the api migration", errstr, errstr_size);
     if (err == TC_OK)
-        err = tc_api_exec(conn, "COMMIT", "commit", errstr, errstr_size);
+        err = tc_store_exec(s, sql, "create the api, its roles and the audit log", errstr,
+                            errstr_size);
+    if (err == TC_OK)
+        err = tc_store_exec(s, "COMMIT", "commit the api migration", errstr, errstr_size);
     else
-        PQclear(PQexec(conn, "ROLLBACK"));
+        tc_store_rollback(s, "the api migration");
     free(sql);
     return err;
 }

@@ -29,9 +29,9 @@
 #define TC_STORE_API_SQL_H
 
 #include <stddef.h>
-#include <libpq-fe.h>
 
 #include "core/error.h"
+#include "store/store.h"
 
 /* The version of the api schema's contract, what api.version() returns. */
 #define TC_API_VERSION "1.0"
@@ -55,10 +55,11 @@ typedef struct tc_api_sql_options {
 tc_err tc_api_sql_check(const tc_api_sql_options *o, char *errstr, size_t errstr_size);
 
 /* The whole migration's SQL for o, as one string the caller frees; NULL (errstr set) when the
- * options are wrong or memory runs out. Exposed for the unit tests and the docs. */
-char *tc_api_sql_build(PGconn *conn, const tc_api_sql_options *o, char *errstr, size_t errstr_size);
+ * options are wrong or memory runs out. Names are checked, so quoting them needs no connection.
+ * Exposed for the unit tests. */
+char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_size);
 
-/* Run the migration on conn (idle, no transaction open). */
-tc_err tc_api_migrate(PGconn *conn, const tc_api_sql_options *o, char *errstr, size_t errstr_size);
+/* Run the migration on the store's connection (after tc_store_migrate). */
+tc_err tc_api_migrate(tc_store *s, const tc_api_sql_options *o, char *errstr, size_t errstr_size);
 
 #endif

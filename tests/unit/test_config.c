@@ -289,8 +289,8 @@ static void test_every_key_settable(void **state)
             v = "4096";
         if (strstr(all_keys[i], "refresh_ms"))
             v = "1000";
-        if (strstr(all_keys[i], "personal_digits"))
-            v = "6";
+        if (strstr(all_keys[i], "_digits"))
+            v = "3";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }
@@ -1072,12 +1072,29 @@ static void test_dump_shortest_doubles(void **state)
     free(out);
 }
 
+/* The api's and the audit log's schemas follow postgres.schema unless set. */
+static void test_derive_api_schemas(void **state)
+{
+    fixture *f = *state;
+
+    assert_int_equal(tc_config_derive(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_string_equal(f->cfg->api_schema, "api");
+    assert_string_equal(f->cfg->audit_schema, "audit");
+    assert_int_equal(set(f, "postgres.schema", "store_b"), TC_OK);
+    assert_int_equal(set(f, "api.schema", ""), TC_OK);
+    assert_int_equal(set(f, "audit.schema", "kept"), TC_OK);
+    assert_int_equal(tc_config_derive(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_string_equal(f->cfg->api_schema, "store_b_api");
+    assert_string_equal(f->cfg->audit_schema, "kept");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_defaults),
+        T(test_derive_api_schemas),
         T(test_every_key_settable),
         T(test_diff_and_copy),
         T(test_unknown_key),
