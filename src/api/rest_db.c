@@ -301,7 +301,11 @@ static void tc_rest_audit_failed(tc_rest_pool *p, const tc_rest_audit *ev, const
 static char *tc_rest_audit_sql(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
 {
     char rows[32], dur[32], target[TC_REST_AUDIT_PATH_MAX + 16];
-    const char *status = ev->status < 400 ? "ok" : ev->status < 500 ? "refused" : "failed";
+    /* 499: the client went away before the last row (nginx's code for it). */
+    const char *status = ev->status < 400    ? "ok"
+                         : ev->status == 499 ? "aborted"
+                         : ev->status < 500  ? "refused"
+                                             : "failed";
     char *detail, *lt = NULL, *lp = NULL, *sql = NULL;
     size_t len = 0, cap;
     tc_jbuf b;

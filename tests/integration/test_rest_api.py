@@ -15,6 +15,7 @@ import urllib.parse
 
 import datetime
 import hmac
+import http.client
 import time
 
 import jwt
@@ -307,6 +308,24 @@ def test_large_stream_in_several_row_groups(api):
     r = api.get(f"/v1/devices/dev-00/readings?{day}&format=ndjson")
     assert len(r.body.decode().splitlines()) == 20000
     assert api.audit()[-1][4] == 20000
+    # A client that goes away mid-stream: the query is cancelled, the connection goes back to
+    # the pool (more requests than the pool holds still work) and the request is recorded (499).
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+        conn.request("GET", f"/v1/devices/dev-00/readings?{day}&format=csv&resolution=raw",
+                     headers={"Authorization": f"Bearer {token('admin')}"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and len(resp.read(4096)) == 4096
+        conn.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cut = [a for a in api.audit() if a[3]["http_status"] == 499]
+        if len(cut) == 3:
+            break
+        time.sleep(0.2)
+    assert len(cut) == 3 and all(status == "aborted" for *_, status in cut)
+    for _ in range(12):  # api.pool_size is 8
+        assert api.get("/v1/devices/dev-00/latest").status == 200
 
 
 def test_downsampling_follows_the_range(api):
