@@ -72,12 +72,23 @@ static const char tc_api_roles_sql[] =
     /* A server's login role must not get the rights of every role it may switch to. Only when
      * needed: the row of a role updated by two migrates at once fails one of them. */
     " IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'thermocline_authenticator' AND "
-    " rolinherit) THEN ALTER ROLE thermocline_authenticator NOINHERIT; END IF; END $roles$;"
-    "GRANT thermocline_viewer TO thermocline_analyst;"
-    "GRANT thermocline_analyst TO thermocline_operator;"
-    "GRANT thermocline_operator TO thermocline_admin;"
-    "GRANT thermocline_viewer, thermocline_analyst, thermocline_operator, thermocline_admin TO"
-    " thermocline_authenticator;";
+    " rolinherit) THEN ALTER ROLE thermocline_authenticator NOINHERIT; END IF;"
+    /* Each role a member of the one before; the authenticator a member of the four. Granted
+     * only when missing: once an administrator has set the roles up, a migrating role without
+     * CREATEROLE runs this block unchanged. */
+    " FOREACH r IN ARRAY ARRAY['thermocline_viewer:thermocline_analyst',"
+    " 'thermocline_analyst:thermocline_operator', 'thermocline_operator:thermocline_admin',"
+    " 'thermocline_viewer:thermocline_authenticator',"
+    " 'thermocline_analyst:thermocline_authenticator',"
+    " 'thermocline_operator:thermocline_authenticator',"
+    " 'thermocline_admin:thermocline_authenticator'] LOOP"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+    "   JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = split_part(r, ':', 1)"
+    "   AND u.rolname = split_part(r, ':', 2)) THEN"
+    "   EXECUTE format('GRANT %I TO %I', split_part(r, ':', 1), split_part(r, ':', 2));"
+    "  END IF;"
+    " END LOOP;"
+    " END $roles$;";
 
 /* ---- the pipeline's role: every grant of thermocline_ingest is in this block ---- */
 static const char tc_api_ingest_sql[] =
