@@ -31,6 +31,7 @@
  */
 #include "store/api_sql.h"
 
+#include "core/json.h"
 #include "store/store_int.h"
 
 #include <stdio.h>
@@ -39,6 +40,8 @@
 
 /* Arbitrary but fixed: after the store's 7311001-7311002 and the quality monitor's 7311003. */
 #define TC_API_LOCK "7311004"
+/* The whole migration's SQL is about 30 KiB; a bound far above it. */
+#define TC_API_SQL_MAX (1024 * 1024)
 /* The personal columns can only be among the fixed metrics. */
 #define TC_API_METRIC_COUNT 6
 static const char *const tc_api_metrics[TC_API_METRIC_COUNT] = {
@@ -72,12 +75,23 @@ static const char tc_api_roles_sql[] =
     /* A server's login role must not get the rights of every role it may switch to. Only when
      * needed: the row of a role updated by two migrates at once fails one of them. */
     " IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'thermocline_authenticator' AND "
-    " rolinherit) THEN ALTER ROLE thermocline_authenticator NOINHERIT; END IF; END $roles$;"
-    "GRANT thermocline_viewer TO thermocline_analyst;"
-    "GRANT thermocline_analyst TO thermocline_operator;"
-    "GRANT thermocline_operator TO thermocline_admin;"
-    "GRANT thermocline_viewer, thermocline_analyst, thermocline_operator, thermocline_admin TO"
-    " thermocline_authenticator;";
+    " rolinherit) THEN ALTER ROLE thermocline_authenticator NOINHERIT; END IF;"
+    /* Each role a member of the one before; the authenticator a member of the four. Granted
+     * only when missing: once an administrator has set the roles up, a migrating role without
+     * CREATEROLE runs this block unchanged. */
+    " FOREACH r IN ARRAY ARRAY['thermocline_viewer:thermocline_analyst',"
+    " 'thermocline_analyst:thermocline_operator', 'thermocline_operator:thermocline_admin',"
+    " 'thermocline_viewer:thermocline_authenticator',"
+    " 'thermocline_analyst:thermocline_authenticator',"
+    " 'thermocline_operator:thermocline_authenticator',"
+    " 'thermocline_admin:thermocline_authenticator'] LOOP"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+    "   JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = split_part(r, ':', 1)"
+    "   AND u.rolname = split_part(r, ':', 2)) THEN"
+    "   EXECUTE format('GRANT %I TO %I', split_part(r, ':', 1), split_part(r, ':', 2));"
+    "  END IF;"
+    " END LOOP;"
+    " END $roles$;";
 
 /* ---- the pipeline's role: every grant of thermocline_ingest is in this block ---- */
 static const char tc_api_ingest_sql[] =
@@ -328,35 +342,13 @@ static const char tc_api_views_sql[] =
 
 /* ---- template expansion ---- */
 
-typedef struct tc_api_buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} tc_api_buf;
-
-static void tc_api_put(tc_api_buf *b, const char *s, size_t len)
+/* The SQL is built in a tc_jbuf used as a plain text buffer (tc_jbuf_append: no JSON logic). */
+static void tc_api_put(tc_jbuf *b, const char *s, size_t len)
 {
-    if (b->oom)
-        return;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->n + len + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
+    tc_jbuf_append(b, s, len);
 }
 
-static void tc_api_puts(tc_api_buf *b, const char *s)
+static void tc_api_puts(tc_jbuf *b, const char *s)
 {
     tc_api_put(b, s, strlen(s));
 }
@@ -449,7 +441,7 @@ tc_err tc_api_sql_check(const tc_api_sql_options *o, char *errstr, size_t errstr
 }
 
 /* Expand tmpl into b. */
-static void tc_api_expand(tc_api_buf *b, const char *tmpl, const tc_api_sql_options *o)
+static void tc_api_expand(tc_jbuf *b, const char *tmpl, const tc_api_sql_options *o)
 {
     char digits[16];
 
@@ -554,10 +546,13 @@ static void tc_api_expand(tc_api_buf *b, const char *tmpl, const tc_api_sql_opti
 
 char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_size)
 {
-    tc_api_buf b = {0};
+    tc_jbuf b;
+    char *sql;
+    size_t len;
 
     if (tc_api_sql_check(o, errstr, errstr_size) != TC_OK)
         return NULL;
+    tc_jbuf_init(&b, TC_API_SQL_MAX);
     tc_api_expand(&b, tc_api_roles_sql, o);
     tc_api_expand(&b, tc_api_audit_sql, o);
     tc_api_expand(&b, tc_api_helpers_sql, o);
@@ -565,12 +560,11 @@ char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_
     tc_api_expand(&b, tc_api_ingest_sql, o);
     if (!o->timescaledb)
         tc_api_expand(&b, tc_api_ingest_plain_sql, o);
-    if (b.oom || !b.p) {
-        free(b.p);
+    sql = tc_jbuf_take(&b, &len);
+    tc_jbuf_free(&b);
+    if (!sql)
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "api migration: out of memory");
-        return NULL;
-    }
-    return b.p;
+    return sql;
 }
 
 tc_err tc_api_migrate(tc_store *s, const tc_api_sql_options *o, char *errstr, size_t errstr_size)
