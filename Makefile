@@ -15,8 +15,8 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv kubernetes services services-down test test-full unit integration faults test-faults \
-        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality clean docs
+.PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv graphql kubernetes services services-down test test-full unit integration faults test-faults \
+        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api clean docs
 
 all: build
 
@@ -32,6 +32,14 @@ $(VENV)/.ok: tests/requirements.txt tests/requirements-lock.txt
 	@touch $@
 
 venv: $(VENV)/.ok
+
+# The GraphQL server's Node packages (PostGraphile 4), exactly as deploy/graphql/package-lock.json
+# pins them.
+deploy/graphql/node_modules/.ok: deploy/graphql/package.json deploy/graphql/package-lock.json
+	@cd deploy/graphql && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+graphql: deploy/graphql/node_modules/.ok
 
 build:
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DTC_TESTS=OFF >/dev/null
@@ -88,7 +96,7 @@ unit: build-asan
 # installed and run by tests/integration/test_package.py); then our Parquet files
 # read by independent readers (pyarrow, DuckDB, parquet-java). Two runs: each folder has its own
 # conftest.
-integration: build-asan venv services deb
+integration: build-asan venv graphql services deb
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
 	    THERMOCLINE_DEB=$$(ls $(CURDIR)/$(BUILD)/thermocline_*.deb | tail -n 1) \
 	    $(PY) -m pytest -q -W error tests/integration
@@ -145,7 +153,7 @@ docs: build
 	@$(BUILD)/thermocline config reference > docs/configuration.md
 	@$(BUILD)/thermocline config sample > config/thermocline.sample.yaml
 
-demo: deps build services
+demo: deps build graphql services
 	@scripts/demo
 
 # Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume
@@ -156,7 +164,7 @@ demo: deps build services
 bench: deps build venv services
 	@start=$$(date -u +%FT%TZ) && bench/run-e2e && \
 	    TC_BENCH_MODE=timescaledb TC_BENCH_FORMATS=json bench/run-e2e && \
-	    bench/run-latency && bench/run-burst && bench/run-quality && \
+	    bench/run-latency && bench/run-burst && bench/run-quality && bench/run-api && \
 	    bench/report markdown --since $$start --append
 
 bench-e2e: deps build venv services
@@ -167,6 +175,10 @@ bench-latency: deps build venv services
 
 bench-burst: deps build venv services
 	@bench/run-burst
+
+# The REST API's latency at 200 requests/s on a large store while the pipeline ingests.
+bench-api: deps build venv services
+	@bench/run-api
 
 # Detection quality of the quality monitor's detectors against the simulator's truth (offline).
 bench-quality: deps build

@@ -28,6 +28,7 @@ static const tc_command tc_commands[] = {
     {"config", "reference|sample|show", tc_cmd_config,
      "print the configuration reference, a sample, or the effective one"},
     {"version", "", tc_cmd_version, "print the version"},
+    {"serve", "", tc_cmd_serve, "serve the REST API over the api schema (docs/api.md)"},
     {"registry", "", tc_cmd_registry, "serve the Avro schema registry (Confluent-compatible API)"},
     {"schema", "register|ls|show|check", tc_cmd_schema,
      "register, list, show and check schemas in a registry"},
@@ -37,6 +38,7 @@ static const tc_command tc_commands[] = {
     {"dlq", "ls|show|count|redrive", tc_cmd_dlq, "list, count, show and redrive dead letters"},
     {"replay", "", tc_cmd_replay, "process a range of the topic again into both stores"},
     {"quality", "check-rules", tc_cmd_quality, "check a data-quality rules file"},
+    {"audit", "verify", tc_cmd_audit, "verify the audit log's hash chain"},
 };
 
 static void tc_usage(FILE *out)

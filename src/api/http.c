@@ -66,15 +66,55 @@ typedef struct tc_http_req_state {
 void tc_http_response_clear(tc_http_response *resp)
 {
     free(resp->body);
+    if (resp->stream_free)
+        resp->stream_free(resp->stream_ctx);
     memset(resp, 0, sizeof(*resp));
+}
+
+tc_err tc_http_add_header(tc_http_response *resp, const char *name, const char *value)
+{
+    tc_http_header *h;
+
+    if (resp->nheaders >= TC_HTTP_RESP_HEADERS_MAX)
+        return TC_ERR_FULL;
+    h = &resp->headers[resp->nheaders++];
+    h->name = name;
+    snprintf(h->value, sizeof(h->value), "%s", value);
+    /* A header value never holds a line break (no response splitting, whatever it was given). */
+    for (char *c = h->value; *c; c++)
+        if (*c == '\r' || *c == '\n')
+            *c = ' ';
+    return TC_OK;
+}
+
+/* Forget what resp held (body or stream) and set its status and content type. */
+static void tc_http_reset_body(tc_http_response *resp, int status, const char *content_type)
+{
+    free(resp->body);
+    if (resp->stream_free)
+        resp->stream_free(resp->stream_ctx);
+    resp->body = NULL;
+    resp->body_len = 0;
+    resp->stream = NULL;
+    resp->stream_ctx = NULL;
+    resp->stream_free = NULL;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
+void tc_http_respond_stream(tc_http_response *resp, int status, const char *content_type,
+                            tc_http_stream_fn fn, void *ctx, void (*free_fn)(void *ctx))
+{
+    tc_http_reset_body(resp, status, content_type);
+    resp->stream = fn;
+    resp->stream_ctx = ctx;
+    resp->stream_free = free_fn;
 }
 
 void tc_http_respond_owned(tc_http_response *resp, int status, const char *content_type, char *body,
                            size_t len)
 {
-    free(resp->body);
-    resp->status = status;
-    resp->content_type = content_type;
+    tc_http_reset_body(resp, status, content_type);
     resp->body = body;
     resp->body_len = body ? len : 0;
 }
@@ -261,6 +301,16 @@ void tc_http_dispatch_accept(const tc_http_server *s, const char *method, const 
                              const char *content_type, const char *accept, const char *body,
                              size_t body_len, tc_http_response *resp)
 {
+    tc_http_in_headers h = {content_type, accept, NULL, NULL};
+
+    tc_http_dispatch_headers(s, method, target, &h, body, body_len, resp);
+}
+
+void tc_http_dispatch_headers(const tc_http_server *s, const char *method, const char *target,
+                              const tc_http_in_headers *h, const char *body, size_t body_len,
+                              tc_http_response *resp)
+{
+    static const tc_http_in_headers none;
     const char *segs[TC_HTTP_SEGS_MAX];
     size_t seglen[TC_HTTP_SEGS_MAX];
     size_t nsegs = 0, path_len;
@@ -271,6 +321,8 @@ void tc_http_dispatch_accept(const tc_http_server *s, const char *method, const 
     tc_http_request req;
 
     memset(resp, 0, sizeof(*resp));
+    if (!h)
+        h = &none;
     if (!target || target[0] != '/') {
         tc_http_respond_error(resp, 400, tc_http_err_ct(s), 400, "Bad request target");
         return;
@@ -333,8 +385,10 @@ void tc_http_dispatch_accept(const tc_http_server *s, const char *method, const 
         req.method = method;
         req.path = path;
         req.query = q ? q + 1 : "";
-        req.content_type = content_type;
-        req.accept = accept;
+        req.content_type = h->content_type;
+        req.accept = h->accept;
+        req.authorization = h->authorization;
+        req.api_key = h->api_key;
         req.body = body_copy;
         req.body_len = body_len;
         dpos = 0;
@@ -499,6 +553,44 @@ __attribute__((format(printf, 2, 0))) static void tc_http_mhd_log(void *cls, con
     tc_log_warn("http", "%s", msg);
 }
 
+/* libmicrohttpd's content reader over a tc_http_stream_fn. */
+static ssize_t tc_http_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    tc_http_response *held = cls;
+    long n;
+
+    (void)pos;
+    n = held->stream(held->stream_ctx, buf, max);
+    if (n == TC_HTTP_STREAM_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n <= 0 || (size_t)n > max)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return (ssize_t)n;
+}
+
+static void tc_http_stream_done(void *cls)
+{
+    tc_http_response *held = cls;
+
+    tc_http_response_clear(held);
+    free(held);
+}
+
+/* Headers of resp on r, queue it, drop our reference. */
+static enum MHD_Result tc_http_queue(struct MHD_Connection *c, struct MHD_Response *r,
+                                     const tc_http_response *resp, const char *default_ct)
+{
+    enum MHD_Result ret;
+
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            resp->content_type ? resp->content_type : default_ct);
+    for (size_t i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
+    ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *resp,
                                     const char *default_ct)
 {
@@ -506,6 +598,24 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
     enum MHD_Result ret;
     void *body = resp->body;
 
+    if (resp->stream) {
+        /* The stream outlives this call: its state moves to the heap, freed by libmicrohttpd
+         * when the response is destroyed (ended, failed or abandoned by the client). */
+        tc_http_response *held = malloc(sizeof(*held));
+        if (!held) {
+            tc_http_response_clear(resp);
+            return MHD_NO;
+        }
+        *held = *resp;
+        memset(resp, 0, sizeof(*resp));
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tc_http_stream_read,
+                                              held, tc_http_stream_done);
+        if (!r) {
+            tc_http_stream_done(held);
+            return MHD_NO;
+        }
+        return tc_http_queue(c, r, held, default_ct);
+    }
     if (!body) {
         body = malloc(1);
         if (!body)
@@ -519,10 +629,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
         return MHD_NO;
     }
     resp->body = NULL; /* owned by the MHD response now */
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            resp->content_type ? resp->content_type : default_ct);
-    ret = MHD_queue_response(c, (unsigned)resp->status, r);
-    MHD_destroy_response(r);
+    ret = tc_http_queue(c, r, resp, default_ct);
     tc_http_response_clear(resp);
     return ret;
 }
@@ -535,7 +642,7 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
     tc_http_server *s = cls;
     tc_http_req_state *st = *con_cls;
     tc_http_response resp;
-    const char *ct;
+    tc_http_in_headers hdr;
     char msg[128];
 
     (void)url;
@@ -603,10 +710,13 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
         tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
         return tc_http_send(c, &resp, tc_http_err_ct(s));
     }
-    ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    tc_http_dispatch_accept(s, method, st->target, ct,
-                            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
-                            st->body, st->len, &resp);
+    hdr.content_type =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    hdr.accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    hdr.authorization =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    hdr.api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
+    tc_http_dispatch_headers(s, method, st->target, &hdr, st->body, st->len, &resp);
     return tc_http_send(c, &resp, TC_HTTP_JSON);
 }
 

@@ -46,23 +46,58 @@ typedef struct tc_http_options {
 } tc_http_options;
 
 typedef struct tc_http_request {
-    const char *method;       /* "GET", "POST", ... */
-    const char *path;         /* raw path, without the query */
-    const char *query;        /* raw query string (after '?'), "" when none */
-    const char *content_type; /* Content-Type header or NULL */
-    const char *accept;       /* Accept header or NULL */
-    const char *body;         /* NUL-terminated copy of the body ("" when none) */
+    const char *method;        /* "GET", "POST", ... */
+    const char *authorization; /* Authorization header or NULL */
+    const char *api_key;       /* X-API-Key header or NULL */
+    const char *path;          /* raw path, without the query */
+    const char *query;         /* raw query string (after '?'), "" when none */
+    const char *content_type;  /* Content-Type header or NULL */
+    const char *accept;        /* Accept header or NULL */
+    const char *body;          /* NUL-terminated copy of the body ("" when none) */
     size_t body_len;
     const char *params[TC_HTTP_PARAMS_MAX]; /* decoded {param} values, in pattern order */
     size_t nparams;
 } tc_http_request;
+
+/* Extra response headers a handler may set (Retry-After, WWW-Authenticate, ...). */
+#define TC_HTTP_RESP_HEADERS_MAX 4
+#define TC_HTTP_HEADER_VALUE_MAX 256
+
+typedef struct tc_http_header {
+    const char *name; /* static string */
+    char value[TC_HTTP_HEADER_VALUE_MAX];
+} tc_http_header;
+
+/* A streamed body: called again and again from the server's thread once the handler returned,
+ * writes up to max bytes into buf and returns how many (> 0), or TC_HTTP_STREAM_END once the body
+ * is complete, or TC_HTTP_STREAM_ERROR to cut the connection (the client sees a truncated body:
+ * chunked encoding without its last chunk). */
+#define TC_HTTP_STREAM_END   (-1)
+#define TC_HTTP_STREAM_ERROR (-2)
+typedef long (*tc_http_stream_fn)(void *ctx, char *buf, size_t max);
 
 typedef struct tc_http_response {
     int status;               /* 200 unless set */
     const char *content_type; /* static string; NULL = TC_HTTP_JSON */
     char *body;               /* malloc'ed, owned by the response; NUL after body_len bytes */
     size_t body_len;
+    tc_http_header headers[TC_HTTP_RESP_HEADERS_MAX];
+    size_t nheaders;
+    /* Set by tc_http_respond_stream instead of a body. stream_free runs exactly once, when the
+     * stream ended, failed, or the client went away (or at tc_http_response_clear when the
+     * response was never sent). */
+    tc_http_stream_fn stream;
+    void *stream_ctx;
+    void (*stream_free)(void *ctx);
 } tc_http_response;
+
+/* The request headers tc_http_dispatch_headers takes (each NULL when absent). */
+typedef struct tc_http_in_headers {
+    const char *content_type;
+    const char *accept;
+    const char *authorization;
+    const char *api_key;
+} tc_http_in_headers;
 
 /* A route handler fills resp (tc_http_respond* below). */
 typedef void (*tc_http_handler)(void *ctx, const tc_http_request *req, tc_http_response *resp);
@@ -103,7 +138,22 @@ void tc_http_dispatch_accept(const tc_http_server *s, const char *method, const 
                              const char *content_type, const char *accept, const char *body,
                              size_t body_len, tc_http_response *resp);
 
+/* The same with every header the router passes on (h may be NULL). */
+void tc_http_dispatch_headers(const tc_http_server *s, const char *method, const char *target,
+                              const tc_http_in_headers *h, const char *body, size_t body_len,
+                              tc_http_response *resp);
+
+/* Free the body, or the stream's context when it was never sent. */
 void tc_http_response_clear(tc_http_response *resp);
+
+/* Add a response header (name static; value copied, cut at TC_HTTP_HEADER_VALUE_MAX - 1 bytes).
+ * Past TC_HTTP_RESP_HEADERS_MAX headers it is dropped and TC_ERR_FULL returned. */
+tc_err tc_http_add_header(tc_http_response *resp, const char *name, const char *value);
+
+/* Stream the body (chunked) from fn(ctx, ...) with status and content type; the response owns
+ * ctx from now on and frees it with free_fn. */
+void tc_http_respond_stream(tc_http_response *resp, int status, const char *content_type,
+                            tc_http_stream_fn fn, void *ctx, void (*free_fn)(void *ctx));
 
 /* Set the response: status and a body (copied and NUL-terminated; NULL/0 = empty), with a
  * content type. */

@@ -220,7 +220,8 @@ tc_config *tc_cli_config(const tc_cli_common *c)
             exit(TC_EXIT_USAGE);
         }
     }
-    if (tc_config_check(cfg, errstr, sizeof(errstr)) != TC_OK ||
+    if (tc_config_derive(cfg, errstr, sizeof(errstr)) != TC_OK ||
+        tc_config_check(cfg, errstr, sizeof(errstr)) != TC_OK ||
         tc_cli_lake_encryption(cfg, errstr, sizeof(errstr)) != TC_OK) {
         fprintf(stderr, "thermocline: %s\n", errstr);
         exit(TC_EXIT_USAGE);
@@ -249,7 +250,8 @@ tc_config *tc_cli_config_reload(const tc_cli_common *c, char *errstr, size_t err
             cfg = NULL;
         }
     }
-    if (cfg && tc_config_check(cfg, errstr, errstr_size) != TC_OK) {
+    if (cfg && (tc_config_derive(cfg, errstr, errstr_size) != TC_OK ||
+                tc_config_check(cfg, errstr, errstr_size) != TC_OK)) {
         tc_config_destroy(cfg);
         cfg = NULL;
     }

@@ -110,5 +110,16 @@ int tc_cmd_dlq(int argc, char **argv);
 int tc_cmd_replay(int argc, char **argv);
 int tc_cmd_quality(int argc, char **argv);
 int tc_cmd_topics(int argc, char **argv);
+int tc_cmd_audit(int argc, char **argv);
+int tc_cmd_serve(int argc, char **argv);
+
+struct tc_jbuf;
+/* Record a change a command made in the audit log (cmd_audit.c): action ("dlq.redrive"),
+ * target (or NULL), params (a JSON object being built, taken and freed here, or NULL), rows
+ * affected (-1: not counted), whether it failed and why, and when it started (tc_time_now_us(),
+ * 0: unknown). Returns 0, or TC_EXIT_FAILURE after saying on stderr that the log failed. */
+int tc_cli_audit(const tc_config *cfg, const char *action, const char *target,
+                 struct tc_jbuf *params, int64_t rows, int failed, const char *error,
+                 int64_t started_us);
 
 #endif

@@ -300,6 +300,9 @@ static int tc_dlq_redrive(tc_dlq_cli *c, tc_store *store, const tc_config *cfg,
     tc_dlq_redrive_ops ops = {.opaque = c, .send = tc_dlq_send, .flush = tc_dlq_flush};
     char errstr[TC_ERRSTR_MAX] = "";
     uint64_t done = 0;
+    int64_t started;
+    int audited;
+    tc_jbuf params;
     tc_err err;
 
     c->producer = tc_producer_new(cfg, c->errstr, sizeof(c->errstr));
@@ -309,9 +312,30 @@ static int tc_dlq_redrive(tc_dlq_cli *c, tc_store *store, const tc_config *cfg,
     }
     c->topic = cfg->kafka_topic;
     c->failed_before = tc_producer_flush(c->producer, 0);
+    started = tc_time_now_us();
     err = tc_store_dlq_redrive(store, f, TC_DLQ_REDRIVE_PAGE, &ops, &done, errstr, sizeof(errstr));
     tc_producer_destroy(c->producer);
     c->producer = NULL;
+    /* The filter is what was asked; rows, what was sent. */
+    tc_jbuf_init(&params, 4096);
+    tc_jbuf_obj_begin(&params);
+    tc_jbuf_key(&params, "reason");
+    if (f->reason)
+        tc_jbuf_str(&params, f->reason);
+    else
+        tc_jbuf_null(&params);
+    tc_jbuf_key(&params, "since_us");
+    tc_jbuf_int(&params, f->since_us);
+    tc_jbuf_key(&params, "id");
+    tc_jbuf_int(&params, f->id);
+    tc_jbuf_key(&params, "limit");
+    tc_jbuf_int(&params, f->limit);
+    tc_jbuf_key(&params, "again");
+    tc_jbuf_bool(&params, f->redriven == 0);
+    tc_jbuf_obj_end(&params);
+    audited = tc_cli_audit(cfg, "dlq.redrive", cfg->kafka_topic, &params, (int64_t)done,
+                           err != TC_OK, errstr, started);
+    tc_jbuf_free(&params);
     if (err != TC_OK) {
         fprintf(stderr, "thermocline dlq redrive: %s%s%s (%" PRIu64 " redriven before that)\n",
                 errstr, c->errstr[0] ? ": " : "", c->errstr, done);
@@ -322,7 +346,7 @@ static int tc_dlq_redrive(tc_dlq_cli *c, tc_store *store, const tc_config *cfg,
     else
         printf("redrove %" PRIu64 " dead letter%s to \"%s\"\n", done, done == 1 ? "" : "s",
                c->topic);
-    return 0;
+    return audited;
 }
 
 /* The help names the default limit as text. */

@@ -52,6 +52,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "ingest/lookup.h"
@@ -354,6 +355,39 @@ static void tc_replay_print_plan(const tc_config *cfg, const tc_replay_part *r, 
     }
 }
 
+/* Record the replay in the audit log: each partition's offsets, and the readings stored. */
+static int tc_replay_audit(const tc_config *cfg, const tc_replay_part *parts, size_t n,
+                           const tc_pipeline_stats *st, const char *error, int64_t started)
+{
+    tc_jbuf params;
+    int rc;
+
+    tc_jbuf_init(&params, 64 * 1024);
+    tc_jbuf_obj_begin(&params);
+    tc_jbuf_key(&params, "group");
+    tc_jbuf_str(&params, cfg->kafka_group);
+    tc_jbuf_key(&params, "partitions");
+    tc_jbuf_arr_begin(&params);
+    for (size_t i = 0; i < n; i++) {
+        tc_jbuf_obj_begin(&params);
+        tc_jbuf_key(&params, "partition");
+        tc_jbuf_int(&params, parts[i].w.partition);
+        tc_jbuf_key(&params, "from");
+        tc_jbuf_int(&params, parts[i].w.from);
+        tc_jbuf_key(&params, "to");
+        tc_jbuf_int(&params, parts[i].w.to);
+        tc_jbuf_key(&params, "deleted");
+        tc_jbuf_int(&params, parts[i].deleted);
+        tc_jbuf_obj_end(&params);
+    }
+    tc_jbuf_arr_end(&params);
+    tc_jbuf_obj_end(&params);
+    rc = tc_cli_audit(cfg, "replay", cfg->kafka_topic, &params, (int64_t)st->stored, error != NULL,
+                      error, started);
+    tc_jbuf_free(&params);
+    return rc;
+}
+
 int tc_cmd_replay(int argc, char **argv)
 {
     static tc_replay_part parts[TC_REPLAY_PARTS_MAX];
@@ -369,7 +403,8 @@ int tc_cmd_replay(int argc, char **argv)
     tc_pipeline_stats st = {0};
     tc_config *cfg;
     size_t n = 0, members = 0;
-    int held = 0, rc = TC_EXIT_FAILURE;
+    int held = 0, rc = TC_EXIT_FAILURE, changed = 0;
+    int64_t started = tc_time_now_us();
     tc_err err;
 
     tc_replay_options(&o, &common, argc, argv);
@@ -433,6 +468,7 @@ int tc_cmd_replay(int argc, char **argv)
     }
 
     /* Reset both sinks, the store first: each step can be repeated after a crash. */
+    changed = 1;
     for (size_t i = 0; err == TC_OK && i < n; i++) {
         err = tc_store_replay_reset(store, ids[i], parts[i].w.from, parts[i].w.to,
                                     &parts[i].deleted, errstr, sizeof(errstr));
@@ -488,6 +524,8 @@ out:
         tc_log_error("replay", "%s%s", errstr,
                      p || err == TC_ERR_STOPPED ? "; run the same replay again to complete it"
                                                 : "");
+    if (changed && tc_replay_audit(cfg, parts, n, &st, err != TC_OK ? errstr : NULL, started))
+        rc = TC_EXIT_FAILURE;
     tc_pipeline_destroy(p);
     tc_store_destroy(store);
     tc_config_destroy(cfg);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "lake/layout.h"
@@ -66,12 +67,14 @@ int tc_cmd_retention(int argc, char **argv)
     tc_cli_common common = {0};
     tc_cli_parser ps;
     tc_retention_options ro = {0};
-    tc_retention_result res;
+    tc_retention_result res = {0};
     tc_store_options so;
     tc_config *cfg;
     tc_store *store;
     long max_age = -1;
-    int opt, rc = 0, no_lake = 0;
+    int opt, rc = 0, no_lake = 0, audited = 0;
+    int64_t started;
+    tc_err err;
 
     tc_cli_begin(&ps, &spec, &common, argc, argv);
     while ((opt = tc_cli_next(&ps)) != -1) {
@@ -94,7 +97,27 @@ int tc_cmd_retention(int argc, char **argv)
         ro.lake_opaque = cfg;
     }
     store = tc_store_new(&so, errstr, sizeof(errstr));
-    if (!store || tc_store_retention(store, &ro, &res, errstr, sizeof(errstr)) != TC_OK) {
+    started = tc_time_now_us();
+    err = store ? tc_store_retention(store, &ro, &res, errstr, sizeof(errstr)) : TC_ERR_CONFIG;
+    /* Days dropped (plain mode) are a change; a dry run or TimescaleDB's report is not. */
+    if (store && !ro.dry_run &&
+        (err != TC_OK || (res.mode != TC_STORE_TIMESCALEDB && res.dropped))) {
+        tc_jbuf params;
+        tc_jbuf_init(&params, 4096);
+        tc_jbuf_obj_begin(&params);
+        tc_jbuf_key(&params, "max_age_s");
+        tc_jbuf_int(&params, ro.max_age_s);
+        tc_jbuf_key(&params, "require_lake");
+        tc_jbuf_bool(&params, ro.require_lake);
+        tc_jbuf_key(&params, "days_kept");
+        tc_jbuf_int(&params, err == TC_OK ? (int64_t)res.kept : -1);
+        tc_jbuf_obj_end(&params);
+        audited =
+            tc_cli_audit(cfg, "retention", cfg->pg_schema, &params,
+                         err == TC_OK ? (int64_t)res.dropped : -1, err != TC_OK, errstr, started);
+        tc_jbuf_free(&params);
+    }
+    if (err != TC_OK) {
         fprintf(stderr, "thermocline retention: %s\n", errstr);
         rc = TC_EXIT_FAILURE;
     } else if (res.mode == TC_STORE_TIMESCALEDB) {
@@ -110,5 +133,5 @@ int tc_cmd_retention(int argc, char **argv)
     }
     tc_store_destroy(store);
     tc_config_destroy(cfg);
-    return rc;
+    return rc ? rc : audited;
 }

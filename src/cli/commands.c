@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 
 #include "core/http_client.h"
 #include "cli/cli.h"
@@ -15,11 +16,54 @@
 #include "ingest/kafka.h"
 #include "ingest/simulator.h"
 #include "process/pipeline.h"
+#include "quality/quality_sql.h"
 #include "schema/registry.h"
+#include "store/api_sql.h"
 #include "store/store.h"
 
 /* The reloadable keys of the configuration, written out for `run --help`. */
 #define TC_RUN_RELOAD_KEYS_MAX 2048
+
+/* The quality monitor's tables (on a connection of their own), then the api schema over them,
+ * its roles and the audit log. */
+static tc_err tc_migrate_api(tc_store *store, const tc_config *cfg, char *errstr,
+                             size_t errstr_size)
+{
+    int timescaledb = tc_store_get_mode(store) == TC_STORE_TIMESCALEDB;
+    tc_api_sql_options ao = {
+        .store_schema = cfg->pg_schema,
+        .api_schema = cfg->api_schema,
+        .audit_schema = cfg->audit_schema,
+        .registry_schema = TC_REGISTRY_PG_SCHEMA,
+        .tenant_tag = cfg->api_tenant_tag,
+        .personal_columns = cfg->api_personal_columns,
+        .personal_digits = (int)cfg->api_personal_digits,
+        .viewer_hidden = !strcmp(cfg->api_personal_viewer, "hide"),
+        .timescaledb = timescaledb,
+    };
+    char quoted[TC_API_NAME_MAX + 3];
+    PGconn *conn;
+    tc_err err;
+
+    if (strcmp(cfg->api_personal_viewer, "hide") && strcmp(cfg->api_personal_viewer, "coarsen"))
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "api.personal_viewer=\"%s\": must be coarsen or hide",
+                          cfg->api_personal_viewer);
+    err = tc_api_sql_check(&ao, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    conn = PQconnectdb(cfg->pg_dsn);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        err = tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
+                         "cannot connect to PostgreSQL (postgres.dsn): %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return err;
+    }
+    snprintf(quoted, sizeof(quoted), "\"%s\"", cfg->pg_schema);
+    err = tc_quality_migrate(conn, quoted, timescaledb, errstr, errstr_size);
+    PQfinish(conn);
+    return err == TC_OK ? tc_api_migrate(store, &ao, errstr, errstr_size) : err;
+}
 
 int tc_cmd_migrate(int argc, char **argv)
 {
@@ -49,10 +93,21 @@ int tc_cmd_migrate(int argc, char **argv)
         tc_registry_migrate(cfg->pg_dsn, errstr, sizeof(errstr)) != TC_OK ||
         tc_store_ensure_partitions_around(store, tc_time_now_us(),
                                           (int)(cfg->limits.max_age_s / 86400) + 1, errstr,
-                                          sizeof(errstr)) != TC_OK) {
+                                          sizeof(errstr)) != TC_OK ||
+        tc_migrate_api(store, cfg, errstr, sizeof(errstr)) != TC_OK) {
         fprintf(stderr, "thermocline migrate: %s\n", errstr);
         rc = TC_EXIT_FAILURE;
     } else {
+        tc_jbuf params;
+        tc_jbuf_init(&params, 1024);
+        tc_jbuf_obj_begin(&params);
+        tc_jbuf_key(&params, "api_schema");
+        tc_jbuf_str(&params, cfg->api_schema);
+        tc_jbuf_key(&params, "api_version");
+        tc_jbuf_str(&params, TC_API_VERSION);
+        tc_jbuf_obj_end(&params);
+        rc = tc_cli_audit(cfg, "migrate", cfg->pg_schema, &params, -1, 0, NULL, 0);
+        tc_jbuf_free(&params);
         tc_log_info("migrate", "database objects are up to date in schema \"%s\"", cfg->pg_schema);
     }
     tc_store_destroy(store);

@@ -212,6 +212,49 @@ static const tc_conf_entry tc_conf_table[] = {
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},
+    {"api.schema", TC_CT_STRING, "", 0, 0, NULL, OFF(api_schema),
+     "Schema of the curated SQL interface (views and functions over postgres.schema) that BI "
+     "tools, the REST API and GraphQL read; created by `migrate` (docs/api.md). Empty: api beside "
+     "the schema telemetry, <postgres.schema>_api beside any other."},
+    {"api.tenant_tag", TC_CT_STRING, "site", 0, 0, NULL, OFF(api_tenant_tag),
+     "Device tag whose value is a device's tenant or site: row-level security lets a role see the "
+     "devices of the sites it is granted (JWT claim \"sites\", or api.site_access)."},
+    {"api.personal_columns", TC_CT_STRING, "latitude,longitude", 0, 0, NULL,
+     OFF(api_personal_columns),
+     "Reading columns holding personal data, comma separated (of temperature, humidity, pressure, "
+     "battery, latitude, longitude; empty: none): exact for thermocline_analyst and above, "
+     "masked (api.personal_viewer) for thermocline_viewer."},
+    {"api.personal_digits", TC_CT_INT, "2", 0, 6, NULL, OFF(api_personal_digits),
+     "Decimals a personal column is rounded to for thermocline_viewer (2: about 1 km of "
+     "latitude)."},
+    {"api.personal_viewer", TC_CT_ENUM, "coarsen", 0, 0, NULL, OFF(api_personal_viewer),
+     "What thermocline_viewer sees of a personal column: coarsen (rounded to "
+     "api.personal_digits) or hide (NULL).",
+     0, "coarsen,hide"},
+    /* The REST API of `thermocline serve` (docs/api.md). */
+    {"api.listen", TC_CT_STRING, "127.0.0.1:8070", 0, 0, "THERMOCLINE_API_LISTEN", OFF(api_listen),
+     "Address the REST API of `serve` listens on (port 0: any free port)."},
+    {"api.jwt_secret", TC_CT_STRING, "", 0, 0, "THERMOCLINE_API_JWT_SECRET", OFF(api_jwt_secret),
+     "Shared secret of HS256 tokens (empty: HS256 tokens refused); at least 32 bytes."},
+    {"api.jwks_file", TC_CT_STRING, "", 0, 0, NULL, OFF(api_jwks_file),
+     "JWKS file with the public keys (RSA, EC P-256) of RS256 and ES256 tokens, found by kid."},
+    {"api.keys_file", TC_CT_STRING, "", 0, 0, NULL, OFF(api_keys_file),
+     "File of service API keys: lines `sha256-hex-of-key role name [sites]` (empty: no API "
+     "keys)."},
+    {"api.cursor_secret", TC_CT_STRING, "", 0, 0, "THERMOCLINE_API_CURSOR_SECRET",
+     OFF(api_cursor_secret),
+     "Key of the HMAC that signs pagination cursors (empty: a random one, cursors end with the "
+     "process)."},
+    {"api.pool_size", TC_CT_INT, "8", 1, 256, NULL, OFF(api_pool_size),
+     "PostgreSQL connections of the API; a request waits for a free one."},
+    {"api.rate_per_s", TC_CT_DOUBLE, "100", 0.001, 1e9, NULL, OFF(api_rate_per_s),
+     "Requests per second each token subject or API key may make (token bucket)..."},
+    {"api.rate_burst", TC_CT_INT, "200", 1, 1000000, NULL, OFF(api_rate_burst),
+     "...and the bucket's size: requests beyond get 429 with Retry-After."},
+    {"audit.schema", TC_CT_STRING, "", 0, 0, NULL, OFF(audit_schema),
+     "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
+     "verify`). Empty: audit beside the schema telemetry, <postgres.schema>_audit beside any "
+     "other."},
     {"log.level", TC_CT_ENUM, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error.", TC_CF_RELOAD, "debug,info,warn,error"},
     {"log.format", TC_CT_ENUM, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),
@@ -692,6 +735,31 @@ static double tc_conf_number(const tc_config *cfg, const tc_conf_entry *e)
     const void *field = (const char *)cfg + e->offset;
 
     return e->type == TC_CT_DOUBLE ? *(const double *)field : (double)*(const int64_t *)field;
+}
+
+/* A schema named after postgres.schema: base beside "telemetry", <postgres.schema>_<base>
+ * otherwise, so that two stores in one database never share their api or audit log. */
+static tc_err tc_config_derive_schema(tc_config *cfg, const char *key, const char *base,
+                                      char *errstr, size_t errstr_size)
+{
+    char name[TC_CONF_KEY_MAX];
+
+    if (!strcmp(cfg->pg_schema, "telemetry"))
+        snprintf(name, sizeof(name), "%s", base);
+    else
+        snprintf(name, sizeof(name), "%s_%s", cfg->pg_schema, base);
+    return tc_config_set(cfg, key, name, errstr, errstr_size);
+}
+
+tc_err tc_config_derive(tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    if (!*cfg->api_schema)
+        err = tc_config_derive_schema(cfg, "api.schema", "api", errstr, errstr_size);
+    if (err == TC_OK && !*cfg->audit_schema)
+        err = tc_config_derive_schema(cfg, "audit.schema", "audit", errstr, errstr_size);
+    return err;
 }
 
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size)

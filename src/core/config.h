@@ -82,6 +82,22 @@ typedef struct tc_config {
     char *lake_enc_columns;
     /* http */
     char *http_listen;
+    /* api, audit */
+    char *api_schema;
+    char *api_tenant_tag;
+    char *api_personal_columns;
+    int64_t api_personal_digits;
+    char *api_personal_viewer;
+    char *audit_schema;
+    /* serve (the REST API) */
+    char *api_listen;
+    char *api_jwt_secret;
+    char *api_jwks_file;
+    char *api_keys_file;
+    char *api_cursor_secret;
+    int64_t api_pool_size;
+    double api_rate_per_s;
+    int64_t api_rate_burst;
     /* log */
     char *log_level;
     char *log_format;
@@ -116,6 +132,9 @@ tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
 /* The checks that span settings, run once every source is applied (file, environment, --set):
  * every X_min at most its X_max. (An enumerated setting is checked as it is set.) TC_ERR_CONFIG
  * with errstr naming the setting at fault. */
+/* Fill the settings whose default follows from others (api.schema, audit.schema from
+ * postgres.schema); after every source is applied, before tc_config_check. */
+tc_err tc_config_derive(tc_config *cfg, char *errstr, size_t errstr_size);
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size);
 
 /* Whether SIGHUP applies key to a running pipeline (the table's reload flag). */

@@ -35,6 +35,9 @@ class Thermocline:
         self.topic = f"it-{tag}-{suffix}"
         self.group = f"g-{tag}-{suffix}"
         self.schema = f"t_{tag}_{suffix}".replace("-", "_")
+        # The api and the audit log go in schemas of their own too, dropped with the store's.
+        self.api_schema = f"{self.schema}_api"
+        self.audit_schema = f"{self.schema}_audit"
         self.partitions = 6
 
     def settings(self, extra=()):
@@ -42,6 +45,8 @@ class Thermocline:
             "--set", f"kafka.topic={self.topic}",
             "--set", f"kafka.group={self.group}",
             "--set", f"postgres.schema={self.schema}",
+            "--set", f"api.schema={self.api_schema}",
+            "--set", f"audit.schema={self.audit_schema}",
             "--set", f"kafka.partitions={self.partitions}",
             "--set", "log.format=json",
             # Plain PostgreSQL unless a test asks for TimescaleDB (which a later --set overrides).
@@ -119,7 +124,8 @@ class Thermocline:
                             "SELECT delete_job(job_id) FROM timescaledb_information.jobs"
                             " WHERE hypertable_schema = %s OR config::text LIKE %s",
                             (self.schema, f'%"{self.schema}"%'))
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}", "{self.api_schema}",'
+                                 f' "{self.audit_schema}" CASCADE')
                 break
             except psycopg.Error:
                 if attempt == 9:

@@ -108,6 +108,11 @@ def test_replay_from_offset_twice_changes_nothing(tc, tmp_path):
     assert checksums(tc, d) == first_sums
     assert lake_files(lake) == first_files
     assert_exact(tc, lake, exp, d)
+    # Each replay is in the audit log, with the offsets it went over.
+    events = tc.sql(f"SELECT target, status, params FROM \"{tc.audit_schema}\".events"
+                    " WHERE action = 'replay' ORDER BY id")
+    assert [(e[0], e[1]) for e in events] == [(tc.topic, "ok")] * 2
+    assert events[0][2]["partitions"][0]["partition"] == 0 and events[0][2]["partitions"][0]["from"] == 500
 
 
 def test_replay_from_time(tc, tmp_path):

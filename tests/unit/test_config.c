@@ -81,6 +81,20 @@ static const char *const all_keys[] = {
     "lake.encryption.column_key_id",
     "lake.encryption.column_key_columns",
     "http.listen",
+    "api.schema",
+    "api.tenant_tag",
+    "api.personal_columns",
+    "api.personal_digits",
+    "api.personal_viewer",
+    "api.listen",
+    "api.jwt_secret",
+    "api.jwks_file",
+    "api.keys_file",
+    "api.cursor_secret",
+    "api.pool_size",
+    "api.rate_per_s",
+    "api.rate_burst",
+    "audit.schema",
     "log.level",
     "log.format",
 };
@@ -89,10 +103,11 @@ static const char *const all_keys[] = {
 /* The environment variables of the table; cleared around every test so the host's cannot leak in.
  */
 static const char *const all_env[] = {
-    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
-    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
-    "THERMOCLINE_REGISTRY_URL",  "THERMOCLINE_LAKE_KEY_FILE",
+    "THERMOCLINE_KAFKA_BROKERS",  "THERMOCLINE_KAFKA_TOPIC",       "THERMOCLINE_KAFKA_GROUP",
+    "THERMOCLINE_PG_DSN",         "THERMOCLINE_LAKE_DIR",          "THERMOCLINE_LOG_LEVEL",
+    "THERMOCLINE_LOG_FORMAT",     "THERMOCLINE_PG_TIMESCALEDB",    "THERMOCLINE_HTTP_LISTEN",
+    "THERMOCLINE_REGISTRY_URL",   "THERMOCLINE_LAKE_KEY_FILE",     "THERMOCLINE_API_LISTEN",
+    "THERMOCLINE_API_JWT_SECRET", "THERMOCLINE_API_CURSOR_SECRET",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -288,6 +303,10 @@ static void test_every_key_settable(void **state)
             v = "warn";
         if (!strcmp(all_keys[i], "log.format"))
             v = "human";
+        if (!strcmp(all_keys[i], "api.personal_viewer"))
+            v = "hide";
+        if (strstr(all_keys[i], "_digits"))
+            v = "3";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }
@@ -1116,12 +1135,29 @@ static void test_dump_shortest_doubles(void **state)
     free(out);
 }
 
+/* The api's and the audit log's schemas follow postgres.schema unless set. */
+static void test_derive_api_schemas(void **state)
+{
+    fixture *f = *state;
+
+    assert_int_equal(tc_config_derive(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_string_equal(f->cfg->api_schema, "api");
+    assert_string_equal(f->cfg->audit_schema, "audit");
+    assert_int_equal(set(f, "postgres.schema", "store_b"), TC_OK);
+    assert_int_equal(set(f, "api.schema", ""), TC_OK);
+    assert_int_equal(set(f, "audit.schema", "kept"), TC_OK);
+    assert_int_equal(tc_config_derive(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_string_equal(f->cfg->api_schema, "store_b_api");
+    assert_string_equal(f->cfg->audit_schema, "kept");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_defaults),
+        T(test_derive_api_schemas),
         T(test_every_key_settable),
         T(test_diff_and_copy),
         T(test_unknown_key),

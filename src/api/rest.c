@@ -1,0 +1,585 @@
+/*
+ * rest.c -- the REST API's request pipeline and its streamed responses; see rest.h.
+ *
+ * Every route goes through tc_rest_handle: authenticate, rate-limit, role floor, parameters,
+ * format, then one transaction as the caller's role. A JSON answer is built in memory (a page is
+ * bounded by the `limit` parameter's cap); a CSV, NDJSON or Parquet answer is a tc_rest_stream
+ * that owns the borrowed connection until the last row is sent or the client goes away, and only
+ * then commits (or rolls back), writes the audit record and gives the connection back.
+ */
+#include "api/rest.h"
+
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/rest_auth.h"
+#include "api/rest_db.h"
+#include "api/rest_encode.h"
+#include "api/rest_internal.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+
+/* Bytes a stream gathers from the database before handing them to the server (the server asks
+ * for up to its own block size at a time). */
+#define TC_REST_STREAM_CHUNK (64 * 1024)
+/* Cap of a JSON answer: a full page of wide rows fits many times over. */
+#define TC_REST_JSON_MAX (256 * 1024 * 1024)
+/* Rows of a JSON page when `limit` is not given. */
+#define TC_REST_LIMIT_DEFAULT 1000
+/* Routes one API holds (the table is smaller; the bound is the HTTP router's). */
+#define TC_REST_ROUTES_MAX 32
+#define TC_REST_PROBLEM_CT "application/problem+json"
+/* Ids one write takes (the redrive route's `ids` parameter allows fewer). */
+#define TC_REST_ACTION_IDS_MAX 1000
+
+typedef struct tc_rest_binding {
+    tc_rest *rest;
+    const tc_rest_route *route;
+} tc_rest_binding;
+
+struct tc_rest {
+    tc_rest_options opt; /* the hooks; its strings are not kept */
+    tc_rest_auth *auth;
+    tc_rest_pool *pool;
+    tc_rest_cursor_key ck;
+    char *openapi;
+    size_t openapi_len;
+    tc_rest_binding bind[TC_REST_ROUTES_MAX];
+};
+
+tc_rest *tc_rest_new(const tc_rest_options *opt, char *errstr, size_t errstr_size)
+{
+    tc_rest_auth_options ao = {opt->jwt_secret, opt->jwks_file, opt->keys_file, opt->rate_per_s,
+                               opt->rate_burst};
+    tc_rest *r = calloc(1, sizeof(*r));
+
+    if (!r) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    r->opt = *opt;
+    if (opt->cursor_secret && *opt->cursor_secret) {
+        r->ck.secret_len = strlen(opt->cursor_secret);
+        if (r->ck.secret_len > sizeof(r->ck.secret))
+            r->ck.secret_len = sizeof(r->ck.secret);
+        memcpy(r->ck.secret, opt->cursor_secret, r->ck.secret_len);
+    } else {
+        r->ck.secret_len = 32;
+        if (RAND_bytes(r->ck.secret, 32) != 1) {
+            tc_err_set(TC_ERR_IO, errstr, errstr_size, "no random bytes for the cursor key");
+            tc_rest_destroy(r);
+            return NULL;
+        }
+    }
+    r->openapi = tc_rest_openapi(&r->openapi_len);
+    r->auth = r->openapi ? tc_rest_auth_new(&ao, errstr, errstr_size) : NULL;
+    r->pool = r->auth ? tc_rest_pool_new(opt->pg_dsn, opt->pool_size, opt->api_schema,
+                                         opt->audit_schema, errstr, errstr_size)
+                      : NULL;
+    if (!r->pool) {
+        if (!r->openapi)
+            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        tc_rest_destroy(r);
+        return NULL;
+    }
+    return r;
+}
+
+void tc_rest_destroy(tc_rest *r)
+{
+    if (!r)
+        return;
+    tc_rest_pool_destroy(r->pool);
+    tc_rest_auth_destroy(r->auth);
+    OPENSSL_cleanse(r->ck.secret, sizeof(r->ck.secret));
+    free(r->openapi);
+    free(r);
+}
+
+/* ---- answers ---- */
+
+static void tc_rest_respond_problem(tc_http_response *resp, const tc_rest_problem *pb,
+                                    const char *path)
+{
+    size_t len = 0;
+    char *body = tc_rest_problem_json(pb, path, &len);
+
+    tc_http_respond_owned(resp, pb->status, TC_REST_PROBLEM_CT, body, body ? len : 0);
+    if (!body)
+        resp->status = 500;
+    if (pb->status == 401)
+        tc_http_add_header(resp, "WWW-Authenticate", "Bearer");
+}
+
+/* What one request leaves for its audit record. */
+typedef struct tc_rest_req_log {
+    const tc_http_request *req;
+    const tc_rest_principal *who; /* NULL until authenticated */
+    int64_t t0;
+    int64_t rows;
+} tc_rest_req_log;
+
+static void tc_rest_audit_fill(tc_rest_audit *ev, const tc_rest_req_log *lg, int status)
+{
+    ev->who = lg->who;
+    ev->method = lg->req->method;
+    ev->path = lg->req->path;
+    ev->query = lg->req->query;
+    ev->rows = lg->rows;
+    ev->status = status;
+    ev->duration_us = tc_time_now_us() - lg->t0;
+}
+
+/* The audit record of a request answered in memory, on conn (borrowed for it when NULL). */
+static void tc_rest_audit_now(tc_rest *r, PGconn *conn, const tc_rest_req_log *lg, int status)
+{
+    tc_rest_problem pb;
+    tc_rest_audit ev;
+    PGconn *c = conn ? conn : tc_rest_pool_get(r->pool, &pb);
+
+    if (!c) {
+        tc_log_warn("serve", "no connection for the audit record of %s %s", lg->req->method,
+                    lg->req->path);
+        return;
+    }
+    tc_rest_audit_fill(&ev, lg, status);
+    tc_rest_db_audit(r->pool, c, &ev);
+    if (!conn)
+        tc_rest_pool_put(r->pool, c);
+}
+
+static void tc_rest_fail(tc_rest *r, PGconn *conn, const tc_rest_req_log *lg,
+                         tc_http_response *resp, const tc_rest_problem *pb)
+{
+    tc_rest_respond_problem(resp, pb, lg->req->path);
+    tc_rest_audit_now(r, conn, lg, pb->status);
+}
+
+/* ---- streams ---- */
+
+typedef struct tc_rest_stream {
+    tc_rest *rest;
+    PGconn *conn;
+    tc_rest_format fmt;
+    tc_jbuf out;
+    size_t out_pos;
+    tc_rest_pq *pq;
+    int started, finished, failed, audited;
+    PGresult *first; /* the query's first result, read by the handler, not yet encoded */
+    tc_rest_req_log lg;
+    tc_rest_principal who;
+    tc_http_request req; /* its strings copied below */
+    char *strings;
+} tc_rest_stream;
+
+static void tc_rest_stream_free(void *ctx)
+{
+    tc_rest_stream *st = ctx;
+    int status = st->failed ? 500 : st->finished ? 200 : 499; /* 499: the client went away */
+
+    if (!st->finished) {
+        PGcancel *cancel = PQgetCancel(st->conn);
+        char err[256];
+        if (cancel) {
+            PQcancel(cancel, err, sizeof(err));
+            PQfreeCancel(cancel);
+        }
+    }
+    /* Committed with its audit record when finished; else drained and rolled back on the way to
+     * the pool, and recorded as cut short (499) or failed (500). */
+    tc_rest_pool_put(st->rest->pool, st->conn);
+    if (!st->audited)
+        tc_rest_audit_now(st->rest, NULL, &st->lg, status);
+    PQclear(st->first);
+    tc_rest_pq_destroy(st->pq);
+    tc_jbuf_free(&st->out);
+    free(st->strings);
+    free(st);
+}
+
+/* The first result of the query tells the columns: CSV's header, Parquet's schema. */
+static int tc_rest_stream_start(tc_rest_stream *st, const PGresult *res)
+{
+    char errstr[TC_ERRSTR_MAX];
+
+    st->started = 1;
+    if (st->fmt == TC_REST_FMT_CSV)
+        tc_rest_csv_header(&st->out, res);
+    if (st->fmt == TC_REST_FMT_PARQUET) {
+        st->pq = tc_rest_pq_new(res, &st->out, errstr, sizeof(errstr));
+        if (!st->pq) {
+            tc_log_error("serve", "%s: %s", st->req.path, errstr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int tc_rest_stream_row(tc_rest_stream *st, const PGresult *res)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_jbuf line;
+
+    st->lg.rows++;
+    switch (st->fmt) {
+    case TC_REST_FMT_CSV:
+        tc_rest_csv_row(&st->out, res, 0);
+        break;
+    case TC_REST_FMT_PARQUET:
+        if (tc_rest_pq_row(st->pq, res, 0, errstr, sizeof(errstr)) != TC_OK) {
+            tc_log_error("serve", "%s: %s", st->req.path, errstr);
+            return -1;
+        }
+        break;
+    default:
+        /* One object per line: a writer of its own, so no comma goes between the lines. */
+        tc_jbuf_init(&line, TC_REST_JSON_MAX);
+        tc_rest_json_row(&line, res, 0);
+        tc_jbuf_append(&line, "\n", 1);
+        tc_jbuf_append(&st->out, line.data ? line.data : "", line.len);
+        tc_jbuf_free(&line);
+    }
+    return tc_jbuf_failed(&st->out) ? -1 : 0;
+}
+
+static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
+{
+    tc_rest_stream *st = ctx;
+    char errstr[TC_ERRSTR_MAX];
+    size_t n;
+
+    while (!st->finished && st->out.len - st->out_pos < TC_REST_STREAM_CHUNK) {
+        PGresult *res = st->first ? st->first : PQgetResult(st->conn);
+        ExecStatusType s = res ? PQresultStatus(res) : PGRES_COMMAND_OK;
+        int bad = 0;
+
+        st->first = NULL;
+
+        if (!res) {
+            tc_rest_problem pb;
+            tc_rest_audit ev;
+            /* Every row is out: the audit record with their count, in the same transaction. */
+            st->finished = 1;
+            tc_rest_audit_fill(&ev, &st->lg, 200);
+            if (tc_rest_db_audit_commit(st->rest->pool, st->conn, &ev, &pb))
+                st->failed = 1;
+            st->audited = !st->failed;
+            break;
+        }
+        if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK) {
+            tc_log_error("serve", "%s: the query failed mid-stream: %s", st->req.path,
+                         PQresultErrorMessage(res));
+            bad = 1;
+        } else if (!st->started) {
+            bad = tc_rest_stream_start(st, res);
+        }
+        if (!bad && s == PGRES_SINGLE_TUPLE)
+            bad = tc_rest_stream_row(st, res);
+        if (!bad && s == PGRES_TUPLES_OK && st->pq)
+            bad = tc_rest_pq_finish(st->pq, errstr, sizeof(errstr)) != TC_OK;
+        PQclear(res);
+        if (bad) {
+            /* Too late for a status: cutting the chunked body tells the client it is not all. */
+            st->failed = 1;
+            return TC_HTTP_STREAM_ERROR;
+        }
+    }
+    if (st->out_pos == st->out.len)
+        return st->failed ? TC_HTTP_STREAM_ERROR : TC_HTTP_STREAM_END;
+    n = st->out.len - st->out_pos < max ? st->out.len - st->out_pos : max;
+    memcpy(buf, st->out.data + st->out_pos, n);
+    st->out_pos += n;
+    if (st->out_pos == st->out.len) {
+        tc_jbuf_reset(&st->out);
+        st->out_pos = 0;
+    }
+    return (long)n;
+}
+
+/* Hand the running query, whose first result is `first` (a row or the end), over to a stream;
+ * on failure the caller still owns conn and first. */
+static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, PGresult *first, tc_rest_format fmt,
+                                const tc_rest_req_log *lg, tc_http_response *resp)
+{
+    tc_rest_stream *st = calloc(1, sizeof(*st));
+    size_t lm = strlen(lg->req->method) + 1, lp = strlen(lg->req->path) + 1,
+           lq = strlen(lg->req->query) + 1;
+
+    if (!st || !(st->strings = malloc(lm + lp + lq))) {
+        free(st);
+        return -1;
+    }
+    st->rest = r;
+    st->conn = conn;
+    st->first = first;
+    st->fmt = fmt;
+    tc_jbuf_init(&st->out, TC_REST_JSON_MAX);
+    st->who = *lg->who;
+    st->req = *lg->req;
+    st->req.method = memcpy(st->strings, lg->req->method, lm);
+    st->req.path = memcpy(st->strings + lm, lg->req->path, lp);
+    st->req.query = memcpy(st->strings + lm + lp, lg->req->query, lq);
+    st->req.body = NULL;
+    st->req.authorization = st->req.api_key = st->req.accept = st->req.content_type = NULL;
+    st->lg = *lg;
+    st->lg.req = &st->req;
+    st->lg.who = &st->who;
+    st->lg.rows = 0;
+    tc_http_respond_stream(resp, 200, tc_rest_format_ctype(fmt), tc_rest_stream_read, st,
+                           tc_rest_stream_free);
+    return 0;
+}
+
+/* ---- JSON answers ---- */
+
+static void tc_rest_json_answer(tc_rest *r, const tc_rest_route *rt, const PGresult *res,
+                                int64_t page, tc_rest_req_log *lg, tc_http_response *resp,
+                                tc_rest_problem *pb)
+{
+    int nrows = PQntuples(res), shown = nrows;
+    char cursor[TC_REST_CURSOR_MAX];
+    tc_jbuf b;
+    char *text;
+    size_t len = 0;
+
+    tc_jbuf_init(&b, TC_REST_JSON_MAX);
+    if (rt->kind == TC_RK_LIST) {
+        int key = PQfnumber(res, rt->key_col);
+        int key2 = rt->key_col2 ? PQfnumber(res, rt->key_col2) : -1;
+        int more = page > 0 && nrows > page;
+        char kt[TC_REST_CURSOR_KEY_MAX];
+        shown = more ? (int)page : nrows;
+        tc_jbuf_obj_begin(&b);
+        tc_jbuf_key(&b, "data");
+        tc_jbuf_arr_begin(&b);
+        for (int i = 0; i < shown; i++)
+            tc_rest_json_row(&b, res, i);
+        tc_jbuf_arr_end(&b);
+        tc_jbuf_key(&b, "next");
+        if (more && key >= 0)
+            snprintf(kt, sizeof(kt), "%s%c%s", PQgetvalue(res, shown - 1, key), TC_REST_KEY_SEP,
+                     key2 >= 0 ? PQgetvalue(res, shown - 1, key2) : "");
+        if (more && key >= 0 && (!rt->key_col2 || key2 >= 0) &&
+            tc_rest_cursor_make(&r->ck, rt->id, kt, cursor, sizeof(cursor)) == TC_OK)
+            tc_jbuf_str(&b, cursor);
+        else
+            tc_jbuf_null(&b);
+        tc_jbuf_obj_end(&b);
+    } else {
+        if (nrows == 0) {
+            tc_rest_problem_set(pb, 404, NULL, "no such %s",
+                                rt->kind == TC_RK_ONE ? "device, or no reading yet" : "row");
+            return;
+        }
+        shown = 1;
+        tc_rest_json_row(&b, res, 0);
+    }
+    lg->rows = shown;
+    text = tc_jbuf_take(&b, &len);
+    if (!text) {
+        tc_rest_problem_set(pb, 500, NULL, "the answer is larger than the server builds");
+        return;
+    }
+    tc_http_respond_owned(resp, 200, TC_HTTP_JSON, text, len);
+}
+
+/* ---- writes ---- */
+
+/* Redrive: res holds the ids the caller's role could read; they are committed as read, then sent
+ * by the hook. The answer says how many were asked for, found and sent. */
+static void tc_rest_action(tc_rest *r, PGconn *conn, const PGresult *res, tc_rest_req_log *lg,
+                           tc_http_response *resp, tc_rest_problem *pb)
+{
+    int64_t ids[TC_REST_ACTION_IDS_MAX];
+    size_t n = 0;
+    uint64_t done = 0;
+    char errstr[TC_ERRSTR_MAX], body[128];
+    int len;
+
+    for (int i = 0; i < PQntuples(res) && n < TC_REST_ACTION_IDS_MAX; i++)
+        ids[n++] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    if (tc_rest_db_end(conn, 1, pb))
+        return;
+    if (!r->opt.redrive) {
+        tc_rest_problem_set(pb, 503, NULL, "redrive is not available on this server");
+        return;
+    }
+    if (n && r->opt.redrive(r->opt.redrive_ctx, ids, n, &done, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_error("serve", "redrive: %s", errstr);
+        tc_rest_problem_set(pb, 503, NULL,
+                            "redrive failed after %llu of %zu dead letters (the server log has "
+                            "the details)",
+                            (unsigned long long)done, n);
+        return;
+    }
+    lg->rows = (int64_t)done;
+    len = snprintf(body, sizeof(body), "{\"found\":%zu,\"redriven\":%llu}", n,
+                   (unsigned long long)done);
+    tc_http_respond(resp, 200, TC_HTTP_JSON, body, (size_t)len);
+}
+
+/* ---- the pipeline ---- */
+
+static int tc_rest_param_index(const tc_rest_route *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->nparams; i++)
+        if (!strcmp(rt->params[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_response *resp)
+{
+    const tc_rest_binding *bd = ctx;
+    tc_rest *r = bd->rest;
+    const tc_rest_route *rt = bd->route;
+    tc_rest_param_val vals[TC_REST_PARAMS_MAX];
+    tc_rest_principal who;
+    tc_rest_problem pb;
+    tc_rest_call call;
+    tc_rest_sql q;
+    tc_rest_format fmt = TC_REST_FMT_JSON;
+    tc_rest_req_log lg = {req, NULL, tc_time_now_us(), -1};
+    tc_rest_audit ev;
+    PGconn *conn = NULL;
+    PGresult *res;
+    long retry = 0;
+    int fi, li, ci;
+
+    memset(&pb, 0, sizeof(pb));
+    if (rt->kind == TC_RK_DOC) {
+        tc_http_respond(resp, 200, TC_HTTP_JSON, r->openapi, r->openapi_len);
+        return;
+    }
+    if (tc_rest_authenticate(r->auth, req->authorization, req->api_key, tc_time_now_us() / 1000000,
+                             &who, &pb))
+        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+    lg.who = &who;
+    if (tc_rest_rate_take(r->auth, who.subject, tc_time_now_us(), &retry, &pb)) {
+        char v[32];
+        snprintf(v, sizeof(v), "%ld", retry);
+        tc_rest_fail(r, NULL, &lg, resp, &pb);
+        tc_http_add_header(resp, "Retry-After", v);
+        return;
+    }
+    if (who.role < rt->min_role) {
+        tc_rest_problem_set(&pb, 403, NULL, "%s needs the role %s or a stronger one", rt->id,
+                            tc_rest_role_name(rt->min_role));
+        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+    }
+    if (tc_rest_params_parse(rt->params, rt->nparams, req->query, &r->ck, rt->id, vals, &pb))
+        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+    fi = tc_rest_param_index(rt, "format");
+    if (rt->streams && tc_rest_format_choose(fi >= 0 && vals[fi].present ? (int)vals[fi].num : -1,
+                                             req->accept, &fmt)) {
+        tc_rest_problem_set(&pb, 406, "format",
+                            "format: this endpoint answers JSON, CSV, NDJSON or Parquet");
+        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+    }
+    li = tc_rest_param_index(rt, "limit");
+    ci = tc_rest_param_index(rt, "cursor");
+    memset(&call, 0, sizeof(call));
+    memset(&q, 0, sizeof(q));
+    for (size_t i = 0; i < req->nparams && i < 4; i++)
+        call.path_params[i] = req->params[i];
+    call.vals = vals;
+    call.now_us = tc_time_now_us();
+    if (ci >= 0 && vals[ci].present) {
+        /* "key<SEP>key2": a cursor made by tc_rest_json_answer, its MAC checked already. */
+        char *sep = strchr(vals[ci].text, TC_REST_KEY_SEP);
+        if (!sep) {
+            tc_rest_problem_set(&pb, 400, "cursor", "cursor: not a cursor of this endpoint");
+            return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        }
+        *sep = '\0';
+        call.after = vals[ci].text;
+        call.after2 = sep + 1;
+    }
+    if (li >= 0 && vals[li].present)
+        call.limit = vals[li].num + (fmt == TC_REST_FMT_JSON);
+    else if (rt->kind == TC_RK_LIST && fmt == TC_REST_FMT_JSON)
+        call.limit = TC_REST_LIMIT_DEFAULT + 1;
+    if (rt->build(&call, &q, &pb))
+        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+    conn = tc_rest_pool_get(r->pool, &pb);
+    if (!conn)
+        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+    if (tc_rest_db_begin(r->pool, conn, &who, &pb))
+        goto fail;
+    if (fmt != TC_REST_FMT_JSON) {
+        if (!PQsendQueryParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0) ||
+            !PQsetSingleRowMode(conn)) {
+            tc_rest_db_problem(NULL, "sending the query", &pb);
+            goto fail;
+        }
+        /* The first result before the status goes out: a query PostgreSQL refuses (a role
+         * without the right, a bad value) is a 403 or 400 like in JSON, not a cut stream. */
+        res = PQgetResult(conn);
+        if (PQresultStatus(res) != PGRES_SINGLE_TUPLE && PQresultStatus(res) != PGRES_TUPLES_OK) {
+            tc_rest_db_problem(res, rt->id, &pb);
+            PQclear(res);
+            goto fail;
+        }
+        if (tc_rest_stream_begin(r, conn, res, fmt, &lg, resp) == 0)
+            return; /* the stream owns conn and res now */
+        PQclear(res);
+        tc_rest_problem_set(&pb, 500, NULL, "out of memory");
+        goto fail;
+    }
+    res = PQexecParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        tc_rest_db_problem(res, rt->id, &pb);
+        PQclear(res);
+        goto fail;
+    }
+    if (rt->kind == TC_RK_ACTION) {
+        tc_rest_action(r, conn, res, &lg, resp, &pb);
+        PQclear(res);
+        if (pb.status)
+            goto fail;
+        tc_rest_audit_now(r, conn, &lg, 200);
+        tc_rest_pool_put(r->pool, conn);
+        return;
+    }
+    tc_rest_json_answer(r, rt, res,
+                        li >= 0 && vals[li].present ? vals[li].num
+                        : rt->kind == TC_RK_LIST    ? TC_REST_LIMIT_DEFAULT
+                                                    : 0,
+                        &lg, resp, &pb);
+    PQclear(res);
+    if (pb.status)
+        goto fail;
+    tc_rest_audit_fill(&ev, &lg, 200);
+    if (tc_rest_db_audit_commit(r->pool, conn, &ev, &pb)) {
+        tc_rest_pool_put(r->pool, conn);
+        tc_rest_respond_problem(resp, &pb, req->path);
+        return;
+    }
+    tc_rest_pool_put(r->pool, conn);
+    return;
+fail:
+    tc_rest_db_end(conn, 0, &pb);
+    tc_rest_fail(r, conn, &lg, resp, &pb);
+    tc_rest_pool_put(r->pool, conn);
+}
+
+tc_err tc_rest_mount(tc_rest *r, tc_http_server *s)
+{
+    if (tc_rest_nroutes > TC_REST_ROUTES_MAX)
+        return TC_ERR_INVALID;
+    for (size_t i = 0; i < tc_rest_nroutes; i++) {
+        tc_err err;
+        r->bind[i].rest = r;
+        r->bind[i].route = &tc_rest_routes[i];
+        err = tc_http_route(s, tc_rest_routes[i].method, tc_rest_routes[i].pattern, tc_rest_handle,
+                            &r->bind[i]);
+        if (err != TC_OK)
+            return err;
+    }
+    return TC_OK;
+}

@@ -1,0 +1,370 @@
+/*
+ * rest_db.c -- the REST API's connection pool, request transactions and audit; see rest_db.h.
+ *
+ * The pool is a fixed array of slots under one mutex and a condition variable: a slot is free
+ * (with or without an open connection) or lent. Connections are opened when first needed and
+ * reset when a request finds one broken, so a database restart costs the requests in flight, not
+ * the server.
+ */
+#include "api/rest_db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+
+/* Log a failing audit write at most this often. */
+#define TC_REST_AUDIT_WARN_US (60 * 1000000LL)
+
+typedef struct tc_rest_slot {
+    PGconn *conn;
+    int lent;
+} tc_rest_slot;
+
+/* Longest schema name (PostgreSQL's identifiers: 63 bytes), quoted. */
+#define TC_REST_IDENT_MAX 160
+
+struct tc_rest_pool {
+    char *dsn;
+    char api_ident[TC_REST_IDENT_MAX];   /* quoted */
+    char audit_ident[TC_REST_IDENT_MAX]; /* quoted */
+    size_t size;
+    tc_rest_slot *slots;
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    int64_t audit_warned_us;
+};
+
+static PGconn *tc_rest_connect(const char *dsn, char *errstr, size_t errstr_size)
+{
+    PGconn *c = PQconnectdb(dsn);
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size, "cannot connect to PostgreSQL: %s",
+                   c ? PQerrorMessage(c) : "out of memory");
+        tc_log_flatten(errstr);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* "name" with its quotes doubled, into out. */
+static int tc_rest_quote_ident(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    if (!*name || strlen(name) > 63)
+        return -1;
+    out[o++] = '"';
+    for (const char *c = name; *c; c++) {
+        if (o + 4 > cap)
+            return -1;
+        if (*c == '"')
+            out[o++] = '"';
+        out[o++] = *c;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return 0;
+}
+
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
+                               const char *audit_schema, char *errstr, size_t errstr_size)
+{
+    tc_rest_pool *p = calloc(1, sizeof(*p));
+    char audit_ident[TC_REST_IDENT_MAX];
+
+    if (size == 0 || size > TC_REST_POOL_MAX)
+        size = size ? TC_REST_POOL_MAX : 1;
+    if (!p || !(p->dsn = strdup(dsn)) || !(p->slots = calloc(size, sizeof(*p->slots)))) {
+        if (p)
+            free(p->dsn);
+        free(p);
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    p->size = size;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    if (tc_rest_quote_ident(api_schema, p->api_ident, sizeof(p->api_ident)) ||
+        tc_rest_quote_ident(audit_schema, audit_ident, sizeof(audit_ident))) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "api.schema and audit.schema: 1 to 63 bytes");
+        tc_rest_pool_destroy(p);
+        return NULL;
+    }
+    memcpy(p->audit_ident, audit_ident, sizeof(audit_ident));
+    p->slots[0].conn = tc_rest_connect(dsn, errstr, errstr_size);
+    if (!p->slots[0].conn) {
+        tc_rest_pool_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+void tc_rest_pool_destroy(tc_rest_pool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->size; i++)
+        PQfinish(p->slots[i].conn);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->freed);
+    free(p->slots);
+    free(p->dsn);
+    free(p);
+}
+
+PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb)
+{
+    struct timespec deadline;
+    tc_rest_slot *slot = NULL;
+    char errstr[TC_ERRSTR_MAX];
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += TC_REST_POOL_WAIT_MS / 1000;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        /* An open idle connection first, then an unopened slot. */
+        for (size_t i = 0; i < p->size && !slot; i++)
+            if (!p->slots[i].lent && p->slots[i].conn)
+                slot = &p->slots[i];
+        for (size_t i = 0; i < p->size && !slot; i++)
+            if (!p->slots[i].lent)
+                slot = &p->slots[i];
+        if (slot || pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (slot)
+        slot->lent = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (!slot) {
+        tc_rest_problem_set(pb, 503, NULL, "every database connection of the API is busy");
+        return NULL;
+    }
+    if (slot->conn && PQstatus(slot->conn) != CONNECTION_OK)
+        PQreset(slot->conn);
+    if (!slot->conn || PQstatus(slot->conn) != CONNECTION_OK) {
+        PQfinish(slot->conn);
+        slot->conn = tc_rest_connect(p->dsn, errstr, sizeof(errstr));
+    }
+    if (!slot->conn) {
+        tc_log_warn("serve", "%s", errstr);
+        pthread_mutex_lock(&p->lock);
+        slot->lent = 0;
+        pthread_cond_signal(&p->freed);
+        pthread_mutex_unlock(&p->lock);
+        tc_rest_problem_set(pb, 503, NULL, "the database is unreachable");
+        return NULL;
+    }
+    return slot->conn;
+}
+
+void tc_rest_pool_put(tc_rest_pool *p, PGconn *c)
+{
+    if (!c)
+        return;
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PGresult *r;
+        /* A request that stopped midway (client gone, error) left work on the wire. */
+        while ((r = PQgetResult(c)))
+            PQclear(r);
+        if (PQtransactionStatus(c) != PQTRANS_IDLE)
+            PQclear(PQexec(c, "ROLLBACK"));
+    }
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->size; i++) {
+        if (p->slots[i].conn == c) {
+            p->slots[i].lent = 0;
+            break;
+        }
+    }
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- transactions ---- */
+
+int tc_rest_db_problem(const PGresult *r, const char *what, tc_rest_problem *pb)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (state && !strcmp(state, "42501"))
+        return tc_rest_problem_set(pb, 403, NULL, "your role may not do this (%s)", what);
+    if (state && !strncmp(state, "22", 2))
+        return tc_rest_problem_set(pb, 400, NULL, "%s: %s", what, msg ? msg : "invalid value");
+    if (state && !strcmp(state, "57014"))
+        return tc_rest_problem_set(pb, 503, NULL, "%s took longer than %d ms", what,
+                                   TC_REST_STATEMENT_TIMEOUT_MS);
+    tc_log_error("serve", "%s failed: SQLSTATE %s: %s", what, state ? state : "?",
+                 msg ? msg : "(no message)");
+    return tc_rest_problem_set(pb, 500, NULL, "%s failed (the server log has the details)", what);
+}
+
+static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
+                        const char *what, tc_rest_problem *pb)
+{
+    /* Without parameters, the simple protocol: it takes several statements at once. */
+    PGresult *r =
+        nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = tc_rest_db_problem(r, what, pb);
+    PQclear(r);
+    return rc;
+}
+
+/* "BEGIN; SET LOCAL ROLE ...; ...; SELECT set_config('request.jwt.claims', '...', true)" for
+ * role (a fixed name: one of rest_auth.h's, or the servers' own) and claims (NULL: none), as one
+ * string for one round trip: the claims go in as a literal quoted by libpq. NULL when out of
+ * memory. */
+static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims)
+{
+    char *lit = PQescapeLiteral(c, claims ? claims : "", strlen(claims ? claims : ""));
+    size_t cap = (lit ? strlen(lit) : 0) + 512;
+    char *sql = lit ? malloc(cap) : NULL;
+
+    if (sql)
+        snprintf(sql, cap,
+                 "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
+                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;"
+                 " SELECT set_config('request.jwt.claims', %s, true)",
+                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS, lit);
+    PQfreemem(lit);
+    return sql;
+}
+
+/* Run sql (taken and freed; NULL: out of memory) in the open transaction, rolled back when it
+ * fails. 0, or an HTTP status with pb. */
+static int tc_rest_exec_owned(PGconn *c, char *sql, const char *what, tc_rest_problem *pb)
+{
+    int rc;
+
+    if (!sql)
+        return tc_rest_problem_set(pb, 500, NULL, "out of memory");
+    rc = tc_rest_exec(c, sql, 0, NULL, what, pb);
+    free(sql);
+    if (rc)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
+}
+
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+{
+    return tc_rest_exec_owned(c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims),
+                              "starting the request's transaction", pb);
+}
+
+int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
+{
+    PGresult *r;
+
+    if (!ok) {
+        /* A query sent in single-row mode may still have results on the wire. */
+        while ((r = PQgetResult(c)))
+            PQclear(r);
+        PQclear(PQexec(c, "ROLLBACK"));
+        return 0;
+    }
+    return tc_rest_exec(c, "COMMIT", 0, NULL, "committing", pb);
+}
+
+/* ---- audit ---- */
+
+static void tc_rest_audit_failed(tc_rest_pool *p, const tc_rest_audit *ev, const char *why)
+{
+    int64_t now = tc_time_now_us();
+    int say;
+
+    pthread_mutex_lock(&p->lock);
+    say = now - p->audit_warned_us > TC_REST_AUDIT_WARN_US;
+    if (say)
+        p->audit_warned_us = now;
+    pthread_mutex_unlock(&p->lock);
+    if (say)
+        tc_log_warn("serve", "cannot write the audit record of %s %s: %s", ev->method, ev->path,
+                    why);
+}
+
+/* "SELECT <audit>.record(...)" of ev with every value a literal quoted by libpq; NULL when out
+ * of memory. */
+static char *tc_rest_audit_sql(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
+{
+    char rows[32], dur[32], target[TC_REST_AUDIT_PATH_MAX + 16];
+    /* 499: the client went away before the last row (nginx's code for it). */
+    const char *status = ev->status < 400    ? "ok"
+                         : ev->status == 499 ? "aborted"
+                         : ev->status < 500  ? "refused"
+                                             : "failed";
+    char *detail, *lt = NULL, *lp = NULL, *sql = NULL;
+    size_t len = 0, cap;
+    tc_jbuf b;
+
+    tc_jbuf_init(&b, TC_REST_AUDIT_PARAMS_MAX + 256);
+    tc_jbuf_obj_begin(&b);
+    tc_jbuf_key(&b, "query");
+    tc_jbuf_strn(&b, ev->query, strnlen(ev->query, TC_REST_AUDIT_PARAMS_MAX));
+    tc_jbuf_key(&b, "http_status");
+    tc_jbuf_int(&b, ev->status);
+    tc_jbuf_obj_end(&b);
+    detail = tc_jbuf_take(&b, &len);
+    snprintf(target, sizeof(target), "%s %.*s", ev->method, TC_REST_AUDIT_PATH_MAX, ev->path);
+    snprintf(rows, sizeof(rows), "%lld", (long long)ev->rows);
+    snprintf(dur, sizeof(dur), "%.3f", (double)ev->duration_us / 1000.0);
+    lt = detail ? PQescapeLiteral(c, target, strlen(target)) : NULL;
+    lp = lt ? PQescapeLiteral(c, detail, len) : NULL;
+    cap = lp ? strlen(lt) + strlen(lp) + 256 : 0;
+    if (cap && (sql = malloc(cap)))
+        snprintf(sql, cap, "SELECT %s.record('api.request', %s, %s::jsonb, %s, '%s', %s)",
+                 p->audit_ident, lt, lp, ev->rows >= 0 ? rows : "NULL", status, dur);
+    PQfreemem(lt);
+    PQfreemem(lp);
+    free(detail);
+    return sql;
+}
+
+int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
+                            tc_rest_problem *pb)
+{
+    char *sql = tc_rest_audit_sql(p, c, ev), *all = NULL;
+
+    if (sql && (all = malloc(strlen(sql) + 16)))
+        sprintf(all, "%s; COMMIT", sql);
+    free(sql);
+    return tc_rest_exec_owned(c, all, "writing the audit record", pb);
+}
+
+void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
+{
+    char *begin = tc_rest_begin_sql(
+        p, c, ev->who ? tc_rest_role_name(ev->who->role) : "thermocline_authenticator",
+        ev->who ? ev->who->claims : NULL);
+    char *rec = begin ? tc_rest_audit_sql(p, c, ev) : NULL, *all = NULL;
+    PGresult *r;
+
+    if (rec && (all = malloc(strlen(begin) + strlen(rec) + 16)))
+        sprintf(all, "%s; %s; COMMIT", begin, rec);
+    free(begin);
+    free(rec);
+    if (!all) {
+        tc_rest_audit_failed(p, ev, "out of memory");
+        return;
+    }
+    r = PQexec(c, all);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        tc_rest_audit_failed(p, ev, PQresultErrorMessage(r));
+        PQclear(PQexec(c, "ROLLBACK"));
+    }
+    PQclear(r);
+    free(all);
+}

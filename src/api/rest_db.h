@@ -1,0 +1,86 @@
+/*
+ * rest_db.h -- the REST API's side of PostgreSQL: a bounded pool of libpq connections, a request's
+ * transaction run as the caller's role, the mapping of SQL errors to HTTP, and the audit record.
+ *
+ * Each request borrows one connection (waiting up to TC_REST_POOL_WAIT_MS for a free one, then
+ * 503) and runs in one transaction opened by tc_rest_db_begin, the way PostgREST does it:
+ *     BEGIN; SET LOCAL ROLE <role>; SET LOCAL search_path = <api schema>;
+ *     SELECT set_config('request.jwt.claims', <claims>, true);
+ * so the views, functions and row-level security of the `api` schema see the caller, and nothing
+ * of it outlives the transaction: a connection goes back to the pool as the service's own login.
+ * The role name comes from the fixed list of rest_auth.h, and the claims are a bound parameter;
+ * no text of a request is ever spliced into SQL.
+ *
+ * The audit record is written after the request's transaction, in one of its own, so a failed
+ * request is recorded too, and a request's rows are counted once they are all sent.
+ */
+#ifndef TC_API_REST_DB_H
+#define TC_API_REST_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/rest_auth.h"
+#include "api/rest_params.h"
+#include "core/error.h"
+
+/* How long a request waits for a free connection before 503. */
+#define TC_REST_POOL_WAIT_MS 10000
+/* Longest a request's statement may run (SET LOCAL statement_timeout). */
+#define TC_REST_STATEMENT_TIMEOUT_MS 30000
+/* Connections at most. */
+#define TC_REST_POOL_MAX 256
+/* Caps of the audit record's texts. */
+#define TC_REST_AUDIT_PATH_MAX   512
+#define TC_REST_AUDIT_PARAMS_MAX 2048
+
+typedef struct tc_rest_pool tc_rest_pool;
+
+/* size connections to dsn, opened lazily (the first is opened now, to fail early on a bad DSN).
+ * api_schema is the search_path of every request; audit_schema holds record(). NULL with errstr
+ * set. */
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
+                               const char *audit_schema, char *errstr, size_t errstr_size);
+void tc_rest_pool_destroy(tc_rest_pool *p);
+
+/* A connection for one request, or NULL (none free in time, or the database unreachable) with pb
+ * set to 503. */
+PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb);
+/* Give it back; a connection left in a transaction or broken is rolled back or reset first. */
+void tc_rest_pool_put(tc_rest_pool *p, PGconn *c);
+
+/* Open the request's transaction as who (see the file comment). 0, or an HTTP status with pb. */
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb);
+/* COMMIT (ok) or ROLLBACK; 0 or 500 with pb. */
+int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb);
+
+/* The HTTP status and problem for a failed statement's result: insufficient privilege (42501) is
+ * 403, a data exception (class 22) 400, a query cancelled by the statement timeout 503, anything
+ * else 500 (its message logged, not returned: it may name internals). */
+int tc_rest_db_problem(const PGresult *r, const char *what, tc_rest_problem *pb);
+
+/* One request's audit record. */
+typedef struct tc_rest_audit {
+    const tc_rest_principal *who; /* NULL when unauthenticated */
+    const char *method;
+    const char *path;
+    const char *query; /* raw query string */
+    int64_t rows;      /* rows returned, -1 when none were read */
+    int status;        /* HTTP */
+    int64_t duration_us;
+} tc_rest_audit;
+
+/* Record ev through record() of the audit schema inside the request's transaction (which has the
+ * caller's role and claims), then COMMIT: one round trip at the end of a request that went well.
+ * 0, or 500 with pb (rolled back). */
+int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
+                            tc_rest_problem *pb);
+
+/* Record ev through record() of the audit schema, in a transaction of its own run as the caller's
+ * role with its claims (record() takes who and which role from there), or as
+ * thermocline_authenticator when the caller is unknown. Failures are logged (at most once a
+ * minute) and do not change the response, which may already be sent. */
+void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev);
+
+#endif
