@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api/http.h"
+#include "api/http_auth.h"
 #include "api/http_client.h"
 #include "cli/cli.h"
 #include "core/json.h"
@@ -49,6 +50,7 @@ int tc_cmd_registry(int argc, char **argv)
     tc_cli_parser ps;
     tc_http_options hopt;
     tc_http_server *server = NULL;
+    tc_http_auth *auth = NULL;
     tc_registry *reg = NULL;
     tc_reg_store *store;
     tc_config *cfg;
@@ -65,9 +67,21 @@ int tc_cmd_registry(int argc, char **argv)
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
     tc_registry_http_options(&hopt);
+    tc_http_options_from_config(&hopt, cfg);
+    if (*cfg->registry_auth_users_file || *cfg->registry_auth_tokens_file) {
+        auth = tc_http_auth_new(cfg->registry_auth_users_file, cfg->registry_auth_tokens_file,
+                                (int)cfg->registry_auth_read_open, errstr, sizeof(errstr));
+        if (!auth) {
+            fprintf(stderr, "thermocline registry: %s\n", errstr);
+            tc_config_destroy(cfg);
+            return TC_EXIT_USAGE;
+        }
+        hopt.auth = auth;
+    }
     server = tc_http_server_new(listen_addr, &hopt, errstr, sizeof(errstr));
     if (!server) {
         fprintf(stderr, "thermocline registry: %s\n", errstr);
+        tc_http_auth_destroy(auth);
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
     }
@@ -78,8 +92,10 @@ int tc_cmd_registry(int argc, char **argv)
         tc_log_error("registry", "%s", errstr);
         rc = TC_EXIT_FAILURE;
     } else {
-        tc_log_info("registry", "schema registry listening on %s (port %u), tables in \"%s\"",
-                    listen_addr, tc_http_server_port(server), pg_schema);
+        tc_log_info("registry",
+                    "schema registry listening on %s (port %u, %s%s), tables in \"%s\"",
+                    listen_addr, tc_http_server_port(server), *hopt.tls_cert_file ? "https" : "http",
+                    auth ? ", writes need authentication" : "", pg_schema);
         while (!tc_cli_stop) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
@@ -87,6 +103,7 @@ int tc_cmd_registry(int argc, char **argv)
         tc_log_info("registry", "stopping");
     }
     tc_http_server_destroy(server);
+    tc_http_auth_destroy(auth);
     tc_registry_destroy(reg);
     tc_config_destroy(cfg);
     return rc;
