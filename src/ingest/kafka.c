@@ -15,6 +15,8 @@
 #include "core/secret.h"
 #include "core/timeutil.h"
 
+/* The first librdkafka whose SCRAM client-final-message Kafka 4.x accepts (librdkafka#4895). */
+#define TC_KAFKA_SCRAM_FIXED 0x020601ff
 /* How long topic creation may take before we call the broker unreachable. */
 #define TC_ADMIN_TIMEOUT_MS 30000
 /* How long brokers that refuse connections are given (a broker just starting) before an admin
@@ -93,6 +95,11 @@ static const char *tc_kafka_hint(const char *msg)
         return " (the broker's certificate was not accepted: check kafka.tls.ca_file names the CA "
                "that signed it, that it has not expired, and that its name matches "
                "kafka.brokers)";
+    if ((strstr(msg, "Authentication failed") || strstr(msg, "SASL authentication error")) &&
+        strstr(msg, "SCRAM") && rd_kafka_version() < TC_KAFKA_SCRAM_FIXED)
+        return " (check kafka.sasl.username and kafka.sasl.password_file; and this librdkafka, "
+               "older than 2.6.1, computes SCRAM proofs that Kafka 4.x brokers refuse: use "
+               "kafka.sasl.mechanism=PLAIN, inside TLS, with them)";
     if (strstr(msg, "Authentication failed") || strstr(msg, "SASL authentication error"))
         return " (check kafka.sasl.username, kafka.sasl.password_file and kafka.sasl.mechanism)";
     if (strstr(msg, "ApiVersion") && strstr(msg, "Disconnected"))

@@ -259,9 +259,10 @@ def test_slow_connections_do_not_deny_service(secure):
                 slow.append(_slow_connection(reg.port, "127.0.0.2"))
             except OSError:
                 pass  # refused at the limit: fine
-        during = statistics.median(_timed_get(reg) for _ in range(20))
-        # Generous: a loaded machine may be slower, but not a request timeout (60 s) slower.
-        assert during < max(50 * before, 2.0), (before, during)
+        during = [_timed_get(reg) for _ in range(20)]
+        # Every one of them, with generous slack for a loaded machine: held connections used to
+        # make a request wait for the 30 s idle timeout (or time out).
+        assert max(during) < max(100 * before, 5.0), (before, during)
         # Every slow connection is closed by the server well within a minute (deadline 3 s).
         deadline = time.monotonic() + 60
         open_ones = list(slow)
