@@ -114,6 +114,16 @@ static const char *tc_kafka_hint(const char *msg)
     return "";
 }
 
+/* What to do when creating a topic is refused by the broker's ACLs ("" otherwise). */
+static const char *tc_kafka_create_hint(const char *msg)
+{
+    if (msg && (strstr(msg, "uthorization failed") || strstr(msg, "AUTHORIZATION_FAILED")))
+        return " (the broker's ACLs do not let this principal create or describe it: create the "
+               "topics with an administrator's credentials (`thermocline topics create`) and set "
+               "kafka.create_topic=false for the pipeline; docs/security.md lists its ACLs)";
+    return "";
+}
+
 static void tc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
@@ -702,8 +712,8 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
             continue;
         }
         if (m->err) {
-            tc_log_warn("consumer", "consume error on partition %d: %s", m->partition,
-                        rd_kafka_message_errstr(m));
+            tc_log_warn("consumer", "consume error on partition %d: %s%s", m->partition,
+                        rd_kafka_message_errstr(m), tc_kafka_hint(rd_kafka_message_errstr(m)));
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -1022,14 +1032,16 @@ unanswered:
     } else if (!ev) {
         err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
                          "could not create topic \"%s\": no Kafka broker answered at kafka.brokers "
-                         "\"%s\" (%s); check kafka.brokers (THERMOCLINE_KAFKA_BROKERS) and that "
+                         "\"%s\" (%s)%s; check kafka.brokers (THERMOCLINE_KAFKA_BROKERS) and that "
                          "Kafka runs; with the dev services: " TC_KAFKA_ENV_HINT,
                          cfg->kafka_topic, cfg->kafka_brokers,
-                         *watch.last ? watch.last : "no answer");
+                         *watch.last ? watch.last : "no answer", tc_kafka_hint(watch.last));
     } else if (rd_kafka_event_error(ev)) {
         err =
-            tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size, "could not create topic \"%s\": %s",
-                       cfg->kafka_topic, rd_kafka_event_error_string(ev));
+            tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                       "could not create topic \"%s\": %s%s", cfg->kafka_topic,
+                       rd_kafka_event_error_string(ev),
+                       tc_kafka_create_hint(rd_kafka_event_error_string(ev)));
     } else {
         size_t cnt;
         const rd_kafka_topic_result_t **res =
@@ -1054,8 +1066,10 @@ unanswered:
                         cfg->kafka_topic, (long long)cfg->kafka_partitions, plan.replication_factor,
                         plan.min_insync_replicas, retention);
         } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s",
-                             cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]));
+            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
+                             "could not create topic \"%s\": %s%s", cfg->kafka_topic,
+                             rd_kafka_topic_result_error_string(res[0]),
+                             tc_kafka_create_hint(rd_kafka_topic_result_error_string(res[0])));
     }
 out:
     if (ev)
