@@ -574,8 +574,8 @@ static void *tc_http_reaper_main(void *arg)
 {
     tc_http_server *s = arg;
     int64_t deadline_us = (int64_t)s->opt.request_deadline_ms * 1000;
-    int64_t every_us = deadline_us / 4 < TC_HTTP_REAP_MS_MAX * 1000 ? deadline_us / 4
-                                                                    : TC_HTTP_REAP_MS_MAX * 1000;
+    int64_t every_us =
+        deadline_us / 4 < TC_HTTP_REAP_MS_MAX * 1000 ? deadline_us / 4 : TC_HTTP_REAP_MS_MAX * 1000;
 
     pthread_mutex_lock(&s->lock);
     while (!s->reaper_stop) {
@@ -678,8 +678,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
     if (close_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (resp->status == 401)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Basic realm=\"thermocline\"");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"thermocline\"");
     ret = MHD_queue_response(c, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     tc_http_response_clear(resp);
@@ -871,9 +870,9 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         flags, 0, NULL, NULL, tc_http_access, s, MHD_OPTION_EXTERNAL_LOGGER, tc_http_mhd_log,
         (void *)s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&s->addr, MHD_OPTION_URI_LOG_CALLBACK,
         tc_http_uri_cb, (void *)s, MHD_OPTION_NOTIFY_COMPLETED, tc_http_completed, (void *)s,
-        MHD_OPTION_NOTIFY_CONNECTION, tc_http_notify_conn, (void *)s,
-        MHD_OPTION_UNESCAPE_CALLBACK, tc_http_no_unescape, (void *)s, MHD_OPTION_CONNECTION_LIMIT,
-        s->opt.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
+        MHD_OPTION_NOTIFY_CONNECTION, tc_http_notify_conn, (void *)s, MHD_OPTION_UNESCAPE_CALLBACK,
+        tc_http_no_unescape, (void *)s, MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls,
         s->opt.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.threads,
@@ -891,8 +890,10 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
     if (pthread_create(&s->reaper, NULL, tc_http_reaper_main, s) == 0)
         s->reaper_running = 1;
     else
-        tc_log_warn("http", "%s: no reaper thread: slow requests are bounded by the idle timeout "
-                            "only", s->listen);
+        tc_log_warn("http",
+                    "%s: no reaper thread: slow requests are bounded by the idle timeout "
+                    "only",
+                    s->listen);
     return TC_OK;
 }
 

@@ -29,14 +29,14 @@
 #include "core/config.h"
 #include "core/error.h"
 
-#define TC_HTTP_PARAMS_MAX        8
-#define TC_HTTP_ROUTES_MAX        64
-#define TC_HTTP_BODY_MAX_DEFAULT  (1024 * 1024)
-#define TC_HTTP_THREADS_DEFAULT   4
-#define TC_HTTP_CONNS_DEFAULT     256
-#define TC_HTTP_TIMEOUT_S_DEFAULT 30
-#define TC_HTTP_PER_IP_DEFAULT    32
-#define TC_HTTP_DEADLINE_MS_DEFAULT 10000
+#define TC_HTTP_PARAMS_MAX            8
+#define TC_HTTP_ROUTES_MAX            64
+#define TC_HTTP_BODY_MAX_DEFAULT      (1024 * 1024)
+#define TC_HTTP_THREADS_DEFAULT       4
+#define TC_HTTP_CONNS_DEFAULT         256
+#define TC_HTTP_TIMEOUT_S_DEFAULT     30
+#define TC_HTTP_PER_IP_DEFAULT        32
+#define TC_HTTP_DEADLINE_MS_DEFAULT   10000
 #define TC_HTTP_REQS_PER_CONN_DEFAULT 1000
 /* The JSON content type of responses unless a handler sets another. */
 #define TC_HTTP_JSON "application/json"
@@ -53,16 +53,17 @@ typedef struct tc_http_auth tc_http_auth;
  * thread, never while its handler runs or its response is sent.
  */
 typedef struct tc_http_options {
-    size_t max_body_bytes;          /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
-    unsigned threads;               /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
-    unsigned max_connections;       /* 0 = TC_HTTP_CONNS_DEFAULT */
-    unsigned timeout_s;             /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
-    unsigned per_ip_connections;    /* 0 = TC_HTTP_PER_IP_DEFAULT */
-    unsigned request_deadline_ms;   /* 0 = TC_HTTP_DEADLINE_MS_DEFAULT */
+    size_t max_body_bytes;        /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
+    unsigned threads;             /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    unsigned max_connections;     /* 0 = TC_HTTP_CONNS_DEFAULT */
+    unsigned timeout_s;           /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
+    unsigned per_ip_connections;  /* 0 = TC_HTTP_PER_IP_DEFAULT */
+    unsigned request_deadline_ms; /* 0 = TC_HTTP_DEADLINE_MS_DEFAULT */
     unsigned max_requests_per_connection; /* 0 = TC_HTTP_REQS_PER_CONN_DEFAULT */
     const char *error_content_type; /* of the server's own 400/404/405/413 bodies; NULL = JSON */
     /* HTTPS: PEM files, read at tc_http_server_start (NULL or "": plain HTTP). With
-     * tls_client_ca_file, every request must come with a client certificate it signed (else 403). */
+     * tls_client_ca_file, every request must come with a client certificate it signed (else 403).
+     */
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
     const tc_http_auth *auth; /* who may call (api/http_auth.h); NULL: everyone. Borrowed: it
                                * must outlive the server */

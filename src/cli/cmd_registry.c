@@ -92,9 +92,9 @@ int tc_cmd_registry(int argc, char **argv)
         tc_log_error("registry", "%s", errstr);
         rc = TC_EXIT_FAILURE;
     } else {
-        tc_log_info("registry",
-                    "schema registry listening on %s (port %u, %s%s), tables in \"%s\"",
-                    listen_addr, tc_http_server_port(server), *hopt.tls_cert_file ? "https" : "http",
+        tc_log_info("registry", "schema registry listening on %s (port %u, %s%s), tables in \"%s\"",
+                    listen_addr, tc_http_server_port(server),
+                    *hopt.tls_cert_file ? "https" : "http",
                     auth ? ", writes need authentication" : "", pg_schema);
         while (!tc_cli_stop) {
             struct timespec ts = {0, 100 * 1000 * 1000};

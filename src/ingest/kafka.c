@@ -169,8 +169,8 @@ static tc_err tc_kafka_set_security(rd_kafka_conf_t *conf, const tc_config *cfg,
     };
     char secret[TC_SECRET_MAX];
     int sasl = !strncasecmp(cfg->kafka_security_protocol, "sasl_", 5);
-    tc_err err = tc_kafka_set(conf, "security.protocol", cfg->kafka_security_protocol, errstr,
-                              errstr_size);
+    tc_err err =
+        tc_kafka_set(conf, "security.protocol", cfg->kafka_security_protocol, errstr, errstr_size);
 
     for (size_t i = 0; err == TC_OK && i < sizeof(files) / sizeof(files[0]); i++) {
         const char *v = *(char *const *)((const char *)cfg + files[i].off);
@@ -1037,11 +1037,10 @@ unanswered:
                          cfg->kafka_topic, cfg->kafka_brokers,
                          *watch.last ? watch.last : "no answer", tc_kafka_hint(watch.last));
     } else if (rd_kafka_event_error(ev)) {
-        err =
-            tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
-                       "could not create topic \"%s\": %s%s", cfg->kafka_topic,
-                       rd_kafka_event_error_string(ev),
-                       tc_kafka_create_hint(rd_kafka_event_error_string(ev)));
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                         "could not create topic \"%s\": %s%s", cfg->kafka_topic,
+                         rd_kafka_event_error_string(ev),
+                         tc_kafka_create_hint(rd_kafka_event_error_string(ev)));
     } else {
         size_t cnt;
         const rd_kafka_topic_result_t **res =
@@ -1066,10 +1065,10 @@ unanswered:
                         cfg->kafka_topic, (long long)cfg->kafka_partitions, plan.replication_factor,
                         plan.min_insync_replicas, retention);
         } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
-                             "could not create topic \"%s\": %s%s", cfg->kafka_topic,
-                             rd_kafka_topic_result_error_string(res[0]),
-                             tc_kafka_create_hint(rd_kafka_topic_result_error_string(res[0])));
+            err =
+                tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s%s",
+                           cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]),
+                           tc_kafka_create_hint(rd_kafka_topic_result_error_string(res[0])));
     }
 out:
     if (ev)
