@@ -27,6 +27,51 @@
 
 /* ---- `thermocline registry` ---- */
 
+/* The registry's operators' endpoints on http.admin_listen, apart from the API: /healthz, and
+ * /metrics with what the API server's exhaustion bounds did. */
+#define TC_REGISTRY_METRICS_MAX 512
+
+static void tc_registry_healthz(void *ctx, const tc_http_request *req, tc_http_response *resp)
+{
+    (void)ctx;
+    (void)req;
+    tc_http_respond(resp, 200, NULL, "{\"status\":\"ok\"}", 15);
+}
+
+static void tc_registry_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
+{
+    char body[TC_REGISTRY_METRICS_MAX];
+    int n;
+
+    (void)req;
+    n = snprintf(body, sizeof(body),
+                 "# HELP thermocline_http_reaped_connections_total Connections of the registry's "
+                 "API cut because a request did not arrive within http.request_deadline_ms.\n"
+                 "# TYPE thermocline_http_reaped_connections_total counter\n"
+                 "thermocline_http_reaped_connections_total %llu\n",
+                 (unsigned long long)tc_http_server_reaped(ctx));
+    tc_http_respond(resp, 200, "text/plain; version=0.0.4", body, (size_t)n);
+}
+
+/* The admin server on cfg's http.admin_listen, with the same TLS and limits as the API's,
+ * serving the API server's numbers; NULL with errstr on error. */
+static tc_http_server *tc_registry_admin_new(const tc_config *cfg, tc_http_server *api,
+                                             char *errstr, size_t errstr_size)
+{
+    tc_http_options opt = {.threads = 1};
+    tc_http_server *s;
+
+    tc_http_options_from_config(&opt, cfg);
+    s = tc_http_server_new(cfg->http_admin_listen, &opt, errstr, errstr_size);
+    if (s && (tc_http_route(s, "GET", "/healthz", tc_registry_healthz, NULL) != TC_OK ||
+              tc_http_route(s, "GET", "/metrics", tc_registry_metrics, api) != TC_OK ||
+              tc_http_server_start(s, errstr, errstr_size) != TC_OK)) {
+        tc_http_server_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
 int tc_cmd_registry(int argc, char **argv)
 {
     static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
@@ -49,7 +94,7 @@ int tc_cmd_registry(int argc, char **argv)
     tc_cli_common common = {0};
     tc_cli_parser ps;
     tc_http_options hopt;
-    tc_http_server *server = NULL;
+    tc_http_server *server = NULL, *admin = NULL;
     tc_http_auth *auth = NULL;
     tc_registry *reg = NULL;
     tc_reg_store *store;
@@ -88,7 +133,9 @@ int tc_cmd_registry(int argc, char **argv)
     store = tc_reg_store_pg_new(cfg->pg_dsn, pg_schema, errstr, sizeof(errstr));
     reg = store ? tc_registry_new(store, errstr, sizeof(errstr)) : NULL;
     if (!reg || tc_registry_mount(reg, server) != TC_OK ||
-        tc_http_server_start(server, errstr, sizeof(errstr)) != TC_OK) {
+        tc_http_server_start(server, errstr, sizeof(errstr)) != TC_OK ||
+        (*cfg->http_admin_listen &&
+         !(admin = tc_registry_admin_new(cfg, server, errstr, sizeof(errstr))))) {
         tc_log_error("registry", "%s", errstr);
         rc = TC_EXIT_FAILURE;
     } else {
@@ -96,12 +143,16 @@ int tc_cmd_registry(int argc, char **argv)
                     listen_addr, tc_http_server_port(server),
                     *hopt.tls_cert_file ? "https" : "http",
                     auth ? ", writes need authentication" : "", pg_schema);
+        if (admin)
+            tc_log_info("registry", "/healthz and /metrics on %s (port %u)", cfg->http_admin_listen,
+                        tc_http_server_port(admin));
         while (!tc_cli_stop) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         tc_log_info("registry", "stopping");
     }
+    tc_http_server_destroy(admin);
     tc_http_server_destroy(server);
     tc_http_auth_destroy(auth);
     tc_registry_destroy(reg);

@@ -21,7 +21,8 @@ import pytest
 
 from conftest import Thermocline
 from pki import Pki
-from test_registry import BIN, CT, V1, V2, Registry, pg_schema, schema_body  # noqa: F401
+from test_registry import (BIN, CT, V1, V2, Registry, free_port, pg_schema,  # noqa: F401
+                           schema_body)
 
 PASSWORD = "pw-Zq8rT4vX1n"  # noqa: S105 -- the test's own secret, searched for in every log
 TOKEN = "tok-9fK2mW7pQ3s"  # noqa: S105
@@ -247,8 +248,9 @@ def test_slow_connections_do_not_deny_service(secure):
     """300 connections from one address that send half a request line and wait (which used to
     take every connection of the registry) while the test's own requests, from another address,
     keep being answered about as fast as before; the slow ones are cut at the request deadline."""
+    admin_port = free_port()
     reg = secure(["http.per_ip_connections=16", "http.request_deadline_ms=3000",
-                  "http.idle_timeout_s=120"])
+                  "http.idle_timeout_s=120", f"http.admin_listen=127.0.0.1:{admin_port}"])
     for _ in range(5):
         _timed_get(reg)  # warm up
     before = statistics.median(_timed_get(reg) for _ in range(20))
@@ -285,6 +287,15 @@ def test_slow_connections_do_not_deny_service(secure):
             s.close()
     # Served again at full speed once they are gone.
     assert _timed_get(reg) < 30
+    # The admin address counts what was cut; the API's address does not serve /metrics.
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=30) as r:
+        metrics = r.read().decode()
+    (reaped,) = [int(line.split()[1]) for line in metrics.splitlines()
+                 if line.startswith("thermocline_http_reaped_connections_total ")]
+    assert reaped >= 1, metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/healthz", timeout=30) as r:
+        assert r.status == 200
+    assert reg.request("GET", "/metrics")[0] == 404
 
 
 def test_requests_per_connection_bounded(secure):

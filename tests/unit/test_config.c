@@ -88,7 +88,6 @@ static const char *const all_keys[] = {
     "registry.auth.users_file",
     "registry.auth.tokens_file",
     "registry.auth.read_open",
-    "registry.user_info_file",
     "http.tls.cert_file",
     "http.tls.key_file",
     "http.tls.client_ca_file",
