@@ -119,21 +119,17 @@ class SecureThermocline(Thermocline):
             f.result(timeout=60)
         self.acls = acls
 
+    def admin_config(self):
+        return admin_config()
+
     def drop(self):
         from confluent_kafka.admin import AclBindingFilter, AdminClient
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-        admin = AdminClient(admin_config())
-        for fut in admin.delete_topics([self.topic, f"{self.topic}-dlq"],
-                                       operation_timeout=30).values():
-            try:
-                fut.result()
-            except Exception:
-                pass
+        super().drop()
         filters = [AclBindingFilter(a.restype, a.name, a.resource_pattern_type, a.principal, a.host,
                                     a.operation, a.permission_type)
                    for a in getattr(self, "acls", [])]
         if filters:
+            admin = AdminClient(admin_config())
             for f in admin.delete_acls(filters).values():
                 f.result(timeout=60)
 
