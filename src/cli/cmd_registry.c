@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/secret.h"
 #include "schema/registry.h"
 
 #define TC_REGISTRY_URL_DEFAULT "http://127.0.0.1:8081"
@@ -462,6 +463,22 @@ int tc_cmd_schema(int argc, char **argv)
                 url);
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
+    }
+    if (*cfg->registry_user_info_file) {
+        char info[TC_SECRET_MAX], errstr[TC_ERRSTR_MAX];
+        tc_err err = tc_secret_get("registry.user_info_file", cfg->registry_user_info_file, NULL,
+                                   info, sizeof(info), errstr, sizeof(errstr));
+        if (err == TC_OK && tc_http_url_set_user_info(&u, info) != TC_OK)
+            err = tc_err_set(TC_ERR_CONFIG, errstr, sizeof(errstr),
+                             "registry.user_info_file: \"%s\" must hold user:password (at most "
+                             "1 KiB)",
+                             cfg->registry_user_info_file);
+        tc_secret_wipe(info, sizeof(info));
+        if (err != TC_OK) {
+            fprintf(stderr, "thermocline schema: %s\n", errstr);
+            tc_config_destroy(cfg);
+            return TC_EXIT_USAGE;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
     if (!strcmp(cmd, "register"))

@@ -207,6 +207,10 @@ static const tc_conf_entry tc_conf_table[] = {
      "credentials (Authorization: Bearer <token>)."},
     {"registry.auth.read_open", TC_CT_BOOL, "true", 0, 0, NULL, OFF(registry_auth_read_open),
      "With authentication configured, GET requests need none (false: reads need it too)."},
+    {"registry.user_info_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_REGISTRY_USER_INFO_FILE",
+     OFF(registry_user_info_file),
+     "File holding user:password that `thermocline schema` sends to the registry (HTTP Basic, "
+     "Confluent's basic.auth.user.info), for writes to a registry with registry.auth.*."},
     {"http.tls.cert_file", TC_CT_STRING, "", 0, 0, NULL, OFF(http_tls_cert_file),
      "PEM certificate (chain) of our HTTP servers: set, with http.tls.key_file, they speak "
      "HTTPS only."},

@@ -90,6 +90,7 @@ typedef struct tc_config {
     char *registry_auth_users_file;
     char *registry_auth_tokens_file;
     int64_t registry_auth_read_open;
+    char *registry_user_info_file;
     char *http_tls_cert_file;
     char *http_tls_key_file;
     char *http_tls_client_ca_file;

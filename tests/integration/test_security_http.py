@@ -309,3 +309,23 @@ def test_requests_per_connection_bounded(secure):
         closes.append(r.getheader("Connection"))
     conn.close()
     assert closes == [None, None, "close"]
+
+
+def test_schema_cli_sends_user_info(secure, tmp_path):
+    """`thermocline schema register` authenticates with registry.user_info_file; without it the
+    registry's 401 is reported, and the password is in no output."""
+    users = private_file(tmp_path / "users", f"ci:{PASSWORD}\n")
+    info = private_file(tmp_path / "user_info", f"ci:{PASSWORD}\n")
+    reg = secure([f"registry.auth.users_file={users}"])
+    schema_file = tmp_path / "v1.avsc"
+    schema_file.write_text(json.dumps(V1))
+    argv = [BIN, "schema", "register", "s-value", str(schema_file), "--registry", reg.url]
+    env = Thermocline.env(reg)
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode != 0 and "HTTP 401" in refused.stderr, refused.stderr
+    ok = subprocess.run([*argv, "--set", f"registry.user_info_file={info}"], capture_output=True,
+                        text=True, timeout=120, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert reg.request("GET", "/subjects/s-value/versions") == (200, [1])
+    for out in (refused.stdout, refused.stderr, ok.stdout, ok.stderr):
+        assert PASSWORD not in out

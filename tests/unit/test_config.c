@@ -88,6 +88,7 @@ static const char *const all_keys[] = {
     "registry.auth.users_file",
     "registry.auth.tokens_file",
     "registry.auth.read_open",
+    "registry.user_info_file",
     "http.tls.cert_file",
     "http.tls.key_file",
     "http.tls.client_ca_file",
@@ -120,6 +121,7 @@ static const char *const all_env[] = {
     "THERMOCLINE_KAFKA_SASL_USERNAME",
     "THERMOCLINE_KAFKA_SASL_PASSWORD_FILE",
     "THERMOCLINE_PG_OWNER_DSN",
+    "THERMOCLINE_REGISTRY_USER_INFO_FILE",
     "THERMOCLINE_REGISTRY_USER_INFO_FILE",
     "THERMOCLINE_HTTP_ADMIN_LISTEN",
 };
