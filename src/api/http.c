@@ -765,6 +765,7 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
             if (!expect || strcasecmp(expect, "100-continue"))
                 return MHD_YES;
             st->responded = 1;
+            tc_http_conn_busy(s, c, 1);
             snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
             memset(&resp, 0, sizeof(resp));
             tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
