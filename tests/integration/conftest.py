@@ -138,9 +138,13 @@ class Thermocline:
                 pass
 
 
+def tag_of(request):
+    """A short name of the running test, for its topic, group and schema."""
+    return request.node.name.split("[")[0].replace("test_", "")[:12].replace("_", "-")
+
+
 @pytest.fixture
 def tc(request):
-    tag = request.node.name.split("[")[0].replace("test_", "")[:12].replace("_", "-")
-    t = Thermocline(tag)
+    t = Thermocline(tag_of(request))
     yield t
     t.drop()

@@ -19,7 +19,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import Thermocline
+from conftest import Thermocline, tag_of
 from oracle import Oracle
 from pki import Pki
 from test_pipeline import assert_store_matches
@@ -142,8 +142,7 @@ class SecureThermocline(Thermocline):
 
 @pytest.fixture
 def stc(request):
-    tag = request.node.name.split("[")[0].replace("test_", "")[:12].replace("_", "-")
-    t = SecureThermocline(tag)
+    t = SecureThermocline(tag_of(request))
     yield t
     t.drop()
 
