@@ -84,9 +84,11 @@ deb: build
 
 services:
 	@$(DEV) up
+	@$(DEV) --secure up
 
 services-down:
 	@$(DEV) down
+	@$(DEV) --secure down
 
 # Unit tests (cmocka) under AddressSanitizer + UndefinedBehaviorSanitizer.
 unit: build-asan
@@ -97,7 +99,8 @@ unit: build-asan
 # read by independent readers (pyarrow, DuckDB, parquet-java). Two runs: each folder has its own
 # conftest.
 integration: build-asan venv graphql services deb
-	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
+	@eval "$$($(DEV) env)" && eval "$$($(DEV) --secure env)" && \
+	    THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
 	    THERMOCLINE_DEB=$$(ls $(CURDIR)/$(BUILD)/thermocline_*.deb | tail -n 1) \
 	    $(PY) -m pytest -q -W error tests/integration
 	@TC_BUILD_DIR=$(BUILD_ASAN) $(PY) -m pytest -q -W error tests/interop

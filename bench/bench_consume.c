@@ -118,6 +118,31 @@ static int bench_load_visible(const char *path, bench_part *parts, int nparts)
     return rc;
 }
 
+/* More librdkafka properties, "k=v k=v" (the secure mode's TLS and SASL settings); 0 or -1. */
+static int bench_extra_conf(rd_kafka_conf_t *conf, const char *spec, char *errstr, size_t size)
+{
+    char buf[2048], *save = NULL, *kv;
+
+    if (!spec || !*spec)
+        return 0;
+    if (strlen(spec) >= sizeof(buf)) {
+        snprintf(errstr, size, "longer than %zu bytes", sizeof(buf) - 1);
+        return -1;
+    }
+    strcpy(buf, spec);
+    for (kv = strtok_r(buf, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            snprintf(errstr, size, "\"%s\" is not key=value", kv);
+            return -1;
+        }
+        *eq = '\0';
+        if (rd_kafka_conf_set(conf, kv, eq + 1, errstr, size) != RD_KAFKA_CONF_OK)
+            return -1;
+    }
+    return 0;
+}
+
 static void bench_usage(void)
 {
     fprintf(stderr, "usage: bench_consume [-b BROKERS] [-l VISIBLE] TOPIC\n");
@@ -164,6 +189,11 @@ int main(int argc, char **argv)
         rd_kafka_conf_set(conf, "fetch.wait.max.ms", "50", errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", errstr, sizeof(errstr))) {
         fprintf(stderr, "bench_consume: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        return 1;
+    }
+    if (bench_extra_conf(conf, getenv("TC_BENCH_RDKAFKA"), errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "bench_consume: TC_BENCH_RDKAFKA: %s\n", errstr);
         rd_kafka_conf_destroy(conf);
         return 1;
     }

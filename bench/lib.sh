@@ -12,6 +12,29 @@ BENCH_CONSUME=${TC_BENCH_CONSUME:-build/bench/bench_consume}
 PY=${TC_BENCH_PYTHON:-.venv/bin/python}
 eval "$(scripts/dev-services env)"
 unset THERMOCLINE_LAKE_DIR # the dev lake (the demo's); a benchmark says where its lake is
+# TC_BENCH_SECURE=1: the secure dev services (scripts/dev-services --secure; docs/security.md):
+# Kafka over TLS + SASL/PLAIN as the administrator (the ACLs are not what is measured, the TLS and
+# SASL are), PostgreSQL over TLS (verify-full) + scram as role thermocline, for every client: the
+# pipeline (TC_BENCH_SECURE_SET), bench_consume (TC_BENCH_RDKAFKA) and psql (PG*).
+DEV_SECURE=()
+TC_BENCH_SECURE_SET=""
+if [ "${TC_BENCH_SECURE:-0}" = 1 ]; then
+  DEV_SECURE=(--secure)
+  scripts/dev-services --secure up >/dev/null
+  eval "$(scripts/dev-services --secure env)"
+  export THERMOCLINE_KAFKA_BROKERS=$THERMOCLINE_SECURE_KAFKA_BROKERS
+  export THERMOCLINE_PG_DSN=$THERMOCLINE_SECURE_PG_DSN
+  export PGPORT=${THERMOCLINE_SECURE_PG_DSN#*port=} PGUSER=thermocline PGSSLMODE=verify-full
+  PGPORT=${PGPORT%% *}
+  export PGSSLROOTCERT=$THERMOCLINE_SECURE_CA_FILE PGPASSFILE=$THERMOCLINE_SECURE_SECRETS/pgpass
+  TC_BENCH_SECURE_SET="kafka.security_protocol=sasl_ssl kafka.sasl.mechanism=PLAIN
+    kafka.tls.ca_file=$THERMOCLINE_SECURE_CA_FILE kafka.sasl.username=admin
+    kafka.sasl.password_file=$THERMOCLINE_SECURE_SECRETS/admin.password"
+  TC_BENCH_RDKAFKA="security.protocol=sasl_ssl sasl.mechanism=PLAIN sasl.username=admin"
+  TC_BENCH_RDKAFKA+=" sasl.password=$(tr -d '\n' <"$THERMOCLINE_SECURE_SECRETS/admin.password")"
+  TC_BENCH_RDKAFKA+=" ssl.ca.location=$THERMOCLINE_SECURE_CA_FILE"
+  export TC_BENCH_RDKAFKA
+fi
 
 # Build the Release binary and bench_consume (the benches measure the Release build only).
 # TC_BENCH_BUILD=0 uses the binaries as they are.
@@ -94,7 +117,7 @@ bench_drop() {
   local t
   while [ $# -gt 0 ] && [ "$1" != -- ]; do
     for t in "$1" "$1-dlq"; do
-      scripts/dev-services topics --delete --if-exists --topic "$t" >/dev/null 2>&1 || true
+      scripts/dev-services "${DEV_SECURE[@]}" topics --delete --if-exists --topic "$t" >/dev/null 2>&1 || true
     done
     shift
   done

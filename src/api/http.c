@@ -6,12 +6,23 @@
  * (appended to a bounded buffer), and once more when the request is complete (we dispatch). The raw
  * request target, query included, is captured by the URI log callback before libmicrohttpd
  * unescapes anything, so routing sees exactly what the client sent.
+ *
+ * Every connection is tracked from libmicrohttpd's connection notification to its close (a
+ * tc_http_conn in a list under the server's lock): when its current request began, whether a
+ * handler or a response is in progress, how many requests it served. The reaper thread shuts down
+ * (shutdown(2), so libmicrohttpd sees the peer gone and closes it cleanly in its own thread) every
+ * connection whose request has not fully arrived within request_deadline_ms; the close
+ * notification comes before libmicrohttpd closes the socket, so the reaper never touches a
+ * descriptor that was reused. Authentication and the client certificate are checked once the
+ * headers are in, before the body is read; a refused request's body is drained like an oversized
+ * one's, so the client sees the 401 or 403 rather than a reset.
  */
 #include "api/http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -19,16 +30,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <time.h>
 
+#include "api/http_auth.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/secret.h"
 
 /* Body bytes read and dropped after a request is known to be too large, before the connection is
  * cut instead (see the 413 handling in tc_http_access). */
 #define TC_HTTP_DISCARD_MAX (64 * 1024 * 1024)
 /* Path segments a route may have; deeper paths never match. */
 #define TC_HTTP_SEGS_MAX 16
+/* How often the reaper looks at most (it looks four times per deadline when that is shorter). */
+#define TC_HTTP_REAP_MS_MAX 250
+
+/* One open connection (see the file comment). */
+typedef struct tc_http_conn {
+    struct tc_http_conn *prev, *next;
+    int fd;
+    int64_t phase_us; /* when its current request could begin arriving */
+    int busy;         /* a handler or a response is in progress */
+    int reaped;
+    unsigned requests;
+} tc_http_conn;
 
 typedef struct tc_http_route_def {
     char method[16];
@@ -49,6 +76,13 @@ struct tc_http_server {
     size_t nroutes;
     struct MHD_Daemon *daemon;
     unsigned port;
+    char *tls_cert, *tls_key, *tls_ca; /* PEM, held while the daemon runs */
+    pthread_mutex_t lock;              /* conns */
+    pthread_cond_t reap_wake;
+    tc_http_conn *conns;
+    pthread_t reaper;
+    int reaper_running, reaper_stop;
+    uint64_t reaped; /* connections cut at their deadline */
 };
 
 /* Per-request state, from the URI callback to the completion callback. */
@@ -57,6 +91,7 @@ typedef struct tc_http_req_state {
     char *body;
     size_t len, cap;
     int too_large;
+    int refused; /* 401 or 403: the body is drained, then this is the answer */
     int responded;
     size_t discarded; /* body bytes dropped after it was found too large */
 } tc_http_req_state;
@@ -495,11 +530,131 @@ tc_http_server *tc_http_server_new(const char *listen_addr, const tc_http_option
         s->opt.max_connections = TC_HTTP_CONNS_DEFAULT;
     if (!s->opt.timeout_s)
         s->opt.timeout_s = TC_HTTP_TIMEOUT_S_DEFAULT;
+    if (!s->opt.per_ip_connections)
+        s->opt.per_ip_connections = TC_HTTP_PER_IP_DEFAULT;
+    if (!s->opt.request_deadline_ms)
+        s->opt.request_deadline_ms = TC_HTTP_DEADLINE_MS_DEFAULT;
+    if (!s->opt.max_requests_per_connection)
+        s->opt.max_requests_per_connection = TC_HTTP_REQS_PER_CONN_DEFAULT;
     if (listen_addr && tc_http_parse_addr(s, listen_addr, errstr, errstr_size) != TC_OK) {
         free(s);
         return NULL;
     }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->reap_wake, NULL);
     return s;
+}
+
+void tc_http_options_from_config(tc_http_options *opt, const tc_config *cfg)
+{
+    opt->max_connections = (unsigned)cfg->http_max_connections;
+    opt->per_ip_connections = (unsigned)cfg->http_per_ip_connections;
+    opt->request_deadline_ms = (unsigned)cfg->http_request_deadline_ms;
+    opt->timeout_s = (unsigned)cfg->http_idle_timeout_s;
+    opt->max_requests_per_connection = (unsigned)cfg->http_max_requests_per_connection;
+    opt->tls_cert_file = cfg->http_tls_cert_file;
+    opt->tls_key_file = cfg->http_tls_key_file;
+    opt->tls_client_ca_file = cfg->http_tls_client_ca_file;
+}
+
+/* ---- connection tracking and the reaper ---- */
+
+static int64_t tc_http_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static tc_http_conn *tc_http_conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci ? ci->socket_context : NULL;
+}
+
+static void tc_http_notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                                enum MHD_ConnectionNotificationCode code)
+{
+    tc_http_server *s = cls;
+    tc_http_conn *k = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        k = calloc(1, sizeof(*k));
+        if (!k)
+            return; /* untracked: only the idle timeout bounds it */
+        k->fd = ci ? ci->connect_fd : -1;
+        k->phase_us = tc_http_mono_us();
+        pthread_mutex_lock(&s->lock);
+        k->next = s->conns;
+        if (s->conns)
+            s->conns->prev = k;
+        s->conns = k;
+        pthread_mutex_unlock(&s->lock);
+        *socket_context = k;
+    } else if (k) {
+        pthread_mutex_lock(&s->lock);
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            s->conns = k->next;
+        if (k->next)
+            k->next->prev = k->prev;
+        pthread_mutex_unlock(&s->lock);
+        free(k);
+        *socket_context = NULL;
+    }
+}
+
+/* Mark the connection of c busy (a complete request is being answered) or done with it. */
+static void tc_http_conn_busy(tc_http_server *s, struct MHD_Connection *c, int busy)
+{
+    tc_http_conn *k = tc_http_conn_of(c);
+
+    if (!k)
+        return;
+    pthread_mutex_lock(&s->lock);
+    k->busy = busy;
+    if (!busy)
+        k->phase_us = tc_http_mono_us();
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *tc_http_reaper_main(void *arg)
+{
+    tc_http_server *s = arg;
+    int64_t deadline_us = (int64_t)s->opt.request_deadline_ms * 1000;
+    int64_t every_us =
+        deadline_us / 4 < TC_HTTP_REAP_MS_MAX * 1000 ? deadline_us / 4 : TC_HTTP_REAP_MS_MAX * 1000;
+
+    pthread_mutex_lock(&s->lock);
+    while (!s->reaper_stop) {
+        struct timespec until;
+        int64_t now = tc_http_mono_us();
+        for (tc_http_conn *k = s->conns; k; k = k->next) {
+            if (k->busy || k->reaped || k->fd < 0 || now - k->phase_us < deadline_us)
+                continue;
+            /* The close notification takes this lock before libmicrohttpd closes the socket, so
+             * the descriptor is still this connection's. */
+            shutdown(k->fd, SHUT_RDWR);
+            k->reaped = 1;
+            s->reaped++;
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += every_us / 1000000;
+        until.tv_nsec += (every_us % 1000000) * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->reap_wake, &s->lock, &until);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
 }
 
 static void *tc_http_uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
@@ -523,9 +678,8 @@ static void tc_http_completed(void *cls, struct MHD_Connection *c, void **con_cl
 {
     tc_http_req_state *st = *con_cls;
 
-    (void)cls;
-    (void)c;
     (void)toe;
+    tc_http_conn_busy(cls, c, 0);
     if (st) {
         free(st->target);
         free(st->body);
@@ -576,14 +730,28 @@ static void tc_http_stream_done(void *cls)
     free(held);
 }
 
+static int tc_http_has_header(const tc_http_response *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (!strcasecmp(resp->headers[i].name, name))
+            return 1;
+    return 0;
+}
+
 /* Headers of resp on r, queue it, drop our reference. */
 static enum MHD_Result tc_http_queue(struct MHD_Connection *c, struct MHD_Response *r,
-                                     const tc_http_response *resp, const char *default_ct)
+                                     const tc_http_response *resp, const char *default_ct,
+                                     int close_after)
 {
     enum MHD_Result ret;
 
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                             resp->content_type ? resp->content_type : default_ct);
+    if (close_after)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    /* The registry's writes take Basic credentials; a handler may ask for others (Bearer). */
+    if (resp->status == 401 && !tc_http_has_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"thermocline\"");
     for (size_t i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
     ret = MHD_queue_response(c, (unsigned)resp->status, r);
@@ -592,7 +760,7 @@ static enum MHD_Result tc_http_queue(struct MHD_Connection *c, struct MHD_Respon
 }
 
 static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *resp,
-                                    const char *default_ct)
+                                    const char *default_ct, int close_after)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
@@ -614,7 +782,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
             tc_http_stream_done(held);
             return MHD_NO;
         }
-        return tc_http_queue(c, r, held, default_ct);
+        return tc_http_queue(c, r, held, default_ct, close_after);
     }
     if (!body) {
         body = malloc(1);
@@ -629,9 +797,47 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
         return MHD_NO;
     }
     resp->body = NULL; /* owned by the MHD response now */
-    ret = tc_http_queue(c, r, resp, default_ct);
+    ret = tc_http_queue(c, r, resp, default_ct, close_after);
     tc_http_response_clear(resp);
     return ret;
+}
+
+/* Nonzero when the client presented a certificate that the trusted CA signed and that is valid
+ * now (gnutls checks the chain, the dates and the key usage). */
+static int tc_http_client_cert_ok(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    gnutls_session_t ses;
+    unsigned status = 0, n = 0;
+
+    if (!ci || !ci->tls_session)
+        return 0;
+    ses = (gnutls_session_t)ci->tls_session;
+    if (gnutls_certificate_type_get(ses) != GNUTLS_CRT_X509 ||
+        !gnutls_certificate_get_peers(ses, &n) || n == 0)
+        return 0;
+    return gnutls_certificate_verify_peers2(ses, &status) == 0 && status == 0;
+}
+
+/* 0 when the request may go on once its headers are in; else the status that refuses it. */
+static int tc_http_admit(const tc_http_server *s, struct MHD_Connection *c, const char *method)
+{
+    if (s->tls_ca && !tc_http_client_cert_ok(c))
+        return 403;
+    return tc_http_auth_check(
+        s->opt.auth, method,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+}
+
+static void tc_http_refusal(const tc_http_server *s, int status, tc_http_response *resp)
+{
+    tc_http_respond_error(resp, status, tc_http_err_ct(s), status == 403 ? 40301 : 40101,
+                          status == 403
+                              ? "A client certificate signed by the server's client CA is needed "
+                                "(http.tls.client_ca_file)"
+                              : "Authentication needed: send HTTP Basic credentials (Confluent's "
+                                "basic.auth.user.info) or a bearer token");
 }
 
 static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -641,9 +847,11 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
 {
     tc_http_server *s = cls;
     tc_http_req_state *st = *con_cls;
+    tc_http_conn *k = tc_http_conn_of(c);
     tc_http_response resp;
     tc_http_in_headers hdr;
     char msg[128];
+    int close_after = k && k->requests >= s->opt.max_requests_per_connection;
 
     (void)url;
     (void)version;
@@ -660,6 +868,11 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
         if (!st->body)
             return MHD_NO;
         st->body[0] = '\0';
+        if (k)
+            k->requests++; /* only this connection's thread touches it */
+        st->refused = tc_http_admit(s, c, method);
+        if (st->refused)
+            return MHD_YES; /* the body is drained, then refused (see the file comment) */
         if (cl && strtoull(cl, NULL, 10) > s->opt.max_body_bytes) {
             const char *expect =
                 MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
@@ -669,18 +882,19 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
             if (!expect || strcasecmp(expect, "100-continue"))
                 return MHD_YES;
             st->responded = 1;
+            tc_http_conn_busy(s, c, 1);
             snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
             memset(&resp, 0, sizeof(resp));
             tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
-            return tc_http_send(c, &resp, tc_http_err_ct(s));
+            return tc_http_send(c, &resp, tc_http_err_ct(s), 1);
         }
         return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        st->discarded += st->too_large ? n : 0;
-        if (st->too_large) /* dropped; a client that will not stop is cut off */
+        st->discarded += st->too_large || st->refused ? n : 0;
+        if (st->too_large || st->refused) /* dropped; a client that will not stop is cut off */
             return st->discarded > TC_HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
         if (st->len + n > s->opt.max_body_bytes) {
             st->too_large = 1;
@@ -704,11 +918,17 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
         return MHD_YES;
     }
     st->responded = 1;
+    tc_http_conn_busy(s, c, 1);
+    if (st->refused) {
+        memset(&resp, 0, sizeof(resp));
+        tc_http_refusal(s, st->refused, &resp);
+        return tc_http_send(c, &resp, tc_http_err_ct(s), close_after);
+    }
     if (st->too_large) {
         snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
         memset(&resp, 0, sizeof(resp));
         tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
-        return tc_http_send(c, &resp, tc_http_err_ct(s));
+        return tc_http_send(c, &resp, tc_http_err_ct(s), 1);
     }
     hdr.content_type =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -717,13 +937,39 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     hdr.api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
     tc_http_dispatch_headers(s, method, st->target, &hdr, st->body, st->len, &resp);
-    return tc_http_send(c, &resp, TC_HTTP_JSON);
+    return tc_http_send(c, &resp, TC_HTTP_JSON, close_after);
+}
+
+/* Read the TLS files of the options into the server (held until destroy). */
+static tc_err tc_http_load_tls(tc_http_server *s, char *errstr, size_t errstr_size)
+{
+    if (!s->opt.tls_cert_file || !*s->opt.tls_cert_file)
+        return TC_OK;
+    if (!MHD_is_feature_supported(MHD_FEATURE_TLS))
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "http.tls.cert_file is set but this libmicrohttpd has no TLS support");
+    if (!s->opt.tls_key_file || !*s->opt.tls_key_file)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "http.tls.cert_file is set without http.tls.key_file");
+    if (!(s->tls_cert = tc_secret_read_file("http.tls.cert_file", s->opt.tls_cert_file, 0, NULL,
+                                            errstr, errstr_size)) ||
+        !(s->tls_key = tc_secret_read_file("http.tls.key_file", s->opt.tls_key_file, 1, NULL,
+                                           errstr, errstr_size)))
+        return TC_ERR_CONFIG;
+    if (s->opt.tls_client_ca_file && *s->opt.tls_client_ca_file &&
+        !(s->tls_ca = tc_secret_read_file("http.tls.client_ca_file", s->opt.tls_client_ca_file, 0,
+                                          NULL, errstr, errstr_size)))
+        return TC_ERR_CONFIG;
+    return TC_OK;
 }
 
 tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
+    struct MHD_OptionItem tls[4];
+    size_t ntls = 0;
+    tc_err err;
 
     if (!s || s->daemon)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "server already started");
@@ -731,20 +977,44 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "no listen address");
     if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if ((err = tc_http_load_tls(s, errstr, errstr_size)) != TC_OK)
+        return err;
+    if (s->tls_cert) {
+        flags |= MHD_USE_TLS;
+        tls[ntls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert};
+        tls[ntls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key};
+        if (s->tls_ca) /* libmicrohttpd asks for a certificate; tc_http_admit requires it */
+            tls[ntls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->tls_ca};
+    }
+    tls[ntls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, tc_http_access, s, MHD_OPTION_EXTERNAL_LOGGER, tc_http_mhd_log,
         (void *)s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&s->addr, MHD_OPTION_URI_LOG_CALLBACK,
         tc_http_uri_cb, (void *)s, MHD_OPTION_NOTIFY_COMPLETED, tc_http_completed, (void *)s,
-        MHD_OPTION_UNESCAPE_CALLBACK, tc_http_no_unescape, (void *)s, MHD_OPTION_CONNECTION_LIMIT,
-        s->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_NOTIFY_CONNECTION, tc_http_notify_conn, (void *)s, MHD_OPTION_UNESCAPE_CALLBACK,
+        tc_http_no_unescape, (void *)s, MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls,
         s->opt.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.threads,
         MHD_OPTION_END);
     if (!s->daemon)
-        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "cannot listen on %s: %s", s->listen,
-                          strerror(errno ? errno : EADDRINUSE));
+        return tc_err_set(s->tls_cert ? TC_ERR_CONFIG : TC_ERR_IO, errstr, errstr_size,
+                          "cannot listen on %s: %s%s", s->listen,
+                          strerror(errno ? errno : EADDRINUSE),
+                          s->tls_cert ? " (or http.tls.cert_file and http.tls.key_file are not a "
+                                        "PEM certificate and its key; see the log)"
+                                      : "");
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : 0;
+    s->reaper_stop = 0;
+    if (pthread_create(&s->reaper, NULL, tc_http_reaper_main, s) == 0)
+        s->reaper_running = 1;
+    else
+        tc_log_warn("http",
+                    "%s: no reaper thread: slow requests are bounded by the idle timeout "
+                    "only",
+                    s->listen);
     return TC_OK;
 }
 
@@ -755,10 +1025,28 @@ unsigned tc_http_server_port(const tc_http_server *s)
 
 void tc_http_server_stop(tc_http_server *s)
 {
+    if (s && s->reaper_running) {
+        pthread_mutex_lock(&s->lock);
+        s->reaper_stop = 1;
+        pthread_cond_signal(&s->reap_wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->reaper, NULL);
+        s->reaper_running = 0;
+    }
     if (s && s->daemon) {
         MHD_stop_daemon(s->daemon);
         s->daemon = NULL;
     }
+}
+
+uint64_t tc_http_server_reaped(tc_http_server *s)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&s->lock);
+    n = s->reaped;
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 void tc_http_server_destroy(tc_http_server *s)
@@ -768,5 +1056,10 @@ void tc_http_server_destroy(tc_http_server *s)
     tc_http_server_stop(s);
     for (size_t i = 0; i < s->nroutes; i++)
         free(s->routes[i].pattern);
+    free(s->tls_cert);
+    tc_secret_free(s->tls_key);
+    free(s->tls_ca);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->reap_wake);
     free(s);
 }

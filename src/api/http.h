@@ -26,24 +26,52 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "core/error.h"
 
-#define TC_HTTP_PARAMS_MAX        8
-#define TC_HTTP_ROUTES_MAX        64
-#define TC_HTTP_BODY_MAX_DEFAULT  (1024 * 1024)
-#define TC_HTTP_THREADS_DEFAULT   4
-#define TC_HTTP_CONNS_DEFAULT     256
-#define TC_HTTP_TIMEOUT_S_DEFAULT 30
+#define TC_HTTP_PARAMS_MAX            8
+#define TC_HTTP_ROUTES_MAX            64
+#define TC_HTTP_BODY_MAX_DEFAULT      (1024 * 1024)
+#define TC_HTTP_THREADS_DEFAULT       4
+#define TC_HTTP_CONNS_DEFAULT         256
+#define TC_HTTP_TIMEOUT_S_DEFAULT     30
+#define TC_HTTP_PER_IP_DEFAULT        32
+#define TC_HTTP_DEADLINE_MS_DEFAULT   10000
+#define TC_HTTP_REQS_PER_CONN_DEFAULT 1000
 /* The JSON content type of responses unless a handler sets another. */
 #define TC_HTTP_JSON "application/json"
 
+typedef struct tc_http_auth tc_http_auth;
+
+/*
+ * Exhaustion: a client that opens connections and sends nothing, or half a request line, or one
+ * byte a second, holds a connection. Four bounds keep one such client from denying service to the
+ * others: max_connections for the whole server, per_ip_connections for one client address,
+ * request_deadline_ms for a whole request (line, headers and body) to arrive after the connection
+ * opened or the previous response went out -- an idle timeout alone is reset by every byte -- and
+ * max_requests_per_connection. A connection past its deadline is shut down by the server's reaper
+ * thread, never while its handler runs or its response is sent.
+ */
 typedef struct tc_http_options {
-    size_t max_body_bytes;          /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
-    unsigned threads;               /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
-    unsigned max_connections;       /* 0 = TC_HTTP_CONNS_DEFAULT */
-    unsigned timeout_s;             /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
+    size_t max_body_bytes;        /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
+    unsigned threads;             /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    unsigned max_connections;     /* 0 = TC_HTTP_CONNS_DEFAULT */
+    unsigned timeout_s;           /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
+    unsigned per_ip_connections;  /* 0 = TC_HTTP_PER_IP_DEFAULT */
+    unsigned request_deadline_ms; /* 0 = TC_HTTP_DEADLINE_MS_DEFAULT */
+    unsigned max_requests_per_connection; /* 0 = TC_HTTP_REQS_PER_CONN_DEFAULT */
     const char *error_content_type; /* of the server's own 400/404/405/413 bodies; NULL = JSON */
+    /* HTTPS: PEM files, read at tc_http_server_start (NULL or "": plain HTTP). With
+     * tls_client_ca_file, every request must come with a client certificate it signed (else 403).
+     */
+    const char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
+    const tc_http_auth *auth; /* who may call (api/http_auth.h); NULL: everyone. Borrowed: it
+                               * must outlive the server */
 } tc_http_options;
+
+/* The limits and TLS files of cfg's http.* settings into opt (other fields untouched); the strings
+ * are cfg's, so cfg must outlive the server. */
+void tc_http_options_from_config(tc_http_options *opt, const tc_config *cfg);
 
 typedef struct tc_http_request {
     const char *method;        /* "GET", "POST", ... */
@@ -115,11 +143,15 @@ tc_http_server *tc_http_server_new(const char *listen_addr, const tc_http_option
 tc_err tc_http_route(tc_http_server *s, const char *method, const char *pattern, tc_http_handler fn,
                      void *ctx);
 
-/* Bind and start serving. TC_ERR_IO when the address cannot be bound. */
+/* Bind and start serving. TC_ERR_IO when the address cannot be bound, TC_ERR_CONFIG when a TLS
+ * file cannot be read or TLS is not supported by this libmicrohttpd. */
 tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size);
 
 /* The bound port once started (useful with port 0), else 0. */
 unsigned tc_http_server_port(const tc_http_server *s);
+
+/* Connections cut so far because their request did not arrive within request_deadline_ms. */
+uint64_t tc_http_server_reaped(tc_http_server *s);
 
 /* Stop serving: no new connections, running handlers finish, connections close. Idempotent. */
 void tc_http_server_stop(tc_http_server *s);

@@ -13,10 +13,12 @@
 #include <time.h>
 
 #include "api/http.h"
+#include "api/http_auth.h"
 #include "core/http_client.h"
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/secret.h"
 #include "schema/registry.h"
 
 #define TC_REGISTRY_URL_DEFAULT "http://127.0.0.1:8081"
@@ -25,6 +27,51 @@
 #define TC_CLIENT_TIMEOUT_S     30
 
 /* ---- `thermocline registry` ---- */
+
+/* The registry's operators' endpoints on http.admin_listen, apart from the API: /healthz, and
+ * /metrics with what the API server's exhaustion bounds did. */
+#define TC_REGISTRY_METRICS_MAX 512
+
+static void tc_registry_healthz(void *ctx, const tc_http_request *req, tc_http_response *resp)
+{
+    (void)ctx;
+    (void)req;
+    tc_http_respond(resp, 200, NULL, "{\"status\":\"ok\"}", 15);
+}
+
+static void tc_registry_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
+{
+    char body[TC_REGISTRY_METRICS_MAX];
+    int n;
+
+    (void)req;
+    n = snprintf(body, sizeof(body),
+                 "# HELP thermocline_http_reaped_connections_total Connections of the registry's "
+                 "API cut because a request did not arrive within http.request_deadline_ms.\n"
+                 "# TYPE thermocline_http_reaped_connections_total counter\n"
+                 "thermocline_http_reaped_connections_total %llu\n",
+                 (unsigned long long)tc_http_server_reaped(ctx));
+    tc_http_respond(resp, 200, "text/plain; version=0.0.4", body, (size_t)n);
+}
+
+/* The admin server on cfg's http.admin_listen, with the same TLS and limits as the API's,
+ * serving the API server's numbers; NULL with errstr on error. */
+static tc_http_server *tc_registry_admin_new(const tc_config *cfg, tc_http_server *api,
+                                             char *errstr, size_t errstr_size)
+{
+    tc_http_options opt = {.threads = 1};
+    tc_http_server *s;
+
+    tc_http_options_from_config(&opt, cfg);
+    s = tc_http_server_new(cfg->http_admin_listen, &opt, errstr, errstr_size);
+    if (s && (tc_http_route(s, "GET", "/healthz", tc_registry_healthz, NULL) != TC_OK ||
+              tc_http_route(s, "GET", "/metrics", tc_registry_metrics, api) != TC_OK ||
+              tc_http_server_start(s, errstr, errstr_size) != TC_OK)) {
+        tc_http_server_destroy(s);
+        return NULL;
+    }
+    return s;
+}
 
 int tc_cmd_registry(int argc, char **argv)
 {
@@ -48,7 +95,8 @@ int tc_cmd_registry(int argc, char **argv)
     tc_cli_common common = {0};
     tc_cli_parser ps;
     tc_http_options hopt;
-    tc_http_server *server = NULL;
+    tc_http_server *server = NULL, *admin = NULL;
+    tc_http_auth *auth = NULL;
     tc_registry *reg = NULL;
     tc_reg_store *store;
     tc_config *cfg;
@@ -65,28 +113,49 @@ int tc_cmd_registry(int argc, char **argv)
     cfg = tc_cli_config(&common);
     tc_cli_install_signals();
     tc_registry_http_options(&hopt);
+    tc_http_options_from_config(&hopt, cfg);
+    if (*cfg->registry_auth_users_file || *cfg->registry_auth_tokens_file) {
+        auth = tc_http_auth_new(cfg->registry_auth_users_file, cfg->registry_auth_tokens_file,
+                                (int)cfg->registry_auth_read_open, errstr, sizeof(errstr));
+        if (!auth) {
+            fprintf(stderr, "thermocline registry: %s\n", errstr);
+            tc_config_destroy(cfg);
+            return TC_EXIT_USAGE;
+        }
+        hopt.auth = auth;
+    }
     server = tc_http_server_new(listen_addr, &hopt, errstr, sizeof(errstr));
     if (!server) {
         fprintf(stderr, "thermocline registry: %s\n", errstr);
+        tc_http_auth_destroy(auth);
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
     }
     store = tc_reg_store_pg_new(cfg->pg_dsn, pg_schema, errstr, sizeof(errstr));
     reg = store ? tc_registry_new(store, errstr, sizeof(errstr)) : NULL;
     if (!reg || tc_registry_mount(reg, server) != TC_OK ||
-        tc_http_server_start(server, errstr, sizeof(errstr)) != TC_OK) {
+        tc_http_server_start(server, errstr, sizeof(errstr)) != TC_OK ||
+        (*cfg->http_admin_listen &&
+         !(admin = tc_registry_admin_new(cfg, server, errstr, sizeof(errstr))))) {
         tc_log_error("registry", "%s", errstr);
         rc = TC_EXIT_FAILURE;
     } else {
-        tc_log_info("registry", "schema registry listening on %s (port %u), tables in \"%s\"",
-                    listen_addr, tc_http_server_port(server), pg_schema);
+        tc_log_info("registry", "schema registry listening on %s (port %u, %s%s), tables in \"%s\"",
+                    listen_addr, tc_http_server_port(server),
+                    *hopt.tls_cert_file ? "https" : "http",
+                    auth ? ", writes need authentication" : "", pg_schema);
+        if (admin)
+            tc_log_info("registry", "/healthz and /metrics on %s (port %u)", cfg->http_admin_listen,
+                        tc_http_server_port(admin));
         while (!tc_cli_stop) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         tc_log_info("registry", "stopping");
     }
+    tc_http_server_destroy(admin);
     tc_http_server_destroy(server);
+    tc_http_auth_destroy(auth);
     tc_registry_destroy(reg);
     tc_config_destroy(cfg);
     return rc;
@@ -394,6 +463,22 @@ int tc_cmd_schema(int argc, char **argv)
                 url);
         tc_config_destroy(cfg);
         return TC_EXIT_USAGE;
+    }
+    if (*cfg->registry_user_info_file) {
+        char info[TC_SECRET_MAX], errstr[TC_ERRSTR_MAX];
+        tc_err err = tc_secret_get("registry.user_info_file", cfg->registry_user_info_file, NULL,
+                                   info, sizeof(info), errstr, sizeof(errstr));
+        if (err == TC_OK && tc_http_url_set_user_info(&u, info) != TC_OK)
+            err = tc_err_set(TC_ERR_CONFIG, errstr, sizeof(errstr),
+                             "registry.user_info_file: \"%s\" must hold user:password (at most "
+                             "1 KiB)",
+                             cfg->registry_user_info_file);
+        tc_secret_wipe(info, sizeof(info));
+        if (err != TC_OK) {
+            fprintf(stderr, "thermocline schema: %s\n", errstr);
+            tc_config_destroy(cfg);
+            return TC_EXIT_USAGE;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
     if (!strcmp(cmd, "register"))

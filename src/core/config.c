@@ -255,6 +255,73 @@ static const tc_conf_entry tc_conf_table[] = {
      "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
      "verify`). Empty: audit beside the schema telemetry, <postgres.schema>_audit beside any "
      "other."},
+    /* Security (docs/security.md): TLS, authentication and the limits of our HTTP servers. A
+     * secret is never a value here: *_file names a file that holds it, *_env a variable. */
+    {"kafka.security_protocol", TC_CT_STRING, "plaintext", 0, 0,
+     "THERMOCLINE_KAFKA_SECURITY_PROTOCOL", OFF(kafka_security_protocol),
+     "plaintext, ssl (TLS), sasl_ssl (TLS + SASL) or sasl_plaintext, for every Kafka client "
+     "(consumer, producers, admin); rdkafka.* keys override what these settings set."},
+    {"kafka.tls.ca_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_KAFKA_TLS_CA_FILE",
+     OFF(kafka_tls_ca_file),
+     "PEM file of the CA that signed the brokers' certificates (empty: the system's CAs)."},
+    {"kafka.tls.cert_file", TC_CT_STRING, "", 0, 0, NULL, OFF(kafka_tls_cert_file),
+     "PEM client certificate, when the brokers ask for one (mutual TLS)."},
+    {"kafka.tls.key_file", TC_CT_STRING, "", 0, 0, NULL, OFF(kafka_tls_key_file),
+     "PEM private key of kafka.tls.cert_file (a file no other user may read)."},
+    {"kafka.tls.key_password_file", TC_CT_STRING, "", 0, 0, NULL, OFF(kafka_tls_key_password_file),
+     "File holding the password of an encrypted kafka.tls.key_file (empty: not encrypted)."},
+    {"kafka.sasl.mechanism", TC_CT_STRING, "SCRAM-SHA-512", 0, 0, NULL, OFF(kafka_sasl_mechanism),
+     "SASL mechanism when kafka.security_protocol is sasl_*: SCRAM-SHA-512, SCRAM-SHA-256 or "
+     "PLAIN."},
+    {"kafka.sasl.username", TC_CT_STRING, "", 0, 0, "THERMOCLINE_KAFKA_SASL_USERNAME",
+     OFF(kafka_sasl_username), "SASL user (the Kafka principal User:<name>)."},
+    {"kafka.sasl.password_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_KAFKA_SASL_PASSWORD_FILE",
+     OFF(kafka_sasl_password_file),
+     "File holding the SASL password (first line; a file no other user may read)."},
+    {"kafka.sasl.password_env", TC_CT_STRING, "", 0, 0, NULL, OFF(kafka_sasl_password_env),
+     "Name of an environment variable holding the SASL password (when no password_file)."},
+    {"postgres.owner_dsn", TC_CT_STRING, "", 0, 0, "THERMOCLINE_PG_OWNER_DSN", OFF(pg_owner_dsn),
+     "libpq connection string of the owner role, used by `migrate` (empty: postgres.dsn); "
+     "postgres.dsn then names the least-privileged ingest role. TLS and the password file are "
+     "libpq keywords of either DSN: sslmode=verify-full sslrootcert=<CA> passfile=<file>."},
+    {"registry.auth.users_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_auth_users_file),
+     "`thermocline registry`: file of user:password lines; set, registering, deleting and "
+     "changing the config need HTTP Basic authentication (Confluent's basic.auth.user.info)."},
+    {"registry.auth.tokens_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_auth_tokens_file),
+     "`thermocline registry`: file of bearer tokens, one a line, accepted like users_file's "
+     "credentials (Authorization: Bearer <token>)."},
+    {"registry.auth.read_open", TC_CT_BOOL, "true", 0, 0, NULL, OFF(registry_auth_read_open),
+     "With authentication configured, GET requests need none (false: reads need it too)."},
+    {"registry.user_info_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_REGISTRY_USER_INFO_FILE",
+     OFF(registry_user_info_file),
+     "File holding user:password that `thermocline schema` sends to the registry (HTTP Basic, "
+     "Confluent's basic.auth.user.info), for writes to a registry with registry.auth.*."},
+    {"http.tls.cert_file", TC_CT_STRING, "", 0, 0, NULL, OFF(http_tls_cert_file),
+     "PEM certificate (chain) of our HTTP servers: set, with http.tls.key_file, they speak "
+     "HTTPS only."},
+    {"http.tls.key_file", TC_CT_STRING, "", 0, 0, NULL, OFF(http_tls_key_file),
+     "PEM private key of http.tls.cert_file (a file no other user may read)."},
+    {"http.tls.client_ca_file", TC_CT_STRING, "", 0, 0, NULL, OFF(http_tls_client_ca_file),
+     "PEM CA of client certificates: set, every HTTPS client must present a certificate it "
+     "signed (mutual TLS)."},
+    {"http.admin_listen", TC_CT_STRING, "", 0, 0, "THERMOCLINE_HTTP_ADMIN_LISTEN",
+     OFF(http_admin_listen),
+     "`thermocline registry`: address of its /healthz and /metrics, apart from the API "
+     "(empty: not served)."},
+    {"http.max_connections", TC_CT_INT, "256", 4, 65536, NULL, OFF(http_max_connections),
+     "Connections one HTTP server holds at most; more wait in the kernel's backlog."},
+    {"http.per_ip_connections", TC_CT_INT, "32", 1, 65536, NULL, OFF(http_per_ip_connections),
+     "Connections one client address may hold at once; more are refused, so that one client "
+     "cannot take every connection."},
+    {"http.request_deadline_ms", TC_CT_INT, "10000", 100, 3600000, NULL,
+     OFF(http_request_deadline_ms),
+     "A request's line, headers and body must arrive within this long of the connection "
+     "opening (or of the previous response); a slower client is cut off."},
+    {"http.idle_timeout_s", TC_CT_INT, "30", 1, 86400, NULL, OFF(http_idle_timeout_s),
+     "A connection silent this long is closed."},
+    {"http.max_requests_per_connection", TC_CT_INT, "1000", 1, 1000000, NULL,
+     OFF(http_max_requests_per_connection),
+     "Requests served on one keep-alive connection before it is closed (Connection: close)."},
     {"log.level", TC_CT_ENUM, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error.", TC_CF_RELOAD, "debug,info,warn,error"},
     {"log.format", TC_CT_ENUM, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),
@@ -776,6 +843,22 @@ tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size)
                           "%s (%s) is above %s (%s): no value could be valid", lo->key, a, hi->key,
                           b);
     }
+    if (strcasecmp(cfg->kafka_security_protocol, "plaintext") &&
+        strcasecmp(cfg->kafka_security_protocol, "ssl") &&
+        strcasecmp(cfg->kafka_security_protocol, "sasl_ssl") &&
+        strcasecmp(cfg->kafka_security_protocol, "sasl_plaintext"))
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "invalid value for \"kafka.security_protocol\": \"%s\" (plaintext, ssl, "
+                          "sasl_ssl or sasl_plaintext)",
+                          cfg->kafka_security_protocol);
+    if (!*cfg->http_tls_cert_file != !*cfg->http_tls_key_file)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "http.tls.cert_file and http.tls.key_file go together: set both (HTTPS) "
+                          "or neither (HTTP)");
+    if (*cfg->http_tls_client_ca_file && !*cfg->http_tls_cert_file)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "http.tls.client_ca_file needs HTTPS: set http.tls.cert_file and "
+                          "http.tls.key_file too");
     return TC_OK;
 }
 
@@ -807,28 +890,55 @@ void tc_config_write_reference(FILE *out)
     }
 }
 
+/* Length of key's section (the part before its first dot). */
+static size_t tc_conf_section_len(const char *key)
+{
+    return (size_t)(strchr(key, '.') - key);
+}
+
+/* One setting of the sample, when it belongs to the section section[0..slen). */
+static void tc_config_write_sample_entry(FILE *out, const tc_conf_entry *e, const char *section,
+                                         size_t slen)
+{
+    const char *dot = e->key + tc_conf_section_len(e->key);
+
+    if ((size_t)(dot - e->key) != slen || strncmp(e->key, section, slen))
+        return;
+    fprintf(out, "  # %s%s%s%s\n", e->desc, e->env ? " (env " : "", e->env ? e->env : "",
+            e->env ? ")" : "");
+    if (e->type == TC_CT_STRING || e->type == TC_CT_ENUM)
+        fprintf(out, "  %s: \"%s\"\n", dot + 1, e->def);
+    else
+        fprintf(out, "  %s: %s\n", dot + 1, e->def);
+}
+
+/* Nonzero when entry i's section appears at an earlier entry of the table. */
+static int tc_conf_section_seen(size_t i)
+{
+    size_t slen = tc_conf_section_len(tc_conf_table[i].key);
+
+    for (size_t j = 0; j < i; j++) {
+        if (tc_conf_section_len(tc_conf_table[j].key) == slen &&
+            !strncmp(tc_conf_table[j].key, tc_conf_table[i].key, slen))
+            return 1;
+    }
+    return 0;
+}
+
 void tc_config_write_sample(FILE *out)
 {
-    char section[TC_CONF_KEY_MAX] = "";
-
     fprintf(out, "# Thermocline configuration (generated by `thermocline config sample`).\n"
                  "# Every setting is shown with its default. Environment variables named below\n"
                  "# override the file; `--set key=value` overrides both.\n");
-    for (size_t i = 0; i < TC_CONF_COUNT; i++) {
-        const tc_conf_entry *e = &tc_conf_table[i];
-        const char *dot = strchr(e->key, '.');
-        size_t slen = (size_t)(dot - e->key);
-        if (strlen(section) != slen || strncmp(section, e->key, slen) != 0) {
-            memcpy(section, e->key, slen);
-            section[slen] = '\0';
-            fprintf(out, "\n%s:\n", section);
-        }
-        fprintf(out, "  # %s%s%s%s\n", e->desc, e->env ? " (env " : "", e->env ? e->env : "",
-                e->env ? ")" : "");
-        if (e->type == TC_CT_STRING || e->type == TC_CT_ENUM)
-            fprintf(out, "  %s: \"%s\"\n", dot + 1, e->def);
-        else
-            fprintf(out, "  %s: %s\n", dot + 1, e->def);
+    /* One mapping per section, in the order sections first appear: the table keeps related
+     * settings together (security's block spans sections), a YAML file may not repeat a key. */
+    for (size_t first = 0; first < TC_CONF_COUNT; first++) {
+        size_t slen = tc_conf_section_len(tc_conf_table[first].key);
+        if (tc_conf_section_seen(first))
+            continue;
+        fprintf(out, "\n%.*s:\n", (int)slen, tc_conf_table[first].key);
+        for (size_t i = first; i < TC_CONF_COUNT; i++)
+            tc_config_write_sample_entry(out, &tc_conf_table[i], tc_conf_table[first].key, slen);
     }
     fprintf(out, "\n# librdkafka properties, passed through unchanged:\n"
                  "rdkafka:\n  # fetch.wait.max.ms: 50\n  # statistics.interval.ms: 0\n");
@@ -839,8 +949,14 @@ void tc_config_write_sample(FILE *out)
 static int tc_conf_is_secret(const char *key, const char *value)
 {
     const char *scheme = strstr(value, "://"), *at, *colon;
+    size_t klen = strlen(key);
 
-    if (strstr(key, "password") || strstr(key, "secret"))
+    /* *_file and *_env name where a secret is, which is not one. */
+    if ((klen > 5 && !strcmp(key + klen - 5, "_file")) ||
+        (klen > 4 && !strcmp(key + klen - 4, "_env")))
+        return 0;
+    if (strstr(key, "password") || strstr(key, "secret") || strstr(key, "token") ||
+        strstr(key, ".pem") || strstr(key, "keystore"))
         return 1;
     if (!strstr(key, "dsn"))
         return 0;
@@ -937,7 +1053,7 @@ tc_err tc_config_copy_key(tc_config *dst, const tc_config *src, const char *key)
 void tc_config_dump(const tc_config *cfg, FILE *out)
 {
     char num[TC_FMT_DOUBLE_MAX];
-    static const char hidden[] = "(secret; not shown)";
+    static const char hidden[] = "<secret>";
 
     for (size_t i = 0; i < TC_CONF_COUNT; i++) {
         const tc_conf_entry *e = &tc_conf_table[i];

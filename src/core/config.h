@@ -98,6 +98,30 @@ typedef struct tc_config {
     int64_t api_pool_size;
     double api_rate_per_s;
     int64_t api_rate_burst;
+    /* security (docs/security.md): where secrets live, never the secrets themselves */
+    char *kafka_security_protocol;
+    char *kafka_tls_ca_file;
+    char *kafka_tls_cert_file;
+    char *kafka_tls_key_file;
+    char *kafka_tls_key_password_file;
+    char *kafka_sasl_mechanism;
+    char *kafka_sasl_username;
+    char *kafka_sasl_password_file;
+    char *kafka_sasl_password_env;
+    char *pg_owner_dsn;
+    char *registry_auth_users_file;
+    char *registry_auth_tokens_file;
+    int64_t registry_auth_read_open;
+    char *registry_user_info_file;
+    char *http_tls_cert_file;
+    char *http_tls_key_file;
+    char *http_tls_client_ca_file;
+    char *http_admin_listen;
+    int64_t http_max_connections;
+    int64_t http_per_ip_connections;
+    int64_t http_request_deadline_ms;
+    int64_t http_idle_timeout_s;
+    int64_t http_max_requests_per_connection;
     /* log */
     char *log_level;
     char *log_format;
@@ -155,7 +179,8 @@ size_t tc_config_diff(const tc_config *a, const tc_config *b, const char **keys,
 /* Give dst the value src has for key (a key of the table). */
 tc_err tc_config_copy_key(tc_config *dst, const tc_config *src, const char *key);
 
-/* Print the effective configuration (key = value) with secrets in the DSN masked. */
+/* Print the effective configuration (key = value); a value that is or holds a secret (a password
+ * in a DSN or URI, an rdkafka.* password, secret, token or inline PEM) is printed as <secret>. */
 void tc_config_dump(const tc_config *cfg, FILE *out);
 
 #endif

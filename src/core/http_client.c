@@ -245,13 +245,36 @@ tc_err tc_http_parse_reply(char *buf, size_t len, tc_http_reply *reply, char *er
     return TC_OK;
 }
 
+tc_err tc_http_url_set_user_info(tc_http_url *u, const char *user_info)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(user_info), o = 6;
+
+    if (!strchr(user_info, ':') || 6 + (n + 2) / 3 * 4 + 1 > sizeof(u->authorization))
+        return TC_ERR_INVALID;
+    memcpy(u->authorization, "Basic ", 6);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)(unsigned char)user_info[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)(unsigned char)user_info[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)user_info[i + 2];
+        u->authorization[o++] = b64[(v >> 18) & 63];
+        u->authorization[o++] = b64[(v >> 12) & 63];
+        u->authorization[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        u->authorization[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    u->authorization[o] = '\0';
+    return TC_OK;
+}
+
 /* Build and send the request: headers, then the body. */
 static tc_err tc_http_send(int fd, const tc_http_url *u, const char *method, const char *path,
                            const char *content_type, const char *body, size_t body_len,
                            char *errstr, size_t n)
 {
     int v6 = strchr(u->host, ':') != NULL;
-    size_t cap = 1024 + strlen(u->base) + strlen(path) + body_len, len;
+    size_t cap = 1024 + strlen(u->base) + strlen(path) + strlen(u->authorization) + body_len, len;
     char *req = malloc(cap);
     tc_err err = TC_OK;
     int k;
@@ -263,6 +286,8 @@ static tc_err tc_http_send(int fd, const tc_http_url *u, const char *method, con
                  "Accept: application/vnd.schemaregistry.v1+json, application/json\r\n"
                  "User-Agent: thermocline/" TC_VERSION "\r\nConnection: close\r\n",
                  method, u->base, path, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
+    if (k > 0 && u->authorization[0])
+        k += snprintf(req + k, cap - (size_t)k, "Authorization: %s\r\n", u->authorization);
     if (k > 0 && body)
         k += snprintf(req + k, cap - (size_t)k, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                       content_type ? content_type : "application/json", body_len);

@@ -12,14 +12,22 @@
 
 #include "core/error.h"
 
+/* The Authorization header value a URL may carry: "Basic " and the base64 of user:password. */
+#define TC_HTTP_AUTHORIZATION_MAX 1400
+
 typedef struct tc_http_url {
     char host[256]; /* without the brackets of an IPv6 literal */
     char port[8];
-    char base[512]; /* path prefix, without a trailing slash */
+    char base[512];                                /* path prefix, without a trailing slash */
+    char authorization[TC_HTTP_AUTHORIZATION_MAX]; /* "" or sent as Authorization; a secret */
 } tc_http_url;
 
 /* Parse "http://host[:port][/base]" (host may be "[v6]"). Returns 0, or -1 when malformed. */
 int tc_http_url_parse(const char *url, tc_http_url *u);
+
+/* Send HTTP Basic credentials (Confluent's basic.auth.user.info, "user:password") with every
+ * request to u. TC_ERR_INVALID when user_info has no ':' or is too long. */
+tc_err tc_http_url_set_user_info(tc_http_url *u, const char *user_info);
 
 typedef struct tc_http_reply {
     int status;

@@ -5,13 +5,18 @@
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/secret.h"
 #include "core/timeutil.h"
 
+/* The first librdkafka whose SCRAM client-final-message Kafka 4.x accepts (librdkafka#4895). */
+#define TC_KAFKA_SCRAM_FIXED 0x020601ff
 /* How long topic creation may take before we call the broker unreachable. */
 #define TC_ADMIN_TIMEOUT_MS 30000
 /* How long brokers that refuse connections are given (a broker just starting) before an admin
@@ -85,9 +90,37 @@ static const char *tc_kafka_hint(const char *msg)
     if (strstr(msg, "receive.message.max.bytes") || strstr(msg, "Invalid response size"))
         return " (something other than a Kafka broker answered: check kafka.brokers, "
                "THERMOCLINE_KAFKA_BROKERS; with the dev services: " TC_KAFKA_ENV_HINT ")";
+    /* TLS and SASL: what to fix, since librdkafka says what failed in its own words. */
+    if (strstr(msg, "certificate verify failed") || strstr(msg, "SSL handshake failed"))
+        return " (the broker's certificate was not accepted: check kafka.tls.ca_file names the CA "
+               "that signed it, that it has not expired, and that its name matches "
+               "kafka.brokers)";
+    if ((strstr(msg, "Authentication failed") || strstr(msg, "SASL authentication error")) &&
+        strstr(msg, "SCRAM") && rd_kafka_version() < TC_KAFKA_SCRAM_FIXED)
+        return " (check kafka.sasl.username and kafka.sasl.password_file; and this librdkafka, "
+               "older than 2.6.1, computes SCRAM proofs that Kafka 4.x brokers refuse: use "
+               "kafka.sasl.mechanism=PLAIN, inside TLS, with them)";
+    if (strstr(msg, "Authentication failed") || strstr(msg, "SASL authentication error"))
+        return " (check kafka.sasl.username, kafka.sasl.password_file and kafka.sasl.mechanism)";
+    if (strstr(msg, "ApiVersion") && strstr(msg, "Disconnected"))
+        return " (the broker closed the connection at once: a TLS or SASL listener spoken to in "
+               "plaintext? check kafka.security_protocol)";
+    if (strstr(msg, "authorization failed") || strstr(msg, "Authorization failed"))
+        return " (the broker's ACLs refuse this principal: see docs/security.md for the ACLs "
+               "Thermocline needs)";
     if (strstr(msg, "Connection refused") || strstr(msg, "Failed to resolve"))
         return " (check kafka.brokers, THERMOCLINE_KAFKA_BROKERS, and that Kafka runs; with the "
                "dev services: " TC_KAFKA_ENV_HINT ")";
+    return "";
+}
+
+/* What to do when creating a topic is refused by the broker's ACLs ("" otherwise). */
+static const char *tc_kafka_create_hint(const char *msg)
+{
+    if (msg && (strstr(msg, "uthorization failed") || strstr(msg, "AUTHORIZATION_FAILED")))
+        return " (the broker's ACLs do not let this principal create or describe it: create the "
+               "topics with an administrator's credentials (`thermocline topics create`) and set "
+               "kafka.create_topic=false for the pipeline; docs/security.md lists its ACLs)";
     return "";
 }
 
@@ -110,10 +143,69 @@ static tc_err tc_kafka_set(rd_kafka_conf_t *conf, const char *k, const char *v, 
 {
     char inner[TC_ERRSTR_MAX];
 
-    if (rd_kafka_conf_set(conf, k, v, inner, sizeof(inner)) != RD_KAFKA_CONF_OK)
+    if (rd_kafka_conf_set(conf, k, v, inner, sizeof(inner)) != RD_KAFKA_CONF_OK) {
+        /* A password's value is not repeated, and librdkafka's message may quote it. */
+        if (strstr(k, "password") || strstr(k, "secret") || strstr(k, ".pem"))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "invalid Kafka setting %s (value not shown)", k);
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "invalid Kafka setting %s=%s: %s", k,
                           v, inner);
+    }
     return TC_OK;
+}
+
+/* The kafka.security_protocol, kafka.tls.* and kafka.sasl.* settings, as librdkafka properties;
+ * the password is read from its file or variable here and wiped once librdkafka has a copy. */
+static tc_err tc_kafka_set_security(rd_kafka_conf_t *conf, const tc_config *cfg, char *errstr,
+                                    size_t errstr_size)
+{
+    static const struct {
+        const char *prop;
+        size_t off;
+    } files[] = {
+        {"ssl.ca.location", offsetof(tc_config, kafka_tls_ca_file)},
+        {"ssl.certificate.location", offsetof(tc_config, kafka_tls_cert_file)},
+        {"ssl.key.location", offsetof(tc_config, kafka_tls_key_file)},
+    };
+    char secret[TC_SECRET_MAX];
+    int sasl = !strncasecmp(cfg->kafka_security_protocol, "sasl_", 5);
+    tc_err err =
+        tc_kafka_set(conf, "security.protocol", cfg->kafka_security_protocol, errstr, errstr_size);
+
+    for (size_t i = 0; err == TC_OK && i < sizeof(files) / sizeof(files[0]); i++) {
+        const char *v = *(char *const *)((const char *)cfg + files[i].off);
+        if (*v)
+            err = tc_kafka_set(conf, files[i].prop, v, errstr, errstr_size);
+    }
+    if (err == TC_OK && *cfg->kafka_tls_key_password_file) {
+        err = tc_secret_get("kafka.tls.key_password_file", cfg->kafka_tls_key_password_file, NULL,
+                            secret, sizeof(secret), errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_kafka_set(conf, "ssl.key.password", secret, errstr, errstr_size);
+        tc_secret_wipe(secret, sizeof(secret));
+    }
+    if (err != TC_OK || !sasl)
+        return err;
+    if (!*cfg->kafka_sasl_username)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                          "kafka.security_protocol is %s but kafka.sasl.username is empty: set it "
+                          "and kafka.sasl.password_file",
+                          cfg->kafka_security_protocol);
+    err = tc_kafka_set(conf, "sasl.mechanism", cfg->kafka_sasl_mechanism, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_kafka_set(conf, "sasl.username", cfg->kafka_sasl_username, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_secret_get("kafka.sasl.password_file", cfg->kafka_sasl_password_file,
+                            cfg->kafka_sasl_password_env, secret, sizeof(secret), errstr,
+                            errstr_size);
+    if (err == TC_OK && !secret[0])
+        err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                         "kafka.sasl.username is set but no password: set "
+                         "kafka.sasl.password_file (or kafka.sasl.password_env)");
+    if (err == TC_OK)
+        err = tc_kafka_set(conf, "sasl.password", secret, errstr, errstr_size);
+    tc_secret_wipe(secret, sizeof(secret));
+    return err;
 }
 
 rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defaults,
@@ -136,6 +228,8 @@ rd_kafka_conf_t *tc_kafka_conf_new(const tc_config *cfg, const char *const *defa
         err = tc_kafka_set(conf, "client.id", "thermocline", errstr, errstr_size);
     for (int i = 0; err == TC_OK && defaults && defaults[i]; i += 2)
         err = tc_kafka_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_kafka_set_security(conf, cfg, errstr, errstr_size);
     for (int i = 0; err == TC_OK && i < cfg->rdkafka_count; i++)
         err = tc_kafka_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr, errstr_size);
     for (int i = 0; err == TC_OK && forced && forced[i]; i += 2)
@@ -618,8 +712,8 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
             continue;
         }
         if (m->err) {
-            tc_log_warn("consumer", "consume error on partition %d: %s", m->partition,
-                        rd_kafka_message_errstr(m));
+            tc_log_warn("consumer", "consume error on partition %d: %s%s", m->partition,
+                        rd_kafka_message_errstr(m), tc_kafka_hint(rd_kafka_message_errstr(m)));
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -938,14 +1032,15 @@ unanswered:
     } else if (!ev) {
         err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
                          "could not create topic \"%s\": no Kafka broker answered at kafka.brokers "
-                         "\"%s\" (%s); check kafka.brokers (THERMOCLINE_KAFKA_BROKERS) and that "
+                         "\"%s\" (%s)%s; check kafka.brokers (THERMOCLINE_KAFKA_BROKERS) and that "
                          "Kafka runs; with the dev services: " TC_KAFKA_ENV_HINT,
                          cfg->kafka_topic, cfg->kafka_brokers,
-                         *watch.last ? watch.last : "no answer");
+                         *watch.last ? watch.last : "no answer", tc_kafka_hint(watch.last));
     } else if (rd_kafka_event_error(ev)) {
-        err =
-            tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size, "could not create topic \"%s\": %s",
-                       cfg->kafka_topic, rd_kafka_event_error_string(ev));
+        err = tc_err_set(TC_ERR_KAFKA_TRANS, errstr, errstr_size,
+                         "could not create topic \"%s\": %s%s", cfg->kafka_topic,
+                         rd_kafka_event_error_string(ev),
+                         tc_kafka_create_hint(rd_kafka_event_error_string(ev)));
     } else {
         size_t cnt;
         const rd_kafka_topic_result_t **res =
@@ -970,8 +1065,10 @@ unanswered:
                         cfg->kafka_topic, (long long)cfg->kafka_partitions, plan.replication_factor,
                         plan.min_insync_replicas, retention);
         } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            err = tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s",
-                             cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]));
+            err =
+                tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create topic \"%s\": %s%s",
+                           cfg->kafka_topic, rd_kafka_topic_result_error_string(res[0]),
+                           tc_kafka_create_hint(rd_kafka_topic_result_error_string(res[0])));
     }
 out:
     if (ev)

@@ -111,7 +111,26 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
     tc_http_respond_owned(resp, 200, "text/plain; version=0.0.4", body, (size_t)n);
 }
 
+/* The observer on listen_addr with opt's HTTP options (one thread unless they say more). */
+static tc_observe *tc_observe_new_opt(const char *listen_addr, const tc_http_options *opt,
+                                      char *errstr, size_t errstr_size);
+
 tc_observe *tc_observe_new(const char *listen_addr, char *errstr, size_t errstr_size)
+{
+    /* One thread: these endpoints are cheap and scraped every few seconds. */
+    return tc_observe_new_opt(listen_addr, &(tc_http_options){.threads = 1}, errstr, errstr_size);
+}
+
+tc_observe *tc_observe_new_config(const tc_config *cfg, char *errstr, size_t errstr_size)
+{
+    tc_http_options opt = {.threads = 1};
+
+    tc_http_options_from_config(&opt, cfg);
+    return tc_observe_new_opt(cfg->http_listen, &opt, errstr, errstr_size);
+}
+
+static tc_observe *tc_observe_new_opt(const char *listen_addr, const tc_http_options *opt,
+                                      char *errstr, size_t errstr_size)
 {
     tc_observe *o = calloc(1, sizeof(*o));
 
@@ -121,9 +140,7 @@ tc_observe *tc_observe_new(const char *listen_addr, char *errstr, size_t errstr_
     }
     pthread_mutex_init(&o->lock, NULL);
     snprintf(o->st.reason, sizeof(o->st.reason), "starting");
-    /* One thread: these endpoints are cheap and scraped every few seconds. */
-    o->http =
-        tc_http_server_new(listen_addr, &(tc_http_options){.threads = 1}, errstr, errstr_size);
+    o->http = tc_http_server_new(listen_addr, opt, errstr, errstr_size);
     if (!o->http || tc_http_route(o->http, "GET", "/healthz", tc_observe_healthz, o) != TC_OK ||
         tc_http_route(o->http, "GET", "/readyz", tc_observe_readyz, o) != TC_OK ||
         tc_http_route(o->http, "GET", "/metrics", tc_observe_metrics, o) != TC_OK ||

@@ -37,6 +37,9 @@ typedef struct tc_observe tc_observe;
  * when the address cannot be bound. */
 tc_observe *tc_observe_new(const char *listen_addr, char *errstr, size_t errstr_size);
 
+/* The same with cfg's http.* TLS and limits (docs/security.md); cfg must outlive the server. */
+tc_observe *tc_observe_new_config(const tc_config *cfg, char *errstr, size_t errstr_size);
+
 /* Publish a new snapshot (copied). */
 void tc_observe_publish(tc_observe *o, const tc_observe_status *st);
 

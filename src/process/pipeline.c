@@ -777,7 +777,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
      * joins the group (closing librdkafka 2.0's consumer in the middle of its first join can trip
      * an assertion in its sticky assignor). */
     if (cfg->http_listen && *cfg->http_listen) {
-        p->obs = tc_observe_new(cfg->http_listen, errstr, errstr_size);
+        p->obs = tc_observe_new_config(cfg, errstr, errstr_size);
         if (!p->obs) {
             tc_pipeline_destroy(p);
             return NULL;

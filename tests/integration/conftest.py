@@ -112,6 +112,10 @@ class Thermocline:
     def oracle(self):
         return Oracle(self.brokers, self.topic)
 
+    def admin_config(self):
+        """librdkafka settings of a client allowed to delete this test's topics."""
+        return {"bootstrap.servers": self.brokers}
+
     def drop(self):
         # A TimescaleDB background job (a policy of this schema's hypertable) may run while the
         # schema goes: the DROP then fails with a deadlock or "tuple concurrently deleted".
@@ -132,7 +136,7 @@ class Thermocline:
                     raise
                 time.sleep(0.5 * (attempt + 1))
         from confluent_kafka.admin import AdminClient
-        admin = AdminClient({"bootstrap.servers": self.brokers})
+        admin = AdminClient(self.admin_config())
         # The dead-letter mirror creates "<topic>-dlq" on its own: drop it too, or a long-lived dev
         # broker piles up thousands of partitions and takes minutes to start after an unclean stop.
         topics = [self.topic, f"{self.topic}-dlq"]
@@ -143,9 +147,13 @@ class Thermocline:
                 pass
 
 
+def tag_of(request):
+    """A short name of the running test, for its topic, group and schema."""
+    return request.node.name.split("[")[0].replace("test_", "")[:12].replace("_", "-")
+
+
 @pytest.fixture
 def tc(request):
-    tag = request.node.name.split("[")[0].replace("test_", "")[:12].replace("_", "-")
-    t = Thermocline(tag)
+    t = Thermocline(tag_of(request))
     yield t
     t.drop()

@@ -77,14 +77,16 @@ def classify(value, now):
 
 
 class Oracle:
-    def __init__(self, brokers, topic):
+    def __init__(self, brokers, topic, client_config=None):
         self.brokers = brokers
         self.topic = topic
+        self.client_config = client_config or {}  # TLS and SASL settings of a secure broker
 
     def messages(self, timeout=120):
         """Every message of the topic as (partition, offset, key, value)."""
         c = Consumer({"bootstrap.servers": self.brokers, "group.id": "oracle",
-                      "enable.auto.commit": False, "enable.partition.eof": True})
+                      "enable.auto.commit": False, "enable.partition.eof": True,
+                      **self.client_config})
         try:
             md = c.list_topics(self.topic, timeout=30).topics[self.topic]
             parts = sorted(md.partitions)

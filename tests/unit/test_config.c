@@ -95,6 +95,29 @@ static const char *const all_keys[] = {
     "api.rate_per_s",
     "api.rate_burst",
     "audit.schema",
+    "kafka.security_protocol",
+    "kafka.tls.ca_file",
+    "kafka.tls.cert_file",
+    "kafka.tls.key_file",
+    "kafka.tls.key_password_file",
+    "kafka.sasl.mechanism",
+    "kafka.sasl.username",
+    "kafka.sasl.password_file",
+    "kafka.sasl.password_env",
+    "postgres.owner_dsn",
+    "registry.auth.users_file",
+    "registry.auth.tokens_file",
+    "registry.auth.read_open",
+    "registry.user_info_file",
+    "http.tls.cert_file",
+    "http.tls.key_file",
+    "http.tls.client_ca_file",
+    "http.admin_listen",
+    "http.max_connections",
+    "http.per_ip_connections",
+    "http.request_deadline_ms",
+    "http.idle_timeout_s",
+    "http.max_requests_per_connection",
     "log.level",
     "log.format",
 };
@@ -103,11 +126,27 @@ static const char *const all_keys[] = {
 /* The environment variables of the table; cleared around every test so the host's cannot leak in.
  */
 static const char *const all_env[] = {
-    "THERMOCLINE_KAFKA_BROKERS",  "THERMOCLINE_KAFKA_TOPIC",       "THERMOCLINE_KAFKA_GROUP",
-    "THERMOCLINE_PG_DSN",         "THERMOCLINE_LAKE_DIR",          "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",     "THERMOCLINE_PG_TIMESCALEDB",    "THERMOCLINE_HTTP_LISTEN",
-    "THERMOCLINE_REGISTRY_URL",   "THERMOCLINE_LAKE_KEY_FILE",     "THERMOCLINE_API_LISTEN",
-    "THERMOCLINE_API_JWT_SECRET", "THERMOCLINE_API_CURSOR_SECRET",
+    "THERMOCLINE_KAFKA_BROKERS",
+    "THERMOCLINE_KAFKA_TOPIC",
+    "THERMOCLINE_KAFKA_GROUP",
+    "THERMOCLINE_PG_DSN",
+    "THERMOCLINE_LAKE_DIR",
+    "THERMOCLINE_LOG_LEVEL",
+    "THERMOCLINE_LOG_FORMAT",
+    "THERMOCLINE_PG_TIMESCALEDB",
+    "THERMOCLINE_HTTP_LISTEN",
+    "THERMOCLINE_REGISTRY_URL",
+    "THERMOCLINE_LAKE_KEY_FILE",
+    "THERMOCLINE_API_LISTEN",
+    "THERMOCLINE_API_JWT_SECRET",
+    "THERMOCLINE_API_CURSOR_SECRET",
+    "THERMOCLINE_KAFKA_SECURITY_PROTOCOL",
+    "THERMOCLINE_KAFKA_TLS_CA_FILE",
+    "THERMOCLINE_KAFKA_SASL_USERNAME",
+    "THERMOCLINE_KAFKA_SASL_PASSWORD_FILE",
+    "THERMOCLINE_PG_OWNER_DSN",
+    "THERMOCLINE_REGISTRY_USER_INFO_FILE",
+    "THERMOCLINE_HTTP_ADMIN_LISTEN",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -280,7 +319,8 @@ static void test_every_key_settable(void **state)
         const char *v = strstr(all_keys[i], "create_topic") || strstr(all_keys[i], "commit") ||
                                 strstr(all_keys[i], "dlq_mirror") ||
                                 strstr(all_keys[i], "rollups") || strstr(all_keys[i], "require_") ||
-                                strstr(all_keys[i], "encryption.enabled")
+                                strstr(all_keys[i], "encryption.enabled") ||
+                                strstr(all_keys[i], "read_open")
                             ? "false"
                             : "7";
 
@@ -292,7 +332,7 @@ static void test_every_key_settable(void **state)
             v = "2097152";
         if (strstr(all_keys[i], "row_group_rows"))
             v = "4096";
-        if (strstr(all_keys[i], "refresh_ms"))
+        if (strstr(all_keys[i], "refresh_ms") || strstr(all_keys[i], "deadline_ms"))
             v = "1000";
         /* Enumerated settings take one of their values. */
         if (!strcmp(all_keys[i], "postgres.timescaledb"))
@@ -989,7 +1029,7 @@ static void test_dump_masks_password(void **state)
     assert_int_equal(set(f, "postgres.dsn", "host=db user=tc password=s3cr3t dbname=t"), TC_OK);
     out = dump(f->cfg);
     assert_null(strstr(out, "s3cr3t"));
-    assert_non_null(strstr(out, "postgres.dsn = (secret; not shown)\n"));
+    assert_non_null(strstr(out, "postgres.dsn = <secret>\n"));
     free(out);
     /* A URI with the password as a parameter is masked too. */
     assert_int_equal(set(f, "postgres.dsn", "postgresql://db/t?user=tc&password=s3cr3t"), TC_OK);
@@ -1006,7 +1046,18 @@ static void test_dump_masks_password(void **state)
     assert_int_equal(set(f, "rdkafka.sasl.oauthbearer.client.secret", "s3cr3t-too"), TC_OK);
     out = dump(f->cfg);
     assert_null(strstr(out, "s3cr3t"));
-    assert_non_null(strstr(out, "rdkafka.sasl.password = (secret; not shown)\n"));
+    assert_non_null(strstr(out, "rdkafka.sasl.password = <secret>\n"));
+    free(out);
+    /* Where a secret lives is shown (an operator checks it); a token or inline key is not. */
+    assert_int_equal(set(f, "kafka.sasl.password_file", "/etc/thermocline/kafka.password"), TC_OK);
+    assert_int_equal(set(f, "kafka.sasl.password_env", "KAFKA_PASSWORD"), TC_OK);
+    assert_int_equal(set(f, "rdkafka.ssl.key.pem", "-----BEGIN PRIVATE KEY-----s3cr3t"), TC_OK);
+    assert_int_equal(set(f, "rdkafka.sasl.oauthbearer.token", "s3cr3t-token"), TC_OK);
+    out = dump(f->cfg);
+    assert_null(strstr(out, "s3cr3t"));
+    assert_non_null(strstr(out, "kafka.sasl.password_file = /etc/thermocline/kafka.password\n"));
+    assert_non_null(strstr(out, "kafka.sasl.password_env = KAFKA_PASSWORD\n"));
+    assert_non_null(strstr(out, "rdkafka.ssl.key.pem = <secret>\n"));
     free(out);
     /* Only secrets are masked: other strings are shown as they are. */
     assert_int_equal(set(f, "kafka.topic", "password-topic"), TC_OK);
@@ -1121,6 +1172,29 @@ static void test_reloadable_flag(void **state)
     assert_true(strlen(keys) < 8);
 }
 
+/* The security settings that span keys are checked once every source is applied. */
+static void test_check_security(void **state)
+{
+    fixture *f = *state;
+
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_int_equal(set(f, "kafka.security_protocol", "tls"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_non_null(strstr(f->err, "kafka.security_protocol"));
+    assert_int_equal(set(f, "kafka.security_protocol", "SASL_SSL"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_int_equal(set(f, "http.tls.cert_file", "/etc/tc/http.crt"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_non_null(strstr(f->err, "http.tls.key_file"));
+    assert_int_equal(set(f, "http.tls.key_file", "/etc/tc/http.key"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_OK);
+    assert_int_equal(set(f, "http.tls.cert_file", ""), TC_OK);
+    assert_int_equal(set(f, "http.tls.key_file", ""), TC_OK);
+    assert_int_equal(set(f, "http.tls.client_ca_file", "/etc/tc/ca.crt"), TC_OK);
+    assert_int_equal(tc_config_check(f->cfg, f->err, sizeof(f->err)), TC_ERR_CONFIG);
+    assert_non_null(strstr(f->err, "needs HTTPS"));
+}
+
 /* A double setting is shown as written, not with 17 digits. */
 static void test_dump_shortest_doubles(void **state)
 {
@@ -1158,6 +1232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_defaults),
         T(test_derive_api_schemas),
+        T(test_check_security),
         T(test_every_key_settable),
         T(test_diff_and_copy),
         T(test_unknown_key),
