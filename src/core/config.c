@@ -167,6 +167,23 @@ static const tc_conf_entry tc_conf_table[] = {
     {"lake.row_group_bytes", TC_CT_INT, "8388608", 1048576, 1073741824, NULL,
      OFF(lake_row_group_bytes),
      "Memory bound of one open lake file's row group (files open: partitions x days)."},
+    {"quality.rules_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_QUALITY_RULES_FILE",
+     OFF(quality_rules_file),
+     "Data-quality rules (docs/quality.md) of the quality sink (\"quality\" in pipeline.sinks); "
+     "empty: no rules, the detectors and metrics only. Reloaded on SIGHUP; a file that is refused "
+     "leaves the running rules in force."},
+    {"quality.late_after_s", TC_CT_INT, "60", 0, 86400, NULL, OFF(quality_late_after_s),
+     "A reading is late when its event time is older than its partition's watermark (latest event "
+     "time seen) by more than this."},
+    {"quality.max_devices", TC_CT_INT, "200000", 1, 10000000, NULL, OFF(quality_max_devices),
+     "Devices the quality sink watches per Kafka partition; readings of more are counted as "
+     "refused, not watched."},
+    {"quality.flush_interval_ms", TC_CT_INT, "10000", 100, 3600000, NULL,
+     OFF(quality_flush_interval_ms),
+     "Longest time between two quality transactions (figures, anomalies and marks together); a "
+     "minute of event time that closes asks for one sooner (at most one a second)."},
+    {"quality.tick_s", TC_CT_INT, "10", 1, 3600, NULL, OFF(quality_tick_s),
+     "Event time between two silence checks of a partition's devices."},
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},

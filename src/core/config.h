@@ -74,6 +74,12 @@ typedef struct tc_config {
     char *lake_codec;
     int64_t lake_row_group_rows;
     int64_t lake_row_group_bytes;
+    /* quality (the quality sink) */
+    char *quality_rules_file;
+    int64_t quality_late_after_s;
+    int64_t quality_max_devices;
+    int64_t quality_flush_interval_ms;
+    int64_t quality_tick_s;
     /* http */
     char *http_listen;
     /* log */

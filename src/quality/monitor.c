@@ -71,21 +71,18 @@ typedef struct qmon_event {
 
 typedef struct qmon_dead {
     const char *device; /* the Kafka key when it is a usable id, else NULL */
+    int32_t partition;
     int64_t minute;
     tc_reject reason;
 } qmon_dead;
 
-/* A statement's document kept across a failed flush. */
+/* A statement's document kept across a failed flush: one lane's rows, so a revocation drops
+ * exactly the lost partitions' figures. */
 typedef struct qmon_held {
     int fleet; /* 0: quality_1m, 1: quality_fleet_1m */
+    int32_t partition;
     char *doc;
 } qmon_held;
-
-/* A fleet minute merged across lanes within one flush. */
-typedef struct qmon_fleet {
-    tc_qm_row row;
-    int used;
-} qmon_fleet;
 
 struct tc_qmon {
     tc_qmon_options o;
@@ -106,8 +103,8 @@ struct tc_qmon {
     tc_arena strings;
     qmon_held held[TC_QMON_HELD_MAX];
     size_t nheld;
-    qmon_fleet *fleet;
-    size_t nfleet, fleet_cap;
+    int64_t *minutes; /* minutes of the fleet rows held (their device counts are derived) */
+    size_t nminutes, minutes_cap;
     int64_t last_flush_us, last_attempt_us;
 
     /* scratch of one lane's readings in a batch */
@@ -120,6 +117,7 @@ struct tc_qmon {
     double *val[TC_QMON_METRICS];
     uint8_t *pres[TC_QMON_METRICS];
 
+    uint64_t readings_taken; /* fed since the last commit */
     tc_qmon_event_fn listener;
     void *listener_opaque;
     tc_qmon_stats st;
@@ -168,11 +166,12 @@ static void tc_qmon_lane_free(qmon_lane *l)
     free(l);
 }
 
+/* A lane's detectors; tc_qmon_lane_finish adds the metrics and rules once the checkpoint is
+ * loaded: tc_qd_load replaces the detectors' id table, which the metrics share. */
 static qmon_lane *tc_qmon_lane_new(tc_qmon *m, int32_t partition, char *errstr, size_t errstr_size)
 {
     qmon_lane *l = calloc(1, sizeof(*l));
     tc_qd_options qo;
-    tc_qm_options mo;
 
     if (!l) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
@@ -183,21 +182,31 @@ static qmon_lane *tc_qmon_lane_new(tc_qmon *m, int32_t partition, char *errstr, 
     l->next = l->durable = TC_QMON_MARK_ABSENT;
     tc_qd_options_default(&qo, TC_QMON_METRICS, m->o.max_devices);
     l->qd = tc_qd_new(&qo, tc_qmon_on_finding, l, errstr, errstr_size);
-    if (l->qd) {
-        tc_qm_options_default(&mo, m->o.max_devices);
-        mo.metrics = TC_QMON_METRICS;
-        mo.late_after_s = m->o.late_after_s;
-        mo.ids = tc_qd_ids(l->qd);
-        l->qm = tc_qm_new(&mo, errstr, errstr_size);
-    }
-    if (l->qm && m->rules)
-        l->qr = tc_qr_eval_new(m->rules, m->o.max_devices, tc_qmon_on_rule, l, errstr,
-                               errstr_size);
-    if (!l->qd || !l->qm || (m->rules && !l->qr)) {
-        tc_qmon_lane_free(l);
+    if (!l->qd) {
+        free(l);
         return NULL;
     }
     return l;
+}
+
+static tc_err tc_qmon_lane_finish(tc_qmon *m, qmon_lane *l, char *errstr, size_t errstr_size)
+{
+    tc_qm_options mo;
+
+    tc_qm_options_default(&mo, m->o.max_devices);
+    /* Rows are all handed over at every flush: a device holds the minutes of one flush interval,
+     * seldom more than two or three. */
+    mo.max_rows = 2 * m->o.max_devices + 1024;
+    mo.metrics = TC_QMON_METRICS;
+    mo.late_after_s = m->o.late_after_s;
+    mo.ids = tc_qd_ids(l->qd);
+    l->qm = tc_qm_new(&mo, errstr, errstr_size);
+    if (l->qm && m->rules)
+        l->qr = tc_qr_eval_new(m->rules, m->o.max_devices, tc_qmon_on_rule, l, errstr,
+                               errstr_size);
+    if (!l->qm || (m->rules && !l->qr))
+        return TC_ERR_NOMEM;
+    return TC_OK;
 }
 
 static void tc_qmon_drop_lane(tc_qmon *m, int32_t partition)
@@ -385,7 +394,7 @@ void tc_qmon_destroy(tc_qmon *m)
     tc_qmon_scratch_free(m);
     free(m->events);
     free(m->dead);
-    free(m->fleet);
+    free(m->minutes);
     tc_arena_free(&m->strings);
     tc_qr_free(m->rules);
     if (m->schema_quoted)
@@ -543,6 +552,8 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
     }
     PQclear(res);
     if (err == TC_OK)
+        err = tc_qmon_lane_finish(m, l, errstr, errstr_size);
+    if (err == TC_OK)
         err = tc_qmon_restore_rules(m, l, errstr, errstr_size);
     if (err != TC_OK) {
         tc_qmon_lane_free(l);
@@ -575,12 +586,38 @@ tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, c
     return err;
 }
 
-void tc_qmon_revoke(tc_qmon *m, const int32_t *parts, size_t n)
+static int tc_qmon_in(int32_t p, const int32_t *parts, size_t n)
 {
     for (size_t i = 0; i < n; i++)
+        if (parts[i] == p)
+            return 1;
+    return 0;
+}
+
+void tc_qmon_revoke(tc_qmon *m, const int32_t *parts, size_t n)
+{
+    size_t k = 0;
+
+    /* What was held for them is written by nobody now: their next owner reads it again. */
+    for (size_t i = 0; i < m->nheld; i++) {
+        if (tc_qmon_in(m->held[i].partition, parts, n))
+            free(m->held[i].doc);
+        else
+            m->held[k++] = m->held[i];
+    }
+    m->nheld = k;
+    k = 0;
+    for (size_t i = 0; i < m->nevents; i++)
+        if (!tc_qmon_in(m->events[i].partition, parts, n))
+            m->events[k++] = m->events[i];
+    m->nevents = k;
+    k = 0;
+    for (size_t i = 0; i < m->ndead; i++)
+        if (!tc_qmon_in(m->dead[i].partition, parts, n))
+            m->dead[k++] = m->dead[i];
+    m->ndead = k;
+    for (size_t i = 0; i < n; i++)
         tc_qmon_drop_lane(m, parts[i]);
-    /* What was held for them is written by nobody now: their next owner reads it again. Held
-     * statements mix lanes, so a revocation drops every held figure and re-reads the rest. */
 }
 
 /* ---- feeding ---- */
@@ -730,6 +767,7 @@ static void tc_qmon_feed_lane(tc_qmon *m, qmon_lane *l, const tc_batch *b, const
     if (l->qr)
         tc_qmon_eval_rules(m, l, b, n);
     m->st.readings += n;
+    m->readings_taken += n;
     if (l->watermark - l->ticked >= m->o.tick_s * INT64_C(1000000)) {
         tc_qd_tick(l->qd, l->watermark);
         if (l->qr)
@@ -747,8 +785,9 @@ static void tc_qmon_add_dead(tc_qmon *m, const tc_dlq_batch *dlq)
                      !memchr(d->key.ptr, '\0', d->key.len) &&
                      tc_json_utf8_valid(d->key.ptr, d->key.len);
 
-        if (d->partition < 0 || d->partition >= TC_QMON_LANES_MAX || !m->lanes[d->partition])
-            continue;
+        if (d->partition < 0 || d->partition >= TC_QMON_LANES_MAX || !m->lanes[d->partition] ||
+            d->offset < m->lanes[d->partition]->next)
+            continue; /* not this member's, or counted before (a sink catching up skips it) */
         if (m->ndead >= TC_QMON_DEAD_MAX ||
             (!m->dead && !(m->dead = calloc(TC_QMON_DEAD_MAX, sizeof(*m->dead))))) {
             m->st.refused++;
@@ -756,6 +795,7 @@ static void tc_qmon_add_dead(tc_qmon *m, const tc_dlq_batch *dlq)
         }
         x = &m->dead[m->ndead];
         x->device = usable ? tc_arena_strndup(&m->strings, d->key.ptr, d->key.len) : NULL;
+        x->partition = d->partition;
         x->minute = (d->received_us >= 0 ? d->received_us : 0) / TC_QM_MINUTE_US;
         x->reason = d->reason;
         m->ndead++;
@@ -803,7 +843,7 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
 
 /* ---- flushing ---- */
 
-static int tc_qmon_dirty(const tc_qmon *m)
+int tc_qmon_pending(const tc_qmon *m)
 {
     if (m->nevents || m->ndead || m->nheld)
         return 1;
@@ -819,7 +859,7 @@ int tc_qmon_due(const tc_qmon *m, int64_t now_us)
 
     if (m->nevents >= TC_QMON_EVENTS_MAX / 2 || m->ndead >= TC_QMON_DEAD_MAX / 2)
         return 1;
-    if (!tc_qmon_dirty(m))
+    if (!tc_qmon_pending(m))
         return 0;
     if (now_us - m->last_attempt_us >= m->o.flush_interval_ms * 1000)
         return 1;
@@ -866,8 +906,8 @@ static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
 
 typedef struct qmon_collect {
     tc_qmon *m;
-    tc_jbuf *j;
-    size_t rows;
+    tc_jbuf *dev, *fleet;
+    size_t ndev, nfleet;
 } qmon_collect;
 
 static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
@@ -876,73 +916,68 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     tc_qmon *m = c->m;
 
     if (r->device) {
-        tc_qmon_json_row(c->j, r);
-        c->rows++;
+        tc_qmon_json_row(c->dev, r);
+        c->ndev++;
         return;
     }
-    /* The fleet's minute of one lane: merged with the other lanes' before it is written. */
-    for (size_t i = 0; i < m->nfleet; i++) {
-        tc_qm_row *f = &m->fleet[i].row;
-        if (f->minute_us != r->minute_us)
-            continue;
-        f->readings += r->readings;
-        f->late += r->late;
-        f->out_of_order += r->out_of_order;
-        f->gaps += r->gaps;
-        f->gap_max_s = fmax(f->gap_max_s, r->gap_max_s);
-        for (int k = 0; k < TC_QMON_METRICS; k++)
-            f->present[k] += r->present[k];
-        tc_qm_sketch_merge(&f->delay, &r->delay);
-        return;
-    }
-    if (m->nfleet == m->fleet_cap) {
-        size_t cap = m->fleet_cap ? 2 * m->fleet_cap : 64;
-        qmon_fleet *nf = realloc(m->fleet, cap * sizeof(*nf));
-        if (!nf)
-            return; /* the fleet's figures of that minute are short; the devices' are whole */
-        m->fleet = nf;
-        m->fleet_cap = cap;
-    }
-    m->fleet[m->nfleet].row = *r;
-    m->fleet[m->nfleet].row.device = NULL;
-    m->nfleet++;
+    tc_qmon_json_row(c->fleet, r);
+    c->nfleet++;
     tc_qm_sketch_merge(&m->st.delay, &r->delay);
+    if (m->nminutes == m->minutes_cap) {
+        size_t cap = m->minutes_cap ? 2 * m->minutes_cap : 64;
+        int64_t *nm = realloc(m->minutes, cap * sizeof(*nm));
+        if (!nm)
+            return; /* that minute's device count waits for its next flush */
+        m->minutes = nm;
+        m->minutes_cap = cap;
+    }
+    m->minutes[m->nminutes++] = r->minute_us / TC_QM_MINUTE_US;
 }
 
-/* Move every lane's metric rows (and the fleet's) into held documents. */
+static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, int fleet, int32_t partition,
+                           char *errstr, size_t errstr_size)
+{
+    char *doc;
+
+    tc_jbuf_arr_end(j);
+    if (tc_jbuf_failed(j))
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
+                          "quality: partition %d: the metric rows do not fit in %u bytes",
+                          partition, TC_QMON_DOC_MAX);
+    if (!rows)
+        return TC_OK;
+    doc = tc_jbuf_take(j, NULL);
+    if (!doc)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+    m->held[m->nheld++] = (qmon_held){fleet, partition, doc};
+    return TC_OK;
+}
+
+/* Move every lane's metric rows (and its share of the fleet's) into held documents. */
 static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
 {
-    tc_jbuf j;
-    qmon_collect c = {m, &j, 0};
+    tc_err err = TC_OK;
 
-    if (m->nheld + 2 > TC_QMON_HELD_MAX)
-        return TC_OK; /* the rows wait in tc_qm until the held ones are written */
-    m->nfleet = 0;
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
-    tc_jbuf_arr_begin(&j);
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++)
-        if (m->lanes[p])
-            tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
-    tc_jbuf_arr_end(&j);
-    if (tc_jbuf_failed(&j)) {
-        tc_jbuf_free(&j);
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
-                          "quality: the metric rows do not fit in %u bytes", TC_QMON_DOC_MAX);
+    for (int32_t p = 0; err == TC_OK && p < TC_QMON_LANES_MAX; p++) {
+        tc_jbuf dev, fleet;
+        qmon_collect c = {m, &dev, &fleet, 0, 0};
+
+        if (!m->lanes[p])
+            continue;
+        if (m->nheld + 2 > TC_QMON_HELD_MAX)
+            break; /* the rows wait in tc_qm until the held ones are written */
+        tc_jbuf_init(&dev, TC_QMON_DOC_MAX);
+        tc_jbuf_init(&fleet, TC_QMON_DOC_MAX);
+        tc_jbuf_arr_begin(&dev);
+        tc_jbuf_arr_begin(&fleet);
+        tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
+        err = tc_qmon_hold(m, &dev, c.ndev, 0, p, errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_qmon_hold(m, &fleet, c.nfleet, 1, p, errstr, errstr_size);
+        tc_jbuf_free(&dev);
+        tc_jbuf_free(&fleet);
     }
-    if (c.rows)
-        m->held[m->nheld++] = (qmon_held){0, tc_jbuf_take(&j, NULL)};
-    tc_jbuf_free(&j);
-    if (!m->nfleet)
-        return TC_OK;
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
-    tc_jbuf_arr_begin(&j);
-    for (size_t i = 0; i < m->nfleet; i++)
-        tc_qmon_json_row(&j, &m->fleet[i].row);
-    tc_jbuf_arr_end(&j);
-    if (!tc_jbuf_failed(&j))
-        m->held[m->nheld++] = (qmon_held){1, tc_jbuf_take(&j, NULL)};
-    tc_jbuf_free(&j);
-    return TC_OK;
+    return err;
 }
 
 /* The upsert of quality_1m (fleet 0) or quality_fleet_1m (fleet 1): counts add, the longest gap
@@ -1104,8 +1139,8 @@ static char *tc_qmon_minutes_doc(const tc_qmon *m)
 
     tc_jbuf_init(&j, TC_QMON_DOC_MAX);
     tc_jbuf_arr_begin(&j);
-    for (size_t i = 0; i < m->nfleet; i++)
-        tc_jbuf_int(&j, m->fleet[i].row.minute_us / TC_QM_MINUTE_US);
+    for (size_t i = 0; i < m->nminutes; i++)
+        tc_jbuf_int(&j, m->minutes[i]);
     for (size_t i = 0; i < m->ndead; i++)
         tc_jbuf_int(&j, m->dead[i].minute);
     tc_jbuf_arr_end(&j);
@@ -1202,13 +1237,13 @@ static void tc_qmon_notify(tc_qmon *m)
     }
 }
 
-/* Every lane dropped: a fence means another member owns partitions; the caller opens again. */
-static void tc_qmon_drop_all(tc_qmon *m)
+void tc_qmon_reset(tc_qmon *m)
 {
+    m->readings_taken = 0;
     for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++)
         tc_qmon_drop_lane(m, p);
     tc_qmon_held_clear(m);
-    m->nevents = m->ndead = 0;
+    m->nevents = m->ndead = m->nminutes = 0;
     tc_arena_reset(&m->strings);
 }
 
@@ -1238,7 +1273,7 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
                                errstr, errstr_size);
         free(doc);
     }
-    if (err == TC_OK && (m->nfleet || m->ndead)) {
+    if (err == TC_OK && (m->nminutes || m->ndead)) {
         doc = tc_qmon_minutes_doc(m);
         err = tc_qmon_exec_doc(m, tc_qmon_sql_devices, doc, "count the fleet's devices", errstr,
                                errstr_size);
@@ -1261,7 +1296,7 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
         m->st.flush_failures++;
         if (err == TC_ERR_FENCED) {
             m->st.fenced++;
-            tc_qmon_drop_all(m);
+            tc_qmon_reset(m);
         }
         return err;
     }
@@ -1274,9 +1309,12 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
     }
     tc_qmon_notify(m);
     tc_qmon_held_clear(m);
+    m->nminutes = 0;
     m->nevents = m->ndead = 0;
     tc_arena_reset(&m->strings);
     m->st.flushes++;
+    m->st.readings_durable += m->readings_taken;
+    m->readings_taken = 0;
     m->last_flush_us = m->st.flushed_us = tc_time_now_us();
     return TC_OK;
 }

@@ -96,7 +96,7 @@ typedef void (*tc_qmon_event_fn)(void *opaque, const tc_qmon_event *ev);
 const char *tc_qmon_kind_label(int i, const char **source);
 
 typedef struct tc_qmon_stats {
-    uint64_t readings, dead_letters, flushes, flush_failures, fenced;
+    uint64_t readings, readings_durable, dead_letters, flushes, flush_failures, fenced;
     uint64_t opened, resolved, open_now; /* findings committed */
     uint64_t late, out_of_order, gaps;
     uint64_t refused; /* readings of devices past max_devices or with too long ids */
@@ -127,6 +127,9 @@ tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, c
  * by their next owner from the stored marks. */
 void tc_qmon_revoke(tc_qmon *m, const int32_t *parts, size_t n);
 
+/* Forget every partition and everything held (a fence, a recovery): tc_qmon_open again. */
+void tc_qmon_reset(tc_qmon *m);
+
 /*
  * Feed one batch: rows where mask[i] != 0 (mask NULL: all) -- each row's lane is its partition,
  * which must be open -- and the dead letters of dlq (NULL: none), at ingest time ingest_us (wall
@@ -140,6 +143,8 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
  * flush (at most one a second), flush_interval_ms went by with something to write, or the held
  * dead letters or findings reached their caps. */
 int tc_qmon_due(const tc_qmon *m, int64_t now_us);
+/* Nonzero when something fed is not written yet. */
+int tc_qmon_pending(const tc_qmon *m);
 /* Write everything in one transaction (see above). TC_ERR_FENCED: every lane was dropped. */
 tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size);
 /* The stored mark of a partition (TC_QMON_MARK_ABSENT when not open or none stored): Kafka's
