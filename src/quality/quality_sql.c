@@ -81,6 +81,9 @@ static const char tc_quality_ddl[] =
     " FROM (SELECT i, sum(v) OVER (ORDER BY i) AS c, sum(v) OVER () AS total"
     " FROM unnest(s) WITH ORDINALITY AS t(v, i)) x"
     " WHERE total > 0 AND c >= greatest(1, ceil(q * total)) ORDER BY i LIMIT 1 $f$;"
+    /* Sketches summed over rows (`quality summary`, the api views). */
+    "CREATE OR REPLACE AGGREGATE @S.tc_quality_sketch_sum(integer[])"
+    " (sfunc = @S.tc_quality_sketch_add, stype = integer[]);"
     /* The partition's event-time watermark, so lateness after a restart is judged as before. */
     "ALTER TABLE @S.quality_offsets ADD COLUMN IF NOT EXISTS watermark_us bigint;";
 
