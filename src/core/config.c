@@ -114,6 +114,14 @@ static const tc_conf_entry tc_conf_table[] = {
     {"pipeline.batch_memory_bytes", TC_CT_INT, "67108864", 1048576, 17179869184.0, NULL,
      OFF(batch_memory_bytes),
      "Cap on the strings one batch may hold; reaching it writes the batch."},
+    {"pipeline.sinks", TC_CT_STRING, "store,lake,rollups", 0, 0, NULL, OFF(pipeline_sinks),
+     "Where readings go, names separated by commas (store, lake, rollups; testfail for the tests "
+     "only). lake.dir empty leaves the lake out and postgres.rollups=false the rollups: both are "
+     "shorthands kept for existing configurations."},
+    {"testfail.control_file", TC_CT_STRING, "", 0, 0, NULL, OFF(testfail_control_file),
+     "Testing aid (the testfail sink): a file saying ok, fail-transient or fail-permanent."},
+    {"testfail.record_file", TC_CT_STRING, "", 0, 0, NULL, OFF(testfail_record_file),
+     "Testing aid (the testfail sink): where it appends what it makes durable."},
     {"dedupe.window_s", TC_CT_INT, "300", 0, 86400, NULL, OFF(dedupe_window_s),
      "A device's resend (same device_id, timestamp, and message_id if sent, else same content) "
      "within this much event time of the original is a duplicate, stored once (0: no dedupe)."},

@@ -65,6 +65,9 @@ typedef struct tc_config {
     int64_t dedupe_window_s;
     int64_t dedupe_max_entries;
     int64_t dedupe_lookback;
+    char *pipeline_sinks; /* pipeline.sinks (process/sink.h) */
+    char *testfail_control_file;
+    char *testfail_record_file;
     /* validation */
     tc_limits limits;
     /* lake */

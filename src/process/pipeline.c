@@ -18,6 +18,7 @@
 #include "lake/sink.h"
 #include "process/dedupe.h"
 #include "process/observe.h"
+#include "process/sinkset.h"
 #include "process/validate.h"
 #include "schema/avro_reading.h"
 #include "schema/catalog.h"
@@ -131,9 +132,10 @@ typedef struct tc_slot {
     size_t nlake_pending;
     tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: the same for the rollups */
     size_t nrollup_pending;
-    size_t store_rows;    /* rows of the batch meant for the store */
-    const tc_batch *rows; /* what the writer was given: batch, or filtered */
-    int writer;           /* the writer it is in flight on, -1 when none */
+    size_t store_rows;     /* rows of the batch meant for the store */
+    const tc_batch *rows;  /* what the writer was given: batch, or filtered */
+    int writer;            /* the writer it is in flight on, -1 when none */
+    tc_sinkset_batch *gen; /* the advances of the sinks behind process/sink.h */
 } tc_slot;
 
 struct tc_pipeline {
@@ -141,6 +143,7 @@ struct tc_pipeline {
     tc_consumer *consumer;
     tc_store *store;
     tc_lake *lake;             /* NULL when lake.dir is empty */
+    tc_sinkset *sinks;         /* the sinks behind process/sink.h (pipeline.sinks) */
     tc_observe *obs;           /* NULL when http.listen is empty */
     tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
     tc_schema_cache *schemas;  /* NULL when registry.url is empty */
@@ -216,6 +219,9 @@ struct tc_pipeline {
     long lake_backoff;               /* next wait before recovering, ms (grows until a commit) */
     int64_t lake_durable_at_fail;    /* tc_pipeline_lake_durable_sum when the lake last failed */
     tc_pipeline_stats stats;
+    /* The built-in sinks' counters for /metrics (the store's are in stats). */
+    uint64_t lake_rows, lake_failures, rollup_rows, rollup_failures;
+    int rollups_on; /* rollups named in pipeline.sinks and postgres.rollups on */
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
     tc_message serve_msgs[TC_SERVE_FETCH_MAX]; /* what a poll while serving hands out anyway */
 };
@@ -541,6 +547,17 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
     }
     free(lake_next);
     free(rollup_next);
+    /* A replay feeds the store (and its rollups and lake) only. */
+    err = p->windows ? TC_OK : tc_sinkset_open(p->sinks, parts, n, next, errstr, sizeof(errstr));
+    if (err != TC_OK) {
+        tc_log_warn("pipeline", "%s", errstr);
+        if (!tc_err_is_retriable(err)) {
+            p->fatal = err;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+            return TC_ERR_STOPPED;
+        }
+        return err;
+    }
     p->check_ends = 1;
     /* Read the stretch before the resume point again, for the dedupe window only. */
     for (size_t i = 0; p->dedupe && !p->windows && p->cfg->dedupe_lookback > 0 && i < n; i++) {
@@ -568,6 +585,7 @@ static void tc_pipeline_slot_reset(tc_slot *s)
     s->store_rows = 0;
     s->rows = NULL;
     s->writer = -1;
+    tc_sinkset_batch_reset(s->gen);
 }
 
 /* Rows a batch can hold: pipeline.batch_size, or more while the writers are busy. */
@@ -576,7 +594,7 @@ static size_t tc_pipeline_batch_cap(const tc_config *cfg)
     return (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
 }
 
-static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg)
+static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset *sinks)
 {
     size_t cap = tc_pipeline_batch_cap(cfg);
 
@@ -587,7 +605,8 @@ static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg)
     s->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
     s->writer = -1;
-    return s->batch && s->filtered && s->sinks && s->dlq ? TC_OK : TC_ERR_NOMEM;
+    s->gen = tc_sinkset_batch_new(sinks);
+    return s->batch && s->filtered && s->sinks && s->dlq && s->gen ? TC_OK : TC_ERR_NOMEM;
 }
 
 static void tc_pipeline_slot_free(tc_slot *s)
@@ -596,6 +615,7 @@ static void tc_pipeline_slot_free(tc_slot *s)
     tc_batch_destroy(s->filtered);
     free(s->sinks);
     tc_dlq_batch_destroy(s->dlq);
+    tc_sinkset_batch_destroy(s->gen);
 }
 
 /* Forget the batch being filled (the one in flight is the writer's until settled). */
@@ -629,6 +649,7 @@ static void tc_pipeline_revoke_waiting(tc_pipeline *p, const int32_t *parts, siz
             tc_log_error("lake", "%s (partition %d is read again by its next owner)", errstr,
                          parts[i]);
     }
+    tc_sinkset_revoke(p->sinks, parts, n, 0);
     p->fenced = 1;
 }
 
@@ -648,7 +669,7 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
 static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
 {
     char errstr[TC_ERRSTR_MAX];
-    int written = 0, rollups_written;
+    int written = 0, rollups_written, sinks_written = 1;
     int32_t cut = p->windows && !p->closing ? tc_windows_unfinished(p->windows, parts, n) : -1;
 
     if (cut >= 0 && !p->fatal) {
@@ -671,6 +692,13 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
         /* Not written: dropping is safe for the same reason as above. */
         tc_pipeline_drop(p);
     }
+    /* The sinks behind process/sink.h make what they took durable, or drop it. */
+    if (written &&
+        tc_sinkset_flush(p->sinks, tc_time_now_us(), 1, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_warn("pipeline", "%s (the partitions' next owner reads them again)", errstr);
+        sinks_written = 0;
+    }
+    tc_sinkset_revoke(p->sinks, parts, n, written && sinks_written);
     /* The pending aggregates hold rows of these partitions: written now, or never (their next
      * owner reads them again from the rollups' marks, and so do we for the partitions we keep). */
     rollups_written = !lost && tc_pipeline_rollups_flush(p) == TC_OK;
@@ -685,6 +713,27 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
     }
     if (!rollups_written)
         tc_pipeline_rollups_discard(p);
+}
+
+/* Whether pipeline.sinks names a sink (the list is checked by tc_sinkset_new). */
+static int tc_pipeline_sink_listed(const tc_config *cfg, const char *name)
+{
+    char names[TC_SINKS_MAX][TC_SINK_NAME_MAX], errstr[TC_ERRSTR_MAX];
+    size_t n = 0;
+
+    if (tc_sink_parse_list(cfg->pipeline_sinks, names, &n, errstr, sizeof(errstr)) != TC_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(names[i], name))
+            return 1;
+    }
+    return 0;
+}
+
+/* tc_sinkset's wait while a sink's flush is busy. */
+static void tc_pipeline_sinks_wait(void *opaque, int ms)
+{
+    tc_pipeline_serve(opaque, ms);
 }
 
 static tc_err tc_pipeline_lake_codec(const char *name, tc_parquet_codec *out)
@@ -713,7 +762,24 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     p->cfg = cfg;
     p->lake_backoff = TC_RETRY_MIN_MS;
+    p->sinks = tc_sinkset_new(cfg, tc_pipeline_sinks_wait, p, errstr, errstr_size);
+    if (p->sinks && !tc_pipeline_sink_listed(cfg, "store")) {
+        /* The store is the primary (process/sink.h): it owns the dead letters and the order. */
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "pipeline.sinks \"%s\" must name store: the other sinks follow its batches",
+                   cfg->pipeline_sinks);
+        tc_sinkset_destroy(p->sinks);
+        p->sinks = NULL;
+    }
+    if (!p->sinks) {
+        free(p);
+        return NULL;
+    }
     tc_store_options_from_config(&so, cfg);
+    /* Shorthands: postgres.rollups=false, or rollups left out of pipeline.sinks. */
+    if (!tc_pipeline_sink_listed(cfg, "rollups"))
+        so.rollups = -1;
+    p->rollups_on = so.rollups >= 0;
     p->store = tc_store_new(&so);
     /* Writers wait for their turn to commit with their transaction open: a lock that DDL of
      * another writer waits for (async.h). The timeout turns that deadlock into a retry. */
@@ -743,13 +809,14 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         }
     }
     for (size_t i = 0; i < p->nslots; i++)
-        slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg) == TC_OK;
+        slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg, p->sinks) == TC_OK;
     if (!p->store || !slots_ok || !p->lake_mask || !p->rollup_mask || !p->probe) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
     }
-    if (cfg->lake_dir && *cfg->lake_dir) {
+    /* Shorthands: lake.dir empty, or lake left out of pipeline.sinks. */
+    if (cfg->lake_dir && *cfg->lake_dir && tc_pipeline_sink_listed(cfg, "lake")) {
         tc_lake_options lo = {
             .root = cfg->lake_dir,
             .topic = cfg->kafka_topic,
@@ -827,6 +894,7 @@ void tc_pipeline_destroy(tc_pipeline *p)
     tc_store_async_destroy(p->writers);
     tc_store_destroy(p->store);
     tc_lake_destroy(p->lake);
+    tc_sinkset_destroy(p->sinks);
     tc_windows_destroy(p->windows);
     for (size_t i = 0; p->slots && i < p->nslots; i++)
         tc_pipeline_slot_free(&p->slots[i]);
@@ -901,7 +969,8 @@ static tc_err tc_pipeline_room_for(tc_pipeline *p, int32_t partition)
         cap = TC_PENDING_MAX;
     if (tc_pipeline_pending_has(s->pending, s->npending, cap, partition) &&
         tc_pipeline_pending_has(s->lake_pending, s->nlake_pending, cap, partition) &&
-        tc_pipeline_pending_has(s->rollup_pending, s->nrollup_pending, cap, partition))
+        tc_pipeline_pending_has(s->rollup_pending, s->nrollup_pending, cap, partition) &&
+        tc_sinkset_room(s->gen, partition, cap))
         return TC_OK;
     if (p->stats.partition_flushes++ == 0)
         tc_log_info("pipeline",
@@ -924,6 +993,8 @@ static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t
         sinks |= TC_SINK_LAKE;
     if (!p->windows && (!m || m->rollup_next < 0 || offset >= m->rollup_next))
         sinks |= TC_SINK_ROLLUP;
+    if (!p->windows)
+        sinks |= tc_sinkset_wants(p->sinks, partition, offset);
     if (p->windows)
         sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
     return sinks;
@@ -940,6 +1011,7 @@ static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t part
         tc_pipeline_note(p->cur->lake_pending, &p->cur->nlake_pending, partition, offset);
     if (sinks & TC_SINK_ROLLUP)
         tc_pipeline_note(p->cur->rollup_pending, &p->cur->nrollup_pending, partition, offset);
+    tc_sinkset_note(p->cur->gen, sinks, partition, offset);
 }
 
 /* Tell Kafka how far every sink is (informational: lag monitoring). */
@@ -958,6 +1030,7 @@ static void tc_pipeline_commit_kafka(tc_pipeline *p)
             next = lake < next ? lake : next;
         }
         next = m->rollup_durable < next ? m->rollup_durable : next;
+        next = tc_sinkset_durable_min(p->sinks, (int32_t)i, next);
         if (next >= 0)
             offs[n++] = (tc_partition_offset){(int32_t)i, next};
     }
@@ -1131,8 +1204,10 @@ static tc_err tc_pipeline_flush_lake(tc_pipeline *p, tc_slot *s, char *errstr, s
 {
     tc_err err;
 
-    for (size_t i = 0; i < s->batch->n; i++)
+    for (size_t i = 0; i < s->batch->n; i++) {
         p->lake_mask[i] = (s->sinks[i] & TC_SINK_LAKE) != 0;
+        p->lake_rows += p->lake_mask[i];
+    }
     err = tc_lake_append(p->lake, s->batch, p->lake_mask, errstr, errstr_size);
     for (size_t i = 0; err == TC_OK && i < s->nlake_pending; i++)
         tc_lake_advance(p->lake, s->lake_pending[i].partition, s->lake_pending[i].next_offset);
@@ -1141,10 +1216,25 @@ static tc_err tc_pipeline_flush_lake(tc_pipeline *p, tc_slot *s, char *errstr, s
     return err;
 }
 
-/* Hand the HTTP threads a fresh snapshot of the pipeline's status. */
+/* One built-in sink's line of the status (its taken rows are all durable or retried). */
+static void tc_pipeline_publish_sink(tc_observe_status *st, const char *name, int ready,
+                                     uint64_t rows, uint64_t failures)
+{
+    tc_observe_sink *k = &st->sinks[st->nsinks++];
+
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->ready = ready;
+    k->rows = k->rows_durable = rows;
+    k->failures = failures;
+}
+
+/* Hand the HTTP threads a fresh snapshot of the pipeline's status, each sink's included. */
 static void tc_pipeline_publish(tc_pipeline *p)
 {
+    tc_sinkset_status gen[TC_SINKSET_MAX];
+    const char *reason = NULL;
     tc_observe_status st;
+    size_t ngen;
 
     if (!p->obs)
         return;
@@ -1154,8 +1244,32 @@ static void tc_pipeline_publish(tc_pipeline *p)
     st.store_ok = p->store_ok;
     st.consuming = st.partitions > 0;
     st.last_commit_us = p->last_commit_us;
+    tc_pipeline_publish_sink(&st, "store", p->store_ok, p->stats.stored, p->stats.retries);
+    if (p->lake)
+        tc_pipeline_publish_sink(&st, "lake", !p->lake_broken, p->lake_rows, p->lake_failures);
+    if (!p->windows && p->rollups_on)
+        tc_pipeline_publish_sink(&st, "rollups", !p->rollup_retry, p->rollup_rows,
+                                 p->rollup_failures);
+    if (p->lake_broken)
+        reason = "sink lake is recovering from its last commit";
+    ngen = tc_sinkset_status_get(p->sinks, gen, TC_SINKSET_MAX);
+    for (size_t i = 0; i < ngen && st.nsinks < TC_OBSERVE_SINKS_MAX; i++) {
+        tc_observe_sink *k = &st.sinks[st.nsinks++];
+        memcpy(k->name, gen[i].name, sizeof(k->name));
+        k->name[sizeof(k->name) - 1] = '\0';
+        k->ready = gen[i].ready;
+        k->rows = gen[i].stats.rows;
+        k->rows_durable = gen[i].stats.rows_durable;
+        k->pending = gen[i].stats.pending;
+        k->failures = gen[i].failures;
+        k->recoveries = gen[i].recoveries;
+        if (!gen[i].ready && !reason)
+            reason = gen[i].reason;
+    }
     snprintf(st.reason, sizeof(st.reason), "%s",
-             !p->store_ok ? p->not_ready : "no Kafka partition assigned (yet)");
+             !p->store_ok ? p->not_ready
+             : reason     ? reason
+                          : "no Kafka partition assigned (yet)");
     tc_observe_publish(p->obs, &st);
 }
 
@@ -1190,6 +1304,7 @@ static void tc_pipeline_lake_failed(tc_pipeline *p, tc_err err, const char *errs
     }
     if (!p->lake_broken)
         p->lake_durable_at_fail = tc_pipeline_lake_durable_sum(p);
+    p->lake_failures++;
     p->lake_broken = 1;
     snprintf(p->lake_errstr, sizeof(p->lake_errstr), "%s", errstr);
 }
@@ -1270,8 +1385,10 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
  */
 static tc_err tc_pipeline_rollups_take(tc_pipeline *p, tc_slot *s)
 {
-    for (size_t i = 0; i < s->batch->n; i++)
+    for (size_t i = 0; i < s->batch->n; i++) {
         p->rollup_mask[i] = (s->sinks[i] & TC_SINK_ROLLUP) != 0;
+        p->rollup_rows += p->rollup_mask[i];
+    }
     if (tc_store_rollups_add(p->store, s->batch, p->rollup_mask) != TC_OK) {
         /* Part of the batch is in the aggregates: only a restart from the marks is exact. */
         p->fatal = TC_ERR_NOMEM;
@@ -1342,6 +1459,7 @@ static tc_err tc_pipeline_rollups_collect(tc_pipeline *p, int block)
         snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
         return err;
     }
+    p->rollup_failures++;
     tc_log_warn("pipeline", "%s; rollups retried at the next interval", errstr);
     return TC_OK;
 }
@@ -1544,6 +1662,18 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
         return p->fatal;
     if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
         return err;
+    /* The sinks behind process/sink.h take the batch before the lake: a lake failure rewinds the
+     * consumer to the lake's mark only, and they must have had the batch by then. */
+    err = tc_sinkset_take(p->sinks, s->gen, s->batch, s->sinks, s->dlq, p->now_us, errstr,
+                          errstr_size);
+    if (err == TC_ERR_FENCED)
+        return tc_pipeline_fence(p, errstr);
+    if (err != TC_OK) {
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        return err;
+    }
     /* The store has the batch; the lake follows. When it fails, the batch is done with all the
      * same (the store must not get it twice): the lake reads its share again from Kafka once it
      * has recovered -- which is also why a lake already broken skips it. The caller stops
@@ -1690,7 +1820,7 @@ static tc_err tc_pipeline_dispatch(tc_pipeline *p)
     if (err != TC_OK)
         return err;
     if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && s->nlake_pending == 0 &&
-        s->nrollup_pending == 0) {
+        s->nrollup_pending == 0 && tc_sinkset_batch_empty(s->gen)) {
         p->batch_started_us = 0;
         return TC_OK;
     }
@@ -2116,9 +2246,10 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
     int32_t *parts = malloc((p->nmarks + 1) * sizeof(*parts));
     int64_t *next = malloc((p->nmarks + 1) * sizeof(*next));
     int64_t *rnext = malloc((p->nmarks + 1) * sizeof(*rnext));
+    int64_t *glow = malloc((p->nmarks + 1) * sizeof(*glow));
     tc_partition_offset *from = malloc((p->nmarks + 1) * sizeof(*from));
     size_t n = 0;
-    tc_err err = parts && next && rnext && from ? TC_OK : TC_ERR_NOMEM;
+    tc_err err = parts && next && rnext && glow && from ? TC_OK : TC_ERR_NOMEM;
 
     tc_pipeline_settle(p, 1);
     tc_pipeline_drop(p);
@@ -2142,6 +2273,10 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
         err = tc_store_load_rollup_offsets(p->store, parts, n, rnext, errstr, sizeof(errstr));
     if (err == TC_OK && !p->windows)
         err = tc_pipeline_rollups_init_marks(p, parts, n, next, rnext, errstr, sizeof(errstr));
+    for (size_t i = 0; i < n; i++)
+        glow[i] = TC_SINK_MARK_ALL;
+    if (err == TC_OK && !p->windows)
+        err = tc_sinkset_recover(p->sinks, parts, n, 1, p->now_us, glow, errstr, sizeof(errstr));
     for (size_t i = 0; err == TC_OK && i < n; i++) {
         tc_marks *m = &p->marks[parts[i]];
         int64_t low = next[i];
@@ -2155,6 +2290,7 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
             m->lake_next = tc_lake_advanced(p->lake, parts[i]);
             low = m->lake_next < low ? m->lake_next : low; /* -1, nothing yet, is the lowest */
         }
+        low = glow[i] < low ? glow[i] : low;
         from[i] = (tc_partition_offset){parts[i], low};
     }
     if (err == TC_OK)
@@ -2173,8 +2309,62 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
     free(parts);
     free(next);
     free(rnext);
+    free(glow);
     free(from);
     return p->fatal ? p->fatal : TC_OK;
+}
+
+/*
+ * A sink behind process/sink.h whose circuit is open and whose back-off is over: write what the
+ * pipeline holds (the broken sink is skipped), recover the sink, and move the consumer back to its
+ * marks: it catches up from them while the other sinks skip what they hold (their taken marks).
+ * When the consumer cannot be moved, the pipeline resumes every sink from its marks instead.
+ */
+static tc_err tc_pipeline_sinks_recover(tc_pipeline *p)
+{
+    char errstr[TC_ERRSTR_MAX];
+    int32_t *parts;
+    int64_t *low;
+    tc_partition_offset *from;
+    size_t n = 0, k = 0;
+    tc_err err;
+
+    if (!tc_sinkset_recover_due(p->sinks, p->now_us))
+        return TC_OK;
+    if ((err = tc_pipeline_flush(p)) != TC_OK)
+        return err;
+    parts = malloc((p->nmarks + 1) * sizeof(*parts));
+    low = malloc((p->nmarks + 1) * sizeof(*low));
+    from = malloc((p->nmarks + 1) * sizeof(*from));
+    for (size_t i = 0; parts && i < p->nmarks; i++) {
+        if (p->marks[i].assigned)
+            parts[n++] = (int32_t)i;
+    }
+    err = parts && low && from
+              ? tc_sinkset_recover(p->sinks, parts, n, 0, p->now_us, low, errstr, sizeof(errstr))
+              : tc_err_set(TC_ERR_NOMEM, errstr, sizeof(errstr), "out of memory");
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        if (low[i] == TC_SINK_MARK_ALL)
+            continue;
+        /* The lake's skip mark is where its files are now, not where it was assigned. */
+        if (p->lake && !p->lake_broken)
+            p->marks[parts[i]].lake_next = tc_lake_advanced(p->lake, parts[i]);
+        from[k++] = (tc_partition_offset){parts[i], low[i]};
+    }
+    if (err == TC_OK && k &&
+        tc_consumer_seek(p->consumer, from, k, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_warn("pipeline", "%s; resuming every sink from its marks", errstr);
+        p->fenced = 1;
+    }
+    free(parts);
+    free(low);
+    free(from);
+    if (err != TC_OK) {
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+    }
+    return err;
 }
 
 /*
@@ -2262,6 +2452,10 @@ static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *hi
         if (high[i] > 0 && p->lake && tc_lake_progress(p->lake, parts[i]) < high[i] &&
             tc_lake_durable_or_pending(p, parts[i]) < high[i])
             return 0;
+        /* The sinks behind process/sink.h: what they took is flushed at exit. */
+        if (high[i] > 0 && !p->windows && (size_t)parts[i] < p->nmarks &&
+            p->marks[parts[i]].assigned && tc_sinkset_behind(p->sinks, parts[i], high[i]))
+            return 0;
     }
     return 1;
 }
@@ -2319,6 +2513,11 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         if (p->lake_broken && (err = tc_pipeline_lake_recover(p)) != TC_OK)
             break;
         p->now_us = tc_time_now_us();
+        if (!p->fenced && !p->lake_broken && (err = tc_pipeline_sinks_recover(p)) != TC_OK) {
+            if (p->fatal || err == TC_ERR_STOPPED)
+                break;
+            err = TC_OK; /* the next turn resumes from the stored marks, or recovers the lake */
+        }
         timeout_ms = 100;
         if (p->batch_started_us) {
             deadline_us = p->batch_started_us + p->cfg->batch_timeout_ms * 1000LL;
@@ -2380,6 +2579,17 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
         if (!p->lake_broken && (err = tc_pipeline_rollups_due(p)) != TC_OK)
             break;
+        /* The sinks behind process/sink.h write by their own policy (size, age, interval). */
+        if (!p->fenced &&
+            (err = tc_sinkset_flush(p->sinks, p->now_us, 0, errstr, errstr_size)) != TC_OK) {
+            if (err != TC_ERR_FENCED) {
+                p->fatal = err;
+                snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+                break;
+            }
+            tc_pipeline_fence(p, errstr);
+            err = TC_OK;
+        }
         if (p->reload_flag && *p->reload_flag) {
             *p->reload_flag = 0;
             tc_pipeline_reload(p);
@@ -2414,6 +2624,14 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         err = tc_pipeline_flush(p);
     if (err == TC_OK && !p->fatal)
         err = tc_pipeline_rollups_flush(p);
+    if (err == TC_OK && !p->fatal && !p->fenced) {
+        err = tc_sinkset_flush(p->sinks, tc_time_now_us(), 1, errstr, errstr_size);
+        if (err != TC_OK && err != TC_ERR_FENCED) {
+            p->fatal = err;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        }
+        tc_pipeline_commit_kafka(p);
+    }
     if (err == TC_OK && !p->fatal && p->lake && !p->lake_broken) {
         err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size);
         if (err == TC_OK)
