@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "core/json.h"
+#include "quality/sink.h"
 
 /* The metrics page is a few dozen lines, and six per sink. */
 #define TC_METRICS_MAX 16384
@@ -112,6 +114,7 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
 {
     tc_observe_status st;
     char *body = malloc(TC_METRICS_MAX);
+    tc_jbuf quality;
     int n;
 
     (void)req;
@@ -166,6 +169,18 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         tc_http_respond_error(resp, 500, NULL, 500, "metrics page too long");
         return;
     }
+    /* The quality sink's fleet-level figures, when it runs (its own snapshot: quality/sink.h). */
+    tc_jbuf_init(&quality, TC_METRICS_MAX);
+    tc_quality_sink_render_metrics(&quality);
+    if (quality.len && !tc_jbuf_failed(&quality)) {
+        char *more = realloc(body, (size_t)n + quality.len + 1);
+        if (more) {
+            memcpy(more + n, quality.data, quality.len + 1);
+            body = more;
+            n += (int)quality.len;
+        }
+    }
+    tc_jbuf_free(&quality);
     tc_http_respond_owned(resp, 200, "text/plain; version=0.0.4", body, (size_t)n);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "process/sink_testfail.h"
+#include "quality/sink.h"
 
 static const struct tc_sink_entry {
     const char *name;
@@ -19,6 +20,7 @@ static const struct tc_sink_entry {
     {"lake", NULL},
     {"rollups", NULL},
     {"testfail", tc_sink_testfail_new},
+    {"quality", tc_quality_sink_new},
 };
 
 #define TC_SINK_TABLE_N (sizeof(tc_sink_table) / sizeof(tc_sink_table[0]))
@@ -64,7 +66,7 @@ tc_err tc_sink_parse_list(const char *list, char (*names)[TC_SINK_NAME_MAX], siz
         if (!tc_sink_entry_find(name))
             return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                               "pipeline.sinks: unknown sink \"%s\" (known: store, lake, rollups, "
-                              "testfail)",
+                              "testfail, quality)",
                               name);
         for (size_t i = 0; i < *n; i++) {
             if (!strcmp(names[i], name))
