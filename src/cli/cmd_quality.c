@@ -27,9 +27,9 @@
 #include "quality/rules.h"
 
 /* Rows of each table of the summary, and the default and largest --limit of anomalies. */
-#define TC_QUALITY_WORST      10
-#define TC_QUALITY_LIMIT      100
-#define TC_QUALITY_LIMIT_MAX  1000000
+#define TC_QUALITY_WORST     10
+#define TC_QUALITY_LIMIT     100
+#define TC_QUALITY_LIMIT_MAX 1000000
 /* The summary's default window. */
 #define TC_QUALITY_SINCE_DEFAULT_US (3600LL * 1000000)
 
@@ -266,10 +266,9 @@ static int tc_quality_print_anomalies(tc_quality_cli *c)
     if (!(r = tc_quality_query(c, tmpl, "the anomalies")))
         return TC_EXIT_FAILURE;
     if (c->json) {
-        static const char *const names[] = {"id",       "device",   "metric",   "kind",
-                                            "rule",     "severity", "start",    "end",
-                                            "status",   "score",    "observed", "expected",
-                                            "partition"};
+        static const char *const names[] = {"id",       "device",   "metric",   "kind",   "rule",
+                                            "severity", "start",    "end",      "status", "score",
+                                            "observed", "expected", "partition"};
         tc_jbuf j;
 
         _Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(numeric) / sizeof(numeric[0]),
@@ -278,8 +277,7 @@ static int tc_quality_print_anomalies(tc_quality_cli *c)
         tc_jbuf_arr_begin(&j);
         for (int i = 0; i < PQntuples(r); i++) {
             tc_jbuf_obj_begin(&j);
-            for (int k = 0; k < PQnfields(r) && k < (int)(sizeof(names) / sizeof(names[0]));
-                 k++) {
+            for (int k = 0; k < PQnfields(r) && k < (int)(sizeof(names) / sizeof(names[0])); k++) {
                 tc_jbuf_key(&j, names[k]);
                 if (PQgetisnull(r, i, k))
                     tc_jbuf_null(&j);
@@ -356,12 +354,10 @@ static int tc_quality_check_rules(const char *path)
 
 int tc_cmd_quality(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"since", required_argument, NULL, 't'},
-                                             {"device", required_argument, NULL, 'D'},
-                                             {"open", no_argument, NULL, 'o'},
-                                             {"limit", required_argument, NULL, 'n'},
-                                             {"format", required_argument, NULL, 'f'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"since", required_argument, NULL, 't'},  {"device", required_argument, NULL, 'D'},
+        {"open", no_argument, NULL, 'o'},         {"limit", required_argument, NULL, 'n'},
+        {"format", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
     static const tc_cli_spec spec = {
         .name = "quality",
         .help = tc_quality_help,
@@ -442,7 +438,7 @@ int tc_cmd_quality(int argc, char **argv)
         return TC_EXIT_FAILURE;
     }
     c.schema = PQescapeIdentifier(c.conn, cfg->pg_schema, strlen(cfg->pg_schema));
-    rc = !c.schema                  ? TC_EXIT_FAILURE
+    rc = !c.schema                 ? TC_EXIT_FAILURE
          : !strcmp(sub, "summary") ? tc_quality_print_summary(&c)
                                    : tc_quality_print_anomalies(&c);
     PQfreemem(c.schema);

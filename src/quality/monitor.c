@@ -43,7 +43,7 @@
 #define TC_QMON_RULE_TAGS_MAX 32
 
 /* Microseconds since the epoch in SQL, exactly (an interval times a bigint stays integral). */
-#define TC_QMON_TS(x) "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
+#define TC_QMON_TS(x)  "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
 #define TC_QMON_MIN(x) "('epoch'::timestamptz + (" x ") * interval '1 minute')"
 
 typedef struct qmon_lane qmon_lane;
@@ -54,9 +54,9 @@ struct qmon_lane {
     tc_qd *qd;
     tc_qm *qm;
     tc_qr_eval *qr;
-    int64_t next, durable; /* marks: fed up to, stored */
-    int64_t watermark;     /* largest event time fed, 0 before any */
-    int64_t ticked;        /* watermark at the last silence check */
+    int64_t next, durable;  /* marks: fed up to, stored */
+    int64_t watermark;      /* largest event time fed, 0 before any */
+    int64_t ticked;         /* watermark at the last silence check */
     int64_t minute_flushed; /* minute of the watermark at the last flush */
 };
 
@@ -127,8 +127,8 @@ struct tc_qmon {
 
 _Static_assert(TC_QMON_KINDS == TC_QD_KIND__COUNT + TC_QR_KIND__COUNT, "a label per kind");
 static const char *const tc_qmon_kind_labels[TC_QMON_KINDS] = {
-    "spike", "drift", "stuck", "rate", "silence", "range", "rate", "required", "interval", "stuck",
-    "expr"};
+    "spike", "drift",    "stuck",    "rate",  "silence", "range",
+    "rate",  "required", "interval", "stuck", "expr"};
 
 const char *tc_qmon_kind_label(int i, const char **source)
 {
@@ -202,8 +202,7 @@ static tc_err tc_qmon_lane_finish(tc_qmon *m, qmon_lane *l, char *errstr, size_t
     mo.ids = tc_qd_ids(l->qd);
     l->qm = tc_qm_new(&mo, errstr, errstr_size);
     if (l->qm && m->rules)
-        l->qr = tc_qr_eval_new(m->rules, m->o.max_devices, tc_qmon_on_rule, l, errstr,
-                               errstr_size);
+        l->qr = tc_qr_eval_new(m->rules, m->o.max_devices, tc_qmon_on_rule, l, errstr, errstr_size);
     if (!l->qm || (m->rules && !l->qr))
         return TC_ERR_NOMEM;
     return TC_OK;
@@ -251,8 +250,7 @@ static void tc_qmon_on_finding(void *opaque, const tc_qd_finding *f)
     qmon_lane *l = opaque;
     qmon_event ev = {
         .device = f->device,
-        .metric = f->metric >= 0 && f->metric < TC_QMON_METRICS ? tc_metric_names[f->metric]
-                                                                 : NULL,
+        .metric = f->metric >= 0 && f->metric < TC_QMON_METRICS ? tc_metric_names[f->metric] : NULL,
         .kind = tc_qd_kind_name(f->kind),
         .severity = "warning",
         .partition = l->partition,
@@ -297,8 +295,8 @@ static tc_err tc_qmon_copy_name(char *dst, const char *src, const char *what, ch
                                 size_t errstr_size)
 {
     if (!src || !*src || strlen(src) > TC_QMON_NAME_MAX)
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "quality: %s must be 1..%d bytes", what, TC_QMON_NAME_MAX);
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "quality: %s must be 1..%d bytes",
+                          what, TC_QMON_NAME_MAX);
     snprintf(dst, TC_QMON_NAME_MAX + 1, "%s", src);
     return TC_OK;
 }
@@ -448,8 +446,8 @@ static tc_err tc_qmon_pgerr(tc_qmon *m, PGresult *res, const char *what, char *e
 
 /* Run tmpl (with "@S") with text parameters; *out receives the result when not NULL. */
 static tc_err tc_qmon_exec(tc_qmon *m, const char *tmpl, int n, const char *const *values,
-                           const int *lengths, const int *formats, PGresult **out,
-                           const char *what, char *errstr, size_t errstr_size)
+                           const int *lengths, const int *formats, PGresult **out, const char *what,
+                           char *errstr, size_t errstr_size)
 {
     char *sql = tc_quality_sql_expand(tmpl, m->schema_quoted);
     PGresult *res;
@@ -492,8 +490,8 @@ static tc_err tc_qmon_restore_rules(tc_qmon *m, qmon_lane *l, char *errstr, size
                        "SELECT rule, device_id, (extract(epoch FROM start_time) * 1000000)::bigint"
                        " FROM @S.anomalies WHERE end_time IS NULL AND rule IS NOT NULL"
                        " AND kafka_partition = $1::int",
-                       1, params, NULL, NULL, &res, "read the open findings of the rules",
-                       errstr, errstr_size);
+                       1, params, NULL, NULL, &res, "read the open findings of the rules", errstr,
+                       errstr_size);
     if (err != TC_OK)
         return err;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -522,8 +520,7 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
     err = tc_qmon_exec(m,
                        "SELECT next_offset, detector_state, watermark_us FROM @S.quality_offsets"
                        " WHERE group_id = $1 AND topic = $2 AND partition = $3::int",
-                       3, params, NULL, NULL, &res, "read the quality marks", errstr,
-                       errstr_size);
+                       3, params, NULL, NULL, &res, "read the quality marks", errstr, errstr_size);
     if (err != TC_OK)
         return err;
     l = tc_qmon_lane_new(m, partition, errstr, errstr_size);
@@ -836,7 +833,8 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
     tc_qmon_add_dead(m, dlq);
     for (size_t i = 0; i < nmarks; i++) {
         int32_t p = marks[i].partition;
-        if (p >= 0 && p < TC_QMON_LANES_MAX && m->lanes[p] && marks[i].next_offset > m->lanes[p]->next)
+        if (p >= 0 && p < TC_QMON_LANES_MAX && m->lanes[p] &&
+            marks[i].next_offset > m->lanes[p]->next)
             m->lanes[p]->next = marks[i].next_offset;
     }
 }
@@ -864,8 +862,8 @@ int tc_qmon_due(const tc_qmon *m, int64_t now_us)
     if (now_us - m->last_attempt_us >= m->o.flush_interval_ms * 1000)
         return 1;
     for (int32_t p = 0; p < TC_QMON_LANES_MAX && !minute; p++)
-        minute = m->lanes[p] && m->lanes[p]->watermark / TC_QM_MINUTE_US >
-                                    m->lanes[p]->minute_flushed;
+        minute =
+            m->lanes[p] && m->lanes[p]->watermark / TC_QM_MINUTE_US > m->lanes[p]->minute_flushed;
     return minute && now_us - m->last_attempt_us >= TC_QMON_MINUTE_FLUSH_US;
 }
 
@@ -989,71 +987,88 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
 #define TC_QMON_UPSERT_SELECT                                                                      \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
     " r.gap_max, r.sk, @S.tc_quality_sketch_quantile(r.sk, 0.5),"                                  \
-    " @S.tc_quality_sketch_quantile(r.sk, 0.99) FROM json_to_recordset($1::json) AS r("          \
+    " @S.tc_quality_sketch_quantile(r.sk, 0.99) FROM json_to_recordset($1::json) AS r("            \
     "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint,"              \
     " gaps bigint, gap_max double precision, sk integer[])"
 #define TC_QMON_UPSERT_SET                                                                         \
-    " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n")                          \
-        TC_QMON_ADD("humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n")               \
-            TC_QMON_ADD("latitude_n") TC_QMON_ADD("longitude_n") TC_QMON_ADD("late")               \
-                TC_QMON_ADD("out_of_order") TC_QMON_ADD("gaps")                                    \
-    " gap_max_s = greatest(q.gap_max_s, EXCLUDED.gap_max_s),"                                      \
-    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, EXCLUDED.delay_sketch),"             \
-    " delay_p50_ms = @S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
-    " EXCLUDED.delay_sketch), 0.5),"                                                               \
-    " delay_p99_ms = @S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
-    " EXCLUDED.delay_sketch), 0.99)"
+    " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n") TC_QMON_ADD(             \
+        "humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n") TC_QMON_ADD("latitude_n") \
+        TC_QMON_ADD("longitude_n") TC_QMON_ADD("late") TC_QMON_ADD("out_of_order") TC_QMON_ADD(    \
+            "gaps") " gap_max_s = greatest(q.gap_max_s, EXCLUDED.gap_max_s),"                      \
+                    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, "                    \
+                    "EXCLUDED.delay_sketch),"                                                      \
+                    " delay_p50_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.5),"                                               \
+                    " delay_p99_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.99)"
 
 static const char tc_qmon_sql_rows[] =
     "INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QMON_UPSERT_COLS
-    " SELECT r.device_id, " TC_QMON_MIN("r.m") "," TC_QMON_UPSERT_SELECT
-    " ON CONFLICT (device_id, bucket)" TC_QMON_UPSERT_SET;
+    " SELECT r.device_id, " TC_QMON_MIN(
+        "r.m") "," TC_QMON_UPSERT_SELECT " ON CONFLICT (device_id, bucket)" TC_QMON_UPSERT_SET;
 
 static const char tc_qmon_sql_fleet[] =
     "WITH f AS (INSERT INTO @S.quality_fleet_1m AS q (bucket," TC_QMON_UPSERT_COLS
-    " SELECT " TC_QMON_MIN("r.m") "," TC_QMON_UPSERT_SELECT " ON CONFLICT (bucket)" TC_QMON_UPSERT_SET
-    " RETURNING bucket) SELECT count(*) FROM f";
+    " SELECT " TC_QMON_MIN("r.m") "," TC_QMON_UPSERT_SELECT
+                                  " ON CONFLICT (bucket)" TC_QMON_UPSERT_SET
+                                  " RETURNING bucket) SELECT count(*) FROM f";
 
 /* Dead letters: per minute and reason, per device and minute, per fleet minute. */
 static const char tc_qmon_sql_dead[] =
     "WITH d AS (SELECT * FROM json_to_recordset($1::json) AS d(device_id text, m bigint,"
     " reason text, dup int)),"
     " r AS (INSERT INTO @S.quality_dead_letters_1m AS q (bucket, reason, n)"
-    " SELECT " TC_QMON_MIN("m") ", reason, count(*) FROM d GROUP BY 1, 2"
-    " ON CONFLICT (bucket, reason) DO UPDATE SET n = q.n + EXCLUDED.n RETURNING 1),"
-    " v AS (INSERT INTO @S.quality_1m AS q (device_id, bucket, dead_letters, duplicates)"
-    " SELECT device_id, " TC_QMON_MIN("m") ", count(*), sum(dup) FROM d"
-    " WHERE device_id IS NOT NULL GROUP BY 1, 2 ON CONFLICT (device_id, bucket) DO UPDATE SET"
-    " dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
-    " duplicates = q.duplicates + EXCLUDED.duplicates RETURNING 1)"
-    " INSERT INTO @S.quality_fleet_1m AS q (bucket, dead_letters, duplicates)"
-    " SELECT " TC_QMON_MIN("m") ", count(*), sum(dup) FROM d GROUP BY 1"
-    " ON CONFLICT (bucket) DO UPDATE SET dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
-    " duplicates = q.duplicates + EXCLUDED.duplicates";
+    " SELECT " TC_QMON_MIN(
+        "m") ", reason, count(*) FROM d GROUP BY 1, 2"
+             " ON CONFLICT (bucket, reason) DO UPDATE SET n = q.n + EXCLUDED.n RETURNING 1),"
+             " v AS (INSERT INTO @S.quality_1m AS q (device_id, bucket, dead_letters, duplicates)"
+             " SELECT device_id, " TC_QMON_MIN(
+                 "m") ", count(*), sum(dup) FROM d"
+                      " WHERE device_id IS NOT NULL GROUP BY 1, 2 ON CONFLICT (device_id, bucket) "
+                      "DO UPDATE SET"
+                      " dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
+                      " duplicates = q.duplicates + EXCLUDED.duplicates RETURNING 1)"
+                      " INSERT INTO @S.quality_fleet_1m AS q (bucket, dead_letters, duplicates)"
+                      " SELECT " TC_QMON_MIN(
+                          "m") ", count(*), sum(dup) FROM d GROUP BY 1"
+                               " ON CONFLICT (bucket) DO UPDATE SET dead_letters = q.dead_letters "
+                               "+ EXCLUDED.dead_letters,"
+                               " duplicates = q.duplicates + EXCLUDED.duplicates";
 
 /* The fleet's device count of the minutes written: derived, so flushes and members agree. */
 static const char tc_qmon_sql_devices[] =
     "UPDATE @S.quality_fleet_1m f SET devices = (SELECT count(*) FROM @S.quality_1m q"
     " WHERE q.bucket = f.bucket AND q.readings > 0)"
-    " WHERE f.bucket IN (SELECT " TC_QMON_MIN("x::bigint")
-    " FROM json_array_elements_text($1::json) AS x)";
+    " WHERE f.bucket IN (SELECT " TC_QMON_MIN(
+        "x::bigint") " FROM json_array_elements_text($1::json) AS x)";
 
 /* Findings: the last event of each finding wins (opened and resolved in one flush). */
 static const char tc_qmon_sql_events[] =
     "INSERT INTO @S.anomalies AS a (device_id, metric, kind, rule, severity, start_time, end_time,"
     " score, observed, expected, kafka_partition)"
     " SELECT DISTINCT ON (e.device_id, coalesce(e.metric, ''), e.kind, coalesce(e.rule, ''),"
-    " e.s) e.device_id, e.metric, e.kind, e.rule, e.severity, " TC_QMON_TS("e.s") ","
-    " CASE WHEN e.e > 0 THEN " TC_QMON_TS("greatest(e.e, e.s)") " END, e.score, e.observed,"
-    " e.expected, e.p FROM json_to_recordset($1::json) AS e(seq bigint, device_id text,"
-    " metric text, kind text, rule text, severity text, s bigint, e bigint,"
-    " score double precision, observed double precision, expected double precision, p int)"
-    " ORDER BY e.device_id, coalesce(e.metric, ''), e.kind, coalesce(e.rule, ''), e.s,"
-    " e.seq DESC"
-    " ON CONFLICT (device_id, coalesce(metric, ''), kind, coalesce(rule, ''), start_time)"
-    " DO UPDATE SET end_time = EXCLUDED.end_time, score = coalesce(EXCLUDED.score, a.score),"
-    " observed = coalesce(EXCLUDED.observed, a.observed),"
-    " expected = coalesce(EXCLUDED.expected, a.expected), updated_at = now()";
+    " e.s) e.device_id, e.metric, e.kind, e.rule, e.severity, " TC_QMON_TS(
+        "e.s") ","
+               " CASE WHEN e.e > 0 THEN " TC_QMON_TS(
+                   "greatest(e.e, e.s)") " END, e.score, e.observed,"
+                                         " e.expected, e.p FROM json_to_recordset($1::json) AS "
+                                         "e(seq bigint, device_id text,"
+                                         " metric text, kind text, rule text, severity text, s "
+                                         "bigint, e bigint,"
+                                         " score double precision, observed double precision, "
+                                         "expected double precision, p int)"
+                                         " ORDER BY e.device_id, coalesce(e.metric, ''), e.kind, "
+                                         "coalesce(e.rule, ''), e.s,"
+                                         " e.seq DESC"
+                                         " ON CONFLICT (device_id, coalesce(metric, ''), kind, "
+                                         "coalesce(rule, ''), start_time)"
+                                         " DO UPDATE SET end_time = EXCLUDED.end_time, score = "
+                                         "coalesce(EXCLUDED.score, a.score),"
+                                         " observed = coalesce(EXCLUDED.observed, a.observed),"
+                                         " expected = coalesce(EXCLUDED.expected, a.expected), "
+                                         "updated_at = now()";
 
 static void tc_qmon_jdouble(tc_jbuf *j, const char *key, double v)
 {
@@ -1155,8 +1170,7 @@ static tc_err tc_qmon_exec_doc(tc_qmon *m, const char *tmpl, const char *doc, co
     const char *params[1] = {doc};
 
     if (!doc)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory (%s)",
-                          what);
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory (%s)", what);
     return tc_qmon_exec(m, tmpl, 1, params, NULL, NULL, NULL, what, errstr, errstr_size);
 }
 
@@ -1221,9 +1235,9 @@ static void tc_qmon_notify(tc_qmon *m)
 {
     for (size_t i = 0; i < m->nevents; i++) {
         const qmon_event *e = &m->events[i];
-        tc_qmon_event ev = {e->device,   e->metric,   e->kind,  e->rule,     e->severity,
-                            e->partition, e->start_us, e->end_us, e->score,   e->observed,
-                            e->expected};
+        tc_qmon_event ev = {e->device,   e->metric,    e->kind,     e->rule,
+                            e->severity, e->partition, e->start_us, e->end_us,
+                            e->score,    e->observed,  e->expected};
 
         if (e->end_us) {
             m->st.resolved++;
@@ -1263,14 +1277,13 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
         return err;
     }
     for (size_t i = 0; err == TC_OK && i < m->nheld; i++)
-        err = tc_qmon_exec_doc(m, m->held[i].fleet ? tc_qmon_sql_fleet : tc_qmon_sql_rows,
-                               m->held[i].doc, m->held[i].fleet ? "write quality_fleet_1m"
-                                                                : "write quality_1m",
-                               errstr, errstr_size);
+        err = tc_qmon_exec_doc(
+            m, m->held[i].fleet ? tc_qmon_sql_fleet : tc_qmon_sql_rows, m->held[i].doc,
+            m->held[i].fleet ? "write quality_fleet_1m" : "write quality_1m", errstr, errstr_size);
     if (err == TC_OK && m->ndead) {
         doc = tc_qmon_dead_doc(m);
-        err = tc_qmon_exec_doc(m, tc_qmon_sql_dead, doc, "write the dead letters' figures",
-                               errstr, errstr_size);
+        err = tc_qmon_exec_doc(m, tc_qmon_sql_dead, doc, "write the dead letters' figures", errstr,
+                               errstr_size);
         free(doc);
     }
     if (err == TC_OK && (m->nminutes || m->ndead)) {
@@ -1370,8 +1383,7 @@ tc_err tc_qmon_reload(tc_qmon *m, char *errstr, size_t errstr_size)
             return TC_ERR_NOMEM;
         }
         if (m->lanes[p]->qr)
-            tc_qr_eval_each_firing(m->lanes[p]->qr, tc_qmon_carry,
-                                   &(qmon_carry){fresh[p], set});
+            tc_qr_eval_each_firing(m->lanes[p]->qr, tc_qmon_carry, &(qmon_carry){fresh[p], set});
     }
     /* Held findings keep their names (arena copies), so the old set may go now. */
     for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
@@ -1482,8 +1494,7 @@ void tc_qmon_render_metrics(const tc_qmon_stats *st, tc_jbuf *b)
     tc_qmon_prom_kinds(b, "thermocline_quality_findings_opened_total",
                        "Anomalies opened (committed), by kind and source.", st->opened_by_kind);
     tc_qmon_prom_kinds(b, "thermocline_quality_findings_resolved_total",
-                       "Anomalies resolved (committed), by kind and source.",
-                       st->resolved_by_kind);
+                       "Anomalies resolved (committed), by kind and source.", st->resolved_by_kind);
     tc_qmon_prom_one(b, "thermocline_quality_findings_open", "gauge",
                      "Anomalies open now in the partitions held (detectors and rules).",
                      (double)st->open_now);

@@ -61,13 +61,13 @@
 #define TC_QMON_NAME_MAX 256
 
 typedef struct tc_qmon_options {
-    const char *dsn;        /* libpq connection string */
-    const char *schema;     /* the pipeline's schema, unquoted (e.g. telemetry) */
-    const char *group;      /* quality_offsets.group_id */
-    const char *topic;      /* quality_offsets.topic */
-    const char *rules_file; /* NULL or "": no rules */
-    size_t max_devices;     /* per partition */
-    double late_after_s;    /* quality.late_after_s */
+    const char *dsn;           /* libpq connection string */
+    const char *schema;        /* the pipeline's schema, unquoted (e.g. telemetry) */
+    const char *group;         /* quality_offsets.group_id */
+    const char *topic;         /* quality_offsets.topic */
+    const char *rules_file;    /* NULL or "": no rules */
+    size_t max_devices;        /* per partition */
+    double late_after_s;       /* quality.late_after_s */
     int64_t flush_interval_ms; /* longest time between flushes (wall clock) */
     int64_t tick_s;            /* event time between silence checks */
 } tc_qmon_options;
@@ -84,7 +84,7 @@ typedef struct tc_qmon_event {
     const char *severity; /* "warning" or "critical" */
     int32_t partition;
     int64_t start_us;
-    int64_t end_us; /* 0: opened; else resolved at */
+    int64_t end_us;                   /* 0: opened; else resolved at */
     double score, observed, expected; /* NaN where not known */
 } tc_qmon_event;
 

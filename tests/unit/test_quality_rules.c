@@ -432,9 +432,9 @@ static void test_scope(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_file),  cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_expressions), cmocka_unit_test(test_for_semantics),
-        cmocka_unit_test(test_check_kinds), cmocka_unit_test(test_scope),
+        cmocka_unit_test(test_valid_file),     cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_expressions),    cmocka_unit_test(test_for_semantics),
+        cmocka_unit_test(test_check_kinds),    cmocka_unit_test(test_scope),
         cmocka_unit_test(test_restore_firing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
