@@ -173,7 +173,7 @@ static const char tc_quality_sql_dead[] =
 
 static const char tc_quality_sql_fresh[] =
     "SELECT to_char(max(bucket) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI\"Z\"'),"
-    " round(extract(epoch FROM now() - max(bucket) - interval '1 minute')),"
+    " greatest(0, round(extract(epoch FROM now() - max(bucket) - interval '1 minute'))),"
     " (SELECT to_char(max(updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
     " FROM @S.quality_offsets),"
     " (SELECT round(extract(epoch FROM now() - max(updated_at))) FROM @S.quality_offsets)"
@@ -235,7 +235,7 @@ static int tc_quality_print_summary(tc_quality_cli *c)
 
     if (!(r = tc_quality_query(c, tc_quality_sql_fresh, "freshness")))
         return TC_EXIT_FAILURE;
-    printf("\nFreshness\n  latest minute with readings: %s (%s s ago)\n"
+    printf("\nFreshness\n  latest minute with readings: %s (ended %s s ago)\n"
            "  last quality transaction:    %s (%s s ago)\n",
            tc_quality_val(r, 0, 0), tc_quality_val(r, 0, 1), tc_quality_val(r, 0, 2),
            tc_quality_val(r, 0, 3));

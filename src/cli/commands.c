@@ -199,6 +199,7 @@ int tc_cmd_simulate(int argc, char **argv)
                                              {"format", required_argument, NULL, 'f'},
                                              {"anomalies", required_argument, NULL, 'a'},
                                              {"truth", required_argument, NULL, 'u'},
+                                             {"first-device", required_argument, NULL, 'F'},
                                              {NULL, 0, NULL, 0}};
     static const tc_cli_spec spec = {
         .name = "simulate",
@@ -224,8 +225,10 @@ int tc_cmd_simulate(int argc, char **argv)
             "                           late=0.01 (docs/quality.md)\n"
             "  -u, --truth FILE         write the injected anomalies as JSON lines (device,\n"
             "                           metric, kind, start, end)\n"
+            "  -F, --first-device N     number the devices from N (sensor-%05d of N + k):\n"
+            "                           a second fleet beside a first one (default 0)\n"
             "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP,
-        .shortopts = "d:n:r:x:S:t:m:f:a:u:",
+        .shortopts = "d:n:r:x:S:t:m:f:a:u:F:",
         .longopts = longopts,
     };
     tc_sim_options o = {.devices = 100, .count = 1000, .seed = 1, .cadence_ms = 10000};
@@ -267,6 +270,9 @@ int tc_cmd_simulate(int argc, char **argv)
             if (tc_sim_anomalies_parse(optarg, &anomalies, errstr, sizeof(errstr)) != TC_OK)
                 tc_cli_usage_error(&spec, "--anomalies: %s", errstr);
             o.anomalies = &anomalies;
+            break;
+        case 'F':
+            o.first_device = (uint64_t)tc_cli_parse_long("--first-device", optarg, 0, 99999);
             break;
         case 'u':
             truth_path = optarg;
