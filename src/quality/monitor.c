@@ -37,6 +37,8 @@
 #define TC_QMON_MINUTE_FLUSH_US 1000000
 /* Strings of held findings and dead letters. */
 #define TC_QMON_ARENA_BLOCK (64 * 1024)
+/* Rows of a lane's metrics pool (device minutes held between flushes). */
+#define TC_QMON_ROWS(devices) (2 * (devices) + 1024)
 /* Metric columns the tables have (quality_sql.c): the six of schema version 1. */
 #define TC_QMON_METRICS TC_METRIC__COUNT
 /* Rule metric names a reading's values are looked up for. */
@@ -58,6 +60,7 @@ struct qmon_lane {
     int64_t watermark;      /* largest event time fed, 0 before any */
     int64_t ticked;         /* watermark at the last silence check */
     int64_t minute_flushed; /* minute of the watermark at the last flush */
+    uint64_t fed;           /* the tc_qmon_add call that last fed it */
 };
 
 /* A finding held until its flush commits. */
@@ -118,6 +121,7 @@ struct tc_qmon {
     uint8_t *pres[TC_QMON_METRICS];
 
     uint64_t readings_taken; /* fed since the last commit */
+    uint64_t adds;           /* tc_qmon_add calls */
     tc_qmon_event_fn listener;
     void *listener_opaque;
     tc_qmon_stats st;
@@ -196,7 +200,7 @@ static tc_err tc_qmon_lane_finish(tc_qmon *m, qmon_lane *l, char *errstr, size_t
     tc_qm_options_default(&mo, m->o.max_devices);
     /* Rows are all handed over at every flush: a device holds the minutes of one flush interval,
      * seldom more than two or three. */
-    mo.max_rows = 2 * m->o.max_devices + 1024;
+    mo.max_rows = TC_QMON_ROWS(m->o.max_devices);
     mo.metrics = TC_QMON_METRICS;
     mo.late_after_s = m->o.late_after_s;
     mo.ids = tc_qd_ids(l->qd);
@@ -576,6 +580,19 @@ tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, c
                               TC_QMON_LANES_MAX);
     }
     for (size_t i = 0; err == TC_OK && i < n; i++) {
+        if (!*m->dsn) {
+            /* Dry: fresh lanes, nothing stored (benchmarks). */
+            qmon_lane *l = tc_qmon_lane_new(m, parts[i], errstr, errstr_size);
+            err = l ? tc_qmon_lane_finish(m, l, errstr, errstr_size) : TC_ERR_NOMEM;
+            if (err != TC_OK) {
+                tc_qmon_lane_free(l);
+                break;
+            }
+            tc_qmon_drop_lane(m, parts[i]);
+            m->lanes[parts[i]] = l;
+            m->nlanes++;
+            continue;
+        }
         err = tc_qmon_connect(m, errstr, errstr_size);
         if (err == TC_OK)
             err = tc_qmon_open_one(m, parts[i], &next[i], errstr, errstr_size);
@@ -810,23 +827,20 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
             m->st.refused += rows->n; /* the marks still move: the figures say what was lost */
             tc_log_warn("quality", "out of memory: %zu readings not counted", rows->n);
         } else {
-            int32_t last = -1;
+            /* Each lane of the batch is fed once, with all its rows, in their order. */
+            m->adds++;
             for (size_t i = 0; i < rows->n; i++) {
                 int32_t p = rows->partition[i];
-                int seen = p == last;
+                qmon_lane *l = p >= 0 && p < TC_QMON_LANES_MAX ? m->lanes[p] : NULL;
 
-                if (seen || (mask && !mask[i]))
+                if (mask && !mask[i])
                     continue;
-                /* Partitions in a batch come in runs: look each run's lane up once. */
-                for (size_t j = 0; j < i && !seen; j++)
-                    seen = rows->partition[j] == p && (!mask || mask[j]);
-                last = p;
-                if (seen)
-                    continue;
-                if (p < 0 || p >= TC_QMON_LANES_MAX || !m->lanes[p])
+                if (!l) {
                     m->st.refused++;
-                else
-                    tc_qmon_feed_lane(m, m->lanes[p], rows, mask, ingest_us);
+                } else if (l->fed != m->adds) {
+                    l->fed = m->adds;
+                    tc_qmon_feed_lane(m, l, rows, mask, ingest_us);
+                }
             }
         }
     }
@@ -861,14 +875,52 @@ int tc_qmon_due(const tc_qmon *m, int64_t now_us)
         return 0;
     if (now_us - m->last_attempt_us >= m->o.flush_interval_ms * 1000)
         return 1;
+    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
+        tc_qm_totals t;
+        if (!m->lanes[p])
+            continue;
+        /* A backlog runs through minutes of event time faster than the wall clock asks for
+         * flushes: the rows' pool half full asks for one too, before a row is refused. */
+        tc_qm_get_totals(m->lanes[p]->qm, &t);
+        if (t.rows_held >= TC_QMON_ROWS(m->o.max_devices) / 2)
+            return 1;
+    }
     for (int32_t p = 0; p < TC_QMON_LANES_MAX && !minute; p++)
         minute =
             m->lanes[p] && m->lanes[p]->watermark / TC_QM_MINUTE_US > m->lanes[p]->minute_flushed;
     return minute && now_us - m->last_attempt_us >= TC_QMON_MINUTE_FLUSH_US;
 }
 
+/* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
+ * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
+ * formatter call a value. Returns the length. */
+static size_t tc_qmon_counts(char *out, const uint32_t *v, int n)
+{
+    char *p = out;
+
+    *p++ = '[';
+    for (int i = 0; i < n; i++) {
+        uint32_t x = v[i];
+        char digits[10];
+        int k = 0;
+
+        if (i)
+            *p++ = ',';
+        do {
+            digits[k++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x);
+        while (k)
+            *p++ = digits[--k];
+    }
+    *p++ = ']';
+    return (size_t)(p - out);
+}
+
 static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
 {
+    char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
+
     tc_jbuf_obj_begin(j);
     if (r->device) {
         tc_jbuf_key(j, "device_id");
@@ -879,10 +931,7 @@ static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
     tc_jbuf_key(j, "readings");
     tc_jbuf_int(j, r->readings);
     tc_jbuf_key(j, "n");
-    tc_jbuf_arr_begin(j);
-    for (int k = 0; k < TC_QMON_METRICS; k++)
-        tc_jbuf_int(j, r->present[k]);
-    tc_jbuf_arr_end(j);
+    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->present, TC_QMON_METRICS));
     tc_jbuf_key(j, "late");
     tc_jbuf_int(j, r->late);
     tc_jbuf_key(j, "ooo");
@@ -895,10 +944,7 @@ static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
     else
         tc_jbuf_null(j);
     tc_jbuf_key(j, "sk");
-    tc_jbuf_arr_begin(j);
-    for (int k = 0; k < TC_QM_SKETCH_BUCKETS; k++)
-        tc_jbuf_int(j, r->delay.b[k]);
-    tc_jbuf_arr_end(j);
+    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
     tc_jbuf_obj_end(j);
 }
 
@@ -1268,6 +1314,17 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
 
     m->last_attempt_us = tc_time_now_us();
     err = tc_qmon_take_rows(m, errstr, errstr_size);
+    if (err == TC_OK && !*m->dsn) {
+        /* Dry: everything is built as for PostgreSQL, then dropped as if committed. */
+        for (size_t i = 0; i < m->nheld; i++)
+            free(m->held[i].doc);
+        m->nheld = 0;
+        if (m->nevents)
+            free(tc_qmon_events_doc(m));
+        if (m->ndead)
+            free(tc_qmon_dead_doc(m));
+        goto committed;
+    }
     if (err == TC_OK)
         err = tc_qmon_connect(m, errstr, errstr_size);
     if (err == TC_OK)
@@ -1313,6 +1370,7 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
         }
         return err;
     }
+committed:
     for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
         qmon_lane *l = m->lanes[p];
         if (l) {

@@ -61,7 +61,7 @@
 #define TC_QMON_NAME_MAX 256
 
 typedef struct tc_qmon_options {
-    const char *dsn;           /* libpq connection string */
+    const char *dsn;           /* libpq connection string; "": dry, nothing read or written */
     const char *schema;        /* the pipeline's schema, unquoted (e.g. telemetry) */
     const char *group;         /* quality_offsets.group_id */
     const char *topic;         /* quality_offsets.topic */
@@ -111,7 +111,9 @@ typedef struct tc_qmon_stats {
 
 typedef struct tc_qmon tc_qmon;
 
-/* Parses the rules file (errstr FILE:LINE:COL when refused). Connects at the first open. */
+/* Parses the rules file (errstr FILE:LINE:COL when refused). Connects at the first open. A dry
+ * monitor (dsn "") opens fresh lanes and makes every document a flush would send, then drops it:
+ * what bench/bench_quality times as the monitor's whole cost but PostgreSQL's. */
 tc_qmon *tc_qmon_new(const tc_qmon_options *o, char *errstr, size_t errstr_size);
 void tc_qmon_destroy(tc_qmon *m);
 
@@ -140,8 +142,8 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
                  const tc_partition_offset *marks, size_t nmarks, int64_t ingest_us);
 
 /* Nonzero when a flush is due at wall clock now_us: a minute of event time closed since the last
- * flush (at most one a second), flush_interval_ms went by with something to write, or the held
- * dead letters or findings reached their caps. */
+ * flush (at most one a second), flush_interval_ms went by with something to write, the held
+ * dead letters or findings reached half their caps, or a lane's metric rows half their pool. */
 int tc_qmon_due(const tc_qmon *m, int64_t now_us);
 /* Nonzero when something fed is not written yet. */
 int tc_qmon_pending(const tc_qmon *m);
