@@ -77,6 +77,11 @@ static const char *const all_keys[] = {
     "lake.codec",
     "lake.row_group_rows",
     "lake.row_group_bytes",
+    "quality.rules_file",
+    "quality.late_after_s",
+    "quality.max_devices",
+    "quality.flush_interval_ms",
+    "quality.tick_s",
     "http.listen",
     "log.level",
     "log.format",
@@ -86,10 +91,10 @@ static const char *const all_keys[] = {
 /* The environment variables of the table; cleared around every test so the host's cannot leak in.
  */
 static const char *const all_env[] = {
-    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
-    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
-    "THERMOCLINE_REGISTRY_URL",
+    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",        "THERMOCLINE_KAFKA_GROUP",
+    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",           "THERMOCLINE_LOG_LEVEL",
+    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB",     "THERMOCLINE_HTTP_LISTEN",
+    "THERMOCLINE_REGISTRY_URL",  "THERMOCLINE_QUALITY_RULES_FILE",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -273,7 +278,7 @@ static void test_every_key_settable(void **state)
             v = "2097152";
         if (strstr(all_keys[i], "row_group_rows"))
             v = "4096";
-        if (strstr(all_keys[i], "refresh_ms"))
+        if (strstr(all_keys[i], "refresh_ms") || strstr(all_keys[i], "flush_interval_ms"))
             v = "1000";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
