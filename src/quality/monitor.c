@@ -1134,80 +1134,68 @@ static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
         tc_jbuf_null(j);
 }
 
-static char *tc_qmon_events_doc(const tc_qmon *m)
+/* A JSON array of what items writes (a flush's document); NULL when out of memory. */
+static char *tc_qmon_doc(const tc_qmon *m, void (*items)(const tc_qmon *, tc_jbuf *))
 {
     tc_jbuf j;
     char *doc;
 
     tc_jbuf_init(&j, TC_QMON_DOC_MAX);
     tc_jbuf_arr_begin(&j);
+    items(m, &j);
+    tc_jbuf_arr_end(&j);
+    doc = tc_jbuf_failed(&j) ? NULL : tc_jbuf_take(&j, NULL);
+    tc_jbuf_free(&j);
+    return doc;
+}
+
+static void tc_qmon_events_items(const tc_qmon *m, tc_jbuf *j)
+{
     for (size_t i = 0; i < m->nevents; i++) {
         const qmon_event *e = &m->events[i];
-        tc_jbuf_obj_begin(&j);
-        tc_jbuf_key(&j, "seq");
-        tc_jbuf_int(&j, (int64_t)i);
-        tc_qmon_jstr(&j, "device_id", e->device);
-        tc_qmon_jstr(&j, "metric", e->metric);
-        tc_qmon_jstr(&j, "kind", e->kind);
-        tc_qmon_jstr(&j, "rule", e->rule);
-        tc_qmon_jstr(&j, "severity", e->severity);
-        tc_jbuf_key(&j, "s");
-        tc_jbuf_int(&j, e->start_us);
-        tc_jbuf_key(&j, "e");
-        tc_jbuf_int(&j, e->end_us);
-        tc_qmon_jdouble(&j, "score", e->score);
-        tc_qmon_jdouble(&j, "observed", e->observed);
-        tc_qmon_jdouble(&j, "expected", e->expected);
-        tc_jbuf_key(&j, "p");
-        tc_jbuf_int(&j, e->partition);
-        tc_jbuf_obj_end(&j);
+        tc_jbuf_obj_begin(j);
+        tc_jbuf_key(j, "seq");
+        tc_jbuf_int(j, (int64_t)i);
+        tc_qmon_jstr(j, "device_id", e->device);
+        tc_qmon_jstr(j, "metric", e->metric);
+        tc_qmon_jstr(j, "kind", e->kind);
+        tc_qmon_jstr(j, "rule", e->rule);
+        tc_qmon_jstr(j, "severity", e->severity);
+        tc_jbuf_key(j, "s");
+        tc_jbuf_int(j, e->start_us);
+        tc_jbuf_key(j, "e");
+        tc_jbuf_int(j, e->end_us);
+        tc_qmon_jdouble(j, "score", e->score);
+        tc_qmon_jdouble(j, "observed", e->observed);
+        tc_qmon_jdouble(j, "expected", e->expected);
+        tc_jbuf_key(j, "p");
+        tc_jbuf_int(j, e->partition);
+        tc_jbuf_obj_end(j);
     }
-    tc_jbuf_arr_end(&j);
-    doc = tc_jbuf_failed(&j) ? NULL : tc_jbuf_take(&j, NULL);
-    tc_jbuf_free(&j);
-    return doc;
 }
 
-static char *tc_qmon_dead_doc(const tc_qmon *m)
+static void tc_qmon_dead_items(const tc_qmon *m, tc_jbuf *j)
 {
-    tc_jbuf j;
-    char *doc;
-
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
-    tc_jbuf_arr_begin(&j);
     for (size_t i = 0; i < m->ndead; i++) {
         const qmon_dead *d = &m->dead[i];
-        tc_jbuf_obj_begin(&j);
-        tc_qmon_jstr(&j, "device_id", d->device);
-        tc_jbuf_key(&j, "m");
-        tc_jbuf_int(&j, d->minute);
-        tc_qmon_jstr(&j, "reason", tc_reject_name(d->reason));
-        tc_jbuf_key(&j, "dup");
-        tc_jbuf_int(&j, d->reason == TC_REJECT_DUPLICATE);
-        tc_jbuf_obj_end(&j);
+        tc_jbuf_obj_begin(j);
+        tc_qmon_jstr(j, "device_id", d->device);
+        tc_jbuf_key(j, "m");
+        tc_jbuf_int(j, d->minute);
+        tc_qmon_jstr(j, "reason", tc_reject_name(d->reason));
+        tc_jbuf_key(j, "dup");
+        tc_jbuf_int(j, d->reason == TC_REJECT_DUPLICATE);
+        tc_jbuf_obj_end(j);
     }
-    tc_jbuf_arr_end(&j);
-    doc = tc_jbuf_failed(&j) ? NULL : tc_jbuf_take(&j, NULL);
-    tc_jbuf_free(&j);
-    return doc;
 }
 
-/* The minutes the held documents and dead letters touch, as a JSON array (for the device count). */
-static char *tc_qmon_minutes_doc(const tc_qmon *m)
+/* The minutes the held documents and dead letters touch (for the fleet's device count). */
+static void tc_qmon_minutes_items(const tc_qmon *m, tc_jbuf *j)
 {
-    tc_jbuf j;
-    char *doc;
-
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
-    tc_jbuf_arr_begin(&j);
     for (size_t i = 0; i < m->nminutes; i++)
-        tc_jbuf_int(&j, m->minutes[i]);
+        tc_jbuf_int(j, m->minutes[i]);
     for (size_t i = 0; i < m->ndead; i++)
-        tc_jbuf_int(&j, m->dead[i].minute);
-    tc_jbuf_arr_end(&j);
-    doc = tc_jbuf_failed(&j) ? NULL : tc_jbuf_take(&j, NULL);
-    tc_jbuf_free(&j);
-    return doc;
+        tc_jbuf_int(j, m->dead[i].minute);
 }
 
 static tc_err tc_qmon_exec_doc(tc_qmon *m, const char *tmpl, const char *doc, const char *what,
@@ -1320,9 +1308,9 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
             free(m->held[i].doc);
         m->nheld = 0;
         if (m->nevents)
-            free(tc_qmon_events_doc(m));
+            free(tc_qmon_doc(m, tc_qmon_events_items));
         if (m->ndead)
-            free(tc_qmon_dead_doc(m));
+            free(tc_qmon_doc(m, tc_qmon_dead_items));
         goto committed;
     }
     if (err == TC_OK)
@@ -1338,19 +1326,19 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
             m, m->held[i].fleet ? tc_qmon_sql_fleet : tc_qmon_sql_rows, m->held[i].doc,
             m->held[i].fleet ? "write quality_fleet_1m" : "write quality_1m", errstr, errstr_size);
     if (err == TC_OK && m->ndead) {
-        doc = tc_qmon_dead_doc(m);
+        doc = tc_qmon_doc(m, tc_qmon_dead_items);
         err = tc_qmon_exec_doc(m, tc_qmon_sql_dead, doc, "write the dead letters' figures", errstr,
                                errstr_size);
         free(doc);
     }
     if (err == TC_OK && (m->nminutes || m->ndead)) {
-        doc = tc_qmon_minutes_doc(m);
+        doc = tc_qmon_doc(m, tc_qmon_minutes_items);
         err = tc_qmon_exec_doc(m, tc_qmon_sql_devices, doc, "count the fleet's devices", errstr,
                                errstr_size);
         free(doc);
     }
     if (err == TC_OK && m->nevents) {
-        doc = tc_qmon_events_doc(m);
+        doc = tc_qmon_doc(m, tc_qmon_events_items);
         err = tc_qmon_exec_doc(m, tc_qmon_sql_events, doc, "write the anomalies", errstr,
                                errstr_size);
         free(doc);
