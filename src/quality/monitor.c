@@ -33,8 +33,9 @@
 /* Statements held across failed flushes; past it the monitor stops taking metric rows (they
  * stay in tc_qm until a flush commits). */
 #define TC_QMON_HELD_MAX 4096
-/* Least wall time between two flushes a closed minute asks for. */
-#define TC_QMON_MINUTE_FLUSH_US 1000000
+/* Least wall time between two flushes a closed minute asks for: a backlog closes minutes of
+ * event time many times a second, and each flush writes every device's row again. */
+#define TC_QMON_MINUTE_FLUSH_US 5000000
 /* Strings of held findings and dead letters. */
 #define TC_QMON_ARENA_BLOCK (64 * 1024)
 /* Rows of a lane's metrics pool (device minutes held between flushes). */
@@ -891,6 +892,24 @@ int tc_qmon_due(const tc_qmon *m, int64_t now_us)
     return minute && now_us - m->last_attempt_us >= TC_QMON_MINUTE_FLUSH_US;
 }
 
+static void tc_qmon_jdouble(tc_jbuf *j, const char *key, double v)
+{
+    tc_jbuf_key(j, key);
+    if (isfinite(v))
+        tc_jbuf_double(j, v);
+    else
+        tc_jbuf_null(j);
+}
+
+static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
+{
+    tc_jbuf_key(j, key);
+    if (v)
+        tc_jbuf_str(j, v);
+    else
+        tc_jbuf_null(j);
+}
+
 /* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
  * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
  * formatter call a value. Returns the length. */
@@ -945,6 +964,10 @@ static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
         tc_jbuf_null(j);
     tc_jbuf_key(j, "sk");
     tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
+    /* A new row's quantiles, from its own sketch here; a row that exists takes them from the
+     * merged sketch in SQL (TC_QMON_UPSERT_SET). */
+    tc_qmon_jdouble(j, "p50", r->delay.count ? tc_qm_sketch_quantile(&r->delay, 0.5) : NAN);
+    tc_qmon_jdouble(j, "p99", r->delay.count ? tc_qm_sketch_quantile(&r->delay, 0.99) : NAN);
     tc_jbuf_obj_end(j);
 }
 
@@ -1032,10 +1055,10 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
     " out_of_order, gaps, gap_max_s, delay_sketch, delay_p50_ms, delay_p99_ms)"
 #define TC_QMON_UPSERT_SELECT                                                                      \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
-    " r.gap_max, r.sk, @S.tc_quality_sketch_quantile(r.sk, 0.5),"                                  \
-    " @S.tc_quality_sketch_quantile(r.sk, 0.99) FROM json_to_recordset($1::json) AS r("            \
+    " r.gap_max, r.sk, r.p50, r.p99 FROM json_to_recordset($1::json) AS r("                        \
     "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint,"              \
-    " gaps bigint, gap_max double precision, sk integer[])"
+    " gaps bigint, gap_max double precision, sk integer[], p50 double precision,"                  \
+    " p99 double precision)"
 #define TC_QMON_UPSERT_SET                                                                         \
     " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n") TC_QMON_ADD(             \
         "humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n") TC_QMON_ADD("latitude_n") \
@@ -1115,24 +1138,6 @@ static const char tc_qmon_sql_events[] =
                                          " observed = coalesce(EXCLUDED.observed, a.observed),"
                                          " expected = coalesce(EXCLUDED.expected, a.expected), "
                                          "updated_at = now()";
-
-static void tc_qmon_jdouble(tc_jbuf *j, const char *key, double v)
-{
-    tc_jbuf_key(j, key);
-    if (isfinite(v))
-        tc_jbuf_double(j, v);
-    else
-        tc_jbuf_null(j);
-}
-
-static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
-{
-    tc_jbuf_key(j, key);
-    if (v)
-        tc_jbuf_str(j, v);
-    else
-        tc_jbuf_null(j);
-}
 
 /* A JSON array of what items writes (a flush's document); NULL when out of memory. */
 static char *tc_qmon_doc(const tc_qmon *m, void (*items)(const tc_qmon *, tc_jbuf *))

@@ -142,7 +142,7 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
                  const tc_partition_offset *marks, size_t nmarks, int64_t ingest_us);
 
 /* Nonzero when a flush is due at wall clock now_us: a minute of event time closed since the last
- * flush (at most one a second), flush_interval_ms went by with something to write, the held
+ * flush (at most one every 5 s), flush_interval_ms went by with something to write, the held
  * dead letters or findings reached half their caps, or a lane's metric rows half their pool. */
 int tc_qmon_due(const tc_qmon *m, int64_t now_us);
 /* Nonzero when something fed is not written yet. */

@@ -85,7 +85,9 @@ static const char tc_quality_ddl[] =
     "CREATE OR REPLACE AGGREGATE @S.tc_quality_sketch_sum(integer[])"
     " (sfunc = @S.tc_quality_sketch_add, stype = integer[]);"
     /* The partition's event-time watermark, so lateness after a restart is judged as before. */
-    "ALTER TABLE @S.quality_offsets ADD COLUMN IF NOT EXISTS watermark_us bigint;";
+    "ALTER TABLE @S.quality_offsets ADD COLUMN IF NOT EXISTS watermark_us bigint;"
+    /* The checkpoint is rewritten at every flush and compresses little (floats): not compressed. */
+    "ALTER TABLE @S.quality_offsets ALTER COLUMN detector_state SET STORAGE EXTERNAL;";
 
 static const char tc_quality_ddl_timescaledb[] =
     "SELECT create_hypertable('@S.quality_1m', by_range('bucket', INTERVAL '1 day'),"
