@@ -920,6 +920,21 @@ static size_t tc_qmon_counts(char *out, const uint32_t *v, int n)
     return (size_t)(p - out);
 }
 
+/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
+static int tc_qmon_quantile_bucket(const tc_qm_sketch *s, double q)
+{
+    uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
+
+    if (!s->count)
+        return -1;
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
+        seen += s->b[i];
+        if (seen >= (rank < 1 ? 1 : rank))
+            return i;
+    }
+    return TC_QM_SKETCH_BUCKETS - 1;
+}
+
 static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
 {
     char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
@@ -948,10 +963,13 @@ static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
         tc_jbuf_null(j);
     tc_jbuf_key(j, "sk");
     tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
-    /* A new row's quantiles, from its own sketch here; a row that exists takes them from the
-     * merged sketch in SQL (TC_QMON_UPSERT_SET). */
-    tc_qmon_jdouble(j, "p50", r->delay.count ? tc_qm_sketch_quantile(&r->delay, 0.5) : NAN);
-    tc_qmon_jdouble(j, "p99", r->delay.count ? tc_qm_sketch_quantile(&r->delay, 0.99) : NAN);
+    /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
+     * a row cost more than the rest of it); a row that exists takes them from the merged sketch
+     * in SQL (TC_QMON_UPSERT_SET). */
+    tc_jbuf_key(j, "q50");
+    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.5));
+    tc_jbuf_key(j, "q99");
+    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.99));
     tc_jbuf_obj_end(j);
 }
 
@@ -1037,12 +1055,15 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
 #define TC_QMON_UPSERT_COLS                                                                        \
     " readings, temperature_n, humidity_n, pressure_n, battery_n, latitude_n, longitude_n, late,"  \
     " out_of_order, gaps, gap_max_s, delay_sketch, delay_p50_ms, delay_p99_ms)"
+/* A sketch bucket's geometric middle in ms (metrics.h): 0.5 for bucket 0, NULL for none. */
+#define TC_QMON_BUCKET_MS(b)                                                                       \
+    "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
 #define TC_QMON_UPSERT_SELECT                                                                      \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
-    " r.gap_max, r.sk, r.p50, r.p99 FROM json_to_recordset($1::json) AS r("                        \
-    "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint,"              \
-    " gaps bigint, gap_max double precision, sk integer[], p50 double precision,"                  \
-    " p99 double precision)"
+    " r.gap_max, r.sk, " TC_QMON_BUCKET_MS("r.q50") ", " TC_QMON_BUCKET_MS(                        \
+        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
+                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
+                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
 #define TC_QMON_UPSERT_SET                                                                         \
     " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n") TC_QMON_ADD(             \
         "humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n") TC_QMON_ADD("latitude_n") \
