@@ -99,6 +99,7 @@ struct tc_qmon {
     int rules_tags; /* some rule's scope has tags: readings' tags are parsed */
     qmon_lane *lanes[TC_QMON_LANES_MAX];
     size_t nlanes;
+    int32_t lane_end; /* every lane is below it: loops that run each turn look no further */
 
     qmon_event *events;
     size_t nevents;
@@ -375,7 +376,7 @@ void tc_qmon_destroy(tc_qmon *m)
 {
     if (!m)
         return;
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++)
+    for (int32_t p = 0; p < m->lane_end; p++)
         tc_qmon_lane_free(m->lanes[p]);
     tc_qmon_held_clear(m);
     tc_qmon_scratch_free(m);
@@ -547,6 +548,8 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
     }
     tc_qmon_drop_lane(m, partition);
     m->lanes[partition] = l;
+    if (partition >= m->lane_end)
+        m->lane_end = partition + 1;
     m->nlanes++;
     *next = l->durable;
     return TC_OK;
@@ -575,6 +578,8 @@ tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, c
             }
             tc_qmon_drop_lane(m, parts[i]);
             m->lanes[parts[i]] = l;
+            if (parts[i] >= m->lane_end)
+                m->lane_end = parts[i] + 1;
             m->nlanes++;
             continue;
         }
@@ -844,7 +849,7 @@ int tc_qmon_pending(const tc_qmon *m)
 {
     if (m->nevents || m->ndead || m->nheld)
         return 1;
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++)
+    for (int32_t p = 0; p < m->lane_end; p++)
         if (m->lanes[p] && m->lanes[p]->next > m->lanes[p]->durable)
             return 1;
     return 0;
@@ -860,7 +865,7 @@ int tc_qmon_due(const tc_qmon *m, int64_t now_us)
         return 0;
     if (now_us - m->last_attempt_us >= m->o.flush_interval_ms * 1000)
         return 1;
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
+    for (int32_t p = 0; p < m->lane_end; p++) {
         tc_qm_totals t;
         if (!m->lanes[p])
             continue;
@@ -870,7 +875,7 @@ int tc_qmon_due(const tc_qmon *m, int64_t now_us)
         if (t.rows_held >= TC_QMON_ROWS(m->o.max_devices) / 2)
             return 1;
     }
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX && !minute; p++)
+    for (int32_t p = 0; p < m->lane_end && !minute; p++)
         minute =
             m->lanes[p] && m->lanes[p]->watermark / TC_QM_MINUTE_US > m->lanes[p]->minute_flushed;
     return minute && now_us - m->last_attempt_us >= TC_QMON_MINUTE_FLUSH_US;
@@ -1027,7 +1032,7 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
 {
     tc_err err = TC_OK;
 
-    for (int32_t p = 0; err == TC_OK && p < TC_QMON_LANES_MAX; p++) {
+    for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++) {
         tc_jbuf dev, fleet;
         qmon_collect c = {m, &dev, &fleet, 0, 0};
 
@@ -1298,7 +1303,7 @@ static void tc_qmon_notify(tc_qmon *m)
 void tc_qmon_reset(tc_qmon *m)
 {
     m->readings_taken = 0;
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++)
+    for (int32_t p = 0; p < m->lane_end; p++)
         tc_qmon_drop_lane(m, p);
     tc_qmon_held_clear(m);
     m->nevents = m->ndead = m->nminutes = 0;
@@ -1353,7 +1358,7 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
                                errstr_size);
         free(doc);
     }
-    for (int32_t p = 0; err == TC_OK && p < TC_QMON_LANES_MAX; p++)
+    for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++)
         if (m->lanes[p])
             err = tc_qmon_write_mark(m, m->lanes[p], errstr, errstr_size);
     if (err == TC_OK)
@@ -1369,7 +1374,7 @@ tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
         return err;
     }
 committed:
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
+    for (int32_t p = 0; p < m->lane_end; p++) {
         qmon_lane *l = m->lanes[p];
         if (l) {
             l->durable = l->next;
@@ -1425,7 +1430,7 @@ tc_err tc_qmon_reload(tc_qmon *m, char *errstr, size_t errstr_size)
         return TC_ERR_CONFIG;
     }
     /* Findings already held were made by the old rules: write them before their rules go. */
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
+    for (int32_t p = 0; p < m->lane_end; p++) {
         fresh[p] = NULL;
         if (!m->lanes[p])
             continue;
@@ -1442,7 +1447,7 @@ tc_err tc_qmon_reload(tc_qmon *m, char *errstr, size_t errstr_size)
             tc_qr_eval_each_firing(m->lanes[p]->qr, tc_qmon_carry, &(qmon_carry){fresh[p], set});
     }
     /* Held findings keep their names (arena copies), so the old set may go now. */
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
+    for (int32_t p = 0; p < m->lane_end; p++) {
         if (!m->lanes[p])
             continue;
         tc_qr_eval_destroy(m->lanes[p]->qr);
@@ -1465,7 +1470,7 @@ void tc_qmon_get_stats(const tc_qmon *m, tc_qmon_stats *st)
     st->open_now = 0;
     st->late = st->out_of_order = st->gaps = 0;
     st->watermark_us = 0;
-    for (int32_t p = 0; p < TC_QMON_LANES_MAX; p++) {
+    for (int32_t p = 0; p < m->lane_end; p++) {
         const qmon_lane *l = m->lanes[p];
         tc_qd_stats ds;
         tc_qm_totals mt;
