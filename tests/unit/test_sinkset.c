@@ -61,6 +61,8 @@ static int count_lines(const char *path, const char *prefix)
     return n;
 }
 
+static int teardown(void **state);
+
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof(*fx));
@@ -68,9 +70,12 @@ static int setup(void **state)
 
     if (!fx)
         return -1;
+    *state = fx;
     snprintf(fx->dir, sizeof(fx->dir), "/tmp/tc-sinkset-XXXXXX");
-    if (!mkdtemp(fx->dir))
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
         return -1;
+    }
     snprintf(fx->control, sizeof(fx->control), "%s/control", fx->dir);
     snprintf(fx->record, sizeof(fx->record), "%s/record", fx->dir);
     fx->cfg = tc_config_new();
@@ -79,14 +84,18 @@ static int setup(void **state)
             TC_OK ||
         tc_config_set(fx->cfg, "testfail.control_file", fx->control, errstr, sizeof(errstr)) !=
             TC_OK ||
-        tc_config_set(fx->cfg, "testfail.record_file", fx->record, errstr, sizeof(errstr)) != TC_OK)
+        tc_config_set(fx->cfg, "testfail.record_file", fx->record, errstr, sizeof(errstr)) !=
+            TC_OK) {
+        teardown(state);
         return -1;
+    }
     fx->set = tc_sinkset_new(fx->cfg, no_wait, NULL, errstr, sizeof(errstr));
     fx->sb = fx->set ? tc_sinkset_batch_new(fx->set) : NULL;
     fx->batch = tc_batch_new(64, 0);
-    if (!fx->sb || !fx->batch)
+    if (!fx->sb || !fx->batch) {
+        teardown(state);
         return -1;
-    *state = fx;
+    }
     return 0;
 }
 
