@@ -164,7 +164,8 @@ typedef struct tc_sink {
 /*
  * A sink's constructor: fill *out (ops, ctx; name defaults to ops->name) from the configuration
  * (borrowed; it outlives the sink). Nothing is opened yet: partitions come with open. TC_OK, or an
- * error with errstr naming the setting at fault.
+ * error with errstr naming the setting at fault. TC_OK with out->ops left NULL: the sink is off by
+ * configuration (a shorthand, e.g. lake.dir empty).
  */
 typedef tc_err (*tc_sink_new_fn)(const tc_config *cfg, tc_sink *out, char *errstr,
                                  size_t errstr_size);

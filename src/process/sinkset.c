@@ -87,6 +87,10 @@ tc_sinkset *tc_sinkset_new(const tc_config *cfg, tc_sinkset_wait_fn wait, void *
             tc_sinkset_destroy(s);
             return NULL;
         }
+        if (!k->sink.ops) { /* off by configuration */
+            free(s->sinks[--s->n]);
+            continue;
+        }
         if (!k->sink.name[0])
             snprintf(k->sink.name, sizeof(k->sink.name), "%s", k->sink.ops->name);
         for (size_t p = 0; p < TC_SINKSET_PARTS; p++)
@@ -453,6 +457,16 @@ void tc_sinkset_revoke(tc_sinkset *s, const int32_t *parts, size_t n, int commit
                 sk->taken[parts[i]] = TC_SINK_MARK_NONE;
         }
     }
+}
+
+int64_t tc_sinkset_mark_max(const tc_sinkset *s, int32_t partition, int64_t mark)
+{
+    for (size_t k = 0; s && k < s->n && tc_sinkset_part_ok(partition); k++) {
+        int64_t t = s->sinks[k]->taken[partition];
+        if (t != TC_SINK_MARK_ALL && t > mark)
+            mark = t;
+    }
+    return mark;
 }
 
 int tc_sinkset_behind(const tc_sinkset *s, int32_t partition, int64_t high)
