@@ -2226,17 +2226,27 @@ static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *hi
     return 1;
 }
 
+/* The progress line, with each sink behind process/sink.h: rows made durable, and its state. */
 static void tc_pipeline_progress(tc_pipeline *p, int64_t *last_us, uint64_t *last_count)
 {
     double secs = (double)(p->now_us - *last_us) / 1e6;
     uint64_t done = p->stats.stored + p->stats.dead_letters;
+    tc_sinkset_status st[TC_SINKSET_MAX];
+    size_t n = tc_sinkset_status_get(p->sinks, st, TC_SINKSET_MAX);
+    char sinks[TC_SINKSET_MAX * (TC_SINK_NAME_MAX + 48)];
+    int len = 0;
 
+    sinks[0] = '\0';
+    for (size_t i = 0; i < n && (size_t)len < sizeof(sinks); i++)
+        len += snprintf(sinks + len, sizeof(sinks) - (size_t)len, ", %s %llu%s", st[i].name,
+                        (unsigned long long)st[i].stats.rows_durable,
+                        st[i].ready ? "" : " (not ready: recovering)");
     tc_log_info("pipeline",
                 "progress: %.0f readings/s, stored %llu, dead letters %llu, batches %llu, "
-                "partitions %zu",
+                "partitions %zu%s",
                 secs > 0 ? (double)(done - *last_count) / secs : 0.0,
                 (unsigned long long)p->stats.stored, (unsigned long long)p->stats.dead_letters,
-                (unsigned long long)p->stats.batches, tc_consumer_assigned(p->consumer));
+                (unsigned long long)p->stats.batches, tc_consumer_assigned(p->consumer), sinks);
     *last_us = p->now_us;
     *last_count = done;
 }
