@@ -153,14 +153,10 @@ static tc_err tc_sinkset_fail(tc_sinkset_sink *k, tc_err err, int64_t now_us, ch
     k->backoff_ms = k->backoff_ms * 2 > TC_SINKSET_BACKOFF_MAX_MS ? TC_SINKSET_BACKOFF_MAX_MS
                                                                   : k->backoff_ms * 2;
     k->retry_us = now_us + wait * 1000LL;
-    if (!k->broken)
-        tc_log_warn("pipeline",
-                    "sink %s: %s; it takes no readings until it recovers (in %ld ms), the other "
-                    "sinks go on",
-                    k->sink.name, why, wait);
-    else
-        tc_log_warn("pipeline", "sink %s: still failing: %s; next try in %ld ms", k->sink.name, why,
-                    wait);
+    tc_log_warn("pipeline",
+                "sink %s: %s; retrying in %ld ms (it takes no readings until it has recovered; "
+                "the other sinks go on)",
+                k->sink.name, why, wait);
     k->broken = 1;
     snprintf(k->reason, sizeof(k->reason), "sink %s is recovering: %.120s", k->sink.name, why);
     return TC_OK;
