@@ -43,8 +43,8 @@
  *            taken. *busy is set to 1 while a write is still under way (the pipeline then serves
  *            the consumer and calls flush again, with the same force, within TC_SINK_SLICE_MS);
  *            a write finished since the last call reports its outcome here. A sink's
- *            durable() moves only inside open, recover and flush.
- *   durable  the durable mark of a partition it has open (no I/O; any value between two flushes).
+ *            durable() moves only inside its callbacks (an append may commit what it rolls).
+ *   durable  the durable mark of a partition it has open (no I/O: it is asked often).
  *   recover  after a failure (a retriable error from append or flush, or a fence): drop what is
  *            only taken of every partition, including a write under way (wait for it or abandon
  *            it: once recover returns, nothing of the old writes may still become durable unless
@@ -164,7 +164,8 @@ typedef struct tc_sink {
 /*
  * A sink's constructor: fill *out (ops, ctx; name defaults to ops->name) from the configuration
  * (borrowed; it outlives the sink). Nothing is opened yet: partitions come with open. TC_OK, or an
- * error with errstr naming the setting at fault.
+ * error with errstr naming the setting at fault. TC_OK with out->ops left NULL: the sink is off by
+ * configuration (a shorthand, e.g. lake.dir empty).
  */
 typedef tc_err (*tc_sink_new_fn)(const tc_config *cfg, tc_sink *out, char *errstr,
                                  size_t errstr_size);

@@ -9,15 +9,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lake/sink_lake.h"
 #include "process/sink_testfail.h"
 #include "quality/sink.h"
 
 static const struct tc_sink_entry {
     const char *name;
-    tc_sink_new_fn make; /* NULL: built into the pipeline itself (store, lake, rollups) */
+    tc_sink_new_fn make; /* NULL: built into the pipeline itself (store, rollups) */
 } tc_sink_table[] = {
     {"store", NULL},
-    {"lake", NULL},
+    {"lake", tc_sink_lake_new},
     {"rollups", NULL},
     {"testfail", tc_sink_testfail_new},
     {"quality", tc_quality_sink_new},

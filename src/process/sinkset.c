@@ -87,6 +87,10 @@ tc_sinkset *tc_sinkset_new(const tc_config *cfg, tc_sinkset_wait_fn wait, void *
             tc_sinkset_destroy(s);
             return NULL;
         }
+        if (!k->sink.ops) { /* off by configuration */
+            free(s->sinks[--s->n]);
+            continue;
+        }
         if (!k->sink.name[0])
             snprintf(k->sink.name, sizeof(k->sink.name), "%s", k->sink.ops->name);
         for (size_t p = 0; p < TC_SINKSET_PARTS; p++)
@@ -149,14 +153,10 @@ static tc_err tc_sinkset_fail(tc_sinkset_sink *k, tc_err err, int64_t now_us, ch
     k->backoff_ms = k->backoff_ms * 2 > TC_SINKSET_BACKOFF_MAX_MS ? TC_SINKSET_BACKOFF_MAX_MS
                                                                   : k->backoff_ms * 2;
     k->retry_us = now_us + wait * 1000LL;
-    if (!k->broken)
-        tc_log_warn("pipeline",
-                    "sink %s: %s; it takes no readings until it recovers (in %ld ms), the other "
-                    "sinks go on",
-                    k->sink.name, why, wait);
-    else
-        tc_log_warn("pipeline", "sink %s: still failing: %s; next try in %ld ms", k->sink.name, why,
-                    wait);
+    tc_log_warn("pipeline",
+                "sink %s: %s; retrying in %ld ms (it takes no readings until it has recovered; "
+                "the other sinks go on)",
+                k->sink.name, why, wait);
     k->broken = 1;
     snprintf(k->reason, sizeof(k->reason), "sink %s is recovering: %.120s", k->sink.name, why);
     return TC_OK;
@@ -453,6 +453,16 @@ void tc_sinkset_revoke(tc_sinkset *s, const int32_t *parts, size_t n, int commit
                 sk->taken[parts[i]] = TC_SINK_MARK_NONE;
         }
     }
+}
+
+int64_t tc_sinkset_mark_max(const tc_sinkset *s, int32_t partition, int64_t mark)
+{
+    for (size_t k = 0; s && k < s->n && tc_sinkset_part_ok(partition); k++) {
+        int64_t t = s->sinks[k]->taken[partition];
+        if (t != TC_SINK_MARK_ALL && t > mark)
+            mark = t;
+    }
+    return mark;
 }
 
 int tc_sinkset_behind(const tc_sinkset *s, int32_t partition, int64_t high)

@@ -107,6 +107,9 @@ tc_err tc_sinkset_recover(tc_sinkset *s, const int32_t *parts, size_t n, int all
                           int64_t *low, char *errstr, size_t errstr_size);
 /* Partitions taken away: commit when they were flushed (tc_sinkset_flush, force) with success. */
 void tc_sinkset_revoke(tc_sinkset *s, const int32_t *parts, size_t n, int commit);
+/* max(mark, every sink's taken mark of partition): the check that no mark is past a partition's
+ * end. */
+int64_t tc_sinkset_mark_max(const tc_sinkset *s, int32_t partition, int64_t mark);
 /* 1 when some sink does not have offsets below high of partition yet (taken), or is broken. */
 int tc_sinkset_behind(const tc_sinkset *s, int32_t partition, int64_t high);
 

@@ -118,6 +118,9 @@ def test_a_sink_added_later_catches_up_while_the_others_skip(tc, tmp_path):
                                  f"testfail.control_file={control}",
                                  f"testfail.record_file={record}"))
     assert "sink testfail resumes at -1" in proc.stderr, proc.stderr[-3000:]
+    progress = [json.loads(line)["msg"] for line in proc.stderr.splitlines()
+                if '"progress: ' in line]
+    assert progress and f"testfail {exp['valid']}" in progress[-1], progress[-3:]
     assert_store_matches(tc, exp)
     assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == exp["valid"]
     assert_exactly_once(tc, record)
