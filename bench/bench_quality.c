@@ -20,7 +20,11 @@
  *
  * Cost: the thread's CPU time spent in tc_qd_observe_batch and tc_qm_observe_batch (batches of
  * SLICE readings, as the pipeline's batches), tc_qd_tick and tc_qm_flush only (readings are
- * generated and laid out in columns first, untimed), per reading. Memory: a detector fed 100,000
+ * generated and laid out in columns first, untimed), per reading; and, separately, the whole
+ * engine the quality sink runs (quality/monitor.h, dry: no database): the same readings as the
+ * pipeline's batches (partition = device % MON_LANES) through tc_qmon_add -- gathering each
+ * lane's rows, the detectors, the metrics, the silence ticks -- and tc_qmon_flush building every
+ * document it would send to PostgreSQL, as often as the sink would. Memory: a detector fed 100,000
  * devices x 6 metrics (tc_qd_memory, and the growth of the process's resident set).
  *
  * Usage: bench_quality [--devices N] [--steps N] [--spec SPEC] [--seed S] [--json FILE]
@@ -38,11 +42,13 @@
 #include "ingest/simulator.h"
 #include "quality/detect.h"
 #include "quality/metrics.h"
+#include "quality/monitor.h"
 
 #define DEVICES_DEFAULT 10000
 #define STEPS_DEFAULT   1440 /* four hours at 10 s */
 #define CADENCE_MS      10000
 #define CHUNK           (1u << 18)
+#define MON_LANES       6    /* Kafka partitions of the monitor's run */
 #define SLICE           1000 /* readings per batch handed to the detectors, like a pipeline batch */
 #define TOL_CADENCES    10
 #define MEMORY_DEVICES  100000
@@ -209,7 +215,10 @@ int main(int argc, char **argv)
     truth *t = NULL;
     size_t nt = 0, capt = 0;
     int32_t *thead;
-    double cpu = 0;
+    double cpu = 0, cpu_mon = 0;
+    tc_batch *mb = tc_batch_new(SLICE, 0);
+    tc_qmon *mon;
+    tc_qmon_options mono;
     int64_t next_tick, next_flush = START_US;
     uint64_t tp_t[K_SCORED] = {0}, n_t[K_SCORED] = {0}, tp_f[K_SCORED] = {0}, n_f[K_SCORED] = {0},
              explained = 0, fp_metric[K_SCORED][7] = {{0}};
@@ -268,6 +277,21 @@ int main(int argc, char **argv)
         snprintf(ids[d], sizeof(ids[d]), "sensor-%05d", d);
         b.fhead[d] = thead[d] = -1;
     }
+    tc_qmon_options_default(&mono);
+    mono.dsn = "";
+    mono.max_devices = (size_t)devices;
+    mono.late_after_s = LATE_AFTER_S;
+    mon = tc_qmon_new(&mono, errstr, sizeof(errstr));
+    {
+        int32_t parts[MON_LANES];
+        int64_t next[MON_LANES];
+        for (int p = 0; p < MON_LANES; p++)
+            parts[p] = p;
+        if (!mb || !mon || tc_qmon_open(mon, parts, MON_LANES, next, errstr, sizeof(errstr))) {
+            fprintf(stderr, "bench_quality: the monitor: %s\n", mon ? errstr : "out of memory");
+            return 1;
+        }
+    }
     b.devices = devices;
     next_tick = START_US + CADENCE_MS * 1000;
     b.watermark = START_US;
@@ -314,6 +338,33 @@ int main(int argc, char **argv)
             }
         }
         cpu += cpu_now() - c0;
+        /* The same readings through the quality sink's engine, a batch at a time. */
+        for (size_t at = 0; at < n; at += SLICE) {
+            size_t len = n - at < SLICE ? n - at : SLICE;
+            double c1;
+            tc_batch_reset(mb);
+            for (size_t k = at; k < at + len; k++) {
+                size_t r = mb->n;
+                tc_batch_row_begin(mb);
+                mb->time_us[r] = col_t[k];
+                mb->device_id[r] = (tc_slice){col_ids[k], (uint32_t)col_lens[k]};
+                for (int m = 0; m < 6; m++) {
+                    mb->metric[m][r] = col_v[m][k];
+                    mb->present[m][r] = 1;
+                }
+                mb->partition[r] = (int32_t)(buf[k].device % MON_LANES);
+                mb->offset[r] = (int64_t)(fed + k);
+                tc_batch_row_commit(mb);
+            }
+            c1 = cpu_now();
+            tc_qmon_add(mon, mb, NULL, NULL, NULL, 0, col_wm[at + len - 1]);
+            if (tc_qmon_due(mon, tc_time_now_us()) &&
+                tc_qmon_flush(mon, errstr, sizeof(errstr)) != TC_OK) {
+                fprintf(stderr, "bench_quality: the monitor's flush: %s\n", errstr);
+                return 1;
+            }
+            cpu_mon += cpu_now() - c1;
+        }
         fed += n;
     }
     tc_qm_get_totals(qm, &mt);
@@ -459,6 +510,9 @@ int main(int argc, char **argv)
            (unsigned long long)mt.out_of_order, (unsigned long long)ooo_true,
            (unsigned long long)late_true);
     printf("cpu: %.3f us per reading (detectors + metrics, 6 metrics a reading)\n", us);
+    printf("cpu: %.3f us per reading for the quality sink's engine (tc_qmon_add and its flushes' "
+           "documents, %d lanes, no rules, no database)\n",
+           cpu_mon * 1e6 / (double)(fed ? fed : 1), MON_LANES);
     printf("memory for %d devices x 6 metrics: %.1f MB held (model %.1f MB), resident growth "
            "%.1f MB\n",
            MEMORY_DEVICES, (double)mem_held / 1e6, (double)mem_model / 1e6,
@@ -467,13 +521,17 @@ int main(int argc, char **argv)
         fprintf(json,
                 "},\"silence_explained_by_late\":%llu,\"late_counted\":%llu,"
                 "\"late_injected\":%llu,\"ooo_counted\":%llu,\"ooo_injected\":%llu,"
-                "\"cpu_us_per_reading\":%.4f,\"memory_100k_x6_bytes\":%zu,"
+                "\"cpu_us_per_reading\":%.4f,\"monitor_cpu_us_per_reading\":%.4f,"
+                "\"memory_100k_x6_bytes\":%zu,"
                 "\"rss_growth_100k_x6_bytes\":%ld}\n",
                 (unsigned long long)explained, (unsigned long long)mt.late,
                 (unsigned long long)late_true, (unsigned long long)mt.out_of_order,
-                (unsigned long long)(ooo_true + late_true), us, mem_held, (rss1 - rss0) * 1024);
+                (unsigned long long)(ooo_true + late_true), us,
+                cpu_mon * 1e6 / (double)(fed ? fed : 1), mem_held, (rss1 - rss0) * 1024);
         fclose(json);
     }
+    tc_qmon_destroy(mon);
+    tc_batch_destroy(mb);
     for (int k = 0; k < K_SCORED; k++)
         free(delays[k]);
     free(t);

@@ -11,6 +11,8 @@
 
 #include "core/log.h"
 #include "lake/parquet_crypt.h"
+#include "core/timeutil.h"
+#include "quality/sink.h"
 
 volatile sig_atomic_t tc_cli_stop;
 volatile sig_atomic_t tc_cli_reload;
@@ -19,6 +21,8 @@ static void tc_on_reload(int sig)
 {
     (void)sig;
     tc_cli_reload = 1;
+    /* The quality sink's rules file: the sink interface has no reload callback. */
+    tc_quality_sink_sighup();
 }
 
 void tc_cli_install_reload(void)
@@ -284,4 +288,29 @@ double tc_cli_parse_double(const char *what, const char *s, double min, double m
         exit(TC_EXIT_USAGE);
     }
     return v;
+}
+
+int tc_cli_parse_since(const char *s, int64_t *out_us)
+{
+    char *end;
+    double v;
+    int64_t unit;
+
+    if (tc_time_parse_rfc3339(s, strlen(s), out_us) == TC_OK)
+        return 0;
+    v = strtod(s, &end);
+    if (end == s || v < 0 || v > 1e7)
+        return -1;
+    if (!strcmp(end, "s"))
+        unit = 1;
+    else if (!strcmp(end, "m"))
+        unit = 60;
+    else if (!strcmp(end, "h"))
+        unit = 3600;
+    else if (!strcmp(end, "d"))
+        unit = 86400;
+    else
+        return -1;
+    *out_us = tc_time_now_us() - (int64_t)(v * (double)unit * 1e6);
+    return 0;
 }

@@ -16,6 +16,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 
 #include "core/config.h"
 
@@ -89,6 +90,10 @@ tc_config *tc_cli_config_reload(const tc_cli_common *c, char *errstr, size_t err
  * different value). */
 long tc_cli_parse_long(const char *what, const char *s, long min, long max);
 double tc_cli_parse_double(const char *what, const char *s, double min, double max);
+
+/* A --since value: RFC 3339, or an age ("90s", "30m", "12h", "7d") back from now. 0, or -1 when
+ * it is neither. */
+int tc_cli_parse_since(const char *s, int64_t *out_us);
 
 #define TC_CLI_COMMON_HELP                                                                         \
     "  -c, --config FILE     YAML configuration file (see `thermocline config sample`)\n"          \

@@ -36,32 +36,6 @@ typedef struct tc_dlq_cli {
     char errstr[TC_ERRSTR_MAX];
 } tc_dlq_cli;
 
-/* RFC 3339, or an age ("90s", "30m", "12h", "7d") back from now. */
-static int tc_dlq_parse_since(const char *s, int64_t *out_us)
-{
-    char *end;
-    double v;
-    int64_t unit;
-
-    if (tc_time_parse_rfc3339(s, strlen(s), out_us) == TC_OK)
-        return 0;
-    v = strtod(s, &end);
-    if (end == s || v < 0 || v > 1e7)
-        return -1;
-    if (!strcmp(end, "s"))
-        unit = 1;
-    else if (!strcmp(end, "m"))
-        unit = 60;
-    else if (!strcmp(end, "h"))
-        unit = 3600;
-    else if (!strcmp(end, "d"))
-        unit = 86400;
-    else
-        return -1;
-    *out_us = tc_time_now_us() - (int64_t)(v * (double)unit * 1e6);
-    return 0;
-}
-
 static void tc_dlq_time(int64_t us, char *buf, size_t cap)
 {
     if (!us)
@@ -414,7 +388,7 @@ int tc_cmd_dlq(int argc, char **argv)
             f.reason = optarg;
             break;
         case 't':
-            if (tc_dlq_parse_since(optarg, &f.since_us) != 0)
+            if (tc_cli_parse_since(optarg, &f.since_us) != 0)
                 tc_cli_usage_error(&spec,
                                    "--since expects an RFC 3339 time or an age such as 30m, "
                                    "12h or 7d, got \"%s\"",

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libpq-fe.h>
 
 #include "core/http_client.h"
 #include "cli/cli.h"
@@ -16,7 +15,6 @@
 #include "ingest/kafka.h"
 #include "ingest/simulator.h"
 #include "process/pipeline.h"
-#include "quality/quality_sql.h"
 #include "schema/registry.h"
 #include "store/api_sql.h"
 #include "store/store.h"
@@ -24,7 +22,7 @@
 /* The reloadable keys of the configuration, written out for `run --help`. */
 #define TC_RUN_RELOAD_KEYS_MAX 2048
 
-/* The quality monitor's tables (on a connection of their own), then the api schema over them,
+/* The api schema over the store's and the quality monitor's tables (tc_store_migrate made both),
  * its roles and the audit log. */
 static tc_err tc_migrate_api(tc_store *store, const tc_config *cfg, char *errstr,
                              size_t errstr_size)
@@ -41,27 +39,8 @@ static tc_err tc_migrate_api(tc_store *store, const tc_config *cfg, char *errstr
         .viewer_hidden = !strcmp(cfg->api_personal_viewer, "hide"),
         .timescaledb = timescaledb,
     };
-    char quoted[TC_API_NAME_MAX + 3];
-    PGconn *conn;
-    tc_err err;
+    tc_err err = tc_api_sql_check(&ao, errstr, errstr_size);
 
-    if (strcmp(cfg->api_personal_viewer, "hide") && strcmp(cfg->api_personal_viewer, "coarsen"))
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "api.personal_viewer=\"%s\": must be coarsen or hide",
-                          cfg->api_personal_viewer);
-    err = tc_api_sql_check(&ao, errstr, errstr_size);
-    if (err != TC_OK)
-        return err;
-    conn = PQconnectdb(cfg->pg_dsn);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        err = tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
-                         "cannot connect to PostgreSQL (postgres.dsn): %s", PQerrorMessage(conn));
-        PQfinish(conn);
-        return err;
-    }
-    snprintf(quoted, sizeof(quoted), "\"%s\"", cfg->pg_schema);
-    err = tc_quality_migrate(conn, quoted, timescaledb, errstr, errstr_size);
-    PQfinish(conn);
     return err == TC_OK ? tc_api_migrate(store, &ao, errstr, errstr_size) : err;
 }
 
@@ -280,6 +259,7 @@ int tc_cmd_simulate(int argc, char **argv)
                                              {"format", required_argument, NULL, 'f'},
                                              {"anomalies", required_argument, NULL, 'a'},
                                              {"truth", required_argument, NULL, 'u'},
+                                             {"first-device", required_argument, NULL, 'F'},
                                              {NULL, 0, NULL, 0}};
     static const tc_cli_spec spec = {
         .name = "simulate",
@@ -305,8 +285,10 @@ int tc_cmd_simulate(int argc, char **argv)
             "                           late=0.01 (docs/quality.md)\n"
             "  -u, --truth FILE         write the injected anomalies as JSON lines (device,\n"
             "                           metric, kind, start, end)\n"
+            "  -F, --first-device N     number the devices from N (sensor-%05d of N + k):\n"
+            "                           a second fleet beside a first one (default 0)\n"
             "Same seed and --start give the same bytes.\n" TC_CLI_COMMON_HELP,
-        .shortopts = "d:n:r:x:S:t:m:f:a:u:",
+        .shortopts = "d:n:r:x:S:t:m:f:a:u:F:",
         .longopts = longopts,
     };
     tc_sim_options o = {.devices = 100, .count = 1000, .seed = 1, .cadence_ms = 10000};
@@ -348,6 +330,9 @@ int tc_cmd_simulate(int argc, char **argv)
             if (tc_sim_anomalies_parse(optarg, &anomalies, errstr, sizeof(errstr)) != TC_OK)
                 tc_cli_usage_error(&spec, "--anomalies: %s", errstr);
             o.anomalies = &anomalies;
+            break;
+        case 'F':
+            o.first_device = (uint64_t)tc_cli_parse_long("--first-device", optarg, 0, 99999);
             break;
         case 'u':
             truth_path = optarg;

@@ -134,6 +134,14 @@ static const tc_conf_entry tc_conf_table[] = {
     {"pipeline.batch_memory_bytes", TC_CT_INT, "67108864", 1048576, 17179869184.0, NULL,
      OFF(batch_memory_bytes),
      "Cap on the strings one batch may hold; reaching it writes the batch."},
+    {"pipeline.sinks", TC_CT_STRING, "store,lake,rollups", 0, 0, NULL, OFF(pipeline_sinks),
+     "Where readings go, names separated by commas (store, lake, rollups; testfail for the tests "
+     "only). lake.dir empty leaves the lake out and postgres.rollups=false the rollups: both are "
+     "shorthands kept for existing configurations."},
+    {"testfail.control_file", TC_CT_STRING, "", 0, 0, NULL, OFF(testfail_control_file),
+     "Testing aid (the testfail sink): a file saying ok, fail-transient or fail-permanent."},
+    {"testfail.record_file", TC_CT_STRING, "", 0, 0, NULL, OFF(testfail_record_file),
+     "Testing aid (the testfail sink): where it appends what it makes durable."},
     {"dedupe.window_s", TC_CT_INT, "300", 0, 86400, NULL, OFF(dedupe_window_s),
      "A device's resend (same device_id, timestamp, and message_id if sent, else same content) "
      "within this much event time of the original is a duplicate, stored once (0: no dedupe)."},
@@ -209,6 +217,23 @@ static const tc_conf_entry tc_conf_table[] = {
     {"lake.encryption.column_key_columns", TC_CT_STRING, "latitude,longitude", 0, 0, NULL,
      OFF(lake_enc_columns),
      "Personal-data columns (comma-separated), encrypted under column_key_id."},
+    {"quality.rules_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_QUALITY_RULES_FILE",
+     OFF(quality_rules_file),
+     "Data-quality rules (docs/quality.md) of the quality sink (\"quality\" in pipeline.sinks); "
+     "empty: no rules, the detectors and metrics only. Reloaded on SIGHUP; a file that is refused "
+     "leaves the running rules in force."},
+    {"quality.late_after_s", TC_CT_INT, "60", 0, 86400, NULL, OFF(quality_late_after_s),
+     "A reading is late when its event time is older than its partition's watermark (latest event "
+     "time seen) by more than this."},
+    {"quality.max_devices", TC_CT_INT, "200000", 1, 10000000, NULL, OFF(quality_max_devices),
+     "Devices the quality sink watches per Kafka partition; readings of more are counted as "
+     "refused, not watched."},
+    {"quality.flush_interval_ms", TC_CT_INT, "10000", 100, 3600000, NULL,
+     OFF(quality_flush_interval_ms),
+     "Longest time between two quality transactions (figures, anomalies and marks together); a "
+     "minute of event time that closes asks for one sooner (at most one a second)."},
+    {"quality.tick_s", TC_CT_INT, "10", 1, 3600, NULL, OFF(quality_tick_s),
+     "Event time between two silence checks of a partition's devices."},
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},

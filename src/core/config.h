@@ -65,6 +65,9 @@ typedef struct tc_config {
     int64_t dedupe_window_s;
     int64_t dedupe_max_entries;
     int64_t dedupe_lookback;
+    char *pipeline_sinks; /* pipeline.sinks (process/sink.h) */
+    char *testfail_control_file;
+    char *testfail_record_file;
     /* validation */
     tc_limits limits;
     /* lake */
@@ -80,6 +83,12 @@ typedef struct tc_config {
     char *lake_enc_footer_key;
     char *lake_enc_column_key;
     char *lake_enc_columns;
+    /* quality (the quality sink) */
+    char *quality_rules_file;
+    int64_t quality_late_after_s;
+    int64_t quality_max_devices;
+    int64_t quality_flush_interval_ms;
+    int64_t quality_tick_s;
     /* http */
     char *http_listen;
     /* api, audit */

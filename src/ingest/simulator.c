@@ -216,7 +216,7 @@ size_t tc_sim_format(const tc_sim_options *o, uint64_t i, int64_t start_us, char
     lat = r.metric[4];
     lon = r.metric[5];
     kind = r.invalid_kind;
-    snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)dev);
+    snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)(o->first_device + dev));
 
     *invalid_kind = kind;
     switch (kind) {
@@ -342,7 +342,7 @@ static void tc_sim_truth(const tc_sim_options *o, uint64_t i, int64_t start_us)
     char devid[32];
     int n = tc_sim_truth_at(o->anomalies, o->seed, dev, step, tc_sim_steps(o), ep);
 
-    snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)dev);
+    snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)(o->first_device + dev));
     for (int k = 0; k < n; k++) {
         tc_sim_reading first, last;
         tc_sim_reading_at(o, (uint64_t)ep[k].first * (uint64_t)o->devices + dev, start_us, &first);
@@ -400,7 +400,8 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
             /* Anomalies hold readings back: their event times stay those of their step. */
             len = tc_sim_format(opt, i, start_us, buf, sizeof(buf), &kind);
         }
-        snprintf(key, sizeof(key), "sensor-%05llu", (unsigned long long)(i % opt->devices));
+        snprintf(key, sizeof(key), "sensor-%05llu",
+                 (unsigned long long)(opt->first_device + i % opt->devices));
         err = tc_producer_send(prod, cfg->kafka_topic, -1, key, strlen(key), len ? buf : NULL, len,
                                errstr, errstr_size);
         if (err != TC_OK)

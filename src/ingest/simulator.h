@@ -34,6 +34,10 @@ typedef struct tc_sim_options {
     int32_t avro_schema_id; /* > 0: valid readings are Avro with this registry id; 0: JSON */
     const tc_sim_anomalies *anomalies; /* labelled anomalies to inject (sim_anomaly.h), or NULL */
     FILE *truth; /* where tc_simulate writes their ground truth as JSON lines, or NULL */
+    /* Number of the first device's id: device k is sensor-%05llu of first_device + k (its values
+     * are those of device k whatever it is called), so a second fleet can join a first one
+     * without taking over its devices' ids. */
+    uint64_t first_device;
 } tc_sim_options;
 
 /* One reading's values as sent (rounded as the JSON text has them), before formatting. */

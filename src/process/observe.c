@@ -9,9 +9,13 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "core/json.h"
+#include "quality/sink.h"
 
-/* The metrics page is a few dozen lines. */
-#define TC_METRICS_MAX 4096
+/* The metrics page is a few dozen lines, and six per sink. */
+#define TC_METRICS_MAX 16384
+/* /readyz's body: the reason and each sink's state. */
+#define TC_READYZ_MAX (TC_OBSERVE_REASON_MAX + 128 + TC_OBSERVE_SINKS_MAX * 48)
 
 struct tc_observe {
     tc_http_server *http;
@@ -33,29 +37,84 @@ static void tc_observe_healthz(void *ctx, const tc_http_request *req, tc_http_re
     tc_http_respond(resp, 200, TC_HTTP_JSON, "{\"status\":\"ok\"}", 15);
 }
 
+static int tc_observe_ready(const tc_observe_status *st)
+{
+    for (size_t i = 0; i < st->nsinks; i++) {
+        if (!st->sinks[i].ready)
+            return 0;
+    }
+    return st->store_ok && st->consuming;
+}
+
+/* ,"sinks":{"store":true,...} into body at n (names are ours: no escaping). */
+static int tc_observe_sinks_json(const tc_observe_status *st, char *body, size_t size, int n)
+{
+    n += snprintf(body + n, size - (size_t)n, ",\"sinks\":{");
+    for (size_t i = 0; i < st->nsinks && (size_t)n < size; i++)
+        n += snprintf(body + n, size - (size_t)n, "%s\"%s\":%s", i ? "," : "", st->sinks[i].name,
+                      st->sinks[i].ready ? "true" : "false");
+    if ((size_t)n < size)
+        n += snprintf(body + n, size - (size_t)n, "}}");
+    return n;
+}
+
 static void tc_observe_readyz(void *ctx, const tc_http_request *req, tc_http_response *resp)
 {
     tc_observe_status st;
-    char body[TC_OBSERVE_REASON_MAX + 64];
+    char body[TC_READYZ_MAX];
     int n;
 
     (void)req;
     tc_observe_snapshot(ctx, &st);
-    if (st.store_ok && st.consuming) {
-        n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"partitions\":%llu}",
+    if (tc_observe_ready(&st)) {
+        n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"partitions\":%llu",
                      (unsigned long long)st.partitions);
-        tc_http_respond(resp, 200, TC_HTTP_JSON, body, (size_t)n);
+        n = tc_observe_sinks_json(&st, body, sizeof(body), n);
+        tc_http_respond(resp, 200, TC_HTTP_JSON, body, (size_t)n < sizeof(body) ? (size_t)n : 0);
         return;
     }
     /* The reason is ours (no quotes or controls), so it needs no JSON escaping. */
-    n = snprintf(body, sizeof(body), "{\"status\":\"not ready\",\"reason\":\"%s\"}", st.reason);
+    n = snprintf(body, sizeof(body), "{\"status\":\"not ready\",\"reason\":\"%s\"", st.reason);
+    n = tc_observe_sinks_json(&st, body, sizeof(body), n);
     tc_http_respond(resp, 503, TC_HTTP_JSON, body, (size_t)n < sizeof(body) ? (size_t)n : 0);
+}
+
+/* The per-sink families, appended to the page at n. */
+static int tc_observe_sink_metrics(const tc_observe_status *st, char *body, int n)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"thermocline_sink_ready", "gauge", "1 while the sink takes readings (circuit closed)."},
+        {"thermocline_sink_rows_total", "counter", "Rows the sink took."},
+        {"thermocline_sink_rows_durable_total", "counter", "Rows the sink made durable."},
+        {"thermocline_sink_pending", "gauge", "Rows (or groups) the sink holds only in memory."},
+        {"thermocline_sink_failures_total", "counter",
+         "Failed calls of the sink (each opens or keeps open its circuit)."},
+        {"thermocline_sink_recoveries_total", "counter", "Recoveries of the sink after a failure."},
+    };
+
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        n += snprintf(body + n, TC_METRICS_MAX - (size_t)n, "# HELP %s %s\n# TYPE %s %s\n",
+                      fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+        for (size_t i = 0; i < st->nsinks && n < TC_METRICS_MAX; i++) {
+            const tc_observe_sink *k = &st->sinks[i];
+            const uint64_t v[] = {(uint64_t)k->ready, k->rows,     k->rows_durable,
+                                  k->pending,         k->failures, k->recoveries};
+            n += snprintf(body + n, TC_METRICS_MAX - (size_t)n, "%s{sink=\"%s\"} %llu\n",
+                          fam[f].name, k->name, (unsigned long long)v[f]);
+        }
+        if (n >= TC_METRICS_MAX)
+            return n;
+    }
+    return n;
 }
 
 static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
 {
     tc_observe_status st;
     char *body = malloc(TC_METRICS_MAX);
+    tc_jbuf quality;
     int n;
 
     (void)req;
@@ -102,12 +161,26 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         (unsigned long long)st.stats.dead_letters, (unsigned long long)st.stats.batches,
         (unsigned long long)st.stats.retries, (unsigned long long)st.stats.partition_flushes,
         (unsigned long long)st.stats.fenced, (unsigned long long)st.partitions,
-        st.store_ok && st.consuming, (double)st.last_commit_us / 1e6);
+        tc_observe_ready(&st), (double)st.last_commit_us / 1e6);
+    if (n > 0 && n < TC_METRICS_MAX)
+        n = tc_observe_sink_metrics(&st, body, n);
     if (n < 0 || n >= TC_METRICS_MAX) {
         free(body);
         tc_http_respond_error(resp, 500, NULL, 500, "metrics page too long");
         return;
     }
+    /* The quality sink's fleet-level figures, when it runs (its own snapshot: quality/sink.h). */
+    tc_jbuf_init(&quality, TC_METRICS_MAX);
+    tc_quality_sink_render_metrics(&quality);
+    if (quality.len && !tc_jbuf_failed(&quality)) {
+        char *more = realloc(body, (size_t)n + quality.len + 1);
+        if (more) {
+            memcpy(more + n, quality.data, quality.len + 1);
+            body = more;
+            n += (int)quality.len;
+        }
+    }
+    tc_jbuf_free(&quality);
     tc_http_respond_owned(resp, 200, "text/plain; version=0.0.4", body, (size_t)n);
 }
 

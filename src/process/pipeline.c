@@ -15,9 +15,9 @@
 #include "core/timeutil.h"
 #include "ingest/dlq_mirror.h"
 #include "ingest/kafka.h"
-#include "lake/sink.h"
 #include "process/dedupe.h"
 #include "process/observe.h"
+#include "process/sinkset.h"
 #include "process/validate.h"
 #include "schema/avro_reading.h"
 #include "schema/catalog.h"
@@ -76,7 +76,6 @@
  * catches up while the other one skips what it already has. */
 typedef struct tc_marks {
     int64_t store_next;
-    int64_t lake_next;
     int assigned;
     /* The rollups (and latest state): rows below rollup_next are in the pending aggregates or
      * written; rows below rollup_durable are written (tc_store_rollups_flush). */
@@ -95,7 +94,6 @@ typedef struct tc_marks {
 
 /* Sinks a row is meant for. */
 #define TC_SINK_STORE  1u
-#define TC_SINK_LAKE   2u
 #define TC_SINK_ROLLUP 4u
 
 /* Rows of one batch PostgreSQL may refuse before the run stops: a handful of bad values is data,
@@ -116,31 +114,30 @@ typedef struct tc_marks {
  * One batch and what goes with it: its rows, its dead letters, and how far it takes each sink on
  * each partition. There are two: the pipeline fills one while the writer has the other in flight
  * (tc_pipeline_dispatch), and settles the one in flight -- the store's marks, the rollups, the
- * lake, Kafka -- before it hands the writer the next (tc_pipeline_settle), so the sinks take the
- * batches in the order they were read.
+ * other sinks, Kafka -- before it hands the writer the next (tc_pipeline_settle), so the sinks take
+ * the batches in the order they were read.
  */
 typedef struct tc_slot {
     tc_batch *batch;
-    tc_batch *filtered; /* the store's rows of a batch that has lake-only rows (rare) */
+    tc_batch *filtered; /* the store's rows of a batch with rows only other sinks want (rare) */
     uint8_t *sinks;     /* per row of batch: TC_SINK_* */
     tc_dlq_batch *dlq;
     tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
     int64_t pending_from[TC_PENDING_MAX];        /* ...and the stored one it moves from (fencing) */
     size_t npending;
-    tc_partition_offset lake_pending[TC_PENDING_MAX]; /* lake: the same for the lake */
-    size_t nlake_pending;
     tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: the same for the rollups */
     size_t nrollup_pending;
-    size_t store_rows;    /* rows of the batch meant for the store */
-    const tc_batch *rows; /* what the writer was given: batch, or filtered */
-    int writer;           /* the writer it is in flight on, -1 when none */
+    size_t store_rows;     /* rows of the batch meant for the store */
+    const tc_batch *rows;  /* what the writer was given: batch, or filtered */
+    int writer;            /* the writer it is in flight on, -1 when none */
+    tc_sinkset_batch *gen; /* the advances of the sinks behind process/sink.h */
 } tc_slot;
 
 struct tc_pipeline {
     const tc_config *cfg;
     tc_consumer *consumer;
     tc_store *store;
-    tc_lake *lake;             /* NULL when lake.dir is empty */
+    tc_sinkset *sinks;         /* the sinks behind process/sink.h: the lake, testfail, ... */
     tc_observe *obs;           /* NULL when http.listen is empty */
     tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
     tc_schema_cache *schemas;  /* NULL when registry.url is empty */
@@ -162,7 +159,6 @@ struct tc_pipeline {
     int chain_broken;     /* a batch in flight failed: settle all before handing out another */
     int backlog;          /* the last poll filled its array: more messages are waiting already */
     tc_store *wstore;     /* the store of the writer whose batch is being settled */
-    uint8_t *lake_mask;   /* per row: 1 if for the lake (tc_lake_append's mask) */
     uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
     tc_batch *probe;      /* rows of a refused batch, probed to find the refused ones */
     tc_dedupe *dedupe;    /* NULL when dedupe.window_s is 0 */
@@ -211,11 +207,10 @@ struct tc_pipeline {
     int paused;          /* tc_pipeline_serve paused the partitions: the loop resumes them */
     int rewinds;         /* some marks have a rewind */
     uint32_t flight_gen; /* bumped when a batch goes to an idle pool (tc_marks.store_sent) */
-    int lake_broken;     /* a transient lake failure awaits tc_pipeline_lake_recover */
-    char lake_errstr[TC_ERRSTR_MAX]; /* ...and what it was */
-    long lake_backoff;               /* next wait before recovering, ms (grows until a commit) */
-    int64_t lake_durable_at_fail;    /* tc_pipeline_lake_durable_sum when the lake last failed */
     tc_pipeline_stats stats;
+    /* The built-in sinks' counters for /metrics (the store's are in stats). */
+    uint64_t rollup_rows, rollup_failures;
+    int rollups_on; /* rollups named in pipeline.sinks and postgres.rollups on */
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
     tc_message serve_msgs[TC_SERVE_FETCH_MAX]; /* what a poll while serving hands out anyway */
 };
@@ -239,7 +234,6 @@ static tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
             return NULL;
         for (size_t i = p->nmarks; i < n; i++)
             m[i] = (tc_marks){.store_next = -1,
-                              .lake_next = -1,
                               .rollup_next = -1,
                               .rollup_durable = -1,
                               .store_sent = -1,
@@ -437,6 +431,16 @@ static tc_err tc_pipeline_rollups_init_marks(tc_pipeline *p, const int32_t *part
 
 static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next);
 
+/* The sinks' marks of assigned partitions could not be read: not ready until they are. */
+static void tc_pipeline_marks_unread(tc_pipeline *p, tc_err err, const char *errstr)
+{
+    tc_log_warn("pipeline", "%s", errstr);
+    p->store_ok = 0;
+    snprintf(p->not_ready, sizeof(p->not_ready),
+             "waiting for the sinks' offsets of assigned partitions (%s)", tc_err_name(err));
+    tc_pipeline_publish(p);
+}
+
 static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64_t *next)
 {
     tc_pipeline *p = opaque;
@@ -453,7 +457,7 @@ static tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n
 static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next)
 {
     char errstr[TC_ERRSTR_MAX];
-    int64_t *lake_next = NULL, *rollup_next = NULL;
+    int64_t *rollup_next = NULL;
     tc_err err;
 
     for (size_t i = 0; i < n; i++) {
@@ -485,34 +489,20 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
             err = tc_pipeline_rollups_init_marks(p, parts, n, next, rollup_next, errstr,
                                                  sizeof(errstr));
     }
-
-    if (err == TC_OK && p->lake) {
-        lake_next = calloc(n + 1, sizeof(*lake_next));
-        err = lake_next
-                  ? tc_lake_open_partitions(p->lake, parts, n, lake_next, errstr, sizeof(errstr))
-                  : TC_ERR_NOMEM;
-    }
     if (err != TC_OK) {
-        tc_log_warn("pipeline", "%s", errstr);
-        p->store_ok = 0;
-        snprintf(p->not_ready, sizeof(p->not_ready),
-                 "waiting for the sinks' offsets of assigned partitions (%s)", tc_err_name(err));
-        tc_pipeline_publish(p);
-        free(lake_next);
+        tc_pipeline_marks_unread(p, err, errstr);
         free(rollup_next);
         return err;
     }
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (!m) {
-            free(lake_next);
             free(rollup_next);
             return TC_ERR_NOMEM;
         }
         m->store_next = next[i];
         m->sent_gen = 0; /* the batches in flight have none of it: the next moves from here */
         m->rewind = TC_NO_REWIND;
-        m->lake_next = lake_next ? lake_next[i] : -1;
         m->assigned = 1;
         /* A replay keeps the rollups out of the way: it recomputes what its range feeds. */
         m->rollup_next = m->rollup_durable = rollup_next ? rollup_next[i] : INT64_MAX;
@@ -527,20 +517,20 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
                             (long long)m->rollup_next, (long long)next[i]);
             next[i] = m->rollup_next;
         }
-        /* Start at the lower mark: -1 ("nothing yet") is the lowest of all. */
-        if (lake_next && lake_next[i] < next[i]) {
-            if (lake_next[i] < 0)
-                tc_log_info("pipeline",
-                            "partition %d: the lake resumes from the start, the store at %lld",
-                            parts[i], (long long)next[i]);
-            else
-                tc_log_info("pipeline", "partition %d: the lake resumes at %lld, the store at %lld",
-                            parts[i], (long long)lake_next[i], (long long)next[i]);
-            next[i] = lake_next[i];
-        }
     }
-    free(lake_next);
     free(rollup_next);
+    /* The other sinks (a replay's too: each takes what its own marks say, as in a run). Start at
+     * the lowest mark: -1 ("nothing yet") is the lowest of all. */
+    err = tc_sinkset_open(p->sinks, parts, n, next, errstr, sizeof(errstr));
+    if (err != TC_OK) {
+        tc_pipeline_marks_unread(p, err, errstr);
+        if (!tc_err_is_retriable(err)) {
+            p->fatal = err;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+            return TC_ERR_STOPPED;
+        }
+        return err;
+    }
     p->check_ends = 1;
     /* Read the stretch before the resume point again, for the dedupe window only. */
     for (size_t i = 0; p->dedupe && !p->windows && p->cfg->dedupe_lookback > 0 && i < n; i++) {
@@ -563,11 +553,11 @@ static void tc_pipeline_slot_reset(tc_slot *s)
     tc_batch_reset(s->batch);
     tc_dlq_batch_reset(s->dlq);
     s->npending = 0;
-    s->nlake_pending = 0;
     s->nrollup_pending = 0;
     s->store_rows = 0;
     s->rows = NULL;
     s->writer = -1;
+    tc_sinkset_batch_reset(s->gen);
 }
 
 /* Rows a batch can hold: pipeline.batch_size, or more while the writers are busy. */
@@ -576,7 +566,7 @@ static size_t tc_pipeline_batch_cap(const tc_config *cfg)
     return (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
 }
 
-static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg)
+static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset *sinks)
 {
     size_t cap = tc_pipeline_batch_cap(cfg);
 
@@ -587,7 +577,8 @@ static tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg)
     s->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
     s->writer = -1;
-    return s->batch && s->filtered && s->sinks && s->dlq ? TC_OK : TC_ERR_NOMEM;
+    s->gen = tc_sinkset_batch_new(sinks);
+    return s->batch && s->filtered && s->sinks && s->dlq && s->gen ? TC_OK : TC_ERR_NOMEM;
 }
 
 static void tc_pipeline_slot_free(tc_slot *s)
@@ -596,6 +587,7 @@ static void tc_pipeline_slot_free(tc_slot *s)
     tc_batch_destroy(s->filtered);
     free(s->sinks);
     tc_dlq_batch_destroy(s->dlq);
+    tc_sinkset_batch_destroy(s->gen);
 }
 
 /* Forget the batch being filled (the one in flight is the writer's until settled). */
@@ -615,8 +607,6 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
  */
 static void tc_pipeline_revoke_waiting(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
 {
-    char errstr[TC_ERRSTR_MAX];
-
     tc_log_warn("pipeline",
                 "%zu partitions %s while waiting for the store; dropping %zu uncommitted readings",
                 n, lost ? "lost" : "revoked", p->cur->batch->n + p->cur->dlq->n);
@@ -624,11 +614,8 @@ static void tc_pipeline_revoke_waiting(tc_pipeline *p, const int32_t *parts, siz
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (m)
             m->assigned = 0;
-        if (p->lake &&
-            tc_lake_close_partition(p->lake, parts[i], 0, errstr, sizeof(errstr)) != TC_OK)
-            tc_log_error("lake", "%s (partition %d is read again by its next owner)", errstr,
-                         parts[i]);
     }
+    tc_sinkset_revoke(p->sinks, parts, n, 0);
     p->fenced = 1;
 }
 
@@ -648,7 +635,7 @@ static void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, 
 static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
 {
     char errstr[TC_ERRSTR_MAX];
-    int written = 0, rollups_written;
+    int written = 0, rollups_written, sinks_written = 1;
     int32_t cut = p->windows && !p->closing ? tc_windows_unfinished(p->windows, parts, n) : -1;
 
     if (cut >= 0 && !p->fatal) {
@@ -665,12 +652,19 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
                     p->cur->batch->n + p->cur->dlq->n);
         tc_pipeline_settle(p, 1); /* what the writer has is committed, or dropped */
         tc_pipeline_drop(p);
-    } else if (tc_pipeline_flush(p) == TC_OK && !p->lake_broken) {
+    } else if (tc_pipeline_flush(p) == TC_OK) {
         written = 1;
     } else {
         /* Not written: dropping is safe for the same reason as above. */
         tc_pipeline_drop(p);
     }
+    /* The sinks behind process/sink.h make what they took durable, or drop it. */
+    if (written &&
+        tc_sinkset_flush(p->sinks, tc_time_now_us(), 1, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_warn("pipeline", "%s (the partitions' next owner reads them again)", errstr);
+        sinks_written = 0;
+    }
+    tc_sinkset_revoke(p->sinks, parts, n, written && sinks_written);
     /* The pending aggregates hold rows of these partitions: written now, or never (their next
      * owner reads them again from the rollups' marks, and so do we for the partitions we keep). */
     rollups_written = !lost && tc_pipeline_rollups_flush(p) == TC_OK;
@@ -678,26 +672,30 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (m)
             m->assigned = 0;
-        if (p->lake &&
-            tc_lake_close_partition(p->lake, parts[i], written, errstr, sizeof(errstr)) != TC_OK)
-            tc_log_error("lake", "%s (partition %d is read again by its next owner)", errstr,
-                         parts[i]);
     }
     if (!rollups_written)
         tc_pipeline_rollups_discard(p);
 }
 
-static tc_err tc_pipeline_lake_codec(const char *name, tc_parquet_codec *out)
+/* Whether pipeline.sinks names a sink (the list is checked by tc_sinkset_new). */
+static int tc_pipeline_sink_listed(const tc_config *cfg, const char *name)
 {
-    if (!strcmp(name, "snappy"))
-        *out = TC_PQ_SNAPPY;
-    else if (!strcmp(name, "zstd"))
-        *out = TC_PQ_ZSTD;
-    else if (!strcmp(name, "none"))
-        *out = TC_PQ_UNCOMPRESSED;
-    else
-        return TC_ERR_CONFIG;
-    return TC_OK;
+    char names[TC_SINKS_MAX][TC_SINK_NAME_MAX], errstr[TC_ERRSTR_MAX];
+    size_t n = 0;
+
+    if (tc_sink_parse_list(cfg->pipeline_sinks, names, &n, errstr, sizeof(errstr)) != TC_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(names[i], name))
+            return 1;
+    }
+    return 0;
+}
+
+/* tc_sinkset's wait while a sink's flush is busy. */
+static void tc_pipeline_sinks_wait(void *opaque, int ms)
+{
+    tc_pipeline_serve(opaque, ms);
 }
 
 tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_size)
@@ -712,8 +710,24 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         return NULL;
     }
     p->cfg = cfg;
-    p->lake_backoff = TC_RETRY_MIN_MS;
+    p->sinks = tc_sinkset_new(cfg, tc_pipeline_sinks_wait, p, errstr, errstr_size);
+    if (p->sinks && !tc_pipeline_sink_listed(cfg, "store")) {
+        /* The store is the primary (process/sink.h): it owns the dead letters and the order. */
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "pipeline.sinks \"%s\" must name store: the other sinks follow its batches",
+                   cfg->pipeline_sinks);
+        tc_sinkset_destroy(p->sinks);
+        p->sinks = NULL;
+    }
+    if (!p->sinks) {
+        free(p);
+        return NULL;
+    }
     tc_store_options_from_config(&so, cfg);
+    /* Shorthands: postgres.rollups=false, or rollups left out of pipeline.sinks. */
+    if (!tc_pipeline_sink_listed(cfg, "rollups"))
+        so.rollups = -1;
+    p->rollups_on = so.rollups >= 0;
     p->store = tc_store_new(&so, errstr, errstr_size);
     /* Writers wait for their turn to commit with their transaction open: a lock that DDL of
      * another writer waits for (async.h). The timeout turns that deadlock into a retry. */
@@ -730,7 +744,6 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         return NULL;
     }
     p->cur = &p->slots[0];
-    p->lake_mask = calloc(tc_pipeline_batch_cap(cfg), 1);
     p->rollup_mask = calloc(tc_pipeline_batch_cap(cfg), 1);
     p->probe = tc_batch_new(tc_pipeline_batch_cap(cfg), 0);
     if (cfg->dedupe_window_s > 0) {
@@ -743,32 +756,11 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         }
     }
     for (size_t i = 0; i < p->nslots; i++)
-        slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg) == TC_OK;
-    if (!p->store || !slots_ok || !p->lake_mask || !p->rollup_mask || !p->probe) {
+        slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg, p->sinks) == TC_OK;
+    if (!p->store || !slots_ok || !p->rollup_mask || !p->probe) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
-    }
-    if (cfg->lake_dir && *cfg->lake_dir) {
-        tc_lake_options lo = {
-            .root = cfg->lake_dir,
-            .topic = cfg->kafka_topic,
-            .roll_bytes = (uint64_t)cfg->lake_roll_bytes,
-            .roll_us = cfg->lake_roll_seconds * 1000000LL,
-            .row_group_rows = (size_t)cfg->lake_row_group_rows,
-            .row_group_bytes = (size_t)cfg->lake_row_group_bytes,
-        };
-        if (tc_pipeline_lake_codec(cfg->lake_codec, &lo.codec) != TC_OK) {
-            tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                       "invalid lake.codec \"%s\": expected snappy, zstd or none", cfg->lake_codec);
-            tc_pipeline_destroy(p);
-            return NULL;
-        }
-        p->lake = tc_lake_new(&lo, errstr, errstr_size);
-        if (!p->lake) {
-            tc_pipeline_destroy(p);
-            return NULL;
-        }
     }
     hooks.opaque = p;
     hooks.on_assign = tc_pipeline_on_assign;
@@ -826,13 +818,12 @@ void tc_pipeline_destroy(tc_pipeline *p)
     tc_observe_destroy(p->obs);
     tc_store_async_destroy(p->writers);
     tc_store_destroy(p->store);
-    tc_lake_destroy(p->lake);
+    tc_sinkset_destroy(p->sinks);
     tc_windows_destroy(p->windows);
     for (size_t i = 0; p->slots && i < p->nslots; i++)
         tc_pipeline_slot_free(&p->slots[i]);
     free(p->slots);
     free(p->flight);
-    free(p->lake_mask);
     free(p->rollup_mask);
     tc_batch_destroy(p->probe);
     tc_dedupe_destroy(p->dedupe);
@@ -900,8 +891,8 @@ static tc_err tc_pipeline_room_for(tc_pipeline *p, int32_t partition)
     if (cap > TC_PENDING_MAX)
         cap = TC_PENDING_MAX;
     if (tc_pipeline_pending_has(s->pending, s->npending, cap, partition) &&
-        tc_pipeline_pending_has(s->lake_pending, s->nlake_pending, cap, partition) &&
-        tc_pipeline_pending_has(s->rollup_pending, s->nrollup_pending, cap, partition))
+        tc_pipeline_pending_has(s->rollup_pending, s->nrollup_pending, cap, partition) &&
+        tc_sinkset_room(s->gen, partition, cap))
         return TC_OK;
     if (p->stats.partition_flushes++ == 0)
         tc_log_info("pipeline",
@@ -920,10 +911,9 @@ static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t
 
     if (!m || m->store_next < 0 || offset >= m->store_next)
         sinks |= TC_SINK_STORE;
-    if (p->lake && (!m || m->lake_next < 0 || offset >= m->lake_next))
-        sinks |= TC_SINK_LAKE;
     if (!p->windows && (!m || m->rollup_next < 0 || offset >= m->rollup_next))
         sinks |= TC_SINK_ROLLUP;
+    sinks |= tc_sinkset_wants(p->sinks, partition, offset);
     if (p->windows)
         sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
     return sinks;
@@ -936,10 +926,9 @@ static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t part
     if ((sinks & TC_SINK_STORE) &&
         !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
         tc_pipeline_note(p->cur->pending, &p->cur->npending, partition, offset);
-    if (sinks & TC_SINK_LAKE)
-        tc_pipeline_note(p->cur->lake_pending, &p->cur->nlake_pending, partition, offset);
     if (sinks & TC_SINK_ROLLUP)
         tc_pipeline_note(p->cur->rollup_pending, &p->cur->nrollup_pending, partition, offset);
+    tc_sinkset_note(p->cur->gen, sinks, partition, offset);
 }
 
 /* Tell Kafka how far every sink is (informational: lag monitoring). */
@@ -953,11 +942,8 @@ static void tc_pipeline_commit_kafka(tc_pipeline *p)
         int64_t next = m->store_next;
         if (!m->assigned)
             continue;
-        if (p->lake) {
-            int64_t lake = tc_lake_durable(p->lake, (int32_t)i);
-            next = lake < next ? lake : next;
-        }
         next = m->rollup_durable < next ? m->rollup_durable : next;
+        next = tc_sinkset_durable_min(p->sinks, (int32_t)i, next);
         if (next >= 0)
             offs[n++] = (tc_partition_offset){(int32_t)i, next};
     }
@@ -995,7 +981,7 @@ static void tc_pipeline_reset_like(tc_batch *dst, const tc_batch *src)
         tc_batch_dyn_column(dst, src->dyn_name[d], strlen(src->dyn_name[d]));
 }
 
-/* Rows of the batch meant for the store, when some are not (a lake catching up). */
+/* Rows of the batch meant for the store, when some are not (another sink catching up). */
 static const tc_batch *tc_pipeline_store_rows(tc_slot *s)
 {
     tc_batch *src = s->batch, *dst = s->filtered;
@@ -1126,25 +1112,25 @@ static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, tc_slot *s, const tc_b
     return TC_OK;
 }
 
-/* The lake's share of a flush: its rows, then how far each partition got, then due commits. */
-static tc_err tc_pipeline_flush_lake(tc_pipeline *p, tc_slot *s, char *errstr, size_t errstr_size)
+/* One built-in sink's line of the status (its taken rows are all durable or retried). */
+static void tc_pipeline_publish_sink(tc_observe_status *st, const char *name, int ready,
+                                     uint64_t rows, uint64_t failures)
 {
-    tc_err err;
+    tc_observe_sink *k = &st->sinks[st->nsinks++];
 
-    for (size_t i = 0; i < s->batch->n; i++)
-        p->lake_mask[i] = (s->sinks[i] & TC_SINK_LAKE) != 0;
-    err = tc_lake_append(p->lake, s->batch, p->lake_mask, errstr, errstr_size);
-    for (size_t i = 0; err == TC_OK && i < s->nlake_pending; i++)
-        tc_lake_advance(p->lake, s->lake_pending[i].partition, s->lake_pending[i].next_offset);
-    if (err == TC_OK)
-        err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
-    return err;
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->ready = ready;
+    k->rows = k->rows_durable = rows;
+    k->failures = failures;
 }
 
-/* Hand the HTTP threads a fresh snapshot of the pipeline's status. */
+/* Hand the HTTP threads a fresh snapshot of the pipeline's status, each sink's included. */
 static void tc_pipeline_publish(tc_pipeline *p)
 {
+    tc_sinkset_status gen[TC_SINKSET_MAX];
+    const char *reason = NULL;
     tc_observe_status st;
+    size_t ngen;
 
     if (!p->obs)
         return;
@@ -1154,110 +1140,29 @@ static void tc_pipeline_publish(tc_pipeline *p)
     st.store_ok = p->store_ok;
     st.consuming = st.partitions > 0;
     st.last_commit_us = p->last_commit_us;
+    tc_pipeline_publish_sink(&st, "store", p->store_ok, p->stats.stored, p->stats.retries);
+    if (!p->windows && p->rollups_on)
+        tc_pipeline_publish_sink(&st, "rollups", !p->rollup_retry, p->rollup_rows,
+                                 p->rollup_failures);
+    ngen = tc_sinkset_status_get(p->sinks, gen, TC_SINKSET_MAX);
+    for (size_t i = 0; i < ngen && st.nsinks < TC_OBSERVE_SINKS_MAX; i++) {
+        tc_observe_sink *k = &st.sinks[st.nsinks++];
+        memcpy(k->name, gen[i].name, sizeof(k->name));
+        k->name[sizeof(k->name) - 1] = '\0';
+        k->ready = gen[i].ready;
+        k->rows = gen[i].stats.rows;
+        k->rows_durable = gen[i].stats.rows_durable;
+        k->pending = gen[i].stats.pending;
+        k->failures = gen[i].failures;
+        k->recoveries = gen[i].recoveries;
+        if (!gen[i].ready && !reason)
+            reason = gen[i].reason;
+    }
     snprintf(st.reason, sizeof(st.reason), "%s",
-             !p->store_ok ? p->not_ready : "no Kafka partition assigned (yet)");
+             !p->store_ok ? p->not_ready
+             : reason     ? reason
+                          : "no Kafka partition assigned (yet)");
     tc_observe_publish(p->obs, &st);
-}
-
-/* How far the lake is, summed over the assigned partitions: it grows with every commit. */
-static int64_t tc_pipeline_lake_durable_sum(tc_pipeline *p)
-{
-    int64_t sum = 0;
-
-    for (size_t i = 0; i < p->nmarks; i++) {
-        if (p->marks[i].assigned)
-            sum += tc_lake_durable(p->lake, (int32_t)i) + 1;
-    }
-    return sum;
-}
-
-/*
- * The lake could not take a write or a commit. A transient failure (a full or read-only disk) does
- * not stop the pipeline: what the lake had not committed is gone with its open files, so
- * tc_pipeline_lake_recover, called by the run loop before its next poll, recovers the lake's
- * partitions from their last commit and rewinds the consumer there. Until then nothing is
- * processed. Anything else is fatal.
- */
-static void tc_pipeline_lake_failed(tc_pipeline *p, tc_err err, const char *errstr)
-{
-    /* Fenced (another member committed the partition's progress): recovered from it like a
-     * transient failure, by reading the progress files again. */
-    if (!tc_err_is_retriable(err) && err != TC_ERR_FENCED) {
-        tc_log_error("lake", "%s", errstr);
-        p->fatal = err;
-        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
-        return;
-    }
-    if (!p->lake_broken)
-        p->lake_durable_at_fail = tc_pipeline_lake_durable_sum(p);
-    p->lake_broken = 1;
-    snprintf(p->lake_errstr, sizeof(p->lake_errstr), "%s", errstr);
-}
-
-/* A lake write went through: once a commit has made progress since the last failure, the next
- * failure starts its back-off afresh. */
-static void tc_pipeline_lake_succeeded(tc_pipeline *p)
-{
-    if (p->lake_backoff > TC_RETRY_MIN_MS &&
-        tc_pipeline_lake_durable_sum(p) > p->lake_durable_at_fail)
-        p->lake_backoff = TC_RETRY_MIN_MS;
-}
-
-/*
- * After a transient lake failure: wait (capped exponential back-off with full jitter), then recover
- * every assigned partition of the lake from its progress file -- which also removes files of a
- * commit that failed half-way -- and move the consumer back to where the lake stands. The stretch
- * between the lake's and the store's marks is read again for the lake only (the same catch-up as
- * after a crash). A recovery that fails transiently is tried again on the next call.
- */
-static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
-{
-    int32_t *parts;
-    int64_t *next;
-    tc_partition_offset *from;
-    char errstr[TC_ERRSTR_MAX];
-    long wait = p->lake_backoff / 2 + rand() % (p->lake_backoff / 2 + 1);
-    size_t n = 0;
-    tc_err err;
-
-    p->stats.retries++;
-    /* Batches still in flight move the store's marks first: the rewind must not go below them. */
-    if ((err = tc_pipeline_settle(p, 0)) != TC_OK && p->fatal)
-        return p->fatal;
-    tc_log_warn("lake", "%s; reading again from the lake's last commit, retrying in %ld ms",
-                p->lake_errstr, wait);
-    if (tc_pipeline_wait(p, wait, 0))
-        return TC_ERR_STOPPED;
-    p->lake_backoff = p->lake_backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : p->lake_backoff * 2;
-    parts = malloc((p->nmarks + 1) * sizeof(*parts));
-    next = malloc((p->nmarks + 1) * sizeof(*next));
-    from = malloc((p->nmarks + 1) * sizeof(*from));
-    for (size_t i = 0; parts && i < p->nmarks; i++) {
-        if (p->marks[i].assigned)
-            parts[n++] = (int32_t)i;
-    }
-    err = parts && next && from
-              ? tc_lake_open_partitions(p->lake, parts, n, next, errstr, sizeof(errstr))
-              : tc_err_set(TC_ERR_NOMEM, errstr, sizeof(errstr), "out of memory");
-    for (size_t i = 0; err == TC_OK && i < n; i++) {
-        tc_marks *m = &p->marks[parts[i]];
-        m->lake_next = next[i];
-        /* -1 ("nothing yet") is the lowest of all, as in tc_pipeline_on_assign. */
-        from[i] =
-            (tc_partition_offset){parts[i], next[i] < m->store_next ? next[i] : m->store_next};
-    }
-    if (err == TC_OK)
-        err = tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr));
-    free(parts);
-    free(next);
-    free(from);
-    if (err != TC_OK) {
-        tc_pipeline_lake_failed(p, err, errstr);
-        return p->fatal ? p->fatal : TC_OK;
-    }
-    p->lake_broken = 0;
-    tc_log_info("lake", "recovered %zu partitions from their last commit", n);
-    return TC_OK;
 }
 
 /*
@@ -1270,8 +1175,10 @@ static tc_err tc_pipeline_lake_recover(tc_pipeline *p)
  */
 static tc_err tc_pipeline_rollups_take(tc_pipeline *p, tc_slot *s)
 {
-    for (size_t i = 0; i < s->batch->n; i++)
+    for (size_t i = 0; i < s->batch->n; i++) {
         p->rollup_mask[i] = (s->sinks[i] & TC_SINK_ROLLUP) != 0;
+        p->rollup_rows += p->rollup_mask[i];
+    }
     if (tc_store_rollups_add(p->store, s->batch, p->rollup_mask) != TC_OK) {
         /* Part of the batch is in the aggregates: only a restart from the marks is exact. */
         p->fatal = TC_ERR_NOMEM;
@@ -1342,6 +1249,7 @@ static tc_err tc_pipeline_rollups_collect(tc_pipeline *p, int block)
         snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
         return err;
     }
+    p->rollup_failures++;
     tc_log_warn("pipeline", "%s; rollups retried at the next interval", errstr);
     return TC_OK;
 }
@@ -1476,8 +1384,8 @@ static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch 
  * A writer's outcome of a slot: retry what failed (refused rows become dead letters, retriable
  * failures are tried again with back-off until written or a stop is requested; a batch that only
  * rolled back because one before it failed is written again at once), then what follows a stored
- * batch -- the store's marks, the rollups, the lake, Kafka's offsets. Every batch before it is
- * settled, and p->wstore is the idle store of its writer.
+ * batch -- the store's marks, the rollups, the other sinks, Kafka's offsets. Every batch before it
+ * is settled, and p->wstore is the idle store of its writer.
  */
 static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
                                   char *errstr, size_t errstr_size)
@@ -1544,16 +1452,19 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
         return p->fatal;
     if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
         return err;
-    /* The store has the batch; the lake follows. When it fails, the batch is done with all the
-     * same (the store must not get it twice): the lake reads its share again from Kafka once it
-     * has recovered -- which is also why a lake already broken skips it. The caller stops
-     * processing on the error; the run loop takes it from there. */
-    if (p->lake && !p->lake_broken &&
-        (err = tc_pipeline_flush_lake(p, s, errstr, errstr_size)) != TC_OK) {
-        tc_pipeline_lake_failed(p, err, errstr);
+    /* The store has the batch; the sinks behind process/sink.h follow. One that fails (a full
+     * disk under the lake) stops taking rows until it has recovered, then reads its share again
+     * from Kafka, while the batch is done with for the others (the store must not get it twice). */
+    err = tc_sinkset_take(p->sinks, s->gen, s->batch, s->sinks, s->dlq, p->now_us, errstr,
+                          errstr_size);
+    if (err == TC_ERR_FENCED)
+        return tc_pipeline_fence(p, errstr);
+    if (err != TC_OK) {
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
         return err;
     }
-    tc_pipeline_lake_succeeded(p);
     tc_pipeline_commit_kafka(p);
     return TC_OK;
 }
@@ -1562,7 +1473,7 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
  * Collect the oldest batch in flight and settle it (tc_pipeline_written). With lost set, the
  * partitions have a new owner already: a batch its writer could not store is dropped, not retried
  * (the owner reads it again from the marks). A failure also drops the batch being filled: the run
- * stops, or the lake's recovery rewinds the consumer to before it.
+ * stops, or a resume rewinds the consumer to before it.
  */
 static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
 {
@@ -1589,7 +1500,7 @@ static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
 }
 
 /* Settle every batch in flight, oldest first, even after a failure (a batch committed must have
- * its marks moved before the lake's recovery rewinds the consumer); the first error is returned. */
+ * its marks moved before a sink's recovery rewinds the consumer); the first error is returned. */
 static tc_err tc_pipeline_settle(tc_pipeline *p, int lost)
 {
     tc_err first = TC_OK, err;
@@ -1689,8 +1600,8 @@ static tc_err tc_pipeline_dispatch(tc_pipeline *p)
         err = tc_pipeline_settle_oldest(p, 0);
     if (err != TC_OK)
         return err;
-    if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && s->nlake_pending == 0 &&
-        s->nrollup_pending == 0) {
+    if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && s->nrollup_pending == 0 &&
+        tc_sinkset_batch_empty(s->gen)) {
         p->batch_started_us = 0;
         return TC_OK;
     }
@@ -1700,8 +1611,8 @@ static tc_err tc_pipeline_dispatch(tc_pipeline *p)
     s->rows = tc_pipeline_store_rows(s);
     s->writer = w;
     tc_pipeline_fence_from(p, s);
-    /* A batch with nothing for the store (a lake catching up) still goes through a writer, which
-     * commits an empty transaction in its turn: the sinks take the batches in order. */
+    /* A batch with nothing for the store (another sink catching up) still goes through a writer,
+     * which commits an empty transaction in its turn: the sinks take the batches in order. */
     tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending,
                           p->windows ? NULL : s->pending_from, s->npending);
     p->flight[(p->flight_head + p->nflight) % p->nslots] = s;
@@ -2008,7 +1919,7 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
             return TC_OK;
         }
     }
-    /* Dead letters live in the store only; the lake just moves past them. */
+    /* Dead letters live in the store only; the other sinks just move past them. */
     err = TC_OK;
     if (sinks & TC_SINK_STORE)
         err = tc_pipeline_dead_letter(p, m, r,
@@ -2020,16 +1931,6 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     if (err == TC_OK)
         tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
     return err;
-}
-
-/* How far the lake will be once its open files are committed (they are, at exit). */
-static int64_t tc_lake_durable_or_pending(tc_pipeline *p, int32_t partition)
-{
-    for (size_t i = 0; i < p->cur->nlake_pending; i++) {
-        if (p->cur->lake_pending[i].partition == partition)
-            return p->cur->lake_pending[i].next_offset;
-    }
-    return tc_lake_advanced(p->lake, partition);
 }
 
 /*
@@ -2095,9 +1996,9 @@ static void tc_pipeline_reload(tc_pipeline *p)
 
 /*
  * After a fenced write, or partitions taken away while a sink waited: drop every batch this member
- * holds (in flight, being filled, the pending aggregates; the lake keeps what it has in files, and
- * its mark), read the store's and the rollups' marks of the partitions it still has again, and
- * move the consumer back to the lowest mark of each, as after an assignment. A batch that did
+ * holds (in flight, being filled, the pending aggregates, what the other sinks have only taken),
+ * read the marks of the partitions it still has again from every sink, and move the consumer back
+ * to the lowest mark of each, as after an assignment. A batch that did
  * commit is not lost: the marks read say so. When the marks cannot be read the next turn of the
  * loop tries again; nothing is processed meanwhile.
  */
@@ -2107,9 +2008,10 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
     int32_t *parts = malloc((p->nmarks + 1) * sizeof(*parts));
     int64_t *next = malloc((p->nmarks + 1) * sizeof(*next));
     int64_t *rnext = malloc((p->nmarks + 1) * sizeof(*rnext));
+    int64_t *glow = malloc((p->nmarks + 1) * sizeof(*glow));
     tc_partition_offset *from = malloc((p->nmarks + 1) * sizeof(*from));
     size_t n = 0;
-    tc_err err = parts && next && rnext && from ? TC_OK : TC_ERR_NOMEM;
+    tc_err err = parts && next && rnext && glow && from ? TC_OK : TC_ERR_NOMEM;
 
     tc_pipeline_settle(p, 1);
     tc_pipeline_drop(p);
@@ -2133,6 +2035,10 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
         err = tc_store_load_rollup_offsets(p->store, parts, n, rnext, errstr, sizeof(errstr));
     if (err == TC_OK && !p->windows)
         err = tc_pipeline_rollups_init_marks(p, parts, n, next, rnext, errstr, sizeof(errstr));
+    for (size_t i = 0; i < n; i++)
+        glow[i] = TC_SINK_MARK_ALL;
+    if (err == TC_OK)
+        err = tc_sinkset_recover(p->sinks, parts, n, 1, p->now_us, glow, errstr, sizeof(errstr));
     for (size_t i = 0; err == TC_OK && i < n; i++) {
         tc_marks *m = &p->marks[parts[i]];
         int64_t low = next[i];
@@ -2142,10 +2048,7 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
             m->rollup_next = m->rollup_durable = rnext[i];
         if (m->rollup_next < low)
             low = m->rollup_next;
-        if (p->lake && !p->lake_broken) {
-            m->lake_next = tc_lake_advanced(p->lake, parts[i]);
-            low = m->lake_next < low ? m->lake_next : low; /* -1, nothing yet, is the lowest */
-        }
+        low = glow[i] < low ? glow[i] : low; /* -1, nothing yet, is the lowest */
         from[i] = (tc_partition_offset){parts[i], low};
     }
     if (err == TC_OK)
@@ -2164,8 +2067,65 @@ static tc_err tc_pipeline_resume(tc_pipeline *p)
     free(parts);
     free(next);
     free(rnext);
+    free(glow);
     free(from);
     return p->fatal ? p->fatal : TC_OK;
+}
+
+/*
+ * A sink behind process/sink.h whose circuit is open and whose back-off is over: write what the
+ * pipeline holds (the broken sink is skipped), recover the sink, and move the consumer back to its
+ * marks: it catches up from them while the other sinks skip what they hold (their taken marks).
+ * When the consumer cannot be moved, the pipeline resumes every sink from its marks instead.
+ */
+static tc_err tc_pipeline_sinks_recover(tc_pipeline *p)
+{
+    char errstr[TC_ERRSTR_MAX];
+    int32_t *parts;
+    int64_t *low;
+    tc_partition_offset *from;
+    size_t n = 0, k = 0;
+    tc_err err;
+
+    if (!tc_sinkset_recover_due(p->sinks, p->now_us))
+        return TC_OK;
+    if ((err = tc_pipeline_flush(p)) != TC_OK)
+        return err;
+    parts = malloc((p->nmarks + 1) * sizeof(*parts));
+    low = malloc((p->nmarks + 1) * sizeof(*low));
+    from = malloc((p->nmarks + 1) * sizeof(*from));
+    for (size_t i = 0; parts && i < p->nmarks; i++) {
+        if (p->marks[i].assigned)
+            parts[n++] = (int32_t)i;
+    }
+    err = parts && low && from
+              ? tc_sinkset_recover(p->sinks, parts, n, 0, p->now_us, low, errstr, sizeof(errstr))
+              : tc_err_set(TC_ERR_NOMEM, errstr, sizeof(errstr), "out of memory");
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        tc_marks *m = &p->marks[parts[i]];
+        if (low[i] == TC_SINK_MARK_ALL)
+            continue;
+        /* What a poll handed out while the flush served the consumer lies past the marks: the
+         * seek covers it, and unpausing must not move the partition forward again. */
+        if (m->rewind != TC_NO_REWIND && m->rewind < low[i])
+            low[i] = m->rewind;
+        m->rewind = TC_NO_REWIND;
+        from[k++] = (tc_partition_offset){parts[i], low[i]};
+    }
+    if (err == TC_OK && k &&
+        tc_consumer_seek(p->consumer, from, k, errstr, sizeof(errstr)) != TC_OK) {
+        tc_log_warn("pipeline", "%s; resuming every sink from its marks", errstr);
+        p->fenced = 1;
+    }
+    free(parts);
+    free(low);
+    free(from);
+    if (err != TC_OK) {
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+    }
+    return err;
 }
 
 /*
@@ -2188,9 +2148,7 @@ static void tc_pipeline_check_ends(tc_pipeline *p)
         int64_t mark;
         if (!m || !m->assigned)
             continue;
-        mark = m->store_next;
-        if (p->lake && m->lake_next > mark)
-            mark = m->lake_next;
+        mark = tc_sinkset_mark_max(p->sinks, parts[i], m->store_next);
         if (m->rollup_next != INT64_MAX && m->rollup_next > mark)
             mark = m->rollup_next;
         if (mark <= high[i])
@@ -2250,24 +2208,36 @@ static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *hi
             !((size_t)parts[i] < p->nmarks && p->marks[parts[i]].assigned &&
               p->marks[parts[i]].rollup_next >= high[i]))
             return 0;
-        if (high[i] > 0 && p->lake && tc_lake_progress(p->lake, parts[i]) < high[i] &&
-            tc_lake_durable_or_pending(p, parts[i]) < high[i])
+        /* The other sinks, of the partitions this member has: what they took is made durable at
+         * exit (another member's partitions are that member's to finish). */
+        if (high[i] > 0 && (size_t)parts[i] < p->nmarks && p->marks[parts[i]].assigned &&
+            tc_sinkset_behind(p->sinks, parts[i], high[i]))
             return 0;
     }
     return 1;
 }
 
+/* The progress line, with each sink behind process/sink.h: rows made durable, and its state. */
 static void tc_pipeline_progress(tc_pipeline *p, int64_t *last_us, uint64_t *last_count)
 {
     double secs = (double)(p->now_us - *last_us) / 1e6;
     uint64_t done = p->stats.stored + p->stats.dead_letters;
+    tc_sinkset_status st[TC_SINKSET_MAX];
+    size_t n = tc_sinkset_status_get(p->sinks, st, TC_SINKSET_MAX);
+    char sinks[TC_SINKSET_MAX * (TC_SINK_NAME_MAX + 48)];
+    int len = 0;
 
+    sinks[0] = '\0';
+    for (size_t i = 0; i < n && (size_t)len < sizeof(sinks); i++)
+        len += snprintf(sinks + len, sizeof(sinks) - (size_t)len, ", %s %llu%s", st[i].name,
+                        (unsigned long long)st[i].stats.rows_durable,
+                        st[i].ready ? "" : " (not ready: recovering)");
     tc_log_info("pipeline",
                 "progress: %.0f readings/s, stored %llu, dead letters %llu, batches %llu, "
-                "partitions %zu",
+                "partitions %zu%s",
                 secs > 0 ? (double)(done - *last_count) / secs : 0.0,
                 (unsigned long long)p->stats.stored, (unsigned long long)p->stats.dead_letters,
-                (unsigned long long)p->stats.batches, tc_consumer_assigned(p->consumer));
+                (unsigned long long)p->stats.batches, tc_consumer_assigned(p->consumer), sinks);
     *last_us = p->now_us;
     *last_count = done;
 }
@@ -2307,9 +2277,12 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         tc_pipeline_unpause(p);
         if (p->fenced && (err = tc_pipeline_resume(p)) != TC_OK)
             break;
-        if (p->lake_broken && (err = tc_pipeline_lake_recover(p)) != TC_OK)
-            break;
         p->now_us = tc_time_now_us();
+        if (!p->fenced && (err = tc_pipeline_sinks_recover(p)) != TC_OK) {
+            if (p->fatal || err == TC_ERR_STOPPED)
+                break;
+            err = TC_OK; /* the next turn resumes from the stored marks */
+        }
         timeout_ms = 100;
         if (p->batch_started_us) {
             deadline_us = p->batch_started_us + p->cfg->batch_timeout_ms * 1000LL;
@@ -2335,9 +2308,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
                 break;
             }
         }
-        /* While the lake is broken nothing is processed: the recovery rewinds to before it. */
         for (size_t i = 0; i < n; i++) {
-            if (err == TC_OK && !p->lake_broken && !p->fenced)
+            if (err == TC_OK && !p->fenced)
                 err = tc_pipeline_process(p, &p->msgs[i]);
             tc_consumer_release(p->consumer, &p->msgs[i]);
         }
@@ -2352,25 +2324,27 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
                 err = tc_pipeline_dispatch(p);
         }
         /* The writer is done with the batch in flight: settle it now, not when the next is
-         * full, so that its rollups, lake rows and Kafka offsets follow at once. */
+         * full, so that its rollups, other sinks' rows and Kafka offsets follow at once. */
         if (err == TC_OK)
             err = tc_pipeline_settle_done(p);
-        if (err != TC_OK && (p->lake_broken || p->fenced) && !p->fatal && err != TC_ERR_STOPPED)
-            err = TC_OK; /* the next turn recovers the lake, or resumes from the stored marks */
+        if (err != TC_OK && p->fenced && !p->fatal && err != TC_ERR_STOPPED)
+            err = TC_OK; /* the next turn resumes from the stored marks */
         if (err != TC_OK)
             break;
-        if (p->lake && !p->lake_broken && p->batch_started_us == 0 && !p->nflight) {
-            /* Roll by age even when no batch comes to trigger it. */
-            err = tc_lake_commit_due(p->lake, p->now_us, 0, errstr, errstr_size);
-            if (err != TC_OK) {
-                tc_pipeline_lake_failed(p, err, errstr);
-                if (p->fatal)
-                    break;
-                err = TC_OK;
-            }
-        }
-        if (!p->lake_broken && (err = tc_pipeline_rollups_due(p)) != TC_OK)
+        if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
             break;
+        /* The sinks behind process/sink.h write by their own policy (size, age, interval), even
+         * when no batch comes to trigger it (the lake rolls its files by age). */
+        if (!p->fenced &&
+            (err = tc_sinkset_flush(p->sinks, p->now_us, 0, errstr, errstr_size)) != TC_OK) {
+            if (err != TC_ERR_FENCED) {
+                p->fatal = err;
+                snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+                break;
+            }
+            tc_pipeline_fence(p, errstr);
+            err = TC_OK;
+        }
         if (p->reload_flag && *p->reload_flag) {
             *p->reload_flag = 0;
             tc_pipeline_reload(p);
@@ -2379,23 +2353,29 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         tc_pipeline_publish(p);
         if (p->now_us - last_progress >= TC_PROGRESS_INTERVAL_US)
             tc_pipeline_progress(p, &last_progress, &last_count);
-        if (idle_us > 0 && !p->lake_broken && !p->fenced && p->batch_started_us == 0 &&
-            !p->nflight && p->now_us - last_activity >= idle_us &&
+        if (idle_us > 0 && !p->fenced && p->batch_started_us == 0 && !p->nflight &&
+            p->now_us - last_activity >= idle_us &&
             p->now_us - last_idle_check >= TC_IDLE_CHECK_INTERVAL_US &&
             (tc_consumer_caught_up(p->consumer) || tc_consumer_assigned(p->consumer) == 0)) {
             last_idle_check = p->now_us;
             if (!tc_pipeline_topic_done(p))
                 continue;
-            /* Commit the lake here rather than after the loop, so that a transient failure of
-             * this last commit is recovered from like any other instead of ending the run. */
-            if (p->lake &&
-                (err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size)) != TC_OK) {
-                tc_pipeline_lake_failed(p, err, errstr);
-                if (p->fatal)
-                    break;
+            /* Make the sinks' last rows durable here rather than after the loop, so that a
+             * transient failure of this last write is recovered from like any other instead of
+             * ending the run. */
+            err = tc_sinkset_flush(p->sinks, p->now_us, 1, errstr, errstr_size);
+            if (err == TC_ERR_FENCED) {
+                tc_pipeline_fence(p, errstr);
                 err = TC_OK;
                 continue;
             }
+            if (err != TC_OK) {
+                p->fatal = err;
+                snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+                break;
+            }
+            if (tc_sinkset_broken(p->sinks))
+                continue;
             tc_log_info("pipeline", "idle for %d s with every partition consumed; exiting",
                         exit_when_idle_s);
             break;
@@ -2405,22 +2385,19 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         err = tc_pipeline_flush(p);
     if (err == TC_OK && !p->fatal)
         err = tc_pipeline_rollups_flush(p);
-    if (err == TC_OK && !p->fatal && p->lake && !p->lake_broken) {
-        err = tc_lake_commit_due(p->lake, p->now_us, 1, errstr, errstr_size);
-        if (err == TC_OK)
-            tc_pipeline_commit_kafka(p);
-        else
-            tc_pipeline_lake_failed(p, err, errstr);
+    if (err == TC_OK && !p->fatal && !p->fenced) {
+        err = tc_sinkset_flush(p->sinks, tc_time_now_us(), 1, errstr, errstr_size);
+        if (err != TC_OK && err != TC_ERR_FENCED) {
+            p->fatal = err;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        }
+        tc_pipeline_commit_kafka(p);
     }
-    if (p->lake_broken && !p->fatal) {
-        /* Stopped with the lake behind the store: nothing is lost, the next run resumes the lake
-         * from its last commit. */
-        tc_log_warn("lake",
-                    "%s; stopping with the lake behind its last reads (the next run "
-                    "resumes it from its last commit)",
-                    p->lake_errstr);
-        err = TC_OK;
-    }
+    if (tc_sinkset_broken(p->sinks) && !p->fatal)
+        /* Stopped with a sink behind the store: nothing is lost, the next run resumes it from
+         * its durable marks. */
+        tc_log_warn("pipeline", "stopping with a sink behind its last reads (see /readyz and the "
+                                "log); the next run resumes it from its durable marks");
     if (p->fatal) {
         err = p->fatal;
         tc_err_set(err, errstr, errstr_size, "%s", p->fatal_str);

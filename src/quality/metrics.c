@@ -18,6 +18,8 @@
  * intervals one counts (a gap must not teach "usual"). */
 #define TC_QM_INTERVAL_ALPHA 0.1
 #define TC_QM_INTERVAL_CLIP  2.0
+/* The end of the free list of row slots. */
+#define TC_QM_NO_SLOT UINT32_MAX
 /* The device index of the fleet's rows. */
 #define TC_QM_FLEET UINT32_MAX
 
@@ -48,6 +50,7 @@ struct tc_qm {
     uint32_t *row_table; /* slot + 1 */
     size_t row_mask;
     uint32_t fleet_row; /* the fleet's last row: slot + 1, 0 = none */
+    size_t hwm;         /* slots below it have been used: a flush looks at those only */
     tc_qm_totals t;
 };
 
@@ -142,9 +145,9 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
                    o->max_rows);
         return NULL;
     }
-    for (size_t i = 0; i < o->max_rows; i++)
-        q->rows[i].next = (uint32_t)(i + 1);
-    q->free_head = 0;
+    /* The pool is taken in order (hwm) before freed slots are reused: a pool sized for the worst
+     * case costs only the pages its rows have touched. */
+    q->free_head = TC_QM_NO_SLOT;
     return q;
 }
 
@@ -191,11 +194,15 @@ static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
         if (r->dev == dev && r->row.minute_us == minute)
             return r;
     }
-    if (q->free_head >= q->o.max_rows)
+    if (q->free_head != TC_QM_NO_SLOT) {
+        k = q->free_head;
+        q->free_head = q->rows[k].next;
+    } else if (q->hwm < q->o.max_rows) {
+        k = (uint32_t)q->hwm++;
+    } else {
         return NULL;
-    k = q->free_head;
+    }
     r = &q->rows[k];
-    q->free_head = r->next;
     memset(r, 0, sizeof(*r));
     r->dev = dev;
     r->used = 1;
@@ -403,7 +410,7 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
     size_t n = 0;
 
     /* Out of memory for the ordering: hand the rows over in pool order rather than not at all. */
-    for (size_t i = 0; i < q->o.max_rows; i++) {
+    for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
         if (!s->used || s->row.minute_us >= before_us)
             continue;
@@ -420,7 +427,7 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
     }
     memset(q->row_table, 0, (q->row_mask + 1) * sizeof(*q->row_table));
     q->nrows = 0;
-    for (size_t i = 0; i < q->o.max_rows; i++) {
+    for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
         if (s->used && s->row.minute_us < before_us) {
             s->used = 0;

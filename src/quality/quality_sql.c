@@ -65,7 +65,29 @@ static const char tc_quality_ddl[] =
     " next_offset bigint NOT NULL, detector_state bytea,"
     " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (group_id, topic, partition));"
     "COMMENT ON TABLE @S.quality_offsets IS 'The quality sink''s marks: next offset per partition"
-    " and the detectors'' checkpoint, committed together.';";
+    " and the detectors'' checkpoint, committed together.';"
+    /* Appended for the quality sink (monitor.c): the partition whose lane found an anomaly, so a
+     * member taking the partition over restores the rules' open findings of its devices only; and
+     * the delay sketch's arithmetic, so a minute written in several flushes merges its sketches
+     * and its quantiles come from the merged one (the same buckets as metrics.c). */
+    "ALTER TABLE @S.anomalies ADD COLUMN IF NOT EXISTS kafka_partition integer;"
+    "CREATE OR REPLACE FUNCTION @S.tc_quality_sketch_add(a integer[], b integer[])"
+    " RETURNS integer[] LANGUAGE sql IMMUTABLE AS $f$ SELECT CASE WHEN a IS NULL THEN b"
+    " WHEN b IS NULL THEN a ELSE ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0)"
+    " FROM unnest(a, b) AS t(x, y)) END $f$;"
+    "CREATE OR REPLACE FUNCTION @S.tc_quality_sketch_quantile(s integer[], q double precision)"
+    " RETURNS double precision LANGUAGE sql IMMUTABLE AS $f$"
+    " SELECT CASE WHEN i = 1 THEN 0.5 ELSE power(2, (2.0 * (i - 1) - 1.0) / 8.0) END"
+    " FROM (SELECT i, sum(v) OVER (ORDER BY i) AS c, sum(v) OVER () AS total"
+    " FROM unnest(s) WITH ORDINALITY AS t(v, i)) x"
+    " WHERE total > 0 AND c >= greatest(1, ceil(q * total)) ORDER BY i LIMIT 1 $f$;"
+    /* Sketches summed over rows (`quality summary`, the api views). */
+    "CREATE OR REPLACE AGGREGATE @S.tc_quality_sketch_sum(integer[])"
+    " (sfunc = @S.tc_quality_sketch_add, stype = integer[]);"
+    /* The partition's event-time watermark, so lateness after a restart is judged as before. */
+    "ALTER TABLE @S.quality_offsets ADD COLUMN IF NOT EXISTS watermark_us bigint;"
+    /* The checkpoint is rewritten at every flush and compresses little (floats): not compressed. */
+    "ALTER TABLE @S.quality_offsets ALTER COLUMN detector_state SET STORAGE EXTERNAL;";
 
 static const char tc_quality_ddl_timescaledb[] =
     "SELECT create_hypertable('@S.quality_1m', by_range('bucket', INTERVAL '1 day'),"
@@ -81,8 +103,7 @@ const char *tc_quality_sql_timescaledb(void)
     return tc_quality_ddl_timescaledb;
 }
 
-/* tmpl with every "@S" replaced by schema; NULL when out of memory. */
-static char *tc_quality_expand(const char *tmpl, const char *schema)
+char *tc_quality_sql_expand(const char *tmpl, const char *schema)
 {
     size_t n = 0, slen = strlen(schema), cap = strlen(tmpl) + 1;
     char *out, *o;
@@ -136,9 +157,9 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "quality migration: a quoted schema name of 1..%d bytes is needed",
                           TC_QUALITY_SCHEMA_MAX);
-    ddl = tc_quality_expand(tc_quality_ddl, schema_quoted);
+    ddl = tc_quality_sql_expand(tc_quality_ddl, schema_quoted);
     if (timescaledb)
-        ts = tc_quality_expand(tc_quality_ddl_timescaledb, schema_quoted);
+        ts = tc_quality_sql_expand(tc_quality_ddl_timescaledb, schema_quoted);
     if (!ddl || (timescaledb && !ts)) {
         free(ddl);
         free(ts);

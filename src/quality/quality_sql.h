@@ -32,6 +32,10 @@
 const char *tc_quality_sql_ddl(void);
 const char *tc_quality_sql_timescaledb(void);
 
+/* tmpl with every "@S" replaced by schema (a new string the caller frees); NULL when out of
+ * memory. */
+char *tc_quality_sql_expand(const char *tmpl, const char *schema);
+
 /* Run the DDL on conn (idle, no transaction open) in schema_quoted (a quoted identifier, e.g.
  * "telemetry"); timescaledb nonzero makes quality_1m a hypertable. */
 tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescaledb, char *errstr,

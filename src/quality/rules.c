@@ -858,3 +858,44 @@ void tc_qr_eval_tick(tc_qr_eval *e, int64_t now_us)
         }
     }
 }
+
+tc_err tc_qr_eval_restore(tc_qr_eval *e, size_t rule, const char *device, size_t len,
+                          int64_t start_us)
+{
+    qr_device *d;
+    qr_state *s;
+
+    if (rule >= e->set->nrules || !TC_Q_TIME_OK(start_us))
+        return TC_ERR_INVALID;
+    if (tc_qids_find(e->ids, device, len, 0) < 0 && tc_qids_count(e->ids) >= e->max_devices)
+        return TC_ERR_FULL;
+    d = qr_device_of(e, device, len);
+    if (!d)
+        return TC_ERR_NOMEM;
+    s = &d->states[rule];
+    if (!s->firing)
+        e->firing++;
+    s->pending = 1;
+    s->firing = 1;
+    s->pending_since = start_us;
+    return TC_OK;
+}
+
+void tc_qr_eval_each_firing(const tc_qr_eval *e, tc_qr_firing_fn fn, void *opaque)
+{
+    for (size_t di = 0; di < tc_qids_count(e->ids); di++) {
+        const qr_device *d = &e->devices[di];
+
+        for (size_t i = 0; d->states && i < e->set->nrules; i++)
+            if (d->states[i].firing)
+                fn(opaque, &e->set->rules[i], d->id, d->states[i].pending_since);
+    }
+}
+
+long tc_qr_find(const tc_qr_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->nrules; i++)
+        if (!strcmp(set->rules[i].name, name))
+            return (long)i;
+    return -1;
+}

@@ -153,4 +153,19 @@ uint64_t tc_qr_eval_refused(const tc_qr_eval *e);
 /* Readings older than the device's latest, skipped: transitions follow event time. */
 uint64_t tc_qr_eval_out_of_order(const tc_qr_eval *e);
 
+/* Carrying firing rules over a restart or a reload. An evaluator starts with every rule "not
+ * pending"; the quality sink keeps the rules' open findings in the anomalies table, and gives them
+ * back here so a rule still violated does not fire a second time and one that clears resolves the
+ * stored finding (same start). tc_qr_eval_restore marks rule `rule` (the index in this
+ * evaluator's set) firing for device since start_us: TC_ERR_FULL when the device cannot be
+ * tracked (max_devices), TC_ERR_NOMEM, TC_ERR_INVALID for a bad index or time. */
+tc_err tc_qr_eval_restore(tc_qr_eval *e, size_t rule, const char *device, size_t len,
+                          int64_t start_us);
+/* Call fn for every (rule, device) firing now, with the start the fire event gave. */
+typedef void (*tc_qr_firing_fn)(void *opaque, const tc_qr_rule *rule, const char *device,
+                                int64_t start_us);
+void tc_qr_eval_each_firing(const tc_qr_eval *e, tc_qr_firing_fn fn, void *opaque);
+/* Index of the rule called name in set, or -1. */
+long tc_qr_find(const tc_qr_set *set, const char *name);
+
 #endif

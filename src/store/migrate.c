@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "quality/quality_sql.h"
 
 /* Arbitrary but fixed keys of the advisory locks that serialise DDL between pipelines. */
 #define TC_LOCK_MIGRATE    "7311001"
@@ -514,6 +515,11 @@ tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
     }
     for (size_t i = 0; err == TC_OK && i < TC_MIGRATION_COUNT; i++)
         err = tc_store_apply(s, &tc_migrations[i], errstr, errstr_size);
+    /* The quality monitor's tables (idempotent, its own lock): every schema has them, so the
+     * quality sink and `thermocline quality` find them whether or not the sink runs. */
+    if (err == TC_OK)
+        err = tc_quality_migrate(s->conn, s->schema, s->mode == TC_STORE_TIMESCALEDB, errstr,
+                                 errstr_size);
     if (err == TC_OK)
         err = tc_store_load_state(s, errstr, errstr_size);
     /* Statements prepared before the objects existed would be stale. */

@@ -51,6 +51,9 @@ static const char *const all_keys[] = {
     "pipeline.partitions_per_batch",
     "pipeline.max_message_bytes",
     "pipeline.batch_memory_bytes",
+    "pipeline.sinks",
+    "testfail.control_file",
+    "testfail.record_file",
     "dedupe.window_s",
     "dedupe.max_entries",
     "dedupe.lookback",
@@ -80,6 +83,11 @@ static const char *const all_keys[] = {
     "lake.encryption.footer_key_id",
     "lake.encryption.column_key_id",
     "lake.encryption.column_key_columns",
+    "quality.rules_file",
+    "quality.late_after_s",
+    "quality.max_devices",
+    "quality.flush_interval_ms",
+    "quality.tick_s",
     "http.listen",
     "api.schema",
     "api.tenant_tag",
@@ -147,6 +155,7 @@ static const char *const all_env[] = {
     "THERMOCLINE_PG_OWNER_DSN",
     "THERMOCLINE_REGISTRY_USER_INFO_FILE",
     "THERMOCLINE_HTTP_ADMIN_LISTEN",
+    "THERMOCLINE_QUALITY_RULES_FILE",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -332,7 +341,8 @@ static void test_every_key_settable(void **state)
             v = "2097152";
         if (strstr(all_keys[i], "row_group_rows"))
             v = "4096";
-        if (strstr(all_keys[i], "refresh_ms") || strstr(all_keys[i], "deadline_ms"))
+        if (strstr(all_keys[i], "refresh_ms") || strstr(all_keys[i], "deadline_ms") ||
+            strstr(all_keys[i], "flush_interval_ms"))
             v = "1000";
         /* Enumerated settings take one of their values. */
         if (!strcmp(all_keys[i], "postgres.timescaledb"))

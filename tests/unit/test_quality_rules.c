@@ -310,6 +310,54 @@ static void test_for_semantics(void **state)
     tc_qr_free(set);
 }
 
+static void collect_firing(void *opaque, const tc_qr_rule *rule, const char *device,
+                           int64_t start_us)
+{
+    events *l = opaque;
+
+    assert_true(l->n < EV_MAX);
+    l->e[l->n] = (tc_qr_event){rule, device, 1, start_us, 0, NAN};
+    snprintf(l->rule[l->n], sizeof(l->rule[0]), "%s", rule->name);
+    l->n++;
+}
+
+/* A rule given back as firing (a restart, a reload) does not fire again while violated, and
+ * resolves with the start it was given; each_firing lists what is firing. */
+static void test_restore_firing(void **state)
+{
+    events l = {0}, firing = {0};
+    tc_qr_set *set;
+    tc_qr_eval *e = eval_of("rules:\n  - name: cold\n    check: {range: {metric: t, min: 0}}\n"
+                            "  - name: hot\n    check: {range: {metric: t, max: 30}}\n"
+                            "    for: 60s\n",
+                            &set, &l);
+
+    (void)state;
+    assert_int_equal(tc_qr_find(set, "hot"), 1);
+    assert_int_equal(tc_qr_find(set, "nope"), -1);
+    assert_int_equal(tc_qr_eval_restore(e, 1, "d", 1, 100 * SEC), TC_OK);
+    assert_int_equal(tc_qr_eval_restore(e, 2, "d", 1, 100 * SEC), TC_ERR_INVALID);
+    assert_int_equal(tc_qr_eval_firing(e), 1);
+    tc_qr_eval_each_firing(e, collect_firing, &firing);
+    assert_int_equal(firing.n, 1);
+    expect(&firing, 0, "hot", 1, 100, 0);
+    reading(e, "d", 200, 50, 0); /* still violated: already firing, nothing new */
+    assert_int_equal(l.n, 0);
+    reading(e, "d", 210, 20, 0); /* cleared: resolves the restored finding */
+    assert_int_equal(l.n, 1);
+    expect(&l, 0, "hot", 0, 100, 210);
+    assert_int_equal(tc_qr_eval_firing(e), 0);
+    /* Past max_devices (8): refused, not tracked. */
+    for (int i = 0; i < 7; i++) {
+        char dev[16];
+        snprintf(dev, sizeof(dev), "x%d", i);
+        assert_int_equal(tc_qr_eval_restore(e, 0, dev, strlen(dev), SEC), TC_OK);
+    }
+    assert_int_equal(tc_qr_eval_restore(e, 0, "y", 1, SEC), TC_ERR_FULL);
+    tc_qr_eval_destroy(e);
+    tc_qr_free(set);
+}
+
 static void test_check_kinds(void **state)
 {
     events l = {0};
@@ -384,9 +432,10 @@ static void test_scope(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_file),  cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_expressions), cmocka_unit_test(test_for_semantics),
-        cmocka_unit_test(test_check_kinds), cmocka_unit_test(test_scope),
+        cmocka_unit_test(test_valid_file),     cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_expressions),    cmocka_unit_test(test_for_semantics),
+        cmocka_unit_test(test_check_kinds),    cmocka_unit_test(test_scope),
+        cmocka_unit_test(test_restore_firing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

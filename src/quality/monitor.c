@@ -1,0 +1,1491 @@
+/*
+ * monitor.c -- the quality monitor's engine; see monitor.h for the model (lanes, one transaction
+ * per flush, fencing, what a restart keeps).
+ *
+ * Data to PostgreSQL goes as one JSON document per statement, expanded by json_to_recordset: one
+ * round trip whatever the number of rows, no per-row parameters, and the same statement text for
+ * every flush. Metric rows leave tc_qm when handed over (tc_qm_flush frees them), so their
+ * documents are kept in `held` until a flush commits; findings and dead letters stay in their
+ * arrays until then and are turned into documents at each attempt. A lane's mark and checkpoint
+ * are always the current ones: everything fed below the mark is either in the state or in what
+ * the transaction writes.
+ */
+#include "quality/monitor.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "quality/detect.h"
+#include "quality/ids.h"
+#include "quality/metrics.h"
+#include "quality/quality_sql.h"
+#include "quality/rules.h"
+
+/* Largest JSON document one statement sends (PostgreSQL's limit for a value is 1 GB). */
+#define TC_QMON_DOC_MAX (256u * 1024 * 1024)
+/* Statements held across failed flushes; past it the monitor stops taking metric rows (they
+ * stay in tc_qm until a flush commits). */
+#define TC_QMON_HELD_MAX 4096
+/* Least wall time between two flushes a closed minute asks for: a backlog closes minutes of
+ * event time many times a second, and each flush writes every device's row again. */
+#define TC_QMON_MINUTE_FLUSH_US 5000000
+/* Strings of held findings and dead letters. */
+#define TC_QMON_ARENA_BLOCK (64 * 1024)
+/* Rows of a lane's metrics pool (device minutes held between flushes). */
+#define TC_QMON_ROWS(devices) (2 * (devices) + 1024)
+/* Metric columns the tables have (quality_sql.c): the six of schema version 1. */
+#define TC_QMON_METRICS TC_METRIC__COUNT
+/* Rule metric names a reading's values are looked up for. */
+#define TC_QMON_RULE_TAGS_MAX 32
+
+/* Microseconds since the epoch in SQL, exactly (an interval times a bigint stays integral). */
+#define TC_QMON_TS(x)  "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
+#define TC_QMON_MIN(x) "('epoch'::timestamptz + (" x ") * interval '1 minute')"
+
+typedef struct qmon_lane qmon_lane;
+
+struct qmon_lane {
+    tc_qmon *mon;
+    int32_t partition;
+    tc_qd *qd;
+    tc_qm *qm;
+    tc_qr_eval *qr;
+    int64_t next, durable;  /* marks: fed up to, stored */
+    int64_t watermark;      /* largest event time fed, 0 before any */
+    int64_t ticked;         /* watermark at the last silence check */
+    int64_t minute_flushed; /* minute of the watermark at the last flush */
+    uint64_t fed;           /* the tc_qmon_add call that last fed it */
+};
+
+/* A finding held until its flush commits. */
+typedef struct qmon_event {
+    const char *device, *metric, *kind, *rule, *severity; /* arena or static */
+    int32_t partition;
+    int kind_index; /* into tc_qmon_stats.opened */
+    int64_t start_us, end_us;
+    double score, observed, expected;
+} qmon_event;
+
+typedef struct qmon_dead {
+    const char *device; /* the Kafka key when it is a usable id, else NULL */
+    int32_t partition;
+    int64_t minute;
+    tc_reject reason;
+} qmon_dead;
+
+/* A statement's document kept across a failed flush: one lane's rows, so a revocation drops
+ * exactly the lost partitions' figures. */
+typedef struct qmon_held {
+    int fleet; /* 0: quality_1m, 1: quality_fleet_1m */
+    int32_t partition;
+    char *doc;
+} qmon_held;
+
+struct tc_qmon {
+    tc_qmon_options o;
+    char schema[TC_QMON_NAME_MAX + 1], group[TC_QMON_NAME_MAX + 1], topic[TC_QMON_NAME_MAX + 1];
+    char rules_path[TC_QMON_NAME_MAX * 4];
+    char *dsn;
+    PGconn *conn;
+    char *schema_quoted;
+    tc_qr_set *rules;
+    int rules_tags; /* some rule's scope has tags: readings' tags are parsed */
+    qmon_lane *lanes[TC_QMON_LANES_MAX];
+    size_t nlanes;
+    int32_t lane_end; /* every lane is below it: loops that run each turn look no further */
+
+    qmon_event *events;
+    size_t nevents;
+    qmon_dead *dead;
+    size_t ndead;
+    tc_arena strings;
+    qmon_held held[TC_QMON_HELD_MAX];
+    size_t nheld;
+    int64_t *minutes; /* minutes of the fleet rows held (their device counts are derived) */
+    size_t nminutes, minutes_cap;
+    int64_t last_flush_us, last_attempt_us;
+
+    /* scratch of one lane's readings in a batch */
+    size_t scratch_cap;
+    const char **ids;
+    size_t *lens;
+    int64_t *t, *wm, *ingest;
+    long *index;
+    size_t *rows;
+    double *val[TC_QMON_METRICS];
+    uint8_t *pres[TC_QMON_METRICS];
+
+    uint64_t readings_taken; /* fed since the last commit */
+    uint64_t adds;           /* tc_qmon_add calls */
+    tc_qmon_event_fn listener;
+    void *listener_opaque;
+    tc_qmon_stats st;
+};
+
+void tc_qmon_options_default(tc_qmon_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->schema = "telemetry";
+    o->group = "thermocline";
+    o->topic = "telemetry";
+    o->max_devices = 200000;
+    o->late_after_s = 60;
+    o->flush_interval_ms = 10000;
+    o->tick_s = 10;
+}
+
+/* ---- lanes ---- */
+
+static void tc_qmon_on_finding(void *opaque, const tc_qd_finding *f);
+static void tc_qmon_on_rule(void *opaque, const tc_qr_event *e);
+
+static void tc_qmon_lane_free(qmon_lane *l)
+{
+    if (!l)
+        return;
+    tc_qr_eval_destroy(l->qr);
+    tc_qm_destroy(l->qm);
+    tc_qd_destroy(l->qd);
+    free(l);
+}
+
+/* A lane's detectors; tc_qmon_lane_finish adds the metrics and rules once the checkpoint is
+ * loaded: tc_qd_load replaces the detectors' id table, which the metrics share. */
+static qmon_lane *tc_qmon_lane_new(tc_qmon *m, int32_t partition, char *errstr, size_t errstr_size)
+{
+    qmon_lane *l = calloc(1, sizeof(*l));
+    tc_qd_options qo;
+
+    if (!l) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+        return NULL;
+    }
+    l->mon = m;
+    l->partition = partition;
+    l->next = l->durable = TC_QMON_MARK_ABSENT;
+    tc_qd_options_default(&qo, TC_QMON_METRICS, m->o.max_devices);
+    l->qd = tc_qd_new(&qo, tc_qmon_on_finding, l, errstr, errstr_size);
+    if (!l->qd) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static tc_err tc_qmon_lane_finish(tc_qmon *m, qmon_lane *l, char *errstr, size_t errstr_size)
+{
+    tc_qm_options mo;
+
+    tc_qm_options_default(&mo, m->o.max_devices);
+    /* Rows are all handed over at every flush: a device holds the minutes of one flush interval,
+     * seldom more than two or three. */
+    mo.max_rows = TC_QMON_ROWS(m->o.max_devices);
+    mo.metrics = TC_QMON_METRICS;
+    mo.late_after_s = m->o.late_after_s;
+    mo.ids = tc_qd_ids(l->qd);
+    l->qm = tc_qm_new(&mo, errstr, errstr_size);
+    if (l->qm && m->rules)
+        l->qr = tc_qr_eval_new(m->rules, m->o.max_devices, tc_qmon_on_rule, l, errstr, errstr_size);
+    if (!l->qm || (m->rules && !l->qr))
+        return TC_ERR_NOMEM;
+    return TC_OK;
+}
+
+static void tc_qmon_drop_lane(tc_qmon *m, int32_t partition)
+{
+    if (partition < 0 || partition >= TC_QMON_LANES_MAX || !m->lanes[partition])
+        return;
+    tc_qmon_lane_free(m->lanes[partition]);
+    m->lanes[partition] = NULL;
+    m->nlanes--;
+}
+
+/* ---- findings ---- */
+
+static char *tc_qmon_strdup(tc_qmon *m, const char *s)
+{
+    return s ? tc_arena_strndup(&m->strings, s, strlen(s)) : NULL;
+}
+
+static void tc_qmon_hold_event(tc_qmon *m, const qmon_event *ev)
+{
+    qmon_event *e;
+
+    if (m->nevents >= TC_QMON_EVENTS_MAX) {
+        /* tc_qmon_due asked for a flush at the cap; one that keeps failing cannot hold more. */
+        tc_log_warn("quality", "%d findings held unwritten: dropping one of device \"%s\"",
+                    TC_QMON_EVENTS_MAX, ev->device);
+        return;
+    }
+    if (!m->events && !(m->events = calloc(TC_QMON_EVENTS_MAX, sizeof(*m->events))))
+        return;
+    e = &m->events[m->nevents];
+    *e = *ev;
+    e->device = tc_qmon_strdup(m, ev->device);
+    e->metric = tc_qmon_strdup(m, ev->metric);
+    e->rule = tc_qmon_strdup(m, ev->rule);
+    if (e->device && (!ev->metric || e->metric) && (!ev->rule || e->rule))
+        m->nevents++;
+}
+
+static void tc_qmon_on_finding(void *opaque, const tc_qd_finding *f)
+{
+    qmon_lane *l = opaque;
+    qmon_event ev = {
+        .device = f->device,
+        .metric = f->metric >= 0 && f->metric < TC_QMON_METRICS ? tc_metric_names[f->metric] : NULL,
+        .kind = tc_qd_kind_name(f->kind),
+        .severity = "warning",
+        .partition = l->partition,
+        .kind_index = (int)f->kind,
+        .start_us = f->start_us,
+        .end_us = f->end_us,
+        .score = f->score,
+        .observed = f->observed,
+        .expected = f->expected,
+    };
+
+    tc_qmon_hold_event(l->mon, &ev);
+}
+
+static void tc_qmon_on_rule(void *opaque, const tc_qr_event *e)
+{
+    qmon_lane *l = opaque;
+    const tc_qr_rule *r = e->rule;
+    tc_qr_set *set = l->mon->rules;
+    int with_metric = r->kind == TC_QR_RANGE || r->kind == TC_QR_RATE || r->kind == TC_QR_STUCK;
+    qmon_event ev = {
+        .device = e->device,
+        .metric = with_metric ? tc_qr_metric_name(set, r->metric) : NULL,
+        .kind = tc_qr_kind_name(r->kind),
+        .rule = r->name,
+        .severity = tc_qr_severity_name(r->severity),
+        .partition = l->partition,
+        .kind_index = TC_QD_KIND__COUNT + (int)r->kind,
+        .start_us = e->start_us,
+        .end_us = e->firing ? 0 : e->end_us,
+        .score = NAN,
+        .observed = e->observed,
+        .expected = NAN,
+    };
+
+    tc_qmon_hold_event(l->mon, &ev);
+}
+
+/* ---- construction ---- */
+
+static tc_err tc_qmon_copy_name(char *dst, const char *src, const char *what, char *errstr,
+                                size_t errstr_size)
+{
+    if (!src || !*src || strlen(src) > TC_QMON_NAME_MAX)
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "quality: %s must be 1..%d bytes",
+                          what, TC_QMON_NAME_MAX);
+    snprintf(dst, TC_QMON_NAME_MAX + 1, "%s", src);
+    return TC_OK;
+}
+
+static int tc_qmon_rules_have_tags(const tc_qr_set *set)
+{
+    for (size_t i = 0; set && i < tc_qr_count(set); i++)
+        if (tc_qr_get(set, i)->ntags)
+            return 1;
+    return 0;
+}
+
+tc_qmon *tc_qmon_new(const tc_qmon_options *o, char *errstr, size_t errstr_size)
+{
+    tc_qmon *m;
+
+    if (!o->dsn || o->max_devices < 1 || o->max_devices > TC_QIDS_MAX || !(o->late_after_s >= 0) ||
+        o->flush_interval_ms < 1 || o->tick_s < 1) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                   "quality: a dsn, max_devices 1..%d, late_after_s >= 0, flush_interval_ms >= 1"
+                   " and tick_s >= 1 are needed",
+                   TC_QIDS_MAX);
+        return NULL;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+        return NULL;
+    }
+    m->o = *o;
+    tc_arena_init(&m->strings, TC_QMON_ARENA_BLOCK, 0);
+    m->dsn = strdup(o->dsn);
+    if (!m->dsn || tc_qmon_copy_name(m->schema, o->schema, "the schema", errstr, errstr_size) ||
+        tc_qmon_copy_name(m->group, o->group, "the group", errstr, errstr_size) ||
+        tc_qmon_copy_name(m->topic, o->topic, "the topic", errstr, errstr_size)) {
+        if (!m->dsn)
+            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+        tc_qmon_destroy(m);
+        return NULL;
+    }
+    m->o.dsn = m->dsn;
+    m->o.schema = m->schema;
+    m->o.group = m->group;
+    m->o.topic = m->topic;
+    m->o.rules_file = NULL;
+    if (o->rules_file && *o->rules_file) {
+        if (strlen(o->rules_file) >= sizeof(m->rules_path)) {
+            tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "quality.rules_file: path too long");
+            tc_qmon_destroy(m);
+            return NULL;
+        }
+        snprintf(m->rules_path, sizeof(m->rules_path), "%s", o->rules_file);
+        m->o.rules_file = m->rules_path;
+        m->rules = tc_qr_load(m->rules_path, errstr, errstr_size);
+        if (!m->rules) {
+            tc_qmon_destroy(m);
+            return NULL;
+        }
+        m->rules_tags = tc_qmon_rules_have_tags(m->rules);
+    }
+    return m;
+}
+
+static void tc_qmon_scratch_free(tc_qmon *m)
+{
+    free(m->ids);
+    free(m->lens);
+    free(m->t);
+    free(m->wm);
+    free(m->ingest);
+    free(m->index);
+    free(m->rows);
+    for (int k = 0; k < TC_QMON_METRICS; k++) {
+        free(m->val[k]);
+        free(m->pres[k]);
+    }
+}
+
+static void tc_qmon_held_clear(tc_qmon *m)
+{
+    for (size_t i = 0; i < m->nheld; i++)
+        free(m->held[i].doc);
+    m->nheld = 0;
+}
+
+void tc_qmon_destroy(tc_qmon *m)
+{
+    if (!m)
+        return;
+    for (int32_t p = 0; p < m->lane_end; p++)
+        tc_qmon_lane_free(m->lanes[p]);
+    tc_qmon_held_clear(m);
+    tc_qmon_scratch_free(m);
+    free(m->events);
+    free(m->dead);
+    free(m->minutes);
+    tc_arena_free(&m->strings);
+    tc_qr_free(m->rules);
+    if (m->schema_quoted)
+        PQfreemem(m->schema_quoted);
+    if (m->conn)
+        PQfinish(m->conn);
+    free(m->dsn);
+    free(m);
+}
+
+void tc_qmon_set_listener(tc_qmon *m, tc_qmon_event_fn fn, void *opaque)
+{
+    m->listener = fn;
+    m->listener_opaque = opaque;
+}
+
+/* ---- the database ---- */
+
+static tc_err tc_qmon_connect(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    if (m->conn && PQstatus(m->conn) == CONNECTION_OK)
+        return TC_OK;
+    if (m->conn)
+        PQfinish(m->conn);
+    if (m->schema_quoted)
+        PQfreemem(m->schema_quoted);
+    m->schema_quoted = NULL;
+    m->conn = PQconnectdb(m->dsn);
+    if (PQstatus(m->conn) != CONNECTION_OK)
+        return tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
+                          "quality: cannot connect to PostgreSQL (postgres.dsn): %s",
+                          PQerrorMessage(m->conn));
+    m->schema_quoted = PQescapeIdentifier(m->conn, m->schema, strlen(m->schema));
+    if (!m->schema_quoted)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+    return TC_OK;
+}
+
+static tc_err tc_qmon_pgerr(tc_qmon *m, PGresult *res, const char *what, char *errstr,
+                            size_t errstr_size)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    tc_err err = PQstatus(m->conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2)) ||
+                         (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
+                     ? TC_ERR_DB_CONN
+                     : TC_ERR_DB;
+
+    return tc_err_set(err, errstr, errstr_size, "quality: %s: %s", what,
+                      res ? PQresultErrorMessage(res) : PQerrorMessage(m->conn));
+}
+
+/* Run tmpl (with "@S") with text parameters; *out receives the result when not NULL. */
+static tc_err tc_qmon_exec(tc_qmon *m, const char *tmpl, int n, const char *const *values,
+                           const int *lengths, const int *formats, PGresult **out, const char *what,
+                           char *errstr, size_t errstr_size)
+{
+    char *sql = tc_quality_sql_expand(tmpl, m->schema_quoted);
+    PGresult *res;
+    ExecStatusType st;
+    tc_err err = TC_OK;
+
+    if (out)
+        *out = NULL;
+    if (!sql)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+    res = PQexecParams(m->conn, sql, n, NULL, values, lengths, formats, 0);
+    free(sql);
+    st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        err = tc_qmon_pgerr(m, res, what, errstr, errstr_size);
+    if (err == TC_OK && out)
+        *out = res;
+    else
+        PQclear(res);
+    return err;
+}
+
+static int64_t tc_qmon_int8(const PGresult *res, int row, int col, int64_t dflt)
+{
+    return PQgetisnull(res, row, col) ? dflt : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Give the lane's evaluator its device's open findings back (restart, take-over). */
+static tc_err tc_qmon_restore_rules(tc_qmon *m, qmon_lane *l, char *errstr, size_t errstr_size)
+{
+    char part[16];
+    const char *params[1] = {part};
+    PGresult *res;
+    tc_err err;
+
+    if (!l->qr)
+        return TC_OK;
+    snprintf(part, sizeof(part), "%d", l->partition);
+    err = tc_qmon_exec(m,
+                       "SELECT rule, device_id, (extract(epoch FROM start_time) * 1000000)::bigint"
+                       " FROM @S.anomalies WHERE end_time IS NULL AND rule IS NOT NULL"
+                       " AND kafka_partition = $1::int",
+                       1, params, NULL, NULL, &res, "read the open findings of the rules", errstr,
+                       errstr_size);
+    if (err != TC_OK)
+        return err;
+    for (int i = 0; i < PQntuples(res); i++) {
+        long r = tc_qr_find(m->rules, PQgetvalue(res, i, 0));
+        const char *dev = PQgetvalue(res, i, 1);
+
+        /* A finding of a rule no longer in the file stays as it is (docs/quality.md). */
+        if (r >= 0)
+            (void)tc_qr_eval_restore(l->qr, (size_t)r, dev, strlen(dev),
+                                     tc_qmon_int8(res, i, 2, 0));
+    }
+    PQclear(res);
+    return TC_OK;
+}
+
+static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, char *errstr,
+                               size_t errstr_size)
+{
+    char part[16];
+    const char *params[3] = {m->group, m->topic, part};
+    PGresult *res;
+    qmon_lane *l;
+    tc_err err;
+
+    snprintf(part, sizeof(part), "%d", partition);
+    err = tc_qmon_exec(m,
+                       "SELECT next_offset, detector_state, watermark_us FROM @S.quality_offsets"
+                       " WHERE group_id = $1 AND topic = $2 AND partition = $3::int",
+                       3, params, NULL, NULL, &res, "read the quality marks", errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    l = tc_qmon_lane_new(m, partition, errstr, errstr_size);
+    if (!l) {
+        PQclear(res);
+        return TC_ERR_NOMEM;
+    }
+    if (PQntuples(res) == 1) {
+        l->next = l->durable = tc_qmon_int8(res, 0, 0, TC_QMON_MARK_ABSENT);
+        l->watermark = l->ticked = tc_qmon_int8(res, 0, 2, 0);
+        l->minute_flushed = l->watermark / TC_QM_MINUTE_US;
+        if (!PQgetisnull(res, 0, 1)) {
+            size_t len = 0;
+            unsigned char *ck = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
+
+            err = ck ? tc_qd_load(l->qd, ck, len, errstr, errstr_size) : TC_ERR_NOMEM;
+            PQfreemem(ck);
+            if (err != TC_OK) {
+                char msg[TC_ERRSTR_MAX];
+                snprintf(msg, sizeof(msg), "%s", errstr);
+                err = tc_err_set(err == TC_ERR_NOMEM ? err : TC_ERR_DB, errstr, errstr_size,
+                                 "quality: partition %d: the stored detector checkpoint: %s",
+                                 partition, msg);
+            }
+        }
+    }
+    PQclear(res);
+    if (err == TC_OK)
+        err = tc_qmon_lane_finish(m, l, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_qmon_restore_rules(m, l, errstr, errstr_size);
+    if (err != TC_OK) {
+        tc_qmon_lane_free(l);
+        return err;
+    }
+    tc_qmon_drop_lane(m, partition);
+    m->lanes[partition] = l;
+    if (partition >= m->lane_end)
+        m->lane_end = partition + 1;
+    m->nlanes++;
+    *next = l->durable;
+    return TC_OK;
+}
+
+tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, char *errstr,
+                    size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        next[i] = TC_QMON_MARK_ABSENT;
+        if (parts[i] < 0 || parts[i] >= TC_QMON_LANES_MAX)
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                              "quality: partition %d is past the %d tracked", parts[i],
+                              TC_QMON_LANES_MAX);
+    }
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        if (!*m->dsn) {
+            /* Dry: fresh lanes, nothing stored (benchmarks). */
+            qmon_lane *l = tc_qmon_lane_new(m, parts[i], errstr, errstr_size);
+            err = l ? tc_qmon_lane_finish(m, l, errstr, errstr_size) : TC_ERR_NOMEM;
+            if (err != TC_OK) {
+                tc_qmon_lane_free(l);
+                break;
+            }
+            tc_qmon_drop_lane(m, parts[i]);
+            m->lanes[parts[i]] = l;
+            if (parts[i] >= m->lane_end)
+                m->lane_end = parts[i] + 1;
+            m->nlanes++;
+            continue;
+        }
+        err = tc_qmon_connect(m, errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_qmon_open_one(m, parts[i], &next[i], errstr, errstr_size);
+    }
+    return err;
+}
+
+static int tc_qmon_in(int32_t p, const int32_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (parts[i] == p)
+            return 1;
+    return 0;
+}
+
+void tc_qmon_revoke(tc_qmon *m, const int32_t *parts, size_t n)
+{
+    size_t k = 0;
+
+    /* What was held for them is written by nobody now: their next owner reads it again. */
+    for (size_t i = 0; i < m->nheld; i++) {
+        if (tc_qmon_in(m->held[i].partition, parts, n))
+            free(m->held[i].doc);
+        else
+            m->held[k++] = m->held[i];
+    }
+    m->nheld = k;
+    k = 0;
+    for (size_t i = 0; i < m->nevents; i++)
+        if (!tc_qmon_in(m->events[i].partition, parts, n))
+            m->events[k++] = m->events[i];
+    m->nevents = k;
+    k = 0;
+    for (size_t i = 0; i < m->ndead; i++)
+        if (!tc_qmon_in(m->dead[i].partition, parts, n))
+            m->dead[k++] = m->dead[i];
+    m->ndead = k;
+    for (size_t i = 0; i < n; i++)
+        tc_qmon_drop_lane(m, parts[i]);
+}
+
+/* ---- feeding ---- */
+
+static int tc_qmon_scratch(tc_qmon *m, size_t n)
+{
+    size_t cap = m->scratch_cap;
+
+    if (n <= cap)
+        return 0;
+    while (cap < n)
+        cap = cap ? cap * 2 : 1024;
+    tc_qmon_scratch_free(m);
+    memset(&m->ids, 0, (char *)&m->pres[TC_QMON_METRICS] - (char *)&m->ids);
+    m->scratch_cap = 0;
+    m->ids = malloc(cap * sizeof(*m->ids));
+    m->lens = malloc(cap * sizeof(*m->lens));
+    m->t = malloc(cap * sizeof(*m->t));
+    m->wm = malloc(cap * sizeof(*m->wm));
+    m->ingest = malloc(cap * sizeof(*m->ingest));
+    m->index = malloc(cap * sizeof(*m->index));
+    m->rows = malloc(cap * sizeof(*m->rows));
+    if (!m->ids || !m->lens || !m->t || !m->wm || !m->ingest || !m->index || !m->rows)
+        return -1;
+    for (int k = 0; k < TC_QMON_METRICS; k++)
+        if (!(m->val[k] = malloc(cap * sizeof(double))) || !(m->pres[k] = malloc(cap)))
+            return -1;
+    m->scratch_cap = cap;
+    return 0;
+}
+
+/* The values of the rules' metrics for row i: built-in columns and promoted ones by name. */
+typedef struct qmon_rule_cols {
+    const double *col[TC_QR_METRICS_MAX];
+    const uint8_t *present[TC_QR_METRICS_MAX];
+} qmon_rule_cols;
+
+static void tc_qmon_rule_cols(const tc_qmon *m, const tc_batch *b, qmon_rule_cols *c)
+{
+    for (int k = 0; k < tc_qr_metric_count(m->rules); k++) {
+        const char *name = tc_qr_metric_name(m->rules, k);
+        int fixed = tc_metric_lookup(name, strlen(name));
+
+        c->col[k] = NULL;
+        c->present[k] = NULL;
+        if (fixed >= 0) {
+            c->col[k] = b->metric[fixed];
+            c->present[k] = b->present[fixed];
+        }
+        for (size_t d = 0; fixed < 0 && d < b->ndyn; d++)
+            if (!strcmp(b->dyn_name[d], name)) {
+                c->col[k] = b->dyn[d];
+                c->present[k] = b->dyn_present[d];
+            }
+    }
+}
+
+/* Tags of row i as key/value pairs (strings of the document, freed by the caller). */
+static tc_json_doc *tc_qmon_tags(const tc_batch *b, size_t i, tc_qr_tag *tags, int *ntags)
+{
+    tc_json_doc *doc;
+    const tc_json *root;
+    tc_err err;
+
+    *ntags = 0;
+    if (!b->tags || !b->tags[i].ptr)
+        return NULL;
+    doc = tc_json_parse(b->tags[i].ptr, b->tags[i].len, NULL, &err, NULL, 0);
+    root = doc ? tc_json_root(doc) : NULL;
+    if (!root || root->type != TC_JSON_OBJECT)
+        return doc;
+    for (size_t k = 0; k < root->len && *ntags < TC_QMON_RULE_TAGS_MAX; k++) {
+        const char *v = tc_json_string(root->u.members[k].value);
+        if (v) {
+            tags[*ntags].key = root->u.members[k].key;
+            tags[*ntags].value = v;
+            (*ntags)++;
+        }
+    }
+    return doc;
+}
+
+static void tc_qmon_eval_rules(tc_qmon *m, qmon_lane *l, const tc_batch *b, size_t nrows)
+{
+    qmon_rule_cols c;
+    double values[TC_QR_METRICS_MAX];
+    tc_qr_tag tags[TC_QMON_RULE_TAGS_MAX];
+
+    tc_qmon_rule_cols(m, b, &c);
+    for (size_t k = 0; k < nrows; k++) {
+        size_t i = m->rows[k];
+        tc_json_doc *doc = NULL;
+        tc_qr_reading r = {
+            .device = b->device_id[i].ptr,
+            .device_len = b->device_id[i].len,
+            .t_us = b->time_us[i],
+            .values = values,
+            .tags = tags,
+            .schema_version = b->schema_version ? b->schema_version[i] : 0,
+        };
+
+        for (int v = 0; v < tc_qr_metric_count(m->rules); v++)
+            values[v] = c.col[v] && (!c.present[v] || c.present[v][i]) ? c.col[v][i] : NAN;
+        if (m->rules_tags)
+            doc = tc_qmon_tags(b, i, tags, &r.ntags);
+        tc_qr_eval_reading(l->qr, &r);
+        tc_json_free(doc);
+    }
+}
+
+/* Readings of lane l among rows (mask applied): gathered into the scratch columns. */
+static void tc_qmon_feed_lane(tc_qmon *m, qmon_lane *l, const tc_batch *b, const uint8_t *mask,
+                              int64_t ingest_us)
+{
+    const double *vals[TC_QMON_METRICS];
+    const uint8_t *pres[TC_QMON_METRICS];
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->n; i++) {
+        int64_t t = b->time_us[i];
+
+        if ((mask && !mask[i]) || b->partition[i] != l->partition)
+            continue;
+        m->rows[n] = i;
+        m->ids[n] = b->device_id[i].ptr;
+        m->lens[n] = b->device_id[i].len;
+        m->t[n] = t;
+        /* The watermark a reading is judged late against: the latest event time before it. */
+        m->wm[n] = l->watermark ? l->watermark : t;
+        if (TC_Q_TIME_OK(t) && t > l->watermark)
+            l->watermark = t;
+        m->ingest[n] = ingest_us;
+        for (int k = 0; k < TC_QMON_METRICS; k++) {
+            m->val[k][n] = b->metric[k][i];
+            m->pres[k][n] = b->present[k][i];
+        }
+        n++;
+    }
+    if (!n)
+        return;
+    for (int k = 0; k < TC_QMON_METRICS; k++) {
+        vals[k] = m->val[k];
+        pres[k] = m->pres[k];
+    }
+    tc_qd_observe_batch(l->qd, n, m->ids, m->lens, m->t, vals, pres, m->index);
+    tc_qm_observe_batch_at(l->qm, n, m->index, m->t, m->ingest, m->wm, pres, TC_QMON_METRICS);
+    if (l->qr)
+        tc_qmon_eval_rules(m, l, b, n);
+    m->st.readings += n;
+    m->readings_taken += n;
+    if (l->watermark - l->ticked >= m->o.tick_s * INT64_C(1000000)) {
+        tc_qd_tick(l->qd, l->watermark);
+        if (l->qr)
+            tc_qr_eval_tick(l->qr, l->watermark);
+        l->ticked = l->watermark;
+    }
+}
+
+static void tc_qmon_add_dead(tc_qmon *m, const tc_dlq_batch *dlq)
+{
+    for (size_t i = 0; dlq && i < dlq->n; i++) {
+        const tc_dead_letter *d = &dlq->items[i];
+        qmon_dead *x;
+        int usable = d->key.ptr && d->key.len > 0 && d->key.len <= TC_QIDS_LEN_MAX &&
+                     !memchr(d->key.ptr, '\0', d->key.len) &&
+                     tc_json_utf8_valid(d->key.ptr, d->key.len);
+
+        if (d->partition < 0 || d->partition >= TC_QMON_LANES_MAX || !m->lanes[d->partition] ||
+            d->offset < m->lanes[d->partition]->next)
+            continue; /* not this member's, or counted before (a sink catching up skips it) */
+        if (m->ndead >= TC_QMON_DEAD_MAX ||
+            (!m->dead && !(m->dead = calloc(TC_QMON_DEAD_MAX, sizeof(*m->dead))))) {
+            m->st.refused++;
+            continue;
+        }
+        x = &m->dead[m->ndead];
+        x->device = usable ? tc_arena_strndup(&m->strings, d->key.ptr, d->key.len) : NULL;
+        x->partition = d->partition;
+        x->minute = (d->received_us >= 0 ? d->received_us : 0) / TC_QM_MINUTE_US;
+        x->reason = d->reason;
+        m->ndead++;
+        m->st.dead_letters++;
+        if ((int)d->reason >= 0 && d->reason < TC_REJECT__COUNT)
+            m->st.dead_by_reason[d->reason]++;
+    }
+}
+
+void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc_dlq_batch *dlq,
+                 const tc_partition_offset *marks, size_t nmarks, int64_t ingest_us)
+{
+    if (rows && rows->n) {
+        if (tc_qmon_scratch(m, rows->n) < 0) {
+            m->st.refused += rows->n; /* the marks still move: the figures say what was lost */
+            tc_log_warn("quality", "out of memory: %zu readings not counted", rows->n);
+        } else {
+            /* Each lane of the batch is fed once, with all its rows, in their order. */
+            m->adds++;
+            for (size_t i = 0; i < rows->n; i++) {
+                int32_t p = rows->partition[i];
+                qmon_lane *l = p >= 0 && p < TC_QMON_LANES_MAX ? m->lanes[p] : NULL;
+
+                if (mask && !mask[i])
+                    continue;
+                if (!l) {
+                    m->st.refused++;
+                } else if (l->fed != m->adds) {
+                    l->fed = m->adds;
+                    tc_qmon_feed_lane(m, l, rows, mask, ingest_us);
+                }
+            }
+        }
+    }
+    tc_qmon_add_dead(m, dlq);
+    for (size_t i = 0; i < nmarks; i++) {
+        int32_t p = marks[i].partition;
+        if (p >= 0 && p < TC_QMON_LANES_MAX && m->lanes[p] &&
+            marks[i].next_offset > m->lanes[p]->next)
+            m->lanes[p]->next = marks[i].next_offset;
+    }
+}
+
+/* ---- flushing ---- */
+
+int tc_qmon_pending(const tc_qmon *m)
+{
+    if (m->nevents || m->ndead || m->nheld)
+        return 1;
+    for (int32_t p = 0; p < m->lane_end; p++)
+        if (m->lanes[p] && m->lanes[p]->next > m->lanes[p]->durable)
+            return 1;
+    return 0;
+}
+
+int tc_qmon_due(const tc_qmon *m, int64_t now_us)
+{
+    int minute = 0;
+
+    if (m->nevents >= TC_QMON_EVENTS_MAX / 2 || m->ndead >= TC_QMON_DEAD_MAX / 2)
+        return 1;
+    if (!tc_qmon_pending(m))
+        return 0;
+    if (now_us - m->last_attempt_us >= m->o.flush_interval_ms * 1000)
+        return 1;
+    for (int32_t p = 0; p < m->lane_end; p++) {
+        tc_qm_totals t;
+        if (!m->lanes[p])
+            continue;
+        /* A backlog runs through minutes of event time faster than the wall clock asks for
+         * flushes: the rows' pool half full asks for one too, before a row is refused. */
+        tc_qm_get_totals(m->lanes[p]->qm, &t);
+        if (t.rows_held >= TC_QMON_ROWS(m->o.max_devices) / 2)
+            return 1;
+    }
+    for (int32_t p = 0; p < m->lane_end && !minute; p++)
+        minute =
+            m->lanes[p] && m->lanes[p]->watermark / TC_QM_MINUTE_US > m->lanes[p]->minute_flushed;
+    return minute && now_us - m->last_attempt_us >= TC_QMON_MINUTE_FLUSH_US;
+}
+
+static void tc_qmon_jdouble(tc_jbuf *j, const char *key, double v)
+{
+    tc_jbuf_key(j, key);
+    if (isfinite(v))
+        tc_jbuf_double(j, v);
+    else
+        tc_jbuf_null(j);
+}
+
+static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
+{
+    tc_jbuf_key(j, key);
+    if (v)
+        tc_jbuf_str(j, v);
+    else
+        tc_jbuf_null(j);
+}
+
+/* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
+ * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
+ * formatter call a value. Returns the length. */
+static size_t tc_qmon_counts(char *out, const uint32_t *v, int n)
+{
+    char *p = out;
+
+    *p++ = '[';
+    for (int i = 0; i < n; i++) {
+        uint32_t x = v[i];
+        char digits[10];
+        int k = 0;
+
+        if (i)
+            *p++ = ',';
+        do {
+            digits[k++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x);
+        while (k)
+            *p++ = digits[--k];
+    }
+    *p++ = ']';
+    return (size_t)(p - out);
+}
+
+/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
+static int tc_qmon_quantile_bucket(const tc_qm_sketch *s, double q)
+{
+    uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
+
+    if (!s->count)
+        return -1;
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
+        seen += s->b[i];
+        if (seen >= (rank < 1 ? 1 : rank))
+            return i;
+    }
+    return TC_QM_SKETCH_BUCKETS - 1;
+}
+
+static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
+{
+    char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
+
+    tc_jbuf_obj_begin(j);
+    if (r->device) {
+        tc_jbuf_key(j, "device_id");
+        tc_jbuf_str(j, r->device);
+    }
+    tc_jbuf_key(j, "m");
+    tc_jbuf_int(j, r->minute_us / TC_QM_MINUTE_US);
+    tc_jbuf_key(j, "readings");
+    tc_jbuf_int(j, r->readings);
+    tc_jbuf_key(j, "n");
+    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->present, TC_QMON_METRICS));
+    tc_jbuf_key(j, "late");
+    tc_jbuf_int(j, r->late);
+    tc_jbuf_key(j, "ooo");
+    tc_jbuf_int(j, r->out_of_order);
+    tc_jbuf_key(j, "gaps");
+    tc_jbuf_int(j, r->gaps);
+    tc_jbuf_key(j, "gap_max");
+    if (r->gaps)
+        tc_jbuf_double(j, r->gap_max_s);
+    else
+        tc_jbuf_null(j);
+    tc_jbuf_key(j, "sk");
+    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
+    /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
+     * a row cost more than the rest of it); a row that exists takes them from the merged sketch
+     * in SQL (TC_QMON_UPSERT_SET). */
+    tc_jbuf_key(j, "q50");
+    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.5));
+    tc_jbuf_key(j, "q99");
+    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.99));
+    tc_jbuf_obj_end(j);
+}
+
+typedef struct qmon_collect {
+    tc_qmon *m;
+    tc_jbuf *dev, *fleet;
+    size_t ndev, nfleet;
+} qmon_collect;
+
+static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
+{
+    qmon_collect *c = opaque;
+    tc_qmon *m = c->m;
+
+    if (r->device) {
+        tc_qmon_json_row(c->dev, r);
+        c->ndev++;
+        return;
+    }
+    tc_qmon_json_row(c->fleet, r);
+    c->nfleet++;
+    tc_qm_sketch_merge(&m->st.delay, &r->delay);
+    if (m->nminutes == m->minutes_cap) {
+        size_t cap = m->minutes_cap ? 2 * m->minutes_cap : 64;
+        int64_t *nm = realloc(m->minutes, cap * sizeof(*nm));
+        if (!nm)
+            return; /* that minute's device count waits for its next flush */
+        m->minutes = nm;
+        m->minutes_cap = cap;
+    }
+    m->minutes[m->nminutes++] = r->minute_us / TC_QM_MINUTE_US;
+}
+
+static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, int fleet, int32_t partition,
+                           char *errstr, size_t errstr_size)
+{
+    char *doc;
+
+    tc_jbuf_arr_end(j);
+    if (tc_jbuf_failed(j))
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
+                          "quality: partition %d: the metric rows do not fit in %u bytes",
+                          partition, TC_QMON_DOC_MAX);
+    if (!rows)
+        return TC_OK;
+    doc = tc_jbuf_take(j, NULL);
+    if (!doc)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+    m->held[m->nheld++] = (qmon_held){fleet, partition, doc};
+    return TC_OK;
+}
+
+/* Move every lane's metric rows (and its share of the fleet's) into held documents. */
+static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++) {
+        tc_jbuf dev, fleet;
+        qmon_collect c = {m, &dev, &fleet, 0, 0};
+
+        if (!m->lanes[p])
+            continue;
+        if (m->nheld + 2 > TC_QMON_HELD_MAX)
+            break; /* the rows wait in tc_qm until the held ones are written */
+        tc_jbuf_init(&dev, TC_QMON_DOC_MAX);
+        tc_jbuf_init(&fleet, TC_QMON_DOC_MAX);
+        tc_jbuf_arr_begin(&dev);
+        tc_jbuf_arr_begin(&fleet);
+        tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
+        err = tc_qmon_hold(m, &dev, c.ndev, 0, p, errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_qmon_hold(m, &fleet, c.nfleet, 1, p, errstr, errstr_size);
+        tc_jbuf_free(&dev);
+        tc_jbuf_free(&fleet);
+    }
+    return err;
+}
+
+/* The upsert of quality_1m (fleet 0) or quality_fleet_1m (fleet 1): counts add, the longest gap
+ * is the longer, sketches add and the quantiles come from the sum. */
+#define TC_QMON_ADD(c) " " c " = q." c " + EXCLUDED." c ","
+#define TC_QMON_UPSERT_COLS                                                                        \
+    " readings, temperature_n, humidity_n, pressure_n, battery_n, latitude_n, longitude_n, late,"  \
+    " out_of_order, gaps, gap_max_s, delay_sketch, delay_p50_ms, delay_p99_ms)"
+/* A sketch bucket's geometric middle in ms (metrics.h): 0.5 for bucket 0, NULL for none. */
+#define TC_QMON_BUCKET_MS(b)                                                                       \
+    "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
+#define TC_QMON_UPSERT_SELECT                                                                      \
+    " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
+    " r.gap_max, r.sk, " TC_QMON_BUCKET_MS("r.q50") ", " TC_QMON_BUCKET_MS(                        \
+        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
+                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
+                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
+#define TC_QMON_UPSERT_SET                                                                         \
+    " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n") TC_QMON_ADD(             \
+        "humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n") TC_QMON_ADD("latitude_n") \
+        TC_QMON_ADD("longitude_n") TC_QMON_ADD("late") TC_QMON_ADD("out_of_order") TC_QMON_ADD(    \
+            "gaps") " gap_max_s = greatest(q.gap_max_s, EXCLUDED.gap_max_s),"                      \
+                    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, "                    \
+                    "EXCLUDED.delay_sketch),"                                                      \
+                    " delay_p50_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.5),"                                               \
+                    " delay_p99_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.99)"
+
+static const char tc_qmon_sql_rows[] =
+    "INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QMON_UPSERT_COLS
+    " SELECT r.device_id, " TC_QMON_MIN(
+        "r.m") "," TC_QMON_UPSERT_SELECT " ON CONFLICT (device_id, bucket)" TC_QMON_UPSERT_SET;
+
+static const char tc_qmon_sql_fleet[] =
+    "WITH f AS (INSERT INTO @S.quality_fleet_1m AS q (bucket," TC_QMON_UPSERT_COLS
+    " SELECT " TC_QMON_MIN("r.m") "," TC_QMON_UPSERT_SELECT
+                                  " ON CONFLICT (bucket)" TC_QMON_UPSERT_SET
+                                  " RETURNING bucket) SELECT count(*) FROM f";
+
+/* Dead letters: per minute and reason, per device and minute, per fleet minute. */
+static const char tc_qmon_sql_dead[] =
+    "WITH d AS (SELECT * FROM json_to_recordset($1::json) AS d(device_id text, m bigint,"
+    " reason text, dup int)),"
+    " r AS (INSERT INTO @S.quality_dead_letters_1m AS q (bucket, reason, n)"
+    " SELECT " TC_QMON_MIN(
+        "m") ", reason, count(*) FROM d GROUP BY 1, 2"
+             " ON CONFLICT (bucket, reason) DO UPDATE SET n = q.n + EXCLUDED.n RETURNING 1),"
+             " v AS (INSERT INTO @S.quality_1m AS q (device_id, bucket, dead_letters, duplicates)"
+             " SELECT device_id, " TC_QMON_MIN(
+                 "m") ", count(*), sum(dup) FROM d"
+                      " WHERE device_id IS NOT NULL GROUP BY 1, 2 ON CONFLICT (device_id, bucket) "
+                      "DO UPDATE SET"
+                      " dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
+                      " duplicates = q.duplicates + EXCLUDED.duplicates RETURNING 1)"
+                      " INSERT INTO @S.quality_fleet_1m AS q (bucket, dead_letters, duplicates)"
+                      " SELECT " TC_QMON_MIN(
+                          "m") ", count(*), sum(dup) FROM d GROUP BY 1"
+                               " ON CONFLICT (bucket) DO UPDATE SET dead_letters = q.dead_letters "
+                               "+ EXCLUDED.dead_letters,"
+                               " duplicates = q.duplicates + EXCLUDED.duplicates";
+
+/* The fleet's device count of the minutes written: derived, so flushes and members agree. */
+static const char tc_qmon_sql_devices[] =
+    "UPDATE @S.quality_fleet_1m f SET devices = (SELECT count(*) FROM @S.quality_1m q"
+    " WHERE q.bucket = f.bucket AND q.readings > 0)"
+    " WHERE f.bucket IN (SELECT " TC_QMON_MIN(
+        "x::bigint") " FROM json_array_elements_text($1::json) AS x)";
+
+/* Findings: the last event of each finding wins (opened and resolved in one flush). */
+static const char tc_qmon_sql_events[] =
+    "INSERT INTO @S.anomalies AS a (device_id, metric, kind, rule, severity, start_time, end_time,"
+    " score, observed, expected, kafka_partition)"
+    " SELECT DISTINCT ON (e.device_id, coalesce(e.metric, ''), e.kind, coalesce(e.rule, ''),"
+    " e.s) e.device_id, e.metric, e.kind, e.rule, e.severity, " TC_QMON_TS(
+        "e.s") ","
+               " CASE WHEN e.e > 0 THEN " TC_QMON_TS(
+                   "greatest(e.e, e.s)") " END, e.score, e.observed,"
+                                         " e.expected, e.p FROM json_to_recordset($1::json) AS "
+                                         "e(seq bigint, device_id text,"
+                                         " metric text, kind text, rule text, severity text, s "
+                                         "bigint, e bigint,"
+                                         " score double precision, observed double precision, "
+                                         "expected double precision, p int)"
+                                         " ORDER BY e.device_id, coalesce(e.metric, ''), e.kind, "
+                                         "coalesce(e.rule, ''), e.s,"
+                                         " e.seq DESC"
+                                         " ON CONFLICT (device_id, coalesce(metric, ''), kind, "
+                                         "coalesce(rule, ''), start_time)"
+                                         " DO UPDATE SET end_time = EXCLUDED.end_time, score = "
+                                         "coalesce(EXCLUDED.score, a.score),"
+                                         " observed = coalesce(EXCLUDED.observed, a.observed),"
+                                         " expected = coalesce(EXCLUDED.expected, a.expected), "
+                                         "updated_at = now()";
+
+/* A JSON array of what items writes (a flush's document); NULL when out of memory. */
+static char *tc_qmon_doc(const tc_qmon *m, void (*items)(const tc_qmon *, tc_jbuf *))
+{
+    tc_jbuf j;
+    char *doc;
+
+    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
+    tc_jbuf_arr_begin(&j);
+    items(m, &j);
+    tc_jbuf_arr_end(&j);
+    doc = tc_jbuf_failed(&j) ? NULL : tc_jbuf_take(&j, NULL);
+    tc_jbuf_free(&j);
+    return doc;
+}
+
+static void tc_qmon_events_items(const tc_qmon *m, tc_jbuf *j)
+{
+    for (size_t i = 0; i < m->nevents; i++) {
+        const qmon_event *e = &m->events[i];
+        tc_jbuf_obj_begin(j);
+        tc_jbuf_key(j, "seq");
+        tc_jbuf_int(j, (int64_t)i);
+        tc_qmon_jstr(j, "device_id", e->device);
+        tc_qmon_jstr(j, "metric", e->metric);
+        tc_qmon_jstr(j, "kind", e->kind);
+        tc_qmon_jstr(j, "rule", e->rule);
+        tc_qmon_jstr(j, "severity", e->severity);
+        tc_jbuf_key(j, "s");
+        tc_jbuf_int(j, e->start_us);
+        tc_jbuf_key(j, "e");
+        tc_jbuf_int(j, e->end_us);
+        tc_qmon_jdouble(j, "score", e->score);
+        tc_qmon_jdouble(j, "observed", e->observed);
+        tc_qmon_jdouble(j, "expected", e->expected);
+        tc_jbuf_key(j, "p");
+        tc_jbuf_int(j, e->partition);
+        tc_jbuf_obj_end(j);
+    }
+}
+
+static void tc_qmon_dead_items(const tc_qmon *m, tc_jbuf *j)
+{
+    for (size_t i = 0; i < m->ndead; i++) {
+        const qmon_dead *d = &m->dead[i];
+        tc_jbuf_obj_begin(j);
+        tc_qmon_jstr(j, "device_id", d->device);
+        tc_jbuf_key(j, "m");
+        tc_jbuf_int(j, d->minute);
+        tc_qmon_jstr(j, "reason", tc_reject_name(d->reason));
+        tc_jbuf_key(j, "dup");
+        tc_jbuf_int(j, d->reason == TC_REJECT_DUPLICATE);
+        tc_jbuf_obj_end(j);
+    }
+}
+
+/* The minutes the held documents and dead letters touch (for the fleet's device count). */
+static void tc_qmon_minutes_items(const tc_qmon *m, tc_jbuf *j)
+{
+    for (size_t i = 0; i < m->nminutes; i++)
+        tc_jbuf_int(j, m->minutes[i]);
+    for (size_t i = 0; i < m->ndead; i++)
+        tc_jbuf_int(j, m->dead[i].minute);
+}
+
+static tc_err tc_qmon_exec_doc(tc_qmon *m, const char *tmpl, const char *doc, const char *what,
+                               char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {doc};
+
+    if (!doc)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory (%s)", what);
+    return tc_qmon_exec(m, tmpl, 1, params, NULL, NULL, NULL, what, errstr, errstr_size);
+}
+
+/* A lane's mark and checkpoint, moved only from the mark this member read (fencing). */
+static tc_err tc_qmon_write_mark(tc_qmon *m, qmon_lane *l, char *errstr, size_t errstr_size)
+{
+    char part[16], next[24], from[24], wm[24];
+    unsigned char *ck = NULL;
+    size_t cklen = 0;
+    const char *params[7];
+    int lengths[7] = {0}, formats[7] = {0};
+    PGresult *res;
+    tc_err err;
+
+    if (l->next <= l->durable)
+        return TC_OK;
+    err = tc_qd_save(l->qd, &ck, &cklen, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    snprintf(part, sizeof(part), "%d", l->partition);
+    snprintf(next, sizeof(next), "%" PRId64, l->next);
+    snprintf(from, sizeof(from), "%" PRId64, l->durable);
+    snprintf(wm, sizeof(wm), "%" PRId64, l->watermark);
+    params[0] = m->group;
+    params[1] = m->topic;
+    params[2] = part;
+    params[3] = next;
+    params[4] = (const char *)ck;
+    lengths[4] = (int)cklen;
+    formats[4] = 1;
+    params[5] = wm;
+    params[6] = from;
+    if (l->durable == TC_QMON_MARK_ABSENT)
+        err = tc_qmon_exec(m,
+                           "INSERT INTO @S.quality_offsets (group_id, topic, partition,"
+                           " next_offset, detector_state, watermark_us) VALUES ($1, $2, $3::int,"
+                           " $4::bigint, $5::bytea, $6::bigint)"
+                           " ON CONFLICT (group_id, topic, partition) DO NOTHING",
+                           6, params, lengths, formats, &res, "write the quality marks", errstr,
+                           errstr_size);
+    else
+        err = tc_qmon_exec(m,
+                           "UPDATE @S.quality_offsets SET next_offset = $4::bigint,"
+                           " detector_state = $5::bytea, watermark_us = $6::bigint,"
+                           " updated_at = now() WHERE group_id = $1 AND topic = $2"
+                           " AND partition = $3::int AND next_offset = $7::bigint",
+                           7, params, lengths, formats, &res, "write the quality marks", errstr,
+                           errstr_size);
+    free(ck);
+    if (err != TC_OK)
+        return err;
+    if (strcmp(PQcmdTuples(res), "1") != 0)
+        err = tc_err_set(TC_ERR_FENCED, errstr, errstr_size,
+                         "quality marks of topic \"%s\" partition %d: the stored next offset is no"
+                         " longer %lld, where this flush started: another member owns it now",
+                         m->topic, l->partition, (long long)l->durable);
+    PQclear(res);
+    return err;
+}
+
+static void tc_qmon_notify(tc_qmon *m)
+{
+    for (size_t i = 0; i < m->nevents; i++) {
+        const qmon_event *e = &m->events[i];
+        tc_qmon_event ev = {e->device,   e->metric,    e->kind,     e->rule,
+                            e->severity, e->partition, e->start_us, e->end_us,
+                            e->score,    e->observed,  e->expected};
+
+        if (e->end_us) {
+            m->st.resolved++;
+            m->st.resolved_by_kind[e->kind_index]++;
+        } else {
+            m->st.opened++;
+            m->st.opened_by_kind[e->kind_index]++;
+        }
+        if (m->listener)
+            m->listener(m->listener_opaque, &ev);
+    }
+}
+
+void tc_qmon_reset(tc_qmon *m)
+{
+    m->readings_taken = 0;
+    for (int32_t p = 0; p < m->lane_end; p++)
+        tc_qmon_drop_lane(m, p);
+    tc_qmon_held_clear(m);
+    m->nevents = m->ndead = m->nminutes = 0;
+    tc_arena_reset(&m->strings);
+}
+
+tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    char *doc;
+    tc_err err;
+
+    m->last_attempt_us = tc_time_now_us();
+    err = tc_qmon_take_rows(m, errstr, errstr_size);
+    if (err == TC_OK && !*m->dsn) {
+        /* Dry: everything is built as for PostgreSQL, then dropped as if committed. */
+        for (size_t i = 0; i < m->nheld; i++)
+            free(m->held[i].doc);
+        m->nheld = 0;
+        if (m->nevents)
+            free(tc_qmon_doc(m, tc_qmon_events_items));
+        if (m->ndead)
+            free(tc_qmon_doc(m, tc_qmon_dead_items));
+        goto committed;
+    }
+    if (err == TC_OK)
+        err = tc_qmon_connect(m, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_qmon_exec(m, "BEGIN", 0, NULL, NULL, NULL, NULL, "begin", errstr, errstr_size);
+    if (err != TC_OK) {
+        m->st.flush_failures++;
+        return err;
+    }
+    for (size_t i = 0; err == TC_OK && i < m->nheld; i++)
+        err = tc_qmon_exec_doc(
+            m, m->held[i].fleet ? tc_qmon_sql_fleet : tc_qmon_sql_rows, m->held[i].doc,
+            m->held[i].fleet ? "write quality_fleet_1m" : "write quality_1m", errstr, errstr_size);
+    if (err == TC_OK && m->ndead) {
+        doc = tc_qmon_doc(m, tc_qmon_dead_items);
+        err = tc_qmon_exec_doc(m, tc_qmon_sql_dead, doc, "write the dead letters' figures", errstr,
+                               errstr_size);
+        free(doc);
+    }
+    if (err == TC_OK && (m->nminutes || m->ndead)) {
+        doc = tc_qmon_doc(m, tc_qmon_minutes_items);
+        err = tc_qmon_exec_doc(m, tc_qmon_sql_devices, doc, "count the fleet's devices", errstr,
+                               errstr_size);
+        free(doc);
+    }
+    if (err == TC_OK && m->nevents) {
+        doc = tc_qmon_doc(m, tc_qmon_events_items);
+        err = tc_qmon_exec_doc(m, tc_qmon_sql_events, doc, "write the anomalies", errstr,
+                               errstr_size);
+        free(doc);
+    }
+    for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++)
+        if (m->lanes[p])
+            err = tc_qmon_write_mark(m, m->lanes[p], errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_qmon_exec(m, "COMMIT", 0, NULL, NULL, NULL, NULL, "commit", errstr, errstr_size);
+    else
+        PQclear(PQexec(m->conn, "ROLLBACK"));
+    if (err != TC_OK) {
+        m->st.flush_failures++;
+        if (err == TC_ERR_FENCED) {
+            m->st.fenced++;
+            tc_qmon_reset(m);
+        }
+        return err;
+    }
+committed:
+    for (int32_t p = 0; p < m->lane_end; p++) {
+        qmon_lane *l = m->lanes[p];
+        if (l) {
+            l->durable = l->next;
+            l->minute_flushed = l->watermark / TC_QM_MINUTE_US;
+        }
+    }
+    tc_qmon_notify(m);
+    tc_qmon_held_clear(m);
+    m->nminutes = 0;
+    m->nevents = m->ndead = 0;
+    tc_arena_reset(&m->strings);
+    m->st.flushes++;
+    m->st.readings_durable += m->readings_taken;
+    m->readings_taken = 0;
+    m->last_flush_us = m->st.flushed_us = tc_time_now_us();
+    return TC_OK;
+}
+
+int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition)
+{
+    if (partition < 0 || partition >= TC_QMON_LANES_MAX || !m->lanes[partition])
+        return TC_QMON_MARK_ABSENT;
+    return m->lanes[partition]->durable;
+}
+
+/* ---- reload ---- */
+
+typedef struct qmon_carry {
+    tc_qr_eval *to;
+    const tc_qr_set *set;
+} qmon_carry;
+
+static void tc_qmon_carry(void *opaque, const tc_qr_rule *rule, const char *device,
+                          int64_t start_us)
+{
+    qmon_carry *c = opaque;
+    long r = tc_qr_find(c->set, rule->name);
+
+    if (r >= 0)
+        (void)tc_qr_eval_restore(c->to, (size_t)r, device, strlen(device), start_us);
+}
+
+tc_err tc_qmon_reload(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    tc_qr_eval *fresh[TC_QMON_LANES_MAX];
+    tc_qr_set *set;
+
+    if (!m->o.rules_file)
+        return TC_OK;
+    set = tc_qr_load(m->rules_path, errstr, errstr_size);
+    if (!set) {
+        m->st.reloads_refused++;
+        return TC_ERR_CONFIG;
+    }
+    /* Findings already held were made by the old rules: write them before their rules go. */
+    for (int32_t p = 0; p < m->lane_end; p++) {
+        fresh[p] = NULL;
+        if (!m->lanes[p])
+            continue;
+        fresh[p] = tc_qr_eval_new(set, m->o.max_devices, tc_qmon_on_rule, m->lanes[p], errstr,
+                                  errstr_size);
+        if (!fresh[p]) {
+            for (int32_t q = 0; q < p; q++)
+                tc_qr_eval_destroy(fresh[q]);
+            tc_qr_free(set);
+            m->st.reloads_refused++;
+            return TC_ERR_NOMEM;
+        }
+        if (m->lanes[p]->qr)
+            tc_qr_eval_each_firing(m->lanes[p]->qr, tc_qmon_carry, &(qmon_carry){fresh[p], set});
+    }
+    /* Held findings keep their names (arena copies), so the old set may go now. */
+    for (int32_t p = 0; p < m->lane_end; p++) {
+        if (!m->lanes[p])
+            continue;
+        tc_qr_eval_destroy(m->lanes[p]->qr);
+        m->lanes[p]->qr = fresh[p];
+    }
+    tc_qr_free(m->rules);
+    m->rules = set;
+    m->rules_tags = tc_qmon_rules_have_tags(set);
+    m->st.reloads++;
+    return TC_OK;
+}
+
+/* ---- figures ---- */
+
+void tc_qmon_get_stats(const tc_qmon *m, tc_qmon_stats *st)
+{
+    *st = m->st;
+    st->lanes = m->nlanes;
+    st->devices = 0;
+    st->open_now = 0;
+    st->late = st->out_of_order = st->gaps = 0;
+    st->watermark_us = 0;
+    for (int32_t p = 0; p < m->lane_end; p++) {
+        const qmon_lane *l = m->lanes[p];
+        tc_qd_stats ds;
+        tc_qm_totals mt;
+
+        if (!l)
+            continue;
+        tc_qd_get_stats(l->qd, &ds);
+        tc_qm_get_totals(l->qm, &mt);
+        st->devices += ds.devices;
+        st->open_now += ds.open_now + (l->qr ? tc_qr_eval_firing(l->qr) : 0);
+        st->late += mt.late;
+        st->out_of_order += mt.out_of_order;
+        st->gaps += mt.gaps;
+        st->refused += ds.devices_refused;
+        if (l->watermark > st->watermark_us)
+            st->watermark_us = l->watermark;
+    }
+}

@@ -1,0 +1,208 @@
+/*
+ * sink.c -- the quality sink; see sink.h. Everything with a state of its own is in monitor.c:
+ * this file maps the sink interface's callbacks and marks onto it.
+ */
+#include "quality/sink.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "quality/monitor.h"
+
+/* SIGHUPs received (the handler's side) and the published /metrics snapshot (the HTTP side). */
+static volatile sig_atomic_t tc_quality_sighups;
+static pthread_mutex_t tc_quality_pub_lock = PTHREAD_MUTEX_INITIALIZER;
+static tc_qmon_stats tc_quality_pub;
+static int tc_quality_pub_live;
+
+typedef struct tc_quality_sink {
+    tc_qmon *mon;
+    sig_atomic_t sighups; /* the last generation this sink reloaded at */
+} tc_quality_sink;
+
+void tc_quality_sink_sighup(void)
+{
+    tc_quality_sighups = tc_quality_sighups + 1;
+}
+
+void tc_quality_sink_render_metrics(tc_jbuf *b)
+{
+    tc_qmon_stats st;
+    int live;
+
+    pthread_mutex_lock(&tc_quality_pub_lock);
+    st = tc_quality_pub;
+    live = tc_quality_pub_live;
+    pthread_mutex_unlock(&tc_quality_pub_lock);
+    if (live)
+        tc_qmon_render_metrics(&st, b);
+}
+
+static void tc_quality_sink_publish(tc_quality_sink *s)
+{
+    tc_qmon_stats st;
+
+    tc_qmon_get_stats(s->mon, &st);
+    pthread_mutex_lock(&tc_quality_pub_lock);
+    tc_quality_pub = st;
+    tc_quality_pub_live = 1;
+    pthread_mutex_unlock(&tc_quality_pub_lock);
+}
+
+/* A SIGHUP since the last callback: parse the rules again (a refused file changes nothing). */
+static void tc_quality_sink_reload(tc_quality_sink *s)
+{
+    char errstr[TC_ERRSTR_MAX];
+    sig_atomic_t gen = tc_quality_sighups;
+
+    if (gen == s->sighups)
+        return;
+    s->sighups = gen;
+    if (tc_qmon_reload(s->mon, errstr, sizeof(errstr)) == TC_OK)
+        tc_log_info("quality", "rules reloaded");
+    else
+        tc_log_error("quality", "rules not reloaded, the running ones stay in force: %s", errstr);
+}
+
+static void tc_quality_sink_marks(int64_t *next, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (next[i] == TC_QMON_MARK_ABSENT)
+            next[i] = TC_SINK_MARK_NONE;
+}
+
+static tc_err tc_quality_sink_open(void *ctx, const int32_t *parts, size_t n, int64_t *next,
+                                   char *errstr, size_t errstr_size)
+{
+    tc_quality_sink *s = ctx;
+    tc_err err = tc_qmon_open(s->mon, parts, n, next, errstr, errstr_size);
+
+    tc_quality_sink_marks(next, n);
+    tc_quality_sink_publish(s);
+    return err;
+}
+
+static tc_err tc_quality_sink_append(void *ctx, const tc_sink_rows *rows, char *errstr,
+                                     size_t errstr_size)
+{
+    tc_quality_sink *s = ctx;
+
+    (void)errstr;
+    (void)errstr_size;
+    tc_quality_sink_reload(s);
+    /* The delay is measured to the wall clock: event times are wall-clock times too. */
+    tc_qmon_add(s->mon, rows->batch, rows->mask, rows->dlq, rows->advance, rows->nadvance,
+                tc_time_now_us());
+    return TC_OK;
+}
+
+static tc_err tc_quality_sink_flush(void *ctx, int64_t now_us, int force, int *busy, char *errstr,
+                                    size_t errstr_size)
+{
+    tc_quality_sink *s = ctx;
+    tc_err err = TC_OK;
+
+    (void)now_us;
+    *busy = 0;
+    tc_quality_sink_reload(s);
+    if (force ? tc_qmon_pending(s->mon) : tc_qmon_due(s->mon, tc_time_now_us()))
+        err = tc_qmon_flush(s->mon, errstr, errstr_size);
+    tc_quality_sink_publish(s);
+    return err;
+}
+
+static int64_t tc_quality_sink_durable(void *ctx, int32_t partition)
+{
+    int64_t d = tc_qmon_durable(((tc_quality_sink *)ctx)->mon, partition);
+
+    return d == TC_QMON_MARK_ABSENT ? TC_SINK_MARK_NONE : d;
+}
+
+static tc_err tc_quality_sink_recover(void *ctx, const int32_t *parts, size_t n, int64_t *next,
+                                      char *errstr, size_t errstr_size)
+{
+    tc_quality_sink *s = ctx;
+
+    tc_qmon_reset(s->mon);
+    return tc_quality_sink_open(ctx, parts, n, next, errstr, errstr_size);
+}
+
+static tc_err tc_quality_sink_revoke(void *ctx, const int32_t *parts, size_t n, int commit,
+                                     char *errstr, size_t errstr_size)
+{
+    (void)commit; /* flushed first when commit is set; either way the lanes go */
+    (void)errstr;
+    (void)errstr_size;
+    tc_qmon_revoke(((tc_quality_sink *)ctx)->mon, parts, n);
+    return TC_OK;
+}
+
+static void tc_quality_sink_stats(void *ctx, tc_sink_stats *out)
+{
+    tc_qmon_stats st;
+
+    tc_qmon_get_stats(((tc_quality_sink *)ctx)->mon, &st);
+    memset(out, 0, sizeof(*out));
+    out->rows = st.readings;
+    out->flushes = st.flushes;
+    out->rows_durable = st.readings_durable;
+    out->pending = st.readings - st.readings_durable;
+}
+
+static void tc_quality_sink_close(void *ctx)
+{
+    tc_quality_sink *s = ctx;
+
+    pthread_mutex_lock(&tc_quality_pub_lock);
+    tc_quality_pub_live = 0;
+    pthread_mutex_unlock(&tc_quality_pub_lock);
+    tc_qmon_destroy(s->mon);
+    free(s);
+}
+
+static const tc_sink_ops tc_quality_sink_ops = {
+    .name = "quality",
+    .open = tc_quality_sink_open,
+    .append = tc_quality_sink_append,
+    .flush = tc_quality_sink_flush,
+    .durable = tc_quality_sink_durable,
+    .recover = tc_quality_sink_recover,
+    .revoke = tc_quality_sink_revoke,
+    .stats = tc_quality_sink_stats,
+    .close = tc_quality_sink_close,
+};
+
+tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)
+{
+    tc_quality_sink *s = calloc(1, sizeof(*s));
+    tc_qmon_options o;
+
+    if (!s)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality sink: out of memory");
+    tc_qmon_options_default(&o);
+    o.dsn = cfg->pg_dsn;
+    o.schema = cfg->pg_schema;
+    o.group = cfg->kafka_group;
+    o.topic = cfg->kafka_topic;
+    o.rules_file = cfg->quality_rules_file;
+    o.max_devices = (size_t)cfg->quality_max_devices;
+    o.late_after_s = (double)cfg->quality_late_after_s;
+    o.flush_interval_ms = cfg->quality_flush_interval_ms;
+    o.tick_s = cfg->quality_tick_s;
+    s->sighups = tc_quality_sighups;
+    s->mon = tc_qmon_new(&o, errstr, errstr_size);
+    if (!s->mon) {
+        free(s);
+        return TC_ERR_CONFIG;
+    }
+    memset(out, 0, sizeof(*out));
+    out->ops = &tc_quality_sink_ops;
+    out->ctx = s;
+    snprintf(out->name, sizeof(out->name), "%s", tc_quality_sink_ops.name);
+    return TC_OK;
+}

@@ -1,0 +1,343 @@
+"""The quality sink in the pipeline ("quality" in pipeline.sinks), against the real Kafka and
+PostgreSQL: every figure of quality_1m, quality_fleet_1m and quality_dead_letters_1m equals an
+independent computation over the stored rows and dead letters; rules fire and resolve at the
+event times they should, and a violation shorter than `for` never fires; a kill -9 in the middle of
+open findings (a rule's and a detector's) neither loses nor duplicates them, nor any figure; a
+malformed rules file on SIGHUP is refused with its line and column while the running rules stay in
+force; the fleet's figures are on /metrics without a label per device."""
+
+import collections
+import json
+import math
+import os
+import signal
+import struct
+import time
+
+from confluent_kafka import Producer
+
+from test_observe import free_port, metrics, wait_for, _up
+
+SINKS = "store,quality"
+MINUTE_US = 60_000_000
+LATE_AFTER_US = 60_000_000
+GAP_FACTOR = 3.0
+# The delay sketch (src/quality/metrics.h): 4 buckets per octave of milliseconds.
+SKETCH_PER_OCT = 4
+BASE_US = (int(time.time()) // 3600 - 2) * 3600 * 1_000_000  # two hours ago, on the hour
+CADENCE_US = 10_000_000
+
+
+def f32(x):
+    """x rounded to a C float, as the metrics keep a device's usual interval (a sum of two floats
+    computed in double and rounded once is the float sum)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def quality_settings(*extra):
+    return (f"pipeline.sinks={SINKS}", "quality.flush_interval_ms=300", *extra)
+
+
+def expected_figures(tc):
+    """quality_1m, quality_fleet_1m and quality_dead_letters_1m computed from the stored rows and
+    dead letters, in the order the sink saw them (offsets within a partition)."""
+    rows = tc.sql(
+        "SELECT device_id, (extract(epoch FROM time) * 1000000)::bigint, kafka_partition,"
+        " temperature IS NOT NULL, humidity IS NOT NULL, pressure IS NOT NULL,"
+        " battery IS NOT NULL, latitude IS NOT NULL, longitude IS NOT NULL"
+        " FROM readings ORDER BY kafka_partition, kafka_offset")
+    dev = collections.defaultdict(lambda: {"readings": 0, "n": [0] * 6, "late": 0, "ooo": 0,
+                                           "gaps": 0, "gap_max": None, "dead": 0, "dup": 0})
+    watermark = {}
+    last = {}  # device -> [last_t, usual interval (float32), readings in order]
+    for device, t, part, *present in rows:
+        key = (device, t // MINUTE_US)
+        r = dev[key]
+        wm = watermark.get(part) or t
+        watermark[part] = max(watermark.get(part, 0), t)
+        late = wm - t > LATE_AFTER_US
+        st = last.setdefault(device, [0, 0.0, 0])
+        ooo = st[2] > 0 and t < st[0]
+        gap = False
+        if st[2] > 0 and t > st[0]:
+            gap_s = (t - st[0]) / 1e6
+            gap = st[2] >= 3 and gap_s > GAP_FACTOR * st[1]
+            if st[2] == 1:
+                st[1] = f32(gap_s)
+            else:
+                st[1] = f32(st[1] + f32(0.1 * (min(gap_s, 2.0 * st[1]) - st[1])))
+            if gap:
+                r["gap_max"] = max(r["gap_max"] or 0.0, gap_s)
+        if not ooo:
+            st[0] = t
+            st[2] += 1
+        r["readings"] += 1
+        r["n"] = [a + int(b) for a, b in zip(r["n"], present)]
+        r["late"] += late
+        r["ooo"] += ooo
+        r["gaps"] += gap
+    by_reason = collections.Counter()
+    for key, received, reason in tc.sql(
+            "SELECT kafka_key, (extract(epoch FROM received_at) * 1000000)::bigint, reason"
+            " FROM dead_letters"):
+        minute = received // MINUTE_US
+        by_reason[(minute, reason)] += 1
+        device = None
+        if key:
+            try:
+                device = bytes(key).decode("utf-8")
+            except UnicodeDecodeError:
+                device = None
+            if device is not None and (len(bytes(key)) > 128 or "\0" in device):
+                device = None
+        if device is not None:
+            dev[(device, minute)]["dead"] += 1
+            dev[(device, minute)]["dup"] += reason == "duplicate"
+        fleet_dead = dev[(None, minute)]
+        fleet_dead["dead"] += 1
+        fleet_dead["dup"] += reason == "duplicate"
+    fleet = collections.defaultdict(lambda: {"readings": 0, "n": [0] * 6, "late": 0, "ooo": 0,
+                                             "gaps": 0, "gap_max": None, "dead": 0, "dup": 0,
+                                             "devices": 0})
+    devices = {k: v for k, v in dev.items() if k[0] is not None}
+    for (device, minute), r in list(dev.items()):
+        f = fleet[minute]
+        # Dead letters are counted once for the fleet (in the device-less entry).
+        for k in ("readings", "late", "ooo", "gaps") + (("dead", "dup") if device is None else ()):
+            f[k] += r[k]
+        f["n"] = [a + b for a, b in zip(f["n"], r["n"])]
+        if r["gap_max"] is not None:
+            f["gap_max"] = max(f["gap_max"] or 0.0, r["gap_max"])
+        f["devices"] += device is not None and r["readings"] > 0
+    return devices, dict(fleet), dict(by_reason)
+
+
+def quantile(sketch, q):
+    """tc_qm_sketch_quantile over a stored sketch."""
+    total = sum(sketch)
+    if not total:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for i, v in enumerate(sketch):
+        seen += v
+        if seen >= rank:
+            return 0.5 if i == 0 else 2 ** ((2 * i - 1) / (2 * SKETCH_PER_OCT))
+    return None
+
+
+FIGURES = ("readings, ARRAY[temperature_n, humidity_n, pressure_n, battery_n, latitude_n,"
+           " longitude_n], late, out_of_order, gaps, gap_max_s, dead_letters, duplicates,"
+           " delay_sketch, delay_p50_ms, delay_p99_ms")
+
+
+def stored_figures(tc):
+    devices = {}
+    for device, minute, n, present, late, ooo, gaps, gap_max, dead, dup, sketch, p50, p99 in tc.sql(
+            "SELECT device_id, (extract(epoch FROM bucket) / 60)::bigint, " + FIGURES +
+            " FROM quality_1m"):
+        devices[(device, minute)] = {"readings": n, "n": list(present), "late": late, "ooo": ooo,
+                                     "gaps": gaps, "gap_max": gap_max, "dead": dead, "dup": dup,
+                                     "sketch": sketch, "p50": p50, "p99": p99}
+    fleet = {}
+    for minute, n, present, late, ooo, gaps, gap_max, dead, dup, sketch, p50, p99, ndev in tc.sql(
+            "SELECT (extract(epoch FROM bucket) / 60)::bigint, " + FIGURES + ", devices"
+            " FROM quality_fleet_1m"):
+        fleet[minute] = {"readings": n, "n": list(present), "late": late, "ooo": ooo,
+                         "gaps": gaps, "gap_max": gap_max, "dead": dead, "dup": dup,
+                         "devices": ndev, "sketch": sketch, "p50": p50, "p99": p99}
+    reasons = {(m, r): n for m, r, n in tc.sql(
+        "SELECT (extract(epoch FROM bucket) / 60)::bigint, reason, n FROM quality_dead_letters_1m")}
+    return devices, fleet, reasons
+
+
+def assert_figures_match(tc):
+    want_dev, want_fleet, want_reasons = expected_figures(tc)
+    got_dev, got_fleet, got_reasons = stored_figures(tc)
+    assert set(got_dev) == set(want_dev), sorted(set(got_dev) ^ set(want_dev))[:10]
+    for key, want in want_dev.items():
+        got = got_dev[key]
+        for k in ("readings", "n", "late", "ooo", "gaps", "dead", "dup"):
+            assert got[k] == want[k], (key, k, got[k], want[k])
+        if want["gap_max"] is None:
+            assert got["gap_max"] is None, (key, got["gap_max"])
+        else:
+            assert abs(got["gap_max"] - want["gap_max"]) < 1e-6, (key, got, want)
+        if want["readings"]:
+            # One delay a reading, and the stored quantiles are the sketch's.
+            assert sum(got["sketch"]) == want["readings"], (key, got["sketch"])
+            assert abs(got["p50"] - quantile(got["sketch"], 0.5)) < 1e-9, (key, got)
+            assert abs(got["p99"] - quantile(got["sketch"], 0.99)) < 1e-9, (key, got)
+    assert set(got_fleet) == set(want_fleet), sorted(set(got_fleet) ^ set(want_fleet))[:10]
+    for minute, want in want_fleet.items():
+        got = got_fleet[minute]
+        for k in ("readings", "n", "late", "ooo", "gaps", "dead", "dup", "devices"):
+            assert got[k] == want[k], (minute, k, got[k], want[k])
+        if want["readings"]:
+            sketches = [d["sketch"] for (dv, m), d in got_dev.items() if m == minute and d["sketch"]]
+            assert got["sketch"] == [sum(col) for col in zip(*sketches)], minute
+    assert got_reasons == want_reasons
+    return want_dev, want_fleet
+
+
+def wait_quality_caught_up(tc, timeout=180):
+    """The quality marks reach the store's."""
+    def done():
+        store = dict(tc.sql("SELECT partition, next_offset FROM ingest_offsets"
+                            " WHERE group_id = %s", (tc.group,)))
+        mine = dict(tc.sql("SELECT partition, next_offset FROM quality_offsets"))
+        return store and store == mine
+    return wait_for(done, timeout=timeout)
+
+
+def test_quality_figures_equal_an_independent_computation(tc):
+    tc.partitions = 3
+    tc.migrate()
+    tc.simulate("--devices", "12", "--count", str(12 * 1100), "--seed", "11", "--invalid-ratio",
+                "0.03", "--anomalies", "late=0.02,ooo=0.01,silent=0.005")
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    want_dev, want_fleet = assert_figures_match(tc)
+    # The data had all of it: the comparison is not of zeros.
+    total = lambda k: sum(r[k] for r in want_fleet.values())
+    assert total("readings") > 12000 and total("late") > 0 and total("ooo") > 0
+    assert total("gaps") > 0 and total("dead") > 0
+    assert min(r["n"][0] for r in want_dev.values() if r["readings"]) >= 0
+    # `quality summary` reads the same tables.
+    out = tc.cmd("quality", "summary", "--since", "30d").stdout
+    assert f"{total('readings')} readings from 12 devices" in out, out
+
+
+def reading(device, i, temperature, humidity=None):
+    doc = {"device_id": device, "timestamp": (BASE_US + i * CADENCE_US) // 1000,
+           "temperature": temperature}
+    if humidity is not None:
+        doc["humidity"] = humidity
+    return json.dumps(doc).encode()
+
+
+def produce(tc, messages):
+    p = Producer({"bootstrap.servers": tc.brokers})
+    for device, payload in messages:
+        p.produce(tc.topic, value=payload, key=device.encode(), partition=0)
+    assert p.flush(60) == 0
+
+
+def hot(i):
+    """r-1: too hot (> 30) for readings 10..19 (100 s: fires), 30 (10 s: never), 40..159 (open
+    across the restart, cleared at 160)."""
+    return 40.0 + (i % 3) * 0.1 if 10 <= i < 20 or i == 30 or 40 <= i < 160 else 20.0 + (i % 5) * 0.1
+
+
+def stuck(i):
+    """s-1's humidity: varying, then 33.3 for readings 100..159 (open across the restart)."""
+    return 33.3 if 100 <= i < 160 else 50.0 + ((i * 7) % 13) * 0.1
+
+
+def phase(lo, hi):
+    out = []
+    for i in range(lo, hi):
+        out.append(("r-1", reading("r-1", i, hot(i))))
+        out.append(("s-1", reading("s-1", i, 21.0 + ((i * 3) % 7) * 0.1, stuck(i))))
+    return out
+
+
+RULES = ("rules:\n"
+         "  - name: too-hot\n"
+         "    scope: {devices: \"r-*\"}\n"
+         "    check: {range: {metric: temperature, max: 30}}\n"
+         "    severity: critical\n"
+         "    for: 30s\n")
+
+
+def findings(tc, where):
+    return tc.sql("SELECT device_id, metric, kind, rule, severity,"
+                  " (extract(epoch FROM start_time) * 1000000)::bigint,"
+                  " (extract(epoch FROM end_time) * 1000000)::bigint FROM anomalies WHERE " + where +
+                  " ORDER BY start_time")
+
+
+def t(i):
+    return BASE_US + i * CADENCE_US
+
+
+def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")  # the topic, with one partition: offsets give the order
+    settings = quality_settings(f"quality.rules_file={rules}")
+    produce(tc, phase(0, 130))
+    proc = tc.spawn("run", extra=settings)
+    try:
+        # Both findings open: the rule's since reading 40, the stuck detector's since 100.
+        assert wait_for(lambda: findings(tc, "rule = 'too-hot' AND end_time IS NULL"), timeout=180)
+        assert wait_for(lambda: findings(tc, "kind = 'stuck' AND device_id = 's-1'"
+                                             " AND end_time IS NULL"), timeout=180)
+    finally:
+        proc.kill()  # kill -9: nothing is flushed on the way out
+        _, err = proc.communicate(timeout=60)
+    tc.assert_clean(err)
+    produce(tc, phase(130, 200))
+    tc.run(extra=settings)
+    assert wait_quality_caught_up(tc)
+
+    rule_rows = findings(tc, "rule = 'too-hot'")
+    assert rule_rows == [("r-1", "temperature", "range", "too-hot", "critical", t(10), t(20)),
+                         ("r-1", "temperature", "range", "too-hot", "critical", t(40), t(160))]
+    stuck_rows = findings(tc, "kind = 'stuck' AND device_id = 's-1' AND metric = 'humidity'")
+    assert len(stuck_rows) == 1, stuck_rows
+    assert stuck_rows[0][5] == t(100) and stuck_rows[0][6] == t(159), stuck_rows
+    # Figures: nothing lost or counted twice by the kill.
+    assert_figures_match(tc)
+    out = json.loads(tc.cmd("quality", "anomalies", "--format", "json", "--device", "r-1").stdout)
+    assert [(a["rule"], a["status"]) for a in out if a["rule"]] == [("too-hot", "resolved")] * 2
+    assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
+
+
+def test_a_malformed_rules_file_on_sighup_is_refused_and_fleet_figures_on_metrics(tc, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    port = free_port()
+    proc = tc.spawn("run", extra=quality_settings(f"quality.rules_file={rules}",
+                                                  f"http.listen=127.0.0.1:{port}"))
+    try:
+        assert wait_for(lambda: _up(port))
+        produce(tc, phase(0, 5))
+        assert wait_for(lambda: metrics(port).get("thermocline_quality_readings_total") == 10,
+                        timeout=120)
+        rules.write_text(RULES + "  - name: broken\n    check: {range: {metric: temperature,"
+                                 " maxx: 3}}\n")
+        proc.send_signal(signal.SIGHUP)
+        refused = 'thermocline_quality_rules_reloads_total{result="refused"}'
+        assert wait_for(lambda: metrics(port).get(refused) == 1, timeout=60)
+        # The running rules are in force: too-hot still fires.
+        produce(tc, phase(5, 30))
+        assert wait_for(lambda: findings(tc, "rule = 'too-hot'"), timeout=120)
+        m = metrics(port)
+        assert m["thermocline_quality_readings_total"] == 60
+        assert m['thermocline_quality_findings_opened_total{kind="range",source="rule"}'] == 1
+        assert m["thermocline_quality_devices"] == 2
+        # Bounded labels: kind, source, reason, quantile, result; never a device.
+        _, body = __import__("test_observe").get(port, "/metrics")
+        labels = {part.split("=")[0] for line in body.splitlines()
+                  if line.startswith("thermocline_quality_") and "{" in line
+                  for part in line[line.index("{") + 1:line.index("}")].split(",")}
+        assert labels <= {"kind", "source", "reason", "quantile", "result"}, labels
+        # A valid file is taken.
+        rules.write_text(RULES.replace("max: 30", "max: 35"))
+        proc.send_signal(signal.SIGHUP)
+        accepted = 'thermocline_quality_rules_reloads_total{result="accepted"}'
+        assert wait_for(lambda: metrics(port).get(accepted) == 1, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    tc.assert_clean(err)
+    # FILE:LINE:COL of the unknown key, in the log line that refuses the file.
+    # (The log is JSON: its quotes are escaped.)
+    assert f'{rules}:8:42: rule \\"broken\\": unknown key \\"maxx\\"' in err, err[-3000:]
+    assert "rules not reloaded, the running ones stay in force" in err

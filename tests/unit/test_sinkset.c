@@ -1,0 +1,269 @@
+/*
+ * test_sinkset.c -- the rules the pipeline applies to every sink behind process/sink.h: the list
+ * in pipeline.sinks, the skip rule, Kafka's commit at the minimum of the durable marks, the
+ * circuit of a sink failing transiently (not ready, no rows, recovered after its back-off), a
+ * permanent failure, and fencing -- driven through the testfail sink, whose record file is read
+ * back here line by line.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core/batch.h"
+#include "core/config.h"
+#include "process/sinkset.h"
+
+/* The testfail sink's bit in a row's sinks byte: the first sink of the set. */
+#define BIT TC_SINKSET_FIRST_BIT
+
+typedef struct fixture {
+    char dir[64], control[96], record[96];
+    tc_config *cfg;
+    tc_sinkset *set;
+    tc_sinkset_batch *sb;
+    tc_batch *batch;
+    uint8_t sinks[64];
+} fixture;
+
+static void no_wait(void *opaque, int ms)
+{
+    (void)opaque;
+    (void)ms;
+}
+
+static void put(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Lines of the record file that start with prefix. */
+static int count_lines(const char *path, const char *prefix)
+{
+    char line[128];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        n += !strncmp(line, prefix, strlen(prefix));
+    fclose(f);
+    return n;
+}
+
+static int teardown(void **state);
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    char errstr[TC_ERRSTR_MAX];
+
+    if (!fx)
+        return -1;
+    *state = fx;
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/tc-sinkset-XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->control, sizeof(fx->control), "%s/control", fx->dir);
+    snprintf(fx->record, sizeof(fx->record), "%s/record", fx->dir);
+    fx->cfg = tc_config_new();
+    if (!fx->cfg ||
+        tc_config_set(fx->cfg, "pipeline.sinks", "store,testfail", errstr, sizeof(errstr)) !=
+            TC_OK ||
+        tc_config_set(fx->cfg, "testfail.control_file", fx->control, errstr, sizeof(errstr)) !=
+            TC_OK ||
+        tc_config_set(fx->cfg, "testfail.record_file", fx->record, errstr, sizeof(errstr)) !=
+            TC_OK) {
+        teardown(state);
+        return -1;
+    }
+    fx->set = tc_sinkset_new(fx->cfg, no_wait, NULL, errstr, sizeof(errstr));
+    fx->sb = fx->set ? tc_sinkset_batch_new(fx->set) : NULL;
+    fx->batch = tc_batch_new(64, 0);
+    if (!fx->sb || !fx->batch) {
+        teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+
+    tc_batch_destroy(fx->batch);
+    tc_sinkset_batch_destroy(fx->sb);
+    tc_sinkset_destroy(fx->set);
+    tc_config_destroy(fx->cfg);
+    unlink(fx->control);
+    unlink(fx->record);
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* A batch of rows of partition 0 at offsets [from, to), every one for the testfail sink, noted. */
+static void fill(fixture *fx, int64_t from, int64_t to)
+{
+    tc_batch_reset(fx->batch);
+    tc_sinkset_batch_reset(fx->sb);
+    for (int64_t o = from; o < to; o++) {
+        unsigned bits = tc_sinkset_wants(fx->set, 0, o);
+        size_t i = fx->batch->n;
+        assert_int_equal(tc_batch_row_begin(fx->batch), TC_OK);
+        fx->batch->partition[i] = 0;
+        fx->batch->offset[i] = o;
+        fx->sinks[i] = (uint8_t)bits;
+        tc_batch_row_commit(fx->batch);
+        tc_sinkset_note(fx->sb, bits, 0, o);
+    }
+}
+
+static tc_err take(fixture *fx, int64_t now_us)
+{
+    char errstr[TC_ERRSTR_MAX];
+
+    return tc_sinkset_take(fx->set, fx->sb, fx->batch, fx->sinks, NULL, now_us, errstr,
+                           sizeof(errstr));
+}
+
+static void test_list_is_checked(void **state)
+{
+    char names[TC_SINKS_MAX][TC_SINK_NAME_MAX], errstr[TC_ERRSTR_MAX];
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(tc_sink_parse_list("store, lake,rollups", names, &n, errstr, sizeof(errstr)),
+                     TC_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(names[1], "lake");
+    assert_int_equal(tc_sink_parse_list("store,nope", names, &n, errstr, sizeof(errstr)),
+                     TC_ERR_CONFIG);
+    assert_non_null(strstr(errstr, "\"nope\""));
+    assert_int_equal(tc_sink_parse_list("store,store", names, &n, errstr, sizeof(errstr)),
+                     TC_ERR_CONFIG);
+    assert_non_null(strstr(errstr, "twice"));
+    assert_int_equal(tc_sink_parse_list(" , ", names, &n, errstr, sizeof(errstr)), TC_ERR_CONFIG);
+    assert_non_null(tc_sink_find("testfail"));
+    assert_null(tc_sink_find("store")); /* built into the pipeline */
+}
+
+static void test_skip_rule_and_commit_minimum(void **state)
+{
+    fixture *fx = *state;
+    char errstr[TC_ERRSTR_MAX];
+    int32_t part = 0;
+    int64_t next = 100;
+
+    put(fx->record, "mark 0 40\n");
+    assert_int_equal(tc_sinkset_open(fx->set, &part, 1, &next, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(next, 40); /* the consumer starts at the lowest mark */
+    assert_int_equal(tc_sinkset_wants(fx->set, 0, 39), 0);
+    assert_int_equal(tc_sinkset_wants(fx->set, 0, 40), BIT);
+    fill(fx, 40, 50);
+    assert_int_equal(take(fx, 1), TC_OK);
+    assert_int_equal(count_lines(fx->record, "row 0 "), 10);
+    assert_int_equal(tc_sinkset_wants(fx->set, 0, 49), 0);
+    assert_int_equal(tc_sinkset_durable_min(fx->set, 0, 100), 50);
+    assert_int_equal(tc_sinkset_durable_min(fx->set, 0, 45), 45);
+    assert_false(tc_sinkset_behind(fx->set, 0, 50));
+    assert_true(tc_sinkset_behind(fx->set, 0, 51));
+}
+
+static void test_transient_failure_opens_the_circuit_until_recovered(void **state)
+{
+    fixture *fx = *state;
+    char errstr[TC_ERRSTR_MAX];
+    tc_sinkset_status st;
+    int32_t part = 0;
+    int64_t next = -1, low = 0;
+    const int64_t t0 = 1000000000LL;
+
+    assert_int_equal(tc_sinkset_open(fx->set, &part, 1, &next, errstr, sizeof(errstr)), TC_OK);
+    fill(fx, 0, 10);
+    assert_int_equal(take(fx, t0), TC_OK);
+    put(fx->control, "fail-transient\n");
+    fill(fx, 10, 20);
+    assert_int_equal(take(fx, t0), TC_OK); /* not an error of the run */
+    assert_true(tc_sinkset_broken(fx->set));
+    assert_int_equal(tc_sinkset_status_get(fx->set, &st, 1), 1);
+    assert_false(st.ready);
+    assert_non_null(strstr(st.reason, "testfail"));
+    assert_int_equal(tc_sinkset_wants(fx->set, 0, 25), 0); /* no rows while broken */
+    assert_int_equal(tc_sinkset_durable_min(fx->set, 0, 30), 10);
+    /* The back-off first (at most its first 100 ms), then a recovery that fails again. */
+    assert_false(tc_sinkset_recover_due(fx->set, t0));
+    assert_true(tc_sinkset_recover_due(fx->set, t0 + 200000));
+    assert_int_equal(
+        tc_sinkset_recover(fx->set, &part, 1, 0, t0 + 200000, &low, errstr, sizeof(errstr)), TC_OK);
+    assert_true(tc_sinkset_broken(fx->set));
+    assert_int_equal(low, TC_SINK_MARK_ALL); /* nothing recovered: the consumer stays */
+    put(fx->control, "ok\n");
+    assert_true(tc_sinkset_recover_due(fx->set, t0 + 60000000LL));
+    assert_int_equal(
+        tc_sinkset_recover(fx->set, &part, 1, 0, t0 + 60000000LL, &low, errstr, sizeof(errstr)),
+        TC_OK);
+    assert_false(tc_sinkset_broken(fx->set));
+    assert_int_equal(low, 10); /* it catches up from its durable mark */
+    assert_int_equal(tc_sinkset_wants(fx->set, 0, 10), BIT);
+    fill(fx, 10, 20);
+    assert_int_equal(take(fx, t0 + 60000000LL), TC_OK);
+    assert_int_equal(count_lines(fx->record, "row 0 "), 20); /* 0..19, each once */
+    tc_sinkset_status_get(fx->set, &st, 1);
+    assert_true(st.ready);
+    assert_int_equal(st.recoveries, 1);
+    assert_int_equal(st.failures, 2);
+}
+
+static void test_permanent_failure_and_fence(void **state)
+{
+    fixture *fx = *state;
+    char errstr[TC_ERRSTR_MAX];
+    int32_t part = 0;
+    int64_t next = -1;
+
+    assert_int_equal(tc_sinkset_open(fx->set, &part, 1, &next, errstr, sizeof(errstr)), TC_OK);
+    fill(fx, 0, 5);
+    assert_int_equal(take(fx, 1), TC_OK);
+    /* Another member moved partition 0 on: the next write is fenced and writes nothing. */
+    FILE *f = fopen(fx->record, "a");
+    assert_non_null(f);
+    fputs("mark 0 7\n", f);
+    fclose(f);
+    fill(fx, 5, 9);
+    assert_int_equal(
+        tc_sinkset_take(fx->set, fx->sb, fx->batch, fx->sinks, NULL, 2, errstr, sizeof(errstr)),
+        TC_ERR_FENCED);
+    assert_non_null(strstr(errstr, "sink testfail"));
+    assert_int_equal(count_lines(fx->record, "row 0 "), 5);
+    put(fx->control, "fail-permanent\n");
+    assert_int_equal(
+        tc_sinkset_take(fx->set, fx->sb, fx->batch, fx->sinks, NULL, 3, errstr, sizeof(errstr)),
+        TC_ERR_INVALID);
+    assert_non_null(strstr(errstr, "fail-permanent"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_list_is_checked),
+        cmocka_unit_test_setup_teardown(test_skip_rule_and_commit_minimum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_failure_opens_the_circuit_until_recovered,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_permanent_failure_and_fence, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
