@@ -37,6 +37,7 @@ static const tc_command tc_commands[] = {
     {"dlq", "ls|show|count|redrive", tc_cmd_dlq, "list, count, show and redrive dead letters"},
     {"replay", "", tc_cmd_replay, "process a range of the topic again into both stores"},
     {"quality", "check-rules", tc_cmd_quality, "check a data-quality rules file"},
+    {"alert", "send", tc_cmd_alert, "fire or resolve an alert at the configured Alertmanagers"},
 };
 
 static void tc_usage(FILE *out)

@@ -109,5 +109,6 @@ int tc_cmd_dlq(int argc, char **argv);
 int tc_cmd_replay(int argc, char **argv);
 int tc_cmd_quality(int argc, char **argv);
 int tc_cmd_topics(int argc, char **argv);
+int tc_cmd_alert(int argc, char **argv);
 
 #endif
