@@ -41,6 +41,7 @@ typedef struct tc_alert_entry {
     char annotations[TC_AN__COUNT][TC_ALERT_TEXT_MAX];
     int64_t starts_us;
     int64_t ends_us; /* 0 while firing */
+    int64_t esc_us;  /* startsAt of the escalated copy once it was sent (0: not yet) */
     uint64_t gen;
     uint64_t sent_gen[TC_ALERTER_URLS_MAX];
     int64_t sent_us[TC_ALERTER_URLS_MAX];
@@ -205,6 +206,7 @@ static tc_err tc_alerter_change(tc_alerter *a, const tc_alert *al, int resolve, 
         if (e->ends_us) { /* resolved, then firing again: a new occurrence */
             e->starts_us = now;
             e->ends_us = 0;
+            e->esc_us = 0;
             e->gen++;
         }
         if (memcmp(e->annotations, annotations, sizeof(annotations))) {
@@ -238,6 +240,8 @@ static int64_t tc_alerter_escalated_at(const tc_alerter *a, const tc_alert_entry
 {
     int64_t at;
 
+    if (e->esc_us) /* sent once: it resolves with the alert, whatever the clocks say */
+        return e->esc_us;
     if (a->opt.escalate_after_ms <= 0)
         return 0;
     at = e->starts_us + a->opt.escalate_after_ms * 1000;
@@ -306,15 +310,17 @@ static size_t tc_alerter_encode_due(tc_alerter *a, size_t u, int64_t now, tc_jbu
 
     tc_jbuf_arr_begin(b);
     for (size_t i = 0; i < a->opt.queue_max && n < TC_ALERTER_POST_MAX; i++) {
-        const tc_alert_entry *e = &a->entries[i];
+        tc_alert_entry *e = &a->entries[i];
         /* Firing: open until four re-sends are missed (this process stopped, or cannot reach). */
         int64_t ends = e->ends_us ? e->ends_us : now + 4 * a->opt.resend_ms * 1000;
         int64_t esc;
         if (!tc_alerter_due(a, e, u, now))
             continue;
         tc_alerter_encode_one(b, e, 0, e->starts_us, ends);
-        if ((esc = tc_alerter_escalated_at(a, e, now)) != 0)
+        if ((esc = tc_alerter_escalated_at(a, e, now)) != 0) {
             tc_alerter_encode_one(b, e, 1, esc, ends);
+            e->esc_us = esc;
+        }
         ids[n] = e->id;
         gens[n++] = e->gen;
     }
