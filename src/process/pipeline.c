@@ -601,6 +601,7 @@ static void tc_pipeline_slot_free(tc_slot *s)
 /* Forget the batch being filled (the one in flight is the writer's until settled). */
 static void tc_pipeline_drop(tc_pipeline *p)
 {
+    tc_observe_note_discard(p->obs, p->cur);
     tc_pipeline_slot_reset(p->cur);
     p->batch_started_us = 0;
 }
@@ -777,7 +778,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
      * joins the group (closing librdkafka 2.0's consumer in the middle of its first join can trip
      * an assertion in its sticky assignor). */
     if (cfg->http_listen && *cfg->http_listen) {
-        p->obs = tc_observe_new(cfg->http_listen, errstr, errstr_size);
+        p->obs = tc_observe_new(cfg, errstr, errstr_size);
         if (!p->obs) {
             tc_pipeline_destroy(p);
             return NULL;
@@ -1154,6 +1155,7 @@ static void tc_pipeline_publish(tc_pipeline *p)
     st.store_ok = p->store_ok;
     st.consuming = st.partitions > 0;
     st.last_commit_us = p->last_commit_us;
+    st.nlag = tc_consumer_lag(p->consumer, st.lag_partition, st.lag, TC_OBSERVE_LAG_MAX);
     snprintf(st.reason, sizeof(st.reason), "%s",
              !p->store_ok ? p->not_ready : "no Kafka partition assigned (yet)");
     tc_observe_publish(p->obs, &st);
@@ -1540,6 +1542,7 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
     p->stats.stored += rows->n;
     p->stats.dead_letters += s->dlq->n;
     p->stats.batches++;
+    tc_observe_note_commit(p->obs, s, rows->n, s->dlq);
     if (tc_pipeline_rollups_take(p, s) != TC_OK)
         return p->fatal;
     if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
@@ -1949,6 +1952,7 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     if (p->batch_started_us == 0)
         p->batch_started_us = p->now_us;
     p->stats.consumed++;
+    tc_observe_note_message(p->obs, p->cur, m->timestamp_ms);
     if (m->len == 0 || !m->payload) {
         r = TC_REJECT_EMPTY;
         snprintf(detail, sizeof(detail), "empty message");
