@@ -16,7 +16,7 @@
 int tc_cmd_alert(int argc, char **argv)
 {
     static const struct option longopts[] = {{"name", required_argument, NULL, 'n'},
-                                             {"severity", required_argument, NULL, 's'},
+                                             {"severity", required_argument, NULL, 'v'},
                                              {"device", required_argument, NULL, 'd'},
                                              {"metric", required_argument, NULL, 'm'},
                                              {"rule", required_argument, NULL, 'r'},
@@ -65,7 +65,7 @@ int tc_cmd_alert(int argc, char **argv)
     while ((opt = tc_cli_next(&ps)) != -1) {
         switch (opt) {
         case 'n': al.name = optarg; break;
-        case 's': al.severity = optarg; break;
+        case 'v': al.severity = optarg; break;
         case 'd': al.device_id = optarg; break;
         case 'm': al.metric = optarg; break;
         case 'r': al.rule = optarg; break;
