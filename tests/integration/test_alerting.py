@@ -20,6 +20,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -162,8 +163,13 @@ class Monitoring:
 
     def query(self, promql):
         url = f"{self.prom}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=30) as r:
-            body = json.load(r)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode()
+            e.close()
+            raise AssertionError(f"{promql}: {detail}") from None
         assert body["status"] == "success", body
         return body["data"]["result"]
 
@@ -217,6 +223,8 @@ def metric_names(promql):
     q = re.sub(r'"(?:[^"\\]|\\.)*"', '""', promql)    # strings
     q = re.sub(r"\{[^}]*\}", " ", q)                   # label matchers
     q = re.sub(r"\[[^\]]*\]", " ", q)                  # ranges and subqueries
+    q = re.sub(r"\boffset\s+\S+", " ", q)               # offset 1d
+    q = re.sub(r"(?<![A-Za-z_:])\d+(\.\d+)?([eE][+-]?\d+)?", " ", q)  # numbers: 1e+09
     q = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", q)
     q = re.sub(r"[A-Za-z_:][A-Za-z0-9_:]*\s*\(", "(", q)  # function calls
     names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", q))
@@ -313,8 +321,10 @@ def test_metrics_rules_and_dashboards(tc, monitoring, tmp_path):
             assert families and not [f for f in families if f"`{f}`" not in docs], \
                 [f for f in families if f"`{f}`" not in docs]
 
-            # Every dashboard panel's query returns data.
+            # Every dashboard panel's query returns data (rates want a few scrapes in their window).
             seed_quality_tables(tc)
+            assert wait_for(lambda: monitoring.query(
+                f"count_over_time(thermocline_readings_consumed_total{sel}[1m]) >= 4"), timeout=60)
             ds = read(os.path.join(GRAFANA, "provisioning", "datasources", "thermocline.yml"))
             uids = set(re.findall(r"^\s+uid: (\S+)$", ds, re.M))
             assert uids == {"thermocline-prometheus", "thermocline-postgres"}
@@ -329,7 +339,7 @@ def test_metrics_rules_and_dashboards(tc, monitoring, tmp_path):
                 for p in dash["panels"]:
                     for t in p["targets"]:
                         if "expr" in t:
-                            q = t["expr"].replace("$instance", re.escape(instance)).replace("$__rate_interval", "1m")
+                            q = t["expr"].replace("$instance", re.escape(instance).replace("\\", "\\\\")).replace("$__rate_interval", "1m")
                             ok = monitoring.query(q)
                         else:
                             ok = tc.sql(sql_panel(t["rawSql"], tc.schema))
