@@ -23,13 +23,21 @@
 #include "core/timeutil.h"
 
 /* Labels of an alert, in the order of this table (the encoding keeps it). */
-enum { TC_AL_NAME, TC_AL_SEVERITY, TC_AL_DEVICE, TC_AL_METRIC, TC_AL_RULE, TC_AL_DETECTOR,
-       TC_AL_SITE, TC_AL__COUNT };
+enum {
+    TC_AL_NAME,
+    TC_AL_SEVERITY,
+    TC_AL_DEVICE,
+    TC_AL_METRIC,
+    TC_AL_RULE,
+    TC_AL_DETECTOR,
+    TC_AL_SITE,
+    TC_AL__COUNT
+};
 static const char *const tc_alert_label_names[TC_AL__COUNT] = {
     "alertname", "severity", "device_id", "metric", "rule", "detector", "site"};
 enum { TC_AN_SUMMARY, TC_AN_DESCRIPTION, TC_AN_RUNBOOK, TC_AN__COUNT };
 static const char *const tc_alert_annotation_names[TC_AN__COUNT] = {"summary", "description",
-                                                                     "runbook_url"};
+                                                                    "runbook_url"};
 /* Bytes of an Alertmanager's answer we read (it answers with a short JSON or nothing). */
 #define TC_ALERTER_REPLY_MAX (64 * 1024)
 /* The thread looks for due alerts at least this often. */
@@ -93,9 +101,10 @@ static tc_err tc_alert_take(const tc_alerter *a, const tc_alert *al,
     const char *lv[TC_AL__COUNT], *av[TC_AN__COUNT];
 
     if (!al || !tc_alert_name_ok(al->name))
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "alert name \"%s\" is not a label value of the form [A-Za-z_][A-Za-z0-9_]*",
-                          al && al->name ? al->name : "");
+        return tc_err_set(
+            TC_ERR_INVALID, errstr, errstr_size,
+            "alert name \"%s\" is not a label value of the form [A-Za-z_][A-Za-z0-9_]*",
+            al && al->name ? al->name : "");
     if (!al->severity || (strcmp(al->severity, "info") && strcmp(al->severity, "warning") &&
                           strcmp(al->severity, "critical")))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
@@ -159,8 +168,9 @@ static tc_alert_entry *tc_alerter_slot(tc_alerter *a)
     }
     if (oldest) {
         a->stats.dropped_resolved++;
-        tc_log_warn("alert", "%zu alerts held: the resolution of %s (device \"%s\") is dropped "
-                             "undelivered",
+        tc_log_warn("alert",
+                    "%zu alerts held: the resolution of %s (device \"%s\") is dropped "
+                    "undelivered",
                     a->opt.queue_max, oldest->labels[TC_AL_NAME], oldest->labels[TC_AL_DEVICE]);
         memset(oldest, 0, sizeof(*oldest));
     }
@@ -187,9 +197,10 @@ static tc_err tc_alerter_change(tc_alerter *a, const tc_alert *al, int resolve, 
         if (!e) {
             a->stats.dropped_firing++;
             pthread_mutex_unlock(&a->lock);
-            return tc_err_set(TC_ERR_FULL, errstr, errstr_size,
-                              "alert %s refused: %zu alerts are firing already (alerting.queue_max)",
-                              labels[TC_AL_NAME], a->opt.queue_max);
+            return tc_err_set(
+                TC_ERR_FULL, errstr, errstr_size,
+                "alert %s refused: %zu alerts are firing already (alerting.queue_max)",
+                labels[TC_AL_NAME], a->opt.queue_max);
         }
         e->id = ++a->next_id;
         memcpy(e->labels, labels, sizeof(labels));

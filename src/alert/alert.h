@@ -17,10 +17,10 @@
  *     Alertmanager has no escalation of its own; a route on that label sends the copy to a second
  *     tier (deploy/alertmanager/alertmanager.yml). The copy resolves with the alert.
  *
- * Bounded: at most queue_max alerts are held (firing, or resolved and not yet delivered everywhere).
- * Past the cap, a new alert first evicts the oldest resolved one (its resolution is lost: the
- * Alertmanager lets it expire at its endsAt instead); when every held alert is firing, the new one
- * is refused (TC_ERR_FULL). Both are counted (tc_alerter_stats, /metrics).
+ * Bounded: at most queue_max alerts are held (firing, or resolved and not yet delivered
+ * everywhere). Past the cap, a new alert first evicts the oldest resolved one (its resolution is
+ * lost: the Alertmanager lets it expire at its endsAt instead); when every held alert is firing,
+ * the new one is refused (TC_ERR_FULL). Both are counted (tc_alerter_stats, /metrics).
  *
  * Never blocking the caller: fire and resolve only copy under a mutex and signal the thread; the
  * thread encodes under the mutex and sends without it, one POST of at most TC_ALERTER_POST_MAX
@@ -77,13 +77,13 @@ typedef struct tc_alerter_options {
 } tc_alerter_options;
 
 typedef struct tc_alerter_stats {
-    uint64_t fired, resolved;    /* calls accepted */
-    uint64_t firing;             /* firing alerts held now */
-    uint64_t held;               /* alerts held now (firing + resolved not yet delivered) */
-    uint64_t posts_ok;           /* POSTs accepted, all URLs */
-    uint64_t posts_failed;       /* POSTs refused or not answered */
-    uint64_t dropped_resolved;   /* resolved alerts evicted before delivery (queue full) */
-    uint64_t dropped_firing;     /* new alerts refused (queue full of firing ones) */
+    uint64_t fired, resolved;  /* calls accepted */
+    uint64_t firing;           /* firing alerts held now */
+    uint64_t held;             /* alerts held now (firing + resolved not yet delivered) */
+    uint64_t posts_ok;         /* POSTs accepted, all URLs */
+    uint64_t posts_failed;     /* POSTs refused or not answered */
+    uint64_t dropped_resolved; /* resolved alerts evicted before delivery (queue full) */
+    uint64_t dropped_firing;   /* new alerts refused (queue full of firing ones) */
     uint64_t urls_up[TC_ALERTER_URLS_MAX]; /* 1 when the URL's last POST was accepted */
     size_t nurls;
 } tc_alerter_stats;

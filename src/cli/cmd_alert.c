@@ -44,7 +44,8 @@ int tc_cmd_alert(int argc, char **argv)
                 "  --description TEXT   annotation description\n"
                 "  --runbook URL        annotation runbook_url\n"
                 "  --resolve            send it resolved (endsAt now) instead of firing\n"
-                "  --timeout SECONDS    how long to wait for delivery (default 30)\n" TC_CLI_COMMON_HELP,
+                "  --timeout SECONDS    how long to wait for delivery (default "
+                "30)\n" TC_CLI_COMMON_HELP,
         .longopts = longopts,
         .min_args = 1,
         .max_args = 1,
@@ -64,19 +65,44 @@ int tc_cmd_alert(int argc, char **argv)
     tc_cli_begin(&ps, &spec, &common, argc, argv);
     while ((opt = tc_cli_next(&ps)) != -1) {
         switch (opt) {
-        case 'n': al.name = optarg; break;
-        case 'v': al.severity = optarg; break;
-        case 'd': al.device_id = optarg; break;
-        case 'm': al.metric = optarg; break;
-        case 'r': al.rule = optarg; break;
-        case 'D': al.detector = optarg; break;
-        case 'S': al.site = optarg; break;
-        case 'u': al.summary = optarg; break;
-        case 'e': al.description = optarg; break;
-        case 'b': al.runbook_url = optarg; break;
-        case 'R': resolve = 1; break;
-        case 't': timeout_s = tc_cli_parse_long("--timeout", optarg, 1, 3600); break;
-        default: break;
+        case 'n':
+            al.name = optarg;
+            break;
+        case 'v':
+            al.severity = optarg;
+            break;
+        case 'd':
+            al.device_id = optarg;
+            break;
+        case 'm':
+            al.metric = optarg;
+            break;
+        case 'r':
+            al.rule = optarg;
+            break;
+        case 'D':
+            al.detector = optarg;
+            break;
+        case 'S':
+            al.site = optarg;
+            break;
+        case 'u':
+            al.summary = optarg;
+            break;
+        case 'e':
+            al.description = optarg;
+            break;
+        case 'b':
+            al.runbook_url = optarg;
+            break;
+        case 'R':
+            resolve = 1;
+            break;
+        case 't':
+            timeout_s = tc_cli_parse_long("--timeout", optarg, 1, 3600);
+            break;
+        default:
+            break;
         }
     }
     first = tc_cli_args(&ps);

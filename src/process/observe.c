@@ -34,8 +34,8 @@ static const double tc_delay_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
                                          1,     2.5,  5,     10,   30,  60,   300};
 #define TC_DELAY_BUCKETS (sizeof(tc_delay_bounds) / sizeof(tc_delay_bounds[0]))
 /* Batch size buckets, readings (stored + dead letters). */
-static const double tc_batch_bounds[] = {1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000,
-                                         100000};
+static const double tc_batch_bounds[] = {1,    10,    100,   500,   1000,  2000,
+                                         5000, 10000, 20000, 50000, 100000};
 #define TC_BATCH_BUCKETS (sizeof(tc_batch_bounds) / sizeof(tc_batch_bounds[0]))
 
 typedef struct tc_histogram {
@@ -211,9 +211,9 @@ static void tc_observe_write_alerter(tc_observe *o, tc_jbuf *b)
         "# HELP thermocline_alertmanager_up 1 when the last POST to this Alertmanager was "
         "accepted.\n"
         "# TYPE thermocline_alertmanager_up gauge\n",
-        (unsigned long long)as.firing, (unsigned long long)as.held,
-        (unsigned long long)as.posts_ok, (unsigned long long)as.posts_failed,
-        (unsigned long long)as.dropped_resolved, (unsigned long long)as.dropped_firing);
+        (unsigned long long)as.firing, (unsigned long long)as.held, (unsigned long long)as.posts_ok,
+        (unsigned long long)as.posts_failed, (unsigned long long)as.dropped_resolved,
+        (unsigned long long)as.dropped_firing);
     for (size_t u = 0; u < as.nurls; u++) {
         snprintf(url, sizeof(url), "%zu", u);
         tc_observe_printf(b, "thermocline_alertmanager_up{index=\"%s\"} %llu\n", url,
@@ -400,8 +400,8 @@ static void tc_observe_alert_readiness(tc_observe *o, const tc_observe_status *s
         return;
     if (st->store_ok && st->consuming) {
         o->not_ready_since_us = 0;
-        if (o->not_ready_alert && tc_alerter_resolve(o->alerter, &al, errstr, sizeof(errstr)) ==
-                                      TC_OK)
+        if (o->not_ready_alert &&
+            tc_alerter_resolve(o->alerter, &al, errstr, sizeof(errstr)) == TC_OK)
             o->not_ready_alert = 0;
         desc[0] = '\0';
         return;

@@ -3,8 +3,8 @@
  *
  * One thread, one PostgreSQL connection of its own (opened on the first sample, opened again after
  * a failure), and a text buffer swapped under a mutex: the scrape never waits for a query. The
- * lake is walked folder by folder (bounded depth); files under hidden folders (uncommitted work, progress files) do not
- * count, only committed Parquet files.
+ * lake is walked folder by folder (bounded depth); files under hidden folders (uncommitted work,
+ * progress files) do not count, only committed Parquet files.
  */
 #include "process/observe_storage.h"
 
@@ -89,8 +89,8 @@ static const char *const tc_storage_jobs_sql =
 static PGresult *tc_storage_query(tc_storage_sampler *s, const char *sql, const char *schema)
 {
     const char *params[1] = {schema};
-    PGresult *r = PQexecParams(s->conn, sql, schema ? 1 : 0, NULL, schema ? params : NULL, NULL,
-                               NULL, 0);
+    PGresult *r =
+        PQexecParams(s->conn, sql, schema ? 1 : 0, NULL, schema ? params : NULL, NULL, NULL, 0);
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
@@ -138,11 +138,12 @@ static int tc_storage_sample_pg(tc_storage_sampler *s, tc_jbuf *b)
         tc_observe_label(b, name);
         tc_observe_printf(b, "\"} %s\n", *bytes ? bytes : "0");
     }
-    tc_observe_printf(b,
-                      "# HELP thermocline_postgres_database_size_bytes Bytes of the whole database.\n"
-                      "# TYPE thermocline_postgres_database_size_bytes gauge\n"
-                      "thermocline_postgres_database_size_bytes %s\n",
-                      PQntuples(db) ? PQgetvalue(db, 0, 0) : "0");
+    tc_observe_printf(
+        b,
+        "# HELP thermocline_postgres_database_size_bytes Bytes of the whole database.\n"
+        "# TYPE thermocline_postgres_database_size_bytes gauge\n"
+        "thermocline_postgres_database_size_bytes %s\n",
+        PQntuples(db) ? PQgetvalue(db, 0, 0) : "0");
     if (jobs) {
         static const char *const fam[4][3] = {
             {"thermocline_timescaledb_job_failures_total", "counter",

@@ -284,8 +284,8 @@ static void test_bad_alerts_and_urls_are_refused(void **state)
     tc_alert al = sensor_alert("dev-f");
     char long_label[TC_ALERT_LABEL_MAX + 1];
     char errstr[256];
-    tc_alerter_options opt = {.urls = "ftp://x", .queue_max = 1, .resend_ms = 1, .timeout_ms = 1,
-                              .manual = 1};
+    tc_alerter_options opt = {
+        .urls = "ftp://x", .queue_max = 1, .resend_ms = 1, .timeout_ms = 1, .manual = 1};
 
     (void)state;
     al.name = "Bad Name";
