@@ -472,3 +472,15 @@ def test_alertmanager_down_for_30_seconds_loses_no_alert(tc, monitoring):
         lambda m: slack_text(m)[0] == f"[FIRING:1] OutageAlert at {site}"), timeout=60)
     alert(tc, monitoring, "--resolve", "--name", "OutageAlert", "--severity", "critical",
           "--device", "s-9", "--site", site)
+
+
+def test_every_runbook_link_has_its_section():
+    """Every runbook_url of the rules, and of the alert `run` pushes, names a heading of
+    docs/operations.md (GitHub's anchors: lower case, spaces to dashes, punctuation dropped)."""
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", read(os.path.join(ROOT, "docs", "operations.md")), re.M)}
+    rules = read(RULES)
+    links = set(re.findall(r'runbook_url: "docs/operations\.md#([^"]+)"', rules))
+    assert len(links) == len(set(re.findall(r"^\s+- alert: (\S+)", rules, re.M)))
+    links |= set(re.findall(r'"docs/operations\.md#([^"]+)"', read(os.path.join(ROOT, "src", "process", "observe.c"))))
+    assert links and not links - anchors, sorted(links - anchors)
