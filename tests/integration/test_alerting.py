@@ -124,7 +124,7 @@ def substitute(text, old, new):
 class Monitoring:
     def __init__(self, tmp):
         self.prom = os.environ.get("THERMOCLINE_PROMETHEUS_URL")
-        self.am = os.environ.get("THERMOCLINE_ALERTMANAGER_URLS")
+        self.am = os.environ.get("THERMOCLINE_ALERTMANAGER_URL")
         self.targets = os.environ.get("THERMOCLINE_PROMETHEUS_TARGETS")
         if not (self.prom and self.am and self.targets):
             pytest.fail('THERMOCLINE_PROMETHEUS_URL etc. are not set: eval "$(scripts/dev-services env)"')

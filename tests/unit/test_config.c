@@ -75,6 +75,14 @@ static const char *const all_keys[] = {
     "lake.row_group_rows",
     "lake.row_group_bytes",
     "http.listen",
+    "http.storage_sample_s",
+    "alerting.alertmanager_urls",
+    "alerting.queue_max",
+    "alerting.resend_s",
+    "alerting.timeout_ms",
+    "alerting.escalate_after_s",
+    "alerting.site",
+    "alerting.not_ready_after_s",
     "log.level",
     "log.format",
 };
@@ -83,10 +91,10 @@ static const char *const all_keys[] = {
 /* The environment variables of the table; cleared around every test so the host's cannot leak in.
  */
 static const char *const all_env[] = {
-    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",    "THERMOCLINE_KAFKA_GROUP",
-    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",       "THERMOCLINE_LOG_LEVEL",
-    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB", "THERMOCLINE_HTTP_LISTEN",
-    "THERMOCLINE_REGISTRY_URL",
+    "THERMOCLINE_KAFKA_BROKERS", "THERMOCLINE_KAFKA_TOPIC",       "THERMOCLINE_KAFKA_GROUP",
+    "THERMOCLINE_PG_DSN",        "THERMOCLINE_LAKE_DIR",          "THERMOCLINE_LOG_LEVEL",
+    "THERMOCLINE_LOG_FORMAT",    "THERMOCLINE_PG_TIMESCALEDB",    "THERMOCLINE_HTTP_LISTEN",
+    "THERMOCLINE_REGISTRY_URL",  "THERMOCLINE_ALERTMANAGER_URLS", "THERMOCLINE_SITE",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -270,7 +278,7 @@ static void test_every_key_settable(void **state)
             v = "2097152";
         if (strstr(all_keys[i], "row_group_rows"))
             v = "4096";
-        if (strstr(all_keys[i], "refresh_ms"))
+        if (strstr(all_keys[i], "refresh_ms") || strstr(all_keys[i], "timeout_ms"))
             v = "1000";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
