@@ -466,10 +466,7 @@ static void *tc_alerter_main(void *arg)
         tc_alerter_round(a, tc_time_now_us());
         if (a->stop)
             break;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += TC_ALERTER_TICK_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        ts = tc_time_deadline(TC_ALERTER_TICK_MS);
         pthread_cond_timedwait(&a->wake, &a->lock, &ts);
     }
     pthread_mutex_unlock(&a->lock);
@@ -508,11 +505,7 @@ size_t tc_alerter_flush(tc_alerter *a, int timeout_ms)
             pthread_mutex_unlock(&a->lock);
             pthread_mutex_lock(&a->lock);
         } else {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100 * 1000000L;
-            ts.tv_sec += ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
+            struct timespec ts = tc_time_deadline(100);
             pthread_cond_signal(&a->wake);
             pthread_cond_timedwait(&a->idle, &a->lock, &ts);
         }

@@ -270,8 +270,7 @@ static void *tc_storage_main(void *arg)
         pthread_mutex_unlock(&s->lock);
         tc_storage_sample(s);
         pthread_mutex_lock(&s->lock);
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += s->cfg->http_storage_sample_s;
+        ts = tc_time_deadline((long)s->cfg->http_storage_sample_s * 1000);
         while (!s->stop && pthread_cond_timedwait(&s->wake, &s->lock, &ts) == 0)
             ;
     }
