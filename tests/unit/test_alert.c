@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,75 @@ static void test_a_resolve_of_an_unknown_alert_is_sent(void **state)
     tc_alerter_destroy(a);
 }
 
+/* A sender whose first POST is stuck (an Alertmanager that accepts and never answers) for up to
+ * 10 s; later ones fail at once. */
+typedef struct stuck {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int in_send, released, sends;
+} stuck;
+
+static tc_err stuck_send(void *opaque, size_t url, const char *body, size_t len, char *errstr,
+                         size_t errstr_size)
+{
+    stuck *st = opaque;
+    struct timespec until = tc_time_deadline(10000);
+
+    (void)url;
+    (void)body;
+    (void)len;
+    pthread_mutex_lock(&st->lock);
+    st->in_send = 1;
+    st->sends++;
+    pthread_cond_broadcast(&st->cond);
+    while (st->sends == 1 && !st->released &&
+           pthread_cond_timedwait(&st->cond, &st->lock, &until) == 0)
+        ;
+    st->in_send = 0;
+    pthread_mutex_unlock(&st->lock);
+    return tc_err_set(TC_ERR_TIMEOUT, errstr, errstr_size, "no answer");
+}
+
+static void test_fire_never_waits_for_a_post_under_way(void **state)
+{
+    stuck st = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    tc_alerter_options opt = {.urls = "http://127.0.0.1:9093",
+                              .queue_max = 256,
+                              .resend_ms = 60000,
+                              .timeout_ms = 10000,
+                              .send = stuck_send,
+                              .send_opaque = &st};
+    tc_alerter *a;
+    char errstr[256], dev[32];
+    struct timespec until = tc_time_deadline(30000);
+    tc_alert al = sensor_alert("dev-0");
+    int still_in_send;
+
+    (void)state;
+    a = tc_alerter_new(&opt, errstr, sizeof(errstr));
+    assert_non_null(a);
+    assert_int_equal(tc_alerter_fire(a, &al, errstr, sizeof(errstr)), TC_OK);
+    pthread_mutex_lock(&st.lock);
+    while (!st.in_send && pthread_cond_timedwait(&st.cond, &st.lock, &until) == 0)
+        ;
+    assert_true(st.in_send);
+    pthread_mutex_unlock(&st.lock);
+    /* The thread is inside the POST: firing and resolving go on regardless. */
+    for (int i = 1; i < 200; i++) {
+        snprintf(dev, sizeof(dev), "dev-%d", i);
+        al = sensor_alert(dev);
+        assert_int_equal(tc_alerter_fire(a, &al, errstr, sizeof(errstr)), TC_OK);
+        assert_int_equal(tc_alerter_resolve(a, &al, errstr, sizeof(errstr)), TC_OK);
+    }
+    pthread_mutex_lock(&st.lock);
+    still_in_send = st.in_send && st.sends == 1;
+    st.released = 1;
+    pthread_cond_broadcast(&st.cond);
+    pthread_mutex_unlock(&st.lock);
+    assert_true(still_in_send); /* all of the above happened during the one stuck POST */
+    tc_alerter_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_escalated_copy_after_the_delay),
         cmocka_unit_test(test_bad_alerts_and_urls_are_refused),
         cmocka_unit_test(test_a_resolve_of_an_unknown_alert_is_sent),
+        cmocka_unit_test(test_fire_never_waits_for_a_post_under_way),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
