@@ -24,6 +24,8 @@
 
 /* Folder depth of the lake walked (table/day=.../files, with room for more levels). */
 #define TC_STORAGE_WALK_DEPTH 8
+/* Seconds a connection attempt may take, unless postgres.dsn says otherwise. */
+#define TC_STORAGE_CONNECT_TIMEOUT_S "5"
 /* A path in the lake. */
 #define TC_STORAGE_PATH_MAX 4096
 
@@ -108,7 +110,11 @@ static int tc_storage_sample_pg(tc_storage_sampler *s, tc_jbuf *b)
 
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         PQfinish(s->conn);
-        s->conn = PQconnectdb(s->cfg->pg_dsn);
+        /* A connect timeout unless the DSN has its own (it overrides: expanded after): a
+         * sampler stuck connecting would hold up the process' shutdown. */
+        static const char *const keys[] = {"connect_timeout", "dbname", NULL};
+        const char *values[] = {TC_STORAGE_CONNECT_TIMEOUT_S, s->cfg->pg_dsn, NULL};
+        s->conn = PQconnectdbParams(keys, values, 1);
         if (PQstatus(s->conn) != CONNECTION_OK)
             return -1;
         PQclear(PQexec(s->conn, "SET statement_timeout = '10s'"));
