@@ -357,17 +357,12 @@ void tc_observe_note_commit(tc_observe *o, const void *slot, size_t rows, const 
 {
     tc_observe_slot *s;
     double now_ms = (double)tc_time_now_us() / 1000.0;
-    size_t first = 0;
 
     if (!o)
         return;
     s = tc_observe_slot_of(o, slot, 0);
-    /* The batch's messages are the newest notes: older ones belong to a batch of this slot that
-     * was dropped without a note (a fenced write, a revocation) and are read again anyway. */
-    if (s && s->n > rows + (dlq ? dlq->n : 0))
-        first = s->n - (rows + (dlq ? dlq->n : 0));
     pthread_mutex_lock(&o->lock);
-    for (size_t i = first; s && i < s->n; i++) {
+    for (size_t i = 0; s && i < s->n; i++) {
         double d = (now_ms - (double)s->ts_ms[i]) / 1000.0;
         tc_histogram_observe(&o->delay, tc_delay_bounds, TC_DELAY_BUCKETS, d < 0 ? 0 : d);
     }
