@@ -1583,6 +1583,7 @@ static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
     p->wstore = tc_store_async_store(p->writers, s->writer);
     if (err == TC_OK || !lost)
         err = tc_pipeline_written(p, s, err, cascaded, errstr, sizeof(errstr));
+    tc_observe_note_discard(p->obs, s); /* its notes, unless committed: it is read again */
     tc_pipeline_slot_reset(s);
     if (p->nflight == 0)
         p->chain_broken = 0;
