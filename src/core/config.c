@@ -192,10 +192,10 @@ static const tc_conf_entry tc_conf_table[] = {
      "second tier's route); 0: never."},
     {"alerting.site", TC_CT_STRING, "", 0, 0, "THERMOCLINE_SITE", OFF(alerting_site),
      "Value of the site label of alerts this process pushes (empty: no site label)."},
-    {"alerting.not_ready_after_s", TC_CT_INT, "120", 0, 86400, NULL,
-     OFF(alerting_not_ready_after_s),
+    {"alerting.not_ready_after_s", TC_CT_INT, "0", 0, 86400, NULL, OFF(alerting_not_ready_after_s),
      "`run` pushes ThermoclineNotReady (critical) once /readyz has failed this long, and "
-     "resolves it when ready again; 0: off."},
+     "resolves it when ready again; 0: off (where Prometheus watches the pipeline, its rule of "
+     "the same name does it)."},
     {"log.level", TC_CT_STRING, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error."},
     {"log.format", TC_CT_STRING, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),

@@ -20,8 +20,8 @@
  * thread; they cost an append per message, and the histogram update takes the mutex once per batch.
  *
  * With alerting.alertmanager_urls set, the observer owns the alert client (alert/alert.h): it
- * pushes ThermoclineNotReady once /readyz has failed alerting.not_ready_after_s, resolves it when
- * ready again, and lends the client to other producers (tc_observe_alerter).
+ * pushes ThermoclineNotReady once /readyz has failed alerting.not_ready_after_s (when that is not
+ * 0), resolves it when ready again, and lends the client to other producers (tc_observe_alerter).
  */
 #ifndef TC_PROCESS_OBSERVE_H
 #define TC_PROCESS_OBSERVE_H
