@@ -484,3 +484,24 @@ def test_every_runbook_link_has_its_section():
     assert len(links) == len(set(re.findall(r"^\s+- alert: (\S+)", rules, re.M)))
     links |= set(re.findall(r'"docs/operations\.md#([^"]+)"', read(os.path.join(ROOT, "src", "process", "observe.c"))))
     assert links and not links - anchors, sorted(links - anchors)
+
+
+def test_every_alertmanager_of_an_ha_pair_gets_the_alert(tc, monitoring):
+    """alerting.alertmanager_urls names an HA pair: the one that answers has the alert, the one
+    that does not is reported (exit 1) without holding the other up."""
+    site = f"it-{uuid.uuid4().hex[:8]}"
+    p = tc.cmd("alert", "send", "--name", "HaPair", "--severity", "warning", "--site", site,
+               "--timeout", "3", extra=(f"alerting.alertmanager_urls={monitoring.am}, http://127.0.0.1:1",),
+               check=False)
+    assert p.returncode == 1
+    assert "1 of the alerting.alertmanager_urls did not accept the alert within 3 s" in p.stderr
+    assert "Alertmanager http://127.0.0.1:1: 1 alerts not delivered, retrying" in p.stderr
+
+    def held():
+        url = f"{monitoring.am}/api/v2/alerts?" + urllib.parse.urlencode({"filter": f'site="{site}"'})
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return [a for a in json.load(r) if a["labels"]["alertname"] == "HaPair"]
+    alerts = wait_for(held, timeout=30)
+    assert alerts and alerts[0]["labels"]["severity"] == "warning" and alerts[0]["status"]["state"] == "active"
+    alert(tc, monitoring, "--resolve", "--name", "HaPair", "--severity", "warning", "--site", site)
+    assert wait_for(lambda: not held(), timeout=30)
