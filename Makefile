@@ -15,7 +15,7 @@ DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv graphql kubernetes services services-down test test-full unit integration faults test-faults \
+.PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv graphql kubernetes monitoring-config services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api clean docs
 
 all: build
@@ -135,7 +135,14 @@ test-faults: build-asan venv
 	@THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline TC_FAULTS=full \
 	    $(PY) -m pytest -q -W error -s tests/faults
 
-test: deps lint unit integration faults fuzz-smoke kubernetes
+# The alerting rules (promtool check rules and the unit tests of deploy/prometheus/tests) and the
+# example Alertmanager configuration (amtool check-config): a few seconds.
+monitoring-config:
+	@promtool check rules deploy/prometheus/thermocline-rules.yml >/dev/null
+	@promtool test rules deploy/prometheus/tests/*.yml
+	@amtool check-config deploy/alertmanager/alertmanager.yml >/dev/null
+
+test: deps lint unit monitoring-config integration faults fuzz-smoke kubernetes
 	@echo "make test: all suites passed"
 
 # The long forms: 1,000 random Parquet cases per reader (200 for parquet-java), every fuzz

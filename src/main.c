@@ -39,6 +39,7 @@ static const tc_command tc_commands[] = {
     {"replay", "", tc_cmd_replay, "process a range of the topic again into both stores"},
     {"quality", "check-rules", tc_cmd_quality, "check a data-quality rules file"},
     {"audit", "verify", tc_cmd_audit, "verify the audit log's hash chain"},
+    {"alert", "send", tc_cmd_alert, "fire or resolve an alert at the configured Alertmanagers"},
 };
 
 static void tc_usage(FILE *out)

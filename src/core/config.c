@@ -347,6 +347,32 @@ static const tc_conf_entry tc_conf_table[] = {
     {"http.max_requests_per_connection", TC_CT_INT, "1000", 1, 1000000, NULL,
      OFF(http_max_requests_per_connection),
      "Requests served on one keep-alive connection before it is closed (Connection: close)."},
+    /* Observability and alerting (docs/observability.md): one block. */
+    {"http.storage_sample_s", TC_CT_INT, "60", 1, 86400, NULL, OFF(http_storage_sample_s),
+     "How often /metrics' storage figures (PostgreSQL table sizes, TimescaleDB jobs, lake bytes "
+     "and files) are sampled: they cost queries and a directory walk, so not on every scrape."},
+    {"alerting.alertmanager_urls", TC_CT_STRING, "", 0, 0, "THERMOCLINE_ALERTMANAGER_URLS",
+     OFF(alerting_alertmanager_urls),
+     "Alertmanager base URLs, comma separated (an HA pair: every alert goes to each); empty: "
+     "no alerts are pushed."},
+    {"alerting.queue_max", TC_CT_INT, "1024", 1, 1000000, NULL, OFF(alerting_queue_max),
+     "Alerts held at most (firing, or resolved and not yet delivered). Past it the oldest "
+     "resolved one is dropped first; when all are firing a new one is refused. Both counted."},
+    {"alerting.resend_s", TC_CT_INT, "60", 1, 3600, NULL, OFF(alerting_resend_s),
+     "Re-send interval of a firing alert; it is sent with endsAt 4 intervals ahead, so it expires "
+     "by itself if this process stops."},
+    {"alerting.timeout_ms", TC_CT_INT, "5000", 100, 600000, NULL, OFF(alerting_timeout_ms),
+     "Deadline of one POST to an Alertmanager."},
+    {"alerting.escalate_after_s", TC_CT_INT, "1800", 0, 31536000, NULL,
+     OFF(alerting_escalate_after_s),
+     "An alert still firing this long is also sent with the label escalated=\"true\" (the "
+     "second tier's route); 0: never."},
+    {"alerting.site", TC_CT_STRING, "", 0, 0, "THERMOCLINE_SITE", OFF(alerting_site),
+     "Value of the site label of alerts this process pushes (empty: no site label)."},
+    {"alerting.not_ready_after_s", TC_CT_INT, "0", 0, 86400, NULL, OFF(alerting_not_ready_after_s),
+     "`run` pushes ThermoclineNotReady (critical) once /readyz has failed this long, and "
+     "resolves it when ready again; 0: off (where Prometheus watches the pipeline, its rule of "
+     "the same name does it)."},
     {"log.level", TC_CT_ENUM, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error.", TC_CF_RELOAD, "debug,info,warn,error"},
     {"log.format", TC_CT_ENUM, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),

@@ -131,6 +131,15 @@ typedef struct tc_config {
     int64_t http_request_deadline_ms;
     int64_t http_idle_timeout_s;
     int64_t http_max_requests_per_connection;
+    int64_t http_storage_sample_s;
+    /* alerting */
+    char *alerting_alertmanager_urls;
+    int64_t alerting_queue_max;
+    int64_t alerting_resend_s;
+    int64_t alerting_timeout_ms;
+    int64_t alerting_escalate_after_s;
+    char *alerting_site;
+    int64_t alerting_not_ready_after_s;
     /* log */
     char *log_level;
     char *log_format;

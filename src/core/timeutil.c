@@ -31,6 +31,18 @@ int64_t tc_time_now_us(void)
     return (int64_t)ts.tv_sec * TC_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
+struct timespec tc_time_deadline(long ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    return ts;
+}
+
 /* Howard Hinnant's days_from_civil (http://howardhinnant.github.io/date_algorithms.html): shift the
  * year to start on March 1 so the leap day is the last day of the shifted year, then count whole
  * 400-year eras (146097 days each) plus the day of the era. */

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/error.h"
 
@@ -31,6 +32,9 @@
 
 /* Current wall-clock time (CLOCK_REALTIME) in microseconds since the epoch. */
 int64_t tc_time_now_us(void);
+
+/* The wall-clock time ms milliseconds from now, the deadline pthread_cond_timedwait wants. */
+struct timespec tc_time_deadline(long ms);
 
 /*
  * Parse an RFC 3339 date-time, s[0..len) (not NUL-terminated), into microseconds since the epoch:

@@ -65,6 +65,9 @@ typedef struct tc_nudger {
     size_t max_kbytes;   /* queued.max.messages.kbytes */
 } tc_nudger;
 
+/* Partitions whose lag tc_consumer_lag reports (the rest are left out of /metrics). */
+#define TC_CONSUMER_LAG_MAX 1024
+
 struct tc_consumer {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
@@ -75,6 +78,11 @@ struct tc_consumer {
     size_t nassigned;
     tc_nudger nudge;
     rd_kafka_message_t *rkm[TC_CONSUMER_FETCH_MAX];
+    /* tc_consumer_lag's last figures (refreshed at most once a second). */
+    int64_t lag_at_us;
+    size_t nlag;
+    int32_t lag_part[TC_CONSUMER_LAG_MAX];
+    int64_t lag[TC_CONSUMER_LAG_MAX];
 };
 
 struct tc_producer {
@@ -847,6 +855,37 @@ int tc_consumer_caught_up(const tc_consumer *c)
 size_t tc_consumer_assigned(const tc_consumer *c)
 {
     return c->nassigned;
+}
+
+size_t tc_consumer_lag(tc_consumer *c, int32_t *parts, int64_t *lag, size_t max)
+{
+    int64_t now = tc_time_now_us();
+    rd_kafka_topic_partition_list_t *list = NULL;
+    size_t n;
+
+    if (now - c->lag_at_us >= 1000000 && rd_kafka_assignment(c->rk, &list) == 0 && list) {
+        c->nlag = 0;
+        if (rd_kafka_position(c->rk, list) == 0) {
+            for (int i = 0; i < list->cnt && c->nlag < TC_CONSUMER_LAG_MAX; i++) {
+                const rd_kafka_topic_partition_t *tp = &list->elems[i];
+                int64_t lo = -1, hi = -1, pos = tp->offset;
+                if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) !=
+                        RD_KAFKA_RESP_ERR_NO_ERROR ||
+                    hi < 0)
+                    continue; /* nothing fetched yet: no figure, rather than a wrong one */
+                if (pos < 0)
+                    pos = lo < 0 ? 0 : lo;
+                c->lag_part[c->nlag] = tp->partition;
+                c->lag[c->nlag++] = hi > pos ? hi - pos : 0;
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        c->lag_at_us = now;
+    }
+    n = c->nlag < max ? c->nlag : max;
+    memcpy(parts, c->lag_part, n * sizeof(*parts));
+    memcpy(lag, c->lag, n * sizeof(*lag));
+    return n;
 }
 
 int tc_consumer_topic_ends(tc_consumer *c, const char *topic, int32_t *parts, int64_t *high,

@@ -77,6 +77,12 @@ void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t 
 /* Nonzero when at least one partition is assigned and every assigned one has reached its end. */
 int tc_consumer_caught_up(const tc_consumer *c);
 size_t tc_consumer_assigned(const tc_consumer *c);
+/* Consumer lag of the assigned partitions, for /metrics: the high watermark librdkafka last
+ * fetched minus the position, up to max of them into parts/lag; returns how many. Cheap (no broker
+ * round trip: both figures are cached by librdkafka) and refreshed at most once a second -- the
+ * copy of the last refresh is returned in between. A partition without a position yet counts
+ * from the low watermark. */
+size_t tc_consumer_lag(tc_consumer *c, int32_t *parts, int64_t *lag, size_t max);
 
 /* The end (high watermark) of every partition of the subscribed topic: fills parts[] and high[]
  * (capacity cap) and returns how many, or -1 when the broker did not answer within timeout_ms. */

@@ -1,27 +1,103 @@
 /*
  * observe.c -- health, readiness and metrics endpoints; see observe.h.
+ *
+ * The metrics page is written into a growing buffer capped at TC_METRICS_MAX. Histograms have
+ * fixed bucket bounds (below): Prometheus sums them across processes, so every process must use
+ * the same ones. The per-slot Kafka timestamps are plain arrays grown by doubling and kept between
+ * batches (a slot is reused for every batch it carries), bounded by TC_OBSERVE_TS_MAX: a batch with
+ * more messages observes only its first TC_OBSERVE_TS_MAX delays.
  */
 #include "process/observe.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/http.h"
-#include "core/json.h"
+#include "core/log.h"
+#include "core/reject.h"
+#include "core/timeutil.h"
+#include "process/observe_storage.h"
 #include "quality/sink.h"
 
-/* The metrics page is a few dozen lines, and six per sink. */
-#define TC_METRICS_MAX 16384
+/* The metrics page: a few hundred lines (one per partition's lag, per table, per reason). */
+#define TC_METRICS_MAX (1024 * 1024)
 /* /readyz's body: the reason and each sink's state. */
 #define TC_READYZ_MAX (TC_OBSERVE_REASON_MAX + 128 + TC_OBSERVE_SINKS_MAX * 48)
+/* Slots (batches in flight) the observer tracks: the pipeline has writers + 1. */
+#define TC_OBSERVE_SLOTS_MAX 64
+/* Kafka timestamps kept per batch; later messages of a larger batch are not observed. */
+#define TC_OBSERVE_TS_MAX (1 << 20)
+
+/* End-to-end delay buckets, seconds: the SLA is a p99 under 1 s. */
+static const double tc_delay_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                         1,     2.5,  5,     10,   30,  60,   300};
+#define TC_DELAY_BUCKETS (sizeof(tc_delay_bounds) / sizeof(tc_delay_bounds[0]))
+/* Batch size buckets, readings (stored + dead letters). */
+static const double tc_batch_bounds[] = {1,    10,    100,   500,   1000,  2000,
+                                         5000, 10000, 20000, 50000, 100000};
+#define TC_BATCH_BUCKETS (sizeof(tc_batch_bounds) / sizeof(tc_batch_bounds[0]))
+
+typedef struct tc_histogram {
+    uint64_t counts[16]; /* per bucket, not cumulative; the last one is +Inf */
+    uint64_t count;
+    double sum;
+} tc_histogram;
+
+typedef struct tc_observe_slot {
+    const void *slot;
+    int64_t *ts_ms;
+    size_t n, cap;
+} tc_observe_slot;
 
 struct tc_observe {
+    const tc_config *cfg;
     tc_http_server *http;
     pthread_mutex_t lock;
     tc_observe_status st;
+    tc_histogram delay, batch;
+    uint64_t by_reason[TC_REJECT__COUNT];
+    /* pipeline thread only */
+    tc_observe_slot slots[TC_OBSERVE_SLOTS_MAX];
+    size_t nslots;
+    int64_t not_ready_since_us; /* 0: ready */
+    int not_ready_alert;        /* ThermoclineNotReady is firing */
+    /* owned helpers */
+    tc_storage_sampler *storage;
+    tc_alerter *alerter;
 };
+
+static void tc_histogram_observe(tc_histogram *h, const double *bounds, size_t nb, double v)
+{
+    size_t i = 0;
+
+    while (i < nb && v > bounds[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+static void tc_histogram_write(tc_jbuf *b, const char *name, const char *help,
+                               const tc_histogram *h, const double *bounds, size_t nb)
+{
+    uint64_t cum = 0;
+
+    tc_observe_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i < nb; i++) {
+        cum += h->counts[i];
+        tc_observe_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+                          (unsigned long long)cum);
+    }
+    tc_observe_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                      (unsigned long long)h->count, name, h->sum, name,
+                      (unsigned long long)h->count);
+}
+
+/* ---- endpoints ---- */
 
 static void tc_observe_snapshot(tc_observe *o, tc_observe_status *out)
 {
@@ -79,8 +155,100 @@ static void tc_observe_readyz(void *ctx, const tc_http_request *req, tc_http_res
     tc_http_respond(resp, 503, TC_HTTP_JSON, body, (size_t)n < sizeof(body) ? (size_t)n : 0);
 }
 
-/* The per-sink families, appended to the page at n. */
-static int tc_observe_sink_metrics(const tc_observe_status *st, char *body, int n)
+/* The process' CPU, memory, start time and descriptors, the client libraries' standard names. */
+static void tc_observe_write_process(tc_jbuf *b)
+{
+    char buf[1024], *p;
+    FILE *f = fopen("/proc/self/stat", "r");
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0, btime = 0;
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    size_t fds = 0;
+    DIR *d;
+
+    if (!f)
+        return;
+    p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL; /* the name may hold spaces */
+    fclose(f);
+    /* After ") ": state(3) ... utime(14) stime(15) ... starttime(22) vsize(23) rss(24). */
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                     "%*d %llu %llu %lld",
+                     &utime, &stime, &start, &vsize, &rss) != 5)
+        return;
+    if ((f = fopen("/proc/stat", "r"))) {
+        while (fgets(buf, sizeof(buf), f))
+            if (sscanf(buf, "btime %lld", &btime) == 1)
+                break;
+        fclose(f);
+    }
+    if ((d = opendir("/proc/self/fd"))) {
+        while (readdir(d))
+            fds++;
+        closedir(d);
+        fds = fds > 3 ? fds - 3 : 0; /* ".", ".." and the listing's own */
+    }
+    tc_observe_printf(b,
+                      "# HELP process_cpu_seconds_total User and system CPU time spent, seconds.\n"
+                      "# TYPE process_cpu_seconds_total counter\n"
+                      "process_cpu_seconds_total %.2f\n"
+                      "# HELP process_resident_memory_bytes Resident memory size.\n"
+                      "# TYPE process_resident_memory_bytes gauge\n"
+                      "process_resident_memory_bytes %lld\n"
+                      "# HELP process_virtual_memory_bytes Virtual memory size.\n"
+                      "# TYPE process_virtual_memory_bytes gauge\n"
+                      "process_virtual_memory_bytes %llu\n"
+                      "# HELP process_start_time_seconds Start time since the epoch.\n"
+                      "# TYPE process_start_time_seconds gauge\n"
+                      "process_start_time_seconds %.2f\n"
+                      "# HELP process_open_fds Open file descriptors.\n"
+                      "# TYPE process_open_fds gauge\n"
+                      "process_open_fds %zu\n",
+                      (double)(utime + stime) / (double)ticks, rss * page, vsize,
+                      (double)btime + (double)start / (double)ticks, fds);
+}
+
+static void tc_observe_write_alerter(tc_observe *o, tc_jbuf *b)
+{
+    tc_alerter_stats as;
+    char url[32];
+
+    if (!o->alerter)
+        return;
+    tc_alerter_get_stats(o->alerter, &as);
+    tc_observe_printf(
+        b,
+        "# HELP thermocline_alerts_firing Alerts this process holds open at Alertmanager.\n"
+        "# TYPE thermocline_alerts_firing gauge\n"
+        "thermocline_alerts_firing %llu\n"
+        "# HELP thermocline_alerts_held Alerts held (firing, or resolved and not yet delivered "
+        "to every Alertmanager); at most alerting.queue_max.\n"
+        "# TYPE thermocline_alerts_held gauge\n"
+        "thermocline_alerts_held %llu\n"
+        "# HELP thermocline_alert_posts_total POSTs to Alertmanagers, by result.\n"
+        "# TYPE thermocline_alert_posts_total counter\n"
+        "thermocline_alert_posts_total{result=\"ok\"} %llu\n"
+        "thermocline_alert_posts_total{result=\"failed\"} %llu\n"
+        "# HELP thermocline_alerts_dropped_total Alerts lost to the alerting.queue_max cap: "
+        "resolutions evicted undelivered, or new alerts refused.\n"
+        "# TYPE thermocline_alerts_dropped_total counter\n"
+        "thermocline_alerts_dropped_total{kind=\"resolved\"} %llu\n"
+        "thermocline_alerts_dropped_total{kind=\"firing\"} %llu\n"
+        "# HELP thermocline_alertmanager_up 1 when the last POST to this Alertmanager was "
+        "accepted.\n"
+        "# TYPE thermocline_alertmanager_up gauge\n",
+        (unsigned long long)as.firing, (unsigned long long)as.held, (unsigned long long)as.posts_ok,
+        (unsigned long long)as.posts_failed, (unsigned long long)as.dropped_resolved,
+        (unsigned long long)as.dropped_firing);
+    for (size_t u = 0; u < as.nurls; u++) {
+        snprintf(url, sizeof(url), "%zu", u);
+        tc_observe_printf(b, "thermocline_alertmanager_up{index=\"%s\"} %llu\n", url,
+                          (unsigned long long)as.urls_up[u]);
+    }
+}
+
+/* The per-sink families (label sink="..."). */
+static void tc_observe_write_sinks(tc_jbuf *b, const tc_observe_status *st)
 {
     static const struct {
         const char *name, *type, *help;
@@ -95,36 +263,41 @@ static int tc_observe_sink_metrics(const tc_observe_status *st, char *body, int 
     };
 
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
-        n += snprintf(body + n, TC_METRICS_MAX - (size_t)n, "# HELP %s %s\n# TYPE %s %s\n",
-                      fam[f].name, fam[f].help, fam[f].name, fam[f].type);
-        for (size_t i = 0; i < st->nsinks && n < TC_METRICS_MAX; i++) {
+        tc_observe_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name,
+                          fam[f].type);
+        for (size_t i = 0; i < st->nsinks; i++) {
             const tc_observe_sink *k = &st->sinks[i];
             const uint64_t v[] = {(uint64_t)k->ready, k->rows,     k->rows_durable,
                                   k->pending,         k->failures, k->recoveries};
-            n += snprintf(body + n, TC_METRICS_MAX - (size_t)n, "%s{sink=\"%s\"} %llu\n",
-                          fam[f].name, k->name, (unsigned long long)v[f]);
+            tc_observe_printf(b, "%s{sink=\"%s\"} %llu\n", fam[f].name, k->name,
+                              (unsigned long long)v[f]);
         }
-        if (n >= TC_METRICS_MAX)
-            return n;
     }
-    return n;
 }
 
 static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
 {
+    tc_observe *o = ctx;
     tc_observe_status st;
-    char *body = malloc(TC_METRICS_MAX);
-    tc_jbuf quality;
-    int n;
+    tc_histogram delay, batch;
+    uint64_t by_reason[TC_REJECT__COUNT];
+    tc_jbuf b;
+    char *body;
+    size_t len = 0;
 
     (void)req;
-    if (!body) {
-        tc_http_respond_error(resp, 500, NULL, 500, "out of memory");
-        return;
-    }
-    tc_observe_snapshot(ctx, &st);
-    n = snprintf(
-        body, TC_METRICS_MAX,
+    pthread_mutex_lock(&o->lock);
+    st = o->st;
+    delay = o->delay;
+    batch = o->batch;
+    memcpy(by_reason, o->by_reason, sizeof(by_reason));
+    pthread_mutex_unlock(&o->lock);
+    tc_jbuf_init(&b, TC_METRICS_MAX);
+    tc_observe_printf(
+        &b,
+        "# HELP thermocline_build_info Version of this process (always 1).\n"
+        "# TYPE thermocline_build_info gauge\n"
+        "thermocline_build_info{version=\"%s\"} 1\n"
         "# HELP thermocline_readings_consumed_total Messages taken from Kafka.\n"
         "# TYPE thermocline_readings_consumed_total counter\n"
         "thermocline_readings_consumed_total %llu\n"
@@ -136,14 +309,21 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         "thermocline_dead_letters_total %llu\n"
         "# HELP thermocline_batches_total Transactions committed.\n"
         "# TYPE thermocline_batches_total counter\n"
-        "thermocline_batches_total %llu\n"
+        "thermocline_batches_total %llu\n",
+        TC_VERSION, (unsigned long long)st.stats.consumed, (unsigned long long)st.stats.stored,
+        (unsigned long long)st.stats.dead_letters, (unsigned long long)st.stats.batches);
+    tc_observe_printf(
+        &b,
         "# HELP thermocline_store_retries_total Batch writes retried after a retriable error.\n"
         "# TYPE thermocline_store_retries_total counter\n"
         "thermocline_store_retries_total %llu\n"
         "# HELP thermocline_batches_partition_cap_total Batches written early: a reading of one "
         "Kafka partition more than pipeline.partitions_per_batch.\n"
         "# TYPE thermocline_batches_partition_cap_total counter\n"
-        "thermocline_batches_partition_cap_total %llu\n"
+        "thermocline_batches_partition_cap_total %llu\n",
+        (unsigned long long)st.stats.retries, (unsigned long long)st.stats.partition_flushes);
+    tc_observe_printf(
+        &b,
         "# HELP thermocline_fenced_writes_total Writes given up because another member had moved "
         "their partition on (it owns it now); the partitions resume from what is stored.\n"
         "# TYPE thermocline_fenced_writes_total counter\n"
@@ -157,67 +337,174 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         "# HELP thermocline_last_commit_timestamp_seconds Wall time of the last committed batch.\n"
         "# TYPE thermocline_last_commit_timestamp_seconds gauge\n"
         "thermocline_last_commit_timestamp_seconds %.3f\n",
-        (unsigned long long)st.stats.consumed, (unsigned long long)st.stats.stored,
-        (unsigned long long)st.stats.dead_letters, (unsigned long long)st.stats.batches,
-        (unsigned long long)st.stats.retries, (unsigned long long)st.stats.partition_flushes,
         (unsigned long long)st.stats.fenced, (unsigned long long)st.partitions,
         tc_observe_ready(&st), (double)st.last_commit_us / 1e6);
-    if (n > 0 && n < TC_METRICS_MAX)
-        n = tc_observe_sink_metrics(&st, body, n);
-    if (n < 0 || n >= TC_METRICS_MAX) {
-        free(body);
-        tc_http_respond_error(resp, 500, NULL, 500, "metrics page too long");
+    tc_observe_printf(&b, "# HELP thermocline_dead_letters_by_reason_total Dead letters committed, "
+                          "by reason code (docs/design.md).\n"
+                          "# TYPE thermocline_dead_letters_by_reason_total counter\n");
+    for (int r = 1; r < TC_REJECT__COUNT; r++)
+        tc_observe_printf(&b, "thermocline_dead_letters_by_reason_total{reason=\"%s\"} %llu\n",
+                          tc_reject_name((tc_reject)r), (unsigned long long)by_reason[r]);
+    tc_observe_printf(&b,
+                      "# HELP thermocline_dedupe_hits_total Resends of a reading already taken, "
+                      "caught by the dedupe window.\n"
+                      "# TYPE thermocline_dedupe_hits_total counter\n"
+                      "thermocline_dedupe_hits_total %llu\n"
+                      "# HELP thermocline_consumer_lag_messages Messages of a partition not "
+                      "consumed yet (high watermark minus position).\n"
+                      "# TYPE thermocline_consumer_lag_messages gauge\n",
+                      (unsigned long long)by_reason[TC_REJECT_DUPLICATE]);
+    for (size_t i = 0; i < st.nlag; i++)
+        tc_observe_printf(&b, "thermocline_consumer_lag_messages{partition=\"%d\"} %lld\n",
+                          st.lag_partition[i], (long long)st.lag[i]);
+    tc_histogram_write(&b, "thermocline_end_to_end_delay_seconds",
+                       "Delay from a message's Kafka timestamp to the commit of its batch to "
+                       "PostgreSQL.",
+                       &delay, tc_delay_bounds, TC_DELAY_BUCKETS);
+    tc_histogram_write(&b, "thermocline_batch_readings",
+                       "Readings of a committed batch (stored and dead letters).", &batch,
+                       tc_batch_bounds, TC_BATCH_BUCKETS);
+    tc_observe_write_process(&b);
+    if (o->storage)
+        tc_storage_sampler_write(o->storage, &b);
+    tc_observe_write_alerter(o, &b);
+    tc_observe_write_sinks(&b, &st);
+    /* The quality sink's fleet-level figures, when it runs (its own snapshot: quality/sink.h). */
+    tc_quality_sink_render_metrics(&b);
+    body = tc_jbuf_take(&b, &len);
+    tc_jbuf_free(&b);
+    if (!body) {
+        tc_http_respond_error(resp, 500, NULL, 500, "metrics page too long or out of memory");
         return;
     }
-    /* The quality sink's fleet-level figures, when it runs (its own snapshot: quality/sink.h). */
-    tc_jbuf_init(&quality, TC_METRICS_MAX);
-    tc_quality_sink_render_metrics(&quality);
-    if (quality.len && !tc_jbuf_failed(&quality)) {
-        char *more = realloc(body, (size_t)n + quality.len + 1);
-        if (more) {
-            memcpy(more + n, quality.data, quality.len + 1);
-            body = more;
-            n += (int)quality.len;
-        }
+    tc_http_respond_owned(resp, 200, "text/plain; version=0.0.4", body, len);
+}
+
+/* ---- notes from the pipeline thread ---- */
+
+static tc_observe_slot *tc_observe_slot_of(tc_observe *o, const void *slot, int add)
+{
+    for (size_t i = 0; i < o->nslots; i++)
+        if (o->slots[i].slot == slot)
+            return &o->slots[i];
+    if (!add || o->nslots == TC_OBSERVE_SLOTS_MAX)
+        return NULL;
+    o->slots[o->nslots].slot = slot;
+    return &o->slots[o->nslots++];
+}
+
+void tc_observe_note_message(tc_observe *o, const void *slot, int64_t ts_ms)
+{
+    tc_observe_slot *s;
+
+    if (!o || ts_ms < 0 || !(s = tc_observe_slot_of(o, slot, 1)) || s->n >= TC_OBSERVE_TS_MAX)
+        return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        int64_t *ts = realloc(s->ts_ms, cap * sizeof(*ts));
+        if (!ts)
+            return; /* not observed: a metric is not worth failing the pipeline for */
+        s->ts_ms = ts;
+        s->cap = cap;
     }
-    tc_jbuf_free(&quality);
-    tc_http_respond_owned(resp, 200, "text/plain; version=0.0.4", body, (size_t)n);
+    s->ts_ms[s->n++] = ts_ms;
 }
 
-/* The observer on listen_addr with opt's HTTP options (one thread unless they say more). */
-static tc_observe *tc_observe_new_opt(const char *listen_addr, const tc_http_options *opt,
-                                      char *errstr, size_t errstr_size);
-
-tc_observe *tc_observe_new(const char *listen_addr, char *errstr, size_t errstr_size)
+void tc_observe_note_commit(tc_observe *o, const void *slot, size_t rows, const tc_dlq_batch *dlq)
 {
-    /* One thread: these endpoints are cheap and scraped every few seconds. */
-    return tc_observe_new_opt(listen_addr, &(tc_http_options){.threads = 1}, errstr, errstr_size);
+    tc_observe_slot *s;
+    double now_ms = (double)tc_time_now_us() / 1000.0;
+
+    if (!o)
+        return;
+    s = tc_observe_slot_of(o, slot, 0);
+    pthread_mutex_lock(&o->lock);
+    for (size_t i = 0; s && i < s->n; i++) {
+        double d = (now_ms - (double)s->ts_ms[i]) / 1000.0;
+        tc_histogram_observe(&o->delay, tc_delay_bounds, TC_DELAY_BUCKETS, d < 0 ? 0 : d);
+    }
+    tc_histogram_observe(&o->batch, tc_batch_bounds, TC_BATCH_BUCKETS,
+                         (double)(rows + (dlq ? dlq->n : 0)));
+    for (size_t i = 0; dlq && i < dlq->n; i++)
+        if (dlq->items[i].reason > 0 && dlq->items[i].reason < TC_REJECT__COUNT)
+            o->by_reason[dlq->items[i].reason]++;
+    pthread_mutex_unlock(&o->lock);
+    if (s)
+        s->n = 0;
 }
 
-tc_observe *tc_observe_new_config(const tc_config *cfg, char *errstr, size_t errstr_size)
+void tc_observe_note_discard(tc_observe *o, const void *slot)
 {
-    tc_http_options opt = {.threads = 1};
+    tc_observe_slot *s = o ? tc_observe_slot_of(o, slot, 0) : NULL;
 
-    tc_http_options_from_config(&opt, cfg);
-    return tc_observe_new_opt(cfg->http_listen, &opt, errstr, errstr_size);
+    if (s)
+        s->n = 0;
 }
 
-static tc_observe *tc_observe_new_opt(const char *listen_addr, const tc_http_options *opt,
-                                      char *errstr, size_t errstr_size)
+/* ---- the pipeline's own alert ---- */
+
+static void tc_observe_alert_readiness(tc_observe *o, const tc_observe_status *st)
+{
+    int64_t now = tc_time_now_us(), after = o->cfg->alerting_not_ready_after_s * 1000000;
+    char desc[TC_OBSERVE_REASON_MAX + 64], errstr[256];
+    tc_alert al = {.name = "ThermoclineNotReady",
+                   .severity = "critical",
+                   .summary = "Thermocline has not been ready to ingest",
+                   .description = desc,
+                   .runbook_url = "docs/operations.md#alert-thermoclinenotready"};
+
+    if (!o->alerter || after <= 0)
+        return;
+    if (tc_observe_ready(st)) {
+        o->not_ready_since_us = 0;
+        if (o->not_ready_alert &&
+            tc_alerter_resolve(o->alerter, &al, errstr, sizeof(errstr)) == TC_OK)
+            o->not_ready_alert = 0;
+        desc[0] = '\0';
+        return;
+    }
+    if (!o->not_ready_since_us)
+        o->not_ready_since_us = now;
+    if (o->not_ready_alert || now - o->not_ready_since_us < after)
+        return;
+    snprintf(desc, sizeof(desc), "not ready for %lld s: %s",
+             (long long)((now - o->not_ready_since_us) / 1000000), st->reason);
+    if (tc_alerter_fire(o->alerter, &al, errstr, sizeof(errstr)) == TC_OK)
+        o->not_ready_alert = 1;
+    else
+        tc_log_warn("observe", "%s", errstr);
+}
+
+/* ---- lifetime ---- */
+
+tc_observe *tc_observe_new(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
     tc_observe *o = calloc(1, sizeof(*o));
+    /* One thread: these endpoints are cheap and scraped every few seconds. */
+    tc_http_options opt = {.threads = 1};
 
     if (!o) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         return NULL;
     }
+    o->cfg = cfg;
     pthread_mutex_init(&o->lock, NULL);
     snprintf(o->st.reason, sizeof(o->st.reason), "starting");
-    o->http = tc_http_server_new(listen_addr, opt, errstr, errstr_size);
+    tc_http_options_from_config(&opt, cfg); /* TLS and limits (docs/security.md) */
+    o->http = tc_http_server_new(cfg->http_listen, &opt, errstr, errstr_size);
     if (!o->http || tc_http_route(o->http, "GET", "/healthz", tc_observe_healthz, o) != TC_OK ||
         tc_http_route(o->http, "GET", "/readyz", tc_observe_readyz, o) != TC_OK ||
         tc_http_route(o->http, "GET", "/metrics", tc_observe_metrics, o) != TC_OK ||
         tc_http_server_start(o->http, errstr, errstr_size) != TC_OK) {
+        tc_observe_destroy(o);
+        return NULL;
+    }
+    if (cfg->alerting_alertmanager_urls && *cfg->alerting_alertmanager_urls &&
+        !(o->alerter = tc_alerter_new_from_config(cfg, errstr, errstr_size))) {
+        tc_observe_destroy(o);
+        return NULL;
+    }
+    if (!(o->storage = tc_storage_sampler_new(cfg, errstr, errstr_size))) {
         tc_observe_destroy(o);
         return NULL;
     }
@@ -229,6 +516,12 @@ void tc_observe_publish(tc_observe *o, const tc_observe_status *st)
     pthread_mutex_lock(&o->lock);
     o->st = *st;
     pthread_mutex_unlock(&o->lock);
+    tc_observe_alert_readiness(o, st);
+}
+
+tc_alerter *tc_observe_alerter(tc_observe *o)
+{
+    return o ? o->alerter : NULL;
 }
 
 unsigned tc_observe_port(const tc_observe *o)
@@ -241,6 +534,12 @@ void tc_observe_destroy(tc_observe *o)
     if (!o)
         return;
     tc_http_server_destroy(o->http);
+    tc_storage_sampler_destroy(o->storage);
+    if (o->alerter) /* a resolution or last alert gets its chance to leave */
+        tc_alerter_flush(o->alerter, 2000);
+    tc_alerter_destroy(o->alerter);
+    for (size_t i = 0; i < o->nslots; i++)
+        free(o->slots[i].ts_ms);
     pthread_mutex_destroy(&o->lock);
     free(o);
 }

@@ -593,6 +593,7 @@ static void tc_pipeline_slot_free(tc_slot *s)
 /* Forget the batch being filled (the one in flight is the writer's until settled). */
 static void tc_pipeline_drop(tc_pipeline *p)
 {
+    tc_observe_note_discard(p->obs, p->cur);
     tc_pipeline_slot_reset(p->cur);
     p->batch_started_us = 0;
 }
@@ -769,7 +770,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
      * joins the group (closing librdkafka 2.0's consumer in the middle of its first join can trip
      * an assertion in its sticky assignor). */
     if (cfg->http_listen && *cfg->http_listen) {
-        p->obs = tc_observe_new_config(cfg, errstr, errstr_size);
+        p->obs = tc_observe_new(cfg, errstr, errstr_size);
         if (!p->obs) {
             tc_pipeline_destroy(p);
             return NULL;
@@ -1158,6 +1159,7 @@ static void tc_pipeline_publish(tc_pipeline *p)
         if (!gen[i].ready && !reason)
             reason = gen[i].reason;
     }
+    st.nlag = tc_consumer_lag(p->consumer, st.lag_partition, st.lag, TC_OBSERVE_LAG_MAX);
     snprintf(st.reason, sizeof(st.reason), "%s",
              !p->store_ok ? p->not_ready
              : reason     ? reason
@@ -1448,6 +1450,7 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
     p->stats.stored += rows->n;
     p->stats.dead_letters += s->dlq->n;
     p->stats.batches++;
+    tc_observe_note_commit(p->obs, s, rows->n, s->dlq);
     if (tc_pipeline_rollups_take(p, s) != TC_OK)
         return p->fatal;
     if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
@@ -1491,6 +1494,7 @@ static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
     p->wstore = tc_store_async_store(p->writers, s->writer);
     if (err == TC_OK || !lost)
         err = tc_pipeline_written(p, s, err, cascaded, errstr, sizeof(errstr));
+    tc_observe_note_discard(p->obs, s); /* its notes, unless committed: it is read again */
     tc_pipeline_slot_reset(s);
     if (p->nflight == 0)
         p->chain_broken = 0;
@@ -1860,6 +1864,7 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
     if (p->batch_started_us == 0)
         p->batch_started_us = p->now_us;
     p->stats.consumed++;
+    tc_observe_note_message(p->obs, p->cur, m->timestamp_ms);
     if (m->len == 0 || !m->payload) {
         r = TC_REJECT_EMPTY;
         snprintf(detail, sizeof(detail), "empty message");

@@ -56,6 +56,20 @@ def test_health_readiness_and_metrics(tc):
         assert m["thermocline_partitions_assigned"] == tc.partitions
         assert m["thermocline_ready"] == 1
         assert abs(m["thermocline_last_commit_timestamp_seconds"] - time.time()) < 60
+        # Every message's delay observed once, every reading in one batch of the histogram.
+        assert m["thermocline_end_to_end_delay_seconds_count"] == 3000
+        assert m['thermocline_end_to_end_delay_seconds_bucket{le="+Inf"}'] == 3000
+        assert 0 < m["thermocline_end_to_end_delay_seconds_sum"] < 3000 * 600
+        assert m["thermocline_batch_readings_sum"] == 3000
+        assert m["thermocline_batch_readings_count"] == m["thermocline_batches_total"]
+        by_reason = {k: v for k, v in m.items() if k.startswith("thermocline_dead_letters_by_reason_total{")}
+        assert len(by_reason) > 10 and sum(by_reason.values()) == dead()
+        assert m["thermocline_dedupe_hits_total"] == m['thermocline_dead_letters_by_reason_total{reason="duplicate"}']
+        lag = wait_for(lambda: (lambda l: l if len(l) == tc.partitions and not any(l.values()) else None)(
+            {k: v for k, v in metrics(port).items() if k.startswith("thermocline_consumer_lag_messages{")}))
+        assert lag, metrics(port)
+        assert m["process_resident_memory_bytes"] > 1e6 and m["process_cpu_seconds_total"] > 0
+        assert m['thermocline_build_info{version="0.1.0"}'] == 1
         assert get(port, "/nope")[0] == 404
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -126,6 +126,14 @@ static const char *const all_keys[] = {
     "http.request_deadline_ms",
     "http.idle_timeout_s",
     "http.max_requests_per_connection",
+    "http.storage_sample_s",
+    "alerting.alertmanager_urls",
+    "alerting.queue_max",
+    "alerting.resend_s",
+    "alerting.timeout_ms",
+    "alerting.escalate_after_s",
+    "alerting.site",
+    "alerting.not_ready_after_s",
     "log.level",
     "log.format",
 };
@@ -156,6 +164,8 @@ static const char *const all_env[] = {
     "THERMOCLINE_REGISTRY_USER_INFO_FILE",
     "THERMOCLINE_HTTP_ADMIN_LISTEN",
     "THERMOCLINE_QUALITY_RULES_FILE",
+    "THERMOCLINE_ALERTMANAGER_URLS",
+    "THERMOCLINE_SITE",
 };
 #define NENV (sizeof(all_env) / sizeof(all_env[0]))
 
@@ -342,7 +352,7 @@ static void test_every_key_settable(void **state)
         if (strstr(all_keys[i], "row_group_rows"))
             v = "4096";
         if (strstr(all_keys[i], "refresh_ms") || strstr(all_keys[i], "deadline_ms") ||
-            strstr(all_keys[i], "flush_interval_ms"))
+            strstr(all_keys[i], "flush_interval_ms") || strstr(all_keys[i], "timeout_ms"))
             v = "1000";
         /* Enumerated settings take one of their values. */
         if (!strcmp(all_keys[i], "postgres.timescaledb"))

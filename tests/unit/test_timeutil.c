@@ -317,6 +317,18 @@ static void test_now(void **state)
     assert_true(now - t < 2000000 && t - now < 2000000);
 }
 
+static void test_deadline(void **state)
+{
+    int64_t before = tc_time_now_us();
+    struct timespec d = tc_time_deadline(1999); /* carries into the seconds */
+    int64_t at = (int64_t)d.tv_sec * 1000000 + d.tv_nsec / 1000;
+
+    (void)state;
+    assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+    assert_true(at >= before + 1999000);
+    assert_true(at < tc_time_now_us() + 1999000 + 1000);
+}
+
 static void test_day_of(void **state)
 {
     (void)state;
@@ -348,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_random),
         cmocka_unit_test(test_parse_vs_gmtime),
         cmocka_unit_test(test_now),
+        cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_day_of),
     };
 
