@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/base64.h"
 #include "core/secret.h"
 
 /* A credential line; longer is refused (a password of kilobytes is a mistake). */
@@ -127,47 +128,6 @@ tc_http_auth *tc_http_auth_new(const char *users_file, const char *tokens_file, 
     return a;
 }
 
-static int tc_b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decode base64 s[0..n) into out (cap); the decoded length, or -1 when malformed or too long. */
-static long tc_b64_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-
-    while (n && s[n - 1] == '=')
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        int v = tc_b64_val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= cap)
-                return -1;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return (long)o;
-}
-
 int tc_http_auth_check(const tc_http_auth *a, const char *method, const char *authorization)
 {
     char decoded[TC_HTTP_AUTH_LINE_MAX + 1];
@@ -186,9 +146,10 @@ int tc_http_auth_check(const tc_http_auth *a, const char *method, const char *au
         long n;
         while (*b == ' ')
             b++;
-        n = tc_b64_decode(b, strcspn(b, " "), decoded, sizeof(decoded));
+        n = tc_base64_decode(TC_BASE64_STD, b, strcspn(b, " "), decoded, sizeof(decoded) - 1);
         if (n < 0)
             return 401;
+        decoded[n] = '\0';
         given = decoded;
         given_len = (size_t)n;
         basic = 1;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/base64.h"
 #include "core/json.h"
 
 /* Largest JWKS file and API keys file read. */
@@ -130,7 +131,7 @@ static BIGNUM *tc_rest_jwk_bn(const tc_json *k, const char *name)
 {
     const char *s = tc_json_string(tc_json_get(k, name));
     unsigned char raw[1024];
-    long n = s ? tc_rest_b64url_decode(s, strlen(s), raw, sizeof(raw)) : -1;
+    long n = s ? tc_base64_decode(TC_BASE64_URL, s, strlen(s), raw, sizeof(raw)) : -1;
 
     return n > 0 ? BN_bin2bn(raw, (int)n, NULL) : NULL;
 }
@@ -163,8 +164,8 @@ static char *tc_rest_jwk_pem(const tc_json *k, int *is_ec)
         const char *x = tc_json_string(tc_json_get(k, "x"));
         const char *y = tc_json_string(tc_json_get(k, "y"));
         ok = crv && !strcmp(crv, "P-256") && x && y &&
-             tc_rest_b64url_decode(x, strlen(x), point + 1, 32) == 32 &&
-             tc_rest_b64url_decode(y, strlen(y), point + 33, 32) == 32;
+             tc_base64_decode(TC_BASE64_URL, x, strlen(x), point + 1, 32) == 32 &&
+             tc_base64_decode(TC_BASE64_URL, y, strlen(y), point + 33, 32) == 32;
         point[0] = 0x04; /* uncompressed point */
         ok = ok &&
              OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
@@ -400,7 +401,8 @@ static jwt_alg_t tc_rest_token_head(const char *token, char *kid, size_t kid_cap
 {
     unsigned char head[TC_REST_JWT_HEAD_MAX];
     const char *dot = strchr(token, '.');
-    long n = dot ? tc_rest_b64url_decode(token, (size_t)(dot - token), head, sizeof(head)) : -1;
+    long n = dot ? tc_base64_decode(TC_BASE64_URL, token, (size_t)(dot - token), head, sizeof(head))
+                 : -1;
     tc_json_doc *doc =
         n > 0 ? tc_json_parse((const char *)head, (size_t)n, NULL, NULL, NULL, 0) : NULL;
     const char *alg = tc_json_string(tc_json_get(tc_json_root(doc), "alg"));

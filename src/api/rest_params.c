@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "core/base64.h"
 #include "core/json.h"
 #include "core/timeutil.h"
 
@@ -301,68 +302,6 @@ int tc_rest_params_parse(const tc_rest_param_def *defs, size_t n, const char *qu
 
 /* ---- cursors ---- */
 
-size_t tc_rest_b64url_encode(const unsigned char *in, size_t n, char *out, size_t cap)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t k = n - i >= 3 ? 4 : n - i + 1;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        for (size_t j = 0; j < k && o + 1 < cap; j++)
-            out[o++] = a[(v >> (18 - 6 * j)) & 63];
-    }
-    if (cap)
-        out[o] = '\0';
-    return o;
-}
-
-static int tc_rest_b64val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-long tc_rest_b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-
-    if (n % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int v = tc_rest_b64val(in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    /* Leftover bits must be zero: one text per byte string, so a cursor cannot be re-spelt. */
-    if (bits && (acc & ((1u << bits) - 1)))
-        return -1;
-    return (long)o;
-}
-
 static void tc_rest_mac(const tc_rest_cursor_key *ck, const unsigned char *msg, size_t n,
                         unsigned char mac[TC_REST_MAC_BYTES])
 {
@@ -385,9 +324,9 @@ tc_err tc_rest_cursor_make(const tc_rest_cursor_key *ck, const char *route, cons
         cap < ((size_t)n + 2) / 3 * 4 + 2 + (TC_REST_MAC_BYTES + 2) / 3 * 4 + 1)
         return TC_ERR_FULL;
     tc_rest_mac(ck, (const unsigned char *)payload, (size_t)n, mac);
-    o = tc_rest_b64url_encode((const unsigned char *)payload, (size_t)n, out, cap);
+    o = tc_base64_encode(TC_BASE64_URL, payload, (size_t)n, out, cap);
     out[o++] = '.';
-    tc_rest_b64url_encode(mac, sizeof(mac), out + o, cap - o);
+    tc_base64_encode(TC_BASE64_URL, mac, sizeof(mac), out + o, cap - o);
     return TC_OK;
 }
 
@@ -402,8 +341,9 @@ tc_err tc_rest_cursor_open(const tc_rest_cursor_key *ck, const char *route, cons
 
     if (!dot || strlen(cursor) > TC_REST_CURSOR_MAX)
         return TC_ERR_INVALID;
-    pn = tc_rest_b64url_decode(cursor, (size_t)(dot - cursor), payload, sizeof(payload) - 1);
-    mn = tc_rest_b64url_decode(dot + 1, strlen(dot + 1), mac, sizeof(mac));
+    pn = tc_base64_decode(TC_BASE64_URL, cursor, (size_t)(dot - cursor), payload,
+                          sizeof(payload) - 1);
+    mn = tc_base64_decode(TC_BASE64_URL, dot + 1, strlen(dot + 1), mac, sizeof(mac));
     if (pn < 0 || mn != TC_REST_MAC_BYTES)
         return TC_ERR_INVALID;
     tc_rest_mac(ck, payload, (size_t)pn, want);

@@ -111,9 +111,4 @@ tc_err tc_rest_cursor_make(const tc_rest_cursor_key *ck, const char *route, cons
 tc_err tc_rest_cursor_open(const tc_rest_cursor_key *ck, const char *route, const char *cursor,
                            char *key, size_t cap);
 
-/* base64url without padding. Encode returns the length written (cap must hold 4/3 n + 1);
- * decode returns the byte count or -1 on a bad character or when it does not fit. */
-size_t tc_rest_b64url_encode(const unsigned char *in, size_t n, char *out, size_t cap);
-long tc_rest_b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap);
-
 #endif

@@ -7,6 +7,7 @@
  * caller sees: a status of three digits, a Content-Length of digits only (and the same in every
  * copy of the header), chunk sizes of hex digits only.
  */
+#include "core/base64.h"
 #include "core/http_client.h"
 
 #include <errno.h>
@@ -247,24 +248,15 @@ tc_err tc_http_parse_reply(char *buf, size_t len, tc_http_reply *reply, char *er
 
 tc_err tc_http_url_set_user_info(tc_http_url *u, const char *user_info)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = strlen(user_info), o = 6;
+    size_t n = strlen(user_info);
 
-    if (!strchr(user_info, ':') || 6 + (n + 2) / 3 * 4 + 1 > sizeof(u->authorization))
+    memcpy(u->authorization, "Basic ", 7);
+    if (!strchr(user_info, ':') ||
+        !tc_base64_encode(TC_BASE64_STD, user_info, n, u->authorization + 6,
+                          sizeof(u->authorization) - 6)) {
+        u->authorization[0] = '\0';
         return TC_ERR_INVALID;
-    memcpy(u->authorization, "Basic ", 6);
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)(unsigned char)user_info[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned)(unsigned char)user_info[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)user_info[i + 2];
-        u->authorization[o++] = b64[(v >> 18) & 63];
-        u->authorization[o++] = b64[(v >> 12) & 63];
-        u->authorization[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-        u->authorization[o++] = i + 2 < n ? b64[v & 63] : '=';
     }
-    u->authorization[o] = '\0';
     return TC_OK;
 }
 

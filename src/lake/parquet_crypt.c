@@ -27,6 +27,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "core/base64.h"
 #include "core/json.h"
 
 extern char **environ;
@@ -188,31 +189,13 @@ uint64_t tc_pq_module_len(const uint8_t *m, size_t avail)
 /* Decode s (whitespace around it ignored) into out[0..cap); returns the length or -1. */
 static long tc_pq_b64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
 {
-    uint8_t tmp[TC_PQC_META_MAX];
-    int k, pad = 0;
-
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
         n--;
     while (n > 0 && (*s == ' ' || *s == '\t')) {
         s++;
         n--;
     }
-    if (n == 0 || n % 4 != 0 || n / 4 * 3 > sizeof(tmp) || n > INT_MAX)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                 ch == '+' || ch == '/' || (ch == '=' && i >= n - 2);
-        if (!ok || (pad && ch != '='))
-            return -1;
-        pad += ch == '=';
-    }
-    k = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)n);
-    if (k < pad || (size_t)(k - pad) > cap)
-        return -1;
-    memcpy(out, tmp, (size_t)(k - pad));
-    OPENSSL_cleanse(tmp, sizeof(tmp));
-    return k - pad;
+    return n ? tc_base64_decode(TC_BASE64_STD, s, n, out, cap) : -1;
 }
 
 /* ---- master keys ---- */

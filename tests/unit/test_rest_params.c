@@ -20,6 +20,7 @@
 #include "api/rest_auth.h"
 #include "api/rest_encode.h"
 #include "api/rest_params.h"
+#include "core/base64.h"
 
 static const tc_rest_param_def defs[] = {
     {"limit", TC_RP_INT, 0, 1, 100, NULL, NULL},
@@ -137,7 +138,7 @@ static void test_cursor_round_trip_and_mac(void **state)
     assert_int_equal(tc_rest_cursor_make(&k, "route", "2026-12-05 07:00:00+00", c, sizeof(c)),
                      TC_OK);
     HMAC(EVP_sha256(), "s3cr3", 5, (const unsigned char *)payload, strlen(payload), mac, &maclen);
-    tc_rest_b64url_encode(mac, TC_REST_MAC_BYTES, want, sizeof(want));
+    tc_base64_encode(TC_BASE64_URL, mac, TC_REST_MAC_BYTES, want, sizeof(want));
     assert_string_equal(strchr(c, '.') + 1, want);
     assert_int_equal(tc_rest_cursor_open(&k, "route", c, got, sizeof(got)), TC_OK);
     assert_string_equal(got, "2026-12-05 07:00:00+00");
@@ -159,15 +160,16 @@ static void test_base64url(void **state)
     char text[16];
 
     (void)state;
-    assert_int_equal(tc_rest_b64url_encode((const unsigned char *)"\xfb\xff", 2, text, 16), 3);
+    assert_int_equal(
+        tc_base64_encode(TC_BASE64_URL, (const unsigned char *)"\xfb\xff", 2, text, 16), 3);
     assert_string_equal(text, "-_8");
-    assert_int_equal(tc_rest_b64url_decode("-_8", 3, out, sizeof(out)), 2);
+    assert_int_equal(tc_base64_decode(TC_BASE64_URL, "-_8", 3, out, sizeof(out)), 2);
     assert_memory_equal(out, "\xfb\xff", 2);
     /* Non-zero leftover bits: another spelling of the same bytes, refused. */
-    assert_int_equal(tc_rest_b64url_decode("-_9", 3, out, sizeof(out)), -1);
-    assert_int_equal(tc_rest_b64url_decode("A", 1, out, sizeof(out)), -1);
-    assert_int_equal(tc_rest_b64url_decode("a+b/", 4, out, sizeof(out)), -1);
-    assert_int_equal(tc_rest_b64url_decode("AAAAAAAAAAAA", 12, out, sizeof(out)), -1);
+    assert_int_equal(tc_base64_decode(TC_BASE64_URL, "-_9", 3, out, sizeof(out)), -1);
+    assert_int_equal(tc_base64_decode(TC_BASE64_URL, "A", 1, out, sizeof(out)), -1);
+    assert_int_equal(tc_base64_decode(TC_BASE64_URL, "a+b/", 4, out, sizeof(out)), -1);
+    assert_int_equal(tc_base64_decode(TC_BASE64_URL, "AAAAAAAAAAAA", 12, out, sizeof(out)), -1);
 }
 
 static void test_glob_to_like(void **state)
