@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert/alert.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "quality/monitor.h"
@@ -20,10 +21,52 @@ static pthread_mutex_t tc_quality_pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static tc_qmon_stats tc_quality_pub;
 static int tc_quality_pub_live;
 
+/* How long closing waits for the findings' alerts to reach the Alertmanagers. */
+#define TC_QUALITY_ALERT_FLUSH_MS 5000
+
 typedef struct tc_quality_sink {
     tc_qmon *mon;
+    tc_alerter *alerter;  /* NULL: alerting.alertmanager_urls is empty */
     sig_atomic_t sighups; /* the last generation this sink reloaded at */
 } tc_quality_sink;
+
+/* A finding the monitor committed, pushed to Alertmanager (alert/alert.h): opened fires it,
+ * resolved resolves it. One alert per finding's labels: a detector's finding is
+ * ThermoclineQualityAnomaly (label detector: its kind), a rule's ThermoclineQualityRule (label
+ * rule); device_id and metric label both. Called on the pipeline thread after the flush's commit,
+ * so an alert never announces what a crash could take back; tc_alerter_* only queue. */
+static void tc_quality_sink_alert(void *opaque, const tc_qmon_event *ev)
+{
+    tc_quality_sink *s = opaque;
+    char summary[TC_ALERT_TEXT_MAX], desc[TC_ALERT_TEXT_MAX], errstr[TC_ERRSTR_MAX];
+    tc_alert al = {
+        .name = ev->rule ? "ThermoclineQualityRule" : "ThermoclineQualityAnomaly",
+        .severity = ev->severity ? ev->severity : "warning",
+        .device_id = ev->device,
+        .metric = ev->metric,
+        .rule = ev->rule,
+        .detector = ev->rule ? NULL : ev->kind,
+        .summary = summary,
+        .description = desc,
+        .runbook_url = ev->rule ? "docs/operations.md#alert-thermoclinequalityrule"
+                                : "docs/operations.md#alert-thermoclinequalityanomaly",
+    };
+    tc_err err;
+
+    snprintf(summary, sizeof(summary), "%s%s%s%s %s%s", ev->rule ? "rule " : "",
+             ev->rule ? ev->rule : "", ev->rule ? ": " : "", ev->kind,
+             ev->metric ? "on " : "of the device", ev->metric ? ev->metric : "");
+    if (ev->observed == ev->observed && ev->expected == ev->expected) /* not NaN */
+        snprintf(desc, sizeof(desc), "observed %.6g, expected %.6g (see quality anomalies)",
+                 ev->observed, ev->expected);
+    else
+        snprintf(desc, sizeof(desc), "see thermocline quality anomalies --device %s", ev->device);
+    err = ev->end_us ? tc_alerter_resolve(s->alerter, &al, errstr, sizeof(errstr))
+                     : tc_alerter_fire(s->alerter, &al, errstr, sizeof(errstr));
+    if (err != TC_OK)
+        tc_log_warn("quality", "the alert of a finding of device %s was not queued: %s", ev->device,
+                    errstr);
+}
 
 void tc_quality_sink_sighup(void)
 {
@@ -162,6 +205,10 @@ static void tc_quality_sink_close(void *ctx)
     tc_quality_pub_live = 0;
     pthread_mutex_unlock(&tc_quality_pub_lock);
     tc_qmon_destroy(s->mon);
+    if (s->alerter && tc_alerter_flush(s->alerter, TC_QUALITY_ALERT_FLUSH_MS))
+        tc_log_warn("quality", "some findings' alerts did not reach every Alertmanager in %d ms",
+                    TC_QUALITY_ALERT_FLUSH_MS);
+    tc_alerter_destroy(s->alerter);
     free(s);
 }
 
@@ -196,10 +243,17 @@ tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, siz
     o.tick_s = cfg->quality_tick_s;
     s->sighups = tc_quality_sighups;
     s->mon = tc_qmon_new(&o, errstr, errstr_size);
+    if (s->mon && cfg->alerting_alertmanager_urls && *cfg->alerting_alertmanager_urls &&
+        !(s->alerter = tc_alerter_new_from_config(cfg, errstr, errstr_size))) {
+        tc_qmon_destroy(s->mon);
+        s->mon = NULL;
+    }
     if (!s->mon) {
         free(s);
         return TC_ERR_CONFIG;
     }
+    if (s->alerter)
+        tc_qmon_set_listener(s->mon, tc_quality_sink_alert, s);
     memset(out, 0, sizeof(*out));
     out->ops = &tc_quality_sink_ops;
     out->ctx = s;

@@ -503,3 +503,55 @@ def test_every_alertmanager_of_an_ha_pair_gets_the_alert(tc, monitoring):
     assert alerts and alerts[0]["labels"]["severity"] == "warning" and alerts[0]["status"]["state"] == "active"
     alert(tc, monitoring, "--resolve", "--name", "HaPair", "--severity", "warning", "--site", site)
     assert wait_for(lambda: not held(), timeout=30)
+
+
+def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_path):
+    """The quality sink pushes what it finds once committed: a stuck humidity sensor (a detector:
+    warning, Slack only) and a rule violation (critical: Slack and email), each resolved when the
+    readings clear it. The readings are test_quality_sink's: s-1 stuck for readings 100..159, r-1
+    too hot for 40..159."""
+    from test_quality_sink import RULES, phase, produce, quality_settings
+    site = f"it-{uuid.uuid4().hex[:8]}"
+    inbox = monitoring.inbox
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    settings = quality_settings(f"quality.rules_file={rules}",
+                                f"alerting.alertmanager_urls={monitoring.am}",
+                                f"alerting.site={site}", "alerting.resend_s=5")
+    produce(tc, phase(0, 130))
+    proc = tc.spawn("run", extra=settings)
+    try:
+        anomaly = lambda m: (slack_text(m)[0].startswith("[FIRING:")
+                             and slack_text(m)[0].endswith(f"] ThermoclineQualityAnomaly at {site}")
+                             and "device `s-1`" in slack_text(m)[1]
+                             and "stuck on humidity" in slack_text(m)[1])
+        assert wait_for(lambda: inbox.slack_where(anomaly), timeout=180), inbox.slack
+        rule_mail = f"[FIRING] ThermoclineQualityRule at {site} (1 alerts)"
+        assert wait_for(lambda: inbox.mail_where(lambda m: m["subject"] == rule_mail),
+                        timeout=180), inbox.mail
+        body = inbox.mail_where(lambda m: m["subject"] == rule_mail)[0]["body"]
+        assert "critical device r-1: rule too-hot: range on temperature" in body, body
+        assert "Runbook: docs/operations.md#alert-thermoclinequalityrule" in body, body
+        assert wait_for(lambda: inbox.slack_where(
+            lambda m: slack_text(m)[0] == f"[FIRING:1] ThermoclineQualityRule at {site}"), timeout=60)
+        # A detector's finding is a warning: never by email.
+        assert not inbox.mail_where(lambda m: "ThermoclineQualityAnomaly" in m["subject"])
+
+        # Readings 130..199 clear both at 160: resolved in Slack and by email.
+        produce(tc, phase(130, 200))
+        resolved = f"[RESOLVED] ThermoclineQualityRule at {site} (1 alerts)"
+        assert wait_for(lambda: inbox.mail_where(lambda m: m["subject"] == resolved),
+                        timeout=180), inbox.mail
+        assert wait_for(lambda: inbox.slack_where(
+            lambda m: slack_text(m)[0] == f"[RESOLVED] ThermoclineQualityRule at {site}"),
+            timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    tc.assert_clean(err)
+    # What was alerted is what the anomalies table holds.
+    assert tc.sql("SELECT count(*) FROM anomalies WHERE rule = 'too-hot' AND end_time IS NOT NULL"
+                  " AND start_time > now() - interval '1 day'")[0][0] >= 1
