@@ -506,11 +506,18 @@ def test_every_alertmanager_of_an_ha_pair_gets_the_alert(tc, monitoring):
 
 
 def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_path):
-    """The quality sink pushes what it finds once committed: a stuck humidity sensor (a detector:
-    warning, Slack only) and a rule violation (critical: Slack and email), each resolved when the
-    readings clear it. The readings are test_quality_sink's: s-1 stuck for readings 100..159, r-1
-    too hot for 40..159."""
-    from test_quality_sink import RULES, phase, produce, quality_settings
+    """The quality sink pushes what it finds once committed: a stuck humidity sensor and a silent
+    device (detectors: warnings, Slack only) and a rule violation (critical: Slack and email), each
+    resolved when the readings clear it. The readings are test_quality_sink's -- s-1 stuck for
+    readings 100..159, r-1 too hot for 40..159 -- and q-1's, every 10 s but silent from reading 60
+    to 130. Silence is checked as event time moves on, so the quiet stretch comes in a later poll
+    than q-1's last reading before it."""
+    from test_quality_sink import (RULES, phase, produce, quality_settings, reading,
+                                   wait_quality_caught_up)
+
+    def with_quiet(lo, hi):
+        return phase(lo, hi) + [("q-1", reading("q-1", i, 20.0 + (i % 4) * 0.1))
+                                for i in range(lo, hi) if not 60 <= i < 130]
     site = f"it-{uuid.uuid4().hex[:8]}"
     inbox = monitoring.inbox
     rules = tmp_path / "rules.yaml"
@@ -521,9 +528,15 @@ def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_
     settings = quality_settings(f"quality.rules_file={rules}",
                                 f"alerting.alertmanager_urls={monitoring.am}",
                                 f"alerting.site={site}", "alerting.resend_s=5")
-    produce(tc, phase(0, 130))
+    produce(tc, with_quiet(0, 60))
     proc = tc.spawn("run", extra=settings)
     try:
+        assert wait_quality_caught_up(tc)
+        produce(tc, with_quiet(60, 130))
+        silent = lambda m: (slack_text(m)[0].endswith(f"] ThermoclineQualityAnomaly at {site}")
+                            and "device `q-1`" in slack_text(m)[1]
+                            and "silence of the device" in slack_text(m)[1])
+        assert wait_for(lambda: inbox.slack_where(silent), timeout=180), inbox.slack
         anomaly = lambda m: (slack_text(m)[0].startswith("[FIRING:")
                              and slack_text(m)[0].endswith(f"] ThermoclineQualityAnomaly at {site}")
                              and "device `s-1`" in slack_text(m)[1]
@@ -541,7 +554,7 @@ def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_
         assert not inbox.mail_where(lambda m: "ThermoclineQualityAnomaly" in m["subject"])
 
         # Readings 130..199 clear both at 160: resolved in Slack and by email.
-        produce(tc, phase(130, 200))
+        produce(tc, with_quiet(130, 200))
         resolved = f"[RESOLVED] ThermoclineQualityRule at {site} (1 alerts)"
         assert wait_for(lambda: inbox.mail_where(lambda m: m["subject"] == resolved),
                         timeout=180), inbox.mail
@@ -555,3 +568,5 @@ def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_
     # What was alerted is what the anomalies table holds.
     assert tc.sql("SELECT count(*) FROM anomalies WHERE rule = 'too-hot' AND end_time IS NOT NULL"
                   " AND start_time > now() - interval '1 day'")[0][0] >= 1
+    assert tc.sql("SELECT count(*) FROM anomalies WHERE device_id = 'q-1' AND kind = 'silence'"
+                  " AND end_time IS NOT NULL")[0][0] == 1
