@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "lake/layout.h"
 #include "lake/sink.h"
 
 /* Partitions the adapter remembers as open (the pipeline tracks no more). */
@@ -26,6 +27,7 @@
 
 typedef struct tc_lake_sink {
     tc_lake *lake;
+    const char *root, *topic; /* the configuration's (borrowed) */
     uint8_t open[TC_LAKE_SINK_PARTS];
     int64_t durable[TC_LAKE_SINK_PARTS]; /* the marks while the files are dropped after a failure */
     int dropped;                         /* a failure dropped the open files: durable[] answers */
@@ -133,6 +135,18 @@ static int64_t tc_lake_sink_durable(void *ctx, int32_t partition)
     return tc_lake_durable(k->lake, partition);
 }
 
+/* The partition's progress file, whoever writes it now. */
+static int64_t tc_lake_sink_stored(void *ctx, int32_t partition)
+{
+    tc_lake_sink *k = ctx;
+    char errstr[TC_ERRSTR_MAX];
+    int64_t next;
+
+    if (tc_lake_progress_read(k->root, k->topic, partition, &next, errstr, sizeof(errstr)) != TC_OK)
+        return TC_SINK_MARK_NONE; /* unreadable: not known to be whole */
+    return next < 0 ? TC_SINK_MARK_NONE : next;
+}
+
 static tc_err tc_lake_sink_recover(void *ctx, const int32_t *parts, size_t n, int64_t *next,
                                    char *errstr, size_t errstr_size)
 {
@@ -193,6 +207,7 @@ static const tc_sink_ops tc_lake_sink_ops = {
     .revoke = tc_lake_sink_revoke,
     .stats = tc_lake_sink_stats,
     .close = tc_lake_sink_close,
+    .stored = tc_lake_sink_stored,
 };
 
 tc_err tc_sink_lake_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)
@@ -217,6 +232,8 @@ tc_err tc_sink_lake_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t
     k = calloc(1, sizeof(*k));
     if (!k)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    k->root = cfg->lake_dir;
+    k->topic = cfg->kafka_topic;
     k->lake = tc_lake_new(&lo, errstr, errstr_size);
     if (!k->lake) {
         free(k);

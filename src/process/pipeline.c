@@ -2218,6 +2218,12 @@ static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *hi
         if (high[i] > 0 && (size_t)parts[i] < p->nmarks && p->marks[parts[i]].assigned &&
             tc_sinkset_behind(p->sinks, parts[i], high[i]))
             return 0;
+        /* ...and of the others, what their storage says: with no partition yet (the group still
+         * waits for killed members' sessions to end) the store may have the topic whole while
+         * the lake does not. */
+        if (high[i] > 0 && !((size_t)parts[i] < p->nmarks && p->marks[parts[i]].assigned) &&
+            tc_sinkset_stored_behind(p->sinks, parts[i], high[i]))
+            return 0;
     }
     return 1;
 }

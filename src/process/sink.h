@@ -152,6 +152,12 @@ typedef struct tc_sink_ops {
                      size_t errstr_size);
     void (*stats)(void *ctx, tc_sink_stats *out);
     void (*close)(void *ctx);
+    /* Optional (NULL: not asked). The next offset of partition the sink's storage holds, whoever
+     * owns the partition now (TC_SINK_MARK_NONE: nothing; TC_SINK_MARK_ALL: not known). Only
+     * `run --exit-when-idle` asks it, for partitions this member does not hold: a member that
+     * holds none yet (its group still dropping killed members) must not take a topic the store
+     * has whole for one this sink has too. May do I/O; never changes anything. */
+    int64_t (*stored)(void *ctx, int32_t partition);
 } tc_sink_ops;
 
 /* A sink instance: its callbacks and its context. */

@@ -476,6 +476,16 @@ int tc_sinkset_behind(const tc_sinkset *s, int32_t partition, int64_t high)
     return 0;
 }
 
+int tc_sinkset_stored_behind(const tc_sinkset *s, int32_t partition, int64_t high)
+{
+    for (size_t k = 0; s && k < s->n; k++) {
+        const tc_sinkset_sink *sk = s->sinks[k];
+        if (sk->sink.ops->stored && sk->sink.ops->stored(sk->sink.ctx, partition) < high)
+            return 1;
+    }
+    return 0;
+}
+
 size_t tc_sinkset_status_get(const tc_sinkset *s, tc_sinkset_status *out, size_t cap)
 {
     size_t n = 0;

@@ -113,6 +113,10 @@ int64_t tc_sinkset_mark_max(const tc_sinkset *s, int32_t partition, int64_t mark
 /* 1 when some sink does not have offsets below high of partition yet (taken), or is broken. */
 int tc_sinkset_behind(const tc_sinkset *s, int32_t partition, int64_t high);
 
+/* Nonzero when a sink's storage, asked for a partition this member does not hold
+ * (tc_sink_ops.stored), is behind high. */
+int tc_sinkset_stored_behind(const tc_sinkset *s, int32_t partition, int64_t high);
+
 /* Each sink's state into out[0..cap); returns the count. */
 size_t tc_sinkset_status_get(const tc_sinkset *s, tc_sinkset_status *out, size_t cap);
 
