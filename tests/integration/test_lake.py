@@ -11,7 +11,6 @@ import duckdb
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from conftest import Thermocline
 from oracle import METRICS
 from test_pipeline import assert_store_matches
 
@@ -148,7 +147,7 @@ def test_topics_with_overlapping_names_share_a_lake(tc, tmp_path):
     900000, and T's recovery removed every file of the other topic. Restarting T's pipeline now
     touches none of them, and each topic's files hold its readings exactly."""
     lake = str(tmp_path / "lake")
-    other = Thermocline("lake-amb")
+    other = type(tc)("lake-amb")  # the fixture's class: this module is imported by tests/faults too
     other.topic = f"{tc.topic}-p1-900000"
     try:
         for t, seed in ((other, 31), (tc, 32)):
