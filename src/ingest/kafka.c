@@ -810,7 +810,7 @@ tc_err tc_consumer_pause(tc_consumer *c, int pause, char *errstr, size_t errstr_
     return TC_OK;
 }
 
-void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n)
+void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n, int wait)
 {
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;
@@ -834,7 +834,7 @@ void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t 
                 rd_kafka_topic_partition_list_add(list, topic, offs[i].partition)->offset =
                     offs[i].next_offset;
         }
-        if (list->cnt > 0 && (err = rd_kafka_commit(c->rk, list, 1)) != 0)
+        if (list->cnt > 0 && (err = rd_kafka_commit(c->rk, list, !wait)) != 0)
             tc_log_warn("consumer", "could not commit offsets to Kafka: %s", rd_kafka_err2str(err));
     }
     free(topic);

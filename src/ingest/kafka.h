@@ -71,8 +71,10 @@ tc_err tc_consumer_seek(tc_consumer *c, const tc_partition_offset *offs, size_t 
  * with its partitions paused: messages fetched before the pause are not handed out, and a resumed
  * partition is fetched again from the position after the last message handed out. */
 tc_err tc_consumer_pause(tc_consumer *c, int pause, char *errstr, size_t errstr_size);
-/* Commit offsets to Kafka (asynchronous; informational, see above). */
-void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n);
+/* Commit offsets to Kafka (informational, see above): asynchronous while running; wait != 0 waits
+ * for the broker's answer, for the last commit before the consumer closes (an asynchronous one
+ * may still be queued when it does, and the group's lag would then show the tail as unread). */
+void tc_consumer_commit(tc_consumer *c, const tc_partition_offset *offs, size_t n, int wait);
 
 /* Nonzero when at least one partition is assigned and every assigned one has reached its end. */
 int tc_consumer_caught_up(const tc_consumer *c);

@@ -933,7 +933,7 @@ static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t part
 }
 
 /* Tell Kafka how far every sink is (informational: lag monitoring). */
-static void tc_pipeline_commit_kafka(tc_pipeline *p)
+static void tc_pipeline_commit_kafka(tc_pipeline *p, int wait)
 {
     tc_partition_offset *offs = p->kafka_offs;
     size_t n = 0;
@@ -948,7 +948,7 @@ static void tc_pipeline_commit_kafka(tc_pipeline *p)
         if (next >= 0)
             offs[n++] = (tc_partition_offset){(int32_t)i, next};
     }
-    tc_consumer_commit(p->consumer, offs, n);
+    tc_consumer_commit(p->consumer, offs, n, wait);
 }
 
 /* Append row i of src to dst (which has src's dynamic columns). */
@@ -1218,7 +1218,7 @@ static void tc_pipeline_rollups_durable(tc_pipeline *p, const tc_partition_offse
 {
     for (size_t i = 0; i < n; i++)
         p->marks[marks[i].partition].rollup_durable = marks[i].next_offset;
-    tc_pipeline_commit_kafka(p);
+    tc_pipeline_commit_kafka(p, 0);
 }
 
 /*
@@ -1468,7 +1468,7 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
         snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
         return err;
     }
-    tc_pipeline_commit_kafka(p);
+    tc_pipeline_commit_kafka(p, 0);
     return TC_OK;
 }
 
@@ -2402,7 +2402,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
             p->fatal = err;
             snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
         }
-        tc_pipeline_commit_kafka(p);
+        tc_pipeline_commit_kafka(p, 1); /* the last one: answered before the consumer closes */
     }
     if (tc_sinkset_broken(p->sinks) && !p->fatal)
         /* Stopped with a sink behind the store: nothing is lost, the next run resumes it from
