@@ -401,7 +401,7 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
             len = tc_sim_format(opt, i, start_us, buf, sizeof(buf), &kind);
         }
         snprintf(key, sizeof(key), "sensor-%05llu",
-                 (unsigned long long)(opt->first_device + i % opt->devices));
+                 (unsigned long long)(opt->first_device + i % (uint64_t)opt->devices));
         err = tc_producer_send(prod, cfg->kafka_topic, -1, key, strlen(key), len ? buf : NULL, len,
                                errstr, errstr_size);
         if (err != TC_OK)

@@ -251,7 +251,7 @@ static tc_err tc_replica_copy(tc_replica_run *r, const char *src_path, const cha
         if (r->o->on_written)
             r->o->on_written(r->o->opaque, tmp);
         out = open(tmp, O_RDONLY | O_CLOEXEC);
-        crc_back = out >= 0 ? tc_replica_crc_fd(r, out, &back) : (back = -1, 0);
+        crc_back = out >= 0 ? tc_replica_crc_fd(r, out, &back) : (back = -1, 0u);
         if (back != copied || crc_back != crc_src)
             err = tc_err_set(TC_ERR_IO, r->errstr, r->errstr_size,
                              "checksum mismatch: \"%s\" has crc32c %08x (%" PRId64

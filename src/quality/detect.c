@@ -619,7 +619,8 @@ size_t tc_qd_memory(const tc_qd *d)
     size_t chunks = (d->ndevices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
 
     return sizeof(*d) + d->nchunks * 2 * sizeof(void *) + tc_qids_memory(d->ids) +
-           chunks * TC_QD_CHUNK * (sizeof(tc_qd_device) + sizeof(tc_qd_series) * d->o.metrics);
+           chunks * TC_QD_CHUNK *
+               (sizeof(tc_qd_device) + sizeof(tc_qd_series) * (size_t)d->o.metrics);
 }
 
 size_t tc_qd_memory_for(size_t devices, int metrics)
@@ -781,8 +782,10 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
     t->st.open_now += dev->silent;
     for (int m = 0; m < t->o.metrics; m++) {
         tc_qd_series *s = &ser[m];
+/* tc_qd_get reads exactly w bytes, the field's own width (TC_QD_SERIES_FIELDS), so the value fits;
+ * an int64_t's 8 bytes come back as the two's complement tc_qd_save wrote. */
 #define TC_QD_F(f)    s->f = tc_qd_get_f(b);
-#define TC_QD_I(f, w) s->f = tc_qd_get(b, w);
+#define TC_QD_I(f, w) s->f = (__typeof__(s->f))tc_qd_get(b, w);
         TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I)
 #undef TC_QD_F
 #undef TC_QD_I

@@ -635,7 +635,8 @@ static int tc_qmon_scratch(tc_qmon *m, size_t n)
     while (cap < n)
         cap = cap ? cap * 2 : 1024;
     tc_qmon_scratch_free(m);
-    memset(&m->ids, 0, (char *)&m->pres[TC_QMON_METRICS] - (char *)&m->ids);
+    /* ids is declared before pres in tc_qmon, so the span is positive. */
+    memset(&m->ids, 0, (size_t)((char *)&m->pres[TC_QMON_METRICS] - (char *)&m->ids));
     m->scratch_cap = 0;
     m->ids = malloc(cap * sizeof(*m->ids));
     m->lens = malloc(cap * sizeof(*m->lens));

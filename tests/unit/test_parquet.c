@@ -496,7 +496,7 @@ static void test_many_row_groups_and_pages(void **state)
     (void)state;
     for (int r = 0; r < N; r++) {
         i32[r] = r * 3 - 5000;
-        pres[r] = (r / 9) % 2; /* runs of 9 nulls / 9 values */
+        pres[r] = (uint8_t)((r / 9) % 2); /* runs of 9 nulls / 9 values */
         s[r] = (tc_slice){"hello world", (uint32_t)(r % 12)};
     }
     o.row_group_rows = 100;
@@ -692,7 +692,7 @@ static void test_row_group_bytes_bound(void **state)
 
     (void)state;
     for (int i = 0; i < N; i++)
-        a[i] = (int64_t)(i * 2654435761u);
+        a[i] = (int64_t)((unsigned)i * 2654435761u);
     o.codec = TC_PQ_UNCOMPRESSED;
     o.page_rows = 1000;
     o.row_group_bytes = 40000; /* ~5000 rows of 8 bytes */

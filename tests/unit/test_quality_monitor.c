@@ -155,8 +155,8 @@ static void test_metrics_page(void **state)
     tc_jbuf b;
     const char *families[] = {"thermocline_quality_readings_total",
                               "thermocline_quality_dead_letters_total{reason=\"duplicate\"} 3",
-                              "thermocline_quality_findings_opened_total{kind=\"spike\","
-                              "source=\"detector\"} 2",
+                              ("thermocline_quality_findings_opened_total{kind=\"spike\","
+                               "source=\"detector\"} 2"),
                               "thermocline_quality_findings_open 5",
                               "thermocline_quality_delay_seconds{quantile=\"0.99\"}",
                               "thermocline_quality_rules_reloads_total{result=\"refused\"} 1",
