@@ -796,7 +796,7 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
             if (!TC_Q_TIME_OK(s->start[k]))
                 return 0;
         for (unsigned k = 0; k < 4; k++)
-            t->st.open_now += (s->open >> k) & 1u;
+            t->st.open_now += ((unsigned)s->open >> k) & 1u;
     }
     return !b->failed;
 }

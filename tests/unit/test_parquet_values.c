@@ -364,7 +364,7 @@ static void test_corrupt_bytes(void **state)
     (void)state;
     for (size_t i = 4; i < m.n - 8; i += 3) {
         uint8_t save = m.p[i];
-        m.p[i] ^= (uint8_t)(1u << (i % 8)) | 0x40;
+        m.p[i] ^= (uint8_t)((1u << (i % 8)) | 0x40);
         bad += read_all(&m) != TC_OK;
         tried++;
         m.p[i] = save;
