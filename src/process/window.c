@@ -24,7 +24,8 @@ tc_windows *tc_windows_new(const tc_pipeline_window *w, size_t n)
         tc_windows_destroy(ws);
         return NULL;
     }
-    memcpy(ws->w, w, n * sizeof(*w));
+    if (n) /* w may be NULL then, and memcpy's arguments must not be */
+        memcpy(ws->w, w, n * sizeof(*w));
     ws->n = n;
     for (size_t i = 0; i < n; i++) {
         /* Nothing to consume: done before it starts. */
