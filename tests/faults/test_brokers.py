@@ -82,17 +82,17 @@ def test_brokers_lost_mid_run(cluster_pipeline, cluster, tmp_path):
         stored = wait_growth(p, m, 0, 60)
         for rnd in range(ROUNDS):
             first, second = rng.sample(range(1, cluster.NODES + 1), 2)
-            time.sleep(random_delay(rng, 0.0, 2.0))
+            time.sleep(random_delay(rng, 0.0, 2.0))  # not synchronisation: where the fault lands
             # One broker down: the partitions it led move to the others, ingestion goes on.
             before_one = p.stored()
             down1_s = cluster.down(first)
             during_one = wait_growth(p, m, p.stored(), 60)
-            time.sleep(ONE_DOWN_S)
+            time.sleep(ONE_DOWN_S)  # the fault, held for its stated time
             assert m.alive(), f"the pipeline exited with broker {first} down:\n{m.text()[-6000:]}"
             # Two down: no partition can take a write, ingestion waits.
             before_two = p.stored()
             down2_s = cluster.down(second)
-            time.sleep(TWO_DOWN_S)
+            time.sleep(TWO_DOWN_S)  # the fault, held for its stated time
             assert m.alive(), f"the pipeline exited with two brokers down:\n{m.text()[-6000:]}"
             assert not sim.done(), "the simulator finished with two of three brokers down"
             at_two = p.stored()

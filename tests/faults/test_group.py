@@ -25,7 +25,7 @@ def test_two_members_one_killed(pipeline, tmp_path):
                 break
             assert time.time() < deadline, f"no balanced assignment: {pa} / {pb}"
             time.sleep(0.2)
-        time.sleep(random_delay(rng, 0.5, 3.0))
+        time.sleep(random_delay(rng, 0.5, 3.0))  # not synchronisation: where the fault lands
         taken = a.assigned()
         stored = p.stored()
         mark = len(b.lines)
@@ -70,7 +70,7 @@ def test_members_killed_at_random(pipeline, tmp_path):
         for m in members:
             m.wait_for(r'"msg":"assigned ', timeout=180)
         for k in range(kills):
-            time.sleep(random_delay(rng, 1.0, 4.0))
+            time.sleep(random_delay(rng, 1.0, 4.0))  # not synchronisation: where the kill lands
             if k == kills // 2:
                 members.append(p.spawn(extra))
                 log(f"after kill {k}: a fourth member joins")

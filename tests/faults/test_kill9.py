@@ -30,7 +30,7 @@ def test_kill9_loop(pipeline, tmp_path):
         m = p.spawn(extra)
         m.wait_for(r'"msg":"assigned ', timeout=120)
         delay = random_delay(rng, 0.0, 2.5)
-        time.sleep(delay)
+        time.sleep(delay)  # not synchronisation: where the kill lands
         assert m.alive(), f"the pipeline exited on its own:\n{m.text()[-6000:]}"
         stored = p.stored()
         m.kill()

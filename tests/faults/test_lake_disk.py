@@ -62,7 +62,7 @@ def test_lake_disk_full_and_read_only(pipeline, tmpfs):
         i = m.wait_for(r"No space left on device", timeout=120)
         t_full = time.time()
         m.wait_for(r"retrying in \d+ ms", timeout=30, start=i)
-        time.sleep(3)
+        time.sleep(3)  # the fault held: the pipeline must stay up through its back-offs
         assert m.alive(), f"the pipeline exited on a full lake disk:\n{m.text()[-6000:]}"
         full_stored = p.stored()
         # Still full, the file system turns read-only (the pipeline closes its files while it
@@ -71,11 +71,11 @@ def test_lake_disk_full_and_read_only(pipeline, tmpfs):
         ro_s = remount(tmpfs, "ro")
         t_ro = time.time()
         m.wait_for(r"Read-only file system", timeout=60, start=mark)
-        time.sleep(2)
+        time.sleep(2)  # the fault held: the pipeline must stay up through its back-offs
         assert m.alive(), f"the pipeline exited on a read-only lake:\n{m.text()[-6000:]}"
         # ...then writable again, still full, and at last space is freed.
         remount(tmpfs, "rw")
-        time.sleep(2)
+        time.sleep(2)  # the fault held (still full): the pipeline must stay up
         assert m.alive()
         os.unlink(filler)
         t_ok = time.time()

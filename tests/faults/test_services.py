@@ -38,12 +38,12 @@ def test_service_restart_mid_run(pipeline, services, tmp_path, service, outage_s
         deadline = time.time() + 60
         while p.stored() == 0 and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(random_delay(rng, 0.0, 2.0))
+        time.sleep(random_delay(rng, 0.0, 2.0))  # not synchronisation: where the fault lands
         before = p.stored()
         assert 0 < before < n
         mark = len(m.lines)
         down_s = services.down(service)
-        time.sleep(outage_s)
+        time.sleep(outage_s)  # the fault, held for its stated time
         assert m.alive(), f"the pipeline exited while {service} was down:\n{m.text()[-6000:]}"
         if service == "postgres":
             # It noticed, and backs off rather than spinning or giving up.

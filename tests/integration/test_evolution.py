@@ -21,13 +21,11 @@ from oracle import METRICS
 from test_store import (  # noqa: F401 (plain: a fixture)
     latest_mismatches, plain, rollup_mismatches, view_mismatches)
 
+from waits import wait_for as _wait_for
+
+
 def wait_for(pred, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
+    return _wait_for(pred, timeout=timeout)
 
 
 def test_new_metric_becomes_a_column_in_both_stores(tc, tmp_path):

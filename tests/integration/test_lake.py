@@ -78,7 +78,7 @@ def test_lake_exactly_once_across_kill_9(tc, tmp_path):
     extra = (f"lake.dir={lake}", "lake.roll_seconds=1", "pipeline.batch_size=500")
     for delay in (1.5, 2.0, 2.5):
         proc = tc.spawn("run", extra=extra)
-        time.sleep(delay)
+        time.sleep(delay)  # not synchronisation: where in the run the kill lands
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     tc.run(idle=3, extra=extra)

@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from oracle import METRICS
+from waits import wait_for
 
 DAY = 86400
 
@@ -112,9 +113,11 @@ def test_lake_compact_closed_days(tc, tmp_path):
     th = threading.Thread(target=reader)
     th.start()
     try:
-        time.sleep(0.3)
+        # Reads before the compaction, and reads after it: counted passes, not time.
+        wait_for(lambda: seen or errors, what="the reader's first pass")
         proc = tc.cmd("lake", "compact", "--all-closed", "--min-age-days", "1", extra=extra)
-        time.sleep(0.3)
+        passes = len(seen) + len(errors)
+        wait_for(lambda: len(seen) + len(errors) >= passes + 2, what="two reads after the compaction")
     finally:
         stop.set()
         th.join()

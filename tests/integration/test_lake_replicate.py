@@ -133,7 +133,7 @@ def test_replicate_resumes_after_kill_9(tc, tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and len(files_of(replica)) < 3:
         time.sleep(0.05)
-    time.sleep(1)
+    time.sleep(1)  # not synchronisation: the kill lands in the middle of the paced copy
     assert proc.poll() is None, "the replication ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()

@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
+from waits import wait_for
+
 
 def free_port():
     with socket.socket() as s:
@@ -20,16 +22,6 @@ def get(port, path):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def wait_for(pred, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    return pred()
 
 
 def metrics(port):

@@ -20,6 +20,7 @@ from procedures import procedure
 from test_lake import assert_lake_matches
 from test_pipeline import assert_store_matches
 from conftest import ROOT
+from waits import wait_for
 
 
 def run_procedure(tc, name, tmp_path, lake, env=None, timeout=600):
@@ -50,6 +51,12 @@ def setup(tc, lake, count=4000, seed=51, run=True):
     assert s["failed"] == 0
     if run:
         tc.run(idle=2, extra=(f"lake.dir={lake}",))
+
+
+def stored_some(tc):
+    """The pipeline has made its tables and stored rows."""
+    return tc.sql("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+                  " AND table_name = 'readings'") and tc.sql("SELECT count(*) FROM readings")[0][0] > 0
 
 
 def lake_bytes(lake):
@@ -120,11 +127,7 @@ def test_stuck_consumer_group(tc, tmp_path):
     setup(tc, lake, count=30000, run=False)
     # A member killed -9 in the middle: it stays in the group until its session times out.
     proc = tc.spawn("run", extra=(f"lake.dir={lake}", "pipeline.batch_size=500"))
-    deadline = time.time() + 120
-    while time.time() < deadline and not tc.sql(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
-            " AND table_name = 'readings'") or tc.sql("SELECT count(*) FROM readings")[0][0] == 0:
-        time.sleep(0.1)
+    wait_for(lambda: stored_some(tc), timeout=120, what="the first stored rows", proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     run_procedure(tc, "stuck-consumer-group", tmp_path, lake)
@@ -184,12 +187,7 @@ def test_process_wedged(tc, tmp_path):
     # drop it after the kill is short too.
     proc = tc.spawn("run", extra=(f"lake.dir={lake}", "pipeline.batch_size=500",
                                   "rdkafka.session.timeout.ms=6000"))
-    deadline = time.time() + 120
-    while time.time() < deadline and not tc.sql(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
-            " AND table_name = 'readings'") or tc.sql("SELECT count(*) FROM readings")[0][0] == 0:
-        assert proc.poll() is None, proc.communicate()[1][-4000:]
-        time.sleep(0.1)
+    wait_for(lambda: stored_some(tc), timeout=120, what="the first stored rows", proc=proc)
     proc.send_signal(signal.SIGSTOP)
     try:
         # A transaction the process had sent whole before it stopped still commits (a grown batch

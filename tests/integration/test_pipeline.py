@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from oracle import METRICS
+from waits import LogLines, wait_for
 
 COUNT = int(os.environ.get("TC_IT_COUNT", "100000"))
 
@@ -70,7 +71,7 @@ def test_kill_and_restart_stores_exactly_once(tc):
     tc.simulate("--devices", "500", "--count", "60000", "--invalid-ratio", "0.01", "--seed", "9")
     for delay in (1.5, 2.5):
         proc = tc.spawn("run", extra=("pipeline.batch_size=500",))
-        time.sleep(delay)
+        time.sleep(delay)  # not synchronisation: where in the run the kill lands
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     tc.run(idle=3)
@@ -136,30 +137,31 @@ def test_fetching_resumes_at_once_after_the_queue_was_full(tc):
 def test_batch_timeout_latency_and_sigterm(tc):
     """A batch smaller than batch_size is written after batch_timeout_ms; SIGTERM exits 0."""
     tc.migrate()
+    tc.simulate("--count", "0")  # creates the topic: the consumer is assigned its partitions
     proc = tc.spawn("run", extra=("pipeline.batch_size=100000", "pipeline.batch_timeout_ms=200"))
+    log = LogLines(proc.stderr)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline and not tc.sql(
-                "SELECT 1 FROM ingest_offsets LIMIT 1") is None:
-            if tc.sql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                      " WHERE n.nspname = current_schema() AND relname = 'readings'")[0][0]:
-                break
-            time.sleep(0.2)
-        time.sleep(5)  # let the consumer join the group
+        # The consumer has joined the group and holds every partition.
+        wait_for(lambda: log.text().count("assigned ") >= tc.partitions, timeout=120,
+                 what=f"{tc.partitions} partitions assigned", proc=proc, log=log)
         t0 = time.time()
         tc.simulate("--devices", "5", "--count", "5", "--seed", "3")
         while time.time() - t0 < 30 and tc.sql("SELECT count(*) FROM readings")[0][0] < 5:
-            time.sleep(0.05)
+            time.sleep(0.05)  # polls the condition; the latency is what is measured
         latency = time.time() - t0
         assert tc.sql("SELECT count(*) FROM readings")[0][0] == 5
         assert latency < 10, f"5 readings took {latency:.1f} s to become visible"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    err = log.text()
     assert proc.returncode == 0, err[-4000:]
     tc.assert_clean(err)
 

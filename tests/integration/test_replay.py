@@ -123,6 +123,8 @@ def test_replay_from_time(tc, tmp_path):
     c = Consumer({"bootstrap.servers": tc.brokers, "group.id": "x"})
     mid = {p: c.get_watermark_offsets(TopicPartition(tc.topic, p), timeout=30)[1] for p in (0, 1)}
     c.close()
+    # Not synchronisation: the clock moves on, so that the messages before and after t differ in
+    # their (second-resolution) timestamps.
     time.sleep(1.5)
     t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
     time.sleep(1.5)

@@ -21,6 +21,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from test_registry import Registry, pg_schema, registry, sr_client  # noqa: F401 (fixtures)
+from waits import LogLines
+from waits import wait_for as _wait_for
 
 V1 = {
     "type": "record", "name": "Reading", "namespace": "io.thermocline",
@@ -45,12 +47,7 @@ V3_BAD = dict(V2, fields=[dict(f, type=["null", "string"]) if f["name"] == "temp
 
 
 def wait_for(pred, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
+    return _wait_for(pred, timeout=timeout)
 
 
 def subject(tc):
@@ -133,6 +130,7 @@ def test_version_registered_while_running_evolves_both_stores(tc, registry, tmp_
     lake = str(tmp_path / "lake")
     proc = tc.spawn("run", extra=(f"registry.url={registry.url}", "registry.refresh_ms=300",
                                   f"lake.dir={lake}", "lake.roll_seconds=1"))
+    log = LogLines(proc.stderr)
     try:
         count = lambda: tc.sql("SELECT count(*) FROM readings")[0][0]
         columns = lambda: {r[0] for r in tc.sql(
@@ -144,7 +142,8 @@ def test_version_registered_while_running_evolves_both_stores(tc, registry, tmp_
 
         # Version 2 is registered while the pipeline runs; version-1 messages keep arriving.
         v2_id = client.register_schema(subject(tc), Schema(json.dumps(V2), "AVRO"))
-        time.sleep(1)  # two refresh intervals: the pipeline knows version 2 now
+        # A refresh has read version 2: the pipeline knows it now.
+        log.wait("schema version 2 becomes a column", timeout=90, proc=proc)
         avro_v1(50, "late")
         assert wait_for(lambda: count() == 150)
         assert {"rssi", "co2"} <= columns()  # before any reading carried them
@@ -170,7 +169,11 @@ def test_version_registered_while_running_evolves_both_stores(tc, registry, tmp_
         assert client.get_versions(subject(tc)) == [1, 2]
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    err = log.text()
     assert proc.returncode == 0, err[-3000:]
     tc.assert_clean(err)
     assert "schema version 2 becomes a column" in err
@@ -210,8 +213,11 @@ def test_registry_outage_pauses_consumption_then_resumes(tc, registry, tmp_path)
     registry.stop()
 
     proc = tc.spawn("run", extra=(f"registry.url={registry.url}", "registry.refresh_ms=300"))
+    log = LogLines(proc.stderr)
     try:
-        time.sleep(6)
+        # The pipeline has met the outage: it read a message whose schema it cannot fetch, and
+        # retries instead of dead-lettering it.
+        log.wait("retrying", timeout=90, proc=proc)
         assert proc.poll() is None, "the pipeline exited while the registry was down"
         # Nothing stored and, above all, nothing dead-lettered while the registry was away.
         assert tc.sql("SELECT count(*) FROM readings")[0][0] == 0
@@ -220,7 +226,11 @@ def test_registry_outage_pauses_consumption_then_resumes(tc, registry, tmp_path)
         assert wait_for(lambda: tc.sql("SELECT count(*) FROM readings")[0][0] == 340)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    err = log.text()
     assert proc.returncode == 0, err[-3000:]
     tc.assert_clean(err)
     assert "retrying" in err

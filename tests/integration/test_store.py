@@ -349,7 +349,7 @@ def test_rollups_exactly_once_after_kill(plain, interval_ms):
     for delay in (1.5, 2.5):
         proc = tc.spawn("run", extra=("pipeline.batch_size=500",
                                       f"postgres.rollup_interval_ms={interval_ms}"))
-        time.sleep(delay)
+        time.sleep(delay)  # not synchronisation: where in the run the kill lands
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     tc.run(idle=3, extra=(f"postgres.rollup_interval_ms={interval_ms}",))

@@ -2,9 +2,9 @@
 pipeline must refuse with a clear error instead of taking the new messages below the old marks for
 ones it already stored."""
 
-import time
-
 from confluent_kafka.admin import AdminClient
+
+from waits import wait_for
 
 
 def test_marks_past_the_end_of_a_recreated_topic_are_refused(tc, tmp_path):
@@ -18,7 +18,9 @@ def test_marks_past_the_end_of_a_recreated_topic_are_refused(tc, tmp_path):
     admin = AdminClient({"bootstrap.servers": tc.brokers})
     for fut in admin.delete_topics([tc.topic], operation_timeout=30).values():
         fut.result()
-    time.sleep(2)  # the deletion settles before the simulator creates the topic again
+    # The deletion settles (the broker no longer lists the topic) before the simulator creates it
+    # again.
+    wait_for(lambda: tc.topic not in admin.list_topics(timeout=10).topics, what="the topic's deletion")
     tc.simulate("--devices", "20", "--count", "60", "--seed", "6")
     proc = tc.cmd("run", "--exit-when-idle", "2", extra=(f"lake.dir={lake}",), check=False,
                   timeout=300)

@@ -88,7 +88,7 @@ def test_kill_with_writers_in_flight_and_restart(tc):
     for delay in (1.5, 2.5):
         proc = tc.spawn("run", extra=("postgres.writers=4", "pipeline.batch_size=200",
                                       "pipeline.batch_size_max=200"))
-        time.sleep(delay)
+        time.sleep(delay)  # not synchronisation: where in the run the kill lands
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     tc.run(idle=3, extra=("postgres.writers=4",))
@@ -111,7 +111,7 @@ def test_a_lock_timeout_is_retried_on_a_clean_connection(tc):
         # The partitions' advisory lock, held past the writers' lock_timeout.
         holder.execute("SELECT pg_advisory_xact_lock(7311002)")
         tc.simulate("--devices", "50", "--count", "2000", "--seed", "23")
-        time.sleep(7)
+        time.sleep(7)  # the fault, held for a stated time: several of the writers' lock_timeouts
         holder.rollback()
         out, err = proc.communicate(timeout=300)
     err = "".join(head) + err
