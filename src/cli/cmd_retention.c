@@ -5,7 +5,9 @@
  * and, unless the lake is not required, only the days whose rows the lake already holds: the lake's
  * progress files (lake/layout.h) are read here, where lake.dir is known, and handed to the store.
  * TimescaleDB mode: the extension's retention policy does this; the command says which job and when
- * it runs next. See docs/store.md.
+ * it runs next, and fails naming each of the schema's jobs (retention, compression, refreshes)
+ * whose last run failed: a scheduled policy is no proof that it works. --max-age is refused there,
+ * not ignored: the policy's age was set by migrate. See docs/store.md.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,9 +57,9 @@ int tc_cmd_retention(int argc, char **argv)
                 "whole daily partitions, never today's, and only days the data lake already\n"
                 "holds (its progress past every offset of the day's readings) unless the\n"
                 "lake is not required. In TimescaleDB mode the retention policy does it;\n"
-                "this reports it.\n\n"
+                "this reports it, and fails when a job of the schema failed its last run.\n\n"
                 "  -n, --dry-run          show what would be dropped, drop nothing\n"
-                "  -a, --max-age SECONDS  retention age (default: retention.max_age_s)\n"
+                "  -a, --max-age SECONDS  retention age, plain mode (retention.max_age_s)\n"
                 "  -L, --no-require-lake  drop by age alone (this deployment has no lake)\n"
                 "" TC_CLI_COMMON_HELP,
         .shortopts = "na:L",
@@ -122,6 +124,20 @@ int tc_cmd_retention(int argc, char **argv)
         rc = TC_EXIT_FAILURE;
     } else if (res.mode == TC_STORE_TIMESCALEDB) {
         printf("TimescaleDB mode: %s\n", res.policy);
+        if (max_age > 0) {
+            /* The policy's age was set by migrate; an age given here would change nothing. */
+            fprintf(stderr,
+                    "thermocline retention: --max-age applies to plain mode; in TimescaleDB mode "
+                    "the retention policy's age is retention.max_age_s at migrate\n");
+            rc = TC_EXIT_USAGE;
+        }
+        if (res.failing) {
+            fprintf(stderr,
+                    "thermocline retention: %zu TimescaleDB job(s) of schema \"%s\" failed their "
+                    "last run: %s\n",
+                    res.failing, cfg->pg_schema, res.failing_jobs);
+            rc = TC_EXIT_FAILURE;
+        }
     } else {
         printf("plain mode, retention %lld s%s: %zu day(s) %s, %zu kept until the lake holds"
                " them\n",

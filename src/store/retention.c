@@ -140,7 +140,53 @@ static tc_err tc_retention_drop(tc_store *s, int64_t day, const char *table, cha
     return err;
 }
 
-/* Describe the TimescaleDB retention policy of readings into res->policy. */
+/* The background jobs of schema $1 (the policies on readings, and those on its continuous
+ * aggregates, which the jobs view names by the aggregate's view) and their last runs: id,
+ * procedure, what it acts on, failures, 1 when the last run failed, and the last error's message.
+ */
+static const char *const tc_retention_jobs_sql =
+    "SELECT j.job_id, j.proc_name, j.hypertable_name, coalesce(s.total_failures, 0), "
+    "CASE WHEN s.last_run_status = 'Failed' THEN 1 ELSE 0 END, "
+    "coalesce((SELECT e.err_message FROM timescaledb_information.job_errors e "
+    "WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC NULLS LAST LIMIT 1), '') "
+    "FROM timescaledb_information.jobs j "
+    "LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id "
+    "WHERE j.hypertable_schema = $1 ORDER BY 1";
+
+/* The schema's TimescaleDB jobs whose last run failed, described into res->failing_jobs: the
+ * policy that says when it runs next says nothing of a scheduler that has been failing it. */
+static tc_err tc_retention_failing_jobs(tc_store *s, tc_retention_result *res, char *errstr,
+                                        size_t errstr_size)
+{
+    const char *params[1] = {s->schema_raw};
+    char msg[TC_ERRSTR_MAX];
+    PGresult *r = PQexecParams(s->conn, tc_retention_jobs_sql, 1, NULL, params, NULL, NULL, 0);
+    size_t len = 0;
+    tc_err err = TC_OK;
+
+    res->failing = 0;
+    res->failing_jobs[0] = '\0';
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, r);
+        tc_err_set(err, errstr, errstr_size, "could not read the TimescaleDB jobs: %s",
+                   tc_store_pgmsg(s, r, msg, sizeof(msg)));
+    }
+    for (int i = 0; err == TC_OK && i < PQntuples(r); i++) {
+        if (strcmp(PQgetvalue(r, i, 4), "1") != 0)
+            continue;
+        res->failing++;
+        if (len < sizeof(res->failing_jobs)) /* what does not fit is cut, the count stays */
+            len += (size_t)snprintf(res->failing_jobs + len, sizeof(res->failing_jobs) - len,
+                                    "%sjob %s (%s on %s, %s failures): %s", len ? "; " : "",
+                                    PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                                    PQgetvalue(r, i, 3),
+                                    *PQgetvalue(r, i, 5) ? PQgetvalue(r, i, 5) : "no message");
+    }
+    PQclear(r);
+    return err;
+}
+
+/* Describe the TimescaleDB retention policy of readings into res->policy, and the jobs failing. */
 static tc_err tc_retention_policy(tc_store *s, tc_retention_result *res, char *errstr,
                                   size_t errstr_size)
 {
@@ -167,7 +213,7 @@ static tc_err tc_retention_policy(tc_store *s, tc_retention_result *res, char *e
                  PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
     }
     PQclear(r);
-    return err;
+    return err == TC_OK ? tc_retention_failing_jobs(s, res, errstr, errstr_size) : err;
 }
 
 /* Rows of the day's partition (d->rows) and how many of them the lake holds (d->lake_rows): per

@@ -194,10 +194,18 @@ typedef struct tc_retention_options {
     void *opaque;
 } tc_retention_options;
 
+/* Room for the description of the TimescaleDB jobs whose last run failed. */
+#define TC_RETENTION_FAILING_MAX 1024
+
 typedef struct tc_retention_result {
     tc_store_mode mode;
     size_t dropped, kept; /* days dropped (or that would be), days kept for the lake */
     char policy[256];     /* TimescaleDB mode: the retention policy job, described */
+    /* TimescaleDB mode: the schema's background jobs (policies) whose last run failed, and each
+     * described with its error (the scheduler retries a failing job ever less often, so a policy
+     * that fails is one that, in effect, no longer runs). */
+    size_t failing;
+    char failing_jobs[TC_RETENTION_FAILING_MAX];
 } tc_retention_result;
 
 tc_err tc_store_retention(tc_store *s, const tc_retention_options *opt, tc_retention_result *res,
