@@ -28,6 +28,7 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "core/timeutil.h"
 #include "store/async.h"
 #include "store/store.h"
 
@@ -90,20 +91,6 @@ static int setup(void **state)
     return 0;
 }
 
-static struct timespec deadline_in(int ms)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 /* Wait on the fake's condition, with fk.lock held, until the deadline: 0 once it passed. */
 static int fake_wait(const struct timespec *until)
 {
@@ -147,7 +134,7 @@ tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch
                               char *errstr, size_t errstr_size)
 {
     int id = (int)offsets[0].next_offset, ok;
-    struct timespec until = deadline_in(HANG_MS);
+    struct timespec until = tc_time_deadline(HANG_MS);
     plan p;
 
     (void)b, (void)dlq, (void)from, (void)noffsets;
@@ -167,7 +154,7 @@ tc_err tc_store_write_ordered(tc_store *s, const tc_batch *b, const tc_dlq_batch
         while (!fk.table_holder && fake_wait(&until))
             ;
         struct timespec lock_until =
-            s->lock_timeout_ms > 0 ? deadline_in(s->lock_timeout_ms) : until;
+            s->lock_timeout_ms > 0 ? tc_time_deadline(s->lock_timeout_ms) : until;
         while (fk.table_holder && fake_wait(&lock_until))
             ;
         if (fk.table_holder) {
@@ -246,6 +233,13 @@ static void submit(tc_store_async *a, int w, int id)
     tc_store_async_submit(a, w, NULL, NULL, &batches[id].off, &batches[id].from, 1);
 }
 
+/* Batches 1, 2 and 3 on writers 0, 1 and 2. */
+static void submit_three(tc_store_async *a)
+{
+    for (int id = 1; id <= 3; id++)
+        submit(a, id - 1, id);
+}
+
 static tc_store_async *pool(int writers, int lock_timeout_ms)
 {
     tc_store_options o = {0};
@@ -262,7 +256,7 @@ static tc_store_async *pool(int writers, int lock_timeout_ms)
 /* Wait until batch id asked for its turn; fails the test at the hang deadline. */
 static void wait_at_turn(int id)
 {
-    struct timespec until = deadline_in(HANG_MS);
+    struct timespec until = tc_time_deadline(HANG_MS);
 
     pthread_mutex_lock(&fk.lock);
     while (!fk.at_turn[id] && fake_wait(&until))
@@ -308,9 +302,7 @@ static void test_commits_follow_submission_order(void **state)
 
     (void)state;
     fk.plans[1].gated = 1;
-    submit(a, 0, 1);
-    submit(a, 1, 2);
-    submit(a, 2, 3);
+    submit_three(a);
     assert_int_equal(tc_store_async_free_writer(a), -1);
     /* 2 and 3 have copied and wait for their turn while 1 is held before its COPY. */
     wait_at_turn(2);
@@ -336,9 +328,7 @@ static void test_a_failure_cascades_to_the_later_batches(void **state)
     (void)state;
     fk.plans[2].fail_commit = TC_ERR_DB;
     fk.plans[2].gated = 1; /* 3 is at its turn before 2 fails */
-    submit(a, 0, 1);
-    submit(a, 1, 2);
-    submit(a, 2, 3);
+    submit_three(a);
     wait_at_turn(3);
     open_gate(2);
 
@@ -369,9 +359,7 @@ static void test_a_failed_copy_still_finishes_in_its_place(void **state)
      * not commit after 2's failure either. */
     fk.plans[1].gated = 1;
     fk.plans[2].fail_copy = TC_ERR_IO;
-    submit(a, 0, 1);
-    submit(a, 1, 2);
-    submit(a, 2, 3);
+    submit_three(a);
     wait_at_turn(3);
     assert_false(tc_store_async_await(a, 1, BLOCKED_MS)); /* failed, but not before 1 finished */
     assert_committed(NULL, 0);
@@ -505,9 +493,7 @@ static void test_destroy_finishes_what_is_in_flight(void **state)
 
     (void)state;
     /* Nobody waits for these: destroy lets each finish, in order, before the threads stop. */
-    submit(a, 0, 1);
-    submit(a, 1, 2);
-    submit(a, 2, 3);
+    submit_three(a);
     tc_store_async_destroy(a);
     assert_committed((int[]){1, 2, 3}, 3);
     assert_int_equal(fk.destroyed, 4);
