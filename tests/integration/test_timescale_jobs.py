@@ -7,9 +7,10 @@ ends with last_run_status = 'Success'; a job that fails is reported by `thermocl
 TimescaleDB must be preloaded (shared_preload_libraries), and the shared PostgreSQL is everyone's:
 the test starts a PostgreSQL 15 of its own with scripts/dev-services (a state directory and port of
 its own, TC_TIMESCALE_PG_PORT, default 35432), which preloads TimescaleDB when its library is
-installed. Skipped when it is not (TimescaleDB has no Debian 12 package: docs/store.md says which
+installed, and holds /tmp/tc-timescale.lock meanwhile: another run's teardown would stop it. Skipped when it is not (TimescaleDB has no Debian 12 package: docs/store.md says which
 versions were tested)."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -73,15 +74,17 @@ def timescale_pg():
         proc = subprocess.run([DEV, *args], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"dev-services {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
 
-    dev("up", "postgres")
-    dsn = f"host=127.0.0.1 port={port} dbname=thermocline user=postgres connect_timeout=5"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
-    assert "timescaledb" in preload, f"dev-services did not preload TimescaleDB: {preload!r}"
-    try:
-        yield dsn
-    finally:
-        dev("down", "postgres")
+    with open("/tmp/tc-timescale.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        dev("up", "postgres")
+        dsn = f"host=127.0.0.1 port={port} dbname=thermocline user=postgres connect_timeout=5"
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+            assert "timescaledb" in preload, f"dev-services did not preload TimescaleDB: {preload!r}"
+            yield dsn
+        finally:
+            dev("down", "postgres")
 
 
 @pytest.fixture
