@@ -15,6 +15,7 @@ import time
 from test_lake import assert_lake_matches
 from test_observe import free_port, get
 from test_pipeline import assert_store_matches
+from waits import wait_for as _wait_for
 
 
 def files_of(root):
@@ -196,15 +197,13 @@ def test_replicate_service_reports_lag(tc, tmp_path):
                     f"127.0.0.1:{port}", extra=(f"lake.dir={lake}",))
     try:
         def wait_for(pred, timeout=60):
-            deadline = time.time() + timeout
-            while time.time() < deadline:
+            """The shared wait_for; the listener may not answer yet (OSError): not yet."""
+            def answered():
                 try:
-                    if pred():
-                        return True
+                    return pred()
                 except OSError:
-                    pass
-                time.sleep(0.1)
-            return False
+                    return None
+            return _wait_for(answered, timeout=timeout, what="the replication's metric", proc=proc)
 
         assert wait_for(lambda: metric(port, "thermocline_lake_replica_runs_total") >= 1)
         assert wait_for(lambda: metric(port, "thermocline_lake_replica_behind_offsets") == 0)
