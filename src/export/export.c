@@ -273,7 +273,8 @@ static tc_err tc_export_select(tc_export_ctx *c, char hex[65])
         return err;
     if ((err = tc_lake_walk_days(c->o->lake_dir, tc_export_day, c)) != TC_OK)
         return err;
-    qsort(c->files, c->nfiles, sizeof(*c->files), tc_export_file_cmp);
+    if (c->nfiles)
+        qsort(c->files, c->nfiles, sizeof(*c->files), tc_export_file_cmp);
     if (!(sha = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(sha);
         return tc_err_set(TC_ERR_NOMEM, c->errstr, c->errstr_size, "export: out of memory");

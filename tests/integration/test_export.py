@@ -40,14 +40,18 @@ def lake_rows(lake, frm, to):
     return rows
 
 
-def open_text(path):
-    raw = open(path, "rb")
+def text_of(path, data):
+    """A CSV or NDJSON file's text, decompressed as its extension says."""
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
-    if path.endswith(".zst"):
-        return io.TextIOWrapper(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd"),
-                                encoding="utf-8", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        data = gzip.decompress(data)
+    elif path.endswith(".zst"):
+        data = pa.CompressedInputStream(pa.BufferReader(data), "zstd").read()
+    return data.decode("utf-8")
+
+
+def read_bytes(path):
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def num(v):
@@ -59,14 +63,14 @@ def num(v):
 
 def read_export(out):
     """The rows of an export directory, whatever its format, as dicts; checks the manifest."""
-    man = json.load(open(os.path.join(out, "manifest.json")))
+    man = json.loads(read_bytes(os.path.join(out, "manifest.json")))
     names = sorted(f for f in os.listdir(out) if f != "manifest.json")
     assert names == sorted(f["path"] for f in man["files"]), "manifest and directory differ"
     assert not [f for f in os.listdir(os.path.dirname(out)) if f.startswith("." + os.path.basename(out))]
     rows = []
     for f in man["files"]:
         path = os.path.join(out, f["path"])
-        data = open(path, "rb").read()
+        data = read_bytes(path)
         assert hashlib.sha256(data).hexdigest() == f["sha256"], path
         assert len(data) == f["bytes"]
         n0 = len(rows)
@@ -76,16 +80,15 @@ def read_export(out):
                 r["time"] = r["time"].astimezone(timezone.utc)
                 rows.append(r)
         elif fmt == "csv":
-            with open_text(path) as fh:
-                for r in csv.DictReader(fh):
-                    rows.append(r)
+            text = text_of(path, data)
+            assert text.startswith("time,device_id,") and text.endswith("\r\n")
+            rows += list(csv.DictReader(io.StringIO(text, newline="")))
         else:
-            with open_text(path) as fh:
-                for line in fh:
-                    rows.append(json.loads(line))
+            rows += [json.loads(line) for line in text_of(path, data).splitlines()]
         assert len(rows) - n0 == f["rows"], path
     assert man["rows"] == len(rows)
-    assert man["lake_files"] and len(man["lake_digest"]) == 64
+    assert len(man["lake_digest"]) == 64
+    assert sum(f["rows"] for f in man["lake_files"]) >= len(rows)
     return man, rows
 
 
@@ -228,16 +231,23 @@ def test_scheduled_exports_kill_9_and_late_data(tc, tmp_path):
     spec = (f"name=hourly schedule=hourly tz=Europe/Paris format=csv compress=gzip "
             f"lookback=40 out={out}")
     extra = (f"lake.dir={lake}", f"export.schedules={spec}")
-    # kill -9 while periods are being written, at a few points of the pass.
+    # kill -9 while a period is being written (its temporary directory exists), three times:
+    # each period visible after is whole, the one being written is absent.
+    mid = 0
     for _ in range(3):
         proc = tc.spawn("export", "--scheduled", "--once", "--now", iso(now), extra=extra)
-        wait_for(lambda: proc.poll() is not None or (os.path.isdir(out) and any(
-            d.startswith(".") for d in os.listdir(out))), timeout=120,
+        writing = wait_for(lambda: proc.poll() is not None or (os.path.isdir(out) and [
+            d for d in os.listdir(out) if d.startswith(".")]), timeout=120,
             what="a period being written")
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+        if writing is not True:
+            mid += 1
+            period = writing[0].split(".")[1]
+            assert period not in periods(out) or read_export(os.path.join(out, period))
         if os.path.isdir(out):
             assert_whole(out)
+    assert mid >= 1, "no kill landed while a period was being written"
     tc.cmd("export", "--scheduled", "--once", "--now", iso(now), extra=extra)
     got = periods(out)
     assert len(got) == 40
@@ -294,5 +304,7 @@ def test_scheduled_exports_metrics(tc, tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         log.join()
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == 0
     tc.assert_clean(log.text())
