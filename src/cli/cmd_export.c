@@ -114,12 +114,14 @@ int tc_cmd_export(int argc, char **argv)
             o.devices = optarg;
         } else if (opt == TC_EXPORT_OPT_TAGS) {
             char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg || o.ntags == TC_EXPORT_TAGS_MAX)
+            if (eq && eq != optarg && o.ntags < TC_EXPORT_TAGS_MAX) {
+                *eq = '\0';
+                o.tag_key[o.ntags] = optarg;
+                o.tag_value[o.ntags++] = eq + 1;
+            } else {
                 tc_cli_usage_error(&spec, "--tags wants KEY=VALUE (at most %d)",
                                    TC_EXPORT_TAGS_MAX);
-            *eq = '\0';
-            o.tag_key[o.ntags] = optarg;
-            o.tag_value[o.ntags++] = eq + 1;
+            }
         } else if (opt == TC_EXPORT_OPT_METRICS) {
             o.metrics = optarg;
         } else if (opt == TC_EXPORT_OPT_FORMAT) {

@@ -122,8 +122,7 @@ int tc_export_scheduled_main(const tc_config *cfg, int once, const char *listen,
     if (!listen)
         listen = cfg->export_listen;
     if (listen && *listen) {
-        http = tc_http_server_new(listen, &(tc_http_options){.threads = 1}, errstr,
-                                  sizeof(errstr));
+        http = tc_http_server_new(listen, &(tc_http_options){.threads = 1}, errstr, sizeof(errstr));
         if (!http || tc_http_route(http, "GET", "/metrics", tc_export_metrics, &s) != TC_OK ||
             tc_http_server_start(http, errstr, sizeof(errstr)) != TC_OK) {
             fprintf(stderr, "thermocline export: --listen %s: %s\n", listen, errstr);
@@ -142,8 +141,8 @@ int tc_export_scheduled_main(const tc_config *cfg, int once, const char *listen,
         int64_t next = tc_time_now_us() + cfg->export_check_interval_s * TC_USEC_PER_SEC;
         failures = 0;
         for (size_t i = 0; i < s.n && !tc_cli_stop; i++)
-            failures += tc_export_sched_pass(&env, &s.specs[i], now / TC_USEC_PER_SEC,
-                                             &s.stats[i], &s.lock);
+            failures += tc_export_sched_pass(&env, &s.specs[i], now / TC_USEC_PER_SEC, &s.stats[i],
+                                             &s.lock);
         if (once)
             break;
         while (!tc_cli_stop && tc_time_now_us() < next)

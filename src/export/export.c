@@ -129,8 +129,7 @@ static void tc_export_add_metrics(tc_export_ctx *c, const tc_parquet_info *info)
 {
     for (size_t i = 0; i < info->nleaves && c->nmetrics < TC_EXPORT_METRICS_MAX; i++) {
         const tc_parquet_leaf_info *l = &info->leaves[i];
-        int skip = l->type != 5 /* DOUBLE */ || l->path_len != 1 ||
-                   l->path[0].n > TC_PQ_NAME_MAX ||
+        int skip = l->type != 5 /* DOUBLE */ || l->path_len != 1 || l->path[0].n > TC_PQ_NAME_MAX ||
                    tc_export_has_metric(c, (const char *)l->path[0].p, l->path[0].n);
         for (size_t k = 0; !skip && k < sizeof(tc_export_not_metrics) / sizeof(char *); k++)
             skip = l->path[0].n == strlen(tc_export_not_metrics[k]) &&
@@ -179,8 +178,7 @@ static tc_err tc_export_consider(tc_export_ctx *c, const char *dir, const char *
     if (c->nfiles == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
         tc_export_lake_file *nf;
-        if (cap > TC_EXPORT_LAKE_FILES_MAX ||
-            !(nf = realloc(c->files, cap * sizeof(*nf)))) {
+        if (cap > TC_EXPORT_LAKE_FILES_MAX || !(nf = realloc(c->files, cap * sizeof(*nf)))) {
             tc_parquet_info_free(info);
             return tc_err_set(TC_ERR_NOMEM, c->errstr, c->errstr_size,
                               "export: more lake files than memory or %zu allow",
@@ -281,9 +279,8 @@ static tc_err tc_export_select(tc_export_ctx *c, char hex[65])
     }
     for (size_t i = 0; i < c->nfiles; i++) {
         char line[TC_LAKE_NAME_MAX + TC_EXPORT_TEXT_MAX + 96];
-        int n = snprintf(line, sizeof(line), "%s\t%" PRIu64 "\t%" PRId64 "\t%s\n",
-                         c->files[i].rel, c->files[i].bytes, c->files[i].rows,
-                         c->files[i].coords);
+        int n = snprintf(line, sizeof(line), "%s\t%" PRIu64 "\t%" PRId64 "\t%s\n", c->files[i].rel,
+                         c->files[i].bytes, c->files[i].rows, c->files[i].coords);
         EVP_DigestUpdate(sha, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     EVP_DigestFinal_ex(sha, md, &mdlen);
@@ -291,9 +288,9 @@ static tc_err tc_export_select(tc_export_ctx *c, char hex[65])
     for (unsigned i = 0; i < mdlen && i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     for (size_t k = 0; k < c->nmetrics; k++)
-        c->personal[k] = c->o->mask != TC_MASK_FULL &&
-                         tc_mask_is_personal(c->o->personal_columns, c->metric[k],
-                                             strlen(c->metric[k]), 0);
+        c->personal[k] =
+            c->o->mask != TC_MASK_FULL &&
+            tc_mask_is_personal(c->o->personal_columns, c->metric[k], strlen(c->metric[k]), 0);
     return TC_OK;
 }
 
@@ -487,10 +484,14 @@ static tc_err tc_export_read_file(tc_export_ctx *c, const tc_export_lake_file *f
             kept++;
         }
         if (kept) {
-            tc_export_rows rows_out = {kept,      g->time_us,   g->device,
+            tc_export_rows rows_out = {kept,
+                                       g->time_us,
+                                       g->device,
                                        (const double *const *)g->metric,
                                        (const uint8_t *const *)g->present,
-                                       g->tags,   g->partition, g->offset};
+                                       g->tags,
+                                       g->partition,
+                                       g->offset};
             err = tc_export_file_write(out, &rows_out, c->errstr, c->errstr_size);
             *rows += kept;
         }
@@ -685,8 +686,8 @@ static tc_err tc_export_manifest(tc_export_ctx *c, tc_jbuf *outputs, const char 
     }
     tc_path_fmt(path, sizeof(path), "%s/manifest.json", tmp);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    err = fd < 0 ? tc_err_set(TC_ERR_IO, c->errstr, c->errstr_size, "export: create %s: %s",
-                              path, strerror(errno))
+    err = fd < 0 ? tc_err_set(TC_ERR_IO, c->errstr, c->errstr_size, "export: create %s: %s", path,
+                              strerror(errno))
                  : TC_OK;
     for (size_t off = 0; err == TC_OK && off < b.len;) {
         ssize_t k = write(fd, b.data + off, b.len - off);
@@ -782,8 +783,7 @@ tc_err tc_export_run(const tc_export_options *o, tc_export_result *res, char *er
         base[strlen(base) - 1] = '\0';
     slash = strrchr(base, '/');
     if (slash) {
-        tc_path_fmt(parent, sizeof(parent), "%.*s", slash == base ? 1 : (int)(slash - base),
-                    base);
+        tc_path_fmt(parent, sizeof(parent), "%.*s", slash == base ? 1 : (int)(slash - base), base);
         memmove(base, slash + 1, strlen(slash + 1) + 1);
     } else {
         snprintf(parent, sizeof(parent), ".");

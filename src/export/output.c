@@ -192,8 +192,8 @@ tc_export_file *tc_export_file_new(int fd, tc_export_format f, tc_export_compres
         cols[nc++] = (tc_parquet_column){"tags", TC_PQ_STRING, 1, TC_PQ_DICT_ON};
         cols[nc++] = (tc_parquet_column){"kafka_partition", TC_PQ_INT32, 0, TC_PQ_DICT_OFF};
         cols[nc++] = (tc_parquet_column){"kafka_offset", TC_PQ_INT64, 0, TC_PQ_DICT_OFF};
-        w->pq = tc_parquet_writer_new_sink(tc_export_pq_sink, w, cols, nc, &po, errstr,
-                                           errstr_size);
+        w->pq =
+            tc_parquet_writer_new_sink(tc_export_pq_sink, w, cols, nc, &po, errstr, errstr_size);
         if (!w->pq) {
             tc_export_file_destroy(w);
             return NULL;
@@ -332,8 +332,7 @@ static tc_err tc_export_text_rows(tc_export_file *w, const tc_export_rows *r, ch
                 tc_export_put(w, w->names[k], nl);
                 tc_export_put(w, "\":", 2);
             }
-            if (present && r->metric[k] && !isnan(r->metric[k][i]) &&
-                !isinf(r->metric[k][i])) {
+            if (present && r->metric[k] && !isnan(r->metric[k][i]) && !isinf(r->metric[k][i])) {
                 n = (size_t)tc_fmt_double(field, sizeof(field), r->metric[k][i]);
                 tc_export_put(w, field, n);
             } else if (!csv) {
@@ -351,8 +350,8 @@ static tc_err tc_export_text_rows(tc_export_file *w, const tc_export_rows *r, ch
                                            errstr_size);
         else if (!csv)
             tc_export_put(w, "null", 4);
-        if (err == TC_OK && (err = tc_export_room(w, 2 * TC_EXPORT_FIELD_MAX, errstr,
-                                                  errstr_size)) == TC_OK)
+        if (err == TC_OK &&
+            (err = tc_export_room(w, 2 * TC_EXPORT_FIELD_MAX, errstr, errstr_size)) == TC_OK)
             w->text_len += (size_t)snprintf(
                 w->text + w->text_len, 2 * TC_EXPORT_FIELD_MAX,
                 csv ? ",%d,%lld\r\n" : ",\"kafka_partition\":%d,\"kafka_offset\":%lld}\n",

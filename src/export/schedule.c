@@ -90,8 +90,8 @@ static tc_err tc_sched_field(const char *p, size_t n, int lo, int hi, uint64_t *
         }
         if (a < lo || b > hi || a > b) {
             tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                       "schedule: %s field \"%.*s\": %d-%d is outside %d-%d", what, (int)n, p, a,
-                       b, lo, hi);
+                       "schedule: %s field \"%.*s\": %d-%d is outside %d-%d", what, (int)n, p, a, b,
+                       lo, hi);
             return TC_ERR_INVALID;
         }
         for (int v = a; v <= b; v += step)
@@ -119,8 +119,10 @@ static tc_err tc_sched_check_tz(const char *tz, char *errstr, size_t errstr_size
     size_t n = strlen(tz);
 
     if (n >= TC_SCHED_TZ_MAX) {
-        tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "schedule: time zone \"%.40s...\" is too "
-                                                        "long", tz);
+        tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                   "schedule: time zone \"%.40s...\" is too "
+                   "long",
+                   tz);
         return TC_ERR_INVALID;
     }
     if (!strcmp(tz, "UTC"))

@@ -29,11 +29,11 @@ typedef struct tc_export_sched_env {
 
 /* Per scheduled export, since the process started (read under lock by /metrics). */
 typedef struct tc_export_sched_stats {
-    uint64_t exports;         /* periods exported */
-    uint64_t late_reexports;  /* of which re-exports of a changed period */
-    uint64_t failures;        /* exports that failed (retried at the next pass) */
-    uint64_t rows;            /* rows written */
-    int64_t last_success_us;  /* 0: none yet */
+    uint64_t exports;           /* periods exported */
+    uint64_t late_reexports;    /* of which re-exports of a changed period */
+    uint64_t failures;          /* exports that failed (retried at the next pass) */
+    uint64_t rows;              /* rows written */
+    int64_t last_success_us;    /* 0: none yet */
     int64_t last_period_end_us; /* end of the latest period exported whole */
 } tc_export_sched_stats;
 

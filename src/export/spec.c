@@ -86,12 +86,12 @@ static int tc_export_put(char *dst, size_t cap, const char *v)
 }
 
 /* One KEY=VALUE into sp; seen marks the keys given. */
-static tc_err tc_export_spec_key(tc_export_spec *sp, const char *key, const char *v,
-                                 unsigned *seen, char *tz, char *errstr, size_t errstr_size)
+static tc_err tc_export_spec_key(tc_export_spec *sp, const char *key, const char *v, unsigned *seen,
+                                 char *tz, char *errstr, size_t errstr_size)
 {
-    static const char *const keys[] = {"name",    "schedule", "tz",      "format",
-                                       "compress", "profile", "devices", "tags",
-                                       "metrics",  "out",     "lookback"};
+    static const char *const keys[] = {"name",     "schedule", "tz",      "format",
+                                       "compress", "profile",  "devices", "tags",
+                                       "metrics",  "out",      "lookback"};
     size_t k, nk = sizeof(keys) / sizeof(keys[0]);
     int ok = 1;
 
@@ -164,11 +164,10 @@ static tc_err tc_export_spec_end(tc_export_spec *sp, unsigned seen, const char *
                           sp->name);
     if (sp->format == TC_EXPORT_PARQUET && sp->compress == TC_EXPORT_GZIP)
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "export.schedules: export \"%s\": gzip is for csv and ndjson",
-                          sp->name);
+                          "export.schedules: export \"%s\": gzip is for csv and ndjson", sp->name);
     if (tc_sched_parse(sp->schedule_text, tz, &sp->schedule, e, sizeof(e)) != TC_OK)
-        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                          "export.schedules: export \"%s\": %s", sp->name, e);
+        return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "export.schedules: export \"%s\": %s",
+                          sp->name, e);
     return TC_OK;
 }
 
@@ -231,8 +230,8 @@ tc_err tc_export_specs_parse(const char *text, tc_export_spec *specs, size_t cap
         }
         if (vn >= sizeof(value))
             return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                              "export.schedules: export %zu: %s is longer than %zu bytes", *n,
-                              key, sizeof(value) - 1);
+                              "export.schedules: export %zu: %s is longer than %zu bytes", *n, key,
+                              sizeof(value) - 1);
         memcpy(value, p, vn);
         value[vn] = '\0';
         p += vn + (size_t)quoted;
@@ -243,7 +242,6 @@ tc_err tc_export_specs_parse(const char *text, tc_export_spec *specs, size_t cap
         for (size_t j = 0; j < i; j++)
             if (!strcmp(specs[i].name, specs[j].name))
                 return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                                  "export.schedules: two exports are named \"%s\"",
-                                  specs[i].name);
+                                  "export.schedules: two exports are named \"%s\"", specs[i].name);
     return TC_OK;
 }

@@ -475,7 +475,7 @@ static void tc_api_expand(tc_jbuf *b, const char *tmpl, const tc_api_sql_options
             tc_api_puts(b, "ARRAY[''");
             for (size_t m = 0; m < TC_API_METRIC_COUNT; m++) {
                 if (tc_mask_is_personal(o->personal_columns, tc_api_metrics[m],
-                                    strlen(tc_api_metrics[m]), 0)) {
+                                        strlen(tc_api_metrics[m]), 0)) {
                     tc_api_puts(b, ", '");
                     tc_api_puts(b, tc_api_metrics[m]);
                     tc_api_puts(b, "'");

@@ -53,8 +53,8 @@ static int64_t prev_of(const tc_sched *s, int64_t at)
 
 static void test_names_in_utc(void **state)
 {
-    tc_sched d = parse_ok("daily", NULL), w = parse_ok("@weekly", ""), h = parse_ok("hourly", "UTC"),
-             m = parse_ok("monthly", NULL);
+    tc_sched d = parse_ok("daily", NULL), w = parse_ok("@weekly", ""),
+             h = parse_ok("hourly", "UTC"), m = parse_ok("monthly", NULL);
     int64_t start = 0;
 
     (void)state;
@@ -136,9 +136,9 @@ static void test_missing_and_repeated_wall_clock(void **state)
 static void test_refusals(void **state)
 {
     static const char *const bad[] = {
-        "",           "* * * *",     "* * * * * *", "60 * * * *",  "* 24 * * *", "* * 0 * *",
-        "* * * 13 *", "* * * * 8",   "a * * * *",   "*/0 * * * *", "5-1 * * * *", "1- * * * *",
-        "@yearly",    "1,,2 * * * *", "0001 * * * *", "daily x",   "-1 * * * *",  "*/ * * * *",
+        "",           "* * * *",      "* * * * * *",  "60 * * * *",  "* 24 * * *",  "* * 0 * *",
+        "* * * 13 *", "* * * * 8",    "a * * * *",    "*/0 * * * *", "5-1 * * * *", "1- * * * *",
+        "@yearly",    "1,,2 * * * *", "0001 * * * *", "daily x",     "-1 * * * *",  "*/ * * * *",
     };
     tc_sched s;
     char err[256];
@@ -169,13 +169,13 @@ static void test_specs(void **state)
     char err[512];
 
     (void)state;
-    assert_int_equal(tc_export_specs_parse(
-                         " name=a schedule=daily tz=Europe/Paris format=csv compress=gzip "
-                         "profile=public out=/x/a tags=site=paris-2,fw=1.0.0 ;\n"
-                         "name=b schedule=\"0 6 * * 1\" format=parquet metrics=temperature "
-                         "devices=sensor-0* lookback=3 out=\"/x/with space\";",
-                         specs, 4, &n, err, sizeof(err)),
-                     TC_OK);
+    assert_int_equal(
+        tc_export_specs_parse(" name=a schedule=daily tz=Europe/Paris format=csv compress=gzip "
+                              "profile=public out=/x/a tags=site=paris-2,fw=1.0.0 ;\n"
+                              "name=b schedule=\"0 6 * * 1\" format=parquet metrics=temperature "
+                              "devices=sensor-0* lookback=3 out=\"/x/with space\";",
+                              specs, 4, &n, err, sizeof(err)),
+        TC_OK);
     assert_int_equal(n, 2);
     assert_string_equal(specs[0].name, "a");
     assert_int_equal(specs[0].format, TC_EXPORT_CSV);
@@ -192,20 +192,20 @@ static void test_specs(void **state)
     assert_string_equal(specs[1].devices, "sensor-0*");
 
     static const char *const bad[] = {
-        "name=a schedule=daily format=csv",                                  /* no out */
-        "name=a schedule=daily format=xml out=/x",                           /* format */
-        "name=a schedule=daily format=parquet compress=gzip out=/x",         /* gzip parquet */
-        "name=a schedule=daily format=csv out=/x color=red",                 /* unknown key */
-        "name=a name=b schedule=daily format=csv out=/x",                    /* twice */
+        "name=a schedule=daily format=csv",                          /* no out */
+        "name=a schedule=daily format=xml out=/x",                   /* format */
+        "name=a schedule=daily format=parquet compress=gzip out=/x", /* gzip parquet */
+        "name=a schedule=daily format=csv out=/x color=red",         /* unknown key */
+        "name=a name=b schedule=daily format=csv out=/x",            /* twice */
         "name=a schedule=daily format=csv out=/x; name=a schedule=daily format=csv out=/y",
-        "name=a/b schedule=daily format=csv out=/x",                         /* name chars */
-        "name=a schedule=\"0 6 * * 1 format=csv out=/x",                     /* open quote */
-        "name=a schedule=daily format=csv out=/x lookback=0",                /* lookback */
-        "name=a schedule=daily tz=Nowhere/City format=csv out=/x",           /* zone */
-        "name=a schedule=\"61 * * * *\" format=csv out=/x",                  /* schedule */
-        "name=a schedule=daily format=csv out=/x profile=secret",            /* profile */
-        "name=a schedule=daily format=csv out=/x tags=site",                 /* tags */
-        "name=a schedule",                                                   /* no '=' */
+        "name=a/b schedule=daily format=csv out=/x",               /* name chars */
+        "name=a schedule=\"0 6 * * 1 format=csv out=/x",           /* open quote */
+        "name=a schedule=daily format=csv out=/x lookback=0",      /* lookback */
+        "name=a schedule=daily tz=Nowhere/City format=csv out=/x", /* zone */
+        "name=a schedule=\"61 * * * *\" format=csv out=/x",        /* schedule */
+        "name=a schedule=daily format=csv out=/x profile=secret",  /* profile */
+        "name=a schedule=daily format=csv out=/x tags=site",       /* tags */
+        "name=a schedule",                                         /* no '=' */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
