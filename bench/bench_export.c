@@ -59,7 +59,7 @@ typedef struct bench_rows {
     uint8_t present[TC_METRIC__COUNT][BENCH_CALL_ROWS];
 } bench_rows;
 
-static char bench_device_ids[BENCH_DEVICES][16];
+static char bench_device_ids[BENCH_DEVICES][24];
 static const char *const bench_tags[] = {"{\"site\":\"berlin-1\",\"fw\":\"1.2.0\"}",
                                          "{\"site\":\"paris-2\",\"fw\":\"1.3.0\"}",
                                          "{\"site\":\"oslo-1\",\"fw\":\"1.2.0\"}", NULL};
