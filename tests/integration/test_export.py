@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from api_data import as_role
 from oracle import METRICS
 from waits import LogLines, wait_for
 
@@ -198,6 +199,15 @@ def test_export_filters_and_public_profile(tc, tmp_path):
     select["longitude"] = "round(longitude::numeric, 2)::double precision"
     assert summary(rows) == store_summary(tc, frm, to, select=select)
     assert any(r["latitude"] and len(r["latitude"].split(".")[-1]) <= 2 for r in rows)
+    # ... and what thermocline_viewer reads through the api schema, value for value.
+    with as_role(tc, "thermocline_viewer", json.dumps({"sub": "bi", "sites": "*"})) as conn:
+        view = {(d, t): (la, lo) for d, t, la, lo in conn.execute(
+            f'SELECT device_id, time, latitude, longitude FROM "{tc.api_schema}".readings_raw'
+            " WHERE time >= %s AND time < %s", (frm, to)).fetchall()}
+    exported = {(r["device_id"], datetime.fromisoformat(r["time"].replace("Z", "+00:00"))):
+                (float(r["latitude"]) if r["latitude"] else None,
+                 float(r["longitude"]) if r["longitude"] else None) for r in rows}
+    assert exported == view
     # hide: NULL for the viewer's profile.
     out = str(tmp_path / "h")
     export(tc, lake, out, "--from", iso(frm), "--to", iso(to), "--format", "csv",

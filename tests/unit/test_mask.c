@@ -47,6 +47,9 @@ static void test_levels_and_columns(void **state)
     assert_true(tc_mask_value(TC_MASK_FULL, 2, 48.856613, &present) == 48.856613);
     assert_int_equal(present, 1);
     assert_true(tc_mask_value(TC_MASK_COARSE, 2, 48.856613, &present) == 48.86);
+    /* 1.005 * 100 is 100.49999999999999 in binary: a binary rounding says 1.00 */
+    assert_true(tc_mask_value(TC_MASK_COARSE, 2, 1.005, &present) == 1.01);
+    assert_true(tc_mask_value(TC_MASK_COARSE, 2, -2.675, &present) == -2.68);
     assert_int_equal(present, 1);
     tc_mask_value(TC_MASK_HIDDEN, 2, 48.856613, &present);
     assert_int_equal(present, 0);
