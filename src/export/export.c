@@ -38,6 +38,8 @@
 #define TC_EXPORT_COL_TAGS      "tags"
 #define TC_EXPORT_COL_PARTITION "kafka_partition"
 #define TC_EXPORT_COL_OFFSET    "kafka_offset"
+/* A compacted file's kafka.partitions ("P:first-last,..." for every partition it holds). */
+#define TC_EXPORT_COORDS_MAX ((size_t)1 << 20)
 /* Columns of the lake that are doubles but not metrics. */
 static const char *const tc_export_not_metrics[] = {"schema_version"};
 
@@ -46,7 +48,7 @@ typedef struct tc_export_lake_file {
     char rel[TC_LAKE_NAME_MAX + 32]; /* year=YYYY/month=MM/day=DD/<name> */
     uint64_t bytes;
     int64_t rows;
-    char coords[TC_EXPORT_TEXT_MAX]; /* "P:first-last" or a compacted file's partitions */
+    char *coords; /* "P:first-last" or a compacted file's kafka.partitions; owned */
 } tc_export_lake_file;
 
 typedef struct tc_export_ctx {
@@ -61,6 +63,7 @@ typedef struct tc_export_ctx {
     char metric[TC_EXPORT_METRICS_MAX][TC_PQ_NAME_MAX + 1];
     int explicit_metrics;
     int personal[TC_EXPORT_METRICS_MAX];
+    char *coords; /* TC_EXPORT_COORDS_MAX bytes of scratch for a file's Kafka coordinates */
 } tc_export_ctx;
 
 int tc_export_profile_level(const char *name, tc_mask_level viewer_level)
@@ -141,6 +144,17 @@ static void tc_export_add_metrics(tc_export_ctx *c, const tc_parquet_info *info)
     }
 }
 
+static void tc_export_files_free(tc_export_ctx *c)
+{
+    for (size_t i = 0; i < c->nfiles; i++)
+        free(c->files[i].coords);
+    free(c->files);
+    free(c->coords);
+    c->coords = NULL;
+    c->files = NULL;
+    c->nfiles = c->cap = 0;
+}
+
 static int tc_export_file_cmp(const void *a, const void *b)
 {
     const tc_export_lake_file *x = a, *y = b;
@@ -153,7 +167,7 @@ static int tc_export_file_cmp(const void *a, const void *b)
 /* Footer of one lake file: kept when its times meet the range. */
 static tc_err tc_export_consider(tc_export_ctx *c, const char *dir, const char *name, int64_t day)
 {
-    char path[TC_PATH_MAX];
+    char path[TC_PATH_MAX], *coords = c->coords;
     tc_parquet_info *info = NULL;
     tc_export_lake_file *f;
     tc_lake_name nm;
@@ -195,10 +209,15 @@ static tc_err tc_export_consider(tc_export_ctx *c, const char *dir, const char *
     f->bytes = (uint64_t)st.st_size;
     f->rows = info->num_rows;
     if (tc_lake_name_parse(name, &nm) == TC_LAKE_FILE_PART)
-        snprintf(f->coords, sizeof(f->coords), "%d:%" PRId64 "-%" PRId64, (int)nm.partition,
+        snprintf(coords, TC_EXPORT_COORDS_MAX, "%d:%" PRId64 "-%" PRId64, (int)nm.partition,
                  nm.first, nm.last);
-    else if (!tc_lake_kv_get(info, TC_LAKE_KV_PARTITIONS, f->coords, sizeof(f->coords)))
-        snprintf(f->coords, sizeof(f->coords), "%s", "?");
+    else if (!tc_lake_kv_get(info, TC_LAKE_KV_PARTITIONS, coords, TC_EXPORT_COORDS_MAX))
+        snprintf(coords, TC_EXPORT_COORDS_MAX, "%s", "?");
+    if (!(f->coords = strdup(coords))) {
+        c->nfiles--;
+        tc_parquet_info_free(info);
+        return tc_err_set(TC_ERR_NOMEM, c->errstr, c->errstr_size, "export: out of memory");
+    }
     if (!c->explicit_metrics)
         tc_export_add_metrics(c, info);
     tc_parquet_info_free(info);
@@ -269,6 +288,8 @@ static tc_err tc_export_select(tc_export_ctx *c, char hex[65])
                           "export: --to must be after --from");
     if ((err = tc_export_metrics(c)) != TC_OK)
         return err;
+    if (!c->coords && !(c->coords = malloc(TC_EXPORT_COORDS_MAX)))
+        return tc_err_set(TC_ERR_NOMEM, c->errstr, c->errstr_size, "export: out of memory");
     if ((err = tc_lake_walk_days(c->o->lake_dir, tc_export_day, c)) != TC_OK)
         return err;
     if (c->nfiles)
@@ -300,7 +321,7 @@ tc_err tc_export_lake_digest(const tc_export_options *o, char hex[65], char *err
     tc_export_ctx c = {.o = o, .errstr = errstr, .errstr_size = errstr_size};
     tc_err err = tc_export_select(&c, hex);
 
-    free(c.files);
+    tc_export_files_free(&c);
     return err;
 }
 
@@ -793,18 +814,18 @@ tc_err tc_export_run(const tc_export_options *o, tc_export_result *res, char *er
                           "export: --out \"%s\" must name a directory to create or replace",
                           o->out_dir);
     if ((err = tc_export_select(&c, res->lake_digest)) != TC_OK) {
-        free(c.files);
+        tc_export_files_free(&c);
         return err;
     }
     res->lake_files = c.nfiles;
     if ((err = tc_durable_mkdirs(parent, errstr, errstr_size)) != TC_OK) {
-        free(c.files);
+        tc_export_files_free(&c);
         return err;
     }
     tc_export_clean(parent, base);
     tc_path_fmt(tmp, sizeof(tmp), "%s/.%s.tmp-%ld", parent, base, (long)getpid());
     if (mkdir(tmp, 0755) != 0) {
-        free(c.files);
+        tc_export_files_free(&c);
         return tc_err_set(TC_ERR_IO, errstr, errstr_size, "export: create %s: %s", tmp,
                           strerror(errno));
     }
@@ -828,6 +849,6 @@ tc_err tc_export_run(const tc_export_options *o, tc_export_result *res, char *er
         tc_export_rmdir(tmp);
     tc_jbuf_free(&outputs);
     tc_export_gather_free(&g);
-    free(c.files);
+    tc_export_files_free(&c);
     return err;
 }

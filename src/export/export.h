@@ -34,7 +34,7 @@
 /* A tag key or value, a metric name, a device glob. */
 #define TC_EXPORT_TEXT_MAX 256
 /* Lake files one export may read (a year of days with a few hundred files each). */
-#define TC_EXPORT_LAKE_FILES_MAX ((size_t)1 << 20)
+#define TC_EXPORT_LAKE_FILES_MAX ((size_t)1 << 20) /* ~0.5 KiB each */
 /* The manifest's size bound. */
 #define TC_EXPORT_MANIFEST_MAX ((size_t)256 << 20)
 

@@ -165,10 +165,18 @@ def test_export_every_format_matches_store_and_lake(tc, tmp_path):
         n, temp = duckdb.sql(f"SELECT count(*), sum(temperature)::DOUBLE FROM {reader}('{files}')").fetchall()[0]
         assert n == want[0]
         assert abs(Decimal(repr(temp)) - want[2]["temperature"]) < Decimal("1e-6") * max(1, abs(want[2]["temperature"]))
-    # A rerun to the same place replaces the export whole, with the same rows.
+    # A rerun to the same place replaces the export whole, with the same rows -- also from
+    # compacted files (their offsets from the footer), under another lake digest.
+    before = read_export(str(tmp_path / "out-parquet-None"))[0]
+    tc.cmd("lake", "compact", "--all-closed", "--min-age-days", "1", extra=(f"lake.dir={lake}",))
     out = str(tmp_path / "out-parquet-None")
     export(tc, lake, out, "--from", iso(frm), "--to", iso(to), "--format", "parquet")
-    assert summary(read_export(out)[1]) == want
+    man, rows = read_export(out)
+    assert summary(rows) == want
+    compacted = [f for f in man["lake_files"] if "/compact-" in f["path"]]
+    assert compacted and all(re.fullmatch(r"\d+:\d+-\d+(,\d+:\d+-\d+)*", f["kafka_offsets"])
+                             for f in compacted)
+    assert man["lake_digest"] != before["lake_digest"]
 
 
 def test_export_filters_and_public_profile(tc, tmp_path):
