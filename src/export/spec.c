@@ -240,8 +240,11 @@ tc_err tc_export_specs_parse(const char *text, tc_export_spec *specs, size_t cap
     }
     for (size_t i = 0; i < *n; i++)
         for (size_t j = 0; j < i; j++)
-            if (!strcmp(specs[i].name, specs[j].name))
+            if (!strcmp(specs[i].name, specs[j].name) || !strcmp(specs[i].out, specs[j].out))
                 return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                                  "export.schedules: two exports are named \"%s\"", specs[i].name);
+                                  "export.schedules: exports \"%s\" and \"%s\" have the same %s "
+                                  "(the periods of one would replace the other's)",
+                                  specs[j].name, specs[i].name,
+                                  strcmp(specs[i].name, specs[j].name) ? "out" : "name");
     return TC_OK;
 }

@@ -11,9 +11,9 @@
  * Keys: name (required; letters, digits, '-', '_'), schedule (required; schedule.h), tz, format
  * (required), compress, profile, devices, tags (K=V,K=V), metrics (a,b), out (required: the
  * directory that receives one directory per period), lookback (closed periods checked for late
- * data, 1-1000, default 7). Unknown keys, repeated keys, repeated names and values out of range
- * are errors naming the export and the key. Untrusted input: bounded, fuzzed
- * (tests/fuzz/fuzz_export_spec.c).
+ * data, 1-1000, default 7). Unknown keys, repeated keys, two exports with one name or one out
+ * directory, and values out of range are errors naming the export and the key. Untrusted input:
+ * bounded, fuzzed (tests/fuzz/fuzz_export_spec.c).
  */
 #ifndef TC_EXPORT_SPEC_H
 #define TC_EXPORT_SPEC_H

@@ -217,6 +217,11 @@ static void test_specs(void **state)
                                            "name=b schedule=daily format=csv out=/2",
                                            specs, 1, &n, err, sizeof(err)),
                      TC_ERR_CONFIG);
+    assert_int_equal(tc_export_specs_parse("name=a schedule=daily format=csv out=/1;"
+                                           "name=b schedule=weekly format=csv out=/1",
+                                           specs, 4, &n, err, sizeof(err)),
+                     TC_ERR_CONFIG);
+    assert_non_null(strstr(err, "same out"));
     assert_int_equal(tc_export_specs_parse("  ;; ", specs, 4, &n, err, sizeof(err)), TC_OK);
     assert_int_equal(n, 0);
 }
