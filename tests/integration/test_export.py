@@ -326,3 +326,30 @@ def test_scheduled_exports_metrics(tc, tmp_path):
         proc.stderr.close()
     assert proc.returncode == 0
     tc.assert_clean(log.text())
+
+
+def test_export_of_an_encrypted_lake(tc, tmp_path):
+    """With lake.encryption.* set, the export reads the encrypted lake with the master keys and
+    writes plain files (masked by their profile); without the keys it fails, writing nothing."""
+    from lake_kms import new_keys, write_key_file
+
+    lake = str(tmp_path / "lake")
+    key_file = write_key_file(tmp_path / "lake.keys", new_keys())
+    enc = ("lake.encryption.enabled=true", f"lake.encryption.key_file={key_file}")
+    tc.migrate()
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    tc.simulate("--devices", "30", "--count", "1500", "--seed", "36", "--start", iso(start),
+                "--cadence-ms", str(1_800_000))
+    tc.run(idle=3, extra=(f"lake.dir={lake}", "lake.roll_seconds=1", *enc))
+    frm, to = start, start + timedelta(days=2)
+    out = str(tmp_path / "plain")
+    export(tc, lake, out, "--from", iso(frm), "--to", iso(to), "--format", "parquet",
+           extra=enc)
+    man, rows = read_export(out)
+    assert summary(rows) == store_summary(tc, frm, to)
+    assert read_bytes(os.path.join(out, man["files"][0]["path"]))[:4] == b"PAR1"
+    bad = tc.cmd("export", "--out", str(tmp_path / "nokeys"), "--from", iso(frm), "--to", iso(to),
+                 "--format", "csv", extra=(f"lake.dir={lake}",), check=False)
+    assert bad.returncode == 1 and ".parquet" in bad.stderr, bad.stderr
+    assert not os.path.exists(str(tmp_path / "nokeys"))
+    assert not [d for d in os.listdir(str(tmp_path)) if d.startswith(".nokeys")]
