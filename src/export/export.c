@@ -95,6 +95,15 @@ static int tc_export_rg_times(const tc_parquet_info *info, size_t g, size_t col,
     return 1;
 }
 
+/* The error of a lake file's reader, with the file named first. */
+static tc_err tc_export_locate(tc_export_ctx *c, tc_err err, const char *path)
+{
+    char inner[512];
+
+    snprintf(inner, sizeof(inner), "%s", c->errstr);
+    return tc_err_set(err, c->errstr, c->errstr_size, "export: lake file %s: %s", path, inner);
+}
+
 /* Whether row group g may hold times of [from, to) (no statistics: it may). */
 static int tc_export_rg_meets(const tc_export_options *o, const tc_parquet_info *info, size_t g,
                               size_t time_col)
@@ -181,7 +190,7 @@ static tc_err tc_export_consider(tc_export_ctx *c, const char *dir, const char *
         return TC_OK; /* removed by compaction or retention since the listing */
     err = tc_parquet_verify_path(path, TC_PQ_VERIFY_FOOTER, &info, c->errstr, c->errstr_size);
     if (err != TC_OK)
-        return err;
+        return tc_export_locate(c, err, path);
     tcol = tc_export_leaf(info, TC_EXPORT_COL_TIME);
     for (size_t g = 0; g < info->nrg && !meets; g++)
         meets = tcol < 0 || tc_export_rg_meets(c->o, info, g, (size_t)tcol);
@@ -451,7 +460,7 @@ static tc_err tc_export_read_file(tc_export_ctx *c, const tc_export_lake_file *f
 
     tc_path_fmt(path, sizeof(path), "%s/telemetry/%s", o->lake_dir, f->rel);
     if ((err = tc_parquet_reader_open_path(path, &r, c->errstr, c->errstr_size)) != TC_OK)
-        return err;
+        return tc_export_locate(c, err, path);
     cols = tc_parquet_reader_columns(r, &ncols);
     map.time = tc_export_col(cols, ncols, TC_EXPORT_COL_TIME, TC_PQ_TIMESTAMP_US);
     map.device = tc_export_col(cols, ncols, TC_EXPORT_COL_DEVICE, TC_PQ_STRING);
@@ -472,8 +481,10 @@ static tc_err tc_export_read_file(tc_export_ctx *c, const tc_export_lake_file *f
         size_t n, kept = 0;
         if (!tc_export_rg_meets(o, tc_parquet_reader_info(r), rg, (size_t)map.time))
             continue;
-        if ((err = tc_parquet_reader_read(r, rg, &v, &n, c->errstr, c->errstr_size)) != TC_OK)
+        if ((err = tc_parquet_reader_read(r, rg, &v, &n, c->errstr, c->errstr_size)) != TC_OK) {
+            err = tc_export_locate(c, err, path);
             break;
+        }
         *read += n;
         if (!tc_export_gather_grow(g, n, c->nmetrics)) {
             err = tc_err_set(TC_ERR_NOMEM, c->errstr, c->errstr_size, "export: out of memory");
