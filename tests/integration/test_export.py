@@ -256,7 +256,7 @@ def test_scheduled_exports_kill_9_and_late_data(tc, tmp_path):
         proc = tc.spawn("export", "--scheduled", "--once", "--now", iso(now), extra=extra)
         writing = wait_for(lambda: proc.poll() is not None or (os.path.isdir(out) and [
             d for d in os.listdir(out) if d.startswith(".")]), timeout=120,
-            what="a period being written")
+            what="a period being written", interval=0.005)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         if writing is not True:
