@@ -140,6 +140,9 @@ def test_export_every_format_matches_store_and_lake(tc, tmp_path):
     want = store_summary(tc, frm, to)
     assert want[0] > 1000
     assert summary(lake_rows(lake, frm, to)) == want
+    tags = {(p, o): t for p, o, t in tc.sql(
+        "SELECT kafka_partition, kafka_offset, tags FROM readings WHERE time >= %s AND time < %s",
+        (frm, to))}
     variants = [("parquet", None), ("parquet", "zstd"), ("csv", None), ("csv", "gzip"),
                 ("csv", "zstd"), ("ndjson", None), ("ndjson", "gzip"), ("ndjson", "zstd")]
     for fmt, comp in variants:
@@ -150,6 +153,9 @@ def test_export_every_format_matches_store_and_lake(tc, tmp_path):
         export(tc, lake, out, *args)
         man, rows = read_export(out)
         assert summary(rows) == want, (fmt, comp)
+        # tags (JSON text with quotes and commas) survive CSV quoting and JSON escaping
+        assert {(int(r["kafka_partition"]), int(r["kafka_offset"])): json.loads(r["tags"])
+                for r in rows} == tags, (fmt, comp)
         assert man["parameters"]["format"] == fmt
         assert len(man["files"]) >= 2, "one file per day of the range"
         for r in rows:
