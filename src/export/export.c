@@ -571,6 +571,39 @@ static void tc_export_clean(const char *parent, const char *base)
     closedir(d);
 }
 
+/* An existing output directory may be replaced only when it is an export (its manifest) or
+ * empty: --out naming a directory of other files by mistake must not delete them. */
+static tc_err tc_export_check_out(const char *out, char *errstr, size_t errstr_size)
+{
+    char path[TC_PATH_MAX];
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    int other = 0;
+
+    if (lstat(out, &st) != 0)
+        return errno == ENOENT ? TC_OK
+                               : tc_err_set(TC_ERR_IO, errstr, errstr_size, "export: %s: %s", out,
+                                            strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "export: --out %s exists and is not a directory", out);
+    tc_path_fmt(path, sizeof(path), "%s/manifest.json", out);
+    if (stat(path, &st) == 0)
+        return TC_OK;
+    if (!(d = opendir(out)))
+        return tc_err_set(TC_ERR_IO, errstr, errstr_size, "export: %s: %s", out, strerror(errno));
+    while (!other && (de = readdir(d)))
+        other = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    if (other)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "export: --out %s exists and is not an export (no manifest.json): "
+                          "refusing to replace it",
+                          out);
+    return TC_OK;
+}
+
 /* tmp takes out's place in one step; the old export, if any, is removed after. */
 static tc_err tc_export_swap(const char *parent, const char *tmp, const char *out, char *errstr,
                              size_t errstr_size)
@@ -824,6 +857,8 @@ tc_err tc_export_run(const tc_export_options *o, tc_export_result *res, char *er
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "export: --out \"%s\" must name a directory to create or replace",
                           o->out_dir);
+    if ((err = tc_export_check_out(o->out_dir, errstr, errstr_size)) != TC_OK)
+        return err;
     if ((err = tc_export_select(&c, res->lake_digest)) != TC_OK) {
         tc_export_files_free(&c);
         return err;

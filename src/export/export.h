@@ -15,8 +15,9 @@
  *
  * Atomicity: everything is written into `<parent>/.<name>.tmp-<pid>`, each file fsynced, the
  * manifest last, the directory fsynced; then it takes the place of the output directory in one
- * rename (an existing one is swapped out with renameat2(RENAME_EXCHANGE) and removed). A crash at
- * any point leaves the old export or the new one whole, and at most a temporary directory, which
+ * rename (an existing one -- only an earlier export, with its manifest, or an empty directory;
+ * anything else is refused -- is swapped out with renameat2(RENAME_EXCHANGE) and removed). A crash
+ * at any point leaves the old export or the new one whole, and at most a temporary directory, which
  * the next export to the same place removes.
  */
 #ifndef TC_EXPORT_EXPORT_H

@@ -235,6 +235,15 @@ def test_export_filters_and_public_profile(tc, tmp_path):
                  check=False)
     assert bad.returncode == 2 and "gzip" in bad.stderr
     assert not os.path.exists(str(tmp_path / "x"))
+    # An --out that is a directory of other files is not replaced (nor its files deleted).
+    keep = tmp_path / "home"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("years of work")
+    bad = tc.cmd("export", "--out", str(keep), "--from", iso(frm), "--to", iso(to),
+                 "--format", "csv", extra=(f"lake.dir={lake}",), check=False)
+    assert bad.returncode == 1 and "not an export" in bad.stderr
+    assert (keep / "thesis.txt").read_text() == "years of work"
+    assert sorted(os.listdir(str(tmp_path))) == sorted(["lake", "f", "p", "h", "home"])
 
 
 def periods(out):
