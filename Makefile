@@ -16,7 +16,7 @@ SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 30
 
 .PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv graphql kubernetes monitoring-config services services-down test test-full unit integration faults test-faults \
-        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api clean docs
+        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api bench-export clean docs
 
 all: build
 
@@ -175,6 +175,7 @@ bench: deps build venv services
 	@start=$$(date -u +%FT%TZ) && bench/run-e2e && \
 	    TC_BENCH_MODE=timescaledb TC_BENCH_FORMATS=json bench/run-e2e && \
 	    bench/run-latency && bench/run-burst && bench/run-quality && bench/run-api && \
+	    bench/run-export && \
 	    bench/report markdown --since $$start --append
 
 bench-e2e: deps build venv services
@@ -189,6 +190,10 @@ bench-burst: deps build venv services
 # The REST API's latency at 200 requests/s on a large store while the pipeline ingests.
 bench-api: deps build venv services
 	@bench/run-api
+
+# rows/s and peak memory of `thermocline export` on 10M readings (Parquet and CSV).
+bench-export: deps build
+	@bench/run-export
 
 # Detection quality of the quality monitor's detectors against the simulator's truth (offline).
 bench-quality: deps build

@@ -34,6 +34,8 @@ static const tc_command tc_commands[] = {
      "register, list, show and check schemas in a registry"},
     {"lake", "ls|verify|compact|replicate", tc_cmd_lake,
      "list, verify, compact and replicate the Parquet data lake"},
+    {"export", "", tc_cmd_export,
+     "export readings of the lake as Parquet, CSV or NDJSON, once or on schedules"},
     {"retention", "", tc_cmd_retention, "drop the store's days older than the retention age"},
     {"dlq", "ls|show|count|redrive", tc_cmd_dlq, "list, count, show and redrive dead letters"},
     {"replay", "", tc_cmd_replay, "process a range of the topic again into both stores"},

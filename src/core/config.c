@@ -373,6 +373,15 @@ static const tc_conf_entry tc_conf_table[] = {
      "`run` pushes ThermoclineNotReady (critical) once /readyz has failed this long, and "
      "resolves it when ready again; 0: off (where Prometheus watches the pipeline, its rule of "
      "the same name does it)."},
+    /* Scheduled exports of the lake (`thermocline export --scheduled`, docs/exports.md). */
+    {"export.schedules", TC_CT_STRING, "", 0, 0, NULL, OFF(export_schedules),
+     "Scheduled exports, separated by ';', each KEY=VALUE pairs: name, schedule (daily, weekly, "
+     "hourly, monthly or five cron fields in quotes), tz, format, compress, profile, devices, "
+     "tags, metrics, out, lookback (docs/exports.md). Checked when `export --scheduled` starts."},
+    {"export.listen", TC_CT_STRING, "", 0, 0, NULL, OFF(export_listen),
+     "Address `export --scheduled` serves /metrics on (empty: none; port 0: any free port)."},
+    {"export.check_interval_s", TC_CT_INT, "60", 1, 604800, NULL, OFF(export_check_interval_s),
+     "How often `export --scheduled` looks for due periods and late data."},
     {"log.level", TC_CT_ENUM, "info", 0, 0, "THERMOCLINE_LOG_LEVEL", OFF(log_level),
      "debug, info, warn or error.", TC_CF_RELOAD, "debug,info,warn,error"},
     {"log.format", TC_CT_ENUM, "auto", 0, 0, "THERMOCLINE_LOG_FORMAT", OFF(log_format),

@@ -140,6 +140,10 @@ typedef struct tc_config {
     int64_t alerting_escalate_after_s;
     char *alerting_site;
     int64_t alerting_not_ready_after_s;
+    /* scheduled exports */
+    char *export_schedules;
+    char *export_listen;
+    int64_t export_check_interval_s;
     /* log */
     char *log_level;
     char *log_format;

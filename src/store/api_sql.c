@@ -32,6 +32,7 @@
 #include "store/api_sql.h"
 
 #include "core/json.h"
+#include "core/mask.h"
 #include "store/store_int.h"
 
 #include <stdio.h>
@@ -371,25 +372,6 @@ static int tc_api_name_ok(const char *s)
 }
 
 /* Is name (len bytes) one of the personal columns (a comma-separated list, spaces allowed)? */
-static int tc_api_personal(const char *list, const char *name, size_t len)
-{
-    for (const char *p = list; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        const char *q = p;
-        while (n && *q == ' ') {
-            q++;
-            n--;
-        }
-        while (n && q[n - 1] == ' ')
-            n--;
-        if (n == len && !strncmp(q, name, len))
-            return 1;
-        p = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
 tc_err tc_api_sql_check(const tc_api_sql_options *o, char *errstr, size_t errstr_size)
 {
     const struct {
@@ -492,8 +474,8 @@ static void tc_api_expand(tc_jbuf *b, const char *tmpl, const tc_api_sql_options
         case 'Q':
             tc_api_puts(b, "ARRAY[''");
             for (size_t m = 0; m < TC_API_METRIC_COUNT; m++) {
-                if (tc_api_personal(o->personal_columns, tc_api_metrics[m],
-                                    strlen(tc_api_metrics[m]))) {
+                if (tc_mask_is_personal(o->personal_columns, tc_api_metrics[m],
+                                        strlen(tc_api_metrics[m]), 0)) {
                     tc_api_puts(b, ", '");
                     tc_api_puts(b, tc_api_metrics[m]);
                     tc_api_puts(b, "'");
@@ -516,11 +498,7 @@ static void tc_api_expand(tc_jbuf *b, const char *tmpl, const tc_api_sql_options
             dot = memchr(open + 1, '.', (size_t)(close - open - 1));
             name = dot ? dot + 1 : open + 1;
             len = (size_t)(close - name);
-            if (len > 4 &&
-                (!strncmp(name + len - 4, "_avg", 4) || !strncmp(name + len - 4, "_min", 4) ||
-                 !strncmp(name + len - 4, "_max", 4)))
-                len -= 4;
-            mask = *p == 'M' || tc_api_personal(o->personal_columns, name, len);
+            mask = *p == 'M' || tc_mask_is_personal(o->personal_columns, name, len, 1);
             if (mask) {
                 tc_api_puts(b, "CASE (SELECT \"");
                 tc_api_puts(b, o->api_schema);

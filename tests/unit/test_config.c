@@ -134,6 +134,9 @@ static const char *const all_keys[] = {
     "alerting.escalate_after_s",
     "alerting.site",
     "alerting.not_ready_after_s",
+    "export.schedules",
+    "export.listen",
+    "export.check_interval_s",
     "log.level",
     "log.format",
 };
