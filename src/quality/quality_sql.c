@@ -182,3 +182,104 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
     free(ts);
     return err;
 }
+
+/* ---- the monitor's writes (quality_sql.h) ---- */
+
+/* Microseconds since the epoch in SQL, exactly (an interval times a bigint stays integral). */
+#define TC_QMON_TS(x)  "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
+#define TC_QMON_MIN(x) "('epoch'::timestamptz + (" x ") * interval '1 minute')"
+
+/* The upsert of quality_1m (fleet 0) or quality_fleet_1m (fleet 1): counts add, the longest gap
+ * is the longer, sketches add and the quantiles come from the sum. */
+#define TC_QMON_ADD(c) " " c " = q." c " + EXCLUDED." c ","
+#define TC_QMON_UPSERT_COLS                                                                        \
+    " readings, temperature_n, humidity_n, pressure_n, battery_n, latitude_n, longitude_n, late,"  \
+    " out_of_order, gaps, gap_max_s, delay_sketch, delay_p50_ms, delay_p99_ms)"
+/* A sketch bucket's geometric middle in ms (metrics.h): 0.5 for bucket 0, NULL for none. */
+#define TC_QMON_BUCKET_MS(b)                                                                       \
+    "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
+#define TC_QMON_UPSERT_SELECT                                                                      \
+    " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
+    " r.gap_max, r.sk, " TC_QMON_BUCKET_MS("r.q50") ", " TC_QMON_BUCKET_MS(                        \
+        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
+                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
+                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
+#define TC_QMON_UPSERT_SET                                                                         \
+    " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n") TC_QMON_ADD(             \
+        "humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n") TC_QMON_ADD("latitude_n") \
+        TC_QMON_ADD("longitude_n") TC_QMON_ADD("late") TC_QMON_ADD("out_of_order") TC_QMON_ADD(    \
+            "gaps") " gap_max_s = greatest(q.gap_max_s, EXCLUDED.gap_max_s),"                      \
+                    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, "                    \
+                    "EXCLUDED.delay_sketch),"                                                      \
+                    " delay_p50_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.5),"                                               \
+                    " delay_p99_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.99)"
+
+const char tc_quality_sql_write_rows[] =
+    "INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QMON_UPSERT_COLS
+    " SELECT r.device_id, " TC_QMON_MIN(
+        "r.m") "," TC_QMON_UPSERT_SELECT " ON CONFLICT (device_id, bucket)" TC_QMON_UPSERT_SET;
+
+const char tc_quality_sql_write_fleet[] =
+    "WITH f AS (INSERT INTO @S.quality_fleet_1m AS q (bucket," TC_QMON_UPSERT_COLS
+    " SELECT " TC_QMON_MIN("r.m") "," TC_QMON_UPSERT_SELECT
+                                  " ON CONFLICT (bucket)" TC_QMON_UPSERT_SET
+                                  " RETURNING bucket) SELECT count(*) FROM f";
+
+/* Dead letters: per minute and reason, per device and minute, per fleet minute. */
+const char tc_quality_sql_write_dead[] =
+    "WITH d AS (SELECT * FROM json_to_recordset($1::json) AS d(device_id text, m bigint,"
+    " reason text, dup int)),"
+    " r AS (INSERT INTO @S.quality_dead_letters_1m AS q (bucket, reason, n)"
+    " SELECT " TC_QMON_MIN(
+        "m") ", reason, count(*) FROM d GROUP BY 1, 2"
+             " ON CONFLICT (bucket, reason) DO UPDATE SET n = q.n + EXCLUDED.n RETURNING 1),"
+             " v AS (INSERT INTO @S.quality_1m AS q (device_id, bucket, dead_letters, duplicates)"
+             " SELECT device_id, " TC_QMON_MIN(
+                 "m") ", count(*), sum(dup) FROM d"
+                      " WHERE device_id IS NOT NULL GROUP BY 1, 2 ON CONFLICT (device_id, bucket) "
+                      "DO UPDATE SET"
+                      " dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
+                      " duplicates = q.duplicates + EXCLUDED.duplicates RETURNING 1)"
+                      " INSERT INTO @S.quality_fleet_1m AS q (bucket, dead_letters, duplicates)"
+                      " SELECT " TC_QMON_MIN(
+                          "m") ", count(*), sum(dup) FROM d GROUP BY 1"
+                               " ON CONFLICT (bucket) DO UPDATE SET dead_letters = q.dead_letters "
+                               "+ EXCLUDED.dead_letters,"
+                               " duplicates = q.duplicates + EXCLUDED.duplicates";
+
+/* The fleet's device count of the minutes written: derived, so flushes and members agree. */
+const char tc_quality_sql_write_devices[] =
+    "UPDATE @S.quality_fleet_1m f SET devices = (SELECT count(*) FROM @S.quality_1m q"
+    " WHERE q.bucket = f.bucket AND q.readings > 0)"
+    " WHERE f.bucket IN (SELECT " TC_QMON_MIN(
+        "x::bigint") " FROM json_array_elements_text($1::json) AS x)";
+
+/* Findings: the last event of each finding wins (opened and resolved in one flush). */
+const char tc_quality_sql_write_events[] =
+    "INSERT INTO @S.anomalies AS a (device_id, metric, kind, rule, severity, start_time, end_time,"
+    " score, observed, expected, kafka_partition)"
+    " SELECT DISTINCT ON (e.device_id, coalesce(e.metric, ''), e.kind, coalesce(e.rule, ''),"
+    " e.s) e.device_id, e.metric, e.kind, e.rule, e.severity, " TC_QMON_TS(
+        "e.s") ","
+               " CASE WHEN e.e > 0 THEN " TC_QMON_TS(
+                   "greatest(e.e, e.s)") " END, e.score, e.observed,"
+                                         " e.expected, e.p FROM json_to_recordset($1::json) AS "
+                                         "e(seq bigint, device_id text,"
+                                         " metric text, kind text, rule text, severity text, s "
+                                         "bigint, e bigint,"
+                                         " score double precision, observed double precision, "
+                                         "expected double precision, p int)"
+                                         " ORDER BY e.device_id, coalesce(e.metric, ''), e.kind, "
+                                         "coalesce(e.rule, ''), e.s,"
+                                         " e.seq DESC"
+                                         " ON CONFLICT (device_id, coalesce(metric, ''), kind, "
+                                         "coalesce(rule, ''), start_time)"
+                                         " DO UPDATE SET end_time = EXCLUDED.end_time, score = "
+                                         "coalesce(EXCLUDED.score, a.score),"
+                                         " observed = coalesce(EXCLUDED.observed, a.observed),"
+                                         " expected = coalesce(EXCLUDED.expected, a.expected), "
+                                         "updated_at = now()";

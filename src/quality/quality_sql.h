@@ -41,4 +41,18 @@ char *tc_quality_sql_expand(const char *tmpl, const char *schema);
 tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescaledb, char *errstr,
                           size_t errstr_size);
 
+/* The monitor's writes (monitor.c), each with one parameter, a JSON document (json_to_recordset):
+ *   rows     quality_1m upserts: counts add, the longest gap is the longer, sketches add and
+ *            the quantiles come from the sum;
+ *   fleet    the same for quality_fleet_1m (returns the buckets touched);
+ *   dead     dead letters per minute and reason, per device and minute, per fleet minute;
+ *   devices  the fleet's device count of the minutes given (derived, so flushes and members
+ *            agree);
+ *   events   findings: the last event of each finding wins (opened and resolved in one flush). */
+extern const char tc_quality_sql_write_rows[];
+extern const char tc_quality_sql_write_fleet[];
+extern const char tc_quality_sql_write_dead[];
+extern const char tc_quality_sql_write_devices[];
+extern const char tc_quality_sql_write_events[];
+
 #endif

@@ -153,8 +153,15 @@ static tc_err tc_quality_sink_flush(void *ctx, int64_t now_us, int force, int *b
     (void)now_us;
     *busy = 0;
     tc_quality_sink_reload(s);
-    if (force ? tc_qmon_pending(s->mon) : tc_qmon_due(s->mon, tc_time_now_us()))
-        err = tc_qmon_flush(s->mon, errstr, errstr_size);
+    /* The write runs on the monitor's writer thread: a flush only starts one, and reports *busy
+     * until a later call sees it done (its marks move and its findings are alerted then). */
+    if (tc_qmon_flush_poll(s->mon, 0, &err, errstr, errstr_size))
+        *busy = 1;
+    else if (err == TC_OK &&
+             (force ? tc_qmon_pending(s->mon) : tc_qmon_due(s->mon, tc_time_now_us()))) {
+        err = tc_qmon_flush_start(s->mon, errstr, errstr_size);
+        *busy = err == TC_OK && tc_qmon_flushing(s->mon);
+    }
     tc_quality_sink_publish(s);
     return err;
 }
