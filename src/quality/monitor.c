@@ -1448,6 +1448,27 @@ int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition)
     return m->lanes[partition]->durable;
 }
 
+int64_t tc_qmon_stored(tc_qmon *m, int32_t partition)
+{
+    char part[16], errstr[TC_ERRSTR_MAX];
+    const char *params[3] = {m->group, m->topic, part};
+    PGresult *res;
+    int64_t next = TC_QMON_MARK_ABSENT;
+
+    if (!*m->dsn || tc_qmon_connect(m, errstr, sizeof(errstr)) != TC_OK)
+        return TC_QMON_MARK_ABSENT;
+    snprintf(part, sizeof(part), "%d", partition);
+    if (tc_qmon_exec(m,
+                     "SELECT next_offset FROM @S.quality_offsets"
+                     " WHERE group_id = $1 AND topic = $2 AND partition = $3::int",
+                     3, params, &res, "read the quality marks", errstr, sizeof(errstr)) != TC_OK)
+        return TC_QMON_MARK_ABSENT;
+    if (PQntuples(res) == 1)
+        next = tc_qmon_int8(res, 0, 0, TC_QMON_MARK_ABSENT);
+    PQclear(res);
+    return next;
+}
+
 /* ---- reload ---- */
 
 typedef struct qmon_carry {

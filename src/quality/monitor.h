@@ -173,6 +173,10 @@ int tc_qmon_flushing(const tc_qmon *m);
  * committed offset must not pass it. */
 int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition);
 
+/* The mark stored for a partition, whoever owns it now (TC_QMON_MARK_ABSENT: none, or it cannot
+ * be read). Reads PostgreSQL on the monitor's connection; changes nothing. */
+int64_t tc_qmon_stored(tc_qmon *m, int32_t partition);
+
 /* Parse the rules file again (see above). */
 tc_err tc_qmon_reload(tc_qmon *m, char *errstr, size_t errstr_size);
 

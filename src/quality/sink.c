@@ -173,6 +173,16 @@ static int64_t tc_quality_sink_durable(void *ctx, int32_t partition)
     return d == TC_QMON_MARK_ABSENT ? TC_SINK_MARK_NONE : d;
 }
 
+/* What quality_offsets holds for a partition another member has (run --exit-when-idle): the
+ * store may have the topic whole while the quality figures of a killed member's partitions are
+ * still to be made. */
+static int64_t tc_quality_sink_stored(void *ctx, int32_t partition)
+{
+    int64_t d = tc_qmon_stored(((tc_quality_sink *)ctx)->mon, partition);
+
+    return d == TC_QMON_MARK_ABSENT ? TC_SINK_MARK_NONE : d;
+}
+
 static tc_err tc_quality_sink_recover(void *ctx, const int32_t *parts, size_t n, int64_t *next,
                                       char *errstr, size_t errstr_size)
 {
@@ -229,6 +239,7 @@ static const tc_sink_ops tc_quality_sink_ops = {
     .revoke = tc_quality_sink_revoke,
     .stats = tc_quality_sink_stats,
     .close = tc_quality_sink_close,
+    .stored = tc_quality_sink_stored,
 };
 
 tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)

@@ -337,6 +337,36 @@ def test_a_quality_flush_stalled_by_a_lock_does_not_stall_the_pipeline(tc):
     assert_figures_match(tc)
 
 
+def test_exit_when_idle_waits_for_the_quality_figures_of_a_killed_member(tc):
+    """A member killed with its quality flush held by a lock leaves the store and the rollups
+    whole and the quality figures behind. The next `run --exit-when-idle` has no partition until
+    the killed member's session ends: it must not take the other sinks' being whole for the
+    quality sink's (the sink's stored callback), but wait, take the partition over and write the
+    figures before it exits."""
+    settings = ("pipeline.sinks=store,rollups,quality", "quality.flush_interval_ms=300")
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    produce(tc, phase(0, 100))
+    with psycopg.connect(tc.dsn) as locker:
+        locker.execute(f'LOCK TABLE "{tc.schema}".quality_offsets IN EXCLUSIVE MODE')
+        proc = tc.spawn("run", extra=settings)
+        try:
+            # The store's and the rollups' marks at the end; the quality flush stuck.
+            assert wait_for(lambda: [n for _, n in tc.sql(
+                "SELECT group_id, next_offset FROM ingest_offsets")] == [200, 200], timeout=180)
+            assert wait_for(lambda: quality_write_waiting(tc), timeout=180)
+        finally:
+            proc.kill()  # kill -9, its quality flush not committed
+            proc.communicate(timeout=60)
+        locker.rollback()
+    assert tc.sql("SELECT count(*) FROM quality_offsets")[0][0] == 0
+    tc.run(extra=settings)
+    # Right at its exit, not after a wait: the quality marks are where the store's are.
+    assert dict(tc.sql("SELECT partition, next_offset FROM quality_offsets")) == {0: 200}
+    assert_figures_match(tc)
+
+
 def test_a_malformed_rules_file_on_sighup_is_refused_and_fleet_figures_on_metrics(tc, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
