@@ -489,8 +489,7 @@ static tc_err tc_qmon_restore_rules(tc_qmon *m, qmon_lane *l, char *errstr, size
                        "SELECT rule, device_id, (extract(epoch FROM start_time) * 1000000)::bigint"
                        " FROM @S.anomalies WHERE end_time IS NULL AND rule IS NOT NULL"
                        " AND kafka_partition = $1::int",
-                       1, params, &res, "read the open findings of the rules", errstr,
-                       errstr_size);
+                       1, params, &res, "read the open findings of the rules", errstr, errstr_size);
     if (err != TC_OK)
         return err;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -1024,8 +1023,8 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     m->minutes[m->nminutes++] = r->minute_us / TC_QM_MINUTE_US;
 }
 
-static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl,
-                           const char *what, int32_t partition, char *errstr, size_t errstr_size)
+static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl, const char *what,
+                           int32_t partition, char *errstr, size_t errstr_size)
 {
     char *doc;
 
@@ -1061,8 +1060,8 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
         tc_jbuf_arr_begin(&dev);
         tc_jbuf_arr_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
-        err = tc_qmon_hold(m, &dev, c.ndev, tc_quality_sql_write_rows, "write quality_1m", p, errstr,
-                           errstr_size);
+        err = tc_qmon_hold(m, &dev, c.ndev, tc_quality_sql_write_rows, "write quality_1m", p,
+                           errstr, errstr_size);
         if (err == TC_OK)
             err = tc_qmon_hold(m, &fleet, c.nfleet, tc_quality_sql_write_fleet,
                                "write quality_fleet_1m", p, errstr, errstr_size);
@@ -1180,8 +1179,8 @@ static tc_err tc_qmon_take_events(tc_qmon *m, char *errstr, size_t errstr_size)
         qmon_event *e = &m->sent[m->nsent++];
         *e = m->events[k];
         e->device = tc_arena_strndup(&m->sent_strings, e->device, strlen(e->device));
-        e->metric = e->metric ? tc_arena_strndup(&m->sent_strings, e->metric, strlen(e->metric))
-                              : NULL;
+        e->metric =
+            e->metric ? tc_arena_strndup(&m->sent_strings, e->metric, strlen(e->metric)) : NULL;
         e->rule = e->rule ? tc_arena_strndup(&m->sent_strings, e->rule, strlen(e->rule)) : NULL;
     }
     m->nevents = m->ndead = m->nminutes = 0;
@@ -1269,8 +1268,8 @@ static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
     for (size_t i = 0; i < m->nmarks; i++) {
         const qmon_mark *k = &m->marks[i];
         tc_qw_stmt *st = &m->stmts[m->nheld + i];
-        const char *v[TC_QW_PARAMS_MAX] = {m->group, m->topic,  k->part, k->next_s,
-                                           (const char *)k->ck, k->wm, k->from};
+        const char *v[TC_QW_PARAMS_MAX] = {
+            m->group, m->topic, k->part, k->next_s, (const char *)k->ck, k->wm, k->from};
 
         st->tmpl = k->insert ? tc_qmon_sql_mark_insert : tc_qmon_sql_mark_update;
         st->what = "write the quality marks";

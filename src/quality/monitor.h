@@ -9,15 +9,15 @@
  * quality_offsets. A lane per partition, not one for all, because a partition is what moves
  * between members of the consumer group: its checkpoint must hold its devices and nothing else.
  *
- * Exactly once. A flush writes, in ONE transaction on the writer's thread (writer.h): every lane's metric rows (all of them,
- * closed minutes or not: quality_1m adds what it is given to what it holds, so a minute written in
- * several flushes sums up), the fleet's rows, the dead-letter counts, the findings opened and
- * resolved since the last flush, and per lane its `next` mark and its detectors' checkpoint
- * (tc_qd_save) in quality_offsets. The mark moves only from the one this member read (the store's
- * fencing, store.h): a lane another member moved on fails the whole transaction with
- * TC_ERR_FENCED. After a crash (kill -9 included) a lane opens from its stored mark and
- * checkpoint, the caller feeds it again from that mark, and what it then writes is what it had
- * not written: no figure is lost or counted twice, and an open finding is neither forgotten nor
+ * Exactly once. A flush writes, in ONE transaction on the writer's thread (writer.h): every lane's
+ * metric rows (all of them, closed minutes or not: quality_1m adds what it is given to what it
+ * holds, so a minute written in several flushes sums up), the fleet's rows, the dead-letter counts,
+ * the findings opened and resolved since the last flush, and per lane its `next` mark and its
+ * detectors' checkpoint (tc_qd_save) in quality_offsets. The mark moves only from the one this
+ * member read (the store's fencing, store.h): a lane another member moved on fails the whole
+ * transaction with TC_ERR_FENCED. After a crash (kill -9 included) a lane opens from its stored
+ * mark and checkpoint, the caller feeds it again from that mark, and what it then writes is what it
+ * had not written: no figure is lost or counted twice, and an open finding is neither forgotten nor
  * opened again (the checkpoint holds it open; the rules' open findings are given back to the
  * evaluator from the anomalies table, tc_qr_eval_restore).
  *

@@ -30,8 +30,7 @@ struct tc_qw {
     char *schema_quoted;
 };
 
-tc_err tc_qw_pgerr(PGconn *conn, PGresult *res, const char *what, char *errstr,
-                   size_t errstr_size)
+tc_err tc_qw_pgerr(PGconn *conn, PGresult *res, const char *what, char *errstr, size_t errstr_size)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     tc_err err = PQstatus(conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2)) ||
@@ -44,8 +43,8 @@ tc_err tc_qw_pgerr(PGconn *conn, PGresult *res, const char *what, char *errstr,
 }
 
 tc_err tc_qw_exec(PGconn *conn, const char *schema_quoted, const char *tmpl, int n,
-                  const char *const *values, const int *lengths, const int *formats,
-                  PGresult **out, const char *what, char *errstr, size_t errstr_size)
+                  const char *const *values, const int *lengths, const int *formats, PGresult **out,
+                  const char *what, char *errstr, size_t errstr_size)
 {
     char *sql = tc_quality_sql_expand(tmpl, schema_quoted);
     PGresult *res;
@@ -160,8 +159,7 @@ tc_qw *tc_qw_new(const char *dsn, const char *schema, char *errstr, size_t errst
         free(w->schema);
         free(w->dsn);
         free(w);
-        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
-                   "quality: the writer's thread cannot start");
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: the writer's thread cannot start");
         return NULL;
     }
     return w;

@@ -66,13 +66,12 @@ int tc_qw_busy(tc_qw *w);
 
 /* The error of a failed statement on conn (res may be NULL), classified as above, errstr
  * "quality: <what>: <PostgreSQL's message>". */
-tc_err tc_qw_pgerr(PGconn *conn, PGresult *res, const char *what, char *errstr,
-                   size_t errstr_size);
+tc_err tc_qw_pgerr(PGconn *conn, PGresult *res, const char *what, char *errstr, size_t errstr_size);
 
 /* Run tmpl with schema_quoted for "@S" and the given parameters on conn; *out receives the
  * result (the caller PQclears it) when not NULL. */
 tc_err tc_qw_exec(PGconn *conn, const char *schema_quoted, const char *tmpl, int n,
-                  const char *const *values, const int *lengths, const int *formats,
-                  PGresult **out, const char *what, char *errstr, size_t errstr_size);
+                  const char *const *values, const int *lengths, const int *formats, PGresult **out,
+                  const char *what, char *errstr, size_t errstr_size);
 
 #endif
