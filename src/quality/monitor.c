@@ -443,22 +443,7 @@ void tc_qmon_set_listener(tc_qmon *m, tc_qmon_event_fn fn, void *opaque)
 
 static tc_err tc_qmon_connect(tc_qmon *m, char *errstr, size_t errstr_size)
 {
-    if (m->conn && PQstatus(m->conn) == CONNECTION_OK)
-        return TC_OK;
-    if (m->conn)
-        PQfinish(m->conn);
-    if (m->schema_quoted)
-        PQfreemem(m->schema_quoted);
-    m->schema_quoted = NULL;
-    m->conn = PQconnectdb(m->dsn);
-    if (PQstatus(m->conn) != CONNECTION_OK)
-        return tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
-                          "quality: cannot connect to PostgreSQL (postgres.dsn): %s",
-                          PQerrorMessage(m->conn));
-    m->schema_quoted = PQescapeIdentifier(m->conn, m->schema, strlen(m->schema));
-    if (!m->schema_quoted)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    return TC_OK;
+    return tc_qw_connect(&m->conn, &m->schema_quoted, m->dsn, m->schema, errstr, errstr_size);
 }
 
 /* Run tmpl (with "@S") on the monitor's own connection (the reads of open). */

@@ -67,22 +67,23 @@ tc_err tc_qw_exec(PGconn *conn, const char *schema_quoted, const char *tmpl, int
     return err;
 }
 
-static tc_err tc_qw_connect(tc_qw *w, char *errstr, size_t errstr_size)
+tc_err tc_qw_connect(PGconn **conn, char **schema_quoted, const char *dsn, const char *schema,
+                     char *errstr, size_t errstr_size)
 {
-    if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+    if (*conn && PQstatus(*conn) == CONNECTION_OK)
         return TC_OK;
-    if (w->conn)
-        PQfinish(w->conn);
-    if (w->schema_quoted)
-        PQfreemem(w->schema_quoted);
-    w->schema_quoted = NULL;
-    w->conn = PQconnectdb(w->dsn);
-    if (PQstatus(w->conn) != CONNECTION_OK)
+    if (*conn)
+        PQfinish(*conn);
+    if (*schema_quoted)
+        PQfreemem(*schema_quoted);
+    *schema_quoted = NULL;
+    *conn = PQconnectdb(dsn);
+    if (PQstatus(*conn) != CONNECTION_OK)
         return tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
                           "quality: cannot connect to PostgreSQL (postgres.dsn): %s",
-                          PQerrorMessage(w->conn));
-    w->schema_quoted = PQescapeIdentifier(w->conn, w->schema, strlen(w->schema));
-    if (!w->schema_quoted)
+                          PQerrorMessage(*conn));
+    *schema_quoted = PQescapeIdentifier(*conn, schema, strlen(schema));
+    if (!*schema_quoted)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
     return TC_OK;
 }
@@ -91,7 +92,7 @@ static tc_err tc_qw_connect(tc_qw *w, char *errstr, size_t errstr_size)
 static tc_err tc_qw_run(tc_qw *w, const tc_qw_stmt *stmts, size_t n, char *errstr,
                         size_t errstr_size)
 {
-    tc_err err = tc_qw_connect(w, errstr, errstr_size);
+    tc_err err = tc_qw_connect(&w->conn, &w->schema_quoted, w->dsn, w->schema, errstr, errstr_size);
 
     if (err == TC_OK)
         err = tc_qw_exec(w->conn, w->schema_quoted, "BEGIN", 0, NULL, NULL, NULL, NULL, "begin",

@@ -68,6 +68,11 @@ int tc_qw_busy(tc_qw *w);
  * "quality: <what>: <PostgreSQL's message>". */
 tc_err tc_qw_pgerr(PGconn *conn, PGresult *res, const char *what, char *errstr, size_t errstr_size);
 
+/* (Re)connect *conn to dsn when it is not connected, and set *schema_quoted (PQfreemem'd by the
+ * owner) to schema quoted; both the caller's. */
+tc_err tc_qw_connect(PGconn **conn, char **schema_quoted, const char *dsn, const char *schema,
+                     char *errstr, size_t errstr_size);
+
 /* Run tmpl with schema_quoted for "@S" and the given parameters on conn; *out receives the
  * result (the caller PQclears it) when not NULL. */
 tc_err tc_qw_exec(PGconn *conn, const char *schema_quoted, const char *tmpl, int n,
