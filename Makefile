@@ -66,7 +66,8 @@ build-tsan:
 TSAN_OPTIONS_RUN := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan/suppressions
 TSAN_INTEGRATION := tests/integration/test_writers.py tests/integration/test_observe.py \
                     tests/integration/test_reload.py \
-                    tests/integration/test_lake.py::test_lake_catches_up_when_behind_the_store
+                    tests/integration/test_lake.py::test_lake_catches_up_when_behind_the_store \
+                    tests/integration/test_quality_sink.py::test_a_quality_flush_stalled_by_a_lock_does_not_stall_the_pipeline
 test-tsan: build-tsan venv services
 	@cd $(BUILD_TSAN) && TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" ctest --output-on-failure
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_TSAN)/thermocline \
