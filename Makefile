@@ -61,8 +61,8 @@ build-tsan:
 
 # The unit tests and a bounded set of integration tests (parallel writers, health endpoints,
 # SIGHUP, the lake sink, the quality sink's writer) under ThreadSanitizer: any report fails the
-# run (halt_on_error, and the integration tests look for ThreadSanitizer in every process's stderr). tests/tsan/suppressions names
-# what is suppressed and why.
+# run (halt_on_error, and the integration tests look for ThreadSanitizer in every process's
+# stderr). tests/tsan/suppressions names what is suppressed and why.
 TSAN_OPTIONS_RUN := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan/suppressions
 TSAN_INTEGRATION := tests/integration/test_writers.py tests/integration/test_observe.py \
                     tests/integration/test_reload.py \
