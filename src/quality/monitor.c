@@ -899,85 +899,6 @@ static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
         tc_jbuf_null(j);
 }
 
-/* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
- * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
- * formatter call a value. Returns the length. */
-static size_t tc_qmon_counts(char *out, const uint32_t *v, int n)
-{
-    char *p = out;
-
-    *p++ = '[';
-    for (int i = 0; i < n; i++) {
-        uint32_t x = v[i];
-        char digits[10];
-        int k = 0;
-
-        if (i)
-            *p++ = ',';
-        do {
-            digits[k++] = (char)('0' + x % 10);
-            x /= 10;
-        } while (x);
-        while (k)
-            *p++ = digits[--k];
-    }
-    *p++ = ']';
-    return (size_t)(p - out);
-}
-
-/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
-static int tc_qmon_quantile_bucket(const tc_qm_sketch *s, double q)
-{
-    uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
-
-    if (!s->count)
-        return -1;
-    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
-        seen += s->b[i];
-        if (seen >= (rank < 1 ? 1 : rank))
-            return i;
-    }
-    return TC_QM_SKETCH_BUCKETS - 1;
-}
-
-static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
-{
-    char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
-
-    tc_jbuf_obj_begin(j);
-    if (r->device) {
-        tc_jbuf_key(j, "device_id");
-        tc_jbuf_str(j, r->device);
-    }
-    tc_jbuf_key(j, "m");
-    tc_jbuf_int(j, r->minute_us / TC_QM_MINUTE_US);
-    tc_jbuf_key(j, "readings");
-    tc_jbuf_int(j, r->readings);
-    tc_jbuf_key(j, "n");
-    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->present, TC_QMON_METRICS));
-    tc_jbuf_key(j, "late");
-    tc_jbuf_int(j, r->late);
-    tc_jbuf_key(j, "ooo");
-    tc_jbuf_int(j, r->out_of_order);
-    tc_jbuf_key(j, "gaps");
-    tc_jbuf_int(j, r->gaps);
-    tc_jbuf_key(j, "gap_max");
-    if (r->gaps)
-        tc_jbuf_double(j, r->gap_max_s);
-    else
-        tc_jbuf_null(j);
-    tc_jbuf_key(j, "sk");
-    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
-    /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
-     * a row cost more than the rest of it); a row that exists takes them from the merged sketch
-     * in SQL (TC_QMON_UPSERT_SET). */
-    tc_jbuf_key(j, "q50");
-    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.5));
-    tc_jbuf_key(j, "q99");
-    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.99));
-    tc_jbuf_obj_end(j);
-}
-
 typedef struct qmon_collect {
     tc_qmon *m;
     tc_jbuf *dev, *fleet;
@@ -990,11 +911,11 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     tc_qmon *m = c->m;
 
     if (r->device) {
-        tc_qmon_json_row(c->dev, r);
+        tc_quality_sql_row_json(c->dev, r, TC_QMON_METRICS);
         c->ndev++;
         return;
     }
-    tc_qmon_json_row(c->fleet, r);
+    tc_quality_sql_row_json(c->fleet, r, TC_QMON_METRICS);
     c->nfleet++;
     tc_qm_sketch_merge(&m->st.delay, &r->delay);
     if (m->nminutes == m->minutes_cap) {

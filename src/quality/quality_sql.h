@@ -27,6 +27,8 @@
 #include <libpq-fe.h>
 
 #include "core/error.h"
+#include "core/json.h"
+#include "quality/metrics.h"
 
 /* The DDL with "@S" where the schema goes (exposed for tests and the docs). */
 const char *tc_quality_sql_ddl(void);
@@ -54,5 +56,10 @@ extern const char tc_quality_sql_write_fleet[];
 extern const char tc_quality_sql_write_dead[];
 extern const char tc_quality_sql_write_devices[];
 extern const char tc_quality_sql_write_events[];
+
+/* Append row r (a device's when r->device is set, else the fleet's) to j as the object the rows
+ * and fleet statements read: counts, the first `metrics` present counts, the delay sketch's
+ * buckets and a new row's quantiles as bucket numbers. */
+void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics);
 
 #endif
