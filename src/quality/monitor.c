@@ -27,6 +27,7 @@
 #include "quality/metrics.h"
 #include "quality/quality_sql.h"
 #include "quality/rules.h"
+#include "quality/writer.h"
 
 /* Largest JSON document one statement sends (PostgreSQL's limit for a value is 1 GB). */
 #define TC_QMON_DOC_MAX (256u * 1024 * 1024)
@@ -44,10 +45,6 @@
 #define TC_QMON_METRICS TC_METRIC__COUNT
 /* Rule metric names a reading's values are looked up for. */
 #define TC_QMON_RULE_TAGS_MAX 32
-
-/* Microseconds since the epoch in SQL, exactly (an interval times a bigint stays integral). */
-#define TC_QMON_TS(x)  "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
-#define TC_QMON_MIN(x) "('epoch'::timestamptz + (" x ") * interval '1 minute')"
 
 typedef struct qmon_lane qmon_lane;
 
@@ -80,13 +77,24 @@ typedef struct qmon_dead {
     tc_reject reason;
 } qmon_dead;
 
-/* A statement's document kept across a failed flush: one lane's rows, so a revocation drops
- * exactly the lost partitions' figures. */
+/* A statement's document, from the flush that made it until one commits it: one lane's rows,
+ * dead letters or findings, so a revocation drops exactly the lost partitions' share. */
 typedef struct qmon_held {
-    int fleet; /* 0: quality_1m, 1: quality_fleet_1m */
-    int32_t partition;
+    const char *tmpl, *what; /* tc_quality_sql_* and what it writes */
+    int32_t partition;       /* -1: of no partition (the fleet's device counts) */
     char *doc;
 } qmon_held;
+
+/* A lane's mark as a flush moves it: the parameters of its statement (the writer reads them). */
+typedef struct qmon_mark {
+    int32_t partition;
+    int64_t next;
+    unsigned char *ck; /* the detectors' checkpoint (tc_qd_save) */
+    char part[16], next_s[24], from[24], wm[24];
+    size_t cklen;
+    int insert; /* nothing stored yet: an INSERT that must not meet a row */
+    char fence_msg[TC_ERRSTR_MAX];
+} qmon_mark;
 
 struct tc_qmon {
     tc_qmon_options o;
@@ -108,6 +116,21 @@ struct tc_qmon {
     tc_arena strings;
     qmon_held held[TC_QMON_HELD_MAX];
     size_t nheld;
+    /* The flush on the writer's thread: held[0..job_held) and marks[0..nmarks) are its
+     * statements' (stmts); sent[] the findings it writes, announced once it commits. */
+    tc_qw *writer; /* NULL: dry */
+    int job;       /* a flush was started and its outcome not applied */
+    size_t job_held;
+    uint64_t job_readings;
+    tc_qw_stmt *stmts;
+    size_t stmts_cap;
+    qmon_mark *marks;
+    size_t nmarks, marks_cap;
+    qmon_event *sent;
+    size_t nsent;
+    tc_arena sent_strings;
+    tc_err deferred; /* the outcome of a flush settled outside tc_qmon_flush_poll */
+    char deferred_errstr[TC_ERRSTR_MAX];
     int64_t *minutes; /* minutes of the fleet rows held (their device counts are derived) */
     size_t nminutes, minutes_cap;
     int64_t last_flush_us, last_attempt_us;
@@ -318,12 +341,17 @@ tc_qmon *tc_qmon_new(const tc_qmon_options *o, char *errstr, size_t errstr_size)
     }
     m->o = *o;
     tc_arena_init(&m->strings, TC_QMON_ARENA_BLOCK, 0);
+    tc_arena_init(&m->sent_strings, TC_QMON_ARENA_BLOCK, 0);
     m->dsn = strdup(o->dsn);
     if (!m->dsn || tc_qmon_copy_name(m->schema, o->schema, "the schema", errstr, errstr_size) ||
         tc_qmon_copy_name(m->group, o->group, "the group", errstr, errstr_size) ||
         tc_qmon_copy_name(m->topic, o->topic, "the topic", errstr, errstr_size)) {
         if (!m->dsn)
             tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+        tc_qmon_destroy(m);
+        return NULL;
+    }
+    if (*m->dsn && !(m->writer = tc_qw_new(m->dsn, m->schema, errstr, errstr_size))) {
         tc_qmon_destroy(m);
         return NULL;
     }
@@ -372,10 +400,22 @@ static void tc_qmon_held_clear(tc_qmon *m)
     m->nheld = 0;
 }
 
+static void tc_qmon_settle(tc_qmon *m);
+static void tc_qmon_marks_free(tc_qmon *m);
+
 void tc_qmon_destroy(tc_qmon *m)
 {
     if (!m)
         return;
+    if (m->writer) {
+        tc_qmon_settle(m); /* what it committed is committed: its findings are announced */
+        tc_qw_destroy(m->writer);
+    }
+    tc_qmon_marks_free(m);
+    free(m->marks);
+    free(m->stmts);
+    free(m->sent);
+    tc_arena_free(&m->sent_strings);
     for (int32_t p = 0; p < m->lane_end; p++)
         tc_qmon_lane_free(m->lanes[p]);
     tc_qmon_held_clear(m);
@@ -403,61 +443,15 @@ void tc_qmon_set_listener(tc_qmon *m, tc_qmon_event_fn fn, void *opaque)
 
 static tc_err tc_qmon_connect(tc_qmon *m, char *errstr, size_t errstr_size)
 {
-    if (m->conn && PQstatus(m->conn) == CONNECTION_OK)
-        return TC_OK;
-    if (m->conn)
-        PQfinish(m->conn);
-    if (m->schema_quoted)
-        PQfreemem(m->schema_quoted);
-    m->schema_quoted = NULL;
-    m->conn = PQconnectdb(m->dsn);
-    if (PQstatus(m->conn) != CONNECTION_OK)
-        return tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
-                          "quality: cannot connect to PostgreSQL (postgres.dsn): %s",
-                          PQerrorMessage(m->conn));
-    m->schema_quoted = PQescapeIdentifier(m->conn, m->schema, strlen(m->schema));
-    if (!m->schema_quoted)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    return TC_OK;
+    return tc_qw_connect(&m->conn, &m->schema_quoted, m->dsn, m->schema, errstr, errstr_size);
 }
 
-static tc_err tc_qmon_pgerr(tc_qmon *m, PGresult *res, const char *what, char *errstr,
-                            size_t errstr_size)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    tc_err err = PQstatus(m->conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2)) ||
-                         (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
-                     ? TC_ERR_DB_CONN
-                     : TC_ERR_DB;
-
-    return tc_err_set(err, errstr, errstr_size, "quality: %s: %s", what,
-                      res ? PQresultErrorMessage(res) : PQerrorMessage(m->conn));
-}
-
-/* Run tmpl (with "@S") with text parameters; *out receives the result when not NULL. */
+/* Run tmpl (with "@S") on the monitor's own connection (the reads of open). */
 static tc_err tc_qmon_exec(tc_qmon *m, const char *tmpl, int n, const char *const *values,
-                           const int *lengths, const int *formats, PGresult **out, const char *what,
-                           char *errstr, size_t errstr_size)
+                           PGresult **out, const char *what, char *errstr, size_t errstr_size)
 {
-    char *sql = tc_quality_sql_expand(tmpl, m->schema_quoted);
-    PGresult *res;
-    ExecStatusType st;
-    tc_err err = TC_OK;
-
-    if (out)
-        *out = NULL;
-    if (!sql)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    res = PQexecParams(m->conn, sql, n, NULL, values, lengths, formats, 0);
-    free(sql);
-    st = PQresultStatus(res);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        err = tc_qmon_pgerr(m, res, what, errstr, errstr_size);
-    if (err == TC_OK && out)
-        *out = res;
-    else
-        PQclear(res);
-    return err;
+    return tc_qw_exec(m->conn, m->schema_quoted, tmpl, n, values, NULL, NULL, out, what, errstr,
+                      errstr_size);
 }
 
 static int64_t tc_qmon_int8(const PGresult *res, int row, int col, int64_t dflt)
@@ -480,8 +474,7 @@ static tc_err tc_qmon_restore_rules(tc_qmon *m, qmon_lane *l, char *errstr, size
                        "SELECT rule, device_id, (extract(epoch FROM start_time) * 1000000)::bigint"
                        " FROM @S.anomalies WHERE end_time IS NULL AND rule IS NOT NULL"
                        " AND kafka_partition = $1::int",
-                       1, params, NULL, NULL, &res, "read the open findings of the rules", errstr,
-                       errstr_size);
+                       1, params, &res, "read the open findings of the rules", errstr, errstr_size);
     if (err != TC_OK)
         return err;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -510,7 +503,7 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
     err = tc_qmon_exec(m,
                        "SELECT next_offset, detector_state, watermark_us FROM @S.quality_offsets"
                        " WHERE group_id = $1 AND topic = $2 AND partition = $3::int",
-                       3, params, NULL, NULL, &res, "read the quality marks", errstr, errstr_size);
+                       3, params, &res, "read the quality marks", errstr, errstr_size);
     if (err != TC_OK)
         return err;
     l = tc_qmon_lane_new(m, partition, errstr, errstr_size);
@@ -560,6 +553,7 @@ tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, c
 {
     tc_err err = TC_OK;
 
+    tc_qmon_settle(m); /* the marks it moves are read next */
     for (size_t i = 0; i < n; i++) {
         next[i] = TC_QMON_MARK_ABSENT;
         if (parts[i] < 0 || parts[i] >= TC_QMON_LANES_MAX)
@@ -602,6 +596,7 @@ void tc_qmon_revoke(tc_qmon *m, const int32_t *parts, size_t n)
 {
     size_t k = 0;
 
+    tc_qmon_settle(m);
     /* What was held for them is written by nobody now: their next owner reads it again. */
     for (size_t i = 0; i < m->nheld; i++) {
         if (tc_qmon_in(m->held[i].partition, parts, n))
@@ -620,6 +615,11 @@ void tc_qmon_revoke(tc_qmon *m, const int32_t *parts, size_t n)
         if (!tc_qmon_in(m->dead[i].partition, parts, n))
             m->dead[k++] = m->dead[i];
     m->ndead = k;
+    k = 0;
+    for (size_t i = 0; i < m->nsent; i++)
+        if (!tc_qmon_in(m->sent[i].partition, parts, n))
+            m->sent[k++] = m->sent[i];
+    m->nsent = k;
     for (size_t i = 0; i < n; i++)
         tc_qmon_drop_lane(m, parts[i]);
 }
@@ -900,85 +900,6 @@ static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
         tc_jbuf_null(j);
 }
 
-/* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
- * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
- * formatter call a value. Returns the length. */
-static size_t tc_qmon_counts(char *out, const uint32_t *v, int n)
-{
-    char *p = out;
-
-    *p++ = '[';
-    for (int i = 0; i < n; i++) {
-        uint32_t x = v[i];
-        char digits[10];
-        int k = 0;
-
-        if (i)
-            *p++ = ',';
-        do {
-            digits[k++] = (char)('0' + x % 10);
-            x /= 10;
-        } while (x);
-        while (k)
-            *p++ = digits[--k];
-    }
-    *p++ = ']';
-    return (size_t)(p - out);
-}
-
-/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
-static int tc_qmon_quantile_bucket(const tc_qm_sketch *s, double q)
-{
-    uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
-
-    if (!s->count)
-        return -1;
-    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
-        seen += s->b[i];
-        if (seen >= (rank < 1 ? 1 : rank))
-            return i;
-    }
-    return TC_QM_SKETCH_BUCKETS - 1;
-}
-
-static void tc_qmon_json_row(tc_jbuf *j, const tc_qm_row *r)
-{
-    char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
-
-    tc_jbuf_obj_begin(j);
-    if (r->device) {
-        tc_jbuf_key(j, "device_id");
-        tc_jbuf_str(j, r->device);
-    }
-    tc_jbuf_key(j, "m");
-    tc_jbuf_int(j, r->minute_us / TC_QM_MINUTE_US);
-    tc_jbuf_key(j, "readings");
-    tc_jbuf_int(j, r->readings);
-    tc_jbuf_key(j, "n");
-    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->present, TC_QMON_METRICS));
-    tc_jbuf_key(j, "late");
-    tc_jbuf_int(j, r->late);
-    tc_jbuf_key(j, "ooo");
-    tc_jbuf_int(j, r->out_of_order);
-    tc_jbuf_key(j, "gaps");
-    tc_jbuf_int(j, r->gaps);
-    tc_jbuf_key(j, "gap_max");
-    if (r->gaps)
-        tc_jbuf_double(j, r->gap_max_s);
-    else
-        tc_jbuf_null(j);
-    tc_jbuf_key(j, "sk");
-    tc_jbuf_raw(j, counts, tc_qmon_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
-    /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
-     * a row cost more than the rest of it); a row that exists takes them from the merged sketch
-     * in SQL (TC_QMON_UPSERT_SET). */
-    tc_jbuf_key(j, "q50");
-    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.5));
-    tc_jbuf_key(j, "q99");
-    tc_jbuf_int(j, tc_qmon_quantile_bucket(&r->delay, 0.99));
-    tc_jbuf_obj_end(j);
-}
-
 typedef struct qmon_collect {
     tc_qmon *m;
     tc_jbuf *dev, *fleet;
@@ -991,11 +912,11 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     tc_qmon *m = c->m;
 
     if (r->device) {
-        tc_qmon_json_row(c->dev, r);
+        tc_quality_sql_row_json(c->dev, r, TC_QMON_METRICS);
         c->ndev++;
         return;
     }
-    tc_qmon_json_row(c->fleet, r);
+    tc_quality_sql_row_json(c->fleet, r, TC_QMON_METRICS);
     c->nfleet++;
     tc_qm_sketch_merge(&m->st.delay, &r->delay);
     if (m->nminutes == m->minutes_cap) {
@@ -1009,22 +930,22 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     m->minutes[m->nminutes++] = r->minute_us / TC_QM_MINUTE_US;
 }
 
-static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, int fleet, int32_t partition,
-                           char *errstr, size_t errstr_size)
+static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl, const char *what,
+                           int32_t partition, char *errstr, size_t errstr_size)
 {
     char *doc;
 
     tc_jbuf_arr_end(j);
     if (tc_jbuf_failed(j))
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
-                          "quality: partition %d: the metric rows do not fit in %u bytes",
-                          partition, TC_QMON_DOC_MAX);
+                          "quality: partition %d: %s: the document does not fit in %u bytes",
+                          partition, what, TC_QMON_DOC_MAX);
     if (!rows)
         return TC_OK;
     doc = tc_jbuf_take(j, NULL);
     if (!doc)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    m->held[m->nheld++] = (qmon_held){fleet, partition, doc};
+    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc};
     return TC_OK;
 }
 
@@ -1046,129 +967,28 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
         tc_jbuf_arr_begin(&dev);
         tc_jbuf_arr_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
-        err = tc_qmon_hold(m, &dev, c.ndev, 0, p, errstr, errstr_size);
+        err = tc_qmon_hold(m, &dev, c.ndev, tc_quality_sql_write_rows, "write quality_1m", p,
+                           errstr, errstr_size);
         if (err == TC_OK)
-            err = tc_qmon_hold(m, &fleet, c.nfleet, 1, p, errstr, errstr_size);
+            err = tc_qmon_hold(m, &fleet, c.nfleet, tc_quality_sql_write_fleet,
+                               "write quality_fleet_1m", p, errstr, errstr_size);
         tc_jbuf_free(&dev);
         tc_jbuf_free(&fleet);
     }
     return err;
 }
 
-/* The upsert of quality_1m (fleet 0) or quality_fleet_1m (fleet 1): counts add, the longest gap
- * is the longer, sketches add and the quantiles come from the sum. */
-#define TC_QMON_ADD(c) " " c " = q." c " + EXCLUDED." c ","
-#define TC_QMON_UPSERT_COLS                                                                        \
-    " readings, temperature_n, humidity_n, pressure_n, battery_n, latitude_n, longitude_n, late,"  \
-    " out_of_order, gaps, gap_max_s, delay_sketch, delay_p50_ms, delay_p99_ms)"
-/* A sketch bucket's geometric middle in ms (metrics.h): 0.5 for bucket 0, NULL for none. */
-#define TC_QMON_BUCKET_MS(b)                                                                       \
-    "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
-#define TC_QMON_UPSERT_SELECT                                                                      \
-    " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
-    " r.gap_max, r.sk, " TC_QMON_BUCKET_MS("r.q50") ", " TC_QMON_BUCKET_MS(                        \
-        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
-                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
-                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
-#define TC_QMON_UPSERT_SET                                                                         \
-    " DO UPDATE SET" TC_QMON_ADD("readings") TC_QMON_ADD("temperature_n") TC_QMON_ADD(             \
-        "humidity_n") TC_QMON_ADD("pressure_n") TC_QMON_ADD("battery_n") TC_QMON_ADD("latitude_n") \
-        TC_QMON_ADD("longitude_n") TC_QMON_ADD("late") TC_QMON_ADD("out_of_order") TC_QMON_ADD(    \
-            "gaps") " gap_max_s = greatest(q.gap_max_s, EXCLUDED.gap_max_s),"                      \
-                    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, "                    \
-                    "EXCLUDED.delay_sketch),"                                                      \
-                    " delay_p50_ms = "                                                             \
-                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
-                    " EXCLUDED.delay_sketch), 0.5),"                                               \
-                    " delay_p99_ms = "                                                             \
-                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
-                    " EXCLUDED.delay_sketch), 0.99)"
+/* Items of partition p (-1: all) of one kind into a flush's document; each returns how many. */
+typedef size_t (*qmon_items_fn)(const tc_qmon *m, tc_jbuf *j, int32_t p);
 
-static const char tc_qmon_sql_rows[] =
-    "INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QMON_UPSERT_COLS
-    " SELECT r.device_id, " TC_QMON_MIN(
-        "r.m") "," TC_QMON_UPSERT_SELECT " ON CONFLICT (device_id, bucket)" TC_QMON_UPSERT_SET;
-
-static const char tc_qmon_sql_fleet[] =
-    "WITH f AS (INSERT INTO @S.quality_fleet_1m AS q (bucket," TC_QMON_UPSERT_COLS
-    " SELECT " TC_QMON_MIN("r.m") "," TC_QMON_UPSERT_SELECT
-                                  " ON CONFLICT (bucket)" TC_QMON_UPSERT_SET
-                                  " RETURNING bucket) SELECT count(*) FROM f";
-
-/* Dead letters: per minute and reason, per device and minute, per fleet minute. */
-static const char tc_qmon_sql_dead[] =
-    "WITH d AS (SELECT * FROM json_to_recordset($1::json) AS d(device_id text, m bigint,"
-    " reason text, dup int)),"
-    " r AS (INSERT INTO @S.quality_dead_letters_1m AS q (bucket, reason, n)"
-    " SELECT " TC_QMON_MIN(
-        "m") ", reason, count(*) FROM d GROUP BY 1, 2"
-             " ON CONFLICT (bucket, reason) DO UPDATE SET n = q.n + EXCLUDED.n RETURNING 1),"
-             " v AS (INSERT INTO @S.quality_1m AS q (device_id, bucket, dead_letters, duplicates)"
-             " SELECT device_id, " TC_QMON_MIN(
-                 "m") ", count(*), sum(dup) FROM d"
-                      " WHERE device_id IS NOT NULL GROUP BY 1, 2 ON CONFLICT (device_id, bucket) "
-                      "DO UPDATE SET"
-                      " dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
-                      " duplicates = q.duplicates + EXCLUDED.duplicates RETURNING 1)"
-                      " INSERT INTO @S.quality_fleet_1m AS q (bucket, dead_letters, duplicates)"
-                      " SELECT " TC_QMON_MIN(
-                          "m") ", count(*), sum(dup) FROM d GROUP BY 1"
-                               " ON CONFLICT (bucket) DO UPDATE SET dead_letters = q.dead_letters "
-                               "+ EXCLUDED.dead_letters,"
-                               " duplicates = q.duplicates + EXCLUDED.duplicates";
-
-/* The fleet's device count of the minutes written: derived, so flushes and members agree. */
-static const char tc_qmon_sql_devices[] =
-    "UPDATE @S.quality_fleet_1m f SET devices = (SELECT count(*) FROM @S.quality_1m q"
-    " WHERE q.bucket = f.bucket AND q.readings > 0)"
-    " WHERE f.bucket IN (SELECT " TC_QMON_MIN(
-        "x::bigint") " FROM json_array_elements_text($1::json) AS x)";
-
-/* Findings: the last event of each finding wins (opened and resolved in one flush). */
-static const char tc_qmon_sql_events[] =
-    "INSERT INTO @S.anomalies AS a (device_id, metric, kind, rule, severity, start_time, end_time,"
-    " score, observed, expected, kafka_partition)"
-    " SELECT DISTINCT ON (e.device_id, coalesce(e.metric, ''), e.kind, coalesce(e.rule, ''),"
-    " e.s) e.device_id, e.metric, e.kind, e.rule, e.severity, " TC_QMON_TS(
-        "e.s") ","
-               " CASE WHEN e.e > 0 THEN " TC_QMON_TS(
-                   "greatest(e.e, e.s)") " END, e.score, e.observed,"
-                                         " e.expected, e.p FROM json_to_recordset($1::json) AS "
-                                         "e(seq bigint, device_id text,"
-                                         " metric text, kind text, rule text, severity text, s "
-                                         "bigint, e bigint,"
-                                         " score double precision, observed double precision, "
-                                         "expected double precision, p int)"
-                                         " ORDER BY e.device_id, coalesce(e.metric, ''), e.kind, "
-                                         "coalesce(e.rule, ''), e.s,"
-                                         " e.seq DESC"
-                                         " ON CONFLICT (device_id, coalesce(metric, ''), kind, "
-                                         "coalesce(rule, ''), start_time)"
-                                         " DO UPDATE SET end_time = EXCLUDED.end_time, score = "
-                                         "coalesce(EXCLUDED.score, a.score),"
-                                         " observed = coalesce(EXCLUDED.observed, a.observed),"
-                                         " expected = coalesce(EXCLUDED.expected, a.expected), "
-                                         "updated_at = now()";
-
-/* A JSON array of what items writes (a flush's document); NULL when out of memory. */
-static char *tc_qmon_doc(const tc_qmon *m, void (*items)(const tc_qmon *, tc_jbuf *))
+static size_t tc_qmon_events_items(const tc_qmon *m, tc_jbuf *j, int32_t p)
 {
-    tc_jbuf j;
-    char *doc;
+    size_t n = 0;
 
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
-    tc_jbuf_arr_begin(&j);
-    items(m, &j);
-    tc_jbuf_arr_end(&j);
-    doc = tc_jbuf_failed(&j) ? NULL : tc_jbuf_take(&j, NULL);
-    tc_jbuf_free(&j);
-    return doc;
-}
-
-static void tc_qmon_events_items(const tc_qmon *m, tc_jbuf *j)
-{
     for (size_t i = 0; i < m->nevents; i++) {
         const qmon_event *e = &m->events[i];
+        if (e->partition != p)
+            continue;
         tc_jbuf_obj_begin(j);
         tc_jbuf_key(j, "seq");
         tc_jbuf_int(j, (int64_t)i);
@@ -1187,13 +1007,19 @@ static void tc_qmon_events_items(const tc_qmon *m, tc_jbuf *j)
         tc_jbuf_key(j, "p");
         tc_jbuf_int(j, e->partition);
         tc_jbuf_obj_end(j);
+        n++;
     }
+    return n;
 }
 
-static void tc_qmon_dead_items(const tc_qmon *m, tc_jbuf *j)
+static size_t tc_qmon_dead_items(const tc_qmon *m, tc_jbuf *j, int32_t p)
 {
+    size_t n = 0;
+
     for (size_t i = 0; i < m->ndead; i++) {
         const qmon_dead *d = &m->dead[i];
+        if (d->partition != p)
+            continue;
         tc_jbuf_obj_begin(j);
         tc_qmon_jstr(j, "device_id", d->device);
         tc_jbuf_key(j, "m");
@@ -1202,89 +1028,172 @@ static void tc_qmon_dead_items(const tc_qmon *m, tc_jbuf *j)
         tc_jbuf_key(j, "dup");
         tc_jbuf_int(j, d->reason == TC_REJECT_DUPLICATE);
         tc_jbuf_obj_end(j);
+        n++;
     }
+    return n;
 }
 
 /* The minutes the held documents and dead letters touch (for the fleet's device count). */
-static void tc_qmon_minutes_items(const tc_qmon *m, tc_jbuf *j)
+static size_t tc_qmon_minutes_items(const tc_qmon *m, tc_jbuf *j, int32_t p)
 {
+    (void)p;
     for (size_t i = 0; i < m->nminutes; i++)
         tc_jbuf_int(j, m->minutes[i]);
     for (size_t i = 0; i < m->ndead; i++)
         tc_jbuf_int(j, m->dead[i].minute);
+    return m->nminutes + m->ndead;
 }
 
-static tc_err tc_qmon_exec_doc(tc_qmon *m, const char *tmpl, const char *doc, const char *what,
-                               char *errstr, size_t errstr_size)
+/* Hold the document of items of partition p (nothing when there are none). */
+static tc_err tc_qmon_hold_items(tc_qmon *m, qmon_items_fn items, int32_t p, const char *tmpl,
+                                 const char *what, char *errstr, size_t errstr_size)
 {
-    const char *params[1] = {doc};
-
-    if (!doc)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory (%s)", what);
-    return tc_qmon_exec(m, tmpl, 1, params, NULL, NULL, NULL, what, errstr, errstr_size);
-}
-
-/* A lane's mark and checkpoint, moved only from the mark this member read (fencing). */
-static tc_err tc_qmon_write_mark(tc_qmon *m, qmon_lane *l, char *errstr, size_t errstr_size)
-{
-    char part[16], next[24], from[24], wm[24];
-    unsigned char *ck = NULL;
-    size_t cklen = 0;
-    const char *params[7];
-    int lengths[7] = {0}, formats[7] = {0};
-    PGresult *res;
+    tc_jbuf j;
     tc_err err;
 
-    if (l->next <= l->durable)
-        return TC_OK;
-    err = tc_qd_save(l->qd, &ck, &cklen, errstr, errstr_size);
-    if (err != TC_OK)
-        return err;
-    snprintf(part, sizeof(part), "%d", l->partition);
-    snprintf(next, sizeof(next), "%" PRId64, l->next);
-    snprintf(from, sizeof(from), "%" PRId64, l->durable);
-    snprintf(wm, sizeof(wm), "%" PRId64, l->watermark);
-    params[0] = m->group;
-    params[1] = m->topic;
-    params[2] = part;
-    params[3] = next;
-    params[4] = (const char *)ck;
-    lengths[4] = (int)cklen;
-    formats[4] = 1;
-    params[5] = wm;
-    params[6] = from;
-    if (l->durable == TC_QMON_MARK_ABSENT)
-        err = tc_qmon_exec(m,
-                           "INSERT INTO @S.quality_offsets (group_id, topic, partition,"
-                           " next_offset, detector_state, watermark_us) VALUES ($1, $2, $3::int,"
-                           " $4::bigint, $5::bytea, $6::bigint)"
-                           " ON CONFLICT (group_id, topic, partition) DO NOTHING",
-                           6, params, lengths, formats, &res, "write the quality marks", errstr,
-                           errstr_size);
-    else
-        err = tc_qmon_exec(m,
-                           "UPDATE @S.quality_offsets SET next_offset = $4::bigint,"
-                           " detector_state = $5::bytea, watermark_us = $6::bigint,"
-                           " updated_at = now() WHERE group_id = $1 AND topic = $2"
-                           " AND partition = $3::int AND next_offset = $7::bigint",
-                           7, params, lengths, formats, &res, "write the quality marks", errstr,
-                           errstr_size);
-    free(ck);
-    if (err != TC_OK)
-        return err;
-    if (strcmp(PQcmdTuples(res), "1") != 0)
-        err = tc_err_set(TC_ERR_FENCED, errstr, errstr_size,
-                         "quality marks of topic \"%s\" partition %d: the stored next offset is no"
-                         " longer %lld, where this flush started: another member owns it now",
-                         m->topic, l->partition, (long long)l->durable);
-    PQclear(res);
+    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
+    tc_jbuf_arr_begin(&j);
+    err = tc_qmon_hold(m, &j, items(m, &j, p), tmpl, what, p, errstr, errstr_size);
+    tc_jbuf_free(&j);
     return err;
+}
+
+/* Dead letters, the fleet's minutes and findings into held documents, one a partition, and the
+ * findings into sent[] (copies, announced when a flush writing them commits). */
+static tc_err tc_qmon_take_events(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+    size_t k;
+
+    if (m->nheld + 2 * m->nlanes + 1 > TC_QMON_HELD_MAX)
+        return TC_OK; /* they wait for the held documents to be written */
+    for (int32_t p = 0; err == TC_OK && p < m->lane_end && m->ndead; p++)
+        if (m->lanes[p])
+            err = tc_qmon_hold_items(m, tc_qmon_dead_items, p, tc_quality_sql_write_dead,
+                                     "write the dead letters' figures", errstr, errstr_size);
+    if (err == TC_OK && (m->nminutes || m->ndead))
+        err = tc_qmon_hold_items(m, tc_qmon_minutes_items, -1, tc_quality_sql_write_devices,
+                                 "count the fleet's devices", errstr, errstr_size);
+    for (int32_t p = 0; err == TC_OK && p < m->lane_end && m->nevents; p++)
+        if (m->lanes[p])
+            err = tc_qmon_hold_items(m, tc_qmon_events_items, p, tc_quality_sql_write_events,
+                                     "write the anomalies", errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    if (m->nevents && !m->sent && !(m->sent = calloc(TC_QMON_EVENTS_MAX, sizeof(*m->sent))))
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+    for (k = 0; k < m->nevents && m->nsent < TC_QMON_EVENTS_MAX; k++) {
+        qmon_event *e = &m->sent[m->nsent++];
+        *e = m->events[k];
+        e->device = tc_arena_strndup(&m->sent_strings, e->device, strlen(e->device));
+        e->metric =
+            e->metric ? tc_arena_strndup(&m->sent_strings, e->metric, strlen(e->metric)) : NULL;
+        e->rule = e->rule ? tc_arena_strndup(&m->sent_strings, e->rule, strlen(e->rule)) : NULL;
+    }
+    m->nevents = m->ndead = m->nminutes = 0;
+    tc_arena_reset(&m->strings);
+    return TC_OK;
+}
+
+static void tc_qmon_marks_free(tc_qmon *m)
+{
+    for (size_t i = 0; i < m->nmarks; i++)
+        free(m->marks[i].ck);
+    m->nmarks = 0;
+}
+
+/* The marks of the lanes that moved, with their checkpoints: each moves only from the mark this
+ * member read (fencing). */
+static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    tc_qmon_marks_free(m);
+    if (m->marks_cap < m->nlanes) {
+        qmon_mark *grown = realloc(m->marks, m->nlanes * sizeof(*grown));
+        if (!grown)
+            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+        m->marks = grown;
+        m->marks_cap = m->nlanes;
+    }
+    for (int32_t p = 0; p < m->lane_end; p++) {
+        qmon_lane *l = m->lanes[p];
+        qmon_mark *k = &m->marks[m->nmarks];
+        size_t cklen = 0;
+        tc_err err;
+
+        if (!l || l->next <= l->durable)
+            continue;
+        k->ck = NULL;
+        err = tc_qd_save(l->qd, &k->ck, &cklen, errstr, errstr_size);
+        if (err != TC_OK)
+            return err;
+        m->nmarks++;
+        k->partition = p;
+        k->next = l->next;
+        snprintf(k->part, sizeof(k->part), "%d", p);
+        snprintf(k->next_s, sizeof(k->next_s), "%" PRId64, l->next);
+        snprintf(k->from, sizeof(k->from), "%" PRId64, l->durable);
+        snprintf(k->wm, sizeof(k->wm), "%" PRId64, l->watermark);
+        snprintf(k->fence_msg, sizeof(k->fence_msg),
+                 "quality marks of topic \"%s\" partition %d: the stored next offset is no"
+                 " longer %lld, where this flush started: another member owns it now",
+                 m->topic, p, (long long)l->durable);
+        k->cklen = cklen;
+        k->insert = l->durable == TC_QMON_MARK_ABSENT;
+    }
+    return TC_OK;
+}
+
+static const char tc_qmon_sql_mark_insert[] =
+    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, detector_state,"
+    " watermark_us) VALUES ($1, $2, $3::int, $4::bigint, $5::bytea, $6::bigint)"
+    " ON CONFLICT (group_id, topic, partition) DO NOTHING";
+static const char tc_qmon_sql_mark_update[] =
+    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, detector_state = $5::bytea,"
+    " watermark_us = $6::bigint, updated_at = now() WHERE group_id = $1 AND topic = $2"
+    " AND partition = $3::int AND next_offset = $7::bigint";
+
+/* The flush's statements: the held documents in the order they were made, then the marks. */
+static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    size_t n = m->nheld + m->nmarks;
+
+    if (n > m->stmts_cap) {
+        tc_qw_stmt *grown = realloc(m->stmts, n * sizeof(*grown));
+        if (!grown)
+            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
+        m->stmts = grown;
+        m->stmts_cap = n;
+    }
+    memset(m->stmts, 0, n * sizeof(*m->stmts));
+    for (size_t i = 0; i < m->nheld; i++) {
+        tc_qw_stmt *st = &m->stmts[i];
+        st->tmpl = m->held[i].tmpl;
+        st->what = m->held[i].what;
+        st->nparams = 1;
+        st->values[0] = m->held[i].doc;
+    }
+    for (size_t i = 0; i < m->nmarks; i++) {
+        const qmon_mark *k = &m->marks[i];
+        tc_qw_stmt *st = &m->stmts[m->nheld + i];
+        const char *v[TC_QW_PARAMS_MAX] = {
+            m->group, m->topic, k->part, k->next_s, (const char *)k->ck, k->wm, k->from};
+
+        st->tmpl = k->insert ? tc_qmon_sql_mark_insert : tc_qmon_sql_mark_update;
+        st->what = "write the quality marks";
+        st->nparams = k->insert ? 6 : 7;
+        memcpy(st->values, v, sizeof(v));
+        st->lengths[4] = (int)k->cklen;
+        st->formats[4] = 1;
+        st->fence = 1;
+        st->fence_msg = k->fence_msg;
+    }
+    return TC_OK;
 }
 
 static void tc_qmon_notify(tc_qmon *m)
 {
-    for (size_t i = 0; i < m->nevents; i++) {
-        const qmon_event *e = &m->events[i];
+    for (size_t i = 0; i < m->nsent; i++) {
+        const qmon_event *e = &m->sent[i];
         tc_qmon_event ev = {e->device,   e->metric,    e->kind,     e->rule,
                             e->severity, e->partition, e->start_us, e->end_us,
                             e->score,    e->observed,  e->expected};
@@ -1301,97 +1210,141 @@ static void tc_qmon_notify(tc_qmon *m)
     }
 }
 
+static void tc_qmon_drop_sent(tc_qmon *m)
+{
+    for (size_t i = 0; i < m->job_held; i++)
+        free(m->held[i].doc);
+    memmove(m->held, m->held + m->job_held, (m->nheld - m->job_held) * sizeof(*m->held));
+    m->nheld -= m->job_held;
+    m->job_held = 0;
+    m->nsent = 0;
+    tc_arena_reset(&m->sent_strings);
+    tc_qmon_marks_free(m);
+}
+
 void tc_qmon_reset(tc_qmon *m)
 {
-    m->readings_taken = 0;
+    tc_qmon_settle(m); /* nothing of it may become durable once this returns */
+    m->deferred = TC_OK;
+    m->readings_taken = m->job_readings = 0;
     for (int32_t p = 0; p < m->lane_end; p++)
         tc_qmon_drop_lane(m, p);
     tc_qmon_held_clear(m);
-    m->nevents = m->ndead = m->nminutes = 0;
+    m->nevents = m->ndead = m->nminutes = m->nsent = 0;
     tc_arena_reset(&m->strings);
+    tc_arena_reset(&m->sent_strings);
+    tc_qmon_marks_free(m);
 }
 
-tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
+/* A flush's outcome: committed, the marks move and the findings are announced; failed, what it
+ * was to write stays held for the next one (fenced: everything goes). */
+static tc_err tc_qmon_apply(tc_qmon *m, tc_err err)
 {
-    char *doc;
-    tc_err err;
-
-    m->last_attempt_us = tc_time_now_us();
-    err = tc_qmon_take_rows(m, errstr, errstr_size);
-    if (err == TC_OK && !*m->dsn) {
-        /* Dry: everything is built as for PostgreSQL, then dropped as if committed. */
-        for (size_t i = 0; i < m->nheld; i++)
-            free(m->held[i].doc);
-        m->nheld = 0;
-        if (m->nevents)
-            free(tc_qmon_doc(m, tc_qmon_events_items));
-        if (m->ndead)
-            free(tc_qmon_doc(m, tc_qmon_dead_items));
-        goto committed;
-    }
-    if (err == TC_OK)
-        err = tc_qmon_connect(m, errstr, errstr_size);
-    if (err == TC_OK)
-        err = tc_qmon_exec(m, "BEGIN", 0, NULL, NULL, NULL, NULL, "begin", errstr, errstr_size);
+    m->job = 0;
     if (err != TC_OK) {
         m->st.flush_failures++;
-        return err;
-    }
-    for (size_t i = 0; err == TC_OK && i < m->nheld; i++)
-        err = tc_qmon_exec_doc(
-            m, m->held[i].fleet ? tc_qmon_sql_fleet : tc_qmon_sql_rows, m->held[i].doc,
-            m->held[i].fleet ? "write quality_fleet_1m" : "write quality_1m", errstr, errstr_size);
-    if (err == TC_OK && m->ndead) {
-        doc = tc_qmon_doc(m, tc_qmon_dead_items);
-        err = tc_qmon_exec_doc(m, tc_qmon_sql_dead, doc, "write the dead letters' figures", errstr,
-                               errstr_size);
-        free(doc);
-    }
-    if (err == TC_OK && (m->nminutes || m->ndead)) {
-        doc = tc_qmon_doc(m, tc_qmon_minutes_items);
-        err = tc_qmon_exec_doc(m, tc_qmon_sql_devices, doc, "count the fleet's devices", errstr,
-                               errstr_size);
-        free(doc);
-    }
-    if (err == TC_OK && m->nevents) {
-        doc = tc_qmon_doc(m, tc_qmon_events_items);
-        err = tc_qmon_exec_doc(m, tc_qmon_sql_events, doc, "write the anomalies", errstr,
-                               errstr_size);
-        free(doc);
-    }
-    for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++)
-        if (m->lanes[p])
-            err = tc_qmon_write_mark(m, m->lanes[p], errstr, errstr_size);
-    if (err == TC_OK)
-        err = tc_qmon_exec(m, "COMMIT", 0, NULL, NULL, NULL, NULL, "commit", errstr, errstr_size);
-    else
-        PQclear(PQexec(m->conn, "ROLLBACK"));
-    if (err != TC_OK) {
-        m->st.flush_failures++;
+        m->job_held = 0;
+        tc_qmon_marks_free(m);
         if (err == TC_ERR_FENCED) {
             m->st.fenced++;
             tc_qmon_reset(m);
         }
         return err;
     }
-committed:
-    for (int32_t p = 0; p < m->lane_end; p++) {
-        qmon_lane *l = m->lanes[p];
-        if (l) {
-            l->durable = l->next;
-            l->minute_flushed = l->watermark / TC_QM_MINUTE_US;
-        }
+    for (size_t i = 0; i < m->nmarks; i++) {
+        qmon_lane *l = m->lanes[m->marks[i].partition];
+        if (l && m->marks[i].next > l->durable)
+            l->durable = m->marks[i].next;
     }
     tc_qmon_notify(m);
-    tc_qmon_held_clear(m);
-    m->nminutes = 0;
-    m->nevents = m->ndead = 0;
-    tc_arena_reset(&m->strings);
+    tc_qmon_drop_sent(m);
     m->st.flushes++;
-    m->st.readings_durable += m->readings_taken;
-    m->readings_taken = 0;
+    m->st.readings_durable += m->job_readings;
+    m->readings_taken -= m->job_readings;
+    m->job_readings = 0;
     m->last_flush_us = m->st.flushed_us = tc_time_now_us();
     return TC_OK;
+}
+
+/* Wait for a flush under way and apply its outcome; a failure is reported by the next
+ * tc_qmon_flush_poll (the callers -- open, revoke, reset, destroy -- have no error of theirs). */
+static void tc_qmon_settle(tc_qmon *m)
+{
+    tc_err err = TC_OK;
+    char errstr[TC_ERRSTR_MAX] = "";
+
+    if (!m->job || !m->writer)
+        return;
+    (void)tc_qw_poll(m->writer, 1, &err, errstr, sizeof(errstr));
+    if (tc_qmon_apply(m, err) != TC_OK && m->deferred == TC_OK) {
+        m->deferred = err;
+        snprintf(m->deferred_errstr, sizeof(m->deferred_errstr), "%s", errstr);
+    }
+}
+
+tc_err tc_qmon_flush_start(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    tc_err err;
+
+    if (m->job)
+        return TC_OK;
+    m->last_attempt_us = tc_time_now_us();
+    for (int32_t p = 0; p < m->lane_end; p++)
+        if (m->lanes[p])
+            m->lanes[p]->minute_flushed = m->lanes[p]->watermark / TC_QM_MINUTE_US;
+    err = tc_qmon_take_rows(m, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_qmon_take_events(m, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_qmon_take_marks(m, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_qmon_stmts(m, errstr, errstr_size);
+    if (err != TC_OK) {
+        tc_qmon_marks_free(m);
+        m->st.flush_failures++;
+        return err;
+    }
+    m->job = 1;
+    m->job_held = m->nheld;
+    m->job_readings = m->readings_taken;
+    /* Dry: everything was built as for PostgreSQL; it is dropped as if committed. */
+    if (!m->writer)
+        return tc_qmon_apply(m, TC_OK);
+    (void)tc_qw_start(m->writer, m->stmts, m->nheld + m->nmarks);
+    return TC_OK;
+}
+
+int tc_qmon_flush_poll(tc_qmon *m, int wait, tc_err *err, char *errstr, size_t errstr_size)
+{
+    *err = m->deferred;
+    if (m->deferred != TC_OK) {
+        snprintf(errstr, errstr_size, "%s", m->deferred_errstr);
+        m->deferred = TC_OK;
+        return 0;
+    }
+    if (!m->job || !m->writer)
+        return 0;
+    if (tc_qw_poll(m->writer, wait, err, errstr, errstr_size) == 1)
+        return 1;
+    *err = tc_qmon_apply(m, *err);
+    return 0;
+}
+
+int tc_qmon_flushing(const tc_qmon *m)
+{
+    return m->job;
+}
+
+tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    if (tc_qmon_flush_poll(m, 1, &err, errstr, errstr_size) == 0 && err != TC_OK)
+        return err;
+    err = tc_qmon_flush_start(m, errstr, errstr_size);
+    if (err == TC_OK)
+        (void)tc_qmon_flush_poll(m, 1, &err, errstr, errstr_size);
+    return err;
 }
 
 int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition)
@@ -1399,6 +1352,27 @@ int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition)
     if (partition < 0 || partition >= TC_QMON_LANES_MAX || !m->lanes[partition])
         return TC_QMON_MARK_ABSENT;
     return m->lanes[partition]->durable;
+}
+
+int64_t tc_qmon_stored(tc_qmon *m, int32_t partition)
+{
+    char part[16], errstr[TC_ERRSTR_MAX];
+    const char *params[3] = {m->group, m->topic, part};
+    PGresult *res;
+    int64_t next = TC_QMON_MARK_ABSENT;
+
+    if (!*m->dsn || tc_qmon_connect(m, errstr, sizeof(errstr)) != TC_OK)
+        return TC_QMON_MARK_ABSENT;
+    snprintf(part, sizeof(part), "%d", partition);
+    if (tc_qmon_exec(m,
+                     "SELECT next_offset FROM @S.quality_offsets"
+                     " WHERE group_id = $1 AND topic = $2 AND partition = $3::int",
+                     3, params, &res, "read the quality marks", errstr, sizeof(errstr)) != TC_OK)
+        return TC_QMON_MARK_ABSENT;
+    if (PQntuples(res) == 1)
+        next = tc_qmon_int8(res, 0, 0, TC_QMON_MARK_ABSENT);
+    PQclear(res);
+    return next;
 }
 
 /* ---- reload ---- */

@@ -9,15 +9,15 @@
  * quality_offsets. A lane per partition, not one for all, because a partition is what moves
  * between members of the consumer group: its checkpoint must hold its devices and nothing else.
  *
- * Exactly once. tc_qmon_flush writes, in ONE transaction: every lane's metric rows (all of them,
- * closed minutes or not: quality_1m adds what it is given to what it holds, so a minute written in
- * several flushes sums up), the fleet's rows, the dead-letter counts, the findings opened and
- * resolved since the last flush, and per lane its `next` mark and its detectors' checkpoint
- * (tc_qd_save) in quality_offsets. The mark moves only from the one this member read (the store's
- * fencing, store.h): a lane another member moved on fails the whole transaction with
- * TC_ERR_FENCED. After a crash (kill -9 included) a lane opens from its stored mark and
- * checkpoint, the caller feeds it again from that mark, and what it then writes is what it had
- * not written: no figure is lost or counted twice, and an open finding is neither forgotten nor
+ * Exactly once. A flush writes, in ONE transaction on the writer's thread (writer.h): every lane's
+ * metric rows (all of them, closed minutes or not: quality_1m adds what it is given to what it
+ * holds, so a minute written in several flushes sums up), the fleet's rows, the dead-letter counts,
+ * the findings opened and resolved since the last flush, and per lane its `next` mark and its
+ * detectors' checkpoint (tc_qd_save) in quality_offsets. The mark moves only from the one this
+ * member read (the store's fencing, store.h): a lane another member moved on fails the whole
+ * transaction with TC_ERR_FENCED. After a crash (kill -9 included) a lane opens from its stored
+ * mark and checkpoint, the caller feeds it again from that mark, and what it then writes is what it
+ * had not written: no figure is lost or counted twice, and an open finding is neither forgotten nor
  * opened again (the checkpoint holds it open; the rules' open findings are given back to the
  * evaluator from the anomalies table, tc_qr_eval_restore).
  *
@@ -27,15 +27,19 @@
  *
  * A failed flush keeps everything it was to write (its statements are kept and sent first next
  * time): nothing is lost to a retriable failure. A fenced one drops everything of every lane
- * (tc_qmon_open again reads where the stored marks are).
+ * (tc_qmon_open again reads where the stored marks are). Open, revoke, reset and destroy first
+ * wait for a flush under way, so a partition's marks are never read, dropped or taken over while
+ * a write may still move them.
  *
  * Reload (SIGHUP): tc_qmon_reload parses the rules file again; a refused file (errstr says
  * FILE:LINE:COL) leaves the running rules in force; an accepted one gets new evaluators, and rules
  * of the same name that were firing stay firing (with their start).
  *
- * Ownership: the monitor owns its connection, its lanes and its rules. Batches passed to
- * tc_qmon_add are read during the call only. Listener events live for the callback only. Not
- * thread-safe: the pipeline's thread drives it; tc_qmon_render_metrics renders a stats snapshot.
+ * Ownership: the monitor owns its connection, its writer (a thread and a connection of its own),
+ * its lanes and its rules. Batches passed to tc_qmon_add are read during the call only. Listener
+ * events live for the callback only, which runs on the caller's thread (in tc_qmon_flush_poll).
+ * Not thread-safe: the pipeline's thread drives it; tc_qmon_render_metrics renders a stats
+ * snapshot.
  */
 #ifndef TC_QUALITY_MONITOR_H
 #define TC_QUALITY_MONITOR_H
@@ -147,11 +151,31 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
 int tc_qmon_due(const tc_qmon *m, int64_t now_us);
 /* Nonzero when something fed is not written yet. */
 int tc_qmon_pending(const tc_qmon *m);
-/* Write everything in one transaction (see above). TC_ERR_FENCED: every lane was dropped. */
+/* Write everything in one transaction (see above) and wait for it. TC_ERR_FENCED: every lane was
+ * dropped. */
 tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size);
+
+/*
+ * The same flush without waiting (the sink's): tc_qmon_flush_start prepares it on the caller's
+ * thread -- the documents, the checkpoints, the marks it moves from -- and hands it to the
+ * writer's thread (quality/writer.h); feeding goes on meanwhile. Nothing is durable, and no
+ * finding announced, before tc_qmon_flush_poll has seen it commit. TC_OK when started (or one is
+ * under way already); an error when it could not be prepared. A dry monitor is done at once.
+ */
+tc_err tc_qmon_flush_start(tc_qmon *m, char *errstr, size_t errstr_size);
+/* 1 while a started flush is still being written (wait == 0). Otherwise 0, with *err the outcome
+ * of the flush that finished (applied now: marks moved, findings announced; TC_ERR_FENCED: every
+ * lane dropped), or of one that open/revoke/destroy waited for, or TC_OK. wait != 0 blocks. */
+int tc_qmon_flush_poll(tc_qmon *m, int wait, tc_err *err, char *errstr, size_t errstr_size);
+/* Nonzero while a started flush's outcome is not applied. */
+int tc_qmon_flushing(const tc_qmon *m);
 /* The stored mark of a partition (TC_QMON_MARK_ABSENT when not open or none stored): Kafka's
  * committed offset must not pass it. */
 int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition);
+
+/* The mark stored for a partition, whoever owns it now (TC_QMON_MARK_ABSENT: none, or it cannot
+ * be read). Reads PostgreSQL on the monitor's connection; changes nothing. */
+int64_t tc_qmon_stored(tc_qmon *m, int32_t partition);
 
 /* Parse the rules file again (see above). */
 tc_err tc_qmon_reload(tc_qmon *m, char *errstr, size_t errstr_size);

@@ -1,12 +1,14 @@
 /*
- * quality_sql.c -- the quality monitor's DDL and its migration; see quality_sql.h.
+ * quality_sql.c -- the quality monitor's DDL and its migration, and the statements (and their
+ * rows' documents) a flush sends; see quality_sql.h.
  *
- * Every statement is CREATE ... IF NOT EXISTS, so the migration is a no-op when the objects are
+ * Every DDL statement is CREATE ... IF NOT EXISTS, so the migration is a no-op when the objects are
  * there and needs no version row of its own; a later change to these objects is a new statement
  * appended here (ALTER ... ADD COLUMN IF NOT EXISTS), never an edit of an existing one.
  */
 #include "quality/quality_sql.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,4 +183,186 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
     free(ddl);
     free(ts);
     return err;
+}
+
+/* ---- the monitor's writes (quality_sql.h) ---- */
+
+/* Microseconds since the epoch in SQL, exactly (an interval times a bigint stays integral). */
+#define TC_QSQL_TS(x)  "('epoch'::timestamptz + (" x ") * interval '1 microsecond')"
+#define TC_QSQL_MIN(x) "('epoch'::timestamptz + (" x ") * interval '1 minute')"
+
+/* The upsert of quality_1m (fleet 0) or quality_fleet_1m (fleet 1): counts add, the longest gap
+ * is the longer, sketches add and the quantiles come from the sum. */
+#define TC_QSQL_ADD(c) " " c " = q." c " + EXCLUDED." c ","
+#define TC_QSQL_UPSERT_COLS                                                                        \
+    " readings, temperature_n, humidity_n, pressure_n, battery_n, latitude_n, longitude_n, late,"  \
+    " out_of_order, gaps, gap_max_s, delay_sketch, delay_p50_ms, delay_p99_ms)"
+/* A sketch bucket's geometric middle in ms (metrics.h): 0.5 for bucket 0, NULL for none. */
+#define TC_QSQL_BUCKET_MS(b)                                                                       \
+    "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
+#define TC_QSQL_UPSERT_SELECT                                                                      \
+    " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
+    " r.gap_max, r.sk, " TC_QSQL_BUCKET_MS("r.q50") ", " TC_QSQL_BUCKET_MS(                        \
+        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
+                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
+                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
+#define TC_QSQL_UPSERT_SET                                                                         \
+    " DO UPDATE SET" TC_QSQL_ADD("readings") TC_QSQL_ADD("temperature_n") TC_QSQL_ADD(             \
+        "humidity_n") TC_QSQL_ADD("pressure_n") TC_QSQL_ADD("battery_n") TC_QSQL_ADD("latitude_n") \
+        TC_QSQL_ADD("longitude_n") TC_QSQL_ADD("late") TC_QSQL_ADD("out_of_order") TC_QSQL_ADD(    \
+            "gaps") " gap_max_s = greatest(q.gap_max_s, EXCLUDED.gap_max_s),"                      \
+                    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, "                    \
+                    "EXCLUDED.delay_sketch),"                                                      \
+                    " delay_p50_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.5),"                                               \
+                    " delay_p99_ms = "                                                             \
+                    "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
+                    " EXCLUDED.delay_sketch), 0.99)"
+
+const char tc_quality_sql_write_rows[] =
+    "INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QSQL_UPSERT_COLS
+    " SELECT r.device_id, " TC_QSQL_MIN(
+        "r.m") "," TC_QSQL_UPSERT_SELECT " ON CONFLICT (device_id, bucket)" TC_QSQL_UPSERT_SET;
+
+const char tc_quality_sql_write_fleet[] =
+    "WITH f AS (INSERT INTO @S.quality_fleet_1m AS q (bucket," TC_QSQL_UPSERT_COLS
+    " SELECT " TC_QSQL_MIN("r.m") "," TC_QSQL_UPSERT_SELECT
+                                  " ON CONFLICT (bucket)" TC_QSQL_UPSERT_SET
+                                  " RETURNING bucket) SELECT count(*) FROM f";
+
+/* Dead letters: per minute and reason, per device and minute, per fleet minute. */
+const char tc_quality_sql_write_dead[] =
+    "WITH d AS (SELECT * FROM json_to_recordset($1::json) AS d(device_id text, m bigint,"
+    " reason text, dup int)),"
+    " r AS (INSERT INTO @S.quality_dead_letters_1m AS q (bucket, reason, n)"
+    " SELECT " TC_QSQL_MIN(
+        "m") ", reason, count(*) FROM d GROUP BY 1, 2"
+             " ON CONFLICT (bucket, reason) DO UPDATE SET n = q.n + EXCLUDED.n RETURNING 1),"
+             " v AS (INSERT INTO @S.quality_1m AS q (device_id, bucket, dead_letters, duplicates)"
+             " SELECT device_id, " TC_QSQL_MIN(
+                 "m") ", count(*), sum(dup) FROM d"
+                      " WHERE device_id IS NOT NULL GROUP BY 1, 2 ON CONFLICT (device_id, bucket) "
+                      "DO UPDATE SET"
+                      " dead_letters = q.dead_letters + EXCLUDED.dead_letters,"
+                      " duplicates = q.duplicates + EXCLUDED.duplicates RETURNING 1)"
+                      " INSERT INTO @S.quality_fleet_1m AS q (bucket, dead_letters, duplicates)"
+                      " SELECT " TC_QSQL_MIN(
+                          "m") ", count(*), sum(dup) FROM d GROUP BY 1"
+                               " ON CONFLICT (bucket) DO UPDATE SET dead_letters = q.dead_letters "
+                               "+ EXCLUDED.dead_letters,"
+                               " duplicates = q.duplicates + EXCLUDED.duplicates";
+
+/* The fleet's device count of the minutes written: derived, so flushes and members agree. */
+const char tc_quality_sql_write_devices[] =
+    "UPDATE @S.quality_fleet_1m f SET devices = (SELECT count(*) FROM @S.quality_1m q"
+    " WHERE q.bucket = f.bucket AND q.readings > 0)"
+    " WHERE f.bucket IN (SELECT " TC_QSQL_MIN(
+        "x::bigint") " FROM json_array_elements_text($1::json) AS x)";
+
+/* Findings: the last event of each finding wins (opened and resolved in one flush). */
+const char tc_quality_sql_write_events[] =
+    "INSERT INTO @S.anomalies AS a (device_id, metric, kind, rule, severity, start_time, end_time,"
+    " score, observed, expected, kafka_partition)"
+    " SELECT DISTINCT ON (e.device_id, coalesce(e.metric, ''), e.kind, coalesce(e.rule, ''),"
+    " e.s) e.device_id, e.metric, e.kind, e.rule, e.severity, " TC_QSQL_TS(
+        "e.s") ","
+               " CASE WHEN e.e > 0 THEN " TC_QSQL_TS(
+                   "greatest(e.e, e.s)") " END, e.score, e.observed,"
+                                         " e.expected, e.p FROM json_to_recordset($1::json) AS "
+                                         "e(seq bigint, device_id text,"
+                                         " metric text, kind text, rule text, severity text, s "
+                                         "bigint, e bigint,"
+                                         " score double precision, observed double precision, "
+                                         "expected double precision, p int)"
+                                         " ORDER BY e.device_id, coalesce(e.metric, ''), e.kind, "
+                                         "coalesce(e.rule, ''), e.s,"
+                                         " e.seq DESC"
+                                         " ON CONFLICT (device_id, coalesce(metric, ''), kind, "
+                                         "coalesce(rule, ''), start_time)"
+                                         " DO UPDATE SET end_time = EXCLUDED.end_time, score = "
+                                         "coalesce(EXCLUDED.score, a.score),"
+                                         " observed = coalesce(EXCLUDED.observed, a.observed),"
+                                         " expected = coalesce(EXCLUDED.expected, a.expected), "
+                                         "updated_at = now()";
+
+/* ---- the documents of the rows ---- */
+
+/* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
+ * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
+ * formatter call a value. Returns the length. */
+static size_t tc_quality_sql_counts(char *out, const uint32_t *v, int n)
+{
+    char *p = out;
+
+    *p++ = '[';
+    for (int i = 0; i < n; i++) {
+        uint32_t x = v[i];
+        char digits[10];
+        int k = 0;
+
+        if (i)
+            *p++ = ',';
+        do {
+            digits[k++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x);
+        while (k)
+            *p++ = digits[--k];
+    }
+    *p++ = ']';
+    return (size_t)(p - out);
+}
+
+/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
+static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q)
+{
+    uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
+
+    if (!s->count)
+        return -1;
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
+        seen += s->b[i];
+        if (seen >= (rank < 1 ? 1 : rank))
+            return i;
+    }
+    return TC_QM_SKETCH_BUCKETS - 1;
+}
+
+void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
+{
+    char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
+
+    tc_jbuf_obj_begin(j);
+    if (r->device) {
+        tc_jbuf_key(j, "device_id");
+        tc_jbuf_str(j, r->device);
+    }
+    tc_jbuf_key(j, "m");
+    tc_jbuf_int(j, r->minute_us / TC_QM_MINUTE_US);
+    tc_jbuf_key(j, "readings");
+    tc_jbuf_int(j, r->readings);
+    tc_jbuf_key(j, "n");
+    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->present, metrics));
+    tc_jbuf_key(j, "late");
+    tc_jbuf_int(j, r->late);
+    tc_jbuf_key(j, "ooo");
+    tc_jbuf_int(j, r->out_of_order);
+    tc_jbuf_key(j, "gaps");
+    tc_jbuf_int(j, r->gaps);
+    tc_jbuf_key(j, "gap_max");
+    if (r->gaps)
+        tc_jbuf_double(j, r->gap_max_s);
+    else
+        tc_jbuf_null(j);
+    tc_jbuf_key(j, "sk");
+    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
+    /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
+     * a row cost more than the rest of it); a row that exists takes them from the merged sketch
+     * in SQL (tc_quality_sql_write_rows). */
+    tc_jbuf_key(j, "q50");
+    tc_jbuf_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
+    tc_jbuf_key(j, "q99");
+    tc_jbuf_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
+    tc_jbuf_obj_end(j);
 }

@@ -27,6 +27,8 @@
 #include <libpq-fe.h>
 
 #include "core/error.h"
+#include "core/json.h"
+#include "quality/metrics.h"
 
 /* The DDL with "@S" where the schema goes (exposed for tests and the docs). */
 const char *tc_quality_sql_ddl(void);
@@ -40,5 +42,24 @@ char *tc_quality_sql_expand(const char *tmpl, const char *schema);
  * "telemetry"); timescaledb nonzero makes quality_1m a hypertable. */
 tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescaledb, char *errstr,
                           size_t errstr_size);
+
+/* The monitor's writes (monitor.c), each with one parameter, a JSON document (json_to_recordset):
+ *   rows     quality_1m upserts: counts add, the longest gap is the longer, sketches add and
+ *            the quantiles come from the sum;
+ *   fleet    the same for quality_fleet_1m (returns the buckets touched);
+ *   dead     dead letters per minute and reason, per device and minute, per fleet minute;
+ *   devices  the fleet's device count of the minutes given (derived, so flushes and members
+ *            agree);
+ *   events   findings: the last event of each finding wins (opened and resolved in one flush). */
+extern const char tc_quality_sql_write_rows[];
+extern const char tc_quality_sql_write_fleet[];
+extern const char tc_quality_sql_write_dead[];
+extern const char tc_quality_sql_write_devices[];
+extern const char tc_quality_sql_write_events[];
+
+/* Append row r (a device's when r->device is set, else the fleet's) to j as the object the rows
+ * and fleet statements read: counts, the first `metrics` present counts, the delay sketch's
+ * buckets and a new row's quantiles as bucket numbers. */
+void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics);
 
 #endif

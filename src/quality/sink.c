@@ -153,8 +153,15 @@ static tc_err tc_quality_sink_flush(void *ctx, int64_t now_us, int force, int *b
     (void)now_us;
     *busy = 0;
     tc_quality_sink_reload(s);
-    if (force ? tc_qmon_pending(s->mon) : tc_qmon_due(s->mon, tc_time_now_us()))
-        err = tc_qmon_flush(s->mon, errstr, errstr_size);
+    /* The write runs on the monitor's writer thread: a flush only starts one, and reports *busy
+     * until a later call sees it done (its marks move and its findings are alerted then). */
+    if (tc_qmon_flush_poll(s->mon, 0, &err, errstr, errstr_size))
+        *busy = 1;
+    else if (err == TC_OK &&
+             (force ? tc_qmon_pending(s->mon) : tc_qmon_due(s->mon, tc_time_now_us()))) {
+        err = tc_qmon_flush_start(s->mon, errstr, errstr_size);
+        *busy = err == TC_OK && tc_qmon_flushing(s->mon);
+    }
     tc_quality_sink_publish(s);
     return err;
 }
@@ -162,6 +169,16 @@ static tc_err tc_quality_sink_flush(void *ctx, int64_t now_us, int force, int *b
 static int64_t tc_quality_sink_durable(void *ctx, int32_t partition)
 {
     int64_t d = tc_qmon_durable(((tc_quality_sink *)ctx)->mon, partition);
+
+    return d == TC_QMON_MARK_ABSENT ? TC_SINK_MARK_NONE : d;
+}
+
+/* What quality_offsets holds for a partition another member has (run --exit-when-idle): the
+ * store may have the topic whole while the quality figures of a killed member's partitions are
+ * still to be made. */
+static int64_t tc_quality_sink_stored(void *ctx, int32_t partition)
+{
+    int64_t d = tc_qmon_stored(((tc_quality_sink *)ctx)->mon, partition);
 
     return d == TC_QMON_MARK_ABSENT ? TC_SINK_MARK_NONE : d;
 }
@@ -222,6 +239,7 @@ static const tc_sink_ops tc_quality_sink_ops = {
     .revoke = tc_quality_sink_revoke,
     .stats = tc_quality_sink_stats,
     .close = tc_quality_sink_close,
+    .stored = tc_quality_sink_stored,
 };
 
 tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)

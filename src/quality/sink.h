@@ -5,8 +5,9 @@
  * Each callback is a thin adapter over tc_qmon: open and recover load the lanes' marks and
  * checkpoints (recover drops every lane first: what was only taken is read again), append feeds a
  * batch's rows and dead letters, flush writes when the monitor says it is due (or always, forced),
- * revoke forgets partitions. The flush is synchronous on the pipeline thread: one transaction per
- * flush interval or closed minute, short next to max.poll.interval.ms.
+ * revoke forgets partitions, stored reads quality_offsets (run --exit-when-idle). A flush starts
+ * the monitor's write on its writer thread (one transaction per flush interval or closed minute)
+ * and reports *busy until a later call sees it committed: PostgreSQL's time is not the consumer's.
  *
  * Two things the interface has no callback for, kept here as process-wide hooks:
  *   SIGHUP   tc_quality_sink_sighup() (async-signal-safe) asks every quality sink to parse its

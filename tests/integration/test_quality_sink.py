@@ -14,6 +14,7 @@ import signal
 import struct
 import time
 
+import psycopg
 from confluent_kafka import Producer
 
 from test_observe import free_port, metrics, wait_for, _up
@@ -294,6 +295,76 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     out = json.loads(tc.cmd("quality", "anomalies", "--format", "json", "--device", "r-1").stdout)
     assert [(a["rule"], a["status"]) for a in out if a["rule"]] == [("too-hot", "resolved")] * 2
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
+
+
+def store_has(tc, n):
+    return tc.sql("SELECT count(*) FROM readings")[0][0] >= n
+
+
+def quality_write_waiting(tc):
+    """A statement of the quality sink waits for a lock on quality_offsets."""
+    return tc.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                  " AND query LIKE %s", (f'%"{tc.schema}".quality_offsets%',))[0][0] > 0
+
+
+def test_a_quality_flush_stalled_by_a_lock_does_not_stall_the_pipeline(tc):
+    """The flush's transaction runs on the sink's writer thread: while PostgreSQL holds it on a
+    lock, the pipeline thread goes on consuming and the store goes on storing; once the lock
+    goes, the quality figures catch up, exact."""
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    produce(tc, phase(0, 50))
+    proc = tc.spawn("run", extra=quality_settings())
+    try:
+        assert wait_quality_caught_up(tc)
+        with psycopg.connect(tc.dsn) as locker:  # a transaction, held open
+            locker.execute(f'LOCK TABLE "{tc.schema}".quality_offsets IN EXCLUSIVE MODE')
+            produce(tc, phase(50, 100))
+            assert wait_for(lambda: store_has(tc, 200), timeout=180)
+            # The next quality flush is under way, stuck behind the lock...
+            assert wait_for(lambda: quality_write_waiting(tc), timeout=180)
+            # ...and readings produced now are still consumed and stored.
+            produce(tc, phase(100, 150))
+            assert wait_for(lambda: store_has(tc, 300), timeout=180)
+            assert quality_write_waiting(tc)
+            locker.rollback()
+        assert wait_quality_caught_up(tc)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=120)
+    tc.assert_clean(err)
+    assert_figures_match(tc)
+
+
+def test_exit_when_idle_waits_for_the_quality_figures_of_a_killed_member(tc):
+    """A member killed with its quality flush held by a lock leaves the store and the rollups
+    whole and the quality figures behind. The next `run --exit-when-idle` has no partition until
+    the killed member's session ends: it must not take the other sinks' being whole for the
+    quality sink's (the sink's stored callback), but wait, take the partition over and write the
+    figures before it exits."""
+    settings = ("pipeline.sinks=store,rollups,quality", "quality.flush_interval_ms=300")
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    produce(tc, phase(0, 100))
+    with psycopg.connect(tc.dsn) as locker:
+        locker.execute(f'LOCK TABLE "{tc.schema}".quality_offsets IN EXCLUSIVE MODE')
+        proc = tc.spawn("run", extra=settings)
+        try:
+            # The store's and the rollups' marks at the end; the quality flush stuck.
+            assert wait_for(lambda: [n for _, n in tc.sql(
+                "SELECT group_id, next_offset FROM ingest_offsets")] == [200, 200], timeout=180)
+            assert wait_for(lambda: quality_write_waiting(tc), timeout=180)
+        finally:
+            proc.kill()  # kill -9, its quality flush not committed
+            proc.communicate(timeout=60)
+        locker.rollback()
+    assert tc.sql("SELECT count(*) FROM quality_offsets")[0][0] == 0
+    tc.run(extra=settings)
+    # Right at its exit, not after a wait: the quality marks are where the store's are.
+    assert dict(tc.sql("SELECT partition, next_offset FROM quality_offsets")) == {0: 200}
+    assert_figures_match(tc)
 
 
 def test_a_malformed_rules_file_on_sighup_is_refused_and_fleet_figures_on_metrics(tc, tmp_path):

@@ -183,10 +183,44 @@ static void test_metrics_page(void **state)
     tc_jbuf_free(&b);
 }
 
+/* The sink's flush: started, then polled. A dry monitor (no database, no writer thread) is done
+ * at once; nothing moves before the start, and a poll with nothing under way reports TC_OK. */
+static void test_flush_start_and_poll(void **state)
+{
+    char errstr[TC_ERRSTR_MAX] = "";
+    int32_t parts[2] = {0, 1};
+    int64_t next[2];
+    tc_batch *b = tc_batch_new(64, 0);
+    tc_qmon *m = dry_monitor();
+    tc_partition_offset marks[2] = {{0, 20}, {1, 21}};
+    tc_qmon_stats st;
+    tc_err err = TC_ERR_DB;
+
+    (void)state;
+    assert_int_equal(tc_qmon_open(m, parts, 2, next, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qmon_flush_poll(m, 0, &err, errstr, sizeof(errstr)), 0);
+    assert_int_equal(err, TC_OK);
+    fill(b, 0, 20);
+    tc_qmon_add(m, b, NULL, NULL, marks, 2, T0 + 1000000000);
+    assert_true(tc_qmon_durable(m, 0) == TC_QMON_MARK_ABSENT);
+    assert_int_equal(tc_qmon_flush_start(m, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qmon_flushing(m), 0);
+    assert_true(tc_qmon_durable(m, 0) == 20 && tc_qmon_durable(m, 1) == 21);
+    assert_int_equal(tc_qmon_pending(m), 0);
+    assert_int_equal(tc_qmon_flush_poll(m, 1, &err, errstr, sizeof(errstr)), 0);
+    assert_int_equal(err, TC_OK);
+    tc_qmon_get_stats(m, &st);
+    assert_int_equal(st.flushes, 1);
+    assert_int_equal(st.readings_durable, 20);
+    tc_qmon_destroy(m);
+    tc_batch_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lanes_marks_and_revocation),
+        cmocka_unit_test(test_flush_start_and_poll),
         cmocka_unit_test(test_dead_letters_once),
         cmocka_unit_test(test_metrics_page),
     };
