@@ -494,8 +494,7 @@ tc_observe *tc_observe_new(const tc_config *cfg, char *errstr, size_t errstr_siz
     o->http = tc_http_server_new(cfg->http_listen, &opt, errstr, errstr_size);
     if (!o->http || tc_http_route(o->http, "GET", "/healthz", tc_observe_healthz, o) != TC_OK ||
         tc_http_route(o->http, "GET", "/readyz", tc_observe_readyz, o) != TC_OK ||
-        tc_http_route(o->http, "GET", "/metrics", tc_observe_metrics, o) != TC_OK ||
-        tc_http_server_start(o->http, errstr, errstr_size) != TC_OK) {
+        tc_http_route(o->http, "GET", "/metrics", tc_observe_metrics, o) != TC_OK) {
         tc_observe_destroy(o);
         return NULL;
     }
@@ -505,6 +504,12 @@ tc_observe *tc_observe_new(const tc_config *cfg, char *errstr, size_t errstr_siz
         return NULL;
     }
     if (!(o->storage = tc_storage_sampler_new(cfg, errstr, errstr_size))) {
+        tc_observe_destroy(o);
+        return NULL;
+    }
+    /* Last: the handlers read alerter and storage without the lock, so both are set before the
+     * first request can arrive (a scrape racing the start was a data race under TSan). */
+    if (tc_http_server_start(o->http, errstr, errstr_size) != TC_OK) {
         tc_observe_destroy(o);
         return NULL;
     }
