@@ -290,3 +290,21 @@ def test_spark_reads_the_lake_and_the_features(pipeline_lake, spark):
         assert math.isclose(got["s"], total, rel_tol=1e-12)
         # The Hive partitions are columns, as in pyarrow.
         assert {"year", "month", "day"} <= set(frame.columns)
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning")
+def test_ml_doc_snippets_read_the_lake(pipeline_lake, spark):
+    """Each Python snippet of docs/ml.md, run against this lake, counts and sums the readings as
+    pyarrow does (the Spark one takes the module's session through getOrCreate)."""
+    import re
+    _tc, lake, _ = pipeline_lake
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "ml.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 4
+    rows, total = _pyarrow_figures(os.path.join(lake, "telemetry"), "temperature")
+    for code in blocks:
+        assert 'lake = "/var/lib/thermocline/lake"' in code
+        ns = {}
+        exec(code.replace('"/var/lib/thermocline/lake"', repr(lake)), ns)
+        assert ns["count"] == rows, code
+        assert math.isclose(ns["total"], total, rel_tol=1e-12), code
