@@ -216,6 +216,13 @@ typedef struct tc_fb_day {
     /* accumulators */
     tc_fb_slot *slot;
     size_t nslot, slot_cap;
+    /* Per (device, definition), dense: the window being fed. A device's readings come mostly in
+     * time order, so most land in the window of the one before, in memory next to the device's
+     * other definitions; the table above is touched (merged into) only when the window changes,
+     * not once per reading and definition -- a random access into a table of every window of
+     * the day, three times slower at 1,000 devices. rows == 0: none. */
+    tc_wagg *cur;
+    size_t cur_cap, ndefs;
 } tc_fb_day;
 
 static uint64_t tc_fb_hash_bytes(const char *p, size_t n)
@@ -223,12 +230,17 @@ static uint64_t tc_fb_hash_bytes(const char *p, size_t n)
     return tc_fb_fnv(TC_FB_FNV_OFFSET, p, n);
 }
 
+/* splitmix64's finaliser over the key: every input bit reaches the low bits the table indexes
+ * by (a plain multiply would leave them to the feature and the window alone). */
 static uint64_t tc_fb_hash_key(uint32_t dev, uint32_t def, int64_t start)
 {
-    uint64_t h = ((uint64_t)dev << 32 | def) * 0x9E3779B97F4A7C15ULL;
+    uint64_t h = ((uint64_t)dev << 32 | def) ^ ((uint64_t)start * 0x9E3779B97F4A7C15ULL);
 
-    h ^= (uint64_t)start * 0xC2B2AE3D27D4EB4FULL;
-    return h ^ (h >> 29);
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
 }
 
 static void tc_fb_day_free(tc_fb_day *d)
@@ -239,6 +251,7 @@ static void tc_fb_day_free(tc_fb_day *d)
     free(d->dev_len);
     free(d->dev_index);
     free(d->slot);
+    free(d->cur);
     memset(d, 0, sizeof(*d));
 }
 
@@ -320,29 +333,72 @@ static int tc_fb_slot_grow(tc_fb_day *d)
     return 0;
 }
 
-/* The accumulator of (device, definition, the window holding t); NULL past the cap or out of
+/* Merge a (a finished run of one window) into the day's table; -1 past the cap or out of
  * memory. */
-static tc_wagg *tc_fb_acc(tc_fb_day *d, uint32_t dev, uint32_t def, const tc_feat_def *fd,
-                          int64_t t)
+static int tc_fb_spill(tc_fb_day *d, uint32_t dev, uint32_t def, const tc_wagg *a)
 {
-    int64_t start = tc_wagg_window_start(t, fd->window_s);
     size_t h;
 
     if ((d->nslot + 1) * 2 > d->slot_cap && tc_fb_slot_grow(d) != 0)
-        return NULL;
-    h = tc_fb_hash_key(dev + 1, def, start) & (d->slot_cap - 1);
+        return -1;
+    h = tc_fb_hash_key(dev + 1, def, a->start_us) & (d->slot_cap - 1);
     while (d->slot[h].dev) {
         tc_fb_slot *s = &d->slot[h];
 
-        if (s->dev == dev + 1 && s->def == def && s->agg.start_us == start)
-            return &s->agg;
+        if (s->dev == dev + 1 && s->def == def && s->agg.start_us == a->start_us) {
+            tc_wagg_merge(&s->agg, a);
+            return 0;
+        }
         h = (h + 1) & (d->slot_cap - 1);
     }
     d->slot[h].dev = dev + 1;
     d->slot[h].def = def;
-    tc_wagg_init(&d->slot[h].agg, start, fd->lo, fd->hi);
+    d->slot[h].agg = *a;
     d->nslot++;
-    return &d->slot[h].agg;
+    return 0;
+}
+
+/* The accumulator of (device, definition) for the window holding t: the dense one, spilled
+ * first when it holds another window. NULL past the cap or out of memory. */
+static tc_wagg *tc_fb_acc(tc_fb_day *d, uint32_t dev, uint32_t def, const tc_feat_def *fd,
+                          int64_t t)
+{
+    int64_t start = tc_wagg_window_start(t, fd->window_s);
+    size_t at = (size_t)dev * d->ndefs + def;
+    tc_wagg *a;
+
+    if (at >= d->cur_cap) {
+        size_t cap = d->cur_cap ? d->cur_cap : 1024;
+        tc_wagg *cur;
+
+        while (cap <= at)
+            cap *= 2;
+        if (!(cur = realloc(d->cur, cap * sizeof(*cur))))
+            return NULL;
+        memset(cur + d->cur_cap, 0, (cap - d->cur_cap) * sizeof(*cur));
+        d->cur = cur;
+        d->cur_cap = cap;
+    }
+    a = &d->cur[at];
+    if (a->rows && a->start_us != start) {
+        if (tc_fb_spill(d, dev, def, a) != 0)
+            return NULL;
+        a->rows = 0;
+    }
+    if (!a->rows)
+        tc_wagg_init(a, start, fd->lo, fd->hi);
+    return a;
+}
+
+/* Every dense accumulator into the table, once the day's files are read. */
+static int tc_fb_spill_all(tc_fb_day *d)
+{
+    for (size_t at = 0; at < d->cur_cap; at++) {
+        if (d->cur[at].rows &&
+            tc_fb_spill(d, (uint32_t)(at / d->ndefs), (uint32_t)(at % d->ndefs), &d->cur[at]) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* ---- reading a lake file ---- */
@@ -433,12 +489,13 @@ static int tc_fb_cmp(const void *a, const void *b)
     const tc_fb_slot *x = *(const tc_fb_slot *const *)a, *y = *(const tc_fb_slot *const *)b;
     int c;
 
+    if (x->def != y->def)
+        return x->def < y->def ? -1 : 1;
     if (x->dev != y->dev &&
         (c = strcmp(tc_fb_sorting->dev_name[x->dev - 1], tc_fb_sorting->dev_name[y->dev - 1])))
         return c;
     return x->agg.start_us < y->agg.start_us ? -1 : x->agg.start_us > y->agg.start_us;
 }
-
 typedef struct tc_fb_rows {
     tc_slice dev[TC_FB_WRITE_ROWS];
     int64_t start[TC_FB_WRITE_ROWS], end[TC_FB_WRITE_ROWS], readings[TC_FB_WRITE_ROWS];
@@ -457,23 +514,19 @@ static tc_err tc_fb_write_rows(tc_parquet_writer *w, tc_fb_rows *r, size_t n, ch
     return n ? tc_parquet_write(w, v, n, errstr, errstr_size) : TC_OK;
 }
 
-/* Write def k's windows of the day (sorted) to dir/part-YYYYMMDD.parquet through a temporary
- * file; none: remove the day's file. */
-static tc_err tc_fb_write_feature(const tc_fb_day *d, size_t k, const tc_feat_def *fd,
-                                  const char *dir, int64_t day, tc_fb_slot **list, tc_fb_rows *rows,
+/* Write a feature's windows of the day, list[0..n) (sorted), to dir/part-YYYYMMDD.parquet
+ * through a temporary file; none: remove the day's file. */
+static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, const char *dir,
+                                  int64_t day, tc_fb_slot *const *list, size_t n, tc_fb_rows *rows,
                                   tc_features_build_stats *st, char *errstr, size_t errstr_size)
 {
     char path[TC_PATH_MAX], tmp[TC_PATH_MAX];
-    size_t n = 0, fill = 0;
+    size_t fill = 0;
     int y, fd_out;
     unsigned m, dd;
     tc_parquet_writer *w;
     tc_err err = TC_OK;
 
-    for (size_t i = 0; i < d->slot_cap; i++) {
-        if (d->slot[i].dev && d->slot[i].def == k)
-            list[n++] = &d->slot[i];
-    }
     tc_time_civil_from_days(day, &y, &m, &dd);
     tc_path_fmt(path, sizeof(path), "%s/part-%04d%02u%02u.parquet", dir, y, m, dd);
     if (n == 0) {
@@ -482,8 +535,6 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, size_t k, const tc_feat_de
                               strerror(errno));
         return TC_OK;
     }
-    tc_fb_sorting = d;
-    qsort(list, n, sizeof(*list), tc_fb_cmp);
     if ((err = tc_durable_mkdirs(dir, errstr, errstr_size)) != TC_OK)
         return err;
     tc_path_fmt(tmp, sizeof(tmp), "%s/.part-%04d%02u%02u.parquet.tmp", dir, y, m, dd);
@@ -640,7 +691,8 @@ static tc_err tc_fb_list_day(const char *dir, char ***out, size_t *nout, uint64_
     return TC_OK;
 }
 
-static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char **names, size_t n)
+static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char **names,
+                              size_t nnames)
 {
     const tc_feat_defs *defs = w->opt->defs;
     char path[TC_PATH_MAX], out_dir[TC_PATH_MAX];
@@ -648,19 +700,41 @@ static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char 
     tc_fb_slot **list = NULL;
     tc_err err = TC_OK;
 
-    for (size_t i = 0; i < n && err == TC_OK; i++) {
+    d.ndefs = defs->n;
+
+    for (size_t i = 0; i < nnames && err == TC_OK; i++) {
         tc_path_fmt(path, sizeof(path), "%s/%s", dir, names[i]);
         err = tc_fb_read_file(path, defs, &d, &w->st->rows_read, w->errstr, w->errstr_size);
     }
+    if (err == TC_OK && tc_fb_spill_all(&d) != 0)
+        err = tc_err_set(TC_ERR_FULL, w->errstr, w->errstr_size,
+                         "%s: more than %zu (device, feature, window) accumulators in one day", dir,
+                         (size_t)TC_FEATURES_WINDOWS_MAX);
     if (err == TC_OK && d.nslot && !(list = malloc(d.nslot * sizeof(*list))))
         err = tc_err_set(TC_ERR_NOMEM, w->errstr, w->errstr_size, "out of memory");
-    for (size_t k = 0; k < defs->n && err == TC_OK; k++) {
+    if (err == TC_OK && d.nslot) {
+        size_t n = 0;
+
+        /* One pass over the table and one sort: by feature, device and window. */
+        for (size_t i = 0; i < d.slot_cap; i++) {
+            if (d.slot[i].dev)
+                list[n++] = &d.slot[i];
+        }
+        tc_fb_sorting = &d;
+        qsort(list, n, sizeof(*list), tc_fb_cmp);
+    }
+    for (size_t k = 0, at = 0; k < defs->n && err == TC_OK; k++) {
+        size_t n = 0;
+
+        while (at + n < d.nslot && list[at + n]->def == k)
+            n++;
         if (tc_features_day_dir(out_dir, sizeof(out_dir), w->features, defs->def[k].name, day) < 0)
             err = tc_err_set(TC_ERR_INVALID, w->errstr, w->errstr_size,
                              "features directory \"%s\" is too long", w->features);
         else
-            err = tc_fb_write_feature(&d, k, &defs->def[k], out_dir, day, list, w->rows, w->st,
+            err = tc_fb_write_feature(&d, &defs->def[k], out_dir, day, list + at, n, w->rows, w->st,
                                       w->errstr, w->errstr_size);
+        at += n;
     }
     free(list);
     tc_fb_day_free(&d);
