@@ -25,6 +25,7 @@
 #include "core/path.h"
 #include "core/timeutil.h"
 #include "features/window_agg.h"
+#include "lake/compact.h"
 #include "lake/layout.h"
 #include "lake/parquet.h"
 #include "lake/parquet_values.h"
@@ -747,20 +748,30 @@ static tc_err tc_fb_day_fn(void *opaque, const char *dir, int64_t day)
     char **names;
     size_t n, at;
     uint64_t fp;
+    int lock;
     tc_err err;
 
     if (day < 0)
         return TC_OK; /* not a day directory's name: not ours to read */
-    if ((err = tc_fb_list_day(dir, &names, &n, &fp, w->errstr, w->errstr_size)) != TC_OK)
+    /* Shared with the sink's renames, exclusive for a compaction that swaps the day's files:
+     * the files listed are the files read. */
+    if ((lock = tc_lake_day_lock(w->opt->lake_root, day, 0)) < 0)
+        return tc_err_set(TC_ERR_IO, w->errstr, w->errstr_size,
+                          "could not lock the lake day of \"%s\": %s", dir, strerror(errno));
+    if ((err = tc_fb_list_day(dir, &names, &n, &fp, w->errstr, w->errstr_size)) != TC_OK) {
+        close(lock);
         return err;
+    }
     w->st->days++;
     at = tc_fb_state_find(&w->state, day);
     if (!w->rebuild_all && at != (size_t)-1 && w->state.fp[at] == fp) {
         tc_fb_free_names(names, n);
+        close(lock);
         return TC_OK;
     }
     err = tc_fb_build_day(w, dir, day, names, n);
     tc_fb_free_names(names, n);
+    close(lock);
     if (err == TC_OK)
         err = tc_fb_state_set(&w->state, day, fp, w->errstr, w->errstr_size);
     if (err == TC_OK)

@@ -19,7 +19,9 @@
  * of the day's committed lake files (name, size, modification time: a new commit, a compaction, a
  * replay and a retention all change it) and, once, a fingerprint of the definitions: a day whose
  * files are unchanged since its last build is skipped; changed definitions rebuild every day.
- * Open (uncommitted) lake files are not read: a build sees the lake's committed state.
+ * Open (uncommitted) lake files are not read: a build sees the lake's committed state. A day is
+ * listed and read under its shared lake day lock (compact.h), so a compaction never swaps the
+ * files of a day being read.
  *
  * Atomic. Each feature file is written to a temporary name, fsynced and renamed over the old one
  * (directory fsynced); the state is rewritten the same way (core/durable.h) after each day's
