@@ -308,3 +308,30 @@ def test_ml_doc_snippets_read_the_lake(pipeline_lake, spark):
         exec(code.replace('"/var/lib/thermocline/lake"', repr(lake)), ns)
         assert ns["count"] == rows, code
         assert math.isclose(ns["total"], total, rel_tol=1e-12), code
+
+
+def test_a_failed_build_leaves_whole_files_and_the_next_one_completes_it(tmp_path):
+    """A feature file that cannot be written (a directory stands where its temporary file goes)
+    fails the build naming the path; every file is still a whole Parquet file (old or new), the day
+    is not recorded as built, and the next build, once the way is clear, rebuilds it."""
+    tc = Thermocline("feat-fail")
+    lake = str(tmp_path / "lake")
+    defs = "a = mean(temperature, 1h); b = max(temperature, 1h)"
+    day = _day_us(2026, 11, 20)
+    write_lake_file(lake, "t", 0, 0, _readings(day, ["d1", "d2"], 600, 72, 1))
+    assert _build(tc, lake, defs)[:2] == (1, 1)
+    write_lake_file(lake, "t", 0, 144, _readings(day + 12 * 3600 * US, ["d1", "d2"], 600, 72, 2))
+    blocker = os.path.join(lake, "features", "b", "year=2026", "month=11", "day=20", ".part-20261120.parquet.tmp")
+    os.mkdir(blocker)
+    extra = (f"lake.dir={lake}", f"features.definitions={defs}")
+    proc = tc.cmd("features", "build", extra=extra, check=False)
+    assert proc.returncode == 1
+    assert blocker in proc.stderr
+    for name in ("a", "b"):
+        t = pq.read_table(os.path.join(lake, "features", name, "year=2026", "month=11", "day=20", "part-20261120.parquet"))
+        assert t.num_rows > 0
+    old_b, _ = feature_table(os.path.join(lake, "features"), "b")
+    assert max(s for _, s in old_b) < day + 12 * 3600 * US, "b holds the afternoon though its write failed"
+    os.rmdir(blocker)
+    assert _build(tc, lake, defs)[:2] == (1, 1)
+    assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
