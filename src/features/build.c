@@ -3,11 +3,13 @@
  * window) -> one Parquet file per feature and day; the layout, the state and the atomicity are in
  * build.h.
  *
- * Device ids are interned once per day (an open-addressing table of names), and the accumulators
- * live in a second open-addressing table keyed by (device, feature, window start), so a reading
- * costs one device lookup and one accumulator lookup per feature, with no allocation but the
- * tables' doubling. Output rows are sorted by device id and window, so the files are
- * deterministic: a rebuild of an unchanged day writes the same rows.
+ * Device ids are interned once per day (an open-addressing table of names). Each (device,
+ * feature) has one dense accumulator for the window it is in; when a reading belongs to another
+ * window, the finished run is appended to an array. Once the day is read, the array is sorted by
+ * feature, device id and window, and the runs of one window (readings out of time order) are
+ * merged as they are written: a reading costs one device lookup and one update per feature, and
+ * a window about 130 bytes. Output rows are sorted, so the files are deterministic: a rebuild of
+ * an unchanged day writes the same rows.
  */
 #include "features/build.h"
 
@@ -202,7 +204,7 @@ static tc_err tc_fb_state_save(const char *features, const tc_fb_state *s, char 
 /* ---- one day's accumulators ---- */
 
 typedef struct tc_fb_slot {
-    uint32_t dev; /* device index + 1; 0 = empty slot */
+    uint32_t dev; /* device index + 1 */
     uint32_t def;
     tc_wagg agg;
 } tc_fb_slot;
@@ -214,14 +216,16 @@ typedef struct tc_fb_day {
     size_t ndev, dev_cap;
     uint32_t *dev_index; /* open addressing: device index + 1, 0 = empty */
     size_t dev_index_cap;
-    /* accumulators */
+    /* Finished runs of windows, in the order they finished: sorted by (feature, device, window)
+     * once the day is read, and the runs of one window (readings out of time order) merged
+     * then. An array, not a hash table of windows: a table at a load of one half took three
+     * times the memory, and a random access per reading. */
     tc_fb_slot *slot;
     size_t nslot, slot_cap;
     /* Per (device, definition), dense: the window being fed. A device's readings come mostly in
      * time order, so most land in the window of the one before, in memory next to the device's
-     * other definitions; the table above is touched (merged into) only when the window changes,
-     * not once per reading and definition -- a random access into a table of every window of
-     * the day, three times slower at 1,000 devices. rows == 0: none. */
+     * other definitions; a run ends (is appended above) when the window changes. rows == 0:
+     * none. */
     tc_wagg *cur;
     size_t cur_cap, ndefs;
 } tc_fb_day;
@@ -229,19 +233,6 @@ typedef struct tc_fb_day {
 static uint64_t tc_fb_hash_bytes(const char *p, size_t n)
 {
     return tc_fb_fnv(TC_FB_FNV_OFFSET, p, n);
-}
-
-/* splitmix64's finaliser over the key: every input bit reaches the low bits the table indexes
- * by (a plain multiply would leave them to the feature and the window alone). */
-static uint64_t tc_fb_hash_key(uint32_t dev, uint32_t def, int64_t start)
-{
-    uint64_t h = ((uint64_t)dev << 32 | def) ^ ((uint64_t)start * 0x9E3779B97F4A7C15ULL);
-
-    h ^= h >> 30;
-    h *= 0xBF58476D1CE4E5B9ULL;
-    h ^= h >> 27;
-    h *= 0x94D049BB133111EBULL;
-    return h ^ (h >> 31);
 }
 
 static void tc_fb_day_free(tc_fb_day *d)
@@ -310,51 +301,25 @@ static long tc_fb_dev(tc_fb_day *d, const char *p, uint32_t n)
     return (long)d->ndev++;
 }
 
-static int tc_fb_slot_grow(tc_fb_day *d)
-{
-    size_t cap = d->slot_cap ? d->slot_cap * 2 : 4096;
-    tc_fb_slot *s;
-
-    if (cap / 2 > TC_FEATURES_WINDOWS_MAX || !(s = calloc(cap, sizeof(*s))))
-        return -1;
-    for (size_t i = 0; i < d->slot_cap; i++) {
-        const tc_fb_slot *o = &d->slot[i];
-        size_t h;
-
-        if (!o->dev)
-            continue;
-        h = tc_fb_hash_key(o->dev, o->def, o->agg.start_us) & (cap - 1);
-        while (s[h].dev)
-            h = (h + 1) & (cap - 1);
-        s[h] = *o;
-    }
-    free(d->slot);
-    d->slot = s;
-    d->slot_cap = cap;
-    return 0;
-}
-
-/* Merge a (a finished run of one window) into the day's table; -1 past the cap or out of
- * memory. */
+/* Append a finished run a of one window; -1 past the cap or out of memory. */
 static int tc_fb_spill(tc_fb_day *d, uint32_t dev, uint32_t def, const tc_wagg *a)
 {
-    size_t h;
+    if (d->nslot == d->slot_cap) {
+        size_t cap = d->slot_cap ? d->slot_cap * 2 : 4096;
+        tc_fb_slot *grown;
 
-    if ((d->nslot + 1) * 2 > d->slot_cap && tc_fb_slot_grow(d) != 0)
-        return -1;
-    h = tc_fb_hash_key(dev + 1, def, a->start_us) & (d->slot_cap - 1);
-    while (d->slot[h].dev) {
-        tc_fb_slot *s = &d->slot[h];
-
-        if (s->dev == dev + 1 && s->def == def && s->agg.start_us == a->start_us) {
-            tc_wagg_merge(&s->agg, a);
-            return 0;
-        }
-        h = (h + 1) & (d->slot_cap - 1);
+        if (d->slot_cap >= TC_FEATURES_WINDOWS_MAX)
+            return -1;
+        if (cap > TC_FEATURES_WINDOWS_MAX)
+            cap = TC_FEATURES_WINDOWS_MAX;
+        if (!(grown = realloc(d->slot, cap * sizeof(*grown))))
+            return -1;
+        d->slot = grown;
+        d->slot_cap = cap;
     }
-    d->slot[h].dev = dev + 1;
-    d->slot[h].def = def;
-    d->slot[h].agg = *a;
+    d->slot[d->nslot].dev = dev + 1;
+    d->slot[d->nslot].def = def;
+    d->slot[d->nslot].agg = *a;
     d->nslot++;
     return 0;
 }
@@ -495,7 +460,10 @@ static int tc_fb_cmp(const void *a, const void *b)
     if (x->dev != y->dev &&
         (c = strcmp(tc_fb_sorting->dev_name[x->dev - 1], tc_fb_sorting->dev_name[y->dev - 1])))
         return c;
-    return x->agg.start_us < y->agg.start_us ? -1 : x->agg.start_us > y->agg.start_us;
+    if (x->agg.start_us != y->agg.start_us)
+        return x->agg.start_us < y->agg.start_us ? -1 : 1;
+    /* Runs of one window in the order they finished: merge then gives "last" its read order. */
+    return x < y ? -1 : x > y;
 }
 typedef struct tc_fb_rows {
     tc_slice dev[TC_FB_WRITE_ROWS];
@@ -522,7 +490,7 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, con
                                   tc_features_build_stats *st, char *errstr, size_t errstr_size)
 {
     char path[TC_PATH_MAX], tmp[TC_PATH_MAX];
-    size_t fill = 0;
+    size_t fill = 0, windows = 0;
     int y, fd_out;
     unsigned m, dd;
     tc_parquet_writer *w;
@@ -555,12 +523,17 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, con
     }
     for (size_t i = 0; i < n && err == TC_OK; i++) {
         const tc_fb_slot *s = list[i];
+        tc_wagg a = s->agg;
 
+        /* The window's other runs follow it (sorted): one row for them all. */
+        while (i + 1 < n && list[i + 1]->dev == s->dev && list[i + 1]->agg.start_us == a.start_us)
+            tc_wagg_merge(&a, &list[++i]->agg);
         rows->dev[fill] = (tc_slice){d->dev_name[s->dev - 1], d->dev_len[s->dev - 1]};
-        rows->start[fill] = s->agg.start_us;
-        rows->end[fill] = s->agg.start_us + fd->window_s * 1000000;
-        rows->readings[fill] = s->agg.rows;
-        rows->present[fill] = (uint8_t)tc_wagg_finish(&s->agg, fd->agg, &rows->value[fill]);
+        rows->start[fill] = a.start_us;
+        rows->end[fill] = a.start_us + fd->window_s * 1000000;
+        rows->readings[fill] = a.rows;
+        rows->present[fill] = (uint8_t)tc_wagg_finish(&a, fd->agg, &rows->value[fill]);
+        windows++;
         if (++fill == TC_FB_WRITE_ROWS) {
             err = tc_fb_write_rows(w, rows, fill, errstr, errstr_size);
             fill = 0;
@@ -586,7 +559,7 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, con
         unlink(tmp);
         return err;
     }
-    st->windows += n;
+    st->windows += windows;
     st->files_written++;
     return TC_OK;
 }
@@ -716,11 +689,9 @@ static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char 
     if (err == TC_OK && d.nslot) {
         size_t n = 0;
 
-        /* One pass over the table and one sort: by feature, device and window. */
-        for (size_t i = 0; i < d.slot_cap; i++) {
-            if (d.slot[i].dev)
-                list[n++] = &d.slot[i];
-        }
+        /* One sort: by feature, device and window. */
+        for (size_t i = 0; i < d.nslot; i++)
+            list[n++] = &d.slot[i];
         tc_fb_sorting = &d;
         qsort(list, n, sizeof(*list), tc_fb_cmp);
     }

@@ -30,7 +30,8 @@
  * removes that feature's file of the day.
  *
  * Memory: one accumulator (TC_WAGG_BYTES plus its key) per (device, feature, window) of the day
- * being built, capped by TC_FEATURES_WINDOWS_MAX; the lake is read a row group at a time.
+ * being built (per run of a window when readings come out of time order), capped by
+ * TC_FEATURES_WINDOWS_MAX; the lake is read a row group at a time.
  *
  * Not thread-safe; one build at a time per features directory (the state has no lock).
  */

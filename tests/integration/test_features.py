@@ -335,3 +335,19 @@ def test_a_failed_build_leaves_whole_files_and_the_next_one_completes_it(tmp_pat
     os.rmdir(blocker)
     assert _build(tc, lake, defs)[:2] == (1, 1)
     assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
+
+
+def test_readings_out_of_time_order_land_in_their_windows(tmp_path):
+    """Late and shuffled readings (two files, each in random time order) make many runs of one
+    window; the build merges them: every feature still equals pandas, with one row per window."""
+    import random
+    tc = Thermocline("feat-ooo")
+    lake = str(tmp_path / "lake")
+    rows = _readings(_day_us(2026, 11, 21), ["d1", "d2", "d3"], 300, 200, 9)
+    random.Random(5).shuffle(rows)
+    write_lake_file(lake, "t", 0, 0, rows[:300])
+    write_lake_file(lake, "t", 1, 0, rows[300:])
+    defs = ("m = mean(temperature, 1h); s = std(temperature, 1h); l = last(temperature, 1h); "
+            "k = slope(temperature, 1h); h = share_missing(humidity, 1h); x = min(temperature, 1d)")
+    _build(tc, lake, defs)
+    assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
