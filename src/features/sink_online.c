@@ -48,10 +48,10 @@ typedef struct fo_entry {
 /* Open addressing over a dense entry array: slots hold entry index + 1 (0: free). */
 typedef struct fo_map {
     fo_entry *ent;
-    size_t n, cap;    /* entries; cap = features.online_max_windows */
-    uint32_t *slot;   /* nslots = a power of two >= 2 * cap */
+    size_t n, cap;  /* entries; cap = features.online_max_windows */
+    uint32_t *slot; /* nslots = a power of two >= 2 * cap */
     size_t nslots;
-    uint64_t rows;    /* readings fed since the map was emptied */
+    uint64_t rows; /* readings fed since the map was emptied */
 } fo_map;
 
 typedef struct fo_lane {
@@ -234,8 +234,8 @@ static tc_err fo_pgerr(PGconn *conn, PGresult *res, const char *what, char *errs
     len = strlen(text);
     while (len && (text[len - 1] == '\n' || text[len - 1] == ' '))
         text[--len] = '\0';
-    return tc_err_set(retry ? TC_ERR_DB_CONN : TC_ERR_DB, errstr, errstr_size,
-                      "features: %s: %s", what, text);
+    return tc_err_set(retry ? TC_ERR_DB_CONN : TC_ERR_DB, errstr, errstr_size, "features: %s: %s",
+                      what, text);
 }
 
 static tc_err fo_connect(PGconn **conn, const char *dsn, char *errstr, size_t errstr_size)
@@ -247,8 +247,8 @@ static tc_err fo_connect(PGconn **conn, const char *dsn, char *errstr, size_t er
     PQfinish(*conn);
     *conn = PQconnectdb(dsn);
     if (PQstatus(*conn) != CONNECTION_OK) {
-        tc_err err = fo_pgerr(*conn, NULL, "connect to PostgreSQL (postgres.dsn)", errstr,
-                              errstr_size);
+        tc_err err =
+            fo_pgerr(*conn, NULL, "connect to PostgreSQL (postgres.dsn)", errstr, errstr_size);
         PQfinish(*conn);
         *conn = NULL;
         return err;
@@ -315,8 +315,8 @@ static tc_err fo_read_marks(tc_feat_online *s, const int32_t *parts, size_t n, i
                       3, params, &res, "read the features marks", errstr, errstr_size);
         if (err != TC_OK)
             break;
-        next[i] = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
-                                      : TC_SINK_MARK_NONE;
+        next[i] =
+            PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : TC_SINK_MARK_NONE;
         PQclear(res);
     }
     return err;
@@ -342,9 +342,11 @@ static int fo_entry_cmp(const void *pa, const void *pb)
 static void fo_copy_text(tc_jbuf *b, const char *s)
 {
     for (; *s; s++) {
-        const char *esc = *s == '\\' ? "\\\\" : *s == '\t' ? "\\t" : *s == '\n' ? "\\n"
-                                                                    : *s == '\r' ? "\\r"
-                                                                                 : NULL;
+        const char *esc = *s == '\\'   ? "\\\\"
+                          : *s == '\t' ? "\\t"
+                          : *s == '\n' ? "\\n"
+                          : *s == '\r' ? "\\r"
+                                       : NULL;
         if (esc)
             tc_jbuf_append(b, esc, 2);
         else
@@ -408,8 +410,9 @@ static void fo_copy_row(tc_feat_online *s, tc_jbuf *b, const fo_entry *e, int fu
         fo_copy_double(b, a->last);
         fo_copy_int(b, a->anomalies);
     } else {
-        tc_jbuf_append(b, "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
-                          "\t\\N\t\\N",
+        tc_jbuf_append(b,
+                       "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
+                       "\t\\N\t\\N",
                        48);
     }
     tc_jbuf_append(b, "\n", 1);
@@ -425,10 +428,11 @@ static tc_err fo_copy(tc_feat_online *s, tc_jbuf *b, const char *what, char *err
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                           "features: %s: more than %zu bytes of rows in one write", what,
                           (size_t)TC_FEAT_ONLINE_COPY_MAX);
-    err = fo_exec(s, s->wconn,
-                  "COPY pg_temp.tc_features_online_in (device_id, feature, start_us, " TC_FO_STATE_COLS
-                  ") FROM STDIN",
-                  0, NULL, NULL, what, errstr, errstr_size);
+    err = fo_exec(
+        s, s->wconn,
+        "COPY pg_temp.tc_features_online_in (device_id, feature, start_us, " TC_FO_STATE_COLS
+        ") FROM STDIN",
+        0, NULL, NULL, what, errstr, errstr_size);
     if (err != TC_OK)
         return err;
     if ((b->len && PQputCopyData(s->wconn, b->data, (int)b->len) != 1) ||
@@ -570,7 +574,8 @@ static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
             while (m->ent[first].skip)
                 first--;
             if (!strcmp(m->ent[i].device, m->ent[first].device) &&
-                m->ent[i].def == m->ent[first].def && m->ent[i].start_us == m->ent[first].start_us) {
+                m->ent[i].def == m->ent[first].def &&
+                m->ent[i].start_us == m->ent[first].start_us) {
                 tc_wagg_merge(&m->ent[first].acc, &m->ent[i].acc);
                 m->ent[i].skip = 1;
             }
@@ -711,8 +716,8 @@ static void fo_start(tc_feat_online *s, int64_t now_us)
     s->nmarks = 0;
     for (size_t i = 0; i < s->nlanes; i++)
         if (s->lanes[i].next != s->lanes[i].durable)
-            s->marks[s->nmarks++] = (fo_mark){s->lanes[i].partition, s->lanes[i].durable,
-                                              s->lanes[i].next};
+            s->marks[s->nmarks++] =
+                (fo_mark){s->lanes[i].partition, s->lanes[i].durable, s->lanes[i].next};
     s->last_write_us = now_us;
     pthread_mutex_lock(&s->lock);
     s->state = FO_WORK;
@@ -731,8 +736,7 @@ static tc_err fo_open(void *ctx, const int32_t *parts, size_t n, int64_t *next, 
         if (!l) {
             if (s->nlanes == TC_FEAT_ONLINE_LANES_MAX)
                 return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                                  "features: more than %d partitions",
-                                  TC_FEAT_ONLINE_LANES_MAX);
+                                  "features: more than %d partitions", TC_FEAT_ONLINE_LANES_MAX);
             l = &s->lanes[s->nlanes++];
         }
         *l = (fo_lane){parts[i], next[i], next[i]};
@@ -781,10 +785,9 @@ static tc_err fo_append(void *ctx, const tc_sink_rows *rows, char *errstr, size_
                 /* Retriable: the pipeline drops what is taken and reads it again after a write
                  * emptied the map -- unless the map was empty already: then no write helps. */
                 return tc_err_set(held ? TC_ERR_FULL : TC_ERR_CONFIG, errstr, errstr_size,
-                                  "features: more than %zu windows held at %s partition %" PRId32
-                                  " offset %" PRId64 " (features.online_max_windows)",
-                                  s->cur->cap, b->device_id[i].ptr ? "device" : "a reading",
-                                  b->partition[i], b->offset[i]);
+                                  "features: more than %zu windows held, at topic \"%s\" partition"
+                                  " %" PRId32 " offset %" PRId64 " (features.online_max_windows)",
+                                  s->cur->cap, s->topic, b->partition[i], b->offset[i]);
             tc_wagg_update(&e->acc, b->time_us[i], col[k] ? col[k][i] : NAN,
                            has[k] ? has[k][i] : 0);
         }
@@ -817,8 +820,8 @@ static tc_err fo_flush(void *ctx, int64_t now_us, int force, int *busy, char *er
         if (err != TC_OK)
             return err;
     }
-    if (fo_pending(s) && (force || s->cur->n * 2 >= s->cur->cap ||
-                          now - s->last_write_us >= s->flush_interval_us)) {
+    if (fo_pending(s) &&
+        (force || s->cur->n * 2 >= s->cur->cap || now - s->last_write_us >= s->flush_interval_us)) {
         fo_start(s, now);
         *busy = 1;
     }
@@ -902,8 +905,7 @@ static const tc_sink_ops tc_feat_online_ops = {
     .close = fo_close,
 };
 
-tc_err tc_feat_online_sink_new(const tc_config *cfg, tc_sink *out, char *errstr,
-                               size_t errstr_size)
+tc_err tc_feat_online_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)
 {
     tc_feat_online *s = calloc(1, sizeof(*s));
     size_t cap = (size_t)cfg->features_online_max_windows;

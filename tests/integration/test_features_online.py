@@ -183,3 +183,42 @@ def test_api_shows_the_features_to_analysts_only(tc):
     with as_role(tc, "thermocline_viewer", '{"sites": "*"}') as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f'SELECT 1 FROM "{a}".features_online')
+
+
+def test_windows_beyond_the_cap_wait_for_a_write(tc):
+    """features.online_max_windows far below what a run holds: the sink writes at half of it and
+    refuses a batch that would pass it (the pipeline reads it again after the write): still exact."""
+    tc.migrate()
+    simulate(tc, 8, 800, 120)
+    tc.run(extra=settings("features.online_max_windows=300", "pipeline.batch_size=20",
+                          "features.online_flush_interval_ms=3600000"))
+    assert_features_match(tc)
+
+
+def test_a_write_over_another_members_mark_is_fenced(tc):
+    """A partition's mark moved by someone else (another member, here by hand): the next write of
+    that partition fails as fenced, writes nothing, and the sink resumes from the stored mark."""
+    tc.migrate()
+    simulate(tc, 8, 400, 120)
+    proc = tc.spawn("run", extra=settings())
+    log = LogLines(proc.stderr)
+    try:
+        marks = lambda: dict(tc.sql("SELECT partition, next_offset FROM features_online_offsets"))
+        wait_for(lambda: sum(marks().values()) == 400, timeout=180, what="every reading's features",
+                 proc=proc, log=log)
+        part, mark = max(marks().items(), key=lambda kv: kv[1])
+        tc.sql("UPDATE features_online_offsets SET next_offset = %s WHERE partition = %s",
+               (mark + 3, part))
+        simulate(tc, 8, 400, 120, shift_s=60)
+        log.wait("another member owns it now", timeout=180, proc=proc)
+        # Resumed from the mark it found: the partition's rows past it are written once more.
+        wait_for(lambda: marks()[part] > mark + 3, timeout=180, what="the partition resumed",
+                 proc=proc, log=log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        log.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0
+    assert "another member owns it now" in log.text() and f"partition {part}" in log.text()
