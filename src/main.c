@@ -40,6 +40,8 @@ static const tc_command tc_commands[] = {
     {"quality", "check-rules", tc_cmd_quality, "check a data-quality rules file"},
     {"audit", "verify", tc_cmd_audit, "verify the audit log's hash chain"},
     {"alert", "send", tc_cmd_alert, "fire or resolve an alert at the configured Alertmanagers"},
+    {"features", "build|training-set", tc_cmd_features,
+     "build the offline ML features from the lake; join labels into a training set"},
 };
 
 static void tc_usage(FILE *out)

@@ -118,6 +118,7 @@ int tc_cmd_topics(int argc, char **argv);
 int tc_cmd_audit(int argc, char **argv);
 int tc_cmd_serve(int argc, char **argv);
 int tc_cmd_alert(int argc, char **argv);
+int tc_cmd_features(int argc, char **argv);
 
 struct tc_jbuf;
 /* Record a change a command made in the audit log (cmd_audit.c): action ("dlq.redrive"),

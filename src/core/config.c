@@ -119,6 +119,16 @@ static const tc_conf_entry tc_conf_table[] = {
      OFF(retention_max_age_s), "Days older than this leave the operational store (30 days)."},
     {"retention.require_lake", TC_CT_BOOL, "true", 0, 0, NULL, OFF(retention_require_lake),
      "Plain mode: drop a day only once the lake holds its rows (false: no lake here)."},
+    /* The feature store (docs/ml.md): one block. The definitions are a small language of their
+     * own (src/features/defs.h), as the configuration holds scalars only. */
+    {"features.definitions", TC_CT_STRING, "", 0, 0, NULL, OFF(features_definitions),
+     "Feature definitions, one per line or separated by ';': NAME = AGGREGATE(METRIC, WINDOW[, "
+     "min=X][, max=Y]), AGGREGATE one of count, mean, std, min, max, last, slope, share_missing, "
+     "anomalies, WINDOW dividing a day (15m, 1h, 1d). Read by `features build` and the online "
+     "features sink (empty: no features)."},
+    {"features.dir", TC_CT_STRING, "", 0, 0, NULL, OFF(features_dir),
+     "Where `features build` writes the features, <dir>/<NAME>/year=/month=/day= (empty: "
+     "<lake.dir>/features)."},
     {"pipeline.batch_size", TC_CT_INT, "1000", 1, TC_BATCH_ROWS_MAX, NULL, OFF(batch_size),
      "Readings per batch: a batch is written when it holds this many readings..."},
     {"pipeline.batch_size_max", TC_CT_INT, "10000", 1, TC_BATCH_ROWS_MAX, NULL, OFF(batch_size_max),

@@ -55,6 +55,9 @@ typedef struct tc_config {
     /* retention */
     int64_t retention_max_age_s;
     int64_t retention_require_lake;
+    /* features (src/features/defs.h) */
+    char *features_definitions;
+    char *features_dir;
     /* pipeline */
     int64_t batch_size;
     int64_t batch_size_max;

@@ -45,6 +45,8 @@ static const char *const all_keys[] = {
     "postgres.rollup_interval_ms",
     "retention.max_age_s",
     "retention.require_lake",
+    "features.definitions",
+    "features.dir",
     "pipeline.batch_size",
     "pipeline.batch_size_max",
     "pipeline.batch_timeout_ms",

@@ -1,0 +1,169 @@
+"""Helpers of the feature store's tests: a lake written by hand (pyarrow, the lake's layout) where a
+test needs exact control of the readings, and the independent pandas computation every offline
+feature is compared with.
+
+The reference computes each aggregate the textbook way, in two passes over each window's values
+(numpy's mean, pandas' std with ddof=1, the slope as sum((t - mean t)(x - mean x)) / sum((t -
+mean t)^2)), never with the accumulator's update formulas, so a mistake in those shows up.
+"""
+
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+US = 1_000_000
+WINDOW_S = {"m": 60, "h": 3600, "d": 86400}
+# |feature - pandas| <= TOLERANCE * max(1, |pandas|): a few ulps of the values' scale, far below any
+# difference a wrong formula makes, and above what summing in another order costs.
+TOLERANCE = 1e-9
+
+LAKE_METRICS = ("temperature", "humidity", "pressure", "battery", "latitude", "longitude")
+
+
+def parse_defs(text):
+    """features.definitions as (name, aggregate, metric, window seconds, lo, hi) tuples, by a
+    parser of its own (a regular expression), not the one under test."""
+    import re
+    out = []
+    for part in re.split(r"[;\n]", text):
+        part = part.split("#")[0].strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\w+)\s*=\s*(\w+)\(\s*(\w+)\s*,\s*(\d+)([mhd])\s*((?:,\s*(?:min|max)=[^,)]+)*)\)", part)
+        assert m, part
+        lo, hi = -math.inf, math.inf
+        for kv in re.findall(r"(min|max)=([^,)\s]+)", m.group(6) or ""):
+            if kv[0] == "min":
+                lo = float(kv[1])
+            else:
+                hi = float(kv[1])
+        out.append((m.group(1), m.group(2), m.group(3), int(m.group(4)) * WINDOW_S[m.group(5)], lo, hi))
+    return out
+
+
+def write_lake_file(root, topic, partition, first_offset, rows, metrics=("temperature", "humidity")):
+    """One committed lake file of rows (time_us, device_id, {metric: value or None}), all of one
+    UTC day, under <root>/telemetry/year=/month=/day=, named as the lake sink names it."""
+    assert rows
+    day = rows[0][0] // (86400 * US)
+    assert all(r[0] // (86400 * US) == day for r in rows), "one day per file"
+    y, m, d = _civil(day)
+    dirname = os.path.join(root, "telemetry", f"year={y:04d}", f"month={m:02d}", f"day={d:02d}")
+    os.makedirs(dirname, exist_ok=True)
+    cols = {
+        "time": pa.array([r[0] for r in rows], pa.timestamp("us", tz="UTC")),
+        "device_id": pa.array([r[1] for r in rows], pa.string()),
+    }
+    for metric in metrics:
+        cols[metric] = pa.array([r[2].get(metric) for r in rows], pa.float64())
+    cols["kafka_partition"] = pa.array([partition] * len(rows), pa.int32())
+    cols["kafka_offset"] = pa.array(range(first_offset, first_offset + len(rows)), pa.int64())
+    last = first_offset + len(rows) - 1
+    path = os.path.join(dirname, f"part-{topic}-p{partition}-{first_offset}-{last}.parquet")
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def _civil(day):
+    import datetime
+    d = datetime.date(1970, 1, 1) + datetime.timedelta(days=int(day))
+    return d.year, d.month, d.day
+
+
+def lake_frame(root):
+    """The lake's readings as a pandas frame with the event time in µs (column tus), in the order
+    the build reads them (files by name within a day, rows in file order)."""
+    frames = []
+    for path in sorted(_lake_files(root)):
+        t = pq.read_table(path)
+        t = t.append_column("tus", pc.cast(t.column("time"), pa.int64()))
+        frames.append(t.drop_columns([c for c in t.column_names if c == "time"]).to_pandas())
+    import pandas as pd
+    return pd.concat(frames, ignore_index=True)
+
+
+def _lake_files(root):
+    base = os.path.join(root, "telemetry")
+    for dirpath, _dirs, files in os.walk(base):
+        for f in files:
+            if f.endswith(".parquet") and (f.startswith("part-") or f.startswith("compact-")):
+                yield os.path.join(dirpath, f)
+
+
+def reference(df, defn):
+    """{(device_id, window_start_us): value or NaN} of one definition, computed with pandas."""
+    name, agg, metric, window_s, lo, hi = defn
+    w = window_s * US
+    x = df[metric] if metric in df.columns else np.full(len(df), np.nan)
+    frame = df[["device_id", "tus"]].copy()
+    frame["x"] = np.asarray(x, dtype="float64")
+    frame["ws"] = (frame["tus"] // w) * w
+    frame["seq"] = np.arange(len(frame))
+    out = {}
+    for (dev, ws), g in frame.groupby(["device_id", "ws"], sort=False):
+        vals = g.dropna(subset=["x"])
+        xs = vals["x"].to_numpy()
+        n = len(xs)
+        if agg == "count":
+            v = float(n)
+        elif agg == "mean":
+            v = float(np.mean(xs)) if n else math.nan
+        elif agg == "std":
+            v = float(vals["x"].std(ddof=1)) if n >= 2 else math.nan
+        elif agg == "min":
+            v = float(xs.min()) if n else math.nan
+        elif agg == "max":
+            v = float(xs.max()) if n else math.nan
+        elif agg == "last":
+            # Latest time; on equal times the one read last.
+            v = float(vals.sort_values(["tus", "seq"]).iloc[-1]["x"]) if n else math.nan
+        elif agg == "slope":
+            t = (vals["tus"].to_numpy() - ws) / 1e6
+            stt = float(((t - t.mean()) ** 2).sum()) if n else 0.0
+            v = float(((t - t.mean()) * (xs - xs.mean())).sum() / stt) if n >= 2 and stt > 0 else math.nan
+        elif agg == "share_missing":
+            v = 1.0 - n / len(g)
+        elif agg == "anomalies":
+            v = float(((xs < lo) | (xs > hi)).sum())
+        else:
+            raise AssertionError(agg)
+        out[(dev, int(ws))] = v
+    return out
+
+
+def feature_table(features_dir, name):
+    """{(device_id, window_start_us): value or NaN} of a built feature, plus its raw table."""
+    t = ds.dataset(os.path.join(features_dir, name), format="parquet", partitioning="hive").to_table()
+    starts = pc.cast(t.column("window_start"), pa.int64()).to_pylist()
+    ends = pc.cast(t.column("window_end"), pa.int64()).to_pylist()
+    out = {}
+    for dev, s, e, v in zip(t.column("device_id").to_pylist(), starts, ends, t.column("value").to_pylist()):
+        assert (dev, s) not in out, f"{name}: window {dev} {s} twice"
+        out[(dev, s)] = math.nan if v is None else v
+        assert e > s
+    return out, t
+
+
+def assert_features_equal_reference(features_dir, df, defs):
+    """Every built feature equals pandas' figure within TOLERANCE; the windows are the same."""
+    checked = 0
+    for defn in defs:
+        name = defn[0]
+        want = reference(df, defn)
+        got, _ = feature_table(features_dir, name)
+        assert set(got) == set(want), (
+            f"{name}: windows differ: {len(set(got) - set(want))} extra, {len(set(want) - set(got))} missing")
+        for key, w in want.items():
+            g = got[key]
+            if math.isnan(w):
+                assert math.isnan(g), f"{name} {key}: {g}, pandas says undefined"
+            else:
+                assert not math.isnan(g), f"{name} {key}: undefined, pandas says {w}"
+                assert abs(g - w) <= TOLERANCE * max(1.0, abs(w)), f"{name} {key}: {g!r} != pandas {w!r}"
+            checked += 1
+    return checked

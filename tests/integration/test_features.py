@@ -1,0 +1,287 @@
+"""The offline feature store: `features build` over a lake the pipeline wrote equals an independent
+pandas computation; the build is incremental (only changed lake days) with the result of a full
+one; `features training-set` joins labels point in time, with no leakage from the future; Dask and
+Spark read the lake and the features with pyarrow's counts and sums.
+
+Tolerance of every comparison with pandas: |feature - pandas| <= 1e-9 x max(1, |pandas|)
+(features_lake.TOLERANCE).
+"""
+
+import math
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import Thermocline
+from features_lake import (US, assert_features_equal_reference, feature_table, lake_frame,
+                           parse_defs, write_lake_file)
+
+# Every aggregate, 1 h and 1 d windows, two metrics and one the lake lacks.
+DEFINITIONS = """
+t_count_1h = count(temperature, 1h)
+t_mean_1h = mean(temperature, 1h)
+t_std_1h = std(temperature, 1h)
+t_min_1h = min(temperature, 1h)
+t_max_1h = max(temperature, 1h)
+t_last_1h = last(temperature, 1h)
+t_slope_1h = slope(temperature, 1h)
+h_missing_1h = share_missing(humidity, 1h)
+t_hot_1h = anomalies(temperature, 1h, max=24)
+p_mean_1d = mean(pressure, 1d); p_std_1d = std(pressure, 1d)
+b_slope_1d = slope(battery, 1d)
+h_missing_1d = share_missing(humidity, 1d)
+co2_mean_1h = mean(co2_ppm, 1h)
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline_lake(tmp_path_factory):
+    """A lake the pipeline wrote: 30 devices every 10 minutes over about 30 hours (two UTC days),
+    with invalid readings (refused), spikes and stuck values, and the features built over it."""
+    tc = Thermocline("features")
+    lake = str(tmp_path_factory.mktemp("features") / "lake")
+    try:
+        tc.migrate()
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 3600))
+        tc.simulate("--devices", "30", "--count", str(30 * 180), "--invalid-ratio", "0.02",
+                    "--seed", "7", "--start", start, "--cadence-ms", str(600_000),
+                    "--anomalies", "spike=0.02,stuck=0.01")
+        tc.run(idle=3, extra=(f"lake.dir={lake}",))
+        out = tc.cmd("features", "build", extra=(f"lake.dir={lake}", f"features.definitions={DEFINITIONS}"))
+        yield tc, lake, out.stdout
+    finally:
+        tc.drop()
+
+
+def test_every_offline_feature_equals_pandas(pipeline_lake):
+    tc, lake, out = pipeline_lake
+    assert "built" in out
+    df = lake_frame(lake)
+    assert len(df) > 4000
+    defs = parse_defs(DEFINITIONS)
+    checked = assert_features_equal_reference(os.path.join(lake, "features"), df, defs)
+    assert checked > 5000
+    # Spikes made some hot hours, and some windows miss humidity or not: the figures are not
+    # trivially constant.
+    hot, _ = feature_table(os.path.join(lake, "features"), "t_hot_1h")
+    assert any(v > 0 for v in hot.values())
+    co2, _ = feature_table(os.path.join(lake, "features"), "co2_mean_1h")
+    assert co2 and all(math.isnan(v) for v in co2.values())
+    # Files are whole Parquet files with the Hive layout; no temporary file is left.
+    for dirpath, _dirs, files in os.walk(os.path.join(lake, "features")):
+        assert not [f for f in files if f.startswith(".")], dirpath
+
+
+def _day_us(y, m, d):
+    import datetime
+    return int(datetime.datetime(y, m, d, tzinfo=datetime.timezone.utc).timestamp()) * US
+
+
+def _readings(day_us, devices, step_s, n, seed):
+    import random
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        for dev in devices:
+            humidity = None if rnd.random() < 0.1 else 40 + rnd.random() * 20
+            rows.append((day_us + i * step_s * US + rnd.randrange(step_s) * US, dev,
+                         {"temperature": 15 + rnd.gauss(0, 3) + i * 0.01, "humidity": humidity}))
+    return rows
+
+
+def _build(tc, lake, defs, features_dir=None, full=False):
+    extra = [f"lake.dir={lake}", f"features.definitions={defs}"]
+    if features_dir:
+        extra.append(f"features.dir={features_dir}")
+    out = tc.cmd("features", "build", *(["--full"] if full else []), extra=tuple(extra)).stdout
+    # "features build: D days, B built, R lake rows read, ..."
+    words = out.split()
+    return int(words[2]), int(words[4]), out
+
+
+def _snapshot(features_dir):
+    out = {}
+    for dirpath, _dirs, files in os.walk(features_dir):
+        for f in files:
+            if f.endswith(".parquet"):
+                st = os.stat(os.path.join(dirpath, f))
+                out[os.path.relpath(os.path.join(dirpath, f), features_dir)] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def test_incremental_build_rebuilds_only_changed_days(tmp_path):
+    tc = Thermocline("feat-incr")  # no services touched: the lake is written here
+    lake = str(tmp_path / "lake")
+    defs = "m = mean(temperature, 1h); s = std(temperature, 1d); l = last(temperature, 1h); " \
+           "h = share_missing(humidity, 1h); k = slope(temperature, 1h)"
+    devices = [f"dev-{i}" for i in range(5)]
+    d1, d2, d3 = _day_us(2026, 11, 1), _day_us(2026, 11, 2), _day_us(2026, 11, 3)
+    write_lake_file(lake, "t", 0, 0, _readings(d1, devices, 600, 144, 1))
+    write_lake_file(lake, "t", 0, 720, _readings(d2, devices, 600, 72, 2))
+    days, built, _ = _build(tc, lake, defs)
+    assert (days, built) == (2, 2)
+    before = _snapshot(os.path.join(lake, "features"))
+    assert len(before) == 2 * 5
+
+    # Nothing changed: nothing rebuilt, no file touched.
+    assert _build(tc, lake, defs)[:2] == (2, 0)
+    assert _snapshot(os.path.join(lake, "features")) == before
+
+    # A new commit of day 2 (its afternoon) and a new day 3.
+    write_lake_file(lake, "t", 0, 1080, _readings(d2 + 12 * 3600 * US, devices, 600, 72, 3))
+    write_lake_file(lake, "t", 1, 0, _readings(d3, devices, 900, 10, 4))
+    days, built, _ = _build(tc, lake, defs)
+    assert (days, built) == (3, 2)
+    after = _snapshot(os.path.join(lake, "features"))
+    for rel, ident in before.items():
+        if "day=01" in rel:
+            assert after[rel] == ident, f"{rel} was rewritten though its lake day did not change"
+        else:
+            assert after[rel] != ident, f"{rel} was not rebuilt though its lake day changed"
+    assert len(after) == 3 * 5
+
+    # The same result as a full build into another directory, and as pandas.
+    full_dir = str(tmp_path / "full")
+    assert _build(tc, lake, defs, features_dir=full_dir, full=True)[:2] == (3, 3)
+    for name in ("m", "s", "l", "h", "k"):
+        inc = ds.dataset(os.path.join(lake, "features", name), partitioning="hive").to_table()
+        ful = ds.dataset(os.path.join(full_dir, name), partitioning="hive").to_table()
+        assert inc.sort_by([("device_id", "ascending"), ("window_start", "ascending")]).equals(
+            ful.sort_by([("device_id", "ascending"), ("window_start", "ascending")])), name
+    assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
+
+    # Changed definitions rebuild every day.
+    assert _build(tc, lake, defs + "; x = max(temperature, 1h)")[:2] == (3, 3)
+    # A replaced lake file (a replay, a compaction) rebuilds its day.
+    path = write_lake_file(lake, "t", 1, 0, _readings(d3, devices, 900, 12, 5))
+    assert os.path.exists(path)
+    assert _build(tc, lake, defs + "; x = max(temperature, 1h)")[:2] == (3, 1)
+
+
+def test_training_set_has_no_leakage_from_the_future(tmp_path):
+    """Device a reads 20 until 12:00 and 80 from 12:00 on; labels sit just before and right at the
+    change. A feature as of a label may only use windows closed at or before the label's time."""
+    tc = Thermocline("feat-pit")
+    lake = str(tmp_path / "lake")
+    day = _day_us(2026, 11, 10)
+    rows = []
+    for minute in range(0, 24 * 60, 5):
+        t = day + minute * 60 * US
+        rows.append((t, "a", {"temperature": 20.0 if minute < 12 * 60 else 80.0, "humidity": 50.0}))
+        rows.append((t, "b", {"temperature": 10.0 + minute / 60, "humidity": None}))
+    write_lake_file(lake, "t", 0, 0, rows)
+    # The previous day, so that 1d windows have a closed one.
+    prev = [(day - 86400 * US + m * 60 * US, "a", {"temperature": 5.0, "humidity": 50.0})
+            for m in range(0, 24 * 60, 60)]
+    write_lake_file(lake, "t", 0, len(rows), prev)
+    defs = "m1h = mean(temperature, 1h); x1h = max(temperature, 1h); m1d = mean(temperature, 1d); " \
+           "n1h = count(temperature, 1h)"
+    _build(tc, lake, defs)
+
+    def iso(us):
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us // US)) + f".{us % US:06d}Z"
+
+    noon = day + 12 * 3600 * US
+    labels = [
+        ("a", noon - 1, 0),                 # 11:59:59.999999: the 11:00 window is still open
+        ("a", noon, 1),                     # 12:00: 11:00-12:00 closed, 12:00's reading not seen
+        ("a", noon + 3600 * US - 1, 1),     # 12:59:59.999999: the 12:00 window still open
+        ("a", noon + 3600 * US, 1),         # 13:00: the 12:00 window (all 80) closed
+        ("b", day + 30 * 60 * US, 0),       # 00:30: no closed window of b yet
+        ("zz", noon, 0),                    # a device the lake does not know
+    ]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("time,device_id,label,comment\n" + "".join(
+        f"{iso(t)},{dev},{label},x\n" for dev, t, label in labels))
+    out = str(tmp_path / "train.parquet")
+    tc.cmd("features", "training-set", "--labels", str(csv), "--out", out,
+           extra=(f"lake.dir={lake}", f"features.definitions={defs}"))
+    t = pq.read_table(out)
+    assert t.column_names == ["device_id", "time", "label", "m1h", "x1h", "m1d", "n1h"]
+    rows_out = t.to_pylist()
+    assert [r["device_id"] for r in rows_out] == [dev for dev, _, _ in labels]
+    assert pc.cast(t.column("time"), pa.int64()).to_pylist() == [ts for _, ts, _ in labels]
+    assert [r["label"] for r in rows_out] == [float(lab) for _, _, lab in labels]
+    # Before the change nothing of 80 may show, not even in a max.
+    assert rows_out[0]["m1h"] == 20.0 and rows_out[0]["x1h"] == 20.0  # 10:00-11:00
+    assert rows_out[1]["m1h"] == 20.0 and rows_out[1]["x1h"] == 20.0  # 11:00-12:00
+    assert rows_out[2]["x1h"] == 20.0
+    assert rows_out[3]["m1h"] == 80.0 and rows_out[3]["n1h"] == 12
+    # The day's window closes at midnight: every label of the day sees the previous day's.
+    assert all(r["m1d"] == 5.0 for r in rows_out[:4])
+    assert rows_out[4]["m1h"] is None and rows_out[4]["m1d"] is None
+    assert rows_out[5]["m1h"] is None
+
+    # The same labels as Parquet give the same training set.
+    pq.write_table(pa.table({
+        "device_id": [dev for dev, _, _ in labels],
+        "time": pa.array([ts for _, ts, _ in labels], pa.timestamp("us", tz="UTC")),
+        "label": pa.array([lab for _, _, lab in labels], pa.int64())}), str(tmp_path / "labels.parquet"))
+    out2 = str(tmp_path / "train2.parquet")
+    tc.cmd("features", "training-set", "--labels", str(tmp_path / "labels.parquet"), "--out", out2,
+           extra=(f"lake.dir={lake}", f"features.definitions={defs}"))
+    assert pq.read_table(out2).equals(t)
+
+
+def test_training_set_refuses_bad_labels_naming_the_line(tmp_path):
+    tc = Thermocline("feat-bad")
+    lake = str(tmp_path / "lake")
+    write_lake_file(lake, "t", 0, 0, [(_day_us(2026, 11, 10), "a", {"temperature": 1.0})])
+    bad = tmp_path / "labels.csv"
+    bad.write_text("device_id,time,label\na,2026-11-10T01:00:00Z,1\na,yesterday,0\n")
+    proc = tc.cmd("features", "training-set", "--labels", str(bad), "--out", str(tmp_path / "o.parquet"),
+                  extra=(f"lake.dir={lake}", "features.definitions=m = mean(temperature, 1h)"), check=False)
+    assert proc.returncode != 0
+    assert f"{bad}:3: time \"yesterday\"" in proc.stderr
+    assert not os.path.exists(tmp_path / "o.parquet")
+    proc = tc.cmd("features", "build", extra=(f"lake.dir={lake}", "features.definitions=m = median(t, 1h)"),
+                  check=False)
+    assert proc.returncode == 2
+    assert "features.definitions:1:5: unknown aggregate \"median\"" in proc.stderr
+
+
+def _pyarrow_figures(path, column):
+    t = ds.dataset(path, format="parquet", partitioning="hive").to_table(columns=[column])
+    return t.num_rows, pc.sum(t.column(column)).as_py()
+
+
+def test_dask_reads_the_lake_and_the_features(pipeline_lake):
+    import dask.dataframe as dd
+    _tc, lake, _ = pipeline_lake
+    for path, column in ((os.path.join(lake, "telemetry"), "temperature"),
+                         (os.path.join(lake, "features", "t_mean_1h"), "value"),
+                         (os.path.join(lake, "features", "p_std_1d"), "value")):
+        rows, total = _pyarrow_figures(path, column)
+        frame = dd.read_parquet(path, columns=[column])
+        assert int(frame[column].size.compute()) == rows
+        assert math.isclose(float(frame[column].sum().compute()), total, rel_tol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+    session = (SparkSession.builder.master("local[1]").appName("thermocline-features-test")
+               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    yield session
+    session.stop()
+
+
+def test_spark_reads_the_lake_and_the_features(pipeline_lake, spark):
+    from pyspark.sql import functions as F
+    _tc, lake, _ = pipeline_lake
+    for path, column in ((os.path.join(lake, "telemetry"), "temperature"),
+                         (os.path.join(lake, "features", "t_mean_1h"), "value"),
+                         (os.path.join(lake, "features", "p_std_1d"), "value")):
+        rows, total = _pyarrow_figures(path, column)
+        frame = spark.read.parquet(path)
+        got = frame.agg(F.count(F.lit(1)).alias("n"), F.sum(column).alias("s")).collect()[0]
+        assert got["n"] == rows
+        assert math.isclose(got["s"], total, rel_tol=1e-12)
+        # The Hive partitions are columns, as in pyarrow.
+        assert {"year", "month", "day"} <= set(frame.columns)
