@@ -19,19 +19,21 @@ from test_alerting import BI_DASHBOARDS, GRAFANA, check_dashboard_shape, read, s
 
 DOC = os.path.join(ROOT, "docs", "bi.md")
 DEVICES = 12
+FEATURES = "temp_mean_1h = mean(temperature, 1h); battery_last_1h = last(battery, 1h)"
 
 
 @pytest.fixture(scope="module")
 def store():
     """A store filled by the pipeline: readings of the last minutes, rollups, quality figures,
-    dead letters; and one finding (the detectors need hours of history to find one)."""
+    online features, dead letters; and one finding (the detectors need hours of history to find one)."""
     from conftest import Thermocline
     tc = Thermocline("bi")
     try:
         tc.migrate()
         tc.simulate("--devices", str(DEVICES), "--count", "1200", "--invalid-ratio", "0.05",
                     "--seed", "20")
-        tc.run(extra=("pipeline.sinks=store,rollups,quality", "quality.flush_interval_ms=300"))
+        tc.run(extra=("pipeline.sinks=store,rollups,quality,features", "quality.flush_interval_ms=300",
+                      f"features.definitions={FEATURES}"))
         tc.sql("INSERT INTO anomalies (device_id, metric, kind, severity, start_time, score,"
                " observed, expected) SELECT min(device_id), 'temperature', 'spike', 'warning',"
                " now() - interval '5 minutes', 9, 41.5, 21.0 FROM latest_state")
