@@ -1,13 +1,16 @@
 """The online features sink ("features" in pipeline.sinks) against the real Kafka and PostgreSQL:
 every row of telemetry.features_online equals an independent pandas computation over the store's
 raw rows (the same readings: the store is the primary sink), also after kill -9 in the middle of
-runs (nothing lost, nothing counted twice), and the api schema shows the features to analysts.
+runs (nothing lost, nothing counted twice) and with a windows cap far below what a run holds;
+every closed window equals the offline build's (`features build` over the lake of the same run);
+a write over a mark another member moved is fenced; the api schema shows the features to analysts.
 
 Tolerance: values are doubles computed by Welford's updates and merges in a different order from
 pandas' two-pass formulas, so they agree to a relative 1e-9 (1e-6 for the slope, a ratio of two
 co-moments), and exactly for counts, shares and last values."""
 
 import math
+import os
 import signal
 import time
 
@@ -16,6 +19,7 @@ import psycopg
 import pytest
 
 from api_data import as_role
+from features_lake import feature_table
 from waits import LogLines, wait_for
 
 # Readings from an hour four hours ago, all in the past: the 1 h windows close, the day's window
@@ -222,3 +226,31 @@ def test_a_write_over_another_members_mark_is_fenced(tc):
         proc.stderr.close()
     assert proc.returncode == 0
     assert "another member owns it now" in log.text() and f"partition {part}" in log.text()
+
+
+def test_online_features_equal_the_offline_build_for_closed_windows(tc, tmp_path):
+    """The same definitions, online (this sink, from the stream) and offline (`features build`,
+    from the lake the same run wrote): every closed window has the same value."""
+    lake = str(tmp_path / "lake")
+    tc.migrate()
+    simulate(tc, 8, 800, 120)
+    tc.run(extra=settings(f"lake.dir={lake}", "pipeline.sinks=store,lake,features"))
+    tc.cmd("features", "build", extra=(f"lake.dir={lake}", f"features.definitions={DEFS}"))
+    # Closed: the window ended before one instant, the same for both sides.
+    cutoff = int(time.time() * 1_000_000)
+    online = {(dev, name, start): value for dev, name, start, end, value in tc.sql(
+        "SELECT device_id, feature, (extract(epoch FROM window_start) * 1000000)::bigint,"
+        " (extract(epoch FROM window_end) * 1000000)::bigint, value FROM features_online")
+        if end <= cutoff}
+    compared = 0
+    for name, (agg, _metric, window_s, _lo, _hi) in parse_defs().items():
+        offline, _ = feature_table(os.path.join(lake, "features"), name)
+        closed = {(dev, name, s): v for (dev, s), v in offline.items() if s + window_s * 1_000_000 <= cutoff}
+        assert {k for k in online if k[1] == name} == set(closed), name
+        for key, v in closed.items():
+            got = online[key]
+            rel = 1e-6 if agg == "slope" else 1e-9
+            assert (got is None and math.isnan(v)) or (
+                got is not None and math.isclose(got, v, rel_tol=rel, abs_tol=1e-9)), (key, got, v)
+            compared += 1
+    assert compared >= 8 * 3 * 7, compared
