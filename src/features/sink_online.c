@@ -448,6 +448,18 @@ static tc_err fo_copy(tc_feat_online *s, tc_jbuf *b, const char *what, char *err
     return err;
 }
 
+/* The rows of m's entries (but those joined into another) into the temporary table: their keys
+ * only, or with full their state and value. */
+static tc_err fo_send(tc_feat_online *s, const fo_map *m, int full, const char *what, char *errstr,
+                      size_t errstr_size)
+{
+    tc_jbuf_reset(&s->copy);
+    for (size_t i = 0; i < m->n; i++)
+        if (!m->ent[i].skip)
+            fo_copy_row(s, &s->copy, &m->ent[i], full);
+    return fo_copy(s, &s->copy, what, errstr, errstr_size);
+}
+
 /* Merge the stored state of the rows the write touches into them (runs: first entry of each). */
 static tc_err fo_merge_stored(tc_feat_online *s, fo_entry *ent, size_t n, char *errstr,
                               size_t errstr_size)
@@ -580,22 +592,14 @@ static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
                 m->ent[i].skip = 1;
             }
         }
-        tc_jbuf_reset(&s->copy);
-        for (size_t i = 0; i < m->n; i++)
-            if (!m->ent[i].skip)
-                fo_copy_row(s, &s->copy, &m->ent[i], 0);
-        err = fo_copy(s, &s->copy, "send the windows' keys", errstr, errstr_size);
+        err = fo_send(s, m, 0, "send the windows' keys", errstr, errstr_size);
         if (err == TC_OK)
             err = fo_merge_stored(s, m->ent, m->n, errstr, errstr_size);
         if (err == TC_OK)
             err = fo_exec(s, s->wconn, "TRUNCATE pg_temp.tc_features_online_in", 0, NULL, NULL,
                           "empty the windows' keys", errstr, errstr_size);
-        tc_jbuf_reset(&s->copy);
-        for (size_t i = 0; err == TC_OK && i < m->n; i++)
-            if (!m->ent[i].skip)
-                fo_copy_row(s, &s->copy, &m->ent[i], 1);
         if (err == TC_OK)
-            err = fo_copy(s, &s->copy, "send the windows", errstr, errstr_size);
+            err = fo_send(s, m, 1, "send the windows", errstr, errstr_size);
         if (err == TC_OK)
             err = fo_exec(
                 s, s->wconn,
