@@ -2,18 +2,18 @@
 docs/bi.md's example queries, against a store the pipeline filled: every panel's SQL, with
 Grafana's macros expanded as Grafana's PostgreSQL datasource does (test_alerting.sql_panel), and
 every example, return rows with values as the BI role -- a login role in thermocline_analyst
-with every site in api.site_access, the set-up docs/bi.md gives -- and that role reads nothing
-else."""
+with every site in api.site_access, the set-up docs/bi.md gives, logged in -- and that role reads
+nothing else."""
 
 import contextlib
 import json
 import os
 import re
-import uuid
 
 import psycopg
 import pytest
 
+from api_data import dsn_as, login_role
 from conftest import ROOT
 from test_alerting import BI_DASHBOARDS, GRAFANA, check_dashboard_shape, read, sql_panel
 
@@ -44,19 +44,12 @@ def store():
 
 @contextlib.contextmanager
 def as_bi(tc):
-    """A session of a fresh login role set up as docs/bi.md says, as if it had logged in: SET
-    SESSION AUTHORIZATION makes it session_user, whose api.site_access rows the views read."""
-    role = f"bi_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(tc.dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE thermocline_analyst")
-        admin.execute(f'INSERT INTO "{tc.api_schema}".site_access VALUES (%s, %s)', (role, "*"))
-        try:
-            with psycopg.connect(tc.dsn, autocommit=True) as conn:
-                conn.execute(f"SET SESSION AUTHORIZATION {role}")
-                yield conn
-        finally:
-            admin.execute(f'DELETE FROM "{tc.api_schema}".site_access WHERE grantee = %s', (role,))
-            admin.execute(f"DROP ROLE {role}")
+    """A connection of a fresh login role set up as docs/bi.md says: a member of
+    thermocline_analyst with every site in api.site_access."""
+    with login_role(tc, "thermocline_analyst") as role:
+        tc.sql(f'INSERT INTO "{tc.api_schema}".site_access VALUES (%s, %s)', (role, "*"))
+        with psycopg.connect(dsn_as(tc, role), autocommit=True) as conn:
+            yield conn
 
 
 def has_values(rows):

@@ -254,3 +254,27 @@ def test_online_features_equal_the_offline_build_for_closed_windows(tc, tmp_path
                 got is not None and math.isclose(got, v, rel_tol=rel, abs_tol=1e-9)), (key, got, v)
             compared += 1
     assert compared >= 8 * 3 * 7, compared
+
+
+def test_the_ingest_role_may_write_what_the_sink_writes(tc):
+    """thermocline_ingest (the pipeline's least-privilege role) has the grants the sink's write
+    uses: read for update, upsert, the marks, a temporary table; analysts may not write."""
+    tc.migrate()
+    s = tc.schema
+    statements = [
+        "CREATE TEMP TABLE tc_probe (x int) ON COMMIT DELETE ROWS",
+        f'SELECT * FROM "{s}".features_online FOR UPDATE',
+        f'INSERT INTO "{s}".features_online (device_id, feature, window_start, window_end, window_s,'
+        " metric, aggregate, rows, n, anomalies) VALUES ('d', 'f', now(), now(), 3600, 'temperature',"
+        " 'count', 1, 1, 0) ON CONFLICT (device_id, feature, window_start) DO UPDATE SET rows = 2",
+        f"INSERT INTO \"{s}\".features_online_offsets (group_id, topic, partition, next_offset)"
+        " VALUES ('g', 't', 0, 5) ON CONFLICT DO NOTHING",
+        f"UPDATE \"{s}\".features_online_offsets SET next_offset = 6 WHERE group_id = 'g'"
+        " AND next_offset = 5",
+    ]
+    with as_role(tc, "thermocline_ingest") as conn:
+        for sql in statements:
+            conn.execute(sql)
+    with as_role(tc, "thermocline_analyst", '{"sites": "*"}') as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statements[2])
