@@ -839,6 +839,17 @@ static int64_t fo_durable(void *ctx, int32_t partition)
     return l ? l->durable : TC_SINK_MARK_NONE;
 }
 
+/* The partition's stored mark, whoever writes it now (run --exit-when-idle). */
+static int64_t fo_stored(void *ctx, int32_t partition)
+{
+    char errstr[TC_ERRSTR_MAX];
+    int64_t next;
+
+    if (fo_read_marks(ctx, &partition, 1, &next, errstr, sizeof(errstr)) != TC_OK)
+        return TC_SINK_MARK_NONE; /* unreadable: not known to be whole */
+    return next;
+}
+
 static tc_err fo_recover(void *ctx, const int32_t *parts, size_t n, int64_t *next, char *errstr,
                          size_t errstr_size)
 {
@@ -907,6 +918,7 @@ static const tc_sink_ops tc_feat_online_ops = {
     .revoke = fo_revoke,
     .stats = fo_stats,
     .close = fo_close,
+    .stored = fo_stored,
 };
 
 tc_err tc_feat_online_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)

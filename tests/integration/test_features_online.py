@@ -278,3 +278,19 @@ def test_the_ingest_role_may_write_what_the_sink_writes(tc):
     with as_role(tc, "thermocline_analyst", '{"sites": "*"}') as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statements[2])
+
+
+def test_two_members_share_the_partitions_exactly(tc):
+    """Two pipelines of one group (`run --exit-when-idle` each): the partitions split between them,
+    each member's writes fenced by its own marks; the features are whole and exact when both
+    have exited (a member waits for what the other's partitions hold: the sink's stored marks)."""
+    tc.migrate()
+    simulate(tc, 16, 3200, 60)
+    procs = [tc.spawn("run", "--exit-when-idle", "3", extra=settings()) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        tc.assert_clean(err)
+    marks = dict(tc.sql("SELECT partition, next_offset FROM features_online_offsets"))
+    assert sum(marks.values()) == 3200
+    assert_features_match(tc)
