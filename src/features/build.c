@@ -3,11 +3,13 @@
  * window) -> one Parquet file per feature and day; the layout, the state and the atomicity are in
  * build.h.
  *
- * Device ids are interned once per day (an open-addressing table of names), and the accumulators
- * live in a second open-addressing table keyed by (device, feature, window start), so a reading
- * costs one device lookup and one accumulator lookup per feature, with no allocation but the
- * tables' doubling. Output rows are sorted by device id and window, so the files are
- * deterministic: a rebuild of an unchanged day writes the same rows.
+ * Device ids are interned once per day (an open-addressing table of names). Each (device,
+ * feature) has one dense accumulator for the window it is in; when a reading belongs to another
+ * window, the finished run is appended to an array. Once the day is read, the array is sorted by
+ * feature, device id and window, and the runs of one window (readings out of time order) are
+ * merged as they are written: a reading costs one device lookup and one update per feature, and
+ * a window about 130 bytes. Output rows are sorted, so the files are deterministic: a rebuild of
+ * an unchanged day writes the same rows.
  */
 #include "features/build.h"
 
@@ -25,6 +27,7 @@
 #include "core/path.h"
 #include "core/timeutil.h"
 #include "features/window_agg.h"
+#include "lake/compact.h"
 #include "lake/layout.h"
 #include "lake/parquet.h"
 #include "lake/parquet_values.h"
@@ -201,7 +204,7 @@ static tc_err tc_fb_state_save(const char *features, const tc_fb_state *s, char 
 /* ---- one day's accumulators ---- */
 
 typedef struct tc_fb_slot {
-    uint32_t dev; /* device index + 1; 0 = empty slot */
+    uint32_t dev; /* device index + 1 */
     uint32_t def;
     tc_wagg agg;
 } tc_fb_slot;
@@ -213,22 +216,23 @@ typedef struct tc_fb_day {
     size_t ndev, dev_cap;
     uint32_t *dev_index; /* open addressing: device index + 1, 0 = empty */
     size_t dev_index_cap;
-    /* accumulators */
+    /* Finished runs of windows, in the order they finished: sorted by (feature, device, window)
+     * once the day is read, and the runs of one window (readings out of time order) merged
+     * then. An array, not a hash table of windows: a table at a load of one half took three
+     * times the memory, and a random access per reading. */
     tc_fb_slot *slot;
     size_t nslot, slot_cap;
+    /* Per (device, definition), dense: the window being fed. A device's readings come mostly in
+     * time order, so most land in the window of the one before, in memory next to the device's
+     * other definitions; a run ends (is appended above) when the window changes. rows == 0:
+     * none. */
+    tc_wagg *cur;
+    size_t cur_cap, ndefs;
 } tc_fb_day;
 
 static uint64_t tc_fb_hash_bytes(const char *p, size_t n)
 {
     return tc_fb_fnv(TC_FB_FNV_OFFSET, p, n);
-}
-
-static uint64_t tc_fb_hash_key(uint32_t dev, uint32_t def, int64_t start)
-{
-    uint64_t h = ((uint64_t)dev << 32 | def) * 0x9E3779B97F4A7C15ULL;
-
-    h ^= (uint64_t)start * 0xC2B2AE3D27D4EB4FULL;
-    return h ^ (h >> 29);
 }
 
 static void tc_fb_day_free(tc_fb_day *d)
@@ -239,6 +243,7 @@ static void tc_fb_day_free(tc_fb_day *d)
     free(d->dev_len);
     free(d->dev_index);
     free(d->slot);
+    free(d->cur);
     memset(d, 0, sizeof(*d));
 }
 
@@ -296,53 +301,70 @@ static long tc_fb_dev(tc_fb_day *d, const char *p, uint32_t n)
     return (long)d->ndev++;
 }
 
-static int tc_fb_slot_grow(tc_fb_day *d)
+/* Append a finished run a of one window; -1 past the cap or out of memory. */
+static int tc_fb_spill(tc_fb_day *d, uint32_t dev, uint32_t def, const tc_wagg *a)
 {
-    size_t cap = d->slot_cap ? d->slot_cap * 2 : 4096;
-    tc_fb_slot *s;
+    if (d->nslot == d->slot_cap) {
+        size_t cap = d->slot_cap ? d->slot_cap * 2 : 4096;
+        tc_fb_slot *grown;
 
-    if (cap / 2 > TC_FEATURES_WINDOWS_MAX || !(s = calloc(cap, sizeof(*s))))
-        return -1;
-    for (size_t i = 0; i < d->slot_cap; i++) {
-        const tc_fb_slot *o = &d->slot[i];
-        size_t h;
-
-        if (!o->dev)
-            continue;
-        h = tc_fb_hash_key(o->dev, o->def, o->agg.start_us) & (cap - 1);
-        while (s[h].dev)
-            h = (h + 1) & (cap - 1);
-        s[h] = *o;
+        if (d->slot_cap >= TC_FEATURES_WINDOWS_MAX)
+            return -1;
+        if (cap > TC_FEATURES_WINDOWS_MAX)
+            cap = TC_FEATURES_WINDOWS_MAX;
+        if (!(grown = realloc(d->slot, cap * sizeof(*grown))))
+            return -1;
+        d->slot = grown;
+        d->slot_cap = cap;
     }
-    free(d->slot);
-    d->slot = s;
-    d->slot_cap = cap;
+    d->slot[d->nslot].dev = dev + 1;
+    d->slot[d->nslot].def = def;
+    d->slot[d->nslot].agg = *a;
+    d->nslot++;
     return 0;
 }
 
-/* The accumulator of (device, definition, the window holding t); NULL past the cap or out of
- * memory. */
+/* The accumulator of (device, definition) for the window holding t: the dense one, spilled
+ * first when it holds another window. NULL past the cap or out of memory. */
 static tc_wagg *tc_fb_acc(tc_fb_day *d, uint32_t dev, uint32_t def, const tc_feat_def *fd,
                           int64_t t)
 {
     int64_t start = tc_wagg_window_start(t, fd->window_s);
-    size_t h;
+    size_t at = (size_t)dev * d->ndefs + def;
+    tc_wagg *a;
 
-    if ((d->nslot + 1) * 2 > d->slot_cap && tc_fb_slot_grow(d) != 0)
-        return NULL;
-    h = tc_fb_hash_key(dev + 1, def, start) & (d->slot_cap - 1);
-    while (d->slot[h].dev) {
-        tc_fb_slot *s = &d->slot[h];
+    if (at >= d->cur_cap) {
+        size_t cap = d->cur_cap ? d->cur_cap : 1024;
+        tc_wagg *cur;
 
-        if (s->dev == dev + 1 && s->def == def && s->agg.start_us == start)
-            return &s->agg;
-        h = (h + 1) & (d->slot_cap - 1);
+        while (cap <= at)
+            cap *= 2;
+        if (!(cur = realloc(d->cur, cap * sizeof(*cur))))
+            return NULL;
+        memset(cur + d->cur_cap, 0, (cap - d->cur_cap) * sizeof(*cur));
+        d->cur = cur;
+        d->cur_cap = cap;
     }
-    d->slot[h].dev = dev + 1;
-    d->slot[h].def = def;
-    tc_wagg_init(&d->slot[h].agg, start, fd->lo, fd->hi);
-    d->nslot++;
-    return &d->slot[h].agg;
+    a = &d->cur[at];
+    if (a->rows && a->start_us != start) {
+        if (tc_fb_spill(d, dev, def, a) != 0)
+            return NULL;
+        a->rows = 0;
+    }
+    if (!a->rows)
+        tc_wagg_init(a, start, fd->lo, fd->hi);
+    return a;
+}
+
+/* Every dense accumulator into the table, once the day's files are read. */
+static int tc_fb_spill_all(tc_fb_day *d)
+{
+    for (size_t at = 0; at < d->cur_cap; at++) {
+        if (d->cur[at].rows &&
+            tc_fb_spill(d, (uint32_t)(at / d->ndefs), (uint32_t)(at % d->ndefs), &d->cur[at]) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* ---- reading a lake file ---- */
@@ -433,12 +455,16 @@ static int tc_fb_cmp(const void *a, const void *b)
     const tc_fb_slot *x = *(const tc_fb_slot *const *)a, *y = *(const tc_fb_slot *const *)b;
     int c;
 
+    if (x->def != y->def)
+        return x->def < y->def ? -1 : 1;
     if (x->dev != y->dev &&
         (c = strcmp(tc_fb_sorting->dev_name[x->dev - 1], tc_fb_sorting->dev_name[y->dev - 1])))
         return c;
-    return x->agg.start_us < y->agg.start_us ? -1 : x->agg.start_us > y->agg.start_us;
+    if (x->agg.start_us != y->agg.start_us)
+        return x->agg.start_us < y->agg.start_us ? -1 : 1;
+    /* Runs of one window in the order they finished: merge then gives "last" its read order. */
+    return x < y ? -1 : x > y;
 }
-
 typedef struct tc_fb_rows {
     tc_slice dev[TC_FB_WRITE_ROWS];
     int64_t start[TC_FB_WRITE_ROWS], end[TC_FB_WRITE_ROWS], readings[TC_FB_WRITE_ROWS];
@@ -457,23 +483,19 @@ static tc_err tc_fb_write_rows(tc_parquet_writer *w, tc_fb_rows *r, size_t n, ch
     return n ? tc_parquet_write(w, v, n, errstr, errstr_size) : TC_OK;
 }
 
-/* Write def k's windows of the day (sorted) to dir/part-YYYYMMDD.parquet through a temporary
- * file; none: remove the day's file. */
-static tc_err tc_fb_write_feature(const tc_fb_day *d, size_t k, const tc_feat_def *fd,
-                                  const char *dir, int64_t day, tc_fb_slot **list, tc_fb_rows *rows,
+/* Write a feature's windows of the day, list[0..n) (sorted), to dir/part-YYYYMMDD.parquet
+ * through a temporary file; none: remove the day's file. */
+static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, const char *dir,
+                                  int64_t day, tc_fb_slot *const *list, size_t n, tc_fb_rows *rows,
                                   tc_features_build_stats *st, char *errstr, size_t errstr_size)
 {
     char path[TC_PATH_MAX], tmp[TC_PATH_MAX];
-    size_t n = 0, fill = 0;
+    size_t fill = 0, windows = 0;
     int y, fd_out;
     unsigned m, dd;
     tc_parquet_writer *w;
     tc_err err = TC_OK;
 
-    for (size_t i = 0; i < d->slot_cap; i++) {
-        if (d->slot[i].dev && d->slot[i].def == k)
-            list[n++] = &d->slot[i];
-    }
     tc_time_civil_from_days(day, &y, &m, &dd);
     tc_path_fmt(path, sizeof(path), "%s/part-%04d%02u%02u.parquet", dir, y, m, dd);
     if (n == 0) {
@@ -482,8 +504,6 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, size_t k, const tc_feat_de
                               strerror(errno));
         return TC_OK;
     }
-    tc_fb_sorting = d;
-    qsort(list, n, sizeof(*list), tc_fb_cmp);
     if ((err = tc_durable_mkdirs(dir, errstr, errstr_size)) != TC_OK)
         return err;
     tc_path_fmt(tmp, sizeof(tmp), "%s/.part-%04d%02u%02u.parquet.tmp", dir, y, m, dd);
@@ -503,12 +523,17 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, size_t k, const tc_feat_de
     }
     for (size_t i = 0; i < n && err == TC_OK; i++) {
         const tc_fb_slot *s = list[i];
+        tc_wagg a = s->agg;
 
+        /* The window's other runs follow it (sorted): one row for them all. */
+        while (i + 1 < n && list[i + 1]->dev == s->dev && list[i + 1]->agg.start_us == a.start_us)
+            tc_wagg_merge(&a, &list[++i]->agg);
         rows->dev[fill] = (tc_slice){d->dev_name[s->dev - 1], d->dev_len[s->dev - 1]};
-        rows->start[fill] = s->agg.start_us;
-        rows->end[fill] = s->agg.start_us + fd->window_s * 1000000;
-        rows->readings[fill] = s->agg.rows;
-        rows->present[fill] = (uint8_t)tc_wagg_finish(&s->agg, fd->agg, &rows->value[fill]);
+        rows->start[fill] = a.start_us;
+        rows->end[fill] = a.start_us + fd->window_s * 1000000;
+        rows->readings[fill] = a.rows;
+        rows->present[fill] = (uint8_t)tc_wagg_finish(&a, fd->agg, &rows->value[fill]);
+        windows++;
         if (++fill == TC_FB_WRITE_ROWS) {
             err = tc_fb_write_rows(w, rows, fill, errstr, errstr_size);
             fill = 0;
@@ -534,7 +559,7 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, size_t k, const tc_feat_de
         unlink(tmp);
         return err;
     }
-    st->windows += n;
+    st->windows += windows;
     st->files_written++;
     return TC_OK;
 }
@@ -640,7 +665,8 @@ static tc_err tc_fb_list_day(const char *dir, char ***out, size_t *nout, uint64_
     return TC_OK;
 }
 
-static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char **names, size_t n)
+static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char **names,
+                              size_t nnames)
 {
     const tc_feat_defs *defs = w->opt->defs;
     char path[TC_PATH_MAX], out_dir[TC_PATH_MAX];
@@ -648,19 +674,39 @@ static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char 
     tc_fb_slot **list = NULL;
     tc_err err = TC_OK;
 
-    for (size_t i = 0; i < n && err == TC_OK; i++) {
+    d.ndefs = defs->n;
+
+    for (size_t i = 0; i < nnames && err == TC_OK; i++) {
         tc_path_fmt(path, sizeof(path), "%s/%s", dir, names[i]);
         err = tc_fb_read_file(path, defs, &d, &w->st->rows_read, w->errstr, w->errstr_size);
     }
+    if (err == TC_OK && tc_fb_spill_all(&d) != 0)
+        err = tc_err_set(TC_ERR_FULL, w->errstr, w->errstr_size,
+                         "%s: more than %zu (device, feature, window) accumulators in one day", dir,
+                         (size_t)TC_FEATURES_WINDOWS_MAX);
     if (err == TC_OK && d.nslot && !(list = malloc(d.nslot * sizeof(*list))))
         err = tc_err_set(TC_ERR_NOMEM, w->errstr, w->errstr_size, "out of memory");
-    for (size_t k = 0; k < defs->n && err == TC_OK; k++) {
+    if (err == TC_OK && d.nslot) {
+        size_t n = 0;
+
+        /* One sort: by feature, device and window. */
+        for (size_t i = 0; i < d.nslot; i++)
+            list[n++] = &d.slot[i];
+        tc_fb_sorting = &d;
+        qsort(list, n, sizeof(*list), tc_fb_cmp);
+    }
+    for (size_t k = 0, at = 0; k < defs->n && err == TC_OK; k++) {
+        size_t n = 0;
+
+        while (at + n < d.nslot && list[at + n]->def == k)
+            n++;
         if (tc_features_day_dir(out_dir, sizeof(out_dir), w->features, defs->def[k].name, day) < 0)
             err = tc_err_set(TC_ERR_INVALID, w->errstr, w->errstr_size,
                              "features directory \"%s\" is too long", w->features);
         else
-            err = tc_fb_write_feature(&d, k, &defs->def[k], out_dir, day, list, w->rows, w->st,
+            err = tc_fb_write_feature(&d, &defs->def[k], out_dir, day, list + at, n, w->rows, w->st,
                                       w->errstr, w->errstr_size);
+        at += n;
     }
     free(list);
     tc_fb_day_free(&d);
@@ -673,20 +719,30 @@ static tc_err tc_fb_day_fn(void *opaque, const char *dir, int64_t day)
     char **names;
     size_t n, at;
     uint64_t fp;
+    int lock;
     tc_err err;
 
     if (day < 0)
         return TC_OK; /* not a day directory's name: not ours to read */
-    if ((err = tc_fb_list_day(dir, &names, &n, &fp, w->errstr, w->errstr_size)) != TC_OK)
+    /* Shared with the sink's renames, exclusive for a compaction that swaps the day's files:
+     * the files listed are the files read. */
+    if ((lock = tc_lake_day_lock(w->opt->lake_root, day, 0)) < 0)
+        return tc_err_set(TC_ERR_IO, w->errstr, w->errstr_size,
+                          "could not lock the lake day of \"%s\": %s", dir, strerror(errno));
+    if ((err = tc_fb_list_day(dir, &names, &n, &fp, w->errstr, w->errstr_size)) != TC_OK) {
+        close(lock);
         return err;
+    }
     w->st->days++;
     at = tc_fb_state_find(&w->state, day);
     if (!w->rebuild_all && at != (size_t)-1 && w->state.fp[at] == fp) {
         tc_fb_free_names(names, n);
+        close(lock);
         return TC_OK;
     }
     err = tc_fb_build_day(w, dir, day, names, n);
     tc_fb_free_names(names, n);
+    close(lock);
     if (err == TC_OK)
         err = tc_fb_state_set(&w->state, day, fp, w->errstr, w->errstr_size);
     if (err == TC_OK)

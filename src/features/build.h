@@ -19,7 +19,9 @@
  * of the day's committed lake files (name, size, modification time: a new commit, a compaction, a
  * replay and a retention all change it) and, once, a fingerprint of the definitions: a day whose
  * files are unchanged since its last build is skipped; changed definitions rebuild every day.
- * Open (uncommitted) lake files are not read: a build sees the lake's committed state.
+ * Open (uncommitted) lake files are not read: a build sees the lake's committed state. A day is
+ * listed and read under its shared lake day lock (compact.h), so a compaction never swaps the
+ * files of a day being read.
  *
  * Atomic. Each feature file is written to a temporary name, fsynced and renamed over the old one
  * (directory fsynced); the state is rewritten the same way (core/durable.h) after each day's
@@ -28,7 +30,8 @@
  * removes that feature's file of the day.
  *
  * Memory: one accumulator (TC_WAGG_BYTES plus its key) per (device, feature, window) of the day
- * being built, capped by TC_FEATURES_WINDOWS_MAX; the lake is read a row group at a time.
+ * being built (per run of a window when readings come out of time order), capped by
+ * TC_FEATURES_WINDOWS_MAX; the lake is read a row group at a time.
  *
  * Not thread-safe; one build at a time per features directory (the state has no lock).
  */

@@ -218,30 +218,40 @@ static tc_err tc_ts_read_csv(const char *path, tc_ts_labels *l, char *errstr, si
     return err;
 }
 
-static int tc_ts_col(const tc_parquet_column *cols, size_t n, const char *name)
+/* Open path and find its columns names[0..3) (idx -1 when absent); *cols is the schema. */
+static tc_err tc_ts_open(const char *path, const char *const names[3], tc_parquet_reader **r,
+                         const tc_parquet_column **cols, int idx[3], char *errstr,
+                         size_t errstr_size)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(cols[i].name, name) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
-static tc_err tc_ts_read_parquet(const char *path, tc_ts_labels *l, char *errstr,
-                                 size_t errstr_size)
-{
-    tc_parquet_reader *r;
-    const tc_parquet_column *cols;
     size_t ncols;
-    int cd, ct, cl;
-    tc_err err = tc_parquet_reader_open_path(path, &r, errstr, errstr_size);
+    tc_err err = tc_parquet_reader_open_path(path, r, errstr, errstr_size);
 
     if (err != TC_OK)
         return err;
-    cols = tc_parquet_reader_columns(r, &ncols);
-    cd = tc_ts_col(cols, ncols, "device_id");
-    ct = tc_ts_col(cols, ncols, "time");
-    cl = tc_ts_col(cols, ncols, "label");
+    *cols = tc_parquet_reader_columns(*r, &ncols);
+    for (int k = 0; k < 3; k++) {
+        idx[k] = -1;
+        for (size_t i = 0; i < ncols; i++) {
+            if (strcmp((*cols)[i].name, names[k]) == 0)
+                idx[k] = (int)i;
+        }
+    }
+    return TC_OK;
+}
+static tc_err tc_ts_read_parquet(const char *path, tc_ts_labels *l, char *errstr,
+                                 size_t errstr_size)
+{
+    static const char *const names[3] = {"device_id", "time", "label"};
+    tc_parquet_reader *r;
+    const tc_parquet_column *cols;
+    int idx[3], cd, ct, cl;
+    tc_err err = tc_ts_open(path, names, &r, &cols, idx, errstr, errstr_size);
+
+    if (err != TC_OK)
+        return err;
+    cd = idx[0];
+    ct = idx[1];
+    cl = idx[2];
     if (cd < 0 || ct < 0 || cl < 0 || cols[cd].type != TC_PQ_STRING ||
         (cols[ct].type != TC_PQ_TIMESTAMP_US && cols[ct].type != TC_PQ_INT64)) {
         tc_parquet_reader_close(r);
@@ -347,18 +357,17 @@ static int tc_ts_grow(void **p, size_t *cap, size_t size)
 static tc_err tc_ts_read_windows(const char *path, tc_ts_windows *ws, char *errstr,
                                  size_t errstr_size)
 {
+    static const char *const names[3] = {"device_id", "window_end", "value"};
     tc_parquet_reader *r;
     const tc_parquet_column *cols;
-    size_t ncols;
-    int cd, ce, cv;
-    tc_err err = tc_parquet_reader_open_path(path, &r, errstr, errstr_size);
+    int idx[3], cd, ce, cv;
+    tc_err err = tc_ts_open(path, names, &r, &cols, idx, errstr, errstr_size);
 
     if (err != TC_OK)
         return err;
-    cols = tc_parquet_reader_columns(r, &ncols);
-    cd = tc_ts_col(cols, ncols, "device_id");
-    ce = tc_ts_col(cols, ncols, "window_end");
-    cv = tc_ts_col(cols, ncols, "value");
+    cd = idx[0];
+    ce = idx[1];
+    cv = idx[2];
     if (cd < 0 || ce < 0 || cv < 0 || cols[cd].type != TC_PQ_STRING ||
         cols[ce].type != TC_PQ_TIMESTAMP_US || cols[cv].type != TC_PQ_DOUBLE) {
         tc_parquet_reader_close(r);

@@ -2,9 +2,10 @@
 test needs exact control of the readings, and the independent pandas computation every offline
 feature is compared with.
 
-The reference computes each aggregate the textbook way, in two passes over each window's values
-(numpy's mean, pandas' std with ddof=1, the slope as sum((t - mean t)(x - mean x)) / sum((t -
-mean t)^2)), never with the accumulator's update formulas, so a mistake in those shows up.
+The reference computes each aggregate the textbook way with pandas' group-by, in two passes where
+the formula has two (pandas' std with ddof=1, the slope as sum((t - mean t)(x - mean x)) /
+sum((t - mean t)^2)), never with the accumulator's update formulas, so a mistake in those shows
+up.
 """
 
 import math
@@ -96,44 +97,49 @@ def _lake_files(root):
 
 
 def reference(df, defn):
-    """{(device_id, window_start_us): value or NaN} of one definition, computed with pandas."""
+    """{(device_id, window_start_us): value or NaN} of one definition, computed with pandas'
+    group-by over the readings (two passes where the formula has two)."""
     name, agg, metric, window_s, lo, hi = defn
     w = window_s * US
     x = df[metric] if metric in df.columns else np.full(len(df), np.nan)
     frame = df[["device_id", "tus"]].copy()
     frame["x"] = np.asarray(x, dtype="float64")
     frame["ws"] = (frame["tus"] // w) * w
-    frame["seq"] = np.arange(len(frame))
-    out = {}
-    for (dev, ws), g in frame.groupby(["device_id", "ws"], sort=False):
-        vals = g.dropna(subset=["x"])
-        xs = vals["x"].to_numpy()
-        n = len(xs)
-        if agg == "count":
-            v = float(n)
-        elif agg == "mean":
-            v = float(np.mean(xs)) if n else math.nan
-        elif agg == "std":
-            v = float(vals["x"].std(ddof=1)) if n >= 2 else math.nan
-        elif agg == "min":
-            v = float(xs.min()) if n else math.nan
-        elif agg == "max":
-            v = float(xs.max()) if n else math.nan
-        elif agg == "last":
-            # Latest time; on equal times the one read last.
-            v = float(vals.sort_values(["tus", "seq"]).iloc[-1]["x"]) if n else math.nan
-        elif agg == "slope":
-            t = (vals["tus"].to_numpy() - ws) / 1e6
-            stt = float(((t - t.mean()) ** 2).sum()) if n else 0.0
-            v = float(((t - t.mean()) * (xs - xs.mean())).sum() / stt) if n >= 2 and stt > 0 else math.nan
-        elif agg == "share_missing":
-            v = 1.0 - n / len(g)
-        elif agg == "anomalies":
-            v = float(((xs < lo) | (xs > hi)).sum())
-        else:
-            raise AssertionError(agg)
-        out[(dev, int(ws))] = v
-    return out
+    keys = ["device_id", "ws"]
+    g = frame.groupby(keys, sort=False)["x"]
+    if agg == "count":
+        v = g.count().astype("float64")
+    elif agg == "mean":
+        v = g.mean()
+    elif agg == "std":
+        v = g.std(ddof=1)
+    elif agg == "min":
+        v = g.min()
+    elif agg == "max":
+        v = g.max()
+    elif agg == "last":
+        # Latest time; on equal times the one read last (a stable sort keeps the read order).
+        v = frame.sort_values("tus", kind="stable").groupby(keys, sort=False)["x"].last()
+    elif agg == "slope":
+        f = frame.dropna(subset=["x"]).copy()
+        f["t"] = (f["tus"] - f["ws"]) / 1e6
+        gf = f.groupby(keys, sort=False)
+        f["dt"] = f["t"] - gf["t"].transform("mean")
+        f["dx"] = f["x"] - gf["x"].transform("mean")
+        f["stx"] = f["dt"] * f["dx"]
+        f["stt"] = f["dt"] * f["dt"]
+        sums = f.groupby(keys, sort=False)[["stx", "stt"]].sum()
+        n = f.groupby(keys, sort=False)["x"].count()
+        v = (sums["stx"] / sums["stt"]).where((n >= 2) & (sums["stt"] > 0))
+        v = v.reindex(g.size().index)
+    elif agg == "share_missing":
+        v = 1.0 - g.count() / g.size()
+    elif agg == "anomalies":
+        frame["a"] = ((frame["x"] < lo) | (frame["x"] > hi)).astype("float64")
+        v = frame.groupby(keys, sort=False)["a"].sum()
+    else:
+        raise AssertionError(agg)
+    return {(dev, int(ws)): float(val) for (dev, ws), val in v.items()}
 
 
 def feature_table(features_dir, name):

@@ -250,6 +250,9 @@ def _pyarrow_figures(path, column):
     return t.num_rows, pc.sum(t.column(column)).as_py()
 
 
+# Dask 2026.8 calls DataFrame.reset_index(inplace=True), which pandas 3.1 deprecates: its warning,
+# not ours.
+@pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning")
 def test_dask_reads_the_lake_and_the_features(pipeline_lake):
     import dask.dataframe as dd
     _tc, lake, _ = pipeline_lake
@@ -265,8 +268,11 @@ def test_dask_reads_the_lake_and_the_features(pipeline_lake):
 @pytest.fixture(scope="module")
 def spark():
     from pyspark.sql import SparkSession
-    session = (SparkSession.builder.master("local[1]").appName("thermocline-features-test")
+    # One session for the module; a small local one: the JIT's first tier only (most of a short
+    # run's time is compiling), no UI, few shuffle partitions.
+    session = (SparkSession.builder.master("local[2]").appName("thermocline-features-test")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
                .config("spark.sql.session.timeZone", "UTC").getOrCreate())
     yield session
     session.stop()
@@ -276,8 +282,7 @@ def test_spark_reads_the_lake_and_the_features(pipeline_lake, spark):
     from pyspark.sql import functions as F
     _tc, lake, _ = pipeline_lake
     for path, column in ((os.path.join(lake, "telemetry"), "temperature"),
-                         (os.path.join(lake, "features", "t_mean_1h"), "value"),
-                         (os.path.join(lake, "features", "p_std_1d"), "value")):
+                         (os.path.join(lake, "features", "t_mean_1h"), "value")):
         rows, total = _pyarrow_figures(path, column)
         frame = spark.read.parquet(path)
         got = frame.agg(F.count(F.lit(1)).alias("n"), F.sum(column).alias("s")).collect()[0]
@@ -285,3 +290,64 @@ def test_spark_reads_the_lake_and_the_features(pipeline_lake, spark):
         assert math.isclose(got["s"], total, rel_tol=1e-12)
         # The Hive partitions are columns, as in pyarrow.
         assert {"year", "month", "day"} <= set(frame.columns)
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning")
+def test_ml_doc_snippets_read_the_lake(pipeline_lake, spark):
+    """Each Python snippet of docs/ml.md, run against this lake, counts and sums the readings as
+    pyarrow does (the Spark one takes the module's session through getOrCreate)."""
+    import re
+    _tc, lake, _ = pipeline_lake
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "ml.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 4
+    rows, total = _pyarrow_figures(os.path.join(lake, "telemetry"), "temperature")
+    for code in blocks:
+        assert 'lake = "/var/lib/thermocline/lake"' in code
+        ns = {}
+        exec(code.replace('"/var/lib/thermocline/lake"', repr(lake)), ns)
+        assert ns["count"] == rows, code
+        assert math.isclose(ns["total"], total, rel_tol=1e-12), code
+
+
+def test_a_failed_build_leaves_whole_files_and_the_next_one_completes_it(tmp_path):
+    """A feature file that cannot be written (a directory stands where its temporary file goes)
+    fails the build naming the path; every file is still a whole Parquet file (old or new), the day
+    is not recorded as built, and the next build, once the way is clear, rebuilds it."""
+    tc = Thermocline("feat-fail")
+    lake = str(tmp_path / "lake")
+    defs = "a = mean(temperature, 1h); b = max(temperature, 1h)"
+    day = _day_us(2026, 11, 20)
+    write_lake_file(lake, "t", 0, 0, _readings(day, ["d1", "d2"], 600, 72, 1))
+    assert _build(tc, lake, defs)[:2] == (1, 1)
+    write_lake_file(lake, "t", 0, 144, _readings(day + 12 * 3600 * US, ["d1", "d2"], 600, 72, 2))
+    blocker = os.path.join(lake, "features", "b", "year=2026", "month=11", "day=20", ".part-20261120.parquet.tmp")
+    os.mkdir(blocker)
+    extra = (f"lake.dir={lake}", f"features.definitions={defs}")
+    proc = tc.cmd("features", "build", extra=extra, check=False)
+    assert proc.returncode == 1
+    assert blocker in proc.stderr
+    for name in ("a", "b"):
+        t = pq.read_table(os.path.join(lake, "features", name, "year=2026", "month=11", "day=20", "part-20261120.parquet"))
+        assert t.num_rows > 0
+    old_b, _ = feature_table(os.path.join(lake, "features"), "b")
+    assert max(s for _, s in old_b) < day + 12 * 3600 * US, "b holds the afternoon though its write failed"
+    os.rmdir(blocker)
+    assert _build(tc, lake, defs)[:2] == (1, 1)
+    assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
+
+
+def test_readings_out_of_time_order_land_in_their_windows(tmp_path):
+    """Late and shuffled readings (two files, each in random time order) make many runs of one
+    window; the build merges them: every feature still equals pandas, with one row per window."""
+    import random
+    tc = Thermocline("feat-ooo")
+    lake = str(tmp_path / "lake")
+    rows = _readings(_day_us(2026, 11, 21), ["d1", "d2", "d3"], 300, 200, 9)
+    random.Random(5).shuffle(rows)
+    write_lake_file(lake, "t", 0, 0, rows[:300])
+    write_lake_file(lake, "t", 1, 0, rows[300:])
+    defs = ("m = mean(temperature, 1h); s = std(temperature, 1h); l = last(temperature, 1h); "
+            "k = slope(temperature, 1h); h = share_missing(humidity, 1h); x = min(temperature, 1d)")
+    _build(tc, lake, defs)
+    assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
