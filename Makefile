@@ -60,14 +60,15 @@ build-tsan:
 	    -o $(BUILD_TSAN)/libtc_c11_threads.so tests/tsan/c11_threads.c -lpthread
 
 # The unit tests and a bounded set of integration tests (parallel writers, health endpoints,
-# SIGHUP, the lake sink, the quality sink's writer) under ThreadSanitizer: any report fails the
-# run (halt_on_error, and the integration tests look for ThreadSanitizer in every process's
-# stderr). tests/tsan/suppressions names what is suppressed and why.
+# SIGHUP, the lake sink, the quality sink's and the online features' writer threads) under
+# ThreadSanitizer: any report fails the run (halt_on_error, and the integration tests look for
+# ThreadSanitizer in every process's stderr). tests/tsan/suppressions names what is suppressed and why.
 TSAN_OPTIONS_RUN := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan/suppressions
 TSAN_INTEGRATION := tests/integration/test_writers.py tests/integration/test_observe.py \
                     tests/integration/test_reload.py \
                     tests/integration/test_lake.py::test_lake_catches_up_when_behind_the_store \
-                    tests/integration/test_quality_sink.py::test_a_quality_flush_stalled_by_a_lock_does_not_stall_the_pipeline
+                    tests/integration/test_quality_sink.py::test_a_quality_flush_stalled_by_a_lock_does_not_stall_the_pipeline \
+                    tests/integration/test_features_online.py::test_online_features_equal_pandas_over_the_store
 test-tsan: build-tsan venv services
 	@cd $(BUILD_TSAN) && TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" ctest --output-on-failure
 	@eval "$$($(DEV) env)" && THERMOCLINE_BIN=$(CURDIR)/$(BUILD_TSAN)/thermocline \

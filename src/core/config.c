@@ -244,6 +244,15 @@ static const tc_conf_entry tc_conf_table[] = {
      "minute of event time that closes asks for one sooner (at most one a second)."},
     {"quality.tick_s", TC_CT_INT, "10", 1, 3600, NULL, OFF(quality_tick_s),
      "Event time between two silence checks of a partition's devices."},
+    {"features.online_max_windows", TC_CT_INT, "200000", 1, 50000000, NULL,
+     OFF(features_online_max_windows),
+     "Windows (device x feature x window start) the online features sink (\"features\" in "
+     "pipeline.sinks) holds between two writes, about 150 bytes each, twice (one set is being "
+     "written); half of it held asks for a write."},
+    {"features.online_flush_interval_ms", TC_CT_INT, "1000", 10, 3600000, NULL,
+     OFF(features_online_flush_interval_ms),
+     "Longest time between two writes of the online features sink (features_online rows and its "
+     "marks, in one transaction)."},
     {"http.listen", TC_CT_STRING, "127.0.0.1:8090", 0, 0, "THERMOCLINE_HTTP_LISTEN",
      OFF(http_listen),
      "Address of /healthz, /readyz and /metrics of `run` (port 0: any free port; empty: off)."},

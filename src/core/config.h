@@ -92,6 +92,9 @@ typedef struct tc_config {
     int64_t quality_max_devices;
     int64_t quality_flush_interval_ms;
     int64_t quality_tick_s;
+    /* features (the online features sink) */
+    int64_t features_online_max_windows;
+    int64_t features_online_flush_interval_ms;
     /* http */
     char *http_listen;
     /* api, audit */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "features/sink_online.h"
 #include "lake/sink_lake.h"
 #include "process/sink_testfail.h"
 #include "quality/sink.h"
@@ -22,6 +23,7 @@ static const struct tc_sink_entry {
     {"rollups", NULL},
     {"testfail", tc_sink_testfail_new},
     {"quality", tc_quality_sink_new},
+    {"features", tc_feat_online_sink_new},
 };
 
 #define TC_SINK_TABLE_N (sizeof(tc_sink_table) / sizeof(tc_sink_table[0]))
@@ -67,7 +69,7 @@ tc_err tc_sink_parse_list(const char *list, char (*names)[TC_SINK_NAME_MAX], siz
         if (!tc_sink_entry_find(name))
             return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                               "pipeline.sinks: unknown sink \"%s\" (known: store, lake, rollups, "
-                              "testfail, quality)",
+                              "testfail, quality, features)",
                               name);
         for (size_t i = 0; i < *n; i++) {
             if (!strcmp(names[i], name))

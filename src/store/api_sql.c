@@ -99,7 +99,7 @@ static const char tc_api_ingest_sql[] =
     "GRANT USAGE ON SCHEMA @S TO thermocline_ingest;"
     "GRANT SELECT, INSERT, UPDATE ON @S.ingest_offsets, @S.latest_state, @S.lake_files,"
     " @S.quality_1m, @S.quality_fleet_1m, @S.quality_dead_letters_1m, @S.anomalies,"
-    " @S.quality_offsets TO thermocline_ingest;"
+    " @S.quality_offsets, @S.features_online, @S.features_online_offsets TO thermocline_ingest;"
     "GRANT INSERT ON @S.readings, @S.dead_letters TO thermocline_ingest;"
     "GRANT USAGE ON ALL SEQUENCES IN SCHEMA @S TO thermocline_ingest;"
     "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"
@@ -329,6 +329,17 @@ static const char tc_api_views_sql[] =
     " caller sees, grouped by the value of one of their tags, per minute or hour of [from,"
     " to): devices, readings and the mean of each metric; auto picks 1m up to 7 days, 1h"
     " beyond.';"
+    /* The online features (the features sink): a model's inputs, for analysts and above. A
+     * feature of a personal metric is masked as the metric is, but for the aggregates that are
+     * counts or shares. */
+    "CREATE OR REPLACE VIEW @A.features_online WITH (security_barrier) AS SELECT f.device_id,"
+    " f.feature, f.metric, f.aggregate, f.window_start, f.window_end, CASE WHEN f.metric = ANY"
+    " (@Q) AND f.aggregate NOT IN ('count', 'share_missing', 'anomalies') THEN @M{f.value}"
+    " ELSE f.value END AS value, f.rows AS readings, f.updated_at FROM @S.features_online f"
+    " WHERE" TC_API_SITE_OK("f.device_id") ";"
+    "COMMENT ON VIEW @A.features_online IS E'@primaryKey device_id,feature,window_start\\nOnline"
+    " features: per device, feature of features.definitions and window [window_start,"
+    " window_end), the value over the readings so far (readings: how many).';"
     /* Grants: nothing to PUBLIC; every role has the viewer's rights and more. */
     "REVOKE ALL ON SCHEMA @A FROM PUBLIC;"
     "REVOKE ALL ON ALL TABLES IN SCHEMA @A FROM PUBLIC;"
@@ -337,6 +348,7 @@ static const char tc_api_views_sql[] =
     "GRANT SELECT ON @A.devices, @A.latest, @A.readings_raw, @A.readings_1m, @A.readings_1h,"
     " @A.quality, @A.quality_fleet, @A.anomalies TO thermocline_viewer;"
     "GRANT SELECT ON @A.dead_letters TO thermocline_operator;"
+    "GRANT SELECT ON @A.features_online TO thermocline_analyst;"
     "GRANT SELECT, INSERT, UPDATE, DELETE ON @A.site_access TO thermocline_admin;"
     "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA @A TO thermocline_viewer;";
 /* clang-format on */

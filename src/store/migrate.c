@@ -483,6 +483,48 @@ static tc_err tc_store_apply(tc_store *s, const tc_migration *m, char *errstr, s
     return err;
 }
 
+/* The online features sink's tables (src/features/sink_online.h), idempotent like the quality
+ * monitor's and outside the numbered steps for the same reason: every schema has them whether or
+ * not the sink runs, and a later change is a statement appended here (ADD COLUMN IF NOT EXISTS).
+ * One row per device x feature x window start: the value and the accumulator's state, which a
+ * write merges into (so the state columns are the window_agg.h fields). */
+static const char tc_store_features_ddl[] =
+    "CREATE TABLE IF NOT EXISTS @S.features_online ("
+    " device_id text NOT NULL, feature text NOT NULL, window_start timestamptz NOT NULL,"
+    " window_end timestamptz NOT NULL, window_s integer NOT NULL, metric text NOT NULL,"
+    " aggregate text NOT NULL, value double precision, rows bigint NOT NULL, n bigint NOT NULL,"
+    " mean double precision, m2 double precision, min double precision, max double precision,"
+    " t_mean double precision, t_m2 double precision, c_tx double precision, last_us bigint,"
+    " last double precision, anomalies bigint NOT NULL,"
+    " updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (device_id, feature, window_start));"
+    "CREATE INDEX IF NOT EXISTS features_online_window_idx ON @S.features_online"
+    " (feature, window_start);"
+    "COMMENT ON TABLE @S.features_online IS 'Online features (the features sink): per device,"
+    " feature of features.definitions and window [window_start, window_end), the value over"
+    " the readings held so far, and the accumulator state the next write merges into.';"
+    "CREATE TABLE IF NOT EXISTS @S.features_online_offsets ("
+    " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
+    " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (group_id, topic, partition));"
+    "COMMENT ON TABLE @S.features_online_offsets IS 'The features sink''s marks: next offset"
+    " per partition, committed with the windows they cover.';";
+
+static tc_err tc_store_features_migrate(tc_store *s, char *errstr, size_t errstr_size)
+{
+    tc_err err = tc_store_begin(s, "SELECT pg_advisory_xact_lock(" TC_LOCK_MIGRATE ")",
+                                "lock migrations", errstr, errstr_size);
+
+    if (err == TC_OK)
+        err = tc_store_exec_tmpl(s, tc_store_features_ddl, "create the online features' tables",
+                                 errstr, errstr_size);
+    if (err == TC_OK)
+        return tc_store_exec(s, "COMMIT", "commit the online features' tables", errstr,
+                             errstr_size);
+    tc_store_rollback(s, "the online features' tables");
+    return err;
+}
+
 tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
 {
     char sql[TC_SQL_MAX];
@@ -520,6 +562,8 @@ tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
     if (err == TC_OK)
         err = tc_quality_migrate(s->conn, s->schema, s->mode == TC_STORE_TIMESCALEDB, errstr,
                                  errstr_size);
+    if (err == TC_OK)
+        err = tc_store_features_migrate(s, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_load_state(s, errstr, errstr_size);
     /* Statements prepared before the objects existed would be stale. */

@@ -233,7 +233,8 @@ def test_config_keys_named_in_docs_exist():
     # SQL objects of the api and the audit log (docs/api.md), whose schemas share the sections' names.
     sql_objects = {f"api.{o}" for o in ("devices", "latest", "readings_raw", "readings_1m", "readings_1h",
                                         "readings", "fleet", "quality", "quality_fleet", "anomalies",
-                                        "dead_letters", "dead_letter_counts", "site_access", "version")}
+                                        "dead_letters", "dead_letter_counts", "site_access", "version",
+                                        "features_online")}
     sql_objects |= {f"audit.{o}" for o in ("events", "record", "verify", "canonical")}
     sections = {k.split(".", 1)[0] for k in keys}
     leaves = {k.rsplit(".", 1)[1] for k in keys}

@@ -90,6 +90,8 @@ static const char *const all_keys[] = {
     "quality.max_devices",
     "quality.flush_interval_ms",
     "quality.tick_s",
+    "features.online_max_windows",
+    "features.online_flush_interval_ms",
     "http.listen",
     "api.schema",
     "api.tenant_tag",
