@@ -98,9 +98,10 @@ static int bench_file(const char *root, int64_t day, int p, int64_t first, size_
             double ph = (double)(*clock_us / 1000000 % 86400) / 86400.0 * 6.283;
             *clock_us += 86400000000 / ((int64_t)BENCH_FILE_ROWS * 3);
             r->time_us[i] = *clock_us;
-            r->device[i] = (tc_slice){bench_device_ids[dev], strlen(bench_device_ids[dev])};
+            r->device[i] =
+                (tc_slice){bench_device_ids[dev], (uint32_t)strlen(bench_device_ids[dev])};
             const char *t = bench_tags[dev % 4];
-            r->tags[i] = (tc_slice){t, t ? strlen(t) : 0};
+            r->tags[i] = (tc_slice){t, t ? (uint32_t)strlen(t) : 0};
             r->extra[i] = (tc_slice){NULL, 0};
             r->partition[i] = p;
             r->offset[i] = first + (int64_t)(done + i);
