@@ -306,7 +306,8 @@ static const tc_conf_entry tc_conf_table[] = {
     {"kafka.sasl.password_env", TC_CT_STRING, "", 0, 0, NULL, OFF(kafka_sasl_password_env),
      "Name of an environment variable holding the SASL password (when no password_file)."},
     {"postgres.owner_dsn", TC_CT_STRING, "", 0, 0, "THERMOCLINE_PG_OWNER_DSN", OFF(pg_owner_dsn),
-     "libpq connection string of the owner role, used by `migrate` (empty: postgres.dsn); "
+     "libpq connection string of the owner role, used by `migrate`, `replay`, `retention` and "
+     "`dlq` (empty: postgres.dsn); "
      "postgres.dsn then names the least-privileged ingest role. TLS and the password file are "
      "libpq keywords of either DSN: sslmode=verify-full sslrootcert=<CA> passfile=<file>."},
     {"registry.auth.users_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_auth_users_file),

@@ -55,6 +55,11 @@ typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mod
 /* Fill the options from the configuration (the strings stay the configuration's). */
 void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg);
 
+/* The same, connecting as the owner role (postgres.owner_dsn) when one is set: for the commands
+ * that create, alter, delete or drop (migrate, replay, retention, dlq), which the pipeline's role
+ * (postgres.dsn, thermocline_ingest) may not (docs/security.md). */
+void tc_store_options_for_owner(tc_store_options *so, const tc_config *cfg);
+
 /* Create a store handle (copies the options; does not connect yet). NULL with errstr naming the
  * setting at fault (postgres.schema, postgres.timescaledb) or saying "out of memory". */
 tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_size);
