@@ -23,6 +23,8 @@ void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg)
 void tc_store_options_for_owner(tc_store_options *so, const tc_config *cfg)
 {
     tc_store_options_from_config(so, cfg);
-    if (*cfg->pg_owner_dsn)
+    if (*cfg->pg_owner_dsn) {
         so->dsn = cfg->pg_owner_dsn;
+        so->dsn_key = "postgres.owner_dsn";
+    }
 }

@@ -36,10 +36,11 @@ typedef struct tc_store tc_store;
 /* Filled by tc_store_options_from_config: the configuration table holds the defaults, and the
  * store has none of its own. */
 typedef struct tc_store_options {
-    const char *dsn;    /* libpq connection string */
-    const char *schema; /* e.g. "telemetry" */
-    const char *group;  /* consumer group the offsets belong to */
-    const char *topic;  /* source topic */
+    const char *dsn;     /* libpq connection string */
+    const char *dsn_key; /* the setting dsn is, for errors (NULL: postgres.dsn) */
+    const char *schema;  /* e.g. "telemetry" */
+    const char *group;   /* consumer group the offsets belong to */
+    const char *topic;   /* source topic */
     int partition_days_ahead;
     const char *timescaledb;  /* postgres.timescaledb: "auto", "on" or "off" */
     int64_t chunk_interval_s; /* hypertable chunk interval (> 0) */

@@ -77,6 +77,7 @@ typedef struct tc_record_stmt {
 struct tc_store {
     PGconn *conn;
     char *dsn;
+    const char *dsn_key; /* the setting of dsn, named by connection errors (static) */
     char *group;
     char *rollup_group; /* "<group>/rollups": the deferred rollups' marks in ingest_offsets */
     char *topic;

@@ -88,6 +88,22 @@ def test_schema_evolution_as_ingest_role(itc):
     assert owners == [(itc.sql("SELECT current_user")[0][0],)]
 
 
+# What the ingest role may not do (each refused with SQLSTATE class 42 and the reason), also run
+# over TLS + scram by test_security_pipeline.py: reading readings, dropping, its own DDL, a function
+# called with injected identifiers.
+INGEST_REFUSED = [
+    ("SELECT count(*) FROM readings", None, "permission denied for table readings"),
+    ("DELETE FROM readings", None, "permission denied for table readings"),
+    ("DROP TABLE readings", None, "must be owner of table readings"),
+    ("ALTER TABLE readings ADD COLUMN evil double precision", None, "must be owner"),
+    ("SELECT tc_ddl_add_metric_columns(%s)", [["co2; DROP TABLE readings"]], "refused metric name"),
+    ("SELECT tc_ddl_add_metric_columns(%s)", [['x" double precision, DROP COLUMN time --']],
+     "refused metric name"),
+    ("SELECT tc_ddl_add_rollup_columns(%s)", [["a'); DROP TABLE readings; --"]],
+     "refused metric name"),
+]
+
+
 def refusal(tc, query, params=None):
     """Run query as the ingest role; return (SQLSTATE, message) of its refusal."""
     with pytest.raises(psycopg.Error) as e:

@@ -22,6 +22,7 @@ import pytest
 from conftest import Thermocline, tag_of
 from oracle import Oracle
 from pki import Pki
+from test_least_privilege import INGEST_REFUSED
 from test_pipeline import assert_store_matches
 
 COUNT = int(os.environ.get("TC_IT_SECURE_COUNT", "20000"))
@@ -54,7 +55,8 @@ class SecureThermocline(Thermocline):
     def __init__(self, tag):
         super().__init__(tag)
         self.brokers = _secure_env("THERMOCLINE_SECURE_KAFKA_BROKERS")
-        self.dsn = _secure_env("THERMOCLINE_SECURE_PG_DSN")
+        self.dsn = _secure_env("THERMOCLINE_SECURE_PG_DSN")  # the owner: migrate, and the tests
+        self.ingest_dsn = _secure_env("THERMOCLINE_SECURE_PG_INGEST_DSN")  # the pipeline
         self.ca_file = _secure_env("THERMOCLINE_SECURE_CA_FILE")
         self.secrets = _secure_env("THERMOCLINE_SECURE_SECRETS")
         self.topic = f"sec-{tag}-{uuid.uuid4().hex[:10]}"
@@ -71,7 +73,7 @@ class SecureThermocline(Thermocline):
             f"kafka.sasl.password_file={os.path.join(self.secrets, self.user + '.password')}",
             # Topics are the administrator's: the pipeline may not create them (docs/security.md).
             "kafka.create_topic=false", "kafka.replication_factor=1", "kafka.min_insync_replicas=1",
-            f"postgres.dsn={self.dsn}",
+            f"postgres.owner_dsn={self.dsn}", f"postgres.dsn={self.ingest_dsn}",
         ]
         return super().settings([*secure, *self.overrides, *extra])
 
@@ -134,7 +136,8 @@ class SecureThermocline(Thermocline):
                 f.result(timeout=60)
 
     def assert_no_secret(self, extra_text=""):
-        secrets = [_password(u) for u in ("admin", "thermocline", "devices", "intruder")]
+        secrets = [_password(u) for u in ("admin", "thermocline", "devices", "intruder",
+                                          "pg-thermocline", "pg-ingest")]
         for text in [*self.outputs, extra_text]:
             for s in secrets:
                 assert s not in text, f"a password is in an output:\n{text[-4000:]}"
@@ -175,12 +178,25 @@ def test_secure_end_to_end_exactly_once(stc):
     while _dlq_count(stc) < len(exp["dead"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _dlq_count(stc) == len(exp["dead"])
-    # Every connection to PostgreSQL is TLS, authenticated by scram as a role that is no superuser.
-    with psycopg.connect(stc.dsn, autocommit=True) as conn:
-        (ssl, su) = conn.execute(
-            "SELECT s.ssl, r.rolsuper FROM pg_stat_ssl s, pg_roles r "
-            "WHERE s.pid = pg_backend_pid() AND r.rolname = current_user").fetchone()
-    assert ssl is True and su is False
+    # Every connection to PostgreSQL is TLS, authenticated by scram as a role that is no superuser:
+    # the pipeline's as thermocline_ingest, which owns nothing, migrate's as the owner.
+    for dsn, user in ((stc.ingest_dsn, "thermocline_ingest"), (stc.dsn, "thermocline")):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT s.ssl, r.rolsuper, current_user::text FROM pg_stat_ssl s, pg_roles r "
+                "WHERE s.pid = pg_backend_pid() AND r.rolname = current_user").fetchone()
+        assert row == (True, False, user)
+    assert stc.sql("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
+                   " WHERE c.relnamespace = current_schema()::regnamespace") == [("thermocline",)]
+    # What the ingest role may not do, over TLS + scram as itself (test_least_privilege.py has
+    # the whole list): refused with PostgreSQL's reason, nothing changed.
+    for query, params, reason in INGEST_REFUSED:
+        with psycopg.connect(stc.ingest_dsn, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{stc.schema}"')
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute(query, params)
+        assert e.value.sqlstate.startswith("42") and reason in str(e.value), (query, str(e.value))
+    assert stc.sql("SELECT count(*) FROM readings") == [(summary["valid"],)]
     shown = stc.cmd("config", "show", extra=["rdkafka.sasl.password=" + _password("thermocline")])
     assert "rdkafka.sasl.password = <secret>" in shown.stdout
     assert f"kafka.sasl.password_file = {stc.secrets}/thermocline.password" in shown.stdout
@@ -260,10 +276,11 @@ def test_postgres_refusals_say_what_to_fix(stc, tmp_path):
         (swap("sslrootcert", other_ca), "certificate verify failed"),
         (swap("sslmode", "disable"), "no encryption"),
     ]
+    # migrate connects as the owner (postgres.owner_dsn), and says which setting to check.
     for dsn, reason in cases:
-        proc = stc.cmd("migrate", extra=[f"postgres.dsn={dsn}"], check=False)
+        proc = stc.cmd("migrate", extra=[f"postgres.owner_dsn={dsn}"], check=False)
         assert proc.returncode != 0
-        assert reason in proc.stderr and "postgres.dsn" in proc.stderr, proc.stderr[-2000:]
+        assert reason in proc.stderr and "postgres.owner_dsn" in proc.stderr, proc.stderr[-2000:]
     with open(os.path.join(stc.secrets, "pgpass")) as f:
         pg_password = f.read().split(":")[-1].strip()
     stc.assert_no_secret()
