@@ -144,6 +144,8 @@ def test_ingest_role_refusals(itc):
          "refused metric name"),
         ("SELECT tc_ddl_add_metric_columns(%s)", [["Temperature"]], "refused metric name"),
         ("SELECT tc_ddl_add_metric_columns(%s)", [["time"]], "a column of the fixed schema"),
+        ("SELECT tc_ddl_add_metric_columns(%s)", [["schema_version"]], "a column of the fixed schema"),
+        ("SELECT tc_ddl_add_metric_columns(%s)", [["temperature"]], "a column of the fixed schema"),
         ("SELECT tc_ddl_add_metric_columns(%s)", [["x" * 64]], "at most 63 bytes"),
         ("SELECT tc_ddl_add_metric_columns(%s)", [[None]], "refused metric name NULL"),
         ("SELECT tc_ddl_add_metric_columns(%s)", [[]], "between 1 and 64"),
