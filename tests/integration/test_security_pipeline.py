@@ -10,8 +10,12 @@ newer librdkafka) uses SCRAM-SHA-512 on the same listener. Every log and output 
 searched for the passwords at the end.
 """
 
+import http.client
 import os
+import re
 import signal
+import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -161,16 +165,62 @@ def _dlq_count(stc):
         c.close()
 
 
-def test_secure_end_to_end_exactly_once(stc):
-    """The plaintext end-to-end test's exact assertions, over TLS + SASL with ACLs and TLS +
-    scram to PostgreSQL; the dead letters reach the -dlq mirror too; no password in any output,
-    and `config show` shows where the secrets are, never them."""
+def https_get(port, path, ca_file, timeout=30):
+    ctx = ssl.create_default_context(cafile=ca_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def run_over_https(stc, tmp_path, idle=10):
+    """`run --exit-when-idle` with /healthz, /readyz and /metrics over HTTPS (http.tls.*): while
+    it runs, they answer over TLS with the test's CA, and plaintext HTTP gets no answer."""
+    pki = Pki(tmp_path / "http-pki")
+    crt, key = pki.issue("server", "127.0.0.1")
+    proc = stc.spawn("run", "--exit-when-idle", str(idle),
+                     extra=[f"http.tls.cert_file={crt}", f"http.tls.key_file={key}"])
+    seen, port = "", None
+    try:
+        deadline = time.monotonic() + 120
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+            m = re.search(r"/metrics on port (\d+)", line)
+            port = int(m.group(1)) if m else None
+        assert port, seen[-3000:]
+        status, body = https_get(port, "/metrics", pki.ca_file)
+        assert status == 200 and "thermocline_" in body
+        assert https_get(port, "/healthz", pki.ca_file)[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert not sock.recv(4096).startswith(b"HTTP/")
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stc.outputs.append(seen + out + err)
+    stc.assert_clean(err)
+    assert proc.returncode == 0, (seen + err)[-4000:]
+
+
+def test_secure_end_to_end_exactly_once(stc, tmp_path):
+    """The plaintext end-to-end test's exact assertions, over TLS + SASL with ACLs, TLS + scram to
+    PostgreSQL as the ingest role, and HTTPS for /healthz and /metrics; the dead letters reach the
+    -dlq mirror too; no password in any output, and `config show` shows where the secrets are,
+    never them."""
     stc.grant()
     stc.migrate()
     summary = stc.simulate("--devices", "500", "--count", str(COUNT), "--invalid-ratio", "0.01",
                            "--seed", "42")
     assert summary["produced"] == COUNT and summary["failed"] == 0
-    stc.run(idle=3)
+    run_over_https(stc, tmp_path)
     exp = stc.oracle().expect()
     assert exp["total"] == COUNT and exp["valid"] == summary["valid"]
     assert_store_matches(stc, exp)
