@@ -14,8 +14,9 @@ eval "$(scripts/dev-services env)"
 unset THERMOCLINE_LAKE_DIR # the dev lake (the demo's); a benchmark says where its lake is
 # TC_BENCH_SECURE=1: the secure dev services (scripts/dev-services --secure; docs/security.md):
 # Kafka over TLS + SASL/PLAIN as the administrator (the ACLs are not what is measured, the TLS and
-# SASL are), PostgreSQL over TLS (verify-full) + scram as role thermocline, for every client: the
-# pipeline (TC_BENCH_SECURE_SET), bench_consume (TC_BENCH_RDKAFKA) and psql (PG*).
+# SASL are), PostgreSQL over TLS (verify-full) + scram, for every client: the pipeline
+# (TC_BENCH_SECURE_SET) as the ingest role thermocline_ingest with migrate (and the registry) as the
+# owner thermocline, bench_consume (TC_BENCH_RDKAFKA) and psql (PG*, the owner).
 DEV_SECURE=()
 TC_BENCH_SECURE_SET=""
 if [ "${TC_BENCH_SECURE:-0}" = 1 ]; then
@@ -23,7 +24,8 @@ if [ "${TC_BENCH_SECURE:-0}" = 1 ]; then
   scripts/dev-services --secure up >/dev/null
   eval "$(scripts/dev-services --secure env)"
   export THERMOCLINE_KAFKA_BROKERS=$THERMOCLINE_SECURE_KAFKA_BROKERS
-  export THERMOCLINE_PG_DSN=$THERMOCLINE_SECURE_PG_DSN
+  export THERMOCLINE_PG_OWNER_DSN=$THERMOCLINE_SECURE_PG_DSN
+  export THERMOCLINE_PG_DSN=$THERMOCLINE_SECURE_PG_INGEST_DSN
   export PGPORT=${THERMOCLINE_SECURE_PG_DSN#*port=} PGUSER=thermocline PGSSLMODE=verify-full
   PGPORT=${PGPORT%% *}
   export PGSSLROOTCERT=$THERMOCLINE_SECURE_CA_FILE PGPASSFILE=$THERMOCLINE_SECURE_SECRETS/pgpass
@@ -105,7 +107,9 @@ bench_wait_http() {
 bench_start_registry() {
   local port
   port=$(bench_free_port)
-  "$BIN" registry --listen "127.0.0.1:$port" --schema "$1" 2>"$2" &
+  # The registry writes its own tables: the owner's DSN when the pipeline's is the ingest role's.
+  "$BIN" registry --listen "127.0.0.1:$port" --schema "$1" \
+    ${THERMOCLINE_PG_OWNER_DSN:+--set "postgres.dsn=$THERMOCLINE_PG_OWNER_DSN"} 2>"$2" &
   REG_PID=$!
   REG_URL="http://127.0.0.1:$port"
   bench_wait_http "$REG_URL/subjects" 30

@@ -433,7 +433,7 @@ int tc_cmd_dlq(int argc, char **argv)
     if (!strcmp(sub, "redrive") && !c.again)
         f.redriven = -1;
     cfg = tc_cli_config(&common);
-    tc_store_options_from_config(&so, cfg);
+    tc_store_options_for_owner(&so, cfg); /* reads and marks dead letters: the owner */
     store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store) {
         fprintf(stderr, "thermocline dlq: %s\n", errstr);

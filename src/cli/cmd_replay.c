@@ -427,7 +427,7 @@ int tc_cmd_replay(int argc, char **argv)
     }
     if (err != TC_OK)
         goto out;
-    tc_store_options_from_config(&so, cfg);
+    tc_store_options_for_owner(&so, cfg); /* deletes and rewrites a range: the owner */
     store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store) {
         err = TC_ERR_CONFIG;

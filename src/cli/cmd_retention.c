@@ -89,7 +89,7 @@ int tc_cmd_retention(int argc, char **argv)
     }
     tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
-    tc_store_options_from_config(&so, cfg);
+    tc_store_options_for_owner(&so, cfg); /* drops partitions: the owner */
     ro.now_us = tc_time_now_us();
     ro.max_age_s = max_age > 0 ? max_age : cfg->retention_max_age_s;
     ro.require_lake = !no_lake && cfg->retention_require_lake;

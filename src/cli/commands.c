@@ -66,10 +66,8 @@ int tc_cmd_migrate(int argc, char **argv)
         ;
     tc_cli_args(&ps);
     cfg = tc_cli_config(&common);
-    tc_store_options_from_config(&so, cfg);
     /* The owner role creates and alters; postgres.dsn may name a role that only writes. */
-    if (*cfg->pg_owner_dsn)
-        so.dsn = cfg->pg_owner_dsn;
+    tc_store_options_for_owner(&so, cfg);
     store = tc_store_new(&so, errstr, sizeof(errstr));
     if (!store || tc_store_migrate(store, errstr, sizeof(errstr)) != TC_OK ||
         tc_registry_migrate(so.dsn, errstr, sizeof(errstr)) != TC_OK ||

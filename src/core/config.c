@@ -325,7 +325,8 @@ static const tc_conf_entry tc_conf_table[] = {
     {"kafka.sasl.password_env", TC_CT_STRING, "", 0, 0, NULL, OFF(kafka_sasl_password_env),
      "Name of an environment variable holding the SASL password (when no password_file)."},
     {"postgres.owner_dsn", TC_CT_STRING, "", 0, 0, "THERMOCLINE_PG_OWNER_DSN", OFF(pg_owner_dsn),
-     "libpq connection string of the owner role, used by `migrate` (empty: postgres.dsn); "
+     "libpq connection string of the owner role, used by `migrate`, `replay`, `retention` and "
+     "`dlq` (empty: postgres.dsn); "
      "postgres.dsn then names the least-privileged ingest role. TLS and the password file are "
      "libpq keywords of either DSN: sslmode=verify-full sslrootcert=<CA> passfile=<file>."},
     {"registry.auth.users_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_auth_users_file),
@@ -339,7 +340,20 @@ static const tc_conf_entry tc_conf_table[] = {
     {"registry.user_info_file", TC_CT_STRING, "", 0, 0, "THERMOCLINE_REGISTRY_USER_INFO_FILE",
      OFF(registry_user_info_file),
      "File holding user:password that `thermocline schema` sends to the registry (HTTP Basic, "
-     "Confluent's basic.auth.user.info), for writes to a registry with registry.auth.*."},
+     "Confluent's basic.auth.user.info), for writes to a registry with registry.auth.*; the "
+     "pipeline's schema cache (registry.url) sends it with every request too."},
+    {"registry.bearer_token_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_bearer_token_file),
+     "File holding a token the pipeline's schema cache sends to the registry as "
+     "Authorization: Bearer (instead of registry.user_info_file; a file no other user may "
+     "read)."},
+    {"registry.tls.ca_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_tls_ca_file),
+     "PEM CA(s) the registry's certificate must chain to when registry.url is https:// "
+     "(empty: the system's CAs)."},
+    {"registry.tls.cert_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_tls_cert_file),
+     "PEM client certificate the pipeline presents to an https:// registry that asks for one "
+     "(with registry.tls.key_file)."},
+    {"registry.tls.key_file", TC_CT_STRING, "", 0, 0, NULL, OFF(registry_tls_key_file),
+     "PEM private key of registry.tls.cert_file (a file no other user may read)."},
     {"http.tls.cert_file", TC_CT_STRING, "", 0, 0, NULL, OFF(http_tls_cert_file),
      "PEM certificate (chain) of our HTTP servers: set, with http.tls.key_file, they speak "
      "HTTPS only."},

@@ -128,6 +128,10 @@ typedef struct tc_config {
     char *registry_auth_tokens_file;
     int64_t registry_auth_read_open;
     char *registry_user_info_file;
+    char *registry_bearer_token_file;
+    char *registry_tls_ca_file;
+    char *registry_tls_cert_file;
+    char *registry_tls_key_file;
     char *http_tls_cert_file;
     char *http_tls_key_file;
     char *http_tls_client_ca_file;

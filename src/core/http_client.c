@@ -6,12 +6,22 @@
  * from the network is untrusted, so the parser is strict where leniency would change the body a
  * caller sees: a status of three digits, a Content-Length of digits only (and the same in every
  * copy of the header), chunk sizes of hex digits only.
+ *
+ * TLS (https://) sits between the socket and the request: tc_http_conn carries the GnuTLS session
+ * when there is one, and tc_http_write / tc_http_read are the only two places that know. The
+ * socket's send and receive timeouts bound every TLS read and write as they bound plain ones (an
+ * EAGAIN from GnuTLS is the timeout); the handshake has the request's timeout as a whole. A server
+ * that closes without TLS's close_notify ends the response as a plain close does: a truncated body
+ * is still found by the Content-Length or chunk checks.
  */
 #include "core/base64.h"
 #include "core/http_client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -28,9 +38,14 @@ int tc_http_url_parse(const char *url, tc_http_url *u)
     size_t hl;
 
     memset(u, 0, sizeof(*u));
-    if (!url || strncasecmp(url, "http://", 7) != 0)
+    if (url && strncasecmp(url, "https://", 8) == 0) {
+        u->https = 1;
+        p = url + 8;
+    } else if (url && strncasecmp(url, "http://", 7) == 0) {
+        p = url + 7;
+    } else {
         return -1;
-    p = url + 7;
+    }
     slash = strchr(p, '/');
     if (!slash)
         slash = p + strlen(p);
@@ -56,7 +71,7 @@ int tc_http_url_parse(const char *url, tc_http_url *u)
             return -1;
         memcpy(u->port, colon + 1, pl);
     } else {
-        strcpy(u->port, "80");
+        strcpy(u->port, u->https ? "443" : "80");
     }
     if (strlen(slash) >= sizeof(u->base))
         return -1;
@@ -260,15 +275,220 @@ tc_err tc_http_url_set_user_info(tc_http_url *u, const char *user_info)
     return TC_OK;
 }
 
+tc_err tc_http_url_set_bearer(tc_http_url *u, const char *token)
+{
+    size_t n = strlen(token);
+
+    u->authorization[0] = '\0';
+    if (n == 0 || n + 8 > sizeof(u->authorization))
+        return TC_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)token[i] <= ' ' || token[i] == 0x7f)
+            return TC_ERR_INVALID; /* a header cannot carry it: no CR, LF or blanks */
+    }
+    snprintf(u->authorization, sizeof(u->authorization), "Bearer %s", token);
+    return TC_OK;
+}
+
+tc_err tc_http_url_set_tls(tc_http_url *u, const char *ca_file, const char *cert_file,
+                           const char *key_file)
+{
+    const char *in[3] = {ca_file, cert_file, key_file};
+    char *out[3] = {u->ca_file, u->cert_file, u->key_file};
+
+    for (int i = 0; i < 3; i++) {
+        const char *v = in[i] ? in[i] : "";
+        if (strlen(v) >= TC_HTTP_TLS_PATH_MAX)
+            return TC_ERR_INVALID;
+        strcpy(out[i], v);
+    }
+    return TC_OK;
+}
+
+/* A connection: the socket, and the TLS session over it for https://. */
+typedef struct tc_http_conn {
+    int fd;
+    gnutls_session_t tls;
+    gnutls_certificate_credentials_t cred;
+} tc_http_conn;
+
+/* u's CA (or the system's) and client certificate, as credentials. */
+static tc_err tc_http_tls_creds(const tc_http_url *u, gnutls_certificate_credentials_t *out,
+                                char *errstr, size_t n)
+{
+    gnutls_certificate_credentials_t cred;
+    int rc;
+
+    if (gnutls_certificate_allocate_credentials(&cred) < 0)
+        return tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
+    if (*u->ca_file) {
+        rc = gnutls_certificate_set_x509_trust_file(cred, u->ca_file, GNUTLS_X509_FMT_PEM);
+        if (rc <= 0) {
+            gnutls_certificate_free_credentials(cred);
+            return tc_err_set(TC_ERR_CONFIG, errstr, n, "cannot use the CA file \"%s\": %s",
+                              u->ca_file,
+                              rc < 0 ? gnutls_strerror(rc) : "no PEM certificate in it");
+        }
+    } else if ((rc = gnutls_certificate_set_x509_system_trust(cred)) < 0) {
+        gnutls_certificate_free_credentials(cred);
+        return tc_err_set(TC_ERR_CONFIG, errstr, n, "cannot load the system's CAs: %s",
+                          gnutls_strerror(rc));
+    }
+    if (*u->cert_file || *u->key_file) {
+        rc = gnutls_certificate_set_x509_key_file(cred, u->cert_file, u->key_file,
+                                                  GNUTLS_X509_FMT_PEM);
+        if (rc < 0) {
+            gnutls_certificate_free_credentials(cred);
+            return tc_err_set(TC_ERR_CONFIG, errstr, n,
+                              "cannot use the client certificate \"%s\" with the key \"%s\": %s",
+                              u->cert_file, u->key_file, gnutls_strerror(rc));
+        }
+    }
+    *out = cred;
+    return TC_OK;
+}
+
+tc_err tc_http_tls_check(const tc_http_url *u, char *errstr, size_t n)
+{
+    gnutls_certificate_credentials_t cred;
+    tc_err err = tc_http_tls_creds(u, &cred, errstr, n);
+
+    if (err == TC_OK)
+        gnutls_certificate_free_credentials(cred);
+    return err;
+}
+
+/* Why the server's certificate was refused, in GnuTLS's words. */
+static void tc_http_tls_why(gnutls_session_t tls, char *out, size_t cap)
+{
+    gnutls_datum_t text = {NULL, 0};
+    unsigned status = gnutls_session_get_verify_cert_status(tls);
+
+    if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0 &&
+        text.data) {
+        snprintf(out, cap, "%s", (const char *)text.data);
+        gnutls_free(text.data);
+    } else {
+        snprintf(out, cap, "status 0x%x", status);
+    }
+}
+
+/* The TLS handshake over c->fd, checking the certificate against u's host. */
+static tc_err tc_http_tls_start(tc_http_conn *c, const tc_http_url *u, int timeout_ms, char *errstr,
+                                size_t n)
+{
+    unsigned char addr[16];
+    char why[512];
+    int rc, ip = inet_pton(AF_INET, u->host, addr) == 1 || inet_pton(AF_INET6, u->host, addr) == 1;
+    tc_err err = tc_http_tls_creds(u, &c->cred, errstr, n);
+
+    if (err != TC_OK)
+        return err;
+    if (gnutls_init(&c->tls, GNUTLS_CLIENT) < 0) {
+        c->tls = NULL;
+        return tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
+    }
+    gnutls_set_default_priority(c->tls);
+    gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->cred);
+    if (!ip) /* SNI names hosts, never addresses (RFC 6066) */
+        gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, u->host, strlen(u->host));
+    gnutls_session_set_verify_cert(c->tls, u->host, 0);
+    gnutls_transport_set_int(c->tls, c->fd);
+    gnutls_handshake_set_timeout(c->tls, (unsigned)timeout_ms);
+    do
+        rc = gnutls_handshake(c->tls);
+    while (rc < 0 && !gnutls_error_is_fatal(rc));
+    if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+        tc_http_tls_why(c->tls, why, sizeof(why));
+        return tc_err_set(TC_ERR_IO, errstr, n,
+                          "TLS: the certificate of %s:%s was refused: %s (check the CA file%s%s%s)",
+                          u->host, u->port, why, *u->ca_file ? " \"" : ": none set, the system's",
+                          u->ca_file, *u->ca_file ? "\"" : "");
+    }
+    if (rc < 0)
+        return tc_err_set(rc == GNUTLS_E_TIMEDOUT ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                          "TLS handshake with %s:%s failed: %s", u->host, u->port,
+                          gnutls_strerror(rc));
+    return TC_OK;
+}
+
+static void tc_http_close(tc_http_conn *c)
+{
+    if (c->tls) {
+        gnutls_deinit(c->tls);
+        c->tls = NULL;
+    }
+    if (c->cred) {
+        gnutls_certificate_free_credentials(c->cred);
+        c->cred = NULL;
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Write all of buf[0..len). */
+static tc_err tc_http_write(tc_http_conn *c, const char *buf, size_t len, char *errstr, size_t n)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t wr;
+        if (c->tls) {
+            do
+                wr = gnutls_record_send(c->tls, buf + off, len - off);
+            while (wr == GNUTLS_E_INTERRUPTED);
+            if (wr < 0)
+                return tc_err_set(wr == GNUTLS_E_AGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                                  "cannot send the request: %s", gnutls_strerror((int)wr));
+        } else {
+            wr = send(c->fd, buf + off, len - off, MSG_NOSIGNAL);
+            if (wr < 0 && errno == EINTR)
+                continue;
+            if (wr <= 0)
+                return tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                                  "cannot send the request: %s", strerror(errno));
+        }
+        off += (size_t)wr;
+    }
+    return TC_OK;
+}
+
+/* Read up to cap bytes into buf: *got is 0 at the end of the response. */
+static tc_err tc_http_read(tc_http_conn *c, char *buf, size_t cap, size_t *got, char *errstr,
+                           size_t n)
+{
+    ssize_t r;
+
+    *got = 0;
+    if (c->tls) {
+        do
+            r = gnutls_record_recv(c->tls, buf, cap);
+        while (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_REHANDSHAKE);
+        if (r == GNUTLS_E_PREMATURE_TERMINATION)
+            return TC_OK;
+        if (r < 0)
+            return tc_err_set(r == GNUTLS_E_AGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                              "cannot read the response: %s", gnutls_strerror((int)r));
+    } else {
+        do
+            r = recv(c->fd, buf, cap, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+            return tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
+                              "cannot read the response: %s", strerror(errno));
+    }
+    *got = (size_t)r;
+    return TC_OK;
+}
+
 /* Build and send the request: headers, then the body. */
-static tc_err tc_http_send(int fd, const tc_http_url *u, const char *method, const char *path,
-                           const char *content_type, const char *body, size_t body_len,
-                           char *errstr, size_t n)
+static tc_err tc_http_send(tc_http_conn *c, const tc_http_url *u, const char *method,
+                           const char *path, const char *content_type, const char *body,
+                           size_t body_len, char *errstr, size_t n)
 {
     int v6 = strchr(u->host, ':') != NULL;
     size_t cap = 1024 + strlen(u->base) + strlen(path) + strlen(u->authorization) + body_len, len;
     char *req = malloc(cap);
-    tc_err err = TC_OK;
+    tc_err err;
     int k;
 
     if (!req)
@@ -293,17 +513,9 @@ static tc_err tc_http_send(int fd, const tc_http_url *u, const char *method, con
     if (body_len)
         memcpy(req + len, body, body_len);
     len += body_len;
-    for (size_t off = 0; off < len;) {
-        ssize_t wr = send(fd, req + off, len - off, MSG_NOSIGNAL);
-        if (wr < 0 && errno == EINTR)
-            continue;
-        if (wr <= 0) {
-            err = tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
-                             "cannot send the request: %s", strerror(errno));
-            break;
-        }
-        off += (size_t)wr;
-    }
+    err = tc_http_write(c, req, len, errstr, n);
+    /* It may hold credentials. */
+    memset(req, 0, len);
     free(req);
     return err;
 }
@@ -312,20 +524,23 @@ tc_err tc_http_fetch(const tc_http_url *u, const char *method, const char *path,
                      const char *content_type, const char *body, size_t body_len, int timeout_ms,
                      size_t max_response, tc_http_reply *reply, char *errstr, size_t n)
 {
+    tc_http_conn c = {.fd = -1};
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    int fd = -1;
     tc_err err;
 
     memset(reply, 0, sizeof(*reply));
-    err = tc_http_connect(u, timeout_ms, &fd, errstr, n);
+    err = tc_http_connect(u, timeout_ms, &c.fd, errstr, n);
     if (err != TC_OK)
         return err;
-    err = tc_http_send(fd, u, method, path, content_type, body, body_len, errstr, n);
+    if (u->https)
+        err = tc_http_tls_start(&c, u, timeout_ms, errstr, n);
+    if (err == TC_OK)
+        err = tc_http_send(&c, u, method, path, content_type, body, body_len, errstr, n);
     if (err != TC_OK)
         goto fail;
     for (;;) {
-        ssize_t r;
+        size_t got;
 
         if (len + 4096 + 1 > cap) {
             char *nb;
@@ -343,20 +558,14 @@ tc_err tc_http_fetch(const tc_http_url *u, const char *method, const char *path,
             }
             buf = nb;
         }
-        r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            err = tc_err_set(errno == EAGAIN ? TC_ERR_TIMEOUT : TC_ERR_IO, errstr, n,
-                             "cannot read the response: %s", strerror(errno));
+        err = tc_http_read(&c, buf + len, cap - len - 1, &got, errstr, n);
+        if (err != TC_OK)
             goto fail;
-        }
-        if (r == 0)
+        if (got == 0)
             break;
-        len += (size_t)r;
+        len += got;
     }
-    close(fd);
-    fd = -1;
+    tc_http_close(&c);
     if (!buf) {
         err = tc_err_set(TC_ERR_IO, errstr, n, "empty response");
         goto fail;
@@ -366,8 +575,7 @@ tc_err tc_http_fetch(const tc_http_url *u, const char *method, const char *path,
     if (err == TC_OK)
         return TC_OK;
 fail:
-    if (fd >= 0)
-        close(fd);
+    tc_http_close(&c);
     free(buf);
     return err;
 }

@@ -794,9 +794,11 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
             snprintf(subject, sizeof(subject), "%s", cfg->registry_subject);
         else
             snprintf(subject, sizeof(subject), "%s-value", cfg->kafka_topic);
-        p->schemas = tc_schema_cache_new(cfg->registry_url, 0, 0, errstr, errstr_size);
+        tc_registry_client_options ro; /* URL, TLS and credentials: registry_client.h */
+        tc_registry_client_options_from_config(&ro, cfg);
+        p->schemas = tc_schema_cache_new(&ro, 0, 0, errstr, errstr_size);
         if (p->schemas)
-            p->catalog = tc_catalog_new(cfg->registry_url, subject, 0, errstr, errstr_size);
+            p->catalog = tc_catalog_new(&ro, subject, 0, errstr, errstr_size);
         if (!p->schemas || !p->catalog) {
             tc_pipeline_destroy(p);
             return NULL;

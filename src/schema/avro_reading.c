@@ -1260,18 +1260,20 @@ static void tc_sc_remove(tc_schema_cache *c, size_t k)
         tc_sc_index_add(c, i);
 }
 
-tc_schema_cache *tc_schema_cache_new(const char *registry_url, size_t max_plans, int timeout_ms,
-                                     char *errstr, size_t n)
+tc_schema_cache *tc_schema_cache_new(const tc_registry_client_options *registry, size_t max_plans,
+                                     int timeout_ms, char *errstr, size_t n)
 {
     tc_schema_cache *c = calloc(1, sizeof(*c));
+    tc_registry_client_options o = *registry;
 
     if (!c) {
         tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
         return NULL;
     }
-    if (tc_registry_client_init(&c->registry, registry_url,
-                                timeout_ms > 0 ? timeout_ms : TC_SCHEMA_CACHE_TIMEOUT_DEFAULT,
-                                errstr, n) != TC_OK) {
+    o.timeout_ms = timeout_ms > 0     ? timeout_ms
+                   : o.timeout_ms > 0 ? o.timeout_ms
+                                      : TC_SCHEMA_CACHE_TIMEOUT_DEFAULT;
+    if (tc_registry_client_init(&c->registry, &o, errstr, n) != TC_OK) {
         free(c);
         return NULL;
     }
@@ -1387,14 +1389,17 @@ tc_err tc_schema_cache_get(tc_schema_cache *c, int32_t id, const tc_avro_plan **
         ne.err = TC_ERR_NOT_FOUND;
         ne.expires_us = tc_time_now_us() + TC_SC_NOT_FOUND_TTL_US;
         snprintf(why, sizeof(why), "schema %ld not found in the registry", (long)id);
-    } else if (status >= 500 || status == 429 || status == 408) {
-        err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry answered HTTP %d for schema %ld",
-                         status, (long)id);
+    } else if (status >= 500 || status == 429 || status == 408 || status == 401 || status == 403) {
+        /* Refused credentials are the registry's being unusable to us, as when it is down: the
+         * reading waits (a dead letter would be a reading lost to a setting), and a fix on
+         * either side -- the registry's users, our files at the next start -- lets it through. */
+        err = tc_err_set(TC_ERR_IO, errstr, n, "schema registry answered HTTP %d for schema %ld%s",
+                         status, (long)id, tc_registry_client_status_hint(status));
         goto out;
     } else {
         err = tc_err_set(TC_ERR_CONFIG, errstr, n,
-                         "schema registry answered HTTP %d for schema %ld: %.200s", status,
-                         (long)id, body);
+                         "schema registry answered HTTP %d for schema %ld%s: %.200s", status,
+                         (long)id, tc_registry_client_status_hint(status), body);
         goto out;
     }
     if (ne.err == TC_ERR_INVALID)

@@ -54,7 +54,8 @@
 #include "core/batch.h"
 #include "core/error.h"
 #include "core/reject.h"
-#include "schema/json_reading.h" /* TC_JSON_BATCH_FULL */
+#include "schema/json_reading.h"    /* TC_JSON_BATCH_FULL */
+#include "schema/registry_client.h" /* tc_registry_client_options */
 
 /* Nesting of kept values, the extra object counting as one (same bound as the JSON decoder). */
 #define TC_AVRO_DEPTH_MAX 32
@@ -92,13 +93,14 @@ int tc_avro_frame(const char *buf, size_t len, int32_t *schema_id);
 typedef struct tc_schema_cache tc_schema_cache;
 
 /*
- * A cache of plans by schema id over the registry at registry_url ("http://host:port[/prefix]"),
- * holding at most max_plans ids (0 = TC_SCHEMA_CACHE_MAX_DEFAULT; the least recently used is
- * evicted beyond that), with timeout_ms per registry request (0 = default). NULL with errstr set
- * when the URL is invalid or memory is short. Not thread-safe: one cache per pipeline thread.
+ * A cache of plans by schema id over the registry registry names (its URL, TLS files and
+ * credentials: registry_client.h), holding at most max_plans ids (0 = TC_SCHEMA_CACHE_MAX_DEFAULT;
+ * the least recently used is evicted beyond that), with timeout_ms per registry request (0 =
+ * default, whatever registry says). NULL with errstr set when a setting is invalid or memory is
+ * short. Not thread-safe: one cache per pipeline thread.
  */
-tc_schema_cache *tc_schema_cache_new(const char *registry_url, size_t max_plans, int timeout_ms,
-                                     char *errstr, size_t errstr_size);
+tc_schema_cache *tc_schema_cache_new(const tc_registry_client_options *registry, size_t max_plans,
+                                     int timeout_ms, char *errstr, size_t errstr_size);
 void tc_schema_cache_destroy(tc_schema_cache *c);
 
 /*

@@ -45,8 +45,8 @@ static int tc_catalog_fixed_bit(const char *name)
     return -1;
 }
 
-tc_catalog *tc_catalog_new(const char *registry_url, const char *subject, int timeout_ms,
-                           char *errstr, size_t n)
+tc_catalog *tc_catalog_new(const tc_registry_client_options *registry, const char *subject,
+                           int timeout_ms, char *errstr, size_t n)
 {
     tc_catalog *c = calloc(1, sizeof(*c));
 
@@ -54,8 +54,11 @@ tc_catalog *tc_catalog_new(const char *registry_url, const char *subject, int ti
         tc_err_set(TC_ERR_NOMEM, errstr, n, "out of memory");
         return NULL;
     }
-    if (registry_url && *registry_url) {
-        if (tc_registry_client_init(&c->registry, registry_url, timeout_ms, errstr, n) != TC_OK) {
+    if (registry && registry->url && *registry->url) {
+        tc_registry_client_options o = *registry;
+        if (timeout_ms > 0)
+            o.timeout_ms = timeout_ms;
+        if (tc_registry_client_init(&c->registry, &o, errstr, n) != TC_OK) {
             free(c);
             return NULL;
         }
@@ -385,9 +388,10 @@ tc_err tc_catalog_refresh(tc_catalog *c, int *changed, char *errstr, size_t n)
         list = NULL; /* no version registered yet: an empty catalog */
     } else if (status != 200) {
         tc_json_free(doc);
-        return tc_err_set(TC_ERR_CONFIG, errstr, n,
-                          "schema registry answered %d to GET %s (is registry.url right?)", status,
-                          path);
+        return tc_err_set(
+            TC_ERR_CONFIG, errstr, n, "schema registry answered %d to GET %s%s", status, path,
+            *tc_registry_client_status_hint(status) ? tc_registry_client_status_hint(status)
+                                                    : " (is registry.url right?)");
     } else {
         list = tc_json_root(doc);
         if (list->type != TC_JSON_ARRAY) {

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "schema/registry_client.h"
 
 /* Bits of the fields every telemetry version starts from: device_id, timestamp, the six metrics of
  * tc_metric (in that order, from bit 2), tags. */
@@ -67,10 +68,11 @@ typedef struct tc_catalog_version {
 
 typedef struct tc_catalog tc_catalog;
 
-/* A catalog of subject over the registry at registry_url (NULL or "" for a catalog filled only by
- * tc_catalog_add, as tests do). NULL with errstr set when the URL is invalid or memory is short. */
-tc_catalog *tc_catalog_new(const char *registry_url, const char *subject, int timeout_ms,
-                           char *errstr, size_t errstr_size);
+/* A catalog of subject over the registry registry names (NULL, or a NULL or "" URL, for a catalog
+ * filled only by tc_catalog_add, as tests do; timeout_ms > 0 overrides registry's). NULL with
+ * errstr set when a registry setting is invalid or memory is short. */
+tc_catalog *tc_catalog_new(const tc_registry_client_options *registry, const char *subject,
+                           int timeout_ms, char *errstr, size_t errstr_size);
 void tc_catalog_destroy(tc_catalog *c);
 
 /*

@@ -103,10 +103,16 @@ static const char tc_api_ingest_sql[] =
     "GRANT INSERT ON @S.readings, @S.dead_letters TO thermocline_ingest;"
     "GRANT USAGE ON ALL SEQUENCES IN SCHEMA @S TO thermocline_ingest;"
     "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"
-    " thermocline_ingest;";
+    " thermocline_ingest;"
+    /* What the pipeline reads at start: the schema's version and mode. */
+    "GRANT SELECT ON @S.schema_migrations, @S.store_mode TO thermocline_ingest;"
+    /* Its only DDL: the owner's functions (store/ddl.c). */
+    "GRANT EXECUTE ON FUNCTION @S.tc_ddl_add_metric_columns(text[]) TO thermocline_ingest;";
 /* Plain mode's rollup tables (TimescaleDB's continuous aggregates are the extension's). */
 static const char tc_api_ingest_plain_sql[] =
-    "GRANT SELECT, INSERT, UPDATE ON @S.rollup_1m, @S.rollup_1h TO thermocline_ingest;";
+    "GRANT SELECT, INSERT, UPDATE ON @S.rollup_1m, @S.rollup_1h TO thermocline_ingest;"
+    "GRANT EXECUTE ON FUNCTION @S.tc_ddl_add_partition(date),"
+    " @S.tc_ddl_add_rollup_columns(text[]) TO thermocline_ingest;";
 
 /* ---- audit ---- */
 static const char tc_api_audit_sql[] =

@@ -24,8 +24,7 @@
 #include "quality/quality_sql.h"
 
 /* Arbitrary but fixed keys of the advisory locks that serialise DDL between pipelines. */
-#define TC_LOCK_MIGRATE    "7311001"
-#define TC_LOCK_PARTITIONS "7311002"
+#define TC_LOCK_MIGRATE "7311001"
 
 /* Oldest TimescaleDB whose API the TimescaleDB steps use (by_range, DML on compressed chunks). */
 #define TC_TIMESCALEDB_MIN_MAJOR 2
@@ -565,6 +564,8 @@ tc_err tc_store_migrate(tc_store *s, char *errstr, size_t errstr_size)
     if (err == TC_OK)
         err = tc_store_features_migrate(s, errstr, errstr_size);
     if (err == TC_OK)
+        err = tc_store_ddl_migrate(s, errstr, errstr_size);
+    if (err == TC_OK)
         err = tc_store_load_state(s, errstr, errstr_size);
     /* Statements prepared before the objects existed would be stale. */
     if (err == TC_OK && s->prepared) {
@@ -612,8 +613,8 @@ static void tc_store_day_text(int64_t day, char *out, size_t cap, int compact)
 tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errstr,
                             size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], tmpl[512], name[16], from[16], to[16];
-    int locked = 0;
+    char sql[128], day_text[16];
+    int begun = 0;
     tc_err err = TC_OK;
 
     if (s->mode == TC_STORE_TIMESCALEDB)
@@ -621,26 +622,18 @@ tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errs
     for (int64_t day = first; day <= last && err == TC_OK; day++) {
         if (tc_store_day_known(s, day))
             continue;
-        if (!locked) {
-            err = tc_store_begin(s, "SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")",
-                                 "lock partitions", errstr, errstr_size);
+        if (!begun) {
+            err = tc_store_exec(s, "BEGIN", "begin transaction", errstr, errstr_size);
             if (err != TC_OK)
                 return err;
-            locked = 1;
+            begun = 1;
         }
-        tc_store_day_text(day, name, sizeof(name), 1);
-        tc_store_day_text(day, from, sizeof(from), 0);
-        tc_store_day_text(day + 1, to, sizeof(to), 0);
-        snprintf(tmpl, sizeof(tmpl),
-                 "CREATE TABLE IF NOT EXISTS @S.readings_p%s PARTITION OF @S.readings"
-                 " FOR VALUES FROM ('%s 00:00:00+00') TO ('%s 00:00:00+00')",
-                 name, from, to);
-        if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
-            err = TC_ERR_INVALID;
-        else
-            err = tc_store_exec(s, sql, "create partition", errstr, errstr_size);
+        /* The owner's function (ddl.c): it takes the partitions' advisory lock itself. */
+        tc_store_day_text(day, day_text, sizeof(day_text), 0);
+        snprintf(sql, sizeof(sql), "SELECT @S.tc_ddl_add_partition('%s')", day_text);
+        err = tc_store_ddl_call(s, sql, NULL, "create partition", errstr, errstr_size);
     }
-    if (!locked)
+    if (!begun)
         return TC_OK;
     if (err == TC_OK)
         err = tc_store_exec(s, "COMMIT", "commit partitions", errstr, errstr_size);
@@ -674,27 +667,22 @@ tc_err tc_store_ensure_partitions_around(tc_store *s, int64_t now_us, int days_b
  */
 tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], tmpl[256];
+    /* A text[] literal of the names: checked by tc_batch_dyn_column, [a-z_][a-z0-9_]*. */
+    char names[TC_BATCH_DYN_MAX * (TC_BATCH_DYN_NAME_MAX + 1) + 3];
+    size_t pos = 1;
     tc_err err;
 
     if (b->ndyn <= s->ncolumns)
         return TC_OK;
-    err = tc_store_begin(s, "SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ")", "lock columns",
-                         errstr, errstr_size);
-    for (size_t d = s->ncolumns; err == TC_OK && d < b->ndyn; d++) {
-        /* Names are checked by tc_batch_dyn_column: [a-z_][a-z0-9_]*, at most 63 bytes. */
-        snprintf(tmpl, sizeof(tmpl),
-                 "ALTER TABLE @S.readings ADD COLUMN IF NOT EXISTS \"%s\" double precision",
-                 b->dyn_name[d]);
-        if (tc_store_sql(s, tmpl, sql, sizeof(sql)) < 0)
-            err = TC_ERR_INVALID;
-        else
-            err = tc_store_exec(s, sql, "add a metric column", errstr, errstr_size);
-    }
-    if (err == TC_OK)
-        err = tc_store_exec(s, "COMMIT", "commit new columns", errstr, errstr_size);
-    else
-        tc_store_rollback(s, "the new columns");
+    names[0] = '{';
+    for (size_t d = s->ncolumns; d < b->ndyn; d++)
+        pos += (size_t)snprintf(names + pos, sizeof(names) - pos, "%s%s",
+                                d > s->ncolumns ? "," : "", b->dyn_name[d]);
+    snprintf(names + pos, sizeof(names) - pos, "}");
+    /* The owner's function (ddl.c), in a statement of its own: the partitions' advisory lock and
+     * ADD COLUMN IF NOT EXISTS there make concurrent pipelines and restarts harmless. */
+    err = tc_store_ddl_call(s, "SELECT @S.tc_ddl_add_metric_columns($1::text[])", names,
+                            "add a metric column", errstr, errstr_size);
     if (err == TC_OK) {
         for (size_t d = s->ncolumns; d < b->ndyn; d++)
             tc_log_info("store", "readings has a new column \"%s\"", b->dyn_name[d]);
@@ -718,21 +706,8 @@ tc_err tc_store_ensure_columns(tc_store *s, const tc_batch *b, char *errstr, siz
  * with such a query), and with lock_timeout: a long query on a view makes the DDL give up and try
  * again at the next flush instead of holding up the rollups -- and everything queued behind it.
  * The partitions' advisory lock serialises the DDL of concurrent pipelines (and with retention).
+ * All of this is the owner's function tc_ddl_add_rollup_columns (ddl.c): the pipeline only asks.
  */
-#define TC_ROLLUP_DDL_LOCK_TIMEOUT "2s"
-
-/* Metric columns of a rollup table: the metrics with all of <m>_n, _sum, _min, _max, in the
- * order their _n columns were added, as the view's select list (", <m>_sum / nullif(<m>_n, 0)
- * AS <m>_avg, <m>_min, <m>_max, <m>_n" each, quoted where needed by format's %I). */
-#define TC_ROLLUP_VIEW_COLS_SQL(table)                                                             \
-    "SELECT string_agg(format(', %1$I / nullif(%2$I, 0) AS %3$I, %4$I, %5$I, %2$I',"               \
-    " c.m || '_sum', c.m || '_n', c.m || '_avg', c.m || '_min', c.m || '_max'), '' ORDER BY"       \
-    " c.attnum) FROM (SELECT left(a.attname, -2) AS m, a.attnum FROM pg_attribute a WHERE"         \
-    " a.attrelid = '@S." table "'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND"           \
-    " a.attname LIKE '%\\_n') c WHERE (SELECT count(*) FROM pg_attribute b WHERE b.attrelid ="     \
-    " '@S." table "'::regclass AND b.attnum > 0 AND NOT b.attisdropped AND b.attname IN"           \
-    " (c.m || '_sum', c.m || '_min', c.m || '_max')) = 3"
-
 /* Does the view of rollup table t lack a column of rollup r's metrics [from, r->ndyn)? The
  * columns and the view change in one transaction, so the view having "<m>_n" means all is there:
  * what a restarted pipeline meets, and then it takes no lock at all. */
@@ -767,62 +742,22 @@ static tc_err tc_store_rollup_view_lacks(tc_store *s, size_t t, const tc_rollup 
     return err;
 }
 
-/* Add the columns of rollup r's metrics [from, r->ndyn) to rollup table t (one ALTER TABLE), then
- * define its view again; sql is a buffer of TC_ROLLUP_SQL_MAX. */
-static tc_err tc_store_add_rollup_columns(tc_store *s, size_t t, const tc_rollup *r, size_t from,
-                                          char *sql, char *errstr, size_t errstr_size)
+/* Is m an element of the text[] literal names ("{a,b}")? */
+static int tc_store_names_have(const char *names, const char *m)
 {
-    const tc_store_rollup_table *rt = &tc_store_rollup_tables[t];
-    char what[128];
-    size_t pos, hdr;
-    int found = 0, n;
-    tc_err err;
+    size_t n = strlen(m);
 
-    n = snprintf(sql, TC_ROLLUP_SQL_MAX, "ALTER TABLE %s.%s", s->schema, rt->table);
-    pos = hdr = (size_t)n;
-    for (size_t d = from; d < r->ndyn && pos < TC_ROLLUP_SQL_MAX; d++) {
-        const char *c = r->dyn_name[d];
-        if (!tc_store_rollup_metric_fits(c))
-            continue;
-        n = snprintf(sql + pos, TC_ROLLUP_SQL_MAX - pos,
-                     "%s ADD COLUMN IF NOT EXISTS \"%s_n\" bigint NOT NULL DEFAULT 0,"
-                     " ADD COLUMN IF NOT EXISTS \"%s_sum\" double precision NOT NULL DEFAULT 0,"
-                     " ADD COLUMN IF NOT EXISTS \"%s_min\" double precision,"
-                     " ADD COLUMN IF NOT EXISTS \"%s_max\" double precision",
-                     pos == hdr ? "" : ",", c, c, c, c);
-        pos += n > 0 ? (size_t)n : TC_ROLLUP_SQL_MAX;
+    for (const char *p = names + 1; *p && *p != '}'; p += strcspn(p, ",}"), p += *p == ',') {
+        if (strncmp(p, m, n) == 0 && (p[n] == ',' || p[n] == '}'))
+            return 1;
     }
-    if (pos == hdr)
-        return TC_OK;
-    snprintf(what, sizeof(what), "add columns to \"%s\"", rt->table);
-    if (pos >= TC_ROLLUP_SQL_MAX)
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not %s: statement too long",
-                          what);
-    err = tc_store_exec(s, sql, what, errstr, errstr_size);
-    if (err != TC_OK)
-        return err;
-    /* The view: device_id, bucket, n, then every metric the table has, fixed ones first. */
-    n = snprintf(sql, TC_ROLLUP_SQL_MAX,
-                 "CREATE OR REPLACE VIEW %s.%s AS SELECT device_id, bucket, n", s->schema,
-                 rt->view);
-    pos = (size_t)n;
-    err = tc_store_query_value(
-        s, t == 0 ? TC_ROLLUP_VIEW_COLS_SQL("rollup_1m") : TC_ROLLUP_VIEW_COLS_SQL("rollup_1h"),
-        NULL, 0, sql + pos, TC_ROLLUP_SQL_MAX - pos, &found, errstr, errstr_size);
-    if (err != TC_OK)
-        return err;
-    pos += strlen(sql + pos);
-    n = snprintf(sql + pos, TC_ROLLUP_SQL_MAX - pos, " FROM %s.%s", s->schema, rt->table);
-    snprintf(what, sizeof(what), "replace view \"%s\"", rt->view);
-    if (!found || n < 0 || (size_t)n >= TC_ROLLUP_SQL_MAX - pos)
-        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not %s: %s", what,
-                          found ? "statement too long" : "no metric columns found");
-    return tc_store_exec(s, sql, what, errstr, errstr_size);
+    return 0;
 }
 
 tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_size)
 {
-    char sql[TC_SQL_MAX], *buf;
+    char names[TC_BATCH_DYN_MAX * (TC_BATCH_DYN_NAME_MAX + 1) + 3];
+    size_t pos = 1;
     int need = 0, lacks[TC_STORE_ROLLUP_TABLES] = {0};
     tc_err err = TC_OK;
 
@@ -837,28 +772,21 @@ tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_s
         return err;
     if (!need)
         goto done;
-    buf = malloc(TC_ROLLUP_SQL_MAX);
-    if (!buf)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory building SQL");
-    if (tc_store_sql(s,
-                     "BEGIN; SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ");"
-                     " SET LOCAL lock_timeout = '" TC_ROLLUP_DDL_LOCK_TIMEOUT "';"
-                     " LOCK TABLE @S.readings_1m, @S.readings_1h IN ACCESS EXCLUSIVE MODE",
-                     sql, sizeof(sql)) < 0)
-        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "statement too long");
-    else
-        err = tc_store_exec(s, sql, "lock the rollup views", errstr, errstr_size);
-    for (size_t t = 0; err == TC_OK && t < TC_STORE_ROLLUP_TABLES; t++) {
+    /* Every metric some view lacks, once: the function adds to both tables (IF NOT EXISTS). */
+    names[0] = '{';
+    for (size_t t = 0; t < TC_STORE_ROLLUP_TABLES; t++) {
         const tc_rollup *r = tc_store_rollup_of(s, t);
-        if (lacks[t])
-            err = tc_store_add_rollup_columns(s, t, r, s->rollup_columns[t], buf, errstr,
-                                              errstr_size);
+        for (size_t d = s->rollup_columns[t]; lacks[t] && d < r->ndyn; d++) {
+            const char *m = r->dyn_name[d];
+            if (!tc_store_rollup_metric_fits(m) || tc_store_names_have(names, m))
+                continue;
+            pos +=
+                (size_t)snprintf(names + pos, sizeof(names) - pos, "%s%s", pos > 1 ? "," : "", m);
+        }
     }
-    if (err == TC_OK)
-        err = tc_store_exec(s, "COMMIT", "commit new rollup columns", errstr, errstr_size);
-    else
-        tc_store_rollback(s, "the new rollup columns");
-    free(buf);
+    snprintf(names + pos, sizeof(names) - pos, "}");
+    err = tc_store_ddl_call(s, "SELECT @S.tc_ddl_add_rollup_columns($1::text[])", names,
+                            "add rollup columns", errstr, errstr_size);
     /* A lock not granted in time (a long query on a view) is the moment's, not the statement's. */
     if (err == TC_ERR_DB && !strcmp(s->sqlstate, "55P03"))
         err = TC_ERR_DB_CONN;

@@ -19,3 +19,12 @@ void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg)
         .rollups = cfg->pg_rollups != 0,
     };
 }
+
+void tc_store_options_for_owner(tc_store_options *so, const tc_config *cfg)
+{
+    tc_store_options_from_config(so, cfg);
+    if (*cfg->pg_owner_dsn) {
+        so->dsn = cfg->pg_owner_dsn;
+        so->dsn_key = "postgres.owner_dsn";
+    }
+}

@@ -21,7 +21,7 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 
-#define TC_LOCK_PARTITIONS "7311002"
+#define TC_LOCK_PARTITIONS TC_STORE_LOCK_PARTITIONS
 
 /* Old partitions a single run looks at; more are handled by the next run. */
 #define TC_RETENTION_DAYS_MAX 4096

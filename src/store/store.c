@@ -46,6 +46,7 @@ tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_
         return NULL;
     }
     s->dsn = strdup(opt->dsn);
+    s->dsn_key = opt->dsn_key ? opt->dsn_key : "postgres.dsn";
     s->group = strdup(opt->group ? opt->group : "");
     s->rollup_group = malloc(strlen(opt->group ? opt->group : "") + sizeof(TC_STORE_ROLLUP_SUFFIX));
     if (s->rollup_group)
@@ -272,10 +273,11 @@ tc_err tc_store_connect(tc_store *s, char *errstr, size_t errstr_size)
         tc_store_pgmsg(s, NULL, msg, sizeof(msg));
         tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
                    "could not connect to PostgreSQL (host %s, port %s, database %s): %s; check "
-                   "postgres.dsn (THERMOCLINE_PG_DSN); with the dev services: eval "
-                   "\"$(scripts/dev-services env)\"",
+                   "%s (%s); with the dev services: eval \"$(scripts/dev-services env)\"",
                    PQhost(s->conn) ? PQhost(s->conn) : "?", PQport(s->conn) ? PQport(s->conn) : "?",
-                   PQdb(s->conn) ? PQdb(s->conn) : "?", msg);
+                   PQdb(s->conn) ? PQdb(s->conn) : "?", msg, s->dsn_key,
+                   strcmp(s->dsn_key, "postgres.dsn") ? "THERMOCLINE_PG_OWNER_DSN"
+                                                      : "THERMOCLINE_PG_DSN");
         PQfinish(s->conn);
         s->conn = NULL;
         return TC_ERR_DB_CONN;

@@ -36,10 +36,11 @@ typedef struct tc_store tc_store;
 /* Filled by tc_store_options_from_config: the configuration table holds the defaults, and the
  * store has none of its own. */
 typedef struct tc_store_options {
-    const char *dsn;    /* libpq connection string */
-    const char *schema; /* e.g. "telemetry" */
-    const char *group;  /* consumer group the offsets belong to */
-    const char *topic;  /* source topic */
+    const char *dsn;     /* libpq connection string */
+    const char *dsn_key; /* the setting dsn is, for errors (NULL: postgres.dsn) */
+    const char *schema;  /* e.g. "telemetry" */
+    const char *group;   /* consumer group the offsets belong to */
+    const char *topic;   /* source topic */
     int partition_days_ahead;
     const char *timescaledb;  /* postgres.timescaledb: "auto", "on" or "off" */
     int64_t chunk_interval_s; /* hypertable chunk interval (> 0) */
@@ -54,6 +55,11 @@ typedef enum tc_store_mode { TC_STORE_PLAIN, TC_STORE_TIMESCALEDB } tc_store_mod
 
 /* Fill the options from the configuration (the strings stay the configuration's). */
 void tc_store_options_from_config(tc_store_options *so, const tc_config *cfg);
+
+/* The same, connecting as the owner role (postgres.owner_dsn) when one is set: for the commands
+ * that create, alter, delete or drop (migrate, replay, retention, dlq), which the pipeline's role
+ * (postgres.dsn, thermocline_ingest) may not (docs/security.md). */
+void tc_store_options_for_owner(tc_store_options *so, const tc_config *cfg);
 
 /* Create a store handle (copies the options; does not connect yet). NULL with errstr naming the
  * setting at fault (postgres.schema, postgres.timescaledb) or saying "out of memory". */

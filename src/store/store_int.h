@@ -24,6 +24,17 @@
  * name for all four. Longer metrics stay in readings and the lake only. */
 #define TC_ROLLUP_NAME_MAX (TC_BATCH_DYN_NAME_MAX - 4)
 
+/* The advisory lock that serialises the store's DDL between pipelines, migrate and retention. */
+#define TC_STORE_LOCK_PARTITIONS "7311002"
+/* The run-time DDL functions (ddl.c): metric names per call (a batch has at most
+ * TC_BATCH_DYN_MAX), the columns of readings they may grow it to (PostgreSQL's limit is 1,600),
+ * how many days after today a partition may start, and how long adding rollup columns waits for
+ * the views' lock before it gives up until the next flush. */
+#define TC_STORE_DDL_METRICS_MAX         "64"
+#define TC_STORE_DDL_COLUMNS_MAX         "1000"
+#define TC_STORE_DDL_DAYS_AHEAD_MAX      "800"
+#define TC_STORE_ROLLUP_DDL_LOCK_TIMEOUT "2s"
+
 /* The schema version whose objects the batch write uses beyond step 1: rollups, latest. */
 #define TC_STORE_VERSION_ROLLUPS 2
 
@@ -66,6 +77,7 @@ typedef struct tc_record_stmt {
 struct tc_store {
     PGconn *conn;
     char *dsn;
+    const char *dsn_key; /* the setting of dsn, named by connection errors (static) */
     char *group;
     char *rollup_group; /* "<group>/rollups": the deferred rollups' marks in ingest_offsets */
     char *topic;
@@ -152,6 +164,16 @@ void tc_store_rollback(tc_store *s, const char *what);
 
 /* Classify the failure of the last command on the connection: DB_CONN or DB. */
 tc_err tc_store_classify(tc_store *s, const PGresult *res);
+
+/* Create or replace the functions through which the pipeline changes the store's shape at run
+ * time (ddl.c), as the migrating role, with EXECUTE revoked from PUBLIC; after the migrations. */
+tc_err tc_store_ddl_migrate(tc_store *s, char *errstr, size_t errstr_size);
+
+/* Run tmpl (expanded; "SELECT @S.tc_ddl_...($1)"), with param as $1 when not NULL: a call of one
+ * of those functions. A function missing or not granted (an old migration, or migrate not run as
+ * the owner) gets a sentence saying so; what is "could not <what>: ...". */
+tc_err tc_store_ddl_call(tc_store *s, const char *tmpl, const char *param, const char *what,
+                         char *errstr, size_t errstr_size);
 
 /* Make sure daily partitions exist for days first..last (days since the Unix epoch). */
 tc_err tc_store_ensure_days(tc_store *s, int64_t first, int64_t last, char *errstr,

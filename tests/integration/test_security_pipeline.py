@@ -10,8 +10,12 @@ newer librdkafka) uses SCRAM-SHA-512 on the same listener. Every log and output 
 searched for the passwords at the end.
 """
 
+import http.client
 import os
+import re
 import signal
+import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -22,6 +26,7 @@ import pytest
 from conftest import Thermocline, tag_of
 from oracle import Oracle
 from pki import Pki
+from test_least_privilege import INGEST_REFUSED
 from test_pipeline import assert_store_matches
 
 COUNT = int(os.environ.get("TC_IT_SECURE_COUNT", "20000"))
@@ -54,7 +59,8 @@ class SecureThermocline(Thermocline):
     def __init__(self, tag):
         super().__init__(tag)
         self.brokers = _secure_env("THERMOCLINE_SECURE_KAFKA_BROKERS")
-        self.dsn = _secure_env("THERMOCLINE_SECURE_PG_DSN")
+        self.dsn = _secure_env("THERMOCLINE_SECURE_PG_DSN")  # the owner: migrate, and the tests
+        self.ingest_dsn = _secure_env("THERMOCLINE_SECURE_PG_INGEST_DSN")  # the pipeline
         self.ca_file = _secure_env("THERMOCLINE_SECURE_CA_FILE")
         self.secrets = _secure_env("THERMOCLINE_SECURE_SECRETS")
         self.topic = f"sec-{tag}-{uuid.uuid4().hex[:10]}"
@@ -71,7 +77,7 @@ class SecureThermocline(Thermocline):
             f"kafka.sasl.password_file={os.path.join(self.secrets, self.user + '.password')}",
             # Topics are the administrator's: the pipeline may not create them (docs/security.md).
             "kafka.create_topic=false", "kafka.replication_factor=1", "kafka.min_insync_replicas=1",
-            f"postgres.dsn={self.dsn}",
+            f"postgres.owner_dsn={self.dsn}", f"postgres.dsn={self.ingest_dsn}",
         ]
         return super().settings([*secure, *self.overrides, *extra])
 
@@ -134,7 +140,8 @@ class SecureThermocline(Thermocline):
                 f.result(timeout=60)
 
     def assert_no_secret(self, extra_text=""):
-        secrets = [_password(u) for u in ("admin", "thermocline", "devices", "intruder")]
+        secrets = [_password(u) for u in ("admin", "thermocline", "devices", "intruder",
+                                          "pg-thermocline", "pg-ingest")]
         for text in [*self.outputs, extra_text]:
             for s in secrets:
                 assert s not in text, f"a password is in an output:\n{text[-4000:]}"
@@ -158,16 +165,62 @@ def _dlq_count(stc):
         c.close()
 
 
-def test_secure_end_to_end_exactly_once(stc):
-    """The plaintext end-to-end test's exact assertions, over TLS + SASL with ACLs and TLS +
-    scram to PostgreSQL; the dead letters reach the -dlq mirror too; no password in any output,
-    and `config show` shows where the secrets are, never them."""
+def https_get(port, path, ca_file, timeout=30):
+    ctx = ssl.create_default_context(cafile=ca_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def run_over_https(stc, tmp_path, idle=10):
+    """`run --exit-when-idle` with /healthz, /readyz and /metrics over HTTPS (http.tls.*): while
+    it runs, they answer over TLS with the test's CA, and plaintext HTTP gets no answer."""
+    pki = Pki(tmp_path / "http-pki")
+    crt, key = pki.issue("server", "127.0.0.1")
+    proc = stc.spawn("run", "--exit-when-idle", str(idle),
+                     extra=[f"http.tls.cert_file={crt}", f"http.tls.key_file={key}"])
+    seen, port = "", None
+    try:
+        deadline = time.monotonic() + 120
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+            m = re.search(r"/metrics on port (\d+)", line)
+            port = int(m.group(1)) if m else None
+        assert port, seen[-3000:]
+        status, body = https_get(port, "/metrics", pki.ca_file)
+        assert status == 200 and "thermocline_" in body
+        assert https_get(port, "/healthz", pki.ca_file)[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert not sock.recv(4096).startswith(b"HTTP/")
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stc.outputs.append(seen + out + err)
+    stc.assert_clean(err)
+    assert proc.returncode == 0, (seen + err)[-4000:]
+
+
+def test_secure_end_to_end_exactly_once(stc, tmp_path):
+    """The plaintext end-to-end test's exact assertions, over TLS + SASL with ACLs, TLS + scram to
+    PostgreSQL as the ingest role, and HTTPS for /healthz and /metrics; the dead letters reach the
+    -dlq mirror too; no password in any output, and `config show` shows where the secrets are,
+    never them."""
     stc.grant()
     stc.migrate()
     summary = stc.simulate("--devices", "500", "--count", str(COUNT), "--invalid-ratio", "0.01",
                            "--seed", "42")
     assert summary["produced"] == COUNT and summary["failed"] == 0
-    stc.run(idle=3)
+    run_over_https(stc, tmp_path)
     exp = stc.oracle().expect()
     assert exp["total"] == COUNT and exp["valid"] == summary["valid"]
     assert_store_matches(stc, exp)
@@ -175,12 +228,25 @@ def test_secure_end_to_end_exactly_once(stc):
     while _dlq_count(stc) < len(exp["dead"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _dlq_count(stc) == len(exp["dead"])
-    # Every connection to PostgreSQL is TLS, authenticated by scram as a role that is no superuser.
-    with psycopg.connect(stc.dsn, autocommit=True) as conn:
-        (ssl, su) = conn.execute(
-            "SELECT s.ssl, r.rolsuper FROM pg_stat_ssl s, pg_roles r "
-            "WHERE s.pid = pg_backend_pid() AND r.rolname = current_user").fetchone()
-    assert ssl is True and su is False
+    # Every connection to PostgreSQL is TLS, authenticated by scram as a role that is no superuser:
+    # the pipeline's as thermocline_ingest, which owns nothing, migrate's as the owner.
+    for dsn, user in ((stc.ingest_dsn, "thermocline_ingest"), (stc.dsn, "thermocline")):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT s.ssl, r.rolsuper, current_user::text FROM pg_stat_ssl s, pg_roles r "
+                "WHERE s.pid = pg_backend_pid() AND r.rolname = current_user").fetchone()
+        assert row == (True, False, user)
+    assert stc.sql("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
+                   " WHERE c.relnamespace = current_schema()::regnamespace") == [("thermocline",)]
+    # What the ingest role may not do, over TLS + scram as itself (test_least_privilege.py has
+    # the whole list): refused with PostgreSQL's reason, nothing changed.
+    for query, params, reason in INGEST_REFUSED:
+        with psycopg.connect(stc.ingest_dsn, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{stc.schema}"')
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute(query, params)
+        assert e.value.sqlstate.startswith("42") and reason in str(e.value), (query, str(e.value))
+    assert stc.sql("SELECT count(*) FROM readings") == [(summary["valid"],)]
     shown = stc.cmd("config", "show", extra=["rdkafka.sasl.password=" + _password("thermocline")])
     assert "rdkafka.sasl.password = <secret>" in shown.stdout
     assert f"kafka.sasl.password_file = {stc.secrets}/thermocline.password" in shown.stdout
@@ -260,10 +326,11 @@ def test_postgres_refusals_say_what_to_fix(stc, tmp_path):
         (swap("sslrootcert", other_ca), "certificate verify failed"),
         (swap("sslmode", "disable"), "no encryption"),
     ]
+    # migrate connects as the owner (postgres.owner_dsn), and says which setting to check.
     for dsn, reason in cases:
-        proc = stc.cmd("migrate", extra=[f"postgres.dsn={dsn}"], check=False)
+        proc = stc.cmd("migrate", extra=[f"postgres.owner_dsn={dsn}"], check=False)
         assert proc.returncode != 0
-        assert reason in proc.stderr and "postgres.dsn" in proc.stderr, proc.stderr[-2000:]
+        assert reason in proc.stderr and "postgres.owner_dsn" in proc.stderr, proc.stderr[-2000:]
     with open(os.path.join(stc.secrets, "pgpass")) as f:
         pg_password = f.read().split(":")[-1].strip()
     stc.assert_no_secret()

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <netinet/in.h>
@@ -27,6 +28,15 @@
 #include "core/json.h"
 #include "core/reject.h"
 #include "schema/avro_reading.h"
+
+/* A cache over the registry at url, with nothing else set. */
+static tc_schema_cache *cache_at(const char *url, size_t max_plans, int timeout_ms, char *err,
+                                 size_t n)
+{
+    tc_registry_client_options o = {.url = url};
+
+    return tc_schema_cache_new(&o, max_plans, timeout_ms, err, n);
+}
 
 /* ---- a tiny Avro encoder ---- */
 
@@ -825,7 +835,7 @@ static void test_cache(void **state)
     f.fd = listen_any(&f.port);
     assert_int_equal(pthread_create(&f.th, NULL, fake_main, &f), 0);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/reg/", f.port);
-    c = tc_schema_cache_new(url, 2, 2000, err, sizeof(err));
+    c = cache_at(url, 2, 2000, err, sizeof(err));
     assert_non_null(c);
 
     assert_int_equal(tc_schema_cache_get(c, 1, &p, err, sizeof(err)), TC_OK);
@@ -870,7 +880,7 @@ static void test_cache(void **state)
 
     /* Connection refused: a port nobody listens on any more. */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", f.port);
-    c = tc_schema_cache_new(url, 0, 500, err, sizeof(err));
+    c = cache_at(url, 0, 500, err, sizeof(err));
     assert_non_null(c);
     assert_int_equal(tc_schema_cache_get(c, 1, &p, err, sizeof(err)), TC_ERR_IO);
     assert_non_null(strstr(err, "cannot connect"));
@@ -880,16 +890,73 @@ static void test_cache(void **state)
     /* A registry that accepts the connection but never answers: a retriable timeout. */
     f.fd = listen_any(&f.port);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", f.port);
-    c = tc_schema_cache_new(url, 0, 200, err, sizeof(err));
+    c = cache_at(url, 0, 200, err, sizeof(err));
     assert_non_null(c);
     assert_int_equal(tc_schema_cache_get(c, 1, &p, err, sizeof(err)), TC_ERR_TIMEOUT);
     assert_true(tc_err_is_retriable(TC_ERR_TIMEOUT));
     tc_schema_cache_destroy(c);
     close(f.fd);
 
-    assert_null(tc_schema_cache_new("https://x", 0, 0, err, sizeof(err)));
-    assert_non_null(strstr(err, "\"https://x\" in registry.url"));
-    assert_null(tc_schema_cache_new("http://:80", 0, 0, err, sizeof(err)));
+    assert_null(cache_at("ftp://x", 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "\"ftp://x\" in registry.url"));
+    assert_null(cache_at("http://:80", 0, 0, err, sizeof(err)));
+}
+
+/* The registry's TLS and credential settings are checked when the cache is made, each refusal
+ * naming its setting; a secret is never in the message. */
+static void test_schema_cache_registry_settings(void **state)
+{
+    char err[TC_ERRSTR_MAX], dir[] = "/tmp/tc-registry-XXXXXX", path[4][600];
+    const char *text[4] = {"ci:s3cret-Value\n", "tok-Secret-42\n", "no colon here\n",
+                           "not a certificate\n"};
+    tc_registry_client_options o = {.url = "https://127.0.0.1:1"};
+    tc_schema_cache *c;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    for (int i = 0; i < 4; i++) {
+        int fd;
+        snprintf(path[i], sizeof(path[i]), "%s/f%d", dir, i);
+        fd = open(path[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text[i], strlen(text[i])), (ssize_t)strlen(text[i]));
+        close(fd);
+    }
+    /* https:// with the system's CAs, and Basic credentials: fine. */
+    o.user_info_file = path[0];
+    c = tc_schema_cache_new(&o, 0, 0, err, sizeof(err));
+    assert_non_null(c);
+    tc_schema_cache_destroy(c);
+    /* Both kinds of credentials; a user_info without a colon. */
+    o.bearer_token_file = path[1];
+    assert_null(tc_schema_cache_new(&o, 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "registry.bearer_token_file are both set"));
+    o.bearer_token_file = NULL;
+    o.user_info_file = path[2];
+    assert_null(tc_schema_cache_new(&o, 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "registry.user_info_file"));
+    assert_null(strstr(err, "no colon here"));
+    o.user_info_file = NULL;
+    /* A CA file that holds no certificate, or is not there. */
+    o.ca_file = path[3];
+    assert_null(tc_schema_cache_new(&o, 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "registry.tls.ca_file"));
+    assert_non_null(strstr(err, path[3]));
+    o.ca_file = "/nonexistent/ca.crt";
+    assert_null(tc_schema_cache_new(&o, 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "registry.tls.ca_file"));
+    /* TLS files for an http:// URL; a certificate without its key. */
+    o.url = "http://127.0.0.1:1";
+    assert_null(tc_schema_cache_new(&o, 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "is not https://"));
+    o.url = "https://127.0.0.1:1";
+    o.ca_file = NULL;
+    o.cert_file = path[3];
+    assert_null(tc_schema_cache_new(&o, 0, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "go together"));
+    for (int i = 0; i < 4; i++)
+        unlink(path[i]);
+    rmdir(dir);
 }
 
 int main(void)
@@ -905,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_frame),
         cmocka_unit_test(test_batch_full),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_schema_cache_registry_settings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

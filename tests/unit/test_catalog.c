@@ -150,6 +150,7 @@ static void test_detect(void **state)
 static void test_empty_and_bad(void **state)
 {
     char err[TC_ERRSTR_MAX];
+    const tc_registry_client_options ftp = {.url = "ftp://x"};
     tc_catalog *c = catalog_with(0);
 
     (void)state;
@@ -165,10 +166,10 @@ static void test_empty_and_bad(void **state)
     assert_int_equal(tc_catalog_count(c), 1);
     assert_int_equal(tc_catalog_latest(c)->id, 6);
     tc_catalog_destroy(c);
-    assert_null(tc_catalog_new("ftp://x", "s", 0, err, sizeof(err)));
+    assert_null(tc_catalog_new(&ftp, "s", 0, err, sizeof(err)));
     /* The registry client's message, the same as the Avro schema cache's: it names the setting. */
     assert_string_equal(err, "invalid schema registry URL \"ftp://x\" in registry.url (expected "
-                             "http://host[:port][/path])");
+                             "http[s]://host[:port][/path])");
     assert_null(tc_catalog_new(NULL, "", 0, err, sizeof(err)));
 }
 

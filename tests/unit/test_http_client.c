@@ -320,11 +320,38 @@ static void test_url_parse(void **state)
     assert_string_equal(u.host, "::1");
     assert_string_equal(u.port, "80");
     assert_string_equal(u.base, "");
-    assert_int_equal(tc_http_url_parse("https://registry", &u), -1);
+    assert_int_equal(u.https, 0);
+    assert_int_equal(tc_http_url_parse("https://registry", &u), 0);
+    assert_string_equal(u.port, "443");
+    assert_int_equal(u.https, 1);
+    assert_int_equal(tc_http_url_parse("HTTPS://registry:8443/r", &u), 0);
+    assert_string_equal(u.port, "8443");
+    assert_string_equal(u.base, "/r");
+    assert_int_equal(tc_http_url_parse("ftp://registry", &u), -1);
+    assert_int_equal(tc_http_url_parse("https://", &u), -1);
     assert_int_equal(tc_http_url_parse("http://:80", &u), -1);
     assert_int_equal(tc_http_url_parse("http://h:8x/", &u), -1);
     assert_int_equal(tc_http_url_parse("http://[::1/", &u), -1);
     assert_int_equal(tc_http_url_parse("http://h:123456789/", &u), -1);
+}
+
+/* Bearer tokens become the header as they are; one a header cannot carry is refused. */
+static void test_bearer(void **state)
+{
+    tc_http_url u;
+    char long_token[TC_HTTP_AUTHORIZATION_MAX];
+
+    (void)state;
+    assert_int_equal(tc_http_url_parse("https://registry", &u), 0);
+    assert_int_equal(tc_http_url_set_bearer(&u, "tok-1.2_3~x"), TC_OK);
+    assert_string_equal(u.authorization, "Bearer tok-1.2_3~x");
+    assert_int_equal(tc_http_url_set_bearer(&u, "a\r\nX-Evil: 1"), TC_ERR_INVALID);
+    assert_string_equal(u.authorization, "");
+    assert_int_equal(tc_http_url_set_bearer(&u, "two words"), TC_ERR_INVALID);
+    assert_int_equal(tc_http_url_set_bearer(&u, ""), TC_ERR_INVALID);
+    memset(long_token, 'a', sizeof(long_token) - 1);
+    long_token[sizeof(long_token) - 1] = '\0';
+    assert_int_equal(tc_http_url_set_bearer(&u, long_token), TC_ERR_INVALID);
 }
 
 int main(void)
@@ -339,6 +366,7 @@ int main(void)
 #endif
         cmocka_unit_test(test_too_large_timeout_refused),
         cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_bearer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
