@@ -206,3 +206,88 @@ tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m)
         tc_batch_reset(p->cur->batch);
     return TC_OK;
 }
+
+/*
+ * Decode, shape, validate and dedupe one message the sinks among `sinks` want, into a row of the
+ * batch being filled -- dispatching the batch first when it is due or full -- or into a dead letter
+ * of the primary; either way its offset is noted with the sinks it was meant for.
+ */
+tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks)
+{
+    char detail[TC_REJECT_DETAIL_MAX];
+    int32_t writer_id;
+    tc_reject r;
+    tc_err err;
+
+    if (m->len == 0 || !m->payload) {
+        r = TC_REJECT_EMPTY;
+        snprintf(detail, sizeof(detail), "empty message");
+    } else if (p->windows && tc_windows_skips(p->windows, m->partition, m->offset)) {
+        r = TC_REJECT_STORE_REFUSED;
+        snprintf(detail, sizeof(detail), "skipped unread by thermocline replay --skip-offset");
+    } else if (m->len > (size_t)p->cfg->max_message_bytes) {
+        r = TC_REJECT_TOO_LARGE;
+        snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the %lld-byte limit", m->len,
+                 (long long)p->cfg->max_message_bytes);
+    } else {
+        for (int attempt = 0;; attempt++) {
+            int due = attempt > 0;
+
+            if (!due && (err = tc_pipeline_batch_due(p, 0, &due)) != TC_OK)
+                return err;
+            if (due || tc_batch_row_begin(p->cur->batch) == TC_ERR_FULL) {
+                err = tc_pipeline_dispatch(p);
+                if (err != TC_OK)
+                    return err;
+                p->batch_started_us = p->now_us;
+                tc_batch_row_begin(p->cur->batch);
+            }
+            r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
+            if (r == TC_REJECT_NONE)
+                r = tc_pipeline_shape(p, p->cur->batch->n, writer_id);
+            if (r == TC_PIPELINE_STOPPED)
+                return TC_ERR_STOPPED;
+            if (r != TC_JSON_BATCH_FULL)
+                break;
+            if (attempt > 0) {
+                /* The decoder answers TOO_LARGE itself when an empty batch cannot hold it. */
+                r = TC_REJECT_TOO_LARGE;
+                snprintf(detail, sizeof(detail), "reading does not fit an empty batch");
+                break;
+            }
+        }
+        if (r == TC_REJECT_NONE)
+            r = tc_validate_row(p->cur->batch, p->cur->batch->n, &p->cfg->limits, p->now_us, detail,
+                                sizeof(detail));
+        if (r == TC_REJECT_NONE && p->dedupe &&
+            tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
+                            p->cur->batch->time_us[p->cur->batch->n])) {
+            r = TC_REJECT_DUPLICATE;
+            snprintf(detail, sizeof(detail),
+                     "a resend of an earlier reading of this partition (same device_id, timestamp "
+                     "and %s)",
+                     p->row_has_id ? "message_id" : "content");
+        }
+        if (r == TC_REJECT_NONE) {
+            p->cur->batch->partition[p->cur->batch->n] = m->partition;
+            p->cur->batch->offset[p->cur->batch->n] = m->offset;
+            p->cur->sinks[p->cur->batch->n] = (uint8_t)sinks;
+            p->cur->store_rows += (sinks & TC_SINK_STORE) != 0;
+            tc_batch_row_commit(p->cur->batch);
+            tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
+            return TC_OK;
+        }
+    }
+    /* Dead letters live in the store only; the other sinks just move past them. */
+    err = TC_OK;
+    if (sinks & TC_SINK_STORE)
+        err = tc_pipeline_dead_letter(p, m, r,
+                                      r == TC_REJECT_DUPLICATE ? "dedupe"
+                                      : r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA
+                                          ? "decode"
+                                          : "validate",
+                                      detail);
+    if (err == TC_OK)
+        tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
+    return err;
+}

@@ -3,10 +3,10 @@
  *
  * There is one slot per writer and one more: the pipeline fills one while the writers
  * (store/async.h) have the others in flight, and settles the batches oldest first -- retrying a
- * failed write with back-off, isolating refused rows, then the store's marks, the rollups, the
- * other sinks and Kafka's offsets -- so every sink takes the batches in the order they were read.
- * A batch holds readings of at most pipeline.partitions_per_batch partitions: a reading of one
- * more sends it to a writer first, never cutting an offset short.
+ * failed write with back-off, isolating refused rows, then the store's marks, the other sinks
+ * (process/sink.h) and Kafka's offsets -- so every sink takes the batches in the order they were
+ * read. A batch holds readings of at most pipeline.partitions_per_batch partitions: a reading of
+ * one more sends it to a writer first, never cutting an offset short.
  */
 #include "process/pipeline_int.h"
 
@@ -39,7 +39,6 @@ static void tc_pipeline_slot_reset(tc_slot *s)
     tc_batch_reset(s->batch);
     tc_dlq_batch_reset(s->dlq);
     s->npending = 0;
-    s->nrollup_pending = 0;
     s->store_rows = 0;
     s->rows = NULL;
     s->writer = -1;
@@ -126,7 +125,6 @@ tc_err tc_pipeline_room_for(tc_pipeline *p, int32_t partition)
     if (cap > TC_PENDING_MAX)
         cap = TC_PENDING_MAX;
     if (tc_pipeline_pending_has(s->pending, s->npending, cap, partition) &&
-        tc_pipeline_pending_has(s->rollup_pending, s->nrollup_pending, cap, partition) &&
         tc_sinkset_room(s->gen, partition, cap))
         return TC_OK;
     if (p->stats.partition_flushes++ == 0)
@@ -152,7 +150,7 @@ static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch 
  * A writer's outcome of a slot: retry what failed (refused rows become dead letters, retriable
  * failures are tried again with back-off until written or a stop is requested; a batch that only
  * rolled back because one before it failed is written again at once), then what follows a stored
- * batch -- the store's marks, the rollups, the other sinks, Kafka's offsets. Every batch before it
+ * batch -- the store's marks, the other sinks, Kafka's offsets. Every batch before it
  * is settled, and p->wstore is the idle store of its writer.
  */
 static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
@@ -217,10 +215,6 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
     p->stats.dead_letters += s->dlq->n;
     p->stats.batches++;
     tc_observe_note_commit(p->obs, s, rows->n, s->dlq);
-    if (tc_pipeline_rollups_take(p, s) != TC_OK)
-        return p->fatal;
-    if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
-        return err;
     /* The store has the batch; the sinks behind process/sink.h follow. One that fails (a full
      * disk under the lake) stops taking rows until it has recovered, then reads its share again
      * from Kafka, while the batch is done with for the others (the store must not get it twice). */
@@ -370,8 +364,7 @@ tc_err tc_pipeline_dispatch(tc_pipeline *p)
         err = tc_pipeline_settle_oldest(p, 0);
     if (err != TC_OK)
         return err;
-    if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && s->nrollup_pending == 0 &&
-        tc_sinkset_batch_empty(s->gen)) {
+    if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && tc_sinkset_batch_empty(s->gen)) {
         p->batch_started_us = 0;
         return TC_OK;
     }
@@ -400,4 +393,57 @@ tc_err tc_pipeline_flush(tc_pipeline *p)
     tc_err err = tc_pipeline_dispatch(p);
 
     return err == TC_OK ? tc_pipeline_settle(p, 0) : err;
+}
+
+/* Which sinks a message at this offset is for (0: both already have it). */
+unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset)
+{
+    tc_marks *m = tc_pipeline_marks(p, partition);
+    unsigned sinks = 0;
+
+    if (!m || m->store_next < 0 || offset >= m->store_next)
+        sinks |= TC_SINK_STORE;
+    sinks |= tc_sinkset_wants(p->sinks, partition, offset);
+    if (p->windows)
+        sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
+    return sinks;
+}
+
+/* Record the message's offset with the sinks it was meant for. */
+void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition, int64_t offset)
+{
+    if ((sinks & TC_SINK_STORE) &&
+        !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
+        tc_pipeline_note(p->cur->pending, &p->cur->npending, partition, offset);
+    tc_sinkset_note(p->cur->gen, sinks, partition, offset);
+}
+
+/* Connect the store at the start of a run and make sure its partitions around now exist; a failure
+ * is only logged (not ready: the first write retries it). */
+tc_err tc_pipeline_builtin_connect(tc_pipeline *p, int64_t now_us, char *errstr, size_t errstr_size)
+{
+    tc_err err = tc_store_connect(p->store, errstr, errstr_size);
+
+    if (err == TC_OK)
+        err = tc_store_ensure_partitions_around(
+            p->store, now_us, (int)(p->cfg->limits.max_age_s / 86400) + 1, errstr, errstr_size);
+    p->store_ok = err == TC_OK;
+    if (err != TC_OK) {
+        tc_log_warn("pipeline", "%s (will retry when writing)", errstr);
+        snprintf(p->not_ready, sizeof(p->not_ready), "the store is unreachable (%s)",
+                 tc_err_name(err));
+    }
+    return err;
+}
+
+/* 1 when batches are in flight and no writer is free: a batch past its time must wait. */
+int tc_pipeline_writers_busy(tc_pipeline *p)
+{
+    return p->nflight && tc_store_async_free_writer(p->writers) < 0;
+}
+
+/* Make everything the store has been given durable: the batch being filled and those in flight. */
+tc_err tc_pipeline_builtin_flush(tc_pipeline *p)
+{
+    return tc_pipeline_flush(p);
 }

@@ -17,8 +17,7 @@
 /* How long the broker may take to tell the ends of the topic's partitions (idle check). */
 #define TC_ENDS_TIMEOUT_MS 5000
 
-static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *high, int64_t *next,
-                                     int64_t *rollup);
+static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *high, int64_t *next);
 
 /*
  * A mark past the end of its partition means the topic was deleted and created again under the same
@@ -41,8 +40,6 @@ void tc_pipeline_check_ends(tc_pipeline *p)
         if (!m || !m->assigned)
             continue;
         mark = tc_sinkset_mark_max(p->sinks, parts[i], m->store_next);
-        if (m->rollup_next != INT64_MAX && m->rollup_next > mark)
-            mark = m->rollup_next;
         if (mark <= high[i])
             continue;
         p->fatal = TC_ERR_CONFIG;
@@ -61,8 +58,8 @@ void tc_pipeline_check_ends(tc_pipeline *p)
 
 /*
  * --exit-when-idle: "everything consumed" means the store holds, for every partition of the topic,
- * a next offset at the partition's end -- whichever group member consumed it -- and so do the
- * rollups and the lake (committed, or in files this process commits on its way out). Asking the
+ * a next offset at the partition's end -- whichever group member consumed it -- and so does every
+ * other sink (durable, or taken by this process, which makes it durable on its way out). Asking the
  * store rather than looking at our own assignment matters after a crash: the dead predecessor keeps
  * its partitions until its session times out, and a restarted member that looked only at itself
  * would find nothing assigned and leave early.
@@ -72,38 +69,26 @@ int tc_pipeline_topic_done(tc_pipeline *p)
     int32_t *parts = malloc(TC_TRACKED_MAX * sizeof(*parts));
     int64_t *high = malloc(TC_TRACKED_MAX * sizeof(*high));
     int64_t *next = malloc(TC_TRACKED_MAX * sizeof(*next));
-    int64_t *rollup = malloc(TC_TRACKED_MAX * sizeof(*rollup));
-    int done =
-        parts && high && next && rollup && tc_pipeline_topic_done_in(p, parts, high, next, rollup);
+    int done = parts && high && next && tc_pipeline_topic_done_in(p, parts, high, next);
 
     free(parts);
     free(high);
     free(next);
-    free(rollup);
     return done;
 }
 
 /* tc_pipeline_topic_done with its arrays (TC_TRACKED_MAX each). */
-static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *high, int64_t *next,
-                                     int64_t *rollup)
+static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *high, int64_t *next)
 {
     char errstr[TC_ERRSTR_MAX];
     int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_TRACKED_MAX,
                                    TC_ENDS_TIMEOUT_MS);
 
     if (n < 0 ||
-        tc_store_load_offsets(p->store, parts, (size_t)n, next, errstr, sizeof(errstr)) != TC_OK ||
-        (!p->windows && tc_store_load_rollup_offsets(p->store, parts, (size_t)n, rollup, errstr,
-                                                     sizeof(errstr)) != TC_OK))
+        tc_store_load_offsets(p->store, parts, (size_t)n, next, errstr, sizeof(errstr)) != TC_OK)
         return 0;
     for (int i = 0; i < n; i++) {
         if (high[i] > 0 && next[i] < high[i])
-            return 0;
-        /* The rollups: written that far, or pending here (this process writes them at exit). */
-        if (high[i] > 0 && !p->windows && rollup[i] != TC_STORE_MARK_ABSENT &&
-            rollup[i] < high[i] &&
-            !((size_t)parts[i] < p->nmarks && p->marks[parts[i]].assigned &&
-              p->marks[parts[i]].rollup_next >= high[i]))
             return 0;
         /* The other sinks, of the partitions this member has: what they took is made durable at
          * exit (another member's partitions are that member's to finish). */

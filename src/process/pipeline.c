@@ -22,37 +22,10 @@
  * soon after the writer is done with it: the latency of a quiet stream depends on it. */
 #define TC_FLIGHT_POLL_MS 5
 
-static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset);
-static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition,
-                                    int64_t offset);
 static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m);
 static tc_err tc_pipeline_sinks_recover(tc_pipeline *p);
 
-tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
-{
-    tc_marks *m;
-    size_t n;
-
-    if (partition < 0 || partition >= TC_TRACKED_MAX)
-        return NULL;
-    if ((size_t)partition >= p->nmarks) {
-        n = (size_t)partition + 1 > p->nmarks * 2 ? (size_t)partition + 1 : p->nmarks * 2;
-        m = realloc(p->marks, n * sizeof(*m));
-        if (!m)
-            return NULL;
-        for (size_t i = p->nmarks; i < n; i++)
-            m[i] = (tc_marks){.store_next = -1,
-                              .rollup_next = -1,
-                              .rollup_durable = -1,
-                              .store_sent = -1,
-                              .rewind = TC_NO_REWIND};
-        p->marks = m;
-        p->nmarks = n;
-    }
-    return &p->marks[partition];
-}
-
-/* A durable write found a partition moved on by another member (store.h, sink.h): log it and drop
+/* A durable write found a partition moved on by another member (sink.h): log it and drop
  * what this member holds; tc_pipeline_resume reads the sinks' marks again. */
 tc_err tc_pipeline_fence(tc_pipeline *p, const char *why)
 {
@@ -70,6 +43,8 @@ tc_err tc_pipeline_set_windows(tc_pipeline *p, const tc_pipeline_window *w, size
 {
     tc_windows_destroy(p->windows);
     p->windows = tc_windows_new(w, n);
+    /* Sinks whose range a replay recomputes itself take nothing of it. */
+    tc_sinkset_leave_out(p->sinks, TC_SINK_NO_REPLAY);
     return p->windows ? TC_OK : tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
 }
 
@@ -78,40 +53,11 @@ void tc_pipeline_get_stats(const tc_pipeline *p, tc_pipeline_stats *out)
     *out = p->stats;
 }
 
-/* Which sinks a message at this offset is for (0: both already have it). */
-static unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset)
-{
-    tc_marks *m = tc_pipeline_marks(p, partition);
-    unsigned sinks = 0;
-
-    if (!m || m->store_next < 0 || offset >= m->store_next)
-        sinks |= TC_SINK_STORE;
-    if (!p->windows && (!m || m->rollup_next < 0 || offset >= m->rollup_next))
-        sinks |= TC_SINK_ROLLUP;
-    sinks |= tc_sinkset_wants(p->sinks, partition, offset);
-    if (p->windows)
-        sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
-    return sinks;
-}
-
-/* Record the message's offset with the sinks it was meant for. */
-static void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition,
-                                    int64_t offset)
-{
-    if ((sinks & TC_SINK_STORE) &&
-        !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
-        tc_pipeline_note(p->cur->pending, &p->cur->npending, partition, offset);
-    if (sinks & TC_SINK_ROLLUP)
-        tc_pipeline_note(p->cur->rollup_pending, &p->cur->nrollup_pending, partition, offset);
-    tc_sinkset_note(p->cur->gen, sinks, partition, offset);
-}
-
+/* One message: the skip rule, the batch's room, then the decoder (decode.c) with the sinks it is
+ * for. */
 static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
 {
-    char detail[TC_REJECT_DETAIL_MAX];
     unsigned sinks = tc_pipeline_sinks_for(p, m->partition, m->offset);
-    int32_t writer_id;
-    tc_reject r;
     tc_err err;
 
     if (p->fenced)
@@ -124,82 +70,12 @@ static tc_err tc_pipeline_process(tc_pipeline *p, const tc_message *m)
         p->batch_started_us = p->now_us;
     p->stats.consumed++;
     tc_observe_note_message(p->obs, p->cur, m->timestamp_ms);
-    if (m->len == 0 || !m->payload) {
-        r = TC_REJECT_EMPTY;
-        snprintf(detail, sizeof(detail), "empty message");
-    } else if (p->windows && tc_windows_skips(p->windows, m->partition, m->offset)) {
-        r = TC_REJECT_STORE_REFUSED;
-        snprintf(detail, sizeof(detail), "skipped unread by thermocline replay --skip-offset");
-    } else if (m->len > (size_t)p->cfg->max_message_bytes) {
-        r = TC_REJECT_TOO_LARGE;
-        snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the %lld-byte limit", m->len,
-                 (long long)p->cfg->max_message_bytes);
-    } else {
-        for (int attempt = 0;; attempt++) {
-            int due = attempt > 0;
-
-            if (!due && (err = tc_pipeline_batch_due(p, 0, &due)) != TC_OK)
-                return err;
-            if (due || tc_batch_row_begin(p->cur->batch) == TC_ERR_FULL) {
-                err = tc_pipeline_dispatch(p);
-                if (err != TC_OK)
-                    return err;
-                p->batch_started_us = p->now_us;
-                tc_batch_row_begin(p->cur->batch);
-            }
-            r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
-            if (r == TC_REJECT_NONE)
-                r = tc_pipeline_shape(p, p->cur->batch->n, writer_id);
-            if (r == TC_PIPELINE_STOPPED)
-                return TC_ERR_STOPPED;
-            if (r != TC_JSON_BATCH_FULL)
-                break;
-            if (attempt > 0) {
-                /* The decoder answers TOO_LARGE itself when an empty batch cannot hold it. */
-                r = TC_REJECT_TOO_LARGE;
-                snprintf(detail, sizeof(detail), "reading does not fit an empty batch");
-                break;
-            }
-        }
-        if (r == TC_REJECT_NONE)
-            r = tc_validate_row(p->cur->batch, p->cur->batch->n, &p->cfg->limits, p->now_us, detail,
-                                sizeof(detail));
-        if (r == TC_REJECT_NONE && p->dedupe &&
-            tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
-                            p->cur->batch->time_us[p->cur->batch->n])) {
-            r = TC_REJECT_DUPLICATE;
-            snprintf(detail, sizeof(detail),
-                     "a resend of an earlier reading of this partition (same device_id, timestamp "
-                     "and %s)",
-                     p->row_has_id ? "message_id" : "content");
-        }
-        if (r == TC_REJECT_NONE) {
-            p->cur->batch->partition[p->cur->batch->n] = m->partition;
-            p->cur->batch->offset[p->cur->batch->n] = m->offset;
-            p->cur->sinks[p->cur->batch->n] = (uint8_t)sinks;
-            p->cur->store_rows += (sinks & TC_SINK_STORE) != 0;
-            tc_batch_row_commit(p->cur->batch);
-            tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
-            return TC_OK;
-        }
-    }
-    /* Dead letters live in the store only; the other sinks just move past them. */
-    err = TC_OK;
-    if (sinks & TC_SINK_STORE)
-        err = tc_pipeline_dead_letter(p, m, r,
-                                      r == TC_REJECT_DUPLICATE ? "dedupe"
-                                      : r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA
-                                          ? "decode"
-                                          : "validate",
-                                      detail);
-    if (err == TC_OK)
-        tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
-    return err;
+    return tc_pipeline_take(p, m, sinks);
 }
 
 /*
  * After a fenced write, or partitions taken away while a sink waited: drop every batch this member
- * holds (in flight, being filled, the pending aggregates, what the other sinks have only taken),
+ * holds (in flight, being filled, what every sink has only taken),
  * read the marks of the partitions it still has again from every sink, and move the consumer back
  * to the lowest mark of each, as after an assignment. A batch that did
  * commit is not lost: the marks read say so. When the marks cannot be read the next turn of the
@@ -209,51 +85,27 @@ tc_err tc_pipeline_resume(tc_pipeline *p)
 {
     char errstr[TC_ERRSTR_MAX];
     int32_t *parts = malloc((p->nmarks + 1) * sizeof(*parts));
-    int64_t *next = malloc((p->nmarks + 1) * sizeof(*next));
-    int64_t *rnext = malloc((p->nmarks + 1) * sizeof(*rnext));
+    int64_t *low = malloc((p->nmarks + 1) * sizeof(*low));
     int64_t *glow = malloc((p->nmarks + 1) * sizeof(*glow));
     tc_partition_offset *from = malloc((p->nmarks + 1) * sizeof(*from));
     size_t n = 0;
-    tc_err err = parts && next && rnext && glow && from ? TC_OK : TC_ERR_NOMEM;
+    tc_err err = parts && low && glow && from ? TC_OK : TC_ERR_NOMEM;
 
-    tc_pipeline_settle(p, 1);
-    tc_pipeline_drop(p);
-    tc_pipeline_rollups_collect(p, 1); /* a flush that went through keeps its marks */
-    tc_store_rollups_clear(p->store);
-    tc_store_rollups_clear(tc_store_async_rollups_store(p->writers));
-    p->rollup_retry = 0;
+    tc_pipeline_builtin_drop(p);
     for (size_t i = 0; err == TC_OK && i < p->nmarks; i++) {
         p->marks[i].rewind = TC_NO_REWIND;
-        /* The aggregates are gone: no partition's rollups are past what is written, those taken
-         * away meanwhile included (a later flush would move their marks over rows it lacks). */
-        if (p->marks[i].rollup_next != INT64_MAX)
-            p->marks[i].rollup_next = p->marks[i].rollup_durable;
         if (p->marks[i].assigned)
             parts[n++] = (int32_t)i;
     }
     p->rewinds = 0;
     if (err == TC_OK)
-        err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
-    if (err == TC_OK && !p->windows)
-        err = tc_store_load_rollup_offsets(p->store, parts, n, rnext, errstr, sizeof(errstr));
-    if (err == TC_OK && !p->windows)
-        err = tc_pipeline_rollups_init_marks(p, parts, n, next, rnext, errstr, sizeof(errstr));
+        err = tc_pipeline_builtin_reload(p, parts, n, low, errstr, sizeof(errstr));
     for (size_t i = 0; i < n; i++)
         glow[i] = TC_SINK_MARK_ALL;
     if (err == TC_OK)
         err = tc_sinkset_recover(p->sinks, parts, n, 1, p->now_us, glow, errstr, sizeof(errstr));
-    for (size_t i = 0; err == TC_OK && i < n; i++) {
-        tc_marks *m = &p->marks[parts[i]];
-        int64_t low = next[i];
-        m->store_next = next[i];
-        m->sent_gen = 0;
-        if (!p->windows)
-            m->rollup_next = m->rollup_durable = rnext[i];
-        if (m->rollup_next < low)
-            low = m->rollup_next;
-        low = glow[i] < low ? glow[i] : low; /* -1, nothing yet, is the lowest */
-        from[i] = (tc_partition_offset){parts[i], low};
-    }
+    for (size_t i = 0; err == TC_OK && i < n; i++) /* -1, nothing yet, is the lowest */
+        from[i] = (tc_partition_offset){parts[i], glow[i] < low[i] ? glow[i] : low[i]};
     if (err == TC_OK)
         err = tc_consumer_seek(p->consumer, from, n, errstr, sizeof(errstr));
     if (err == TC_OK) {
@@ -268,8 +120,7 @@ tc_err tc_pipeline_resume(tc_pipeline *p)
         tc_pipeline_wait(p, TC_RETRY_MIN_MS, 0);
     }
     free(parts);
-    free(next);
-    free(rnext);
+    free(low);
     free(glow);
     free(from);
     return p->fatal ? p->fatal : TC_OK;
@@ -348,17 +199,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     if (p->obs)
         tc_log_info("pipeline", "serving /healthz, /readyz and /metrics on port %u",
                     tc_observe_port(p->obs));
-    err = tc_store_connect(p->store, errstr, errstr_size);
-    if (err == TC_OK)
-        err = tc_store_ensure_partitions_around(
-            p->store, started, (int)(p->cfg->limits.max_age_s / 86400) + 1, errstr, errstr_size);
-    p->store_ok = err == TC_OK;
-    if (err != TC_OK) {
-        tc_log_warn("pipeline", "%s (will retry when writing)", errstr);
-        snprintf(p->not_ready, sizeof(p->not_ready), "the store is unreachable (%s)",
-                 tc_err_name(err));
-    }
-    err = TC_OK;
+    tc_pipeline_builtin_connect(p, started, errstr, errstr_size);
     tc_pipeline_publish(p);
     tc_log_info("pipeline", "consuming \"%s\" from %s as group \"%s\"", p->cfg->kafka_topic,
                 p->cfg->kafka_brokers, p->cfg->kafka_group);
@@ -380,7 +221,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         if (p->nflight && timeout_ms > TC_FLIGHT_POLL_MS)
             timeout_ms = TC_FLIGHT_POLL_MS;
         /* A batch past its time waits for a writer: poll meanwhile, without spinning. */
-        if (timeout_ms == 0 && p->nflight && tc_store_async_free_writer(p->writers) < 0)
+        if (timeout_ms == 0 && tc_pipeline_writers_busy(p))
             timeout_ms = 1;
         n = tc_consumer_poll(p->consumer, timeout_ms, p->msgs, TC_CONSUMER_FETCH_MAX);
         p->backlog = n == TC_CONSUMER_FETCH_MAX;
@@ -413,17 +254,15 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
                 err = tc_pipeline_dispatch(p);
         }
         /* The writer is done with the batch in flight: settle it now, not when the next is
-         * full, so that its rollups, other sinks' rows and Kafka offsets follow at once. */
+         * full, so that the other sinks' rows and Kafka offsets follow at once. */
         if (err == TC_OK)
             err = tc_pipeline_settle_done(p);
         if (err != TC_OK && p->fenced && !p->fatal && err != TC_ERR_STOPPED)
             err = TC_OK; /* the next turn resumes from the stored marks */
         if (err != TC_OK)
             break;
-        if ((err = tc_pipeline_rollups_due(p)) != TC_OK)
-            break;
         /* The sinks behind process/sink.h write by their own policy (size, age, interval), even
-         * when no batch comes to trigger it (the lake rolls its files by age). */
+         * when no batch comes to trigger it (files rolled by age). */
         if (!p->fenced &&
             (err = tc_sinkset_flush(p->sinks, p->now_us, 0, errstr, errstr_size)) != TC_OK) {
             if (err != TC_ERR_FENCED) {
@@ -471,9 +310,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
     }
     if (err == TC_OK && !p->fatal)
-        err = tc_pipeline_flush(p);
-    if (err == TC_OK && !p->fatal)
-        err = tc_pipeline_rollups_flush(p);
+        err = tc_pipeline_builtin_flush(p);
     if (err == TC_OK && !p->fatal && !p->fenced) {
         err = tc_sinkset_flush(p->sinks, tc_time_now_us(), 1, errstr, errstr_size);
         if (err != TC_OK && err != TC_ERR_FENCED) {
@@ -483,7 +320,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         tc_pipeline_commit_kafka(p, 1); /* the last one: answered before the consumer closes */
     }
     if (tc_sinkset_broken(p->sinks) && !p->fatal)
-        /* Stopped with a sink behind the store: nothing is lost, the next run resumes it from
+        /* Stopped with a sink behind the primary: nothing is lost, the next run resumes it from
          * its durable marks. */
         tc_log_warn("pipeline", "stopping with a sink behind its last reads (see /readyz and the "
                                 "log); the next run resumes it from its durable marks");
@@ -496,7 +333,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
                                 "partitions' owners resume from what is stored");
         err = TC_OK;
     } else if (err == TC_ERR_STOPPED) {
-        /* Stopped while the store was down: the batch is not written and will be read again. */
+        /* Stopped while the primary sink was down: the batch is not written and will be read again.
+         */
         err = TC_OK;
     } else if (err != TC_OK && errstr[0] == '\0') {
         tc_err_set(err, errstr, errstr_size, "pipeline stopped: %s", tc_err_name(err));

@@ -5,7 +5,7 @@
  * serve.c (waits that keep the group membership, Kafka's commit), decode.c (messages into rows or
  * dead letters), catalog_sync.c, reload.c, idle.c (partition ends, --exit-when-idle), status.c
  * (/readyz snapshot, progress log), flight.c (batch slots and the store's writers), refused.c
- * (rows PostgreSQL refuses), rollups.c, rebalance.c, pipeline_new.c. Everything here runs on the
+ * (rows PostgreSQL refuses), rebalance.c, pipeline_new.c. Everything here runs on the
  * pipeline thread, which owns struct tc_pipeline; nothing outside process/ includes this header.
  */
 #ifndef TC_PROCESS_PIPELINE_INT_H
@@ -55,10 +55,6 @@
 typedef struct tc_marks {
     int64_t store_next;
     int assigned;
-    /* The rollups (and latest state): rows below rollup_next are in the pending aggregates or
-     * written; rows below rollup_durable are written (tc_store_rollups_flush). */
-    int64_t rollup_next;
-    int64_t rollup_durable;
     /* Fencing (store.h): the store's next offset once the batches handed to writers are
      * committed, valid while sent_gen is the pipeline's flight_gen. The next batch's offsets move
      * from there. */
@@ -71,8 +67,7 @@ typedef struct tc_marks {
 #define TC_NO_REWIND (-2)
 
 /* Sinks a row is meant for. */
-#define TC_SINK_STORE  1u
-#define TC_SINK_ROLLUP 4u
+#define TC_SINK_STORE 1u
 
 /* Rows of one batch PostgreSQL may refuse before the run stops: a handful of bad values is data,
  * more is the schema or a constraint every row breaks (see tc_pipeline_isolate_refused). */
@@ -81,7 +76,7 @@ typedef struct tc_marks {
 /*
  * One batch and what goes with it: its rows, its dead letters, and how far it takes each sink on
  * each partition. There are two: the pipeline fills one while the writer has the other in flight
- * (tc_pipeline_dispatch), and settles the one in flight -- the store's marks, the rollups, the
+ * (tc_pipeline_dispatch), and settles the one in flight -- the store's marks, the
  * other sinks, Kafka -- before it hands the writer the next (tc_pipeline_settle), so the sinks take
  * the batches in the order they were read.
  */
@@ -93,8 +88,6 @@ typedef struct tc_slot {
     tc_partition_offset pending[TC_PENDING_MAX]; /* store: next offset per partition in batch */
     int64_t pending_from[TC_PENDING_MAX];        /* ...and the stored one it moves from (fencing) */
     size_t npending;
-    tc_partition_offset rollup_pending[TC_PENDING_MAX]; /* rollups: the same for the rollups */
-    size_t nrollup_pending;
     size_t store_rows;     /* rows of the batch meant for the store */
     const tc_batch *rows;  /* what the writer was given: batch, or filtered */
     int writer;            /* the writer it is in flight on, -1 when none */
@@ -124,12 +117,11 @@ struct tc_pipeline {
     tc_slot *cur;     /* the batch being filled */
     tc_slot **flight; /* the batches the writers have, oldest first (a ring of nslots) */
     size_t flight_head, nflight;
-    int chain_broken;     /* a batch in flight failed: settle all before handing out another */
-    int backlog;          /* the last poll filled its array: more messages are waiting already */
-    tc_store *wstore;     /* the store of the writer whose batch is being settled */
-    uint8_t *rollup_mask; /* per row: 1 if for the rollups (tc_store_rollups_add's mask) */
-    tc_batch *probe;      /* rows of a refused batch, probed to find the refused ones */
-    tc_dedupe *dedupe;    /* NULL when dedupe.window_s is 0 */
+    int chain_broken;  /* a batch in flight failed: settle all before handing out another */
+    int backlog;       /* the last poll filled its array: more messages are waiting already */
+    tc_store *wstore;  /* the store of the writer whose batch is being settled */
+    tc_batch *probe;   /* rows of a refused batch, probed to find the refused ones */
+    tc_dedupe *dedupe; /* NULL when dedupe.window_s is 0 */
     /* Per partition (indexed like marks): the dedupe lookback's dead-letter offsets, which it
      * skips. Freed when the lookback is over (tc_pipeline_remember past them). */
     struct tc_lookback {
@@ -148,16 +140,7 @@ struct tc_pipeline {
         char why[TC_REJECT_DETAIL_MAX];
     } refused[TC_REFUSED_MAX];
     size_t nrefused;
-    int64_t rollups_flushed_us; /* when the pending aggregates were last written */
-    /* The rollups' writer's flush (store/async.h): its marks, and whether it failed and holds
-     * the aggregates for another try. */
-    tc_partition_offset rollup_flight[TC_TRACKED_MAX];
-    int64_t rollup_flight_from[TC_TRACKED_MAX]; /* the durable marks they move from (fencing) */
-    tc_partition_offset rollup_sync[TC_TRACKED_MAX]; /* tc_pipeline_rollups_flush's own marks */
-    int64_t rollup_sync_from[TC_TRACKED_MAX];
     tc_partition_offset kafka_offs[TC_TRACKED_MAX]; /* tc_pipeline_commit_kafka's */
-    size_t nrollup_flight;
-    int rollup_retry;
     int check_ends;  /* a new assignment: compare the marks with the partitions' ends */
     tc_marks *marks; /* indexed by partition */
     size_t nmarks;
@@ -176,9 +159,6 @@ struct tc_pipeline {
     int rewinds;         /* some marks have a rewind */
     uint32_t flight_gen; /* bumped when a batch goes to an idle pool (tc_marks.store_sent) */
     tc_pipeline_stats stats;
-    /* The built-in sinks' counters for /metrics (the store's are in stats). */
-    uint64_t rollup_rows, rollup_failures;
-    int rollups_on; /* rollups named in pipeline.sinks and postgres.rollups on */
     tc_message msgs[TC_CONSUMER_FETCH_MAX];
     tc_message serve_msgs[TC_SERVE_FETCH_MAX]; /* what a poll while serving hands out anyway */
 };
@@ -187,7 +167,6 @@ struct tc_pipeline {
 #define TC_PIPELINE_STOPPED ((tc_reject)(TC_REJECT__COUNT + 1))
 
 /* pipeline.c */
-tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition);
 tc_err tc_pipeline_fence(tc_pipeline *p, const char *why);
 tc_err tc_pipeline_resume(tc_pipeline *p);
 
@@ -208,6 +187,7 @@ tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id);
 tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t *writer_id, char *detail,
                              size_t detail_size);
 tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m);
+tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks);
 
 /* catalog_sync.c */
 void tc_pipeline_refresh_catalog(tc_pipeline *p);
@@ -230,16 +210,6 @@ const tc_batch *tc_pipeline_store_rows(tc_slot *s);
 tc_err tc_pipeline_isolate_refused(tc_pipeline *p, tc_slot *s, const tc_batch *rows, char *errstr,
                                    size_t errstr_size);
 
-/* rollups.c */
-tc_err tc_pipeline_rollups_init_marks(tc_pipeline *p, const int32_t *parts, size_t n,
-                                      const int64_t *store_next, int64_t *rollup_next, char *errstr,
-                                      size_t errstr_size);
-tc_err tc_pipeline_rollups_take(tc_pipeline *p, tc_slot *s);
-tc_err tc_pipeline_rollups_collect(tc_pipeline *p, int block);
-void tc_pipeline_rollups_discard(tc_pipeline *p);
-tc_err tc_pipeline_rollups_flush(tc_pipeline *p);
-tc_err tc_pipeline_rollups_due(tc_pipeline *p);
-
 /* flight.c */
 size_t tc_pipeline_batch_cap(const tc_config *cfg);
 tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset *sinks);
@@ -255,7 +225,20 @@ tc_err tc_pipeline_dispatch(tc_pipeline *p);
 tc_err tc_pipeline_flush(tc_pipeline *p);
 
 /* rebalance.c */
+tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition);
 tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64_t *next);
 void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, int lost);
+
+/* the sink the pipeline drives itself, the store (rebalance.c, flight.c): what the coordinator
+ * asks of it */
+void tc_pipeline_builtin_drop(tc_pipeline *p);
+tc_err tc_pipeline_builtin_reload(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *low,
+                                  char *errstr, size_t errstr_size);
+unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset);
+void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition, int64_t offset);
+tc_err tc_pipeline_builtin_connect(tc_pipeline *p, int64_t now_us, char *errstr,
+                                   size_t errstr_size);
+int tc_pipeline_writers_busy(tc_pipeline *p);
+tc_err tc_pipeline_builtin_flush(tc_pipeline *p);
 
 #endif

@@ -64,7 +64,6 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     /* Shorthands: postgres.rollups=false, or rollups left out of pipeline.sinks. */
     if (!tc_pipeline_sink_listed(cfg, "rollups"))
         so.rollups = -1;
-    p->rollups_on = so.rollups >= 0;
     p->store = tc_store_new(&so, errstr, errstr_size);
     /* Writers wait for their turn to commit with their transaction open: a lock that DDL of
      * another writer waits for (async.h). The timeout turns that deadlock into a retry. */
@@ -81,7 +80,6 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
         return NULL;
     }
     p->cur = &p->slots[0];
-    p->rollup_mask = calloc(tc_pipeline_batch_cap(cfg), 1);
     p->probe = tc_batch_new(tc_pipeline_batch_cap(cfg), 0);
     if (cfg->dedupe_window_s > 0) {
         p->dedupe =
@@ -94,7 +92,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     for (size_t i = 0; i < p->nslots; i++)
         slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg, p->sinks) == TC_OK;
-    if (!p->store || !slots_ok || !p->rollup_mask || !p->probe) {
+    if (!p->store || !slots_ok || !p->probe) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
@@ -161,7 +159,6 @@ void tc_pipeline_destroy(tc_pipeline *p)
         tc_pipeline_slot_free(&p->slots[i]);
     free(p->slots);
     free(p->flight);
-    free(p->rollup_mask);
     tc_batch_destroy(p->probe);
     tc_dedupe_destroy(p->dedupe);
     for (size_t i = 0; i < p->nlookback; i++)

@@ -43,7 +43,6 @@ tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64
 static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next)
 {
     char errstr[TC_ERRSTR_MAX];
-    int64_t *rollup_next = NULL;
     tc_err err;
 
     for (size_t i = 0; i < n; i++) {
@@ -66,45 +65,19 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
     }
     if (err == TC_OK && p->windows)
         tc_windows_assign(p->windows, parts, n, next);
-    if (err == TC_OK && !p->windows) {
-        rollup_next = calloc(n + 1, sizeof(*rollup_next));
-        err = rollup_next ? tc_store_load_rollup_offsets(p->store, parts, n, rollup_next, errstr,
-                                                         sizeof(errstr))
-                          : TC_ERR_NOMEM;
-        if (err == TC_OK)
-            err = tc_pipeline_rollups_init_marks(p, parts, n, next, rollup_next, errstr,
-                                                 sizeof(errstr));
-    }
     if (err != TC_OK) {
         tc_pipeline_marks_unread(p, err, errstr);
-        free(rollup_next);
         return err;
     }
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
-        if (!m) {
-            free(rollup_next);
+        if (!m)
             return TC_ERR_NOMEM;
-        }
         m->store_next = next[i];
         m->sent_gen = 0; /* the batches in flight have none of it: the next moves from here */
         m->rewind = TC_NO_REWIND;
         m->assigned = 1;
-        /* A replay keeps the rollups out of the way: it recomputes what its range feeds. */
-        m->rollup_next = m->rollup_durable = rollup_next ? rollup_next[i] : INT64_MAX;
-        if (m->rollup_next < next[i]) {
-            if (m->rollup_next < 0)
-                tc_log_info("pipeline",
-                            "partition %d: the rollups resume from the start, the store at %lld",
-                            parts[i], (long long)next[i]);
-            else
-                tc_log_info("pipeline",
-                            "partition %d: the rollups resume at %lld, the store at %lld", parts[i],
-                            (long long)m->rollup_next, (long long)next[i]);
-            next[i] = m->rollup_next;
-        }
     }
-    free(rollup_next);
     /* The other sinks (a replay's too: each takes what its own marks say, as in a run). Start at
      * the lowest mark: -1 ("nothing yet") is the lowest of all. */
     err = tc_sinkset_open(p->sinks, parts, n, next, errstr, sizeof(errstr));
@@ -166,7 +139,7 @@ void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, int los
 static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
 {
     char errstr[TC_ERRSTR_MAX];
-    int written = 0, rollups_written, sinks_written = 1;
+    int written = 0, sinks_written = 1;
     int32_t cut = p->windows && !p->closing ? tc_windows_unfinished(p->windows, parts, n) : -1;
 
     if (cut >= 0 && !p->fatal) {
@@ -196,14 +169,53 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
         sinks_written = 0;
     }
     tc_sinkset_revoke(p->sinks, parts, n, written && sinks_written);
-    /* The pending aggregates hold rows of these partitions: written now, or never (their next
-     * owner reads them again from the rollups' marks, and so do we for the partitions we keep). */
-    rollups_written = !lost && tc_pipeline_rollups_flush(p) == TC_OK;
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (m)
             m->assigned = 0;
     }
-    if (!rollups_written)
-        tc_pipeline_rollups_discard(p);
+}
+
+/* A partition's marks, made (nothing held yet) the first time it is seen; NULL past
+ * TC_TRACKED_MAX or out of memory. */
+tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
+{
+    tc_marks *m;
+    size_t n;
+
+    if (partition < 0 || partition >= TC_TRACKED_MAX)
+        return NULL;
+    if ((size_t)partition >= p->nmarks) {
+        n = (size_t)partition + 1 > p->nmarks * 2 ? (size_t)partition + 1 : p->nmarks * 2;
+        m = realloc(p->marks, n * sizeof(*m));
+        if (!m)
+            return NULL;
+        for (size_t i = p->nmarks; i < n; i++)
+            m[i] = (tc_marks){.store_next = -1, .store_sent = -1, .rewind = TC_NO_REWIND};
+        p->marks = m;
+        p->nmarks = n;
+    }
+    return &p->marks[partition];
+}
+
+/* The store's share of a resume (tc_pipeline_resume): drop every batch this member holds (in
+ * flight, being filled). */
+void tc_pipeline_builtin_drop(tc_pipeline *p)
+{
+    tc_pipeline_settle(p, 1);
+    tc_pipeline_drop(p);
+}
+
+/* Read the store's marks of parts[0..n) again into low[], as after an assignment. */
+tc_err tc_pipeline_builtin_reload(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *low,
+                                  char *errstr, size_t errstr_size)
+{
+    tc_err err = tc_store_load_offsets(p->store, parts, n, low, errstr, errstr_size);
+
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        tc_marks *m = &p->marks[parts[i]];
+        m->store_next = low[i];
+        m->sent_gen = 0;
+    }
+    return err;
 }

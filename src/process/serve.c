@@ -82,13 +82,12 @@ void tc_pipeline_unpause(tc_pipeline *p)
     p->rewinds = 0;
 }
 
-/* Wait for writer w (-1: the rollups' writer) to be done, serving the consumer after a while. */
+/* Wait for writer w to be done, serving the consumer after a while. */
 void tc_pipeline_await(tc_pipeline *p, int w)
 {
     int waited = 0;
 
-    while (!(w >= 0 ? tc_store_async_await(p->writers, w, TC_SERVE_SLICE_MS)
-                    : tc_store_async_rollups_await(p->writers, TC_SERVE_SLICE_MS))) {
+    while (!tc_store_async_await(p->writers, w, TC_SERVE_SLICE_MS)) {
         waited += TC_SERVE_SLICE_MS;
         if (waited >= TC_SERVE_AFTER_MS)
             tc_pipeline_serve(p, 0);
@@ -124,7 +123,6 @@ void tc_pipeline_commit_kafka(tc_pipeline *p, int wait)
         int64_t next = m->store_next;
         if (!m->assigned)
             continue;
-        next = m->rollup_durable < next ? m->rollup_durable : next;
         next = tc_sinkset_durable_min(p->sinks, (int32_t)i, next);
         if (next >= 0)
             offs[n++] = (tc_partition_offset){(int32_t)i, next};
