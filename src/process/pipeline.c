@@ -273,6 +273,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
             tc_pipeline_fence(p, errstr);
             err = TC_OK;
         }
+        if (!p->fenced)
+            tc_pipeline_commit_kafka_moved(p);
         if (p->reload_flag && *p->reload_flag) {
             *p->reload_flag = 0;
             tc_pipeline_reload(p);

@@ -141,8 +141,10 @@ struct tc_pipeline {
     } refused[TC_REFUSED_MAX];
     size_t nrefused;
     tc_partition_offset kafka_offs[TC_TRACKED_MAX]; /* tc_pipeline_commit_kafka's */
-    int check_ends;  /* a new assignment: compare the marks with the partitions' ends */
-    tc_marks *marks; /* indexed by partition */
+    uint64_t kafka_sum;       /* a checksum of the offsets last committed to Kafka */
+    int64_t kafka_checked_us; /* when tc_pipeline_commit_kafka_moved last looked */
+    int check_ends;           /* a new assignment: compare the marks with the partitions' ends */
+    tc_marks *marks;          /* indexed by partition */
     size_t nmarks;
     int64_t batch_started_us; /* when the oldest message of the batch arrived, 0 = empty */
     int64_t now_us;
@@ -177,6 +179,7 @@ void tc_pipeline_await(tc_pipeline *p, int w);
 int tc_pipeline_wait(tc_pipeline *p, long ms, int fence);
 void tc_pipeline_sinks_wait(void *opaque, int ms);
 void tc_pipeline_commit_kafka(tc_pipeline *p, int wait);
+void tc_pipeline_commit_kafka_moved(tc_pipeline *p);
 int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms);
 
 /* decode.c */

@@ -168,6 +168,10 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
         tc_log_warn("pipeline", "%s (the partitions' next owner reads them again)", errstr);
         sinks_written = 0;
     }
+    /* Kafka's committed offsets of these partitions at what is durable now: their next owner
+     * starts from the sinks' marks, but the group's lag is read from here. */
+    if (written && sinks_written)
+        tc_pipeline_commit_kafka(p, 0);
     tc_sinkset_revoke(p->sinks, parts, n, written && sinks_written);
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);

@@ -112,22 +112,56 @@ void tc_pipeline_sinks_wait(void *opaque, int ms)
     tc_pipeline_serve(opaque, ms);
 }
 
-/* Tell Kafka how far every sink is (informational: lag monitoring). */
-void tc_pipeline_commit_kafka(tc_pipeline *p, int wait)
+/* How often the loop looks whether the sinks' durable marks moved on their own (every partition's
+ * marks of every sink are read: with thousands of partitions, not at every turn). */
+#define TC_KAFKA_CHECK_US 250000LL
+
+/* The offsets Kafka's commit would carry now into p->kafka_offs: the lowest durable mark of every
+ * sink, per assigned partition. Returns their count; *sum is a checksum of them. */
+static size_t tc_pipeline_kafka_offsets(tc_pipeline *p, uint64_t *sum)
 {
     tc_partition_offset *offs = p->kafka_offs;
     size_t n = 0;
 
+    *sum = 0;
     for (size_t i = 0; i < p->nmarks; i++) {
         tc_marks *m = &p->marks[i];
         int64_t next = m->store_next;
         if (!m->assigned)
             continue;
         next = tc_sinkset_durable_min(p->sinks, (int32_t)i, next);
-        if (next >= 0)
-            offs[n++] = (tc_partition_offset){(int32_t)i, next};
+        if (next < 0)
+            continue;
+        offs[n++] = (tc_partition_offset){(int32_t)i, next};
+        *sum = *sum * 1000003u + (uint64_t)i * 7919u + (uint64_t)next;
     }
-    tc_consumer_commit(p->consumer, offs, n, wait);
+    return n;
+}
+
+/* Tell Kafka how far every sink is (informational: lag monitoring). */
+void tc_pipeline_commit_kafka(tc_pipeline *p, int wait)
+{
+    size_t n = tc_pipeline_kafka_offsets(p, &p->kafka_sum);
+
+    tc_consumer_commit(p->consumer, p->kafka_offs, n, wait);
+}
+
+/* The same, only when the offsets moved since the last commit: after a sink made rows durable by
+ * its own policy (a flush of the rollups, a lake file rolled by age), with no batch to commit them
+ * with. */
+void tc_pipeline_commit_kafka_moved(tc_pipeline *p)
+{
+    uint64_t sum;
+    size_t n;
+
+    if (p->now_us - p->kafka_checked_us < TC_KAFKA_CHECK_US)
+        return;
+    p->kafka_checked_us = p->now_us;
+    n = tc_pipeline_kafka_offsets(p, &sum);
+    if (n && sum != p->kafka_sum) {
+        p->kafka_sum = sum;
+        tc_consumer_commit(p->consumer, p->kafka_offs, n, 0);
+    }
 }
 
 /* Sleep *backoff_ms (doubling it for next time, up to TC_RETRY_MAX_MS); 1 when a stop was asked
