@@ -8,8 +8,8 @@
  * before partitions are revoked; rows, dead letters and the next offset per partition go to
  * PostgreSQL in one transaction, and the batches commit in the order they were read. Up to
  * postgres.writers batches are in flight while the next is decoded; each is settled oldest first
- * (store marks, rollups, then the sinks behind process/sink.h: the lake, ...), and only then are
- * offsets committed to Kafka, at the lowest durable mark of every sink. A retriable store
+ * (store marks, then the sinks behind process/sink.h: the lake, the rollups, ...), and only then
+ * are offsets committed to Kafka, at the lowest durable mark of every sink. A retriable store
  * failure keeps the batch and retries it with capped exponential back-off and jitter (consumption
  * waits meanwhile: memory stays bounded by postgres.writers + 1 batches and their caps).
  */

@@ -116,6 +116,10 @@
 /* tc_sink_ops.flags. */
 #define TC_SINK_PRIMARY    1u /* owns the dead letters, settles a batch before the others */
 #define TC_SINK_KEEPS_ROWS 2u /* keeps the batch past append, until durable (see Ownership) */
+/* Left out of a replay (`thermocline replay`, process/window.h): the replay recomputes what the
+ * sink holds of its range itself (the rollups). Optional; a sink without it takes a replay's rows
+ * by its own marks, as in a run. */
+#define TC_SINK_NO_REPLAY 4u
 
 /* One batch as a sink sees it. */
 typedef struct tc_sink_rows {

@@ -13,14 +13,15 @@
 #include "lake/sink_lake.h"
 #include "process/sink_testfail.h"
 #include "quality/sink.h"
+#include "store/sink_rollup.h"
 
 static const struct tc_sink_entry {
     const char *name;
-    tc_sink_new_fn make; /* NULL: built into the pipeline itself (store, rollups) */
+    tc_sink_new_fn make; /* NULL: built into the pipeline itself (the store) */
 } tc_sink_table[] = {
     {"store", NULL},
     {"lake", tc_sink_lake_new},
-    {"rollups", NULL},
+    {"rollups", tc_sink_rollup_new},
     {"testfail", tc_sink_testfail_new},
     {"quality", tc_quality_sink_new},
     {"features", tc_feat_online_sink_new},

@@ -70,8 +70,7 @@ tc_sinkset *tc_sinkset_new(const tc_config *cfg, tc_sinkset_wait_fn wait, void *
             continue; /* built into the pipeline */
         if (s->n == TC_SINKSET_MAX) {
             tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                       "pipeline.sinks: more than %d sinks besides store, lake and rollups",
-                       TC_SINKSET_MAX);
+                       "pipeline.sinks: more than %d sinks besides the store", TC_SINKSET_MAX);
             tc_sinkset_destroy(s);
             return NULL;
         }
@@ -501,4 +500,20 @@ size_t tc_sinkset_status_get(const tc_sinkset *s, tc_sinkset_status *out, size_t
         out[n].recoveries = sk->recoveries;
     }
     return n;
+}
+
+void tc_sinkset_leave_out(tc_sinkset *s, unsigned flags)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; s && i < s->n; i++) {
+        if (s->sinks[i]->sink.ops->flags & flags) {
+            s->sinks[i]->sink.ops->close(s->sinks[i]->sink.ctx);
+            free(s->sinks[i]);
+            continue;
+        }
+        s->sinks[kept++] = s->sinks[i];
+    }
+    if (s)
+        s->n = kept;
 }

@@ -12,8 +12,8 @@
  * and the sink catches up while the others skip what they hold. A permanent failure stops the run;
  * a fence makes the pipeline resume every sink from what is durable.
  *
- * Sinks are those of pipeline.sinks that have a constructor (process/sinks.c); the store, the lake
- * and the rollups are still driven by the pipeline itself and report their state to it.
+ * Sinks are those of pipeline.sinks that have a constructor (process/sinks.c); the store is still
+ * driven by the pipeline itself and reports its state to it.
  *
  * Not thread-safe: the pipeline thread owns the set.
  */
@@ -29,7 +29,7 @@
 #include "core/error.h"
 #include "process/sink.h"
 
-/* A row's sink bits below this one are the pipeline's own sinks (store, lake, rollups); sink k of
+/* A row's sink bits below this one are the pipeline's own (the store's); sink k of
  * the set has bit TC_SINKSET_FIRST_BIT << k. */
 #define TC_SINKSET_FIRST_BIT 8u
 /* ...so a set holds at most this many (a row's sinks are one byte). */
@@ -116,6 +116,10 @@ int tc_sinkset_behind(const tc_sinkset *s, int32_t partition, int64_t high);
 /* Nonzero when a sink's storage, asked for a partition this member does not hold
  * (tc_sink_ops.stored), is behind high. */
 int tc_sinkset_stored_behind(const tc_sinkset *s, int32_t partition, int64_t high);
+
+/* Close and leave out the sinks whose ops have a flag of flags (TC_SINK_NO_REPLAY before a replay).
+ * Only before any partition is opened; batches made before keep working. */
+void tc_sinkset_leave_out(tc_sinkset *s, unsigned flags);
 
 /* Each sink's state into out[0..cap); returns the count. */
 size_t tc_sinkset_status_get(const tc_sinkset *s, tc_sinkset_status *out, size_t cap);

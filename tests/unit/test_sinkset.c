@@ -158,6 +158,39 @@ static void test_list_is_checked(void **state)
     assert_int_equal(tc_sink_parse_list(" , ", names, &n, errstr, sizeof(errstr)), TC_ERR_CONFIG);
     assert_non_null(tc_sink_find("testfail"));
     assert_null(tc_sink_find("store")); /* built into the pipeline */
+    assert_non_null(tc_sink_find("rollups"));
+}
+
+/* The rollups are a sink of the set (with postgres.rollups=false still: the latest state), and a
+ * replay, which recomputes them itself, leaves them out (TC_SINK_NO_REPLAY): the sink after them
+ * then has the first bit. */
+static void test_rollups_are_a_sink_left_out_of_a_replay(void **state)
+{
+    fixture *fx = *state;
+    char errstr[TC_ERRSTR_MAX];
+    tc_sinkset_status st[TC_SINKSET_MAX];
+    tc_sinkset *set;
+
+    assert_int_equal(
+        tc_config_set(fx->cfg, "pipeline.sinks", "store,rollups,testfail", errstr, sizeof(errstr)),
+        TC_OK);
+    set = tc_sinkset_new(fx->cfg, no_wait, NULL, errstr, sizeof(errstr));
+    assert_non_null(set);
+    assert_int_equal(tc_sinkset_status_get(set, st, TC_SINKSET_MAX), 2);
+    assert_string_equal(st[0].name, "rollups");
+    assert_string_equal(st[1].name, "testfail");
+    tc_sinkset_leave_out(set, TC_SINK_NO_REPLAY);
+    assert_int_equal(tc_sinkset_status_get(set, st, TC_SINKSET_MAX), 1);
+    assert_string_equal(st[0].name, "testfail");
+    assert_int_equal(tc_sinkset_wants(set, 0, 0), BIT);
+    tc_sinkset_destroy(set);
+
+    assert_int_equal(tc_config_set(fx->cfg, "postgres.rollups", "false", errstr, sizeof(errstr)),
+                     TC_OK);
+    set = tc_sinkset_new(fx->cfg, no_wait, NULL, errstr, sizeof(errstr));
+    assert_non_null(set);
+    assert_int_equal(tc_sinkset_count(set), 2);
+    tc_sinkset_destroy(set);
 }
 
 static void test_skip_rule_and_commit_minimum(void **state)
@@ -259,6 +292,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_is_checked),
+        cmocka_unit_test_setup_teardown(test_rollups_are_a_sink_left_out_of_a_replay, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_skip_rule_and_commit_minimum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_failure_opens_the_circuit_until_recovered,
                                         setup, teardown),

@@ -1,0 +1,449 @@
+/*
+ * flight.c -- the batch slots and the store's writers: filling, dispatching, settling.
+ *
+ * There is one slot per writer and one more: the pipeline fills one while the writers
+ * (store/async.h) have the others in flight, and settles the batches oldest first -- retrying a
+ * failed write with back-off, isolating refused rows, then the store's marks, the other sinks
+ * (process/sink.h) and Kafka's offsets -- so every sink takes the batches in the order they were
+ * read. A batch holds readings of at most pipeline.partitions_per_batch partitions: a reading of
+ * one more sends it to a writer first, never cutting an offset short.
+ */
+#include "process/pipeline_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Dead letters per batch before it is written regardless of its row count: a burst of garbage must
+ * not pile up in memory. */
+#define TC_DLQ_PER_BATCH 10000
+
+/* A batch past pipeline.batch_size looks for a free writer every this many rows: settling takes
+ * the writers' lock, which a check per reading would take ten thousand times a batch. */
+#define TC_GROW_CHECK_ROWS 64
+
+static void tc_pipeline_slot_reset(tc_slot *s);
+static int tc_pipeline_pending_has(const tc_partition_offset *pending, size_t n, size_t cap,
+                                   int32_t partition);
+static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch *rows, char *errstr,
+                                     size_t errstr_size);
+static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
+                                  char *errstr, size_t errstr_size);
+static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost);
+static tc_slot *tc_pipeline_free_slot(tc_pipeline *p);
+static void tc_pipeline_fence_from(tc_pipeline *p, tc_slot *s);
+
+/* Forget a slot's batch: written and settled, or never to be (it is read again). */
+static void tc_pipeline_slot_reset(tc_slot *s)
+{
+    tc_batch_reset(s->batch);
+    tc_dlq_batch_reset(s->dlq);
+    s->npending = 0;
+    s->store_rows = 0;
+    s->rows = NULL;
+    s->writer = -1;
+    tc_sinkset_batch_reset(s->gen);
+}
+
+/* Rows a batch can hold: pipeline.batch_size, or more while the writers are busy. */
+size_t tc_pipeline_batch_cap(const tc_config *cfg)
+{
+    return (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
+}
+
+tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset *sinks)
+{
+    size_t cap = tc_pipeline_batch_cap(cfg);
+
+    s->batch = tc_batch_new(cap, (size_t)cfg->batch_memory_bytes);
+    s->filtered = tc_batch_new(cap, 0);
+    s->sinks = calloc(cap, 1);
+    /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
+    s->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
+                              (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
+    s->writer = -1;
+    s->gen = tc_sinkset_batch_new(sinks);
+    return s->batch && s->filtered && s->sinks && s->dlq && s->gen ? TC_OK : TC_ERR_NOMEM;
+}
+
+void tc_pipeline_slot_free(tc_slot *s)
+{
+    tc_batch_destroy(s->batch);
+    tc_batch_destroy(s->filtered);
+    free(s->sinks);
+    tc_dlq_batch_destroy(s->dlq);
+    tc_sinkset_batch_destroy(s->gen);
+}
+
+/* Forget the batch being filled (the one in flight is the writer's until settled). */
+void tc_pipeline_drop(tc_pipeline *p)
+{
+    tc_observe_note_discard(p->obs, p->cur);
+    tc_pipeline_slot_reset(p->cur);
+    p->batch_started_us = 0;
+}
+
+void tc_pipeline_note(tc_partition_offset *pending, size_t *npending, int32_t partition,
+                      int64_t offset)
+{
+    for (size_t i = 0; i < *npending; i++) {
+        if (pending[i].partition == partition) {
+            if (offset + 1 > pending[i].next_offset)
+                pending[i].next_offset = offset + 1;
+            return;
+        }
+    }
+    /* tc_pipeline_room_for has made room: a batch never holds rows of a partition it has no
+     * offset for (written, its offset would not move, and a restart would write them again). */
+    if (*npending < TC_PENDING_MAX)
+        pending[(*npending)++] = (tc_partition_offset){partition, offset + 1};
+}
+
+static int tc_pipeline_pending_has(const tc_partition_offset *pending, size_t n, size_t cap,
+                                   int32_t partition)
+{
+    if (n < cap)
+        return 1; /* room for one more anyway */
+    for (size_t i = 0; i < n; i++) {
+        if (pending[i].partition == partition)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Whether the batch being filled can take a message of this partition: it tracks the offsets of
+ * at most pipeline.partitions_per_batch partitions (TC_PENDING_MAX at most) per sink. A message of
+ * one more partition makes the batch go to a writer first, and starts the next one: with a topic
+ * of more partitions than that, batches are smaller, never cut short of an offset.
+ */
+tc_err tc_pipeline_room_for(tc_pipeline *p, int32_t partition)
+{
+    size_t cap = (size_t)p->cfg->partitions_per_batch;
+    const tc_slot *s = p->cur;
+
+    if (cap > TC_PENDING_MAX)
+        cap = TC_PENDING_MAX;
+    if (tc_pipeline_pending_has(s->pending, s->npending, cap, partition) &&
+        tc_sinkset_room(s->gen, partition, cap))
+        return TC_OK;
+    if (p->stats.partition_flushes++ == 0)
+        tc_log_info("pipeline",
+                    "a batch holds readings of %zu partitions (pipeline.partitions_per_batch): "
+                    "written early, before a reading of partition %d (logged once; see "
+                    "thermocline_batches_partition_cap_total)",
+                    cap, partition);
+    return tc_pipeline_dispatch(p);
+}
+
+/* One attempt at writing a slot's batch on its writer's store (idle: its wait has returned). */
+static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch *rows, char *errstr,
+                                     size_t errstr_size)
+{
+    if (!rows->n && !s->dlq->n && !s->npending)
+        return TC_OK;
+    return tc_store_write(p->wstore, rows, s->dlq, s->pending, p->windows ? NULL : s->pending_from,
+                          s->npending, errstr, errstr_size);
+}
+
+/*
+ * A writer's outcome of a slot: retry what failed (refused rows become dead letters, retriable
+ * failures are tried again with back-off until written or a stop is requested; a batch that only
+ * rolled back because one before it failed is written again at once), then what follows a stored
+ * batch -- the store's marks, the other sinks, Kafka's offsets. Every batch before it
+ * is settled, and p->wstore is the idle store of its writer.
+ */
+static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
+                                  char *errstr, size_t errstr_size)
+{
+    const tc_batch *rows = s->rows;
+    long backoff = TC_RETRY_MIN_MS, wait;
+
+    if (p->fatal) /* the run is over: nothing more is written */
+        return p->fatal;
+    if (p->fenced) /* read again from the stored marks (tc_pipeline_resume), committed or not */
+        return TC_ERR_FENCED;
+    if (err != TC_OK && cascaded)
+        err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
+    while (err != TC_OK) {
+        if (err == TC_ERR_FENCED)
+            return tc_pipeline_fence(p, errstr);
+        if (err == TC_ERR_DB && rows->n && tc_store_refused_rows(p->wstore)) {
+            size_t before = s->dlq->n;
+            err = tc_pipeline_isolate_refused(p, s, rows, errstr, errstr_size);
+            if (err == TC_OK && s->dlq->n > before) {
+                rows = tc_pipeline_store_rows(s); /* the batch without them */
+                err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
+                continue;
+            }
+            if (err == TC_OK)
+                err = TC_ERR_DB;
+        }
+        p->store_ok = 0;
+        snprintf(p->not_ready, sizeof(p->not_ready), "the store refused the last write (%s)",
+                 tc_err_name(err));
+        tc_pipeline_publish(p);
+        if (!tc_err_is_retriable(err)) {
+            tc_log_error("pipeline", "%s", errstr);
+            p->fatal = err;
+            snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+            return err;
+        }
+        p->stats.retries++;
+        /* Full jitter on a capped exponential: concurrent pipelines do not retry in lockstep. */
+        wait = backoff / 2 + rand() % (backoff / 2 + 1);
+        tc_log_warn("pipeline", "%s; retrying in %ld ms", errstr, wait);
+        if (tc_pipeline_wait(p, wait, 1))
+            return *p->stop ? TC_ERR_STOPPED : TC_ERR_FENCED;
+        backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
+        err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
+    }
+    p->store_ok = 1;
+    p->last_commit_us = tc_time_now_us();
+    /* The dead letters are durable in PostgreSQL; their Kafka copy is a convenience for
+     * Kafka-native tooling, so a failure to send it is logged, not fatal. */
+    if (p->dlq_mirror && s->dlq->n &&
+        tc_dlq_mirror_send(p->dlq_mirror, s->dlq, p->cfg->kafka_topic, errstr, errstr_size) !=
+            TC_OK)
+        tc_log_warn("pipeline", "dead-letter mirror: %s", errstr);
+    for (size_t i = 0; i < s->npending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
+        if (m)
+            m->store_next = s->pending[i].next_offset;
+    }
+    p->stats.stored += rows->n;
+    p->stats.dead_letters += s->dlq->n;
+    p->stats.batches++;
+    tc_observe_note_commit(p->obs, s, rows->n, s->dlq);
+    /* The store has the batch; the sinks behind process/sink.h follow. One that fails (a full
+     * disk under the lake) stops taking rows until it has recovered, then reads its share again
+     * from Kafka, while the batch is done with for the others (the store must not get it twice). */
+    err = tc_sinkset_take(p->sinks, s->gen, s->batch, s->sinks, s->dlq, p->now_us, errstr,
+                          errstr_size);
+    if (err == TC_ERR_FENCED)
+        return tc_pipeline_fence(p, errstr);
+    if (err != TC_OK) {
+        tc_log_error("pipeline", "%s", errstr);
+        p->fatal = err;
+        snprintf(p->fatal_str, sizeof(p->fatal_str), "%s", errstr);
+        return err;
+    }
+    tc_pipeline_commit_kafka(p, 0);
+    return TC_OK;
+}
+
+/*
+ * Collect the oldest batch in flight and settle it (tc_pipeline_written). With lost set, the
+ * partitions have a new owner already: a batch its writer could not store is dropped, not retried
+ * (the owner reads it again from the marks). A failure also drops the batch being filled: the run
+ * stops, or a resume rewinds the consumer to before it.
+ */
+static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_slot *s = p->flight[p->flight_head];
+    int cascaded;
+    tc_err err;
+
+    p->flight_head = (p->flight_head + 1) % p->nslots;
+    p->nflight--;
+    tc_pipeline_await(p, s->writer);
+    err = tc_store_async_wait(p->writers, s->writer, &cascaded, errstr, sizeof(errstr));
+    if (err != TC_OK)
+        p->chain_broken = 1; /* the batches after it roll back: settle them before any other */
+    p->wstore = tc_store_async_store(p->writers, s->writer);
+    if (err == TC_OK || !lost)
+        err = tc_pipeline_written(p, s, err, cascaded, errstr, sizeof(errstr));
+    tc_observe_note_discard(p->obs, s); /* its notes, unless committed: it is read again */
+    tc_pipeline_slot_reset(s);
+    if (p->nflight == 0)
+        p->chain_broken = 0;
+    if (err != TC_OK)
+        tc_pipeline_drop(p);
+    return err;
+}
+
+/* Settle every batch in flight, oldest first, even after a failure (a batch committed must have
+ * its marks moved before a sink's recovery rewinds the consumer); the first error is returned. */
+tc_err tc_pipeline_settle(tc_pipeline *p, int lost)
+{
+    tc_err first = TC_OK, err;
+
+    while (p->nflight) {
+        err = tc_pipeline_settle_oldest(p, lost);
+        if (first == TC_OK)
+            first = err;
+    }
+    return first;
+}
+
+/* Settle the batches in flight the writers are done with, without waiting. */
+tc_err tc_pipeline_settle_done(tc_pipeline *p)
+{
+    tc_err err = TC_OK;
+
+    while (err == TC_OK && p->nflight &&
+           tc_store_async_done(p->writers, p->flight[p->flight_head]->writer))
+        err = tc_pipeline_settle_oldest(p, 0);
+    return err;
+}
+
+/* A slot neither being filled nor in flight (there is one more slot than writers). */
+static tc_slot *tc_pipeline_free_slot(tc_pipeline *p)
+{
+    for (size_t i = 0; i < p->nslots; i++) {
+        if (&p->slots[i] != p->cur && p->slots[i].writer < 0)
+            return &p->slots[i];
+    }
+    return NULL;
+}
+
+/*
+ * Whether the batch being filled goes to a writer now, before it takes another reading: when it is
+ * full (pipeline.batch_size_max); when it holds pipeline.batch_size readings, a writer is free and
+ * no more messages are waiting (the last poll did not fill its array); or, timed_out, when it has
+ * waited pipeline.batch_timeout_ms and a writer is free. Otherwise it goes on filling: a COPY of
+ * ten thousand rows costs PostgreSQL much less than ten of a thousand (each COPY sets up its
+ * partitions' insert buffers afresh), and the pipeline decodes instead of waiting for a writer.
+ * Finished writers are settled first, so that they count as free. Past pipeline.batch_size this
+ * is checked every TC_GROW_CHECK_ROWS rows.
+ */
+tc_err tc_pipeline_batch_due(tc_pipeline *p, int timed_out, int *due)
+{
+    const tc_batch *b = p->cur->batch;
+    size_t size = (size_t)p->cfg->batch_size;
+    tc_err err;
+
+    *due = b->n >= b->cap;
+    if (*due || (!timed_out && (b->n < size || (b->n - size) % TC_GROW_CHECK_ROWS != 0)))
+        return TC_OK;
+    if ((err = tc_pipeline_settle_done(p)) != TC_OK)
+        return err;
+    *due = p->chain_broken ||
+           ((timed_out || !p->backlog) && tc_store_async_free_writer(p->writers) >= 0);
+    return TC_OK;
+}
+
+/*
+ * Fencing: the stored offset each partition of the slot's batch moves from -- where the batches
+ * before it in flight take it, or, when none has it, where the store stands.
+ */
+static void tc_pipeline_fence_from(tc_pipeline *p, tc_slot *s)
+{
+    if (p->nflight == 0 && ++p->flight_gen == 0) /* 0: "none" in tc_marks.sent_gen */
+        p->flight_gen = 1;
+    for (size_t i = 0; i < s->npending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
+        if (!m) { /* cannot be: assigned partitions have marks */
+            s->pending_from[i] = -1;
+            continue;
+        }
+        s->pending_from[i] = m->sent_gen == p->flight_gen ? m->store_sent : m->store_next;
+        m->store_sent = s->pending[i].next_offset;
+        m->sent_gen = p->flight_gen;
+    }
+}
+
+/*
+ * Hand the batch being filled to a free writer and start filling a free slot: the store writes
+ * up to postgres.writers batches while the next is decoded. When every writer has a batch, the
+ * oldest is settled first; after a failure, all of them are.
+ */
+tc_err tc_pipeline_dispatch(tc_pipeline *p)
+{
+    tc_slot *s = p->cur, *next;
+    tc_err err;
+    int w = -1;
+
+    if (p->fenced) { /* read again after tc_pipeline_resume */
+        tc_pipeline_drop(p);
+        return TC_ERR_FENCED;
+    }
+    err = p->chain_broken ? tc_pipeline_settle(p, 0) : TC_OK;
+    while (err == TC_OK && (w = tc_store_async_free_writer(p->writers)) < 0)
+        err = tc_pipeline_settle_oldest(p, 0);
+    if (err != TC_OK)
+        return err;
+    if (s->batch->n == 0 && s->dlq->n == 0 && s->npending == 0 && tc_sinkset_batch_empty(s->gen)) {
+        p->batch_started_us = 0;
+        return TC_OK;
+    }
+    next = tc_pipeline_free_slot(p);
+    if (!next) /* cannot be: a free writer leaves a slot that is neither filled nor in flight */
+        return TC_ERR_INVALID;
+    s->rows = tc_pipeline_store_rows(s);
+    s->writer = w;
+    tc_pipeline_fence_from(p, s);
+    /* A batch with nothing for the store (another sink catching up) still goes through a writer,
+     * which commits an empty transaction in its turn: the sinks take the batches in order. */
+    tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending,
+                          p->windows ? NULL : s->pending_from, s->npending);
+    p->flight[(p->flight_head + p->nflight) % p->nslots] = s;
+    p->nflight++;
+    p->cur = next;
+    /* The same dynamic columns in the same order: the store adds them by position. */
+    tc_pipeline_reset_like(p->cur->batch, s->batch);
+    p->batch_started_us = 0;
+    return TC_OK;
+}
+
+/* Write the batch being filled and those in flight, and settle them all. */
+tc_err tc_pipeline_flush(tc_pipeline *p)
+{
+    tc_err err = tc_pipeline_dispatch(p);
+
+    return err == TC_OK ? tc_pipeline_settle(p, 0) : err;
+}
+
+/* Which sinks a message at this offset is for (0: both already have it). */
+unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset)
+{
+    tc_marks *m = tc_pipeline_marks(p, partition);
+    unsigned sinks = 0;
+
+    if (!m || m->store_next < 0 || offset >= m->store_next)
+        sinks |= TC_SINK_STORE;
+    sinks |= tc_sinkset_wants(p->sinks, partition, offset);
+    if (p->windows)
+        sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
+    return sinks;
+}
+
+/* Record the message's offset with the sinks it was meant for. */
+void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition, int64_t offset)
+{
+    if ((sinks & TC_SINK_STORE) &&
+        !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
+        tc_pipeline_note(p->cur->pending, &p->cur->npending, partition, offset);
+    tc_sinkset_note(p->cur->gen, sinks, partition, offset);
+}
+
+/* Connect the store at the start of a run and make sure its partitions around now exist; a failure
+ * is only logged (not ready: the first write retries it). */
+tc_err tc_pipeline_builtin_connect(tc_pipeline *p, int64_t now_us, char *errstr, size_t errstr_size)
+{
+    tc_err err = tc_store_connect(p->store, errstr, errstr_size);
+
+    if (err == TC_OK)
+        err = tc_store_ensure_partitions_around(
+            p->store, now_us, (int)(p->cfg->limits.max_age_s / 86400) + 1, errstr, errstr_size);
+    p->store_ok = err == TC_OK;
+    if (err != TC_OK) {
+        tc_log_warn("pipeline", "%s (will retry when writing)", errstr);
+        snprintf(p->not_ready, sizeof(p->not_ready), "the store is unreachable (%s)",
+                 tc_err_name(err));
+    }
+    return err;
+}
+
+/* 1 when batches are in flight and no writer is free: a batch past its time must wait. */
+int tc_pipeline_writers_busy(tc_pipeline *p)
+{
+    return p->nflight && tc_store_async_free_writer(p->writers) < 0;
+}
+
+/* Make everything the store has been given durable: the batch being filled and those in flight. */
+tc_err tc_pipeline_builtin_flush(tc_pipeline *p)
+{
+    return tc_pipeline_flush(p);
+}

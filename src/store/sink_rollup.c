@@ -1,0 +1,394 @@
+/*
+ * sink_rollup.c -- the 1-minute and 1-hour rollups and the latest state per device, a sink behind
+ * process/sink.h.
+ *
+ * The rows of every batch the primary (the store) has committed join pending aggregates in memory
+ * (tc_store_rollups_add: grouped per device and bucket, so a device's bucket costs one upsert per
+ * flush, not one per batch). Every postgres.rollup_interval_ms -- or sooner, when the aggregates
+ * reach TC_SINK_ROLLUP_GROUPS_MAX -- they are handed to a writer thread of their own
+ * (store/async.h's rollups' writer) and written in one transaction that also moves the rollups'
+ * marks (group "<group>/rollups" in ingest_offsets), conditionally on the marks this member read
+ * (fencing): the durable mark. What is aggregated but not written is what the sink has only
+ * taken; a failure, a fence or a revocation that cannot write drops all of it, and the pipeline
+ * reads those rows again from the durable marks, giving them to the rollups only. So the rollups
+ * stay exactly once.
+ *
+ * The aggregates mix partitions: a revocation that cannot write (commit == 0) drops them all, and
+ * when partitions this member keeps had rows among them, the next flush fails retriably so that
+ * the pipeline recovers the sink and reads those partitions again from their marks.
+ *
+ * Where no rollups' mark is stored, the rollups stand where the store does (a schema written by a
+ * release that kept them in each batch's transaction, or nothing stored yet): open records that
+ * mark before any row is given, so that a crash before the first flush finds one.
+ *
+ * A replay (`thermocline replay`) recomputes the rollups of its range itself: the sink is flagged
+ * TC_SINK_NO_REPLAY and the pipeline leaves it out of a replay.
+ */
+#include "store/sink_rollup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "store/async.h"
+#include "store/store.h"
+
+/* Partitions the sink tracks (as the pipeline: ids 0 .. TC_SINK_ROLLUP_PARTS - 1). */
+#define TC_SINK_ROLLUP_PARTS 16384
+
+/* Pending aggregate groups (per rollup table) that force a flush before the interval is up. While
+ * the rollups' writer is busy the aggregates grow, and the larger the set it gets next, the fewer
+ * upserts per reading: a device-hour is written once per flush, whatever the readings it got. A
+ * backlog read at 150K readings/s from 10,000 devices at a 10 s cadence makes some 30,000
+ * one-minute groups a second; at 20,000 the rollups took half of PostgreSQL's CPU in the
+ * end-to-end benchmark, at 40,000 two fifths (the one-hour and latest-state rows are written half
+ * as often). A bucket group is 224 bytes, a latest-state one 336; with the arrays' doubling and
+ * two sets (the one aggregating, the one being written) this many stay under 50 MB. Reached while
+ * the writer is still busy, they are the back-pressure: flush waits for the writer. */
+#define TC_SINK_ROLLUP_GROUPS_MAX 40000
+
+typedef struct tc_rollup_sink {
+    const tc_config *cfg;   /* borrowed: postgres.rollup_interval_ms is read at each flush */
+    tc_store *store;        /* marks, and the aggregates being filled */
+    tc_store_async *writer; /* its rollups' writer writes a flush in the background */
+    uint8_t open[TC_SINK_ROLLUP_PARTS];
+    int64_t taken[TC_SINK_ROLLUP_PARTS];   /* next offset aggregated: pending, in flight, written */
+    int64_t durable[TC_SINK_ROLLUP_PARTS]; /* next offset written */
+    /* The flush in flight: the marks it moves, and the marks it moves them from (fencing). */
+    tc_partition_offset flight[TC_SINK_ROLLUP_PARTS];
+    int64_t flight_from[TC_SINK_ROLLUP_PARTS];
+    size_t nflight;
+    int busy;              /* a flush is in flight on the writer */
+    int retry;             /* the writer holds the aggregates of a failed flush, for another try */
+    int retrying;          /* the flush in flight is such a try */
+    uint64_t rows_pending; /* rows aggregated and not handed to the writer */
+    uint64_t rows_flight;  /* rows of the flush in flight */
+    int64_t flushed_us;    /* when the last flush was started */
+    int dropped;           /* a revocation dropped rows of kept partitions: recover them */
+    tc_sink_stats st;
+} tc_rollup_sink;
+
+static int tc_rollup_sink_part_ok(int32_t partition)
+{
+    return partition >= 0 && partition < TC_SINK_ROLLUP_PARTS;
+}
+
+/*
+ * The rollups' marks of parts[0..n) into next[]: stored, or, where none is, the store's mark,
+ * recorded now (only where still none is stored: fenced against another member doing the same).
+ */
+static tc_err tc_rollup_sink_marks(tc_rollup_sink *k, const int32_t *parts, size_t n, int64_t *next,
+                                   char *errstr, size_t errstr_size)
+{
+    int64_t *store_next = NULL, *absent = NULL;
+    tc_partition_offset *init = NULL;
+    size_t m = 0;
+    tc_err err;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!tc_rollup_sink_part_ok(parts[i]))
+            return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
+                              "rollups: partition %d is past the %d partitions tracked", parts[i],
+                              TC_SINK_ROLLUP_PARTS);
+    }
+    err = tc_store_load_rollup_offsets(k->store, parts, n, next, errstr, errstr_size);
+    for (size_t i = 0; err == TC_OK && i < n; i++)
+        m += next[i] == TC_STORE_MARK_ABSENT;
+    if (err != TC_OK || m == 0)
+        return err;
+    store_next = malloc(n * sizeof(*store_next));
+    absent = malloc(n * sizeof(*absent));
+    init = malloc(n * sizeof(*init));
+    err = store_next && absent && init
+              ? tc_store_load_offsets(k->store, parts, n, store_next, errstr, errstr_size)
+              : tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "rollups: out of memory");
+    m = 0;
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        if (next[i] != TC_STORE_MARK_ABSENT)
+            continue;
+        next[i] = store_next[i];
+        absent[m] = TC_STORE_MARK_ABSENT;
+        init[m++] = (tc_partition_offset){parts[i], store_next[i]};
+    }
+    if (err == TC_OK && m)
+        err = tc_store_save_rollup_offsets(k->store, init, absent, m, errstr, errstr_size);
+    free(store_next);
+    free(absent);
+    free(init);
+    return err;
+}
+
+/* The outcome of the flush in flight (waiting for it): its marks become durable, or the error
+ * (the writer then keeps the aggregates, and flight[] their marks, for another try). */
+static tc_err tc_rollup_sink_collect(tc_rollup_sink *k, char *errstr, size_t errstr_size)
+{
+    tc_err err;
+
+    if (!k->busy)
+        return TC_OK;
+    k->busy = 0;
+    err = tc_store_async_rollups_wait(k->writer, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    k->retry = k->retrying = 0;
+    for (size_t i = 0; i < k->nflight; i++)
+        k->durable[k->flight[i].partition] = k->flight[i].next_offset;
+    k->st.rows_durable += k->rows_flight;
+    k->st.flushes++;
+    k->rows_flight = 0;
+    k->nflight = 0;
+    return TC_OK;
+}
+
+/* Drop every aggregate, the writer's included (a flush in flight is waited for first: when it went
+ * through, its marks are durable). 1 when an open partition had rows among them. */
+static int tc_rollup_sink_drop(tc_rollup_sink *k)
+{
+    char errstr[TC_ERRSTR_MAX];
+    int held = 0;
+
+    while (k->busy && !tc_store_async_rollups_await(k->writer, TC_SINK_SLICE_MS))
+        ;
+    if (tc_rollup_sink_collect(k, errstr, sizeof(errstr)) != TC_OK)
+        tc_log_warn("rollups", "%s (their rows are read again)", errstr);
+    for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
+        held |= k->open[p] && k->taken[p] > k->durable[p];
+    tc_store_rollups_clear(k->store);
+    tc_store_rollups_clear(tc_store_async_rollups_store(k->writer));
+    k->rows_pending = k->rows_flight = 0;
+    k->nflight = 0;
+    k->retry = k->retrying = 0;
+    for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
+        k->taken[p] = k->durable[p];
+    return held;
+}
+
+static tc_err tc_rollup_sink_open(void *ctx, const int32_t *parts, size_t n, int64_t *next,
+                                  char *errstr, size_t errstr_size)
+{
+    tc_rollup_sink *k = ctx;
+    tc_err err = tc_rollup_sink_marks(k, parts, n, next, errstr, errstr_size);
+
+    for (size_t i = 0; err == TC_OK && i < n; i++) {
+        k->open[parts[i]] = 1;
+        k->taken[parts[i]] = k->durable[parts[i]] = next[i];
+    }
+    return err;
+}
+
+static tc_err tc_rollup_sink_append(void *ctx, const tc_sink_rows *rows, char *errstr,
+                                    size_t errstr_size)
+{
+    tc_rollup_sink *k = ctx;
+
+    if (rows->nrows && tc_store_rollups_add(k->store, rows->batch, rows->mask) != TC_OK)
+        /* Part of the batch is in the aggregates: only a restart from the marks is exact. */
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
+                          "out of memory aggregating rollups (the next run resumes them from "
+                          "their marks)");
+    for (size_t i = 0; i < rows->nadvance; i++) {
+        if (tc_rollup_sink_part_ok(rows->advance[i].partition))
+            k->taken[rows->advance[i].partition] = rows->advance[i].next_offset;
+    }
+    k->st.rows += rows->nrows;
+    k->rows_pending += rows->nrows;
+    return TC_OK;
+}
+
+/* Hand the writer a flush: the pending aggregates with the marks they take the rollups to, or
+ * (retry) again the aggregates it kept after a failure. */
+static void tc_rollup_sink_start(tc_rollup_sink *k, int retry)
+{
+    k->busy = 1;
+    k->retrying = retry;
+    if (retry) {
+        tc_store_async_flush_rollups(k->writer, NULL, k->flight, k->flight_from, k->nflight);
+        return;
+    }
+    k->rows_flight = k->rows_pending;
+    k->rows_pending = 0;
+    tc_store_async_flush_rollups(k->writer, k->store, k->flight, k->flight_from, k->nflight);
+}
+
+/*
+ * A failed flush. A fence or a permanent error goes to the pipeline. A retriable one (a connection
+ * the database closed when it restarted, columns another pipeline added) keeps the aggregates with
+ * the writer: tried again at the next interval -- or at once when everything is asked for (a stop,
+ * a revocation); failing again then, it goes to the pipeline, which drops the aggregates and reads
+ * their rows again once the database is back.
+ */
+static tc_err tc_rollup_sink_failed(tc_rollup_sink *k, tc_err err, int64_t now_us, int force,
+                                    int *busy, const char *errstr)
+{
+    if (err == TC_ERR_FENCED || !tc_err_is_retriable(err) || (force && k->retrying))
+        return err;
+    k->retry = 1;
+    if (force) {
+        tc_rollup_sink_start(k, 1);
+        *busy = 1;
+        return TC_OK;
+    }
+    tc_log_warn("rollups", "%s; rollups retried at the next interval", errstr);
+    k->flushed_us = now_us;
+    return TC_OK;
+}
+
+/*
+ * Collect a finished flush; then, when the interval is up, the aggregates are large or force asks
+ * for everything, hand the writer the aggregates (or again those of a failed flush). force: *busy
+ * until every taken mark is durable.
+ */
+static tc_err tc_rollup_sink_flush(void *ctx, int64_t now_us, int force, int *busy, char *errstr,
+                                   size_t errstr_size)
+{
+    tc_rollup_sink *k = ctx;
+    int full = tc_store_rollups_pending(k->store) >= TC_SINK_ROLLUP_GROUPS_MAX;
+    tc_err err;
+
+    *busy = 0;
+    if (k->dropped) {
+        k->dropped = 0;
+        return tc_err_set(TC_ERR_DB_CONN, errstr, errstr_size,
+                          "rollups: aggregates dropped with revoked partitions; reading the "
+                          "partitions kept again from their marks");
+    }
+    if (k->busy && full && !force) /* the back-pressure: wait for the writer */
+        while (!tc_store_async_rollups_await(k->writer, TC_SINK_SLICE_MS))
+            ;
+    if (k->busy && !tc_store_async_rollups_done(k->writer)) {
+        *busy = force;
+        return TC_OK;
+    }
+    if (k->busy && (err = tc_rollup_sink_collect(k, errstr, errstr_size)) != TC_OK)
+        return tc_rollup_sink_failed(k, err, now_us, force, busy, errstr);
+    if (!force && !full && now_us - k->flushed_us < k->cfg->pg_rollup_interval_ms * 1000LL)
+        return TC_OK;
+    k->flushed_us = now_us;
+    if (k->retry) {
+        tc_rollup_sink_start(k, 1);
+        *busy = force;
+        return TC_OK;
+    }
+    k->nflight = 0;
+    for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++) {
+        if (!k->open[p] || k->taken[p] <= k->durable[p])
+            continue;
+        k->flight_from[k->nflight] = k->durable[p];
+        k->flight[k->nflight++] = (tc_partition_offset){p, k->taken[p]};
+    }
+    if (k->nflight == 0)
+        return TC_OK;
+    tc_rollup_sink_start(k, 0);
+    *busy = force;
+    return TC_OK;
+}
+
+static int64_t tc_rollup_sink_durable(void *ctx, int32_t partition)
+{
+    tc_rollup_sink *k = ctx;
+
+    return tc_rollup_sink_part_ok(partition) ? k->durable[partition] : TC_SINK_MARK_NONE;
+}
+
+static tc_err tc_rollup_sink_recover(void *ctx, const int32_t *parts, size_t n, int64_t *next,
+                                     char *errstr, size_t errstr_size)
+{
+    tc_rollup_sink *k = ctx;
+
+    (void)tc_rollup_sink_drop(k);
+    k->dropped = 0;
+    return tc_rollup_sink_open(ctx, parts, n, next, errstr, errstr_size);
+}
+
+static tc_err tc_rollup_sink_revoke(void *ctx, const int32_t *parts, size_t n, int commit,
+                                    char *errstr, size_t errstr_size)
+{
+    tc_rollup_sink *k = ctx;
+
+    (void)errstr;
+    (void)errstr_size;
+    for (size_t i = 0; i < n; i++) {
+        if (tc_rollup_sink_part_ok(parts[i]))
+            k->open[parts[i]] = 0;
+    }
+    /* Not written: the aggregates mix partitions, so they all go; the partitions kept that had rows
+     * among them are read again (the next flush fails, and the pipeline recovers the sink). */
+    if (!commit)
+        k->dropped |= tc_rollup_sink_drop(k);
+    return TC_OK;
+}
+
+static void tc_rollup_sink_stats(void *ctx, tc_sink_stats *out)
+{
+    tc_rollup_sink *k = ctx;
+
+    *out = k->st;
+    out->pending = tc_store_rollups_pending(k->store);
+}
+
+static void tc_rollup_sink_close(void *ctx)
+{
+    tc_rollup_sink *k = ctx;
+
+    if (!k)
+        return;
+    tc_store_async_destroy(k->writer); /* waits for a flush in flight */
+    tc_store_destroy(k->store);
+    free(k);
+}
+
+static int64_t tc_rollup_sink_stored(void *ctx, int32_t partition)
+{
+    tc_rollup_sink *k = ctx;
+    char errstr[TC_ERRSTR_MAX];
+    int64_t next;
+
+    if (tc_store_load_rollup_offsets(k->store, &partition, 1, &next, errstr, sizeof(errstr)) !=
+        TC_OK)
+        return TC_SINK_MARK_NONE; /* not known now: asked again at the next check */
+    return next == TC_STORE_MARK_ABSENT ? TC_SINK_MARK_ALL : next;
+}
+
+static const tc_sink_ops tc_rollup_sink_ops = {
+    .name = "rollups",
+    .flags = TC_SINK_NO_REPLAY,
+    .open = tc_rollup_sink_open,
+    .append = tc_rollup_sink_append,
+    .flush = tc_rollup_sink_flush,
+    .durable = tc_rollup_sink_durable,
+    .recover = tc_rollup_sink_recover,
+    .revoke = tc_rollup_sink_revoke,
+    .stats = tc_rollup_sink_stats,
+    .close = tc_rollup_sink_close,
+    .stored = tc_rollup_sink_stored,
+};
+
+tc_err tc_sink_rollup_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)
+{
+    tc_store_options so;
+    tc_rollup_sink *k;
+
+    out->ops = NULL;
+    k = calloc(1, sizeof(*k));
+    if (!k)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    k->cfg = cfg;
+    /* postgres.rollups=false leaves the rollup tables out; the latest state is written still. */
+    tc_store_options_from_config(&so, cfg);
+    k->store = tc_store_new(&so, errstr, errstr_size);
+    /* One batch writer that never gets a batch (it connects on its first write only) and the
+     * rollups' writer this sink uses. */
+    k->writer = k->store ? tc_store_async_new(&so, 1, errstr, errstr_size) : NULL;
+    if (!k->writer) {
+        tc_store_destroy(k->store);
+        free(k);
+        return TC_ERR_NOMEM;
+    }
+    for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
+        k->taken[p] = k->durable[p] = TC_SINK_MARK_NONE;
+    out->ops = &tc_rollup_sink_ops;
+    out->ctx = k;
+    snprintf(out->name, sizeof(out->name), "%s", tc_rollup_sink_ops.name);
+    return TC_OK;
+}
