@@ -312,6 +312,13 @@ def test_metrics_rules_and_dashboards(tc, monitoring, tmp_path):
                     missing.append(name)
             assert not missing, f"rules read metrics the pipeline does not export: {missing}"
 
+            # The lake's commit latency per write, and the fleet's freshness, have real values.
+            lake = monitoring.query(f'thermocline_sink_commit_duration_seconds_count{{sink="lake", instance="{instance}"}}')
+            assert lake and float(lake[0]["value"][1]) >= 1, lake
+            assert "thermocline_sink_commit_duration_seconds_bucket" in names
+            newest = monitoring.query(f"thermocline_newest_reading_timestamp_seconds{sel}")
+            assert newest and 0 < seen - float(newest[0]["value"][1]) < 600, newest
+
             # Every family of the page is documented.
             _, page = get(port, "/metrics")
             families = set(re.findall(r"^# TYPE (\S+) ", page, re.M))
