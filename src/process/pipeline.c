@@ -32,6 +32,9 @@
 /* A dead letter keeps at most this much of its payload; the detail says when it was cut. Large
  * enough for any message a broker accepts by default (1 MiB) and then some. */
 #define TC_DLQ_PAYLOAD_MAX (16 * 1024 * 1024)
+/* Dead letters logged per second at most (each with its input's fields); the rest are counted in
+ * the next line. The dead-letter table has them all: the log only points at the kind of trouble. */
+#define TC_DLQ_LOG_PER_S 10
 /* Progress is logged this often. */
 #define TC_PROGRESS_INTERVAL_US (2 * 1000000LL)
 /* Back-off between attempts to write a batch the store could not take. */
@@ -140,6 +143,7 @@ struct tc_pipeline {
     tc_sinkset *sinks;         /* the sinks behind process/sink.h: the lake, testfail, ... */
     tc_observe *obs;           /* NULL when http.listen is empty */
     tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
+    tc_log_limit dlq_log;      /* the dead letters' log lines (TC_DLQ_LOG_PER_S) */
     tc_schema_cache *schemas;  /* NULL when registry.url is empty */
     tc_catalog *catalog;       /* the subject's versions; NULL when registry.url is empty */
     int64_t catalog_next_us;   /* when to ask the registry for new versions again */
@@ -370,7 +374,9 @@ static tc_err tc_pipeline_lookback_prepare(tc_pipeline *p, int32_t partition, in
     err =
         tc_store_dead_offsets(p->store, partition, from, to, dead, cap, &n, errstr, sizeof(errstr));
     if (err != TC_OK) {
-        tc_log_warn("pipeline", "partition %d: no dedupe lookback: %s", partition, errstr);
+        tc_log_input in = {p->cfg->kafka_topic, partition, -1, NULL, 0};
+        tc_log_in(TC_LOG_WARN, "pipeline", &in, "partition %d: no dedupe lookback: %s", partition,
+                  errstr);
         free(dead);
         return err;
     }
@@ -1095,9 +1101,11 @@ static tc_err tc_pipeline_isolate_refused(tc_pipeline *p, tc_slot *s, const tc_b
     for (size_t k = 0; k < p->nrefused; k++) {
         size_t i = map[k], len = 0;
         char *json = tc_pipeline_row_json(s->batch, i, &len);
-        tc_log_warn("pipeline", "topic \"%s\" partition %d offset %lld: %s; dead-lettered",
-                    p->cfg->kafka_topic, s->batch->partition[i], (long long)s->batch->offset[i],
-                    p->refused[k].why);
+        tc_log_input in = {p->cfg->kafka_topic, s->batch->partition[i], s->batch->offset[i],
+                           s->batch->device_id[i].ptr, s->batch->device_id[i].len};
+        tc_log_in(TC_LOG_WARN, "pipeline", &in,
+                  "topic \"%s\" partition %d offset %lld: %s; dead-lettered", p->cfg->kafka_topic,
+                  s->batch->partition[i], (long long)s->batch->offset[i], p->refused[k].why);
         err = json ? tc_dlq_batch_add(s->dlq, TC_REJECT_STORE_REFUSED, "store", p->refused[k].why,
                                       json, len, s->batch->device_id[i].ptr,
                                       s->batch->device_id[i].len, s->batch->partition[i],
@@ -1643,8 +1651,23 @@ static tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_re
 {
     char cut[TC_REJECT_DETAIL_MAX * 2];
     size_t len = m->len;
+    uint64_t skipped = 0;
     tc_err err;
 
+    if (tc_log_enabled(TC_LOG_INFO) && tc_log_limit_take(&p->dlq_log, TC_DLQ_LOG_PER_S, &skipped)) {
+        /* The device: the decoded id of a row refused after decoding, else the message's key. */
+        int decoded = reason == TC_REJECT_OUT_OF_RANGE || reason == TC_REJECT_TIMESTAMP_FUTURE ||
+                      reason == TC_REJECT_TIMESTAMP_TOO_OLD || reason == TC_REJECT_DUPLICATE;
+        const tc_slice *dev = decoded ? &p->cur->batch->device_id[p->cur->batch->n] : NULL;
+        tc_log_input in = {p->cfg->kafka_topic, m->partition, m->offset, dev ? dev->ptr : m->key,
+                           dev ? dev->len : m->key_len};
+        char more[64] = "";
+        if (skipped)
+            snprintf(more, sizeof(more), " (%llu more not logged before it)",
+                     (unsigned long long)skipped);
+        tc_log_in(TC_LOG_INFO, "pipeline", &in, "dead letter: %s (%s): %s%s",
+                  tc_reject_name(reason), stage, detail, more);
+    }
     if (len > TC_DLQ_PAYLOAD_MAX) {
         snprintf(cut, sizeof(cut), "%.*s (payload of %zu bytes kept to its first %d)",
                  TC_REJECT_DETAIL_MAX, detail, m->len, TC_DLQ_PAYLOAD_MAX);

@@ -198,9 +198,12 @@ tc_err tc_sinkset_open(tc_sinkset *s, const int32_t *parts, size_t n, int64_t *n
             if (!tc_sinkset_part_ok(parts[i]))
                 continue;
             sk->taken[parts[i]] = mark[i];
-            if (mark[i] != TC_SINK_MARK_ALL && mark[i] < next[i])
-                tc_log_info("pipeline", "partition %d: sink %s resumes at %lld, below %lld",
-                            parts[i], sk->sink.name, (long long)mark[i], (long long)next[i]);
+            if (mark[i] != TC_SINK_MARK_ALL && mark[i] < next[i]) {
+                tc_log_input in = {NULL, parts[i], mark[i] >= 0 ? mark[i] : -1, NULL, 0};
+                tc_log_in(TC_LOG_INFO, "pipeline", &in,
+                          "partition %d: sink %s resumes at %lld, below %lld", parts[i],
+                          sk->sink.name, (long long)mark[i], (long long)next[i]);
+            }
             tc_sinkset_lower(&next[i], mark[i]);
         }
     }

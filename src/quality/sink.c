@@ -65,9 +65,11 @@ static void tc_quality_sink_alert(void *opaque, const tc_qmon_event *ev)
         snprintf(desc, sizeof(desc), "see thermocline quality anomalies --device %s", ev->device);
     err = ev->end_us ? tc_alerter_resolve(s->alerter, &al, errstr, sizeof(errstr))
                      : tc_alerter_fire(s->alerter, &al, errstr, sizeof(errstr));
-    if (err != TC_OK)
-        tc_log_warn("quality", "the alert of a finding of device %s was not queued: %s", ev->device,
-                    errstr);
+    if (err != TC_OK) {
+        tc_log_input in = {NULL, ev->partition, -1, ev->device, strlen(ev->device)};
+        tc_log_in(TC_LOG_WARN, "quality", &in,
+                  "the alert of a finding of device %s was not queued: %s", ev->device, errstr);
+    }
 }
 
 void tc_quality_sink_sighup(void)
