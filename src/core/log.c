@@ -160,8 +160,8 @@ void tc_log_flatten(char *msg)
     *w = '\0';
 }
 
-static void tc_log_v(tc_log_level level, const char *comp, const tc_log_input *in, const char *fmt,
-                     va_list ap)
+__attribute__((format(printf, 4, 0))) static void
+tc_log_v(tc_log_level level, const char *comp, const tc_log_input *in, const char *fmt, va_list ap)
 {
     char msg[TC_LOG_LINE_MAX], line[TC_LOG_LINE_MAX + 128 + TC_LOG_FIELDS_MAX], ts[80];
     /* Room kept at the end for the record's closing ("}\n"), however long the message, and
