@@ -513,6 +513,21 @@ def test_every_alertmanager_of_an_ha_pair_gets_the_alert(tc, monitoring):
     assert wait_for(lambda: not held(), timeout=30)
 
 
+def quality_alerting(tc, monitoring, tmp_path, site, resend_s):
+    """A one-partition topic and schema, and the settings of a run whose quality sink (with
+    test_quality_sink's rules) pushes its findings to the test's Alertmanager for site."""
+    from test_quality_sink import RULES, quality_settings
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    return quality_settings(f"quality.rules_file={rules}",
+                            f"alerting.alertmanager_urls={monitoring.am}",
+                            f"alerting.site={site}", f"alerting.resend_s={resend_s}")
+
+
 def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_path):
     """The quality sink pushes what it finds once committed: a stuck humidity sensor and a silent
     device (detectors: warnings, Slack only) and a rule violation (critical: Slack and email), each
@@ -520,22 +535,14 @@ def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_
     readings 100..159, r-1 too hot for 40..159 -- and q-1's, every 10 s but silent from reading 60
     to 130. Silence is checked as event time moves on, so the quiet stretch comes in a later poll
     than q-1's last reading before it."""
-    from test_quality_sink import (RULES, phase, produce, quality_settings, reading,
-                                   wait_quality_caught_up)
+    from test_quality_sink import phase, produce, reading, wait_quality_caught_up
 
     def with_quiet(lo, hi):
         return phase(lo, hi) + [("q-1", reading("q-1", i, 20.0 + (i % 4) * 0.1))
                                 for i in range(lo, hi) if not 60 <= i < 130]
     site = f"it-{uuid.uuid4().hex[:8]}"
     inbox = monitoring.inbox
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    tc.partitions = 1
-    tc.migrate()
-    tc.simulate("--count", "0")
-    settings = quality_settings(f"quality.rules_file={rules}",
-                                f"alerting.alertmanager_urls={monitoring.am}",
-                                f"alerting.site={site}", "alerting.resend_s=5")
+    settings = quality_alerting(tc, monitoring, tmp_path, site, resend_s=5)
     produce(tc, with_quiet(0, 60))
     proc = tc.spawn("run", extra=settings)
     try:
@@ -600,18 +607,11 @@ def test_open_findings_are_sent_again_after_a_kill_9(tc, monitoring, tmp_path):
     Alertmanager well past the endsAt the killed process gave it) and resolves the one closed while
     it was down (s-1's stuck sensor, closed by hand: gone from Alertmanager before that endsAt);
     the rule's alert resolves, with its Slack message, once readings clear it."""
-    from test_quality_sink import RULES, phase, produce, quality_settings, wait_quality_caught_up
+    from test_quality_sink import phase, produce, wait_quality_caught_up
 
     site = f"it-{uuid.uuid4().hex[:8]}"
     resend_s = 15  # endsAt = the last send + 60 s: a restart (a 10 s session to expire) fits
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    tc.partitions = 1
-    tc.migrate()
-    tc.simulate("--count", "0")
-    settings = quality_settings(f"quality.rules_file={rules}",
-                                f"alerting.alertmanager_urls={monitoring.am}",
-                                f"alerting.site={site}", f"alerting.resend_s={resend_s}")
+    settings = quality_alerting(tc, monitoring, tmp_path, site, resend_s)
     rule, stuck = ("ThermoclineQualityRule", "r-1"), ("ThermoclineQualityAnomaly", "s-1")
     produce(tc, phase(0, 130))  # r-1 too hot from reading 40, s-1 stuck from 100: both open
     proc = tc.spawn("run", extra=settings)
