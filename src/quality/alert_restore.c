@@ -52,8 +52,8 @@ static char *tc_quality_restore_parts(const int32_t *parts, size_t n)
 }
 
 tc_err tc_quality_alert_restore(const char *dsn, const char *schema, const int32_t *parts, size_t n,
-                                int resolved_within_s, tc_qmon_event_fn fn, void *opaque,
-                                size_t *count, char *errstr, size_t errstr_size)
+                                int resolved_within_s, size_t max, tc_qmon_event_fn fn,
+                                void *opaque, size_t *count, char *errstr, size_t errstr_size)
 {
     char within[16], limit[16];
     const char *params[3] = {NULL, within, limit};
@@ -83,7 +83,9 @@ tc_err tc_quality_alert_restore(const char *dsn, const char *schema, const int32
     }
     params[0] = arr;
     snprintf(within, sizeof(within), "%d", resolved_within_s);
-    snprintf(limit, sizeof(limit), "%d", TC_QUALITY_RESTORE_MAX + 1);
+    if (max > TC_QUALITY_RESTORE_MAX)
+        max = TC_QUALITY_RESTORE_MAX;
+    snprintf(limit, sizeof(limit), "%zu", max + 1);
     res = PQexecParams(conn, sql, 3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         err = tc_err_set(TC_ERR_DB, errstr, errstr_size,
@@ -93,12 +95,12 @@ tc_err tc_quality_alert_restore(const char *dsn, const char *schema, const int32
         goto out;
     }
     rows = PQntuples(res);
-    if (rows > TC_QUALITY_RESTORE_MAX) {
+    if ((size_t)rows > max) {
         tc_log_warn("quality",
-                    "over %d findings to restore the alerts of: the newest are left to expire at "
-                    "Alertmanager",
-                    TC_QUALITY_RESTORE_MAX);
-        rows = TC_QUALITY_RESTORE_MAX;
+                    "over %zu findings to restore the alerts of (alerting.queue_max): the newest "
+                    "are left to expire at Alertmanager",
+                    max);
+        rows = (int)max;
     }
     for (int i = 0; i < rows; i++) {
         tc_qmon_event ev = {

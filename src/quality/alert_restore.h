@@ -25,17 +25,18 @@
 #include "core/error.h"
 #include "quality/monitor.h"
 
-/* Findings restored per call at most (their alerts fit in alerting.queue_max anyway): the rest are
- * left to expire, and the count is logged. */
+/* Findings restored per call at most, and at most max (the alert client's alerting.queue_max:
+ * more could not be held); the rest are left to expire, and that is logged once. */
 #define TC_QUALITY_RESTORE_MAX 4096
 
 /*
  * Hand fn the findings of parts[0..n) in schema (dsn: postgres.dsn) that are open or were
- * resolved less than resolved_within_s ago; *count is set to how many. The event's strings live
- * only during the call of fn. An error (PostgreSQL unreachable) leaves the alerts as they are.
+ * resolved less than resolved_within_s ago, at most max; *count is set to how many. The event's
+ * strings live only during the call of fn. An error (PostgreSQL unreachable) leaves the alerts as
+ * they are.
  */
 tc_err tc_quality_alert_restore(const char *dsn, const char *schema, const int32_t *parts, size_t n,
-                                int resolved_within_s, tc_qmon_event_fn fn, void *opaque,
-                                size_t *count, char *errstr, size_t errstr_size);
+                                int resolved_within_s, size_t max, tc_qmon_event_fn fn,
+                                void *opaque, size_t *count, char *errstr, size_t errstr_size);
 
 #endif

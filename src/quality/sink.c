@@ -134,7 +134,8 @@ static void tc_quality_sink_restore_alerts(tc_quality_sink *s, const int32_t *pa
     if (!s->alerter)
         return;
     if (tc_quality_alert_restore(s->cfg->pg_dsn, s->cfg->pg_schema, parts, n,
-                                 (int)(5 * s->cfg->alerting_resend_s), tc_quality_sink_alert, s,
+                                 (int)(5 * s->cfg->alerting_resend_s),
+                                 (size_t)s->cfg->alerting_queue_max, tc_quality_sink_alert, s,
                                  &count, errstr, sizeof(errstr)) != TC_OK)
         tc_log_warn("quality", "%s (the open findings' alerts expire at Alertmanager meanwhile)",
                     errstr);
