@@ -541,12 +541,14 @@ static void tc_consumer_on_assign(tc_consumer *c, rd_kafka_topic_partition_list_
                 c->nassigned++;
             ps->assigned = 1;
         }
+        tc_log_input in = {parts->elems[i].topic, ids[i], next[i] >= 0 ? next[i] : -1, NULL, 0};
         if (next[i] >= 0)
-            tc_log_info("consumer", "assigned %s [%d] from offset %lld", parts->elems[i].topic,
-                        ids[i], (long long)next[i]);
+            tc_log_in(TC_LOG_INFO, "consumer", &in, "assigned %s [%d] from offset %lld",
+                      parts->elems[i].topic, ids[i], (long long)next[i]);
         else
-            tc_log_info("consumer", "assigned %s [%d] from the start (nothing stored yet)",
-                        parts->elems[i].topic, ids[i]);
+            tc_log_in(TC_LOG_INFO, "consumer", &in,
+                      "assigned %s [%d] from the start (nothing stored yet)", parts->elems[i].topic,
+                      ids[i]);
     }
     tc_nudger_assigned(c);
     if (cooperative)
@@ -583,8 +585,9 @@ static void tc_consumer_on_revoke(tc_consumer *c, rd_kafka_topic_partition_list_
             ps->assigned = 0;
             c->nassigned--;
         }
-        tc_log_info("consumer", "%s %s [%d]", lost ? "lost" : "revoked", parts->elems[i].topic,
-                    ids[i]);
+        tc_log_input in = {parts->elems[i].topic, ids[i], -1, NULL, 0};
+        tc_log_in(TC_LOG_INFO, "consumer", &in, "%s %s [%d]", lost ? "lost" : "revoked",
+                  parts->elems[i].topic, ids[i]);
     }
     tc_nudger_assigned(c);
     if (cooperative)
@@ -720,8 +723,10 @@ size_t tc_consumer_poll(tc_consumer *c, int timeout_ms, tc_message *out, size_t 
             continue;
         }
         if (m->err) {
-            tc_log_warn("consumer", "consume error on partition %d: %s%s", m->partition,
-                        rd_kafka_message_errstr(m), tc_kafka_hint(rd_kafka_message_errstr(m)));
+            tc_log_input in = {c->topic, m->partition, m->offset >= 0 ? m->offset : -1, NULL, 0};
+            tc_log_in(TC_LOG_WARN, "consumer", &in, "consume error on partition %d: %s%s",
+                      m->partition, rd_kafka_message_errstr(m),
+                      tc_kafka_hint(rd_kafka_message_errstr(m)));
             rd_kafka_message_destroy(m);
             continue;
         }

@@ -44,7 +44,9 @@ tc_err tc_pipeline_lookback_prepare(tc_pipeline *p, int32_t partition, int64_t f
     err =
         tc_store_dead_offsets(p->store, partition, from, to, dead, cap, &n, errstr, sizeof(errstr));
     if (err != TC_OK) {
-        tc_log_warn("pipeline", "partition %d: no dedupe lookback: %s", partition, errstr);
+        tc_log_input in = {p->cfg->kafka_topic, partition, -1, NULL, 0};
+        tc_log_in(TC_LOG_WARN, "pipeline", &in, "partition %d: no dedupe lookback: %s", partition,
+                  errstr);
         free(dead);
         return err;
     }
@@ -79,8 +81,23 @@ tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject re
 {
     char cut[TC_REJECT_DETAIL_MAX * 2];
     size_t len = m->len;
+    uint64_t skipped = 0;
     tc_err err;
 
+    if (tc_log_enabled(TC_LOG_INFO) && tc_log_limit_take(&p->dlq_log, TC_DLQ_LOG_PER_S, &skipped)) {
+        /* The device: the decoded id of a row refused after decoding, else the message's key. */
+        int decoded = reason == TC_REJECT_OUT_OF_RANGE || reason == TC_REJECT_TIMESTAMP_FUTURE ||
+                      reason == TC_REJECT_TIMESTAMP_TOO_OLD || reason == TC_REJECT_DUPLICATE;
+        const tc_slice *dev = decoded ? &p->cur->batch->device_id[p->cur->batch->n] : NULL;
+        tc_log_input in = {p->cfg->kafka_topic, m->partition, m->offset, dev ? dev->ptr : m->key,
+                           dev ? dev->len : m->key_len};
+        char more[64] = "";
+        if (skipped)
+            snprintf(more, sizeof(more), " (%llu more not logged before it)",
+                     (unsigned long long)skipped);
+        tc_log_in(TC_LOG_INFO, "pipeline", &in, "dead letter: %s (%s): %s%s",
+                  tc_reject_name(reason), stage, detail, more);
+    }
     if (len > TC_DLQ_PAYLOAD_MAX) {
         snprintf(cut, sizeof(cut), "%.*s (payload of %zu bytes kept to its first %d)",
                  TC_REJECT_DETAIL_MAX, detail, m->len, TC_DLQ_PAYLOAD_MAX);

@@ -60,6 +60,7 @@ struct tc_observe {
     tc_observe_status st;
     tc_histogram delay, batch;
     uint64_t by_reason[TC_REJECT__COUNT];
+    int64_t newest_ms; /* Kafka timestamp of the newest message committed (0: none yet) */
     /* pipeline thread only */
     tc_observe_slot slots[TC_OBSERVE_SLOTS_MAX];
     size_t nslots;
@@ -81,20 +82,32 @@ static void tc_histogram_observe(tc_histogram *h, const double *bounds, size_t n
     h->sum += v;
 }
 
+/* One series of a histogram: labels is "" or `sink="lake",` (with the comma). */
+static void tc_histogram_series(tc_jbuf *b, const char *name, const char *labels,
+                                const uint64_t *counts, uint64_t count, double sum,
+                                const double *bounds, size_t nb)
+{
+    uint64_t cum = 0;
+    const char *open = *labels ? "{" : "", *close = *labels ? "}" : "";
+    char bare[TC_OBSERVE_SINK_NAME_MAX + 16];
+
+    /* The _sum and _count lines take the labels without the trailing comma. */
+    snprintf(bare, sizeof(bare), "%.*s", *labels ? (int)strlen(labels) - 1 : 0, labels);
+    for (size_t i = 0; i < nb; i++) {
+        cum += counts[i];
+        tc_observe_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, bounds[i],
+                          (unsigned long long)cum);
+    }
+    tc_observe_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n",
+                      name, labels, (unsigned long long)count, name, open, bare, close, sum, name,
+                      open, bare, close, (unsigned long long)count);
+}
+
 static void tc_histogram_write(tc_jbuf *b, const char *name, const char *help,
                                const tc_histogram *h, const double *bounds, size_t nb)
 {
-    uint64_t cum = 0;
-
     tc_observe_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    for (size_t i = 0; i < nb; i++) {
-        cum += h->counts[i];
-        tc_observe_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
-                          (unsigned long long)cum);
-    }
-    tc_observe_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
-                      (unsigned long long)h->count, name, h->sum, name,
-                      (unsigned long long)h->count);
+    tc_histogram_series(b, name, "", h->counts, h->count, h->sum, bounds, nb);
 }
 
 /* ---- endpoints ---- */
@@ -273,6 +286,20 @@ static void tc_observe_write_sinks(tc_jbuf *b, const tc_observe_status *st)
                               (unsigned long long)v[f]);
         }
     }
+    /* Sinks driven through the sink set, once they have committed (sinkset.h). */
+    tc_observe_printf(b, "# HELP thermocline_sink_commit_duration_seconds From a sink's flush to "
+                         "its rows being durable, per write.\n"
+                         "# TYPE thermocline_sink_commit_duration_seconds histogram\n");
+    for (size_t i = 0; i < st->nsinks; i++) {
+        const tc_observe_sink *k = &st->sinks[i];
+        char labels[TC_OBSERVE_SINK_NAME_MAX + 16];
+        if (!k->commit.count)
+            continue;
+        snprintf(labels, sizeof(labels), "sink=\"%s\",", k->name);
+        tc_histogram_series(b, "thermocline_sink_commit_duration_seconds", labels, k->commit.counts,
+                            k->commit.count, k->commit.sum, tc_sinkset_latency_bounds,
+                            TC_SINKSET_LATENCY_BUCKETS);
+    }
 }
 
 static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
@@ -281,6 +308,7 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
     tc_observe_status st;
     tc_histogram delay, batch;
     uint64_t by_reason[TC_REJECT__COUNT];
+    int64_t newest_ms;
     tc_jbuf b;
     char *body;
     size_t len = 0;
@@ -290,6 +318,7 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
     st = o->st;
     delay = o->delay;
     batch = o->batch;
+    newest_ms = o->newest_ms;
     memcpy(by_reason, o->by_reason, sizeof(by_reason));
     pthread_mutex_unlock(&o->lock);
     tc_jbuf_init(&b, TC_METRICS_MAX);
@@ -339,6 +368,16 @@ static void tc_observe_metrics(void *ctx, const tc_http_request *req, tc_http_re
         "thermocline_last_commit_timestamp_seconds %.3f\n",
         (unsigned long long)st.stats.fenced, (unsigned long long)st.partitions,
         tc_observe_ready(&st), (double)st.last_commit_us / 1e6);
+    /* Freshness of the fleet this process serves (label site: alerting.site), so that the rule can
+     * take the newest over every member of a group: one member's quiet partitions are not a
+     * stale fleet. The Kafka timestamp, not the device's clock: a device set in the future would
+     * hide the others' silence. */
+    tc_observe_printf(&b, "# HELP thermocline_newest_reading_timestamp_seconds Kafka timestamp of "
+                          "the newest message committed (0: none yet).\n"
+                          "# TYPE thermocline_newest_reading_timestamp_seconds gauge\n"
+                          "thermocline_newest_reading_timestamp_seconds{site=\"");
+    tc_observe_label(&b, o->cfg->alerting_site ? o->cfg->alerting_site : "");
+    tc_observe_printf(&b, "\"} %.3f\n", (double)newest_ms / 1e3);
     tc_observe_printf(&b, "# HELP thermocline_dead_letters_by_reason_total Dead letters committed, "
                           "by reason code (docs/design.md).\n"
                           "# TYPE thermocline_dead_letters_by_reason_total counter\n");
@@ -421,6 +460,8 @@ void tc_observe_note_commit(tc_observe *o, const void *slot, size_t rows, const 
     pthread_mutex_lock(&o->lock);
     for (size_t i = 0; s && i < s->n; i++) {
         double d = (now_ms - (double)s->ts_ms[i]) / 1000.0;
+        if (s->ts_ms[i] > o->newest_ms)
+            o->newest_ms = s->ts_ms[i];
         tc_histogram_observe(&o->delay, tc_delay_bounds, TC_DELAY_BUCKETS, d < 0 ? 0 : d);
     }
     tc_histogram_observe(&o->batch, tc_batch_bounds, TC_BATCH_BUCKETS,

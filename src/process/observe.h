@@ -14,9 +14,10 @@
  *   /metrics  Prometheus text format: counters of readings, dead letters, batches, retries;
  *             gauges of assigned partitions, readiness and the last commit time; per sink
  *             (label sink="..."): readiness, rows taken and made durable, rows held in memory,
- *             failures and recoveries; and (every family in docs/observability.md) the consumer
- *             lag per partition, histograms of the end-to-end delay and of batch sizes, dead
- *             letters by reason, the process' CPU and memory, build info, storage figures
+ *             failures and recoveries, commit latency; and (every family in
+ *             docs/observability.md) the consumer lag per partition, histograms of the
+ *             end-to-end delay and of batch sizes, dead letters by reason, the newest
+ *             message's timestamp, the process' CPU and memory, build info, storage figures
  *             sampled on a timer (observe_storage.h), the alert client's own, and the quality
  *             sink's fleet figures.
  *
@@ -39,6 +40,7 @@
 #include "core/deadletter.h"
 #include "core/error.h"
 #include "process/pipeline.h"
+#include "process/sinkset.h"
 
 /* Reasons are short sentences for operators. */
 #define TC_OBSERVE_REASON_MAX 256
@@ -51,6 +53,7 @@ typedef struct tc_observe_sink {
     char name[TC_OBSERVE_SINK_NAME_MAX];
     int ready;
     uint64_t rows, rows_durable, pending, failures, recoveries;
+    tc_sinkset_latency commit; /* flush to durable (count 0: not measured for this sink) */
 } tc_observe_sink;
 /* Partitions whose consumer lag /metrics shows (one series each: bounded by the topic). */
 #define TC_OBSERVE_LAG_MAX 256

@@ -37,6 +37,9 @@
 /* A dead letter keeps at most this much of its payload; the detail says when it was cut. Large
  * enough for any message a broker accepts by default (1 MiB) and then some. */
 #define TC_DLQ_PAYLOAD_MAX (16 * 1024 * 1024)
+/* Dead letters logged per second at most (each with its input's fields); the rest are counted in
+ * the next line. The dead-letter table has them all: the log only points at the kind of trouble. */
+#define TC_DLQ_LOG_PER_S 10
 /* Back-off between attempts to write a batch the store could not take. */
 #define TC_RETRY_MIN_MS 100
 #define TC_RETRY_MAX_MS 10000
@@ -101,6 +104,7 @@ struct tc_pipeline {
     tc_sinkset *sinks;         /* the sinks behind process/sink.h: the lake, testfail, ... */
     tc_observe *obs;           /* NULL when http.listen is empty */
     tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
+    tc_log_limit dlq_log;      /* the dead letters' log lines (TC_DLQ_LOG_PER_S) */
     tc_schema_cache *schemas;  /* NULL when registry.url is empty */
     tc_catalog *catalog;       /* the subject's versions; NULL when registry.url is empty */
     int64_t catalog_next_us;   /* when to ask the registry for new versions again */

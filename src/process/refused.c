@@ -162,9 +162,11 @@ tc_err tc_pipeline_isolate_refused(tc_pipeline *p, tc_slot *s, const tc_batch *r
     for (size_t k = 0; k < p->nrefused; k++) {
         size_t i = map[k], len = 0;
         char *json = tc_pipeline_row_json(s->batch, i, &len);
-        tc_log_warn("pipeline", "topic \"%s\" partition %d offset %lld: %s; dead-lettered",
-                    p->cfg->kafka_topic, s->batch->partition[i], (long long)s->batch->offset[i],
-                    p->refused[k].why);
+        tc_log_input in = {p->cfg->kafka_topic, s->batch->partition[i], s->batch->offset[i],
+                           s->batch->device_id[i].ptr, s->batch->device_id[i].len};
+        tc_log_in(TC_LOG_WARN, "pipeline", &in,
+                  "topic \"%s\" partition %d offset %lld: %s; dead-lettered", p->cfg->kafka_topic,
+                  s->batch->partition[i], (long long)s->batch->offset[i], p->refused[k].why);
         err = json ? tc_dlq_batch_add(s->dlq, TC_REJECT_STORE_REFUSED, "store", p->refused[k].why,
                                       json, len, s->batch->device_id[i].ptr,
                                       s->batch->device_id[i].len, s->batch->partition[i],

@@ -6,6 +6,10 @@
  * failure until its back-off has passed and recover has succeeded, or failed for good. The
  * back-off never sleeps: the loop goes on with the other sinks and asks tc_sinkset_recover_due
  * each turn, so the consumer is served meanwhile.
+ *
+ * Commit latency is measured here, the same for every sink: a write starts at the first flush call
+ * of a sink that holds rows not yet durable and ends at the call after which rows_durable has
+ * grown, however many calls a busy sink took in between (its own thread did the work).
  */
 #include "process/sinkset.h"
 
@@ -14,12 +18,17 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 /* Partitions one batch holds per sink (the pipeline's TC_PENDING_MAX). */
 #define TC_SINKSET_BATCH_PARTS 4096
 /* The back-off between a sink's failure and its recovery: capped exponential, full jitter. */
 #define TC_SINKSET_BACKOFF_MIN_MS 100
 #define TC_SINKSET_BACKOFF_MAX_MS 10000
+
+/* 1 ms (a local file) to a minute (a flush stuck behind a lock). */
+const double tc_sinkset_latency_bounds[TC_SINKSET_LATENCY_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 typedef struct tc_sinkset_sink {
     tc_sink sink;
@@ -30,6 +39,8 @@ typedef struct tc_sinkset_sink {
     int64_t retry_us;                /* when the recovery may be tried */
     char reason[TC_SINKSET_REASON_MAX];
     uint64_t failures, recoveries;
+    int64_t write_us; /* wall time the write under way started (0: none) */
+    tc_sinkset_latency commit;
 } tc_sinkset_sink;
 
 struct tc_sinkset {
@@ -186,9 +197,12 @@ tc_err tc_sinkset_open(tc_sinkset *s, const int32_t *parts, size_t n, int64_t *n
             if (!tc_sinkset_part_ok(parts[i]))
                 continue;
             sk->taken[parts[i]] = mark[i];
-            if (mark[i] != TC_SINK_MARK_ALL && mark[i] < next[i])
-                tc_log_info("pipeline", "partition %d: sink %s resumes at %lld, below %lld",
-                            parts[i], sk->sink.name, (long long)mark[i], (long long)next[i]);
+            if (mark[i] != TC_SINK_MARK_ALL && mark[i] < next[i]) {
+                tc_log_input in = {NULL, parts[i], mark[i] >= 0 ? mark[i] : -1, NULL, 0};
+                tc_log_in(TC_LOG_INFO, "pipeline", &in,
+                          "partition %d: sink %s resumes at %lld, below %lld", parts[i],
+                          sk->sink.name, (long long)mark[i], (long long)next[i]);
+            }
             tc_sinkset_lower(&next[i], mark[i]);
         }
     }
@@ -286,6 +300,19 @@ int tc_sinkset_room(const tc_sinkset_batch *b, int32_t partition, size_t cap)
     return 1;
 }
 
+static void tc_sinkset_latency_observe(tc_sinkset_latency *h, double s)
+{
+    size_t i = 0;
+
+    if (s < 0)
+        s = 0; /* the wall clock went back */
+    while (i < TC_SINKSET_LATENCY_BUCKETS && s > tc_sinkset_latency_bounds[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum += s;
+}
+
 /* Flush one sink; with force, until it is no longer busy (serving the consumer meanwhile). */
 static tc_err tc_sinkset_flush_one(tc_sinkset *s, tc_sinkset_sink *k, int64_t now_us, int force,
                                    char *errstr, size_t errstr_size)
@@ -295,17 +322,27 @@ static tc_err tc_sinkset_flush_one(tc_sinkset *s, tc_sinkset_sink *k, int64_t no
     tc_err err;
 
     k->sink.ops->stats(k->sink.ctx, &before);
+    if (!k->write_us && before.rows > before.rows_durable)
+        k->write_us = tc_time_now_us();
     for (;;) {
         err = k->sink.ops->flush(k->sink.ctx, now_us, force, &busy, errstr, errstr_size);
         if (err != TC_OK || !busy || !force)
             break;
         s->wait(s->opaque, TC_SINK_SLICE_MS);
     }
-    if (err != TC_OK)
+    if (err != TC_OK) {
+        k->write_us = 0; /* the write is lost: its rows are written again after recovery */
         return tc_sinkset_fail(k, err, now_us, errstr, errstr_size);
+    }
     k->sink.ops->stats(k->sink.ctx, &after);
-    if (after.rows_durable > before.rows_durable)
+    if (after.rows_durable > before.rows_durable) {
         k->backoff_ms = TC_SINKSET_BACKOFF_MIN_MS; /* progress: the next failure starts afresh */
+        if (k->write_us)
+            tc_sinkset_latency_observe(&k->commit, (double)(tc_time_now_us() - k->write_us) / 1e6);
+        k->write_us = 0;
+    } else if (!busy) {
+        k->write_us = 0; /* nothing was due: no write started */
+    }
     return TC_OK;
 }
 
@@ -498,6 +535,7 @@ size_t tc_sinkset_status_get(const tc_sinkset *s, tc_sinkset_status *out, size_t
         sk->sink.ops->stats(sk->sink.ctx, &out[n].stats);
         out[n].failures = sk->failures;
         out[n].recoveries = sk->recoveries;
+        out[n].commit = sk->commit;
     }
     return n;
 }

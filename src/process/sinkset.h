@@ -38,6 +38,19 @@
 #define TC_SINKSET_PARTS 16384
 /* A sink's reason for not being ready, for /readyz and the log. */
 #define TC_SINKSET_REASON_MAX 200
+/* Upper bounds (seconds) of the commit latency histogram's buckets, then +Inf: fixed, because
+ * Prometheus sums the buckets of every process. */
+#define TC_SINKSET_LATENCY_BUCKETS 15
+extern const double tc_sinkset_latency_bounds[TC_SINKSET_LATENCY_BUCKETS];
+
+/* A sink's commit latency: from the flush call that started a write (a sink reporting *busy is
+ * called again until it is done) to the call that found more rows durable; observed once per
+ * such write. A flush with nothing to write, or one that fails, is not observed. */
+typedef struct tc_sinkset_latency {
+    uint64_t counts[TC_SINKSET_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative; last +Inf */
+    uint64_t count;
+    double sum; /* seconds */
+} tc_sinkset_latency;
 
 typedef struct tc_sinkset tc_sinkset;
 typedef struct tc_sinkset_batch tc_sinkset_batch;
@@ -53,6 +66,7 @@ typedef struct tc_sinkset_status {
     tc_sink_stats stats;
     uint64_t failures; /* failed calls that opened (or kept open) the circuit */
     uint64_t recoveries;
+    tc_sinkset_latency commit; /* flush to durable */
 } tc_sinkset_status;
 
 /* The sinks of cfg's pipeline.sinks that have constructors (possibly none). NULL with errstr on a

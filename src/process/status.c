@@ -54,6 +54,7 @@ void tc_pipeline_publish(tc_pipeline *p)
         k->pending = gen[i].stats.pending;
         k->failures = gen[i].failures;
         k->recoveries = gen[i].recoveries;
+        k->commit = gen[i].commit;
         if (!gen[i].ready && !reason)
             reason = gen[i].reason;
     }

@@ -243,8 +243,10 @@ static void tc_qmon_hold_event(tc_qmon *m, const qmon_event *ev)
 
     if (m->nevents >= TC_QMON_EVENTS_MAX) {
         /* tc_qmon_due asked for a flush at the cap; one that keeps failing cannot hold more. */
-        tc_log_warn("quality", "%d findings held unwritten: dropping one of device \"%s\"",
-                    TC_QMON_EVENTS_MAX, ev->device);
+        tc_log_input in = {NULL, ev->partition, -1, ev->device, strlen(ev->device)};
+        tc_log_in(TC_LOG_WARN, "quality", &in,
+                  "%d findings held unwritten: dropping one of device \"%s\"", TC_QMON_EVENTS_MAX,
+                  ev->device);
         return;
     }
     if (!m->events && !(m->events = calloc(TC_QMON_EVENTS_MAX, sizeof(*m->events))))

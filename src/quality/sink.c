@@ -13,6 +13,7 @@
 #include "alert/alert.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "quality/alert_restore.h"
 #include "quality/monitor.h"
 
 /* SIGHUPs received (the handler's side) and the published /metrics snapshot (the HTTP side). */
@@ -25,6 +26,7 @@ static int tc_quality_pub_live;
 #define TC_QUALITY_ALERT_FLUSH_MS 5000
 
 typedef struct tc_quality_sink {
+    const tc_config *cfg; /* borrowed: outlives the sink */
     tc_qmon *mon;
     tc_alerter *alerter;  /* NULL: alerting.alertmanager_urls is empty */
     sig_atomic_t sighups; /* the last generation this sink reloaded at */
@@ -63,9 +65,11 @@ static void tc_quality_sink_alert(void *opaque, const tc_qmon_event *ev)
         snprintf(desc, sizeof(desc), "see thermocline quality anomalies --device %s", ev->device);
     err = ev->end_us ? tc_alerter_resolve(s->alerter, &al, errstr, sizeof(errstr))
                      : tc_alerter_fire(s->alerter, &al, errstr, sizeof(errstr));
-    if (err != TC_OK)
-        tc_log_warn("quality", "the alert of a finding of device %s was not queued: %s", ev->device,
-                    errstr);
+    if (err != TC_OK) {
+        tc_log_input in = {NULL, ev->partition, -1, ev->device, strlen(ev->device)};
+        tc_log_in(TC_LOG_WARN, "quality", &in,
+                  "the alert of a finding of device %s was not queued: %s", ev->device, errstr);
+    }
 }
 
 void tc_quality_sink_sighup(void)
@@ -119,12 +123,35 @@ static void tc_quality_sink_marks(int64_t *next, size_t n)
             next[i] = TC_SINK_MARK_NONE;
 }
 
+/* The findings of newly held partitions fire (or resolve) again: a restart does not leave them to
+ * expire at Alertmanager (alert_restore.h). Those resolved within the 4 re-send intervals an
+ * alert's endsAt reaches, plus one, are resolved. Best effort: alerts never stop the sink. */
+static void tc_quality_sink_restore_alerts(tc_quality_sink *s, const int32_t *parts, size_t n)
+{
+    char errstr[TC_ERRSTR_MAX];
+    size_t count = 0;
+
+    if (!s->alerter)
+        return;
+    if (tc_quality_alert_restore(s->cfg->pg_dsn, s->cfg->pg_schema, parts, n,
+                                 (int)(5 * s->cfg->alerting_resend_s),
+                                 (size_t)s->cfg->alerting_queue_max, tc_quality_sink_alert, s,
+                                 &count, errstr, sizeof(errstr)) != TC_OK)
+        tc_log_warn("quality", "%s (the open findings' alerts expire at Alertmanager meanwhile)",
+                    errstr);
+    else if (count)
+        tc_log_info("quality", "%zu findings of %zu partitions sent to Alertmanager again", count,
+                    n);
+}
+
 static tc_err tc_quality_sink_open(void *ctx, const int32_t *parts, size_t n, int64_t *next,
                                    char *errstr, size_t errstr_size)
 {
     tc_quality_sink *s = ctx;
     tc_err err = tc_qmon_open(s->mon, parts, n, next, errstr, errstr_size);
 
+    if (err == TC_OK)
+        tc_quality_sink_restore_alerts(s, parts, n);
     tc_quality_sink_marks(next, n);
     tc_quality_sink_publish(s);
     return err;
@@ -250,6 +277,7 @@ tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, siz
     if (!s)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality sink: out of memory");
     tc_qmon_options_default(&o);
+    s->cfg = cfg;
     o.dsn = cfg->pg_dsn;
     o.schema = cfg->pg_schema;
     o.group = cfg->kafka_group;

@@ -9,6 +9,7 @@ The Alertmanager runs the shipped deploy/alertmanager/alertmanager.yml with the 
 relay and the timings (group_wait and friends) replaced for the test; the routing is the example's.
 The whole module holds /tmp/tc-monitoring.lock: it restarts the dev Alertmanager and Prometheus."""
 
+import calendar
 import contextlib
 import email
 import email.policy
@@ -319,6 +320,13 @@ def test_metrics_rules_and_dashboards(tc, monitoring, tmp_path):
                     missing.append(name)
             assert not missing, f"rules read metrics the pipeline does not export: {missing}"
 
+            # The lake's commit latency per write, and the fleet's freshness, have real values.
+            lake = monitoring.query(f'thermocline_sink_commit_duration_seconds_count{{sink="lake", instance="{instance}"}}')
+            assert lake and float(lake[0]["value"][1]) >= 1, lake
+            assert "thermocline_sink_commit_duration_seconds_bucket" in names
+            newest = monitoring.query(f"thermocline_newest_reading_timestamp_seconds{sel}")
+            assert newest and 0 < seen - float(newest[0]["value"][1]) < 600, newest
+
             # Every family of the page is documented.
             _, page = get(port, "/metrics")
             families = set(re.findall(r"^# TYPE (\S+) ", page, re.M))
@@ -513,6 +521,21 @@ def test_every_alertmanager_of_an_ha_pair_gets_the_alert(tc, monitoring):
     assert wait_for(lambda: not held(), timeout=30)
 
 
+def quality_alerting(tc, monitoring, tmp_path, site, resend_s):
+    """A one-partition topic and schema, and the settings of a run whose quality sink (with
+    test_quality_sink's rules) pushes its findings to the test's Alertmanager for site."""
+    from test_quality_sink import RULES, quality_settings
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    return quality_settings(f"quality.rules_file={rules}",
+                            f"alerting.alertmanager_urls={monitoring.am}",
+                            f"alerting.site={site}", f"alerting.resend_s={resend_s}")
+
+
 def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_path):
     """The quality sink pushes what it finds once committed: a stuck humidity sensor and a silent
     device (detectors: warnings, Slack only) and a rule violation (critical: Slack and email), each
@@ -520,22 +543,14 @@ def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_
     readings 100..159, r-1 too hot for 40..159 -- and q-1's, every 10 s but silent from reading 60
     to 130. Silence is checked as event time moves on, so the quiet stretch comes in a later poll
     than q-1's last reading before it."""
-    from test_quality_sink import (RULES, phase, produce, quality_settings, reading,
-                                   wait_quality_caught_up)
+    from test_quality_sink import phase, produce, reading, wait_quality_caught_up
 
     def with_quiet(lo, hi):
         return phase(lo, hi) + [("q-1", reading("q-1", i, 20.0 + (i % 4) * 0.1))
                                 for i in range(lo, hi) if not 60 <= i < 130]
     site = f"it-{uuid.uuid4().hex[:8]}"
     inbox = monitoring.inbox
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    tc.partitions = 1
-    tc.migrate()
-    tc.simulate("--count", "0")
-    settings = quality_settings(f"quality.rules_file={rules}",
-                                f"alerting.alertmanager_urls={monitoring.am}",
-                                f"alerting.site={site}", "alerting.resend_s=5")
+    settings = quality_alerting(tc, monitoring, tmp_path, site, resend_s=5)
     produce(tc, with_quiet(0, 60))
     proc = tc.spawn("run", extra=settings)
     try:
@@ -578,3 +593,70 @@ def test_quality_findings_reach_slack_and_email_and_resolve(tc, monitoring, tmp_
                   " AND start_time > now() - interval '1 day'")[0][0] >= 1
     assert tc.sql("SELECT count(*) FROM anomalies WHERE device_id = 'q-1' AND kind = 'silence'"
                   " AND end_time IS NOT NULL")[0][0] == 1
+
+
+def am_alerts(monitoring, site):
+    """The alerts Alertmanager holds active for site, by alertname and device."""
+    url = f"{monitoring.am}/api/v2/alerts?" + urllib.parse.urlencode({"filter": f'site="{site}"'})
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return {(a["labels"]["alertname"], a["labels"].get("device_id")): a for a in json.load(r)
+                if a["status"]["state"] == "active"}
+
+
+def am_time(stamp):
+    """Alertmanager's RFC 3339 time (nanoseconds, Z) as seconds since the epoch."""
+    day, frac = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", stamp).groups()
+    return calendar.timegm(time.strptime(day, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{frac or 0}")
+
+
+def test_open_findings_are_sent_again_after_a_kill_9(tc, monitoring, tmp_path):
+    """A restart does not leave the quality findings' alerts to expire: after a kill -9, the new
+    process sends the findings still open in PostgreSQL again (r-1's rule, held active at
+    Alertmanager well past the endsAt the killed process gave it) and resolves the one closed while
+    it was down (s-1's stuck sensor, closed by hand: gone from Alertmanager before that endsAt);
+    the rule's alert resolves, with its Slack message, once readings clear it."""
+    from test_quality_sink import phase, produce, wait_quality_caught_up
+
+    site = f"it-{uuid.uuid4().hex[:8]}"
+    resend_s = 15  # endsAt = the last send + 60 s: a restart (a 10 s session to expire) fits
+    settings = quality_alerting(tc, monitoring, tmp_path, site, resend_s)
+    rule, stuck = ("ThermoclineQualityRule", "r-1"), ("ThermoclineQualityAnomaly", "s-1")
+    produce(tc, phase(0, 130))  # r-1 too hot from reading 40, s-1 stuck from 100: both open
+    proc = tc.spawn("run", extra=settings)
+    try:
+        assert wait_for(lambda: {rule, stuck} <= set(am_alerts(monitoring, site)), timeout=180)
+        assert wait_quality_caught_up(tc)
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=60)
+    tc.assert_clean(err)
+    killed = time.time()
+    held = am_alerts(monitoring, site)
+    ends = {k: am_time(held[k]["endsAt"]) for k in (rule, stuck)}
+    assert all(killed < e <= killed + 4 * resend_s + 5 for e in ends.values()), (killed, ends)
+    tc.sql("UPDATE anomalies SET end_time = now(), updated_at = now()"
+           " WHERE device_id = 's-1' AND kind = 'stuck' AND end_time IS NULL")
+
+    proc = tc.spawn("run", extra=settings)
+    try:
+        # s-1's alert is resolved by the new process, not left to expire at its endsAt.
+        assert wait_for(lambda: stuck not in am_alerts(monitoring, site), timeout=ends[stuck] - time.time())
+        assert time.time() < ends[stuck]
+        # r-1's stays active past the endsAt the killed process gave it.
+        def past_ends():
+            alerts = am_alerts(monitoring, site)
+            assert rule in alerts, f"{rule} expired at Alertmanager after the restart"
+            return time.time() > ends[rule] + 5
+        assert wait_for(past_ends, timeout=4 * resend_s + 60)
+        assert am_time(am_alerts(monitoring, site)[rule]["endsAt"]) > ends[rule]
+
+        # Readings 130..199 clear it at 160: resolved, with Slack's resolved message.
+        produce(tc, phase(130, 200))
+        assert wait_for(lambda: rule not in am_alerts(monitoring, site), timeout=180)
+        assert wait_for(lambda: monitoring.inbox.slack_where(
+            lambda m: slack_text(m)[0] == f"[RESOLVED] ThermoclineQualityRule at {site}"), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    tc.assert_clean(err)
+    assert "findings of 1 partitions sent to Alertmanager again" in err, err[-3000:]

@@ -138,3 +138,35 @@ def test_dead_letters_are_mirrored_to_the_dlq_topic(tc):
         assert headers["source_topic"] == tc.topic
         assert int(headers["source_offset"]) % 2 == 0
         assert (m.value() or b"") == payload
+
+
+def test_the_json_log_locates_each_refused_input(tc):
+    """A run's JSON log (log.format=json): every line is one object with ts, level, comp and msg;
+    a dead letter's line carries topic, partition, offset and device_id as fields of their own --
+    the decoded device id when the reading decoded (out of range), the message's key when it did
+    not (malformed) -- and the partition's assignment carries topic and partition."""
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    p = Producer({"bootstrap.servers": tc.brokers})
+    sent = [(b"gw-7", good(13, temperature=100.01)),  # offset 0: out_of_range, device dev-13
+            (b"good", good(100)),                      # offset 1: stored
+            (b"k-\"mal\"", b'{"device_id":')]          # offset 2: malformed, key k-"mal"
+    for key, value in sent:
+        p.produce(tc.topic, value=value, key=key)
+    assert p.flush(30) == 0
+    out = tc.run(idle=2, extra=("log.format=json", "dedupe.window_s=0"))
+
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+    assert lines and all(list(r)[:4] == ["ts", "level", "comp", "msg"] for r in lines), lines[:3]
+    dead = {r["offset"]: r for r in lines if r["msg"].startswith("dead letter: ")}
+    assert set(dead) == {0, 2}, [r for r in lines if "dead" in r["msg"]]
+    for r in dead.values():
+        assert r["topic"] == tc.topic and r["partition"] == 0 and r["comp"] == "pipeline", r
+    assert dead[0]["device_id"] == "dev-13" and "out_of_range" in dead[0]["msg"], dead[0]
+    assert dead[2]["device_id"] == 'k-"mal"' and "malformed_json" in dead[2]["msg"], dead[2]
+    assigned = [r for r in lines if r["msg"].startswith("assigned ")]
+    assert assigned and assigned[0]["topic"] == tc.topic and assigned[0]["partition"] == 0, assigned
+    # The dead letters are the same inputs the log pointed at.
+    assert tc.sql("SELECT source_offset, reason FROM dead_letters ORDER BY 1") == [
+        (0, "out_of_range"), (2, "malformed_json")]

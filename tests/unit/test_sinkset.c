@@ -288,6 +288,39 @@ static void test_permanent_failure_and_fence(void **state)
     assert_non_null(strstr(errstr, "fail-permanent"));
 }
 
+/* Each write that made rows durable is one observation of the sink's commit latency (with an
+ * fsync: above 0 s, and within a few minutes on any machine); a flush with nothing to write and a
+ * failed one are none. */
+static void test_commit_latency_per_write(void **state)
+{
+    fixture *fx = *state;
+    char errstr[TC_ERRSTR_MAX];
+    tc_sinkset_status st;
+    int32_t part = 0;
+    int64_t next = -1;
+    uint64_t in_buckets = 0;
+
+    assert_int_equal(tc_sinkset_open(fx->set, &part, 1, &next, errstr, sizeof(errstr)), TC_OK);
+    tc_sinkset_status_get(fx->set, &st, 1);
+    assert_int_equal(st.commit.count, 0);
+    fill(fx, 0, 10);
+    assert_int_equal(take(fx, 1), TC_OK);
+    fill(fx, 10, 15);
+    assert_int_equal(take(fx, 2), TC_OK);
+    assert_int_equal(tc_sinkset_flush(fx->set, 3, 1, errstr, sizeof(errstr)), TC_OK); /* nothing */
+    put(fx->control, "fail-transient\n");
+    fill(fx, 15, 20);
+    assert_int_equal(take(fx, 4), TC_OK);
+    assert_true(tc_sinkset_broken(fx->set));
+    tc_sinkset_status_get(fx->set, &st, 1);
+    assert_int_equal(st.commit.count, 2);
+    for (size_t i = 0; i <= TC_SINKSET_LATENCY_BUCKETS; i++)
+        in_buckets += st.commit.counts[i];
+    assert_int_equal(in_buckets, 2);
+    assert_true(st.commit.sum >= 0 && st.commit.sum < 300);
+    assert_int_equal(st.commit.counts[TC_SINKSET_LATENCY_BUCKETS], 0); /* none over a minute */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transient_failure_opens_the_circuit_until_recovered,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent_failure_and_fence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_latency_per_write, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
