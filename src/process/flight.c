@@ -37,6 +37,7 @@ static void tc_pipeline_fence_from(tc_pipeline *p, tc_slot *s);
 static void tc_pipeline_slot_reset(tc_slot *s)
 {
     tc_batch_reset(s->batch);
+    s->submit_us = 0;
     tc_dlq_batch_reset(s->dlq);
     s->npending = 0;
     s->store_rows = 0;
@@ -200,6 +201,10 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
     }
     p->store_ok = 1;
     p->last_commit_us = tc_time_now_us();
+    if (s->submit_us) /* the same family as every other sink's:
+                         thermocline_sink_commit_duration_seconds */
+        tc_sinkset_latency_observe(&p->store_commit,
+                                   (double)(p->last_commit_us - s->submit_us) / 1e6);
     /* The dead letters are durable in PostgreSQL; their Kafka copy is a convenience for
      * Kafka-native tooling, so a failure to send it is logged, not fatal. */
     if (p->dlq_mirror && s->dlq->n &&
@@ -376,6 +381,7 @@ tc_err tc_pipeline_dispatch(tc_pipeline *p)
     tc_pipeline_fence_from(p, s);
     /* A batch with nothing for the store (another sink catching up) still goes through a writer,
      * which commits an empty transaction in its turn: the sinks take the batches in order. */
+    s->submit_us = tc_time_now_us();
     tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending,
                           p->windows ? NULL : s->pending_from, s->npending);
     p->flight[(p->flight_head + p->nflight) % p->nslots] = s;

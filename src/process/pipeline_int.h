@@ -95,21 +95,23 @@ typedef struct tc_slot {
     const tc_batch *rows;  /* what the writer was given: batch, or filtered */
     int writer;            /* the writer it is in flight on, -1 when none */
     tc_sinkset_batch *gen; /* the advances of the sinks behind process/sink.h */
+    int64_t submit_us;     /* when it went to its writer: the store's commit latency */
 } tc_slot;
 
 struct tc_pipeline {
     const tc_config *cfg;
     tc_consumer *consumer;
     tc_store *store;
-    tc_sinkset *sinks;         /* the sinks behind process/sink.h: the lake, testfail, ... */
-    tc_observe *obs;           /* NULL when http.listen is empty */
-    tc_dlq_mirror *dlq_mirror; /* NULL when kafka.dlq_mirror is off */
-    tc_log_limit dlq_log;      /* the dead letters' log lines (TC_DLQ_LOG_PER_S) */
-    tc_schema_cache *schemas;  /* NULL when registry.url is empty */
-    tc_catalog *catalog;       /* the subject's versions; NULL when registry.url is empty */
-    int64_t catalog_next_us;   /* when to ask the registry for new versions again */
-    int64_t catalog_forced_us; /* last refresh forced by an unknown writer schema id */
-    int store_ok;              /* the store's last write (or connection) succeeded */
+    tc_sinkset *sinks;               /* the sinks behind process/sink.h: the lake, testfail, ... */
+    tc_observe *obs;                 /* NULL when http.listen is empty */
+    tc_dlq_mirror *dlq_mirror;       /* NULL when kafka.dlq_mirror is off */
+    tc_log_limit dlq_log;            /* the dead letters' log lines (TC_DLQ_LOG_PER_S) */
+    tc_sinkset_latency store_commit; /* the store's batches, submit to commit (/metrics) */
+    tc_schema_cache *schemas;        /* NULL when registry.url is empty */
+    tc_catalog *catalog;             /* the subject's versions; NULL when registry.url is empty */
+    int64_t catalog_next_us;         /* when to ask the registry for new versions again */
+    int64_t catalog_forced_us;       /* last refresh forced by an unknown writer schema id */
+    int store_ok;                    /* the store's last write (or connection) succeeded */
     int64_t last_commit_us;
     char not_ready[TC_OBSERVE_REASON_MAX];
     size_t dyn_logged;       /* dynamic columns announced in the log so far */

@@ -300,7 +300,7 @@ int tc_sinkset_room(const tc_sinkset_batch *b, int32_t partition, size_t cap)
     return 1;
 }
 
-static void tc_sinkset_latency_observe(tc_sinkset_latency *h, double s)
+void tc_sinkset_latency_observe(tc_sinkset_latency *h, double s)
 {
     size_t i = 0;
 

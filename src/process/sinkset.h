@@ -52,6 +52,9 @@ typedef struct tc_sinkset_latency {
     double sum; /* seconds */
 } tc_sinkset_latency;
 
+/* Count one write of s seconds in h (the store's batches use it too: process/flight.c). */
+void tc_sinkset_latency_observe(tc_sinkset_latency *h, double s);
+
 typedef struct tc_sinkset tc_sinkset;
 typedef struct tc_sinkset_batch tc_sinkset_batch;
 

@@ -43,6 +43,7 @@ void tc_pipeline_publish(tc_pipeline *p)
     st.consuming = st.partitions > 0;
     st.last_commit_us = p->last_commit_us;
     tc_pipeline_publish_sink(&st, "store", p->store_ok, p->stats.stored, p->stats.retries);
+    st.sinks[st.nsinks - 1].commit = p->store_commit;
     ngen = tc_sinkset_status_get(p->sinks, gen, TC_SINKSET_MAX);
     for (size_t i = 0; i < ngen && st.nsinks < TC_OBSERVE_SINKS_MAX; i++) {
         tc_observe_sink *k = &st.sinks[st.nsinks++];

@@ -320,9 +320,11 @@ def test_metrics_rules_and_dashboards(tc, monitoring, tmp_path):
                     missing.append(name)
             assert not missing, f"rules read metrics the pipeline does not export: {missing}"
 
-            # The lake's commit latency per write, and the fleet's freshness, have real values.
-            lake = monitoring.query(f'thermocline_sink_commit_duration_seconds_count{{sink="lake", instance="{instance}"}}')
-            assert lake and float(lake[0]["value"][1]) >= 1, lake
+            # Every sink's commit latency per write (the store's batches, the lake's files, the
+            # rollups' flushes in plain mode), and the fleet's freshness, have real values.
+            for sink in ("store", "lake") + (() if timescale else ("rollups",)):
+                got = monitoring.query(f'thermocline_sink_commit_duration_seconds_count{{sink="{sink}", instance="{instance}"}}')
+                assert got and float(got[0]["value"][1]) >= 1, (sink, got)
             assert "thermocline_sink_commit_duration_seconds_bucket" in names
             newest = monitoring.query(f"thermocline_newest_reading_timestamp_seconds{sel}")
             assert newest and 0 < seen - float(newest[0]["value"][1]) < 600, newest
