@@ -772,8 +772,12 @@ tc_err tc_store_ensure_rollup_columns(tc_store *s, char *errstr, size_t errstr_s
         return err;
     if (!need)
         goto done;
-    /* Every metric some view lacks, once: the function adds to both tables (IF NOT EXISTS). */
+    /* Every metric some view lacks, once: the function adds to both tables (IF NOT EXISTS). The
+     * list is read (tc_store_names_have) while it grows, so it is a terminated string from the
+     * start: an unterminated one let the stack's leftovers of an earlier call, the same names,
+     * pass for this list's, and the function was called with none ("between 1 and 64"). */
     names[0] = '{';
+    names[1] = '\0';
     for (size_t t = 0; t < TC_STORE_ROLLUP_TABLES; t++) {
         const tc_rollup *r = tc_store_rollup_of(s, t);
         for (size_t d = s->rollup_columns[t]; lacks[t] && d < r->ndyn; d++) {

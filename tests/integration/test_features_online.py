@@ -33,7 +33,7 @@ DEFS = ("temp_mean_1h = mean(temperature, 1h); temp_std_1h = std(temperature, 1h
         " hum_count_1h = count(humidity, 1h); bat_missing_1d = share_missing(battery, 1d);"
         " temp_odd_1h = anomalies(temperature, 1h, min=0, max=25); lat_mean_1d = mean(latitude, 1d)")
 WINDOW_S = {"1h": 3600, "1d": 86400}
-SINKS = "pipeline.sinks=store,features"
+SINKS = "pipeline.sinks=store,rollups,features"
 
 
 def settings(*extra):

@@ -389,6 +389,10 @@ def test_a_malformed_rules_file_on_sighup_is_refused_and_fleet_figures_on_metric
         # The running rules are in force: too-hot still fires.
         produce(tc, phase(5, 30))
         assert wait_for(lambda: findings(tc, "rule = 'too-hot'"), timeout=120)
+        # The counters move when the monitor takes the outcome of its writer's commit, a moment
+        # after the finding is visible in PostgreSQL.
+        opened = 'thermocline_quality_findings_opened_total{kind="range",source="rule"}'
+        assert wait_for(lambda: metrics(port).get(opened) == 1, timeout=60)
         m = metrics(port)
         assert m["thermocline_quality_readings_total"] == 60
         assert m['thermocline_quality_findings_opened_total{kind="range",source="rule"}'] == 1
