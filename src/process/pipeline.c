@@ -245,6 +245,8 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
         if (err == TC_OK && p->windows && tc_windows_done(p->windows))
             break; /* a replay: every range consumed */
+        if (tc_pipeline_replay_alone(p))
+            break;
         if (err == TC_OK && p->batch_started_us &&
             p->now_us - p->batch_started_us >= p->cfg->batch_timeout_ms * 1000LL) {
             int due;

@@ -114,11 +114,12 @@ struct tc_pipeline {
     int store_ok;                    /* the store's last write (or connection) succeeded */
     int64_t last_commit_us;
     char not_ready[TC_OBSERVE_REASON_MAX];
-    size_t dyn_logged;       /* dynamic columns announced in the log so far */
-    int closing;             /* being destroyed: take no new partitions */
-    tc_windows *windows;     /* a replay's ranges (tc_pipeline_set_windows); NULL in a normal run */
-    tc_store_async *writers; /* write the batches in flight, on connections of their own */
-    tc_slot *slots;          /* one per writer, and one more */
+    size_t dyn_logged;   /* dynamic columns announced in the log so far */
+    int closing;         /* being destroyed: take no new partitions */
+    tc_windows *windows; /* a replay's ranges (tc_pipeline_set_windows); NULL in a normal run */
+    int64_t alone_checked_us; /* a replay: when the group's members were last counted */
+    tc_store_async *writers;  /* write the batches in flight, on connections of their own */
+    tc_slot *slots;           /* one per writer, and one more */
     size_t nslots;
     tc_slot *cur;     /* the batch being filled */
     tc_slot **flight; /* the batches the writers have, oldest first (a ring of nslots) */
@@ -235,6 +236,7 @@ tc_err tc_pipeline_flush(tc_pipeline *p);
 
 /* rebalance.c */
 tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition);
+int tc_pipeline_replay_alone(tc_pipeline *p);
 tc_err tc_pipeline_on_assign(void *opaque, const int32_t *parts, size_t n, int64_t *next);
 void tc_pipeline_on_revoke(void *opaque, const int32_t *parts, size_t n, int lost);
 

@@ -5,8 +5,15 @@
  * lowest (a sink that is behind catches up while the others skip), after a lookback for the dedupe
  * window. On revocation what this member holds is written first, or dropped: never written after
  * the partitions' next owner has read them (a revocation while a sink waits drops it and resumes).
+ *
+ * A replay must be the group's only member from start to end. A member that joins after the
+ * replay's own check may take partitions away (revocation: the replay stops) or be given, first,
+ * partitions the replay had not been assigned yet -- then no callback ever tells the replay, which
+ * would wait for them forever. So a replay also counts the group's members every few seconds.
  */
 #include "process/pipeline_int.h"
+
+#include "ingest/lookup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +23,10 @@ static void tc_pipeline_marks_unread(tc_pipeline *p, tc_err err, const char *err
 static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *next);
 static void tc_pipeline_revoke_waiting(tc_pipeline *p, const int32_t *parts, size_t n, int lost);
 static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, int lost);
+
+/* How often a replay counts its group's members: a join is seen within this (plus the brokers'
+ * answer), while a describe per poll would cost a connection every 100 ms. */
+#define TC_REPLAY_ALONE_EVERY_US 2000000LL
 
 /* The sinks' marks of assigned partitions could not be read: not ready until they are. */
 static void tc_pipeline_marks_unread(tc_pipeline *p, tc_err err, const char *errstr)
@@ -222,4 +233,35 @@ tc_err tc_pipeline_builtin_reload(tc_pipeline *p, const int32_t *parts, size_t n
         m->sent_gen = 0;
     }
     return err;
+}
+
+/*
+ * A replay (windows set): stop it, with p->fatal, once another member is in the group. Returns
+ * whether the replay must stop. A failed lookup is only logged: the next one asks again, and a
+ * revocation still stops the replay meanwhile.
+ */
+int tc_pipeline_replay_alone(tc_pipeline *p)
+{
+    char errstr[TC_ERRSTR_MAX], who[TC_LOOKUP_MEMBERS_TEXT_MAX];
+    size_t members = 0;
+
+    if (!p->windows || p->fatal)
+        return p->fatal != 0;
+    if (p->now_us - p->alone_checked_us < TC_REPLAY_ALONE_EVERY_US)
+        return 0;
+    p->alone_checked_us = p->now_us;
+    if (tc_kafka_lookup_group(p->cfg, p->cfg->kafka_group, &members, who, sizeof(who), errstr,
+                              sizeof(errstr)) != TC_OK) {
+        tc_log_warn("replay", "%s (asked again in %lld s)", errstr,
+                    (long long)(TC_REPLAY_ALONE_EVERY_US / 1000000));
+        return 0;
+    }
+    if (members <= 1)
+        return 0; /* the replay itself, or not joined yet */
+    p->fatal = TC_ERR_STOPPED;
+    snprintf(p->fatal_str, sizeof(p->fatal_str),
+             "another member joined group \"%s\" during the replay (%zu members: %.200s): stop "
+             "`thermocline run` of the group, then run the replay again",
+             p->cfg->kafka_group, members, who);
+    return 1;
 }

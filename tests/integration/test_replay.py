@@ -61,9 +61,9 @@ def lake_files(lake):
     return out
 
 
-def replay(tc, *args, lake=None, check=True):
+def replay(tc, *args, lake=None, check=True, timeout=600):
     extra = (f"lake.dir={lake}",) if lake else ()
-    return tc.cmd("replay", *args, extra=extra, check=check)
+    return tc.cmd("replay", *args, extra=extra, check=check, timeout=timeout)
 
 
 def setup(tc, lake, count=6000, seed=31, extra=()):
@@ -193,11 +193,17 @@ def test_replay_refused_while_run_is_active(tc, tmp_path):
     d = derived_exact(tc, exp)
     before = checksums(tc, d)
     run = tc.spawn("run", extra=(f"lake.dir={lake}",))
+    interrupted = 0
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 90
         while True:
-            r = replay(tc, "--from-offset", "0:0", lake=lake, check=False)
-            if r.returncode != 0 or time.time() > deadline:
+            r = replay(tc, "--from-offset", "0:0", lake=lake, check=False, timeout=120)
+            if r.returncode != 0 and ("joined group" in r.stderr or "taken away" in r.stderr):
+                # The run joined while this replay ran: it must stop (never wait for partitions
+                # the run was given) and say so; the range is completed by replaying again.
+                assert "run the replay again" in r.stderr or "taken away" in r.stderr, r.stderr
+                interrupted += 1
+            elif r.returncode != 0 or time.time() > deadline:
                 break
             time.sleep(1)  # the run has not joined the group yet: that replay was legitimate
         assert r.returncode == 1, r.stderr
@@ -206,6 +212,36 @@ def test_replay_refused_while_run_is_active(tc, tmp_path):
     finally:
         run.send_signal(signal.SIGTERM)
         run.communicate(timeout=60)
+    if interrupted:
+        replay(tc, "--from-offset", "0:0", lake=lake)
+    assert checksums(tc, d) == before
+    assert_exact(tc, lake, exp, d)
+
+
+def test_replay_stops_when_a_run_joins(tc, tmp_path):
+    """A run started during a replay (after the replay's own check) stops the replay, which says
+    so, whatever the group gave the run first; replaying again afterwards is exact."""
+    lake = str(tmp_path / "lake")
+    exp = setup(tc, lake, count=40000, extra=("pipeline.batch_size=500",))
+    d = derived_exact(tc, exp)
+    before = checksums(tc, d)
+    args = ("--from-offset", "0:0", "--from-offset", "1:0")
+    proc = tc.spawn("replay", *args, extra=(f"lake.dir={lake}", "pipeline.batch_size=500"))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if tc.sql("SELECT count(*) FROM readings")[0][0] > 0:
+            break  # the range is being written again
+        time.sleep(0.05)
+    assert proc.poll() is None, "the replay finished before a run could join"
+    run = tc.spawn("run", extra=(f"lake.dir={lake}",))
+    try:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err[-4000:]
+        assert "joined group" in err or "taken away" in err, err[-4000:]
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.communicate(timeout=60)
+    replay(tc, *args, lake=lake)
     assert checksums(tc, d) == before
     assert_exact(tc, lake, exp, d)
 

@@ -6,7 +6,7 @@ ends with last_run_status = 'Success'; a job that fails is reported by `thermocl
 
 TimescaleDB must be preloaded (shared_preload_libraries), and the shared PostgreSQL is everyone's:
 the test starts a PostgreSQL 15 of its own with scripts/dev-services (a state directory and port of
-its own, TC_TIMESCALE_PG_PORT, default 35432), which preloads TimescaleDB when its library is
+its own, TC_TIMESCALE_PG_PORT, default 26432), which preloads TimescaleDB when its library is
 installed, and holds /tmp/tc-timescale.lock meanwhile: another run's teardown would stop it. Skipped when it is not (TimescaleDB has no Debian 12 package: docs/store.md says which
 versions were tested)."""
 
@@ -62,7 +62,9 @@ def timescale_pg():
     """A PostgreSQL 15 of the test's own with TimescaleDB preloaded: its DSN."""
     state = ("/var/lib/thermocline-timescale" if os.geteuid() == 0 else
              os.path.join(os.path.expanduser("~"), ".cache", "thermocline-timescale"))
-    port = int(os.environ.get("TC_TIMESCALE_PG_PORT", "35432"))
+    # Below Linux's ephemeral range (32768-60999): a port in it can be held by any client socket of
+    # the run (35432 was, once, and this cluster could not listen).
+    port = int(os.environ.get("TC_TIMESCALE_PG_PORT", "26432"))
     env = dict(os.environ)
     env.update({"THERMOCLINE_STATE_DIR": os.environ.get("TC_TIMESCALE_STATE_DIR", state),
                 "THERMOCLINE_PG_PORT": str(port)})
