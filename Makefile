@@ -13,7 +13,9 @@ VENV         := .venv
 PY           := $(VENV)/bin/python
 DEV          := scripts/dev-services
 SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
-FUZZ_SECONDS ?= 30
+# The smoke in `make test`: each target replays its committed corpus, then mutates for this long
+# (15 targets: 2.5 min). `make test-full` gives each ten minutes.
+FUZZ_SECONDS ?= 10
 
 .PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv graphql kubernetes monitoring-config services services-down test test-full unit integration faults test-faults \
         fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api bench-export clean docs
@@ -104,7 +106,7 @@ integration: build-asan venv graphql services deb
 	@eval "$$($(DEV) env)" && eval "$$($(DEV) --secure env)" && \
 	    THERMOCLINE_BIN=$(CURDIR)/$(BUILD_ASAN)/thermocline \
 	    THERMOCLINE_DEB=$$(ls $(CURDIR)/$(BUILD)/thermocline_*.deb | tail -n 1) \
-	    $(PY) -m pytest -q -W error tests/integration
+	    $(PY) -m pytest -q -W error --durations=15 tests/integration
 	@TC_BUILD_DIR=$(BUILD_ASAN) $(PY) -m pytest -q -W error tests/interop
 
 # Every libFuzzer target runs for FUZZ_SECONDS on its committed corpus.
