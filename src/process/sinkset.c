@@ -78,10 +78,10 @@ tc_sinkset *tc_sinkset_new(const tc_config *cfg, tc_sinkset_wait_fn wait, void *
         tc_sink_new_fn make = tc_sink_find(names[i]);
         tc_sinkset_sink *k;
         if (!make)
-            continue; /* built into the pipeline */
+            continue; /* the primary: the pipeline drives it */
         if (s->n == TC_SINKSET_MAX) {
             tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                       "pipeline.sinks: more than %d sinks besides the store", TC_SINKSET_MAX);
+                       "pipeline.sinks: more than %d sinks besides the primary", TC_SINKSET_MAX);
             tc_sinkset_destroy(s);
             return NULL;
         }
