@@ -172,7 +172,7 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
                                   char *errstr, size_t errstr_size)
 {
     const tc_batch *rows = s->rows;
-    long backoff = TC_RETRY_MIN_MS, wait;
+    long backoff = 0, wait;
 
     if (p->fatal) /* the run is over: nothing more is written */
         return p->fatal;
@@ -205,12 +205,10 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
             return err;
         }
         p->stats.retries++;
-        /* Full jitter on a capped exponential: concurrent pipelines do not retry in lockstep. */
-        wait = backoff / 2 + rand() % (backoff / 2 + 1);
+        wait = tc_sinkset_backoff_step(&backoff); /* the same back-off as every sink's */
         tc_log_warn("pipeline", "%s; retrying in %ld ms", errstr, wait);
         if (tc_pipeline_wait(p, wait, 1))
             return *p->stop ? TC_ERR_STOPPED : TC_ERR_FENCED;
-        backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
         err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
     }
     p->primary_ok = 1;
@@ -225,6 +223,11 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
         tc_dlq_mirror_send(p->dlq_mirror, s->dlq, p->cfg->kafka_topic, errstr, errstr_size) !=
             TC_OK)
         tc_log_warn("pipeline", "dead-letter mirror: %s", errstr);
+    for (size_t i = 0; i < s->npending; i++) {
+        tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
+        if (m)
+            m->primary_next = s->pending[i].next_offset;
+    }
     p->stats.stored += rows->n;
     p->stats.dead_letters += s->dlq->n;
     p->stats.batches++;
@@ -391,14 +394,15 @@ tc_err tc_pipeline_flush(tc_pipeline *p)
     return err == TC_OK ? tc_pipeline_settle(p, 0) : err;
 }
 
-/* The primary's durable mark of a partition (TC_SINK_MARK_NONE: nothing yet). */
+/* The primary's skip mark of a partition (TC_SINK_MARK_NONE: nothing yet): its durable mark once
+ * the batches in flight are settled, which they are before anything moves the consumer back. */
 int64_t tc_pipeline_primary_next(const tc_pipeline *p, int32_t partition)
 {
-    return p->primary.ops->durable(p->primary.ctx, partition);
+    return partition >= 0 && (size_t)partition < p->nmarks ? p->marks[partition].primary_next
+                                                           : TC_SINK_MARK_NONE;
 }
 
-/* Which sinks a message at this offset is for (0: every one already has it). The primary's skip
- * rule is on its durable mark: every batch in flight is settled before the consumer moves back. */
+/* Which sinks a message at this offset is for (0: every one already has it). */
 unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset)
 {
     int64_t next = tc_pipeline_primary_next(p, partition);

@@ -51,9 +51,12 @@
 /* Messages one poll while serving takes (they are read again after the wait). */
 #define TC_SERVE_FETCH_MAX 64
 
-/* What the coordinator keeps of one partition itself (the sinks' marks are the primary's durable()
- * and the set's): whether it is assigned, and what a poll while serving handed out. */
+/* What the coordinator keeps of one partition itself (the other sinks' marks are the set's): the
+ * primary's skip mark, whether it is assigned, and what a poll while serving handed out. */
 typedef struct tc_marks {
+    /* The primary's skip mark: its durable mark as read at assignment (a replay's window start
+     * instead, process/window.h) or at a resume, then moved by each batch it made durable. */
+    int64_t primary_next;
     int assigned;
     int64_t rewind; /* the first offset a poll handed out while serving: read again (or none) */
 } tc_marks;

@@ -73,6 +73,7 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (!m)
             return TC_ERR_NOMEM;
+        m->primary_next = next[i];
         m->rewind = TC_NO_REWIND;
         m->assigned = 1;
     }
@@ -193,7 +194,7 @@ tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
         if (!m)
             return NULL;
         for (size_t i = p->nmarks; i < n; i++)
-            m[i] = (tc_marks){.rewind = TC_NO_REWIND};
+            m[i] = (tc_marks){.primary_next = TC_SINK_MARK_NONE, .rewind = TC_NO_REWIND};
         p->marks = m;
         p->nmarks = n;
     }
@@ -213,5 +214,9 @@ void tc_pipeline_primary_drop(tc_pipeline *p)
 tc_err tc_pipeline_primary_reload(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *low,
                                   char *errstr, size_t errstr_size)
 {
-    return p->primary.ops->recover(p->primary.ctx, parts, n, low, errstr, errstr_size);
+    tc_err err = p->primary.ops->recover(p->primary.ctx, parts, n, low, errstr, errstr_size);
+
+    for (size_t i = 0; err == TC_OK && i < n; i++)
+        p->marks[parts[i]].primary_next = low[i];
+    return err;
 }

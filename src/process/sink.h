@@ -192,9 +192,11 @@ typedef struct tc_sink_refusal {
  * again in place (rewrite) after a back-off the pipeline sleeps serving the consumer: the batch is
  * still in memory, and reading it again from Kafka would cost more than the back-off.
  *
- * Its marks are the generic durable() of its ops (no taken marks: the skip rule of the primary is
- * its durable mark, because the pipeline settles every batch in flight before anything moves the
- * consumer back). Fencing is the primary's own (the argument is in its header, store/sink_store.h).
+ * Its marks: durable() and open/recover as for any sink. The pipeline's skip mark of the primary is
+ * the durable mark read at open/recover (a replay's window start instead), moved by every batch it
+ * settles: the same as durable() once the batches in flight are settled, which they are before
+ * anything moves the consumer back. Fencing is the primary's own (the argument is in its header,
+ * store/sink_store.h).
  */
 struct tc_sink_primary_ops {
     /* The start of a run: connect, prepare what the first writes need. A failure is only

@@ -407,11 +407,13 @@ tc_err tc_sink_store_new(const tc_config *cfg, tc_sink *out, char *errstr, size_
     ss->writers = tc_store_async_new(&so, (int)cfg->pg_writers, errstr, errstr_size);
     ss->marks = malloc(TC_SINK_STORE_PARTS * sizeof(*ss->marks));
     ss->probe = tc_batch_new(cap, 0);
-    if (!ss->writers || !ss->marks || !ss->probe) {
-        if (ss->writers)
-            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
+    if (!ss->writers) { /* errstr says why: the count of postgres.writers, a thread */
         tc_sink_store_close(ss);
-        return TC_ERR_NOMEM;
+        return TC_ERR_CONFIG;
+    }
+    if (!ss->marks || !ss->probe) {
+        tc_sink_store_close(ss);
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
     }
     for (size_t i = 0; i < TC_SINK_STORE_PARTS; i++)
         ss->marks[i] = (tc_store_mark){.next = TC_SINK_MARK_NONE, .sent = TC_SINK_MARK_NONE};
