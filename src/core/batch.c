@@ -163,3 +163,32 @@ int tc_batch_dyn_column(tc_batch *b, const char *name, size_t len)
     b->ndyn++;
     return (int)d;
 }
+
+void tc_batch_reset_like(tc_batch *dst, const tc_batch *src)
+{
+    tc_batch_reset(dst);
+    for (size_t d = 0; d < src->ndyn; d++)
+        tc_batch_dyn_column(dst, src->dyn_name[d], strlen(src->dyn_name[d]));
+}
+
+void tc_batch_copy_row(tc_batch *dst, const tc_batch *src, size_t i)
+{
+    size_t j = dst->n;
+
+    dst->time_us[j] = src->time_us[i];
+    dst->device_id[j] = src->device_id[i];
+    dst->tags[j] = src->tags[i];
+    dst->extra[j] = src->extra[i];
+    dst->schema_version[j] = src->schema_version[i];
+    dst->partition[j] = src->partition[i];
+    dst->offset[j] = src->offset[i];
+    for (int m = 0; m < TC_METRIC__COUNT; m++) {
+        dst->metric[m][j] = src->metric[m][i];
+        dst->present[m][j] = src->present[m][i];
+    }
+    for (size_t d = 0; d < src->ndyn && d < dst->ndyn; d++) {
+        dst->dyn[d][j] = src->dyn[d][i];
+        dst->dyn_present[d][j] = src->dyn_present[d][i];
+    }
+    dst->n++;
+}

@@ -107,6 +107,12 @@ int tc_batch_is_fixed_column(const char *name, size_t len);
 /* Keep the row filled at b->n. */
 void tc_batch_row_commit(tc_batch *b);
 
+/* Start dst empty, with src's dynamic columns in src's order (a subset of src's rows follows). */
+void tc_batch_reset_like(tc_batch *dst, const tc_batch *src);
+/* Append row i of src to dst, which has src's dynamic columns and a free row. The strings stay
+ * src's (dst borrows them): dst is valid only while src is unchanged. */
+void tc_batch_copy_row(tc_batch *dst, const tc_batch *src, size_t i);
+
 /* The next Kafka offset to consume for one partition: what a batch's transaction records. */
 typedef struct tc_partition_offset {
     int32_t partition;

@@ -41,8 +41,8 @@ tc_err tc_pipeline_lookback_prepare(tc_pipeline *p, int32_t partition, int64_t f
     dead = malloc(cap * sizeof(*dead));
     if (!dead)
         return TC_ERR_NOMEM;
-    err =
-        tc_store_dead_offsets(p->store, partition, from, to, dead, cap, &n, errstr, sizeof(errstr));
+    err = p->primary.ops->primary->dead_letters(p->primary.ctx, partition, from, to, dead, cap, &n,
+                                                errstr, sizeof(errstr));
     if (err != TC_OK) {
         tc_log_input in = {p->cfg->kafka_topic, partition, -1, NULL, 0};
         tc_log_in(TC_LOG_WARN, "pipeline", &in, "partition %d: no dedupe lookback: %s", partition,
@@ -289,15 +289,15 @@ tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks)
             p->cur->batch->partition[p->cur->batch->n] = m->partition;
             p->cur->batch->offset[p->cur->batch->n] = m->offset;
             p->cur->sinks[p->cur->batch->n] = (uint8_t)sinks;
-            p->cur->store_rows += (sinks & TC_SINK_STORE) != 0;
+            p->cur->primary_rows += (sinks & TC_ROW_PRIMARY) != 0;
             tc_batch_row_commit(p->cur->batch);
             tc_pipeline_note_offset(p, sinks, m->partition, m->offset);
             return TC_OK;
         }
     }
-    /* Dead letters live in the store only; the other sinks just move past them. */
+    /* Dead letters live in the primary only; the other sinks just move past them. */
     err = TC_OK;
-    if (sinks & TC_SINK_STORE)
+    if (sinks & TC_ROW_PRIMARY)
         err = tc_pipeline_dead_letter(p, m, r,
                                       r == TC_REJECT_DUPLICATE ? "dedupe"
                                       : r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA

@@ -1,12 +1,13 @@
 /*
- * flight.c -- the batch slots and the store's writers: filling, dispatching, settling.
+ * flight.c -- the batch slots and the primary sink's batches in flight: filling, dispatching,
+ * settling.
  *
- * There is one slot per writer and one more: the pipeline fills one while the writers
- * (store/async.h) have the others in flight, and settles the batches oldest first -- retrying a
- * failed write with back-off, isolating refused rows, then the store's marks, the other sinks
- * (process/sink.h) and Kafka's offsets -- so every sink takes the batches in the order they were
- * read. A batch holds readings of at most pipeline.partitions_per_batch partitions: a reading of
- * one more sends it to a writer first, never cutting an offset short.
+ * There is one slot per place of the primary (tc_sink_primary_ops: the store's writers) and one
+ * more: the pipeline fills one while the primary has the others in flight, and settles the
+ * batches oldest first -- retrying a failed write with back-off, isolating refused rows, then the
+ * other sinks (process/sink.h) and Kafka's offsets -- so every sink takes the batches in the order
+ * they were read. A batch holds readings of at most pipeline.partitions_per_batch partitions: a
+ * reading of one more sends it to a writer first, never cutting an offset short.
  */
 #include "process/pipeline_int.h"
 
@@ -27,11 +28,12 @@ static int tc_pipeline_pending_has(const tc_partition_offset *pending, size_t n,
                                    int32_t partition);
 static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch *rows, char *errstr,
                                      size_t errstr_size);
+static tc_sink_rows tc_pipeline_primary_given(const tc_pipeline *p, const tc_slot *s,
+                                              const tc_batch *rows);
 static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
                                   char *errstr, size_t errstr_size);
 static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost);
 static tc_slot *tc_pipeline_free_slot(tc_pipeline *p);
-static void tc_pipeline_fence_from(tc_pipeline *p, tc_slot *s);
 
 /* Forget a slot's batch: written and settled, or never to be (it is read again). */
 static void tc_pipeline_slot_reset(tc_slot *s)
@@ -40,9 +42,9 @@ static void tc_pipeline_slot_reset(tc_slot *s)
     s->submit_us = 0;
     tc_dlq_batch_reset(s->dlq);
     s->npending = 0;
-    s->store_rows = 0;
+    s->primary_rows = 0;
     s->rows = NULL;
-    s->writer = -1;
+    s->place = -1;
     tc_sinkset_batch_reset(s->gen);
 }
 
@@ -62,7 +64,7 @@ tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset 
     /* The dead-letter arena must hold the largest payload we keep, plus detail and key. */
     s->dlq = tc_dlq_batch_new(TC_DLQ_PER_BATCH,
                               (size_t)cfg->batch_memory_bytes + 2 * TC_DLQ_PAYLOAD_MAX);
-    s->writer = -1;
+    s->place = -1;
     s->gen = tc_sinkset_batch_new(sinks);
     return s->batch && s->filtered && s->sinks && s->dlq && s->gen ? TC_OK : TC_ERR_NOMEM;
 }
@@ -76,7 +78,7 @@ void tc_pipeline_slot_free(tc_slot *s)
     tc_sinkset_batch_destroy(s->gen);
 }
 
-/* Forget the batch being filled (the one in flight is the writer's until settled). */
+/* Forget the batch being filled (the ones in flight are the primary's until settled). */
 void tc_pipeline_drop(tc_pipeline *p)
 {
     tc_observe_note_discard(p->obs, p->cur);
@@ -137,28 +139,40 @@ tc_err tc_pipeline_room_for(tc_pipeline *p, int32_t partition)
     return tc_pipeline_dispatch(p);
 }
 
-/* One attempt at writing a slot's batch on its writer's store (idle: its wait has returned). */
+/* What the primary is given of a slot: its rows, the dead letters, its marks' advance. */
+static tc_sink_rows tc_pipeline_primary_given(const tc_pipeline *p, const tc_slot *s,
+                                              const tc_batch *rows)
+{
+    return (tc_sink_rows){.batch = rows,
+                          .mask = NULL,
+                          .nrows = rows->n,
+                          .advance = s->pending,
+                          .nadvance = s->npending,
+                          .dlq = s->dlq,
+                          .now_us = p->now_us};
+}
+
+/* One more attempt at writing a slot's batch on its place (idle: collected). */
 static tc_err tc_pipeline_write_slot(tc_pipeline *p, tc_slot *s, const tc_batch *rows, char *errstr,
                                      size_t errstr_size)
 {
-    if (!rows->n && !s->dlq->n && !s->npending)
-        return TC_OK;
-    return tc_store_write(p->wstore, rows, s->dlq, s->pending, p->windows ? NULL : s->pending_from,
-                          s->npending, errstr, errstr_size);
+    tc_sink_rows given = tc_pipeline_primary_given(p, s, rows);
+
+    return p->primary.ops->primary->rewrite(p->primary.ctx, s->place, &given, errstr, errstr_size);
 }
 
 /*
- * A writer's outcome of a slot: retry what failed (refused rows become dead letters, retriable
+ * The primary's outcome of a slot: retry what failed (refused rows become dead letters, retriable
  * failures are tried again with back-off until written or a stop is requested; a batch that only
- * rolled back because one before it failed is written again at once), then what follows a stored
- * batch -- the store's marks, the other sinks, Kafka's offsets. Every batch before it
- * is settled, and p->wstore is the idle store of its writer.
+ * rolled back because one before it failed is written again at once), then what follows a durable
+ * batch -- the other sinks, Kafka's offsets (the primary's marks moved when it was durable). Every
+ * batch before it is settled, and its place is idle.
  */
 static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int cascaded,
                                   char *errstr, size_t errstr_size)
 {
     const tc_batch *rows = s->rows;
-    long backoff = TC_RETRY_MIN_MS, wait;
+    long backoff = 0, wait;
 
     if (p->fatal) /* the run is over: nothing more is written */
         return p->fatal;
@@ -169,20 +183,20 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
     while (err != TC_OK) {
         if (err == TC_ERR_FENCED)
             return tc_pipeline_fence(p, errstr);
-        if (err == TC_ERR_DB && rows->n && tc_store_refused_rows(p->wstore)) {
+        if (err == TC_ERR_DB && rows->n) {
             size_t before = s->dlq->n;
             err = tc_pipeline_isolate_refused(p, s, rows, errstr, errstr_size);
             if (err == TC_OK && s->dlq->n > before) {
-                rows = tc_pipeline_store_rows(s); /* the batch without them */
+                rows = tc_pipeline_primary_rows(s); /* the batch without them */
                 err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
                 continue;
             }
             if (err == TC_OK)
                 err = TC_ERR_DB;
         }
-        p->store_ok = 0;
-        snprintf(p->not_ready, sizeof(p->not_ready), "the store refused the last write (%s)",
-                 tc_err_name(err));
+        p->primary_ok = 0;
+        snprintf(p->not_ready, sizeof(p->not_ready), "the %s refused the last write (%s)",
+                 p->primary.name, tc_err_name(err));
         tc_pipeline_publish(p);
         if (!tc_err_is_retriable(err)) {
             tc_log_error("pipeline", "%s", errstr);
@@ -191,21 +205,19 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
             return err;
         }
         p->stats.retries++;
-        /* Full jitter on a capped exponential: concurrent pipelines do not retry in lockstep. */
-        wait = backoff / 2 + rand() % (backoff / 2 + 1);
+        wait = tc_sinkset_backoff_step(&backoff); /* the same back-off as every sink's */
         tc_log_warn("pipeline", "%s; retrying in %ld ms", errstr, wait);
         if (tc_pipeline_wait(p, wait, 1))
             return *p->stop ? TC_ERR_STOPPED : TC_ERR_FENCED;
-        backoff = backoff * 2 > TC_RETRY_MAX_MS ? TC_RETRY_MAX_MS : backoff * 2;
         err = tc_pipeline_write_slot(p, s, rows, errstr, errstr_size);
     }
-    p->store_ok = 1;
+    p->primary_ok = 1;
     p->last_commit_us = tc_time_now_us();
     if (s->submit_us) /* the same family as every other sink's:
                          thermocline_sink_commit_duration_seconds */
-        tc_sinkset_latency_observe(&p->store_commit,
+        tc_sinkset_latency_observe(&p->primary_commit,
                                    (double)(p->last_commit_us - s->submit_us) / 1e6);
-    /* The dead letters are durable in PostgreSQL; their Kafka copy is a convenience for
+    /* The dead letters are durable in the primary; their Kafka copy is a convenience for
      * Kafka-native tooling, so a failure to send it is logged, not fatal. */
     if (p->dlq_mirror && s->dlq->n &&
         tc_dlq_mirror_send(p->dlq_mirror, s->dlq, p->cfg->kafka_topic, errstr, errstr_size) !=
@@ -214,15 +226,15 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
     for (size_t i = 0; i < s->npending; i++) {
         tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
         if (m)
-            m->store_next = s->pending[i].next_offset;
+            m->primary_next = s->pending[i].next_offset;
     }
     p->stats.stored += rows->n;
     p->stats.dead_letters += s->dlq->n;
     p->stats.batches++;
     tc_observe_note_commit(p->obs, s, rows->n, s->dlq);
-    /* The store has the batch; the sinks behind process/sink.h follow. One that fails (a full
-     * disk under the lake) stops taking rows until it has recovered, then reads its share again
-     * from Kafka, while the batch is done with for the others (the store must not get it twice). */
+    /* The primary has the batch; the other sinks follow. One that fails (a full disk under the
+     * lake) stops taking rows until it has recovered, then reads its share again from Kafka, while
+     * the batch is done with for the others (the primary must not get it twice). */
     err = tc_sinkset_take(p->sinks, s->gen, s->batch, s->sinks, s->dlq, p->now_us, errstr,
                           errstr_size);
     if (err == TC_ERR_FENCED)
@@ -239,7 +251,7 @@ static tc_err tc_pipeline_written(tc_pipeline *p, tc_slot *s, tc_err err, int ca
 
 /*
  * Collect the oldest batch in flight and settle it (tc_pipeline_written). With lost set, the
- * partitions have a new owner already: a batch its writer could not store is dropped, not retried
+ * partitions have a new owner already: a batch the primary could not store is dropped, not retried
  * (the owner reads it again from the marks). A failure also drops the batch being filled: the run
  * stops, or a resume rewinds the consumer to before it.
  */
@@ -252,11 +264,11 @@ static tc_err tc_pipeline_settle_oldest(tc_pipeline *p, int lost)
 
     p->flight_head = (p->flight_head + 1) % p->nslots;
     p->nflight--;
-    tc_pipeline_await(p, s->writer);
-    err = tc_store_async_wait(p->writers, s->writer, &cascaded, errstr, sizeof(errstr));
+    tc_pipeline_await(p, s->place);
+    err = p->primary.ops->primary->collect(p->primary.ctx, s->place, &cascaded, errstr,
+                                           sizeof(errstr));
     if (err != TC_OK)
         p->chain_broken = 1; /* the batches after it roll back: settle them before any other */
-    p->wstore = tc_store_async_store(p->writers, s->writer);
     if (err == TC_OK || !lost)
         err = tc_pipeline_written(p, s, err, cascaded, errstr, sizeof(errstr));
     tc_observe_note_discard(p->obs, s); /* its notes, unless committed: it is read again */
@@ -282,22 +294,22 @@ tc_err tc_pipeline_settle(tc_pipeline *p, int lost)
     return first;
 }
 
-/* Settle the batches in flight the writers are done with, without waiting. */
+/* Settle the batches in flight the primary is done with, without waiting. */
 tc_err tc_pipeline_settle_done(tc_pipeline *p)
 {
     tc_err err = TC_OK;
 
     while (err == TC_OK && p->nflight &&
-           tc_store_async_done(p->writers, p->flight[p->flight_head]->writer))
+           p->primary.ops->primary->done(p->primary.ctx, p->flight[p->flight_head]->place))
         err = tc_pipeline_settle_oldest(p, 0);
     return err;
 }
 
-/* A slot neither being filled nor in flight (there is one more slot than writers). */
+/* A slot neither being filled nor in flight (there is one more slot than places). */
 static tc_slot *tc_pipeline_free_slot(tc_pipeline *p)
 {
     for (size_t i = 0; i < p->nslots; i++) {
-        if (&p->slots[i] != p->cur && p->slots[i].writer < 0)
+        if (&p->slots[i] != p->cur && p->slots[i].place < 0)
             return &p->slots[i];
     }
     return NULL;
@@ -325,38 +337,20 @@ tc_err tc_pipeline_batch_due(tc_pipeline *p, int timed_out, int *due)
     if ((err = tc_pipeline_settle_done(p)) != TC_OK)
         return err;
     *due = p->chain_broken ||
-           ((timed_out || !p->backlog) && tc_store_async_free_writer(p->writers) >= 0);
+           ((timed_out || !p->backlog) && p->primary.ops->primary->free_place(p->primary.ctx) >= 0);
     return TC_OK;
 }
 
 /*
- * Fencing: the stored offset each partition of the slot's batch moves from -- where the batches
- * before it in flight take it, or, when none has it, where the store stands.
- */
-static void tc_pipeline_fence_from(tc_pipeline *p, tc_slot *s)
-{
-    if (p->nflight == 0 && ++p->flight_gen == 0) /* 0: "none" in tc_marks.sent_gen */
-        p->flight_gen = 1;
-    for (size_t i = 0; i < s->npending; i++) {
-        tc_marks *m = tc_pipeline_marks(p, s->pending[i].partition);
-        if (!m) { /* cannot be: assigned partitions have marks */
-            s->pending_from[i] = -1;
-            continue;
-        }
-        s->pending_from[i] = m->sent_gen == p->flight_gen ? m->store_sent : m->store_next;
-        m->store_sent = s->pending[i].next_offset;
-        m->sent_gen = p->flight_gen;
-    }
-}
-
-/*
- * Hand the batch being filled to a free writer and start filling a free slot: the store writes
- * up to postgres.writers batches while the next is decoded. When every writer has a batch, the
- * oldest is settled first; after a failure, all of them are.
+ * Hand the batch being filled to a free place of the primary and start filling a free slot: the
+ * primary writes up to postgres.writers batches while the next is decoded. When every place has a
+ * batch, the oldest is settled first; after a failure, all of them are.
  */
 tc_err tc_pipeline_dispatch(tc_pipeline *p)
 {
+    const tc_sink_primary_ops *po = p->primary.ops->primary;
     tc_slot *s = p->cur, *next;
+    tc_sink_rows given;
     tc_err err;
     int w = -1;
 
@@ -365,7 +359,7 @@ tc_err tc_pipeline_dispatch(tc_pipeline *p)
         return TC_ERR_FENCED;
     }
     err = p->chain_broken ? tc_pipeline_settle(p, 0) : TC_OK;
-    while (err == TC_OK && (w = tc_store_async_free_writer(p->writers)) < 0)
+    while (err == TC_OK && (w = po->free_place(p->primary.ctx)) < 0)
         err = tc_pipeline_settle_oldest(p, 0);
     if (err != TC_OK)
         return err;
@@ -374,21 +368,20 @@ tc_err tc_pipeline_dispatch(tc_pipeline *p)
         return TC_OK;
     }
     next = tc_pipeline_free_slot(p);
-    if (!next) /* cannot be: a free writer leaves a slot that is neither filled nor in flight */
+    if (!next) /* cannot be: a free place leaves a slot that is neither filled nor in flight */
         return TC_ERR_INVALID;
-    s->rows = tc_pipeline_store_rows(s);
-    s->writer = w;
-    tc_pipeline_fence_from(p, s);
-    /* A batch with nothing for the store (another sink catching up) still goes through a writer,
+    s->rows = tc_pipeline_primary_rows(s);
+    s->place = w;
+    /* A batch with nothing for the primary (another sink catching up) still goes through a place,
      * which commits an empty transaction in its turn: the sinks take the batches in order. */
     s->submit_us = tc_time_now_us();
-    tc_store_async_submit(p->writers, w, s->rows, s->dlq, s->pending,
-                          p->windows ? NULL : s->pending_from, s->npending);
+    given = tc_pipeline_primary_given(p, s, s->rows);
+    po->submit(p->primary.ctx, w, &given);
     p->flight[(p->flight_head + p->nflight) % p->nslots] = s;
     p->nflight++;
     p->cur = next;
     /* The same dynamic columns in the same order: the store adds them by position. */
-    tc_pipeline_reset_like(p->cur->batch, s->batch);
+    tc_batch_reset_like(p->cur->batch, s->batch);
     p->batch_started_us = 0;
     return TC_OK;
 }
@@ -401,55 +394,61 @@ tc_err tc_pipeline_flush(tc_pipeline *p)
     return err == TC_OK ? tc_pipeline_settle(p, 0) : err;
 }
 
-/* Which sinks a message at this offset is for (0: both already have it). */
+/* The primary's skip mark of a partition (TC_SINK_MARK_NONE: nothing yet): its durable mark once
+ * the batches in flight are settled, which they are before anything moves the consumer back. */
+int64_t tc_pipeline_primary_next(const tc_pipeline *p, int32_t partition)
+{
+    return partition >= 0 && (size_t)partition < p->nmarks ? p->marks[partition].primary_next
+                                                           : TC_SINK_MARK_NONE;
+}
+
+/* Which sinks a message at this offset is for (0: every one already has it). */
 unsigned tc_pipeline_sinks_for(tc_pipeline *p, int32_t partition, int64_t offset)
 {
-    tc_marks *m = tc_pipeline_marks(p, partition);
+    int64_t next = tc_pipeline_primary_next(p, partition);
     unsigned sinks = 0;
 
-    if (!m || m->store_next < 0 || offset >= m->store_next)
-        sinks |= TC_SINK_STORE;
+    if (next < 0 || offset >= next)
+        sinks |= TC_ROW_PRIMARY;
     sinks |= tc_sinkset_wants(p->sinks, partition, offset);
     if (p->windows)
-        sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_SINK_STORE);
+        sinks = tc_windows_sinks(p->windows, partition, offset, sinks, TC_ROW_PRIMARY);
     return sinks;
 }
 
 /* Record the message's offset with the sinks it was meant for. */
 void tc_pipeline_note_offset(tc_pipeline *p, unsigned sinks, int32_t partition, int64_t offset)
 {
-    if ((sinks & TC_SINK_STORE) &&
+    if ((sinks & TC_ROW_PRIMARY) &&
         !(p->windows && tc_windows_keeps_store_mark(p->windows, partition, offset)))
         tc_pipeline_note(p->cur->pending, &p->cur->npending, partition, offset);
     tc_sinkset_note(p->cur->gen, sinks, partition, offset);
 }
 
-/* Connect the store at the start of a run and make sure its partitions around now exist; a failure
- * is only logged (not ready: the first write retries it). */
-tc_err tc_pipeline_builtin_connect(tc_pipeline *p, int64_t now_us, char *errstr, size_t errstr_size)
+/* Start the primary at the start of a run (connect, prepare); a failure is only logged (not
+ * ready: the first write retries it). */
+tc_err tc_pipeline_primary_start(tc_pipeline *p, int64_t now_us, char *errstr, size_t errstr_size)
 {
-    tc_err err = tc_store_connect(p->store, errstr, errstr_size);
+    tc_err err = p->primary.ops->primary->start(p->primary.ctx, now_us, errstr, errstr_size);
 
-    if (err == TC_OK)
-        err = tc_store_ensure_partitions_around(
-            p->store, now_us, (int)(p->cfg->limits.max_age_s / 86400) + 1, errstr, errstr_size);
-    p->store_ok = err == TC_OK;
+    p->primary_ok = err == TC_OK;
     if (err != TC_OK) {
         tc_log_warn("pipeline", "%s (will retry when writing)", errstr);
-        snprintf(p->not_ready, sizeof(p->not_ready), "the store is unreachable (%s)",
+        snprintf(p->not_ready, sizeof(p->not_ready), "the %s is unreachable (%s)", p->primary.name,
                  tc_err_name(err));
     }
     return err;
 }
 
-/* 1 when batches are in flight and no writer is free: a batch past its time must wait. */
-int tc_pipeline_writers_busy(tc_pipeline *p)
+/* 1 when batches are in flight and no place is free: a batch past its time must wait. */
+int tc_pipeline_places_busy(tc_pipeline *p)
 {
-    return p->nflight && tc_store_async_free_writer(p->writers) < 0;
+    return p->nflight && p->primary.ops->primary->free_place(p->primary.ctx) < 0;
 }
 
-/* Make everything the store has been given durable: the batch being filled and those in flight. */
-tc_err tc_pipeline_builtin_flush(tc_pipeline *p)
+/* Make everything the primary has been given durable: the batch being filled and those in
+ * flight. */
+tc_err tc_pipeline_primary_flush(tc_pipeline *p)
 {
     return tc_pipeline_flush(p);
 }

@@ -39,7 +39,7 @@ void tc_pipeline_check_ends(tc_pipeline *p)
         int64_t mark;
         if (!m || !m->assigned)
             continue;
-        mark = tc_sinkset_mark_max(p->sinks, parts[i], m->store_next);
+        mark = tc_sinkset_mark_max(p->sinks, parts[i], tc_pipeline_primary_next(p, parts[i]));
         if (mark <= high[i])
             continue;
         p->fatal = TC_ERR_CONFIG;
@@ -84,8 +84,8 @@ static int tc_pipeline_topic_done_in(tc_pipeline *p, int32_t *parts, int64_t *hi
     int n = tc_consumer_topic_ends(p->consumer, p->cfg->kafka_topic, parts, high, TC_TRACKED_MAX,
                                    TC_ENDS_TIMEOUT_MS);
 
-    if (n < 0 ||
-        tc_store_load_offsets(p->store, parts, (size_t)n, next, errstr, sizeof(errstr)) != TC_OK)
+    if (n < 0 || p->primary.ops->primary->stored_many(p->primary.ctx, parts, (size_t)n, next,
+                                                      errstr, sizeof(errstr)) != TC_OK)
         return 0;
     for (int i = 0; i < n; i++) {
         if (high[i] > 0 && next[i] < high[i])

@@ -43,8 +43,10 @@ tc_err tc_pipeline_set_windows(tc_pipeline *p, const tc_pipeline_window *w, size
 {
     tc_windows_destroy(p->windows);
     p->windows = tc_windows_new(w, n);
-    /* Sinks whose range a replay recomputes itself take nothing of it. */
+    /* Sinks whose range a replay recomputes itself take nothing of it; the primary's marks move
+     * by the windows, not by what was stored. */
     tc_sinkset_leave_out(p->sinks, TC_SINK_NO_REPLAY);
+    p->primary.ops->primary->unfenced(p->primary.ctx);
     return p->windows ? TC_OK : tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
 }
 
@@ -91,7 +93,7 @@ tc_err tc_pipeline_resume(tc_pipeline *p)
     size_t n = 0;
     tc_err err = parts && low && glow && from ? TC_OK : TC_ERR_NOMEM;
 
-    tc_pipeline_builtin_drop(p);
+    tc_pipeline_primary_drop(p);
     for (size_t i = 0; err == TC_OK && i < p->nmarks; i++) {
         p->marks[i].rewind = TC_NO_REWIND;
         if (p->marks[i].assigned)
@@ -99,7 +101,7 @@ tc_err tc_pipeline_resume(tc_pipeline *p)
     }
     p->rewinds = 0;
     if (err == TC_OK)
-        err = tc_pipeline_builtin_reload(p, parts, n, low, errstr, sizeof(errstr));
+        err = tc_pipeline_primary_reload(p, parts, n, low, errstr, sizeof(errstr));
     for (size_t i = 0; i < n; i++)
         glow[i] = TC_SINK_MARK_ALL;
     if (err == TC_OK)
@@ -199,7 +201,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
     if (p->obs)
         tc_log_info("pipeline", "serving /healthz, /readyz and /metrics on port %u",
                     tc_observe_port(p->obs));
-    tc_pipeline_builtin_connect(p, started, errstr, errstr_size);
+    tc_pipeline_primary_start(p, started, errstr, errstr_size);
     tc_pipeline_publish(p);
     tc_log_info("pipeline", "consuming \"%s\" from %s as group \"%s\"", p->cfg->kafka_topic,
                 p->cfg->kafka_brokers, p->cfg->kafka_group);
@@ -221,7 +223,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         if (p->nflight && timeout_ms > TC_FLIGHT_POLL_MS)
             timeout_ms = TC_FLIGHT_POLL_MS;
         /* A batch past its time waits for a writer: poll meanwhile, without spinning. */
-        if (timeout_ms == 0 && tc_pipeline_writers_busy(p))
+        if (timeout_ms == 0 && tc_pipeline_places_busy(p))
             timeout_ms = 1;
         n = tc_consumer_poll(p->consumer, timeout_ms, p->msgs, TC_CONSUMER_FETCH_MAX);
         p->backlog = n == TC_CONSUMER_FETCH_MAX;
@@ -314,7 +316,7 @@ tc_err tc_pipeline_run(tc_pipeline *p, int exit_when_idle_s, volatile sig_atomic
         }
     }
     if (err == TC_OK && !p->fatal)
-        err = tc_pipeline_builtin_flush(p);
+        err = tc_pipeline_primary_flush(p);
     if (err == TC_OK && !p->fatal && !p->fenced) {
         err = tc_sinkset_flush(p->sinks, tc_time_now_us(), 1, errstr, errstr_size);
         if (err != TC_OK && err != TC_ERR_FENCED) {

@@ -2,8 +2,9 @@
  * pipeline.h -- `thermocline run`: Kafka -> decode -> validate -> batch -> PostgreSQL.
  *
  * One thread drives the loop; librdkafka fetches in its own threads, the store's writers write in
- * theirs (store/async.h). Readings are decoded straight into a columnar batch; refused ones go to
- * the dead-letter batch. A batch is handed to a writer when it holds pipeline.batch_size readings,
+ * theirs (the primary sink, store/sink_store.h over store/async.h, driven through process/sink.h).
+ * Readings are decoded straight into a columnar batch; refused ones go to the dead-letter batch. A
+ * batch is handed to a writer when it holds pipeline.batch_size readings,
  * when its oldest reading has waited pipeline.batch_timeout_ms, when its memory cap is reached, or
  * before partitions are revoked; rows, dead letters and the next offset per partition go to
  * PostgreSQL in one transaction, and the batches commit in the order they were read. Up to

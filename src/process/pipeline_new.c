@@ -1,10 +1,10 @@
 /*
  * pipeline_new.c -- building the pipeline from its configuration, and tearing it down.
  *
- * The sinks first (a bad pipeline.sinks is a configuration error), then the store, its writers and
- * the batch slots, the HTTP port (before the consumer joins the group: a taken port is reported
- * first), the consumer, the dead-letter mirror and the registry's clients. Destruction closes the
- * consumer first: its final revocation may still write a batch.
+ * The sinks first (a bad pipeline.sinks is a configuration error), then the primary (the store,
+ * its writers) and the batch slots, the HTTP port (before the consumer joins the group: a taken
+ * port is reported first), the consumer, the dead-letter mirror and the registry's clients.
+ * Destruction closes the consumer first: its final revocation may still write a batch.
  */
 #include "process/pipeline_int.h"
 
@@ -14,30 +14,35 @@
 
 /* Registry subjects: "<topic>-value" with Kafka's 249-byte topic names, or a configured one. */
 #define TC_PIPELINE_SUBJECT_MAX 1024
-/* lock_timeout of the writers' sessions when there are several (async.h): long enough for any
- * lock a batch's transaction waits for in normal operation, short enough to be a hiccup. */
-#define TC_WRITER_LOCK_TIMEOUT_MS 5000
 
-static int tc_pipeline_sink_listed(const tc_config *cfg, const char *name);
+static tc_err tc_pipeline_primary_new(tc_pipeline *p, char *errstr, size_t errstr_size);
 
-/* Whether pipeline.sinks names a sink (the list is checked by tc_sinkset_new). */
-static int tc_pipeline_sink_listed(const tc_config *cfg, const char *name)
+/* The primary sink of pipeline.sinks (process/sink.h): it owns the dead letters and the order. */
+static tc_err tc_pipeline_primary_new(tc_pipeline *p, char *errstr, size_t errstr_size)
 {
-    char names[TC_SINKS_MAX][TC_SINK_NAME_MAX], errstr[TC_ERRSTR_MAX];
-    size_t n = 0;
+    char name[TC_SINK_NAME_MAX];
+    tc_sink_new_fn make = tc_sink_find_primary(p->cfg->pipeline_sinks, name, sizeof(name));
+    tc_err err;
 
-    if (tc_sink_parse_list(cfg->pipeline_sinks, names, &n, errstr, sizeof(errstr)) != TC_OK)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(names[i], name))
-            return 1;
+    if (!make)
+        return tc_err_set(
+            TC_ERR_CONFIG, errstr, errstr_size,
+            "pipeline.sinks \"%s\" must name store: the other sinks follow its batches",
+            p->cfg->pipeline_sinks);
+    err = make(p->cfg, &p->primary, errstr, errstr_size);
+    if (err == TC_OK && (!p->primary.ops || !p->primary.ops->primary))
+        err = tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "sink %s cannot be the primary", name);
+    if (err != TC_OK) {
+        p->primary.ops = NULL;
+        return err;
     }
-    return 0;
+    if (!p->primary.name[0])
+        snprintf(p->primary.name, sizeof(p->primary.name), "%s", p->primary.ops->name);
+    return TC_OK;
 }
 
 tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_size)
 {
-    tc_store_options so;
     tc_consumer_hooks hooks = {0};
     tc_pipeline *p = calloc(1, sizeof(*p));
     int slots_ok = 1;
@@ -48,39 +53,24 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     p->cfg = cfg;
     p->sinks = tc_sinkset_new(cfg, tc_pipeline_sinks_wait, p, errstr, errstr_size);
-    if (p->sinks && !tc_pipeline_sink_listed(cfg, "store")) {
-        /* The store is the primary (process/sink.h): it owns the dead letters and the order. */
-        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                   "pipeline.sinks \"%s\" must name store: the other sinks follow its batches",
-                   cfg->pipeline_sinks);
-        tc_sinkset_destroy(p->sinks);
-        p->sinks = NULL;
-    }
     if (!p->sinks) {
         free(p);
         return NULL;
     }
-    tc_store_options_from_config(&so, cfg);
-    /* Shorthands: postgres.rollups=false, or rollups left out of pipeline.sinks. */
-    if (!tc_pipeline_sink_listed(cfg, "rollups"))
-        so.rollups = -1;
-    p->store = tc_store_new(&so, errstr, errstr_size);
-    /* Writers wait for their turn to commit with their transaction open: a lock that DDL of
-     * another writer waits for (async.h). The timeout turns that deadlock into a retry. */
-    so.lock_timeout_ms = cfg->pg_writers > 1 ? TC_WRITER_LOCK_TIMEOUT_MS : 0;
-    p->writers = tc_store_async_new(&so, (int)cfg->pg_writers, errstr, errstr_size);
-    so.lock_timeout_ms = 0;
+    if (tc_pipeline_primary_new(p, errstr, errstr_size) != TC_OK) {
+        tc_sinkset_destroy(p->sinks);
+        free(p);
+        return NULL;
+    }
     p->nslots = (size_t)cfg->pg_writers + 1;
     p->slots = calloc(p->nslots, sizeof(*p->slots));
     p->flight = calloc(p->nslots, sizeof(*p->flight));
-    if (!p->writers || !p->slots || !p->flight) {
-        if (p->writers)
-            tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
+    if (!p->slots || !p->flight) {
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
     }
     p->cur = &p->slots[0];
-    p->probe = tc_batch_new(tc_pipeline_batch_cap(cfg), 0);
     if (cfg->dedupe_window_s > 0) {
         p->dedupe =
             tc_dedupe_new((size_t)cfg->dedupe_max_entries, cfg->dedupe_window_s * 1000000LL);
@@ -92,7 +82,7 @@ tc_pipeline *tc_pipeline_new(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     for (size_t i = 0; i < p->nslots; i++)
         slots_ok &= tc_pipeline_slot_init(&p->slots[i], cfg, p->sinks) == TC_OK;
-    if (!p->store || !slots_ok || !p->probe) {
+    if (!slots_ok) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory allocating batches");
         tc_pipeline_destroy(p);
         return NULL;
@@ -145,7 +135,8 @@ void tc_pipeline_destroy(tc_pipeline *p)
 {
     if (!p)
         return;
-    /* Closing the consumer serves the final revoke, which flushes: the store must still exist. */
+    /* Closing the consumer serves the final revoke, which flushes: the primary must still
+     * exist. */
     p->closing = 1;
     tc_consumer_destroy(p->consumer);
     /* After the consumer: its final revoke may still write (and mirror) a batch. */
@@ -153,15 +144,14 @@ void tc_pipeline_destroy(tc_pipeline *p)
     tc_schema_cache_destroy(p->schemas);
     tc_catalog_destroy(p->catalog);
     tc_observe_destroy(p->obs);
-    tc_store_async_destroy(p->writers);
-    tc_store_destroy(p->store);
+    if (p->primary.ops)
+        p->primary.ops->close(p->primary.ctx);
     tc_sinkset_destroy(p->sinks);
     tc_windows_destroy(p->windows);
     for (size_t i = 0; p->slots && i < p->nslots; i++)
         tc_pipeline_slot_free(&p->slots[i]);
     free(p->slots);
     free(p->flight);
-    tc_batch_destroy(p->probe);
     tc_dedupe_destroy(p->dedupe);
     for (size_t i = 0; i < p->nlookback; i++)
         free(p->lookback[i].dead);

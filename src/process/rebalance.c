@@ -32,7 +32,7 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
 static void tc_pipeline_marks_unread(tc_pipeline *p, tc_err err, const char *errstr)
 {
     tc_log_warn("pipeline", "%s", errstr);
-    p->store_ok = 0;
+    p->primary_ok = 0;
     snprintf(p->not_ready, sizeof(p->not_ready),
              "waiting for the sinks' offsets of assigned partitions (%s)", tc_err_name(err));
     tc_pipeline_publish(p);
@@ -66,7 +66,7 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
         tc_log_error("pipeline", "%s", p->fatal_str);
         return TC_ERR_STOPPED;
     }
-    err = tc_store_load_offsets(p->store, parts, n, next, errstr, sizeof(errstr));
+    err = p->primary.ops->open(p->primary.ctx, parts, n, next, errstr, sizeof(errstr));
     if (err != TC_OK && !tc_err_is_retriable(err)) {
         /* Not a passing outage (say, the tables do not exist): no point waiting for it. */
         tc_log_error("pipeline", "%s", errstr);
@@ -84,8 +84,7 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (!m)
             return TC_ERR_NOMEM;
-        m->store_next = next[i];
-        m->sent_gen = 0; /* the batches in flight have none of it: the next moves from here */
+        m->primary_next = next[i];
         m->rewind = TC_NO_REWIND;
         m->assigned = 1;
     }
@@ -115,16 +114,16 @@ static tc_err tc_pipeline_assign(tc_pipeline *p, const int32_t *parts, size_t n,
 }
 
 /*
- * Partitions taken away while a sink waits for the store (tc_pipeline_serve) cannot be flushed
- * first: the store is what is slow. What this member holds of them is dropped -- nothing of it is
+ * Partitions taken away while a sink waits for the primary (tc_pipeline_serve) cannot be flushed
+ * first: the primary is what is slow. What this member holds of them is dropped -- nothing of it is
  * committed, or it is committed from the offsets this member saw, and its next owner's writes are
  * fenced against it -- and tc_pipeline_resume reads the marks of the partitions it keeps again.
  */
 static void tc_pipeline_revoke_waiting(tc_pipeline *p, const int32_t *parts, size_t n, int lost)
 {
     tc_log_warn("pipeline",
-                "%zu partitions %s while waiting for the store; dropping %zu uncommitted readings",
-                n, lost ? "lost" : "revoked", p->cur->batch->n + p->cur->dlq->n);
+                "%zu partitions %s while waiting for the %s; dropping %zu uncommitted readings", n,
+                lost ? "lost" : "revoked", p->primary.name, p->cur->batch->n + p->cur->dlq->n);
     for (size_t i = 0; i < n; i++) {
         tc_marks *m = tc_pipeline_marks(p, parts[i]);
         if (m)
@@ -165,7 +164,7 @@ static void tc_pipeline_revoke(tc_pipeline *p, const int32_t *parts, size_t n, i
          * read again by the new owner from the sinks' marks. */
         tc_log_warn("pipeline", "partitions lost; dropping %zu uncommitted readings",
                     p->cur->batch->n + p->cur->dlq->n);
-        tc_pipeline_settle(p, 1); /* what the writer has is committed, or dropped */
+        tc_pipeline_settle(p, 1); /* what the primary has in flight is committed, or dropped */
         tc_pipeline_drop(p);
     } else if (tc_pipeline_flush(p) == TC_OK) {
         written = 1;
@@ -206,32 +205,30 @@ tc_marks *tc_pipeline_marks(tc_pipeline *p, int32_t partition)
         if (!m)
             return NULL;
         for (size_t i = p->nmarks; i < n; i++)
-            m[i] = (tc_marks){.store_next = -1, .store_sent = -1, .rewind = TC_NO_REWIND};
+            m[i] = (tc_marks){.primary_next = TC_SINK_MARK_NONE, .rewind = TC_NO_REWIND};
         p->marks = m;
         p->nmarks = n;
     }
     return &p->marks[partition];
 }
 
-/* The store's share of a resume (tc_pipeline_resume): drop every batch this member holds (in
+/* The primary's share of a resume (tc_pipeline_resume): drop every batch this member holds (in
  * flight, being filled). */
-void tc_pipeline_builtin_drop(tc_pipeline *p)
+void tc_pipeline_primary_drop(tc_pipeline *p)
 {
     tc_pipeline_settle(p, 1);
     tc_pipeline_drop(p);
 }
 
-/* Read the store's marks of parts[0..n) again into low[], as after an assignment. */
-tc_err tc_pipeline_builtin_reload(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *low,
+/* Read the primary's marks of parts[0..n) again into low[], as after an assignment (every batch
+ * in flight is settled: tc_pipeline_primary_drop). */
+tc_err tc_pipeline_primary_reload(tc_pipeline *p, const int32_t *parts, size_t n, int64_t *low,
                                   char *errstr, size_t errstr_size)
 {
-    tc_err err = tc_store_load_offsets(p->store, parts, n, low, errstr, errstr_size);
+    tc_err err = p->primary.ops->recover(p->primary.ctx, parts, n, low, errstr, errstr_size);
 
-    for (size_t i = 0; err == TC_OK && i < n; i++) {
-        tc_marks *m = &p->marks[parts[i]];
-        m->store_next = low[i];
-        m->sent_gen = 0;
-    }
+    for (size_t i = 0; err == TC_OK && i < n; i++)
+        p->marks[parts[i]].primary_next = low[i];
     return err;
 }
 

@@ -82,12 +82,13 @@ void tc_pipeline_unpause(tc_pipeline *p)
     p->rewinds = 0;
 }
 
-/* Wait for writer w to be done, serving the consumer after a while. */
-void tc_pipeline_await(tc_pipeline *p, int w)
+/* Wait for the primary's batch on place w to be done, serving the consumer after a while. */
+void tc_pipeline_await(tc_pipeline *p, int place)
 {
+    const tc_sink_primary_ops *po = p->primary.ops->primary;
     int waited = 0;
 
-    while (!tc_store_async_await(p->writers, w, TC_SERVE_SLICE_MS)) {
+    while (!po->await(p->primary.ctx, place, TC_SERVE_SLICE_MS)) {
         waited += TC_SERVE_SLICE_MS;
         if (waited >= TC_SERVE_AFTER_MS)
             tc_pipeline_serve(p, 0);
@@ -126,9 +127,10 @@ static size_t tc_pipeline_kafka_offsets(tc_pipeline *p, uint64_t *sum)
     *sum = 0;
     for (size_t i = 0; i < p->nmarks; i++) {
         tc_marks *m = &p->marks[i];
-        int64_t next = m->store_next;
+        int64_t next;
         if (!m->assigned)
             continue;
+        next = tc_pipeline_primary_next(p, (int32_t)i);
         next = tc_sinkset_durable_min(p->sinks, (int32_t)i, next);
         if (next < 0)
             continue;

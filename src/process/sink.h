@@ -100,6 +100,7 @@
 #include "core/config.h"
 #include "core/deadletter.h"
 #include "core/error.h"
+#include "core/reject.h"
 
 /* Sinks one pipeline runs: a row's sinks are a byte of bits (tc_sink_rows.mask is per sink). */
 #define TC_SINKS_MAX 8
@@ -108,6 +109,9 @@
 /* The longest a flush reporting *busy waits before it is called again (the consumer is served
  * meanwhile), and the longest a well-behaved callback blocks. */
 #define TC_SINK_SLICE_MS 100
+/* Partitions one batch advances a sink on, at most (tc_sink_rows.nadvance): a batch with readings
+ * of more goes to the sinks early, never cut short of an offset. */
+#define TC_SINK_ADVANCE_MAX 4096
 
 /* Marks: nothing held yet, and "wants nothing of this partition". */
 #define TC_SINK_MARK_NONE (-1LL)
@@ -140,6 +144,9 @@ typedef struct tc_sink_stats {
     uint64_t pending;      /* rows, aggregate groups or bytes held only in memory now */
 } tc_sink_stats;
 
+/* The primary's extra callbacks (below). */
+typedef struct tc_sink_primary_ops tc_sink_primary_ops;
+
 typedef struct tc_sink_ops {
     const char *name;  /* default instance name, e.g. "lake" */
     unsigned flags;    /* TC_SINK_* */
@@ -162,7 +169,74 @@ typedef struct tc_sink_ops {
      * holds none yet (its group still dropping killed members) must not take a topic the store
      * has whole for one this sink has too. May do I/O; never changes anything. */
     int64_t (*stored)(void *ctx, int32_t partition);
+    /* The primary's batches in flight (TC_SINK_PRIMARY only; NULL for every other sink). */
+    const tc_sink_primary_ops *primary;
 } tc_sink_ops;
+
+/* A row the primary's storage refuses although it passed validation (a value too long for a
+ * column an operator narrowed, a CHECK added to the table): its index in the rows written, and
+ * the storage's reason (the dead letter's detail). */
+typedef struct tc_sink_refusal {
+    size_t row;
+    char why[TC_REJECT_DETAIL_MAX];
+} tc_sink_refusal;
+
+/*
+ * The primary's batches in flight (TC_SINK_PRIMARY | TC_SINK_KEEPS_ROWS; the store). The
+ * pipeline's batch slots are generic: it fills one while the primary has up to max_in_flight
+ * others, each on a "place" (the store: a writer with a connection of its own), and settles them
+ * oldest first. A batch is durable, or not, in the order of submit; what a place was given stays
+ * the pipeline's, unchanged, until collect of that place has returned. Only the primary is driven
+ * this way: it decides which rows are stored at all (refusals become dead letters, which it owns),
+ * so the others take a batch only once it is durable there, as settled. A failed batch is written
+ * again in place (rewrite) after a back-off the pipeline sleeps serving the consumer: the batch is
+ * still in memory, and reading it again from Kafka would cost more than the back-off.
+ *
+ * Its marks: durable() and open/recover as for any sink. The pipeline's skip mark of the primary is
+ * the durable mark read at open/recover (a replay's window start instead), moved by every batch it
+ * settles: the same as durable() once the batches in flight are settled, which they are before
+ * anything moves the consumer back. Fencing is the primary's own (the argument is in its header,
+ * store/sink_store.h).
+ */
+struct tc_sink_primary_ops {
+    /* The start of a run: connect, prepare what the first writes need. A failure is only
+     * reported: the first write tries again. */
+    tc_err (*start)(void *ctx, int64_t now_us, char *errstr, size_t errstr_size);
+    /* A place holding no batch, or -1 when every one has one. */
+    int (*free_place)(void *ctx);
+    /* Start making the batch durable on free place w: rows->batch holds only the primary's rows
+     * (rows->mask is NULL), rows->advance (at most TC_SINK_ADVANCE_MAX) moves its marks,
+     * rows->dlq are the batch's dead letters. Never blocks; the outcome comes with collect. */
+    void (*submit)(void *ctx, int w, const tc_sink_rows *rows);
+    /* 1 when place w's batch is done: collect will not block. */
+    int (*done)(void *ctx, int w);
+    /* Wait up to timeout_ms for place w's batch: 1 when it is done. */
+    int (*await)(void *ctx, int w, int timeout_ms);
+    /* Block until place w's batch is done and free the place: TC_OK when durable (durable()
+     * moved), else the error, with *cascaded set when it only rolled back because a batch
+     * submitted before it failed (rewrite it as it is). TC_OK when w has no batch. */
+    tc_err (*collect)(void *ctx, int w, int *cascaded, char *errstr, size_t errstr_size);
+    /* Write a collected batch again, inline, on its idle place w (rows: as for submit, possibly
+     * fewer rows and more dead letters): TC_OK when durable. May block on its I/O. */
+    tc_err (*rewrite)(void *ctx, int w, const tc_sink_rows *rows, char *errstr, size_t errstr_size);
+    /* After a failure of place w's batch: the rows of `rows` the storage refuses, into
+     * out[0..*n) (*n == 0: the failure is not the rows'). TC_ERR_INVALID, with errstr, when
+     * more than cap, or every row of a batch of several, are refused: that is the schema, not
+     * some rows. Leaves the storage as it was. */
+    tc_err (*refused)(void *ctx, int w, const tc_batch *rows, tc_sink_refusal *out, size_t cap,
+                      size_t *n, char *errstr, size_t errstr_size);
+    /* The offsets in [from, to) of partition that became dead letters (at most cap, into
+     * out[0..*n)): the dedupe lookback reads that stretch again and skips them. */
+    tc_err (*dead_letters)(void *ctx, int32_t partition, int64_t from, int64_t to, int64_t *out,
+                           size_t cap, size_t *n, char *errstr, size_t errstr_size);
+    /* The durable marks of parts[0..n), whoever owns them (as stored: one query for many
+     * partitions; the idle check of run --exit-when-idle). Changes nothing. */
+    tc_err (*stored_many)(void *ctx, const int32_t *parts, size_t n, int64_t *next, char *errstr,
+                          size_t errstr_size);
+    /* A replay (process/window.h): its batches move the marks from whatever is stored (the
+     * replay owns its ranges by its windows, not by the marks it read). */
+    void (*unfenced)(void *ctx);
+};
 
 /* A sink instance: its callbacks and its context. */
 typedef struct tc_sink {
@@ -180,8 +254,12 @@ typedef struct tc_sink {
 typedef tc_err (*tc_sink_new_fn)(const tc_config *cfg, tc_sink *out, char *errstr,
                                  size_t errstr_size);
 
-/* The sinks a build knows, by name (process/sinks.c): NULL when there is none of that name. */
+/* The sinks a build knows, by name (process/sinks.c): NULL when there is none of that name, or
+ * when it is a primary (the pipeline makes and drives that one itself). */
 tc_sink_new_fn tc_sink_find(const char *name);
+/* The primary sink pipeline.sinks names (its constructor, its name into name[0..name_size)), or
+ * NULL when the list names none. */
+tc_sink_new_fn tc_sink_find_primary(const char *list, char *name, size_t name_size);
 
 /*
  * Parse pipeline.sinks ("store,lake,rollups", names separated by commas, each at most once) into

@@ -14,17 +14,16 @@
 #include "process/sink_testfail.h"
 #include "quality/sink.h"
 #include "store/sink_rollup.h"
+#include "store/sink_store.h"
 
 static const struct tc_sink_entry {
     const char *name;
-    tc_sink_new_fn make; /* NULL: built into the pipeline itself (the store) */
+    tc_sink_new_fn make;
+    int primary; /* made and driven by the pipeline itself (TC_SINK_PRIMARY), not by the set */
 } tc_sink_table[] = {
-    {"store", NULL},
-    {"lake", tc_sink_lake_new},
-    {"rollups", tc_sink_rollup_new},
-    {"testfail", tc_sink_testfail_new},
-    {"quality", tc_quality_sink_new},
-    {"features", tc_feat_online_sink_new},
+    {"store", tc_sink_store_new, 1},     {"lake", tc_sink_lake_new, 0},
+    {"rollups", tc_sink_rollup_new, 0},  {"testfail", tc_sink_testfail_new, 0},
+    {"quality", tc_quality_sink_new, 0}, {"features", tc_feat_online_sink_new, 0},
 };
 
 #define TC_SINK_TABLE_N (sizeof(tc_sink_table) / sizeof(tc_sink_table[0]))
@@ -42,7 +41,24 @@ tc_sink_new_fn tc_sink_find(const char *name)
 {
     const struct tc_sink_entry *e = tc_sink_entry_find(name);
 
-    return e ? e->make : NULL;
+    return e && !e->primary ? e->make : NULL;
+}
+
+tc_sink_new_fn tc_sink_find_primary(const char *list, char *name, size_t name_size)
+{
+    char names[TC_SINKS_MAX][TC_SINK_NAME_MAX], errstr[TC_ERRSTR_MAX];
+    size_t n = 0;
+
+    if (tc_sink_parse_list(list, names, &n, errstr, sizeof(errstr)) != TC_OK)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct tc_sink_entry *e = tc_sink_entry_find(names[i]);
+        if (e && e->primary) {
+            snprintf(name, name_size, "%s", e->name);
+            return e->make;
+        }
+    }
+    return NULL;
 }
 
 tc_err tc_sink_parse_list(const char *list, char (*names)[TC_SINK_NAME_MAX], size_t *n,

@@ -78,10 +78,10 @@ tc_sinkset *tc_sinkset_new(const tc_config *cfg, tc_sinkset_wait_fn wait, void *
         tc_sink_new_fn make = tc_sink_find(names[i]);
         tc_sinkset_sink *k;
         if (!make)
-            continue; /* built into the pipeline */
+            continue; /* the primary: the pipeline drives it */
         if (s->n == TC_SINKSET_MAX) {
             tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                       "pipeline.sinks: more than %d sinks besides the store", TC_SINKSET_MAX);
+                       "pipeline.sinks: more than %d sinks besides the primary", TC_SINKSET_MAX);
             tc_sinkset_destroy(s);
             return NULL;
         }
@@ -140,6 +140,18 @@ static void tc_sinkset_lower(int64_t *low, int64_t mark)
         *low = mark;
 }
 
+long tc_sinkset_backoff_step(long *backoff_ms)
+{
+    long wait;
+
+    if (*backoff_ms < TC_SINKSET_BACKOFF_MIN_MS)
+        *backoff_ms = TC_SINKSET_BACKOFF_MIN_MS;
+    wait = *backoff_ms / 2 + rand() % (*backoff_ms / 2 + 1);
+    *backoff_ms =
+        *backoff_ms * 2 > TC_SINKSET_BACKOFF_MAX_MS ? TC_SINKSET_BACKOFF_MAX_MS : *backoff_ms * 2;
+    return wait;
+}
+
 /*
  * A sink's call failed. Fenced and permanent failures go back to the caller (errstr names the
  * sink); a retriable one opens the circuit until its back-off is over.
@@ -159,9 +171,7 @@ static tc_err tc_sinkset_fail(tc_sinkset_sink *k, tc_err err, int64_t now_us, ch
         snprintf(k->reason, sizeof(k->reason), "sink %s failed: %.120s", k->sink.name, why);
         return tc_err_set(err, errstr, errstr_size, "sink %s: %s", k->sink.name, why);
     }
-    wait = k->backoff_ms / 2 + rand() % (k->backoff_ms / 2 + 1);
-    k->backoff_ms = k->backoff_ms * 2 > TC_SINKSET_BACKOFF_MAX_MS ? TC_SINKSET_BACKOFF_MAX_MS
-                                                                  : k->backoff_ms * 2;
+    wait = tc_sinkset_backoff_step(&k->backoff_ms);
     k->retry_us = now_us + wait * 1000LL;
     tc_log_warn("pipeline",
                 "sink %s: %s; retrying in %ld ms (it takes no readings until it has recovered; "

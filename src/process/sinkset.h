@@ -12,8 +12,9 @@
  * and the sink catches up while the others skip what they hold. A permanent failure stops the run;
  * a fence makes the pipeline resume every sink from what is durable.
  *
- * Sinks are those of pipeline.sinks that have a constructor (process/sinks.c); the store is still
- * driven by the pipeline itself and reports its state to it.
+ * Sinks are those of pipeline.sinks that have a constructor (process/sinks.c) other than the
+ * primary (the store): the pipeline's batch slots drive that one through its primary callbacks
+ * (sink.h), and the others take each batch once the primary has made it durable.
  *
  * Not thread-safe: the pipeline thread owns the set.
  */
@@ -29,7 +30,7 @@
 #include "core/error.h"
 #include "process/sink.h"
 
-/* A row's sink bits below this one are the pipeline's own (the store's); sink k of
+/* A row's sink bits below this one are the pipeline's own (the primary's); sink k of
  * the set has bit TC_SINKSET_FIRST_BIT << k. */
 #define TC_SINKSET_FIRST_BIT 8u
 /* ...so a set holds at most this many (a row's sinks are one byte). */
@@ -107,6 +108,11 @@ tc_err tc_sinkset_take(tc_sinkset *s, const tc_sinkset_batch *b, const tc_batch 
 /* Flush the ready sinks: what is due (force 0), or everything taken (force: waits for busy sinks,
  * serving the consumer). Errors as tc_sinkset_take. */
 tc_err tc_sinkset_flush(tc_sinkset *s, int64_t now_us, int force, char *errstr, size_t errstr_size);
+
+/* One step of the back-off of every sink, the primary's retries included: capped exponential
+ * (100 ms doubling to 10 s) with full jitter, so that concurrent pipelines do not retry in
+ * lockstep. Returns the wait (ms) before the next try and doubles *backoff_ms (0: the first). */
+long tc_sinkset_backoff_step(long *backoff_ms);
 
 /* min(next, every sink's durable mark of partition): Kafka's commit. */
 int64_t tc_sinkset_durable_min(const tc_sinkset *s, int32_t partition, int64_t next);

@@ -39,11 +39,12 @@ void tc_pipeline_publish(tc_pipeline *p)
     memset(&st, 0, sizeof(st));
     st.stats = p->stats;
     st.partitions = tc_consumer_assigned(p->consumer);
-    st.store_ok = p->store_ok;
+    st.store_ok = p->primary_ok;
     st.consuming = st.partitions > 0;
     st.last_commit_us = p->last_commit_us;
-    tc_pipeline_publish_sink(&st, "store", p->store_ok, p->stats.stored, p->stats.retries);
-    st.sinks[st.nsinks - 1].commit = p->store_commit;
+    tc_pipeline_publish_sink(&st, p->primary.name, p->primary_ok, p->stats.stored,
+                             p->stats.retries);
+    st.sinks[st.nsinks - 1].commit = p->primary_commit;
     ngen = tc_sinkset_status_get(p->sinks, gen, TC_SINKSET_MAX);
     for (size_t i = 0; i < ngen && st.nsinks < TC_OBSERVE_SINKS_MAX; i++) {
         tc_observe_sink *k = &st.sinks[st.nsinks++];
@@ -61,9 +62,9 @@ void tc_pipeline_publish(tc_pipeline *p)
     }
     st.nlag = tc_consumer_lag(p->consumer, st.lag_partition, st.lag, TC_OBSERVE_LAG_MAX);
     snprintf(st.reason, sizeof(st.reason), "%s",
-             !p->store_ok ? p->not_ready
-             : reason     ? reason
-                          : "no Kafka partition assigned (yet)");
+             !p->primary_ok ? p->not_ready
+             : reason       ? reason
+                            : "no Kafka partition assigned (yet)");
     tc_observe_publish(p->obs, &st);
 }
 

@@ -321,6 +321,21 @@ static void test_commit_latency_per_write(void **state)
     assert_int_equal(st.commit.counts[TC_SINKSET_LATENCY_BUCKETS], 0); /* none over a minute */
 }
 
+/* The one back-off of every sink and of the primary's retries: capped exponential with full
+ * jitter, each wait within [half, whole] of its step. */
+static void test_backoff_step(void **state)
+{
+    long backoff = 0, step = 100;
+
+    (void)state;
+    for (int i = 0; i < 12; i++) {
+        long wait = tc_sinkset_backoff_step(&backoff);
+        assert_true(wait >= step / 2 && wait <= step);
+        step = step * 2 > 10000 ? 10000 : step * 2;
+        assert_int_equal(backoff, step);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +347,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent_failure_and_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_latency_per_write, setup, teardown),
+        cmocka_unit_test(test_backoff_step),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
