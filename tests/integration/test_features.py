@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import Thermocline
-from features_lake import (US, assert_features_equal_reference, feature_table, lake_frame,
-                           parse_defs, write_lake_file)
+from features_lake import (US, QualityTables, assert_features_equal_reference, feature_table,
+                           lake_frame, parse_defs, write_lake_file)
 
-# Every aggregate, 1 h and 1 d windows, two metrics and one the lake lacks.
+# Every aggregate, 1 h and 1 d windows, two metrics and one the lake lacks; the quality monitor's
+# findings and figures (from PostgreSQL: the quality sink runs with the pipeline).
 DEFINITIONS = """
 t_count_1h = count(temperature, 1h)
 t_mean_1h = mean(temperature, 1h)
@@ -31,27 +32,43 @@ t_max_1h = max(temperature, 1h)
 t_last_1h = last(temperature, 1h)
 t_slope_1h = slope(temperature, 1h)
 h_missing_1h = share_missing(humidity, 1h)
-t_hot_1h = anomalies(temperature, 1h, max=24)
+t_hot_1h = out_of_range(temperature, 1h, max=24)
+t_anomalies_1h = anomalies(temperature, 1h)
+h_anomalies_1d = anomalies(humidity, 1d)
+late_1h = late(1h); ooo_1h = out_of_order(1h); dead_1h = dead_letters(1h)
+dup_1d = duplicates(1d); gaps_1d = gaps(1d); gap_max_1d = gap_max_s(1d)
+delay_p50_1h = delay_p50_ms(1h); delay_p99_1d = delay_p99_ms(1d)
 p_mean_1d = mean(pressure, 1d); p_std_1d = std(pressure, 1d)
 b_slope_1d = slope(battery, 1d)
 h_missing_1d = share_missing(humidity, 1d)
 co2_mean_1h = mean(co2_ppm, 1h)
 """
+QUALITY_RULES = ("rules:\n"
+                 "  - name: warm\n"
+                 "    check: {range: {metric: temperature, max: 22}}\n"
+                 "  - name: dry\n"
+                 "    check: {range: {metric: humidity, min: 35}}\n")
 
 
 @pytest.fixture(scope="module")
 def pipeline_lake(tmp_path_factory):
     """A lake the pipeline wrote: 30 devices every 10 minutes over about 30 hours (two UTC days),
-    with invalid readings (refused), spikes and stuck values, and the features built over it."""
+    with invalid readings (refused), spikes, stuck values, late and out-of-order bursts, the
+    quality monitor's findings and figures of them, and the features built over it."""
     tc = Thermocline("features")
     lake = str(tmp_path_factory.mktemp("features") / "lake")
+    # The detectors need more history than this fleet has to find a spike: rules find ranges
+    # of readings (many over several hours, some still open at the end).
+    rules = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    rules.write_text(QUALITY_RULES)
     try:
         tc.migrate()
         start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 3600))
         tc.simulate("--devices", "30", "--count", str(30 * 180), "--invalid-ratio", "0.02",
                     "--seed", "7", "--start", start, "--cadence-ms", str(600_000),
-                    "--anomalies", "spike=0.02,stuck=0.01")
-        tc.run(idle=3, extra=(f"lake.dir={lake}",))
+                    "--anomalies", "spike=0.02,stuck=0.01,late=0.01,ooo=0.01")
+        tc.run(idle=3, extra=(f"lake.dir={lake}", "pipeline.sinks=store,lake,quality",
+                              "quality.flush_interval_ms=300", f"quality.rules_file={rules}"))
         out = tc.cmd("features", "build", extra=(f"lake.dir={lake}", f"features.definitions={DEFINITIONS}"))
         yield tc, lake, out.stdout
     finally:
@@ -64,12 +81,20 @@ def test_every_offline_feature_equals_pandas(pipeline_lake):
     df = lake_frame(lake)
     assert len(df) > 4000
     defs = parse_defs(DEFINITIONS)
-    checked = assert_features_equal_reference(os.path.join(lake, "features"), df, defs)
+    checked = assert_features_equal_reference(os.path.join(lake, "features"), df, defs, QualityTables(tc))
     assert checked > 5000
     # Spikes made some hot hours, and some windows miss humidity or not: the figures are not
     # trivially constant.
     hot, _ = feature_table(os.path.join(lake, "features"), "t_hot_1h")
     assert any(v > 0 for v in hot.values())
+    # The quality monitor's rules found warm and dry stretches, it counted late readings, gaps and
+    # the devices' dead letters: the quality features are not all 0.
+    for name in ("t_anomalies_1h", "h_anomalies_1d", "late_1h", "dead_1h", "gaps_1d"):
+        values, _ = feature_table(os.path.join(lake, "features"), name)
+        assert any(v > 0 for v in values.values()), name
+    for name in ("delay_p50_1h", "delay_p99_1d", "gap_max_1d"):
+        values, _ = feature_table(os.path.join(lake, "features"), name)
+        assert any(v > 0 for v in values.values() if not math.isnan(v)), name
     co2, _ = feature_table(os.path.join(lake, "features"), "co2_mean_1h")
     assert co2 and all(math.isnan(v) for v in co2.values())
     # Files are whole Parquet files with the Hive layout; no temporary file is left.
