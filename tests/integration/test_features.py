@@ -376,3 +376,63 @@ def test_readings_out_of_time_order_land_in_their_windows(tmp_path):
             "k = slope(temperature, 1h); h = share_missing(humidity, 1h); x = min(temperature, 1d)")
     _build(tc, lake, defs)
     assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
+
+
+def test_quality_features_by_hand_and_rebuilt_when_the_monitors_tables_change(tmp_path):
+    """Findings and figures written by hand into the quality monitor's tables, beside a lake
+    written by hand: every value is the one worked out here (a finding counts in each window it
+    overlaps, an open one up to the day's end; sums, the longest gap, the merged sketch's
+    quantile); a build with nothing changed rebuilds nothing, and a finding resolved later
+    rebuilds its day only, with the new counts."""
+    import datetime
+    tc = Thermocline("feat-quality")
+    lake = str(tmp_path / "lake")
+    defs = ("a = anomalies(temperature, 1h); h = anomalies(humidity, 1h); l = late(1h);"
+            " g = gap_max_s(1h); p = delay_p99_ms(1d)")
+    d1, d2 = _day_us(2026, 11, 1), _day_us(2026, 11, 2)
+    ts = lambda us: datetime.datetime.fromtimestamp(us / US, datetime.timezone.utc)
+    H = 3600 * US
+    try:
+        tc.migrate()
+        write_lake_file(lake, "t", 0, 0, _readings(d1, ["dev-0", "dev-1"], 600, 144, 1))
+        write_lake_file(lake, "t", 0, 1000, _readings(d2, ["dev-0", "dev-1"], 600, 144, 2))
+        finding = ("INSERT INTO anomalies (device_id, metric, kind, rule, start_time, end_time)"
+                   " VALUES (%s, %s, 'range', %s, %s, %s)")
+        # 01:30 to 03:10 of day 1: hours 1, 2 and 3; one at exactly 05:00 (an instant): hour 5.
+        tc.sql(finding, ("dev-0", "temperature", "r1", ts(d1 + 90 * 60 * US), ts(d1 + 190 * 60 * US)))
+        tc.sql(finding, ("dev-0", "temperature", "r2", ts(d1 + 5 * H), ts(d1 + 5 * H)))
+        # Open since 22:15 of day 2: hours 22 and 23 (the day ends there).
+        tc.sql(finding, ("dev-1", "temperature", "r3", ts(d2 + 22 * H + 15 * 60 * US), None))
+        # Another metric's finding is not the temperature's.
+        tc.sql(finding, ("dev-1", "humidity", "r4", ts(d1 + 7 * H), ts(d1 + 7 * H + 60 * US)))
+        minute = ("INSERT INTO quality_1m (device_id, bucket, readings, late, gap_max_s, delay_sketch)"
+                  " VALUES (%s, %s, 1, %s, %s, %s)")
+        tc.sql(minute, ("dev-0", ts(d1 + 5 * 60 * US), 3, 100.0, [0, 0, 4]))
+        tc.sql(minute, ("dev-0", ts(d1 + 40 * 60 * US), 2, 250.5, [0, 0, 0, 0, 1]))
+        tc.sql(minute, ("dev-1", ts(d2 + 10 * H), 0, None, [1]))
+        assert _build(tc, lake, defs)[:2] == (2, 2)
+        f = os.path.join(lake, "features")
+        a, _ = feature_table(f, "a")
+        want = {("dev-0", d1 + i * H) for i in (1, 2, 3, 5)} | {("dev-1", d2 + i * H) for i in (22, 23)}
+        assert {k for k, v in a.items() if v} == want and all(a[k] == 1 for k in want)
+        assert len(a) == 2 * 48 and all(v == 0 for k, v in a.items() if k not in want)
+        h, _ = feature_table(f, "h")
+        assert {k: v for k, v in h.items() if v} == {("dev-1", d1 + 7 * H): 1}
+        late, _ = feature_table(f, "l")
+        assert {k: v for k, v in late.items() if v} == {("dev-0", d1): 5}
+        g, _ = feature_table(f, "g")
+        assert {k: v for k, v in g.items() if not math.isnan(v)} == {("dev-0", d1): 250.5}
+        p, _ = feature_table(f, "p")
+        # Day 1 of dev-0: 4 delays in bucket 3, 1 in bucket 5: the 99th percentile is bucket 5's
+        # middle, 2^(7/8) ms; day 2 of dev-1: bucket 1, 0.5 ms; no sketch: undefined.
+        assert p[("dev-0", d1)] == 2 ** (7 / 8) and p[("dev-1", d2)] == 0.5
+        assert math.isnan(p[("dev-1", d1)]) and math.isnan(p[("dev-0", d2)])
+
+        assert _build(tc, lake, defs)[:2] == (2, 0)
+        tc.sql("UPDATE anomalies SET end_time = %s WHERE rule = 'r3'", (ts(d2 + 22 * H + 50 * 60 * US),))
+        assert _build(tc, lake, defs)[:2] == (2, 1)
+        a, _ = feature_table(f, "a")
+        assert a[("dev-1", d2 + 22 * H)] == 1 and a[("dev-1", d2 + 23 * H)] == 0
+        assert a[("dev-0", d1 + H)] == 1
+    finally:
+        tc.drop()
