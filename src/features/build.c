@@ -492,8 +492,8 @@ static int tc_fb_quality_value(const tc_fq_rows *qr, size_t *at, const char *dev
 {
     int c = 1;
 
-    while (*at < qr->n && ((c = strcmp(qr->device[*at], dev)) < 0 ||
-                           (c == 0 && qr->start[*at] < start)))
+    while (*at < qr->n &&
+           ((c = strcmp(qr->device[*at], dev)) < 0 || (c == 0 && qr->start[*at] < start)))
         (*at)++;
     if (*at < qr->n && c == 0 && qr->start[*at] == start) {
         *out = qr->value[*at];
@@ -597,8 +597,8 @@ typedef struct tc_fb_walk {
     int rebuild_all;
     tc_features_build_stats *st;
     tc_fb_rows *rows;
-    tc_fq *fq;         /* the quality monitor's tables, when a definition reads them */
-    tc_fq_rows qrows;  /* one quality feature's values of the day being built */
+    tc_fq *fq;        /* the quality monitor's tables, when a definition reads them */
+    tc_fq_rows qrows; /* one quality feature's values of the day being built */
     char *errstr;
     size_t errstr_size;
 } tc_fb_walk;
@@ -733,8 +733,7 @@ static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char 
             err = tc_fq_day(w->fq, &defs->def[k], day, &w->qrows, w->errstr, w->errstr_size);
         if (err == TC_OK)
             err = tc_fb_write_feature(&d, &defs->def[k], out_dir, day, list + at, n,
-                                      tc_feat_agg_from_quality(defs->def[k].agg) ? &w->qrows
-                                                                                 : NULL,
+                                      tc_feat_agg_from_quality(defs->def[k].agg) ? &w->qrows : NULL,
                                       w->rows, w->st, w->errstr, w->errstr_size);
         tc_fq_rows_free(&w->qrows);
         at += n;
@@ -765,8 +764,8 @@ static tc_err tc_fb_day_fn(void *opaque, const char *dir, int64_t day)
         return err;
     }
     /* The day's findings and figures are part of what it was built from. */
-    if (w->fq && (err = tc_fq_day_fingerprint(w->fq, day, &fp, w->errstr, w->errstr_size)) !=
-                     TC_OK) {
+    if (w->fq &&
+        (err = tc_fq_day_fingerprint(w->fq, day, &fp, w->errstr, w->errstr_size)) != TC_OK) {
         tc_fb_free_names(names, n);
         close(lock);
         return err;
@@ -823,9 +822,9 @@ tc_err tc_features_build(const tc_features_build_options *opt, tc_features_build
             w->state.n = 0; /* nothing recorded holds for other definitions */
         w->state.defs_fp = defs_fp;
         if (tc_feat_defs_need_quality(opt->defs) &&
-            !(w->fq = tc_fq_new(opt->pg_dsn ? opt->pg_dsn : "", opt->pg_schema ? opt->pg_schema
-                                                                               : "telemetry",
-                                errstr, errstr_size)))
+            !(w->fq =
+                  tc_fq_new(opt->pg_dsn ? opt->pg_dsn : "",
+                            opt->pg_schema ? opt->pg_schema : "telemetry", errstr, errstr_size)))
             err = TC_ERR_DB_CONN;
         if (err == TC_OK)
             err = tc_lake_walk_days(opt->lake_root, tc_fb_day_fn, w);

@@ -11,9 +11,10 @@
  *   late_1h = late(1h)
  *
  * that is NAME = AGGREGATE(METRIC, WINDOW [, min=NUMBER] [, max=NUMBER]), or NAME =
- * FIGURE(WINDOW) for a quality figure of the device (below), which belongs to no metric. The configuration holds
- * scalars only (config.h refuses YAML sequences), and one line per feature reads like the SQL it
- * stands for, so the definitions are a small language of their own rather than a YAML tree.
+ * FIGURE(WINDOW) for a quality figure of the device (below), which belongs to no metric. The
+ * configuration holds scalars only (config.h refuses YAML sequences), and one line per feature
+ * reads like the SQL it stands for, so the definitions are a small language of their own rather
+ * than a YAML tree.
  *
  *   NAME       [A-Za-z0-9_]{1,63}, unique: it names the feature's directory under the lake
  *              (<lake>/features/<NAME>/) and its column in a training set, so no '/', '.' or '-'.

@@ -18,8 +18,8 @@
 #include <string.h>
 
 /* Epoch microseconds <-> timestamptz, exactly. */
-#define TC_FQ_TS(p) "('epoch'::timestamptz + " p "::bigint * interval '1 microsecond')"
-#define TC_FQ_US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
+#define TC_FQ_TS(p)   "('epoch'::timestamptz + " p "::bigint * interval '1 microsecond')"
+#define TC_FQ_US(x)   "(extract(epoch FROM " x ") * 1000000)::bigint"
 #define TC_FQ_STR_(x) #x
 #define TC_FQ_STR(x)  TC_FQ_STR_(x)
 /* The findings of a feature's window [S, E) (timestamptz expressions) on device D, metric M. */
@@ -91,22 +91,24 @@ int tc_fq_refresh_sql(tc_feat_agg agg, int horizon, char *out, size_t cap)
         return -1;
     /* The rows of the write reached through their keys (the primary key's index); the horizon's
      * by a scan of the feature's rows. */
-    n = snprintf(out, cap,
-                 "UPDATE @S.features_online o SET value = x.v, updated_at = now() FROM"
-                 " (SELECT f.device_id, f.feature, f.window_start, %s AS v FROM %s"
-                 " WHERE f.feature = $1%s) x WHERE o.device_id = x.device_id"
-                 " AND o.feature = x.feature AND o.window_start = x.window_start"
-                 " AND o.value IS DISTINCT FROM x.v",
-                 value,
-                 horizon ? "@S.features_online f"
-                         : "pg_temp.tc_features_online_in i JOIN @S.features_online f"
-                           " ON f.device_id = i.device_id AND f.feature = i.feature"
-                           " AND f.window_start = " TC_FQ_TS("i.start_us"),
-                 horizon ? " AND (f.window_end > now() - interval '" TC_FQ_STR(TC_FQ_HORIZON_S)
-                           " seconds' OR EXISTS (SELECT 1 FROM pg_temp.tc_features_online_in i"
-                           " WHERE i.device_id = f.device_id AND i.feature = f.feature"
-                           " AND " TC_FQ_TS("i.start_us") " = f.window_start))"
-                         : "");
+    n = snprintf(
+        out, cap,
+        "UPDATE @S.features_online o SET value = x.v, updated_at = now() FROM"
+        " (SELECT f.device_id, f.feature, f.window_start, %s AS v FROM %s"
+        " WHERE f.feature = $1%s) x WHERE o.device_id = x.device_id"
+        " AND o.feature = x.feature AND o.window_start = x.window_start"
+        " AND o.value IS DISTINCT FROM x.v",
+        value,
+        horizon ? "@S.features_online f"
+                : "pg_temp.tc_features_online_in i JOIN @S.features_online f"
+                  " ON f.device_id = i.device_id AND f.feature = i.feature"
+                  " AND f.window_start = " TC_FQ_TS("i.start_us"),
+        horizon ? " AND (f.window_end > now() - interval '" TC_FQ_STR(
+                      TC_FQ_HORIZON_S) " seconds' OR EXISTS (SELECT 1 FROM "
+                                       "pg_temp.tc_features_online_in i"
+                                       " WHERE i.device_id = f.device_id AND i.feature = f.feature"
+                                       " AND " TC_FQ_TS("i.start_us") " = f.window_start))"
+                : "");
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
@@ -249,18 +251,28 @@ tc_err tc_fq_day(tc_fq *q, const tc_feat_def *d, int64_t day, tc_fq_rows *out, c
         len = snprintf(
             tmpl, sizeof(tmpl),
             "SELECT a.device_id, w.ws, %s FROM @S.anomalies a CROSS JOIN LATERAL"
-            " generate_series(greatest(" TC_FQ_US("a.start_time") ", $1::bigint) / $3::bigint"
-            " * $3::bigint, least(coalesce(" TC_FQ_US("a.end_time") ", $2::bigint - 1),"
-            " $2::bigint - 1) / $3::bigint * $3::bigint, $3::bigint) AS w(ws)"
-            " WHERE" TC_FQ_OVERLAP("a.device_id", "$4", TC_FQ_TS("$1"), TC_FQ_TS("$2"))
-            " GROUP BY 1, 2 ORDER BY a.device_id COLLATE \"C\", 2",
+            " generate_series(greatest(" TC_FQ_US(
+                "a.start_time") ", $1::bigint) / $3::bigint"
+                                " * $3::bigint, least(coalesce(" TC_FQ_US(
+                                    "a.end_time") ", $2::bigint - 1),"
+                                                  " $2::bigint - 1) / $3::bigint * $3::bigint, "
+                                                  "$3::bigint) AS w(ws)"
+                                                  " WHERE" TC_FQ_OVERLAP(
+                                                      "a.device_id", "$4", TC_FQ_TS("$1"),
+                                                      TC_FQ_TS(
+                                                          "$2")) " GROUP BY 1, 2 ORDER BY "
+                                                                 "a.device_id COLLATE \"C\", 2",
             expr);
     else
-        len = snprintf(tmpl, sizeof(tmpl),
-                       "SELECT q.device_id, " TC_FQ_US("q.bucket") " / $3::bigint * $3::bigint,"
-                       " %s FROM @S.quality_1m q WHERE q.bucket >= " TC_FQ_TS("$1") " AND"
-                       " q.bucket < " TC_FQ_TS("$2") " GROUP BY 1, 2 ORDER BY q.device_id COLLATE \"C\", 2",
-                       expr);
+        len = snprintf(
+            tmpl, sizeof(tmpl),
+            "SELECT q.device_id, " TC_FQ_US(
+                "q.bucket") " / $3::bigint * $3::bigint,"
+                            " %s FROM @S.quality_1m q WHERE q.bucket >= " TC_FQ_TS(
+                                "$1") " AND"
+                                      " q.bucket < " TC_FQ_TS("$2") " GROUP BY 1, 2 ORDER BY "
+                                                                    "q.device_id COLLATE \"C\", 2",
+            expr);
     if (len < 0 || (size_t)len >= sizeof(tmpl))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "quality features: query too long");
     res = tc_fq_query(q, tmpl, d->agg == TC_FA_ANOMALIES ? 4 : 3, params, d->name, errstr,
@@ -285,8 +297,7 @@ tc_err tc_fq_day(tc_fq *q, const tc_feat_def *d, int64_t day, tc_fq_rows *out, c
         if (!(out->device[i] = strdup(PQgetvalue(res, (int)i, 0)))) {
             PQclear(res);
             tc_fq_rows_free(out);
-            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
-                              "quality features: out of memory");
+            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality features: out of memory");
         }
         out->n = i + 1;
         out->start[i] = strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
@@ -297,8 +308,7 @@ tc_err tc_fq_day(tc_fq *q, const tc_feat_def *d, int64_t day, tc_fq_rows *out, c
     return TC_OK;
 }
 
-tc_err tc_fq_day_fingerprint(tc_fq *q, int64_t day, uint64_t *fp, char *errstr,
-                             size_t errstr_size)
+tc_err tc_fq_day_fingerprint(tc_fq *q, int64_t day, uint64_t *fp, char *errstr, size_t errstr_size)
 {
     char from[24], to[24];
     const char *params[2] = {from, to};

@@ -60,9 +60,9 @@ typedef struct tc_fq tc_fq;
 /* One day's values of one feature, sorted by device id (bytes, as strcmp) and window start. */
 typedef struct tc_fq_rows {
     size_t n;
-    char **device;    /* malloc'ed, NUL-terminated */
-    int64_t *start;   /* window start, µs */
-    double *value;    /* NaN: undefined */
+    char **device;  /* malloc'ed, NUL-terminated */
+    int64_t *start; /* window start, µs */
+    double *value;  /* NaN: undefined */
 } tc_fq_rows;
 
 /* Connect to dsn (postgres.dsn) for the tables of schema (postgres.schema). NULL with errstr. */
@@ -81,8 +81,7 @@ int tc_fq_empty(tc_feat_agg agg, double *out);
 
 /* A fingerprint of what the tables hold for day: every quality_1m row of its minutes and every
  * finding overlapping it. */
-tc_err tc_fq_day_fingerprint(tc_fq *q, int64_t day, uint64_t *fp, char *errstr,
-                             size_t errstr_size);
+tc_err tc_fq_day_fingerprint(tc_fq *q, int64_t day, uint64_t *fp, char *errstr, size_t errstr_size);
 
 /* The UPDATE the online sink runs for one quality feature, with "@S" where the schema goes and
  * $1 = the feature's name: every row of it in features_online whose key is in

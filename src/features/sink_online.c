@@ -950,8 +950,7 @@ static void fo_close(void *ctx)
 
         s->nmarks = 0;
         if (fo_write(s, errstr, sizeof(errstr)) != TC_OK)
-            tc_log_warn("features", "the last refresh of the quality features failed: %s",
-                        errstr);
+            tc_log_warn("features", "the last refresh of the quality features failed: %s", errstr);
     }
     pthread_mutex_lock(&s->lock);
     s->stop = 1;

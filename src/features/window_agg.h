@@ -39,15 +39,15 @@
 #define TC_WAGG_BYTES 120
 
 typedef struct tc_wagg {
-    int64_t start_us;  /* the window's start (UTC, µs): times are taken relative to it */
-    int64_t rows;      /* readings fed (with or without the value) */
-    int64_t n;         /* values present */
-    double mean, m2;   /* of the values: Welford */
-    double min, max;   /* of the values */
-    double t_mean;     /* of the times, seconds since start_us */
-    double t_m2, c_tx; /* sum of squared time deviations; co-moment of times and values */
-    int64_t last_us;   /* time of the last value */
-    double last;       /* the last value */
+    int64_t start_us;     /* the window's start (UTC, µs): times are taken relative to it */
+    int64_t rows;         /* readings fed (with or without the value) */
+    int64_t n;            /* values present */
+    double mean, m2;      /* of the values: Welford */
+    double min, max;      /* of the values */
+    double t_mean;        /* of the times, seconds since start_us */
+    double t_m2, c_tx;    /* sum of squared time deviations; co-moment of times and values */
+    int64_t last_us;      /* time of the last value */
+    double last;          /* the last value */
     int64_t out_of_range; /* values outside [lo, hi] */
     double lo, hi;        /* out_of_range's bounds (defs.h: -inf / +inf when not given) */
 } tc_wagg;

@@ -11,7 +11,8 @@
  *     given on out_of_range only;
  *   - writing the accepted set out again and parsing that gives the same set (round trip);
  *   - an accumulator fed readings made from the input finishes within its bounds: count <= rows,
- *     share_missing in [0, 1], min <= mean <= max (up to rounding), std >= 0, out_of_range <= count.
+ *     share_missing in [0, 1], min <= mean <= max (up to rounding), std >= 0,
+ *     out_of_range <= count.
  */
 #include <math.h>
 #include <stdint.h>

@@ -356,8 +356,7 @@ static void test_init_def(void **state)
 
     (void)state;
     assert_int_equal(
-        tc_feat_defs_parse("c = out_of_range(temperature, 1h, max=30)", &d, errstr,
-                           sizeof(errstr)),
+        tc_feat_defs_parse("c = out_of_range(temperature, 1h, max=30)", &d, errstr, sizeof(errstr)),
         TC_OK);
     tc_wagg_init_def(&a, &d.def[0], DAY0_US + 5400 * US);
     assert_int_equal(a.start_us, DAY0_US + 3600 * US);
