@@ -12,9 +12,9 @@
  *            tables (tc_fq_day_fingerprint) joins the lake files' in the build's state, so a day
  *            whose findings or figures changed is rebuilt;
  *   online   the features sink sets the value of these features' rows with the same expression
- *            correlated on the row (tc_fq_refresh_sql), in its write transaction for the windows
- *            the write touches and the windows that ended less than TC_FQ_HORIZON_S ago, and
- *            again, between writes, whenever the quality sink's marks (quality_offsets) moved.
+ *            correlated on the row (tc_fq_refresh_sql): in its write transaction for the windows
+ *            the write touches, and for every window that ended less than TC_FQ_HORIZON_S ago
+ *            whenever the quality sink's marks (quality_offsets) moved (sink_online.h).
  * Both take the same rows of the same tables, so for a window whose figures and findings no
  * longer change, the two agree exactly.
  *

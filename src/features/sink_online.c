@@ -570,23 +570,13 @@ static tc_err fo_write_marks(tc_feat_online *s, char *errstr, size_t errstr_size
     return TC_OK;
 }
 
-/* The values of the quality features (quality_src.h) in the write's transaction: the rows the
- * write touched, and when the quality sink committed since the last refresh, every row of the
- * horizon. Nothing when neither applies. */
-static tc_err fo_refresh(tc_feat_online *s, int touched, char *errstr, size_t errstr_size)
+/* The values of the quality features (quality_src.h): of the rows the write touched (in its
+ * transaction, which holds them), or with horizon of every row of the last TC_FQ_HORIZON_S. */
+static tc_err fo_refresh(tc_feat_online *s, int horizon, char *errstr, size_t errstr_size)
 {
-    const char *params[1] = {s->topic};
-    PGresult *res;
-    int horizon;
-    tc_err err = fo_exec(s, s->wconn, tc_fq_progress_sql, 1, params, &res,
-                         "read the quality sink's progress", errstr, errstr_size);
+    tc_err err = TC_OK;
 
-    if (err != TC_OK)
-        return err;
-    snprintf(s->qnext, sizeof(s->qnext), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
-    PQclear(res);
-    horizon = strcmp(s->qnext, s->qseen) != 0;
-    for (size_t k = 0; err == TC_OK && (touched || horizon) && k < s->defs.n; k++) {
+    for (size_t k = 0; err == TC_OK && k < s->defs.n; k++) {
         const tc_feat_def *d = &s->defs.def[k];
         char sql[TC_FQ_SQL_MAX];
         const char *name[1] = {d->name};
@@ -600,6 +590,34 @@ static tc_err fo_refresh(tc_feat_online *s, int touched, char *errstr, size_t er
                       errstr_size);
     }
     return err;
+}
+
+/* After a write: when the quality sink committed since the last look, the horizon's rows again,
+ * each statement a transaction of its own. It writes no mark and is idempotent (the same tables
+ * give the same values), so a failure -- a deadlock with another member's write over rows of its
+ * devices, a lost connection -- is only logged: the next look does it again. */
+static void fo_refresh_horizon(tc_feat_online *s)
+{
+    const char *params[1] = {s->topic};
+    char errstr[TC_ERRSTR_MAX];
+    PGresult *res;
+    tc_err err = fo_exec(s, s->wconn, tc_fq_progress_sql, 1, params, &res,
+                         "read the quality sink's progress", errstr, sizeof(errstr));
+
+    if (err == TC_OK) {
+        snprintf(s->qnext, sizeof(s->qnext), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+        PQclear(res);
+        if (!strcmp(s->qnext, s->qseen))
+            return;
+        err = fo_refresh(s, 1, errstr, sizeof(errstr));
+    }
+    if (err == TC_OK)
+        memcpy(s->qseen, s->qnext, sizeof(s->qseen));
+    else
+        tc_log_warn("features",
+                    "the quality features were not refreshed (again at the next "
+                    "look): %s",
+                    errstr);
 }
 
 static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
@@ -661,13 +679,13 @@ static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
                 " anomalies = excluded.anomalies, updated_at = now()",
                 0, NULL, NULL, "upsert the windows into features_online", errstr, errstr_size);
     }
-    if (err == TC_OK && s->quality)
-        err = fo_refresh(s, m->n > 0, errstr, errstr_size);
+    if (err == TC_OK && s->quality && m->n)
+        err = fo_refresh(s, 0, errstr, errstr_size);
     if (err == TC_OK)
         err = fo_exec(s, s->wconn, "COMMIT", 0, NULL, NULL, "commit a features write", errstr,
                       errstr_size);
     if (err == TC_OK && s->quality)
-        memcpy(s->qseen, s->qnext, sizeof(s->qseen));
+        fo_refresh_horizon(s);
     if (err != TC_OK && s->wconn && PQstatus(s->wconn) == CONNECTION_OK) {
         PGresult *res = PQexec(s->wconn, "ROLLBACK");
         PQclear(res);

@@ -19,11 +19,12 @@
  * pipeline reads it again from the marks: exactly once across kill -9.
  *
  * The quality features. anomalies and the quality figures (quality_src.h) are not the
- * accumulator's: each write sets their rows' values from the quality monitor's tables in the same
- * transaction (the rows it touched; every row of the last TC_FQ_HORIZON_S when the quality sink's
- * marks moved since the last look), and between writes, every features.online_flush_interval_ms,
- * the writer looks at those marks and refreshes the same way (a job without rows or marks), and
- * once more at a clean stop, when every other sink has flushed.
+ * accumulator's: each write sets the values of the rows it touched from the quality monitor's
+ * tables in its transaction; after it, and every features.online_flush_interval_ms between
+ * writes (a job without rows or marks), and once more at a clean stop, the writer looks at the
+ * quality sink's marks and, when they moved, sets every row of the last TC_FQ_HORIZON_S again, in
+ * a statement of its own (idempotent and unfenced: a failure is logged and retried at the next
+ * look).
  *
  * Threads. Writes run on a writer thread of the sink's own with a connection of its own; flush
  * starts one when features.online_flush_interval_ms has passed (or half the cap is held, or when
