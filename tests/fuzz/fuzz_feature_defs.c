@@ -46,8 +46,10 @@ static void fz_check_set(const tc_feat_defs *d)
         const tc_feat_def *f = &d->def[i];
 
         fz_require(fz_ident(f->name) && strlen(f->name) <= TC_FEAT_NAME_MAX, "name", f->name);
-        fz_require(fz_ident(f->metric) && strlen(f->metric) <= TC_FEAT_METRIC_MAX, "metric",
-                   f->metric);
+        /* A quality figure of the device has none (checked below). */
+        fz_require((!f->metric[0] || fz_ident(f->metric)) &&
+                       strlen(f->metric) <= TC_FEAT_METRIC_MAX,
+                   "metric", f->metric);
         fz_require((unsigned)f->agg < TC_FA__COUNT, "aggregate", f->name);
         fz_require(f->window_s >= TC_FEAT_WINDOW_MIN_S && 86400 % f->window_s == 0, "window",
                    f->name);
