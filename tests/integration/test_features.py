@@ -4,7 +4,10 @@ one; `features training-set` joins labels point in time, with no leakage from th
 Spark read the lake and the features with pyarrow's counts and sums.
 
 Tolerance of every comparison with pandas: |feature - pandas| <= 1e-9 x max(1, |pandas|)
-(features_lake.TOLERANCE).
+(features_lake.TOLERANCE). The quality monitor's findings and figures (anomalies, late, gaps, the
+delay quantiles...) are compared the same way with pandas over the rows of its tables
+(features_lake.quality_reference: counts and sums exact, the quantiles a bucket's middle), and by
+hand in one test.
 """
 
 import math

@@ -7,7 +7,10 @@ a write over a mark another member moved is fenced; the api schema shows the fea
 
 Tolerance: values are doubles computed by Welford's updates and merges in a different order from
 pandas' two-pass formulas, so they agree to a relative 1e-9 (1e-6 for the slope, a ratio of two
-co-moments), and exactly for counts, shares and last values."""
+co-moments), and exactly for counts, shares and last values. The quality monitor's findings and
+figures (anomalies, late, gaps, delay quantiles...) are compared with pandas over the rows of its
+tables (features_lake.quality_reference), with the same tolerance (they are counts, sums, a
+maximum and a sketch bucket's middle: exact in fact)."""
 
 import math
 import os
