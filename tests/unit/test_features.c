@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "features/defs.h"
+#include "features/quality_src.h"
 #include "features/window_agg.h"
 
 #define US 1000000LL
@@ -366,6 +367,39 @@ static void test_init_def(void **state)
     assert_int_equal(sizeof(tc_wagg), TC_WAGG_BYTES);
 }
 
+/* The quality features' statements and empty values: one per quality aggregate, none for the
+ * readings' aggregates; the counts are 0 without a row of the tables, the rest undefined. */
+static void test_quality_sources(void **state)
+{
+    char sql[TC_FQ_SQL_MAX];
+    double v;
+
+    (void)state;
+    for (int g = 0; g < TC_FA__COUNT; g++) {
+        int quality = tc_feat_agg_from_quality((tc_feat_agg)g);
+
+        for (int horizon = 0; horizon < 2; horizon++) {
+            int n = tc_fq_refresh_sql((tc_feat_agg)g, horizon, sql, sizeof(sql));
+
+            if (!quality) {
+                assert_int_equal(n, -1);
+                continue;
+            }
+            assert_true(n > 0 && (size_t)n < sizeof(sql));
+            /* anomalies reads the findings, the figures quality_1m; only changed rows are set. */
+            assert_non_null(
+                strstr(sql, g == TC_FA_ANOMALIES ? "@S.anomalies a" : "@S.quality_1m q"));
+            assert_non_null(strstr(sql, "IS DISTINCT FROM"));
+            assert_true(!horizon == !strstr(sql, "seconds'"));
+        }
+        if (quality && g != TC_FA_GAP_MAX_S && g != TC_FA_DELAY_P50_MS && g != TC_FA_DELAY_P99_MS)
+            assert_true(tc_fq_empty((tc_feat_agg)g, &v) == 1 && v == 0);
+        else if (quality)
+            assert_true(tc_fq_empty((tc_feat_agg)g, &v) == 0 && isnan(v));
+    }
+    assert_int_equal(tc_fq_refresh_sql(TC_FA_LATE, 1, sql, 64), -1); /* too small: refused */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_merge_equals_one_pass),
         cmocka_unit_test(test_merge_last_on_equal_times),
         cmocka_unit_test(test_init_def),
+        cmocka_unit_test(test_quality_sources),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
