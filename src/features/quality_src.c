@@ -319,7 +319,12 @@ tc_err tc_fq_day_fingerprint(tc_fq *q, int64_t day, uint64_t *fp, char *errstr, 
     snprintf(to, sizeof(to), "%" PRId64, (day + 1) * 86400 * 1000000);
     res = tc_fq_query(
         q,
-        "SELECT (SELECT count(*) || ':' || coalesce(sum(hashtextextended(q::text, 0)), 0)"
+        /* The quality sink's upserts only add to a minute's counts (and a longer gap to its
+         * longest, with a gap counted; the delay sketch moves with readings): their sums change
+         * with any write (floats: only the max, exact, never a sum of them), and
+         * cost a scan, not a text of every row with its sketch. Findings are few: whole rows. */
+        "SELECT (SELECT concat_ws(':', count(*), sum(readings), sum(late), sum(out_of_order),"
+        " sum(gaps), sum(dead_letters), sum(duplicates), max(gap_max_s))"
         " FROM @S.quality_1m q WHERE q.bucket >= " TC_FQ_TS("$1") " AND q.bucket < " TC_FQ_TS(
             "$2") ") || '/' || (SELECT count(*) || ':' ||"
                   " coalesce(sum(hashtextextended(a::text, 0)), 0) FROM @S.anomalies a"
