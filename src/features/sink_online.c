@@ -102,6 +102,8 @@ typedef struct tc_feat_online {
     int quality;
     char qseen[TC_FO_PROGRESS_MAX], qnext[TC_FO_PROGRESS_MAX];
     int refresh_only;
+    int closing;         /* the last job, at a clean stop: the horizon's refresh is not put off */
+    int64_t qrefresh_us; /* when the horizon was last refreshed (the writer's) */
 
     tc_sink_stats st;
 } tc_feat_online;
@@ -596,7 +598,7 @@ static tc_err fo_refresh(tc_feat_online *s, int horizon, char *errstr, size_t er
  * each statement a transaction of its own. It writes no mark and is idempotent (the same tables
  * give the same values), so a failure -- a deadlock with another member's write over rows of its
  * devices, a lost connection -- is only logged: the next look does it again. */
-static void fo_refresh_horizon(tc_feat_online *s)
+static void fo_refresh_horizon(tc_feat_online *s, int force)
 {
     const char *params[1] = {s->topic};
     char errstr[TC_ERRSTR_MAX];
@@ -607,8 +609,12 @@ static void fo_refresh_horizon(tc_feat_online *s)
     if (err == TC_OK) {
         snprintf(s->qnext, sizeof(s->qnext), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
         PQclear(res);
-        if (!strcmp(s->qnext, s->qseen))
+        /* Unchanged, or changed but refreshed less than TC_FQ_REFRESH_MIN_S ago (the horizon's
+         * rows cost seconds when they are many: quality_src.h): not now. */
+        if (!strcmp(s->qnext, s->qseen) ||
+            (!force && tc_time_now_us() - s->qrefresh_us < TC_FQ_REFRESH_MIN_S * 1000000LL))
             return;
+        s->qrefresh_us = tc_time_now_us();
         err = fo_refresh(s, 1, errstr, sizeof(errstr));
     }
     if (err == TC_OK)
@@ -685,7 +691,7 @@ static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
         err = fo_exec(s, s->wconn, "COMMIT", 0, NULL, NULL, "commit a features write", errstr,
                       errstr_size);
     if (err == TC_OK && s->quality)
-        fo_refresh_horizon(s);
+        fo_refresh_horizon(s, s->closing);
     if (err != TC_OK && s->wconn && PQstatus(s->wconn) == CONNECTION_OK) {
         PGresult *res = PQexec(s->wconn, "ROLLBACK");
         PQclear(res);
@@ -967,6 +973,7 @@ static void fo_close(void *ctx)
         char errstr[TC_ERRSTR_MAX];
 
         s->nmarks = 0;
+        s->closing = 1;
         if (fo_write(s, errstr, sizeof(errstr)) != TC_OK)
             tc_log_warn("features", "the last refresh of the quality features failed: %s", errstr);
     }
