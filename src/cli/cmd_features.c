@@ -82,6 +82,8 @@ int tc_cmd_features(int argc, char **argv)
     bo.features_dir = cfg->features_dir;
     bo.defs = defs;
     bo.full = full;
+    bo.pg_dsn = cfg->pg_dsn;
+    bo.pg_schema = cfg->pg_schema;
     if (!strcmp(what, "build")) {
         tc_features_build_stats st;
         int64_t t0 = tc_time_now_us(), dt;

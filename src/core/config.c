@@ -124,8 +124,10 @@ static const tc_conf_entry tc_conf_table[] = {
     {"features.definitions", TC_CT_STRING, "", 0, 0, NULL, OFF(features_definitions),
      "Feature definitions, one per line or separated by ';': NAME = AGGREGATE(METRIC, WINDOW[, "
      "min=X][, max=Y]), AGGREGATE one of count, mean, std, min, max, last, slope, share_missing, "
-     "anomalies, WINDOW dividing a day (15m, 1h, 1d). Read by `features build` and the online "
-     "features sink (empty: no features)."},
+     "out_of_range (min=/max=), anomalies (the quality monitor's findings); or NAME = "
+     "FIGURE(WINDOW), a quality figure of the device: late, out_of_order, dead_letters, "
+     "duplicates, gaps, gap_max_s, delay_p50_ms, delay_p99_ms; WINDOW dividing a day (15m, 1h, "
+     "1d). Read by `features build` and the online features sink (empty: no features)."},
     {"features.dir", TC_CT_STRING, "", 0, 0, NULL, OFF(features_dir),
      "Where `features build` writes the features, <dir>/<NAME>/year=/month=/day= (empty: "
      "<lake.dir>/features)."},

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "core/durable.h"
 #include "core/path.h"
 #include "core/timeutil.h"
+#include "features/quality_src.h"
 #include "features/window_agg.h"
 #include "lake/compact.h"
 #include "lake/layout.h"
@@ -483,14 +485,33 @@ static tc_err tc_fb_write_rows(tc_parquet_writer *w, tc_fb_rows *r, size_t n, ch
     return n ? tc_parquet_write(w, v, n, errstr, errstr_size) : TC_OK;
 }
 
+/* The value of a window of a quality aggregate: the day's row of (dev, start) in qr (sorted as
+ * the windows are, so *at only moves forward), or the value of no row. */
+static int tc_fb_quality_value(const tc_fq_rows *qr, size_t *at, const char *dev, int64_t start,
+                               tc_feat_agg agg, double *out)
+{
+    int c = 1;
+
+    while (*at < qr->n &&
+           ((c = strcmp(qr->device[*at], dev)) < 0 || (c == 0 && qr->start[*at] < start)))
+        (*at)++;
+    if (*at < qr->n && c == 0 && qr->start[*at] == start) {
+        *out = qr->value[*at];
+        return !isnan(*out);
+    }
+    return tc_fq_empty(agg, out);
+}
+
 /* Write a feature's windows of the day, list[0..n) (sorted), to dir/part-YYYYMMDD.parquet
- * through a temporary file; none: remove the day's file. */
+ * through a temporary file; none: remove the day's file. qr: the day's values of a quality
+ * aggregate (quality_src.h), NULL for the others. */
 static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, const char *dir,
-                                  int64_t day, tc_fb_slot *const *list, size_t n, tc_fb_rows *rows,
+                                  int64_t day, tc_fb_slot *const *list, size_t n,
+                                  const tc_fq_rows *qr, tc_fb_rows *rows,
                                   tc_features_build_stats *st, char *errstr, size_t errstr_size)
 {
     char path[TC_PATH_MAX], tmp[TC_PATH_MAX];
-    size_t fill = 0, windows = 0;
+    size_t fill = 0, windows = 0, qat = 0;
     int y, fd_out;
     unsigned m, dd;
     tc_parquet_writer *w;
@@ -532,7 +553,10 @@ static tc_err tc_fb_write_feature(const tc_fb_day *d, const tc_feat_def *fd, con
         rows->start[fill] = a.start_us;
         rows->end[fill] = a.start_us + fd->window_s * 1000000;
         rows->readings[fill] = a.rows;
-        rows->present[fill] = (uint8_t)tc_wagg_finish(&a, fd->agg, &rows->value[fill]);
+        rows->present[fill] =
+            (uint8_t)(qr ? tc_fb_quality_value(qr, &qat, d->dev_name[s->dev - 1], a.start_us,
+                                               fd->agg, &rows->value[fill])
+                         : tc_wagg_finish(&a, fd->agg, &rows->value[fill]));
         windows++;
         if (++fill == TC_FB_WRITE_ROWS) {
             err = tc_fb_write_rows(w, rows, fill, errstr, errstr_size);
@@ -573,6 +597,8 @@ typedef struct tc_fb_walk {
     int rebuild_all;
     tc_features_build_stats *st;
     tc_fb_rows *rows;
+    tc_fq *fq;        /* the quality monitor's tables, when a definition reads them */
+    tc_fq_rows qrows; /* one quality feature's values of the day being built */
     char *errstr;
     size_t errstr_size;
 } tc_fb_walk;
@@ -703,9 +729,13 @@ static tc_err tc_fb_build_day(tc_fb_walk *w, const char *dir, int64_t day, char 
         if (tc_features_day_dir(out_dir, sizeof(out_dir), w->features, defs->def[k].name, day) < 0)
             err = tc_err_set(TC_ERR_INVALID, w->errstr, w->errstr_size,
                              "features directory \"%s\" is too long", w->features);
-        else
-            err = tc_fb_write_feature(&d, &defs->def[k], out_dir, day, list + at, n, w->rows, w->st,
-                                      w->errstr, w->errstr_size);
+        else if (tc_feat_agg_from_quality(defs->def[k].agg) && n)
+            err = tc_fq_day(w->fq, &defs->def[k], day, &w->qrows, w->errstr, w->errstr_size);
+        if (err == TC_OK)
+            err = tc_fb_write_feature(&d, &defs->def[k], out_dir, day, list + at, n,
+                                      tc_feat_agg_from_quality(defs->def[k].agg) ? &w->qrows : NULL,
+                                      w->rows, w->st, w->errstr, w->errstr_size);
+        tc_fq_rows_free(&w->qrows);
         at += n;
     }
     free(list);
@@ -730,6 +760,13 @@ static tc_err tc_fb_day_fn(void *opaque, const char *dir, int64_t day)
         return tc_err_set(TC_ERR_IO, w->errstr, w->errstr_size,
                           "could not lock the lake day of \"%s\": %s", dir, strerror(errno));
     if ((err = tc_fb_list_day(dir, &names, &n, &fp, w->errstr, w->errstr_size)) != TC_OK) {
+        close(lock);
+        return err;
+    }
+    /* The day's findings and figures are part of what it was built from. */
+    if (w->fq &&
+        (err = tc_fq_day_fingerprint(w->fq, day, &fp, w->errstr, w->errstr_size)) != TC_OK) {
+        tc_fb_free_names(names, n);
         close(lock);
         return err;
     }
@@ -784,8 +821,15 @@ tc_err tc_features_build(const tc_features_build_options *opt, tc_features_build
         if (w->rebuild_all)
             w->state.n = 0; /* nothing recorded holds for other definitions */
         w->state.defs_fp = defs_fp;
-        err = tc_lake_walk_days(opt->lake_root, tc_fb_day_fn, w);
+        if (tc_feat_defs_need_quality(opt->defs) &&
+            !(w->fq =
+                  tc_fq_new(opt->pg_dsn ? opt->pg_dsn : "",
+                            opt->pg_schema ? opt->pg_schema : "telemetry", errstr, errstr_size)))
+            err = TC_ERR_DB_CONN;
+        if (err == TC_OK)
+            err = tc_lake_walk_days(opt->lake_root, tc_fb_day_fn, w);
     }
+    tc_fq_destroy(w->fq);
     tc_fb_state_free(&w->state);
     free(w->rows);
     free(w);

@@ -17,7 +17,9 @@
  * Incremental. Windows divide a day (defs.h), so a lake day makes exactly its features' day, and
  * a day is rebuilt as a whole or not at all. The state file records, per lake day, a fingerprint
  * of the day's committed lake files (name, size, modification time: a new commit, a compaction, a
- * replay and a retention all change it) and, once, a fingerprint of the definitions: a day whose
+ * replay and a retention all change it) -- joined, when a definition reads the quality monitor's
+ * findings or figures (quality_src.h), with a fingerprint of the day's rows of those tables in
+ * PostgreSQL -- and, once, a fingerprint of the definitions: a day whose
  * files are unchanged since its last build is skipped; changed definitions rebuild every day.
  * Open (uncommitted) lake files are not read: a build sees the lake's committed state. A day is
  * listed and read under its shared lake day lock (compact.h), so a compaction never swaps the
@@ -57,6 +59,10 @@ typedef struct tc_features_build_options {
     const char *features_dir; /* NULL or "": <lake_root>/features */
     const tc_feat_defs *defs; /* not owned */
     int full;                 /* rebuild every day, whatever the state says */
+    /* Where the quality monitor's findings and figures are (quality_src.h): read only when a
+     * definition is one of them. */
+    const char *pg_dsn;    /* postgres.dsn */
+    const char *pg_schema; /* postgres.schema */
 } tc_features_build_options;
 
 typedef struct tc_features_build_stats {

@@ -27,8 +27,35 @@ static const char *const tc_feat_agg_names[TC_FA__COUNT] = {
     [TC_FA_LAST] = "last",
     [TC_FA_SLOPE] = "slope",
     [TC_FA_SHARE_MISSING] = "share_missing",
+    [TC_FA_OUT_OF_RANGE] = "out_of_range",
     [TC_FA_ANOMALIES] = "anomalies",
+    [TC_FA_LATE] = "late",
+    [TC_FA_OUT_OF_ORDER] = "out_of_order",
+    [TC_FA_DEAD_LETTERS] = "dead_letters",
+    [TC_FA_DUPLICATES] = "duplicates",
+    [TC_FA_GAPS] = "gaps",
+    [TC_FA_GAP_MAX_S] = "gap_max_s",
+    [TC_FA_DELAY_P50_MS] = "delay_p50_ms",
+    [TC_FA_DELAY_P99_MS] = "delay_p99_ms",
 };
+
+int tc_feat_agg_from_quality(tc_feat_agg agg)
+{
+    return agg >= TC_FA_ANOMALIES && agg < TC_FA__COUNT;
+}
+
+int tc_feat_agg_has_metric(tc_feat_agg agg)
+{
+    return agg <= TC_FA_ANOMALIES;
+}
+
+int tc_feat_defs_need_quality(const tc_feat_defs *defs)
+{
+    for (size_t i = 0; i < defs->n; i++)
+        if (tc_feat_agg_from_quality(defs->def[i].agg))
+            return 1;
+    return 0;
+}
 
 const char *tc_feat_agg_name(tc_feat_agg agg)
 {
@@ -247,21 +274,30 @@ static tc_err tc_feat_one(tc_feat_scan *s, tc_feat_defs *out)
         if ((a = tc_feat_agg_parse(agg, strlen(agg))) < 0)
             return tc_feat_fail(&at,
                                 "unknown aggregate \"%s\" (count, mean, std, min, max, last, "
-                                "slope, share_missing, anomalies)",
+                                "slope, share_missing, out_of_range, anomalies; figures: late, "
+                                "out_of_order, dead_letters, duplicates, gaps, gap_max_s, "
+                                "delay_p50_ms, delay_p99_ms)",
                                 agg);
         d->agg = (tc_feat_agg)a;
     }
-    if ((err = tc_feat_expect(s, '(', "after the aggregate")) != TC_OK ||
-        (err = tc_feat_ident(s, d->metric, sizeof(d->metric), "a metric")) != TC_OK ||
-        (err = tc_feat_expect(s, ',', "between the metric and the window")) != TC_OK ||
-        (err = tc_feat_window(s, &d->window_s)) != TC_OK)
+    if ((err = tc_feat_expect(s, '(', "after the aggregate")) != TC_OK)
+        return err;
+    /* A quality figure is the device's: its only argument is the window. */
+    if (tc_feat_agg_has_metric(d->agg) &&
+        ((err = tc_feat_ident(s, d->metric, sizeof(d->metric), "a metric")) != TC_OK ||
+         (err = tc_feat_expect(s, ',', "between the metric and the window")) != TC_OK))
+        return err;
+    if (!tc_feat_agg_has_metric(d->agg) && !(*s->p >= '0' && *s->p <= '9'))
+        return tc_feat_fail(s, "%s is a figure of the device: %s(WINDOW), no metric",
+                            tc_feat_agg_name(d->agg), tc_feat_agg_name(d->agg));
+    if ((err = tc_feat_window(s, &d->window_s)) != TC_OK)
         return err;
     tc_feat_skip(s, 0);
     while (*s->p == ',') {
         tc_feat_advance(s, 1);
         tc_feat_skip(s, 0);
-        if (d->agg != TC_FA_ANOMALIES)
-            return tc_feat_fail(s, "min= and max= belong to anomalies, not to %s",
+        if (d->agg != TC_FA_OUT_OF_RANGE)
+            return tc_feat_fail(s, "min= and max= belong to out_of_range, not to %s",
                                 tc_feat_agg_name(d->agg));
         if ((err = tc_feat_bound(s, d, &seen)) != TC_OK)
             return err;
@@ -269,8 +305,8 @@ static tc_err tc_feat_one(tc_feat_scan *s, tc_feat_defs *out)
     }
     if ((err = tc_feat_expect(s, ')', "closing the definition")) != TC_OK)
         return err;
-    if (d->agg == TC_FA_ANOMALIES && !seen)
-        return tc_feat_fail(s, "anomalies of \"%s\" needs min= and/or max=", d->name);
+    if (d->agg == TC_FA_OUT_OF_RANGE && !seen)
+        return tc_feat_fail(s, "out_of_range of \"%s\" needs min= and/or max=", d->name);
     if (d->lo > d->hi)
         return tc_feat_fail(s, "min is above max in \"%s\"", d->name);
     if (*s->p && *s->p != ';' && *s->p != '\n')

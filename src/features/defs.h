@@ -6,11 +6,15 @@
  *   temp_mean_1h = mean(temperature, 1h)
  *   temp_slope_1d = slope(temperature, 1d)
  *   hum_missing_1h = share_missing(humidity, 1h)
- *   cold_1h = anomalies(temperature, 1h, min=-5, max=8)
+ *   cold_1h = out_of_range(temperature, 1h, min=-5, max=8)
+ *   temp_anomalies_1h = anomalies(temperature, 1h)
+ *   late_1h = late(1h)
  *
- * that is NAME = AGGREGATE(METRIC, WINDOW [, min=NUMBER] [, max=NUMBER]). The configuration holds
- * scalars only (config.h refuses YAML sequences), and one line per feature reads like the SQL it
- * stands for, so the definitions are a small language of their own rather than a YAML tree.
+ * that is NAME = AGGREGATE(METRIC, WINDOW [, min=NUMBER] [, max=NUMBER]), or NAME =
+ * FIGURE(WINDOW) for a quality figure of the device (below), which belongs to no metric. The
+ * configuration holds scalars only (config.h refuses YAML sequences), and one line per feature
+ * reads like the SQL it stands for, so the definitions are a small language of their own rather
+ * than a YAML tree.
  *
  *   NAME       [A-Za-z0-9_]{1,63}, unique: it names the feature's directory under the lake
  *              (<lake>/features/<NAME>/) and its column in a training set, so no '/', '.' or '-'.
@@ -18,9 +22,14 @@
  *              ([A-Za-z0-9_]{1,63}; a metric the lake lacks gives missing values, not an error).
  *   WINDOW     <N>m, <N>h or <N>d, dividing a day (1m .. 1d): windows are aligned to the UTC day,
  *              [start, start + window), so a window never spans two of the lake's day partitions.
- *   AGGREGATE  count, mean, std, min, max, last, slope, share_missing, anomalies (window_agg.h says
- *              what each computes). min= / max= are the bounds of anomalies (a value below min or
- *              above max is one) and are refused on every other aggregate.
+ *   AGGREGATE  count, mean, std, min, max, last, slope, share_missing, out_of_range (window_agg.h
+ *              says what each computes), and anomalies: the quality monitor's findings of the
+ *              metric (telemetry.anomalies) that overlap the window (quality_src.h). min= / max=
+ *              are the bounds of out_of_range (a value below min or above max is one) and are
+ *              refused on every other aggregate.
+ *   FIGURE     late, out_of_order, dead_letters, duplicates, gaps, gap_max_s, delay_p50_ms,
+ *              delay_p99_ms: the quality monitor's figures of the device (telemetry.quality_1m)
+ *              over the window's minutes (quality_src.h).
  *
  * Errors locate the input: "features.definitions:LINE:COL: ..." (1-based, COL in bytes), and name
  * the definition. Nothing of an invalid text is kept.
@@ -59,7 +68,17 @@ typedef enum tc_feat_agg {
     TC_FA_LAST,          /* value of the latest reading (the later-read one on equal times) */
     TC_FA_SLOPE,         /* least-squares slope, value units per second */
     TC_FA_SHARE_MISSING, /* readings without the metric / readings of the device */
-    TC_FA_ANOMALIES,     /* values outside [min, max] */
+    TC_FA_OUT_OF_RANGE,  /* values outside [min, max] */
+    /* From the quality monitor's tables, not from the readings (quality_src.h). */
+    TC_FA_ANOMALIES,    /* findings of the metric overlapping the window */
+    TC_FA_LATE,         /* late readings (quality_1m.late, summed over the window's minutes) */
+    TC_FA_OUT_OF_ORDER, /* readings out of order (summed) */
+    TC_FA_DEAD_LETTERS, /* the device's refused readings (summed) */
+    TC_FA_DUPLICATES,   /* duplicates dropped (summed) */
+    TC_FA_GAPS,         /* gaps between readings (summed) */
+    TC_FA_GAP_MAX_S,    /* the longest gap, seconds (max) */
+    TC_FA_DELAY_P50_MS, /* event-to-ingest delay, median of the merged sketch */
+    TC_FA_DELAY_P99_MS, /* the same, 99th percentile */
     TC_FA__COUNT
 } tc_feat_agg;
 
@@ -68,7 +87,7 @@ typedef struct tc_feat_def {
     char metric[TC_FEAT_METRIC_MAX + 1];
     int64_t window_s; /* divides 86400 */
     tc_feat_agg agg;
-    double lo, hi; /* anomalies' bounds: -inf / +inf when not given */
+    double lo, hi; /* out_of_range's bounds: -inf / +inf when not given */
     int line;      /* where the definition starts, for messages */
 } tc_feat_def;
 
@@ -85,9 +104,18 @@ tc_err tc_feat_defs_parse(const char *text, tc_feat_defs *out, char *errstr, siz
 /* The definition named name, or NULL. */
 const tc_feat_def *tc_feat_defs_find(const tc_feat_defs *defs, const char *name);
 
-/* Aggregate names ("count", ..., "anomalies") and back; -1 for an unknown name. */
+/* Aggregate names ("count", ..., "delay_p99_ms") and back; -1 for an unknown name. */
 const char *tc_feat_agg_name(tc_feat_agg agg);
 int tc_feat_agg_parse(const char *name, size_t len);
+
+/* Where an aggregate's value comes from: the readings (window_agg.h), or the quality monitor's
+ * tables in PostgreSQL (quality_src.h); and whether it takes a metric (a quality figure is the
+ * device's: FIGURE(WINDOW), metric ""). */
+int tc_feat_agg_from_quality(tc_feat_agg agg);
+int tc_feat_agg_has_metric(tc_feat_agg agg);
+
+/* Whether any definition reads the quality monitor's tables. */
+int tc_feat_defs_need_quality(const tc_feat_defs *defs);
 
 /* Write a window as the text the parser takes ("1h", "15m", "1d"); returns the length or -1. */
 int tc_feat_window_format(int64_t window_s, char *out, size_t cap);

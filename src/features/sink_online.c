@@ -26,7 +26,11 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "features/defs.h"
+#include "features/quality_src.h"
 #include "features/window_agg.h"
+
+/* Longest text of the quality sink's progress (tc_fq_progress_sql). */
+#define TC_FO_PROGRESS_MAX 128
 
 /* The columns of a row written (after device_id, feature, window_start_us). */
 #define TC_FO_STATE_COLS                                                                           \
@@ -91,6 +95,15 @@ typedef struct tc_feat_online {
     char job_errstr[TC_ERRSTR_MAX];
     PGconn *wconn; /* the writer's */
     tc_jbuf copy;
+
+    /* The features of the quality monitor's tables (quality_src.h): whether there are any, the
+     * quality sink's progress their values were last refreshed at and the one being refreshed
+     * (the writer's), and whether the job under way is such a refresh only (no rows, no marks). */
+    int quality;
+    char qseen[TC_FO_PROGRESS_MAX], qnext[TC_FO_PROGRESS_MAX];
+    int refresh_only;
+    int closing;         /* the last job, at a clean stop: the horizon's refresh is not put off */
+    int64_t qrefresh_us; /* when the horizon was last refreshed (the writer's) */
 
     tc_sink_stats st;
 } tc_feat_online;
@@ -408,7 +421,7 @@ static void fo_copy_row(tc_feat_online *s, tc_jbuf *b, const fo_entry *e, int fu
         fo_copy_double(b, a->c_tx);
         fo_copy_int(b, a->last_us);
         fo_copy_double(b, a->last);
-        fo_copy_int(b, a->anomalies);
+        fo_copy_int(b, a->out_of_range); /* the column's name predates out_of_range */
     } else {
         tc_jbuf_append(b,
                        "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
@@ -511,7 +524,7 @@ static tc_err fo_merge_stored(tc_feat_online *s, fo_entry *ent, size_t n, char *
         stored.c_tx = strtod(PQgetvalue(res, r, 11), NULL);
         stored.last_us = strtoll(PQgetvalue(res, r, 12), NULL, 10);
         stored.last = strtod(PQgetvalue(res, r, 13), NULL);
-        stored.anomalies = strtoll(PQgetvalue(res, r, 14), NULL, 10);
+        stored.out_of_range = strtoll(PQgetvalue(res, r, 14), NULL, 10);
         /* What is stored was read before what the write holds. */
         tc_wagg_merge(&stored, &ent[lo].acc);
         ent[lo].acc = stored;
@@ -557,6 +570,60 @@ static tc_err fo_write_marks(tc_feat_online *s, char *errstr, size_t errstr_size
             return err;
     }
     return TC_OK;
+}
+
+/* The values of the quality features (quality_src.h): of the rows the write touched (in its
+ * transaction, which holds them), or with horizon of every row of the last TC_FQ_HORIZON_S. */
+static tc_err fo_refresh(tc_feat_online *s, int horizon, char *errstr, size_t errstr_size)
+{
+    tc_err err = TC_OK;
+
+    for (size_t k = 0; err == TC_OK && k < s->defs.n; k++) {
+        const tc_feat_def *d = &s->defs.def[k];
+        char sql[TC_FQ_SQL_MAX];
+        const char *name[1] = {d->name};
+
+        if (!tc_feat_agg_from_quality(d->agg))
+            continue;
+        if (tc_fq_refresh_sql(d->agg, horizon, sql, sizeof(sql)) < 0)
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                              "features: \"%s\": no refresh statement", d->name);
+        err = fo_exec(s, s->wconn, sql, 1, name, NULL, "refresh the quality features", errstr,
+                      errstr_size);
+    }
+    return err;
+}
+
+/* After a write: when the quality sink committed since the last look, the horizon's rows again,
+ * each statement a transaction of its own. It writes no mark and is idempotent (the same tables
+ * give the same values), so a failure -- a deadlock with another member's write over rows of its
+ * devices, a lost connection -- is only logged: the next look does it again. */
+static void fo_refresh_horizon(tc_feat_online *s, int force)
+{
+    const char *params[1] = {s->topic};
+    char errstr[TC_ERRSTR_MAX];
+    PGresult *res;
+    tc_err err = fo_exec(s, s->wconn, tc_fq_progress_sql, 1, params, &res,
+                         "read the quality sink's progress", errstr, sizeof(errstr));
+
+    if (err == TC_OK) {
+        snprintf(s->qnext, sizeof(s->qnext), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+        PQclear(res);
+        /* Unchanged, or changed but refreshed less than TC_FQ_REFRESH_MIN_S ago (the horizon's
+         * rows cost seconds when they are many: quality_src.h): not now. */
+        if (!strcmp(s->qnext, s->qseen) ||
+            (!force && tc_time_now_us() - s->qrefresh_us < TC_FQ_REFRESH_MIN_S * 1000000LL))
+            return;
+        s->qrefresh_us = tc_time_now_us();
+        err = fo_refresh(s, 1, errstr, sizeof(errstr));
+    }
+    if (err == TC_OK)
+        memcpy(s->qseen, s->qnext, sizeof(s->qseen));
+    else
+        tc_log_warn("features",
+                    "the quality features were not refreshed (again at the next "
+                    "look): %s",
+                    errstr);
 }
 
 static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
@@ -618,9 +685,13 @@ static tc_err fo_write(tc_feat_online *s, char *errstr, size_t errstr_size)
                 " anomalies = excluded.anomalies, updated_at = now()",
                 0, NULL, NULL, "upsert the windows into features_online", errstr, errstr_size);
     }
+    if (err == TC_OK && s->quality && m->n)
+        err = fo_refresh(s, 0, errstr, errstr_size);
     if (err == TC_OK)
         err = fo_exec(s, s->wconn, "COMMIT", 0, NULL, NULL, "commit a features write", errstr,
                       errstr_size);
+    if (err == TC_OK && s->quality)
+        fo_refresh_horizon(s, s->closing);
     if (err != TC_OK && s->wconn && PQstatus(s->wconn) == CONNECTION_OK) {
         PGresult *res = PQexec(s->wconn, "ROLLBACK");
         PQclear(res);
@@ -680,7 +751,7 @@ static tc_err fo_collect(tc_feat_online *s, char *errstr, size_t errstr_size)
                 l->durable = s->marks[i].to;
         }
         s->st.rows_durable += s->wr->rows;
-        s->st.flushes++;
+        s->st.flushes += !s->refresh_only;
     } else {
         snprintf(errstr, errstr_size, "%s", s->job_errstr);
     }
@@ -711,10 +782,11 @@ static int fo_pending(const tc_feat_online *s)
     return 0;
 }
 
-static void fo_start(tc_feat_online *s, int64_t now_us)
+static void fo_start(tc_feat_online *s, int64_t now_us, int refresh_only)
 {
     fo_map *t = s->wr;
 
+    s->refresh_only = refresh_only;
     s->wr = s->cur;
     s->cur = t;
     s->nmarks = 0;
@@ -826,7 +898,12 @@ static tc_err fo_flush(void *ctx, int64_t now_us, int force, int *busy, char *er
     }
     if (fo_pending(s) &&
         (force || s->cur->n * 2 >= s->cur->cap || now - s->last_write_us >= s->flush_interval_us)) {
-        fo_start(s, now);
+        fo_start(s, now, 0);
+        *busy = 1;
+    } else if (s->quality && now - s->last_write_us >= s->flush_interval_us) {
+        /* Nothing to write, but the quality sink may have committed figures or findings of
+         * windows already written: the writer looks (one small query) and refreshes them. */
+        fo_start(s, now, 1);
         *busy = 1;
     }
     return TC_OK;
@@ -889,6 +966,17 @@ static void fo_close(void *ctx)
     tc_feat_online *s = ctx;
 
     fo_abandon(s);
+    /* The other sinks flushed before a clean stop: the quality sink's last commit is in, so one
+     * last refresh leaves the quality features of the run right (writer parked: its connection
+     * is free). Only over a connection that works: a stop must not wait for a database. */
+    if (s->quality && s->wconn && PQstatus(s->wconn) == CONNECTION_OK) {
+        char errstr[TC_ERRSTR_MAX];
+
+        s->nmarks = 0;
+        s->closing = 1;
+        if (fo_write(s, errstr, sizeof(errstr)) != TC_OK)
+            tc_log_warn("features", "the last refresh of the quality features failed: %s", errstr);
+    }
     pthread_mutex_lock(&s->lock);
     s->stop = 1;
     pthread_cond_broadcast(&s->cond);
@@ -955,6 +1043,7 @@ tc_err tc_feat_online_sink_new(const tc_config *cfg, tc_sink *out, char *errstr,
     s->group = strdup(cfg->kafka_group);
     s->topic = strdup(cfg->kafka_topic);
     s->flush_interval_us = cfg->features_online_flush_interval_ms * 1000;
+    s->quality = tc_feat_defs_need_quality(&s->defs);
     s->cur = &s->maps[0];
     s->wr = &s->maps[1];
     tc_jbuf_init(&s->copy, TC_FEAT_ONLINE_COPY_MAX);

@@ -18,6 +18,14 @@
  * TC_ERR_FENCED) -- in ONE transaction. A crash loses only what no transaction committed, and the
  * pipeline reads it again from the marks: exactly once across kill -9.
  *
+ * The quality features. anomalies and the quality figures (quality_src.h) are not the
+ * accumulator's: each write sets the values of the rows it touched from the quality monitor's
+ * tables in its transaction; after it, and every features.online_flush_interval_ms between
+ * writes (a job without rows or marks), and once more at a clean stop, the writer looks at the
+ * quality sink's marks and, when they moved, sets every row of the last TC_FQ_HORIZON_S again, in
+ * a statement of its own (idempotent and unfenced: a failure is logged and retried at the next
+ * look).
+ *
  * Threads. Writes run on a writer thread of the sink's own with a connection of its own; flush
  * starts one when features.online_flush_interval_ms has passed (or half the cap is held, or when
  * forced) and reports *busy while it runs; the pipeline thread keeps taking rows into a second

@@ -59,7 +59,7 @@ void tc_wagg_update(tc_wagg *a, int64_t time_us, double x, int present)
         a->last = x;
     }
     if (x < a->lo || x > a->hi)
-        a->anomalies++;
+        a->out_of_range++;
 }
 
 void tc_wagg_merge(tc_wagg *a, const tc_wagg *b)
@@ -67,15 +67,15 @@ void tc_wagg_merge(tc_wagg *a, const tc_wagg *b)
     double na = (double)a->n, nb = (double)b->n, n = na + nb;
 
     a->rows += b->rows;
-    a->anomalies += b->anomalies;
+    a->out_of_range += b->out_of_range;
     if (b->n == 0)
         return;
     if (a->n == 0) {
-        int64_t rows = a->rows, anomalies = a->anomalies;
+        int64_t rows = a->rows, out_of_range = a->out_of_range;
 
         *a = *b;
         a->rows = rows;
-        a->anomalies = anomalies;
+        a->out_of_range = out_of_range;
         return;
     }
     {
@@ -127,10 +127,11 @@ int tc_wagg_finish(const tc_wagg *a, tc_feat_agg agg, double *out)
     case TC_FA_SHARE_MISSING:
         v = a->rows ? (double)(a->rows - a->n) / (double)a->rows : NAN;
         break;
-    case TC_FA_ANOMALIES:
-        v = (double)a->anomalies;
+    case TC_FA_OUT_OF_RANGE:
+        v = (double)a->out_of_range;
         break;
-    case TC_FA__COUNT:
+    default:
+        /* The quality monitor's figures: not the readings' (quality_src.h). */
         break;
     }
     *out = v;

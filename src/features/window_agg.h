@@ -22,7 +22,9 @@
  *                  (merge: the right-hand side's)
  *   slope          count >= 2 and the times not all equal: value units per second
  *   share_missing  rows >= 1: (rows - count) / rows, rows = readings of the device in the window
- *   anomalies      values < lo or > hi (the definition's bounds); always defined
+ *   out_of_range   values < lo or > hi (the definition's bounds); always defined
+ *   anomalies and the quality figures are not computed from the readings: undefined here, their
+ *   values come from the quality monitor's tables (quality_src.h); rows still counts readings.
  *
  * Ownership: a plain value, no pointers (TC_WAGG_BYTES): copy or store it as it is.
  */
@@ -37,20 +39,20 @@
 #define TC_WAGG_BYTES 120
 
 typedef struct tc_wagg {
-    int64_t start_us;  /* the window's start (UTC, µs): times are taken relative to it */
-    int64_t rows;      /* readings fed (with or without the value) */
-    int64_t n;         /* values present */
-    double mean, m2;   /* of the values: Welford */
-    double min, max;   /* of the values */
-    double t_mean;     /* of the times, seconds since start_us */
-    double t_m2, c_tx; /* sum of squared time deviations; co-moment of times and values */
-    int64_t last_us;   /* time of the last value */
-    double last;       /* the last value */
-    int64_t anomalies; /* values outside [lo, hi] */
-    double lo, hi;     /* the anomaly bounds (defs.h: -inf / +inf when not given) */
+    int64_t start_us;     /* the window's start (UTC, µs): times are taken relative to it */
+    int64_t rows;         /* readings fed (with or without the value) */
+    int64_t n;            /* values present */
+    double mean, m2;      /* of the values: Welford */
+    double min, max;      /* of the values */
+    double t_mean;        /* of the times, seconds since start_us */
+    double t_m2, c_tx;    /* sum of squared time deviations; co-moment of times and values */
+    int64_t last_us;      /* time of the last value */
+    double last;          /* the last value */
+    int64_t out_of_range; /* values outside [lo, hi] */
+    double lo, hi;        /* out_of_range's bounds (defs.h: -inf / +inf when not given) */
 } tc_wagg;
 
-/* An empty accumulator of the window starting at start_us, with the anomaly bounds lo, hi. */
+/* An empty accumulator of the window starting at start_us, with out_of_range's bounds lo, hi. */
 void tc_wagg_init(tc_wagg *a, int64_t start_us, double lo, double hi);
 
 /* The same for definition d and the window holding time_us (tc_wagg_window_start). */

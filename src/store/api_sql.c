@@ -340,7 +340,7 @@ static const char tc_api_views_sql[] =
      * counts or shares. */
     "CREATE OR REPLACE VIEW @A.features_online WITH (security_barrier) AS SELECT f.device_id,"
     " f.feature, f.metric, f.aggregate, f.window_start, f.window_end, CASE WHEN f.metric = ANY"
-    " (@Q) AND f.aggregate NOT IN ('count', 'share_missing', 'anomalies') THEN @M{f.value}"
+    " (@Q) AND f.aggregate NOT IN ('count', 'share_missing', 'out_of_range', 'anomalies') THEN @M{f.value}"
     " ELSE f.value END AS value, f.rows AS readings, f.updated_at FROM @S.features_online f"
     " WHERE" TC_API_SITE_OK("f.device_id") ";"
     "COMMENT ON VIEW @A.features_online IS E'@primaryKey device_id,feature,window_start\\nOnline"

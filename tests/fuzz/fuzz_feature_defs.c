@@ -8,10 +8,11 @@
  *     definition, and is the same message on a second parse (deterministic);
  *   - an accepted set obeys defs.h: at most TC_FEAT_DEFS_MAX definitions, unique non-empty names
  *     and metrics of [A-Za-z0-9_], a known aggregate, a window dividing a day, bounds ordered and
- *     given on anomalies only;
+ *     given on out_of_range only;
  *   - writing the accepted set out again and parsing that gives the same set (round trip);
  *   - an accumulator fed readings made from the input finishes within its bounds: count <= rows,
- *     share_missing in [0, 1], min <= mean <= max (up to rounding), std >= 0, anomalies <= count.
+ *     share_missing in [0, 1], min <= mean <= max (up to rounding), std >= 0,
+ *     out_of_range <= count.
  */
 #include <math.h>
 #include <stdint.h>
@@ -45,14 +46,18 @@ static void fz_check_set(const tc_feat_defs *d)
         const tc_feat_def *f = &d->def[i];
 
         fz_require(fz_ident(f->name) && strlen(f->name) <= TC_FEAT_NAME_MAX, "name", f->name);
-        fz_require(fz_ident(f->metric) && strlen(f->metric) <= TC_FEAT_METRIC_MAX, "metric",
-                   f->metric);
+        /* A quality figure of the device has none (checked below). */
+        fz_require((!f->metric[0] || fz_ident(f->metric)) &&
+                       strlen(f->metric) <= TC_FEAT_METRIC_MAX,
+                   "metric", f->metric);
         fz_require((unsigned)f->agg < TC_FA__COUNT, "aggregate", f->name);
         fz_require(f->window_s >= TC_FEAT_WINDOW_MIN_S && 86400 % f->window_s == 0, "window",
                    f->name);
         fz_require(f->lo <= f->hi, "bounds ordered", f->name);
-        fz_require(f->agg == TC_FA_ANOMALIES || (f->lo == -INFINITY && f->hi == INFINITY),
-                   "bounds on anomalies only", f->name);
+        fz_require(f->agg == TC_FA_OUT_OF_RANGE || (f->lo == -INFINITY && f->hi == INFINITY),
+                   "bounds on out_of_range only", f->name);
+        fz_require(tc_feat_agg_has_metric(f->agg) ? f->metric[0] != '\0' : f->metric[0] == '\0',
+                   "a metric exactly when the aggregate takes one", f->name);
         for (size_t j = 0; j < i; j++)
             fz_require(strcmp(d->def[j].name, f->name) != 0, "unique names", f->name);
     }
@@ -71,8 +76,9 @@ static void fz_round_trip(const tc_feat_defs *d)
         const tc_feat_def *f = &d->def[i];
 
         fz_require(tc_feat_window_format(f->window_s, w, sizeof(w)) > 0, "window format", f->name);
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s = %s(%s, %s", f->name,
-                                tc_feat_agg_name(f->agg), f->metric, w);
+        /* A quality figure is the device's: FIGURE(WINDOW). */
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s = %s(%s%s%s", f->name,
+                                tc_feat_agg_name(f->agg), f->metric, f->metric[0] ? ", " : "", w);
         if (f->lo != -INFINITY)
             len += (size_t)snprintf(text + len, sizeof(text) - len, ", min=%.17g", f->lo);
         if (f->hi != INFINITY)
@@ -112,7 +118,7 @@ static void fz_check_agg(const tc_feat_def *f, const uint8_t *data, size_t size)
     fz_require(!ok[TC_FA_SHARE_MISSING] ||
                    (v[TC_FA_SHARE_MISSING] >= 0 && v[TC_FA_SHARE_MISSING] <= 1),
                "share_missing in [0, 1]", f->name);
-    fz_require(v[TC_FA_ANOMALIES] <= v[TC_FA_COUNT], "anomalies <= count", f->name);
+    fz_require(v[TC_FA_OUT_OF_RANGE] <= v[TC_FA_COUNT], "out_of_range <= count", f->name);
     if (ok[TC_FA_MEAN]) {
         fz_require(v[TC_FA_MIN] <= v[TC_FA_MEAN] + 1e-9 && v[TC_FA_MEAN] <= v[TC_FA_MAX] + 1e-9,
                    "min <= mean <= max", f->name);

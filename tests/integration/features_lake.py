@@ -12,6 +12,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -35,7 +36,7 @@ def parse_defs(text):
         part = part.split("#")[0].strip()
         if not part:
             continue
-        m = re.fullmatch(r"(\w+)\s*=\s*(\w+)\(\s*(\w+)\s*,\s*(\d+)([mhd])\s*((?:,\s*(?:min|max)=[^,)]+)*)\)", part)
+        m = re.fullmatch(r"(\w+)\s*=\s*(\w+)\(\s*(?:(\w+)\s*,\s*)?(\d+)([mhd])\s*((?:,\s*(?:min|max)=[^,)]+)*)\)", part)
         assert m, part
         lo, hi = -math.inf, math.inf
         for kv in re.findall(r"(min|max)=([^,)\s]+)", m.group(6) or ""):
@@ -43,7 +44,7 @@ def parse_defs(text):
                 lo = float(kv[1])
             else:
                 hi = float(kv[1])
-        out.append((m.group(1), m.group(2), m.group(3), int(m.group(4)) * WINDOW_S[m.group(5)], lo, hi))
+        out.append((m.group(1), m.group(2), m.group(3) or "", int(m.group(4)) * WINDOW_S[m.group(5)], lo, hi))
     return out
 
 
@@ -134,12 +135,89 @@ def reference(df, defn):
         v = v.reindex(g.size().index)
     elif agg == "share_missing":
         v = 1.0 - g.count() / g.size()
-    elif agg == "anomalies":
+    elif agg == "out_of_range":
         frame["a"] = ((frame["x"] < lo) | (frame["x"] > hi)).astype("float64")
         v = frame.groupby(keys, sort=False)["a"].sum()
     else:
         raise AssertionError(agg)
     return {(dev, int(ws)): float(val) for (dev, ws), val in v.items()}
+
+
+# The features read from the quality monitor's tables (quality_src.h), not from the readings.
+QUALITY_AGGS = ("anomalies", "late", "out_of_order", "dead_letters", "duplicates", "gaps", "gap_max_s",
+                "delay_p50_ms", "delay_p99_ms")
+QUALITY_SUMS = ("late", "out_of_order", "dead_letters", "duplicates", "gaps")
+
+
+class QualityTables:
+    """The quality monitor's rows as they are in PostgreSQL (quality_1m per device and minute, the
+    findings of anomalies), read once, for the reference of the quality features."""
+
+    def __init__(self, tc):
+        self.minutes = pd.DataFrame(tc.sql(
+            "SELECT device_id, (extract(epoch FROM bucket) * 1000000)::bigint, late, out_of_order,"
+            " dead_letters, duplicates, gaps, gap_max_s, delay_sketch FROM quality_1m"),
+            columns=["device_id", "tus", *QUALITY_SUMS, "gap_max_s", "sketch"])
+        self.findings = pd.DataFrame(tc.sql(
+            "SELECT device_id, metric, (extract(epoch FROM start_time) * 1000000)::bigint,"
+            " (extract(epoch FROM end_time) * 1000000)::bigint FROM anomalies"),
+            columns=["device_id", "metric", "start", "end"])
+
+
+def sketch_quantile(sketches, q):
+    """The quantile of delay sketches merged (docs/quality.md): bucket 1 is [0, 1) ms, shown as
+    0.5; bucket i > 1 has the geometric middle 2^((2(i-1)-1)/8) ms. None when empty."""
+    merged = []
+    for s in sketches:
+        if s is None:
+            continue
+        merged += [0] * (len(s) - len(merged))
+        for i, v in enumerate(s):
+            merged[i] += v or 0
+    total = sum(merged)
+    if total == 0:
+        return None
+    want, run = max(1, math.ceil(q * total)), 0
+    for i, v in enumerate(merged, start=1):
+        run += v
+        if run >= want:
+            return 0.5 if i == 1 else 2 ** ((2.0 * (i - 1) - 1.0) / 8.0)
+    raise AssertionError("unreachable")
+
+
+def quality_reference(tables, windows, defn):
+    """{(device_id, window_start_us): value or NaN} of a quality feature over the given windows
+    (those where the device has readings), from the tables with pandas: sums of the window's
+    minutes (0 without any), the longest gap and the merged sketch's quantiles (NaN without any),
+    and the findings of the metric overlapping the window."""
+    name, agg, metric, window_s, _lo, _hi = defn
+    w = window_s * US
+    out = {}
+    if agg == "anomalies":
+        f = tables.findings[tables.findings["metric"] == metric]
+        by_dev = {dev: g for dev, g in f.groupby("device_id")}
+        for dev, ws in windows:
+            g = by_dev.get(dev)
+            if g is None:
+                out[(dev, ws)] = 0.0
+                continue
+            ends = g["end"].astype("float64").fillna(math.inf)
+            out[(dev, ws)] = float(((g["start"] < ws + w) & (ends >= ws)).sum())
+        return out
+    m = tables.minutes.copy()
+    m["ws"] = (m["tus"] // w) * w
+    groups = {k: g for k, g in m.groupby(["device_id", "ws"])}
+    for key in windows:
+        g = groups.get(key)
+        if agg in QUALITY_SUMS:
+            v = 0.0 if g is None else float(g[agg].sum())
+        elif agg == "gap_max_s":
+            v = math.nan if g is None or g["gap_max_s"].isna().all() else float(g["gap_max_s"].max())
+        else:
+            q = sketch_quantile([] if g is None else list(g["sketch"]), 0.5 if agg == "delay_p50_ms" else 0.99)
+            v = math.nan if q is None else q
+        out[key] = v
+    return out
 
 
 def feature_table(features_dir, name):
@@ -155,12 +233,18 @@ def feature_table(features_dir, name):
     return out, t
 
 
-def assert_features_equal_reference(features_dir, df, defs):
-    """Every built feature equals pandas' figure within TOLERANCE; the windows are the same."""
+def assert_features_equal_reference(features_dir, df, defs, quality=None):
+    """Every built feature equals pandas' figure within TOLERANCE; the windows are the same. quality:
+    the QualityTables of the quality features."""
     checked = 0
     for defn in defs:
         name = defn[0]
-        want = reference(df, defn)
+        if defn[1] in QUALITY_AGGS:
+            w = defn[3] * US
+            windows = set(zip(df["device_id"], (df["tus"] // w * w).astype("int64").tolist()))
+            want = quality_reference(quality, windows, defn)
+        else:
+            want = reference(df, defn)
         got, _ = feature_table(features_dir, name)
         assert set(got) == set(want), (
             f"{name}: windows differ: {len(set(got) - set(want))} extra, {len(set(want) - set(got))} missing")

@@ -4,7 +4,10 @@ one; `features training-set` joins labels point in time, with no leakage from th
 Spark read the lake and the features with pyarrow's counts and sums.
 
 Tolerance of every comparison with pandas: |feature - pandas| <= 1e-9 x max(1, |pandas|)
-(features_lake.TOLERANCE).
+(features_lake.TOLERANCE). The quality monitor's findings and figures (anomalies, late, gaps, the
+delay quantiles...) are compared the same way with pandas over the rows of its tables
+(features_lake.quality_reference: counts and sums exact, the quantiles a bucket's middle), and by
+hand in one test.
 """
 
 import math
@@ -18,10 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import Thermocline
-from features_lake import (US, assert_features_equal_reference, feature_table, lake_frame,
-                           parse_defs, write_lake_file)
+from features_lake import (US, QualityTables, assert_features_equal_reference, feature_table,
+                           lake_frame, parse_defs, write_lake_file)
 
-# Every aggregate, 1 h and 1 d windows, two metrics and one the lake lacks.
+# Every aggregate, 1 h and 1 d windows, two metrics and one the lake lacks; the quality monitor's
+# findings and figures (from PostgreSQL: the quality sink runs with the pipeline).
 DEFINITIONS = """
 t_count_1h = count(temperature, 1h)
 t_mean_1h = mean(temperature, 1h)
@@ -31,27 +35,43 @@ t_max_1h = max(temperature, 1h)
 t_last_1h = last(temperature, 1h)
 t_slope_1h = slope(temperature, 1h)
 h_missing_1h = share_missing(humidity, 1h)
-t_hot_1h = anomalies(temperature, 1h, max=24)
+t_hot_1h = out_of_range(temperature, 1h, max=24)
+t_anomalies_1h = anomalies(temperature, 1h)
+h_anomalies_1d = anomalies(humidity, 1d)
+late_1h = late(1h); ooo_1h = out_of_order(1h); dead_1h = dead_letters(1h)
+dup_1d = duplicates(1d); gaps_1d = gaps(1d); gap_max_1d = gap_max_s(1d)
+delay_p50_1h = delay_p50_ms(1h); delay_p99_1d = delay_p99_ms(1d)
 p_mean_1d = mean(pressure, 1d); p_std_1d = std(pressure, 1d)
 b_slope_1d = slope(battery, 1d)
 h_missing_1d = share_missing(humidity, 1d)
 co2_mean_1h = mean(co2_ppm, 1h)
 """
+QUALITY_RULES = ("rules:\n"
+                 "  - name: warm\n"
+                 "    check: {range: {metric: temperature, max: 22}}\n"
+                 "  - name: dry\n"
+                 "    check: {range: {metric: humidity, min: 35}}\n")
 
 
 @pytest.fixture(scope="module")
 def pipeline_lake(tmp_path_factory):
     """A lake the pipeline wrote: 30 devices every 10 minutes over about 30 hours (two UTC days),
-    with invalid readings (refused), spikes and stuck values, and the features built over it."""
+    with invalid readings (refused), spikes, stuck values, late and out-of-order bursts, the
+    quality monitor's findings and figures of them, and the features built over it."""
     tc = Thermocline("features")
     lake = str(tmp_path_factory.mktemp("features") / "lake")
+    # The detectors need more history than this fleet has to find a spike: rules find ranges
+    # of readings (many over several hours, some still open at the end).
+    rules = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    rules.write_text(QUALITY_RULES)
     try:
         tc.migrate()
         start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 3600))
         tc.simulate("--devices", "30", "--count", str(30 * 180), "--invalid-ratio", "0.02",
                     "--seed", "7", "--start", start, "--cadence-ms", str(600_000),
-                    "--anomalies", "spike=0.02,stuck=0.01")
-        tc.run(idle=3, extra=(f"lake.dir={lake}",))
+                    "--anomalies", "spike=0.02,stuck=0.01,late=0.01,ooo=0.01")
+        tc.run(idle=3, extra=(f"lake.dir={lake}", "pipeline.sinks=store,lake,quality",
+                              "quality.flush_interval_ms=300", f"quality.rules_file={rules}"))
         out = tc.cmd("features", "build", extra=(f"lake.dir={lake}", f"features.definitions={DEFINITIONS}"))
         yield tc, lake, out.stdout
     finally:
@@ -64,12 +84,22 @@ def test_every_offline_feature_equals_pandas(pipeline_lake):
     df = lake_frame(lake)
     assert len(df) > 4000
     defs = parse_defs(DEFINITIONS)
-    checked = assert_features_equal_reference(os.path.join(lake, "features"), df, defs)
+    checked = assert_features_equal_reference(os.path.join(lake, "features"), df, defs, QualityTables(tc))
     assert checked > 5000
     # Spikes made some hot hours, and some windows miss humidity or not: the figures are not
     # trivially constant.
     hot, _ = feature_table(os.path.join(lake, "features"), "t_hot_1h")
     assert any(v > 0 for v in hot.values())
+    # The quality monitor's rules found warm and dry stretches, it counted late readings and gaps:
+    # the quality features are not all 0. (Dead letters count in the minute they were received,
+    # which has a window of these readings or not depending on the clock: compared, not required;
+    # the test by hand below has some.)
+    for name in ("t_anomalies_1h", "h_anomalies_1d", "late_1h", "gaps_1d"):
+        values, _ = feature_table(os.path.join(lake, "features"), name)
+        assert any(v > 0 for v in values.values()), name
+    for name in ("delay_p50_1h", "delay_p99_1d", "gap_max_1d"):
+        values, _ = feature_table(os.path.join(lake, "features"), name)
+        assert any(v > 0 for v in values.values() if not math.isnan(v)), name
     co2, _ = feature_table(os.path.join(lake, "features"), "co2_mean_1h")
     assert co2 and all(math.isnan(v) for v in co2.values())
     # Files are whole Parquet files with the Hive layout; no temporary file is left.
@@ -351,3 +381,66 @@ def test_readings_out_of_time_order_land_in_their_windows(tmp_path):
             "k = slope(temperature, 1h); h = share_missing(humidity, 1h); x = min(temperature, 1d)")
     _build(tc, lake, defs)
     assert_features_equal_reference(os.path.join(lake, "features"), lake_frame(lake), parse_defs(defs))
+
+
+def test_quality_features_by_hand_and_rebuilt_when_the_monitors_tables_change(tmp_path):
+    """Findings and figures written by hand into the quality monitor's tables, beside a lake
+    written by hand: every value is the one worked out here (a finding counts in each window it
+    overlaps, an open one up to the day's end; sums, the longest gap, the merged sketch's
+    quantile); a build with nothing changed rebuilds nothing, and a finding resolved later
+    rebuilds its day only, with the new counts."""
+    import datetime
+    tc = Thermocline("feat-quality")
+    lake = str(tmp_path / "lake")
+    defs = ("a = anomalies(temperature, 1h); h = anomalies(humidity, 1h); l = late(1h);"
+            " g = gap_max_s(1h); p = delay_p99_ms(1d); d = dead_letters(1h)")
+    d1, d2 = _day_us(2026, 11, 1), _day_us(2026, 11, 2)
+    ts = lambda us: datetime.datetime.fromtimestamp(us / US, datetime.timezone.utc)
+    H = 3600 * US
+    try:
+        tc.migrate()
+        write_lake_file(lake, "t", 0, 0, _readings(d1, ["dev-0", "dev-1"], 600, 144, 1))
+        write_lake_file(lake, "t", 0, 1000, _readings(d2, ["dev-0", "dev-1"], 600, 144, 2))
+        finding = ("INSERT INTO anomalies (device_id, metric, kind, rule, start_time, end_time)"
+                   " VALUES (%s, %s, 'range', %s, %s, %s)")
+        # 01:30 to 03:10 of day 1: hours 1, 2 and 3; one at exactly 05:00 (an instant): hour 5.
+        tc.sql(finding, ("dev-0", "temperature", "r1", ts(d1 + 90 * 60 * US), ts(d1 + 190 * 60 * US)))
+        tc.sql(finding, ("dev-0", "temperature", "r2", ts(d1 + 5 * H), ts(d1 + 5 * H)))
+        # Open since 22:15 of day 2: hours 22 and 23 (the day ends there).
+        tc.sql(finding, ("dev-1", "temperature", "r3", ts(d2 + 22 * H + 15 * 60 * US), None))
+        # Another metric's finding is not the temperature's.
+        tc.sql(finding, ("dev-1", "humidity", "r4", ts(d1 + 7 * H), ts(d1 + 7 * H + 60 * US)))
+        minute = ("INSERT INTO quality_1m (device_id, bucket, readings, late, gap_max_s, delay_sketch,"
+                  " dead_letters) VALUES (%s, %s, 1, %s, %s, %s, %s)")
+        tc.sql(minute, ("dev-0", ts(d1 + 5 * 60 * US), 3, 100.0, [0, 0, 4], 0))
+        tc.sql(minute, ("dev-0", ts(d1 + 40 * 60 * US), 2, 250.5, [0, 0, 0, 0, 1], 1))
+        tc.sql(minute, ("dev-1", ts(d2 + 10 * H), 0, None, [1], 0))
+        tc.sql(minute, ("dev-1", ts(d2 + 10 * H + 60 * US), 0, None, None, 2))
+        assert _build(tc, lake, defs)[:2] == (2, 2)
+        f = os.path.join(lake, "features")
+        a, _ = feature_table(f, "a")
+        want = {("dev-0", d1 + i * H) for i in (1, 2, 3, 5)} | {("dev-1", d2 + i * H) for i in (22, 23)}
+        assert {k for k, v in a.items() if v} == want and all(a[k] == 1 for k in want)
+        assert len(a) == 2 * 48 and all(v == 0 for k, v in a.items() if k not in want)
+        h, _ = feature_table(f, "h")
+        assert {k: v for k, v in h.items() if v} == {("dev-1", d1 + 7 * H): 1}
+        late, _ = feature_table(f, "l")
+        assert {k: v for k, v in late.items() if v} == {("dev-0", d1): 5}
+        dead, _ = feature_table(f, "d")
+        assert {k: v for k, v in dead.items() if v} == {("dev-0", d1): 1, ("dev-1", d2 + 10 * H): 2}
+        g, _ = feature_table(f, "g")
+        assert {k: v for k, v in g.items() if not math.isnan(v)} == {("dev-0", d1): 250.5}
+        p, _ = feature_table(f, "p")
+        # Day 1 of dev-0: 4 delays in bucket 3, 1 in bucket 5: the 99th percentile is bucket 5's
+        # middle, 2^(7/8) ms; day 2 of dev-1: bucket 1, 0.5 ms; no sketch: undefined.
+        assert p[("dev-0", d1)] == 2 ** (7 / 8) and p[("dev-1", d2)] == 0.5
+        assert math.isnan(p[("dev-1", d1)]) and math.isnan(p[("dev-0", d2)])
+
+        assert _build(tc, lake, defs)[:2] == (2, 0)
+        tc.sql("UPDATE anomalies SET end_time = %s WHERE rule = 'r3'", (ts(d2 + 22 * H + 50 * 60 * US),))
+        assert _build(tc, lake, defs)[:2] == (2, 1)
+        a, _ = feature_table(f, "a")
+        assert a[("dev-1", d2 + 22 * H)] == 1 and a[("dev-1", d2 + 23 * H)] == 0
+        assert a[("dev-0", d1 + H)] == 1
+    finally:
+        tc.drop()

@@ -7,7 +7,10 @@ a write over a mark another member moved is fenced; the api schema shows the fea
 
 Tolerance: values are doubles computed by Welford's updates and merges in a different order from
 pandas' two-pass formulas, so they agree to a relative 1e-9 (1e-6 for the slope, a ratio of two
-co-moments), and exactly for counts, shares and last values."""
+co-moments), and exactly for counts, shares and last values. The quality monitor's findings and
+figures (anomalies, late, gaps, delay quantiles...) are compared with pandas over the rows of its
+tables (features_lake.quality_reference), with the same tolerance (they are counts, sums, a
+maximum and a sketch bucket's middle: exact in fact)."""
 
 import math
 import os
@@ -19,7 +22,8 @@ import psycopg
 import pytest
 
 from api_data import as_role
-from features_lake import feature_table
+from features_lake import QUALITY_AGGS, QualityTables, feature_table, quality_reference
+from features_lake import parse_defs as parse_defs_text
 from waits import LogLines, wait_for
 
 # Readings from an hour four hours ago, all in the past: the 1 h windows close, the day's window
@@ -31,25 +35,39 @@ DEFS = ("temp_mean_1h = mean(temperature, 1h); temp_std_1h = std(temperature, 1h
         " temp_min_1d = min(temperature, 1d); temp_max_1h = max(temperature, 1h);"
         " temp_last_1h = last(temperature, 1h); temp_slope_1h = slope(temperature, 1h);"
         " hum_count_1h = count(humidity, 1h); bat_missing_1d = share_missing(battery, 1d);"
-        " temp_odd_1h = anomalies(temperature, 1h, min=0, max=25); lat_mean_1d = mean(latitude, 1d)")
-WINDOW_S = {"1h": 3600, "1d": 86400}
-SINKS = "pipeline.sinks=store,rollups,features"
+        " temp_odd_1h = out_of_range(temperature, 1h, min=0, max=25); lat_mean_1d = mean(latitude, 1d);"
+        # The quality monitor's findings and figures (the quality sink runs beside this one).
+        " temp_anomalies_1h = anomalies(temperature, 1h); hum_anomalies_1d = anomalies(humidity, 1d);"
+        " late_1h = late(1h); dead_1h = dead_letters(1h); ooo_1d = out_of_order(1d); gaps_1h = gaps(1h);"
+        " gap_max_1d = gap_max_s(1d); dup_1d = duplicates(1d); delay_p50_1h = delay_p50_ms(1h);"
+        " delay_p99_1d = delay_p99_ms(1d)")
+SINKS = "pipeline.sinks=store,rollups,quality,features"
+# Rules whose findings span hours (the detectors need more history than these fleets have).
+QUALITY_RULES = ("rules:\n"
+                 "  - name: warm\n"
+                 "    check: {range: {metric: temperature, max: 22}}\n"
+                 "  - name: dry\n"
+                 "    check: {range: {metric: humidity, min: 35}}\n")
+RULES_FILE = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _rules_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    path.write_text(QUALITY_RULES)
+    RULES_FILE[:] = [str(path)]
 
 
 def settings(*extra):
-    return (SINKS, f"features.definitions={DEFS}", "features.online_flush_interval_ms=200", *extra)
+    return (SINKS, f"features.definitions={DEFS}", "features.online_flush_interval_ms=200",
+            "quality.flush_interval_ms=300", f"quality.rules_file={RULES_FILE[0]}",
+            # Devices' phases differ by up to a cadence (120 s): some of their readings are late.
+            "quality.late_after_s=30", *extra)
 
 
 def parse_defs():
-    out = {}
-    for d in DEFS.split(";"):
-        name, rhs = (x.strip() for x in d.split("=", 1))
-        agg, args = rhs.split("(", 1)
-        args = [a.strip() for a in args.rstrip(")").split(",")]
-        bounds = dict(a.split("=") for a in args[2:])
-        out[name] = (agg, args[0], WINDOW_S[args[1]], float(bounds.get("min", "-inf")),
-                     float(bounds.get("max", "inf")))
-    return out
+    """{name: (aggregate, metric, window seconds, lo, hi)}: features_lake's parser, not the sink's."""
+    return {d[0]: d[1:] for d in parse_defs_text(DEFS)}
 
 
 def simulate(tc, devices, count, cadence_s, shift_s=0):
@@ -57,7 +75,7 @@ def simulate(tc, devices, count, cadence_s, shift_s=0):
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + shift_s))
     return tc.simulate("--devices", str(devices), "--count", str(count), "--seed", "20",
                        "--start", start, "--cadence-ms", str(cadence_s * 1000),
-                       "--invalid-ratio", "0.03")
+                       "--invalid-ratio", "0.03", "--anomalies", "late=0.02")
 
 
 def expected(tc):
@@ -69,9 +87,17 @@ def expected(tc):
                                      "battery", "latitude"])
     df = df.sort_values(["t_us", "part", "off"], kind="stable")
     out = {}
+    tables = QualityTables(tc)
     for name, (agg, metric, window_s, lo, hi) in parse_defs().items():
         w = window_s * 1_000_000
         df["start"] = df["t_us"] // w * w
+        if agg in QUALITY_AGGS:
+            windows = set(zip(df["device_id"], df["start"].astype("int64").tolist()))
+            ref = quality_reference(tables, windows, (name, agg, metric, window_s, lo, hi))
+            for (dev, start), g in df.groupby(["device_id", "start"]):
+                val = ref[(dev, int(start))]
+                out[(dev, name, start)] = (None if math.isnan(val) else val, len(g))
+            continue
         for (dev, start), g in df.groupby(["device_id", "start"]):
             x = g[metric].astype("float64")
             v = x.dropna()
@@ -93,7 +119,7 @@ def expected(tc):
                 val = (dt * (v - v.mean())).sum() / (dt * dt).sum() if len(v) >= 2 and (dt * dt).sum() > 0 else None
             elif agg == "share_missing":
                 val = (len(g) - len(v)) / len(g)
-            elif agg == "anomalies":
+            elif agg == "out_of_range":
                 val = float(((v < lo) | (v > hi)).sum())
             out[(dev, name, start)] = (None if val is None else float(val), len(g))
     return out
@@ -131,6 +157,11 @@ def test_online_features_equal_pandas_over_the_store(tc):
     starts = {k[2] for k in exp if k[1] == "temp_mean_1h"}
     assert len(starts) >= 3
     assert any(v[0] for k, v in exp.items() if k[1] == "temp_odd_1h")
+    # The quality features are not trivially 0: findings over several windows, late readings,
+    # delays. (Dead letters count in the minute they were received, now: no window of these
+    # readings of hours ago holds one; test_features.py has them.)
+    for name in ("temp_anomalies_1h", "hum_anomalies_1d", "late_1h", "delay_p50_1h"):
+        assert any(v[0] for k, v in exp.items() if k[1] == name), name
     # The marks are the store's: every partition read to its end.
     marks = dict(tc.sql("SELECT partition, next_offset FROM features_online_offsets"
                         " WHERE topic = %s AND group_id = %s", (tc.topic, tc.group)))
@@ -234,7 +265,7 @@ def test_online_features_equal_the_offline_build_for_closed_windows(tc, tmp_path
     lake = str(tmp_path / "lake")
     tc.migrate()
     simulate(tc, 8, 800, 120)
-    tc.run(extra=settings(f"lake.dir={lake}", "pipeline.sinks=store,lake,features"))
+    tc.run(extra=settings(f"lake.dir={lake}", "pipeline.sinks=store,lake,quality,features"))
     tc.cmd("features", "build", extra=(f"lake.dir={lake}", f"features.definitions={DEFS}"))
     # Closed: the window ended before one instant, the same for both sides.
     cutoff = int(time.time() * 1_000_000)
@@ -254,6 +285,9 @@ def test_online_features_equal_the_offline_build_for_closed_windows(tc, tmp_path
                 got is not None and math.isclose(got, v, rel_tol=rel, abs_tol=1e-9)), (key, got, v)
             compared += 1
     assert compared >= 8 * 3 * 7, compared
+    # The findings and figures are there on both sides, not only zeros.
+    for name in ("temp_anomalies_1h", "late_1h", "delay_p50_1h"):
+        assert any(v for k, v in online.items() if k[1] == name), name
 
 
 def test_the_ingest_role_may_write_what_the_sink_writes(tc):
@@ -267,6 +301,12 @@ def test_the_ingest_role_may_write_what_the_sink_writes(tc):
         f'INSERT INTO "{s}".features_online (device_id, feature, window_start, window_end, window_s,'
         " metric, aggregate, rows, n, anomalies) VALUES ('d', 'f', now(), now(), 3600, 'temperature',"
         " 'count', 1, 1, 0) ON CONFLICT (device_id, feature, window_start) DO UPDATE SET rows = 2",
+        # The quality features' refresh: the quality monitor's tables read, the values set.
+        f'SELECT "{s}".tc_quality_sketch_quantile("{s}".tc_quality_sketch_sum(q.delay_sketch), 0.5),'
+        f' sum(q.late) FROM "{s}".quality_1m q',
+        f'SELECT count(*) FROM "{s}".anomalies a',
+        f'SELECT count(*) FROM "{s}".quality_offsets',
+        f'UPDATE "{s}".features_online SET value = 1 WHERE feature = \'f\'',
         f"INSERT INTO \"{s}\".features_online_offsets (group_id, topic, partition, next_offset)"
         " VALUES ('g', 't', 0, 5) ON CONFLICT DO NOTHING",
         f"UPDATE \"{s}\".features_online_offsets SET next_offset = 6 WHERE group_id = 'g'"

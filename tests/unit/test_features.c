@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "features/defs.h"
+#include "features/quality_src.h"
 #include "features/window_agg.h"
 
 #define US 1000000LL
@@ -50,15 +51,19 @@ static void test_parse_every_aggregate(void **state)
         "b_last_1d = last(battery, 1d)\n"
         "t_slope_1h = slope(temperature, 1h)\n"
         "h_missing_1h = share_missing(humidity, 1h);\n"
-        "cold_1h = anomalies(temperature, 1h, min=-5, max=8.5)\n"
-        "hot_1d = anomalies(co2_ppm, 1d, max=1e3)\n";
+        "cold_1h = out_of_range(temperature, 1h, min=-5, max=8.5)\n"
+        "hot_1d = out_of_range(co2_ppm, 1d, max=1e3)\n"
+        "t_found_1h = anomalies(temperature, 1h)\n"
+        "late_1h = late( 1h ); ooo_1h = out_of_order(1h); dead_1d = dead_letters(1d)\n"
+        "dup_1h = duplicates(1h); gaps_1h = gaps(1h); gmax_1d = gap_max_s(1d)\n"
+        "p50_1h = delay_p50_ms(1h); p99_15m = delay_p99_ms(15m)\n";
     char errstr[TC_ERRSTR_MAX] = "";
     tc_feat_defs *d = malloc(sizeof(*d));
 
     (void)state;
     assert_non_null(d);
     assert_int_equal(tc_feat_defs_parse(text, d, errstr, sizeof(errstr)), TC_OK);
-    assert_int_equal(d->n, 10);
+    assert_int_equal(d->n, 19);
     assert_string_equal(d->def[0].name, "temp_count_1h");
     assert_int_equal(d->def[0].agg, TC_FA_COUNT);
     assert_int_equal(d->def[0].window_s, 3600);
@@ -68,13 +73,33 @@ static void test_parse_every_aggregate(void **state)
     assert_string_equal(d->def[2].metric, "temperature");
     assert_int_equal(d->def[3].window_s, 900);
     assert_int_equal(d->def[7].agg, TC_FA_SHARE_MISSING);
-    assert_int_equal(d->def[8].agg, TC_FA_ANOMALIES);
+    assert_int_equal(d->def[8].agg, TC_FA_OUT_OF_RANGE);
     assert_true(d->def[8].lo == -5 && d->def[8].hi == 8.5);
     assert_true(d->def[9].lo == -INFINITY && d->def[9].hi == 1000);
     assert_string_equal(d->def[9].metric, "co2_ppm");
     assert_true(d->def[0].lo == -INFINITY && d->def[0].hi == INFINITY);
+    /* The quality monitor's: findings of a metric, figures of the device (no metric). */
+    assert_int_equal(d->def[10].agg, TC_FA_ANOMALIES);
+    assert_string_equal(d->def[10].metric, "temperature");
+    assert_int_equal(d->def[11].agg, TC_FA_LATE);
+    assert_string_equal(d->def[11].metric, "");
+    assert_int_equal(d->def[11].window_s, 3600);
+    assert_int_equal(d->def[12].agg, TC_FA_OUT_OF_ORDER);
+    assert_int_equal(d->def[13].agg, TC_FA_DEAD_LETTERS);
+    assert_int_equal(d->def[14].agg, TC_FA_DUPLICATES);
+    assert_int_equal(d->def[15].agg, TC_FA_GAPS);
+    assert_int_equal(d->def[16].agg, TC_FA_GAP_MAX_S);
+    assert_int_equal(d->def[17].agg, TC_FA_DELAY_P50_MS);
+    assert_int_equal(d->def[18].agg, TC_FA_DELAY_P99_MS);
+    assert_int_equal(d->def[18].window_s, 900);
+    for (size_t i = 0; i < d->n; i++)
+        assert_int_equal(tc_feat_agg_from_quality(d->def[i].agg), i >= 10);
+    assert_true(tc_feat_defs_need_quality(d));
     assert_ptr_equal(tc_feat_defs_find(d, "b_last_1d"), &d->def[5]);
     assert_null(tc_feat_defs_find(d, "nope"));
+    assert_int_equal(tc_feat_defs_parse("m = mean(temperature, 1h)", d, errstr, sizeof(errstr)),
+                     TC_OK);
+    assert_false(tc_feat_defs_need_quality(d));
     assert_int_equal(tc_feat_defs_parse("", d, errstr, sizeof(errstr)), TC_OK);
     assert_int_equal(d->n, 0);
     assert_int_equal(tc_feat_defs_parse(NULL, d, errstr, sizeof(errstr)), TC_OK);
@@ -94,11 +119,20 @@ static void test_parse_errors_locate_the_input(void **state)
         {"a = mean(temperature, 2d)", "features.definitions:1:23: window must divide a day"},
         {"a = mean(temperature, 1w)", "features.definitions:1:23: expected a window unit"},
         {"a = mean(temperature, 1h, min=3)",
-         "features.definitions:1:27: min= and max= belong to anomalies, not to mean"},
-        {"a = anomalies(temperature, 1h)", "needs min= and/or max="},
-        {"a = anomalies(temperature, 1h, min=3, max=1)", "min is above max"},
-        {"a = anomalies(temperature, 1h, min=3, min=1)", "parameter \"min\" given twice"},
-        {"a = anomalies(temperature, 1h, min=nan)", "features.definitions:1:36: expected a finite"},
+         "features.definitions:1:27: min= and max= belong to out_of_range, not to mean"},
+        {"a = out_of_range(temperature, 1h)", "needs min= and/or max="},
+        {"a = out_of_range(temperature, 1h, min=3, max=1)", "min is above max"},
+        {"a = out_of_range(temperature, 1h, min=3, min=1)", "parameter \"min\" given twice"},
+        {"a = out_of_range(temperature, 1h, min=nan)",
+         "features.definitions:1:39: expected a finite"},
+        /* The findings are the quality monitor's: no bounds of their own. */
+        {"a = anomalies(temperature, 1h, max=3)",
+         "features.definitions:1:32: min= and max= belong to out_of_range, not to anomalies"},
+        /* A quality figure is the device's: no metric. */
+        {"a = late(temperature, 1h)",
+         "features.definitions:1:10: late is a figure of the device: late(WINDOW), no metric"},
+        {"a = gaps(1h, max=3)", "min= and max= belong to out_of_range, not to gaps"},
+        {"a = delay_p99_ms(7m)", "features.definitions:1:18: window must divide a day"},
         {"a = mean(temperature, 1h) b = max(x, 1h)", "features.definitions:1:27: expected ';'"},
         {"a-b = mean(temperature, 1h)", "features.definitions:1:2: expected '='"},
         {"a = mean(temperature 1h)", "features.definitions:1:22: expected ','"},
@@ -200,7 +234,7 @@ static void test_every_aggregate_by_hand(void **state)
     assert_close(finish(&a, TC_FA_LAST), 4, 0);
     assert_close(finish(&a, TC_FA_SLOPE), 1.0 / 60.0, 1e-15);
     assert_close(finish(&a, TC_FA_SHARE_MISSING), 2.0 / 6.0, 1e-15);
-    assert_close(finish(&a, TC_FA_ANOMALIES), 2, 0); /* 1 < 1.5 and 4 > 3.5 */
+    assert_close(finish(&a, TC_FA_OUT_OF_RANGE), 2, 0); /* 1 < 1.5 and 4 > 3.5 */
     /* Undefined figures are NULL. */
     tc_wagg_init(&a, DAY0_US, -INFINITY, INFINITY);
     assert_int_equal(tc_wagg_finish(&a, TC_FA_SHARE_MISSING, &v), 0);
@@ -323,14 +357,47 @@ static void test_init_def(void **state)
 
     (void)state;
     assert_int_equal(
-        tc_feat_defs_parse("c = anomalies(temperature, 1h, max=30)", &d, errstr, sizeof(errstr)),
+        tc_feat_defs_parse("c = out_of_range(temperature, 1h, max=30)", &d, errstr, sizeof(errstr)),
         TC_OK);
     tc_wagg_init_def(&a, &d.def[0], DAY0_US + 5400 * US);
     assert_int_equal(a.start_us, DAY0_US + 3600 * US);
     tc_wagg_update(&a, DAY0_US + 5400 * US, 31, 1);
     tc_wagg_update(&a, DAY0_US + 5401 * US, 30, 1);
-    assert_close(finish(&a, TC_FA_ANOMALIES), 1, 0);
+    assert_close(finish(&a, TC_FA_OUT_OF_RANGE), 1, 0);
     assert_int_equal(sizeof(tc_wagg), TC_WAGG_BYTES);
+}
+
+/* The quality features' statements and empty values: one per quality aggregate, none for the
+ * readings' aggregates; the counts are 0 without a row of the tables, the rest undefined. */
+static void test_quality_sources(void **state)
+{
+    char sql[TC_FQ_SQL_MAX];
+    double v;
+
+    (void)state;
+    for (int g = 0; g < TC_FA__COUNT; g++) {
+        int quality = tc_feat_agg_from_quality((tc_feat_agg)g);
+
+        for (int horizon = 0; horizon < 2; horizon++) {
+            int n = tc_fq_refresh_sql((tc_feat_agg)g, horizon, sql, sizeof(sql));
+
+            if (!quality) {
+                assert_int_equal(n, -1);
+                continue;
+            }
+            assert_true(n > 0 && (size_t)n < sizeof(sql));
+            /* anomalies reads the findings, the figures quality_1m; only changed rows are set. */
+            assert_non_null(
+                strstr(sql, g == TC_FA_ANOMALIES ? "@S.anomalies a" : "@S.quality_1m q"));
+            assert_non_null(strstr(sql, "IS DISTINCT FROM"));
+            assert_true(!horizon == !strstr(sql, "seconds'"));
+        }
+        if (quality && g != TC_FA_GAP_MAX_S && g != TC_FA_DELAY_P50_MS && g != TC_FA_DELAY_P99_MS)
+            assert_true(tc_fq_empty((tc_feat_agg)g, &v) == 1 && v == 0);
+        else if (quality)
+            assert_true(tc_fq_empty((tc_feat_agg)g, &v) == 0 && isnan(v));
+    }
+    assert_int_equal(tc_fq_refresh_sql(TC_FA_LATE, 1, sql, 64), -1); /* too small: refused */
 }
 
 int main(void)
@@ -347,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_merge_equals_one_pass),
         cmocka_unit_test(test_merge_last_on_equal_times),
         cmocka_unit_test(test_init_def),
+        cmocka_unit_test(test_quality_sources),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
