@@ -149,6 +149,25 @@ static const char tc_api_audit_sql[] =
     " coalesce($5, 'ok'); e.duration_ms := $6;  e.hash := sha256(coalesce(e.prev_hash,"
     " '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8'));  INSERT INTO @U.events SELECT"
     " e.*;  RETURN e.id; END $$;"
+    /* The REST API's batches (api/rest_audit.h): many requests' records in one call, the lock
+     * taken once and the chain continued row by row. The server established each request's role
+     * and claims, so they come from it, and only its role may call this. */
+    "CREATE OR REPLACE FUNCTION @U.record_requests(events jsonb) RETURNS bigint LANGUAGE plpgsql"
+    " VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ DECLARE e @U.events;"
+    " x jsonb; n bigint := 0; BEGIN  IF jsonb_typeof($1) IS DISTINCT FROM 'array' THEN   RAISE"
+    " EXCEPTION 'audit record_requests: an array of events is required' USING ERRCODE ="
+    " '22023';  END IF;  PERFORM pg_advisory_xact_lock(" TC_API_LOCK ", hashtext('@U'));  SELECT"
+    " ev.hash INTO e.prev_hash FROM @U.events ev ORDER BY ev.id DESC LIMIT 1;  FOR x IN SELECT"
+    " value FROM jsonb_array_elements($1) LOOP   IF coalesce(x->>'action', '') = '' OR"
+    " coalesce(x->>'role', '') = '' THEN    RAISE EXCEPTION 'audit record_requests: event %"
+    " has no action or role', n + 1 USING ERRCODE = '22004';   END IF;   e.id :="
+    " nextval(pg_get_serial_sequence('@U.events', 'id'));   e.at := coalesce((x->>'at')::"
+    "timestamptz, clock_timestamp());   e.actor := session_user; e.role := x->>'role';   e.claims"
+    " := x->'claims'; e.action := x->>'action'; e.target := x->>'target';   e.params :="
+    " x->'params'; e.row_count := (x->>'rows')::bigint;   e.status := coalesce(x->>'status',"
+    " 'ok'); e.duration_ms := (x->>'ms')::double precision;   e.hash := sha256(coalesce("
+    "e.prev_hash, '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8'));   INSERT INTO"
+    " @U.events SELECT e.*;   e.prev_hash := e.hash; n := n + 1;  END LOOP;  RETURN n; END $$;"
     "CREATE OR REPLACE FUNCTION @U.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP USING ERRCODE ="
     " '42501'; END $$;"
@@ -184,6 +203,7 @@ static const char tc_api_audit_sql[] =
     " thermocline_authenticator;"
     "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"
     " thermocline_viewer, thermocline_authenticator;"
+    "GRANT EXECUTE ON FUNCTION @U.record_requests(jsonb) TO thermocline_authenticator;"
     "GRANT SELECT ON @U.events TO thermocline_admin;"
     "GRANT EXECUTE ON FUNCTION @U.verify(), @U.canonical(@U.events) TO thermocline_admin;";
 
