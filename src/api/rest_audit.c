@@ -93,8 +93,10 @@ static void tc_rest_audit_warn(tc_rest_auditor *a, size_t n, const char *why)
     if (now - a->warned_us < TC_REST_AUDIT_WARN_US)
         return;
     a->warned_us = now;
-    tc_log_error("serve", "cannot write the audit records of %zu requests (they were answered "
-                 "with 500 or are logged here only): %s", n, why);
+    tc_log_error("serve",
+                 "cannot write the audit records of %zu requests (they were answered "
+                 "with 500 or are logged here only): %s",
+                 n, why);
 }
 
 /* One attempt at the batch's statement; 0 when committed. *broken: the connection is gone. */
@@ -293,8 +295,8 @@ static char *tc_rest_audit_json(const tc_rest_audit *ev, size_t *len)
     if (ev->who && ev->who->claims[0]) {
         /* As record() stores them: the object when it parses (always, for claims made by
          * rest_auth.c), else the text as a JSON string. */
-        tc_json_doc *doc = tc_json_parse(ev->who->claims, strlen(ev->who->claims), NULL, NULL,
-                                         NULL, 0);
+        tc_json_doc *doc =
+            tc_json_parse(ev->who->claims, strlen(ev->who->claims), NULL, NULL, NULL, 0);
         tc_jbuf_key(&b, "claims");
         if (doc)
             tc_jbuf_raw(&b, ev->who->claims, strlen(ev->who->claims));

@@ -27,7 +27,7 @@ typedef struct tc_rest_slot {
 
 struct tc_rest_pool {
     char *dsn;
-    char api_ident[TC_REST_IDENT_MAX];   /* quoted */
+    char api_ident[TC_REST_IDENT_MAX]; /* quoted */
     size_t size;
     tc_rest_slot *slots;
     pthread_mutex_t lock;
@@ -68,8 +68,8 @@ static int tc_rest_quote_ident(const char *name, char *out, size_t cap)
     return 0;
 }
 
-tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
-                               char *errstr, size_t errstr_size)
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema, char *errstr,
+                               size_t errstr_size)
 {
     tc_rest_pool *p = calloc(1, sizeof(*p));
 

@@ -40,8 +40,8 @@ typedef struct tc_rest_pool tc_rest_pool;
 
 /* size connections to dsn, opened lazily (the first is opened now, to fail early on a bad DSN).
  * api_schema is the search_path of every request. NULL with errstr set. */
-tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
-                               char *errstr, size_t errstr_size);
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema, char *errstr,
+                               size_t errstr_size);
 void tc_rest_pool_destroy(tc_rest_pool *p);
 
 /* A connection for one request, or NULL (none free in time, or the database unreachable) with pb
