@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+import psycopg
 import pytest
 
 from rest_api import Api, token
@@ -46,13 +47,43 @@ def recorded(api):
     return dict(rows)
 
 
-def test_concurrent_requests_share_transactions(api):
-    def client(t):
-        return [get(api, "/v1/devices/dev-0%d/latest" % (i % 9), f"conc-{t}")[0]
-                for i in range(PER_THREAD)]
+def writer_waits(api):
+    """Whether a backend waits for an advisory lock (the chain's, held by the test)."""
+    return api.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                   " AND objid = hashtext(%s)::oid", (f'"{api.audit_schema}"',))[0][0] > 0
 
-    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        statuses = [s for got in pool.map(client, range(THREADS)) for s in got]
+
+def test_concurrent_requests_share_transactions(api):
+    sent = threading.Semaphore(0)
+
+    def client(t):
+        got = []
+        for i in range(PER_THREAD):
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=120)
+            conn.request("GET", "/v1/devices/dev-0%d/latest" % (i % 9),
+                         headers={"Authorization": f"Bearer {token('viewer', sub=f'conc-{t}')}"})
+            if i == 0:
+                sent.release()
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            got.append(resp.status)
+        return got
+
+    # The chain's lock held by the test: the writer blocks on its first batch and the records of
+    # the other clients' first requests queue behind it, so the next batch has several.
+    with psycopg.connect(api.dsn, autocommit=True) as hold:
+        hold.execute("SELECT pg_advisory_lock(7311004, hashtext(%s))", (f'"{api.audit_schema}"',))
+        with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
+            futures = [pool.submit(client, t) for t in range(THREADS)]
+            for _ in range(THREADS):
+                assert sent.acquire(timeout=60)
+            deadline = time.monotonic() + 60
+            while not writer_waits(api) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert writer_waits(api)
+            hold.execute("SELECT pg_advisory_unlock(7311004, hashtext(%s))", (f'"{api.audit_schema}"',))
+            statuses = [s for f in futures for s in f.result()]
     assert statuses == [200] * (THREADS * PER_THREAD)
     # Answered means recorded: no wait needed.
     got = recorded(api)
