@@ -146,3 +146,29 @@ def test_sigkill_loses_no_answered_request(api):
     missing = [s for s in got if kept.get(s) != 1]
     assert not missing, f"{len(missing)} answered requests have no record: {missing[:5]}"
     assert api.t.cmd("audit", "verify").returncode == 0
+
+
+def test_no_record_no_data(api):
+    """A record that cannot be written: a JSON answer becomes a 500 without the data, and a stream
+    is cut before its end (the client can tell it is not whole)."""
+    fn = f'"{api.audit_schema}".record_requests(jsonb)'
+    api.sql(f"REVOKE EXECUTE ON FUNCTION {fn} FROM thermocline_authenticator")
+    try:
+        status, body = get(api, "/v1/devices/dev-01/latest", "norecord-1")
+        assert status == 500 and b"temperature" not in body and b"audit record" in body, (status, body)
+        conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+        conn.request("GET", "/v1/devices/dev-01/readings?from=2026-11-01T00:00:00Z"
+                            "&to=2026-11-02T00:00:00Z&resolution=raw&format=csv",
+                      headers={"Authorization": f"Bearer {token('viewer', sub='norecord-2')}"})
+        resp = conn.getresponse()
+        assert resp.status == 200  # sent before the first row
+        with pytest.raises(http.client.IncompleteRead):
+            resp.read()
+        conn.close()
+    finally:
+        api.sql(f"GRANT EXECUTE ON FUNCTION {fn} TO thermocline_authenticator")
+    assert "norecord-1" not in recorded(api)
+    # Written again once the function may be called.
+    assert get(api, "/v1/devices/dev-01/latest", "norecord-3")[0] == 200
+    assert recorded(api).get("norecord-3") == 1
+    assert api.t.cmd("audit", "verify").returncode == 0
