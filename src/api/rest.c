@@ -511,12 +511,13 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     conn = tc_rest_pool_get(r->pool, &pb);
     if (!conn)
         return tc_rest_fail(r, &lg, resp, &pb);
-    if (tc_rest_db_begin(r->pool, conn, &who, &pb))
+    if (tc_rest_db_begin(r->pool, conn, &who, q.prepared > 0, &pb))
         goto fail;
     if (fmt != TC_REST_FMT_JSON) {
-        if (!PQsendQueryParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0) ||
-            !PQsetSingleRowMode(conn)) {
-            tc_rest_db_problem(NULL, "sending the query", &pb);
+        res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 1);
+        if (res || !PQsetSingleRowMode(conn)) {
+            tc_rest_db_problem(res, rt->id, &pb);
+            PQclear(res);
             goto fail;
         }
         /* The first result before the status goes out: a query PostgreSQL refuses (a role
@@ -533,7 +534,7 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
         tc_rest_problem_set(&pb, 500, NULL, "out of memory");
         goto fail;
     }
-    res = PQexecParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0);
+    res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         tc_rest_db_problem(res, rt->id, &pb);
         PQclear(res);

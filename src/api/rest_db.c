@@ -20,6 +20,7 @@
 typedef struct tc_rest_slot {
     PGconn *conn;
     int lent;
+    uint32_t prepared; /* bit n: statement n is prepared on conn (tc_rest_db_run) */
 } tc_rest_slot;
 
 /* Longest schema name (PostgreSQL's identifiers: 63 bytes), quoted. */
@@ -138,11 +139,14 @@ PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb)
         tc_rest_problem_set(pb, 503, NULL, "every database connection of the API is busy");
         return NULL;
     }
-    if (slot->conn && PQstatus(slot->conn) != CONNECTION_OK)
+    if (slot->conn && PQstatus(slot->conn) != CONNECTION_OK) {
         PQreset(slot->conn);
+        slot->prepared = 0; /* a new session */
+    }
     if (!slot->conn || PQstatus(slot->conn) != CONNECTION_OK) {
         PQfinish(slot->conn);
         slot->conn = tc_rest_connect(p->dsn, errstr, sizeof(errstr));
+        slot->prepared = 0;
     }
     if (!slot->conn) {
         tc_log_warn("serve", "%s", errstr);
@@ -215,9 +219,10 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
 
 /* "BEGIN; SET LOCAL ROLE ...; ...; SELECT set_config('request.jwt.claims', '...', true)" for
  * role (a fixed name: one of rest_auth.h's, or the servers' own) and claims (NULL: none), as one
- * string for one round trip: the claims go in as a literal quoted by libpq. NULL when out of
- * memory. */
-static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims)
+ * string for one round trip: the claims go in as a literal quoted by libpq; generic: prepared
+ * statements run with their generic plan. NULL when out of memory. */
+static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims,
+                               int generic)
 {
     char *lit = PQescapeLiteral(c, claims ? claims : "", strlen(claims ? claims : ""));
     size_t cap = (lit ? strlen(lit) : 0) + 512;
@@ -226,9 +231,10 @@ static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, con
     if (sql)
         snprintf(sql, cap,
                  "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
-                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;"
+                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;%s"
                  " SELECT set_config('request.jwt.claims', %s, true)",
-                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS, lit);
+                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS,
+                 generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit);
     PQfreemem(lit);
     return sql;
 }
@@ -248,10 +254,48 @@ static int tc_rest_exec_owned(PGconn *c, char *sql, const char *what, tc_rest_pr
     return rc;
 }
 
-int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, int generic,
+                     tc_rest_problem *pb)
 {
-    return tc_rest_exec_owned(c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims),
-                              "starting the request's transaction", pb);
+    return tc_rest_exec_owned(
+        c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims, generic),
+        "starting the request's transaction", pb);
+}
+
+PGresult *tc_rest_db_run(tc_rest_pool *p, PGconn *c, int stmt, const char *sql, int nparams,
+                         const char *const *params, int send)
+{
+    tc_rest_slot *slot = NULL;
+    char name[32];
+
+    if (stmt <= 0 || stmt >= 32) {
+        if (!send)
+            return PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+        return PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
+                   ? NULL
+                   : PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+    }
+    /* The slot is lent to this thread: its mask is the thread's to read and write. */
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->size && !slot; i++)
+        if (p->slots[i].conn == c)
+            slot = &p->slots[i];
+    pthread_mutex_unlock(&p->lock);
+    snprintf(name, sizeof(name), "tc_rest_%d", stmt);
+    if (slot && !(slot->prepared & (1u << stmt))) {
+        PGresult *r = PQprepare(c, name, sql, nparams, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return r;
+        PQclear(r);
+        slot->prepared |= 1u << stmt;
+    }
+    if (!slot) /* not the pool's: never, but then unprepared */
+        return tc_rest_db_run(p, c, 0, sql, nparams, params, send);
+    if (!send)
+        return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+    return PQsendQueryPrepared(c, name, nparams, params, NULL, NULL, 0)
+               ? NULL
+               : PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
 }
 
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)

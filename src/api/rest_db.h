@@ -50,8 +50,20 @@ PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb);
 /* Give it back; a connection left in a transaction or broken is rolled back or reset first. */
 void tc_rest_pool_put(tc_rest_pool *p, PGconn *c);
 
-/* Open the request's transaction as who (see the file comment). 0, or an HTTP status with pb. */
-int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb);
+/* Open the request's transaction as who (see the file comment); generic: the request's prepared
+ * statement runs with its generic plan (tc_rest_db_run). 0, or an HTTP status with pb. */
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, int generic,
+                     tc_rest_problem *pb);
+
+/* Run sql with its parameters in the request's transaction. stmt 0: as it is, planned for these
+ * values. stmt 1..31: a statement this connection prepares on first use (named after stmt, which
+ * must always stand for the same sql) and then reuses; with a transaction begun `generic`, its one
+ * generic plan, partitions pruned at run time -- for statements whose planning costs more than
+ * their execution (readings(): three resolutions over the daily partitions). send: PQsend* (the
+ * caller reads the results; NULL when sent, else a failed result), else the result. The caller
+ * clears what is returned. */
+PGresult *tc_rest_db_run(tc_rest_pool *p, PGconn *c, int stmt, const char *sql, int nparams,
+                         const char *const *params, int send);
 /* COMMIT (ok) or ROLLBACK; 0 or 500 with pb. */
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb);
 

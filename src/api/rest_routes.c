@@ -242,6 +242,9 @@ static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem 
     q->text = "SELECT * FROM readings($1, to_timestamp($2::double precision),"
               " to_timestamp($3::double precision), $4) r"
               " WHERE ($5::timestamptz IS NULL OR r.time > $5) ORDER BY r.time LIMIT $6";
+    /* Planned once per connection: its planning (every resolution over every daily partition)
+     * cost more than a day's raw rows. */
+    q->prepared = 1;
     tc_rest_bind(q, c->path_params[0]);
     if (tc_rest_bind_range(c, 0, 1, 2, q, pb))
         return pb->status;
