@@ -6,6 +6,12 @@
  * bounded by the `limit` parameter's cap); a CSV, NDJSON or Parquet answer is a tc_rest_stream
  * that owns the borrowed connection until the last row is sent or the client goes away, and only
  * then commits (or rolls back), writes the audit record and gives the connection back.
+ *
+ * Audit records go through the batched writer (rest_audit.h), which returns once the record is
+ * committed: a JSON answer is set only after that, and a stream's last bytes are held back until
+ * then, so every answer a client receives has its record. A request's own transaction is
+ * committed (or rolled back) and its connection given back first: the pool does not wait on the
+ * audit log.
  */
 #include "api/rest.h"
 
@@ -16,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/rest_audit.h"
 #include "api/rest_auth.h"
 #include "api/rest_db.h"
 #include "api/rest_encode.h"
@@ -46,6 +53,7 @@ struct tc_rest {
     tc_rest_options opt; /* the hooks; its strings are not kept */
     tc_rest_auth *auth;
     tc_rest_pool *pool;
+    tc_rest_auditor *auditor;
     tc_rest_cursor_key ck;
     char *openapi;
     size_t openapi_len;
@@ -78,10 +86,12 @@ tc_rest *tc_rest_new(const tc_rest_options *opt, char *errstr, size_t errstr_siz
     }
     r->openapi = tc_rest_openapi(&r->openapi_len);
     r->auth = r->openapi ? tc_rest_auth_new(&ao, errstr, errstr_size) : NULL;
-    r->pool = r->auth ? tc_rest_pool_new(opt->pg_dsn, opt->pool_size, opt->api_schema,
-                                         opt->audit_schema, errstr, errstr_size)
+    r->pool = r->auth ? tc_rest_pool_new(opt->pg_dsn, opt->pool_size, opt->api_schema, errstr,
+                                         errstr_size)
                       : NULL;
-    if (!r->pool) {
+    r->auditor =
+        r->pool ? tc_rest_auditor_new(opt->pg_dsn, opt->audit_schema, errstr, errstr_size) : NULL;
+    if (!r->auditor) {
         if (!r->openapi)
             tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         tc_rest_destroy(r);
@@ -94,6 +104,7 @@ void tc_rest_destroy(tc_rest *r)
 {
     if (!r)
         return;
+    tc_rest_auditor_destroy(r->auditor);
     tc_rest_pool_destroy(r->pool);
     tc_rest_auth_destroy(r->auth);
     OPENSSL_cleanse(r->ck.secret, sizeof(r->ck.secret));
@@ -135,29 +146,22 @@ static void tc_rest_audit_fill(tc_rest_audit *ev, const tc_rest_req_log *lg, int
     ev->duration_us = tc_time_now_us() - lg->t0;
 }
 
-/* The audit record of a request answered in memory, on conn (borrowed for it when NULL). */
-static void tc_rest_audit_now(tc_rest *r, PGconn *conn, const tc_rest_req_log *lg, int status)
+/* Write the request's audit record and wait until it is committed: 0, or -1 (logged). */
+static int tc_rest_audit_now(tc_rest *r, const tc_rest_req_log *lg, int status)
 {
-    tc_rest_problem pb;
     tc_rest_audit ev;
-    PGconn *c = conn ? conn : tc_rest_pool_get(r->pool, &pb);
 
-    if (!c) {
-        tc_log_warn("serve", "no connection for the audit record of %s %s", lg->req->method,
-                    lg->req->path);
-        return;
-    }
     tc_rest_audit_fill(&ev, lg, status);
-    tc_rest_db_audit(r->pool, c, &ev);
-    if (!conn)
-        tc_rest_pool_put(r->pool, c);
+    return tc_rest_auditor_write(r->auditor, &ev);
 }
 
-static void tc_rest_fail(tc_rest *r, PGconn *conn, const tc_rest_req_log *lg,
-                         tc_http_response *resp, const tc_rest_problem *pb)
+/* Answer pb, once its audit record is written (a failure to write it is logged: the answer is an
+ * error anyway). */
+static void tc_rest_fail(tc_rest *r, const tc_rest_req_log *lg, tc_http_response *resp,
+                         const tc_rest_problem *pb)
 {
+    tc_rest_audit_now(r, lg, pb->status);
     tc_rest_respond_problem(resp, pb, lg->req->path);
-    tc_rest_audit_now(r, conn, lg, pb->status);
 }
 
 /* ---- streams ---- */
@@ -194,7 +198,7 @@ static void tc_rest_stream_free(void *ctx)
      * the pool, and recorded as cut short (499) or failed (500). */
     tc_rest_pool_put(st->rest->pool, st->conn);
     if (!st->audited)
-        tc_rest_audit_now(st->rest, NULL, &st->lg, status);
+        tc_rest_audit_now(st->rest, &st->lg, status);
     PQclear(st->first);
     tc_rest_pq_destroy(st->pq);
     tc_jbuf_free(&st->out);
@@ -262,11 +266,10 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
 
         if (!res) {
             tc_rest_problem pb;
-            tc_rest_audit ev;
-            /* Every row is out: the audit record with their count, in the same transaction. */
+            /* Every row is read: commit, then the audit record with their count, before the
+             * last bytes go out. */
             st->finished = 1;
-            tc_rest_audit_fill(&ev, &st->lg, 200);
-            if (tc_rest_db_audit_commit(st->rest->pool, st->conn, &ev, &pb))
+            if (tc_rest_db_end(st->conn, 1, &pb) || tc_rest_audit_now(st->rest, &st->lg, 200))
                 st->failed = 1;
             st->audited = !st->failed;
             break;
@@ -445,7 +448,6 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     tc_rest_sql q;
     tc_rest_format fmt = TC_REST_FMT_JSON;
     tc_rest_req_log lg = {req, NULL, tc_time_now_us(), -1};
-    tc_rest_audit ev;
     PGconn *conn = NULL;
     PGresult *res;
     long retry = 0;
@@ -458,28 +460,28 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     }
     if (tc_rest_authenticate(r->auth, req->authorization, req->api_key, tc_time_now_us() / 1000000,
                              &who, &pb))
-        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        return tc_rest_fail(r, &lg, resp, &pb);
     lg.who = &who;
     if (tc_rest_rate_take(r->auth, who.subject, tc_time_now_us(), &retry, &pb)) {
         char v[32];
         snprintf(v, sizeof(v), "%ld", retry);
-        tc_rest_fail(r, NULL, &lg, resp, &pb);
+        tc_rest_fail(r, &lg, resp, &pb);
         tc_http_add_header(resp, "Retry-After", v);
         return;
     }
     if (who.role < rt->min_role) {
         tc_rest_problem_set(&pb, 403, NULL, "%s needs the role %s or a stronger one", rt->id,
                             tc_rest_role_name(rt->min_role));
-        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        return tc_rest_fail(r, &lg, resp, &pb);
     }
     if (tc_rest_params_parse(rt->params, rt->nparams, req->query, &r->ck, rt->id, vals, &pb))
-        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        return tc_rest_fail(r, &lg, resp, &pb);
     fi = tc_rest_param_index(rt, "format");
     if (rt->streams && tc_rest_format_choose(fi >= 0 && vals[fi].present ? (int)vals[fi].num : -1,
                                              req->accept, &fmt)) {
         tc_rest_problem_set(&pb, 406, "format",
                             "format: this endpoint answers JSON, CSV, NDJSON or Parquet");
-        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        return tc_rest_fail(r, &lg, resp, &pb);
     }
     li = tc_rest_param_index(rt, "limit");
     ci = tc_rest_param_index(rt, "cursor");
@@ -494,7 +496,7 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
         char *sep = strchr(vals[ci].text, TC_REST_KEY_SEP);
         if (!sep) {
             tc_rest_problem_set(&pb, 400, "cursor", "cursor: not a cursor of this endpoint");
-            return tc_rest_fail(r, NULL, &lg, resp, &pb);
+            return tc_rest_fail(r, &lg, resp, &pb);
         }
         *sep = '\0';
         call.after = vals[ci].text;
@@ -505,16 +507,17 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     else if (rt->kind == TC_RK_LIST && fmt == TC_REST_FMT_JSON)
         call.limit = TC_REST_LIMIT_DEFAULT + 1;
     if (rt->build(&call, &q, &pb))
-        return tc_rest_fail(r, NULL, &lg, resp, &pb);
+        return tc_rest_fail(r, &lg, resp, &pb);
     conn = tc_rest_pool_get(r->pool, &pb);
     if (!conn)
-        return tc_rest_fail(r, NULL, &lg, resp, &pb);
-    if (tc_rest_db_begin(r->pool, conn, &who, &pb))
+        return tc_rest_fail(r, &lg, resp, &pb);
+    if (tc_rest_db_begin(r->pool, conn, &who, q.prepared > 0, &pb))
         goto fail;
     if (fmt != TC_REST_FMT_JSON) {
-        if (!PQsendQueryParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0) ||
-            !PQsetSingleRowMode(conn)) {
-            tc_rest_db_problem(NULL, "sending the query", &pb);
+        res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 1);
+        if (res || !PQsetSingleRowMode(conn)) {
+            tc_rest_db_problem(res, rt->id, &pb);
+            PQclear(res);
             goto fail;
         }
         /* The first result before the status goes out: a query PostgreSQL refuses (a role
@@ -531,7 +534,7 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
         tc_rest_problem_set(&pb, 500, NULL, "out of memory");
         goto fail;
     }
-    res = PQexecParams(conn, q.text, q.nparams, NULL, q.params, NULL, NULL, 0);
+    res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         tc_rest_db_problem(res, rt->id, &pb);
         PQclear(res);
@@ -542,8 +545,10 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
         PQclear(res);
         if (pb.status)
             goto fail;
-        tc_rest_audit_now(r, conn, &lg, 200);
+        /* Committed by tc_rest_action; the dead letters are sent, so a failing record is
+         * logged but does not turn the answer into an error. */
         tc_rest_pool_put(r->pool, conn);
+        tc_rest_audit_now(r, &lg, 200);
         return;
     }
     tc_rest_json_answer(r, rt, res,
@@ -552,20 +557,19 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
                                                     : 0,
                         &lg, resp, &pb);
     PQclear(res);
-    if (pb.status)
+    if (pb.status || tc_rest_db_end(conn, 1, &pb))
         goto fail;
-    tc_rest_audit_fill(&ev, &lg, 200);
-    if (tc_rest_db_audit_commit(r->pool, conn, &ev, &pb)) {
-        tc_rest_pool_put(r->pool, conn);
-        tc_rest_respond_problem(resp, &pb, req->path);
-        return;
-    }
     tc_rest_pool_put(r->pool, conn);
+    if (tc_rest_audit_now(r, &lg, 200)) {
+        /* No record, no data: the answer built above is replaced. */
+        tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
+        tc_rest_respond_problem(resp, &pb, req->path);
+    }
     return;
 fail:
     tc_rest_db_end(conn, 0, &pb);
-    tc_rest_fail(r, conn, &lg, resp, &pb);
     tc_rest_pool_put(r->pool, conn);
+    tc_rest_fail(r, &lg, resp, &pb);
 }
 
 tc_err tc_rest_mount(tc_rest *r, tc_http_server *s)

@@ -1,5 +1,5 @@
 /*
- * rest_db.c -- the REST API's connection pool, request transactions and audit; see rest_db.h.
+ * rest_db.c -- the REST API's connection pool and request transactions; see rest_db.h.
  *
  * The pool is a fixed array of slots under one mutex and a condition variable: a slot is free
  * (with or without an open connection) or lent. Connections are opened when first needed and
@@ -15,16 +15,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/json.h"
 #include "core/log.h"
-#include "core/timeutil.h"
-
-/* Log a failing audit write at most this often. */
-#define TC_REST_AUDIT_WARN_US (60 * 1000000LL)
 
 typedef struct tc_rest_slot {
     PGconn *conn;
     int lent;
+    uint32_t prepared; /* bit n: statement n is prepared on conn (tc_rest_db_run) */
 } tc_rest_slot;
 
 /* Longest schema name (PostgreSQL's identifiers: 63 bytes), quoted. */
@@ -32,13 +28,11 @@ typedef struct tc_rest_slot {
 
 struct tc_rest_pool {
     char *dsn;
-    char api_ident[TC_REST_IDENT_MAX];   /* quoted */
-    char audit_ident[TC_REST_IDENT_MAX]; /* quoted */
+    char api_ident[TC_REST_IDENT_MAX]; /* quoted */
     size_t size;
     tc_rest_slot *slots;
     pthread_mutex_t lock;
     pthread_cond_t freed;
-    int64_t audit_warned_us;
 };
 
 static PGconn *tc_rest_connect(const char *dsn, char *errstr, size_t errstr_size)
@@ -75,11 +69,10 @@ static int tc_rest_quote_ident(const char *name, char *out, size_t cap)
     return 0;
 }
 
-tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
-                               const char *audit_schema, char *errstr, size_t errstr_size)
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema, char *errstr,
+                               size_t errstr_size)
 {
     tc_rest_pool *p = calloc(1, sizeof(*p));
-    char audit_ident[TC_REST_IDENT_MAX];
 
     if (size == 0 || size > TC_REST_POOL_MAX)
         size = size ? TC_REST_POOL_MAX : 1;
@@ -93,14 +86,11 @@ tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_sch
     p->size = size;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->freed, NULL);
-    if (tc_rest_quote_ident(api_schema, p->api_ident, sizeof(p->api_ident)) ||
-        tc_rest_quote_ident(audit_schema, audit_ident, sizeof(audit_ident))) {
-        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
-                   "api.schema and audit.schema: 1 to 63 bytes");
+    if (tc_rest_quote_ident(api_schema, p->api_ident, sizeof(p->api_ident))) {
+        tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "api.schema: 1 to 63 bytes");
         tc_rest_pool_destroy(p);
         return NULL;
     }
-    memcpy(p->audit_ident, audit_ident, sizeof(audit_ident));
     p->slots[0].conn = tc_rest_connect(dsn, errstr, errstr_size);
     if (!p->slots[0].conn) {
         tc_rest_pool_destroy(p);
@@ -149,11 +139,14 @@ PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb)
         tc_rest_problem_set(pb, 503, NULL, "every database connection of the API is busy");
         return NULL;
     }
-    if (slot->conn && PQstatus(slot->conn) != CONNECTION_OK)
+    if (slot->conn && PQstatus(slot->conn) != CONNECTION_OK) {
         PQreset(slot->conn);
+        slot->prepared = 0; /* a new session */
+    }
     if (!slot->conn || PQstatus(slot->conn) != CONNECTION_OK) {
         PQfinish(slot->conn);
         slot->conn = tc_rest_connect(p->dsn, errstr, sizeof(errstr));
+        slot->prepared = 0;
     }
     if (!slot->conn) {
         tc_log_warn("serve", "%s", errstr);
@@ -226,9 +219,10 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
 
 /* "BEGIN; SET LOCAL ROLE ...; ...; SELECT set_config('request.jwt.claims', '...', true)" for
  * role (a fixed name: one of rest_auth.h's, or the servers' own) and claims (NULL: none), as one
- * string for one round trip: the claims go in as a literal quoted by libpq. NULL when out of
- * memory. */
-static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims)
+ * string for one round trip: the claims go in as a literal quoted by libpq; generic: prepared
+ * statements run with their generic plan. NULL when out of memory. */
+static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims,
+                               int generic)
 {
     char *lit = PQescapeLiteral(c, claims ? claims : "", strlen(claims ? claims : ""));
     size_t cap = (lit ? strlen(lit) : 0) + 512;
@@ -237,9 +231,10 @@ static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, con
     if (sql)
         snprintf(sql, cap,
                  "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
-                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;"
+                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;%s"
                  " SELECT set_config('request.jwt.claims', %s, true)",
-                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS, lit);
+                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS,
+                 generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit);
     PQfreemem(lit);
     return sql;
 }
@@ -259,10 +254,48 @@ static int tc_rest_exec_owned(PGconn *c, char *sql, const char *what, tc_rest_pr
     return rc;
 }
 
-int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb)
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, int generic,
+                     tc_rest_problem *pb)
 {
-    return tc_rest_exec_owned(c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims),
-                              "starting the request's transaction", pb);
+    return tc_rest_exec_owned(
+        c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims, generic),
+        "starting the request's transaction", pb);
+}
+
+PGresult *tc_rest_db_run(tc_rest_pool *p, PGconn *c, int stmt, const char *sql, int nparams,
+                         const char *const *params, int send)
+{
+    tc_rest_slot *slot = NULL;
+    char name[32];
+
+    if (stmt <= 0 || stmt >= 32) {
+        if (!send)
+            return PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+        return PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
+                   ? NULL
+                   : PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+    }
+    /* The slot is lent to this thread: its mask is the thread's to read and write. */
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->size && !slot; i++)
+        if (p->slots[i].conn == c)
+            slot = &p->slots[i];
+    pthread_mutex_unlock(&p->lock);
+    snprintf(name, sizeof(name), "tc_rest_%d", stmt);
+    if (slot && !(slot->prepared & (1u << stmt))) {
+        PGresult *r = PQprepare(c, name, sql, nparams, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return r;
+        PQclear(r);
+        slot->prepared |= 1u << stmt;
+    }
+    if (!slot) /* not the pool's: never, but then unprepared */
+        return tc_rest_db_run(p, c, 0, sql, nparams, params, send);
+    if (!send)
+        return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+    return PQsendQueryPrepared(c, name, nparams, params, NULL, NULL, 0)
+               ? NULL
+               : PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
 }
 
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
@@ -277,94 +310,4 @@ int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb)
         return 0;
     }
     return tc_rest_exec(c, "COMMIT", 0, NULL, "committing", pb);
-}
-
-/* ---- audit ---- */
-
-static void tc_rest_audit_failed(tc_rest_pool *p, const tc_rest_audit *ev, const char *why)
-{
-    int64_t now = tc_time_now_us();
-    int say;
-
-    pthread_mutex_lock(&p->lock);
-    say = now - p->audit_warned_us > TC_REST_AUDIT_WARN_US;
-    if (say)
-        p->audit_warned_us = now;
-    pthread_mutex_unlock(&p->lock);
-    if (say)
-        tc_log_warn("serve", "cannot write the audit record of %s %s: %s", ev->method, ev->path,
-                    why);
-}
-
-/* "SELECT <audit>.record(...)" of ev with every value a literal quoted by libpq; NULL when out
- * of memory. */
-static char *tc_rest_audit_sql(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
-{
-    char rows[32], dur[32], target[TC_REST_AUDIT_PATH_MAX + 16];
-    /* 499: the client went away before the last row (nginx's code for it). */
-    const char *status = ev->status < 400    ? "ok"
-                         : ev->status == 499 ? "aborted"
-                         : ev->status < 500  ? "refused"
-                                             : "failed";
-    char *detail, *lt = NULL, *lp = NULL, *sql = NULL;
-    size_t len = 0, cap;
-    tc_jbuf b;
-
-    tc_jbuf_init(&b, TC_REST_AUDIT_PARAMS_MAX + 256);
-    tc_jbuf_obj_begin(&b);
-    tc_jbuf_key(&b, "query");
-    tc_jbuf_strn(&b, ev->query, strnlen(ev->query, TC_REST_AUDIT_PARAMS_MAX));
-    tc_jbuf_key(&b, "http_status");
-    tc_jbuf_int(&b, ev->status);
-    tc_jbuf_obj_end(&b);
-    detail = tc_jbuf_take(&b, &len);
-    snprintf(target, sizeof(target), "%s %.*s", ev->method, TC_REST_AUDIT_PATH_MAX, ev->path);
-    snprintf(rows, sizeof(rows), "%lld", (long long)ev->rows);
-    snprintf(dur, sizeof(dur), "%.3f", (double)ev->duration_us / 1000.0);
-    lt = detail ? PQescapeLiteral(c, target, strlen(target)) : NULL;
-    lp = lt ? PQescapeLiteral(c, detail, len) : NULL;
-    cap = lp ? strlen(lt) + strlen(lp) + 256 : 0;
-    if (cap && (sql = malloc(cap)))
-        snprintf(sql, cap, "SELECT %s.record('api.request', %s, %s::jsonb, %s, '%s', %s)",
-                 p->audit_ident, lt, lp, ev->rows >= 0 ? rows : "NULL", status, dur);
-    PQfreemem(lt);
-    PQfreemem(lp);
-    free(detail);
-    return sql;
-}
-
-int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
-                            tc_rest_problem *pb)
-{
-    char *sql = tc_rest_audit_sql(p, c, ev), *all = NULL;
-
-    if (sql && (all = malloc(strlen(sql) + 16)))
-        sprintf(all, "%s; COMMIT", sql);
-    free(sql);
-    return tc_rest_exec_owned(c, all, "writing the audit record", pb);
-}
-
-void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev)
-{
-    char *begin = tc_rest_begin_sql(
-        p, c, ev->who ? tc_rest_role_name(ev->who->role) : "thermocline_authenticator",
-        ev->who ? ev->who->claims : NULL);
-    char *rec = begin ? tc_rest_audit_sql(p, c, ev) : NULL, *all = NULL;
-    PGresult *r;
-
-    if (rec && (all = malloc(strlen(begin) + strlen(rec) + 16)))
-        sprintf(all, "%s; %s; COMMIT", begin, rec);
-    free(begin);
-    free(rec);
-    if (!all) {
-        tc_rest_audit_failed(p, ev, "out of memory");
-        return;
-    }
-    r = PQexec(c, all);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        tc_rest_audit_failed(p, ev, PQresultErrorMessage(r));
-        PQclear(PQexec(c, "ROLLBACK"));
-    }
-    PQclear(r);
-    free(all);
 }

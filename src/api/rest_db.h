@@ -11,8 +11,9 @@
  * The role name comes from the fixed list of rest_auth.h, and the claims are a bound parameter;
  * no text of a request is ever spliced into SQL.
  *
- * The audit record is written after the request's transaction, in one of its own, so a failed
- * request is recorded too, and a request's rows are counted once they are all sent.
+ * The audit record (tc_rest_audit, written by rest_audit.h's batched writer) is made after the
+ * request's transaction, so a failed request is recorded too, and a request's rows are counted
+ * once they are all sent.
  */
 #ifndef TC_API_REST_DB_H
 #define TC_API_REST_DB_H
@@ -38,10 +39,9 @@
 typedef struct tc_rest_pool tc_rest_pool;
 
 /* size connections to dsn, opened lazily (the first is opened now, to fail early on a bad DSN).
- * api_schema is the search_path of every request; audit_schema holds record(). NULL with errstr
- * set. */
-tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema,
-                               const char *audit_schema, char *errstr, size_t errstr_size);
+ * api_schema is the search_path of every request. NULL with errstr set. */
+tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema, char *errstr,
+                               size_t errstr_size);
 void tc_rest_pool_destroy(tc_rest_pool *p);
 
 /* A connection for one request, or NULL (none free in time, or the database unreachable) with pb
@@ -50,8 +50,20 @@ PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb);
 /* Give it back; a connection left in a transaction or broken is rolled back or reset first. */
 void tc_rest_pool_put(tc_rest_pool *p, PGconn *c);
 
-/* Open the request's transaction as who (see the file comment). 0, or an HTTP status with pb. */
-int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, tc_rest_problem *pb);
+/* Open the request's transaction as who (see the file comment); generic: the request's prepared
+ * statement runs with its generic plan (tc_rest_db_run). 0, or an HTTP status with pb. */
+int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, int generic,
+                     tc_rest_problem *pb);
+
+/* Run sql with its parameters in the request's transaction. stmt 0: as it is, planned for these
+ * values. stmt 1..31: a statement this connection prepares on first use (named after stmt, which
+ * must always stand for the same sql) and then reuses; with a transaction begun `generic`, its one
+ * generic plan, partitions pruned at run time -- for statements whose planning costs more than
+ * their execution (readings(): three resolutions over the daily partitions). send: PQsend* (the
+ * caller reads the results; NULL when sent, else a failed result), else the result. The caller
+ * clears what is returned. */
+PGresult *tc_rest_db_run(tc_rest_pool *p, PGconn *c, int stmt, const char *sql, int nparams,
+                         const char *const *params, int send);
 /* COMMIT (ok) or ROLLBACK; 0 or 500 with pb. */
 int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb);
 
@@ -60,7 +72,7 @@ int tc_rest_db_end(PGconn *c, int ok, tc_rest_problem *pb);
  * else 500 (its message logged, not returned: it may name internals). */
 int tc_rest_db_problem(const PGresult *r, const char *what, tc_rest_problem *pb);
 
-/* One request's audit record. */
+/* One request's audit record (rest_audit.h writes it). */
 typedef struct tc_rest_audit {
     const tc_rest_principal *who; /* NULL when unauthenticated */
     const char *method;
@@ -70,17 +82,5 @@ typedef struct tc_rest_audit {
     int status;        /* HTTP */
     int64_t duration_us;
 } tc_rest_audit;
-
-/* Record ev through record() of the audit schema inside the request's transaction (which has the
- * caller's role and claims), then COMMIT: one round trip at the end of a request that went well.
- * 0, or 500 with pb (rolled back). */
-int tc_rest_db_audit_commit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev,
-                            tc_rest_problem *pb);
-
-/* Record ev through record() of the audit schema, in a transaction of its own run as the caller's
- * role with its claims (record() takes who and which role from there), or as
- * thermocline_authenticator when the caller is unknown. Failures are logged (at most once a
- * minute) and do not change the response, which may already be sent. */
-void tc_rest_db_audit(tc_rest_pool *p, PGconn *c, const tc_rest_audit *ev);
 
 #endif

@@ -41,6 +41,7 @@ typedef struct tc_rest_sql {
     const char *text;
     const char *params[TC_REST_SQL_PARAMS_MAX];
     int nparams;
+    int prepared; /* 0, or the statement's number for tc_rest_db_run (one per builder) */
     char store[TC_REST_SQL_PARAMS_MAX][TC_REST_SQL_TEXT_MAX]; /* texts the builder computed */
 } tc_rest_sql;
 

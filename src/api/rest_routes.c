@@ -242,6 +242,9 @@ static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem 
     q->text = "SELECT * FROM readings($1, to_timestamp($2::double precision),"
               " to_timestamp($3::double precision), $4) r"
               " WHERE ($5::timestamptz IS NULL OR r.time > $5) ORDER BY r.time LIMIT $6";
+    /* Planned once per connection: its planning (every resolution over every daily partition)
+     * cost more than a day's raw rows. */
+    q->prepared = 1;
     tc_rest_bind(q, c->path_params[0]);
     if (tc_rest_bind_range(c, 0, 1, 2, q, pb))
         return pb->status;
@@ -252,10 +255,10 @@ static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem 
 
 static int tc_b_fleet(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
+    /* value goes into fleet(), which then reads only those devices' rollups. */
     q->text = "SELECT * FROM fleet($1, to_timestamp($2::double precision),"
-              " to_timestamp($3::double precision), $4) f"
-              " WHERE ($5::text IS NULL OR f.tag_value = $5)"
-              " AND ($6::timestamptz IS NULL OR (f.bucket, f.tag_value) > ($6, $7))"
+              " to_timestamp($3::double precision), $4, $5) f"
+              " WHERE ($6::timestamptz IS NULL OR (f.bucket, f.tag_value) > ($6, $7))"
               " ORDER BY f.bucket, f.tag_value LIMIT $8";
     tc_rest_bind(q, tc_rest_val(c, 0));
     if (tc_rest_bind_range(c, 2, 3, 4, q, pb))

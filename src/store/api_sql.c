@@ -65,6 +65,10 @@ static const char *const tc_api_metrics[TC_API_METRIC_COUNT] = {
     " EXISTS (SELECT 1 FROM @S.latest_state s_ WHERE s_.device_id = " dev                          \
     " AND ((SELECT @A._sites()) IS NULL OR s_.tags->>@T = ANY ((SELECT @A._sites())::text[])))"
 
+/* fleet()'s devices: those the caller sees, with the value $5 of the tag $1 (any when NULL). */
+#define TC_API_FLEET_DEVICES                                                                       \
+    "ARRAY(SELECT l.device_id FROM @A.latest l WHERE $5 IS NULL OR l.tags->>$1 = $5)"
+
 /* clang-format off */
 /* ---- roles (cluster-wide) ---- */
 static const char tc_api_roles_sql[] =
@@ -149,6 +153,25 @@ static const char tc_api_audit_sql[] =
     " coalesce($5, 'ok'); e.duration_ms := $6;  e.hash := sha256(coalesce(e.prev_hash,"
     " '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8'));  INSERT INTO @U.events SELECT"
     " e.*;  RETURN e.id; END $$;"
+    /* The REST API's batches (api/rest_audit.h): many requests' records in one call, the lock
+     * taken once and the chain continued row by row. The server established each request's role
+     * and claims, so they come from it, and only its role may call this. */
+    "CREATE OR REPLACE FUNCTION @U.record_requests(events jsonb) RETURNS bigint LANGUAGE plpgsql"
+    " VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ DECLARE e @U.events;"
+    " x jsonb; n bigint := 0; BEGIN  IF jsonb_typeof($1) IS DISTINCT FROM 'array' THEN   RAISE"
+    " EXCEPTION 'audit record_requests: an array of events is required' USING ERRCODE ="
+    " '22023';  END IF;  PERFORM pg_advisory_xact_lock(" TC_API_LOCK ", hashtext('@U'));  SELECT"
+    " ev.hash INTO e.prev_hash FROM @U.events ev ORDER BY ev.id DESC LIMIT 1;  FOR x IN SELECT"
+    " value FROM jsonb_array_elements($1) LOOP   IF coalesce(x->>'action', '') = '' OR"
+    " coalesce(x->>'role', '') = '' THEN    RAISE EXCEPTION 'audit record_requests: event %"
+    " has no action or role', n + 1 USING ERRCODE = '22004';   END IF;   e.id :="
+    " nextval(pg_get_serial_sequence('@U.events', 'id'));   e.at := coalesce((x->>'at')::"
+    "timestamptz, clock_timestamp());   e.actor := session_user; e.role := x->>'role';   e.claims"
+    " := x->'claims'; e.action := x->>'action'; e.target := x->>'target';   e.params :="
+    " x->'params'; e.row_count := (x->>'rows')::bigint;   e.status := coalesce(x->>'status',"
+    " 'ok'); e.duration_ms := (x->>'ms')::double precision;   e.hash := sha256(coalesce("
+    "e.prev_hash, '\\x'::bytea) || convert_to(@U.canonical(e), 'UTF8'));   INSERT INTO"
+    " @U.events SELECT e.*;   e.prev_hash := e.hash; n := n + 1;  END LOOP;  RETURN n; END $$;"
     "CREATE OR REPLACE FUNCTION @U.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP USING ERRCODE ="
     " '42501'; END $$;"
@@ -184,6 +207,7 @@ static const char tc_api_audit_sql[] =
     " thermocline_authenticator;"
     "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"
     " thermocline_viewer, thermocline_authenticator;"
+    "GRANT EXECUTE ON FUNCTION @U.record_requests(jsonb) TO thermocline_authenticator;"
     "GRANT SELECT ON @U.events TO thermocline_admin;"
     "GRANT EXECUTE ON FUNCTION @U.verify(), @U.canonical(@U.events) TO thermocline_admin;";
 
@@ -318,23 +342,31 @@ static const char tc_api_views_sql[] =
     "COMMENT ON FUNCTION @A.readings(text, timestamptz, timestamptz, text) IS 'A device''s"
     " readings in [from, to): raw, or the mean per minute or hour (step); resolution auto"
     " picks raw up to a day, 1m up to 7 days, 1h beyond.';"
+    /* The devices first (those the caller sees, with the tag's value when one is asked for), then
+     * their buckets through the rollups' (device_id, bucket) key: joined the other way, every
+     * device's buckets were read and most thrown away (seconds for a site of a large fleet).
+     * value was a filter on the result before; the 4-argument form goes. */
+    "DROP FUNCTION IF EXISTS @A.fleet(text, timestamptz, timestamptz, text);"
     "CREATE OR REPLACE FUNCTION @A.fleet(tag text, \"from\" timestamptz, \"to\" timestamptz,"
-    " resolution text DEFAULT 'auto') RETURNS TABLE (tag_value text, bucket timestamptz, step"
+    " resolution text DEFAULT 'auto', value text DEFAULT NULL) RETURNS TABLE (tag_value text,"
+    " bucket timestamptz, step"
     " text, devices bigint, n bigint" TC_API_METRICS(
     TC_API_OUTA)
     ") LANGUAGE sql STABLE AS $$ SELECT d.tags->>$1, x.bucket, '1m'::text, count(DISTINCT"
     " x.device_id), sum(x.n)::bigint" TC_API_METRICS(TC_API_MEAN) " FROM @A.readings_1m x JOIN"
     " @A.latest d ON d.device_id = x.device_id WHERE (SELECT @A._resolution($2, $3, $4,"
-    " false)) = '1m' AND x.bucket >= $2 AND x.bucket < $3 GROUP BY 1, 2 UNION ALL SELECT"
+    " false)) = '1m' AND x.device_id = ANY (" TC_API_FLEET_DEVICES ") AND x.bucket >= $2 AND"
+    " x.bucket < $3 GROUP BY 1, 2 UNION ALL SELECT"
     " d.tags->>$1, x.bucket, '1h'::text, count(DISTINCT x.device_id), sum(x.n)::bigint"
     TC_API_METRICS(
     TC_API_MEAN) " FROM @A.readings_1h x JOIN @A.latest d ON d.device_id ="
-    " x.device_id WHERE (SELECT @A._resolution($2, $3, $4, false)) = '1h' AND x.bucket >= $2"
-    " AND x.bucket < $3 GROUP BY 1, 2 ORDER BY 2, 1 $$;"
-    "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text) IS 'The devices the"
-    " caller sees, grouped by the value of one of their tags, per minute or hour of [from,"
-    " to): devices, readings and the mean of each metric; auto picks 1m up to 7 days, 1h"
-    " beyond.';"
+    " x.device_id WHERE (SELECT @A._resolution($2, $3, $4, false)) = '1h' AND x.device_id ="
+    " ANY (" TC_API_FLEET_DEVICES ") AND x.bucket >= $2 AND x.bucket < $3 GROUP BY 1, 2 ORDER"
+    " BY 2, 1 $$;"
+    "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text, text) IS 'The devices"
+    " the caller sees, grouped by the value of one of their tags (only value when it is given),"
+    " per minute or hour of [from, to): devices, readings and the mean of each metric; auto"
+    " picks 1m up to 7 days, 1h beyond.';"
     /* The online features (the features sink): a model's inputs, for analysts and above. A
      * feature of a personal metric is masked as the metric is, but for the aggregates that are
      * counts or shares. */

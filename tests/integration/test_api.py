@@ -83,6 +83,12 @@ def test_rows_by_site_from_claims(api, role):
             for d in want:
                 per_site[SITES[d]] = per_site.get(SITES[d], 0) + 1
             assert dict(fleet) == per_site
+            # value: the same rows as the whole fleet's of that value, read for its devices only.
+            for site in set(SITES.values()) - {None}:  # None: a device without the tag
+                q = f"\"{a}\".fleet('site', now() - interval '8 days', now(), 'auto', %s) ORDER BY 2, 1"
+                one = rows(conn, f"SELECT * FROM {q}", (site,))
+                every = [r for r in rows(conn, f"SELECT * FROM {q.replace('%s', 'NULL')}") if r[0] == site]
+                assert one == every and bool(one) == (site in per_site), (role, site)
             # The fleet's quality spans every site: only for who sees them all.
             n = rows(conn, f'SELECT count(*) FROM "{a}".quality_fleet')[0][0]
             assert n == (1 if want == set(SITES) else 0)
