@@ -163,6 +163,29 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
  * metrics count. */
 tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size);
 
+/*
+ * Incremental checkpoints. Every device carries the generation it last changed in (a reading
+ * taken, a silence opened); tc_qd_save_changed cuts the current generation and hands over, one by
+ * one, the devices changed after `since` -- each as a checkpoint of its own (the format above
+ * with one device), so a store keeps one record per device and rewrites only those that moved.
+ * The caller passes the cut of the last checkpoint it made durable as the next `since` (0: every
+ * device), so a checkpoint that failed to be written is covered by the next one. fn returns
+ * nonzero to stop (out of memory). A flush of a fleet that all reports writes every device, as
+ * tc_qd_save does; a large fleet of sparse reporters writes only the few that reported.
+ */
+typedef int (*tc_qd_record_fn)(void *opaque, const char *device, size_t len,
+                               const unsigned char *record, size_t record_len);
+tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque,
+                          uint32_t *cut, char *errstr, size_t errstr_size);
+/* Devices changed after generation since (what tc_qd_save_changed would write). */
+size_t tc_qd_changed(const tc_qd *d, uint32_t since);
+/* Add the devices of checkpoints bufs[0..n) (tc_qd_save_changed's records, or whole checkpoints)
+ * to the state, replacing those it holds; they count as unchanged (generation 0). A device in two
+ * of them, a bad record or more devices than max_devices refuse all of them, with the detector
+ * unchanged. Devices tc_qd_load brings in count as changed: the next save_changed writes them. */
+tc_err tc_qd_merge(tc_qd *d, const unsigned char *const *bufs, const size_t *lens, size_t n,
+                   char *errstr, size_t errstr_size);
+
 /* Median of five (exposed for tests). */
 float tc_qd_median5(const float v[5]);
 

@@ -22,6 +22,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "quality/ckpt.h"
 #include "quality/detect.h"
 #include "quality/ids.h"
 #include "quality/metrics.h"
@@ -59,6 +60,7 @@ struct qmon_lane {
     int64_t ticked;         /* watermark at the last silence check */
     int64_t minute_flushed; /* minute of the watermark at the last flush */
     uint64_t fed;           /* the tc_qmon_add call that last fed it */
+    uint32_t ck_since;      /* the detectors' generation of the last durable checkpoint */
 };
 
 /* A finding held until its flush commits. */
@@ -89,9 +91,8 @@ typedef struct qmon_held {
 typedef struct qmon_mark {
     int32_t partition;
     int64_t next;
-    unsigned char *ck; /* the detectors' checkpoint (tc_qd_save) */
+    tc_qck ck; /* the devices whose detectors changed since the lane's last checkpoint */
     char part[16], next_s[24], from[24], wm[24];
-    size_t cklen;
     int insert; /* nothing stored yet: an INSERT that must not meet a row */
     char fence_msg[TC_ERRSTR_MAX];
 } qmon_mark;
@@ -123,7 +124,7 @@ struct tc_qmon {
     size_t job_held;
     uint64_t job_readings;
     tc_qw_stmt *stmts;
-    size_t stmts_cap;
+    size_t nstmts, stmts_cap;
     qmon_mark *marks;
     size_t nmarks, marks_cap;
     qmon_event *sent;
@@ -533,6 +534,11 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
         }
     }
     PQclear(res);
+    /* The per-device records over the blob (ckpt.h); the blob's devices are written as records
+     * at the first flush (tc_qd_load counts them as changed). */
+    if (err == TC_OK)
+        err = tc_qck_load(m->conn, m->schema_quoted, m->group, m->topic, partition, l->qd, errstr,
+                          errstr_size);
     if (err == TC_OK)
         err = tc_qmon_lane_finish(m, l, errstr, errstr_size);
     if (err == TC_OK)
@@ -1100,7 +1106,7 @@ static tc_err tc_qmon_take_events(tc_qmon *m, char *errstr, size_t errstr_size)
 static void tc_qmon_marks_free(tc_qmon *m)
 {
     for (size_t i = 0; i < m->nmarks; i++)
-        free(m->marks[i].ck);
+        tc_qck_free(&m->marks[i].ck);
     m->nmarks = 0;
 }
 
@@ -1119,13 +1125,11 @@ static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
     for (int32_t p = 0; p < m->lane_end; p++) {
         qmon_lane *l = m->lanes[p];
         qmon_mark *k = &m->marks[m->nmarks];
-        size_t cklen = 0;
         tc_err err;
 
         if (!l || l->next <= l->durable)
             continue;
-        k->ck = NULL;
-        err = tc_qd_save(l->qd, &k->ck, &cklen, errstr, errstr_size);
+        err = tc_qck_take(&k->ck, l->qd, l->ck_since, errstr, errstr_size);
         if (err != TC_OK)
             return err;
         m->nmarks++;
@@ -1139,25 +1143,27 @@ static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
                  "quality marks of topic \"%s\" partition %d: the stored next offset is no"
                  " longer %lld, where this flush started: another member owns it now",
                  m->topic, p, (long long)l->durable);
-        k->cklen = cklen;
         k->insert = l->durable == TC_QMON_MARK_ABSENT;
     }
     return TC_OK;
 }
 
+/* The detectors' checkpoint is in quality_detector_state (ckpt.h): the blob an older version
+ * kept here is cleared by the first flush, which writes all its devices as records. */
 static const char tc_qmon_sql_mark_insert[] =
-    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, detector_state,"
-    " watermark_us) VALUES ($1, $2, $3::int, $4::bigint, $5::bytea, $6::bigint)"
+    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, watermark_us)"
+    " VALUES ($1, $2, $3::int, $4::bigint, $5::bigint)"
     " ON CONFLICT (group_id, topic, partition) DO NOTHING";
 static const char tc_qmon_sql_mark_update[] =
-    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, detector_state = $5::bytea,"
-    " watermark_us = $6::bigint, updated_at = now() WHERE group_id = $1 AND topic = $2"
-    " AND partition = $3::int AND next_offset = $7::bigint";
+    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, detector_state = NULL,"
+    " watermark_us = $5::bigint, updated_at = now() WHERE group_id = $1 AND topic = $2"
+    " AND partition = $3::int AND next_offset = $6::bigint";
 
-/* The flush's statements: the held documents in the order they were made, then the marks. */
+/* The flush's statements: the held documents in the order they were made, then each lane's
+ * changed detectors and its mark. */
 static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
 {
-    size_t n = m->nheld + m->nmarks;
+    size_t n = m->nheld + 2 * m->nmarks, at = m->nheld;
 
     if (n > m->stmts_cap) {
         tc_qw_stmt *grown = realloc(m->stmts, n * sizeof(*grown));
@@ -1176,19 +1182,30 @@ static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
     }
     for (size_t i = 0; i < m->nmarks; i++) {
         const qmon_mark *k = &m->marks[i];
-        tc_qw_stmt *st = &m->stmts[m->nheld + i];
-        const char *v[TC_QW_PARAMS_MAX] = {
-            m->group, m->topic, k->part, k->next_s, (const char *)k->ck, k->wm, k->from};
+        const char *v[TC_QW_PARAMS_MAX] = {m->group, m->topic, k->part, k->next_s, k->wm, k->from};
+        tc_qw_stmt *st;
 
+        if (k->ck.n) {
+            st = &m->stmts[at++];
+            st->tmpl = tc_quality_sql_write_states;
+            st->what = "write the detectors' checkpoint";
+            st->nparams = 5;
+            memcpy(st->values, v, 3 * sizeof(*v));
+            st->values[3] = (const char *)k->ck.ids;
+            st->values[4] = (const char *)k->ck.states;
+            st->lengths[3] = (int)k->ck.ids_len;
+            st->lengths[4] = (int)k->ck.states_len;
+            st->formats[3] = st->formats[4] = 1;
+        }
+        st = &m->stmts[at++];
         st->tmpl = k->insert ? tc_qmon_sql_mark_insert : tc_qmon_sql_mark_update;
         st->what = "write the quality marks";
-        st->nparams = k->insert ? 6 : 7;
+        st->nparams = k->insert ? 5 : 6;
         memcpy(st->values, v, sizeof(v));
-        st->lengths[4] = (int)k->cklen;
-        st->formats[4] = 1;
         st->fence = 1;
         st->fence_msg = k->fence_msg;
     }
+    m->nstmts = at;
     return TC_OK;
 }
 
@@ -1257,6 +1274,9 @@ static tc_err tc_qmon_apply(tc_qmon *m, tc_err err)
         qmon_lane *l = m->lanes[m->marks[i].partition];
         if (l && m->marks[i].next > l->durable)
             l->durable = m->marks[i].next;
+        if (l)
+            l->ck_since = m->marks[i].ck.cut;
+        m->st.checkpoint_devices += m->marks[i].ck.n;
     }
     tc_qmon_notify(m);
     tc_qmon_drop_sent(m);
@@ -1312,7 +1332,7 @@ tc_err tc_qmon_flush_start(tc_qmon *m, char *errstr, size_t errstr_size)
     /* Dry: everything was built as for PostgreSQL; it is dropped as if committed. */
     if (!m->writer)
         return tc_qmon_apply(m, TC_OK);
-    (void)tc_qw_start(m->writer, m->stmts, m->nheld + m->nmarks);
+    (void)tc_qw_start(m->writer, m->stmts, m->nstmts);
     return TC_OK;
 }
 

@@ -105,6 +105,7 @@ typedef struct tc_qmon_stats {
     uint64_t late, out_of_order, gaps;
     uint64_t refused; /* readings of devices past max_devices or with too long ids */
     uint64_t reloads, reloads_refused;
+    uint64_t checkpoint_devices; /* detector records committed (devices changed per flush) */
     size_t lanes, devices;
     int64_t watermark_us; /* the largest event time seen, 0 before any */
     int64_t flushed_us;   /* wall clock of the last committed flush, 0 before any */

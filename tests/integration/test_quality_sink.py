@@ -297,6 +297,29 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
 
 
+def test_a_checkpoint_writes_only_the_devices_that_changed(tc):
+    """quality_detector_state holds a record per device: the first flush writes all ten; a later
+    run fed three readings of two devices (too few for the others to fall silent) rewrites exactly
+    those two rows, the other eight keep the version the first run wrote."""
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    devices = [f"c-{k}" for k in range(10)]
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30) for d in devices])
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    before = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
+    assert set(before) == set(devices)
+    assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30, 33)
+                 for d in devices[:2]])
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    after = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
+    assert set(after) == set(devices)
+    assert {d for d in devices if after[d] != before[d]} == set(devices[:2]), (before, after)
+
+
 def store_has(tc, n):
     return tc.sql("SELECT count(*) FROM readings")[0][0] >= n
 

@@ -1,0 +1,51 @@
+/*
+ * ckpt.h -- the detectors' checkpoint of a lane as rows of quality_detector_state, one per device.
+ *
+ * A lane's detectors were checkpointed as one blob (tc_qd_save) rewritten at every flush: every
+ * device of every lane that moved, about 780 bytes each, whether it had changed or not (78 MB a
+ * flush for 100,000 devices). Now a flush writes only the devices whose state changed since the
+ * lane's last durable checkpoint (tc_qd_save_changed), each as its own record keyed by
+ * (group, topic, partition, device), upserted by one statement in the flush's transaction, before
+ * the lane's fenced mark: the records and the mark commit together or not at all. Opening a lane
+ * reads its records back (tc_qd_merge) over the blob of an older version, if one is stored; the
+ * first flush after such a blob writes every device and clears it.
+ *
+ * The statement takes the records as two parameters in PostgreSQL's binary array format (text[]
+ * of the device ids, bytea[] of the records): one round trip, no escaping, no per-row formatting.
+ *
+ * Ownership: a tc_qck owns its two buffers (tc_qck_free). No state, no locks.
+ */
+#ifndef TC_QUALITY_CKPT_H
+#define TC_QUALITY_CKPT_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "quality/detect.h"
+
+/* Largest parameter one checkpoint statement sends (PostgreSQL's limit for a value is 1 GB). */
+#define TC_QCK_PARAM_MAX (512u * 1024 * 1024)
+
+/* One lane's changed devices as the parameters of tc_quality_sql_write_states. */
+typedef struct tc_qck {
+    unsigned char *ids, *states; /* text[] and bytea[], binary format */
+    size_t ids_len, states_len;
+    size_t n;     /* records */
+    uint32_t cut; /* the detector's generation they are as of: the next `since` once durable */
+} tc_qck;
+
+/* Fill c (zeroed or freed before) with the devices of qd changed after generation since. */
+tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, char *errstr, size_t errstr_size);
+void tc_qck_free(tc_qck *c);
+
+/* The upsert of a lane's records: $1 group, $2 topic, $3 partition, $4 ids, $5 records. */
+extern const char tc_quality_sql_write_states[];
+
+/* Read the records of (group, topic, partition) on conn into qd (tc_qd_merge). errstr names the
+ * partition. */
+tc_err tc_qck_load(PGconn *conn, const char *schema_quoted, const char *group, const char *topic,
+                   int32_t partition, tc_qd *qd, char *errstr, size_t errstr_size);
+
+#endif
