@@ -27,8 +27,7 @@ const char tc_quality_sql_write_states[] =
 
 typedef struct qck_arr {
     unsigned char **p;
-    size_t *len;
-    size_t cap;
+    size_t *len, *cap;
 } qck_arr;
 
 static void tc_qck_be32(unsigned char *p, uint32_t v)
@@ -43,15 +42,15 @@ static int tc_qck_put(qck_arr *a, const void *bytes, size_t n)
 {
     if (n > TC_QCK_PARAM_MAX - 4 || *a->len > TC_QCK_PARAM_MAX - 4 - n)
         return -1;
-    if (a->cap - *a->len < 4 + n) {
-        size_t cap = a->cap;
+    if (*a->cap - *a->len < 4 + n) {
+        size_t cap = *a->cap;
         unsigned char *p;
         while (cap - *a->len < 4 + n)
             cap = cap < 4096 ? 4096 : 2 * cap;
         if (!(p = realloc(*a->p, cap)))
             return -1;
         *a->p = p;
-        a->cap = cap;
+        *a->cap = cap;
     }
     tc_qck_be32(*a->p + *a->len, (uint32_t)n);
     memcpy(*a->p + *a->len + 4, bytes, n);
@@ -84,26 +83,26 @@ static int tc_qck_record(void *opaque, const char *device, size_t len, const uns
     return 0;
 }
 
-tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, char *errstr, size_t errstr_size)
+tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, tc_qbufs *pool, char *errstr,
+                   size_t errstr_size)
 {
     size_t n = tc_qd_changed(qd, since);
-    qck_take t = {c, {&c->ids, &c->ids_len, 0}, {&c->states, &c->states_len, 0}};
+    qck_take t = {
+        c, {&c->ids, &c->ids_len, &c->ids_cap}, {&c->states, &c->states_len, &c->states_cap}};
     tc_err err;
 
     memset(c, 0, sizeof(*c));
     /* Sized for the usual record up front (an id of ~16 bytes, 6 series): one allocation. */
-    t.ids.cap = TC_QCK_ARRAY_HEADER + n * 24;
-    t.states.cap = TC_QCK_ARRAY_HEADER + n * 1024;
-    c->ids = malloc(t.ids.cap);
-    c->states = malloc(t.states.cap);
+    c->ids = tc_qbufs_get(pool, TC_QCK_ARRAY_HEADER + n * 24, &c->ids_cap);
+    c->states = tc_qbufs_get(pool, TC_QCK_ARRAY_HEADER + n * 1024, &c->states_cap);
     if (!c->ids || !c->states) {
-        tc_qck_free(c);
+        tc_qck_release(c, pool);
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
     }
     c->ids_len = c->states_len = TC_QCK_ARRAY_HEADER;
     err = tc_qd_save_changed(qd, since, tc_qck_record, &t, &c->cut, errstr, errstr_size);
     if (err != TC_OK) {
-        tc_qck_free(c);
+        tc_qck_release(c, pool);
         return err;
     }
     tc_qck_header(c->ids, TC_QCK_OID_TEXT, c->n);
@@ -111,10 +110,15 @@ tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, char *errstr, size_t er
     return TC_OK;
 }
 
-void tc_qck_free(tc_qck *c)
+void tc_qck_release(tc_qck *c, tc_qbufs *pool)
 {
-    free(c->ids);
-    free(c->states);
+    if (pool) {
+        tc_qbufs_put(pool, c->ids, c->ids_cap);
+        tc_qbufs_put(pool, c->states, c->states_cap);
+    } else {
+        free(c->ids);
+        free(c->states);
+    }
     memset(c, 0, sizeof(*c));
 }
 
@@ -155,8 +159,7 @@ tc_err tc_qck_load(PGconn *conn, const char *schema_quoted, const char *group, c
         err = tc_qd_merge(qd, (const unsigned char *const *)recs, lens, n, msg, sizeof(msg));
         if (err != TC_OK)
             tc_err_set(err, errstr, errstr_size,
-                       "quality: partition %d: the stored detector checkpoint: %s", partition,
-                       msg);
+                       "quality: partition %d: the stored detector checkpoint: %s", partition, msg);
     }
     for (size_t i = 0; recs && i < n; i++)
         PQfreemem(recs[i]);

@@ -13,7 +13,7 @@
  * The statement takes the records as two parameters in PostgreSQL's binary array format (text[]
  * of the device ids, bytea[] of the records): one round trip, no escaping, no per-row formatting.
  *
- * Ownership: a tc_qck owns its two buffers (tc_qck_free). No state, no locks.
+ * Ownership: a tc_qck owns its two buffers until tc_qck_release. No state, no locks.
  */
 #ifndef TC_QUALITY_CKPT_H
 #define TC_QUALITY_CKPT_H
@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "quality/bufs.h"
 #include "quality/detect.h"
 
 /* Largest parameter one checkpoint statement sends (PostgreSQL's limit for a value is 1 GB). */
@@ -31,14 +32,17 @@
 /* One lane's changed devices as the parameters of tc_quality_sql_write_states. */
 typedef struct tc_qck {
     unsigned char *ids, *states; /* text[] and bytea[], binary format */
-    size_t ids_len, states_len;
+    size_t ids_len, states_len, ids_cap, states_cap;
     size_t n;     /* records */
     uint32_t cut; /* the detector's generation they are as of: the next `since` once durable */
 } tc_qck;
 
-/* Fill c (zeroed or freed before) with the devices of qd changed after generation since. */
-tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, char *errstr, size_t errstr_size);
-void tc_qck_free(tc_qck *c);
+/* Fill c (zeroed or released before) with the devices of qd changed after generation since, in
+ * buffers from pool. */
+tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, tc_qbufs *pool, char *errstr,
+                   size_t errstr_size);
+/* Give c's buffers back to pool (NULL: free them); c is zeroed. */
+void tc_qck_release(tc_qck *c, tc_qbufs *pool);
 
 /* The upsert of a lane's records: $1 group, $2 topic, $3 partition, $4 ids, $5 records. */
 extern const char tc_quality_sql_write_states[];

@@ -797,8 +797,8 @@ size_t tc_qd_changed(const tc_qd *d, uint32_t since)
     return n;
 }
 
-tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque,
-                          uint32_t *cut, char *errstr, size_t errstr_size)
+tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque, uint32_t *cut,
+                          char *errstr, size_t errstr_size)
 {
     tc_qd_buf b = {0};
 

@@ -175,8 +175,8 @@ tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, 
  */
 typedef int (*tc_qd_record_fn)(void *opaque, const char *device, size_t len,
                                const unsigned char *record, size_t record_len);
-tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque,
-                          uint32_t *cut, char *errstr, size_t errstr_size);
+tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque, uint32_t *cut,
+                          char *errstr, size_t errstr_size);
 /* Devices changed after generation since (what tc_qd_save_changed would write). */
 size_t tc_qd_changed(const tc_qd *d, uint32_t since);
 /* Add the devices of checkpoints bufs[0..n) (tc_qd_save_changed's records, or whole checkpoints)

@@ -22,6 +22,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "quality/bufs.h"
 #include "quality/ckpt.h"
 #include "quality/detect.h"
 #include "quality/ids.h"
@@ -44,6 +45,8 @@
 #define TC_QMON_ROWS(devices) (2 * (devices) + 1024)
 /* Metric columns the tables have (quality_sql.c): the six of schema version 1. */
 #define TC_QMON_METRICS TC_METRIC__COUNT
+/* Bytes of a device's minute row in a flush's document, about (a hint for its buffer). */
+#define TC_QMON_ROW_JSON 512
 /* Rule metric names a reading's values are looked up for. */
 #define TC_QMON_RULE_TAGS_MAX 32
 
@@ -85,6 +88,7 @@ typedef struct qmon_held {
     const char *tmpl, *what; /* tc_quality_sql_* and what it writes */
     int32_t partition;       /* -1: of no partition (the fleet's device counts) */
     char *doc;
+    size_t cap; /* doc's allocation, for the pool once written */
 } qmon_held;
 
 /* A lane's mark as a flush moves it: the parameters of its statement (the writer reads them). */
@@ -117,6 +121,7 @@ struct tc_qmon {
     tc_arena strings;
     qmon_held held[TC_QMON_HELD_MAX];
     size_t nheld;
+    tc_qbufs bufs; /* the documents' and checkpoints' buffers of committed flushes, reused */
     /* The flush on the writer's thread: held[0..job_held) and marks[0..nmarks) are its
      * statements' (stmts); sent[] the findings it writes, announced once it commits. */
     tc_qw *writer; /* NULL: dry */
@@ -422,6 +427,7 @@ void tc_qmon_destroy(tc_qmon *m)
     for (int32_t p = 0; p < m->lane_end; p++)
         tc_qmon_lane_free(m->lanes[p]);
     tc_qmon_held_clear(m);
+    tc_qbufs_free(&m->bufs);
     tc_qmon_scratch_free(m);
     free(m->events);
     free(m->dead);
@@ -942,6 +948,7 @@ static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl
                            int32_t partition, char *errstr, size_t errstr_size)
 {
     char *doc;
+    size_t cap;
 
     tc_jbuf_arr_end(j);
     if (tc_jbuf_failed(j))
@@ -950,10 +957,11 @@ static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl
                           partition, what, TC_QMON_DOC_MAX);
     if (!rows)
         return TC_OK;
+    cap = j->cap;
     doc = tc_jbuf_take(j, NULL);
     if (!doc)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc};
+    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc, cap};
     return TC_OK;
 }
 
@@ -965,13 +973,15 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
     for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++) {
         tc_jbuf dev, fleet;
         qmon_collect c = {m, &dev, &fleet, 0, 0};
+        tc_qm_totals t;
 
         if (!m->lanes[p])
             continue;
         if (m->nheld + 2 > TC_QMON_HELD_MAX)
             break; /* the rows wait in tc_qm until the held ones are written */
-        tc_jbuf_init(&dev, TC_QMON_DOC_MAX);
-        tc_jbuf_init(&fleet, TC_QMON_DOC_MAX);
+        tc_qm_get_totals(m->lanes[p]->qm, &t);
+        tc_qbufs_jbuf(&m->bufs, &dev, TC_QMON_DOC_MAX, t.rows_held * TC_QMON_ROW_JSON);
+        tc_qbufs_jbuf(&m->bufs, &fleet, TC_QMON_DOC_MAX, 0);
         tc_jbuf_arr_begin(&dev);
         tc_jbuf_arr_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
@@ -980,8 +990,8 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
         if (err == TC_OK)
             err = tc_qmon_hold(m, &fleet, c.nfleet, tc_quality_sql_write_fleet,
                                "write quality_fleet_1m", p, errstr, errstr_size);
-        tc_jbuf_free(&dev);
-        tc_jbuf_free(&fleet);
+        tc_qbufs_jbuf_done(&m->bufs, &dev);
+        tc_qbufs_jbuf_done(&m->bufs, &fleet);
     }
     return err;
 }
@@ -1059,10 +1069,10 @@ static tc_err tc_qmon_hold_items(tc_qmon *m, qmon_items_fn items, int32_t p, con
     tc_jbuf j;
     tc_err err;
 
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
+    tc_qbufs_jbuf(&m->bufs, &j, TC_QMON_DOC_MAX, 0);
     tc_jbuf_arr_begin(&j);
     err = tc_qmon_hold(m, &j, items(m, &j, p), tmpl, what, p, errstr, errstr_size);
-    tc_jbuf_free(&j);
+    tc_qbufs_jbuf_done(&m->bufs, &j);
     return err;
 }
 
@@ -1106,7 +1116,7 @@ static tc_err tc_qmon_take_events(tc_qmon *m, char *errstr, size_t errstr_size)
 static void tc_qmon_marks_free(tc_qmon *m)
 {
     for (size_t i = 0; i < m->nmarks; i++)
-        tc_qck_free(&m->marks[i].ck);
+        tc_qck_release(&m->marks[i].ck, &m->bufs);
     m->nmarks = 0;
 }
 
@@ -1129,7 +1139,7 @@ static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
 
         if (!l || l->next <= l->durable)
             continue;
-        err = tc_qck_take(&k->ck, l->qd, l->ck_since, errstr, errstr_size);
+        err = tc_qck_take(&k->ck, l->qd, l->ck_since, &m->bufs, errstr, errstr_size);
         if (err != TC_OK)
             return err;
         m->nmarks++;
@@ -1232,7 +1242,7 @@ static void tc_qmon_notify(tc_qmon *m)
 static void tc_qmon_drop_sent(tc_qmon *m)
 {
     for (size_t i = 0; i < m->job_held; i++)
-        free(m->held[i].doc);
+        tc_qbufs_put(&m->bufs, m->held[i].doc, m->held[i].cap);
     memmove(m->held, m->held + m->job_held, (m->nheld - m->job_held) * sizeof(*m->held));
     m->nheld -= m->job_held;
     m->job_held = 0;

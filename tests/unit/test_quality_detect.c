@@ -462,21 +462,21 @@ static void test_checkpoint_changed_only(void **state)
     assert_int_equal(tc_qd_changed(a, cut3), 3);
 
     /* Restart from the records: the same state as the running detector's at cut3. */
-    assert_int_equal(tc_qd_merge(b, (const unsigned char *const *)r.rec, r.len, (size_t)r.n,
-                                 errstr, sizeof(errstr)),
-                     TC_OK);
-    assert_int_equal(tc_qd_changed(b, 0), 0); /* what was read is stored: nothing to write */
-    assert_int_equal(tc_qd_merge(c, (const unsigned char *const *)&blob, &blen, 1, errstr,
+    assert_int_equal(tc_qd_merge(b, (const unsigned char *const *)r.rec, r.len, (size_t)r.n, errstr,
                                  sizeof(errstr)),
                      TC_OK);
+    assert_int_equal(tc_qd_changed(b, 0), 0); /* what was read is stored: nothing to write */
+    assert_int_equal(
+        tc_qd_merge(c, (const unsigned char *const *)&blob, &blen, 1, errstr, sizeof(errstr)),
+        TC_OK);
     assert_int_equal(tc_qd_changed(c, 0), 0);
     /* Over an older whole checkpoint (tc_qd_load, counted as changed), a newer record wins. */
     tc_qd_destroy(c);
     c = new_detector(&lc, 1);
     assert_int_equal(tc_qd_load(c, blob, blen, errstr, sizeof(errstr)), TC_OK);
     assert_int_equal(tc_qd_changed(c, 0), 3);
-    assert_int_equal(tc_qd_merge(c, (const unsigned char *const *)&r.rec[1], &r.len[1], 1,
-                                 errstr, sizeof(errstr)),
+    assert_int_equal(tc_qd_merge(c, (const unsigned char *const *)&r.rec[1], &r.len[1], 1, errstr,
+                                 sizeof(errstr)),
                      TC_OK);
     assert_int_equal(tc_qd_changed(c, 0), 2);
     assert_same_state(b, c);
