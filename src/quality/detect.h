@@ -40,7 +40,8 @@
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
  * precedes it. tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
  * the checksum) before it replaces anything: a bad checkpoint is refused and the detector keeps its
- * state.
+ * state. tc_qd_save_changed writes the same format a device at a time, only the devices changed
+ * since a given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
  *
  * Ownership: the tc_qd owns its state; findings passed to the emit callback live for the call only.
  * Not thread-safe: one tc_qd per pipeline thread.
@@ -181,8 +182,10 @@ tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *op
 size_t tc_qd_changed(const tc_qd *d, uint32_t since);
 /* Add the devices of checkpoints bufs[0..n) (tc_qd_save_changed's records, or whole checkpoints)
  * to the state, replacing those it holds; they count as unchanged (generation 0). A device in two
- * of them, a bad record or more devices than max_devices refuse all of them, with the detector
- * unchanged. Devices tc_qd_load brings in count as changed: the next save_changed writes them. */
+ * of them, a bad record (errstr: "record N: ...", 1-based) or more devices than max_devices
+ * refuse all of them, with the detector unchanged (only running out of memory while merging into
+ * a detector that holds devices already can leave part merged). Devices tc_qd_load brings in
+ * count as changed: the next save_changed writes them. */
 tc_err tc_qd_merge(tc_qd *d, const unsigned char *const *bufs, const size_t *lens, size_t n,
                    char *errstr, size_t errstr_size);
 

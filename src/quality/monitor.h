@@ -12,8 +12,9 @@
  * Exactly once. A flush writes, in ONE transaction on the writer's thread (writer.h): every lane's
  * metric rows (all of them, closed minutes or not: quality_1m adds what it is given to what it
  * holds, so a minute written in several flushes sums up), the fleet's rows, the dead-letter counts,
- * the findings opened and resolved since the last flush, and per lane its `next` mark and its
- * detectors' checkpoint (tc_qd_save) in quality_offsets. The mark moves only from the one this
+ * the findings opened and resolved since the last flush, and per lane its `next` mark in
+ * quality_offsets with the records of its devices whose detectors changed since its last
+ * checkpoint in quality_detector_state (ckpt.h). The mark moves only from the one this
  * member read (the store's fencing, store.h): a lane another member moved on fails the whole
  * transaction with TC_ERR_FENCED. After a crash (kill -9 included) a lane opens from its stored
  * mark and checkpoint, the caller feeds it again from that mark, and what it then writes is what it

@@ -320,6 +320,48 @@ def test_a_checkpoint_writes_only_the_devices_that_changed(tc):
     assert {d for d in devices if after[d] != before[d]} == set(devices[:2]), (before, after)
 
 
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_a_whole_checkpoint_of_an_older_version_is_read_and_replaced_by_records(tc):
+    """quality_offsets.detector_state as an older version wrote it (one checkpoint of every
+    device, no records): the lane opens from it, and its first flush writes every device as a
+    record, the eight devices that got no reading byte for byte as they were, and clears it."""
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    devices = [f"o-{k}" for k in range(10)]
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30) for d in devices])
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    records = {d: bytes(r) for d, r in tc.sql("SELECT device_id, state FROM quality_detector_state"
+                                              " ORDER BY device_id")}
+    assert set(records) == set(devices)
+    # Each record is a checkpoint of one device: header (28 bytes), the device, checksum (8).
+    header = records[devices[0]][:28]
+    magic, version, metrics, ndev, series = struct.unpack("<IIIQQ", header)
+    assert (magic, version, metrics, ndev) == (0x44515443, 1, 6, 1)
+    body = struct.pack("<IIIQQ", magic, version, metrics, len(devices), series) + b"".join(
+        r[28:-8] for r in records.values())
+    blob = body + struct.pack("<Q", fnv1a64(body))
+    with psycopg.connect(tc.dsn, autocommit=True) as conn:
+        conn.execute(f'UPDATE "{tc.schema}".quality_offsets SET detector_state = %s', (blob,))
+        conn.execute(f'DELETE FROM "{tc.schema}".quality_detector_state')
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30, 33)
+                 for d in devices[:2]])
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    after = {d: bytes(r) for d, r in tc.sql("SELECT device_id, state FROM quality_detector_state")}
+    assert set(after) == set(devices)
+    assert all(after[d] == records[d] for d in devices[2:])
+    assert all(after[d] != records[d] for d in devices[:2])
+    assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
+
+
 def store_has(tc, n):
     return tc.sql("SELECT count(*) FROM readings")[0][0] >= n
 
