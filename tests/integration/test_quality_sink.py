@@ -297,24 +297,36 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
 
 
-def test_a_checkpoint_writes_only_the_devices_that_changed(tc):
-    """quality_detector_state holds a record per device: the first flush writes all ten; a later
-    run fed three readings of two devices (too few for the others to fall silent) rewrites exactly
-    those two rows, the other eight keep the version the first run wrote."""
+def ten_then_two(tc, prefix, between):
+    """Ten devices of 30 readings in one partition, a run; between(devices); then three readings
+    of the first two devices (too few for the other eight to fall silent: their detectors do not
+    change), a run. Returns the devices and what between returned."""
     tc.partitions = 1
     tc.migrate()
     tc.simulate("--count", "0")
-    devices = [f"c-{k}" for k in range(10)]
+    devices = [f"{prefix}-{k}" for k in range(10)]
     produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30) for d in devices])
     tc.run(extra=quality_settings())
     assert wait_quality_caught_up(tc)
-    before = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
-    assert set(before) == set(devices)
-    assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
+    kept = between(devices)
     produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30, 33)
                  for d in devices[:2]])
     tc.run(extra=quality_settings())
     assert wait_quality_caught_up(tc)
+    return devices, kept
+
+
+def test_a_checkpoint_writes_only_the_devices_that_changed(tc):
+    """quality_detector_state holds a record per device: the first flush writes all ten; the
+    later run rewrites exactly the rows of the two devices that reported (counted by their xmin),
+    the other eight keep the version the first run wrote."""
+    def versions(devices):
+        before = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
+        assert set(before) == set(devices)
+        assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
+        return before
+
+    devices, before = ten_then_two(tc, "c", versions)
     after = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
     assert set(after) == set(devices)
     assert {d for d in devices if after[d] != before[d]} == set(devices[:2]), (before, after)
@@ -331,36 +343,27 @@ def test_a_whole_checkpoint_of_an_older_version_is_read_and_replaced_by_records(
     """quality_offsets.detector_state as an older version wrote it (one checkpoint of every
     device, no records): the lane opens from it, and its first flush writes every device as a
     record, the eight devices that got no reading byte for byte as they were, and clears it."""
-    tc.partitions = 1
-    tc.migrate()
-    tc.simulate("--count", "0")
-    devices = [f"o-{k}" for k in range(10)]
-    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30) for d in devices])
-    tc.run(extra=quality_settings())
-    assert wait_quality_caught_up(tc)
-    records = {d: bytes(r) for d, r in tc.sql("SELECT device_id, state FROM quality_detector_state"
-                                              " ORDER BY device_id")}
-    assert set(records) == set(devices)
-    # Each record is a checkpoint of one device: header (28 bytes), the device, checksum (8).
-    header = records[devices[0]][:28]
-    magic, version, metrics, ndev, series = struct.unpack("<IIIQQ", header)
-    assert (magic, version, metrics, ndev) == (0x44515443, 1, 6, 1)
-    body = struct.pack("<IIIQQ", magic, version, metrics, len(devices), series) + b"".join(
-        r[28:-8] for r in records.values())
-    blob = body + struct.pack("<Q", fnv1a64(body))
-    with psycopg.connect(tc.dsn, autocommit=True) as conn:
-        conn.execute(f'UPDATE "{tc.schema}".quality_offsets SET detector_state = %s', (blob,))
-        conn.execute(f'DELETE FROM "{tc.schema}".quality_detector_state')
-    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30, 33)
-                 for d in devices[:2]])
-    tc.run(extra=quality_settings())
-    assert wait_quality_caught_up(tc)
+    def to_blob(devices):
+        records = {d: bytes(r) for d, r in tc.sql(
+            "SELECT device_id, state FROM quality_detector_state ORDER BY device_id")}
+        assert set(records) == set(devices)
+        # A record is a checkpoint of one device: header (28 bytes), the device, checksum (8).
+        magic, version, metrics, ndev, series = struct.unpack("<IIIQQ", records[devices[0]][:28])
+        assert (magic, version, metrics, ndev) == (0x44515443, 1, 6, 1)
+        body = struct.pack("<IIIQQ", magic, version, metrics, len(devices), series) + b"".join(
+            r[28:-8] for r in records.values())
+        blob = body + struct.pack("<Q", fnv1a64(body))
+        with psycopg.connect(tc.dsn, autocommit=True) as conn:
+            conn.execute(f'UPDATE "{tc.schema}".quality_offsets SET detector_state = %s', (blob,))
+            conn.execute(f'DELETE FROM "{tc.schema}".quality_detector_state')
+        return records
+
+    devices, records = ten_then_two(tc, "o", to_blob)
     after = {d: bytes(r) for d, r in tc.sql("SELECT device_id, state FROM quality_detector_state")}
     assert set(after) == set(devices)
     assert all(after[d] == records[d] for d in devices[2:])
     assert all(after[d] != records[d] for d in devices[:2])
     assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
-
 
 def store_has(tc, n):
     return tc.sql("SELECT count(*) FROM readings")[0][0] >= n

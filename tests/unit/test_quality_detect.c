@@ -526,8 +526,6 @@ static void test_batch_equals_one_by_one(void **state)
     log_t la = {0}, lb = {0};
     tc_qd_options o;
     tc_qd *a, *b;
-    unsigned char *sa = NULL, *sb = NULL;
-    size_t na = 0, nb = 0;
     uint8_t all[ROWS];
 
     (void)state;
@@ -568,12 +566,7 @@ static void test_batch_equals_one_by_one(void **state)
     assert_true(la.n >= 3); /* the spike, the stuck run, the shift */
     assert_int_equal(lb.n, la.n);
     assert_memory_equal(lb.f, la.f, sizeof(logged) * (size_t)la.n);
-    assert_int_equal(tc_qd_save(a, &sa, &na, errstr, sizeof(errstr)), TC_OK);
-    assert_int_equal(tc_qd_save(b, &sb, &nb, errstr, sizeof(errstr)), TC_OK);
-    assert_int_equal(na, nb);
-    assert_memory_equal(sa, sb, na);
-    free(sa);
-    free(sb);
+    assert_same_state(a, b);
     tc_qd_destroy(a);
     tc_qd_destroy(b);
 }
