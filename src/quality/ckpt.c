@@ -24,6 +24,9 @@ const char tc_quality_sql_write_states[] =
     "INSERT INTO @S.quality_detector_state (group_id, topic, partition, device_id, state)"
     " SELECT $1, $2, $3::int, d, s FROM unnest($4::text[], $5::bytea[]) AS r(d, s)"
     " ON CONFLICT (group_id, topic, partition, device_id) DO UPDATE SET state = EXCLUDED.state";
+const char tc_quality_sql_clear_states[] =
+    "DELETE FROM @S.quality_detector_state WHERE group_id = $1 AND topic = $2 AND"
+    " partition = $3::int";
 
 typedef struct qck_arr {
     unsigned char **p;
@@ -86,12 +89,18 @@ static int tc_qck_record(void *opaque, const char *device, size_t len, const uns
 tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, tc_qbufs *pool, char *errstr,
                    size_t errstr_size)
 {
-    size_t n = tc_qd_changed(qd, since);
+    size_t n = tc_qd_changed(qd, since), devices = tc_qd_devices(qd);
     qck_take t = {
         c, {&c->ids, &c->ids_len, &c->ids_cap}, {&c->states, &c->states_len, &c->states_cap}};
     tc_err err;
 
     memset(c, 0, sizeof(*c));
+    if (2 * n > devices) {
+        c->full = 1;
+        c->n = devices;
+        c->cut = tc_qd_cut(qd);
+        return tc_qd_save(qd, &c->whole, &c->whole_len, errstr, errstr_size);
+    }
     /* Sized for the usual record up front (an id of ~16 bytes, 6 series): one allocation. */
     c->ids = tc_qbufs_get(pool, TC_QCK_ARRAY_HEADER + n * 24, &c->ids_cap);
     c->states = tc_qbufs_get(pool, TC_QCK_ARRAY_HEADER + n * 1024, &c->states_cap);
@@ -112,6 +121,7 @@ tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, tc_qbufs *pool, char *e
 
 void tc_qck_release(tc_qck *c, tc_qbufs *pool)
 {
+    free(c->whole);
     if (pool) {
         tc_qbufs_put(pool, c->ids, c->ids_cap);
         tc_qbufs_put(pool, c->states, c->states_cap);

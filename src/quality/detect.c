@@ -788,6 +788,16 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
     return TC_OK;
 }
 
+uint32_t tc_qd_cut(tc_qd *d)
+{
+    return d->gen++;
+}
+
+size_t tc_qd_devices(const tc_qd *d)
+{
+    return d->ndevices;
+}
+
 size_t tc_qd_changed(const tc_qd *d, uint32_t since)
 {
     size_t n = 0;
@@ -807,7 +817,7 @@ tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *op
     b.p = malloc(b.cap);
     if (!b.p)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory saving detectors");
-    *cut = d->gen++; /* what changes from now on is after the cut */
+    *cut = tc_qd_cut(d); /* what changes from now on is after the cut */
     for (size_t i = 0; i < d->ndevices; i++) {
         const char *id;
 
@@ -949,8 +959,8 @@ tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, 
 
     if (!t)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "detector checkpoint: %s", err2);
-    /* Stamped with the current generation: the next tc_qd_save_changed writes them all. */
-    err = tc_qd_parse(t, buf, len, t->gen, errstr, errstr_size);
+    /* What was read is stored: unchanged (generation 0) until a reading changes it. */
+    err = tc_qd_parse(t, buf, len, 0, errstr, errstr_size);
     if (err == TC_OK)
         tc_qd_take(d, t);
     tc_qd_destroy(t);

@@ -178,14 +178,17 @@ typedef int (*tc_qd_record_fn)(void *opaque, const char *device, size_t len,
                                const unsigned char *record, size_t record_len);
 tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque, uint32_t *cut,
                           char *errstr, size_t errstr_size);
-/* Devices changed after generation since (what tc_qd_save_changed would write). */
+/* Devices changed after generation since (what tc_qd_save_changed would write), and devices. */
 size_t tc_qd_changed(const tc_qd *d, uint32_t since);
+size_t tc_qd_devices(const tc_qd *d);
+/* Cut the generation without writing (before a whole tc_qd_save that replaces every record). */
+uint32_t tc_qd_cut(tc_qd *d);
 /* Add the devices of checkpoints bufs[0..n) (tc_qd_save_changed's records, or whole checkpoints)
  * to the state, replacing those it holds; they count as unchanged (generation 0). A device in two
  * of them, a bad record (errstr: "record N: ...", 1-based) or more devices than max_devices
  * refuse all of them, with the detector unchanged (only running out of memory while merging into
  * a detector that holds devices already can leave part merged). Devices tc_qd_load brings in
- * count as changed: the next save_changed writes them. */
+ * count as unchanged too. */
 tc_err tc_qd_merge(tc_qd *d, const unsigned char *const *bufs, const size_t *lens, size_t n,
                    char *errstr, size_t errstr_size);
 

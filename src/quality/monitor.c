@@ -540,8 +540,7 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
         }
     }
     PQclear(res);
-    /* The per-device records over the blob (ckpt.h); the blob's devices are written as records
-     * at the first flush (tc_qd_load counts them as changed). */
+    /* The records of the devices changed since the whole checkpoint, over it (ckpt.h). */
     if (err == TC_OK)
         err = tc_qck_load(m->conn, m->schema_quoted, m->group, m->topic, partition, l->qd, errstr,
                           errstr_size);
@@ -1158,15 +1157,19 @@ static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
     return TC_OK;
 }
 
-/* The detectors' checkpoint is in quality_detector_state (ckpt.h): the blob an older version
- * kept here is cleared by the first flush, which writes all its devices as records. */
+/* The lane's whole detectors' checkpoint ($6 insert, $7 update; NULL: none) goes with the mark
+ * when the flush writes it whole; otherwise its changed devices' records (ckpt.h) go before. */
 static const char tc_qmon_sql_mark_insert[] =
-    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, watermark_us)"
-    " VALUES ($1, $2, $3::int, $4::bigint, $5::bigint)"
+    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, watermark_us,"
+    " detector_state) VALUES ($1, $2, $3::int, $4::bigint, $5::bigint, $6::bytea)"
     " ON CONFLICT (group_id, topic, partition) DO NOTHING";
 static const char tc_qmon_sql_mark_update[] =
-    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, detector_state = NULL,"
-    " watermark_us = $5::bigint, updated_at = now() WHERE group_id = $1 AND topic = $2"
+    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, watermark_us = $5::bigint,"
+    " updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3::int"
+    " AND next_offset = $6::bigint";
+static const char tc_qmon_sql_mark_update_whole[] =
+    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, watermark_us = $5::bigint,"
+    " detector_state = $7::bytea, updated_at = now() WHERE group_id = $1 AND topic = $2"
     " AND partition = $3::int AND next_offset = $6::bigint";
 
 /* The flush's statements: the held documents in the order they were made, then each lane's
@@ -1195,7 +1198,13 @@ static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
         const char *v[TC_QW_PARAMS_MAX] = {m->group, m->topic, k->part, k->next_s, k->wm, k->from};
         tc_qw_stmt *st;
 
-        if (k->ck.n) {
+        if (k->ck.full && !k->insert) {
+            st = &m->stmts[at++];
+            st->tmpl = tc_quality_sql_clear_states;
+            st->what = "write the detectors' checkpoint";
+            st->nparams = 3;
+            memcpy(st->values, v, 3 * sizeof(*v));
+        } else if (k->ck.n) {
             st = &m->stmts[at++];
             st->tmpl = tc_quality_sql_write_states;
             st->what = "write the detectors' checkpoint";
@@ -1208,10 +1217,18 @@ static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
             st->formats[3] = st->formats[4] = 1;
         }
         st = &m->stmts[at++];
-        st->tmpl = k->insert ? tc_qmon_sql_mark_insert : tc_qmon_sql_mark_update;
+        st->tmpl = k->insert    ? tc_qmon_sql_mark_insert
+                   : k->ck.full ? tc_qmon_sql_mark_update_whole
+                                : tc_qmon_sql_mark_update;
         st->what = "write the quality marks";
-        st->nparams = k->insert ? 5 : 6;
+        st->nparams = k->insert ? 6 : k->ck.full ? 7 : 6;
         memcpy(st->values, v, sizeof(v));
+        if (k->insert || k->ck.full) {
+            int w = k->insert ? 5 : 6;
+            st->values[w] = (const char *)k->ck.whole; /* NULL: none, for an insert */
+            st->lengths[w] = (int)k->ck.whole_len;
+            st->formats[w] = 1;
+        }
         st->fence = 1;
         st->fence_msg = k->fence_msg;
     }

@@ -297,10 +297,9 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
 
 
-def ten_then_two(tc, prefix, between):
-    """Ten devices of 30 readings in one partition, a run; between(devices); then three readings
-    of the first two devices (too few for the other eight to fall silent: their detectors do not
-    change), a run. Returns the devices and what between returned."""
+def ten_devices(tc, prefix):
+    """Ten devices of 30 readings in one partition, a run: its checkpoint is whole (every device
+    changed)."""
     tc.partitions = 1
     tc.migrate()
     tc.simulate("--count", "0")
@@ -308,62 +307,52 @@ def ten_then_two(tc, prefix, between):
     produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30) for d in devices])
     tc.run(extra=quality_settings())
     assert wait_quality_caught_up(tc)
-    kept = between(devices)
-    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30, 33)
-                 for d in devices[:2]])
+    return devices
+
+
+def more(tc, devices, steps):
+    """Readings `steps` of `devices`, and a run (never quiet long enough for a silence: the
+    detectors of the devices left out do not change)."""
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in steps for d in devices])
     tc.run(extra=quality_settings())
     assert wait_quality_caught_up(tc)
-    return devices, kept
+
+
+def whole(tc, group):
+    return tc.sql("SELECT detector_state FROM quality_offsets WHERE group_id = %s", (group,))[0][0]
 
 
 def test_a_checkpoint_writes_only_the_devices_that_changed(tc):
-    """quality_detector_state holds a record per device: the first flush writes all ten; the
-    later run rewrites exactly the rows of the two devices that reported (counted by their xmin),
-    the other eight keep the version the first run wrote."""
-    def versions(devices):
-        before = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
-        assert set(before) == set(devices)
-        assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
-        return before
-
-    devices, before = ten_then_two(tc, "c", versions)
-    after = dict(tc.sql("SELECT device_id, xmin::text FROM quality_detector_state"))
-    assert set(after) == set(devices)
-    assert {d for d in devices if after[d] != before[d]} == set(devices[:2]), (before, after)
-
-
-def fnv1a64(data):
-    h = 0xcbf29ce484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h
+    """The first flush writes the whole checkpoint (all ten devices changed); a run in which two
+    devices report writes exactly their two records to quality_detector_state and leaves the whole
+    checkpoint as it was; a run in which all report writes it whole again and deletes the
+    records (they would be older than it)."""
+    devices = ten_devices(tc, "c")
+    first = whole(tc, tc.group)
+    assert first is not None
+    assert tc.sql("SELECT count(*) FROM quality_detector_state") == [(0,)]
+    more(tc, devices[:2], range(30, 31))
+    assert sorted(d for (d,) in tc.sql("SELECT device_id FROM quality_detector_state")) == \
+        devices[:2]
+    assert whole(tc, tc.group) == first
+    more(tc, devices, range(31, 34))
+    assert tc.sql("SELECT count(*) FROM quality_detector_state") == [(0,)]
+    assert whole(tc, tc.group) != first
 
 
-def test_a_whole_checkpoint_of_an_older_version_is_read_and_replaced_by_records(tc):
-    """quality_offsets.detector_state as an older version wrote it (one checkpoint of every
-    device, no records): the lane opens from it, and its first flush writes every device as a
-    record, the eight devices that got no reading byte for byte as they were, and clears it."""
-    def to_blob(devices):
-        records = {d: bytes(r) for d, r in tc.sql(
-            "SELECT device_id, state FROM quality_detector_state ORDER BY device_id")}
-        assert set(records) == set(devices)
-        # A record is a checkpoint of one device: header (28 bytes), the device, checksum (8).
-        magic, version, metrics, ndev, series = struct.unpack("<IIIQQ", records[devices[0]][:28])
-        assert (magic, version, metrics, ndev) == (0x44515443, 1, 6, 1)
-        body = struct.pack("<IIIQQ", magic, version, metrics, len(devices), series) + b"".join(
-            r[28:-8] for r in records.values())
-        blob = body + struct.pack("<Q", fnv1a64(body))
-        with psycopg.connect(tc.dsn, autocommit=True) as conn:
-            conn.execute(f'UPDATE "{tc.schema}".quality_offsets SET detector_state = %s', (blob,))
-            conn.execute(f'DELETE FROM "{tc.schema}".quality_detector_state')
-        return records
-
-    devices, records = ten_then_two(tc, "o", to_blob)
-    after = {d: bytes(r) for d, r in tc.sql("SELECT device_id, state FROM quality_detector_state")}
-    assert set(after) == set(devices)
-    assert all(after[d] == records[d] for d in devices[2:])
-    assert all(after[d] != records[d] for d in devices[:2])
-    assert tc.sql("SELECT detector_state IS NULL FROM quality_offsets") == [(True,)]
+def test_a_lane_opens_from_its_whole_checkpoint_and_its_records(tc):
+    """Detectors restarted from a whole checkpoint plus two devices' records end in exactly the
+    state (byte for byte) of detectors that read the same partition in one run (another group:
+    its store writes the readings again, which nothing here reads)."""
+    devices = ten_devices(tc, "o")
+    more(tc, devices[:2], range(30, 31))
+    assert tc.sql("SELECT count(*) FROM quality_detector_state") == [(2,)]
+    more(tc, devices, range(31, 34))  # opened from both; all changed: written whole
+    other = f"{tc.group}-one-run"
+    tc.run(extra=quality_settings(f"kafka.group={other}"))
+    assert wait_for(lambda: tc.sql("SELECT next_offset FROM quality_offsets WHERE group_id = %s",
+                                   (other,)) == [(10 * 30 + 2 + 10 * 3,)], timeout=180)
+    assert whole(tc, other) == whole(tc, tc.group)
 
 def store_has(tc, n):
     return tc.sql("SELECT count(*) FROM readings")[0][0] >= n
