@@ -17,6 +17,7 @@ import time
 import psycopg
 from confluent_kafka import Producer
 
+from api_data import as_role
 from test_observe import free_port, metrics, wait_for, _up
 
 SINKS = "store,quality"
@@ -353,6 +354,27 @@ def test_a_lane_opens_from_its_whole_checkpoint_and_its_records(tc):
     assert wait_for(lambda: tc.sql("SELECT next_offset FROM quality_offsets WHERE group_id = %s",
                                    (other,)) == [(10 * 30 + 2 + 10 * 3,)], timeout=180)
     assert whole(tc, other) == whole(tc, tc.group)
+
+def test_the_ingest_role_may_write_the_checkpoint(tc):
+    """thermocline_ingest (the pipeline's least-privilege role) may upsert and delete the
+    detectors' records and write the whole checkpoint with the mark, as a flush does."""
+    tc.migrate()
+    s = tc.schema
+    statements = [
+        f"INSERT INTO \"{s}\".quality_detector_state (group_id, topic, partition, device_id, state)"
+        " VALUES ('g', 't', 0, 'd', '\\x00') ON CONFLICT (group_id, topic, partition, device_id)"
+        " DO UPDATE SET state = EXCLUDED.state",
+        f"DELETE FROM \"{s}\".quality_detector_state WHERE group_id = 'g' AND topic = 't'"
+        " AND partition = 0",
+        f"INSERT INTO \"{s}\".quality_offsets (group_id, topic, partition, next_offset,"
+        " watermark_us, detector_state) VALUES ('g', 't', 0, 5, 0, NULL) ON CONFLICT DO NOTHING",
+        f"UPDATE \"{s}\".quality_offsets SET next_offset = 6, detector_state = '\\x00'"
+        " WHERE group_id = 'g' AND next_offset = 5",
+    ]
+    with as_role(tc, "thermocline_ingest") as conn:
+        for sql in statements:
+            conn.execute(sql)
+
 
 def store_has(tc, n):
     return tc.sql("SELECT count(*) FROM readings")[0][0] >= n
