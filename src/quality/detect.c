@@ -69,6 +69,7 @@ typedef struct tc_qd_device {
     int64_t silence_start;
     float interval_s; /* usual interval between readings */
     uint32_t n;
+    uint32_t gen;   /* the generation it last changed in (tc_qd_save_changed) */
     uint8_t silent; /* a silence finding is open */
 } tc_qd_device;
 
@@ -81,6 +82,7 @@ struct tc_qd {
     void *opaque;
     float mad_up, mad_down, mad_up_early, mad_down_early;
     size_t ndevices, nchunks;
+    uint32_t gen; /* the current generation: a device changed now is stamped with it */
     tc_qd_device **dev_chunks;
     tc_qd_series **ser_chunks;
     tc_qids *ids;
@@ -165,6 +167,7 @@ tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char 
         d->mad_down = (float)exp(-o->mad_eta);
         d->mad_up_early = (float)exp(TC_QD_MAD_ETA_EARLY);
         d->mad_down_early = (float)exp(-TC_QD_MAD_ETA_EARLY);
+        d->gen = 1;
         d->nchunks = (o->max_devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
         d->dev_chunks = calloc(d->nchunks, sizeof(*d->dev_chunks));
         d->ser_chunks = calloc(d->nchunks, sizeof(*d->ser_chunks));
@@ -519,6 +522,7 @@ static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *va
         }
     }
     dev->last_t = t_us;
+    dev->gen = d->gen;
     if (dev->n < UINT32_MAX)
         dev->n++;
     for (int m = 0; m < d->o.metrics; m++)
@@ -591,6 +595,7 @@ void tc_qd_tick(tc_qd *d, int64_t now_us)
         if (quiet <= limit)
             continue;
         dev->silent = 1;
+        dev->gen = d->gen;
         dev->silence_start = dev->last_t + (int64_t)(dev->interval_s * 1e6);
         d->st.opened[TC_QD_SILENCE]++;
         d->st.open_now++;
@@ -708,6 +713,54 @@ static uint64_t tc_qd_fnv(const unsigned char *p, size_t n)
     return h;
 }
 
+/* Bytes of device i's record in a checkpoint: its id, its own state and its series'. */
+static size_t tc_qd_record_bytes(const tc_qd *d, size_t id_len)
+{
+#define TC_QD_F(f)    +4
+#define TC_QD_I(f, w) +(w)
+    return 2 + id_len + 8 + 8 + 4 + 4 + 1 +
+           (size_t)d->o.metrics * (size_t)(0 TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I));
+#undef TC_QD_F
+#undef TC_QD_I
+}
+
+static void tc_qd_put_header(tc_qd_buf *b, const tc_qd *d, size_t ndevices)
+{
+    tc_qd_put(b, 0x44515443u, 4); /* "TCQD" */
+    tc_qd_put(b, TC_QD_CHECKPOINT_VERSION, 4);
+    tc_qd_put(b, (uint64_t)d->o.metrics, 4);
+    tc_qd_put(b, ndevices, 8);
+    tc_qd_put(b, (uint64_t)sizeof(tc_qd_series), 8);
+}
+
+static void tc_qd_put_device(tc_qd_buf *b, const tc_qd *d, size_t i)
+{
+    const tc_qd_device *dev = tc_qd_dev(d, i);
+    const char *id = tc_qids_id(d->ids, i);
+    size_t n = strlen(id);
+
+    tc_qd_put(b, n, 2);
+    if (b->failed || b->cap - b->len < n) {
+        b->failed = 1; /* the callers size the buffer for the record: tc_qd_record_bytes */
+        return;
+    }
+    memcpy(b->p + b->len, id, n);
+    b->len += n;
+    tc_qd_put(b, (uint64_t)dev->last_t, 8);
+    tc_qd_put(b, (uint64_t)dev->silence_start, 8);
+    tc_qd_put_f(b, dev->interval_s);
+    tc_qd_put(b, dev->n, 4);
+    tc_qd_put(b, dev->silent, 1);
+    for (int m = 0; m < d->o.metrics; m++) {
+        const tc_qd_series *s = &tc_qd_ser(d, i)[m];
+#define TC_QD_F(f)    tc_qd_put_f(b, s->f);
+#define TC_QD_I(f, w) tc_qd_put(b, (uint64_t)s->f, w);
+        TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I)
+#undef TC_QD_F
+#undef TC_QD_I
+    }
+}
+
 tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
                   size_t errstr_size)
 {
@@ -716,41 +769,14 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
 
     /* Sized exactly up front: a flush saves every lane that moved, and growing the buffer by
      * doubling copied and faulted in each checkpoint about twice over. */
-#define TC_QD_F(f)    +4
-#define TC_QD_I(f, w) +(w)
     for (size_t i = 0; i < d->ndevices; i++)
-        size += 2 + strlen(tc_qids_id(d->ids, i)) + 8 + 8 + 4 + 4 + 1 +
-                (size_t)d->o.metrics * (size_t)(0 TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I));
-#undef TC_QD_F
-#undef TC_QD_I
+        size += tc_qd_record_bytes(d, strlen(tc_qids_id(d->ids, i)));
     b.p = malloc(size);
     b.cap = b.p ? size : 0;
-    tc_qd_put(&b, 0x44515443u, 4); /* "TCQD" */
-    tc_qd_put(&b, TC_QD_CHECKPOINT_VERSION, 4);
-    tc_qd_put(&b, (uint64_t)d->o.metrics, 4);
-    tc_qd_put(&b, d->ndevices, 8);
-    tc_qd_put(&b, (uint64_t)sizeof(tc_qd_series), 8);
-    for (size_t i = 0; i < d->ndevices; i++) {
-        const tc_qd_device *dev = tc_qd_dev(d, i);
-        const char *id = tc_qids_id(d->ids, i);
-        size_t n = strlen(id);
-        tc_qd_put(&b, n, 2);
-        for (size_t k = 0; k < n; k++)
-            tc_qd_put(&b, (unsigned char)id[k], 1);
-        tc_qd_put(&b, (uint64_t)dev->last_t, 8);
-        tc_qd_put(&b, (uint64_t)dev->silence_start, 8);
-        tc_qd_put_f(&b, dev->interval_s);
-        tc_qd_put(&b, dev->n, 4);
-        tc_qd_put(&b, dev->silent, 1);
-        for (int m = 0; m < d->o.metrics; m++) {
-            const tc_qd_series *s = &tc_qd_ser(d, i)[m];
-#define TC_QD_F(f)    tc_qd_put_f(&b, s->f);
-#define TC_QD_I(f, w) tc_qd_put(&b, (uint64_t)s->f, w);
-            TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I)
-#undef TC_QD_F
-#undef TC_QD_I
-        }
-    }
+    b.failed = !b.p;
+    tc_qd_put_header(&b, d, d->ndevices);
+    for (size_t i = 0; i < d->ndevices && !b.failed; i++)
+        tc_qd_put_device(&b, d, i);
     if (!b.failed)
         tc_qd_put(&b, tc_qd_fnv(b.p, b.len), 8);
     if (b.failed) {
@@ -759,6 +785,56 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
     }
     *out = b.p;
     *len = b.len;
+    return TC_OK;
+}
+
+uint32_t tc_qd_cut(tc_qd *d)
+{
+    return d->gen++;
+}
+
+size_t tc_qd_devices(const tc_qd *d)
+{
+    return d->ndevices;
+}
+
+size_t tc_qd_changed(const tc_qd *d, uint32_t since)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->ndevices; i++)
+        n += tc_qd_dev(d, i)->gen > since;
+    return n;
+}
+
+tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque, uint32_t *cut,
+                          char *errstr, size_t errstr_size)
+{
+    tc_qd_buf b = {0};
+
+    /* One buffer for every record: the largest one a device can have. */
+    b.cap = TC_QD_HEADER_BYTES + TC_QD_TRAILER_BYTES + tc_qd_record_bytes(d, TC_QD_DEVICE_ID_MAX);
+    b.p = malloc(b.cap);
+    if (!b.p)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory saving detectors");
+    *cut = tc_qd_cut(d); /* what changes from now on is after the cut */
+    for (size_t i = 0; i < d->ndevices; i++) {
+        const char *id;
+
+        if (tc_qd_dev(d, i)->gen <= since)
+            continue;
+        id = tc_qids_id(d->ids, i);
+        b.len = 0;
+        tc_qd_put_header(&b, d, 1);
+        tc_qd_put_device(&b, d, i);
+        tc_qd_put(&b, tc_qd_fnv(b.p, b.len), 8);
+        if (fn(opaque, id, strlen(id), b.p, b.len) != 0) {
+            free(b.p);
+            return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
+                              "out of memory saving the detectors of device \"%s\"", id);
+        }
+    }
+    free(b.p);
     return TC_OK;
 }
 
@@ -813,12 +889,13 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
     return !b->failed;
 }
 
-tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size)
+/* Validate a checkpoint and add its devices to t (a detector of d's options), stamped with gen;
+ * a device t holds already is refused (ids are unique across the records of one load). */
+static tc_err tc_qd_parse(tc_qd *t, const unsigned char *buf, size_t len, uint32_t gen,
+                          char *errstr, size_t errstr_size)
 {
     tc_qd_buf b = {(unsigned char *)(uintptr_t)buf, len, len, 0, 0};
     uint64_t magic, version, metrics, ndev, series_size, sum;
-    char err2[TC_ERRSTR_MAX];
-    tc_qd *t;
 
     if (len < TC_QD_HEADER_BYTES + TC_QD_TRAILER_BYTES)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
@@ -842,39 +919,101 @@ tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, 
                           "version %llu)",
                           TC_QD_CHECKPOINT_VERSION, (unsigned long long)magic,
                           (unsigned long long)version);
-    if (metrics != (uint64_t)d->o.metrics || ndev > d->o.max_devices ||
+    if (metrics != (uint64_t)t->o.metrics || ndev > t->o.max_devices - t->ndevices ||
         series_size != sizeof(tc_qd_series))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "detector checkpoint: %llu metrics and %llu devices (series of %llu "
-                          "bytes) do not fit this detector (%d metrics, %zu devices)",
+                          "detector checkpoint: %llu metrics and %llu more devices (series of "
+                          "%llu bytes) do not fit this detector (%d metrics, %zu devices)",
                           (unsigned long long)metrics, (unsigned long long)ndev,
-                          (unsigned long long)series_size, d->o.metrics, d->o.max_devices);
-    t = tc_qd_new(&d->o, d->emit, d->opaque, err2, sizeof(err2));
-    if (!t)
-        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "detector checkpoint: %s", err2);
+                          (unsigned long long)series_size, t->o.metrics, t->o.max_devices);
     for (uint64_t i = 0; i < ndev; i++) {
-        if (!tc_qd_load_device(t, &b)) {
-            tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                       "detector checkpoint: device %llu near byte %zu is invalid",
-                       (unsigned long long)i, b.pos);
-            tc_qd_destroy(t);
-            return TC_ERR_INVALID;
-        }
+        if (!tc_qd_load_device(t, &b))
+            return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                              "detector checkpoint: device %llu near byte %zu is invalid",
+                              (unsigned long long)i, b.pos);
+        tc_qd_dev(t, t->ndevices - 1)->gen = gen;
     }
-    if (b.pos != b.len) {
-        tc_qd_destroy(t);
+    if (b.pos != b.len)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "detector checkpoint: %zu bytes after the last device", b.len - b.pos);
-    }
-    /* Swap the loaded state in; the statistics of findings stay the running process's. */
-    {
-        tc_qd tmp = *d;
-        uint64_t open_now = t->st.open_now;
-        *d = *t;
-        d->st = tmp.st;
-        d->st.open_now = open_now;
-        *t = tmp;
-        tc_qd_destroy(t);
-    }
     return TC_OK;
+}
+
+/* Replace d's state by t's; the statistics of findings stay the running process's. */
+static void tc_qd_take(tc_qd *d, tc_qd *t)
+{
+    tc_qd tmp = *d;
+    uint64_t open_now = t->st.open_now;
+
+    *d = *t;
+    d->st = tmp.st;
+    d->st.open_now = open_now;
+    *t = tmp;
+}
+
+tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size)
+{
+    char err2[TC_ERRSTR_MAX];
+    tc_qd *t = tc_qd_new(&d->o, d->emit, d->opaque, err2, sizeof(err2));
+    tc_err err;
+
+    if (!t)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "detector checkpoint: %s", err2);
+    /* What was read is stored: unchanged (generation 0) until a reading changes it. */
+    err = tc_qd_parse(t, buf, len, 0, errstr, errstr_size);
+    if (err == TC_OK)
+        tc_qd_take(d, t);
+    tc_qd_destroy(t);
+    return err;
+}
+
+tc_err tc_qd_merge(tc_qd *d, const unsigned char *const *bufs, const size_t *lens, size_t n,
+                   char *errstr, size_t errstr_size)
+{
+    char err2[TC_ERRSTR_MAX];
+    tc_qd *t = tc_qd_new(&d->o, d->emit, d->opaque, err2, sizeof(err2));
+    tc_err err = TC_OK;
+    size_t added = 0;
+
+    if (!t)
+        return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "detector checkpoint: %s", err2);
+    for (size_t k = 0; err == TC_OK && k < n; k++) {
+        char msg[TC_ERRSTR_MAX];
+        err = tc_qd_parse(t, bufs[k], lens[k], 0, msg, sizeof(msg));
+        if (err != TC_OK)
+            tc_err_set(err, errstr, errstr_size, "record %zu: %s", k + 1, msg);
+    }
+    for (size_t i = 0; err == TC_OK && i < t->ndevices; i++)
+        added += tc_qids_find(d->ids, tc_qids_id(t->ids, i), strlen(tc_qids_id(t->ids, i)), 0) < 0;
+    if (err == TC_OK && added > d->o.max_devices - d->ndevices)
+        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                         "detector checkpoint: %zu more devices do not fit this detector (%zu of "
+                         "%zu held)",
+                         added, d->ndevices, d->o.max_devices);
+    if (err == TC_OK && !d->ndevices) {
+        tc_qd_take(d, t); /* the usual case, a fresh detector: all or nothing */
+    } else if (err == TC_OK) {
+        /* Records newer than d's state replace it device by device; an allocation failure
+         * midway leaves the devices merged so far (open a fresh detector to avoid that). */
+        for (size_t i = 0; err == TC_OK && i < t->ndevices; i++) {
+            const char *id = tc_qids_id(t->ids, i);
+            long j = tc_qd_find(d, id, strlen(id), 1);
+            if (j < 0) {
+                err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
+                                 "detector checkpoint: out of memory for device \"%s\"", id);
+                break;
+            }
+            *tc_qd_dev(d, (size_t)j) = *tc_qd_dev(t, i);
+            memcpy(tc_qd_ser(d, (size_t)j), tc_qd_ser(t, i),
+                   sizeof(tc_qd_series) * (size_t)d->o.metrics);
+        }
+        d->st.open_now = 0;
+        for (size_t i = 0; i < d->ndevices; i++) {
+            d->st.open_now += tc_qd_dev(d, i)->silent;
+            for (int m = 0; m < d->o.metrics; m++)
+                d->st.open_now += (uint64_t)__builtin_popcount(tc_qd_ser(d, i)[m].open);
+        }
+    }
+    tc_qd_destroy(t);
+    return err;
 }

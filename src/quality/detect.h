@@ -40,7 +40,8 @@
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
  * precedes it. tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
  * the checksum) before it replaces anything: a bad checkpoint is refused and the detector keeps its
- * state.
+ * state. tc_qd_save_changed writes the same format a device at a time, only the devices changed
+ * since a given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
  *
  * Ownership: the tc_qd owns its state; findings passed to the emit callback live for the call only.
  * Not thread-safe: one tc_qd per pipeline thread.
@@ -162,6 +163,34 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
  * detector is unchanged. The checkpoint must come from a detector with the same options'
  * metrics count. */
 tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size);
+
+/*
+ * Incremental checkpoints. Every device carries the generation it last changed in (a reading
+ * taken, a silence opened); tc_qd_save_changed cuts the current generation and hands over, one by
+ * one, the devices changed after `since` -- each as a checkpoint of its own (the format above
+ * with one device), so a store keeps one record per device and rewrites only those that moved.
+ * The caller passes the cut of the last checkpoint it made durable as the next `since` (0: every
+ * device), so a checkpoint that failed to be written is covered by the next one. fn returns
+ * nonzero to stop (out of memory). A flush of a fleet that all reports writes every device, as
+ * tc_qd_save does; a large fleet of sparse reporters writes only the few that reported.
+ */
+typedef int (*tc_qd_record_fn)(void *opaque, const char *device, size_t len,
+                               const unsigned char *record, size_t record_len);
+tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *opaque, uint32_t *cut,
+                          char *errstr, size_t errstr_size);
+/* Devices changed after generation since (what tc_qd_save_changed would write), and devices. */
+size_t tc_qd_changed(const tc_qd *d, uint32_t since);
+size_t tc_qd_devices(const tc_qd *d);
+/* Cut the generation without writing (before a whole tc_qd_save that replaces every record). */
+uint32_t tc_qd_cut(tc_qd *d);
+/* Add the devices of checkpoints bufs[0..n) (tc_qd_save_changed's records, or whole checkpoints)
+ * to the state, replacing those it holds; they count as unchanged (generation 0). A device in two
+ * of them, a bad record (errstr: "record N: ...", 1-based) or more devices than max_devices
+ * refuse all of them, with the detector unchanged (only running out of memory while merging into
+ * a detector that holds devices already can leave part merged). Devices tc_qd_load brings in
+ * count as unchanged too. */
+tc_err tc_qd_merge(tc_qd *d, const unsigned char *const *bufs, const size_t *lens, size_t n,
+                   char *errstr, size_t errstr_size);
 
 /* Median of five (exposed for tests). */
 float tc_qd_median5(const float v[5]);

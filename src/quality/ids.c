@@ -9,10 +9,14 @@
 
 /* What malloc adds to each id's bytes, for the memory figures. */
 #define TC_QIDS_MALLOC_OVERHEAD 16
+/* Slots of a new table: it doubles as ids come, up to twice max. A table sized for max up front
+ * (the quality sink's 200,000 devices a partition: 4 MiB) was touched all over by a few
+ * thousand ids, a page fault each, in every lane. */
+#define TC_QIDS_FIRST_SLOTS 1024
 
 struct tc_qids {
-    size_t max, n, mask, bytes;
-    uint64_t *table; /* the hash's high half << 32 | index + 1; 0 = empty */
+    size_t max, n, mask, full, bytes; /* full: the most slots the table grows to */
+    uint64_t *table;                  /* the hash's high half << 32 | index + 1; 0 = empty */
     char **ids;
     size_t *lens;
 };
@@ -36,7 +40,8 @@ tc_qids *tc_qids_new(size_t max)
     if (!t)
         return NULL;
     t->max = max;
-    t->mask = tc_qids_cap(max) - 1;
+    t->full = tc_qids_cap(max);
+    t->mask = (t->full < TC_QIDS_FIRST_SLOTS ? t->full : TC_QIDS_FIRST_SLOTS) - 1;
     t->table = calloc(t->mask + 1, sizeof(*t->table));
     t->ids = calloc(max, sizeof(*t->ids));
     t->lens = calloc(max, sizeof(*t->lens));
@@ -59,15 +64,44 @@ void tc_qids_destroy(tc_qids *t)
     free(t);
 }
 
-long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
+static uint64_t tc_qids_hash(const char *id, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Twice the slots, every id placed again; -1 when out of memory (the table stays as it was). */
+static int tc_qids_grow(tc_qids *t)
+{
+    size_t mask = 2 * (t->mask + 1) - 1;
+    uint64_t *table = calloc(mask + 1, sizeof(*table));
+
+    if (!table)
+        return -1;
+    for (size_t i = 0; i < t->n; i++) {
+        uint64_t h = tc_qids_hash(t->ids[i], t->lens[i]);
+        size_t slot = (size_t)h & mask;
+        while (table[slot])
+            slot = (slot + 1) & mask;
+        table[slot] = (h >> 32 << 32) | (uint64_t)(i + 1);
+    }
+    free(t->table);
+    t->table = table;
+    t->mask = mask;
+    return 0;
+}
+
+long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
+{
+    uint64_t h;
     size_t slot;
 
     if (len == 0 || len > TC_QIDS_LEN_MAX || memchr(id, '\0', len))
         return -1;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+    h = tc_qids_hash(id, len);
     /* The stored half of the hash settles most probes without touching the id's memory. */
     for (slot = (size_t)h & t->mask; t->table[slot]; slot = (slot + 1) & t->mask) {
         size_t i = (size_t)(t->table[slot] & 0xffffffffu) - 1;
@@ -76,6 +110,13 @@ long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
     }
     if (!add || t->n >= t->max)
         return -1;
+    if (2 * (t->n + 1) > t->mask + 1 && t->mask + 1 < t->full) {
+        /* At most half full, as when it was sized for max: probes stay short. */
+        if (tc_qids_grow(t) < 0)
+            return -1;
+        for (slot = (size_t)h & t->mask; t->table[slot]; slot = (slot + 1) & t->mask)
+            ;
+    }
     t->ids[t->n] = malloc(len + 1);
     if (!t->ids[t->n])
         return -1;

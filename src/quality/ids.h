@@ -4,8 +4,10 @@
  *
  * Detectors, metrics and rules each keep per-device state in arrays indexed by a small integer;
  * a tc_qids maps a device id to that index with an open-addressing table (FNV-1a, linear probing,
- * at most half full) sized at creation for max ids, so a lookup never allocates and a new id costs
- * one malloc of its bytes. Ids of 1..TC_QIDS_LEN_MAX bytes without NUL are accepted; the
+ * at most half full) that starts at 1,024 slots and doubles as ids come (up to 2 x max slots), so
+ * a lookup never allocates, a new id costs one malloc of its bytes, and a doubling (log2 of the
+ * ids times in a table's life) places every id again; a table holds the pages its ids need, not
+ * those max would. Ids of 1..TC_QIDS_LEN_MAX bytes without NUL are accepted; the
  * (max + 1)-th id, a longer one or one with a NUL is refused (-1) and the caller counts it.
  *
  * Ownership: the table owns copies of the ids; tc_qids_id's pointer lives as long as the table.
@@ -35,9 +37,10 @@ const char *tc_qids_id(const tc_qids *t, size_t i);
 size_t tc_qids_count(const tc_qids *t);
 /* The most ids it takes (its max at creation). */
 size_t tc_qids_max(const tc_qids *t);
-/* Bytes held: the table, the id pointers and the ids with malloc's overhead (16 bytes each). */
+/* Bytes held: the table as grown so far, the id pointers and the ids with malloc's overhead (16
+ * bytes each). */
 size_t tc_qids_memory(const tc_qids *t);
-/* What tc_qids_new(max) with max ids of id_len bytes would hold. */
+/* What tc_qids_new(max) with max ids of id_len bytes would hold (its table grown to the full). */
 size_t tc_qids_memory_for(size_t max, size_t id_len);
 
 #endif

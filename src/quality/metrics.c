@@ -22,6 +22,10 @@
 #define TC_QM_NO_SLOT UINT32_MAX
 /* The device index of the fleet's rows. */
 #define TC_QM_FLEET UINT32_MAX
+/* Slots of a new row table: it doubles as rows come (up to the pool's), so that a flush, which
+ * clears the table, clears what the rows held use and not a table sized for the pool (4 MiB a
+ * lane for the quality sink's 200,000 devices, touched all over at every flush). */
+#define TC_QM_FIRST_SLOTS 1024
 
 typedef struct tc_qm_dev {
     int64_t last_t;
@@ -47,10 +51,10 @@ struct tc_qm {
     tc_qm_slot *rows;
     uint32_t free_head;
     size_t nrows;
-    uint32_t *row_table; /* slot + 1 */
-    size_t row_mask;
-    uint32_t fleet_row; /* the fleet's last row: slot + 1, 0 = none */
-    size_t hwm;         /* slots below it have been used: a flush looks at those only */
+    uint32_t *row_table;       /* slot + 1 */
+    size_t row_mask, row_full; /* row_full: the most slots the table grows to */
+    uint32_t fleet_row;        /* the fleet's last row: slot + 1, 0 = none */
+    size_t hwm;                /* slots below it have been used: a flush looks at those only */
     tc_qm_totals t;
 };
 
@@ -131,7 +135,8 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
     q = calloc(1, sizeof(*q));
     if (q) {
         q->o = *o;
-        q->row_mask = tc_qm_pow2(o->max_rows) - 1;
+        q->row_full = tc_qm_pow2(o->max_rows);
+        q->row_mask = (q->row_full < TC_QM_FIRST_SLOTS ? q->row_full : TC_QM_FIRST_SLOTS) - 1;
         q->devs = calloc(o->max_devices, sizeof(*q->devs));
         q->own_ids = !o->ids;
         q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
@@ -179,7 +184,32 @@ static size_t tc_qm_row_hash(const tc_qm *q, uint32_t dev, int64_t minute)
     return (size_t)tc_qm_fnv(&minute, sizeof(minute), h) & q->row_mask;
 }
 
-/* The slot of (dev, minute), made when new; NULL when the pool is full. */
+/* The rows held placed again in a table of twice the slots; -1 when out of memory (the table
+ * stays as it was). */
+static int tc_qm_grow_rows(tc_qm *q)
+{
+    size_t mask = 2 * (q->row_mask + 1) - 1;
+    uint32_t *table = calloc(mask + 1, sizeof(*table));
+
+    if (!table)
+        return -1;
+    free(q->row_table);
+    q->row_table = table;
+    q->row_mask = mask;
+    for (size_t i = 0; i < q->hwm; i++) {
+        const tc_qm_slot *s = &q->rows[i];
+        size_t slot;
+        if (!s->used)
+            continue;
+        for (slot = tc_qm_row_hash(q, s->dev, s->row.minute_us); table[slot];
+             slot = (slot + 1) & mask)
+            ;
+        table[slot] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+/* The slot of (dev, minute), made when new; NULL when the pool is full (or out of memory). */
 static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
 {
     size_t slot = tc_qm_row_hash(q, dev, minute);
@@ -193,6 +223,14 @@ static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
         r = &q->rows[e - 1];
         if (r->dev == dev && r->row.minute_us == minute)
             return r;
+    }
+    if (2 * (q->nrows + 1) > q->row_mask + 1 && q->row_mask + 1 < q->row_full) {
+        /* At most half full, as when it was sized for the pool: probes stay short. */
+        if (tc_qm_grow_rows(q) < 0)
+            return NULL;
+        for (slot = tc_qm_row_hash(q, dev, minute); q->row_table[slot];
+             slot = (slot + 1) & q->row_mask)
+            ;
     }
     if (q->free_head != TC_QM_NO_SLOT) {
         k = q->free_head;

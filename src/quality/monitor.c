@@ -22,6 +22,8 @@
 #include "core/arena.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "quality/bufs.h"
+#include "quality/ckpt.h"
 #include "quality/detect.h"
 #include "quality/ids.h"
 #include "quality/metrics.h"
@@ -43,6 +45,8 @@
 #define TC_QMON_ROWS(devices) (2 * (devices) + 1024)
 /* Metric columns the tables have (quality_sql.c): the six of schema version 1. */
 #define TC_QMON_METRICS TC_METRIC__COUNT
+/* Bytes of a device's minute row in a flush's document, about (a hint for its buffer). */
+#define TC_QMON_ROW_JSON 512
 /* Rule metric names a reading's values are looked up for. */
 #define TC_QMON_RULE_TAGS_MAX 32
 
@@ -59,6 +63,7 @@ struct qmon_lane {
     int64_t ticked;         /* watermark at the last silence check */
     int64_t minute_flushed; /* minute of the watermark at the last flush */
     uint64_t fed;           /* the tc_qmon_add call that last fed it */
+    uint32_t ck_since;      /* the detectors' generation of the last durable checkpoint */
 };
 
 /* A finding held until its flush commits. */
@@ -83,15 +88,15 @@ typedef struct qmon_held {
     const char *tmpl, *what; /* tc_quality_sql_* and what it writes */
     int32_t partition;       /* -1: of no partition (the fleet's device counts) */
     char *doc;
+    size_t cap; /* doc's allocation, for the pool once written */
 } qmon_held;
 
 /* A lane's mark as a flush moves it: the parameters of its statement (the writer reads them). */
 typedef struct qmon_mark {
     int32_t partition;
     int64_t next;
-    unsigned char *ck; /* the detectors' checkpoint (tc_qd_save) */
+    tc_qck ck; /* the devices whose detectors changed since the lane's last checkpoint */
     char part[16], next_s[24], from[24], wm[24];
-    size_t cklen;
     int insert; /* nothing stored yet: an INSERT that must not meet a row */
     char fence_msg[TC_ERRSTR_MAX];
 } qmon_mark;
@@ -116,6 +121,7 @@ struct tc_qmon {
     tc_arena strings;
     qmon_held held[TC_QMON_HELD_MAX];
     size_t nheld;
+    tc_qbufs bufs; /* the documents' and checkpoints' buffers of committed flushes, reused */
     /* The flush on the writer's thread: held[0..job_held) and marks[0..nmarks) are its
      * statements' (stmts); sent[] the findings it writes, announced once it commits. */
     tc_qw *writer; /* NULL: dry */
@@ -123,7 +129,7 @@ struct tc_qmon {
     size_t job_held;
     uint64_t job_readings;
     tc_qw_stmt *stmts;
-    size_t stmts_cap;
+    size_t nstmts, stmts_cap;
     qmon_mark *marks;
     size_t nmarks, marks_cap;
     qmon_event *sent;
@@ -421,6 +427,7 @@ void tc_qmon_destroy(tc_qmon *m)
     for (int32_t p = 0; p < m->lane_end; p++)
         tc_qmon_lane_free(m->lanes[p]);
     tc_qmon_held_clear(m);
+    tc_qbufs_free(&m->bufs);
     tc_qmon_scratch_free(m);
     free(m->events);
     free(m->dead);
@@ -533,6 +540,10 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
         }
     }
     PQclear(res);
+    /* The records of the devices changed since the whole checkpoint, over it (ckpt.h). */
+    if (err == TC_OK)
+        err = tc_qck_load(m->conn, m->schema_quoted, m->group, m->topic, partition, l->qd, errstr,
+                          errstr_size);
     if (err == TC_OK)
         err = tc_qmon_lane_finish(m, l, errstr, errstr_size);
     if (err == TC_OK)
@@ -936,6 +947,7 @@ static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl
                            int32_t partition, char *errstr, size_t errstr_size)
 {
     char *doc;
+    size_t cap;
 
     tc_jbuf_arr_end(j);
     if (tc_jbuf_failed(j))
@@ -944,10 +956,11 @@ static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl
                           partition, what, TC_QMON_DOC_MAX);
     if (!rows)
         return TC_OK;
+    cap = j->cap;
     doc = tc_jbuf_take(j, NULL);
     if (!doc)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc};
+    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc, cap};
     return TC_OK;
 }
 
@@ -959,13 +972,15 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
     for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++) {
         tc_jbuf dev, fleet;
         qmon_collect c = {m, &dev, &fleet, 0, 0};
+        tc_qm_totals t;
 
         if (!m->lanes[p])
             continue;
         if (m->nheld + 2 > TC_QMON_HELD_MAX)
             break; /* the rows wait in tc_qm until the held ones are written */
-        tc_jbuf_init(&dev, TC_QMON_DOC_MAX);
-        tc_jbuf_init(&fleet, TC_QMON_DOC_MAX);
+        tc_qm_get_totals(m->lanes[p]->qm, &t);
+        tc_qbufs_jbuf(&m->bufs, &dev, TC_QMON_DOC_MAX, t.rows_held * TC_QMON_ROW_JSON);
+        tc_qbufs_jbuf(&m->bufs, &fleet, TC_QMON_DOC_MAX, 0);
         tc_jbuf_arr_begin(&dev);
         tc_jbuf_arr_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
@@ -974,8 +989,8 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
         if (err == TC_OK)
             err = tc_qmon_hold(m, &fleet, c.nfleet, tc_quality_sql_write_fleet,
                                "write quality_fleet_1m", p, errstr, errstr_size);
-        tc_jbuf_free(&dev);
-        tc_jbuf_free(&fleet);
+        tc_qbufs_jbuf_done(&m->bufs, &dev);
+        tc_qbufs_jbuf_done(&m->bufs, &fleet);
     }
     return err;
 }
@@ -1053,10 +1068,10 @@ static tc_err tc_qmon_hold_items(tc_qmon *m, qmon_items_fn items, int32_t p, con
     tc_jbuf j;
     tc_err err;
 
-    tc_jbuf_init(&j, TC_QMON_DOC_MAX);
+    tc_qbufs_jbuf(&m->bufs, &j, TC_QMON_DOC_MAX, 0);
     tc_jbuf_arr_begin(&j);
     err = tc_qmon_hold(m, &j, items(m, &j, p), tmpl, what, p, errstr, errstr_size);
-    tc_jbuf_free(&j);
+    tc_qbufs_jbuf_done(&m->bufs, &j);
     return err;
 }
 
@@ -1100,7 +1115,7 @@ static tc_err tc_qmon_take_events(tc_qmon *m, char *errstr, size_t errstr_size)
 static void tc_qmon_marks_free(tc_qmon *m)
 {
     for (size_t i = 0; i < m->nmarks; i++)
-        free(m->marks[i].ck);
+        tc_qck_release(&m->marks[i].ck, &m->bufs);
     m->nmarks = 0;
 }
 
@@ -1119,13 +1134,11 @@ static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
     for (int32_t p = 0; p < m->lane_end; p++) {
         qmon_lane *l = m->lanes[p];
         qmon_mark *k = &m->marks[m->nmarks];
-        size_t cklen = 0;
         tc_err err;
 
         if (!l || l->next <= l->durable)
             continue;
-        k->ck = NULL;
-        err = tc_qd_save(l->qd, &k->ck, &cklen, errstr, errstr_size);
+        err = tc_qck_take(&k->ck, l->qd, l->ck_since, &m->bufs, errstr, errstr_size);
         if (err != TC_OK)
             return err;
         m->nmarks++;
@@ -1139,25 +1152,31 @@ static tc_err tc_qmon_take_marks(tc_qmon *m, char *errstr, size_t errstr_size)
                  "quality marks of topic \"%s\" partition %d: the stored next offset is no"
                  " longer %lld, where this flush started: another member owns it now",
                  m->topic, p, (long long)l->durable);
-        k->cklen = cklen;
         k->insert = l->durable == TC_QMON_MARK_ABSENT;
     }
     return TC_OK;
 }
 
+/* The lane's whole detectors' checkpoint ($6 insert, $7 update; NULL: none) goes with the mark
+ * when the flush writes it whole; otherwise its changed devices' records (ckpt.h) go before. */
 static const char tc_qmon_sql_mark_insert[] =
-    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, detector_state,"
-    " watermark_us) VALUES ($1, $2, $3::int, $4::bigint, $5::bytea, $6::bigint)"
+    "INSERT INTO @S.quality_offsets (group_id, topic, partition, next_offset, watermark_us,"
+    " detector_state) VALUES ($1, $2, $3::int, $4::bigint, $5::bigint, $6::bytea)"
     " ON CONFLICT (group_id, topic, partition) DO NOTHING";
 static const char tc_qmon_sql_mark_update[] =
-    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, detector_state = $5::bytea,"
-    " watermark_us = $6::bigint, updated_at = now() WHERE group_id = $1 AND topic = $2"
-    " AND partition = $3::int AND next_offset = $7::bigint";
+    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, watermark_us = $5::bigint,"
+    " updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3::int"
+    " AND next_offset = $6::bigint";
+static const char tc_qmon_sql_mark_update_whole[] =
+    "UPDATE @S.quality_offsets SET next_offset = $4::bigint, watermark_us = $5::bigint,"
+    " detector_state = $7::bytea, updated_at = now() WHERE group_id = $1 AND topic = $2"
+    " AND partition = $3::int AND next_offset = $6::bigint";
 
-/* The flush's statements: the held documents in the order they were made, then the marks. */
+/* The flush's statements: the held documents in the order they were made, then each lane's
+ * changed detectors and its mark. */
 static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
 {
-    size_t n = m->nheld + m->nmarks;
+    size_t n = m->nheld + 2 * m->nmarks, at = m->nheld;
 
     if (n > m->stmts_cap) {
         tc_qw_stmt *grown = realloc(m->stmts, n * sizeof(*grown));
@@ -1176,19 +1195,44 @@ static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
     }
     for (size_t i = 0; i < m->nmarks; i++) {
         const qmon_mark *k = &m->marks[i];
-        tc_qw_stmt *st = &m->stmts[m->nheld + i];
-        const char *v[TC_QW_PARAMS_MAX] = {
-            m->group, m->topic, k->part, k->next_s, (const char *)k->ck, k->wm, k->from};
+        const char *v[TC_QW_PARAMS_MAX] = {m->group, m->topic, k->part, k->next_s, k->wm, k->from};
+        tc_qw_stmt *st;
 
-        st->tmpl = k->insert ? tc_qmon_sql_mark_insert : tc_qmon_sql_mark_update;
+        if (k->ck.full && !k->insert) {
+            st = &m->stmts[at++];
+            st->tmpl = tc_quality_sql_clear_states;
+            st->what = "write the detectors' checkpoint";
+            st->nparams = 3;
+            memcpy(st->values, v, 3 * sizeof(*v));
+        } else if (k->ck.n) {
+            st = &m->stmts[at++];
+            st->tmpl = tc_quality_sql_write_states;
+            st->what = "write the detectors' checkpoint";
+            st->nparams = 5;
+            memcpy(st->values, v, 3 * sizeof(*v));
+            st->values[3] = (const char *)k->ck.ids;
+            st->values[4] = (const char *)k->ck.states;
+            st->lengths[3] = (int)k->ck.ids_len;
+            st->lengths[4] = (int)k->ck.states_len;
+            st->formats[3] = st->formats[4] = 1;
+        }
+        st = &m->stmts[at++];
+        st->tmpl = k->insert    ? tc_qmon_sql_mark_insert
+                   : k->ck.full ? tc_qmon_sql_mark_update_whole
+                                : tc_qmon_sql_mark_update;
         st->what = "write the quality marks";
-        st->nparams = k->insert ? 6 : 7;
+        st->nparams = k->insert ? 6 : k->ck.full ? 7 : 6;
         memcpy(st->values, v, sizeof(v));
-        st->lengths[4] = (int)k->cklen;
-        st->formats[4] = 1;
+        if (k->insert || k->ck.full) {
+            int w = k->insert ? 5 : 6;
+            st->values[w] = (const char *)k->ck.whole; /* NULL: none, for an insert */
+            st->lengths[w] = (int)k->ck.whole_len;
+            st->formats[w] = 1;
+        }
         st->fence = 1;
         st->fence_msg = k->fence_msg;
     }
+    m->nstmts = at;
     return TC_OK;
 }
 
@@ -1215,7 +1259,7 @@ static void tc_qmon_notify(tc_qmon *m)
 static void tc_qmon_drop_sent(tc_qmon *m)
 {
     for (size_t i = 0; i < m->job_held; i++)
-        free(m->held[i].doc);
+        tc_qbufs_put(&m->bufs, m->held[i].doc, m->held[i].cap);
     memmove(m->held, m->held + m->job_held, (m->nheld - m->job_held) * sizeof(*m->held));
     m->nheld -= m->job_held;
     m->job_held = 0;
@@ -1257,6 +1301,9 @@ static tc_err tc_qmon_apply(tc_qmon *m, tc_err err)
         qmon_lane *l = m->lanes[m->marks[i].partition];
         if (l && m->marks[i].next > l->durable)
             l->durable = m->marks[i].next;
+        if (l)
+            l->ck_since = m->marks[i].ck.cut;
+        m->st.checkpoint_devices += m->marks[i].ck.n;
     }
     tc_qmon_notify(m);
     tc_qmon_drop_sent(m);
@@ -1312,7 +1359,7 @@ tc_err tc_qmon_flush_start(tc_qmon *m, char *errstr, size_t errstr_size)
     /* Dry: everything was built as for PostgreSQL; it is dropped as if committed. */
     if (!m->writer)
         return tc_qmon_apply(m, TC_OK);
-    (void)tc_qw_start(m->writer, m->stmts, m->nheld + m->nmarks);
+    (void)tc_qw_start(m->writer, m->stmts, m->nstmts);
     return TC_OK;
 }
 

@@ -12,8 +12,9 @@
  * Exactly once. A flush writes, in ONE transaction on the writer's thread (writer.h): every lane's
  * metric rows (all of them, closed minutes or not: quality_1m adds what it is given to what it
  * holds, so a minute written in several flushes sums up), the fleet's rows, the dead-letter counts,
- * the findings opened and resolved since the last flush, and per lane its `next` mark and its
- * detectors' checkpoint (tc_qd_save) in quality_offsets. The mark moves only from the one this
+ * the findings opened and resolved since the last flush, and per lane its `next` mark in
+ * quality_offsets with the records of its devices whose detectors changed since its last
+ * checkpoint in quality_detector_state (ckpt.h). The mark moves only from the one this
  * member read (the store's fencing, store.h): a lane another member moved on fails the whole
  * transaction with TC_ERR_FENCED. After a crash (kill -9 included) a lane opens from its stored
  * mark and checkpoint, the caller feeds it again from that mark, and what it then writes is what it
@@ -105,6 +106,7 @@ typedef struct tc_qmon_stats {
     uint64_t late, out_of_order, gaps;
     uint64_t refused; /* readings of devices past max_devices or with too long ids */
     uint64_t reloads, reloads_refused;
+    uint64_t checkpoint_devices; /* detector records committed (devices changed per flush) */
     size_t lanes, devices;
     int64_t watermark_us; /* the largest event time seen, 0 before any */
     int64_t flushed_us;   /* wall clock of the last committed flush, 0 before any */

@@ -111,6 +111,10 @@ void tc_qmon_render_metrics(const tc_qmon_stats *st, tc_jbuf *b)
     tc_qmon_prom_one(b, "thermocline_quality_flush_failures_total", "counter",
                      "Quality transactions that failed (retried; fenced ones included).",
                      (double)st->flush_failures);
+    tc_qmon_prom_one(b, "thermocline_quality_checkpoint_devices_total", "counter",
+                     "Devices whose detector state the committed quality transactions wrote "
+                     "(only those changed since their partition's last checkpoint).",
+                     (double)st->checkpoint_devices);
     tc_qmon_prom_head(b, "thermocline_quality_rules_reloads_total", "counter",
                       "Reloads of quality.rules_file (SIGHUP), by result.");
     tc_qmon_prom(b, "thermocline_quality_rules_reloads_total", "result=\"accepted\"",

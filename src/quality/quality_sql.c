@@ -89,7 +89,16 @@ static const char tc_quality_ddl[] =
     /* The partition's event-time watermark, so lateness after a restart is judged as before. */
     "ALTER TABLE @S.quality_offsets ADD COLUMN IF NOT EXISTS watermark_us bigint;"
     /* The checkpoint is rewritten at every flush and compresses little (floats): not compressed. */
-    "ALTER TABLE @S.quality_offsets ALTER COLUMN detector_state SET STORAGE EXTERNAL;";
+    "ALTER TABLE @S.quality_offsets ALTER COLUMN detector_state SET STORAGE EXTERNAL;"
+    /* The detectors' checkpoint a device a row (quality/ckpt.h): a flush rewrites only the
+     * devices that changed. Records are ~800 bytes, rewritten in place: room on the page for
+     * the new version keeps the updates HOT (no index entry per flush). */
+    "CREATE TABLE IF NOT EXISTS @S.quality_detector_state ("
+    " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
+    " device_id text NOT NULL, state bytea NOT NULL,"
+    " PRIMARY KEY (group_id, topic, partition, device_id)) WITH (fillfactor = 50);"
+    "COMMENT ON TABLE @S.quality_detector_state IS 'The quality sink''s detector checkpoint:"
+    " one record per device, written with the partition''s mark in quality_offsets.';";
 
 static const char tc_quality_ddl_timescaledb[] =
     "SELECT create_hypertable('@S.quality_1m', by_range('bucket', INTERVAL '1 day'),"

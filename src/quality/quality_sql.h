@@ -15,8 +15,11 @@
  *                           while end is NULL), unique per (device, metric, kind, rule, start) so
  *                           a finding re-sent after a restart updates its row instead of adding
  * one; quality_offsets         the quality sink's own marks (next offset per partition, like the
- *                           rollups'), with the detectors' checkpoint (tc_qd_save) in the same row
- *                           so state and marks commit together.
+ *                           rollups'), written in the transaction that writes the detectors'
+ *                           checkpoint, so state and marks commit together (detector_state: the
+ *                           whole checkpoint of an older version, cleared by the next flush);
+ * quality_detector_state    that checkpoint, one record per (group, topic, partition, device),
+ *                           rewritten only for the devices that changed (ckpt.h).
  * In TimescaleDB mode quality_1m is a hypertable. One transaction under an advisory lock of its
  * own, so concurrent pipelines can all call it.
  */

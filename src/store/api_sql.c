@@ -103,7 +103,10 @@ static const char tc_api_ingest_sql[] =
     "GRANT USAGE ON SCHEMA @S TO thermocline_ingest;"
     "GRANT SELECT, INSERT, UPDATE ON @S.ingest_offsets, @S.latest_state, @S.lake_files,"
     " @S.quality_1m, @S.quality_fleet_1m, @S.quality_dead_letters_1m, @S.anomalies,"
-    " @S.quality_offsets, @S.features_online, @S.features_online_offsets TO thermocline_ingest;"
+    " @S.quality_offsets, @S.quality_detector_state, @S.features_online,"
+    " @S.features_online_offsets TO thermocline_ingest;"
+    /* The quality sink deletes a lane's detector records when it writes its whole checkpoint. */
+    "GRANT DELETE ON @S.quality_detector_state TO thermocline_ingest;"
     "GRANT INSERT ON @S.readings, @S.dead_letters TO thermocline_ingest;"
     "GRANT USAGE ON ALL SEQUENCES IN SCHEMA @S TO thermocline_ingest;"
     "GRANT EXECUTE ON FUNCTION @U.record(text, text, jsonb, bigint, text, double precision) TO"

@@ -9,7 +9,10 @@
  *     identical, and the refusal has a message;
  *   - an accepted checkpoint saves back to exactly the same bytes (the format is canonical and
  *     nothing is lost), and the detector goes on working: readings and a tick on top of it, and
- *     its open-findings count never underflows.
+ *     its open-findings count never underflows;
+ *   - the same bytes as a record merged into a detector that holds a device already
+ *     (tc_qd_merge, the incremental checkpoint's loader): refused, the state is unchanged;
+ *     accepted, they are accepted by tc_qd_load too and the detector still saves.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +91,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tc_qd_tick(d, INT64_C(1) << 52);
         tc_qd_get_stats(d, &st);
         fz_require(st.open_now < (uint64_t)FZ_DEVICES * 5 + 1, "open findings bounded", NULL);
+    }
+    free(before);
+    free(after);
+    before = after = NULL;
+    {
+        tc_qd *m = fz_new();
+        const unsigned char *rec = in;
+        int loaded = tc_qd_load(d, in, size, errstr, sizeof(errstr)) == TC_OK;
+
+        fz_seed(m);
+        fz_require(tc_qd_save(m, &before, &nbefore, errstr, sizeof(errstr)) == TC_OK, "save",
+                   errstr);
+        if (tc_qd_merge(m, &rec, &size, 1, errstr, sizeof(errstr)) != TC_OK) {
+            fz_require(errstr[0] != '\0', "refusal has a message", NULL);
+            fz_require(tc_qd_save(m, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save",
+                       errstr);
+            fz_require(nafter == nbefore && !memcmp(after, before, nbefore),
+                       "a refused record leaves the state unchanged", NULL);
+        } else {
+            fz_require(loaded, "a merged record is a checkpoint tc_qd_load takes", NULL);
+            fz_require(tc_qd_save(m, &after, &nafter, errstr, sizeof(errstr)) == TC_OK, "save",
+                       errstr);
+        }
+        tc_qd_destroy(m);
     }
     free(before);
     free(after);

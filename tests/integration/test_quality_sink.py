@@ -17,6 +17,7 @@ import time
 import psycopg
 from confluent_kafka import Producer
 
+from api_data import as_role
 from test_observe import free_port, metrics, wait_for, _up
 
 SINKS = "store,quality"
@@ -295,6 +296,84 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     out = json.loads(tc.cmd("quality", "anomalies", "--format", "json", "--device", "r-1").stdout)
     assert [(a["rule"], a["status"]) for a in out if a["rule"]] == [("too-hot", "resolved")] * 2
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
+
+
+def ten_devices(tc, prefix):
+    """Ten devices of 30 readings in one partition, a run: its checkpoint is whole (every device
+    changed)."""
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    devices = [f"{prefix}-{k}" for k in range(10)]
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in range(30) for d in devices])
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    return devices
+
+
+def more(tc, devices, steps):
+    """Readings `steps` of `devices`, and a run (never quiet long enough for a silence: the
+    detectors of the devices left out do not change)."""
+    produce(tc, [(d, reading(d, i, 20.0 + (i % 5) * 0.1)) for i in steps for d in devices])
+    tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+
+
+def whole(tc, group):
+    return tc.sql("SELECT detector_state FROM quality_offsets WHERE group_id = %s", (group,))[0][0]
+
+
+def test_a_checkpoint_writes_only_the_devices_that_changed(tc):
+    """The first flush writes the whole checkpoint (all ten devices changed); a run in which two
+    devices report writes exactly their two records to quality_detector_state and leaves the whole
+    checkpoint as it was; a run in which all report writes it whole again and deletes the
+    records (they would be older than it)."""
+    devices = ten_devices(tc, "c")
+    first = whole(tc, tc.group)
+    assert first is not None
+    assert tc.sql("SELECT count(*) FROM quality_detector_state") == [(0,)]
+    more(tc, devices[:2], range(30, 31))
+    assert sorted(d for (d,) in tc.sql("SELECT device_id FROM quality_detector_state")) == \
+        devices[:2]
+    assert whole(tc, tc.group) == first
+    more(tc, devices, range(31, 34))
+    assert tc.sql("SELECT count(*) FROM quality_detector_state") == [(0,)]
+    assert whole(tc, tc.group) != first
+
+
+def test_a_lane_opens_from_its_whole_checkpoint_and_its_records(tc):
+    """Detectors restarted from a whole checkpoint plus two devices' records end in exactly the
+    state (byte for byte) of detectors that read the same partition in one run (another group:
+    its store writes the readings again, which nothing here reads)."""
+    devices = ten_devices(tc, "o")
+    more(tc, devices[:2], range(30, 31))
+    assert tc.sql("SELECT count(*) FROM quality_detector_state") == [(2,)]
+    more(tc, devices, range(31, 34))  # opened from both; all changed: written whole
+    other = f"{tc.group}-one-run"
+    tc.run(extra=quality_settings(f"kafka.group={other}"))
+    assert wait_for(lambda: tc.sql("SELECT next_offset FROM quality_offsets WHERE group_id = %s",
+                                   (other,)) == [(10 * 30 + 2 + 10 * 3,)], timeout=180)
+    assert whole(tc, other) == whole(tc, tc.group)
+
+def test_the_ingest_role_may_write_the_checkpoint(tc):
+    """thermocline_ingest (the pipeline's least-privilege role) may upsert and delete the
+    detectors' records and write the whole checkpoint with the mark, as a flush does."""
+    tc.migrate()
+    s = tc.schema
+    statements = [
+        f"INSERT INTO \"{s}\".quality_detector_state (group_id, topic, partition, device_id, state)"
+        " VALUES ('g', 't', 0, 'd', '\\x00') ON CONFLICT (group_id, topic, partition, device_id)"
+        " DO UPDATE SET state = EXCLUDED.state",
+        f"DELETE FROM \"{s}\".quality_detector_state WHERE group_id = 'g' AND topic = 't'"
+        " AND partition = 0",
+        f"INSERT INTO \"{s}\".quality_offsets (group_id, topic, partition, next_offset,"
+        " watermark_us, detector_state) VALUES ('g', 't', 0, 5, 0, NULL) ON CONFLICT DO NOTHING",
+        f"UPDATE \"{s}\".quality_offsets SET next_offset = 6, detector_state = '\\x00'"
+        " WHERE group_id = 'g' AND next_offset = 5",
+    ]
+    with as_role(tc, "thermocline_ingest") as conn:
+        for sql in statements:
+            conn.execute(sql)
 
 
 def store_has(tc, n):

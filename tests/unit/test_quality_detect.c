@@ -3,7 +3,8 @@
  * whose answers are worked out here: where each finding starts and ends, what it observed and
  * expected, and that a condition gives one finding, not one per reading. Then the checkpoint:
  * a restart in the middle of an open finding neither loses nor repeats it, and every corrupted,
- * truncated or foreign checkpoint is refused with the state left as it was. And the memory bound
+ * truncated or foreign checkpoint is refused with the state left as it was; an incremental
+ * checkpoint writes only the devices changed and restores the same state. And the memory bound
  * the header states.
  */
 #include <stdarg.h>
@@ -370,6 +371,149 @@ static void test_checkpoint_corruption(void **state)
     tc_qd_destroy(c);
 }
 
+/* The records of an incremental checkpoint, as a store keyed by device keeps them (an upsert). */
+typedef struct records {
+    char device[8][16];
+    unsigned char *rec[8];
+    size_t len[8];
+    int n, written; /* devices held, records the last save wrote */
+} records;
+
+static int keep_record(void *opaque, const char *device, size_t len, const unsigned char *record,
+                       size_t record_len)
+{
+    records *r = opaque;
+    int i = 0;
+
+    while (i < r->n && strcmp(r->device[i], device) != 0)
+        i++;
+    assert_true(i < 8 && len < sizeof(r->device[0]));
+    if (i == r->n)
+        snprintf(r->device[r->n++], sizeof(r->device[0]), "%s", device);
+    free(r->rec[i]);
+    r->rec[i] = malloc(record_len);
+    assert_non_null(r->rec[i]);
+    memcpy(r->rec[i], record, record_len);
+    r->len[i] = record_len;
+    r->written++;
+    return 0;
+}
+
+static uint32_t save_changed(tc_qd *d, uint32_t since, records *r)
+{
+    char errstr[TC_ERRSTR_MAX];
+    uint32_t cut = 0;
+
+    r->written = 0;
+    assert_int_equal(tc_qd_save_changed(d, since, keep_record, r, &cut, errstr, sizeof(errstr)),
+                     TC_OK);
+    return cut;
+}
+
+/* Whole checkpoints of a and b are the same bytes: the same state, device for device. */
+static void assert_same_state(const tc_qd *a, const tc_qd *b)
+{
+    char errstr[TC_ERRSTR_MAX];
+    unsigned char *sa = NULL, *sb = NULL;
+    size_t na = 0, nb = 0;
+
+    assert_int_equal(tc_qd_save(a, &sa, &na, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save(b, &sb, &nb, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(na, nb);
+    assert_memory_equal(sa, sb, na);
+    free(sa);
+    free(sb);
+}
+
+static void test_checkpoint_changed_only(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0}, lc = {0};
+    tc_qd *a = new_detector(&la, 1), *b = new_detector(&lb, 1), *c = new_detector(&lc, 1);
+    records r = {0};
+    unsigned char *blob = NULL, *now = NULL, *got = NULL;
+    size_t blen = 0, nlen = 0, glen = 0;
+    uint32_t cut1, cut2, cut3;
+
+    (void)state;
+    feed_fleet(a, 0, 200);
+    /* The first checkpoint writes every device; one with nothing fed since writes none. */
+    cut1 = save_changed(a, 0, &r);
+    assert_int_equal(r.written, 3);
+    assert_int_equal(tc_qd_changed(a, cut1), 0);
+    cut2 = save_changed(a, cut1, &r);
+    assert_int_equal(r.written, 0);
+    assert_true(cut2 > cut1);
+    assert_int_equal(tc_qd_save(a, &blob, &blen, errstr, sizeof(errstr)), TC_OK);
+    /* One device reports: only its record is written. */
+    feed(a, "dev-1", 200, base(200) + 5);
+    feed(a, "dev-1", 201, base(201) + 5);
+    assert_int_equal(tc_qd_changed(a, cut2), 1);
+    cut3 = save_changed(a, cut2, &r);
+    assert_int_equal(r.written, 1);
+    assert_string_equal(r.device[1], "dev-1");
+    /* A checkpoint that was not made durable is covered by the next one from the same since. */
+    (void)save_changed(a, cut2, &r);
+    assert_int_equal(r.written, 1);
+    assert_int_equal(tc_qd_changed(a, cut3), 0);
+    assert_int_equal(tc_qd_save(a, &now, &nlen, errstr, sizeof(errstr)), TC_OK);
+    /* A silence opened by a tick changes the device too. */
+    tc_qd_tick(a, T0 + 400 * CADENCE);
+    assert_int_equal(tc_qd_changed(a, cut3), 3);
+
+    /* Restart from the records: the same state as the running detector's at cut3. */
+    assert_int_equal(tc_qd_merge(b, (const unsigned char *const *)r.rec, r.len, (size_t)r.n, errstr,
+                                 sizeof(errstr)),
+                     TC_OK);
+    assert_int_equal(tc_qd_changed(b, 0), 0); /* what was read is stored: nothing to write */
+    assert_int_equal(
+        tc_qd_merge(c, (const unsigned char *const *)&blob, &blen, 1, errstr, sizeof(errstr)),
+        TC_OK);
+    assert_int_equal(tc_qd_changed(c, 0), 0);
+    /* Over an older whole checkpoint (tc_qd_load), a newer record wins; nothing read counts as
+     * changed, and a cut without writing moves past what changed. */
+    tc_qd_destroy(c);
+    c = new_detector(&lc, 1);
+    assert_int_equal(tc_qd_load(c, blob, blen, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_changed(c, 0), 0);
+    assert_int_equal(tc_qd_merge(c, (const unsigned char *const *)&r.rec[1], &r.len[1], 1, errstr,
+                                 sizeof(errstr)),
+                     TC_OK);
+    assert_int_equal(tc_qd_changed(c, 0), 0);
+    assert_int_equal(tc_qd_devices(c), 3);
+    cut3 = tc_qd_cut(a);
+    assert_int_equal(tc_qd_changed(a, cut3), 0);
+    assert_same_state(b, c);
+    assert_int_equal(tc_qd_save(b, &got, &glen, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(glen, nlen);
+    assert_memory_equal(got, now, nlen);
+    /* A device in two records, or a corrupted record, refuses all of them; b is unchanged. */
+    {
+        const unsigned char *twice[2] = {r.rec[0], r.rec[0]};
+        size_t lens[2] = {r.len[0], r.len[0]};
+        unsigned char *bad = malloc(r.len[2]);
+        assert_non_null(bad);
+        memcpy(bad, r.rec[2], r.len[2]);
+        bad[r.len[2] / 2] ^= 0x5a;
+        assert_int_equal(tc_qd_merge(b, twice, lens, 2, errstr, sizeof(errstr)), TC_ERR_INVALID);
+        assert_int_equal(tc_qd_merge(b, (const unsigned char *const *)&bad, &r.len[2], 1, errstr,
+                                     sizeof(errstr)),
+                         TC_ERR_INVALID);
+        assert_non_null(strstr(errstr, "record 1"));
+        free(bad);
+    }
+    assert_same_state(b, c);
+    assert_int_equal(lb.n, 0); /* loading emits nothing */
+    for (int i = 0; i < r.n; i++)
+        free(r.rec[i]);
+    free(blob);
+    free(now);
+    free(got);
+    tc_qd_destroy(a);
+    tc_qd_destroy(b);
+    tc_qd_destroy(c);
+}
+
 static void test_batch_equals_one_by_one(void **state)
 {
     enum { ROWS = 3000, DEVS = 7 };
@@ -386,8 +530,6 @@ static void test_batch_equals_one_by_one(void **state)
     log_t la = {0}, lb = {0};
     tc_qd_options o;
     tc_qd *a, *b;
-    unsigned char *sa = NULL, *sb = NULL;
-    size_t na = 0, nb = 0;
     uint8_t all[ROWS];
 
     (void)state;
@@ -428,12 +570,7 @@ static void test_batch_equals_one_by_one(void **state)
     assert_true(la.n >= 3); /* the spike, the stuck run, the shift */
     assert_int_equal(lb.n, la.n);
     assert_memory_equal(lb.f, la.f, sizeof(logged) * (size_t)la.n);
-    assert_int_equal(tc_qd_save(a, &sa, &na, errstr, sizeof(errstr)), TC_OK);
-    assert_int_equal(tc_qd_save(b, &sb, &nb, errstr, sizeof(errstr)), TC_OK);
-    assert_int_equal(na, nb);
-    assert_memory_equal(sa, sb, na);
-    free(sa);
-    free(sb);
+    assert_same_state(a, b);
     tc_qd_destroy(a);
     tc_qd_destroy(b);
 }
@@ -486,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order_ignored),
         cmocka_unit_test(test_checkpoint_restart_mid_finding),
         cmocka_unit_test(test_checkpoint_corruption),
+        cmocka_unit_test(test_checkpoint_changed_only),
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_memory_bound),
         cmocka_unit_test(test_devices_cap),

@@ -2,7 +2,8 @@
  * test_quality_metrics.c -- the quality metrics' arithmetic (quality/metrics.h): the delay sketch
  * against exact quantiles of the same data (within the stated factor 2^(1/8)), its bucket edges
  * and merging; and the per-(device, minute) accumulators on a reading sequence whose late,
- * out-of-order, gap and completeness counts are worked out by hand.
+ * out-of-order, gap and completeness counts are worked out by hand; the id and row tables grow
+ * and find everything again.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -297,6 +298,77 @@ static void test_caps(void **state)
     tc_qm_destroy(q);
 }
 
+typedef struct handed {
+    size_t rows;
+    uint64_t readings;
+} handed;
+
+static void count_row(void *opaque, const tc_qm_row *r)
+{
+    handed *h = opaque;
+
+    h->rows++;
+    h->readings += r->readings;
+}
+
+/* The id table and the row table start small and double as ids and rows come: every id keeps its
+ * index and every row is found again across doublings and a flush's rebuild, and the tables hold
+ * the slots their contents need, not those of max_devices. */
+static void test_tables_grow(void **state)
+{
+    char errstr[TC_ERRSTR_MAX], id[32];
+    enum { MAX = 200000, DEVS = 5000 };
+    tc_qids *ids = tc_qids_new(MAX);
+    tc_qm_options o;
+    tc_qm_totals t;
+    handed h = {0};
+    tc_qm *q;
+
+    (void)state;
+    assert_non_null(ids);
+    for (long i = 0; i < DEVS; i++) {
+        snprintf(id, sizeof(id), "g-%ld", i);
+        assert_int_equal(tc_qids_find(ids, id, strlen(id), 1), i);
+    }
+    for (long i = 0; i < DEVS; i++) {
+        snprintf(id, sizeof(id), "g-%ld", i);
+        assert_int_equal(tc_qids_find(ids, id, strlen(id), 0), i);
+    }
+    assert_int_equal(tc_qids_find(ids, "g-x", 3, 0), -1);
+    /* 16,384 slots of 8 bytes for 5,000 ids (at most half full), not the 524,288 of 200,000;
+     * besides the table, an id pointer and length for each of max (untouched until used) and the
+     * ids' bytes. */
+    assert_true(tc_qids_memory(ids) < (size_t)MAX * 16 + 512 * 1024);
+    tc_qids_destroy(ids);
+
+    tc_qm_options_default(&o, MAX);
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int minute = 0; minute < 2; minute++)
+        for (int i = 0; i < DEVS; i++) {
+            int64_t at = minute * 60 * SEC + i;
+            snprintf(id, sizeof(id), "g-%d", i);
+            tc_qm_observe(q, id, strlen(id), at, at, at, NULL, NULL, 6);
+        }
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_held, 2 * DEVS + 2);
+    tc_qm_flush(q, 60 * SEC, count_row, &h); /* minute 0's rows go, minute 1's stay */
+    assert_int_equal(h.rows, DEVS + 1);
+    assert_int_equal(h.readings, 2 * DEVS);
+    for (int i = 0; i < DEVS; i++) {
+        int64_t at = 60 * SEC + DEVS + i;
+        snprintf(id, sizeof(id), "g-%d", i);
+        tc_qm_observe(q, id, strlen(id), at, at, at, NULL, NULL, 6);
+    }
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_held, DEVS + 1); /* the same rows, found again */
+    h = (handed){0};
+    tc_qm_flush(q, INT64_MAX, count_row, &h);
+    assert_int_equal(h.rows, DEVS + 1);
+    assert_int_equal(h.readings, 4 * DEVS); /* two a device and their fleet's */
+    tc_qm_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_accumulators),
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_tables_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
