@@ -91,6 +91,15 @@ print(pg / hz, broker / hz)
 PY
 }
 
+# Other clients of the server, which bench_cpu counts too: "CONNECTED ACTIVE", the client backends
+# other than this query's, and those of them running a statement. Taken before and after a phase,
+# a witness of how quiet the server was (a registry started for the run counts as connected).
+bench_pg_others() {
+  psql -qAtF' ' -c "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity
+                    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" 2>/dev/null ||
+    echo "0 0"
+}
+
 # Write every dirty buffer now, so that the phase measured next starts from clean buffers and a
 # checkpoint due anyway does not land inside it. Needs a superuser or pg_checkpoint (PostgreSQL 15);
 # without either the phases are measured as they come.
