@@ -18,7 +18,7 @@ SOURCES      := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 FUZZ_SECONDS ?= 10
 
 .PHONY: all build build-asan build-fuzz build-tsan test-tsan deb deps venv graphql kubernetes monitoring-config services services-down test test-full unit integration faults test-faults \
-        fuzz-smoke lint format demo bench bench-e2e bench-latency bench-burst bench-quality bench-api bench-export clean docs
+        fuzz-smoke lint format demo bench bench-e2e bench-matrix bench-latency bench-burst bench-quality bench-api bench-export clean docs
 
 all: build
 
@@ -171,19 +171,25 @@ demo: deps build graphql services
 	@scripts/demo
 
 # Performance (not part of `make test`): end-to-end throughput against raw COPY and a bare consume
-# (plain mode, JSON and Avro; TimescaleDB mode too, JSON, where the extension is installed),
-# produce->visible latency at 20K/s and 50K/s, a 10x burst, and the quality detectors' detection
-# quality against the simulator's truth (bench/run-quality). Each run appends a JSON line to
+# (plain mode, JSON and Avro; TimescaleDB mode too, JSON, where the extension is installed), the
+# same at every fleet shape (bench/run-matrix: 10,000 and 100,000 devices reporting every 10 s,
+# 60 s and 300 s, both store modes), produce->visible latency at 20K/s and 50K/s, a 10x burst,
+# and the quality detectors' detection quality against the simulator's truth (bench/run-quality). Each run appends a JSON line to
 # bench/results.jsonl; `make bench` then appends their tables to docs/benchmarks.md.
 bench: deps build venv services
 	@start=$$(date -u +%FT%TZ) && bench/run-e2e && \
 	    TC_BENCH_MODE=timescaledb TC_BENCH_FORMATS=json bench/run-e2e && \
+	    TC_BENCH_BUILD=0 bench/run-matrix && \
 	    bench/run-latency && bench/run-burst && bench/run-quality && bench/run-api && \
 	    bench/run-export && \
 	    bench/report markdown --since $$start --append
 
 bench-e2e: deps build venv services
 	@bench/run-e2e
+
+# The end-to-end matrix alone (bench/run-matrix [COUNT]; TC_BENCH_RUNS=3 for three runs a cell).
+bench-matrix: deps build venv services
+	@bench/run-matrix
 
 bench-latency: deps build venv services
 	@bench/run-latency

@@ -54,13 +54,26 @@ bench_build() {
   rm -f "$log"
 }
 
-# CPU seconds used so far by PostgreSQL and by the broker, as "PG BROKER": every postgres
-# process's user + system time plus what exited backends left in the postmaster's children times;
-# the broker is the java process running kafka.Kafka. Neither counts the pipeline or this script.
+# The postmaster of the PostgreSQL server the benchmark talks to (PG* above): the parent of that
+# server's checkpointer. The machine may run other servers (the secure dev services, the fault
+# suite's own), whose processes are also called "postgres"; bench_cpu counts this one's only.
+BENCH_PG_POSTMASTER=$(psql -qAtc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'" 2>/dev/null |
+  { read -r pid && awk '{print $4}' "/proc/$pid/stat" 2>/dev/null; } || true)
+export BENCH_PG_POSTMASTER
+
+# CPU seconds used so far by PostgreSQL and by the broker, as "PG BROKER". PostgreSQL: the user +
+# system time of every live process of the server's postmaster (client backends, walwriter,
+# checkpointer, background writer, autovacuum, TimescaleDB's job workers) plus the postmaster's
+# own and its children times (what its exited backends used, a pipeline's included once it has
+# disconnected) -- the kernel's accounting from /proc, at 1/CLK_TCK resolution. Other clients of
+# the same server are included: measure on a quiet server. Without BENCH_PG_POSTMASTER, every
+# process called postgres. The broker is the java process running kafka.Kafka. Neither counts the
+# pipeline or this script.
 bench_cpu() {
   python3 - <<'PY'
 import os
 hz, pg, broker = os.sysconf("SC_CLK_TCK"), 0, 0
+pm = os.environ.get("BENCH_PG_POSTMASTER", "")
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -70,12 +83,28 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         continue
     name, f = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-    if name == "postgres":
+    if name == "postgres" and (not pm or pid == pm or f[1] == pm):
         pg += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
     elif name == "java" and b"kafka.Kafka" in cmd:
         broker += int(f[11]) + int(f[12])
 print(pg / hz, broker / hz)
 PY
+}
+
+# Other clients of the server, which bench_cpu counts too: "CONNECTED ACTIVE", the client backends
+# other than this query's, and those of them running a statement. Taken before and after a phase,
+# a witness of how quiet the server was (a registry started for the run counts as connected).
+bench_pg_others() {
+  psql -qAtF' ' -c "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity
+                    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" 2>/dev/null ||
+    echo "0 0"
+}
+
+# Write every dirty buffer now, so that the phase measured next starts from clean buffers and a
+# checkpoint due anyway does not land inside it. Needs a superuser or pg_checkpoint (PostgreSQL 15);
+# without either the phases are measured as they come.
+bench_checkpoint() {
+  psql -qAtc "CHECKPOINT" >/dev/null 2>&1 || true
 }
 
 # The difference of two bench_cpu outputs, "PG BROKER" rounded.
