@@ -115,6 +115,12 @@ static const tc_conf_entry tc_conf_table[] = {
      "since, in a transaction of their own with their own offsets (exactly once); 0: after every "
      "batch.",
      TC_CF_RELOAD},
+    {"postgres.rollup_close_after_ms", TC_CT_INT, "30000", 0, 86400000, NULL,
+     OFF(pg_rollup_close_after_ms),
+     "Plain mode: how long after a minute ends its rollup bucket is closed. Closed buckets are "
+     "aggregated once from the stored readings, set-based; the views compute the open ones from "
+     "the readings; a reading arriving for a closed bucket is added to it (an upsert).",
+     TC_CF_RELOAD},
     {"retention.max_age_s", TC_CT_INT, "2592000", 3600, 3153600000.0, NULL,
      OFF(retention_max_age_s), "Days older than this leave the operational store (30 days)."},
     {"retention.require_lake", TC_CT_BOOL, "true", 0, 0, NULL, OFF(retention_require_lake),

@@ -52,6 +52,7 @@ typedef struct tc_config {
     int64_t pg_rollups;
     int64_t pg_writers;
     int64_t pg_rollup_interval_ms;
+    int64_t pg_rollup_close_after_ms;
     /* retention */
     int64_t retention_max_age_s;
     int64_t retention_require_lake;

@@ -103,12 +103,12 @@ static const char tc_ddl_plain_sql[] =
     "REVOKE ALL ON FUNCTION @S.tc_ddl_add_partition(date) FROM PUBLIC;"
     /* The views are locked before their tables, as a query over a view locks them, with a
      * lock_timeout: a long query on a view makes this give up (55P03) and the pipeline try again
-     * at its next flush (migrate.c, tc_store_ensure_rollup_columns). A view can only gain columns
-     * at its end, so its select list is made from the columns the table has, in their order. */
+     * at its next flush (migrate.c, tc_store_ensure_rollup_columns). The views are then made
+     * again from the columns the tables have (tc_ddl_rollup_views). */
     "CREATE OR REPLACE FUNCTION @S.tc_ddl_add_rollup_columns(metrics text[]) RETURNS void"
     " LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
     " SET lock_timeout = '" TC_STORE_ROLLUP_DDL_LOCK_TIMEOUT "' AS $fn$"
-    " DECLARE m text; t text[]; adds text; cols text;"
+    " DECLARE m text; t text; adds text;"
     " BEGIN"
     "  IF metrics IS NULL OR cardinality(metrics) NOT BETWEEN 1 AND " TC_STORE_DDL_METRICS_MAX
     "  THEN RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition', MESSAGE ="
@@ -117,33 +117,144 @@ static const char tc_ddl_plain_sql[] =
     /* "<m>_sum" must fit PostgreSQL's 63 bytes. */
     "  FOREACH m IN ARRAY metrics LOOP PERFORM @S.tc_ddl_check_metric(m, 59); END LOOP;"
     "  PERFORM pg_advisory_xact_lock(" TC_STORE_LOCK_PARTITIONS ");"
-    "  LOCK TABLE @S.readings_1m, @S.readings_1h IN ACCESS EXCLUSIVE MODE;"
-    "  FOREACH t SLICE 1 IN ARRAY ARRAY[['rollup_1m', 'readings_1m'], ['rollup_1h',"
-    "   'readings_1h']] LOOP"
+    "  LOCK TABLE @S.readings_1m, @S.readings_1h, @S.rollup_1m_live, @S.rollup_1h_live"
+    "   IN ACCESS EXCLUSIVE MODE;"
+    "  FOREACH t IN ARRAY ARRAY['rollup_1m', 'rollup_1h'] LOOP"
     "   SELECT string_agg(format('ADD COLUMN IF NOT EXISTS %I bigint NOT NULL DEFAULT 0,"
     " ADD COLUMN IF NOT EXISTS %I double precision NOT NULL DEFAULT 0,"
     " ADD COLUMN IF NOT EXISTS %I double precision, ADD COLUMN IF NOT EXISTS %I double"
     " precision', x || '_n', x || '_sum', x || '_min', x || '_max'), ', ') INTO adds"
     "    FROM unnest(metrics) x;"
-    "   EXECUTE format('ALTER TABLE %s.%I ', '@S', t[1]) || adds;"
-    "   SELECT string_agg(format(', %1$I / nullif(%2$I, 0) AS %3$I, %4$I, %5$I, %2$I',"
-    "    c.m || '_sum', c.m || '_n', c.m || '_avg', c.m || '_min', c.m || '_max'), ''"
-    "    ORDER BY c.attnum) INTO cols FROM (SELECT left(a.attname, -2) AS m, a.attnum"
-    "    FROM pg_attribute a WHERE a.attrelid = format('%s.%I', '@S', t[1])::regclass"
-    "    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\\_n') c"
-    "    WHERE (SELECT count(*) FROM pg_attribute b WHERE b.attrelid = format('%s.%I', '@S',"
-    "    t[1])::regclass AND b.attnum > 0 AND NOT b.attisdropped AND b.attname IN"
-    "    (c.m || '_sum', c.m || '_min', c.m || '_max')) = 3;"
-    "   EXECUTE format('CREATE OR REPLACE VIEW %s.%I AS SELECT device_id, bucket, n%s"
-    " FROM %s.%I', '@S', t[2], cols, '@S', t[1]);"
+    "   EXECUTE format('ALTER TABLE %s.%I ', '@S', t) || adds;"
     "  END LOOP;"
+    "  PERFORM @S.tc_ddl_rollup_views();"
     " END $fn$;"
-    "REVOKE ALL ON FUNCTION @S.tc_ddl_add_rollup_columns(text[]) FROM PUBLIC;";
+    "REVOKE ALL ON FUNCTION @S.tc_ddl_add_rollup_columns(text[]) FROM PUBLIC;"
+    /*
+     * Closed buckets. rollup_state holds W (materialized_1m, a minute) and H (materialized_1h, an
+     * hour, H <= W). rollup_1m holds buckets before W only and rollup_1h buckets before H only:
+     * the buckets from there on are computed by the views from what is stored below them
+     * (rollup_1m from H, readings from W). tc_rollup_materialize moves W and H on, aggregating
+     * the buckets they pass over once, set-based; the rollups' sink adds to the tables only the
+     * groups below them (late readings). See store/sink_rollup.c for why this is exactly once.
+     *
+     * The fragments of the statements that name every metric of a rollup table (fixed and added
+     * by schema evolution: an m with all of m_n, m_sum, m_min and m_max), in the order the table
+     * got them, come from one function so that the views and the materialization agree.
+     */
+    "CREATE OR REPLACE FUNCTION @S.tc_rollup_cols(tbl text, kind text) RETURNS text"
+    " LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$"
+    " SELECT coalesce(string_agg(CASE kind"
+    "  WHEN 'cols' THEN format(', %I, %I, %I, %I', c.m || '_n', c.m || '_sum', c.m || '_min',"
+    "   c.m || '_max')"
+    "  WHEN 'combine' THEN format(', sum(%I)::bigint, sum(%I), min(%I), max(%I)', c.m || '_n',"
+    "   c.m || '_sum', c.m || '_min', c.m || '_max')"
+    "  WHEN 'avg' THEN format(', %1$I / nullif(%2$I, 0) AS %3$I, %4$I, %5$I, %2$I',"
+    "   c.m || '_sum', c.m || '_n', c.m || '_avg', c.m || '_min', c.m || '_max')"
+    "  WHEN 'raw_bucket' THEN CASE WHEN c.raw THEN format(', count(r.%1$I), coalesce(sum(r.%1$I),"
+    "   0), min(r.%1$I), max(r.%1$I)', c.m) ELSE ', 0::bigint, 0::double precision,"
+    "   NULL::double precision, NULL::double precision' END"
+    "  WHEN 'raw_row' THEN CASE WHEN c.raw THEN format(', (r.%1$I IS NOT NULL)::int::bigint,"
+    "   coalesce(r.%1$I, 0), r.%1$I, r.%1$I', c.m) ELSE ', 0::bigint, 0::double precision,"
+    "   NULL::double precision, NULL::double precision' END"
+    "  END, '' ORDER BY c.attnum), '')"
+    " FROM (SELECT left(a.attname, -2) AS m, a.attnum, EXISTS (SELECT 1 FROM pg_attribute x"
+    "  WHERE x.attrelid = '@S.readings'::regclass AND x.attnum > 0 AND NOT x.attisdropped"
+    "  AND x.attname = left(a.attname, -2)) AS raw"
+    "  FROM pg_attribute a WHERE a.attrelid = format('%s.%I', '@S', tbl)::regclass"
+    "  AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\\_n'"
+    "  AND (SELECT count(*) FROM pg_attribute b WHERE b.attrelid = a.attrelid AND b.attnum > 0"
+    "  AND NOT b.attisdropped AND b.attname IN (left(a.attname, -2) || '_sum',"
+    "  left(a.attname, -2) || '_min', left(a.attname, -2) || '_max')) = 3) c"
+    " $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_rollup_cols(text, text) FROM PUBLIC;"
+    /* The views: each rollup table's rows, then the buckets past it from what is below them.
+     * A view can only gain columns at its end (CREATE OR REPLACE VIEW): the fragments list the
+     * metrics in the order the tables got them. Buckets are UTC minutes and hours, as the
+     * pipeline makes them (rollup.c). */
+    "CREATE OR REPLACE FUNCTION @S.tc_ddl_rollup_views() RETURNS void"
+    " LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
+    " DECLARE cm text := @S.tc_rollup_cols('rollup_1m', 'cols');"
+    "  ch text := @S.tc_rollup_cols('rollup_1h', 'cols');"
+    " BEGIN"
+    "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.rollup_1m_live AS"
+    " SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1m UNION ALL"
+    " SELECT r.device_id, date_trunc(''minute'', r.time AT TIME ZONE ''UTC'') AT TIME ZONE"
+    " ''UTC'', count(*)%3$s FROM %1$s.readings r"
+    " WHERE r.time >= (SELECT materialized_1m FROM %1$s.rollup_state) GROUP BY 1, 2',"
+    "   '@S', cm, @S.tc_rollup_cols('rollup_1m', 'raw_bucket'));"
+    "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.rollup_1h_live AS"
+    " SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1h UNION ALL"
+    " SELECT device_id, date_trunc(''hour'', bucket AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',"
+    " sum(n)::bigint%3$s FROM (SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1m"
+    " WHERE bucket >= (SELECT materialized_1h FROM %1$s.rollup_state) UNION ALL"
+    " SELECT r.device_id, r.time, 1::bigint%4$s FROM %1$s.readings r"
+    " WHERE r.time >= (SELECT materialized_1m FROM %1$s.rollup_state)) x GROUP BY 1, 2',"
+    "   '@S', ch, @S.tc_rollup_cols('rollup_1h', 'combine'),"
+    "   @S.tc_rollup_cols('rollup_1h', 'raw_row'));"
+    "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.readings_1m AS SELECT device_id, bucket, n%2$s"
+    " FROM %1$s.rollup_1m_live', '@S', @S.tc_rollup_cols('rollup_1m', 'avg'));"
+    "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.readings_1h AS SELECT device_id, bucket, n%2$s"
+    " FROM %1$s.rollup_1h_live', '@S', @S.tc_rollup_cols('rollup_1h', 'avg'));"
+    " END $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_ddl_rollup_views() FROM PUBLIC;"
+    /* W and H, locked FOR SHARE until the caller's transaction ends: the rollups' sink reads
+     * them first in the transaction that writes its groups, so that no materialization moves
+     * them until it has committed. Microseconds since 1970, the infinities as int64's ends. */
+    "CREATE OR REPLACE FUNCTION @S.tc_rollup_thresholds() RETURNS text"
+    " LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
+    " SELECT string_agg(CASE WHEN t = '-infinity' THEN '-9223372036854775808'"
+    "  WHEN t = 'infinity' THEN '9223372036854775807'"
+    "  ELSE (extract(epoch FROM t) * 1000000)::bigint::text END, ' ' ORDER BY i)"
+    " FROM (SELECT materialized_1m, materialized_1h FROM @S.rollup_state FOR SHARE) s,"
+    "  LATERAL (VALUES (1, s.materialized_1m), (2, s.materialized_1h)) v(i, t)"
+    " $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_rollup_thresholds() FROM PUBLIC;"
+    /*
+     * Close the minutes before `upto` (and the hours before its hour): W moves to upto's minute,
+     * and the readings of [old W, new W) that the rollups' sink has passed over (below its marks,
+     * group grp, topic top: it left their buckets to this) are aggregated into rollup_1m; H moves
+     * to new W's hour, and the hours it passes over are aggregated from rollup_1m. Plain INSERTs:
+     * no bucket at or past W (H) is in its table, so a conflict would be a bug, and says so.
+     * FOR UPDATE waits for the sinks' transactions that read W and H, and keeps the next ones
+     * waiting until this commits. Returns the one-minute buckets written.
+     */
+    "CREATE OR REPLACE FUNCTION @S.tc_rollup_materialize(grp text, top text, upto timestamptz)"
+    " RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+    " AS $fn$"
+    " DECLARE w0 timestamptz; h0 timestamptz; w1 timestamptz; h1 timestamptz; k bigint := 0;"
+    " BEGIN"
+    "  SELECT materialized_1m, materialized_1h INTO w0, h0 FROM @S.rollup_state FOR UPDATE;"
+    "  w1 := date_trunc('minute', upto AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';"
+    "  IF w1 IS NULL OR w0 IS NULL OR w1 <= w0 THEN RETURN 0; END IF;"
+    "  EXECUTE format('INSERT INTO %1$s.rollup_1m (device_id, bucket, n%2$s)"
+    " SELECT r.device_id, date_trunc(''minute'', r.time AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',"
+    " count(*)%3$s FROM %1$s.readings r JOIN %1$s.ingest_offsets o ON o.group_id = $1"
+    " AND o.topic = $2 AND o.partition = r.kafka_partition AND r.kafka_offset < o.next_offset"
+    " WHERE r.time >= $3 AND r.time < $4 GROUP BY 1, 2', '@S',"
+    "   @S.tc_rollup_cols('rollup_1m', 'cols'), @S.tc_rollup_cols('rollup_1m', 'raw_bucket'))"
+    "   USING grp, top, w0, w1;"
+    "  GET DIAGNOSTICS k = ROW_COUNT;"
+    "  h1 := greatest(h0, date_trunc('hour', w1 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');"
+    "  IF h1 > h0 THEN"
+    "   EXECUTE format('INSERT INTO %1$s.rollup_1h (device_id, bucket, n%2$s)"
+    " SELECT device_id, date_trunc(''hour'', bucket AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',"
+    " sum(n)::bigint%3$s FROM %1$s.rollup_1m WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2',"
+    "    '@S', @S.tc_rollup_cols('rollup_1h', 'cols'), @S.tc_rollup_cols('rollup_1h', 'combine'))"
+    "    USING h0, h1;"
+    "  END IF;"
+    "  UPDATE @S.rollup_state SET materialized_1m = w1, materialized_1h = h1,"
+    "   materialized_at = now();"
+    "  RETURN k;"
+    " END $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_rollup_materialize(text, text, timestamptz) FROM PUBLIC;"
+    /* Schemas migrated before the views took the open buckets from the readings. */
+    "SELECT @S.tc_ddl_rollup_views() WHERE to_regclass('@S.rollup_1m_live') IS NULL;";
 /* clang-format on */
 
 tc_err tc_store_ddl_migrate(tc_store *s, char *errstr, size_t errstr_size)
 {
-    size_t cap = sizeof(tc_ddl_sql) + sizeof(tc_ddl_plain_sql) + 64 * TC_IDENT_MAX;
+    size_t cap = sizeof(tc_ddl_sql) + sizeof(tc_ddl_plain_sql) + 128 * TC_IDENT_MAX;
     char *tmpl = malloc(cap), *sql = malloc(cap);
     tc_err err;
 

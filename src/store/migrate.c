@@ -224,6 +224,29 @@ static const tc_migration tc_migrations[] = {
      " schema registry the reading was read as: the writer schema of an Avro reading, the version"
      " detected from the fields of a JSON one (NULL: no registry, or no version matched).';",
      NULL, NULL},
+    /* Closed buckets (ddl.c, tc_rollup_materialize): W and H start where no rollup row is at or
+     * past them. An empty schema starts at -infinity: everything is still open, and the first
+     * materialization aggregates what is stored by then. A schema with rollups starts at the next
+     * hour at least, past every bucket its tables hold, so the views never count a bucket twice;
+     * the sink keeps adding to the tables, as before, until the first materialization. */
+    {5, "closed rollup buckets written once, open ones computed by the views", NULL,
+     "CREATE TABLE @S.rollup_state ("
+     "  id boolean PRIMARY KEY DEFAULT true CHECK (id),"
+     "  materialized_1m timestamptz NOT NULL,"
+     "  materialized_1h timestamptz NOT NULL,"
+     "  materialized_at timestamptz,"
+     "  CHECK (materialized_1h <= materialized_1m)"
+     ");"
+     "INSERT INTO @S.rollup_state (materialized_1m, materialized_1h) SELECT w, w FROM (SELECT"
+     " CASE WHEN EXISTS (SELECT 1 FROM @S.rollup_1m) OR EXISTS (SELECT 1 FROM @S.rollup_1h)"
+     " THEN greatest(date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',"
+     " (SELECT max(bucket) FROM @S.rollup_1h), (SELECT date_trunc('hour', max(bucket)"
+     " AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM @S.rollup_1m)) + INTERVAL '1 hour'"
+     " ELSE '-infinity'::timestamptz END AS w) s;"
+     "COMMENT ON TABLE @S.rollup_state IS 'Plain mode: rollup_1m holds the minutes before"
+     " materialized_1m, rollup_1h the hours before materialized_1h; the views readings_1m and"
+     " readings_1h compute the later buckets from the readings.';",
+     NULL},
 };
 
 #define TC_MIGRATION_COUNT (sizeof(tc_migrations) / sizeof(tc_migrations[0]))

@@ -115,13 +115,18 @@ tc_err tc_store_replay_count(tc_store *s, int32_t partition, int64_t from, int64
 static tc_err tc_replay_rollup(tc_store *s, const char *table, const char *unit, char *errstr,
                                size_t errstr_size)
 {
-    char tmpl[TC_SQL_MAX], bucket[128], *sql;
+    char tmpl[TC_SQL_MAX], bucket[128], closed[128], *sql;
     size_t pos = 0;
     int found = 0, w;
     tc_err err;
 
     snprintf(bucket, sizeof(bucket),
              "date_trunc('%s', g.time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'", unit);
+    /* Closed buckets only: the views compute the open ones from the readings (store.h). */
+    closed[0] = '\0';
+    if (s->version >= TC_STORE_VERSION_CLOSED_ROLLUPS)
+        snprintf(closed, sizeof(closed), " WHERE k.bucket < (SELECT materialized_1%c FROM %s.rollup_state)",
+                 unit[0] == 'm' ? 'm' : 'h', s->schema);
     snprintf(tmpl, sizeof(tmpl),
              "DELETE FROM @S.%s t USING (SELECT DISTINCT g.device_id, %s AS bucket FROM"
              " tc_replay_gone g) k WHERE t.device_id = k.device_id AND t.bucket = k.bucket",
@@ -146,8 +151,8 @@ static tc_err tc_replay_rollup(tc_store *s, const char *table, const char *unit,
         w = snprintf(sql + pos, TC_ROLLUP_SQL_MAX - pos,
                      " FROM (SELECT DISTINCT g.device_id, %s AS bucket FROM tc_replay_gone g) k"
                      " JOIN %s.readings r ON r.device_id = k.device_id AND r.time >= k.bucket"
-                     " AND r.time < k.bucket + INTERVAL '1 %s' GROUP BY r.device_id, k.bucket",
-                     bucket, s->schema, unit);
+                     " AND r.time < k.bucket + INTERVAL '1 %s'%s GROUP BY r.device_id, k.bucket",
+                     bucket, s->schema, unit, closed);
         if (!found || w < 0 || (size_t)w >= TC_ROLLUP_SQL_MAX - pos)
             err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "could not recompute \"%s\": %s",
                              table, found ? "statement too long" : "no metric columns found");
@@ -213,7 +218,12 @@ static tc_err tc_replay_derived(tc_store *s, const char *const *params, char *er
     tc_err err = TC_OK;
 
     if (s->mode == TC_STORE_PLAIN && s->rollups) {
-        err = tc_replay_rollup(s, "rollup_1m", "minute", errstr, errstr_size);
+        /* W and H held still until this transaction ends (as a rollups' flush does). */
+        if (s->version >= TC_STORE_VERSION_CLOSED_ROLLUPS)
+            err = tc_replay_exec(s, "SELECT @S.tc_rollup_thresholds()", 0, NULL, NULL,
+                                 "read the rollups' closed buckets", errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_replay_rollup(s, "rollup_1m", "minute", errstr, errstr_size);
         if (err == TC_OK)
             err = tc_replay_rollup(s, "rollup_1h", "hour", errstr, errstr_size);
     }

@@ -9,6 +9,8 @@
  */
 #include "store/store_int.h"
 
+#include "core/log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,21 +194,37 @@ static tc_err tc_store_prepare_records(tc_store *s, tc_record_stmt *st, tc_recor
 typedef void (*tc_record_value_fn)(tc_store *s, const tc_rollup *r, size_t g,
                                    const tc_rollup_column *c);
 
-/* Send the groups of r through prepared statement name, which takes them as one array of st's
- * row type, in statements of at most TC_ROLLUP_STMT_GROUPS groups. */
-static tc_err tc_store_send_records(tc_store *s, tc_record_stmt *st, const char *name,
-                                    const char *what, const tc_rollup *r, tc_record_value_fn value,
-                                    char *errstr, size_t errstr_size)
+/* The end of the next statement's groups from g0: at most TC_ROLLUP_STMT_GROUPS of those whose
+ * bucket is below `below`, in *n. */
+static size_t tc_store_records_span(const tc_rollup *r, size_t g0, int64_t below, size_t *n)
 {
-    size_t g0, g1, ng = r->ngroups;
+    size_t g = g0;
+
+    for (*n = 0; g < r->ngroups && *n < TC_ROLLUP_STMT_GROUPS; g++)
+        *n += r->groups[g].bucket_us < below;
+    return g;
+}
+
+/* Send the groups of r whose bucket is below `below` (INT64_MAX: all) through prepared statement
+ * name, which takes them as one array of st's row type, in statements of at most
+ * TC_ROLLUP_STMT_GROUPS groups. */
+static tc_err tc_store_send_records(tc_store *s, tc_record_stmt *st, const char *name,
+                                    const char *what, const tc_rollup *r, int64_t below,
+                                    tc_record_value_fn value, char *errstr, size_t errstr_size)
+{
+    size_t g0, g1, n;
     tc_params p;
     tc_err err = TC_OK;
 
-    for (g0 = 0; err == TC_OK && g0 < ng; g0 = g1) {
-        g1 = ng - g0 > TC_ROLLUP_STMT_GROUPS ? g0 + TC_ROLLUP_STMT_GROUPS : ng;
+    for (g0 = 0; err == TC_OK && g0 < r->ngroups; g0 = g1) {
+        g1 = tc_store_records_span(r, g0, below, &n);
+        if (n == 0)
+            continue;
         tc_params_reset(s, &p);
-        tc_params_array(s, &p, st->rowtype, g1 - g0, 0);
+        tc_params_array(s, &p, st->rowtype, n, 0);
         for (size_t g = g0; g < g1; g++) {
+            if (r->groups[g].bucket_us >= below)
+                continue;
             size_t start = tc_copy_record_begin(&s->params, (uint32_t)st->ncols);
             for (size_t c = 0; c < st->ncols; c++)
                 value(s, r, g, &st->cols[c]);
@@ -359,7 +377,8 @@ static tc_err tc_store_write_rollup(tc_store *s, size_t t, char *errstr, size_t 
     err = tc_store_prepare_rollup(s, t, r, r->ndyn, errstr, errstr_size);
     return err != TC_OK ? err
                         : tc_store_send_records(s, &s->rollup_stmt[t], rt->stmt, rt->table, r,
-                                                tc_store_rollup_value, errstr, errstr_size);
+                                                s->rollup_below_us[t], tc_store_rollup_value,
+                                                errstr, errstr_size);
 }
 
 /*
@@ -511,7 +530,8 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errst
     err = tc_store_prepare_latest(s, errstr, errstr_size);
     return err != TC_OK ? err
                         : tc_store_send_records(s, &s->latest_stmt, "tc_latest", "latest readings",
-                                                r, tc_store_latest_value, errstr, errstr_size);
+                                                r, INT64_MAX, tc_store_latest_value, errstr,
+                                                errstr_size);
 }
 
 /* Whether the store keeps rollup tables (plain mode, postgres.rollups on). */
@@ -571,6 +591,79 @@ static tc_err tc_store_write_aggregates(tc_store *s, char *errstr, size_t errstr
     return err;
 }
 
+/* W and H for this flush (store.h, closed buckets), read first in its transaction, which keeps
+ * them FOR SHARE until it ends: no materialization moves them meanwhile. INT64_MAX where the
+ * schema keeps every bucket in the tables (before version 5). */
+static tc_err tc_store_rollup_thresholds(tc_store *s, char *errstr, size_t errstr_size)
+{
+    char val[64];
+    long long w, h;
+    int found = 0;
+    tc_err err;
+
+    s->rollup_below_us[0] = s->rollup_below_us[1] = INT64_MAX;
+    if (!tc_store_has_rollups(s) || s->version < TC_STORE_VERSION_CLOSED_ROLLUPS)
+        return TC_OK;
+    err = tc_store_query_value(s, "SELECT @S.tc_rollup_thresholds()", NULL, 0, val, sizeof(val),
+                               &found, errstr, errstr_size);
+    if (err != TC_OK)
+        return err;
+    if (!found || sscanf(val, "%lld %lld", &w, &h) != 2)
+        return tc_err_set(TC_ERR_DB, errstr, errstr_size,
+                          "%s.rollup_state has no row: run `thermocline migrate`", s->schema);
+    s->rollup_below_us[0] = (int64_t)w;
+    s->rollup_below_us[1] = (int64_t)h;
+    return TC_OK;
+}
+
+void tc_store_rollups_materialize_next(tc_store *s, int64_t close_after_us)
+{
+    s->materialize_after_us = close_after_us;
+}
+
+int tc_store_rollups_materialized(const tc_store *s, int64_t *buckets)
+{
+    *buckets = s->materialized_buckets;
+    return s->materialized;
+}
+
+/* The materialization asked for, after a flush committed (autocommit: a transaction of its own).
+ * Its failure loses nothing -- the buckets stay open, the views compute them -- so it is logged
+ * and left to the next one. */
+static void tc_store_rollups_materialize(tc_store *s)
+{
+    char after[24], sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
+    const char *params[3] = {s->rollup_group, s->topic, after};
+    PGresult *res;
+
+    s->materialized = 0;
+    s->materialized_buckets = 0;
+    if (s->materialize_after_us < 0)
+        return;
+    snprintf(after, sizeof(after), "%lld", (long long)s->materialize_after_us);
+    s->materialize_after_us = -1;
+    /* W at infinity: every bucket closed for good, nothing ever to close. */
+    if (!tc_store_has_rollups(s) || s->version < TC_STORE_VERSION_CLOSED_ROLLUPS ||
+        s->rollup_below_us[0] == INT64_MAX ||
+        tc_store_sql(s,
+                     "SELECT @S.tc_rollup_materialize($1, $2,"
+                     " now() - $3::bigint * INTERVAL '1 microsecond')",
+                     sql, sizeof(sql)) < 0)
+        return;
+    res = PQexecParams(s->conn, sql, 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        s->materialized = 1;
+        s->materialized_buckets = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    } else {
+        (void)tc_store_classify(s, res);
+        s->materialized = -1;
+        tc_log_warn("rollups", "could not close the rollup buckets ended %s us ago: %s (they stay"
+                    " open, the views compute them; tried again later)", after,
+                    tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    }
+    PQclear(res);
+}
+
 tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, const int64_t *from,
                               size_t nmarks, char *errstr, size_t errstr_size)
 {
@@ -588,7 +681,9 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, con
     err = tc_store_exec(s, "BEGIN", "begin transaction", errstr, errstr_size);
     if (err != TC_OK)
         return err;
-    err = tc_store_write_aggregates(s, errstr, errstr_size);
+    err = tc_store_rollup_thresholds(s, errstr, errstr_size);
+    if (err == TC_OK)
+        err = tc_store_write_aggregates(s, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_write_offsets(s, s->rollup_group, marks, from, TC_STORE_MARK_ABSENT, nmarks,
                                      errstr, errstr_size);
@@ -597,7 +692,9 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, con
         return err;
     }
     err = tc_store_exec(s, "COMMIT", "commit rollups", errstr, errstr_size);
-    if (err == TC_OK)
+    if (err == TC_OK) {
         tc_store_rollups_clear(s);
+        tc_store_rollups_materialize(s);
+    }
     return err;
 }

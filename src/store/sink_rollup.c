@@ -23,6 +23,27 @@
  *
  * A replay (`thermocline replay`) recomputes the rollups of its range itself: the sink is flagged
  * TC_SINK_NO_REPLAY and the pipeline leaves it out of a replay.
+ *
+ * Closed buckets (plain mode; store.h). The tables hold the minutes before W and the hours before
+ * H (rollup_state); a flush writes only its groups below them -- readings that came late -- and
+ * drops the rest, which stay in readings, where the views compute them, until a materialization
+ * (tc_rollup_materialize, ddl.c) closes their buckets set-based. So a device-minute costs
+ * PostgreSQL one row written once, not an upsert per flush that touched it. Exactly once, for a
+ * reading r of offset o and bucket b:
+ *   1. r is in readings before the sink sees it (the primary committed it first).
+ *   2. A flush decides for the groups of its rows under W and H read FOR SHARE in the
+ *      transaction that writes them and moves the marks past o; a materialization takes the same
+ *      row FOR UPDATE, so it runs wholly before or wholly after such a flush.
+ *   3. Before: it aggregates the readings of [W, W') below the marks it sees, which do not include
+ *      o yet; the flush then reads W' and writes r (b < W') itself. After: the flush saw b >= W
+ *      and left r; the materialization sees the marks past o and aggregates r (b < W').
+ *   4. rollup_1h is aggregated from rollup_1m when H moves: every reading of an hour below H is in
+ *      rollup_1m by then or, flushed later, written to both by the flush (b < H).
+ * When to materialize is a matter of cost only: W moves to the minute that ended
+ * postgres.rollup_close_after_ms ago, every TC_ROLLUP_CLOSE_EVERY_US, when the sink is caught up
+ * (its newest readings are recent) -- a backlog, a backfill, leaves its buckets open and so cheap,
+ * to be closed in one statement when it is through -- at the latest every
+ * TC_ROLLUP_CLOSE_MAX_US, and at every stop.
  */
 #include "store/sink_rollup.h"
 
@@ -48,6 +69,18 @@
  * the writer is still busy, they are the back-pressure: flush waits for the writer. */
 #define TC_SINK_ROLLUP_GROUPS_MAX 40000
 
+/* How often buckets are closed (each a statement aggregating the readings of the minutes passed
+ * over, and the hours from those minutes): often enough that the views' open part stays a minute
+ * or two of readings, rarely enough that its fixed cost does not matter. */
+#define TC_ROLLUP_CLOSE_EVERY_US (10LL * 1000000LL)
+/* Caught up: the newest reading aggregated since the last closing is at most this much older than
+ * the minute about to close. Further behind, the readings are a backlog whose buckets would all be
+ * late if closed now. */
+#define TC_ROLLUP_CAUGHT_UP_US (60LL * 1000000LL)
+/* ...and closed anyway after this long: a fleet whose clocks lag must not leave the views computing
+ * hours from the readings. */
+#define TC_ROLLUP_CLOSE_MAX_US (300LL * 1000000LL)
+
 typedef struct tc_rollup_sink {
     const tc_config *cfg;   /* borrowed: postgres.rollup_interval_ms is read at each flush */
     tc_store *store;        /* marks, and the aggregates being filled */
@@ -66,6 +99,10 @@ typedef struct tc_rollup_sink {
     uint64_t rows_flight;  /* rows of the flush in flight */
     int64_t flushed_us;    /* when the last flush was started */
     int dropped;           /* a revocation dropped rows of kept partitions: recover them */
+    /* Closing buckets: when last asked, and the newest event time aggregated since (INT64_MIN:
+     * nothing since). */
+    int64_t closed_us;
+    int64_t newest_us;
     tc_sink_stats st;
 } tc_rollup_sink;
 
@@ -187,6 +224,10 @@ static tc_err tc_rollup_sink_append(void *ctx, const tc_sink_rows *rows, char *e
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                           "out of memory aggregating rollups (the next run resumes them from "
                           "their marks)");
+    for (size_t i = 0; i < rows->batch->n; i++) {
+        if ((!rows->mask || rows->mask[i]) && rows->batch->time_us[i] > k->newest_us)
+            k->newest_us = rows->batch->time_us[i];
+    }
     for (size_t i = 0; i < rows->nadvance; i++) {
         if (tc_rollup_sink_part_ok(rows->advance[i].partition))
             k->taken[rows->advance[i].partition] = rows->advance[i].next_offset;
@@ -194,6 +235,32 @@ static tc_err tc_rollup_sink_append(void *ctx, const tc_sink_rows *rows, char *e
     k->st.rows += rows->nrows;
     k->rows_pending += rows->nrows;
     return TC_OK;
+}
+
+/* Whether this flush should close buckets too (see the top of the file). */
+static int tc_rollup_sink_close_due(const tc_rollup_sink *k, int64_t now_us, int force)
+{
+    int64_t after_us = k->cfg->pg_rollup_close_after_ms * 1000LL;
+
+    if (!k->cfg->pg_rollups || k->st.rows == 0)
+        return 0;
+    if (force) /* once a stop or a revocation, for what came since the last closing */
+        return k->newest_us != INT64_MIN;
+    if (now_us - k->closed_us < TC_ROLLUP_CLOSE_EVERY_US)
+        return 0;
+    return k->newest_us == INT64_MIN || k->newest_us >= now_us - after_us - TC_ROLLUP_CAUGHT_UP_US ||
+           now_us - k->closed_us >= TC_ROLLUP_CLOSE_MAX_US;
+}
+
+/* Ask the writer's next flush to close buckets, when due. */
+static void tc_rollup_sink_ask_close(tc_rollup_sink *k, int64_t now_us, int force)
+{
+    if (!tc_rollup_sink_close_due(k, now_us, force))
+        return;
+    tc_store_rollups_materialize_next(tc_store_async_rollups_store(k->writer),
+                                      k->cfg->pg_rollup_close_after_ms * 1000LL);
+    k->closed_us = now_us;
+    k->newest_us = INT64_MIN;
 }
 
 /* Hand the writer a flush: the pending aggregates with the marks they take the rollups to, or
@@ -277,8 +344,11 @@ static tc_err tc_rollup_sink_flush(void *ctx, int64_t now_us, int force, int *bu
         k->flight_from[k->nflight] = k->durable[p];
         k->flight[k->nflight++] = (tc_partition_offset){p, k->taken[p]};
     }
-    if (k->nflight == 0)
+    /* Nothing to write: a flush only when buckets are to be closed (an idle pipeline's, whose
+     * newest readings are in open buckets still). */
+    if (k->nflight == 0 && !tc_rollup_sink_close_due(k, now_us, force))
         return TC_OK;
+    tc_rollup_sink_ask_close(k, now_us, force);
     tc_rollup_sink_start(k, 0);
     *busy = force;
     return TC_OK;
@@ -387,6 +457,7 @@ tc_err tc_sink_rollup_new(const tc_config *cfg, tc_sink *out, char *errstr, size
     }
     for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
         k->taken[p] = k->durable[p] = TC_SINK_MARK_NONE;
+    k->newest_us = INT64_MIN;
     out->ops = &tc_rollup_sink_ops;
     out->ctx = k;
     snprintf(out->name, sizeof(out->name), "%s", tc_rollup_sink_ops.name);

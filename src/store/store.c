@@ -64,6 +64,7 @@ tc_store *tc_store_new(const tc_store_options *opt, char *errstr, size_t errstr_
     tc_rollup_init(&s->r1m, TC_ROLLUP_1M_US);
     tc_rollup_init(&s->r1h, TC_ROLLUP_1H_US);
     tc_rollup_init(&s->rlatest, 0);
+    s->materialize_after_us = -1;
     if (!s->dsn || !s->group || !s->rollup_group || !s->topic) {
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         tc_store_destroy(s);

@@ -37,6 +37,8 @@
 
 /* The schema version whose objects the batch write uses beyond step 1: rollups, latest. */
 #define TC_STORE_VERSION_ROLLUPS 2
+/* The schema version from which the rollup tables hold closed buckets only (rollup_state). */
+#define TC_STORE_VERSION_CLOSED_ROLLUPS 5
 
 /* The plain-mode rollup tables: table, view over it, name of its prepared upsert and the upsert's
  * bit in tc_store.prepared. */
@@ -114,6 +116,13 @@ struct tc_store {
     /* ...and what that statement sends; the same for latest_state's upsert */
     tc_record_stmt rollup_stmt[TC_STORE_ROLLUP_TABLES];
     tc_record_stmt latest_stmt;
+    /* Closed buckets: W and H as the flush in progress read them (microseconds; INT64_MAX where
+     * the schema keeps every bucket in the tables), and the materialization asked of the next
+     * flush and its outcome. */
+    int64_t rollup_below_us[TC_STORE_ROLLUP_TABLES];
+    int64_t materialize_after_us; /* < 0: none asked */
+    int materialized;             /* 1 done, -1 failed, 0 not asked */
+    int64_t materialized_buckets;
 };
 
 /* The rollup tables of plain mode and their views, fed by s->r1m and s->r1h. */

@@ -157,9 +157,9 @@ def test_restore_drill(pipeline, drill, tmp_path, target):
 
     assert_exact(p, lake)
     # The rollups and the latest state came back with their own marks and caught up exactly.
-    for table, width in (("rollup_1m", "1 minute"), ("rollup_1h", "1 hour")):
+    for table, width in (("rollup_1m_live", "1 minute"), ("rollup_1h_live", "1 hour")):
         assert rollup_mismatches(p, table, width) == [], table
     assert latest_mismatches(p) == []
-    assert p.sql("SELECT sum(n) FROM rollup_1m")[0][0] == p.sql("SELECT count(*) FROM readings")[0][0]
+    assert p.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == p.sql("SELECT count(*) FROM readings")[0][0]
     # The lake was complete before the disaster: not one file was written again or added.
     assert files_of(lake) == files

@@ -38,7 +38,7 @@ def _lock_waiters(p):
 
 
 def _rollup_total(p):
-    return [p.sql(f"SELECT coalesce(sum(n), 0) FROM {t}")[0][0] for t in ("rollup_1m", "rollup_1h")]
+    return [p.sql(f"SELECT coalesce(sum(n), 0) FROM {t}")[0][0] for t in ("rollup_1m_live", "rollup_1h_live")]
 
 
 @pytest.mark.parametrize("freeze", [False, True], ids=["stall", "stall-stop"])

@@ -56,6 +56,9 @@ def seed(tc):
                          " VALUES (%s, 'latitude', 'spike', %s, %s, %s)", (dev, hour, LAT[dev], LAT[dev] + 1))
             conn.execute("INSERT INTO anomalies (device_id, metric, kind, start_time, observed, expected)"
                          " VALUES (%s, 'temperature', 'drift', %s, 30.123456, 20.123456)", (dev, hour))
+        # The rollup rows above are the tables' own: every bucket closed, none computed.
+        conn.execute("UPDATE rollup_state SET materialized_1m = 'infinity',"
+                     " materialized_1h = 'infinity'")
         conn.execute("INSERT INTO quality_fleet_1m (bucket, readings, devices) VALUES (%s, 240, 4)", (hour,))
         for reason in ("out_of_range", "malformed_json"):
             conn.execute(

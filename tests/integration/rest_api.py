@@ -57,6 +57,7 @@ INSERT INTO rollup_1h (device_id, bucket, n, temperature_n, temperature_sum, tem
 SELECT device_id, date_trunc('hour', time), count(*), count(temperature), sum(temperature),
   min(temperature), max(temperature), count(humidity), coalesce(sum(humidity), 0), min(humidity), max(humidity)
 FROM readings GROUP BY 1, 2;
+UPDATE rollup_state SET materialized_1m = 'infinity', materialized_1h = 'infinity';
 INSERT INTO dead_letters (received_at, reason, detail, stage, payload, source_topic,
   source_partition, source_offset)
 SELECT timestamptz '{start}' + (i || ' seconds')::interval, 'reason-' || (i % 3), 'x', 'validate',

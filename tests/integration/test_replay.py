@@ -30,7 +30,7 @@ CHECKSUMS = {
                     " battery, latitude, longitude, tags, extra, kafka_partition, kafka_offset)::text,"
                     " '|' ORDER BY device_id)) FROM latest_state",
 }
-for _t in ("rollup_1m", "rollup_1h"):
+for _t in ("rollup_1m_live", "rollup_1h_live"):
     CHECKSUMS[_t] = (
         "SELECT md5(string_agg((device_id, bucket, n, " + ", ".join(
             f"{m}_n, round({m}_sum::numeric, 6), {m}_min, {m}_max"
@@ -38,13 +38,13 @@ for _t in ("rollup_1m", "rollup_1h"):
         + f")::text, '|' ORDER BY device_id, bucket)) FROM {_t}")
 
 
-DERIVED = ("rollup_1m", "rollup_1h", "latest_state")
+DERIVED = ("rollup_1m_live", "rollup_1h_live", "latest_state")
 
 
 def derived_exact(tc, exp):
     """Did `run` leave rollups and latest rows matching the readings? Then a replay must too."""
-    return (tc.sql("SELECT coalesce(sum(n), 0) FROM rollup_1m")[0][0] == exp["valid"]
-            and tc.sql("SELECT coalesce(sum(n), 0) FROM rollup_1h")[0][0] == exp["valid"]
+    return (tc.sql("SELECT coalesce(sum(n), 0) FROM rollup_1m_live")[0][0] == exp["valid"]
+            and tc.sql("SELECT coalesce(sum(n), 0) FROM rollup_1h_live")[0][0] == exp["valid"]
             and tc.sql("SELECT count(*) FROM latest_state")[0][0]
             == tc.sql("SELECT count(DISTINCT device_id) FROM readings")[0][0])
 

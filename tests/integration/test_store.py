@@ -55,7 +55,9 @@ def rfc3339(t):
 
 # Rollup table vs raw readings, per device and bucket: counts, minima and maxima exactly; sums to
 # 1e-9 relative (both are float8 sums, added in a different order). Returns the mismatching groups.
-def rollup_mismatches(tc, table, width, metrics=METRICS):
+def rollup_mismatches(tc, table, width, metrics=METRICS, where=None):
+    """Buckets of the table (or live view) that differ from the readings' (where: an SQL
+    condition on the readings, to compare with part of them)."""
     per_metric_raw = ", ".join(
         f"count({m}) AS {m}_n, coalesce(sum({m}), 0) AS {m}_sum, min({m}) AS {m}_min,"
         f" max({m}) AS {m}_max" for m in metrics)
@@ -65,7 +67,8 @@ def rollup_mismatches(tc, table, width, metrics=METRICS):
         f" OR abs(r.{m}_sum - x.{m}_sum) > 1e-9 * greatest(1, abs(r.{m}_sum))" for m in metrics)
     return tc.sql(
         f"WITH raw AS (SELECT device_id, date_bin('{width}', time, TIMESTAMPTZ '1970-01-01Z')"
-        f" AS bucket, count(*) AS n, {per_metric_raw} FROM readings GROUP BY 1, 2)"
+        f" AS bucket, count(*) AS n, {per_metric_raw} FROM readings"
+        f" WHERE {where or 'true'} GROUP BY 1, 2)"
         f" SELECT device_id, bucket, r.n, x.n FROM raw r FULL JOIN {table} x"
         f" USING (device_id, bucket) WHERE r.n IS DISTINCT FROM x.n OR {checks} LIMIT 5")
 
@@ -104,14 +107,24 @@ def assert_derived_exact(tc):
     (count, distinct) = tc.sql(
         "SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM readings")[0]
     assert count > 0 and distinct == count, "a Kafka message was stored twice"
-    assert rollup_mismatches(tc, "rollup_1m", "1 minute") == []
-    assert rollup_mismatches(tc, "rollup_1h", "1 hour") == []
+    assert rollup_mismatches(tc, "rollup_1m_live", "1 minute") == []
+    assert rollup_mismatches(tc, "rollup_1h_live", "1 hour") == []
     assert view_mismatches(tc, "readings_1m", "1 minute") == []
     assert view_mismatches(tc, "readings_1h", "1 hour") == []
     assert latest_mismatches(tc) == []
-    (n1m,) = tc.sql("SELECT sum(n) FROM rollup_1m")[0]
-    (n1h,) = tc.sql("SELECT sum(n) FROM rollup_1h")[0]
-    assert n1m == count and n1h == count
+    assert_closed_buckets_exact(tc)
+
+
+def assert_closed_buckets_exact(tc):
+    """The rollup tables hold every closed bucket (before rollup_state's marks), exact against
+    the readings, and no open one; the views did the rest (above)."""
+    for table, width, col in (("rollup_1m", "1 minute", "materialized_1m"),
+                              ("rollup_1h", "1 hour", "materialized_1h")):
+        mark = f"(SELECT {col} FROM rollup_state)"
+        assert tc.sql(f"SELECT count(*) FROM {table} WHERE bucket >= {mark}")[0][0] == 0
+        (closed,) = tc.sql(f"SELECT count(*) FROM readings WHERE time < {mark}")[0]
+        assert tc.sql(f"SELECT coalesce(sum(n), 0) FROM {table}")[0][0] == closed, table
+        assert rollup_mismatches(tc, table, width, where=f"time < {mark}") == [], table
 
 
 def test_plain_mode_objects(plain):
@@ -119,7 +132,7 @@ def test_plain_mode_objects(plain):
     tc.migrate()
     tc.migrate()
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4]
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5]
     (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = 'readings'::regclass")[0]
     assert kind == "p"
     parts = partitions(tc)
@@ -148,6 +161,9 @@ def test_plain_mode_objects(plain):
             (view,))]
         assert cols[:3] == ["device_id", "bucket", "n"]
         assert cols[3:] == [f"{m}_{s}" for m in METRICS for s in ("avg", "min", "max", "n")]
+    # A new schema has every bucket open: the views compute them all from the readings.
+    assert tc.sql("SELECT materialized_1m::text, materialized_1h::text FROM rollup_state") == [
+        ("-infinity", "-infinity")]
     # Retention in plain mode on a fresh schema: nothing is old enough yet except empty days.
     out = tc.cmd("retention", "--dry-run").stdout
     assert "plain mode" in out
@@ -335,7 +351,7 @@ def test_rollups_and_views_exact_after_100k(plain):
     assert devices == tc.sql("SELECT count(DISTINCT device_id) FROM readings")[0][0]
     # A second run over the same topic adds nothing, to the rollups either.
     tc.run(idle=2)
-    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == count
+    assert tc.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == count
 
 
 @pytest.mark.parametrize("interval_ms", [0, 2500])
@@ -365,13 +381,16 @@ def test_a_stop_retries_the_rollups_on_a_new_connection(plain):
     behind the store until the next run."""
     tc = plain
     tc.migrate()
+    # Every bucket closed for good: no closing statement to meet the closed connection first (it
+    # would log its failure and leave the buckets open, and the flush would reconnect).
+    tc.sql("UPDATE rollup_state SET materialized_1m = 'infinity', materialized_1h = 'infinity'")
     tc.simulate("--devices", "50", "--count", "3000", "--seed", "31")
     proc = tc.spawn("run", extra=("pipeline.batch_size=500", "pipeline.batch_size_max=500"))
     log = LogLines(proc.stderr)
 
     try:
         log.wait('"consuming ', proc=proc)
-        wait_for(lambda: tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 3000, timeout=120,
+        wait_for(lambda: tc.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == 3000, timeout=120,
                  what="rollups of 3000 readings", proc=proc, log=log)
         (closed,) = tc.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                            " WHERE application_name = 'thermocline' AND pid <> pg_backend_pid()")[0]
@@ -392,7 +411,7 @@ def test_a_stop_retries_the_rollups_on_a_new_connection(plain):
     tc.assert_clean(err)
     stored = tc.sql("SELECT count(*) FROM readings")[0][0]
     assert 3000 < stored <= 3500
-    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == stored, err[-6000:]
+    assert tc.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == stored, err[-6000:]
     assert_derived_exact(tc)
     if stored == 3500:
         assert group_lag(tc, tc.oracle().expect()["ends"]) == 0, err[-6000:]
@@ -425,8 +444,9 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     tc.migrate()
     # Release 1 had no api schema either (its views read the ones dropped here).
     execute(tc, f'DROP SCHEMA "{tc.api_schema}" CASCADE')
-    execute(tc, "DROP TABLE store_mode; DROP VIEW readings_1m, readings_1h, latest;"
-           " DROP TABLE rollup_1m, rollup_1h, latest_state, lake_files;"
+    execute(tc, "DROP TABLE store_mode; DROP VIEW readings_1m, readings_1h, rollup_1m_live,"
+           " rollup_1h_live, latest; DROP TABLE rollup_state, rollup_1m, rollup_1h, latest_state,"
+           " lake_files;"
            " DROP INDEX readings_time_brin; DELETE FROM schema_migrations WHERE version >= 2;"
            " ALTER TABLE dead_letters DROP COLUMN redriven_at, DROP COLUMN redrive_count")
     # Before the upgrade the pipeline still writes (no rollups yet).
@@ -435,11 +455,15 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
     tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(4,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(5,)]
     tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100
-    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 50  # rollups from the upgrade on
+    # The first materialization after the upgrade closed the buckets of every stored reading,
+    # those stored before the rollups existed included.
+    assert tc.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == 100
+    assert tc.sql("SELECT materialized_1m > now() - interval '2 minutes' FROM rollup_state")[0][0]
+    assert_closed_buckets_exact(tc)
     assert tc.sql("SELECT count(*) FROM latest")[0][0] == 5
 
 

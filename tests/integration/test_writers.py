@@ -78,7 +78,7 @@ def test_failed_batches_commit_in_order(tc, writers):
                        " WHERE group_id = %s", (tc.group,))) == ends
     assert tc.sql("SELECT * FROM offset_regressions") == []
     # The rollups saw exactly the stored readings.
-    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == COUNT - len(hot)
+    assert tc.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == COUNT - len(hot)
 
 
 def test_kill_with_writers_in_flight_and_restart(tc):

@@ -43,6 +43,7 @@ static const char *const all_keys[] = {
     "postgres.rollups",
     "postgres.writers",
     "postgres.rollup_interval_ms",
+    "postgres.rollup_close_after_ms",
     "retention.max_age_s",
     "retention.require_lake",
     "features.definitions",
