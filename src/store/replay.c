@@ -115,7 +115,7 @@ tc_err tc_store_replay_count(tc_store *s, int32_t partition, int64_t from, int64
 static tc_err tc_replay_rollup(tc_store *s, const char *table, const char *unit, char *errstr,
                                size_t errstr_size)
 {
-    char tmpl[TC_SQL_MAX], bucket[128], closed[128], *sql;
+    char tmpl[TC_SQL_MAX], bucket[128], closed[64 + TC_IDENT_MAX], *sql;
     size_t pos = 0;
     int found = 0, w;
     tc_err err;
@@ -125,7 +125,8 @@ static tc_err tc_replay_rollup(tc_store *s, const char *table, const char *unit,
     /* Closed buckets only: the views compute the open ones from the readings (store.h). */
     closed[0] = '\0';
     if (s->version >= TC_STORE_VERSION_CLOSED_ROLLUPS)
-        snprintf(closed, sizeof(closed), " WHERE k.bucket < (SELECT materialized_1%c FROM %s.rollup_state)",
+        snprintf(closed, sizeof(closed),
+                 " WHERE k.bucket < (SELECT materialized_1%c FROM %s.rollup_state)",
                  unit[0] == 'm' ? 'm' : 'h', s->schema);
     snprintf(tmpl, sizeof(tmpl),
              "DELETE FROM @S.%s t USING (SELECT DISTINCT g.device_id, %s AS bucket FROM"

@@ -528,10 +528,10 @@ static tc_err tc_store_write_latest(tc_store *s, const tc_rollup *r, char *errst
     if (r->ngroups == 0)
         return TC_OK;
     err = tc_store_prepare_latest(s, errstr, errstr_size);
-    return err != TC_OK ? err
-                        : tc_store_send_records(s, &s->latest_stmt, "tc_latest", "latest readings",
-                                                r, INT64_MAX, tc_store_latest_value, errstr,
-                                                errstr_size);
+    return err != TC_OK
+               ? err
+               : tc_store_send_records(s, &s->latest_stmt, "tc_latest", "latest readings", r,
+                                       INT64_MAX, tc_store_latest_value, errstr, errstr_size);
 }
 
 /* Whether the store keeps rollup tables (plain mode, postgres.rollups on). */
@@ -657,9 +657,10 @@ static void tc_store_rollups_materialize(tc_store *s)
     } else {
         (void)tc_store_classify(s, res);
         s->materialized = -1;
-        tc_log_warn("rollups", "could not close the rollup buckets ended %s us ago: %s (they stay"
-                    " open, the views compute them; tried again later)", after,
-                    tc_store_pgmsg(s, res, msg, sizeof(msg)));
+        tc_log_warn("rollups",
+                    "could not close the rollup buckets ended %s us ago: %s (they stay"
+                    " open, the views compute them; tried again later)",
+                    after, tc_store_pgmsg(s, res, msg, sizeof(msg)));
     }
     PQclear(res);
 }

@@ -52,6 +52,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "store/async.h"
 #include "store/store.h"
 
@@ -248,7 +249,8 @@ static int tc_rollup_sink_close_due(const tc_rollup_sink *k, int64_t now_us, int
         return k->newest_us != INT64_MIN;
     if (now_us - k->closed_us < TC_ROLLUP_CLOSE_EVERY_US)
         return 0;
-    return k->newest_us == INT64_MIN || k->newest_us >= now_us - after_us - TC_ROLLUP_CAUGHT_UP_US ||
+    return k->newest_us == INT64_MIN ||
+           k->newest_us >= now_us - after_us - TC_ROLLUP_CAUGHT_UP_US ||
            now_us - k->closed_us >= TC_ROLLUP_CLOSE_MAX_US;
 }
 
@@ -458,6 +460,7 @@ tc_err tc_sink_rollup_new(const tc_config *cfg, tc_sink *out, char *errstr, size
     for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
         k->taken[p] = k->durable[p] = TC_SINK_MARK_NONE;
     k->newest_us = INT64_MIN;
+    k->closed_us = tc_time_now_us(); /* a backlog read from the start is not closed at once */
     out->ops = &tc_rollup_sink_ops;
     out->ctx = k;
     snprintf(out->name, sizeof(out->name), "%s", tc_rollup_sink_ops.name);

@@ -18,7 +18,9 @@ def test_refused_rows_become_dead_letters_and_the_batch_is_kept(tc, tmp_path):
         conn.execute(f'SET search_path TO "{tc.schema}"')
         # The api's views read device_id: a column type changes under them only without them.
         conn.execute(f'DROP SCHEMA "{tc.api_schema}" CASCADE')
+        conn.execute("DROP VIEW readings_1m, readings_1h, rollup_1m_live, rollup_1h_live")
         conn.execute("ALTER TABLE readings ALTER COLUMN device_id TYPE varchar(12)")
+        conn.execute("SELECT tc_ddl_rollup_views()")  # the rollup views read it too
         conn.execute("ALTER TABLE readings ADD CONSTRAINT temperature_sane CHECK (temperature < 60)")
     ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     p = Producer({"bootstrap.servers": tc.brokers})
@@ -64,6 +66,7 @@ def test_a_column_every_row_breaks_stops_the_run(tc):
     with __import__("psycopg").connect(tc.dsn, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{tc.schema}"')
         conn.execute(f'DROP SCHEMA "{tc.api_schema}" CASCADE')  # its views read device_id
+        conn.execute("DROP VIEW readings_1m, readings_1h, rollup_1m_live, rollup_1h_live")
         conn.execute("ALTER TABLE readings ALTER COLUMN device_id TYPE varchar(3)")
     proc = tc.cmd("run", "--exit-when-idle", "2", check=False, timeout=300)
     assert proc.returncode != 0
