@@ -219,9 +219,11 @@ static const char tc_ddl_plain_sql[] =
      * FOR UPDATE waits for the sinks' transactions that read W and H, and keeps the next ones
      * waiting until this commits. Returns the one-minute buckets written.
      */
+    /* work_mem: the minutes of a backlog closed at once are millions of groups; aggregated in
+     * memory rather than in batches spilled to disk (PostgreSQL's default is 4 MB). */
     "CREATE OR REPLACE FUNCTION @S.tc_rollup_materialize(grp text, top text, upto timestamptz)"
     " RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
-    " AS $fn$"
+    " SET work_mem = '64MB' AS $fn$"
     " DECLARE w0 timestamptz; h0 timestamptz; w1 timestamptz; h1 timestamptz; k bigint := 0;"
     " BEGIN"
     "  SELECT materialized_1m, materialized_1h INTO w0, h0 FROM @S.rollup_state FOR UPDATE;"

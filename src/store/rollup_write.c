@@ -10,6 +10,7 @@
 #include "store/store_int.h"
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -635,6 +636,7 @@ static void tc_store_rollups_materialize(tc_store *s)
     char after[24], sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
     const char *params[3] = {s->rollup_group, s->topic, after};
     PGresult *res;
+    int64_t t0;
 
     s->materialized = 0;
     s->materialized_buckets = 0;
@@ -650,10 +652,15 @@ static void tc_store_rollups_materialize(tc_store *s)
                      " now() - $3::bigint * INTERVAL '1 microsecond')",
                      sql, sizeof(sql)) < 0)
         return;
+    t0 = tc_time_now_us();
     res = PQexecParams(s->conn, sql, 3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         s->materialized = 1;
         s->materialized_buckets = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        if (s->materialized_buckets > 0)
+            tc_log_info("rollups", "closed %lld one-minute buckets in %lld ms",
+                        (long long)s->materialized_buckets,
+                        (long long)((tc_time_now_us() - t0) / 1000));
     } else {
         (void)tc_store_classify(s, res);
         s->materialized = -1;
