@@ -373,8 +373,9 @@ def topic_ends(p):
 
 
 # The simulator's librdkafka settings where a scenario wants to see what its idempotent producer
-# decided: the "eos" debug lines name every retry, drain, duplicate and implicit acknowledgement
-# per partition (a few dozen lines a broker loss), and log.level lets them through.
+# decided: the "eos" debug lines name every drain, new PID, duplicate and implicit acknowledgement
+# per partition (a few dozen lines a broker loss), and log.level lets them through. A partition
+# count change (PARTCNT, a broker calling the topic unknown) is logged whatever the debug.
 SIM_KAFKA_DEBUG = ("rdkafka.debug=eos", "log.level=debug")
 
 
@@ -400,7 +401,8 @@ def assert_delivered(p, sim):
     if bad:
         lines = [line for line in sim.log().splitlines()
                  if any(k in line for k in ("IMPLICITACK", "DUPSEQ", "ERRSEQ", "ERRPID", "DRAIN",
-                                            "NEWPID", "RESETSEQ", "FATAL", "error"))]
+                                            "NEWPID", "RESETSEQ", "MSGID", "PARTCNT", "FATAL",
+                                            "error"))]
         raise AssertionError(
             "the topic and the simulator's delivery reports disagree:\n  " + "\n  ".join(bad)
             + f"\n(topic {p.topic}; the simulator's idempotence decisions, last 60 of "
