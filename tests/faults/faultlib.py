@@ -253,6 +253,8 @@ class Simulator:
         assert self.proc.returncode == 0, \
             f"simulate exited {self.proc.returncode}:\n{self.log()[-4000:]}"
         self.summary = json.loads(out.strip().splitlines()[-1])
+        with open(self.logfile, "a") as f:
+            f.write(f"summary: {json.dumps(self.summary)}\n")  # kept with the log for a look
         return self.summary
 
 
