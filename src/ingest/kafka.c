@@ -89,6 +89,8 @@ struct tc_producer {
     rd_kafka_t *rk;
     uint64_t failed;
     char last_error[TC_ERRSTR_MAX];
+    int32_t npart; /* 1 + the highest partition in tally[] reported on */
+    tc_producer_tally tally[TC_PRODUCER_PARTITIONS_MAX];
 };
 
 /* What to check, for librdkafka's complaints that mean a wrong kafka.brokers ("" otherwise). */
@@ -1167,6 +1169,19 @@ static void tc_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
     if (m->err) {
         p->failed++;
         snprintf(p->last_error, sizeof(p->last_error), "%s", rd_kafka_err2str(m->err));
+        return;
+    }
+    if (m->partition >= 0 && m->partition < TC_PRODUCER_PARTITIONS_MAX) {
+        tc_producer_tally *t = &p->tally[m->partition];
+        t->delivered++;
+        if (m->offset < 0)
+            t->inferred++;
+        else if (m->offset < t->end)
+            t->repeated++;
+        else
+            t->end = m->offset + 1;
+        if (m->partition >= p->npart)
+            p->npart = m->partition + 1;
     }
 }
 
@@ -1241,6 +1256,18 @@ uint64_t tc_producer_flush(tc_producer *p, int timeout_ms)
         tc_log_warn("producer", "%llu deliveries failed, last: %s", (unsigned long long)p->failed,
                     p->last_error);
     return p->failed + (uint64_t)rd_kafka_outq_len(p->rk);
+}
+
+const tc_producer_tally *tc_producer_tally_of(const tc_producer *p, int32_t partition,
+                                              int32_t *partitions)
+{
+    static const tc_producer_tally none = {0};
+
+    if (partitions)
+        *partitions = p->npart;
+    if (partition < 0 || partition >= TC_PRODUCER_PARTITIONS_MAX)
+        return &none;
+    return &p->tally[partition];
 }
 
 void tc_producer_destroy(tc_producer *p)

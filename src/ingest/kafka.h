@@ -129,6 +129,24 @@ tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *par
 
 typedef struct tc_producer tc_producer;
 
+/* Partitions a producer keeps delivery figures of (tc_producer_tally); reports of higher ones are
+ * counted in the totals only. */
+#define TC_PRODUCER_PARTITIONS_MAX 1024
+
+/* What the delivery reports of one partition said. A report without an offset is librdkafka's
+ * inference, not the broker's answer: an idempotent retry answered "duplicate", or a later batch
+ * succeeded and librdkafka took the earlier ones as written. With idempotence a partition's
+ * reports come in order, each offset above the one before; one that is not means the broker gave
+ * two messages one offset (it took a batch for the duplicate of another). The topic's end offset
+ * is the witness of what was really written: with one producer on a topic, it equals
+ * `delivered`, and `end` is not above it. */
+typedef struct tc_producer_tally {
+    uint64_t delivered; /* reports without an error */
+    uint64_t inferred;  /* of those, reports without an offset */
+    uint64_t repeated;  /* of those, reports whose offset is not above the previous report's */
+    int64_t end;        /* 1 + the highest offset a report gave; 0 when none gave one */
+} tc_producer_tally;
+
 /* A producer tuned for throughput (linger, lz4 batches); acks=all and idempotence are forced, so a
  * delivered message is on min.insync.replicas brokers and a retried send is never written twice. */
 tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size);
@@ -139,6 +157,11 @@ tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, co
                         size_t errstr_size);
 /* Wait until everything sent is delivered; returns the number of failed deliveries so far. */
 uint64_t tc_producer_flush(tc_producer *p, int timeout_ms);
+/* The delivery figures of partition (0 .. TC_PRODUCER_PARTITIONS_MAX - 1) so far, all zero for one
+ * never reported on; *partitions (when not NULL) is set to 1 + the highest partition reported on
+ * (capped at TC_PRODUCER_PARTITIONS_MAX). Borrowed: valid until the next call on p. */
+const tc_producer_tally *tc_producer_tally_of(const tc_producer *p, int32_t partition,
+                                              int32_t *partitions);
 void tc_producer_destroy(tc_producer *p);
 
 #endif

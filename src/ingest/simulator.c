@@ -351,6 +351,27 @@ static void tc_sim_truth(const tc_sim_options *o, uint64_t i, int64_t start_us)
     }
 }
 
+/* The summary's "partitions": what the delivery reports said of each partition (tc_producer_tally),
+ * so that a reader can hold them against the topic's end offsets: a message reported delivered that
+ * the topic lacks shows there, on its partition, with whether librdkafka inferred its delivery. */
+static void tc_sim_report_partitions(const tc_producer *prod, FILE *report)
+{
+    int32_t n = 0;
+
+    tc_producer_tally_of(prod, 0, &n);
+    for (int32_t q = 0, first = 1; q < n; q++) {
+        const tc_producer_tally *t = tc_producer_tally_of(prod, q, NULL);
+        if (!t->delivered)
+            continue;
+        fprintf(report,
+                "%s\"%d\":{\"delivered\":%llu,\"inferred\":%llu,\"repeated\":%llu,\"end\":%lld}",
+                first ? "" : ",", (int)q, (unsigned long long)t->delivered,
+                (unsigned long long)t->inferred, (unsigned long long)t->repeated,
+                (long long)t->end);
+        first = 0;
+    }
+}
+
 tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report,
                    volatile int *stop, char *errstr, size_t errstr_size)
 {
@@ -420,7 +441,6 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
     }
     tc_sim_stream_destroy(stream);
     failed = tc_producer_flush(prod, 60000);
-    tc_producer_destroy(prod);
     if (opt->truth && fflush(opt->truth) != 0 && err == TC_OK)
         err = tc_err_set(TC_ERR_IO, errstr, errstr_size, "could not write the truth file");
     if (err == TC_OK && failed)
@@ -436,7 +456,10 @@ tc_err tc_simulate(const tc_config *cfg, const tc_sim_options *opt, FILE *report
     for (int k = 0; k < TC_SIM_INVALID_KINDS; k++)
         fprintf(report, "%s\"%s\":%llu", k ? "," : "", tc_sim_invalid_names[k],
                 (unsigned long long)by_kind[k]);
+    fprintf(report, "},\"partitions\":{");
+    tc_sim_report_partitions(prod, report);
     fprintf(report, "}}\n");
     fflush(report);
+    tc_producer_destroy(prod);
     return err;
 }

@@ -231,20 +231,30 @@ class Member:
 
 
 class Simulator:
-    """`thermocline simulate` in the background (live timestamps when a rate is given)."""
+    """`thermocline simulate` in the background (live timestamps when a rate is given). Its log
+    (librdkafka's included) goes to logfile, kept for a look after a failure."""
 
-    def __init__(self, argv, env):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+    def __init__(self, argv, env, logfile):
+        self.logfile = logfile
+        with open(logfile, "w") as log_out:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log_out, text=True,
+                                         env=env)
         self.summary = None
 
     def done(self):
         return self.proc.poll() is not None
 
+    def log(self):
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
     def wait(self, timeout=900):
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, f"simulate exited {self.proc.returncode}:\n{err[-4000:]}"
+        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, \
+            f"simulate exited {self.proc.returncode}:\n{self.log()[-4000:]}"
         self.summary = json.loads(out.strip().splitlines()[-1])
+        with open(self.logfile, "a") as f:
+            f.write(f"summary: {json.dumps(self.summary)}\n")  # kept with the log for a look
         return self.summary
 
 
@@ -266,6 +276,7 @@ class Pipeline:
         self.schema = f"f_{tag}_{suffix}".replace("-", "_")
         self.partitions = partitions
         self.members = 0
+        self.simulators = 0
 
     def settings(self, extra=()):
         args = [
@@ -300,12 +311,14 @@ class Pipeline:
     def migrate(self):
         return self.cmd("migrate")
 
-    def simulate(self, count, rate=0, seed=1, devices=1000, invalid=0.01):
-        argv = [self.bin, "simulate", *self.settings(), "--devices", str(devices), "--count",
+    def simulate(self, count, rate=0, seed=1, devices=1000, invalid=0.01, extra=()):
+        self.simulators += 1
+        argv = [self.bin, "simulate", *self.settings(extra), "--devices", str(devices), "--count",
                 str(count), "--invalid-ratio", str(invalid), "--seed", str(seed)]
         if rate:
             argv += ["--rate", str(rate)]
-        return Simulator(argv, self.env())
+        return Simulator(argv, self.env(),
+                         os.path.join(self.logdir, f"simulate-{self.simulators}.log"))
 
     def spawn(self, extra=(), idle=None):
         self.members += 1
@@ -359,6 +372,43 @@ def topic_ends(p):
                 for q in md.partitions}
     finally:
         c.close()
+
+
+# The simulator's librdkafka settings where a scenario wants to see what its idempotent producer
+# decided: the "eos" debug lines name every drain, new PID, duplicate and implicit acknowledgement
+# per partition (a few dozen lines a broker loss), and log.level lets them through. A partition
+# count change (PARTCNT, a broker calling the topic unknown) is logged whatever the debug.
+SIM_KAFKA_DEBUG = ("rdkafka.debug=eos", "log.level=debug")
+
+
+def assert_delivered(p, sim):
+    """The topic holds, partition by partition, exactly what the simulator's delivery reports say
+    it delivered there (the simulator is the topic's only producer, so its end offsets are the
+    witness). The reports are told apart (src/ingest/kafka.h, tc_producer_tally) so that a
+    difference says who vouched for what the topic lacks: the broker (an offset above the topic's
+    end: a log cut after it acknowledged), the broker taking two messages for one (an offset not
+    above the one before), or librdkafka's own inference (no offset: an idempotent retry's
+    duplicate, or a batch taken as written because a later one succeeded)."""
+    ends = topic_ends(p)
+    parts = sim.summary["partitions"]
+    bad = []
+    for q in sorted(set(ends) | {int(k) for k in parts}):
+        t = parts.get(str(q), {"delivered": 0, "inferred": 0, "repeated": 0, "end": 0})
+        end = ends.get(q, 0)
+        if end != t["delivered"] or t["end"] > end or t["repeated"]:
+            bad.append(f"partition {q}: the topic ends at offset {end}, the delivery reports "
+                       f"say {t['delivered']} delivered: {t['inferred']} inferred by librdkafka "
+                       f"without an offset, {t['repeated']} at an offset not above the one "
+                       f"before, the highest offset {t['end'] - 1}")
+    if bad:
+        lines = [line for line in sim.log().splitlines()
+                 if any(k in line for k in ("IMPLICITACK", "DUPSEQ", "ERRSEQ", "ERRPID", "DRAIN",
+                                            "NEWPID", "RESETSEQ", "MSGID", "PARTCNT", "FATAL",
+                                            "error"))]
+        raise AssertionError(
+            "the topic and the simulator's delivery reports disagree:\n  " + "\n  ".join(bad)
+            + f"\n(topic {p.topic}; the simulator's idempotence decisions, last 60 of "
+            f"{len(lines)}, whole log {sim.logfile}):\n" + "\n".join(lines[-60:]))
 
 
 def lake_progress(lake, topic):

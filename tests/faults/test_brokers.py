@@ -11,8 +11,8 @@ import time
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from faultlib import (ROOT, SCALE, SCALE_NAME, assert_exact, log, make_rng, random_delay,
-                      wait_caught_up)
+from faultlib import (ROOT, SCALE, SCALE_NAME, SIM_KAFKA_DEBUG, assert_delivered, assert_exact,
+                      log, make_rng, random_delay, wait_caught_up)
 from procedures import procedure
 
 # Seconds with one broker down, then with two down, in each round.
@@ -35,10 +35,12 @@ def wait_growth(p, m, before, timeout):
 
 
 def settle(p, m, sim, lake, n):
-    """The simulator finishes with every reading delivered, the pipeline catches up and stops
-    cleanly; returns how long the catching up took after the simulator was done."""
+    """The simulator finishes with every reading delivered, and the topic holds, partition by
+    partition, what its delivery reports say; the pipeline catches up and stops cleanly. Returns
+    how long the catching up took after the simulator was done."""
     summary = sim.wait()
     assert summary["produced"] == n and summary["failed"] == 0, summary
+    assert_delivered(p, sim)
     catch_up_s = wait_caught_up(p, m, lake, timeout=300)
     rc = m.stop()
     m.assert_clean()
@@ -71,7 +73,7 @@ def test_brokers_lost_mid_run(cluster_pipeline, cluster, tmp_path):
     # Production spans every round (each takes ONE_DOWN_S + TWO_DOWN_S, the stops and the start,
     # up to 40 s on a loaded machine): the simulator must still be producing when two are down.
     rate = max(300, n // (ROUNDS * 60))
-    sim = p.simulate(n, rate=rate, seed=rng.randrange(1 << 30))
+    sim = p.simulate(n, rate=rate, seed=rng.randrange(1 << 30), extra=SIM_KAFKA_DEBUG)
     extra = (f"lake.dir={lake}", "lake.roll_seconds=1", "pipeline.batch_size=500")
     m = p.spawn(extra)
     report = []
@@ -126,7 +128,8 @@ def test_broker_lost_runbook(cluster_pipeline, cluster, tmp_path):
     lake = str(tmp_path / "lake")
     n = SCALE["readings"]
     p.migrate()
-    sim = p.simulate(n, rate=max(300, n // 30), seed=rng.randrange(1 << 30))
+    sim = p.simulate(n, rate=max(300, n // 30), seed=rng.randrange(1 << 30),
+                     extra=SIM_KAFKA_DEBUG)
     m = p.spawn((f"lake.dir={lake}", "lake.roll_seconds=1"))
     lost = rng.randrange(1, cluster.NODES + 1)
     try:
