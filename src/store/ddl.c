@@ -220,7 +220,9 @@ static const char tc_ddl_plain_sql[] =
      * waiting until this commits. Returns the one-minute buckets written.
      */
     /* work_mem: the minutes of a backlog closed at once are millions of groups; aggregated in
-     * memory rather than in batches spilled to disk (PostgreSQL's default is 4 MB). */
+     * memory rather than in batches spilled to disk (PostgreSQL's default is 4 MB). The rows go
+     * in in key order: inserting 484,529 one-minute buckets took 3.8 s so, 4.5 s in the hash
+     * aggregate's order (psql, a 500,000-reading backfill, 10,000 devices every 60 s). */
     "CREATE OR REPLACE FUNCTION @S.tc_rollup_materialize(grp text, top text, upto timestamptz)"
     " RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
     " SET work_mem = '64MB' AS $fn$"
@@ -233,7 +235,7 @@ static const char tc_ddl_plain_sql[] =
     " SELECT r.device_id, date_trunc(''minute'', r.time AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',"
     " count(*)%3$s FROM %1$s.readings r JOIN %1$s.ingest_offsets o ON o.group_id = $1"
     " AND o.topic = $2 AND o.partition = r.kafka_partition AND r.kafka_offset < o.next_offset"
-    " WHERE r.time >= $3 AND r.time < $4 GROUP BY 1, 2', '@S',"
+    " WHERE r.time >= $3 AND r.time < $4 GROUP BY 1, 2 ORDER BY 1, 2', '@S',"
     "   @S.tc_rollup_cols('rollup_1m', 'cols'), @S.tc_rollup_cols('rollup_1m', 'raw_bucket'))"
     "   USING grp, top, w0, w1;"
     "  GET DIAGNOSTICS k = ROW_COUNT;"
@@ -241,7 +243,8 @@ static const char tc_ddl_plain_sql[] =
     "  IF h1 > h0 THEN"
     "   EXECUTE format('INSERT INTO %1$s.rollup_1h (device_id, bucket, n%2$s)"
     " SELECT device_id, date_trunc(''hour'', bucket AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',"
-    " sum(n)::bigint%3$s FROM %1$s.rollup_1m WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2',"
+    " sum(n)::bigint%3$s FROM %1$s.rollup_1m WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2"
+    " ORDER BY 1, 2',"
     "    '@S', @S.tc_rollup_cols('rollup_1h', 'cols'), @S.tc_rollup_cols('rollup_1h', 'combine'))"
     "    USING h0, h1;"
     "  END IF;"
