@@ -219,13 +219,16 @@ static const char tc_ddl_plain_sql[] =
      * FOR UPDATE waits for the sinks' transactions that read W and H, and keeps the next ones
      * waiting until this commits. Returns the one-minute buckets written.
      */
-    /* work_mem: the minutes of a backlog closed at once are millions of groups; aggregated in
+    /* lock_timeout: a flush of another member that is stuck (its marks' rows locked) holds W and
+     * H FOR SHARE; the closing gives up, its writer goes on, and the next closing tries again --
+     * rather than stall this member's rollups, then its whole pipeline, behind the other one.
+     * work_mem: the minutes of a backlog closed at once are millions of groups; aggregated in
      * memory rather than in batches spilled to disk (PostgreSQL's default is 4 MB). The rows go
      * in in key order: inserting 484,529 one-minute buckets took 3.8 s so, 4.5 s in the hash
      * aggregate's order (psql, a 500,000-reading backfill, 10,000 devices every 60 s). */
     "CREATE OR REPLACE FUNCTION @S.tc_rollup_materialize(grp text, top text, upto timestamptz)"
     " RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
-    " SET work_mem = '64MB' AS $fn$"
+    " SET work_mem = '64MB' SET lock_timeout = '" TC_STORE_CLOSE_LOCK_TIMEOUT "' AS $fn$"
     " DECLARE w0 timestamptz; h0 timestamptz; w1 timestamptz; h1 timestamptz; k bigint := 0;"
     " BEGIN"
     "  SELECT materialized_1m, materialized_1h INTO w0, h0 FROM @S.rollup_state FOR UPDATE;"

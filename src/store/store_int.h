@@ -34,6 +34,8 @@
 #define TC_STORE_DDL_COLUMNS_MAX         "1000"
 #define TC_STORE_DDL_DAYS_AHEAD_MAX      "800"
 #define TC_STORE_ROLLUP_DDL_LOCK_TIMEOUT "2s"
+/* How long closing rollup buckets waits for W and H (ddl.c, tc_rollup_materialize). */
+#define TC_STORE_CLOSE_LOCK_TIMEOUT "1s"
 
 /* The schema version whose objects the batch write uses beyond step 1: rollups, latest. */
 #define TC_STORE_VERSION_ROLLUPS 2
