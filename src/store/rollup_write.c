@@ -622,12 +622,6 @@ void tc_store_rollups_materialize_next(tc_store *s, int64_t close_after_us)
     s->materialize_after_us = close_after_us;
 }
 
-int tc_store_rollups_materialized(const tc_store *s, int64_t *buckets)
-{
-    *buckets = s->materialized_buckets;
-    return s->materialized;
-}
-
 /* The materialization asked for, after a flush committed (autocommit: a transaction of its own).
  * Its failure loses nothing -- the buckets stay open, the views compute them -- so it is logged
  * and left to the next one. */
@@ -638,8 +632,6 @@ static void tc_store_rollups_materialize(tc_store *s)
     PGresult *res;
     int64_t t0;
 
-    s->materialized = 0;
-    s->materialized_buckets = 0;
     if (s->materialize_after_us < 0)
         return;
     snprintf(after, sizeof(after), "%lld", (long long)s->materialize_after_us);
@@ -655,15 +647,12 @@ static void tc_store_rollups_materialize(tc_store *s)
     t0 = tc_time_now_us();
     res = PQexecParams(s->conn, sql, 3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        s->materialized = 1;
-        s->materialized_buckets = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        if (s->materialized_buckets > 0)
-            tc_log_info("rollups", "closed %lld one-minute buckets in %lld ms",
-                        (long long)s->materialized_buckets,
+        long long buckets = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        if (buckets > 0)
+            tc_log_info("rollups", "closed %lld one-minute buckets in %lld ms", buckets,
                         (long long)((tc_time_now_us() - t0) / 1000));
     } else {
         (void)tc_store_classify(s, res);
-        s->materialized = -1;
         tc_log_warn("rollups",
                     "could not close the rollup buckets ended %s us ago: %s (they stay"
                     " open, the views compute them; tried again later)",

@@ -113,12 +113,8 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, con
  * them. tc_store_rollups_materialize_next asks the next successful tc_store_rollups_flush to close
  * the minutes that ended close_after_us ago or more (W and H move on; < 0: not this time), after
  * its commit, in a transaction of its own; a failure there is logged and left to the next time.
- * The outcome is kept for tc_store_rollups_materialized.
  */
 void tc_store_rollups_materialize_next(tc_store *s, int64_t close_after_us);
-/* Whether the last flush asked to materialize did so (1), failed at it (-1) or was not asked (0);
- * *buckets: the one-minute buckets it wrote. */
-int tc_store_rollups_materialized(const tc_store *s, int64_t *buckets);
 /* Nonzero when the last failed write was refused because of some of its rows' values (a data
  * exception or an integrity violation), so that writing the batch without them can succeed. */
 int tc_store_refused_rows(const tc_store *s);

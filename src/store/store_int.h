@@ -120,11 +120,9 @@ struct tc_store {
     tc_record_stmt latest_stmt;
     /* Closed buckets: W and H as the flush in progress read them (microseconds; INT64_MAX where
      * the schema keeps every bucket in the tables), and the materialization asked of the next
-     * flush and its outcome. */
+     * flush. */
     int64_t rollup_below_us[TC_STORE_ROLLUP_TABLES];
     int64_t materialize_after_us; /* < 0: none asked */
-    int materialized;             /* 1 done, -1 failed, 0 not asked */
-    int64_t materialized_buckets;
 };
 
 /* The rollup tables of plain mode and their views, fed by s->r1m and s->r1h. */
