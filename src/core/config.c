@@ -256,7 +256,8 @@ static const tc_conf_entry tc_conf_table[] = {
      OFF(features_online_max_windows),
      "Windows (device x feature x window start) the online features sink (\"features\" in "
      "pipeline.sinks) holds between two writes, about 150 bytes each, twice (one set is being "
-     "written); half of it held asks for a write."},
+     "written); half of it held asks for a write. Raised, with a line in the log, to what one "
+     "batch can bring (pipeline.batch_size_max x the definitions) when below."},
     {"features.online_flush_interval_ms", TC_CT_INT, "1000", 10, 3600000, NULL,
      OFF(features_online_flush_interval_ms),
      "Longest time between two writes of the online features sink (features_online rows and its "
@@ -1183,4 +1184,9 @@ void tc_config_dump(const tc_config *cfg, FILE *out)
                 tc_conf_is_secret(cfg->rdkafka_keys[i], cfg->rdkafka_values[i])
                     ? hidden
                     : cfg->rdkafka_values[i]);
+}
+
+size_t tc_config_batch_cap(const tc_config *cfg)
+{
+    return (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
 }

@@ -194,6 +194,10 @@ tc_config *tc_config_load(const char *path, char *errstr, size_t errstr_size);
 tc_err tc_config_derive(tc_config *cfg, char *errstr, size_t errstr_size);
 tc_err tc_config_check(const tc_config *cfg, char *errstr, size_t errstr_size);
 
+/* Readings one batch can hold: pipeline.batch_size, or up to pipeline.batch_size_max while the
+ * writers are busy. What a sink is handed at once is at most this. */
+size_t tc_config_batch_cap(const tc_config *cfg);
+
 /* Whether SIGHUP applies key to a running pipeline (the table's reload flag). */
 int tc_config_reloadable(const char *key);
 

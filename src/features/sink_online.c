@@ -52,7 +52,7 @@ typedef struct fo_entry {
 /* Open addressing over a dense entry array: slots hold entry index + 1 (0: free). */
 typedef struct fo_map {
     fo_entry *ent;
-    size_t n, cap;  /* entries; cap = features.online_max_windows */
+    size_t n, cap;  /* entries; cap: fo_cap */
     uint32_t *slot; /* nslots = a power of two >= 2 * cap */
     size_t nslots;
     uint64_t rows; /* readings fed since the map was emptied */
@@ -859,7 +859,8 @@ static tc_err fo_append(void *ctx, const tc_sink_rows *rows, char *errstr, size_
                 return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "features: out of memory");
             if (!e)
                 /* Retriable: the pipeline drops what is taken and reads it again after a write
-                 * emptied the map -- unless the map was empty already: then no write helps. */
+                 * emptied the map. An empty map holds any batch (fo_cap), so the other branch
+                 * is a broken invariant, not a state to wait out. */
                 return tc_err_set(held ? TC_ERR_FULL : TC_ERR_CONFIG, errstr, errstr_size,
                                   "features: more than %zu windows held, at topic \"%s\" partition"
                                   " %" PRId32 " offset %" PRId64 " (features.online_max_windows)",
@@ -1009,10 +1010,30 @@ static const tc_sink_ops tc_feat_online_ops = {
     .stored = fo_stored,
 };
 
+/*
+ * The windows a map holds: features.online_max_windows, but never fewer than one batch can bring
+ * (a reading touches one window per definition). Below that, a batch arriving at an empty map
+ * could never be taken -- no write empties it further -- and the run would stop on data it has
+ * no fault in (many devices, a batch grown to pipeline.batch_size_max behind a busy store).
+ */
+static size_t fo_cap(const tc_config *cfg, size_t ndefs)
+{
+    size_t want = (size_t)cfg->features_online_max_windows;
+    size_t batch = tc_config_batch_cap(cfg) * ndefs;
+
+    if (want >= batch)
+        return want;
+    tc_log_info("features",
+                "features.online_max_windows %zu raised to %zu: pipeline.batch_size_max %zu"
+                " readings x %zu definitions, what one batch can bring",
+                want, batch, tc_config_batch_cap(cfg), ndefs);
+    return batch;
+}
+
 tc_err tc_feat_online_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)
 {
     tc_feat_online *s = calloc(1, sizeof(*s));
-    size_t cap = (size_t)cfg->features_online_max_windows;
+    size_t cap;
     char *q;
 
     if (!s)
@@ -1026,6 +1047,7 @@ tc_err tc_feat_online_sink_new(const tc_config *cfg, tc_sink *out, char *errstr,
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size,
                           "pipeline.sinks names \"features\" but features.definitions is empty");
     }
+    cap = fo_cap(cfg, s->defs.n);
     q = malloc(strlen(cfg->pg_schema) * 2 + 3);
     if (q) {
         char *o = q;

@@ -6,7 +6,8 @@
  *
  * What it holds. Per (Kafka partition, device, feature, window start) the readings taken since the
  * last write, as a window accumulator (window_agg.h), at most features.online_max_windows of them
- * (TC_WAGG_BYTES and the device id each). The windows are the definitions' own (1h, 1d, ...),
+ * (TC_WAGG_BYTES and the device id each) -- or what one batch can bring, when more: an empty map
+ * must take any batch. The windows are the definitions' own (1h, 1d, ...),
  * aligned to the UTC day; a reading is fed to the window holding its event time, however late.
  *
  * What it writes. One row per device x feature x window start: the accumulator's state (count,

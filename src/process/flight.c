@@ -48,15 +48,9 @@ static void tc_pipeline_slot_reset(tc_slot *s)
     tc_sinkset_batch_reset(s->gen);
 }
 
-/* Rows a batch can hold: pipeline.batch_size, or more while the writers are busy. */
-size_t tc_pipeline_batch_cap(const tc_config *cfg)
-{
-    return (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
-}
-
 tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset *sinks)
 {
-    size_t cap = tc_pipeline_batch_cap(cfg);
+    size_t cap = tc_config_batch_cap(cfg);
 
     s->batch = tc_batch_new(cap, (size_t)cfg->batch_memory_bytes);
     s->filtered = tc_batch_new(cap, 0);

@@ -208,7 +208,6 @@ tc_err tc_pipeline_isolate_refused(tc_pipeline *p, tc_slot *s, const tc_batch *r
                                    size_t errstr_size);
 
 /* flight.c */
-size_t tc_pipeline_batch_cap(const tc_config *cfg);
 tc_err tc_pipeline_slot_init(tc_slot *s, const tc_config *cfg, const tc_sinkset *sinks);
 void tc_pipeline_slot_free(tc_slot *s);
 void tc_pipeline_drop(tc_pipeline *p);

@@ -386,8 +386,7 @@ tc_err tc_sink_store_new(const tc_config *cfg, tc_sink *out, char *errstr, size_
 {
     tc_sink_store *ss = calloc(1, sizeof(*ss));
     tc_store_options so;
-    size_t cap =
-        (size_t)(cfg->batch_size_max > cfg->batch_size ? cfg->batch_size_max : cfg->batch_size);
+    size_t cap = tc_config_batch_cap(cfg);
 
     if (!ss)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");

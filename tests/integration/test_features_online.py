@@ -221,12 +221,29 @@ def test_api_shows_the_features_to_analysts_only(tc):
 
 
 def test_windows_beyond_the_cap_wait_for_a_write(tc):
-    """features.online_max_windows far below what a run holds: the sink writes at half of it and
-    refuses a batch that would pass it (the pipeline reads it again after the write): still exact."""
+    """features.online_max_windows far below what a run holds (but one batch's worth: 15 readings x
+    20 definitions): the sink writes at half of it and refuses a batch that would pass it (the
+    pipeline reads it again after the write): still exact."""
     tc.migrate()
     simulate(tc, 8, 800, 120)
-    tc.run(extra=settings("features.online_max_windows=300", "pipeline.batch_size=20",
-                          "features.online_flush_interval_ms=3600000"))
+    proc = tc.run(extra=settings("features.online_max_windows=300", "pipeline.batch_size=15",
+                                 "pipeline.batch_size_max=15",
+                                 "features.online_flush_interval_ms=3600000"))
+    assert "raised to" not in proc.stderr
+    assert "windows held" in proc.stderr, "the cap was never reached: the test tests nothing"
+    assert_features_match(tc)
+
+
+def test_a_cap_below_one_batch_is_raised_to_it(tc):
+    """A cap below what one batch brings could never take a batch arriving at an empty map (no
+    write helps): it is raised to pipeline.batch_size_max x the definitions, and said so. (A cap
+    of 300 with batches up to 10,000 readings once stopped a run on the first wide batch.)"""
+    tc.migrate()
+    simulate(tc, 8, 400, 120)
+    ndefs = len(parse_defs())
+    proc = tc.run(extra=settings("features.online_max_windows=1", "pipeline.batch_size=50",
+                                 "pipeline.batch_size_max=200"))
+    assert f"features.online_max_windows 1 raised to {200 * ndefs}" in proc.stderr
     assert_features_match(tc)
 
 
