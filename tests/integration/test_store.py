@@ -132,7 +132,7 @@ def test_plain_mode_objects(plain):
     tc.migrate()
     tc.migrate()
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5]
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6]
     (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = 'readings'::regclass")[0]
     assert kind == "p"
     parts = partitions(tc)
@@ -455,7 +455,7 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
     tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(5,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(6,)]
     tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100
