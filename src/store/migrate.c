@@ -259,6 +259,7 @@ static const tc_migration tc_migrations[] = {
      * are closed. rollup_1m keeps its narrow key: it is written 60 times as much, and the api reads
      * at most a week of it for one device. Metrics added by schema evolution are not in the api's
      * views, so not in the index. */
+    /* clang-format off */
     {6, "the key of rollup_1h covers the columns the api reads", NULL,
      "CREATE UNIQUE INDEX rollup_1h_covering ON @S.rollup_1h (device_id, bucket) INCLUDE (n"
      TC_METRICS_SQL(TC_ROLLUP_KEPT) ");"
@@ -266,6 +267,7 @@ static const tc_migration tc_migrations[] = {
      " ADD CONSTRAINT rollup_1h_pkey PRIMARY KEY USING INDEX rollup_1h_covering;"
      "ALTER TABLE @S.rollup_1h SET (autovacuum_vacuum_insert_scale_factor = 0.01);",
      NULL},
+    /* clang-format on */
 };
 
 #define TC_MIGRATION_COUNT (sizeof(tc_migrations) / sizeof(tc_migrations[0]))
