@@ -29,6 +29,10 @@ static tc_config *config(const char *defs, const char *max_windows)
     assert_int_equal(
         tc_config_set(cfg, "features.online_max_windows", max_windows, errstr, sizeof(errstr)),
         TC_OK);
+    /* Batches of at most 3 readings: the caps below (6 windows, 2 definitions) hold one. */
+    assert_int_equal(tc_config_set(cfg, "pipeline.batch_size", "3", errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_config_set(cfg, "pipeline.batch_size_max", "3", errstr, sizeof(errstr)),
+                     TC_OK);
     /* Nothing listens on port 1: a connection fails at once. */
     assert_int_equal(tc_config_set(cfg, "postgres.dsn", "host=127.0.0.1 port=1 connect_timeout=2",
                                    errstr, sizeof(errstr)),
@@ -115,7 +119,7 @@ static void test_the_windows_cap(void **state)
     sink.ops->stats(sink.ctx, &st);
     assert_int_equal(st.pending, 4);
 
-    /* Two more devices need 4 more: refused, retriably (a write would make room). */
+    /* Two more devices need 4 more: refused, retriably (a write makes room). */
     fill(b, 10, 2);
     assert_int_equal(append(&sink, b, errstr, sizeof(errstr)), TC_ERR_FULL);
     assert_true(tc_err_is_retriable(TC_ERR_FULL));
@@ -137,10 +141,38 @@ static void test_the_windows_cap(void **state)
     sink.ops->stats(sink.ctx, &st);
     assert_int_equal(st.pending, 0);
 
-    /* A batch that cannot fit even an empty map: refused for good. */
-    fill(b, 20, 4);
-    assert_int_equal(append(&sink, b, errstr, sizeof(errstr)), TC_ERR_CONFIG);
-    assert_false(tc_err_is_retriable(TC_ERR_CONFIG));
+    /* The widest batch there can be fits the empty map. */
+    fill(b, 20, 3);
+    assert_int_equal(append(&sink, b, errstr, sizeof(errstr)), TC_OK);
+    sink.ops->stats(sink.ctx, &st);
+    assert_int_equal(st.pending, 6);
+
+    sink.ops->close(sink.ctx);
+    tc_batch_destroy(b);
+    tc_config_destroy(cfg);
+}
+
+/* A cap below what one batch brings is raised to it: a batch arriving at an empty map could
+ * never be taken otherwise (no write empties the map further), and the run stopped on it. */
+static void test_a_cap_below_one_batch_is_raised(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_sink sink;
+    tc_sink_stats st;
+    tc_config *cfg = config("a = mean(temperature, 1h); b = count(temperature, 1d)", "1");
+    tc_batch *b = tc_batch_new(16, 0);
+
+    (void)state;
+    assert_non_null(b);
+    assert_int_equal(tc_feat_online_sink_new(cfg, &sink, errstr, sizeof(errstr)), TC_OK);
+    fill(b, 0, 3); /* 3 readings x 2 definitions: 6 windows, the raised cap */
+    assert_int_equal(append(&sink, b, errstr, sizeof(errstr)), TC_OK);
+    sink.ops->stats(sink.ctx, &st);
+    assert_int_equal(st.pending, 6);
+    /* One more device is past it: retriable, as any full map. */
+    fill(b, 10, 1);
+    assert_int_equal(append(&sink, b, errstr, sizeof(errstr)), TC_ERR_FULL);
+    assert_non_null(strstr(errstr, "more than 6 windows held"));
 
     sink.ops->close(sink.ctx);
     tc_batch_destroy(b);
@@ -152,6 +184,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refuses_no_or_bad_definitions),
         cmocka_unit_test(test_the_windows_cap),
+        cmocka_unit_test(test_a_cap_below_one_batch_is_raised),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
