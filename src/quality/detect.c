@@ -81,6 +81,8 @@ struct tc_qd {
     tc_qd_emit_fn emit;
     void *opaque;
     float mad_up, mad_down, mad_up_early, mad_down_early;
+    /* The drift's options in float, and its steady slope factor alpha / (1 - alpha). */
+    float drift_alpha, drift_slope, drift_k, drift_h;
     size_t ndevices, nchunks;
     uint32_t gen; /* the current generation: a device changed now is stamped with it */
     tc_qd_device **dev_chunks;
@@ -167,6 +169,10 @@ tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char 
         d->mad_down = (float)exp(-o->mad_eta);
         d->mad_up_early = (float)exp(TC_QD_MAD_ETA_EARLY);
         d->mad_down_early = (float)exp(-TC_QD_MAD_ETA_EARLY);
+        d->drift_alpha = (float)o->drift_alpha;
+        d->drift_slope = d->drift_alpha / (1.0f - d->drift_alpha);
+        d->drift_k = (float)o->drift_k;
+        d->drift_h = (float)o->drift_h;
         d->gen = 1;
         d->nchunks = (o->max_devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
         d->dev_chunks = calloc(d->nchunks, sizeof(*d->dev_chunks));
@@ -233,6 +239,13 @@ static long tc_qd_find(tc_qd *d, const char *id, size_t len, int add)
     memset(tc_qd_ser(d, (size_t)i), 0, sizeof(tc_qd_series) * (size_t)d->o.metrics);
     d->ndevices++;
     return i;
+}
+
+/* max for finite floats: fmaxf's NaN rules keep GCC from inlining it (a call a reading and
+ * series, through the PLT), and the detectors never hold a NaN. */
+static float tc_qd_maxf(float a, float b)
+{
+    return a > b ? a : b;
 }
 
 static void tc_qd_swap(float *a, float *b)
@@ -355,7 +368,7 @@ static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, in
             if (s->runs == 2)
                 s->avg_run = (float)s->run_len;
             else if (s->runs > 2)
-                s->avg_run += fmaxf((float)TC_QD_RUN_ALPHA, 1.0f / (float)(s->runs - 1)) *
+                s->avg_run += tc_qd_maxf((float)TC_QD_RUN_ALPHA, 1.0f / (float)(s->runs - 1)) *
                               ((float)s->run_len - s->avg_run);
         }
         s->run_len = 1;
@@ -387,12 +400,12 @@ static void tc_qd_rate(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int
 
 /* Spike candidate logic; returns 1 while x belongs to a candidate (kept out of the baselines). */
 static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t, float med,
-                       float scale)
+                       float inv_scale)
 {
     float z;
 
     if (s->pend_n) {
-        z = fabsf(x - s->pend_exp) / scale;
+        z = fabsf(x - s->pend_exp) * inv_scale;
         if (z < (float)d->o.spike_z_close) {
             /* Back to where it was: the candidate was a spike. */
             tc_qd_open(d, di, m, s, TC_QD_SPIKE, s->start[TC_QD_SPIKE], s->pend_z, s->pend_obs,
@@ -411,7 +424,7 @@ static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int
         }
         return 1;
     }
-    z = fabsf(x - med) / scale;
+    z = fabsf(x - med) * inv_scale;
     if (z >= (float)d->o.spike_z && s->n >= (uint32_t)d->o.warmup && s->run_len < 3) {
         s->pend_n = 1;
         s->pend_z = z;
@@ -428,23 +441,24 @@ static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int
  * is predicted without lag and only a change of level or slope leaves a residual. Early on the
  * weight is 1/n (a running mean) until it falls to drift_alpha, so the baseline starts right. */
 static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t,
-                        float sigma)
+                        float inv_sigma)
 {
-    float alpha = (float)d->o.drift_alpha, k = (float)d->o.drift_k, h = (float)d->o.drift_h;
+    float alpha = d->drift_alpha, slope = d->drift_slope, k = d->drift_k, h = d->drift_h;
     float pred, e;
     int was_zero = s->cusum_hi <= 0 && s->cusum_lo <= 0;
 
-    if ((float)s->n * alpha < 1.0f)
+    if ((float)s->n * alpha < 1.0f) {
         alpha = 1.0f / (float)s->n;
-    pred = 2.0f * s->ewma - s->ewma2 +
-           (alpha < 1.0f ? alpha / (1.0f - alpha) : 0.0f) * (s->ewma - s->ewma2);
-    e = (x - pred) / sigma;
-    s->cusum_hi = fmaxf(0.0f, s->cusum_hi + e - k);
-    s->cusum_lo = fmaxf(0.0f, s->cusum_lo - e - k);
+        slope = alpha < 1.0f ? alpha / (1.0f - alpha) : 0.0f;
+    }
+    pred = 2.0f * s->ewma - s->ewma2 + slope * (s->ewma - s->ewma2);
+    e = (x - pred) * inv_sigma;
+    s->cusum_hi = tc_qd_maxf(0.0f, s->cusum_hi + e - k);
+    s->cusum_lo = tc_qd_maxf(0.0f, s->cusum_lo - e - k);
     if (was_zero && (s->cusum_hi > 0 || s->cusum_lo > 0) && !(s->open & (1u << TC_QD_DRIFT)))
         s->start[TC_QD_DRIFT] = t; /* where the excursion began */
     if ((double)s->n * d->o.drift_alpha >= TC_QD_DRIFT_WARMUP) {
-        float sum = fmaxf(s->cusum_hi, s->cusum_lo);
+        float sum = tc_qd_maxf(s->cusum_hi, s->cusum_lo);
         if (sum > h)
             tc_qd_open(d, di, m, s, TC_QD_DRIFT, s->start[TC_QD_DRIFT], sum / h, x, pred);
         else if (sum < h / 4)
@@ -458,7 +472,7 @@ static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, in
 
 static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, float x, int64_t t)
 {
-    float med, r, res = (float)d->o.resolution[m], scale;
+    float med, r, res = (float)d->o.resolution[m], inv_scale;
     int held;
 
     if (!s->n) {
@@ -469,8 +483,9 @@ static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, fl
     tc_qd_stuck(d, di, m, s, x, t);
     med = tc_qd_median5(s->win);
     r = fabsf(x - med);
-    scale = 1.4826f * (s->mad > res ? s->mad : res);
-    held = tc_qd_spike(d, di, m, s, x, t, med, scale);
+    /* One division a reading: the spike's z and the drift's residual multiply by its inverse. */
+    inv_scale = 1.0f / (1.4826f * (s->mad > res ? s->mad : res));
+    held = tc_qd_spike(d, di, m, s, x, t, med, inv_scale);
     if (!held && s->run_len < 3) {
         /* Frugal streaming median of |r|: up or down by a constant factor. */
         if (s->n < (uint32_t)d->o.warmup)
@@ -481,7 +496,7 @@ static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, fl
             s->mad = res / 4;
     }
     if (!held)
-        tc_qd_drift(d, di, m, s, x, t, scale);
+        tc_qd_drift(d, di, m, s, x, t, inv_scale);
     s->win[s->win_pos] = x;
     s->win_pos = (uint8_t)((s->win_pos + 1) % 5);
     s->last_t = t;

@@ -1,10 +1,14 @@
 /*
  * metrics.c -- the quality metrics' arithmetic; see metrics.h.
  *
- * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list and are
- * found through a second table keyed by (device index, minute). A flush frees rows, and open
- * addressing cannot delete in place, so the flush rebuilds the row table from the rows left: it
- * runs once a minute, its cost is the pool's.
+ * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list. A
+ * device's rows held (the fleet's too) form a chain from the device, newest first, and the device
+ * keeps the latest minute it has a row for: a reading of its current minute finds the row at the
+ * chain's head, one of a minute past that one makes a row without looking, and only a late or
+ * out-of-order reading walks the chain (its few minutes held). A table keyed by (device, minute)
+ * cost two cache misses a device and minute, the table's slot and the row it named, on the
+ * pipeline's thread; the chain costs none. A flush frees rows and relinks the chains of the rows
+ * left: it runs once a minute, its cost is the pool's.
  */
 #include "quality/metrics.h"
 
@@ -22,24 +26,28 @@
 #define TC_QM_NO_SLOT UINT32_MAX
 /* The device index of the fleet's rows. */
 #define TC_QM_FLEET UINT32_MAX
-/* Slots of a new row table: it doubles as rows come (up to the pool's), so that a flush, which
- * clears the table, clears what the rows held use and not a table sized for the pool (4 MiB a
- * lane for the quality sink's 200,000 devices, touched all over at every flush). */
-#define TC_QM_FIRST_SLOTS 1024
+
+/* A chain of rows: its newest row (slot + 1, 0 = none) and the latest minute any row of it was
+ * made for (an upper bound of the minutes it holds: a flush may have freed that row). */
+typedef struct tc_qm_chain {
+    int64_t max_minute;
+    uint32_t head;
+} tc_qm_chain;
 
 typedef struct tc_qm_dev {
     int64_t last_t;
     float interval_s;
     uint32_t n;
-    uint32_t row; /* its slot + 1; 0 = none */
+    tc_qm_chain rows;
 } tc_qm_dev;
 
 _Static_assert(sizeof(tc_qm_dev) <= TC_QM_DEVICE_BYTES, "device state over its stated bound");
 
 typedef struct tc_qm_slot {
     tc_qm_row row;
-    uint32_t dev;  /* device index or TC_QM_FLEET */
-    uint32_t next; /* free list */
+    uint32_t dev;   /* device index or TC_QM_FLEET */
+    uint32_t next;  /* free list */
+    uint32_t older; /* the next row of the same chain: slot + 1, 0 = none */
     int used;
 } tc_qm_slot;
 
@@ -51,9 +59,7 @@ struct tc_qm {
     tc_qm_slot *rows;
     uint32_t free_head;
     size_t nrows;
-    uint32_t *row_table;       /* slot + 1 */
-    size_t row_mask, row_full; /* row_full: the most slots the table grows to */
-    uint32_t fleet_row;        /* the fleet's last row: slot + 1, 0 = none */
+    tc_qm_chain fleet_rows;
     size_t hwm;                /* slots below it have been used: a flush looks at those only */
     tc_qm_totals t;
 };
@@ -109,15 +115,6 @@ void tc_qm_options_default(tc_qm_options *o, size_t max_devices)
     o->gap_factor = 3;
 }
 
-static size_t tc_qm_pow2(size_t n)
-{
-    size_t cap = 1;
-
-    while (cap < 2 * n)
-        cap <<= 1;
-    return cap;
-}
-
 tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
 {
     tc_qm *q;
@@ -135,15 +132,12 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
     q = calloc(1, sizeof(*q));
     if (q) {
         q->o = *o;
-        q->row_full = tc_qm_pow2(o->max_rows);
-        q->row_mask = (q->row_full < TC_QM_FIRST_SLOTS ? q->row_full : TC_QM_FIRST_SLOTS) - 1;
         q->devs = calloc(o->max_devices, sizeof(*q->devs));
         q->own_ids = !o->ids;
         q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
         q->rows = calloc(o->max_rows, sizeof(*q->rows));
-        q->row_table = calloc(q->row_mask + 1, sizeof(*q->row_table));
     }
-    if (!q || !q->devs || !q->ids || !q->rows || !q->row_table) {
+    if (!q || !q->devs || !q->ids || !q->rows) {
         tc_qm_destroy(q);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                    "quality metrics: out of memory for %zu devices and %zu rows", o->max_devices,
@@ -164,74 +158,44 @@ void tc_qm_destroy(tc_qm *q)
     if (q->own_ids)
         tc_qids_destroy(q->ids);
     free(q->rows);
-    free(q->row_table);
     free(q);
 }
 
-static uint64_t tc_qm_fnv(const void *p, size_t n, uint64_t h)
+/* The chain of rows of dev (a device index or TC_QM_FLEET). */
+static tc_qm_chain *tc_qm_chain_of(tc_qm *q, uint32_t dev)
 {
-    const unsigned char *s = p;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return h;
+    return dev == TC_QM_FLEET ? &q->fleet_rows : &q->devs[dev].rows;
 }
 
-static size_t tc_qm_row_hash(const tc_qm *q, uint32_t dev, int64_t minute)
+/* Link slot k into chain c: at the head when its minute is the chain's newest, else behind the
+ * head, so that the head stays the newest minute (where the next reading looks first). */
+static void tc_qm_link(tc_qm *q, tc_qm_chain *c, uint32_t k)
 {
-    uint64_t h = tc_qm_fnv(&dev, sizeof(dev), 0xcbf29ce484222325ULL);
+    tc_qm_slot *s = &q->rows[k], *h = c->head ? &q->rows[c->head - 1] : NULL;
 
-    return (size_t)tc_qm_fnv(&minute, sizeof(minute), h) & q->row_mask;
-}
-
-/* The rows held placed again in a table of twice the slots; -1 when out of memory (the table
- * stays as it was). */
-static int tc_qm_grow_rows(tc_qm *q)
-{
-    size_t mask = 2 * (q->row_mask + 1) - 1;
-    uint32_t *table = calloc(mask + 1, sizeof(*table));
-
-    if (!table)
-        return -1;
-    free(q->row_table);
-    q->row_table = table;
-    q->row_mask = mask;
-    for (size_t i = 0; i < q->hwm; i++) {
-        const tc_qm_slot *s = &q->rows[i];
-        size_t slot;
-        if (!s->used)
-            continue;
-        for (slot = tc_qm_row_hash(q, s->dev, s->row.minute_us); table[slot];
-             slot = (slot + 1) & mask)
-            ;
-        table[slot] = (uint32_t)(i + 1);
+    if (h && h->row.minute_us > s->row.minute_us) {
+        s->older = h->older;
+        h->older = k + 1;
+    } else {
+        s->older = c->head;
+        c->head = k + 1;
     }
-    return 0;
 }
 
-/* The slot of (dev, minute), made when new; NULL when the pool is full (or out of memory). */
-static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
+/* The row of (dev, minute), made when new; NULL when the pool is full. Nearly every reading falls
+ * in its chain's newest minute (the head) or in a later one (a new row, nothing to look through). */
+static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
 {
-    size_t slot = tc_qm_row_hash(q, dev, minute);
+    tc_qm_chain *c = tc_qm_chain_of(q, dev);
     tc_qm_slot *r;
     uint32_t k;
 
-    for (;; slot = (slot + 1) & q->row_mask) {
-        uint32_t e = q->row_table[slot];
-        if (!e)
-            break;
-        r = &q->rows[e - 1];
-        if (r->dev == dev && r->row.minute_us == minute)
-            return r;
-    }
-    if (2 * (q->nrows + 1) > q->row_mask + 1 && q->row_mask + 1 < q->row_full) {
-        /* At most half full, as when it was sized for the pool: probes stay short. */
-        if (tc_qm_grow_rows(q) < 0)
-            return NULL;
-        for (slot = tc_qm_row_hash(q, dev, minute); q->row_table[slot];
-             slot = (slot + 1) & q->row_mask)
-            ;
-    }
+    if (c->head && minute <= c->max_minute)
+        for (uint32_t e = c->head; e; e = r->older) {
+            r = &q->rows[e - 1];
+            if (r->row.minute_us == minute)
+                return &r->row;
+        }
     if (q->free_head != TC_QM_NO_SLOT) {
         k = q->free_head;
         q->free_head = q->rows[k].next;
@@ -246,23 +210,10 @@ static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
     r->used = 1;
     r->row.minute_us = minute;
     r->row.device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
-    q->row_table[slot] = k + 1;
+    if (!c->head || minute > c->max_minute)
+        c->max_minute = minute;
+    tc_qm_link(q, c, k);
     q->nrows++;
-    return r;
-}
-
-/* The row of (dev, minute) through *cache (a slot + 1 that a flush may have freed or reused:
- * checked), else the table. Nearly every reading falls in its device's current minute. */
-static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute, uint32_t *cache)
-{
-    tc_qm_slot *r = *cache ? &q->rows[*cache - 1] : NULL;
-
-    if (r && r->used && r->dev == dev && r->row.minute_us == minute)
-        return &r->row;
-    r = tc_qm_slot_of(q, dev, minute);
-    if (!r)
-        return NULL;
-    *cache = (uint32_t)(r - q->rows) + 1;
     return &r->row;
 }
 
@@ -331,8 +282,8 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest
         d->last_t = event_us;
         d->n += d->n < UINT32_MAX;
     }
-    r = tc_qm_row_of(q, (uint32_t)di, minute, &d->row);
-    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute, &q->fleet_row);
+    r = tc_qm_row_of(q, (uint32_t)di, minute);
+    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute);
     if (!r || !fleet) {
         q->t.rows_refused++;
         return;
@@ -366,9 +317,9 @@ static void tc_qm_prefetch_row(const tc_qm *q, long di, double delay_ms)
 {
     const tc_qm_slot *r;
 
-    if (di < 0 || !q->devs[di].row)
+    if (di < 0 || !q->devs[di].rows.head)
         return;
-    r = &q->rows[q->devs[di].row - 1];
+    r = &q->rows[q->devs[di].rows.head - 1];
     __builtin_prefetch(r, 1);
     __builtin_prefetch(&r->row.delay.b[tc_qm_sketch_bucket(delay_ms)], 1);
 }
@@ -463,8 +414,13 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
             fn(opaque, &out[k]->row);
         free(out);
     }
-    memset(q->row_table, 0, (q->row_mask + 1) * sizeof(*q->row_table));
+    /* Every chain that holds a row is emptied, then the rows left are linked again, the newest
+     * minute at the head (where the next reading looks first). Each chain keeps its max_minute:
+     * still a bound of what it holds. */
     q->nrows = 0;
+    for (size_t i = 0; i < q->hwm; i++)
+        if (q->rows[i].used)
+            tc_qm_chain_of(q, q->rows[i].dev)->head = 0;
     for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
         if (s->used && s->row.minute_us < before_us) {
@@ -472,10 +428,7 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
             s->next = q->free_head;
             q->free_head = (uint32_t)i;
         } else if (s->used) {
-            size_t slot = tc_qm_row_hash(q, s->dev, s->row.minute_us);
-            while (q->row_table[slot])
-                slot = (slot + 1) & q->row_mask;
-            q->row_table[slot] = (uint32_t)(i + 1);
+            tc_qm_link(q, tc_qm_chain_of(q, s->dev), (uint32_t)i);
             q->nrows++;
         }
     }

@@ -3,7 +3,8 @@
  * against exact quantiles of the same data (within the stated factor 2^(1/8)), its bucket edges
  * and merging; and the per-(device, minute) accumulators on a reading sequence whose late,
  * out-of-order, gap and completeness counts are worked out by hand; the id and row tables grow
- * and find everything again.
+ * and find everything again; a device's rows of several minutes held at once, reached in any order
+ * and across flushes, each found again (never a second row for one device and minute).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,6 +312,68 @@ static void count_row(void *opaque, const tc_qm_row *r)
     h->readings += r->readings;
 }
 
+/* Rows of (device, minute) per flush, to check none is handed over twice in one flush. */
+typedef struct minutes {
+    uint32_t readings[3][8]; /* [device][minute] handed over, summed over flushes */
+    uint8_t seen[3][8];      /* in the current flush */
+} minutes;
+
+static void minute_row(void *opaque, const tc_qm_row *r)
+{
+    minutes *x = opaque;
+    int dev = r->device ? r->device[2] - '0' : 2, m = (int)(r->minute_us / (60 * SEC));
+
+    assert_true(m >= 0 && m < 8);
+    assert_int_equal(x->seen[dev][m], 0); /* one row a device and minute in a flush */
+    x->seen[dev][m] = 1;
+    x->readings[dev][m] += r->readings;
+}
+
+/* A device's rows form a chain, newest minute first: readings of minutes behind the newest (late),
+ * of the newest and of new ones, in a scrambled order, with flushes between that free some minutes
+ * (a later reading of a freed minute makes a new row), must each land in the one row held for
+ * their device and minute. Two devices and the fleet (index 2). */
+static void test_rows_of_many_minutes(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    uint32_t want[3][8] = {{0}};
+    uint64_t s = 7;
+    tc_qm_options o;
+    tc_qm_totals t;
+    minutes x = {0};
+    tc_qm *q;
+
+    (void)state;
+    tc_qm_options_default(&o, 4);
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int i = 0; i < 3000; i++) {
+        int dev, m;
+        int64_t at;
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        dev = (int)(s >> 40) % 2;
+        m = (int)((s >> 20) % 8);
+        at = m * 60 * SEC + (int64_t)(s >> 50) % (60 * SEC);
+        tc_qm_observe(q, dev ? "d-1" : "d-0", 3, at, at, at, NULL, NULL, 6);
+        want[dev][m]++;
+        want[2][m]++;
+        if (i % 500 == 499) {
+            /* Free the minutes before a moving cut; the others stay held. */
+            memset(x.seen, 0, sizeof(x.seen));
+            tc_qm_flush(q, (int64_t)(i / 500 % 8) * 60 * SEC, minute_row, &x);
+        }
+    }
+    memset(x.seen, 0, sizeof(x.seen));
+    tc_qm_flush(q, INT64_MAX, minute_row, &x);
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_held, 0);
+    assert_int_equal(t.readings, 3000);
+    for (int d = 0; d < 3; d++)
+        for (int m = 0; m < 8; m++)
+            assert_int_equal(x.readings[d][m], want[d][m]);
+    tc_qm_destroy(q);
+}
+
 /* The id table and the row table start small and double as ids and rows come: every id keeps its
  * index and every row is found again across doublings and a flush's rebuild, and the tables hold
  * the slots their contents need, not those of max_devices. */
@@ -379,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_tables_grow),
+        cmocka_unit_test(test_rows_of_many_minutes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
