@@ -108,6 +108,21 @@ static void test_median5(void **state)
             assert_true(tc_qd_median5(v) == sorted[2]);
         }
     }
+    /* Every 5-tuple of 0..4, ties of every shape included: the median is the count's middle. */
+    for (int t = 0; t < 5 * 5 * 5 * 5 * 5; t++) {
+        float v[5];
+        int below = 0, r = t, want;
+        for (int k = 0; k < 5; k++, r /= 5)
+            v[k] = (float)(r % 5);
+        for (want = 0; want < 5; want++) {
+            below = 0;
+            for (int k = 0; k < 5; k++)
+                below += v[k] <= (float)want;
+            if (below >= 3)
+                break;
+        }
+        assert_true(tc_qd_median5(v) == (float)want);
+    }
 }
 
 static void test_spike_once(void **state)
