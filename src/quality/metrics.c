@@ -226,7 +226,7 @@ static int64_t tc_qm_minute(int64_t t_us)
     return m * TC_QM_MINUTE_US;
 }
 
-static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, double delay_ms,
+static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, int bucket,
                         const uint8_t *present, int metrics)
 {
     r->readings++;
@@ -237,7 +237,14 @@ static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, 
         r->gap_max_s = gap_s;
     for (int m = 0; m < metrics; m++)
         r->present[m] += present ? (present[m] != 0) : 1u;
-    tc_qm_sketch_add(&r->delay, delay_ms);
+    r->delay.b[bucket]++;
+    r->delay.count++;
+}
+
+/* The sketch bucket of a reading's event-to-ingest delay. */
+static int tc_qm_delay_bucket(int64_t event_us, int64_t ingest_us)
+{
+    return tc_qm_sketch_bucket((double)(ingest_us - event_us) / 1e3);
 }
 
 /* The device index of a reading, or -1 (refused: its times are out of range, or its id). */
@@ -249,8 +256,10 @@ static long tc_qm_lookup(tc_qm *q, const char *device, size_t len, int64_t event
                : -1;
 }
 
-static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest_us,
-                             int64_t watermark_us, const uint8_t *present, int metrics)
+/* Count a reading of device di (-1: refused) whose delay falls in sketch bucket `bucket` (computed
+ * once a reading, for its row, the fleet's and the prefetch). */
+static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t watermark_us, int bucket,
+                             const uint8_t *present, int metrics)
 {
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
@@ -288,9 +297,8 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest
         q->t.rows_refused++;
         return;
     }
-    tc_qm_count(r, late, ooo, gap, gap_s, (double)(ingest_us - event_us) / 1e3, present, metrics);
-    tc_qm_count(fleet, late, ooo, gap, gap_s, (double)(ingest_us - event_us) / 1e3, present,
-                metrics);
+    tc_qm_count(r, late, ooo, gap, gap_s, bucket, present, metrics);
+    tc_qm_count(fleet, late, ooo, gap, gap_s, bucket, present, metrics);
     q->t.readings++;
     q->t.late += (uint64_t)late;
     q->t.out_of_order += (uint64_t)ooo;
@@ -302,7 +310,7 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
 {
     (void)values;
     tc_qm_observe_at(q, tc_qm_lookup(q, device, len, event_us, ingest_us, watermark_us), event_us,
-                     ingest_us, watermark_us, present, metrics);
+                     watermark_us, tc_qm_delay_bucket(event_us, ingest_us), present, metrics);
 }
 
 /* Prefetch what counting reading k of device di will touch: the device, then the row its state
@@ -313,7 +321,7 @@ static void tc_qm_prefetch_device(const tc_qm *q, long di)
         __builtin_prefetch(&q->devs[di], 1);
 }
 
-static void tc_qm_prefetch_row(const tc_qm *q, long di, double delay_ms)
+static void tc_qm_prefetch_row(const tc_qm *q, long di, int bucket)
 {
     const tc_qm_slot *r;
 
@@ -321,7 +329,7 @@ static void tc_qm_prefetch_row(const tc_qm *q, long di, double delay_ms)
         return;
     r = &q->rows[q->devs[di].rows.head - 1];
     __builtin_prefetch(r, 1);
-    __builtin_prefetch(&r->row.delay.b[tc_qm_sketch_bucket(delay_ms)], 1);
+    __builtin_prefetch(&r->row.delay.b[bucket], 1);
 }
 
 /* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g). */
@@ -330,13 +338,17 @@ static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
                               const int64_t *watermark_us, const uint8_t *const *present,
                               int metrics)
 {
-    for (size_t k = g; k < end; k++)
-        tc_qm_prefetch_row(q, idx[k - g], (double)(ingest_us[k] - event_us[k]) / 1e3);
+    int bucket[TC_QM_BATCH_GROUP];
+
+    for (size_t k = g; k < end; k++) {
+        bucket[k - g] = tc_qm_delay_bucket(event_us[k], ingest_us[k]);
+        tc_qm_prefetch_row(q, idx[k - g], bucket[k - g]);
+    }
     for (size_t k = g; k < end; k++) {
         uint8_t p[TC_QM_METRICS_MAX];
         for (int m = 0; m < metrics; m++)
             p[m] = present ? present[m][k] : 1;
-        tc_qm_observe_at(q, idx[k - g], event_us[k], ingest_us[k], watermark_us[k], p, metrics);
+        tc_qm_observe_at(q, idx[k - g], event_us[k], watermark_us[k], bucket[k - g], p, metrics);
     }
 }
 

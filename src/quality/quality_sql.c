@@ -297,6 +297,21 @@ const char tc_quality_sql_write_events[] =
 
 /* ---- the documents of the rows ---- */
 
+/* The decimal digits of x at p (at most 20 bytes); returns the end. */
+static char *tc_quality_sql_digits(char *p, uint64_t x)
+{
+    char digits[20];
+    int k = 0;
+
+    do {
+        digits[k++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    while (k)
+        *p++ = digits[--k];
+    return p;
+}
+
 /* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
  * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
  * formatter call a value. Returns the length. */
@@ -306,21 +321,24 @@ static size_t tc_quality_sql_counts(char *out, const uint32_t *v, int n)
 
     *p++ = '[';
     for (int i = 0; i < n; i++) {
-        uint32_t x = v[i];
-        char digits[10];
-        int k = 0;
-
         if (i)
             *p++ = ',';
-        do {
-            digits[k++] = (char)('0' + x % 10);
-            x /= 10;
-        } while (x);
-        while (k)
-            *p++ = digits[--k];
+        p = tc_quality_sql_digits(p, v[i]);
     }
     *p++ = ']';
     return (size_t)(p - out);
+}
+
+/* tc_jbuf_int's value without its snprintf: a row has seven integers, and the formatter's call
+ * cost as much as the rest of the row. */
+static void tc_quality_sql_int(tc_jbuf *j, int64_t v)
+{
+    char buf[24], *p = buf;
+
+    if (v < 0)
+        *p++ = '-';
+    p = tc_quality_sql_digits(p, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    tc_jbuf_raw(j, buf, (size_t)(p - buf));
 }
 
 /* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
@@ -348,17 +366,17 @@ void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
         tc_jbuf_str(j, r->device);
     }
     tc_jbuf_key(j, "m");
-    tc_jbuf_int(j, r->minute_us / TC_QM_MINUTE_US);
+    tc_quality_sql_int(j, r->minute_us / TC_QM_MINUTE_US);
     tc_jbuf_key(j, "readings");
-    tc_jbuf_int(j, r->readings);
+    tc_quality_sql_int(j, r->readings);
     tc_jbuf_key(j, "n");
     tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->present, metrics));
     tc_jbuf_key(j, "late");
-    tc_jbuf_int(j, r->late);
+    tc_quality_sql_int(j, r->late);
     tc_jbuf_key(j, "ooo");
-    tc_jbuf_int(j, r->out_of_order);
+    tc_quality_sql_int(j, r->out_of_order);
     tc_jbuf_key(j, "gaps");
-    tc_jbuf_int(j, r->gaps);
+    tc_quality_sql_int(j, r->gaps);
     tc_jbuf_key(j, "gap_max");
     if (r->gaps)
         tc_jbuf_double(j, r->gap_max_s);
@@ -370,8 +388,8 @@ void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
      * a row cost more than the rest of it); a row that exists takes them from the merged sketch
      * in SQL (tc_quality_sql_write_rows). */
     tc_jbuf_key(j, "q50");
-    tc_jbuf_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
+    tc_quality_sql_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
     tc_jbuf_key(j, "q99");
-    tc_jbuf_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
+    tc_quality_sql_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
     tc_jbuf_obj_end(j);
 }
