@@ -359,6 +359,7 @@ static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q)
 void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
 {
     char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
+    int nb;
 
     tc_jbuf_obj_begin(j);
     if (r->device) {
@@ -383,7 +384,12 @@ void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
     else
         tc_jbuf_null(j);
     tc_jbuf_key(j, "sk");
-    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
+    /* The sketch up to its last bucket that counts (at least one): the SQL adds sketches of any
+     * lengths (a missing bucket is 0), and a device minute's few delays seldom reach far. */
+    nb = TC_QM_SKETCH_BUCKETS;
+    while (nb > 1 && !r->delay.b[nb - 1])
+        nb--;
+    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->delay.b, nb));
     /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
      * a row cost more than the rest of it); a row that exists takes them from the merged sketch
      * in SQL (tc_quality_sql_write_rows). */

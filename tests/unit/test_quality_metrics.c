@@ -4,7 +4,8 @@
  * and merging; and the per-(device, minute) accumulators on a reading sequence whose late,
  * out-of-order, gap and completeness counts are worked out by hand; the id and row tables grow
  * and find everything again; a device's rows of several minutes held at once, reached in any order
- * and across flushes, each found again (never a second row for one device and minute).
+ * and across flushes, each found again (never a second row for one device and minute); a row's
+ * JSON for the store, its sketch cut after the last bucket that counts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,8 +17,10 @@
 #include <math.h>
 #include <cmocka.h>
 
+#include "core/json.h"
 #include "quality/ids.h"
 #include "quality/metrics.h"
+#include "quality/quality_sql.h"
 
 #define SEC INT64_C(1000000)
 #define N   20000
@@ -374,6 +377,42 @@ static void test_rows_of_many_minutes(void **state)
     tc_qm_destroy(q);
 }
 
+/* The document a flush sends for a row: every figure, negative and large integers written right,
+ * the sketch up to its last bucket that counts (the SQL adds sketches of any lengths), an empty
+ * sketch as one 0. */
+static void test_row_json(void **state)
+{
+    tc_qm_row r;
+    tc_jbuf j;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.device = "d\"1";
+    r.minute_us = INT64_C(29930400) * 60 * SEC;
+    r.readings = 4294967295u;
+    r.present[0] = 3;
+    r.present[1] = 10;
+    r.late = 1;
+    r.out_of_order = 2;
+    r.gaps = 1;
+    r.gap_max_s = 2.5;
+    r.delay.b[0] = 1;
+    r.delay.b[3] = 2;
+    r.delay.count = 3;
+    tc_jbuf_init(&j, 1 << 20);
+    tc_quality_sql_row_json(&j, &r, 2);
+    assert_string_equal(j.data, "{\"device_id\":\"d\\\"1\",\"m\":29930400,\"readings\":4294967295,"
+                                "\"n\":[3,10],\"late\":1,\"ooo\":2,\"gaps\":1,\"gap_max\":2.5,"
+                                "\"sk\":[1,0,0,2],\"q50\":3,\"q99\":3}");
+    tc_jbuf_reset(&j);
+    memset(&r, 0, sizeof(r));
+    r.minute_us = -60 * SEC;
+    tc_quality_sql_row_json(&j, &r, 1);
+    assert_string_equal(j.data, "{\"m\":-1,\"readings\":0,\"n\":[0],\"late\":0,\"ooo\":0,"
+                                "\"gaps\":0,\"gap_max\":null,\"sk\":[0],\"q50\":-1,\"q99\":-1}");
+    tc_jbuf_free(&j);
+}
+
 /* The id table and the row table start small and double as ids and rows come: every id keeps its
  * index and every row is found again across doublings and a flush's rebuild, and the tables hold
  * the slots their contents need, not those of max_devices. */
@@ -443,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_tables_grow),
         cmocka_unit_test(test_rows_of_many_minutes),
+        cmocka_unit_test(test_row_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
