@@ -43,13 +43,34 @@ typedef struct tc_qm_dev {
 
 _Static_assert(sizeof(tc_qm_dev) <= TC_QM_DEVICE_BYTES, "device state over its stated bound");
 
+/* Delay buckets a row holds in place, before its sketch moves to a whole one. */
+#define TC_QM_SPARSE 6
+
+/* A row held: tc_qm_row's figures, its delay sketch sparse -- up to TC_QM_SPARSE (bucket, count)
+ * pairs in place -- until it needs more buckets, when it takes a whole sketch from a pool of
+ * their own (`full`). A device minute holds a handful of readings whose delays fall in a few
+ * buckets: 128 bytes a row instead of the 496 a whole sketch made it, so a (device, minute) costs
+ * two cache lines to count in, and a new one 128 bytes to clear. The fleet's rows, and a device's
+ * whose delays spread, take a whole one. tc_qm_flush hands each over as a tc_qm_row. */
 typedef struct tc_qm_slot {
-    tc_qm_row row;
+    /* first line: what counting a reading touches besides present[] */
+    int64_t minute_us;
+    uint32_t readings, late, out_of_order, gaps;
+    uint32_t sc[TC_QM_SPARSE]; /* counts of the sparse buckets */
+    uint8_t sb[TC_QM_SPARSE];  /* the sparse buckets */
+    uint8_t nsparse;
+    uint8_t used;
+    uint32_t full; /* its whole sketch: index + 1 in the sketch pool, 0 = sparse */
+    /* second line */
+    uint32_t present[TC_QM_METRICS_MAX];
+    double gap_max_s;
+    const char *device;
     uint32_t dev;   /* device index or TC_QM_FLEET */
     uint32_t next;  /* free list */
     uint32_t older; /* the next row of the same chain: slot + 1, 0 = none */
-    int used;
 } tc_qm_slot;
+
+_Static_assert(sizeof(tc_qm_slot) <= TC_QM_ROW_BYTES, "a row held over its stated bound");
 
 struct tc_qm {
     tc_qm_options o;
@@ -58,6 +79,11 @@ struct tc_qm {
     int own_ids;     /* ids is ours to destroy */
     tc_qm_slot *rows;
     uint32_t free_head;
+    /* Whole sketches of rows past TC_QM_SPARSE buckets: a pool of max_rows taken in order
+     * (untouched until used, as the rows'), with a free list. */
+    tc_qm_sketch *sketches;
+    size_t sketch_hwm;
+    uint32_t sketch_free; /* index + 1, 0 = none; linked through the sketch's count */
     size_t nrows;
     tc_qm_chain fleet_rows;
     size_t hwm;                /* slots below it have been used: a flush looks at those only */
@@ -136,8 +162,9 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
         q->own_ids = !o->ids;
         q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
         q->rows = calloc(o->max_rows, sizeof(*q->rows));
+        q->sketches = calloc(o->max_rows, sizeof(*q->sketches));
     }
-    if (!q || !q->devs || !q->ids || !q->rows) {
+    if (!q || !q->devs || !q->ids || !q->rows || !q->sketches) {
         tc_qm_destroy(q);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                    "quality metrics: out of memory for %zu devices and %zu rows", o->max_devices,
@@ -158,6 +185,7 @@ void tc_qm_destroy(tc_qm *q)
     if (q->own_ids)
         tc_qids_destroy(q->ids);
     free(q->rows);
+    free(q->sketches);
     free(q);
 }
 
@@ -173,7 +201,7 @@ static void tc_qm_link(tc_qm *q, tc_qm_chain *c, uint32_t k)
 {
     tc_qm_slot *s = &q->rows[k], *h = c->head ? &q->rows[c->head - 1] : NULL;
 
-    if (h && h->row.minute_us > s->row.minute_us) {
+    if (h && h->minute_us > s->minute_us) {
         s->older = h->older;
         h->older = k + 1;
     } else {
@@ -184,7 +212,7 @@ static void tc_qm_link(tc_qm *q, tc_qm_chain *c, uint32_t k)
 
 /* The row of (dev, minute), made when new; NULL when the pool is full. Nearly every reading falls
  * in its chain's newest minute (the head) or in a later one (a new row, nothing to look through). */
-static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
+static tc_qm_slot *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
 {
     tc_qm_chain *c = tc_qm_chain_of(q, dev);
     tc_qm_slot *r;
@@ -193,8 +221,8 @@ static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
     if (c->head && minute <= c->max_minute)
         for (uint32_t e = c->head; e; e = r->older) {
             r = &q->rows[e - 1];
-            if (r->row.minute_us == minute)
-                return &r->row;
+            if (r->minute_us == minute)
+                return r;
         }
     if (q->free_head != TC_QM_NO_SLOT) {
         k = q->free_head;
@@ -208,13 +236,87 @@ static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
     memset(r, 0, sizeof(*r));
     r->dev = dev;
     r->used = 1;
-    r->row.minute_us = minute;
-    r->row.device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
+    r->minute_us = minute;
+    r->device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
     if (!c->head || minute > c->max_minute)
         c->max_minute = minute;
     tc_qm_link(q, c, k);
     q->nrows++;
-    return &r->row;
+    return r;
+}
+
+/* A whole sketch for row r, its sparse buckets moved in. The pool never runs out: it has a sketch
+ * for every row of the pool, and a row holds one at most. */
+static void tc_qm_sketch_whole(tc_qm *q, tc_qm_slot *r)
+{
+    tc_qm_sketch *w;
+    uint32_t k;
+
+    if (q->sketch_free) {
+        k = q->sketch_free - 1;
+        q->sketch_free = (uint32_t)q->sketches[k].count;
+    } else {
+        k = (uint32_t)q->sketch_hwm++;
+    }
+    w = &q->sketches[k];
+    memset(w, 0, sizeof(*w));
+    for (int i = 0; i < r->nsparse; i++) {
+        w->b[r->sb[i]] = r->sc[i];
+        w->count += r->sc[i];
+    }
+    r->full = k + 1;
+}
+
+/* Row r's sketch back to the pool (its row is freed). */
+static void tc_qm_sketch_release(tc_qm *q, tc_qm_slot *r)
+{
+    if (!r->full)
+        return;
+    q->sketches[r->full - 1].count = q->sketch_free;
+    q->sketch_free = r->full;
+    r->full = 0;
+}
+
+/* One delay in bucket b of row r's sketch. */
+static void tc_qm_sketch_put(tc_qm *q, tc_qm_slot *r, int b)
+{
+    if (!r->full) {
+        for (int i = 0; i < r->nsparse; i++)
+            if (r->sb[i] == b) {
+                r->sc[i]++;
+                return;
+            }
+        if (r->nsparse < TC_QM_SPARSE) {
+            r->sb[r->nsparse] = (uint8_t)b;
+            r->sc[r->nsparse++] = 1;
+            return;
+        }
+        tc_qm_sketch_whole(q, r);
+    }
+    q->sketches[r->full - 1].b[b]++;
+    q->sketches[r->full - 1].count++;
+}
+
+/* Row r as tc_qm_row (its sketch whole) into *out. */
+static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
+{
+    out->device = r->device;
+    out->minute_us = r->minute_us;
+    out->readings = r->readings;
+    out->late = r->late;
+    out->out_of_order = r->out_of_order;
+    out->gaps = r->gaps;
+    memcpy(out->present, r->present, sizeof(out->present));
+    out->gap_max_s = r->gap_max_s;
+    if (r->full) {
+        out->delay = q->sketches[r->full - 1];
+        return;
+    }
+    memset(&out->delay, 0, sizeof(out->delay));
+    for (int i = 0; i < r->nsparse; i++) {
+        out->delay.b[r->sb[i]] = r->sc[i];
+        out->delay.count += r->sc[i];
+    }
 }
 
 static int64_t tc_qm_minute(int64_t t_us)
@@ -226,8 +328,8 @@ static int64_t tc_qm_minute(int64_t t_us)
     return m * TC_QM_MINUTE_US;
 }
 
-static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, int bucket,
-                        const uint8_t *present, int metrics)
+static void tc_qm_count(tc_qm *q, tc_qm_slot *r, int late, int ooo, int gap, double gap_s,
+                        int bucket, const uint8_t *present, int metrics)
 {
     r->readings++;
     r->late += (uint32_t)late;
@@ -237,8 +339,7 @@ static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, 
         r->gap_max_s = gap_s;
     for (int m = 0; m < metrics; m++)
         r->present[m] += present ? (present[m] != 0) : 1u;
-    r->delay.b[bucket]++;
-    r->delay.count++;
+    tc_qm_sketch_put(q, r, bucket);
 }
 
 /* The sketch bucket of a reading's event-to-ingest delay. */
@@ -264,7 +365,7 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t waterm
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
     double gap_s = 0;
-    tc_qm_row *r, *fleet;
+    tc_qm_slot *r, *fleet;
     tc_qm_dev *d;
 
     if (di < 0) {
@@ -297,8 +398,8 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t waterm
         q->t.rows_refused++;
         return;
     }
-    tc_qm_count(r, late, ooo, gap, gap_s, bucket, present, metrics);
-    tc_qm_count(fleet, late, ooo, gap, gap_s, bucket, present, metrics);
+    tc_qm_count(q, r, late, ooo, gap, gap_s, bucket, present, metrics);
+    tc_qm_count(q, fleet, late, ooo, gap, gap_s, bucket, present, metrics);
     q->t.readings++;
     q->t.late += (uint64_t)late;
     q->t.out_of_order += (uint64_t)ooo;
@@ -321,7 +422,7 @@ static void tc_qm_prefetch_device(const tc_qm *q, long di)
         __builtin_prefetch(&q->devs[di], 1);
 }
 
-static void tc_qm_prefetch_row(const tc_qm *q, long di, int bucket)
+static void tc_qm_prefetch_row(const tc_qm *q, long di)
 {
     const tc_qm_slot *r;
 
@@ -329,7 +430,7 @@ static void tc_qm_prefetch_row(const tc_qm *q, long di, int bucket)
         return;
     r = &q->rows[q->devs[di].rows.head - 1];
     __builtin_prefetch(r, 1);
-    __builtin_prefetch(&r->row.delay.b[bucket], 1);
+    __builtin_prefetch(&r->present, 1);
 }
 
 /* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g). */
@@ -342,7 +443,7 @@ static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
 
     for (size_t k = g; k < end; k++) {
         bucket[k - g] = tc_qm_delay_bucket(event_us[k], ingest_us[k]);
-        tc_qm_prefetch_row(q, idx[k - g], bucket[k - g]);
+        tc_qm_prefetch_row(q, idx[k - g]);
     }
     for (size_t k = g; k < end; k++) {
         uint8_t p[TC_QM_METRICS_MAX];
@@ -400,8 +501,8 @@ static int tc_qm_slot_order(const void *a, const void *b)
 
     if (fx != fy)
         return fx - fy;
-    if (x->row.minute_us != y->row.minute_us)
-        return x->row.minute_us < y->row.minute_us ? -1 : 1;
+    if (x->minute_us != y->minute_us)
+        return x->minute_us < y->minute_us ? -1 : 1;
     return (x->dev > y->dev) - (x->dev < y->dev);
 }
 
@@ -410,20 +511,26 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
     tc_qm_slot **out = malloc((q->nrows ? q->nrows : 1) * sizeof(*out));
     size_t n = 0;
 
+    tc_qm_row row;
+
     /* Out of memory for the ordering: hand the rows over in pool order rather than not at all. */
     for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
-        if (!s->used || s->row.minute_us >= before_us)
+        if (!s->used || s->minute_us >= before_us)
             continue;
-        if (out)
+        if (out) {
             out[n++] = s;
-        else if (fn)
-            fn(opaque, &s->row);
+        } else if (fn) {
+            tc_qm_row_out(q, s, &row);
+            fn(opaque, &row);
+        }
     }
     if (out) {
         qsort(out, n, sizeof(*out), tc_qm_slot_order);
-        for (size_t k = 0; k < n && fn; k++)
-            fn(opaque, &out[k]->row);
+        for (size_t k = 0; k < n && fn; k++) {
+            tc_qm_row_out(q, out[k], &row);
+            fn(opaque, &row);
+        }
         free(out);
     }
     /* Every chain that holds a row is emptied, then the rows left are linked again, the newest
@@ -435,7 +542,8 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
             tc_qm_chain_of(q, q->rows[i].dev)->head = 0;
     for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
-        if (s->used && s->row.minute_us < before_us) {
+        if (s->used && s->minute_us < before_us) {
+            tc_qm_sketch_release(q, s);
             s->used = 0;
             s->next = q->free_head;
             q->free_head = (uint32_t)i;

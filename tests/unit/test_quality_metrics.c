@@ -318,7 +318,8 @@ static void count_row(void *opaque, const tc_qm_row *r)
 /* Rows of (device, minute) per flush, to check none is handed over twice in one flush. */
 typedef struct minutes {
     uint32_t readings[3][8]; /* [device][minute] handed over, summed over flushes */
-    uint8_t seen[3][8];      /* in the current flush */
+    uint32_t sketch[3][8][TC_QM_SKETCH_BUCKETS];
+    uint8_t seen[3][8]; /* in the current flush */
 } minutes;
 
 static void minute_row(void *opaque, const tc_qm_row *r)
@@ -330,36 +331,48 @@ static void minute_row(void *opaque, const tc_qm_row *r)
     assert_int_equal(x->seen[dev][m], 0); /* one row a device and minute in a flush */
     x->seen[dev][m] = 1;
     x->readings[dev][m] += r->readings;
+    assert_true(r->delay.count == r->readings); /* one delay a reading */
+    for (int b = 0; b < TC_QM_SKETCH_BUCKETS; b++)
+        x->sketch[dev][m][b] += r->delay.b[b];
 }
 
 /* A device's rows form a chain, newest minute first: readings of minutes behind the newest (late),
  * of the newest and of new ones, in a scrambled order, with flushes between that free some minutes
  * (a later reading of a freed minute makes a new row), must each land in the one row held for
- * their device and minute. Two devices and the fleet (index 2). */
+ * their device and minute. Two devices and the fleet (index 2). Their delays spread over a dozen
+ * buckets, so rows start with a sparse sketch and move to a whole one (and give it back at a
+ * flush, for a later row to take): every delay is in the sketch handed over. */
 static void test_rows_of_many_minutes(void **state)
 {
     char errstr[TC_ERRSTR_MAX];
     uint32_t want[3][8] = {{0}};
+    static uint32_t want_sk[3][8][TC_QM_SKETCH_BUCKETS];
+    static minutes x;
     uint64_t s = 7;
     tc_qm_options o;
     tc_qm_totals t;
-    minutes x = {0};
     tc_qm *q;
 
     (void)state;
+    memset(want_sk, 0, sizeof(want_sk));
+    memset(&x, 0, sizeof(x));
     tc_qm_options_default(&o, 4);
     q = tc_qm_new(&o, errstr, sizeof(errstr));
     assert_non_null(q);
     for (int i = 0; i < 3000; i++) {
-        int dev, m;
-        int64_t at;
+        int dev, m, b;
+        int64_t at, delay;
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         dev = (int)(s >> 40) % 2;
         m = (int)((s >> 20) % 8);
         at = m * 60 * SEC + (int64_t)(s >> 50) % (60 * SEC);
-        tc_qm_observe(q, dev ? "d-1" : "d-0", 3, at, at, at, NULL, NULL, 6);
+        delay = (int64_t)1000 << ((s >> 8) % 12); /* 1 ms .. 2 s: 12 buckets */
+        b = tc_qm_sketch_bucket((double)delay / 1e3);
+        tc_qm_observe(q, dev ? "d-1" : "d-0", 3, at, at + delay, at, NULL, NULL, 6);
         want[dev][m]++;
         want[2][m]++;
+        want_sk[dev][m][b]++;
+        want_sk[2][m][b]++;
         if (i % 500 == 499) {
             /* Free the minutes before a moving cut; the others stay held. */
             memset(x.seen, 0, sizeof(x.seen));
@@ -372,8 +385,11 @@ static void test_rows_of_many_minutes(void **state)
     assert_int_equal(t.rows_held, 0);
     assert_int_equal(t.readings, 3000);
     for (int d = 0; d < 3; d++)
-        for (int m = 0; m < 8; m++)
+        for (int m = 0; m < 8; m++) {
             assert_int_equal(x.readings[d][m], want[d][m]);
+            for (int b = 0; b < TC_QM_SKETCH_BUCKETS; b++)
+                assert_int_equal(x.sketch[d][m][b], want_sk[d][m][b]);
+        }
     tc_qm_destroy(q);
 }
 
