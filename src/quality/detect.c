@@ -637,22 +637,34 @@ typedef struct tc_qd_buf {
     int failed;
 } tc_qd_buf;
 
-static void tc_qd_put(tc_qd_buf *b, uint64_t v, int bytes)
+/* Room for `bytes` more in b, doubling it; 0 when out of memory (b failed). */
+static int tc_qd_grow(tc_qd_buf *b, int bytes)
 {
-    if (b->failed)
-        return;
-    if (b->cap - b->len < (size_t)bytes) {
+    while (b->cap - b->len < (size_t)bytes) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
         unsigned char *p = realloc(b->p, cap);
         if (!p) {
             b->failed = 1;
-            return;
+            return 0;
         }
         b->p = p;
         b->cap = cap;
     }
+    return 1;
+}
+
+/* The low `bytes` bytes of v, little-endian. Inline with a constant width, the shifts become one
+ * store: a checkpoint is some 800 bytes a device, written at every flush. */
+static inline void tc_qd_put(tc_qd_buf *b, uint64_t v, int bytes)
+{
+    unsigned char *p;
+
+    if (b->failed || (b->cap - b->len < (size_t)bytes && !tc_qd_grow(b, bytes)))
+        return;
+    p = b->p + b->len;
     for (int k = 0; k < bytes; k++)
-        b->p[b->len++] = (unsigned char)(v >> (8 * k));
+        p[k] = (unsigned char)(v >> (8 * k));
+    b->len += (size_t)bytes;
 }
 
 static void tc_qd_put_f(tc_qd_buf *b, float f)
@@ -696,12 +708,24 @@ static float tc_qd_get_f(tc_qd_buf *b)
     I(start[3], 8) F(peak[0]) F(peak[1]) F(peak[2]) F(peak[3]) F(pend_obs) F(pend_exp) F(pend_z)
 /* clang-format on */
 
-/* FNV-1a 64: the checkpoint's checksum (against torn and corrupted files, not attackers). */
-static uint64_t tc_qd_fnv(const unsigned char *p, size_t n)
+/* The checkpoint's checksum (against torn and corrupted files, not attackers). Version 1: FNV-1a
+ * 64 a byte at a time, a multiplication's latency per byte (a microsecond a device). Version 2:
+ * the same step over 64-bit little-endian words, then the last bytes one by one: eight times
+ * fewer steps. Each step is a bijection of the running value, so a change of any one word (any
+ * single byte) always changes the sum, as it did with bytes. */
+static uint64_t tc_qd_sum(const unsigned char *p, size_t n, uint64_t version)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i = 0;
 
-    for (size_t i = 0; i < n; i++)
+    if (version >= 2)
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w = 0;
+            for (int k = 0; k < 8; k++)
+                w |= (uint64_t)p[i + (size_t)k] << (8 * k);
+            h = (h ^ w) * 0x100000001b3ULL;
+        }
+    for (; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3ULL;
     return h;
 }
@@ -771,7 +795,7 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
     for (size_t i = 0; i < d->ndevices && !b.failed; i++)
         tc_qd_put_device(&b, d, i);
     if (!b.failed)
-        tc_qd_put(&b, tc_qd_fnv(b.p, b.len), 8);
+        tc_qd_put(&b, tc_qd_sum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
     if (b.failed) {
         free(b.p);
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory saving detectors");
@@ -820,7 +844,7 @@ tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *op
         b.len = 0;
         tc_qd_put_header(&b, d, 1);
         tc_qd_put_device(&b, d, i);
-        tc_qd_put(&b, tc_qd_fnv(b.p, b.len), 8);
+        tc_qd_put(&b, tc_qd_sum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
         if (fn(opaque, id, strlen(id), b.p, b.len) != 0) {
             free(b.p);
             return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
@@ -894,21 +918,25 @@ static tc_err tc_qd_parse(tc_qd *t, const unsigned char *buf, size_t len, uint32
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "detector checkpoint: %zu bytes, shorter than a header", len);
     b.len = len - TC_QD_TRAILER_BYTES;
+    /* The version first: it says which checksum to check (checked itself below). */
+    b.pos = 4;
+    version = tc_qd_get(&b, 4);
     sum = 0;
     for (int k = 0; k < 8; k++)
         sum |= (uint64_t)buf[len - TC_QD_TRAILER_BYTES + (size_t)k] << (8 * k);
-    if (sum != tc_qd_fnv(buf, len - TC_QD_TRAILER_BYTES))
+    if (sum != tc_qd_sum(buf, len - TC_QD_TRAILER_BYTES, version))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "detector checkpoint: checksum mismatch (%zu bytes)", len);
     b.pos = 0;
     magic = tc_qd_get(&b, 4);
-    version = tc_qd_get(&b, 4);
+    tc_qd_get(&b, 4);
     metrics = tc_qd_get(&b, 4);
     ndev = tc_qd_get(&b, 8);
     series_size = tc_qd_get(&b, 8);
-    if (magic != 0x44515443u || version != TC_QD_CHECKPOINT_VERSION)
+    /* Version 1 differs from 2 by its checksum only: a stored one still loads. */
+    if (magic != 0x44515443u || version < 1 || version > TC_QD_CHECKPOINT_VERSION)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
-                          "detector checkpoint: not a version %d checkpoint (magic %08llx, "
+                          "detector checkpoint: not a version 1..%d checkpoint (magic %08llx, "
                           "version %llu)",
                           TC_QD_CHECKPOINT_VERSION, (unsigned long long)magic,
                           (unsigned long long)version);

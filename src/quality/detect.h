@@ -38,7 +38,7 @@
  *
  * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
- * precedes it. tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
+ * precedes it (version 2: over 64-bit words; version 1, over bytes, still loads). tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
  * the checksum) before it replaces anything: a bad checkpoint is refused and the detector keeps its
  * state. tc_qd_save_changed writes the same format a device at a time, only the devices changed
  * since a given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
@@ -63,8 +63,8 @@
 /* Bytes of one series' state and one device's (without its id). */
 #define TC_QD_SERIES_BYTES 128
 #define TC_QD_DEVICE_BYTES 32
-/* Checkpoint format version. */
-#define TC_QD_CHECKPOINT_VERSION 1
+/* Checkpoint format version written (2: a word-wise checksum); version 1 still loads. */
+#define TC_QD_CHECKPOINT_VERSION 2
 
 typedef enum tc_qd_kind {
     TC_QD_SPIKE,
