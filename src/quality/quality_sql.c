@@ -211,10 +211,12 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
     "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
 #define TC_QSQL_UPSERT_SELECT                                                                      \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
-    " r.gap_max, r.sk, " TC_QSQL_BUCKET_MS("r.q50") ", " TC_QSQL_BUCKET_MS(                        \
-        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
-                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
-                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
+    " r.gap_max, array_fill(0, ARRAY[r.sk0]) || r.sk, " TC_QSQL_BUCKET_MS(                      \
+        "r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM json_to_recordset($1::json) AS r("         \
+                                                 "device_id text, m bigint, readings bigint,"      \
+                                                 " n bigint[], late bigint, ooo bigint,"           \
+                                                 " gaps bigint, gap_max double precision,"         \
+                                                 " sk0 int, sk integer[], q50 int, q99 int)"
 #define TC_QSQL_UPSERT_SET                                                                         \
     " DO UPDATE SET" TC_QSQL_ADD("readings") TC_QSQL_ADD("temperature_n") TC_QSQL_ADD(             \
         "humidity_n") TC_QSQL_ADD("pressure_n") TC_QSQL_ADD("battery_n") TC_QSQL_ADD("latitude_n") \
@@ -359,7 +361,7 @@ static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q)
 void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
 {
     char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
-    int nb;
+    int nb, b0;
 
     tc_jbuf_obj_begin(j);
     if (r->device) {
@@ -383,13 +385,18 @@ void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
         tc_jbuf_double(j, r->gap_max_s);
     else
         tc_jbuf_null(j);
-    tc_jbuf_key(j, "sk");
-    /* The sketch up to its last bucket that counts (at least one): the SQL adds sketches of any
-     * lengths (a missing bucket is 0), and a device minute's few delays seldom reach far. */
+    /* The sketch from its first bucket that counts (sk0, the zeros before it made in SQL) to its
+     * last (at least one bucket): the SQL adds sketches of any lengths (a missing bucket is 0),
+     * and a device minute's few delays fall in a bucket or two, wherever they are. */
     nb = TC_QM_SKETCH_BUCKETS;
     while (nb > 1 && !r->delay.b[nb - 1])
         nb--;
-    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->delay.b, nb));
+    for (b0 = 0; b0 < nb - 1 && !r->delay.b[b0]; b0++)
+        ;
+    tc_jbuf_key(j, "sk0");
+    tc_quality_sql_int(j, b0);
+    tc_jbuf_key(j, "sk");
+    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->delay.b + b0, nb - b0));
     /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
      * a row cost more than the rest of it); a row that exists takes them from the merged sketch
      * in SQL (tc_quality_sql_write_rows). */

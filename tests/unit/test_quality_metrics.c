@@ -394,8 +394,8 @@ static void test_rows_of_many_minutes(void **state)
 }
 
 /* The document a flush sends for a row: every figure, negative and large integers written right,
- * the sketch up to its last bucket that counts (the SQL adds sketches of any lengths), an empty
- * sketch as one 0. */
+ * the sketch from its first bucket that counts (sk0) to its last (the SQL makes the zeros before
+ * it and adds sketches of any lengths), an empty sketch as one 0. */
 static void test_row_json(void **state)
 {
     tc_qm_row r;
@@ -419,13 +419,22 @@ static void test_row_json(void **state)
     tc_quality_sql_row_json(&j, &r, 2);
     assert_string_equal(j.data, "{\"device_id\":\"d\\\"1\",\"m\":29930400,\"readings\":4294967295,"
                                 "\"n\":[3,10],\"late\":1,\"ooo\":2,\"gaps\":1,\"gap_max\":2.5,"
-                                "\"sk\":[1,0,0,2],\"q50\":3,\"q99\":3}");
+                                "\"sk0\":0,\"sk\":[1,0,0,2],\"q50\":3,\"q99\":3}");
     tc_jbuf_reset(&j);
     memset(&r, 0, sizeof(r));
     r.minute_us = -60 * SEC;
     tc_quality_sql_row_json(&j, &r, 1);
     assert_string_equal(j.data, "{\"m\":-1,\"readings\":0,\"n\":[0],\"late\":0,\"ooo\":0,"
-                                "\"gaps\":0,\"gap_max\":null,\"sk\":[0],\"q50\":-1,\"q99\":-1}");
+                                "\"gaps\":0,\"gap_max\":null,\"sk0\":0,\"sk\":[0],\"q50\":-1,"
+                                "\"q99\":-1}");
+    /* Delays of a backfill, all far along: the zeros before the first bucket are sk0, not sent. */
+    tc_jbuf_reset(&j);
+    r.delay.b[70] = 5;
+    r.delay.b[72] = 1;
+    r.delay.count = 6;
+    r.readings = 6;
+    tc_quality_sql_row_json(&j, &r, 1);
+    assert_non_null(strstr(j.data, "\"sk0\":70,\"sk\":[5,0,1],\"q50\":70,\"q99\":72}"));
     tc_jbuf_free(&j);
 }
 
