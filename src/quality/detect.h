@@ -38,10 +38,11 @@
  *
  * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
- * precedes it (version 2: over 64-bit words; version 1, over bytes, still loads). tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
- * the checksum) before it replaces anything: a bad checkpoint is refused and the detector keeps its
- * state. tc_qd_save_changed writes the same format a device at a time, only the devices changed
- * since a given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
+ * precedes it (version 2: over 64-bit words; version 1, over bytes, still loads). tc_qd_load
+ * validates everything (lengths, counts against the caps, finite numbers, the checksum) before it
+ * replaces anything: a bad checkpoint is refused and the detector keeps its state.
+ * tc_qd_save_changed writes the same format a device at a time, only the devices changed since a
+ * given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
  *
  * Ownership: the tc_qd owns its state; findings passed to the emit callback live for the call only.
  * Not thread-safe: one tc_qd per pipeline thread.

@@ -86,7 +86,7 @@ struct tc_qm {
     uint32_t sketch_free; /* index + 1, 0 = none; linked through the sketch's count */
     size_t nrows;
     tc_qm_chain fleet_rows;
-    size_t hwm;                /* slots below it have been used: a flush looks at those only */
+    size_t hwm; /* slots below it have been used: a flush looks at those only */
     tc_qm_totals t;
 };
 
@@ -211,7 +211,8 @@ static void tc_qm_link(tc_qm *q, tc_qm_chain *c, uint32_t k)
 }
 
 /* The row of (dev, minute), made when new; NULL when the pool is full. Nearly every reading falls
- * in its chain's newest minute (the head) or in a later one (a new row, nothing to look through). */
+ * in its chain's newest minute (the head) or in a later one (a new row, nothing to look through).
+ */
 static tc_qm_slot *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
 {
     tc_qm_chain *c = tc_qm_chain_of(q, dev);

@@ -25,10 +25,10 @@
  * (device, minute) with readings not yet flushed, out of a pool of max_rows allocated at tc_qm_new
  * (untouched until used); a row whose delays fall in more than six buckets (the fleet's, a device's
  * of many readings) also holds a whole sketch (sizeof(tc_qm_sketch), 408 bytes) from a pool of
- * its own, until it is flushed. A reading whose row does not fit is counted in rows_refused. tc_qm_flush hands
- * over every row of a minute before a given one and frees it: the sink calls it once the
- * watermark is past a minute plus late_after_s (later readings of that minute make a new row,
- * which the store adds to the stored one).
+ * its own, until it is flushed. A reading whose row does not fit is counted in rows_refused.
+ * tc_qm_flush hands over every row of a minute before a given one and frees it: the sink calls it
+ * once the watermark is past a minute plus late_after_s (later readings of that minute make a new
+ * row, which the store adds to the stored one).
  *
  * Ownership: rows passed to the flush callback live for the call only. Not thread-safe.
  */

@@ -211,7 +211,7 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
     "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
 #define TC_QSQL_UPSERT_SELECT                                                                      \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
-    " r.gap_max, array_fill(0, ARRAY[r.sk0]) || r.sk, " TC_QSQL_BUCKET_MS(                      \
+    " r.gap_max, array_fill(0, ARRAY[r.sk0]) || r.sk, " TC_QSQL_BUCKET_MS(                         \
         "r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM json_to_recordset($1::json) AS r("         \
                                                  "device_id text, m bigint, readings bigint,"      \
                                                  " n bigint[], late bigint, ooo bigint,"           \
@@ -330,7 +330,6 @@ static size_t tc_quality_sql_counts(char *out, const uint32_t *v, int n)
     *p++ = ']';
     return (size_t)(p - out);
 }
-
 
 /* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
 static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q)
