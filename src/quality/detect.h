@@ -10,8 +10,8 @@
  *
  * Detectors (formulas and limits in docs/quality.md):
  *   spike    robust z = |x - median5| / (1.4826 * MAD), where median5 is the exact median of the
- *            series' last five values (a fixed window: a 5-element selection network costs a few
- *            nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate
+ *            series' last five values (a fixed window: nine branch-free minimums and maximums cost a
+ *            few nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate
  *            of the median of |x - median5|: the "frugal" multiplicative quantile update
  *            mad *= exp(+-eta), which needs one float instead of a window of residuals. A window
  *            of MADs would cost 4 bytes a reading kept; the estimate converges in ~1/eta readings.
