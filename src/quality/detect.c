@@ -667,14 +667,6 @@ static inline void tc_qd_put(tc_qd_buf *b, uint64_t v, int bytes)
     b->len += (size_t)bytes;
 }
 
-static void tc_qd_put_f(tc_qd_buf *b, float f)
-{
-    uint32_t u;
-
-    memcpy(&u, &f, sizeof(u));
-    tc_qd_put(b, u, 4);
-}
-
 static uint64_t tc_qd_get(tc_qd_buf *b, int bytes)
 {
     uint64_t v = 0;
@@ -708,26 +700,44 @@ static float tc_qd_get_f(tc_qd_buf *b)
     I(start[3], 8) F(peak[0]) F(peak[1]) F(peak[2]) F(peak[3]) F(pend_obs) F(pend_exp) F(pend_z)
 /* clang-format on */
 
+#define TC_QD_FNV_PRIME 0x100000001b3ULL
+
+/* The 64-bit little-endian word at p. */
+static uint64_t tc_qd_word(const unsigned char *p)
+{
+    uint64_t w = 0;
+
+    for (int k = 0; k < 8; k++)
+        w |= (uint64_t)p[k] << (8 * k);
+    return w;
+}
+
 /* The checkpoint's checksum (against torn and corrupted files, not attackers). Version 1: FNV-1a
  * 64 a byte at a time, a multiplication's latency per byte (a microsecond a device). Version 2:
- * the same step over 64-bit little-endian words, then the last bytes one by one: eight times
- * fewer steps. Each step is a bijection of the running value, so a change of any one word (any
- * single byte) always changes the sum, as it did with bytes. */
+ * the same step over 64-bit little-endian words, in four independent sums (word k of every 32
+ * bytes goes to sum k, so the four multiplications overlap), the words and bytes after the last
+ * 32 to the first, and the four folded into one by the same step. Each step is a bijection of
+ * the running value, so a change of any one word (any single byte) changes its sum and so the
+ * result, as it did with bytes. */
 static uint64_t tc_qd_sum(const unsigned char *p, size_t n, uint64_t version)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h[4] = {0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL ^ 1, 0xcbf29ce484222325ULL ^ 2,
+                     0xcbf29ce484222325ULL ^ 3};
     size_t i = 0;
 
-    if (version >= 2)
-        for (; i + 8 <= n; i += 8) {
-            uint64_t w = 0;
-            for (int k = 0; k < 8; k++)
-                w |= (uint64_t)p[i + (size_t)k] << (8 * k);
-            h = (h ^ w) * 0x100000001b3ULL;
-        }
+    if (version >= 2) {
+        for (; i + 32 <= n; i += 32)
+            for (int k = 0; k < 4; k++)
+                h[k] = (h[k] ^ tc_qd_word(p + i + 8 * (size_t)k)) * TC_QD_FNV_PRIME;
+        for (; i + 8 <= n; i += 8)
+            h[0] = (h[0] ^ tc_qd_word(p + i)) * TC_QD_FNV_PRIME;
+    }
     for (; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
+        h[0] = (h[0] ^ p[i]) * TC_QD_FNV_PRIME;
+    if (version >= 2)
+        for (int k = 1; k < 4; k++)
+            h[0] = (h[0] ^ h[k]) * TC_QD_FNV_PRIME;
+    return h[0];
 }
 
 /* Bytes of device i's record in a checkpoint: its id, its own state and its series'. */
@@ -750,59 +760,104 @@ static void tc_qd_put_header(tc_qd_buf *b, const tc_qd *d, size_t ndevices)
     tc_qd_put(b, (uint64_t)sizeof(tc_qd_series), 8);
 }
 
+/* v's low `bytes` bytes at p, little-endian (p has room); returns the end. */
+static inline unsigned char *tc_qd_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int k = 0; k < bytes; k++)
+        p[k] = (unsigned char)(v >> (8 * k));
+    return p + bytes;
+}
+
+static inline unsigned char *tc_qd_le_f(unsigned char *p, float f)
+{
+    uint32_t u;
+
+    memcpy(&u, &f, sizeof(u));
+    return tc_qd_le(p, u, 4);
+}
+
+/* Device i's record. Room for all of it is checked once (the callers size the buffer for it,
+ * tc_qd_record_bytes), then each field is one store: the checks a field cost as much as the
+ * stores, for some 100 fields a device. */
 static void tc_qd_put_device(tc_qd_buf *b, const tc_qd *d, size_t i)
 {
     const tc_qd_device *dev = tc_qd_dev(d, i);
     const char *id = tc_qids_id(d->ids, i);
     size_t n = strlen(id);
+    unsigned char *p;
 
-    tc_qd_put(b, n, 2);
-    if (b->failed || b->cap - b->len < n) {
-        b->failed = 1; /* the callers size the buffer for the record: tc_qd_record_bytes */
+    if (b->failed || b->cap - b->len < tc_qd_record_bytes(d, n)) {
+        b->failed = 1;
         return;
     }
-    memcpy(b->p + b->len, id, n);
-    b->len += n;
-    tc_qd_put(b, (uint64_t)dev->last_t, 8);
-    tc_qd_put(b, (uint64_t)dev->silence_start, 8);
-    tc_qd_put_f(b, dev->interval_s);
-    tc_qd_put(b, dev->n, 4);
-    tc_qd_put(b, dev->silent, 1);
+    p = tc_qd_le(b->p + b->len, n, 2);
+    memcpy(p, id, n);
+    p += n;
+    p = tc_qd_le(p, (uint64_t)dev->last_t, 8);
+    p = tc_qd_le(p, (uint64_t)dev->silence_start, 8);
+    p = tc_qd_le_f(p, dev->interval_s);
+    p = tc_qd_le(p, dev->n, 4);
+    p = tc_qd_le(p, dev->silent, 1);
     for (int m = 0; m < d->o.metrics; m++) {
         const tc_qd_series *s = &tc_qd_ser(d, i)[m];
-#define TC_QD_F(f)    tc_qd_put_f(b, s->f);
-#define TC_QD_I(f, w) tc_qd_put(b, (uint64_t)s->f, w);
+#define TC_QD_F(f)    p = tc_qd_le_f(p, s->f);
+#define TC_QD_I(f, w) p = tc_qd_le(p, (uint64_t)s->f, w);
         TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I)
 #undef TC_QD_F
 #undef TC_QD_I
     }
+    b->len = (size_t)(p - b->p);
 }
 
-tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
-                  size_t errstr_size)
+size_t tc_qd_save_size(const tc_qd *d)
 {
-    tc_qd_buf b = {0};
     size_t size = TC_QD_HEADER_BYTES + TC_QD_TRAILER_BYTES;
 
-    /* Sized exactly up front: a flush saves every lane that moved, and growing the buffer by
-     * doubling copied and faulted in each checkpoint about twice over. */
     for (size_t i = 0; i < d->ndevices; i++)
         size += tc_qd_record_bytes(d, strlen(tc_qids_id(d->ids, i)));
-    b.p = malloc(size);
-    b.cap = b.p ? size : 0;
+    return size;
+}
+
+tc_err tc_qd_save_reuse(const tc_qd *d, unsigned char **buf, size_t *cap, size_t *len, char *errstr,
+                        size_t errstr_size)
+{
+    tc_qd_buf b = {0};
+    /* Sized exactly up front: a flush saves every lane that moved, and growing the buffer by
+     * doubling copied and faulted in each checkpoint about twice over. */
+    size_t size = tc_qd_save_size(d);
+
+    if (!*buf || *cap < size) {
+        free(*buf);
+        *buf = malloc(size);
+        *cap = *buf ? size : 0;
+    }
+    b.p = *buf;
+    b.cap = *cap;
     b.failed = !b.p;
     tc_qd_put_header(&b, d, d->ndevices);
     for (size_t i = 0; i < d->ndevices && !b.failed; i++)
         tc_qd_put_device(&b, d, i);
     if (!b.failed)
         tc_qd_put(&b, tc_qd_sum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
-    if (b.failed) {
-        free(b.p);
+    if (b.failed)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory saving detectors");
-    }
-    *out = b.p;
     *len = b.len;
     return TC_OK;
+}
+
+tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
+                  size_t errstr_size)
+{
+    size_t cap = 0;
+    tc_err err;
+
+    *out = NULL;
+    err = tc_qd_save_reuse(d, out, &cap, len, errstr, errstr_size);
+    if (err != TC_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return err;
 }
 
 uint32_t tc_qd_cut(tc_qd *d)

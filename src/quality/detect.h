@@ -10,16 +10,15 @@
  *
  * Detectors (formulas and limits in docs/quality.md):
  *   spike    robust z = |x - median5| / (1.4826 * MAD), where median5 is the exact median of the
- *            series' last five values (a fixed window: nine branch-free minimums and maximums cost a
- *            few nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate
- *            of the median of |x - median5|: the "frugal" multiplicative quantile update
- *            mad *= exp(+-eta), which needs one float instead of a window of residuals. A window
- *            of MADs would cost 4 bytes a reading kept; the estimate converges in ~1/eta readings.
- *            A candidate (z >= spike_z) becomes a spike once the series returns (z < spike_z_close)
- *            within spike_max_len readings; if it stays away it was a level shift, left to drift.
- *   drift    two-sided CUSUM of (x - slow EWMA) / sigma with allowance drift_k and threshold
- *            drift_h, sigma = 1.4826 * MAD; opens at h, resolves when both sums fall back below
- *            h / 4. Covers level shifts (steps) and drifts (ramps) faster than the EWMA follows.
+ *            series' last five values (a fixed window: nine branch-free minimums and maximums cost
+ * a few nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate of
+ * the median of |x - median5|: the "frugal" multiplicative quantile update mad *= exp(+-eta), which
+ * needs one float instead of a window of residuals. A window of MADs would cost 4 bytes a reading
+ * kept; the estimate converges in ~1/eta readings. A candidate (z >= spike_z) becomes a spike once
+ * the series returns (z < spike_z_close) within spike_max_len readings; if it stays away it was a
+ * level shift, left to drift. drift    two-sided CUSUM of (x - slow EWMA) / sigma with allowance
+ * drift_k and threshold drift_h, sigma = 1.4826 * MAD; opens at h, resolves when both sums fall
+ * back below h / 4. Covers level shifts (steps) and drifts (ramps) faster than the EWMA follows.
  *   stuck    the same value (bit-equal after the sensor's quantisation) for stuck_n readings, or
  *            for stuck_s seconds over at least 2 readings; stuck_n grows to 4 x the series' usual
  *            run of equal values (an EWMA), so a slow battery that repeats its value is not stuck.
@@ -160,6 +159,14 @@ size_t tc_qd_memory_for(size_t devices, int metrics);
 /* Serialise the state into a new buffer (*out, *len; the caller frees it). */
 tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
                   size_t errstr_size);
+/* The same into a buffer of the caller's: *buf (*cap bytes; NULL, 0: none) when it is large
+ * enough, else a new one in its place (the old one freed); *len receives the checkpoint's length.
+ * A flush that keeps its buffer writes each checkpoint over pages already faulted in (a whole
+ * checkpoint is ~800 bytes a device: 80 MB for 100,000). On error *buf stays the caller's. */
+tc_err tc_qd_save_reuse(const tc_qd *d, unsigned char **buf, size_t *cap, size_t *len, char *errstr,
+                        size_t errstr_size);
+/* Bytes tc_qd_save would write now. */
+size_t tc_qd_save_size(const tc_qd *d);
 /* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
  * detector is unchanged. The checkpoint must come from a detector with the same options'
  * metrics count. */

@@ -435,6 +435,42 @@ static void test_checkpoint_version_1_loads(void **state)
     tc_qd_destroy(b);
 }
 
+/* A checkpoint saved into the caller's buffer: a large enough one is written over (the same
+ * buffer, the bytes tc_qd_save writes), a small one is replaced by one of the checkpoint's size. */
+static void test_checkpoint_into_kept_buffer(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0};
+    tc_qd *a = new_detector(&la, 1);
+    unsigned char *want = NULL, *buf, *kept;
+    size_t len = 0, cap, got = 0;
+
+    (void)state;
+    feed_fleet(a, 0, 50);
+    assert_int_equal(tc_qd_save(a, &want, &len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save_size(a), len);
+    cap = 16;
+    buf = malloc(cap);
+    assert_non_null(buf);
+    assert_int_equal(tc_qd_save_reuse(a, &buf, &cap, &got, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(got, len);
+    assert_int_equal(cap, len);
+    assert_memory_equal(buf, want, len);
+    free(buf);
+    cap = 2 * len;
+    kept = buf = malloc(cap);
+    assert_non_null(buf);
+    memset(buf, 0xee, cap);
+    assert_int_equal(tc_qd_save_reuse(a, &buf, &cap, &got, errstr, sizeof(errstr)), TC_OK);
+    assert_ptr_equal(buf, kept);
+    assert_int_equal(cap, 2 * len);
+    assert_int_equal(got, len);
+    assert_memory_equal(buf, want, len);
+    free(buf);
+    free(want);
+    tc_qd_destroy(a);
+}
+
 /* The records of an incremental checkpoint, as a store keyed by device keeps them (an upsert). */
 typedef struct records {
     char device[8][16];
@@ -688,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_restart_mid_finding),
         cmocka_unit_test(test_checkpoint_corruption),
         cmocka_unit_test(test_checkpoint_version_1_loads),
+        cmocka_unit_test(test_checkpoint_into_kept_buffer),
         cmocka_unit_test(test_checkpoint_changed_only),
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_memory_bound),
