@@ -32,8 +32,9 @@
  * after a restart from a checkpoint the open ones stay open and are not emitted again.
  *
  * Memory (stated and checked by tests/unit/test_quality_detect.c): TC_QD_SERIES_BYTES per series
- * (two cache lines: the first holds everything a reading touches) and TC_QD_DEVICE_BYTES per device
- * plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~89 MB.
+ * (two cache lines in two arrays: one holds everything a reading touches, the other what only
+ * findings do, so a device's reading state is six contiguous lines) and TC_QD_DEVICE_BYTES per
+ * device plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~89 MB.
  *
  * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
