@@ -2,10 +2,10 @@
  * test_quality_metrics.c -- the quality metrics' arithmetic (quality/metrics.h): the delay sketch
  * against exact quantiles of the same data (within the stated factor 2^(1/8)), its bucket edges
  * and merging; and the per-(device, minute) accumulators on a reading sequence whose late,
- * out-of-order, gap and completeness counts are worked out by hand; the id and row tables grow
- * and find everything again; a device's rows of several minutes held at once, reached in any order
- * and across flushes, each found again (never a second row for one device and minute); a row's
- * JSON for the store, its sketch cut after the last bucket that counts.
+ * out-of-order, gap and completeness counts are worked out by hand; the id table grows and the
+ * rows are found again across a flush; a device's rows of several minutes held at once, reached in
+ * any order and across flushes, each found again (never a second row for one device and minute); a
+ * row's JSON for the store, its sketch cut after the last bucket that counts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -438,9 +438,9 @@ static void test_row_json(void **state)
     tc_jbuf_free(&j);
 }
 
-/* The id table and the row table start small and double as ids and rows come: every id keeps its
- * index and every row is found again across doublings and a flush's rebuild, and the tables hold
- * the slots their contents need, not those of max_devices. */
+/* The id table starts small and doubles as ids come: every id keeps its index, and the table
+ * holds the slots its ids need, not those of max_devices. Every row is found again across a
+ * flush that frees half of them (the chains relinked). */
 static void test_tables_grow(void **state)
 {
     char errstr[TC_ERRSTR_MAX], id[32];
