@@ -5,7 +5,7 @@
  * out-of-order, gap and completeness counts are worked out by hand; the id table grows and the
  * rows are found again across a flush; a device's rows of several minutes held at once, reached in
  * any order and across flushes, each found again (never a second row for one device and minute); a
- * row's JSON for the store, its sketch cut after the last bucket that counts.
+ * row's JSON for the store, its sketch from its first bucket that counts to its last.
  */
 #include <stdarg.h>
 #include <stddef.h>
