@@ -754,7 +754,7 @@ static uint64_t tc_qd_word(const unsigned char *p)
  * 32 to the first, and the four folded into one by the same step. Each step is a bijection of
  * the running value, so a change of any one word (any single byte) changes its sum and so the
  * result, as it did with bytes. */
-static uint64_t tc_qd_sum(const unsigned char *p, size_t n, uint64_t version)
+uint64_t tc_qd_checksum(const unsigned char *p, size_t n, uint64_t version)
 {
     uint64_t h[4] = {0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL ^ 1, 0xcbf29ce484222325ULL ^ 2,
                      0xcbf29ce484222325ULL ^ 3};
@@ -881,7 +881,7 @@ tc_err tc_qd_save_reuse(const tc_qd *d, unsigned char **buf, size_t *cap, size_t
     for (size_t i = 0; i < d->ndevices && !b.failed; i++)
         tc_qd_put_device(&b, d, i);
     if (!b.failed)
-        tc_qd_put(&b, tc_qd_sum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
+        tc_qd_put(&b, tc_qd_checksum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
     if (b.failed)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory saving detectors");
     *len = b.len;
@@ -942,7 +942,7 @@ tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *op
         b.len = 0;
         tc_qd_put_header(&b, d, 1);
         tc_qd_put_device(&b, d, i);
-        tc_qd_put(&b, tc_qd_sum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
+        tc_qd_put(&b, tc_qd_checksum(b.p, b.len, TC_QD_CHECKPOINT_VERSION), 8);
         if (fn(opaque, id, strlen(id), b.p, b.len) != 0) {
             free(b.p);
             return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
@@ -1032,7 +1032,7 @@ static tc_err tc_qd_parse(tc_qd *t, const unsigned char *buf, size_t len, uint32
     sum = 0;
     for (int k = 0; k < 8; k++)
         sum |= (uint64_t)buf[len - TC_QD_TRAILER_BYTES + (size_t)k] << (8 * k);
-    if (sum != tc_qd_sum(buf, len - TC_QD_TRAILER_BYTES, version))
+    if (sum != tc_qd_checksum(buf, len - TC_QD_TRAILER_BYTES, version))
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "detector checkpoint: checksum mismatch (%zu bytes)", len);
     b.pos = 0;

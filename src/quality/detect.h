@@ -166,6 +166,9 @@ tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr
  * checkpoint is ~800 bytes a device: 80 MB for 100,000). On error *buf stays the caller's. */
 tc_err tc_qd_save_reuse(const tc_qd *d, unsigned char **buf, size_t *cap, size_t *len, char *errstr,
                         size_t errstr_size);
+/* The checksum a checkpoint of format `version` (1, or 2 and later) ends with, over its n bytes
+ * before it (the fuzz target makes checkpoints that pass it). */
+uint64_t tc_qd_checksum(const unsigned char *p, size_t n, uint64_t version);
 /* Bytes tc_qd_save would write now. */
 size_t tc_qd_save_size(const tc_qd *d);
 /* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
