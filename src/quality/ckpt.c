@@ -99,7 +99,12 @@ tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, tc_qbufs *pool, char *e
         c->full = 1;
         c->n = devices;
         c->cut = tc_qd_cut(qd);
-        return tc_qd_save(qd, &c->whole, &c->whole_len, errstr, errstr_size);
+        /* Into a kept buffer (bufs.h): a whole checkpoint is fresh pages otherwise. */
+        c->whole = pool ? tc_qbufs_get(pool, tc_qd_save_size(qd), &c->whole_cap) : NULL;
+        err = tc_qd_save_reuse(qd, &c->whole, &c->whole_cap, &c->whole_len, errstr, errstr_size);
+        if (err != TC_OK)
+            tc_qck_release(c, pool);
+        return err;
     }
     /* Sized for the usual record up front (an id of ~16 bytes, 6 series): one allocation. */
     c->ids = tc_qbufs_get(pool, TC_QCK_ARRAY_HEADER + n * 24, &c->ids_cap);
@@ -121,11 +126,12 @@ tc_err tc_qck_take(tc_qck *c, tc_qd *qd, uint32_t since, tc_qbufs *pool, char *e
 
 void tc_qck_release(tc_qck *c, tc_qbufs *pool)
 {
-    free(c->whole);
     if (pool) {
+        tc_qbufs_put(pool, c->whole, c->whole_cap);
         tc_qbufs_put(pool, c->ids, c->ids_cap);
         tc_qbufs_put(pool, c->states, c->states_cap);
     } else {
+        free(c->whole);
         free(c->ids);
         free(c->states);
     }

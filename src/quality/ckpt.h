@@ -40,7 +40,7 @@ typedef struct tc_qck {
     size_t ids_len, states_len, ids_cap, states_cap;
     int full;
     unsigned char *whole; /* full: tc_qd_save's checkpoint */
-    size_t whole_len;
+    size_t whole_len, whole_cap;
     size_t n;     /* devices written (records, or the whole checkpoint's) */
     uint32_t cut; /* the detector's generation they are as of: the next `since` once durable */
 } tc_qck;

@@ -10,16 +10,15 @@
  *
  * Detectors (formulas and limits in docs/quality.md):
  *   spike    robust z = |x - median5| / (1.4826 * MAD), where median5 is the exact median of the
- *            series' last five values (a fixed window: a 5-element selection network costs a few
- *            nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate
- *            of the median of |x - median5|: the "frugal" multiplicative quantile update
- *            mad *= exp(+-eta), which needs one float instead of a window of residuals. A window
- *            of MADs would cost 4 bytes a reading kept; the estimate converges in ~1/eta readings.
- *            A candidate (z >= spike_z) becomes a spike once the series returns (z < spike_z_close)
- *            within spike_max_len readings; if it stays away it was a level shift, left to drift.
- *   drift    two-sided CUSUM of (x - slow EWMA) / sigma with allowance drift_k and threshold
- *            drift_h, sigma = 1.4826 * MAD; opens at h, resolves when both sums fall back below
- *            h / 4. Covers level shifts (steps) and drifts (ramps) faster than the EWMA follows.
+ *            series' last five values (a fixed window: nine branch-free minimums and maximums cost
+ * a few nanoseconds, and two outliers in a row cannot move it) and MAD is a streaming estimate of
+ * the median of |x - median5|: the "frugal" multiplicative quantile update mad *= exp(+-eta), which
+ * needs one float instead of a window of residuals. A window of MADs would cost 4 bytes a reading
+ * kept; the estimate converges in ~1/eta readings. A candidate (z >= spike_z) becomes a spike once
+ * the series returns (z < spike_z_close) within spike_max_len readings; if it stays away it was a
+ * level shift, left to drift. drift    two-sided CUSUM of (x - slow EWMA) / sigma with allowance
+ * drift_k and threshold drift_h, sigma = 1.4826 * MAD; opens at h, resolves when both sums fall
+ * back below h / 4. Covers level shifts (steps) and drifts (ramps) faster than the EWMA follows.
  *   stuck    the same value (bit-equal after the sensor's quantisation) for stuck_n readings, or
  *            for stuck_s seconds over at least 2 readings; stuck_n grows to 4 x the series' usual
  *            run of equal values (an EWMA), so a slow battery that repeats its value is not stuck.
@@ -33,15 +32,17 @@
  * after a restart from a checkpoint the open ones stay open and are not emitted again.
  *
  * Memory (stated and checked by tests/unit/test_quality_detect.c): TC_QD_SERIES_BYTES per series
- * (two cache lines: the first holds everything a reading touches) and TC_QD_DEVICE_BYTES per device
- * plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~89 MB.
+ * (two cache lines in two arrays: one holds everything a reading touches, the other what only
+ * findings do, so a device's reading state is six contiguous lines) and TC_QD_DEVICE_BYTES per
+ * device plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~89 MB.
  *
  * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
- * precedes it. tc_qd_load validates everything (lengths, counts against the caps, finite numbers,
- * the checksum) before it replaces anything: a bad checkpoint is refused and the detector keeps its
- * state. tc_qd_save_changed writes the same format a device at a time, only the devices changed
- * since a given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
+ * precedes it (version 2: over 64-bit words; version 1, over bytes, still loads). tc_qd_load
+ * validates everything (lengths, counts against the caps, finite numbers, the checksum) before it
+ * replaces anything: a bad checkpoint is refused and the detector keeps its state.
+ * tc_qd_save_changed writes the same format a device at a time, only the devices changed since a
+ * given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
  *
  * Ownership: the tc_qd owns its state; findings passed to the emit callback live for the call only.
  * Not thread-safe: one tc_qd per pipeline thread.
@@ -63,8 +64,8 @@
 /* Bytes of one series' state and one device's (without its id). */
 #define TC_QD_SERIES_BYTES 128
 #define TC_QD_DEVICE_BYTES 32
-/* Checkpoint format version. */
-#define TC_QD_CHECKPOINT_VERSION 1
+/* Checkpoint format version written (2: a word-wise checksum); version 1 still loads. */
+#define TC_QD_CHECKPOINT_VERSION 2
 
 typedef enum tc_qd_kind {
     TC_QD_SPIKE,
@@ -159,6 +160,17 @@ size_t tc_qd_memory_for(size_t devices, int metrics);
 /* Serialise the state into a new buffer (*out, *len; the caller frees it). */
 tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
                   size_t errstr_size);
+/* The same into a buffer of the caller's: *buf (*cap bytes; NULL, 0: none) when it is large
+ * enough, else a new one in its place (the old one freed); *len receives the checkpoint's length.
+ * A flush that keeps its buffer writes each checkpoint over pages already faulted in (a whole
+ * checkpoint is ~800 bytes a device: 80 MB for 100,000). On error *buf stays the caller's. */
+tc_err tc_qd_save_reuse(const tc_qd *d, unsigned char **buf, size_t *cap, size_t *len, char *errstr,
+                        size_t errstr_size);
+/* The checksum a checkpoint of format `version` (1, or 2 and later) ends with, over its n bytes
+ * before it (the fuzz target makes checkpoints that pass it). */
+uint64_t tc_qd_checksum(const unsigned char *p, size_t n, uint64_t version);
+/* Bytes tc_qd_save would write now. */
+size_t tc_qd_save_size(const tc_qd *d);
 /* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
  * detector is unchanged. The checkpoint must come from a detector with the same options'
  * metrics count. */

@@ -1,10 +1,14 @@
 /*
  * metrics.c -- the quality metrics' arithmetic; see metrics.h.
  *
- * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list and are
- * found through a second table keyed by (device index, minute). A flush frees rows, and open
- * addressing cannot delete in place, so the flush rebuilds the row table from the rows left: it
- * runs once a minute, its cost is the pool's.
+ * Devices get an index from a tc_qids (ids.h); rows come from a fixed pool with a free list. A
+ * device's rows held (the fleet's too) form a chain from the device, newest first, and the device
+ * keeps the latest minute it has a row for: a reading of its current minute finds the row at the
+ * chain's head, one of a minute past that one makes a row without looking, and only a late or
+ * out-of-order reading walks the chain (its few minutes held). A table keyed by (device, minute)
+ * cost two cache misses a device and minute, the table's slot and the row it named, on the
+ * pipeline's thread; the chain costs none. A flush frees rows and relinks the chains of the rows
+ * left: it runs once a minute, its cost is the pool's.
  */
 #include "quality/metrics.h"
 
@@ -22,26 +26,51 @@
 #define TC_QM_NO_SLOT UINT32_MAX
 /* The device index of the fleet's rows. */
 #define TC_QM_FLEET UINT32_MAX
-/* Slots of a new row table: it doubles as rows come (up to the pool's), so that a flush, which
- * clears the table, clears what the rows held use and not a table sized for the pool (4 MiB a
- * lane for the quality sink's 200,000 devices, touched all over at every flush). */
-#define TC_QM_FIRST_SLOTS 1024
+
+/* A chain of rows: its newest row (slot + 1, 0 = none) and the latest minute any row of it was
+ * made for (an upper bound of the minutes it holds: a flush may have freed that row). */
+typedef struct tc_qm_chain {
+    int64_t max_minute;
+    uint32_t head;
+} tc_qm_chain;
 
 typedef struct tc_qm_dev {
     int64_t last_t;
     float interval_s;
     uint32_t n;
-    uint32_t row; /* its slot + 1; 0 = none */
+    tc_qm_chain rows;
 } tc_qm_dev;
 
 _Static_assert(sizeof(tc_qm_dev) <= TC_QM_DEVICE_BYTES, "device state over its stated bound");
 
+/* Delay buckets a row holds in place, before its sketch moves to a whole one. */
+#define TC_QM_SPARSE 6
+
+/* A row held: tc_qm_row's figures, its delay sketch sparse -- up to TC_QM_SPARSE (bucket, count)
+ * pairs in place -- until it needs more buckets, when it takes a whole sketch from a pool of
+ * their own (`full`). A device minute holds a handful of readings whose delays fall in a few
+ * buckets: 128 bytes a row instead of the 496 a whole sketch made it, so a (device, minute) costs
+ * two cache lines to count in, and a new one 128 bytes to clear. The fleet's rows, and a device's
+ * whose delays spread, take a whole one. tc_qm_flush hands each over as a tc_qm_row. */
 typedef struct tc_qm_slot {
-    tc_qm_row row;
-    uint32_t dev;  /* device index or TC_QM_FLEET */
-    uint32_t next; /* free list */
-    int used;
+    /* first line: what counting a reading touches besides present[] */
+    int64_t minute_us;
+    uint32_t readings, late, out_of_order, gaps;
+    uint32_t sc[TC_QM_SPARSE]; /* counts of the sparse buckets */
+    uint8_t sb[TC_QM_SPARSE];  /* the sparse buckets */
+    uint8_t nsparse;
+    uint8_t used;
+    uint32_t full; /* its whole sketch: index + 1 in the sketch pool, 0 = sparse */
+    /* second line */
+    uint32_t present[TC_QM_METRICS_MAX];
+    double gap_max_s;
+    const char *device;
+    uint32_t dev;   /* device index or TC_QM_FLEET */
+    uint32_t next;  /* free list */
+    uint32_t older; /* the next row of the same chain: slot + 1, 0 = none */
 } tc_qm_slot;
+
+_Static_assert(sizeof(tc_qm_slot) <= TC_QM_ROW_BYTES, "a row held over its stated bound");
 
 struct tc_qm {
     tc_qm_options o;
@@ -50,11 +79,14 @@ struct tc_qm {
     int own_ids;     /* ids is ours to destroy */
     tc_qm_slot *rows;
     uint32_t free_head;
+    /* Whole sketches of rows past TC_QM_SPARSE buckets: a pool of max_rows taken in order
+     * (untouched until used, as the rows'), with a free list. */
+    tc_qm_sketch *sketches;
+    size_t sketch_hwm;
+    uint32_t sketch_free; /* index + 1, 0 = none; linked through the sketch's count */
     size_t nrows;
-    uint32_t *row_table;       /* slot + 1 */
-    size_t row_mask, row_full; /* row_full: the most slots the table grows to */
-    uint32_t fleet_row;        /* the fleet's last row: slot + 1, 0 = none */
-    size_t hwm;                /* slots below it have been used: a flush looks at those only */
+    tc_qm_chain fleet_rows;
+    size_t hwm; /* slots below it have been used: a flush looks at those only */
     tc_qm_totals t;
 };
 
@@ -109,15 +141,6 @@ void tc_qm_options_default(tc_qm_options *o, size_t max_devices)
     o->gap_factor = 3;
 }
 
-static size_t tc_qm_pow2(size_t n)
-{
-    size_t cap = 1;
-
-    while (cap < 2 * n)
-        cap <<= 1;
-    return cap;
-}
-
 tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
 {
     tc_qm *q;
@@ -135,15 +158,13 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
     q = calloc(1, sizeof(*q));
     if (q) {
         q->o = *o;
-        q->row_full = tc_qm_pow2(o->max_rows);
-        q->row_mask = (q->row_full < TC_QM_FIRST_SLOTS ? q->row_full : TC_QM_FIRST_SLOTS) - 1;
         q->devs = calloc(o->max_devices, sizeof(*q->devs));
         q->own_ids = !o->ids;
         q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
         q->rows = calloc(o->max_rows, sizeof(*q->rows));
-        q->row_table = calloc(q->row_mask + 1, sizeof(*q->row_table));
+        q->sketches = calloc(o->max_rows, sizeof(*q->sketches));
     }
-    if (!q || !q->devs || !q->ids || !q->rows || !q->row_table) {
+    if (!q || !q->devs || !q->ids || !q->rows || !q->sketches) {
         tc_qm_destroy(q);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                    "quality metrics: out of memory for %zu devices and %zu rows", o->max_devices,
@@ -164,74 +185,46 @@ void tc_qm_destroy(tc_qm *q)
     if (q->own_ids)
         tc_qids_destroy(q->ids);
     free(q->rows);
-    free(q->row_table);
+    free(q->sketches);
     free(q);
 }
 
-static uint64_t tc_qm_fnv(const void *p, size_t n, uint64_t h)
+/* The chain of rows of dev (a device index or TC_QM_FLEET). */
+static tc_qm_chain *tc_qm_chain_of(tc_qm *q, uint32_t dev)
 {
-    const unsigned char *s = p;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return h;
+    return dev == TC_QM_FLEET ? &q->fleet_rows : &q->devs[dev].rows;
 }
 
-static size_t tc_qm_row_hash(const tc_qm *q, uint32_t dev, int64_t minute)
+/* Link slot k into chain c: at the head when its minute is the chain's newest, else behind the
+ * head, so that the head stays the newest minute (where the next reading looks first). */
+static void tc_qm_link(tc_qm *q, tc_qm_chain *c, uint32_t k)
 {
-    uint64_t h = tc_qm_fnv(&dev, sizeof(dev), 0xcbf29ce484222325ULL);
+    tc_qm_slot *s = &q->rows[k], *h = c->head ? &q->rows[c->head - 1] : NULL;
 
-    return (size_t)tc_qm_fnv(&minute, sizeof(minute), h) & q->row_mask;
-}
-
-/* The rows held placed again in a table of twice the slots; -1 when out of memory (the table
- * stays as it was). */
-static int tc_qm_grow_rows(tc_qm *q)
-{
-    size_t mask = 2 * (q->row_mask + 1) - 1;
-    uint32_t *table = calloc(mask + 1, sizeof(*table));
-
-    if (!table)
-        return -1;
-    free(q->row_table);
-    q->row_table = table;
-    q->row_mask = mask;
-    for (size_t i = 0; i < q->hwm; i++) {
-        const tc_qm_slot *s = &q->rows[i];
-        size_t slot;
-        if (!s->used)
-            continue;
-        for (slot = tc_qm_row_hash(q, s->dev, s->row.minute_us); table[slot];
-             slot = (slot + 1) & mask)
-            ;
-        table[slot] = (uint32_t)(i + 1);
+    if (h && h->minute_us > s->minute_us) {
+        s->older = h->older;
+        h->older = k + 1;
+    } else {
+        s->older = c->head;
+        c->head = k + 1;
     }
-    return 0;
 }
 
-/* The slot of (dev, minute), made when new; NULL when the pool is full (or out of memory). */
-static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
+/* The row of (dev, minute), made when new; NULL when the pool is full. Nearly every reading falls
+ * in its chain's newest minute (the head) or in a later one (a new row, nothing to look through).
+ */
+static tc_qm_slot *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
 {
-    size_t slot = tc_qm_row_hash(q, dev, minute);
+    tc_qm_chain *c = tc_qm_chain_of(q, dev);
     tc_qm_slot *r;
     uint32_t k;
 
-    for (;; slot = (slot + 1) & q->row_mask) {
-        uint32_t e = q->row_table[slot];
-        if (!e)
-            break;
-        r = &q->rows[e - 1];
-        if (r->dev == dev && r->row.minute_us == minute)
-            return r;
-    }
-    if (2 * (q->nrows + 1) > q->row_mask + 1 && q->row_mask + 1 < q->row_full) {
-        /* At most half full, as when it was sized for the pool: probes stay short. */
-        if (tc_qm_grow_rows(q) < 0)
-            return NULL;
-        for (slot = tc_qm_row_hash(q, dev, minute); q->row_table[slot];
-             slot = (slot + 1) & q->row_mask)
-            ;
-    }
+    if (c->head && minute <= c->max_minute)
+        for (uint32_t e = c->head; e; e = r->older) {
+            r = &q->rows[e - 1];
+            if (r->minute_us == minute)
+                return r;
+        }
     if (q->free_head != TC_QM_NO_SLOT) {
         k = q->free_head;
         q->free_head = q->rows[k].next;
@@ -244,26 +237,87 @@ static tc_qm_slot *tc_qm_slot_of(tc_qm *q, uint32_t dev, int64_t minute)
     memset(r, 0, sizeof(*r));
     r->dev = dev;
     r->used = 1;
-    r->row.minute_us = minute;
-    r->row.device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
-    q->row_table[slot] = k + 1;
+    r->minute_us = minute;
+    r->device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
+    if (!c->head || minute > c->max_minute)
+        c->max_minute = minute;
+    tc_qm_link(q, c, k);
     q->nrows++;
     return r;
 }
 
-/* The row of (dev, minute) through *cache (a slot + 1 that a flush may have freed or reused:
- * checked), else the table. Nearly every reading falls in its device's current minute. */
-static tc_qm_row *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute, uint32_t *cache)
+/* A whole sketch for row r, its sparse buckets moved in. The pool never runs out: it has a sketch
+ * for every row of the pool, and a row holds one at most. */
+static void tc_qm_sketch_whole(tc_qm *q, tc_qm_slot *r)
 {
-    tc_qm_slot *r = *cache ? &q->rows[*cache - 1] : NULL;
+    tc_qm_sketch *w;
+    uint32_t k;
 
-    if (r && r->used && r->dev == dev && r->row.minute_us == minute)
-        return &r->row;
-    r = tc_qm_slot_of(q, dev, minute);
-    if (!r)
-        return NULL;
-    *cache = (uint32_t)(r - q->rows) + 1;
-    return &r->row;
+    if (q->sketch_free) {
+        k = q->sketch_free - 1;
+        q->sketch_free = (uint32_t)q->sketches[k].count;
+    } else {
+        k = (uint32_t)q->sketch_hwm++;
+    }
+    w = &q->sketches[k];
+    memset(w, 0, sizeof(*w));
+    for (int i = 0; i < r->nsparse; i++) {
+        w->b[r->sb[i]] = r->sc[i];
+        w->count += r->sc[i];
+    }
+    r->full = k + 1;
+}
+
+/* Row r's sketch back to the pool (its row is freed). */
+static void tc_qm_sketch_release(tc_qm *q, tc_qm_slot *r)
+{
+    if (!r->full)
+        return;
+    q->sketches[r->full - 1].count = q->sketch_free;
+    q->sketch_free = r->full;
+    r->full = 0;
+}
+
+/* One delay in bucket b of row r's sketch. */
+static void tc_qm_sketch_put(tc_qm *q, tc_qm_slot *r, int b)
+{
+    if (!r->full) {
+        for (int i = 0; i < r->nsparse; i++)
+            if (r->sb[i] == b) {
+                r->sc[i]++;
+                return;
+            }
+        if (r->nsparse < TC_QM_SPARSE) {
+            r->sb[r->nsparse] = (uint8_t)b;
+            r->sc[r->nsparse++] = 1;
+            return;
+        }
+        tc_qm_sketch_whole(q, r);
+    }
+    q->sketches[r->full - 1].b[b]++;
+    q->sketches[r->full - 1].count++;
+}
+
+/* Row r as tc_qm_row (its sketch whole) into *out. */
+static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
+{
+    out->device = r->device;
+    out->minute_us = r->minute_us;
+    out->readings = r->readings;
+    out->late = r->late;
+    out->out_of_order = r->out_of_order;
+    out->gaps = r->gaps;
+    memcpy(out->present, r->present, sizeof(out->present));
+    out->gap_max_s = r->gap_max_s;
+    if (r->full) {
+        out->delay = q->sketches[r->full - 1];
+        return;
+    }
+    memset(&out->delay, 0, sizeof(out->delay));
+    for (int i = 0; i < r->nsparse; i++) {
+        out->delay.b[r->sb[i]] = r->sc[i];
+        out->delay.count += r->sc[i];
+    }
 }
 
 static int64_t tc_qm_minute(int64_t t_us)
@@ -275,8 +329,8 @@ static int64_t tc_qm_minute(int64_t t_us)
     return m * TC_QM_MINUTE_US;
 }
 
-static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, double delay_ms,
-                        const uint8_t *present, int metrics)
+static void tc_qm_count(tc_qm *q, tc_qm_slot *r, int late, int ooo, int gap, double gap_s,
+                        int bucket, const uint8_t *present, int metrics)
 {
     r->readings++;
     r->late += (uint32_t)late;
@@ -286,7 +340,13 @@ static void tc_qm_count(tc_qm_row *r, int late, int ooo, int gap, double gap_s, 
         r->gap_max_s = gap_s;
     for (int m = 0; m < metrics; m++)
         r->present[m] += present ? (present[m] != 0) : 1u;
-    tc_qm_sketch_add(&r->delay, delay_ms);
+    tc_qm_sketch_put(q, r, bucket);
+}
+
+/* The sketch bucket of a reading's event-to-ingest delay. */
+static int tc_qm_delay_bucket(int64_t event_us, int64_t ingest_us)
+{
+    return tc_qm_sketch_bucket((double)(ingest_us - event_us) / 1e3);
 }
 
 /* The device index of a reading, or -1 (refused: its times are out of range, or its id). */
@@ -298,13 +358,15 @@ static long tc_qm_lookup(tc_qm *q, const char *device, size_t len, int64_t event
                : -1;
 }
 
-static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest_us,
-                             int64_t watermark_us, const uint8_t *present, int metrics)
+/* Count a reading of device di (-1: refused) whose delay falls in sketch bucket `bucket` (computed
+ * once a reading, for its row, the fleet's and the prefetch). */
+static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t watermark_us, int bucket,
+                             const uint8_t *present, int metrics)
 {
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
     double gap_s = 0;
-    tc_qm_row *r, *fleet;
+    tc_qm_slot *r, *fleet;
     tc_qm_dev *d;
 
     if (di < 0) {
@@ -331,15 +393,14 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t ingest
         d->last_t = event_us;
         d->n += d->n < UINT32_MAX;
     }
-    r = tc_qm_row_of(q, (uint32_t)di, minute, &d->row);
-    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute, &q->fleet_row);
+    r = tc_qm_row_of(q, (uint32_t)di, minute);
+    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute);
     if (!r || !fleet) {
         q->t.rows_refused++;
         return;
     }
-    tc_qm_count(r, late, ooo, gap, gap_s, (double)(ingest_us - event_us) / 1e3, present, metrics);
-    tc_qm_count(fleet, late, ooo, gap, gap_s, (double)(ingest_us - event_us) / 1e3, present,
-                metrics);
+    tc_qm_count(q, r, late, ooo, gap, gap_s, bucket, present, metrics);
+    tc_qm_count(q, fleet, late, ooo, gap, gap_s, bucket, present, metrics);
     q->t.readings++;
     q->t.late += (uint64_t)late;
     q->t.out_of_order += (uint64_t)ooo;
@@ -351,7 +412,7 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
 {
     (void)values;
     tc_qm_observe_at(q, tc_qm_lookup(q, device, len, event_us, ingest_us, watermark_us), event_us,
-                     ingest_us, watermark_us, present, metrics);
+                     watermark_us, tc_qm_delay_bucket(event_us, ingest_us), present, metrics);
 }
 
 /* Prefetch what counting reading k of device di will touch: the device, then the row its state
@@ -362,15 +423,15 @@ static void tc_qm_prefetch_device(const tc_qm *q, long di)
         __builtin_prefetch(&q->devs[di], 1);
 }
 
-static void tc_qm_prefetch_row(const tc_qm *q, long di, double delay_ms)
+static void tc_qm_prefetch_row(const tc_qm *q, long di)
 {
     const tc_qm_slot *r;
 
-    if (di < 0 || !q->devs[di].row)
+    if (di < 0 || !q->devs[di].rows.head)
         return;
-    r = &q->rows[q->devs[di].row - 1];
+    r = &q->rows[q->devs[di].rows.head - 1];
     __builtin_prefetch(r, 1);
-    __builtin_prefetch(&r->row.delay.b[tc_qm_sketch_bucket(delay_ms)], 1);
+    __builtin_prefetch(&r->present, 1);
 }
 
 /* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g). */
@@ -379,13 +440,17 @@ static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
                               const int64_t *watermark_us, const uint8_t *const *present,
                               int metrics)
 {
-    for (size_t k = g; k < end; k++)
-        tc_qm_prefetch_row(q, idx[k - g], (double)(ingest_us[k] - event_us[k]) / 1e3);
+    int bucket[TC_QM_BATCH_GROUP];
+
+    for (size_t k = g; k < end; k++) {
+        bucket[k - g] = tc_qm_delay_bucket(event_us[k], ingest_us[k]);
+        tc_qm_prefetch_row(q, idx[k - g]);
+    }
     for (size_t k = g; k < end; k++) {
         uint8_t p[TC_QM_METRICS_MAX];
         for (int m = 0; m < metrics; m++)
             p[m] = present ? present[m][k] : 1;
-        tc_qm_observe_at(q, idx[k - g], event_us[k], ingest_us[k], watermark_us[k], p, metrics);
+        tc_qm_observe_at(q, idx[k - g], event_us[k], watermark_us[k], bucket[k - g], p, metrics);
     }
 }
 
@@ -437,8 +502,8 @@ static int tc_qm_slot_order(const void *a, const void *b)
 
     if (fx != fy)
         return fx - fy;
-    if (x->row.minute_us != y->row.minute_us)
-        return x->row.minute_us < y->row.minute_us ? -1 : 1;
+    if (x->minute_us != y->minute_us)
+        return x->minute_us < y->minute_us ? -1 : 1;
     return (x->dev > y->dev) - (x->dev < y->dev);
 }
 
@@ -447,35 +512,44 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
     tc_qm_slot **out = malloc((q->nrows ? q->nrows : 1) * sizeof(*out));
     size_t n = 0;
 
+    tc_qm_row row;
+
     /* Out of memory for the ordering: hand the rows over in pool order rather than not at all. */
     for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
-        if (!s->used || s->row.minute_us >= before_us)
+        if (!s->used || s->minute_us >= before_us)
             continue;
-        if (out)
+        if (out) {
             out[n++] = s;
-        else if (fn)
-            fn(opaque, &s->row);
+        } else if (fn) {
+            tc_qm_row_out(q, s, &row);
+            fn(opaque, &row);
+        }
     }
     if (out) {
         qsort(out, n, sizeof(*out), tc_qm_slot_order);
-        for (size_t k = 0; k < n && fn; k++)
-            fn(opaque, &out[k]->row);
+        for (size_t k = 0; k < n && fn; k++) {
+            tc_qm_row_out(q, out[k], &row);
+            fn(opaque, &row);
+        }
         free(out);
     }
-    memset(q->row_table, 0, (q->row_mask + 1) * sizeof(*q->row_table));
+    /* Every chain that holds a row is emptied, then the rows left are linked again, the newest
+     * minute at the head (where the next reading looks first). Each chain keeps its max_minute:
+     * still a bound of what it holds. */
     q->nrows = 0;
+    for (size_t i = 0; i < q->hwm; i++)
+        if (q->rows[i].used)
+            tc_qm_chain_of(q, q->rows[i].dev)->head = 0;
     for (size_t i = 0; i < q->hwm; i++) {
         tc_qm_slot *s = &q->rows[i];
-        if (s->used && s->row.minute_us < before_us) {
+        if (s->used && s->minute_us < before_us) {
+            tc_qm_sketch_release(q, s);
             s->used = 0;
             s->next = q->free_head;
             q->free_head = (uint32_t)i;
         } else if (s->used) {
-            size_t slot = tc_qm_row_hash(q, s->dev, s->row.minute_us);
-            while (q->row_table[slot])
-                slot = (slot + 1) & q->row_mask;
-            q->row_table[slot] = (uint32_t)(i + 1);
+            tc_qm_link(q, tc_qm_chain_of(q, s->dev), (uint32_t)i);
             q->nrows++;
         }
     }

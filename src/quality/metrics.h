@@ -21,12 +21,14 @@
  * adding their buckets, so per-device minutes, fleet minutes and pipelines combine without error
  * growth.
  *
- * Memory: TC_QM_DEVICE_BYTES per device seen plus its id, and one row of sizeof(tc_qm_row) (~500
- * bytes) per (device, minute) with readings not yet flushed, out of a pool of max_rows allocated
- * at tc_qm_new; a reading whose row does not fit is counted in rows_refused. tc_qm_flush hands
- * over every row of a minute before a given one and frees it: the sink calls it once the
- * watermark is past a minute plus late_after_s (later readings of that minute make a new row,
- * which the store adds to the stored one).
+ * Memory: TC_QM_DEVICE_BYTES per device seen plus its id, and one row of TC_QM_ROW_BYTES per
+ * (device, minute) with readings not yet flushed, out of a pool of max_rows allocated at tc_qm_new
+ * (untouched until used); a row whose delays fall in more than six buckets (the fleet's, a device's
+ * of many readings) also holds a whole sketch (sizeof(tc_qm_sketch), 408 bytes) from a pool of
+ * its own, until it is flushed. A reading whose row does not fit is counted in rows_refused.
+ * tc_qm_flush hands over every row of a minute before a given one and frees it: the sink calls it
+ * once the watermark is past a minute plus late_after_s (later readings of that minute make a new
+ * row, which the store adds to the stored one).
  *
  * Ownership: rows passed to the flush callback live for the call only. Not thread-safe.
  */
@@ -46,6 +48,8 @@
 #define TC_QM_ROWS_MAX       100000000
 #define TC_QM_DEVICE_BYTES   32
 #define TC_QM_MINUTE_US      INT64_C(60000000)
+/* Bytes of a row held, its delay sketch sparse (metrics.c). */
+#define TC_QM_ROW_BYTES 128
 
 typedef struct tc_qm_sketch {
     uint64_t count;

@@ -211,10 +211,12 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
     "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
 #define TC_QSQL_UPSERT_SELECT                                                                      \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
-    " r.gap_max, r.sk, " TC_QSQL_BUCKET_MS("r.q50") ", " TC_QSQL_BUCKET_MS(                        \
-        "r.q99") " FROM json_to_recordset($1::json) AS r("                                         \
-                 "device_id text, m bigint, readings bigint, n bigint[], late bigint, ooo bigint," \
-                 " gaps bigint, gap_max double precision, sk integer[], q50 int, q99 int)"
+    " r.gap_max, array_fill(0, ARRAY[r.sk0]) || r.sk, " TC_QSQL_BUCKET_MS(                         \
+        "r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM json_to_recordset($1::json) AS r("         \
+                                                 "device_id text, m bigint, readings bigint,"      \
+                                                 " n bigint[], late bigint, ooo bigint,"           \
+                                                 " gaps bigint, gap_max double precision,"         \
+                                                 " sk0 int, sk integer[], q50 int, q99 int)"
 #define TC_QSQL_UPSERT_SET                                                                         \
     " DO UPDATE SET" TC_QSQL_ADD("readings") TC_QSQL_ADD("temperature_n") TC_QSQL_ADD(             \
         "humidity_n") TC_QSQL_ADD("pressure_n") TC_QSQL_ADD("battery_n") TC_QSQL_ADD("latitude_n") \
@@ -297,6 +299,21 @@ const char tc_quality_sql_write_events[] =
 
 /* ---- the documents of the rows ---- */
 
+/* The decimal digits of x at p (at most 20 bytes); returns the end. */
+static char *tc_quality_sql_digits(char *p, uint64_t x)
+{
+    char digits[20];
+    int k = 0;
+
+    do {
+        digits[k++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    while (k)
+        *p++ = digits[--k];
+    return p;
+}
+
 /* "[a,b,...]" of n counts into out (at least n * 11 + 3 bytes): a flush writes a row's 100
  * sketch buckets, most of them 0, for every device minute, so this is a loop of digits, not a
  * formatter call a value. Returns the length. */
@@ -306,18 +323,9 @@ static size_t tc_quality_sql_counts(char *out, const uint32_t *v, int n)
 
     *p++ = '[';
     for (int i = 0; i < n; i++) {
-        uint32_t x = v[i];
-        char digits[10];
-        int k = 0;
-
         if (i)
             *p++ = ',';
-        do {
-            digits[k++] = (char)('0' + x % 10);
-            x /= 10;
-        } while (x);
-        while (k)
-            *p++ = digits[--k];
+        p = tc_quality_sql_digits(p, v[i]);
     }
     *p++ = ']';
     return (size_t)(p - out);
@@ -338,40 +346,66 @@ static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q)
     return TC_QM_SKETCH_BUCKETS - 1;
 }
 
+/* The literal lit at p; returns the end. */
+#define TC_QSQL_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* Integer v in decimal at p; returns the end. */
+static char *tc_quality_sql_i64(char *p, int64_t v)
+{
+    if (v < 0)
+        *p++ = '-';
+    return tc_quality_sql_digits(p, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+}
+
 void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
 {
-    char counts[TC_QM_SKETCH_BUCKETS * 11 + 3];
+    /* Everything but the device id, written here in one go: the members after the id, keys and
+     * all, go in as one piece (a builder call a key and a value cost more than the row's
+     * figures). The sketch and the counts are the bulk: 11 bytes a count at most. */
+    char text[(TC_QM_SKETCH_BUCKETS + TC_QM_METRICS_MAX) * 11 + TC_FMT_DOUBLE_MAX + 256], *p = text;
+    int nb, b0;
 
     tc_jbuf_obj_begin(j);
     if (r->device) {
         tc_jbuf_key(j, "device_id");
         tc_jbuf_str(j, r->device);
     }
-    tc_jbuf_key(j, "m");
-    tc_jbuf_int(j, r->minute_us / TC_QM_MINUTE_US);
-    tc_jbuf_key(j, "readings");
-    tc_jbuf_int(j, r->readings);
-    tc_jbuf_key(j, "n");
-    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->present, metrics));
-    tc_jbuf_key(j, "late");
-    tc_jbuf_int(j, r->late);
-    tc_jbuf_key(j, "ooo");
-    tc_jbuf_int(j, r->out_of_order);
-    tc_jbuf_key(j, "gaps");
-    tc_jbuf_int(j, r->gaps);
-    tc_jbuf_key(j, "gap_max");
-    if (r->gaps)
-        tc_jbuf_double(j, r->gap_max_s);
+    p = TC_QSQL_LIT(p, "\"m\":");
+    p = tc_quality_sql_i64(p, r->minute_us / TC_QM_MINUTE_US);
+    p = TC_QSQL_LIT(p, ",\"readings\":");
+    p = tc_quality_sql_i64(p, r->readings);
+    p = TC_QSQL_LIT(p, ",\"n\":");
+    p += tc_quality_sql_counts(p, r->present, metrics);
+    p = TC_QSQL_LIT(p, ",\"late\":");
+    p = tc_quality_sql_i64(p, r->late);
+    p = TC_QSQL_LIT(p, ",\"ooo\":");
+    p = tc_quality_sql_i64(p, r->out_of_order);
+    p = TC_QSQL_LIT(p, ",\"gaps\":");
+    p = tc_quality_sql_i64(p, r->gaps);
+    p = TC_QSQL_LIT(p, ",\"gap_max\":");
+    if (r->gaps && isfinite(r->gap_max_s))
+        p += tc_fmt_double(p, TC_FMT_DOUBLE_MAX, r->gap_max_s);
     else
-        tc_jbuf_null(j);
-    tc_jbuf_key(j, "sk");
-    tc_jbuf_raw(j, counts, tc_quality_sql_counts(counts, r->delay.b, TC_QM_SKETCH_BUCKETS));
+        p = TC_QSQL_LIT(p, "null");
+    /* The sketch from its first bucket that counts (sk0, the zeros before it made in SQL) to its
+     * last (at least one bucket): the SQL adds sketches of any lengths (a missing bucket is 0),
+     * and a device minute's few delays fall in a bucket or two, wherever they are. */
+    nb = TC_QM_SKETCH_BUCKETS;
+    while (nb > 1 && !r->delay.b[nb - 1])
+        nb--;
+    for (b0 = 0; b0 < nb - 1 && !r->delay.b[b0]; b0++)
+        ;
+    p = TC_QSQL_LIT(p, ",\"sk0\":");
+    p = tc_quality_sql_i64(p, b0);
+    p = TC_QSQL_LIT(p, ",\"sk\":");
+    p += tc_quality_sql_counts(p, r->delay.b + b0, nb - b0);
     /* A new row's quantiles, from its own sketch here, as bucket numbers (formatting two doubles
      * a row cost more than the rest of it); a row that exists takes them from the merged sketch
      * in SQL (tc_quality_sql_write_rows). */
-    tc_jbuf_key(j, "q50");
-    tc_jbuf_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
-    tc_jbuf_key(j, "q99");
-    tc_jbuf_int(j, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
+    p = TC_QSQL_LIT(p, ",\"q50\":");
+    p = tc_quality_sql_i64(p, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
+    p = TC_QSQL_LIT(p, ",\"q99\":");
+    p = tc_quality_sql_i64(p, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
+    tc_jbuf_raw(j, text, (size_t)(p - text));
     tc_jbuf_obj_end(j);
 }

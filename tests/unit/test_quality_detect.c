@@ -4,7 +4,8 @@
  * expected, and that a condition gives one finding, not one per reading. Then the checkpoint:
  * a restart in the middle of an open finding neither loses nor repeats it, and every corrupted,
  * truncated or foreign checkpoint is refused with the state left as it was; an incremental
- * checkpoint writes only the devices changed and restores the same state. And the memory bound
+ * checkpoint writes only the devices changed and restores the same state; a version 1 checkpoint
+ * (byte-wise checksum, as stored before version 2) still loads. And the memory bound
  * the header states.
  */
 #include <stdarg.h>
@@ -107,6 +108,21 @@ static void test_median5(void **state)
                 v[k] = vals[s][idx[k]];
             assert_true(tc_qd_median5(v) == sorted[2]);
         }
+    }
+    /* Every 5-tuple of 0..4, ties of every shape included: the median is the count's middle. */
+    for (int t = 0; t < 5 * 5 * 5 * 5 * 5; t++) {
+        float v[5];
+        int below = 0, r = t, want;
+        for (int k = 0; k < 5; k++, r /= 5)
+            v[k] = (float)(r % 5);
+        for (want = 0; want < 5; want++) {
+            below = 0;
+            for (int k = 0; k < 5; k++)
+                below += v[k] <= (float)want;
+            if (below >= 3)
+                break;
+        }
+        assert_true(tc_qd_median5(v) == (float)want);
     }
 }
 
@@ -371,6 +387,90 @@ static void test_checkpoint_corruption(void **state)
     tc_qd_destroy(c);
 }
 
+/* FNV-1a 64 a byte at a time: version 1's checksum, written out here independently. */
+static uint64_t fnv_bytes(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A checkpoint as version 1 wrote it -- the same fields, version 1 in the header and the checksum
+ * over bytes -- loads into a fresh detector and saves back to the version 2 bytes it came from;
+ * version 1's header under version 2's checksum, and an unknown version, are refused. */
+static void test_checkpoint_version_1_loads(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0};
+    tc_qd *a = new_detector(&la, 1), *b = new_detector(&lb, 1);
+    unsigned char *v2 = NULL, *v1, *again = NULL;
+    size_t len = 0, alen = 0;
+    uint64_t sum;
+
+    (void)state;
+    feed_fleet(a, 0, 100);
+    assert_int_equal(tc_qd_save(a, &v2, &len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(v2[4], 2); /* version, little-endian */
+    v1 = malloc(len);
+    assert_non_null(v1);
+    memcpy(v1, v2, len);
+    v1[4] = 3;
+    assert_int_equal(tc_qd_load(b, v1, len, errstr, sizeof(errstr)), TC_ERR_INVALID);
+    v1[4] = 1;
+    assert_int_equal(tc_qd_load(b, v1, len, errstr, sizeof(errstr)), TC_ERR_INVALID);
+    assert_non_null(strstr(errstr, "checksum"));
+    sum = fnv_bytes(v1, len - 8);
+    for (int k = 0; k < 8; k++)
+        v1[len - 8 + (size_t)k] = (unsigned char)(sum >> (8 * k));
+    assert_int_equal(tc_qd_load(b, v1, len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save(b, &again, &alen, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(alen, len);
+    assert_memory_equal(again, v2, len);
+    free(v1);
+    free(v2);
+    free(again);
+    tc_qd_destroy(a);
+    tc_qd_destroy(b);
+}
+
+/* A checkpoint saved into the caller's buffer: a large enough one is written over (the same
+ * buffer, the bytes tc_qd_save writes), a small one is replaced by one of the checkpoint's size. */
+static void test_checkpoint_into_kept_buffer(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0};
+    tc_qd *a = new_detector(&la, 1);
+    unsigned char *want = NULL, *buf, *kept;
+    size_t len = 0, cap, got = 0;
+
+    (void)state;
+    feed_fleet(a, 0, 50);
+    assert_int_equal(tc_qd_save(a, &want, &len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save_size(a), len);
+    cap = 16;
+    buf = malloc(cap);
+    assert_non_null(buf);
+    assert_int_equal(tc_qd_save_reuse(a, &buf, &cap, &got, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(got, len);
+    assert_int_equal(cap, len);
+    assert_memory_equal(buf, want, len);
+    free(buf);
+    cap = 2 * len;
+    kept = buf = malloc(cap);
+    assert_non_null(buf);
+    memset(buf, 0xee, cap);
+    assert_int_equal(tc_qd_save_reuse(a, &buf, &cap, &got, errstr, sizeof(errstr)), TC_OK);
+    assert_ptr_equal(buf, kept);
+    assert_int_equal(cap, 2 * len);
+    assert_int_equal(got, len);
+    assert_memory_equal(buf, want, len);
+    free(buf);
+    free(want);
+    tc_qd_destroy(a);
+}
+
 /* The records of an incremental checkpoint, as a store keyed by device keeps them (an upsert). */
 typedef struct records {
     char device[8][16];
@@ -623,6 +723,8 @@ int main(void)
         cmocka_unit_test(test_out_of_order_ignored),
         cmocka_unit_test(test_checkpoint_restart_mid_finding),
         cmocka_unit_test(test_checkpoint_corruption),
+        cmocka_unit_test(test_checkpoint_version_1_loads),
+        cmocka_unit_test(test_checkpoint_into_kept_buffer),
         cmocka_unit_test(test_checkpoint_changed_only),
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_memory_bound),

@@ -2,8 +2,10 @@
  * test_quality_metrics.c -- the quality metrics' arithmetic (quality/metrics.h): the delay sketch
  * against exact quantiles of the same data (within the stated factor 2^(1/8)), its bucket edges
  * and merging; and the per-(device, minute) accumulators on a reading sequence whose late,
- * out-of-order, gap and completeness counts are worked out by hand; the id and row tables grow
- * and find everything again.
+ * out-of-order, gap and completeness counts are worked out by hand; the id table grows and the
+ * rows are found again across a flush; a device's rows of several minutes held at once, reached in
+ * any order and across flushes, each found again (never a second row for one device and minute); a
+ * row's JSON for the store, its sketch from its first bucket that counts to its last.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +17,10 @@
 #include <math.h>
 #include <cmocka.h>
 
+#include "core/json.h"
 #include "quality/ids.h"
 #include "quality/metrics.h"
+#include "quality/quality_sql.h"
 
 #define SEC INT64_C(1000000)
 #define N   20000
@@ -311,9 +315,132 @@ static void count_row(void *opaque, const tc_qm_row *r)
     h->readings += r->readings;
 }
 
-/* The id table and the row table start small and double as ids and rows come: every id keeps its
- * index and every row is found again across doublings and a flush's rebuild, and the tables hold
- * the slots their contents need, not those of max_devices. */
+/* Rows of (device, minute) per flush, to check none is handed over twice in one flush. */
+typedef struct minutes {
+    uint32_t readings[3][8]; /* [device][minute] handed over, summed over flushes */
+    uint32_t sketch[3][8][TC_QM_SKETCH_BUCKETS];
+    uint8_t seen[3][8]; /* in the current flush */
+} minutes;
+
+static void minute_row(void *opaque, const tc_qm_row *r)
+{
+    minutes *x = opaque;
+    int dev = r->device ? r->device[2] - '0' : 2, m = (int)(r->minute_us / (60 * SEC));
+
+    assert_true(m >= 0 && m < 8);
+    assert_int_equal(x->seen[dev][m], 0); /* one row a device and minute in a flush */
+    x->seen[dev][m] = 1;
+    x->readings[dev][m] += r->readings;
+    assert_true(r->delay.count == r->readings); /* one delay a reading */
+    for (int b = 0; b < TC_QM_SKETCH_BUCKETS; b++)
+        x->sketch[dev][m][b] += r->delay.b[b];
+}
+
+/* A device's rows form a chain, newest minute first: readings of minutes behind the newest (late),
+ * of the newest and of new ones, in a scrambled order, with flushes between that free some minutes
+ * (a later reading of a freed minute makes a new row), must each land in the one row held for
+ * their device and minute. Two devices and the fleet (index 2). Their delays spread over a dozen
+ * buckets, so rows start with a sparse sketch and move to a whole one (and give it back at a
+ * flush, for a later row to take): every delay is in the sketch handed over. */
+static void test_rows_of_many_minutes(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    uint32_t want[3][8] = {{0}};
+    static uint32_t want_sk[3][8][TC_QM_SKETCH_BUCKETS];
+    static minutes x;
+    uint64_t s = 7;
+    tc_qm_options o;
+    tc_qm_totals t;
+    tc_qm *q;
+
+    (void)state;
+    memset(want_sk, 0, sizeof(want_sk));
+    memset(&x, 0, sizeof(x));
+    tc_qm_options_default(&o, 4);
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int i = 0; i < 3000; i++) {
+        int dev, m, b;
+        int64_t at, delay;
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        dev = (int)(s >> 40) % 2;
+        m = (int)((s >> 20) % 8);
+        at = m * 60 * SEC + (int64_t)(s >> 50) % (60 * SEC);
+        delay = (int64_t)1000 << ((s >> 8) % 12); /* 1 ms .. 2 s: 12 buckets */
+        b = tc_qm_sketch_bucket((double)delay / 1e3);
+        tc_qm_observe(q, dev ? "d-1" : "d-0", 3, at, at + delay, at, NULL, NULL, 6);
+        want[dev][m]++;
+        want[2][m]++;
+        want_sk[dev][m][b]++;
+        want_sk[2][m][b]++;
+        if (i % 500 == 499) {
+            /* Free the minutes before a moving cut; the others stay held. */
+            memset(x.seen, 0, sizeof(x.seen));
+            tc_qm_flush(q, (int64_t)(i / 500 % 8) * 60 * SEC, minute_row, &x);
+        }
+    }
+    memset(x.seen, 0, sizeof(x.seen));
+    tc_qm_flush(q, INT64_MAX, minute_row, &x);
+    tc_qm_get_totals(q, &t);
+    assert_int_equal(t.rows_held, 0);
+    assert_int_equal(t.readings, 3000);
+    for (int d = 0; d < 3; d++)
+        for (int m = 0; m < 8; m++) {
+            assert_int_equal(x.readings[d][m], want[d][m]);
+            for (int b = 0; b < TC_QM_SKETCH_BUCKETS; b++)
+                assert_int_equal(x.sketch[d][m][b], want_sk[d][m][b]);
+        }
+    tc_qm_destroy(q);
+}
+
+/* The document a flush sends for a row: every figure, negative and large integers written right,
+ * the sketch from its first bucket that counts (sk0) to its last (the SQL makes the zeros before
+ * it and adds sketches of any lengths), an empty sketch as one 0. */
+static void test_row_json(void **state)
+{
+    tc_qm_row r;
+    tc_jbuf j;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.device = "d\"1";
+    r.minute_us = INT64_C(29930400) * 60 * SEC;
+    r.readings = 4294967295u;
+    r.present[0] = 3;
+    r.present[1] = 10;
+    r.late = 1;
+    r.out_of_order = 2;
+    r.gaps = 1;
+    r.gap_max_s = 2.5;
+    r.delay.b[0] = 1;
+    r.delay.b[3] = 2;
+    r.delay.count = 3;
+    tc_jbuf_init(&j, 1 << 20);
+    tc_quality_sql_row_json(&j, &r, 2);
+    assert_string_equal(j.data, "{\"device_id\":\"d\\\"1\",\"m\":29930400,\"readings\":4294967295,"
+                                "\"n\":[3,10],\"late\":1,\"ooo\":2,\"gaps\":1,\"gap_max\":2.5,"
+                                "\"sk0\":0,\"sk\":[1,0,0,2],\"q50\":3,\"q99\":3}");
+    tc_jbuf_reset(&j);
+    memset(&r, 0, sizeof(r));
+    r.minute_us = -60 * SEC;
+    tc_quality_sql_row_json(&j, &r, 1);
+    assert_string_equal(j.data, "{\"m\":-1,\"readings\":0,\"n\":[0],\"late\":0,\"ooo\":0,"
+                                "\"gaps\":0,\"gap_max\":null,\"sk0\":0,\"sk\":[0],\"q50\":-1,"
+                                "\"q99\":-1}");
+    /* Delays of a backfill, all far along: the zeros before the first bucket are sk0, not sent. */
+    tc_jbuf_reset(&j);
+    r.delay.b[70] = 5;
+    r.delay.b[72] = 1;
+    r.delay.count = 6;
+    r.readings = 6;
+    tc_quality_sql_row_json(&j, &r, 1);
+    assert_non_null(strstr(j.data, "\"sk0\":70,\"sk\":[5,0,1],\"q50\":70,\"q99\":72}"));
+    tc_jbuf_free(&j);
+}
+
+/* The id table starts small and doubles as ids come: every id keeps its index, and the table
+ * holds the slots its ids need, not those of max_devices. Every row is found again across a
+ * flush that frees half of them (the chains relinked). */
 static void test_tables_grow(void **state)
 {
     char errstr[TC_ERRSTR_MAX], id[32];
@@ -379,6 +506,8 @@ int main(void)
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_tables_grow),
+        cmocka_unit_test(test_rows_of_many_minutes),
+        cmocka_unit_test(test_row_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
