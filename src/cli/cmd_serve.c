@@ -143,6 +143,9 @@ int tc_cmd_serve(int argc, char **argv)
                            .cursor_secret = cfg->api_cursor_secret,
                            .rate_per_s = cfg->api_rate_per_s,
                            .rate_burst = cfg->api_rate_burst,
+                           .coalesce = cfg->api_coalesce != 0,
+                           .coalesce_answer_max = (size_t)cfg->api_coalesce_answer_max,
+                           .coalesce_total_max = (size_t)cfg->api_coalesce_total_max,
                            .redrive = tc_serve_redrive_ids,
                            .redrive_ctx = &rd};
     rd.cfg = cfg;
