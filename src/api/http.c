@@ -1013,6 +1013,8 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "no listen address");
     if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (s->opt.thread_per_connection)
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
     if ((err = tc_http_load_tls(s, errstr, errstr_size)) != TC_OK)
         return err;
     if (s->tls_cert) {
@@ -1032,7 +1034,9 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls,
-        s->opt.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.threads,
+        s->opt.threads > 1 && !s->opt.thread_per_connection ? MHD_OPTION_THREAD_POOL_SIZE
+                                                            : MHD_OPTION_END,
+        s->opt.threads,
         MHD_OPTION_END);
     if (!s->daemon)
         return tc_err_set(s->tls_cert ? TC_ERR_CONFIG : TC_ERR_IO, errstr, errstr_size,

@@ -55,6 +55,11 @@ typedef struct tc_http_auth tc_http_auth;
 typedef struct tc_http_options {
     size_t max_body_bytes;        /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
     unsigned threads;             /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    /* A thread per connection instead (threads unused), for handlers that block: a polling
+     * thread takes the connections that arrive together and serves them one after the other, so
+     * a handler that waits (for PostgreSQL, for an identical request's answer) would hold up the
+     * others it took. */
+    int thread_per_connection;
     unsigned max_connections;     /* 0 = TC_HTTP_CONNS_DEFAULT */
     unsigned timeout_s;           /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
     unsigned per_ip_connections;  /* 0 = TC_HTTP_PER_IP_DEFAULT */
