@@ -254,8 +254,7 @@ void tc_coalesce_unshared(tc_coalesce *c, tc_coalesce_ticket *t)
     pthread_mutex_unlock(&c->lock);
 }
 
-int tc_coalesce_publish(tc_coalesce *c, tc_coalesce_ticket *t, char *data, size_t len,
-                        int64_t rows)
+int tc_coalesce_publish(tc_coalesce *c, tc_coalesce_ticket *t, char *data, size_t len, int64_t rows)
 {
     tc_coalesce_answer *a = calloc(1, sizeof(*a));
 

@@ -1036,8 +1036,7 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls,
         s->opt.threads > 1 && !s->opt.thread_per_connection ? MHD_OPTION_THREAD_POOL_SIZE
                                                             : MHD_OPTION_END,
-        s->opt.threads,
-        MHD_OPTION_END);
+        s->opt.threads, MHD_OPTION_END);
     if (!s->daemon)
         return tc_err_set(s->tls_cert ? TC_ERR_CONFIG : TC_ERR_IO, errstr, errstr_size,
                           "cannot listen on %s: %s%s", s->listen,

@@ -53,8 +53,8 @@ typedef struct tc_http_auth tc_http_auth;
  * thread, never while its handler runs or its response is sent.
  */
 typedef struct tc_http_options {
-    size_t max_body_bytes;        /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
-    unsigned threads;             /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    size_t max_body_bytes; /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
+    unsigned threads;      /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
     /* A thread per connection instead (threads unused), for handlers that block: a polling
      * thread takes the connections that arrive together and serves them one after the other, so
      * a handler that waits (for PostgreSQL, for an identical request's answer) would hold up the

@@ -333,8 +333,8 @@ static void tc_rest_respond_shared(tc_http_response *resp, tc_rest_format fmt,
 
 /* End t's computation with the whole answer (data, malloc'ed, taken) and answer resp from it. When
  * it cannot be shared (a cap), resp owns data and t is left running for the caller to end. */
-static void tc_rest_share(tc_rest *r, tc_coalesce_ticket *t, char *data, size_t len,
-                          int64_t rows, tc_rest_format fmt, tc_http_response *resp)
+static void tc_rest_share(tc_rest *r, tc_coalesce_ticket *t, char *data, size_t len, int64_t rows,
+                          tc_rest_format fmt, tc_http_response *resp)
 {
     if (tc_coalesce_publish(r->coalesce, t, data, len, rows) == 0)
         tc_rest_respond_shared(resp, fmt, t->answer);
