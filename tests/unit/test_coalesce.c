@@ -76,6 +76,14 @@ static char *dup_text(const char *s)
     return d;
 }
 
+/* `first` leads a computation of "k"; `next` arrives while it runs, to lead the one after. */
+static void first_and_next(tc_coalesce *c, tc_coalesce_ticket *first, req *next)
+{
+    assert_int_equal(tc_coalesce_enter(c, "k", 1, first), TC_COALESCE_LEAD);
+    req_start(next, c, "k");
+    wait_waiting(c, 1);
+}
+
 static void test_alone_leads_and_leaves_nothing(void **state)
 {
     tc_coalesce *c = tc_coalesce_new(0, 0);
@@ -99,10 +107,8 @@ static void test_arrivals_during_a_run_share_the_next(void **state)
     req next, f1, f2;
 
     (void)state;
-    assert_int_equal(tc_coalesce_enter(c, "k", 1, &first), TC_COALESCE_LEAD);
     /* Arrived while `first` runs: the next computation's leader and two followers. */
-    req_start(&next, c, "k");
-    wait_waiting(c, 1);
+    first_and_next(c, &first, &next);
     req_start(&f1, c, "k");
     req_start(&f2, c, "k");
     wait_waiting(c, 3);
@@ -136,9 +142,7 @@ static void test_a_started_computation_takes_nobody(void **state)
     req second, late;
 
     (void)state;
-    assert_int_equal(tc_coalesce_enter(c, "k", 1, &first), TC_COALESCE_LEAD);
-    req_start(&second, c, "k");
-    wait_waiting(c, 1);
+    first_and_next(c, &first, &second);
     tc_coalesce_unshared(c, &first);
     req_join(&second); /* runs now, alone */
     assert_int_equal(second.t.members, 1);
@@ -181,9 +185,7 @@ static void test_unshared_sends_followers_back(void **state)
     req next, f;
 
     (void)state;
-    assert_int_equal(tc_coalesce_enter(c, "k", 1, &first), TC_COALESCE_LEAD);
-    req_start(&next, c, "k");
-    wait_waiting(c, 1);
+    first_and_next(c, &first, &next);
     req_start(&f, c, "k");
     wait_waiting(c, 2);
     tc_coalesce_unshared(c, &first);
