@@ -19,9 +19,10 @@
 typedef struct tc_coalesce_entry tc_coalesce_entry;
 
 typedef enum tc_coalesce_state {
-    TC_CS_WAITING, /* gathering members until the running one ends */
-    TC_CS_RUNNING, /* its leader computes; nobody joins any more */
-    TC_CS_DONE,    /* ended: answer set, or NULL when not shared */
+    TC_CS_WAITING,   /* gathering members until the running one ends */
+    TC_CS_GATHERING, /* its leader prepares: members join until it starts (tc_coalesce_start) */
+    TC_CS_RUNNING,   /* its leader computes; nobody joins any more */
+    TC_CS_DONE,      /* ended: answer set, or NULL when not shared */
 } tc_coalesce_state;
 
 struct tc_coalesce_comp {
@@ -147,13 +148,18 @@ tc_coalesce_role tc_coalesce_enter(tc_coalesce *c, const void *key, size_t klen,
     if (!e)
         goto fallback;
     if (!e->running) {
-        /* Nothing of this key runs: start at once, alone. */
-        if (!(comp = tc_coalesce_comp_new(e, TC_CS_RUNNING))) {
+        /* Nothing of this key runs: lead one at once. */
+        if (!(comp = tc_coalesce_comp_new(e, TC_CS_GATHERING))) {
             tc_coalesce_entry_remove(c, e);
             goto fallback;
         }
         e->running = comp;
         goto lead;
+    }
+    if (e->running->state == TC_CS_GATHERING) {
+        /* Its statement is not sent yet: its rows will be newer than this request. */
+        comp = e->running;
+        goto join;
     }
     if (!e->waiting) {
         /* Lead the next one: gather members until the running one ends (tc_coalesce_end starts
@@ -168,6 +174,7 @@ tc_coalesce_role tc_coalesce_enter(tc_coalesce *c, const void *key, size_t klen,
         goto lead;
     }
     comp = e->waiting;
+join:
     comp->members++;
     comp->unseen++;
     c->waiting++;
@@ -186,13 +193,22 @@ tc_coalesce_role tc_coalesce_enter(tc_coalesce *c, const void *key, size_t klen,
 lead:
     c->stats.computations++;
     t->comp = comp;
-    t->members = comp->members;
+    t->members = 0; /* known at tc_coalesce_start */
     pthread_mutex_unlock(&c->lock);
     return TC_COALESCE_LEAD;
 fallback:
     c->stats.fallbacks++;
     pthread_mutex_unlock(&c->lock);
     return TC_COALESCE_FALLBACK;
+}
+
+size_t tc_coalesce_start(tc_coalesce *c, tc_coalesce_ticket *t)
+{
+    pthread_mutex_lock(&c->lock);
+    t->comp->state = TC_CS_RUNNING;
+    t->members = t->comp->members;
+    pthread_mutex_unlock(&c->lock);
+    return t->members;
 }
 
 /* Charge bytes for t (locked): 0, or -1 past a cap (nothing changed). */
@@ -232,7 +248,7 @@ static void tc_coalesce_end(tc_coalesce *c, tc_coalesce_ticket *t, tc_coalesce_a
     e->running = next;
     e->waiting = NULL;
     if (next) {
-        next->state = TC_CS_RUNNING; /* its members are closed: later ones gather anew */
+        next->state = TC_CS_GATHERING; /* its leader wakes; members join until it starts */
         pthread_cond_broadcast(&next->cond);
     } else {
         tc_coalesce_entry_remove(c, e);

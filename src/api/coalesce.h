@@ -11,15 +11,19 @@
  *
  * Freshness. An answer must be as fresh as the one its request would have had alone: its rows
  * committed before it arrived must be in it. So a request joins only a computation that has not
- * started yet (its snapshot is taken after every member arrived), never one already running. Per
- * key there is at most one running computation and one waiting: a request that finds a running one
- * joins the waiting one, or becomes its leader; when the running one ends, the waiting one starts
- * with everyone who joined it meanwhile, and later arrivals gather behind it again.
+ * started yet -- whose leader has not sent its statement, so its snapshot is taken after every
+ * member arrived -- never one already running. Per key there is at most one computation in
+ * progress (gathering members while its leader prepares, then running) and one waiting: a request
+ * that finds one running joins the waiting one, or becomes its leader; when the running one ends,
+ * the waiting one's leader prepares and starts it with everyone who joined meanwhile, and later
+ * arrivals gather behind it again.
  *
- *     tc_coalesce_enter -> TC_COALESCE_LEAD     the caller computes: members says for how many
- *                                               (1: alone); it ends the computation with
+ *     tc_coalesce_enter -> TC_COALESCE_LEAD     the caller computes: it calls tc_coalesce_start
+ *                                               right before its statement (which says for how
+ *                                               many: 1, alone), and ends the computation with
  *                                               tc_coalesce_publish (an answer for everyone) or
- *                                               tc_coalesce_unshared (error, too large, alone)
+ *                                               tc_coalesce_unshared (error, too large, alone; or
+ *                                               a failure before it started)
  *                       -> TC_COALESCE_SHARED   the leader published: t->answer is the caller's
  *                                               reference to the bytes (tc_coalesce_answer_put)
  *                       -> TC_COALESCE_FALLBACK the caller answers on its own: the leader ended
@@ -77,7 +81,7 @@ typedef enum tc_coalesce_role {
 
 /* One request's part in a computation. */
 typedef struct tc_coalesce_ticket {
-    size_t members;             /* LEAD: requests it answers, the leader included */
+    size_t members;             /* LEAD, from tc_coalesce_start: requests it answers, its own too */
     tc_coalesce_answer *answer; /* SHARED, and LEAD after publish: the caller's reference */
     /* private */
     tc_coalesce_comp *comp;
@@ -101,6 +105,10 @@ void tc_coalesce_destroy(tc_coalesce *c);
 /* Join or lead the next computation of key[0..klen) (see the file comment); may block. */
 tc_coalesce_role tc_coalesce_enter(tc_coalesce *c, const void *key, size_t klen,
                                    tc_coalesce_ticket *t);
+
+/* The leader is about to send its statement: nobody joins any more. The members, itself included
+ * (1: alone). */
+size_t tc_coalesce_start(tc_coalesce *c, tc_coalesce_ticket *t);
 
 /* The leader's buffer is now `bytes` long: 0 when it fits under both caps (charged), -1 when not
  * (then it must end the computation unshared). */

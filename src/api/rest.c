@@ -179,6 +179,7 @@ typedef struct tc_rest_stream {
     PGconn *conn;
     tc_rest_format fmt;
     tc_jbuf out;
+    tc_jbuf line; /* NDJSON: one row's object, reused */
     size_t out_pos;
     tc_rest_pq *pq;
     int started, finished, failed, audited;
@@ -210,6 +211,7 @@ static void tc_rest_stream_free(void *ctx)
     PQclear(st->first);
     tc_rest_pq_destroy(st->pq);
     tc_jbuf_free(&st->out);
+    tc_jbuf_free(&st->line);
     free(st->strings);
     free(st);
 }
@@ -235,7 +237,6 @@ static int tc_rest_stream_start(tc_rest_stream *st, const PGresult *res)
 static int tc_rest_stream_row(tc_rest_stream *st, const PGresult *res)
 {
     char errstr[TC_ERRSTR_MAX];
-    tc_jbuf line;
 
     st->lg.rows++;
     switch (st->fmt) {
@@ -250,11 +251,12 @@ static int tc_rest_stream_row(tc_rest_stream *st, const PGresult *res)
         break;
     default:
         /* One object per line: a writer of its own, so no comma goes between the lines. */
-        tc_jbuf_init(&line, TC_REST_JSON_MAX);
-        tc_rest_json_row(&line, res, 0);
-        tc_jbuf_append(&line, "\n", 1);
-        tc_jbuf_append(&st->out, line.data ? line.data : "", line.len);
-        tc_jbuf_free(&line);
+        tc_jbuf_reset(&st->line);
+        tc_rest_json_row(&st->line, res, 0);
+        tc_jbuf_append(&st->line, "\n", 1);
+        if (tc_jbuf_failed(&st->line))
+            return -1;
+        tc_jbuf_append(&st->out, st->line.data, st->line.len);
     }
     return tc_jbuf_failed(&st->out) ? -1 : 0;
 }
@@ -383,6 +385,7 @@ static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, PGresult *first, tc_re
     st->first = first;
     st->fmt = fmt;
     tc_jbuf_init(&st->out, TC_REST_JSON_MAX);
+    tc_jbuf_init(&st->line, TC_REST_JSON_MAX);
     st->who = *lg->who;
     st->req = *lg->req;
     st->req.method = memcpy(st->strings, lg->req->method, lm);
@@ -536,13 +539,15 @@ static size_t tc_rest_coalesce_key(const tc_rest_route *rt, const tc_http_reques
 }
 
 /* Run a request whose parameters and format are checked: its statement in one transaction as
- * who, the answer, the audit record. share: a computation others joined, whose answer this one
- * builds whole and publishes (resp then borrows it); it is left running when the answer cannot be
- * shared (an error, a cap), for the caller to end. */
+ * who, the answer, the audit record. lead: the computation this request leads (or NULL), started
+ * right before the statement; when others joined it, the answer is built whole and published
+ * (resp then borrows it). It is left for the caller to end when it was not published (alone, an
+ * error, a cap). */
 static void tc_rest_run(tc_rest *r, const tc_rest_route *rt, const tc_http_request *req,
                         tc_rest_param_val *vals, tc_rest_format fmt, tc_rest_req_log *lg,
-                        tc_coalesce_ticket *share, tc_http_response *resp)
+                        tc_coalesce_ticket *lead, tc_http_response *resp)
 {
+    tc_coalesce_ticket *share = NULL;
     tc_rest_problem pb;
     tc_rest_call call;
     tc_rest_sql q;
@@ -579,6 +584,9 @@ static void tc_rest_run(tc_rest *r, const tc_rest_route *rt, const tc_http_reque
         return tc_rest_fail(r, lg, resp, &pb);
     if (tc_rest_db_begin(r->pool, conn, lg->who, q.prepared > 0, &pb))
         goto fail;
+    /* Whoever joined until now shares what this statement reads; nobody joins after it. */
+    if (lead && tc_coalesce_start(r->coalesce, lead) > 1)
+        share = lead;
     atomic_fetch_add(&r->statements, 1);
     if (fmt != TC_REST_FMT_JSON) {
         res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 1);
@@ -710,7 +718,7 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     case TC_COALESCE_LEAD:
         /* Alone, it runs as any request (a stream is not held back); else it builds the whole
          * answer for everyone. Ended unshared when it did not publish. */
-        tc_rest_run(r, rt, req, vals, fmt, &lg, t.members > 1 ? &t : NULL, resp);
+        tc_rest_run(r, rt, req, vals, fmt, &lg, &t, resp);
         tc_coalesce_unshared(r->coalesce, &t);
         return;
     case TC_COALESCE_FALLBACK:

@@ -76,10 +76,12 @@ static char *dup_text(const char *s)
     return d;
 }
 
-/* `first` leads a computation of "k"; `next` arrives while it runs, to lead the one after. */
+/* `first` leads a computation of "k" and starts it; `next` arrives while it runs, to lead the
+ * one after. */
 static void first_and_next(tc_coalesce *c, tc_coalesce_ticket *first, req *next)
 {
     assert_int_equal(tc_coalesce_enter(c, "k", 1, first), TC_COALESCE_LEAD);
+    assert_int_equal(tc_coalesce_start(c, first), 1);
     req_start(next, c, "k");
     wait_waiting(c, 1);
 }
@@ -92,6 +94,7 @@ static void test_alone_leads_and_leaves_nothing(void **state)
     (void)state;
     for (int i = 0; i < 2; i++) {
         assert_int_equal(tc_coalesce_enter(c, "k", 1, &t), TC_COALESCE_LEAD);
+        assert_int_equal(tc_coalesce_start(c, &t), 1);
         assert_int_equal(t.members, 1);
         tc_coalesce_unshared(c, &t);
     }
@@ -115,7 +118,7 @@ static void test_arrivals_during_a_run_share_the_next(void **state)
     tc_coalesce_unshared(c, &first);
     req_join(&next);
     assert_int_equal(next.role, TC_COALESCE_LEAD);
-    assert_int_equal(next.t.members, 3);
+    assert_int_equal(tc_coalesce_start(c, &next.t), 3);
     assert_int_equal(stats(c).waiting, 2); /* the followers wait for its answer */
     assert_int_equal(tc_coalesce_publish(c, &next.t, dup_text("rows"), 4, 7), 0);
     req_join(&f1);
@@ -145,7 +148,7 @@ static void test_a_started_computation_takes_nobody(void **state)
     first_and_next(c, &first, &second);
     tc_coalesce_unshared(c, &first);
     req_join(&second); /* runs now, alone */
-    assert_int_equal(second.t.members, 1);
+    assert_int_equal(tc_coalesce_start(c, &second.t), 1);
     /* Arrives while `second` runs: it must not get second's answer, whose rows may be older than
      * its arrival, but lead the one after. */
     req_start(&late, c, "k");
@@ -153,11 +156,34 @@ static void test_a_started_computation_takes_nobody(void **state)
     assert_int_equal(tc_coalesce_publish(c, &second.t, dup_text("old"), 3, 1), 0);
     req_join(&late);
     assert_int_equal(late.role, TC_COALESCE_LEAD);
-    assert_int_equal(late.t.members, 1);
+    assert_int_equal(tc_coalesce_start(c, &late.t), 1);
     assert_null(late.t.answer);
     tc_coalesce_answer_put(second.t.answer);
     tc_coalesce_unshared(c, &late.t);
     assert_int_equal(stats(c).shared, 0);
+    tc_coalesce_destroy(c);
+}
+
+static void test_a_computation_not_started_takes_arrivals(void **state)
+{
+    tc_coalesce *c = tc_coalesce_new(0, 0);
+    tc_coalesce_ticket first;
+    req f;
+
+    (void)state;
+    /* Led, its statement not sent yet (the leader waits for a connection): whatever it reads is
+     * newer than f, which joins it instead of waiting for the next one. */
+    assert_int_equal(tc_coalesce_enter(c, "k", 1, &first), TC_COALESCE_LEAD);
+    req_start(&f, c, "k");
+    wait_waiting(c, 1);
+    assert_int_equal(tc_coalesce_start(c, &first), 2);
+    assert_int_equal(tc_coalesce_publish(c, &first, dup_text("new"), 3, 1), 0);
+    req_join(&f);
+    assert_int_equal(f.role, TC_COALESCE_SHARED);
+    assert_ptr_equal(f.t.answer, first.answer);
+    tc_coalesce_answer_put(f.t.answer);
+    tc_coalesce_answer_put(first.answer);
+    assert_int_equal(stats(c).computations, 1);
     tc_coalesce_destroy(c);
 }
 
@@ -190,7 +216,7 @@ static void test_unshared_sends_followers_back(void **state)
     wait_waiting(c, 2);
     tc_coalesce_unshared(c, &first);
     req_join(&next);
-    assert_int_equal(next.t.members, 2);
+    assert_int_equal(tc_coalesce_start(c, &next.t), 2);
     /* An error, or an answer past a cap: the follower answers on its own. */
     tc_coalesce_unshared(c, &next.t);
     req_join(&f);
@@ -246,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_alone_leads_and_leaves_nothing),
         cmocka_unit_test(test_arrivals_during_a_run_share_the_next),
         cmocka_unit_test(test_a_started_computation_takes_nobody),
+        cmocka_unit_test(test_a_computation_not_started_takes_arrivals),
         cmocka_unit_test(test_other_keys_never_wait),
         cmocka_unit_test(test_unshared_sends_followers_back),
         cmocka_unit_test(test_caps),
