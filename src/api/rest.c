@@ -12,6 +12,11 @@
  * then, so every answer a client receives has its record. A request's own transaction is
  * committed (or rolled back) and its connection given back first: the pool does not wait on the
  * audit log.
+ *
+ * Reads go through the coalescing table (coalesce.h) under a key of everything that decides their
+ * bytes (tc_rest_coalesce_key). A leader alone runs as above; a leader that others joined reads
+ * its whole answer (the stream's own code, into memory, under the table's caps) and publishes it,
+ * and each member -- the leader too -- writes its own audit record and sends the shared bytes.
  */
 #include "api/rest.h"
 
