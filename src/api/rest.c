@@ -188,6 +188,7 @@ typedef struct tc_rest_stream {
     size_t out_pos;
     tc_rest_pq *pq;
     int started, finished, failed, audited;
+    int defer_audit; /* at the end, leave the record to tc_rest_stream_share */
     PGresult *first; /* the query's first result, read by the handler, not yet encoded */
     tc_rest_req_log lg;
     tc_rest_principal who;
@@ -285,9 +286,10 @@ static int tc_rest_stream_pull(tc_rest_stream *st, size_t want)
             /* Every row is read: commit, then the audit record with their count, before the
              * last bytes go out. */
             st->finished = 1;
-            if (tc_rest_db_end(st->conn, 1, &pb) || tc_rest_audit_now(st->rest, &st->lg, 200))
+            if (tc_rest_db_end(st->conn, 1, &pb) ||
+                (!st->defer_audit && tc_rest_audit_now(st->rest, &st->lg, 200)))
                 st->failed = 1;
-            st->audited = !st->failed;
+            st->audited = !st->failed && !st->defer_audit;
             break;
         }
         if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK) {
@@ -349,24 +351,35 @@ static void tc_rest_share(tc_rest *r, tc_coalesce_ticket *t, char *data, size_t 
         tc_http_respond_owned(resp, 200, tc_rest_format_ctype(fmt), data, len);
 }
 
-/* A stream whose computation others joined: read every row into st->out (its own audit record
- * written at the end, as a stream's), then share it: 0 with resp set and st freed. -1 when it
- * cannot be shared (an error, past a cap): st goes on as a stream, starting with what it read. */
+/* A stream whose computation others joined: read every row into st->out, share it, then write
+ * its own audit record (after the publication, so the next computation starts meanwhile): 0 with
+ * resp set and st freed. -1 when it cannot be shared (an error, past a cap): st goes on as a
+ * stream, starting with what it read, and records itself when it ends. */
 static int tc_rest_stream_share(tc_rest *r, tc_rest_stream *st, tc_coalesce_ticket *t,
                                 tc_http_response *resp)
 {
+    tc_rest_problem pb;
     char *data;
     size_t len = 0;
 
+    st->defer_audit = 1;
     while (!st->finished)
         if (tc_rest_stream_pull(st, st->out.len + TC_REST_STREAM_CHUNK) ||
             tc_coalesce_reserve(r->coalesce, t, st->out.len))
-            return -1;
-    if (st->failed || tc_coalesce_reserve(r->coalesce, t, st->out.len) ||
-        !(data = tc_jbuf_take(&st->out, &len)))
+            break;
+    st->defer_audit = 0;
+    if (!st->finished || st->failed)
         return -1;
-    tc_rest_share(r, t, data, len, st->lg.rows, st->fmt, resp);
-    tc_rest_stream_free(st); /* committed and recorded: only the connection goes back */
+    data = tc_jbuf_take(&st->out, &len);
+    if (data)
+        tc_rest_share(r, t, data, len, st->lg.rows, st->fmt, resp);
+    st->audited = 1;
+    if (!data || tc_rest_audit_now(r, &st->lg, 200)) {
+        /* No record, no data: the answer is replaced (and its bytes let go). */
+        tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
+        tc_rest_respond_problem(resp, &pb, st->req.path);
+    }
+    tc_rest_stream_free(st); /* committed: only the connection goes back */
     return 0;
 }
 
@@ -640,16 +653,17 @@ static void tc_rest_run(tc_rest *r, const tc_rest_route *rt, const tc_http_reque
     if (pb.status || tc_rest_db_end(conn, 1, &pb))
         goto fail;
     tc_rest_pool_put(r->pool, conn);
+    if (share && resp->body) {
+        /* Published before this request's own record, so the next computation starts meanwhile
+         * (each member records itself before it sends). */
+        char *body = resp->body;
+        resp->body = NULL; /* taken by tc_rest_share */
+        tc_rest_share(r, share, body, resp->body_len, lg->rows, fmt, resp);
+    }
     if (tc_rest_audit_now(r, lg, 200)) {
         /* No record, no data: the answer built above is replaced. */
         tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
         tc_rest_respond_problem(resp, &pb, req->path);
-        return;
-    }
-    if (share && resp->body && tc_coalesce_reserve(r->coalesce, share, resp->body_len) == 0) {
-        char *body = resp->body;
-        resp->body = NULL; /* taken by tc_rest_share */
-        tc_rest_share(r, share, body, resp->body_len, lg->rows, fmt, resp);
     }
     return;
 fail:
