@@ -98,9 +98,20 @@ typedef struct tc_http_req_state {
 
 /* ---- responses ---- */
 
+/* Let go of resp's body: free it, or give a borrowed one back. */
+static void tc_http_body_release(tc_http_response *resp)
+{
+    if (resp->body_free)
+        resp->body_free(resp->body_ctx);
+    else
+        free(resp->body);
+    resp->body_free = NULL;
+    resp->body_ctx = NULL;
+}
+
 void tc_http_response_clear(tc_http_response *resp)
 {
-    free(resp->body);
+    tc_http_body_release(resp);
     if (resp->stream_free)
         resp->stream_free(resp->stream_ctx);
     memset(resp, 0, sizeof(*resp));
@@ -125,7 +136,7 @@ tc_err tc_http_add_header(tc_http_response *resp, const char *name, const char *
 /* Forget what resp held (body or stream) and set its status and content type. */
 static void tc_http_reset_body(tc_http_response *resp, int status, const char *content_type)
 {
-    free(resp->body);
+    tc_http_body_release(resp);
     if (resp->stream_free)
         resp->stream_free(resp->stream_ctx);
     resp->body = NULL;
@@ -144,6 +155,16 @@ void tc_http_respond_stream(tc_http_response *resp, int status, const char *cont
     resp->stream = fn;
     resp->stream_ctx = ctx;
     resp->stream_free = free_fn;
+}
+
+void tc_http_respond_borrowed(tc_http_response *resp, int status, const char *content_type,
+                              const char *body, size_t len, void (*free_fn)(void *ctx), void *ctx)
+{
+    tc_http_reset_body(resp, status, content_type);
+    resp->body = (char *)(uintptr_t)body; /* never written: body_free tells it is borrowed */
+    resp->body_len = len;
+    resp->body_free = free_fn;
+    resp->body_ctx = ctx;
 }
 
 void tc_http_respond_owned(tc_http_response *resp, int status, const char *content_type, char *body,
@@ -784,6 +805,21 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
         }
         return tc_http_queue(c, r, held, default_ct, close_after);
     }
+    if (resp->body_free) {
+        /* Borrowed: libmicrohttpd gives it back once sent (or at once when it cannot queue). */
+        r = MHD_create_response_from_buffer_with_free_callback_cls(resp->body_len, body,
+                                                                   resp->body_free, resp->body_ctx);
+        if (!r) {
+            tc_http_response_clear(resp);
+            return MHD_NO;
+        }
+        resp->body = NULL;
+        resp->body_free = NULL;
+        resp->body_ctx = NULL;
+        ret = tc_http_queue(c, r, resp, default_ct, close_after);
+        tc_http_response_clear(resp);
+        return ret;
+    }
     if (!body) {
         body = malloc(1);
         if (!body)
@@ -977,6 +1013,8 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         return tc_err_set(TC_ERR_CONFIG, errstr, errstr_size, "no listen address");
     if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (s->opt.thread_per_connection)
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
     if ((err = tc_http_load_tls(s, errstr, errstr_size)) != TC_OK)
         return err;
     if (s->tls_cert) {
@@ -996,8 +1034,9 @@ tc_err tc_http_server_start(tc_http_server *s, char *errstr, size_t errstr_size)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls,
-        s->opt.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.threads,
-        MHD_OPTION_END);
+        s->opt.threads > 1 && !s->opt.thread_per_connection ? MHD_OPTION_THREAD_POOL_SIZE
+                                                            : MHD_OPTION_END,
+        s->opt.threads, MHD_OPTION_END);
     if (!s->daemon)
         return tc_err_set(s->tls_cert ? TC_ERR_CONFIG : TC_ERR_IO, errstr, errstr_size,
                           "cannot listen on %s: %s%s", s->listen,

@@ -53,8 +53,13 @@ typedef struct tc_http_auth tc_http_auth;
  * thread, never while its handler runs or its response is sent.
  */
 typedef struct tc_http_options {
-    size_t max_body_bytes;        /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
-    unsigned threads;             /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    size_t max_body_bytes; /* 0 = TC_HTTP_BODY_MAX_DEFAULT */
+    unsigned threads;      /* polling threads; 0 = TC_HTTP_THREADS_DEFAULT */
+    /* A thread per connection instead (threads unused), for handlers that block: a polling
+     * thread takes the connections that arrive together and serves them one after the other, so
+     * a handler that waits (for PostgreSQL, for an identical request's answer) would hold up the
+     * others it took. */
+    int thread_per_connection;
     unsigned max_connections;     /* 0 = TC_HTTP_CONNS_DEFAULT */
     unsigned timeout_s;           /* idle connection timeout; 0 = TC_HTTP_TIMEOUT_S_DEFAULT */
     unsigned per_ip_connections;  /* 0 = TC_HTTP_PER_IP_DEFAULT */
@@ -107,8 +112,12 @@ typedef long (*tc_http_stream_fn)(void *ctx, char *buf, size_t max);
 typedef struct tc_http_response {
     int status;               /* 200 unless set */
     const char *content_type; /* static string; NULL = TC_HTTP_JSON */
-    char *body;               /* malloc'ed, owned by the response; NUL after body_len bytes */
+    char *body; /* malloc'ed, owned by the response; NUL after body_len bytes (or borrowed) */
     size_t body_len;
+    /* Set by tc_http_respond_borrowed: body is not the response's, and body_free(body_ctx) runs
+     * exactly once when the response is done with it (sent, or cleared). */
+    void (*body_free)(void *ctx);
+    void *body_ctx;
     tc_http_header headers[TC_HTTP_RESP_HEADERS_MAX];
     size_t nheaders;
     /* Set by tc_http_respond_stream instead of a body. stream_free runs exactly once, when the
@@ -191,6 +200,10 @@ void tc_http_respond_stream(tc_http_response *resp, int status, const char *cont
  * content type. */
 void tc_http_respond(tc_http_response *resp, int status, const char *content_type, const char *body,
                      size_t len);
+/* Send body[0..len) (NUL after it) without copying it: the caller keeps it alive until
+ * free_fn(ctx) runs, once, when the response no longer needs it. */
+void tc_http_respond_borrowed(tc_http_response *resp, int status, const char *content_type,
+                              const char *body, size_t len, void (*free_fn)(void *ctx), void *ctx);
 /* Take ownership of a malloc'ed body, which must have a NUL after its len bytes. */
 void tc_http_respond_owned(tc_http_response *resp, int status, const char *content_type, char *body,
                            size_t len);

@@ -12,16 +12,23 @@
  * then, so every answer a client receives has its record. A request's own transaction is
  * committed (or rolled back) and its connection given back first: the pool does not wait on the
  * audit log.
+ *
+ * Reads go through the coalescing table (coalesce.h) under a key of everything that decides their
+ * bytes (tc_rest_coalesce_key). A leader alone runs as above; a leader that others joined reads
+ * its whole answer (the stream's own code, into memory, under the table's caps) and publishes it,
+ * and each member -- the leader too -- writes its own audit record and sends the shared bytes.
  */
 #include "api/rest.h"
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/coalesce.h"
 #include "api/rest_audit.h"
 #include "api/rest_auth.h"
 #include "api/rest_db.h"
@@ -54,6 +61,8 @@ struct tc_rest {
     tc_rest_auth *auth;
     tc_rest_pool *pool;
     tc_rest_auditor *auditor;
+    tc_coalesce *coalesce; /* NULL: identical reads are not coalesced */
+    atomic_uint_least64_t statements;
     tc_rest_cursor_key ck;
     char *openapi;
     size_t openapi_len;
@@ -91,7 +100,10 @@ tc_rest *tc_rest_new(const tc_rest_options *opt, char *errstr, size_t errstr_siz
                       : NULL;
     r->auditor =
         r->pool ? tc_rest_auditor_new(opt->pg_dsn, opt->audit_schema, errstr, errstr_size) : NULL;
-    if (!r->auditor) {
+    if (r->auditor && opt->coalesce &&
+        !(r->coalesce = tc_coalesce_new(opt->coalesce_answer_max, opt->coalesce_total_max)))
+        tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    if (!r->auditor || (opt->coalesce && !r->coalesce)) {
         if (!r->openapi)
             tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
         tc_rest_destroy(r);
@@ -105,6 +117,7 @@ void tc_rest_destroy(tc_rest *r)
     if (!r)
         return;
     tc_rest_auditor_destroy(r->auditor);
+    tc_coalesce_destroy(r->coalesce);
     tc_rest_pool_destroy(r->pool);
     tc_rest_auth_destroy(r->auth);
     OPENSSL_cleanse(r->ck.secret, sizeof(r->ck.secret));
@@ -171,9 +184,11 @@ typedef struct tc_rest_stream {
     PGconn *conn;
     tc_rest_format fmt;
     tc_jbuf out;
+    tc_jbuf line; /* NDJSON: one row's object, reused */
     size_t out_pos;
     tc_rest_pq *pq;
     int started, finished, failed, audited;
+    int defer_audit; /* at the end, leave the record to tc_rest_stream_share */
     PGresult *first; /* the query's first result, read by the handler, not yet encoded */
     tc_rest_req_log lg;
     tc_rest_principal who;
@@ -202,6 +217,7 @@ static void tc_rest_stream_free(void *ctx)
     PQclear(st->first);
     tc_rest_pq_destroy(st->pq);
     tc_jbuf_free(&st->out);
+    tc_jbuf_free(&st->line);
     free(st->strings);
     free(st);
 }
@@ -227,7 +243,6 @@ static int tc_rest_stream_start(tc_rest_stream *st, const PGresult *res)
 static int tc_rest_stream_row(tc_rest_stream *st, const PGresult *res)
 {
     char errstr[TC_ERRSTR_MAX];
-    tc_jbuf line;
 
     st->lg.rows++;
     switch (st->fmt) {
@@ -242,22 +257,24 @@ static int tc_rest_stream_row(tc_rest_stream *st, const PGresult *res)
         break;
     default:
         /* One object per line: a writer of its own, so no comma goes between the lines. */
-        tc_jbuf_init(&line, TC_REST_JSON_MAX);
-        tc_rest_json_row(&line, res, 0);
-        tc_jbuf_append(&line, "\n", 1);
-        tc_jbuf_append(&st->out, line.data ? line.data : "", line.len);
-        tc_jbuf_free(&line);
+        tc_jbuf_reset(&st->line);
+        tc_rest_json_row(&st->line, res, 0);
+        tc_jbuf_append(&st->line, "\n", 1);
+        if (tc_jbuf_failed(&st->line))
+            return -1;
+        tc_jbuf_append(&st->out, st->line.data, st->line.len);
     }
     return tc_jbuf_failed(&st->out) ? -1 : 0;
 }
 
-static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
+/* Read results until `want` bytes wait in st->out or every row is read: 0, or -1 when the stream
+ * failed and must be cut. A failed commit or audit record at the end sets st->failed but returns
+ * 0: what was read is sent, then the body is cut. */
+static int tc_rest_stream_pull(tc_rest_stream *st, size_t want)
 {
-    tc_rest_stream *st = ctx;
     char errstr[TC_ERRSTR_MAX];
-    size_t n;
 
-    while (!st->finished && st->out.len - st->out_pos < TC_REST_STREAM_CHUNK) {
+    while (!st->finished && st->out.len - st->out_pos < want) {
         PGresult *res = st->first ? st->first : PQgetResult(st->conn);
         ExecStatusType s = res ? PQresultStatus(res) : PGRES_COMMAND_OK;
         int bad = 0;
@@ -269,9 +286,10 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
             /* Every row is read: commit, then the audit record with their count, before the
              * last bytes go out. */
             st->finished = 1;
-            if (tc_rest_db_end(st->conn, 1, &pb) || tc_rest_audit_now(st->rest, &st->lg, 200))
+            if (tc_rest_db_end(st->conn, 1, &pb) ||
+                (!st->defer_audit && tc_rest_audit_now(st->rest, &st->lg, 200)))
                 st->failed = 1;
-            st->audited = !st->failed;
+            st->audited = !st->failed && !st->defer_audit;
             break;
         }
         if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK) {
@@ -289,9 +307,19 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
         if (bad) {
             /* Too late for a status: cutting the chunked body tells the client it is not all. */
             st->failed = 1;
-            return TC_HTTP_STREAM_ERROR;
+            return -1;
         }
     }
+    return 0;
+}
+
+static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
+{
+    tc_rest_stream *st = ctx;
+    size_t n;
+
+    if (tc_rest_stream_pull(st, TC_REST_STREAM_CHUNK))
+        return TC_HTTP_STREAM_ERROR;
     if (st->out_pos == st->out.len)
         return st->failed ? TC_HTTP_STREAM_ERROR : TC_HTTP_STREAM_END;
     n = st->out.len - st->out_pos < max ? st->out.len - st->out_pos : max;
@@ -304,10 +332,63 @@ static long tc_rest_stream_read(void *ctx, char *buf, size_t max)
     return (long)n;
 }
 
-/* Hand the running query, whose first result is `first` (a row or the end), over to a stream;
- * on failure the caller still owns conn and first. */
+/* Answer resp with a's bytes, borrowed (a's reference goes with the response). */
+static void tc_rest_respond_shared(tc_http_response *resp, tc_rest_format fmt,
+                                   tc_coalesce_answer *a)
+{
+    tc_http_respond_borrowed(resp, 200, tc_rest_format_ctype(fmt), a->data, a->len,
+                             tc_coalesce_answer_put, a);
+}
+
+/* End t's computation with the whole answer (data, malloc'ed, taken) and answer resp from it. When
+ * it cannot be shared (a cap), resp owns data and t is left running for the caller to end. */
+static void tc_rest_share(tc_rest *r, tc_coalesce_ticket *t, char *data, size_t len, int64_t rows,
+                          tc_rest_format fmt, tc_http_response *resp)
+{
+    if (tc_coalesce_publish(r->coalesce, t, data, len, rows) == 0)
+        tc_rest_respond_shared(resp, fmt, t->answer);
+    else
+        tc_http_respond_owned(resp, 200, tc_rest_format_ctype(fmt), data, len);
+}
+
+/* A stream whose computation others joined: read every row into st->out, share it, then write
+ * its own audit record (after the publication, so the next computation starts meanwhile): 0 with
+ * resp set and st freed. -1 when it cannot be shared (an error, past a cap): st goes on as a
+ * stream, starting with what it read, and records itself when it ends. */
+static int tc_rest_stream_share(tc_rest *r, tc_rest_stream *st, tc_coalesce_ticket *t,
+                                tc_http_response *resp)
+{
+    tc_rest_problem pb;
+    char *data;
+    size_t len = 0;
+
+    st->defer_audit = 1;
+    while (!st->finished)
+        if (tc_rest_stream_pull(st, st->out.len + TC_REST_STREAM_CHUNK) ||
+            tc_coalesce_reserve(r->coalesce, t, st->out.len))
+            break;
+    st->defer_audit = 0;
+    if (!st->finished || st->failed)
+        return -1;
+    data = tc_jbuf_take(&st->out, &len);
+    if (data)
+        tc_rest_share(r, t, data, len, st->lg.rows, st->fmt, resp);
+    st->audited = 1;
+    if (!data || tc_rest_audit_now(r, &st->lg, 200)) {
+        /* No record, no data: the answer is replaced (and its bytes let go). */
+        tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
+        tc_rest_respond_problem(resp, &pb, st->req.path);
+    }
+    tc_rest_stream_free(st); /* committed: only the connection goes back */
+    return 0;
+}
+
+/* Hand the running query, whose first result is `first` (a row or the end), over to a stream
+ * (read whole and shared first when share is given); on failure the caller still owns conn and
+ * first. */
 static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, PGresult *first, tc_rest_format fmt,
-                                const tc_rest_req_log *lg, tc_http_response *resp)
+                                const tc_rest_req_log *lg, tc_coalesce_ticket *share,
+                                tc_http_response *resp)
 {
     tc_rest_stream *st = calloc(1, sizeof(*st));
     size_t lm = strlen(lg->req->method) + 1, lp = strlen(lg->req->path) + 1,
@@ -322,6 +403,7 @@ static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, PGresult *first, tc_re
     st->first = first;
     st->fmt = fmt;
     tc_jbuf_init(&st->out, TC_REST_JSON_MAX);
+    tc_jbuf_init(&st->line, TC_REST_JSON_MAX);
     st->who = *lg->who;
     st->req = *lg->req;
     st->req.method = memcpy(st->strings, lg->req->method, lm);
@@ -333,6 +415,8 @@ static int tc_rest_stream_begin(tc_rest *r, PGconn *conn, PGresult *first, tc_re
     st->lg.req = &st->req;
     st->lg.who = &st->who;
     st->lg.rows = 0;
+    if (share && tc_rest_stream_share(r, st, share, resp) == 0)
+        return 0;
     tc_http_respond_stream(resp, 200, tc_rest_format_ctype(fmt), tc_rest_stream_read, st,
                            tc_rest_stream_free);
     return 0;
@@ -436,6 +520,158 @@ static int tc_rest_param_index(const tc_rest_route *rt, const char *name)
     return -1;
 }
 
+/* The coalescing key of a read (coalesce.h): everything that decides its rows and bytes -- the
+ * route, the role and the claims the transaction runs with, the format, the path's and the query's
+ * parameters as parsed (a time or a number by its value, so spellings of one value share) -- each
+ * field with its length, so no two requests' fields run together. Its length, or 0 when it does
+ * not fit (then the request is not coalesced). */
+static size_t tc_rest_coalesce_key(const tc_rest_route *rt, const tc_http_request *req,
+                                   const tc_rest_principal *who, const tc_rest_param_val *vals,
+                                   tc_rest_format fmt, char *key, size_t cap)
+{
+    size_t n = 0;
+    int w;
+
+#define TC_REST_KEY_ADD(fmt_, ...)                                                                 \
+    do {                                                                                           \
+        w = snprintf(key + n, cap - n, fmt_, __VA_ARGS__);                                         \
+        if (w < 0 || (size_t)w >= cap - n)                                                         \
+            return 0;                                                                              \
+        n += (size_t)w;                                                                            \
+    } while (0)
+    TC_REST_KEY_ADD("%zu:%s|%d|%d|%zu:%s|", strlen(rt->id), rt->id, (int)who->role, (int)fmt,
+                    strlen(who->claims), who->claims);
+    for (size_t i = 0; i < req->nparams && i < TC_HTTP_PARAMS_MAX; i++)
+        TC_REST_KEY_ADD("p%zu:%s|", strlen(req->params[i]), req->params[i]);
+    for (size_t i = 0; i < rt->nparams; i++) {
+        tc_rest_ptype ty = rt->params[i].type;
+        if (!vals[i].present)
+            TC_REST_KEY_ADD("%s", "-|");
+        else if (ty == TC_RP_TIME || ty == TC_RP_INT || ty == TC_RP_ENUM)
+            TC_REST_KEY_ADD("n%lld|", (long long)vals[i].num);
+        else
+            TC_REST_KEY_ADD("t%zu:%s|", strlen(vals[i].text), vals[i].text);
+    }
+#undef TC_REST_KEY_ADD
+    return n;
+}
+
+/* Run a request whose parameters and format are checked: its statement in one transaction as
+ * who, the answer, the audit record. lead: the computation this request leads (or NULL), started
+ * right before the statement; when others joined it, the answer is built whole and published
+ * (resp then borrows it). It is left for the caller to end when it was not published (alone, an
+ * error, a cap). */
+static void tc_rest_run(tc_rest *r, const tc_rest_route *rt, const tc_http_request *req,
+                        tc_rest_param_val *vals, tc_rest_format fmt, tc_rest_req_log *lg,
+                        tc_coalesce_ticket *lead, tc_http_response *resp)
+{
+    tc_coalesce_ticket *share = NULL;
+    tc_rest_problem pb;
+    tc_rest_call call;
+    tc_rest_sql q;
+    PGconn *conn = NULL;
+    PGresult *res;
+    int li = tc_rest_param_index(rt, "limit"), ci = tc_rest_param_index(rt, "cursor");
+
+    memset(&pb, 0, sizeof(pb));
+    memset(&call, 0, sizeof(call));
+    memset(&q, 0, sizeof(q));
+    for (size_t i = 0; i < req->nparams && i < 4; i++)
+        call.path_params[i] = req->params[i];
+    call.vals = vals;
+    call.now_us = tc_time_now_us();
+    if (ci >= 0 && vals[ci].present) {
+        /* "key<SEP>key2": a cursor made by tc_rest_json_answer, its MAC checked already. */
+        char *sep = strchr(vals[ci].text, TC_REST_KEY_SEP);
+        if (!sep) {
+            tc_rest_problem_set(&pb, 400, "cursor", "cursor: not a cursor of this endpoint");
+            return tc_rest_fail(r, lg, resp, &pb);
+        }
+        *sep = '\0';
+        call.after = vals[ci].text;
+        call.after2 = sep + 1;
+    }
+    if (li >= 0 && vals[li].present)
+        call.limit = vals[li].num + (fmt == TC_REST_FMT_JSON);
+    else if (rt->kind == TC_RK_LIST && fmt == TC_REST_FMT_JSON)
+        call.limit = TC_REST_LIMIT_DEFAULT + 1;
+    if (rt->build(&call, &q, &pb))
+        return tc_rest_fail(r, lg, resp, &pb);
+    conn = tc_rest_pool_get(r->pool, &pb);
+    if (!conn)
+        return tc_rest_fail(r, lg, resp, &pb);
+    if (tc_rest_db_begin(r->pool, conn, lg->who, q.prepared > 0, &pb))
+        goto fail;
+    /* Whoever joined until now shares what this statement reads; nobody joins after it. */
+    if (lead && tc_coalesce_start(r->coalesce, lead) > 1)
+        share = lead;
+    atomic_fetch_add(&r->statements, 1);
+    if (fmt != TC_REST_FMT_JSON) {
+        res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 1);
+        if (res || !PQsetSingleRowMode(conn)) {
+            tc_rest_db_problem(res, rt->id, &pb);
+            PQclear(res);
+            goto fail;
+        }
+        /* The first result before the status goes out: a query PostgreSQL refuses (a role
+         * without the right, a bad value) is a 403 or 400 like in JSON, not a cut stream. */
+        res = PQgetResult(conn);
+        if (PQresultStatus(res) != PGRES_SINGLE_TUPLE && PQresultStatus(res) != PGRES_TUPLES_OK) {
+            tc_rest_db_problem(res, rt->id, &pb);
+            PQclear(res);
+            goto fail;
+        }
+        if (tc_rest_stream_begin(r, conn, res, fmt, lg, share, resp) == 0)
+            return; /* the stream owns conn and res now */
+        PQclear(res);
+        tc_rest_problem_set(&pb, 500, NULL, "out of memory");
+        goto fail;
+    }
+    res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        tc_rest_db_problem(res, rt->id, &pb);
+        PQclear(res);
+        goto fail;
+    }
+    if (rt->kind == TC_RK_ACTION) {
+        tc_rest_action(r, conn, res, lg, resp, &pb);
+        PQclear(res);
+        if (pb.status)
+            goto fail;
+        /* Committed by tc_rest_action; the dead letters are sent, so a failing record is
+         * logged but does not turn the answer into an error. */
+        tc_rest_pool_put(r->pool, conn);
+        tc_rest_audit_now(r, lg, 200);
+        return;
+    }
+    tc_rest_json_answer(r, rt, res,
+                        li >= 0 && vals[li].present ? vals[li].num
+                        : rt->kind == TC_RK_LIST    ? TC_REST_LIMIT_DEFAULT
+                                                    : 0,
+                        lg, resp, &pb);
+    PQclear(res);
+    if (pb.status || tc_rest_db_end(conn, 1, &pb))
+        goto fail;
+    tc_rest_pool_put(r->pool, conn);
+    if (share && resp->body) {
+        /* Published before this request's own record, so the next computation starts meanwhile
+         * (each member records itself before it sends). */
+        char *body = resp->body;
+        resp->body = NULL; /* taken by tc_rest_share */
+        tc_rest_share(r, share, body, resp->body_len, lg->rows, fmt, resp);
+    }
+    if (tc_rest_audit_now(r, lg, 200)) {
+        /* No record, no data: the answer built above is replaced. */
+        tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
+        tc_rest_respond_problem(resp, &pb, req->path);
+    }
+    return;
+fail:
+    tc_rest_db_end(conn, 0, &pb);
+    tc_rest_pool_put(r->pool, conn);
+    tc_rest_fail(r, lg, resp, &pb);
+}
+
 static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_response *resp)
 {
     const tc_rest_binding *bd = ctx;
@@ -444,14 +680,13 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
     tc_rest_param_val vals[TC_REST_PARAMS_MAX];
     tc_rest_principal who;
     tc_rest_problem pb;
-    tc_rest_call call;
-    tc_rest_sql q;
     tc_rest_format fmt = TC_REST_FMT_JSON;
     tc_rest_req_log lg = {req, NULL, tc_time_now_us(), -1};
-    PGconn *conn = NULL;
-    PGresult *res;
+    tc_coalesce_ticket t;
+    char key[TC_COALESCE_KEY_MAX];
+    size_t klen = 0;
     long retry = 0;
-    int fi, li, ci;
+    int fi;
 
     memset(&pb, 0, sizeof(pb));
     if (rt->kind == TC_RK_DOC) {
@@ -483,93 +718,69 @@ static void tc_rest_handle(void *ctx, const tc_http_request *req, tc_http_respon
                             "format: this endpoint answers JSON, CSV, NDJSON or Parquet");
         return tc_rest_fail(r, &lg, resp, &pb);
     }
-    li = tc_rest_param_index(rt, "limit");
-    ci = tc_rest_param_index(rt, "cursor");
-    memset(&call, 0, sizeof(call));
-    memset(&q, 0, sizeof(q));
-    for (size_t i = 0; i < req->nparams && i < 4; i++)
-        call.path_params[i] = req->params[i];
-    call.vals = vals;
-    call.now_us = tc_time_now_us();
-    if (ci >= 0 && vals[ci].present) {
-        /* "key<SEP>key2": a cursor made by tc_rest_json_answer, its MAC checked already. */
-        char *sep = strchr(vals[ci].text, TC_REST_KEY_SEP);
-        if (!sep) {
-            tc_rest_problem_set(&pb, 400, "cursor", "cursor: not a cursor of this endpoint");
-            return tc_rest_fail(r, &lg, resp, &pb);
+    /* Reads may share a computation with identical ones (coalesce.h); writes never do. */
+    if (r->coalesce && (rt->kind == TC_RK_LIST || rt->kind == TC_RK_ONE) &&
+        !strcmp(rt->method, "GET"))
+        klen = tc_rest_coalesce_key(rt, req, &who, vals, fmt, key, sizeof(key));
+    if (!klen)
+        return tc_rest_run(r, rt, req, vals, fmt, &lg, NULL, resp);
+    switch (tc_coalesce_enter(r->coalesce, key, klen, &t)) {
+    case TC_COALESCE_SHARED:
+        /* Answered by another request's computation: recorded as itself, with its rows. */
+        lg.rows = t.answer->rows;
+        if (tc_rest_audit_now(r, &lg, 200)) {
+            tc_coalesce_answer_put(t.answer);
+            tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
+            return tc_rest_respond_problem(resp, &pb, req->path);
         }
-        *sep = '\0';
-        call.after = vals[ci].text;
-        call.after2 = sep + 1;
-    }
-    if (li >= 0 && vals[li].present)
-        call.limit = vals[li].num + (fmt == TC_REST_FMT_JSON);
-    else if (rt->kind == TC_RK_LIST && fmt == TC_REST_FMT_JSON)
-        call.limit = TC_REST_LIMIT_DEFAULT + 1;
-    if (rt->build(&call, &q, &pb))
-        return tc_rest_fail(r, &lg, resp, &pb);
-    conn = tc_rest_pool_get(r->pool, &pb);
-    if (!conn)
-        return tc_rest_fail(r, &lg, resp, &pb);
-    if (tc_rest_db_begin(r->pool, conn, &who, q.prepared > 0, &pb))
-        goto fail;
-    if (fmt != TC_REST_FMT_JSON) {
-        res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 1);
-        if (res || !PQsetSingleRowMode(conn)) {
-            tc_rest_db_problem(res, rt->id, &pb);
-            PQclear(res);
-            goto fail;
-        }
-        /* The first result before the status goes out: a query PostgreSQL refuses (a role
-         * without the right, a bad value) is a 403 or 400 like in JSON, not a cut stream. */
-        res = PQgetResult(conn);
-        if (PQresultStatus(res) != PGRES_SINGLE_TUPLE && PQresultStatus(res) != PGRES_TUPLES_OK) {
-            tc_rest_db_problem(res, rt->id, &pb);
-            PQclear(res);
-            goto fail;
-        }
-        if (tc_rest_stream_begin(r, conn, res, fmt, &lg, resp) == 0)
-            return; /* the stream owns conn and res now */
-        PQclear(res);
-        tc_rest_problem_set(&pb, 500, NULL, "out of memory");
-        goto fail;
-    }
-    res = tc_rest_db_run(r->pool, conn, q.prepared, q.text, q.nparams, q.params, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        tc_rest_db_problem(res, rt->id, &pb);
-        PQclear(res);
-        goto fail;
-    }
-    if (rt->kind == TC_RK_ACTION) {
-        tc_rest_action(r, conn, res, &lg, resp, &pb);
-        PQclear(res);
-        if (pb.status)
-            goto fail;
-        /* Committed by tc_rest_action; the dead letters are sent, so a failing record is
-         * logged but does not turn the answer into an error. */
-        tc_rest_pool_put(r->pool, conn);
-        tc_rest_audit_now(r, &lg, 200);
+        return tc_rest_respond_shared(resp, fmt, t.answer);
+    case TC_COALESCE_LEAD:
+        /* Alone, it runs as any request (a stream is not held back); else it builds the whole
+         * answer for everyone. Ended unshared when it did not publish. */
+        tc_rest_run(r, rt, req, vals, fmt, &lg, &t, resp);
+        tc_coalesce_unshared(r->coalesce, &t);
         return;
+    case TC_COALESCE_FALLBACK:
+        break;
     }
-    tc_rest_json_answer(r, rt, res,
-                        li >= 0 && vals[li].present ? vals[li].num
-                        : rt->kind == TC_RK_LIST    ? TC_REST_LIMIT_DEFAULT
-                                                    : 0,
-                        &lg, resp, &pb);
-    PQclear(res);
-    if (pb.status || tc_rest_db_end(conn, 1, &pb))
-        goto fail;
-    tc_rest_pool_put(r->pool, conn);
-    if (tc_rest_audit_now(r, &lg, 200)) {
-        /* No record, no data: the answer built above is replaced. */
-        tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
-        tc_rest_respond_problem(resp, &pb, req->path);
-    }
-    return;
-fail:
-    tc_rest_db_end(conn, 0, &pb);
-    tc_rest_pool_put(r->pool, conn);
-    tc_rest_fail(r, &lg, resp, &pb);
+    tc_rest_run(r, rt, req, vals, fmt, &lg, NULL, resp);
+}
+
+static void tc_rest_metrics(void *ctx, const tc_http_request *req, tc_http_response *resp)
+{
+    tc_rest *r = ctx;
+    tc_coalesce_stats st = {0};
+    char body[2048];
+    int n;
+
+    (void)req;
+    if (r->coalesce)
+        tc_coalesce_stats_get(r->coalesce, &st);
+    n = snprintf(body, sizeof(body),
+                 "# HELP thermocline_api_statements_total Statements the REST API ran for reads"
+                 " and writes (one per request that was not answered by another's).\n"
+                 "# TYPE thermocline_api_statements_total counter\n"
+                 "thermocline_api_statements_total %llu\n"
+                 "# HELP thermocline_api_coalesced_total Requests answered by an identical"
+                 " request's computation.\n"
+                 "# TYPE thermocline_api_coalesced_total counter\n"
+                 "thermocline_api_coalesced_total %llu\n"
+                 "# HELP thermocline_api_coalesce_fallbacks_total Requests that joined a"
+                 " computation whose answer could not be shared, and ran on their own.\n"
+                 "# TYPE thermocline_api_coalesce_fallbacks_total counter\n"
+                 "thermocline_api_coalesce_fallbacks_total %llu\n"
+                 "# HELP thermocline_api_coalesce_held_bytes Bytes of shared answers held.\n"
+                 "# TYPE thermocline_api_coalesce_held_bytes gauge\n"
+                 "thermocline_api_coalesce_held_bytes %llu\n"
+                 "# HELP thermocline_api_coalesce_waiting Requests waiting for an identical"
+                 " request's computation, or to start theirs.\n"
+                 "# TYPE thermocline_api_coalesce_waiting gauge\n"
+                 "thermocline_api_coalesce_waiting %llu\n",
+                 (unsigned long long)atomic_load(&r->statements), (unsigned long long)st.shared,
+                 (unsigned long long)st.fallbacks, (unsigned long long)st.held_bytes,
+                 (unsigned long long)st.waiting);
+    tc_http_respond(resp, 200, "text/plain; version=0.0.4", body,
+                    n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
 }
 
 tc_err tc_rest_mount(tc_rest *r, tc_http_server *s)
@@ -585,5 +796,5 @@ tc_err tc_rest_mount(tc_rest *r, tc_http_server *s)
         if (err != TC_OK)
             return err;
     }
-    return TC_OK;
+    return tc_http_route(s, "GET", "/metrics", tc_rest_metrics, r);
 }

@@ -13,6 +13,11 @@
  * go out as chunks while the database still sends the rest, so a response of any length holds a
  * bounded buffer (TC_REST_STREAM_CHUNK) and, for Parquet, one row group. JSON answers are pages of
  * at most 10,000 rows (the `limit` parameter's bound) with an opaque, signed `next` cursor.
+ *
+ * Identical reads (same route, parameters, format, role and claims) arriving together share one
+ * computation when `coalesce` is on (api/coalesce.h): one statement, one encoding, the bytes sent
+ * to each; every request is still rate-limited and audited as itself. GET /metrics (no
+ * credentials; counters only) counts the statements run and the requests answered that way.
  */
 #ifndef TC_API_REST_H
 #define TC_API_REST_H
@@ -34,6 +39,10 @@ typedef struct tc_rest_options {
     const char *cursor_secret; /* NULL or "": random */
     double rate_per_s;
     int64_t rate_burst;
+    /* Identical reads share one computation (api/coalesce.h), each answer's bytes under
+     * coalesce_answer_max and all of them under coalesce_total_max (0: the defaults). */
+    int coalesce;
+    size_t coalesce_answer_max, coalesce_total_max;
     /* Send the dead letters ids[0..n) back to the topic (`serve` gives one over the store and a
      * Kafka producer); *done counts those sent. NULL: redrive answers 503. Called after the
      * caller's role was checked and the ids read as that role, from any server thread. */

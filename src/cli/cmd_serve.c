@@ -124,9 +124,10 @@ int tc_cmd_serve(int argc, char **argv)
     if (!listen_addr)
         listen_addr = cfg->api_listen;
     tc_cli_install_signals();
-    /* A handler waits on PostgreSQL in the server's thread, and so does a stream between chunks:
-     * as many threads as connections, so a slow query holds up only its own requests. */
-    hopt = (tc_http_options){.threads = (unsigned)cfg->api_pool_size};
+    /* A handler waits on PostgreSQL in the server's thread, and so does a stream between chunks,
+     * and a request for the answer of an identical one: a thread per connection, so a slow query
+     * holds up only its own requests. */
+    hopt = (tc_http_options){.thread_per_connection = 1};
     server = tc_http_server_new(listen_addr, &hopt, errstr, sizeof(errstr));
     if (!server) {
         fprintf(stderr, "thermocline serve: api.listen: %s\n", errstr);
@@ -143,6 +144,9 @@ int tc_cmd_serve(int argc, char **argv)
                            .cursor_secret = cfg->api_cursor_secret,
                            .rate_per_s = cfg->api_rate_per_s,
                            .rate_burst = cfg->api_rate_burst,
+                           .coalesce = cfg->api_coalesce != 0,
+                           .coalesce_answer_max = (size_t)cfg->api_coalesce_answer_max,
+                           .coalesce_total_max = (size_t)cfg->api_coalesce_total_max,
                            .redrive = tc_serve_redrive_ids,
                            .redrive_ctx = &rd};
     rd.cfg = cfg;

@@ -304,6 +304,16 @@ static const tc_conf_entry tc_conf_table[] = {
      "Requests per second each token subject or API key may make (token bucket)..."},
     {"api.rate_burst", TC_CT_INT, "200", 1, 1000000, NULL, OFF(api_rate_burst),
      "...and the bucket's size: requests beyond get 429 with Retry-After."},
+    {"api.coalesce", TC_CT_BOOL, "true", 0, 0, NULL, OFF(api_coalesce),
+     "Identical reads (same route, parameters, format, role and claims) arriving together share "
+     "one computation that starts after the last of them arrived; each is still audited and "
+     "rate-limited as itself (docs/api.md)."},
+    {"api.coalesce_answer_max", TC_CT_INT, "33554432", 1024, 1073741824, NULL,
+     OFF(api_coalesce_answer_max),
+     "Bytes of one shared answer at most; a larger one is streamed to its own caller and the "
+     "others run alone..."},
+    {"api.coalesce_total_max", TC_CT_INT, "268435456", 1024, 17179869184, NULL,
+     OFF(api_coalesce_total_max), "...and bytes of every shared answer held at once."},
     {"audit.schema", TC_CT_STRING, "", 0, 0, NULL, OFF(audit_schema),
      "Schema of the audit log (events, append-only and hash-chained; `thermocline audit "
      "verify`). Empty: audit beside the schema telemetry, <postgres.schema>_audit beside any "

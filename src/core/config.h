@@ -114,6 +114,9 @@ typedef struct tc_config {
     int64_t api_pool_size;
     double api_rate_per_s;
     int64_t api_rate_burst;
+    int64_t api_coalesce;
+    int64_t api_coalesce_answer_max;
+    int64_t api_coalesce_total_max;
     /* security (docs/security.md): where secrets live, never the secrets themselves */
     char *kafka_security_protocol;
     char *kafka_tls_ca_file;

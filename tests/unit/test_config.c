@@ -107,6 +107,9 @@ static const char *const all_keys[] = {
     "api.pool_size",
     "api.rate_per_s",
     "api.rate_burst",
+    "api.coalesce",
+    "api.coalesce_answer_max",
+    "api.coalesce_total_max",
     "audit.schema",
     "kafka.security_protocol",
     "kafka.tls.ca_file",
@@ -379,6 +382,10 @@ static void test_every_key_settable(void **state)
             v = "hide";
         if (strstr(all_keys[i], "_digits"))
             v = "3";
+        if (!strcmp(all_keys[i], "api.coalesce"))
+            v = "false";
+        if (strstr(all_keys[i], "api.coalesce_"))
+            v = "2097152";
         if (set(f, all_keys[i], v) != TC_OK)
             fail_msg("could not set %s = %s: %s", all_keys[i], v, f->err);
     }
