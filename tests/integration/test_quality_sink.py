@@ -16,6 +16,7 @@ import struct
 import time
 
 import psycopg
+import pytest
 from confluent_kafka import Producer
 
 from api_data import as_role
@@ -323,19 +324,23 @@ def quantile_calls(tc):
     return calls.get("tc_quality_sketch_quantile", 0), calls.get("tc_quality_sketch_add", 0)
 
 
-def test_a_minute_written_in_parts_takes_its_quantiles_from_the_parts(tc, monkeypatch):
+@pytest.mark.parametrize("timescaledb", ["off", "on"])
+def test_a_minute_written_in_parts_takes_its_quantiles_from_the_parts(tc, monkeypatch,
+                                                                      timescaledb):
     """A device's minute written in two flushes of one run: the second part's statement takes the
     quantiles of both parts from the document instead of summing and ranking the sketches in SQL
     (fewer calls of the SQL quantile than devices: only the fleet's rows call it). After a restart
     the same minute's third part meets a row this run did not write: it is summed in SQL (one call
-    a device and quantile at least). The figures are exact throughout."""
+    a device and quantile at least). The figures are exact throughout, quality_1m a plain table or
+    a hypertable."""
     devices = [f"p-{k:03d}" for k in range(200)]
+    mode = f"postgres.timescaledb={timescaledb}"
     monkeypatch.setenv("PGOPTIONS", "-c track_functions=all")
     tc.partitions = 1
-    tc.migrate()
+    tc.cmd("migrate", extra=(mode,))
     tc.simulate("--count", "0")
     produce(tc, in_one_minute(devices, range(0, 10)))
-    proc = tc.spawn("run", extra=quality_settings())
+    proc = tc.spawn("run", extra=quality_settings(mode))
     try:
         assert wait_quality_caught_up(tc)
         produce(tc, in_one_minute(devices, range(10, 20)))
@@ -354,7 +359,7 @@ def test_a_minute_written_in_parts_takes_its_quantiles_from_the_parts(tc, monkey
     assert_figures_match(tc)
 
     produce(tc, in_one_minute(devices, range(20, 30)))
-    tc.run(extra=quality_settings())
+    tc.run(extra=quality_settings(mode))
     assert wait_quality_caught_up(tc)
     assert wait_for(lambda: quantile_calls(tc)[0] >= first + 2 * len(devices), timeout=60)
     assert tc.sql("SELECT count(*), min(readings), max(readings) FROM quality_1m") == [(200, 30, 30)]
