@@ -72,11 +72,27 @@ typedef struct tc_qm_slot {
 
 _Static_assert(sizeof(tc_qm_slot) <= TC_QM_ROW_BYTES, "a row held over its stated bound");
 
+/* What was handed over of a device's latest minute (metrics.h): its readings and, while they fall
+ * in at most TC_QM_SPARSE buckets, their summed sketch as (bucket, count) pairs. */
+enum { TC_QM_WRITTEN_NONE, TC_QM_WRITTEN_KNOWN, TC_QM_WRITTEN_SPREAD };
+
+typedef struct tc_qm_written {
+    int64_t minute_us;
+    uint32_t readings;
+    uint32_t sc[TC_QM_SPARSE];
+    uint8_t sb[TC_QM_SPARSE];
+    uint8_t nsparse;
+    uint8_t state; /* TC_QM_WRITTEN_* */
+} tc_qm_written;
+
+_Static_assert(sizeof(tc_qm_written) <= TC_QM_WRITTEN_BYTES, "written state over its bound");
+
 struct tc_qm {
     tc_qm_options o;
-    tc_qm_dev *devs; /* indexed like ids */
-    tc_qids *ids;    /* ours, or the detectors' (options.ids) */
-    int own_ids;     /* ids is ours to destroy */
+    tc_qm_dev *devs;        /* indexed like ids */
+    tc_qm_written *written; /* indexed like ids */
+    tc_qids *ids;           /* ours, or the detectors' (options.ids) */
+    int own_ids;            /* ids is ours to destroy */
     tc_qm_slot *rows;
     uint32_t free_head;
     /* Whole sketches of rows past TC_QM_SPARSE buckets: a pool of max_rows taken in order
@@ -159,12 +175,13 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
     if (q) {
         q->o = *o;
         q->devs = calloc(o->max_devices, sizeof(*q->devs));
+        q->written = calloc(o->max_devices, sizeof(*q->written));
         q->own_ids = !o->ids;
         q->ids = o->ids ? o->ids : tc_qids_new(o->max_devices);
         q->rows = calloc(o->max_rows, sizeof(*q->rows));
         q->sketches = calloc(o->max_rows, sizeof(*q->sketches));
     }
-    if (!q || !q->devs || !q->ids || !q->rows || !q->sketches) {
+    if (!q || !q->devs || !q->written || !q->ids || !q->rows || !q->sketches) {
         tc_qm_destroy(q);
         tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                    "quality metrics: out of memory for %zu devices and %zu rows", o->max_devices,
@@ -182,6 +199,7 @@ void tc_qm_destroy(tc_qm *q)
     if (!q)
         return;
     free(q->devs);
+    free(q->written);
     if (q->own_ids)
         tc_qids_destroy(q->ids);
     free(q->rows);
@@ -309,6 +327,8 @@ static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
     out->gaps = r->gaps;
     memcpy(out->present, r->present, sizeof(out->present));
     out->gap_max_s = r->gap_max_s;
+    out->continues = 0;
+    out->written = 0;
     if (r->full) {
         out->delay = q->sketches[r->full - 1];
         return;
@@ -495,6 +515,55 @@ void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t
     }
 }
 
+/* Add the pair (b, c) to w's sparse sketch; 0 when it needs a seventh bucket. */
+static int tc_qm_written_put(tc_qm_written *w, uint8_t b, uint32_t c)
+{
+    for (int i = 0; i < w->nsparse; i++)
+        if (w->sb[i] == b) {
+            if (w->sc[i] > UINT32_MAX - c)
+                return 0;
+            w->sc[i] += c;
+            return 1;
+        }
+    if (w->nsparse == TC_QM_SPARSE)
+        return 0;
+    w->sb[w->nsparse] = b;
+    w->sc[w->nsparse++] = c;
+    return 1;
+}
+
+/* Row s of a device, as out, is handed over: say whether it continues the minute last handed over
+ * (out->continues, written, whole) and remember it (metrics.h). A row of an older minute (a late
+ * reading's) leaves the memory as it is: it is not the latest. */
+static void tc_qm_written_note(tc_qm *q, const tc_qm_slot *s, tc_qm_row *out)
+{
+    tc_qm_written *w = &q->written[s->dev];
+    int known;
+
+    out->continues = 0;
+    if (w->state != TC_QM_WRITTEN_NONE && s->minute_us < w->minute_us)
+        return;
+    if (w->state == TC_QM_WRITTEN_NONE || s->minute_us > w->minute_us) {
+        memset(w, 0, sizeof(*w));
+        w->minute_us = s->minute_us;
+        w->state = TC_QM_WRITTEN_KNOWN;
+    } else if (w->state == TC_QM_WRITTEN_KNOWN) {
+        out->continues = 1;
+        out->written = w->readings;
+        out->whole = out->delay;
+        for (int i = 0; i < w->nsparse; i++) {
+            out->whole.b[w->sb[i]] += w->sc[i];
+            out->whole.count += w->sc[i];
+        }
+    }
+    known = w->state == TC_QM_WRITTEN_KNOWN && !s->full && w->readings <= UINT32_MAX - s->readings;
+    for (int i = 0; known && i < s->nsparse; i++)
+        known = tc_qm_written_put(w, s->sb[i], s->sc[i]);
+    w->readings += known ? s->readings : 0;
+    if (!known)
+        w->state = TC_QM_WRITTEN_SPREAD;
+}
+
 static int tc_qm_slot_order(const void *a, const void *b)
 {
     const tc_qm_slot *x = *(const tc_qm_slot *const *)a, *y = *(const tc_qm_slot *const *)b;
@@ -523,6 +592,8 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
             out[n++] = s;
         } else if (fn) {
             tc_qm_row_out(q, s, &row);
+            if (s->dev != TC_QM_FLEET)
+                tc_qm_written_note(q, s, &row);
             fn(opaque, &row);
         }
     }
@@ -530,6 +601,8 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
         qsort(out, n, sizeof(*out), tc_qm_slot_order);
         for (size_t k = 0; k < n && fn; k++) {
             tc_qm_row_out(q, out[k], &row);
+            if (out[k]->dev != TC_QM_FLEET)
+                tc_qm_written_note(q, out[k], &row);
             fn(opaque, &row);
         }
         free(out);

@@ -30,6 +30,18 @@
  * once the watermark is past a minute plus late_after_s (later readings of that minute make a new
  * row, which the store adds to the stored one).
  *
+ * What was handed over: a device's minute is often handed over in parts (a flush takes the minute
+ * still open, its later readings go in the next), and the store then adds the part to the stored
+ * row and must recompute the row's quantiles from the summed sketch -- in SQL, the dearest part
+ * of the write by far. So the metrics remember, per device, the latest minute handed over, the
+ * readings handed over for it and, while they fall in at most six buckets, the sum of their
+ * sketches (TC_QM_WRITTEN_BYTES a device, allocated for max_devices, touched when used). A row of
+ * that minute handed over again comes with `continues` set, `written` the readings handed over
+ * before it and `whole` the sum of every part's sketch, its own included: the store, if the
+ * stored row holds exactly `written` readings (then nothing but these parts is in it: each
+ * reading adds one to the sketch), takes the quantiles from `whole`; otherwise (a row written
+ * before a restart, or by another member) it sums in SQL as before.
+ *
  * Ownership: rows passed to the flush callback live for the call only. Not thread-safe.
  */
 #ifndef TC_QUALITY_METRICS_H
@@ -50,6 +62,8 @@
 #define TC_QM_MINUTE_US      INT64_C(60000000)
 /* Bytes of a row held, its delay sketch sparse (metrics.c). */
 #define TC_QM_ROW_BYTES 128
+/* Bytes a device's memory of what was handed over takes (metrics.c). */
+#define TC_QM_WRITTEN_BYTES 48
 
 typedef struct tc_qm_sketch {
     uint64_t count;
@@ -85,6 +99,12 @@ typedef struct tc_qm_row {
     uint32_t present[TC_QM_METRICS_MAX];
     double gap_max_s;
     tc_qm_sketch delay;
+    /* A device's row of the minute it was last handed over for, its sketch known (see above):
+     * the readings handed over for that minute before this row, and every part's sketch summed
+     * with this one's. Unset for the fleet's rows. */
+    int continues;
+    uint32_t written;
+    tc_qm_sketch whole;
 } tc_qm_row;
 
 typedef struct tc_qm_totals {

@@ -209,14 +209,16 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
 /* A sketch bucket's geometric middle in ms (metrics.h): 0.5 for bucket 0, NULL for none. */
 #define TC_QSQL_BUCKET_MS(b)                                                                       \
     "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
-#define TC_QSQL_UPSERT_SELECT                                                                      \
+#define TC_QSQL_UPSERT_SELECT_FROM(from)                                                           \
     " r.readings, r.n[1], r.n[2], r.n[3], r.n[4], r.n[5], r.n[6], r.late, r.ooo, r.gaps,"          \
     " r.gap_max, array_fill(0, ARRAY[r.sk0]) || r.sk, " TC_QSQL_BUCKET_MS(                         \
-        "r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM json_to_recordset($1::json) AS r("         \
-                                                 "device_id text, m bigint, readings bigint,"      \
-                                                 " n bigint[], late bigint, ooo bigint,"           \
-                                                 " gaps bigint, gap_max double precision,"         \
-                                                 " sk0 int, sk integer[], q50 int, q99 int)"
+        "r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM " from
+#define TC_QSQL_UPSERT_SELECT                                                                      \
+    TC_QSQL_UPSERT_SELECT_FROM("json_to_recordset($1::json) AS r("                                 \
+                               "device_id text, m bigint, readings bigint,"                        \
+                               " n bigint[], late bigint, ooo bigint,"                             \
+                               " gaps bigint, gap_max double precision,"                           \
+                               " sk0 int, sk integer[], q50 int, q99 int)")
 #define TC_QSQL_UPSERT_SET                                                                         \
     " DO UPDATE SET" TC_QSQL_ADD("readings") TC_QSQL_ADD("temperature_n") TC_QSQL_ADD(             \
         "humidity_n") TC_QSQL_ADD("pressure_n") TC_QSQL_ADD("battery_n") TC_QSQL_ADD("latitude_n") \
@@ -231,10 +233,35 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
                     "@S.tc_quality_sketch_quantile(@S.tc_quality_sketch_add(q.delay_sketch,"       \
                     " EXCLUDED.delay_sketch), 0.99)"
 
+/* A device's rows: those that continue a minute this lane wrote (`pr` set: the readings it stored
+ * for it) update the stored row when it holds exactly those readings, taking the quantiles of the
+ * parts' summed sketch from the document (m50, m99) instead of summing and ranking in SQL, which
+ * cost a row five SQL function calls (~130 us); every other row is upserted as before. */
+/* clang-format off */
 const char tc_quality_sql_write_rows[] =
-    "INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QSQL_UPSERT_COLS
-    " SELECT r.device_id, " TC_QSQL_MIN(
-        "r.m") "," TC_QSQL_UPSERT_SELECT " ON CONFLICT (device_id, bucket)" TC_QSQL_UPSERT_SET;
+    "WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS r(device_id text,"
+    " m bigint, readings bigint, n bigint[], late bigint, ooo bigint, gaps bigint,"
+    " gap_max double precision, sk0 int, sk integer[], q50 int, q99 int, pr bigint, m50 int,"
+    " m99 int)),"
+    " u AS (UPDATE @S.quality_1m AS q SET"
+    " readings = q.readings + r.readings,"
+    " temperature_n = q.temperature_n + r.n[1], humidity_n = q.humidity_n + r.n[2],"
+    " pressure_n = q.pressure_n + r.n[3], battery_n = q.battery_n + r.n[4],"
+    " latitude_n = q.latitude_n + r.n[5], longitude_n = q.longitude_n + r.n[6],"
+    " late = q.late + r.late, out_of_order = q.out_of_order + r.ooo, gaps = q.gaps + r.gaps,"
+    " gap_max_s = greatest(q.gap_max_s, r.gap_max),"
+    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, array_fill(0, ARRAY[r.sk0]) || r.sk),"
+    " delay_p50_ms = " TC_QSQL_BUCKET_MS("r.m50") ","
+    " delay_p99_ms = " TC_QSQL_BUCKET_MS("r.m99")
+    " FROM r WHERE r.pr IS NOT NULL AND q.device_id = r.device_id"
+    " AND q.bucket = " TC_QSQL_MIN("r.m") " AND q.readings = r.pr"
+    " RETURNING q.device_id, q.bucket)"
+    " INSERT INTO @S.quality_1m AS q (device_id, bucket," TC_QSQL_UPSERT_COLS
+    " SELECT r.device_id, " TC_QSQL_MIN("r.m") "," TC_QSQL_UPSERT_SELECT_FROM("r")
+    " WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.device_id = r.device_id"
+    " AND u.bucket = " TC_QSQL_MIN("r.m") ")"
+    " ON CONFLICT (device_id, bucket)" TC_QSQL_UPSERT_SET;
+/* clang-format on */
 
 const char tc_quality_sql_write_fleet[] =
     "WITH f AS (INSERT INTO @S.quality_fleet_1m AS q (bucket," TC_QSQL_UPSERT_COLS
@@ -406,6 +433,17 @@ void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics)
     p = tc_quality_sql_i64(p, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
     p = TC_QSQL_LIT(p, ",\"q99\":");
     p = tc_quality_sql_i64(p, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
+    /* A part of a minute whose earlier parts this lane wrote (metrics.h): the readings they
+     * stored and the quantiles of all the parts' sketch, which the statement takes when the
+     * stored row holds those readings and nothing else. */
+    if (r->continues) {
+        p = TC_QSQL_LIT(p, ",\"pr\":");
+        p = tc_quality_sql_i64(p, r->written);
+        p = TC_QSQL_LIT(p, ",\"m50\":");
+        p = tc_quality_sql_i64(p, tc_quality_sql_quantile_bucket(&r->whole, 0.5));
+        p = TC_QSQL_LIT(p, ",\"m99\":");
+        p = tc_quality_sql_i64(p, tc_quality_sql_quantile_bucket(&r->whole, 0.99));
+    }
     tc_jbuf_raw(j, text, (size_t)(p - text));
     tc_jbuf_obj_end(j);
 }

@@ -16,6 +16,7 @@ import struct
 import time
 
 import psycopg
+import pytest
 from confluent_kafka import Producer
 
 from api_data import as_role
@@ -307,6 +308,62 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     out = json.loads(tc.cmd("quality", "anomalies", "--format", "json", "--device", "r-1").stdout)
     assert [(a["rule"], a["status"]) for a in out if a["rule"]] == [("too-hot", "resolved")] * 2
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
+
+
+def in_one_minute(devices, seconds):
+    """Readings of `devices` at BASE_US + s seconds for s in `seconds`: all in one minute."""
+    return [(d, json.dumps({"device_id": d, "timestamp": (BASE_US + s * 1_000_000) // 1000,
+                            "temperature": 20.0 + s * 0.01}).encode())
+            for s in seconds for d in devices]
+
+
+def quantile_calls(tc):
+    """Calls of the SQL sketch functions PostgreSQL made for this schema (track_functions)."""
+    calls = dict(tc.sql("SELECT funcname, calls FROM pg_stat_user_functions"
+                        " WHERE schemaname = %s", (tc.schema,)))
+    return calls.get("tc_quality_sketch_quantile", 0), calls.get("tc_quality_sketch_add", 0)
+
+
+@pytest.mark.parametrize("timescaledb", ["off", "on"])
+def test_a_minute_written_in_parts_takes_its_quantiles_from_the_parts(tc, monkeypatch,
+                                                                      timescaledb):
+    """A device's minute written in two flushes of one run: the second part's statement takes the
+    quantiles of both parts from the document instead of summing and ranking the sketches in SQL
+    (fewer calls of the SQL quantile than devices: only the fleet's rows call it). After a restart
+    the same minute's third part meets a row this run did not write: it is summed in SQL (one call
+    a device and quantile at least). The figures are exact throughout, quality_1m a plain table or
+    a hypertable."""
+    devices = [f"p-{k:03d}" for k in range(200)]
+    mode = f"postgres.timescaledb={timescaledb}"
+    monkeypatch.setenv("PGOPTIONS", "-c track_functions=all")
+    tc.partitions = 1
+    tc.cmd("migrate", extra=(mode,))
+    tc.simulate("--count", "0")
+    produce(tc, in_one_minute(devices, range(0, 10)))
+    proc = tc.spawn("run", extra=quality_settings(mode))
+    try:
+        assert wait_quality_caught_up(tc)
+        produce(tc, in_one_minute(devices, range(10, 20)))
+        assert wait_for(lambda: store_has(tc, 200 * 20), timeout=180)
+        assert wait_quality_caught_up(tc)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=120)
+    tc.assert_clean(err)
+    # The fleet's minute was written in two parts at least, so the writer's statistics are in
+    # once the SQL sum was called for it (its backend reports them by its exit at the latest).
+    assert wait_for(lambda: quantile_calls(tc)[1] > 0, timeout=60)
+    first, _ = quantile_calls(tc)
+    assert first < len(devices), first
+    assert tc.sql("SELECT count(*), min(readings) FROM quality_1m") == [(200, 20)]
+    assert_figures_match(tc)
+
+    produce(tc, in_one_minute(devices, range(20, 30)))
+    tc.run(extra=quality_settings(mode))
+    assert wait_quality_caught_up(tc)
+    assert wait_for(lambda: quantile_calls(tc)[0] >= first + 2 * len(devices), timeout=60)
+    assert tc.sql("SELECT count(*), min(readings), max(readings) FROM quality_1m") == [(200, 30, 30)]
+    assert_figures_match(tc)
 
 
 def ten_devices(tc, prefix):

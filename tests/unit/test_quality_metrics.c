@@ -5,7 +5,8 @@
  * out-of-order, gap and completeness counts are worked out by hand; the id table grows and the
  * rows are found again across a flush; a device's rows of several minutes held at once, reached in
  * any order and across flushes, each found again (never a second row for one device and minute); a
- * row's JSON for the store, its sketch from its first bucket that counts to its last.
+ * row's JSON for the store, its sketch from its first bucket that counts to its last; a device's
+ * minute handed over in parts, the later parts carrying what was handed over before them.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -395,7 +396,7 @@ static void test_rows_of_many_minutes(void **state)
 
 /* The document a flush sends for a row: every figure, negative and large integers written right,
  * the sketch from its first bucket that counts (sk0) to its last (the SQL makes the zeros before
- * it and adds sketches of any lengths), an empty sketch as one 0. */
+ * it and adds sketches of any lengths), an empty sketch as one 0; a part continuing a minute. */
 static void test_row_json(void **state)
 {
     tc_qm_row r;
@@ -435,7 +436,112 @@ static void test_row_json(void **state)
     r.readings = 6;
     tc_quality_sql_row_json(&j, &r, 1);
     assert_non_null(strstr(j.data, "\"sk0\":70,\"sk\":[5,0,1],\"q50\":70,\"q99\":72}"));
+    /* A part continuing a minute: the readings written before it and the quantiles of all the
+     * parts (m50, m99) after the part's own. */
+    tc_jbuf_reset(&j);
+    r.continues = 1;
+    r.written = 3;
+    r.whole = r.delay;
+    r.whole.b[60] = 7;
+    r.whole.count += 7;
+    tc_quality_sql_row_json(&j, &r, 1);
+    assert_non_null(strstr(j.data, "\"q50\":70,\"q99\":72,\"pr\":3,\"m50\":60,\"m99\":72}"));
     tc_jbuf_free(&j);
+}
+
+typedef struct parts {
+    tc_qm_row last; /* the device's row of the last flush */
+    int rows;
+} parts;
+
+static void device_row(void *opaque, const tc_qm_row *r)
+{
+    parts *p = opaque;
+
+    if (!r->device) {
+        assert_int_equal(r->continues, 0); /* the fleet's rows never continue */
+        return;
+    }
+    p->last = *r;
+    p->rows++;
+}
+
+/* A reading of d-0 at minute m, second sec, `delay_ms` after its event time. */
+static void part_reading(tc_qm *q, int m, int sec, int64_t delay_ms)
+{
+    int64_t at = m * 60 * SEC + sec * SEC;
+
+    tc_qm_observe(q, "d-0", 3, at, at + delay_ms * 1000, at, NULL, NULL, 6);
+}
+
+/* A device's minute handed over in parts: the first part does not continue anything; a later part
+ * of the same minute continues it, with the readings handed over before it and the sum of every
+ * part's sketch, its own included; a part of an older minute (a late reading's) does not, and
+ * leaves the memory of the newest one as it was; once the minute's delays spread over more than
+ * six buckets, its later parts no longer continue (the store sums in SQL); the fleet's never. */
+static void test_parts_of_a_minute(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    parts p;
+    tc_qm *q;
+
+    (void)state;
+    memset(&p, 0, sizeof(p));
+    tc_qm_options_default(&o, 4);
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    part_reading(q, 5, 0, 100);
+    part_reading(q, 5, 10, 100);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.rows, 1);
+    assert_int_equal(p.last.continues, 0);
+
+    part_reading(q, 5, 20, 1000);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.continues, 1);
+    assert_int_equal(p.last.written, 2);
+    assert_int_equal(p.last.readings, 1);
+    assert_int_equal(p.last.delay.count, 1);
+    assert_int_equal(p.last.whole.count, 3);
+    assert_int_equal(p.last.whole.b[tc_qm_sketch_bucket(100)], 2);
+    assert_int_equal(p.last.whole.b[tc_qm_sketch_bucket(1000)], 1);
+
+    /* A late reading of minute 4: not the newest minute handed over. */
+    part_reading(q, 4, 30, 70000);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.minute_us, 4 * 60 * SEC);
+    assert_int_equal(p.last.continues, 0);
+
+    /* Minute 5 again: still continued, from all three readings before. */
+    part_reading(q, 5, 30, 100);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.continues, 1);
+    assert_int_equal(p.last.written, 3);
+    assert_int_equal(p.last.whole.count, 4);
+    assert_int_equal(p.last.whole.b[tc_qm_sketch_bucket(100)], 3);
+
+    /* Five more buckets: seven in the minute, past what is remembered. */
+    for (int k = 0; k < 5; k++)
+        part_reading(q, 5, 40 + k, (int64_t)10 << (2 * k));
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.continues, 1); /* this part still knew the four before */
+    assert_int_equal(p.last.whole.count, 9);
+    part_reading(q, 5, 50, 100);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.continues, 0);
+
+    /* A new minute starts a new memory; its next part continues it. */
+    part_reading(q, 6, 0, 100);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.continues, 0);
+    part_reading(q, 6, 10, 100);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    part_reading(q, 6, 20, 100);
+    tc_qm_flush(q, INT64_MAX, device_row, &p);
+    assert_int_equal(p.last.continues, 1);
+    assert_int_equal(p.last.written, 2);
+    tc_qm_destroy(q);
 }
 
 /* The id table starts small and doubles as ids come: every id keeps its index, and the table
@@ -508,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_tables_grow),
         cmocka_unit_test(test_rows_of_many_minutes),
         cmocka_unit_test(test_row_json),
+        cmocka_unit_test(test_parts_of_a_minute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
