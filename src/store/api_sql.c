@@ -422,12 +422,15 @@ static const char tc_api_fleet_timescale_sql[] =
     " UNION ALL SELECT NULL, NULL) e GROUP BY 1, 2, 3, 4 ON CONFLICT (tag, value, bucket, site)"   \
     " DO UPDATE SET devices = t.devices + EXCLUDED.devices, n = t.n + EXCLUDED.n"                  \
     TC_API_METRICS(TC_API_TAGU) ";"
-/* Devices first seen in src: the tags latest_state has for them, from -infinity. */
+/* Devices first seen in src: the tags latest_state has for them, from -infinity -- or, where it
+ * has none yet (the rollups' flush writes it after the rollup tables), their newest reading's. */
 #define TC_API_TAG_FIRST(src)                                                                      \
-    "INSERT INTO @S.device_tag_history (device_id, since, tags) SELECT DISTINCT ON"                \
-    " (x.device_id) x.device_id, '-infinity'::timestamptz, l.tags FROM " src " x LEFT JOIN"        \
-    " @S.latest_state l ON l.device_id = x.device_id WHERE NOT EXISTS (SELECT 1 FROM"             \
-    " @S.device_tag_history h WHERE h.device_id = x.device_id) ON CONFLICT DO NOTHING;"
+    "INSERT INTO @S.device_tag_history (device_id, since, tags) SELECT x.device_id,"               \
+    " '-infinity'::timestamptz, coalesce(l.tags, (SELECT r.tags FROM @S.readings r WHERE"          \
+    " r.device_id = x.device_id ORDER BY r.time DESC LIMIT 1)) FROM (SELECT DISTINCT device_id"    \
+    " FROM " src ") x LEFT JOIN @S.latest_state l ON l.device_id = x.device_id WHERE NOT EXISTS"   \
+    " (SELECT 1 FROM @S.device_tag_history h WHERE h.device_id = x.device_id) ON CONFLICT DO"      \
+    " NOTHING;"
 
 static const char tc_api_fleet_plain_sql[] =
     "CREATE OR REPLACE FUNCTION @S.tc_rollup_tag_apply() RETURNS trigger LANGUAGE plpgsql"
