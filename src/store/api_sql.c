@@ -370,7 +370,11 @@ static const char tc_api_views_sql[] =
     "CREATE OR REPLACE FUNCTION @A.fleet(tag text, \"from\" timestamptz, \"to\" timestamptz,"       \
     " resolution text DEFAULT 'auto', value text DEFAULT NULL) RETURNS TABLE (tag_value text,"     \
     " bucket timestamptz, step text, devices bigint, n bigint" TC_API_METRICS(TC_API_OUTA)         \
-    ") LANGUAGE sql STABLE AS $$"
+    ") LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$"                     \
+    " #variable_conflict use_column\n BEGIN IF @A._resolution($2, $3, $4, false) = '1m' THEN"       \
+    " RETURN QUERY" TC_API_FLEET_1M " ORDER BY 2, 1; ELSE RETURN QUERY"
+/* The end of fleet()'s 1-hour query and of the function. */
+#define TC_API_FLEET_END " ORDER BY 2, 1; END IF; END $$;"
 #define TC_API_FLEET_COMMENT(hours)                                                                \
     "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text, text) IS 'The devices"     \
     " the caller sees, grouped by the value of one of their tags (only value when it is given),"   \
@@ -379,7 +383,7 @@ static const char tc_api_views_sql[] =
 
 /* TimescaleDB mode: the continuous aggregates, grouped by the devices' tags now. */
 static const char tc_api_fleet_timescale_sql[] =
-    TC_API_FLEET_HEAD TC_API_FLEET_1M " UNION ALL" TC_API_FLEET_1H("$2") " ORDER BY 2, 1 $$;"
+    TC_API_FLEET_HEAD TC_API_FLEET_1H("$2") TC_API_FLEET_END
     TC_API_FLEET_COMMENT("A device counts toward the tags it has now.");
 
 /*
@@ -477,9 +481,9 @@ static const char tc_api_fleet_plain_sql[] =
     " OR f.site = ANY ((SELECT @A._sites())::text[]);"
     "COMMENT ON VIEW @A._fleet_1h IS E'@omit\\nClosed hours per site, tag and value (fleet()).';"
     "GRANT SELECT ON @A._fleet_1h TO thermocline_viewer;"
-    TC_API_FLEET_HEAD TC_API_FLEET_1M
+    TC_API_FLEET_HEAD
     /* Closed hours: the tag's values... */
-    " UNION ALL SELECT f.value, f.bucket, '1h'::text, sum(f.devices)::bigint, sum(f.n)::bigint"
+    " SELECT f.value, f.bucket, '1h'::text, sum(f.devices)::bigint, sum(f.n)::bigint"
     TC_API_METRICS(TC_API_TMEAN) " FROM @A._fleet_1h f WHERE (SELECT @A._resolution($2, $3, $4,"
     " false)) = '1h' AND f.tag = $1 AND f.value IS NOT NULL AND ($5 IS NULL OR f.value = $5) AND"
     " f.bucket >= $2 AND f.bucket < $3 AND f.bucket < (SELECT @A._closed_1h()) GROUP BY 1, 2"
@@ -493,7 +497,7 @@ static const char tc_api_fleet_plain_sql[] =
     " @A._closed_1h()) GROUP BY 2 HAVING sum(CASE WHEN f.tag IS NULL THEN f.devices ELSE"
     " -f.devices END) > 0"
     /* Open hours. */
-    " UNION ALL" TC_API_FLEET_1H("(SELECT @A._closed_1h())") " ORDER BY 2, 1 $$;"
+    " UNION ALL" TC_API_FLEET_1H("(SELECT @A._closed_1h())") TC_API_FLEET_END
     TC_API_FLEET_COMMENT("An hour counts toward the tags its device had when the hour closed"
                          " (the open hours: the tags it has now).");
 
