@@ -50,7 +50,9 @@ typedef struct tc_migration {
 #define TC_CAGG_COLS(m)                                                                            \
     ", avg(" #m ") AS " #m "_avg, min(" #m ") AS " #m "_min, max(" #m ") AS " #m "_max, count(" #m \
     ") AS " #m "_n"
-#define TC_TAG_COLS(m)    ", " #m "_n bigint NOT NULL DEFAULT 0, " #m "_sum double precision NOT NULL DEFAULT 0"
+/* Per metric: rollup_tag_1h's columns (what a mean needs). */
+#define TC_TAG_COLS(m)                                                                             \
+    ", " #m "_n bigint NOT NULL DEFAULT 0, " #m "_sum double precision NOT NULL DEFAULT 0"
 #define TC_METRIC_COLS(m) ", " #m
 #define TC_METRIC_DEFS(m) ", " #m " double precision"
 
