@@ -474,7 +474,7 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     execute(tc, f'DROP SCHEMA "{tc.api_schema}" CASCADE')
     execute(tc, "DROP TABLE store_mode; DROP VIEW readings_1m, readings_1h, rollup_1m_live,"
            " rollup_1h_live, latest; DROP TABLE rollup_state, rollup_1m, rollup_1h, latest_state,"
-           " lake_files;"
+           " lake_files, device_tag_history, rollup_tag_1h, rollup_tag_state;"
            " DROP INDEX readings_time_brin; DELETE FROM schema_migrations WHERE version >= 2;"
            " ALTER TABLE dead_letters DROP COLUMN redriven_at, DROP COLUMN redrive_count")
     # Before the upgrade the pipeline still writes (no rollups yet).
@@ -483,7 +483,7 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
     tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(6,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(7,)]
     tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100
