@@ -415,7 +415,9 @@ static const char tc_api_fleet_timescale_sql[] =
 #define TC_API_TNULL(m)                                                                            \
     ", sum(CASE WHEN f.tag IS NULL THEN f." #m "_sum ELSE -f." #m "_sum END) / nullif(sum(CASE"      \
     " WHEN f.tag IS NULL THEN f." #m "_n ELSE -f." #m "_n END), 0)"
-/* Add the rows of src (columns s, the sign, and rollup_1h's) to rollup_tag_1h. */
+/* Add the rows of src (columns s, the sign, and rollup_1h's) to rollup_tag_1h, in the key's order:
+ * the rows of a site are shared by the members of a group (their devices are not), so two
+ * members' late readings take their row locks in one order and wait rather than deadlock. */
 #define TC_API_TAG_ADD(src)                                                                        \
     "INSERT INTO @S.rollup_tag_1h AS t (site, tag, value, bucket, devices, n"                      \
     TC_API_METRICS(TC_API_TAGC) ") SELECT g.tags->>@T, e.key, e.value, d.bucket, sum(d.s),"        \
@@ -423,7 +425,8 @@ static const char tc_api_fleet_timescale_sql[] =
     " (SELECT h.tags FROM @S.device_tag_history h WHERE h.device_id = d.device_id AND h.since <="  \
     " d.bucket ORDER BY h.since DESC LIMIT 1) g CROSS JOIN LATERAL (SELECT k.key, k.value FROM"    \
     " jsonb_each_text(CASE WHEN jsonb_typeof(g.tags) = 'object' THEN g.tags ELSE '{}' END) k"      \
-    " UNION ALL SELECT NULL, NULL) e GROUP BY 1, 2, 3, 4 ON CONFLICT (tag, value, bucket, site)"   \
+    " UNION ALL SELECT NULL, NULL) e GROUP BY 1, 2, 3, 4 ORDER BY 2, 3, 4, 1 ON CONFLICT (tag,"     \
+    " value, bucket, site)"                                                                        \
     " DO UPDATE SET devices = t.devices + EXCLUDED.devices, n = t.n + EXCLUDED.n"                  \
     TC_API_METRICS(TC_API_TAGU) ";"
 /* Devices first seen in src: the tags latest_state has for them, from -infinity -- or, where it
