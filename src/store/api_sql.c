@@ -11,6 +11,9 @@
  * operators, such as text and timestamptz comparisons, are pushed down -- which keeps the indexes
  * usable). The functions are LANGUAGE sql, STABLE and not SECURITY DEFINER over those views, so
  * PostgreSQL inlines them into the caller's query (a LIMIT or a keyset WHERE reaches the scan).
+ * fleet() is the exception: PL/pgSQL, since its answer is an aggregate (nothing to push into a
+ * scan) and planning both resolutions' branches at every call cost half of it; it runs one, with
+ * a plan kept per connection.
  *
  * Who may see what is decided from the role PostgreSQL runs the query as (current_user, after a
  * server's SET ROLE) and from the caller's sites: all for thermocline_admin; the JWT claim "sites"
