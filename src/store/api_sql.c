@@ -11,6 +11,9 @@
  * operators, such as text and timestamptz comparisons, are pushed down -- which keeps the indexes
  * usable). The functions are LANGUAGE sql, STABLE and not SECURITY DEFINER over those views, so
  * PostgreSQL inlines them into the caller's query (a LIMIT or a keyset WHERE reaches the scan).
+ * fleet() is the exception: PL/pgSQL, since its answer is an aggregate (nothing to push into a
+ * scan) and planning both resolutions' branches at every call cost half of it; it runs one, with
+ * a plan kept per connection.
  *
  * Who may see what is decided from the role PostgreSQL runs the query as (current_user, after a
  * server's SET ROLE) and from the caller's sites: all for thermocline_admin; the JWT claim "sites"
@@ -346,31 +349,171 @@ static const char tc_api_views_sql[] =
     "COMMENT ON FUNCTION @A.readings(text, timestamptz, timestamptz, text) IS 'A device''s"
     " readings in [from, to): raw, or the mean per minute or hour (step); resolution auto"
     " picks raw up to a day, 1m up to 7 days, 1h beyond.';"
-    /* The devices first (those the caller sees, with the tag's value when one is asked for), then
-     * their buckets through the rollups' (device_id, bucket) key: joined the other way, every
-     * device's buckets were read and most thrown away (seconds for a site of a large fleet).
-     * value was a filter on the result before; the 4-argument form goes. */
-    "DROP FUNCTION IF EXISTS @A.fleet(text, timestamptz, timestamptz, text);"
-    "CREATE OR REPLACE FUNCTION @A.fleet(tag text, \"from\" timestamptz, \"to\" timestamptz,"
-    " resolution text DEFAULT 'auto', value text DEFAULT NULL) RETURNS TABLE (tag_value text,"
-    " bucket timestamptz, step"
-    " text, devices bigint, n bigint" TC_API_METRICS(
-    TC_API_OUTA)
-    ") LANGUAGE sql STABLE AS $$ SELECT d.tags->>$1, x.bucket, '1m'::text, count(DISTINCT"
-    " x.device_id), sum(x.n)::bigint" TC_API_METRICS(TC_API_MEAN) " FROM @A.readings_1m x JOIN"
-    " @A.latest d ON d.device_id = x.device_id WHERE (SELECT @A._resolution($2, $3, $4,"
-    " false)) = '1m' AND x.device_id = ANY (" TC_API_FLEET_DEVICES ") AND x.bucket >= $2 AND"
-    " x.bucket < $3 GROUP BY 1, 2 UNION ALL SELECT"
-    " d.tags->>$1, x.bucket, '1h'::text, count(DISTINCT x.device_id), sum(x.n)::bigint"
-    TC_API_METRICS(
-    TC_API_MEAN) " FROM @A.readings_1h x JOIN @A.latest d ON d.device_id ="
-    " x.device_id WHERE (SELECT @A._resolution($2, $3, $4, false)) = '1h' AND x.device_id ="
-    " ANY (" TC_API_FLEET_DEVICES ") AND x.bucket >= $2 AND x.bucket < $3 GROUP BY 1, 2 ORDER"
-    " BY 2, 1 $$;"
-    "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text, text) IS 'The devices"
-    " the caller sees, grouped by the value of one of their tags (only value when it is given),"
-    " per minute or hour of [from, to): devices, readings and the mean of each metric; auto"
-    " picks 1m up to 7 days, 1h beyond.';"
+    ;
+
+/* fleet()'s group of a row of x, by the tag its device has now: value when it is given (the
+ * devices were chosen by it), else the device's, by its key. A join with latest instead was a
+ * nested loop of every device by every bucket in the generic plan (430 ms for a site's open hour
+ * of 500 devices). */
+#define TC_API_FLEET_VALUE                                                                         \
+    " CASE WHEN $5 IS NOT NULL THEN $5 ELSE (SELECT d.tags->>$1 FROM @A.latest d WHERE"            \
+    " d.device_id = x.device_id) END"
+/* fleet(), 1-minute buckets (both modes): the devices first (those the caller sees, with the
+ * tag's value when one is asked for), then their buckets through the rollups' (device_id, bucket)
+ * key: joined the other way, every device's buckets were read and most thrown away (seconds for a
+ * site of a large fleet). */
+#define TC_API_FLEET_1M                                                                            \
+    " SELECT" TC_API_FLEET_VALUE ", x.bucket, '1m'::text, count(DISTINCT x.device_id),"            \
+    " sum(x.n)::bigint" TC_API_METRICS(TC_API_MEAN) " FROM @A.readings_1m x WHERE (SELECT"         \
+    " @A._resolution($2, $3, $4, false)) = '1m' AND x.device_id = ANY (" TC_API_FLEET_DEVICES ")"  \
+    " AND x.bucket >= $2 AND x.bucket < $3 GROUP BY 1, 2"
+/* fleet(), 1-hour buckets from the devices' hours from `since` on, grouped by the tags the devices
+ * have now. */
+#define TC_API_FLEET_1H(since)                                                                     \
+    " SELECT" TC_API_FLEET_VALUE ", x.bucket, '1h'::text, count(DISTINCT x.device_id),"            \
+    " sum(x.n)::bigint" TC_API_METRICS(TC_API_MEAN) " FROM @A.readings_1h x WHERE (SELECT"         \
+    " @A._resolution($2, $3, $4, false)) = '1h' AND x.device_id = ANY (" TC_API_FLEET_DEVICES ")"  \
+    " AND x.bucket >= $2 AND x.bucket >= " since " AND x.bucket < $3 GROUP BY 1, 2"
+#define TC_API_FLEET_HEAD                                                                          \
+    "DROP FUNCTION IF EXISTS @A.fleet(text, timestamptz, timestamptz, text);"                      \
+    "CREATE OR REPLACE FUNCTION @A.fleet(tag text, \"from\" timestamptz, \"to\" timestamptz,"       \
+    " resolution text DEFAULT 'auto', value text DEFAULT NULL) RETURNS TABLE (tag_value text,"     \
+    " bucket timestamptz, step text, devices bigint, n bigint" TC_API_METRICS(TC_API_OUTA)         \
+    ") LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$"                     \
+    " #variable_conflict use_column\n BEGIN IF @A._resolution($2, $3, $4, false) = '1m' THEN"       \
+    " RETURN QUERY" TC_API_FLEET_1M " ORDER BY 2, 1; ELSE RETURN QUERY"
+/* The end of fleet()'s 1-hour query and of the function. */
+#define TC_API_FLEET_END " ORDER BY 2, 1; END IF; END $$;"
+#define TC_API_FLEET_COMMENT(hours)                                                                \
+    "COMMENT ON FUNCTION @A.fleet(text, timestamptz, timestamptz, text, text) IS 'The devices"     \
+    " the caller sees, grouped by the value of one of their tags (only value when it is given),"   \
+    " per minute or hour of [from, to): devices, readings and the mean of each metric; auto"       \
+    " picks 1m up to 7 days, 1h beyond. " hours "';"
+
+/* TimescaleDB mode: the continuous aggregates, grouped by the devices' tags now. */
+static const char tc_api_fleet_timescale_sql[] =
+    TC_API_FLEET_HEAD TC_API_FLEET_1H("$2") TC_API_FLEET_END
+    TC_API_FLEET_COMMENT("A device counts toward the tags it has now.");
+
+/*
+ * Plain mode: the closed hours (before H, rollup_state) from rollup_tag_1h, a row per site, tag,
+ * value and hour (docs/store.md, "Hourly rollup per site and tag"), the open ones as before. An
+ * hour counts toward the tags its device had when the hour closed (device_tag_history); an open
+ * hour is closed with the tags the device has now, which is what the open part groups by.
+ *
+ * The table is kept by triggers on rollup_1h, so that whatever writes a closed hour -- the
+ * closing, a late reading's flush, a replay, a loader -- moves it in the same transaction, by
+ * the same rows: each statement's rows (new ones added, old ones taken away) counted toward their
+ * device's tags of device_tag_history at the hour, and per tag of those tags plus once with tag
+ * NULL (the site's whole hour). A device first seen in such a statement gets the tags it has in
+ * latest_state (the closing's rule). A row whose devices went to 0 (a replay that removed an
+ * hour) stays, and fleet() leaves it out. Statement triggers with transition tables: the closing's
+ * hour of every device is one aggregate, not a row each.
+ */
+/* Per fixed metric: rollup_tag_1h's columns; a statement's signed sums; the upsert's sum. */
+#define TC_API_TAGC(m) ", " #m "_n, " #m "_sum"
+#define TC_API_TAGD(m) ", sum(d.s * d." #m "_n)::bigint, sum(d.s * d." #m "_sum)"
+#define TC_API_TAGU(m)                                                                             \
+    ", " #m "_n = t." #m "_n + EXCLUDED." #m "_n, " #m "_sum = t." #m "_sum + EXCLUDED." #m "_sum"
+/* The view's: a sum the caller may see (a personal metric's from its masked mean); the mean. */
+#define TC_API_TAGV(m)                                                                             \
+    ", CASE WHEN (SELECT @A._level()) = 2 THEN f." #m "_sum ELSE @P{f." #m "_avg} * f." #m "_n"    \
+    " END AS " #m "_sum, f." #m "_n"
+#define TC_API_TAGA(m) ", t." #m "_sum / nullif(t." #m "_n, 0) AS " #m "_avg"
+#define TC_API_TMEAN(m) ", sum(f." #m "_sum) / nullif(sum(f." #m "_n), 0)"
+#define TC_API_TNULL(m)                                                                            \
+    ", sum(CASE WHEN f.tag IS NULL THEN f." #m "_sum ELSE -f." #m "_sum END) / nullif(sum(CASE"      \
+    " WHEN f.tag IS NULL THEN f." #m "_n ELSE -f." #m "_n END), 0)"
+/* Add the rows of src (columns s, the sign, and rollup_1h's) to rollup_tag_1h, in the key's order:
+ * the rows of a site are shared by the members of a group (their devices are not), so two
+ * members' late readings take their row locks in one order and wait rather than deadlock. */
+#define TC_API_TAG_ADD(src)                                                                        \
+    "INSERT INTO @S.rollup_tag_1h AS t (site, tag, value, bucket, devices, n"                      \
+    TC_API_METRICS(TC_API_TAGC) ") SELECT g.tags->>@T, e.key, e.value, d.bucket, sum(d.s),"        \
+    " sum(d.s * d.n)::bigint" TC_API_METRICS(TC_API_TAGD) " FROM (" src ") d CROSS JOIN LATERAL"   \
+    " (SELECT h.tags FROM @S.device_tag_history h WHERE h.device_id = d.device_id AND h.since <="  \
+    " d.bucket ORDER BY h.since DESC LIMIT 1) g CROSS JOIN LATERAL (SELECT k.key, k.value FROM"    \
+    " jsonb_each_text(CASE WHEN jsonb_typeof(g.tags) = 'object' THEN g.tags ELSE '{}' END) k"      \
+    " UNION ALL SELECT NULL, NULL) e GROUP BY 1, 2, 3, 4 ORDER BY 2, 3, 4, 1 ON CONFLICT (tag,"     \
+    " value, bucket, site)"                                                                        \
+    " DO UPDATE SET devices = t.devices + EXCLUDED.devices, n = t.n + EXCLUDED.n"                  \
+    TC_API_METRICS(TC_API_TAGU) ";"
+/* Devices first seen in src: the tags latest_state has for them, from -infinity -- or, where it
+ * has none yet (the rollups' flush writes it after the rollup tables), their newest reading's. */
+#define TC_API_TAG_FIRST(src)                                                                      \
+    "INSERT INTO @S.device_tag_history (device_id, since, tags) SELECT x.device_id,"               \
+    " '-infinity'::timestamptz, coalesce(l.tags, (SELECT r.tags FROM @S.readings r WHERE"          \
+    " r.device_id = x.device_id ORDER BY r.time DESC LIMIT 1)) FROM (SELECT DISTINCT device_id"    \
+    " FROM " src ") x LEFT JOIN @S.latest_state l ON l.device_id = x.device_id WHERE NOT EXISTS"   \
+    " (SELECT 1 FROM @S.device_tag_history h WHERE h.device_id = x.device_id) ON CONFLICT DO"      \
+    " NOTHING;"
+
+static const char tc_api_fleet_plain_sql[] =
+    "CREATE OR REPLACE FUNCTION @S.tc_rollup_tag_apply() RETURNS trigger LANGUAGE plpgsql"
+    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN"
+    "  IF TG_OP = 'INSERT' THEN"
+    "   " TC_API_TAG_FIRST("new_rows")
+    "   " TC_API_TAG_ADD("SELECT 1 AS s, x.* FROM new_rows x")
+    "  ELSIF TG_OP = 'UPDATE' THEN"
+    "   " TC_API_TAG_ADD("SELECT 1 AS s, x.* FROM new_rows x UNION ALL SELECT -1, y.* FROM"
+                         " old_rows y")
+    "  ELSIF TG_OP = 'DELETE' THEN"
+    "   " TC_API_TAG_ADD("SELECT -1 AS s, y.* FROM old_rows y")
+    "  ELSE TRUNCATE @S.rollup_tag_1h;"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_rollup_tag_apply() FROM PUBLIC;"
+    "CREATE OR REPLACE TRIGGER rollup_tag_1h_insert AFTER INSERT ON @S.rollup_1h REFERENCING NEW"
+    " TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION @S.tc_rollup_tag_apply();"
+    "CREATE OR REPLACE TRIGGER rollup_tag_1h_update AFTER UPDATE ON @S.rollup_1h REFERENCING OLD"
+    " TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION"
+    " @S.tc_rollup_tag_apply();"
+    "CREATE OR REPLACE TRIGGER rollup_tag_1h_delete AFTER DELETE ON @S.rollup_1h REFERENCING OLD"
+    " TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION @S.tc_rollup_tag_apply();"
+    "CREATE OR REPLACE TRIGGER rollup_tag_1h_truncate AFTER TRUNCATE ON @S.rollup_1h FOR EACH"
+    " STATEMENT EXECUTE FUNCTION @S.tc_rollup_tag_apply();"
+    /* Filled from rollup_1h when the site tag is not the one it was filled with (the first
+     * migrate of version 7: hours closed before count toward the tags the devices have now). The
+     * triggers above hold rollup_1h's writers off until this commits. */
+    "DO $tag$ BEGIN IF (SELECT site_tag FROM @S.rollup_tag_state) IS DISTINCT FROM @T THEN"
+    "  TRUNCATE @S.rollup_tag_1h;"
+    "  " TC_API_TAG_FIRST("@S.rollup_1h")
+    "  " TC_API_TAG_ADD("SELECT 1 AS s, x.* FROM @S.rollup_1h x")
+    "  UPDATE @S.rollup_tag_state SET site_tag = @T;"
+    " END IF; END $tag$;"
+    "CREATE OR REPLACE FUNCTION @A._closed_1h() RETURNS timestamptz LANGUAGE sql STABLE SECURITY"
+    " DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT materialized_1h FROM"
+    " @S.rollup_state $$;"
+    "COMMENT ON FUNCTION @A._closed_1h() IS '@omit';"
+    "CREATE OR REPLACE VIEW @A._fleet_1h WITH (security_barrier) AS SELECT f.site, f.tag,"
+    " f.value, f.bucket, f.devices, f.n" TC_API_METRICS(TC_API_TAGV) " FROM (SELECT t.site,"
+    " t.tag, t.value, t.bucket, t.devices, t.n" TC_API_METRICS(TC_API_TAGC)
+    TC_API_METRICS(TC_API_TAGA) " FROM @S.rollup_tag_1h t) f WHERE (SELECT @A._sites()) IS NULL"
+    " OR f.site = ANY ((SELECT @A._sites())::text[]);"
+    "COMMENT ON VIEW @A._fleet_1h IS E'@omit\\nClosed hours per site, tag and value (fleet()).';"
+    "GRANT SELECT ON @A._fleet_1h TO thermocline_viewer;"
+    TC_API_FLEET_HEAD
+    /* Closed hours: the tag's values... */
+    " SELECT f.value, f.bucket, '1h'::text, sum(f.devices)::bigint, sum(f.n)::bigint"
+    TC_API_METRICS(TC_API_TMEAN) " FROM @A._fleet_1h f WHERE (SELECT @A._resolution($2, $3, $4,"
+    " false)) = '1h' AND f.tag = $1 AND f.value IS NOT NULL AND ($5 IS NULL OR f.value = $5) AND"
+    " f.bucket >= $2 AND f.bucket < $3 AND f.bucket < (SELECT @A._closed_1h()) GROUP BY 1, 2"
+    " HAVING sum(f.devices) > 0"
+    /* ... and the devices without one: the hour less its values. */
+    " UNION ALL SELECT NULL::text, f.bucket, '1h'::text, sum(CASE WHEN f.tag IS NULL THEN"
+    " f.devices ELSE -f.devices END)::bigint, sum(CASE WHEN f.tag IS NULL THEN f.n ELSE -f.n"
+    " END)::bigint" TC_API_METRICS(TC_API_TNULL) " FROM @A._fleet_1h f WHERE (SELECT"
+    " @A._resolution($2, $3, $4, false)) = '1h' AND $5 IS NULL AND (f.tag IS NULL OR (f.tag = $1"
+    " AND f.value IS NOT NULL)) AND f.bucket >= $2 AND f.bucket < $3 AND f.bucket < (SELECT"
+    " @A._closed_1h()) GROUP BY 2 HAVING sum(CASE WHEN f.tag IS NULL THEN f.devices ELSE"
+    " -f.devices END) > 0"
+    /* Open hours. */
+    " UNION ALL" TC_API_FLEET_1H("(SELECT @A._closed_1h())") TC_API_FLEET_END
+    TC_API_FLEET_COMMENT("An hour counts toward the tags its device had when the hour closed"
+                         " (the open hours: the tags it has now).");
+
+static const char tc_api_views2_sql[] =
     /* The online features (the features sink): a model's inputs, for analysts and above. A
      * feature of a personal metric is masked as the metric is, but for the aggregates that are
      * counts or shares. */
@@ -589,6 +732,8 @@ char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_
     tc_api_expand(&b, tc_api_audit_sql, o);
     tc_api_expand(&b, tc_api_helpers_sql, o);
     tc_api_expand(&b, tc_api_views_sql, o);
+    tc_api_expand(&b, o->timescaledb ? tc_api_fleet_timescale_sql : tc_api_fleet_plain_sql, o);
+    tc_api_expand(&b, tc_api_views2_sql, o);
     tc_api_expand(&b, tc_api_ingest_sql, o);
     if (!o->timescaledb)
         tc_api_expand(&b, tc_api_ingest_plain_sql, o);

@@ -254,6 +254,19 @@ static const char tc_ddl_plain_sql[] =
     "  GET DIAGNOSTICS k = ROW_COUNT;"
     "  h1 := greatest(h0, date_trunc('hour', w1 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');"
     "  IF h1 > h0 THEN"
+    /* The hours closed now count toward the tags the devices have now (docs/store.md, "Hourly
+     * rollup per site and tag"): a device whose tags changed since its last row of
+     * device_tag_history gets a row from h0 on (the first one, from -infinity). Before
+     * rollup_1h's rows: their trigger (api_sql.c) reads it. */
+    "   IF to_regclass('@S.device_tag_history') IS NOT NULL THEN"
+    "    INSERT INTO @S.device_tag_history AS t (device_id, since, tags)"
+    "     SELECT l.device_id, CASE WHEN c.since IS NULL THEN '-infinity' ELSE h0 END, l.tags"
+    "     FROM @S.latest_state l LEFT JOIN LATERAL (SELECT h.since, h.tags"
+    "      FROM @S.device_tag_history h WHERE h.device_id = l.device_id"
+    "      ORDER BY h.since DESC LIMIT 1) c ON true"
+    "     WHERE c.since IS NULL OR c.tags IS DISTINCT FROM l.tags"
+    "    ON CONFLICT (device_id, since) DO UPDATE SET tags = EXCLUDED.tags;"
+    "   END IF;"
     "   EXECUTE format('WITH g AS MATERIALIZED (SELECT device_id,"
     " date_bin(''1 hour'', bucket, ''2000-01-01 00:00:00+00''::timestamptz) AS bucket,"
     " sum(n)::bigint%3$s FROM %1$s.rollup_1m WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2)"

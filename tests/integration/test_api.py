@@ -245,37 +245,54 @@ def plan_nodes(plan):
 
 
 def test_hourly_reads_come_from_the_key_alone(api):
-    """A device's month or a site's week of hours is read from rollup_1h's key (which carries the
-    columns the api reads), not a heap page a row: the rows of one device lie a page apart, as
-    the closing writes an hour of every device at once (written so here: hour by hour)."""
+    """A device's month of hours is read from rollup_1h's key (which carries the columns the api
+    reads), not a heap page a row: the rows of one device lie a page apart, as the closing writes
+    an hour of every device at once (written so here: hour by hour). A site's week of closed hours
+    is not read from rollup_1h at all but from rollup_tag_1h, a row an hour."""
     a, s = api.api_schema, api.schema
+    api.sql(f'INSERT INTO "{s}".latest_state (device_id, time, tags, kafka_partition, kafka_offset)'
+            " SELECT 'd-berlin-' || d, now(), '{\"site\": \"berlin\"}', 0, d"
+            " FROM generate_series(10, 400) d")
     api.sql(f'INSERT INTO "{s}".rollup_1h (device_id, bucket, n, temperature_n, temperature_sum,'
             " temperature_min, temperature_max, latitude_n, latitude_sum)"
             " SELECT 'd-berlin-' || d, date_trunc('hour', now()) - h * interval '1 hour', 1, 1, 20,"
             " 20, 20, 1, 52.5 FROM generate_series(30, 24 * 30) h, generate_series(10, 400) d"
             " ORDER BY h, d")
-    api.sql(f'INSERT INTO "{s}".latest_state (device_id, time, tags, kafka_partition, kafka_offset)'
-            " SELECT 'd-berlin-' || d, now(), '{\"site\": \"berlin\"}', 0, d"
-            " FROM generate_series(10, 400) d")
-    api.sql(f'VACUUM (ANALYZE) "{s}".rollup_1h')
-    queries = {
-        "a device's month": f"SELECT * FROM \"{a}\".readings('d-berlin-17', now() - interval"
-                            " '30 days', now(), '1h')",
-        "a site's week": f"SELECT * FROM \"{a}\".fleet('site', now() - interval '7 days', now(),"
-                         " '1h', 'berlin')",
-    }
+    api.sql(f'VACUUM (ANALYZE) "{s}".rollup_1h, "{s}".rollup_tag_1h')
+    month = f"SELECT * FROM \"{a}\".readings('d-berlin-17', now() - interval '30 days', now(), '1h')"
+    week = f"SELECT * FROM \"{a}\".fleet('site', now() - interval '7 days', now(), '1h', 'berlin')"
     with as_role(api, "thermocline_analyst", ALL) as conn:
-        for what, query in queries.items():
+        def scans(query, relation):
             (doc,) = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}").fetchone()
-            scans = [n for n in plan_nodes(doc[0]["Plan"]) if n.get("Relation Name") == "rollup_1h"
-                     and n.get("Actual Loops", 0) > 0 and n.get("Actual Rows", 0) > 0]
-            assert scans, (what, doc)
-            for n in scans:
-                assert n["Node Type"] == "Index Only Scan" and n["Heap Fetches"] == 0, (what, n)
-        # And the answers are the rows: 690 hours of the device (and the seed's).
-        n = rows(conn, f"SELECT count(*) FROM \"{a}\".readings('d-berlin-17', now() - interval"
-                       " '30 days', now(), '1h')")[0][0]
+            return [n for n in plan_nodes(doc[0]["Plan"]) if n.get("Relation Name") == relation
+                    and n.get("Actual Loops", 0) > 0 and n.get("Actual Rows", 0) > 0], doc
+        found, doc = scans(month, "rollup_1h")
+        assert found, doc
+        for n in found:
+            assert n["Node Type"] == "Index Only Scan" and n["Heap Fetches"] == 0, n
+        n = rows(conn, f"SELECT count(*) FROM ({month}) m")[0][0]
         assert n >= 690
+    # Every hour of the seed's store is closed: the week's rows come from rollup_tag_1h. fleet() is
+    # PL/pgSQL (its plans kept per connection), so its statements' plans come from auto_explain.
+    plans = []
+    with psycopg.connect(api.dsn, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary))
+        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                        "SET auto_explain.log_nested_statements = on", "SET auto_explain.log_analyze = on",
+                        "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice",
+                        "SET ROLE thermocline_analyst"):
+            conn.execute(setting)
+        conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (ALL,))
+        got = {r[1]: r[3] for r in rows(conn, week)}
+    docs = [json.loads(p[p.index("{"):]) for p in plans if "{" in p]
+    inner = [d["Plan"] for d in docs if "rollup_tag_1h" in json.dumps(d)]
+    assert inner, plans
+    nodes = [n for d in inner for n in plan_nodes(d) if n.get("Actual Loops", 0) > 0]
+    assert not [n for n in nodes if n.get("Relation Name") == "rollup_1h" and n.get("Actual Rows", 0) > 0]
+    tag_rows = sum(n["Actual Rows"] for n in nodes if n.get("Relation Name") == "rollup_tag_1h")
+    assert 0 < tag_rows <= 2 * (24 * 7 + 1), tag_rows
+    # And the answers are the rows: the site's hours of the 391 devices, the seed's hour of its two.
+    assert len(got) >= 24 * 7 - 31 and set(got.values()) == {391, 2}, got
 
 
 def snapshot(api, audit=True):

@@ -1,0 +1,192 @@
+"""api.fleet's closed hours from rollup_tag_1h (plain mode, schema version 7): one row per site,
+tag, value and hour, written by the closing in the transaction that writes rollup_1h, and moved
+by whatever changes a closed hour of rollup_1h later (a late reading's flush). An hour counts
+toward the tags its device had when the hour closed; the open hours toward the tags it has now.
+Every figure is compared with the raw readings, grouped by those tags in Python, for an analyst
+who sees every site and for viewers who see one."""
+
+import json
+import signal
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from api_data import as_role
+from test_rollup_close import produce
+from test_store import assert_derived_exact, plain  # noqa: F401
+from waits import wait_for
+
+ALL = json.dumps({"sub": "root", "sites": "*"})
+MINUTE_MS = 60000
+
+
+def hour_start():
+    now = datetime.now(timezone.utc)
+    return now.replace(minute=0, second=0, microsecond=0)
+
+
+def backfill(tc, first_hour, hours, devices, tags_of, step_min=5):
+    """Readings of devices over hours from first_hour on, one every step_min minutes each."""
+    start_ms = int(first_hour.timestamp() * 1000)
+    docs = []
+    for k in range(hours * 60 // step_min):
+        for i in range(devices):
+            docs.append({"device_id": f"dev-{i:02d}", "timestamp": start_ms + k * step_min * MINUTE_MS + i * 7000,
+                         "temperature": 10 + i + k * 0.5, "humidity": 30 + k % 7, "tags": tags_of(i)})
+    produce(tc, docs)
+    return docs
+
+
+def closed_mark(tc):
+    """H (None while it is -infinity: nothing closed yet)."""
+    return tc.sql("SELECT CASE WHEN isfinite(materialized_1h) THEN materialized_1h END FROM rollup_state")[0][0]
+
+
+def expected(tc, tag, sites, tags_closed, h1):
+    """fleet(tag, ..., '1h') from the readings: a device's hour counts toward tags_closed[device]
+    when it was closed by the first run (before h1), toward its tags now otherwise; a caller with
+    sites (None: all) sees the hours whose site is among them."""
+    now_tags = dict(tc.sql("SELECT device_id, tags FROM latest_state"))
+    groups = defaultdict(lambda: {"devices": set(), "n": 0, "t": [], "h": []})
+    for dev, bucket, temp, hum in tc.sql("SELECT device_id, date_trunc('hour', time), temperature,"
+                                         " humidity FROM readings"):
+        tags = tags_closed[dev] if bucket < h1 else now_tags[dev]
+        if sites is not None and tags.get("site") not in sites:
+            continue
+        g = groups[(tags.get(tag), bucket)]
+        g["devices"].add(dev)
+        g["n"] += 1
+        g["t"] += [temp] if temp is not None else []
+        g["h"] += [hum] if hum is not None else []
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {k: (len(g["devices"]), g["n"], mean(g["t"]), mean(g["h"])) for k, g in groups.items()}
+
+
+def fleet(tc, role, claims, tag, first_hour, value=None):
+    with as_role(tc, role, claims) as conn:
+        got = conn.execute(
+            f'SELECT tag_value, bucket, devices, n, temperature_avg, humidity_avg FROM "{tc.api_schema}".fleet('
+            "%s, %s, now() + interval '1 hour', '1h', %s)", (tag, first_hour, value)).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in got}
+
+
+def assert_fleet_is(got, want, what):
+    assert set(got) == set(want), (what, sorted(set(got) ^ set(want), key=str)[:6])
+    for key, (devices, n, t, h) in want.items():
+        g = got[key]
+        assert g[:2] == (devices, n), (what, key, g, want[key])
+        for got_mean, want_mean in ((g[2], t), (g[3], h)):
+            assert (got_mean is None) == (want_mean is None), (what, key, g, want[key])
+            assert want_mean is None or abs(got_mean - want_mean) < 1e-9 * max(1, abs(want_mean)), (what, key, g)
+
+
+CALLERS = [("thermocline_analyst", ALL, None),
+           ("thermocline_viewer", json.dumps({"sub": "v1", "sites": ["s1"]}), {"s1"}),
+           ("thermocline_viewer", json.dumps({"sub": "v2", "sites": ["s2", "elsewhere"]}), {"s2"})]
+
+
+def test_closed_hours_equal_the_readings_by_the_tags_of_their_hour(plain):
+    """Three hours of 13 devices on three sites (one without a site) are closed by the run's stop;
+    then one device moves from site s1 to s2: its new readings (open hour) count toward s2, and a
+    late reading for one of its closed hours -- carrying the new tags -- toward s1, where that hour
+    was counted, moving the fleet figure exactly as it moves rollup_1h. For every (value, hour),
+    per site and per model, for every caller: the figures of the readings themselves."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--count", "0")  # creates the topic
+    first = hour_start() - timedelta(hours=3)
+    tags_of = lambda i: {"site": f"s{i % 3}", "model": f"m{i % 2}"} if i < 12 else {"model": "m0"}  # noqa: E731
+    backfill(tc, first, 3, 13, tags_of)
+    tc.run(idle=2)
+    h1 = closed_mark(tc)
+    assert h1 >= first + timedelta(hours=2), h1  # the first two hours at least are closed
+    tags_closed = dict(tc.sql("SELECT device_id, tags FROM latest_state"))
+    assert tc.sql("SELECT count(*) FROM rollup_tag_1h WHERE bucket < %s", (h1,))[0][0] > 0
+    for role, claims, sites in CALLERS:
+        for tag in ("site", "model"):
+            assert_fleet_is(fleet(tc, role, claims, tag, first), expected(tc, tag, sites, tags_closed, h1),
+                            (role, sites, tag))
+
+    # dev-01 moves to s2; one late reading for its second hour, closed as s1's.
+    late_hour = first + timedelta(hours=1)
+    before_1h = tc.sql("SELECT n, temperature_sum FROM rollup_1h WHERE device_id = 'dev-01' AND bucket = %s",
+                       (late_hour,))[0]
+    before = fleet(tc, "thermocline_analyst", ALL, "site", first)[("s1", late_hour)]
+    now_ms = int(time.time() * 1000)
+    moved = {"site": "s2", "model": "m1"}
+    produce(tc, [{"device_id": "dev-01", "timestamp": now_ms - k * 1000, "temperature": 50.0 + k, "humidity": 33,
+                  "tags": moved} for k in range(3)]
+            + [{"device_id": "dev-01", "timestamp": int(late_hour.timestamp() * 1000) + 31 * MINUTE_MS,
+                "temperature": 99.0, "humidity": 31, "tags": moved}])
+    tc.run(idle=2)
+    after_1h = tc.sql("SELECT n, temperature_sum FROM rollup_1h WHERE device_id = 'dev-01' AND bucket = %s",
+                      (late_hour,))[0]
+    assert (after_1h[0] - before_1h[0], after_1h[1] - before_1h[1]) == (1, 99.0)
+    after = fleet(tc, "thermocline_analyst", ALL, "site", first)[("s1", late_hour)]
+    assert (after[0], after[1]) == (before[0], before[1] + 1)  # the same devices, one reading more
+    # The mean moved by the reading: (old sum + 99) / (old n + 1).
+    assert abs(after[2] - (before[2] * before[1] + 99.0) / (before[1] + 1)) < 1e-9
+    assert_derived_exact(tc)
+    for role, claims, sites in CALLERS:
+        for tag in ("site", "model"):
+            assert_fleet_is(fleet(tc, role, claims, tag, first), expected(tc, tag, sites, tags_closed, h1),
+                            (role, sites, tag))
+    # The viewer of s1 sees dev-01's closed hours (it was there) but not its new readings.
+    s1 = fleet(tc, "thermocline_viewer", CALLERS[1][1], "site", first)
+    assert {k[0] for k in s1} == {"s1"}
+    # value= reads one value's rows: the same as the whole tag's of that value.
+    for role, claims, _ in CALLERS:
+        every = fleet(tc, role, claims, "site", first)
+        one = fleet(tc, role, claims, "site", first, value="s1")
+        assert one == {k: v for k, v in every.items() if k[0] == "s1"}, role
+
+
+def test_a_closing_killed_halfway_writes_each_hour_once(plain):
+    """The closing's statement is held inside rollup_1h's trigger (its table locked by the test)
+    when the pipeline is killed (-9) and its backend terminated: nothing of it stays -- no hour in
+    rollup_1h, none in rollup_tag_1h, H where it was. The next run closes every hour once: each
+    row of rollup_tag_1h inserted and never updated, its figures those of the readings."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--count", "0")
+    first = hour_start() - timedelta(hours=3)
+    backfill(tc, first, 2, 8, lambda i: {"site": f"s{i % 2}", "rack": str(i % 3)}, step_min=10)
+    assert closed_mark(tc) is None
+    with psycopg.connect(tc.dsn) as locker:
+        locker.execute(f'LOCK TABLE "{tc.schema}".rollup_tag_1h IN SHARE MODE')
+        proc = tc.spawn("run", "--exit-when-idle", "2")
+        try:
+            def closing_waits():
+                got = tc.sql("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                             " AND query LIKE %s", (f"%{tc.schema}%tc_rollup_materialize%",))
+                return got[0][0] if got else None
+            pid = wait_for(closing_waits, timeout=180, what="the closing held in rollup_1h's trigger", proc=proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        tc.sql("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_for(lambda: not tc.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)), timeout=60,
+                 what="the closing's backend gone")
+        locker.rollback()
+    assert tc.sql("SELECT count(*) FROM rollup_1h")[0][0] == 0
+    assert tc.sql("SELECT count(*) FROM rollup_tag_1h")[0][0] == 0
+    assert closed_mark(tc) is None
+    # A run closes at its stop what it has aggregated: one reading of now gives it something.
+    produce(tc, [{"device_id": "dev-00", "timestamp": int(time.time() * 1000), "temperature": 1.0,
+                  "tags": {"site": "s0", "rack": "0"}}])
+    tc.run(idle=2)
+    h1 = closed_mark(tc)
+    assert h1 >= first + timedelta(hours=2), h1
+    assert_derived_exact(tc)
+    ins, upd, live = tc.sql("SELECT n_tup_ins, n_tup_upd, n_live_tup FROM pg_stat_user_tables"
+                            " WHERE schemaname = current_schema() AND relname = 'rollup_tag_1h'")[0]
+    rows = tc.sql("SELECT count(*) FROM rollup_tag_1h")[0][0]
+    assert upd == 0 and rows > 0, (ins, upd, live, rows)
+    tags = dict(tc.sql("SELECT device_id, tags FROM latest_state"))
+    for role, claims, sites in CALLERS:
+        for tag in ("site", "rack"):
+            want = {k: v for k, v in expected(tc, tag, sites, tags, h1).items() if k[1] < h1}
+            got = {k: v for k, v in fleet(tc, role, claims, tag, first).items() if k[1] < h1}
+            assert_fleet_is(got, want, (role, sites, tag))
