@@ -266,10 +266,19 @@ def test_hourly_reads_come_from_the_key_alone(api):
             (doc,) = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}").fetchone()
             return [n for n in plan_nodes(doc[0]["Plan"]) if n.get("Relation Name") == relation
                     and n.get("Actual Loops", 0) > 0 and n.get("Actual Rows", 0) > 0], doc
+        # Whether the planner prefers the key to a bitmap scan depends on how much of the table
+        # VACUUM could mark all-visible, which another session's old snapshot can hold back; with
+        # the bitmap and sequential scans out of the running, an index scan of the key is
+        # index-only exactly when the key carries every column the call reads (the narrow key of
+        # schema version 5 makes it a plain Index Scan, a heap page a row).
+        conn.execute("SET enable_bitmapscan = off")
+        conn.execute("SET enable_seqscan = off")
         found, doc = scans(month, "rollup_1h")
         assert found, doc
         for n in found:
-            assert n["Node Type"] == "Index Only Scan" and n["Heap Fetches"] == 0, n
+            assert n["Node Type"] == "Index Only Scan", n
+        conn.execute("RESET enable_bitmapscan")
+        conn.execute("RESET enable_seqscan")
         n = rows(conn, f"SELECT count(*) FROM ({month}) m")[0][0]
         assert n >= 690
     # Every hour of the seed's store is closed: the week's rows come from rollup_tag_1h. fleet() is
