@@ -157,7 +157,10 @@ def test_scheduler_runs_every_policy_and_a_failing_job_is_reported(ts):
     comp = next(j for j, p in ids.items() if p == ("policy_compression", "readings"))
     execute(tc, "CREATE TABLE uncompressed (time timestamptz NOT NULL)")
     execute(tc, "SELECT public.create_hypertable('uncompressed', 'time')")
-    execute(tc, "INSERT INTO uncompressed VALUES (%s)", (now - timedelta(days=10),))
+    # Twenty days back, not ten: the hypertable's chunks are 7 days aligned to Thursdays, and a
+    # row ten days old lay in a chunk ending less than 7 days ago on three days of the week, which
+    # the policy leaves alone (it then succeeded, converting nothing).
+    execute(tc, "INSERT INTO uncompressed VALUES (%s)", (now - timedelta(days=20),))
     execute(tc, "UPDATE _timescaledb_config.bgw_job SET hypertable_id = h.id, config ="
                 " jsonb_set(config, '{hypertable_id}', to_jsonb(h.id)) FROM"
                 " _timescaledb_catalog.hypertable h WHERE h.schema_name = current_schema()"
