@@ -6,6 +6,10 @@
  * running computation ends with none waiting, so the table holds only what is in flight. A
  * computation is freed by whoever looks at its outcome last: its leader when nobody joined, else
  * its last follower.
+ *
+ * Kept answers live apart, in a short list (at most TC_COALESCE_KEPT_MAX, searched linearly: a
+ * memcmp of a few keys is nothing beside the statement it saves), each holding one reference to
+ * its answer; `used` orders them for eviction.
  */
 #include "api/coalesce.h"
 
@@ -42,6 +46,15 @@ struct tc_coalesce_entry {
     char key[];
 };
 
+typedef struct tc_coalesce_kept {
+    struct tc_coalesce_kept *next;
+    uint64_t hash, used;
+    int64_t version;
+    tc_coalesce_answer *answer; /* one reference */
+    size_t klen;
+    char key[];
+} tc_coalesce_kept;
+
 struct tc_coalesce {
     pthread_mutex_t lock;
     size_t answer_max, total_max;
@@ -49,8 +62,13 @@ struct tc_coalesce {
     size_t nentries;
     size_t waiting; /* requests blocked in tc_coalesce_enter */
     tc_coalesce_entry *buckets[TC_COALESCE_BUCKETS];
+    tc_coalesce_kept *kept;
+    size_t nkept;
+    uint64_t tick; /* orders the kept answers' use */
     tc_coalesce_stats stats;
 };
+
+static void tc_coalesce_answer_unref(tc_coalesce *c, tc_coalesce_answer *a);
 
 /* FNV-1a, 64 bits: keys come from requests, but a collision only costs a memcmp. */
 static uint64_t tc_coalesce_hash(const unsigned char *k, size_t n)
@@ -78,7 +96,13 @@ void tc_coalesce_destroy(tc_coalesce *c)
 {
     if (!c)
         return;
-    /* Nothing is in flight (the caller's promise): the chains are empty. */
+    /* Nothing is in flight (the caller's promise): the chains are empty; kept answers go. */
+    while (c->kept) {
+        tc_coalesce_kept *k = c->kept;
+        c->kept = k->next;
+        tc_coalesce_answer_unref(c, k->answer);
+        free(k);
+    }
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -211,11 +235,33 @@ size_t tc_coalesce_start(tc_coalesce *c, tc_coalesce_ticket *t)
     return t->members;
 }
 
-/* Charge bytes for t (locked): 0, or -1 past a cap (nothing changed). */
+/* Drop the least recently used kept answer (locked): 0, or -1 when none is kept. */
+static int tc_coalesce_evict(tc_coalesce *c)
+{
+    tc_coalesce_kept **p, **oldest = NULL, *k;
+
+    for (p = &c->kept; *p; p = &(*p)->next)
+        if (!oldest || (*p)->used < (*oldest)->used)
+            oldest = p;
+    if (!oldest)
+        return -1;
+    k = *oldest;
+    *oldest = k->next;
+    c->nkept--;
+    tc_coalesce_answer_unref(c, k->answer);
+    free(k);
+    return 0;
+}
+
+/* Charge bytes for t (locked): 0, or -1 past a cap (nothing changed but kept answers dropped). */
 static int tc_coalesce_charge(tc_coalesce *c, tc_coalesce_ticket *t, size_t bytes)
 {
-    if (bytes > c->answer_max || c->held - t->reserved + bytes > c->total_max)
+    if (bytes > c->answer_max)
         return -1;
+    /* A computation in progress comes before an answer kept for later. */
+    while (c->held - t->reserved + bytes > c->total_max)
+        if (tc_coalesce_evict(c))
+            return -1;
     c->held = c->held - t->reserved + bytes;
     t->reserved = bytes;
     return 0;
@@ -240,10 +286,8 @@ static void tc_coalesce_end(tc_coalesce *c, tc_coalesce_ticket *t, tc_coalesce_a
     comp->state = TC_CS_DONE;
     comp->answer = a;
     comp->entry = NULL;
-    if (a) {
-        a->refs = (int)(1 + comp->unseen);
-        c->stats.published++;
-    }
+    if (a)
+        a->refs += (int)(1 + comp->unseen); /* a kept answer holds one already */
     next = e->waiting;
     e->running = next;
     e->waiting = NULL;
@@ -270,6 +314,71 @@ void tc_coalesce_unshared(tc_coalesce *c, tc_coalesce_ticket *t)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* The kept answer of key (locked), or NULL. */
+static tc_coalesce_kept *tc_coalesce_kept_find(tc_coalesce *c, const char *key, size_t klen,
+                                               uint64_t hash)
+{
+    for (tc_coalesce_kept *k = c->kept; k; k = k->next)
+        if (k->hash == hash && k->klen == klen && !memcmp(k->key, key, klen))
+            return k;
+    return NULL;
+}
+
+/* Keep a (one more reference) as the answer of e's key at version (locked). Out of memory: not
+ * kept, which only costs a later computation. */
+static void tc_coalesce_keep(tc_coalesce *c, const tc_coalesce_entry *e, int64_t version,
+                             tc_coalesce_answer *a)
+{
+    tc_coalesce_kept *k = tc_coalesce_kept_find(c, e->key, e->klen, e->hash);
+
+    if (!k) {
+        if (c->nkept >= TC_COALESCE_KEPT_MAX)
+            tc_coalesce_evict(c);
+        if (!(k = calloc(1, sizeof(*k) + e->klen)))
+            return;
+        k->hash = e->hash;
+        k->klen = e->klen;
+        memcpy(k->key, e->key, e->klen);
+        k->next = c->kept;
+        c->kept = k;
+        c->nkept++;
+    } else {
+        tc_coalesce_answer_unref(c, k->answer);
+    }
+    a->refs++;
+    k->answer = a;
+    k->version = version;
+    k->used = ++c->tick;
+}
+
+void tc_coalesce_versioned(tc_coalesce_ticket *t, int64_t version)
+{
+    t->versioned = 1;
+    t->version = version;
+}
+
+int tc_coalesce_reuse(tc_coalesce *c, tc_coalesce_ticket *t)
+{
+    tc_coalesce_kept *k;
+
+    if (!t->comp || !t->versioned)
+        return -1;
+    pthread_mutex_lock(&c->lock);
+    k = tc_coalesce_kept_find(c, t->comp->entry->key, t->comp->entry->klen, t->comp->entry->hash);
+    if (!k || k->version != t->version) {
+        pthread_mutex_unlock(&c->lock);
+        return -1;
+    }
+    k->used = ++c->tick;
+    c->stats.reused++;
+    c->held -= t->reserved;
+    t->reserved = 0;
+    t->answer = k->answer;
+    tc_coalesce_end(c, t, k->answer);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 int tc_coalesce_publish(tc_coalesce *c, tc_coalesce_ticket *t, char *data, size_t len, int64_t rows)
 {
     tc_coalesce_answer *a = calloc(1, sizeof(*a));
@@ -285,36 +394,43 @@ int tc_coalesce_publish(tc_coalesce *c, tc_coalesce_ticket *t, char *data, size_
     a->rows = rows;
     a->owner = c;
     t->reserved = 0; /* the answer holds the charge now */
+    if (t->versioned)
+        tc_coalesce_keep(c, t->comp->entry, t->version, a);
+    c->stats.published++;
     tc_coalesce_end(c, t, a);
     t->answer = a;
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
 
+/* Drop one reference to a (locked); the last frees it. */
+static void tc_coalesce_answer_unref(tc_coalesce *c, tc_coalesce_answer *a)
+{
+    if (--a->refs > 0)
+        return;
+    c->held -= a->len;
+    free((void *)(uintptr_t)a->data); /* the table's own copy: const only to its readers */
+    free(a);
+}
+
 void tc_coalesce_answer_put(void *answer)
 {
     tc_coalesce_answer *a = answer;
     tc_coalesce *c;
-    int last;
 
     if (!a)
         return;
     c = a->owner;
     pthread_mutex_lock(&c->lock);
-    last = --a->refs == 0;
-    if (last)
-        c->held -= a->len;
+    tc_coalesce_answer_unref(c, a);
     pthread_mutex_unlock(&c->lock);
-    if (last) {
-        free((void *)(uintptr_t)a->data); /* the table's own copy: const only to its readers */
-        free(a);
-    }
 }
 
 void tc_coalesce_stats_get(tc_coalesce *c, tc_coalesce_stats *out)
 {
     pthread_mutex_lock(&c->lock);
     *out = c->stats;
+    out->kept = c->nkept;
     out->held_bytes = c->held;
     out->waiting = c->waiting;
     pthread_mutex_unlock(&c->lock);

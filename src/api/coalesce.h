@@ -41,6 +41,17 @@
  * computation it leads, on every path, or its followers wait forever. A leader must never wait for
  * anything its followers hold.
  *
+ * Kept answers. Some answers depend on one table only, whose every committed change moves a
+ * version the caller reads in the same snapshot as the rows (the latest reading of every device:
+ * `latest_state`, written about once a second; rest.c, api_sql.c's answer_versions). Such a
+ * leader marks its computation with the version it read (tc_coalesce_versioned) before it starts;
+ * its published answer is then kept under its key with that version, and a later leader of the
+ * key that reads the same version in its own snapshot -- taken after it arrived -- ends its
+ * computation with the kept answer (tc_coalesce_reuse): same version, same committed rows, same
+ * bytes, so a kept answer is exactly as fresh as a computed one. At most TC_COALESCE_KEPT_MAX
+ * keys are kept (the least recently used goes), and their bytes count toward total_max: a
+ * computation that would pass it first drops kept answers, least recently used first.
+ *
  * Ownership: keys are copied. A published answer's bytes are taken from the leader (malloc'ed,
  * NUL after len, freed with free()) and reference-counted: the leader and every follower get one
  * reference each, dropped by tc_coalesce_answer_put from any thread. The table must outlive every
@@ -56,6 +67,9 @@
 #define TC_COALESCE_KEY_MAX 8192
 /* Keys with a running computation at once (more are not coalesced: fallback). */
 #define TC_COALESCE_KEYS_MAX 1024
+/* Keys whose last versioned answer is kept (a dashboard's few distinct questions; each answer is
+ * under answer_max and all of them under total_max). */
+#define TC_COALESCE_KEPT_MAX 64
 /* Default caps of an answer's bytes and of every answer held. */
 #define TC_COALESCE_ANSWER_MAX_DEFAULT (32u * 1024 * 1024)
 #define TC_COALESCE_TOTAL_MAX_DEFAULT  (256u * 1024 * 1024)
@@ -86,6 +100,8 @@ typedef struct tc_coalesce_ticket {
     /* private */
     tc_coalesce_comp *comp;
     size_t reserved; /* LEAD: bytes charged against the caps */
+    int versioned;   /* LEAD: keep the published answer under version */
+    int64_t version;
 } tc_coalesce_ticket;
 
 typedef struct tc_coalesce_stats {
@@ -93,7 +109,9 @@ typedef struct tc_coalesce_stats {
     uint64_t shared;       /* requests answered by another's computation */
     uint64_t fallbacks;    /* followers sent back to answer alone, and requests over the table */
     uint64_t published;    /* computations that ended with an answer for their followers */
-    uint64_t held_bytes;   /* answers' bytes held or charged now */
+    uint64_t reused;       /* computations ended with a kept answer of the same version */
+    uint64_t kept;         /* answers kept now */
+    uint64_t held_bytes;   /* answers' bytes held or charged now, kept ones included */
     uint64_t waiting;      /* requests waiting now: for their leader, or to lead */
 } tc_coalesce_stats;
 
@@ -120,6 +138,15 @@ int tc_coalesce_reserve(tc_coalesce *c, tc_coalesce_ticket *t, size_t bytes);
  * tc_coalesce_unshared). */
 int tc_coalesce_publish(tc_coalesce *c, tc_coalesce_ticket *t, char *data, size_t len,
                         int64_t rows);
+
+/* The leader read `version` of what its answer depends on, in the snapshot it computes in (taken
+ * after tc_coalesce_start, so after every member arrived): its published answer is kept. */
+void tc_coalesce_versioned(tc_coalesce_ticket *t, int64_t version);
+
+/* A versioned leader (tc_coalesce_versioned called) before its statement: when the answer kept
+ * for its key has its version, end the computation with it -- t->answer is the leader's
+ * reference, every follower gets one -- and return 0. -1: none (compute as usual). */
+int tc_coalesce_reuse(tc_coalesce *c, tc_coalesce_ticket *t);
 
 /* End the computation without an answer: its followers fall back. */
 void tc_coalesce_unshared(tc_coalesce *c, tc_coalesce_ticket *t);

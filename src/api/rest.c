@@ -556,6 +556,27 @@ static size_t tc_rest_coalesce_key(const tc_rest_route *rt, const tc_http_reques
     return n;
 }
 
+/* Answer a versioned leader's request (and its followers, already told) with the kept answer of
+ * its version, t->answer: its transaction, which only read the version, ends; it records itself
+ * as a request with the answer's rows. */
+static void tc_rest_reused(tc_rest *r, PGconn *conn, tc_coalesce_ticket *t, tc_rest_format fmt,
+                           tc_rest_req_log *lg, tc_http_response *resp)
+{
+    tc_rest_problem pb;
+
+    memset(&pb, 0, sizeof(pb));
+    tc_rest_db_end(conn, 1, &pb); /* read only: nothing to lose when it fails */
+    tc_rest_pool_put(r->pool, conn);
+    lg->rows = t->answer->rows;
+    if (tc_rest_audit_now(r, lg, 200)) {
+        tc_coalesce_answer_put(t->answer);
+        t->answer = NULL;
+        tc_rest_problem_set(&pb, 500, NULL, "the audit record could not be written");
+        return tc_rest_respond_problem(resp, &pb, lg->req->path);
+    }
+    tc_rest_respond_shared(resp, fmt, t->answer);
+}
+
 /* Run a request whose parameters and format are checked: its statement in one transaction as
  * who, the answer, the audit record. lead: the computation this request leads (or NULL), started
  * right before the statement; when others joined it, the answer is built whole and published
@@ -571,6 +592,7 @@ static void tc_rest_run(tc_rest *r, const tc_rest_route *rt, const tc_http_reque
     tc_rest_sql q;
     PGconn *conn = NULL;
     PGresult *res;
+    int64_t version = 0;
     int li = tc_rest_param_index(rt, "limit"), ci = tc_rest_param_index(rt, "cursor");
 
     memset(&pb, 0, sizeof(pb));
@@ -600,10 +622,22 @@ static void tc_rest_run(tc_rest *r, const tc_rest_route *rt, const tc_http_reque
     conn = tc_rest_pool_get(r->pool, &pb);
     if (!conn)
         return tc_rest_fail(r, lg, resp, &pb);
-    if (tc_rest_db_begin(r->pool, conn, lg->who, q.prepared > 0, &pb))
+    if (lead && q.version_of) {
+        /* Versioned (coalesce.h, "Kept answers"): nobody joins after the snapshot, which the
+         * transaction takes as it begins; the answer is always built whole, to be kept. */
+        tc_coalesce_start(r->coalesce, lead);
+        share = lead;
+    }
+    if (tc_rest_db_begin(r->pool, conn, lg->who, q.prepared > 0, share ? q.version_of : NULL,
+                         &version, &pb))
         goto fail;
+    if (share) {
+        tc_coalesce_versioned(share, version);
+        if (tc_coalesce_reuse(r->coalesce, share) == 0)
+            return tc_rest_reused(r, conn, share, fmt, lg, resp);
+    }
     /* Whoever joined until now shares what this statement reads; nobody joins after it. */
-    if (lead && tc_coalesce_start(r->coalesce, lead) > 1)
+    if (lead && !share && tc_coalesce_start(r->coalesce, lead) > 1)
         share = lead;
     atomic_fetch_add(&r->statements, 1);
     if (fmt != TC_REST_FMT_JSON) {
@@ -750,7 +784,7 @@ static void tc_rest_metrics(void *ctx, const tc_http_request *req, tc_http_respo
 {
     tc_rest *r = ctx;
     tc_coalesce_stats st = {0};
-    char body[2048];
+    char body[3072];
     int n;
 
     (void)req;
@@ -769,6 +803,13 @@ static void tc_rest_metrics(void *ctx, const tc_http_request *req, tc_http_respo
                  " computation whose answer could not be shared, and ran on their own.\n"
                  "# TYPE thermocline_api_coalesce_fallbacks_total counter\n"
                  "thermocline_api_coalesce_fallbacks_total %llu\n"
+                 "# HELP thermocline_api_answers_reused_total Reads answered by a kept answer"
+                 " of the same version (nothing the answer depends on changed).\n"
+                 "# TYPE thermocline_api_answers_reused_total counter\n"
+                 "thermocline_api_answers_reused_total %llu\n"
+                 "# HELP thermocline_api_answers_kept Answers kept for reuse.\n"
+                 "# TYPE thermocline_api_answers_kept gauge\n"
+                 "thermocline_api_answers_kept %llu\n"
                  "# HELP thermocline_api_coalesce_held_bytes Bytes of shared answers held.\n"
                  "# TYPE thermocline_api_coalesce_held_bytes gauge\n"
                  "thermocline_api_coalesce_held_bytes %llu\n"
@@ -777,7 +818,8 @@ static void tc_rest_metrics(void *ctx, const tc_http_request *req, tc_http_respo
                  "# TYPE thermocline_api_coalesce_waiting gauge\n"
                  "thermocline_api_coalesce_waiting %llu\n",
                  (unsigned long long)atomic_load(&r->statements), (unsigned long long)st.shared,
-                 (unsigned long long)st.fallbacks, (unsigned long long)st.held_bytes,
+                 (unsigned long long)st.fallbacks, (unsigned long long)st.reused,
+                 (unsigned long long)st.kept, (unsigned long long)st.held_bytes,
                  (unsigned long long)st.waiting);
     tc_http_respond(resp, 200, "text/plain; version=0.0.4", body,
                     n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);

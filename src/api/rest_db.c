@@ -222,19 +222,25 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
  * string for one round trip: the claims go in as a literal quoted by libpq; generic: prepared
  * statements run with their generic plan. NULL when out of memory. */
 static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims,
-                               int generic)
+                               int generic, const char *version_of)
 {
     char *lit = PQescapeLiteral(c, claims ? claims : "", strlen(claims ? claims : ""));
-    size_t cap = (lit ? strlen(lit) : 0) + 512;
+    size_t cap = (lit ? strlen(lit) : 0) + 640;
     char *sql = lit ? malloc(cap) : NULL;
+    char version[128] = "";
 
+    /* The version is read by the first statement that takes a snapshot (the SETs take none), so
+     * in REPEATABLE READ it and every later statement see the same committed rows. */
+    if (version_of)
+        snprintf(version, sizeof(version), ", _answer_version('%s')", version_of);
     if (sql)
         snprintf(sql, cap,
-                 "BEGIN; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
+                 "BEGIN%s; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
                  " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;%s"
-                 " SELECT set_config('request.jwt.claims', %s, true)",
-                 role, p->api_ident, TC_REST_STATEMENT_TIMEOUT_MS,
-                 generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit);
+                 " SELECT set_config('request.jwt.claims', %s, true)%s",
+                 version_of ? " ISOLATION LEVEL REPEATABLE READ READ ONLY" : "", role, p->api_ident,
+                 TC_REST_STATEMENT_TIMEOUT_MS,
+                 generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit, version);
     PQfreemem(lit);
     return sql;
 }
@@ -255,11 +261,27 @@ static int tc_rest_exec_owned(PGconn *c, char *sql, const char *what, tc_rest_pr
 }
 
 int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, int generic,
-                     tc_rest_problem *pb)
+                     const char *version_of, int64_t *version, tc_rest_problem *pb)
 {
-    return tc_rest_exec_owned(
-        c, tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims, generic),
-        "starting the request's transaction", pb);
+    char *sql =
+        tc_rest_begin_sql(p, c, tc_rest_role_name(who->role), who->claims, generic, version_of);
+    PGresult *r;
+    int rc = 0;
+
+    if (!version_of)
+        return tc_rest_exec_owned(c, sql, "starting the request's transaction", pb);
+    if (!sql)
+        return tc_rest_problem_set(pb, 500, NULL, "out of memory");
+    r = PQexec(c, sql); /* the last statement's result: the claims and the version */
+    free(sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 2)
+        rc = tc_rest_db_problem(r, "starting the request's transaction", pb);
+    else
+        *version = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    if (rc)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
 }
 
 PGresult *tc_rest_db_run(tc_rest_pool *p, PGconn *c, int stmt, const char *sql, int nparams,

@@ -51,9 +51,12 @@ PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb);
 void tc_rest_pool_put(tc_rest_pool *p, PGconn *c);
 
 /* Open the request's transaction as who (see the file comment); generic: the request's prepared
- * statement runs with its generic plan (tc_rest_db_run). 0, or an HTTP status with pb. */
+ * statement runs with its generic plan (tc_rest_db_run). version_of (a fixed table name, never a
+ * caller's text, or NULL): the transaction is REPEATABLE READ READ ONLY and *version is that
+ * table's answer version (api._answer_version) read in its one snapshot, the one every statement
+ * of the request then sees (coalesce.h, "Kept answers"). 0, or an HTTP status with pb. */
 int tc_rest_db_begin(tc_rest_pool *p, PGconn *c, const tc_rest_principal *who, int generic,
-                     tc_rest_problem *pb);
+                     const char *version_of, int64_t *version, tc_rest_problem *pb);
 
 /* Run sql with its parameters in the request's transaction. stmt 0: as it is, planned for these
  * values. stmt 1..31: a statement this connection prepares on first use (named after stmt, which

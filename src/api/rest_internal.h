@@ -42,6 +42,9 @@ typedef struct tc_rest_sql {
     const char *params[TC_REST_SQL_PARAMS_MAX];
     int nparams;
     int prepared; /* 0, or the statement's number for tc_rest_db_run (one per builder) */
+    /* NULL, or the one table the answer depends on, whose answer version (api._answer_version,
+     * moved by every committed change) lets an identical read reuse a kept answer (coalesce.h) */
+    const char *version_of;
     char store[TC_REST_SQL_PARAMS_MAX][TC_REST_SQL_TEXT_MAX]; /* texts the builder computed */
 } tc_rest_sql;
 

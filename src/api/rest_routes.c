@@ -218,6 +218,8 @@ static int tc_b_latest_all(const tc_rest_call *c, tc_rest_sql *q, tc_rest_proble
     q->text = "SELECT * FROM latest WHERE ($1::text IS NULL OR tags ->> $1 = $2)"
               " AND ($3::text IS NULL OR device_id LIKE $3)"
               " AND ($4::text IS NULL OR device_id > $4) ORDER BY device_id LIMIT $5";
+    /* The view reads latest_state alone (and the caller's claims, in the coalescing key). */
+    q->version_of = "latest_state";
     return tc_rest_bind_devices(c, q, pb);
 }
 

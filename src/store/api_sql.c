@@ -513,6 +513,42 @@ static const char tc_api_fleet_plain_sql[] =
     TC_API_FLEET_COMMENT("An hour counts toward the tags its device had when the hour closed"
                          " (the open hours: the tags it has now).");
 
+/*
+ * Answer versions: an answer that depends on one table (the latest reading of every device, on
+ * latest_state) can be kept by the REST server and given again while the table is unchanged
+ * (api/coalesce.h, "Kept answers"). Every statement that writes the table -- whoever runs it: the
+ * pipeline, a replay, retention, psql -- adds 1 to its backend's row here in its own transaction,
+ * so the sum over the rows moves with every committed change and never goes back: two snapshots
+ * that read the same sum see the same rows of the table. A row per writing backend, not one row
+ * for all: concurrent writers (the pipelines of a group) never wait on each other's row lock. The
+ * migrate bumps writer 0, since the views over the table may have changed.
+ */
+static const char tc_api_versions_sql[] =
+    "CREATE TABLE IF NOT EXISTS @S.answer_versions (source text NOT NULL, writer integer NOT"
+    " NULL, v bigint NOT NULL, PRIMARY KEY (source, writer));"
+    "COMMENT ON TABLE @S.answer_versions IS 'Per table and writing backend, the statements that"
+    " changed the table: their sum is the version of the api answers that read it alone.';"
+    "REVOKE ALL ON @S.answer_versions FROM PUBLIC;"
+    "CREATE OR REPLACE FUNCTION @S.tc_answer_version_bump() RETURNS trigger LANGUAGE plpgsql"
+    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN"
+    "  INSERT INTO @S.answer_versions AS a (source, writer, v) VALUES (TG_TABLE_NAME,"
+    "  pg_backend_pid(), 1) ON CONFLICT (source, writer) DO UPDATE SET v = a.v + 1;"
+    "  RETURN NULL; END $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_answer_version_bump() FROM PUBLIC;"
+    "CREATE OR REPLACE TRIGGER latest_state_answer_version AFTER INSERT OR UPDATE OR DELETE OR"
+    " TRUNCATE ON @S.latest_state FOR EACH STATEMENT EXECUTE FUNCTION"
+    " @S.tc_answer_version_bump();"
+    "INSERT INTO @S.answer_versions AS a (source, writer, v) VALUES ('latest_state', 0, 1) ON"
+    " CONFLICT (source, writer) DO UPDATE SET v = a.v + 1;"
+    "CREATE OR REPLACE FUNCTION @A._answer_version(source text) RETURNS bigint LANGUAGE sql STABLE"
+    " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT coalesce(sum(a.v),"
+    " 0)::bigint FROM @S.answer_versions a WHERE a.source = $1 $$;"
+    "COMMENT ON FUNCTION @A._answer_version(text) IS E'@omit\nThe version of the answers that"
+    " read the table source alone (the REST server keeps them while it is unchanged).';"
+    "REVOKE ALL ON FUNCTION @A._answer_version(text) FROM PUBLIC;"
+    "GRANT EXECUTE ON FUNCTION @A._answer_version(text) TO thermocline_viewer;"
+    ;
+
 static const char tc_api_views2_sql[] =
     /* The online features (the features sink): a model's inputs, for analysts and above. A
      * feature of a personal metric is masked as the metric is, but for the aggregates that are
@@ -733,6 +769,7 @@ char *tc_api_sql_build(const tc_api_sql_options *o, char *errstr, size_t errstr_
     tc_api_expand(&b, tc_api_helpers_sql, o);
     tc_api_expand(&b, tc_api_views_sql, o);
     tc_api_expand(&b, o->timescaledb ? tc_api_fleet_timescale_sql : tc_api_fleet_plain_sql, o);
+    tc_api_expand(&b, tc_api_versions_sql, o);
     tc_api_expand(&b, tc_api_views2_sql, o);
     tc_api_expand(&b, tc_api_ingest_sql, o);
     if (!o->timescaledb)

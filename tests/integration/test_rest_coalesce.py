@@ -1,7 +1,9 @@
 """Identical reads share one computation (src/api/coalesce.c; docs/api.md, "Identical reads"):
 concurrent identical requests get the bytes an uncoalesced request gets from fewer statements,
 callers with other claims never share, a request never gets rows older than its arrival, each
-request keeps its own audit record, and an answer past the cap is not shared.
+request keeps its own audit record, and an answer past the cap is not shared. The latest reading
+of every device is also kept and given again while latest_state is unchanged ("Kept answers"):
+the coalescing tests read the devices (/v1/devices, not kept), the kept-answer tests /v1/latest.
 
 Every step is pinned by a lock the test holds, never by timing: the table the view reads locked
 (a request's statement waits in PostgreSQL, so its computation runs for as long as the test
@@ -19,7 +21,8 @@ import pytest
 
 from rest_api import Api, token
 
-PATH = "/v1/latest?format=ndjson"
+PATH = "/v1/devices?format=ndjson"
+LATEST = "/v1/latest?format=ndjson"
 DEVICES = 25
 # Sites of the seeded devices: dev-NN is on s(NN % 3).
 SITE_DEVICES = {s: sum(1 for d in range(DEVICES) if d % 3 == s) for s in range(3)}
@@ -119,7 +122,7 @@ def run_held(api, path, tok, n):
 
 @pytest.mark.parametrize("fmt", ["ndjson", "json"])
 def test_identical_reads_share_one_statement(api, fmt):
-    path, sub, n = f"/v1/latest?format={fmt}", f"coalesce-{fmt}", 10
+    path, sub, n = f"/v1/devices?format={fmt}", f"coalesce-{fmt}", 10
     tok = token("viewer", sub=sub)
     before = metrics(api)
     status, ref = get(api, path, tok)  # alone: the path every request took before
@@ -231,3 +234,81 @@ def test_off_runs_every_request():
         assert delta(before, metrics(a))["thermocline_api_statements_total"] == 4
     finally:
         a.close()
+
+
+def test_an_unchanged_table_answers_from_the_kept_answer(api):
+    sub = "kept-same"
+    tok = token("viewer", sub=sub)
+    status, ref = get(api, LATEST, tok)
+    assert status == 200 and len(rows(ref)) == DEVICES
+    before = metrics(api)
+    got = [get(api, LATEST, tok) for _ in range(3)]
+    d = delta(before, metrics(api))
+    assert got == [(200, ref)] * 3
+    # Nothing changed latest_state: no statement, three reuses of the kept bytes.
+    assert d["thermocline_api_statements_total"] == 0
+    assert d["thermocline_api_answers_reused_total"] == 3
+    assert metrics(api)["thermocline_api_answers_kept"] >= 1
+    # Each request still recorded as itself, with the rows it was sent.
+    assert api.sql(f"SELECT count(*), min(row_count), max(row_count)"
+                   f" FROM \"{api.audit_schema}\".events WHERE claims->>'sub' = %s", (sub,)) \
+        == [(4, DEVICES, DEVICES)]
+    # Another caller's claims are another key: its own computation, its own rows.
+    other = token("viewer", sub=sub, sites=["s1"])
+    before = metrics(api)
+    status, body = get(api, LATEST, other)
+    assert status == 200 and [r["site"] for r in rows(body)] == ["s1"] * SITE_DEVICES[1]
+    assert delta(before, metrics(api))["thermocline_api_statements_total"] == 1
+
+
+def test_a_change_committed_before_a_request_is_in_its_answer(api):
+    tok = token("viewer", sub="kept-change")
+    get(api, LATEST, tok)
+    status, ref = get(api, LATEST, tok)  # kept now
+    old = {r["device_id"]: r for r in rows(ref)}
+    assert old["dev-07"]["temperature"] != 42.5
+    # Any writer, any statement: the pipeline's upserts, a replay, psql.
+    api.sql(f'UPDATE "{api.t.schema}".latest_state SET temperature = 42.5'
+            f" WHERE device_id = 'dev-07'")
+    before = metrics(api)
+    status, body = get(api, LATEST, tok)
+    new = {r["device_id"]: r for r in rows(body)}
+    assert status == 200 and new["dev-07"]["temperature"] == 42.5
+    assert {k: v for k, v in new.items() if k != "dev-07"} == \
+        {k: v for k, v in old.items() if k != "dev-07"}
+    d = delta(before, metrics(api))
+    assert d["thermocline_api_statements_total"] == 1
+    assert d["thermocline_api_answers_reused_total"] == 0
+    # A change rolled back moves nothing: the new answer is kept and given again.
+    with psycopg.connect(api.dsn) as conn:
+        conn.execute(f'UPDATE "{api.t.schema}".latest_state SET temperature = -1')
+        conn.rollback()
+    before = metrics(api)
+    assert get(api, LATEST, tok) == (200, body)
+    assert delta(before, metrics(api))["thermocline_api_answers_reused_total"] == 1
+    api.sql(f'UPDATE "{api.t.schema}".latest_state SET temperature = %s'
+            f" WHERE device_id = 'dev-07'", (old["dev-07"]["temperature"],))
+
+
+def test_a_kept_answer_is_as_old_as_its_snapshot(api):
+    """The version and the rows come from one snapshot: a change committed after a computation's
+    snapshot but before it reads the rows is neither in its answer nor hidden from the next
+    request by it."""
+    tok = token("viewer", sub="kept-snapshot")
+    status, ref = get(api, LATEST, tok)
+    old = {r["device_id"]: r for r in rows(ref)}
+    api.sql(f'UPDATE "{api.t.schema}".latest_state SET humidity = humidity'
+            f" WHERE device_id = 'dev-01'")  # a new version: the next request computes
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, psycopg.connect(api.dsn) as conn:
+        conn.execute(f'LOCK TABLE "{api.t.schema}".latest_state IN ACCESS EXCLUSIVE MODE')
+        first = pool.submit(get, api, LATEST, tok)
+        wait_until("the request's statement waits for the lock", lambda: blocked(api) == 1)
+        # Its snapshot is taken; this change commits before it reads a row.
+        conn.execute(f'UPDATE "{api.t.schema}".latest_state SET humidity = 12.5'
+                     f" WHERE device_id = 'dev-01'")
+        conn.commit()
+        assert first.result() == (200, ref)
+    status, body = get(api, LATEST, tok)
+    assert status == 200 and {r["device_id"]: r for r in rows(body)}["dev-01"]["humidity"] == 12.5
+    api.sql(f'UPDATE "{api.t.schema}".latest_state SET humidity = %s'
+            f" WHERE device_id = 'dev-01'", (old["dev-01"]["humidity"],))

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -266,6 +267,118 @@ static void test_key_too_long_falls_back(void **state)
     tc_coalesce_destroy(c);
 }
 
+/* Lead a computation of key alone, versioned v: reused (1, t->answer set) or computed and published
+ * with text (0). */
+static int lead_versioned(tc_coalesce *c, const char *key, int64_t v, const char *text,
+                          tc_coalesce_ticket *t)
+{
+    assert_int_equal(tc_coalesce_enter(c, key, strlen(key), t), TC_COALESCE_LEAD);
+    assert_int_equal(tc_coalesce_start(c, t), 1);
+    tc_coalesce_versioned(t, v);
+    if (tc_coalesce_reuse(c, t) == 0)
+        return 1;
+    assert_int_equal(tc_coalesce_publish(c, t, dup_text(text), strlen(text), 1), 0);
+    return 0;
+}
+
+static void test_a_versioned_answer_is_reused_at_its_version_only(void **state)
+{
+    tc_coalesce *c = tc_coalesce_new(0, 0);
+    tc_coalesce_ticket t1, t2, t3, t4, plain;
+
+    (void)state;
+    assert_int_equal(lead_versioned(c, "k", 5, "five", &t1), 0);
+    tc_coalesce_answer_put(t1.answer);
+    assert_int_equal(stats(c).kept, 1);
+    assert_int_equal(stats(c).held_bytes, 4); /* the kept answer's */
+    /* Same key, same version: the kept bytes, no computation. */
+    assert_int_equal(lead_versioned(c, "k", 5, "unused", &t2), 1);
+    assert_string_equal(t2.answer->data, "five");
+    assert_int_equal(stats(c).reused, 1);
+    tc_coalesce_answer_put(t2.answer);
+    /* The table changed: computed again, and kept in its place. */
+    assert_int_equal(lead_versioned(c, "k", 6, "six", &t3), 0);
+    assert_string_equal(t3.answer->data, "six");
+    tc_coalesce_answer_put(t3.answer);
+    assert_int_equal(stats(c).kept, 1);
+    assert_int_equal(stats(c).held_bytes, 3);
+    /* An older version is not served from the newer answer (nor the other way round). */
+    assert_int_equal(lead_versioned(c, "k", 5, "five again", &t4), 0);
+    tc_coalesce_answer_put(t4.answer);
+    /* A computation that is not versioned neither reuses nor keeps. */
+    assert_int_equal(tc_coalesce_enter(c, "k", 1, &plain), TC_COALESCE_LEAD);
+    assert_int_equal(tc_coalesce_start(c, &plain), 1);
+    assert_int_equal(tc_coalesce_reuse(c, &plain), -1);
+    tc_coalesce_unshared(c, &plain);
+    assert_int_equal(stats(c).reused, 1);
+    tc_coalesce_destroy(c); /* frees the kept answer (ASan: no leak) */
+}
+
+static void test_followers_of_a_reusing_leader_get_the_kept_answer(void **state)
+{
+    tc_coalesce *c = tc_coalesce_new(0, 0);
+    tc_coalesce_ticket t1, lead;
+    req f;
+
+    (void)state;
+    assert_int_equal(lead_versioned(c, "k", 1, "one", &t1), 0);
+    tc_coalesce_answer_put(t1.answer);
+    assert_int_equal(tc_coalesce_enter(c, "k", 1, &lead), TC_COALESCE_LEAD);
+    req_start(&f, c, "k");
+    wait_waiting(c, 1);
+    assert_int_equal(tc_coalesce_start(c, &lead), 2);
+    tc_coalesce_versioned(&lead, 1);
+    assert_int_equal(tc_coalesce_reuse(c, &lead), 0);
+    req_join(&f);
+    assert_int_equal(f.role, TC_COALESCE_SHARED);
+    assert_ptr_equal(f.t.answer, lead.answer);
+    assert_string_equal(f.t.answer->data, "one");
+    tc_coalesce_answer_put(f.t.answer);
+    tc_coalesce_answer_put(lead.answer);
+    assert_int_equal(stats(c).held_bytes, 3); /* still kept */
+    tc_coalesce_destroy(c);
+}
+
+static void test_kept_answers_are_bounded(void **state)
+{
+    tc_coalesce *c = tc_coalesce_new(100, 150);
+    tc_coalesce_ticket t, big;
+    char key[16];
+
+    (void)state;
+    /* By count: the least recently used key goes. */
+    for (int i = 0; i < TC_COALESCE_KEPT_MAX + 1; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(lead_versioned(c, key, 1, "x", &t), 0);
+        tc_coalesce_answer_put(t.answer);
+        if (i == TC_COALESCE_KEPT_MAX - 1) { /* k0 used again: k1 is the oldest when full */
+            assert_int_equal(lead_versioned(c, "k0", 1, "x", &t), 1);
+            tc_coalesce_answer_put(t.answer);
+        }
+    }
+    assert_int_equal(stats(c).kept, TC_COALESCE_KEPT_MAX);
+    assert_int_equal(lead_versioned(c, "k0", 1, "y", &t), 1);
+    tc_coalesce_answer_put(t.answer);
+    assert_int_equal(lead_versioned(c, "k1", 1, "y", &t), 0);
+    tc_coalesce_answer_put(t.answer);
+    tc_coalesce_destroy(c);
+    /* By bytes: a computation in progress drops kept answers to fit under the total. */
+    c = tc_coalesce_new(100, 150);
+    assert_int_equal(lead_versioned(c, "a", 1,
+                                    "0123456789012345678901234567890123456789"
+                                    "0123456789012345678901234567890123456789",
+                                    &t),
+                     0);
+    tc_coalesce_answer_put(t.answer);
+    assert_int_equal(stats(c).held_bytes, 80);
+    assert_int_equal(tc_coalesce_enter(c, "b", 1, &big), TC_COALESCE_LEAD);
+    assert_int_equal(tc_coalesce_reserve(c, &big, 100), 0);
+    assert_int_equal(stats(c).kept, 0);
+    assert_int_equal(stats(c).held_bytes, 100);
+    tc_coalesce_unshared(c, &big);
+    tc_coalesce_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +390,9 @@ int main(void)
         cmocka_unit_test(test_unshared_sends_followers_back),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_key_too_long_falls_back),
+        cmocka_unit_test(test_a_versioned_answer_is_reused_at_its_version_only),
+        cmocka_unit_test(test_followers_of_a_reusing_leader_get_the_kept_answer),
+        cmocka_unit_test(test_kept_answers_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
