@@ -229,18 +229,22 @@ static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, con
     char *sql = lit ? malloc(cap) : NULL;
     char version[128] = "";
 
+    /* No JIT: the api's statements read few rows, but on a large store their estimates pass
+     * jit_above_cost, and compiling a plan cost fleet() 0.5-1 s a call where it runs in 30 ms
+     * (docs/api.md, "Performance"). */
     /* The version is read by the first statement that takes a snapshot (the SETs take none), so
      * in REPEATABLE READ it and every later statement see the same committed rows. */
     if (version_of)
         snprintf(version, sizeof(version), ", _answer_version('%s')", version_of);
     if (sql)
-        snprintf(sql, cap,
-                 "BEGIN%s; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
-                 " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d;%s"
-                 " SELECT set_config('request.jwt.claims', %s, true)%s",
-                 version_of ? " ISOLATION LEVEL REPEATABLE READ READ ONLY" : "", role, p->api_ident,
-                 TC_REST_STATEMENT_TIMEOUT_MS,
-                 generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit, version);
+        snprintf(
+            sql, cap,
+            "BEGIN%s; SET LOCAL ROLE %s; SET LOCAL search_path = %s;"
+            " SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = %d; SET LOCAL jit = off;%s"
+            " SELECT set_config('request.jwt.claims', %s, true)%s",
+            version_of ? " ISOLATION LEVEL REPEATABLE READ READ ONLY" : "", role, p->api_ident,
+            TC_REST_STATEMENT_TIMEOUT_MS,
+            generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit, version);
     PQfreemem(lit);
     return sql;
 }

@@ -304,6 +304,33 @@ def test_hourly_reads_come_from_the_key_alone(api):
     assert len(got) >= 24 * 7 - 31 and set(got.values()) == {391, 2}, got
 
 
+def test_fleet_is_never_compiled(api):
+    """fleet()'s statements run without JIT: on a store of 50 M readings their generic plan's
+    estimate passes jit_above_cost, and compiling it took 0.5-1 s of a 30 ms call (docs/api.md,
+    "Performance"). With every JIT threshold at 0, a plain statement is compiled -- so the check
+    below can fail -- and fleet()'s own statements are not."""
+    a = api.api_schema
+    week = f"SELECT * FROM \"{a}\".fleet('site', now() - interval '7 days', now(), '1h', 's0')"
+    plans = []
+    with psycopg.connect(api.dsn, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary))
+        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                        "SET auto_explain.log_nested_statements = on",
+                        "SET auto_explain.log_analyze = on", "SET auto_explain.log_format = json",
+                        "SET auto_explain.log_level = notice", "SET jit = on",
+                        "SET jit_above_cost = 0", "SET jit_inline_above_cost = 0",
+                        "SET jit_optimize_above_cost = 0", "SET ROLE thermocline_analyst"):
+            conn.execute(setting)
+        conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (ALL,))
+        conn.execute("SELECT sum(x) FROM generate_series(1, 10) x").fetchall()
+        if not any('"JIT"' in p for p in plans if "generate_series" in p):
+            pytest.skip("this server has no JIT provider")
+        plans.clear()
+        conn.execute(week).fetchall()
+    inner = [p for p in plans if "rollup_tag_1h" in p or "rollup_1h" in p]
+    assert inner, plans
+    assert not [p for p in inner if '"JIT"' in p], inner
+
 def snapshot(api, audit=True):
     """What an injection could change: row counts of every table (of the audit log's too, unless
     the requests themselves are audited), and the objects that exist."""
