@@ -200,6 +200,11 @@ static tc_err tc_rollup_group_start(tc_rollup *r, tc_rollup_group *g, const tc_b
 static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_batch *b, size_t i)
 {
     g->n++;
+    /* The latest state keeps a reading, not aggregates: nothing reads its groups' metrics. */
+    if (r->latest) {
+        tc_rollup_latest *l = &r->latest[g - r->groups];
+        return g->n > 1 && tc_rollup_newer(l, b, i) ? tc_rollup_take_latest(r, l, b, i) : TC_OK;
+    }
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         double v;
         if (!b->present[m][i])
@@ -214,11 +219,6 @@ static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_bat
         }
         g->sum[m] += v;
         g->cnt[m]++;
-    }
-    if (r->latest && g->n > 1) {
-        tc_rollup_latest *l = &r->latest[g - r->groups];
-        if (tc_rollup_newer(l, b, i))
-            return tc_rollup_take_latest(r, l, b, i);
     }
     return TC_OK;
 }

@@ -16,7 +16,8 @@
  * Grouping is a hash aggregation with open addressing, grown as groups arrive: O(rows).
  *
  * A rollup with width_us == 0 groups per device only and is used for the `latest` state: each
- * group keeps the reading with the greatest (time, partition, offset) of the device.
+ * group keeps the reading with the greatest (time, partition, offset) of the device, and its count
+ * n; the metrics' aggregates of its groups are not kept (zero).
  *
  * Dynamic metrics (schema evolution: the batch's dynamic columns, core/batch.h) are aggregated
  * too, by rollups with buckets (the latest state keeps the whole reading in `extra` instead). They
