@@ -124,7 +124,8 @@ static const char tc_api_ingest_plain_sql[] =
     "GRANT SELECT, INSERT, UPDATE ON @S.rollup_1m, @S.rollup_1h TO thermocline_ingest;"
     "GRANT EXECUTE ON FUNCTION @S.tc_ddl_add_partition(date),"
     " @S.tc_ddl_add_rollup_columns(text[]), @S.tc_rollup_thresholds(),"
-    " @S.tc_rollup_materialize(text, text, timestamptz) TO thermocline_ingest;";
+    " @S.tc_rollup_materialize(text, text, timestamptz), @S.tc_rollup_late(int[], bigint[],"
+    " bigint[], timestamptz, timestamptz, timestamptz, timestamptz) TO thermocline_ingest;";
 
 /* ---- audit ---- */
 static const char tc_api_audit_sql[] =

@@ -157,6 +157,9 @@ static const char tc_ddl_plain_sql[] =
     "  WHEN 'raw_row' THEN CASE WHEN c.raw THEN format(', (r.%1$I IS NOT NULL)::int::bigint,"
     "   coalesce(r.%1$I, 0), r.%1$I, r.%1$I', c.m) ELSE ', 0::bigint, 0::double precision,"
     "   NULL::double precision, NULL::double precision' END"
+    "  WHEN 'upsert' THEN format(', %1$I = t.%1$I + EXCLUDED.%1$I, %2$I = t.%2$I + EXCLUDED.%2$I,"
+    "   %3$I = least(t.%3$I, EXCLUDED.%3$I), %4$I = greatest(t.%4$I, EXCLUDED.%4$I)',"
+    "   c.m || '_n', c.m || '_sum', c.m || '_min', c.m || '_max')"
     "  END, '' ORDER BY c.attnum), '')"
     " FROM (SELECT left(a.attname, -2) AS m, a.attnum, EXISTS (SELECT 1 FROM pg_attribute x"
     "  WHERE x.attrelid = '@S.readings'::regclass AND x.attnum > 0 AND NOT x.attisdropped"
@@ -279,6 +282,43 @@ static const char tc_ddl_plain_sql[] =
     "  RETURN k;"
     " END $fn$;"
     "REVOKE ALL ON FUNCTION @S.tc_rollup_materialize(text, text, timestamptz) FROM PUBLIC;"
+    /*
+     * The buckets a flush's aggregates left out when a closing passed over them before the flush
+     * (store/sink_rollup.c: the sink does not aggregate readings whose bucket was open when it
+     * took them). Called in the flush's transaction, after W and H were read FOR SHARE: adds the
+     * readings of the flush's offset ranges (partition parts[i], offsets [froms[i], tos[i])) of
+     * the minutes [m0, m1) to rollup_1m and of the hours [h0, h1) to rollup_1h, upserted as the
+     * flush's own groups are; clamped to W and H, past which a bucket is never written. Readings
+     * has no index on the offsets: the time range, narrowed by the caller to the buckets skipped,
+     * is what is read. Returns the one-minute buckets written.
+     */
+    "CREATE OR REPLACE FUNCTION @S.tc_rollup_late(parts int[], froms bigint[], tos bigint[],"
+    " m0 timestamptz, m1 timestamptz, h0 timestamptz, h1 timestamptz)"
+    " RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+    " SET jit = off AS $fn$"
+    " DECLARE w timestamptz; h timestamptz; k bigint := 0; t text; u text; lo timestamptz;"
+    "  hi timestamptz;"
+    " BEGIN"
+    "  SELECT materialized_1m, materialized_1h INTO w, h FROM @S.rollup_state FOR SHARE;"
+    "  FOREACH t IN ARRAY ARRAY['rollup_1m', 'rollup_1h'] LOOP"
+    "   IF t = 'rollup_1m' THEN u := '1 minute'; lo := m0; hi := least(m1, w);"
+    "   ELSE u := '1 hour'; lo := h0; hi := least(h1, h); END IF;"
+    "   CONTINUE WHEN lo IS NULL OR hi IS NULL OR lo >= hi;"
+    "   EXECUTE format('INSERT INTO %1$s.%2$I AS t (device_id, bucket, n%3$s)"
+    " SELECT r.device_id, date_bin(%6$L, r.time, ''2000-01-01 00:00:00+00''::timestamptz),"
+    " count(*)%4$s FROM %1$s.readings r JOIN unnest($1, $2, $3) o(p, f, e)"
+    " ON r.kafka_partition = o.p AND r.kafka_offset >= o.f AND r.kafka_offset < o.e"
+    " WHERE r.time >= $4 AND r.time < $5 GROUP BY 1, 2 ORDER BY 1, 2"
+    " ON CONFLICT (device_id, bucket) DO UPDATE SET n = t.n + EXCLUDED.n%5$s', '@S', t,"
+    "    @S.tc_rollup_cols(t, 'cols'), @S.tc_rollup_cols(t, 'raw_bucket'),"
+    "    @S.tc_rollup_cols(t, 'upsert'), u::interval)"
+    "    USING parts, froms, tos, lo, hi;"
+    "   IF t = 'rollup_1m' THEN GET DIAGNOSTICS k = ROW_COUNT; END IF;"
+    "  END LOOP;"
+    "  RETURN k;"
+    " END $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_rollup_late(int[], bigint[], bigint[], timestamptz, timestamptz,"
+    " timestamptz, timestamptz) FROM PUBLIC;"
     /* Schemas migrated before the views took the open buckets from the readings. */
     "SELECT @S.tc_ddl_rollup_views() WHERE to_regclass('@S.rollup_1m_live') IS NULL;";
 /* clang-format on */

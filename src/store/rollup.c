@@ -12,11 +12,16 @@
 #define TC_ROLLUP_AHEAD 8
 /* Arena blocks for device ids and latest-state strings: a few thousand devices per block. */
 #define TC_ROLLUP_ARENA_BLOCK (64 * 1024)
+/* Rows of a batch selected at a time (mask, skipped buckets) before they are aggregated: their
+ * indices and buckets on the stack, 3 KB. */
+#define TC_ROLLUP_PASS 256
 
 void tc_rollup_init(tc_rollup *r, int64_t width_us)
 {
     memset(r, 0, sizeof(*r));
     r->width_us = width_us;
+    r->skip_from_us = INT64_MAX;
+    r->skipped_min_us = INT64_MAX;
     tc_arena_init(&r->arena, TC_ROLLUP_ARENA_BLOCK, 0);
 }
 
@@ -35,6 +40,7 @@ void tc_rollup_free(tc_rollup *r)
 void tc_rollup_clear(tc_rollup *r)
 {
     r->ngroups = 0;
+    r->skipped_min_us = INT64_MAX;
     if (r->slots)
         memset(r->slots, 0, r->nslots * sizeof(*r->slots));
     tc_arena_reset(&r->arena);
@@ -194,6 +200,11 @@ static tc_err tc_rollup_group_start(tc_rollup *r, tc_rollup_group *g, const tc_b
 static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_batch *b, size_t i)
 {
     g->n++;
+    /* The latest state keeps a reading, not aggregates: nothing reads its groups' metrics. */
+    if (r->latest) {
+        tc_rollup_latest *l = &r->latest[g - r->groups];
+        return g->n > 1 && tc_rollup_newer(l, b, i) ? tc_rollup_take_latest(r, l, b, i) : TC_OK;
+    }
     for (int m = 0; m < TC_METRIC__COUNT; m++) {
         double v;
         if (!b->present[m][i])
@@ -208,11 +219,6 @@ static tc_err tc_rollup_group_add(tc_rollup *r, tc_rollup_group *g, const tc_bat
         }
         g->sum[m] += v;
         g->cnt[m]++;
-    }
-    if (r->latest && g->n > 1) {
-        tc_rollup_latest *l = &r->latest[g - r->groups];
-        if (tc_rollup_newer(l, b, i))
-            return tc_rollup_take_latest(r, l, b, i);
     }
     return TC_OK;
 }
@@ -296,19 +302,71 @@ static void tc_rollup_dyn_add(tc_rollup *r, size_t gi, const tc_batch *b, size_t
     }
 }
 
-/* The hash of row i's group; its slot starts loading. */
-static uint64_t tc_rollup_row_hash(const tc_rollup *r, const tc_batch *b, size_t i)
+/* The hash of row i's group (in bucket); its slot starts loading. */
+static uint64_t tc_rollup_row_hash(const tc_rollup *r, const tc_batch *b, size_t i, int64_t bucket)
 {
-    int64_t bucket = r->width_us > 0 ? tc_rollup_bucket(b->time_us[i], r->width_us) : 0;
     uint64_t h = tc_rollup_hash(&b->device_id[i], bucket);
 
     __builtin_prefetch(&r->slots[(size_t)h & (r->nslots - 1)]);
     return h;
 }
 
-tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
+/* Aggregate rows row[0..n) of b, in buckets bucket[0..n) (dyn: the dynamic columns too, mapped by
+ * map). */
+static tc_err tc_rollup_add_rows(tc_rollup *r, const tc_batch *b, const uint32_t *row,
+                                 const int64_t *bucket, size_t n, const int *map)
 {
     uint64_t ahead[TC_ROLLUP_AHEAD];
+
+    for (size_t j = 0; j < n && j < TC_ROLLUP_AHEAD; j++)
+        ahead[j] = tc_rollup_row_hash(r, b, row[j], bucket[j]);
+    for (size_t j = 0; j < n; j++) {
+        size_t i = row[j];
+        const tc_slice *dev = &b->device_id[i];
+        uint64_t h = ahead[j % TC_ROLLUP_AHEAD];
+        size_t pos;
+        int found;
+        tc_rollup_group *g;
+
+        /* The slot of a row TC_ROLLUP_AHEAD rows on starts loading now; that of a row half as far
+         * on has loaded, and its group starts loading. */
+        if (j + TC_ROLLUP_AHEAD < n)
+            ahead[j % TC_ROLLUP_AHEAD] =
+                tc_rollup_row_hash(r, b, row[j + TC_ROLLUP_AHEAD], bucket[j + TC_ROLLUP_AHEAD]);
+        if (j + TC_ROLLUP_AHEAD / 2 < n) {
+            uint32_t next =
+                r->slots[ahead[(j + TC_ROLLUP_AHEAD / 2) % TC_ROLLUP_AHEAD] & (r->nslots - 1)]
+                    .group;
+            if (next)
+                __builtin_prefetch(&r->groups[next - 1]);
+        }
+        pos = tc_rollup_probe(r, dev, bucket[j], (uint32_t)(h >> 32), (size_t)h & (r->nslots - 1),
+                              &found);
+        if (!found && (r->ngroups == r->cap || (r->ngroups + 1) * 2 > r->nslots)) {
+            if (tc_rollup_reserve(r, 1) != TC_OK)
+                return TC_ERR_NOMEM;
+            pos = tc_rollup_probe(r, dev, bucket[j], (uint32_t)(h >> 32),
+                                  (size_t)h & (r->nslots - 1), &found);
+        }
+        if (found) {
+            g = &r->groups[r->slots[pos].group - 1];
+        } else {
+            g = &r->groups[r->ngroups];
+            if (tc_rollup_group_start(r, g, b, i, bucket[j]) != TC_OK)
+                return TC_ERR_NOMEM;
+            r->ngroups++;
+            r->slots[pos] = (struct tc_rollup_slot){(uint32_t)r->ngroups, (uint32_t)(h >> 32)};
+        }
+        if (tc_rollup_group_add(r, g, b, i) != TC_OK)
+            return TC_ERR_NOMEM;
+        if (map)
+            tc_rollup_dyn_add(r, (size_t)(g - r->groups), b, i, map);
+    }
+    return TC_OK;
+}
+
+tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
+{
     int map[TC_BATCH_DYN_MAX];
     /* Only rollups with buckets aggregate dynamic metrics: the latest state keeps `extra`. */
     int dyn = r->width_us > 0 && b->ndyn > 0;
@@ -322,50 +380,27 @@ tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask)
         return TC_ERR_NOMEM;
     if (dyn && tc_rollup_dyn_map(r, b, map) != TC_OK)
         return TC_ERR_NOMEM;
-    for (size_t i = 0; i < b->n && i < TC_ROLLUP_AHEAD; i++)
-        ahead[i] = tc_rollup_row_hash(r, b, i);
-    for (size_t i = 0; i < b->n; i++) {
-        const tc_slice *dev = &b->device_id[i];
-        int64_t bucket = r->width_us > 0 ? tc_rollup_bucket(b->time_us[i], r->width_us) : 0;
-        uint64_t h = ahead[i % TC_ROLLUP_AHEAD];
-        size_t pos;
-        int found;
-        tc_rollup_group *g;
+    /* The rows to aggregate are picked first, so that the skipped ones cost a bucket and a
+     * comparison, not a hash and a probe. */
+    for (size_t i0 = 0; i0 < b->n; i0 += TC_ROLLUP_PASS) {
+        uint32_t row[TC_ROLLUP_PASS];
+        int64_t bucket[TC_ROLLUP_PASS];
+        size_t n = 0, i1 = b->n - i0 < TC_ROLLUP_PASS ? b->n : i0 + TC_ROLLUP_PASS;
 
-        /* The slot of a row TC_ROLLUP_AHEAD rows on starts loading now; that of a row half as far
-         * on has loaded, and its group starts loading. */
-        if (i + TC_ROLLUP_AHEAD < b->n)
-            ahead[i % TC_ROLLUP_AHEAD] = tc_rollup_row_hash(r, b, i + TC_ROLLUP_AHEAD);
-        if (i + TC_ROLLUP_AHEAD / 2 < b->n) {
-            uint32_t next =
-                r->slots[ahead[(i + TC_ROLLUP_AHEAD / 2) % TC_ROLLUP_AHEAD] & (r->nslots - 1)]
-                    .group;
-            if (next)
-                __builtin_prefetch(&r->groups[next - 1]);
+        for (size_t i = i0; i < i1; i++) {
+            int64_t bk;
+            if (mask && !mask[i])
+                continue;
+            bk = r->width_us > 0 ? tc_rollup_bucket(b->time_us[i], r->width_us) : 0;
+            if (bk >= r->skip_from_us) {
+                r->skipped_min_us = bk < r->skipped_min_us ? bk : r->skipped_min_us;
+                continue;
+            }
+            row[n] = (uint32_t)i;
+            bucket[n++] = bk;
         }
-        if (mask && !mask[i])
-            continue;
-        pos = tc_rollup_probe(r, dev, bucket, (uint32_t)(h >> 32), (size_t)h & (r->nslots - 1),
-                              &found);
-        if (!found && (r->ngroups == r->cap || (r->ngroups + 1) * 2 > r->nslots)) {
-            if (tc_rollup_reserve(r, 1) != TC_OK)
-                return TC_ERR_NOMEM;
-            pos = tc_rollup_probe(r, dev, bucket, (uint32_t)(h >> 32), (size_t)h & (r->nslots - 1),
-                                  &found);
-        }
-        if (found) {
-            g = &r->groups[r->slots[pos].group - 1];
-        } else {
-            g = &r->groups[r->ngroups];
-            if (tc_rollup_group_start(r, g, b, i, bucket) != TC_OK)
-                return TC_ERR_NOMEM;
-            r->ngroups++;
-            r->slots[pos] = (struct tc_rollup_slot){(uint32_t)r->ngroups, (uint32_t)(h >> 32)};
-        }
-        if (tc_rollup_group_add(r, g, b, i) != TC_OK)
+        if (n && tc_rollup_add_rows(r, b, row, bucket, n, dyn ? map : NULL) != TC_OK)
             return TC_ERR_NOMEM;
-        if (dyn)
-            tc_rollup_dyn_add(r, (size_t)(g - r->groups), b, i, map);
     }
     return TC_OK;
 }

@@ -16,7 +16,8 @@
  * Grouping is a hash aggregation with open addressing, grown as groups arrive: O(rows).
  *
  * A rollup with width_us == 0 groups per device only and is used for the `latest` state: each
- * group keeps the reading with the greatest (time, partition, offset) of the device.
+ * group keeps the reading with the greatest (time, partition, offset) of the device, and its count
+ * n; the metrics' aggregates of its groups are not kept (zero).
  *
  * Dynamic metrics (schema evolution: the batch's dynamic columns, core/batch.h) are aggregated
  * too, by rollups with buckets (the latest state keeps the whole reading in `extra` instead). They
@@ -86,6 +87,13 @@ typedef struct tc_rollup {
     char *dyn_name[TC_BATCH_DYN_MAX];
     /* cap x ndyn aggregates, group-major (see tc_rollup_dyn_at); NULL while ndyn is 0. */
     tc_rollup_dyn *dyn;
+    /* Rows whose bucket is at or past skip_from_us are not aggregated (INT64_MAX: none skipped):
+     * the buckets the rollups' sink leaves to the closing (store/sink_rollup.c). Set by the
+     * caller; kept by tc_rollup_clear. skipped_min_us is the least bucket of a row skipped since
+     * the last tc_rollup_clear (INT64_MAX: none), for the flush to find whether a closing passed
+     * over one of them meanwhile. */
+    int64_t skip_from_us;
+    int64_t skipped_min_us;
 } tc_rollup;
 
 /* An empty rollup of buckets width_us wide (0: per device). Allocates nothing yet. */
@@ -98,7 +106,8 @@ int64_t tc_rollup_bucket(int64_t t_us, int64_t width_us);
 /* Forget the groups (the memory is kept for reuse). */
 void tc_rollup_clear(tc_rollup *r);
 
-/* Merge rows [0, b->n) of b for which mask[i] is nonzero (mask NULL: all) into the groups. New
+/* Merge rows [0, b->n) of b for which mask[i] is nonzero (mask NULL: all) and whose bucket is
+ * below r->skip_from_us (the others only lower r->skipped_min_us) into the groups. New
  * groups are appended in the order of their first row. TC_ERR_NOMEM when out of memory: then the
  * groups hold part of the batch and must be cleared (and the rows read again). */
 tc_err tc_rollup_add(tc_rollup *r, const tc_batch *b, const uint8_t *mask);

@@ -617,6 +617,138 @@ static tc_err tc_store_rollup_thresholds(tc_store *s, char *errstr, size_t errst
     return TC_OK;
 }
 
+void tc_store_rollups_skip(tc_store *s, int64_t from_1m_us, int64_t from_1h_us)
+{
+    s->r1m.skip_from_us = from_1m_us;
+    s->r1h.skip_from_us = from_1h_us;
+}
+
+void tc_store_rollups_closed(const tc_store *s, int64_t *w_us, int64_t *h_us)
+{
+    *w_us = s->rollup_below_us[0];
+    *h_us = s->rollup_below_us[1];
+}
+
+tc_err tc_store_rollups_load_closed(tc_store *s, int64_t *w_us, int64_t *h_us, char *errstr,
+                                    size_t errstr_size)
+{
+    char val[16];
+    int found = 0;
+    tc_err err = tc_store_connect(s, errstr, errstr_size);
+
+    *w_us = *h_us = INT64_MAX;
+    if (err != TC_OK || !tc_store_has_rollups(s) || s->version < TC_STORE_VERSION_CLOSED_ROLLUPS)
+        return err;
+    /* A schema whose functions an older `thermocline migrate` made has no tc_rollup_late: its
+     * flushes could not write what a closing passed over, so every bucket is aggregated. */
+    err = tc_store_query_value(s,
+                               "SELECT (to_regprocedure('@S.tc_rollup_late(int[], bigint[],"
+                               " bigint[], timestamptz, timestamptz, timestamptz, timestamptz)')"
+                               " IS NOT NULL)::int",
+                               NULL, 0, val, sizeof(val), &found, errstr, errstr_size);
+    if (err != TC_OK || !found || strcmp(val, "1"))
+        return err;
+    if ((err = tc_store_rollup_thresholds(s, errstr, errstr_size)) == TC_OK) {
+        *w_us = s->rollup_below_us[0];
+        *h_us = s->rollup_below_us[1];
+    }
+    return err;
+}
+
+/* One text array of n values, "{v0,v1,...}", of the partitions (from NULL) or of offsets (from:
+ * the starts, else the ends) of marks: malloc'ed, NULL when out of memory. */
+static char *tc_store_marks_array(const tc_partition_offset *marks, const int64_t *from, int ends,
+                                  size_t n)
+{
+    size_t cap = n * 24 + 3, pos = 0;
+    char *out = malloc(cap);
+
+    if (!out)
+        return NULL;
+    out[pos++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        long long v = ends ? marks[i].next_offset : from ? from[i] : marks[i].partition;
+        pos += (size_t)snprintf(out + pos, cap - pos, "%s%lld", i ? "," : "", v);
+    }
+    snprintf(out + pos, cap - pos, "}");
+    return out;
+}
+
+/* A bucket's start as a timestamptz literal (the int64 ends: the infinities). */
+static void tc_store_bucket_text(int64_t us, char *buf, size_t cap)
+{
+    if (us == INT64_MAX || us == INT64_MIN)
+        snprintf(buf, cap, "%sinfinity", us == INT64_MIN ? "-" : "");
+    else
+        tc_time_format_rfc3339(us, buf, cap);
+}
+
+/*
+ * The readings the aggregates skipped (their bucket at or past the bound the sink set) whose
+ * buckets a closing has passed over since (below W or H now): written from the stored rows of
+ * this flush's offset ranges, inside its transaction (sink_rollup.c has why that is exact). In
+ * steady operation the skipped buckets are the open minutes and hour, and there is nothing to do.
+ */
+static tc_err tc_store_write_late(tc_store *s, const tc_partition_offset *marks,
+                                  const int64_t *from, size_t nmarks, char *errstr,
+                                  size_t errstr_size)
+{
+    int64_t m0 = s->r1m.skipped_min_us, h0 = s->r1h.skipped_min_us;
+    char t[4][40], sql[TC_SQL_MAX], msg[TC_ERRSTR_MAX];
+    char *parts = NULL, *froms = NULL, *tos = NULL;
+    const char *params[7];
+    PGresult *res;
+    tc_err err = TC_OK;
+
+    if (m0 >= s->rollup_below_us[0] && h0 >= s->rollup_below_us[1])
+        return TC_OK;
+    if (!from)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "rollups: skipped buckets closed before a flush without its ranges");
+    parts = tc_store_marks_array(marks, NULL, 0, nmarks);
+    froms = tc_store_marks_array(marks, from, 0, nmarks);
+    tos = tc_store_marks_array(marks, NULL, 1, nmarks);
+    if (!parts || !froms || !tos) {
+        err = tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    tc_store_bucket_text(m0, t[0], sizeof(t[0]));
+    tc_store_bucket_text(s->rollup_below_us[0], t[1], sizeof(t[1]));
+    tc_store_bucket_text(h0, t[2], sizeof(t[2]));
+    tc_store_bucket_text(s->rollup_below_us[1], t[3], sizeof(t[3]));
+    params[0] = parts;
+    params[1] = froms;
+    params[2] = tos;
+    for (int i = 0; i < 4; i++)
+        params[3 + i] = t[i];
+    if (tc_store_sql(s,
+                     "SELECT @S.tc_rollup_late($1::int[], $2::bigint[], $3::bigint[],"
+                     " $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::timestamptz)",
+                     sql, sizeof(sql)) < 0) {
+        err = tc_err_set(TC_ERR_INVALID, errstr, errstr_size, "statement too long");
+        goto done;
+    }
+    res = PQexecParams(s->conn, sql, 7, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = tc_store_classify(s, res);
+        tc_err_set(err, errstr, errstr_size,
+                   "could not write the rollups' buckets closed since their readings were read"
+                   " (minutes from %s, hours from %s): %s",
+                   t[0], t[2], tc_store_pgmsg(s, res, msg, sizeof(msg)));
+    } else {
+        tc_log_info("rollups",
+                    "%s one-minute buckets written from readings a closing passed over before"
+                    " their flush (minutes from %s to %s, hours from %s to %s)",
+                    PQgetvalue(res, 0, 0), t[0], t[1], t[2], t[3]);
+    }
+    PQclear(res);
+done:
+    free(parts);
+    free(froms);
+    free(tos);
+    return err;
+}
+
 void tc_store_rollups_materialize_next(tc_store *s, int64_t close_after_us)
 {
     s->materialize_after_us = close_after_us;
@@ -648,6 +780,11 @@ static void tc_store_rollups_materialize(tc_store *s)
     res = PQexecParams(s->conn, sql, 3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         long long buckets = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        res = NULL;
+        /* W and H as they are now, for the bounds of the aggregates the sink fills next. */
+        if (tc_store_rollup_thresholds(s, msg, sizeof(msg)) != TC_OK)
+            tc_log_warn("rollups", "%s (the next flush reads them)", msg);
         if (buckets > 0)
             tc_log_info("rollups", "closed %lld one-minute buckets in %lld ms", buckets,
                         (long long)((tc_time_now_us() - t0) / 1000));
@@ -679,6 +816,8 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, con
     if (err != TC_OK)
         return err;
     err = tc_store_rollup_thresholds(s, errstr, errstr_size);
+    if (err == TC_OK && tc_store_has_rollups(s))
+        err = tc_store_write_late(s, marks, from, nmarks, errstr, errstr_size);
     if (err == TC_OK)
         err = tc_store_write_aggregates(s, errstr, errstr_size);
     if (err == TC_OK)

@@ -25,20 +25,41 @@
  * TC_SINK_NO_REPLAY and the pipeline leaves it out of a replay.
  *
  * Closed buckets (plain mode; store.h). The tables hold the minutes before W and the hours before
- * H (rollup_state); a flush writes only its groups below them -- readings that came late -- and
- * drops the rest, which stay in readings, where the views compute them, until a materialization
- * (tc_rollup_materialize, ddl.c) closes their buckets set-based. So a device-minute costs
- * PostgreSQL one row written once, not an upsert per flush that touched it. Exactly once, for a
- * reading r of offset o and bucket b:
+ * H (rollup_state); a flush writes only groups below them -- readings that came late -- and the
+ * other buckets stay in readings, where the views compute them, until a materialization
+ * (tc_rollup_materialize, ddl.c) closes them set-based. So a device-minute costs PostgreSQL one
+ * row written once, not an upsert per flush that touched it. And the sink does not aggregate what
+ * a flush would not write: each set of aggregates (the rows of one flush) is given bounds when it
+ * starts empty -- W and H as last read, by the flush or the closing before -- and leaves out the
+ * readings of minutes at or past its W bound and of hours at or past its H bound, noting the least
+ * bucket it left out (rollup.h). In steady operation that is almost every reading (the open minute
+ * and hour), which then costs a bucket and a comparison, not two hash aggregations. Exactly once,
+ * for a reading r of offset o, minute m and hour h:
  *   1. r is in readings before the sink sees it (the primary committed it first).
- *   2. A flush decides for the groups of its rows under W and H read FOR SHARE in the
+ *   2. A flush decides for the groups of its rows under W' and H' read FOR SHARE in the
  *      transaction that writes them and moves the marks past o; a materialization takes the same
  *      row FOR UPDATE, so it runs wholly before or wholly after such a flush.
  *   3. Before: it aggregates the readings of [W, W') below the marks it sees, which do not include
- *      o yet; the flush then reads W' and writes r (b < W') itself. After: the flush saw b >= W
- *      and left r; the materialization sees the marks past o and aggregates r (b < W').
- *   4. rollup_1h is aggregated from rollup_1m when H moves: every reading of an hour below H is in
- *      rollup_1m by then or, flushed later, written to both by the flush (b < H).
+ *      o yet; the flush then reads W' and must write r (m < W'). If r was aggregated, its group
+ *      is written. If it was left out (m at or past the bound B), m lies in [B, W'): the flush
+ *      finds the least bucket left out below W' and adds, in the same transaction, the readings
+ *      of its own offset ranges in [B', W') -- B' that least bucket, at or past B -- from readings
+ *      (tc_rollup_late, one set-based upsert). Those are exactly the rows it left out below W':
+ *      the rows of its ranges are the rows it was given (the readings of other offsets are other
+ *      flushes'), and every one of them below B was aggregated, none at or past it. After: the
+ *      flush saw m >= W' and wrote nothing of r; the materialization sees the marks past o and
+ *      aggregates r (m < its W).
+ *   4. The same for the hours, with H and the H bound, independently: a reading may be
+ *      aggregated for its minute and left out for its hour. rollup_1h is aggregated from
+ *      rollup_1m when H moves: every reading of an hour below H is in rollup_1m by then or,
+ *      flushed later, written to both by the flush (h < H' <= W', so m < W' too).
+ * Bounds only ever err low (W and H only move on), so a stale one costs the late path's statement,
+ * never a reading: the closings of this sink's own flushes or of another member of the group, and
+ * W and H moved to infinity, all find the rows of the flush still in their ranges. In steady
+ * operation the buckets left out are the open minute and hour, past any W' the flush can read, and
+ * the late path runs only for readings a closing passed over while they waited in the aggregates
+ * (some seconds at most, one flush interval). A schema without tc_rollup_late (functions made by
+ * an older `thermocline migrate`) gets no bounds: every reading is aggregated, as before.
  * When to materialize is a matter of cost only: W moves to the minute that ended
  * postgres.rollup_close_after_ms ago, every TC_ROLLUP_CLOSE_EVERY_US, when the sink is caught up
  * (its newest readings are recent) -- a backlog, a backfill, leaves its buckets open and so cheap,
@@ -104,6 +125,11 @@ typedef struct tc_rollup_sink {
      * nothing since). */
     int64_t closed_us;
     int64_t newest_us;
+    /* W and H as last read (INT64_MAX: none known, or no bucket to be left out): the bounds of the
+     * next aggregates, which leave out the buckets from there on. late: the schema has
+     * tc_rollup_late, without which no bucket may be left out. */
+    int64_t w_us, h_us;
+    int late;
     tc_sink_stats st;
 } tc_rollup_sink;
 
@@ -157,6 +183,16 @@ static tc_err tc_rollup_sink_marks(tc_rollup_sink *k, const int32_t *parts, size
     return err;
 }
 
+/* Leave out of the aggregates the buckets open when W and H were last read -- only when none are
+ * pending: the buckets left out must be the same for every reading of a flush (see the top of the
+ * file). */
+static void tc_rollup_sink_bound(tc_rollup_sink *k)
+{
+    if (k->rows_pending == 0)
+        tc_store_rollups_skip(k->store, k->late ? k->w_us : INT64_MAX,
+                              k->late ? k->h_us : INT64_MAX);
+}
+
 /* The outcome of the flush in flight (waiting for it): its marks become durable, or the error
  * (the writer then keeps the aggregates, and flight[] their marks, for another try). */
 static tc_err tc_rollup_sink_collect(tc_rollup_sink *k, char *errstr, size_t errstr_size)
@@ -170,6 +206,7 @@ static tc_err tc_rollup_sink_collect(tc_rollup_sink *k, char *errstr, size_t err
     if (err != TC_OK)
         return err;
     k->retry = k->retrying = 0;
+    tc_store_rollups_closed(tc_store_async_rollups_store(k->writer), &k->w_us, &k->h_us);
     for (size_t i = 0; i < k->nflight; i++)
         k->durable[k->flight[i].partition] = k->flight[i].next_offset;
     k->st.rows_durable += k->rows_flight;
@@ -199,6 +236,7 @@ static int tc_rollup_sink_drop(tc_rollup_sink *k)
     k->retry = k->retrying = 0;
     for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
         k->taken[p] = k->durable[p];
+    tc_rollup_sink_bound(k);
     return held;
 }
 
@@ -208,6 +246,12 @@ static tc_err tc_rollup_sink_open(void *ctx, const int32_t *parts, size_t n, int
     tc_rollup_sink *k = ctx;
     tc_err err = tc_rollup_sink_marks(k, parts, n, next, errstr, errstr_size);
 
+    if (err == TC_OK)
+        err = tc_store_rollups_load_closed(k->store, &k->w_us, &k->h_us, errstr, errstr_size);
+    if (err == TC_OK) {
+        k->late = k->w_us != INT64_MAX;
+        tc_rollup_sink_bound(k);
+    }
     for (size_t i = 0; err == TC_OK && i < n; i++) {
         k->open[parts[i]] = 1;
         k->taken[parts[i]] = k->durable[parts[i]] = next[i];
@@ -278,6 +322,7 @@ static void tc_rollup_sink_start(tc_rollup_sink *k, int retry)
     k->rows_flight = k->rows_pending;
     k->rows_pending = 0;
     tc_store_async_flush_rollups(k->writer, k->store, k->flight, k->flight_from, k->nflight);
+    tc_rollup_sink_bound(k); /* the next aggregates, empty */
 }
 
 /*
@@ -460,6 +505,7 @@ tc_err tc_sink_rollup_new(const tc_config *cfg, tc_sink *out, char *errstr, size
     for (int32_t p = 0; p < TC_SINK_ROLLUP_PARTS; p++)
         k->taken[p] = k->durable[p] = TC_SINK_MARK_NONE;
     k->newest_us = INT64_MIN;
+    k->w_us = k->h_us = INT64_MAX;
     k->closed_us = tc_time_now_us(); /* a backlog read from the start is not closed at once */
     out->ops = &tc_rollup_sink_ops;
     out->ctx = k;

@@ -115,6 +115,18 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, con
  * its commit, in a transaction of its own; a failure there is logged and left to the next time.
  */
 void tc_store_rollups_materialize_next(tc_store *s, int64_t close_after_us);
+/* The aggregates s fills from now on leave out the readings of minutes from from_1m_us and hours
+ * from from_1h_us on (INT64_MAX: none left out): buckets open when the caller last knew W and H.
+ * A flush writes those a closing has passed over since from the stored readings of its offset
+ * ranges (store/sink_rollup.c has why that is exact). */
+void tc_store_rollups_skip(tc_store *s, int64_t from_1m_us, int64_t from_1h_us);
+/* W and H as the last flush (or the closing after it) of s read them; INT64_MAX: every bucket is
+ * in the tables (or none is to be left out). */
+void tc_store_rollups_closed(const tc_store *s, int64_t *w_us, int64_t *h_us);
+/* W and H read now (connecting first); INT64_MAX where no bucket may be left out: no rollup
+ * tables, a schema before version 5, or one whose functions lack tc_rollup_late. */
+tc_err tc_store_rollups_load_closed(tc_store *s, int64_t *w_us, int64_t *h_us, char *errstr,
+                                    size_t errstr_size);
 /* Nonzero when the last failed write was refused because of some of its rows' values (a data
  * exception or an integrity violation), so that writing the batch without them can succeed. */
 int tc_store_refused_rows(const tc_store *s);

@@ -146,3 +146,48 @@ def test_two_members_closing_while_they_flush_and_one_killed(plain):
                 p.communicate()
     assert_derived_exact(tc)
     assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 12000
+
+
+def test_a_closing_between_aggregation_and_flush(plain):
+    """The rollups' sink leaves out of its aggregates the readings of buckets open when it last
+    read W and H (store/sink_rollup.c). Here a closing moves W and H past such readings after the
+    sink took them and before its flush (postgres.rollup_interval_ms at its largest: the flush is
+    the stop's): the closing cannot take them (the rollups' marks are not past them yet), so the
+    flush must, from the stored readings of its offset ranges, into both tables. Without that the
+    tables lose them. Readings three hours old, a new metric among them; the fleet's first
+    reading is read and its flush (or its absence) settled before the others come."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--count", "0")  # creates the topic
+    now_ms = int(time.time() * 1000)
+    p = tc.spawn("run", extra=("postgres.rollup_interval_ms=600000",))
+    try:
+        produce(tc, [{"device_id": "dev-first", "timestamp": now_ms - 3 * 3600000,
+                      "temperature": 1.0}])
+        wait_for(lambda: tc.sql("SELECT count(*) FROM readings")[0][0] == 1, timeout=60,
+                 what="the first reading stored", proc=p)
+        time.sleep(2)
+        produce(tc, [{"device_id": f"dev-{i % 11}", "timestamp": now_ms - 3 * 3600000 + i * 7000,
+                      "temperature": 20 + i * 0.25, "humidity": 40 + i % 9,
+                      **({"co2": 400.5 + i} if i % 4 == 0 else {})} for i in range(300)])
+        wait_for(lambda: tc.sql("SELECT count(*) FROM readings")[0][0] == 301, timeout=60,
+                 what="every reading stored", proc=p)
+        time.sleep(1)
+        # The rollups have none of them yet: a closing now writes no bucket of theirs.
+        assert tc.sql("SELECT count(*) FROM rollup_1m")[0][0] == 0
+        assert tc.sql("SELECT tc_rollup_materialize(%s, %s, now())",
+                      (f"{tc.group}/rollups", tc.topic))[0][0] == 0
+        w_age, h_age = marks(tc)
+        assert w_age < 60 and h_age < 3600, (w_age, h_age)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+        tc.assert_clean(err)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert "a closing passed over before their flush" in err, err[-3000:]
+    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 301
+    assert tc.sql("SELECT sum(n), sum(co2_n) FROM rollup_1h") == [(301, 75)]
+    assert_derived_exact(tc)

@@ -233,6 +233,7 @@ static void test_latest_per_device(void **state)
     assert_int_equal(tc_rollup_latest_at(&r, 0)->offset, 6); /* the rows' offsets identify them */
     assert_int_equal(tc_rollup_latest_at(&r, 0)->time_us, T0 + 300);
     assert_int_equal(r.groups[0].n, 3);
+    assert_int_equal(r.groups[0].cnt[0], 0); /* no aggregates: the reading is what is kept */
     assert_int_equal(tc_rollup_latest_at(&r, 1)->offset, 1);
     assert_int_equal(tc_rollup_latest_at(&r, 1)->partition, 1);
     assert_int_equal(tc_rollup_latest_at(&r, 2)->offset, 2);
@@ -355,7 +356,7 @@ static void test_accumulates_across_batches(void **state)
         assert_int_equal(a->device.len, o->device.len);
         assert_memory_equal(a->device.ptr, o->device.ptr, a->device.len);
         assert_int_equal(a->n, o->n);
-        assert_true(a->sum[0] == o->sum[0]);
+        assert_true(al->metric[0] == ol->metric[0]);
         assert_int_equal(al->offset, ol->offset);
         assert_int_equal(al->time_us, ol->time_us);
         snprintf(want, sizeof(want), "{\"i\":%d}", (int)al->offset);
@@ -369,6 +370,72 @@ static void test_accumulates_across_batches(void **state)
     tc_rollup_free(&acc);
     tc_batch_destroy(all);
     tc_batch_destroy(part);
+}
+
+/* A bound (skip_from_us): the rows of buckets at or past it are left out, the least of those
+ * buckets is noted, and the groups below it are those of a batch holding only the rows below it --
+ * over more rows than are picked at a time, with a mask and a dynamic column. Cleared, the rollup
+ * keeps the bound and forgets the least bucket left out. */
+static void test_bound_leaves_out_buckets_from_it(void **state)
+{
+    enum { ROWS = 1500, DEVICES = 37 };
+    static char names[DEVICES][16];
+    tc_batch *b = tc_batch_new(ROWS, 0), *below = tc_batch_new(ROWS, 0);
+    tc_rollup r, ref;
+    uint8_t mask[ROWS];
+    const int64_t bound = T0 + 20 * MIN_US;
+    int64_t least = INT64_MAX;
+
+    (void)state;
+    assert_non_null(b);
+    assert_non_null(below);
+    for (int d = 0; d < DEVICES; d++)
+        snprintf(names[d], sizeof(names[d]), "d%02d", d);
+    for (int i = 0; i < ROWS; i++) {
+        double v[TC_METRIC__COUNT] = {i * 0.25, 1, 2, 3, 4, 5};
+        /* minutes 0..39, shuffled by the row's index */
+        int64_t t = T0 + ((i * 17) % 40) * MIN_US + (i % 60) * 1000000LL;
+        mask[i] = i % 7 != 0;
+        add_row(b, names[i % DEVICES], t, 0, i, 0x3f, v);
+        set_dyn(b, b->n - 1, "co2", i * 0.5);
+        if (!mask[i])
+            continue;
+        if (tc_rollup_bucket(t, MIN_US) >= bound) {
+            least = tc_rollup_bucket(t, MIN_US) < least ? tc_rollup_bucket(t, MIN_US) : least;
+            continue;
+        }
+        add_row(below, names[i % DEVICES], t, 0, i, 0x3f, v);
+        set_dyn(below, below->n - 1, "co2", i * 0.5);
+    }
+    assert_int_equal(least, bound);
+    tc_rollup_init(&r, MIN_US);
+    tc_rollup_init(&ref, MIN_US);
+    assert_true(r.skip_from_us == INT64_MAX && r.skipped_min_us == INT64_MAX);
+    r.skip_from_us = bound;
+    assert_int_equal(tc_rollup_add(&r, b, mask), 0);
+    assert_true(r.skipped_min_us == least);
+    assert_int_equal(tc_rollup_build(&ref, below), 0);
+    assert_int_equal(r.ngroups, ref.ngroups);
+    for (size_t g = 0; g < r.ngroups; g++) {
+        const tc_rollup_group *a = &r.groups[g], *o = &ref.groups[g];
+        assert_true(a->bucket_us < bound);
+        assert_true(a->bucket_us == o->bucket_us);
+        assert_memory_equal(a->device.ptr, o->device.ptr, a->device.len);
+        assert_int_equal(a->n, o->n);
+        assert_true(a->sum[0] == o->sum[0]);
+        assert_true(tc_rollup_dyn_at(&r, g, 0)->sum == tc_rollup_dyn_at(&ref, g, 0)->sum);
+    }
+    tc_rollup_clear(&r);
+    assert_true(r.skip_from_us == bound && r.skipped_min_us == INT64_MAX);
+    /* Every bucket left out: no group, only the least bucket noted. */
+    r.skip_from_us = INT64_MIN;
+    assert_int_equal(tc_rollup_add(&r, b, NULL), 0);
+    assert_int_equal(r.ngroups, 0);
+    assert_true(r.skipped_min_us == T0);
+    tc_rollup_free(&r);
+    tc_rollup_free(&ref);
+    tc_batch_destroy(b);
+    tc_batch_destroy(below);
 }
 
 /* Dynamic columns (schema evolution) are aggregated per group like the fixed metrics: values a row
@@ -664,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_latest_per_device),
         cmocka_unit_test(test_many_groups_match_brute_force),
         cmocka_unit_test(test_accumulates_across_batches),
+        cmocka_unit_test(test_bound_leaves_out_buckets_from_it),
         cmocka_unit_test(test_dynamic_metrics),
         cmocka_unit_test(test_no_dynamic_metrics_no_side_array),
         cmocka_unit_test(test_dynamic_column_appears_between_batches),
