@@ -4,7 +4,8 @@
  *
  * monitor.c is the engine: lanes, feeding, opening and revoking partitions, running a flush on the
  * writer and applying its outcome. monitor_flush.c turns what the monitor holds into the flush's
- * statements (the JSON documents, the detectors' checkpoints and the fenced marks) and nothing
+ * statements (the rows' binary arrays and the JSON documents, the detectors' checkpoints and the
+ * fenced marks) and nothing
  * else: it reads the lanes and the held items, and leaves starting, polling and applying to
  * monitor.c. Not a public header: nothing outside src/quality/monitor*.c includes it.
  *
