@@ -64,12 +64,37 @@ void tc_qids_destroy(tc_qids *t)
     free(t);
 }
 
-static uint64_t tc_qids_hash(const char *id, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
+/* Bytes read at a time by the hash. */
+#define TC_QIDS_WORD 8
+#define TC_QIDS_ONES UINT64_C(0x0101010101010101)
+#define TC_QIDS_HIGH UINT64_C(0x8080808080808080)
 
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+/* The id's hash, 8 bytes a step (FNV-1a took a byte a step, each a multiplication's latency:
+ * most of a lookup's instructions, once for every reading of every device), with a finalizer so
+ * that the low bits (the slot) and the high half (kept in the slot) both depend on every byte.
+ * *nul is set when the id holds a NUL byte (such ids are refused): the test is on the words
+ * read, the last one padded with 0x01 bytes, never 0. */
+static uint64_t tc_qids_hash(const char *id, size_t len, int *nul)
+{
+    uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ (len * UINT64_C(0xff51afd7ed558ccd)), w, zero = 0;
+    size_t i = 0;
+
+    for (; i + TC_QIDS_WORD <= len; i += TC_QIDS_WORD) {
+        memcpy(&w, id + i, TC_QIDS_WORD);
+        zero |= (w - TC_QIDS_ONES) & ~w & TC_QIDS_HIGH;
+        h = (h ^ w) * UINT64_C(0x100000001b3);
+        h ^= h >> 29;
+    }
+    if (i < len) {
+        w = TC_QIDS_ONES;
+        memcpy(&w, id + i, len - i);
+        zero |= (w - TC_QIDS_ONES) & ~w & TC_QIDS_HIGH;
+        h = (h ^ w) * UINT64_C(0x100000001b3);
+    }
+    h ^= h >> 32;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 29;
+    *nul = zero != 0;
     return h;
 }
 
@@ -82,7 +107,8 @@ static int tc_qids_grow(tc_qids *t)
     if (!table)
         return -1;
     for (size_t i = 0; i < t->n; i++) {
-        uint64_t h = tc_qids_hash(t->ids[i], t->lens[i]);
+        int nul;
+        uint64_t h = tc_qids_hash(t->ids[i], t->lens[i], &nul);
         size_t slot = (size_t)h & mask;
         while (table[slot])
             slot = (slot + 1) & mask;
@@ -98,10 +124,13 @@ long tc_qids_find(tc_qids *t, const char *id, size_t len, int add)
 {
     uint64_t h;
     size_t slot;
+    int nul;
 
-    if (len == 0 || len > TC_QIDS_LEN_MAX || memchr(id, '\0', len))
+    if (len == 0 || len > TC_QIDS_LEN_MAX)
         return -1;
-    h = tc_qids_hash(id, len);
+    h = tc_qids_hash(id, len, &nul);
+    if (nul)
+        return -1;
     /* The stored half of the hash settles most probes without touching the id's memory. */
     for (slot = (size_t)h & t->mask; t->table[slot]; slot = (slot + 1) & t->mask) {
         size_t i = (size_t)(t->table[slot] & 0xffffffffu) - 1;
