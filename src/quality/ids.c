@@ -69,25 +69,46 @@ void tc_qids_destroy(tc_qids *t)
 #define TC_QIDS_ONES UINT64_C(0x0101010101010101)
 #define TC_QIDS_HIGH UINT64_C(0x8080808080808080)
 
-/* The id's hash, 8 bytes a step (FNV-1a took a byte a step, each a multiplication's latency:
- * most of a lookup's instructions, once for every reading of every device), with a finalizer so
- * that the low bits (the slot) and the high half (kept in the slot) both depend on every byte.
- * *nul is set when the id holds a NUL byte (such ids are refused): the test is on the words
- * read, the last one padded with 0x01 bytes, never 0. */
-static uint64_t tc_qids_hash(const char *id, size_t len, int *nul)
+/* 8 bytes at p, the first in the low byte whatever the machine's order. */
+static inline uint64_t tc_qids_load(const char *p)
+{
+    uint64_t w;
+
+    memcpy(&w, p, sizeof(w));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* The id's hash, 8 bytes a step (FNV-1a took a byte a step, each a multiplication's latency,
+ * and memchr a call: most of a lookup's instructions, once for every reading of every device),
+ * with a finalizer so that the low bits (the slot) and the high half (kept in the slot) both
+ * depend on every byte. *nul is set when the id holds a NUL byte (such ids are refused): tested
+ * on the words as they are read. The last word is the id's last 8 bytes when it has 8 (read
+ * again, not a byte at a time), shifted down to the bytes not yet mixed, and padded above them
+ * with 0x01 bytes, never a NUL; the length is mixed in, so the padding cannot make two ids one. */
+static inline uint64_t tc_qids_hash(const char *id, size_t len, int *nul)
 {
     uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ (len * UINT64_C(0xff51afd7ed558ccd)), w, zero = 0;
-    size_t i = 0;
+    size_t i = 0, rest;
 
     for (; i + TC_QIDS_WORD <= len; i += TC_QIDS_WORD) {
-        memcpy(&w, id + i, TC_QIDS_WORD);
+        w = tc_qids_load(id + i);
         zero |= (w - TC_QIDS_ONES) & ~w & TC_QIDS_HIGH;
         h = (h ^ w) * UINT64_C(0x100000001b3);
         h ^= h >> 29;
     }
-    if (i < len) {
-        w = TC_QIDS_ONES;
-        memcpy(&w, id + i, len - i);
+    rest = len - i;
+    if (rest) {
+        if (len >= TC_QIDS_WORD) {
+            w = tc_qids_load(id + len - TC_QIDS_WORD) >> (8 * (TC_QIDS_WORD - rest));
+        } else {
+            w = 0;
+            for (size_t k = 0; k < rest; k++)
+                w |= (uint64_t)(unsigned char)id[k] << (8 * k);
+        }
+        w |= TC_QIDS_ONES << (8 * rest);
         zero |= (w - TC_QIDS_ONES) & ~w & TC_QIDS_HIGH;
         h = (h ^ w) * UINT64_C(0x100000001b3);
     }
