@@ -1,7 +1,7 @@
 /*
  * bufs.h -- the large buffers of a quality flush, kept for the next flush instead of freed.
  *
- * A flush builds a document per lane of megabytes (every device's minute rows as JSON) and the
+ * A flush builds a document per lane of megabytes (every device's minute rows) and the
  * arrays of its changed detectors, and frees them once the transaction commits. Each new buffer
  * of that size is fresh memory from the kernel, zeroed and faulted in page by page as it is
  * written: a profile of the pipeline with the quality sink had a tenth of its samples clearing

@@ -276,7 +276,8 @@ static float tc_qd_minf(float a, float b)
     return a < b ? a : b;
 }
 
-float tc_qd_median5(const float v[5])
+/* Inlined into a series' reading (the exported one is a call a reading and series). */
+static inline float tc_qd_median5_in(const float v[5])
 {
     /* Of the four values a, b, c, d: lo = max(min(a, b), min(c, d)) is above the smallest of them
      * and hi = min(max(a, b), max(c, d)) below the largest, and the median of five is the median
@@ -288,6 +289,11 @@ float tc_qd_median5(const float v[5])
     float hi = tc_qd_minf(tc_qd_maxf(v[0], v[1]), tc_qd_maxf(v[2], v[3]));
 
     return tc_qd_maxf(tc_qd_minf(v[4], lo), tc_qd_minf(tc_qd_maxf(v[4], lo), hi));
+}
+
+float tc_qd_median5(const float v[5])
+{
+    return tc_qd_median5_in(v);
 }
 
 static void tc_qd_report(tc_qd *d, size_t di, int metric, tc_qd_kind kind, int64_t start,
@@ -332,10 +338,11 @@ static void tc_qd_resolve(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_col
     tc_qd_report(d, di, m, kind, c->start[kind], end ? end : 1, c->peak[kind], observed, expected);
 }
 
-/* The previous value: the newest in the window. */
+/* The previous value: the newest in the window (win_pos is below 5: a checkpoint's is checked).
+ * A select, not a division by 5: read once a reading and series. */
 static float tc_qd_last(const tc_qd_series *s)
 {
-    return s->win[(s->win_pos + 4) % 5];
+    return s->win[s->win_pos ? s->win_pos - 1 : 4];
 }
 
 static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
@@ -351,9 +358,9 @@ static void tc_qd_first(tc_qd_series *s, float x, int64_t t, double res)
 }
 
 static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold *c, float x,
-                        int64_t t)
+                        int64_t t, float last)
 {
-    float limit, last = tc_qd_last(s);
+    float limit;
 
     if (x == last) {
         int64_t ms = (t - s->last_t) / 1000;
@@ -391,13 +398,13 @@ static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
 }
 
 static void tc_qd_rate(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold *c, float x,
-                       int64_t t)
+                       int64_t t, float last)
 {
     double max = d->o.rate_max[m], rate;
 
     if (max <= 0 || t <= s->last_t)
         return;
-    rate = fabs((double)x - (double)tc_qd_last(s)) / ((double)(t - s->last_t) / 1e6);
+    rate = fabs((double)x - (double)last) / ((double)(t - s->last_t) / 1e6);
     if (rate > max)
         tc_qd_open(d, di, m, s, c, TC_QD_RATE, t, rate / max, rate, max);
     else if (rate < TC_QD_RATE_CLOSE * max)
@@ -479,16 +486,17 @@ static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
 static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold *c,
                                  float x, int64_t t)
 {
-    float med, r, res = (float)d->o.resolution[m], inv_scale;
+    float med, r, res = (float)d->o.resolution[m], inv_scale, last;
     int held;
 
     if (!s->n) {
         tc_qd_first(s, x, t, res);
         return;
     }
-    tc_qd_rate(d, di, m, s, c, x, t);
-    tc_qd_stuck(d, di, m, s, c, x, t);
-    med = tc_qd_median5(s->win);
+    last = tc_qd_last(s); /* neither check below changes the window */
+    tc_qd_rate(d, di, m, s, c, x, t, last);
+    tc_qd_stuck(d, di, m, s, c, x, t, last);
+    med = tc_qd_median5_in(s->win);
     r = fabsf(x - med);
     /* One division a reading: the spike's z and the drift's residual multiply by its inverse. */
     inv_scale = 1.0f / (1.4826f * (s->mad > res ? s->mad : res));
@@ -503,7 +511,7 @@ static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, tc
     if (!held)
         tc_qd_drift(d, di, m, s, c, x, t, inv_scale);
     s->win[s->win_pos] = x;
-    s->win_pos = (uint8_t)((s->win_pos + 1) % 5);
+    s->win_pos = (uint8_t)(s->win_pos == 4 ? 0 : s->win_pos + 1);
     s->last_t = t;
     if (s->n < UINT16_MAX)
         s->n++;

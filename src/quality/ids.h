@@ -3,11 +3,11 @@
  * indexes, and the range of event times it accepts.
  *
  * Detectors, metrics and rules each keep per-device state in arrays indexed by a small integer;
- * a tc_qids maps a device id to that index with an open-addressing table (FNV-1a, linear probing,
- * at most half full) that starts at 1,024 slots and doubles as ids come (up to 2 x max slots), so
- * a lookup never allocates, a new id costs one malloc of its bytes, and a doubling (log2 of the
- * ids times in a table's life) places every id again; a table holds the pages its ids need, not
- * those max would. Ids of 1..TC_QIDS_LEN_MAX bytes without NUL are accepted; the
+ * a tc_qids maps a device id to that index with an open-addressing table (a hash of 8 bytes a
+ * step, linear probing, at most half full) that starts at 1,024 slots and doubles as ids come (up
+ * to 2 x max slots), so a lookup never allocates, a new id costs one malloc of its bytes, and a
+ * doubling (log2 of the ids times in a table's life) places every id again; a table holds the pages
+ * its ids need, not those max would. Ids of 1..TC_QIDS_LEN_MAX bytes without NUL are accepted; the
  * (max + 1)-th id, a longer one or one with a NUL is refused (-1) and the caller counts it.
  *
  * Ownership: the table owns copies of the ids; tc_qids_id's pointer lives as long as the table.

@@ -25,6 +25,7 @@
 #include "quality/ids.h"
 #include "quality/metrics.h"
 #include "quality/monitor_int.h"
+#include "quality/quality_sql.h"
 #include "quality/rules.h"
 #include "quality/writer.h"
 
@@ -378,6 +379,28 @@ static tc_err tc_qmon_restore_rules(tc_qmon *m, qmon_lane *l, char *errstr, size
     return TC_OK;
 }
 
+/* The OID of the schema's quality_row, the element type of the metric rows' binary array
+ * (quality_sql.h): a lane has rows to write only once opened, so it is known before them. */
+static tc_err tc_qmon_row_type(tc_qmon *m, char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {m->schema};
+    PGresult *res;
+    tc_err err = tc_qmon_exec(m, tc_quality_sql_row_type, 1, params, &res,
+                              "read the quality_row type", errstr, errstr_size);
+
+    if (err != TC_OK)
+        return err;
+    if (PQntuples(res) == 1)
+        m->row_oid = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (!m->row_oid)
+        return tc_err_set(TC_ERR_DB, errstr, errstr_size,
+                          "quality: schema \"%s\" has no type quality_row: run the migrations"
+                          " (thermocline migrate)",
+                          m->schema);
+    return TC_OK;
+}
+
 static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, char *errstr,
                                size_t errstr_size)
 {
@@ -470,6 +493,8 @@ tc_err tc_qmon_open(tc_qmon *m, const int32_t *parts, size_t n, int64_t *next, c
             continue;
         }
         err = tc_qmon_connect(m, errstr, errstr_size);
+        if (err == TC_OK && !m->row_oid)
+            err = tc_qmon_row_type(m, errstr, errstr_size);
         if (err == TC_OK)
             err = tc_qmon_open_one(m, parts[i], &next[i], errstr, errstr_size);
     }

@@ -2,14 +2,16 @@
  * monitor_flush.c -- the building of a quality flush's statements (monitor_int.h): what the monitor
  * holds becomes JSON documents and fenced marks; monitor.c runs them on the writer.
  *
- * Data to PostgreSQL goes as one JSON document per statement, expanded by json_to_recordset: one
- * round trip whatever the number of rows, no per-row parameters, and the same statement text for
- * every flush. Metric rows leave tc_qm when handed over (tc_qm_flush frees them), so their
- * documents are kept in `held` until a flush commits; findings and dead letters stay in their
- * arrays until then and are turned into documents at each attempt. A document is one lane's rows,
- * dead letters or findings, so that a revocation drops exactly the lost partitions' share. The
- * statements run in the order they were made, the held documents first, then each lane's changed
- * detectors and its mark, which moves only from the mark this member read (fencing).
+ * Data to PostgreSQL goes as one parameter per statement: one round trip whatever the number of
+ * rows, no per-row parameters, and the same statement text for every flush. The metric rows, a
+ * row per device minute, go as a binary array of the schema's quality_row (quality_sql.h), the
+ * few dead letters, minutes and findings as JSON documents (json_to_recordset). Metric rows leave
+ * tc_qm when handed over (tc_qm_flush frees them), so their documents are kept in `held` until a
+ * flush commits; findings and dead letters stay in their arrays until then and are turned into
+ * documents at each attempt. A document is one lane's rows, dead letters or findings, so that a
+ * revocation drops exactly the lost partitions' share. The statements run in the order they were
+ * made, the held documents first, then each lane's changed detectors and its mark, which moves only
+ * from the mark this member read (fencing).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -23,8 +25,9 @@
 
 /* Largest JSON document one statement sends (PostgreSQL's limit for a value is 1 GB). */
 #define TC_QMON_DOC_MAX (256u * 1024 * 1024)
-/* Bytes of a device's minute row in a flush's document, about (a hint for its buffer). */
-#define TC_QMON_ROW_JSON 512
+/* Bytes of a device's minute row in a flush's binary array, about (a hint for its buffer): the
+ * record's 20 columns' headers, its figures and a sketch of a bucket or two. */
+#define TC_QMON_ROW_BIN 320
 
 static void tc_qmon_jdouble(tc_jbuf *j, const char *key, double v)
 {
@@ -56,11 +59,11 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     tc_qmon *m = c->m;
 
     if (r->device) {
-        tc_quality_sql_row_json(c->dev, r, TC_QMON_METRICS);
+        tc_quality_sql_row_bin(c->dev, r, TC_QMON_METRICS);
         c->ndev++;
         return;
     }
-    tc_quality_sql_row_json(c->fleet, r, TC_QMON_METRICS);
+    tc_quality_sql_row_bin(c->fleet, r, TC_QMON_METRICS);
     c->nfleet++;
     tc_qm_sketch_merge(&m->st.delay, &r->delay);
     if (m->nminutes == m->minutes_cap) {
@@ -74,13 +77,18 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     m->minutes[m->nminutes++] = r->minute_us / TC_QM_MINUTE_US;
 }
 
-static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl, const char *what,
-                           int32_t partition, char *errstr, size_t errstr_size)
+/* Hold j's document of `rows` items for a statement: a JSON array, or (binary) the metric rows'
+ * array, whose header is written now. */
+static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, int binary, const char *tmpl,
+                           const char *what, int32_t partition, char *errstr, size_t errstr_size)
 {
     char *doc;
-    size_t cap;
+    size_t cap, len = 0;
 
-    tc_jbuf_arr_end(j);
+    if (binary)
+        tc_quality_sql_rows_end(j, m->row_oid, rows);
+    else
+        tc_jbuf_arr_end(j);
     if (tc_jbuf_failed(j))
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size,
                           "quality: partition %d: %s: the document does not fit in %u bytes",
@@ -88,10 +96,10 @@ static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, const char *tmpl
     if (!rows)
         return TC_OK;
     cap = j->cap;
-    doc = tc_jbuf_take(j, NULL);
+    doc = tc_jbuf_take(j, &len);
     if (!doc)
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "quality: out of memory");
-    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc, cap};
+    m->held[m->nheld++] = (qmon_held){tmpl, what, partition, doc, cap, binary ? len : 0};
     return TC_OK;
 }
 
@@ -110,15 +118,15 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
         if (m->nheld + 2 > TC_QMON_HELD_MAX)
             break; /* the rows wait in tc_qm until the held ones are written */
         tc_qm_get_totals(m->lanes[p]->qm, &t);
-        tc_qbufs_jbuf(&m->bufs, &dev, TC_QMON_DOC_MAX, t.rows_held * TC_QMON_ROW_JSON);
+        tc_qbufs_jbuf(&m->bufs, &dev, TC_QMON_DOC_MAX, t.rows_held * TC_QMON_ROW_BIN);
         tc_qbufs_jbuf(&m->bufs, &fleet, TC_QMON_DOC_MAX, 0);
-        tc_jbuf_arr_begin(&dev);
-        tc_jbuf_arr_begin(&fleet);
+        tc_quality_sql_rows_begin(&dev);
+        tc_quality_sql_rows_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
-        err = tc_qmon_hold(m, &dev, c.ndev, tc_quality_sql_write_rows, "write quality_1m", p,
+        err = tc_qmon_hold(m, &dev, c.ndev, 1, tc_quality_sql_write_rows, "write quality_1m", p,
                            errstr, errstr_size);
         if (err == TC_OK)
-            err = tc_qmon_hold(m, &fleet, c.nfleet, tc_quality_sql_write_fleet,
+            err = tc_qmon_hold(m, &fleet, c.nfleet, 1, tc_quality_sql_write_fleet,
                                "write quality_fleet_1m", p, errstr, errstr_size);
         tc_qbufs_jbuf_done(&m->bufs, &dev);
         tc_qbufs_jbuf_done(&m->bufs, &fleet);
@@ -201,7 +209,7 @@ static tc_err tc_qmon_hold_items(tc_qmon *m, qmon_items_fn items, int32_t p, con
 
     tc_qbufs_jbuf(&m->bufs, &j, TC_QMON_DOC_MAX, 0);
     tc_jbuf_arr_begin(&j);
-    err = tc_qmon_hold(m, &j, items(m, &j, p), tmpl, what, p, errstr, errstr_size);
+    err = tc_qmon_hold(m, &j, items(m, &j, p), 0, tmpl, what, p, errstr, errstr_size);
     tc_qbufs_jbuf_done(&m->bufs, &j);
     return err;
 }
@@ -323,6 +331,10 @@ static tc_err tc_qmon_stmts(tc_qmon *m, char *errstr, size_t errstr_size)
         st->what = m->held[i].what;
         st->nparams = 1;
         st->values[0] = m->held[i].doc;
+        if (m->held[i].len) { /* binary: the metric rows' array */
+            st->lengths[0] = (int)m->held[i].len;
+            st->formats[0] = 1;
+        }
     }
     for (size_t i = 0; i < m->nmarks; i++) {
         const qmon_mark *k = &m->marks[i];

@@ -4,7 +4,8 @@
  *
  * monitor.c is the engine: lanes, feeding, opening and revoking partitions, running a flush on the
  * writer and applying its outcome. monitor_flush.c turns what the monitor holds into the flush's
- * statements (the JSON documents, the detectors' checkpoints and the fenced marks) and nothing
+ * statements (the rows' binary arrays and the JSON documents, the detectors' checkpoints and the
+ * fenced marks) and nothing
  * else: it reads the lanes and the held items, and leaves starting, polling and applying to
  * monitor.c. Not a public header: nothing outside src/quality/monitor*.c includes it.
  *
@@ -76,6 +77,7 @@ typedef struct qmon_held {
     int32_t partition;       /* -1: of no partition (the fleet's device counts) */
     char *doc;
     size_t cap; /* doc's allocation, for the pool once written */
+    size_t len; /* a binary document's bytes (the metric rows'); 0: JSON text */
 } qmon_held;
 
 /* A lane's mark as a flush moves it: the parameters of its statement (the writer reads them). */
@@ -95,6 +97,7 @@ struct tc_qmon {
     char *dsn;
     PGconn *conn;
     char *schema_quoted;
+    uint32_t row_oid; /* the schema's quality_row, read at the first open (0: dry) */
     tc_qr_set *rules;
     int rules_tags; /* some rule's scope has tags: readings' tags are parsed */
     qmon_lane *lanes[TC_QMON_LANES_MAX];

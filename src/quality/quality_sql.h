@@ -46,23 +46,37 @@ char *tc_quality_sql_expand(const char *tmpl, const char *schema);
 tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescaledb, char *errstr,
                           size_t errstr_size);
 
-/* The monitor's writes (monitor.c), each with one parameter, a JSON document (json_to_recordset):
+/* The monitor's writes (monitor.c), each with one parameter:
  *   rows     quality_1m upserts: counts add, the longest gap is the longer, sketches add and
  *            the quantiles come from the sum;
  *   fleet    the same for quality_fleet_1m (returns the buckets touched);
+ *     both read their rows as one binary array of @S.quality_row (tc_quality_sql_row_bin);
  *   dead     dead letters per minute and reason, per device and minute, per fleet minute;
  *   devices  the fleet's device count of the minutes given (derived, so flushes and members
  *            agree);
- *   events   findings: the last event of each finding wins (opened and resolved in one flush). */
+ *   events   findings: the last event of each finding wins (opened and resolved in one flush);
+ *     these three read a JSON document (json_to_recordset): they carry few rows.
+ *   row_type the OID of the schema's quality_row ($1: the schema, unquoted; no row when the
+ *            migration has not run). */
 extern const char tc_quality_sql_write_rows[];
 extern const char tc_quality_sql_write_fleet[];
 extern const char tc_quality_sql_write_dead[];
 extern const char tc_quality_sql_write_devices[];
 extern const char tc_quality_sql_write_events[];
+extern const char tc_quality_sql_row_type[];
 
-/* Append row r (a device's when r->device is set, else the fleet's) to j as the object the rows
- * and fleet statements read: counts, the first `metrics` present counts, the delay sketch's
- * buckets and a new row's quantiles as bucket numbers. */
-void tc_quality_sql_row_json(tc_jbuf *j, const tc_qm_row *r, int metrics);
+/* The rows' parameter: PostgreSQL's binary array of @S.quality_row, one element a metric row.
+ * A device minute's JSON cost the server ~6.5 us a row to expand (json_to_recordset), more than
+ * its insert; the binary record is read field by field, in place. rows_begin leaves room for the
+ * array's header in j, row_bin appends row r (a device's when r->device is set, else the
+ * fleet's): counts, the first `metrics` present counts (0 for the others), the delay sketch's
+ * buckets from the first that counts (sk0) and a new row's quantiles as bucket numbers, and for
+ * a part continuing a minute the readings written before it and all the parts' quantiles.
+ * rows_end writes the header: the element type's OID (tc_quality_sql_row_type's) and n rows. */
+#define TC_QUALITY_SQL_ROWS_HEADER 20
+#define TC_QUALITY_SQL_ROW_BIN_MAX (512 + TC_QM_DEVICE_ID_MAX + TC_QM_SKETCH_BUCKETS * 8)
+void tc_quality_sql_rows_begin(tc_jbuf *j);
+void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics);
+void tc_quality_sql_rows_end(tc_jbuf *j, uint32_t type_oid, size_t n);
 
 #endif

@@ -709,9 +709,57 @@ static void test_devices_cap(void **state)
     tc_qd_destroy(d);
 }
 
+/* The id table hashes 8 bytes a step and pads the last word: ids of every length up to the cap,
+ * ids that differ only in their last byte or only in length by a byte the padding holds (0x01),
+ * each get their own index, found again after the table has doubled; a NUL anywhere, in a whole
+ * word or in the padded tail, is refused, and so is an id over the cap. */
+static void test_ids_every_length(void **state)
+{
+    char id[TC_QIDS_LEN_MAX + 1];
+    tc_qids *t = tc_qids_new(4096);
+    long first[TC_QIDS_LEN_MAX + 1], other[TC_QIDS_LEN_MAX + 1], padded[TC_QIDS_LEN_MAX + 1];
+
+    (void)state;
+    assert_non_null(t);
+    memset(id, 'a', sizeof(id));
+    for (size_t len = 1; len <= TC_QIDS_LEN_MAX; len++) {
+        first[len] = tc_qids_find(t, id, len, 1);
+        id[len - 1] = 'b';
+        other[len] = tc_qids_find(t, id, len, 1);
+        id[len - 1] = '\x01';
+        padded[len] = tc_qids_find(t, id, len, 1);
+        id[len - 1] = 'a';
+        assert_true(first[len] >= 0 && other[len] >= 0 && padded[len] >= 0);
+        assert_true(first[len] != other[len] && first[len] != padded[len]);
+        assert_true(other[len] != padded[len]);
+    }
+    assert_int_equal(tc_qids_count(t), 3 * TC_QIDS_LEN_MAX); /* past 1,024 slots: it doubled */
+    for (size_t len = 1; len <= TC_QIDS_LEN_MAX; len++) {
+        assert_int_equal(tc_qids_find(t, id, len, 0), first[len]);
+        id[len - 1] = 'b';
+        assert_int_equal(tc_qids_find(t, id, len, 0), other[len]);
+        id[len - 1] = '\x01';
+        assert_int_equal(tc_qids_find(t, id, len, 0), padded[len]);
+        id[len - 1] = 'a';
+        assert_memory_equal(tc_qids_id(t, (size_t)first[len]), id, len);
+        assert_int_equal(strlen(tc_qids_id(t, (size_t)first[len])), len);
+    }
+    for (size_t at = 0; at < 20; at++) {
+        id[at] = '\0';
+        assert_int_equal(tc_qids_find(t, id, 20, 1), -1);
+        assert_int_equal(tc_qids_find(t, id, 13, 1), at < 13 ? -1 : first[13]);
+        id[at] = 'a';
+    }
+    assert_int_equal(tc_qids_find(t, id, TC_QIDS_LEN_MAX + 1, 1), -1);
+    assert_int_equal(tc_qids_find(t, id, 0, 1), -1);
+    assert_int_equal(tc_qids_count(t), 3 * TC_QIDS_LEN_MAX);
+    tc_qids_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids_every_length),
         cmocka_unit_test(test_median5),
         cmocka_unit_test(test_spike_once),
         cmocka_unit_test(test_level_shift_is_drift_not_spike),

@@ -394,13 +394,99 @@ static void test_rows_of_many_minutes(void **state)
     tc_qm_destroy(q);
 }
 
-/* The document a flush sends for a row: every figure, negative and large integers written right,
- * the sketch from its first bucket that counts (sk0) to its last (the SQL makes the zeros before
- * it and adds sketches of any lengths), an empty sketch as one 0; a part continuing a minute. */
-static void test_row_json(void **state)
+/* A column of a row's binary record (PostgreSQL's record_send form): its type, its length (-1:
+ * NULL) and its value, read big-endian; the reader moves on. */
+typedef struct bin_reader {
+    const unsigned char *p, *end;
+} bin_reader;
+
+static uint32_t bin_u32(bin_reader *b)
+{
+    uint32_t v;
+
+    assert_true(b->p + 4 <= b->end);
+    v = (uint32_t)b->p[0] << 24 | (uint32_t)b->p[1] << 16 | (uint32_t)b->p[2] << 8 | b->p[3];
+    b->p += 4;
+    return v;
+}
+
+static int64_t bin_int8(bin_reader *b)
+{
+    uint64_t hi, lo;
+
+    assert_int_equal(bin_u32(b), 20); /* int8 */
+    assert_int_equal(bin_u32(b), 8);
+    hi = bin_u32(b);
+    lo = bin_u32(b);
+    return (int64_t)(hi << 32 | lo);
+}
+
+static int32_t bin_int4(bin_reader *b)
+{
+    assert_int_equal(bin_u32(b), 23); /* int4 */
+    assert_int_equal(bin_u32(b), 4);
+    return (int32_t)bin_u32(b);
+}
+
+static void bin_null(bin_reader *b, uint32_t oid)
+{
+    assert_int_equal(bin_u32(b), oid);
+    assert_int_equal(bin_u32(b), UINT32_MAX);
+}
+
+/* The sketch column (integer[]): sk0 before it, the buckets into out; returns how many. */
+static int bin_sketch(bin_reader *b, uint32_t *out, int cap)
+{
+    uint32_t len, n;
+    const unsigned char *start;
+
+    assert_int_equal(bin_u32(b), 1007); /* integer[] */
+    len = bin_u32(b);
+    start = b->p;
+    assert_int_equal(bin_u32(b), 1); /* dimensions */
+    assert_int_equal(bin_u32(b), 0); /* no NULLs */
+    assert_int_equal(bin_u32(b), 23);
+    n = bin_u32(b);
+    assert_int_equal(bin_u32(b), 1); /* lower bound */
+    assert_true((int)n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(bin_u32(b), 4);
+        out[i] = bin_u32(b);
+    }
+    assert_int_equal(b->p - start, len);
+    return (int)n;
+}
+
+/* Row r's element as tc_quality_sql_row_bin appends it: its length, 20 columns, the device. */
+static void bin_row_begin(bin_reader *b, const tc_jbuf *j, size_t at, const char *device)
+{
+    b->p = (const unsigned char *)j->data + at;
+    b->end = (const unsigned char *)j->data + j->len;
+    assert_int_equal(bin_u32(b), j->len - at - 4);
+    assert_int_equal(bin_u32(b), 20);
+    if (device) {
+        assert_int_equal(bin_u32(b), 25); /* text */
+        assert_int_equal(bin_u32(b), strlen(device));
+        assert_memory_equal(b->p, device, strlen(device));
+        b->p += strlen(device);
+    } else {
+        bin_null(b, 25);
+    }
+}
+
+/* The binary record a flush sends for a row, as the schema's quality_row reads it: every figure,
+ * large counts right, the present counts past `metrics` 0, the sketch from its first bucket that
+ * counts (sk0) to its last (the SQL makes the zeros before it and adds sketches of any lengths),
+ * an empty sketch as one 0, no gap as NULL; a part continuing a minute; the array's header. */
+static void test_row_bin(void **state)
 {
     tc_qm_row r;
     tc_jbuf j;
+    bin_reader b;
+    uint32_t sk[TC_QM_SKETCH_BUCKETS];
+    uint64_t bits;
+    double gap;
+    size_t at;
 
     (void)state;
     memset(&r, 0, sizeof(r));
@@ -409,6 +495,7 @@ static void test_row_json(void **state)
     r.readings = 4294967295u;
     r.present[0] = 3;
     r.present[1] = 10;
+    r.present[2] = 7; /* past `metrics`: not sent */
     r.late = 1;
     r.out_of_order = 2;
     r.gaps = 1;
@@ -417,35 +504,93 @@ static void test_row_json(void **state)
     r.delay.b[3] = 2;
     r.delay.count = 3;
     tc_jbuf_init(&j, 1 << 20);
-    tc_quality_sql_row_json(&j, &r, 2);
-    assert_string_equal(j.data, "{\"device_id\":\"d\\\"1\",\"m\":29930400,\"readings\":4294967295,"
-                                "\"n\":[3,10],\"late\":1,\"ooo\":2,\"gaps\":1,\"gap_max\":2.5,"
-                                "\"sk0\":0,\"sk\":[1,0,0,2],\"q50\":3,\"q99\":3}");
+    tc_quality_sql_rows_begin(&j);
+    assert_int_equal(j.len, TC_QUALITY_SQL_ROWS_HEADER);
+    at = j.len;
+    tc_quality_sql_row_bin(&j, &r, 2);
+    bin_row_begin(&b, &j, at, "d\"1");
+    assert_int_equal(bin_int8(&b), 29930400);
+    assert_int_equal(bin_int8(&b), 4294967295u);
+    assert_int_equal(bin_int8(&b), 3);
+    assert_int_equal(bin_int8(&b), 10);
+    for (int i = 2; i < 6; i++)
+        assert_int_equal(bin_int8(&b), 0);
+    assert_int_equal(bin_int8(&b), 1);
+    assert_int_equal(bin_int8(&b), 2);
+    assert_int_equal(bin_int8(&b), 1);
+    assert_int_equal(bin_u32(&b), 701); /* float8 */
+    assert_int_equal(bin_u32(&b), 8);
+    bits = (uint64_t)bin_u32(&b) << 32;
+    bits |= bin_u32(&b);
+    memcpy(&gap, &bits, sizeof(gap));
+    assert_true(gap == 2.5);
+    assert_int_equal(bin_int4(&b), 0); /* sk0 */
+    assert_int_equal(bin_sketch(&b, sk, TC_QM_SKETCH_BUCKETS), 4);
+    assert_int_equal(sk[0], 1);
+    assert_int_equal(sk[1], 0);
+    assert_int_equal(sk[2], 0);
+    assert_int_equal(sk[3], 2);
+    assert_int_equal(bin_int4(&b), 3); /* q50 */
+    assert_int_equal(bin_int4(&b), 3); /* q99 */
+    bin_null(&b, 20);                  /* pr, m50, m99: not a continued minute */
+    bin_null(&b, 23);
+    bin_null(&b, 23);
+    assert_ptr_equal(b.p, b.end);
+    /* The array's header: one dimension of n elements of the given type from 1, no NULLs. */
+    tc_quality_sql_rows_end(&j, 16384, 1);
+    b.p = (const unsigned char *)j.data;
+    assert_int_equal(bin_u32(&b), 1);
+    assert_int_equal(bin_u32(&b), 0);
+    assert_int_equal(bin_u32(&b), 16384);
+    assert_int_equal(bin_u32(&b), 1);
+    assert_int_equal(bin_u32(&b), 1);
+
+    /* The fleet's row (no device) before 1970, empty: no gap, a sketch of one 0, no quantiles. */
     tc_jbuf_reset(&j);
     memset(&r, 0, sizeof(r));
     r.minute_us = -60 * SEC;
-    tc_quality_sql_row_json(&j, &r, 1);
-    assert_string_equal(j.data, "{\"m\":-1,\"readings\":0,\"n\":[0],\"late\":0,\"ooo\":0,"
-                                "\"gaps\":0,\"gap_max\":null,\"sk0\":0,\"sk\":[0],\"q50\":-1,"
-                                "\"q99\":-1}");
-    /* Delays of a backfill, all far along: the zeros before the first bucket are sk0, not sent. */
-    tc_jbuf_reset(&j);
+    tc_quality_sql_row_bin(&j, &r, 1);
+    bin_row_begin(&b, &j, 0, NULL);
+    assert_int_equal(bin_int8(&b), -1);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(bin_int8(&b), 0);
+    bin_null(&b, 701);
+    assert_int_equal(bin_int4(&b), 0);
+    assert_int_equal(bin_sketch(&b, sk, TC_QM_SKETCH_BUCKETS), 1);
+    assert_int_equal(sk[0], 0);
+    assert_int_equal(bin_int4(&b), -1);
+    assert_int_equal(bin_int4(&b), -1);
+
+    /* Delays of a backfill, all far along: the zeros before the first bucket are sk0, not sent;
+     * then a part continuing a minute: the readings written before it and the quantiles of all
+     * the parts (m50, m99) after the part's own. */
+    r.device = "dev-7";
     r.delay.b[70] = 5;
     r.delay.b[72] = 1;
     r.delay.count = 6;
     r.readings = 6;
-    tc_quality_sql_row_json(&j, &r, 1);
-    assert_non_null(strstr(j.data, "\"sk0\":70,\"sk\":[5,0,1],\"q50\":70,\"q99\":72}"));
-    /* A part continuing a minute: the readings written before it and the quantiles of all the
-     * parts (m50, m99) after the part's own. */
-    tc_jbuf_reset(&j);
     r.continues = 1;
     r.written = 3;
     r.whole = r.delay;
     r.whole.b[60] = 7;
     r.whole.count += 7;
-    tc_quality_sql_row_json(&j, &r, 1);
-    assert_non_null(strstr(j.data, "\"q50\":70,\"q99\":72,\"pr\":3,\"m50\":60,\"m99\":72}"));
+    tc_jbuf_reset(&j);
+    tc_quality_sql_row_bin(&j, &r, 1);
+    bin_row_begin(&b, &j, 0, "dev-7");
+    for (int i = 0; i < 11; i++)
+        (void)bin_int8(&b);
+    bin_null(&b, 701);
+    assert_int_equal(bin_int4(&b), 70);
+    assert_int_equal(bin_sketch(&b, sk, TC_QM_SKETCH_BUCKETS), 3);
+    assert_int_equal(sk[0], 5);
+    assert_int_equal(sk[1], 0);
+    assert_int_equal(sk[2], 1);
+    assert_int_equal(bin_int4(&b), 70);
+    assert_int_equal(bin_int4(&b), 72);
+    assert_int_equal(bin_int8(&b), 3);  /* pr */
+    assert_int_equal(bin_int4(&b), 60); /* m50 */
+    assert_int_equal(bin_int4(&b), 72); /* m99 */
+    assert_ptr_equal(b.p, b.end);
     tc_jbuf_free(&j);
 }
 
@@ -613,7 +758,7 @@ int main(void)
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_tables_grow),
         cmocka_unit_test(test_rows_of_many_minutes),
-        cmocka_unit_test(test_row_json),
+        cmocka_unit_test(test_row_bin),
         cmocka_unit_test(test_parts_of_a_minute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
