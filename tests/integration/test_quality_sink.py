@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 
 from api_data import as_role
 from test_observe import free_port, metrics, wait_for, _up
+from test_timescale import USABLE as TIMESCALE_USABLE, WHY as TIMESCALE_WHY
 
 SINKS = "store,quality"
 MINUTE_US = 60_000_000
@@ -324,7 +325,8 @@ def quantile_calls(tc):
     return calls.get("tc_quality_sketch_quantile", 0), calls.get("tc_quality_sketch_add", 0)
 
 
-@pytest.mark.parametrize("timescaledb", ["off", "on"])
+@pytest.mark.parametrize("timescaledb", ["off", pytest.param("on", marks=pytest.mark.skipif(
+    not TIMESCALE_USABLE, reason=TIMESCALE_WHY))])
 def test_a_minute_written_in_parts_takes_its_quantiles_from_the_parts(tc, monkeypatch,
                                                                       timescaledb):
     """A device's minute written in two flushes of one run: the second part's statement takes the
