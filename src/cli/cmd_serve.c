@@ -124,10 +124,12 @@ int tc_cmd_serve(int argc, char **argv)
     if (!listen_addr)
         listen_addr = cfg->api_listen;
     tc_cli_install_signals();
-    /* A handler waits on PostgreSQL in the server's thread, and so does a stream between chunks,
-     * and a request for the answer of an identical one: a thread per connection, so a slow query
-     * holds up only its own requests. */
+    /* The http.* settings every server of the process takes (docs/security.md): TLS, the
+     * connection caps, the request deadline. A handler waits on PostgreSQL in the server's
+     * thread, and so does a stream between chunks, and a request for the answer of an identical
+     * one: a thread per connection, so a slow query holds up only its own requests. */
     hopt = (tc_http_options){.thread_per_connection = 1};
+    tc_http_options_from_config(&hopt, cfg);
     server = tc_http_server_new(listen_addr, &hopt, errstr, sizeof(errstr));
     if (!server) {
         fprintf(stderr, "thermocline serve: api.listen: %s\n", errstr);
