@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/timeutil.h"
+#include "ingest/confirm.h"
 
 /* The first librdkafka whose SCRAM client-final-message Kafka 4.x accepts (librdkafka#4895). */
 #define TC_KAFKA_SCRAM_FIXED 0x020601ff
@@ -87,6 +88,8 @@ struct tc_consumer {
 
 struct tc_producer {
     rd_kafka_t *rk;
+    const tc_config *cfg; /* borrowed: the brokers an inferred delivery is checked at */
+    tc_confirm *confirm;  /* messages whose delivery librdkafka inferred (confirm.h) */
     uint64_t failed;
     char last_error[TC_ERRSTR_MAX];
     int32_t npart; /* 1 + the highest partition in tally[] reported on */
@@ -1161,9 +1164,23 @@ tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *par
     return TC_OK;
 }
 
+/* Keep an inferred delivery to check (confirm.h); one that cannot be kept is not vouched for. */
+static void tc_producer_keep_inferred(tc_producer *p, const rd_kafka_message_t *m, int64_t low)
+{
+    if (tc_confirm_add(p->confirm, rd_kafka_topic_name(m->rkt), m->partition, low, m->key,
+                       m->key_len, m->payload, m->len) == TC_OK)
+        return;
+    p->failed++;
+    snprintf(p->last_error, sizeof(p->last_error),
+             "a delivery librdkafka inferred without an offset could not be kept for checking "
+             "(more than %u MiB of such messages)",
+             TC_CONFIRM_BYTES_MAX >> 20);
+}
+
 static void tc_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     tc_producer *p = opaque;
+    tc_producer_tally *t = NULL;
 
     (void)rk;
     if (m->err) {
@@ -1172,17 +1189,25 @@ static void tc_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
         return;
     }
     if (m->partition >= 0 && m->partition < TC_PRODUCER_PARTITIONS_MAX) {
-        tc_producer_tally *t = &p->tally[m->partition];
-        t->delivered++;
-        if (m->offset < 0)
-            t->inferred++;
-        else if (m->offset < t->end)
-            t->repeated++;
-        else
-            t->end = m->offset + 1;
+        t = &p->tally[m->partition];
         if (m->partition >= p->npart)
             p->npart = m->partition + 1;
     }
+    if (m->offset < 0) {
+        tc_producer_keep_inferred(p, m, t ? t->end : 0);
+        if (t) {
+            t->delivered++;
+            t->inferred++;
+        }
+        return;
+    }
+    if (!t)
+        return;
+    t->delivered++;
+    if (m->offset < t->end)
+        t->repeated++;
+    else
+        t->end = m->offset + 1;
 }
 
 tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size)
@@ -1212,10 +1237,14 @@ tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_s
     }
     rd_kafka_conf_set_dr_msg_cb(conf, tc_producer_dr_cb);
     rd_kafka_conf_set_opaque(conf, p);
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner));
+    p->cfg = cfg;
+    p->confirm = tc_confirm_new();
+    p->rk = p->confirm ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, inner, sizeof(inner)) : NULL;
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);
-        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka producer: %s", inner);
+        tc_err_set(TC_ERR_KAFKA, errstr, errstr_size, "could not create Kafka producer: %s",
+                   p->confirm ? inner : "out of memory");
+        tc_confirm_destroy(p->confirm);
         free(p);
         return NULL;
     }
@@ -1247,11 +1276,74 @@ tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, co
     return TC_OK;
 }
 
-uint64_t tc_producer_flush(tc_producer *p, int timeout_ms)
+/* Wait for librdkafka's queue to empty; false when it did not within timeout_ms. */
+static int tc_producer_drain(tc_producer *p, int timeout_ms)
 {
-    if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 1;
+    if (timeout_ms > 0)
         tc_log_warn("producer", "%d messages still undelivered after %d ms",
                     rd_kafka_outq_len(p->rk), timeout_ms);
+    return 0;
+}
+
+/* A kept message the topic lacks: its inferred report is taken back and it is sent again. */
+static void tc_producer_resend(void *arg, const char *topic, int32_t partition, const void *key,
+                               size_t key_len, const void *value, size_t value_len)
+{
+    tc_producer *p = arg;
+    char errstr[TC_ERRSTR_MAX];
+
+    if (partition >= 0 && partition < TC_PRODUCER_PARTITIONS_MAX) {
+        tc_producer_tally *t = &p->tally[partition];
+        t->delivered--;
+        t->inferred--;
+        t->absent++;
+    }
+    if (tc_producer_send(p, topic, partition, key, key_len, value_len ? value : NULL, value_len,
+                         errstr, sizeof(errstr)) != TC_OK) {
+        p->failed++;
+        snprintf(p->last_error, sizeof(p->last_error), "%s", errstr);
+    }
+}
+
+/* Steps 2 and 3 of confirm.h, TC_CONFIRM_ROUNDS times at most; what is still unchecked then, or
+ * cannot be checked, counts as failed. */
+static void tc_producer_confirm(tc_producer *p, int timeout_ms)
+{
+    char errstr[TC_ERRSTR_MAX];
+    size_t kept, missing;
+
+    for (int round = 0; tc_confirm_pending(p->confirm) > 0; round++) {
+        kept = tc_confirm_pending(p->confirm);
+        if (round == TC_CONFIRM_ROUNDS) {
+            snprintf(errstr, sizeof(errstr),
+                     "%zu deliveries still inferred without an offset after %d resends", kept,
+                     TC_CONFIRM_ROUNDS);
+        } else if (tc_confirm_read(p->confirm, p->cfg, errstr, sizeof(errstr)) == TC_OK) {
+            missing = tc_confirm_take_missing(p->confirm, tc_producer_resend, p);
+            tc_log_warn("producer",
+                        "librdkafka reported %zu deliveries without an offset from the broker; "
+                        "read back, the topic holds %zu of them%s",
+                        kept, kept - missing, missing ? ", the rest is sent again" : "");
+            if (!tc_producer_drain(p, timeout_ms))
+                return;
+            continue;
+        }
+        /* Not vouched for: a failure the caller sees, not a silent loss. */
+        kept = tc_confirm_pending(p->confirm);
+        p->failed += kept;
+        snprintf(p->last_error, sizeof(p->last_error), "%s", errstr);
+        tc_confirm_clear(p->confirm);
+        return;
+    }
+}
+
+uint64_t tc_producer_flush(tc_producer *p, int timeout_ms)
+{
+    /* A flush that does not wait (a caller's "failed so far") leaves the check to a later one. */
+    if (tc_producer_drain(p, timeout_ms) && timeout_ms > 0)
+        tc_producer_confirm(p, timeout_ms);
     if (p->failed)
         tc_log_warn("producer", "%llu deliveries failed, last: %s", (unsigned long long)p->failed,
                     p->last_error);
@@ -1275,5 +1367,6 @@ void tc_producer_destroy(tc_producer *p)
     if (!p)
         return;
     rd_kafka_destroy(p->rk);
+    tc_confirm_destroy(p->confirm);
     free(p);
 }

@@ -135,27 +135,34 @@ typedef struct tc_producer tc_producer;
 
 /* What the delivery reports of one partition said. A report without an offset is librdkafka's
  * inference, not the broker's answer: an idempotent retry answered "duplicate", or a later batch
- * succeeded and librdkafka took the earlier ones as written. With idempotence a partition's
- * reports come in order, each offset above the one before; one that is not means the broker gave
- * two messages one offset (it took a batch for the duplicate of another). The topic's end offset
- * is the witness of what was really written: with one producer on a topic, it equals
- * `delivered`, and `end` is not above it. */
+ * succeeded and librdkafka took the earlier ones as written. tc_producer_flush checks each against
+ * the topic (confirm.h): one the topic lacks is taken back (counted in `absent`, no longer in
+ * `delivered` or `inferred`) and sent again, and its new report counts instead. With idempotence a
+ * partition's reports come in order, each offset above the one before; one that is not means the
+ * broker gave two messages one offset (it took a batch for the duplicate of another). The topic's
+ * end offset is the witness of what was really written: with one producer on a topic, after a
+ * flush it equals `delivered`, and `end` is not above it. */
 typedef struct tc_producer_tally {
     uint64_t delivered; /* reports without an error */
-    uint64_t inferred;  /* of those, reports without an offset */
+    uint64_t inferred;  /* of those, reports without an offset, found in the topic */
     uint64_t repeated;  /* of those, reports whose offset is not above the previous report's */
+    uint64_t absent;    /* inferred reports of messages the topic lacked, sent again */
     int64_t end;        /* 1 + the highest offset a report gave; 0 when none gave one */
 } tc_producer_tally;
 
 /* A producer tuned for throughput (linger, lz4 batches); acks=all and idempotence are forced, so a
- * delivered message is on min.insync.replicas brokers and a retried send is never written twice. */
+ * delivered message is on min.insync.replicas brokers and a retried send is never written twice.
+ * cfg is borrowed and must outlive the producer (a flush reads inferred deliveries back with it).
+ */
 tc_producer *tc_producer_new(const tc_config *cfg, char *errstr, size_t errstr_size);
 /* Produce one message to topic; blocks (serving delivery reports) while librdkafka's queue is full.
  */
 tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, const void *key,
                         size_t key_len, const void *value, size_t len, char *errstr,
                         size_t errstr_size);
-/* Wait until everything sent is delivered; returns the number of failed deliveries so far. */
+/* Wait until everything sent is delivered, then check the deliveries librdkafka inferred and send
+ * again those the topic lacks (confirm.h; not when timeout_ms is 0); returns the number of failed
+ * deliveries so far, counting those still queued and those that could not be checked. */
 uint64_t tc_producer_flush(tc_producer *p, int timeout_ms);
 /* The delivery figures of partition (0 .. TC_PRODUCER_PARTITIONS_MAX - 1) so far, all zero for one
  * never reported on; *partitions (when not NULL) is set to 1 + the highest partition reported on

@@ -364,10 +364,11 @@ static void tc_sim_report_partitions(const tc_producer *prod, FILE *report)
         if (!t->delivered)
             continue;
         fprintf(report,
-                "%s\"%d\":{\"delivered\":%llu,\"inferred\":%llu,\"repeated\":%llu,\"end\":%lld}",
+                "%s\"%d\":{\"delivered\":%llu,\"inferred\":%llu,\"repeated\":%llu,"
+                "\"absent\":%llu,\"end\":%lld}",
                 first ? "" : ",", (int)q, (unsigned long long)t->delivered,
                 (unsigned long long)t->inferred, (unsigned long long)t->repeated,
-                (long long)t->end);
+                (unsigned long long)t->absent, (long long)t->end);
         first = 0;
     }
 }

@@ -258,6 +258,13 @@ class Simulator:
         return self.summary
 
 
+# The simulator's librdkafka settings so that every scenario can tell what its idempotent producer
+# decided: the "eos" debug lines name every drain, new PID, duplicate and implicit acknowledgement
+# per partition (a few dozen lines a broker loss), and log.level lets them through. A partition
+# count change (PARTCNT, a broker calling the topic unknown) is logged whatever the debug.
+SIM_KAFKA_DEBUG = ("rdkafka.debug=eos", "log.level=debug")
+
+
 class Pipeline:
     """One isolated pipeline on the private services: topic, group and schema of its own."""
 
@@ -277,6 +284,7 @@ class Pipeline:
         self.partitions = partitions
         self.members = 0
         self.simulators = 0
+        self.sim = None  # the last simulator started
 
     def settings(self, extra=()):
         args = [
@@ -311,14 +319,17 @@ class Pipeline:
     def migrate(self):
         return self.cmd("migrate")
 
-    def simulate(self, count, rate=0, seed=1, devices=1000, invalid=0.01, extra=()):
+    def simulate(self, count, rate=0, seed=1, devices=1000, invalid=0.01, extra=SIM_KAFKA_DEBUG):
+        """`thermocline simulate` in the background, its idempotence decisions logged (see
+        SIM_KAFKA_DEBUG), kept as self.sim for assert_exact's look at the topic."""
         self.simulators += 1
         argv = [self.bin, "simulate", *self.settings(extra), "--devices", str(devices), "--count",
                 str(count), "--invalid-ratio", str(invalid), "--seed", str(seed)]
         if rate:
             argv += ["--rate", str(rate)]
-        return Simulator(argv, self.env(),
-                         os.path.join(self.logdir, f"simulate-{self.simulators}.log"))
+        self.sim = Simulator(argv, self.env(),
+                             os.path.join(self.logdir, f"simulate-{self.simulators}.log"))
+        return self.sim
 
     def spawn(self, extra=(), idle=None):
         self.members += 1
@@ -374,11 +385,6 @@ def topic_ends(p):
         c.close()
 
 
-# The simulator's librdkafka settings where a scenario wants to see what its idempotent producer
-# decided: the "eos" debug lines name every drain, new PID, duplicate and implicit acknowledgement
-# per partition (a few dozen lines a broker loss), and log.level lets them through. A partition
-# count change (PARTCNT, a broker calling the topic unknown) is logged whatever the debug.
-SIM_KAFKA_DEBUG = ("rdkafka.debug=eos", "log.level=debug")
 
 
 def assert_delivered(p, sim):
@@ -393,13 +399,15 @@ def assert_delivered(p, sim):
     parts = sim.summary["partitions"]
     bad = []
     for q in sorted(set(ends) | {int(k) for k in parts}):
-        t = parts.get(str(q), {"delivered": 0, "inferred": 0, "repeated": 0, "end": 0})
+        t = parts.get(str(q), {"delivered": 0, "inferred": 0, "repeated": 0, "absent": 0,
+                               "end": 0})
         end = ends.get(q, 0)
         if end != t["delivered"] or t["end"] > end or t["repeated"]:
             bad.append(f"partition {q}: the topic ends at offset {end}, the delivery reports "
                        f"say {t['delivered']} delivered: {t['inferred']} inferred by librdkafka "
-                       f"without an offset, {t['repeated']} at an offset not above the one "
-                       f"before, the highest offset {t['end'] - 1}")
+                       f"without an offset and found in the topic ({t['absent']} more inferred, "
+                       f"found absent and sent again), {t['repeated']} at an offset not above "
+                       f"the one before, the highest offset {t['end'] - 1}")
     if bad:
         lines = [line for line in sim.log().splitlines()
                  if any(k in line for k in ("IMPLICITACK", "DUPSEQ", "ERRSEQ", "ERRPID", "DRAIN",
@@ -495,6 +503,9 @@ def assert_exact(p, lake=None, produced=None):
     sums, no duplicates), the dead letters exactly the invalid ones, no partial lake file is
     visible, and the group lag is zero. Returns the oracle's expectation."""
     exp = Oracle(p.brokers, p.topic).expect()
+    if produced is not None and exp["total"] != produced and getattr(p, "sim", None) is not None \
+            and p.sim.summary is not None:
+        assert_delivered(p, p.sim)  # says who vouched for what the topic lacks
     if produced is not None:
         assert exp["total"] == produced, (f"the topic holds {exp['total']} messages, {produced} "
                                           f"produced (ends {exp['ends']}, topic {p.topic})")
