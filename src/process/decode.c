@@ -118,7 +118,7 @@ tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject re
 
 /* Schema evolution of the row being decoded (schema/shape.h), then its fingerprint for the dedupe
  * window, made from its message_id when it has one. */
-tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id)
+tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id, int32_t partition)
 {
     tc_batch *b = p->cur->batch;
     tc_jbuf id;
@@ -130,7 +130,7 @@ tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id)
     if (r == TC_REJECT_NONE && p->dedupe) {
         p->row_fp = tc_dedupe_fingerprint(b, row, p->row_has_id ? id.data : NULL,
                                           p->row_has_id ? id.len : 0);
-        tc_dedupe_prefetch(p->dedupe, p->row_fp);
+        tc_dedupe_prefetch(p->dedupe, p->row_fp, partition);
     }
     tc_jbuf_free(&id);
     return r;
@@ -212,7 +212,7 @@ tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m)
     if (r == TC_PIPELINE_STOPPED)
         return TC_ERR_STOPPED;
     if (r == TC_REJECT_NONE)
-        r = tc_pipeline_shape(p, p->cur->batch->n, writer_id);
+        r = tc_pipeline_shape(p, p->cur->batch->n, writer_id, m->partition);
     if (r == TC_REJECT_NONE)
         r = tc_validate_row(p->cur->batch, p->cur->batch->n, &p->cfg->limits, p->now_us, detail,
                             sizeof(detail));
@@ -261,7 +261,7 @@ tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks)
             }
             r = tc_pipeline_decode(p, m, &writer_id, detail, sizeof(detail));
             if (r == TC_REJECT_NONE)
-                r = tc_pipeline_shape(p, p->cur->batch->n, writer_id);
+                r = tc_pipeline_shape(p, p->cur->batch->n, writer_id, m->partition);
             if (r == TC_PIPELINE_STOPPED)
                 return TC_ERR_STOPPED;
             if (r != TC_JSON_BATCH_FULL)

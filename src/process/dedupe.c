@@ -7,30 +7,35 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Tables are aligned to, and advised to be backed by, 2 MiB pages where the kernel offers them
- * (transparent huge pages in "madvise" mode, Debian's default): every check probes two random
- * slots of 12 MB tables, and with 4 KiB pages each probe was also a TLB miss. */
+/* The table is aligned to, and advised to be backed by, 2 MiB pages where the kernel offers them
+ * (transparent huge pages in "madvise" mode, Debian's default): every check probes a random slot
+ * of a 16 MB table, and with 4 KiB pages each probe was also a TLB miss. */
 #define TC_DEDUPE_PAGE (2u * 1024 * 1024)
 
+/* One generation's entry. The key is the fingerprint with the partition folded in
+ * (tc_dedupe_key): 16 bytes where (fingerprint, offset, partition) took 24, and equal keys mean
+ * the same fingerprint on the same partition but for a 2^-64 chance, the fingerprint's own odds. */
 typedef struct tc_dedupe_entry {
-    uint64_t fp; /* 0 = empty */
+    uint64_t key; /* 0 = empty */
     int64_t offset;
-    int32_t partition;
 } tc_dedupe_entry;
 
-typedef struct tc_dedupe_gen {
-    tc_dedupe_entry *slots; /* nslots, a power of two, at least twice the entries allowed */
-    size_t n;
-    /* The newest event time seen when it started taking inserts (INT64_MAX: not started). Not its
-     * first reading's time: with late readings, and partitions at different points of event time,
-     * that can be far behind, and the generation would be rotated at every insert. */
-    int64_t start_time_us;
-} tc_dedupe_gen;
+/* Slot i of both generations side by side: a check looks both up in one cache line (two probes
+ * into two tables were two cache misses per reading, the pipeline's largest single cost). */
+typedef struct tc_dedupe_pair {
+    tc_dedupe_entry gen[2];
+} tc_dedupe_pair;
 
 struct tc_dedupe {
-    tc_dedupe_gen gen[2]; /* [cur] takes inserts, the other is older */
-    int cur;
+    tc_dedupe_pair *slots; /* nslots, a power of two, at least twice the entries of a generation */
     size_t nslots, per_gen;
+    size_t n[2]; /* entries of each generation */
+    /* The newest event time seen when a generation started taking inserts (INT64_MAX: not
+     * started). Not its first reading's time: with late readings, and partitions at different
+     * points of event time, that can be far behind, and the generation would be rotated at every
+     * insert. */
+    int64_t start_time_us[2];
+    int cur; /* the generation taking inserts; the other is older */
     int64_t window_us, max_time_us;
 };
 
@@ -99,18 +104,25 @@ uint64_t tc_dedupe_fingerprint(const tc_batch *b, size_t i, const char *message_
     return h ? h : 1;
 }
 
-void tc_dedupe_prefetch(const tc_dedupe *d, uint64_t fp)
+/* The fingerprint of a reading on partition: the partition's own odd constant, multiplied in
+ * (a bijection of the fingerprint for each partition), then mixed so that the low bits that pick
+ * the slot depend on both. Never 0. */
+static uint64_t tc_dedupe_key(uint64_t fp, int32_t partition)
 {
-    size_t pos = (size_t)fp & (d->nslots - 1);
+    uint64_t k = tc_dedupe_mix(fp ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ULL));
 
-    __builtin_prefetch(&d->gen[0].slots[pos]);
-    __builtin_prefetch(&d->gen[1].slots[pos]);
+    return k ? k : 1;
+}
+
+void tc_dedupe_prefetch(const tc_dedupe *d, uint64_t fp, int32_t partition)
+{
+    __builtin_prefetch(&d->slots[(size_t)tc_dedupe_key(fp, partition) & (d->nslots - 1)]);
 }
 
 /* A zeroed table of n slots (see TC_DEDUPE_PAGE); NULL when out of memory. */
-static tc_dedupe_entry *tc_dedupe_table(size_t n)
+static tc_dedupe_pair *tc_dedupe_table(size_t n)
 {
-    size_t bytes = n * sizeof(tc_dedupe_entry);
+    size_t bytes = n * sizeof(tc_dedupe_pair);
     void *p = NULL;
 
     if (bytes >= TC_DEDUPE_PAGE) {
@@ -123,7 +135,7 @@ static tc_dedupe_entry *tc_dedupe_table(size_t n)
         memset(p, 0, bytes);
         return p;
     }
-    return calloc(n, sizeof(tc_dedupe_entry));
+    return calloc(n, sizeof(tc_dedupe_pair));
 }
 
 tc_dedupe *tc_dedupe_new(size_t max_entries, int64_t window_us)
@@ -142,13 +154,11 @@ tc_dedupe *tc_dedupe_new(size_t max_entries, int64_t window_us)
     d->nslots = nslots;
     d->window_us = window_us;
     d->max_time_us = INT64_MIN;
-    for (int g = 0; g < 2; g++) {
-        d->gen[g].slots = tc_dedupe_table(nslots);
-        d->gen[g].start_time_us = INT64_MAX;
-        if (!d->gen[g].slots) {
-            tc_dedupe_destroy(d);
-            return NULL;
-        }
+    d->start_time_us[0] = d->start_time_us[1] = INT64_MAX;
+    d->slots = tc_dedupe_table(nslots);
+    if (!d->slots) {
+        free(d);
+        return NULL;
     }
     return d;
 }
@@ -157,25 +167,23 @@ void tc_dedupe_destroy(tc_dedupe *d)
 {
     if (!d)
         return;
-    free(d->gen[0].slots);
-    free(d->gen[1].slots);
+    free(d->slots);
     free(d);
 }
 
 size_t tc_dedupe_size(const tc_dedupe *d)
 {
-    return d->gen[0].n + d->gen[1].n;
+    return d->n[0] + d->n[1];
 }
 
-/* The slot holding (fp, partition), or the empty slot where it would go. */
-static tc_dedupe_entry *tc_dedupe_slot(const tc_dedupe *d, const tc_dedupe_gen *g, uint64_t fp,
-                                       int32_t partition)
+/* Generation g's entry holding key, or its empty entry where key would go. */
+static tc_dedupe_entry *tc_dedupe_slot(const tc_dedupe *d, int g, uint64_t key)
 {
     size_t mask = d->nslots - 1;
 
-    for (size_t pos = (size_t)fp & mask;; pos = (pos + 1) & mask) {
-        tc_dedupe_entry *e = &g->slots[pos];
-        if (e->fp == 0 || (e->fp == fp && e->partition == partition))
+    for (size_t pos = (size_t)key & mask;; pos = (pos + 1) & mask) {
+        tc_dedupe_entry *e = &d->slots[pos].gen[g];
+        if (e->key == 0 || e->key == key)
             return e;
     }
 }
@@ -183,22 +191,23 @@ static tc_dedupe_entry *tc_dedupe_slot(const tc_dedupe *d, const tc_dedupe_gen *
 /* Drop the older generation; the current one becomes it. */
 static void tc_dedupe_rotate(tc_dedupe *d)
 {
-    tc_dedupe_gen *old = &d->gen[!d->cur];
+    int old = !d->cur;
 
-    memset(old->slots, 0, d->nslots * sizeof(tc_dedupe_entry));
-    old->n = 0;
-    old->start_time_us = INT64_MAX;
-    d->cur = !d->cur;
+    for (size_t i = 0; i < d->nslots; i++)
+        d->slots[i].gen[old] = (tc_dedupe_entry){0, 0};
+    d->n[old] = 0;
+    d->start_time_us[old] = INT64_MAX;
+    d->cur = old;
 }
 
 int tc_dedupe_check(tc_dedupe *d, uint64_t fp, int32_t partition, int64_t offset, int64_t time_us)
 {
-    tc_dedupe_gen *cur;
+    uint64_t key = tc_dedupe_key(fp, partition);
     tc_dedupe_entry *e;
 
-    for (int k = 0; k < 2; k++) {
-        e = tc_dedupe_slot(d, &d->gen[k], fp, partition);
-        if (e->fp == 0)
+    for (int g = 0; g < 2; g++) {
+        e = tc_dedupe_slot(d, g, key);
+        if (e->key == 0)
             continue;
         if (e->offset < offset)
             return 1;
@@ -207,17 +216,15 @@ int tc_dedupe_check(tc_dedupe *d, uint64_t fp, int32_t partition, int64_t offset
     }
     if (time_us > d->max_time_us)
         d->max_time_us = time_us;
-    cur = &d->gen[d->cur];
-    if (cur->start_time_us == INT64_MAX)
-        cur->start_time_us = d->max_time_us;
-    if (cur->n >= d->per_gen ||
-        (cur->n > 0 && d->max_time_us - cur->start_time_us > d->window_us)) {
+    if (d->start_time_us[d->cur] == INT64_MAX)
+        d->start_time_us[d->cur] = d->max_time_us;
+    if (d->n[d->cur] >= d->per_gen ||
+        (d->n[d->cur] > 0 && d->max_time_us - d->start_time_us[d->cur] > d->window_us)) {
         tc_dedupe_rotate(d);
-        cur = &d->gen[d->cur];
-        cur->start_time_us = d->max_time_us;
+        d->start_time_us[d->cur] = d->max_time_us;
     }
-    e = tc_dedupe_slot(d, cur, fp, partition);
-    *e = (tc_dedupe_entry){fp, offset, partition};
-    cur->n++;
+    e = tc_dedupe_slot(d, d->cur, key);
+    *e = (tc_dedupe_entry){key, offset};
+    d->n[d->cur]++;
     return 0;
 }

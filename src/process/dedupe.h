@@ -12,7 +12,9 @@
  *
  * Memory is bounded by two generations of at most max_entries / 2 fingerprints each: lookups see
  * both, inserts go to the current one, and when it is full -- or holds window_us of event time --
- * the older one is dropped and the current one becomes the older. So a fingerprint is remembered
+ * the older one is dropped and the current one becomes the older. Both live in one table, a slot
+ * of each side by side, so that a lookup costs one cache miss: 32 bytes a slot, at least two slots
+ * an entry (16 MB at the default dedupe.max_entries of 400,000). So a fingerprint is remembered
  * for at least the smaller of window_us of event time and max_entries / 2 readings.
  *
  * After a restart the window is empty; the pipeline rebuilds it by reading again the last
@@ -42,9 +44,9 @@ uint64_t tc_dedupe_fingerprint(const tc_batch *b, size_t i, const char *message_
  * partition (a duplicate), 0 otherwise (then (partition, offset) is its first occurrence, or stays
  * the earlier one recorded). time_us (the reading's event time) moves the window along.
  */
-/* Start loading the slots tc_dedupe_check of fp will probe: called as soon as the fingerprint is
- * known, the cache misses overlap with the row's validation. */
-void tc_dedupe_prefetch(const tc_dedupe *d, uint64_t fp);
+/* Start loading the slot tc_dedupe_check of (fp, partition) will probe: called as soon as the
+ * fingerprint is known, the cache miss overlaps with the row's validation. */
+void tc_dedupe_prefetch(const tc_dedupe *d, uint64_t fp, int32_t partition);
 int tc_dedupe_check(tc_dedupe *d, uint64_t fp, int32_t partition, int64_t offset, int64_t time_us);
 
 /* Fingerprints remembered now (both generations). */

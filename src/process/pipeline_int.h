@@ -181,7 +181,7 @@ int tc_pipeline_backoff(tc_pipeline *p, long *backoff_ms);
 tc_err tc_pipeline_lookback_prepare(tc_pipeline *p, int32_t partition, int64_t from, int64_t to);
 tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject reason,
                                const char *stage, const char *detail);
-tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id);
+tc_reject tc_pipeline_shape(tc_pipeline *p, size_t row, int32_t writer_id, int32_t partition);
 tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t *writer_id, char *detail,
                              size_t detail_size);
 tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m);

@@ -107,6 +107,34 @@ static void test_interleaved_times_keep_the_window(void **state)
     tc_dedupe_destroy(d);
 }
 
+/* One fingerprint on many partitions is as many entries, each with its own offset (the partition
+ * is folded into the table's key), and a rotation drops the older generation's entries only:
+ * both generations share the table's slots. */
+static void test_one_fingerprint_on_many_partitions(void **state)
+{
+    tc_dedupe *d = tc_dedupe_new(1000, INT64_MAX / 2); /* 500 per generation */
+
+    (void)state;
+    for (int32_t p = 0; p < 400; p++)
+        assert_int_equal(tc_dedupe_check(d, 77, p, 100 + p, 0), 0);
+    assert_int_equal(tc_dedupe_size(d), 400);
+    for (int32_t p = 0; p < 400; p++) {
+        assert_int_equal(tc_dedupe_check(d, 77, p, 100 + p, 0), 0); /* itself, read again */
+        assert_int_equal(tc_dedupe_check(d, 77, p, 101 + p, 0), 1); /* a later copy */
+    }
+    /* 500 more fill the generation and rotate once: the 400 are the older generation now... */
+    for (uint64_t fp = 1000; fp < 1500; fp++)
+        assert_int_equal(tc_dedupe_check(d, fp, 0, (int64_t)fp, 0), 0);
+    assert_int_equal(tc_dedupe_check(d, 77, 399, 1000, 0), 1);
+    /* ...and the next 500 rotate again: they are gone, the 500 stay. */
+    for (uint64_t fp = 2000; fp < 2500; fp++)
+        assert_int_equal(tc_dedupe_check(d, fp, 0, (int64_t)fp, 0), 0);
+    assert_int_equal(tc_dedupe_check(d, 1499, 0, 5000, 0), 1);
+    assert_int_equal(tc_dedupe_check(d, 77, 0, 5000, 0), 0);
+    assert_true(tc_dedupe_size(d) <= 1000);
+    tc_dedupe_destroy(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +142,7 @@ int main(void)
         cmocka_unit_test(test_verdict_by_offset),
         cmocka_unit_test(test_generations),
         cmocka_unit_test(test_interleaved_times_keep_the_window),
+        cmocka_unit_test(test_one_fingerprint_on_many_partitions),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
