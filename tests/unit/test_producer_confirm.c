@@ -93,6 +93,15 @@ static void send_one(tc_producer *p, int32_t partition, const char *key, const c
                      TC_OK);
 }
 
+/* Send one message that the broker answers "duplicate" without writing it. */
+static void send_answered_duplicate(const fixture *f, tc_producer *p, int32_t partition,
+                                    const char *key, const char *value)
+{
+    rd_kafka_mock_push_request_errors(f->mc, PRODUCE_API_KEY, 1,
+                                      RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER);
+    send_one(p, partition, key, value);
+}
+
 /* Serve delivery reports (a flush that does not wait never runs the check) until partition has
  * `reports` of them. */
 static void await_reports(tc_producer *p, int32_t partition, uint64_t reports)
@@ -118,9 +127,7 @@ static void test_an_inferred_delivery_the_topic_lacks_is_sent_again(void **state
     const tc_producer_tally *t;
 
     assert_non_null(p);
-    rd_kafka_mock_push_request_errors(f->mc, PRODUCE_API_KEY, 1,
-                                      RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER);
-    send_one(p, 0, "sensor-1", "{\"v\":1}");
+    send_answered_duplicate(f, p, 0, "sensor-1", "{\"v\":1}");
     assert_int_equal(tc_producer_flush(p, 20000), 0);
     assert_int_equal(partition_end(f, 0), 1);
     t = tc_producer_tally_of(p, 0, NULL);
@@ -144,9 +151,7 @@ static void test_an_inferred_delivery_found_is_not_sent_twice(void **state)
 
     assert_non_null(p);
     assert_non_null(other);
-    rd_kafka_mock_push_request_errors(f->mc, PRODUCE_API_KEY, 1,
-                                      RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER);
-    send_one(p, 1, "sensor-2", "{\"v\":2}");
+    send_answered_duplicate(f, p, 1, "sensor-2", "{\"v\":2}");
     await_reports(p, 1, 1);
     t = tc_producer_tally_of(p, 1, NULL);
     assert_int_equal(t->inferred, 1);
@@ -174,9 +179,7 @@ static void test_an_identical_earlier_message_does_not_count(void **state)
     assert_non_null(p);
     send_one(p, 0, "sensor-3", "{\"v\":3}");
     assert_int_equal(tc_producer_flush(p, 20000), 0);
-    rd_kafka_mock_push_request_errors(f->mc, PRODUCE_API_KEY, 1,
-                                      RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER);
-    send_one(p, 0, "sensor-3", "{\"v\":3}");
+    send_answered_duplicate(f, p, 0, "sensor-3", "{\"v\":3}");
     assert_int_equal(tc_producer_flush(p, 20000), 0);
     assert_int_equal(partition_end(f, 0), before + 2);
     t = tc_producer_tally_of(p, 0, NULL);
