@@ -79,8 +79,9 @@ size_t tc_confirm_ranges(tc_confirm *c, tc_confirm_range *out, size_t cap);
 int tc_confirm_match(tc_confirm *c, const char *topic, int32_t partition, const void *key,
                      size_t key_len, const void *value, size_t value_len);
 
-/* Each kept message not found, passed to fn (its pointers valid during the call only); then the set
- * is emptied. Returns how many were passed. */
+/* Each kept message not found, passed to fn (its pointers valid during the call only). The set is
+ * emptied first: what fn adds to it (a resend's report inferred again) stays for the next read.
+ * Returns how many were passed. */
 typedef void (*tc_confirm_each_fn)(void *arg, const char *topic, int32_t partition, const void *key,
                                    size_t key_len, const void *value, size_t value_len);
 size_t tc_confirm_take_missing(tc_confirm *c, tc_confirm_each_fn fn, void *arg);

@@ -234,6 +234,33 @@ static void test_the_set_matches_copies_one_for_one(void **state)
     tc_confirm_destroy(c);
 }
 
+/* A report that arrives while the missing ones are handed over (the resend of one is inferred
+ * again) is kept for the next read, not lost with the entries handed over. */
+static void add_again(void *arg, const char *topic, int32_t partition, const void *key,
+                      size_t key_len, const void *value, size_t value_len)
+{
+    assert_int_equal(tc_confirm_add(arg, topic, partition, 9, key, key_len, value, value_len),
+                     TC_OK);
+}
+
+static void test_a_report_during_the_handover_is_kept(void **state)
+{
+    tc_confirm *c = tc_confirm_new();
+    tc_confirm_range r[2];
+
+    (void)state;
+    for (int i = 0; i < 100; i++) /* enough for the set's array to grow under the handover */
+        assert_int_equal(tc_confirm_add(c, "a", 1, 5, &i, sizeof(i), "v", 1), TC_OK);
+    assert_int_equal(tc_confirm_take_missing(c, add_again, c), 100);
+    assert_int_equal(tc_confirm_pending(c), 100);
+    assert_int_equal(tc_confirm_ranges(c, r, 2), 1);
+    assert_int_equal(r[0].low, 9);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(tc_confirm_match(c, "a", 1, &i, sizeof(i), "v", 1), 1);
+    assert_int_equal(tc_confirm_pending(c), 0);
+    tc_confirm_destroy(c);
+}
+
 /* Past TC_CONFIRM_BYTES_MAX nothing more is kept (the producer counts it failed). */
 static void test_the_set_is_bounded(void **state)
 {
@@ -258,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_set_matches_copies_one_for_one),
         cmocka_unit_test(test_the_set_is_bounded),
+        cmocka_unit_test(test_a_report_during_the_handover_is_kept),
         cmocka_unit_test(test_an_inferred_delivery_the_topic_lacks_is_sent_again),
         cmocka_unit_test(test_an_inferred_delivery_found_is_not_sent_twice),
         cmocka_unit_test(test_an_identical_earlier_message_does_not_count),
