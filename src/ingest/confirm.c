@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/timeutil.h"
 #include "ingest/kafka.h"
 
@@ -28,8 +29,8 @@ typedef struct tc_confirm_msg {
     int32_t partition;
     int topic; /* index in tc_confirm.topics */
     int found;
-    size_t key_len, value_len;
-    unsigned char *bytes; /* key, then value */
+    size_t key_len, value_len, headers_len;
+    unsigned char *bytes; /* key, then value, then the packed headers */
 } tc_confirm_msg;
 
 struct tc_confirm {
@@ -76,16 +77,76 @@ static uint64_t tc_confirm_fnv(uint64_t h, const void *data, size_t len)
 }
 
 static uint64_t tc_confirm_hash(const char *topic, int32_t partition, const void *key,
-                                size_t key_len, const void *value, size_t value_len)
+                                size_t key_len, const void *value, size_t value_len,
+                                const void *headers, size_t headers_len)
 {
     /* The lengths go in too, so that a key's tail cannot pass for the value's head. */
-    uint64_t lens[2] = {key_len, value_len};
+    uint64_t lens[3] = {key_len, value_len, headers_len};
     uint64_t h = tc_confirm_fnv(0xcbf29ce484222325ULL, topic, strlen(topic) + 1);
 
     h = tc_confirm_fnv(h, &partition, sizeof(partition));
     h = tc_confirm_fnv(h, lens, sizeof(lens));
     h = tc_confirm_fnv(h, key, key_len);
-    return tc_confirm_fnv(h, value, value_len);
+    h = tc_confirm_fnv(h, value, value_len);
+    return tc_confirm_fnv(h, headers, headers_len);
+}
+
+/* m's headers packed into buf: for each, its name's length (4 bytes, host order: packs never
+ * leave the process), the name, its value's length (UINT32_MAX: none) and the value. Returns the
+ * length, 0 for none, or SIZE_MAX when they take more than cap. */
+static size_t tc_confirm_pack(const rd_kafka_message_t *m, unsigned char *buf, size_t cap)
+{
+    rd_kafka_headers_t *h = NULL;
+    const char *name;
+    const void *value;
+    size_t size, len = 0;
+
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h)
+        return 0;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(h, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; i++) {
+        uint32_t nlen = (uint32_t)strlen(name), vlen = value ? (uint32_t)size : UINT32_MAX;
+        size_t need = 8 + (size_t)nlen + (value ? size : 0);
+
+        if (strlen(name) > UINT32_MAX / 2 || size > UINT32_MAX / 2 || need > cap - len)
+            return SIZE_MAX;
+        memcpy(buf + len, &nlen, 4);
+        memcpy(buf + len + 4, name, nlen);
+        memcpy(buf + len + 4 + nlen, &vlen, 4);
+        if (value && size)
+            memcpy(buf + len + 8 + nlen, value, size);
+        len += need;
+    }
+    return len;
+}
+
+rd_kafka_headers_t *tc_confirm_headers(const void *packed, size_t len)
+{
+    const unsigned char *p = packed;
+    rd_kafka_headers_t *h;
+    size_t at = 0;
+
+    if (!len)
+        return NULL;
+    h = rd_kafka_headers_new(8);
+    while (h && at + 8 <= len) { /* tc_confirm_pack's layout; the bounds checked all the same */
+        uint32_t nlen, vlen;
+        const unsigned char *name;
+
+        memcpy(&nlen, p + at, 4);
+        if (nlen > len - at - 8)
+            break;
+        name = p + at + 4;
+        memcpy(&vlen, p + at + 4 + nlen, 4);
+        at += 8 + nlen;
+        if (vlen != UINT32_MAX && vlen > len - at)
+            break;
+        rd_kafka_header_add(h, (const char *)name, (ssize_t)nlen,
+                            vlen == UINT32_MAX ? NULL : p + at,
+                            vlen == UINT32_MAX ? 0 : (ssize_t)vlen);
+        at += vlen == UINT32_MAX ? 0 : vlen;
+    }
+    return h;
 }
 
 /* The index of topic among the kept topics, added when new; -1 past TC_CONFIRM_TOPICS_MAX. */
@@ -101,12 +162,14 @@ static int tc_confirm_topic(tc_confirm *c, const char *topic, int add)
 }
 
 tc_err tc_confirm_add(tc_confirm *c, const char *topic, int32_t partition, int64_t low,
-                      const void *key, size_t key_len, const void *value, size_t value_len)
+                      const void *key, size_t key_len, const void *value, size_t value_len,
+                      const void *headers, size_t headers_len)
 {
+    size_t total = key_len + value_len + headers_len;
     tc_confirm_msg *m;
     int t;
 
-    if (key_len + value_len > TC_CONFIRM_BYTES_MAX - c->bytes)
+    if (total > TC_CONFIRM_BYTES_MAX - c->bytes)
         return TC_ERR_NOMEM;
     t = tc_confirm_topic(c, topic, 1);
     if (t < 0)
@@ -121,20 +184,37 @@ tc_err tc_confirm_add(tc_confirm *c, const char *topic, int32_t partition, int64
     }
     m = &c->msgs[c->n];
     *m = (tc_confirm_msg){.low = low, .partition = partition, .topic = t};
-    m->bytes = malloc(key_len + value_len + 1);
+    m->bytes = malloc(total + 1);
     if (!m->bytes)
         return TC_ERR_NOMEM;
     if (key_len)
         memcpy(m->bytes, key, key_len);
     if (value_len)
         memcpy(m->bytes + key_len, value, value_len);
+    if (headers_len)
+        memcpy(m->bytes + key_len + value_len, headers, headers_len);
     m->key_len = key_len;
     m->value_len = value_len;
-    m->hash = tc_confirm_hash(topic, partition, key, key_len, value, value_len);
+    m->headers_len = headers_len;
+    m->hash =
+        tc_confirm_hash(topic, partition, key, key_len, value, value_len, headers, headers_len);
     c->n++;
-    c->bytes += key_len + value_len;
+    c->bytes += total;
     c->sorted = 0;
     return TC_OK;
+}
+
+tc_err tc_confirm_keep(tc_confirm *c, const rd_kafka_message_t *m, int64_t low)
+{
+    unsigned char *buf = malloc(TC_CONFIRM_HEADERS_MAX);
+    size_t hlen = buf ? tc_confirm_pack(m, buf, TC_CONFIRM_HEADERS_MAX) : SIZE_MAX;
+    tc_err err = TC_ERR_NOMEM;
+
+    if (hlen != SIZE_MAX)
+        err = tc_confirm_add(c, rd_kafka_topic_name(m->rkt), m->partition, low, m->key, m->key_len,
+                             m->payload, m->len, buf, hlen);
+    free(buf);
+    return err;
 }
 
 size_t tc_confirm_pending(const tc_confirm *c)
@@ -176,9 +256,11 @@ static int tc_confirm_cmp(const void *a, const void *b)
 }
 
 int tc_confirm_match(tc_confirm *c, const char *topic, int32_t partition, const void *key,
-                     size_t key_len, const void *value, size_t value_len)
+                     size_t key_len, const void *value, size_t value_len, const void *headers,
+                     size_t headers_len)
 {
-    uint64_t h = tc_confirm_hash(topic, partition, key, key_len, value, value_len);
+    uint64_t h =
+        tc_confirm_hash(topic, partition, key, key_len, value, value_len, headers, headers_len);
     size_t lo = 0, hi = c->n;
     int t = tc_confirm_topic(c, topic, 0);
 
@@ -198,8 +280,10 @@ int tc_confirm_match(tc_confirm *c, const char *topic, int32_t partition, const 
     for (; lo < c->n && c->msgs[lo].hash == h; lo++) {
         tc_confirm_msg *m = &c->msgs[lo];
         if (m->found || m->topic != t || m->partition != partition || m->key_len != key_len ||
-            m->value_len != value_len || (key_len && memcmp(m->bytes, key, key_len) != 0) ||
-            (value_len && memcmp(m->bytes + key_len, value, value_len) != 0))
+            m->value_len != value_len || m->headers_len != headers_len ||
+            (key_len && memcmp(m->bytes, key, key_len) != 0) ||
+            (value_len && memcmp(m->bytes + key_len, value, value_len) != 0) ||
+            (headers_len && memcmp(m->bytes + key_len + value_len, headers, headers_len) != 0))
             continue;
         m->found = 1;
         c->found++;
@@ -220,8 +304,9 @@ size_t tc_confirm_take_missing(tc_confirm *c, tc_confirm_each_fn fn, void *arg)
     c->sorted = 1;
     for (size_t i = 0; i < n; i++) {
         if (!msgs[i].found) {
-            fn(arg, c->topics[msgs[i].topic], msgs[i].partition, msgs[i].bytes, msgs[i].key_len,
-               msgs[i].bytes + msgs[i].key_len, msgs[i].value_len);
+            const tc_confirm_msg *m = &msgs[i];
+            fn(arg, c->topics[m->topic], m->partition, m->bytes, m->key_len, m->bytes + m->key_len,
+               m->value_len, m->bytes + m->key_len + m->value_len, m->headers_len);
             passed++;
         }
         free(msgs[i].bytes);
@@ -232,7 +317,8 @@ size_t tc_confirm_take_missing(tc_confirm *c, tc_confirm_each_fn fn, void *arg)
 
 /* Read partition r from r->low to the end it has now, matching every message against the set. */
 static tc_err tc_confirm_read_range(tc_confirm *c, rd_kafka_t *rk, const tc_confirm_range *r,
-                                    int64_t deadline_us, char *errstr, size_t errstr_size)
+                                    unsigned char *hbuf, int64_t deadline_us, char *errstr,
+                                    size_t errstr_size)
 {
     int64_t low, high, next;
     rd_kafka_topic_t *rkt;
@@ -282,7 +368,11 @@ static tc_err tc_confirm_read_range(tc_confirm *c, rd_kafka_t *rk, const tc_conf
                            "could not read topic \"%s\" partition %d at offset %lld: %s", r->topic,
                            (int)r->partition, (long long)next, rd_kafka_message_errstr(m));
         } else {
-            tc_confirm_match(c, r->topic, r->partition, m->key, m->key_len, m->payload, m->len);
+            size_t hlen = tc_confirm_pack(m, hbuf, TC_CONFIRM_HEADERS_MAX);
+            /* Headers too large to pack: no kept message has them. */
+            if (hlen != SIZE_MAX)
+                tc_confirm_match(c, r->topic, r->partition, m->key, m->key_len, m->payload, m->len,
+                                 hbuf, hlen);
             next = m->offset + 1;
         }
         rd_kafka_message_destroy(m);
@@ -299,6 +389,7 @@ tc_err tc_confirm_read(tc_confirm *c, const tc_config *cfg, char *errstr, size_t
     static const char *const defaults[] = {"enable.partition.eof", "true", "auto.offset.reset",
                                            "earliest", NULL};
     tc_confirm_range *ranges;
+    unsigned char *hbuf;
     int64_t deadline_us = tc_time_now_us() + (int64_t)TC_CONFIRM_READ_MS * 1000;
     char inner[TC_ERRSTR_MAX];
     rd_kafka_conf_t *conf;
@@ -307,8 +398,12 @@ tc_err tc_confirm_read(tc_confirm *c, const tc_config *cfg, char *errstr, size_t
     tc_err err = TC_OK;
 
     ranges = malloc(TC_CONFIRM_RANGES_MAX * sizeof(*ranges));
-    if (!ranges)
+    hbuf = malloc(TC_CONFIRM_HEADERS_MAX);
+    if (!ranges || !hbuf) {
+        free(ranges);
+        free(hbuf);
         return tc_err_set(TC_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    }
     n = tc_confirm_ranges(c, ranges, TC_CONFIRM_RANGES_MAX);
     if (n > TC_CONFIRM_RANGES_MAX)
         err = tc_err_set(TC_ERR_FULL, errstr, errstr_size,
@@ -325,9 +420,40 @@ tc_err tc_confirm_read(tc_confirm *c, const tc_config *cfg, char *errstr, size_t
                          inner);
     }
     for (size_t i = 0; rk && i < n && err == TC_OK; i++)
-        err = tc_confirm_read_range(c, rk, &ranges[i], deadline_us, errstr, errstr_size);
+        err = tc_confirm_read_range(c, rk, &ranges[i], hbuf, deadline_us, errstr, errstr_size);
     if (rk)
         rd_kafka_destroy(rk);
     free(ranges);
+    free(hbuf);
     return err;
+}
+
+size_t tc_confirm_settle(tc_confirm *c, const tc_config *cfg, const char *what,
+                         tc_confirm_each_fn resend, tc_confirm_drain_fn drain, void *arg,
+                         int timeout_ms, char *errstr, size_t errstr_size)
+{
+    size_t kept, missing;
+
+    for (int round = 0; tc_confirm_pending(c) > 0; round++) {
+        kept = tc_confirm_pending(c);
+        if (round == TC_CONFIRM_ROUNDS) {
+            tc_err_set(TC_ERR_KAFKA, errstr, errstr_size,
+                       "%zu deliveries still inferred without an offset after %d resends", kept,
+                       TC_CONFIRM_ROUNDS);
+            break;
+        }
+        if (tc_confirm_read(c, cfg, errstr, errstr_size) != TC_OK)
+            break;
+        missing = tc_confirm_take_missing(c, resend, arg);
+        tc_log_warn(what,
+                    "librdkafka reported %zu deliveries without an offset from the broker; read "
+                    "back, the topic holds %zu of them%s",
+                    kept, kept - missing, missing ? ", the rest is sent again" : "");
+        if (!drain(arg, timeout_ms))
+            return 0; /* the resends' reports are still to come: checked at a later flush */
+    }
+    /* Not vouched for: a failure the caller counts, not a silent loss. */
+    kept = tc_confirm_pending(c);
+    tc_confirm_clear(c);
+    return kept;
 }

@@ -9,10 +9,11 @@
  * delivered, both reported without an offset, on a single broker nobody stopped. A report without
  * an offset is therefore a claim to check, not a delivery.
  *
- * The protocol, run by tc_producer_flush once librdkafka's queue is empty:
+ * The protocol, run by tc_confirm_settle from the flush of each producer that uses it
+ * (tc_producer_flush, tc_dlq_mirror_flush) once librdkafka's queue is empty:
  *   1. The delivery report of a message without an offset keeps a copy of it here (topic,
- *      partition, key, value) with the lowest offset it can have: 1 + the highest offset the
- *      broker gave the partition's reports before it. With idempotence a partition's messages are
+ *      partition, key, value, headers) with the lowest offset it can have: 1 + the highest offset
+ * the broker gave the partition's reports before it. With idempotence a partition's messages are
  *      written in the order they were sent, and its reports come in that order.
  *   2. tc_confirm_read reads each such partition from that offset to its end and strikes off
  *      every kept message it finds there, byte for byte (other producers may have written in
@@ -34,6 +35,7 @@
 #ifndef TC_INGEST_CONFIRM_H
 #define TC_INGEST_CONFIRM_H
 
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +51,10 @@
 #define TC_CONFIRM_READ_MS 60000
 /* Partitions one read-back covers at most (the rest count as failed). */
 #define TC_CONFIRM_RANGES_MAX 1024
+/* Bytes of a message's headers as tc_confirm packs them (the dead-letter mirror's seven, with a
+ * detail of at most a few hundred bytes, take well under 1 KiB). A message with more is not kept.
+ */
+#define TC_CONFIRM_HEADERS_MAX 16384
 
 typedef struct tc_confirm tc_confirm;
 
@@ -63,9 +69,19 @@ tc_confirm *tc_confirm_new(void);
 void tc_confirm_destroy(tc_confirm *c);
 
 /* Keep a copy of a message whose delivery was inferred; low is the lowest offset it can have.
- * TC_ERR_NOMEM past TC_CONFIRM_BYTES_MAX (nothing kept). */
+ * headers is the message's headers packed (tc_confirm_keep does it; NULL, 0: none), compared with
+ * the key and value. TC_ERR_NOMEM past TC_CONFIRM_BYTES_MAX (nothing kept). */
 tc_err tc_confirm_add(tc_confirm *c, const char *topic, int32_t partition, int64_t low,
-                      const void *key, size_t key_len, const void *value, size_t value_len);
+                      const void *key, size_t key_len, const void *value, size_t value_len,
+                      const void *headers, size_t headers_len);
+
+/* tc_confirm_add of a delivery report's message, its headers included. TC_ERR_NOMEM as
+ * tc_confirm_add, or when its headers pack to more than TC_CONFIRM_HEADERS_MAX. */
+tc_err tc_confirm_keep(tc_confirm *c, const rd_kafka_message_t *m, int64_t low);
+
+/* Headers for a resend, from what tc_confirm_keep packed; NULL when there were none (or out of
+ * memory). Owned by the caller (librdkafka takes them with a successful produce). */
+rd_kafka_headers_t *tc_confirm_headers(const void *packed, size_t len);
 
 /* Kept messages not yet found. */
 size_t tc_confirm_pending(const tc_confirm *c);
@@ -75,15 +91,18 @@ size_t tc_confirm_pending(const tc_confirm *c);
 size_t tc_confirm_ranges(tc_confirm *c, tc_confirm_range *out, size_t cap);
 
 /* A message read from the topic at (topic, partition): strikes off one kept copy of it not yet
- * found. Returns 1 when it struck one off, 0 when none matched. */
+ * found (key, value and packed headers equal). Returns 1 when it struck one off, 0 when none
+ * matched. */
 int tc_confirm_match(tc_confirm *c, const char *topic, int32_t partition, const void *key,
-                     size_t key_len, const void *value, size_t value_len);
+                     size_t key_len, const void *value, size_t value_len, const void *headers,
+                     size_t headers_len);
 
 /* Each kept message not found, passed to fn (its pointers valid during the call only). The set is
  * emptied first: what fn adds to it (a resend's report inferred again) stays for the next read.
  * Returns how many were passed. */
 typedef void (*tc_confirm_each_fn)(void *arg, const char *topic, int32_t partition, const void *key,
-                                   size_t key_len, const void *value, size_t value_len);
+                                   size_t key_len, const void *value, size_t value_len,
+                                   const void *headers, size_t headers_len);
 size_t tc_confirm_take_missing(tc_confirm *c, tc_confirm_each_fn fn, void *arg);
 
 /* Empty the set. */
@@ -93,5 +112,16 @@ void tc_confirm_clear(tc_confirm *c);
  * it is when the read starts) and match what is there. An error (a broker unreachable, the read
  * not done within TC_CONFIRM_READ_MS) leaves the set as it was after what was matched. */
 tc_err tc_confirm_read(tc_confirm *c, const tc_config *cfg, char *errstr, size_t errstr_size);
+
+/* The whole protocol for a producer whose queue is empty: read back, hand what is missing to
+ * resend, wait for the resends with drain (false when its queue did not empty in timeout_ms:
+ * the check stops there, what it has kept stays for a later call), again until the set is empty,
+ * TC_CONFIRM_ROUNDS times at most. Returns how many kept messages could not be vouched for (their
+ * read failed, or they were still inferred after the last round): the caller counts them failed;
+ * the set is emptied of them, and errstr says why. what names the producer in the log. */
+typedef int (*tc_confirm_drain_fn)(void *arg, int timeout_ms);
+size_t tc_confirm_settle(tc_confirm *c, const tc_config *cfg, const char *what,
+                         tc_confirm_each_fn resend, tc_confirm_drain_fn drain, void *arg,
+                         int timeout_ms, char *errstr, size_t errstr_size);
 
 #endif

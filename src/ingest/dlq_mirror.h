@@ -14,7 +14,9 @@
  * broker acknowledged the message: the mirror copy is then lost -- never the dead letter itself,
  * which is in PostgreSQL -- and it is not sent again, because the pipeline resumes after the
  * committed offsets. The mirror is therefore at most once across crashes and exactly once
- * otherwise; `thermocline dlq ls --since` over the crash time shows what it may lack.
+ * otherwise; `thermocline dlq ls --since` over the crash time shows what it may lack. "Delivered"
+ * is the broker's word: a copy librdkafka reported delivered without an offset is read back at
+ * the flush and sent again, headers and all, when the topic lacks it (confirm.h).
  */
 #ifndef TC_INGEST_DLQ_MIRROR_H
 #define TC_INGEST_DLQ_MIRROR_H
@@ -44,9 +46,11 @@ const char *tc_dlq_mirror_topic(const tc_dlq_mirror *m);
 tc_err tc_dlq_mirror_send(tc_dlq_mirror *m, const tc_dlq_batch *d, const char *source_topic,
                           char *errstr, size_t errstr_size);
 
-/* Wait up to timeout_ms for everything queued to be acknowledged. TC_OK when nothing is pending
+/* Wait up to timeout_ms for everything queued to be acknowledged, then check the deliveries
+ * librdkafka inferred (confirm.h; up to TC_CONFIRM_READ_MS more). TC_OK when nothing is pending
  * and no delivery has failed since the last flush; otherwise TC_ERR_KAFKA_TRANS (still pending)
- * or TC_ERR_KAFKA (failed deliveries, counted in errstr). */
+ * or TC_ERR_KAFKA (failed deliveries, those that could not be checked included, counted in
+ * errstr). */
 tc_err tc_dlq_mirror_flush(tc_dlq_mirror *m, int timeout_ms, char *errstr, size_t errstr_size);
 
 /* Messages acknowledged and failed since tc_dlq_mirror_new. */

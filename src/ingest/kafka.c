@@ -1167,8 +1167,7 @@ tc_err tc_kafka_describe_topic(const tc_config *cfg, const char *topic, int *par
 /* Keep an inferred delivery to check (confirm.h); one that cannot be kept is not vouched for. */
 static void tc_producer_keep_inferred(tc_producer *p, const rd_kafka_message_t *m, int64_t low)
 {
-    if (tc_confirm_add(p->confirm, rd_kafka_topic_name(m->rkt), m->partition, low, m->key,
-                       m->key_len, m->payload, m->len) == TC_OK)
+    if (tc_confirm_keep(p->confirm, m, low) == TC_OK)
         return;
     p->failed++;
     snprintf(p->last_error, sizeof(p->last_error),
@@ -1277,8 +1276,10 @@ tc_err tc_producer_send(tc_producer *p, const char *topic, int32_t partition, co
 }
 
 /* Wait for librdkafka's queue to empty; false when it did not within timeout_ms. */
-static int tc_producer_drain(tc_producer *p, int timeout_ms)
+static int tc_producer_drain(void *arg, int timeout_ms)
 {
+    tc_producer *p = arg;
+
     if (rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
         return 1;
     if (timeout_ms > 0)
@@ -1287,13 +1288,17 @@ static int tc_producer_drain(tc_producer *p, int timeout_ms)
     return 0;
 }
 
-/* A kept message the topic lacks: its inferred report is taken back and it is sent again. */
+/* A kept message the topic lacks: its inferred report is taken back and it is sent again (this
+ * producer's messages have no headers). */
 static void tc_producer_resend(void *arg, const char *topic, int32_t partition, const void *key,
-                               size_t key_len, const void *value, size_t value_len)
+                               size_t key_len, const void *value, size_t value_len,
+                               const void *headers, size_t headers_len)
 {
     tc_producer *p = arg;
     char errstr[TC_ERRSTR_MAX];
 
+    (void)headers;
+    (void)headers_len;
     if (partition >= 0 && partition < TC_PRODUCER_PARTITIONS_MAX) {
         tc_producer_tally *t = &p->tally[partition];
         t->delivered--;
@@ -1307,43 +1312,20 @@ static void tc_producer_resend(void *arg, const char *topic, int32_t partition, 
     }
 }
 
-/* Steps 2 and 3 of confirm.h, TC_CONFIRM_ROUNDS times at most; what is still unchecked then, or
- * cannot be checked, counts as failed. */
-static void tc_producer_confirm(tc_producer *p, int timeout_ms)
-{
-    char errstr[TC_ERRSTR_MAX];
-    size_t kept, missing;
-
-    for (int round = 0; tc_confirm_pending(p->confirm) > 0; round++) {
-        kept = tc_confirm_pending(p->confirm);
-        if (round == TC_CONFIRM_ROUNDS) {
-            snprintf(errstr, sizeof(errstr),
-                     "%zu deliveries still inferred without an offset after %d resends", kept,
-                     TC_CONFIRM_ROUNDS);
-        } else if (tc_confirm_read(p->confirm, p->cfg, errstr, sizeof(errstr)) == TC_OK) {
-            missing = tc_confirm_take_missing(p->confirm, tc_producer_resend, p);
-            tc_log_warn("producer",
-                        "librdkafka reported %zu deliveries without an offset from the broker; "
-                        "read back, the topic holds %zu of them%s",
-                        kept, kept - missing, missing ? ", the rest is sent again" : "");
-            if (!tc_producer_drain(p, timeout_ms))
-                return;
-            continue;
-        }
-        /* Not vouched for: a failure the caller sees, not a silent loss. */
-        kept = tc_confirm_pending(p->confirm);
-        p->failed += kept;
-        snprintf(p->last_error, sizeof(p->last_error), "%s", errstr);
-        tc_confirm_clear(p->confirm);
-        return;
-    }
-}
-
 uint64_t tc_producer_flush(tc_producer *p, int timeout_ms)
 {
+    char errstr[TC_ERRSTR_MAX];
+    size_t unchecked;
+
     /* A flush that does not wait (a caller's "failed so far") leaves the check to a later one. */
-    if (tc_producer_drain(p, timeout_ms) && timeout_ms > 0)
-        tc_producer_confirm(p, timeout_ms);
+    if (tc_producer_drain(p, timeout_ms) && timeout_ms > 0) {
+        unchecked = tc_confirm_settle(p->confirm, p->cfg, "producer", tc_producer_resend,
+                                      tc_producer_drain, p, timeout_ms, errstr, sizeof(errstr));
+        if (unchecked) {
+            p->failed += unchecked;
+            snprintf(p->last_error, sizeof(p->last_error), "%s", errstr);
+        }
+    }
     if (p->failed)
         tc_log_warn("producer", "%llu deliveries failed, last: %s", (unsigned long long)p->failed,
                     p->last_error);
