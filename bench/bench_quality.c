@@ -323,10 +323,10 @@ int main(int argc, char **argv)
                 col_wm[k] = b.watermark; /* ingested "now": at the watermark */
             }
             /* One lookup a reading: the metrics share the detectors' id table. */
-            tc_qd_observe_batch(qd, len, &col_ids[at], &col_lens[at], &col_t[at], cols, NULL,
+            tc_qd_observe_batch(qd, len, &col_ids[at], &col_lens[at], &col_t[at], cols, NULL, NULL,
                                 &col_idx[at]);
             tc_qm_observe_batch_at(qm, len, &col_idx[at], &col_t[at], &col_wm[at], &col_wm[at],
-                                   NULL, 6);
+                                   NULL, NULL, 6);
             if (b.watermark >= next_tick) {
                 tc_qd_tick(qd, b.watermark);
                 next_tick = b.watermark + CADENCE_MS * 1000;

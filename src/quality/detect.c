@@ -17,8 +17,15 @@
 
 #include "quality/ids.h"
 
-/* Devices per allocation chunk. */
-#define TC_QD_CHUNK 4096
+/* Readings ahead of the one being observed whose state is being fetched: a device's state is
+ * seven cache lines, and a whole group's (TC_QD_BATCH_GROUP readings, over 200 lines) asked for
+ * at once is more than a core keeps in flight; a few readings ahead keeps a steady number coming.
+ */
+#define TC_QD_PREFETCH_AHEAD 8
+/* Devices per allocation chunk. A chunk's state is zeroed when it is allocated, so its size is
+ * memory a detector touches before it has the devices: the pipeline has one detector a partition,
+ * and at 4096 a fleet of 10,000 devices over six partitions touched 18 MB for 4.5 MB of state. */
+#define TC_QD_CHUNK 1024
 /* Weight of a new inter-arrival time in the device's usual interval. */
 #define TC_QD_INTERVAL_ALPHA 0.1
 /* An inter-arrival time counts at most this many usual intervals (a gap must not teach "usual"). */
@@ -89,6 +96,16 @@ struct tc_qd {
     float mad_step[2][2]; /* [warming up][up]: the MAD's factor */
     /* The drift's options in float, and its steady slope factor alpha / (1 - alpha). */
     float drift_alpha, drift_slope, drift_k, drift_h;
+    /* The options a series' reading compares with, converted once (tc_qd_new) instead of at
+     * every reading and series; each is the value the comparison it replaces computed, so the
+     * verdicts are the same bit for bit:
+     *   drift_early_n  the least n with (float)n * drift_alpha >= 1 (below it the weight is 1/n);
+     *   drift_warm_n   the least n with n * o.drift_alpha >= TC_QD_DRIFT_WARMUP (65536: never);
+     *   run_weight[r]  max(TC_QD_RUN_ALPHA, 1 / (r - 1)), the weight of a finished run in the
+     *                  usual run once r runs are counted (a division a reading on noisy data). */
+    float spike_z, spike_z_close, stuck_n, res[TC_QD_METRICS_MAX];
+    uint32_t warmup, drift_early_n, drift_warm_n;
+    float run_weight[UINT8_MAX + 1];
     size_t ndevices, nchunks;
     uint32_t gen; /* the current generation: a device changed now is stamped with it */
     tc_qd_device **dev_chunks;
@@ -160,6 +177,40 @@ static tc_err tc_qd_check(const tc_qd_options *o, char *errstr, size_t errstr_si
     return TC_OK;
 }
 
+/* max for finite floats: fmaxf's NaN rules keep GCC from inlining it (a call a reading and
+ * series, through the PLT), and the detectors never hold a NaN. */
+static float tc_qd_maxf(float a, float b)
+{
+    return a > b ? a : b;
+}
+
+static float tc_qd_minf(float a, float b)
+{
+    return a < b ? a : b;
+}
+
+/* The per-reading comparisons' thresholds (struct tc_qd): each found by the test it replaces,
+ * over the whole range of the counter it is compared with (n saturates at UINT16_MAX). */
+static void tc_qd_thresholds(tc_qd *d)
+{
+    uint32_t n;
+
+    d->spike_z = (float)d->o.spike_z;
+    d->spike_z_close = (float)d->o.spike_z_close;
+    d->stuck_n = (float)d->o.stuck_n;
+    d->warmup = (uint32_t)d->o.warmup;
+    for (int m = 0; m < TC_QD_METRICS_MAX; m++)
+        d->res[m] = (float)d->o.resolution[m];
+    for (n = 1; n <= UINT16_MAX && (float)n * d->drift_alpha < 1.0f; n++)
+        ;
+    d->drift_early_n = n;
+    for (n = 0; n <= UINT16_MAX && !((double)n * d->o.drift_alpha >= TC_QD_DRIFT_WARMUP); n++)
+        ;
+    d->drift_warm_n = n;
+    for (int r = 0; r <= UINT8_MAX; r++)
+        d->run_weight[r] = r > 2 ? tc_qd_maxf((float)TC_QD_RUN_ALPHA, 1.0f / (float)(r - 1)) : 0.0f;
+}
+
 tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char *errstr,
                  size_t errstr_size)
 {
@@ -180,6 +231,7 @@ tc_qd *tc_qd_new(const tc_qd_options *o, tc_qd_emit_fn emit, void *opaque, char 
         d->drift_slope = d->drift_alpha / (1.0f - d->drift_alpha);
         d->drift_k = (float)o->drift_k;
         d->drift_h = (float)o->drift_h;
+        tc_qd_thresholds(d);
         d->gen = 1;
         d->nchunks = (o->max_devices + TC_QD_CHUNK - 1) / TC_QD_CHUNK;
         d->dev_chunks = calloc(d->nchunks, sizeof(*d->dev_chunks));
@@ -262,18 +314,6 @@ static long tc_qd_find(tc_qd *d, const char *id, size_t len, int add)
     memset(tc_qd_cold_of(d, (size_t)i), 0, sizeof(tc_qd_cold) * (size_t)d->o.metrics);
     d->ndevices++;
     return i;
-}
-
-/* max for finite floats: fmaxf's NaN rules keep GCC from inlining it (a call a reading and
- * series, through the PLT), and the detectors never hold a NaN. */
-static float tc_qd_maxf(float a, float b)
-{
-    return a > b ? a : b;
-}
-
-static float tc_qd_minf(float a, float b)
-{
-    return a < b ? a : b;
 }
 
 /* Inlined into a series' reading (the exported one is a call a reading and series). */
@@ -379,8 +419,7 @@ static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
             if (s->runs == 2)
                 s->avg_run = (float)s->run_len;
             else if (s->runs > 2)
-                s->avg_run += tc_qd_maxf((float)TC_QD_RUN_ALPHA, 1.0f / (float)(s->runs - 1)) *
-                              ((float)s->run_len - s->avg_run);
+                s->avg_run += d->run_weight[s->runs] * ((float)s->run_len - s->avg_run);
         }
         s->run_len = 1;
         s->run_ms = 0;
@@ -389,8 +428,8 @@ static void tc_qd_stuck(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
     if (s->runs < TC_QD_RUNS_WARMUP)
         return;
     limit = TC_QD_RUN_FACTOR * s->avg_run;
-    if (limit < (float)d->o.stuck_n)
-        limit = (float)d->o.stuck_n;
+    if (limit < d->stuck_n)
+        limit = d->stuck_n;
     /* The run's start from its length in milliseconds (readings carry milliseconds). */
     if ((float)s->run_len >= limit || (d->o.stuck_s > 0 && s->run_ms >= d->o.stuck_s * 1e3))
         tc_qd_open(d, di, m, s, c, TC_QD_STUCK, t - (int64_t)s->run_ms * 1000, s->run_len, x,
@@ -419,7 +458,7 @@ static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold *
 
     if (s->pend_n) {
         z = fabsf(x - c->pend_exp) * inv_scale;
-        if (z < (float)d->o.spike_z_close) {
+        if (z < d->spike_z_close) {
             /* Back to where it was: the candidate was a spike. */
             tc_qd_open(d, di, m, s, c, TC_QD_SPIKE, c->start[TC_QD_SPIKE], c->pend_z, c->pend_obs,
                        c->pend_exp);
@@ -438,7 +477,7 @@ static int tc_qd_spike(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold *
         return 1;
     }
     z = fabsf(x - med) * inv_scale;
-    if (z >= (float)d->o.spike_z && s->n >= (uint32_t)d->o.warmup && s->run_len < 3) {
+    if (z >= d->spike_z && s->n >= d->warmup && s->run_len < 3) {
         s->pend_n = 1;
         c->pend_z = z;
         c->pend_obs = x;
@@ -460,7 +499,7 @@ static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
     float pred, e;
     int was_zero = s->cusum_hi <= 0 && s->cusum_lo <= 0;
 
-    if ((float)s->n * alpha < 1.0f) {
+    if (s->n < d->drift_early_n) {
         alpha = 1.0f / (float)s->n;
         slope = alpha < 1.0f ? alpha / (1.0f - alpha) : 0.0f;
     }
@@ -470,7 +509,7 @@ static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
     s->cusum_lo = tc_qd_maxf(0.0f, s->cusum_lo - e - k);
     if (was_zero && (s->cusum_hi > 0 || s->cusum_lo > 0) && !(s->open & (1u << TC_QD_DRIFT)))
         c->start[TC_QD_DRIFT] = t; /* where the excursion began */
-    if ((double)s->n * d->o.drift_alpha >= TC_QD_DRIFT_WARMUP) {
+    if (s->n >= d->drift_warm_n) {
         float sum = tc_qd_maxf(s->cusum_hi, s->cusum_lo);
         if (sum > h)
             tc_qd_open(d, di, m, s, c, TC_QD_DRIFT, c->start[TC_QD_DRIFT], sum / h, x, pred);
@@ -486,7 +525,7 @@ static void tc_qd_drift(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold 
 static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, tc_qd_cold *c,
                                  float x, int64_t t)
 {
-    float med, r, res = (float)d->o.resolution[m], inv_scale, last;
+    float med, r, res = d->res[m], inv_scale, last;
     int held;
 
     if (!s->n) {
@@ -504,7 +543,7 @@ static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, tc
     if (!held && s->run_len < 3) {
         /* Frugal streaming median of |r|: up or down by a constant factor. */
         /* Up or down is a coin toss on noise: an index, not a branch to mispredict. */
-        s->mad *= d->mad_step[s->n < (uint32_t)d->o.warmup][r > s->mad];
+        s->mad *= d->mad_step[s->n < d->warmup][r > s->mad];
         if (s->mad < res / 4)
             s->mad = res / 4;
     }
@@ -517,9 +556,12 @@ static void tc_qd_series_observe(tc_qd *d, size_t di, int m, tc_qd_series *s, tc
         s->n++;
 }
 
-/* One reading of the device of index di (looked up by the caller). */
-static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *values,
-                             const uint8_t *present)
+/* One reading of the device of index di (looked up by the caller): row k of the columns, metric
+ * m's value values[m][k], present where present is NULL or present[m][k] != 0. Read in place:
+ * copying each reading's values out of the batch's columns first cost as much as the device's
+ * interval and silence. */
+static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *const *values,
+                             const uint8_t *const *present, size_t k)
 {
     tc_qd_device *dev = tc_qd_dev(d, di);
     tc_qd_series *s = tc_qd_ser(d, di);
@@ -554,55 +596,68 @@ static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *va
     dev->gen = d->gen;
     if (dev->n < UINT32_MAX)
         dev->n++;
-    for (int m = 0; m < d->o.metrics; m++)
-        if ((!present || present[m]) && isfinite(values[m]) && fabs(values[m]) < 3e38)
-            tc_qd_series_observe(d, di, m, &s[m], &c[m], (float)values[m], t_us);
+    /* |v| < 3e38 is false for NaN and the infinities: non-finite values are skipped with it. */
+    for (int m = 0; m < d->o.metrics; m++) {
+        double v = values[m][k];
+        if ((!present || present[m][k]) && fabs(v) < 3e38)
+            tc_qd_series_observe(d, di, m, &s[m], &c[m], (float)v, t_us);
+    }
 }
 
 void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const double *values,
                    const uint8_t *present)
 {
     long i = TC_Q_TIME_OK(t_us) ? tc_qd_find(d, device, len, 1) : -1;
+    const double *vcols[TC_QD_METRICS_MAX];
+    const uint8_t *pcols[TC_QD_METRICS_MAX];
 
-    if (i < 0)
+    if (i < 0) {
         d->st.devices_refused++;
-    else
-        tc_qd_observe_at(d, (size_t)i, t_us, values, present);
+        return;
+    }
+    for (int m = 0; m < d->o.metrics; m++) {
+        vcols[m] = &values[m];
+        pcols[m] = present ? &present[m] : NULL;
+    }
+    tc_qd_observe_at(d, (size_t)i, t_us, vcols, present ? pcols : NULL, 0);
+}
+
+/* Start fetching the state a reading of device i will touch: its device line and series lines. */
+static void tc_qd_prefetch(const tc_qd *d, long i)
+{
+    if (i < 0)
+        return;
+    __builtin_prefetch(tc_qd_dev(d, (size_t)i), 1);
+    for (int m = 0; m < d->o.metrics; m++)
+        __builtin_prefetch(&tc_qd_ser(d, (size_t)i)[m], 1);
 }
 
 void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
                          const int64_t *t_us, const double *const *values,
-                         const uint8_t *const *present, long *index_out)
+                         const uint8_t *const *present, const size_t *rows, long *index_out)
 {
     long idx[TC_QD_BATCH_GROUP];
 
     for (size_t g = 0; g < n; g += TC_QD_BATCH_GROUP) {
         size_t end = n - g < TC_QD_BATCH_GROUP ? n : g + TC_QD_BATCH_GROUP;
-        /* Look the group's devices up and start fetching their state... */
+        /* Look the group's devices up, fetching the first ones' state... */
         for (size_t k = g; k < end; k++) {
             long i = TC_Q_TIME_OK(t_us[k]) ? tc_qd_find(d, ids[k], lens[k], 1) : -1;
             idx[k - g] = i;
             if (index_out)
                 index_out[k] = i;
-            if (i < 0)
-                continue;
-            __builtin_prefetch(tc_qd_dev(d, (size_t)i), 1);
-            for (int m = 0; m < d->o.metrics; m++)
-                __builtin_prefetch(&tc_qd_ser(d, (size_t)i)[m], 1);
+            if (k - g < TC_QD_PREFETCH_AHEAD)
+                tc_qd_prefetch(d, i);
         }
-        /* ... then use it, by when most of it has arrived. */
+        /* ... then use each while the state of the one TC_QD_PREFETCH_AHEAD further arrives. */
         for (size_t k = g; k < end; k++) {
-            double v[TC_QD_METRICS_MAX];
-            uint8_t p[TC_QD_METRICS_MAX];
+            if (k + TC_QD_PREFETCH_AHEAD < end)
+                tc_qd_prefetch(d, idx[k + TC_QD_PREFETCH_AHEAD - g]);
             if (idx[k - g] < 0) {
                 d->st.devices_refused++;
                 continue;
             }
-            for (int m = 0; m < d->o.metrics; m++) {
-                v[m] = values[m][k];
-                p[m] = present ? present[m][k] : 1;
-            }
-            tc_qd_observe_at(d, (size_t)idx[k - g], t_us[k], v, p);
+            tc_qd_observe_at(d, (size_t)idx[k - g], t_us[k], values, present, rows ? rows[k] : k);
         }
     }
 }

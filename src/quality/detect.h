@@ -34,7 +34,7 @@
  * Memory (stated and checked by tests/unit/test_quality_detect.c): TC_QD_SERIES_BYTES per series
  * (two cache lines in two arrays: one holds everything a reading touches, the other what only
  * findings do, so a device's reading state is six contiguous lines) and TC_QD_DEVICE_BYTES per
- * device plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~89 MB.
+ * device plus its id; 100,000 devices x 6 metrics take tc_qd_memory_for(100000, 6) = ~87 MB.
  *
  * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
@@ -138,14 +138,16 @@ void tc_qd_observe(tc_qd *d, const char *device, size_t len, int64_t t_us, const
 #define TC_QD_BATCH_GROUP 32
 
 /* n readings of a columnar batch at once: reading k is device ids[k] (lens[k] bytes) at t_us[k],
- * metric m's value values[m][k], counted where present[m][k] != 0 (present NULL: all). The same
+ * metric m's value values[m][r], counted where present[m][r] != 0 (present NULL: all), r being
+ * rows[k] (rows NULL: k) -- the caller's columns are read in place, a selection of their rows
+ * named by rows, without copying the values out. The same
  * as n calls of tc_qd_observe, in order, but faster: it looks a group of devices up first and
  * prefetches their state, so the cache misses of different devices overlap. index_out (n
  * entries, or NULL) receives each reading's device index in tc_qd_ids, -1 for one refused: the
  * quality metrics sharing the table take them instead of looking the devices up again. */
 void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
                          const int64_t *t_us, const double *const *values,
-                         const uint8_t *const *present, long *index_out);
+                         const uint8_t *const *present, const size_t *rows, long *index_out);
 /* The detector's device id table (owned by it), to share with tc_qm_options.ids. */
 struct tc_qids *tc_qd_ids(tc_qd *d);
 /* Open silence findings for devices quiet past their usual interval at now_us. Cost: one pass

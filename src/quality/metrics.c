@@ -349,8 +349,9 @@ static int64_t tc_qm_minute(int64_t t_us)
     return m * TC_QM_MINUTE_US;
 }
 
+/* present: bit m set when the reading carries metric m. */
 static void tc_qm_count(tc_qm *q, tc_qm_slot *r, int late, int ooo, int gap, double gap_s,
-                        int bucket, const uint8_t *present, int metrics)
+                        int bucket, unsigned present, int metrics)
 {
     r->readings++;
     r->late += (uint32_t)late;
@@ -359,7 +360,7 @@ static void tc_qm_count(tc_qm *q, tc_qm_slot *r, int late, int ooo, int gap, dou
     if (gap && gap_s > r->gap_max_s)
         r->gap_max_s = gap_s;
     for (int m = 0; m < metrics; m++)
-        r->present[m] += present ? (present[m] != 0) : 1u;
+        r->present[m] += (present >> m) & 1u;
     tc_qm_sketch_put(q, r, bucket);
 }
 
@@ -381,7 +382,7 @@ static long tc_qm_lookup(tc_qm *q, const char *device, size_t len, int64_t event
 /* Count a reading of device di (-1: refused) whose delay falls in sketch bucket `bucket` (computed
  * once a reading, for its row, the fleet's and the prefetch). */
 static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t watermark_us, int bucket,
-                             const uint8_t *present, int metrics)
+                             unsigned present, int metrics)
 {
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
@@ -430,9 +431,13 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t waterm
 void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, int64_t ingest_us,
                    int64_t watermark_us, const double *values, const uint8_t *present, int metrics)
 {
+    unsigned bits = 0;
+
     (void)values;
+    for (int m = 0; m < metrics && m < TC_QM_METRICS_MAX; m++)
+        bits |= (unsigned)(!present || present[m]) << m;
     tc_qm_observe_at(q, tc_qm_lookup(q, device, len, event_us, ingest_us, watermark_us), event_us,
-                     watermark_us, tc_qm_delay_bucket(event_us, ingest_us), present, metrics);
+                     watermark_us, tc_qm_delay_bucket(event_us, ingest_us), bits, metrics);
 }
 
 /* Prefetch what counting reading k of device di will touch: the device, then the row its state
@@ -454,23 +459,29 @@ static void tc_qm_prefetch_row(const tc_qm *q, long di)
     __builtin_prefetch(&r->present, 1);
 }
 
-/* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g). */
+/* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g); reading k carries
+ * metric m where present[m][r] != 0, r being rows[k] (rows NULL: k; present NULL: all). */
 static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
                               const int64_t *event_us, const int64_t *ingest_us,
                               const int64_t *watermark_us, const uint8_t *const *present,
-                              int metrics)
+                              const size_t *rows, int metrics)
 {
     int bucket[TC_QM_BATCH_GROUP];
+    unsigned all = (1u << metrics) - 1;
 
     for (size_t k = g; k < end; k++) {
         bucket[k - g] = tc_qm_delay_bucket(event_us[k], ingest_us[k]);
         tc_qm_prefetch_row(q, idx[k - g]);
     }
     for (size_t k = g; k < end; k++) {
-        uint8_t p[TC_QM_METRICS_MAX];
-        for (int m = 0; m < metrics; m++)
-            p[m] = present ? present[m][k] : 1;
-        tc_qm_observe_at(q, idx[k - g], event_us[k], watermark_us[k], bucket[k - g], p, metrics);
+        size_t r = rows ? rows[k] : k;
+        unsigned bits = all;
+        if (present) {
+            bits = 0;
+            for (int m = 0; m < metrics; m++)
+                bits |= (unsigned)(present[m][r] != 0) << m;
+        }
+        tc_qm_observe_at(q, idx[k - g], event_us[k], watermark_us[k], bucket[k - g], bits, metrics);
     }
 }
 
@@ -489,13 +500,14 @@ void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_
                 tc_qm_lookup(q, ids[k], lens[k], event_us[k], ingest_us[k], watermark_us[k]);
             tc_qm_prefetch_device(q, idx[k - g]);
         }
-        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, metrics);
+        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, NULL,
+                          metrics);
     }
 }
 
 void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
                             const int64_t *ingest_us, const int64_t *watermark_us,
-                            const uint8_t *const *present, int metrics)
+                            const uint8_t *const *present, const size_t *rows, int metrics)
 {
     long idx[TC_QM_BATCH_GROUP];
 
@@ -511,7 +523,8 @@ void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t
             idx[k - g] = ok ? index[k] : -1;
             tc_qm_prefetch_device(q, idx[k - g]);
         }
-        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, metrics);
+        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, rows,
+                          metrics);
     }
 }
 

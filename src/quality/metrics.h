@@ -136,10 +136,11 @@ void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_
                          const int64_t *watermark_us, const uint8_t *const *present, int metrics);
 
 /* The same with the devices given as indexes in the shared id table (options.ids), as
- * tc_qd_observe_batch's index_out has them: -1 is a refused reading. */
+ * tc_qd_observe_batch's index_out has them: -1 is a refused reading; and presence read in place
+ * from the caller's columns, present[m][rows[k]] for reading k (rows NULL: present[m][k]). */
 void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
                             const int64_t *ingest_us, const int64_t *watermark_us,
-                            const uint8_t *const *present, int metrics);
+                            const uint8_t *const *present, const size_t *rows, int metrics);
 
 typedef void (*tc_qm_row_fn)(void *opaque, const tc_qm_row *row);
 /* Hand over and free every row of a minute before before_us (device rows, then the fleet's,

@@ -276,10 +276,7 @@ static void tc_qmon_scratch_free(tc_qmon *m)
     free(m->ingest);
     free(m->index);
     free(m->rows);
-    for (int k = 0; k < TC_QMON_METRICS; k++) {
-        free(m->val[k]);
-        free(m->pres[k]);
-    }
+    free(m->order);
 }
 
 static void tc_qmon_held_clear(tc_qmon *m)
@@ -552,8 +549,8 @@ static int tc_qmon_scratch(tc_qmon *m, size_t n)
     while (cap < n)
         cap = cap ? cap * 2 : 1024;
     tc_qmon_scratch_free(m);
-    /* ids is declared before pres in tc_qmon, so the span is positive. */
-    memset(&m->ids, 0, (size_t)((char *)&m->pres[TC_QMON_METRICS] - (char *)&m->ids));
+    /* ids is declared before order in tc_qmon, so the span is positive. */
+    memset(&m->ids, 0, (size_t)((char *)(&m->order + 1) - (char *)&m->ids));
     m->scratch_cap = 0;
     m->ids = malloc(cap * sizeof(*m->ids));
     m->lens = malloc(cap * sizeof(*m->lens));
@@ -562,11 +559,9 @@ static int tc_qmon_scratch(tc_qmon *m, size_t n)
     m->ingest = malloc(cap * sizeof(*m->ingest));
     m->index = malloc(cap * sizeof(*m->index));
     m->rows = malloc(cap * sizeof(*m->rows));
-    if (!m->ids || !m->lens || !m->t || !m->wm || !m->ingest || !m->index || !m->rows)
+    m->order = malloc(cap * sizeof(*m->order));
+    if (!m->ids || !m->lens || !m->t || !m->wm || !m->ingest || !m->index || !m->rows || !m->order)
         return -1;
-    for (int k = 0; k < TC_QMON_METRICS; k++)
-        if (!(m->val[k] = malloc(cap * sizeof(double))) || !(m->pres[k] = malloc(cap)))
-            return -1;
     m->scratch_cap = cap;
     return 0;
 }
@@ -622,7 +617,8 @@ static tc_json_doc *tc_qmon_tags(const tc_batch *b, size_t i, tc_qr_tag *tags, i
     return doc;
 }
 
-static void tc_qmon_eval_rules(tc_qmon *m, qmon_lane *l, const tc_batch *b, size_t nrows)
+static void tc_qmon_eval_rules(tc_qmon *m, qmon_lane *l, const tc_batch *b, const size_t *rows,
+                               size_t nrows)
 {
     qmon_rule_cols c;
     double values[TC_QR_METRICS_MAX];
@@ -630,7 +626,7 @@ static void tc_qmon_eval_rules(tc_qmon *m, qmon_lane *l, const tc_batch *b, size
 
     tc_qmon_rule_cols(m, b, &c);
     for (size_t k = 0; k < nrows; k++) {
-        size_t i = m->rows[k];
+        size_t i = rows[k];
         tc_json_doc *doc = NULL;
         tc_qr_reading r = {
             .device = b->device_id[i].ptr,
@@ -650,44 +646,37 @@ static void tc_qmon_eval_rules(tc_qmon *m, qmon_lane *l, const tc_batch *b, size
     }
 }
 
-/* Readings of lane l among rows (mask applied): gathered into the scratch columns. */
-static void tc_qmon_feed_lane(tc_qmon *m, qmon_lane *l, const tc_batch *b, const uint8_t *mask,
-                              int64_t ingest_us)
+/* Lane l's readings of batch b, rows[0 .. n) of it in their order: their ids and times gathered
+ * into the scratch, their values read from the batch's columns in place. */
+static void tc_qmon_feed_lane(tc_qmon *m, qmon_lane *l, const tc_batch *b, const size_t *rows,
+                              size_t n, int64_t ingest_us)
 {
     const double *vals[TC_QMON_METRICS];
     const uint8_t *pres[TC_QMON_METRICS];
-    size_t n = 0;
 
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = rows[k];
         int64_t t = b->time_us[i];
 
-        if ((mask && !mask[i]) || b->partition[i] != l->partition)
-            continue;
-        m->rows[n] = i;
-        m->ids[n] = b->device_id[i].ptr;
-        m->lens[n] = b->device_id[i].len;
-        m->t[n] = t;
+        m->ids[k] = b->device_id[i].ptr;
+        m->lens[k] = b->device_id[i].len;
+        m->t[k] = t;
         /* The watermark a reading is judged late against: the latest event time before it. */
-        m->wm[n] = l->watermark ? l->watermark : t;
+        m->wm[k] = l->watermark ? l->watermark : t;
         if (TC_Q_TIME_OK(t) && t > l->watermark)
             l->watermark = t;
-        m->ingest[n] = ingest_us;
-        for (int k = 0; k < TC_QMON_METRICS; k++) {
-            m->val[k][n] = b->metric[k][i];
-            m->pres[k][n] = b->present[k][i];
-        }
-        n++;
+        m->ingest[k] = ingest_us;
     }
     if (!n)
         return;
     for (int k = 0; k < TC_QMON_METRICS; k++) {
-        vals[k] = m->val[k];
-        pres[k] = m->pres[k];
+        vals[k] = b->metric[k];
+        pres[k] = b->present[k];
     }
-    tc_qd_observe_batch(l->qd, n, m->ids, m->lens, m->t, vals, pres, m->index);
-    tc_qm_observe_batch_at(l->qm, n, m->index, m->t, m->ingest, m->wm, pres, TC_QMON_METRICS);
+    tc_qd_observe_batch(l->qd, n, m->ids, m->lens, m->t, vals, pres, rows, m->index);
+    tc_qm_observe_batch_at(l->qm, n, m->index, m->t, m->ingest, m->wm, pres, rows, TC_QMON_METRICS);
     if (l->qr)
-        tc_qmon_eval_rules(m, l, b, n);
+        tc_qmon_eval_rules(m, l, b, rows, n);
     m->st.readings += n;
     m->readings_taken += n;
     if (l->watermark - l->ticked >= m->o.tick_s * INT64_C(1000000)) {
@@ -696,6 +685,54 @@ static void tc_qmon_feed_lane(tc_qmon *m, qmon_lane *l, const tc_batch *b, const
             tc_qr_eval_tick(l->qr, l->watermark);
         l->ticked = l->watermark;
     }
+}
+
+/* The lane of row i of b, NULL when it is masked out or (refused, counted) no lane of ours. */
+static qmon_lane *tc_qmon_lane_of(tc_qmon *m, const tc_batch *b, const uint8_t *mask, size_t i)
+{
+    int32_t p = b->partition[i];
+    qmon_lane *l;
+
+    if (mask && !mask[i])
+        return NULL;
+    l = p >= 0 && p < TC_QMON_LANES_MAX ? m->lanes[p] : NULL;
+    if (!l)
+        m->st.refused++;
+    return l;
+}
+
+/* Group the rows of b by lane in m->rows, each lane's in their order, the lanes in m->order in
+ * the order of their first row; returns how many lanes. One pass to count, one to place: the
+ * batch is read twice whatever the number of partitions in it. */
+static size_t tc_qmon_group(tc_qmon *m, const tc_batch *b, const uint8_t *mask)
+{
+    size_t nlanes = 0, at = 0;
+
+    m->adds++;
+    for (size_t i = 0; i < b->n; i++) {
+        qmon_lane *l = tc_qmon_lane_of(m, b, mask, i);
+        if (!l)
+            continue;
+        if (l->fed != m->adds) {
+            l->fed = m->adds;
+            l->batch_n = 0;
+            m->order[nlanes++] = l->partition;
+        }
+        l->batch_n++;
+    }
+    for (size_t k = 0; k < nlanes; k++) {
+        qmon_lane *l = m->lanes[m->order[k]];
+        l->batch_at = at;
+        at += l->batch_n;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        int32_t p = b->partition[i];
+        qmon_lane *l = p >= 0 && p < TC_QMON_LANES_MAX ? m->lanes[p] : NULL;
+        if ((mask && !mask[i]) || !l)
+            continue;
+        m->rows[l->batch_at++] = i;
+    }
+    return nlanes;
 }
 
 static void tc_qmon_add_dead(tc_qmon *m, const tc_dlq_batch *dlq)
@@ -736,19 +773,11 @@ void tc_qmon_add(tc_qmon *m, const tc_batch *rows, const uint8_t *mask, const tc
             tc_log_warn("quality", "out of memory: %zu readings not counted", rows->n);
         } else {
             /* Each lane of the batch is fed once, with all its rows, in their order. */
-            m->adds++;
-            for (size_t i = 0; i < rows->n; i++) {
-                int32_t p = rows->partition[i];
-                qmon_lane *l = p >= 0 && p < TC_QMON_LANES_MAX ? m->lanes[p] : NULL;
-
-                if (mask && !mask[i])
-                    continue;
-                if (!l) {
-                    m->st.refused++;
-                } else if (l->fed != m->adds) {
-                    l->fed = m->adds;
-                    tc_qmon_feed_lane(m, l, rows, mask, ingest_us);
-                }
+            size_t nlanes = tc_qmon_group(m, rows, mask);
+            for (size_t k = 0; k < nlanes; k++) {
+                qmon_lane *l = m->lanes[m->order[k]];
+                size_t end = l->batch_at; /* tc_qmon_group left it at the lane's end */
+                tc_qmon_feed_lane(m, l, rows, &m->rows[end - l->batch_n], l->batch_n, ingest_us);
             }
         }
     }

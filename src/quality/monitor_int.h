@@ -46,12 +46,13 @@ struct qmon_lane {
     tc_qd *qd;
     tc_qm *qm;
     tc_qr_eval *qr;
-    int64_t next, durable;  /* marks: fed up to, stored */
-    int64_t watermark;      /* largest event time fed, 0 before any */
-    int64_t ticked;         /* watermark at the last silence check */
-    int64_t minute_flushed; /* minute of the watermark at the last flush */
-    uint64_t fed;           /* the tc_qmon_add call that last fed it */
-    uint32_t ck_since;      /* the detectors' generation of the last durable checkpoint */
+    int64_t next, durable;    /* marks: fed up to, stored */
+    int64_t watermark;        /* largest event time fed, 0 before any */
+    int64_t ticked;           /* watermark at the last silence check */
+    int64_t minute_flushed;   /* minute of the watermark at the last flush */
+    uint64_t fed;             /* the tc_qmon_add call that last fed it */
+    size_t batch_n, batch_at; /* its readings in that call, and where they start in `rows` */
+    uint32_t ck_since;        /* the detectors' generation of the last durable checkpoint */
 };
 
 /* A finding held until its flush commits. */
@@ -131,15 +132,15 @@ struct tc_qmon {
     size_t nminutes, minutes_cap;
     int64_t last_flush_us, last_attempt_us;
 
-    /* scratch of one lane's readings in a batch */
+    /* scratch of a batch: its rows grouped by lane (`rows`, the lanes in `order` of their first
+     * reading) and one lane's readings' ids and times; the values stay in the batch's columns */
     size_t scratch_cap;
     const char **ids;
     size_t *lens;
     int64_t *t, *wm, *ingest;
     long *index;
     size_t *rows;
-    double *val[TC_QMON_METRICS];
-    uint8_t *pres[TC_QMON_METRICS];
+    int32_t *order;
 
     uint64_t readings_taken; /* fed since the last commit */
     uint64_t adds;           /* tc_qmon_add calls */

@@ -623,13 +623,17 @@ static void test_batch_equals_one_by_one(void **state)
     static size_t lens[ROWS];
     static int64_t t[ROWS];
     static uint8_t p1[ROWS];
-    static long index[ROWS];
-    const double *cols[2] = {col0, col1};
-    const uint8_t *present[2] = {NULL, p1};
+    static long index[ROWS], index_c[ROWS];
+    /* The same columns backwards, read through rows (the monitor's lane selection). */
+    static double rev0[ROWS], rev1[ROWS];
+    static uint8_t rev_p1[ROWS];
+    static size_t rows[ROWS];
+    const double *cols[2] = {col0, col1}, *rev_cols[2] = {rev0, rev1};
+    const uint8_t *present[2] = {NULL, p1}, *rev_present[2] = {NULL, rev_p1};
     char errstr[TC_ERRSTR_MAX];
-    log_t la = {0}, lb = {0};
+    log_t la = {0}, lb = {0}, lc = {0};
     tc_qd_options o;
-    tc_qd *a, *b;
+    tc_qd *a, *b, *c;
     uint8_t all[ROWS];
 
     (void)state;
@@ -647,11 +651,20 @@ static void test_batch_equals_one_by_one(void **state)
         col1[k] = 50 + 0.1 * (i % 5);
         p1[k] = (uint8_t)(k % 11 != 0);
     }
+    for (int k = 0; k < ROWS; k++) {
+        rev0[ROWS - 1 - k] = col0[k];
+        rev1[ROWS - 1 - k] = col1[k];
+        rev_p1[ROWS - 1 - k] = p1[k];
+        rows[k] = (size_t)(ROWS - 1 - k);
+    }
+    rev_present[0] = all;
     tc_qd_options_default(&o, 2, 16);
     a = tc_qd_new(&o, on_finding, &la, errstr, sizeof(errstr));
     b = tc_qd_new(&o, on_finding, &lb, errstr, sizeof(errstr));
+    c = tc_qd_new(&o, on_finding, &lc, errstr, sizeof(errstr));
     assert_non_null(a);
     assert_non_null(b);
+    assert_non_null(c);
     for (int k = 0; k < ROWS; k++) {
         double v[2] = {col0[k], col1[k]};
         uint8_t pr[2] = {1, p1[k]};
@@ -660,9 +673,11 @@ static void test_batch_equals_one_by_one(void **state)
     /* Batches of odd sizes, across group boundaries. */
     for (int at = 0; at < ROWS; at += 333) {
         size_t n = ROWS - at < 333 ? (size_t)(ROWS - at) : 333;
-        const double *c[2] = {cols[0] + at, cols[1] + at};
+        const double *bc[2] = {cols[0] + at, cols[1] + at};
         const uint8_t *pr[2] = {present[0] + at, present[1] + at};
-        tc_qd_observe_batch(b, n, &ids[at], &lens[at], &t[at], c, pr, &index[at]);
+        tc_qd_observe_batch(b, n, &ids[at], &lens[at], &t[at], bc, pr, NULL, &index[at]);
+        tc_qd_observe_batch(c, n, &ids[at], &lens[at], &t[at], rev_cols, rev_present, &rows[at],
+                            &index_c[at]);
     }
     /* Each reading's device index, as the shared id table has it. */
     for (int k = 0; k < ROWS; k++)
@@ -671,8 +686,14 @@ static void test_batch_equals_one_by_one(void **state)
     assert_int_equal(lb.n, la.n);
     assert_memory_equal(lb.f, la.f, sizeof(logged) * (size_t)la.n);
     assert_same_state(a, b);
+    /* Through rows: the same findings, state and indexes. */
+    assert_int_equal(lc.n, la.n);
+    assert_memory_equal(lc.f, la.f, sizeof(logged) * (size_t)la.n);
+    assert_same_state(a, c);
+    assert_memory_equal(index_c, index, sizeof(index));
     tc_qd_destroy(a);
     tc_qd_destroy(b);
+    tc_qd_destroy(c);
 }
 
 static void test_memory_bound(void **state)

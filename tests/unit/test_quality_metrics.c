@@ -210,7 +210,7 @@ static void test_batch_equals_one_by_one(void **state)
     tc_qm_options o;
     tc_qm *a, *b;
     tc_qm_totals ta, tb;
-    rows la = {0}, lb = {0};
+    rows la = {0}, lb = {0}, lr = {0};
     int64_t w = 0;
 
     (void)state;
@@ -258,10 +258,29 @@ static void test_batch_equals_one_by_one(void **state)
         for (int k = 0; k < ROWS; k++)
             index[k] = tc_qids_find(shared, ids[k], lens[k], 1);
         index[5] = -1; /* a refused reading */
-        tc_qm_observe_batch_at(c, ROWS, index, ev, ing, wm, present, 2);
+        tc_qm_observe_batch_at(c, ROWS, index, ev, ing, wm, present, NULL, 2);
         tc_qm_get_totals(c, &tcn);
         assert_true(tcn.readings == ta.readings - 1 && tcn.devices_refused == 1);
         tc_qm_destroy(c);
+        /* Presence read through rows from columns laid out backwards: the same figures. */
+        {
+            static uint8_t r0[ROWS], r1[ROWS];
+            static size_t sel[ROWS];
+            const uint8_t *rp[2] = {r0, r1};
+            for (int k = 0; k < ROWS; k++) {
+                r0[ROWS - 1 - k] = p0[k];
+                r1[ROWS - 1 - k] = p1[k];
+                sel[k] = (size_t)(ROWS - 1 - k);
+            }
+            index[5] = tc_qids_find(shared, ids[5], lens[5], 1);
+            c = tc_qm_new(&o, errstr, sizeof(errstr));
+            assert_non_null(c);
+            tc_qm_observe_batch_at(c, ROWS, index, ev, ing, wm, rp, sel, 2);
+            tc_qm_get_totals(c, &tcn);
+            assert_memory_equal(&tcn, &ta, sizeof(ta));
+            tc_qm_flush(c, INT64_MAX, collect, &lr);
+            tc_qm_destroy(c);
+        }
         tc_qids_destroy(shared); /* not the metrics' to free */
         o.ids = NULL;
     }
@@ -269,10 +288,13 @@ static void test_batch_equals_one_by_one(void **state)
     tc_qm_flush(a, INT64_MAX, collect, &la);
     tc_qm_flush(b, INT64_MAX, collect, &lb);
     assert_int_equal(la.n, lb.n);
+    assert_int_equal(lr.n, la.n);
     for (int k = 0; k < la.n && k < 8; k++) {
         assert_string_equal(la.dev[k], lb.dev[k]);
-        la.r[k].device = lb.r[k].device = NULL;
+        assert_string_equal(lr.dev[k], la.dev[k]);
+        la.r[k].device = lb.r[k].device = lr.r[k].device = NULL;
         assert_memory_equal(&la.r[k], &lb.r[k], sizeof(tc_qm_row));
+        assert_memory_equal(&lr.r[k], &la.r[k], sizeof(tc_qm_row));
     }
     tc_qm_destroy(a);
     tc_qm_destroy(b);
