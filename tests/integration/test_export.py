@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from api_data import as_role
 from oracle import METRICS
-from waits import LogLines, wait_for
+from waits import LogLines, stop_process, wait_for
 
 DAY = 86400
 
@@ -334,11 +334,7 @@ def test_scheduled_exports_metrics(tc, tmp_path):
         assert len(periods(out)) == 2
         assert_whole(out)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.join()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc, log)
     assert proc.returncode == 0
     tc.assert_clean(log.text())
 

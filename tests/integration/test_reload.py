@@ -8,7 +8,7 @@ import time
 
 from confluent_kafka import Producer
 
-from waits import LogLines, wait_for
+from waits import LogLines, stop_process, wait_for
 
 
 def produce(tc, tag, n, temperature):
@@ -50,11 +50,7 @@ def test_sighup_applies_what_can_change_and_reports_the_rest(tc, tmp_path):
                  proc=proc, log=log)
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.join()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc, log)
     err = log.text()
     assert proc.returncode == 0, err[-3000:]
     tc.assert_clean(err)

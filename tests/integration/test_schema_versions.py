@@ -8,7 +8,6 @@ dead-lettering anything."""
 import glob
 import json
 import os
-import signal
 import time
 from decimal import Decimal
 
@@ -21,7 +20,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from test_registry import Registry, pg_schema, registry, sr_client  # noqa: F401 (fixtures)
-from waits import LogLines
+from waits import LogLines, stop_process
 from waits import wait_for as _wait_for
 
 V1 = {
@@ -168,11 +167,7 @@ def test_version_registered_while_running_evolves_both_stores(tc, registry, tmp_
         assert e.value.http_status_code == 409
         assert client.get_versions(subject(tc)) == [1, 2]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.join()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc, log)
     err = log.text()
     assert proc.returncode == 0, err[-3000:]
     tc.assert_clean(err)
@@ -225,11 +220,7 @@ def test_registry_outage_pauses_consumption_then_resumes(tc, registry, tmp_path)
         registry.start()  # same port, same tables: same ids
         assert wait_for(lambda: tc.sql("SELECT count(*) FROM readings")[0][0] == 340)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.join()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc, log)
     err = log.text()
     assert proc.returncode == 0, err[-3000:]
     tc.assert_clean(err)

@@ -14,7 +14,7 @@ import pytest
 
 from oracle import METRICS
 from test_pipeline import group_lag
-from waits import LogLines, wait_for, wait_for_rows
+from waits import LogLines, stop_process, wait_for, wait_for_rows
 
 PLAIN = "postgres.timescaledb=off"
 
@@ -217,11 +217,7 @@ def test_late_readings_get_a_partition_on_demand(plain):
                               rfc3339(late))
         wait_for_rows(tc, "SELECT count(*) FROM readings", 400, proc=proc, log=log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.join()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc, log)
     err = log.text()
     tc.assert_clean(err)
     assert proc.returncode == 0, err[-4000:]

@@ -6,6 +6,7 @@ a line in a process's log, a predicate -- and fail with what was awaited, and th
 log lines when there is one, once a generous deadline passes or the process exits first.
 """
 
+import signal
 import threading
 import time
 
@@ -55,3 +56,15 @@ class LogLines:
 
     def join(self, timeout=30):
         self._thread.join(timeout=timeout)
+
+
+def stop_process(proc, log, timeout=60):
+    """Stop a process the test spawned (SIGTERM: the clean shutdown under test), wait for it,
+    collect the rest of its log and close its pipes; return the whole log text. The caller asserts
+    on proc.returncode and on the text."""
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=timeout)
+    log.join()
+    proc.stdout.close()
+    proc.stderr.close()
+    return log.text()
