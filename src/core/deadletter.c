@@ -50,6 +50,29 @@ static int tc_dlq_copy(tc_arena *a, tc_slice *dst, const void *src, size_t len)
     return dst->ptr ? 0 : -1;
 }
 
+/* The bytes a copy of len bytes may take from the arena's cap: a block of its own, of at least
+ * the arena's block size (tc_arena_take_block), its length rounded up for the NUL and alignment. */
+static size_t tc_dlq_block_need(const tc_arena *a, size_t len)
+{
+    size_t n = len + 1 + 8;
+
+    return n > a->block_size ? n : a->block_size;
+}
+
+int tc_dlq_batch_room(const tc_dlq_batch *d, size_t payload_len, size_t key_len, size_t detail_len)
+{
+    const tc_arena *a = &d->arena;
+    size_t need;
+
+    if (d->n >= d->cap)
+        return 0;
+    if (!a->cap)
+        return 1;
+    need = tc_dlq_block_need(a, payload_len) + tc_dlq_block_need(a, key_len) +
+           tc_dlq_block_need(a, detail_len);
+    return a->reserved <= a->cap && need <= a->cap - a->reserved;
+}
+
 tc_err tc_dlq_batch_add(tc_dlq_batch *d, tc_reject reason, const char *stage, const char *detail,
                         const void *payload, size_t payload_len, const void *key, size_t key_len,
                         int32_t partition, int64_t offset, int64_t received_us)

@@ -39,6 +39,10 @@ tc_dlq_batch *tc_dlq_batch_new(size_t cap, size_t arena_cap);
 void tc_dlq_batch_destroy(tc_dlq_batch *d);
 void tc_dlq_batch_reset(tc_dlq_batch *d);
 
+/* Whether a dead letter of these sizes is sure to fit now (tc_dlq_batch_add cannot answer FULL):
+ * a free item, and room under the arena's cap for each copy in a block of its own. */
+int tc_dlq_batch_room(const tc_dlq_batch *d, size_t payload_len, size_t key_len, size_t detail_len);
+
 /* Append a dead letter, copying payload, key and detail. TC_ERR_FULL when out of room (flush
  * first). */
 tc_err tc_dlq_batch_add(tc_dlq_batch *d, tc_reject reason, const char *stage, const char *detail,

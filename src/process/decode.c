@@ -75,9 +75,11 @@ static int tc_pipeline_lookback_skips(const tc_pipeline *p, int32_t partition, i
     return lo < lb->ndead && lb->dead[lo] == offset;
 }
 
-/* Record a refused reading; flushes first when the dead-letter batch is full. */
-tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject reason,
-                               const char *stage, const char *detail)
+/* Record a refused reading (row: its decoded row in the batch for the log, or SIZE_MAX); when the
+ * dead-letter batch is full, flushes first if may_flush, else answers TC_ERR_FULL. */
+static tc_err tc_pipeline_dead_letter_row(tc_pipeline *p, const tc_message *m, tc_reject reason,
+                                          const char *stage, const char *detail, size_t row,
+                                          int may_flush)
 {
     char cut[TC_REJECT_DETAIL_MAX * 2];
     size_t len = m->len;
@@ -86,9 +88,7 @@ tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject re
 
     if (tc_log_enabled(TC_LOG_INFO) && tc_log_limit_take(&p->dlq_log, TC_DLQ_LOG_PER_S, &skipped)) {
         /* The device: the decoded id of a row refused after decoding, else the message's key. */
-        int decoded = reason == TC_REJECT_OUT_OF_RANGE || reason == TC_REJECT_TIMESTAMP_FUTURE ||
-                      reason == TC_REJECT_TIMESTAMP_TOO_OLD || reason == TC_REJECT_DUPLICATE;
-        const tc_slice *dev = decoded ? &p->cur->batch->device_id[p->cur->batch->n] : NULL;
+        const tc_slice *dev = row != SIZE_MAX ? &p->cur->batch->device_id[row] : NULL;
         tc_log_input in = {p->cfg->kafka_topic, m->partition, m->offset, dev ? dev->ptr : m->key,
                            dev ? dev->len : m->key_len};
         char more[64] = "";
@@ -107,13 +107,97 @@ tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject re
     for (int attempt = 0; attempt < 2; attempt++) {
         err = tc_dlq_batch_add(p->cur->dlq, reason, stage, detail, m->payload ? m->payload : "",
                                len, m->key, m->key_len, m->partition, m->offset, p->now_us);
-        if (err != TC_ERR_FULL)
+        if (err != TC_ERR_FULL || !may_flush)
             return err;
         err = tc_pipeline_dispatch(p);
         if (err != TC_OK)
             return err;
     }
     return TC_ERR_FULL;
+}
+
+tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject reason,
+                               const char *stage, const char *detail)
+{
+    int decoded = reason == TC_REJECT_OUT_OF_RANGE || reason == TC_REJECT_TIMESTAMP_FUTURE ||
+                  reason == TC_REJECT_TIMESTAMP_TOO_OLD || reason == TC_REJECT_DUPLICATE;
+
+    return tc_pipeline_dead_letter_row(p, m, reason, stage, detail,
+                                       decoded ? p->cur->batch->n : SIZE_MAX, 1);
+}
+
+/*
+ * A verdict one message late. The dedupe window's lookup is a cache miss on a table of megabytes
+ * (tc_dedupe_prefetch starts it once the row's fingerprint is known, but only validation came
+ * between the two, and the check waited on it: a tenth of the pipeline's time). So a row that
+ * passes validation is taken into the batch at once and its verdict settled when the next
+ * message has been decoded, shaped and validated -- a message's work later, the line loaded by
+ * then. A row found to be a resend is then taken back as a refused row is (refused.c): no sink
+ * takes it (its sinks cleared, the primary's count less one) and it becomes a dead letter from
+ * the copy of its message kept meanwhile. The verdicts come in the same order, each before the
+ * next row's, so the window and what it answers are the same as checking each row at once.
+ *
+ * The batch must not leave, nor take another dead letter, with a verdict pending: the dispatch,
+ * the lookback, the next message's dead letter and its own verdict settle it first, and a dropped
+ * batch forgets it. Its dead letter must fit without a flush (a flush would send the batch with
+ * the next message half decoded in it): a row is kept waiting only while the dead-letter batch
+ * has room for its message (tc_dlq_batch_room), else it is checked at once as before.
+ */
+tc_err tc_pipeline_dedupe_settle(tc_pipeline *p)
+{
+    struct tc_dedupe_late *l = &p->late;
+    char detail[TC_REJECT_DETAIL_MAX];
+    tc_err err;
+
+    if (!l->on)
+        return TC_OK;
+    l->on = 0;
+    if (!tc_dedupe_check(p->dedupe, l->fp, l->msg.partition, l->msg.offset, l->time_us))
+        return TC_OK;
+    p->cur->sinks[l->row] = 0;
+    if (!(l->sinks & TC_ROW_PRIMARY))
+        return TC_OK;
+    p->cur->primary_rows--;
+    snprintf(detail, sizeof(detail),
+             "a resend of an earlier reading of this partition (same device_id, timestamp and %s)",
+             l->has_id ? "message_id" : "content");
+    err = tc_pipeline_dead_letter_row(p, &l->msg, TC_REJECT_DUPLICATE, "dedupe", detail, l->row, 0);
+    return err == TC_ERR_FULL ? TC_ERR_INVALID : err; /* cannot be: its room was checked */
+}
+
+/* Keep row `row` (message m, for sinks) waiting for its verdict; 0 when it cannot wait (its dead
+ * letter might not fit, or no memory for the copy): the caller checks it at once. */
+static int tc_pipeline_dedupe_defer(tc_pipeline *p, const tc_message *m, unsigned sinks, size_t row)
+{
+    struct tc_dedupe_late *l = &p->late;
+    size_t keep = m->payload ? (m->len < TC_DLQ_PAYLOAD_MAX ? m->len : TC_DLQ_PAYLOAD_MAX) : 0;
+    size_t key = m->key ? m->key_len : 0;
+
+    if ((sinks & TC_ROW_PRIMARY) &&
+        !tc_dlq_batch_room(p->cur->dlq, keep, key, TC_REJECT_DETAIL_MAX * 2))
+        return 0;
+    if (keep + key > l->cap) {
+        char *grown = realloc(l->buf, keep + key);
+        if (!grown)
+            return 0;
+        l->buf = grown;
+        l->cap = keep + key;
+    }
+    if (keep)
+        memcpy(l->buf, m->payload, keep);
+    if (key)
+        memcpy(l->buf + keep, m->key, key);
+    l->msg = *m;
+    l->msg.payload = m->payload ? l->buf : NULL;
+    l->msg.key = m->key ? l->buf + keep : NULL;
+    l->msg.opaque_ = NULL;
+    l->row = row;
+    l->fp = p->row_fp;
+    l->has_id = p->row_has_id;
+    l->sinks = sinks;
+    l->time_us = p->cur->batch->time_us[row];
+    l->on = 1;
+    return 1;
 }
 
 /* Schema evolution of the row being decoded (schema/shape.h), then its fingerprint for the dedupe
@@ -204,6 +288,10 @@ tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m)
     int32_t writer_id;
     tc_reject r;
 
+    tc_err err = tc_pipeline_dedupe_settle(p); /* its verdict comes before this one's */
+
+    if (err != TC_OK)
+        return err;
     if (m->len == 0 || !m->payload || m->len > (size_t)p->cfg->max_message_bytes ||
         tc_pipeline_lookback_skips(p, m->partition, m->offset) ||
         tc_batch_row_begin(p->cur->batch) != TC_OK)
@@ -276,7 +364,11 @@ tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks)
         if (r == TC_REJECT_NONE)
             r = tc_validate_row(p->cur->batch, p->cur->batch->n, &p->cfg->limits, p->now_us, detail,
                                 sizeof(detail));
+        /* The row before this one has its verdict now, a message's work after its prefetch. */
+        if ((err = tc_pipeline_dedupe_settle(p)) != TC_OK)
+            return err;
         if (r == TC_REJECT_NONE && p->dedupe &&
+            !tc_pipeline_dedupe_defer(p, m, sinks, p->cur->batch->n) &&
             tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
                             p->cur->batch->time_us[p->cur->batch->n])) {
             r = TC_REJECT_DUPLICATE;
@@ -295,9 +387,10 @@ tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks)
             return TC_OK;
         }
     }
-    /* Dead letters live in the primary only; the other sinks just move past them. */
-    err = TC_OK;
-    if (sinks & TC_ROW_PRIMARY)
+    /* Dead letters live in the primary only; the other sinks just move past them. The row before
+     * this message has its verdict first (an empty or skipped message did not settle it). */
+    err = tc_pipeline_dedupe_settle(p);
+    if (err == TC_OK && (sinks & TC_ROW_PRIMARY))
         err = tc_pipeline_dead_letter(p, m, r,
                                       r == TC_REJECT_DUPLICATE ? "dedupe"
                                       : r <= TC_REJECT_NUMBER_RANGE || r >= TC_REJECT_UNKNOWN_SCHEMA

@@ -75,6 +75,7 @@ void tc_pipeline_slot_free(tc_slot *s)
 /* Forget the batch being filled (the ones in flight are the primary's until settled). */
 void tc_pipeline_drop(tc_pipeline *p)
 {
+    p->late.on = 0; /* the row waiting for its verdict goes with the batch: it is read again */
     tc_observe_note_discard(p->obs, p->cur);
     tc_pipeline_slot_reset(p->cur);
     p->batch_started_us = 0;
@@ -352,6 +353,9 @@ tc_err tc_pipeline_dispatch(tc_pipeline *p)
         tc_pipeline_drop(p);
         return TC_ERR_FENCED;
     }
+    /* The last row's dedupe verdict before the batch leaves (decode.c). */
+    if ((err = tc_pipeline_dedupe_settle(p)) != TC_OK)
+        return err;
     err = p->chain_broken ? tc_pipeline_settle(p, 0) : TC_OK;
     while (err == TC_OK && (w = po->free_place(p->primary.ctx)) < 0)
         err = tc_pipeline_settle_oldest(p, 0);

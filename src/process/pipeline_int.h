@@ -130,6 +130,21 @@ struct tc_pipeline {
     size_t nlookback;
     uint64_t row_fp; /* fingerprint of the row being decoded (tc_pipeline_shape) */
     int row_has_id;  /* ...made from its message_id */
+    /* The last row taken into the batch, whose dedupe verdict waits for the next message (decode.c,
+     * "A verdict one message late"): set by tc_pipeline_take, settled before anything else reads
+     * or sends the batch or adds a dead letter to it. */
+    struct tc_dedupe_late {
+        int on;
+        size_t row; /* its index in cur->batch */
+        uint64_t fp;
+        int has_id;
+        unsigned sinks;
+        int64_t time_us;
+        tc_message msg; /* partition, offset, lengths; payload (up to TC_DLQ_PAYLOAD_MAX bytes)
+                         * and key in buf: its dead letter if it is a resend */
+        char *buf;
+        size_t cap;
+    } late;
     volatile sig_atomic_t *reload_flag; /* tc_pipeline_set_reload; NULL: no reloads */
     tc_config *reload_live;
     tc_pipeline_config_fn reload_load;
@@ -186,6 +201,7 @@ tc_reject tc_pipeline_decode(tc_pipeline *p, const tc_message *m, int32_t *write
                              size_t detail_size);
 tc_err tc_pipeline_remember(tc_pipeline *p, const tc_message *m);
 tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks);
+tc_err tc_pipeline_dedupe_settle(tc_pipeline *p);
 
 /* catalog_sync.c */
 void tc_pipeline_refresh_catalog(tc_pipeline *p);

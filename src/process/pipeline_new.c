@@ -153,6 +153,7 @@ void tc_pipeline_destroy(tc_pipeline *p)
     free(p->slots);
     free(p->flight);
     tc_dedupe_destroy(p->dedupe);
+    free(p->late.buf);
     for (size_t i = 0; i < p->nlookback; i++)
         free(p->lookback[i].dead);
     free(p->lookback);

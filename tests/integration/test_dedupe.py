@@ -55,6 +55,20 @@ def test_resends_are_stored_once_also_across_a_restart(tc, tmp_path):
                   " WHERE device_id <> 'dev-m'")[0][0] == unique - 2
     dead = tc.sql("SELECT reason, stage, count(*) FROM dead_letters GROUP BY 1, 2")
     assert dead == [("duplicate", "dedupe", dups)]
+    # Each dead letter holds the resent message itself, its key, and its own offset (a verdict is
+    # settled one message late, from a copy of the message: the copy must be that message's).
+    by_offset = {}
+    for part, off, payload, key in tc.sql(
+            "SELECT source_partition, source_offset, payload, kafka_key FROM dead_letters"):
+        by_offset[(part, off)] = (bytes(payload), bytes(key))
+    assert len(by_offset) == dups
+    for payload, key in by_offset.values():
+        assert key == json.loads(payload)["device_id"].encode()
+    copies = [bytes(o) for o in originals]
+    assert sum(1 for payload, _ in by_offset.values() if payload in copies) == 100 + 1
+    assert tc.sql("SELECT count(*) FROM readings r JOIN dead_letters d"
+                  " ON (d.source_partition, d.source_offset) = (r.kafka_partition, r.kafka_offset)"
+                  )[0][0] == 0
     assert lake_count(lake) == unique
     assert tc.sql("SELECT sum(n) FROM rollup_1m_live")[0][0] == unique
 
