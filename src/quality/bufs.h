@@ -6,7 +6,7 @@
  * of that size is fresh memory from the kernel, zeroed and faulted in page by page as it is
  * written: a profile of the pipeline with the quality sink had a tenth of its samples clearing
  * those pages. Kept buffers are written again without a fault. A pool holds at most
- * TC_QBUFS_MAX of them (a flush uses four per lane at most); past that the smallest is freed.
+ * TC_QBUFS_MAX of them (a flush uses five per lane at most); past that the smallest is freed.
  * What it holds is what the largest flush needed (freed by tc_qbufs_free).
  *
  * Ownership: a buffer taken with tc_qbufs_get is the caller's until given back with

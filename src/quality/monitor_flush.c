@@ -47,10 +47,12 @@ static void tc_qmon_jstr(tc_jbuf *j, const char *key, const char *v)
         tc_jbuf_null(j);
 }
 
+/* A lane's rows: a device's new minutes (dev), the parts continuing a minute it wrote (cont:
+ * their own statement, quality_sql.h), the fleet's. */
 typedef struct qmon_collect {
     tc_qmon *m;
-    tc_jbuf *dev, *fleet;
-    size_t ndev, nfleet;
+    tc_jbuf *dev, *cont, *fleet;
+    size_t ndev, ncont, nfleet;
 } qmon_collect;
 
 static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
@@ -59,8 +61,8 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     tc_qmon *m = c->m;
 
     if (r->device) {
-        tc_quality_sql_row_bin(c->dev, r, TC_QMON_METRICS);
-        c->ndev++;
+        tc_quality_sql_row_bin(r->continues ? c->cont : c->dev, r, TC_QMON_METRICS);
+        *(r->continues ? &c->ncont : &c->ndev) += 1;
         return;
     }
     tc_quality_sql_row_bin(c->fleet, r, TC_QMON_METRICS);
@@ -109,26 +111,32 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
     tc_err err = TC_OK;
 
     for (int32_t p = 0; err == TC_OK && p < m->lane_end; p++) {
-        tc_jbuf dev, fleet;
-        qmon_collect c = {m, &dev, &fleet, 0, 0};
+        tc_jbuf dev, cont, fleet;
+        qmon_collect c = {m, &dev, &cont, &fleet, 0, 0, 0};
         tc_qm_totals t;
 
         if (!m->lanes[p])
             continue;
-        if (m->nheld + 2 > TC_QMON_HELD_MAX)
+        if (m->nheld + 3 > TC_QMON_HELD_MAX)
             break; /* the rows wait in tc_qm until the held ones are written */
         tc_qm_get_totals(m->lanes[p]->qm, &t);
         tc_qbufs_jbuf(&m->bufs, &dev, TC_QMON_DOC_MAX, t.rows_held * TC_QMON_ROW_BIN);
+        tc_qbufs_jbuf(&m->bufs, &cont, TC_QMON_DOC_MAX, 0);
         tc_qbufs_jbuf(&m->bufs, &fleet, TC_QMON_DOC_MAX, 0);
         tc_quality_sql_rows_begin(&dev);
+        tc_quality_sql_rows_begin(&cont);
         tc_quality_sql_rows_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
-        err = tc_qmon_hold(m, &dev, c.ndev, 1, tc_quality_sql_write_rows, "write quality_1m", p,
+        err = tc_qmon_hold(m, &dev, c.ndev, 1, tc_quality_sql_insert_rows, "write quality_1m", p,
                            errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_qmon_hold(m, &cont, c.ncont, 1, tc_quality_sql_write_rows,
+                               "write quality_1m (minutes continued)", p, errstr, errstr_size);
         if (err == TC_OK)
             err = tc_qmon_hold(m, &fleet, c.nfleet, 1, tc_quality_sql_write_fleet,
                                "write quality_fleet_1m", p, errstr, errstr_size);
         tc_qbufs_jbuf_done(&m->bufs, &dev);
+        tc_qbufs_jbuf_done(&m->bufs, &cont);
         tc_qbufs_jbuf_done(&m->bufs, &fleet);
     }
     return err;

@@ -47,10 +47,13 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
                           size_t errstr_size);
 
 /* The monitor's writes (monitor.c), each with one parameter:
- *   rows     quality_1m upserts: counts add, the longest gap is the longer, sketches add and
- *            the quantiles come from the sum;
+ *   insert_rows  quality_1m upserts: counts add, the longest gap is the longer, sketches add
+ *            and the quantiles come from the sum;
+ *   rows     the same for rows continuing a minute this lane wrote (tc_qm_row.continues): an
+ *            UPDATE of the stored row when it holds just the earlier parts, the upsert otherwise
+ *            (only such rows: the planner then sizes the UPDATE's join right);
  *   fleet    the same for quality_fleet_1m (returns the buckets touched);
- *     both read their rows as one binary array of @S.quality_row (tc_quality_sql_row_bin);
+ *     the three read their rows as one binary array of @S.quality_row (tc_quality_sql_row_bin);
  *   dead     dead letters per minute and reason, per device and minute, per fleet minute;
  *   devices  the fleet's device count of the minutes given (derived, so flushes and members
  *            agree);
@@ -58,6 +61,7 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
  *     these three read a JSON document (json_to_recordset): they carry few rows.
  *   row_type the OID of the schema's quality_row ($1: the schema, unquoted; no row when the
  *            migration has not run). */
+extern const char tc_quality_sql_insert_rows[];
 extern const char tc_quality_sql_write_rows[];
 extern const char tc_quality_sql_write_fleet[];
 extern const char tc_quality_sql_write_dead[];
