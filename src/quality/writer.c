@@ -97,8 +97,18 @@ static tc_err tc_qw_run(tc_qw *w, const tc_qw_stmt *stmts, size_t n, char *errst
     if (err == TC_OK)
         err = tc_qw_exec(w->conn, w->schema_quoted, "BEGIN", 0, NULL, NULL, NULL, NULL, "begin",
                          errstr, errstr_size);
-    if (err != TC_OK)
+    /* No JIT: the fleet's device count is priced past jit_above_cost, and compiling it took 80 to
+     * 220 ms of a 100 to 340 ms statement, the continued minutes' 20 to 40 ms of 55 to 80
+     * (auto_explain, 3 M readings; docs/quality.md "What a flush costs PostgreSQL"). A flush's
+     * statements each run once with their own parameters: compiled code is never reused. */
+    if (err == TC_OK)
+        err = tc_qw_exec(w->conn, w->schema_quoted, "SET LOCAL jit = off", 0, NULL, NULL, NULL,
+                         NULL, "set jit", errstr, errstr_size);
+    if (err != TC_OK) {
+        if (w->conn && PQtransactionStatus(w->conn) != PQTRANS_IDLE)
+            PQclear(PQexec(w->conn, "ROLLBACK"));
         return err;
+    }
     for (size_t i = 0; err == TC_OK && i < n; i++) {
         const tc_qw_stmt *s = &stmts[i];
         PGresult *res = NULL;

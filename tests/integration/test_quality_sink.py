@@ -565,3 +565,34 @@ def test_a_malformed_rules_file_on_sighup_is_refused_and_fleet_figures_on_metric
     # (The log is JSON: its quotes are escaped.)
     assert f'{rules}:8:42: rule \\"broken\\": unknown key \\"maxx\\"' in err, err[-3000:]
     assert "rules not reloaded, the running ones stay in force" in err
+
+
+def test_a_quality_flush_is_never_compiled(tc, monkeypatch):
+    """A flush's statements run without JIT: the fleet's device count is priced past
+    jit_above_cost, and compiling it took 80-220 ms of a 100-340 ms statement (docs/quality.md,
+    "What a flush costs PostgreSQL"). Every connection of the run gets every JIT threshold at 0 and
+    auto_explain's plans as notices (libpq prints the writer's on stderr): the quality statements'
+    plans are there, and none of them was compiled, where a plain statement with the same settings
+    is -- so the check can fail."""
+    jit = ("-c jit=on -c jit_above_cost=0 -c jit_inline_above_cost=0"
+           " -c jit_optimize_above_cost=0")
+    explain = ("-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=0"
+               " -c auto_explain.log_format=json -c auto_explain.log_level=notice")
+    plans = []
+    with psycopg.connect(tc.dsn, autocommit=True, options=f"{jit} {explain}") as conn:
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary))
+        conn.execute("SELECT sum(x) FROM generate_series(1, 10) x").fetchall()
+    if not any('"JIT"' in p for p in plans if "generate_series" in p):
+        pytest.skip("this server has no JIT provider")
+    monkeypatch.setenv("PGOPTIONS", f"{jit} {explain}")
+    tc.partitions = 2
+    tc.migrate()
+    tc.simulate("--devices", "20", "--count", str(20 * 60), "--seed", "5")
+    err = tc.run(extra=quality_settings()).stderr
+    assert wait_quality_caught_up(tc)
+    monkeypatch.delenv("PGOPTIONS")
+    quality = [p for p in err.split("NOTICE:") if "quality_row[]" in p or "quality_fleet_1m" in p]
+    assert any("quality_1m" in p for p in quality), err[-4000:]
+    assert any("SET devices" in p for p in quality), err[-4000:]
+    assert not [p for p in quality if '"JIT"' in p], [p[:400] for p in quality if '"JIT"' in p]
+    assert_figures_match(tc)
