@@ -317,6 +317,15 @@ static void tc_qm_sketch_put(tc_qm *q, tc_qm_slot *r, int b)
 }
 
 /* Row r as tc_qm_row (its sketch whole) into *out. */
+/* Widen [*lo, *end) to bucket b (first: the range is empty so far). */
+static void tc_qm_bounds_add(uint8_t *lo, uint8_t *end, uint8_t b, int first)
+{
+    if (first || b < *lo)
+        *lo = b;
+    if (first || b >= *end)
+        *end = (uint8_t)(b + 1);
+}
+
 static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
 {
     out->device = r->device;
@@ -329,6 +338,7 @@ static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
     out->gap_max_s = r->gap_max_s;
     out->continues = 0;
     out->written = 0;
+    out->delay_lo = out->delay_end = out->whole_lo = out->whole_end = 0;
     if (r->full) {
         out->delay = q->sketches[r->full - 1];
         return;
@@ -337,6 +347,7 @@ static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
     for (int i = 0; i < r->nsparse; i++) {
         out->delay.b[r->sb[i]] = r->sc[i];
         out->delay.count += r->sc[i];
+        tc_qm_bounds_add(&out->delay_lo, &out->delay_end, r->sb[i], i == 0);
     }
 }
 
@@ -564,9 +575,13 @@ static void tc_qm_written_note(tc_qm *q, const tc_qm_slot *s, tc_qm_row *out)
         out->continues = 1;
         out->written = w->readings;
         out->whole = out->delay;
+        out->whole_lo = out->delay_lo;
+        out->whole_end = out->delay_end;
         for (int i = 0; i < w->nsparse; i++) {
             out->whole.b[w->sb[i]] += w->sc[i];
             out->whole.count += w->sc[i];
+            if (out->whole_end) /* else the delay's buckets are not known: nor the whole's */
+                tc_qm_bounds_add(&out->whole_lo, &out->whole_end, w->sb[i], 0);
         }
     }
     known = w->state == TC_QM_WRITTEN_KNOWN && !s->full && w->readings <= UINT32_MAX - s->readings;

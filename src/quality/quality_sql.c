@@ -348,18 +348,27 @@ const char tc_quality_sql_row_type[] =
 /* ---- the binary array of the rows ---- */
 
 /* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
-static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q)
+/* The bucket of quantile q of s whose buckets that count all lie in [lo, end) (the others 0, so
+ * the ranks are those of the whole sketch). */
+static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q, int lo, int end)
 {
     uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
 
     if (!s->count)
         return -1;
-    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++) {
+    for (int i = lo; i < end; i++) {
         seen += s->b[i];
         if (seen >= (rank < 1 ? 1 : rank))
             return i;
     }
     return TC_QM_SKETCH_BUCKETS - 1;
+}
+
+/* [*lo, *end) as a row states it for one of its sketches (tc_qm_row: an end of 0 is all). */
+static void tc_quality_sql_bounds(int lo, int end, int *lo_out, int *end_out)
+{
+    *end_out = end > 0 && end <= TC_QM_SKETCH_BUCKETS ? end : TC_QM_SKETCH_BUCKETS;
+    *lo_out = end > 0 && lo < *end_out ? lo : 0;
 }
 
 /* PostgreSQL's binary forms (the wire's, big-endian): an array is its dimensions, its element
@@ -430,7 +439,7 @@ void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics)
      * than the figures, as the JSON before it did); the sketch is the bulk: 8 bytes a bucket. */
     unsigned char buf[TC_QUALITY_SQL_ROW_BIN_MAX], *p = buf + 4, *sk;
     size_t dlen = r->device ? strnlen(r->device, TC_QM_DEVICE_ID_MAX) : 0;
-    int nb, b0;
+    int nb, b0, lo, end;
 
     p = tc_qsql_u32(p, TC_QSQL_ROW_COLS);
     if (r->device) {
@@ -458,10 +467,12 @@ void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics)
     /* The sketch from its first bucket that counts (sk0, the zeros before it made in SQL) to its
      * last (at least one bucket): the SQL adds sketches of any lengths (a missing bucket is 0),
      * and a device minute's few delays fall in a bucket or two, wherever they are. */
-    nb = TC_QM_SKETCH_BUCKETS;
-    while (nb > 1 && !r->delay.b[nb - 1])
+    tc_quality_sql_bounds(r->delay_lo, r->delay_end, &lo, &nb);
+    while (nb > lo + 1 && !r->delay.b[nb - 1])
         nb--;
-    for (b0 = 0; b0 < nb - 1 && !r->delay.b[b0]; b0++)
+    if (nb == lo + 1 && !r->delay.b[lo])
+        lo = 0, nb = 1; /* no bucket counts: one 0, as the whole sketch scanned would give */
+    for (b0 = lo; b0 < nb - 1 && !r->delay.b[b0]; b0++)
         ;
     p = tc_qsql_int4(p, b0);
     p = tc_qsql_u32(p, TC_QSQL_OID_INT4S);
@@ -477,15 +488,16 @@ void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics)
     (void)tc_qsql_u32(sk, (uint32_t)(p - sk - 4));
     /* A new row's quantiles, from its own sketch here, as bucket numbers (-1: none); a row that
      * exists takes them from the merged sketch in SQL (tc_quality_sql_write_rows). */
-    p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->delay, 0.5));
-    p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->delay, 0.99));
+    p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->delay, 0.5, b0, nb));
+    p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->delay, 0.99, b0, nb));
     /* A part of a minute whose earlier parts this lane wrote (metrics.h): the readings they
      * stored and the quantiles of all the parts' sketch, which the statement takes when the
      * stored row holds those readings and nothing else; NULLs otherwise. */
     if (r->continues) {
+        tc_quality_sql_bounds(r->whole_lo, r->whole_end, &lo, &end);
         p = tc_qsql_int8(p, r->written);
-        p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->whole, 0.5));
-        p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->whole, 0.99));
+        p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->whole, 0.5, lo, end));
+        p = tc_qsql_int4(p, tc_quality_sql_quantile_bucket(&r->whole, 0.99, lo, end));
     } else {
         p = tc_qsql_null(p, TC_QSQL_OID_INT8);
         p = tc_qsql_null(p, TC_QSQL_OID_INT4);

@@ -641,6 +641,72 @@ static void part_reading(tc_qm *q, int m, int sec, int64_t delay_ms)
     tc_qm_observe(q, "d-0", 3, at, at + delay_ms * 1000, at, NULL, NULL, 6);
 }
 
+/* Every row a flush hands over (device's and fleet's) has bounds that hold each bucket that
+ * counts, and is encoded into the same bytes as the row with no bounds stated (the encoder and its
+ * quantiles then scan the whole sketch, as they did before they read bounds). */
+static void check_bounds(const tc_qm_sketch *s, int lo, int end)
+{
+    if (!end)
+        return;
+    assert_true(lo < end && end <= TC_QM_SKETCH_BUCKETS);
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++)
+        if (s->b[i])
+            assert_true(i >= lo && i < end);
+}
+
+static void bounded_row(void *opaque, const tc_qm_row *r)
+{
+    int *seen = opaque;
+    tc_qm_row unbounded = *r;
+    tc_jbuf a, b;
+
+    check_bounds(&r->delay, r->delay_lo, r->delay_end);
+    if (r->continues)
+        check_bounds(&r->whole, r->whole_lo, r->whole_end);
+    unbounded.delay_lo = unbounded.delay_end = unbounded.whole_lo = unbounded.whole_end = 0;
+    tc_jbuf_init(&a, 1 << 16);
+    tc_jbuf_init(&b, 1 << 16);
+    tc_quality_sql_row_bin(&a, r, 6);
+    tc_quality_sql_row_bin(&b, &unbounded, 6);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    tc_jbuf_free(&a);
+    tc_jbuf_free(&b);
+    seen[r->continues]++;
+    seen[2] += r->delay_end != 0;
+}
+
+/* Devices' minutes handed over in parts, delays from 0 to minutes (the sketch's first bucket to
+ * its last), a few flushes a minute: the bounds hold and change no byte. */
+static void test_bounds_change_no_byte(void **state)
+{
+    char errstr[TC_ERRSTR_MAX], id[16];
+    int seen[3] = {0, 0, 0};
+    uint64_t x = 12345;
+    tc_qm_options o;
+    tc_qm *q;
+
+    (void)state;
+    tc_qm_options_default(&o, 16);
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int k = 0; k < 4000; k++) {
+        int64_t at = (int64_t)(k / 8) * 2 * SEC, delay_us;
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        /* Mostly one or two buckets a device's minute, now and then anywhere (spread). */
+        delay_us = (x >> 60) == 0 ? (int64_t)((x >> 20) % 600000000u)
+                                  : (int64_t)(1000 + (x >> 40) % 3000) * 1000;
+        snprintf(id, sizeof(id), "d-%d", (int)(k % 8));
+        tc_qm_observe(q, id, strlen(id), at, at + delay_us, at, NULL, NULL, 6);
+        if (k % 97 == 96)
+            tc_qm_flush(q, INT64_MAX, bounded_row, seen);
+    }
+    tc_qm_flush(q, INT64_MAX, bounded_row, seen);
+    tc_qm_destroy(q);
+    /* The data had all of it: rows that continue, and bounds stated. */
+    assert_true(seen[1] > 50 && seen[0] > 50 && seen[2] > 100);
+}
+
 /* A device's minute handed over in parts: the first part does not continue anything; a later part
  * of the same minute continues it, with the readings handed over before it and the sum of every
  * part's sketch, its own included; a part of an older minute (a late reading's) does not, and
@@ -781,6 +847,7 @@ int main(void)
         cmocka_unit_test(test_tables_grow),
         cmocka_unit_test(test_rows_of_many_minutes),
         cmocka_unit_test(test_row_bin),
+        cmocka_unit_test(test_bounds_change_no_byte),
         cmocka_unit_test(test_parts_of_a_minute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
