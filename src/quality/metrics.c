@@ -316,7 +316,6 @@ static void tc_qm_sketch_put(tc_qm *q, tc_qm_slot *r, int b)
     q->sketches[r->full - 1].count++;
 }
 
-/* Row r as tc_qm_row (its sketch whole) into *out. */
 /* Widen [*lo, *end) to bucket b (first: the range is empty so far). */
 static void tc_qm_bounds_add(uint8_t *lo, uint8_t *end, uint8_t b, int first)
 {
@@ -326,6 +325,7 @@ static void tc_qm_bounds_add(uint8_t *lo, uint8_t *end, uint8_t b, int first)
         *end = (uint8_t)(b + 1);
 }
 
+/* Row r as tc_qm_row (its sketch whole, and where its buckets that count lie) into *out. */
 static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
 {
     out->device = r->device;

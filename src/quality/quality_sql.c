@@ -347,9 +347,9 @@ const char tc_quality_sql_row_type[] =
 
 /* ---- the binary array of the rows ---- */
 
-/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty. */
-/* The bucket of quantile q of s whose buckets that count all lie in [lo, end) (the others 0, so
- * the ranks are those of the whole sketch). */
+/* The bucket holding a sketch's q-quantile (tc_qm_sketch_quantile's), -1 when it is empty; the
+ * buckets of s that count all lie in [lo, end) (the others are 0, so the ranks are the whole
+ * sketch's). */
 static int tc_quality_sql_quantile_bucket(const tc_qm_sketch *s, double q, int lo, int end)
 {
     uint64_t rank = (uint64_t)ceil(q * (double)s->count), seen = 0;
