@@ -126,6 +126,14 @@ tc_err tc_pipeline_dead_letter(tc_pipeline *p, const tc_message *m, tc_reject re
                                        decoded ? p->cur->batch->n : SIZE_MAX, 1);
 }
 
+/* A resend's dead-letter detail; has_id: its fingerprint was made from its message_id. */
+static void tc_pipeline_duplicate_detail(char *detail, size_t size, int has_id)
+{
+    snprintf(detail, size,
+             "a resend of an earlier reading of this partition (same device_id, timestamp and %s)",
+             has_id ? "message_id" : "content");
+}
+
 /*
  * A verdict one message late. The dedupe window's lookup is a cache miss on a table of megabytes
  * (tc_dedupe_prefetch starts it once the row's fingerprint is known, but only validation came
@@ -158,9 +166,7 @@ tc_err tc_pipeline_dedupe_settle(tc_pipeline *p)
     if (!(l->sinks & TC_ROW_PRIMARY))
         return TC_OK;
     p->cur->primary_rows--;
-    snprintf(detail, sizeof(detail),
-             "a resend of an earlier reading of this partition (same device_id, timestamp and %s)",
-             l->has_id ? "message_id" : "content");
+    tc_pipeline_duplicate_detail(detail, sizeof(detail), l->has_id);
     err = tc_pipeline_dead_letter_row(p, &l->msg, TC_REJECT_DUPLICATE, "dedupe", detail, l->row, 0);
     return err == TC_ERR_FULL ? TC_ERR_INVALID : err; /* cannot be: its room was checked */
 }
@@ -372,10 +378,7 @@ tc_err tc_pipeline_take(tc_pipeline *p, const tc_message *m, unsigned sinks)
             tc_dedupe_check(p->dedupe, p->row_fp, m->partition, m->offset,
                             p->cur->batch->time_us[p->cur->batch->n])) {
             r = TC_REJECT_DUPLICATE;
-            snprintf(detail, sizeof(detail),
-                     "a resend of an earlier reading of this partition (same device_id, timestamp "
-                     "and %s)",
-                     p->row_has_id ? "message_id" : "content");
+            tc_pipeline_duplicate_detail(detail, sizeof(detail), p->row_has_id);
         }
         if (r == TC_REJECT_NONE) {
             p->cur->batch->partition[p->cur->batch->n] = m->partition;
