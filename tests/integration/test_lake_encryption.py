@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lake_kms import COLUMN_KEY, FOOTER_KEY, new_keys, read_table, write_key_file
+from lake_kms import (COLUMN_KEY, FOOTER_KEY, decryption_properties, new_keys, read_table,
+                      write_key_file)
 from oracle import METRICS
 
 DAY = 86400
@@ -106,13 +107,18 @@ def test_encrypted_lake_run_verify_compact(tc, tmp_path):
     ok = tc.cmd("lake", "verify", extra=extra)
     assert "0 bad" in ok.stdout, ok.stdout
 
-    # One byte changed in the middle of a compacted file (page data): verify names the file.
+    # One byte changed inside a page's ciphertext: verify names the file. The byte is the first of
+    # the ciphertext of the first page's header module (a 4-byte length, a 12-byte nonce, then the
+    # ciphertext): the middle of the file, as this test took before, fell on a module's length now
+    # and then, which verify reports as a length that does not match.
     victim = compacted[0]
-    size = os.path.getsize(victim)
+    meta = pq.ParquetFile(victim, decryption_properties=decryption_properties(keys)).metadata
+    chunk = meta.row_group(0).column(0)
+    at = min(chunk.data_page_offset, chunk.dictionary_page_offset or chunk.data_page_offset) + 16
     with open(victim, "r+b") as f:
-        f.seek(size // 2)
+        f.seek(at)
         b = f.read(1)
-        f.seek(size // 2)
+        f.seek(at)
         f.write(bytes([b[0] ^ 0x01]))
     bad = tc.cmd("lake", "verify", extra=extra, check=False)
     assert bad.returncode == 1 and bad.stdout.count("BAD") == 1, bad.stdout
