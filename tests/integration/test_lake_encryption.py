@@ -109,8 +109,9 @@ def test_encrypted_lake_run_verify_compact(tc, tmp_path):
 
     # One byte changed inside a page's ciphertext: verify names the file. The byte is the first of
     # the ciphertext of the first page's header module (a 4-byte length, a 12-byte nonce, then the
-    # ciphertext): the middle of the file, as this test took before, fell on a module's length now
-    # and then, which verify reports as a length that does not match.
+    # ciphertext). The middle of the file, as this test took before, can fall where a change is
+    # reported otherwise (a module's 4-byte length: "length does not match"); a suite run failed
+    # so once.
     victim = compacted[0]
     meta = pq.ParquetFile(victim, decryption_properties=decryption_properties(keys)).metadata
     chunk = meta.row_group(0).column(0)
