@@ -54,7 +54,10 @@
 #define MEMORY_DEVICES  100000
 #define MEMORY_READINGS 30
 #define LATE_AFTER_S    60
-#define SPEC_DEFAULT    "spike=0.01,drift=0.005,stuck=0.005,silent=0.002,late=0.01,ooo=0.005"
+/* The series the detectors watch: the four metrics, not the coordinates, as the quality sink's
+ * default (quality.detect_location off); the state of all six is held either way. */
+#define WATCH        ((1u << 6) - 1 - (1u << TC_M_LATITUDE) - (1u << TC_M_LONGITUDE))
+#define SPEC_DEFAULT "spike=0.01,drift=0.005,stuck=0.005,silent=0.002,late=0.01,ooo=0.005"
 /* 2026-11-28T00:00:00Z: a fixed start, so runs compare. */
 #define START_US INT64_C(1795824000000000)
 
@@ -259,6 +262,7 @@ int main(int argc, char **argv)
     o.anomalies = &an;
 
     tc_qd_options_default(&qo, 6, (size_t)devices);
+    qo.watch = WATCH;
     qd = tc_qd_new(&qo, on_finding, &b, errstr, sizeof(errstr));
     tc_qm_options_default(&mo, (size_t)devices);
     mo.late_after_s = LATE_AFTER_S;
@@ -509,7 +513,9 @@ int main(int argc, char **argv)
            (unsigned long long)mt.late, (unsigned long long)late_true,
            (unsigned long long)mt.out_of_order, (unsigned long long)ooo_true,
            (unsigned long long)late_true);
-    printf("cpu: %.3f us per reading (detectors + metrics, 6 metrics a reading)\n", us);
+    printf("cpu: %.3f us per reading (detectors on the 4 metrics + the metrics of 6 fields a "
+           "reading)\n",
+           us);
     printf("cpu: %.3f us per reading for the quality sink's engine (tc_qmon_add and its flushes' "
            "documents, %d lanes, no rules, no database)\n",
            cpu_mon * 1e6 / (double)(fed ? fed : 1), MON_LANES);

@@ -252,6 +252,11 @@ static const tc_conf_entry tc_conf_table[] = {
      "minute of event time that closes asks for one sooner (at most one a second)."},
     {"quality.tick_s", TC_CT_INT, "10", 1, 3600, NULL, OFF(quality_tick_s),
      "Event time between two silence checks of a partition's devices."},
+    {"quality.detect_location", TC_CT_BOOL, "false", 0, 0, NULL, OFF(quality_detect_location),
+     "Run the anomaly detectors (spike, drift, stuck, rate) on latitude and longitude as well as "
+     "on the metrics. Off by default: on coordinates they miss any GPS jump shorter than about ten "
+     "kilometres and take a moving device's travel for a drift (docs/quality.md). Their "
+     "completeness is counted either way."},
     {"features.online_max_windows", TC_CT_INT, "200000", 1, 50000000, NULL,
      OFF(features_online_max_windows),
      "Windows (device x feature x window start) the online features sink (\"features\" in "

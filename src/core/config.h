@@ -93,6 +93,7 @@ typedef struct tc_config {
     int64_t quality_max_devices;
     int64_t quality_flush_interval_ms;
     int64_t quality_tick_s;
+    int64_t quality_detect_location;
     /* features (the online features sink) */
     int64_t features_online_max_windows;
     int64_t features_online_flush_interval_ms;

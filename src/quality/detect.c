@@ -141,6 +141,7 @@ void tc_qd_options_default(tc_qd_options *o, int metrics, size_t max_devices)
     o->warmup = 40;
     for (int m = 0; m < TC_QD_METRICS_MAX; m++)
         o->resolution[m] = 0.01;
+    o->watch = metrics >= 1 && metrics <= TC_QD_METRICS_MAX ? (1u << metrics) - 1 : 0;
 }
 
 static int tc_qd_positive(double v)
@@ -170,6 +171,10 @@ static tc_err tc_qd_check(const tc_qd_options *o, char *errstr, size_t errstr_si
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "need stuck_n 2..65535, stuck_s 0..4e6, silence_factor > 1, "
                           "silence_min_s >= 0, warmup 5..10000, drift_alpha >= 0.001");
+    if (o->watch >> o->metrics)
+        return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
+                          "watch 0x%x names a series past the %d metrics", (unsigned)o->watch,
+                          o->metrics);
     for (int m = 0; m < o->metrics; m++)
         if (!tc_qd_positive(o->resolution[m]) || !(o->rate_max[m] >= 0))
             return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
@@ -596,9 +601,13 @@ static void tc_qd_observe_at(tc_qd *d, size_t di, int64_t t_us, const double *co
     dev->gen = d->gen;
     if (dev->n < UINT32_MAX)
         dev->n++;
-    /* |v| < 3e38 is false for NaN and the infinities: non-finite values are skipped with it. */
+    /* |v| < 3e38 is false for NaN and the infinities: non-finite values are skipped with it. The
+     * watched series in the order of their metrics (all of them: the order the loop always had). */
     for (int m = 0; m < d->o.metrics; m++) {
-        double v = values[m][k];
+        double v;
+        if (!(d->o.watch >> m & 1u))
+            continue;
+        v = values[m][k];
         if ((!present || present[m][k]) && fabs(v) < 3e38)
             tc_qd_series_observe(d, di, m, &s[m], &c[m], (float)v, t_us);
     }
@@ -628,8 +637,8 @@ static void tc_qd_prefetch(const tc_qd *d, long i)
     if (i < 0)
         return;
     __builtin_prefetch(tc_qd_dev(d, (size_t)i), 1);
-    for (int m = 0; m < d->o.metrics; m++)
-        __builtin_prefetch(&tc_qd_ser(d, (size_t)i)[m], 1);
+    for (uint32_t w = d->o.watch; w; w &= w - 1)
+        __builtin_prefetch(&tc_qd_ser(d, (size_t)i)[__builtin_ctz(w)], 1);
 }
 
 void tc_qd_observe_batch(tc_qd *d, size_t n, const char *const *ids, const size_t *lens,
@@ -690,6 +699,28 @@ void tc_qd_tick(tc_qd *d, int64_t now_us)
             d->emit(d->opaque, &f);
         }
     }
+}
+
+size_t tc_qd_resolve_unwatched(tc_qd *d)
+{
+    uint32_t unwatched = ((1u << d->o.metrics) - 1) & ~d->o.watch;
+    size_t n = 0;
+
+    for (size_t i = 0; unwatched && i < d->ndevices; i++) {
+        tc_qd_series *s = tc_qd_ser(d, i);
+        tc_qd_cold *c = tc_qd_cold_of(d, i);
+
+        for (uint32_t w = unwatched; w; w &= w - 1) {
+            int m = __builtin_ctz(w);
+            for (int kind = 0; kind < TC_QD_SILENCE; kind++)
+                if (s[m].open & (1u << kind)) {
+                    tc_qd_resolve(d, i, m, &s[m], &c[m], (tc_qd_kind)kind, s[m].last_t, NAN, NAN);
+                    tc_qd_dev(d, i)->gen = d->gen;
+                    n++;
+                }
+        }
+    }
+    return n;
 }
 
 tc_qids *tc_qd_ids(tc_qd *d)

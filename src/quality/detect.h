@@ -110,6 +110,11 @@ typedef struct tc_qd_options {
     int warmup;                           /* readings before spikes may fire (default 40) */
     double resolution[TC_QD_METRICS_MAX]; /* sensor quantum: floor of MAD (default 0.01) */
     double rate_max[TC_QD_METRICS_MAX];   /* implausible change per second; 0 = off */
+    /* Series fed readings: bit m for metric m (default: all `metrics`). A series left out keeps
+     * its place in the state and the checkpoint, unchanged, so that a detector watching more or
+     * fewer series loads the same checkpoints (tc_qd_resolve_unwatched closes what it can no
+     * longer see). Silence is per device and always watched. */
+    uint32_t watch;
 } tc_qd_options;
 
 /* The defaults above for `metrics` series per device. */
@@ -175,8 +180,12 @@ uint64_t tc_qd_checksum(const unsigned char *p, size_t n, uint64_t version);
 size_t tc_qd_save_size(const tc_qd *d);
 /* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
  * detector is unchanged. The checkpoint must come from a detector with the same options'
- * metrics count. */
+ * metrics count (the watched ones may differ). */
 tc_err tc_qd_load(tc_qd *d, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size);
+/* Resolve every open finding of a series the options do not watch (a checkpoint's from a detector
+ * that watched it): no reading will ever close it. Emitted as resolved at the series' last
+ * reading, the devices stamped as changed (their next checkpoint records it). Returns how many. */
+size_t tc_qd_resolve_unwatched(tc_qd *d);
 
 /*
  * Incremental checkpoints. Every device carries the generation it last changed in (a reading

@@ -81,6 +81,8 @@ static qmon_lane *tc_qmon_lane_new(tc_qmon *m, int32_t partition, char *errstr, 
     l->partition = partition;
     l->next = l->durable = TC_QMON_MARK_ABSENT;
     tc_qd_options_default(&qo, TC_QMON_METRICS, m->o.max_devices);
+    if (!m->o.detect_location)
+        qo.watch &= ~(1u << TC_M_LATITUDE | 1u << TC_M_LONGITUDE);
     l->qd = tc_qd_new(&qo, tc_qmon_on_finding, l, errstr, errstr_size);
     if (!l->qd) {
         free(l);
@@ -405,6 +407,7 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
     const char *params[3] = {m->group, m->topic, part};
     PGresult *res;
     qmon_lane *l;
+    size_t closed;
     tc_err err;
 
     snprintf(part, sizeof(part), "%d", partition);
@@ -451,6 +454,13 @@ static tc_err tc_qmon_open_one(tc_qmon *m, int32_t partition, int64_t *next, cha
         tc_qmon_lane_free(l);
         return err;
     }
+    /* Findings on the coordinates a run with quality.detect_location left open, once the lane is
+     * sure to be installed: written as resolved by its next flush. */
+    if ((closed = tc_qd_resolve_unwatched(l->qd)) > 0)
+        tc_log_info("quality",
+                    "partition %d: open findings of the coordinates resolved: %zu "
+                    "(quality.detect_location is off)",
+                    partition, closed);
     tc_qmon_drop_lane(m, partition);
     m->lanes[partition] = l;
     if (partition >= m->lane_end)

@@ -8,6 +8,10 @@
  * marks -- `next`, the offset after the last message fed, and `durable`, the one stored in
  * quality_offsets. A lane per partition, not one for all, because a partition is what moves
  * between members of the consumer group: its checkpoint must hold its devices and nothing else.
+ * The detectors hold a series for each of the six fixed fields but watch the four metrics; the
+ * coordinates only with detect_location (quality.detect_location). Their series keep their place
+ * in the checkpoint either way, and a lane opened without it resolves the coordinates' findings a
+ * run with it left open (tc_qd_resolve_unwatched): they are written by its first flush.
  *
  * Exactly once. A flush writes, in ONE transaction on the writer's thread (writer.h): every lane's
  * metric rows (all of them, closed minutes or not: quality_1m adds what it is given to what it
@@ -75,6 +79,7 @@ typedef struct tc_qmon_options {
     double late_after_s;       /* quality.late_after_s */
     int64_t flush_interval_ms; /* longest time between flushes (wall clock) */
     int64_t tick_s;            /* event time between silence checks */
+    int detect_location;       /* quality.detect_location: the detectors watch the coordinates */
 } tc_qmon_options;
 
 void tc_qmon_options_default(tc_qmon_options *o);

@@ -287,6 +287,7 @@ tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, siz
     o.late_after_s = (double)cfg->quality_late_after_s;
     o.flush_interval_ms = cfg->quality_flush_interval_ms;
     o.tick_s = cfg->quality_tick_s;
+    o.detect_location = cfg->quality_detect_location != 0;
     s->sighups = tc_quality_sighups;
     s->mon = tc_qmon_new(&o, errstr, errstr_size);
     if (s->mon && cfg->alerting_alertmanager_urls && *cfg->alerting_alertmanager_urls &&

@@ -311,6 +311,38 @@ def test_rules_and_detectors_fire_and_resolve_once_across_a_kill_9(tc, tmp_path)
     assert tc.cmd("quality", "anomalies", "--open", "--device", "r-1").stdout.count("too-hot") == 0
 
 
+def located(i):
+    """g-1: a steady temperature; a latitude that varies, then holds 52.506 (one of its values: no
+    level shift) for readings 100..159."""
+    lat = 52.506 if 100 <= i < 160 else 52.5 + ((i * 7) % 13) * 0.001
+    doc = {"device_id": "g-1", "timestamp": t(i) // 1000, "temperature": 21.0 + ((i * 3) % 7) * 0.1,
+           "latitude": lat, "longitude": 13.4}
+    return ("g-1", json.dumps(doc).encode())
+
+
+def test_the_coordinates_are_watched_only_when_asked(tc):
+    """quality.detect_location=true: a latitude held still is a stuck finding. A run without it
+    (the default) resolves that finding at the latitude's last reading it was fed, opens none on
+    the coordinates, and still counts their completeness."""
+    tc.partitions = 1
+    tc.migrate()
+    tc.simulate("--count", "0")
+    produce(tc, [located(i) for i in range(0, 130)])
+    tc.run(extra=quality_settings("quality.detect_location=true"))
+    assert wait_quality_caught_up(tc)
+    assert findings(tc, "metric = 'latitude'") == [
+        ("g-1", "latitude", "stuck", None, "warning", t(100), None)]
+    produce(tc, [located(i) for i in range(130, 200)])
+    proc = tc.run(extra=quality_settings())
+    assert wait_quality_caught_up(tc)
+    assert "open findings of the coordinates resolved: 1 " in proc.stderr, proc.stderr[-4000:]
+    # Resolved where the series stopped being fed (reading 129), not where the run ended (159).
+    assert findings(tc, "metric IN ('latitude', 'longitude')") == [
+        ("g-1", "latitude", "stuck", None, "warning", t(100), t(129))]
+    assert tc.sql("SELECT sum(readings), sum(latitude_n), sum(longitude_n) FROM quality_1m") == [
+        (200, 200, 200)]
+
+
 def in_one_minute(devices, seconds):
     """Readings of `devices` at BASE_US + s seconds for s in `seconds`: all in one minute."""
     return [(d, json.dumps({"device_id": d, "timestamp": (BASE_US + s * 1_000_000) // 1000,

@@ -91,6 +91,7 @@ static const char *const all_keys[] = {
     "quality.max_devices",
     "quality.flush_interval_ms",
     "quality.tick_s",
+    "quality.detect_location",
     "features.online_max_windows",
     "features.online_flush_interval_ms",
     "http.listen",
@@ -293,6 +294,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->kafka_min_insync_replicas, 2);
     assert_int_equal(c->kafka_retention_ms, 604800000);
     assert_int_equal(c->kafka_create_topic, 1);
+    assert_int_equal(c->quality_detect_location, 0); /* the detectors leave the coordinates out */
     assert_string_equal(c->pg_dsn, "dbname=thermocline");
     assert_string_equal(c->pg_schema, "telemetry");
     assert_int_equal(c->pg_partition_days_ahead, 2);
@@ -350,13 +352,13 @@ static void test_every_key_settable(void **state)
     fixture *f = *state;
 
     for (size_t i = 0; i < NKEYS; i++) {
-        const char *v = strstr(all_keys[i], "create_topic") || strstr(all_keys[i], "commit") ||
-                                strstr(all_keys[i], "dlq_mirror") ||
-                                strstr(all_keys[i], "rollups") || strstr(all_keys[i], "require_") ||
-                                strstr(all_keys[i], "encryption.enabled") ||
-                                strstr(all_keys[i], "read_open")
-                            ? "false"
-                            : "7";
+        const char *v =
+            strstr(all_keys[i], "create_topic") || strstr(all_keys[i], "commit") ||
+                    strstr(all_keys[i], "dlq_mirror") || strstr(all_keys[i], "rollups") ||
+                    strstr(all_keys[i], "require_") || strstr(all_keys[i], "encryption.enabled") ||
+                    strstr(all_keys[i], "read_open") || strstr(all_keys[i], "detect_location")
+                ? "false"
+                : "7";
 
         if (strstr(all_keys[i], "max_age_s") || strstr(all_keys[i], "retention_ms") ||
             strstr(all_keys[i], "interval_s"))

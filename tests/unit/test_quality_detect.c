@@ -339,6 +339,92 @@ static void test_checkpoint_restart_mid_finding(void **state)
     tc_qd_destroy(b);
 }
 
+/* Two metrics a reading: metric 0 quiet, metric 1 with a spike at 100 and stuck from 150. */
+static void feed_pair(tc_qd *d, const char *dev, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        double v[2] = {base(i), i == 100 ? 25.0 : i >= 150 ? 20.15 : base(i)};
+        tc_qd_observe(d, dev, strlen(dev), T0 + i * CADENCE, v, NULL);
+    }
+}
+
+static tc_qd *new_watching(log_t *l, uint32_t watch)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qd_options o;
+    tc_qd *d;
+
+    tc_qd_options_default(&o, 2, 16);
+    o.watch = watch;
+    d = tc_qd_new(&o, on_finding, l, errstr, sizeof(errstr));
+    assert_non_null(d);
+    return d;
+}
+
+/* A series left out of the watch gives no finding and its state stays as it was (the
+ * checkpoint of a detector fed the other series alone is the same bytes); the watched ones are
+ * untouched by it. A checkpoint taken while the left-out series had a finding open loads, and
+ * tc_qd_resolve_unwatched closes that finding once, at the series' last reading. */
+static void test_watch(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    log_t la = {0}, lb = {0}, lc = {0};
+    tc_qd *all = new_watching(&la, 3), *first = new_watching(&lb, 1), *alone;
+    unsigned char *buf = NULL, *buf2 = NULL;
+    size_t len = 0, len2 = 0;
+    tc_qd_options o;
+
+    (void)state;
+    /* Watching both: the spike of metric 1 (opened, resolved), its stuck run opened at 159. */
+    feed_pair(all, "dev-w", 0, 200);
+    assert_int_equal(la.n, 3);
+    assert_true(la.f[0].kind == TC_QD_SPIKE && la.f[0].metric == 1 && la.f[0].end == 0);
+    assert_true(la.f[1].kind == TC_QD_SPIKE && la.f[1].metric == 1 && la.f[1].end != 0);
+    assert_true(la.f[2].kind == TC_QD_STUCK && la.f[2].metric == 1 && la.f[2].end == 0);
+    /* Watching metric 0 only: nothing, and the same state as a detector fed metric 0 alone. */
+    feed_pair(first, "dev-w", 0, 200);
+    assert_int_equal(lb.n, 0);
+    alone = new_watching(&lc, 1);
+    for (int i = 0; i < 200; i++) {
+        double v[2] = {base(i), 0.0};
+        uint8_t present[2] = {1, 0};
+        tc_qd_observe(alone, "dev-w", 5, T0 + i * CADENCE, v, present);
+    }
+    assert_int_equal(tc_qd_save(first, &buf, &len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(tc_qd_save(alone, &buf2, &len2, errstr, sizeof(errstr)), TC_OK);
+    assert_true(len == len2 && memcmp(buf, buf2, len) == 0);
+    free(buf);
+    free(buf2);
+    assert_int_equal(tc_qd_resolve_unwatched(first), 0);
+    /* The checkpoint of the detector watching both, with its stuck finding open, loads into one
+     * watching metric 0: loading emits nothing; the finding is closed once, ending at reading
+     * 199, and only that device counts as changed. */
+    feed_pair(all, "dev-x", 0, 120); /* a device with no open finding (its spike resolved) */
+    assert_int_equal(tc_qd_save(all, &buf, &len, errstr, sizeof(errstr)), TC_OK);
+    tc_qd_destroy(first);
+    lb.n = 0;
+    first = new_watching(&lb, 1);
+    assert_int_equal(tc_qd_load(first, buf, len, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(lb.n, 0);
+    assert_int_equal(tc_qd_changed(first, 0), 0);
+    assert_int_equal(tc_qd_resolve_unwatched(first), 1);
+    assert_int_equal(lb.n, 1);
+    assert_true(lb.f[0].kind == TC_QD_STUCK && lb.f[0].metric == 1);
+    assert_string_equal(lb.f[0].device, "dev-w");
+    assert_true(lb.f[0].start == T0 + 150 * CADENCE && lb.f[0].end == T0 + 199 * CADENCE);
+    assert_int_equal(tc_qd_changed(first, 0), 1);
+    assert_int_equal(tc_qd_resolve_unwatched(first), 0);
+    free(buf);
+    /* A watch naming a series past the metrics is refused. */
+    tc_qd_options_default(&o, 2, 16);
+    o.watch = 4;
+    assert_null(tc_qd_new(&o, NULL, NULL, errstr, sizeof(errstr)));
+    assert_non_null(strstr(errstr, "watch"));
+    tc_qd_destroy(all);
+    tc_qd_destroy(first);
+    tc_qd_destroy(alone);
+}
+
 static void test_checkpoint_corruption(void **state)
 {
     char errstr[TC_ERRSTR_MAX];
@@ -791,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_out_of_order_ignored),
         cmocka_unit_test(test_checkpoint_restart_mid_finding),
+        cmocka_unit_test(test_watch),
         cmocka_unit_test(test_checkpoint_corruption),
         cmocka_unit_test(test_checkpoint_version_1_loads),
         cmocka_unit_test(test_checkpoint_into_kept_buffer),
