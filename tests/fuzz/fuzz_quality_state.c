@@ -14,7 +14,10 @@
  *     its open-findings count never underflows;
  *   - the same bytes as a record merged into a detector that holds a device already
  *     (tc_qd_merge, the incremental checkpoint's loader): refused, the state is unchanged;
- *     accepted, they are accepted by tc_qd_load too and the detector still saves.
+ *     accepted, they are accepted by tc_qd_load too and the detector still saves;
+ *   - an accepted checkpoint loads into a detector that watches metric 0 only, whose
+ *     tc_qd_resolve_unwatched closes metric 1's open findings once (a second call closes none,
+ *     at most four a device), and they stay closed through its save and a load.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -36,16 +39,47 @@ static void fz_require(int ok, const char *what, const char *detail)
     }
 }
 
-static tc_qd *fz_new(void)
+/* A detector feeding the series of watch (a bit per metric). */
+static tc_qd *fz_new_watching(uint32_t watch)
 {
     char errstr[TC_ERRSTR_MAX];
     tc_qd_options o;
     tc_qd *d;
 
     tc_qd_options_default(&o, FZ_METRICS, FZ_DEVICES);
+    o.watch = watch;
     d = tc_qd_new(&o, NULL, NULL, errstr, sizeof(errstr));
     fz_require(d != NULL, "detector", errstr);
     return d;
+}
+
+static tc_qd *fz_new(void)
+{
+    return fz_new_watching((1u << FZ_METRICS) - 1);
+}
+
+/* Checkpoint in (accepted by a detector watching all) into one watching metric 0 only. */
+static void fz_unwatched(const unsigned char *in, size_t size)
+{
+    char errstr[TC_ERRSTR_MAX] = "";
+    tc_qd *w = fz_new_watching(1), *w2 = fz_new_watching(1);
+    unsigned char *saved = NULL;
+    size_t nsaved = 0, closed;
+    tc_qd_stats st;
+
+    fz_require(tc_qd_load(w, in, size, errstr, sizeof(errstr)) == TC_OK,
+               "a checkpoint loads whatever the detector watches", errstr);
+    closed = tc_qd_resolve_unwatched(w);
+    fz_require(closed <= (size_t)FZ_DEVICES * 4, "at most four findings a series", NULL);
+    fz_require(tc_qd_resolve_unwatched(w) == 0, "resolved once", NULL);
+    tc_qd_get_stats(w, &st);
+    fz_require(st.open_now < (uint64_t)FZ_DEVICES * 5 + 1, "open findings bounded", NULL);
+    fz_require(tc_qd_save(w, &saved, &nsaved, errstr, sizeof(errstr)) == TC_OK, "save", errstr);
+    fz_require(tc_qd_load(w2, saved, nsaved, errstr, sizeof(errstr)) == TC_OK, "reload", errstr);
+    fz_require(tc_qd_resolve_unwatched(w2) == 0, "resolved findings stay resolved", NULL);
+    free(saved);
+    tc_qd_destroy(w);
+    tc_qd_destroy(w2);
 }
 
 /* A detector with some state of its own, so "unchanged" means something. */
@@ -145,6 +179,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        errstr);
         }
         tc_qd_destroy(m);
+        if (loaded)
+            fz_unwatched(in, size);
     }
     free(before);
     free(after);
