@@ -146,7 +146,13 @@ static void tc_lake_member_start(tc_lake *l)
 }
 
 /* Whether the member that named an open file (its name's "-open-<member>.tmp") still lives: its
- * member lock is held. This sink's own files are never another's to keep. */
+ * member lock is held. This sink's own files are never another's to keep.
+ *
+ * The probe takes a shared lock, never an exclusive one: members recovering the partitions of one
+ * dead member at once (a rebalance hands them to several) probe its lock file together, and an
+ * exclusive probe held by one of them would read to the others as the dead member holding it --
+ * they would keep its open files, and nothing would remove them later. A shared lock is refused
+ * only by the member's own exclusive one. */
 static int tc_lake_member_alive(const tc_lake *l, const char *member, size_t len)
 {
     char path[TC_LAKE_PATH_MAX];
@@ -159,7 +165,7 @@ static int tc_lake_member_alive(const tc_lake *l, const char *member, size_t len
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    alive = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    alive = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     if (!alive)
         unlink(path); /* a member that died: its lock file goes with its files */
     close(fd);

@@ -8,6 +8,8 @@
  * one that lost a lake: `amb` and `amb-p1-900000`, whose files a left-to-right parser reads as
  * partition 1 of `amb` from offset 900000.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -281,6 +284,67 @@ static void test_recovery_leaves_a_topic_with_an_overlapping_name(void **state)
     tc_lake_destroy(l);
 }
 
+/* The name of the one member lock in the lake other than `except` (a sink's member name is not
+ * exposed; its lock file is the only trace of it). */
+static void live_member(const char *root, const char *except, char *out, size_t cap)
+{
+    char dir[TC_PATH_MAX];
+    struct dirent *de;
+    DIR *dd;
+
+    tc_path_fmt(dir, sizeof(dir), "%s/_thermocline/members", root);
+    dd = opendir(dir);
+    assert_non_null(dd);
+    *out = '\0';
+    while ((de = readdir(dd)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > 5 && len - 5 < cap && !strcmp(de->d_name + len - 5, ".lock") &&
+            strncmp(de->d_name, except, len - 5) != 0) {
+            memcpy(out, de->d_name, len - 5);
+            out[len - 5] = '\0';
+        }
+    }
+    closedir(dd);
+    assert_true(*out != '\0');
+}
+
+/* Recovery removes a dead member's open files even while another member's recovery is probing the
+ * same dead member (a rebalance hands a dead member's partitions to several members, which recover
+ * them at once and probe its lock together; a probe holds the lock file shared), and keeps the open
+ * files of a member that lives. Found by tests/faults/test_group.py: a probe that took the lock
+ * exclusively read to a concurrent prober as the dead member holding it, and the open file it then
+ * kept was never removed. */
+static void test_recovery_removes_a_dead_members_files_while_others_probe_it(void **state)
+{
+    lake_dir *d = *state;
+    char errstr[TC_ERRSTR_MAX] = "", lockpath[TC_PATH_MAX], other[64], tmp[160];
+    int32_t parts[2] = {0, 1};
+    int64_t next[2];
+    tc_lake *l, *writer;
+    int fd;
+
+    writer = open_sink(d->root, "t"); /* a member that lives, with an open file of partition 0 */
+    live_member(d->root, "", other, sizeof(other));
+    snprintf(tmp, sizeof(tmp), DAYREL "/.part-t-p0-3-open-%s.tmp", other);
+    plant(d->root, tmp, "a live member's open file");
+    plant(d->root, "_thermocline/members/77-0000dead.lock", "");
+    plant(d->root, DAYREL "/.part-t-p1-4-open-77-0000dead.tmp", "a dead member's open file");
+    tc_path_fmt(lockpath, sizeof(lockpath), "%s/_thermocline/members/77-0000dead.lock", d->root);
+    fd = open(lockpath, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_SH | LOCK_NB), 0); /* another recovery's probe, under way */
+
+    l = open_sink(d->root, "t");
+    if (tc_lake_open_partitions(l, parts, 2, next, errstr, sizeof(errstr)) != TC_OK)
+        fail_msg("recovery: %s", errstr);
+    assert_false(present(d->root, DAYREL "/.part-t-p1-4-open-77-0000dead.tmp"));
+    assert_false(present(d->root, "_thermocline/members/77-0000dead.lock"));
+    assert_true(present(d->root, tmp));
+    close(fd);
+    tc_lake_destroy(l);
+    tc_lake_destroy(writer);
+}
+
 /* A damaged progress file stops recovery (naming it) instead of reading as "nothing committed",
  * which would remove every file of the partition. */
 static void test_recovery_refuses_a_damaged_progress(void **state)
@@ -371,6 +435,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_walk_days_in_date_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_leaves_a_topic_with_an_overlapping_name,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_recovery_removes_a_dead_members_files_while_others_probe_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_refuses_a_damaged_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewind_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_refusals_name_the_setting, setup, teardown),
