@@ -106,7 +106,29 @@ static const char tc_quality_ddl[] =
     " n1 bigint, n2 bigint, n3 bigint, n4 bigint, n5 bigint, n6 bigint, late bigint,"
     " ooo bigint, gaps bigint, gap_max double precision, sk0 integer, sk integer[],"
     " q50 integer, q99 integer, pr bigint, m50 integer, m99 integer);"
-    " EXCEPTION WHEN duplicate_object THEN NULL; END $t$;";
+    " EXCEPTION WHEN duplicate_object THEN NULL; END $t$;"
+    /* A sketch is stored from its first bucket that counts: subscript b + 1 holds bucket b, and
+     * the array's lower bound says where it starts (a backfill's delays sit ~90 buckets along, and
+     * the zeros before them were two thirds of a quality_1m row's bytes). Sketches add by
+     * subscript, so rows stored from bucket 0 before this merge with those stored since; the sum
+     * spans both arrays' bounds. PL/pgSQL: the loop assigns in place, where the SQL form built an
+     * array from a zipped unnest (11 against 15 us for two sketches of ~95 buckets). */
+    "CREATE OR REPLACE FUNCTION @S.tc_quality_sketch_add(a integer[], b integer[])"
+    " RETURNS integer[] LANGUAGE plpgsql IMMUTABLE AS $f$ DECLARE lo integer; hi integer;"
+    " s integer[]; BEGIN"
+    " IF a IS NULL THEN RETURN b; END IF; IF b IS NULL THEN RETURN a; END IF;"
+    " IF cardinality(a) = 0 THEN RETURN b; END IF; IF cardinality(b) = 0 THEN RETURN a; END IF;"
+    " lo := least(array_lower(a, 1), array_lower(b, 1));"
+    " hi := greatest(array_upper(a, 1), array_upper(b, 1));"
+    " s := array_fill(0, ARRAY[hi - lo + 1], ARRAY[lo]);"
+    " FOR i IN lo..hi LOOP s[i] := coalesce(a[i], 0) + coalesce(b[i], 0); END LOOP;"
+    " RETURN s; END $f$;"
+    "CREATE OR REPLACE FUNCTION @S.tc_quality_sketch_quantile(s integer[], q double precision)"
+    " RETURNS double precision LANGUAGE sql IMMUTABLE AS $f$"
+    " SELECT CASE WHEN i = 1 THEN 0.5 ELSE power(2, (2.0 * (i - 1) - 1.0) / 8.0) END"
+    " FROM (SELECT i, sum(s[i]) OVER (ORDER BY i) AS c, sum(s[i]) OVER () AS total"
+    " FROM generate_subscripts(s, 1) AS i) x"
+    " WHERE total > 0 AND c >= greatest(1, ceil(q * total)) ORDER BY i LIMIT 1 $f$;";
 
 static const char tc_quality_ddl_timescaledb[] =
     "SELECT create_hypertable('@S.quality_1m', by_range('bucket', INTERVAL '1 day'),"
@@ -219,8 +241,7 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
     "CASE WHEN " b " = 0 THEN 0.5 WHEN " b " > 0 THEN 2 ^ ((2 * " b " - 1) / 8.0::float8) END"
 #define TC_QSQL_UPSERT_SELECT_FROM(from)                                                           \
     " r.readings, r.n1, r.n2, r.n3, r.n4, r.n5, r.n6, r.late, r.ooo, r.gaps,"                      \
-    " r.gap_max, array_fill(0, ARRAY[r.sk0]) || r.sk, " TC_QSQL_BUCKET_MS(                         \
-        "r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM " from
+    " r.gap_max, r.sk, " TC_QSQL_BUCKET_MS("r.q50") ", " TC_QSQL_BUCKET_MS("r.q99") " FROM " from
 /* The rows' binary array of @S.quality_row (tc_quality_sql_row_bin). */
 #define TC_QSQL_ROWS          "unnest($1::@S.quality_row[]) AS r"
 #define TC_QSQL_UPSERT_SELECT TC_QSQL_UPSERT_SELECT_FROM(TC_QSQL_ROWS)
@@ -259,7 +280,7 @@ const char tc_quality_sql_write_rows[] =
     " latitude_n = q.latitude_n + r.n5, longitude_n = q.longitude_n + r.n6,"
     " late = q.late + r.late, out_of_order = q.out_of_order + r.ooo, gaps = q.gaps + r.gaps,"
     " gap_max_s = greatest(q.gap_max_s, r.gap_max),"
-    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, array_fill(0, ARRAY[r.sk0]) || r.sk),"
+    " delay_sketch = @S.tc_quality_sketch_add(q.delay_sketch, r.sk),"
     " delay_p50_ms = " TC_QSQL_BUCKET_MS("r.m50") ","
     " delay_p99_ms = " TC_QSQL_BUCKET_MS("r.m99")
     " FROM r WHERE r.pr IS NOT NULL AND q.device_id = r.device_id"
@@ -464,9 +485,10 @@ void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics)
     } else {
         p = tc_qsql_null(p, TC_QSQL_OID_FLOAT8);
     }
-    /* The sketch from its first bucket that counts (sk0, the zeros before it made in SQL) to its
-     * last (at least one bucket): the SQL adds sketches of any lengths (a missing bucket is 0),
-     * and a device minute's few delays fall in a bucket or two, wherever they are. */
+    /* The sketch from its first bucket that counts (sk0) to its last (at least one bucket), with
+     * its subscripts starting at sk0 + 1 -- stored so, without the zeros before it: the SQL adds
+     * sketches by subscript, whatever their bounds (a missing bucket is 0), and a device minute's
+     * few delays fall in a bucket or two, wherever they are. */
     tc_quality_sql_bounds(r->delay_lo, r->delay_end, &lo, &nb);
     while (nb > lo + 1 && !r->delay.b[nb - 1])
         nb--;
@@ -482,7 +504,7 @@ void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics)
     p = tc_qsql_u32(p, 0);
     p = tc_qsql_u32(p, TC_QSQL_OID_INT4);
     p = tc_qsql_u32(p, (uint32_t)(nb - b0));
-    p = tc_qsql_u32(p, 1);
+    p = tc_qsql_u32(p, (uint32_t)b0 + 1); /* lower bound: subscript b + 1 is bucket b */
     for (int i = b0; i < nb; i++)
         p = tc_qsql_u32(tc_qsql_u32(p, 4), r->delay.b[i]);
     (void)tc_qsql_u32(sk, (uint32_t)(p - sk - 4));

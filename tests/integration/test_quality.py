@@ -100,6 +100,18 @@ def test_quality_tables(tc):
            " delay_sketch) VALUES ('s-1', %s, 6, 5, 1, ARRAY[0, 2, 4])", (start,))
     assert tc.sql("SELECT readings, temperature_n, humidity_n, delay_sketch FROM quality_1m") == \
         [(6, 5, 0, [0, 2, 4])]
+    # Sketches stored from bucket 0 and from their first bucket that counts (subscript b + 1 is
+    # bucket b: docs/quality.md) add bucket by bucket; a quantile reads the subscripts.
+    assert tc.sql("SELECT tc_quality_sketch_add(ARRAY[1, 0, 2], '[3:5]={5,0,6}')::text,"
+                  " tc_quality_sketch_add('[88:89]={1,2}', '[91:91]={3}')::text,"
+                  " tc_quality_sketch_add(NULL, '[4:4]={1}')::text") == \
+        [("{1,0,7,0,6}", "[88:91]={1,2,0,3}", "[4:4]={1}")]
+    # 6 delays, the 3rd smallest (p50) and the 6th (p99) in buckets 88 and 90: 2^((2b - 1) / 8).
+    assert tc.sql("SELECT tc_quality_sketch_quantile('[88:91]={1,2,0,3}', 0.5),"
+                  " tc_quality_sketch_quantile('[88:91]={1,2,0,3}', 0.99),"
+                  " tc_quality_sketch_quantile('{1}', 0.5)") == [(2 ** (175 / 8), 2 ** (179 / 8), 0.5)]
+    assert tc.sql("SELECT tc_quality_sketch_sum(s)::text FROM unnest(ARRAY['{0,1}', '[3:3]={2}',"
+                  " NULL]::text[]) AS t(x), LATERAL (SELECT x::integer[] AS s) y") == [("{0,1,2}",)]
 
 
 def test_quality_tables_timescaledb(tc):

@@ -456,8 +456,10 @@ static void bin_null(bin_reader *b, uint32_t oid)
     assert_int_equal(bin_u32(b), UINT32_MAX);
 }
 
-/* The sketch column (integer[]): sk0 before it, the buckets into out; returns how many. */
-static int bin_sketch(bin_reader *b, uint32_t *out, int cap)
+/* The sketch column (integer[]) that sk0 comes before: its buckets into out, its lower bound
+ * sk0 + 1 (subscript b + 1 is bucket b, in PostgreSQL's binary array: dimensions, NULL flag,
+ * element type, then length and lower bound a dimension); returns how many. */
+static int bin_sketch(bin_reader *b, int32_t sk0, uint32_t *out, int cap)
 {
     uint32_t len, n;
     const unsigned char *start;
@@ -469,7 +471,7 @@ static int bin_sketch(bin_reader *b, uint32_t *out, int cap)
     assert_int_equal(bin_u32(b), 0); /* no NULLs */
     assert_int_equal(bin_u32(b), 23);
     n = bin_u32(b);
-    assert_int_equal(bin_u32(b), 1); /* lower bound */
+    assert_int_equal(bin_u32(b), sk0 + 1); /* lower bound */
     assert_true((int)n <= cap);
     for (uint32_t i = 0; i < n; i++) {
         assert_int_equal(bin_u32(b), 4);
@@ -547,7 +549,7 @@ static void test_row_bin(void **state)
     memcpy(&gap, &bits, sizeof(gap));
     assert_true(gap == 2.5);
     assert_int_equal(bin_int4(&b), 0); /* sk0 */
-    assert_int_equal(bin_sketch(&b, sk, TC_QM_SKETCH_BUCKETS), 4);
+    assert_int_equal(bin_sketch(&b, 0, sk, TC_QM_SKETCH_BUCKETS), 4);
     assert_int_equal(sk[0], 1);
     assert_int_equal(sk[1], 0);
     assert_int_equal(sk[2], 0);
@@ -578,7 +580,7 @@ static void test_row_bin(void **state)
         assert_int_equal(bin_int8(&b), 0);
     bin_null(&b, 701);
     assert_int_equal(bin_int4(&b), 0);
-    assert_int_equal(bin_sketch(&b, sk, TC_QM_SKETCH_BUCKETS), 1);
+    assert_int_equal(bin_sketch(&b, 0, sk, TC_QM_SKETCH_BUCKETS), 1);
     assert_int_equal(sk[0], 0);
     assert_int_equal(bin_int4(&b), -1);
     assert_int_equal(bin_int4(&b), -1);
@@ -603,7 +605,7 @@ static void test_row_bin(void **state)
         (void)bin_int8(&b);
     bin_null(&b, 701);
     assert_int_equal(bin_int4(&b), 70);
-    assert_int_equal(bin_sketch(&b, sk, TC_QM_SKETCH_BUCKETS), 3);
+    assert_int_equal(bin_sketch(&b, 70, sk, TC_QM_SKETCH_BUCKETS), 3);
     assert_int_equal(sk[0], 5);
     assert_int_equal(sk[1], 0);
     assert_int_equal(sk[2], 1);
