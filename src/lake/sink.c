@@ -116,22 +116,18 @@ static void tc_lake_member_path(const tc_lake *l, const char *member, size_t len
 }
 
 /*
- * Name this sink among the members writing the lake (pid and a random number), and hold its member
- * lock while it lives: another member's recovery removes the open files of a partition only when
- * their member is gone (tc_lake_member_alive), never the open files of a member still writing
- * them. Without the lock (an unwritable lake) the files count as a dead member's.
+ * Hold this sink's member lock while it lives: another member's recovery removes its open files
+ * only when it is gone (tc_lake_member_alive), never those of a member still writing them. Without
+ * the lock (an unwritable lake) the files count as a gone member's, so a sink that could not take
+ * it tries again at each recovery (tc_lake_open_partitions), before it writes anything more.
  */
-static void tc_lake_member_start(tc_lake *l)
+static void tc_lake_member_lock(tc_lake *l)
 {
     char dir[TC_LAKE_PATH_MAX], path[TC_LAKE_PATH_MAX], ignored[TC_ERRSTR_MAX];
-    struct timespec ts;
-    unsigned r;
     int fd;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    r = (unsigned)ts.tv_nsec ^ ((unsigned)ts.tv_sec << 7) ^ ((unsigned)getpid() << 16);
-    snprintf(l->member, sizeof(l->member), "%ld-%08x", (long)getpid(), r);
-    l->member_fd = -1;
+    if (l->member_fd >= 0)
+        return;
     tc_path_fmt(dir, sizeof(dir), "%s/_thermocline/members", l->root);
     if (tc_durable_mkdirs(dir, ignored, sizeof(ignored)) != TC_OK)
         return;
@@ -143,6 +139,19 @@ static void tc_lake_member_start(tc_lake *l)
         l->member_fd = fd;
     else if (fd >= 0)
         close(fd);
+}
+
+/* Name this sink among the members writing the lake (pid and a random number) and take its lock. */
+static void tc_lake_member_start(tc_lake *l)
+{
+    struct timespec ts;
+    unsigned r;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r = (unsigned)ts.tv_nsec ^ ((unsigned)ts.tv_sec << 7) ^ ((unsigned)getpid() << 16);
+    snprintf(l->member, sizeof(l->member), "%ld-%08x", (long)getpid(), r);
+    l->member_fd = -1;
+    tc_lake_member_lock(l);
 }
 
 /* Whether the member that named an open file (its name's "-open-<member>.tmp") still lives: its
@@ -355,6 +364,28 @@ typedef struct tc_lake_clean {
     tc_err err;
 } tc_lake_clean;
 
+/*
+ * An open file of a partition this recovery does not cover, left by a member that is gone. Such a
+ * file is removed too: only its member could have committed it, and the recovery of its partition
+ * may have run while that member still lived (a member killed between losing a partition and
+ * handing it back) -- it would stay until the partition moved again. This sink's own files and
+ * those of a writer without a member name (not known to be gone) are left to their partition's
+ * recovery. A missing lock file reads as gone, as in tc_lake_member_alive.
+ */
+static int tc_lake_abandoned(const tc_lake_clean *c, const tc_lake_name *nm)
+{
+    size_t len = strlen(nm->member);
+
+    if (nm->kind != TC_LAKE_FILE_OPEN || len == 0 ||
+        (len == strlen(c->l->member) && !strcmp(nm->member, c->l->member)))
+        return 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->parts[i] == nm->partition)
+            return 0; /* the loop below decides, with the partition's progress */
+    }
+    return !tc_lake_member_alive(c->l, nm->member, len);
+}
+
 /* Remove what an interrupted commit of the given partitions left behind in one day directory. A
  * file that cannot be removed (a read-only file system) is an error: left in place, a renamed file
  * beyond the progress would show its readings twice once they are written again. Names are decoded
@@ -375,6 +406,14 @@ static tc_err tc_lake_clean_dir(void *opaque, const char *dir, int64_t day)
         tc_lake_name nm;
         if (!tc_lake_name_is_topic(de->d_name, c->l->topic, &nm))
             continue;
+        if (tc_lake_abandoned(c, &nm)) {
+            tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
+            if (unlink(path) == 0) {
+                removed++;
+                tc_log_warn("lake", "removed %s, an open file of a member that is gone", path);
+            }
+            continue;
+        }
         for (size_t i = 0; i < c->n; i++) {
             int is_tmp = nm.kind == TC_LAKE_FILE_OPEN;
             if (c->parts[i] != nm.partition ||
@@ -470,6 +509,7 @@ tc_err tc_lake_open_partitions(tc_lake *l, const int32_t *parts, size_t n, int64
     int64_t *progress = malloc((n + 1) * sizeof(*progress));
     tc_err err = sorted && progress ? TC_OK : TC_ERR_NOMEM;
 
+    tc_lake_member_lock(l);
     if (err == TC_OK) {
         memcpy(sorted, parts, n * sizeof(*sorted));
         qsort(sorted, n, sizeof(*sorted), tc_lake_cmp_part);

@@ -31,7 +31,9 @@
  * locks, so it never removes the files of a commit under way. Open files are named per member
  * (.part-<topic>-p<P>-<first>-open-<pid>-<random>.tmp); each member holds an flock on
  * <root>/_thermocline/members/<pid>-<random>.lock while it lives, and a recovery removes another
- * member's open files only once that lock is free (the member is gone).
+ * member's open files only once that lock is free (the member is gone); it also removes the open
+ * files of gone members in partitions it does not recover, whose own recovery may have run while
+ * their member still lived.
  *
  * Not thread-safe; one sink belongs to the pipeline thread.
  */

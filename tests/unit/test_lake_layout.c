@@ -345,6 +345,71 @@ static void test_recovery_removes_a_dead_members_files_while_others_probe_it(voi
     tc_lake_destroy(writer);
 }
 
+/* A recovery also removes the open files of members that are gone in partitions it does not
+ * recover (their own recovery may have run while the member lived: it was killed between losing
+ * the partition and handing it back), and keeps there the open files of a member that lives, its
+ * own, and those of a writer without a member name. */
+static void test_recovery_removes_open_files_of_gone_members_in_other_partitions(void **state)
+{
+    lake_dir *d = *state;
+    char errstr[TC_ERRSTR_MAX] = "", live[64], own[64], live_tmp[160], own_tmp[160];
+    int32_t part = 0;
+    int64_t next;
+    tc_lake *l, *writer;
+
+    writer = open_sink(d->root, "t");
+    live_member(d->root, "", live, sizeof(live));
+    l = open_sink(d->root, "t");
+    live_member(d->root, live, own, sizeof(own));
+    snprintf(live_tmp, sizeof(live_tmp), DAYREL "/.part-t-p2-5-open-%s.tmp", live);
+    snprintf(own_tmp, sizeof(own_tmp), DAYREL "/.part-t-p3-6-open-%s.tmp", own);
+    plant(d->root, live_tmp, "a live member's open file");
+    plant(d->root, own_tmp, "this sink's own open file of a partition it keeps");
+    plant(d->root, "_thermocline/members/77-0000dead.lock", ""); /* gone, its lock file left */
+    plant(d->root, DAYREL "/.part-t-p2-4-open-77-0000dead.tmp", "a gone member's");
+    plant(d->root, DAYREL "/.part-t-p4-9-open-78-0000dead.tmp", "a gone member's, no lock file");
+    plant(d->root, DAYREL "/.part-t-p5-3-open.tmp", "a writer's from before member names");
+    plant(d->root, DAYREL "/.part-u-p2-4-open-79-0000dead.tmp", "another topic's");
+
+    if (tc_lake_open_partitions(l, &part, 1, &next, errstr, sizeof(errstr)) != TC_OK)
+        fail_msg("recovery: %s", errstr);
+    assert_false(present(d->root, DAYREL "/.part-t-p2-4-open-77-0000dead.tmp"));
+    assert_false(present(d->root, "_thermocline/members/77-0000dead.lock"));
+    assert_false(present(d->root, DAYREL "/.part-t-p4-9-open-78-0000dead.tmp"));
+    assert_true(present(d->root, live_tmp));
+    assert_true(present(d->root, own_tmp));
+    assert_true(present(d->root, DAYREL "/.part-t-p5-3-open.tmp"));
+    assert_true(present(d->root, DAYREL "/.part-u-p2-4-open-79-0000dead.tmp"));
+    tc_lake_destroy(l);
+    tc_lake_destroy(writer);
+}
+
+/* A sink that could not take its member lock (the lake's members folder unusable when it started)
+ * takes it at its next recovery: until then its open files would count as a gone member's. */
+static void test_a_sink_takes_its_member_lock_at_recovery(void **state)
+{
+    lake_dir *d = *state;
+    char errstr[TC_ERRSTR_MAX] = "", name[64], path[TC_PATH_MAX];
+    int32_t part = 0;
+    int64_t next;
+    tc_lake *l;
+    int fd;
+
+    plant(d->root, "_thermocline/members", "a file where the folder goes");
+    l = open_sink(d->root, "t");
+    tc_path_fmt(path, sizeof(path), "%s/_thermocline/members", d->root);
+    assert_int_equal(unlink(path), 0);
+    if (tc_lake_open_partitions(l, &part, 1, &next, errstr, sizeof(errstr)) != TC_OK)
+        fail_msg("recovery: %s", errstr);
+    live_member(d->root, "", name, sizeof(name));
+    tc_path_fmt(path, sizeof(path), "%s/_thermocline/members/%s.lock", d->root, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_not_equal(flock(fd, LOCK_SH | LOCK_NB), 0); /* held: the sink lives */
+    close(fd);
+    tc_lake_destroy(l);
+}
+
 /* A damaged progress file stops recovery (naming it) instead of reading as "nothing committed",
  * which would remove every file of the partition. */
 static void test_recovery_refuses_a_damaged_progress(void **state)
@@ -437,6 +502,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_recovery_removes_a_dead_members_files_while_others_probe_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_recovery_removes_open_files_of_gone_members_in_other_partitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_sink_takes_its_member_lock_at_recovery, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_recovery_refuses_a_damaged_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewind_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_refusals_name_the_setting, setup, teardown),
