@@ -294,7 +294,10 @@ def test_schemathesis_graphql_no_server_errors(gql, role, tmp_path):
         # Without a token every query is refused (401), introspection too: the schema is read
         # with an admin's token, and every generated query is sent without one.
         from graphql import build_client_schema, get_introspection_query, print_schema
+        before = gql.tc.sql(f'SELECT coalesce(max(id), 0) FROM "{gql.tc.audit_schema}".events')[0][0]
         intro = gql.data(get_introspection_query(), tok=token("thermocline_admin", "*"))
+        # Its audit row is written after the answer: wait for it, so the mark below is past it.
+        audited(gql.tc, f"id > {before}", lambda rows: len(rows) >= 1)
         (tmp_path / "schema.graphql").write_text(print_schema(build_client_schema(intro)))
         target, auth = [str(tmp_path / "schema.graphql"), "--url", gql.url], []
     first = gql.tc.sql(f'SELECT coalesce(max(id), 0) FROM "{gql.tc.audit_schema}".events')[0][0]
