@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,33 +365,52 @@ typedef struct tc_lake_clean {
     tc_err err;
 } tc_lake_clean;
 
+/* The index of partition among the recovered ones, or -1 when this recovery does not cover it. */
+static ptrdiff_t tc_lake_clean_index(const tc_lake_clean *c, int32_t partition)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->parts[i] == partition)
+            return (ptrdiff_t)i;
+    }
+    return -1;
+}
+
 /*
- * An open file of a partition this recovery does not cover, left by a member that is gone. Such a
- * file is removed too: only its member could have committed it, and the recovery of its partition
- * may have run while that member still lived (a member killed between losing a partition and
- * handing it back) -- it would stay until the partition moved again. This sink's own files and
- * those of a writer without a member name (not known to be gone) are left to their partition's
- * recovery. A missing lock file reads as gone, as in tc_lake_member_alive.
+ * Whether a recovery removes the file nm (of partition index i, -1 when not recovered here).
+ *
+ * Of a recovered partition: a renamed file from the progress on (a commit that did not finish),
+ * and an open file unless another member still lives to delete it itself (it owned the partition
+ * until now and cannot commit it any more: fenced).
+ *
+ * Of a partition not recovered here, only an open file of a member that is gone: only its member
+ * could have committed it, and the recovery of its partition may have run while that member still
+ * lived (a member killed between losing a partition and handing it back) -- it would stay until
+ * the partition moved again. This sink's own files and those of a writer without a member name
+ * (not known to be gone) are left to their partition's recovery. A missing lock file reads as gone.
  */
-static int tc_lake_abandoned(const tc_lake_clean *c, const tc_lake_name *nm)
+static int tc_lake_clean_removes(const tc_lake_clean *c, const tc_lake_name *nm, ptrdiff_t i)
 {
     size_t len = strlen(nm->member);
+    int is_open = nm->kind == TC_LAKE_FILE_OPEN;
 
-    if (nm->kind != TC_LAKE_FILE_OPEN || len == 0 ||
-        (len == strlen(c->l->member) && !strcmp(nm->member, c->l->member)))
-        return 0;
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->parts[i] == nm->partition)
-            return 0; /* the loop below decides, with the partition's progress */
+    if (i < 0) {
+        if (!is_open || len == 0 ||
+            (len == strlen(c->l->member) && !strcmp(nm->member, c->l->member)))
+            return 0;
+        return !tc_lake_member_alive(c->l, nm->member, len);
     }
+    if (!is_open)
+        return c->progress[i] < 0 || nm->first >= c->progress[i];
     return !tc_lake_member_alive(c->l, nm->member, len);
 }
 
-/* Remove what an interrupted commit of the given partitions left behind in one day directory. A
- * file that cannot be removed (a read-only file system) is an error: left in place, a renamed file
- * beyond the progress would show its readings twice once they are written again. Names are decoded
- * by lake/layout.h, so a file of another topic whose name merely starts with ours is never
- * taken for one of ours. */
+/* Remove what an interrupted commit of the given partitions, and gone members' open files of any
+ * partition, left behind in one day directory. A file of a recovered partition that cannot be
+ * removed (a read-only file system) is an error: left in place, a renamed file beyond the progress
+ * would show its readings twice once they are written again. A gone member's file of another
+ * partition that cannot be removed is left to that partition's own recovery, which reports it.
+ * Names are decoded by lake/layout.h, so a file of another topic whose name merely starts with
+ * ours is never taken for one of ours. */
 static tc_err tc_lake_clean_dir(void *opaque, const char *dir, int64_t day)
 {
     tc_lake_clean *c = opaque;
@@ -404,34 +424,22 @@ static tc_err tc_lake_clean_dir(void *opaque, const char *dir, int64_t day)
         return TC_OK;
     while ((de = readdir(d)) != NULL) {
         tc_lake_name nm;
+        ptrdiff_t i;
         if (!tc_lake_name_is_topic(de->d_name, c->l->topic, &nm))
             continue;
-        if (tc_lake_abandoned(c, &nm)) {
-            tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
-            if (unlink(path) == 0) {
-                removed++;
-                tc_log_warn("lake", "removed %s, an open file of a member that is gone", path);
-            }
+        i = tc_lake_clean_index(c, nm.partition);
+        if (!tc_lake_clean_removes(c, &nm, i))
             continue;
-        }
-        for (size_t i = 0; i < c->n; i++) {
-            int is_tmp = nm.kind == TC_LAKE_FILE_OPEN;
-            if (c->parts[i] != nm.partition ||
-                (!is_tmp && c->progress[i] >= 0 && nm.first < c->progress[i]))
-                continue;
-            /* Another member's open file, while it lives: it owned the partition until now and
-             * cannot commit it any more (fenced), but it deletes its files itself. */
-            if (is_tmp && tc_lake_member_alive(c->l, nm.member, strlen(nm.member)))
-                continue;
-            tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
-            if (unlink(path) == 0) {
-                removed++;
-                tc_log_warn("lake", "removed %s left by an interrupted commit", path);
-            } else if (errno != ENOENT && c->err == TC_OK) {
-                c->err = tc_err_set(TC_ERR_IO, c->errstr, c->errstr_size,
-                                    "could not remove \"%s\" left by an interrupted commit: %s",
-                                    path, strerror(errno));
-            }
+        tc_path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (unlink(path) == 0) {
+            removed++;
+            tc_log_warn("lake", "removed %s%s", path,
+                        i < 0 ? ", an open file of a member that is gone"
+                              : " left by an interrupted commit");
+        } else if (i >= 0 && errno != ENOENT && c->err == TC_OK) {
+            c->err = tc_err_set(TC_ERR_IO, c->errstr, c->errstr_size,
+                                "could not remove \"%s\" left by an interrupted commit: %s", path,
+                                strerror(errno));
         }
     }
     closedir(d);
