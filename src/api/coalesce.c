@@ -13,6 +13,8 @@
  */
 #include "api/coalesce.h"
 
+#include "api/http_gzip.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,6 +395,7 @@ int tc_coalesce_publish(tc_coalesce *c, tc_coalesce_ticket *t, char *data, size_
     a->len = len;
     a->rows = rows;
     a->owner = c;
+    pthread_mutex_init(&a->gz_lock, NULL);
     t->reserved = 0; /* the answer holds the charge now */
     if (t->versioned)
         tc_coalesce_keep(c, t->comp->entry, t->version, a);
@@ -408,8 +411,10 @@ static void tc_coalesce_answer_unref(tc_coalesce *c, tc_coalesce_answer *a)
 {
     if (--a->refs > 0)
         return;
-    c->held -= a->len;
+    c->held -= a->len + a->gz_len;
     free((void *)(uintptr_t)a->data); /* the table's own copy: const only to its readers */
+    free(a->gz);
+    pthread_mutex_destroy(&a->gz_lock);
     free(a);
 }
 
@@ -424,6 +429,33 @@ void tc_coalesce_answer_put(void *answer)
     pthread_mutex_lock(&c->lock);
     tc_coalesce_answer_unref(c, a);
     pthread_mutex_unlock(&c->lock);
+}
+
+const char *tc_coalesce_answer_gzip(void *answer, size_t *len)
+{
+    tc_coalesce_answer *a = answer;
+    tc_coalesce *c = a->owner;
+    char *gz = NULL;
+    size_t gz_len = 0;
+
+    pthread_mutex_lock(&a->gz_lock);
+    if (!a->gz_tried) {
+        a->gz_tried = 1;
+        if (tc_http_gzip_buffer(a->data, a->len, &gz, &gz_len) == 0) {
+            pthread_mutex_lock(&c->lock);
+            if (c->held + gz_len <= c->total_max) {
+                c->held += gz_len;
+                a->gz = gz;
+                a->gz_len = gz_len;
+                gz = NULL;
+            }
+            pthread_mutex_unlock(&c->lock);
+            free(gz); /* over the cap: every response compresses its own */
+        }
+    }
+    *len = a->gz_len;
+    pthread_mutex_unlock(&a->gz_lock);
+    return a->gz;
 }
 
 void tc_coalesce_stats_get(tc_coalesce *c, tc_coalesce_stats *out)

@@ -52,6 +52,9 @@
  * keys are kept (the least recently used goes), and their bytes count toward total_max: a
  * computation that would pass it first drops kept answers, least recently used first.
  *
+ * An answer's gzip form (tc_coalesce_answer_gzip) is made once, under the answer's own lock -- the
+ * table's is not held while it compresses -- and counts toward total_max like the answer.
+ *
  * Ownership: keys are copied. A published answer's bytes are taken from the leader (malloc'ed,
  * NUL after len, freed with free()) and reference-counted: the leader and every follower get one
  * reference each, dropped by tc_coalesce_answer_put from any thread. The table must outlive every
@@ -60,6 +63,7 @@
 #ifndef TC_API_COALESCE_H
 #define TC_API_COALESCE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,6 +89,10 @@ typedef struct tc_coalesce_answer {
     /* private */
     tc_coalesce *owner;
     int refs;
+    pthread_mutex_t gz_lock; /* held while its gzip form is made */
+    char *gz;                /* that form once made (tc_coalesce_answer_gzip), charged as held */
+    size_t gz_len;
+    int gz_tried;
 } tc_coalesce_answer;
 
 typedef enum tc_coalesce_role {
@@ -154,6 +162,12 @@ void tc_coalesce_unshared(tc_coalesce *c, tc_coalesce_ticket *t);
 /* Drop one reference (the last frees the bytes). Its argument is void * so that it can be a
  * response's free callback. NULL is fine. */
 void tc_coalesce_answer_put(void *answer);
+
+/* The answer's bytes in gzip (api/http_gzip.h), made by the first caller and kept with the answer
+ * for every later one -- a kept answer is compressed once, not once a request -- or NULL (out of
+ * memory, or over total_max). Alive as long as the caller's reference. Its argument is void * so
+ * that it can be a response's body_gzip. */
+const char *tc_coalesce_answer_gzip(void *answer, size_t *len);
 
 void tc_coalesce_stats_get(tc_coalesce *c, tc_coalesce_stats *out);
 

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "api/http_auth.h"
+#include "api/http_gzip.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/secret.h"
@@ -141,6 +142,8 @@ static void tc_http_reset_body(tc_http_response *resp, int status, const char *c
         resp->stream_free(resp->stream_ctx);
     resp->body = NULL;
     resp->body_len = 0;
+    resp->body_gzip = NULL;
+    resp->gzipped = 0;
     resp->stream = NULL;
     resp->stream_ctx = NULL;
     resp->stream_free = NULL;
@@ -576,6 +579,7 @@ void tc_http_options_from_config(tc_http_options *opt, const tc_config *cfg)
     opt->tls_cert_file = cfg->http_tls_cert_file;
     opt->tls_key_file = cfg->http_tls_key_file;
     opt->tls_client_ca_file = cfg->http_tls_client_ca_file;
+    opt->identity_only = !cfg->http_gzip;
 }
 
 /* ---- connection tracking and the reaper ---- */
@@ -759,15 +763,20 @@ static int tc_http_has_header(const tc_http_response *resp, const char *name)
     return 0;
 }
 
-/* Headers of resp on r, queue it, drop our reference. */
+/* Headers of resp on r, queue it, drop our reference. vary: the server codes responses by the
+ * request's Accept-Encoding (http_gzip.h). */
 static enum MHD_Result tc_http_queue(struct MHD_Connection *c, struct MHD_Response *r,
                                      const tc_http_response *resp, const char *default_ct,
-                                     int close_after)
+                                     int close_after, int vary)
 {
     enum MHD_Result ret;
+    const char *ct = resp->content_type ? resp->content_type : default_ct;
 
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            resp->content_type ? resp->content_type : default_ct);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
+    if (resp->gzipped)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    if (vary && tc_http_gzip_compressible(ct))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ACCEPT_ENCODING);
     if (close_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     /* The registry's writes take Basic credentials; a handler may ask for others (Bearer). */
@@ -780,12 +789,29 @@ static enum MHD_Result tc_http_queue(struct MHD_Connection *c, struct MHD_Respon
     return ret;
 }
 
+/* What tc_http_send is told of the request's Accept-Encoding (see there). */
+static int tc_http_coding(const tc_http_server *s, struct MHD_Connection *c)
+{
+    if (s->opt.identity_only)
+        return -1;
+    return tc_http_gzip_accepted(
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING));
+}
+
+/* Send resp on c. coding: -1 when the server does not code responses (http.gzip off), else
+ * whether the request accepts gzip. */
 static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *resp,
-                                    const char *default_ct, int close_after)
+                                    const char *default_ct, int close_after, int coding)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
-    void *body = resp->body;
+    void *body;
+    int vary = coding >= 0;
+
+    if (!resp->content_type)
+        resp->content_type = default_ct;
+    tc_http_gzip_apply(resp, coding > 0);
+    body = resp->body;
 
     if (resp->stream) {
         /* The stream outlives this call: its state moves to the heap, freed by libmicrohttpd
@@ -803,7 +829,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
             tc_http_stream_done(held);
             return MHD_NO;
         }
-        return tc_http_queue(c, r, held, default_ct, close_after);
+        return tc_http_queue(c, r, held, default_ct, close_after, vary);
     }
     if (resp->body_free) {
         /* Borrowed: libmicrohttpd gives it back once sent (or at once when it cannot queue). */
@@ -816,7 +842,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
         resp->body = NULL;
         resp->body_free = NULL;
         resp->body_ctx = NULL;
-        ret = tc_http_queue(c, r, resp, default_ct, close_after);
+        ret = tc_http_queue(c, r, resp, default_ct, close_after, vary);
         tc_http_response_clear(resp);
         return ret;
     }
@@ -833,7 +859,7 @@ static enum MHD_Result tc_http_send(struct MHD_Connection *c, tc_http_response *
         return MHD_NO;
     }
     resp->body = NULL; /* owned by the MHD response now */
-    ret = tc_http_queue(c, r, resp, default_ct, close_after);
+    ret = tc_http_queue(c, r, resp, default_ct, close_after, vary);
     tc_http_response_clear(resp);
     return ret;
 }
@@ -922,7 +948,7 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
             snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
             memset(&resp, 0, sizeof(resp));
             tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
-            return tc_http_send(c, &resp, tc_http_err_ct(s), 1);
+            return tc_http_send(c, &resp, tc_http_err_ct(s), 1, tc_http_coding(s, c));
         }
         return MHD_YES;
     }
@@ -958,13 +984,13 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
     if (st->refused) {
         memset(&resp, 0, sizeof(resp));
         tc_http_refusal(s, st->refused, &resp);
-        return tc_http_send(c, &resp, tc_http_err_ct(s), close_after);
+        return tc_http_send(c, &resp, tc_http_err_ct(s), close_after, tc_http_coding(s, c));
     }
     if (st->too_large) {
         snprintf(msg, sizeof(msg), "Request body larger than %zu bytes", s->opt.max_body_bytes);
         memset(&resp, 0, sizeof(resp));
         tc_http_respond_error(&resp, 413, tc_http_err_ct(s), 413, msg);
-        return tc_http_send(c, &resp, tc_http_err_ct(s), 1);
+        return tc_http_send(c, &resp, tc_http_err_ct(s), 1, tc_http_coding(s, c));
     }
     hdr.content_type =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -973,7 +999,7 @@ static enum MHD_Result tc_http_access(void *cls, struct MHD_Connection *c, const
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     hdr.api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
     tc_http_dispatch_headers(s, method, st->target, &hdr, st->body, st->len, &resp);
-    return tc_http_send(c, &resp, TC_HTTP_JSON, close_after);
+    return tc_http_send(c, &resp, TC_HTTP_JSON, close_after, tc_http_coding(s, c));
 }
 
 /* Read the TLS files of the options into the server (held until destroy). */

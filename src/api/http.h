@@ -72,6 +72,8 @@ typedef struct tc_http_options {
     const char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
     const tc_http_auth *auth; /* who may call (api/http_auth.h); NULL: everyone. Borrowed: it
                                * must outlive the server */
+    /* Never gzip a response, whatever the request accepts (http.gzip=false; api/http_gzip.h). */
+    int identity_only;
 } tc_http_options;
 
 /* The limits and TLS files of cfg's http.* settings into opt (other fields untouched); the strings
@@ -118,6 +120,10 @@ typedef struct tc_http_response {
      * exactly once when the response is done with it (sent, or cleared). */
     void (*body_free)(void *ctx);
     void *body_ctx;
+    /* Optional, with a borrowed body: its gzip form, made once for every response that borrows
+     * it (api/http_gzip.h), alive as long as body_ctx; NULL when it cannot be had. */
+    const char *(*body_gzip)(void *ctx, size_t *len);
+    int gzipped; /* set by tc_http_gzip_apply: the body or stream is gzip-coded */
     tc_http_header headers[TC_HTTP_RESP_HEADERS_MAX];
     size_t nheaders;
     /* Set by tc_http_respond_stream instead of a body. stream_free runs exactly once, when the

@@ -338,6 +338,7 @@ static void tc_rest_respond_shared(tc_http_response *resp, tc_rest_format fmt,
 {
     tc_http_respond_borrowed(resp, 200, tc_rest_format_ctype(fmt), a->data, a->len,
                              tc_coalesce_answer_put, a);
+    resp->body_gzip = tc_coalesce_answer_gzip;
 }
 
 /* End t's computation with the whole answer (data, malloc'ed, taken) and answer resp from it. When

@@ -404,6 +404,10 @@ static const tc_conf_entry tc_conf_table[] = {
     {"http.max_requests_per_connection", TC_CT_INT, "1000", 1, 1000000, NULL,
      OFF(http_max_requests_per_connection),
      "Requests served on one keep-alive connection before it is closed (Connection: close)."},
+    {"http.gzip", TC_CT_BOOL, "true", 0, 0, NULL, OFF(http_gzip),
+     "Answer in gzip a client whose Accept-Encoding takes it: text bodies (JSON, NDJSON, CSV, "
+     "/metrics) of 1,400 bytes or more and streamed ones; never Parquet. false: always identity "
+     "(for a deployment whose bodies would hold a secret beside text a client chose: BREACH)."},
     /* Observability and alerting (docs/observability.md): one block. */
     {"http.storage_sample_s", TC_CT_INT, "60", 1, 86400, NULL, OFF(http_storage_sample_s),
      "How often /metrics' storage figures (PostgreSQL table sizes, TimescaleDB jobs, lake bytes "

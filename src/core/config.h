@@ -146,6 +146,7 @@ typedef struct tc_config {
     int64_t http_request_deadline_ms;
     int64_t http_idle_timeout_s;
     int64_t http_max_requests_per_connection;
+    int64_t http_gzip;
     int64_t http_storage_sample_s;
     /* alerting */
     char *alerting_alertmanager_urls;

@@ -139,6 +139,7 @@ static const char *const all_keys[] = {
     "http.request_deadline_ms",
     "http.idle_timeout_s",
     "http.max_requests_per_connection",
+    "http.gzip",
     "http.storage_sample_s",
     "alerting.alertmanager_urls",
     "alerting.queue_max",
@@ -384,7 +385,7 @@ static void test_every_key_settable(void **state)
             v = "hide";
         if (strstr(all_keys[i], "_digits"))
             v = "3";
-        if (!strcmp(all_keys[i], "api.coalesce"))
+        if (!strcmp(all_keys[i], "api.coalesce") || !strcmp(all_keys[i], "http.gzip"))
             v = "false";
         if (strstr(all_keys[i], "api.coalesce_"))
             v = "2097152";
