@@ -219,8 +219,8 @@ static long tc_gz_stream_read(void *p, char *buf, size_t max)
             n = tc_gz_deflate(g, buf, max, g->ended ? Z_FINISH : Z_SYNC_FLUSH);
             if (n > 0)
                 return (long)n;
-            if (g->ended)
-                continue; /* finished (no byte was owed) */
+            if (g->ended) /* Z_FINISH with room always moves: nothing out means it had ended */
+                return g->finished ? TC_HTTP_STREAM_END : TC_HTTP_STREAM_ERROR;
         }
         got = g->fn(g->ctx, g->in, sizeof(g->in));
         if (got == TC_HTTP_STREAM_ERROR || (got != TC_HTTP_STREAM_END && got <= 0) ||

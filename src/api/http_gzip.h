@@ -21,7 +21,9 @@
  *
  * A stream is compressed as it goes: each piece the handler's stream gives is deflated and
  * flushed (Z_SYNC_FLUSH), so that a client reads every row as soon as it would have read it
- * uncompressed; the gzip trailer follows the stream's end.
+ * uncompressed; the gzip trailer follows the stream's end. Memory: a stream holds deflate's state
+ * (256 KiB at windowBits 15, memLevel 8) and TC_HTTP_GZIP_STREAM_IN of input while it lasts, so
+ * at most some 80 MiB at http.max_connections' default of 256 streams at once.
  *
  * Security note: compression with secrets and attacker-chosen text in one body leaks the secret's
  * length to an observer of the sizes (BREACH). The API's bodies hold no secret (tokens travel in
