@@ -138,7 +138,7 @@ int tc_http_gzip_buffer(const char *data, size_t len, char **out, size_t *out_le
 
     *out = NULL;
     *out_len = 0;
-    if (tc_gz_init(&z))
+    if (len > UINT32_MAX || tc_gz_init(&z)) /* one deflate call takes at most 4 GiB */
         return -1;
     cap = deflateBound(&z, (uLong)len) + 1;
     if (!(buf = malloc(cap))) {
@@ -286,6 +286,10 @@ void tc_http_gzip_apply(tc_http_response *resp, int accepted)
     }
     if (tc_http_gzip_buffer(resp->body, resp->body_len, &gz, &gz_len))
         return;
+    if (gz_len >= resp->body_len) { /* text that does not shrink goes as it is */
+        free(gz);
+        return;
+    }
     tc_http_respond_owned(resp, resp->status, resp->content_type, gz, gz_len); /* old one let go */
     resp->gzipped = 1;
 }

@@ -9,9 +9,9 @@
  * Prometheus), so the server answers in gzip whoever accepts it, and in identity everyone else.
  *
  * What is compressed (tc_http_gzip_apply): a response of a text content type (JSON and its +json
- * kinds, NDJSON, CSV, text/...) whose body is at least TC_HTTP_GZIP_MIN bytes, or a streamed
- * one, when the request's Accept-Encoding accepts gzip. Never Parquet or other binary bodies:
- * they are compressed already. A body shared by many responses (an answer computed once for
+ * kinds, NDJSON, CSV, text/...) whose body is at least TC_HTTP_GZIP_MIN bytes and shrinks, or a
+ * streamed one, when the request's Accept-Encoding accepts gzip. Never Parquet or other binary
+ * bodies: they are compressed already. A body shared by many responses (an answer computed once for
  * several requests, api/coalesce.h) may come with its gzip form made once (body_gzip), so that a
  * kept answer is compressed once, not once a request. Every response of a compressible type says
  * `Vary: Accept-Encoding`, compressed or not, so that a cache between keeps both forms apart.
