@@ -483,6 +483,45 @@ static uint64_t fnv_bytes(const unsigned char *p, size_t n)
     return h;
 }
 
+/* Version 2's checksum as its comment in detect.c defines it, written out here from bytes: word j
+ * (little-endian) of every 32 bytes goes to sum j, the words and bytes after the last 32 to sum 0,
+ * the four folded into sum 0 by the same step. */
+static uint64_t fnv_words(const unsigned char *p, size_t n)
+{
+    uint64_t h[4];
+    size_t i = 0, full = n / 32 * 32;
+
+    for (int k = 0; k < 4; k++)
+        h[k] = UINT64_C(0xcbf29ce484222325) ^ (uint64_t)k;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w = 0;
+        size_t sum = i < full ? (i / 8) % 4 : 0;
+        for (int b = 0; b < 8; b++)
+            w |= (uint64_t)p[i + (size_t)b] << (8 * b);
+        h[sum] = (h[sum] ^ w) * 0x100000001b3ULL;
+    }
+    for (; i < n; i++)
+        h[0] = (h[0] ^ p[i]) * 0x100000001b3ULL;
+    for (int k = 1; k < 4; k++)
+        h[0] = (h[0] ^ h[k]) * 0x100000001b3ULL;
+    return h[0];
+}
+
+/* The checksum over every length 0 to 100 and every alignment of the start: each word is read
+ * as its bytes say, wherever it lies. */
+static void test_checksum_words(void **state)
+{
+    unsigned char buf[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)(i * 37 + 11);
+    for (size_t at = 0; at < 8; at++)
+        for (size_t n = 0; n <= 100; n++)
+            assert_true(tc_qd_checksum(buf + at, n, 2) == fnv_words(buf + at, n));
+    assert_true(tc_qd_checksum(buf, 5, 1) == fnv_bytes(buf, 5));
+}
+
 /* A checkpoint as version 1 wrote it -- the same fields, version 1 in the header and the checksum
  * over bytes -- loads into a fresh detector and saves back to the version 2 bytes it came from;
  * version 1's header under version 2's checksum, and an unknown version, are refused. */
@@ -879,6 +918,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_restart_mid_finding),
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_checkpoint_corruption),
+        cmocka_unit_test(test_checksum_words),
         cmocka_unit_test(test_checkpoint_version_1_loads),
         cmocka_unit_test(test_checkpoint_into_kept_buffer),
         cmocka_unit_test(test_checkpoint_changed_only),
