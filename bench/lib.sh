@@ -113,6 +113,23 @@ bench_cpu_delta() {
 print(*(round(float(y) - float(x), 2) for x, y in zip(a, b)))' "$1" "$2"
 }
 
+# The CPU seconds sink $2 cost a run whose log is $1, as its last progress line says (process/
+# status.c: ", NAME ROWS (cpu S s)": the pipeline thread in the sink's calls and the sink's own
+# threads); 0 when the log has none.
+bench_sink_cpu() {
+  python3 -c 'import json, re, sys
+cpu = 0.0
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        msg = json.loads(line).get("msg", "")
+    except ValueError:
+        continue
+    m = re.search(r", " + re.escape(sys.argv[2]) + r" \d+ \(cpu ([0-9.]+) s\)", msg)
+    if msg.startswith("progress: ") and m:
+        cpu = float(m.group(1))
+print(cpu)' "$1" "$2"
+}
+
 # A TCP port nobody listens on right now.
 bench_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -76,6 +76,7 @@ struct tc_alerter {
     pthread_cond_t idle; /* a round finished */
     int stop;
     int thread_started;
+    uint64_t cpu_ns; /* the thread's CPU in its rounds so far (under lock) */
     pthread_t thread;
 };
 
@@ -463,7 +464,9 @@ static void *tc_alerter_main(void *arg)
     pthread_mutex_lock(&a->lock);
     while (!a->stop) {
         struct timespec ts;
+        uint64_t cpu = tc_time_thread_cpu_ns();
         tc_alerter_round(a, tc_time_now_us());
+        a->cpu_ns += tc_time_thread_cpu_ns() - cpu;
         if (a->stop)
             break;
         ts = tc_time_deadline(TC_ALERTER_TICK_MS);
@@ -650,4 +653,16 @@ tc_alerter *tc_alerter_new_from_config(const tc_config *cfg, char *errstr, size_
     opt.escalate_after_ms = cfg->alerting_escalate_after_s * 1000;
     opt.site = cfg->alerting_site;
     return tc_alerter_new(&opt, errstr, errstr_size);
+}
+
+uint64_t tc_alerter_cpu_ns(tc_alerter *a)
+{
+    uint64_t ns;
+
+    if (!a)
+        return 0;
+    pthread_mutex_lock(&a->lock);
+    ns = a->cpu_ns;
+    pthread_mutex_unlock(&a->lock);
+    return ns;
 }

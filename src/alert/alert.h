@@ -111,6 +111,9 @@ tc_err tc_alerter_resolve(tc_alerter *a, const tc_alert *al, char *errstr, size_
  * are still behind (0: all delivered). */
 size_t tc_alerter_flush(tc_alerter *a, int timeout_ms);
 
+/* CPU nanoseconds the alerter's thread has spent in its rounds so far (0 for NULL). */
+uint64_t tc_alerter_cpu_ns(tc_alerter *a);
+
 /* One delivery round at now_us (what the thread does each turn); for manual alerters and tests. */
 void tc_alerter_run_once(tc_alerter *a, int64_t now_us);
 

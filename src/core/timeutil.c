@@ -31,6 +31,15 @@ int64_t tc_time_now_us(void)
     return (int64_t)ts.tv_sec * TC_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
+uint64_t tc_time_thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
 struct timespec tc_time_deadline(long ms)
 {
     struct timespec ts;

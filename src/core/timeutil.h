@@ -32,6 +32,9 @@
 
 /* Current wall-clock time (CLOCK_REALTIME) in microseconds since the epoch. */
 int64_t tc_time_now_us(void);
+/* CPU time the calling thread has used, in nanoseconds (user and system). A system call, not the
+ * vDSO's clock: a few hundred nanoseconds, so callers read it per batch, not per reading. */
+uint64_t tc_time_thread_cpu_ns(void);
 
 /* The wall-clock time ms milliseconds from now, the deadline pthread_cond_timedwait wants. */
 struct timespec tc_time_deadline(long ms);

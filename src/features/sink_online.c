@@ -104,6 +104,7 @@ typedef struct tc_feat_online {
     int refresh_only;
     int closing;         /* the last job, at a clean stop: the horizon's refresh is not put off */
     int64_t qrefresh_us; /* when the horizon was last refreshed (the writer's) */
+    uint64_t job_cpu_ns; /* the writer's CPU in its jobs so far (under lock) */
 
     tc_sink_stats st;
 } tc_feat_online;
@@ -712,9 +713,12 @@ static void *fo_writer_main(void *arg)
         pthread_mutex_unlock(&s->lock);
         {
             char errstr[TC_ERRSTR_MAX] = "";
+            uint64_t cpu = tc_time_thread_cpu_ns();
             tc_err err = fo_write(s, errstr, sizeof(errstr));
 
+            cpu = tc_time_thread_cpu_ns() - cpu;
             pthread_mutex_lock(&s->lock);
+            s->job_cpu_ns += cpu;
             s->job_err = err;
             snprintf(s->job_errstr, sizeof(s->job_errstr), "%s", errstr);
         }
@@ -997,6 +1001,18 @@ static void fo_close(void *ctx)
     free(s);
 }
 
+/* The writer's thread: the rest of the sink's work is on the pipeline thread. */
+static uint64_t fo_thread_cpu_ns(void *ctx)
+{
+    tc_feat_online *s = ctx;
+    uint64_t ns;
+
+    pthread_mutex_lock(&s->lock);
+    ns = s->job_cpu_ns;
+    pthread_mutex_unlock(&s->lock);
+    return ns;
+}
+
 static const tc_sink_ops tc_feat_online_ops = {
     .name = "features",
     .open = fo_open,
@@ -1008,6 +1024,7 @@ static const tc_sink_ops tc_feat_online_ops = {
     .stats = fo_stats,
     .close = fo_close,
     .stored = fo_stored,
+    .thread_cpu_ns = fo_thread_cpu_ns,
 };
 
 /*

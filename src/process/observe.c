@@ -286,6 +286,16 @@ static void tc_observe_write_sinks(tc_jbuf *b, const tc_observe_status *st)
                               (unsigned long long)v[f]);
         }
     }
+    /* The sink set's sinks: the CPU each has cost (sinkset.h, tc_sinkset_status.cpu_ns). */
+    tc_observe_printf(b, "# HELP thermocline_sink_cpu_seconds_total CPU time the sink has used: "
+                         "the pipeline thread's in its calls and its own threads'.\n"
+                         "# TYPE thermocline_sink_cpu_seconds_total counter\n");
+    for (size_t i = 0; i < st->nsinks; i++) {
+        const tc_observe_sink *k = &st->sinks[i];
+        if (k->cpu_measured)
+            tc_observe_printf(b, "thermocline_sink_cpu_seconds_total{sink=\"%s\"} %.6f\n", k->name,
+                              (double)k->cpu_ns / 1e9);
+    }
     /* Sinks driven through the sink set, once they have committed (sinkset.h). */
     tc_observe_printf(b, "# HELP thermocline_sink_commit_duration_seconds From a sink's flush to "
                          "its rows being durable, per write.\n"

@@ -54,6 +54,8 @@ typedef struct tc_observe_sink {
     int ready;
     uint64_t rows, rows_durable, pending, failures, recoveries;
     tc_sinkset_latency commit; /* flush to durable (count 0: not measured for this sink) */
+    int cpu_measured;          /* the sink set's sinks: cpu_ns is what the sink cost */
+    uint64_t cpu_ns;
 } tc_observe_sink;
 /* Partitions whose consumer lag /metrics shows (one series each: bounded by the topic). */
 #define TC_OBSERVE_LAG_MAX 256

@@ -169,6 +169,10 @@ typedef struct tc_sink_ops {
      * holds none yet (its group still dropping killed members) must not take a topic the store
      * has whole for one this sink has too. May do I/O; never changes anything. */
     int64_t (*stored)(void *ctx, int32_t partition);
+    /* Optional (NULL: the sink has no thread of its own). CPU nanoseconds its own threads (a
+     * writer's) have used so far. The calls above run on the pipeline's thread and the sink set
+     * counts their CPU itself (tc_sinkset_status.cpu_ns); this is the rest of the sink's cost. */
+    uint64_t (*thread_cpu_ns)(void *ctx);
     /* The primary's batches in flight (TC_SINK_PRIMARY only; NULL for every other sink). */
     const tc_sink_primary_ops *primary;
 } tc_sink_ops;

@@ -6,8 +6,10 @@
  * its own mark while the other sinks skip, readiness and metrics per sink, exactly once.
  *
  * Control. testfail.control_file holds one word, read at every append, flush and recover: "ok"
- * (or no file), "fail-transient" (TC_ERR_IO: back off and recover) or "fail-permanent"
- * (TC_ERR_INVALID: the run stops).
+ * (or no file), "fail-transient" (TC_ERR_IO: back off and recover), "fail-permanent"
+ * (TC_ERR_INVALID: the run stops) or "busy" (a flush reports a write still under way and writes
+ * nothing, as a sink whose writer thread has not finished: the next flush after the word changes
+ * writes).
  *
  * Durability. testfail.record_file is the sink's "storage": a flush appends, in one write followed
  * by fsync, a line "row <partition> <offset>" per row it took and then "mark <partition> <next>"
@@ -48,19 +50,27 @@ typedef struct tc_testfail {
     uint64_t buffered_rows;
 } tc_testfail;
 
+/* The control file's word into word ("" without a file). */
+static void tc_testfail_word(const tc_testfail *t, char word[TC_TESTFAIL_WORD_MAX])
+{
+    FILE *f = t->control && *t->control ? fopen(t->control, "r") : NULL;
+
+    word[0] = '\0';
+    if (!f)
+        return;
+    if (!fgets(word, TC_TESTFAIL_WORD_MAX, f))
+        word[0] = '\0';
+    fclose(f);
+    word[strcspn(word, " \r\n")] = '\0';
+}
+
 /* The control file's word: 0 ok, else the error it asks for (with errstr). */
 static tc_err tc_testfail_control(const tc_testfail *t, const char *what, char *errstr,
                                   size_t errstr_size)
 {
-    char word[TC_TESTFAIL_WORD_MAX] = "";
-    FILE *f = t->control && *t->control ? fopen(t->control, "r") : NULL;
+    char word[TC_TESTFAIL_WORD_MAX];
 
-    if (!f)
-        return TC_OK;
-    if (!fgets(word, sizeof(word), f))
-        word[0] = '\0';
-    fclose(f);
-    word[strcspn(word, " \r\n")] = '\0';
+    tc_testfail_word(t, word);
     if (!strcmp(word, "fail-transient"))
         return tc_err_set(TC_ERR_IO, errstr, errstr_size,
                           "testfail: %s refused: %s says fail-transient", what, t->control);
@@ -195,12 +205,19 @@ static tc_err tc_testfail_flush(void *ctx, int64_t now_us, int force, int *busy,
     int fd = -1;
     tc_err err;
 
+    char word[TC_TESTFAIL_WORD_MAX];
+
     (void)now_us;
     (void)force;
     *busy = 0;
     err = tc_testfail_control(t, "flush", errstr, errstr_size);
     if (err != TC_OK)
         return err;
+    tc_testfail_word(t, word);
+    if (!strcmp(word, "busy")) {
+        *busy = 1;
+        return TC_OK;
+    }
     chunk = tc_testfail_chunk(t, &len);
     marks = malloc(TC_TESTFAIL_PARTS * sizeof(*marks));
     if (!chunk || !marks) {

@@ -41,6 +41,7 @@ typedef struct tc_sinkset_sink {
     uint64_t failures, recoveries;
     int64_t write_us; /* wall time the write under way started (0: none) */
     tc_sinkset_latency commit;
+    uint64_t cpu_ns; /* the pipeline thread's CPU in the sink's calls (tc_sinkset_charge) */
 } tc_sinkset_sink;
 
 struct tc_sinkset {
@@ -182,6 +183,18 @@ static tc_err tc_sinkset_fail(tc_sinkset_sink *k, tc_err err, int64_t now_us, ch
     return TC_OK;
 }
 
+/* Charge sink k with the pipeline thread's CPU since `since` (a tc_time_thread_cpu_ns reading);
+ * returns the reading it took, the start of whatever the thread does next. Sinks are charged per
+ * call, not per row: a reading of the clock is a system call. */
+static uint64_t tc_sinkset_charge(tc_sinkset_sink *k, uint64_t since)
+{
+    uint64_t now = tc_time_thread_cpu_ns();
+
+    if (now > since)
+        k->cpu_ns += now - since;
+    return now;
+}
+
 tc_err tc_sinkset_open(tc_sinkset *s, const int32_t *parts, size_t n, int64_t *next, char *errstr,
                        size_t errstr_size)
 {
@@ -198,7 +211,9 @@ tc_err tc_sinkset_open(tc_sinkset *s, const int32_t *parts, size_t n, int64_t *n
         char why[TC_ERRSTR_MAX];
         if (sk->failed)
             continue;
+        uint64_t cpu = tc_time_thread_cpu_ns();
         err = sk->sink.ops->open(sk->sink.ctx, parts, n, mark, why, sizeof(why));
+        tc_sinkset_charge(sk, cpu);
         if (err != TC_OK) {
             tc_err_set(err, errstr, errstr_size, "sink %s: %s", sk->sink.name, why);
             break;
@@ -323,9 +338,10 @@ void tc_sinkset_latency_observe(tc_sinkset_latency *h, double s)
     h->sum += s;
 }
 
-/* Flush one sink; with force, until it is no longer busy (serving the consumer meanwhile). */
+/* Flush one sink; with force, until it is no longer busy (serving the consumer meanwhile: that
+ * time is not the sink's). *cpu is the thread's CPU reading at the call, updated as it goes. */
 static tc_err tc_sinkset_flush_one(tc_sinkset *s, tc_sinkset_sink *k, int64_t now_us, int force,
-                                   char *errstr, size_t errstr_size)
+                                   uint64_t *cpu, char *errstr, size_t errstr_size)
 {
     tc_sink_stats before, after;
     int busy = 0;
@@ -336,9 +352,11 @@ static tc_err tc_sinkset_flush_one(tc_sinkset *s, tc_sinkset_sink *k, int64_t no
         k->write_us = tc_time_now_us();
     for (;;) {
         err = k->sink.ops->flush(k->sink.ctx, now_us, force, &busy, errstr, errstr_size);
+        *cpu = tc_sinkset_charge(k, *cpu);
         if (err != TC_OK || !busy || !force)
             break;
         s->wait(s->opaque, TC_SINK_SLICE_MS);
+        *cpu = tc_time_thread_cpu_ns();
     }
     if (err != TC_OK) {
         k->write_us = 0; /* the write is lost: its rows are written again after recovery */
@@ -360,6 +378,8 @@ tc_err tc_sinkset_take(tc_sinkset *s, const tc_sinkset_batch *b, const tc_batch 
                        const uint8_t *sinks, const tc_dlq_batch *dlq, int64_t now_us, char *errstr,
                        size_t errstr_size)
 {
+    uint64_t cpu;
+
     if (!s || s->n == 0)
         return TC_OK;
     if (batch->n > s->mask_cap) {
@@ -369,6 +389,7 @@ tc_err tc_sinkset_take(tc_sinkset *s, const tc_sinkset_batch *b, const tc_batch 
         s->mask = grown;
         s->mask_cap = batch->n;
     }
+    cpu = tc_time_thread_cpu_ns(); /* each sink's share runs from where the previous one's ended */
     for (size_t k = 0; k < s->n && k < b->nsinks; k++) {
         tc_sinkset_sink *sk = s->sinks[k];
         unsigned bit = TC_SINKSET_FIRST_BIT << k;
@@ -386,12 +407,13 @@ tc_err tc_sinkset_take(tc_sinkset *s, const tc_sinkset_batch *b, const tc_batch 
             rows.nrows += s->mask[i];
         }
         err = sk->sink.ops->append(sk->sink.ctx, &rows, errstr, errstr_size);
+        cpu = tc_sinkset_charge(sk, cpu);
         if (err == TC_OK) {
             for (size_t i = 0; i < b->nadv[k]; i++) {
                 if (tc_sinkset_part_ok(b->adv[k][i].partition))
                     sk->taken[b->adv[k][i].partition] = b->adv[k][i].next_offset;
             }
-            err = tc_sinkset_flush_one(s, sk, now_us, 0, errstr, errstr_size);
+            err = tc_sinkset_flush_one(s, sk, now_us, 0, &cpu, errstr, errstr_size);
         } else {
             err = tc_sinkset_fail(sk, err, now_us, errstr, errstr_size);
         }
@@ -403,11 +425,13 @@ tc_err tc_sinkset_take(tc_sinkset *s, const tc_sinkset_batch *b, const tc_batch 
 
 tc_err tc_sinkset_flush(tc_sinkset *s, int64_t now_us, int force, char *errstr, size_t errstr_size)
 {
+    uint64_t cpu = s && s->n ? tc_time_thread_cpu_ns() : 0;
+
     for (size_t k = 0; s && k < s->n; k++) {
         tc_err err;
         if (s->sinks[k]->broken || s->sinks[k]->failed)
             continue;
-        err = tc_sinkset_flush_one(s, s->sinks[k], now_us, force, errstr, errstr_size);
+        err = tc_sinkset_flush_one(s, s->sinks[k], now_us, force, &cpu, errstr, errstr_size);
         if (err != TC_OK)
             return err;
     }
@@ -457,7 +481,9 @@ tc_err tc_sinkset_recover(tc_sinkset *s, const int32_t *parts, size_t n, int all
         tc_err err;
         if (sk->failed || !(all || (sk->broken && now_us >= sk->retry_us)))
             continue;
+        uint64_t cpu = tc_time_thread_cpu_ns();
         err = sk->sink.ops->recover(sk->sink.ctx, parts, n, mark, errstr, errstr_size);
+        tc_sinkset_charge(sk, cpu);
         if (err != TC_OK) {
             /* Retriable: tried again after the next back-off; the others are recovered. */
             if ((err = tc_sinkset_fail(sk, err, now_us, errstr, errstr_size)) != TC_OK) {
@@ -490,8 +516,11 @@ void tc_sinkset_revoke(tc_sinkset *s, const int32_t *parts, size_t n, int commit
 
     for (size_t k = 0; s && k < s->n; k++) {
         tc_sinkset_sink *sk = s->sinks[k];
-        if (sk->sink.ops->revoke(sk->sink.ctx, parts, n, commit && !sk->broken, errstr,
-                                 sizeof(errstr)) != TC_OK)
+        uint64_t cpu = tc_time_thread_cpu_ns();
+        tc_err err = sk->sink.ops->revoke(sk->sink.ctx, parts, n, commit && !sk->broken, errstr,
+                                          sizeof(errstr));
+        tc_sinkset_charge(sk, cpu);
+        if (err != TC_OK)
             tc_log_warn("pipeline", "sink %s: %s (the partitions' next owner reads them again)",
                         sk->sink.name, errstr);
         for (size_t i = 0; i < n; i++) {
@@ -546,6 +575,9 @@ size_t tc_sinkset_status_get(const tc_sinkset *s, tc_sinkset_status *out, size_t
         out[n].failures = sk->failures;
         out[n].recoveries = sk->recoveries;
         out[n].commit = sk->commit;
+        out[n].cpu_ns = sk->cpu_ns;
+        if (sk->sink.ops->thread_cpu_ns)
+            out[n].cpu_ns += sk->sink.ops->thread_cpu_ns(sk->sink.ctx);
     }
     return n;
 }

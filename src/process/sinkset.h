@@ -71,6 +71,10 @@ typedef struct tc_sinkset_status {
     uint64_t failures; /* failed calls that opened (or kept open) the circuit */
     uint64_t recoveries;
     tc_sinkset_latency commit; /* flush to durable */
+    /* CPU the sink has cost this process: the pipeline thread's in its calls (open, append,
+     * flush, recover, revoke; not the consumer served while a forced flush waits) and its own
+     * threads' (tc_sink_ops.thread_cpu_ns). The set's own per-row bookkeeping is not in it. */
+    uint64_t cpu_ns;
 } tc_sinkset_status;
 
 /* The sinks of cfg's pipeline.sinks that have constructors (possibly none). NULL with errstr on a

@@ -56,6 +56,8 @@ void tc_pipeline_publish(tc_pipeline *p)
         k->pending = gen[i].stats.pending;
         k->failures = gen[i].failures;
         k->recoveries = gen[i].recoveries;
+        k->cpu_measured = 1;
+        k->cpu_ns = gen[i].cpu_ns;
         k->commit = gen[i].commit;
         if (!gen[i].ready && !reason)
             reason = gen[i].reason;
@@ -68,21 +70,22 @@ void tc_pipeline_publish(tc_pipeline *p)
     tc_observe_publish(p->obs, &st);
 }
 
-/* The progress line, with each sink behind process/sink.h: rows made durable, and its state. */
+/* The progress line, with each sink behind process/sink.h: rows made durable, the CPU it has cost
+ * (tc_sinkset_status.cpu_ns), and its state. */
 void tc_pipeline_progress(tc_pipeline *p, int64_t *last_us, uint64_t *last_count)
 {
     double secs = (double)(p->now_us - *last_us) / 1e6;
     uint64_t done = p->stats.stored + p->stats.dead_letters;
     tc_sinkset_status st[TC_SINKSET_MAX];
     size_t n = tc_sinkset_status_get(p->sinks, st, TC_SINKSET_MAX);
-    char sinks[TC_SINKSET_MAX * (TC_SINK_NAME_MAX + 48)];
+    char sinks[TC_SINKSET_MAX * (TC_SINK_NAME_MAX + 72)];
     int len = 0;
 
     sinks[0] = '\0';
     for (size_t i = 0; i < n && (size_t)len < sizeof(sinks); i++)
-        len += snprintf(sinks + len, sizeof(sinks) - (size_t)len, ", %s %llu%s", st[i].name,
-                        (unsigned long long)st[i].stats.rows_durable,
-                        st[i].ready ? "" : " (not ready: recovering)");
+        len += snprintf(sinks + len, sizeof(sinks) - (size_t)len, ", %s %llu (cpu %.3f s)%s",
+                        st[i].name, (unsigned long long)st[i].stats.rows_durable,
+                        (double)st[i].cpu_ns / 1e9, st[i].ready ? "" : " (not ready: recovering)");
     tc_log_info("pipeline",
                 "progress: %.0f readings/s, stored %llu, dead letters %llu, batches %llu, "
                 "partitions %zu%s",

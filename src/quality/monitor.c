@@ -980,6 +980,11 @@ int tc_qmon_flushing(const tc_qmon *m)
     return m->job;
 }
 
+uint64_t tc_qmon_writer_cpu_ns(const tc_qmon *m)
+{
+    return tc_qw_cpu_ns(m->writer);
+}
+
 tc_err tc_qmon_flush(tc_qmon *m, char *errstr, size_t errstr_size)
 {
     tc_err err = TC_OK;

@@ -176,6 +176,8 @@ tc_err tc_qmon_flush_start(tc_qmon *m, char *errstr, size_t errstr_size);
 int tc_qmon_flush_poll(tc_qmon *m, int wait, tc_err *err, char *errstr, size_t errstr_size);
 /* Nonzero while a started flush's outcome is not applied. */
 int tc_qmon_flushing(const tc_qmon *m);
+/* CPU nanoseconds the monitor's writer thread has spent so far (0 when dry). */
+uint64_t tc_qmon_writer_cpu_ns(const tc_qmon *m);
 /* The stored mark of a partition (TC_QMON_MARK_ABSENT when not open or none stored): Kafka's
  * committed offset must not pass it. */
 int64_t tc_qmon_durable(const tc_qmon *m, int32_t partition);

@@ -241,6 +241,14 @@ static void tc_quality_sink_stats(void *ctx, tc_sink_stats *out)
     out->pending = st.readings - st.readings_durable;
 }
 
+/* The writer's thread and the alerter's: the rest of the sink's work is on the pipeline thread. */
+static uint64_t tc_quality_sink_thread_cpu_ns(void *ctx)
+{
+    tc_quality_sink *s = ctx;
+
+    return tc_qmon_writer_cpu_ns(s->mon) + tc_alerter_cpu_ns(s->alerter);
+}
+
 static void tc_quality_sink_close(void *ctx)
 {
     tc_quality_sink *s = ctx;
@@ -267,6 +275,7 @@ static const tc_sink_ops tc_quality_sink_ops = {
     .stats = tc_quality_sink_stats,
     .close = tc_quality_sink_close,
     .stored = tc_quality_sink_stored,
+    .thread_cpu_ns = tc_quality_sink_thread_cpu_ns,
 };
 
 tc_err tc_quality_sink_new(const tc_config *cfg, tc_sink *out, char *errstr, size_t errstr_size)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/timeutil.h"
 #include "quality/quality_sql.h"
 
 enum { TC_QW_IDLE, TC_QW_RUNNING, TC_QW_DONE };
@@ -24,6 +25,7 @@ struct tc_qw {
     size_t nstmts;
     tc_err err;
     char errstr[TC_ERRSTR_MAX];
+    uint64_t cpu_ns; /* the thread's CPU in its jobs so far (under mu) */
     /* the thread's alone */
     char *dsn, *schema;
     PGconn *conn;
@@ -134,14 +136,18 @@ static void *tc_qw_main(void *arg)
     for (;;) {
         char errstr[TC_ERRSTR_MAX] = "";
         tc_err err;
+        uint64_t cpu;
 
         while (!w->quit && w->state != TC_QW_RUNNING)
             pthread_cond_wait(&w->cond, &w->mu);
         if (w->state != TC_QW_RUNNING) /* quit, nothing to finish */
             break;
         pthread_mutex_unlock(&w->mu);
+        cpu = tc_time_thread_cpu_ns();
         err = tc_qw_run(w, w->stmts, w->nstmts, errstr, sizeof(errstr));
+        cpu = tc_time_thread_cpu_ns() - cpu;
         pthread_mutex_lock(&w->mu);
+        w->cpu_ns += cpu;
         w->err = err;
         memcpy(w->errstr, errstr, sizeof(errstr));
         w->state = TC_QW_DONE;
@@ -240,4 +246,16 @@ int tc_qw_busy(tc_qw *w)
     busy = w->state != TC_QW_IDLE;
     pthread_mutex_unlock(&w->mu);
     return busy;
+}
+
+uint64_t tc_qw_cpu_ns(tc_qw *w)
+{
+    uint64_t ns;
+
+    if (!w)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    ns = w->cpu_ns;
+    pthread_mutex_unlock(&w->mu);
+    return ns;
 }

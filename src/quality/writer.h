@@ -28,6 +28,7 @@
 #define TC_QUALITY_WRITER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <libpq-fe.h>
 
 #include "core/error.h"
@@ -63,6 +64,10 @@ int tc_qw_poll(tc_qw *w, int wait, tc_err *err, char *errstr, size_t errstr_size
 
 /* Nonzero while a job is under way or its outcome has not been polled. */
 int tc_qw_busy(tc_qw *w);
+
+/* CPU nanoseconds the writer's thread has spent in its jobs so far (0 for NULL): the flushes'
+ * share of the sink's cost that the pipeline thread does not see (/metrics, the benchmark). */
+uint64_t tc_qw_cpu_ns(tc_qw *w);
 
 /* The error of a failed statement on conn (res may be NULL), classified as above, errstr
  * "quality: <what>: <PostgreSQL's message>". */

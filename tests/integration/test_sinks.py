@@ -7,6 +7,7 @@ hold, readiness and metrics per sink, and nothing lost or duplicated in any sink
 import collections
 import json
 import os
+import re
 import signal
 
 import pyarrow.dataset as ds
@@ -155,3 +156,33 @@ def test_the_sink_list_is_checked(tc, tmp_path):
         proc = tc.cmd("run", "--exit-when-idle", "1", extra=(f"pipeline.sinks={sinks}",),
                       check=False, timeout=120)
         assert proc.returncode != 0 and says in proc.stderr, (sinks, proc.stderr[-2000:])
+
+
+def test_each_sink_reports_the_cpu_it_costs(tc):
+    """thermocline_sink_cpu_seconds_total per sink of the set (the pipeline thread's CPU in its
+    calls and its own threads'), and the same figure in the progress line: above zero for every
+    sink that took readings, within the process's CPU, and not given for the primary."""
+    tc.migrate()
+    port = free_port()
+    proc = tc.spawn("run", extra=(f"http.listen=127.0.0.1:{port}",
+                                  "pipeline.sinks=store,rollups,quality"))
+    try:
+        assert wait_for(lambda: _up(port))
+        tc.simulate("--devices", "200", "--count", "20000", "--seed", "31")
+        assert wait_for(lambda: tc.sql("SELECT count(*) FROM readings")[0][0] == 20000,
+                        timeout=120)
+        assert wait_for(lambda: (sink_metric(port, "thermocline_sink_rows_durable_total",
+                                             "quality") or 0) == 20000, timeout=120)
+        m = metrics(port)
+        cpu = {s: m.get(f'thermocline_sink_cpu_seconds_total{{sink="{s}"}}')
+               for s in ("store", "rollups", "quality")}
+        assert cpu["store"] is None, cpu  # the primary: its cost is the pipeline's own
+        assert cpu["rollups"] > 0 and cpu["quality"] > 0, cpu
+        assert cpu["rollups"] + cpu["quality"] < m["process_cpu_seconds_total"], (cpu, m)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    progress = [json.loads(line)["msg"] for line in err.splitlines() if '"progress: ' in line]
+    last = re.search(r", quality 20000 \(cpu ([0-9.]+) s\)", progress[-1])
+    assert last and float(last.group(1)) >= cpu["quality"] - 0.0005, progress[-1]

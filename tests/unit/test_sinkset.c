@@ -2,8 +2,8 @@
  * test_sinkset.c -- the rules the pipeline applies to every sink behind process/sink.h: the list
  * in pipeline.sinks, the skip rule, Kafka's commit at the minimum of the durable marks, the
  * circuit of a sink failing transiently (not ready, no rows, recovered after its back-off), a
- * permanent failure, and fencing -- driven through the testfail sink, whose record file is read
- * back here line by line.
+ * permanent failure, fencing, and the CPU each sink is charged -- driven through the testfail
+ * sink, whose record file is read back here line by line.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 
 #include "core/batch.h"
 #include "core/config.h"
+#include "core/timeutil.h"
 #include "process/sinkset.h"
 
 /* The testfail sink's bit in a row's sinks byte: the first sink of the set. */
@@ -321,6 +322,78 @@ static void test_commit_latency_per_write(void **state)
     assert_int_equal(st.commit.counts[TC_SINKSET_LATENCY_BUCKETS], 0); /* none over a minute */
 }
 
+/* CPU a forced flush's wait burns: the consumer served meanwhile, far more than the testfail
+ * sink's own calls cost (an open, a write and an fsync of a few lines). */
+#define BURN_NS UINT64_C(50000000)
+
+typedef struct burner {
+    const char *control;
+    uint64_t burned;
+} burner;
+
+/* The wait of a forced flush: burn BURN_NS of this thread's CPU, then let the sink's write end. */
+static void burn_wait(void *opaque, int ms)
+{
+    burner *b = opaque;
+    uint64_t t0 = tc_time_thread_cpu_ns(), t;
+    volatile uint64_t spin = 0;
+
+    (void)ms;
+    while ((t = tc_time_thread_cpu_ns()) - t0 < BURN_NS)
+        spin++;
+    b->burned += t - t0;
+    put(b->control, "ok\n");
+}
+
+/* A sink is charged the thread's CPU in its calls -- every take and flush adds some -- and not
+ * the CPU of the wait while a forced flush finds it busy (the consumer's, in the pipeline). */
+static void test_cpu_is_charged_per_call_and_not_while_waiting(void **state)
+{
+    fixture *fx = *state;
+    char errstr[TC_ERRSTR_MAX];
+    burner b = {fx->control, 0};
+    tc_sinkset *set = tc_sinkset_new(fx->cfg, burn_wait, &b, errstr, sizeof(errstr));
+    tc_sinkset_status st;
+    int32_t part = 0;
+    int64_t next = -1;
+    uint64_t after_open, after_take, before, spent;
+
+    assert_non_null(set);
+    assert_int_equal(tc_sinkset_open(set, &part, 1, &next, errstr, sizeof(errstr)), TC_OK);
+    tc_sinkset_status_get(set, &st, 1);
+    after_open = st.cpu_ns;
+    assert_true(after_open > 0); /* the open read the record file */
+    /* fill() asks and notes the fixture's set; this set has the same one sink: the same bits. */
+    fill(fx, 0, 10);
+    assert_int_equal(
+        tc_sinkset_take(set, fx->sb, fx->batch, fx->sinks, NULL, 1, errstr, sizeof(errstr)), TC_OK);
+    tc_sinkset_status_get(set, &st, 1);
+    after_take = st.cpu_ns;
+    assert_true(after_take > after_open);
+    assert_int_equal(count_lines(fx->record, "row "), 10);
+
+    /* Busy: the take's flush writes nothing and does not wait; the forced flush waits (burning
+     * BURN_NS) until the word changes, then writes. */
+    put(fx->control, "busy\n");
+    fill(fx, 10, 20);
+    assert_int_equal(
+        tc_sinkset_take(set, fx->sb, fx->batch, fx->sinks, NULL, 2, errstr, sizeof(errstr)), TC_OK);
+    assert_int_equal(count_lines(fx->record, "row "), 10);
+    assert_int_equal(b.burned, 0);
+    tc_sinkset_status_get(set, &st, 1);
+    before = st.cpu_ns;
+    spent = tc_time_thread_cpu_ns();
+    assert_int_equal(tc_sinkset_flush(set, 3, 1, errstr, sizeof(errstr)), TC_OK);
+    spent = tc_time_thread_cpu_ns() - spent;
+    assert_int_equal(count_lines(fx->record, "row "), 20);
+    assert_true(b.burned >= BURN_NS);
+    tc_sinkset_status_get(set, &st, 1);
+    assert_true(st.cpu_ns > before);                        /* the two flush calls */
+    assert_true(st.cpu_ns - before < spent - b.burned + 1); /* all but the wait's */
+    assert_true(st.cpu_ns - before < BURN_NS / 2);
+    tc_sinkset_destroy(set);
+}
+
 /* The one back-off of every sink and of the primary's retries: capped exponential with full
  * jitter, each wait within [half, whole] of its step. */
 static void test_backoff_step(void **state)
@@ -347,6 +420,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent_failure_and_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_latency_per_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_is_charged_per_call_and_not_while_waiting, setup,
+                                        teardown),
         cmocka_unit_test(test_backoff_step),
     };
 
