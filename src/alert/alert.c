@@ -466,7 +466,7 @@ static void *tc_alerter_main(void *arg)
         struct timespec ts;
         uint64_t cpu = tc_time_thread_cpu_ns();
         tc_alerter_round(a, tc_time_now_us());
-        a->cpu_ns += tc_time_thread_cpu_ns() - cpu;
+        a->cpu_ns += tc_time_thread_cpu_since(cpu);
         if (a->stop)
             break;
         ts = tc_time_deadline(TC_ALERTER_TICK_MS);

@@ -40,6 +40,13 @@ uint64_t tc_time_thread_cpu_ns(void)
     return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t tc_time_thread_cpu_since(uint64_t since)
+{
+    uint64_t now = tc_time_thread_cpu_ns();
+
+    return now > since ? now - since : 0;
+}
+
 struct timespec tc_time_deadline(long ms)
 {
     struct timespec ts;

@@ -35,6 +35,8 @@ int64_t tc_time_now_us(void);
 /* CPU time the calling thread has used, in nanoseconds (user and system). A system call, not the
  * vDSO's clock: a few hundred nanoseconds, so callers read it per batch, not per reading. */
 uint64_t tc_time_thread_cpu_ns(void);
+/* The calling thread's CPU nanoseconds since the reading `since` (0 if the clock failed). */
+uint64_t tc_time_thread_cpu_since(uint64_t since);
 
 /* The wall-clock time ms milliseconds from now, the deadline pthread_cond_timedwait wants. */
 struct timespec tc_time_deadline(long ms);

@@ -716,7 +716,7 @@ static void *fo_writer_main(void *arg)
             uint64_t cpu = tc_time_thread_cpu_ns();
             tc_err err = fo_write(s, errstr, sizeof(errstr));
 
-            cpu = tc_time_thread_cpu_ns() - cpu;
+            cpu = tc_time_thread_cpu_since(cpu);
             pthread_mutex_lock(&s->lock);
             s->job_cpu_ns += cpu;
             s->job_err = err;

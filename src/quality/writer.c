@@ -145,7 +145,7 @@ static void *tc_qw_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         cpu = tc_time_thread_cpu_ns();
         err = tc_qw_run(w, w->stmts, w->nstmts, errstr, sizeof(errstr));
-        cpu = tc_time_thread_cpu_ns() - cpu;
+        cpu = tc_time_thread_cpu_since(cpu);
         pthread_mutex_lock(&w->mu);
         w->cpu_ns += cpu;
         w->err = err;

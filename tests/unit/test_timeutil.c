@@ -343,6 +343,27 @@ static void test_day_of(void **state)
                      tc_time_days_from_civil(2026, 11, 28));
 }
 
+/* The thread's CPU clock: it moves with work done on this thread, not with time spent waiting,
+ * and a reading after `since` never goes below it. */
+static void test_thread_cpu(void **state)
+{
+    uint64_t t0, busy, idle;
+    volatile double x = 1.0;
+
+    (void)state;
+    t0 = tc_time_thread_cpu_ns();
+    assert_true(t0 > 0);
+    for (long i = 0; i < 20000000; i++)
+        x = x * 1.0000001 + 1e-9;
+    busy = tc_time_thread_cpu_since(t0);
+    assert_true(busy > 1000000); /* twenty million dependent steps: well over a millisecond */
+    t0 = tc_time_thread_cpu_ns();
+    tc_time_sleep_ms(200);
+    idle = tc_time_thread_cpu_since(t0);
+    assert_true(idle < 50000000); /* 200 ms asleep: not 50 ms of CPU */
+    assert_int_equal(tc_time_thread_cpu_since(UINT64_MAX), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_parse_syntax),
         cmocka_unit_test(test_parse_len),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_thread_cpu),
         cmocka_unit_test(test_format_small_buffer),
         cmocka_unit_test(test_roundtrip_random),
         cmocka_unit_test(test_parse_vs_gmtime),
