@@ -64,12 +64,15 @@ static void tc_testfail_word(const tc_testfail *t, char word[TC_TESTFAIL_WORD_MA
     word[strcspn(word, " \r\n")] = '\0';
 }
 
-/* The control file's word: 0 ok, else the error it asks for (with errstr). */
-static tc_err tc_testfail_control(const tc_testfail *t, const char *what, char *errstr,
+/* The control file's word: 0 ok, else the error it asks for (with errstr); the word itself in
+ * word when not NULL. */
+static tc_err tc_testfail_control(const tc_testfail *t, const char *what, char *word, char *errstr,
                                   size_t errstr_size)
 {
-    char word[TC_TESTFAIL_WORD_MAX];
+    char own[TC_TESTFAIL_WORD_MAX];
 
+    if (!word)
+        word = own;
     tc_testfail_word(t, word);
     if (!strcmp(word, "fail-transient"))
         return tc_err_set(TC_ERR_IO, errstr, errstr_size,
@@ -144,7 +147,7 @@ static tc_err tc_testfail_append(void *ctx, const tc_sink_rows *rows, char *errs
                                  size_t errstr_size)
 {
     tc_testfail *t = ctx;
-    tc_err err = tc_testfail_control(t, "append", errstr, errstr_size);
+    tc_err err = tc_testfail_control(t, "append", NULL, errstr, errstr_size);
 
     if (err != TC_OK)
         return err;
@@ -203,17 +206,15 @@ static tc_err tc_testfail_flush(void *ctx, int64_t now_us, int force, int *busy,
     char *chunk = NULL;
     size_t len = 0;
     int fd = -1;
-    tc_err err;
-
     char word[TC_TESTFAIL_WORD_MAX];
+    tc_err err;
 
     (void)now_us;
     (void)force;
     *busy = 0;
-    err = tc_testfail_control(t, "flush", errstr, errstr_size);
+    err = tc_testfail_control(t, "flush", word, errstr, errstr_size);
     if (err != TC_OK)
         return err;
-    tc_testfail_word(t, word);
     if (!strcmp(word, "busy")) {
         *busy = 1;
         return TC_OK;
@@ -278,7 +279,7 @@ static tc_err tc_testfail_recover(void *ctx, const int32_t *parts, size_t n, int
                                   char *errstr, size_t errstr_size)
 {
     tc_testfail *t = ctx;
-    tc_err err = tc_testfail_control(t, "recover", errstr, errstr_size);
+    tc_err err = tc_testfail_control(t, "recover", NULL, errstr, errstr_size);
 
     return err == TC_OK ? tc_testfail_reload(t, parts, n, next, errstr, errstr_size) : err;
 }
