@@ -9,6 +9,15 @@
  * cost two cache misses a device and minute, the table's slot and the row it named, on the
  * pipeline's thread; the chain costs none. A flush frees rows and relinks the chains of the rows
  * left: it runs once a minute, its cost is the pool's.
+ *
+ * What a reading costs is what it touches, so it touches one line of its row: the counts it adds
+ * to are in the row's first line, and completeness is counted as the metrics a reading lacks, in
+ * the second, which a reading carrying all of them (nearly all) leaves alone. The fleet's minute
+ * is not counted per reading at all: it is the sum of the devices' rows of that minute, made when
+ * they are handed over (they are handed over together, sorted by minute), once a row instead of
+ * once a reading. And a reading's delay bucket is found by comparing the delay in microseconds
+ * with the buckets' first delays, found once by bisection with tc_qm_sketch_bucket itself (the
+ * same bucket bit for bit), instead of a logarithm a reading.
  */
 #include "quality/metrics.h"
 
@@ -24,8 +33,6 @@
 #define TC_QM_INTERVAL_CLIP  2.0
 /* The end of the free list of row slots. */
 #define TC_QM_NO_SLOT UINT32_MAX
-/* The device index of the fleet's rows. */
-#define TC_QM_FLEET UINT32_MAX
 
 /* A chain of rows: its newest row (slot + 1, 0 = none) and the latest minute any row of it was
  * made for (an upper bound of the minutes it holds: a flush may have freed that row). */
@@ -50,10 +57,10 @@ _Static_assert(sizeof(tc_qm_dev) <= TC_QM_DEVICE_BYTES, "device state over its s
  * pairs in place -- until it needs more buckets, when it takes a whole sketch from a pool of
  * their own (`full`). A device minute holds a handful of readings whose delays fall in a few
  * buckets: 128 bytes a row instead of the 496 a whole sketch made it, so a (device, minute) costs
- * two cache lines to count in, and a new one 128 bytes to clear. The fleet's rows, and a device's
- * whose delays spread, take a whole one. tc_qm_flush hands each over as a tc_qm_row. */
+ * one cache line to count in (the first), and a new one 128 bytes to clear. A device's row whose
+ * delays spread takes a whole one. tc_qm_flush hands each over as a tc_qm_row. */
 typedef struct tc_qm_slot {
-    /* first line: what counting a reading touches besides present[] */
+    /* first line: what counting a reading touches */
     int64_t minute_us;
     uint32_t readings, late, out_of_order, gaps;
     uint32_t sc[TC_QM_SPARSE]; /* counts of the sparse buckets */
@@ -61,11 +68,12 @@ typedef struct tc_qm_slot {
     uint8_t nsparse;
     uint8_t used;
     uint32_t full; /* its whole sketch: index + 1 in the sketch pool, 0 = sparse */
-    /* second line */
-    uint32_t present[TC_QM_METRICS_MAX];
+    /* second line: what a reading lacking a metric or coming after a gap touches, and the
+     * row's links */
+    uint32_t absent[TC_QM_METRICS_MAX]; /* readings without metric m (present = readings - it) */
     double gap_max_s;
     const char *device;
-    uint32_t dev;   /* device index or TC_QM_FLEET */
+    uint32_t dev;   /* device index */
     uint32_t next;  /* free list */
     uint32_t older; /* the next row of the same chain: slot + 1, 0 = none */
 } tc_qm_slot;
@@ -101,9 +109,12 @@ struct tc_qm {
     size_t sketch_hwm;
     uint32_t sketch_free; /* index + 1, 0 = none; linked through the sketch's count */
     size_t nrows;
-    tc_qm_chain fleet_rows;
     size_t hwm; /* slots below it have been used: a flush looks at those only */
     tc_qm_totals t;
+    /* delay_from[i]: the least delay in microseconds whose bucket is i or more (i >= 1);
+     * delay_oct[e]: the bucket of 2^e microseconds. tc_qm_delay_bucket. */
+    int64_t delay_from[TC_QM_SKETCH_BUCKETS];
+    uint8_t delay_oct[64];
 };
 
 int tc_qm_sketch_bucket(double ms)
@@ -145,6 +156,44 @@ double tc_qm_sketch_quantile(const tc_qm_sketch *s, double q)
             return i == 0 ? 0.5 : exp2((2.0 * i - 1.0) / (2.0 * TC_QM_SKETCH_PER_OCT));
     }
     return exp2((2.0 * TC_QM_SKETCH_BUCKETS - 1.0) / (2.0 * TC_QM_SKETCH_PER_OCT));
+}
+
+/* The bucket of a delay of us microseconds, as tc_qm_sketch_bucket gives it in milliseconds. */
+static int tc_qm_bucket_of_us(int64_t us)
+{
+    return tc_qm_sketch_bucket((double)us / 1e3);
+}
+
+/* The buckets' first delays, by bisection over the microseconds with the bucket function itself:
+ * it rises with the delay, so below delay_from[i] every delay's bucket is under i and from it on
+ * none is. */
+static void tc_qm_delay_table(tc_qm *q)
+{
+    q->delay_from[0] = INT64_MIN;
+    for (int i = 1; i < TC_QM_SKETCH_BUCKETS; i++) {
+        int64_t lo = 0, hi = INT64_C(1) << 62; /* bucket(lo) < i <= bucket(hi) */
+        while (hi - lo > 1) {
+            int64_t mid = lo + (hi - lo) / 2;
+            *(tc_qm_bucket_of_us(mid) >= i ? &hi : &lo) = mid;
+        }
+        q->delay_from[i] = hi;
+    }
+    for (int e = 0; e < 64; e++)
+        q->delay_oct[e] = (uint8_t)tc_qm_bucket_of_us(e < 63 ? INT64_C(1) << e : INT64_MAX);
+}
+
+int tc_qm_delay_bucket(const tc_qm *q, int64_t delay_us)
+{
+    int b;
+
+    if (delay_us < q->delay_from[1])
+        return 0;
+    /* From the bucket of the delay's highest power of two, up past the first delays it reaches:
+     * an octave has TC_QM_SKETCH_PER_OCT buckets, so a few steps at most. */
+    b = q->delay_oct[63 - __builtin_clzll((unsigned long long)delay_us)];
+    while (b + 1 < TC_QM_SKETCH_BUCKETS && delay_us >= q->delay_from[b + 1])
+        b++;
+    return b;
 }
 
 void tc_qm_options_default(tc_qm_options *o, size_t max_devices)
@@ -191,6 +240,7 @@ tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size)
     /* The pool is taken in order (hwm) before freed slots are reused: a pool sized for the worst
      * case costs only the pages its rows have touched. */
     q->free_head = TC_QM_NO_SLOT;
+    tc_qm_delay_table(q);
     return q;
 }
 
@@ -207,10 +257,10 @@ void tc_qm_destroy(tc_qm *q)
     free(q);
 }
 
-/* The chain of rows of dev (a device index or TC_QM_FLEET). */
+/* The chain of rows of device dev. */
 static tc_qm_chain *tc_qm_chain_of(tc_qm *q, uint32_t dev)
 {
-    return dev == TC_QM_FLEET ? &q->fleet_rows : &q->devs[dev].rows;
+    return &q->devs[dev].rows;
 }
 
 /* Link slot k into chain c: at the head when its minute is the chain's newest, else behind the
@@ -256,7 +306,7 @@ static tc_qm_slot *tc_qm_row_of(tc_qm *q, uint32_t dev, int64_t minute)
     r->dev = dev;
     r->used = 1;
     r->minute_us = minute;
-    r->device = dev == TC_QM_FLEET ? NULL : tc_qids_id(q->ids, dev);
+    r->device = tc_qids_id(q->ids, dev);
     if (!c->head || minute > c->max_minute)
         c->max_minute = minute;
     tc_qm_link(q, c, k);
@@ -334,7 +384,8 @@ static void tc_qm_row_out(const tc_qm *q, const tc_qm_slot *r, tc_qm_row *out)
     out->late = r->late;
     out->out_of_order = r->out_of_order;
     out->gaps = r->gaps;
-    memcpy(out->present, r->present, sizeof(out->present));
+    for (int m = 0; m < TC_QM_METRICS_MAX; m++)
+        out->present[m] = m < q->o.metrics ? r->readings - r->absent[m] : 0;
     out->gap_max_s = r->gap_max_s;
     out->continues = 0;
     out->written = 0;
@@ -360,9 +411,9 @@ static int64_t tc_qm_minute(int64_t t_us)
     return m * TC_QM_MINUTE_US;
 }
 
-/* present: bit m set when the reading carries metric m. */
+/* lacking: bit m set when the reading does not carry metric m (of the first o.metrics). */
 static void tc_qm_count(tc_qm *q, tc_qm_slot *r, int late, int ooo, int gap, double gap_s,
-                        int bucket, unsigned present, int metrics)
+                        int bucket, unsigned lacking)
 {
     r->readings++;
     r->late += (uint32_t)late;
@@ -370,15 +421,29 @@ static void tc_qm_count(tc_qm *q, tc_qm_slot *r, int late, int ooo, int gap, dou
     r->gaps += (uint32_t)gap;
     if (gap && gap_s > r->gap_max_s)
         r->gap_max_s = gap_s;
-    for (int m = 0; m < metrics; m++)
-        r->present[m] += (present >> m) & 1u;
+    for (; lacking; lacking &= lacking - 1)
+        r->absent[__builtin_ctz(lacking)]++;
     tc_qm_sketch_put(q, r, bucket);
 }
 
-/* The sketch bucket of a reading's event-to-ingest delay. */
-static int tc_qm_delay_bucket(int64_t event_us, int64_t ingest_us)
+/* The sketch bucket of a reading's event-to-ingest delay (0 when either time is out of range:
+ * the reading is refused). */
+static int tc_qm_reading_bucket(const tc_qm *q, int64_t event_us, int64_t ingest_us)
 {
-    return tc_qm_sketch_bucket((double)(ingest_us - event_us) / 1e3);
+    if (!TC_Q_TIME_OK(event_us) || !TC_Q_TIME_OK(ingest_us))
+        return 0;
+    return tc_qm_delay_bucket(q, ingest_us - event_us);
+}
+
+/* The metrics of the first o.metrics a reading lacks, from the bits of those it carries among its
+ * first `metrics` (the others it lacks). */
+static unsigned tc_qm_lacking(const tc_qm *q, unsigned present, int metrics)
+{
+    unsigned all = (1u << q->o.metrics) - 1;
+
+    if (metrics < q->o.metrics)
+        present &= (1u << (metrics > 0 ? metrics : 0)) - 1;
+    return ~present & all;
 }
 
 /* The device index of a reading, or -1 (refused: its times are out of range, or its id). */
@@ -391,22 +456,20 @@ static long tc_qm_lookup(tc_qm *q, const char *device, size_t len, int64_t event
 }
 
 /* Count a reading of device di (-1: refused) whose delay falls in sketch bucket `bucket` (computed
- * once a reading, for its row, the fleet's and the prefetch). */
+ * once a reading, for its row and the prefetch) and which lacks the metrics of `lacking`. */
 static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t watermark_us, int bucket,
-                             unsigned present, int metrics)
+                             unsigned lacking)
 {
     int64_t minute = tc_qm_minute(event_us);
     int late, ooo, gap = 0;
     double gap_s = 0;
-    tc_qm_slot *r, *fleet;
+    tc_qm_slot *r;
     tc_qm_dev *d;
 
     if (di < 0) {
         q->t.devices_refused++;
         return;
     }
-    if (metrics > q->o.metrics)
-        metrics = q->o.metrics;
     d = &q->devs[di];
     late = (double)(watermark_us - event_us) > q->o.late_after_s * 1e6;
     ooo = d->n > 0 && event_us < d->last_t;
@@ -426,13 +489,11 @@ static void tc_qm_observe_at(tc_qm *q, long di, int64_t event_us, int64_t waterm
         d->n += d->n < UINT32_MAX;
     }
     r = tc_qm_row_of(q, (uint32_t)di, minute);
-    fleet = tc_qm_row_of(q, TC_QM_FLEET, minute);
-    if (!r || !fleet) {
+    if (!r) {
         q->t.rows_refused++;
         return;
     }
-    tc_qm_count(q, r, late, ooo, gap, gap_s, bucket, present, metrics);
-    tc_qm_count(q, fleet, late, ooo, gap, gap_s, bucket, present, metrics);
+    tc_qm_count(q, r, late, ooo, gap, gap_s, bucket, lacking);
     q->t.readings++;
     q->t.late += (uint64_t)late;
     q->t.out_of_order += (uint64_t)ooo;
@@ -448,11 +509,18 @@ void tc_qm_observe(tc_qm *q, const char *device, size_t len, int64_t event_us, i
     for (int m = 0; m < metrics && m < TC_QM_METRICS_MAX; m++)
         bits |= (unsigned)(!present || present[m]) << m;
     tc_qm_observe_at(q, tc_qm_lookup(q, device, len, event_us, ingest_us, watermark_us), event_us,
-                     watermark_us, tc_qm_delay_bucket(event_us, ingest_us), bits, metrics);
+                     watermark_us, tc_qm_reading_bucket(q, event_us, ingest_us),
+                     tc_qm_lacking(q, bits, metrics));
 }
 
-/* Prefetch what counting reading k of device di will touch: the device, then the row its state
- * names (a second pass, once the device has arrived). */
+/* Readings ahead of the one being counted whose row is being fetched; the device line, which
+ * names the row, is fetched as far again ahead. A reading touches two lines the metrics own (its
+ * device's and its row's) and the second's address is in the first: fetched a group at a time,
+ * the rows' fetch waited for the devices' (a stall a group), and the first readings of each group
+ * waited for both; at a fixed distance all three steps overlap along the whole batch. */
+#define TC_QM_AHEAD 8
+#define TC_QM_RING  (4 * TC_QM_AHEAD)
+
 static void tc_qm_prefetch_device(const tc_qm *q, long di)
 {
     if (di >= 0)
@@ -461,38 +529,54 @@ static void tc_qm_prefetch_device(const tc_qm *q, long di)
 
 static void tc_qm_prefetch_row(const tc_qm *q, long di)
 {
-    const tc_qm_slot *r;
-
-    if (di < 0 || !q->devs[di].rows.head)
-        return;
-    r = &q->rows[q->devs[di].rows.head - 1];
-    __builtin_prefetch(r, 1);
-    __builtin_prefetch(&r->present, 1);
+    if (di >= 0 && q->devs[di].rows.head)
+        __builtin_prefetch(&q->rows[q->devs[di].rows.head - 1], 1); /* its first line only */
 }
 
-/* Count readings [g, end) of a batch whose device indexes are idx[0 .. end - g); reading k carries
- * metric m where present[m][r] != 0, r being rows[k] (rows NULL: k; present NULL: all). */
-static void tc_qm_count_group(tc_qm *q, size_t g, size_t end, const long *idx,
-                              const int64_t *event_us, const int64_t *ingest_us,
-                              const int64_t *watermark_us, const uint8_t *const *present,
-                              const size_t *rows, int metrics)
+/* Reading k's device index among the caller's (-1: refused): one of the shared table, with
+ * times in range (as tc_qm_lookup). */
+static long tc_qm_index_at(const tc_qm *q, const long *index, size_t k, const int64_t *event_us,
+                           const int64_t *ingest_us, const int64_t *watermark_us)
 {
-    int bucket[TC_QM_BATCH_GROUP];
-    unsigned all = (1u << metrics) - 1;
+    int ok = index[k] >= 0 && (size_t)index[k] < q->o.max_devices && TC_Q_TIME_OK(event_us[k]) &&
+             TC_Q_TIME_OK(ingest_us[k]) && TC_Q_TIME_OK(watermark_us[k]);
 
-    for (size_t k = g; k < end; k++) {
-        bucket[k - g] = tc_qm_delay_bucket(event_us[k], ingest_us[k]);
-        tc_qm_prefetch_row(q, idx[k - g]);
-    }
-    for (size_t k = g; k < end; k++) {
-        size_t r = rows ? rows[k] : k;
-        unsigned bits = all;
-        if (present) {
-            bits = 0;
-            for (int m = 0; m < metrics; m++)
-                bits |= (unsigned)(present[m][r] != 0) << m;
+    return ok ? index[k] : -1;
+}
+
+void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
+                            const int64_t *ingest_us, const int64_t *watermark_us,
+                            const uint8_t *const *present, const size_t *rows, int metrics)
+{
+    /* Reading k's index at idx[k % TC_QM_RING], from when its device is fetched until it is
+     * counted, 2 x TC_QM_AHEAD readings later: the ring holds more than that. */
+    long idx[TC_QM_RING];
+    unsigned all;
+
+    if (metrics > q->o.metrics)
+        metrics = q->o.metrics;
+    all = (1u << metrics) - 1;
+    for (size_t k = 0; k < n + 2 * TC_QM_AHEAD; k++) {
+        if (k < n) {
+            idx[k % TC_QM_RING] = tc_qm_index_at(q, index, k, event_us, ingest_us, watermark_us);
+            tc_qm_prefetch_device(q, idx[k % TC_QM_RING]);
         }
-        tc_qm_observe_at(q, idx[k - g], event_us[k], watermark_us[k], bucket[k - g], bits, metrics);
+        if (k >= TC_QM_AHEAD && k - TC_QM_AHEAD < n)
+            tc_qm_prefetch_row(q, idx[(k - TC_QM_AHEAD) % TC_QM_RING]);
+        if (k >= 2 * TC_QM_AHEAD) {
+            size_t c = k - 2 * TC_QM_AHEAD, r = rows ? rows[c] : c;
+            long di = idx[c % TC_QM_RING];
+            unsigned bits = all;
+            if (present) {
+                bits = 0;
+                for (int m = 0; m < metrics; m++)
+                    bits |= (unsigned)(present[m][r] != 0) << m;
+            }
+            /* A device index says the times are in range (a refused reading has none). */
+            tc_qm_observe_at(q, di, event_us[c], watermark_us[c],
+                             di >= 0 ? tc_qm_delay_bucket(q, ingest_us[c] - event_us[c]) : 0,
+                             tc_qm_lacking(q, bits, metrics));
+        }
     }
 }
 
@@ -502,40 +586,17 @@ void tc_qm_observe_batch(tc_qm *q, size_t n, const char *const *ids, const size_
 {
     long idx[TC_QM_BATCH_GROUP];
 
-    if (metrics > q->o.metrics)
-        metrics = q->o.metrics;
+    /* Looked up a group at a time, then counted by index. */
     for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
-        size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
-        for (size_t k = g; k < end; k++) {
-            idx[k - g] =
-                tc_qm_lookup(q, ids[k], lens[k], event_us[k], ingest_us[k], watermark_us[k]);
-            tc_qm_prefetch_device(q, idx[k - g]);
-        }
-        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, NULL,
-                          metrics);
-    }
-}
-
-void tc_qm_observe_batch_at(tc_qm *q, size_t n, const long *index, const int64_t *event_us,
-                            const int64_t *ingest_us, const int64_t *watermark_us,
-                            const uint8_t *const *present, const size_t *rows, int metrics)
-{
-    long idx[TC_QM_BATCH_GROUP];
-
-    if (metrics > q->o.metrics)
-        metrics = q->o.metrics;
-    for (size_t g = 0; g < n; g += TC_QM_BATCH_GROUP) {
-        size_t end = n - g < TC_QM_BATCH_GROUP ? n : g + TC_QM_BATCH_GROUP;
-        for (size_t k = g; k < end; k++) {
-            /* The caller's indexes name devices of the shared table; times as tc_qm_lookup. */
-            int ok = index[k] >= 0 && (size_t)index[k] < q->o.max_devices &&
-                     TC_Q_TIME_OK(event_us[k]) && TC_Q_TIME_OK(ingest_us[k]) &&
-                     TC_Q_TIME_OK(watermark_us[k]);
-            idx[k - g] = ok ? index[k] : -1;
-            tc_qm_prefetch_device(q, idx[k - g]);
-        }
-        tc_qm_count_group(q, g, end, idx, event_us, ingest_us, watermark_us, present, rows,
-                          metrics);
+        size_t len = n - g < TC_QM_BATCH_GROUP ? n - g : TC_QM_BATCH_GROUP;
+        const uint8_t *pres[TC_QM_METRICS_MAX];
+        for (size_t k = 0; k < len; k++)
+            idx[k] = tc_qm_lookup(q, ids[g + k], lens[g + k], event_us[g + k], ingest_us[g + k],
+                                  watermark_us[g + k]);
+        for (int m = 0; present && m < metrics && m < TC_QM_METRICS_MAX; m++)
+            pres[m] = present[m] + g;
+        tc_qm_observe_batch_at(q, len, idx, event_us + g, ingest_us + g, watermark_us + g,
+                               present ? pres : NULL, NULL, metrics);
     }
 }
 
@@ -595,21 +656,91 @@ static void tc_qm_written_note(tc_qm *q, const tc_qm_slot *s, tc_qm_row *out)
 static int tc_qm_slot_order(const void *a, const void *b)
 {
     const tc_qm_slot *x = *(const tc_qm_slot *const *)a, *y = *(const tc_qm_slot *const *)b;
-    int fx = x->dev == TC_QM_FLEET, fy = y->dev == TC_QM_FLEET;
 
-    if (fx != fy)
-        return fx - fy;
     if (x->minute_us != y->minute_us)
         return x->minute_us < y->minute_us ? -1 : 1;
     return (x->dev > y->dev) - (x->dev < y->dev);
+}
+
+/* The fleet's row of a minute, its devices' rows added to it one by one. */
+static void tc_qm_fleet_begin(tc_qm_row *f, int64_t minute_us)
+{
+    memset(f, 0, sizeof(*f));
+    f->minute_us = minute_us;
+}
+
+static void tc_qm_fleet_add(const tc_qm *q, tc_qm_row *f, const tc_qm_slot *s)
+{
+    f->readings += s->readings;
+    f->late += s->late;
+    f->out_of_order += s->out_of_order;
+    f->gaps += s->gaps;
+    if (s->gaps && s->gap_max_s > f->gap_max_s)
+        f->gap_max_s = s->gap_max_s;
+    for (int m = 0; m < q->o.metrics; m++)
+        f->present[m] += s->readings - s->absent[m];
+    if (s->full) {
+        tc_qm_sketch_merge(&f->delay, &q->sketches[s->full - 1]);
+        return;
+    }
+    for (int i = 0; i < s->nsparse; i++) {
+        f->delay.b[s->sb[i]] += s->sc[i];
+        f->delay.count += s->sc[i];
+    }
+}
+
+/* The fleet's rows of the minutes of rows[0 .. n), sorted by minute: one a minute. */
+static void tc_qm_fleet_sorted(const tc_qm *q, tc_qm_slot *const *rows, size_t n, tc_qm_row_fn fn,
+                               void *opaque)
+{
+    tc_qm_row f;
+
+    for (size_t k = 0; k < n; k++) {
+        if (k && rows[k]->minute_us != f.minute_us)
+            fn(opaque, &f);
+        if (!k || rows[k]->minute_us != f.minute_us)
+            tc_qm_fleet_begin(&f, rows[k]->minute_us);
+        tc_qm_fleet_add(q, &f, rows[k]);
+    }
+    if (n)
+        fn(opaque, &f);
+}
+
+/* The same from the pool as it lies, a pass a minute: only when there was no memory to sort. */
+static void tc_qm_fleet_unsorted(const tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
+{
+    tc_qm_row f;
+    int64_t last = INT64_MIN, next;
+    int first = 1, found;
+
+    for (;; last = next, first = 0) {
+        found = 0;
+        next = INT64_MAX;
+        for (size_t i = 0; i < q->hwm; i++) {
+            const tc_qm_slot *s = &q->rows[i];
+            if (s->used && s->minute_us < before_us && (first || s->minute_us > last) &&
+                s->minute_us <= next) {
+                next = s->minute_us;
+                found = 1;
+            }
+        }
+        if (!found)
+            return;
+        tc_qm_fleet_begin(&f, next);
+        for (size_t i = 0; i < q->hwm; i++)
+            if (q->rows[i].used && q->rows[i].minute_us == next)
+                tc_qm_fleet_add(q, &f, &q->rows[i]);
+        fn(opaque, &f);
+    }
 }
 
 void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
 {
     tc_qm_slot **out = malloc((q->nrows ? q->nrows : 1) * sizeof(*out));
     size_t n = 0;
-
-    tc_qm_row row;
+    /* Zeroed once: a row's `whole` is only set when it continues, and what it holds otherwise
+     * must not depend on the stack. */
+    tc_qm_row row = {0};
 
     /* Out of memory for the ordering: hand the rows over in pool order rather than not at all. */
     for (size_t i = 0; i < q->hwm; i++) {
@@ -620,8 +751,7 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
             out[n++] = s;
         } else if (fn) {
             tc_qm_row_out(q, s, &row);
-            if (s->dev != TC_QM_FLEET)
-                tc_qm_written_note(q, s, &row);
+            tc_qm_written_note(q, s, &row);
             fn(opaque, &row);
         }
     }
@@ -629,11 +759,14 @@ void tc_qm_flush(tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
         qsort(out, n, sizeof(*out), tc_qm_slot_order);
         for (size_t k = 0; k < n && fn; k++) {
             tc_qm_row_out(q, out[k], &row);
-            if (out[k]->dev != TC_QM_FLEET)
-                tc_qm_written_note(q, out[k], &row);
+            tc_qm_written_note(q, out[k], &row);
             fn(opaque, &row);
         }
+        if (fn)
+            tc_qm_fleet_sorted(q, out, n, fn, opaque);
         free(out);
+    } else if (fn) {
+        tc_qm_fleet_unsorted(q, before_us, fn, opaque);
     }
     /* Every chain that holds a row is emptied, then the rows left are linked again, the newest
      * minute at the head (where the next reading looks first). Each chain keeps its max_minute:

@@ -23,12 +23,14 @@
  *
  * Memory: TC_QM_DEVICE_BYTES per device seen plus its id, and one row of TC_QM_ROW_BYTES per
  * (device, minute) with readings not yet flushed, out of a pool of max_rows allocated at tc_qm_new
- * (untouched until used); a row whose delays fall in more than six buckets (the fleet's, a device's
- * of many readings) also holds a whole sketch (sizeof(tc_qm_sketch), 408 bytes) from a pool of
- * its own, until it is flushed. A reading whose row does not fit is counted in rows_refused.
- * tc_qm_flush hands over every row of a minute before a given one and frees it: the sink calls it
- * once the watermark is past a minute plus late_after_s (later readings of that minute make a new
- * row, which the store adds to the stored one).
+ * (untouched until used); a row whose delays fall in more than six buckets (a device's of many
+ * readings or spread delays) also holds a whole sketch (sizeof(tc_qm_sketch), 408 bytes) from a
+ * pool of its own, until it is flushed. A reading whose row does not fit is counted in
+ * rows_refused. tc_qm_flush hands over every row of a minute before a given one and frees it: the
+ * sink calls it once the watermark is past a minute plus late_after_s (later readings of that
+ * minute make a new row, which the store adds to the stored one). The fleet's row of a minute is
+ * not held: the flush makes it from the devices' rows of that minute it hands over (their sum:
+ * every figure adds, gap_max_s is the largest), so it costs a reading nothing.
  *
  * What was handed over: a device's minute is often handed over in parts (a flush takes the minute
  * still open, its later readings go in the next), and the store then adds the part to the stored
@@ -122,6 +124,11 @@ typedef struct tc_qm tc_qm;
 
 tc_qm *tc_qm_new(const tc_qm_options *o, char *errstr, size_t errstr_size);
 void tc_qm_destroy(tc_qm *q);
+
+/* The bucket of a delay in microseconds: tc_qm_sketch_bucket(delay_us / 1e3), the same for every
+ * delay, found by comparisons with q's table of the buckets' first delays (the bucket a reading
+ * counts its delay in). */
+int tc_qm_delay_bucket(const tc_qm *q, int64_t delay_us);
 
 /* One valid reading: device (len bytes), its event time, when it was ingested, the watermark
  * (latest event time seen before it, or the caller's), and which of the first `metrics` metrics it

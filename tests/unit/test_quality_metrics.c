@@ -93,6 +93,120 @@ static void test_sketch_buckets(void **state)
     }
 }
 
+/* A reading's bucket from its delay in microseconds is the bucket of that delay in milliseconds,
+ * for every delay: all of the first three seconds, a few thousand either side of every bucket's
+ * first delay as the sketch defines it (2^((i - 1) / 4) ms), and spread 64-bit values. */
+static void test_delay_bucket_is_the_logarithms(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    tc_qm *q;
+    uint64_t seed = 11;
+    static const int64_t edges[] = {INT64_MIN, -1, 0, 999, 1000, INT64_C(1) << 62, INT64_MAX};
+
+    (void)state;
+    tc_qm_options_default(&o, 4);
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int64_t us = 0; us < 3000000; us++)
+        if (tc_qm_delay_bucket(q, us) != tc_qm_sketch_bucket((double)us / 1e3))
+            fail_msg("delay %lld us: bucket %d, the logarithm's %d", (long long)us,
+                     tc_qm_delay_bucket(q, us), tc_qm_sketch_bucket((double)us / 1e3));
+    for (int i = 1; i < TC_QM_SKETCH_BUCKETS; i++) {
+        int64_t from = (int64_t)(exp2((i - 1) / 4.0) * 1000.0);
+        for (int64_t us = from - 3000; us <= from + 3000; us++)
+            assert_int_equal(tc_qm_delay_bucket(q, us), tc_qm_sketch_bucket((double)us / 1e3));
+    }
+    for (int k = 0; k < 1000000; k++) {
+        int64_t us;
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        us = (int64_t)(seed >> (seed % 40)); /* magnitudes of every size */
+        assert_int_equal(tc_qm_delay_bucket(q, us), tc_qm_sketch_bucket((double)us / 1e3));
+    }
+    for (size_t k = 0; k < sizeof(edges) / sizeof(edges[0]); k++)
+        assert_int_equal(tc_qm_delay_bucket(q, edges[k]),
+                         tc_qm_sketch_bucket((double)edges[k] / 1e3));
+    tc_qm_destroy(q);
+}
+
+typedef struct fleet_rows {
+    tc_qm_row r[4];
+    int n, devices;
+} fleet_rows;
+
+static void on_fleet(void *opaque, const tc_qm_row *row)
+{
+    fleet_rows *l = opaque;
+
+    if (row->device) {
+        l->devices++;
+        return;
+    }
+    assert_true(l->n < 4);
+    l->r[l->n++] = *row;
+}
+
+/* The fleet's row of a minute holds every reading of that minute, whatever its device: counted
+ * here reading by reading from the inputs (not from the devices' rows), against what the flush
+ * makes of the devices' rows. Three devices over two minutes; one device's delays spread over
+ * more buckets than a row holds in place (its sketch whole), readings lacking a metric, a late
+ * one, a reading that names only the first metric, and a gap. */
+static void test_fleet_is_every_reading_of_its_minute(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    tc_qm *q;
+    fleet_rows l = {0};
+    tc_qm_row want[2];
+    static const char *names[3] = {"f-a", "f-b", "f-c"};
+    int64_t w = 0;
+
+    (void)state;
+    memset(want, 0, sizeof(want));
+    tc_qm_options_default(&o, 8);
+    o.metrics = 3;
+    q = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(q);
+    for (int k = 0; k < 60; k++) {
+        int dev = k % 3, metrics = k == 31 ? 1 : 3;
+        int64_t ev = (int64_t)(k / 3) * 5 * SEC + dev * SEC, ing, wm;
+        uint8_t present[3] = {1, (uint8_t)(k % 4 != 0), (uint8_t)(k % 5 != 0)};
+        tc_qm_row *f;
+
+        if (k == 50)
+            ev -= 75 * SEC; /* late: 75 s behind the watermark, in minute 0 */
+        w = ev > w ? ev : w;
+        wm = w;
+        /* f-c's delays spread over twenty buckets; the others' in two. */
+        ing = w + (dev == 2 ? (int64_t)(exp2(k / 4.0) * 1000.0) : (k % 2 + 1) * 1000000);
+        tc_qm_observe(q, names[dev], 3, ev, ing, wm, NULL, present, metrics);
+        f = &want[ev >= 60 * SEC];
+        f->minute_us = ev >= 60 * SEC ? 60 * SEC : 0;
+        f->readings++;
+        for (int m = 0; m < 3; m++)
+            f->present[m] += m < metrics && present[m];
+        f->late += (double)(wm - ev) > 60e6;
+        tc_qm_sketch_add(&f->delay, (double)(ing - ev) / 1e3);
+    }
+    /* A gap: f-a at 300 s, 205 s after its last reading (every 5 s before). */
+    tc_qm_observe(q, "f-a", 3, 300 * SEC, 300 * SEC, 300 * SEC, NULL, NULL, 3);
+    tc_qm_flush(q, INT64_MAX, on_fleet, &l);
+    assert_int_equal(l.n, 3); /* minutes 0, 1 and 5 */
+    assert_int_equal(l.devices, 3 + 3 + 1);
+    for (int i = 0; i < 2; i++) {
+        assert_true(l.r[i].minute_us == want[i].minute_us);
+        assert_int_equal(l.r[i].readings, want[i].readings);
+        for (int m = 0; m < TC_QM_METRICS_MAX; m++)
+            assert_int_equal(l.r[i].present[m], want[i].present[m]);
+        assert_int_equal(l.r[i].late, want[i].late);
+        assert_memory_equal(&l.r[i].delay, &want[i].delay, sizeof(tc_qm_sketch));
+    }
+    assert_true(want[0].late + want[1].late == 1 && want[0].present[2] < want[0].readings);
+    assert_true(l.r[2].minute_us == 300 * SEC && l.r[2].readings == 1 && l.r[2].gaps == 1);
+    assert_true(l.r[2].gap_max_s == 300.0 - 95.0); /* f-a's last before it: 19 x 5 s */
+    tc_qm_destroy(q);
+}
+
 static void test_sketch_merge(void **state)
 {
     tc_qm_sketch a = {0}, b = {0}, all = {0};
@@ -153,7 +267,7 @@ static void test_accumulators(void **state)
     }
     tc_qm_get_totals(q, &t);
     assert_true(t.readings == 7 && t.late == 1 && t.out_of_order == 2 && t.gaps == 1);
-    assert_int_equal(t.rows_held, 4); /* (dev-1, 0), (dev-1, 60 s), fleet x 2 */
+    assert_int_equal(t.rows_held, 2); /* (dev-1, 0), (dev-1, 60 s): the fleet's are not held */
     /* Only minutes before 60 s: dev-1's minute 0, then the fleet's. */
     tc_qm_flush(q, 60 * SEC, on_row, &l);
     assert_int_equal(l.n, 2);
@@ -175,7 +289,7 @@ static void test_accumulators(void **state)
         assert_true(fabs(log2(tc_qm_sketch_quantile(&r->delay, 0.99) / 82000.0)) <= 0.125);
     }
     tc_qm_get_totals(q, &t);
-    assert_int_equal(t.rows_held, 2);
+    assert_int_equal(t.rows_held, 1);
     l.n = 0;
     tc_qm_flush(q, INT64_MAX, on_row, &l);
     assert_int_equal(l.n, 2);
@@ -309,14 +423,14 @@ static void test_caps(void **state)
 
     (void)state;
     tc_qm_options_default(&o, 2);
-    o.max_rows = 3;
+    o.max_rows = 2;
     q = tc_qm_new(&o, errstr, sizeof(errstr));
     assert_non_null(q);
     for (int i = 0; i < 3; i++) {
         snprintf(id, sizeof(id), "d%d", i);
         tc_qm_observe(q, id, strlen(id), 0, 0, 0, NULL, NULL, 6);
     }
-    /* d0's row and the fleet's, d1's row: the pool of 3 is full; d2 is a third device. */
+    /* d0's row and d1's: the pool of 2 is full; d2 is a third device. */
     tc_qm_get_totals(q, &t);
     assert_true(t.readings == 2 && t.rows_refused == 0 && t.devices_refused == 1);
     tc_qm_observe(q, "d0", 2, 61 * SEC, 61 * SEC, 61 * SEC, NULL, NULL, 6);
@@ -819,7 +933,7 @@ static void test_tables_grow(void **state)
             tc_qm_observe(q, id, strlen(id), at, at, at, NULL, NULL, 6);
         }
     tc_qm_get_totals(q, &t);
-    assert_int_equal(t.rows_held, 2 * DEVS + 2);
+    assert_int_equal(t.rows_held, 2 * DEVS); /* the fleet's rows are made at the flush */
     tc_qm_flush(q, 60 * SEC, count_row, &h); /* minute 0's rows go, minute 1's stay */
     assert_int_equal(h.rows, DEVS + 1);
     assert_int_equal(h.readings, 2 * DEVS);
@@ -829,7 +943,7 @@ static void test_tables_grow(void **state)
         tc_qm_observe(q, id, strlen(id), at, at, at, NULL, NULL, 6);
     }
     tc_qm_get_totals(q, &t);
-    assert_int_equal(t.rows_held, DEVS + 1); /* the same rows, found again */
+    assert_int_equal(t.rows_held, DEVS); /* the same rows, found again */
     h = (handed){0};
     tc_qm_flush(q, INT64_MAX, count_row, &h);
     assert_int_equal(h.rows, DEVS + 1);
@@ -843,6 +957,8 @@ int main(void)
         cmocka_unit_test(test_sketch_against_exact),
         cmocka_unit_test(test_sketch_buckets),
         cmocka_unit_test(test_sketch_merge),
+        cmocka_unit_test(test_delay_bucket_is_the_logarithms),
+        cmocka_unit_test(test_fleet_is_every_reading_of_its_minute),
         cmocka_unit_test(test_accumulators),
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_caps),
