@@ -696,10 +696,11 @@ static void tc_qm_fleet_sorted(const tc_qm *q, tc_qm_slot *const *rows, size_t n
     tc_qm_row f;
 
     for (size_t k = 0; k < n; k++) {
-        if (k && rows[k]->minute_us != f.minute_us)
-            fn(opaque, &f);
-        if (!k || rows[k]->minute_us != f.minute_us)
+        if (!k || rows[k]->minute_us != f.minute_us) {
+            if (k)
+                fn(opaque, &f); /* the previous minute is whole */
             tc_qm_fleet_begin(&f, rows[k]->minute_us);
+        }
         tc_qm_fleet_add(q, &f, rows[k]);
     }
     if (n)
@@ -710,15 +711,16 @@ static void tc_qm_fleet_sorted(const tc_qm *q, tc_qm_slot *const *rows, size_t n
 static void tc_qm_fleet_unsorted(const tc_qm *q, int64_t before_us, tc_qm_row_fn fn, void *opaque)
 {
     tc_qm_row f;
+    /* A row's minute is of a time in range (TC_Q_TIME_OK): never INT64_MIN. */
     int64_t last = INT64_MIN, next;
-    int first = 1, found;
+    int found;
 
-    for (;; last = next, first = 0) {
+    for (;; last = next) {
         found = 0;
         next = INT64_MAX;
         for (size_t i = 0; i < q->hwm; i++) {
             const tc_qm_slot *s = &q->rows[i];
-            if (s->used && s->minute_us < before_us && (first || s->minute_us > last) &&
+            if (s->used && s->minute_us < before_us && s->minute_us > last &&
                 s->minute_us <= next) {
                 next = s->minute_us;
                 found = 1;
