@@ -249,7 +249,7 @@ static const tc_conf_entry tc_conf_table[] = {
     {"quality.flush_interval_ms", TC_CT_INT, "10000", 100, 3600000, NULL,
      OFF(quality_flush_interval_ms),
      "Longest time between two quality transactions (figures, anomalies and marks together); a "
-     "minute of event time that closes asks for one sooner (at most one a second)."},
+     "minute of event time that closes asks for one sooner (at most one every 5 s)."},
     {"quality.tick_s", TC_CT_INT, "10", 1, 3600, NULL, OFF(quality_tick_s),
      "Event time between two silence checks of a partition's devices."},
     {"quality.detect_location", TC_CT_BOOL, "false", 0, 0, NULL, OFF(quality_detect_location),

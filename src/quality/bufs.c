@@ -5,6 +5,19 @@
 
 #include <stdlib.h>
 
+/* A new buffer for want bytes, with TC_QBUFS_HEADROOM more: the next flush's document is
+ * seldom the same size, and a buffer that holds it is written over pages faulted in already,
+ * where one a byte too small is replaced by fresh memory (a fault a page). Pages never written
+ * cost nothing. */
+static void *tc_qbufs_new(size_t want, size_t *cap)
+{
+    size_t size = want + want / TC_QBUFS_HEADROOM;
+    void *p = size >= want ? malloc(size) : NULL;
+
+    *cap = p ? size : 0;
+    return p;
+}
+
 void *tc_qbufs_get(tc_qbufs *b, size_t want, size_t *cap)
 {
     size_t pick = TC_QBUFS_MAX, largest = 0;
@@ -19,11 +32,8 @@ void *tc_qbufs_get(tc_qbufs *b, size_t want, size_t *cap)
         if (b->cap[i] > b->cap[largest])
             largest = i;
     }
-    if (!b->n) {
-        p = want ? malloc(want) : NULL;
-        *cap = p ? want : 0;
-        return p;
-    }
+    if (!b->n)
+        return want ? tc_qbufs_new(want, cap) : NULL;
     if (pick == TC_QBUFS_MAX)
         pick = largest; /* grown below */
     p = b->p[pick];
@@ -34,8 +44,7 @@ void *tc_qbufs_get(tc_qbufs *b, size_t want, size_t *cap)
     if (*cap < want) {
         /* Its content is not kept: a new one, not a realloc that would copy it. */
         free(p);
-        p = malloc(want);
-        *cap = p ? want : 0;
+        p = tc_qbufs_new(want, cap);
     }
     return p;
 }

@@ -21,6 +21,9 @@
 
 /* Buffers a pool keeps. */
 #define TC_QBUFS_MAX 32
+/* A new buffer is made 1/TC_QBUFS_HEADROOM larger than asked (a quarter): a flush a little
+ * larger than the last still fits the buffers it left. */
+#define TC_QBUFS_HEADROOM 4
 
 typedef struct tc_qbufs {
     void *p[TC_QBUFS_MAX];
@@ -28,9 +31,9 @@ typedef struct tc_qbufs {
     size_t n;
 } tc_qbufs;
 
-/* The smallest kept buffer of at least want bytes, or else a new one of want bytes in place of
- * the largest (freed: it holds nothing worth copying); want 0: the smallest, NULL when none is
- * kept. *cap receives its size. NULL: none kept and want 0, or out of memory. */
+/* The smallest kept buffer of at least want bytes, or else a new one of want bytes and its
+ * headroom in place of the largest (freed: it holds nothing worth copying); want 0: the smallest,
+ * NULL when none is kept. *cap receives its size. NULL: none kept and want 0, or out of memory. */
 void *tc_qbufs_get(tc_qbufs *b, size_t want, size_t *cap);
 /* Keep p (cap bytes; NULL is ignored) for a later get. */
 void tc_qbufs_put(tc_qbufs *b, void *p, size_t cap);

@@ -779,7 +779,7 @@ static int tc_qd_grow(tc_qd_buf *b, int bytes)
 }
 
 /* The low `bytes` bytes of v, little-endian. Inline with a constant width, the shifts become one
- * store: a checkpoint is some 800 bytes a device, written at every flush. */
+ * store: a checkpoint is some 300 bytes a device, written at every flush. */
 static inline void tc_qd_put(tc_qd_buf *b, uint64_t v, int bytes)
 {
     unsigned char *p;
@@ -881,15 +881,20 @@ uint64_t tc_qd_checksum(const unsigned char *p, size_t n, uint64_t version)
     return h[0];
 }
 
-/* Bytes of device i's record in a checkpoint: its id, its own state and its series'. */
+/* A series' fields, and the bytes of all of them (124: version 2's series, every field). */
+#define TC_QD_COUNT_F(f)     +1
+#define TC_QD_COUNT_I(f, w)  +1
+#define TC_QD_BYTES_F(f)     +4
+#define TC_QD_BYTES_I(f, w)  +(w)
+#define TC_QD_SERIES_NFIELDS (0 TC_QD_SERIES_FIELDS(TC_QD_COUNT_F, TC_QD_COUNT_I))
+#define TC_QD_SERIES_FULL    (0 TC_QD_SERIES_FIELDS(TC_QD_BYTES_F, TC_QD_BYTES_I))
+_Static_assert(TC_QD_SERIES_NFIELDS <= 32, "a series' mask is 32 bits");
+
+/* The most bytes device i's record takes in a checkpoint: its id, its own state and its series',
+ * each its mask and every field (a series has fewer: its zero fields are left out). */
 static size_t tc_qd_record_bytes(const tc_qd *d, size_t id_len)
 {
-#define TC_QD_F(f)    +4
-#define TC_QD_I(f, w) +(w)
-    return 2 + id_len + 8 + 8 + 4 + 4 + 1 +
-           (size_t)d->o.metrics * (size_t)(0 TC_QD_SERIES_FIELDS(TC_QD_F, TC_QD_I));
-#undef TC_QD_F
-#undef TC_QD_I
+    return 2 + id_len + 8 + 8 + 4 + 4 + 1 + (size_t)d->o.metrics * (4 + TC_QD_SERIES_FULL);
 }
 
 static void tc_qd_put_header(tc_qd_buf *b, const tc_qd *d, size_t ndevices)
@@ -948,8 +953,29 @@ static void tc_qd_put_device(tc_qd_buf *b, const tc_qd *d, size_t i)
     for (int m = 0; m < d->o.metrics; m++) {
         const tc_qd_series *s = &tc_qd_ser(d, i)[m];
         const tc_qd_cold *c = &tc_qd_cold_of(d, i)[m];
-#define TC_QD_F(f)    p = tc_qd_le_f(p, o->f);
-#define TC_QD_I(f, w) p = tc_qd_le(p, (uint64_t)o->f, w);
+        unsigned char *at = p; /* the mask, once known */
+        uint32_t mask = 0, bit = 1;
+
+        p += 4;
+/* A field that is not zero (a float's bits: -0.0 is written) sets its bit and is written. */
+#define TC_QD_F(f)                                                                                 \
+    {                                                                                              \
+        uint32_t u;                                                                                \
+        memcpy(&u, &o->f, sizeof(u));                                                              \
+        if (u) {                                                                                   \
+            mask |= bit;                                                                           \
+            p = tc_qd_le(p, u, 4);                                                                 \
+        }                                                                                          \
+        bit <<= 1;                                                                                 \
+    }
+#define TC_QD_I(f, w)                                                                              \
+    {                                                                                              \
+        if (o->f) {                                                                                \
+            mask |= bit;                                                                           \
+            p = tc_qd_le(p, (uint64_t)o->f, w);                                                    \
+        }                                                                                          \
+        bit <<= 1;                                                                                 \
+    }
         {
             const tc_qd_series *o = s;
             TC_QD_HOT_FIELDS(TC_QD_F, TC_QD_I)
@@ -960,6 +986,7 @@ static void tc_qd_put_device(tc_qd_buf *b, const tc_qd *d, size_t i)
         }
 #undef TC_QD_F
 #undef TC_QD_I
+        (void)tc_qd_le(at, mask, 4);
     }
     b->len = (size_t)(p - b->p);
 }
@@ -1065,8 +1092,52 @@ tc_err tc_qd_save_changed(tc_qd *d, uint32_t since, tc_qd_record_fn fn, void *op
     return TC_OK;
 }
 
-/* Restore one device's state from b into the fresh detector t; 0 when a value is out of range. */
-static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
+/* A series' fields from b: version 3's, the fields its mask names (the others are zero; a field
+ * named must not be, nor a bit past the last field be set, so that one state has one encoding);
+ * version 1 and 2's, every field. */
+static void tc_qd_load_series(tc_qd_series *s, tc_qd_cold *c, tc_qd_buf *b, uint64_t version)
+{
+    uint32_t mask = version >= 3 ? (uint32_t)tc_qd_get(b, 4) : UINT32_MAX, bit = 1;
+
+    if (version >= 3 && TC_QD_SERIES_NFIELDS < 32 && mask >> TC_QD_SERIES_NFIELDS)
+        b->failed = 1;
+/* tc_qd_get reads exactly w bytes, the field's own width (TC_QD_SERIES_FIELDS), so the value fits;
+ * an int64_t's 8 bytes come back as the two's complement tc_qd_save wrote. */
+#define TC_QD_F(f)                                                                                 \
+    {                                                                                              \
+        uint32_t u = 0;                                                                            \
+        if (mask & bit) {                                                                          \
+            o->f = tc_qd_get_f(b);                                                                 \
+            memcpy(&u, &o->f, sizeof(u));                                                          \
+        } else {                                                                                   \
+            o->f = 0;                                                                              \
+        }                                                                                          \
+        if (version >= 3 && (mask & bit) && !u)                                                    \
+            b->failed = 1;                                                                         \
+        bit <<= 1;                                                                                 \
+    }
+#define TC_QD_I(f, w)                                                                              \
+    {                                                                                              \
+        o->f = (mask & bit) ? (__typeof__(o->f))tc_qd_get(b, w) : 0;                               \
+        if (version >= 3 && (mask & bit) && !o->f)                                                 \
+            b->failed = 1;                                                                         \
+        bit <<= 1;                                                                                 \
+    }
+    {
+        tc_qd_series *o = s;
+        TC_QD_HOT_FIELDS(TC_QD_F, TC_QD_I)
+    }
+    {
+        tc_qd_cold *o = c;
+        TC_QD_COLD_FIELDS(TC_QD_F, TC_QD_I)
+    }
+#undef TC_QD_F
+#undef TC_QD_I
+}
+
+/* Restore one device's state from b (a checkpoint of format version) into the fresh detector t;
+ * 0 when a value is out of range. */
+static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b, uint64_t version)
 {
     char id[TC_QD_DEVICE_ID_MAX + 1];
     size_t n = (size_t)tc_qd_get(b, 2);
@@ -1100,20 +1171,8 @@ static int tc_qd_load_device(tc_qd *t, tc_qd_buf *b)
     for (int m = 0; m < t->o.metrics; m++) {
         tc_qd_series *s = &ser[m];
         tc_qd_cold *c = &cold[m];
-/* tc_qd_get reads exactly w bytes, the field's own width (TC_QD_SERIES_FIELDS), so the value fits;
- * an int64_t's 8 bytes come back as the two's complement tc_qd_save wrote. */
-#define TC_QD_F(f)    o->f = tc_qd_get_f(b);
-#define TC_QD_I(f, w) o->f = (__typeof__(o->f))tc_qd_get(b, w);
-        {
-            tc_qd_series *o = s;
-            TC_QD_HOT_FIELDS(TC_QD_F, TC_QD_I)
-        }
-        {
-            tc_qd_cold *o = c;
-            TC_QD_COLD_FIELDS(TC_QD_F, TC_QD_I)
-        }
-#undef TC_QD_F
-#undef TC_QD_I
+
+        tc_qd_load_series(s, c, b, version);
         if (s->win_pos >= 5 || s->open >= (1u << 4) || s->pend_n > t->o.spike_max_len ||
             s->mad < 0 || s->cusum_hi < 0 || s->cusum_lo < 0 || !TC_Q_TIME_OK(s->last_t))
             return 0;
@@ -1153,7 +1212,8 @@ static tc_err tc_qd_parse(tc_qd *t, const unsigned char *buf, size_t len, uint32
     metrics = tc_qd_get(&b, 4);
     ndev = tc_qd_get(&b, 8);
     series_size = tc_qd_get(&b, 8);
-    /* Version 1 differs from 2 by its checksum only: a stored one still loads. */
+    /* Version 1 differs from 2 by its checksum only, 2 from 3 by its series written whole:
+     * stored ones still load. */
     if (magic != 0x44515443u || version < 1 || version > TC_QD_CHECKPOINT_VERSION)
         return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                           "detector checkpoint: not a version 1..%d checkpoint (magic %08llx, "
@@ -1168,7 +1228,7 @@ static tc_err tc_qd_parse(tc_qd *t, const unsigned char *buf, size_t len, uint32
                           (unsigned long long)metrics, (unsigned long long)ndev,
                           (unsigned long long)series_size, t->o.metrics, t->o.max_devices);
     for (uint64_t i = 0; i < ndev; i++) {
-        if (!tc_qd_load_device(t, &b))
+        if (!tc_qd_load_device(t, &b, version))
             return tc_err_set(TC_ERR_INVALID, errstr, errstr_size,
                               "detector checkpoint: device %llu near byte %zu is invalid",
                               (unsigned long long)i, b.pos);

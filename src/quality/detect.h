@@ -38,9 +38,14 @@
  *
  * Checkpoint (tc_qd_save / tc_qd_load): "TCQD", format version, the options' fingerprint, then
  * every device and its series, little-endian field by field, and an FNV-1a 64 checksum of all that
- * precedes it (version 2: over 64-bit words; version 1, over bytes, still loads). tc_qd_load
- * validates everything (lengths, counts against the caps, finite numbers, the checksum) before it
- * replaces anything: a bad checkpoint is refused and the detector keeps its state.
+ * precedes it (version 2 and later: over 64-bit words; version 1, over bytes, still loads). A
+ * series is, from version 3, a 32-bit mask of its fields that are not zero followed by those
+ * fields: a series never fed (a device's latitude and longitude while location is not watched)
+ * is 4 bytes instead of 124, and one without findings leaves most of its cold fields out -- a
+ * device's record under half version 2's, which wrote every field (version 2 still loads).
+ * tc_qd_load validates everything (lengths, counts against the caps, finite numbers, the
+ * checksum, one encoding a state) before it replaces anything: a bad checkpoint is refused and the
+ * detector keeps its state.
  * tc_qd_save_changed writes the same format a device at a time, only the devices changed since a
  * given cut (incremental checkpoints; see below), and tc_qd_merge reads such records back.
  *
@@ -64,8 +69,9 @@
 /* Bytes of one series' state and one device's (without its id). */
 #define TC_QD_SERIES_BYTES 128
 #define TC_QD_DEVICE_BYTES 32
-/* Checkpoint format version written (2: a word-wise checksum); version 1 still loads. */
-#define TC_QD_CHECKPOINT_VERSION 2
+/* Checkpoint format version written (3: a series' zero fields left out; 2: a word-wise checksum);
+ * versions 1 and 2 still load. */
+#define TC_QD_CHECKPOINT_VERSION 3
 
 typedef enum tc_qd_kind {
     TC_QD_SPIKE,
@@ -168,15 +174,16 @@ size_t tc_qd_memory_for(size_t devices, int metrics);
 tc_err tc_qd_save(const tc_qd *d, unsigned char **out, size_t *len, char *errstr,
                   size_t errstr_size);
 /* The same into a buffer of the caller's: *buf (*cap bytes; NULL, 0: none) when it is large
- * enough, else a new one in its place (the old one freed); *len receives the checkpoint's length.
- * A flush that keeps its buffer writes each checkpoint over pages already faulted in (a whole
- * checkpoint is ~800 bytes a device: 80 MB for 100,000). On error *buf stays the caller's. */
+ * enough (tc_qd_save_size), else a new one of that size in its place (the old one freed); *len
+ * receives the checkpoint's length. A flush that keeps its buffer writes each checkpoint over
+ * pages already faulted in (a whole checkpoint is ~400 bytes a device: 40 MB for 100,000). On
+ * error *buf stays the caller's. */
 tc_err tc_qd_save_reuse(const tc_qd *d, unsigned char **buf, size_t *cap, size_t *len, char *errstr,
                         size_t errstr_size);
 /* The checksum a checkpoint of format `version` (1, or 2 and later) ends with, over its n bytes
  * before it (the fuzz target makes checkpoints that pass it). */
 uint64_t tc_qd_checksum(const unsigned char *p, size_t n, uint64_t version);
-/* Bytes tc_qd_save would write now. */
+/* The most bytes tc_qd_save would write now (every field of every series; fewer are written). */
 size_t tc_qd_save_size(const tc_qd *d);
 /* Replace the state with a checkpoint's. On error (errstr says what and at which byte) the
  * detector is unchanged. The checkpoint must come from a detector with the same options'

@@ -91,7 +91,7 @@ static const char tc_quality_ddl[] =
     /* The checkpoint is rewritten at every flush and compresses little (floats): not compressed. */
     "ALTER TABLE @S.quality_offsets ALTER COLUMN detector_state SET STORAGE EXTERNAL;"
     /* The detectors' checkpoint a device a row (quality/ckpt.h): a flush rewrites only the
-     * devices that changed. Records are ~800 bytes, rewritten in place: room on the page for
+     * devices that changed. Records are ~300-800 bytes, rewritten in place: room on the page for
      * the new version keeps the updates HOT (no index entry per flush). */
     "CREATE TABLE IF NOT EXISTS @S.quality_detector_state ("
     " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
