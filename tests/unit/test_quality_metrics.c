@@ -6,7 +6,9 @@
  * rows are found again across a flush; a device's rows of several minutes held at once, reached in
  * any order and across flushes, each found again (never a second row for one device and minute); a
  * row's JSON for the store, its sketch from its first bucket that counts to its last; a device's
- * minute handed over in parts, the later parts carrying what was handed over before them.
+ * minute handed over in parts, the later parts carrying what was handed over before them; and a
+ * flush without memory to sort its rows (malloc wrapped to refuse that one request) handing over
+ * the same rows, the fleet's made a pass a minute.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +207,116 @@ static void test_fleet_is_every_reading_of_its_minute(void **state)
     assert_true(l.r[2].minute_us == 300 * SEC && l.r[2].readings == 1 && l.r[2].gaps == 1);
     assert_true(l.r[2].gap_max_s == 300.0 - 95.0); /* f-a's last before it: 19 x 5 s */
     tc_qm_destroy(q);
+}
+
+/* The ordering the flush sorts its rows with is its one allocation; this test's link wraps malloc
+ * (tests/unit/CMakeLists.txt) so that a request of fail_size bytes fails once. */
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+static size_t fail_size;
+
+void *__wrap_malloc(size_t size)
+{
+    if (fail_size && size == fail_size) {
+        fail_size = 0;
+        return NULL;
+    }
+    return __real_malloc(size);
+}
+
+/* Every row a flush hands over, as the store's binary record of it, sorted: two flushes that hand
+ * over the same rows in another order give the same list. */
+typedef struct row_list {
+    char rec[64][TC_QUALITY_SQL_ROW_BIN_MAX];
+    size_t len[64];
+    int n, fleet;
+} row_list;
+
+static void on_row_bin(void *opaque, const tc_qm_row *row)
+{
+    row_list *l = opaque;
+    tc_jbuf j;
+    size_t len;
+    char *doc;
+
+    assert_true(l->n < 64);
+    tc_jbuf_init(&j, 1u << 20);
+    tc_quality_sql_row_bin(&j, row, 3);
+    doc = tc_jbuf_take(&j, &len);
+    assert_non_null(doc);
+    assert_true(len <= TC_QUALITY_SQL_ROW_BIN_MAX);
+    memset(l->rec[l->n], 0, TC_QUALITY_SQL_ROW_BIN_MAX);
+    memcpy(l->rec[l->n], doc, len);
+    l->len[l->n++] = len;
+    l->fleet += !row->device;
+    free(doc);
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    return memcmp(a, b, TC_QUALITY_SQL_ROW_BIN_MAX);
+}
+
+/* The readings of test_fleet_is_every_reading_of_its_minute (three devices, two minutes, a late
+ * one, a gap) into q. */
+static void observe_fleet(tc_qm *q)
+{
+    static const char *names[3] = {"f-a", "f-b", "f-c"};
+    int64_t w = 0;
+
+    for (int k = 0; k < 60; k++) {
+        int dev = k % 3, metrics = k == 31 ? 1 : 3;
+        int64_t ev = (int64_t)(k / 3) * 5 * SEC + dev * SEC, ing;
+        uint8_t present[3] = {1, (uint8_t)(k % 4 != 0), (uint8_t)(k % 5 != 0)};
+
+        if (k == 50)
+            ev -= 75 * SEC;
+        w = ev > w ? ev : w;
+        ing = w + (dev == 2 ? (int64_t)(exp2(k / 4.0) * 1000.0) : (k % 2 + 1) * 1000000);
+        tc_qm_observe(q, names[dev], 3, ev, ing, w, NULL, present, metrics);
+    }
+    tc_qm_observe(q, "f-a", 3, 300 * SEC, 300 * SEC, 300 * SEC, NULL, NULL, 3);
+}
+
+/* Without memory to sort its rows, a flush hands them over in the pool's order and makes the
+ * fleet's a pass a minute: the same rows, device and fleet, as the sorted flush's. */
+static void test_fleet_without_memory_to_sort(void **state)
+{
+    char errstr[TC_ERRSTR_MAX];
+    tc_qm_options o;
+    tc_qm *sorted, *unsorted;
+    row_list *a = calloc(1, sizeof(row_list)), *b = calloc(1, sizeof(row_list));
+    tc_qm_totals t;
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    tc_qm_options_default(&o, 8);
+    o.metrics = 3;
+    sorted = tc_qm_new(&o, errstr, sizeof(errstr));
+    unsorted = tc_qm_new(&o, errstr, sizeof(errstr));
+    assert_non_null(sorted);
+    assert_non_null(unsorted);
+    observe_fleet(sorted);
+    observe_fleet(unsorted);
+    tc_qm_flush(sorted, INT64_MAX, on_row_bin, a);
+    tc_qm_get_totals(unsorted, &t);
+    assert_int_equal(t.rows_held, 7); /* f-a, f-b, f-c in minutes 0 and 1, f-a in minute 5 */
+    fail_size = t.rows_held * sizeof(void *);
+    tc_qm_flush(unsorted, INT64_MAX, on_row_bin, b);
+    assert_int_equal(fail_size, 0); /* the ordering's allocation was the one refused */
+    assert_int_equal(a->n, 7 + 3);
+    assert_int_equal(b->n, a->n);
+    assert_int_equal(b->fleet, 3);
+    qsort(a->rec, (size_t)a->n, TC_QUALITY_SQL_ROW_BIN_MAX, cmp_rec);
+    qsort(b->rec, (size_t)b->n, TC_QUALITY_SQL_ROW_BIN_MAX, cmp_rec);
+    assert_memory_equal(a->rec, b->rec, (size_t)a->n * TC_QUALITY_SQL_ROW_BIN_MAX);
+    tc_qm_get_totals(unsorted, &t);
+    assert_int_equal(t.rows_held, 0);
+    free(a);
+    free(b);
+    tc_qm_destroy(sorted);
+    tc_qm_destroy(unsorted);
 }
 
 static void test_sketch_merge(void **state)
@@ -959,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_sketch_merge),
         cmocka_unit_test(test_delay_bucket_is_the_logarithms),
         cmocka_unit_test(test_fleet_is_every_reading_of_its_minute),
+        cmocka_unit_test(test_fleet_without_memory_to_sort),
         cmocka_unit_test(test_accumulators),
         cmocka_unit_test(test_batch_equals_one_by_one),
         cmocka_unit_test(test_caps),
