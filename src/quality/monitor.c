@@ -378,25 +378,31 @@ static tc_err tc_qmon_restore_rules(tc_qmon *m, qmon_lane *l, char *errstr, size
     return TC_OK;
 }
 
-/* The OID of the schema's quality_row, the element type of the metric rows' binary array
- * (quality_sql.h): a lane has rows to write only once opened, so it is known before them. */
+/* The OIDs of the schema's quality_row and quality_new_row, the element types of the metric rows'
+ * binary arrays (quality_sql.h): a lane has rows to write only once opened, so they are known
+ * before them. */
 static tc_err tc_qmon_row_type(tc_qmon *m, char *errstr, size_t errstr_size)
 {
     const char *params[1] = {m->schema};
     PGresult *res;
     tc_err err = tc_qmon_exec(m, tc_quality_sql_row_type, 1, params, &res,
-                              "read the quality_row type", errstr, errstr_size);
+                              "read the quality_row types", errstr, errstr_size);
 
     if (err != TC_OK)
         return err;
-    if (PQntuples(res) == 1)
+    if (PQntuples(res) == 1 && PQnfields(res) == 2) {
         m->row_oid = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+        m->new_row_oid = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+    }
     PQclear(res);
-    if (!m->row_oid)
+    if (!m->row_oid || !m->new_row_oid) {
+        const char *missing = m->row_oid ? "quality_new_row" : "quality_row";
+        m->row_oid = m->new_row_oid = 0; /* read again at the next open */
         return tc_err_set(TC_ERR_DB, errstr, errstr_size,
-                          "quality: schema \"%s\" has no type quality_row: run the migrations"
+                          "quality: schema \"%s\" has no type %s: run the migrations"
                           " (thermocline migrate)",
-                          m->schema);
+                          m->schema, missing);
+    }
     return TC_OK;
 }
 

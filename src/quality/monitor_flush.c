@@ -4,10 +4,11 @@
  *
  * Data to PostgreSQL goes as one parameter per statement: one round trip whatever the number of
  * rows, no per-row parameters, and the same statement text for every flush. The metric rows, a
- * row per device minute, go as a binary array of the schema's quality_row (quality_sql.h), the
- * few dead letters, minutes and findings as JSON documents (json_to_recordset). Metric rows leave
- * tc_qm when handed over (tc_qm_flush frees them), so their documents are kept in `held` until a
- * flush commits; findings and dead letters stay in their arrays until then and are turned into
+ * row per device minute, go as a binary array of the schema's quality_new_row (a device's new
+ * minute) or quality_row (a part continuing a minute, the fleet's; quality_sql.h), the few dead
+ * letters, minutes and findings as JSON documents (json_to_recordset). Metric rows leave tc_qm
+ * when handed over (tc_qm_flush frees them), so their documents are kept in `held` until a flush
+ * commits; findings and dead letters stay in their arrays until then and are turned into
  * documents at each attempt. A document is one lane's rows, dead letters or findings, so that a
  * revocation drops exactly the lost partitions' share. The statements run in the order they were
  * made, the held documents first, then each lane's changed detectors and its mark, which moves only
@@ -26,8 +27,8 @@
 /* Largest JSON document one statement sends (PostgreSQL's limit for a value is 1 GB). */
 #define TC_QMON_DOC_MAX (256u * 1024 * 1024)
 /* Bytes of a device's minute row in a flush's binary array, about (a hint for its buffer): the
- * record's 20 columns' headers, its figures and a sketch of a bucket or two. */
-#define TC_QMON_ROW_BIN 320
+ * narrow record's 17 columns' headers, its figures and a sketch of a bucket or two. */
+#define TC_QMON_ROW_BIN 256
 
 static void tc_qmon_jdouble(tc_jbuf *j, const char *key, double v)
 {
@@ -61,8 +62,14 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
     tc_qmon *m = c->m;
 
     if (r->device) {
-        tc_quality_sql_row_bin(r->continues ? c->cont : c->dev, r, TC_QMON_METRICS);
-        *(r->continues ? &c->ncont : &c->ndev) += 1;
+        /* A new minute in the narrow record; a continued part, or a row too large for it, in
+         * the wide one, whose statement upserts the latter as insert_rows would. */
+        if (tc_quality_sql_new_row_bin(c->dev, r, TC_QMON_METRICS)) {
+            c->ndev++;
+        } else {
+            tc_quality_sql_row_bin(c->cont, r, TC_QMON_METRICS);
+            c->ncont++;
+        }
         return;
     }
     tc_quality_sql_row_bin(c->fleet, r, TC_QMON_METRICS);
@@ -80,15 +87,16 @@ static void tc_qmon_collect_row(void *opaque, const tc_qm_row *r)
 }
 
 /* Hold j's document of `rows` items for a statement: a JSON array, or (binary) the metric rows'
- * array, whose header is written now. */
-static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, int binary, const char *tmpl,
-                           const char *what, int32_t partition, char *errstr, size_t errstr_size)
+ * array of the row type oid, whose header is written now. */
+static tc_err tc_qmon_hold(tc_qmon *m, tc_jbuf *j, size_t rows, int binary, uint32_t oid,
+                           const char *tmpl, const char *what, int32_t partition, char *errstr,
+                           size_t errstr_size)
 {
     char *doc;
     size_t cap, len = 0;
 
     if (binary)
-        tc_quality_sql_rows_end(j, m->row_oid, rows);
+        tc_quality_sql_rows_end(j, oid, rows);
     else
         tc_jbuf_arr_end(j);
     if (tc_jbuf_failed(j))
@@ -127,13 +135,13 @@ static tc_err tc_qmon_take_rows(tc_qmon *m, char *errstr, size_t errstr_size)
         tc_quality_sql_rows_begin(&cont);
         tc_quality_sql_rows_begin(&fleet);
         tc_qm_flush(m->lanes[p]->qm, INT64_MAX, tc_qmon_collect_row, &c);
-        err = tc_qmon_hold(m, &dev, c.ndev, 1, tc_quality_sql_insert_rows, "write quality_1m", p,
-                           errstr, errstr_size);
+        err = tc_qmon_hold(m, &dev, c.ndev, 1, m->new_row_oid, tc_quality_sql_insert_rows,
+                           "write quality_1m", p, errstr, errstr_size);
         if (err == TC_OK)
-            err = tc_qmon_hold(m, &cont, c.ncont, 1, tc_quality_sql_write_rows,
+            err = tc_qmon_hold(m, &cont, c.ncont, 1, m->row_oid, tc_quality_sql_write_rows,
                                "write quality_1m (minutes continued)", p, errstr, errstr_size);
         if (err == TC_OK)
-            err = tc_qmon_hold(m, &fleet, c.nfleet, 1, tc_quality_sql_write_fleet,
+            err = tc_qmon_hold(m, &fleet, c.nfleet, 1, m->row_oid, tc_quality_sql_write_fleet,
                                "write quality_fleet_1m", p, errstr, errstr_size);
         tc_qbufs_jbuf_done(&m->bufs, &dev);
         tc_qbufs_jbuf_done(&m->bufs, &cont);
@@ -217,7 +225,7 @@ static tc_err tc_qmon_hold_items(tc_qmon *m, qmon_items_fn items, int32_t p, con
 
     tc_qbufs_jbuf(&m->bufs, &j, TC_QMON_DOC_MAX, 0);
     tc_jbuf_arr_begin(&j);
-    err = tc_qmon_hold(m, &j, items(m, &j, p), 0, tmpl, what, p, errstr, errstr_size);
+    err = tc_qmon_hold(m, &j, items(m, &j, p), 0, 0, tmpl, what, p, errstr, errstr_size);
     tc_qbufs_jbuf_done(&m->bufs, &j);
     return err;
 }

@@ -98,7 +98,8 @@ struct tc_qmon {
     char *dsn;
     PGconn *conn;
     char *schema_quoted;
-    uint32_t row_oid; /* the schema's quality_row, read at the first open (0: dry) */
+    /* The schema's quality_row and quality_new_row, read at the first open (0: dry). */
+    uint32_t row_oid, new_row_oid;
     tc_qr_set *rules;
     int rules_tags; /* some rule's scope has tags: readings' tags are parsed */
     qmon_lane *lanes[TC_QMON_LANES_MAX];

@@ -51,16 +51,18 @@ tc_err tc_quality_migrate(PGconn *conn, const char *schema_quoted, int timescale
  *            and the quantiles come from the sum;
  *   rows     the same for rows continuing a minute this lane wrote (tc_qm_row.continues): an
  *            UPDATE of the stored row when it holds just the earlier parts, the upsert otherwise
- *            (only such rows: the planner then sizes the UPDATE's join right);
+ *            (only such rows, and new ones too large for insert_rows' narrow record: the
+ *            planner then sizes the UPDATE's join right);
  *   fleet    the same for quality_fleet_1m (returns the buckets touched);
- *     the three read their rows as one binary array of @S.quality_row (tc_quality_sql_row_bin);
+ *     the three read their rows as one binary array: insert_rows of @S.quality_new_row
+ *     (tc_quality_sql_new_row_bin), the other two of @S.quality_row (tc_quality_sql_row_bin);
  *   dead     dead letters per minute and reason, per device and minute, per fleet minute;
  *   devices  the fleet's device count of the minutes given (derived, so flushes and members
  *            agree);
  *   events   findings: the last event of each finding wins (opened and resolved in one flush);
  *     these three read a JSON document (json_to_recordset): they carry few rows.
- *   row_type the OID of the schema's quality_row ($1: the schema, unquoted; no row when the
- *            migration has not run). */
+ *   row_type the OIDs of the schema's quality_row and quality_new_row ($1: the schema, unquoted;
+ *            NULL when the migration has not run). */
 extern const char tc_quality_sql_insert_rows[];
 extern const char tc_quality_sql_write_rows[];
 extern const char tc_quality_sql_write_fleet[];
@@ -76,11 +78,16 @@ extern const char tc_quality_sql_row_type[];
  * fleet's): counts, the first `metrics` present counts (0 for the others), the delay sketch's
  * buckets from the first that counts (sk0) and a new row's quantiles as bucket numbers, and for
  * a part continuing a minute the readings written before it and all the parts' quantiles.
+ * new_row_bin appends a device's minute that continues none (r->continues 0) as an element of
+ * @S.quality_new_row instead -- its figures in integer, no continuation columns, a quarter fewer
+ * bytes -- and returns 1; 0 (nothing appended) for a fleet's row, a continued part, or a figure or
+ * minute past integer's range, which go as quality_row.
  * rows_end writes the header: the element type's OID (tc_quality_sql_row_type's) and n rows. */
 #define TC_QUALITY_SQL_ROWS_HEADER 20
 #define TC_QUALITY_SQL_ROW_BIN_MAX (512 + TC_QM_DEVICE_ID_MAX + TC_QM_SKETCH_BUCKETS * 8)
 void tc_quality_sql_rows_begin(tc_jbuf *j);
 void tc_quality_sql_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics);
+int tc_quality_sql_new_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics);
 void tc_quality_sql_rows_end(tc_jbuf *j, uint32_t type_oid, size_t n);
 
 #endif

@@ -631,7 +631,8 @@ def test_a_quality_flush_is_never_compiled(tc, monkeypatch):
     err = tc.run(extra=quality_settings()).stderr
     assert wait_quality_caught_up(tc)
     monkeypatch.delenv("PGOPTIONS")
-    quality = [p for p in err.split("NOTICE:") if "quality_row[]" in p or "quality_fleet_1m" in p]
+    quality = [p for p in err.split("NOTICE:")
+               if "quality_row[]" in p or "quality_new_row[]" in p or "quality_fleet_1m" in p]
     assert any("quality_1m" in p for p in quality), err[-4000:]
     assert any("SET devices" in p for p in quality), err[-4000:]
     assert not [p for p in quality if '"JIT"' in p], [p[:400] for p in quality if '"JIT"' in p]

@@ -707,13 +707,15 @@ static int bin_sketch(bin_reader *b, int32_t sk0, uint32_t *out, int cap)
     return (int)n;
 }
 
-/* Row r's element as tc_quality_sql_row_bin appends it: its length, 20 columns, the device. */
-static void bin_row_begin(bin_reader *b, const tc_jbuf *j, size_t at, const char *device)
+/* Row r's element as tc_quality_sql_row_bin appends it: its length, its columns (20; 17 for
+ * tc_quality_sql_new_row_bin's), the device. */
+static void bin_row_begin_cols(bin_reader *b, const tc_jbuf *j, size_t at, const char *device,
+                               uint32_t cols)
 {
     b->p = (const unsigned char *)j->data + at;
     b->end = (const unsigned char *)j->data + j->len;
     assert_int_equal(bin_u32(b), j->len - at - 4);
-    assert_int_equal(bin_u32(b), 20);
+    assert_int_equal(bin_u32(b), cols);
     if (device) {
         assert_int_equal(bin_u32(b), 25); /* text */
         assert_int_equal(bin_u32(b), strlen(device));
@@ -722,6 +724,11 @@ static void bin_row_begin(bin_reader *b, const tc_jbuf *j, size_t at, const char
     } else {
         bin_null(b, 25);
     }
+}
+
+static void bin_row_begin(bin_reader *b, const tc_jbuf *j, size_t at, const char *device)
+{
+    bin_row_begin_cols(b, j, at, device, 20);
 }
 
 /* The binary record a flush sends for a row, as the schema's quality_row reads it: every figure,
@@ -906,6 +913,98 @@ static void bounded_row(void *opaque, const tc_qm_row *r)
 
 /* Devices' minutes handed over in parts, delays from 0 to minutes (the sketch's first bucket to
  * its last), a few flushes a minute: the bounds hold and change no byte. */
+/* A device's new minute as quality_new_row reads it (17 columns): the figures in integer, then the
+ * gap, sketch and quantiles as in quality_row, no continuation columns -- and the rows it leaves to
+ * quality_row, appending nothing: a count past integer's range, a minute past the year 6053, a
+ * continued part, the fleet's row. */
+static void test_new_row_bin(void **state)
+{
+    tc_qm_row r;
+    tc_jbuf j;
+    bin_reader b;
+    uint32_t sk[TC_QM_SKETCH_BUCKETS];
+    uint64_t bits;
+    double gap;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.device = "d\"1";
+    r.minute_us = INT64_C(29930400) * 60 * SEC;
+    r.readings = 2147483647u;
+    r.present[0] = 3;
+    r.present[1] = 10;
+    r.present[2] = 7; /* past `metrics`: not sent */
+    r.late = 1;
+    r.out_of_order = 2;
+    r.gaps = 1;
+    r.gap_max_s = 2.5;
+    r.delay.b[0] = 1;
+    r.delay.b[3] = 2;
+    r.delay.count = 3;
+    tc_jbuf_init(&j, 1 << 20);
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 1);
+    bin_row_begin_cols(&b, &j, 0, "d\"1", 17);
+    assert_int_equal(bin_int4(&b), 29930400);
+    assert_int_equal(bin_int4(&b), 2147483647);
+    assert_int_equal(bin_int4(&b), 3);
+    assert_int_equal(bin_int4(&b), 10);
+    for (int i = 2; i < 6; i++)
+        assert_int_equal(bin_int4(&b), 0);
+    assert_int_equal(bin_int4(&b), 1);
+    assert_int_equal(bin_int4(&b), 2);
+    assert_int_equal(bin_int4(&b), 1);
+    assert_int_equal(bin_u32(&b), 701); /* float8 */
+    assert_int_equal(bin_u32(&b), 8);
+    bits = (uint64_t)bin_u32(&b) << 32;
+    bits |= bin_u32(&b);
+    memcpy(&gap, &bits, sizeof(gap));
+    assert_true(gap == 2.5);
+    assert_int_equal(bin_int4(&b), 0); /* sk0 */
+    assert_int_equal(bin_sketch(&b, 0, sk, TC_QM_SKETCH_BUCKETS), 4);
+    assert_int_equal(sk[0], 1);
+    assert_int_equal(sk[3], 2);
+    assert_int_equal(bin_int4(&b), 3); /* q50 */
+    assert_int_equal(bin_int4(&b), 3); /* q99 */
+    assert_ptr_equal(b.p, b.end);
+    /* Before 1970, no gap: a negative minute, the gap NULL. */
+    tc_jbuf_reset(&j);
+    r.minute_us = -60 * SEC;
+    r.gaps = 0;
+    r.readings = 5;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 1);
+    bin_row_begin_cols(&b, &j, 0, "d\"1", 17);
+    assert_int_equal(bin_int4(&b), -1);
+    assert_int_equal(bin_int4(&b), 5);
+    for (int i = 0; i < 9; i++)
+        (void)bin_int4(&b);
+    bin_null(&b, 701);
+    /* What goes as quality_row instead: nothing appended. */
+    tc_jbuf_reset(&j);
+    r.readings = 2147483648u;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
+    r.readings = 5;
+    r.late = 2147483648u;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
+    r.late = 1;
+    r.present[1] = 2147483648u;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 1), 1); /* n2 not sent: it fits */
+    tc_jbuf_reset(&j);
+    r.present[1] = 10;
+    r.minute_us = (INT64_C(2147483647) + 1) * 60 * SEC; /* the year 6053 */
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
+    r.minute_us = INT64_C(2147483647) * 60 * SEC;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 1);
+    tc_jbuf_reset(&j);
+    r.continues = 1;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
+    r.continues = 0;
+    r.device = NULL;
+    assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
+    assert_int_equal(j.len, 0);
+    tc_jbuf_free(&j);
+}
+
 static void test_bounds_change_no_byte(void **state)
 {
     char errstr[TC_ERRSTR_MAX], id[16];
@@ -1078,6 +1177,7 @@ int main(void)
         cmocka_unit_test(test_tables_grow),
         cmocka_unit_test(test_rows_of_many_minutes),
         cmocka_unit_test(test_row_bin),
+        cmocka_unit_test(test_new_row_bin),
         cmocka_unit_test(test_bounds_change_no_byte),
         cmocka_unit_test(test_parts_of_a_minute),
     };
