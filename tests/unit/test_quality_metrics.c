@@ -731,6 +731,39 @@ static void bin_row_begin(bin_reader *b, const tc_jbuf *j, size_t at, const char
     bin_row_begin_cols(b, j, at, device, 20);
 }
 
+static double bin_float8(bin_reader *b)
+{
+    uint64_t bits;
+    double v;
+
+    assert_int_equal(bin_u32(b), 701); /* float8 */
+    assert_int_equal(bin_u32(b), 8);
+    bits = (uint64_t)bin_u32(b) << 32;
+    bits |= bin_u32(b);
+    memcpy(&v, &bits, sizeof(v));
+    return v;
+}
+
+/* A device's row of `readings` readings with every figure set, two metrics' counts and a third
+ * past them, a gap of 2.5 s and three delays in buckets 0 and 3. */
+static void sample_row(tc_qm_row *r, uint32_t readings)
+{
+    memset(r, 0, sizeof(*r));
+    r->device = "d\"1";
+    r->minute_us = INT64_C(29930400) * 60 * SEC;
+    r->readings = readings;
+    r->present[0] = 3;
+    r->present[1] = 10;
+    r->present[2] = 7; /* past `metrics`: not sent */
+    r->late = 1;
+    r->out_of_order = 2;
+    r->gaps = 1;
+    r->gap_max_s = 2.5;
+    r->delay.b[0] = 1;
+    r->delay.b[3] = 2;
+    r->delay.count = 3;
+}
+
 /* The binary record a flush sends for a row, as the schema's quality_row reads it: every figure,
  * large counts right, the present counts past `metrics` 0, the sketch from its first bucket that
  * counts (sk0) to its last (the SQL makes the zeros before it and adds sketches of any lengths),
@@ -741,25 +774,10 @@ static void test_row_bin(void **state)
     tc_jbuf j;
     bin_reader b;
     uint32_t sk[TC_QM_SKETCH_BUCKETS];
-    uint64_t bits;
-    double gap;
     size_t at;
 
     (void)state;
-    memset(&r, 0, sizeof(r));
-    r.device = "d\"1";
-    r.minute_us = INT64_C(29930400) * 60 * SEC;
-    r.readings = 4294967295u;
-    r.present[0] = 3;
-    r.present[1] = 10;
-    r.present[2] = 7; /* past `metrics`: not sent */
-    r.late = 1;
-    r.out_of_order = 2;
-    r.gaps = 1;
-    r.gap_max_s = 2.5;
-    r.delay.b[0] = 1;
-    r.delay.b[3] = 2;
-    r.delay.count = 3;
+    sample_row(&r, 4294967295u);
     tc_jbuf_init(&j, 1 << 20);
     tc_quality_sql_rows_begin(&j);
     assert_int_equal(j.len, TC_QUALITY_SQL_ROWS_HEADER);
@@ -775,12 +793,7 @@ static void test_row_bin(void **state)
     assert_int_equal(bin_int8(&b), 1);
     assert_int_equal(bin_int8(&b), 2);
     assert_int_equal(bin_int8(&b), 1);
-    assert_int_equal(bin_u32(&b), 701); /* float8 */
-    assert_int_equal(bin_u32(&b), 8);
-    bits = (uint64_t)bin_u32(&b) << 32;
-    bits |= bin_u32(&b);
-    memcpy(&gap, &bits, sizeof(gap));
-    assert_true(gap == 2.5);
+    assert_true(bin_float8(&b) == 2.5);
     assert_int_equal(bin_int4(&b), 0); /* sk0 */
     assert_int_equal(bin_sketch(&b, 0, sk, TC_QM_SKETCH_BUCKETS), 4);
     assert_int_equal(sk[0], 1);
@@ -911,8 +924,6 @@ static void bounded_row(void *opaque, const tc_qm_row *r)
     seen[2] += r->delay_end != 0;
 }
 
-/* Devices' minutes handed over in parts, delays from 0 to minutes (the sketch's first bucket to
- * its last), a few flushes a minute: the bounds hold and change no byte. */
 /* A device's new minute as quality_new_row reads it (17 columns): the figures in integer, then the
  * gap, sketch and quantiles as in quality_row, no continuation columns -- and the rows it leaves to
  * quality_row, appending nothing: a count past integer's range, a minute past the year 6053, a
@@ -923,24 +934,9 @@ static void test_new_row_bin(void **state)
     tc_jbuf j;
     bin_reader b;
     uint32_t sk[TC_QM_SKETCH_BUCKETS];
-    uint64_t bits;
-    double gap;
 
     (void)state;
-    memset(&r, 0, sizeof(r));
-    r.device = "d\"1";
-    r.minute_us = INT64_C(29930400) * 60 * SEC;
-    r.readings = 2147483647u;
-    r.present[0] = 3;
-    r.present[1] = 10;
-    r.present[2] = 7; /* past `metrics`: not sent */
-    r.late = 1;
-    r.out_of_order = 2;
-    r.gaps = 1;
-    r.gap_max_s = 2.5;
-    r.delay.b[0] = 1;
-    r.delay.b[3] = 2;
-    r.delay.count = 3;
+    sample_row(&r, 2147483647u);
     tc_jbuf_init(&j, 1 << 20);
     assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 1);
     bin_row_begin_cols(&b, &j, 0, "d\"1", 17);
@@ -953,12 +949,7 @@ static void test_new_row_bin(void **state)
     assert_int_equal(bin_int4(&b), 1);
     assert_int_equal(bin_int4(&b), 2);
     assert_int_equal(bin_int4(&b), 1);
-    assert_int_equal(bin_u32(&b), 701); /* float8 */
-    assert_int_equal(bin_u32(&b), 8);
-    bits = (uint64_t)bin_u32(&b) << 32;
-    bits |= bin_u32(&b);
-    memcpy(&gap, &bits, sizeof(gap));
-    assert_true(gap == 2.5);
+    assert_true(bin_float8(&b) == 2.5);
     assert_int_equal(bin_int4(&b), 0); /* sk0 */
     assert_int_equal(bin_sketch(&b, 0, sk, TC_QM_SKETCH_BUCKETS), 4);
     assert_int_equal(sk[0], 1);
@@ -1005,6 +996,8 @@ static void test_new_row_bin(void **state)
     tc_jbuf_free(&j);
 }
 
+/* Devices' minutes handed over in parts, delays from 0 to minutes (the sketch's first bucket to
+ * its last), a few flushes a minute: the bounds hold and change no byte. */
 static void test_bounds_change_no_byte(void **state)
 {
     char errstr[TC_ERRSTR_MAX], id[16];
