@@ -864,66 +864,6 @@ static void test_row_bin(void **state)
     tc_jbuf_free(&j);
 }
 
-typedef struct parts {
-    tc_qm_row last; /* the device's row of the last flush */
-    int rows;
-} parts;
-
-static void device_row(void *opaque, const tc_qm_row *r)
-{
-    parts *p = opaque;
-
-    if (!r->device) {
-        assert_int_equal(r->continues, 0); /* the fleet's rows never continue */
-        return;
-    }
-    p->last = *r;
-    p->rows++;
-}
-
-/* A reading of d-0 at minute m, second sec, `delay_ms` after its event time. */
-static void part_reading(tc_qm *q, int m, int sec, int64_t delay_ms)
-{
-    int64_t at = m * 60 * SEC + sec * SEC;
-
-    tc_qm_observe(q, "d-0", 3, at, at + delay_ms * 1000, at, NULL, NULL, 6);
-}
-
-/* Every row a flush hands over (device's and fleet's) has bounds that hold each bucket that
- * counts, and is encoded into the same bytes as the row with no bounds stated (the encoder and its
- * quantiles then scan the whole sketch, as they did before they read bounds). */
-static void check_bounds(const tc_qm_sketch *s, int lo, int end)
-{
-    if (!end)
-        return;
-    assert_true(lo < end && end <= TC_QM_SKETCH_BUCKETS);
-    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++)
-        if (s->b[i])
-            assert_true(i >= lo && i < end);
-}
-
-static void bounded_row(void *opaque, const tc_qm_row *r)
-{
-    int *seen = opaque;
-    tc_qm_row unbounded = *r;
-    tc_jbuf a, b;
-
-    check_bounds(&r->delay, r->delay_lo, r->delay_end);
-    if (r->continues)
-        check_bounds(&r->whole, r->whole_lo, r->whole_end);
-    unbounded.delay_lo = unbounded.delay_end = unbounded.whole_lo = unbounded.whole_end = 0;
-    tc_jbuf_init(&a, 1 << 16);
-    tc_jbuf_init(&b, 1 << 16);
-    tc_quality_sql_row_bin(&a, r, 6);
-    tc_quality_sql_row_bin(&b, &unbounded, 6);
-    assert_int_equal(a.len, b.len);
-    assert_memory_equal(a.data, b.data, a.len);
-    tc_jbuf_free(&a);
-    tc_jbuf_free(&b);
-    seen[r->continues]++;
-    seen[2] += r->delay_end != 0;
-}
-
 /* A device's new minute as quality_new_row reads it (17 columns): the figures in integer, then the
  * gap, sketch and quantiles as in quality_row, no continuation columns -- and the rows it leaves to
  * quality_row, appending nothing: a count past integer's range, a minute past the year 6053, a
@@ -994,6 +934,66 @@ static void test_new_row_bin(void **state)
     assert_int_equal(tc_quality_sql_new_row_bin(&j, &r, 2), 0);
     assert_int_equal(j.len, 0);
     tc_jbuf_free(&j);
+}
+
+typedef struct parts {
+    tc_qm_row last; /* the device's row of the last flush */
+    int rows;
+} parts;
+
+static void device_row(void *opaque, const tc_qm_row *r)
+{
+    parts *p = opaque;
+
+    if (!r->device) {
+        assert_int_equal(r->continues, 0); /* the fleet's rows never continue */
+        return;
+    }
+    p->last = *r;
+    p->rows++;
+}
+
+/* A reading of d-0 at minute m, second sec, `delay_ms` after its event time. */
+static void part_reading(tc_qm *q, int m, int sec, int64_t delay_ms)
+{
+    int64_t at = m * 60 * SEC + sec * SEC;
+
+    tc_qm_observe(q, "d-0", 3, at, at + delay_ms * 1000, at, NULL, NULL, 6);
+}
+
+/* Every row a flush hands over (device's and fleet's) has bounds that hold each bucket that
+ * counts, and is encoded into the same bytes as the row with no bounds stated (the encoder and its
+ * quantiles then scan the whole sketch, as they did before they read bounds). */
+static void check_bounds(const tc_qm_sketch *s, int lo, int end)
+{
+    if (!end)
+        return;
+    assert_true(lo < end && end <= TC_QM_SKETCH_BUCKETS);
+    for (int i = 0; i < TC_QM_SKETCH_BUCKETS; i++)
+        if (s->b[i])
+            assert_true(i >= lo && i < end);
+}
+
+static void bounded_row(void *opaque, const tc_qm_row *r)
+{
+    int *seen = opaque;
+    tc_qm_row unbounded = *r;
+    tc_jbuf a, b;
+
+    check_bounds(&r->delay, r->delay_lo, r->delay_end);
+    if (r->continues)
+        check_bounds(&r->whole, r->whole_lo, r->whole_end);
+    unbounded.delay_lo = unbounded.delay_end = unbounded.whole_lo = unbounded.whole_end = 0;
+    tc_jbuf_init(&a, 1 << 16);
+    tc_jbuf_init(&b, 1 << 16);
+    tc_quality_sql_row_bin(&a, r, 6);
+    tc_quality_sql_row_bin(&b, &unbounded, 6);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    tc_jbuf_free(&a);
+    tc_jbuf_free(&b);
+    seen[r->continues]++;
+    seen[2] += r->delay_end != 0;
 }
 
 /* Devices' minutes handed over in parts, delays from 0 to minutes (the sketch's first bucket to
