@@ -572,9 +572,8 @@ int tc_quality_sql_new_row_bin(tc_jbuf *j, const tc_qm_row *r, int metrics)
 
     for (int i = 0; i < TC_QSQL_ROW_METRICS && i < metrics; i++)
         any |= r->present[i];
-    /* A figure past integer's range (none is larger than the readings, and a device does not
-     * send 2^31 in a minute) or a minute past the year 6053: the wide record, as continued parts.
-     */
+    /* A figure past integer's range (none exceeds the readings, and a device does not send 2^31
+     * in a minute) or a minute past the year 6053 goes in the wide record, as continued parts. */
     if (!r->device || r->continues || any > INT32_MAX || minute < INT32_MIN || minute > INT32_MAX)
         return 0;
     p = tc_qsql_row_device(buf, r, TC_QSQL_NEW_ROW_COLS);
