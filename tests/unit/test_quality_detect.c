@@ -80,6 +80,15 @@ static void feed(tc_qd *d, const char *dev, int i, double v)
     tc_qd_observe(d, dev, strlen(dev), T0 + i * CADENCE, &v, NULL);
 }
 
+/* Reading i of a detector of two metrics carrying the first alone (the second never fed). */
+static void feed_first(tc_qd *d, const char *dev, int i, double v)
+{
+    static const uint8_t present[2] = {1, 0};
+    double values[2] = {v, 0.0};
+
+    tc_qd_observe(d, dev, strlen(dev), T0 + i * CADENCE, values, present);
+}
+
 static void test_median5(void **state)
 {
     static const float vals[][5] = {
@@ -386,11 +395,8 @@ static void test_watch(void **state)
     feed_pair(first, "dev-w", 0, 200);
     assert_int_equal(lb.n, 0);
     alone = new_watching(&lc, 1);
-    for (int i = 0; i < 200; i++) {
-        double v[2] = {base(i), 0.0};
-        uint8_t present[2] = {1, 0};
-        tc_qd_observe(alone, "dev-w", 5, T0 + i * CADENCE, v, present);
-    }
+    for (int i = 0; i < 200; i++)
+        feed_first(alone, "dev-w", i, base(i));
     assert_int_equal(tc_qd_save(first, &buf, &len, errstr, sizeof(errstr)), TC_OK);
     assert_int_equal(tc_qd_save(alone, &buf2, &len2, errstr, sizeof(errstr)), TC_OK);
     assert_true(len == len2 && memcmp(buf, buf2, len) == 0);
@@ -617,13 +623,10 @@ static void assert_same_state(const tc_qd *a, const tc_qd *b)
  * never fed: its series stay as a new detector makes them, all zero. */
 static void feed_two_fleet(tc_qd *d, int from, int to)
 {
-    static const uint8_t present[2] = {1, 0};
-
     for (int i = from; i < to; i++) {
-        double v[3][2] = {{base(i), 0}, {base(i) + 5, 0}, {i >= 150 ? 20.15 : base(i), 0}};
-        static const char *const dev[3] = {"dev-0", "dev-1", "dev-2"};
-        for (int k = 0; k < 3; k++)
-            tc_qd_observe(d, dev[k], 5, T0 + i * CADENCE, v[k], present);
+        feed_first(d, "dev-0", i, base(i));
+        feed_first(d, "dev-1", i, base(i) + 5);
+        feed_first(d, "dev-2", i, i >= 150 ? 20.15 : base(i));
     }
 }
 
@@ -658,10 +661,8 @@ static void test_checkpoint_versions_1_and_2_load(void **state)
     feed_two_fleet(a, 200, 201);
     feed_two_fleet(b, 200, 201);
     for (int i = 201; i < 210; i++) {
-        double v[2] = {base(i), 0};
-        static const uint8_t present[2] = {1, 0};
-        tc_qd_observe(a, "dev-2", 5, T0 + i * CADENCE, v, present);
-        tc_qd_observe(b, "dev-2", 5, T0 + i * CADENCE, v, present);
+        feed_first(a, "dev-2", i, base(i));
+        feed_first(b, "dev-2", i, base(i));
     }
     assert_int_equal(la.n, 2);
     assert_int_equal(lb.n, 1); /* resolved; opened before the checkpoint, not again */
@@ -732,11 +733,8 @@ static void test_checkpoint_version_3_is_canonical(void **state)
 
     (void)state;
     /* One device: header 28, id length 2 and "dev-0", its own state 25, then series 0. */
-    for (int i = 0; i < 50; i++) {
-        double v[2] = {base(i), 0};
-        static const uint8_t present[2] = {1, 0};
-        tc_qd_observe(a, "dev-0", 5, T0 + i * CADENCE, v, present);
-    }
+    for (int i = 0; i < 50; i++)
+        feed_first(a, "dev-0", i, base(i));
     assert_int_equal(tc_qd_save(a, &good, &len, errstr, sizeof(errstr)), TC_OK);
     assert_true(len < sizeof(bad) - 16);
     /* Series 1, never fed, is its mask alone: the last four bytes before the checksum. */
