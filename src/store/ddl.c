@@ -20,8 +20,9 @@
  *     refusal here is the same for every row -- the pipeline stops, and nothing is lost;
  *   - identifiers reach EXECUTE only through format('%I') (the schema, fixed when the function is
  *     made, through %s as the quoted identifier tc_store_sql made: it can hold no quote);
- *   - they only add: a partition of readings, a nullable double column, the rollups' columns and
- *     views over them. Nothing is dropped or renamed, and the number of columns is bounded.
+ *   - they only add: a partition of readings and of rollup_1m, a nullable double column, the
+ *     rollups' columns and views over them. Nothing is dropped or renamed, and the number of
+ *     columns is bounded.
  *
  * EXECUTE is revoked from PUBLIC at every migrate (a new function is executable by everyone
  * until then, inside the migration's transaction only). The functions take the partitions'
@@ -85,6 +86,36 @@ static const char tc_ddl_sql[] =
 
 /* Plain mode: daily partitions, and the rollups' columns with their views. */
 static const char tc_ddl_plain_sql[] =
+    /* rollup_1m's partition of a day (migrate.c, step 8), from days_1m_from on: the day that
+     * holds it starts there, an earlier one is rollup_1m_before's. Made with the day's readings,
+     * and by the closing for any day of readings without one (a partition made by hand, a store
+     * restored from before step 8); the advisory lock only when it makes one. */
+    "CREATE OR REPLACE FUNCTION @S.tc_ddl_rollup_partition(day date) RETURNS void"
+    " LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
+    " DECLARE f timestamptz; hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';"
+    "  name text := 'rollup_1m_p' || to_char(day, 'YYYYMMDD');"
+    " BEGIN"
+    "  IF day IS NULL OR to_regclass(format('%s.%I', '@S', name)) IS NOT NULL"
+    "   OR (SELECT relkind FROM pg_class WHERE oid = to_regclass('@S.rollup_1m'))"
+    "   IS DISTINCT FROM 'p' THEN"
+    "   RETURN;"
+    "  END IF;"
+    "  SELECT days_1m_from INTO f FROM @S.rollup_state;"
+    "  IF f >= hi THEN RETURN; END IF;"
+    "  PERFORM pg_advisory_xact_lock(" TC_STORE_LOCK_PARTITIONS ");"
+    "  EXECUTE format('CREATE TABLE IF NOT EXISTS %s.%I PARTITION OF %s.rollup_1m"
+    " FOR VALUES FROM (%L) TO (%L) WITH (fillfactor = 70)', '@S', name, '@S',"
+    "   greatest(f, day::timestamp AT TIME ZONE 'UTC'), hi);"
+    " END $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_ddl_rollup_partition(date) FROM PUBLIC;"
+    /* The days of readings' partitions, from their names (readings_pYYYYMMDD). */
+    "CREATE OR REPLACE FUNCTION @S.tc_ddl_readings_days() RETURNS SETOF date"
+    " LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$"
+    " SELECT to_date(substr(c.relname, 11), 'YYYYMMDD') FROM pg_inherits i"
+    "  JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '@S.readings'::regclass"
+    "  AND c.relname ~ '^readings_p[0-9]{8}$'"
+    " $fn$;"
+    "REVOKE ALL ON FUNCTION @S.tc_ddl_readings_days() FROM PUBLIC;"
     "CREATE OR REPLACE FUNCTION @S.tc_ddl_add_partition(day date) RETURNS void"
     " LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
     " BEGIN"
@@ -99,6 +130,7 @@ static const char tc_ddl_plain_sql[] =
     " FOR VALUES FROM (%L) TO (%L)', '@S', 'readings_p' || to_char(day, 'YYYYMMDD'), '@S',"
     "   to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00', to_char(day + 1, 'YYYY-MM-DD') ||"
     "   ' 00:00:00+00');"
+    "  PERFORM @S.tc_ddl_rollup_partition(day);"
     " END $fn$;"
     "REVOKE ALL ON FUNCTION @S.tc_ddl_add_partition(date) FROM PUBLIC;"
     /* The views are locked before their tables, as a query over a view locks them, with a
@@ -246,6 +278,8 @@ static const char tc_ddl_plain_sql[] =
     "  SELECT materialized_1m, materialized_1h INTO w0, h0 FROM @S.rollup_state FOR UPDATE;"
     "  w1 := date_trunc('minute', upto AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';"
     "  IF w1 IS NULL OR w0 IS NULL OR w1 <= w0 THEN RETURN 0; END IF;"
+    "  PERFORM @S.tc_ddl_rollup_partition(d) FROM @S.tc_ddl_readings_days() d"
+    "   WHERE (d + 1)::timestamp AT TIME ZONE 'UTC' > w0 AND d::timestamp AT TIME ZONE 'UTC' < w1;"
     "  EXECUTE format('WITH g AS MATERIALIZED (SELECT r.device_id,"
     " date_bin(''1 minute'', r.time, ''2000-01-01 00:00:00+00''::timestamptz) AS bucket,"
     " count(*)%3$s FROM %1$s.readings r JOIN %1$s.ingest_offsets o ON o.group_id = $1"
@@ -319,8 +353,11 @@ static const char tc_ddl_plain_sql[] =
     " END $fn$;"
     "REVOKE ALL ON FUNCTION @S.tc_rollup_late(int[], bigint[], bigint[], timestamptz, timestamptz,"
     " timestamptz, timestamptz) FROM PUBLIC;"
-    /* Schemas migrated before the views took the open buckets from the readings. */
-    "SELECT @S.tc_ddl_rollup_views() WHERE to_regclass('@S.rollup_1m_live') IS NULL;";
+    /* Schemas migrated before the views took the open buckets from the readings, and new ones
+     * (migrate.c, step 8). */
+    "SELECT @S.tc_ddl_rollup_views() WHERE to_regclass('@S.rollup_1m_live') IS NULL;"
+    /* Every day of readings has its partition of rollup_1m (step 8 makes none). */
+    "SELECT @S.tc_ddl_rollup_partition(d) FROM @S.tc_ddl_readings_days() d;";
 /* clang-format on */
 
 tc_err tc_store_ddl_migrate(tc_store *s, char *errstr, size_t errstr_size)

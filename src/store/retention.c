@@ -110,20 +110,26 @@ static void tc_retention_day_text(int64_t day, char *out, size_t cap, int compac
     snprintf(out, cap, compact ? "%04d%02u%02u" : "%04d-%02u-%02u", y, m, d);
 }
 
-/* Detach and drop one day's partition and delete its 1-minute rollups, in one transaction. */
+/* Detach and drop one day's partition and its 1-minute rollups, in one transaction: the day's
+ * partition of rollup_1m dropped, and what rollup_1m_before holds of the day deleted (nothing
+ * once the day is past days_1m_from: the statement prunes it away). */
 static tc_err tc_retention_drop(tc_store *s, int64_t day, const char *table, char *errstr,
                                 size_t errstr_size)
 {
-    char tmpl[1024], sql[TC_SQL_MAX], from[16], to[16], rollups[256] = "";
+    char tmpl[1024], sql[TC_SQL_MAX], from[16], to[16], compact[16], drop[64] = "";
+    char rollups[320] = "";
     tc_err err;
 
     tc_retention_day_text(day, from, sizeof(from), 0);
     tc_retention_day_text(day + 1, to, sizeof(to), 0);
+    tc_retention_day_text(day, compact, sizeof(compact), 1);
+    if (s->version >= TC_STORE_VERSION_DAILY_ROLLUPS)
+        snprintf(drop, sizeof(drop), " DROP TABLE IF EXISTS @S.rollup_1m_p%s;", compact);
     if (s->version >= TC_STORE_VERSION_ROLLUPS)
         snprintf(rollups, sizeof(rollups),
-                 " DELETE FROM @S.rollup_1m WHERE bucket >= '%s 00:00:00+00'"
+                 "%s DELETE FROM @S.rollup_1m WHERE bucket >= '%s 00:00:00+00'"
                  " AND bucket < '%s 00:00:00+00';",
-                 from, to);
+                 drop, from, to);
     snprintf(tmpl, sizeof(tmpl),
              "BEGIN; SET LOCAL lock_timeout = '10s';"
              " SELECT pg_advisory_xact_lock(" TC_LOCK_PARTITIONS ");"

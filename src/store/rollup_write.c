@@ -798,6 +798,23 @@ static void tc_store_rollups_materialize(tc_store *s)
     PQclear(res);
 }
 
+/* The days of the one-minute groups have their partitions of rollup_1m (with readings', ddl.c)
+ * before the flush's transaction: a late reading's group may come before the store sink made its
+ * day. Known days cost nothing (the store's cache). */
+static tc_err tc_store_ensure_rollup_days(tc_store *s, char *errstr, size_t errstr_size)
+{
+    int64_t first = INT64_MAX, last = INT64_MIN, day;
+
+    if (s->version < TC_STORE_VERSION_DAILY_ROLLUPS || s->r1m.ngroups == 0)
+        return TC_OK;
+    for (size_t g = 0; g < s->r1m.ngroups; g++) {
+        day = tc_time_day_of(s->r1m.groups[g].bucket_us);
+        first = day < first ? day : first;
+        last = day > last ? day : last;
+    }
+    return tc_store_ensure_days(s, first, last, errstr, errstr_size);
+}
+
 tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, const int64_t *from,
                               size_t nmarks, char *errstr, size_t errstr_size)
 {
@@ -809,6 +826,8 @@ tc_err tc_store_rollups_flush(tc_store *s, const tc_partition_offset *marks, con
      * exclusive lock until commit, which must not wait on the upserts. */
     if (s->version >= TC_STORE_VERSION_ROLLUPS && tc_store_has_rollups(s)) {
         err = tc_store_ensure_rollup_columns(s, errstr, errstr_size);
+        if (err == TC_OK)
+            err = tc_store_ensure_rollup_days(s, errstr, errstr_size);
         if (err != TC_OK)
             return err;
     }

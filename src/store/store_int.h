@@ -41,6 +41,8 @@
 #define TC_STORE_VERSION_ROLLUPS 2
 /* The schema version from which the rollup tables hold closed buckets only (rollup_state). */
 #define TC_STORE_VERSION_CLOSED_ROLLUPS 5
+/* The schema version from which rollup_1m has a partition a day (migrate.c, step 8). */
+#define TC_STORE_VERSION_DAILY_ROLLUPS 8
 
 /* The plain-mode rollup tables: table, view over it, name of its prepared upsert and the upsert's
  * bit in tc_store.prepared. */

@@ -30,13 +30,8 @@ READINGS = 3000
 START = "2026-11-01T00:00:00Z"
 
 SEED = """
-DO $$ DECLARE d date; BEGIN
-  FOR d IN SELECT generate_series(date '2026-10-31', date '2026-11-21', interval '1 day')::date LOOP
-    EXECUTE format('CREATE TABLE IF NOT EXISTS readings_p%s PARTITION OF readings'
-                   ' FOR VALUES FROM (%L) TO (%L)', to_char(d, 'YYYYMMDD'), d::timestamptz,
-                   (d + 1)::timestamptz);
-  END LOOP;
-END $$;
+SELECT count(tc_ddl_add_partition(d::date))
+FROM generate_series(date '2026-10-31', date '2026-11-21', interval '1 day') d;
 INSERT INTO readings (time, device_id, temperature, humidity, latitude, longitude, tags,
   kafka_partition, kafka_offset, schema_version)
 SELECT timestamptz '{start}' + (i || ' minutes')::interval, 'dev-' || lpad((i % 25)::text, 2, '0'),

@@ -15,10 +15,13 @@ from waits import wait_for
 
 
 def table_writes(tc):
-    """Rows inserted and updated in each rollup table since the schema was made."""
+    """Rows inserted and updated in each rollup table since the schema was made (rollup_1m's are
+    its days' partitions')."""
     return {r[0]: (r[1], r[2]) for r in tc.sql(
-        "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_user_tables"
-        " WHERE schemaname = current_schema() AND relname IN ('rollup_1m', 'rollup_1h')")}
+        "SELECT coalesce(i.inhparent::regclass::text, relname), sum(n_tup_ins)::int,"
+        " sum(n_tup_upd)::int FROM pg_stat_user_tables s LEFT JOIN pg_inherits i ON i.inhrelid = s.relid"
+        " WHERE schemaname = current_schema() AND (relname = 'rollup_1h'"
+        " OR i.inhparent = 'rollup_1m'::regclass) GROUP BY 1")}
 
 
 def marks(tc):
@@ -71,6 +74,27 @@ def test_a_backfill_is_closed_once_and_late_readings_are_added(plain):
                   " FROM rollup_1h_live") == [(100, 30)]
     # The sensors' late readings fell in buckets the tables held: added to them.
     assert all(upd > 0 for _, upd in table_writes(tc).values()), table_writes(tc)
+
+
+def test_a_day_without_its_rollup_partition_gets_one(plain):
+    """rollup_1m's partitions of today and yesterday dropped by hand (readings' kept): the
+    pipeline makes them again before a row of theirs comes (with the readings' day, by the
+    closing, by the rollups' flush), and nothing is lost."""
+    tc = plain
+    tc.migrate()
+    days = [time.strftime("%Y%m%d", time.gmtime(time.time() - k * 86400)) for k in (0, 1)]
+    for day in days:
+        tc.sql(f"DROP TABLE rollup_1m_p{day}")
+    start = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(time.time() - 3 * 3600))
+    tc.simulate("--devices", "50", "--count", "2000", "--cadence-ms", "60000", "--seed", "43",
+                "--start", start)
+    tc.run(idle=2)
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 2000
+    assert {r[0] for r in tc.sql("SELECT relname FROM pg_class WHERE relnamespace ="
+                                 " current_schema()::regnamespace AND relname = ANY(%s)",
+                                 ([f"rollup_1m_p{d}" for d in days],))} == {f"rollup_1m_p{d}" for d in days}
+    assert tc.sql("SELECT sum(n) FROM rollup_1m")[0][0] == 2000, "the backlog was not closed"
+    assert_derived_exact(tc)
 
 
 def test_live_readings_stay_open_until_their_minute_is_closed(plain):

@@ -34,15 +34,15 @@ def execute(tc, query, params=None):
         conn.execute(query, params)
 
 
-def partitions(tc):
+def partitions(tc, table="readings"):
     return {r[0] for r in tc.sql(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace"
-        " WHERE p.relname = 'readings' AND n.nspname = current_schema()")}
+        " WHERE p.relname = %s AND n.nspname = current_schema()", (table,))}
 
 
-def part_name(d):
-    return d.strftime("readings_p%Y%m%d")
+def part_name(d, table="readings"):
+    return d.strftime(f"{table}_p%Y%m%d")
 
 
 def utc_today():
@@ -160,13 +160,17 @@ def test_plain_mode_objects(plain):
     tc.migrate()
     tc.migrate()
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6, 7]
-    (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = 'readings'::regclass")[0]
-    assert kind == "p"
-    parts = partitions(tc)
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    for table in ("readings", "rollup_1m"):
+        (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = %s::regclass", (table,))[0]
+        assert kind == "p", table
+    parts, rollup_days = partitions(tc), partitions(tc, "rollup_1m")
     today = utc_today()
     for d in range(-31, 3):
         assert part_name(today + timedelta(days=d)) in parts, d
+        assert part_name(today + timedelta(days=d), "rollup_1m") in rollup_days, d
+    # A new schema's rollup_1m is days' partitions only.
+    assert len(rollup_days) == len(parts)
     idx = {name: definition for name, definition in tc.sql(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
         " AND tablename = 'readings'")}
@@ -273,6 +277,10 @@ def test_retention_drops_only_days_the_lake_holds(plain, tmp_path):
     after = partitions(tc)
     assert part_name(d15) not in after
     assert part_name(d12) in after, "a day the lake does not fully hold was dropped"
+    # The day's minutes went with it, as a partition of rollup_1m.
+    rollup_days = partitions(tc, "rollup_1m")
+    assert part_name(d15, "rollup_1m") not in rollup_days
+    assert part_name(d12, "rollup_1m") in rollup_days
     # Every partition ending 10 days ago or earlier went (empty: the lake holds all 0 rows) except
     # day -12; the last 10 days, today and the days ahead stay.
     for d in range(-31, 3):
@@ -479,7 +487,7 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
     tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(7,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(8,)]
     tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100
@@ -489,6 +497,53 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT materialized_1m > now() - interval '2 minutes' FROM rollup_state")[0][0]
     assert_closed_buckets_exact(tc)
     assert tc.sql("SELECT count(*) FROM latest")[0][0] == 5
+
+
+def test_rollup_1m_of_version_7_becomes_a_partition(plain):
+    """A schema of version 7 whose rollup_1m holds closed minutes: step 8 keeps those rows where
+    they are, as rollup_1m_before up to W (its grants, its data, no view still reading it), and
+    the minutes closed after it go to the days' partitions; every bucket stays exact."""
+    tc = plain
+    tc.migrate()
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    tc.simulate("--devices", "20", "--count", "2000", "--cadence-ms", "2000", "--seed", "8",
+                "--start", (hour - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:00Z"))
+    tc.run(idle=2)
+    # rollup_1m as version 7 had it: one table (the api's views, over it, go with the schema).
+    # W and H an hour back, still past every row, so that the next readings close after them.
+    execute(tc, f'DROP SCHEMA "{tc.api_schema}" CASCADE')
+    execute(tc, "DROP VIEW readings_1m, readings_1h, rollup_1m_live, rollup_1h_live;"
+           " ALTER TABLE rollup_1m RENAME TO rollup_1m_v8;"
+           " CREATE TABLE rollup_1m (LIKE rollup_1m_v8 INCLUDING DEFAULTS) WITH (fillfactor = 70);"
+           " INSERT INTO rollup_1m SELECT * FROM rollup_1m_v8; DROP TABLE rollup_1m_v8;"
+           " ALTER TABLE rollup_1m ADD PRIMARY KEY (device_id, bucket);"
+           " CREATE INDEX rollup_1m_bucket_brin ON rollup_1m USING brin (bucket);"
+           " GRANT SELECT ON rollup_1m TO thermocline_viewer;"
+           " ALTER TABLE rollup_state DROP COLUMN days_1m_from;"
+           " DELETE FROM schema_migrations WHERE version = 8; SELECT tc_ddl_rollup_views()")
+    execute(tc, "UPDATE rollup_state SET materialized_1m = %s, materialized_1h = %s",
+            (hour - timedelta(hours=1), hour - timedelta(hours=1)))
+    (kept, w) = tc.sql("SELECT (SELECT count(*) FROM rollup_1m), materialized_1m FROM rollup_state")[0]
+    assert kept > 0
+    tc.migrate()
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(8,)]
+    assert tc.sql("SELECT days_1m_from FROM rollup_state") == [(w,)]
+    assert tc.sql("SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
+                  " WHERE oid = 'rollup_1m_before'::regclass")[0][0] == \
+        tc.sql("SELECT format('FOR VALUES FROM (MINVALUE) TO (%%L)', %s::timestamptz)", (w,))[0][0]
+    assert tc.sql("SELECT count(*) FROM rollup_1m_before")[0][0] == kept
+    assert tc.sql("SELECT has_table_privilege('thermocline_viewer', 'rollup_1m', 'SELECT')")[0][0]
+    assert tc.sql("SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+                  " WHERE d.refobjid = 'rollup_1m_before'::regclass")[0][0] == 0
+    assert_derived_exact(tc)
+    # The day of W starts its partition at W; the minutes closed after it go there.
+    tc.simulate("--devices", "20", "--count", "2000", "--cadence-ms", "2000", "--seed", "9",
+                "--start", (hour - timedelta(minutes=55)).strftime("%Y-%m-%dT%H:%M:00Z"))
+    tc.run(idle=2)
+    assert tc.sql("SELECT count(*) FROM readings")[0][0] == 4000
+    assert tc.sql("SELECT count(*) FROM rollup_1m_before")[0][0] == kept
+    assert tc.sql("SELECT count(*) FROM rollup_1m WHERE tableoid <> 'rollup_1m_before'::regclass")[0][0] > 0
+    assert_derived_exact(tc)
 
 
 def test_lake_files_date_is_a_day(plain):
