@@ -499,6 +499,32 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT count(*) FROM latest")[0][0] == 5
 
 
+def test_views_prune_the_days_before_w_and_h_when_they_start(plain):
+    """readings_1m and readings_1h read the open buckets from readings (from W) and rollup_1m
+    (from H) through tc_rollup_w() and tc_rollup_h(): stable values when the executor starts, so
+    a generic plan prunes the days before them then (a subquery's value came only during the
+    run, after every day's scan was set up)."""
+    tc = plain
+    tc.migrate()
+    execute(tc, "UPDATE rollup_state SET materialized_1m = date_trunc('minute', now()),"
+           " materialized_1h = date_trunc('hour', now())")
+    days = len(partitions(tc))
+    with psycopg.connect(tc.dsn, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{tc.schema}"')
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        # readings_1m: readings' days from W; readings_1h: those and rollup_1m's from H.
+        for view, pruned in (("readings_1m", 1), ("readings_1h", 2)):
+            conn.execute(f"PREPARE q_{view} (text, timestamptz) AS SELECT count(*) FROM {view}"
+                         " WHERE device_id = $1 AND bucket >= $2")
+            plan = "\n".join(r[0] for r in conn.execute(
+                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE q_{view}"
+                " ('dev-1', now() - interval '30 days')"))
+            removed = [int(line.split(":")[1]) for line in plan.splitlines()
+                       if "Subplans Removed" in line]
+            # Today's and the days ahead are read; every day before W (H) was never set up.
+            assert len([n for n in removed if n >= days - 4]) == pruned, (view, days, plan)
+
+
 def test_rollup_1m_of_version_7_becomes_a_partition(plain):
     """A schema of version 7 whose rollup_1m holds closed minutes: step 8 keeps those rows where
     they are, as rollup_1m_before up to W (its grants, its data, no view still reading it), and
