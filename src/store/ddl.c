@@ -41,6 +41,11 @@
     "'time', 'device_id', 'tags', 'extra', 'kafka_partition', 'kafka_offset', 'ingested_at',"     \
     " 'schema_version', 'temperature', 'humidity', 'pressure', 'battery', 'latitude', 'longitude'"
 
+/* The comment tc_ddl_rollup_views leaves on rollup_1m_live: a schema whose views have another is
+ * given this release's at migrate (views made by an older one; remade only then, since CREATE OR
+ * REPLACE VIEW locks out their readers). A new text with every change of the views. */
+#define TC_DDL_ROLLUP_VIEWS "'rollup views 3: closed buckets bounded by W and H'"
+
 /* Both modes: the check and the metric columns of readings. */
 static const char tc_ddl_sql[] =
     "BEGIN; SELECT pg_advisory_xact_lock(" TC_STORE_LOCK_PARTITIONS ");"
@@ -217,6 +222,9 @@ static const char tc_ddl_plain_sql[] =
     " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
     " SELECT materialized_1h FROM @S.rollup_state $fn$;"
     /* The views: each rollup table's rows, then the buckets past it from what is below them.
+     * The tables' rows are read below W and H only, which is all they hold (no answer changes):
+     * so bounded, rollup_1m's partitions from W on (the days made ahead) are pruned when the
+     * executor starts.
      * A view can only gain columns at its end (CREATE OR REPLACE VIEW): the fragments list the
      * metrics in the order the tables got them. Buckets are UTC minutes and hours, as the
      * pipeline makes them (rollup.c). */
@@ -226,13 +234,15 @@ static const char tc_ddl_plain_sql[] =
     "  ch text := @S.tc_rollup_cols('rollup_1h', 'cols');"
     " BEGIN"
     "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.rollup_1m_live AS"
-    " SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1m UNION ALL"
+    " SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1m WHERE bucket < %1$s.tc_rollup_w()"
+    " UNION ALL"
     " SELECT r.device_id, date_trunc(''minute'', r.time AT TIME ZONE ''UTC'') AT TIME ZONE"
     " ''UTC'', count(*)%3$s FROM %1$s.readings r"
     " WHERE r.time >= %1$s.tc_rollup_w() GROUP BY 1, 2',"
     "   '@S', cm, @S.tc_rollup_cols('rollup_1m', 'raw_bucket'));"
     "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.rollup_1h_live AS"
-    " SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1h UNION ALL"
+    " SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1h WHERE bucket < %1$s.tc_rollup_h()"
+    " UNION ALL"
     " SELECT device_id, date_trunc(''hour'', bucket AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',"
     " sum(n)::bigint%3$s FROM (SELECT device_id, bucket, n%2$s FROM %1$s.rollup_1m"
     " WHERE bucket >= %1$s.tc_rollup_h() UNION ALL"
@@ -244,6 +254,7 @@ static const char tc_ddl_plain_sql[] =
     " FROM %1$s.rollup_1m_live', '@S', @S.tc_rollup_cols('rollup_1m', 'avg'));"
     "  EXECUTE format('CREATE OR REPLACE VIEW %1$s.readings_1h AS SELECT device_id, bucket, n%2$s"
     " FROM %1$s.rollup_1h_live', '@S', @S.tc_rollup_cols('rollup_1h', 'avg'));"
+    "  EXECUTE format('COMMENT ON VIEW %s.rollup_1m_live IS %L', '@S', " TC_DDL_ROLLUP_VIEWS ");"
     " END $fn$;"
     "REVOKE ALL ON FUNCTION @S.tc_ddl_rollup_views() FROM PUBLIC;"
     /* W and H, locked FOR SHARE until the caller's transaction ends: the rollups' sink reads
@@ -291,6 +302,27 @@ static const char tc_ddl_plain_sql[] =
     "  SELECT materialized_1m, materialized_1h INTO w0, h0 FROM @S.rollup_state FOR UPDATE;"
     "  w1 := date_trunc('minute', upto AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';"
     "  IF w1 IS NULL OR w0 IS NULL OR w1 <= w0 THEN RETURN 0; END IF;"
+    "  h1 := greatest(h0, date_trunc('hour', w1 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');"
+    /* W and H first: rollup_1m's trigger (api_sql.c, rollup_tag_open) keeps the minutes from H
+     * on, and the hours this closes are not among them (a backfill's first closing would add up
+     * its every hour there, to be deleted at the next statement). Nobody else sees them before
+     * this commits, and the statements below read w0, w1, h0 and h1. */
+    "  UPDATE @S.rollup_state SET materialized_1m = w1, materialized_1h = h1,"
+    "   materialized_at = now();"
+    "  IF h1 > h0 AND to_regclass('@S.device_tag_history') IS NOT NULL THEN"
+    /* The hours closed now count toward the tags the devices have now (docs/store.md, "Hourly
+     * rollup per site and tag"): a device whose tags changed since its last row of
+     * device_tag_history gets a row from h0 on (the first one, from -infinity). Before the rows
+     * of rollup_1m and rollup_1h: their triggers (api_sql.c) read it, and the minutes of the
+     * hours left open count toward the tags recorded now as well. */
+    "    INSERT INTO @S.device_tag_history AS t (device_id, since, tags)"
+    "     SELECT l.device_id, CASE WHEN c.since IS NULL THEN '-infinity' ELSE h0 END, l.tags"
+    "     FROM @S.latest_state l LEFT JOIN LATERAL (SELECT h.since, h.tags"
+    "      FROM @S.device_tag_history h WHERE h.device_id = l.device_id"
+    "      ORDER BY h.since DESC LIMIT 1) c ON true"
+    "     WHERE c.since IS NULL OR c.tags IS DISTINCT FROM l.tags"
+    "    ON CONFLICT (device_id, since) DO UPDATE SET tags = EXCLUDED.tags;"
+    "  END IF;"
     "  PERFORM @S.tc_ddl_rollup_partition(d) FROM @S.tc_ddl_readings_days() d"
     "   WHERE (d + 1)::timestamp AT TIME ZONE 'UTC' > w0 AND d::timestamp AT TIME ZONE 'UTC' < w1;"
     "  EXECUTE format('WITH g AS MATERIALIZED (SELECT r.device_id,"
@@ -302,21 +334,7 @@ static const char tc_ddl_plain_sql[] =
     "   @S.tc_rollup_cols('rollup_1m', 'cols'), @S.tc_rollup_cols('rollup_1m', 'raw_bucket'))"
     "   USING grp, top, w0, w1;"
     "  GET DIAGNOSTICS k = ROW_COUNT;"
-    "  h1 := greatest(h0, date_trunc('hour', w1 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');"
     "  IF h1 > h0 THEN"
-    /* The hours closed now count toward the tags the devices have now (docs/store.md, "Hourly
-     * rollup per site and tag"): a device whose tags changed since its last row of
-     * device_tag_history gets a row from h0 on (the first one, from -infinity). Before
-     * rollup_1h's rows: their trigger (api_sql.c) reads it. */
-    "   IF to_regclass('@S.device_tag_history') IS NOT NULL THEN"
-    "    INSERT INTO @S.device_tag_history AS t (device_id, since, tags)"
-    "     SELECT l.device_id, CASE WHEN c.since IS NULL THEN '-infinity' ELSE h0 END, l.tags"
-    "     FROM @S.latest_state l LEFT JOIN LATERAL (SELECT h.since, h.tags"
-    "      FROM @S.device_tag_history h WHERE h.device_id = l.device_id"
-    "      ORDER BY h.since DESC LIMIT 1) c ON true"
-    "     WHERE c.since IS NULL OR c.tags IS DISTINCT FROM l.tags"
-    "    ON CONFLICT (device_id, since) DO UPDATE SET tags = EXCLUDED.tags;"
-    "   END IF;"
     "   EXECUTE format('WITH g AS MATERIALIZED (SELECT device_id,"
     " date_bin(''1 hour'', bucket, ''2000-01-01 00:00:00+00''::timestamptz) AS bucket,"
     " sum(n)::bigint%3$s FROM %1$s.rollup_1m WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2)"
@@ -324,8 +342,6 @@ static const char tc_ddl_plain_sql[] =
     "    '@S', @S.tc_rollup_cols('rollup_1h', 'cols'), @S.tc_rollup_cols('rollup_1h', 'combine'))"
     "    USING h0, h1;"
     "  END IF;"
-    "  UPDATE @S.rollup_state SET materialized_1m = w1, materialized_1h = h1,"
-    "   materialized_at = now();"
     "  RETURN k;"
     " END $fn$;"
     "REVOKE ALL ON FUNCTION @S.tc_rollup_materialize(text, text, timestamptz) FROM PUBLIC;"
@@ -367,11 +383,10 @@ static const char tc_ddl_plain_sql[] =
     "REVOKE ALL ON FUNCTION @S.tc_rollup_late(int[], bigint[], bigint[], timestamptz, timestamptz,"
     " timestamptz, timestamptz) FROM PUBLIC;"
     /* Schemas migrated before the views took the open buckets from the readings, new ones
-     * (migrate.c, step 8), and views that read W and H through a subquery (before tc_rollup_w). */
+     * (migrate.c, step 8), and views made before the ones of this release (their comment). */
     "SELECT @S.tc_ddl_rollup_views() WHERE to_regclass('@S.rollup_1m_live') IS NULL"
-    " OR NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
-    " WHERE r.ev_class = to_regclass('@S.rollup_1m_live')"
-    " AND d.refobjid = '@S.tc_rollup_w()'::regprocedure);"
+    " OR obj_description(to_regclass('@S.rollup_1m_live'), 'pg_class') IS DISTINCT FROM "
+    TC_DDL_ROLLUP_VIEWS ";"
     /* Every day of readings has its partition of rollup_1m (step 8 makes none). */
     "SELECT @S.tc_ddl_rollup_partition(d) FROM @S.tc_ddl_readings_days() d;";
 /* clang-format on */

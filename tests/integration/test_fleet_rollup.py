@@ -1,9 +1,11 @@
-"""api.fleet's closed hours from rollup_tag_1h (plain mode, schema version 7): one row per site,
-tag, value and hour, written by the closing in the transaction that writes rollup_1h, and moved
-by whatever changes a closed hour of rollup_1h later (a late reading's flush). An hour counts
-toward the tags its device had when the hour closed; the open hours toward the tags it has now.
-Every figure is compared with the raw readings, grouped by those tags in Python, for an analyst
-who sees every site and for viewers who see one."""
+"""api.fleet's hours in plain mode: the closed ones from rollup_tag_1h (schema version 7), one row
+per site, tag, value and hour, written by the closing in the transaction that writes rollup_1h,
+and moved by whatever changes a closed hour of rollup_1h later (a late reading's flush); the open
+ones (from H on) from rollup_tag_open (version 9), their closed minutes (before W) kept alike from
+rollup_1m. The readings past W are in no hour of fleet(). An hour counts toward the tags its
+device had when the hour closed; an open hour toward those recorded when the one before closed.
+Every figure is compared with the raw readings before W, grouped by those tags in Python, for an
+analyst who sees every site and for viewers who see one."""
 
 import json
 import signal
@@ -45,14 +47,21 @@ def closed_mark(tc):
 
 
 def expected(tc, tag, sites, tags_closed, h1):
-    """fleet(tag, ..., '1h') from the readings: a device's hour counts toward tags_closed[device]
-    when it was closed by the first run (before h1), toward its tags now otherwise; a caller with
-    sites (None: all) sees the hours whose site is among them."""
-    now_tags = dict(tc.sql("SELECT device_id, tags FROM latest_state"))
+    """fleet(tag, ..., '1h') from the readings before W: a device's hour counts toward
+    tags_closed[device] when it was closed by the first run (before h1), toward the tags
+    device_tag_history records for it at the hour otherwise; a caller with sites (None: all) sees
+    the hours whose site is among them."""
+    w = tc.sql("SELECT materialized_1m FROM rollup_state")[0][0]
+    history = tc.sql("SELECT device_id, CASE WHEN isfinite(since) THEN since END, tags"
+                     " FROM device_tag_history ORDER BY since")  # None: -infinity
+
+    def tags_at(dev, bucket):
+        return [t for d, since, t in history if d == dev and (since is None or since <= bucket)][-1]
+
     groups = defaultdict(lambda: {"devices": set(), "n": 0, "t": [], "h": []})
     for dev, bucket, temp, hum in tc.sql("SELECT device_id, date_trunc('hour', time), temperature,"
-                                         " humidity FROM readings"):
-        tags = tags_closed[dev] if bucket < h1 else now_tags[dev]
+                                         " humidity FROM readings WHERE time < %s", (w,)):
+        tags = tags_closed[dev] if bucket < h1 else tags_at(dev, bucket)
         if sites is not None and tags.get("site") not in sites:
             continue
         g = groups[(tags.get(tag), bucket)]
@@ -89,9 +98,9 @@ CALLERS = [("thermocline_analyst", ALL, None),
 
 def test_closed_hours_equal_the_readings_by_the_tags_of_their_hour(plain):
     """Three hours of 13 devices on three sites (one without a site) are closed by the run's stop;
-    then one device moves from site s1 to s2: its new readings (open hour) count toward s2, and a
-    late reading for one of its closed hours -- carrying the new tags -- toward s1, where that hour
-    was counted, moving the fleet figure exactly as it moves rollup_1h. For every (value, hour),
+    then one device moves from site s1 to s2: its new readings (past W) are in no hour yet, and a
+    late reading for one of its closed hours -- carrying the new tags -- counts toward s1, where
+    that hour was counted, moving the fleet figure exactly as it moves rollup_1h. For every (value, hour),
     per site and per model, for every caller: the figures of the readings themselves."""
     tc = plain
     tc.migrate()
@@ -190,3 +199,63 @@ def test_a_closing_killed_halfway_writes_each_hour_once(plain):
             want = {k: v for k, v in expected(tc, tag, sites, tags, h1).items() if k[1] < h1}
             got = {k: v for k, v in fleet(tc, role, claims, tag, first).items() if k[1] < h1}
             assert_fleet_is(got, want, (role, sites, tag))
+
+
+def test_open_hours_hold_their_closed_minutes_by_tag(plain):
+    """The open hour (from H on) holds its closed minutes (before W) from rollup_tag_open: with
+    the closing held ten minutes before this hour (postgres.rollup_close_after_ms), the last hour
+    is open with fifty minutes closed and the readings since are past W. Every figure equals the
+    readings' before W, for every caller and tag; the ones past W are in none. A late reading of a
+    closed minute (an update of rollup_1m) and a new device's (an insert) move the hour, the device
+    counted once; minutes deleted from rollup_1m (as a replay does) take their readings away, and
+    their device once none of its minutes of the hour is left."""
+    tc = plain
+    tc.migrate()
+    tc.simulate("--count", "0")
+    now = datetime.now(timezone.utc)
+    h = hour_start() - timedelta(hours=1)
+    hold = lambda: f"postgres.rollup_close_after_ms={int((datetime.now(timezone.utc) - h).total_seconds() * 1000) - 50 * MINUTE_MS}"  # noqa: E731,E501
+    tags_of = lambda i: {"site": f"s{i % 3}", "model": f"m{i % 2}"} if i < 6 else {"model": "m1"}  # noqa: E731
+    tags = {f"dev-{i:02d}": tags_of(i) for i in range(7)}
+    start_ms, end_ms = int(h.timestamp() * 1000), int(now.timestamp() * 1000)
+    produce(tc, [{"device_id": dev, "timestamp": t, "temperature": 10 + i + (t - start_ms) / 1e6,
+                  "humidity": 30 + i, "tags": tags[dev]}
+                 for i, dev in enumerate(tags)
+                 for t in range(start_ms + i * 3000, end_ms if i < 6 else start_ms + 10 * MINUTE_MS, 30000)])
+    tc.run(idle=2, extra=(hold(),))
+    w, h1 = tc.sql("SELECT materialized_1m, materialized_1h FROM rollup_state")[0]
+    assert h1 == h and h + timedelta(minutes=45) <= w < h + timedelta(hours=1), (h1, w)
+    assert tc.sql("SELECT count(*) FROM readings WHERE time >= %s", (w,))[0][0] > 100  # past W
+    assert tc.sql("SELECT count(*) FROM rollup_tag_1h")[0][0] == 0  # no hour closed
+
+    def check(what):
+        for role, claims, sites in CALLERS:
+            for tag in ("site", "model"):
+                want = expected(tc, tag, sites, tags, h + timedelta(days=1))
+                assert want, (what, role, tag)
+                assert_fleet_is(fleet(tc, role, claims, tag, h), want, (what, role, sites, tag))
+
+    check("closed minutes")
+    # Late: dev-02 in a minute it has (update), dev-06 (its first ten minutes only) in one it has
+    # not (insert, the device already counted), dev-09 in none of its own (insert, a new device).
+    tags["dev-09"] = {"site": "s1", "model": "m2"}
+    produce(tc, [{"device_id": "dev-02", "timestamp": start_ms + 5 * MINUTE_MS + 1000, "temperature": 77.0,
+                  "humidity": 3, "tags": tags["dev-02"]},
+                 {"device_id": "dev-06", "timestamp": start_ms + 30 * MINUTE_MS, "temperature": 6.0,
+                  "humidity": 6, "tags": tags["dev-06"]},
+                 {"device_id": "dev-09", "timestamp": start_ms + 7 * MINUTE_MS, "temperature": 5.0,
+                  "humidity": 9, "tags": tags["dev-09"]}])
+    before = fleet(tc, "thermocline_analyst", ALL, "site", h)[("s1", h)]
+    tc.run(idle=2, extra=(hold(),))
+    assert tc.sql("SELECT materialized_1m FROM rollup_state")[0][0] == w  # only the late path wrote
+    after = fleet(tc, "thermocline_analyst", ALL, "site", h)[("s1", h)]
+    assert after[:2] == (before[0] + 1, before[1] + 1), (before, after)  # dev-09, one reading
+    check("late readings")
+    # A replay's delete: every minute of dev-04 (s1) in the hour, and twenty of dev-05's (s2).
+    for dev, upto in (("dev-04", w), ("dev-05", h + timedelta(minutes=20))):
+        tc.sql("DELETE FROM rollup_1m WHERE device_id = %s AND bucket >= %s AND bucket < %s", (dev, h, upto))
+        tc.sql("DELETE FROM readings WHERE device_id = %s AND time >= %s AND time < %s", (dev, h, upto))
+    check("deleted minutes")
+    assert_derived_exact(tc)  # rollup_tag_open against rollup_1m's minutes from H on, among the rest
+    assert fleet(tc, "thermocline_analyst", ALL, "site", h)[("s1", h)][0] == \
+        len([d for d in tags if d != "dev-04" and tags[d].get("site") == "s1"])

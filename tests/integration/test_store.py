@@ -135,20 +135,33 @@ KEY = "concat_ws('|', coalesce(site, '<null>'), coalesce(tag, '<null>'), coalesc
 def tag_rollup_mismatches(tc, site_tag="site"):
     """rollup_tag_1h (plain mode, schema version 7, kept row by row as rollup_1h changes) against
     rollup_1h aggregated afresh by the tags of device_tag_history at each hour: per site, tag and
-    value, and per site with tag NULL. Nothing to compare before the api's migration filled it."""
+    value, and per site with tag NULL; and rollup_tag_open (version 9, kept as rollup_1m changes)
+    from H on against rollup_1m's minutes from H on, added up per device and hour, alike. Nothing
+    to compare before the api's migration filled them."""
     if not tc.sql("SELECT to_regclass('rollup_tag_state') IS NOT NULL AND"
                   " (SELECT site_tag FROM rollup_tag_state) IS NOT NULL")[0][0]:
         return []
     sums = ", ".join(f"sum(x.{m}_n) AS {m}_n, sum(x.{m}_sum) AS {m}_sum" for m in METRICS)
+    h = "(SELECT materialized_1h FROM rollup_state)"
+    pairs = [("rollup_1h", "rollup_tag_1h")]
+    if tc.sql("SELECT to_regclass('rollup_tag_open') IS NOT NULL")[0][0]:
+        pairs.append((f"(SELECT x.device_id, date_bin('1 hour', x.bucket, '2000-01-01 00:00:00+00') AS bucket,"
+                      f" sum(x.n) AS n, {sums} FROM rollup_1m x WHERE x.bucket >= {h} GROUP BY 1, 2)",
+                      f"rollup_tag_open WHERE bucket >= {h}"))
+    return [row for source, table in pairs for row in tag_mismatches(tc, source, table, sums, site_tag)]
+
+
+def tag_mismatches(tc, source, table, sums, site_tag):
+    """The rows of table (rows of devices <> 0) against source's per device and hour, aggregated."""
     checks = " OR ".join(f"a.{m}_n IS DISTINCT FROM t.{m}_n OR abs(a.{m}_sum - t.{m}_sum) > 1e-9 *"
                          f" greatest(1, abs(a.{m}_sum))" for m in METRICS)
     return tc.sql(
         f"WITH a AS (SELECT g.tags->>%s AS site, e.key AS tag, e.value, x.bucket, count(*) AS devices,"
-        f" sum(x.n) AS n, {sums} FROM rollup_1h x CROSS JOIN LATERAL (SELECT h.tags FROM"
+        f" sum(x.n) AS n, {sums} FROM {source} x CROSS JOIN LATERAL (SELECT h.tags FROM"
         " device_tag_history h WHERE h.device_id = x.device_id AND h.since <= x.bucket ORDER BY"
         " h.since DESC LIMIT 1) g CROSS JOIN LATERAL (SELECT key, value FROM jsonb_each_text(coalesce("
         " g.tags, '{}')) UNION ALL SELECT NULL, NULL) e GROUP BY 1, 2, 3, 4),"
-        " t AS (SELECT * FROM rollup_tag_1h WHERE devices <> 0)"
+        f" t AS (SELECT * FROM {table}{' AND' if ' WHERE ' in table else ' WHERE'} devices <> 0)"
         f" SELECT k, a.devices, t.devices FROM (SELECT {KEY} AS k, * FROM a) a"
         f" FULL JOIN (SELECT {KEY} AS k, * FROM t) t USING (k)"
         f" WHERE a.devices IS DISTINCT FROM t.devices OR a.n IS DISTINCT FROM t.n OR {checks} LIMIT 5",
@@ -160,7 +173,7 @@ def test_plain_mode_objects(plain):
     tc.migrate()
     tc.migrate()
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     for table in ("readings", "rollup_1m"):
         (kind,) = tc.sql("SELECT relkind::text FROM pg_class WHERE oid = %s::regclass", (table,))[0]
         assert kind == "p", table
@@ -478,7 +491,7 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     execute(tc, f'DROP SCHEMA "{tc.api_schema}" CASCADE')
     execute(tc, "DROP TABLE store_mode; DROP VIEW readings_1m, readings_1h, rollup_1m_live,"
            " rollup_1h_live, latest; DROP TABLE rollup_state, rollup_1m, rollup_1h, latest_state,"
-           " lake_files, device_tag_history, rollup_tag_1h, rollup_tag_state;"
+           " lake_files, device_tag_history, rollup_tag_1h, rollup_tag_state, rollup_tag_open;"
            " DROP INDEX readings_time_brin; DELETE FROM schema_migrations WHERE version >= 2;"
            " ALTER TABLE dead_letters DROP COLUMN redriven_at, DROP COLUMN redrive_count")
     # Before the upgrade the pipeline still writes (no rollups yet).
@@ -487,7 +500,7 @@ def test_schema_from_before_the_mode_table_stays_plain(plain):
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 50
     tc.cmd("migrate", extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT mode FROM store_mode") == [("plain",)]
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(8,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(9,)]
     tc.simulate("--devices", "5", "--count", "50", "--seed", "6")
     tc.run(idle=2, extra=("postgres.timescaledb=auto",))
     assert tc.sql("SELECT count(*) FROM readings")[0][0] == 100
@@ -552,7 +565,7 @@ def test_rollup_1m_of_version_7_becomes_a_partition(plain):
     (kept, w) = tc.sql("SELECT (SELECT count(*) FROM rollup_1m), materialized_1m FROM rollup_state")[0]
     assert kept > 0
     tc.migrate()
-    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(8,)]
+    assert tc.sql("SELECT max(version) FROM schema_migrations") == [(9,)]
     assert tc.sql("SELECT days_1m_from FROM rollup_state") == [(w,)]
     assert tc.sql("SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
                   " WHERE oid = 'rollup_1m_before'::regclass")[0][0] == \

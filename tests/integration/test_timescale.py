@@ -70,7 +70,7 @@ def test_hypertable_and_policies(ts):
     tc.migrate()
     tc.migrate()
     assert tc.sql("SELECT mode FROM store_mode") == [("timescaledb",)]
-    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r[0] for r in tc.sql("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     (compressed,) = tc.sql(
         "SELECT compression_enabled FROM timescaledb_information.hypertables"
         " WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings'")[0]
