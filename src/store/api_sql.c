@@ -484,8 +484,8 @@ static const char tc_api_fleet_timescale_sql[] =
  * once an hour: toward devices when the statement's rows are all its rows of the hour in
  * rollup_1m (the first minute of its hour closed, or a late reading's), and away when none is
  * left (a replay); an update of minutes leaves it counted. Each statement also deletes the rows
- * of the hours closed since (below H): the closing that closes an hour writes the hour's rows of
- * rollup_1m before it moves H, so they wait for the next statement, and fleet() reads from H on.
+ * of the hours closed since (below H); the closing moves H before it inserts its minutes (ddl.c,
+ * tc_rollup_materialize), so the hours it closes are not added here, and fleet() reads from H on.
  */
 /* Per fixed metric: src's sums per device and hour. */
 #define TC_API_TAGG(m) ", sum(x." #m "_n) AS " #m "_n, sum(x." #m "_sum) AS " #m "_sum"
