@@ -259,3 +259,35 @@ def test_open_hours_hold_their_closed_minutes_by_tag(plain):
     assert_derived_exact(tc)  # rollup_tag_open against rollup_1m's minutes from H on, among the rest
     assert fleet(tc, "thermocline_analyst", ALL, "site", h)[("s1", h)][0] == \
         len([d for d in tags if d != "dev-04" and tags[d].get("site") == "s1"])
+
+
+def test_a_sites_devices_come_from_the_tenant_tags_index(plain):
+    """fleet()'s devices (its 1-minute path, and TimescaleDB mode) of one value of the tenant tag
+    come through latest_state_site, an index of that tag made by the api's migration and made
+    again on another expression when api.tenant_tag changes. With a value, of the tenant tag or of
+    another, fleet(..., '1m') answers the rows the whole tag's answer has for that value."""
+    tc = plain
+    tc.migrate()
+
+    def index():
+        return tc.sql("SELECT pg_get_indexdef('latest_state_site'::regclass),"
+                      " obj_description('latest_state_site'::regclass, 'pg_class')")[0]
+
+    assert "'site'::text" in index()[0] and index()[1] == "tenant tag site", index()
+    tc.cmd("migrate", extra=("api.tenant_tag=region",))
+    assert "'region'::text" in index()[0] and index()[1] == "tenant tag region", index()
+    tc.migrate()
+    assert "'site'::text" in index()[0] and index()[1] == "tenant tag site", index()
+    tc.simulate("--count", "0")
+    backfill(tc, hour_start() - timedelta(hours=1), 1, 9, lambda i: {"site": f"s{i % 3}", "model": f"m{i % 2}"})
+    tc.run(idle=2)
+    for role, claims, _ in CALLERS:
+        with as_role(tc, role, claims) as conn:
+            def minutes(tag, value=None):
+                return conn.execute(
+                    f'SELECT * FROM "{tc.api_schema}".fleet(%s, now() - interval \'2 hours\', now(), \'1m\', %s)',
+                    (tag, value)).fetchall()
+            for tag, value in (("site", "s1"), ("model", "m0")):
+                every = minutes(tag)
+                assert every, (role, tag)
+                assert minutes(tag, value) == [r for r in every if r[0] == value], (role, tag)
