@@ -383,6 +383,55 @@ static void test_small_buffer(void **state)
     assert_memory_equal(buf, "{\"device_id\":\"sensor-00000\",\"ti", 31);
 }
 
+/* printf's text of reading r of device devid at ts: what the simulator sent before it wrote its
+ * numbers by hand, and the reference the hand-written text is held to. */
+static int printf_text(const tc_sim_reading *r, const char *devid, const char *ts, char *buf,
+                       size_t cap)
+{
+    static const char *const sites[] = {"berlin-1", "paris-2", "oslo-1", "lima-3", "pune-1"};
+
+    return snprintf(buf, cap,
+                    "{\"device_id\":\"%s\",\"timestamp\":\"%s\",\"temperature\":%.2f,"
+                    "\"humidity\":%.2f,\"pressure\":%.2f,\"battery\":%.2f,\"latitude\":%.5f,"
+                    "\"longitude\":%.5f,\"tags\":{\"site\":\"%s\",\"fw\":\"1.%d.0\"}}",
+                    devid, ts, r->metric[0], r->metric[1], r->metric[2], r->metric[3], r->metric[4],
+                    r->metric[5], sites[r->device % 5], (int)(r->device % 7));
+}
+
+/* Every valid reading's JSON text is the bytes printf writes for its values, anomalies' values
+ * (spikes, drifts) included, over fleets whose positions span both hemispheres. */
+static void test_json_text_is_printf_text(void **state)
+{
+    fixture *f = *state;
+    tc_sim_anomalies an;
+    char errstr[256], buf[BUF_MAX], want[BUF_MAX], ts[64], devid[32];
+    int checked = 0;
+
+    assert_int_equal(
+        tc_sim_anomalies_parse("spike=0.05,drift=0.05,stuck=0.02", &an, errstr, sizeof(errstr)),
+        TC_OK);
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        tc_sim_options o = options(seed, 0.0);
+        o.devices = 400;
+        o.count = 400 * 50;
+        o.anomalies = seed % 2 ? &an : NULL;
+        for (uint64_t i = 0; i < o.count; i++) {
+            tc_sim_reading r;
+            int kind;
+            size_t n = tc_sim_format(&o, i, recent_start(f), buf, sizeof(buf), &kind);
+
+            assert_int_equal(kind, -1);
+            tc_sim_reading_at(&o, i, recent_start(f), &r);
+            tc_time_format_rfc3339(r.t_us, ts, sizeof(ts));
+            snprintf(devid, sizeof(devid), "sensor-%05llu", (unsigned long long)r.device);
+            assert_int_equal(n, (size_t)printf_text(&r, devid, ts, want, sizeof(want)));
+            assert_string_equal(buf, want);
+            checked++;
+        }
+    }
+    assert_int_equal(checked, 4 * 400 * 50);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -398,6 +447,7 @@ int main(void)
         T(test_invalid_kinds_refused),
         T(test_invalid_details),
         T(test_small_buffer),
+        T(test_json_text_is_printf_text),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
