@@ -112,6 +112,11 @@ void tc_rest_pool_destroy(tc_rest_pool *p)
     free(p);
 }
 
+size_t tc_rest_pool_size(const tc_rest_pool *p)
+{
+    return p->size;
+}
+
 PGconn *tc_rest_pool_get(tc_rest_pool *p, tc_rest_problem *pb)
 {
     struct timespec deadline;

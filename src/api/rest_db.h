@@ -43,6 +43,8 @@ typedef struct tc_rest_pool tc_rest_pool;
 tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema, char *errstr,
                                size_t errstr_size);
 void tc_rest_pool_destroy(tc_rest_pool *p);
+/* Its number of connections. */
+size_t tc_rest_pool_size(const tc_rest_pool *p);
 
 /* A connection for one request, or NULL (none free in time, or the database unreachable) with pb
  * set to 503. */

@@ -76,4 +76,9 @@ void tc_rest_bind(tc_rest_sql *q, const char *text);
 /* Bind a computed text, copied into q->store (cut at TC_REST_SQL_TEXT_MAX - 1 bytes). */
 void tc_rest_bind_copy(tc_rest_sql *q, const char *text);
 
+/* The statement a connection of the pool runs once when the server starts (rest.c,
+ * tc_rest_warm): the readings route's, as its builder makes it for a device with an empty id
+ * (which no reading can have: no rows) over the day before now_us. 0, or the builder's status. */
+int tc_rest_routes_warm_sql(int64_t now_us, tc_rest_sql *q);
+
 #endif

@@ -255,6 +255,16 @@ static int tc_b_readings(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem 
     return 0;
 }
 
+int tc_rest_routes_warm_sql(int64_t now_us, tc_rest_sql *q)
+{
+    static const tc_rest_param_val none[TC_REST_PARAMS_MAX];
+    tc_rest_call call = {.path_params = {""}, .vals = none, .now_us = now_us};
+    tc_rest_problem pb;
+
+    memset(q, 0, sizeof(*q));
+    return tc_b_readings(&call, q, &pb);
+}
+
 static int tc_b_fleet(const tc_rest_call *c, tc_rest_sql *q, tc_rest_problem *pb)
 {
     /* value goes into fleet(), which then reads only those devices' rollups. */

@@ -99,6 +99,7 @@ class Api:
             conn.execute(f'SET search_path TO "{self.t.schema}"')
             conn.execute(SEED.format(start=START, n=READINGS, topic=self.t.topic))
         settings = ["api.listen=127.0.0.1:0", f"api.jwt_secret={SECRET}", *extra]
+        self.early = []  # the log up to the line that names the port
         self.proc = self.t.spawn("serve", extra=settings)
         self.port = self._wait_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -115,6 +116,7 @@ class Api:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"serve exited {self.proc.returncode}")
                 continue
+            self.early.append(line)
             m = re.search(r"REST API listening on .* \(port (\d+)\)", line)
             if m:
                 return int(m.group(1))

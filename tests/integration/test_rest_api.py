@@ -454,6 +454,30 @@ def _query_names(api, path, method):
 
 # ---- rate limits, API key file, audit ----
 
+def test_the_pools_connections_are_warm_before_the_first_request():
+    """serve opens every connection of its pool and runs the readings statement once on each
+    before it listens: a backend's first run plans it and opens every daily partition, which the
+    first requests after a start would otherwise pay, queued. Seen from PostgreSQL: each run reads
+    latest_state's key once (the sites check of readings_raw), and no request has been made."""
+    a = Api(extra=["api.pool_size=3"])
+    try:
+        warm = [line for line in a.early if "database connections warmed" in line]
+        assert len(warm) == 1 and '"3 of 3 database connections warmed' in warm[0], a.early
+        key = f'"{a.t.schema}".latest_state_pkey'
+
+        def scans():
+            return a.sql("SELECT pg_stat_get_numscans(%s::regclass)", (key,))[0][0]
+
+        # An idle backend hands its statistics over within PostgreSQL's idle interval (10 s).
+        deadline = time.monotonic() + 30
+        while scans() < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert scans() == 3
+        assert not a.audit()
+    finally:
+        a.close()
+
+
 def test_rate_limit_per_caller(tmp_path):
     a = Api(extra=["api.rate_per_s=0.2", "api.rate_burst=3"])
     try:
