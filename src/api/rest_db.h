@@ -38,7 +38,8 @@
 
 typedef struct tc_rest_pool tc_rest_pool;
 
-/* size connections to dsn, opened lazily (the first is opened now, to fail early on a bad DSN).
+/* size connections to dsn, opened as requests need them (the first is opened now, to fail early
+ * on a bad DSN; rest.c's tc_rest_warm opens and warms the others before the server listens).
  * api_schema is the search_path of every request. NULL with errstr set. */
 tc_rest_pool *tc_rest_pool_new(const char *dsn, size_t size, const char *api_schema, char *errstr,
                                size_t errstr_size);

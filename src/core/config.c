@@ -304,7 +304,8 @@ static const tc_conf_entry tc_conf_table[] = {
      "Key of the HMAC that signs pagination cursors (empty: a random one, cursors end with the "
      "process)."},
     {"api.pool_size", TC_CT_INT, "8", 1, 256, NULL, OFF(api_pool_size),
-     "PostgreSQL connections of the API; a request waits for a free one."},
+     "PostgreSQL connections of the API, all opened (and warmed) at the start; a request waits for"
+     " a free one."},
     {"api.rate_per_s", TC_CT_DOUBLE, "100", 0.001, 1e9, NULL, OFF(api_rate_per_s),
      "Requests per second each token subject or API key may make (token bucket)..."},
     {"api.rate_burst", TC_CT_INT, "200", 1, 1000000, NULL, OFF(api_rate_burst),
