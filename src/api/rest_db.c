@@ -226,17 +226,27 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
  * role (a fixed name: one of rest_auth.h's, or the servers' own) and claims (NULL: none), as one
  * string for one round trip: the claims go in as a literal quoted by libpq; generic: prepared
  * statements run with their generic plan. NULL when out of memory. */
+/* The statement's bytes besides the claims' literal: its fixed text (about 390), the role (at most
+ * TC_REST_ROLE_MAX), the quoted schema (at most 130) and the version call (128), with room. */
+#define TC_REST_BEGIN_SQL_MAX 1024
+
 static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims,
                                int generic, const char *version_of)
 {
     char *lit = PQescapeLiteral(c, claims ? claims : "", strlen(claims ? claims : ""));
-    size_t cap = (lit ? strlen(lit) : 0) + 640;
+    size_t cap = (lit ? strlen(lit) : 0) + TC_REST_BEGIN_SQL_MAX;
     char *sql = lit ? malloc(cap) : NULL;
     char version[128] = "";
 
     /* No JIT: the api's statements read few rows, but on a large store their estimates pass
      * jit_above_cost, and compiling a plan cost fleet() 0.5-1 s a call where it runs in 30 ms
      * (docs/api.md, "Performance"). */
+    /* enable_seqscan off where the plan is generic: it is made once and kept for the connection's
+     * life, and a daily partition empty when it was made (the next day's; today's right after a
+     * load) got a scan of the whole partition in it, which the day's readings then made longer
+     * with every call: a device's raw day went from 78 to 1,333 ms within a minute of 20,000
+     * readings/s (bench/run-api, the plan made when the day was a minute old). Every table the
+     * generic statement reads has an index on the device it is read for. */
     /* The version is read by the first statement that takes a snapshot (the SETs take none), so
      * in REPEATABLE READ it and every later statement see the same committed rows. */
     if (version_of)
@@ -249,7 +259,10 @@ static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, con
             " SELECT set_config('request.jwt.claims', %s, true)%s",
             version_of ? " ISOLATION LEVEL REPEATABLE READ READ ONLY" : "", role, p->api_ident,
             TC_REST_STATEMENT_TIMEOUT_MS,
-            generic ? " SET LOCAL plan_cache_mode = force_generic_plan;" : "", lit, version);
+            generic
+                ? " SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;"
+                : "",
+            lit, version);
     PQfreemem(lit);
     return sql;
 }

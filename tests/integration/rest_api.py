@@ -90,7 +90,7 @@ class Response:
 class Api:
     """One `thermocline serve` over a store of its own."""
 
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), sql=()):
         self.t = Thermocline("rest")
         self.dsn = self.t.dsn
         self.api_schema, self.audit_schema = self.t.api_schema, self.t.audit_schema
@@ -98,6 +98,8 @@ class Api:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(f'SET search_path TO "{self.t.schema}"')
             conn.execute(SEED.format(start=START, n=READINGS, topic=self.t.topic))
+            for statement in sql:  # the test's own, before the server starts
+                conn.execute(statement)
         settings = ["api.listen=127.0.0.1:0", f"api.jwt_secret={SECRET}", *extra]
         self.early = []  # the log up to the line that names the port
         self.proc = self.t.spawn("serve", extra=settings)

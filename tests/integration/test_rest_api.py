@@ -478,6 +478,42 @@ def test_the_pools_connections_are_warm_before_the_first_request():
         a.close()
 
 
+def test_a_day_empty_when_the_plan_was_made_is_read_through_the_device_key():
+    """The readings statement's generic plan is made once a connection (at the start, by the
+    warm-up) and kept. A daily partition empty then -- analyzed, so the planner believes it -- must
+    still be read through the device's key once it fills, not scanned whole: after midnight the
+    next day's partition is today's, and a scan of it grows with every reading ingested."""
+    day = "readings_p20261110"
+    a = Api(extra=["api.pool_size=1"], sql=(f"ALTER TABLE {day} SET (autovacuum_enabled = false)",
+                                            f"ANALYZE {day}"))
+    try:
+        s = f'"{a.t.schema}"'
+        assert a.sql(f"SELECT count(*) FROM {s}.{day}") == [(0,)]
+        a.sql(f"INSERT INTO {s}.readings (time, device_id, temperature, tags, kafka_partition,"
+              f" kafka_offset, schema_version) SELECT timestamptz '2026-11-10' + i * interval '2 s',"
+              f" 'dev-' || lpad((i % 25)::text, 2, '0'), i % 30, '{{}}', 1, i, 1"
+              f" FROM generate_series(0, 29999) i")
+
+        def scans():
+            return a.sql("SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relid ="
+                         " %s::regclass", (f"{s}.{day}",))[0]
+
+        before = scans()
+        r = a.get("/v1/devices/dev-07/readings?resolution=raw&limit=10000"
+                  "&from=2026-11-10T00:00:00Z&to=2026-11-11T00:00:00Z")
+        assert r.status == 200, r.body
+        assert len(r.json()["data"]) == 1200
+        # An idle backend hands its statistics over within PostgreSQL's idle interval (10 s).
+        deadline = time.monotonic() + 30
+        while (scans()[1] or 0) <= (before[1] or 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        after = scans()
+        assert (after[1] or 0) > (before[1] or 0), (before, after)
+        assert after[0] == before[0], f"{day} scanned whole: {before} -> {after}"
+    finally:
+        a.close()
+
+
 def test_rate_limit_per_caller(tmp_path):
     a = Api(extra=["api.rate_per_s=0.2", "api.rate_burst=3"])
     try:
