@@ -71,11 +71,11 @@ struct tc_rest {
 
 /* Open every connection of the pool and run the readings statement once on each (generic, as the
  * viewer, for no device), before the first request. A backend's first run of it plans it and opens
- * the relation of every daily partition: 141 ms on a store of 50 M readings against 3 ms for the
- * next (psql, a fresh connection). Opened lazily, every connection paid that inside the first
- * requests after a start, which queued behind them: some 70 of the first 6,000 reads of a device's
- * day took over 40 ms, all in its first two seconds (the audit records' durations, bench/run-api).
- * A failure is only logged: the request that gets that connection pays instead. */
+ * the relation of every daily partition: 141 ms on a store of 50 M readings, against 3.5 ms once
+ * its pages are read (psql, a fresh connection). Opened lazily, each connection made one of the
+ * first requests after a start pay that. (bench/run-api's reads still cluster slow in a run's
+ * first two seconds with the warm pool: that has another cause, docs/api.md.) A failure is only
+ * logged: the request that gets that connection pays instead. */
 static void tc_rest_warm(tc_rest *r)
 {
     PGconn *conns[TC_REST_POOL_MAX];
@@ -92,7 +92,10 @@ static void tc_rest_warm(tc_rest *r)
     for (size_t i = 0; i < got; i++) {
         PGresult *res = NULL;
         memset(&pb, 0, sizeof(pb));
-        if (tc_rest_db_begin(r->pool, conns[i], &who, 1, NULL, NULL, &pb) == 0) {
+        if (tc_rest_db_begin(r->pool, conns[i], &who, 1, NULL, NULL, &pb) != 0) {
+            if (!failed++)
+                tc_log_warn("serve", "warming the API's connections: %s", pb.detail);
+        } else {
             res = tc_rest_db_run(r->pool, conns[i], q.prepared, q.text, q.nparams, q.params, 0);
             if (PQresultStatus(res) == PGRES_TUPLES_OK)
                 warmed++;

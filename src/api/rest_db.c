@@ -222,14 +222,15 @@ static int tc_rest_exec(PGconn *c, const char *sql, int nparams, const char *con
     return rc;
 }
 
+/* The statement's bytes besides the claims' literal: its fixed text (310 with both options), the
+ * role (at most TC_REST_ROLE_MAX), the quoted schema (at most 130) and the version call (128), with
+ * room. */
+#define TC_REST_BEGIN_SQL_MAX 1024
+
 /* "BEGIN; SET LOCAL ROLE ...; ...; SELECT set_config('request.jwt.claims', '...', true)" for
  * role (a fixed name: one of rest_auth.h's, or the servers' own) and claims (NULL: none), as one
  * string for one round trip: the claims go in as a literal quoted by libpq; generic: prepared
  * statements run with their generic plan. NULL when out of memory. */
-/* The statement's bytes besides the claims' literal: its fixed text (about 390), the role (at most
- * TC_REST_ROLE_MAX), the quoted schema (at most 130) and the version call (128), with room. */
-#define TC_REST_BEGIN_SQL_MAX 1024
-
 static char *tc_rest_begin_sql(tc_rest_pool *p, PGconn *c, const char *role, const char *claims,
                                int generic, const char *version_of)
 {
