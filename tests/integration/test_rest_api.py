@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from rest_api import ROLES, SECRET, Api, b64url, token
+from waits import wait_for
 
 DEV = "dev-03"
 RANGE = "from=2026-11-01T00:00:00Z&to=2026-11-03T12:00:00Z"
@@ -469,9 +470,7 @@ def test_the_pools_connections_are_warm_before_the_first_request():
             return a.sql("SELECT pg_stat_get_numscans(%s::regclass)", (key,))[0][0]
 
         # An idle backend hands its statistics over within PostgreSQL's idle interval (10 s).
-        deadline = time.monotonic() + 30
-        while scans() < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: scans() >= 3, timeout=30, what="three reads of latest_state's key")
         assert scans() == 3
         assert not a.audit()
     finally:
@@ -504,9 +503,8 @@ def test_a_day_empty_when_the_plan_was_made_is_read_through_the_device_key():
         assert r.status == 200, r.body
         assert len(r.json()["data"]) == 1200
         # An idle backend hands its statistics over within PostgreSQL's idle interval (10 s).
-        deadline = time.monotonic() + 30
-        while (scans()[1] or 0) <= (before[1] or 0) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: (scans()[1] or 0) > (before[1] or 0), timeout=30,
+                 what=f"index scan of {day} counted")
         after = scans()
         assert (after[1] or 0) > (before[1] or 0), (before, after)
         assert after[0] == before[0], f"{day} scanned whole: {before} -> {after}"
